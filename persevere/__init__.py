@@ -1,0 +1,87 @@
+"""persevere: resumable, parallel, checksummed multipart uploads of huge files to S3.
+
+The CLI (``persevere upload ...``) is a thin layer over these coroutines::
+
+    import anyio, persevere
+
+    result = anyio.run(persevere.upload_file, "dump.sql", "my-bucket", "dumps/dump.sql",
+                       "dump.persevere")
+"""
+
+from ._errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    EXIT_USAGE,
+    IntegrityError,
+    Interrupted,
+    PersevereError,
+    PlanError,
+    ResumableError,
+    S3Error,
+    SourceChanged,
+    SourceFileError,
+    StateFileError,
+    StateFileExists,
+    StateFileLocked,
+    UploadFinished,
+    UploadGone,
+    UsageError,
+)
+from ._plan import PartPlan, auto_part_size, make_plan
+from ._progress import ProgressSink
+from ._retry import RetryPolicy
+from ._upload import (
+    UploadOptions,
+    UploadResult,
+    UploadStatus,
+)
+from ._upload import (
+    abort_upload as abort,
+)
+from ._upload import (
+    resume_upload as resume,
+)
+from ._upload import (
+    start_upload as upload_file,
+)
+from ._upload import (
+    upload_status as status,
+)
+from ._version import __version__
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_RESUMABLE",
+    "EXIT_USAGE",
+    "IntegrityError",
+    "Interrupted",
+    "PartPlan",
+    "PersevereError",
+    "PlanError",
+    "ProgressSink",
+    "ResumableError",
+    "RetryPolicy",
+    "S3Error",
+    "SourceChanged",
+    "SourceFileError",
+    "StateFileError",
+    "StateFileExists",
+    "StateFileLocked",
+    "UploadFinished",
+    "UploadGone",
+    "UploadOptions",
+    "UploadResult",
+    "UploadStatus",
+    "UsageError",
+    "__version__",
+    "abort",
+    "auto_part_size",
+    "make_plan",
+    "resume",
+    "status",
+    "upload_file",
+]

@@ -1,0 +1,97 @@
+"""Part payloads handed to aiohttp: async iterables of bounded slices, never whole copies.
+
+aiohttp writes each yielded slice and waits for the socket to drain past a small high-water
+mark before asking for the next, so a body holds at most about one slice in the transport.
+Each yielded slice is reported through ``on_sent`` (progress, stall detection).
+
+``read``/``seek``/``tell`` exist only because botocore's CRT signer wraps any body without
+``seek`` in a ``BytesIO`` (a full copy) and awscrt wants a ``read``; with an unsigned payload
+the signer never reads the body, so ``read`` refuses loudly rather than consume it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+from ._source import SourceFile
+
+SLICE_BYTES = 1 << 20
+
+
+class _Body:
+    def __init__(self, length: int, on_sent: Callable[[int], None]) -> None:
+        self._length = length
+        self._on_sent = on_sent
+
+    def __len__(self) -> int:
+        return self._length
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        raise RuntimeError("part bodies are async iterables; nothing may read them synchronously")
+
+    def __bool__(self) -> bool:
+        # botocore treats a falsy body as "no body"; an empty part is still a body.
+        return True
+
+
+class BufferedBody(_Body):
+    """A part already read into memory (it fit the worker's buffer): slices of that buffer.
+
+    The buffer is not refilled until S3 has answered, by which time the transport has sent
+    (and dropped its references to) every slice.
+    """
+
+    def __init__(self, view: memoryview, on_sent: Callable[[int], None]) -> None:
+        super().__init__(len(view), on_sent)
+        self._view = view
+
+    async def __aiter__(self) -> AsyncIterator[memoryview]:
+        for start in range(0, len(self._view), SLICE_BYTES):
+            piece = self._view[start : start + SLICE_BYTES]
+            yield piece
+            self._on_sent(len(piece))
+
+
+class StreamingBody(_Body):
+    """A part larger than the worker's buffer, read from the file slice by slice as it is sent.
+
+    Each slice is a fresh buffer (the transport may still hold the previous one), so peak
+    memory per body is about two slices whatever the part size.
+    """
+
+    def __init__(
+        self,
+        source: SourceFile,
+        offset: int,
+        length: int,
+        on_sent: Callable[[int], None],
+        slice_bytes: int = 4 * SLICE_BYTES,
+    ) -> None:
+        super().__init__(length, on_sent)
+        self._source = source
+        self._offset = offset
+        self._slice = slice_bytes
+
+    def _read(self, offset: int, size: int) -> bytearray:
+        # A fresh buffer per slice: never reused, so the transport may keep a reference.
+        buffer = bytearray(size)
+        self._source.read_into(memoryview(buffer), offset)
+        return buffer
+
+    async def __aiter__(self) -> AsyncIterator[bytearray]:
+        end = self._offset + self._length
+        offset = self._offset
+        while offset < end:
+            size = min(self._slice, end - offset)
+            piece = await anyio.to_thread.run_sync(self._read, offset, size)
+            yield piece
+            self._on_sent(size)
+            offset += size

@@ -1,0 +1,117 @@
+"""Checksums S3 verifies, computed natively (awscrt for CRCs, hashlib for SHAs/MD5).
+
+A CRC of a whole object is combined from the CRCs of its parts (``awscrt.checksums.combine_*``),
+so a full-object checksum never needs a second read of the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from awscrt import checksums as _crt
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | bytearray | memoryview) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+class _Crc:
+    __slots__ = ("_fn", "_value", "_width")
+
+    def __init__(self, fn: Callable[[bytes | bytearray | memoryview, int], int], width: int):
+        self._fn = fn
+        self._width = width
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._value = self._fn(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(self._width, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumAlgorithm:
+    """One of S3's checksum algorithms, as persevere uses it."""
+
+    name: str  # S3's name: "CRC64NVME"
+    width: int  # digest size in bytes
+    full_object: bool  # True: the multipart object carries a checksum of all its bytes
+    _new: Callable[[], Hasher]
+    _combine: Callable[[int, int, int], int] | None = None
+
+    @property
+    def param(self) -> str:
+        """The botocore parameter / response field: ``ChecksumCRC64NVME``."""
+        return f"Checksum{self.name}"
+
+    def new(self) -> Hasher:
+        return self._new()
+
+    def of(self, data: bytes | bytearray | memoryview) -> bytes:
+        hasher = self._new()
+        hasher.update(data)
+        return hasher.digest()
+
+    def combine(self, parts: Sequence[tuple[bytes, int]]) -> bytes:
+        """Whole-object checksum from ``(part digest, part length)`` pairs, in order.
+
+        Full-object algorithms (CRCs) combine arithmetically; composite ones return the
+        checksum of the concatenated part digests, which S3 shows with a ``-N`` suffix.
+        """
+        if self._combine is None:
+            return self.of(b"".join(digest for digest, _ in parts))
+        value = 0
+        for index, (digest, length) in enumerate(parts):
+            part_value = int.from_bytes(digest, "big")
+            value = part_value if index == 0 else self._combine(value, part_value, length)
+        return value.to_bytes(self.width, "big")
+
+
+def _crc(fn: Callable[..., int], width: int) -> Callable[[], Hasher]:
+    return lambda: _Crc(fn, width)
+
+
+CRC64NVME = ChecksumAlgorithm("CRC64NVME", 8, True, _crc(_crt.crc64nvme, 8), _crt.combine_crc64nvme)
+CRC32C = ChecksumAlgorithm("CRC32C", 4, True, _crc(_crt.crc32c, 4), _crt.combine_crc32c)
+CRC32 = ChecksumAlgorithm("CRC32", 4, True, _crc(_crt.crc32, 4), _crt.combine_crc32)
+SHA256 = ChecksumAlgorithm("SHA256", 32, False, hashlib.sha256)
+SHA1 = ChecksumAlgorithm("SHA1", 20, False, hashlib.sha1)
+
+ALGORITHMS: dict[str, ChecksumAlgorithm] = {
+    a.name: a for a in (CRC64NVME, CRC32C, CRC32, SHA256, SHA1)
+}
+DEFAULT_ALGORITHM = CRC64NVME
+
+
+def get_algorithm(name: str) -> ChecksumAlgorithm:
+    try:
+        return ALGORITHMS[name.upper()]
+    except KeyError:
+        raise ValueError(
+            f"unknown checksum algorithm {name!r} (choose from {', '.join(ALGORITHMS)})"
+        ) from None
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.split("-", 1)[0], validate=True)
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str:
+    """The ETag S3 gives a multipart object without SSE-KMS/SSE-C: MD5 of part MD5s, ``-N``."""
+    joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f'"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"'
+
+
+def is_md5_etag(etag: str) -> bool:
+    text = etag.strip('"')
+    return len(text) == 32 and all(c in "0123456789abcdefABCDEF" for c in text)

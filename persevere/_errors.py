@@ -1,0 +1,100 @@
+"""The one exception tree persevere raises.
+
+The core raises these; the CLI catches them (and only them), prints one line and exits with
+``exc.exit_code``. Anything else escaping is a bug and keeps its traceback.
+
+    PersevereError                      exit 1
+    ├── UsageError                      exit 2   bad input caught before any request
+    │   ├── PlanError                   the file cannot be split into valid parts
+    │   └── SourceFileError             missing, a directory, a FIFO, unreadable...
+    ├── StateFileError                  exit 1   state file missing, corrupt, locked, foreign
+    │   ├── StateFileExists             start refuses to overwrite
+    │   ├── StateFileLocked             another process holds it
+    │   └── UploadFinished              the journal says completed/aborted
+    ├── SourceChanged                   exit 1   the file changed since the upload started
+    ├── S3Error                         exit 1   a permanent S3/auth/network failure
+    │   └── UploadGone                  NoSuchUpload: aborted elsewhere or expired
+    ├── IntegrityError                  exit 1   S3's checksum/ETag disagrees with ours
+    └── ResumableError                  exit 3   retries exhausted; the journal is intact
+                                                 and ``persevere upload resume`` continues
+``Interrupted`` (exit 130) is raised when the user stopped the upload (Ctrl-C, SIGTERM).
+It is a ``PersevereError`` so the CLI reports it the same way, but it is not a failure.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_RESUMABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+class PersevereError(Exception):
+    """Base of every error persevere raises on purpose."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        # Set by the uploader once a state file exists, so the CLI can print the resume command.
+        self.state_file: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PersevereError):
+    exit_code = EXIT_USAGE
+
+
+class PlanError(UsageError):
+    pass
+
+
+class SourceFileError(UsageError):
+    pass
+
+
+class StateFileError(PersevereError):
+    pass
+
+
+class StateFileExists(StateFileError):
+    pass
+
+
+class StateFileLocked(StateFileError):
+    pass
+
+
+class UploadFinished(StateFileError):
+    pass
+
+
+class SourceChanged(PersevereError):
+    pass
+
+
+class S3Error(PersevereError):
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+class UploadGone(S3Error):
+    pass
+
+
+class IntegrityError(PersevereError):
+    pass
+
+
+class ResumableError(PersevereError):
+    exit_code = EXIT_RESUMABLE
+
+
+class Interrupted(PersevereError):
+    exit_code = EXIT_INTERRUPTED

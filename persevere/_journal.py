@@ -1,0 +1,295 @@
+"""The state file: an append-only JSONL journal of one multipart upload.
+
+Line 1 is a versioned header (written and fsync'd right after CreateMultipartUpload, before any
+part is sent). Then one line per part S3 accepted, written with a single ``write`` on an
+``O_APPEND`` descriptor and fsync'd before the part counts as done. A final line records
+``completed`` or ``aborted``. Earlier lines are never rewritten.
+
+A crash can leave only the last line torn (a prefix of the final ``write``): replay drops it.
+Anything else malformed is refused with its line number, because guessing could complete an
+object from the wrong parts. Replay (:func:`replay`) is pure; :class:`Journal` owns the file,
+its advisory lock and the fsyncs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import StateFileError, StateFileExists, StateFileLocked
+
+FORMAT = "persevere-journal"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    bucket: str
+    key: str
+    upload_id: str
+    endpoint_url: str | None
+    region: str | None
+    profile: str | None
+    file_path: str
+    file_size: int
+    mtime_ns: int
+    part_size: int
+    checksum_algorithm: str
+    checksum_type: str
+    created_at: str
+    tool_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    part_number: int
+    etag: str
+    checksum: str  # base64, as S3 shows it
+    size: int
+
+
+@dataclass(slots=True)
+class JournalState:
+    header: Header
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+    outcome: dict[str, Any] | None = None  # the "completed"/"aborted" record, if any
+    valid_length: int = 0  # bytes of the file up to the end of the last whole line
+    torn_tail: bool = False
+
+    @property
+    def finished(self) -> str | None:
+        return None if self.outcome is None else str(self.outcome["type"])
+
+
+def _header_line(header: Header) -> dict[str, Any]:
+    return {"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **asdict(header)}
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n").encode()
+
+
+def _parse_header(record: Any, where: str) -> Header:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise StateFileError(f"{where} is not a persevere state file")
+    version = record.get("version")
+    if not isinstance(version, int):
+        raise StateFileError(f"{where}: header has no format version")
+    if version > FORMAT_VERSION:
+        raise StateFileError(
+            f"{where} was written by a newer persevere (format {version}; this one reads "
+            f"{FORMAT_VERSION}): upgrade persevere to resume it"
+        )
+    try:
+        fields = {name: record[name] for name in Header.__dataclass_fields__}
+    except KeyError as exc:
+        raise StateFileError(f"{where}: header lacks {exc.args[0]!r}") from None
+    header = Header(**fields)
+    for name in ("file_size", "mtime_ns", "part_size"):
+        if not isinstance(getattr(header, name), int):
+            raise StateFileError(f"{where}: header field {name!r} is not an integer")
+    for name in ("bucket", "key", "upload_id", "file_path", "checksum_algorithm"):
+        if not isinstance(getattr(header, name), str):
+            raise StateFileError(f"{where}: header field {name!r} is not a string")
+    return header
+
+
+def _parse_part(record: dict[str, Any], where: str) -> PartRecord:
+    try:
+        part = PartRecord(
+            part_number=record["part_number"],
+            etag=record["etag"],
+            checksum=record["checksum"],
+            size=record["size"],
+        )
+    except KeyError as exc:
+        raise StateFileError(f"{where}: part record lacks {exc.args[0]!r}") from None
+    if not (isinstance(part.part_number, int) and isinstance(part.size, int)):
+        raise StateFileError(f"{where}: part number and size must be integers")
+    if not (isinstance(part.etag, str) and isinstance(part.checksum, str)):
+        raise StateFileError(f"{where}: part ETag and checksum must be strings")
+    return part
+
+
+def replay(data: bytes, name: str = "state file") -> JournalState:
+    """Rebuild the upload's state from the journal's bytes.
+
+    A last line without its newline is a torn write and is ignored (``torn_tail``); any other
+    bad line raises :class:`StateFileError` naming the line.
+    """
+    if not data.strip():
+        raise StateFileError(
+            f"{name} is empty: the upload was interrupted before it was created on S3",
+            hint="delete it and run 'persevere upload start' again "
+            "('persevere upload list' shows any orphaned multipart upload)",
+        )
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    torn = bool(tail)
+    if not lines:
+        raise StateFileError(f"{name}: the header line is incomplete (crash while writing it?)")
+    state: JournalState | None = None
+    offset = 0
+    for index, raw in enumerate(lines, start=1):
+        where = f"{name}, line {index}"
+        offset += len(raw) + 1
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            if index == 1:
+                raise StateFileError(f"{name} is not a persevere state file") from None
+            raise StateFileError(f"{where} is not valid JSON: the state file is corrupt") from None
+        if state is None:
+            state = JournalState(header=_parse_header(record, name))
+            continue
+        if not isinstance(record, dict):
+            raise StateFileError(f"{where} is not a journal record")
+        if state.outcome is not None:
+            raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
+        kind = record.get("type")
+        if kind == "part":
+            part = _parse_part(record, where)
+            # A later line for the same part wins: it was uploaded again after S3 lost it.
+            state.parts[part.part_number] = part
+        elif kind in ("completed", "aborted"):
+            state.outcome = record
+        else:
+            raise StateFileError(f"{where} has an unknown record type {kind!r}")
+        state.valid_length = offset
+    assert state is not None
+    state.valid_length = offset
+    state.torn_tail = torn
+    return state
+
+
+class Journal:
+    """An open, locked state file that records progress durably.
+
+    Every append is one ``os.write`` on an ``O_APPEND`` descriptor followed by ``os.fsync``;
+    when the call returns, the record survives a crash or power cut. Thread-safe, because
+    parts finish on worker threads.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path) -> Journal:
+        """Create a new, empty, locked state file; refuse an existing one."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise StateFileExists(
+                f"state file {path} already exists",
+                hint=f"resume it with 'persevere upload resume --state-file {path}', "
+                "or choose another --state-file",
+            ) from None
+        except OSError as exc:
+            raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
+        journal = cls(path, fd)
+        journal._acquire_lock()
+        _fsync_dir(path.parent)
+        return journal
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[Journal, JournalState]:
+        """Lock an existing state file, replay it, and drop a torn last line."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            raise StateFileError(f"state file {path} does not exist") from None
+        except IsADirectoryError:
+            raise StateFileError(f"state file {path} is a directory") from None
+        except OSError as exc:
+            raise StateFileError(f"cannot open state file {path}: {exc.strerror}") from None
+        journal = cls(path, fd)
+        try:
+            journal._acquire_lock()
+            state = replay(_read_all(fd), str(path))
+            if state.torn_tail:
+                # The torn line never counted (its fsync did not return). Cut it so the next
+                # append starts on a line of its own.
+                os.ftruncate(fd, state.valid_length)
+                os.fsync(fd)
+                state.torn_tail = False
+        except BaseException:
+            journal.close()
+            raise
+        return journal, state
+
+    def _acquire_lock(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise StateFileLocked(
+                f"state file {self.path} is in use by another persevere process",
+                hint="wait for it to finish, or stop it first",
+            ) from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+    def discard(self) -> None:
+        """Remove a state file that never got its header (the upload was never created)."""
+        os.unlink(self.path)
+        self.close()
+
+    # -- appending -------------------------------------------------------------------------
+    def write_header(self, header: Header) -> None:
+        self._append(_header_line(header))
+
+    def append_part(self, part: PartRecord) -> None:
+        self._append({"type": "part", **asdict(part)})
+
+    def append_outcome(self, kind: str, **details: Any) -> None:
+        self._append({"type": kind, **details})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = _dumps(record)
+        with self._lock:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                # A short write (disk full): the line is torn; replay will drop it.
+                raise OSError(f"short write to state file {self.path} ({written}/{len(line)})")
+            os.fsync(self._fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def read_state(path: Path) -> JournalState:
+    """Replay a state file without locking it (for ``status``)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StateFileError(f"state file {path} does not exist") from None
+    except IsADirectoryError:
+        raise StateFileError(f"state file {path} is a directory") from None
+    except OSError as exc:
+        raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
+    return replay(data, str(path))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

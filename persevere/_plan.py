@@ -1,0 +1,75 @@
+"""The part plan: how a file of a given size is cut into S3 multipart parts.
+
+Pure arithmetic, no I/O. S3's rules (see shared S3 notes): 1..10,000 parts, each 5 MiB..5 GiB
+except the last, which may be smaller; hence at most 48.8 TiB per object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import PlanError
+from ._units import GiB, MiB, format_size
+
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = MAX_PARTS * MAX_PART_SIZE
+DEFAULT_MIN_AUTO_PART_SIZE = 8 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class PartPlan:
+    file_size: int
+    part_size: int
+
+    @property
+    def part_count(self) -> int:
+        # A 0-byte file is still one (empty) part: CompleteMultipartUpload needs at least one.
+        return max(1, -(-self.file_size // self.part_size))
+
+    def offset(self, part_number: int) -> int:
+        return (part_number - 1) * self.part_size
+
+    def size_of(self, part_number: int) -> int:
+        if not 1 <= part_number <= self.part_count:
+            raise ValueError(f"part {part_number} is outside 1..{self.part_count}")
+        return min(self.part_size, self.file_size - self.offset(part_number))
+
+    def part_numbers(self) -> range:
+        return range(1, self.part_count + 1)
+
+
+def auto_part_size(file_size: int) -> int:
+    """The smallest MiB-aligned size >= 8 MiB that keeps the file within 10,000 parts."""
+    needed = -(-file_size // MAX_PARTS)
+    size = max(DEFAULT_MIN_AUTO_PART_SIZE, -(-needed // MiB) * MiB)
+    return size
+
+
+def make_plan(file_size: int, part_size: int | None = None) -> PartPlan:
+    """Validate and build a plan, refusing any that S3 would reject later."""
+    if file_size < 0:
+        raise PlanError(f"file size cannot be negative: {file_size}")
+    if file_size > MAX_OBJECT_SIZE:
+        raise PlanError(
+            f"file is {format_size(file_size)}; S3 objects are at most "
+            f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)"
+        )
+    if part_size is None:
+        part_size = auto_part_size(file_size)
+        if part_size > MAX_PART_SIZE:  # pragma: no cover - excluded by the size check above
+            raise PlanError("file too large for S3")
+        return PartPlan(file_size, part_size)
+    if part_size < MIN_PART_SIZE:
+        raise PlanError(f"part size {format_size(part_size)} is below S3's minimum of 5 MiB")
+    if part_size > MAX_PART_SIZE:
+        raise PlanError(f"part size {format_size(part_size)} is above S3's maximum of 5 GiB")
+    plan = PartPlan(file_size, part_size)
+    if plan.part_count > MAX_PARTS:
+        raise PlanError(
+            f"part size {format_size(part_size)} would cut this {format_size(file_size)} file "
+            f"into {plan.part_count:,} parts; S3 allows at most 10,000 "
+            f"(use --part-size {auto_part_size(file_size) // MiB}MiB or more, or 'auto')"
+        )
+    return plan

@@ -1,0 +1,87 @@
+"""Retry policy, in one place: which failures are worth another try, and how long to wait.
+
+botocore's own retries are switched off (``total_max_attempts=1`` in :mod:`._s3`) so attempts
+are not multiplied; every S3 call persevere makes goes through :func:`call_with_retry`.
+Backoff is exponential with full jitter (AWS architecture blog, "Exponential Backoff And
+Jitter"). The clock, sleep and random source are parameters so tests run instantly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+
+from ._errors import PersevereError
+
+log = logging.getLogger("persevere")
+
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """A failure that another attempt may cure (reset connection, 5xx, SlowDown, BadDigest...).
+
+    Raised by :mod:`._s3`'s translation; never escapes :func:`call_with_retry`, which turns an
+    exhausted budget into ``on_exhausted(last)``.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, throttle: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.throttle = throttle
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    max_attempts: int = 10
+    base_delay_s: float = 0.25
+    max_delay_s: float = 20.0
+    patience_s: float | None = None  # give up on one call after this long, whatever the count
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(n-1))] before retry n (1-based)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
+        return self.rng.uniform(0, ceiling)
+
+
+async def call_with_retry(
+    policy: RetryPolicy,
+    what: str,
+    attempt_fn: Callable[[], Awaitable[T]],
+    on_exhausted: Callable[[TransientError, int], PersevereError],
+    on_retry: Callable[[TransientError], None] | None = None,
+) -> T:
+    """Run ``attempt_fn`` until it succeeds, fails permanently, or the budget runs out."""
+    started = policy.clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await attempt_fn()
+        except TransientError as exc:
+            if on_retry is not None:
+                on_retry(exc)
+            out_of_patience = (
+                policy.patience_s is not None and policy.clock() - started >= policy.patience_s
+            )
+            if attempt >= policy.max_attempts or out_of_patience:
+                raise on_exhausted(exc, attempt) from exc
+            delay = policy.delay(attempt)
+            log.warning(
+                "%s failed (%s), retrying in %.1fs (attempt %d of %d)",
+                what,
+                exc,
+                delay,
+                attempt + 1,
+                policy.max_attempts,
+            )
+            await policy.sleep(delay)

@@ -1,0 +1,184 @@
+"""The S3 client: how it is configured, and the one place botocore/aiohttp errors are translated.
+
+Configuration choices, and why:
+- botocore retries off (``total_max_attempts=1``): :mod:`._retry` owns retrying.
+- ``payload_signing_enabled=False``: every part carries a CRC that S3 verifies, so SigV4's
+  SHA-256 of the payload would hash every byte a second time for no extra safety.
+- ``parameter_validation=False``: part bodies are persevere's own async streams (so memory
+  stays bounded and nothing is copied), which botocore's blob validator does not know.
+- connection pool sized to the concurrency (plus room for ListParts/Complete).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import PersevereError, S3Error, UploadGone, UsageError
+from ._retry import TransientError
+
+# Error codes another attempt may cure. BadDigest: bytes corrupted in flight, resend them.
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
+        "IncompleteBody",
+        "OperationAborted",
+    }
+)
+THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
+
+_HINTS = {
+    "AccessDenied": "check the IAM policy: uploads need s3:PutObject, resume also "
+    "s3:ListMultipartUploadParts, abort s3:AbortMultipartUpload",
+    "InvalidAccessKeyId": "the access key is not known to this endpoint: check credentials",
+    "SignatureDoesNotMatch": "the secret key does not match the access key: check credentials",
+    "ExpiredToken": "the session credentials expired: refresh them and resume",
+    "NoSuchBucket": "check the bucket name and region",
+    "InvalidBucketName": "check the bucket name",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and as whom to talk to S3. Recorded in the journal so resume needs nothing else."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+    @staticmethod
+    def from_environment(
+        endpoint_url: str | None, region: str | None, profile: str | None
+    ) -> Endpoint:
+        """Fill in what the user did not say from the standard AWS variables.
+
+        The explicit endpoint is recorded; an endpoint from a profile's config file is not,
+        since resume re-reads that profile anyway.
+        """
+        endpoint_url = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
+        return Endpoint(endpoint_url, region, profile or os.environ.get("AWS_PROFILE") or None)
+
+
+def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
+    from aiobotocore.config import AioConfig
+
+    return AioConfig(
+        max_pool_connections=max_connections,
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        parameter_validation=False,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"payload_signing_enabled": False},
+        tcp_keepalive=True,
+    )
+
+
+@asynccontextmanager
+async def open_client(
+    endpoint: Endpoint,
+    *,
+    max_connections: int = 10,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 60.0,
+) -> AsyncIterator[Any]:
+    """An aiobotocore S3 client using the standard AWS credential chain."""
+    import botocore.exceptions
+    from aiobotocore.session import get_session
+
+    session = get_session()
+    try:
+        if endpoint.profile:
+            session.set_config_variable("profile", endpoint.profile)
+        creator = session.create_client(
+            "s3",
+            endpoint_url=endpoint.endpoint_url,
+            region_name=endpoint.region,
+            config=_config(max_connections, connect_timeout_s, read_timeout_s),
+        )
+        async with creator as client:
+            # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
+            # wait for the 100 anyway, so it only adds an interim response to every part.
+            from botocore.handlers import add_expect_header
+
+            client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+            yield client
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise UsageError(f"AWS profile {endpoint.profile!r} not found") from exc
+    except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
+        if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
+            raise UsageError(f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}") from exc
+        raise
+
+
+def resolved_region(client: Any) -> str | None:
+    region = client.meta.region_name
+    return str(region) if region else None
+
+
+def translate(exc: BaseException, what: str) -> TransientError | PersevereError | None:
+    """Map a botocore/aiohttp/OS failure to a transient or permanent persevere error.
+
+    Returns ``None`` for anything unrecognised: that is a bug and keeps its traceback.
+    """
+    import aiohttp
+    import botocore.exceptions as bce
+
+    if isinstance(exc, bce.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = error.get("Message") or code or f"HTTP {status}"
+        text = f"{what}: {code or status}: {message}"
+        if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
+            return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
+        if code == "NoSuchUpload":
+            return UploadGone(text, code=code)
+        return S3Error(text, code=code, hint=_HINTS.get(code))
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return S3Error(
+            f"{what}: no usable AWS credentials found",
+            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or 'aws configure')",
+        )
+    if isinstance(exc, bce.CredentialRetrievalError | bce.TokenRetrievalError):
+        return S3Error(f"{what}: cannot obtain AWS credentials: {exc}")
+    if isinstance(exc, bce.NoRegionError):
+        return UsageError("no AWS region configured: pass --region or set AWS_DEFAULT_REGION")
+    if isinstance(exc, bce.SSLError | ssl.SSLError):
+        return S3Error(f"{what}: TLS failure: {exc}", hint="check --endpoint-url and the CA bundle")
+    if isinstance(
+        exc,
+        bce.ConnectionError
+        | bce.HTTPClientError
+        | bce.ReadTimeoutError
+        | aiohttp.ClientError
+        | TimeoutError
+        | ConnectionError,
+    ):
+        return TransientError(f"{what}: {_short(exc)}")
+    if isinstance(exc, OSError):
+        return TransientError(f"{what}: {exc.strerror or exc}")
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

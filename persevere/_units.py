@@ -1,0 +1,60 @@
+"""Human sizes: ``8MiB``, ``64M``, ``5GiB``, ``1234``.
+
+Decimal (``MB``) and binary (``MiB``) suffixes mean what they say; a bare ``M``/``G`` means
+binary, as in ``dd`` and the aws cli, because that is what people mean for part sizes.
+"""
+
+from __future__ import annotations
+
+import re
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": KiB,
+    "kib": KiB,
+    "kb": 1000,
+    "m": MiB,
+    "mib": MiB,
+    "mb": 1000**2,
+    "g": GiB,
+    "gib": GiB,
+    "gb": 1000**3,
+    "t": TiB,
+    "tib": TiB,
+    "tb": 1000**4,
+}
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Parse a size in bytes; raise ``ValueError`` with a readable message."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use bytes or a unit, e.g. 8MiB, 64M, 5GiB)")
+    number, unit = match.groups()
+    factor = _UNITS.get(unit.lower())
+    if factor is None:
+        raise ValueError(
+            f"unknown size unit {unit!r} in {text!r} (use KiB, MiB, GiB, TiB, MB, ...)"
+        )
+    value = float(number) * factor
+    if value != int(value):
+        raise ValueError(f"size {text!r} is not a whole number of bytes")
+    return int(value)
+
+
+def format_size(n_bytes: float) -> str:
+    """``format_size(8388608) == '8.0 MiB'``."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
