@@ -73,25 +73,23 @@ class StreamingBody(_Body):
         offset: int,
         length: int,
         on_sent: Callable[[int], None],
-        slice_bytes: int = 4 * SLICE_BYTES,
+        slice_bytes: int = SLICE_BYTES,
     ) -> None:
         super().__init__(length, on_sent)
         self._source = source
         self._offset = offset
         self._slice = slice_bytes
 
-    def _read(self, offset: int, size: int) -> bytearray:
-        # A fresh buffer per slice: never reused, so the transport may keep a reference.
-        buffer = bytearray(size)
-        self._source.read_into(memoryview(buffer), offset)
-        return buffer
-
     async def __aiter__(self) -> AsyncIterator[bytearray]:
         end = self._offset + self._length
         offset = self._offset
         while offset < end:
             size = min(self._slice, end - offset)
-            piece = await anyio.to_thread.run_sync(self._read, offset, size)
+            # A fresh buffer per slice (the transport may still hold the previous one),
+            # allocated here rather than in the worker thread so that freed slices return to
+            # one malloc arena instead of fragmenting one per thread.
+            piece = bytearray(size)
+            await anyio.to_thread.run_sync(self._source.read_into, memoryview(piece), offset)
             yield piece
             self._on_sent(size)
             offset += size
