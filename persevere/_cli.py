@@ -117,6 +117,7 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
     async def main() -> T:
         nonlocal interrupted
         result: list[T] = []
+        failure: list[_errors.PersevereError] = []
         async with anyio.create_task_group() as tg:
 
             async def watch_signals(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -131,19 +132,19 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
                         return
 
             await tg.start(watch_signals)
-            result.append(await fn())
+            try:
+                result.append(await fn())
+            except _errors.PersevereError as exc:
+                failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
+        if failure and not interrupted:
+            raise failure[0]
         if interrupted or not result:
             raise _errors.Interrupted("interrupted")
         return result[0]
 
     try:
-        try:
-            return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": _uvloop()})
-        except _errors.PersevereError:
-            if interrupted:
-                raise _errors.Interrupted("interrupted") from None
-            raise
+        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": _uvloop()})
     except _errors.Interrupted as exc:
         if resumable_state is not None and _has_header(resumable_state):
             exc.message = "interrupted; the upload is intact"

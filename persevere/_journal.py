@@ -229,7 +229,7 @@ class Journal:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self._fd)
+            self.close()
             raise StateFileLocked(
                 f"state file {self.path} is in use by another persevere process",
                 hint="wait for it to finish, or stop it first",

@@ -58,7 +58,6 @@ async def call_with_retry(
     what: str,
     attempt_fn: Callable[[], Awaitable[T]],
     on_exhausted: Callable[[TransientError, int], PersevereError],
-    on_retry: Callable[[TransientError], None] | None = None,
 ) -> T:
     """Run ``attempt_fn`` until it succeeds, fails permanently, or the budget runs out."""
     started = policy.clock()
@@ -68,8 +67,6 @@ async def call_with_retry(
         try:
             return await attempt_fn()
         except TransientError as exc:
-            if on_retry is not None:
-                on_retry(exc)
             out_of_patience = (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._checksums import ChecksumAlgorithm
-from ._errors import SourceChanged, SourceFileError
+from ._errors import ResumableError, SourceChanged, SourceFileError
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,13 @@ class SourceFile:
         """Fill ``buffer`` exactly from ``offset``; a short read means the file shrank."""
         done = 0
         while done < len(buffer):
-            n = os.preadv(self._fd, [buffer[done:]], offset + done)
+            try:
+                n = os.preadv(self._fd, [buffer[done:]], offset + done)
+            except OSError as exc:
+                raise ResumableError(
+                    f"cannot read {self.identity.path}: {exc.strerror or exc}",
+                    hint="the upload is intact; fix the file's storage, then resume",
+                ) from exc
             if n == 0:
                 raise SourceChanged(
                     f"{self.identity.path} is shorter than when the upload started",

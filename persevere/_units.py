@@ -7,6 +7,7 @@ binary, as in ``dd`` and the aws cli, because that is what people mean for part 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -44,7 +45,7 @@ def parse_size(text: str) -> int:
         raise ValueError(
             f"unknown size unit {unit!r} in {text!r} (use KiB, MiB, GiB, TiB, MB, ...)"
         )
-    value = float(number) * factor
+    value = Decimal(number) * factor
     if value != int(value):
         raise ValueError(f"size {text!r} is not a whole number of bytes")
     return int(value)

@@ -1,0 +1,108 @@
+"""The Python API the CLI is a layer over, used directly against the local SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+from tests.conftest import sha256_of_file, sha256_of_object
+
+import persevere
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_upload_file_reports_progress(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(17 * MiB, seed=21)
+    seen: list[tuple[int, int]] = []
+
+    class Recorder:
+        def start(self, total_bytes, done_bytes):
+            seen.append((done_bytes, total_bytes))
+
+        def advance(self, delta_bytes):
+            done, total = seen[-1]
+            seen.append((done + delta_bytes, total))
+
+        def close(self):
+            pass
+
+    result = await persevere.upload_file(
+        file,
+        bucket,
+        "api/obj",
+        tmp_path / "api.state",
+        part_size=5 * MiB,
+        options=persevere.UploadOptions(concurrency=2),
+        progress=Recorder(),
+    )
+    assert result.size == 17 * MiB and result.part_count == 4
+    assert result.bytes_sent == 17 * MiB
+    assert seen[0] == (0, 17 * MiB) and seen[-1] == (17 * MiB, 17 * MiB)
+    assert sha256_of_object(s3_client, bucket, "api/obj") == sha256_of_file(file)
+
+    status = await persevere.status(tmp_path / "api.state")
+    assert status.parts_done == 4 and status.outcome is not None
+
+
+@pytest.mark.anyio
+async def test_cancelled_upload_resumes(s3_env, bucket, s3_client, make_file, tmp_path):
+    """Cancellation (what Ctrl-C does) leaves a resumable journal and the upload in place."""
+    file = make_file(60 * MiB, seed=22)
+    state = tmp_path / "api.state"
+    sent = 0
+    three_parts_sent = anyio.Event()
+
+    class StopAfterThreeParts:
+        def start(self, total_bytes, done_bytes):
+            pass
+
+        def advance(self, delta_bytes):
+            nonlocal sent
+            sent += delta_bytes
+            if sent >= 15 * MiB:
+                three_parts_sent.set()
+
+        def close(self):
+            pass
+
+    with anyio.move_on_after(30) as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def upload():
+                await persevere.upload_file(
+                    file, bucket, "api/cancel", state, part_size=5 * MiB,
+                    options=persevere.UploadOptions(concurrency=1),
+                    progress=StopAfterThreeParts(),
+                )  # fmt: skip
+
+            tg.start_soon(upload)
+            await three_parts_sent.wait()
+            tg.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    records = [json.loads(line) for line in state.read_bytes().splitlines()]
+    assert records[0]["type"] == "header"
+    assert all(r["type"] == "part" for r in records[1:])
+
+    result = await persevere.resume(state)
+    assert result.size == 60 * MiB
+    assert result.bytes_sent < 60 * MiB  # the journaled parts were not sent again
+    assert sha256_of_object(s3_client, bucket, "api/cancel") == sha256_of_file(file)
+
+
+@pytest.mark.anyio
+async def test_abort_via_api(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(1000)
+    state = tmp_path / "api.state"
+    await persevere.upload_file(file, bucket, "api/small", state)
+    with pytest.raises(persevere.UploadFinished, match="already completed"):
+        await persevere.abort(state)
+    with pytest.raises(persevere.StateFileExists):
+        await persevere.upload_file(file, bucket, "api/small", state)

@@ -1,0 +1,169 @@
+"""Checksums: part CRCs combine into the whole object's CRC without a second read."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from persevere._checksums import (
+    ALGORITHMS,
+    CRC32,
+    CRC32C,
+    CRC64NVME,
+    DEFAULT_ALGORITHM,
+    SHA1,
+    SHA256,
+    b64,
+    get_algorithm,
+    is_md5_etag,
+    multipart_etag,
+    unb64,
+)
+
+CHECK = b"123456789"  # the CRC catalogue's check input
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "expected"),
+    [
+        (CRC64NVME, 0xAE8B14860A799888),
+        (CRC32C, 0xE3069283),
+        (CRC32, 0xCBF43926),
+    ],
+    ids=lambda v: getattr(v, "name", None),
+)
+def test_crc_check_values(algorithm, expected):
+    assert algorithm.of(CHECK) == expected.to_bytes(algorithm.width, "big")
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "reference"),
+    [(SHA256, hashlib.sha256), (SHA1, hashlib.sha1)],
+    ids=["SHA256", "SHA1"],
+)
+def test_sha_matches_hashlib(algorithm, reference):
+    assert algorithm.of(CHECK) == reference(CHECK).digest()
+    assert len(algorithm.of(b"")) == algorithm.width
+
+
+def test_crc32_matches_zlib():
+    data = bytes(range(256)) * 3
+    assert CRC32.of(data) == zlib.crc32(data).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS.values()), ids=list(ALGORITHMS))
+def test_incremental_update_equals_one_shot(algorithm):
+    hasher = algorithm.new()
+    for chunk in (b"1234", b"", b"56789"):
+        hasher.update(chunk)
+    assert hasher.digest() == algorithm.of(CHECK)
+    assert algorithm.new().digest() == algorithm.of(b"")
+
+
+def test_algorithm_attributes():
+    assert DEFAULT_ALGORITHM is CRC64NVME
+    assert CRC64NVME.param == "ChecksumCRC64NVME"
+    assert [a.name for a in ALGORITHMS.values() if a.full_object] == [
+        "CRC64NVME",
+        "CRC32C",
+        "CRC32",
+    ]
+    assert {a.name: a.width for a in ALGORITHMS.values()} == {
+        "CRC64NVME": 8,
+        "CRC32C": 4,
+        "CRC32": 4,
+        "SHA256": 32,
+        "SHA1": 20,
+    }
+
+
+@st.composite
+def split_data(draw):
+    """Random bytes and a random cut into consecutive (possibly empty) parts."""
+    data = draw(st.binary(max_size=4096))
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=12)))
+    bounds = [0, *cuts, len(data)]
+    return data, [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@pytest.mark.parametrize("algorithm", [CRC64NVME, CRC32C, CRC32], ids=lambda a: a.name)
+@given(case=split_data())
+def test_full_object_crc_combines_from_parts(algorithm, case):
+    data, parts = case
+    combined = algorithm.combine([(algorithm.of(part), len(part)) for part in parts])
+    assert combined == algorithm.of(data)
+
+
+@pytest.mark.parametrize("algorithm", [SHA256, SHA1], ids=lambda a: a.name)
+@given(case=split_data())
+def test_composite_checksum_is_hash_of_part_digests(algorithm, case):
+    _, parts = case
+    digests = [algorithm.of(part) for part in parts]
+    combined = algorithm.combine(
+        [(digest, len(part)) for digest, part in zip(digests, parts, strict=True)]
+    )
+    assert combined == algorithm.of(b"".join(digests))
+
+
+def test_multipart_etag_known_parts():
+    md5s = [hashlib.md5(chunk).hexdigest() for chunk in (b"a" * 10, b"b" * 20, b"c")]
+    expected = hashlib.md5(b"".join(bytes.fromhex(m) for m in md5s)).hexdigest()
+    # S3 returns part ETags quoted; both forms are accepted.
+    assert multipart_etag([f'"{m}"' for m in md5s]) == f'"{expected}-3"'
+    assert multipart_etag(md5s) == f'"{expected}-3"'
+
+
+def test_multipart_etag_single_part():
+    md5 = hashlib.md5(b"").hexdigest()
+    expected = hashlib.md5(bytes.fromhex(md5)).hexdigest()
+    assert multipart_etag([md5]) == f'"{expected}-1"'
+
+
+@pytest.mark.parametrize(
+    ("etag", "expected"),
+    [
+        ('"d41d8cd98f00b204e9800998ecf8427e"', True),
+        ("D41D8CD98F00B204E9800998ECF8427E", True),
+        ('"d41d8cd98f00b204e9800998ecf8427e-2"', False),
+        ("d41d8cd98f00b204e9800998ecf8427", False),
+        ("z41d8cd98f00b204e9800998ecf8427e", False),
+    ],
+)
+def test_is_md5_etag(etag, expected):
+    assert is_md5_etag(etag) is expected
+
+
+@given(st.binary(max_size=64))
+def test_b64_round_trip(digest):
+    text = b64(digest)
+    assert text == base64.b64encode(digest).decode()
+    assert unb64(text) == digest
+    assert unb64(f"{text}-17") == digest
+
+
+def test_unb64_strips_part_count_suffix():
+    digest = CRC64NVME.of(CHECK)
+    assert unb64(b64(digest) + "-3") == digest
+
+
+def test_unb64_refuses_garbage():
+    with pytest.raises(ValueError, match="base64"):
+        unb64("not base64!")
+
+
+@pytest.mark.parametrize("name", ["crc64nvme", "CRC64NVME", "Crc64Nvme"])
+def test_get_algorithm_is_case_insensitive(name):
+    assert get_algorithm(name) is CRC64NVME
+
+
+def test_get_algorithm_refuses_unknown_names():
+    with pytest.raises(
+        ValueError, match=r"unknown checksum algorithm 'md5' \(choose from CRC64NVME"
+    ):
+        get_algorithm("md5")

@@ -1,0 +1,413 @@
+"""The journal: append-only JSONL that survives a crash at any byte."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from persevere import StateFileError, StateFileExists, StateFileLocked
+from persevere._journal import (
+    FORMAT,
+    FORMAT_VERSION,
+    Header,
+    Journal,
+    JournalState,
+    PartRecord,
+    read_state,
+    replay,
+)
+
+HEADER = Header(
+    bucket="bucket",
+    key="dumps/dump.sql",
+    upload_id="upload-1",
+    endpoint_url="http://127.0.0.1:8333",
+    region=None,
+    profile=None,
+    file_path="/data/dump.sql",
+    file_size=20 * 1024 * 1024,
+    mtime_ns=1_700_000_000_000_000_000,
+    part_size=8 * 1024 * 1024,
+    checksum_algorithm="CRC64NVME",
+    checksum_type="FULL_OBJECT",
+    created_at="2024-01-01T00:00:00Z",
+    tool_version="0.1.0",
+)
+
+
+def part(number: int, etag: str | None = None, size: int = 8 * 1024 * 1024) -> PartRecord:
+    return PartRecord(number, etag or f'"etag-{number}"', f"crc{number}==", size)
+
+
+def line(record: dict | list) -> bytes:
+    """One journal line, serialised the way Journal writes it."""
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+
+
+def header_line(**changes) -> bytes:
+    return line(
+        {"type": "header", "format": FORMAT, "version": FORMAT_VERSION, **asdict(HEADER)} | changes
+    )
+
+
+def part_line(record: PartRecord) -> bytes:
+    return line({"type": "part", **asdict(record)})
+
+
+def write_journal(path: Path, parts: list[PartRecord], outcome: str | None = None) -> None:
+    journal = Journal.create(path)
+    try:
+        journal.write_header(HEADER)
+        for record in parts:
+            journal.append_part(record)
+        if outcome is not None:
+            journal.append_outcome(outcome, etag='"final-2"')
+    finally:
+        journal.close()
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def test_replay_header_parts_and_outcome():
+    data = header_line() + part_line(part(1)) + part_line(part(2)) + line({"type": "completed"})
+    state = replay(data)
+    assert state.header == HEADER
+    assert state.parts == {1: part(1), 2: part(2)}
+    assert state.finished == "completed"
+    assert state.outcome == {"type": "completed"}
+    assert state.valid_length == len(data)
+    assert state.torn_tail is False
+
+
+def test_replay_header_only():
+    data = header_line()
+    state = replay(data)
+    assert state.header == HEADER
+    assert state.parts == {}
+    assert state.finished is None
+    assert state.valid_length == len(data)
+
+
+def test_replay_aborted():
+    state = replay(header_line() + line({"type": "aborted", "reason": "user"}))
+    assert state.finished == "aborted"
+
+
+def test_torn_last_line_is_ignored():
+    whole = header_line() + part_line(part(1))
+    torn = part_line(part(2))[:-9]
+    state = replay(whole + torn)
+    assert state.parts == {1: part(1)}
+    assert state.torn_tail is True
+    assert state.valid_length == len(whole)
+
+
+def test_last_line_missing_only_its_newline_is_still_torn():
+    """Its fsync never returned, so the part never counted, even if the JSON is whole."""
+    whole = header_line() + part_line(part(1))
+    state = replay(whole + part_line(part(2))[:-1])
+    assert state.parts == {1: part(1)}
+    assert state.torn_tail is True
+    assert state.valid_length == len(whole)
+
+
+def test_later_duplicate_part_wins():
+    again = part(1, etag='"second"')
+    state = replay(header_line() + part_line(part(1)) + part_line(part(2)) + part_line(again))
+    assert state.parts == {1: again, 2: part(2)}
+
+
+def test_malformed_line_in_the_middle_names_its_line():
+    data = header_line() + part_line(part(1)) + b'{"type":"part","part_nu\n' + part_line(part(2))
+    with pytest.raises(StateFileError, match=r"journal\.persevere, line 3 is not valid JSON"):
+        replay(data, "journal.persevere")
+
+
+def test_blank_line_in_the_middle_is_corruption():
+    with pytest.raises(StateFileError, match="line 2 is not valid JSON"):
+        replay(header_line() + b"\n" + part_line(part(1)))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "is empty"),
+        (b"\n  \n", "is empty"),
+        (b"\x00\xffgarbage\n", "is not a persevere state file"),
+        (b"just some text\nmore text\n", "is not a persevere state file"),
+        (b'{"a":1}\n', "is not a persevere state file"),
+        (b"[1, 2, 3]\n", "is not a persevere state file"),
+        (b'{"format":"persevere-journal"}\n', "header has no format version"),
+        (header_line()[:-20], "header line is incomplete"),
+        (header_line(version=99), r"newer persevere \(format 99; this one reads 1\)"),
+        (header_line(version=99), "upgrade persevere"),
+    ],
+)
+def test_replay_refuses(data, message):
+    with pytest.raises(StateFileError, match=message):
+        replay(data)
+
+
+def test_header_missing_a_field():
+    record = json.loads(header_line())
+    del record["upload_id"]
+    with pytest.raises(StateFileError, match="header lacks 'upload_id'"):
+        replay(line(record))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("file_size", "20", "'file_size' is not an integer"),
+        ("part_size", None, "'part_size' is not an integer"),
+        ("upload_id", 7, "'upload_id' is not a string"),
+    ],
+)
+def test_header_field_types(field, value, message):
+    with pytest.raises(StateFileError, match=message):
+        replay(header_line(**{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            {"type": "part", "part_number": 1, "etag": "e", "size": 1},
+            "line 2: part record lacks 'checksum'",
+        ),
+        (
+            {"type": "part", "part_number": "1", "etag": "e", "checksum": "c", "size": 1},
+            "line 2: part number",
+        ),
+        (
+            {"type": "part", "part_number": 1, "etag": None, "checksum": "c", "size": 1},
+            "line 2: part ETag",
+        ),
+        ({"type": "mystery"}, "line 2 has an unknown record type 'mystery'"),
+        ([1, 2], "line 2 is not a journal record"),
+    ],
+)
+def test_bad_records_are_refused_with_their_line(record, message):
+    with pytest.raises(StateFileError, match=message):
+        replay(header_line() + line(record) + part_line(part(1)))
+
+
+@pytest.mark.parametrize(
+    "after", [part_line(part(3)), line({"type": "completed"}), line({"type": "aborted"})]
+)
+def test_record_after_completed_is_refused(after):
+    data = header_line() + part_line(part(1)) + line({"type": "completed"}) + after
+    with pytest.raises(
+        StateFileError, match="line 4 follows the upload's final 'completed' record"
+    ):
+        replay(data)
+
+
+def test_torn_line_after_completed_is_ignored():
+    whole = header_line() + line({"type": "completed"})
+    state = replay(whole + b'{"type":"pa')
+    assert state.finished == "completed"
+    assert state.valid_length == len(whole)
+
+
+# -- Journal ---------------------------------------------------------------------------------
+
+
+def test_appends_write_one_line_each(tmp_path):
+    path = tmp_path / "s.persevere"
+    write_journal(path, [part(1), part(2), part(1, etag='"again"')], outcome="completed")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    assert data.endswith(b"\n")
+    assert len(lines) == 6  # header, 3 parts, completed, and b"" after the last newline
+    assert lines[-1] == b""
+    assert [json.loads(raw)["type"] for raw in lines[:-1]] == [
+        "header",
+        "part",
+        "part",
+        "part",
+        "completed",
+    ]
+    state = replay(data)
+    assert state.parts == {1: part(1, etag='"again"'), 2: part(2)}
+    assert state.outcome == {"type": "completed", "etag": '"final-2"'}
+    assert read_state(path) == state
+
+
+def test_create_refuses_an_existing_file(tmp_path):
+    path = tmp_path / "s.persevere"
+    write_journal(path, [part(1)])
+    before = path.read_bytes()
+    with pytest.raises(StateFileExists, match="already exists") as info:
+        Journal.create(path)
+    assert "persevere upload resume --state-file" in (info.value.hint or "")
+    assert path.read_bytes() == before
+
+
+def test_create_in_a_missing_directory(tmp_path):
+    with pytest.raises(StateFileError, match="cannot create state file"):
+        Journal.create(tmp_path / "nowhere" / "s.persevere")
+
+
+def test_second_open_of_a_locked_file_is_refused(tmp_path):
+    path = tmp_path / "s.persevere"
+    write_journal(path, [part(1)])
+    first, _ = Journal.open(path)
+    try:
+        # flock locks belong to the open file description: a second open() conflicts even here.
+        with pytest.raises(StateFileLocked, match="in use by another persevere process"):
+            Journal.open(path)
+    finally:
+        first.close()
+    second, state = Journal.open(path)  # the lock went with the close
+    second.close()
+    assert state.parts == {1: part(1)}
+
+
+def test_open_while_creator_holds_the_lock_is_refused(tmp_path):
+    """The lock is taken before the header exists, so resume cannot race start.
+
+    Checked through a raw flock, as another process would see it.
+    """
+    import fcntl
+
+    path = tmp_path / "s.persevere"
+    journal = Journal.create(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        journal.close()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by close()
+    finally:
+        os.close(fd)
+
+
+def test_open_missing_file(tmp_path):
+    with pytest.raises(StateFileError, match="does not exist"):
+        Journal.open(tmp_path / "absent.persevere")
+    with pytest.raises(StateFileError, match="does not exist"):
+        read_state(tmp_path / "absent.persevere")
+
+
+def test_open_a_directory(tmp_path):
+    with pytest.raises(StateFileError, match="is a directory"):
+        read_state(tmp_path)
+
+
+def test_open_corrupt_file_releases_it(tmp_path):
+    path = tmp_path / "s.persevere"
+    path.write_bytes(b'{"a":1}\n')
+    with pytest.raises(StateFileError, match="not a persevere state file"):
+        Journal.open(path)
+    with pytest.raises(StateFileError, match="not a persevere state file"):
+        Journal.open(path)  # not left locked by the failed attempt
+
+
+def test_open_truncates_a_torn_tail_then_appends_cleanly(tmp_path):
+    path = tmp_path / "s.persevere"
+    write_journal(path, [part(1), part(2)])
+    whole = path.read_bytes()
+    with path.open("ab") as f:
+        f.write(part_line(part(3))[:-7])  # the crash: a prefix of the last write
+    journal, state = Journal.open(path)
+    try:
+        assert state.parts == {1: part(1), 2: part(2)}
+        assert state.torn_tail is False  # handled
+        assert path.read_bytes() == whole
+        journal.append_part(part(3))
+    finally:
+        journal.close()
+    data = path.read_bytes()
+    assert data == whole + part_line(part(3))
+    state = replay(data)
+    assert state.parts == {1: part(1), 2: part(2), 3: part(3)}
+    assert state.torn_tail is False
+
+
+def test_discard_removes_a_headerless_file(tmp_path):
+    path = tmp_path / "s.persevere"
+    journal = Journal.create(path)
+    journal.discard()
+    assert not path.exists()
+
+
+# -- the crash property ----------------------------------------------------------------------
+
+part_records = st.builds(
+    PartRecord,
+    part_number=st.integers(1, 10_000),
+    etag=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
+    checksum=st.text(alphabet="ABCDEFabcdef0123456789+/=", max_size=16),
+    size=st.integers(0, 5 * 1024**3),
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(parts=st.lists(part_records, max_size=25), data=st.data())
+def test_any_crash_replays_to_the_whole_lines_before_it(tmp_path_factory, parts, data):
+    path = tmp_path_factory.mktemp("crash") / "s.persevere"
+    journal = Journal.create(path)
+    ends = []  # byte offset where each part's line (newline included) ends
+    try:
+        journal.write_header(HEADER)
+        header_length = path.stat().st_size
+        for record in parts:
+            journal.append_part(record)
+            ends.append(path.stat().st_size)
+    finally:
+        journal.close()
+    size = path.stat().st_size
+    # Cuts next to a line's end are the interesting ones (a whole JSON object without its
+    # newline is still torn), and a uniform draw would rarely land there.
+    near_ends = sorted(
+        {c for end in ends for c in (end - 1, end, end + 1) if header_length <= c <= size}
+    )
+    anywhere = st.integers(header_length, size)
+    cut = data.draw(
+        st.one_of(anywhere, st.sampled_from(near_ends)) if near_ends else anywhere, label="cut"
+    )
+    os.truncate(path, cut)
+
+    expected: dict[int, PartRecord] = {}
+    for record, end in zip(parts, ends, strict=True):
+        if end <= cut:
+            expected[record.part_number] = record  # later duplicates win
+    whole_end = max([header_length, *(end for end in ends if end <= cut)])
+
+    state = replay(path.read_bytes())
+    assert state.header == HEADER
+    assert state.parts == expected
+    assert state.valid_length == whole_end
+    assert state.torn_tail is (cut != whole_end)
+
+    # Resuming cuts the torn tail; the next append lands on a line of its own.
+    journal, resumed = Journal.open(path)
+    try:
+        assert resumed.parts == expected
+        journal.append_part(PartRecord(10_001, '"after"', "x", 1))
+    finally:
+        journal.close()
+    after = replay(path.read_bytes())
+    assert after.parts == {**expected, 10_001: PartRecord(10_001, '"after"', "x", 1)}
+    assert after.torn_tail is False
+
+
+def test_journal_state_defaults():
+    state = JournalState(header=HEADER)
+    assert state.parts == {}
+    assert state.finished is None
+    assert state.torn_tail is False

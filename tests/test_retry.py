@@ -1,0 +1,225 @@
+"""call_with_retry with an injected clock, sleep and random source: no real waiting."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from persevere import ResumableError, RetryPolicy
+from persevere._retry import TransientError, call_with_retry
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Flaky:
+    """Fails with TransientError ``failures`` times, then returns ``result``."""
+
+    def __init__(self, failures: int, result: str = "ok", cost_s: float = 0.0, time=None):
+        self.failures = failures
+        self.result = result
+        self.calls = 0
+        self.cost_s = cost_s
+        self.time = time
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.time is not None:
+            self.time.now += self.cost_s
+        if self.calls <= self.failures:
+            raise TransientError(f"reset #{self.calls}", code="RequestTimeout")
+        return self.result
+
+
+def policy(time: FakeTime, **overrides: Any) -> RetryPolicy:
+    base = RetryPolicy(
+        max_attempts=5,
+        base_delay_s=0.25,
+        max_delay_s=20.0,
+        clock=time.clock,
+        sleep=time.sleep,
+        rng=random.Random(1234),
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+GaveUp = list[tuple[TransientError, int]]
+
+
+def exhausted(calls: GaveUp) -> Callable[[TransientError, int], ResumableError]:
+    def on_exhausted(exc: TransientError, attempts: int) -> ResumableError:
+        calls.append((exc, attempts))
+        return ResumableError(f"gave up after {attempts} attempts: {exc}")
+
+    return on_exhausted
+
+
+@pytest.mark.anyio
+async def test_first_try_success_does_not_sleep():
+    time = FakeTime()
+    attempt = Flaky(0)
+    assert await call_with_retry(policy(time), "PutObject", attempt, exhausted([])) == "ok"
+    assert attempt.calls == 1
+    assert time.sleeps == []
+
+
+@pytest.mark.anyio
+async def test_succeeds_after_transient_failures():
+    time = FakeTime()
+    attempt = Flaky(3)
+    gave_up: GaveUp = []
+    result = await call_with_retry(policy(time), "UploadPart 7", attempt, exhausted(gave_up))
+    assert result == "ok"
+    assert attempt.calls == 4
+    assert len(time.sleeps) == 3
+    assert gave_up == []
+
+
+@pytest.mark.anyio
+async def test_gives_up_after_max_attempts():
+    time = FakeTime()
+    attempt = Flaky(100)
+    gave_up: GaveUp = []
+    with pytest.raises(ResumableError, match="gave up after 5 attempts: reset #5") as info:
+        await call_with_retry(policy(time), "UploadPart 7", attempt, exhausted(gave_up))
+    assert attempt.calls == 5
+    assert len(time.sleeps) == 4  # no pointless sleep after the last attempt
+    [(last, attempts)] = gave_up
+    assert attempts == 5
+    assert str(last) == "reset #5"
+    assert info.value.__cause__ is last
+
+
+@pytest.mark.anyio
+async def test_single_attempt_policy_never_sleeps():
+    time = FakeTime()
+    attempt = Flaky(1)
+    with pytest.raises(ResumableError):
+        await call_with_retry(policy(time, max_attempts=1), "x", attempt, exhausted([]))
+    assert attempt.calls == 1
+    assert time.sleeps == []
+
+
+@pytest.mark.anyio
+async def test_patience_stops_before_max_attempts():
+    time = FakeTime()
+    # Each attempt takes 10 s of (fake) time; patience runs out during the third.
+    attempt = Flaky(100, cost_s=10.0, time=time)
+    gave_up: GaveUp = []
+    slow = policy(time, max_attempts=100, base_delay_s=0.001, max_delay_s=0.001, patience_s=25.0)
+    with pytest.raises(ResumableError, match="gave up after 3 attempts"):
+        await call_with_retry(slow, "UploadPart 1", attempt, exhausted(gave_up))
+    assert attempt.calls == 3
+    assert gave_up[0][1] == 3
+    assert len(time.sleeps) == 2
+
+
+@pytest.mark.anyio
+async def test_sleeping_counts_against_patience():
+    time = FakeTime()
+    attempt = Flaky(100)
+    slow = policy(time, max_attempts=100, base_delay_s=8.0, max_delay_s=8.0, patience_s=30.0)
+    with pytest.raises(ResumableError):
+        await call_with_retry(slow, "x", attempt, exhausted([]))
+    # Gave up at the first failure seen at or after 30 s, having slept before each retry.
+    assert sum(time.sleeps[:-1]) < 30.0 <= sum(time.sleeps)
+    assert attempt.calls == len(time.sleeps) + 1
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("error", [PermanentFailure("AccessDenied"), ResumableError("no")])
+async def test_permanent_failure_propagates_at_once(error):
+    time = FakeTime()
+    calls = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        raise error
+
+    gave_up: GaveUp = []
+    with pytest.raises(type(error)) as info:
+        await call_with_retry(policy(time), "x", attempt, exhausted(gave_up))
+    assert info.value is error
+    assert calls == [1]
+    assert time.sleeps == []
+    assert gave_up == []
+
+
+@pytest.mark.anyio
+async def test_permanent_failure_after_transient_ones_stops_retrying():
+    time = FakeTime()
+    outcomes = [TransientError("reset"), PermanentFailure("NoSuchUpload")]
+
+    async def attempt() -> str:
+        raise outcomes.pop(0)
+
+    with pytest.raises(PermanentFailure):
+        await call_with_retry(policy(time), "x", attempt, exhausted([]))
+    assert outcomes == []
+    assert len(time.sleeps) == 1
+
+
+@pytest.mark.anyio
+async def test_delays_are_full_jitter_under_the_capped_exponential():
+    time = FakeTime()
+    attempt = Flaky(100)
+    retry = policy(time, max_attempts=12, base_delay_s=0.5, max_delay_s=20.0)
+    with pytest.raises(ResumableError):
+        await call_with_retry(retry, "x", attempt, exhausted([]))
+    assert len(time.sleeps) == 11
+    for n, delay in enumerate(time.sleeps, start=1):
+        assert 0 <= delay <= min(20.0, 0.5 * 2 ** (n - 1)), (n, delay)
+    # Jitter, not a fixed schedule: the capped tail is not pinned at the cap.
+    assert len(set(time.sleeps)) == len(time.sleeps)
+
+
+@pytest.mark.anyio
+async def test_same_seed_same_delays():
+    schedules = []
+    for _ in range(2):
+        time = FakeTime()
+        with pytest.raises(ResumableError):
+            await call_with_retry(policy(time, rng=random.Random(7)), "x", Flaky(9), exhausted([]))
+        schedules.append(time.sleeps)
+    assert schedules[0] == schedules[1]
+
+
+def test_delay_bounds_over_many_draws():
+    retry = RetryPolicy(base_delay_s=0.25, max_delay_s=20.0, rng=random.Random(0))
+    for attempt in range(1, 16):
+        ceiling = min(20.0, 0.25 * 2 ** (attempt - 1))
+        draws = [retry.delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in draws)
+        assert max(draws) > ceiling / 2  # spread over the range, not stuck near 0
+
+
+def test_transient_error_carries_its_code():
+    exc = TransientError("slow down", code="SlowDown", throttle=True)
+    assert str(exc) == "slow down"
+    assert exc.code == "SlowDown"
+    assert exc.throttle is True

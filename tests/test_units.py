@@ -1,0 +1,79 @@
+"""Human sizes, as typed on the command line (``--part-size 64MiB``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from persevere._units import GiB, KiB, MiB, TiB, format_size, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8MiB", 8 * MiB),
+        ("64M", 64 * MiB),
+        ("5GiB", 5 * GiB),
+        ("1234", 1234),
+        ("1.5GiB", 3 * GiB // 2),
+        ("0", 0),
+        ("10b", 10),
+        ("4k", 4 * KiB),
+        ("4KiB", 4 * KiB),
+        ("4kb", 4000),
+        ("8MB", 8_000_000),
+        ("2GB", 2_000_000_000),
+        ("1T", TiB),
+        ("1tb", 1000**4),
+        ("  16 mib  ", 16 * MiB),
+        ("0.5KiB", 512),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not a size"),
+        ("   ", "not a size"),
+        ("MiB", "not a size"),
+        ("-8MiB", "not a size"),
+        ("8 Mi B", "not a size"),
+        ("8,5MiB", "not a size"),
+        ("1e9", "not a size"),
+        ("1.5e3MiB", "not a size"),
+        ("8XB", "unknown size unit 'XB'"),
+        ("8 parsecs", "unknown size unit 'parsecs'"),
+        ("1.5", "not a whole number of bytes"),
+        ("0.1KiB", "not a whole number of bytes"),
+    ],
+)
+def test_parse_size_refuses(text, message):
+    with pytest.raises(ValueError, match=message) as info:
+        parse_size(text)
+    # The message quotes what the user typed, so they can see which flag was wrong.
+    assert repr(text) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("n_bytes", "expected"),
+    [
+        (0, "0 B"),
+        (1, "1 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (8 * MiB, "8.0 MiB"),
+        (3 * GiB // 2, "1.5 GiB"),
+        (5 * GiB, "5.0 GiB"),
+        (10_000 * 5 * GiB, "48.8 TiB"),
+        (2048 * TiB, "2048.0 TiB"),
+    ],
+)
+def test_format_size(n_bytes, expected):
+    assert format_size(n_bytes) == expected
+
+
+@pytest.mark.parametrize("text", ["8MiB", "64M", "5GiB", "1.5GiB", "7TiB"])
+def test_format_size_reads_back(text):
+    assert parse_size(format_size(parse_size(text)).replace(" ", "")) == parse_size(text)
