@@ -58,13 +58,14 @@ class ChecksumAlgorithm:
         hasher.update(data)
         return hasher.digest()
 
-    def combine(self, parts: Sequence[tuple[bytes, int]]) -> bytes:
+    def combine(self, parts: Sequence[tuple[bytes, int]], *, composite: bool = False) -> bytes:
         """Whole-object checksum from ``(part digest, part length)`` pairs, in order.
 
-        Full-object algorithms (CRCs) combine arithmetically; composite ones return the
-        checksum of the concatenated part digests, which S3 shows with a ``-N`` suffix.
+        Full-object checksums (CRCs only) combine arithmetically into the CRC of all the bytes;
+        composite ones are the checksum of the concatenated part digests, which S3 shows with
+        a ``-N`` suffix (SHA1/SHA256 always, CRCs when the upload asked for COMPOSITE).
         """
-        if self._combine is None:
+        if composite or self._combine is None:
             return self.of(b"".join(digest for digest, _ in parts))
         value = 0
         for index, (digest, length) in enumerate(parts):

@@ -318,6 +318,58 @@ def status(state_file: StateFileOpt) -> None:
     typer.echo("\n".join(lines))
 
 
+@app.command("verify")
+def verify(
+    file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
+    url_arg: Annotated[
+        str | None, typer.Argument(metavar="[s3://BUCKET/KEY]", show_default=False)
+    ] = None,
+    s3_bucket: Annotated[str | None, typer.Option("--s3-bucket", help="Bucket.")] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="The local file.")] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option("--state-file", help="The upload's journal: lets verify name the part."),
+    ] = None,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint.")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Check an object against a local file without downloading it.
+
+    Exit 0: same bytes; 4: they differ (the first differing part is named when known);
+    5: the object offers nothing to compare (e.g. SSE-KMS ETag and no checksum).
+    """
+    from ._verify import parse_s3_url, verify_object
+
+    local = file or file_arg
+    bucket, key = s3_bucket, s3_key
+    if url_arg is not None:
+        bucket, key = _run(lambda: _parse_url(parse_s3_url, url_arg))
+    if local is None or not bucket or not key:
+        raise typer.BadParameter("give FILE s3://BUCKET/KEY, or --file, --s3-bucket and --s3-key")
+    result = _run(
+        lambda: verify_object(
+            local,
+            bucket,
+            key,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            state_file=state_file,
+            progress=_progress(not no_progress, "verify"),
+        )
+    )
+    label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
+    typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
+    raise typer.Exit(result.exit_code)
+
+
+async def _parse_url(parse: Callable[[str], tuple[str, str]], url: str) -> tuple[str, str]:
+    return parse(url)
+
+
 def _print_result(result: Any) -> None:
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb = "already completed" if result.already_completed else "uploaded"

@@ -346,8 +346,10 @@ class _Upload:
     # -- completing ------------------------------------------------------------------------
     def _expected(self) -> tuple[list[PartRecord], str, str | None]:
         parts = [self.done[n] for n in self.plan.part_numbers()]
-        full = b64(self.algorithm.combine([(unb64(p.checksum), p.size) for p in parts]))
-        if not self.algorithm.full_object:
+        composite = self.header.checksum_type == "COMPOSITE"
+        pairs = [(unb64(p.checksum), p.size) for p in parts]
+        full = b64(self.algorithm.combine(pairs, composite=composite))
+        if composite:
             full += f"-{len(parts)}"  # composite checksums carry the part count, like ETags
         etags = [p.etag for p in parts]
         etag = multipart_etag(etags) if all(is_md5_etag(e) for e in etags) else None
@@ -369,7 +371,7 @@ class _Upload:
             "ChecksumType": self.header.checksum_type,
             "MpuObjectSize": self.header.file_size,
         }
-        if algorithm.full_object:
+        if self.header.checksum_type == "FULL_OBJECT":
             params[algorithm.param] = full
         try:
             response = await self._retrying(

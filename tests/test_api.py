@@ -6,9 +6,9 @@ import json
 
 import anyio
 import pytest
-from tests.conftest import sha256_of_file, sha256_of_object
 
 import persevere
+from tests.conftest import sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024

@@ -1,0 +1,309 @@
+"""``persevere verify``: is this object the same bytes as this local file? No download.
+
+What the object offers decides what can be proven (strongest first):
+1. a full-object checksum (CRC64NVME, or CRC32/CRC32C of type FULL_OBJECT): the local file's
+   CRC, combined from per-part CRCs computed in one pass, must equal it;
+2. a composite checksum (``xxx-N``): the checksum of the local parts' checksums;
+3. a multipart ETag (``md5-N``, no SSE-KMS/SSE-C): the MD5 of the local parts' MD5s; a
+   single-part ETag: the MD5 of the file.
+Part boundaries come from GetObjectAttributes (ObjectParts) or HeadObject(PartNumber=1).
+
+To *name* the first differing part, per-part references are needed: S3's per-part checksums
+(GetObjectAttributes, where the endpoint reports them), or the upload's journal
+(``--state-file``), whose part checksums and ETags are trusted only after they reproduce the
+object's own aggregate checksum or ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._checksums import ALGORITHMS, ChecksumAlgorithm, b64, multipart_etag, unb64
+from ._errors import PersevereError, S3Error, UsageError
+from ._journal import read_state
+from ._progress import NullProgress, ProgressSink
+from ._retry import RetryPolicy, TransientError, call_with_retry
+from ._s3 import Endpoint, open_client, translate
+from ._source import FileIdentity, SourceFile, inspect_file
+from ._units import MiB
+
+EXIT_MISMATCH = 4
+EXIT_UNKNOWN = 5
+
+_ETAG_RE = re.compile(r'^"?([0-9a-fA-F]{32})(?:-(\d+))?"?$')
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    outcome: str  # "match", "mismatch" or "unknown"
+    reason: str
+    method: str | None = None  # what was compared
+    first_bad_part: int | None = None
+    part_count: int = 0
+    object_size: int = 0
+    local_size: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return {"match": 0, "mismatch": EXIT_MISMATCH}.get(self.outcome, EXIT_UNKNOWN)
+
+
+@dataclass(slots=True)
+class _Layout:
+    sizes: list[int]  # part sizes in order; one entry for a single-part object
+    part_checksums: dict[int, str] = field(default_factory=dict)  # from S3, if reported
+
+
+@dataclass(slots=True)
+class _LocalParts:
+    digests: list[bytes] = field(default_factory=list)  # per part, of ``algorithm``
+    md5s: list[str] = field(default_factory=list)  # per part, when an ETag is compared
+
+
+async def _s3(what: str, call: Callable[[], Any]) -> Any:
+    async def once() -> Any:
+        try:
+            return await call()
+        except Exception as exc:
+            translated = translate(exc, what)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def exhausted(exc: TransientError, attempts: int) -> PersevereError:
+        return S3Error(f"{what} failed {attempts} times: {exc}")
+
+    return await call_with_retry(RetryPolicy(max_attempts=5), what, once, exhausted)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://") or "/" not in url[5:] or url.endswith("/"):
+        raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+    bucket, key = url[5:].split("/", 1)
+    if not bucket or not key:
+        raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+    return bucket, key
+
+
+async def verify_object(
+    file: str | Path,
+    bucket: str,
+    key: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    state_file: str | Path | None = None,
+    progress: ProgressSink | None = None,
+) -> VerifyResult:
+    """Compare a local file with an object using only metadata requests."""
+    progress = progress or NullProgress()
+    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    journal = None
+    if state_file is not None:
+        journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
+    endpoint = Endpoint.from_environment(endpoint_url, region, profile)
+    async with open_client(endpoint) as client:
+        ids = {"Bucket": bucket, "Key": key}
+        head = await _s3("HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED"))
+        size = int(head["ContentLength"])
+        if size != identity.size:
+            return VerifyResult(
+                "mismatch",
+                f"sizes differ: object {size} bytes, file {identity.size}",
+                object_size=size,
+                local_size=identity.size,
+            )
+        layout = await _layout(client, ids, head, size)
+    count = len(layout.sizes)
+
+    def result(
+        outcome: str, reason: str, method: str | None = None, bad: int | None = None
+    ) -> VerifyResult:
+        return VerifyResult(outcome, reason, method, bad, count, size, identity.size)
+
+    algorithm, stored, full_object = _stored_checksum(head)
+    etag = str(head.get("ETag", ""))
+    etag_match = _ETAG_RE.match(etag)
+    encrypted = head.get("ServerSideEncryption") == "aws:kms" or "SSECustomerAlgorithm" in head
+    use_etag = algorithm is None and etag_match is not None and not encrypted
+    if algorithm is None and not use_etag:
+        why = (
+            "it is encrypted with SSE-KMS/SSE-C" if encrypted else f"its ETag {etag} is not an MD5"
+        )
+        return result(
+            "unknown", f"the object has no checksum and {why}: its content cannot be checked"
+        )
+    with_md5 = use_etag or _journal_has_md5(journal)
+    hash_algorithm = algorithm or ALGORITHMS["CRC64NVME"]
+    progress.start(identity.size, 0)
+    try:
+        local = await anyio.to_thread.run_sync(
+            _hash_parts, identity, layout.sizes, hash_algorithm, with_md5, progress.advance
+        )
+    finally:
+        progress.close()
+
+    if algorithm is not None and stored is not None:
+        pairs = list(zip(local.digests, layout.sizes, strict=True))
+        if full_object:
+            computed = b64(algorithm.combine(pairs))
+            method = f"{algorithm.name} full-object checksum"
+        else:
+            computed = f"{b64(algorithm.combine(pairs, composite=True))}-{count}"
+            method = f"{algorithm.name} composite checksum of {count} parts"
+        stored_cmp = stored if full_object or "-" in stored else f"{stored}-{count}"
+        if computed == stored_cmp:
+            return result("match", f"{method} {stored} matches", method)
+        reason = f"{method} differs: object {stored}, file {computed}"
+    else:
+        assert etag_match is not None
+        suffix = etag_match.group(2)
+        if suffix is None:
+            computed_etag = f'"{local.md5s[0]}"' if count == 1 else multipart_etag(local.md5s)
+            method = "ETag (MD5 of the object)"
+        else:
+            computed_etag = multipart_etag(local.md5s)
+            method = f"multipart ETag (MD5 of {count} part MD5s)"
+        if computed_etag.strip('"') == etag.strip('"'):
+            return result("match", f"{method} {etag} matches", method)
+        reason = f"{method} differs: object {etag}, file {computed_etag}"
+
+    bad = _first_bad_part(layout, local, hash_algorithm, journal, head)
+    if bad is not None:
+        reason += f"; first differing part: {bad} (bytes {sum(layout.sizes[: bad - 1])}.."
+        reason += f"{sum(layout.sizes[:bad]) - 1})"
+    else:
+        reason += "; the endpoint reports no per-part checksums (pass the upload's --state-file "
+        reason += "to name the differing part)"
+    return result("mismatch", reason, method, bad)
+
+
+def _stored_checksum(head: dict[str, Any]) -> tuple[ChecksumAlgorithm | None, str | None, bool]:
+    for name, algorithm in ALGORITHMS.items():
+        value = head.get(f"Checksum{name}")
+        if value:
+            full = head.get("ChecksumType") == "FULL_OBJECT" or (
+                "-" not in value and algorithm.full_object
+            )
+            return algorithm, str(value), full
+    return None, None, False
+
+
+async def _layout(client: Any, ids: dict[str, str], head: dict[str, Any], size: int) -> _Layout:
+    """Part sizes (and per-part checksums where reported), without reading any data."""
+    etag_match = _ETAG_RE.match(str(head.get("ETag", "")))
+    count = int(etag_match.group(2)) if etag_match and etag_match.group(2) else 0
+    sizes: list[int] = []
+    checksums: dict[int, str] = {}
+    try:
+        marker = 0
+        while True:
+            page = await _s3(
+                "GetObjectAttributes",
+                lambda m=marker: client.get_object_attributes(  # type: ignore[misc]
+                    **ids,
+                    ObjectAttributes=["ObjectParts"],
+                    MaxParts=1000,
+                    PartNumberMarker=m,
+                ),
+            )
+            parts = page.get("ObjectParts") or {}
+            for item in parts.get("Parts") or []:
+                sizes.append(int(item["Size"]))
+                for name in ALGORITHMS:
+                    if item.get(f"Checksum{name}"):
+                        checksums[int(item["PartNumber"])] = str(item[f"Checksum{name}"])
+            if not parts.get("IsTruncated"):
+                break
+            marker = int(parts["NextPartNumberMarker"])
+    except S3Error:
+        sizes, checksums = [], {}  # not supported or not permitted: fall back to HeadObject
+    if sizes and sum(sizes) == size and (count in (0, len(sizes))):
+        return _Layout(sizes, checksums)
+    if count <= 1:
+        return _Layout([size])  # a single PutObject, or a multipart upload of one part
+    first = await _s3("HeadObject", lambda: client.head_object(**ids, PartNumber=1))
+    part_size = int(first["ContentLength"])
+    if part_size <= 0 or not part_size * (count - 1) < size <= part_size * count:
+        raise S3Error(
+            f"cannot infer the part layout of s3://{ids['Bucket']}/{ids['Key']} "
+            f"({count} parts, first {part_size} bytes, {size} in all)"
+        )
+    return _Layout([part_size] * (count - 1) + [size - part_size * (count - 1)])
+
+
+def _hash_parts(
+    identity: FileIdentity,
+    sizes: list[int],
+    algorithm: ChecksumAlgorithm,
+    with_md5: bool,
+    advance: Callable[[int], None],
+) -> _LocalParts:
+    result = _LocalParts()
+    scratch = memoryview(bytearray(8 * MiB))
+    offset = 0
+    with SourceFile(identity) as source:
+        for size in sizes:
+            hasher = algorithm.new()
+            md5 = hashlib.md5() if with_md5 else None
+            for view in source.iter_range(offset, size, scratch):
+                hasher.update(view)
+                if md5 is not None:
+                    md5.update(view)
+                anyio.from_thread.run_sync(advance, len(view))
+            result.digests.append(hasher.digest())
+            if md5 is not None:
+                result.md5s.append(md5.hexdigest())
+            offset += size
+    return result
+
+
+def _journal_has_md5(journal: Any) -> bool:
+    return journal is not None and bool(journal.parts)
+
+
+def _first_bad_part(
+    layout: _Layout,
+    local: _LocalParts,
+    algorithm: ChecksumAlgorithm,
+    journal: Any,
+    head: dict[str, Any],
+) -> int | None:
+    if layout.part_checksums:
+        for number, reported in sorted(layout.part_checksums.items()):
+            if reported.split("-")[0] != b64(local.digests[number - 1]):
+                return number
+    if journal is None or len(journal.parts) != len(layout.sizes):
+        return None
+    parts = [journal.parts.get(n) for n in range(1, len(layout.sizes) + 1)]
+    if any(p is None for p in parts):
+        return None
+    # Trust the journal only if it reproduces the object's own aggregate.
+    etags = [p.etag for p in parts]
+    trusted_etags = multipart_etag(etags).strip('"') == str(head.get("ETag", "")).strip('"')
+    if trusted_etags and local.md5s:
+        for number, (part, md5) in enumerate(zip(parts, local.md5s, strict=True), start=1):
+            if part.etag.strip('"').lower() != md5:
+                return number
+    stored = head.get(algorithm.param)
+    composite = head.get("ChecksumType") == "COMPOSITE" or "-" in str(stored)
+    pairs = [(unb64(p.checksum), p.size) for p in parts]
+    combined = b64(algorithm.combine(pairs, composite=composite))
+    trusted_checksums = (
+        ALGORITHMS.get(journal.header.checksum_algorithm) is algorithm
+        and stored is not None
+        and str(stored).split("-")[0] == combined
+    )
+    if trusted_checksums:
+        for number, part in enumerate(parts, start=1):
+            if part.checksum != b64(local.digests[number - 1]):
+                return number
+    return None

