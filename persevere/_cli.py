@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import _errors
-from ._units import format_size, parse_size
+from ._units import format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -173,10 +173,20 @@ def _has_header(state_file: Path) -> bool:
         return False
 
 
-def _options(concurrency: int) -> Any:
+def _options(
+    concurrency: int, max_retries: int, retry_for: str | None, stall_timeout: float
+) -> Any:
+    from ._retry import RetryPolicy
     from ._upload import UploadOptions
 
-    return UploadOptions(concurrency=concurrency)
+    retry = RetryPolicy(max_attempts=max_retries + 1)
+    if retry_for is not None:
+        try:
+            retry.patience_s = parse_duration(retry_for)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--retry-for") from None
+        retry.max_attempts = 1_000_000  # the patience decides
+    return UploadOptions(concurrency=concurrency, retry=retry, stall_timeout_s=stall_timeout)
 
 
 _SIZE_HELP = "Part size: 'auto' or 5MiB..5GiB (units: 8MiB, 64M, 5GiB, or bytes)."
@@ -197,6 +207,41 @@ ConcurrencyOpt = Annotated[
 NoProgressOpt = Annotated[
     bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
 ]
+MaxRetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-retries",
+        min=0,
+        envvar="PERSEVERE_MAX_RETRIES",
+        help="Retries per part (and per request) after a transient failure.",
+    ),
+]
+RetryForOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--retry-for",
+        envvar="PERSEVERE_RETRY_FOR",
+        show_default=False,
+        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).",
+    ),
+]
+StallOpt = Annotated[
+    float,
+    typer.Option(
+        "--stall-timeout",
+        min=1,
+        envvar="PERSEVERE_STALL_TIMEOUT",
+        help="Seconds without progress before a part's connection is cut and retried.",
+    ),
+]
+CaBundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-bundle",
+        help="CA certificates (PEM) to verify the endpoint's TLS with "
+        "(default: AWS_CA_BUNDLE, the profile's ca_bundle, or the system's).",
+    ),
+]
 
 
 @upload_app.command("start")
@@ -213,7 +258,11 @@ def start(
     ] = "auto",
     checksum: Annotated[
         str,
-        typer.Option("--checksum", help="CRC64NVME (default), CRC32C, CRC32, SHA256 or SHA1."),
+        typer.Option(
+            "--checksum",
+            help="CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 (composite); SHA512, "
+            "MD5, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them.",
+        ),
     ] = "CRC64NVME",
     endpoint_url: Annotated[
         str | None,
@@ -224,7 +273,11 @@ def start(
     ] = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    ca_bundle: CaBundleOpt = None,
     no_progress: NoProgressOpt = False,
+    max_retries: MaxRetriesOpt = 9,
+    retry_for: RetryForOpt = None,
+    stall_timeout: StallOpt = 60.0,
 ) -> None:
     """Start a new upload, recorded in --state-file (which must not exist)."""
     from ._upload import start_upload
@@ -241,7 +294,8 @@ def start(
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
-            options=_options(concurrency),
+            ca_bundle=ca_bundle,
+            options=_options(concurrency, max_retries, retry_for, stall_timeout),
             progress=_progress(not no_progress, "upload"),
         ),
         resumable_state=state_file,
@@ -254,6 +308,9 @@ def resume(
     state_file: StateFileOpt,
     concurrency: ConcurrencyOpt = 8,
     no_progress: NoProgressOpt = False,
+    max_retries: MaxRetriesOpt = 9,
+    retry_for: RetryForOpt = None,
+    stall_timeout: StallOpt = 60.0,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
     from ._upload import resume_upload
@@ -261,7 +318,7 @@ def resume(
     result = _run(
         lambda: resume_upload(
             state_file,
-            options=_options(concurrency),
+            options=_options(concurrency, max_retries, retry_for, stall_timeout),
             progress=_progress(not no_progress, "resume"),
         ),
         resumable_state=state_file,
@@ -334,6 +391,7 @@ def verify(
     endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    ca_bundle: CaBundleOpt = None,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Check an object against a local file without downloading it.
@@ -357,6 +415,7 @@ def verify(
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
+            ca_bundle=ca_bundle,
             state_file=state_file,
             progress=_progress(not no_progress, "verify"),
         )

@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Header:
     checksum_type: str
     created_at: str
     tool_version: str
+    ca_bundle: str | None = None  # optional fields (with defaults) may be absent from old files
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +86,12 @@ def _parse_header(record: Any, where: str) -> Header:
             f"{where} was written by a newer persevere (format {version}; this one reads "
             f"{FORMAT_VERSION}): upgrade persevere to resume it"
         )
-    try:
-        fields = {name: record[name] for name in Header.__dataclass_fields__}
-    except KeyError as exc:
-        raise StateFileError(f"{where}: header lacks {exc.args[0]!r}") from None
+    fields = {}
+    for name, spec in Header.__dataclass_fields__.items():
+        if name in record:
+            fields[name] = record[name]
+        elif spec.default is MISSING:
+            raise StateFileError(f"{where}: header lacks {name!r}")
     header = Header(**fields)
     for name in ("file_size", "mtime_ns", "part_size"):
         if not isinstance(getattr(header, name), int):

@@ -57,10 +57,14 @@ class Endpoint:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
+    ca_bundle: str | None = None  # else AWS_CA_BUNDLE / the profile's ca_bundle / certifi
 
     @staticmethod
     def from_environment(
-        endpoint_url: str | None, region: str | None, profile: str | None
+        endpoint_url: str | None,
+        region: str | None,
+        profile: str | None,
+        ca_bundle: str | None = None,
     ) -> Endpoint:
         """Fill in what the user did not say from the standard AWS variables.
 
@@ -73,7 +77,13 @@ class Endpoint:
             or os.environ.get("AWS_ENDPOINT_URL")
             or None
         )
-        return Endpoint(endpoint_url, region, profile or os.environ.get("AWS_PROFILE") or None)
+        if ca_bundle is not None:
+            ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
+            if not os.path.isfile(ca_bundle):
+                raise UsageError(f"CA bundle {ca_bundle} does not exist")
+        return Endpoint(
+            endpoint_url, region, profile or os.environ.get("AWS_PROFILE") or None, ca_bundle
+        )
 
 
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
@@ -112,6 +122,7 @@ async def open_client(
             "s3",
             endpoint_url=endpoint.endpoint_url,
             region_name=endpoint.region,
+            verify=endpoint.ca_bundle,
             config=_config(max_connections, connect_timeout_s, read_timeout_s),
         )
         async with creator as client:

@@ -59,3 +59,15 @@ def format_size(n_bytes: float) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``30m``, ``2h``, ``7d``."""
+    match = _DURATION_RE.match(text.lower())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 7d)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -35,6 +35,7 @@ from ._checksums import (
     multipart_etag,
     unb64,
 )
+from ._congestion import CongestionWindow
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -61,6 +62,10 @@ log = logging.getLogger("persevere")
 T = TypeVar("T")
 
 MAX_CONCURRENCY = 256
+# Algorithms every S3 endpoint with flexible checksums knows; the rest (added in 2026) may be
+# refused with one of these codes.
+_CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
+_UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
 
 
 @dataclass(slots=True)
@@ -134,14 +139,13 @@ async def _s3(what: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 class _Attempt:
-    """An in-flight UploadPart, watched for stalls."""
+    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long."""
 
-    __slots__ = ("last_activity", "scope", "sending")
+    __slots__ = ("last_activity", "scope")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
         self.last_activity = time.monotonic()
-        self.sending = True
 
 
 class _Upload:
@@ -167,6 +171,7 @@ class _Upload:
         self.done: dict[int, PartRecord] = {}
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
+        self.window = CongestionWindow(options.concurrency)
 
     @property
     def _ids(self) -> dict[str, str]:
@@ -240,10 +245,7 @@ class _Upload:
                 await anyio.sleep(1.0)
                 now = time.monotonic()
                 for attempt in list(self._attempts):
-                    if (
-                        attempt.sending
-                        and now - attempt.last_activity > self.options.stall_timeout_s
-                    ):
+                    if now - attempt.last_activity > self.options.stall_timeout_s:
                         attempt.scope.cancel()
 
     async def _upload_part(self, number: int, buffer: memoryview) -> None:
@@ -264,58 +266,69 @@ class _Upload:
         what = f"part {number}"
 
         async def attempt() -> str:
-            sent = 0
-            with anyio.CancelScope() as scope:
-                watched = _Attempt(scope)
-
-                def on_sent(n: int) -> None:
-                    nonlocal sent
-                    sent += n
-                    watched.last_activity = time.monotonic()
-                    self.progress.advance(n)
-                    if sent >= size:
-                        watched.sending = False
-
-                body: Any = (
-                    BufferedBody(view, on_sent)
-                    if buffered
-                    else StreamingBody(self.source, offset, size, on_sent)
+            async with self.window:
+                return await self._send_part(
+                    number, size, offset, view if buffered else None, checksum
                 )
-                self._attempts.add(watched)
-                try:
-                    response = await _s3(
-                        what,
-                        lambda: self.client.upload_part(
-                            **self._ids,
-                            UploadId=self.header.upload_id,
-                            PartNumber=number,
-                            Body=body,
-                            ContentLength=size,
-                            **{algorithm.param: checksum},
-                        ),
-                    )
-                except BaseException:
-                    self.progress.advance(-sent)
-                    raise
-                finally:
-                    self._attempts.discard(watched)
-            if scope.cancelled_caught:
-                self.progress.advance(-sent)
-                raise TransientError(
-                    f"{what}: no bytes moved for {self.options.stall_timeout_s:.0f}s (stalled)"
-                )
-            returned = response.get(algorithm.param)
-            if returned is not None and returned != checksum:
-                self.progress.advance(-sent)
-                raise TransientError(
-                    f"{what}: S3 computed checksum {returned}, expected {checksum}",
-                    code="BadDigest",
-                )
-            self.bytes_sent += size
-            return str(response["ETag"])
 
         etag = await call_with_retry(self.options.retry, what, attempt, self._exhausted(what))
         await self._record(PartRecord(number, etag, checksum, size))
+
+    async def _send_part(
+        self, number: int, size: int, offset: int, view: memoryview | None, checksum: str
+    ) -> str:
+        """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag."""
+        what = f"part {number}"
+        algorithm = self.algorithm
+        sent = 0
+        with anyio.CancelScope() as scope:
+            watched = _Attempt(scope)
+
+            def on_sent(n: int) -> None:
+                nonlocal sent
+                sent += n
+                watched.last_activity = time.monotonic()
+                self.progress.advance(n)
+
+            body: Any = (
+                BufferedBody(view, on_sent)
+                if view is not None
+                else StreamingBody(self.source, offset, size, on_sent)
+            )
+            self._attempts.add(watched)
+            try:
+                response = await _s3(
+                    what,
+                    lambda: self.client.upload_part(
+                        **self._ids,
+                        UploadId=self.header.upload_id,
+                        PartNumber=number,
+                        Body=body,
+                        ContentLength=size,
+                        **{algorithm.param: checksum},
+                    ),
+                )
+            except BaseException as exc:
+                self.progress.advance(-sent)  # the retry sends these bytes again
+                if isinstance(exc, TransientError) and exc.throttle:
+                    self.window.throttled()
+                raise
+            finally:
+                self._attempts.discard(watched)
+        if scope.cancelled_caught:
+            self.progress.advance(-sent)
+            raise TransientError(
+                f"{what}: nothing moved for {self.options.stall_timeout_s:.0f}s (stalled)"
+            )
+        returned = response.get(algorithm.param)
+        if returned is not None and returned != checksum:
+            self.progress.advance(-sent)
+            raise TransientError(
+                f"{what}: S3 computed checksum {returned}, expected {checksum}", code="BadDigest"
+            )
+        self.bytes_sent += size
+        self.window.succeeded()
+        return str(response["ETag"])
 
     # -- adopting parts S3 has but the journal lacks -----------------------------------------
     async def adopt(self, candidates: dict[int, RemotePart]) -> list[int]:
@@ -501,6 +514,7 @@ async def start_upload(
     endpoint_url: str | None = None,
     region: str | None = None,
     profile: str | None = None,
+    ca_bundle: str | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
 ) -> UploadResult:
@@ -511,7 +525,7 @@ async def start_upload(
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
         _prepare_start, file, bucket, key, state_file, part_size, checksum
     )
-    endpoint = Endpoint.from_environment(endpoint_url, region, profile)
+    endpoint = Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
     started = time.monotonic()
     source = SourceFile(identity)
     try:
@@ -607,7 +621,19 @@ async def _create(
         return S3Error(f"cannot start the upload after {attempts} attempts: {exc}")
 
     try:
-        response = await call_with_retry(policy, "CreateMultipartUpload", create_once, unreachable)
+        try:
+            response = await call_with_retry(
+                policy, "CreateMultipartUpload", create_once, unreachable
+            )
+        except S3Error as exc:
+            if exc.code in _UNSUPPORTED_CODES and algorithm.name not in _CLASSIC_ALGORITHMS:
+                raise S3Error(
+                    f"checksum algorithm {algorithm.name} is not supported by this endpoint "
+                    f"({exc.code})",
+                    code=exc.code,
+                    hint="use --checksum CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
+                ) from exc
+            raise
         header = Header(
             bucket=bucket,
             key=key,
@@ -615,6 +641,7 @@ async def _create(
             endpoint_url=endpoint.endpoint_url,
             region=endpoint.region or resolved_region(client),
             profile=endpoint.profile,
+            ca_bundle=endpoint.ca_bundle,
             file_path=str(identity.path),
             file_size=identity.size,
             mtime_ns=identity.mtime_ns,
@@ -652,7 +679,7 @@ async def resume_upload(
         plan = PartPlan(header.file_size, header.part_size)
         with SourceFile(identity) as source:
             async with open_client(
-                Endpoint(header.endpoint_url, header.region, header.profile),
+                _endpoint_of(header),
                 max_connections=options.concurrency + 2,
                 connect_timeout_s=options.connect_timeout_s,
                 read_timeout_s=options.read_timeout_s,
@@ -717,6 +744,10 @@ async def _resume(upload: _Upload, plan: PartPlan, started: float) -> UploadResu
     return await upload.finish(started)
 
 
+def _endpoint_of(header: Header) -> Endpoint:
+    return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
+
+
 def _refuse_finished(state: JournalState, state_path: Path) -> None:
     if state.finished == "completed":
         raise UploadFinished(
@@ -765,7 +796,7 @@ async def abort_upload(state_file: str | Path) -> Header:
             )
         if state.finished == "aborted":
             return header
-        async with open_client(Endpoint(header.endpoint_url, header.region, header.profile)) as c:
+        async with open_client(_endpoint_of(header)) as c:
             policy = RetryPolicy(max_attempts=5)
             try:
                 await call_with_retry(
@@ -808,7 +839,7 @@ async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> Upl
 
 
 async def _remote_status(header: Header) -> RemoteStatus:
-    endpoint = Endpoint(header.endpoint_url, header.region, header.profile)
+    endpoint = _endpoint_of(header)
     try:
         with anyio.fail_after(15):
             async with open_client(endpoint, connect_timeout_s=5, read_timeout_s=10) as client:

@@ -100,6 +100,7 @@ async def verify_object(
     endpoint_url: str | None = None,
     region: str | None = None,
     profile: str | None = None,
+    ca_bundle: str | None = None,
     state_file: str | Path | None = None,
     progress: ProgressSink | None = None,
 ) -> VerifyResult:
@@ -109,7 +110,7 @@ async def verify_object(
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
-    endpoint = Endpoint.from_environment(endpoint_url, region, profile)
+    endpoint = Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
     async with open_client(endpoint) as client:
         ids = {"Bucket": bucket, "Key": key}
         head = await _s3("HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED"))

@@ -78,6 +78,11 @@ def test_algorithm_attributes():
         "CRC64NVME": 8,
         "CRC32C": 4,
         "CRC32": 4,
+        "SHA512": 64,
+        "MD5": 16,
+        "XXHASH64": 8,
+        "XXHASH3": 8,
+        "XXHASH128": 16,
         "SHA256": 32,
         "SHA1": 20,
     }
@@ -164,6 +169,6 @@ def test_get_algorithm_is_case_insensitive(name):
 
 def test_get_algorithm_refuses_unknown_names():
     with pytest.raises(
-        ValueError, match=r"unknown checksum algorithm 'md5' \(choose from CRC64NVME"
+        ValueError, match=r"unknown checksum algorithm 'crc16' \(choose from CRC64NVME"
     ):
-        get_algorithm("md5")
+        get_algorithm("crc16")

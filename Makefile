@@ -1,0 +1,43 @@
+# The verbs people type. Everything runs from the project's own venv, created on first use.
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all lint demo bench
+
+# Stamp files make `make test` cheap after the first run: pip runs again only when
+# pyproject.toml changes (the install is editable, so source edits need no reinstall).
+install: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "persevere needs Python >= 3.11; run e.g. 'make PY=python3.11 ...'" >&2; exit 1; }
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev,bench]'
+	@touch $@
+
+test: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# mypy checks what [tool.mypy] files lists in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: install
+	bash examples/demo.sh
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run
