@@ -12,6 +12,7 @@ Configuration choices, and why:
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -190,6 +191,10 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
     return None
 
 
+_URL_RE = re.compile(r"(https?://[^/\s\"]+)[^\s\"]*")
+
+
 def _short(exc: BaseException) -> str:
+    """First line, with URLs cut to scheme and host (upload ids and keys are noise here)."""
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return _URL_RE.sub(r"\1", text.splitlines()[0])[:300]

@@ -38,11 +38,15 @@ class FaultProxy:
         plan: Callable[[int], Fault] = lambda n: NO_FAULT,
         latency_s: float = 0.0,
         rate_bytes_s: float | None = None,
+        repeat: bool = False,
     ) -> None:
+        """``repeat``: after a corrupt or stall fault, ask ``plan`` again for the next one on
+        the same connection (its ``at_byte`` then counts from where the last one struck)."""
         self.upstream = upstream
         self.plan = plan
         self.latency_s = latency_s
         self.rate_bytes_s = rate_bytes_s
+        self.repeat = repeat
         self.connections = 0
         self.faults_done: list[Fault] = []
         self._lock = threading.Lock()
@@ -50,6 +54,7 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
+        self._pairs: set[_Pair] = set()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
@@ -63,6 +68,10 @@ class FaultProxy:
     def __exit__(self, *exc_info: object) -> None:
         self._closed = True
         self._listener.close()
+        with self._lock:
+            pairs = list(self._pairs)
+        for pair in pairs:
+            pair.close()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -79,10 +88,18 @@ class FaultProxy:
             except OSError:
                 client.close()
                 continue
-            threading.Thread(target=self._pump, args=(client, server, fault), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(server, client, NO_FAULT), daemon=True
-            ).start()
+            pair = _Pair(client, server)
+            with self._lock:
+                self._pairs.add(pair)
+            for source, sink, direction_fault in (
+                (client, server, fault),
+                (server, client, NO_FAULT),
+            ):
+                threading.Thread(
+                    target=self._pump,
+                    args=(pair, source, sink, direction_fault, number),
+                    daemon=True,
+                ).start()
 
     def _throttle(self, n: int) -> None:
         if self.rate_bytes_s is None:
@@ -95,8 +112,21 @@ class FaultProxy:
         if wait > 0:
             time.sleep(wait)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, fault: Fault) -> None:
-        offset = 0
+    def _pump(
+        self, pair: _Pair, source: socket.socket, sink: socket.socket, fault: Fault, number: int
+    ) -> None:
+        try:
+            self._forward(source, sink, fault, number)
+        finally:
+            if pair.one_done():
+                pair.close()
+                with self._lock:
+                    self._pairs.discard(pair)
+
+    def _forward(
+        self, source: socket.socket, sink: socket.socket, fault: Fault, number: int
+    ) -> None:
+        offset = 0  # bytes of this direction's stream received so far
         pending = fault if fault.kind != "none" else None
         try:
             while True:
@@ -104,23 +134,24 @@ class FaultProxy:
                 if not data:
                     sink.shutdown(socket.SHUT_WR)
                     return
-                if pending is not None and offset + len(data) > pending.at_byte:
-                    index = pending.at_byte - offset
-                    if pending.kind == "corrupt":
-                        data = data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
-                    elif pending.kind == "reset":
+                start = offset
+                offset += len(data)
+                while pending is not None and start <= pending.at_byte < offset:
+                    index = pending.at_byte - start
+                    if pending.kind == "reset":
                         sink.sendall(data[:index])
                         self._record(pending)
                         _reset(source)
                         _reset(sink)
                         return
+                    if pending.kind == "corrupt":
+                        data = data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
                     elif pending.kind == "stall":
                         sink.sendall(data[:index])
-                        data = data[index:]
+                        data, start = data[index:], pending.at_byte
                         time.sleep(pending.stall_s)
                     self._record(pending)
-                    pending = None
-                offset += len(data)
+                    pending = self._next_fault(number, pending.at_byte + 1)
                 if self.latency_s:
                     time.sleep(self.latency_s)
                 self._throttle(len(data))
@@ -129,9 +160,38 @@ class FaultProxy:
             _reset(source)
             _reset(sink)
 
+    def _next_fault(self, number: int, from_byte: int) -> Fault | None:
+        if not self.repeat:
+            return None
+        following = self.plan(number)
+        if following.kind == "none":
+            return None
+        return Fault(following.kind, from_byte + following.at_byte, following.stall_s)
+
     def _record(self, fault: Fault) -> None:
         with self._lock:
             self.faults_done.append(fault)
+
+
+class _Pair:
+    """The two sockets of one proxied connection, closed once both directions are done."""
+
+    def __init__(self, client: socket.socket, server: socket.socket) -> None:
+        self.sockets = (client, server)
+        self._pending = 2
+        self._lock = threading.Lock()
+
+    def one_done(self) -> bool:
+        with self._lock:
+            self._pending -= 1
+            return self._pending == 0
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _reset(sock: socket.socket) -> None:
