@@ -106,6 +106,7 @@ class _Ports:
     webdav: int
     debug: int
     s3_debug: int
+    s3_https: int  # listens only when the server is given a certificate
 
     def _paired(self) -> dict[str, int]:
         return {
@@ -119,7 +120,7 @@ class _Ports:
     def all_ports(self) -> set[int]:
         http_ports = set(self._paired().values())
         grpc_ports = {port + GRPC_OFFSET for port in http_ports}
-        return http_ports | grpc_ports | {self.webdav, self.debug, self.s3_debug}
+        return http_ports | grpc_ports | {self.webdav, self.debug, self.s3_debug, self.s3_https}
 
     def weed_args(self) -> list[str]:
         args = []
@@ -179,6 +180,7 @@ def _pick_ports(s3_port: int | None = None) -> _Ports:
         webdav=pick(with_grpc_twin=False),
         debug=pick(with_grpc_twin=False),
         s3_debug=pick(with_grpc_twin=False),
+        s3_https=pick(with_grpc_twin=False),
     )
 
 
@@ -274,7 +276,16 @@ class S3Server:
     readonly_secret_key = READONLY_SECRET_KEY
     region = REGION
 
-    def __init__(self, root: Path, *, s3_port: int | None = None, weed: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        s3_port: int | None = None,
+        weed: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ):
+        """``tls=(certificate, private_key)`` (PEM) also serves S3 over HTTPS on its own port
+        (``https_endpoint_url``), as real S3 is: botocore signs and checksums differently there."""
         self.root = Path(root).resolve()
         self.data_dir = self.root / "data"
         self.log_path = self.root / "weed.log"
@@ -282,6 +293,7 @@ class S3Server:
         self.ports_path = self.root / "ports.json"
         self._weed = weed if weed is not None else find_weed()
         self._pinned_s3_port = s3_port
+        self._tls = tls
         self._ports = _load_ports(self.ports_path, s3_port) or _pick_ports(s3_port)
         self._process: subprocess.Popen[bytes] | None = None
         self._started_once = False
@@ -289,6 +301,12 @@ class S3Server:
     @property
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self._ports.s3}"
+
+    @property
+    def https_endpoint_url(self) -> str:
+        if self._tls is None:
+            raise S3ServerError("this server was started without a TLS certificate")
+        return f"https://{HOST}:{self._ports.s3_https}"
 
     @property
     def running(self) -> bool:
@@ -394,6 +412,13 @@ class S3Server:
             "-master.telemetry=false",  # tests must not phone home
             *self._ports.weed_args(),
         ]
+        if self._tls is not None:
+            certificate, key = self._tls
+            command += [
+                f"-s3.port.https={self._ports.s3_https}",
+                f"-s3.cert.file={certificate}",
+                f"-s3.key.file={key}",
+            ]
         with self.log_path.open("ab") as log:
             log.write(f"\n=== {dt.datetime.now():%H:%M:%S} {shlex.join(command)}\n".encode())
             log.flush()

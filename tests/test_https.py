@@ -1,0 +1,122 @@
+"""Over HTTPS, as real S3 is: SeaweedFS with a certificate made by the test (trustme)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+import trustme
+
+from tests.conftest import sha256_of_file, sha256_of_object
+from tests.s3server import S3Server
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_file = root / "cert.pem", root / "key.pem", root / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    with S3Server(root / "s3", tls=(cert, key)) as server:
+        server.ca_file = ca_file
+        yield server
+
+
+@pytest.fixture
+def tls_env(tls_server, s3_env):
+    return {**s3_env, **tls_server.env(), "AWS_ENDPOINT_URL": tls_server.https_endpoint_url}
+
+
+@pytest.fixture
+def tls_client(tls_server, tls_env):
+    client = boto3.client(
+        "s3", endpoint_url=tls_server.https_endpoint_url, verify=str(tls_server.ca_file),
+        aws_access_key_id=tls_server.access_key, aws_secret_access_key=tls_server.secret_key,
+        region_name=tls_server.region,
+    )  # fmt: skip
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def tls_bucket(tls_client, bucket):
+    tls_client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+def persevere(env, *args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("checksum", ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"])
+def test_every_algorithm_over_https(
+    tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path, checksum
+):
+    file = make_file(11 * MiB + 1, seed=61)
+    ca = tls_server.ca_file
+    result = persevere(
+        tls_env, "upload", "start", "--s3-bucket", tls_bucket, "--s3-key", "k",
+        "--file-to-upload", file, "--state-file", tmp_path / "s", "--part-size", "5MiB",
+        "--checksum", checksum, "--ca-bundle", ca, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sha256_of_object(tls_client, tls_bucket, "k") == sha256_of_file(file)
+    verified = persevere(
+        tls_env, "verify", file, f"s3://{tls_bucket}/k", "--ca-bundle", ca, "--no-progress"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert checksum in verified.stdout
+
+
+def test_untrusted_certificate_is_a_clear_error(tls_env, tls_bucket, make_file, tmp_path):
+    result = persevere(
+        tls_env, "upload", "start", "--s3-bucket", tls_bucket, "--s3-key", "k",
+        "--file-to-upload", make_file(100), "--state-file", tmp_path / "s",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "TLS failure" in result.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_aws_ca_bundle_and_resume_over_https(
+    tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path
+):
+    """AWS_CA_BUNDLE works, and a kill -9 then resume uses the recorded HTTPS endpoint."""
+    env = {**tls_env, "AWS_CA_BUNDLE": str(tls_server.ca_file)}
+    file = make_file(60 * MiB, seed=62)
+    state = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", "--s3-bucket", tls_bucket,
+         "--s3-key", "resumed", "--file-to-upload", str(file), "--state-file", str(state),
+         "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if state.exists() and state.read_bytes().count(b'"type":"part"') >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    header = json.loads(state.read_bytes().splitlines()[0])
+    assert header["endpoint_url"] == tls_server.https_endpoint_url
+
+    resumed = persevere(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sha256_of_object(tls_client, tls_bucket, "resumed") == sha256_of_file(file)
