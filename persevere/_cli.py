@@ -311,6 +311,14 @@ def resume(
     max_retries: MaxRetriesOpt = 9,
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
+    verify_parts: Annotated[
+        bool,
+        typer.Option(
+            "--verify-parts",
+            help="Re-read the parts already uploaded and compare their checksums (catches a "
+            "file changed in place with its mtime kept); changed parts are sent again.",
+        ),
+    ] = False,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
     from ._upload import resume_upload
@@ -320,6 +328,7 @@ def resume(
             state_file,
             options=_options(concurrency, max_retries, retry_for, stall_timeout),
             progress=_progress(not no_progress, "resume"),
+            verify_parts=verify_parts,
         ),
         resumable_state=state_file,
     )

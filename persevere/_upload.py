@@ -356,6 +356,29 @@ class _Upload:
                 rejected.append(number)
         return rejected
 
+    async def recheck_done_parts(self) -> list[int]:
+        """Re-read every done part; forget (and return) those whose bytes changed."""
+        changed = []
+        scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
+        for number, part in sorted(self.done.items()):
+            digest, _ = await anyio.to_thread.run_sync(
+                self.source.hash_range, self.plan.offset(number), part.size, scratch,
+                self.algorithm,
+            )  # fmt: skip
+            if b64(digest) != part.checksum:
+                changed.append(number)
+                del self.done[number]
+        if changed:
+            log.warning(
+                "%d part(s) changed in the file since they were uploaded (first: part %d); "
+                "uploading them again",
+                len(changed),
+                changed[0],
+            )
+        else:
+            log.info("all %d uploaded parts still match the file", len(self.done))
+        return changed
+
     # -- completing ------------------------------------------------------------------------
     def _expected(self) -> tuple[list[PartRecord], str, str | None]:
         parts = [self.done[n] for n in self.plan.part_numbers()]
@@ -405,6 +428,13 @@ class _Upload:
             )
         await self._check_object(full)
         etag = str(response.get("ETag") or expected_etag or "")
+        encrypted = response.get("ServerSideEncryption") == "aws:kms" or (
+            "SSECustomerAlgorithm" in response
+        )
+        if expected_etag and etag != expected_etag and not encrypted:
+            # Not an error: S3-compatible servers may compute ETags their own way; the checksum
+            # comparison above is the authority.
+            log.warning("S3 returned ETag %s; the parts' MD5s give %s", etag, expected_etag)
         return etag, full
 
     async def _check_object(self, full: str) -> None:
@@ -472,9 +502,15 @@ class _Upload:
 
     async def finish(self, started: float) -> UploadResult:
         etag, full = await self.complete()
+        _, _, expected_etag = self._expected()
         await anyio.to_thread.run_sync(
             lambda: self.journal.append_outcome(
-                "completed", etag=etag, checksum=full, size=self.header.file_size, at=_now()
+                "completed",
+                etag=etag,
+                expected_etag=expected_etag,
+                checksum=full,
+                size=self.header.file_size,
+                at=_now(),
             )
         )
         return self.result(etag, full, started)
@@ -665,8 +701,14 @@ async def resume_upload(
     *,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
+    verify_parts: bool = False,
 ) -> UploadResult:
-    """Continue the upload a state file describes: reconcile with S3, send the rest, complete."""
+    """Continue the upload a state file describes: reconcile with S3, send the rest, complete.
+
+    ``verify_parts`` re-reads the parts the journal says are done and compares them with
+    their recorded checksums (a file changed in place with its mtime preserved); parts that
+    differ are uploaded again. Without it, resume trusts size and mtime.
+    """
     options = options or UploadOptions()
     progress = progress or NullProgress()
     options.validate()
@@ -687,7 +729,7 @@ async def resume_upload(
                 upload = _Upload(client, journal, header, source, options, progress)
                 upload.done = dict(state.parts)
                 try:
-                    return await _resume(upload, plan, started)
+                    return await _resume(upload, plan, started, verify_parts)
                 except PersevereError as exc:
                     _attach_state_file(exc, state_path)
                     raise
@@ -711,7 +753,9 @@ def _prepare_resume(state_file: str | Path) -> tuple[Journal, JournalState, File
     return journal, state, identity, state_path
 
 
-async def _resume(upload: _Upload, plan: PartPlan, started: float) -> UploadResult:
+async def _resume(
+    upload: _Upload, plan: PartPlan, started: float, verify_parts: bool
+) -> UploadResult:
     header = upload.header
     try:
         remote = await upload.list_remote_parts()
@@ -737,6 +781,8 @@ async def _resume(upload: _Upload, plan: PartPlan, started: float) -> UploadResu
             "%d part(s) in the journal are not on S3; uploading them again", len(plan_result.lost)
         )
     rejected = await upload.adopt(plan_result.adopt)
+    if verify_parts:
+        rejected += await upload.recheck_done_parts()
     todo = sorted(set(plan_result.missing) | set(rejected))
     done_bytes = sum(p.size for p in upload.done.values())
     upload.progress.start(header.file_size, done_bytes)

@@ -126,3 +126,44 @@ def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, 
     changed = flip_byte(file, 20 * MiB, tmp_path / "changed.bin")
     differs = persevere(s3_env, "verify", changed, f"s3://{bucket}/peer", "--no-progress")
     assert differs.returncode == EXIT_MISMATCH, differs.stdout + differs.stderr
+
+
+def test_resume_verify_parts_resends_parts_changed_in_place(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """A file changed in place with its mtime kept: only --verify-parts notices."""
+    import json
+    import signal
+    import time
+
+    from tests.conftest import sha256_of_file, sha256_of_object
+
+    file = make_file(40 * MiB, seed=46)
+    state = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", "--s3-bucket", bucket,
+         "--s3-key", "obj", "--file-to-upload", str(file), "--state-file", str(state),
+         "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if state.exists() and state.read_bytes().count(b'"type":"part"') >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    done = [json.loads(x) for x in state.read_bytes().splitlines()[1:]]
+    assert len(done) >= 3
+    stat = file.stat()
+    flip_byte(file, 5 * MiB + 7, tmp_path / "tmp.bin").replace(file)  # part 2 changes
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    result = persevere(s3_env, "upload", "resume", "--state-file", state, "--verify-parts",
+                       "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "changed in the file since they were uploaded (first: part 2)" in result.stderr
+    assert sha256_of_object(s3_client, bucket, "obj") == sha256_of_file(file)
+    completed = json.loads(state.read_bytes().splitlines()[-1])
+    assert completed["type"] == "completed"
+    assert completed["etag"] == completed["expected_etag"]
