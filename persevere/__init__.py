@@ -29,9 +29,11 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
+from ._object_options import build_object_options as object_options
 from ._plan import PartPlan, auto_part_size, make_plan
 from ._progress import ProgressSink
 from ._retry import RetryPolicy
+from ._sync import abort_sync, resume_sync, status_sync, upload_file_sync, verify_sync
 from ._upload import (
     UploadOptions,
     UploadResult,
@@ -49,6 +51,8 @@ from ._upload import (
 from ._upload import (
     upload_status as status,
 )
+from ._verify import VerifyResult
+from ._verify import verify_object as verify
 from ._version import __version__
 
 __all__ = [
@@ -77,11 +81,19 @@ __all__ = [
     "UploadResult",
     "UploadStatus",
     "UsageError",
+    "VerifyResult",
     "__version__",
     "abort",
+    "abort_sync",
     "auto_part_size",
     "make_plan",
+    "object_options",
     "resume",
+    "resume_sync",
     "status",
+    "status_sync",
     "upload_file",
+    "upload_file_sync",
+    "verify",
+    "verify_sync",
 ]

@@ -11,7 +11,7 @@ the signer never reads the body, so ``read`` refuses loudly rather than consume 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
@@ -20,10 +20,20 @@ from ._source import SourceFile
 SLICE_BYTES = 1 << 20
 
 
+Throttle = Callable[[int], Awaitable[None]]
+
+
+async def _unthrottled(n_bytes: int) -> None:
+    return None
+
+
 class _Body:
-    def __init__(self, length: int, on_sent: Callable[[int], None]) -> None:
+    def __init__(
+        self, length: int, on_sent: Callable[[int], None], throttle: Throttle | None = None
+    ) -> None:
         self._length = length
         self._on_sent = on_sent
+        self._throttle = throttle or _unthrottled
 
     def __len__(self) -> int:
         return self._length
@@ -49,13 +59,16 @@ class BufferedBody(_Body):
     (and dropped its references to) every slice.
     """
 
-    def __init__(self, view: memoryview, on_sent: Callable[[int], None]) -> None:
-        super().__init__(len(view), on_sent)
+    def __init__(
+        self, view: memoryview, on_sent: Callable[[int], None], throttle: Throttle | None = None
+    ) -> None:
+        super().__init__(len(view), on_sent, throttle)
         self._view = view
 
     async def __aiter__(self) -> AsyncIterator[memoryview]:
         for start in range(0, len(self._view), SLICE_BYTES):
             piece = self._view[start : start + SLICE_BYTES]
+            await self._throttle(len(piece))
             yield piece
             self._on_sent(len(piece))
 
@@ -73,9 +86,10 @@ class StreamingBody(_Body):
         offset: int,
         length: int,
         on_sent: Callable[[int], None],
+        throttle: Throttle | None = None,
         slice_bytes: int = SLICE_BYTES,
     ) -> None:
-        super().__init__(length, on_sent)
+        super().__init__(length, on_sent, throttle)
         self._source = source
         self._offset = offset
         self._slice = slice_bytes
@@ -90,6 +104,7 @@ class StreamingBody(_Body):
             # one malloc arena instead of fragmenting one per thread.
             piece = bytearray(size)
             await anyio.to_thread.run_sync(self._source.read_into, memoryview(piece), offset)
+            await self._throttle(size)
             yield piece
             self._on_sent(size)
             offset += size

@@ -9,13 +9,15 @@ Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -55,9 +57,12 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings).")
+    ] = False,
 ) -> None:
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
-    _setup_logging(logging.INFO if verbose else logging.WARNING)
+    _setup_logging(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
 
 
 class _TqdmSafeHandler(logging.Handler):
@@ -90,14 +95,14 @@ def _size_option(text: str) -> int | None:
 def _progress(enabled: bool, description: str) -> Any:
     from ._progress import LogLineProgress, NullProgress, TqdmProgress
 
-    if not enabled:
+    if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
         return NullProgress()
     if sys.stderr.isatty():
         return TqdmProgress(description)
     return LogLineProgress(description)
 
 
-def _fail(exc: _errors.PersevereError) -> None:
+def _fail(exc: _errors.PersevereError) -> NoReturn:
     typer.echo(f"persevere: error: {exc.message}", err=True)
     if exc.hint:
         typer.echo(f"persevere: {exc.hint}", err=True)
@@ -152,10 +157,8 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         elif resumable_state is not None:
             exc.message = "interrupted before the upload was created; nothing to resume"
         _fail(exc)
-        raise AssertionError("unreachable") from None
     except _errors.PersevereError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from None
 
 
 def _uvloop() -> bool:
@@ -244,14 +247,84 @@ CaBundleOpt = Annotated[
 ]
 
 
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
+    ),
+]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
+]
+BandwidthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-bandwidth",
+        envvar="PERSEVERE_MAX_BANDWIDTH",
+        show_default=False,
+        help="Cap on the upload rate, shared by all parts (e.g. 50MB/s, 100MiB/s).",
+    ),
+]
+
+
+def _bandwidth(text: str | None) -> float | None:
+    from ._bandwidth import parse_rate
+
+    if text is None:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-bandwidth") from None
+
+
+def _emit_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    from ._verify import parse_s3_url
+
+    try:
+        return parse_s3_url(url)
+    except _errors.UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @upload_app.command("start")
 def start(
-    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="Destination bucket.")],
-    s3_key: Annotated[str, typer.Option("--s3-key", help="Destination object key.")],
+    file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
+    url_arg: Annotated[
+        str | None, typer.Argument(metavar="[s3://BUCKET/KEY]", show_default=False)
+    ] = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="Destination bucket.")
+    ] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Destination object key.")] = None,
     file_to_upload: Annotated[
-        Path, typer.Option("--file-to-upload", help="The local file to upload.")
-    ],
-    state_file: StateFileOpt,
+        Path | None, typer.Option("--file-to-upload", help="The local file to upload.")
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere "
+            "beside the file.",
+        ),
+    ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: Annotated[
         str, typer.Option("--part-size", help=_SIZE_HELP, envvar="PERSEVERE_PART_SIZE")
@@ -260,54 +333,106 @@ def start(
         str,
         typer.Option(
             "--checksum",
+            envvar="PERSEVERE_CHECKSUM",
             help="CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 (composite); SHA512, "
             "MD5, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them.",
         ),
     ] = "CRC64NVME",
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
-        ),
-    ] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    storage_class: Annotated[
+        str | None, typer.Option("--storage-class", help="e.g. STANDARD_IA, GLACIER_IR.")
+    ] = None,
+    content_type: Annotated[
+        str | None, typer.Option("--content-type", help="Default: guessed from the file name.")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
+    ] = None,
+    tagging: Annotated[
+        list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
+    ] = None,
+    sse: Annotated[
+        str | None, typer.Option("--sse", help="Server-side encryption: AES256 or aws:kms.")
+    ] = None,
+    sse_kms_key_id: Annotated[
+        str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
+    ] = None,
+    acl: Annotated[str | None, typer.Option("--acl", help="Canned ACL, e.g. private.")] = None,
+    expected_bucket_owner: Annotated[
+        str | None,
+        typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
+    ] = None,
+    max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
     max_retries: MaxRetriesOpt = 9,
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
 ) -> None:
-    """Start a new upload, recorded in --state-file (which must not exist)."""
+    """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags)."""
+    from ._object_options import build_object_options
     from ._upload import start_upload
 
+    file = file_to_upload or file_arg
+    bucket, key = s3_bucket, s3_key
+    if url_arg is not None:
+        bucket, key = _split_url(url_arg)
+    if file is None or not bucket or not key:
+        raise typer.BadParameter(
+            "give FILE s3://BUCKET/KEY, or --file-to-upload, --s3-bucket and --s3-key"
+        )
+    if state_file is None:
+        state_file = file.with_name(file.name + ".persevere").absolute()
+        typer.echo(f"persevere: state file: {state_file}", err=True)
     size = _size_option(part_size)
+    options = _options(concurrency, max_retries, retry_for, stall_timeout)
+    options.max_bandwidth_bytes_s = _bandwidth(max_bandwidth)
+    try:
+        object_options = build_object_options(
+            file,
+            storage_class=storage_class,
+            content_type=content_type,
+            metadata=metadata or (),
+            tagging=tagging or (),
+            sse=sse,
+            sse_kms_key_id=sse_kms_key_id,
+            acl=acl,
+            expected_bucket_owner=expected_bucket_owner,
+        )
+    except _errors.UsageError as exc:
+        _fail(exc)
+    target = state_file
     result = _run(
         lambda: start_upload(
-            file_to_upload,
-            s3_bucket,
-            s3_key,
-            state_file,
+            file,
+            bucket,
+            key,
+            target,
             part_size=size,
             checksum=checksum,
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
             ca_bundle=ca_bundle,
-            options=_options(concurrency, max_retries, retry_for, stall_timeout),
-            progress=_progress(not no_progress, "upload"),
+            object_options=object_options,
+            options=options,
+            progress=_progress(not no_progress and not json_output, "upload"),
         ),
         resumable_state=state_file,
     )
-    _print_result(result)
+    _print_result(result, json_output, state_file)
 
 
 @upload_app.command("resume")
 def resume(
     state_file: StateFileOpt,
     concurrency: ConcurrencyOpt = 8,
+    max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
     max_retries: MaxRetriesOpt = 9,
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
@@ -323,33 +448,123 @@ def resume(
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
     from ._upload import resume_upload
 
+    options = _options(concurrency, max_retries, retry_for, stall_timeout)
+    options.max_bandwidth_bytes_s = _bandwidth(max_bandwidth)
     result = _run(
         lambda: resume_upload(
             state_file,
-            options=_options(concurrency, max_retries, retry_for, stall_timeout),
-            progress=_progress(not no_progress, "resume"),
+            options=options,
+            progress=_progress(not no_progress and not json_output, "resume"),
             verify_parts=verify_parts,
         ),
         resumable_state=state_file,
     )
-    _print_result(result)
+    _print_result(result, json_output, state_file)
 
 
 @upload_app.command("abort")
-def abort(state_file: StateFileOpt) -> None:
-    """Abort the upload (S3 deletes its parts) and mark the state file aborted."""
+def abort(
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="The journal of the upload to abort.")
+    ] = None,
+    s3_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-bucket",
+            help="With --s3-key and --upload-id: an "
+            "upload that has no state file (see 'upload list').",
+        ),
+    ] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
+    upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+) -> None:
+    """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
+    from ._orphans import abort_by_id
+    from ._s3 import Endpoint
     from ._upload import abort_upload
 
-    header = _run(lambda: abort_upload(state_file))
-    typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
+    if state_file is not None:
+        if s3_bucket or s3_key or upload_id:
+            raise typer.BadParameter("give either --state-file or --s3-bucket/--s3-key/--upload-id")
+        header = _run(lambda: abort_upload(state_file))
+        typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
+        return
+    if not (s3_bucket and s3_key and upload_id):
+        raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
+    bucket, key, uid = s3_bucket, s3_key, upload_id
+    _run(
+        lambda: abort_by_id(
+            bucket,
+            key,
+            uid,
+            endpoint=Endpoint.from_environment(endpoint_url, region, profile, ca_bundle),
+        )
+    )
+    typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
+
+
+@upload_app.command("list")
+def list_uploads(
+    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="The bucket to look in.")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Only uploads started longer ago (e.g. 7d, 12h)."),
+    ] = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List multipart uploads in progress (their parts are billed until aborted)."""
+    from ._orphans import list_uploads as list_in_progress
+    from ._s3 import Endpoint
+
+    age = None
+    if older_than is not None:
+        try:
+            age = parse_duration(older_than)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    uploads = _run(
+        lambda: list_in_progress(
+            s3_bucket,
+            prefix=prefix,
+            older_than_s=age,
+            endpoint=Endpoint.from_environment(endpoint_url, region, profile, ca_bundle),
+        )
+    )
+    if json_output:
+        _emit_json({"bucket": s3_bucket, "uploads": uploads})
+        return
+    if not uploads:
+        typer.echo(f"no multipart uploads in progress in s3://{s3_bucket}/{prefix}")
+        return
+    typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
+    for u in uploads:
+        when = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
+        typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {u.key}  {u.upload_id}")
+    total = sum(u.bytes for u in uploads)
+    typer.echo(
+        f"{len(uploads)} upload(s), {format_size(total)} billed until aborted: "
+        f"persevere upload abort --s3-bucket {s3_bucket} --s3-key KEY --upload-id ID"
+    )
 
 
 @upload_app.command("status")
-def status(state_file: StateFileOpt) -> None:
+def status(state_file: StateFileOpt, json_output: JsonOpt = False) -> None:
     """Show what the state file knows and what S3's ListParts says."""
     from ._upload import upload_status
 
     st = _run(lambda: upload_status(state_file))
+    if json_output:
+        _emit_json(st)
+        return
     h = st.header
     lines = [
         f"state file:  {st.state_file}",
@@ -374,13 +589,9 @@ def status(state_file: StateFileOpt) -> None:
         elif remote.error:
             lines.append(f"S3:          {remote.error}")
         elif not remote.exists:
-            lines.append(
-                "S3:          the multipart upload no longer exists (completed or aborted)"
-            )
+            lines.append("S3:          the multipart upload no longer exists")
         else:
-            lines.append(
-                f"S3:          {remote.parts} parts ({format_size(remote.bytes)}) uploaded"
-            )
+            lines.append(f"S3:          {remote.parts} parts ({format_size(remote.bytes)})")
     typer.echo("\n".join(lines))
 
 
@@ -397,48 +608,52 @@ def verify(
         Path | None,
         typer.Option("--state-file", help="The upload's journal: lets verify name the part."),
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="S3 endpoint.")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
     no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Check an object against a local file without downloading it.
 
     Exit 0: same bytes; 4: they differ (the first differing part is named when known);
     5: the object offers nothing to compare (e.g. SSE-KMS ETag and no checksum).
     """
-    from ._verify import parse_s3_url, verify_object
+    from ._verify import verify_object
 
     local = file or file_arg
     bucket, key = s3_bucket, s3_key
     if url_arg is not None:
-        bucket, key = _run(lambda: _parse_url(parse_s3_url, url_arg))
+        bucket, key = _split_url(url_arg)
     if local is None or not bucket or not key:
         raise typer.BadParameter("give FILE s3://BUCKET/KEY, or --file, --s3-bucket and --s3-key")
+    target_bucket, target_key = bucket, key
     result = _run(
         lambda: verify_object(
             local,
-            bucket,
-            key,
+            target_bucket,
+            target_key,
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
             ca_bundle=ca_bundle,
             state_file=state_file,
-            progress=_progress(not no_progress, "verify"),
+            progress=_progress(not no_progress and not json_output, "verify"),
         )
     )
-    label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
-    typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
+    if json_output:
+        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
+    else:
+        label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
+        typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
 
 
-async def _parse_url(parse: Callable[[str], tuple[str, str]], url: str) -> tuple[str, str]:
-    return parse(url)
-
-
-def _print_result(result: Any) -> None:
+def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
+    if json_output:
+        _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
+        return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb = "already completed" if result.already_completed else "uploaded"
     typer.echo(

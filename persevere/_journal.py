@@ -44,6 +44,7 @@ class Header:
     created_at: str
     tool_version: str
     ca_bundle: str | None = None  # optional fields (with defaults) may be absent from old files
+    object_options: dict[str, Any] | None = None  # CreateMultipartUpload's parameters
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
-from ._retry import TransientError
+from ._retry import RetryPolicy, TransientError, call_with_retry
+
+T = TypeVar("T")
 
 # Error codes another attempt may cure. BadDigest: bytes corrupted in flight, resend them.
 TRANSIENT_CODES = frozenset(
@@ -139,6 +141,28 @@ async def open_client(
         if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
             raise UsageError(f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}") from exc
         raise
+
+
+async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """One S3 request, its failure translated (transient or permanent)."""
+    try:
+        return await call()
+    except Exception as exc:
+        translated = translate(exc, what)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+async def request(what: str, call: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """An S3 request outside an upload's hot path, retried a few times on transient failures."""
+
+    def exhausted(exc: TransientError, tries: int) -> PersevereError:
+        return S3Error(f"{what} failed {tries} times: {exc}")
+
+    return await call_with_retry(
+        RetryPolicy(max_attempts=attempts), what, lambda: attempt(what, call), exhausted
+    )
 
 
 def resolved_region(client: Any) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._bandwidth import TokenBucket
 from ._body import BufferedBody, StreamingBody
 from ._checksums import (
     ChecksumAlgorithm,
@@ -48,11 +49,13 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Header, Journal, JournalState, PartRecord, read_state
+from ._object_options import per_request
 from ._plan import PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from ._s3 import Endpoint, open_client, resolved_region, translate
+from ._s3 import Endpoint, open_client, resolved_region
+from ._s3 import attempt as _s3
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 from ._version import __version__
@@ -76,6 +79,7 @@ class UploadOptions:
     concurrency: int = 8
     buffer_budget_bytes: int = 16 * MiB
     stall_timeout_s: float = 60.0
+    max_bandwidth_bytes_s: float | None = None  # shared by all parts; None: unlimited
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -127,25 +131,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-async def _s3(what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """One S3 request, its failure translated (the only place that does it)."""
-    try:
-        return await call()
-    except Exception as exc:
-        translated = translate(exc, what)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
 class _Attempt:
-    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long."""
+    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long.
 
-    __slots__ = ("last_activity", "scope")
+    Time spent waiting for ``--max-bandwidth`` tokens is not a stall.
+    """
+
+    __slots__ = ("last_activity", "scope", "throttled")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
         self.last_activity = time.monotonic()
+        self.throttled = False
 
 
 class _Upload:
@@ -172,10 +169,18 @@ class _Upload:
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
         self.window = CongestionWindow(options.concurrency)
+        self.bandwidth = (
+            TokenBucket(options.max_bandwidth_bytes_s) if options.max_bandwidth_bytes_s else None
+        )
 
     @property
     def _ids(self) -> dict[str, str]:
-        return {"Bucket": self.header.bucket, "Key": self.header.key}
+        """Bucket, key, and what every request must repeat (ExpectedBucketOwner)."""
+        return {
+            "Bucket": self.header.bucket,
+            "Key": self.header.key,
+            **per_request(self.header.object_options),
+        }
 
     def _exhausted(self, what: str) -> Callable[[TransientError, int], PersevereError]:
         def make(exc: TransientError, attempts: int) -> PersevereError:
@@ -245,7 +250,8 @@ class _Upload:
                 await anyio.sleep(1.0)
                 now = time.monotonic()
                 for attempt in list(self._attempts):
-                    if now - attempt.last_activity > self.options.stall_timeout_s:
+                    stalled = now - attempt.last_activity > self.options.stall_timeout_s
+                    if stalled and not attempt.throttled:
                         attempt.scope.cancel()
 
     async def _upload_part(self, number: int, buffer: memoryview) -> None:
@@ -290,10 +296,22 @@ class _Upload:
                 watched.last_activity = time.monotonic()
                 self.progress.advance(n)
 
+            throttle = None
+            if self.bandwidth is not None:
+                bucket = self.bandwidth
+
+                async def throttle(n: int) -> None:
+                    watched.throttled = True
+                    try:
+                        await bucket.take(n)
+                    finally:
+                        watched.throttled = False
+                        watched.last_activity = time.monotonic()
+
             body: Any = (
-                BufferedBody(view, on_sent)
+                BufferedBody(view, on_sent, throttle)
                 if view is not None
-                else StreamingBody(self.source, offset, size, on_sent)
+                else StreamingBody(self.source, offset, size, on_sent, throttle)
             )
             self._attempts.add(watched)
             try:
@@ -551,10 +569,16 @@ async def start_upload(
     region: str | None = None,
     profile: str | None = None,
     ca_bundle: str | None = None,
+    object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
 ) -> UploadResult:
-    """Create a multipart upload, journal it in ``state_file``, send every part, complete."""
+    """Create a multipart upload, journal it in ``state_file``, send every part, complete.
+
+    ``object_options`` are extra CreateMultipartUpload parameters (StorageClass, ContentType,
+    Metadata, Tagging, ServerSideEncryption, SSEKMSKeyId, ACL, ExpectedBucketOwner), recorded
+    in the journal; :func:`persevere.object_options` builds them from CLI-style values.
+    """
     options = options or UploadOptions()
     progress = progress or NullProgress()
     options.validate()
@@ -574,7 +598,16 @@ async def start_upload(
                 read_timeout_s=options.read_timeout_s,
             ) as client:
                 header = await _create(
-                    client, bucket, key, identity, plan, algorithm, endpoint, options, journal
+                    client,
+                    bucket,
+                    key,
+                    identity,
+                    plan,
+                    algorithm,
+                    endpoint,
+                    options,
+                    journal,
+                    object_options or {},
                 )
                 upload = _Upload(client, journal, header, source, options, progress)
                 try:
@@ -625,6 +658,7 @@ async def _create(
     endpoint: Endpoint,
     options: UploadOptions,
     journal: Journal,
+    object_options: dict[str, Any],
 ) -> Header:
     """CreateMultipartUpload, then the journal header, fsync'd before any part is sent.
 
@@ -650,6 +684,7 @@ async def _create(
                     Key=key,
                     ChecksumAlgorithm=algorithm.name,
                     ChecksumType=checksum_type,
+                    **object_options,
                 ),
             )
 
@@ -678,6 +713,7 @@ async def _create(
             region=endpoint.region or resolved_region(client),
             profile=endpoint.profile,
             ca_bundle=endpoint.ca_bundle,
+            object_options=object_options or None,
             file_path=str(identity.path),
             file_size=identity.size,
             mtime_ns=identity.mtime_ns,
@@ -851,7 +887,10 @@ async def abort_upload(state_file: str | Path) -> Header:
                     lambda: _s3(
                         "AbortMultipartUpload",
                         lambda: c.abort_multipart_upload(
-                            Bucket=header.bucket, Key=header.key, UploadId=header.upload_id
+                            Bucket=header.bucket,
+                            Key=header.key,
+                            UploadId=header.upload_id,
+                            **per_request(header.object_options),
                         ),
                     ),
                     lambda exc, n: S3Error(f"cannot abort after {n} attempts: {exc}"),

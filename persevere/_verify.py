@@ -26,11 +26,10 @@ from typing import Any
 import anyio
 
 from ._checksums import ALGORITHMS, ChecksumAlgorithm, b64, multipart_etag, unb64
-from ._errors import PersevereError, S3Error, UsageError
+from ._errors import S3Error, UsageError
 from ._journal import read_state
 from ._progress import NullProgress, ProgressSink
-from ._retry import RetryPolicy, TransientError, call_with_retry
-from ._s3 import Endpoint, open_client, translate
+from ._s3 import Endpoint, open_client, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 
@@ -67,22 +66,6 @@ class _LocalParts:
     md5s: list[str] = field(default_factory=list)  # per part, when an ETag is compared
 
 
-async def _s3(what: str, call: Callable[[], Any]) -> Any:
-    async def once() -> Any:
-        try:
-            return await call()
-        except Exception as exc:
-            translated = translate(exc, what)
-            if translated is None:
-                raise
-            raise translated from exc
-
-    def exhausted(exc: TransientError, attempts: int) -> PersevereError:
-        return S3Error(f"{what} failed {attempts} times: {exc}")
-
-    return await call_with_retry(RetryPolicy(max_attempts=5), what, once, exhausted)
-
-
 def parse_s3_url(url: str) -> tuple[str, str]:
     if not url.startswith("s3://") or "/" not in url[5:] or url.endswith("/"):
         raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
@@ -113,7 +96,9 @@ async def verify_object(
     endpoint = Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
     async with open_client(endpoint) as client:
         ids = {"Bucket": bucket, "Key": key}
-        head = await _s3("HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED"))
+        head = await request(
+            "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
+        )
         size = int(head["ContentLength"])
         if size != identity.size:
             return VerifyResult(
@@ -207,7 +192,7 @@ async def _layout(client: Any, ids: dict[str, str], head: dict[str, Any], size: 
     try:
         marker = 0
         while True:
-            page = await _s3(
+            page = await request(
                 "GetObjectAttributes",
                 lambda m=marker: client.get_object_attributes(  # type: ignore[misc]
                     **ids,
@@ -231,7 +216,7 @@ async def _layout(client: Any, ids: dict[str, str], head: dict[str, Any], size: 
         return _Layout(sizes, checksums)
     if count <= 1:
         return _Layout([size])  # a single PutObject, or a multipart upload of one part
-    first = await _s3("HeadObject", lambda: client.head_object(**ids, PartNumber=1))
+    first = await request("HeadObject", lambda: client.head_object(**ids, PartNumber=1))
     part_size = int(first["ContentLength"])
     if part_size <= 0 or not part_size * (count - 1) < size <= part_size * count:
         raise S3Error(

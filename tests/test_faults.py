@@ -99,20 +99,23 @@ def test_latency_and_bandwidth_cap(s3_env, s3_server, s3_client, bucket, make_fi
 
 
 def test_random_faults_on_many_requests(s3_env, s3_server, s3_client, bucket, make_file, tmp_path):
-    """Faults on well over 5% of requests: resets, corruption and short stalls, mixed."""
+    """Faults on well over 5% of requests: resets, corruption and short stalls, mixed.
+
+    Every connection gets faults, again and again, 4..24 MiB apart (seeded per connection and
+    fault, so the same run repeats exactly whatever the thread timing).
+    """
     file = make_file(60 * MiB, seed=55)
-    rng = random.Random(5)
+    calls: dict[int, int] = {}
 
     def plan(n):
-        roll = rng.random()
-        at = rng.randrange(64 * 1024, 8 * MiB)
-        if roll < 0.25:
-            return Fault("reset", at_byte=at)
-        if roll < 0.45:
-            return Fault("corrupt", at_byte=at)
-        if roll < 0.55:
-            return Fault("stall", at_byte=at, stall_s=0.5)
-        return NO_FAULT
+        calls[n] = calls.get(n, 0) + 1
+        rng = random.Random(n * 1000 + calls[n])
+        at = rng.randrange(4 * MiB, 24 * MiB)
+        return rng.choice(
+            [Fault("reset", at_byte=at)] * 2
+            + [Fault("corrupt", at_byte=at)] * 2
+            + [Fault("stall", at_byte=at, stall_s=0.5)]
+        )
 
     with FaultProxy(upstream(s3_server), plan, repeat=True) as proxy:
         result = upload_through(
@@ -121,6 +124,7 @@ def test_random_faults_on_many_requests(s3_env, s3_server, s3_client, bucket, ma
     assert result.returncode == 0, result.stderr
     part_requests = 12 + len(proxy.faults_done)  # at least one request per part and per retry
     assert len(proxy.faults_done) >= 0.05 * part_requests, proxy.faults_done
+    assert {f.kind for f in proxy.faults_done} >= {"reset", "corrupt"}
     assert_identical(s3_client, bucket, file)
 
 

@@ -1,0 +1,58 @@
+"""``--max-bandwidth``: one token bucket shared by every part of an upload.
+
+Bodies ask for their next slice's bytes before yielding it. The bucket holds at most a quarter
+second of tokens (at least one slice), so bursts stay short and the average holds over a few
+seconds. The clock and sleep are parameters so the arithmetic is testable without waiting.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._units import parse_size
+
+_RATE_RE = re.compile(r"^\s*(.+?)\s*(?:/\s*s)?\s*$", re.IGNORECASE)
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second from ``50MB/s``, ``50MiB/s``, ``50M`` or ``1000000``."""
+    match = _RATE_RE.match(text)
+    try:
+        rate = parse_size(match.group(1) if match else text)
+    except ValueError:
+        raise ValueError(f"not a bandwidth: {text!r} (use e.g. 50MB/s, 100MiB/s)") from None
+    if rate <= 0:
+        raise ValueError(f"bandwidth must be positive: {text!r}")
+    return float(rate)
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate_bytes_s: float,
+        *,
+        burst_bytes: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.rate = rate_bytes_s
+        self.capacity = burst_bytes if burst_bytes is not None else max(1 << 20, rate_bytes_s / 4)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.capacity
+        self._updated = clock()
+        self._lock = anyio.Lock()
+
+    async def take(self, n_bytes: int) -> None:
+        """Wait until ``n_bytes`` may be sent. Callers are served in order (one lock)."""
+        async with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= n_bytes  # may go negative: the debt is paid by waiting
+            if self._tokens < 0:
+                await self._sleep(-self._tokens / self.rate)

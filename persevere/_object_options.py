@@ -1,0 +1,109 @@
+"""Options of the object being created (storage class, content type, metadata, tags, SSE...).
+
+Parsed and validated once at ``start``, recorded in the journal header as botocore's
+CreateMultipartUpload parameter names, so resume and complete use exactly the same ones.
+``ExpectedBucketOwner`` is special: S3 checks it on every request of the upload, so
+:func:`per_request` returns it for UploadPart, ListParts, Complete, Abort and HeadObject.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ._errors import UsageError
+
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
+
+
+def build_object_options(
+    file: Path,
+    *,
+    storage_class: str | None = None,
+    content_type: str | None = None,
+    metadata: Iterable[str] = (),
+    tagging: Iterable[str] = (),
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
+    acl: str | None = None,
+    expected_bucket_owner: str | None = None,
+) -> dict[str, Any]:
+    """CreateMultipartUpload parameters from the CLI's values; :class:`UsageError` if bad."""
+    options: dict[str, Any] = {}
+    if storage_class is not None:
+        value = storage_class.upper()
+        if value not in STORAGE_CLASSES:
+            raise UsageError(
+                f"unknown storage class {storage_class!r} (one of {', '.join(STORAGE_CLASSES)})"
+            )
+        options["StorageClass"] = value
+    guessed, encoding = mimetypes.guess_type(file.name)
+    options["ContentType"] = content_type or guessed or "application/octet-stream"
+    if content_type is None and encoding is not None:
+        options["ContentEncoding"] = encoding  # e.g. .gz: what `aws s3 cp` does too
+    if meta := _pairs(metadata, "--metadata"):
+        options["Metadata"] = meta
+    if tags := _pairs(tagging, "--tagging"):
+        options["Tagging"] = "&".join(
+            f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in tags.items()
+        )
+    if sse is not None:
+        if sse not in SSE_MODES:
+            raise UsageError(f"unknown --sse {sse!r} (one of {', '.join(SSE_MODES)})")
+        options["ServerSideEncryption"] = sse
+    if sse_kms_key_id is not None:
+        if not (sse or "").startswith("aws:kms"):
+            raise UsageError("--sse-kms-key-id needs --sse aws:kms")
+        options["SSEKMSKeyId"] = sse_kms_key_id
+    if acl is not None:
+        if acl not in ACLS:
+            raise UsageError(f"unknown --acl {acl!r} (one of {', '.join(ACLS)})")
+        options["ACL"] = acl
+    if expected_bucket_owner is not None:
+        if not (expected_bucket_owner.isdigit() and len(expected_bucket_owner) == 12):
+            raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
+        options["ExpectedBucketOwner"] = expected_bucket_owner
+    return options
+
+
+def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items:
+        for piece in item.split("&") if flag == "--tagging" else [item]:
+            key, sep, value = piece.partition("=")
+            if not sep or not key:
+                raise UsageError(f"{flag} wants key=value, got {piece!r}")
+            result[key] = value
+    return result
+
+
+def per_request(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options every request of the upload must carry (not only CreateMultipartUpload)."""
+    if options and "ExpectedBucketOwner" in options:
+        return {"ExpectedBucketOwner": options["ExpectedBucketOwner"]}
+    return {}
