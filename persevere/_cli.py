@@ -650,6 +650,65 @@ def verify(
     raise typer.Exit(result.exit_code)
 
 
+@app.command("bench")
+def bench(
+    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="A bucket you may write to.")],
+    size: Annotated[
+        str, typer.Option("--size", help="Bytes uploaded per setting (generated, no file).")
+    ] = "1GiB",
+    concurrency: Annotated[
+        str, typer.Option("--concurrency", "-c", help="Comma-separated settings to try.")
+    ] = "1,4,8,16",
+    part_size: Annotated[
+        str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
+    ] = "auto",
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Measure upload speed to your endpoint per --concurrency / --part-size setting.
+
+    Uploads generated data under persevere-bench/ and deletes every object afterwards
+    (or aborts the upload if a run fails), so nothing is left behind.
+    """
+    from ._bench import format_table, run_bench
+
+    try:
+        total = parse_size(size)
+        levels = [int(x) for x in concurrency.split(",") if x.strip()]
+        parts = [_size_option(x) for x in part_size.split(",") if x.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    def show(row: Any) -> None:
+        if not json_output:
+            typer.echo(
+                f"c={row.concurrency:<3} part {format_size(row.part_size):>9}: "
+                f"{row.mb_per_s:8.1f} MB/s",
+                err=True,
+            )
+
+    rows = _run(
+        lambda: run_bench(
+            s3_bucket,
+            size=total,
+            concurrencies=levels,
+            part_sizes=parts,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            ca_bundle=ca_bundle,
+            on_row=show,
+        )
+    )
+    if json_output:
+        _emit_json({"bucket": s3_bucket, "size": total, "rows": rows})
+    else:
+        typer.echo(format_table(rows))
+
+
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     if json_output:
         _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})

@@ -180,3 +180,14 @@ def test_sync_api(s3_env, bucket, s3_client, make_file, tmp_path):
     assert result.size == 6 * MiB
     assert sha256_of_object(s3_client, bucket, "sync") == sha256_of_file(file)
     assert pv.status_sync(tmp_path / "s").outcome["type"] == "completed"
+
+
+def test_bench_command_cleans_up(s3_env, bucket, s3_client):
+    result = persevere(s3_env, "bench", "--s3-bucket", bucket, "--size", "12MiB",
+                       "-c", "1,2", "--part-size", "5MiB", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["concurrency"] for r in rows] == [1, 2]
+    assert all(r["mb_per_s"] > 0 and r["part_size"] == 5 * MiB for r in rows)
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
