@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from ._errors import S3Error, UploadGone
-from ._s3 import Endpoint, open_client, request
+from ._s3 import Endpoint, list_all_parts, open_client, request
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,27 +59,17 @@ async def list_uploads(
 
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
-                parts = size = 0
-                marker = 0
                 try:
-                    while True:
-                        page = await request(
-                            "ListParts",
-                            lambda m=marker: client.list_parts(  # type: ignore[misc]
-                                Bucket=bucket,
-                                Key=upload["Key"],
-                                UploadId=upload["UploadId"],
-                                PartNumberMarker=m,
-                            ),
-                        )
-                        for part in page.get("Parts") or []:
-                            parts += 1
-                            size += int(part["Size"])
-                        if not page.get("IsTruncated"):
-                            break
-                        marker = int(page["NextPartNumberMarker"])
+                    items = await list_all_parts(
+                        client,
+                        request,
+                        Bucket=bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
                 except UploadGone:
                     return  # completed or aborted while we looked
+                parts, size = len(items), sum(int(item["Size"]) for item in items)
                 results[index] = InProgressUpload(
                     key=str(upload["Key"]),
                     upload_id=str(upload["UploadId"]),

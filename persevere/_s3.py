@@ -165,6 +165,34 @@ async def request(what: str, call: Callable[[], Awaitable[T]], *, attempts: int 
     )
 
 
+Caller = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def list_all_parts(
+    client: Any, call: Caller, *, Bucket: str, Key: str, UploadId: str, **extra: Any
+) -> list[dict[str, Any]]:
+    """Every part of a multipart upload, following ListParts' pages (1,000 parts each).
+
+    ``call(what, fn)`` makes each request: the caller decides how failures are retried.
+    """
+    parts: list[dict[str, Any]] = []
+    marker = 0
+    while True:
+        page = await call(
+            "ListParts",
+            lambda m=marker: client.list_parts(  # type: ignore[misc]
+                Bucket=Bucket, Key=Key, UploadId=UploadId, PartNumberMarker=m, **extra
+            ),
+        )
+        parts += page.get("Parts") or []
+        if not page.get("IsTruncated"):
+            return parts
+        following = int(page.get("NextPartNumberMarker") or 0)
+        if following <= marker:
+            raise S3Error("ListParts returned a truncated page without a next marker")
+        marker = following
+
+
 def resolved_region(client: Any) -> str | None:
     region = client.meta.region_name
     return str(region) if region else None

@@ -54,7 +54,7 @@ from ._plan import PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from ._s3 import Endpoint, open_client, resolved_region
+from ._s3 import Endpoint, list_all_parts, open_client, request, resolved_region
 from ._s3 import attempt as _s3
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
@@ -497,26 +497,18 @@ class _Upload:
         return expected_etag is not None and head.get("ETag") == expected_etag
 
     async def list_remote_parts(self) -> dict[int, RemotePart]:
-        parts: dict[int, RemotePart] = {}
-        marker = 0
-        while True:
-            page = await self._retrying(
-                "ListParts",
-                lambda m=marker: self.client.list_parts(  # type: ignore[misc]
-                    **self._ids, UploadId=self.header.upload_id, PartNumberMarker=m
-                ),
+        items = await list_all_parts(
+            self.client, self._retrying, **self._ids, UploadId=self.header.upload_id
+        )
+        return {
+            int(item["PartNumber"]): RemotePart(
+                int(item["PartNumber"]),
+                str(item["ETag"]),
+                int(item["Size"]),
+                item.get(self.algorithm.param),
             )
-            for item in page.get("Parts", []):
-                number = int(item["PartNumber"])
-                parts[number] = RemotePart(
-                    number, str(item["ETag"]), int(item["Size"]), item.get(self.algorithm.param)
-                )
-            if not page.get("IsTruncated"):
-                return parts
-            next_marker = int(page.get("NextPartNumberMarker") or 0)
-            if next_marker <= marker:
-                raise S3Error("ListParts returned a truncated page without a next marker")
-            marker = next_marker
+            for item in items
+        }
 
     async def finish(self, started: float) -> UploadResult:
         etag, full = await self.complete()
@@ -878,22 +870,16 @@ async def abort_upload(state_file: str | Path) -> Header:
             )
         if state.finished == "aborted":
             return header
-        async with open_client(_endpoint_of(header)) as c:
-            policy = RetryPolicy(max_attempts=5)
+        async with open_client(_endpoint_of(header)) as client:
             try:
-                await call_with_retry(
-                    policy,
+                await request(
                     "AbortMultipartUpload",
-                    lambda: _s3(
-                        "AbortMultipartUpload",
-                        lambda: c.abort_multipart_upload(
-                            Bucket=header.bucket,
-                            Key=header.key,
-                            UploadId=header.upload_id,
-                            **per_request(header.object_options),
-                        ),
+                    lambda: client.abort_multipart_upload(
+                        Bucket=header.bucket,
+                        Key=header.key,
+                        UploadId=header.upload_id,
+                        **per_request(header.object_options),
                     ),
-                    lambda exc, n: S3Error(f"cannot abort after {n} attempts: {exc}"),
                 )
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
@@ -928,23 +914,16 @@ async def _remote_status(header: Header) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
             async with open_client(endpoint, connect_timeout_s=5, read_timeout_s=10) as client:
-                parts, size, marker = 0, 0, 0
-                while True:
-                    page = await _s3(
-                        "ListParts",
-                        lambda m=marker: client.list_parts(  # type: ignore[misc]
-                            Bucket=header.bucket,
-                            Key=header.key,
-                            UploadId=header.upload_id,
-                            PartNumberMarker=m,
-                        ),
-                    )
-                    for item in page.get("Parts", []):
-                        parts += 1
-                        size += int(item["Size"])
-                    if not page.get("IsTruncated"):
-                        return RemoteStatus(reachable=True, exists=True, parts=parts, bytes=size)
-                    marker = int(page.get("NextPartNumberMarker") or 0)
+                items = await list_all_parts(
+                    client,
+                    _s3,
+                    Bucket=header.bucket,
+                    Key=header.key,
+                    UploadId=header.upload_id,
+                    **per_request(header.object_options),
+                )
+                size = sum(int(item["Size"]) for item in items)
+                return RemoteStatus(reachable=True, exists=True, parts=len(items), bytes=size)
     except UploadGone:
         return RemoteStatus(reachable=True, exists=False)
     except PersevereError as exc:
