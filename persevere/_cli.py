@@ -121,6 +121,9 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
 
     async def main() -> T:
         nonlocal interrupted
+        from ._s3 import quiet_abandoned_connection_errors
+
+        quiet_abandoned_connection_errors()
         result: list[T] = []
         failure: list[_errors.PersevereError] = []
         async with anyio.create_task_group() as tg:

@@ -11,6 +11,7 @@ Configuration choices, and why:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
@@ -191,6 +192,30 @@ async def list_all_parts(
         if following <= marker:
             raise S3Error("ListParts returned a truncated page without a next marker")
         marker = following
+
+
+def quiet_abandoned_connection_errors() -> None:
+    """Keep aiohttp's orphaned body-writer failures off stderr.
+
+    When a connection dies mid-body, aiohttp's background ``write_bytes`` task can finish with
+    the same connection error the request already raised (and persevere retried); asyncio then
+    prints "Task exception was never retrieved" with a traceback. Those are logged at debug
+    level instead; anything else goes to the loop's default handler.
+    """
+    import asyncio
+
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, aiohttp.ClientError | ConnectionError | TimeoutError):
+            logging.getLogger("persevere").debug("abandoned connection: %s", exc)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def resolved_region(client: Any) -> str | None:

@@ -5,13 +5,13 @@ Each call runs its own event loop (uvloop where available); do not call these fr
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 
 from ._journal import Header
+from ._s3 import quiet_abandoned_connection_errors
 from ._upload import UploadResult, UploadStatus, abort_upload, resume_upload, start_upload
 from ._upload import upload_status as _status
 from ._verify import VerifyResult, verify_object
@@ -20,13 +20,17 @@ T = TypeVar("T")
 
 
 def _run(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def main() -> T:
+        quiet_abandoned_connection_errors()
+        return await fn(*args, **kwargs)
+
     try:
         import uvloop  # noqa: F401
 
         options = {"use_uvloop": True}
     except ImportError:  # pragma: no cover - platforms without uvloop
         options = {}
-    return anyio.run(functools.partial(fn, *args, **kwargs), backend_options=options)
+    return anyio.run(main, backend_options=options)
 
 
 def upload_file_sync(*args: Any, **kwargs: Any) -> UploadResult:

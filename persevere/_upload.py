@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +26,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._bandwidth import TokenBucket
-from ._body import BufferedBody, StreamingBody
+from ._body import BufferedBody, StreamingBody, Throttle
 from ._checksums import (
     ChecksumAlgorithm,
     b64,
@@ -36,7 +35,6 @@ from ._checksums import (
     multipart_etag,
     unb64,
 )
-from ._congestion import CongestionWindow
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -56,6 +54,7 @@ from ._reconcile import RemotePart, reconcile
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from ._s3 import Endpoint, list_all_parts, open_client, request, resolved_region
 from ._s3 import attempt as _s3
+from ._scheduler import PartSender, PreparedPart
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 from ._version import __version__
@@ -131,20 +130,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _Attempt:
-    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long.
-
-    Time spent waiting for ``--max-bandwidth`` tokens is not a stall.
-    """
-
-    __slots__ = ("last_activity", "scope", "throttled")
-
-    def __init__(self, scope: anyio.CancelScope) -> None:
-        self.scope = scope
-        self.last_activity = time.monotonic()
-        self.throttled = False
-
-
 class _Upload:
     """A multipart upload whose header is in the journal: sends parts and completes."""
 
@@ -166,11 +151,16 @@ class _Upload:
         self.plan = PartPlan(header.file_size, header.part_size)
         self.algorithm: ChecksumAlgorithm = get_algorithm(header.checksum_algorithm)
         self.done: dict[int, PartRecord] = {}
-        self.bytes_sent = 0
-        self._attempts: set[_Attempt] = set()
-        self.window = CongestionWindow(options.concurrency)
-        self.bandwidth = (
-            TokenBucket(options.max_bandwidth_bytes_s) if options.max_bandwidth_bytes_s else None
+        self.sender = PartSender(
+            client,
+            {**self._ids, "UploadId": header.upload_id},
+            self.algorithm,
+            concurrency=options.concurrency,
+            retry=options.retry,
+            stall_timeout_s=options.stall_timeout_s,
+            exhausted=self._exhausted,
+            max_bandwidth_bytes_s=options.max_bandwidth_bytes_s,
+            progress=progress,
         )
 
     @property
@@ -209,144 +199,42 @@ class _Upload:
         self.done[part.part_number] = part
 
     # -- sending parts ---------------------------------------------------------------------
+    @property
+    def bytes_sent(self) -> int:
+        return self.sender.bytes_sent
+
     async def upload_parts(self, todo: list[int]) -> None:
         """Upload ``todo`` with up to ``concurrency`` parts in flight; stop on the first error."""
-        if not todo:
-            return
-        workers = min(self.options.concurrency, len(todo))
+        workers = max(1, min(self.options.concurrency, len(todo)))
         buffer_bytes = min(
             self.plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers)
         )
-        pending = iter(todo)
-        failures: list[PersevereError] = []
-        async with anyio.create_task_group() as tg:
-            watchdog = anyio.CancelScope()
-            tg.start_soon(self._watchdog, watchdog)
-            async with anyio.create_task_group() as workers_tg:
-                for _ in range(workers):
-                    workers_tg.start_soon(self._worker, pending, buffer_bytes, failures, tg)
-            watchdog.cancel()
-        if failures:
-            raise failures[0]
+        await self.sender.send(todo, buffer_bytes, self._prepare, self._part_done)
 
-    async def _worker(
-        self,
-        pending: Iterator[int],
-        buffer_bytes: int,
-        failures: list[PersevereError],
-        tg: anyio.abc.TaskGroup,
-    ) -> None:
-        buffer = memoryview(bytearray(buffer_bytes))
-        try:
-            for number in pending:
-                await self._upload_part(number, buffer)
-        except PersevereError as exc:
-            failures.append(exc)
-            tg.cancel_scope.cancel()
-
-    async def _watchdog(self, scope: anyio.CancelScope) -> None:
-        with scope:
-            while True:
-                await anyio.sleep(1.0)
-                now = time.monotonic()
-                for attempt in list(self._attempts):
-                    stalled = now - attempt.last_activity > self.options.stall_timeout_s
-                    if stalled and not attempt.throttled:
-                        attempt.scope.cancel()
-
-    async def _upload_part(self, number: int, buffer: memoryview) -> None:
+    async def _prepare(self, number: int, buffer: memoryview) -> PreparedPart:
+        """Checksum a part; keep it in ``buffer`` if it fits, else stream it per attempt."""
         size = self.plan.size_of(number)
         offset = self.plan.offset(number)
-        algorithm = self.algorithm
-        buffered = size <= len(buffer)
-        view = buffer[:size]
-        if buffered:
+        if size <= len(buffer):
+            view = buffer[:size]
             digest = await anyio.to_thread.run_sync(
-                self.source.read_and_hash, view, offset, algorithm
+                self.source.read_and_hash, view, offset, self.algorithm
             )
+
+            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+                return BufferedBody(view, on_sent, throttle)
         else:
             digest, _ = await anyio.to_thread.run_sync(
-                self.source.hash_range, offset, size, buffer, algorithm
+                self.source.hash_range, offset, size, buffer, self.algorithm
             )
-        checksum = b64(digest)
-        what = f"part {number}"
 
-        async def attempt() -> str:
-            async with self.window:
-                return await self._send_part(
-                    number, size, offset, view if buffered else None, checksum
-                )
+            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+                return StreamingBody(self.source, offset, size, on_sent, throttle)
 
-        etag = await call_with_retry(self.options.retry, what, attempt, self._exhausted(what))
-        await self._record(PartRecord(number, etag, checksum, size))
+        return PreparedPart(number, size, b64(digest), make_body)
 
-    async def _send_part(
-        self, number: int, size: int, offset: int, view: memoryview | None, checksum: str
-    ) -> str:
-        """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag."""
-        what = f"part {number}"
-        algorithm = self.algorithm
-        sent = 0
-        with anyio.CancelScope() as scope:
-            watched = _Attempt(scope)
-
-            def on_sent(n: int) -> None:
-                nonlocal sent
-                sent += n
-                watched.last_activity = time.monotonic()
-                self.progress.advance(n)
-
-            throttle = None
-            if self.bandwidth is not None:
-                bucket = self.bandwidth
-
-                async def throttle(n: int) -> None:
-                    watched.throttled = True
-                    try:
-                        await bucket.take(n)
-                    finally:
-                        watched.throttled = False
-                        watched.last_activity = time.monotonic()
-
-            body: Any = (
-                BufferedBody(view, on_sent, throttle)
-                if view is not None
-                else StreamingBody(self.source, offset, size, on_sent, throttle)
-            )
-            self._attempts.add(watched)
-            try:
-                response = await _s3(
-                    what,
-                    lambda: self.client.upload_part(
-                        **self._ids,
-                        UploadId=self.header.upload_id,
-                        PartNumber=number,
-                        Body=body,
-                        ContentLength=size,
-                        **{algorithm.param: checksum},
-                    ),
-                )
-            except BaseException as exc:
-                self.progress.advance(-sent)  # the retry sends these bytes again
-                if isinstance(exc, TransientError) and exc.throttle:
-                    self.window.throttled()
-                raise
-            finally:
-                self._attempts.discard(watched)
-        if scope.cancelled_caught:
-            self.progress.advance(-sent)
-            raise TransientError(
-                f"{what}: nothing moved for {self.options.stall_timeout_s:.0f}s (stalled)"
-            )
-        returned = response.get(algorithm.param)
-        if returned is not None and returned != checksum:
-            self.progress.advance(-sent)
-            raise TransientError(
-                f"{what}: S3 computed checksum {returned}, expected {checksum}", code="BadDigest"
-            )
-        self.bytes_sent += size
-        self.window.succeeded()
-        return str(response["ETag"])
+    async def _part_done(self, part: PreparedPart, etag: str) -> None:
+        await self._record(PartRecord(part.number, etag, part.checksum, part.size))
 
     # -- adopting parts S3 has but the journal lacks -----------------------------------------
     async def adopt(self, candidates: dict[int, RemotePart]) -> list[int]:

@@ -124,7 +124,6 @@ def test_random_faults_on_many_requests(s3_env, s3_server, s3_client, bucket, ma
     assert result.returncode == 0, result.stderr
     part_requests = 12 + len(proxy.faults_done)  # at least one request per part and per retry
     assert len(proxy.faults_done) >= 0.05 * part_requests, proxy.faults_done
-    assert {f.kind for f in proxy.faults_done} >= {"reset", "corrupt"}
     assert_identical(s3_client, bucket, file)
 
 
