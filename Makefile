@@ -40,4 +40,5 @@ demo: install
 	bash examples/demo.sh
 
 bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.micro
 	$(BIN)/python -m benchmarks.run

@@ -92,7 +92,8 @@ class _XXHash:
         self._state = factory()
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._state.update(data)
+        # awscrt's xxhash takes read-only buffers only: parts live in reusable bytearrays.
+        self._state.update(data if isinstance(data, bytes) else bytes(data))
 
     def digest(self) -> bytes:
         return bytes(self._state.finalize())

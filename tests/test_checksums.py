@@ -172,3 +172,16 @@ def test_get_algorithm_refuses_unknown_names():
         ValueError, match=r"unknown checksum algorithm 'crc16' \(choose from CRC64NVME"
     ):
         get_algorithm("crc16")
+
+
+@pytest.mark.parametrize("name", ["XXHASH64", "XXHASH3", "XXHASH128", "SHA512", "MD5"])
+def test_newer_algorithms_hash_mutable_buffers(name):
+    """Parts are hashed from reusable bytearrays/memoryviews, not bytes."""
+    algorithm = ALGORITHMS[name]
+    data = bytearray(b"123456789" * 1000)
+    assert algorithm.of(memoryview(data)) == algorithm.of(bytes(data))
+    assert algorithm.of(data) == algorithm.of(bytes(data))
+
+
+def test_xxhash64_known_vector():
+    assert ALGORITHMS["XXHASH64"].of(b"").hex() == "ef46db3751d8e999"

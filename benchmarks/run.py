@@ -1,0 +1,625 @@
+"""The benchmark harness: ``python -m benchmarks.run [--quick] [--runs N] [--out DIR]``.
+
+Sections (each on a fresh SeaweedFS, runs interleaved A B C ... A B C ...):
+
+- ``compare``: every tool uploads the same file at the same concurrency and part size;
+- ``concurrency``, ``part_size``, ``file_size``: sweeps of persevere (and s5cmd);
+- ``link``: persevere and s5cmd through ``linkproxy`` (latency + shared bandwidth cap).
+
+A setting measured in one section is reused by the next rather than run again (the headline
+setting, 1 GiB at c=8 with 8 MiB parts, appears in every sweep). Every upload is checked with
+HeadObject; a failed or short upload is reported loudly and makes the harness exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import psutil
+from botocore.config import Config as BotoConfig
+
+from benchmarks import report
+from benchmarks.linkproxy import LinkProxy
+from benchmarks.measure import (
+    foreign_cpu_s,
+    foreign_cpu_snapshot,
+    machine_busy_cpu_s,
+    measure,
+    process_cpu_s,
+    rss_floor_mib,
+)
+from benchmarks.peers import PEERS, Target, command_template
+from tests.s3server import S3Server
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BUCKET = "bench"
+PREFLIGHT_SIZE = 20 * MiB
+DISK_MARGIN = 4 * GiB
+SETTLE_S = 0.5  # pause between runs so the server's background work does not leak into the next
+QUIET_CORES = 0.15  # start a run only once other people's processes use less CPU than this...
+QUIET_MAX_WAIT_S = 90.0  # ...or this long has passed (the run's foreign_cpu_s then shows it)
+QUIET_TOTAL_WAIT_S = 180.0  # and stop waiting at all once this much was spent waiting
+NOISY_CORES = 0.3  # a run during which the rest of the machine used more CPU than this...
+NOISY_RETRIES = 2  # ...is run again, up to this many times...
+NOISY_RETRY_BUDGET_S = 240.0  # ...while re-runs have taken less than this in all
+QUIET_SAMPLE_S = 0.5
+WARMUP_MAX_SIZE = GiB
+LINK_DELAY_MS = 25.0
+LINK_RATE_MBPS = 40.0
+SWEEP_TOOLS = ("persevere", "s5cmd")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Setting:
+    """One thing to measure: a tool uploading a file of some size with some settings."""
+
+    tool: str
+    file_size: int
+    concurrency: int
+    part_size: int
+    link: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    settings: list[Setting]
+
+
+@dataclasses.dataclass
+class Run:
+    section: str
+    setting: Setting
+    index: int
+    wall_s: float = 0.0
+    user_s: float = 0.0
+    sys_s: float = 0.0
+    peak_rss_mib: float = 0.0
+    sampled_tree_rss_mib: float = 0.0
+    max_processes: int = 0
+    server_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # the rest of the machine: kernel, harness, proxy, foreign
+    foreign_cpu_s: float = 0.0  # other people's processes (see measure.foreign_cpu_snapshot)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def plan(quick: bool, tools: list[str]) -> list[Section]:
+    headline_size = 256 * MiB if quick else GiB
+    sweep_tools = [tool for tool in SWEEP_TOOLS if tool in tools]
+    file_sizes = [64 * MiB, 256 * MiB, GiB] if quick else [256 * MiB, GiB, 4 * GiB]
+    link_size = 64 * MiB if quick else 256 * MiB
+
+    def grid(
+        sizes: list[int], concs: list[int], parts: list[int], link: bool = False
+    ) -> list[Setting]:
+        return [
+            Setting(tool, size, conc, part, link)
+            for size in sizes
+            for conc in concs
+            for part in parts
+            for tool in sweep_tools
+        ]
+
+    return [
+        Section(
+            "compare",
+            f"All tools, {report.size_label(headline_size)}, concurrency 8, 8 MiB parts",
+            [Setting(tool, headline_size, 8, 8 * MiB) for tool in tools],
+        ),
+        Section(
+            "concurrency",
+            f"Concurrency sweep, {report.size_label(headline_size)}, 8 MiB parts",
+            grid([headline_size], [1, 2, 4, 8, 16], [8 * MiB]),
+        ),
+        Section(
+            "part_size",
+            # 1 GiB even with --quick: a 512 MiB part needs a file larger than one part
+            "Part-size sweep, 1 GiB, concurrency 8",
+            grid([GiB], [8], [8 * MiB, 64 * MiB, 512 * MiB]),
+        ),
+        Section(
+            "file_size",
+            "File-size sweep, concurrency 8, 8 MiB parts",
+            grid(file_sizes, [8], [8 * MiB]),
+        ),
+        Section(
+            "link",
+            f"Emulated link ({LINK_DELAY_MS:.0f} ms one-way, "
+            f"{LINK_RATE_MBPS:.0f} MB/s shared cap), "
+            f"{report.size_label(link_size)}, 8 MiB parts",
+            grid([link_size], [1, 2, 4, 8], [8 * MiB], link=True),
+        ),
+    ]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = Path(tempfile.mkdtemp(prefix="persevere-bench-", dir=args.tmp_dir))
+        self.files: dict[int, Path] = {}
+        self.runs: list[Run] = []
+        self.failures: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.server: S3Server | None = None
+        self.s3 = None
+        self._run_counter = 0
+        self.tools: list[str] = []
+        self.waited_total_s = 0.0
+        self.noisy_retry_s = 0.0
+        self.noisy_discarded = 0
+        self.env_overrides: dict[str, dict[str, str]] = {}
+
+    # --- fixtures ------------------------------------------------------------------------
+
+    def file_of_size(self, size: int) -> Path:
+        """Random bytes, written once per size and fsync'd so writeback does not skew run 1."""
+        if size not in self.files:
+            path = self.root / f"data-{report.size_label(size).replace(' ', '')}.bin"
+            self._need_disk(size)
+            print(f"generating {path} ({report.size_label(size)} of random bytes)", flush=True)
+            with path.open("wb") as out:
+                left = size
+                while left:
+                    chunk = os.urandom(min(left, 16 * MiB))
+                    out.write(chunk)
+                    left -= len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            self.files[size] = path
+        return self.files[size]
+
+    def start_server(self, name: str) -> None:
+        self.stop_server()
+        server = S3Server(self.root / f"s3-{name}")
+        server.start()
+        self.server = server
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint_url,
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            region_name=server.region,
+            config=BotoConfig(retries={"max_attempts": 3}),
+        )
+        self.s3.create_bucket(Bucket=BUCKET)
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            shutil.rmtree(self.server.root, ignore_errors=True)
+            self.server = None
+
+    def server_pid(self) -> int | None:
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if child.name() == "weed":
+                    return child.pid
+            except psutil.Error:
+                pass
+        return None
+
+    def pin_persevere(self, source: str) -> dict[str, str]:
+        """Copy persevere/ now and run that copy (PYTHONPATH) for the whole benchmark.
+
+        The package is installed editable and others may be changing it while the benchmark
+        runs; without a snapshot, runs of one setting could measure different code. ``source``
+        is ``worktree`` (the files as they are) or ``head`` (the last commit's).
+        """
+        snapshot = self.root / "persevere-snapshot"
+        if source == "head":
+            snapshot.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", "HEAD", "persevere"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive, check=True)
+        else:
+            shutil.copytree(
+                REPO_ROOT / "persevere",
+                snapshot / "persevere",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+        digest = hashlib.sha256()
+        for path in sorted((snapshot / "persevere").rglob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        self.env_overrides["persevere"] = {"PYTHONPATH": str(snapshot)}
+
+        def git(*args: str) -> str:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+            return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+        dirty = source == "worktree" and git("status", "--porcelain", "--", "persevere")
+        return {
+            "commit": git("rev-parse", "--short=12", "HEAD"),
+            "uncommitted_changes": "yes" if dirty else "no",
+            "sources_sha256": digest.hexdigest()[:16],
+        }
+
+    def wait_until_quiet(self) -> None:
+        """Other work on these 2 cores (a test suite, a build) would be charged to nobody and
+        slow whichever tool runs then; wait for it to stop, within reason."""
+        waited_s = 0.0
+        while True:
+            before = foreign_cpu_snapshot()
+            time.sleep(QUIET_SAMPLE_S)
+            busy_cores = foreign_cpu_s(before, foreign_cpu_snapshot()) / QUIET_SAMPLE_S
+            if (
+                busy_cores < QUIET_CORES
+                or waited_s >= QUIET_MAX_WAIT_S
+                or self.waited_total_s + waited_s >= QUIET_TOTAL_WAIT_S
+            ):
+                break
+            waited_s += QUIET_SAMPLE_S
+        self.waited_total_s += waited_s
+        if waited_s >= 5:
+            state = "quiet" if busy_cores < QUIET_CORES else f"still busy ({busy_cores:.2f} cores)"
+            print(f"  (waited {waited_s:.0f} s for the machine to be quiet: {state})", flush=True)
+
+    def warm_up(self, sizes: list[int], endpoint_url: str) -> None:
+        """One unmeasured upload on a fresh server: SeaweedFS allocates its volumes on first
+        writes, which would otherwise slow whichever tool happens to run first."""
+        tool = "s5cmd" if "s5cmd" in self.tools else self.tools[0]
+        size = max([s for s in sizes if s <= WARMUP_MAX_SIZE] or [min(sizes)])
+        run = self.upload("warmup", Setting(tool, size, 8, 8 * MiB), 0, endpoint_url)
+        if not run.ok:
+            self._fail(f"warm-up upload with {tool} failed: {run.error}")
+
+    def _need_disk(self, size: int) -> None:
+        free = shutil.disk_usage(self.root).free
+        if free < size + DISK_MARGIN:
+            raise SystemExit(
+                f"bench: only {free / GiB:.1f} GiB free under {self.root}, need "
+                f"{(size + DISK_MARGIN) / GiB:.1f} GiB; free some space or pass --tmp-dir"
+            )
+
+    # --- one upload ----------------------------------------------------------------------
+
+    def upload(self, section: str, setting: Setting, index: int, endpoint_url: str) -> Run:
+        assert self.server is not None
+        assert self.s3 is not None
+        self._run_counter += 1
+        file = self.file_of_size(setting.file_size)
+        self._need_disk(setting.file_size)
+        scratch = self.root / "runs" / f"{self._run_counter:04d}"
+        scratch.mkdir(parents=True)
+        key = f"{section}/{setting.tool.replace(' ', '-')}/{uuid.uuid4().hex}"
+        target = Target(
+            file=file,
+            bucket=BUCKET,
+            key=key,
+            endpoint_url=endpoint_url,
+            access_key=self.server.access_key,
+            secret_key=self.server.secret_key,
+            region=self.server.region,
+            concurrency=setting.concurrency,
+            part_size=setting.part_size,
+            scratch=scratch,
+        )
+        invocation = PEERS[setting.tool].build(target)
+        weed_pid = self.server_pid()
+        server_cpu_before = process_cpu_s(weed_pid) if weed_pid else 0.0
+        busy_before = machine_busy_cpu_s()
+        foreign_before = foreign_cpu_snapshot()
+        env = invocation.env | self.env_overrides.get(setting.tool, {})
+        m = measure(invocation.argv, env, scratch / "output.log", cwd=scratch)
+        foreign_s = foreign_cpu_s(foreign_before, foreign_cpu_snapshot())
+        busy_s = machine_busy_cpu_s() - busy_before
+        server_cpu_after = process_cpu_s(weed_pid) if weed_pid else 0.0
+        run = Run(
+            section=section,
+            setting=setting,
+            index=index,
+            wall_s=m.wall_s,
+            user_s=m.user_s,
+            sys_s=m.sys_s,
+            peak_rss_mib=m.peak_rss_mib,
+            sampled_tree_rss_mib=m.sampled_tree_rss_mib,
+            max_processes=m.max_processes,
+            server_cpu_s=server_cpu_after - server_cpu_before,
+        )
+        run.other_cpu_s = max(0.0, busy_s - run.cpu_s - run.server_cpu_s)
+        run.foreign_cpu_s = foreign_s
+        if m.returncode != 0:
+            run.error = f"exit code {m.returncode}; output tail:\n{m.output_tail}"
+        else:
+            try:
+                head = self.s3.head_object(Bucket=BUCKET, Key=key)
+            except Exception as exc:  # any failure to find the object is the finding
+                run.error = f"exited 0 but HeadObject failed: {exc!r}\noutput:\n{m.output_tail}"
+            else:
+                if head["ContentLength"] != setting.file_size:
+                    run.error = (
+                        f"exited 0 but the object has {head['ContentLength']} bytes, "
+                        f"not {setting.file_size}"
+                    )
+        if run.ok:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return run
+
+    # --- sections ------------------------------------------------------------------------
+
+    def preflight(self, tools: list[str]) -> list[str]:
+        """One small multipart upload per tool: proves it works here, and warms it up."""
+        self.start_server("preflight")
+        working = []
+        for tool in tools:
+            setting = Setting(tool, PREFLIGHT_SIZE, 2, 8 * MiB)
+            assert self.server is not None
+            run = self.upload("preflight", setting, 0, self.server.endpoint_url)
+            if run.ok:
+                working.append(tool)
+                print(f"preflight {tool}: ok ({run.wall_s:.2f} s)", flush=True)
+            else:
+                self._fail(f"preflight of {tool} failed, excluded from every section: {run.error}")
+        self.stop_server()
+        return working
+
+    def run_section(self, section: Section, runs: int) -> None:
+        started = time.monotonic()
+        done = {(r.setting, r.index) for r in self.runs if r.ok}  # earlier sections' samples
+        todo = [
+            (i, setting)
+            for i in range(runs)
+            for setting in section.settings
+            if (setting, i) not in done
+        ]
+        print(f"\n== {section.title}: {len(todo)} uploads", flush=True)
+        if not todo:
+            return
+        for size in sorted({s.file_size for s in section.settings}):
+            self.file_of_size(size)
+        self.start_server(section.name)
+        assert self.server is not None
+        try:
+            if any(s.link for s in section.settings):
+                proxy_log = self.root / f"linkproxy-{section.name}.log"
+                with LinkProxy(
+                    self.server.endpoint_url, LINK_DELAY_MS, LINK_RATE_MBPS, proxy_log
+                ) as proxy:
+                    self.warm_up([s.file_size for s in section.settings], proxy.endpoint_url)
+                    self._run_all(section, todo, proxy.endpoint_url)
+            else:
+                self.warm_up([s.file_size for s in section.settings], self.server.endpoint_url)
+                self._run_all(section, todo, self.server.endpoint_url)
+        finally:
+            self.stop_server()
+        print(f"== {section.name} took {time.monotonic() - started:.0f} s", flush=True)
+
+    def _run_all(self, section: Section, todo: list[tuple[int, Setting]], endpoint: str) -> None:
+        for n, (index, setting) in enumerate(todo, 1):
+            for attempt in range(NOISY_RETRIES + 1):
+                time.sleep(SETTLE_S)
+                self.wait_until_quiet()
+                run = self.upload(section.name, setting, index, endpoint)
+                if attempt:
+                    self.noisy_retry_s += run.wall_s
+                noise_cores = run.other_cpu_s / run.wall_s if run.wall_s else 0.0
+                if (
+                    not run.ok
+                    or noise_cores <= NOISY_CORES
+                    or attempt == NOISY_RETRIES
+                    or self.noisy_retry_s >= NOISY_RETRY_BUDGET_S
+                ):
+                    break
+                self.noisy_discarded += 1
+                print(
+                    f"  (noisy: the rest of the machine used {noise_cores:.2f} cores during "
+                    f"{setting.tool}'s {run.wall_s:.1f} s run; running it again)",
+                    flush=True,
+                )
+            self.runs.append(run)
+            label = (
+                f"[{section.name} {n}/{len(todo)}] {setting.tool:<9} "
+                f"{report.size_label(setting.file_size):>8} c={setting.concurrency:<2} "
+                f"part={report.size_label(setting.part_size)}"
+            )
+            if run.ok:
+                print(
+                    f"{label}: {run.wall_s:6.2f} s {setting.file_size / 1e6 / run.wall_s:6.1f} MB/s"
+                    f" cpu {run.cpu_s:5.2f} s rss {run.peak_rss_mib:5.0f} MiB"
+                    f" server cpu {run.server_cpu_s:5.2f} s",
+                    flush=True,
+                )
+            else:
+                self._fail(f"{label}: {run.error}")
+
+    def _fail(self, message: str) -> None:
+        self.failures.append(message)
+        bar = "!" * 78
+        print(f"\n{bar}\nFAILED: {message}\n{bar}\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.stop_server()
+        if self.args.keep_tmp:
+            print(f"scratch kept in {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def environment(tools: list[str], skipped: dict[str, str]) -> dict[str, object]:
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from tests.s3server import find_weed
+
+    weed = subprocess.run([str(find_weed()), "version"], capture_output=True, text=True)
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / GiB, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "s3_server": (weed.stdout.strip().splitlines() or ["unknown"])[0],
+        "versions": {tool: PEERS[tool].version() for tool in tools},
+        "commands": {tool: command_template(tool) for tool in tools},
+        "skipped": skipped,
+        "link": {"one_way_delay_ms": LINK_DELAY_MS, "cap_mb_per_s": LINK_RATE_MBPS},
+    }
+
+
+def rerender(json_path: Path, out: Path) -> int:
+    data = json.loads(json_path.read_text())
+    env = data["environment"]
+    runs = []
+    for row in data["runs"]:
+        setting = Setting(
+            row["tool"], row["file_size"], row["concurrency"], row["part_size"], row["link"]
+        )
+        run = Run(row["section"], setting, row["run"] - 1)
+        for field in (
+            "wall_s user_s sys_s peak_rss_mib sampled_tree_rss_mib max_processes "
+            "server_cpu_s other_cpu_s foreign_cpu_s"
+        ).split():
+            setattr(run, field, row[field])
+        run.error = None if row["ok"] else (row["error"] or "failed")
+        runs.append(run)
+    sections = plan(env["quick"], list(env["versions"]))
+    paths = report.write_all(out, env, sections, runs, data["failures"])
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: smaller files, 1 run each, no 4 GiB file"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs of each setting (default 3, or 1 with --quick)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (default benchmarks/results, "
+        "or benchmarks/results/tmp/quick with --quick)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        help="run only this section (repeatable): compare, concurrency, part_size, file_size, link",
+    )
+    parser.add_argument("--tools", help="comma-separated subset of: " + ", ".join(PEERS))
+    parser.add_argument(
+        "--tmp-dir",
+        type=Path,
+        default=None,
+        help="where the test files and the S3 server's data go (default: $TMPDIR)",
+    )
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--persevere-source",
+        choices=["worktree", "head"],
+        default="worktree",
+        help="measure persevere/ as it is now (default) or as in the last commit",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="LATEST_JSON",
+        help="measure nothing: rewrite the CSV, Markdown and charts from a results JSON",
+    )
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    out = args.out or Path("benchmarks/results") / ("tmp/quick" if args.quick else "")
+    if args.from_json:
+        return rerender(args.from_json, args.out or args.from_json.parent)
+
+    wanted = args.tools.split(",") if args.tools else list(PEERS)
+    unknown = set(wanted) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
+    bench = Bench(args)
+    tools = []
+    for tool in wanted:
+        why = PEERS[tool].missing()
+        if why:
+            print(f"NOTE: {tool}: {why}", flush=True)
+            bench.skipped[tool] = why
+        else:
+            tools.append(tool)
+
+    started = time.monotonic()
+    sections = plan(args.quick, tools)
+    floor_mib = 0.0
+    persevere_source: dict[str, str] = {}
+    try:
+        floor_mib = rss_floor_mib(bench.root)
+        persevere_source = (
+            bench.pin_persevere(args.persevere_source) if "persevere" in tools else {}
+        )
+        tools = bench.preflight(tools)
+        bench.tools = tools
+        sections = plan(args.quick, tools)
+        for section in sections:
+            if args.only and section.name not in args.only:
+                continue
+            bench.run_section(section, runs)
+    finally:
+        bench.close()
+    elapsed_s = time.monotonic() - started
+
+    env = environment(tools, bench.skipped)
+    env["runs"] = runs
+    env["rss_floor_mib"] = round(floor_mib, 1)
+    env["persevere_source"] = persevere_source
+    env["noise"] = {
+        "noisy_cores": NOISY_CORES,
+        "runs_discarded_as_noisy": bench.noisy_discarded,
+        "waited_for_quiet_s": round(bench.waited_total_s),
+    }
+    env["quick"] = args.quick
+    env["elapsed_s"] = round(elapsed_s)
+    paths = report.write_all(out, env, sections, bench.runs, bench.failures)
+    print(f"\nwrote {', '.join(str(p) for p in paths)} ({elapsed_s / 60:.1f} min)")
+    print((out / "summary.md").read_text())
+    if bench.failures:
+        print(
+            f"\n{len(bench.failures)} FAILURE(S); see above and {out / 'summary.md'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
