@@ -276,6 +276,7 @@ def test_start_refuses_existing_state_file(s3_env, bucket, make_file, tmp_path):
         (lambda p: None, "does not exist"),
         (lambda p: p.mkdir(), "is a directory"),
         (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: p.symlink_to("/dev/null"), "not a regular file"),  # a character device
     ],
 )
 def test_start_refuses_unusable_file(s3_env, bucket, tmp_path, setup, message):
@@ -413,3 +414,40 @@ def test_version_and_help():
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
+
+
+def test_resume_of_completed_upload_is_refused(s3_env, bucket, make_file, tmp_path):
+    file = make_file(1000)
+    state = tmp_path / "up.state"
+    assert persevere(s3_env, *start_args(bucket, "k", file, state)).returncode == 0
+    before = state.read_bytes()
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1
+    assert "already completed" in result.stderr
+    assert state.read_bytes() == before
+    assert_clean(result)
+
+
+def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(30 * MiB, seed=12)
+    state = tmp_path / "up.state"
+    _interrupted_upload(s3_env, bucket, file, state, "gone", parts=2)
+    upload_id = journal(state)[0]["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="gone", UploadId=upload_id)
+    before = state.read_bytes()
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1
+    assert "no longer exists on S3" in result.stderr
+    assert "lifecycle rule" in result.stderr
+    assert state.read_bytes() == before
+    assert_clean(result)
+
+
+def test_checksum_the_endpoint_does_not_support(s3_env, bucket, make_file, tmp_path):
+    state = tmp_path / "up.state"
+    result = persevere(s3_env, *start_args(bucket, "k", make_file(1000), state),
+                       "--checksum", "XXHASH3")  # fmt: skip
+    assert result.returncode == 1
+    assert "XXHASH3 is not supported by this endpoint" in result.stderr
+    assert not state.exists()
+    assert_clean(result)
