@@ -106,3 +106,19 @@ async def test_abort_via_api(s3_env, bucket, s3_client, make_file, tmp_path):
         await persevere.abort(state)
     with pytest.raises(persevere.StateFileExists):
         await persevere.upload_file(file, bucket, "api/small", state)
+
+
+@pytest.mark.anyio
+async def test_list_parts_follows_every_page(s3_env, bucket, s3_client):
+    """Resume's ListParts pager, with pages of 2 parts so that 5 parts take 3 pages."""
+    from persevere._s3 import Endpoint, list_all_parts, open_client, request
+
+    upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="paged")["UploadId"]
+    for number in range(1, 6):
+        s3_client.upload_part(Bucket=bucket, Key="paged", UploadId=upload_id,
+                              PartNumber=number, Body=b"x" * number)  # fmt: skip
+    async with open_client(Endpoint.from_environment(None, None, None)) as client:
+        parts = await list_all_parts(
+            client, request, Bucket=bucket, Key="paged", UploadId=upload_id, MaxParts=2
+        )
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(n, n) for n in range(1, 6)]
