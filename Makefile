@@ -41,4 +41,5 @@ demo: install
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.micro
+	$(BIN)/python -m benchmarks.resume_scale
 	$(BIN)/python -m benchmarks.run
