@@ -34,6 +34,9 @@ class _Body:
         self._length = length
         self._on_sent = on_sent
         self._throttle = throttle or _unthrottled
+        # A failure of the body itself (the file shrank, a read error). aiohttp reports any
+        # body exception as a connection error; the sender re-raises this one instead.
+        self.error: BaseException | None = None
 
     def __len__(self) -> int:
         return self._length
@@ -103,7 +106,11 @@ class StreamingBody(_Body):
             # allocated here rather than in the worker thread so that freed slices return to
             # one malloc arena instead of fragmenting one per thread.
             piece = bytearray(size)
-            await anyio.to_thread.run_sync(self._source.read_into, memoryview(piece), offset)
+            try:
+                await anyio.to_thread.run_sync(self._source.read_into, memoryview(piece), offset)
+            except Exception as exc:
+                self.error = exc
+                raise
             await self._throttle(size)
             yield piece
             self._on_sent(size)

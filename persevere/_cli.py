@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -126,24 +127,35 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         quiet_abandoned_connection_errors()
         result: list[T] = []
         failure: list[_errors.PersevereError] = []
+        work = anyio.CancelScope()
         async with anyio.create_task_group() as tg:
 
             async def watch_signals(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                # Watches for the whole run: the first signal stops the work cleanly (the
+                # journal settles); a second one, while that is under way, exits at once.
                 nonlocal interrupted
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     task_status.started()
                     async for signum in signals:
-                        interrupted = True
                         name = signal.Signals(signum).name
+                        if interrupted:
+                            print(
+                                f"persevere: {name} again: exiting now; every recorded part "
+                                "is safe in the state file",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                            os._exit(_errors.EXIT_INTERRUPTED)
+                        interrupted = True
                         log.warning("%s received: stopping, the journal is being settled", name)
-                        tg.cancel_scope.cancel()
-                        return
+                        work.cancel()
 
             await tg.start(watch_signals)
-            try:
-                result.append(await fn())
-            except _errors.PersevereError as exc:
-                failure.append(exc)  # raised below, not wrapped in the task group's group
+            with work:
+                try:
+                    result.append(await fn())
+                except _errors.PersevereError as exc:
+                    failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
         if failure and not interrupted:
             raise failure[0]

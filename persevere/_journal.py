@@ -13,6 +13,8 @@ its advisory lock and the fsyncs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -183,6 +185,7 @@ class Journal:
         self.path = path
         self._fd = fd
         self._lock = threading.Lock()
+        self._broken: str | None = None  # why appends stopped, after a failed one
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -260,13 +263,29 @@ class Journal:
         self._append({"type": kind, **details})
 
     def _append(self, record: dict[str, Any]) -> None:
+        """Append one line durably, or fail leaving the file as it was before the call.
+
+        After a failure the journal refuses further appends: a torn line followed by whole
+        ones (other workers' parts) would no longer be the tolerated torn *last* line.
+        """
         line = _dumps(record)
         with self._lock:
-            written = os.write(self._fd, line)
-            if written != len(line):
-                # A short write (disk full): the line is torn; replay will drop it.
-                raise OSError(f"short write to state file {self.path} ({written}/{len(line)})")
-            os.fsync(self._fd)
+            if self._broken is not None:
+                raise OSError(f"state file {self.path} is not writable: {self._broken}")
+            end = os.fstat(self._fd).st_size
+            try:
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    raise OSError(
+                        errno.ENOSPC,
+                        f"short write ({written} of {len(line)} bytes; disk full?)",
+                    )
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._broken = exc.strerror or str(exc)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, end)  # drop the torn line now, if we can
+                raise
 
 
 def _read_all(fd: int) -> bytes:

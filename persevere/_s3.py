@@ -32,7 +32,6 @@ TRANSIENT_CODES = frozenset(
         "Throttling",
         "ThrottlingException",
         "RequestTimeout",
-        "RequestTimeTooSkewed",
         "InternalError",
         "ServiceUnavailable",
         "BadDigest",
@@ -49,6 +48,8 @@ _HINTS = {
     "InvalidAccessKeyId": "the access key is not known to this endpoint: check credentials",
     "SignatureDoesNotMatch": "the secret key does not match the access key: check credentials",
     "ExpiredToken": "the session credentials expired: refresh them and resume",
+    "RequestTimeTooSkewed": "this machine's clock is off by more than 15 minutes: fix the time "
+    "(NTP), then resume",
     "NoSuchBucket": "check the bucket name and region",
     "InvalidBucketName": "check the bucket name",
 }
@@ -251,6 +252,8 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return S3Error(f"{what}: cannot obtain AWS credentials: {exc}")
     if isinstance(exc, bce.NoRegionError):
         return UsageError("no AWS region configured: pass --region or set AWS_DEFAULT_REGION")
+    if isinstance(exc, ssl.SSLEOFError) or "EOF occurred in violation" in str(exc):
+        return TransientError(f"{what}: TLS connection cut: {_short(exc)}")  # a dropped link
     if isinstance(exc, bce.SSLError | ssl.SSLError):
         return S3Error(f"{what}: TLS failure: {exc}", hint="check --endpoint-url and the CA bundle")
     if isinstance(

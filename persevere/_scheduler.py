@@ -182,6 +182,9 @@ class PartSender:
                 )
             except BaseException as exc:
                 self.progress.advance(-sent)  # the retry sends these bytes again
+                body_error = getattr(body, "error", None)
+                if body_error is not None:
+                    raise body_error from exc  # a local failure, not the network's
                 if isinstance(exc, TransientError) and exc.throttle:
                     self.window.throttled()
                 raise

@@ -64,6 +64,7 @@ log = logging.getLogger("persevere")
 T = TypeVar("T")
 
 MAX_CONCURRENCY = 256
+CREATE_SHIELD_S = 15.0  # how long a Ctrl-C waits for CreateMultipartUpload's answer
 # Algorithms every S3 endpoint with flexible checksums knows; the rest (added in 2026) may be
 # refused with one of these codes.
 _CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
@@ -555,8 +556,9 @@ async def _create(
     )
 
     async def create_once() -> Any:
-        # Shielded: a Ctrl-C must not leave an upload on S3 that no state file knows about.
-        with anyio.CancelScope(shield=True):
+        # Shielded, so a Ctrl-C does not leave an upload on S3 that no state file knows about;
+        # time-boxed, so a Ctrl-C is obeyed within CREATE_SHIELD_S even if S3 never answers.
+        with anyio.move_on_after(CREATE_SHIELD_S, shield=True):
             return await _s3(
                 "CreateMultipartUpload",
                 lambda: client.create_multipart_upload(
@@ -567,6 +569,8 @@ async def _create(
                     **object_options,
                 ),
             )
+
+        raise TransientError(f"CreateMultipartUpload: no answer in {CREATE_SHIELD_S:.0f}s")
 
     def unreachable(exc: TransientError, attempts: int) -> PersevereError:
         return S3Error(f"cannot start the upload after {attempts} attempts: {exc}")
@@ -604,12 +608,50 @@ async def _create(
             tool_version=__version__,
         )
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(journal.write_header, header)
+            try:
+                await anyio.to_thread.run_sync(journal.write_header, header)
+            except OSError as exc:
+                # Nothing records this upload: take it back rather than leave it billed.
+                await _abort_unrecorded(client, header)
+                raise StateFileError(
+                    f"cannot write state file {journal.path}: {exc.strerror or exc}",
+                    hint="free space or choose another --state-file, then start again",
+                ) from exc
     except BaseException:
         journal.discard()
         raise
     log.info("created upload %s for s3://%s/%s", header.upload_id, bucket, key)
     return header
+
+
+async def _abort_unrecorded(client: Any, header: Header) -> None:
+    """Best effort, time-boxed: abort an upload whose header could not be journaled."""
+    with anyio.move_on_after(CREATE_SHIELD_S, shield=True) as scope:
+        try:
+            await request(
+                "AbortMultipartUpload",
+                lambda: client.abort_multipart_upload(
+                    Bucket=header.bucket,
+                    Key=header.key,
+                    UploadId=header.upload_id,
+                    **per_request(header.object_options),
+                ),
+                attempts=3,
+            )
+            return
+        except PersevereError as exc:
+            reason = str(exc)
+    if scope.cancelled_caught:
+        reason = "no answer"
+    log.warning(
+        "could not abort the unrecorded upload %s (%s): abort it with 'persevere upload abort "
+        "--s3-bucket %s --s3-key %s --upload-id %s'",
+        header.upload_id,
+        reason,
+        header.bucket,
+        header.key,
+        header.upload_id,
+    )
 
 
 async def resume_upload(

@@ -122,3 +122,53 @@ async def test_list_parts_follows_every_page(s3_env, bucket, s3_client):
             client, request, Bucket=bucket, Key="paged", UploadId=upload_id, MaxParts=2
         )
     assert [(p["PartNumber"], p["Size"]) for p in parts] == [(n, n) for n in range(1, 6)]
+
+
+@pytest.mark.anyio
+async def test_header_write_failure_aborts_the_new_upload(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
+):
+    """CreateMultipartUpload succeeded but the journal cannot take its header: nothing would
+    record the upload, so persevere aborts it and reports the state file error."""
+    import errno
+
+    from persevere._journal import Journal
+
+    def disk_full(self, header):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Journal, "write_header", disk_full)
+    state = tmp_path / "api.state"
+    with pytest.raises(persevere.StateFileError, match="No space left on device"):
+        await persevere.upload_file(make_file(1000), bucket, "nowhere", state)
+    assert not state.exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.anyio
+async def test_a_read_failure_while_streaming_is_not_taken_for_the_network(
+    s3_env, bucket, make_file, tmp_path, monkeypatch
+):
+    """aiohttp reports a body's exception as a connection error; persevere must not retry a
+    file that shrank as if the link had dropped."""
+    from persevere._source import SourceFile
+
+    real_read_into = SourceFile.read_into
+    calls_at_2mib = 0
+
+    def shrinking(self, buffer, offset):
+        nonlocal calls_at_2mib
+        if offset == 2 * MiB:
+            calls_at_2mib += 1
+            if calls_at_2mib == 2:  # the streaming pass (the first was the checksum pass)
+                raise persevere.SourceChanged("the file shrank (simulated)")
+        return real_read_into(self, buffer, offset)
+
+    monkeypatch.setattr(SourceFile, "read_into", shrinking)
+    options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)  # stream parts
+    with pytest.raises(persevere.SourceChanged, match="shrank"):
+        await persevere.upload_file(
+            make_file(12 * MiB), bucket, "shrinks", tmp_path / "s", part_size=5 * MiB,
+            options=options,
+        )  # fmt: skip
+    assert calls_at_2mib == 2  # no retry read it again

@@ -459,3 +459,28 @@ def test_parts_finishing_in_any_interleaving_then_a_crash_replay_consistently(
     assert state.parts == expected
     assert all(p == PartRecord(n, f'"etag-{n}"', f"crc{n}", n) for n, p in state.parts.items())
     assert set(state.parts) <= set(numbers)
+
+
+def test_a_failed_append_leaves_the_file_whole_and_stops_appends(tmp_path, monkeypatch):
+    """Disk full mid-line: the torn bytes are cut, and no later line may follow them."""
+    import persevere._journal as journal_module
+
+    path = tmp_path / "s.persevere"
+    journal = Journal.create(path)
+    journal.write_header(HEADER)
+    journal.append_part(part(1))
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_write(fd, data):
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(journal_module.os, "write", half_write)
+    with pytest.raises(OSError, match="short write"):
+        journal.append_part(part(2))
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+    assert path.read_bytes() == before  # the half line was cut
+    with pytest.raises(OSError, match="not writable"):
+        journal.append_part(part(3))  # another worker's part: refused, not appended
+    journal.close()
+    assert replay(path.read_bytes()).parts == {1: part(1)}
