@@ -133,10 +133,15 @@ def test_retries_exhausted_exit_3_then_resume(
     file = make_file(20 * MiB, seed=56)
     state = tmp_path / "s"
     link_down = True
-    # While the link is "down", every connection but the first (which creates the upload and
-    # sends part 1) is reset. The state file records the proxy as the endpoint, so resume
-    # goes through it too, once the link is back.
-    plan = lambda n: Fault("reset", at_byte=MiB) if link_down and n >= 1 else NO_FAULT  # noqa: E731
+
+    # While the link is "down", connections are reset 1 MiB in; the first one (which creates
+    # the upload) only 6 MiB in, so one part gets through it and is journaled. The state file
+    # records the proxy as the endpoint, so resume goes through it too, once the link is back.
+    def plan(n):
+        if not link_down:
+            return NO_FAULT
+        return Fault("reset", at_byte=6 * MiB if n == 0 else MiB)
+
     with FaultProxy(upstream(s3_server), plan) as proxy:
         result = upload_through(proxy, s3_env, bucket, file, state, "-c", "2", "--max-retries", "2")
         assert result.returncode == 3, result.stderr
