@@ -4,6 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all lint demo bench
 
@@ -42,4 +43,4 @@ demo: install
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.micro
 	$(BIN)/python -m benchmarks.resume_scale
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
