@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,14 +106,18 @@ class SourceFile:
         scratch: memoryview,
         algorithm: ChecksumAlgorithm,
         with_md5: bool = False,
+        on_read: Callable[[int], None] | None = None,
     ) -> tuple[bytes, str | None]:
-        """Checksum (and optionally MD5 hex) of a range, streamed through ``scratch``."""
+        """Checksum (and optionally MD5 hex) of a range, streamed through ``scratch``;
+        ``on_read(n)`` after each chunk (progress)."""
         hasher = algorithm.new()
         md5 = hashlib.md5() if with_md5 else None
         for view in self.iter_range(offset, length, scratch):
             hasher.update(view)
             if md5 is not None:
                 md5.update(view)
+            if on_read is not None:
+                on_read(len(view))
         return hasher.digest(), (md5.hexdigest() if md5 is not None else None)
 
     def iter_range(self, offset: int, length: int, scratch: memoryview) -> Iterator[memoryview]:

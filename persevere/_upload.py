@@ -624,20 +624,25 @@ async def _create(
     return header
 
 
+async def _abort(client: Any, header: Header, *, attempts: int = 5) -> None:
+    """AbortMultipartUpload of the upload a header describes (S3 frees its parts)."""
+    await request(
+        "AbortMultipartUpload",
+        lambda: client.abort_multipart_upload(
+            Bucket=header.bucket,
+            Key=header.key,
+            UploadId=header.upload_id,
+            **per_request(header.object_options),
+        ),
+        attempts=attempts,
+    )
+
+
 async def _abort_unrecorded(client: Any, header: Header) -> None:
     """Best effort, time-boxed: abort an upload whose header could not be journaled."""
     with anyio.move_on_after(CREATE_SHIELD_S, shield=True) as scope:
         try:
-            await request(
-                "AbortMultipartUpload",
-                lambda: client.abort_multipart_upload(
-                    Bucket=header.bucket,
-                    Key=header.key,
-                    UploadId=header.upload_id,
-                    **per_request(header.object_options),
-                ),
-                attempts=3,
-            )
+            await _abort(client, header, attempts=3)
             return
         except PersevereError as exc:
             reason = str(exc)
@@ -802,15 +807,7 @@ async def abort_upload(state_file: str | Path) -> Header:
             return header
         async with open_client(_endpoint_of(header)) as client:
             try:
-                await request(
-                    "AbortMultipartUpload",
-                    lambda: client.abort_multipart_upload(
-                        Bucket=header.bucket,
-                        Key=header.key,
-                        UploadId=header.upload_id,
-                        **per_request(header.object_options),
-                    ),
-                )
+                await _abort(client, header)
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))

@@ -16,7 +16,6 @@ object's own aggregate checksum or ETag.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -239,18 +238,16 @@ def _hash_parts(
     result = _LocalParts()
     scratch = memoryview(bytearray(8 * MiB))
     offset = 0
+
+    def report(n: int) -> None:
+        anyio.from_thread.run_sync(advance, n)
+
     with SourceFile(identity) as source:
         for size in sizes:
-            hasher = algorithm.new()
-            md5 = hashlib.md5() if with_md5 else None
-            for view in source.iter_range(offset, size, scratch):
-                hasher.update(view)
-                if md5 is not None:
-                    md5.update(view)
-                anyio.from_thread.run_sync(advance, len(view))
-            result.digests.append(hasher.digest())
+            digest, md5 = source.hash_range(offset, size, scratch, algorithm, with_md5, report)
+            result.digests.append(digest)
             if md5 is not None:
-                result.md5s.append(md5.hexdigest())
+                result.md5s.append(md5)
             offset += size
     return result
 

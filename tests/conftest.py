@@ -8,6 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,3 +139,31 @@ def make_file(tmp_path: Path) -> MakeFile:
         return path
 
     return make
+
+
+def interrupt_after_parts(
+    env: dict[str, str],
+    args: list[Any],
+    state: Path,
+    parts: int,
+    sig: int = signal.SIGKILL,
+    deadline_s: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
+    (or earlier if it ends by itself); the finished process, with its output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end = time.monotonic() + deadline_s
+    while proc.poll() is None and time.monotonic() < end:
+        if state.exists() and state.read_bytes().count(b'"type":"part"') >= parts:
+            break
+        time.sleep(0.005)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

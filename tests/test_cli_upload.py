@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
 
@@ -56,32 +56,6 @@ def assert_no_uploads_left(s3_client, bucket):
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def start_in_background(env, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_parts(state: Path, parts: int, proc, deadline_s=60.0):
-    """Wait until the journal holds ``parts`` part lines (or the process ends)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return
-        try:
-            lines = state.read_bytes().count(b'"type":"part"')
-        except FileNotFoundError:
-            lines = 0
-        if lines >= parts:
-            return
-        time.sleep(0.01)
-    raise AssertionError("upload made no progress")
-
-
 @pytest.mark.parametrize(
     ("size", "extra"),
     [
@@ -118,13 +92,9 @@ def test_upload_round_trip(s3_env, bucket, s3_client, make_file, tmp_path, size,
 def test_sigkill_mid_upload_then_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(120 * MiB, seed=3)
     state = tmp_path / "up.state"
-    proc = start_in_background(
-        s3_env, *start_args(bucket, "killed", file, state, "--part-size", "5MiB", "-c", "2")
-    )
-    wait_for_parts(state, 4, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    args = start_args(bucket, "killed", file, state, "--part-size", "5MiB", "-c", "2")
+    killed = interrupt_after_parts(s3_env, args, state, 4)
+    assert killed.returncode == -signal.SIGKILL
     before = journal(state)
     assert before[0]["type"] == "header" and before[-1]["type"] == "part"
 
@@ -141,13 +111,10 @@ def test_sigkill_mid_upload_then_resume(s3_env, bucket, s3_client, make_file, tm
 def test_sigint_exits_130_with_resume_command(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(120 * MiB, seed=4)
     state = tmp_path / "up.state"
-    proc = start_in_background(
-        s3_env, *start_args(bucket, "intr", file, state, "--part-size", "5MiB", "-c", "2")
-    )
-    wait_for_parts(state, 3, proc)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    args = start_args(bucket, "intr", file, state, "--part-size", "5MiB", "-c", "2")
+    interrupted = interrupt_after_parts(s3_env, args, state, 3, sig=signal.SIGINT)
+    stderr = interrupted.stderr
+    assert interrupted.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert f"persevere upload resume --state-file {state}" in stderr
     # The multipart upload is left in place for resume.
@@ -164,12 +131,8 @@ def test_sigint_exits_130_with_resume_command(s3_env, bucket, s3_client, make_fi
 
 
 def _interrupted_upload(s3_env, bucket, file, state, key, parts=4):
-    proc = start_in_background(
-        s3_env, *start_args(bucket, key, file, state, "--part-size", "5MiB", "-c", "1")
-    )
-    wait_for_parts(state, parts, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    args = start_args(bucket, key, file, state, "--part-size", "5MiB", "-c", "1")
+    interrupt_after_parts(s3_env, args, state, parts)
 
 
 def test_resume_adopts_parts_missing_from_journal(s3_env, bucket, s3_client, make_file, tmp_path):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
 
@@ -83,19 +82,9 @@ def test_object_options_on_start(s3_env, bucket, s3_client, make_file, tmp_path)
 def test_object_options_survive_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=71, name="big.csv")
     state = tmp_path / "s"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "persevere", "upload", "start", str(file),
-         f"s3://{bucket}/big.csv", "--state-file", str(state), "--no-progress", "-c", "1",
-         "--part-size", "5MiB", *OPTIONS],
-        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if state.exists() and state.read_bytes().count(b'"type":"part"') >= 2:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    args = ["upload", "start", file, f"s3://{bucket}/big.csv", "--state-file", state,
+            "--no-progress", "-c", "1", "--part-size", "5MiB", *OPTIONS]  # fmt: skip
+    interrupt_after_parts(s3_env, args, state, 2)
     header = json.loads(state.read_bytes().splitlines()[0])
     assert header["object_options"]["StorageClass"] == "STANDARD_IA"
 

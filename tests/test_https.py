@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
 import trustme
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.s3server import S3Server
 
 MiB = 1024 * 1024
@@ -101,19 +99,10 @@ def test_aws_ca_bundle_and_resume_over_https(
     env = {**tls_env, "AWS_CA_BUNDLE": str(tls_server.ca_file)}
     file = make_file(60 * MiB, seed=62)
     state = tmp_path / "s"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "persevere", "upload", "start", "--s3-bucket", tls_bucket,
-         "--s3-key", "resumed", "--file-to-upload", str(file), "--state-file", str(state),
-         "--part-size", "5MiB", "-c", "1", "--no-progress"],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if state.exists() and state.read_bytes().count(b'"type":"part"') >= 2:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    args = ["upload", "start", "--s3-bucket", tls_bucket, "--s3-key", "resumed",
+            "--file-to-upload", file, "--state-file", state, "--part-size", "5MiB", "-c", "1",
+            "--no-progress"]  # fmt: skip
+    interrupt_after_parts(env, args, state, 2)
     header = json.loads(state.read_bytes().splitlines()[0])
     assert header["endpoint_url"] == tls_server.https_endpoint_url
 

@@ -138,26 +138,14 @@ def test_resume_verify_parts_resends_parts_changed_in_place(
 ):
     """A file changed in place with its mtime kept: only --verify-parts notices."""
     import json
-    import signal
-    import time
 
-    from tests.conftest import sha256_of_file, sha256_of_object
+    from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 
     file = make_file(40 * MiB, seed=46)
     state = tmp_path / "s"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "persevere", "upload", "start", "--s3-bucket", bucket,
-         "--s3-key", "obj", "--file-to-upload", str(file), "--state-file", str(state),
-         "--part-size", "5MiB", "-c", "1", "--no-progress"],
-        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if state.exists() and state.read_bytes().count(b'"type":"part"') >= 3:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=30)
+    args = ["upload", "start", file, f"s3://{bucket}/obj", "--state-file", state,
+            "--part-size", "5MiB", "-c", "1", "--no-progress"]  # fmt: skip
+    stderr = interrupt_after_parts(s3_env, args, state, 3).stderr
     done = [json.loads(x) for x in state.read_bytes().splitlines()[1:]]
     assert len(done) >= 3, stderr
     stat = file.stat()
