@@ -5,9 +5,11 @@ The digest helpers are plain functions so tests import them: ``from tests.confte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +22,9 @@ from typing import Any, TypeAlias
 import boto3  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from tests.s3server import S3Server
+from tests.s3server import LOG_TAIL_LINES, S3Server
 
 # boto3 ships no types and boto3-stubs is not a dependency; the alias documents intent.
 S3Client: TypeAlias = Any
@@ -61,10 +64,42 @@ def _scrub_aws_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+# The session's server, for the failure report hook below.
+_session_server: S3Server | None = None
+
+# Failure texts that point at the server rather than at persevere: the server's log says why.
+_SERVER_SIDE = re.compile(
+    r"InternalError|ServiceUnavailable|SlowDown|HTTP 5\d\d|\b50[0-4]\b|writable volumes|"
+    r"S3ServerError|weed"
+)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    global _session_server
     with S3Server(tmp_path_factory.mktemp("s3server")) as server:
-        yield server
+        _session_server = server
+        try:
+            yield server
+        finally:
+            _session_server = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that fails on a server-side error gets the server log's last lines in its report,
+    so the failure explains itself (e.g. "failed to find writable volumes")."""
+    report = yield
+    if report.failed and _session_server is not None:
+        text = str(report.longrepr) + report.capstdout + report.capstderr
+        if _SERVER_SIDE.search(text):
+            report.sections.append(
+                (
+                    f"SeaweedFS log, last lines ({_session_server.log_path})",
+                    _session_server.log_tail(LOG_TAIL_LINES),
+                )
+            )
+    return report
 
 
 @pytest.fixture
@@ -113,11 +148,31 @@ def s3_readonly_client(
 
 
 @pytest.fixture
-def bucket(s3_client: S3Client) -> str:
-    """A new bucket per test, so tests never see each other's objects or multipart uploads."""
+def bucket(s3_client: S3Client) -> Iterator[str]:
+    """A new bucket per test, so tests never see each other's objects or multipart uploads.
+
+    Given back at teardown (uploads aborted, objects and bucket deleted): each bucket is a
+    SeaweedFS collection holding volumes of its own, and the server's volumes are finite.
+    """
     name = f"test-{uuid.uuid4().hex[:16]}"  # SeaweedFS rejects very short names
     s3_client.create_bucket(Bucket=name)
-    return name
+    yield name
+    delete_bucket(s3_client, name)
+
+
+def delete_bucket(client: S3Client, name: str) -> None:
+    """Abort every multipart upload, delete every object, then the bucket itself."""
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for upload in page.get("Uploads") or []:
+            with contextlib.suppress(ClientError):  # completed or aborted meanwhile
+                client.abort_multipart_upload(
+                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents") or []]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture

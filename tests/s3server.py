@@ -54,6 +54,13 @@ READONLY_ACCESS_KEY = "PERSEVEREREADONLY000"
 READONLY_SECRET_KEY = "persevere-readonly-secret-key-for-local-tests"
 
 STARTUP_TIMEOUT_S = 60.0
+# Capacity set by hand, never from the free disk. Left alone, ``weed mini`` sizes itself from the
+# disk at start (e.g. 47 volumes of 1 GiB on a machine with 51 GB free), and every bucket is a
+# collection that takes volumes of its own: a few dozen buckets in, writes fail with
+# "failed to find writable volumes". Volumes are sparse files (no preallocation), so a high
+# count costs disk only for the bytes stored; each costs the server well under 1 MiB of memory.
+VOLUME_SIZE_LIMIT_MB = 128
+MAX_VOLUMES = 2000
 STOP_TIMEOUT_S = 20.0  # weed drains its components one by one; ~4 s is usual
 LOG_TAIL_LINES = 40
 
@@ -410,6 +417,8 @@ class S3Server:
             "-admin.ui=false",  # the admin server itself cannot be turned off in mini mode
             "-webdav=false",
             "-master.telemetry=false",  # tests must not phone home
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+            f"-volume.max={MAX_VOLUMES}",
             *self._ports.weed_args(),
         ]
         if self._tls is not None:
