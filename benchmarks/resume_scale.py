@@ -38,7 +38,9 @@ def main() -> None:
     import boto3
     from botocore.config import Config
 
-    from persevere._s3 import Endpoint, list_all_parts, open_client, request
+    from persevere._checksums import CRC64NVME
+    from persevere._s3 import Endpoint, open_client
+    from persevere._session import MultipartSession
 
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         del os.environ[name]
@@ -74,9 +76,8 @@ def main() -> None:
         async def list_them() -> tuple[int, float]:
             async with open_client(Endpoint(endpoint, "us-east-1", None)) as client:
                 started = time.perf_counter()
-                parts = await list_all_parts(
-                    client, request, Bucket="scale", Key="k", UploadId=upload_id
-                )
+                session = MultipartSession(client, "scale", "k", upload_id, CRC64NVME)
+                parts = await session.list_parts()
                 return len(parts), time.perf_counter() - started
 
         count, seconds = anyio.run(list_them)

@@ -30,12 +30,13 @@ from ._errors import (
     UsageError,
 )
 from ._object_options import build_object_options as object_options
+from ._options import UploadOptions
 from ._plan import PartPlan, auto_part_size, make_plan
 from ._progress import ProgressSink
 from ._retry import RetryPolicy
+from ._s3 import Endpoint
 from ._sync import abort_sync, resume_sync, status_sync, upload_file_sync, verify_sync
 from ._upload import (
-    UploadOptions,
     UploadResult,
     UploadStatus,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RESUMABLE",
     "EXIT_USAGE",
+    "Endpoint",
     "IntegrityError",
     "Interrupted",
     "PartPlan",

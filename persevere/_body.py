@@ -12,15 +12,31 @@ the signer never reads the body, so ``read`` refuses loudly rather than consume 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
-
-from ._source import SourceFile
 
 SLICE_BYTES = 1 << 20
 
 
 Throttle = Callable[[int], Awaitable[None]]
+# ``make_body(on_sent, throttle)``: a fresh body for one attempt.
+BodyFactory = Callable[[Callable[[int], None], Throttle | None], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPart:
+    """A part ready to send: its checksum, and how to make its body for each attempt."""
+
+    number: int
+    size: int
+    checksum: str  # base64, sent in the request headers so S3 verifies the bytes
+    make_body: BodyFactory
+
+
+class Readable(Protocol):
+    def read_into(self, buffer: memoryview, offset: int) -> None: ...
 
 
 async def _unthrottled(n_bytes: int) -> None:
@@ -85,7 +101,7 @@ class StreamingBody(_Body):
 
     def __init__(
         self,
-        source: SourceFile,
+        source: Readable,
         offset: int,
         length: int,
         on_sent: Callable[[int], None],

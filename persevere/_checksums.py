@@ -1,16 +1,27 @@
-"""Checksums S3 verifies, computed natively (awscrt for CRCs, hashlib for SHAs/MD5).
+"""Checksums S3 verifies, and S3's rules for an object's checksum and ETag, in one place.
 
-A CRC of a whole object is combined from the CRCs of its parts (``awscrt.checksums.combine_*``),
-so a full-object checksum never needs a second read of the file.
+Digests are computed natively (awscrt for CRCs, hashlib for SHAs/MD5). A CRC of a whole object
+is combined from the CRCs of its parts (``awscrt.checksums.combine_*``), so a full-object
+checksum never needs a second read of the file.
+
+S3's shapes, as :class:`ObjectChecksum` and :class:`ETag` read and write them:
+- a full-object checksum (CRC64NVME always; CRC32/CRC32C when asked) is ``base64``: the CRC of
+  every byte, whatever the parts;
+- a composite checksum is ``base64-N``: the checksum of the N part checksums concatenated
+  (SHA1/SHA256 of a multipart upload always, CRCs when asked);
+- a single PUT's checksum is the plain digest of the bytes, ``base64`` whatever the algorithm;
+- an ETag is ``"md5"`` for a single PUT, ``"md5-N"`` (MD5 of the part MD5s) for a multipart
+  upload, and no MD5 at all under SSE-KMS/SSE-C (then it proves nothing about the bytes).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from awscrt import checksums as _crt
 
@@ -111,11 +122,14 @@ XXHASH64 = ChecksumAlgorithm("XXHASH64", 8, False, _xx(_crt.XXHash.new_xxhash64)
 XXHASH3 = ChecksumAlgorithm("XXHASH3", 8, False, _xx(_crt.XXHash.new_xxhash3_64))
 XXHASH128 = ChecksumAlgorithm("XXHASH128", 16, False, _xx(_crt.XXHash.new_xxhash3_128))
 
+AlgorithmName = Literal[
+    "CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1", "SHA512", "MD5", "XXHASH64", "XXHASH3",
+    "XXHASH128",
+]  # fmt: skip
 ALGORITHMS: dict[str, ChecksumAlgorithm] = {
     a.name: a
     for a in (CRC64NVME, CRC32C, CRC32, SHA256, SHA1, SHA512, MD5, XXHASH64, XXHASH3, XXHASH128)
 }
-DEFAULT_ALGORITHM = CRC64NVME
 
 
 def get_algorithm(name: str) -> ChecksumAlgorithm:
@@ -135,12 +149,75 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text.split("-", 1)[0], validate=True)
 
 
-def multipart_etag(part_etags: Sequence[str]) -> str:
-    """The ETag S3 gives a multipart object without SSE-KMS/SSE-C: MD5 of part MD5s, ``-N``."""
-    joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
-    return f'"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"'
+def checksum_type(algorithm: ChecksumAlgorithm) -> str:
+    """The ChecksumType persevere asks for: full-object wherever the algorithm allows it."""
+    return "FULL_OBJECT" if algorithm.full_object else "COMPOSITE"
 
 
-def is_md5_etag(etag: str) -> bool:
-    text = etag.strip('"')
-    return len(text) == 32 and all(c in "0123456789abcdefABCDEF" for c in text)
+@dataclass(frozen=True, slots=True)
+class ObjectChecksum:
+    """A whole object's checksum as S3 states it: ``digest`` or, composite, ``digest-N``."""
+
+    algorithm: ChecksumAlgorithm
+    digest: str  # base64
+    part_count: int | None = None  # composite checksums only
+
+    def __str__(self) -> str:
+        return self.digest if self.part_count is None else f"{self.digest}-{self.part_count}"
+
+    @classmethod
+    def of_parts(
+        cls, algorithm: ChecksumAlgorithm, parts: Sequence[tuple[str, int]], *, composite: bool
+    ) -> ObjectChecksum:
+        """From ``(base64 part checksum, part size)`` pairs in order, without reading bytes."""
+        pairs = [(unb64(checksum), size) for checksum, size in parts]
+        if composite:
+            return cls(algorithm, b64(algorithm.combine(pairs, composite=True)), len(pairs))
+        return cls(algorithm, b64(algorithm.combine(pairs)))
+
+    @classmethod
+    def stored(cls, response: Mapping[str, object]) -> ObjectChecksum | None:
+        """The checksum a HeadObject/Complete answer reports, whatever the algorithm."""
+        for algorithm in ALGORITHMS.values():
+            value = response.get(algorithm.param)
+            if value:
+                digest, _, count = str(value).partition("-")
+                return cls(algorithm, digest, int(count) if count.isdigit() else None)
+        return None
+
+
+_ETAG_RE = re.compile(r'^"?([0-9a-fA-F]{32})(?:-(\d+))?"?$')
+
+
+@dataclass(frozen=True, slots=True)
+class ETag:
+    """An ETag as S3 sent it (quotes and all), read for what it proves about the bytes."""
+
+    text: str
+
+    @property
+    def md5(self) -> str | None:
+        """The lowercase hex MD5 (of the object, or of its part MD5s), if it has that shape."""
+        match = _ETAG_RE.match(self.text)
+        return match.group(1).lower() if match else None
+
+    @property
+    def part_count(self) -> int | None:
+        """N of an ``md5-N`` multipart ETag."""
+        match = _ETAG_RE.match(self.text)
+        return int(match.group(2)) if match and match.group(2) else None
+
+    def same(self, other: str) -> bool:
+        return self.text.strip('"').lower() == other.strip('"').lower()
+
+    @staticmethod
+    def multipart(part_etags: Sequence[str]) -> str:
+        """The ETag S3 gives a multipart object without SSE-KMS/SSE-C: MD5 of part MD5s, -N."""
+        joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+        return f'"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"'
+
+    @staticmethod
+    def proves_content(response: Mapping[str, object]) -> bool:
+        """False under SSE-KMS/SSE-C, where S3's ETag is not an MD5 of the bytes."""
+        kms = str(response.get("ServerSideEncryption") or "").startswith("aws:kms")
+        return not kms and "SSECustomerAlgorithm" not in response

@@ -1,8 +1,10 @@
-"""The ``persevere`` command: a thin layer over the coroutines in :mod:`._upload`.
+"""The ``persevere`` command: a thin layer over the coroutines of the API.
 
-It parses flags, runs one coroutine under anyio (uvloop where available) with SIGINT/SIGTERM
-turned into a clean stop, and reports: results on stdout, progress and errors on stderr.
-It catches persevere's own errors only; anything else is a bug and keeps its traceback.
+It parses flags (typer; choices, sizes, rates and durations are checked by click before any
+request, with click's usual error), runs one coroutine with SIGINT/SIGTERM turned into a clean
+stop, and reports: results on stdout, progress and errors on stderr. It catches persevere's own
+errors only (naming the flag of the parameter a core error names); anything else is a bug and
+keeps its traceback.
 
 Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interrupted.
 """
@@ -23,6 +25,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from . import _errors
+from ._checksums import AlgorithmName
+from ._object_options import CannedAcl, SseMode, StorageClass
+from ._options import MAX_CONCURRENCY
 from ._units import format_size, parse_duration, parse_size
 from ._version import __version__
 
@@ -43,6 +48,21 @@ upload_app = typer.Typer(
 app.add_typer(upload_app, name="upload")
 
 log = logging.getLogger("persevere")
+
+# The flag of each API parameter a core error may name.
+_FLAGS = {
+    "part_size": "--part-size",
+    "concurrency": "--concurrency",
+    "checksum": "--checksum",
+    "state_file": "--state-file",
+    "endpoint_url": "--endpoint-url",
+    "profile": "--profile",
+    "ca_bundle": "--ca-bundle",
+    "metadata": "--metadata",
+    "tagging": "--tagging",
+    "sse_kms_key_id": "--sse-kms-key-id",
+    "expected_bucket_owner": "--expected-bucket-owner",
+}
 
 
 def _version(value: bool) -> None:
@@ -84,33 +104,140 @@ def _setup_logging(level: int) -> None:
     log.propagate = False
 
 
-def _size_option(text: str) -> int | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+# -- value parsers: click reports a bad value as "Invalid value for '--flag': ..." -----------
+def _parser(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return convert
 
 
-def _progress(enabled: bool, description: str) -> Any:
-    from ._progress import LogLineProgress, NullProgress, TqdmProgress
-
-    if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
-        return NullProgress()
-    if sys.stderr.isatty():
-        return TqdmProgress(description)
-    return LogLineProgress(description)
+def _part_size(text: str) -> int | None:
+    return None if text.strip().lower() == "auto" else parse_size(text)
 
 
+def _rate(text: str) -> float:
+    from ._bandwidth import parse_rate
+
+    return parse_rate(text)
+
+
+PartSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--part-size",
+        parser=_parser(_part_size),
+        metavar="SIZE",
+        envvar="PERSEVERE_PART_SIZE",
+        help="Part size: 'auto' or 5MiB..5GiB (units: 8MiB, 64M, 5GiB, or bytes).",
+    ),
+]
+StateFileOpt = Annotated[
+    Path, typer.Option("--state-file", help="The journal of this upload (JSONL).")
+]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        "-c",
+        min=1,
+        max=MAX_CONCURRENCY,
+        help="Parts in flight at once.",
+        envvar="PERSEVERE_CONCURRENCY",
+    ),
+]
+NoProgressOpt = Annotated[
+    bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
+]
+MaxRetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-retries",
+        min=0,
+        envvar="PERSEVERE_MAX_RETRIES",
+        help="Retries per part (and per request) after a transient failure.",
+    ),
+]
+RetryForOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--retry-for",
+        parser=_parser(parse_duration),
+        metavar="DURATION",
+        envvar="PERSEVERE_RETRY_FOR",
+        show_default=False,
+        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).",
+    ),
+]
+StallOpt = Annotated[
+    float,
+    typer.Option(
+        "--stall-timeout",
+        min=1,
+        envvar="PERSEVERE_STALL_TIMEOUT",
+        help="Seconds without progress before a part's connection is cut and retried.",
+    ),
+]
+CaBundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-bundle",
+        help="CA certificates (PEM) to verify the endpoint's TLS with "
+        "(default: AWS_CA_BUNDLE, the profile's ca_bundle, or the system's).",
+    ),
+]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
+    ),
+]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
+]
+BandwidthOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-bandwidth",
+        parser=_parser(_rate),
+        metavar="RATE",
+        envvar="PERSEVERE_MAX_BANDWIDTH",
+        show_default=False,
+        help="Cap on the upload rate, shared by all parts (e.g. 50MB/s, 100MiB/s).",
+    ),
+]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--older-than",
+        parser=_parser(parse_duration),
+        metavar="DURATION",
+        help="Only uploads started longer ago (e.g. 7d, 12h).",
+    ),
+]
+
+
+# -- running a coroutine, and reporting ------------------------------------------------------
 def _fail(exc: _errors.PersevereError) -> NoReturn:
-    typer.echo(f"persevere: error: {exc.message}", err=True)
+    flag = _FLAGS.get(exc.param or "")
+    where = f"{flag}: " if flag and flag not in exc.message else ""
+    typer.echo(f"persevere: error: {where}{exc.message}", err=True)
     if exc.hint:
         typer.echo(f"persevere: {exc.hint}", err=True)
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
-        command = f"persevere upload resume --state-file {shlex.quote(exc.state_file)}"
-        if isinstance(exc, _errors.ResumableError | _errors.S3Error | _errors.Interrupted):
-            typer.echo(f"persevere: the upload is resumable: {command}", err=True)
+        state = f"--state-file {shlex.quote(exc.state_file)}"
+        if exc.next_step == "resume":
+            typer.echo(
+                f"persevere: the upload is resumable: persevere upload resume {state}", err=True
+            )
+        elif exc.next_step == "abort":
+            typer.echo(f"persevere: to give it up: persevere upload abort {state}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -118,13 +245,13 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
     """Run ``fn`` on the event loop; Ctrl-C/SIGTERM cancel it and exit 130."""
     import anyio
 
+    from ._journal import holds_upload
+    from ._sync import run
+
     interrupted = False
 
     async def main() -> T:
         nonlocal interrupted
-        from ._s3 import quiet_abandoned_connection_errors
-
-        quiet_abandoned_connection_errors()
         result: list[T] = []
         failure: list[_errors.PersevereError] = []
         work = anyio.CancelScope()
@@ -164,9 +291,9 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         return result[0]
 
     try:
-        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": _uvloop()})
+        return run(main)
     except _errors.Interrupted as exc:
-        if resumable_state is not None and _has_header(resumable_state):
+        if resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
             exc.state_file = str(resumable_state)
         elif resumable_state is not None:
@@ -176,124 +303,47 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         _fail(exc)
 
 
-def _uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        return False
-    return True
-
-
-def _has_header(state_file: Path) -> bool:
-    try:
-        return state_file.stat().st_size > 0
-    except OSError:
-        return False
-
-
 def _options(
-    concurrency: int, max_retries: int, retry_for: str | None, stall_timeout: float
+    concurrency: int,
+    max_retries: int,
+    retry_for: float | None,
+    stall_timeout: float,
+    max_bandwidth: float | None,
 ) -> Any:
+    from ._options import UploadOptions
     from ._retry import RetryPolicy
-    from ._upload import UploadOptions
 
-    retry = RetryPolicy(max_attempts=max_retries + 1)
     if retry_for is not None:
-        try:
-            retry.patience_s = parse_duration(retry_for)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--retry-for") from None
-        retry.max_attempts = 1_000_000  # the patience decides
-    return UploadOptions(concurrency=concurrency, retry=retry, stall_timeout_s=stall_timeout)
+        retry = RetryPolicy(max_attempts=None, patience_s=retry_for)  # the patience decides
+    else:
+        retry = RetryPolicy(max_attempts=max_retries + 1)
+    return UploadOptions(
+        concurrency=concurrency,
+        retry=retry,
+        stall_timeout_s=stall_timeout,
+        max_bandwidth_bytes_s=max_bandwidth,
+    )
 
 
-_SIZE_HELP = "Part size: 'auto' or 5MiB..5GiB (units: 8MiB, 64M, 5GiB, or bytes)."
-StateFileOpt = Annotated[
-    Path, typer.Option("--state-file", help="The journal of this upload (JSONL).")
-]
-ConcurrencyOpt = Annotated[
-    int,
-    typer.Option(
-        "--concurrency",
-        "-c",
-        min=1,
-        max=256,
-        help="Parts in flight at once.",
-        envvar="PERSEVERE_CONCURRENCY",
-    ),
-]
-NoProgressOpt = Annotated[
-    bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
-]
-MaxRetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-retries",
-        min=0,
-        envvar="PERSEVERE_MAX_RETRIES",
-        help="Retries per part (and per request) after a transient failure.",
-    ),
-]
-RetryForOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--retry-for",
-        envvar="PERSEVERE_RETRY_FOR",
-        show_default=False,
-        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).",
-    ),
-]
-StallOpt = Annotated[
-    float,
-    typer.Option(
-        "--stall-timeout",
-        min=1,
-        envvar="PERSEVERE_STALL_TIMEOUT",
-        help="Seconds without progress before a part's connection is cut and retried.",
-    ),
-]
-CaBundleOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ca-bundle",
-        help="CA certificates (PEM) to verify the endpoint's TLS with "
-        "(default: AWS_CA_BUNDLE, the profile's ca_bundle, or the system's).",
-    ),
-]
+def _endpoint(
+    endpoint_url: str | None, region: str | None, profile: str | None, ca_bundle: str | None
+) -> Any:
+    from ._s3 import Endpoint
 
-
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint-url",
-        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
-    ),
-]
-RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
-]
-BandwidthOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--max-bandwidth",
-        envvar="PERSEVERE_MAX_BANDWIDTH",
-        show_default=False,
-        help="Cap on the upload rate, shared by all parts (e.g. 50MB/s, 100MiB/s).",
-    ),
-]
-
-
-def _bandwidth(text: str | None) -> float | None:
-    from ._bandwidth import parse_rate
-
-    if text is None:
-        return None
     try:
-        return parse_rate(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--max-bandwidth") from None
+        return Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
+    except _errors.UsageError as exc:
+        _fail(exc)
+
+
+def _progress(enabled: bool, description: str) -> Any:
+    from ._progress import LogLineProgress, NullProgress, TqdmProgress
+
+    if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
+        return NullProgress()
+    if sys.stderr.isatty():
+        return TqdmProgress(description)
+    return LogLineProgress(description)
 
 
 def _emit_json(document: Any) -> None:
@@ -319,6 +369,7 @@ def _split_url(url: str) -> tuple[str, str]:
         raise typer.BadParameter(str(exc)) from None
 
 
+# -- commands --------------------------------------------------------------------------------
 @upload_app.command("start")
 def start(
     file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
@@ -341,13 +392,12 @@ def start(
         ),
     ] = None,
     concurrency: ConcurrencyOpt = 8,
-    part_size: Annotated[
-        str, typer.Option("--part-size", help=_SIZE_HELP, envvar="PERSEVERE_PART_SIZE")
-    ] = "auto",
+    part_size: PartSizeOpt = None,
     checksum: Annotated[
-        str,
+        AlgorithmName,
         typer.Option(
             "--checksum",
+            case_sensitive=False,
             envvar="PERSEVERE_CHECKSUM",
             help="CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 (composite); SHA512, "
             "MD5, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them.",
@@ -358,7 +408,8 @@ def start(
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
     storage_class: Annotated[
-        str | None, typer.Option("--storage-class", help="e.g. STANDARD_IA, GLACIER_IR.")
+        StorageClass | None,
+        typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
     ] = None,
     content_type: Annotated[
         str | None, typer.Option("--content-type", help="Default: guessed from the file name.")
@@ -370,12 +421,15 @@ def start(
         list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
     ] = None,
     sse: Annotated[
-        str | None, typer.Option("--sse", help="Server-side encryption: AES256 or aws:kms.")
+        SseMode | None,
+        typer.Option("--sse", case_sensitive=False, help="Server-side encryption."),
     ] = None,
     sse_kms_key_id: Annotated[
         str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
     ] = None,
-    acl: Annotated[str | None, typer.Option("--acl", help="Canned ACL, e.g. private.")] = None,
+    acl: Annotated[
+        CannedAcl | None, typer.Option("--acl", case_sensitive=False, help="Canned ACL.")
+    ] = None,
     expected_bucket_owner: Annotated[
         str | None,
         typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
@@ -402,9 +456,8 @@ def start(
     if state_file is None:
         state_file = file.with_name(file.name + ".persevere").absolute()
         typer.echo(f"persevere: state file: {state_file}", err=True)
-    size = _size_option(part_size)
-    options = _options(concurrency, max_retries, retry_for, stall_timeout)
-    options.max_bandwidth_bytes_s = _bandwidth(max_bandwidth)
+    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     try:
         object_options = build_object_options(
             file,
@@ -426,12 +479,9 @@ def start(
             bucket,
             key,
             target,
-            part_size=size,
+            part_size=part_size,
             checksum=checksum,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            ca_bundle=ca_bundle,
+            endpoint=endpoint,
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
@@ -463,8 +513,7 @@ def resume(
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
     from ._upload import resume_upload
 
-    options = _options(concurrency, max_retries, retry_for, stall_timeout)
-    options.max_bandwidth_bytes_s = _bandwidth(max_bandwidth)
+    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     result = _run(
         lambda: resume_upload(
             state_file,
@@ -499,7 +548,6 @@ def abort(
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
     from ._orphans import abort_by_id
-    from ._s3 import Endpoint
     from ._upload import abort_upload
 
     if state_file is not None:
@@ -511,14 +559,8 @@ def abort(
     if not (s3_bucket and s3_key and upload_id):
         raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
     bucket, key, uid = s3_bucket, s3_key, upload_id
-    _run(
-        lambda: abort_by_id(
-            bucket,
-            key,
-            uid,
-            endpoint=Endpoint.from_environment(endpoint_url, region, profile, ca_bundle),
-        )
-    )
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
@@ -526,10 +568,7 @@ def abort(
 def list_uploads(
     s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="The bucket to look in.")],
     prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
-    older_than: Annotated[
-        str | None,
-        typer.Option("--older-than", help="Only uploads started longer ago (e.g. 7d, 12h)."),
-    ] = None,
+    older_than: DurationOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
@@ -538,20 +577,11 @@ def list_uploads(
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted)."""
     from ._orphans import list_uploads as list_in_progress
-    from ._s3 import Endpoint
 
-    age = None
-    if older_than is not None:
-        try:
-            age = parse_duration(older_than)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     uploads = _run(
         lambda: list_in_progress(
-            s3_bucket,
-            prefix=prefix,
-            older_than_s=age,
-            endpoint=Endpoint.from_environment(endpoint_url, region, profile, ca_bundle),
+            s3_bucket, prefix=prefix, older_than_s=older_than, endpoint=endpoint
         )
     )
     if json_output:
@@ -644,15 +674,13 @@ def verify(
     if local is None or not bucket or not key:
         raise typer.BadParameter("give FILE s3://BUCKET/KEY, or --file, --s3-bucket and --s3-key")
     target_bucket, target_key = bucket, key
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     result = _run(
         lambda: verify_object(
             local,
             target_bucket,
             target_key,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            ca_bundle=ca_bundle,
+            endpoint=endpoint,
             state_file=state_file,
             progress=_progress(not no_progress and not json_output, "verify"),
         )
@@ -690,13 +718,6 @@ def bench(
     """
     from ._bench import format_table, run_bench
 
-    try:
-        total = parse_size(size)
-        levels = [int(x) for x in concurrency.split(",") if x.strip()]
-        parts = [_size_option(x) for x in part_size.split(",") if x.strip()]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
     def show(row: Any) -> None:
         if not json_output:
             typer.echo(
@@ -705,16 +726,17 @@ def bench(
                 err=True,
             )
 
+    total = _parser(parse_size)(size)
+    levels = _parser(lambda text: [int(x) for x in text.split(",") if x.strip()])(concurrency)
+    parts = _parser(lambda text: [_part_size(x) for x in text.split(",") if x.strip()])(part_size)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     rows = _run(
         lambda: run_bench(
             s3_bucket,
             size=total,
             concurrencies=levels,
             part_sizes=parts,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            ca_bundle=ca_bundle,
+            endpoint=endpoint,
             on_row=show,
         )
     )

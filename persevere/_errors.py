@@ -34,11 +34,16 @@ class PersevereError(Exception):
     """Base of every error persevere raises on purpose."""
 
     exit_code = EXIT_ERROR
+    # What to do next about the upload in ``state_file``: "resume" it, or "abort" it (and start
+    # again); the CLI spells out the command.
+    next_step: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # The API parameter at fault (``part_size``), which the CLI names as its flag.
+        self.param = param
         # Set by the uploader once a state file exists, so the CLI can print the resume command.
         self.state_file: str | None = None
 
@@ -75,17 +80,19 @@ class UploadFinished(StateFileError):
 
 
 class SourceChanged(PersevereError):
-    pass
+    next_step = "abort"
 
 
 class S3Error(PersevereError):
+    next_step: str | None = "resume"  # once the cause (credentials, permissions...) is fixed
+
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.code = code
 
 
 class UploadGone(S3Error):
-    pass
+    next_step = None
 
 
 class IntegrityError(PersevereError):
@@ -94,7 +101,9 @@ class IntegrityError(PersevereError):
 
 class ResumableError(PersevereError):
     exit_code = EXIT_RESUMABLE
+    next_step = "resume"
 
 
 class Interrupted(PersevereError):
     exit_code = EXIT_INTERRUPTED
+    next_step = "resume"

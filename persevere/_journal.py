@@ -23,7 +23,9 @@ from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import StateFileError, StateFileExists, StateFileLocked
+import anyio
+
+from ._errors import ResumableError, StateFileError, StateFileExists, StateFileLocked
 
 FORMAT = "persevere-journal"
 FORMAT_VERSION = 1
@@ -131,8 +133,8 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
     if not data.strip():
         raise StateFileError(
             f"{name} is empty: the upload was interrupted before it was created on S3",
-            hint="delete it and run 'persevere upload start' again "
-            "('persevere upload list' shows any orphaned multipart upload)",
+            hint="delete it and start the upload again (the bucket's list of multipart uploads "
+            "in progress shows any orphan)",
         )
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
@@ -194,11 +196,12 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise StateFileExists(
+            exists = StateFileExists(
                 f"state file {path} already exists",
-                hint=f"resume it with 'persevere upload resume --state-file {path}', "
-                "or choose another --state-file",
-            ) from None
+                hint="resume the upload it records, or choose another state file",
+            )
+            exists.state_file = str(path)
+            raise exists from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -288,6 +291,29 @@ class Journal:
                 raise
 
 
+class JournalLedger:
+    """The journal as the sender's ledger: a part counts once its line is fsync'd.
+
+    ``parts`` starts with what resume kept and grows with every part recorded.
+    """
+
+    def __init__(self, journal: Journal, parts: dict[int, PartRecord]) -> None:
+        self.journal = journal
+        self.parts = parts
+
+    async def record(self, part: PartRecord) -> None:
+        # Shielded: once S3 has the part, recording it must not be lost to a Ctrl-C.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self.journal.append_part, part)
+            except OSError as exc:
+                raise ResumableError(
+                    f"cannot write state file {self.journal.path}: {exc.strerror or exc}",
+                    hint="free space or fix permissions, then resume",
+                ) from exc
+        self.parts[part.part_number] = part
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     offset = 0
@@ -308,6 +334,15 @@ def read_state(path: Path) -> JournalState:
     except OSError as exc:
         raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
     return replay(data, str(path))
+
+
+def holds_upload(path: Path) -> bool:
+    """Does this state file record a created upload (a header), i.e. is there anything to
+    resume? An empty one means the process stopped before CreateMultipartUpload answered."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from ._errors import UsageError
 
-STORAGE_CLASSES = (
+StorageClass = Literal[
     "STANDARD",
     "REDUCED_REDUNDANCY",
     "STANDARD_IA",
@@ -28,9 +28,9 @@ STORAGE_CLASSES = (
     "OUTPOSTS",
     "SNOW",
     "EXPRESS_ONEZONE",
-)
-SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
-ACLS = (
+]
+SseMode = Literal["AES256", "aws:kms", "aws:kms:dsse"]
+CannedAcl = Literal[
     "private",
     "public-read",
     "public-read-write",
@@ -38,7 +38,10 @@ ACLS = (
     "aws-exec-read",
     "bucket-owner-read",
     "bucket-owner-full-control",
-)
+]
+STORAGE_CLASSES: tuple[str, ...] = get_args(StorageClass)
+SSE_MODES: tuple[str, ...] = get_args(SseMode)
+ACLS: tuple[str, ...] = get_args(CannedAcl)
 
 
 def build_object_options(

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
+from ._checksums import CRC64NVME
 from ._errors import S3Error, UploadGone
-from ._s3 import Endpoint, list_all_parts, open_client, request
+from ._retry import RetryPolicy
+from ._s3 import Endpoint, S3Client, open_client, pages, request
+from ._session import MultipartSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +42,26 @@ async def list_uploads(
     if older_than_s is not None:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
     async with open_client(endpoint) as client:
-        found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        while True:
-            page = await request(
+
+        def fetch(markers: dict[str, str] | None) -> Any:
+            return request(
                 "ListMultipartUploads",
-                lambda p=dict(params): client.list_multipart_uploads(**p),  # type: ignore[misc]
+                lambda: cast(Any, client).list_multipart_uploads(
+                    Bucket=bucket, Prefix=prefix, **(markers or {})
+                ),
             )
-            found += page.get("Uploads") or []
+
+        def following(page: Any) -> dict[str, str] | None:
             if not page.get("IsTruncated"):
-                break
-            params["KeyMarker"] = page.get("NextKeyMarker")
-            params["UploadIdMarker"] = page.get("NextUploadIdMarker")
+                return None
+            return {
+                "KeyMarker": page.get("NextKeyMarker") or "",
+                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
+            }
+
+        found: list[Any] = []
+        async for page in pages("ListMultipartUploads", fetch, following):
+            found += page.get("Uploads") or []
         if cutoff is not None:
             found = [u for u in found if u.get("Initiated") and u["Initiated"] < cutoff]
 
@@ -60,16 +71,12 @@ async def list_uploads(
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
                 try:
-                    items = await list_all_parts(
-                        client,
-                        request,
-                        Bucket=bucket,
-                        Key=upload["Key"],
-                        UploadId=upload["UploadId"],
-                    )
+                    session = _session(client, bucket, upload["Key"], upload["UploadId"])
+                    parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
-                parts, size = len(items), sum(int(item["Size"]) for item in items)
+                parts = len(parts_found)
+                size = sum(part.size for part in parts_found.values())
                 results[index] = InProgressUpload(
                     key=str(upload["Key"]),
                     upload_id=str(upload["UploadId"]),
@@ -93,21 +100,23 @@ async def abort_by_id(
     first: some servers answer an abort of an unknown id with success."""
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint) as client:
+        session = _session(client, bucket, key, upload_id)
         try:
-            await request(
-                "ListParts",
-                lambda: client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1),
-            )
+            await session.list_parts(max_parts=1)
         except UploadGone:
             raise UploadGone(
                 f"no multipart upload {upload_id} for s3://{bucket}/{key}",
                 code="NoSuchUpload",
-                hint=f"'persevere upload list --s3-bucket {bucket}' shows the uploads in progress",
+                hint="the bucket's list of multipart uploads in progress shows their ids",
             ) from None
         except S3Error as exc:
             if exc.code != "AccessDenied":  # abort may be allowed where listing is not
                 raise
-        await request(
-            "AbortMultipartUpload",
-            lambda: client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
-        )
+        await session.abort()
+
+
+def _session(client: S3Client, bucket: str, key: str, upload_id: str) -> MultipartSession:
+    """Another tool's upload: its checksum algorithm is unknown, and only sizes are read."""
+    return MultipartSession(
+        client, bucket, key, upload_id, CRC64NVME, retry=RetryPolicy(max_attempts=5)
+    )

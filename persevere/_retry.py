@@ -8,6 +8,7 @@ Jitter"). The clock, sleep and random source are parameters so tests run instant
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -39,13 +40,24 @@ class TransientError(Exception):
 
 @dataclass(slots=True)
 class RetryPolicy:
-    max_attempts: int = 10
+    """How long one call keeps trying: ``max_attempts`` attempts, or (``max_attempts=None``)
+    until ``patience_s`` seconds have passed since its first attempt."""
+
+    max_attempts: int | None = 10
     base_delay_s: float = 0.25
     max_delay_s: float = 20.0
     patience_s: float | None = None  # give up on one call after this long, whatever the count
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is None and self.patience_s is None:
+            raise ValueError("a retry policy needs max_attempts or patience_s")
+
+    def with_attempts(self, attempts: int) -> RetryPolicy:
+        """The same backoff, cut to ``attempts`` tries (the first call of a new upload)."""
+        return dataclasses.replace(self, max_attempts=attempts, patience_s=None)
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(n-1))] before retry n (1-based)."""
@@ -70,15 +82,16 @@ async def call_with_retry(
             out_of_patience = (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
             )
-            if attempt >= policy.max_attempts or out_of_patience:
+            out_of_attempts = policy.max_attempts is not None and attempt >= policy.max_attempts
+            if out_of_attempts or out_of_patience:
                 raise on_exhausted(exc, attempt) from exc
             delay = policy.delay(attempt)
             log.warning(
-                "%s failed (%s), retrying in %.1fs (attempt %d of %d)",
+                "%s failed (%s), retrying in %.1fs (attempt %d of %s)",
                 what,
                 exc,
                 delay,
                 attempt + 1,
-                policy.max_attempts,
+                policy.max_attempts or f"{policy.patience_s:.0f}s",
             )
             await policy.sleep(delay)

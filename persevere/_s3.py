@@ -18,10 +18,15 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._retry import RetryPolicy, TransientError, call_with_retry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client as S3Client
+else:
+    S3Client = Any  # types-aiobotocore is a development dependency only
 
 T = TypeVar("T")
 
@@ -114,12 +119,15 @@ async def open_client(
     max_connections: int = 10,
     connect_timeout_s: float = 10.0,
     read_timeout_s: float = 60.0,
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[S3Client]:
     """An aiobotocore S3 client using the standard AWS credential chain."""
     import botocore.exceptions
     from aiobotocore.session import get_session
+    from botocore.handlers import add_expect_header
 
     session = get_session()
+    # Only the client's creation is translated here: a ValueError raised later, while the
+    # client is in use, is not a bad endpoint URL.
     try:
         if endpoint.profile:
             session.set_config_variable("profile", endpoint.profile)
@@ -130,19 +138,22 @@ async def open_client(
             verify=endpoint.ca_bundle,
             config=_config(max_connections, connect_timeout_s, read_timeout_s),
         )
-        async with creator as client:
-            # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
-            # wait for the 100 anyway, so it only adds an interim response to every part.
-            from botocore.handlers import add_expect_header
-
-            client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
-            yield client
+        client = await creator.__aenter__()
     except botocore.exceptions.ProfileNotFound as exc:
-        raise UsageError(f"AWS profile {endpoint.profile!r} not found") from exc
+        raise UsageError(f"AWS profile {endpoint.profile!r} not found", param="profile") from exc
     except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
         if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
-            raise UsageError(f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}") from exc
+            raise UsageError(
+                f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}", param="endpoint_url"
+            ) from exc
         raise
+    try:
+        # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
+        # wait for the 100 anyway, so it only adds an interim response to every part.
+        client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+        yield client
+    finally:
+        await creator.__aexit__(None, None, None)
 
 
 async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -167,31 +178,26 @@ async def request(what: str, call: Callable[[], Awaitable[T]], *, attempts: int 
     )
 
 
-Caller = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+async def pages(
+    what: str,
+    fetch: Callable[[Any], Awaitable[Any]],
+    next_marker: Callable[[Any], Any],
+    first_marker: Any = None,
+) -> AsyncIterator[Any]:
+    """Every page of a listing: ``fetch(marker)`` until ``next_marker(page)`` is None.
 
-
-async def list_all_parts(
-    client: Any, call: Caller, *, Bucket: str, Key: str, UploadId: str, **extra: Any
-) -> list[dict[str, Any]]:
-    """Every part of a multipart upload, following ListParts' pages (1,000 parts each).
-
-    ``call(what, fn)`` makes each request: the caller decides how failures are retried.
+    A marker that does not move on would loop forever (a server bug seen in the wild): it is
+    an error instead.
     """
-    parts: list[dict[str, Any]] = []
-    marker = 0
+    marker = first_marker
     while True:
-        page = await call(
-            "ListParts",
-            lambda m=marker: client.list_parts(  # type: ignore[misc]
-                Bucket=Bucket, Key=Key, UploadId=UploadId, PartNumberMarker=m, **extra
-            ),
-        )
-        parts += page.get("Parts") or []
-        if not page.get("IsTruncated"):
-            return parts
-        following = int(page.get("NextPartNumberMarker") or 0)
-        if following <= marker:
-            raise S3Error("ListParts returned a truncated page without a next marker")
+        page = await fetch(marker)
+        yield page
+        following = next_marker(page)
+        if following is None:
+            return
+        if following == marker:
+            raise S3Error(f"{what} returned a truncated page without a new marker")
         marker = following
 
 
@@ -219,7 +225,7 @@ def quiet_abandoned_connection_errors() -> None:
     loop.set_exception_handler(handler)
 
 
-def resolved_region(client: Any) -> str | None:
+def resolved_region(client: S3Client) -> str | None:
     region = client.meta.region_name
     return str(region) if region else None
 
@@ -255,7 +261,9 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
     if isinstance(exc, ssl.SSLEOFError) or "EOF occurred in violation" in str(exc):
         return TransientError(f"{what}: TLS connection cut: {_short(exc)}")  # a dropped link
     if isinstance(exc, bce.SSLError | ssl.SSLError):
-        return S3Error(f"{what}: TLS failure: {exc}", hint="check --endpoint-url and the CA bundle")
+        return S3Error(
+            f"{what}: TLS failure: {exc}", hint="check the endpoint URL and the CA bundle"
+        )
     if isinstance(
         exc,
         bce.ConnectionError

@@ -1,58 +1,53 @@
-"""Blocking wrappers of the async API, for scripts that do not run an event loop.
+"""Blocking twins of the async API, for scripts that do not run an event loop, and the one
+place an event loop is started (the CLI runs its coroutines through :func:`run` too).
 
 Each call runs its own event loop (uvloop where available); do not call these from async code.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 
-from ._journal import Header
-from ._s3 import quiet_abandoned_connection_errors
-from ._upload import UploadResult, UploadStatus, abort_upload, resume_upload, start_upload
-from ._upload import upload_status as _status
-from ._verify import VerifyResult, verify_object
+from ._upload import abort_upload, resume_upload, start_upload, upload_status
+from ._verify import verify_object
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _run(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-    async def main() -> T:
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main()`` to completion on a new event loop (uvloop where installed)."""
+
+    async def wrapped() -> T:
+        from ._s3 import quiet_abandoned_connection_errors
+
         quiet_abandoned_connection_errors()
-        return await fn(*args, **kwargs)
+        return await main()
 
     try:
         import uvloop  # noqa: F401
 
-        options = {"use_uvloop": True}
+        use_uvloop = True
     except ImportError:  # pragma: no cover - platforms without uvloop
-        options = {}
-    return anyio.run(main, backend_options=options)
+        use_uvloop = False
+    return anyio.run(wrapped, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
 
 
-def upload_file_sync(*args: Any, **kwargs: Any) -> UploadResult:
-    """:func:`persevere.upload_file`, blocking."""
-    return _run(start_upload, *args, **kwargs)
+def _blocking(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    @functools.wraps(fn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run(lambda: fn(*args, **kwargs))
+
+    twin.__doc__ = f":func:`persevere.{fn.__name__}`, blocking.\n\n{fn.__doc__ or ''}"
+    return twin
 
 
-def resume_sync(*args: Any, **kwargs: Any) -> UploadResult:
-    """:func:`persevere.resume`, blocking."""
-    return _run(resume_upload, *args, **kwargs)
-
-
-def abort_sync(*args: Any, **kwargs: Any) -> Header:
-    """:func:`persevere.abort`, blocking."""
-    return _run(abort_upload, *args, **kwargs)
-
-
-def status_sync(*args: Any, **kwargs: Any) -> UploadStatus:
-    """:func:`persevere.status`, blocking."""
-    return _run(_status, *args, **kwargs)
-
-
-def verify_sync(*args: Any, **kwargs: Any) -> VerifyResult:
-    """:func:`persevere.verify`, blocking."""
-    return _run(verify_object, *args, **kwargs)
+upload_file_sync = _blocking(start_upload)
+resume_sync = _blocking(resume_upload)
+abort_sync = _blocking(abort_upload)
+status_sync = _blocking(upload_status)
+verify_sync = _blocking(verify_object)

@@ -1,44 +1,27 @@
-"""The uploader: start, resume, abort and status of one multipart upload.
+"""Start, resume, abort and status of one multipart upload tracked by a state file.
 
-One task group per upload: ``concurrency`` workers pull part numbers from a shared iterator,
-plus one watchdog that cuts attempts whose bytes stopped moving.
-
-Memory is bounded by streaming, whatever the part size. Each worker owns a buffer of
-``buffer_bytes = min(part_size, max(1 MiB, buffer_budget_bytes // concurrency))``:
-- a part that fits the buffer is read once into it and sent from it;
-- a larger part is checksummed in a first pass through the buffer (S3 needs the checksum in
-  the request headers, before the body), then streamed in 1 MiB slices, about two of which
-  are alive per worker. The second read comes from the page cache: at the default sizes it
-  costs less than 0.1 s of CPU per GiB, and memory stays flat from 5 MiB to 5 GiB parts.
-Peak part-data memory is therefore about ``concurrency * (buffer_bytes + 2 MiB)``: 32 MiB at
-the defaults (c=8, 16 MiB budget), on top of the ~80 MiB the Python/botocore stack needs.
+These compose the core's nouns: the **plan** (:mod:`._plan`), the **source** (the file,
+:mod:`._source`), the **ledger** (the journal, :mod:`._journal`), the **session** (the S3
+calls, :mod:`._session`) and the **sender** (the parallel hot path, :mod:`._sender`, whose
+docstring draws how the part size and the concurrency reach UploadPart).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
-from ._body import BufferedBody, StreamingBody, Throttle
-from ._checksums import (
-    ChecksumAlgorithm,
-    b64,
-    get_algorithm,
-    is_md5_etag,
-    multipart_etag,
-    unb64,
-)
+from ._checksums import ChecksumAlgorithm, ETag, b64, checksum_type, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
-    ResumableError,
     S3Error,
     SourceChanged,
     StateFileError,
@@ -46,50 +29,23 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Header, Journal, JournalState, PartRecord, read_state
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, read_state
 from ._object_options import per_request
+from ._options import UploadOptions
 from ._plan import PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
-from ._retry import RetryPolicy, TransientError, call_with_retry
-from ._s3 import Endpoint, list_all_parts, open_client, request, resolved_region
-from ._s3 import attempt as _s3
-from ._scheduler import PartSender, PreparedPart
+from ._retry import RetryPolicy, TransientError
+from ._s3 import Endpoint, S3Client, open_client, resolved_region
+from ._sender import PartSender
+from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 from ._version import __version__
 
 log = logging.getLogger("persevere")
 
-T = TypeVar("T")
-
-MAX_CONCURRENCY = 256
 CREATE_SHIELD_S = 15.0  # how long a Ctrl-C waits for CreateMultipartUpload's answer
-# Algorithms every S3 endpoint with flexible checksums knows; the rest (added in 2026) may be
-# refused with one of these codes.
-_CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
-_UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
-
-
-@dataclass(slots=True)
-class UploadOptions:
-    """Tuning knobs. Part-data memory is about ``concurrency * (buffer_bytes + 2 MiB)`` with
-    ``buffer_bytes = min(part_size, max(1 MiB, buffer_budget_bytes // concurrency))``."""
-
-    concurrency: int = 8
-    buffer_budget_bytes: int = 16 * MiB
-    stall_timeout_s: float = 60.0
-    max_bandwidth_bytes_s: float | None = None  # shared by all parts; None: unlimited
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 120.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # The first call of a new upload fails fast: an unreachable endpoint is reported in
-    # seconds, not after minutes of retrying.
-    first_call_attempts: int = 4
-
-    def validate(self) -> None:
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,313 +87,37 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _Upload:
-    """A multipart upload whose header is in the journal: sends parts and completes."""
-
-    def __init__(
-        self,
-        client: Any,
-        journal: Journal,
-        header: Header,
-        source: SourceFile,
-        options: UploadOptions,
-        progress: ProgressSink,
-    ) -> None:
-        self.client = client
-        self.journal = journal
-        self.header = header
-        self.source = source
-        self.options = options
-        self.progress = progress
-        self.plan = PartPlan(header.file_size, header.part_size)
-        self.algorithm: ChecksumAlgorithm = get_algorithm(header.checksum_algorithm)
-        self.done: dict[int, PartRecord] = {}
-        self.sender = PartSender(
-            client,
-            {**self._ids, "UploadId": header.upload_id},
-            self.algorithm,
-            concurrency=options.concurrency,
-            retry=options.retry,
-            stall_timeout_s=options.stall_timeout_s,
-            exhausted=self._exhausted,
-            max_bandwidth_bytes_s=options.max_bandwidth_bytes_s,
-            progress=progress,
-        )
-
-    @property
-    def _ids(self) -> dict[str, str]:
-        """Bucket, key, and what every request must repeat (ExpectedBucketOwner)."""
-        return {
-            "Bucket": self.header.bucket,
-            "Key": self.header.key,
-            **per_request(self.header.object_options),
-        }
-
-    def _exhausted(self, what: str) -> Callable[[TransientError, int], PersevereError]:
-        def make(exc: TransientError, attempts: int) -> PersevereError:
-            return ResumableError(
-                f"{what} failed {attempts} times, last: {exc}",
-                hint="the upload is intact and resumable",
-            )
-
-        return make
-
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await call_with_retry(
-            self.options.retry, what, lambda: _s3(what, call), self._exhausted(what)
-        )
-
-    async def _record(self, part: PartRecord) -> None:
-        # Shielded: once S3 has the part, recording it must not be lost to a Ctrl-C.
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(self.journal.append_part, part)
-            except OSError as exc:
-                raise ResumableError(
-                    f"cannot write state file {self.journal.path}: {exc.strerror or exc}",
-                    hint="free space or fix permissions, then resume",
-                ) from exc
-        self.done[part.part_number] = part
-
-    # -- sending parts ---------------------------------------------------------------------
-    @property
-    def bytes_sent(self) -> int:
-        return self.sender.bytes_sent
-
-    async def upload_parts(self, todo: list[int]) -> None:
-        """Upload ``todo`` with up to ``concurrency`` parts in flight; stop on the first error."""
-        workers = max(1, min(self.options.concurrency, len(todo)))
-        buffer_bytes = min(
-            self.plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers)
-        )
-        await self.sender.send(todo, buffer_bytes, self._prepare, self._part_done)
-
-    async def _prepare(self, number: int, buffer: memoryview) -> PreparedPart:
-        """Checksum a part; keep it in ``buffer`` if it fits, else stream it per attempt."""
-        size = self.plan.size_of(number)
-        offset = self.plan.offset(number)
-        if size <= len(buffer):
-            view = buffer[:size]
-            digest = await anyio.to_thread.run_sync(
-                self.source.read_and_hash, view, offset, self.algorithm
-            )
-
-            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-                return BufferedBody(view, on_sent, throttle)
-        else:
-            digest, _ = await anyio.to_thread.run_sync(
-                self.source.hash_range, offset, size, buffer, self.algorithm
-            )
-
-            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-                return StreamingBody(self.source, offset, size, on_sent, throttle)
-
-        return PreparedPart(number, size, b64(digest), make_body)
-
-    async def _part_done(self, part: PreparedPart, etag: str) -> None:
-        await self._record(PartRecord(part.number, etag, part.checksum, part.size))
-
-    # -- adopting parts S3 has but the journal lacks -----------------------------------------
-    async def adopt(self, candidates: dict[int, RemotePart]) -> list[int]:
-        """Keep S3's parts that match the local bytes; return the numbers to upload again."""
-        rejected = []
-        scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
-        for number, remote in sorted(candidates.items()):
-            digest, md5 = await anyio.to_thread.run_sync(
-                self.source.hash_range,
-                self.plan.offset(number),
-                remote.size,
-                scratch,
-                self.algorithm,
-                True,
-            )
-            checksum = b64(digest)
-            if remote.checksum is not None:
-                matches = remote.checksum.split("-")[0] == checksum
-            else:
-                matches = is_md5_etag(remote.etag) and remote.etag.strip('"').lower() == md5
-            if matches:
-                log.info("part %d: found on S3 and matches the file, adopted", number)
-                await self._record(PartRecord(number, remote.etag, checksum, remote.size))
-            else:
-                rejected.append(number)
-        return rejected
-
-    async def recheck_done_parts(self) -> list[int]:
-        """Re-read every done part; forget (and return) those whose bytes changed."""
-        changed = []
-        scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
-        for number, part in sorted(self.done.items()):
-            digest, _ = await anyio.to_thread.run_sync(
-                self.source.hash_range, self.plan.offset(number), part.size, scratch,
-                self.algorithm,
-            )  # fmt: skip
-            if b64(digest) != part.checksum:
-                changed.append(number)
-                del self.done[number]
-        if changed:
-            log.warning(
-                "%d part(s) changed in the file since they were uploaded (first: part %d); "
-                "uploading them again",
-                len(changed),
-                changed[0],
-            )
-        else:
-            log.info("all %d uploaded parts still match the file", len(self.done))
-        return changed
-
-    # -- completing ------------------------------------------------------------------------
-    def _expected(self) -> tuple[list[PartRecord], str, str | None]:
-        parts = [self.done[n] for n in self.plan.part_numbers()]
-        composite = self.header.checksum_type == "COMPOSITE"
-        pairs = [(unb64(p.checksum), p.size) for p in parts]
-        full = b64(self.algorithm.combine(pairs, composite=composite))
-        if composite:
-            full += f"-{len(parts)}"  # composite checksums carry the part count, like ETags
-        etags = [p.etag for p in parts]
-        etag = multipart_etag(etags) if all(is_md5_etag(e) for e in etags) else None
-        return parts, full, etag
-
-    async def complete(self) -> tuple[str, str | None]:
-        await anyio.to_thread.run_sync(self.source.check_unchanged)
-        parts, full, expected_etag = self._expected()
-        algorithm = self.algorithm
-        params: dict[str, Any] = {
-            **self._ids,
-            "UploadId": self.header.upload_id,
-            "MultipartUpload": {
-                "Parts": [
-                    {"PartNumber": p.part_number, "ETag": p.etag, algorithm.param: p.checksum}
-                    for p in parts
-                ]
-            },
-            "ChecksumType": self.header.checksum_type,
-            "MpuObjectSize": self.header.file_size,
-        }
-        if self.header.checksum_type == "FULL_OBJECT":
-            params[algorithm.param] = full
-        try:
-            response = await self._retrying(
-                "CompleteMultipartUpload",
-                lambda: self.client.complete_multipart_upload(**params),
-            )
-        except UploadGone:
-            # A previous attempt may have completed it and lost the answer.
-            if await self.already_completed():
-                return str(expected_etag or ""), full
-            raise
-        returned = response.get(algorithm.param)
-        if returned is not None and returned != full:
-            raise IntegrityError(
-                f"S3 reports checksum {returned} for s3://{self.header.bucket}/{self.header.key}, "
-                f"the local file gives {full}: the object may be corrupt",
-                hint="delete the object and upload it again",
-            )
-        await self._check_object(full)
-        etag = str(response.get("ETag") or expected_etag or "")
-        encrypted = response.get("ServerSideEncryption") == "aws:kms" or (
-            "SSECustomerAlgorithm" in response
-        )
-        if expected_etag and etag != expected_etag and not encrypted:
-            # Not an error: S3-compatible servers may compute ETags their own way; the checksum
-            # comparison above is the authority.
-            log.warning("S3 returned ETag %s; the parts' MD5s give %s", etag, expected_etag)
-        return etag, full
-
-    async def _check_object(self, full: str) -> None:
-        """HeadObject after completion: size and stored checksum must be ours.
-
-        Needs s3:GetObject; without it the check is skipped with a warning (the parts and
-        CompleteMultipartUpload were already verified by S3).
-        """
-        try:
-            head = await self._retrying(
-                "HeadObject", lambda: self.client.head_object(**self._ids, ChecksumMode="ENABLED")
-            )
-        except S3Error as exc:
-            log.warning("could not check the completed object (%s); S3 verified every part", exc)
-            return
-        size = int(head.get("ContentLength", -1))
-        stored = head.get(self.algorithm.param)
-        if size != self.header.file_size or (stored is not None and stored != full):
-            raise IntegrityError(
-                f"s3://{self.header.bucket}/{self.header.key} after completion has size {size} "
-                f"and checksum {stored}; expected {self.header.file_size} and {full}",
-                hint="delete the object and upload it again",
-            )
-
-    async def already_completed(self) -> bool:
-        """After NoSuchUpload: is the object there, with our size and our parts' ETag/checksum?"""
-        if len(self.done) != self.plan.part_count:
-            return False
-        _, full, expected_etag = self._expected()
-        try:
-            head = await self._retrying(
-                "HeadObject",
-                lambda: self.client.head_object(**self._ids, ChecksumMode="ENABLED"),
-            )
-        except S3Error:
-            return False
-        if int(head.get("ContentLength", -1)) != self.header.file_size:
-            return False
-        stored = head.get(self.algorithm.param)
-        if stored is not None:
-            return bool(stored == full)
-        return expected_etag is not None and head.get("ETag") == expected_etag
-
-    async def list_remote_parts(self) -> dict[int, RemotePart]:
-        items = await list_all_parts(
-            self.client, self._retrying, **self._ids, UploadId=self.header.upload_id
-        )
-        return {
-            int(item["PartNumber"]): RemotePart(
-                int(item["PartNumber"]),
-                str(item["ETag"]),
-                int(item["Size"]),
-                item.get(self.algorithm.param),
-            )
-            for item in items
-        }
-
-    async def finish(self, started: float) -> UploadResult:
-        etag, full = await self.complete()
-        _, _, expected_etag = self._expected()
-        await anyio.to_thread.run_sync(
-            lambda: self.journal.append_outcome(
-                "completed",
-                etag=etag,
-                expected_etag=expected_etag,
-                checksum=full,
-                size=self.header.file_size,
-                at=_now(),
-            )
-        )
-        return self.result(etag, full, started)
-
-    def result(
-        self, etag: str, full: str | None, started: float, already: bool = False
-    ) -> UploadResult:
-        return UploadResult(
-            bucket=self.header.bucket,
-            key=self.header.key,
-            upload_id=self.header.upload_id,
-            size=self.header.file_size,
-            part_count=self.plan.part_count,
-            etag=etag,
-            checksum_algorithm=self.algorithm.name,
-            checksum=full,
-            bytes_sent=self.bytes_sent,
-            elapsed_s=time.monotonic() - started,
-            already_completed=already,
-        )
-
-
 def _attach_state_file(exc: PersevereError, state_file: Path) -> None:
     """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
     exc.state_file = str(state_file)
 
 
-# -- the public operations -------------------------------------------------------------------
+def _client(endpoint: Endpoint, options: UploadOptions) -> Any:
+    return open_client(
+        endpoint,
+        max_connections=options.max_connections,
+        connect_timeout_s=options.connect_timeout_s,
+        read_timeout_s=options.read_timeout_s,
+    )
+
+
+def _session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:
+    return MultipartSession(
+        client,
+        header.bucket,
+        header.key,
+        header.upload_id,
+        get_algorithm(header.checksum_algorithm),
+        retry=retry,
+        per_request=per_request(header.object_options),
+    )
+
+
+def _endpoint_of(header: Header) -> Endpoint:
+    return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
+
+
+# -- start -----------------------------------------------------------------------------------
 async def start_upload(
     file: str | Path,
     bucket: str,
@@ -446,16 +126,14 @@ async def start_upload(
     *,
     part_size: int | None = None,
     checksum: str = "CRC64NVME",
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    ca_bundle: str | None = None,
+    endpoint: Endpoint | None = None,
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
+    ``endpoint`` defaults to the standard AWS variables (:meth:`Endpoint.from_environment`).
     ``object_options`` are extra CreateMultipartUpload parameters (StorageClass, ContentType,
     Metadata, Tagging, ServerSideEncryption, SSEKMSKeyId, ACL, ExpectedBucketOwner), recorded
     in the journal; :func:`persevere.object_options` builds them from CLI-style values.
@@ -466,35 +144,47 @@ async def start_upload(
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
         _prepare_start, file, bucket, key, state_file, part_size, checksum
     )
-    endpoint = Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
-    source = SourceFile(identity)
-    try:
+    with SourceFile(identity) as source:
         journal = await anyio.to_thread.run_sync(Journal.create, state_path)
         try:
-            async with open_client(
-                endpoint,
-                max_connections=options.concurrency + 2,
-                connect_timeout_s=options.connect_timeout_s,
-                read_timeout_s=options.read_timeout_s,
-            ) as client:
-                header = await _create(
-                    client,
-                    bucket,
-                    key,
-                    identity,
-                    plan,
-                    algorithm,
-                    endpoint,
-                    options,
-                    journal,
-                    object_options or {},
+            async with _client(endpoint, options) as client:
+                draft = Header(
+                    bucket=bucket,
+                    key=key,
+                    upload_id="",  # filled in by _create
+                    endpoint_url=endpoint.endpoint_url,
+                    region=endpoint.region,
+                    profile=endpoint.profile,
+                    ca_bundle=endpoint.ca_bundle,
+                    object_options=object_options or None,
+                    file_path=str(identity.path),
+                    file_size=identity.size,
+                    mtime_ns=identity.mtime_ns,
+                    part_size=plan.part_size,
+                    checksum_algorithm=algorithm.name,
+                    checksum_type=checksum_type(algorithm),
+                    created_at=_now(),
+                    tool_version=__version__,
                 )
-                upload = _Upload(client, journal, header, source, options, progress)
+                session, header = await _create(
+                    client, journal, draft, algorithm, object_options or {}, options
+                )
                 try:
                     progress.start(identity.size, 0)
-                    await upload.upload_parts(list(plan.part_numbers()))
-                    return await upload.finish(started)
+                    ledger = JournalLedger(journal, {})
+                    return await _send_and_complete(
+                        session,
+                        source,
+                        ledger,
+                        header,
+                        plan,
+                        options,
+                        progress,
+                        list(plan.part_numbers()),
+                        started,
+                    )
                 except PersevereError as exc:
                     _attach_state_file(exc, state_path)
                     raise
@@ -502,8 +192,6 @@ async def start_upload(
                     progress.close()
         finally:
             journal.close()
-    finally:
-        source.close()
 
 
 def _prepare_start(
@@ -520,145 +208,211 @@ def _prepare_start(
     try:
         algorithm = get_algorithm(checksum)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc), param="checksum") from None
     identity = inspect_file(Path(file))
     plan = make_plan(identity.size, part_size)
     state_path = Path(state_file).expanduser().absolute()
     if state_path.resolve() == identity.path:
-        raise UsageError("the state file cannot be the file being uploaded")
+        raise UsageError("the state file cannot be the file being uploaded", param="state_file")
     return identity, plan, algorithm, state_path
 
 
 async def _create(
-    client: Any,
-    bucket: str,
-    key: str,
-    identity: FileIdentity,
-    plan: PartPlan,
-    algorithm: ChecksumAlgorithm,
-    endpoint: Endpoint,
-    options: UploadOptions,
+    client: S3Client,
     journal: Journal,
+    header: Header,
+    algorithm: ChecksumAlgorithm,
     object_options: dict[str, Any],
-) -> Header:
+    options: UploadOptions,
+) -> tuple[MultipartSession, Header]:
     """CreateMultipartUpload, then the journal header, fsync'd before any part is sent.
 
-    Until the header is written the state file is empty and is removed on any failure.
+    ``header`` is complete but for the upload id. Both steps run shielded from cancellation, so
+    a Ctrl-C cannot leave an upload on S3 that no state file knows about; once cancelled, S3
+    has CREATE_SHIELD_S more seconds to answer. (Without a Ctrl-C there is no time box: a slow
+    answer is waited for, never cut and asked again, which could leave a second upload.)
+    Until the header is written the state file is empty, and it is removed on any failure.
     """
-    checksum_type = "FULL_OBJECT" if algorithm.full_object else "COMPOSITE"
-    policy = RetryPolicy(
-        max_attempts=options.first_call_attempts,
-        base_delay_s=options.retry.base_delay_s,
-        max_delay_s=options.retry.max_delay_s,
-        clock=options.retry.clock,
-        sleep=options.retry.sleep,
-        rng=options.retry.rng,
-    )
+    shield = anyio.CancelScope(shield=True)
 
-    async def create_once() -> Any:
-        # Shielded, so a Ctrl-C does not leave an upload on S3 that no state file knows about;
-        # time-boxed, so a Ctrl-C is obeyed within CREATE_SHIELD_S even if S3 never answers.
-        with anyio.move_on_after(CREATE_SHIELD_S, shield=True):
-            return await _s3(
-                "CreateMultipartUpload",
-                lambda: client.create_multipart_upload(
-                    Bucket=bucket,
-                    Key=key,
-                    ChecksumAlgorithm=algorithm.name,
-                    ChecksumType=checksum_type,
-                    **object_options,
-                ),
-            )
-
-        raise TransientError(f"CreateMultipartUpload: no answer in {CREATE_SHIELD_S:.0f}s")
-
-    def unreachable(exc: TransientError, attempts: int) -> PersevereError:
-        return S3Error(f"cannot start the upload after {attempts} attempts: {exc}")
-
-    try:
+    async def time_box_once_cancelled() -> None:
         try:
-            response = await call_with_retry(
-                policy, "CreateMultipartUpload", create_once, unreachable
-            )
-        except S3Error as exc:
-            if exc.code in _UNSUPPORTED_CODES and algorithm.name not in _CLASSIC_ALGORITHMS:
-                raise S3Error(
-                    f"checksum algorithm {algorithm.name} is not supported by this endpoint "
-                    f"({exc.code})",
-                    code=exc.code,
-                    hint="use --checksum CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
-                ) from exc
-            raise
-        header = Header(
-            bucket=bucket,
-            key=key,
-            upload_id=str(response["UploadId"]),
-            endpoint_url=endpoint.endpoint_url,
-            region=endpoint.region or resolved_region(client),
-            profile=endpoint.profile,
-            ca_bundle=endpoint.ca_bundle,
-            object_options=object_options or None,
-            file_path=str(identity.path),
-            file_size=identity.size,
-            mtime_ns=identity.mtime_ns,
-            part_size=plan.part_size,
-            checksum_algorithm=algorithm.name,
-            checksum_type=checksum_type,
-            created_at=_now(),
-            tool_version=__version__,
-        )
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(journal.write_header, header)
-            except OSError as exc:
-                # Nothing records this upload: take it back rather than leave it billed.
-                await _abort_unrecorded(client, header)
-                raise StateFileError(
-                    f"cannot write state file {journal.path}: {exc.strerror or exc}",
-                    hint="free space or choose another --state-file, then start again",
-                ) from exc
+            await anyio.sleep_forever()
+        finally:
+            shield.deadline = min(shield.deadline, anyio.current_time() + CREATE_SHIELD_S)
+
+    created: list[tuple[MultipartSession, Header]] = []
+    failure: list[Exception] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(time_box_once_cancelled)
+            with shield:
+                try:
+                    created.append(
+                        await _create_recorded(
+                            client, journal, header, algorithm, object_options, options
+                        )
+                    )
+                except Exception as exc:  # re-raised below, outside the task group
+                    failure.append(exc)
+            tg.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
     except BaseException:
-        journal.discard()
+        if not created:
+            journal.discard()
         raise
-    log.info("created upload %s for s3://%s/%s", header.upload_id, bucket, key)
-    return header
+    return created[0]
 
 
-async def _abort(client: Any, header: Header, *, attempts: int = 5) -> None:
-    """AbortMultipartUpload of the upload a header describes (S3 frees its parts)."""
-    await request(
-        "AbortMultipartUpload",
-        lambda: client.abort_multipart_upload(
-            Bucket=header.bucket,
-            Key=header.key,
-            UploadId=header.upload_id,
-            **per_request(header.object_options),
-        ),
-        attempts=attempts,
+async def _create_recorded(
+    client: S3Client,
+    journal: Journal,
+    header: Header,
+    algorithm: ChecksumAlgorithm,
+    object_options: dict[str, Any],
+    options: UploadOptions,
+) -> tuple[MultipartSession, Header]:
+    session = await MultipartSession.create(
+        client,
+        header.bucket,
+        header.key,
+        algorithm,
+        object_options=object_options,
+        per_request=per_request(object_options),
+        retry=options.retry,
+        attempts=options.first_call_attempts,
     )
+    header = dataclasses.replace(
+        header, upload_id=session.upload_id, region=header.region or resolved_region(client)
+    )
+    try:
+        await anyio.to_thread.run_sync(journal.write_header, header)
+    except OSError as exc:
+        # Nothing records this upload: take it back rather than leave it billed.
+        await _abort_unrecorded(session)
+        raise StateFileError(
+            f"cannot write state file {journal.path}: {exc.strerror or exc}",
+            hint="free space or choose another state file, then start again",
+        ) from exc
+    log.info("created upload %s for %s", session.upload_id, session.where)
+    return session, header
 
 
-async def _abort_unrecorded(client: Any, header: Header) -> None:
+async def _abort_unrecorded(session: MultipartSession) -> None:
     """Best effort, time-boxed: abort an upload whose header could not be journaled."""
+    session.retry = session.retry.with_attempts(3)
     with anyio.move_on_after(CREATE_SHIELD_S, shield=True) as scope:
         try:
-            await _abort(client, header, attempts=3)
+            await session.abort()
             return
         except PersevereError as exc:
             reason = str(exc)
     if scope.cancelled_caught:
         reason = "no answer"
     log.warning(
-        "could not abort the unrecorded upload %s (%s): abort it with 'persevere upload abort "
-        "--s3-bucket %s --s3-key %s --upload-id %s'",
-        header.upload_id,
+        "could not abort the unrecorded upload %s of %s (%s): abort it by its upload id",
+        session.upload_id,
+        session.where,
         reason,
-        header.bucket,
-        header.key,
-        header.upload_id,
     )
 
 
+# -- sending and completing ------------------------------------------------------------------
+async def _send_and_complete(
+    session: MultipartSession,
+    source: SourceFile,
+    ledger: JournalLedger,
+    header: Header,
+    plan: PartPlan,
+    options: UploadOptions,
+    progress: ProgressSink,
+    todo: list[int],
+    started: float,
+) -> UploadResult:
+    sender = PartSender(session, source, ledger, plan, options, progress)
+    await sender.send(todo)
+    await anyio.to_thread.run_sync(source.check_unchanged)
+    parts = [ledger.parts[n] for n in plan.part_numbers()]
+    try:
+        done = await session.complete(parts, header.file_size)
+    except UploadGone:
+        # A previous attempt may have completed it and lost the answer.
+        done = session.expected(parts)
+        if not await session.holds(done, header.file_size):
+            raise
+    else:
+        await _check_object(session, done, header.file_size)
+    await _record_completed(ledger.journal, done, header.file_size)
+    return _result(header, plan, done, sender.bytes_sent, started)
+
+
+async def _check_object(session: MultipartSession, done: Completed, size: int) -> None:
+    """HeadObject after completion: size and stored checksum must be ours.
+
+    Needs s3:GetObject; without it the check is skipped with a warning (the parts and
+    CompleteMultipartUpload were already verified by S3).
+    """
+    try:
+        head = await session.head_object()
+    except S3Error as exc:
+        log.warning("could not check the completed object (%s); S3 verified every part", exc)
+        return
+    stored_size = int(head.get("ContentLength", -1))
+    stored = head.get(session.algorithm.param)
+    if stored_size != size or (stored is not None and stored != str(done.checksum)):
+        raise IntegrityError(
+            f"{session.where} after completion has size {stored_size} and checksum {stored}; "
+            f"expected {size} and {done.checksum}",
+            hint="delete the object and upload it again",
+        )
+    if done.expected_etag and not ETag(done.expected_etag).same(done.etag):
+        if ETag.proves_content(head):
+            # Not an error: S3-compatible servers may compute ETags their own way; the
+            # checksum comparison above is the authority.
+            log.warning(
+                "S3 returned ETag %s; the parts' MD5s give %s", done.etag, done.expected_etag
+            )
+
+
+async def _record_completed(journal: Journal, done: Completed, size: int) -> None:
+    await anyio.to_thread.run_sync(
+        lambda: journal.append_outcome(
+            "completed",
+            etag=done.etag,
+            expected_etag=done.expected_etag,
+            checksum=str(done.checksum),
+            size=size,
+            at=_now(),
+        )
+    )
+
+
+def _result(
+    header: Header,
+    plan: PartPlan,
+    done: Completed,
+    bytes_sent: int,
+    started: float,
+    *,
+    already: bool = False,
+) -> UploadResult:
+    return UploadResult(
+        bucket=header.bucket,
+        key=header.key,
+        upload_id=header.upload_id,
+        size=header.file_size,
+        part_count=plan.part_count,
+        etag=done.etag,
+        checksum_algorithm=header.checksum_algorithm,
+        checksum=str(done.checksum),
+        bytes_sent=bytes_sent,
+        elapsed_s=time.monotonic() - started,
+        already_completed=already,
+    )
+
+
+# -- resume ----------------------------------------------------------------------------------
 async def resume_upload(
     state_file: str | Path,
     *,
@@ -676,85 +430,140 @@ async def resume_upload(
     progress = progress or NullProgress()
     options.validate()
     started = time.monotonic()
-    journal, state, identity, state_path = await anyio.to_thread.run_sync(
-        _prepare_resume, state_file
-    )
+    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     try:
-        header = state.header
-        plan = PartPlan(header.file_size, header.part_size)
-        with SourceFile(identity) as source:
-            async with open_client(
-                _endpoint_of(header),
-                max_connections=options.concurrency + 2,
-                connect_timeout_s=options.connect_timeout_s,
-                read_timeout_s=options.read_timeout_s,
-            ) as client:
-                upload = _Upload(client, journal, header, source, options, progress)
-                upload.done = dict(state.parts)
-                try:
-                    return await _resume(upload, plan, started, verify_parts)
-                except PersevereError as exc:
-                    _attach_state_file(exc, state_path)
-                    raise
-                finally:
-                    progress.close()
-    finally:
-        journal.close()
+        journal, state, identity = await anyio.to_thread.run_sync(_prepare_resume, state_path)
+        try:
+            header = state.header
+            plan = PartPlan(header.file_size, header.part_size)
+            with SourceFile(identity) as source:
+                async with _client(_endpoint_of(header), options) as client:
+                    session = _session_of(client, header, options.retry)
+                    return await _resume(
+                        session,
+                        source,
+                        journal,
+                        state,
+                        plan,
+                        options,
+                        progress,
+                        verify_parts,
+                        started,
+                    )
+        finally:
+            progress.close()
+            journal.close()
+    except PersevereError as exc:
+        _attach_state_file(exc, state_path)
+        raise
 
 
-def _prepare_resume(state_file: str | Path) -> tuple[Journal, JournalState, FileIdentity, Path]:
+def _prepare_resume(state_path: Path) -> tuple[Journal, JournalState, FileIdentity]:
     """Lock and replay the journal, and check the file is the one the upload started with."""
-    state_path = Path(state_file).expanduser().absolute()
     journal, state = Journal.open(state_path)
     try:
         _refuse_finished(state, state_path)
-        identity = _check_source(state.header, state_path)
+        identity = _check_source(state.header)
         _check_parts(state, PartPlan(state.header.file_size, state.header.part_size), state_path)
     except BaseException:
         journal.close()
         raise
-    return journal, state, identity, state_path
+    return journal, state, identity
 
 
 async def _resume(
-    upload: _Upload, plan: PartPlan, started: float, verify_parts: bool
+    session: MultipartSession,
+    source: SourceFile,
+    journal: Journal,
+    state: JournalState,
+    plan: PartPlan,
+    options: UploadOptions,
+    progress: ProgressSink,
+    verify_parts: bool,
+    started: float,
 ) -> UploadResult:
-    header = upload.header
+    header = state.header
     try:
-        remote = await upload.list_remote_parts()
+        remote = await session.list_parts()
     except UploadGone:
-        if await upload.already_completed():
-            _, full, etag = upload._expected()
-            await anyio.to_thread.run_sync(
-                lambda: upload.journal.append_outcome(
-                    "completed", etag=etag, checksum=full, size=header.file_size, at=_now()
-                )
-            )
-            return upload.result(str(etag or ""), full, started, already=True)
+        if len(state.parts) == plan.part_count:
+            done = session.expected([state.parts[n] for n in plan.part_numbers()])
+            if await session.holds(done, header.file_size):
+                await _record_completed(journal, done, header.file_size)
+                return _result(header, plan, done, 0, started, already=True)
         raise UploadGone(
-            f"multipart upload {header.upload_id} for s3://{header.bucket}/{header.key} no "
-            "longer exists on S3 (aborted elsewhere, or expired by a lifecycle rule)",
+            f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
+            "(aborted elsewhere, or expired by a lifecycle rule)",
             code="NoSuchUpload",
-            hint="start a new upload with 'persevere upload start' and a new state file",
+            hint="start a new upload with a new state file",
         ) from None
-    plan_result = reconcile(plan, upload.done, remote)
-    upload.done = dict(plan_result.kept)
-    if plan_result.lost:
+    found = reconcile(plan, state.parts, remote)
+    if found.lost:
         log.warning(
-            "%d part(s) in the journal are not on S3; uploading them again", len(plan_result.lost)
+            "%d part(s) in the journal are not on S3; uploading them again", len(found.lost)
         )
-    rejected = await upload.adopt(plan_result.adopt)
+    ledger = JournalLedger(journal, dict(found.kept))
+    rejected = await _adopt(source, ledger, plan, session, found.adopt)
     if verify_parts:
-        rejected += await upload.recheck_done_parts()
-    todo = sorted(set(plan_result.missing) | set(rejected))
-    done_bytes = sum(p.size for p in upload.done.values())
-    upload.progress.start(header.file_size, done_bytes)
-    await upload.upload_parts(todo)
-    return await upload.finish(started)
+        rejected += await _recheck(source, ledger, plan, session.algorithm)
+    todo = sorted(set(found.missing) | set(rejected))
+    progress.start(header.file_size, sum(p.size for p in ledger.parts.values()))
+    return await _send_and_complete(
+        session, source, ledger, header, plan, options, progress, todo, started
+    )
 
 
-def _endpoint_of(header: Header) -> Endpoint:
-    return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
+async def _adopt(
+    source: SourceFile,
+    ledger: JournalLedger,
+    plan: PartPlan,
+    session: MultipartSession,
+    candidates: dict[int, RemotePart],
+) -> list[int]:
+    """Keep S3's parts that match the local bytes; return the numbers to upload again."""
+    rejected = []
+    scratch = memoryview(bytearray(min(plan.part_size, 8 * MiB)))
+    for number, remote in sorted(candidates.items()):
+        digest, md5 = await anyio.to_thread.run_sync(
+            source.hash_range, plan.offset(number), remote.size, scratch, session.algorithm, True
+        )
+        checksum = b64(digest)
+        if remote.checksum is not None:
+            matches = remote.checksum.split("-")[0] == checksum
+        else:
+            etag = ETag(remote.etag)
+            matches = etag.part_count is None and etag.md5 == md5
+        if matches:
+            log.info("part %d: found on S3 and matches the file, adopted", number)
+            await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
+        else:
+            rejected.append(number)
+    return rejected
+
+
+async def _recheck(
+    source: SourceFile, ledger: JournalLedger, plan: PartPlan, algorithm: ChecksumAlgorithm
+) -> list[int]:
+    """Re-read every done part; forget (and return) those whose bytes changed."""
+    changed = []
+    scratch = memoryview(bytearray(min(plan.part_size, 8 * MiB)))
+    for number, part in sorted(ledger.parts.items()):
+        digest, _ = await anyio.to_thread.run_sync(
+            source.hash_range, plan.offset(number), part.size, scratch, algorithm
+        )
+        if b64(digest) != part.checksum:
+            changed.append(number)
+            del ledger.parts[number]
+    if changed:
+        log.warning(
+            "%d part(s) changed in the file since they were uploaded (first: part %d); "
+            "uploading them again",
+            len(changed),
+            changed[0],
+        )
+    else:
+        log.info("all %d uploaded parts still match the file", len(ledger.parts))
+    return changed
 
 
 def _refuse_finished(state: JournalState, state_path: Path) -> None:
@@ -767,18 +576,18 @@ def _refuse_finished(state: JournalState, state_path: Path) -> None:
     if state.finished == "aborted":
         raise UploadFinished(
             f"the upload in {state_path} was aborted",
-            hint="start a new upload with 'persevere upload start' and a new state file",
+            hint="start a new upload with a new state file",
         )
 
 
-def _check_source(header: Header, state_path: Path) -> FileIdentity:
+def _check_source(header: Header) -> FileIdentity:
     identity = inspect_file(Path(header.file_path))
     if identity.size != header.file_size or identity.mtime_ns != header.mtime_ns:
         what = "size" if identity.size != header.file_size else "modification time"
         raise SourceChanged(
             f"{header.file_path} changed since the upload started ({what} differs): "
             "its parts on S3 may not match it",
-            hint=f"abort with 'persevere upload abort --state-file {state_path}' and start again",
+            hint="abort the upload and start again",
         )
     return identity
 
@@ -792,6 +601,7 @@ def _check_parts(state: JournalState, plan: PartPlan, state_path: Path) -> None:
             )
 
 
+# -- abort and status ------------------------------------------------------------------------
 async def abort_upload(state_file: str | Path) -> Header:
     """Abort the multipart upload a state file describes (S3 frees its parts), and journal it."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
@@ -807,7 +617,7 @@ async def abort_upload(state_file: str | Path) -> Header:
             return header
         async with open_client(_endpoint_of(header)) as client:
             try:
-                await _abort(client, header)
+                await _session_of(client, header, RetryPolicy(max_attempts=5)).abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
@@ -837,20 +647,14 @@ async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> Upl
 
 
 async def _remote_status(header: Header) -> RemoteStatus:
-    endpoint = _endpoint_of(header)
     try:
         with anyio.fail_after(15):
+            endpoint = _endpoint_of(header)
             async with open_client(endpoint, connect_timeout_s=5, read_timeout_s=10) as client:
-                items = await list_all_parts(
-                    client,
-                    _s3,
-                    Bucket=header.bucket,
-                    Key=header.key,
-                    UploadId=header.upload_id,
-                    **per_request(header.object_options),
-                )
-                size = sum(int(item["Size"]) for item in items)
-                return RemoteStatus(reachable=True, exists=True, parts=len(items), bytes=size)
+                session = _session_of(client, header, RetryPolicy(max_attempts=5))
+                parts = await session.list_parts()
+                size = sum(part.size for part in parts.values())
+                return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size)
     except UploadGone:
         return RemoteStatus(reachable=True, exists=False)
     except PersevereError as exc:

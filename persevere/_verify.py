@@ -16,26 +16,23 @@ object's own aggregate checksum or ETag.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ._checksums import ALGORITHMS, ChecksumAlgorithm, b64, multipart_etag, unb64
+from ._checksums import ALGORITHMS, ChecksumAlgorithm, ETag, b64, unb64
 from ._errors import S3Error, UsageError
 from ._journal import read_state
 from ._progress import NullProgress, ProgressSink
-from ._s3 import Endpoint, open_client, request
+from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
-
-_ETAG_RE = re.compile(r'^"?([0-9a-fA-F]{32})(?:-(\d+))?"?$')
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +76,7 @@ async def verify_object(
     bucket: str,
     key: str,
     *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    ca_bundle: str | None = None,
+    endpoint: Endpoint | None = None,
     state_file: str | Path | None = None,
     progress: ProgressSink | None = None,
 ) -> VerifyResult:
@@ -92,8 +86,9 @@ async def verify_object(
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
-    endpoint = Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
-    async with open_client(endpoint) as client:
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    async with open_client(endpoint) as typed_client:
+        client: Any = typed_client  # requests are built from dicts of parameters
         ids = {"Bucket": bucket, "Key": key}
         head = await request(
             "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
@@ -115,13 +110,14 @@ async def verify_object(
         return VerifyResult(outcome, reason, method, bad, count, size, identity.size)
 
     algorithm, stored, full_object = _stored_checksum(head)
-    etag = str(head.get("ETag", ""))
-    etag_match = _ETAG_RE.match(etag)
-    encrypted = head.get("ServerSideEncryption") == "aws:kms" or "SSECustomerAlgorithm" in head
-    use_etag = algorithm is None and etag_match is not None and not encrypted
+    etag = ETag(str(head.get("ETag", "")))
+    encrypted = not ETag.proves_content(head)
+    use_etag = algorithm is None and etag.md5 is not None and not encrypted
     if algorithm is None and not use_etag:
         why = (
-            "it is encrypted with SSE-KMS/SSE-C" if encrypted else f"its ETag {etag} is not an MD5"
+            "it is encrypted with SSE-KMS/SSE-C"
+            if encrypted
+            else f"its ETag {etag.text} is not an MD5"
         )
         return result(
             "unknown", f"the object has no checksum and {why}: its content cannot be checked"
@@ -152,17 +148,15 @@ async def verify_object(
             return result("match", f"{method} {stored} matches", method)
         reason = f"{method} differs: object {stored}, file {computed}"
     else:
-        assert etag_match is not None
-        suffix = etag_match.group(2)
-        if suffix is None:
-            computed_etag = f'"{local.md5s[0]}"' if count == 1 else multipart_etag(local.md5s)
+        if etag.part_count is None:
+            computed_etag = f'"{local.md5s[0]}"' if count == 1 else ETag.multipart(local.md5s)
             method = "ETag (MD5 of the object)"
         else:
-            computed_etag = multipart_etag(local.md5s)
+            computed_etag = ETag.multipart(local.md5s)
             method = f"multipart ETag (MD5 of {count} part MD5s)"
-        if computed_etag.strip('"') == etag.strip('"'):
-            return result("match", f"{method} {etag} matches", method)
-        reason = f"{method} differs: object {etag}, file {computed_etag}"
+        if etag.same(computed_etag):
+            return result("match", f"{method} {etag.text} matches", method)
+        reason = f"{method} differs: object {etag.text}, file {computed_etag}"
 
     bad = _first_bad_part(layout, local, hash_algorithm, journal, head)
     if bad is not None:
@@ -174,7 +168,7 @@ async def verify_object(
     return result("mismatch", reason, method, bad)
 
 
-def _stored_checksum(head: dict[str, Any]) -> tuple[ChecksumAlgorithm | None, str | None, bool]:
+def _stored_checksum(head: Mapping[str, Any]) -> tuple[ChecksumAlgorithm | None, str | None, bool]:
     for name, algorithm in ALGORITHMS.items():
         value = head.get(f"Checksum{name}")
         if value:
@@ -185,33 +179,31 @@ def _stored_checksum(head: dict[str, Any]) -> tuple[ChecksumAlgorithm | None, st
     return None, None, False
 
 
-async def _layout(client: Any, ids: dict[str, str], head: dict[str, Any], size: int) -> _Layout:
+async def _layout(client: Any, ids: dict[str, str], head: Mapping[str, Any], size: int) -> _Layout:
     """Part sizes (and per-part checksums where reported), without reading any data."""
-    etag_match = _ETAG_RE.match(str(head.get("ETag", "")))
-    count = int(etag_match.group(2)) if etag_match and etag_match.group(2) else 0
+    count = ETag(str(head.get("ETag", ""))).part_count or 0
     sizes: list[int] = []
     checksums: dict[int, str] = {}
+
+    def fetch(marker: int | None) -> Any:
+        return request(
+            "GetObjectAttributes",
+            lambda: client.get_object_attributes(
+                **ids, ObjectAttributes=["ObjectParts"], MaxParts=1000, PartNumberMarker=marker or 0
+            ),
+        )
+
+    def following(page: Any) -> int | None:
+        parts = page.get("ObjectParts") or {}
+        return int(parts.get("NextPartNumberMarker") or 0) if parts.get("IsTruncated") else None
+
     try:
-        marker = 0
-        while True:
-            page = await request(
-                "GetObjectAttributes",
-                lambda m=marker: client.get_object_attributes(  # type: ignore[misc]
-                    **ids,
-                    ObjectAttributes=["ObjectParts"],
-                    MaxParts=1000,
-                    PartNumberMarker=m,
-                ),
-            )
-            parts = page.get("ObjectParts") or {}
-            for item in parts.get("Parts") or []:
+        async for page in pages("GetObjectAttributes", fetch, following, 0):
+            for item in (page.get("ObjectParts") or {}).get("Parts") or []:
                 sizes.append(int(item["Size"]))
                 for name in ALGORITHMS:
                     if item.get(f"Checksum{name}"):
                         checksums[int(item["PartNumber"])] = str(item[f"Checksum{name}"])
-            if not parts.get("IsTruncated"):
-                break
-            marker = int(parts["NextPartNumberMarker"])
     except S3Error:
         sizes, checksums = [], {}  # not supported or not permitted: fall back to HeadObject
     if sizes and sum(sizes) == size and (count in (0, len(sizes))):
@@ -261,7 +253,7 @@ def _first_bad_part(
     local: _LocalParts,
     algorithm: ChecksumAlgorithm,
     journal: Any,
-    head: dict[str, Any],
+    head: Mapping[str, Any],
 ) -> int | None:
     if layout.part_checksums:
         for number, reported in sorted(layout.part_checksums.items()):
@@ -274,7 +266,7 @@ def _first_bad_part(
         return None
     # Trust the journal only if it reproduces the object's own aggregate.
     etags = [p.etag for p in parts]
-    trusted_etags = multipart_etag(etags).strip('"') == str(head.get("ETag", "")).strip('"')
+    trusted_etags = ETag(ETag.multipart(etags)).same(str(head.get("ETag", "")))
     if trusted_etags and local.md5s:
         for number, (part, md5) in enumerate(zip(parts, local.md5s, strict=True), start=1):
             if part.etag.strip('"').lower() != md5:

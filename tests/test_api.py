@@ -110,18 +110,34 @@ async def test_abort_via_api(s3_env, bucket, s3_client, make_file, tmp_path):
 
 @pytest.mark.anyio
 async def test_list_parts_follows_every_page(s3_env, bucket, s3_client):
-    """Resume's ListParts pager, with pages of 2 parts so that 5 parts take 3 pages."""
-    from persevere._s3 import Endpoint, list_all_parts, open_client, request
+    """The session's ListParts pager follows every page (SeaweedFS ignores MaxParts, so the
+    pages are cut here: 2 parts each, 5 parts in 3 pages)."""
+    from persevere._checksums import CRC64NVME
+    from persevere._s3 import Endpoint, open_client
+    from persevere._session import MultipartSession
 
     upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="paged")["UploadId"]
     for number in range(1, 6):
         s3_client.upload_part(Bucket=bucket, Key="paged", UploadId=upload_id,
                               PartNumber=number, Body=b"x" * number)  # fmt: skip
+    markers = []
     async with open_client(Endpoint.from_environment(None, None, None)) as client:
-        parts = await list_all_parts(
-            client, request, Bucket=bucket, Key="paged", UploadId=upload_id, MaxParts=2
-        )
-    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(n, n) for n in range(1, 6)]
+        real = client.list_parts
+
+        async def two_per_page(**kwargs):
+            markers.append(kwargs["PartNumberMarker"])
+            page = await real(**kwargs)
+            after = [p for p in page["Parts"] if p["PartNumber"] > kwargs["PartNumberMarker"]]
+            truncated = len(after) > 2
+            following = after[1]["PartNumber"] if truncated else None
+            return {**page, "Parts": after[:2], "IsTruncated": truncated,
+                    "NextPartNumberMarker": following}  # fmt: skip
+
+        client.list_parts = two_per_page
+        session = MultipartSession(client, bucket, "paged", upload_id, CRC64NVME)
+        parts = await session.list_parts()
+    assert markers == [0, 2, 4]
+    assert [(p.part_number, p.size) for p in parts.values()] == [(n, n) for n in range(1, 6)]
 
 
 @pytest.mark.anyio

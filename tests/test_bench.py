@@ -88,7 +88,9 @@ async def test_bad_settings_are_refused_before_any_request(kwargs, error):
     settings = {"size": 24 * MiB, "concurrencies": [1], "part_sizes": [None], **kwargs}
     # No endpoint is configured: reaching the network would fail differently.
     with pytest.raises(error):
-        await run_bench("no-such-bucket", endpoint_url="http://127.0.0.1:9", **settings)
+        await run_bench(
+            "no-such-bucket", endpoint=persevere.Endpoint("http://127.0.0.1:9"), **settings
+        )
 
 
 # -- against the local S3 ---------------------------------------------------------------------

@@ -16,13 +16,12 @@ from persevere._checksums import (
     CRC32,
     CRC32C,
     CRC64NVME,
-    DEFAULT_ALGORITHM,
     SHA1,
     SHA256,
+    ETag,
+    ObjectChecksum,
     b64,
     get_algorithm,
-    is_md5_etag,
-    multipart_etag,
     unb64,
 )
 
@@ -66,9 +65,22 @@ def test_incremental_update_equals_one_shot(algorithm):
     assert algorithm.new().digest() == algorithm.of(b"")
 
 
-def test_algorithm_attributes():
-    assert DEFAULT_ALGORITHM is CRC64NVME
-    assert CRC64NVME.param == "ChecksumCRC64NVME"
+def test_algorithms_are_the_ones_botocore_sends():
+    """Each algorithm's name and parameter exist in botocore's S3 model, and the CLI's
+    choices are exactly the algorithms persevere can compute."""
+    from typing import get_args
+
+    import botocore.session
+
+    from persevere._checksums import AlgorithmName
+
+    model = botocore.session.get_session().get_service_model("s3")
+    upload_part = model.operation_model("UploadPart").input_shape.members
+    create = model.operation_model("CreateMultipartUpload").input_shape.members
+    assert set(get_args(AlgorithmName)) == set(ALGORITHMS)
+    for algorithm in ALGORITHMS.values():
+        assert algorithm.param in upload_part, algorithm.name
+        assert algorithm.name in create["ChecksumAlgorithm"].enum, algorithm.name
     assert [a.name for a in ALGORITHMS.values() if a.full_object] == [
         "CRC64NVME",
         "CRC32C",
@@ -120,28 +132,50 @@ def test_multipart_etag_known_parts():
     md5s = [hashlib.md5(chunk).hexdigest() for chunk in (b"a" * 10, b"b" * 20, b"c")]
     expected = hashlib.md5(b"".join(bytes.fromhex(m) for m in md5s)).hexdigest()
     # S3 returns part ETags quoted; both forms are accepted.
-    assert multipart_etag([f'"{m}"' for m in md5s]) == f'"{expected}-3"'
-    assert multipart_etag(md5s) == f'"{expected}-3"'
+    assert ETag.multipart([f'"{m}"' for m in md5s]) == f'"{expected}-3"'
+    assert ETag.multipart(md5s) == f'"{expected}-3"'
 
 
 def test_multipart_etag_single_part():
     md5 = hashlib.md5(b"").hexdigest()
     expected = hashlib.md5(bytes.fromhex(md5)).hexdigest()
-    assert multipart_etag([md5]) == f'"{expected}-1"'
+    assert ETag.multipart([md5]) == f'"{expected}-1"'
 
 
 @pytest.mark.parametrize(
-    ("etag", "expected"),
+    ("etag", "md5", "parts"),
     [
-        ('"d41d8cd98f00b204e9800998ecf8427e"', True),
-        ("D41D8CD98F00B204E9800998ECF8427E", True),
-        ('"d41d8cd98f00b204e9800998ecf8427e-2"', False),
-        ("d41d8cd98f00b204e9800998ecf8427", False),
-        ("z41d8cd98f00b204e9800998ecf8427e", False),
+        ('"d41d8cd98f00b204e9800998ecf8427e"', "d41d8cd98f00b204e9800998ecf8427e", None),
+        ("D41D8CD98F00B204E9800998ECF8427E", "d41d8cd98f00b204e9800998ecf8427e", None),
+        ('"d41d8cd98f00b204e9800998ecf8427e-2"', "d41d8cd98f00b204e9800998ecf8427e", 2),
+        ("d41d8cd98f00b204e9800998ecf8427", None, None),
+        ("z41d8cd98f00b204e9800998ecf8427e", None, None),
     ],
 )
-def test_is_md5_etag(etag, expected):
-    assert is_md5_etag(etag) is expected
+def test_etag_shapes(etag, md5, parts):
+    assert ETag(etag).md5 == md5
+    assert ETag(etag).part_count == parts
+    assert ETag(etag).same(etag.strip('"').upper())
+
+
+@pytest.mark.parametrize(
+    ("response", "proves"),
+    [({}, True), ({"ServerSideEncryption": "AES256"}, True),
+     ({"ServerSideEncryption": "aws:kms"}, False), ({"SSECustomerAlgorithm": "AES256"}, False)],
+)  # fmt: skip
+def test_etag_proves_content_unless_kms_or_sse_c(response, proves):
+    assert ETag.proves_content(response) is proves
+
+
+def test_object_checksum_shapes():
+    parts = [(b64(CRC64NVME.of(b"a" * 10)), 10), (b64(CRC64NVME.of(b"b" * 3)), 3)]
+    full = ObjectChecksum.of_parts(CRC64NVME, parts, composite=False)
+    assert str(full) == b64(CRC64NVME.of(b"a" * 10 + b"b" * 3))
+    composite = ObjectChecksum.of_parts(SHA256, [(b64(SHA256.of(b"x")), 1)] * 2, composite=True)
+    assert str(composite) == b64(SHA256.of(SHA256.of(b"x") * 2)) + "-2"
+    stored = ObjectChecksum.stored({"ChecksumSHA256": str(composite)})
+    assert stored == composite
+    assert ObjectChecksum.stored({"ETag": '"x"'}) is None
 
 
 @given(st.binary(max_size=64))

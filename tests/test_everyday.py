@@ -99,7 +99,7 @@ def test_object_options_survive_resume(s3_env, bucket, s3_client, make_file, tmp
 def test_bad_object_options_are_usage_errors(s3_env, bucket, make_file, tmp_path):
     file = make_file(10)
     for extra, message in [
-        (["--storage-class", "COLD"], "unknown storage class"),
+        (["--storage-class", "COLD"], "is not one of"),
         (["--metadata", "novalue"], "--metadata wants key=value"),
         (["--sse-kms-key-id", "k"], "needs --sse aws:kms"),
         (["--max-bandwidth", "fast"], "not a bandwidth"),

@@ -17,8 +17,9 @@ from persevere._journal import (
     FORMAT_VERSION,
     Header,
     Journal,
-    JournalState,
     PartRecord,
+    _dumps,
+    _header_line,
     read_state,
     replay,
 )
@@ -406,11 +407,14 @@ def test_any_crash_replays_to_the_whole_lines_before_it(tmp_path_factory, parts,
     assert after.torn_tail is False
 
 
-def test_journal_state_defaults():
-    state = JournalState(header=HEADER)
+def test_header_alone_replays_to_an_upload_with_nothing_done():
+    data = _dumps(_header_line(HEADER))
+    state = replay(data)
+    assert state.header == HEADER
     assert state.parts == {}
     assert state.finished is None
     assert state.torn_tail is False
+    assert state.valid_length == len(data)
 
 
 @settings(deadline=None, max_examples=50)

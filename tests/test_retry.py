@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import persevere
 from persevere import ResumableError, RetryPolicy
 from persevere._retry import TransientError, call_with_retry
 
@@ -218,8 +219,27 @@ def test_delay_bounds_over_many_draws():
         assert max(draws) > ceiling / 2  # spread over the range, not stuck near 0
 
 
-def test_transient_error_carries_its_code():
-    exc = TransientError("slow down", code="SlowDown", throttle=True)
-    assert str(exc) == "slow down"
-    assert exc.code == "SlowDown"
-    assert exc.throttle is True
+@pytest.mark.parametrize(
+    ("code", "status", "kind", "throttle"),
+    [
+        ("SlowDown", 503, TransientError, True),
+        ("InternalError", 500, TransientError, False),
+        ("BadDigest", 400, TransientError, False),
+        ("", 502, TransientError, False),
+        ("AccessDenied", 403, persevere.S3Error, False),
+        ("NoSuchUpload", 404, persevere.UploadGone, False),
+    ],
+)
+def test_s3_errors_are_translated_to_transient_or_permanent(code, status, kind, throttle):
+    from botocore.exceptions import ClientError
+
+    from persevere._s3 import translate
+
+    response = {"Error": {"Code": code, "Message": "m"},
+                "ResponseMetadata": {"HTTPStatusCode": status}}  # fmt: skip
+    exc = translate(ClientError(response, "UploadPart"), "part 1")  # type: ignore[arg-type]
+    assert type(exc) is kind
+    assert exc is not None and str(exc).startswith("part 1: ")
+    if isinstance(exc, TransientError):
+        assert exc.throttle is throttle
+        assert exc.code == code

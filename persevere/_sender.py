@@ -1,0 +1,223 @@
+"""Sending the parts of one multipart upload: the hot path, shared by uploads and ``bench``.
+
+The part size and the concurrency each travel one way, from the CLI to the UploadPart call::
+
+    --part-size ─> make_plan() ─> PartPlan ─┬─> journal header (resume rebuilds the plan from it)
+                                            │
+    --concurrency ─> UploadOptions ─────────┼─> open_client(pool of concurrency + 2)
+                                            ▼
+                   PartSender(session, source, ledger, plan, options)
+                     workers = min(concurrency, parts); one buffer each, sized here once
+                                            ▼
+                   source.prepare(number, plan.offset(n), plan.size_of(n), buffer)
+                                            ▼
+                   session.upload_part(number, body, size, checksum)   -> UploadPart
+                                            ▼
+                   ledger.record(PartRecord)   (the journal: fsync'd before the part counts)
+
+One task group: the workers pull part numbers from a shared iterator, plus a watchdog that cuts
+attempts whose bytes stopped moving. Each attempt passes the congestion window (AIMD on
+SlowDown/503) and, with a bandwidth cap, a shared token bucket; transient failures are retried
+by :func:`._retry.call_with_retry`. The first permanent failure (or exhausted retries) cancels
+the rest and is raised.
+
+What a part *is* belongs to the source (:class:`PartSource`: a file, the bench's generated
+pattern); where a success is written down belongs to the ledger (:class:`Ledger`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from ._bandwidth import TokenBucket
+from ._body import PreparedPart, Throttle
+from ._checksums import ChecksumAlgorithm
+from ._congestion import CongestionWindow
+from ._errors import PersevereError
+from ._journal import PartRecord
+from ._options import UploadOptions
+from ._plan import PartPlan
+from ._progress import ProgressSink
+from ._retry import TransientError, call_with_retry
+from ._session import MultipartSession
+from ._units import MiB
+
+
+class PartSource(Protocol):
+    """Where parts come from: checksums them, and makes a body per attempt."""
+
+    async def prepare(
+        self, number: int, offset: int, size: int, buffer: memoryview, algorithm: ChecksumAlgorithm
+    ) -> PreparedPart: ...
+
+
+class Ledger(Protocol):
+    """Where a part S3 accepted is written down, before it counts as done."""
+
+    async def record(self, part: PartRecord) -> None: ...
+
+
+class MemoryLedger:
+    """The bench's ledger: nothing to resume, so parts are only remembered."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, PartRecord] = {}
+
+    async def record(self, part: PartRecord) -> None:
+        self.parts[part.part_number] = part
+
+
+class _Attempt:
+    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long.
+
+    Time spent waiting for bandwidth tokens is not a stall.
+    """
+
+    __slots__ = ("last_activity", "scope", "throttled")
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        self.last_activity = time.monotonic()
+        self.throttled = False
+
+
+class PartSender:
+    def __init__(
+        self,
+        session: MultipartSession,
+        source: PartSource,
+        ledger: Ledger,
+        plan: PartPlan,
+        options: UploadOptions,
+        progress: ProgressSink,
+    ) -> None:
+        self.session = session
+        self.source = source
+        self.ledger = ledger
+        self.plan = plan
+        self.options = options
+        self.progress = progress
+        self.window = CongestionWindow(options.concurrency)
+        rate = options.max_bandwidth_bytes_s
+        self.bandwidth = TokenBucket(rate) if rate else None
+        self.bytes_sent = 0
+        self._attempts: set[_Attempt] = set()
+
+    async def send(self, numbers: list[int]) -> None:
+        """Send these parts; each is recorded in the ledger before the worker takes another."""
+        if not numbers:
+            return
+        workers = min(self.options.concurrency, len(numbers))
+        buffer_bytes = min(
+            self.plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers)
+        )
+        pending = iter(numbers)
+        failures: list[PersevereError] = []
+        async with anyio.create_task_group() as tg:
+            watchdog = anyio.CancelScope()
+            tg.start_soon(self._watchdog, watchdog)
+            async with anyio.create_task_group() as crew:
+                for _ in range(workers):
+                    crew.start_soon(self._worker, pending, buffer_bytes, failures, tg)
+            watchdog.cancel()
+        if failures:
+            raise failures[0]
+
+    async def _worker(
+        self,
+        pending: Iterator[int],
+        buffer_bytes: int,
+        failures: list[PersevereError],
+        tg: anyio.abc.TaskGroup,
+    ) -> None:
+        buffer = memoryview(bytearray(buffer_bytes))
+        algorithm = self.session.algorithm
+        try:
+            for number in pending:
+                part = await self.source.prepare(
+                    number, self.plan.offset(number), self.plan.size_of(number), buffer, algorithm
+                )
+
+                async def send_once(part: PreparedPart = part) -> str:
+                    async with self.window:
+                        return await self._send_once(part)
+
+                what = f"part {number}"
+
+                def exhausted(exc: TransientError, tries: int, what: str = what) -> PersevereError:
+                    return self.session.exhausted(what, exc, tries)
+
+                etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
+                await self.ledger.record(PartRecord(number, etag, part.checksum, part.size))
+        except PersevereError as exc:
+            failures.append(exc)
+            tg.cancel_scope.cancel()
+
+    async def _watchdog(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                await anyio.sleep(1.0)
+                now = time.monotonic()
+                for watched in list(self._attempts):
+                    stalled = now - watched.last_activity > self.options.stall_timeout_s
+                    if stalled and not watched.throttled:
+                        watched.scope.cancel()
+
+    async def _send_once(self, part: PreparedPart) -> str:
+        """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag."""
+        sent = 0
+
+        def rewind() -> None:
+            # A failed attempt's bytes will be sent again: progress goes back, exactly once.
+            nonlocal sent
+            self.progress.advance(-sent)
+            sent = 0
+
+        with anyio.CancelScope() as scope:
+            watched = _Attempt(scope)
+
+            def on_sent(n: int) -> None:
+                nonlocal sent
+                sent += n
+                watched.last_activity = time.monotonic()
+                self.progress.advance(n)
+
+            throttle: Throttle | None = None
+            if self.bandwidth is not None:
+                bucket = self.bandwidth
+
+                async def throttle(n: int) -> None:
+                    watched.throttled = True
+                    try:
+                        await bucket.take(n)
+                    finally:
+                        watched.throttled = False
+                        watched.last_activity = time.monotonic()
+
+            body = part.make_body(on_sent, throttle)
+            self._attempts.add(watched)
+            try:
+                etag = await self.session.upload_part(part.number, body, part.size, part.checksum)
+            except BaseException as exc:
+                rewind()
+                body_error = getattr(body, "error", None)
+                if body_error is not None:
+                    raise body_error from exc  # a local failure, not the network's
+                if isinstance(exc, TransientError) and exc.throttle:
+                    self.window.throttled()
+                raise
+            finally:
+                self._attempts.discard(watched)
+        if scope.cancelled_caught:
+            raise TransientError(
+                f"part {part.number}: nothing moved for {self.options.stall_timeout_s:.0f}s "
+                "(stalled)"
+            )
+        self.bytes_sent += part.size
+        self.window.succeeded()
+        return etag

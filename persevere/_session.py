@@ -1,0 +1,270 @@
+"""One multipart upload's S3 calls: create, upload a part, list, complete, abort, head.
+
+Every request S3 receives for an upload goes through a :class:`MultipartSession`, which holds
+what they all repeat (bucket, key, upload id, ``ExpectedBucketOwner``), the checksum algorithm,
+and the retry policy. Uploads, resumes, ``bench`` and the bucket tools (``upload list``,
+``abort --upload-id``) share it, so each S3 rule is written once: the part list and checksums
+sent with CompleteMultipartUpload, the ListParts pager, the abort.
+
+``upload_part`` is one attempt (the sender retries it, around its congestion window and stall
+watchdog); every other call is retried here with the session's policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from ._checksums import ChecksumAlgorithm, ETag, ObjectChecksum, checksum_type
+from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
+from ._journal import PartRecord
+from ._reconcile import RemotePart
+from ._retry import RetryPolicy, TransientError, call_with_retry
+from ._s3 import S3Client, attempt, pages
+
+T = TypeVar("T")
+
+# Algorithms every S3 endpoint with flexible checksums knows; the rest (added in 2026) may be
+# refused with one of these codes.
+CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
+_UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
+
+# What a retried call raises when its attempts run out: ``(what, last failure, attempts)``.
+Exhausted = Callable[[str, TransientError, int], PersevereError]
+
+
+def resumable(what: str, exc: TransientError, attempts: int) -> PersevereError:
+    return ResumableError(
+        f"{what} failed {attempts} times, last: {exc}", hint="the upload is intact and resumable"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """What CompleteMultipartUpload produced, as checked against the parts."""
+
+    etag: str
+    checksum: ObjectChecksum
+    expected_etag: str | None  # MD5 of the part MD5s, when every part ETag is an MD5
+
+
+class MultipartSession:
+    """The S3 side of one multipart upload (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        algorithm: ChecksumAlgorithm,
+        *,
+        retry: RetryPolicy | None = None,
+        per_request: Mapping[str, Any] | None = None,
+        exhausted: Exhausted = resumable,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.algorithm = algorithm
+        self.checksum_type = checksum_type(algorithm)
+        self.retry = retry or RetryPolicy()
+        self.exhausted = exhausted
+        # Bucket, key and what S3 wants repeated on every request of the upload.
+        self.object_ids: dict[str, Any] = {"Bucket": bucket, "Key": key, **(per_request or {})}
+        self.ids: dict[str, Any] = {**self.object_ids, "UploadId": upload_id}
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def _api(self) -> Any:
+        # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
+        # fit the typed client's keyword arguments; responses are read as plain mappings.
+        return self.client
+
+    @classmethod
+    async def create(
+        cls,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        algorithm: ChecksumAlgorithm,
+        *,
+        object_options: Mapping[str, Any],
+        per_request: Mapping[str, Any],
+        retry: RetryPolicy,
+        attempts: int,
+        exhausted: Exhausted = resumable,
+    ) -> MultipartSession:
+        """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast).
+
+        The session's later calls use ``retry`` and, when it runs out, ``exhausted``.
+        """
+
+        def unreachable(exc: TransientError, tries: int) -> PersevereError:
+            return S3Error(f"cannot start the upload after {tries} attempts: {exc}")
+
+        try:
+            response = await call_with_retry(
+                retry.with_attempts(attempts),
+                "CreateMultipartUpload",
+                lambda: attempt(
+                    "CreateMultipartUpload",
+                    lambda: cast(Any, client).create_multipart_upload(
+                        Bucket=bucket,
+                        Key=key,
+                        ChecksumAlgorithm=algorithm.name,
+                        ChecksumType=checksum_type(algorithm),
+                        **object_options,
+                    ),
+                ),
+                unreachable,
+            )
+        except S3Error as exc:
+            if exc.code in _UNSUPPORTED_CODES and algorithm.name not in CLASSIC_ALGORITHMS:
+                raise S3Error(
+                    f"checksum algorithm {algorithm.name} is not supported by this endpoint "
+                    f"({exc.code})",
+                    code=exc.code,
+                    hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
+                ) from exc
+            raise
+        return cls(
+            client,
+            bucket,
+            key,
+            str(response["UploadId"]),
+            algorithm,
+            retry=retry,
+            per_request=per_request,
+            exhausted=exhausted,
+        )
+
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One request, retried with the session's policy."""
+        return await call_with_retry(
+            self.retry,
+            what,
+            lambda: attempt(what, fn),
+            lambda exc, tries: self.exhausted(what, exc, tries),
+        )
+
+    # -- parts ---------------------------------------------------------------------------------
+    async def upload_part(self, number: int, body: Any, size: int, checksum: str) -> str:
+        """One UploadPart attempt; the ETag, once S3's checksum agrees with ours."""
+        param = self.algorithm.param
+        response = await attempt(
+            f"part {number}",
+            lambda: self._api.upload_part(
+                **self.ids, PartNumber=number, Body=body, ContentLength=size, **{param: checksum}
+            ),
+        )
+        returned = response.get(param)
+        if returned is not None and returned != checksum:
+            raise TransientError(
+                f"part {number}: S3 computed checksum {returned}, expected {checksum}",
+                code="BadDigest",
+            )
+        return str(response["ETag"])
+
+    async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
+        """Every part S3 holds for the upload (all pages; or the first ``max_parts``)."""
+        limit = {"MaxParts": max_parts} if max_parts else {}
+
+        def fetch(marker: int | None) -> Awaitable[Any]:
+            return self.call(
+                "ListParts",
+                lambda: self._api.list_parts(**self.ids, PartNumberMarker=marker or 0, **limit),
+            )
+
+        def following(page: Any) -> int | None:
+            if max_parts or not page.get("IsTruncated"):
+                return None
+            return int(page.get("NextPartNumberMarker") or 0)
+
+        parts: dict[int, RemotePart] = {}
+        async for page in pages("ListParts", fetch, following, 0):
+            for item in page.get("Parts") or []:
+                number = int(item["PartNumber"])
+                checksum = item.get(self.algorithm.param)
+                parts[number] = RemotePart(number, str(item["ETag"]), int(item["Size"]), checksum)
+        return parts
+
+    # -- the object ----------------------------------------------------------------------------
+    def expected(self, parts: Sequence[PartRecord]) -> Completed:
+        """The object CompleteMultipartUpload should make of ``parts`` (in order)."""
+        checksum = ObjectChecksum.of_parts(
+            self.algorithm,
+            [(p.checksum, p.size) for p in parts],
+            composite=self.checksum_type == "COMPOSITE",
+        )
+        etags = [p.etag for p in parts]
+        md5s = all(ETag(e).md5 is not None and ETag(e).part_count is None for e in etags)
+        expected_etag = ETag.multipart(etags) if md5s else None
+        return Completed(expected_etag or "", checksum, expected_etag)
+
+    async def complete(self, parts: Sequence[PartRecord], object_size: int) -> Completed:
+        """CompleteMultipartUpload with every part's checksum, the object's combined checksum
+        (full-object) and its size; S3 refuses a mismatch, and so does persevere."""
+        expected = self.expected(parts)
+        param = self.algorithm.param
+        params: dict[str, Any] = {
+            **self.ids,
+            "MultipartUpload": {
+                "Parts": [
+                    {"PartNumber": p.part_number, "ETag": p.etag, param: p.checksum} for p in parts
+                ]
+            },
+            "ChecksumType": self.checksum_type,
+            "MpuObjectSize": object_size,
+        }
+        if self.checksum_type == "FULL_OBJECT":
+            params[param] = str(expected.checksum)
+        response = await self.call(
+            "CompleteMultipartUpload", lambda: self._api.complete_multipart_upload(**params)
+        )
+        returned = response.get(param)
+        if returned is not None and returned != str(expected.checksum):
+            raise IntegrityError(
+                f"S3 reports checksum {returned} for {self.where}, the parts give "
+                f"{expected.checksum}: the object may be corrupt",
+                hint="delete the object and upload it again",
+            )
+        etag = str(response.get("ETag") or expected.expected_etag or "")
+        return Completed(etag, expected.checksum, expected.expected_etag)
+
+    async def head_object(self) -> Mapping[str, Any]:
+        """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
+        return cast(
+            Mapping[str, Any],
+            await self.call(
+                "HeadObject",
+                lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED"),
+            ),
+        )
+
+    async def holds(self, expected: Completed, size: int) -> bool:
+        """Is the object there with this size and checksum (or ETag)? For an upload whose
+        completion may have happened without its answer reaching us."""
+        try:
+            head = await self.head_object()
+        except S3Error:
+            return False
+        if int(head.get("ContentLength", -1)) != size:
+            return False
+        stored = head.get(self.algorithm.param)
+        if stored is not None:
+            return bool(stored == str(expected.checksum))
+        return expected.expected_etag is not None and ETag(expected.expected_etag).same(
+            str(head.get("ETag", ""))
+        )
+
+    async def abort(self) -> None:
+        """AbortMultipartUpload: S3 frees the parts."""
+        await self.call(
+            "AbortMultipartUpload", lambda: self._api.abort_multipart_upload(**self.ids)
+        )
