@@ -140,8 +140,20 @@ def _failed(what: str, exc: TransientError, attempts: int) -> PersevereError:
 
 
 async def _delete(session: MultipartSession) -> None:
-    await session.call(
-        "DeleteObject", lambda: session.client.delete_object(Bucket=session.bucket, Key=session.key)
+    """Delete the bench's object; shielded and time-boxed, so a Ctrl-C does not leave it."""
+    reason = f"no answer within {CLEANUP_TIMEOUT_S:.0f}s"
+    with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+        try:
+            api: Any = session.client
+            await session.call(
+                "DeleteObject", lambda: api.delete_object(Bucket=session.bucket, Key=session.key)
+            )
+            return
+        except S3Error as exc:
+            reason = str(exc)
+    raise S3Error(
+        f"cannot delete the bench object {session.where}: {reason}",
+        hint="delete it yourself (the bench needs s3:DeleteObject to clean up)",
     )
 
 
@@ -150,32 +162,21 @@ async def _discard(session: MultipartSession, completing: bool) -> None:
     object if CompleteMultipartUpload may have succeeded. Best effort, shielded and time-boxed;
     it logs what it could not do and never hides the original error."""
     session.retry = session.retry.with_attempts(3)
+    left = f"upload {session.upload_id} of {session.where}"
     with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True) as scope:
         try:
             await session.abort()
         except UploadGone:
             pass  # completed after all (deleted below), or aborted elsewhere
         except PersevereError as exc:
-            log.warning(
-                "could not abort the bench upload %s of %s (%s); its parts are billed until "
-                "it is aborted",
-                session.upload_id,
-                session.where,
-                exc,
-            )
+            log.warning("could not abort the bench %s (%s): abort it by its upload id", left, exc)
         if completing:
             try:
                 await _delete(session)
             except PersevereError as exc:
-                log.warning("could not delete the bench object %s (%s)", session.where, exc)
+                log.warning("%s", exc)
     if scope.cancelled_caught:
-        log.warning(
-            "cleanup of the bench upload %s of %s timed out after %.0fs; abort it by its "
-            "upload id, or with a lifecycle rule",
-            session.upload_id,
-            session.where,
-            CLEANUP_TIMEOUT_S,
-        )
+        log.warning("cleanup of the bench %s timed out: abort it by its upload id", left)
 
 
 def _settings(
@@ -246,27 +247,15 @@ async def _bench_one(
     pattern: DataPattern,
 ) -> BenchRow:
     options = UploadOptions(concurrency=concurrency)
-    async with open_client(
-        endpoint,
-        max_connections=options.max_connections,
-        connect_timeout_s=options.connect_timeout_s,
-        read_timeout_s=options.read_timeout_s,
-    ) as client:
+    async with open_client(endpoint, options) as client:
         cpu_started = time.process_time()
         started = time.perf_counter()
         # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
+        session = MultipartSession(
+            client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
+        )
         with anyio.CancelScope(shield=True):
-            session = await MultipartSession.create(
-                client,
-                bucket,
-                key,
-                _ALGORITHM,
-                object_options={},
-                per_request={},
-                retry=options.retry,
-                attempts=options.first_call_attempts,
-                exhausted=_failed,
-            )
+            await session.create({}, attempts=options.first_call_attempts)
         ledger = MemoryLedger()
         completing = False
         try:
@@ -281,21 +270,7 @@ async def _bench_one(
             raise
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
-        with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True) as scope:
-            try:
-                await _delete(session)
-            except S3Error as exc:
-                raise S3Error(
-                    f"cannot delete the bench object {session.where}: {exc}",
-                    code=exc.code,
-                    hint="delete it yourself (the bench needs s3:DeleteObject to clean up)",
-                ) from exc
-        if scope.cancelled_caught:
-            raise S3Error(
-                f"cannot delete the bench object {session.where}: no answer within "
-                f"{CLEANUP_TIMEOUT_S:.0f}s",
-                hint="delete it yourself",
-            )
+        await _delete(session)
     return BenchRow(
         concurrency=concurrency,
         part_size=plan.part_size,

@@ -86,20 +86,12 @@ def _root(
     _setup_logging(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
 
 
-class _TqdmSafeHandler(logging.Handler):
-    """Log lines that do not tear an active progress bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(f"persevere: {self.format(record)}", file=sys.stderr)
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
 def _setup_logging(level: int) -> None:
-    log.handlers[:] = [_TqdmSafeHandler()]
+    # While a command runs, tqdm.contrib.logging routes this handler through the progress bar
+    # (see _run), so log lines never tear it.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("persevere: %(message)s"))
+    log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
 
@@ -290,8 +282,11 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
             raise _errors.Interrupted("interrupted")
         return result[0]
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return run(main)
+        with logging_redirect_tqdm(loggers=[log]):
+            return run(main)
     except _errors.Interrupted as exc:
         if resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
@@ -360,13 +355,20 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def _target(
+    file: Path | None, url: str | None, bucket: str | None, key: str | None, flag: str
+) -> tuple[Path, str, str]:
+    """FILE s3://BUCKET/KEY, or the long flags (the original tool's)."""
     from ._verify import parse_s3_url
 
-    try:
-        return parse_s3_url(url)
-    except _errors.UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    if url is not None:
+        try:
+            bucket, key = parse_s3_url(url)
+        except _errors.UsageError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    if file is None or not bucket or not key:
+        raise typer.BadParameter(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
+    return file, bucket, key
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -445,14 +447,9 @@ def start(
     from ._object_options import build_object_options
     from ._upload import start_upload
 
-    file = file_to_upload or file_arg
-    bucket, key = s3_bucket, s3_key
-    if url_arg is not None:
-        bucket, key = _split_url(url_arg)
-    if file is None or not bucket or not key:
-        raise typer.BadParameter(
-            "give FILE s3://BUCKET/KEY, or --file-to-upload, --s3-bucket and --s3-key"
-        )
+    file, bucket, key = _target(
+        file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
+    )
     if state_file is None:
         state_file = file.with_name(file.name + ".persevere").absolute()
         typer.echo(f"persevere: state file: {state_file}", err=True)
@@ -667,13 +664,9 @@ def verify(
     """
     from ._verify import verify_object
 
-    local = file or file_arg
-    bucket, key = s3_bucket, s3_key
-    if url_arg is not None:
-        bucket, key = _split_url(url_arg)
-    if local is None or not bucket or not key:
-        raise typer.BadParameter("give FILE s3://BUCKET/KEY, or --file, --s3-bucket and --s3-key")
-    target_bucket, target_key = bucket, key
+    local, target_bucket, target_key = _target(
+        file or file_arg, url_arg, s3_bucket, s3_key, "--file"
+    )
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     result = _run(
         lambda: verify_object(
@@ -686,10 +679,11 @@ def verify(
         )
     )
     if json_output:
-        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
+        document = {"bucket": target_bucket, "key": target_key, "file": str(local)}
+        _emit_json({**document, **dataclasses.asdict(result)})
     else:
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
-        typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
+        typer.echo(f"{label}: s3://{target_bucket}/{target_key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
 
 

@@ -68,7 +68,7 @@ class StateFileError(PersevereError):
 
 
 class StateFileExists(StateFileError):
-    pass
+    next_step: str | None = "resume"
 
 
 class StateFileLocked(StateFileError):

@@ -73,8 +73,3 @@ def make_plan(file_size: int, part_size: int | None = None) -> PartPlan:
             f"(use --part-size {auto_part_size(file_size) // MiB}MiB or more, or 'auto')"
         )
     return plan
-
-
-def _exact(n_bytes: int) -> str:
-    """A size near S3's limits, never rounded onto the limit it breaks."""
-    return f"{format_size(n_bytes)} ({n_bytes:,} bytes)"

@@ -28,26 +28,6 @@ class NullProgress:
         pass
 
 
-class CallbackProgress:
-    """Adapts a ``callback(done_bytes, total_bytes)`` function, for the Python API."""
-
-    def __init__(self, callback: Any) -> None:
-        self._callback = callback
-        self._total = 0
-        self._done = 0
-
-    def start(self, total_bytes: int, done_bytes: int) -> None:
-        self._total, self._done = total_bytes, done_bytes
-        self._callback(self._done, self._total)
-
-    def advance(self, delta_bytes: int) -> None:
-        self._done += delta_bytes
-        self._callback(self._done, self._total)
-
-    def close(self) -> None:
-        pass
-
-
 class TqdmProgress:
     """A bar on stderr: bytes, rate, ETA; resumed bytes show as already done."""
 

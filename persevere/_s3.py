@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
+from ._options import UploadOptions
 from ._retry import RetryPolicy, TransientError, call_with_retry
 
 if TYPE_CHECKING:
@@ -114,13 +115,11 @@ def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: floa
 
 @asynccontextmanager
 async def open_client(
-    endpoint: Endpoint,
-    *,
-    max_connections: int = 10,
-    connect_timeout_s: float = 10.0,
-    read_timeout_s: float = 60.0,
+    endpoint: Endpoint, options: UploadOptions | None = None
 ) -> AsyncIterator[S3Client]:
-    """An aiobotocore S3 client using the standard AWS credential chain."""
+    """An aiobotocore S3 client using the standard AWS credential chain, its pool and timeouts
+    from ``options`` (default: a small pool, for metadata requests)."""
+    options = options or UploadOptions(concurrency=8, read_timeout_s=60.0)
     import botocore.exceptions
     from aiobotocore.session import get_session
     from botocore.handlers import add_expect_header
@@ -136,7 +135,9 @@ async def open_client(
             endpoint_url=endpoint.endpoint_url,
             region_name=endpoint.region,
             verify=endpoint.ca_bundle,
-            config=_config(max_connections, connect_timeout_s, read_timeout_s),
+            config=_config(
+                options.max_connections, options.connect_timeout_s, options.read_timeout_s
+            ),
         )
         client = await creator.__aenter__()
     except botocore.exceptions.ProfileNotFound as exc:

@@ -57,92 +57,65 @@ class MultipartSession:
         client: S3Client,
         bucket: str,
         key: str,
-        upload_id: str,
+        upload_id: str | None,
         algorithm: ChecksumAlgorithm,
         *,
         retry: RetryPolicy | None = None,
         per_request: Mapping[str, Any] | None = None,
         exhausted: Exhausted = resumable,
     ) -> None:
+        """``upload_id`` None: a new upload, which :meth:`create` creates."""
         self.client = client
+        # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
+        # fit the typed client's keyword arguments; responses are read as plain mappings.
+        self._api: Any = client
         self.bucket = bucket
         self.key = key
-        self.upload_id = upload_id
+        self.upload_id = upload_id or ""
         self.algorithm = algorithm
         self.checksum_type = checksum_type(algorithm)
         self.retry = retry or RetryPolicy()
         self.exhausted = exhausted
         # Bucket, key and what S3 wants repeated on every request of the upload.
         self.object_ids: dict[str, Any] = {"Bucket": bucket, "Key": key, **(per_request or {})}
-        self.ids: dict[str, Any] = {**self.object_ids, "UploadId": upload_id}
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {**self.object_ids, "UploadId": self.upload_id}
 
     @property
     def where(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    @property
-    def _api(self) -> Any:
-        # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
-        # fit the typed client's keyword arguments; responses are read as plain mappings.
-        return self.client
-
-    @classmethod
-    async def create(
-        cls,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        algorithm: ChecksumAlgorithm,
-        *,
-        object_options: Mapping[str, Any],
-        per_request: Mapping[str, Any],
-        retry: RetryPolicy,
-        attempts: int,
-        exhausted: Exhausted = resumable,
-    ) -> MultipartSession:
-        """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast).
-
-        The session's later calls use ``retry`` and, when it runs out, ``exhausted``.
-        """
+    async def create(self, object_options: Mapping[str, Any], *, attempts: int) -> None:
+        """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast)."""
 
         def unreachable(exc: TransientError, tries: int) -> PersevereError:
             return S3Error(f"cannot start the upload after {tries} attempts: {exc}")
 
+        params = {**self.object_ids, **object_options, "ChecksumType": self.checksum_type}
         try:
             response = await call_with_retry(
-                retry.with_attempts(attempts),
+                self.retry.with_attempts(attempts),
                 "CreateMultipartUpload",
                 lambda: attempt(
                     "CreateMultipartUpload",
-                    lambda: cast(Any, client).create_multipart_upload(
-                        Bucket=bucket,
-                        Key=key,
-                        ChecksumAlgorithm=algorithm.name,
-                        ChecksumType=checksum_type(algorithm),
-                        **object_options,
+                    lambda: self._api.create_multipart_upload(
+                        **params, ChecksumAlgorithm=self.algorithm.name
                     ),
                 ),
                 unreachable,
             )
         except S3Error as exc:
-            if exc.code in _UNSUPPORTED_CODES and algorithm.name not in CLASSIC_ALGORITHMS:
+            name = self.algorithm.name
+            if exc.code in _UNSUPPORTED_CODES and name not in CLASSIC_ALGORITHMS:
                 raise S3Error(
-                    f"checksum algorithm {algorithm.name} is not supported by this endpoint "
-                    f"({exc.code})",
+                    f"checksum algorithm {name} is not supported by this endpoint ({exc.code})",
                     code=exc.code,
                     hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
                 ) from exc
             raise
-        return cls(
-            client,
-            bucket,
-            key,
-            str(response["UploadId"]),
-            algorithm,
-            retry=retry,
-            per_request=per_request,
-            exhausted=exhausted,
-        )
+        self.upload_id = str(response["UploadId"])
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""

@@ -8,6 +8,7 @@ docstring draws how the part size and the concurrency reach UploadPart).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -92,15 +93,6 @@ def _attach_state_file(exc: PersevereError, state_file: Path) -> None:
     exc.state_file = str(state_file)
 
 
-def _client(endpoint: Endpoint, options: UploadOptions) -> Any:
-    return open_client(
-        endpoint,
-        max_connections=options.max_connections,
-        connect_timeout_s=options.connect_timeout_s,
-        read_timeout_s=options.read_timeout_s,
-    )
-
-
 def _session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:
     return MultipartSession(
         client,
@@ -149,13 +141,13 @@ async def start_upload(
     with SourceFile(identity) as source:
         journal = await anyio.to_thread.run_sync(Journal.create, state_path)
         try:
-            async with _client(endpoint, options) as client:
+            async with open_client(endpoint, options) as client:
                 draft = Header(
                     bucket=bucket,
                     key=key,
                     upload_id="",  # filled in by _create
                     endpoint_url=endpoint.endpoint_url,
-                    region=endpoint.region,
+                    region=endpoint.region or resolved_region(client),
                     profile=endpoint.profile,
                     ca_bundle=endpoint.ca_bundle,
                     object_options=object_options or None,
@@ -168,9 +160,16 @@ async def start_upload(
                     created_at=_now(),
                     tool_version=__version__,
                 )
-                session, header = await _create(
-                    client, journal, draft, algorithm, object_options or {}, options
+                session = MultipartSession(
+                    client,
+                    bucket,
+                    key,
+                    None,
+                    algorithm,
+                    retry=options.retry,
+                    per_request=per_request(object_options),
                 )
+                header = await _create(session, journal, draft, object_options or {}, options)
                 try:
                     progress.start(identity.size, 0)
                     ledger = JournalLedger(journal, {})
@@ -218,22 +217,23 @@ def _prepare_start(
 
 
 async def _create(
-    client: S3Client,
+    session: MultipartSession,
     journal: Journal,
-    header: Header,
-    algorithm: ChecksumAlgorithm,
+    draft: Header,
     object_options: dict[str, Any],
     options: UploadOptions,
-) -> tuple[MultipartSession, Header]:
+) -> Header:
     """CreateMultipartUpload, then the journal header, fsync'd before any part is sent.
 
-    ``header`` is complete but for the upload id. Both steps run shielded from cancellation, so
-    a Ctrl-C cannot leave an upload on S3 that no state file knows about; once cancelled, S3
+    ``draft`` is the header but for the upload id. Both steps run shielded from cancellation,
+    so a Ctrl-C cannot leave an upload on S3 that no state file knows about; once cancelled, S3
     has CREATE_SHIELD_S more seconds to answer. (Without a Ctrl-C there is no time box: a slow
     answer is waited for, never cut and asked again, which could leave a second upload.)
     Until the header is written the state file is empty, and it is removed on any failure.
     """
     shield = anyio.CancelScope(shield=True)
+    headers: list[Header] = []
+    failure: list[Exception] = []
 
     async def time_box_once_cancelled() -> None:
         try:
@@ -241,81 +241,44 @@ async def _create(
         finally:
             shield.deadline = min(shield.deadline, anyio.current_time() + CREATE_SHIELD_S)
 
-    created: list[tuple[MultipartSession, Header]] = []
-    failure: list[Exception] = []
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(time_box_once_cancelled)
             with shield:
                 try:
-                    created.append(
-                        await _create_recorded(
-                            client, journal, header, algorithm, object_options, options
-                        )
-                    )
+                    await session.create(object_options, attempts=options.first_call_attempts)
+                    header = dataclasses.replace(draft, upload_id=session.upload_id)
+                    await _write_header(session, journal, header)
+                    headers.append(header)
                 except Exception as exc:  # re-raised below, outside the task group
                     failure.append(exc)
             tg.cancel_scope.cancel()
         if failure:
             raise failure[0]
     except BaseException:
-        if not created:
+        if not headers:
             journal.discard()
         raise
-    return created[0]
+    log.info("created upload %s for %s", session.upload_id, session.where)
+    return headers[0]
 
 
-async def _create_recorded(
-    client: S3Client,
-    journal: Journal,
-    header: Header,
-    algorithm: ChecksumAlgorithm,
-    object_options: dict[str, Any],
-    options: UploadOptions,
-) -> tuple[MultipartSession, Header]:
-    session = await MultipartSession.create(
-        client,
-        header.bucket,
-        header.key,
-        algorithm,
-        object_options=object_options,
-        per_request=per_request(object_options),
-        retry=options.retry,
-        attempts=options.first_call_attempts,
-    )
-    header = dataclasses.replace(
-        header, upload_id=session.upload_id, region=header.region or resolved_region(client)
-    )
+async def _write_header(session: MultipartSession, journal: Journal, header: Header) -> None:
     try:
         await anyio.to_thread.run_sync(journal.write_header, header)
     except OSError as exc:
-        # Nothing records this upload: take it back rather than leave it billed.
-        await _abort_unrecorded(session)
+        # Nothing records this upload: take it back (best effort, time-boxed) rather than
+        # leave it billed.
+        session.retry = session.retry.with_attempts(3)
+        aborted = False
+        with anyio.move_on_after(CREATE_SHIELD_S, shield=True), contextlib.suppress(PersevereError):
+            await session.abort()
+            aborted = True
+        leftover = "" if aborted else f" (upload {session.upload_id} could not be aborted)"
         raise StateFileError(
-            f"cannot write state file {journal.path}: {exc.strerror or exc}",
+            f"cannot write state file {journal.path}: {exc.strerror or exc}{leftover}",
             hint="free space or choose another state file, then start again",
         ) from exc
-    log.info("created upload %s for %s", session.upload_id, session.where)
-    return session, header
-
-
-async def _abort_unrecorded(session: MultipartSession) -> None:
-    """Best effort, time-boxed: abort an upload whose header could not be journaled."""
-    session.retry = session.retry.with_attempts(3)
-    with anyio.move_on_after(CREATE_SHIELD_S, shield=True) as scope:
-        try:
-            await session.abort()
-            return
-        except PersevereError as exc:
-            reason = str(exc)
-    if scope.cancelled_caught:
-        reason = "no answer"
-    log.warning(
-        "could not abort the unrecorded upload %s of %s (%s): abort it by its upload id",
-        session.upload_id,
-        session.where,
-        reason,
-    )
 
 
 # -- sending and completing ------------------------------------------------------------------
@@ -437,7 +400,7 @@ async def resume_upload(
             header = state.header
             plan = PartPlan(header.file_size, header.part_size)
             with SourceFile(identity) as source:
-                async with _client(_endpoint_of(header), options) as client:
+                async with open_client(_endpoint_of(header), options) as client:
                     session = _session_of(client, header, options.retry)
                     return await _resume(
                         session,
@@ -650,7 +613,8 @@ async def _remote_status(header: Header) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
             endpoint = _endpoint_of(header)
-            async with open_client(endpoint, connect_timeout_s=5, read_timeout_s=10) as client:
+            quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
+            async with open_client(endpoint, quick) as client:
                 session = _session_of(client, header, RetryPolicy(max_attempts=5))
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())

@@ -248,7 +248,7 @@ def test_create_refuses_an_existing_file(tmp_path):
     before = path.read_bytes()
     with pytest.raises(StateFileExists, match="already exists") as info:
         Journal.create(path)
-    assert "persevere upload resume --state-file" in (info.value.hint or "")
+    assert info.value.next_step == "resume" and info.value.state_file == str(path)
     assert path.read_bytes() == before
 
 
