@@ -25,6 +25,7 @@ from ._errors import (
     StateFileError,
     StateFileExists,
     StateFileLocked,
+    StateFileUnwritable,
     UploadFinished,
     UploadGone,
     UsageError,
@@ -33,6 +34,7 @@ from ._object_options import build_object_options as object_options
 from ._options import UploadOptions
 from ._plan import PartPlan, auto_part_size, make_plan
 from ._progress import ProgressSink
+from ._resume import resume_upload as resume
 from ._retry import RetryPolicy
 from ._s3 import Endpoint
 from ._sync import abort_sync, resume_sync, status_sync, upload_file_sync, verify_sync
@@ -42,9 +44,6 @@ from ._upload import (
 )
 from ._upload import (
     abort_upload as abort,
-)
-from ._upload import (
-    resume_upload as resume,
 )
 from ._upload import (
     start_upload as upload_file,
@@ -77,6 +76,7 @@ __all__ = [
     "StateFileError",
     "StateFileExists",
     "StateFileLocked",
+    "StateFileUnwritable",
     "UploadFinished",
     "UploadGone",
     "UploadOptions",

@@ -33,6 +33,9 @@ class PreparedPart:
     size: int
     checksum: str  # base64, sent in the request headers so S3 verifies the bytes
     make_body: BodyFactory
+    # For bodies read again on every attempt: after S3 saw other bytes than ``checksum``,
+    # raises SourceChanged if the source itself now gives other bytes (retrying cannot help).
+    recheck: Callable[[], Awaitable[None]] | None = None
 
 
 class Readable(Protocol):

@@ -6,7 +6,8 @@ stop, and reports: results on stdout, progress and errors on stderr. It catches 
 errors only (naming the flag of the parameter a core error names); anything else is a bug and
 keeps its traceback.
 
-Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interrupted
+(Ctrl-C, SIGTERM), 129 hung up (SIGHUP: the terminal closed, the ssh session dropped).
 """
 
 from __future__ import annotations
@@ -234,13 +235,22 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
 
 
 def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None) -> T:
-    """Run ``fn`` on the event loop; Ctrl-C/SIGTERM cancel it and exit 130."""
+    """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
+
+    A result that was reached before the signal took effect is still the result: a Ctrl-C
+    after the upload completed does not turn success into "interrupted".
+    """
     import anyio
 
     from ._journal import holds_upload
     from ._sync import run
 
-    interrupted = False
+    interrupted: str | None = None
+    if resumable_state is not None:
+        settling = "the journal is being settled"
+        again_note = "every recorded part is safe in the state file"
+    else:
+        settling, again_note = "cleaning up", "cleanup cut short"
 
     async def main() -> T:
         nonlocal interrupted
@@ -253,20 +263,17 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
                 # Watches for the whole run: the first signal stops the work cleanly (the
                 # journal settles); a second one, while that is under way, exits at once.
                 nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
                     task_status.started()
                     async for signum in signals:
                         name = signal.Signals(signum).name
+                        if signum == signal.SIGHUP:
+                            _hung_up()
                         if interrupted:
-                            print(
-                                f"persevere: {name} again: exiting now; every recorded part "
-                                "is safe in the state file",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                            os._exit(_errors.EXIT_INTERRUPTED)
-                        interrupted = True
-                        log.warning("%s received: stopping, the journal is being settled", name)
+                            _say(f"persevere: {name} again: exiting now; {again_note}")
+                            os._exit(_exit_code(interrupted))
+                        interrupted = name
+                        log.warning("%s received: stopping, %s", name, settling)
                         work.cancel()
 
             await tg.start(watch_signals)
@@ -276,11 +283,13 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
+        if result:
+            return result[0]
         if failure and not interrupted:
             raise failure[0]
-        if interrupted or not result:
-            raise _errors.Interrupted("interrupted")
-        return result[0]
+        stop = _errors.Interrupted(f"interrupted ({interrupted})")
+        stop.exit_code = _exit_code(interrupted)
+        raise stop
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -296,6 +305,34 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         _fail(exc)
     except _errors.PersevereError as exc:
         _fail(exc)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_code(signal_name: str | None) -> int:
+    return 129 if signal_name == "SIGHUP" else _errors.EXIT_INTERRUPTED
+
+
+def _say(line: str) -> None:
+    """A line on stderr that never raises: after SIGHUP the terminal may be gone."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _hung_up() -> None:
+    """The terminal is gone (SIGHUP): send what would have gone to it nowhere, rather than fail
+    on the next write; a supervisor's log (a file, a pipe) keeps working."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream.isatty():
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def _options(
@@ -414,7 +451,20 @@ def start(
         typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
     ] = None,
     content_type: Annotated[
-        str | None, typer.Option("--content-type", help="Default: guessed from the file name.")
+        str | None,
+        typer.Option(
+            "--content-type",
+            help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
+            "compressed type, application/gzip).",
+        ),
+    ] = None,
+    content_encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--content-encoding",
+            help="Stored as the object's Content-Encoding; none unless given (with 'gzip', "
+            "browsers and HTTP libraries hand back decompressed bytes).",
+        ),
     ] = None,
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
@@ -460,6 +510,7 @@ def start(
             file,
             storage_class=storage_class,
             content_type=content_type,
+            content_encoding=content_encoding,
             metadata=metadata or (),
             tagging=tagging or (),
             sse=sse,
@@ -508,7 +559,7 @@ def resume(
     ] = False,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
-    from ._upload import resume_upload
+    from ._resume import resume_upload
 
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     result = _run(

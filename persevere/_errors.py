@@ -10,6 +10,8 @@ The core raises these; the CLI catches them (and only them), prints one line and
     ├── StateFileError                  exit 1   state file missing, corrupt, locked, foreign
     │   ├── StateFileExists             start refuses to overwrite
     │   ├── StateFileLocked             another process holds it
+    │   ├── StateFileUnwritable         exit 3   disk full or I/O error mid-upload: nothing
+    │   │                                        unrecorded counts; resume once fixed
     │   └── UploadFinished              the journal says completed/aborted
     ├── SourceChanged                   exit 1   the file changed since the upload started
     ├── S3Error                         exit 1   a permanent S3/auth/network failure
@@ -73,6 +75,11 @@ class StateFileExists(StateFileError):
 
 class StateFileLocked(StateFileError):
     pass
+
+
+class StateFileUnwritable(StateFileError):
+    exit_code = EXIT_RESUMABLE
+    next_step: str | None = "resume"
 
 
 class UploadFinished(StateFileError):

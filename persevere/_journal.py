@@ -1,14 +1,17 @@
 """The state file: an append-only JSONL journal of one multipart upload.
 
 Line 1 is a versioned header (written and fsync'd right after CreateMultipartUpload, before any
-part is sent). Then one line per part S3 accepted, written with a single ``write`` on an
-``O_APPEND`` descriptor and fsync'd before the part counts as done. A final line records
+part is sent): the upload, and the identity of the file (size, times, inode). Then one line per
+part S3 accepted, written with a single ``write`` on an ``O_APPEND`` descriptor and fsync'd
+before the part counts as done; a ``source`` line when resume has checked the recorded parts
+against a file whose identity changed (so the next resume trusts that identity); and a final
 ``completed`` or ``aborted``. Earlier lines are never rewritten.
 
 A crash can leave only the last line torn (a prefix of the final ``write``): replay drops it.
-Anything else malformed is refused with its line number, because guessing could complete an
-object from the wrong parts. Replay (:func:`replay`) is pure; :class:`Journal` owns the file,
-its advisory lock and the fsyncs.
+A damaged line elsewhere (bit rot, an editor) is skipped and reported (``damaged_lines``): the
+part it recorded is then rebuilt from S3's ListParts and checked against the file's bytes
+before it counts, so nothing is guessed. A damaged header cannot be rebuilt and is refused.
+Replay (:func:`replay`) is pure; :class:`Journal` owns the file, its lock and the fsyncs.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import ResumableError, StateFileError, StateFileExists, StateFileLocked
+from ._errors import StateFileError, StateFileExists, StateFileLocked, StateFileUnwritable
 
 FORMAT = "persevere-journal"
 FORMAT_VERSION = 1
@@ -49,6 +52,27 @@ class Header:
     tool_version: str
     ca_bundle: str | None = None  # optional fields (with defaults) may be absent from old files
     object_options: dict[str, Any] | None = None  # CreateMultipartUpload's parameters
+    ctime_ns: int | None = None  # the file's identity beyond size and mtime (format 1.1)
+    inode: int | None = None
+    device: int | None = None
+
+    @property
+    def source(self) -> SourceRecord:
+        return SourceRecord(
+            self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """The identity of the file the recorded parts were read from (or checked against)."""
+
+    file_path: str
+    file_size: int
+    mtime_ns: int
+    ctime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +90,12 @@ class JournalState:
     outcome: dict[str, Any] | None = None  # the "completed"/"aborted" record, if any
     valid_length: int = 0  # bytes of the file up to the end of the last whole line
     torn_tail: bool = False
+    source: SourceRecord | None = None  # the latest identity the parts were checked against
+    damaged_lines: list[int] = field(default_factory=list)  # skipped: rebuilt from ListParts
+
+    @property
+    def identity(self) -> SourceRecord:
+        return self.source or self.header.source
 
     @property
     def finished(self) -> str | None:
@@ -124,11 +154,22 @@ def _parse_part(record: dict[str, Any], where: str) -> PartRecord:
     return part
 
 
+def _parse_source(record: dict[str, Any], where: str) -> SourceRecord:
+    try:
+        source = SourceRecord(**{k: v for k, v in record.items() if k != "type"})
+    except TypeError:
+        raise StateFileError(f"{where}: malformed source record") from None
+    if not (isinstance(source.file_size, int) and isinstance(source.mtime_ns, int)):
+        raise StateFileError(f"{where}: source size and mtime must be integers")
+    return source
+
+
 def replay(data: bytes, name: str = "state file") -> JournalState:
     """Rebuild the upload's state from the journal's bytes.
 
-    A last line without its newline is a torn write and is ignored (``torn_tail``); any other
-    bad line raises :class:`StateFileError` naming the line.
+    A last line without its newline is a torn write and is ignored (``torn_tail``); a damaged
+    line after the header is skipped and listed in ``damaged_lines``; a bad header, or a
+    record after the final one, raises :class:`StateFileError` naming the line.
     """
     if not data.strip():
         raise StateFileError(
@@ -151,23 +192,26 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
         except (ValueError, UnicodeDecodeError):
             if index == 1:
                 raise StateFileError(f"{name} is not a persevere state file") from None
-            raise StateFileError(f"{where} is not valid JSON: the state file is corrupt") from None
+            record = None
         if state is None:
             state = JournalState(header=_parse_header(record, name))
             continue
-        if not isinstance(record, dict):
-            raise StateFileError(f"{where} is not a journal record")
         if state.outcome is not None:
             raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
-        kind = record.get("type")
-        if kind == "part":
-            part = _parse_part(record, where)
-            # A later line for the same part wins: it was uploaded again after S3 lost it.
-            state.parts[part.part_number] = part
-        elif kind in ("completed", "aborted"):
-            state.outcome = record
-        else:
-            raise StateFileError(f"{where} has an unknown record type {kind!r}")
+        kind = record.get("type") if isinstance(record, dict) else None
+        try:
+            if kind == "part":
+                part = _parse_part(record, where)
+                # A later line for the same part wins: it was uploaded again after S3 lost it.
+                state.parts[part.part_number] = part
+            elif kind == "source":
+                state.source = _parse_source(record, where)
+            elif kind in ("completed", "aborted"):
+                state.outcome = record
+            else:
+                raise StateFileError(f"{where} is not a journal record")
+        except StateFileError:
+            state.damaged_lines.append(index)
         state.valid_length = offset
     assert state is not None
     state.valid_length = offset
@@ -188,6 +232,7 @@ class Journal:
         self._fd = fd
         self._lock = threading.Lock()
         self._broken: str | None = None  # why appends stopped, after a failed one
+        self.source: SourceRecord | None = None  # the file identity the journal records now
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -206,7 +251,11 @@ class Journal:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
         journal._acquire_lock()
-        _fsync_dir(path.parent)
+        try:
+            _fsync_dir(path.parent)
+        except OSError as exc:  # the new name might not survive a crash: give it back
+            journal.discard()
+            raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         return journal
 
     @classmethod
@@ -224,6 +273,7 @@ class Journal:
         try:
             journal._acquire_lock()
             state = replay(_read_all(fd), str(path))
+            journal.source = state.identity
             if state.torn_tail:
                 # The torn line never counted (its fsync did not return). Cut it so the next
                 # append starts on a line of its own.
@@ -258,12 +308,17 @@ class Journal:
     # -- appending -------------------------------------------------------------------------
     def write_header(self, header: Header) -> None:
         self._append(_header_line(header))
+        self.source = header.source
 
     def append_part(self, part: PartRecord) -> None:
         self._append({"type": "part", **asdict(part)})
 
     def append_outcome(self, kind: str, **details: Any) -> None:
         self._append({"type": kind, **details})
+
+    def append_source(self, source: SourceRecord) -> None:
+        self._append({"type": "source", **asdict(source)})
+        self.source = source
 
     def _append(self, record: dict[str, Any]) -> None:
         """Append one line durably, or fail leaving the file as it was before the call.
@@ -273,22 +328,27 @@ class Journal:
         """
         line = _dumps(record)
         with self._lock:
-            if self._broken is not None:
-                raise OSError(f"state file {self.path} is not writable: {self._broken}")
-            end = os.fstat(self._fd).st_size
-            try:
-                written = os.write(self._fd, line)
-                if written != len(line):
-                    raise OSError(
-                        errno.ENOSPC,
-                        f"short write ({written} of {len(line)} bytes; disk full?)",
-                    )
-                os.fsync(self._fd)
-            except OSError as exc:
-                self._broken = exc.strerror or str(exc)
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, end)  # drop the torn line now, if we can
-                raise
+            if self._broken is None:
+                end: int | None = None
+                try:
+                    end = os.fstat(self._fd).st_size
+                    written = os.write(self._fd, line)
+                    if written != len(line):
+                        raise OSError(
+                            errno.ENOSPC,
+                            f"short write ({written} of {len(line)} bytes; disk full?)",
+                        )
+                    os.fsync(self._fd)
+                    return
+                except OSError as exc:
+                    self._broken = exc.strerror or str(exc)
+                    if end is not None:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(self._fd, end)  # drop the torn line now, if we can
+            raise StateFileUnwritable(
+                f"cannot write state file {self.path}: {self._broken}",
+                hint="free space or fix permissions, then resume",
+            )
 
 
 class JournalLedger:
@@ -304,13 +364,7 @@ class JournalLedger:
     async def record(self, part: PartRecord) -> None:
         # Shielded: once S3 has the part, recording it must not be lost to a Ctrl-C.
         with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(self.journal.append_part, part)
-            except OSError as exc:
-                raise ResumableError(
-                    f"cannot write state file {self.journal.path}: {exc.strerror or exc}",
-                    hint="free space or fix permissions, then resume",
-                ) from exc
+            await anyio.to_thread.run_sync(self.journal.append_part, part)
         self.parts[part.part_number] = part
 
 

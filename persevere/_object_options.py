@@ -49,6 +49,7 @@ def build_object_options(
     *,
     storage_class: str | None = None,
     content_type: str | None = None,
+    content_encoding: str | None = None,
     metadata: Iterable[str] = (),
     tagging: Iterable[str] = (),
     sse: str | None = None,
@@ -65,10 +66,9 @@ def build_object_options(
                 f"unknown storage class {storage_class!r} (one of {', '.join(STORAGE_CLASSES)})"
             )
         options["StorageClass"] = value
-    guessed, encoding = mimetypes.guess_type(file.name)
-    options["ContentType"] = content_type or guessed or "application/octet-stream"
-    if content_type is None and encoding is not None:
-        options["ContentEncoding"] = encoding  # e.g. .gz: what `aws s3 cp` does too
+    options["ContentType"] = content_type or guess_content_type(file.name)
+    if content_encoding is not None:
+        options["ContentEncoding"] = content_encoding
     if meta := _pairs(metadata, "--metadata"):
         options["Metadata"] = meta
     if tags := _pairs(tagging, "--tagging"):
@@ -92,6 +92,26 @@ def build_object_options(
             raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
         options["ExpectedBucketOwner"] = expected_bucket_owner
     return options
+
+
+# A compressed file is stored as the bytes it is: a Content-Encoding would make browsers,
+# requests/urllib3, `curl --compressed` and CDNs hand back the *decompressed* bytes, another
+# file than the one backed up. So only its type says what it is.
+_COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+
+
+def guess_content_type(name: str) -> str:
+    """``dump.sql`` -> application/sql; ``dump.sql.gz`` -> application/gzip (no encoding)."""
+    guessed, encoding = mimetypes.guess_type(name)
+    if encoding is not None:
+        return _COMPRESSED_TYPES.get(encoding, "application/octet-stream")
+    return guessed or "application/octet-stream"
 
 
 def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:

@@ -208,8 +208,11 @@ class PartSender:
                 body_error = getattr(body, "error", None)
                 if body_error is not None:
                     raise body_error from exc  # a local failure, not the network's
-                if isinstance(exc, TransientError) and exc.throttle:
-                    self.window.throttled()
+                if isinstance(exc, TransientError):
+                    if exc.throttle:
+                        self.window.throttled()
+                    if exc.code == "BadDigest" and part.recheck is not None:
+                        await part.recheck()  # the file changed: SourceChanged, no retry
                 raise
             finally:
                 self._attempts.discard(watched)

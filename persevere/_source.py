@@ -1,7 +1,12 @@
 """The local file being uploaded: validated once, read by offset from worker threads.
 
 Reads use ``os.preadv`` into caller-owned buffers (no intermediate copies) so that threads
-never share a file position. The identity of the file (size, mtime) is what resume checks.
+never share a file position.
+
+A file's identity is its size, modification time, change time, inode and device. The change
+time (ctime) is what makes it hard to fool: every write and every ``utime`` moves it, and no
+ordinary tool can put it back, so a file edited with its mtime restored (rsync -t, tar, backup
+restores) still shows as changed. Resume re-reads what an identity change puts in doubt.
 """
 
 from __future__ import annotations
@@ -26,6 +31,27 @@ class FileIdentity:
     path: Path
     size: int
     mtime_ns: int
+    ctime_ns: int | None = None  # None: not recorded (state files of persevere <= 0.1)
+    inode: int | None = None
+    device: int | None = None
+
+    @classmethod
+    def of(cls, path: Path, st: os.stat_result) -> FileIdentity:
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+    def differences(self, recorded: FileIdentity) -> list[str]:
+        """What differs from ``recorded``, in words; an unrecorded field counts as different."""
+        fields = [
+            ("size", self.size, recorded.size),
+            ("modification time", self.mtime_ns, recorded.mtime_ns),
+            ("change time", self.ctime_ns, recorded.ctime_ns),
+            ("inode", self.inode, recorded.inode),
+            ("device", self.device, recorded.device),
+        ]
+        differ = [name for name, now, then in fields if now != then]
+        if str(self.path) != str(recorded.path):
+            differ.append("path")
+        return differ
 
 
 def inspect_file(path: Path) -> FileIdentity:
@@ -48,7 +74,7 @@ def inspect_file(path: Path) -> FileIdentity:
             f"{path} is not a regular file (a FIFO, socket or device cannot be resumed: "
             "its bytes cannot be read again)"
         )
-    return FileIdentity(absolute, st.st_size, st.st_mtime_ns)
+    return FileIdentity.of(absolute, st)
 
 
 class SourceFile:
@@ -97,16 +123,50 @@ class SourceFile:
             def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
                 return StreamingBody(self, offset, size, on_sent, throttle)
 
+            checksum = b64(digest)
+            return PreparedPart(
+                number, size, checksum, make_body,
+                recheck=lambda: self.still_reads(offset, size, checksum, algorithm),
+            )  # fmt: skip
+
         return PreparedPart(number, size, b64(digest), make_body)
 
     def check_unchanged(self) -> None:
-        st = os.fstat(self._fd)
-        if st.st_size != self.identity.size or st.st_mtime_ns != self.identity.mtime_ns:
-            raise SourceChanged(
-                f"{self.identity.path} changed while it was being uploaded "
-                f"(size {self.identity.size} -> {st.st_size})",
-                hint="the upload was not completed; abort it and start again",
+        """Before completing: the file must be as it was when its parts were read."""
+        now = FileIdentity.of(self.identity.path, os.fstat(self._fd))
+        if differ := now.differences(self.identity):
+            what = ", ".join(differ)
+            if "size" in differ:
+                what = f"size {self.identity.size} -> {now.size}"
+            changed = SourceChanged(
+                f"{self.identity.path} changed while it was being uploaded ({what}); the upload "
+                "was not completed",
+                hint="when the file is final, resume: it re-reads the parts already sent and "
+                "sends again those that changed",
             )
+            changed.next_step = "resume"
+            raise changed
+
+    async def still_reads(self, offset: int, size: int, checksum: str, algorithm: Any) -> None:
+        """S3 saw other bytes than the checksum promised: was it the network, or the file?
+
+        Re-hashes the range; if the file now gives another checksum, it changed under the
+        upload and sending it again cannot help.
+        """
+        scratch = memoryview(bytearray(min(size, 8 << 20) or 1))
+        digest, _ = await anyio.to_thread.run_sync(
+            self.hash_range, offset, size, scratch, algorithm
+        )
+        if b64(digest) != checksum:
+            changed = SourceChanged(
+                f"{self.identity.path} changed while it was being uploaded (the bytes at "
+                f"{offset:,}..{offset + size - 1:,} differ from a moment ago); the upload was "
+                "not completed",
+                hint="when the file is final, resume: it re-reads the parts already sent and "
+                "sends again those that changed",
+            )
+            changed.next_step = "resume"
+            raise changed
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
         """Fill ``buffer`` exactly from ``offset``; a short read means the file shrank."""

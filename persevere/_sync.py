@@ -12,7 +12,8 @@ from typing import ParamSpec, TypeVar
 
 import anyio
 
-from ._upload import abort_upload, resume_upload, start_upload, upload_status
+from ._resume import resume_upload
+from ._upload import abort_upload, start_upload, upload_status
 from ._verify import verify_object
 
 P = ParamSpec("P")

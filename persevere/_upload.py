@@ -19,29 +19,27 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ChecksumAlgorithm, ETag, b64, checksum_type, get_algorithm
+from ._checksums import ChecksumAlgorithm, ETag, checksum_type, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
     S3Error,
-    SourceChanged,
     StateFileError,
+    StateFileUnwritable,
     UploadFinished,
     UploadGone,
     UsageError,
 )
-from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, read_state
+from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
-from ._reconcile import RemotePart, reconcile
 from ._retry import RetryPolicy, TransientError
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PartSender
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
-from ._units import MiB
 from ._version import __version__
 
 log = logging.getLogger("persevere")
@@ -88,12 +86,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _attach_state_file(exc: PersevereError, state_file: Path) -> None:
+def attach_state_file(exc: PersevereError, state_file: Path) -> None:
     """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
     exc.state_file = str(state_file)
 
 
-def _session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:
+def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:
     return MultipartSession(
         client,
         header.bucket,
@@ -105,7 +103,7 @@ def _session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipa
     )
 
 
-def _endpoint_of(header: Header) -> Endpoint:
+def endpoint_of(header: Header) -> Endpoint:
     return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
 
 
@@ -154,6 +152,9 @@ async def start_upload(
                     file_path=str(identity.path),
                     file_size=identity.size,
                     mtime_ns=identity.mtime_ns,
+                    ctime_ns=identity.ctime_ns,
+                    inode=identity.inode,
+                    device=identity.device,
                     part_size=plan.part_size,
                     checksum_algorithm=algorithm.name,
                     checksum_type=checksum_type(algorithm),
@@ -173,7 +174,7 @@ async def start_upload(
                 try:
                     progress.start(identity.size, 0)
                     ledger = JournalLedger(journal, {})
-                    return await _send_and_complete(
+                    return await send_and_complete(
                         session,
                         source,
                         ledger,
@@ -185,7 +186,7 @@ async def start_upload(
                         started,
                     )
                 except PersevereError as exc:
-                    _attach_state_file(exc, state_path)
+                    attach_state_file(exc, state_path)
                     raise
                 finally:
                     progress.close()
@@ -282,7 +283,7 @@ async def _write_header(session: MultipartSession, journal: Journal, header: Hea
 
 
 # -- sending and completing ------------------------------------------------------------------
-async def _send_and_complete(
+async def send_and_complete(
     session: MultipartSession,
     source: SourceFile,
     ledger: JournalLedger,
@@ -305,12 +306,12 @@ async def _send_and_complete(
         if not await session.holds(done, header.file_size):
             raise
     else:
-        await _check_object(session, done, header.file_size)
-    await _record_completed(ledger.journal, done, header.file_size)
-    return _result(header, plan, done, sender.bytes_sent, started)
+        await check_object(session, done, header.file_size)
+    await record_completed(ledger.journal, done, header.file_size, source_of(source.identity))
+    return make_result(header, plan, done, sender.bytes_sent, started)
 
 
-async def _check_object(session: MultipartSession, done: Completed, size: int) -> None:
+async def check_object(session: MultipartSession, done: Completed, size: int) -> None:
     """HeadObject after completion: size and stored checksum must be ours.
 
     Needs s3:GetObject; without it the check is skipped with a warning (the parts and
@@ -338,9 +339,18 @@ async def _check_object(session: MultipartSession, done: Completed, size: int) -
             )
 
 
-async def _record_completed(journal: Journal, done: Completed, size: int) -> None:
-    await anyio.to_thread.run_sync(
-        lambda: journal.append_outcome(
+async def record_completed(
+    journal: Journal, done: Completed, size: int, source: SourceRecord
+) -> None:
+    """The final line, after the identity of the file the object now equals (when it is not
+    the one already recorded). The object is complete and verified whatever happens here: a
+    state file that cannot take these lines (disk full) is a warning, and a later resume,
+    finding the upload complete on S3, records it."""
+
+    def append() -> None:
+        if journal.source != source:
+            journal.append_source(source)
+        journal.append_outcome(
             "completed",
             etag=done.etag,
             expected_etag=done.expected_etag,
@@ -348,10 +358,26 @@ async def _record_completed(journal: Journal, done: Completed, size: int) -> Non
             size=size,
             at=_now(),
         )
+
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(append)
+    except StateFileUnwritable as exc:
+        log.warning("the object is complete and verified, but %s (a resume records it)", exc)
+
+
+def source_of(identity: FileIdentity) -> SourceRecord:
+    return SourceRecord(
+        str(identity.path),
+        identity.size,
+        identity.mtime_ns,
+        identity.ctime_ns,
+        identity.inode,
+        identity.device,
     )
 
 
-def _result(
+def make_result(
     header: Header,
     plan: PartPlan,
     done: Completed,
@@ -375,195 +401,6 @@ def _result(
     )
 
 
-# -- resume ----------------------------------------------------------------------------------
-async def resume_upload(
-    state_file: str | Path,
-    *,
-    options: UploadOptions | None = None,
-    progress: ProgressSink | None = None,
-    verify_parts: bool = False,
-) -> UploadResult:
-    """Continue the upload a state file describes: reconcile with S3, send the rest, complete.
-
-    ``verify_parts`` re-reads the parts the journal says are done and compares them with
-    their recorded checksums (a file changed in place with its mtime preserved); parts that
-    differ are uploaded again. Without it, resume trusts size and mtime.
-    """
-    options = options or UploadOptions()
-    progress = progress or NullProgress()
-    options.validate()
-    started = time.monotonic()
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
-    try:
-        journal, state, identity = await anyio.to_thread.run_sync(_prepare_resume, state_path)
-        try:
-            header = state.header
-            plan = PartPlan(header.file_size, header.part_size)
-            with SourceFile(identity) as source:
-                async with open_client(_endpoint_of(header), options) as client:
-                    session = _session_of(client, header, options.retry)
-                    return await _resume(
-                        session,
-                        source,
-                        journal,
-                        state,
-                        plan,
-                        options,
-                        progress,
-                        verify_parts,
-                        started,
-                    )
-        finally:
-            progress.close()
-            journal.close()
-    except PersevereError as exc:
-        _attach_state_file(exc, state_path)
-        raise
-
-
-def _prepare_resume(state_path: Path) -> tuple[Journal, JournalState, FileIdentity]:
-    """Lock and replay the journal, and check the file is the one the upload started with."""
-    journal, state = Journal.open(state_path)
-    try:
-        _refuse_finished(state, state_path)
-        identity = _check_source(state.header)
-        _check_parts(state, PartPlan(state.header.file_size, state.header.part_size), state_path)
-    except BaseException:
-        journal.close()
-        raise
-    return journal, state, identity
-
-
-async def _resume(
-    session: MultipartSession,
-    source: SourceFile,
-    journal: Journal,
-    state: JournalState,
-    plan: PartPlan,
-    options: UploadOptions,
-    progress: ProgressSink,
-    verify_parts: bool,
-    started: float,
-) -> UploadResult:
-    header = state.header
-    try:
-        remote = await session.list_parts()
-    except UploadGone:
-        if len(state.parts) == plan.part_count:
-            done = session.expected([state.parts[n] for n in plan.part_numbers()])
-            if await session.holds(done, header.file_size):
-                await _record_completed(journal, done, header.file_size)
-                return _result(header, plan, done, 0, started, already=True)
-        raise UploadGone(
-            f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
-            "(aborted elsewhere, or expired by a lifecycle rule)",
-            code="NoSuchUpload",
-            hint="start a new upload with a new state file",
-        ) from None
-    found = reconcile(plan, state.parts, remote)
-    if found.lost:
-        log.warning(
-            "%d part(s) in the journal are not on S3; uploading them again", len(found.lost)
-        )
-    ledger = JournalLedger(journal, dict(found.kept))
-    rejected = await _adopt(source, ledger, plan, session, found.adopt)
-    if verify_parts:
-        rejected += await _recheck(source, ledger, plan, session.algorithm)
-    todo = sorted(set(found.missing) | set(rejected))
-    progress.start(header.file_size, sum(p.size for p in ledger.parts.values()))
-    return await _send_and_complete(
-        session, source, ledger, header, plan, options, progress, todo, started
-    )
-
-
-async def _adopt(
-    source: SourceFile,
-    ledger: JournalLedger,
-    plan: PartPlan,
-    session: MultipartSession,
-    candidates: dict[int, RemotePart],
-) -> list[int]:
-    """Keep S3's parts that match the local bytes; return the numbers to upload again."""
-    rejected = []
-    scratch = memoryview(bytearray(min(plan.part_size, 8 * MiB)))
-    for number, remote in sorted(candidates.items()):
-        digest, md5 = await anyio.to_thread.run_sync(
-            source.hash_range, plan.offset(number), remote.size, scratch, session.algorithm, True
-        )
-        checksum = b64(digest)
-        if remote.checksum is not None:
-            matches = remote.checksum.split("-")[0] == checksum
-        else:
-            etag = ETag(remote.etag)
-            matches = etag.part_count is None and etag.md5 == md5
-        if matches:
-            log.info("part %d: found on S3 and matches the file, adopted", number)
-            await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-        else:
-            rejected.append(number)
-    return rejected
-
-
-async def _recheck(
-    source: SourceFile, ledger: JournalLedger, plan: PartPlan, algorithm: ChecksumAlgorithm
-) -> list[int]:
-    """Re-read every done part; forget (and return) those whose bytes changed."""
-    changed = []
-    scratch = memoryview(bytearray(min(plan.part_size, 8 * MiB)))
-    for number, part in sorted(ledger.parts.items()):
-        digest, _ = await anyio.to_thread.run_sync(
-            source.hash_range, plan.offset(number), part.size, scratch, algorithm
-        )
-        if b64(digest) != part.checksum:
-            changed.append(number)
-            del ledger.parts[number]
-    if changed:
-        log.warning(
-            "%d part(s) changed in the file since they were uploaded (first: part %d); "
-            "uploading them again",
-            len(changed),
-            changed[0],
-        )
-    else:
-        log.info("all %d uploaded parts still match the file", len(ledger.parts))
-    return changed
-
-
-def _refuse_finished(state: JournalState, state_path: Path) -> None:
-    if state.finished == "completed":
-        raise UploadFinished(
-            f"the upload in {state_path} already completed: "
-            f"s3://{state.header.bucket}/{state.header.key} exists",
-            hint="nothing to do; use a new state file for a new upload",
-        )
-    if state.finished == "aborted":
-        raise UploadFinished(
-            f"the upload in {state_path} was aborted",
-            hint="start a new upload with a new state file",
-        )
-
-
-def _check_source(header: Header) -> FileIdentity:
-    identity = inspect_file(Path(header.file_path))
-    if identity.size != header.file_size or identity.mtime_ns != header.mtime_ns:
-        what = "size" if identity.size != header.file_size else "modification time"
-        raise SourceChanged(
-            f"{header.file_path} changed since the upload started ({what} differs): "
-            "its parts on S3 may not match it",
-            hint="abort the upload and start again",
-        )
-    return identity
-
-
-def _check_parts(state: JournalState, plan: PartPlan, state_path: Path) -> None:
-    for number, part in state.parts.items():
-        if not 1 <= number <= plan.part_count or part.size != plan.size_of(number):
-            raise StateFileError(
-                f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
-                f"plan of {plan.part_count} parts of {plan.part_size} bytes: corrupt state file"
-            )
-
-
 # -- abort and status ------------------------------------------------------------------------
 async def abort_upload(state_file: str | Path) -> Header:
     """Abort the multipart upload a state file describes (S3 frees its parts), and journal it."""
@@ -578,9 +415,9 @@ async def abort_upload(state_file: str | Path) -> Header:
             )
         if state.finished == "aborted":
             return header
-        async with open_client(_endpoint_of(header)) as client:
+        async with open_client(endpoint_of(header)) as client:
             try:
-                await _session_of(client, header, RetryPolicy(max_attempts=5)).abort()
+                await session_of(client, header, RetryPolicy(max_attempts=5)).abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
@@ -612,10 +449,10 @@ async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> Upl
 async def _remote_status(header: Header) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
-            endpoint = _endpoint_of(header)
+            endpoint = endpoint_of(header)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
             async with open_client(endpoint, quick) as client:
-                session = _session_of(client, header, RetryPolicy(max_attempts=5))
+                session = session_of(client, header, RetryPolicy(max_attempts=5))
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())
                 return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size)

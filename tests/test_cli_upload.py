@@ -274,16 +274,38 @@ def test_start_refuses_bad_plans(s3_env, bucket, tmp_path, part_size, file_size,
     assert_clean(result)
 
 
-def test_resume_refuses_changed_file(s3_env, bucket, make_file, tmp_path):
+def test_resume_of_a_touched_file_rereads_its_parts(s3_env, bucket, s3_client, make_file, tmp_path):
+    """A new mtime puts the uploaded parts in doubt: they are re-read, found equal, and the
+    upload completes without sending them again."""
+    file = make_file(30 * MiB, seed=10)
+    state = tmp_path / "up.state"
+    _interrupted_upload(s3_env, bucket, file, state, "changed", parts=2)
+    done = sum(1 for r in journal(state) if r["type"] == "part")
+    os.utime(file, ns=(time.time_ns(), time.time_ns()))
+    result = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "modification time, change time changed" in result.stderr
+    assert f"re-reading the {done} part(s) already uploaded" in result.stderr
+    assert json.loads(result.stdout)["bytes_sent"] == 30 * MiB - done * 5 * MiB
+    assert_object_matches(s3_client, bucket, "changed", file)
+    records = journal(state)
+    assert records[-2]["type"] == "source" and records[-1]["type"] == "completed"
+    assert records[-2]["mtime_ns"] == file.stat().st_mtime_ns
+
+
+def test_resume_refuses_a_file_of_another_size(s3_env, bucket, make_file, tmp_path):
     file = make_file(30 * MiB, seed=10)
     state = tmp_path / "up.state"
     _interrupted_upload(s3_env, bucket, file, state, "changed", parts=2)
     before = state.read_bytes()
-    os.utime(file, ns=(time.time_ns(), time.time_ns()))
+    with file.open("ab") as grow:
+        grow.write(b"more")
     result = persevere(s3_env, "upload", "resume", "--state-file", state)
     assert result.returncode == 1
-    assert "changed since the upload started" in result.stderr
-    assert "persevere upload abort --state-file" in result.stderr
+    assert "changed since the upload started (size 31,457,280 -> 31,457,284 bytes)" in (
+        result.stderr
+    )
+    assert f"persevere upload abort --state-file {state}" in result.stderr
     assert state.read_bytes() == before
     assert_clean(result)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persevere import StateFileError, StateFileExists, StateFileLocked
+from persevere import StateFileError, StateFileExists, StateFileLocked, StateFileUnwritable
 from persevere._journal import (
     FORMAT,
     FORMAT_VERSION,
@@ -125,15 +125,18 @@ def test_later_duplicate_part_wins():
     assert state.parts == {1: again, 2: part(2)}
 
 
-def test_malformed_line_in_the_middle_names_its_line():
+def test_malformed_line_in_the_middle_is_skipped_and_named():
+    """Resume rebuilds what a damaged line recorded from ListParts and the file's bytes."""
     data = header_line() + part_line(part(1)) + b'{"type":"part","part_nu\n' + part_line(part(2))
-    with pytest.raises(StateFileError, match=r"journal\.persevere, line 3 is not valid JSON"):
-        replay(data, "journal.persevere")
+    state = replay(data, "journal.persevere")
+    assert state.damaged_lines == [3]
+    assert state.parts == {1: part(1), 2: part(2)}
+    assert state.valid_length == len(data)
 
 
-def test_blank_line_in_the_middle_is_corruption():
-    with pytest.raises(StateFileError, match="line 2 is not valid JSON"):
-        replay(header_line() + b"\n" + part_line(part(1)))
+def test_blank_line_in_the_middle_is_damage():
+    state = replay(header_line() + b"\n" + part_line(part(1)))
+    assert state.damaged_lines == [2] and state.parts == {1: part(1)}
 
 
 @pytest.mark.parametrize(
@@ -191,13 +194,14 @@ def test_header_field_types(field, value, message):
             {"type": "part", "part_number": 1, "etag": None, "checksum": "c", "size": 1},
             "line 2: part ETag",
         ),
-        ({"type": "mystery"}, "line 2 has an unknown record type 'mystery'"),
+        ({"type": "mystery"}, "line 2 is not a journal record"),
         ([1, 2], "line 2 is not a journal record"),
     ],
 )
-def test_bad_records_are_refused_with_their_line(record, message):
-    with pytest.raises(StateFileError, match=message):
-        replay(header_line() + line(record) + part_line(part(1)))
+def test_bad_records_are_skipped_with_their_line(record, message):
+    state = replay(header_line() + line(record) + part_line(part(1)))
+    assert state.damaged_lines == [2]
+    assert state.parts == {1: part(1)}
 
 
 @pytest.mark.parametrize(
@@ -480,11 +484,12 @@ def test_a_failed_append_leaves_the_file_whole_and_stops_appends(tmp_path, monke
         return real_write(fd, data[: len(data) // 2])
 
     monkeypatch.setattr(journal_module.os, "write", half_write)
-    with pytest.raises(OSError, match="short write"):
+    with pytest.raises(StateFileUnwritable, match="short write") as failed:
         journal.append_part(part(2))
+    assert failed.value.exit_code == 3 and failed.value.next_step == "resume"
     monkeypatch.setattr(journal_module.os, "write", real_write)
     assert path.read_bytes() == before  # the half line was cut
-    with pytest.raises(OSError, match="not writable"):
+    with pytest.raises(StateFileUnwritable, match="cannot write state file"):
         journal.append_part(part(3))  # another worker's part: refused, not appended
     journal.close()
     assert replay(path.read_bytes()).parts == {1: part(1)}

@@ -1,0 +1,326 @@
+"""Resume: continue the upload a state file records, so that exit 0 means the object equals
+the file as it is now.
+
+What is trusted, and what is read again (the README's "resume policy"):
+
+1. S3 first. ListParts says which parts S3 holds; if the upload is gone but the journal has
+   every part, HeadObject says whether an earlier run completed it (its answer lost in a
+   crash). Without ListParts permission, the journal alone is used (with a warning): S3 still
+   verifies every part's checksum, and CompleteMultipartUpload refuses unknown parts.
+2. The file. Its identity (size, mtime, ctime, inode, device) is compared with the one the
+   journal recorded. A different size cannot be resumed (the parts would not line up).
+   - Everything matches: the recorded parts are trusted, after a spot check that re-reads
+     ``SPOT_CHECK_PARTS`` of them chosen at random (a mismatch there re-reads them all).
+   - Anything else differs (a touched file, a restored mtime that still moved the ctime, a
+     copy on another machine), or ``verify_parts``: every recorded part is re-read and
+     compared with its recorded checksum; the ones that changed are sent again.
+3. Parts S3 holds that the journal missed (a crash between S3's answer and the fsync) are
+   adopted only if their ETag or checksum matches the file's bytes.
+4. Completion checks the file once more (nothing may have changed since it was read) and S3
+   checks the combined checksum of every part.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from ._checksums import ETag, b64
+from ._errors import (
+    PersevereError,
+    S3Error,
+    SourceChanged,
+    StateFileError,
+    UploadFinished,
+    UploadGone,
+)
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
+from ._options import UploadOptions
+from ._plan import PartPlan
+from ._progress import NullProgress, ProgressSink
+from ._reconcile import RemotePart, reconcile
+from ._s3 import open_client
+from ._session import MultipartSession
+from ._source import FileIdentity, SourceFile, inspect_file
+from ._units import MiB, format_size
+from ._upload import (
+    UploadResult,
+    attach_state_file,
+    endpoint_of,
+    make_result,
+    record_completed,
+    send_and_complete,
+    session_of,
+    source_of,
+)
+
+log = logging.getLogger("persevere")
+
+SPOT_CHECK_PARTS = 2
+
+
+async def resume_upload(
+    state_file: str | Path,
+    *,
+    options: UploadOptions | None = None,
+    progress: ProgressSink | None = None,
+    verify_parts: bool = False,
+) -> UploadResult:
+    """Continue the upload a state file describes: reconcile with S3, check the file, send the
+    rest, complete (see the module docstring for what is trusted).
+
+    ``verify_parts`` re-reads every part already uploaded even when the file's identity has
+    not changed.
+    """
+    options = options or UploadOptions()
+    progress = progress or NullProgress()
+    options.validate()
+    started = time.monotonic()
+    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
+    try:
+        journal, state = await anyio.to_thread.run_sync(_open, state_path)
+        try:
+            header = state.header
+            identity = await anyio.to_thread.run_sync(inspect_file, Path(header.file_path))
+            with SourceFile(identity) as source:
+                async with open_client(endpoint_of(header), options) as client:
+                    run = _Resumption(
+                        session_of(client, header, options.retry),
+                        source,
+                        journal,
+                        state,
+                        PartPlan(header.file_size, header.part_size),
+                        options,
+                        progress,
+                    )
+                    return await run.resume(verify_parts, started)
+        finally:
+            progress.close()
+            journal.close()
+    except PersevereError as exc:
+        attach_state_file(exc, state_path)
+        raise
+
+
+def _open(state_path: Path) -> tuple[Journal, JournalState]:
+    """Lock and replay the journal; refuse one that is finished or does not fit its plan."""
+    journal, state = Journal.open(state_path)
+    try:
+        if state.finished == "completed":
+            raise UploadFinished(
+                f"the upload in {state_path} already completed: "
+                f"s3://{state.header.bucket}/{state.header.key} exists",
+                hint="nothing to do; use a new state file for a new upload",
+            )
+        if state.finished == "aborted":
+            raise UploadFinished(
+                f"the upload in {state_path} was aborted",
+                hint="start a new upload with a new state file",
+            )
+        plan = PartPlan(state.header.file_size, state.header.part_size)
+        for number, part in state.parts.items():
+            if not 1 <= number <= plan.part_count or part.size != plan.size_of(number):
+                raise StateFileError(
+                    f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
+                    f"plan of {plan.part_count} parts of {plan.part_size} bytes: corrupt state "
+                    "file"
+                )
+        if state.damaged_lines:
+            log.warning(
+                "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
+                state_path,
+                ", ".join(map(str, state.damaged_lines)),
+            )
+    except BaseException:
+        journal.close()
+        raise
+    return journal, state
+
+
+@dataclass
+class _Resumption:
+    session: MultipartSession
+    source: SourceFile
+    journal: Journal
+    state: JournalState
+    plan: PartPlan
+    options: UploadOptions
+    progress: ProgressSink
+
+    @property
+    def header(self) -> Header:
+        return self.state.header
+
+    async def resume(self, verify_parts: bool, started: float) -> UploadResult:
+        try:
+            remote = await self._remote_parts()
+        except UploadGone:
+            return await self._completed_earlier(started)
+        self._refuse_other_size()
+        done = dict(self.state.parts)
+        changed = await self._check_file(done, verify_parts)
+        if remote is None:
+            kept, adopt, missing = done, {}, [n for n in self.plan.part_numbers() if n not in done]
+        else:
+            found = reconcile(self.plan, done, remote)
+            if found.lost:
+                log.warning(
+                    "%d part(s) in the journal are not on S3; uploading them again",
+                    len(found.lost),
+                )
+            kept, adopt, missing = dict(found.kept), found.adopt, found.missing
+        ledger = JournalLedger(self.journal, kept)
+        rejected = await self._adopt(ledger, adopt)
+        todo = sorted(set(missing) | set(rejected) | set(changed))
+        self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
+        try:
+            return await send_and_complete(
+                self.session, self.source, ledger, self.header, self.plan, self.options,
+                self.progress, todo, started,
+            )  # fmt: skip
+        except S3Error as exc:
+            if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
+                exc.hint = (
+                    "resume could not compare the state file with S3 (ListParts was refused): "
+                    "granting s3:ListMultipartUploadParts lets it reconcile the two"
+                )
+            raise
+
+    async def _remote_parts(self) -> dict[int, RemotePart] | None:
+        """ListParts (UploadGone if the upload is gone); None when it is not permitted."""
+        try:
+            return await self.session.list_parts()
+        except S3Error as exc:
+            if exc.code != "AccessDenied":
+                raise
+            log.warning(
+                "ListParts was refused (%s): resuming from the state file alone; parts S3 "
+                "received but the journal missed are sent again",
+                exc.code,
+            )
+            return None
+
+    async def _completed_earlier(self, started: float) -> UploadResult:
+        """The upload is gone from S3 and the journal has every part: did an earlier run
+        complete it (and crash before recording it)? Then the object is the recorded parts,
+        and it equals the file if the file still gives those parts."""
+        header = self.header
+        recorded = [self.state.parts.get(n) for n in self.plan.part_numbers()]
+        parts = [p for p in recorded if p is not None]
+        done = self.session.expected(parts)
+        if len(parts) < self.plan.part_count or not await self.session.holds(
+            done, header.file_size
+        ):
+            raise UploadGone(
+                f"multipart upload {header.upload_id} for {self.session.where} no longer exists "
+                "on S3 (aborted elsewhere, or expired by a lifecycle rule)",
+                code="NoSuchUpload",
+                hint="start a new upload with a new state file",
+            )
+        self._refuse_other_size()
+        changed = await self._check_file(dict(self.state.parts), verify_parts=False)
+        await record_completed(
+            self.journal, done, header.file_size, source_of(self.source.identity)
+        )
+        if changed:
+            raise SourceChanged(
+                f"{self.session.where} was completed from {header.file_path} as it was; the "
+                f"file has changed since (part {changed[0]} differs)",
+                hint="upload it again, as a new upload",
+            )
+        return make_result(header, self.plan, done, 0, started, already=True)
+
+    def _refuse_other_size(self) -> None:
+        now = self.source.identity
+        if now.size != self.header.file_size:
+            raise SourceChanged(
+                f"{self.header.file_path} changed since the upload started (size "
+                f"{self.header.file_size:,} -> {now.size:,} bytes): its parts on S3 cannot "
+                "make it",
+                hint="abort the upload and start again",
+            )
+
+    async def _check_file(self, done: dict[int, PartRecord], verify_parts: bool) -> list[int]:
+        """Apply the identity policy to the recorded parts; forget (and return) the numbers
+        of those whose bytes changed."""
+        recorded = self.state.identity
+        was = FileIdentity(
+            Path(recorded.file_path), recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
+            recorded.inode, recorded.device,
+        )  # fmt: skip
+        differ = self.source.identity.differences(was)
+        if not done:
+            return []
+        if differ or verify_parts:
+            why = f"its {', '.join(differ)} changed" if differ else "as asked"
+            return await self._reread(done, sorted(done), why)
+        sample = random.SystemRandom().sample(sorted(done), min(SPOT_CHECK_PARTS, len(done)))
+        if not await self._reread(dict(done), sample, None, quiet=True):
+            log.info("spot check: parts %s still match the file", sample)
+            return []
+        why = "a spot check found a part that differs although size and times match"
+        return await self._reread(done, sorted(done), why)
+
+    async def _reread(
+        self, done: dict[int, PartRecord], numbers: list[int], why: str | None, quiet: bool = False
+    ) -> list[int]:
+        total = sum(done[n].size for n in numbers)
+        if why is not None:
+            log.warning(
+                "%s: %s since its parts were uploaded; re-reading the %d part(s) already "
+                "uploaded (%s)",
+                self.header.file_path,
+                why,
+                len(numbers),
+                format_size(total),
+            )
+        if not quiet:
+            self.progress.start(total, 0)
+        changed = []
+        scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
+        for number in numbers:
+            digest, _ = await anyio.to_thread.run_sync(
+                self.source.hash_range, self.plan.offset(number), done[number].size, scratch,
+                self.session.algorithm, False, None if quiet else self._advance_from_thread,
+            )  # fmt: skip
+            if b64(digest) != done[number].checksum:
+                changed.append(number)
+                del done[number]
+        if changed and why is not None:
+            log.warning(
+                "%d part(s) changed in the file since they were uploaded (first: part %d); "
+                "sending them again",
+                len(changed),
+                changed[0],
+            )
+        return changed
+
+    def _advance_from_thread(self, n: int) -> None:
+        anyio.from_thread.run_sync(self.progress.advance, n)
+
+    async def _adopt(self, ledger: JournalLedger, candidates: dict[int, RemotePart]) -> list[int]:
+        """Keep S3's parts that match the local bytes; return the numbers to upload again."""
+        rejected = []
+        scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
+        for number, remote in sorted(candidates.items()):
+            digest, md5 = await anyio.to_thread.run_sync(
+                self.source.hash_range, self.plan.offset(number), remote.size, scratch,
+                self.session.algorithm, True,
+            )  # fmt: skip
+            checksum = b64(digest)
+            if remote.checksum is not None:
+                matches = remote.checksum.split("-")[0] == checksum
+            else:
+                etag = ETag(remote.etag)
+                matches = etag.part_count is None and etag.md5 == md5
+            if matches:
+                log.info("part %d: found on S3 and matches the file, adopted", number)
+                await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
+            else:
+                rejected.append(number)
+        return rejected
