@@ -87,7 +87,7 @@ class UploadFinished(StateFileError):
 
 
 class SourceChanged(PersevereError):
-    next_step = "abort"
+    next_step: str | None = "abort"
 
 
 class S3Error(PersevereError):
@@ -99,7 +99,7 @@ class S3Error(PersevereError):
 
 
 class UploadGone(S3Error):
-    next_step = None
+    next_step: str | None = None
 
 
 class IntegrityError(PersevereError):
@@ -108,9 +108,9 @@ class IntegrityError(PersevereError):
 
 class ResumableError(PersevereError):
     exit_code = EXIT_RESUMABLE
-    next_step = "resume"
+    next_step: str | None = "resume"
 
 
 class Interrupted(PersevereError):
     exit_code = EXIT_INTERRUPTED
-    next_step = "resume"
+    next_step: str | None = "resume"

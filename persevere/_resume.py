@@ -228,11 +228,13 @@ class _Resumption:
             self.journal, done, header.file_size, source_of(self.source.identity)
         )
         if changed:
-            raise SourceChanged(
+            newer = SourceChanged(
                 f"{self.session.where} was completed from {header.file_path} as it was; the "
                 f"file has changed since (part {changed[0]} differs)",
                 hint="upload it again, as a new upload",
             )
+            newer.next_step = None  # the upload is finished: nothing to resume or abort
+            raise newer
         return make_result(header, self.plan, done, 0, started, already=True)
 
     def _refuse_other_size(self) -> None:

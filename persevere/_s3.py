@@ -248,7 +248,11 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
             return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
         if code == "NoSuchUpload":
-            return UploadGone(text, code=code)
+            return UploadGone(
+                f"{text} (the multipart upload was aborted, elsewhere or by a lifecycle rule)",
+                code=code,
+                hint="start a new upload",
+            )
         return S3Error(text, code=code, hint=_HINTS.get(code))
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return S3Error(

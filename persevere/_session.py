@@ -197,9 +197,23 @@ class MultipartSession:
         }
         if self.checksum_type == "FULL_OBJECT":
             params[param] = str(expected.checksum)
-        response = await self.call(
-            "CompleteMultipartUpload", lambda: self._api.complete_multipart_upload(**params)
-        )
+
+        async def complete_once() -> Any:
+            try:
+                return await self._api.complete_multipart_upload(**params)
+            except Exception as exc:
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") == "BadDigest":
+                    # Every part was verified on arrival: the whole disagreeing with them is
+                    # not a transfer error that another attempt could cure.
+                    raise IntegrityError(
+                        f"S3 refused to complete {self.where}: the parts' combined checksum "
+                        f"{expected.checksum} does not match the object it assembled "
+                        "(BadDigest)",
+                        hint="abort the upload and start again",
+                    ) from exc
+                raise
+
+        response = await self.call("CompleteMultipartUpload", complete_once)
         returned = response.get(param)
         if returned is not None and returned != str(expected.checksum):
             raise IntegrityError(

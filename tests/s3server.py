@@ -52,6 +52,10 @@ ADMIN_ACCESS_KEY = "PERSEVEREADMINKEY000"
 ADMIN_SECRET_KEY = "persevere-admin-secret-key-for-local-tests"
 READONLY_ACCESS_KEY = "PERSEVEREREADONLY000"
 READONLY_SECRET_KEY = "persevere-readonly-secret-key-for-local-tests"
+# Write only (Create, UploadPart, Complete, Abort; no ListParts, no HeadObject): the minimal
+# policy the original tool documents (s3:PutObject + s3:AbortMultipartUpload).
+WRITEONLY_ACCESS_KEY = "PERSEVEREWRITEONLY00"
+WRITEONLY_SECRET_KEY = "persevere-writeonly-secret-key-for-local-tests"
 
 STARTUP_TIMEOUT_S = 60.0
 # Capacity set by hand, never from the free disk. Left alone, ``weed mini`` sizes itself from the
@@ -207,7 +211,8 @@ def _load_ports(path: Path, s3_port: int | None) -> _Ports | None:
 
 
 def _identities_json() -> str:
-    """Weed's ``-s3.config`` format; the read-only identity exists for AccessDenied tests."""
+    """Weed's ``-s3.config`` format; the read-only and write-only identities exist for
+    AccessDenied tests."""
     identities = [
         {
             "name": "persevere-admin",
@@ -218,6 +223,11 @@ def _identities_json() -> str:
             "name": "persevere-readonly",
             "credentials": [{"accessKey": READONLY_ACCESS_KEY, "secretKey": READONLY_SECRET_KEY}],
             "actions": ["Read", "List"],
+        },
+        {
+            "name": "persevere-writeonly",
+            "credentials": [{"accessKey": WRITEONLY_ACCESS_KEY, "secretKey": WRITEONLY_SECRET_KEY}],
+            "actions": ["Write"],
         },
     ]
     return json.dumps({"identities": identities}, indent=2)
@@ -281,6 +291,8 @@ class S3Server:
     secret_key = ADMIN_SECRET_KEY
     readonly_access_key = READONLY_ACCESS_KEY
     readonly_secret_key = READONLY_SECRET_KEY
+    writeonly_access_key = WRITEONLY_ACCESS_KEY
+    writeonly_secret_key = WRITEONLY_SECRET_KEY
     region = REGION
 
     def __init__(
