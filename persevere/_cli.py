@@ -295,7 +295,12 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
 
     try:
         with logging_redirect_tqdm(loggers=[log]):
-            return run(main)
+            result = run(main)
+        # The work is done; what is left is printing it. A signal now must not turn a success
+        # into death by signal (a supervisor would retry what already happened).
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        return result
     except _errors.Interrupted as exc:
         if resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
