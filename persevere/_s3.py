@@ -7,6 +7,8 @@ Configuration choices, and why:
 - ``parameter_validation=False``: part bodies are persevere's own async streams (so memory
   stays bounded and nothing is copied), which botocore's blob validator does not know.
 - connection pool sized to the concurrency (plus room for ListParts/Complete).
+- a :class:`._credentials.CredentialRenewer` on every client: credentials S3 refuses as expired
+  are replaced by a fresh resolution of the chain, and the request is retried uncounted.
 """
 
 from __future__ import annotations
@@ -152,6 +154,10 @@ async def open_client(
         # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
         # wait for the 100 anyway, so it only adds an interim response to every part.
         client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+        from ._credentials import CredentialRenewer, resolve_chain
+
+        resolve = resolve_chain(endpoint.profile, resolved_region(client))
+        CredentialRenewer(resolve).install(client)
         yield client
     finally:
         await creator.__aexit__(None, None, None)
@@ -239,12 +245,20 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
     import aiohttp
     import botocore.exceptions as bce
 
+    from ._credentials import EXPIRED_CODES
+
     if isinstance(exc, bce.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         message = error.get("Message") or code or f"HTTP {status}"
         text = f"{what}: {code or status}: {message}"
+        # Set by ._credentials when S3 refused the credentials: are fresh ones in place now?
+        renewed: bool | None = getattr(exc, "credentials_renewed", None)
+        if renewed is False:
+            text += " (the credential chain gives no newer credentials)"
+        if renewed or code in EXPIRED_CODES:  # expired ones may be renewed by the next attempt
+            return TransientError(text, code=code, credentials_renewed=bool(renewed))
         if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
             return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
         if code == "NoSuchUpload":
