@@ -39,26 +39,9 @@ from typing import Any
 import anyio
 import botocore.exceptions
 
-log = logging.getLogger("persevere")
+from ._s3 import CREDENTIALS_EXPIRED_CODES, CREDENTIALS_UNKNOWN_CODES
 
-# The server says the session's time is up: resolving the chain again is the cure. ExpiredToken
-# is S3's ("The provided token has expired."), also SeaweedFS's and MinIO's; TokenRefreshRequired
-# is S3's "The provided token must be refreshed."; ExpiredTokenException is the JSON services'
-# and STS's. (aws-sdk-go v1 reloads credentials on ExpiredToken, ExpiredTokenException and EC2's
-# RequestExpired, its ``credsExpiredCodes``.)
-EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
-# The server does not know these credentials (any more). A rotated or deactivated key, or a
-# revoked session, looks like this; so does a typo. Worth a retry only when the chain now
-# gives other credentials; otherwise they stay permanent errors.
-UNKNOWN_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
-        "InvalidClientTokenId",  # STS/IAM style
-        "InvalidTokenId",  # MinIO
-    }
-)
+log = logging.getLogger("persevere")
 
 # A re-resolution that found nothing new is trusted this long: requests that fail together
 # (one per worker) then do not each run credential_process or call STS again.
@@ -126,7 +109,7 @@ class CredentialRenewer:
         if http_response.status_code < 300:
             return
         code = (parsed.get("Error") or {}).get("Code")
-        if code not in EXPIRED_CODES and code not in UNKNOWN_CODES:
+        if code not in CREDENTIALS_EXPIRED_CODES and code not in CREDENTIALS_UNKNOWN_CODES:
             return
         renewed = await self.renew(context.get(_SIGNED_WITH), str(code))
         raise CredentialsRefused(parsed, model.name, renewed=renewed)

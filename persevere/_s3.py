@@ -48,6 +48,26 @@ TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
+# The server says the session's time is up: another attempt may cure it, since the credential
+# chain may hand out new credentials (._credentials). ExpiredToken is S3's ("The provided token
+# has expired."), also SeaweedFS's and MinIO's; TokenRefreshRequired is S3's "The provided token
+# must be refreshed."; ExpiredTokenException is STS's and the JSON services'. (aws-sdk-go v1
+# reloads credentials on ExpiredToken, ExpiredTokenException and EC2's RequestExpired.)
+CREDENTIALS_EXPIRED_CODES = frozenset(
+    {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
+)
+# The server does not know these credentials (any more). A rotated or deactivated key, or a
+# revoked session, looks like this; so does a typo. Transient only when the chain has given
+# other credentials since; otherwise permanent.
+CREDENTIALS_UNKNOWN_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
+        "InvalidClientTokenId",  # STS/IAM
+        "InvalidTokenId",  # MinIO
+    }
+)
 THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
 
 _HINTS = {
@@ -245,8 +265,6 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
     import aiohttp
     import botocore.exceptions as bce
 
-    from ._credentials import EXPIRED_CODES
-
     if isinstance(exc, bce.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "")
@@ -257,7 +275,9 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         renewed: bool | None = getattr(exc, "credentials_renewed", None)
         if renewed is False:
             text += " (the credential chain gives no newer credentials)"
-        if renewed or code in EXPIRED_CODES:  # expired ones may be renewed by the next attempt
+        if (
+            renewed or code in CREDENTIALS_EXPIRED_CODES
+        ):  # expired ones may be renewed by the next attempt
             return TransientError(text, code=code, credentials_renewed=bool(renewed))
         if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
             return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
