@@ -2,6 +2,8 @@
 
 botocore's own retries are switched off (``total_max_attempts=1`` in :mod:`._s3`) so attempts
 are not multiplied; every S3 call persevere makes goes through :func:`call_with_retry`.
+A failure after which fresh credentials are in place (see :mod:`._credentials`) is retried at
+once and not counted: the request itself was fine, only its signature was stale.
 Backoff is exponential with full jitter (AWS architecture blog, "Exponential Backoff And
 Jitter"). The clock, sleep and random source are parameters so tests run instantly.
 """
@@ -24,6 +26,10 @@ log = logging.getLogger("persevere")
 
 T = TypeVar("T")
 
+# Uncounted retries after a credentials renewal, per call: a source that keeps handing out
+# credentials the server refuses must still run out of attempts.
+FREE_CREDENTIAL_RETRIES = 3
+
 
 class TransientError(Exception):
     """A failure that another attempt may cure (reset connection, 5xx, SlowDown, BadDigest...).
@@ -32,10 +38,19 @@ class TransientError(Exception):
     exhausted budget into ``on_exhausted(last)``.
     """
 
-    def __init__(self, message: str, *, code: str | None = None, throttle: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        throttle: bool = False,
+        credentials_renewed: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.throttle = throttle
+        # S3 refused the credentials and fresh ones are now in place: retry now, uncounted.
+        self.credentials_renewed = credentials_renewed
 
 
 @dataclass(slots=True)
@@ -74,11 +89,17 @@ async def call_with_retry(
     """Run ``attempt_fn`` until it succeeds, fails permanently, or the budget runs out."""
     started = policy.clock()
     attempt = 0
+    free_retries = 0
     while True:
         attempt += 1
         try:
             return await attempt_fn()
         except TransientError as exc:
+            if exc.credentials_renewed and free_retries < FREE_CREDENTIAL_RETRIES:
+                free_retries += 1
+                attempt -= 1
+                log.info("%s: %s; retrying with fresh credentials", what, exc)
+                continue
             out_of_patience = (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
             )

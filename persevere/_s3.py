@@ -7,6 +7,8 @@ Configuration choices, and why:
 - ``parameter_validation=False``: part bodies are persevere's own async streams (so memory
   stays bounded and nothing is copied), which botocore's blob validator does not know.
 - connection pool sized to the concurrency (plus room for ListParts/Complete).
+- a :class:`._credentials.CredentialRenewer` on every client: credentials S3 refuses as expired
+  are replaced by a fresh resolution of the chain, and the request is retried uncounted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,26 @@ TRANSIENT_CODES = frozenset(
         "XAmzContentSHA256Mismatch",
         "IncompleteBody",
         "OperationAborted",
+    }
+)
+# The server says the session's time is up: another attempt may cure it, since the credential
+# chain may hand out new credentials (._credentials). ExpiredToken is S3's ("The provided token
+# has expired."), also SeaweedFS's and MinIO's; TokenRefreshRequired is S3's "The provided token
+# must be refreshed."; ExpiredTokenException is STS's and the JSON services'. (aws-sdk-go v1
+# reloads credentials on ExpiredToken, ExpiredTokenException and EC2's RequestExpired.)
+CREDENTIALS_EXPIRED_CODES = frozenset(
+    {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
+)
+# The server does not know these credentials (any more). A rotated or deactivated key, or a
+# revoked session, looks like this; so does a typo. Transient only when the chain has given
+# other credentials since; otherwise permanent.
+CREDENTIALS_UNKNOWN_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
+        "InvalidClientTokenId",  # STS/IAM
+        "InvalidTokenId",  # MinIO
     }
 )
 THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
@@ -152,6 +174,10 @@ async def open_client(
         # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
         # wait for the 100 anyway, so it only adds an interim response to every part.
         client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+        from ._credentials import CredentialRenewer, resolve_chain
+
+        resolve = resolve_chain(endpoint.profile, resolved_region(client))
+        CredentialRenewer(resolve).install(client)
         yield client
     finally:
         await creator.__aexit__(None, None, None)
@@ -245,6 +271,14 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         message = error.get("Message") or code or f"HTTP {status}"
         text = f"{what}: {code or status}: {message}"
+        # Set by ._credentials when S3 refused the credentials: are fresh ones in place now?
+        renewed: bool | None = getattr(exc, "credentials_renewed", None)
+        if renewed is False:
+            text += " (the credential chain gives no newer credentials)"
+        if (
+            renewed or code in CREDENTIALS_EXPIRED_CODES
+        ):  # expired ones may be renewed by the next attempt
+            return TransientError(text, code=code, credentials_renewed=bool(renewed))
         if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
             return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
         if code == "NoSuchUpload":

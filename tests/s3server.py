@@ -56,6 +56,9 @@ READONLY_SECRET_KEY = "persevere-readonly-secret-key-for-local-tests"
 # policy the original tool documents (s3:PutObject + s3:AbortMultipartUpload).
 WRITEONLY_ACCESS_KEY = "PERSEVEREWRITEONLY00"
 WRITEONLY_SECRET_KEY = "persevere-writeonly-secret-key-for-local-tests"
+# A second admin: what a credentials source rotates to (tests/test_credentials.py).
+SECOND_ACCESS_KEY = "PERSEVERESECONDKEY00"
+SECOND_SECRET_KEY = "persevere-second-admin-secret-key-for-local-tests"
 
 STARTUP_TIMEOUT_S = 60.0
 # Capacity set by hand, never from the free disk. Left alone, ``weed mini`` sizes itself from the
@@ -212,11 +215,16 @@ def _load_ports(path: Path, s3_port: int | None) -> _Ports | None:
 
 def _identities_json() -> str:
     """Weed's ``-s3.config`` format; the read-only and write-only identities exist for
-    AccessDenied tests."""
+    AccessDenied tests, the second admin for credentials that rotate mid-upload."""
     identities = [
         {
             "name": "persevere-admin",
             "credentials": [{"accessKey": ADMIN_ACCESS_KEY, "secretKey": ADMIN_SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        },
+        {
+            "name": "persevere-second-admin",
+            "credentials": [{"accessKey": SECOND_ACCESS_KEY, "secretKey": SECOND_SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         },
         {
@@ -293,6 +301,8 @@ class S3Server:
     readonly_secret_key = READONLY_SECRET_KEY
     writeonly_access_key = WRITEONLY_ACCESS_KEY
     writeonly_secret_key = WRITEONLY_SECRET_KEY
+    second_access_key = SECOND_ACCESS_KEY
+    second_secret_key = SECOND_SECRET_KEY
     region = REGION
 
     def __init__(
