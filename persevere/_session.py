@@ -21,7 +21,7 @@ from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from ._s3 import S3Client, attempt, pages
+from ._s3 import CREDENTIALS_EXPIRED_CODES, S3Client, attempt, pages
 
 T = TypeVar("T")
 
@@ -35,9 +35,13 @@ Exhausted = Callable[[str, TransientError, int], PersevereError]
 
 
 def resumable(what: str, exc: TransientError, attempts: int) -> PersevereError:
-    return ResumableError(
-        f"{what} failed {attempts} times, last: {exc}", hint="the upload is intact and resumable"
-    )
+    hint = "the upload is intact and resumable"
+    if exc.code in CREDENTIALS_EXPIRED_CODES:
+        hint = (
+            "S3 refused the credentials and the credential chain has no newer ones: renew them "
+            "(aws sso login, a new session...); the upload is intact and resumable"
+        )
+    return ResumableError(f"{what} failed {attempts} times, last: {exc}", hint=hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,12 @@ class MultipartSession:
         """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast)."""
 
         def unreachable(exc: TransientError, tries: int) -> PersevereError:
+            if exc.code in CREDENTIALS_EXPIRED_CODES:
+                # "Try again later" for a supervisor (exit 3): nothing was created, nothing lost.
+                return ResumableError(
+                    f"cannot start the upload after {tries} attempts: {exc}",
+                    hint="renew the credentials (aws sso login, a new session...), then run again",
+                )
             return S3Error(f"cannot start the upload after {tries} attempts: {exc}")
 
         params = {**self.object_ids, **object_options, "ChecksumType": self.checksum_type}
