@@ -4,6 +4,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Each checkout its own pytest directory: pytest keeps only the newest three under one user's
+# /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
+BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all lint demo bench
@@ -26,10 +29,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	@touch $@
 
 test: install
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" --basetemp=$(BASETEMP) $(PYTEST_ARGS)
 
 test-all: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --basetemp=$(BASETEMP) $(PYTEST_ARGS)
 
 # mypy checks what [tool.mypy] files lists in pyproject.toml.
 lint: install

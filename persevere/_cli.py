@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
@@ -82,19 +82,25 @@ def _root(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings).")
     ] = False,
+    log_format: Annotated[
+        Literal["text", "json"],
+        typer.Option(
+            "--log-format",
+            envvar="PERSEVERE_LOG_FORMAT",
+            help="stderr as text, or one JSON object per line (start, progress, retry, "
+            "throttle, completed, error...) for log collectors.",
+        ),
+    ] = "text",
 ) -> None:
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
-    _setup_logging(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    from ._logs import setup
 
-
-def _setup_logging(level: int) -> None:
-    # While a command runs, tqdm.contrib.logging routes this handler through the progress bar
+    # JSON lines are for collectors: their events (start, progress, completed) are info.
+    # While a command runs, tqdm.contrib.logging routes the handler through the progress bar
     # (see _run), so log lines never tear it.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("persevere: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    detail = verbose or log_format == "json"
+    setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
+          json_lines=log_format == "json")  # fmt: skip
 
 
 # -- value parsers: click reports a bad value as "Invalid value for '--flag': ..." -----------
@@ -216,21 +222,79 @@ DurationOpt = Annotated[
 ]
 
 
+ChecksumOpt = Annotated[
+    AlgorithmName,
+    typer.Option(
+        "--checksum",
+        case_sensitive=False,
+        envvar="PERSEVERE_CHECKSUM",
+        help="Per-part checksum S3 verifies: CRCs are full-object; SHA512, MD5 and XXHASH* only "
+        "where the endpoint supports them.",
+    ),
+]
+StorageClassOpt = Annotated[
+    StorageClass | None,
+    typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
+]
+ContentTypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--content-type",
+        help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
+        "compressed type, application/gzip).",
+    ),
+]
+ContentEncodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--content-encoding",
+        help="Stored as the object's Content-Encoding; none unless given (with 'gzip', "
+        "browsers and HTTP libraries hand back decompressed bytes).",
+    ),
+]
+MetadataOpt = Annotated[
+    list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
+]
+TaggingOpt = Annotated[
+    list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
+]
+SseOpt = Annotated[
+    SseMode | None, typer.Option("--sse", case_sensitive=False, help="Server-side encryption.")
+]
+SseKeyOpt = Annotated[
+    str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
+]
+AclOpt = Annotated[
+    CannedAcl | None, typer.Option("--acl", case_sensitive=False, help="Canned ACL.")
+]
+OwnerOpt = Annotated[
+    str | None,
+    typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
+]
+
+
 # -- running a coroutine, and reporting ------------------------------------------------------
 def _fail(exc: _errors.PersevereError) -> NoReturn:
+    from ._logs import event, json_lines
+
     flag = _FLAGS.get(exc.param or "")
     where = f"{flag}: " if flag and flag not in exc.message else ""
-    typer.echo(f"persevere: error: {where}{exc.message}", err=True)
-    if exc.hint:
-        typer.echo(f"persevere: {exc.hint}", err=True)
+    lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
+    command = None
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
         state = f"--state-file {shlex.quote(exc.state_file)}"
         if exc.next_step == "resume":
-            typer.echo(
-                f"persevere: the upload is resumable: persevere upload resume {state}", err=True
-            )
+            command = f"persevere upload resume {state}"
+            lines.append(f"the upload is resumable: {command}")
         elif exc.next_step == "abort":
-            typer.echo(f"persevere: to give it up: persevere upload abort {state}", err=True)
+            command = f"persevere upload abort {state}"
+            lines.append(f"to give it up: {command}")
+    if json_lines():
+        log.error(f"{where}{exc.message}", extra=event("error", exit_code=exc.exit_code,
+                  hint=exc.hint, next_command=command))  # fmt: skip
+    else:
+        for line in lines:
+            _say(f"persevere: {line}")
     raise typer.Exit(exc.exit_code)
 
 
@@ -373,12 +437,44 @@ def _endpoint(
         _fail(exc)
 
 
+def _object_options(
+    file: Path,
+    storage_class: str | None,
+    content_type: str | None,
+    content_encoding: str | None,
+    metadata: list[str] | None,
+    tagging: list[str] | None,
+    sse: str | None,
+    sse_kms_key_id: str | None,
+    acl: str | None,
+    expected_bucket_owner: str | None,
+) -> dict[str, Any]:
+    from ._object_options import build_object_options
+
+    try:
+        return build_object_options(
+            file,
+            storage_class=storage_class,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            metadata=metadata or (),
+            tagging=tagging or (),
+            sse=sse,
+            sse_kms_key_id=sse_kms_key_id,
+            acl=acl,
+            expected_bucket_owner=expected_bucket_owner,
+        )
+    except _errors.UsageError as exc:
+        _fail(exc)
+
+
 def _progress(enabled: bool, description: str) -> Any:
-    from ._progress import LogLineProgress, NullProgress, TqdmProgress
+    from ._logs import LogLineProgress, json_lines
+    from ._progress import NullProgress, TqdmProgress
 
     if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
         return NullProgress()
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not json_lines():
         return TqdmProgress(description)
     return LogLineProgress(description)
 
@@ -437,60 +533,20 @@ def start(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
-    checksum: Annotated[
-        AlgorithmName,
-        typer.Option(
-            "--checksum",
-            case_sensitive=False,
-            envvar="PERSEVERE_CHECKSUM",
-            help="CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 (composite); SHA512, "
-            "MD5, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them.",
-        ),
-    ] = "CRC64NVME",
+    checksum: ChecksumOpt = "CRC64NVME",
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
-    storage_class: Annotated[
-        StorageClass | None,
-        typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
-    ] = None,
-    content_type: Annotated[
-        str | None,
-        typer.Option(
-            "--content-type",
-            help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
-            "compressed type, application/gzip).",
-        ),
-    ] = None,
-    content_encoding: Annotated[
-        str | None,
-        typer.Option(
-            "--content-encoding",
-            help="Stored as the object's Content-Encoding; none unless given (with 'gzip', "
-            "browsers and HTTP libraries hand back decompressed bytes).",
-        ),
-    ] = None,
-    metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
-    ] = None,
-    tagging: Annotated[
-        list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
-    ] = None,
-    sse: Annotated[
-        SseMode | None,
-        typer.Option("--sse", case_sensitive=False, help="Server-side encryption."),
-    ] = None,
-    sse_kms_key_id: Annotated[
-        str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
-    ] = None,
-    acl: Annotated[
-        CannedAcl | None, typer.Option("--acl", case_sensitive=False, help="Canned ACL.")
-    ] = None,
-    expected_bucket_owner: Annotated[
-        str | None,
-        typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
-    ] = None,
+    storage_class: StorageClassOpt = None,
+    content_type: ContentTypeOpt = None,
+    content_encoding: ContentEncodingOpt = None,
+    metadata: MetadataOpt = None,
+    tagging: TaggingOpt = None,
+    sse: SseOpt = None,
+    sse_kms_key_id: SseKeyOpt = None,
+    acl: AclOpt = None,
+    expected_bucket_owner: OwnerOpt = None,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -499,7 +555,6 @@ def start(
     stall_timeout: StallOpt = 60.0,
 ) -> None:
     """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags)."""
-    from ._object_options import build_object_options
     from ._upload import start_upload
 
     file, bucket, key = _target(
@@ -510,21 +565,10 @@ def start(
         typer.echo(f"persevere: state file: {state_file}", err=True)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
-    try:
-        object_options = build_object_options(
-            file,
-            storage_class=storage_class,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            metadata=metadata or (),
-            tagging=tagging or (),
-            sse=sse,
-            sse_kms_key_id=sse_kms_key_id,
-            acl=acl,
-            expected_bucket_owner=expected_bucket_owner,
-        )
-    except _errors.UsageError as exc:
-        _fail(exc)
+    object_options = _object_options(
+        file, storage_class, content_type, content_encoding, metadata, tagging, sse,
+        sse_kms_key_id, acl, expected_bucket_owner,
+    )  # fmt: skip
     target = state_file
     result = _run(
         lambda: start_upload(
@@ -544,6 +588,79 @@ def start(
     _print_result(result, json_output, state_file)
 
 
+@app.command("cp")
+def cp(
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
+    url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="The journal of this upload. Default: FILE.persevere beside the file if that "
+            "directory is writable, else under $XDG_STATE_HOME/persevere.",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Keep the journal in this directory instead."),
+    ] = None,
+    concurrency: ConcurrencyOpt = 8,
+    part_size: PartSizeOpt = None,
+    checksum: ChecksumOpt = "CRC64NVME",
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    storage_class: StorageClassOpt = None,
+    content_type: ContentTypeOpt = None,
+    content_encoding: ContentEncodingOpt = None,
+    metadata: MetadataOpt = None,
+    tagging: TaggingOpt = None,
+    sse: SseOpt = None,
+    sse_kms_key_id: SseKeyOpt = None,
+    acl: AclOpt = None,
+    expected_bucket_owner: OwnerOpt = None,
+    max_bandwidth: BandwidthOpt = None,
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    max_retries: MaxRetriesOpt = 9,
+    retry_for: RetryForOpt = None,
+    stall_timeout: StallOpt = 60.0,
+) -> None:
+    """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
+
+    Starts the upload, or resumes the one its state file records, or (already uploaded)
+    exits 0 at once. For cron, systemd and Kubernetes: exit 0 done; 3 or 129/130 run again
+    later; 1 and 2 need a person.
+    """
+    from ._cp import copy_file, locate_state_file
+
+    source, bucket, key = _target(file, url, None, None, "FILE")
+    journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
+    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    object_options = _object_options(
+        source, storage_class, content_type, content_encoding, metadata, tagging, sse,
+        sse_kms_key_id, acl, expected_bucket_owner,
+    )  # fmt: skip
+    result = _run(
+        lambda: copy_file(
+            source,
+            bucket,
+            key,
+            journal,
+            part_size=part_size,
+            checksum=checksum,
+            endpoint=endpoint if (endpoint_url or profile or ca_bundle or region) else None,
+            object_options=object_options,
+            options=options,
+            progress=_progress(not no_progress and not json_output, "upload"),
+        ),
+        resumable_state=journal,
+    )
+    _print_result(result, json_output, journal)
+
+
 @upload_app.command("resume")
 def resume(
     state_file: StateFileOpt,
@@ -558,21 +675,41 @@ def resume(
         bool,
         typer.Option(
             "--verify-parts",
-            help="Re-read the parts already uploaded and compare their checksums (catches a "
-            "file changed in place with its mtime kept); changed parts are sent again.",
+            help="Re-read the parts already uploaded and compare their checksums even when the "
+            "file's identity (size, times, inode) is unchanged; changed parts are sent again.",
         ),
     ] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="The file is here now (moved, or another machine); its uploaded parts are "
+            "re-read.",
+        ),
+    ] = None,
+    endpoint_url: EndpointOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
-    """Continue an interrupted upload: reconcile with S3, send what is missing, complete."""
+    """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
+
+    --endpoint-url, --profile and --ca-bundle override what the state file recorded.
+    """
     from ._resume import resume_upload
+    from ._s3 import Endpoint
 
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
+    if ca_bundle is not None:
+        ca_bundle = _endpoint(None, None, None, ca_bundle).ca_bundle  # checked, absolute
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
     result = _run(
         lambda: resume_upload(
             state_file,
             options=options,
             progress=_progress(not no_progress and not json_output, "resume"),
             verify_parts=verify_parts,
+            file=file,
+            endpoint=overrides,
         ),
         resumable_state=state_file,
     )
@@ -797,6 +934,10 @@ def bench(
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
+    from ._logs import event
+
+    fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
+    log.info("done", extra=event("completed", **fields))
     if json_output:
         _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
         return

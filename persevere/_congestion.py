@@ -12,6 +12,8 @@ from types import TracebackType
 
 import anyio
 
+from ._logs import event
+
 log = logging.getLogger("persevere")
 
 
@@ -45,7 +47,8 @@ class CongestionWindow:
         before = self.limit
         self.size = max(1.0, self.size / 2)
         if self.limit != before:
-            log.info("S3 is throttling: parts in flight %d -> %d", before, self.limit)
+            log.info("S3 is throttling: parts in flight %d -> %d", before, self.limit,
+                     extra=event("throttle", parts_in_flight=self.limit))  # fmt: skip
         self._notify()
 
     def succeeded(self) -> None:
@@ -53,7 +56,8 @@ class CongestionWindow:
             before = self.limit
             self.size = min(float(self.ceiling), self.size + 1 / self.size)
             if self.limit != before:
-                log.info("parts in flight %d -> %d", before, self.limit)
+                log.info("parts in flight %d -> %d", before, self.limit,
+                         extra=event("throttle", parts_in_flight=self.limit))  # fmt: skip
                 self._notify()
 
     def _notify(self) -> None:

@@ -9,7 +9,7 @@ The core raises these; the CLI catches them (and only them), prints one line and
     │   └── SourceFileError             missing, a directory, a FIFO, unreadable...
     ├── StateFileError                  exit 1   state file missing, corrupt, locked, foreign
     │   ├── StateFileExists             start refuses to overwrite
-    │   ├── StateFileLocked             another process holds it
+    │   ├── StateFileLocked             exit 3   another process holds it (try again later)
     │   ├── StateFileUnwritable         exit 3   disk full or I/O error mid-upload: nothing
     │   │                                        unrecorded counts; resume once fixed
     │   └── UploadFinished              the journal says completed/aborted
@@ -74,7 +74,7 @@ class StateFileExists(StateFileError):
 
 
 class StateFileLocked(StateFileError):
-    pass
+    exit_code = EXIT_RESUMABLE  # try again later: the other process will finish
 
 
 class StateFileUnwritable(StateFileError):

@@ -196,9 +196,10 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
         if state is None:
             state = JournalState(header=_parse_header(record, name))
             continue
-        if state.outcome is not None:
-            raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
         kind = record.get("type") if isinstance(record, dict) else None
+        if state.outcome is not None and kind != "source":
+            # (A source line may follow: the file re-checked against a completed upload.)
+            raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
         try:
             if kind == "part":
                 part = _parse_part(record, where)

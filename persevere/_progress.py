@@ -5,10 +5,7 @@ negative when a failed attempt rewinds (as s3transfer's subscribers do).
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any, Protocol, TextIO
-
-from ._units import format_size
+from typing import Any, Protocol
 
 
 class ProgressSink(Protocol):
@@ -59,39 +56,3 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-class LogLineProgress:
-    """For logs (stderr not a terminal): one plain line every ``interval_s`` seconds."""
-
-    def __init__(self, description: str, interval_s: float = 5.0, stream: TextIO | None = None):
-        self._description = description
-        self._interval = interval_s
-        self._stream = stream or sys.stderr
-        self._total = self._done = self._started_with = 0
-        self._t0 = self._last = 0.0
-
-    def start(self, total_bytes: int, done_bytes: int) -> None:
-        self._total, self._done, self._started_with = total_bytes, done_bytes, done_bytes
-        self._t0 = self._last = time.monotonic()
-
-    def advance(self, delta_bytes: int) -> None:
-        self._done += delta_bytes
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
-            self._emit(now)
-
-    def _emit(self, now: float) -> None:
-        rate = (self._done - self._started_with) / max(now - self._t0, 1e-9)
-        percent = 100.0 * self._done / self._total if self._total else 100.0
-        print(
-            f"{self._description}: {format_size(self._done)} of {format_size(self._total)} "
-            f"({percent:.1f}%) at {format_size(rate)}/s",
-            file=self._stream,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self._total:
-            self._emit(time.monotonic())

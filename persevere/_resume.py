@@ -40,11 +40,12 @@ from ._errors import (
     UploadGone,
 )
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
+from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
-from ._s3 import open_client
+from ._s3 import Endpoint, open_client
 from ._session import MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB, format_size
@@ -70,12 +71,17 @@ async def resume_upload(
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
     verify_parts: bool = False,
+    file: str | Path | None = None,
+    endpoint: Endpoint | None = None,
 ) -> UploadResult:
     """Continue the upload a state file describes: reconcile with S3, check the file, send the
     rest, complete (see the module docstring for what is trusted).
 
     ``verify_parts`` re-reads every part already uploaded even when the file's identity has
-    not changed.
+    not changed. ``file`` reads the file from another path (it was moved, or this is another
+    machine): its identity then differs, so every uploaded part is re-read. ``endpoint``
+    overrides what the state file recorded, field by field (its ``None`` fields keep the
+    recorded ones).
     """
     options = options or UploadOptions()
     progress = progress or NullProgress()
@@ -86,9 +92,11 @@ async def resume_upload(
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
-            identity = await anyio.to_thread.run_sync(inspect_file, Path(header.file_path))
+            path = Path(file or header.file_path)
+            identity = await anyio.to_thread.run_sync(inspect_file, path)
             with SourceFile(identity) as source:
-                async with open_client(endpoint_of(header), options) as client:
+                where = endpoint_of(header).overridden_by(endpoint)
+                async with open_client(where, options) as client:
                     run = _Resumption(
                         session_of(client, header, options.retry),
                         source,
@@ -241,7 +249,7 @@ class _Resumption:
         now = self.source.identity
         if now.size != self.header.file_size:
             raise SourceChanged(
-                f"{self.header.file_path} changed since the upload started (size "
+                f"{now.path} changed since the upload started (size "
                 f"{self.header.file_size:,} -> {now.size:,} bytes): its parts on S3 cannot "
                 "make it",
                 hint="abort the upload and start again",
@@ -276,10 +284,11 @@ class _Resumption:
             log.warning(
                 "%s: %s since its parts were uploaded; re-reading the %d part(s) already "
                 "uploaded (%s)",
-                self.header.file_path,
+                self.source.identity.path,
                 why,
                 len(numbers),
                 format_size(total),
+                extra=event("reread", parts=len(numbers), bytes=total),
             )
         if not quiet:
             self.progress.start(total, 0)
@@ -299,6 +308,7 @@ class _Resumption:
                 "sending them again",
                 len(changed),
                 changed[0],
+                extra=event("reread", changed_parts=changed),
             )
         return changed
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 import anyio
 
 from ._errors import PersevereError
+from ._logs import event
 
 log = logging.getLogger("persevere")
 
@@ -98,7 +99,8 @@ async def call_with_retry(
             if exc.credentials_renewed and free_retries < FREE_CREDENTIAL_RETRIES:
                 free_retries += 1
                 attempt -= 1
-                log.info("%s: %s; retrying with fresh credentials", what, exc)
+                log.info("%s: %s; retrying with fresh credentials", what, exc,
+                         extra=event("credentials", what=what))  # fmt: skip
                 continue
             out_of_patience = (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
@@ -114,5 +116,8 @@ async def call_with_retry(
                 delay,
                 attempt + 1,
                 policy.max_attempts or f"{policy.patience_s:.0f}s",
+                extra=event(
+                    "retry", what=what, attempt=attempt + 1, delay_s=round(delay, 2), code=exc.code
+                ),
             )
             await policy.sleep(delay)

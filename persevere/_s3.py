@@ -118,6 +118,17 @@ class Endpoint:
             endpoint_url, region, profile or os.environ.get("AWS_PROFILE") or None, ca_bundle
         )
 
+    def overridden_by(self, other: Endpoint | None) -> Endpoint:
+        """This endpoint with ``other``'s fields where they are set (resume's overrides)."""
+        if other is None:
+            return self
+        return Endpoint(
+            other.endpoint_url or self.endpoint_url,
+            other.region or self.region,
+            other.profile or self.profile,
+            other.ca_bundle or self.ca_bundle,
+        )
+
 
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
     from aiobotocore.config import AioConfig

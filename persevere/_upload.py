@@ -31,6 +31,7 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
+from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import PartPlan, make_plan
@@ -260,7 +261,9 @@ async def _create(
         if not headers:
             journal.discard()
         raise
-    log.info("created upload %s for %s", session.upload_id, session.where)
+    log.info("created upload %s for %s", session.upload_id, session.where,
+             extra=event("start", upload_id=session.upload_id, bucket=session.bucket,
+                         key=session.key, state_file=str(journal.path)))  # fmt: skip
     return headers[0]
 
 

@@ -286,7 +286,8 @@ def test_resume_of_a_touched_file_rereads_its_parts(s3_env, bucket, s3_client, m
     assert result.returncode == 0, result.stderr
     assert "modification time, change time changed" in result.stderr
     assert f"re-reading the {done} part(s) already uploaded" in result.stderr
-    assert json.loads(result.stdout)["bytes_sent"] == 30 * MiB - done * 5 * MiB
+    # (parts S3 got but the journal missed are adopted: they are not sent either)
+    assert json.loads(result.stdout)["bytes_sent"] <= 30 * MiB - done * 5 * MiB
     assert_object_matches(s3_client, bucket, "changed", file)
     records = journal(state)
     assert records[-2]["type"] == "source" and records[-1]["type"] == "completed"
@@ -339,7 +340,7 @@ def test_second_process_on_same_state_file_is_refused(s3_env, bucket, make_file,
     with state.open("rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another persevere resuming it
         result = persevere(s3_env, "upload", "resume", "--state-file", state)
-    assert result.returncode == 1
+    assert result.returncode == 3  # try again later
     assert "in use by another persevere process" in result.stderr
     assert_clean(result)
 

@@ -1,0 +1,289 @@
+"""``persevere cp``: the one command a supervisor re-runs until it exits 0.
+
+Each run does whatever moves the object towards being the file:
+
+- no state file yet: start the upload;
+- a state file in progress: resume it (see :mod:`._resume` for what is trusted);
+- a state file that records completion: if the object still has the recorded size and
+  checksum and the file still has the recorded identity, exit 0 at once, reading and sending
+  nothing ("already uploaded"); if the identity changed, the recorded parts are re-read and
+  compared first; if the object or the file is another one now, upload again;
+- an upload that cannot go on (aborted elsewhere, the file has another size, or completed
+  from an older version of the file): abort what is left of it and start again, once.
+
+Where the state lives: ``FILE.persevere`` beside the file when that directory is writable,
+otherwise under the XDG state directory (``$XDG_STATE_HOME/persevere/``, else
+``~/.local/state/persevere/``), named after the file and destination so the same command
+finds it again. A state file that belongs to another destination is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._checksums import ETag, get_algorithm
+from ._errors import (
+    S3Error,
+    SourceChanged,
+    StateFileError,
+    StateFileExists,
+    StateFileLocked,
+    UploadGone,
+    UsageError,
+)
+from ._journal import Journal, JournalState, read_state
+from ._logs import event
+from ._options import UploadOptions
+from ._plan import PartPlan
+from ._progress import ProgressSink
+from ._resume import resume_upload
+from ._s3 import Endpoint, open_client
+from ._source import FileIdentity, inspect_file
+from ._upload import (
+    UploadResult,
+    endpoint_of,
+    session_of,
+    start_upload,
+)
+
+log = logging.getLogger("persevere")
+
+
+def state_home() -> Path:
+    """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "persevere"
+
+
+def locate_state_file(
+    file: str | Path,
+    bucket: str,
+    key: str,
+    *,
+    state_file: str | Path | None = None,
+    state_dir: str | Path | None = None,
+) -> Path:
+    """Where ``cp`` keeps the journal of this file and destination (see the module docstring).
+
+    The same arguments always give the same path; nothing is created here.
+    """
+    if state_file is not None:
+        return Path(state_file).expanduser().absolute()
+    path = Path(file).expanduser().absolute()
+    digest = hashlib.sha256(f"{path}\n{bucket}\n{key}".encode()).hexdigest()[:16]
+    named = f"{path.name}.{digest}.persevere"
+    if state_dir is not None:
+        return Path(state_dir).expanduser().absolute() / named
+    beside = path.with_name(path.name + ".persevere")
+    elsewhere = state_home() / named
+    if beside.exists() or (not elsewhere.exists() and os.access(path.parent, os.W_OK)):
+        return beside
+    return elsewhere
+
+
+async def copy_file(
+    file: str | Path,
+    bucket: str,
+    key: str,
+    state_file: str | Path,
+    *,
+    part_size: int | None = None,
+    checksum: str = "CRC64NVME",
+    endpoint: Endpoint | None = None,
+    object_options: dict[str, Any] | None = None,
+    options: UploadOptions | None = None,
+    progress: ProgressSink | None = None,
+) -> UploadResult:
+    """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
+    resume, or find it done (``UploadResult.already_completed``).
+
+    ``state_file`` is typically :func:`locate_state_file`'s answer; its directory is created.
+    """
+    started = time.monotonic()
+    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    state_path = Path(state_file)
+    state = await anyio.to_thread.run_sync(_existing, state_path)
+
+    async def start() -> UploadResult:
+        await anyio.to_thread.run_sync(_make_room, state_path)
+        try:
+            return await start_upload(
+                identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
+                endpoint=endpoint, object_options=object_options, options=options,
+                progress=progress,
+            )  # fmt: skip
+        except StateFileExists as exc:  # another cp created it a moment ago
+            raise _already_running(state_path) from exc
+
+    if state is not None:
+        _refuse_foreign(state, state_path, identity, bucket, key)
+    log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
+    if state is None:
+        return await start()
+    if state.finished == "completed":
+        if await _still_uploaded(state, state_path, identity, endpoint):
+            header = state.header
+            outcome = state.outcome or {}
+            return UploadResult(
+                bucket=bucket, key=key, upload_id=header.upload_id, size=header.file_size,
+                part_count=PartPlan(header.file_size, header.part_size).part_count,
+                etag=str(outcome.get("etag") or ""), checksum_algorithm=header.checksum_algorithm,
+                checksum=outcome.get("checksum"), bytes_sent=0,
+                elapsed_s=time.monotonic() - started, already_completed=True,
+            )  # fmt: skip
+        log.warning("%s changed since it was uploaded: uploading it again", identity.path)
+        return await start()
+    if state.finished == "aborted":
+        return await start()
+    try:
+        return await resume_upload(
+            state_path, options=options, progress=progress, file=identity.path, endpoint=endpoint
+        )
+    except StateFileLocked as exc:
+        raise _already_running(state_path) from exc
+    except (UploadGone, SourceChanged) as exc:
+        if exc.next_step == "resume":
+            raise  # it changed while being read: run again once it is final
+        log.warning("%s; starting the upload again", exc)
+        await _abort_quietly(state_path)
+        return await start()
+
+
+def _existing(path: Path) -> JournalState | None:
+    if not path.exists() or path.stat().st_size == 0:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # stopped before the upload was created: nothing to resume
+        return None
+    return read_state(path)
+
+
+def _make_room(state_path: Path) -> None:
+    """Replace a finished journal, and make sure the state directory exists."""
+    with contextlib.suppress(FileNotFoundError):
+        state_path.unlink()
+    state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _refuse_foreign(
+    state: JournalState, path: Path, identity: FileIdentity, bucket: str, key: str
+) -> None:
+    header = state.header
+    if (header.bucket, header.key) != (bucket, key):
+        raise UsageError(
+            f"state file {path} records an upload to s3://{header.bucket}/{header.key}, not "
+            f"to s3://{bucket}/{key}",
+            hint="give each destination its own state file",
+            param="state_file",
+        )
+    moved = header.file_path != str(identity.path)
+    if moved and identity.size != header.file_size:
+        raise UsageError(
+            f"state file {path} records an upload of {header.file_path} "
+            f"({header.file_size:,} bytes), not of {identity.path} ({identity.size:,} bytes)",
+            hint="give each file its own state file",
+            param="state_file",
+        )
+
+
+async def _still_uploaded(
+    state: JournalState, state_path: Path, identity: FileIdentity, endpoint: Endpoint | None
+) -> bool:
+    """Completed earlier: is the object still that upload's, and the file still that file?
+
+    The object is asked for its size and stored checksum (or ETag); the file's identity is
+    compared with the recorded one and, only if it changed, the recorded parts are re-read.
+    """
+    header = state.header
+    outcome = state.outcome or {}
+    recorded = state.identity
+    where = endpoint_of(header).overridden_by(endpoint)
+    async with open_client(where) as client:
+        session = session_of(client, header, UploadOptions().retry.with_attempts(3))
+        try:
+            head = await session.head_object()
+        except S3Error as exc:  # gone, or not ours to read: upload it again
+            if exc.code in ("404", "NoSuchKey", "403", "AccessDenied"):
+                return False
+            raise
+    stored = head.get(get_algorithm(header.checksum_algorithm).param)
+    same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
+        stored == outcome.get("checksum")
+        if stored is not None
+        else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
+    )
+    if not same_object:
+        return False
+    was = FileIdentity(
+        Path(recorded.file_path), recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
+        recorded.inode, recorded.device,
+    )  # fmt: skip
+    if not identity.differences(was):
+        return True
+    log.warning("%s: its %s changed since it was uploaded; re-reading it", identity.path,
+                ", ".join(identity.differences(was)))  # fmt: skip
+    if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
+        return False
+    await anyio.to_thread.run_sync(_record_identity, state_path, identity)
+    return True
+
+
+def _record_identity(state_path: Path, identity: FileIdentity) -> None:
+    """The file was proven equal to the object: the next run trusts this identity."""
+    from ._upload import source_of
+
+    with contextlib.suppress(StateFileError):  # locked by another run, or a full disk: later
+        journal, _ = Journal.open(state_path)
+        try:
+            journal.append_source(source_of(identity))
+        finally:
+            journal.close()
+
+
+def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
+    from ._checksums import b64
+    from ._source import SourceFile
+
+    header = state.header
+    if identity.size != header.file_size:
+        return False
+    plan = PartPlan(header.file_size, header.part_size)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
+    with SourceFile(identity) as source:
+        for number in plan.part_numbers():
+            part = state.parts.get(number)
+            if part is None:
+                return False
+            digest, _ = source.hash_range(plan.offset(number), part.size, scratch, algorithm)
+            if b64(digest) != part.checksum:
+                return False
+    return True
+
+
+async def _abort_quietly(state_path: Path) -> None:
+    """What is left of an upload that cannot go on: S3 frees its parts (best effort)."""
+    from ._upload import abort_upload
+
+    with anyio.move_on_after(30):
+        try:
+            await abort_upload(state_path)
+        except Exception as exc:  # it may be gone already; the new upload matters now
+            log.info("could not abort the previous upload (%s)", exc)
+
+
+def _already_running(path: Path) -> StateFileLocked:
+    running = StateFileLocked(
+        f"already running: another persevere is uploading with state file {path}",
+        hint="let it finish (this command exits 0 once the upload is complete)",
+    )
+    return running

@@ -1,0 +1,298 @@
+"""``persevere cp``: the one idempotent command for cron, systemd and Kubernetes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.faultproxy import NO_FAULT, Fault, FaultProxy
+from tests.test_faults import upstream
+
+MiB = 1024 * 1024
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def clean(result):
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def assert_same(s3_client, bucket, key, file):
+    assert sha256_of_object(s3_client, bucket, key) == sha256_of_file(file)
+
+
+def no_uploads(s3_client, bucket):
+    return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_cp_starts_resumes_and_then_has_nothing_to_do(s3_env, bucket, s3_client, make_file):
+    file = make_file(40 * MiB, seed=120)
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "2", "--no-progress"]
+    state = file.with_name(file.name + ".persevere")
+    killed = interrupt_after_parts(s3_env, command, state, 3)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = clean(cli(s3_env, *command, "--json"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"state file: {state}" in resumed.stderr
+    assert 0 < json.loads(resumed.stdout)["bytes_sent"] < 40 * MiB  # only what was missing
+    assert_same(s3_client, bucket, "k", file)
+    again = clean(cli(s3_env, *command, "--json"))
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["already_completed"] is True and result["bytes_sent"] == 0
+    assert no_uploads(s3_client, bucket)
+
+
+def test_cp_of_a_changed_file_uploads_it_again(s3_env, bucket, s3_client, make_file):
+    file = make_file(12 * MiB, seed=121)
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "--no-progress"]
+    assert clean(cli(s3_env, *command)).returncode == 0
+    os.utime(file)  # touched only: proven equal by re-reading, then trusted
+    touched = clean(cli(s3_env, *command, "--json"))
+    assert touched.returncode == 0 and json.loads(touched.stdout)["already_completed"]
+    assert "re-reading it" in touched.stderr
+    quiet = clean(cli(s3_env, *command, "--json"))
+    assert "re-reading" not in quiet.stderr  # the new identity was recorded
+    with file.open("r+b") as f:
+        f.write(b"new")
+    changed = clean(cli(s3_env, *command, "--json"))
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["bytes_sent"] == 12 * MiB
+    assert_same(s3_client, bucket, "k", file)
+
+
+def test_cp_restarts_an_upload_that_cannot_go_on(s3_env, bucket, s3_client, make_file):
+    """The file changed size mid-upload, or the upload was aborted behind its back: the old
+    one is given up and a new one made, in the same run."""
+    file = make_file(30 * MiB, seed=122)
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress"]
+    state = file.with_name(file.name + ".persevere")
+    interrupt_after_parts(s3_env, command, state, 2)
+    with file.open("ab") as f:
+        f.write(b"grown")
+    result = clean(cli(s3_env, *command))
+    assert result.returncode == 0, result.stderr
+    assert "starting the upload again" in result.stderr
+    assert_same(s3_client, bucket, "k", file)
+    assert no_uploads(s3_client, bucket)
+
+    state.unlink()
+    interrupt_after_parts(s3_env, command, state, 2)
+    upload_id = json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    again = clean(cli(s3_env, *command))
+    assert again.returncode == 0, again.stderr
+    assert_same(s3_client, bucket, "k", file)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a read-only mount, holding one file (as a backup source often is)."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    (mount_point / "data.bin").write_bytes(random.Random(123).randbytes(30 * MiB))
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_cp_from_a_read_only_directory_keeps_its_state_under_xdg(
+    s3_env, bucket, s3_client, read_only_dir, tmp_path
+):
+    env = {**s3_env, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    file = read_only_dir / "data.bin"
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress"]
+    probe = subprocess.Popen(
+        [sys.executable, "-m", "persevere", *map(str, command)],
+        env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    states = tmp_path / "xdg" / "persevere"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list(states.glob("data.bin.*.persevere")) if states.exists() else []
+        if found and found[0].read_bytes().count(b'"type":"part"') >= 2:
+            break
+        time.sleep(0.01)
+    probe.send_signal(signal.SIGKILL)
+    _, stderr = probe.communicate(timeout=60)
+    [state] = found
+    assert f"state file: {state}" in stderr
+    resumed = clean(cli(env, *command, "--json"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["bytes_sent"] < 30 * MiB  # resumed, not restarted
+    assert_same(s3_client, bucket, "k", file)
+
+
+@pytest.mark.parametrize(
+    ("setup", "url", "message"),
+    [
+        (lambda p: None, "s3://{b}/k", "does not exist"),
+        (lambda p: p.mkdir(), "s3://{b}/k", "is a directory"),
+        (lambda p: os.mkfifo(p), "s3://{b}/k", "not a regular file"),
+        (lambda p: p.write_bytes(b"x"), "s3://{b}", "expected s3://bucket/key"),
+    ],
+)
+def test_cp_bad_input(s3_env, bucket, s3_client, tmp_path, setup, url, message):
+    target = tmp_path / "thing"
+    setup(target)
+    result = clean(cli(s3_env, "cp", target, url.format(b=bucket), "--no-progress"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 6
+    assert no_uploads(s3_client, bucket)
+    assert not list(tmp_path.glob("*.persevere"))
+
+
+def test_cp_refuses_a_state_file_of_another_destination(s3_env, bucket, make_file):
+    file = make_file(1000)
+    assert clean(cli(s3_env, "cp", file, f"s3://{bucket}/a", "--no-progress")).returncode == 0
+    other = clean(cli(s3_env, "cp", file, f"s3://{bucket}/b", "--no-progress"))
+    assert other.returncode == 2
+    assert "records an upload to" in other.stderr and f"s3://{bucket}/a" in other.stderr
+
+
+def test_two_cp_at_once(s3_env, bucket, s3_client, make_file):
+    file = make_file(30 * MiB, seed=124)
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress",
+               "--max-bandwidth", "10MiB/s"]  # fmt: skip
+    state = file.with_name(file.name + ".persevere")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "persevere", *map(str, command)],
+        env={**os.environ, **s3_env}, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and b'"type":"part"' not in (
+        state.read_bytes() if state.exists() else b""
+    ):
+        time.sleep(0.01)
+    second = clean(cli(s3_env, *command))
+    assert second.returncode == 3, second.stderr  # try again later
+    assert "already running" in second.stderr
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert_same(s3_client, bucket, "k", file)
+
+
+def test_resume_with_overrides(s3_env, s3_server, bucket, s3_client, make_file, tmp_path):
+    """Another machine: the file is elsewhere and the endpoint has another address."""
+    file = make_file(30 * MiB, seed=125)
+    state = tmp_path / "s"
+    with FaultProxy(upstream(s3_server)) as proxy:
+        args = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                "--part-size", "5MiB", "-c", "1", "--no-progress", "--endpoint-url",
+                proxy.url]  # fmt: skip
+        interrupt_after_parts(s3_env, args, state, 2)
+    moved = tmp_path / "elsewhere.bin"
+    file.rename(moved)
+    result = clean(cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress",
+                       "--file", moved, "--endpoint-url", s3_server.endpoint_url))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "re-reading the 2 part(s)" in result.stderr
+    assert_same(s3_client, bucket, "k", moved)
+
+
+def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
+    """What systemd's Restart=on-failure or a Kubernetes Job does: run the same command again
+    after every kill and failure, until it exits 0."""
+    file = make_file(60 * MiB, seed=126)
+    rng = random.Random(126)
+
+    def plan(n):
+        return Fault(rng.choice(["reset", "corrupt"]), at_byte=rng.randrange(MiB, 6 * MiB)) if (
+            rng.random() < 0.3
+        ) else NO_FAULT  # fmt: skip
+
+    codes = []
+    with FaultProxy(upstream(s3_server), plan) as proxy:
+        command = [sys.executable, "-m", "persevere", "cp", str(file), f"s3://{bucket}/k",
+                   "--part-size", "5MiB", "-c", "4", "--no-progress", "--endpoint-url",
+                   proxy.url, "--max-retries", "2", "--max-bandwidth", "20MiB/s"]  # fmt: skip
+        for _ in range(30):
+            proc = subprocess.Popen(command, env={**os.environ, **s3_env},
+                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+            try:
+                _, stderr = proc.communicate(timeout=rng.uniform(0.8, 3.0))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP]))
+                _, stderr = proc.communicate(timeout=60)
+            assert "Traceback" not in stderr, stderr
+            codes.append(proc.returncode)
+            if proc.returncode == 0:
+                break
+            assert proc.returncode in (3, 129, 130, -signal.SIGKILL), (codes, stderr)
+    assert codes[-1] == 0, codes
+    assert len(codes) > 1, codes  # it was interrupted at least once
+    assert_same(s3_client, bucket, "k", file)
+    assert no_uploads(s3_client, bucket)
+
+
+def test_json_logs_for_collectors(s3_env, bucket, make_file):
+    file = make_file(6 * MiB, seed=127)
+    result = clean(cli(s3_env, "--log-format", "json", "cp", file, f"s3://{bucket}/k",
+                       "--part-size", "5MiB"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    names = [e["event"] for e in events]
+    assert {"state_file", "start", "progress", "completed"} <= set(names)
+    assert all({"ts", "level", "message"} <= set(e) for e in events)
+    failed = clean(cli(s3_env, "--log-format", "json", "cp", Path(file.parent, "nope"),
+                       f"s3://{bucket}/k"))  # fmt: skip
+    [error] = [json.loads(line) for line in failed.stderr.splitlines()]
+    assert error["event"] == "error" and error["exit_code"] == 2 == failed.returncode
+
+
+def _example_commands() -> dict[str, str]:
+    """The persevere command line of each example under examples/."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    root = Path(__file__).parent.parent / "examples"
+    service = (root / "systemd" / "persevere-backup.service").read_text().replace("\\\n", " ")
+    [systemd] = [
+        line.split("=", 1)[1] for line in service.splitlines() if line.startswith("ExecStart=")
+    ]
+    job = yaml.safe_load((root / "kubernetes" / "upload-job.yaml").read_text())
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    kubernetes = container["args"][0].split("exec ", 1)[1]
+    [entry] = [x for x in (root / "cron" / "crontab").read_text().splitlines() if x[:1] == "*"]
+    cron = entry.split(None, 5)[5].split(">>")[0]
+    return {"systemd": systemd, "kubernetes": kubernetes, "cron": cron}
+
+
+@pytest.mark.parametrize("example", ["systemd", "kubernetes", "cron"])
+def test_the_examples_run(s3_env, bucket, s3_client, make_file, tmp_path, example):
+    """Each example's command, pointed at a local file and bucket, uploads it; run again,
+    it has nothing to do."""
+    import shlex
+
+    file = make_file(6 * MiB, seed=128)
+    words = shlex.split(_example_commands()[example])
+    assert Path(words[0]).name == "persevere"
+    state = str(tmp_path / "state")
+    replace = {"/var/backups/db.dump": str(file), "/data/db.dump": str(file),
+               "s3://my-bucket/backups/db.dump": f"s3://{bucket}/db.dump",
+               "/var/lib/persevere": state, "/state": state}  # fmt: skip
+    args = [replace.get(word, word) for word in words[1:]]
+    for attempt in ("first", "again"):
+        result = clean(cli(s3_env, *args))
+        assert result.returncode == 0, (attempt, result.stderr)
+    assert_same(s3_client, bucket, "db.dump", file)
+    assert list((tmp_path / "state").glob("*.persevere"))
