@@ -127,6 +127,18 @@ class Endpoint:
         )
 
 
+def _verify(endpoint: Endpoint) -> str | bool | None:
+    """What to verify TLS with: the CA bundle, botocore's default, or nothing for plain HTTP.
+
+    An ``http://`` endpoint never speaks TLS (botocore keeps the endpoint's scheme, even when
+    it follows a region redirect), yet aiobotocore would load the whole CA store for it in a
+    worker thread before the first request (about 20 ms of CPU).
+    """
+    if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
+        return False
+    return endpoint.ca_bundle
+
+
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
     from aiobotocore.config import AioConfig
 
@@ -178,7 +190,7 @@ async def open_client(
                 "s3",
                 endpoint_url=endpoint.endpoint_url,
                 region_name=endpoint.region,
-                verify=endpoint.ca_bundle,
+                verify=_verify(endpoint),
                 config=_config(
                     options.max_connections, options.connect_timeout_s, options.read_timeout_s
                 ),

@@ -51,3 +51,10 @@ def test_client_pauses_and_restores_the_collector(
     assert "UploadPart" in seen["operations"]  # type: ignore[operator]
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0  # a library caller's objects are not left frozen
+
+
+def test_plain_http_endpoints_load_no_ca_store() -> None:
+    assert _s3._verify(_s3.Endpoint("http://127.0.0.1:9")) is False
+    assert _s3._verify(_s3.Endpoint("HTTP://s3.local")) is False
+    assert _s3._verify(_s3.Endpoint("https://s3.local", ca_bundle="/ca.pem")) == "/ca.pem"
+    assert _s3._verify(_s3.Endpoint(None)) is None  # AWS: botocore's default verification
