@@ -42,6 +42,19 @@ class Readable(Protocol):
     def read_into(self, buffer: memoryview, offset: int) -> None: ...
 
 
+async def read_slice(source: Readable, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from the page cache on the loop if it is there, else in a worker thread.
+
+    A part streamed right after it was hashed is in the page cache: a non-blocking read
+    (``SourceFile.read_cached``) then saves the hop to a thread and back for every slice
+    (measured: 0.83x the client's CPU per GiB at c=8, 8 MiB parts; benchmarks/README.md).
+    """
+    read_cached = getattr(source, "read_cached", None)
+    cached = read_cached(view, offset) if read_cached is not None else 0
+    if cached < len(view):
+        await anyio.to_thread.run_sync(source.read_into, view[cached:], offset + cached)
+
+
 async def _unthrottled(n_bytes: int) -> None:
     return None
 
@@ -126,7 +139,7 @@ class StreamingBody(_Body):
             # one malloc arena instead of fragmenting one per thread.
             piece = bytearray(size)
             try:
-                await anyio.to_thread.run_sync(self._source.read_into, memoryview(piece), offset)
+                await read_slice(self._source, memoryview(piece), offset)
             except Exception as exc:
                 self.error = exc
                 raise

@@ -13,6 +13,7 @@ Configuration choices, and why:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -32,6 +33,13 @@ else:
     S3Client = Any  # types-aiobotocore is a development dependency only
 
 T = TypeVar("T")
+
+# Whether what botocore and aiohttp loaded stays frozen (out of the collector's scans) after
+# the client closes. A process that ends with its upload (the CLI) sets this: unfreezing hands
+# a few hundred thousand objects back to the collector just in time for the interpreter's
+# final collections at exit (about 0.1 CPU-s). A library caller keeps the default, so nothing
+# of its own stays frozen.
+FROZEN_UNTIL_EXIT = False
 
 # Error codes another attempt may cure. BadDigest: bytes corrupted in flight, resend them.
 TRANSIENT_CODES = frozenset(
@@ -130,6 +138,18 @@ class Endpoint:
         )
 
 
+def _verify(endpoint: Endpoint) -> str | bool | None:
+    """What to verify TLS with: the CA bundle, botocore's default, or nothing for plain HTTP.
+
+    An ``http://`` endpoint never speaks TLS (botocore keeps the endpoint's scheme, even when
+    it follows a region redirect), yet aiobotocore would load the whole CA store for it in a
+    worker thread before the first request (about 20 ms of CPU).
+    """
+    if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
+        return False
+    return endpoint.ca_bundle
+
+
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
     from aiobotocore.config import AioConfig
 
@@ -151,47 +171,73 @@ async def open_client(
     endpoint: Endpoint, options: UploadOptions | None = None
 ) -> AsyncIterator[S3Client]:
     """An aiobotocore S3 client using the standard AWS credential chain, its pool and timeouts
-    from ``options`` (default: a small pool, for metadata requests)."""
+    from ``options`` (default: a small pool, for metadata requests).
+
+    The cyclic garbage collector is paused while botocore, aiohttp and the S3 model load (they
+    allocate a few hundred thousand objects, so collections would run over and over, each
+    scanning everything loaded so far), and what they loaded is then frozen (``gc.freeze``) for
+    as long as the client lives, so later collections skip it; see benchmarks/README.md.
+    """
     options = options or UploadOptions(concurrency=8, read_timeout_s=60.0)
-    import botocore.exceptions
-    from aiobotocore.session import get_session
-    from botocore.handlers import add_expect_header
-
-    session = get_session()
-    # Only the client's creation is translated here: a ValueError raised later, while the
-    # client is in use, is not a bad endpoint URL.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        if endpoint.profile:
-            session.set_config_variable("profile", endpoint.profile)
-        creator = session.create_client(
-            "s3",
-            endpoint_url=endpoint.endpoint_url,
-            region_name=endpoint.region,
-            verify=endpoint.ca_bundle,
-            config=_config(
-                options.max_connections, options.connect_timeout_s, options.read_timeout_s
-            ),
+        import botocore.exceptions
+        from aiobotocore.session import get_session
+        from botocore.handlers import add_expect_header
+
+        from ._botocore_loader import s3_loader
+
+        session = get_session()
+        session.register_component(
+            "data_loader", s3_loader(session.get_config_variable("data_path"))
         )
-        client = await creator.__aenter__()
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise UsageError(f"AWS profile {endpoint.profile!r} not found", param="profile") from exc
-    except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
-        if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
+        # Only the client's creation is translated here: a ValueError raised later, while the
+        # client is in use, is not a bad endpoint URL.
+        try:
+            if endpoint.profile:
+                session.set_config_variable("profile", endpoint.profile)
+            creator = session.create_client(
+                "s3",
+                endpoint_url=endpoint.endpoint_url,
+                region_name=endpoint.region,
+                verify=_verify(endpoint),
+                config=_config(
+                    options.max_connections, options.connect_timeout_s, options.read_timeout_s
+                ),
+            )
+            client = await creator.__aenter__()
+        except botocore.exceptions.ProfileNotFound as exc:
             raise UsageError(
-                f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}", param="endpoint_url"
+                f"AWS profile {endpoint.profile!r} not found", param="profile"
             ) from exc
-        raise
-    try:
-        # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
-        # wait for the 100 anyway, so it only adds an interim response to every part.
-        client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
-        from ._credentials import CredentialRenewer, resolve_chain
+        except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
+            if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
+                raise UsageError(
+                    f"invalid endpoint URL {endpoint.endpoint_url!r}: {exc}", param="endpoint_url"
+                ) from exc
+            raise
+        try:
+            # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
+            # wait for the 100 anyway, so it only adds an interim response to every part.
+            client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+            from ._credentials import CredentialRenewer, resolve_chain
 
-        resolve = resolve_chain(endpoint.profile, resolved_region(client))
-        CredentialRenewer(resolve).install(client)
-        yield client
+            resolve = resolve_chain(endpoint.profile, resolved_region(client))
+            CredentialRenewer(resolve).install(client)
+            gc.freeze()
+            if collecting:
+                gc.enable()
+            try:
+                yield client
+            finally:
+                if not FROZEN_UNTIL_EXIT:
+                    gc.unfreeze()
+        finally:
+            await creator.__aexit__(None, None, None)
     finally:
-        await creator.__aexit__(None, None, None)
+        if collecting:
+            gc.enable()
 
 
 async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:

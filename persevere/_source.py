@@ -25,6 +25,8 @@ from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle
 from ._checksums import ChecksumAlgorithm, b64
 from ._errors import ResumableError, SourceChanged, SourceFileError
 
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+
 
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
@@ -90,6 +92,7 @@ class SourceFile:
 
     def __init__(self, identity: FileIdentity) -> None:
         self.identity = identity
+        self._nowait = _RWF_NOWAIT != 0
         try:
             self._fd = os.open(identity.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as exc:
@@ -185,6 +188,32 @@ class SourceFile:
                     hint="abort the upload and start again",
                 )
             done += n
+
+    def read_cached(self, buffer: memoryview, offset: int) -> int:
+        """Fill ``buffer`` from ``offset`` as far as the page cache allows, without blocking.
+
+        ``preadv2`` with ``RWF_NOWAIT`` copies only what is already cached and never waits for
+        the disk (it fails with EAGAIN instead), so the event loop may call it. Returns the
+        bytes read: short when part of the range is not cached or at the end of the file (the
+        caller reads the rest with :meth:`read_into` from a thread, which reports a shrunk
+        file); 0 where the kernel or filesystem does not support the flag, after which it is
+        not tried again.
+        """
+        if not self._nowait or self._fd < 0:
+            return 0
+        done = 0
+        while done < len(buffer):
+            try:
+                n = os.preadv(self._fd, [buffer[done:]], offset + done, _RWF_NOWAIT)
+            except BlockingIOError:
+                break
+            except OSError:  # EOPNOTSUPP, EINVAL: no non-blocking reads here
+                self._nowait = False
+                break
+            if n == 0:
+                break
+            done += n
+        return done
 
     def read_and_hash(self, buffer: memoryview, offset: int, algorithm: ChecksumAlgorithm) -> bytes:
         self.read_into(buffer, offset)

@@ -137,6 +137,8 @@ async def test_file_changing_under_a_streamed_part_is_not_retried(
         return real_read_into(self, buffer, offset)
 
     monkeypatch.setattr(SourceFile, "read_into", edited_meanwhile)
+    # Nothing cached: every streamed slice is read by read_into, where the edit is injected.
+    monkeypatch.setattr(SourceFile, "read_cached", lambda self, buffer, offset: 0)
     options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)  # stream parts
     state = tmp_path / "s"
     with pytest.raises(persevere.SourceChanged, match="changed while it was being uploaded"):

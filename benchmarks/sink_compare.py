@@ -1,0 +1,272 @@
+"""Each client's ceiling: uploads to the S3 null sink, and the same uploads to SeaweedFS.
+
+    python -m benchmarks.sink_compare [--size 1GiB] [--runs 5] [--tools persevere,s5cmd,obstore]
+                                      [--servers sink,seaweedfs] [--json FILE]
+    python -m benchmarks.sink_compare --tools persevere,persevere@/tmp/old   # A/B two versions
+
+Runs are interleaved (tool A, B, C, A, B, C ...) on one fresh server of each kind; persevere
+goes first. Every figure is the median of the runs with [min-max]: wall time, the client's CPU
+(rusage of the process, exact), its peak RSS, and the server's CPU during the run (nginx's one
+process, or ``weed``). The last column, CPU per GiB on SeaweedFS over that on the sink, is the
+"does the client's cost grow when the server pushes back" ratio.
+
+The sink answers a part only after reading its whole body (see ``nullsink.py``): a sink that
+answers early lets aiohttp-based clients stop sending, which flatters them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+
+from benchmarks.measure import measure, process_cpu_s
+from benchmarks.nullsink import NullSink
+from benchmarks.peers import PEERS, Target
+from tests.s3server import S3Server
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BUCKET = "bench"
+SIZES = {"MiB": MiB, "GiB": GiB}
+
+
+def _size(text: str) -> int:
+    for unit, factor in SIZES.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+def _weed_pid() -> int | None:
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == "weed":
+                return int(child.pid)
+        except psutil.Error:
+            pass
+    return None
+
+
+def _file(root: Path, size: int) -> Path:
+    path = root / f"data-{size}.bin"
+    with path.open("wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 16 * MiB))
+            out.write(chunk)
+            left -= len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return path
+
+
+class _Server:
+    """A started server: where to upload, its credentials, how to name a key, its CPU."""
+
+    def __init__(self, kind: str, root: Path) -> None:
+        self.kind = kind
+        self._sink: NullSink | None = None
+        self._weed: S3Server | None = None
+        if kind == "sink":
+            self._sink = NullSink(root / "sink").start()
+            self.endpoint_url = self._sink.endpoint_url
+            self.access_key, self.secret_key = self._sink.access_key, self._sink.secret_key
+            self.region = self._sink.region
+            self.pid: int | None = self._sink.pid
+        else:
+            self._weed = S3Server(root / "weed")
+            self._weed.start()
+            self.endpoint_url = self._weed.endpoint_url
+            self.access_key, self.secret_key = self._weed.access_key, self._weed.secret_key
+            self.region = self._weed.region
+            self.pid = _weed_pid()
+        self._s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        if self._weed is not None:
+            self._s3.create_bucket(Bucket=BUCKET)
+
+    def check_and_drop(self, key: str, size: int) -> str | None:
+        """HeadObject must show the object with its size; then delete it (disk stays flat)."""
+        try:
+            found = int(self._s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+        except Exception as exc:  # any failure to find the object is the finding
+            return f"HeadObject failed: {exc!r}"
+        if self._weed is not None:
+            self._s3.delete_object(Bucket=BUCKET, Key=key)
+        return None if found == size else f"the object has {found} bytes, not {size}"
+
+    def key(self, tool: str, size: int) -> str:
+        prefix = f"sink-compare/{tool.replace(' ', '-')}"
+        if self._sink is not None:
+            return self._sink.key_for(size, prefix)
+        return f"{prefix}/{uuid.uuid4().hex}"
+
+    def cpu_s(self) -> float:
+        return process_cpu_s(self.pid) if self.pid else 0.0
+
+    def stop(self) -> None:
+        if self._sink is not None:
+            self._sink.stop()
+        if self._weed is not None:
+            self._weed.stop()
+
+
+def run(
+    tools: list[str], servers: list[str], size: int, runs: int, root: Path, failures: list[str]
+) -> list[dict[str, Any]]:
+    data = _file(root, size)
+    rows: list[dict[str, Any]] = []
+    for kind in servers:
+        server = _Server(kind, root)
+        try:
+            for index in range(-1, runs):  # run -1: unmeasured warm-up of every tool
+                for tool in tools:
+                    scratch = Path(tempfile.mkdtemp(dir=root))
+                    key = server.key(tool, size)
+                    target = Target(
+                        data,
+                        BUCKET,
+                        key,
+                        server.endpoint_url,
+                        server.access_key,
+                        server.secret_key,
+                        server.region,
+                        8,
+                        8 * MiB,
+                        scratch,
+                    )
+                    name, _, source = tool.partition("@")
+                    invocation = PEERS[name].build(target)
+                    env = invocation.env | ({"PYTHONPATH": source} if source else {})
+                    time.sleep(0.5)
+                    before = server.cpu_s()
+                    m = measure(invocation.argv, env, scratch / "out.log", cwd=scratch)
+                    server_cpu = server.cpu_s() - before
+                    error = (
+                        f"exit {m.returncode}: {m.output_tail[-500:]}"
+                        if m.returncode != 0
+                        else server.check_and_drop(key, size)
+                    )
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    if error is not None:
+                        failures.append(f"{tool} on {kind}, run {index + 1}: {error}")
+                        print(f"FAILED: {failures[-1]}", file=sys.stderr, flush=True)
+                        continue
+                    if index < 0:
+                        continue
+                    row = {
+                        "server": kind,
+                        "tool": tool,
+                        "run": index + 1,
+                        "wall_s": m.wall_s,
+                        "cpu_s": m.cpu_s,
+                        "peak_rss_mib": m.peak_rss_mib,
+                        "server_cpu_s": server_cpu,
+                    }
+                    rows.append(row)
+                    print(
+                        f"{kind:9} {tool:9} run {index + 1}: wall {m.wall_s:6.2f} s, "
+                        f"cpu {m.cpu_s:5.2f} s, rss {m.peak_rss_mib:4.0f} MiB, "
+                        f"server cpu {server_cpu:5.2f} s",
+                        flush=True,
+                    )
+        finally:
+            server.stop()
+    return rows
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def table(rows: list[dict[str, Any]], size: int, tools: list[str], servers: list[str]) -> str:
+    gib = size / GiB
+    lines = [
+        "| server | tool | wall s | client CPU s/GiB | peak RSS MiB | server CPU s/GiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    per_gib: dict[tuple[str, str], float] = {}
+    for kind in servers:
+        for tool in tools:
+            mine = [r for r in rows if r["server"] == kind and r["tool"] == tool]
+            if not mine:
+                continue
+            cpu = [r["cpu_s"] / gib for r in mine]
+            per_gib[(kind, tool)] = statistics.median(cpu)
+            lines.append(
+                f"| {kind} | {tool} | {_cell([r['wall_s'] for r in mine], '.2f')} | "
+                f"{_cell(cpu, '.2f')} | {_cell([r['peak_rss_mib'] for r in mine], '.0f')} | "
+                f"{_cell([r['server_cpu_s'] / gib for r in mine], '.2f')} |"
+            )
+    if "sink" in servers and "seaweedfs" in servers:
+        lines.append("")
+        lines.append(
+            "Client CPU per GiB, SeaweedFS / null sink: "
+            + ", ".join(
+                f"{tool} {per_gib[('seaweedfs', tool)] / per_gib[('sink', tool)]:.2f}x"
+                for tool in tools
+                if ("seaweedfs", tool) in per_gib and ("sink", tool) in per_gib
+            )
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sink_compare")
+    parser.add_argument("--size", default="1GiB", help="file size, e.g. 1GiB, 256MiB")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--tools",
+        default="persevere,s5cmd,obstore",
+        help="peers (benchmarks/peers.py); TOOL@DIR runs TOOL with PYTHONPATH=DIR, e.g. "
+        "persevere@/tmp/old to compare a copy of another version's persevere/",
+    )
+    parser.add_argument("--servers", default="sink,seaweedfs", help="sink and/or seaweedfs")
+    parser.add_argument("--tmp-dir", default=None)
+    parser.add_argument("--json", type=Path, help="write every run here")
+    args = parser.parse_args(argv)
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [t for t in tools if t.partition("@")[0] not in PEERS] + [
+        s for s in servers if s not in ("sink", "seaweedfs")
+    ]
+    if unknown:
+        parser.error(f"unknown tool or server: {', '.join(unknown)}")
+    size = _size(args.size)
+    root = Path(tempfile.mkdtemp(prefix="sink-compare-", dir=args.tmp_dir))
+    failures: list[str] = []
+    try:
+        rows = run(tools, servers, size, args.runs, root, failures)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    print()
+    print(
+        f"{args.size}, concurrency 8, 8 MiB parts, {args.runs} interleaved runs: median [min-max]"
+    )
+    print(table(rows, size, tools, servers))
+    for failure in failures:
+        print(f"FAILED (left out of the medians): {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
