@@ -951,4 +951,7 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
 
 
 def main() -> None:
+    from . import _s3
+
+    _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
     app(prog_name="persevere")
