@@ -1,11 +1,15 @@
 """The compatibility matrix: the tests under ``tests/compat`` run once per S3 implementation.
 
-``s3_server`` is overridden here by a parametrized session fixture, so the shared fixtures of
-``tests/conftest.py`` (``s3_env``, ``s3_client``, ``bucket``) follow it unchanged:
+``compat_server`` is a parametrized session fixture; ``s3_env``, ``s3_client`` and ``bucket``
+are overridden here to be built on it, so the tests read like the rest of the suite:
 
-- ``seaweedfs``: the suite's own SeaweedFS (the parent ``s3_server``; started once per session
-  for the whole suite, not a second one);
+- ``seaweedfs``: the suite's own SeaweedFS (the ``s3_server`` of ``tests/conftest.py``; started
+  once per session for the whole suite, not a second one);
 - ``moto``: moto's server (:mod:`tests.motoserver`), written against AWS's documented behaviour.
+
+Why not override ``s3_server`` itself: the session ``s3_client`` that depends on it is cached
+by its own parameters only, so a client built for moto in here leaked, pointing at the wrong
+server, into the tests outside ``tests/compat``. Here ``s3_client`` is per test (cheap).
 
 Tests say what differs through :class:`ServerTraits` (``server_traits``), facts probed on each
 server (see /work/notes/compat-findings.md), never by testing the server's name. Select one
@@ -14,12 +18,16 @@ server with ``-k seaweedfs`` or ``-k moto``.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import S3Client, _client_for, _scrub_aws_env
 from tests.motoserver import MotoServer
 
 
@@ -77,13 +85,37 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 
 @pytest.fixture(scope="session", params=sorted(TRAITS))
-def s3_server(request: pytest.FixtureRequest) -> Any:
-    """The S3 server of this run of the matrix; the parent's SeaweedFS for ``seaweedfs``."""
-    if request.param == "seaweedfs":
-        return request.getfixturevalue("s3_server")  # the parent fixture of the same name
-    return request.getfixturevalue(f"{request.param}_server")
+def compat_server(request: pytest.FixtureRequest) -> Any:
+    """The S3 server of this run of the matrix (an ``S3Server`` or a ``MotoServer``)."""
+    fixture = "s3_server" if request.param == "seaweedfs" else f"{request.param}_server"
+    return request.getfixturevalue(fixture)
 
 
 @pytest.fixture(scope="session")
-def server_traits(s3_server: Any) -> ServerTraits:
-    return TRAITS[getattr(s3_server, "name", "seaweedfs")]  # S3Server has no name: SeaweedFS
+def server_traits(compat_server: Any) -> ServerTraits:
+    return TRAITS[getattr(compat_server, "name", "seaweedfs")]  # S3Server has no name
+
+
+@pytest.fixture
+def s3_env(compat_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """os.environ holding exactly the server's AWS_* settings; subprocesses inherit it."""
+    _scrub_aws_env(monkeypatch, tmp_path)
+    for name, value in compat_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+
+
+@pytest.fixture
+def s3_client(compat_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Client]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _scrub_aws_env(monkeypatch, tmp_path_factory.mktemp("aws-home"))
+        client = _client_for(compat_server, compat_server.access_key, compat_server.secret_key)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bucket(s3_client: S3Client) -> str:
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    return name

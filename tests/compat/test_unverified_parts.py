@@ -54,9 +54,9 @@ def _part_md5(file: Path, number: int) -> str:
 
 
 @pytest.fixture
-def unverifying(s3_server, s3_env):
+def unverifying(compat_server, s3_env):
     """An endpoint that confirms no checksum: (env pointing at it, the recording proxy)."""
-    with HttpProxy.in_front_of(s3_server.endpoint_url, strip_checksums=True) as proxy:
+    with HttpProxy.in_front_of(compat_server.endpoint_url, strip_checksums=True) as proxy:
         yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, proxy
 
 
@@ -118,7 +118,7 @@ def test_checksum_md5_is_content_md5_mode(unverifying, bucket, s3_client, make_f
 
 
 def test_part_corrupted_in_flight_is_never_kept(
-    request, s3_server, s3_env, server_traits: ServerTraits, bucket, s3_client, make_file,
+    request, compat_server, s3_env, server_traits: ServerTraits, bucket, s3_client, make_file,
     tmp_path,
 ):  # fmt: skip
     """A bit flipped on the wire: the server (if it checks) or persevere (ETag) must catch it."""
@@ -126,7 +126,7 @@ def test_part_corrupted_in_flight_is_never_kept(
         request.applymarker(todo)
     plan = lambda n: Fault("corrupt", at_byte=3 * MiB) if n < 2 else NO_FAULT  # noqa: E731
     with (
-        HttpProxy.in_front_of(s3_server.endpoint_url, strip_checksums=True) as proxy,
+        HttpProxy.in_front_of(compat_server.endpoint_url, strip_checksums=True) as proxy,
         FaultProxy(("127.0.0.1", proxy.port), plan) as faults,
     ):
         env = {**s3_env, "AWS_ENDPOINT_URL": faults.url}
