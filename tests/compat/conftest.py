@@ -5,7 +5,9 @@ are overridden here to be built on it, so the tests read like the rest of the su
 
 - ``seaweedfs``: the suite's own SeaweedFS (the ``s3_server`` of ``tests/conftest.py``; started
   once per session for the whole suite, not a second one);
-- ``moto``: moto's server (:mod:`tests.motoserver`), written against AWS's documented behaviour.
+- ``moto``: moto's server (:mod:`tests.motoserver`), written against AWS's documented behaviour;
+- ``juicefs``: JuiceFS's S3 gateway (:mod:`tests.juicefsserver`, MinIO's gateway code), a real
+  endpoint without flexible checksums.
 
 Why not override ``s3_server`` itself: the session ``s3_client`` that depends on it is cached
 by its own parameters only, so a client built for moto in here leaked, pointing at the wrong
@@ -28,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import S3Client, _client_for, _scrub_aws_env
+from tests.juicefsserver import JuiceFSServer
 from tests.motoserver import MotoServer
 
 
@@ -52,6 +55,8 @@ class ServerTraits:
     object_lock_on_multipart: bool
     # UploadPart to an aborted upload answers NoSuchUpload (moto: 500 InternalError).
     no_such_upload_on_upload_part: bool
+    # GetObjectAttributes answers (persevere's verify reads the part layout from it).
+    object_attributes: bool
 
 
 TRAITS = {
@@ -64,6 +69,7 @@ TRAITS = {
         if_none_match_on_complete=True,
         object_lock_on_multipart=True,
         no_such_upload_on_upload_part=True,
+        object_attributes=True,
     ),
     "moto": ServerTraits(
         name="moto",
@@ -74,6 +80,18 @@ TRAITS = {
         if_none_match_on_complete=True,
         object_lock_on_multipart=False,
         no_such_upload_on_upload_part=False,
+        object_attributes=True,
+    ),
+    "juicefs": ServerTraits(
+        name="juicefs",
+        verifies_part_checksums=False,
+        refuses_extended_algorithms=False,
+        composite_checksum_has_part_count=False,  # it shows no checksum at all
+        verifies_content_md5=True,
+        if_none_match_on_complete=False,
+        object_lock_on_multipart=False,
+        no_such_upload_on_upload_part=True,
+        object_attributes=False,  # 500
     ),
 }
 
@@ -84,9 +102,15 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
         yield server
 
 
+@pytest.fixture(scope="session")
+def juicefs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JuiceFSServer]:
+    with JuiceFSServer(tmp_path_factory.mktemp("juicefs")) as server:
+        yield server
+
+
 @pytest.fixture(scope="session", params=sorted(TRAITS))
 def compat_server(request: pytest.FixtureRequest) -> Any:
-    """The S3 server of this run of the matrix (an ``S3Server`` or a ``MotoServer``)."""
+    """The S3 server of this run of the matrix (an ``S3Server`` or a ``LoopbackServer``)."""
     fixture = "s3_server" if request.param == "seaweedfs" else f"{request.param}_server"
     return request.getfixturevalue(fixture)
 

@@ -24,6 +24,10 @@ MiB = 1024 * 1024
 CLASSIC = ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"]
 EXTENDED = ["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]
 NOT_VERIFIED = "did not verify"  # the phrase of persevere's refusal (see _checksum_mode.py)
+NO_ATTRIBUTES = (
+    "issue 13: verify needs GetObjectAttributes for the part layout, even with --state-file "
+    "(proposal: the journal's part size, then HeadObject partNumber=1)"
+)
 
 
 def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
@@ -42,7 +46,9 @@ def _xfail_unless(request: pytest.FixtureRequest, condition: bool, reason: str) 
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
-def test_default_checksum_round_trip(s3_env, bucket, s3_client, make_file, tmp_path):
+def test_default_checksum_round_trip(
+    server_traits: ServerTraits, s3_env, bucket, s3_client, make_file, tmp_path
+):
     file = make_file(12 * MiB + 12_345, seed=1)
     state = tmp_path / "s"
     started = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
@@ -52,10 +58,6 @@ def test_default_checksum_round_trip(s3_env, bucket, s3_client, make_file, tmp_p
     lines = _journal(state)
     assert lines[-1]["type"] == "completed"
     assert sorted(line["part_number"] for line in lines if line["type"] == "part") == [1, 2, 3]
-
-    verified = persevere(s3_env, "verify", file, f"s3://{bucket}/k", "--json")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["outcome"] == "match"
     status = json.loads(persevere(s3_env, "upload", "status", "--state-file", state,
                                   "--json").stdout)  # fmt: skip
     assert status["outcome"]["type"] == "completed"
@@ -74,8 +76,9 @@ def test_pinned_checksum(
     if server_traits.verifies_part_checksums:
         assert result.returncode == 0, result.stderr
         assert sha256_of_object(s3_client, bucket, algorithm) == sha256_of_file(file)
-        verified = persevere(s3_env, "verify", file, f"s3://{bucket}/{algorithm}")
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+        if server_traits.object_attributes:
+            verified = persevere(s3_env, "verify", file, f"s3://{bucket}/{algorithm}")
+            assert verified.returncode == 0, verified.stdout + verified.stderr
         return
     _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
     assert result.returncode == 1, result.stderr
@@ -94,18 +97,21 @@ def test_extended_algorithm(
     result = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/{algorithm}",
                        "--state-file", tmp_path / "s", "--checksum", algorithm,
                        "--no-progress")  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
     if server_traits.refuses_extended_algorithms:
+        assert result.returncode == 1, result.stderr
         assert "not supported by this endpoint" in result.stderr
         return
-    # moto accepts the algorithm, verifies nothing, and stores a SHA256 under its name.
+    # moto accepts the algorithm, verifies nothing, and stores a SHA256 under its name;
+    # JuiceFS ignores it: persevere reports success for bytes nobody checked.
     _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
-    assert NOT_VERIFIED in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)
 
 
-def test_kill_status_list_resume_verify(s3_env, bucket, s3_client, make_file, tmp_path):
+def test_kill_status_list_resume_verify(
+    server_traits: ServerTraits, s3_env, bucket, s3_client, make_file, tmp_path
+):
     file = make_file(40 * MiB + 7, seed=4)
     state = tmp_path / "s"
     killed = interrupt_after_parts(
@@ -133,8 +139,9 @@ def test_kill_status_list_resume_verify(s3_env, bucket, s3_client, make_file, tm
     assert json.loads(resumed.stdout)["bytes_sent"] <= 40 * MiB + 7 - recorded * 5 * MiB
     assert sha256_of_object(s3_client, bucket, "big") == sha256_of_file(file)
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    verified = persevere(s3_env, "verify", file, f"s3://{bucket}/big", "--state-file", state)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    if server_traits.object_attributes:
+        verified = persevere(s3_env, "verify", file, f"s3://{bucket}/big", "--state-file", state)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_abort_then_resume_is_refused(s3_env, bucket, s3_client, make_file, tmp_path):
@@ -170,11 +177,17 @@ def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_f
     assert "no longer exists on S3" in resumed.stderr
 
 
-def test_verify_names_a_different_file(s3_env, bucket, make_file, tmp_path):
+def test_verify_match_and_mismatch(
+    request, server_traits: ServerTraits, s3_env, bucket, make_file, tmp_path
+):
+    _xfail_unless(request, server_traits.object_attributes, NO_ATTRIBUTES)
     file = make_file(11 * MiB, seed=7)
     started = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/v", "--state-file",
                         tmp_path / "s", "--part-size", "5MiB", "--no-progress")  # fmt: skip
     assert started.returncode == 0, started.stderr
+    same = persevere(s3_env, "verify", file, f"s3://{bucket}/v", "--json")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert json.loads(same.stdout)["outcome"] == "match"
     other = make_file(11 * MiB, seed=8)
     differs = persevere(s3_env, "verify", other, f"s3://{bucket}/v", "--state-file",
                         tmp_path / "s")  # fmt: skip

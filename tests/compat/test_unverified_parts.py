@@ -97,7 +97,9 @@ def test_pinned_checksum_is_refused_without_echo(unverifying, bucket, s3_client,
 
 
 @todo
-def test_checksum_md5_is_content_md5_mode(unverifying, bucket, s3_client, make_file, tmp_path):
+def test_checksum_md5_is_content_md5_mode(
+    server_traits: ServerTraits, unverifying, bucket, s3_client, make_file, tmp_path
+):
     env, proxy = unverifying
     file = make_file(2 * PART + 5, seed=13)
     result = persevere(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
@@ -113,8 +115,9 @@ def test_checksum_md5_is_content_md5_mode(unverifying, bucket, s3_client, make_f
         assert not [name for name, _ in part.headers if name.lower().startswith("x-amz-checksum")]
     (complete,) = proxy.requests("CompleteMultipartUpload")
     assert complete.header("x-amz-checksum-type") is None
-    verified = persevere(env, "verify", file, f"s3://{bucket}/k")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    if server_traits.object_attributes:
+        verified = persevere(env, "verify", file, f"s3://{bucket}/k")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_part_corrupted_in_flight_is_never_kept(
@@ -122,7 +125,7 @@ def test_part_corrupted_in_flight_is_never_kept(
     tmp_path,
 ):  # fmt: skip
     """A bit flipped on the wire: the server (if it checks) or persevere (ETag) must catch it."""
-    if not server_traits.verifies_content_md5:
+    if not server_traits.verifies_part_checksums:  # today only the checksum header is sent
         request.applymarker(todo)
     plan = lambda n: Fault("corrupt", at_byte=3 * MiB) if n < 2 else NO_FAULT  # noqa: E731
     with (
