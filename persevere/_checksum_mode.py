@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checksums import ChecksumAlgorithm, is_md5_etag
+from ._checksums import ChecksumAlgorithm, ETag
 from ._errors import S3Error
 from ._retry import TransientError
 
@@ -145,13 +145,14 @@ class PartVerifier:
                 code="ChecksumNotVerified",
                 hint="resume: a new run starts by checking again, and falls back to Content-MD5",
             )
-        if not is_md5_etag(etag):
+        md5 = ETag(etag).md5 if ETag(etag).part_count is None else None
+        if md5 is None:
             raise ChecksumNotVerified(
                 f"the endpoint neither verified the {self.algorithm.name} checksum of {what} "
                 f"nor returned its MD5 as ETag ({etag}): its bytes cannot be proven",
                 code="ChecksumNotVerified",
             )
-        if etag.strip('"').lower() != digests.md5.hex():
+        if md5 != digests.md5.hex():
             raise TransientError(
                 f"{what}: S3 returned ETag {etag}, the part's MD5 is {digests.md5.hex()}",
                 code="BadDigest",

@@ -20,6 +20,7 @@ server with ``-k seaweedfs`` or ``-k moto``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import S3Client, _client_for, _scrub_aws_env
 from tests.juicefsserver import JuiceFSServer
@@ -139,7 +141,25 @@ def s3_client(compat_server: Any, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture
-def bucket(s3_client: S3Client) -> str:
+def bucket(s3_client: S3Client) -> Iterator[str]:
+    """A new bucket per test, given back at teardown (SeaweedFS's volumes are finite)."""
     name = f"test-{uuid.uuid4().hex[:16]}"
     s3_client.create_bucket(Bucket=name)
-    return name
+    yield name
+    _delete_bucket(s3_client, name)
+
+
+def _delete_bucket(client: S3Client, name: str) -> None:
+    """``tests.conftest.delete_bucket``, objects deleted one by one: JuiceFS's gateway (old
+    MinIO) wants Content-MD5 on DeleteObjects, where boto3 now sends a CRC32
+    (MissingContentMD5: the aws-cli#9214 family of breakages)."""
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for upload in page.get("Uploads") or []:
+            with contextlib.suppress(ClientError):  # completed or aborted meanwhile
+                client.abort_multipart_upload(
+                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents") or []:
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
