@@ -1,0 +1,195 @@
+"""The integration subset, on every server of the matrix: start, kill -9, resume, status, list,
+abort, verify, and each checksum algorithm.
+
+Where a server does not verify what persevere sends, the test states the behaviour issue 13
+asks for (refuse a pinned algorithm the endpoint did not verify) and is a strict xfail until
+persevere does it: it then starts passing, and ``strict`` makes that impossible to miss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compat.conftest import ServerTraits
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+
+MiB = 1024 * 1024
+CLASSIC = ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"]
+EXTENDED = ["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]
+NOT_VERIFIED = "did not verify"  # the phrase of persevere's refusal (see _checksum_mode.py)
+NO_ATTRIBUTES = (
+    "issue 13: verify needs GetObjectAttributes for the part layout, even with --state-file "
+    "(proposal: the journal's part size, then HeadObject partNumber=1)"
+)
+
+
+def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _journal(state: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in state.read_text().splitlines()]
+
+
+def _xfail_unless(request: pytest.FixtureRequest, condition: bool, reason: str) -> None:
+    if not condition:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def test_default_checksum_round_trip(
+    server_traits: ServerTraits, s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file = make_file(12 * MiB + 12_345, seed=1)
+    state = tmp_path / "s"
+    started = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                        state, "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+    lines = _journal(state)
+    assert lines[-1]["type"] == "completed"
+    assert sorted(line["part_number"] for line in lines if line["type"] == "part") == [1, 2, 3]
+    status = json.loads(persevere(s3_env, "upload", "status", "--state-file", state,
+                                  "--json").stdout)  # fmt: skip
+    assert status["outcome"]["type"] == "completed"
+
+
+@pytest.mark.parametrize("algorithm", CLASSIC)
+def test_pinned_checksum(
+    request, server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
+    tmp_path,
+):  # fmt: skip
+    """A pinned algorithm works where the endpoint verifies it, and is refused where not."""
+    file = make_file(12 * MiB + 7, seed=2)
+    result = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/{algorithm}",
+                       "--state-file", tmp_path / "s", "--checksum", algorithm,
+                       "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    if server_traits.verifies_part_checksums:
+        assert result.returncode == 0, result.stderr
+        assert sha256_of_object(s3_client, bucket, algorithm) == sha256_of_file(file)
+        if server_traits.object_attributes:
+            verified = persevere(s3_env, "verify", file, f"s3://{bucket}/{algorithm}")
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+        return
+    _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
+    assert result.returncode == 1, result.stderr
+    assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
+    # Refused at the first part: nothing was completed under the key.
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)
+
+
+@pytest.mark.parametrize("algorithm", [a for a in EXTENDED if a != "MD5"])
+def test_extended_algorithm(
+    request, server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
+    tmp_path,
+):  # fmt: skip
+    """SHA512 and XXHASH*: refused by the endpoint up front, or refused as not verified."""
+    file = make_file(6 * MiB, seed=3)
+    result = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/{algorithm}",
+                       "--state-file", tmp_path / "s", "--checksum", algorithm,
+                       "--no-progress")  # fmt: skip
+    if server_traits.refuses_extended_algorithms:
+        assert result.returncode == 1, result.stderr
+        assert "not supported by this endpoint" in result.stderr
+        return
+    # moto accepts the algorithm, verifies nothing, and stores a SHA256 under its name;
+    # JuiceFS ignores it: persevere reports success for bytes nobody checked.
+    _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
+    assert result.returncode == 1, result.stderr
+    assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)
+
+
+def test_kill_status_list_resume_verify(
+    server_traits: ServerTraits, s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file = make_file(40 * MiB + 7, seed=4)
+    state = tmp_path / "s"
+    killed = interrupt_after_parts(
+        s3_env,
+        ["upload", "start", file, f"s3://{bucket}/big", "--state-file", state,
+         "--part-size", "5MiB", "--no-progress", "-c", "2"],
+        state, 2,
+    )  # fmt: skip
+    assert killed.returncode == -9
+    recorded = sum(1 for line in _journal(state) if line["type"] == "part")
+    assert 2 <= recorded < 9
+
+    status = persevere(s3_env, "upload", "status", "--state-file", state, "--json")
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["parts_done"] == recorded and document["part_count"] == 9
+    assert document["remote"]["exists"] and document["remote"]["parts"] >= recorded
+
+    listed = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [u["key"] for u in json.loads(listed.stdout)["uploads"]] == ["big"]
+
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["bytes_sent"] <= 40 * MiB + 7 - recorded * 5 * MiB
+    assert sha256_of_object(s3_client, bucket, "big") == sha256_of_file(file)
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    if server_traits.object_attributes:
+        verified = persevere(s3_env, "verify", file, f"s3://{bucket}/big", "--state-file", state)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_abort_then_resume_is_refused(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(20 * MiB, seed=5)
+    state = tmp_path / "s"
+    interrupt_after_parts(
+        s3_env,
+        ["upload", "start", file, f"s3://{bucket}/a", "--state-file", state,
+         "--part-size", "5MiB", "--no-progress", "-c", "1"],
+        state, 1,
+    )  # fmt: skip
+    aborted = persevere(s3_env, "upload", "abort", "--state-file", state)
+    assert aborted.returncode == 0, aborted.stderr
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert _journal(state)[-1]["type"] == "aborted"
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert resumed.returncode == 1 and "was aborted" in resumed.stderr
+
+
+def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(20 * MiB, seed=6)
+    state = tmp_path / "s"
+    interrupt_after_parts(
+        s3_env,
+        ["upload", "start", file, f"s3://{bucket}/g", "--state-file", state,
+         "--part-size", "5MiB", "--no-progress", "-c", "1"],
+        state, 1,
+    )  # fmt: skip
+    upload_id = _journal(state)[0]["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="g", UploadId=upload_id)
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert resumed.returncode == 1, resumed.stderr
+    assert "no longer exists on S3" in resumed.stderr
+
+
+def test_verify_match_and_mismatch(
+    request, server_traits: ServerTraits, s3_env, bucket, make_file, tmp_path
+):
+    _xfail_unless(request, server_traits.object_attributes, NO_ATTRIBUTES)
+    file = make_file(11 * MiB, seed=7)
+    started = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/v", "--state-file",
+                        tmp_path / "s", "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    same = persevere(s3_env, "verify", file, f"s3://{bucket}/v", "--json")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert json.loads(same.stdout)["outcome"] == "match"
+    other = make_file(11 * MiB, seed=8)
+    differs = persevere(s3_env, "verify", other, f"s3://{bucket}/v", "--state-file",
+                        tmp_path / "s")  # fmt: skip
+    assert differs.returncode == 4, differs.stdout + differs.stderr
+    assert "first differing part: 1 " in differs.stdout
