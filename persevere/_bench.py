@@ -124,7 +124,13 @@ class GeneratedSource:
         self.pattern = pattern
 
     async def prepare(
-        self, number: int, offset: int, size: int, buffer: memoryview, algorithm: ChecksumAlgorithm
+        self,
+        number: int,
+        offset: int,
+        size: int,
+        buffer: memoryview,
+        algorithm: ChecksumAlgorithm,
+        with_md5: bool = False,  # the bench's session is pinned: never asked
     ) -> PreparedPart:
         digest = await anyio.to_thread.run_sync(self.pattern.checksum, offset, size, algorithm)
 

@@ -223,13 +223,19 @@ DurationOpt = Annotated[
 
 
 ChecksumOpt = Annotated[
-    AlgorithmName,
+    AlgorithmName | None,
     typer.Option(
         "--checksum",
+        "--checksum-algorithm",
         case_sensitive=False,
         envvar="PERSEVERE_CHECKSUM",
-        help="Per-part checksum S3 verifies: CRCs are full-object; SHA512, MD5 and XXHASH* only "
-        "where the endpoint supports them.",
+        show_default=False,
+        help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, "
+        "SHA1 (composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports "
+        "them; MD5: Content-MD5 per part, checked against the ETag (endpoints without flexible "
+        "checksums). Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint "
+        "does not confirm it; a chosen algorithm is never replaced: unconfirmed, the upload "
+        "stops.",
     ),
 ]
 StorageClassOpt = Annotated[
@@ -533,7 +539,7 @@ def start(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
-    checksum: ChecksumOpt = "CRC64NVME",
+    checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
@@ -606,7 +612,7 @@ def cp(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
-    checksum: ChecksumOpt = "CRC64NVME",
+    checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,

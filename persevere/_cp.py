@@ -98,7 +98,7 @@ async def copy_file(
     state_file: str | Path,
     *,
     part_size: int | None = None,
-    checksum: str = "CRC64NVME",
+    checksum: str | None = None,
     endpoint: Endpoint | None = None,
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,

@@ -55,6 +55,8 @@ class Header:
     ctime_ns: int | None = None  # the file's identity beyond size and mtime (format 1.1)
     inode: int | None = None
     device: int | None = None
+    # The caller chose checksum_algorithm: no Content-MD5 fallback (see _checksum_mode).
+    checksum_pinned: bool = False
 
     @property
     def source(self) -> SourceRecord:

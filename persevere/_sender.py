@@ -52,7 +52,13 @@ class PartSource(Protocol):
     """Where parts come from: checksums them, and makes a body per attempt."""
 
     async def prepare(
-        self, number: int, offset: int, size: int, buffer: memoryview, algorithm: ChecksumAlgorithm
+        self,
+        number: int,
+        offset: int,
+        size: int,
+        buffer: memoryview,
+        algorithm: ChecksumAlgorithm,
+        with_md5: bool = False,
     ) -> PreparedPart: ...
 
 
@@ -140,7 +146,12 @@ class PartSender:
         try:
             for number in pending:
                 part = await self.source.prepare(
-                    number, self.plan.offset(number), self.plan.size_of(number), buffer, algorithm
+                    number,
+                    self.plan.offset(number),
+                    self.plan.size_of(number),
+                    buffer,
+                    algorithm,
+                    self.session.verifier.needs_md5(),
                 )
 
                 async def send_once(part: PreparedPart = part) -> str:
@@ -202,7 +213,9 @@ class PartSender:
             body = part.make_body(on_sent, throttle)
             self._attempts.add(watched)
             try:
-                etag = await self.session.upload_part(part.number, body, part.size, part.checksum)
+                etag = await self.session.upload_part(
+                    part.number, body, part.size, part.checksum, part.md5
+                )
             except BaseException as exc:
                 rewind()
                 body_error = getattr(body, "error", None)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ETag, ObjectChecksum, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
@@ -67,8 +68,11 @@ class MultipartSession:
         retry: RetryPolicy | None = None,
         per_request: Mapping[str, Any] | None = None,
         exhausted: Exhausted = resumable,
+        pinned: bool = True,
     ) -> None:
-        """``upload_id`` None: a new upload, which :meth:`create` creates."""
+        """``upload_id`` None: a new upload, which :meth:`create` creates. ``pinned``: the
+        algorithm was chosen, so an endpoint that does not echo it is refused; unpinned, the
+        session falls back to Content-MD5 per part (see :mod:`._checksum_mode`)."""
         self.client = client
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
@@ -78,6 +82,8 @@ class MultipartSession:
         self.upload_id = upload_id or ""
         self.algorithm = algorithm
         self.checksum_type = checksum_type(algorithm)
+        # What proves each part (one per run: a resume checks the endpoint again).
+        self.verifier = PartVerifier(algorithm, pinned=pinned)
         self.retry = retry or RetryPolicy()
         self.exhausted = exhausted
         # Bucket, key and what S3 wants repeated on every request of the upload.
@@ -103,16 +109,18 @@ class MultipartSession:
                 )
             return S3Error(f"cannot start the upload after {tries} attempts: {exc}")
 
-        params = {**self.object_ids, **object_options, "ChecksumType": self.checksum_type}
+        params = {
+            **self.object_ids,
+            **object_options,
+            **self.verifier.create_fields(self.checksum_type),
+        }
         try:
             response = await call_with_retry(
                 self.retry.with_attempts(attempts),
                 "CreateMultipartUpload",
                 lambda: attempt(
                     "CreateMultipartUpload",
-                    lambda: self._api.create_multipart_upload(
-                        **params, ChecksumAlgorithm=self.algorithm.name
-                    ),
+                    lambda: self._api.create_multipart_upload(**params),
                 ),
                 unreachable,
             )
@@ -137,22 +145,20 @@ class MultipartSession:
         )
 
     # -- parts ---------------------------------------------------------------------------------
-    async def upload_part(self, number: int, body: Any, size: int, checksum: str) -> str:
-        """One UploadPart attempt; the ETag, once S3's checksum agrees with ours."""
-        param = self.algorithm.param
+    async def upload_part(
+        self, number: int, body: Any, size: int, checksum: str, md5: bytes | None = None
+    ) -> str:
+        """One UploadPart attempt; the ETag, once the answer proves S3 saw our bytes (its
+        checksum echo agrees with ours, or its ETag is our MD5: :class:`PartVerifier`)."""
+        digests = PartDigests(checksum, md5)
+        proof = self.verifier.request_fields(digests)
         response = await attempt(
             f"part {number}",
             lambda: self._api.upload_part(
-                **self.ids, PartNumber=number, Body=body, ContentLength=size, **{param: checksum}
+                **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
             ),
         )
-        returned = response.get(param)
-        if returned is not None and returned != checksum:
-            raise TransientError(
-                f"part {number}: S3 computed checksum {returned}, expected {checksum}",
-                code="BadDigest",
-            )
-        return str(response["ETag"])
+        return self.verifier.check(number, digests, response)
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
         """Every part S3 holds for the upload (all pages; or the first ``max_parts``)."""
@@ -195,17 +201,21 @@ class MultipartSession:
         (full-object) and its size; S3 refuses a mismatch, and so does persevere."""
         expected = self.expected(parts)
         param = self.algorithm.param
+        flexible = self.verifier.flexible  # Content-MD5 mode sends no checksum fields
         params: dict[str, Any] = {
             **self.ids,
             "MultipartUpload": {
                 "Parts": [
-                    {"PartNumber": p.part_number, "ETag": p.etag, param: p.checksum} for p in parts
+                    {"PartNumber": p.part_number, "ETag": p.etag}
+                    | ({param: p.checksum} if flexible else {})
+                    for p in parts
                 ]
             },
-            "ChecksumType": self.checksum_type,
             "MpuObjectSize": object_size,
         }
-        if self.checksum_type == "FULL_OBJECT":
+        if flexible:
+            params["ChecksumType"] = self.checksum_type
+        if flexible and self.checksum_type == "FULL_OBJECT":
             params[param] = str(expected.checksum)
 
         async def complete_once() -> Any:

@@ -110,18 +110,31 @@ class SourceFile:
         self.close()
 
     async def prepare(
-        self, number: int, offset: int, size: int, buffer: memoryview, algorithm: ChecksumAlgorithm
+        self,
+        number: int,
+        offset: int,
+        size: int,
+        buffer: memoryview,
+        algorithm: ChecksumAlgorithm,
+        with_md5: bool = False,
     ) -> PreparedPart:
+        md5: bytes | None = None
         if size <= len(buffer):
             view = buffer[:size]
-            digest = await anyio.to_thread.run_sync(self.read_and_hash, view, offset, algorithm)
+
+            def read_and_hash() -> tuple[bytes, bytes | None]:
+                digest = self.read_and_hash(view, offset, algorithm)
+                return digest, (hashlib.md5(view).digest() if with_md5 else None)
+
+            digest, md5 = await anyio.to_thread.run_sync(read_and_hash)
 
             def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
                 return BufferedBody(view, on_sent, throttle)
         else:
-            digest, _ = await anyio.to_thread.run_sync(
-                self.hash_range, offset, size, buffer, algorithm
+            digest, md5_hex = await anyio.to_thread.run_sync(
+                self.hash_range, offset, size, buffer, algorithm, with_md5
             )
+            md5 = bytes.fromhex(md5_hex) if md5_hex is not None else None
 
             def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
                 return StreamingBody(self, offset, size, on_sent, throttle)
@@ -129,10 +142,10 @@ class SourceFile:
             checksum = b64(digest)
             return PreparedPart(
                 number, size, checksum, make_body,
-                recheck=lambda: self.still_reads(offset, size, checksum, algorithm),
+                recheck=lambda: self.still_reads(offset, size, checksum, algorithm), md5=md5,
             )  # fmt: skip
 
-        return PreparedPart(number, size, b64(digest), make_body)
+        return PreparedPart(number, size, b64(digest), make_body, md5=md5)
 
     def check_unchanged(self) -> None:
         """Before completing: the file must be as it was when its parts were read."""

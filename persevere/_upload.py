@@ -101,6 +101,7 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
         get_algorithm(header.checksum_algorithm),
         retry=retry,
         per_request=per_request(header.object_options),
+        pinned=header.checksum_pinned,
     )
 
 
@@ -116,7 +117,7 @@ async def start_upload(
     state_file: str | Path,
     *,
     part_size: int | None = None,
-    checksum: str = "CRC64NVME",
+    checksum: str | None = None,
     endpoint: Endpoint | None = None,
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
@@ -128,12 +129,17 @@ async def start_upload(
     ``object_options`` are extra CreateMultipartUpload parameters (StorageClass, ContentType,
     Metadata, Tagging, ServerSideEncryption, SSEKMSKeyId, ACL, ExpectedBucketOwner), recorded
     in the journal; :func:`persevere.object_options` builds them from CLI-style values.
+
+    ``checksum`` None: CRC64NVME, falling back to Content-MD5 per part (one warning) if the
+    endpoint does not confirm it; a named algorithm is pinned: unconfirmed, the upload stops
+    (:class:`ChecksumNotVerified`). ``"MD5"``: Content-MD5 mode from the start.
     """
     options = options or UploadOptions()
+    pinned = checksum is not None
     progress = progress or NullProgress()
     options.validate()
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
     )
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
@@ -161,6 +167,7 @@ async def start_upload(
                     checksum_type=checksum_type(algorithm),
                     created_at=_now(),
                     tool_version=__version__,
+                    checksum_pinned=pinned,
                 )
                 session = MultipartSession(
                     client,
@@ -170,6 +177,7 @@ async def start_upload(
                     algorithm,
                     retry=options.retry,
                     per_request=per_request(object_options),
+                    pinned=pinned,
                 )
                 header = await _create(session, journal, draft, object_options or {}, options)
                 try:

@@ -1,9 +1,9 @@
 """The integration subset, on every server of the matrix: start, kill -9, resume, status, list,
 abort, verify, and each checksum algorithm.
 
-Where a server does not verify what persevere sends, the test states the behaviour issue 13
-asks for (refuse a pinned algorithm the endpoint did not verify) and is a strict xfail until
-persevere does it: it then starts passing, and ``strict`` makes that impossible to miss.
+Where a server does not verify what persevere sends, a pinned algorithm is refused at the
+first part (issue 13), and the default falls back to Content-MD5. Where persevere still lacks
+something, the test states the behaviour to build and is a strict xfail.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_default_checksum_round_trip(
 
 @pytest.mark.parametrize("algorithm", CLASSIC)
 def test_pinned_checksum(
-    request, server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
+    server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
     tmp_path,
 ):  # fmt: skip
     """A pinned algorithm works where the endpoint verifies it, and is refused where not."""
@@ -80,7 +80,6 @@ def test_pinned_checksum(
             verified = persevere(s3_env, "verify", file, f"s3://{bucket}/{algorithm}")
             assert verified.returncode == 0, verified.stdout + verified.stderr
         return
-    _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
     assert result.returncode == 1, result.stderr
     assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
     # Refused at the first part: nothing was completed under the key.
@@ -89,7 +88,7 @@ def test_pinned_checksum(
 
 @pytest.mark.parametrize("algorithm", [a for a in EXTENDED if a != "MD5"])
 def test_extended_algorithm(
-    request, server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
+    server_traits: ServerTraits, algorithm, s3_env, bucket, s3_client, make_file,
     tmp_path,
 ):  # fmt: skip
     """SHA512 and XXHASH*: refused by the endpoint up front, or refused as not verified."""
@@ -103,7 +102,6 @@ def test_extended_algorithm(
         return
     # moto accepts the algorithm, verifies nothing, and stores a SHA256 under its name;
     # JuiceFS ignores it: persevere reports success for bytes nobody checked.
-    _xfail_unless(request, False, "issue 13: a pinned checksum the endpoint did not verify")
     assert result.returncode == 1, result.stderr
     assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)

@@ -6,10 +6,6 @@ echoes nothing), and SeaweedFS behind :class:`tests.httpproxy.HttpProxy` with
 endpoint without flexible checksums). The proxy also records what persevere sent, so the tests
 check the requests (Content-MD5 on parts, no checksum fields in Content-MD5 mode) and not only
 the outcome.
-
-Each test is a strict xfail until persevere implements the design in
-``persevere/_checksum_mode.py`` (see /work/notes/compat-findings.md): today persevere accepts
-a part without an echo as verified.
 """
 
 from __future__ import annotations
@@ -31,8 +27,6 @@ from tests.httpproxy import HttpProxy
 
 MiB = 1024 * 1024
 PART = 5 * MiB
-NOT_IMPLEMENTED = "issue 13: parts without a checksum echo are accepted as verified"
-todo = pytest.mark.xfail(strict=True, reason=NOT_IMPLEMENTED)
 
 
 def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
@@ -60,7 +54,6 @@ def unverifying(compat_server, s3_env):
         yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, proxy
 
 
-@todo
 def test_default_falls_back_to_content_md5(unverifying, bucket, s3_client, make_file, tmp_path):
     env, proxy = unverifying
     file = make_file(3 * PART + 99, seed=11)
@@ -79,7 +72,6 @@ def test_default_falls_back_to_content_md5(unverifying, bucket, s3_client, make_
         assert part["etag"].strip('"') == _part_md5(file, part["part_number"])
 
 
-@todo
 def test_pinned_checksum_is_refused_without_echo(unverifying, bucket, s3_client, make_file,
                                                  tmp_path):  # fmt: skip
     env, proxy = unverifying
@@ -96,7 +88,6 @@ def test_pinned_checksum_is_refused_without_echo(unverifying, bucket, s3_client,
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
 
 
-@todo
 def test_checksum_md5_is_content_md5_mode(
     server_traits: ServerTraits, unverifying, bucket, s3_client, make_file, tmp_path
 ):
@@ -121,12 +112,10 @@ def test_checksum_md5_is_content_md5_mode(
 
 
 def test_part_corrupted_in_flight_is_never_kept(
-    request, compat_server, s3_env, server_traits: ServerTraits, bucket, s3_client, make_file,
+    compat_server, s3_env, server_traits: ServerTraits, bucket, s3_client, make_file,
     tmp_path,
 ):  # fmt: skip
     """A bit flipped on the wire: the server (if it checks) or persevere (ETag) must catch it."""
-    if not server_traits.verifies_part_checksums:  # today only the checksum header is sent
-        request.applymarker(todo)
     plan = lambda n: Fault("corrupt", at_byte=3 * MiB) if n < 2 else NO_FAULT  # noqa: E731
     with (
         HttpProxy.in_front_of(compat_server.endpoint_url, strip_checksums=True) as proxy,
