@@ -265,10 +265,8 @@ async def _bench_one(
         ledger = MemoryLedger()
         completing = False
         try:
-            sender = PartSender(
-                session, GeneratedSource(pattern), ledger, plan, options, NullProgress()
-            )
-            await sender.send(list(plan.part_numbers()))
+            sender = PartSender(session, ledger, options, NullProgress())
+            await sender.send(list(plan.part_numbers()), GeneratedSource(pattern), plan)
             completing = True
             await session.complete([ledger.parts[n] for n in plan.part_numbers()], plan.file_size)
         except BaseException:

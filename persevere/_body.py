@@ -36,6 +36,8 @@ class PreparedPart:
     # For bodies read again on every attempt: after S3 saw other bytes than ``checksum``,
     # raises SourceChanged if the source itself now gives other bytes (retrying cannot help).
     recheck: Callable[[], Awaitable[None]] | None = None
+    # Gives back what holds the part's bytes once it is recorded (a stream's memory budget).
+    release: Callable[[], Awaitable[None]] | None = None
     # Raw MD5 of the part, when the session asked for it (PartVerifier.needs_md5): sent as
     # Content-MD5 and compared with the ETag where the endpoint does not echo checksums.
     md5: bytes | None = None

@@ -222,6 +222,17 @@ DurationOpt = Annotated[
 ]
 
 
+ExpectedSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-size",
+        parser=_parser(parse_size),
+        metavar="SIZE",
+        help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
+        "stream that ends earlier is an error (a producer that failed). Without it, parts "
+        "grow along a fixed schedule (up to 7.8 TiB).",
+    ),
+]
 ChecksumOpt = Annotated[
     AlgorithmName | None,
     typer.Option(
@@ -443,6 +454,28 @@ def _endpoint(
         _fail(exc)
 
 
+def _from_stdin(file: Path) -> Path:
+    """FILE as given, except '-': the file redirected into standard input (``< disk.img``, a
+    regular file or a block device, read as that file), or '-' itself for a pipe."""
+    if str(file) != "-":
+        return file
+    from ._stream import stdin_kind
+
+    try:
+        kind, path = stdin_kind()
+    except _errors.UsageError as exc:
+        _fail(exc)
+    return path if kind == "file" and path is not None else file
+
+
+def _refuse_part_size_for_streams(part_size: int | None) -> None:
+    if part_size is not None:
+        raise typer.BadParameter(
+            "a stream's parts follow its schedule: give --expected-size instead",
+            param_hint="--part-size",
+        )
+
+
 def _object_options(
     file: Path,
     storage_class: str | None,
@@ -559,13 +592,24 @@ def start(
     max_retries: MaxRetriesOpt = 9,
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
+    expected_size: ExpectedSizeOpt = None,
 ) -> None:
-    """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags)."""
+    """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags).
+
+    FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
+    file or block device redirected in (< file) is read as that file.
+    """
     from ._upload import start_upload
 
     file, bucket, key = _target(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
+    file = _from_stdin(file)
+    if state_file is None and str(file) == "-":
+        from ._cp import locate_state_file
+
+        state_file = locate_state_file(file, bucket, key)
+        typer.echo(f"persevere: state file: {state_file}", err=True)
     if state_file is None:
         state_file = file.with_name(file.name + ".persevere").absolute()
         typer.echo(f"persevere: state file: {state_file}", err=True)
@@ -576,21 +620,21 @@ def start(
         sse_kms_key_id, acl, expected_bucket_owner,
     )  # fmt: skip
     target = state_file
-    result = _run(
-        lambda: start_upload(
-            file,
-            bucket,
-            key,
-            target,
-            part_size=part_size,
-            checksum=checksum,
-            endpoint=endpoint,
-            object_options=object_options,
-            options=options,
-            progress=_progress(not no_progress and not json_output, "upload"),
-        ),
-        resumable_state=state_file,
-    )
+    progress = _progress(not no_progress and not json_output, "upload")
+    if str(file) == "-":
+        from ._stream import start_stream
+
+        _refuse_part_size_for_streams(part_size)
+        run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
+            bucket, key, target, expected_size=expected_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+        )  # fmt: skip
+    else:
+        run = lambda: start_upload(  # noqa: E731
+            file, bucket, key, target, part_size=part_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+        )  # fmt: skip
+    result = _run(run, resumable_state=state_file)
     _print_result(result, json_output, state_file)
 
 
@@ -632,6 +676,7 @@ def cp(
     max_retries: MaxRetriesOpt = 9,
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
+    expected_size: ExpectedSizeOpt = None,
 ) -> None:
     """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
 
@@ -642,6 +687,7 @@ def cp(
     from ._cp import copy_file, locate_state_file
 
     source, bucket, key = _target(file, url, None, None, "FILE")
+    source = _from_stdin(source)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
@@ -649,6 +695,8 @@ def cp(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner,
     )  # fmt: skip
+    if str(source) == "-":
+        _refuse_part_size_for_streams(part_size)
     result = _run(
         lambda: copy_file(
             source,
@@ -661,6 +709,7 @@ def cp(
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
+            expected_size=expected_size,
         ),
         resumable_state=journal,
     )

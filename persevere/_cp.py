@@ -79,6 +79,9 @@ def locate_state_file(
     """
     if state_file is not None:
         return Path(state_file).expanduser().absolute()
+    if str(file) == "-":  # a stream: named after its destination alone
+        digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
+        return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
     digest = hashlib.sha256(f"{path}\n{bucket}\n{key}".encode()).hexdigest()[:16]
     named = f"{path.name}.{digest}.persevere"
@@ -103,12 +106,19 @@ async def copy_file(
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
+    expected_size: int | None = None,
 ) -> UploadResult:
     """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
     resume, or find it done (``UploadResult.already_completed``).
 
     ``state_file`` is typically :func:`locate_state_file`'s answer; its directory is created.
+    ``file`` '-' is standard input as a stream (see :mod:`._stream`; ``expected_size``): an
+    upload in progress is resumed by piping in the same stream; a finished one is uploaded
+    again (a stream cannot be proven equal to the object without being read and sent).
     """
+    if str(file) == "-":
+        return await _copy_stream(bucket, key, Path(state_file), checksum, endpoint,
+                                  object_options, options, progress, expected_size)  # fmt: skip
     started = time.monotonic()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
     state_path = Path(state_file)
@@ -157,6 +167,43 @@ async def copy_file(
         log.warning("%s; starting the upload again", exc)
         await _abort_quietly(state_path)
         return await start()
+
+
+async def _copy_stream(
+    bucket: str,
+    key: str,
+    state_path: Path,
+    checksum: str | None,
+    endpoint: Endpoint | None,
+    object_options: dict[str, Any] | None,
+    options: UploadOptions | None,
+    progress: ProgressSink | None,
+    expected_size: int | None,
+) -> UploadResult:
+    from ._stream import start_stream
+
+    state = await anyio.to_thread.run_sync(_existing, state_path)
+    if state is not None and (state.header.bucket, state.header.key) != (bucket, key):
+        raise UsageError(
+            f"state file {state_path} records an upload to s3://{state.header.bucket}/"
+            f"{state.header.key}, not to s3://{bucket}/{key}",
+            param="state_file",
+        )
+    log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
+    if state is not None and state.finished is None:
+        try:
+            return await resume_upload(state_path, options=options, progress=progress,
+                                       endpoint=endpoint)  # fmt: skip
+        except StateFileLocked as exc:
+            raise _already_running(state_path) from exc
+    await anyio.to_thread.run_sync(_make_room, state_path)
+    try:
+        return await start_stream(
+            bucket, key, state_path, expected_size=expected_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+        )  # fmt: skip
+    except StateFileExists as exc:
+        raise _already_running(state_path) from exc
 
 
 def _existing(path: Path) -> JournalState | None:

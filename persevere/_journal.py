@@ -57,6 +57,12 @@ class Header:
     device: int | None = None
     # The caller chose checksum_algorithm: no Content-MD5 fallback (see _checksum_mode).
     checksum_pinned: bool = False
+    stream_every: int | None = None  # a stream: parts double every this many (StreamSchedule)
+    expected_size: int | None = None  # a stream's announced length (file_size is then that)
+
+    @property
+    def stream(self) -> bool:
+        return self.file_path == "-"
 
     @property
     def source(self) -> SourceRecord:

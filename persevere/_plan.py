@@ -73,3 +73,54 @@ def make_plan(file_size: int, part_size: int | None = None) -> PartPlan:
             f"(use --part-size {auto_part_size(file_size) // MiB}MiB or more, or 'auto')"
         )
     return plan
+
+
+# -- streams: the length is not known in advance ---------------------------------------------
+STREAM_FIRST_PART_SIZE = 8 * MiB
+STREAM_PARTS_PER_STEP = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSchedule:
+    """Part sizes for a stream of unknown length: ``first`` for the first ``every`` parts, then
+    doubling every ``every`` parts, up to 5 GiB.
+
+    Without an expected size: 8 MiB x 1,000, 16 MiB x 1,000, ... 4 GiB x 1,000, so a stream of
+    up to 7.8 TiB fits in 10,000 parts (:attr:`capacity`) and memory (a part stays in memory
+    until S3 has it) grows only with the stream: parts stay <= 128 MiB for the first 242 GiB.
+    S3's 48.8 TiB needs 10,000 parts of 5 GiB, so only a stream with an expected size near it
+    can reach it (and then holds 5 GiB parts in memory).
+    With an expected size, the first ``every`` parts cover it (planned as for a quarter more,
+    so at most 8,000 parts), and a stream longer than expected goes on with doubled parts.
+    S3 allows unequal parts (not every S3-compatible endpoint does: R2 wants them equal).
+    """
+
+    first: int = STREAM_FIRST_PART_SIZE
+    every: int = STREAM_PARTS_PER_STEP
+
+    @classmethod
+    def for_expected(cls, expected_size: int | None) -> StreamSchedule:
+        """The expected size fits in 8,000 parts (a quarter more would fit in 10,000), so a
+        stream somewhat longer than announced still has parts left (at double size)."""
+        if expected_size is None:
+            return cls()
+        roomy = make_plan(min(MAX_OBJECT_SIZE, expected_size * 5 // 4))
+        needed = max(1, -(-expected_size // roomy.part_size))
+        return cls(roomy.part_size, min(MAX_PARTS, needed))
+
+    def size_of(self, part_number: int) -> int:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise ValueError(f"part {part_number} is outside 1..{MAX_PARTS}")
+        step = (part_number - 1) // self.every
+        return min(MAX_PART_SIZE, self.first << min(step, 40))
+
+    def offset(self, part_number: int) -> int:
+        """Where part ``part_number`` starts in the stream (every earlier part full)."""
+        whole_steps, rest = divmod(part_number - 1, self.every)
+        total = sum(self.size_of(1 + step * self.every) * self.every for step in range(whole_steps))
+        return total + rest * self.size_of(part_number)
+
+    @property
+    def capacity(self) -> int:
+        """The longest stream that fits in S3's 10,000 parts."""
+        return self.offset(MAX_PARTS) + self.size_of(MAX_PARTS)

@@ -42,7 +42,7 @@ from ._errors import (
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import PartPlan
+from ._plan import MAX_PARTS, PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
@@ -92,6 +92,14 @@ async def resume_upload(
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
+            if header.stream and file is None:
+                from ._stream import resume_stream
+
+                async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
+                    return await resume_stream(
+                        session_of(c, header, options.retry), journal, header, state.parts,
+                        options, progress, started,
+                    )  # fmt: skip
             path = Path(file or header.file_path)
             identity = await anyio.to_thread.run_sync(inspect_file, path)
             with SourceFile(identity) as source:
@@ -132,7 +140,12 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
             )
         plan = PartPlan(state.header.file_size, state.header.part_size)
         for number, part in state.parts.items():
-            if not 1 <= number <= plan.part_count or part.size != plan.size_of(number):
+            if state.header.stream:  # parts follow the stream's schedule (the last may be short)
+                schedule = StreamSchedule(state.header.part_size, state.header.stream_every or 1)
+                fits = 1 <= number <= MAX_PARTS and part.size <= schedule.size_of(number)
+            else:
+                fits = 1 <= number <= plan.part_count and part.size == plan.size_of(number)
+            if not fits:
                 raise StateFileError(
                     f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
                     f"plan of {plan.part_count} parts of {plan.part_size} bytes: corrupt state "
@@ -243,7 +256,9 @@ class _Resumption:
             )
             newer.next_step = None  # the upload is finished: nothing to resume or abort
             raise newer
-        return make_result(header, self.plan, done, 0, started, already=True)
+        return make_result(
+            header, self.plan.part_count, header.file_size, done, 0, started, already=True
+        )
 
     def _refuse_other_size(self) -> None:
         now = self.source.identity

@@ -28,7 +28,7 @@ pattern); where a success is written down belongs to the ledger (:class:`Ledger`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -92,20 +92,21 @@ class _Attempt:
         self.throttled = False
 
 
+# What the workers take parts from: the next prepared part (read into ``buffer`` if it
+# fits), or None when there is nothing more to send.
+NextPart = Callable[[memoryview], Awaitable[PreparedPart | None]]
+
+
 class PartSender:
     def __init__(
         self,
         session: MultipartSession,
-        source: PartSource,
         ledger: Ledger,
-        plan: PartPlan,
         options: UploadOptions,
         progress: ProgressSink,
     ) -> None:
         self.session = session
-        self.source = source
         self.ledger = ledger
-        self.plan = plan
         self.options = options
         self.progress = progress
         self.window = CongestionWindow(options.concurrency)
@@ -114,57 +115,73 @@ class PartSender:
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
 
-    async def send(self, numbers: list[int]) -> None:
-        """Send these parts; each is recorded in the ledger before the worker takes another."""
+    async def send(self, numbers: list[int], source: PartSource, plan: PartPlan) -> None:
+        """Send these parts of a planned source (a file, the bench's pattern)."""
         if not numbers:
             return
         workers = min(self.options.concurrency, len(numbers))
-        buffer_bytes = min(
-            self.plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers)
-        )
+        buffer_bytes = min(plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers))
         pending = iter(numbers)
+        verifier = self.session.verifier
+
+        async def next_part(buffer: memoryview) -> PreparedPart | None:
+            number = next(pending, None)
+            if number is None:
+                return None
+            return await source.prepare(
+                number, plan.offset(number), plan.size_of(number), buffer,
+                self.session.algorithm, verifier.needs_md5(),
+            )  # fmt: skip
+
+        await self._crew(workers, buffer_bytes, next_part)
+
+    async def send_stream(self, next_part: Callable[[], Awaitable[PreparedPart | None]]) -> None:
+        """Send parts as a stream gives them (each holds its own memory until recorded)."""
+        await self._crew(self.options.concurrency, 0, lambda buffer: next_part())
+
+    async def _crew(self, workers: int, buffer_bytes: int, next_part: NextPart) -> None:
+        """``workers`` workers, each recording a part in the ledger before taking another."""
         failures: list[PersevereError] = []
         async with anyio.create_task_group() as tg:
             watchdog = anyio.CancelScope()
             tg.start_soon(self._watchdog, watchdog)
             async with anyio.create_task_group() as crew:
                 for _ in range(workers):
-                    crew.start_soon(self._worker, pending, buffer_bytes, failures, tg)
+                    crew.start_soon(self._worker, next_part, buffer_bytes, failures, tg)
             watchdog.cancel()
         if failures:
             raise failures[0]
 
     async def _worker(
         self,
-        pending: Iterator[int],
+        next_part: NextPart,
         buffer_bytes: int,
         failures: list[PersevereError],
         tg: anyio.abc.TaskGroup,
     ) -> None:
         buffer = memoryview(bytearray(buffer_bytes))
-        algorithm = self.session.algorithm
         try:
-            for number in pending:
-                part = await self.source.prepare(
-                    number,
-                    self.plan.offset(number),
-                    self.plan.size_of(number),
-                    buffer,
-                    algorithm,
-                    self.session.verifier.needs_md5(),
-                )
+            while (part := await next_part(buffer)) is not None:
+                try:
 
-                async def send_once(part: PreparedPart = part) -> str:
-                    async with self.window:
-                        return await self._send_once(part)
+                    async def send_once(part: PreparedPart = part) -> str:
+                        async with self.window:
+                            return await self._send_once(part)
 
-                what = f"part {number}"
+                    what = f"part {part.number}"
 
-                def exhausted(exc: TransientError, tries: int, what: str = what) -> PersevereError:
-                    return self.session.exhausted(what, exc, tries)
+                    def exhausted(
+                        exc: TransientError, tries: int, what: str = what
+                    ) -> PersevereError:
+                        return self.session.exhausted(what, exc, tries)
 
-                etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
-                await self.ledger.record(PartRecord(number, etag, part.checksum, part.size))
+                    etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
+                    await self.ledger.record(
+                        PartRecord(part.number, etag, part.checksum, part.size)
+                    )
+                finally:
+                    if part.release is not None:
+                        await part.release()
         except PersevereError as exc:
             failures.append(exc)
             tg.cancel_scope.cancel()

@@ -147,39 +147,13 @@ async def start_upload(
         journal = await anyio.to_thread.run_sync(Journal.create, state_path)
         try:
             async with open_client(endpoint, options) as client:
-                draft = Header(
-                    bucket=bucket,
-                    key=key,
-                    upload_id="",  # filled in by _create
-                    endpoint_url=endpoint.endpoint_url,
-                    region=endpoint.region or resolved_region(client),
-                    profile=endpoint.profile,
-                    ca_bundle=endpoint.ca_bundle,
-                    object_options=object_options or None,
-                    file_path=str(identity.path),
-                    file_size=identity.size,
-                    mtime_ns=identity.mtime_ns,
-                    ctime_ns=identity.ctime_ns,
-                    inode=identity.inode,
-                    device=identity.device,
-                    part_size=plan.part_size,
-                    checksum_algorithm=algorithm.name,
-                    checksum_type=checksum_type(algorithm),
-                    created_at=_now(),
-                    tool_version=__version__,
-                    checksum_pinned=pinned,
+                draft = new_header(
+                    bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
+                    plan.part_size, algorithm, object_options, pinned=pinned,
+                )  # fmt: skip
+                session, header = await create_recorded(
+                    client, journal, draft, algorithm, object_options or {}, options
                 )
-                session = MultipartSession(
-                    client,
-                    bucket,
-                    key,
-                    None,
-                    algorithm,
-                    retry=options.retry,
-                    per_request=per_request(object_options),
-                    pinned=pinned,
-                )
-                header = await _create(session, journal, draft, object_options or {}, options)
                 try:
                     progress.start(identity.size, 0)
                     ledger = JournalLedger(journal, {})
@@ -201,6 +175,70 @@ async def start_upload(
                     progress.close()
         finally:
             journal.close()
+
+
+def new_header(
+    bucket: str,
+    key: str,
+    endpoint: Endpoint,
+    region: str | None,
+    file_path: str,
+    identity: FileIdentity | None,
+    part_size: int,
+    algorithm: ChecksumAlgorithm,
+    object_options: dict[str, Any] | None,
+    *,
+    pinned: bool,
+    stream_every: int | None = None,
+    expected_size: int | None = None,
+) -> Header:
+    """The journal's header of a new upload, but for its id (``identity`` None: a stream)."""
+    return Header(
+        bucket=bucket,
+        key=key,
+        upload_id="",  # filled in once CreateMultipartUpload answers
+        endpoint_url=endpoint.endpoint_url,
+        region=endpoint.region or region,
+        profile=endpoint.profile,
+        ca_bundle=endpoint.ca_bundle,
+        object_options=object_options or None,
+        file_path=file_path,
+        file_size=identity.size if identity else (expected_size or 0),
+        mtime_ns=identity.mtime_ns if identity else 0,
+        ctime_ns=identity.ctime_ns if identity else None,
+        inode=identity.inode if identity else None,
+        device=identity.device if identity else None,
+        part_size=part_size,
+        checksum_algorithm=algorithm.name,
+        checksum_type=checksum_type(algorithm),
+        created_at=_now(),
+        tool_version=__version__,
+        checksum_pinned=pinned,
+        stream_every=stream_every,
+        expected_size=expected_size,
+    )
+
+
+async def create_recorded(
+    client: S3Client,
+    journal: Journal,
+    draft: Header,
+    algorithm: ChecksumAlgorithm,
+    object_options: dict[str, Any],
+    options: UploadOptions,
+) -> tuple[MultipartSession, Header]:
+    """A session for a new upload, created on S3 and recorded in the journal (see _create)."""
+    session = MultipartSession(
+        client,
+        draft.bucket,
+        draft.key,
+        None,
+        algorithm,
+        retry=options.retry,
+        per_request=per_request(object_options),
+        pinned=draft.checksum_pinned,
+    )
+    return session, await _create(session, journal, draft, object_options, options)
 
 
 def _prepare_start(
@@ -305,21 +343,30 @@ async def send_and_complete(
     todo: list[int],
     started: float,
 ) -> UploadResult:
-    sender = PartSender(session, source, ledger, plan, options, progress)
-    await sender.send(todo)
+    sender = PartSender(session, ledger, options, progress)
+    await sender.send(todo, source, plan)
     await anyio.to_thread.run_sync(source.check_unchanged)
-    parts = [ledger.parts[n] for n in plan.part_numbers()]
+    done = await complete(session, ledger, plan.part_count, header.file_size)
+    await record_completed(ledger.journal, done, header.file_size, source_of(source.identity))
+    return make_result(header, plan.part_count, header.file_size, done, sender.bytes_sent,
+                       started)  # fmt: skip
+
+
+async def complete(
+    session: MultipartSession, ledger: JournalLedger, part_count: int, size: int
+) -> Completed:
+    """CompleteMultipartUpload with parts 1..part_count, then the object checked."""
+    parts = [ledger.parts[n] for n in range(1, part_count + 1)]
     try:
-        done = await session.complete(parts, header.file_size)
+        done = await session.complete(parts, size)
     except UploadGone:
         # A previous attempt may have completed it and lost the answer.
         done = session.expected(parts)
-        if not await session.holds(done, header.file_size):
+        if not await session.holds(done, size):
             raise
     else:
-        await check_object(session, done, header.file_size)
-    await record_completed(ledger.journal, done, header.file_size, source_of(source.identity))
-    return make_result(header, plan, done, sender.bytes_sent, started)
+        await check_object(session, done, size)
+    return done
 
 
 async def check_object(session: MultipartSession, done: Completed, size: int) -> None:
@@ -390,7 +437,8 @@ def source_of(identity: FileIdentity) -> SourceRecord:
 
 def make_result(
     header: Header,
-    plan: PartPlan,
+    part_count: int,
+    size: int,
     done: Completed,
     bytes_sent: int,
     started: float,
@@ -401,8 +449,8 @@ def make_result(
         bucket=header.bucket,
         key=header.key,
         upload_id=header.upload_id,
-        size=header.file_size,
-        part_count=plan.part_count,
+        size=size,
+        part_count=part_count,
         etag=done.etag,
         checksum_algorithm=header.checksum_algorithm,
         checksum=str(done.checksum),

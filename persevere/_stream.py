@@ -1,0 +1,367 @@
+"""Streams in: ``producer | persevere cp - s3://B/K``, bounded memory, resumable.
+
+A stream is read once, in order, so a part must stay in memory until S3 has acknowledged it
+(it cannot be read again for a retry). Memory is bounded by a byte budget
+(``stream_budget_bytes``, 128 MiB by default): a worker takes a part's size from the budget
+before reading it and gives it back once the part is recorded, so the parts in flight shrink
+to one as the schedule's parts grow (:class:`._plan.StreamSchedule`). Peak part data is
+``max(budget, largest part)``: 128 MiB for the first 242 GiB of a stream at the defaults.
+
+Resuming a stream means running the same producer into the same command again: the prefix
+already uploaded is read from the new stream part by part and checksummed against the journal;
+matching parts are skipped (or sent again if S3 lost them), the first differing part stops the
+upload (exit 1; it stays resumable with the right stream), and the rest is uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._body import BufferedBody, PreparedPart, Throttle
+from ._checksums import ChecksumAlgorithm, ETag, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, UploadGone, UsageError
+from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
+from ._logs import event
+from ._options import UploadOptions
+from ._plan import MAX_PARTS, StreamSchedule
+from ._progress import NullProgress, ProgressSink
+from ._reconcile import RemotePart
+from ._s3 import Endpoint, open_client, resolved_region
+from ._sender import PartSender
+from ._session import MultipartSession
+from ._units import MiB, format_size
+from ._upload import (
+    UploadResult,
+    attach_state_file,
+    complete,
+    create_recorded,
+    make_result,
+    new_header,
+    record_completed,
+)
+
+log = logging.getLogger("persevere")
+
+STREAM = "-"
+DEFAULT_STREAM_BUDGET = 128 * MiB
+
+
+def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
+    """What standard input is: ("stream", None) for a pipe or socket; ("file", path) for a
+    regular file or a block device redirected in (``< disk.img``), read as that file; a
+    terminal is refused: nothing is being piped in."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        raise UsageError("standard input is closed: nothing is being piped in") from None
+    if os.isatty(fd):
+        raise UsageError("standard input is a terminal: nothing is being piped in")
+    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        try:
+            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if path.exists() and os.path.samestat(os.stat(path), st):
+                return "file", path
+        except OSError:
+            pass
+    return "stream", None
+
+
+class _ByteBudget:
+    """Bytes of part data allowed in memory at once (a part larger than all of it waits for
+    all of it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = anyio.Condition()
+
+    async def take(self, n: int) -> int:
+        n = min(n, self.limit)
+        async with self._changed:
+            while self.used + n > self.limit:
+                await self._changed.wait()
+            self.used += n
+        return n
+
+    async def give(self, n: int) -> None:
+        async with self._changed:
+            self.used -= n
+            self._changed.notify_all()
+
+
+@dataclass
+class _Prefix:
+    """What a resumed stream must reproduce: the parts the journal recorded, which of them S3
+    still holds, and S3's parts the journal missed (adopted if the new stream gives them)."""
+
+    recorded: dict[int, PartRecord] = field(default_factory=dict)
+    kept: set[int] = field(default_factory=set)
+    adopt: dict[int, RemotePart] = field(default_factory=dict)
+
+
+class StreamSource:
+    """A stream cut into the schedule's parts, each in its own memory until recorded."""
+
+    def __init__(
+        self,
+        fd: int,
+        schedule: StreamSchedule,
+        budget_bytes: int,
+        *,
+        expected_size: int | None = None,
+        prefix: _Prefix | None = None,
+        ledger: JournalLedger | None = None,
+    ) -> None:
+        self._fd = fd
+        self.schedule = schedule
+        self._budget = _ByteBudget(budget_bytes)
+        self.expected_size = expected_size
+        self._prefix = prefix or _Prefix()
+        self._ledger = ledger
+        self._lock = anyio.Lock()
+        self._next = 1
+        self._ended = False
+        self.total = 0  # bytes read so far
+        self.part_count = 0  # parts read so far (the object's, once the stream ended)
+        self.skipped_bytes = 0  # already on S3: read, checked, not sent
+
+    async def next_part(self, algorithm: ChecksumAlgorithm, with_md5: bool) -> PreparedPart | None:
+        while True:
+            size = self.schedule.size_of(min(self._next, MAX_PARTS))
+            taken = await self._budget.take(size)
+            async with self._lock:
+                if self._ended:
+                    await self._budget.give(taken)
+                    return None
+                number = self._next
+                data = bytearray(size)
+                got = await anyio.to_thread.run_sync(_read_full, self._fd, memoryview(data))
+                if got < size:
+                    self._ended = True
+                if got == 0 and number > 1:
+                    await self._budget.give(taken)
+                    return None
+                if number > MAX_PARTS:
+                    raise UsageError(
+                        f"the stream is longer than {format_size(self.schedule.capacity)}, "
+                        "what fits in S3's 10,000 parts with this part schedule",
+                        hint="give a larger expected size (at least the stream's length)",
+                        param="expected_size",
+                    )
+                self._next += 1
+                self.total += got
+                self.part_count = number
+            view = memoryview(data)[:got]
+            digest, md5 = await anyio.to_thread.run_sync(_digests, view, algorithm, with_md5)
+            checksum = b64(digest)
+            if await self._already_there(number, view, checksum):
+                self.skipped_bytes += got
+                await self._budget.give(taken)
+                continue
+
+            def make_body(
+                on_sent: Callable[[int], None], throttle: Throttle | None, view: memoryview = view
+            ) -> Any:
+                return BufferedBody(view, on_sent, throttle)
+
+            async def release(taken: int = taken) -> None:
+                await self._budget.give(taken)
+
+            return PreparedPart(number, got, checksum, make_body, release=release, md5=md5)
+
+    async def _already_there(self, number: int, view: memoryview, checksum: str) -> bool:
+        """Resuming: is this part of the new stream one the upload already has?"""
+        recorded = self._prefix.recorded.get(number)
+        if recorded is not None:
+            if recorded.checksum != checksum or recorded.size != len(view):
+                changed = SourceChanged(
+                    f"the stream differs from the one being uploaded: part {number} (bytes "
+                    f"{self.total - len(view):,}..{self.total - 1:,}) gives other bytes; "
+                    "nothing was sent",
+                    hint="pipe in the same stream (the same producer, deterministic) to resume, "
+                    "or abort the upload and start again",
+                )
+                changed.next_step = "resume"
+                raise changed
+            return number in self._prefix.kept
+        remote = self._prefix.adopt.get(number)
+        if remote is None or remote.size != len(view) or self._ledger is None:
+            return False
+        md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
+        etag = ETag(remote.etag)
+        if (remote.checksum or "").split("-")[0] == checksum or (
+            etag.part_count is None and etag.md5 == md5
+        ):
+            log.info("part %d: found on S3 and matches the stream, adopted", number)
+            await self._ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
+            return True
+        return False
+
+    def check_length(self) -> None:
+        if self.expected_size is not None and self.total < self.expected_size:
+            short = SourceChanged(
+                f"the stream ended after {self.total:,} bytes, before the expected "
+                f"{self.expected_size:,} (did the producer fail?); nothing was completed",
+                hint="fix the producer and pipe the same stream in again to resume",
+            )
+            short.next_step = "resume"
+            raise short
+
+
+def _read_full(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from ``fd`` (a pipe gives what it has); the bytes read, short at the end."""
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _digests(
+    view: memoryview, algorithm: ChecksumAlgorithm, with_md5: bool
+) -> tuple[bytes, bytes | None]:
+    return algorithm.of(view), (hashlib.md5(view).digest() if with_md5 else None)
+
+
+# -- start and resume ------------------------------------------------------------------------
+async def start_stream(
+    bucket: str,
+    key: str,
+    state_file: str | Path,
+    *,
+    expected_size: int | None = None,
+    checksum: str | None = None,
+    endpoint: Endpoint | None = None,
+    object_options: dict[str, Any] | None = None,
+    options: UploadOptions | None = None,
+    progress: ProgressSink | None = None,
+    stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
+    fd: int = 0,
+) -> UploadResult:
+    """Upload standard input (or ``fd``) to ``s3://bucket/key``, journaled in ``state_file``.
+
+    ``expected_size`` plans the parts for that length (a stream that ends earlier is an error;
+    a longer one goes on with larger parts); without it the parts follow the default schedule
+    (up to 7.8 TiB).
+    """
+    options = options or UploadOptions()
+    progress = progress or NullProgress()
+    options.validate()
+    if not bucket or not key:
+        raise UsageError("bucket and key must not be empty")
+    schedule = StreamSchedule.for_expected(expected_size)
+    algorithm = get_algorithm(checksum or "CRC64NVME")
+    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    started = time.monotonic()
+    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
+    try:
+        async with open_client(endpoint, options) as client:
+            draft = new_header(
+                bucket, key, endpoint, resolved_region(client), STREAM, None, schedule.first,
+                algorithm, object_options, pinned=checksum is not None,
+                stream_every=schedule.every, expected_size=expected_size,
+            )  # fmt: skip
+            session, header = await create_recorded(
+                client, journal, draft, algorithm, object_options or {}, options
+            )
+            try:
+                stream = StreamSource(fd, schedule, stream_budget_bytes,
+                                      expected_size=expected_size)  # fmt: skip
+                return await _send(session, stream, JournalLedger(journal, {}), header, options,
+                                   progress, started)  # fmt: skip
+            except BaseException as exc:
+                if isinstance(exc, S3Error | SourceChanged | UsageError):
+                    attach_state_file(exc, state_path)
+                raise
+    finally:
+        journal.close()
+
+
+async def resume_stream(
+    session: MultipartSession,
+    journal: Journal,
+    header: Header,
+    parts: dict[int, PartRecord],
+    options: UploadOptions,
+    progress: ProgressSink,
+    started: float,
+    *,
+    stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
+    fd: int = 0,
+) -> UploadResult:
+    """The same stream piped in again: skip what S3 has, send the rest, complete."""
+    kind, _ = stdin_kind(fd)
+    if kind != "stream":
+        raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
+    try:
+        remote: dict[int, RemotePart] | None = await session.list_parts()
+    except UploadGone:
+        raise UploadGone(
+            f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
+            "(aborted elsewhere, expired by a lifecycle rule, or completed)",
+            code="NoSuchUpload",
+            hint="start a new upload with a new state file",
+        ) from None
+    except S3Error as exc:
+        if exc.code != "AccessDenied":
+            raise
+        log.warning("ListParts was refused (%s): resuming from the state file alone", exc.code)
+        remote = None
+    prefix = _Prefix(recorded=dict(parts))
+    for number, part in parts.items():
+        there = remote.get(number) if remote is not None else None
+        if remote is None or (there is not None and ETag(there.etag).same(part.etag)):
+            prefix.kept.add(number)
+    if remote is not None:
+        prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
+    ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
+    schedule = StreamSchedule(header.part_size, header.stream_every or MAX_PARTS)
+    stream = StreamSource(fd, schedule, stream_budget_bytes, expected_size=header.expected_size,
+                          prefix=prefix, ledger=ledger)  # fmt: skip
+    return await _send(session, stream, ledger, header, options, progress, started)
+
+
+async def _send(
+    session: MultipartSession,
+    stream: StreamSource,
+    ledger: JournalLedger,
+    header: Header,
+    options: UploadOptions,
+    progress: ProgressSink,
+    started: float,
+) -> UploadResult:
+    progress.start(stream.expected_size or 0, 0)
+    sender = PartSender(session, ledger, options, progress)
+    verifier = session.verifier
+    await sender.send_stream(lambda: stream.next_part(session.algorithm, verifier.needs_md5()))
+    stream.check_length()
+    if stream.skipped_bytes:
+        log.info("%s of the stream were already on S3 and checked, not sent",
+                 format_size(stream.skipped_bytes),
+                 extra=event("reread", bytes=stream.skipped_bytes))  # fmt: skip
+    done = await complete(session, ledger, stream.part_count, stream.total)
+    await record_completed(ledger.journal, done, stream.total,
+                           SourceRecord(STREAM, stream.total, 0))  # fmt: skip
+    return make_result(header, stream.part_count, stream.total, done, sender.bytes_sent, started)
+
+
+def is_stream(path: str | Path) -> bool:
+    return str(path) == STREAM
+
+
+def stdin_fileno() -> int:
+    return sys.stdin.fileno() if sys.stdin is not None else 0
