@@ -163,28 +163,30 @@ class PartSender:
         try:
             while (part := await next_part(buffer)) is not None:
                 try:
-
-                    async def send_once(part: PreparedPart = part) -> str:
-                        async with self.window:
-                            return await self._send_once(part)
-
-                    what = f"part {part.number}"
-
-                    def exhausted(
-                        exc: TransientError, tries: int, what: str = what
-                    ) -> PersevereError:
-                        return self.session.exhausted(what, exc, tries)
-
-                    etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
-                    await self.ledger.record(
-                        PartRecord(part.number, etag, part.checksum, part.size)
-                    )
+                    await self._deliver(part)
                 finally:
                     if part.release is not None:
                         await part.release()
+                # Let go of the part before taking the next: a stream's part is its own memory.
+                part = None
         except PersevereError as exc:
             failures.append(exc)
             tg.cancel_scope.cancel()
+
+    async def _deliver(self, part: PreparedPart) -> None:
+        """Send a part (retried), then record it in the ledger."""
+
+        async def send_once() -> str:
+            async with self.window:
+                return await self._send_once(part)
+
+        what = f"part {part.number}"
+
+        def exhausted(exc: TransientError, tries: int) -> PersevereError:
+            return self.session.exhausted(what, exc, tries)
+
+        etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
+        await self.ledger.record(PartRecord(part.number, etag, part.checksum, part.size))
 
     async def _watchdog(self, scope: anyio.CancelScope) -> None:
         with scope:
