@@ -34,13 +34,24 @@ from ._object_options import build_object_options as object_options
 from ._options import UploadOptions
 from ._plan import PartPlan, auto_part_size, make_plan
 from ._progress import ProgressSink
+from ._resume import resume_upload as complete
 from ._resume import resume_upload as resume
 from ._retry import RetryPolicy
 from ._s3 import Endpoint
-from ._sync import abort_sync, resume_sync, status_sync, upload_file_sync, verify_sync
+from ._shards import ShardResult, upload_shard
+from ._sync import (
+    abort_sync,
+    create_upload_sync,
+    resume_sync,
+    status_sync,
+    upload_file_sync,
+    upload_shard_sync,
+    verify_sync,
+)
 from ._upload import (
     UploadResult,
     UploadStatus,
+    create_upload,
 )
 from ._upload import (
     abort_upload as abort,
@@ -71,6 +82,7 @@ __all__ = [
     "ResumableError",
     "RetryPolicy",
     "S3Error",
+    "ShardResult",
     "SourceChanged",
     "SourceFileError",
     "StateFileError",
@@ -88,6 +100,9 @@ __all__ = [
     "abort",
     "abort_sync",
     "auto_part_size",
+    "complete",
+    "create_upload",
+    "create_upload_sync",
     "make_plan",
     "object_options",
     "resume",
@@ -96,6 +111,8 @@ __all__ = [
     "status_sync",
     "upload_file",
     "upload_file_sync",
+    "upload_shard",
+    "upload_shard_sync",
     "verify",
     "verify_sync",
 ]

@@ -233,6 +233,16 @@ ExpectedSizeOpt = Annotated[
         "grow along a fixed schedule (up to 7.8 TiB).",
     ),
 ]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=64,
+        help="Split the upload into this many shards, each a process of its own (an event "
+        "loop and a core each), then complete: when one process is CPU-bound.",
+    ),
+]
 ChecksumOpt = Annotated[
     AlgorithmName | None,
     typer.Option(
@@ -593,6 +603,16 @@ def start(
     retry_for: RetryForOpt = None,
     stall_timeout: StallOpt = 60.0,
     expected_size: ExpectedSizeOpt = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="Create the upload for this many shards and send nothing: run 'persevere "
+            "upload shard' for each (any host), then 'upload resume' completes.",
+        ),
+    ] = None,
+    processes: ProcessesOpt = None,
 ) -> None:
     """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags).
 
@@ -621,6 +641,31 @@ def start(
     )  # fmt: skip
     target = state_file
     progress = _progress(not no_progress and not json_output, "upload")
+    if shards is not None or processes is not None:
+        from ._upload import create_upload
+
+        if str(file) == "-":
+            raise typer.BadParameter("a stream cannot be split into shards", param_hint="FILE")
+        count = shards or processes or 1
+        header = _run(
+            lambda: create_upload(
+                file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
+                endpoint=endpoint, object_options=object_options, options=options,
+            ),
+            resumable_state=state_file,
+        )  # fmt: skip
+        if processes is None:
+            quoted = shlex.quote(str(target))
+            typer.echo(
+                f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} shards; "
+                f"on any host that sees the file, run for I in 0..{count - 1}:\n"
+                f"  persevere upload shard --state-file {quoted} --shard I/{count}\n"
+                f"then complete it: persevere upload resume --state-file {quoted}"
+            )
+            return
+        _complete_in_processes(target, processes, concurrency, max_bandwidth, json_output,
+                               no_progress, options)  # fmt: skip
+        return
     if str(file) == "-":
         from ._stream import start_stream
 
@@ -745,6 +790,7 @@ def resume(
     endpoint_url: EndpointOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    processes: ProcessesOpt = None,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
@@ -757,6 +803,10 @@ def resume(
     if ca_bundle is not None:
         ca_bundle = _endpoint(None, None, None, ca_bundle).ca_bundle  # checked, absolute
     overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    if processes is not None:
+        _complete_in_processes(state_file, processes, concurrency, max_bandwidth, json_output,
+                               no_progress, options)  # fmt: skip
+        return
     result = _run(
         lambda: resume_upload(
             state_file,
@@ -768,6 +818,109 @@ def resume(
         ),
         resumable_state=state_file,
     )
+    _print_result(result, json_output, state_file)
+
+
+@upload_app.command("shard")
+def shard(
+    state_file: StateFileOpt,
+    shard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX "
+            "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
+        ),
+    ] = None,
+    concurrency: ConcurrencyOpt = 8,
+    max_bandwidth: BandwidthOpt = None,
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    max_retries: MaxRetriesOpt = 9,
+    retry_for: RetryForOpt = None,
+    stall_timeout: StallOpt = 60.0,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The file is at this path on this host.")
+    ] = None,
+    endpoint_url: EndpointOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+) -> None:
+    """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
+    the file and the state file's directory); 'upload resume' completes once all are done.
+
+    A shard keeps its own journal beside the state file, and is resumable: run it again.
+    """
+    from ._journal import read_state
+    from ._s3 import Endpoint
+    from ._shards import shard_from_environment, upload_shard
+
+    try:
+        recorded = read_state(state_file).header.shards
+    except _errors.PersevereError as exc:
+        _fail(exc)
+    if shard_spec is not None:
+        index_text, _, count_text = shard_spec.partition("/")
+        try:
+            index, count = int(index_text), int(count_text or recorded or 0)
+        except ValueError:
+            raise typer.BadParameter(f"not I/N: {shard_spec!r}", param_hint="--shard") from None
+        if count < 1:
+            raise typer.BadParameter("give the shard count: I/N", param_hint="--shard")
+    else:
+        found = shard_from_environment(recorded)
+        if found is None:
+            raise typer.BadParameter(
+                "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",
+                param_hint="--shard",
+            )
+        index, count = found
+    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    result = _run(
+        lambda: upload_shard(
+            state_file, index, count, options=options, file=file, endpoint=overrides,
+            progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
+        ),
+        resumable_state=state_file,
+    )  # fmt: skip
+    if json_output:
+        _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
+                    result.parts.stop - 1]})  # fmt: skip
+    else:
+        typer.echo(
+            f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
+            f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
+        )
+
+
+def _complete_in_processes(
+    state_file: Path,
+    processes: int,
+    concurrency: int,
+    max_bandwidth: float | None,
+    json_output: bool,
+    no_progress: bool,
+    options: Any,
+) -> None:
+    """--processes N: the shards as N processes of their own, then completion here."""
+    from ._resume import resume_upload
+    from ._shards import run_local_shards
+
+    shard_args = ["--concurrency", str(concurrency), "--no-progress"]
+    if max_bandwidth is not None:
+        shard_args += ["--max-bandwidth", str(max_bandwidth / processes)]
+    codes = run_local_shards(state_file, processes, shard_args)
+    if any(code != 0 for code in codes):
+        log.warning("shard exit codes %s: completing sends what they left", codes)
+    result = _run(
+        lambda: resume_upload(
+            state_file, options=options,
+            progress=_progress(not no_progress and not json_output, "complete"),
+        ),
+        resumable_state=state_file,
+    )  # fmt: skip
     _print_result(result, json_output, state_file)
 
 

@@ -59,6 +59,7 @@ class Header:
     checksum_pinned: bool = False
     stream_every: int | None = None  # a stream: parts double every this many (StreamSchedule)
     expected_size: int | None = None  # a stream's announced length (file_size is then that)
+    shards: int | None = None  # split among this many shard journals (upload start --shards)
 
     @property
     def stream(self) -> bool:

@@ -46,6 +46,7 @@ from ._plan import MAX_PARTS, PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
+from ._sender import PartSender
 from ._session import MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB, format_size
@@ -138,6 +139,9 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
                 f"the upload in {state_path} was aborted",
                 hint="start a new upload with a new state file",
             )
+        from ._shards import merge_shards
+
+        merge_shards(state_path, state)
         plan = PartPlan(state.header.file_size, state.header.part_size)
         for number, part in state.parts.items():
             if state.header.stream:  # parts follow the stream's schedule (the last may be short)
@@ -172,21 +176,23 @@ class _Resumption:
     plan: PartPlan
     options: UploadOptions
     progress: ProgressSink
+    only: range | None = None  # a shard: these parts alone, and no completion
 
     @property
     def header(self) -> Header:
         return self.state.header
 
-    async def resume(self, verify_parts: bool, started: float) -> UploadResult:
-        try:
-            remote = await self._remote_parts()
-        except UploadGone:
-            return await self._completed_earlier(started)
+    async def _plan_sending(
+        self, remote: dict[int, RemotePart] | None, verify_parts: bool
+    ) -> tuple[JournalLedger, list[int]]:
+        """Check the file against the recorded parts, reconcile them with S3, adopt what S3 has
+        that the journal missed: the ledger of what is done, and the parts still to send."""
         self._refuse_other_size()
-        done = dict(self.state.parts)
+        numbers = self.only or self.plan.part_numbers()
+        done = {n: p for n, p in self.state.parts.items() if n in numbers}
         changed = await self._check_file(done, verify_parts)
         if remote is None:
-            kept, adopt, missing = done, {}, [n for n in self.plan.part_numbers() if n not in done]
+            kept, adopt, missing = done, {}, [n for n in numbers if n not in done]
         else:
             found = reconcile(self.plan, done, remote)
             if found.lost:
@@ -194,10 +200,30 @@ class _Resumption:
                     "%d part(s) in the journal are not on S3; uploading them again",
                     len(found.lost),
                 )
-            kept, adopt, missing = dict(found.kept), found.adopt, found.missing
+            kept = dict(found.kept)
+            adopt = {n: r for n, r in found.adopt.items() if n in numbers}
+            missing = [n for n in found.missing if n in numbers]
         ledger = JournalLedger(self.journal, kept)
         rejected = await self._adopt(ledger, adopt)
-        todo = sorted(set(missing) | set(rejected) | set(changed))
+        return ledger, sorted(set(missing) | set(rejected) | set(changed))
+
+    async def send_shard(self, verify_parts: bool) -> int:
+        """A shard's parts: sent and recorded in its own journal; the bytes sent."""
+        remote = await self._remote_parts()
+        ledger, todo = await self._plan_sending(remote, verify_parts)
+        assert self.only is not None
+        total = sum(self.plan.size_of(n) for n in self.only)
+        self.progress.start(total, sum(p.size for p in ledger.parts.values()))
+        sender = PartSender(self.session, ledger, self.options, self.progress)
+        await sender.send(todo, self.source, self.plan)
+        return sender.bytes_sent
+
+    async def resume(self, verify_parts: bool, started: float) -> UploadResult:
+        try:
+            remote = await self._remote_parts()
+        except UploadGone:
+            return await self._completed_earlier(started)
+        ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
         try:
             return await send_and_complete(

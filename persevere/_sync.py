@@ -13,7 +13,8 @@ from typing import ParamSpec, TypeVar
 import anyio
 
 from ._resume import resume_upload
-from ._upload import abort_upload, start_upload, upload_status
+from ._shards import upload_shard
+from ._upload import abort_upload, create_upload, start_upload, upload_status
 from ._verify import verify_object
 
 P = ParamSpec("P")
@@ -52,3 +53,5 @@ resume_sync = _blocking(resume_upload)
 abort_sync = _blocking(abort_upload)
 status_sync = _blocking(upload_status)
 verify_sync = _blocking(verify_object)
+create_upload_sync = _blocking(create_upload)
+upload_shard_sync = _blocking(upload_shard)

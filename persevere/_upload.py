@@ -191,6 +191,7 @@ def new_header(
     pinned: bool,
     stream_every: int | None = None,
     expected_size: int | None = None,
+    shards: int | None = None,
 ) -> Header:
     """The journal's header of a new upload, but for its id (``identity`` None: a stream)."""
     return Header(
@@ -216,6 +217,7 @@ def new_header(
         checksum_pinned=pinned,
         stream_every=stream_every,
         expected_size=expected_size,
+        shards=shards,
     )
 
 
@@ -239,6 +241,49 @@ async def create_recorded(
         pinned=draft.checksum_pinned,
     )
     return session, await _create(session, journal, draft, object_options, options)
+
+
+async def create_upload(
+    file: str | Path,
+    bucket: str,
+    key: str,
+    state_file: str | Path,
+    *,
+    shards: int,
+    part_size: int | None = None,
+    checksum: str | None = None,
+    endpoint: Endpoint | None = None,
+    object_options: dict[str, Any] | None = None,
+    options: UploadOptions | None = None,
+) -> Header:
+    """Create the upload and its state file, send nothing: for ``shards`` shards to upload
+    (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
+    options = options or UploadOptions()
+    if not 1 <= shards <= 10_000:
+        raise UsageError(f"shards must be between 1 and 10,000, not {shards}", param="shards")
+    identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
+    )
+    if shards > plan.part_count:
+        raise UsageError(
+            f"{shards} shards for {plan.part_count} part(s): each shard needs a part",
+            param="shards",
+        )
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
+    try:
+        async with open_client(endpoint, options) as client:
+            draft = new_header(
+                bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
+                plan.part_size, algorithm, object_options, pinned=checksum is not None,
+                shards=shards,
+            )  # fmt: skip
+            _, header = await create_recorded(
+                client, journal, draft, algorithm, object_options or {}, options
+            )
+            return header
+    finally:
+        journal.close()
 
 
 def _prepare_start(

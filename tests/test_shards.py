@@ -1,0 +1,197 @@
+"""Shards of one upload: N processes (or hosts, or Dask tasks), each with its own journal,
+killed and re-run at will; completion merges them with ListParts."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import persevere
+from persevere._shards import shard_from_environment, shard_range
+from tests.conftest import sha256_of_file, sha256_of_object
+
+MiB = 1024 * 1024
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def create(env, bucket, file, state, shards):
+    done = cli(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+               "--part-size", "5MiB", "--shards", shards)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def assert_done(s3_client, bucket, file):
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(("parts", "shards"), [(20, 3), (7, 7), (10_000, 64), (1, 1)])
+def test_shard_ranges_cover_every_part_once(parts, shards):
+    ranges = [shard_range(parts, i, shards) for i in range(shards)]
+    numbers = [n for r in ranges for n in r]
+    assert numbers == list(range(1, parts + 1))
+    assert max(map(len, ranges)) - min(map(len, ranges)) <= 1
+
+
+def test_shard_index_from_the_engines(monkeypatch):
+    monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert shard_from_environment(8) is None
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+    assert shard_from_environment(8) == (3, 8)
+    monkeypatch.delenv("JOB_COMPLETION_INDEX")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert shard_from_environment(None) == (2, 4)
+
+
+def test_shards_killed_at_random_and_run_again(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(80 * MiB + 333, seed=140)
+    state = tmp_path / "s"
+    create(s3_env, bucket, file, state, 3)
+    rng = random.Random(140)
+    done: set[int] = set()
+    for _ in range(12):
+        procs = {
+            index: subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "persevere",
+                    "upload",
+                    "shard",
+                    "--state-file",
+                    str(state),
+                    "--shard",
+                    f"{index}/3",
+                    "--no-progress",
+                    "-c",
+                    "2",
+                    "--max-bandwidth",
+                    "20MiB/s",
+                ],
+                env={**os.environ, **s3_env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(3)
+            if index not in done
+        }
+        time.sleep(rng.uniform(0.3, 1.5))
+        for index, proc in procs.items():
+            if proc.poll() is None and rng.random() < 0.7:
+                proc.send_signal(signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
+            assert "Traceback" not in stderr, stderr
+            if proc.returncode == 0:
+                done.add(index)
+        if len(done) == 3:
+            break
+    # One shard may still be unfinished: completion sends what it left.
+    result = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress", "--json")
+    assert result.returncode == 0, result.stderr
+    assert_done(s3_client, bucket, file)
+    assert sorted(p.name for p in tmp_path.glob("s.shard-*")) == [
+        f"s.shard-{i}-of-3" for i in range(3)
+    ]
+
+
+def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(40 * MiB, seed=141)
+    result = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                 tmp_path / "s", "--part-size", "5MiB", "--processes", "2",
+                 "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_done(s3_client, bucket, file)
+    header = json.loads((tmp_path / "s").read_bytes().splitlines()[0])
+    assert header["shards"] == 2
+
+
+def test_shard_bad_input(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(30 * MiB, seed=142)
+    state = tmp_path / "s"
+    create(s3_env, bucket, file, state, 3)
+    out_of_range = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "3/3")
+    assert out_of_range.returncode == 2 and "shard 3 is not one of 0..2" in out_of_range.stderr
+    other_count = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/4")
+    assert other_count.returncode == 2 and "split into 3 shards, not 4" in other_count.stderr
+    for result in (out_of_range, other_count):
+        assert "Traceback" not in result.stderr
+    first = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "shard", "--state-file", str(state),
+         "--shard", "0/3", "--no-progress", "--max-bandwidth", "5MiB/s"],
+        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journal = Path(f"{state}.shard-0-of-3")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size):
+        time.sleep(0.02)
+    twin = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/3")
+    assert twin.returncode == 3, twin.stderr  # another process holds it: try later
+    assert "in use by another persevere process" in twin.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+
+
+def test_a_lost_shard_journal_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_file,
+                                                 tmp_path):  # fmt: skip
+    file = make_file(30 * MiB, seed=143)
+    state = tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    for index in range(2):
+        done = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", f"{index}/2",
+                   "--no-progress")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    Path(f"{state}.shard-0-of-2").unlink()  # lost
+    Path(f"{state}.shard-1-of-2").write_bytes(b"\x00garbage\n")  # corrupt
+    result = cli(s3_env, "-v", "upload", "resume", "--state-file", state, "--no-progress",
+                 "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["bytes_sent"] == 0  # every part adopted from S3
+    assert "found on S3 and matches the file, adopted" in result.stderr
+    assert_done(s3_client, bucket, file)
+
+
+@pytest.mark.timeout(300)
+def test_dask_tasks(s3_env, bucket, s3_client, make_file, tmp_path):
+    """The example of examples/dask/shards.py, on a local cluster of worker processes."""
+    file = make_file(40 * MiB, seed=144)
+    example = Path(__file__).parent.parent / "examples" / "dask" / "shards.py"
+    result = subprocess.run(
+        [sys.executable, str(example), str(file), f"s3://{bucket}/k", str(tmp_path / "s"),
+         "--shards", "4"],
+        env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "UploadResult(" in result.stdout
+    assert_done(s3_client, bucket, file)
+    assert len(list(tmp_path.glob("s.shard-*-of-4"))) == 4
+
+
+def test_the_api(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(12 * MiB, seed=145)
+    state = tmp_path / "s"
+    persevere.create_upload_sync(file, bucket, "k", state, shards=2, part_size=5 * MiB)
+    results = [persevere.upload_shard_sync(state, i, 2) for i in range(2)]
+    assert [list(r.parts) for r in results] == [[1, 2], [3]]
+    assert sum(r.bytes_sent for r in results) == 12 * MiB
+    completed = persevere.resume_sync(state)  # (async: persevere.complete, the same function)
+    assert completed.bytes_sent == 0
+    assert_done(s3_client, bucket, file)
