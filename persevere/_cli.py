@@ -374,6 +374,8 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
+        for signum in _STOP_SIGNALS:  # (the receiver put the defaults back: see _run's finally)
+            signal.signal(signum, signal.SIG_IGN)
         if result:
             return result[0]
         if failure and not interrupted:
@@ -385,13 +387,15 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
-        with logging_redirect_tqdm(loggers=[log]):
-            result = run(main)
-        # The work is done; what is left is printing it. A signal now must not turn a success
-        # into death by signal (a supervisor would retry what already happened).
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-        return result
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                return run(main)
+        finally:
+            # The work is over (done, failed or stopped; the journal settled): what is left is
+            # saying so. A signal now must not turn that into death by signal: a supervisor
+            # would take a success for a failure, or a clean error for a crash.
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
     except _errors.Interrupted as exc:
         if resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
@@ -1162,4 +1166,14 @@ def main() -> None:
     from . import _s3
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
+    # Until a command's work starts (its event loop then watches the signals), a stop signal
+    # finds nothing begun: exit as interrupted, with its code, not as killed.
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _stopped_before_starting)
     app(prog_name="persevere")
+
+
+def _stopped_before_starting(signum: int, frame: object) -> None:
+    name = signal.Signals(signum).name
+    _say(f"persevere: {name} received before anything started; nothing to resume")
+    os._exit(_exit_code(name))
