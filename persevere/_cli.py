@@ -29,6 +29,7 @@ from . import _errors
 from ._checksums import AlgorithmName
 from ._object_options import CannedAcl, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
+from ._platform import require_supported
 from ._units import format_size, parse_duration, parse_size
 from ._version import __version__
 
@@ -101,6 +102,10 @@ def _root(
     detail = verbose or log_format == "json"
     setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
           json_lines=log_format == "json")  # fmt: skip
+    try:
+        require_supported()  # Windows: one line before any command starts (._platform)
+    except _errors.UsageError as exc:
+        _fail(exc)
 
 
 # -- value parsers: click reports a bad value as "Invalid value for '--flag': ..." -----------
@@ -403,7 +408,10 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         _fail(exc)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def _exit_code(signal_name: str | None) -> int:
