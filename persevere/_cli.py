@@ -553,12 +553,22 @@ def _json_default(value: Any) -> Any:
 def _target(
     file: Path | None, url: str | None, bucket: str | None, key: str | None, flag: str
 ) -> tuple[Path, str, str]:
-    """FILE s3://BUCKET/KEY, or the long flags (the original tool's)."""
+    """FILE s3://BUCKET/KEY, or the long flags (the original tool's).
+
+    A URL ending in ``/`` takes the file's name (s3://b/backups/ + db.dump); stdin (``-``) has
+    no name, so it needs the whole key.
+    """
     from ._verify import parse_s3_url
 
     if url is not None:
+        prefix = url.startswith("s3://") and (url.endswith("/") or "/" not in url[5:])
+        if prefix and file is not None and str(file) == "-":
+            raise typer.BadParameter(
+                f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
+                "has no name: give the whole key (s3://BUCKET/KEY)"
+            )
         try:
-            bucket, key = parse_s3_url(url)
+            bucket, key = parse_s3_url(url, file.name if file is not None else None)
         except _errors.UsageError as exc:
             raise typer.BadParameter(str(exc)) from None
     if file is None or not bucket or not key:

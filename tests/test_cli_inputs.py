@@ -1,0 +1,84 @@
+"""What the CLI makes of what people type: a destination ending in ``/``, sizes in either unit
+system, and an endpoint URL with credentials in it. Against the real local SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import persevere
+from tests.conftest import sha256_of_file, sha256_of_object
+
+MiB = 1024 * 1024
+
+
+def persevere_cli(env, *args, stdin=None):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=stdin,
+    )
+
+
+def assert_object_matches(s3_client, bucket, key, file):
+    assert sha256_of_object(s3_client, bucket, key) == sha256_of_file(file)
+
+
+# -- a destination ending in "/" -----------------------------------------------------------
+@pytest.mark.parametrize(("prefix", "key"), [("backups/", "backups/db.dump"), ("", "db.dump")])
+def test_destination_ending_in_slash_takes_the_file_name(
+    s3_env, bucket, s3_client, make_file, tmp_path, prefix, key
+):
+    file = make_file(1000, name="db.dump")
+    state = tmp_path / "db.persevere"
+    url = f"s3://{bucket}/{prefix}"
+    result = persevere_cli(
+        s3_env, "upload", "start", file, url, "--state-file", state, "--no-progress"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"uploaded s3://{bucket}/{key}:" in result.stdout
+    assert_object_matches(s3_client, bucket, key, file)
+    assert json.loads(state.read_text().splitlines()[0])["key"] == key
+
+    checked = persevere_cli(s3_env, "verify", file, url, "--no-progress")  # the same rule
+    assert checked.returncode == 0, checked.stderr
+    assert f"match: s3://{bucket}/{key} vs" in checked.stdout
+
+
+def test_bare_bucket_takes_the_file_name(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(1000, name="notes.txt")
+    result = persevere_cli(
+        s3_env, "upload", "start", file, f"s3://{bucket}", "--state-file", tmp_path / "s",
+        "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_object_matches(s3_client, bucket, "notes.txt", file)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/", "s3://bucket"])
+def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
+    args = ["upload", "start", "-", url, "--state-file", tmp_path / "s"]
+    result = persevere_cli(s3_env, *args, stdin=subprocess.DEVNULL)
+    assert result.returncode == persevere.EXIT_USAGE
+    assert "stdin (-) has no name: give the whole key (s3://BUCKET/KEY)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_prefix_without_a_file_name_is_not_an_object():
+    from persevere._verify import parse_s3_url
+
+    assert parse_s3_url("s3://b/p/", "f.bin") == ("b", "p/f.bin")
+    assert parse_s3_url("s3://b/p/k") == ("b", "p/k")
+    for url, name in (("s3://b/p/", None), ("s3://b", None), ("s3://b/p/", "")):
+        with pytest.raises(persevere.UsageError, match="not an object URL"):
+            parse_s3_url(url, name)
+    with pytest.raises(persevere.UsageError, match="not an S3 URL"):
+        parse_s3_url("https://b/k", "f")
