@@ -30,7 +30,7 @@ from ._checksums import AlgorithmName
 from ._object_options import CannedAcl, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
-from ._units import format_size, parse_duration, parse_size
+from ._units import MiB, format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -136,7 +136,8 @@ PartSizeOpt = Annotated[
         parser=_parser(_part_size),
         metavar="SIZE",
         envvar="PERSEVERE_PART_SIZE",
-        help="Part size: 'auto' or 5MiB..5GiB (units: 8MiB, 64M, 5GiB, or bytes).",
+        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
+        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
     ),
 ]
 StateFileOpt = Annotated[
@@ -213,7 +214,8 @@ BandwidthOpt = Annotated[
         metavar="RATE",
         envvar="PERSEVERE_MAX_BANDWIDTH",
         show_default=False,
-        help="Cap on the upload rate, shared by all parts (e.g. 50MB/s, 100MiB/s).",
+        help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
+        "(decimal).",
     ),
 ]
 DurationOpt = Annotated[
@@ -576,6 +578,26 @@ def _target(
     return file, bucket, key
 
 
+def _say_plan(file: Path, part_size: int | None) -> None:
+    """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
+    lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
+    bytes here, 8 MiB for the aws cli."""
+    from ._logs import event
+    from ._plan import make_plan
+
+    try:
+        plan = make_plan(file.stat().st_size, part_size)
+    except (OSError, _errors.PersevereError):
+        return  # start_upload refuses it, with the reason
+    log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
+                part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
+    if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
+        log.warning(
+            "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
+            "write KiB/MiB/GiB or K/M/G for binary sizes"
+        )
+
+
 # -- commands --------------------------------------------------------------------------------
 @upload_app.command("start")
 def start(
@@ -651,6 +673,7 @@ def start(
     if state_file is None:
         state_file = file.with_name(file.name + ".persevere").absolute()
         typer.echo(f"persevere: state file: {state_file}", err=True)
+    _say_plan(file, part_size)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     object_options = _object_options(

@@ -82,3 +82,56 @@ def test_a_prefix_without_a_file_name_is_not_an_object():
             parse_s3_url(url, name)
     with pytest.raises(persevere.UsageError, match="not an S3 URL"):
         parse_s3_url("https://b/k", "f")
+
+
+# -- sizes: one convention, and the plan shown at start ------------------------------------
+def test_plan_line_shows_a_decimal_part_size(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    result = persevere_cli(
+        s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s",
+        "--part-size", "8MB", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "persevere: plan: 20.0 MiB in 3 parts of 7.6 MiB (8,000,000 bytes)" in lines
+    assert any("KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB)" in x for x in lines)
+    assert_object_matches(s3_client, bucket, "k", file)
+    # The summary speaks the same units as the plan and the progress bar.
+    assert "uploaded s3://" in result.stdout and "20.0 MiB in 3 part(s)" in result.stdout
+    assert "MiB/s)" in result.stdout or "KiB/s)" in result.stdout
+
+
+def test_plan_line_binary_part_size_and_quiet(s3_env, bucket, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    common = ["upload", "start", file, f"s3://{bucket}/k", "--part-size", "8M", "--no-progress"]
+    result = persevere_cli(s3_env, *common, "--state-file", tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    assert "persevere: plan: 20.0 MiB in 3 parts of 8.0 MiB" in result.stderr.splitlines()
+    assert "decimal" not in result.stderr
+
+    quiet = persevere_cli(s3_env, "-q", *common, "--state-file", tmp_path / "b")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+
+
+def test_plan_is_an_event_in_json_lines(s3_env, bucket, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    result = persevere_cli(
+        s3_env, "--log-format", "json", "upload", "start", file, f"s3://{bucket}/k",
+        "--state-file", tmp_path / "s", "--part-size", "8M", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    (plan,) = [e for e in events if e["event"] == "plan"]
+    assert (plan["file_size"], plan["part_size"], plan["part_count"]) == (20 * MiB, 8 * MiB, 3)
+
+
+def test_help_states_the_size_convention():
+    result = subprocess.run(
+        [sys.executable, "-m", "persevere", "upload", "start", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    text = " ".join(result.stdout.split())  # click wraps the help
+    assert "K/M/G and KiB/MiB/GiB are binary, KB/MB/GB decimal: 8MB is 8,000,000 bytes" in text
+    assert "100MiB/s (binary) or 50MB/s (decimal)" in text
