@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -135,3 +136,74 @@ def test_help_states_the_size_convention():
     text = " ".join(result.stdout.split())  # click wraps the help
     assert "K/M/G and KiB/MiB/GiB are binary, KB/MB/GB decimal: 8MB is 8,000,000 bytes" in text
     assert "100MiB/s (binary) or 50MB/s (decimal)" in text
+
+
+# -- credentials in an endpoint URL --------------------------------------------------------
+@pytest.fixture
+def listener():
+    """A port that notices any connection: proof that nothing was sent."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+        yield server
+
+
+@pytest.mark.parametrize("via", ["--endpoint-url", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_credentials_in_the_endpoint_url_are_refused_before_any_request(
+    s3_env, make_file, tmp_path, listener, via
+):
+    port = listener.getsockname()[1]
+    url = f"http://AKIDINURL:s3cr3t-in-url@127.0.0.1:{port}"
+    env, args = dict(s3_env), []
+    if via.startswith("--"):
+        args = [via, url]
+    else:
+        env[via] = url
+    state = tmp_path / "s"
+    result = persevere_cli(
+        env, "upload", "start", make_file(1000), "s3://b/k", "--state-file", state, *args
+    )
+    assert result.returncode == persevere.EXIT_USAGE, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"persevere: error: --endpoint-url: endpoint URL http://***@127.0.0.1:{port} holds "
+        "credentials (user:password@): give it without them, and the credentials through the "
+        "AWS chain (environment, profile); S3 requests are signed with those, and the URL is "
+        "stored in the state file"
+    ]
+    output = result.stdout + result.stderr
+    assert "s3cr3t-in-url" not in output and "AKIDINURL" not in output
+    assert not state.exists()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+
+
+def test_endpoint_with_credentials_is_refused_by_the_api():
+    with pytest.raises(persevere.UsageError) as refused:
+        persevere.Endpoint("https://someone:hunter2@s3.example.com")
+    message = str(refused.value)
+    assert refused.value.param == "endpoint_url"
+    assert "hunter2" not in message and "someone" not in message
+    assert persevere.Endpoint("https://s3.example.com").endpoint_url == "https://s3.example.com"
+
+
+def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_path):
+    state = tmp_path / "s"
+    result = persevere_cli(
+        s3_env, "upload", "start", make_file(6 * MiB), f"s3://{bucket}/k", "--state-file", state,
+        "--part-size", "5MiB", "--no-progress", "--metadata", "owner=ops",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = state.read_text()
+    for secret in (s3_server.secret_key, s3_server.access_key):
+        assert secret not in text
+    header = json.loads(text.splitlines()[0])
+    assert header["endpoint_url"] == s3_server.endpoint_url  # as given, no userinfo
+    assert "@" not in header["endpoint_url"]
+    # Every field is named here, so a new one that could hold a secret has to be looked at.
+    assert set(header) == {
+        "type", "format", "version", "bucket", "key", "upload_id", "endpoint_url", "region",
+        "profile", "file_path", "file_size", "mtime_ns", "part_size", "checksum_algorithm",
+        "checksum_type", "created_at", "tool_version", "ca_bundle", "object_options",
+        "ctime_ns", "inode", "device",
+    }  # fmt: skip
+    assert set(header["object_options"]) == {"ContentType", "Metadata"}
