@@ -53,6 +53,15 @@ def test_destination_ending_in_slash_takes_the_file_name(
     assert f"match: s3://{bucket}/{key} vs" in checked.stdout
 
 
+def test_cp_to_a_prefix_takes_the_file_name(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(1000, name="db.dump")
+    url = f"s3://{bucket}/daily/"
+    for _ in range(2):  # the second run finds it uploaded: the same key both times
+        result = persevere_cli(s3_env, "cp", file, url, "--state-dir", tmp_path, "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert_object_matches(s3_client, bucket, "daily/db.dump", file)
+
+
 def test_bare_bucket_takes_the_file_name(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(1000, name="notes.txt")
     result = persevere_cli(
