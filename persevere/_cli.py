@@ -563,8 +563,7 @@ def _target(
     from ._verify import parse_s3_url
 
     if url is not None:
-        prefix = url.startswith("s3://") and (url.endswith("/") or "/" not in url[5:])
-        if prefix and file is not None and str(file) == "-":
+        if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
             raise typer.BadParameter(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"

@@ -65,15 +65,15 @@ class _LocalParts:
 def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
     """``s3://bucket/key`` as (bucket, key).
 
-    A URL ending in ``/`` (or a bare ``s3://bucket``) names a prefix: given ``name`` (the local
-    file's), the key is the prefix plus that name, as the aws cli and s5cmd do; without one
-    it is refused.
+    A URL ending in ``/`` names a prefix: given ``name`` (the local file's), the key is the
+    prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
+    ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
     """
-    bucket, _, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
+    bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
-    if not key or key.endswith("/"):
-        if not name:
+    if not slash or not key or key.endswith("/"):
+        if not slash or not name:
             raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
         key += name
     return bucket, key

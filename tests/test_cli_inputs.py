@@ -62,17 +62,7 @@ def test_cp_to_a_prefix_takes_the_file_name(s3_env, bucket, s3_client, make_file
     assert_object_matches(s3_client, bucket, "daily/db.dump", file)
 
 
-def test_bare_bucket_takes_the_file_name(s3_env, bucket, s3_client, make_file, tmp_path):
-    file = make_file(1000, name="notes.txt")
-    result = persevere_cli(
-        s3_env, "upload", "start", file, f"s3://{bucket}", "--state-file", tmp_path / "s",
-        "--no-progress",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert_object_matches(s3_client, bucket, "notes.txt", file)
-
-
-@pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/", "s3://bucket"])
+@pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/"])
 def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
     args = ["upload", "start", "-", url, "--state-file", tmp_path / "s"]
     result = persevere_cli(s3_env, *args, stdin=subprocess.DEVNULL)
@@ -87,7 +77,8 @@ def test_a_prefix_without_a_file_name_is_not_an_object():
 
     assert parse_s3_url("s3://b/p/", "f.bin") == ("b", "p/f.bin")
     assert parse_s3_url("s3://b/p/k") == ("b", "p/k")
-    for url, name in (("s3://b/p/", None), ("s3://b", None), ("s3://b/p/", "")):
+    assert parse_s3_url("s3://b/", "f.bin") == ("b", "f.bin")
+    for url, name in (("s3://b/p/", None), ("s3://b", "f.bin"), ("s3://b/p/", "")):
         with pytest.raises(persevere.UsageError, match="not an object URL"):
             parse_s3_url(url, name)
     with pytest.raises(persevere.UsageError, match="not an S3 URL"):
