@@ -82,6 +82,9 @@ def test_sdist_and_wheel_ship_the_license(dist):
     assert "License-Expression: MIT" in metadata.splitlines()
     assert "persevere/py.typed" in names  # the package stays typed once installed
     assert not any(name.startswith("tests/") for name in names)
+    # The package directory ships as a whole: a merge's leftover (_cli.py.orig) would go too.
+    package = [n for n in names if n.startswith("persevere/")]
+    assert [n for n in package if not n.endswith((".py", "/py.typed"))] == []
 
 
 def test_installed_wheel_runs_and_uploads(
