@@ -583,10 +583,13 @@ def _say_plan(file: Path, part_size: int | None) -> None:
     bytes here, 8 MiB for the aws cli."""
     from ._logs import event
     from ._plan import make_plan
+    from ._source import inspect_file
 
+    if str(file) == "-":
+        return  # a stream: its parts follow its own schedule
     try:
-        plan = make_plan(file.stat().st_size, part_size)
-    except (OSError, _errors.PersevereError):
+        plan = make_plan(inspect_file(file).size, part_size)
+    except _errors.PersevereError:
         return  # start_upload refuses it, with the reason
     log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
                 part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
