@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
-.PHONY: install test test-all lint demo bench
+.PHONY: install test test-all lint demo bench dist
 
 # Stamp files make `make test` cheap after the first run: pip runs again only when
 # pyproject.toml changes (the install is editable, so source edits need no reinstall).
@@ -39,6 +39,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The sdist and the wheel, as they would be published (tests/test_wheel.py installs the wheel
+# into a fresh venv and runs it).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 demo: install
 	bash examples/demo.sh

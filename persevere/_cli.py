@@ -29,7 +29,8 @@ from . import _errors
 from ._checksums import AlgorithmName
 from ._object_options import CannedAcl, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
-from ._units import format_size, parse_duration, parse_size
+from ._platform import require_supported
+from ._units import MiB, format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -101,6 +102,10 @@ def _root(
     detail = verbose or log_format == "json"
     setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
           json_lines=log_format == "json")  # fmt: skip
+    try:
+        require_supported()  # Windows: one line before any command starts (._platform)
+    except _errors.UsageError as exc:
+        _fail(exc)
 
 
 # -- value parsers: click reports a bad value as "Invalid value for '--flag': ..." -----------
@@ -131,7 +136,8 @@ PartSizeOpt = Annotated[
         parser=_parser(_part_size),
         metavar="SIZE",
         envvar="PERSEVERE_PART_SIZE",
-        help="Part size: 'auto' or 5MiB..5GiB (units: 8MiB, 64M, 5GiB, or bytes).",
+        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
+        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
     ),
 ]
 StateFileOpt = Annotated[
@@ -208,7 +214,8 @@ BandwidthOpt = Annotated[
         metavar="RATE",
         envvar="PERSEVERE_MAX_BANDWIDTH",
         show_default=False,
-        help="Cap on the upload rate, shared by all parts (e.g. 50MB/s, 100MiB/s).",
+        help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
+        "(decimal).",
     ),
 ]
 DurationOpt = Annotated[
@@ -407,7 +414,10 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         _fail(exc)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def _exit_code(signal_name: str | None) -> int:
@@ -549,17 +559,49 @@ def _json_default(value: Any) -> Any:
 def _target(
     file: Path | None, url: str | None, bucket: str | None, key: str | None, flag: str
 ) -> tuple[Path, str, str]:
-    """FILE s3://BUCKET/KEY, or the long flags (the original tool's)."""
+    """FILE s3://BUCKET/KEY, or the long flags (the original tool's).
+
+    A URL ending in ``/`` takes the file's name (s3://b/backups/ + db.dump); stdin (``-``) has
+    no name, so it needs the whole key.
+    """
     from ._verify import parse_s3_url
 
     if url is not None:
+        if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
+            raise typer.BadParameter(
+                f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
+                "has no name: give the whole key (s3://BUCKET/KEY)"
+            )
         try:
-            bucket, key = parse_s3_url(url)
+            bucket, key = parse_s3_url(url, file.name if file is not None else None)
         except _errors.UsageError as exc:
             raise typer.BadParameter(str(exc)) from None
     if file is None or not bucket or not key:
         raise typer.BadParameter(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     return file, bucket, key
+
+
+def _say_plan(file: Path, part_size: int | None) -> None:
+    """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
+    lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
+    bytes here, 8 MiB for the aws cli."""
+    from ._logs import event
+    from ._plan import make_plan
+    from ._source import inspect_file
+
+    if str(file) == "-":
+        return  # a stream: its parts follow its own schedule
+    try:
+        plan = make_plan(inspect_file(file).size, part_size)
+    except _errors.PersevereError:
+        return  # start_upload refuses it, with the reason
+    log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
+                part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
+    if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
+        log.warning(
+            "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
+            "write KiB/MiB/GiB or K/M/G for binary sizes"
+        )
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -637,6 +679,7 @@ def start(
     if state_file is None:
         state_file = file.with_name(file.name + ".persevere").absolute()
         typer.echo(f"persevere: state file: {state_file}", err=True)
+    _say_plan(file, part_size)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     object_options = _object_options(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ from typing import Any
 import anyio
 
 from ._errors import StateFileError, StateFileExists, StateFileLocked, StateFileUnwritable
+from ._platform import full_fsync, lock_exclusive, require_supported
 
 FORMAT = "persevere-journal"
 FORMAT_VERSION = 1
@@ -232,8 +232,9 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
 class Journal:
     """An open, locked state file that records progress durably.
 
-    Every append is one ``os.write`` on an ``O_APPEND`` descriptor followed by ``os.fsync``;
-    when the call returns, the record survives a crash or power cut. Thread-safe, because
+    Every append is one ``os.write`` on an ``O_APPEND`` descriptor followed by a flush to
+    stable storage (``fsync``; ``F_FULLFSYNC`` on macOS, see :mod:`._platform`); when the call
+    returns, the record survives a crash or power cut. Thread-safe, because
     parts finish on worker threads.
     """
 
@@ -248,6 +249,7 @@ class Journal:
     @classmethod
     def create(cls, path: Path) -> Journal:
         """Create a new, empty, locked state file; refuse an existing one."""
+        require_supported()  # before the file exists: nothing to clean up on Windows
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
@@ -271,6 +273,7 @@ class Journal:
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, JournalState]:
         """Lock an existing state file, replay it, and drop a torn last line."""
+        require_supported()
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
@@ -288,7 +291,7 @@ class Journal:
                 # The torn line never counted (its fsync did not return). Cut it so the next
                 # append starts on a line of its own.
                 os.ftruncate(fd, state.valid_length)
-                os.fsync(fd)
+                full_fsync(fd)
                 state.torn_tail = False
         except BaseException:
             journal.close()
@@ -296,18 +299,16 @@ class Journal:
         return journal, state
 
     def _acquire_lock(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_exclusive(self._fd):
             self.close()
             raise StateFileLocked(
                 f"state file {self.path} is in use by another persevere process",
                 hint="wait for it to finish, or stop it first",
-            ) from None
+            )
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)  # releases the flock
+            os.close(self._fd)  # releases the lock
             self._fd = -1
 
     def discard(self) -> None:
@@ -348,7 +349,7 @@ class Journal:
                             errno.ENOSPC,
                             f"short write ({written} of {len(line)} bytes; disk full?)",
                         )
-                    os.fsync(self._fd)
+                    full_fsync(self._fd)
                     return
                 except OSError as exc:
                     self._broken = exc.strerror or str(exc)
@@ -412,6 +413,6 @@ def holds_upload(path: Path) -> bool:
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        full_fsync(fd)
     finally:
         os.close(fd)

@@ -1,7 +1,8 @@
 """How persevere talks on stderr: plain lines for people, or JSON lines for log collectors.
 
 ``--log-format json`` writes one JSON object per line: ``{"ts", "level", "event", "message",
-...fields}``. The events a collector can key on: ``start`` (the upload and its state file),
+...fields}``. The events a collector can key on: ``plan`` (``file_size``, ``part_size``,
+``part_count``: ``upload start``), ``start`` (the upload and its state file),
 ``progress`` (every few seconds: ``done``, ``total``, ``rate_bytes_s``), ``retry`` (``what``,
 ``attempt``, ``delay_s``), ``throttle`` (parts in flight), ``credentials`` (renewed),
 ``reread`` (parts re-read on resume), ``completed`` (the result), ``error`` (``exit_code``,

@@ -39,6 +39,17 @@ class PartPlan:
     def part_numbers(self) -> range:
         return range(1, self.part_count + 1)
 
+    def describe(self) -> str:
+        """``1.0 GiB in 135 parts of 7.6 MiB (8,000,000 bytes)``: printed at start, so a part
+        size given in decimal units by mistake (8MB for 8MiB) shows before anything is sent."""
+        if self.part_count == 1:
+            return f"{format_size(self.file_size)} in 1 part"
+        text = f"{format_size(self.file_size)} in {self.part_count:,} parts of "
+        text += format_size(self.part_size)
+        if self.part_size % MiB:
+            text += f" ({self.part_size:,} bytes)"
+        return text
+
 
 def auto_part_size(file_size: int) -> int:
     """The smallest MiB-aligned size >= 8 MiB that keeps the file within 10,000 parts."""

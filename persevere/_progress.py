@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol
 
+from ._units import format_size
+
 
 class ProgressSink(Protocol):
     def start(self, total_bytes: int, done_bytes: int) -> None: ...
@@ -26,21 +28,25 @@ class NullProgress:
 
 
 class TqdmProgress:
-    """A bar on stderr: bytes, rate, ETA; resumed bytes show as already done."""
+    """A bar on stderr: bytes, rate, ETA; resumed bytes show as already done.
+
+    Sizes and the rate are formatted by :func:`format_size` (KiB, MiB, GiB), as in every other
+    line persevere prints: tqdm's own ``unit_scale`` would scale the rate by 1000 whatever
+    ``unit_divisor`` says, and label both "MB".
+    """
+
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {done}/{size} [{elapsed}<{remaining}, {speed}]"
 
     def __init__(self, description: str) -> None:
         self._description = description
         self._bar: Any = None
 
     def start(self, total_bytes: int, done_bytes: int) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(
+        self._bar = _binary_bar_class()(
             total=total_bytes,
             initial=done_bytes,
             unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
+            bar_format=self.BAR_FORMAT,
             desc=self._description,
             file=sys.stderr,
             dynamic_ncols=True,
@@ -56,3 +62,22 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _binary_bar_class() -> Any:
+    """tqdm, with the bar's sizes and rate in binary units (imported late: start-up time)."""
+    from tqdm import tqdm
+
+    class BinaryBar(tqdm):  # type: ignore[misc]  # tqdm is untyped
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            fields: dict[str, Any] = super().format_dict
+            rate = fields["rate"]  # smoothed; None until there is one: then the average
+            if rate is None and fields["elapsed"]:
+                rate = (fields["n"] - fields["initial"]) / fields["elapsed"]
+            fields["done"] = format_size(fields["n"])
+            fields["size"] = format_size(fields["total"] or 0)
+            fields["speed"] = f"{format_size(rate)}/s" if rate else "?/s"
+            return fields
+
+    return BinaryBar

@@ -100,6 +100,13 @@ class Endpoint:
     profile: str | None = None
     ca_bundle: str | None = None  # else AWS_CA_BUNDLE / the profile's ca_bundle / certifi
 
+    def __post_init__(self) -> None:
+        # Credentials in the URL cannot sign S3 requests (aiohttp would send them as Basic
+        # auth, clashing with SigV4's Authorization header), and the URL goes into the state
+        # file and into messages: refuse them, without repeating them.
+        if self.endpoint_url is not None:
+            _refuse_userinfo(self.endpoint_url)
+
     @staticmethod
     def from_environment(
         endpoint_url: str | None,
@@ -148,6 +155,25 @@ def _verify(endpoint: Endpoint) -> str | bool | None:
     if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
         return False
     return endpoint.ca_bundle
+
+
+def _refuse_userinfo(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:  # an invalid URL: botocore says what is wrong with it
+        return
+    if userinfo:
+        host = parts.netloc.rpartition("@")[2]
+        shown = parts._replace(netloc=f"***@{host}", query="", fragment="").geturl()
+        raise UsageError(
+            f"endpoint URL {shown} holds credentials (user:password@): give it without them, "
+            "and the credentials through the AWS chain (environment, profile); S3 requests are "
+            "signed with those, and the URL is stored in the state file",
+            param="endpoint_url",
+        )
 
 
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:

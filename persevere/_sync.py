@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 
 import anyio
 
+from ._platform import require_supported
 from ._resume import resume_upload
 from ._shards import upload_shard
 from ._upload import abort_upload, create_upload, start_upload, upload_status
@@ -22,7 +23,12 @@ T = TypeVar("T")
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main()`` to completion on a new event loop (uvloop where installed)."""
+    """Run ``main()`` to completion on a new event loop (uvloop where installed).
+
+    Every CLI command and blocking call enters here, so a platform persevere does not support
+    (Windows) is refused here, with one line, before anything is sent (:mod:`._platform`).
+    """
+    require_supported()
 
     async def wrapped() -> T:
         from ._s3 import quiet_abandoned_connection_errors

@@ -1,7 +1,9 @@
 """Human sizes: ``8MiB``, ``64M``, ``5GiB``, ``1234``.
 
 Decimal (``MB``) and binary (``MiB``) suffixes mean what they say; a bare ``M``/``G`` means
-binary, as in ``dd`` and the aws cli, because that is what people mean for part sizes.
+binary, as in ``dd``, because that is what people mean for part sizes. (The aws cli reads
+``MB`` as MiB; ``start`` prints its plan, with the exact bytes when a part size is not a whole
+MiB, so a size copied from its config shows.) Output is always binary (:func:`format_size`).
 """
 
 from __future__ import annotations

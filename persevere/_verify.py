@@ -62,12 +62,20 @@ class _LocalParts:
     md5s: list[str] = field(default_factory=list)  # per part, when an ETag is compared
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://") or "/" not in url[5:] or url.endswith("/"):
-        raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
-    bucket, key = url[5:].split("/", 1)
-    if not bucket or not key:
-        raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key).
+
+    A URL ending in ``/`` names a prefix: given ``name`` (the local file's), the key is the
+    prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
+    ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
+    """
+    bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not bucket:
+        raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
+    if not slash or not key or key.endswith("/"):
+        if not slash or not name:
+            raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+        key += name
     return bucket, key
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import re
+import sys
+import time
+
 import pytest
 
+from persevere._plan import make_plan
+from persevere._progress import TqdmProgress
 from persevere._units import GiB, KiB, MiB, TiB, format_size, parse_size
 
 
@@ -77,3 +84,35 @@ def test_format_size(n_bytes, expected):
 @pytest.mark.parametrize("text", ["8MiB", "64M", "5GiB", "1.5GiB", "7TiB"])
 def test_format_size_reads_back(text):
     assert parse_size(format_size(parse_size(text)).replace(" ", "")) == parse_size(text)
+
+
+# -- one convention on the way out: binary units in the plan, the bar and the summary -------
+@pytest.mark.parametrize(
+    ("file_size", "part_size", "expected"),
+    [
+        (GiB, None, "1.0 GiB in 128 parts of 8.0 MiB"),
+        (GiB, parse_size("8MB"), "1.0 GiB in 135 parts of 7.6 MiB (8,000,000 bytes)"),
+        (GiB, parse_size("8M"), "1.0 GiB in 128 parts of 8.0 MiB"),
+        (3 * 10**12, None, "2.7 TiB in 9,969 parts of 287.0 MiB"),
+        (100, None, "100 B in 1 part"),
+    ],
+)
+def test_plan_describes_itself_in_binary_units(file_size, part_size, expected):
+    assert make_plan(file_size, part_size).describe() == expected
+
+
+def test_progress_bar_shows_sizes_and_rate_in_binary_units(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = TqdmProgress("upload")
+    bar.start(3 * GiB, GiB)
+    for _ in range(4):
+        time.sleep(0.25)
+        bar.advance(100 * MiB)  # 400 MiB/s, 419 MB/s
+    bar.close()
+    last = stream.getvalue().strip().split("\r")[-1]
+    match = re.search(r"\| (\S+ \S+)/(\S+ \S+) \[.*, ([\d.]+) MiB/s\]$", last)
+    assert match, last
+    assert match.group(1, 2) == ("1.4 GiB", "3.0 GiB")
+    assert 50 < float(match.group(3)) <= 400  # sleeps overshoot; 419 would be decimal MB/s
+    assert "MB" not in stream.getvalue()

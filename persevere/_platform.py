@@ -1,0 +1,76 @@
+"""What the operating system gives the journal: an exclusive lock, and a flush to stable storage.
+
+The journal's promises (one process per state file; a recorded part survives a power cut) rest
+on two calls, and each OS spells them differently:
+
+- **Linux** (first-class, where the test suite runs): ``flock`` for the lock; ``fsync`` for the
+  flush, which on ext4/xfs/btrfs also flushes the drive's write cache (barriers are on by
+  default).
+- **macOS**: ``fsync`` only hands the data to the drive, which may still lose it from its cache
+  in a power cut; ``fcntl(F_FULLFSYNC)`` asks the drive to write its cache out. It is used for
+  every journal record and for the state file's directory. A filesystem that does not support
+  it (some network filesystems answer ENOTSUP or EINVAL) gets ``fsync`` instead, as SQLite does.
+- **Windows** (no ``fcntl``): refused, with one line, by :func:`require_supported`: at the CLI's
+  start, in the blocking API, and before a journal is created or opened. ``import persevere``
+  still works (no ImportError), so a program can import it and report the refusal itself.
+  Supporting Windows would take ``msvcrt.locking``, no directory fsync, no ``os.preadv`` and
+  no SIGHUP/SIGTERM handling, none of which has been tested; refusing is honest.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ._errors import UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows; tests simulate it in a subprocess (tests/test_platform.py)
+    HAS_FCNTL = False
+else:
+    HAS_FCNTL = True
+
+UNSUPPORTED = (
+    "persevere needs a POSIX system (Linux or macOS) for its state file's lock and fsync; "
+    "this one has no fcntl (Windows: run persevere under WSL)"
+)
+
+# F_FULLFSYNC failing with one of these means "not on this filesystem", not "I/O failed".
+_NOT_SUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOTTY})
+
+
+def require_supported() -> None:
+    """Refuse, with one line, a platform the journal cannot keep its promises on."""
+    if not HAS_FCNTL:
+        raise UsageError(UNSUPPORTED)
+
+
+def lock_exclusive(fd: int) -> bool:
+    """Take the advisory lock on an open state file; False if another process holds it.
+
+    Released when the descriptor is closed (or the process dies, even by ``kill -9``).
+    """
+    require_supported()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def full_fsync(fd: int) -> None:
+    """Flush ``fd`` (a file or a directory) to stable storage, or raise ``OSError``.
+
+    ``F_FULLFSYNC`` where the OS has it (macOS), falling back to ``fsync`` on a filesystem
+    that does not support it; ``fsync`` elsewhere.
+    """
+    full = getattr(fcntl, "F_FULLFSYNC", None) if HAS_FCNTL else None
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+    os.fsync(fd)

@@ -1,0 +1,210 @@
+"""What the CLI makes of what people type: a destination ending in ``/``, sizes in either unit
+system, and an endpoint URL with credentials in it. Against the real local SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import persevere
+from tests.conftest import sha256_of_file, sha256_of_object
+
+MiB = 1024 * 1024
+
+
+def persevere_cli(env, *args, stdin=None):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=stdin,
+    )
+
+
+def assert_object_matches(s3_client, bucket, key, file):
+    assert sha256_of_object(s3_client, bucket, key) == sha256_of_file(file)
+
+
+# -- a destination ending in "/" -----------------------------------------------------------
+@pytest.mark.parametrize(("prefix", "key"), [("backups/", "backups/db.dump"), ("", "db.dump")])
+def test_destination_ending_in_slash_takes_the_file_name(
+    s3_env, bucket, s3_client, make_file, tmp_path, prefix, key
+):
+    file = make_file(1000, name="db.dump")
+    state = tmp_path / "db.persevere"
+    url = f"s3://{bucket}/{prefix}"
+    result = persevere_cli(
+        s3_env, "upload", "start", file, url, "--state-file", state, "--no-progress"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"uploaded s3://{bucket}/{key}:" in result.stdout
+    assert_object_matches(s3_client, bucket, key, file)
+    assert json.loads(state.read_text().splitlines()[0])["key"] == key
+
+    checked = persevere_cli(s3_env, "verify", file, url, "--no-progress")  # the same rule
+    assert checked.returncode == 0, checked.stderr
+    assert f"match: s3://{bucket}/{key} vs" in checked.stdout
+
+
+def test_cp_to_a_prefix_takes_the_file_name(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(1000, name="db.dump")
+    url = f"s3://{bucket}/daily/"
+    for _ in range(2):  # the second run finds it uploaded: the same key both times
+        result = persevere_cli(s3_env, "cp", file, url, "--state-dir", tmp_path, "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert_object_matches(s3_client, bucket, "daily/db.dump", file)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/"])
+def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
+    args = ["upload", "start", "-", url, "--state-file", tmp_path / "s"]
+    result = persevere_cli(s3_env, *args, stdin=subprocess.DEVNULL)
+    assert result.returncode == persevere.EXIT_USAGE
+    assert "stdin (-) has no name: give the whole key (s3://BUCKET/KEY)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_prefix_without_a_file_name_is_not_an_object():
+    from persevere._verify import parse_s3_url
+
+    assert parse_s3_url("s3://b/p/", "f.bin") == ("b", "p/f.bin")
+    assert parse_s3_url("s3://b/p/k") == ("b", "p/k")
+    assert parse_s3_url("s3://b/", "f.bin") == ("b", "f.bin")
+    for url, name in (("s3://b/p/", None), ("s3://b", "f.bin"), ("s3://b/p/", "")):
+        with pytest.raises(persevere.UsageError, match="not an object URL"):
+            parse_s3_url(url, name)
+    with pytest.raises(persevere.UsageError, match="not an S3 URL"):
+        parse_s3_url("https://b/k", "f")
+
+
+# -- sizes: one convention, and the plan shown at start ------------------------------------
+def test_plan_line_shows_a_decimal_part_size(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    result = persevere_cli(
+        s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s",
+        "--part-size", "8MB", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "persevere: plan: 20.0 MiB in 3 parts of 7.6 MiB (8,000,000 bytes)" in lines
+    assert any("KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB)" in x for x in lines)
+    assert_object_matches(s3_client, bucket, "k", file)
+    # The summary speaks the same units as the plan and the progress bar.
+    assert "uploaded s3://" in result.stdout and "20.0 MiB in 3 part(s)" in result.stdout
+    assert "MiB/s)" in result.stdout or "KiB/s)" in result.stdout
+
+
+def test_plan_line_binary_part_size_and_quiet(s3_env, bucket, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    common = ["upload", "start", file, f"s3://{bucket}/k", "--part-size", "8M", "--no-progress"]
+    result = persevere_cli(s3_env, *common, "--state-file", tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    assert "persevere: plan: 20.0 MiB in 3 parts of 8.0 MiB" in result.stderr.splitlines()
+    assert "decimal" not in result.stderr
+
+    quiet = persevere_cli(s3_env, "-q", *common, "--state-file", tmp_path / "b")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+
+
+def test_plan_is_an_event_in_json_lines(s3_env, bucket, make_file, tmp_path):
+    file = make_file(20 * MiB)
+    result = persevere_cli(
+        s3_env, "--log-format", "json", "upload", "start", file, f"s3://{bucket}/k",
+        "--state-file", tmp_path / "s", "--part-size", "8M", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    (plan,) = [e for e in events if e["event"] == "plan"]
+    assert (plan["file_size"], plan["part_size"], plan["part_count"]) == (20 * MiB, 8 * MiB, 3)
+
+
+def test_help_states_the_size_convention():
+    result = subprocess.run(
+        [sys.executable, "-m", "persevere", "upload", "start", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    text = " ".join(result.stdout.split())  # click wraps the help
+    assert "K/M/G and KiB/MiB/GiB are binary, KB/MB/GB decimal: 8MB is 8,000,000 bytes" in text
+    assert "100MiB/s (binary) or 50MB/s (decimal)" in text
+
+
+# -- credentials in an endpoint URL --------------------------------------------------------
+@pytest.fixture
+def listener():
+    """A port that notices any connection: proof that nothing was sent."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+        yield server
+
+
+@pytest.mark.parametrize("via", ["--endpoint-url", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_credentials_in_the_endpoint_url_are_refused_before_any_request(
+    s3_env, make_file, tmp_path, listener, via
+):
+    port = listener.getsockname()[1]
+    url = f"http://AKIDINURL:s3cr3t-in-url@127.0.0.1:{port}"
+    env, args = dict(s3_env), []
+    if via.startswith("--"):
+        args = [via, url]
+    else:
+        env[via] = url
+    state = tmp_path / "s"
+    result = persevere_cli(
+        env, "upload", "start", make_file(1000), "s3://b/k", "--state-file", state, *args
+    )
+    assert result.returncode == persevere.EXIT_USAGE, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"persevere: error: --endpoint-url: endpoint URL http://***@127.0.0.1:{port} holds "
+        "credentials (user:password@): give it without them, and the credentials through the "
+        "AWS chain (environment, profile); S3 requests are signed with those, and the URL is "
+        "stored in the state file"
+    ]
+    output = result.stdout + result.stderr
+    assert "s3cr3t-in-url" not in output and "AKIDINURL" not in output
+    assert not state.exists()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+
+
+def test_endpoint_with_credentials_is_refused_by_the_api():
+    with pytest.raises(persevere.UsageError) as refused:
+        persevere.Endpoint("https://someone:hunter2@s3.example.com")
+    message = str(refused.value)
+    assert refused.value.param == "endpoint_url"
+    assert "hunter2" not in message and "someone" not in message
+    assert persevere.Endpoint("https://s3.example.com").endpoint_url == "https://s3.example.com"
+
+
+def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_path):
+    state = tmp_path / "s"
+    result = persevere_cli(
+        s3_env, "upload", "start", make_file(6 * MiB), f"s3://{bucket}/k", "--state-file", state,
+        "--part-size", "5MiB", "--no-progress", "--metadata", "owner=ops",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = state.read_text()
+    for secret in (s3_server.secret_key, s3_server.access_key):
+        assert secret not in text
+    header = json.loads(text.splitlines()[0])
+    assert header["endpoint_url"] == s3_server.endpoint_url  # as given, no userinfo
+    assert "@" not in header["endpoint_url"]
+    # Every field is named here, so a new one that could hold a secret has to be looked at.
+    assert set(header) == {
+        "type", "format", "version", "bucket", "key", "upload_id", "endpoint_url", "region",
+        "profile", "file_path", "file_size", "mtime_ns", "part_size", "checksum_algorithm",
+        "checksum_type", "created_at", "tool_version", "ca_bundle", "object_options",
+        "ctime_ns", "inode", "device", "checksum_pinned", "expected_size", "stream_every",
+        "shards",
+    }  # fmt: skip
+    assert set(header["object_options"]) == {"ContentType", "Metadata"}
