@@ -1200,7 +1200,8 @@ def verify(
     """Check an object against a local file without downloading it.
 
     Exit 0: same bytes; 4: they differ (the first differing part is named when known);
-    5: the object offers nothing to compare (e.g. SSE-KMS ETag and no checksum).
+    5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes the endpoint
+    will not tell).
     """
     from ._verify import verify_object
 
