@@ -148,6 +148,33 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the object states, and what was learnt of its parts, before the file is read."""
+
+    size: int
+    part_count: int
+    readings: list[_Reading]
+    layout: _Layout | None
+    why_no_sizes: str  # why its part sizes could not be had (when they could not)
+    why_not_state_file: str  # why a given state file does not describe it (when it does not)
+
+    @property
+    def computable(self) -> list[_Reading]:
+        return [r for r in self.readings if _computable(r, self.layout)]
+
+    def result(
+        self, outcome: str, reason: str, bad: int | None = None, by: _Reading | None = None
+    ) -> VerifyResult:
+        method = (by or self.readings[0]).method
+        return VerifyResult(outcome, reason, method, bad, self.part_count, self.size, self.size)
+
+    def cannot_tell(self, differences: list[str]) -> VerifyResult:
+        needed = " or ".join(r.method for r in self.readings if r not in self.computable)
+        why = f"the {needed} needs the sizes of the object's parts: {self.why_no_sizes}"
+        return self.result("unknown", "; ".join([*differences, why]))
+
+
 async def verify_object(
     file: str | Path,
     bucket: str,
@@ -179,56 +206,63 @@ async def verify_object(
         readings, why_none = _readings(head)
         if not readings:
             return VerifyResult("unknown", why_none, object_size=size, local_size=size)
-        layout, why_not_journal = _journal_layout(journal, readings, size)
+        layout, why_not_state_file = _journal_layout(journal, readings, size)
         why_no_sizes = ""
         if layout is None:
             layout, why_no_sizes = await _asked_layout(client, ids, head, readings)
-    computable = [r for r in readings if _computable(r, layout)]
-    stated_count = ETag(str(head.get("ETag", ""))).part_count
-    count = len(layout.sizes) if layout else stated_count or max(r.parts or 1 for r in readings)
-
-    def result(outcome: str, reason: str, bad: int | None = None) -> VerifyResult:
-        return VerifyResult(outcome, reason, readings[0].method, bad, count, size, size)
-
+    stated = ETag(str(head.get("ETag", ""))).part_count or max(r.parts or 1 for r in readings)
+    evidence = _Evidence(
+        size,
+        len(layout.sizes) if layout else stated,
+        readings,
+        layout,
+        why_no_sizes,
+        why_not_state_file,
+    )
+    if not evidence.computable:
+        return evidence.cannot_tell([])  # without reading the file: nothing to compare
     progress.start(size, 0)
     try:
         local = await anyio.to_thread.run_sync(
             _hash_file,
             identity,
             layout.sizes if layout else [size],
-            _part_algorithms(computable, layout),
-            {r.algorithm for r in computable if r.parts is None},
+            _part_algorithms(evidence.computable, layout),
+            {r.algorithm for r in evidence.computable if r.parts is None},
             progress.advance,
         )
     finally:
         progress.close()
+    return _verdict(evidence, local, state_file is not None)
 
+
+def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -> VerifyResult:
+    """A match if any reading reproduces the object; MISMATCH only if every one was computed."""
     differences = []
-    for reading in computable:
+    layout = evidence.layout
+    for reading in evidence.computable:
         computed = reading.computed(local)
         if reading.reproduced_by(computed):
             sizes = f" (part sizes from {layout.source})" if layout and reading.parts else ""
-            return VerifyResult("match", f"{reading.method} {reading.stated} matches{sizes}",
-                                reading.method, None, count, size, size)  # fmt: skip
+            reason = f"{reading.method} {reading.stated} matches{sizes}"
+            return evidence.result("match", reason, by=reading)
         differences.append(f"{reading.method} differs: object {reading.stated}, file {computed}")
-    if len(computable) < len(readings):
-        needed = " or ".join(r.method for r in readings if r not in computable)
-        why = f"the {needed} needs the sizes of the object's parts: {why_no_sizes}"
-        return result("unknown", "; ".join([*differences, why]))
+    if len(evidence.computable) < len(evidence.readings):
+        return evidence.cannot_tell(differences)
     reason = "; ".join(differences)
     bad = layout.references.first_difference(local) if layout and layout.references else None
     if bad is not None and layout is not None:
         first = sum(layout.sizes[: bad - 1])
         last = first + layout.sizes[bad - 1] - 1
         reason += f"; first differing part: {bad} (bytes {first}..{last})"
-    elif journal is not None:
-        reason += f"; {why_not_journal or 'the state file names no differing part'}"
+    elif with_state_file:
+        reason += f"; {evidence.why_not_state_file or 'the state file names no differing part'}"
     else:
         reason += (
             "; the endpoint reports no per-part checksums (pass the upload's --state-file "
             "to name the differing part)"
         )
-    return result("mismatch", reason, bad)
+    return evidence.result("mismatch", reason, bad)
 
 
 async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
