@@ -279,12 +279,12 @@ async def _bench_one(
     async with open_client(endpoint, options) as client:
         cpu_started = time.process_time()
         started = time.perf_counter()
-        # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
         session = MultipartSession(
             client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
         )
         leftovers[key] = BenchLeftover(bucket, key, None)
         try:
+            # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
             with anyio.CancelScope(shield=True):
                 await session.create({}, attempts=options.first_call_attempts)
         except S3Error as exc:
