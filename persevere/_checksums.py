@@ -61,6 +61,12 @@ class ChecksumAlgorithm:
         """The botocore parameter / response field: ``ChecksumCRC64NVME``."""
         return f"Checksum{self.name}"
 
+    @property
+    def may_be_composite(self) -> bool:
+        """Whether a multipart object may carry it as ``digest-N``: every algorithm but
+        CRC64NVME, which S3 keeps full-object only."""
+        return self.name != "CRC64NVME"
+
     def new(self) -> Hasher:
         return self._new()
 

@@ -203,8 +203,22 @@ EndpointOpt = Annotated[
 ]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
+_json_output = False  # the running command was given --json: its errors are JSON on stdout too
+
+
+def _note_json(value: bool) -> bool:
+    global _json_output
+    _json_output = value
+    return value
+
+
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
+    bool,
+    typer.Option(
+        "--json",
+        callback=_note_json,
+        help="Print one JSON document on stdout (for scripts), errors included.",
+    ),
 ]
 BandwidthOpt = Annotated[
     float | None,
@@ -216,6 +230,31 @@ BandwidthOpt = Annotated[
         show_default=False,
         help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
         "(decimal).",
+    ),
+]
+# resume does not remember these from start (the state file records what the object is, not
+# how fast it went): their help says so.
+ResumeConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--concurrency",
+        "-c",
+        min=1,
+        max=MAX_CONCURRENCY,
+        help="Parts in flight at once (not remembered from start: give it again).",
+        envvar="PERSEVERE_CONCURRENCY",
+    ),
+]
+ResumeBandwidthOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-bandwidth",
+        parser=_parser(_rate),
+        metavar="RATE",
+        envvar="PERSEVERE_MAX_BANDWIDTH",
+        show_default=False,
+        help="Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it "
+        "again, or none applies.",
     ),
 ]
 DurationOpt = Annotated[
@@ -329,10 +368,51 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     else:
         for line in lines:
             _say(f"persevere: {line}")
+    _json_error(exc, f"{where}{exc.message}", command)
     raise typer.Exit(exc.exit_code)
 
 
-def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None) -> T:
+def _json_error(exc: _errors.PersevereError, message: str, command: str | None) -> None:
+    """Under --json, the error is also the one JSON document on stdout: a script that parses
+    stdout always gets one (the exit code is the same)."""
+    if not _json_output:
+        return
+    _emit_json(
+        {"error": message, "exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
+    )
+
+
+def _usage_error(message: str, flag: str | None = None) -> NoReturn:
+    """Bad input a command finds itself (not click while parsing): click's usual report, or
+    under --json persevere's JSON one; exit 2 either way."""
+    if _json_output:
+        _fail(_errors.UsageError(f"{flag}: {message}" if flag else message))
+    raise typer.BadParameter(message, param_hint=flag)
+
+
+def _parsed(parse: Callable[[str], T], text: str) -> T:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        _usage_error(str(exc))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cleanup:
+    """A command that removes what it made (bench): ``left()`` says, as exact commands, what
+    would stay behind if it ended now. A second signal gives the cleanup ``grace_s`` more
+    seconds; a third, or the end of the grace, exits at once, printing ``left()``."""
+
+    left: Callable[[], list[str]]
+    grace_s: float
+
+
+def _run(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    resumable_state: Path | None = None,
+    cleanup: _Cleanup | None = None,
+) -> T:
     """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
@@ -344,11 +424,22 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
     from ._sync import run
 
     interrupted: str | None = None
+    hurried = False  # a second signal came: the cleanup's grace is running
     if resumable_state is not None:
         settling = "the journal is being settled"
         again_note = "every recorded part is safe in the state file"
     else:
         settling, again_note = "cleaning up", "cleanup cut short"
+
+    def exit_now(name: str) -> NoReturn:
+        lines = cleanup.left() if cleanup is not None else []
+        note = again_note
+        if cleanup is not None:
+            note = "left behind:" if lines else "nothing was left behind"
+        _say(f"persevere: {name} again: exiting now; {note}")
+        for line in lines:
+            _say(f"persevere:   {line}")
+        os._exit(_exit_code(interrupted))
 
     async def main() -> T:
         nonlocal interrupted
@@ -357,19 +448,33 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
         work = anyio.CancelScope()
         async with anyio.create_task_group() as tg:
 
+            async def exit_after_grace(name: str, grace_s: float) -> None:
+                await anyio.sleep(grace_s)
+                exit_now(name)
+
             async def watch_signals(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
                 # Watches for the whole run: the first signal stops the work cleanly (the
-                # journal settles); a second one, while that is under way, exits at once.
-                nonlocal interrupted
+                # journal settles); a second one, while that is under way, exits at once
+                # (a cleanup first gets its grace, and a third signal cuts that short).
+                nonlocal interrupted, hurried
                 with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
                     task_status.started()
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         if signum == signal.SIGHUP:
                             _hung_up()
+                        if interrupted and cleanup is not None and not hurried:
+                            hurried = True
+                            log.warning(
+                                "%s again: finishing the cleanup first (at most %.0fs; once "
+                                "more to exit at once)",
+                                name,
+                                cleanup.grace_s,
+                            )
+                            tg.start_soon(exit_after_grace, name, cleanup.grace_s)
+                            continue
                         if interrupted:
-                            _say(f"persevere: {name} again: exiting now; {again_note}")
-                            os._exit(_exit_code(interrupted))
+                            exit_now(name)
                         interrupted = name
                         log.warning("%s received: stopping, %s", name, settling)
                         work.cancel()
@@ -409,9 +514,19 @@ def _run(fn: Callable[[], Awaitable[T]], *, resumable_state: Path | None = None)
             exc.state_file = str(resumable_state)
         elif resumable_state is not None:
             exc.message = "interrupted before the upload was created; nothing to resume"
-        _fail(exc)
+        elif cleanup is not None and not cleanup.left():
+            exc.message = f"{exc.message}; cleaned up: nothing was left behind"
+        _fail(_left_behind(exc, cleanup))
     except _errors.PersevereError as exc:
-        _fail(exc)
+        _fail(_left_behind(exc, cleanup))
+
+
+def _left_behind(exc: _errors.PersevereError, cleanup: _Cleanup | None) -> _errors.PersevereError:
+    """A failure of a command that cleans up, with what its cleanup could not remove."""
+    lines = cleanup.left() if cleanup is not None else []
+    if lines:
+        exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
+    return exc
 
 
 # getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
@@ -494,9 +609,8 @@ def _from_stdin(file: Path) -> Path:
 
 def _refuse_part_size_for_streams(part_size: int | None) -> None:
     if part_size is not None:
-        raise typer.BadParameter(
-            "a stream's parts follow its schedule: give --expected-size instead",
-            param_hint="--part-size",
+        _usage_error(
+            "a stream's parts follow its schedule: give --expected-size instead", "--part-size"
         )
 
 
@@ -542,6 +656,31 @@ def _progress(enabled: bool, description: str) -> Any:
     return LogLineProgress(description)
 
 
+class _NamingStateFile:
+    """Progress that first names a defaulted state file: the upload starts its progress once
+    the state file holds it, so nothing is named before a plan or flag error, or a refused
+    CreateMultipartUpload, when no state file stays behind. A warning: -q hides it."""
+
+    def __init__(self, progress: Any, state_file: Path) -> None:
+        self._progress = progress
+        self._state_file: Path | None = state_file
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        if self._state_file is not None:
+            from ._logs import event
+
+            path = str(self._state_file)
+            log.warning("state file: %s", path, extra=event("state_file", path=path))
+            self._state_file = None
+        self._progress.start(total_bytes, done_bytes)
+
+    def advance(self, delta_bytes: int) -> None:
+        self._progress.advance(delta_bytes)
+
+    def close(self) -> None:
+        self._progress.close()
+
+
 def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=_json_default))
 
@@ -575,9 +714,9 @@ def _target(
         try:
             bucket, key = parse_s3_url(url, file.name if file is not None else None)
         except _errors.UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            _usage_error(str(exc))
     if file is None or not bucket or not key:
-        raise typer.BadParameter(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
+        _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     return file, bucket, key
 
 
@@ -671,14 +810,15 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     file = _from_stdin(file)
-    if state_file is None and str(file) == "-":
-        from ._cp import locate_state_file
-
-        state_file = locate_state_file(file, bucket, key)
-        typer.echo(f"persevere: state file: {state_file}", err=True)
+    progress = _progress(not no_progress and not json_output, "upload")
     if state_file is None:
-        state_file = file.with_name(file.name + ".persevere").absolute()
-        typer.echo(f"persevere: state file: {state_file}", err=True)
+        if str(file) == "-":
+            from ._cp import locate_state_file
+
+            state_file = locate_state_file(file, bucket, key)
+        else:
+            state_file = file.with_name(file.name + ".persevere").absolute()
+        progress = _NamingStateFile(progress, state_file)
     _say_plan(file, part_size)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
@@ -687,12 +827,11 @@ def start(
         sse_kms_key_id, acl, expected_bucket_owner,
     )  # fmt: skip
     target = state_file
-    progress = _progress(not no_progress and not json_output, "upload")
     if shards is not None or processes is not None:
         from ._upload import create_upload
 
         if str(file) == "-":
-            raise typer.BadParameter("a stream cannot be split into shards", param_hint="FILE")
+            _usage_error("a stream cannot be split into shards", "FILE")
         count = shards or processes or 1
         header = _run(
             lambda: create_upload(
@@ -811,8 +950,8 @@ def cp(
 @upload_app.command("resume")
 def resume(
     state_file: StateFileOpt,
-    concurrency: ConcurrencyOpt = 8,
-    max_bandwidth: BandwidthOpt = None,
+    concurrency: ResumeConcurrencyOpt = 8,
+    max_bandwidth: ResumeBandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
     max_retries: MaxRetriesOpt = 9,
@@ -1108,7 +1247,8 @@ def verify(
     """Check an object against a local file without downloading it.
 
     Exit 0: same bytes; 4: they differ (the first differing part is named when known);
-    5: the object offers nothing to compare (e.g. SSE-KMS ETag and no checksum).
+    5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes the endpoint
+    will not tell).
     """
     from ._verify import verify_object
 
@@ -1156,22 +1296,28 @@ def bench(
     """Measure upload speed to your endpoint per --concurrency / --part-size setting.
 
     Uploads generated data under persevere-bench/ and deletes every object afterwards
-    (or aborts the upload if a run fails), so nothing is left behind.
+    (or aborts the upload if a run fails or is interrupted), so nothing is left behind.
+    A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
+    the exact command that removes what is left.
     """
-    from ._bench import format_table, run_bench
+    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
 
     def show(row: Any) -> None:
-        if not json_output:
-            typer.echo(
+        if not json_output and log.isEnabledFor(logging.WARNING):  # not under -q
+            _say(
                 f"c={row.concurrency:<3} part {format_size(row.part_size):>9}: "
-                f"{row.mb_per_s:8.1f} MB/s",
-                err=True,
+                f"{row.mb_per_s:8.1f} MB/s"
             )
 
-    total = _parser(parse_size)(size)
-    levels = _parser(lambda text: [int(x) for x in text.split(",") if x.strip()])(concurrency)
-    parts = _parser(lambda text: [_part_size(x) for x in text.split(",") if x.strip()])(part_size)
+    total = _parsed(parse_size, size)
+    levels = _parsed(lambda text: [int(x) for x in text.split(",") if x.strip()], concurrency)
+    parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    leftovers: dict[str, BenchLeftover] = {}
+
+    def left() -> list[str]:
+        return [_removal(item) for item in list(leftovers.values())]
+
     rows = _run(
         lambda: run_bench(
             s3_bucket,
@@ -1180,12 +1326,31 @@ def bench(
             part_sizes=parts,
             endpoint=endpoint,
             on_row=show,
-        )
+            leftovers=leftovers,
+        ),
+        cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )
     if json_output:
         _emit_json({"bucket": s3_bucket, "size": total, "rows": rows})
     else:
         typer.echo(format_table(rows))
+
+
+def _removal(item: Any) -> str:
+    """The exact command that removes a bench upload the bench could not clean up."""
+    bucket, key = shlex.quote(item.bucket), shlex.quote(item.key)
+    if item.upload_id is None:
+        return (
+            f"an upload of s3://{item.bucket}/{item.key} may have been created: "
+            f"persevere upload list --s3-bucket {bucket} --prefix {key}"
+        )
+    command = (
+        f"upload {item.upload_id} of s3://{item.bucket}/{item.key}: persevere upload abort "
+        f"--s3-bucket {bucket} --s3-key {key} --upload-id {shlex.quote(item.upload_id)}"
+    )
+    if item.completing:
+        command += f" (and delete s3://{item.bucket}/{item.key} if it was completed)"
+    return command
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:

@@ -56,19 +56,18 @@ class FileIdentity:
         return differ
 
 
-def inspect_file(path: Path) -> FileIdentity:
-    """Resolve and check the file to upload; one clear error for anything unusable."""
+def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
+    """Resolve and check the file to upload (or ``role``: what the file is to the caller, as
+    its messages name it); one clear error for anything unusable."""
     try:
         absolute = path.expanduser().resolve(strict=True)
         st = os.stat(absolute)
     except FileNotFoundError:
-        raise SourceFileError(f"file to upload {path} does not exist") from None
+        raise SourceFileError(f"{role} {path} does not exist") from None
     except PermissionError:
-        raise SourceFileError(
-            f"file to upload {path} is not accessible (permission denied)"
-        ) from None
+        raise SourceFileError(f"{role} {path} is not accessible (permission denied)") from None
     except OSError as exc:
-        raise SourceFileError(f"cannot read file to upload {path}: {exc.strerror}") from None
+        raise SourceFileError(f"cannot read {role} {path}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
         raise SourceFileError(f"{path} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):

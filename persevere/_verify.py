@@ -1,21 +1,33 @@
 """``persevere verify``: is this object the same bytes as this local file? No download.
 
-What the object offers decides what can be proven (strongest first):
-1. a full-object checksum (CRC64NVME, or CRC32/CRC32C of type FULL_OBJECT): the local file's
-   CRC, combined from per-part CRCs computed in one pass, must equal it;
-2. a composite checksum (``xxx-N``): the checksum of the local parts' checksums;
-3. a multipart ETag (``md5-N``, no SSE-KMS/SSE-C): the MD5 of the local parts' MD5s; a
-   single-part ETag: the MD5 of the file.
-Part boundaries come from GetObjectAttributes (ObjectParts) or HeadObject(PartNumber=1).
+The answer comes from what the object states (HeadObject), never from what an endpoint leaves
+out. Each *reading* of its value is a way to compute that value from the file:
+- its checksum (:class:`ObjectChecksum`). ``digest-N`` is composite: the checksum of its N
+  part checksums, so the N part sizes are needed. A digest without ``-N`` is of every byte (a
+  single PUT, whatever the algorithm, or a full-object CRC of a multipart upload) unless
+  ChecksumType says COMPOSITE. When the endpoint says neither (SeaweedFS gives no ChecksumType
+  for a single PUT) and the ETag says N parts, both readings are tried.
+- failing a checksum, its ETag (:class:`ETag`): the MD5 of the bytes, or ``md5-N``, the MD5
+  of the N part MD5s; never under SSE-KMS/SSE-C, where it is no MD5 of the bytes.
+
+A reading that reproduces the object's value proves a match. A mismatch is declared only once
+every reading the object allows was computed and none reproduces it; if one could not be
+computed (the part sizes of an object whose endpoint will not tell them), the answer is
+"cannot tell", with why.
+
+Part sizes are not assumed equal (other tools make unequal ones). They come from the upload's
+state file when it reproduces the object, else from GetObjectAttributes (ObjectParts), else
+(refused, as without ``s3:GetObjectAttributes``, or unsupported) from HeadObject with
+PartNumber=N for each part.
 
 To *name* the first differing part, per-part references are needed: S3's per-part checksums
-(GetObjectAttributes, where the endpoint reports them), or the upload's journal
-(``--state-file``), whose part checksums and ETags are trusted only after they reproduce the
-object's own aggregate checksum or ETag.
+(GetObjectAttributes, where the endpoint reports them), or the state file's part checksums or
+ETags, trusted only when they reproduce the object's own value. The file is read once.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +35,9 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ALGORITHMS, ChecksumAlgorithm, ETag, b64, unb64
+from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ETag, ObjectChecksum, b64
 from ._errors import S3Error, UsageError
-from ._journal import read_state
+from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
@@ -33,6 +45,8 @@ from ._units import MiB
 
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
+HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +64,79 @@ class VerifyResult:
         return {"match": 0, "mismatch": EXIT_MISMATCH}.get(self.outcome, EXIT_UNKNOWN)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One way to compute the object's stated value from the file's bytes."""
+
+    algorithm: ChecksumAlgorithm  # MD5 for the ETag
+    stated: str  # the object's value, as HeadObject gave it
+    parts: int | None  # None: a digest of every byte; N: of the digests of its N parts
+    etag: bool = False
+
+    @property
+    def method(self) -> str:
+        if self.etag:
+            if self.parts is None:
+                return "ETag (MD5 of the object)"
+            return f"multipart ETag (MD5 of {self.parts} part MD5s)"
+        if self.parts is None:
+            return f"{self.algorithm.name} checksum"
+        return f"{self.algorithm.name} composite checksum of {self.parts} parts"
+
+    def computed(self, local: _LocalDigests) -> str:
+        """The value the file gives, in the object's notation."""
+        name = self.algorithm.name
+        if self.parts is None:
+            digest = local.whole[name]
+            return f'"{digest.hex()}"' if self.etag else b64(digest)
+        digests = local.parts[name]
+        if self.etag:
+            return ETag.multipart([d.hex() for d in digests])
+        pairs = [(digest, 0) for digest in digests]  # lengths do not enter a composite
+        combined = self.algorithm.combine(pairs, composite=True)
+        return str(ObjectChecksum(self.algorithm, b64(combined), len(digests)))
+
+    def reproduced_by(self, computed: str) -> bool:
+        if self.etag:
+            return ETag(self.stated).same(computed)
+        return self.stated.split("-")[0] == computed.split("-")[0]  # a dropped -N is no news
+
+
+@dataclass(frozen=True, slots=True)
+class _PartValues:
+    """Per-part values known to be this object's (S3's per-part checksums, or a state file
+    that reproduces the object): what names the first differing part."""
+
+    algorithm: ChecksumAlgorithm
+    values: dict[int, str]  # part number -> base64 checksum, or hex MD5 for ETags
+    etag: bool = False
+
+    def first_difference(self, local: _LocalDigests) -> int | None:
+        digests = local.parts.get(self.algorithm.name)
+        if digests is None:
+            return None
+        for number, value in sorted(self.values.items()):
+            digest = digests[number - 1]
+            if self.etag and not ETag(value).same(digest.hex()):
+                return number
+            if not self.etag and value.split("-")[0] != b64(digest):
+                return number
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class _Layout:
-    sizes: list[int]  # part sizes in order; one entry for a single-part object
-    part_checksums: dict[int, str] = field(default_factory=dict)  # from S3, if reported
+    """The object's part sizes, where they came from, and per-part values if known."""
+
+    sizes: list[int]
+    source: str
+    references: _PartValues | None = None
 
 
 @dataclass(slots=True)
-class _LocalParts:
-    digests: list[bytes] = field(default_factory=list)  # per part, of ``algorithm``
-    md5s: list[str] = field(default_factory=list)  # per part, when an ETag is compared
+class _LocalDigests:
+    parts: dict[str, list[bytes]] = field(default_factory=dict)  # per algorithm, per part
+    whole: dict[str, bytes] = field(default_factory=dict)  # per algorithm, of every byte
 
 
 def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
@@ -79,6 +156,33 @@ def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
     return bucket, key
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the object states, and what was learnt of its parts, before the file is read."""
+
+    size: int
+    part_count: int
+    readings: list[_Reading]
+    layout: _Layout | None
+    why_no_sizes: str  # why its part sizes could not be had (when they could not)
+    why_not_state_file: str  # why a given state file does not describe it (when it does not)
+
+    @property
+    def computable(self) -> list[_Reading]:
+        return [r for r in self.readings if _computable(r, self.layout)]
+
+    def result(
+        self, outcome: str, reason: str, bad: int | None = None, by: _Reading | None = None
+    ) -> VerifyResult:
+        method = (by or self.readings[0]).method
+        return VerifyResult(outcome, reason, method, bad, self.part_count, self.size, self.size)
+
+    def cannot_tell(self, differences: list[str]) -> VerifyResult:
+        needed = " or ".join(r.method for r in self.readings if r not in self.computable)
+        why = f"the {needed} needs the sizes of the object's parts: {self.why_no_sizes}"
+        return self.result("unknown", "; ".join([*differences, why]))
+
+
 async def verify_object(
     file: str | Path,
     bucket: str,
@@ -90,7 +194,7 @@ async def verify_object(
 ) -> VerifyResult:
     """Compare a local file with an object using only metadata requests."""
     progress = progress or NullProgress()
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    identity = await anyio.to_thread.run_sync(inspect_file, Path(file), "local file")
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
@@ -98,9 +202,7 @@ async def verify_object(
     async with open_client(endpoint) as typed_client:
         client: Any = typed_client  # requests are built from dicts of parameters
         ids = {"Bucket": bucket, "Key": key}
-        head = await request(
-            "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
-        )
+        head = await _head(client, ids)
         size = int(head["ContentLength"])
         if size != identity.size:
             return VerifyResult(
@@ -109,89 +211,194 @@ async def verify_object(
                 object_size=size,
                 local_size=identity.size,
             )
-        layout = await _layout(client, ids, head, size)
-    count = len(layout.sizes)
-
-    def result(
-        outcome: str, reason: str, method: str | None = None, bad: int | None = None
-    ) -> VerifyResult:
-        return VerifyResult(outcome, reason, method, bad, count, size, identity.size)
-
-    algorithm, stored, full_object = _stored_checksum(head)
-    etag = ETag(str(head.get("ETag", "")))
-    encrypted = not ETag.proves_content(head)
-    use_etag = algorithm is None and etag.md5 is not None and not encrypted
-    if algorithm is None and not use_etag:
-        why = (
-            "it is encrypted with SSE-KMS/SSE-C"
-            if encrypted
-            else f"its ETag {etag.text} is not an MD5"
-        )
-        return result(
-            "unknown", f"the object has no checksum and {why}: its content cannot be checked"
-        )
-    with_md5 = use_etag or _journal_has_md5(journal)
-    hash_algorithm = algorithm or ALGORITHMS["CRC64NVME"]
-    progress.start(identity.size, 0)
+        readings, why_none = _readings(head)
+        if not readings:
+            return VerifyResult("unknown", why_none, object_size=size, local_size=size)
+        layout, why_not_state_file = _journal_layout(journal, readings, size)
+        why_no_sizes = ""
+        if layout is None:
+            layout, why_no_sizes = await _asked_layout(client, ids, head, readings)
+    stated = ETag(str(head.get("ETag", ""))).part_count or max(r.parts or 1 for r in readings)
+    evidence = _Evidence(
+        size,
+        len(layout.sizes) if layout else stated,
+        readings,
+        layout,
+        why_no_sizes,
+        why_not_state_file,
+    )
+    if not evidence.computable:
+        return evidence.cannot_tell([])  # without reading the file: nothing to compare
+    progress.start(size, 0)
     try:
         local = await anyio.to_thread.run_sync(
-            _hash_parts, identity, layout.sizes, hash_algorithm, with_md5, progress.advance
+            _hash_file,
+            identity,
+            layout.sizes if layout else [size],
+            _part_algorithms(evidence.computable, layout),
+            {r.algorithm for r in evidence.computable if r.parts is None},
+            progress.advance,
         )
     finally:
         progress.close()
+    return _verdict(evidence, local, state_file is not None)
 
-    if algorithm is not None and stored is not None:
-        pairs = list(zip(local.digests, layout.sizes, strict=True))
-        if full_object and count == 1:
-            computed = b64(local.digests[0])  # one part: its digest is the object's (any algo)
-            method = f"{algorithm.name} checksum"
-        elif full_object:
-            computed = b64(algorithm.combine(pairs))
-            method = f"{algorithm.name} full-object checksum"
-        else:
-            computed = f"{b64(algorithm.combine(pairs, composite=True))}-{count}"
-            method = f"{algorithm.name} composite checksum of {count} parts"
-        stored_cmp = stored if full_object or "-" in stored else f"{stored}-{count}"
-        if computed == stored_cmp:
-            return result("match", f"{method} {stored} matches", method)
-        reason = f"{method} differs: object {stored}, file {computed}"
+
+def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -> VerifyResult:
+    """A match if any reading reproduces the object; MISMATCH only if every one was computed."""
+    differences = []
+    layout = evidence.layout
+    for reading in evidence.computable:
+        computed = reading.computed(local)
+        if reading.reproduced_by(computed):
+            sizes = f" (part sizes from {layout.source})" if layout and reading.parts else ""
+            reason = f"{reading.method} {reading.stated} matches{sizes}"
+            return evidence.result("match", reason, by=reading)
+        differences.append(f"{reading.method} differs: object {reading.stated}, file {computed}")
+    if len(evidence.computable) < len(evidence.readings):
+        return evidence.cannot_tell(differences)
+    reason = "; ".join(differences)
+    bad = layout.references.first_difference(local) if layout and layout.references else None
+    if bad is not None and layout is not None:
+        first = sum(layout.sizes[: bad - 1])
+        last = first + layout.sizes[bad - 1] - 1
+        reason += f"; first differing part: {bad} (bytes {first}..{last})"
+    elif with_state_file:
+        reason += f"; {evidence.why_not_state_file or 'the state file names no differing part'}"
     else:
-        if etag.part_count is None:
-            computed_etag = f'"{local.md5s[0]}"' if count == 1 else ETag.multipart(local.md5s)
-            method = "ETag (MD5 of the object)"
-        else:
-            computed_etag = ETag.multipart(local.md5s)
-            method = f"multipart ETag (MD5 of {count} part MD5s)"
-        if etag.same(computed_etag):
-            return result("match", f"{method} {etag.text} matches", method)
-        reason = f"{method} differs: object {etag.text}, file {computed_etag}"
-
-    bad = _first_bad_part(layout, local, hash_algorithm, journal, head)
-    if bad is not None:
-        reason += f"; first differing part: {bad} (bytes {sum(layout.sizes[: bad - 1])}.."
-        reason += f"{sum(layout.sizes[:bad]) - 1})"
-    else:
-        reason += "; the endpoint reports no per-part checksums (pass the upload's --state-file "
-        reason += "to name the differing part)"
-    return result("mismatch", reason, method, bad)
+        reason += (
+            "; the endpoint reports no per-part checksums (pass the upload's --state-file "
+            "to name the differing part)"
+        )
+    return evidence.result("mismatch", reason, bad)
 
 
-def _stored_checksum(head: Mapping[str, Any]) -> tuple[ChecksumAlgorithm | None, str | None, bool]:
-    for name, algorithm in ALGORITHMS.items():
-        value = head.get(f"Checksum{name}")
-        if value:
-            full = head.get("ChecksumType") == "FULL_OBJECT" or (
-                "-" not in value and algorithm.full_object
+async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
+    where = f"s3://{ids['Bucket']}/{ids['Key']}"
+    try:
+        answer: Mapping[str, Any] = await request(
+            "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
+        )
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
+        if exc.code == "AccessDenied":
+            exc.hint = (
+                "verify needs s3:GetObject on the object (HeadObject); on AWS a missing "
+                "object also answers AccessDenied without s3:ListBucket on the bucket"
             )
-            return algorithm, str(value), full
-    return None, None, False
+        raise
+    return answer
 
 
-async def _layout(client: Any, ids: dict[str, str], head: Mapping[str, Any], size: int) -> _Layout:
-    """Part sizes (and per-part checksums where reported), without reading any data."""
-    count = ETag(str(head.get("ETag", ""))).part_count or 0
+def _readings(head: Mapping[str, Any]) -> tuple[list[_Reading], str]:
+    """Every reading the object's stated value allows, most likely first; or why none."""
+    checksum = ObjectChecksum.stored(head)
+    etag = ETag(str(head.get("ETag", "")))
+    if checksum is not None:
+        algorithm, stated, declared = checksum.algorithm, str(checksum), head.get("ChecksumType")
+        if checksum.part_count is not None:
+            return [_Reading(algorithm, stated, checksum.part_count)], ""
+        whole = _Reading(algorithm, stated, None)
+        if etag.part_count is None or not algorithm.may_be_composite:
+            return [whole], ""
+        composite = _Reading(algorithm, stated, etag.part_count)  # with its -N left out?
+        if declared == "FULL_OBJECT":
+            return [whole], ""
+        if declared == "COMPOSITE":
+            return [composite], ""
+        return [whole, composite], ""
+    if etag.md5 is not None and ETag.proves_content(head):
+        return [_Reading(MD5, etag.text, etag.part_count, etag=True)], ""
+    why = (
+        "it is encrypted with SSE-KMS/SSE-C"
+        if not ETag.proves_content(head)
+        else f"its ETag {etag.text} is not an MD5"
+    )
+    return [], f"the object has no checksum and {why}: its content cannot be checked"
+
+
+def _journal_layout(
+    journal: JournalState | None, readings: list[_Reading], size: int
+) -> tuple[_Layout | None, str]:
+    """The state file's parts, if they reproduce the object's stated value; else why not.
+
+    Only then do they describe this object: it may have been replaced since that upload, by
+    another tool, with another algorithm (whose values are never combined as this one's).
+    """
+    if journal is None:
+        return None, ""
+    if journal.header.file_size != size:
+        return None, (
+            f"the state file's upload was of {journal.header.file_size} bytes, the object "
+            f"has {size}: the object was not written by that upload (replaced since?)"
+        )
+    records = [journal.parts.get(n) for n in range(1, len(journal.parts) + 1)]
+    parts = [p for p in records if p is not None]
+    if not parts or len(parts) < len(records) or sum(p.size for p in parts) != size:
+        return None, "the state file does not hold every part of its upload"
+    recorded = ALGORITHMS.get(journal.header.checksum_algorithm)
+    for reading in readings:
+        if reading.parts not in (None, len(parts)):
+            continue
+        try:
+            if reading.etag:
+                value = ETag.multipart([p.etag for p in parts])
+                references = _PartValues(MD5, {n: p.etag for n, p in enumerate(parts, 1)}, True)
+            elif reading.algorithm is recorded and (reading.parts or recorded.full_object):
+                pairs = [(p.checksum, p.size) for p in parts]
+                composite = reading.parts is not None
+                value = str(ObjectChecksum.of_parts(recorded, pairs, composite=composite))
+                references = _PartValues(recorded, {n: p.checksum for n, p in enumerate(parts, 1)})
+            else:
+                continue
+        except ValueError:  # a value that is no hex or base64: not this object's
+            continue
+        if reading.reproduced_by(value):
+            return _Layout([p.size for p in parts], "the state file", references), ""
+    stated = readings[0]
+    if recorded is not None and not stated.etag and stated.algorithm is not recorded:
+        return None, (
+            f"the state file's parts carry {recorded.name} checksums, the object "
+            f"{stated.algorithm.name}: the object was not written by that upload (replaced "
+            "since?)"
+        )
+    what = "ETag" if stated.etag else "checksum"
+    return None, (
+        f"the state file's parts do not reproduce the object's {what}: the object was not "
+        "written by that upload (replaced since?)"
+    )
+
+
+async def _asked_layout(
+    client: Any, ids: dict[str, str], head: Mapping[str, Any], readings: list[_Reading]
+) -> tuple[_Layout | None, str]:
+    """The object's part sizes, asked of S3 without reading any data; else None and why not.
+
+    GetObjectAttributes whenever the object says it has parts (one request per 1,000 parts,
+    and it may report per-part checksums); HeadObject part by part only when a reading cannot
+    be computed without the sizes.
+    """
+    size = int(head["ContentLength"])
+    count = max(r.parts or 0 for r in readings) or ETag(str(head.get("ETag", ""))).part_count
+    if count is None or count <= 1:
+        return (_Layout([size], "a single part") if count == 1 else None), ""
+    layout, why = await _attributes_layout(client, ids, size, count)
+    if layout is not None or not any(r.parts == count for r in readings):
+        return layout, why
+    return await _per_part_layout(client, ids, size, count, why)
+
+
+def _adds_up(sizes: list[int], size: int, count: int) -> bool:
+    return len(sizes) == count and sum(sizes) == size and all(s >= 0 for s in sizes)
+
+
+async def _attributes_layout(
+    client: Any, ids: dict[str, str], size: int, count: int
+) -> tuple[_Layout | None, str]:
     sizes: list[int] = []
     checksums: dict[int, str] = {}
+    algorithm: ChecksumAlgorithm | None = None
 
     def fetch(marker: int | None) -> Any:
         return request(
@@ -209,87 +416,87 @@ async def _layout(client: Any, ids: dict[str, str], head: Mapping[str, Any], siz
         async for page in pages("GetObjectAttributes", fetch, following, 0):
             for item in (page.get("ObjectParts") or {}).get("Parts") or []:
                 sizes.append(int(item["Size"]))
-                for name in ALGORITHMS:
-                    if item.get(f"Checksum{name}"):
-                        checksums[int(item["PartNumber"])] = str(item[f"Checksum{name}"])
-    except S3Error:
-        sizes, checksums = [], {}  # not supported or not permitted: fall back to HeadObject
-    if sizes and sum(sizes) == size and (count in (0, len(sizes))):
-        return _Layout(sizes, checksums)
-    if count <= 1:
-        return _Layout([size])  # a single PutObject, or a multipart upload of one part
-    first = await request("HeadObject", lambda: client.head_object(**ids, PartNumber=1))
-    part_size = int(first["ContentLength"])
-    if part_size <= 0 or not part_size * (count - 1) < size <= part_size * count:
-        raise S3Error(
-            f"cannot infer the part layout of s3://{ids['Bucket']}/{ids['Key']} "
-            f"({count} parts, first {part_size} bytes, {size} in all)"
-        )
-    return _Layout([part_size] * (count - 1) + [size - part_size * (count - 1)])
+                reported = ObjectChecksum.stored(item)
+                if reported is not None:
+                    algorithm = reported.algorithm
+                    checksums[int(item["PartNumber"])] = reported.digest
+    except S3Error as exc:  # refused (no s3:GetObjectAttributes) or not supported
+        return None, f"GetObjectAttributes answers {exc.code or exc}"
+    if not _adds_up(sizes, size, count):
+        return None, "GetObjectAttributes lists no parts"
+    references = _PartValues(algorithm, checksums) if algorithm is not None else None
+    return _Layout(sizes, "GetObjectAttributes", references), ""
 
 
-def _hash_parts(
+async def _per_part_layout(
+    client: Any, ids: dict[str, str], size: int, count: int, why_not_attributes: str
+) -> tuple[_Layout | None, str]:
+    """Each part's size from HeadObject(PartNumber=N): all that s3:GetObject alone allows."""
+    sizes = [-1] * count
+    counts: set[int] = set()  # the PartsCount each answer states
+    failures: list[S3Error] = []
+    numbers = iter(range(1, count + 1))  # shared by the workers: each number is taken once
+
+    async def ask() -> None:
+        for number in numbers:
+            try:
+                call = functools.partial(client.head_object, **ids, PartNumber=number)
+                answer = await request("HeadObject", call)
+            except S3Error as exc:
+                failures.append(exc)
+                return
+            sizes[number - 1] = int(answer["ContentLength"])
+            counts.add(int(answer.get("PartsCount") or count))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(HEAD_CONCURRENCY, count)):
+            tg.start_soon(ask)
+    why = f"{why_not_attributes}, and HeadObject with PartNumber "
+    if failures:
+        if not failures[0].code:
+            raise failures[0]  # the network, not the endpoint's answer: an error, no verdict
+        return None, why + f"answers {failures[0].code}"
+    if counts != {count} or not _adds_up(sizes, size, count):
+        return None, why + "answers sizes that are not the parts' (it ignores PartNumber?)"
+    return _Layout(sizes, "HeadObject per part"), ""
+
+
+def _computable(reading: _Reading, layout: _Layout | None) -> bool:
+    if reading.parts is None or reading.parts == 1:
+        return True
+    return layout is not None and len(layout.sizes) == reading.parts
+
+
+def _part_algorithms(readings: list[_Reading], layout: _Layout | None) -> set[ChecksumAlgorithm]:
+    """What to hash part by part: for composite readings, and to name the first bad part."""
+    wanted = {r.algorithm for r in readings if r.parts is not None}
+    if layout is not None and layout.references is not None:
+        wanted.add(layout.references.algorithm)
+    return wanted
+
+
+def _hash_file(
     identity: FileIdentity,
     sizes: list[int],
-    algorithm: ChecksumAlgorithm,
-    with_md5: bool,
+    per_part: set[ChecksumAlgorithm],
+    whole: set[ChecksumAlgorithm],
     advance: Callable[[int], None],
-) -> _LocalParts:
-    result = _LocalParts()
+) -> _LocalDigests:
+    """One pass over the file: each algorithm's digest per part and of every byte, as asked."""
+    result = _LocalDigests({a.name: [] for a in per_part})
+    every_byte = {a.name: a.new() for a in whole}
     scratch = memoryview(bytearray(8 * MiB))
     offset = 0
-
-    def report(n: int) -> None:
-        anyio.from_thread.run_sync(advance, n)
-
     with SourceFile(identity) as source:
         for size in sizes:
-            digest, md5 = source.hash_range(offset, size, scratch, algorithm, with_md5, report)
-            result.digests.append(digest)
-            if md5 is not None:
-                result.md5s.append(md5)
+            part = {a.name: a.new() for a in per_part}
+            hashers = [*part.values(), *every_byte.values()]
+            for view in source.iter_range(offset, size, scratch):
+                for hasher in hashers:
+                    hasher.update(view)
+                anyio.from_thread.run_sync(advance, len(view))
+            for name, hasher in part.items():
+                result.parts[name].append(hasher.digest())
             offset += size
+    result.whole = {name: hasher.digest() for name, hasher in every_byte.items()}
     return result
-
-
-def _journal_has_md5(journal: Any) -> bool:
-    return journal is not None and bool(journal.parts)
-
-
-def _first_bad_part(
-    layout: _Layout,
-    local: _LocalParts,
-    algorithm: ChecksumAlgorithm,
-    journal: Any,
-    head: Mapping[str, Any],
-) -> int | None:
-    if layout.part_checksums:
-        for number, reported in sorted(layout.part_checksums.items()):
-            if reported.split("-")[0] != b64(local.digests[number - 1]):
-                return number
-    if journal is None or len(journal.parts) != len(layout.sizes):
-        return None
-    parts = [journal.parts.get(n) for n in range(1, len(layout.sizes) + 1)]
-    if any(p is None for p in parts):
-        return None
-    # Trust the journal only if it reproduces the object's own aggregate.
-    etags = [p.etag for p in parts]
-    trusted_etags = ETag(ETag.multipart(etags)).same(str(head.get("ETag", "")))
-    if trusted_etags and local.md5s:
-        for number, (part, md5) in enumerate(zip(parts, local.md5s, strict=True), start=1):
-            if part.etag.strip('"').lower() != md5:
-                return number
-    stored = head.get(algorithm.param)
-    composite = head.get("ChecksumType") == "COMPOSITE" or "-" in str(stored)
-    pairs = [(unb64(p.checksum), p.size) for p in parts]
-    combined = b64(algorithm.combine(pairs, composite=composite))
-    trusted_checksums = (
-        ALGORITHMS.get(journal.header.checksum_algorithm) is algorithm
-        and stored is not None
-        and str(stored).split("-")[0] == combined
-    )
-    if trusted_checksums:
-        for number, part in enumerate(parts, start=1):
-            if part.checksum != b64(local.digests[number - 1]):
-                return number
-    return None

@@ -2,8 +2,7 @@
 abort, verify, and each checksum algorithm.
 
 Where a server does not verify what persevere sends, a pinned algorithm is refused at the
-first part (issue 13), and the default falls back to Content-MD5. Where persevere still lacks
-something, the test states the behaviour to build and is a strict xfail.
+first part (issue 13), and the default falls back to Content-MD5.
 """
 
 from __future__ import annotations
@@ -24,10 +23,6 @@ MiB = 1024 * 1024
 CLASSIC = ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"]
 EXTENDED = ["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]
 NOT_VERIFIED = "did not verify"  # the phrase of persevere's refusal (see _checksum_mode.py)
-NO_ATTRIBUTES = (
-    "issue 13: verify needs GetObjectAttributes for the part layout, even with --state-file "
-    "(proposal: the journal's part size, then HeadObject partNumber=1)"
-)
 
 
 def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
@@ -39,11 +34,6 @@ def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess
 
 def _journal(state: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in state.read_text().splitlines()]
-
-
-def _xfail_unless(request: pytest.FixtureRequest, condition: bool, reason: str) -> None:
-    if not condition:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def test_default_checksum_round_trip(
@@ -176,18 +166,26 @@ def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_f
 
 
 def test_verify_match_and_mismatch(
-    request, server_traits: ServerTraits, s3_env, bucket, make_file, tmp_path
+    server_traits: ServerTraits, s3_env, bucket, make_file, tmp_path
 ):
-    _xfail_unless(request, server_traits.object_attributes, NO_ATTRIBUTES)
+    """With the state file, its parts give the layout (they reproduce the object's ETag or
+    checksum) on every server; without it, a server that tells no part sizes (no
+    GetObjectAttributes, no HeadObject partNumber) gets "cannot tell" (5), never MISMATCH."""
     file = make_file(11 * MiB, seed=7)
+    state = tmp_path / "s"
     started = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/v", "--state-file",
-                        tmp_path / "s", "--part-size", "5MiB", "--no-progress")  # fmt: skip
+                        state, "--part-size", "5MiB", "--no-progress")  # fmt: skip
     assert started.returncode == 0, started.stderr
-    same = persevere(s3_env, "verify", file, f"s3://{bucket}/v", "--json")
+    same = persevere(s3_env, "verify", file, f"s3://{bucket}/v", "--state-file", state, "--json")
     assert same.returncode == 0, same.stdout + same.stderr
     assert json.loads(same.stdout)["outcome"] == "match"
     other = make_file(11 * MiB, seed=8)
-    differs = persevere(s3_env, "verify", other, f"s3://{bucket}/v", "--state-file",
-                        tmp_path / "s")  # fmt: skip
+    differs = persevere(s3_env, "verify", other, f"s3://{bucket}/v", "--state-file", state)
     assert differs.returncode == 4, differs.stdout + differs.stderr
     assert "first differing part: 1 " in differs.stdout
+    bare = persevere(s3_env, "verify", file, f"s3://{bucket}/v", "--json")
+    if server_traits.object_attributes:
+        assert bare.returncode == 0, bare.stdout + bare.stderr
+    else:
+        assert bare.returncode == 5, bare.stdout + bare.stderr
+        assert "needs the sizes of the object's parts" in json.loads(bare.stdout)["reason"]

@@ -1,0 +1,158 @@
+"""What the command says at its edges: -q is errors only, --json is always one document on
+stdout (errors included), the state file is named only once it exists, and bench cleans up
+after a second Ctrl-C too, or prints the exact command that does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import interrupt_after_parts
+from tests.ruleproxy import Rule, RuleProxy
+
+MiB = 1024 * 1024
+
+
+def persevere(env, *args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "persevere", *map(str, args)], env={**os.environ, **env},
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+# -- -q and the state file line -----------------------------------------------------------------
+def test_quiet_prints_errors_only(s3_env, bucket, make_file):
+    file = make_file(6 * MiB)
+    done = persevere(s3_env, "-q", "upload", "start", file, f"s3://{bucket}/k", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # was: "persevere: state file: ..."
+    missing = persevere(s3_env, "-q", "verify", file, f"s3://{bucket}/nothing")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("persevere: error:")
+
+
+def test_state_file_is_named_only_once_it_exists(s3_env, bucket, make_file):
+    file = make_file(6 * MiB)
+    state = file.with_name(file.name + ".persevere")
+    refused = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--part-size",
+                        "1MiB", "--no-progress")  # fmt: skip
+    assert refused.returncode == 2
+    assert not state.exists()
+    assert "state file" not in refused.stderr, refused.stderr  # none was created
+    done = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(f"persevere: state file: {state}\n") == 1, done.stderr
+
+
+def test_resume_says_it_does_not_remember_the_rate(s3_env):
+    shown = persevere(s3_env, "upload", "resume", "--help")
+    text = " ".join(shown.stdout.split())
+    assert "--max-bandwidth RATE Cap on the upload rate (e.g. 50MB/s). Not remembered from " \
+           "start: give it again" in text  # fmt: skip
+
+
+# -- --json: one document on stdout, whatever happens --------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (["upload", "start", "{file}", "s3://{bucket}/k", "--part-size", "1MiB"], 2),
+        (["upload", "start", "{file}", "--s3-bucket", "{bucket}"], 2),
+        (["upload", "resume", "--state-file", "{missing}"], 1),
+        (["upload", "status", "--state-file", "{missing}"], 1),
+        (["upload", "list", "--s3-bucket", "no-such-bucket-{bucket}"], 1),
+        (["verify", "{file}", "s3://{bucket}/nothing"], 1),
+        (["verify", "{file}", "https://example/x"], 2),
+        (["verify", "{missing}", "s3://{bucket}/k"], 2),
+        (["bench", "--s3-bucket", "{bucket}", "--size", "lots"], 2),
+        (["bench", "--s3-bucket", "{bucket}", "--size", "0"], 2),
+    ],
+)
+def test_json_errors_are_one_document_on_stdout(s3_env, bucket, make_file, tmp_path, args,
+                                                exit_code):  # fmt: skip
+    values = {"file": make_file(10), "bucket": bucket, "missing": tmp_path / "missing"}
+    result = persevere(s3_env, *[arg.format(**values) for arg in args], "--json")
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) == {"error", "exit_code", "hint", "next_command"}
+    assert document["exit_code"] == exit_code
+    assert document["error"] and document["error"] in result.stderr  # stderr says it too
+
+
+def test_json_interrupted_upload_names_the_resume_command(s3_env, bucket, make_file, tmp_path):
+    file, state = make_file(60 * MiB), tmp_path / "s"
+    args = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
+            "5MiB", "-c", "1", "--json"]  # fmt: skip
+    stopped = interrupt_after_parts(s3_env, args, state, 2, sig=signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    document = json.loads(stopped.stdout)
+    assert document["exit_code"] == 130
+    assert document["next_command"] == f"persevere upload resume --state-file {state}"
+
+
+# -- bench: cleans up, a second Ctrl-C included ---------------------------------------------------
+def _uploads(s3_client, bucket):
+    return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def _interrupted_bench(s3_env, s3_server, s3_client, bucket, hold_s, signals):
+    """A bench through a proxy that holds AbortMultipartUpload ``hold_s``, sent ``signals``
+    SIGINTs half a second apart once its upload exists."""
+    upstream = urlsplit(s3_server.endpoint_url)
+    rule = Rule("DELETE", "uploadId", hold_s=hold_s)
+    with RuleProxy((upstream.hostname, upstream.port), [rule]) as proxy:
+        env = {**os.environ, **s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "persevere", "bench", "--s3-bucket", bucket, "--size", "4GiB",
+             "-c", "1", "--part-size", "5MiB"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not _uploads(s3_client, bucket) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        for _ in range(signals):
+            bench.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        _, stderr = bench.communicate(timeout=60)
+        return bench.returncode, stderr, time.monotonic() - started
+
+
+def test_bench_second_ctrl_c_lets_the_cleanup_finish(s3_env, s3_server, s3_client, bucket):
+    code, stderr, _ = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 3.0, 2)
+    assert code == 130, stderr
+    assert "SIGINT again: finishing the cleanup first" in stderr
+    assert "persevere: error: interrupted (SIGINT); cleaned up: nothing was left behind" in stderr
+    assert "journal" not in stderr and "state file" not in stderr
+    assert _uploads(s3_client, bucket) == []
+
+
+def test_bench_third_ctrl_c_prints_the_exact_abort_command(s3_env, s3_server, s3_client, bucket):
+    code, stderr, seconds = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 60.0, 3)
+    assert code == 130, stderr
+    assert seconds < 10, stderr  # at once, not after the held abort
+    (upload,) = _uploads(s3_client, bucket)
+    command = (
+        f"persevere upload abort --s3-bucket {bucket} --s3-key {upload['Key']} "
+        f"--upload-id {upload['UploadId']}"
+    )
+    assert "persevere: SIGINT again: exiting now; left behind:" in stderr
+    assert command in stderr, stderr
+    assert "journal" not in stderr and "state file" not in stderr
+    aborted = persevere(s3_env, *shlex.split(command)[1:])  # as the user would paste it
+    assert aborted.returncode == 0, aborted.stderr
+    assert _uploads(s3_client, bucket) == []
+
+
+def test_quiet_bench_prints_nothing(s3_env, bucket, s3_client):
+    done = persevere(s3_env, "-q", "bench", "--s3-bucket", bucket, "--size", "6MiB", "-c", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "<- fastest" in done.stdout
