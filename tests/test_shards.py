@@ -195,3 +195,42 @@ def test_the_api(s3_env, bucket, s3_client, make_file, tmp_path):
     completed = persevere.resume_sync(state)  # (async: persevere.complete, the same function)
     assert completed.bytes_sent == 0
     assert_done(s3_client, bucket, file)
+
+
+def _shard_that_dies_once(state_file: str, index: int, shards: int, marks: str) -> object:
+    """A Dask task: the first time it runs, its worker process dies 0.3-0.9 s into the shard
+    (as a preempted node would); Dask then runs it again elsewhere."""
+    import threading
+
+    mark = Path(marks) / f"died-{index}"
+    if not mark.exists():
+        mark.touch()
+        delay = random.Random(index).uniform(0.3, 0.9)
+        threading.Timer(delay, lambda: os._exit(137)).start()
+    return persevere.upload_shard_sync(state_file, index, shards)
+
+
+@pytest.mark.timeout(300)
+def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    file = make_file(60 * MiB, seed=146)
+    state = str(tmp_path / "s")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    persevere.create_upload_sync(file, bucket, "k", state, shards=3, part_size=5 * MiB)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        client.run(lambda env=dict(s3_env): os.environ.update(env))
+        futures = [
+            client.submit(
+                _shard_that_dies_once, state, i, 3, str(marks), pure=False, retries=3
+            )
+            for i in range(3)
+        ]
+        results = client.gather(futures, errors="skip")
+    assert len(list(marks.iterdir())) == 3  # every shard's worker died once
+    assert len(results) >= 1
+    completed = persevere.resume_sync(state)
+    assert completed.size == 60 * MiB
+    assert_done(s3_client, bucket, file)
