@@ -98,6 +98,12 @@ class S3Error(PersevereError):
         self.code = code
 
 
+def refused(exc: S3Error) -> bool:
+    """S3 refused the request for lack of permission (AccessDenied, or a bare HTTP 403 where
+    the endpoint sent no error body to name it)."""
+    return exc.code in ("AccessDenied", "403")
+
+
 class UploadGone(S3Error):
     next_step: str | None = None
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 import anyio
 
 from ._checksums import CRC64NVME
-from ._errors import S3Error, UploadGone
+from ._errors import S3Error, UploadGone, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession
@@ -110,7 +110,7 @@ async def abort_by_id(
                 hint="the bucket's list of multipart uploads in progress shows their ids",
             ) from None
         except S3Error as exc:
-            if exc.code != "AccessDenied":  # abort may be allowed where listing is not
+            if not refused(exc):  # abort may be allowed where listing is not
                 raise
         await session.abort()
 

@@ -38,6 +38,7 @@ from ._errors import (
     StateFileError,
     UploadFinished,
     UploadGone,
+    refused,
 )
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
 from ._logs import event
@@ -243,7 +244,7 @@ class _Resumption:
         try:
             return await self.session.list_parts()
         except S3Error as exc:
-            if exc.code != "AccessDenied":
+            if not refused(exc):
                 raise
             log.warning(
                 "ListParts was refused (%s): resuming from the state file alone; parts S3 "

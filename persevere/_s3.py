@@ -370,7 +370,9 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
                 code=code,
                 hint="start a new upload",
             )
-        return S3Error(text, code=code, hint=_HINTS.get(code))
+        # No error body to name it (a HEAD, or a bare proxy answer): the status stands in.
+        code = code or (str(status) if status else "")
+        return S3Error(text, code=code or None, hint=_HINTS.get(code))
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return S3Error(
             f"{what}: no usable AWS credentials found",

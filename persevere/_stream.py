@@ -30,7 +30,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, ETag, b64, get_algorithm
-from ._errors import S3Error, SourceChanged, UploadGone, UsageError
+from ._errors import S3Error, SourceChanged, UploadGone, UsageError, refused
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._options import UploadOptions
@@ -317,7 +317,7 @@ async def resume_stream(
             hint="start a new upload with a new state file",
         ) from None
     except S3Error as exc:
-        if exc.code != "AccessDenied":
+        if not refused(exc):
             raise
         log.warning("ListParts was refused (%s): resuming from the state file alone", exc.code)
         remote = None
