@@ -223,9 +223,7 @@ def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_
                       dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
         client.run(lambda env=dict(s3_env): os.environ.update(env))
         futures = [
-            client.submit(
-                _shard_that_dies_once, state, i, 3, str(marks), pure=False, retries=3
-            )
+            client.submit(_shard_that_dies_once, state, i, 3, str(marks), pure=False, retries=3)
             for i in range(3)
         ]
         results = client.gather(futures, errors="skip")
