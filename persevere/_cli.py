@@ -1097,7 +1097,11 @@ def _complete_in_processes(
     shard_args = ["--concurrency", str(concurrency), "--no-progress"]
     if max_bandwidth is not None:
         shard_args += ["--max-bandwidth", str(max_bandwidth / processes)]
-    codes = run_local_shards(state_file, processes, shard_args)
+    try:
+        codes = run_local_shards(state_file, processes, shard_args)
+    except _errors.PersevereError as exc:
+        exc.state_file = str(state_file)
+        _fail(exc)
     if any(code != 0 for code in codes):
         log.warning("shard exit codes %s: completing sends what they left", codes)
     result = _run(

@@ -207,9 +207,21 @@ async def _copy_stream(
 
 
 def _existing(path: Path) -> JournalState | None:
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0:
+        # Empty: a run stopped before its upload was created (nothing to resume), or one that
+        # is creating it right now, holding the lock: that one must not lose its file.
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # stopped before the upload was created: nothing to resume
+            journal = Journal(path, os.open(path, os.O_RDONLY))
+            try:
+                journal.lock()
+            except StateFileLocked as exc:
+                raise _already_running(path) from exc
+            try:
+                path.unlink()
+            finally:
+                journal.close()
         return None
     return read_state(path)
 
@@ -314,6 +326,10 @@ def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
             digest, _ = source.hash_range(plan.offset(number), part.size, scratch, algorithm)
             if b64(digest) != part.checksum:
                 return False
+        try:
+            source.check_unchanged()  # a write during the re-read: it proves nothing
+        except SourceChanged:
+            return False
     return True
 
 

@@ -4,7 +4,8 @@ Line 1 is a versioned header (written and fsync'd right after CreateMultipartUpl
 part is sent): the upload, and the identity of the file (size, times, inode). Then one line per
 part S3 accepted, written with a single ``write`` on an ``O_APPEND`` descriptor and fsync'd
 before the part counts as done; a ``source`` line when resume has checked the recorded parts
-against a file whose identity changed (so the next resume trusts that identity); and a final
+against a file whose identity changed (so the next resume trusts that identity), naming the
+parts that differed (not done any more until recorded again); and a final
 ``completed`` or ``aborted``. Earlier lines are never rewritten.
 
 A crash can leave only the last line torn (a prefix of the final ``write``): replay drops it.
@@ -165,7 +166,7 @@ def _parse_part(record: dict[str, Any], where: str) -> PartRecord:
 
 def _parse_source(record: dict[str, Any], where: str) -> SourceRecord:
     try:
-        source = SourceRecord(**{k: v for k, v in record.items() if k != "type"})
+        source = SourceRecord(**{k: v for k, v in record.items() if k not in ("type", "invalid")})
     except TypeError:
         raise StateFileError(f"{where}: malformed source record") from None
     if not (isinstance(source.file_size, int) and isinstance(source.mtime_ns, int)):
@@ -216,6 +217,10 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 state.parts[part.part_number] = part
             elif kind == "source":
                 state.source = _parse_source(record, where)
+                # Parts found to differ from the file when it was checked: not done any more
+                # (until a later line records them sent again).
+                for number in record.get("invalid") or []:
+                    state.parts.pop(number, None)
             elif kind in ("completed", "aborted"):
                 state.outcome = record
             else:
@@ -262,7 +267,7 @@ class Journal:
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
-        journal._acquire_lock()
+        journal.lock()
         try:
             _fsync_dir(path.parent)
         except OSError as exc:  # the new name might not survive a crash: give it back
@@ -284,7 +289,7 @@ class Journal:
             raise StateFileError(f"cannot open state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
         try:
-            journal._acquire_lock()
+            journal.lock()
             state = replay(_read_all(fd), str(path))
             journal.source = state.identity
             if state.torn_tail:
@@ -298,7 +303,7 @@ class Journal:
             raise
         return journal, state
 
-    def _acquire_lock(self) -> None:
+    def lock(self) -> None:
         if not lock_exclusive(self._fd):
             self.close()
             raise StateFileLocked(
@@ -327,8 +332,12 @@ class Journal:
     def append_outcome(self, kind: str, **details: Any) -> None:
         self._append({"type": kind, **details})
 
-    def append_source(self, source: SourceRecord) -> None:
-        self._append({"type": "source", **asdict(source)})
+    def append_source(self, source: SourceRecord, invalid: list[int] | None = None) -> None:
+        """The file was checked against the recorded parts with this identity; ``invalid``:
+        the parts that differed (no longer done)."""
+        self._append(
+            {"type": "source", **asdict(source), **({"invalid": invalid} if invalid else {})}
+        )
         self.source = source
 
     def _append(self, record: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import anyio
 
-from ._errors import PersevereError, StateFileError, UploadFinished, UsageError
+from ._errors import Interrupted, PersevereError, StateFileError, UploadFinished, UsageError
 from ._journal import Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
@@ -172,24 +172,54 @@ def run_local_shards(
     state_file: Path, processes: int, shard_args: list[str], env: dict[str, str] | None = None
 ) -> list[int]:
     """``--processes N``: run the N shards as processes of their own (an event loop and a core
-    each), wait for all; their exit codes. ``shard_args`` are passed to each ``upload shard``."""
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "persevere",
-                "upload",
-                "shard",
-                "--state-file",
-                str(state_file),
-                "--shard",
-                f"{index}/{processes}",
-                *shard_args,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,  # each shard's summary line; errors stay on stderr
-        )
-        for index in range(processes)
-    ]
-    return [proc.wait() for proc in procs]
+    each), wait for all; their exit codes. ``shard_args`` are passed to each ``upload shard``.
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP) is passed on to the shards, which settle their
+    journals and stop; then :class:`Interrupted` is raised: the upload is left resumable, never
+    completed by this process alone.
+    """
+    import signal
+
+    stopped: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    stop_signals = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    before = {name: signal.signal(getattr(signal, name), pass_on) for name in stop_signals}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs += [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "persevere",
+                    "upload",
+                    "shard",
+                    "--state-file",
+                    str(state_file),
+                    "--shard",
+                    f"{index}/{processes}",
+                    *shard_args,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,  # each shard's summary line; errors stay on stderr
+            )
+            for index in range(processes)
+        ]
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
+    # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
+    interrupted = [c for c in codes if c in (129, 130, -2, -15, -1)]
+    if stopped or interrupted:
+        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        stop = Interrupted(f"interrupted ({name}); the shards settled their journals")
+        stop.exit_code = 129 if stopped and stopped[0] == getattr(signal, "SIGHUP", -1) else 130
+        raise stop
+    return codes

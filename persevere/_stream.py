@@ -149,6 +149,9 @@ class StreamSource:
                 got = await anyio.to_thread.run_sync(_read_full, self._fd, memoryview(data))
                 if got < size:
                     self._ended = True
+                    self._refuse_end_before_recorded(
+                        number if got else number - 1, self.total + got
+                    )
                 if got == 0 and number > 1:
                     await self._budget.give(taken)
                     return None
@@ -207,6 +210,21 @@ class StreamSource:
             await self._ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             return True
         return False
+
+    def _refuse_end_before_recorded(self, last: int, length: int) -> None:
+        """Resuming, the stream ended with part ``last``; the journal recorded later ones: it
+        is not the stream being uploaded (it would complete a truncated object)."""
+        beyond = [n for n in self._prefix.recorded if n > last]
+        if beyond:
+            ended = SourceChanged(
+                f"the stream ended after {length:,} bytes (part {last}), but the upload "
+                f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
+                "completed",
+                hint="pipe in the same stream (the same producer, deterministic) to resume, "
+                "or abort the upload and start again",
+            )
+            ended.next_step = "resume"
+            raise ended
 
     def check_length(self) -> None:
         if self.expected_size is not None and self.total < self.expected_size:
