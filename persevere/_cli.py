@@ -54,6 +54,7 @@ log = logging.getLogger("persevere")
 # The flag of each API parameter a core error may name.
 _FLAGS = {
     "part_size": "--part-size",
+    "max_parts": "--max-parts",
     "concurrency": "--concurrency",
     "checksum": "--checksum",
     "state_file": "--state-file",
@@ -138,6 +139,18 @@ PartSizeOpt = Annotated[
         envvar="PERSEVERE_PART_SIZE",
         help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
         "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
+    ),
+]
+MaxPartsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-parts",
+        min=1,
+        max=10_000,
+        metavar="N",
+        envvar="PERSEVERE_MAX_PARTS",
+        help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic "
+        "part size keeps the file within it, and a plan that exceeds it is refused.",
     ),
 ]
 StateFileOpt = Annotated[
@@ -614,6 +627,15 @@ def _refuse_part_size_for_streams(part_size: int | None) -> None:
         )
 
 
+def _refuse_max_parts_for_streams(max_parts: int) -> None:
+    if max_parts != 10_000:
+        _usage_error(
+            "a stream's parts follow its schedule within 10,000 parts; a lower part limit is "
+            "not supported for streams yet: upload a file",
+            "--max-parts",
+        )
+
+
 def _object_options(
     file: Path,
     storage_class: str | None,
@@ -767,6 +789,7 @@ def start(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
@@ -837,6 +860,7 @@ def start(
             lambda: create_upload(
                 file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
+                max_parts=max_parts,
             ),
             resumable_state=state_file,
         )  # fmt: skip
@@ -856,6 +880,7 @@ def start(
         from ._stream import start_stream
 
         _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
         run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
             bucket, key, target, expected_size=expected_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
@@ -864,6 +889,7 @@ def start(
         run = lambda: start_upload(  # noqa: E731
             file, bucket, key, target, part_size=part_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            max_parts=max_parts,
         )  # fmt: skip
     result = _run(run, resumable_state=state_file)
     _print_result(result, json_output, state_file)
@@ -887,6 +913,7 @@ def cp(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
@@ -928,6 +955,7 @@ def cp(
     )  # fmt: skip
     if str(source) == "-":
         _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
     result = _run(
         lambda: copy_file(
             source,
@@ -935,6 +963,7 @@ def cp(
             key,
             journal,
             part_size=part_size,
+            max_parts=max_parts,
             checksum=checksum,
             endpoint=endpoint if (endpoint_url or profile or ca_bundle or region) else None,
             object_options=object_options,
@@ -1287,6 +1316,7 @@ def bench(
     part_size: Annotated[
         str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
     ] = "auto",
+    max_parts: MaxPartsOpt = 10_000,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
@@ -1327,6 +1357,7 @@ def bench(
             endpoint=endpoint,
             on_row=show,
             leftovers=leftovers,
+            max_parts=max_parts,
         ),
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )

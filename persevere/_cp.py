@@ -42,7 +42,7 @@ from ._errors import (
 from ._journal import Journal, JournalState, read_state
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import PartPlan
+from ._plan import MAX_PARTS, PartPlan
 from ._progress import ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint, open_client
@@ -107,6 +107,7 @@ async def copy_file(
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
     expected_size: int | None = None,
+    max_parts: int = MAX_PARTS,
 ) -> UploadResult:
     """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
     resume, or find it done (``UploadResult.already_completed``).
@@ -130,7 +131,7 @@ async def copy_file(
             return await start_upload(
                 identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
-                progress=progress,
+                progress=progress, max_parts=max_parts,
             )  # fmt: skip
         except StateFileExists as exc:  # another cp created it a moment ago
             raise _already_running(state_path) from exc

@@ -34,7 +34,7 @@ from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
-from ._plan import PartPlan, make_plan
+from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._retry import RetryPolicy, TransientError
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
@@ -122,6 +122,7 @@ async def start_upload(
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
+    max_parts: int = MAX_PARTS,
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
@@ -133,14 +134,18 @@ async def start_upload(
     ``checksum`` None: CRC64NVME, falling back to Content-MD5 per part (one warning) if the
     endpoint does not confirm it; a named algorithm is pinned: unconfirmed, the upload stops
     (:class:`ChecksumNotVerified`). ``"MD5"``: Content-MD5 mode from the start.
+
+    ``max_parts``: the endpoint's part limit when it allows fewer than S3's 10,000 (the plan
+    is made within it; resume keeps the plan, so it is not recorded).
     """
     options = options or UploadOptions()
     pinned = checksum is not None
     progress = progress or NullProgress()
     options.validate()
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
-    )
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
+        max_parts,
+    )  # fmt: skip
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
     with SourceFile(identity) as source:
@@ -255,6 +260,7 @@ async def create_upload(
     endpoint: Endpoint | None = None,
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
+    max_parts: int = MAX_PARTS,
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
@@ -262,8 +268,9 @@ async def create_upload(
     if not 1 <= shards <= 10_000:
         raise UsageError(f"shards must be between 1 and 10,000, not {shards}", param="shards")
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
-    )
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
+        max_parts,
+    )  # fmt: skip
     if shards > plan.part_count:
         raise UsageError(
             f"{shards} shards for {plan.part_count} part(s): each shard needs a part",
@@ -293,6 +300,7 @@ def _prepare_start(
     state_file: str | Path,
     part_size: int | None,
     checksum: str,
+    max_parts: int = MAX_PARTS,
 ) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
     """Every check that needs no request: a plan that cannot work is refused here."""
     if not bucket or not key:
@@ -302,7 +310,7 @@ def _prepare_start(
     except ValueError as exc:
         raise UsageError(str(exc), param="checksum") from None
     identity = inspect_file(Path(file))
-    plan = make_plan(identity.size, part_size)
+    plan = make_plan(identity.size, part_size, max_parts)
     state_path = Path(state_file).expanduser().absolute()
     if state_path.resolve() == identity.path:
         raise UsageError("the state file cannot be the file being uploaded", param="state_file")
