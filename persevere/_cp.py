@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ETag, get_algorithm
+from ._checksums import ETag, ObjectChecksum, get_algorithm
 from ._errors import (
     S3Error,
     SourceChanged,
@@ -263,9 +263,10 @@ async def _still_uploaded(
             if exc.code in ("404", "NoSuchKey", "403", "AccessDenied"):
                 return False
             raise
-    stored = head.get(get_algorithm(header.checksum_algorithm).param)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    stored = head.get(algorithm.param)
     same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
-        stored == outcome.get("checksum")
+        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
         if stored is not None
         else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
     )

@@ -235,7 +235,7 @@ class MultipartSession:
 
         response = await self.call("CompleteMultipartUpload", complete_once)
         returned = response.get(param)
-        if returned is not None and returned != str(expected.checksum):
+        if returned is not None and not expected.checksum.matches(returned):
             raise IntegrityError(
                 f"S3 reports checksum {returned} for {self.where}, the parts give "
                 f"{expected.checksum}: the object may be corrupt",
@@ -265,7 +265,7 @@ class MultipartSession:
             return False
         stored = head.get(self.algorithm.param)
         if stored is not None:
-            return bool(stored == str(expected.checksum))
+            return expected.checksum.matches(stored)
         return expected.expected_etag is not None and ETag(expected.expected_etag).same(
             str(head.get("ETag", ""))
         )

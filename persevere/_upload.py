@@ -435,7 +435,7 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
         return
     stored_size = int(head.get("ContentLength", -1))
     stored = head.get(session.algorithm.param)
-    if stored_size != size or (stored is not None and stored != str(done.checksum)):
+    if stored_size != size or (stored is not None and not done.checksum.matches(stored)):
         raise IntegrityError(
             f"{session.where} after completion has size {stored_size} and checksum {stored}; "
             f"expected {size} and {done.checksum}",
