@@ -357,6 +357,14 @@ OwnerOpt = Annotated[
     str | None,
     typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
 ]
+RequestPayerOpt = Annotated[
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(sent on every request of the upload, recorded for resume).",
+    ),
+]
 
 
 # -- running a coroutine, and reporting ------------------------------------------------------
@@ -647,6 +655,7 @@ def _object_options(
     sse_kms_key_id: str | None,
     acl: str | None,
     expected_bucket_owner: str | None,
+    request_payer: str | None = None,
 ) -> dict[str, Any]:
     from ._object_options import build_object_options
 
@@ -662,6 +671,7 @@ def _object_options(
             sse_kms_key_id=sse_kms_key_id,
             acl=acl,
             expected_bucket_owner=expected_bucket_owner,
+            request_payer=request_payer,
         )
     except _errors.UsageError as exc:
         _fail(exc)
@@ -804,6 +814,7 @@ def start(
     sse_kms_key_id: SseKeyOpt = None,
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
+    request_payer: RequestPayerOpt = None,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -847,7 +858,7 @@ def start(
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     object_options = _object_options(
         file, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner,
+        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
     )  # fmt: skip
     target = state_file
     if shards is not None or processes is not None:
@@ -928,6 +939,7 @@ def cp(
     sse_kms_key_id: SseKeyOpt = None,
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
+    request_payer: RequestPayerOpt = None,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -951,7 +963,7 @@ def cp(
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     object_options = _object_options(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner,
+        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
     )  # fmt: skip
     if str(source) == "-":
         _refuse_part_size_for_streams(part_size)
@@ -1158,6 +1170,7 @@ def abort(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    request_payer: RequestPayerOpt = None,
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
     from ._orphans import abort_by_id
@@ -1173,7 +1186,7 @@ def abort(
         raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
     bucket, key, uid = s3_bucket, s3_key, upload_id
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
-    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint))
+    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
@@ -1186,6 +1199,7 @@ def list_uploads(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    request_payer: RequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted)."""
@@ -1194,7 +1208,11 @@ def list_uploads(
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
     uploads = _run(
         lambda: list_in_progress(
-            s3_bucket, prefix=prefix, older_than_s=older_than, endpoint=endpoint
+            s3_bucket,
+            prefix=prefix,
+            older_than_s=older_than,
+            endpoint=endpoint,
+            request_payer=request_payer,
         )
     )
     if json_output:

@@ -2,8 +2,9 @@
 
 Parsed and validated once at ``start``, recorded in the journal header as botocore's
 CreateMultipartUpload parameter names, so resume and complete use exactly the same ones.
-``ExpectedBucketOwner`` is special: S3 checks it on every request of the upload, so
-:func:`per_request` returns it for UploadPart, ListParts, Complete, Abort and HeadObject.
+``ExpectedBucketOwner`` and ``RequestPayer`` are special: S3 wants them on every request of
+the upload, so :func:`per_request` returns them for UploadPart, ListParts, Complete, Abort and
+HeadObject.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def build_object_options(
     sse_kms_key_id: str | None = None,
     acl: str | None = None,
     expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
 ) -> dict[str, Any]:
     """CreateMultipartUpload parameters from the CLI's values; :class:`UsageError` if bad."""
     options: dict[str, Any] = {}
@@ -91,6 +93,11 @@ def build_object_options(
         if not (expected_bucket_owner.isdigit() and len(expected_bucket_owner) == 12):
             raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
         options["ExpectedBucketOwner"] = expected_bucket_owner
+    if request_payer is not None:
+        if request_payer != "requester":
+            raise UsageError(f"--request-payer must be 'requester', not {request_payer!r}")
+        # A requester-pays bucket bills this account for the requests and the storage.
+        options["RequestPayer"] = request_payer
     return options
 
 
@@ -125,8 +132,9 @@ def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
     return result
 
 
+PER_REQUEST = ("ExpectedBucketOwner", "RequestPayer")
+
+
 def per_request(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The options every request of the upload must carry (not only CreateMultipartUpload)."""
-    if options and "ExpectedBucketOwner" in options:
-        return {"ExpectedBucketOwner": options["ExpectedBucketOwner"]}
-    return {}
+    return {name: options[name] for name in PER_REQUEST if options and name in options}

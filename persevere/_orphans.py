@@ -35,8 +35,12 @@ async def list_uploads(
     prefix: str = "",
     older_than_s: float | None = None,
     endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
 ) -> list[InProgressUpload]:
-    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far."""
+    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far.
+
+    ``request_payer="requester"``: a requester-pays bucket, every request says so."""
+    payer = _payer(request_payer)
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     cutoff = None
     if older_than_s is not None:
@@ -47,7 +51,7 @@ async def list_uploads(
             return request(
                 "ListMultipartUploads",
                 lambda: cast(Any, client).list_multipart_uploads(
-                    Bucket=bucket, Prefix=prefix, **(markers or {})
+                    Bucket=bucket, Prefix=prefix, **(markers or {}), **payer
                 ),
             )
 
@@ -71,7 +75,7 @@ async def list_uploads(
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
                 try:
-                    session = _session(client, bucket, upload["Key"], upload["UploadId"])
+                    session = _session(client, bucket, upload["Key"], upload["UploadId"], payer)
                     parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
@@ -93,14 +97,19 @@ async def list_uploads(
 
 
 async def abort_by_id(
-    bucket: str, key: str, upload_id: str, *, endpoint: Endpoint | None = None
+    bucket: str,
+    key: str,
+    upload_id: str,
+    *,
+    endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
 ) -> None:
     """Abort one multipart upload that has no state file. An unknown id is an error here (it
     was probably mistyped, and saying "done" would hide that), so the upload is looked up
     first: some servers answer an abort of an unknown id with success."""
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint) as client:
-        session = _session(client, bucket, key, upload_id)
+        session = _session(client, bucket, key, upload_id, _payer(request_payer))
         try:
             await session.list_parts(max_parts=1)
         except UploadGone:
@@ -115,8 +124,20 @@ async def abort_by_id(
         await session.abort()
 
 
-def _session(client: S3Client, bucket: str, key: str, upload_id: str) -> MultipartSession:
+def _payer(request_payer: str | None) -> dict[str, str]:
+    return {"RequestPayer": request_payer} if request_payer else {}
+
+
+def _session(
+    client: S3Client, bucket: str, key: str, upload_id: str, per_request: dict[str, str]
+) -> MultipartSession:
     """Another tool's upload: its checksum algorithm is unknown, and only sizes are read."""
     return MultipartSession(
-        client, bucket, key, upload_id, CRC64NVME, retry=RetryPolicy(max_attempts=5)
+        client,
+        bucket,
+        key,
+        upload_id,
+        CRC64NVME,
+        retry=RetryPolicy(max_attempts=5),
+        per_request=per_request,
     )
