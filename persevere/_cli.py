@@ -214,6 +214,15 @@ EndpointOpt = Annotated[
         help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
     ),
 ]
+NoVerifySslOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify-ssl",
+        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can "
+        "read and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
+        "command.",
+    ),
+]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
 _json_output = False  # the running command was given --json: its errors are JSON on stdout too
@@ -604,14 +613,30 @@ def _options(
 
 
 def _endpoint(
-    endpoint_url: str | None, region: str | None, profile: str | None, ca_bundle: str | None
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    ca_bundle: str | None,
+    no_verify_ssl: bool = False,
 ) -> Any:
     from ._s3 import Endpoint
 
     try:
-        return Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
+        endpoint = Endpoint.from_environment(
+            endpoint_url, region, profile, ca_bundle, verify_ssl=not no_verify_ssl
+        )
     except _errors.UsageError as exc:
         _fail(exc)
+    if no_verify_ssl:
+        _warn_insecure()
+    return endpoint
+
+
+def _warn_insecure() -> None:
+    log.warning(
+        "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone on "
+        "the network path can read and alter this traffic (use --ca-bundle instead)"
+    )
 
 
 def _from_stdin(file: Path) -> Path:
@@ -675,6 +700,16 @@ def _object_options(
         )
     except _errors.UsageError as exc:
         _fail(exc)
+
+
+def _overrides(no_verify_ssl: bool) -> Any:
+    """What a command that reads the endpoint from a state file changes about it."""
+    from ._s3 import Endpoint
+
+    if not no_verify_ssl:
+        return None
+    _warn_insecure()
+    return Endpoint(verify_ssl=False)
 
 
 def _progress(enabled: bool, description: str) -> Any:
@@ -805,6 +840,7 @@ def start(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     storage_class: StorageClassOpt = None,
     content_type: ContentTypeOpt = None,
     content_encoding: ContentEncodingOpt = None,
@@ -855,7 +891,7 @@ def start(
         progress = _NamingStateFile(progress, state_file)
     _say_plan(file, part_size)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     object_options = _object_options(
         file, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner, request_payer,
@@ -930,6 +966,7 @@ def cp(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     storage_class: StorageClassOpt = None,
     content_type: ContentTypeOpt = None,
     content_encoding: ContentEncodingOpt = None,
@@ -960,7 +997,7 @@ def cp(
     source = _from_stdin(source)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     object_options = _object_options(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner, request_payer,
@@ -977,7 +1014,9 @@ def cp(
             part_size=part_size,
             max_parts=max_parts,
             checksum=checksum,
-            endpoint=endpoint if (endpoint_url or profile or ca_bundle or region) else None,
+            endpoint=endpoint
+            if (endpoint_url or profile or ca_bundle or region or no_verify_ssl)
+            else None,
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
@@ -1018,6 +1057,7 @@ def resume(
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
     processes: ProcessesOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
@@ -1027,9 +1067,10 @@ def resume(
     from ._s3 import Endpoint
 
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    if ca_bundle is not None:
-        ca_bundle = _endpoint(None, None, None, ca_bundle).ca_bundle  # checked, absolute
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    if ca_bundle is not None or no_verify_ssl:
+        # checked (absolute, exists, not with --no-verify-ssl); the warning said once
+        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
     if processes is not None:
         _complete_in_processes(state_file, processes, concurrency, max_bandwidth, json_output,
                                no_progress, options)  # fmt: skip
@@ -1073,6 +1114,7 @@ def shard(
     endpoint_url: EndpointOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
 ) -> None:
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
@@ -1104,7 +1146,9 @@ def shard(
             )
         index, count = found
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    if ca_bundle is not None or no_verify_ssl:
+        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
     result = _run(
         lambda: upload_shard(
             state_file, index, count, options=options, file=file, endpoint=overrides,
@@ -1170,6 +1214,7 @@ def abort(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     request_payer: RequestPayerOpt = None,
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
@@ -1179,13 +1224,14 @@ def abort(
     if state_file is not None:
         if s3_bucket or s3_key or upload_id:
             raise typer.BadParameter("give either --state-file or --s3-bucket/--s3-key/--upload-id")
-        header = _run(lambda: abort_upload(state_file))
+        overrides = _overrides(no_verify_ssl)
+        header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
     if not (s3_bucket and s3_key and upload_id):
         raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
     bucket, key, uid = s3_bucket, s3_key, upload_id
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
@@ -1199,13 +1245,14 @@ def list_uploads(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     request_payer: RequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted)."""
     from ._orphans import list_uploads as list_in_progress
 
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     uploads = _run(
         lambda: list_in_progress(
             s3_bucket,
@@ -1233,11 +1280,14 @@ def list_uploads(
 
 
 @upload_app.command("status")
-def status(state_file: StateFileOpt, json_output: JsonOpt = False) -> None:
+def status(
+    state_file: StateFileOpt, json_output: JsonOpt = False, no_verify_ssl: NoVerifySslOpt = False
+) -> None:
     """Show what the state file knows and what S3's ListParts says."""
     from ._upload import upload_status
 
-    st = _run(lambda: upload_status(state_file))
+    overrides = _overrides(no_verify_ssl)
+    st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
         _emit_json(st)
         return
@@ -1288,6 +1338,7 @@ def verify(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -1302,7 +1353,7 @@ def verify(
     local, target_bucket, target_key = _target(
         file or file_arg, url_arg, s3_bucket, s3_key, "--file"
     )
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     result = _run(
         lambda: verify_object(
             local,
@@ -1339,6 +1390,7 @@ def bench(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Measure upload speed to your endpoint per --concurrency / --part-size setting.
@@ -1360,7 +1412,7 @@ def bench(
     total = _parsed(parse_size, size)
     levels = _parsed(lambda text: [int(x) for x in text.split(",") if x.strip()], concurrency)
     parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     leftovers: dict[str, BenchLeftover] = {}
 
     def left() -> list[str]:

@@ -514,8 +514,10 @@ def make_result(
 
 
 # -- abort and status ------------------------------------------------------------------------
-async def abort_upload(state_file: str | Path) -> Header:
-    """Abort the multipart upload a state file describes (S3 frees its parts), and journal it."""
+async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = None) -> Header:
+    """Abort the multipart upload a state file describes (S3 frees its parts), and journal it.
+
+    ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
     try:
@@ -527,7 +529,7 @@ async def abort_upload(state_file: str | Path) -> Header:
             )
         if state.finished == "aborted":
             return header
-        async with open_client(endpoint_of(header)) as client:
+        async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
             try:
                 await session_of(client, header, RetryPolicy(max_attempts=5)).abort()
             except UploadGone:
@@ -538,15 +540,19 @@ async def abort_upload(state_file: str | Path) -> Header:
         journal.close()
 
 
-async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> UploadStatus:
-    """What the state file knows, and (if the endpoint answers quickly) what ListParts says."""
+async def upload_status(
+    state_file: str | Path, *, query_s3: bool = True, endpoint: Endpoint | None = None
+) -> UploadStatus:
+    """What the state file knows, and (if the endpoint answers quickly) what ListParts says.
+
+    ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
     plan = PartPlan(header.file_size, header.part_size)
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
-        remote = await _remote_status(header)
+        remote = await _remote_status(header, endpoint)
     return UploadStatus(
         state_file=state_path,
         header=header,
@@ -558,10 +564,10 @@ async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> Upl
     )
 
 
-async def _remote_status(header: Header) -> RemoteStatus:
+async def _remote_status(header: Header, overrides: Endpoint | None) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
-            endpoint = endpoint_of(header)
+            endpoint = endpoint_of(header).overridden_by(overrides)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
             async with open_client(endpoint, quick) as client:
                 session = session_of(client, header, RetryPolicy(max_attempts=5))
