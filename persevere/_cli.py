@@ -55,6 +55,7 @@ log = logging.getLogger("persevere")
 _FLAGS = {
     "part_size": "--part-size",
     "max_parts": "--max-parts",
+    "no_overwrite": "--no-overwrite",
     "concurrency": "--concurrency",
     "checksum": "--checksum",
     "state_file": "--state-file",
@@ -365,6 +366,16 @@ AclOpt = Annotated[
 OwnerOpt = Annotated[
     str | None,
     typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
+]
+NoOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-overwrite",
+        help="Write-once: never replace an existing object. Checked before anything is sent "
+        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
+        "honours it); if the key exists, the upload is aborted and the object left untouched "
+        "(exit 1). Recorded: resume honours it.",
+    ),
 ]
 RequestPayerOpt = Annotated[
     Literal["requester"] | None,
@@ -851,6 +862,7 @@ def start(
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
     request_payer: RequestPayerOpt = None,
+    no_overwrite: NoOverwriteOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -907,7 +919,7 @@ def start(
             lambda: create_upload(
                 file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
-                max_parts=max_parts,
+                max_parts=max_parts, no_overwrite=no_overwrite,
             ),
             resumable_state=state_file,
         )  # fmt: skip
@@ -931,12 +943,14 @@ def start(
         run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
             bucket, key, target, expected_size=expected_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     else:
         run = lambda: start_upload(  # noqa: E731
             file, bucket, key, target, part_size=part_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
             max_parts=max_parts,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     result = _run(run, resumable_state=state_file)
     _print_result(result, json_output, state_file)
@@ -977,6 +991,7 @@ def cp(
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
     request_payer: RequestPayerOpt = None,
+    no_overwrite: NoOverwriteOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -1013,6 +1028,7 @@ def cp(
             journal,
             part_size=part_size,
             max_parts=max_parts,
+            no_overwrite=no_overwrite,
             checksum=checksum,
             endpoint=endpoint
             if (endpoint_url or profile or ca_bundle or region or no_verify_ssl)

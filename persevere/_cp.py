@@ -108,6 +108,7 @@ async def copy_file(
     progress: ProgressSink | None = None,
     expected_size: int | None = None,
     max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
     resume, or find it done (``UploadResult.already_completed``).
@@ -119,7 +120,8 @@ async def copy_file(
     """
     if str(file) == "-":
         return await _copy_stream(bucket, key, Path(state_file), checksum, endpoint,
-                                  object_options, options, progress, expected_size)  # fmt: skip
+                                  object_options, options, progress, expected_size,
+                                  no_overwrite)  # fmt: skip
     started = time.monotonic()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
     state_path = Path(state_file)
@@ -131,7 +133,7 @@ async def copy_file(
             return await start_upload(
                 identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
-                progress=progress, max_parts=max_parts,
+                progress=progress, max_parts=max_parts, no_overwrite=no_overwrite,
             )  # fmt: skip
         except StateFileExists as exc:  # another cp created it a moment ago
             raise _already_running(state_path) from exc
@@ -180,6 +182,7 @@ async def _copy_stream(
     options: UploadOptions | None,
     progress: ProgressSink | None,
     expected_size: int | None,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     from ._stream import start_stream
 
@@ -202,6 +205,7 @@ async def _copy_stream(
         return await start_stream(
             bucket, key, state_path, expected_size=expected_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     except StateFileExists as exc:
         raise _already_running(state_path) from exc

@@ -69,10 +69,13 @@ class MultipartSession:
         per_request: Mapping[str, Any] | None = None,
         exhausted: Exhausted = resumable,
         pinned: bool = True,
+        no_overwrite: bool = False,
     ) -> None:
         """``upload_id`` None: a new upload, which :meth:`create` creates. ``pinned``: the
         algorithm was chosen, so an endpoint that does not echo it is refused; unpinned, the
-        session falls back to Content-MD5 per part (see :mod:`._checksum_mode`)."""
+        session falls back to Content-MD5 per part (see :mod:`._checksum_mode`).
+        ``no_overwrite``: CompleteMultipartUpload only if the key does not exist
+        (``If-None-Match: *``; see :mod:`._write_once`)."""
         self.client = client
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
@@ -86,6 +89,7 @@ class MultipartSession:
         self.verifier = PartVerifier(algorithm, pinned=pinned)
         self.retry = retry or RetryPolicy()
         self.exhausted = exhausted
+        self.no_overwrite = no_overwrite
         # Bucket, key and what S3 wants repeated on every request of the upload.
         self.object_ids: dict[str, Any] = {"Bucket": bucket, "Key": key, **(per_request or {})}
 
@@ -213,6 +217,8 @@ class MultipartSession:
             },
             "MpuObjectSize": object_size,
         }
+        if self.no_overwrite:
+            params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
         if flexible:
             params["ChecksumType"] = self.checksum_type
         if flexible and self.checksum_type == "FULL_OBJECT":

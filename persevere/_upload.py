@@ -42,6 +42,7 @@ from ._sender import PartSender
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._version import __version__
+from ._write_once import give_up, is_write_conflict, refuse_existing
 
 log = logging.getLogger("persevere")
 
@@ -102,6 +103,7 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
         retry=retry,
         per_request=per_request(header.object_options),
         pinned=header.checksum_pinned,
+        no_overwrite=header.no_overwrite,
     )
 
 
@@ -123,6 +125,7 @@ async def start_upload(
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
     max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
@@ -137,6 +140,9 @@ async def start_upload(
 
     ``max_parts``: the endpoint's part limit when it allows fewer than S3's 10,000 (the plan
     is made within it; resume keeps the plan, so it is not recorded).
+
+    ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
+    completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
     options = options or UploadOptions()
     pinned = checksum is not None
@@ -155,6 +161,7 @@ async def start_upload(
                 draft = new_header(
                     bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
                     plan.part_size, algorithm, object_options, pinned=pinned,
+                    no_overwrite=no_overwrite,
                 )  # fmt: skip
                 session, header = await create_recorded(
                     client, journal, draft, algorithm, object_options or {}, options
@@ -197,6 +204,7 @@ def new_header(
     stream_every: int | None = None,
     expected_size: int | None = None,
     shards: int | None = None,
+    no_overwrite: bool = False,
 ) -> Header:
     """The journal's header of a new upload, but for its id (``identity`` None: a stream)."""
     return Header(
@@ -223,6 +231,7 @@ def new_header(
         stream_every=stream_every,
         expected_size=expected_size,
         shards=shards,
+        no_overwrite=no_overwrite,
     )
 
 
@@ -234,7 +243,10 @@ async def create_recorded(
     object_options: dict[str, Any],
     options: UploadOptions,
 ) -> tuple[MultipartSession, Header]:
-    """A session for a new upload, created on S3 and recorded in the journal (see _create)."""
+    """A session for a new upload, created on S3 and recorded in the journal (see _create).
+
+    Write-once (``draft.no_overwrite``): an existing key is refused first, nothing created,
+    the empty state file removed (:mod:`._write_once`)."""
     session = MultipartSession(
         client,
         draft.bucket,
@@ -244,7 +256,14 @@ async def create_recorded(
         retry=options.retry,
         per_request=per_request(object_options),
         pinned=draft.checksum_pinned,
+        no_overwrite=draft.no_overwrite,
     )
+    if draft.no_overwrite:
+        try:
+            await refuse_existing(session)
+        except BaseException:
+            journal.discard()
+            raise
     return session, await _create(session, journal, draft, object_options, options)
 
 
@@ -261,6 +280,7 @@ async def create_upload(
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
@@ -283,7 +303,7 @@ async def create_upload(
             draft = new_header(
                 bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
                 plan.part_size, algorithm, object_options, pinned=checksum is not None,
-                shards=shards,
+                shards=shards, no_overwrite=no_overwrite,
             )  # fmt: skip
             _, header = await create_recorded(
                 client, journal, draft, algorithm, object_options or {}, options
@@ -417,6 +437,16 @@ async def complete(
         done = session.expected(parts)
         if not await session.holds(done, size):
             raise
+    except S3Error as exc:
+        if not (session.no_overwrite and is_write_conflict(exc)):
+            raise
+        # The key exists: this upload's own object (an attempt completed it, its answer
+        # lost), or another writer's, which stays (see _write_once).
+        done = session.expected(parts)
+        if not await session.holds(done, size):
+            await give_up(session, ledger.journal, f"completion refused: {exc.code}")
+        with contextlib.suppress(PersevereError):
+            await session.abort()  # 412 leaves the upload in place: free its parts
     else:
         await check_object(session, done, size)
     return done
