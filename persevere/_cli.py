@@ -27,7 +27,7 @@ import typer
 
 from . import _errors
 from ._checksums import AlgorithmName
-from ._object_options import CannedAcl, SseMode, StorageClass
+from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
 from ._units import MiB, format_size, parse_duration, parse_size
@@ -367,6 +367,28 @@ OwnerOpt = Annotated[
     str | None,
     typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
 ]
+LockModeOpt = Annotated[
+    ObjectLockMode | None,
+    typer.Option(
+        "--object-lock-mode",
+        case_sensitive=False,
+        help="Object lock retention mode (with --object-lock-retain-until); the bucket must "
+        "have object lock enabled.",
+    ),
+]
+LockUntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--object-lock-retain-until",
+        metavar="DATE",
+        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
+        "2030-01-31T12:00:00Z; UTC unless an offset is given).",
+    ),
+]
+LegalHoldOpt = Annotated[
+    LegalHold | None,
+    typer.Option("--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF."),
+]
 NoOverwriteOpt = Annotated[
     bool,
     typer.Option(
@@ -692,6 +714,7 @@ def _object_options(
     acl: str | None,
     expected_bucket_owner: str | None,
     request_payer: str | None = None,
+    lock: tuple[str | None, str | None, str | None] = (None, None, None),
 ) -> dict[str, Any]:
     from ._object_options import build_object_options
 
@@ -708,6 +731,9 @@ def _object_options(
             acl=acl,
             expected_bucket_owner=expected_bucket_owner,
             request_payer=request_payer,
+            object_lock_mode=lock[0],
+            object_lock_retain_until=lock[1],
+            object_lock_legal_hold=lock[2],
         )
     except _errors.UsageError as exc:
         _fail(exc)
@@ -862,6 +888,9 @@ def start(
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
     request_payer: RequestPayerOpt = None,
+    object_lock_mode: LockModeOpt = None,
+    object_lock_retain_until: LockUntilOpt = None,
+    object_lock_legal_hold: LegalHoldOpt = None,
     no_overwrite: NoOverwriteOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
@@ -907,6 +936,7 @@ def start(
     object_options = _object_options(
         file, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner, request_payer,
+        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
     target = state_file
     if shards is not None or processes is not None:
@@ -991,6 +1021,9 @@ def cp(
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
     request_payer: RequestPayerOpt = None,
+    object_lock_mode: LockModeOpt = None,
+    object_lock_retain_until: LockUntilOpt = None,
+    object_lock_legal_hold: LegalHoldOpt = None,
     no_overwrite: NoOverwriteOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
@@ -1016,6 +1049,7 @@ def cp(
     object_options = _object_options(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner, request_payer,
+        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
     if str(source) == "-":
         _refuse_part_size_for_streams(part_size)

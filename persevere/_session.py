@@ -20,6 +20,7 @@ from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ETag, ObjectChecksum, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
+from ._object_options import LOCK_FIELDS
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from ._s3 import CREDENTIALS_EXPIRED_CODES, S3Client, attempt, pages
@@ -136,8 +137,39 @@ class MultipartSession:
                     code=exc.code,
                     hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
                 ) from exc
+            if exc.code in _UNSUPPORTED_CODES and LOCK_FIELDS & object_options.keys():
+                refused = await self._lock_refused(exc)
+                if refused is not None:
+                    raise refused from exc
             raise
         self.upload_id = str(response["UploadId"])
+
+    async def _lock_refused(self, exc: S3Error) -> S3Error | None:
+        """Object lock options refused (AWS: "Bucket is missing Object Lock Configuration";
+        SeaweedFS: a bare "Invalid Request"): one line with the fix. The bucket's lock
+        configuration is asked for, to say for sure (without the permission, "probably")."""
+        found: str | None = None
+        try:
+            config = await attempt(
+                "GetObjectLockConfiguration",
+                lambda: self._api.get_object_lock_configuration(Bucket=self.bucket),
+            )
+            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            found = "has object lock" if enabled == "Enabled" else "has no object lock"
+        except S3Error as lookup:
+            if lookup.code == "ObjectLockConfigurationNotFoundError":
+                found = "has no object lock"
+        except TransientError:
+            pass
+        if found == "has object lock":
+            return None  # refused for another reason: S3's own words
+        said = "has no object lock" if found else "probably has no object lock"
+        return S3Error(
+            f"S3 refused the object lock options ({exc}): bucket {self.bucket} {said}; enable "
+            "it (versioning on, then aws s3api put-object-lock-configuration, or a new bucket "
+            "created with --object-lock-enabled-for-bucket), or upload without object lock",
+            code=exc.code,
+        )
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""

@@ -12,11 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import delete_bucket, interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy, Reply
 
 MiB = 1024 * 1024
@@ -199,3 +202,116 @@ def test_a_completion_whose_answer_was_lost_is_not_a_conflict(
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
     # SeaweedFS answers the retried, conditional Complete with 412: the object exists.
     assert [e.status for e in proxy.requests("CompleteMultipartUpload")] == [500, 412]
+
+
+# -- object lock ---------------------------------------------------------------------------------
+def _lock_args(until):
+    return ["--object-lock-mode", "GOVERNANCE", "--object-lock-retain-until", until,
+            "--object-lock-legal-hold", "ON"]  # fmt: skip
+
+
+@pytest.fixture
+def lock_bucket(s3_client):
+    """A bucket created with object lock (hence versioning); emptied at teardown by lifting
+    the legal holds and bypassing the GOVERNANCE retention, version by version."""
+    name = f"lock-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    yield name
+    for page in s3_client.get_paginator("list_object_versions").paginate(Bucket=name):
+        for version in page.get("Versions") or []:
+            ids = {"Bucket": name, "Key": version["Key"], "VersionId": version["VersionId"]}
+            s3_client.put_object_legal_hold(**ids, LegalHold={"Status": "OFF"})
+            s3_client.delete_object(**ids, BypassGovernanceRetention=True)
+    delete_bucket(s3_client, name)
+
+
+def _in(days: float) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+def test_object_lock_is_applied_and_recorded(proxied, lock_bucket, s3_client, make_file, tmp_path):
+    env, proxy = proxied()
+    file = make_file(11 * MiB, seed=76)
+    state = tmp_path / "s"
+    until = _in(1).replace(microsecond=0)
+    result = persevere(env, "upload", "start", file, f"s3://{lock_bucket}/k", "--state-file",
+                       state, "--part-size", "5MiB", *_lock_args(until.isoformat()),
+                       "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stamp = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    options = _journal(state)[0]["object_options"]
+    assert {k: v for k, v in options.items() if k.startswith("ObjectLock")} == {
+        "ObjectLockMode": "GOVERNANCE",
+        "ObjectLockRetainUntilDate": stamp,
+        "ObjectLockLegalHoldStatus": "ON",
+    }
+    [create] = proxy.requests("CreateMultipartUpload")
+    assert create.header("x-amz-object-lock-mode") == "GOVERNANCE"
+    assert create.header("x-amz-object-lock-retain-until-date") == stamp
+    assert create.header("x-amz-object-lock-legal-hold") == "ON"
+    head = s3_client.head_object(Bucket=lock_bucket, Key="k")
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    assert head["ObjectLockRetainUntilDate"] == until
+    assert head["ObjectLockLegalHoldStatus"] == "ON"
+    assert sha256_of_object(s3_client, lock_bucket, "k") == sha256_of_file(file)
+    with pytest.raises(ClientError) as refused:  # the point of the lock
+        s3_client.delete_object(Bucket=lock_bucket, Key="k", VersionId=head["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_object_lock_on_a_bucket_without_it_is_one_line_with_the_fix(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    state = tmp_path / "s"
+    result = persevere(s3_env, "upload", "start", make_file(MiB, seed=77), f"s3://{bucket}/k",
+                       "--state-file", state, *_lock_args(_in(1).isoformat()))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("persevere: error: S3 refused the object lock options (")
+    assert f"bucket {bucket} has no object lock; enable it (versioning on, then aws s3api " in line
+    assert not state.exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--object-lock-mode", "GOVERNANCE"], "go together"),
+        (["--object-lock-retain-until", "2099-01-01"], "go together"),
+        (["--object-lock-mode", "COMPLIANCE", "--object-lock-retain-until", "2001-01-01"],
+         "2001-01-01T00:00:00+00:00 is not in the future"),
+        (["--object-lock-mode", "COMPLIANCE", "--object-lock-retain-until", "soon"],
+         "wants an ISO 8601 date"),
+        (["--object-lock-mode", "FOREVER", "--object-lock-retain-until", "2099-01-01"],
+         "--object-lock-mode"),
+        (["--object-lock-legal-hold", "MAYBE"], "--object-lock-legal-hold"),
+    ],
+)  # fmt: skip
+def test_object_lock_options_are_checked_before_any_request(
+    proxied, bucket, make_file, tmp_path, args, message
+):
+    env, proxy = proxied()
+    result = persevere(env, "upload", "start", make_file(1), f"s3://{bucket}/k", "--state-file",
+                       tmp_path / "s", *args)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert proxy.requests() == []
+
+
+def test_retain_until_dates_are_read_as_utc_unless_they_say_otherwise():
+    from persevere import object_options
+
+    def until(text):
+        return object_options(Path("f"), object_lock_mode="compliance",
+                              object_lock_retain_until=text)  # fmt: skip
+
+    assert until("2099-01-31")["ObjectLockRetainUntilDate"] == "2099-01-31T00:00:00Z"
+    assert until("2099-01-31T12:30")["ObjectLockRetainUntilDate"] == "2099-01-31T12:30:00Z"
+    assert until("2099-01-31T12:30:00+02:00")["ObjectLockRetainUntilDate"] == (
+        "2099-01-31T10:30:00Z"
+    )
+    assert until("2099-01-31T12:30:00Z")["ObjectLockMode"] == "COMPLIANCE"
+    assert (
+        object_options(Path("f"), object_lock_legal_hold="off")["ObjectLockLegalHoldStatus"]
+        == "OFF"
+    )

@@ -5,7 +5,9 @@ does with it differs, and the tests state it per server (:class:`ServerTraits`):
 ``If-None-Match: *`` on CompleteMultipartUpload is honoured by SeaweedFS and moto (412), and
 ignored by JuiceFS's gateway, which overwrites. persevere's HeadObject before it sends anything
 catches an existing key everywhere; only a key created *during* the upload depends on the
-server.
+server. Object lock options go on CreateMultipartUpload everywhere; on a bucket without object
+lock SeaweedFS and JuiceFS refuse them, moto accepts them and applies nothing (SeaweedFS
+applying them on a lock bucket: tests/test_write_once.py).
 """
 
 from __future__ import annotations
@@ -83,3 +85,29 @@ def test_a_key_created_during_the_upload(
     else:  # the server ignores If-None-Match: the README says the guarantee is the server's
         assert result.returncode == 0, result.stderr
         assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+def test_object_lock_headers_on_a_bucket_without_object_lock(
+    server_traits: ServerTraits, compat_server, s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The lock options go on CreateMultipartUpload everywhere; a server that refuses them
+    (the bucket has no object lock) gets persevere's one line with the fix."""
+    state = tmp_path / "s"
+    with HttpProxy.in_front_of(compat_server.endpoint_url) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        result = persevere(env, "upload", "start", make_file(MiB, seed=83), f"s3://{bucket}/k",
+                           "--state-file", state, "--object-lock-mode", "COMPLIANCE",
+                           "--object-lock-retain-until", "2099-01-01",
+                           "--object-lock-legal-hold", "ON")  # fmt: skip
+    create = proxy.requests("CreateMultipartUpload")[0]
+    assert create.header("x-amz-object-lock-mode") == "COMPLIANCE"
+    assert create.header("x-amz-object-lock-retain-until-date") == "2099-01-01T00:00:00Z"
+    assert create.header("x-amz-object-lock-legal-hold") == "ON"
+    if server_traits.refuses_lock_without_bucket_lock:
+        assert result.returncode == 1, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "S3 refused the object lock options" in line
+        assert f"bucket {bucket} " in line and "object lock; enable it" in line
+        assert not state.exists()
+    else:  # moto: accepted, and nothing applied (it honours lock on PutObject only)
+        assert result.returncode == 0, result.stderr
