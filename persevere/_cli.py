@@ -847,6 +847,44 @@ def _say_plan(file: Path, part_size: int | None) -> None:
         )
 
 
+def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
+    """s3://BUCKET/KEY, or --s3-bucket and --s3-key (not both ways); None if neither."""
+    from ._verify import parse_s3_url
+
+    if url is None:
+        return (bucket, key) if bucket and key else None
+    if bucket or key:
+        _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
+    try:
+        return parse_s3_url(url)
+    except _errors.UsageError as exc:
+        _usage_error(str(exc))
+
+
+def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
+    """s3://BUCKET[/PREFIX], or --s3-bucket (and --prefix)."""
+    from ._urls import parse_bucket_url
+
+    if url is None:
+        if not bucket:
+            _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
+        return bucket, prefix or ""
+    if bucket or prefix:
+        _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
+    try:
+        return parse_bucket_url(url)
+    except _errors.UsageError as exc:
+        _usage_error(str(exc))
+
+
+BucketUrlArg = Annotated[
+    str | None, typer.Argument(metavar="[s3://BUCKET[/PREFIX]]", show_default=False)
+]
+ObjectUrlArg = Annotated[
+    str | None, typer.Argument(metavar="[s3://BUCKET/KEY]", show_default=False)
+]
+
+
 # -- commands --------------------------------------------------------------------------------
 @upload_app.command("start")
 def start(
@@ -1247,6 +1285,7 @@ def _complete_in_processes(
 
 @upload_app.command("abort")
 def abort(
+    url_arg: ObjectUrlArg = None,
     state_file: Annotated[
         Path | None, typer.Option("--state-file", help="The journal of the upload to abort.")
     ] = None,
@@ -1254,7 +1293,7 @@ def abort(
         str | None,
         typer.Option(
             "--s3-bucket",
-            help="With --s3-key and --upload-id: an "
+            help="With --s3-key and --upload-id (or s3://BUCKET/KEY --upload-id ID): an "
             "upload that has no state file (see 'upload list').",
         ),
     ] = None,
@@ -1267,20 +1306,22 @@ def abort(
     no_verify_ssl: NoVerifySslOpt = False,
     request_payer: RequestPayerOpt = None,
 ) -> None:
-    """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
+    """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
+    ID (or --s3-bucket, --s3-key, --upload-id)."""
     from ._orphans import abort_by_id
     from ._upload import abort_upload
 
     if state_file is not None:
-        if s3_bucket or s3_key or upload_id:
-            raise typer.BadParameter("give either --state-file or --s3-bucket/--s3-key/--upload-id")
+        if url_arg or s3_bucket or s3_key or upload_id:
+            _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
         overrides = _overrides(no_verify_ssl)
         header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
-    if not (s3_bucket and s3_key and upload_id):
-        raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
-    bucket, key, uid = s3_bucket, s3_key, upload_id
+    target = _object_url(url_arg, s3_bucket, s3_key)
+    if target is None or not upload_id:
+        _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
+    (bucket, key), uid = target, upload_id
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
@@ -1288,8 +1329,13 @@ def abort(
 
 @upload_app.command("list")
 def list_uploads(
-    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="The bucket to look in.")],
-    prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="The bucket to look in.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only keys under this prefix.")
+    ] = None,
     older_than: DurationOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
@@ -1299,24 +1345,26 @@ def list_uploads(
     request_payer: RequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """List multipart uploads in progress (their parts are billed until aborted)."""
+    """List multipart uploads in progress (their parts are billed until aborted):
+    persevere upload list s3://BUCKET[/PREFIX]."""
     from ._orphans import list_uploads as list_in_progress
 
+    bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     uploads = _run(
         lambda: list_in_progress(
-            s3_bucket,
-            prefix=prefix,
+            bucket,
+            prefix=under,
             older_than_s=older_than,
             endpoint=endpoint,
             request_payer=request_payer,
         )
     )
     if json_output:
-        _emit_json({"bucket": s3_bucket, "uploads": uploads})
+        _emit_json({"bucket": bucket, "uploads": uploads})
         return
     if not uploads:
-        typer.echo(f"no multipart uploads in progress in s3://{s3_bucket}/{prefix}")
+        typer.echo(f"no multipart uploads in progress in s3://{bucket}/{under}")
         return
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
@@ -1325,17 +1373,35 @@ def list_uploads(
     total = sum(u.bytes for u in uploads)
     typer.echo(
         f"{len(uploads)} upload(s), {format_size(total)} billed until aborted: "
-        f"persevere upload abort --s3-bucket {s3_bucket} --s3-key KEY --upload-id ID"
+        f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
     )
 
 
 @upload_app.command("status")
 def status(
-    state_file: StateFileOpt, json_output: JsonOpt = False, no_verify_ssl: NoVerifySslOpt = False
+    url_arg: ObjectUrlArg = None,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="The journal of the upload.")
+    ] = None,
+    json_output: JsonOpt = False,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
+    request_payer: RequestPayerOpt = None,
 ) -> None:
-    """Show what the state file knows and what S3's ListParts says."""
+    """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
+    what S3 holds for that key (the object, and the uploads in progress to it)."""
     from ._upload import upload_status
 
+    if (url_arg is None) == (state_file is None):
+        _usage_error("give --state-file, or s3://BUCKET/KEY")
+    if url_arg is not None:
+        endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+        _key_status(url_arg, endpoint, request_payer, json_output)
+        return
+    assert state_file is not None
     overrides = _overrides(no_verify_ssl)
     st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
@@ -1368,6 +1434,40 @@ def status(
             lines.append("S3:          the multipart upload no longer exists")
         else:
             lines.append(f"S3:          {remote.parts} parts ({format_size(remote.bytes)})")
+    typer.echo("\n".join(lines))
+
+
+def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output: bool) -> None:
+    from ._orphans import key_status
+
+    target = _object_url(url, None, None)
+    assert target is not None
+    bucket, key = target
+    st = _run(lambda: key_status(bucket, key, endpoint=endpoint, request_payer=request_payer))
+    if json_output:
+        _emit_json(st)
+        return
+    if st.exists is None:
+        held = "cannot tell (HeadObject refused: s3:GetObject)"
+    elif not st.exists:
+        held = "does not exist"
+    else:
+        when = st.last_modified.isoformat(timespec="seconds") if st.last_modified else "?"
+        held = (
+            f"{format_size(st.size or 0)} ({st.size} bytes), ETag {st.etag}, "
+            f"{st.checksum or 'no checksum'}, modified {when}"
+        )
+    lines = [f"object:      s3://{bucket}/{key}", f"S3:          {held}"]
+    if st.uploads is None:
+        lines.append("uploads:     cannot tell (ListMultipartUploads refused)")
+    elif not st.uploads:
+        lines.append("uploads:     none in progress")
+    for u in st.uploads or []:
+        started = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
+        lines.append(
+            f"upload:      {u.upload_id} started {started}, {u.parts} parts "
+            f"({format_size(u.bytes)}) billed until aborted"
+        )
     typer.echo("\n".join(lines))
 
 
@@ -1425,7 +1525,10 @@ def verify(
 
 @app.command("bench")
 def bench(
-    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="A bucket you may write to.")],
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="A bucket you may write to.")
+    ] = None,
     size: Annotated[
         str, typer.Option("--size", help="Bytes uploaded per setting (generated, no file).")
     ] = "1GiB",
@@ -1443,14 +1546,18 @@ def bench(
     no_verify_ssl: NoVerifySslOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Measure upload speed to your endpoint per --concurrency / --part-size setting.
+    """Measure upload speed to your endpoint per --concurrency / --part-size setting:
+    persevere bench s3://BUCKET[/PREFIX].
 
-    Uploads generated data under persevere-bench/ and deletes every object afterwards
+    Uploads generated data under [PREFIX/]persevere-bench/ and deletes every object afterwards
     (or aborts the upload if a run fails or is interrupted), so nothing is left behind.
     A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
     the exact command that removes what is left.
     """
     from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
+
+    bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
+    under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
 
     def show(row: Any) -> None:
         if not json_output and log.isEnabledFor(logging.WARNING):  # not under -q
@@ -1470,7 +1577,7 @@ def bench(
 
     rows = _run(
         lambda: run_bench(
-            s3_bucket,
+            bucket,
             size=total,
             concurrencies=levels,
             part_sizes=parts,
@@ -1478,11 +1585,12 @@ def bench(
             on_row=show,
             leftovers=leftovers,
             max_parts=max_parts,
+            key_prefix=under,
         ),
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )
     if json_output:
-        _emit_json({"bucket": s3_bucket, "size": total, "rows": rows})
+        _emit_json({"bucket": bucket, "size": total, "rows": rows})
     else:
         typer.echo(format_table(rows))
 

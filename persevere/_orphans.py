@@ -2,6 +2,8 @@
 
 Parts of an unfinished upload are billed until it is aborted; these find the forgotten ones
 (``persevere upload list``) and remove one that has no state file (``upload abort --upload-id``).
+:func:`key_status` says what S3 holds for one key without a state file (``upload status
+s3://bucket/key``): the object, if any, and the uploads in progress to it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, cast
 
 import anyio
 
-from ._checksums import CRC64NVME
+from ._checksums import CRC64NVME, ObjectChecksum
 from ._errors import S3Error, UploadGone, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
@@ -94,6 +96,57 @@ async def list_uploads(
             for index, upload in enumerate(found):
                 tg.start_soon(describe, index, upload)
     return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """What S3 holds for one key: the object (if any) and the uploads in progress to it."""
+
+    bucket: str
+    key: str
+    exists: bool | None  # None: HeadObject was refused (no s3:GetObject)
+    size: int | None = None
+    etag: str | None = None
+    checksum: str | None = None  # "ALGORITHM value", when the object states one
+    last_modified: datetime | None = None
+    uploads: list[InProgressUpload] | None = None  # None: ListMultipartUploads was refused
+
+
+async def key_status(
+    bucket: str,
+    key: str,
+    *,
+    endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
+) -> KeyStatus:
+    """HeadObject for the key, and the multipart uploads in progress to exactly that key."""
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    payer = _payer(request_payer)
+    uploads: list[InProgressUpload] | None = None
+    try:
+        found = await list_uploads(
+            bucket, prefix=key, endpoint=endpoint, request_payer=request_payer
+        )
+        uploads = [u for u in found if u.key == key]
+    except S3Error as exc:
+        if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
+            raise
+    async with open_client(endpoint) as client:
+        session = _session(client, bucket, key, "", payer)
+        try:
+            head = await session.head_object()
+        except S3Error as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return KeyStatus(bucket, key, False, uploads=uploads)
+            if refused(exc):
+                return KeyStatus(bucket, key, None, uploads=uploads)
+            raise
+    stated = ObjectChecksum.stored(head)
+    checksum = f"{stated.algorithm.name} {stated}" if stated is not None else None
+    return KeyStatus(
+        bucket, key, True, int(head.get("ContentLength", 0)), str(head.get("ETag") or ""),
+        checksum, head.get("LastModified"), uploads,
+    )  # fmt: skip
 
 
 async def abort_by_id(

@@ -79,3 +79,68 @@ def test_request_payer_takes_only_requester(s3_env, bucket, make_file, tmp_path)
     result = persevere(s3_env, "upload", "start", make_file(1), f"s3://{bucket}/k",
                        "--request-payer", "owner")  # fmt: skip
     assert result.returncode == 2 and "--request-payer" in result.stderr
+
+
+# -- s3:// URLs ----------------------------------------------------------------------------------
+def test_every_command_takes_s3_urls(recorded, bucket, s3_client, make_file, tmp_path):
+    env, proxy = recorded
+    file = make_file(20 * MiB, seed=52)
+    state = tmp_path / "s"
+    interrupt_after_parts(env, ["upload", "start", file, f"s3://{bucket}/pre/k", "--state-file",
+                                state, "--part-size", "5MiB", "-c", "1", "--no-progress",
+                                "--max-bandwidth", "10MiB/s"], state, 1)  # fmt: skip
+    upload_id = _journal(state)[0]["upload_id"]
+
+    def run(*args):
+        result = persevere(env, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result.stdout
+
+    listed = json.loads(run("upload", "list", f"s3://{bucket}/pre/", "--json"))
+    assert listed["bucket"] == bucket and [u["upload_id"] for u in listed["uploads"]] == [upload_id]
+    assert json.loads(run("upload", "list", f"s3://{bucket}/other", "--json"))["uploads"] == []
+    assert len(json.loads(run("upload", "list", f"s3://{bucket}", "--json"))["uploads"]) == 1
+    assert f"{upload_id}" in run("upload", "list", f"s3://{bucket}")
+
+    held = json.loads(run("upload", "status", f"s3://{bucket}/pre/k", "--json"))
+    assert held["exists"] is False and [u["upload_id"] for u in held["uploads"]] == [upload_id]
+    assert held["uploads"][0]["parts"] >= 1
+    text = run("upload", "status", f"s3://{bucket}/pre/k")
+    assert "S3:          does not exist" in text and f"upload:      {upload_id}" in text
+
+    run("upload", "abort", f"s3://{bucket}/pre/k", "--upload-id", upload_id)
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    s3_client.put_object(Bucket=bucket, Key="pre/k", Body=b"x" * 10)
+    held = json.loads(run("upload", "status", f"s3://{bucket}/pre/k", "--json"))
+    assert held["exists"] is True and held["size"] == 10 and held["uploads"] == []
+    assert "10 bytes" in run("upload", "status", f"s3://{bucket}/pre/k")
+
+    proxy.clear()
+    rows = json.loads(run("bench", f"s3://{bucket}/tmp/", "--size", "6MiB", "-c", "1", "--json"))
+    assert rows["bucket"] == bucket and len(rows["rows"]) == 1
+    [create] = proxy.requests("CreateMultipartUpload")
+    assert create.target.startswith(f"/{bucket}/tmp/persevere-bench/")
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["pre/k"]  # the bench left nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["upload", "list", "http://bucket"], "not an S3 URL"),
+        (["upload", "list", "s3://"], "not an S3 URL"),
+        (["upload", "list", "s3://b", "--s3-bucket", "b"], "not both"),
+        (["upload", "list"], "give s3://BUCKET[/PREFIX]"),
+        (["upload", "abort", "s3://b", "--upload-id", "x"], "not an object URL"),
+        (["upload", "abort", "s3://b/k"], "--upload-id"),
+        (["upload", "status"], "give --state-file, or s3://BUCKET/KEY"),
+        (["upload", "status", "s3://b/k", "--state-file", "s"], "give --state-file, or"),
+        (["bench", "ftp://b"], "not an S3 URL"),
+    ],
+)
+def test_bad_urls_are_usage_errors(s3_env, args, message):
+    result = persevere(s3_env, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
