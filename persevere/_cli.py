@@ -389,6 +389,15 @@ LegalHoldOpt = Annotated[
     LegalHold | None,
     typer.Option("--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF."),
 ]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the plan, the state file, the endpoint and whether S3 would accept the "
+        "upload (a CreateMultipartUpload aborted at once; no part sent, no state file "
+        "written), then exit: 0 if it would start.",
+    ),
+]
 NoOverwriteOpt = Annotated[
     bool,
     typer.Option(
@@ -693,6 +702,11 @@ def _refuse_part_size_for_streams(part_size: int | None) -> None:
         )
 
 
+def _refuse_dry_run_for_streams(file: Path) -> None:
+    if str(file) == "-":
+        _usage_error("a stream can be read only once: --dry-run needs a file", "--dry-run")
+
+
 def _refuse_max_parts_for_streams(max_parts: int) -> None:
     if max_parts != 10_000:
         _usage_error(
@@ -930,6 +944,7 @@ def start(
     object_lock_retain_until: LockUntilOpt = None,
     object_lock_legal_hold: LegalHoldOpt = None,
     no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -977,6 +992,19 @@ def start(
         (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
     target = state_file
+    if dry_run:
+        from ._dry_run import dry_run_start
+
+        _refuse_dry_run_for_streams(file)
+        report = _run(
+            lambda: dry_run_start(
+                file, bucket, key, target, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint, object_options=object_options,
+                no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
     if shards is not None or processes is not None:
         from ._upload import create_upload
 
@@ -1063,6 +1091,7 @@ def cp(
     object_lock_retain_until: LockUntilOpt = None,
     object_lock_legal_hold: LegalHoldOpt = None,
     no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -1084,11 +1113,25 @@ def cp(
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    explicit = bool(endpoint_url or profile or ca_bundle or region or no_verify_ssl)
     object_options = _object_options(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
         sse_kms_key_id, acl, expected_bucket_owner, request_payer,
         (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
+    if dry_run:
+        from ._dry_run import dry_run_cp
+
+        _refuse_dry_run_for_streams(source)
+        report = _run(
+            lambda: dry_run_cp(
+                source, bucket, key, journal, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint if explicit else None,
+                object_options=object_options, no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
     if str(source) == "-":
         _refuse_part_size_for_streams(part_size)
         _refuse_max_parts_for_streams(max_parts)
@@ -1102,9 +1145,7 @@ def cp(
             max_parts=max_parts,
             no_overwrite=no_overwrite,
             checksum=checksum,
-            endpoint=endpoint
-            if (endpoint_url or profile or ca_bundle or region or no_verify_ssl)
-            else None,
+            endpoint=endpoint if explicit else None,
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
@@ -1610,6 +1651,41 @@ def _removal(item: Any) -> str:
     if item.completing:
         command += f" (and delete s3://{item.bucket}/{item.key} if it was completed)"
     return command
+
+
+_DRY_ACTIONS = {
+    "start": "start the upload",
+    "resume": "resume the upload",
+    "check": "check the upload completed earlier",
+}
+
+
+def _print_dry_run(report: Any, json_output: bool) -> None:
+    if json_output:
+        _emit_json({"dry_run": True, **dataclasses.asdict(report)})
+        return
+    r = report
+    if r.object_exists is None:
+        exists = "cannot tell (HeadObject refused)"
+    else:
+        exists = "exists" if r.object_exists else "does not exist yet"
+    checksum = r.checksum_algorithm + (
+        "" if r.checksum_pinned else " (default; Content-MD5 if the endpoint does not confirm it)"
+    )
+    parts = f"{r.part_count:,} part(s) of {format_size(r.part_size)}"
+    lines = [
+        f"dry run: would {_DRY_ACTIONS[r.action]}; nothing sent, no state file written",
+        f"file:        {r.file} ({format_size(r.size)}, {r.size} bytes)",
+        f"object:      s3://{r.bucket}/{r.key} ({exists})",
+        f"plan:        {parts} ({r.part_size} bytes), checksum {checksum}",
+        f"state file:  {r.state_file} ({r.state})",
+        f"endpoint:    {r.endpoint_url or 'AWS default'}  region: {r.region or '-'}"
+        f"  profile: {r.profile or '-'}",
+        f"probe:       {r.probe}",
+    ]
+    if r.leftover:
+        lines.append(f"left over:   the probe's upload: {r.leftover}")
+    typer.echo("\n".join(lines))
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:

@@ -144,3 +144,104 @@ def test_bad_urls_are_usage_errors(s3_env, args, message):
     result = persevere(s3_env, *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# -- --dry-run -----------------------------------------------------------------------------------
+PROBE = ["HeadObject", "CreateMultipartUpload", "AbortMultipartUpload"]
+
+
+@pytest.mark.parametrize("command", ["start", "cp"])
+def test_dry_run_sends_no_part_and_writes_no_state_file(
+    recorded, bucket, s3_client, make_file, command
+):
+    env, proxy = recorded
+    file = make_file(20 * MiB, seed=53)
+    args = ["upload", "start"] if command == "start" else ["cp"]
+    result = persevere(env, *args, file, f"s3://{bucket}/k", "--dry-run", "--max-parts", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    state = file.with_name(file.name + ".persevere")
+    assert "dry run: would start the upload; nothing sent, no state file written" in out
+    assert f"object:      s3://{bucket}/k (does not exist yet)" in out
+    assert "plan:        2 part(s) of 10.0 MiB (10485760 bytes), checksum CRC64NVME" in out
+    assert f"state file:  {state} (would be created)" in out
+    assert f"endpoint:    {proxy.url}" in out
+    assert "probe:       CreateMultipartUpload accepted" in out
+    assert [e.operation for e in proxy.requests()] == PROBE
+    assert not state.exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+
+
+def test_dry_run_of_cp_on_an_upload_in_progress_lists_its_parts(
+    recorded, bucket, make_file, tmp_path
+):
+    env, proxy = recorded
+    file = make_file(20 * MiB, seed=54)
+    state = tmp_path / "s"
+    interrupt_after_parts(env, ["cp", file, f"s3://{bucket}/k", "--state-file", state,
+                                "--part-size", "5MiB", "-c", "1", "--no-progress",
+                                "--max-bandwidth", "10MiB/s"], state, 1)  # fmt: skip
+    recorded_bytes = state.read_bytes()
+    done = sum(1 for line in _journal(state) if line["type"] == "part")
+    proxy.clear()
+    result = persevere(env, "cp", file, f"s3://{bucket}/k", "--state-file", state, "--dry-run",
+                       "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True and report["action"] == "resume"
+    assert report["part_count"] == 4 and report["part_size"] == 5 * MiB
+    assert report["state"] == f"in progress: {done} of 4 parts recorded; resumed"
+    assert report["probe"].startswith(f"ListParts: upload {_journal(state)[0]['upload_id']} ")
+    assert [e.operation for e in proxy.requests()] == ["ListParts", "HeadObject"]
+    assert state.read_bytes() == recorded_bytes
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "message", "operations"),
+    [
+        ("bad plan", 2, "--part-size 10MiB or more", []),
+        ("no overwrite", 1, "already exists; it was left untouched", ["HeadObject"]),
+        ("state file exists", 1, "already exists", []),
+        ("read-only identity", 1, "AccessDenied", ["HeadObject", "CreateMultipartUpload"]),
+    ],
+)
+def test_dry_run_fails_as_the_run_would(
+    recorded, s3_server, bucket, s3_client, make_file, tmp_path, case, code, message, operations
+):
+    env, proxy = recorded
+    file = make_file(20 * MiB, seed=55)
+    state = tmp_path / "s"
+    extra: list[str] = []
+    if case == "bad plan":
+        extra = ["--part-size", "5MiB", "--max-parts", "2"]
+    elif case == "no overwrite":
+        s3_client.put_object(Bucket=bucket, Key="k", Body=b"keep")
+        extra = ["--no-overwrite"]
+    elif case == "state file exists":
+        state.write_text("")
+    else:
+        env = {**env, "AWS_ACCESS_KEY_ID": s3_server.readonly_access_key,
+               "AWS_SECRET_ACCESS_KEY": s3_server.readonly_secret_key}  # fmt: skip
+    result = persevere(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                       "--dry-run", *extra)  # fmt: skip
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert [e.operation for e in proxy.requests()] == operations
+    assert proxy.requests("UploadPart") == []
+
+
+def test_dry_run_of_cp_after_completion_is_a_check(recorded, bucket, make_file, tmp_path):
+    """cp would find its own object: write-once does not object to that."""
+    env, proxy = recorded
+    file = make_file(MiB, seed=56)
+    state = tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-overwrite"]
+    assert persevere(env, *args).returncode == 0
+    proxy.clear()
+    result = persevere(env, *args, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "dry run: would check the upload completed earlier" in result.stdout
+    assert f"object:      s3://{bucket}/k (exists)" in result.stdout
+    assert _journal(state)[-1]["type"] == "completed"
+    assert [e.operation for e in proxy.requests()] == PROBE
