@@ -111,3 +111,19 @@ def test_object_lock_headers_on_a_bucket_without_object_lock(
         assert not state.exists()
     else:  # moto: accepted, and nothing applied (it honours lock on PutObject only)
         assert result.returncode == 0, result.stderr
+
+
+def test_dry_run_probe(compat_server, s3_env, bucket, s3_client, make_file, tmp_path):
+    """--dry-run's Create+Abort probe works on every server, and sends no part."""
+    state = tmp_path / "s"
+    with HttpProxy.in_front_of(compat_server.endpoint_url) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        result = persevere(env, "cp", make_file(12 * MiB, seed=84), f"s3://{bucket}/k",
+                           "--state-file", state, "--dry-run", "--max-parts", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "plan:        2 part(s) of 8.0 MiB" in result.stdout
+    assert [e.operation for e in proxy.requests()] == [
+        "HeadObject", "CreateMultipartUpload", "AbortMultipartUpload",
+    ]  # fmt: skip
+    assert not state.exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
