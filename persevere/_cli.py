@@ -838,7 +838,7 @@ def _target(
     return file, bucket, key
 
 
-def _say_plan(file: Path, part_size: int | None) -> None:
+def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
     """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
     lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
     bytes here, 8 MiB for the aws cli."""
@@ -849,7 +849,7 @@ def _say_plan(file: Path, part_size: int | None) -> None:
     if str(file) == "-":
         return  # a stream: its parts follow its own schedule
     try:
-        plan = make_plan(inspect_file(file).size, part_size)
+        plan = make_plan(inspect_file(file).size, part_size, max_parts)
     except _errors.PersevereError:
         return  # start_upload refuses it, with the reason
     log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
@@ -983,7 +983,7 @@ def start(
         else:
             state_file = file.with_name(file.name + ".persevere").absolute()
         progress = _NamingStateFile(progress, state_file)
-    _say_plan(file, part_size)
+    _say_plan(file, part_size, max_parts)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
     endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     object_options = _object_options(

@@ -55,6 +55,7 @@ def test_auto_part_size_keeps_the_file_within_the_limit(recorded, bucket, s3_cli
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["part_count"] == 2
     assert _header(state)["part_size"] == 11 * MiB  # 20 MiB + 1 in 2 parts, MiB-aligned
+    assert "plan: 20.0 MiB in 2 parts of 11.0 MiB" in result.stderr  # the plan it announced
     assert len(proxy.requests("UploadPart")) == 2
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
 
