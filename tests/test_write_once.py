@@ -33,6 +33,13 @@ def persevere(env, *args, stdin=None):
     )  # fmt: skip
 
 
+def _error_lines(stderr: str) -> list[str]:
+    """stderr but for what start and cp announce before anything is sent (the plan, the state
+    file's path): the error's lines."""
+    notes = ("persevere: plan:", "persevere: state file:")
+    return [line for line in stderr.strip().splitlines() if not line.startswith(notes)]
+
+
 def _journal(state: Path) -> list[dict]:
     return [json.loads(line) for line in state.read_text().splitlines()]
 
@@ -77,10 +84,10 @@ def test_existing_key_is_refused_before_anything_is_sent(
     result = persevere(env, *args, make_file(6 * MiB, seed=71), f"s3://{bucket}/k",
                        "--state-file", state, "--no-overwrite", "--no-progress")  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert _error_lines(result.stderr) == [
         f"persevere: error: --no-overwrite: s3://{bucket}/k already exists; it was left "
         "untouched (write-once), nothing was uploaded"
-    )
+    ]
     assert "Traceback" not in result.stderr
     assert [e.operation for e in proxy.requests()] == ["HeadObject"]
     assert not state.exists()
@@ -130,10 +137,10 @@ def test_key_created_during_the_upload_is_not_overwritten(
                        "--state-file", state, "--part-size", "5MiB", "--no-overwrite",
                        "--no-progress")  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert _error_lines(result.stderr) == [
         f"persevere: error: --no-overwrite: s3://{bucket}/k already exists; it was left "
         "untouched (write-once), the upload was aborted"
-    )
+    ]
     [complete] = proxy.requests("CompleteMultipartUpload")
     assert complete.header("if-none-match") == "*" and complete.status == 412
     assert len(proxy.requests("AbortMultipartUpload")) == 1
@@ -266,7 +273,7 @@ def test_object_lock_on_a_bucket_without_it_is_one_line_with_the_fix(
     result = persevere(s3_env, "upload", "start", make_file(MiB, seed=77), f"s3://{bucket}/k",
                        "--state-file", state, *_lock_args(_in(1).isoformat()))  # fmt: skip
     assert result.returncode == 1, result.stderr
-    [line] = result.stderr.strip().splitlines()
+    [line] = _error_lines(result.stderr)
     assert line.startswith("persevere: error: S3 refused the object lock options (")
     assert f"bucket {bucket} has no object lock; enable it (versioning on, then aws s3api " in line
     assert not state.exists()
