@@ -181,14 +181,30 @@ class ObjectChecksum:
             return cls(algorithm, b64(algorithm.combine(pairs, composite=True)), len(pairs))
         return cls(algorithm, b64(algorithm.combine(pairs)))
 
+    def matches(self, stated: object) -> bool:
+        """Whether a checksum an endpoint states (Complete's answer, HeadObject) is this one.
+
+        Some endpoints (moto) state a composite checksum without its ``-N``: the digest alone
+        is then compared. No strength is lost: a composite digest hashes the N part digests
+        one after the other, so another part count gives another digest (and the object's
+        size is compared besides). A different ``-M`` is a mismatch.
+        """
+        text = str(stated)
+        return text == str(self) or (self.part_count is not None and text == self.digest)
+
+    @classmethod
+    def parse(cls, algorithm: ChecksumAlgorithm, text: str) -> ObjectChecksum:
+        """``digest`` or ``digest-N`` (base64 has no ``-``), as recorded or stated."""
+        digest, _, count = text.partition("-")
+        return cls(algorithm, digest, int(count) if count.isdigit() else None)
+
     @classmethod
     def stored(cls, response: Mapping[str, object]) -> ObjectChecksum | None:
         """The checksum a HeadObject/Complete answer reports, whatever the algorithm."""
         for algorithm in ALGORITHMS.values():
             value = response.get(algorithm.param)
             if value:
-                digest, _, count = str(value).partition("-")
-                return cls(algorithm, digest, int(count) if count.isdigit() else None)
+                return cls.parse(algorithm, str(value))
         return None
 
 

@@ -27,7 +27,7 @@ import typer
 
 from . import _errors
 from ._checksums import AlgorithmName
-from ._object_options import CannedAcl, SseMode, StorageClass
+from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
 from ._units import MiB, format_size, parse_duration, parse_size
@@ -54,6 +54,8 @@ log = logging.getLogger("persevere")
 # The flag of each API parameter a core error may name.
 _FLAGS = {
     "part_size": "--part-size",
+    "max_parts": "--max-parts",
+    "no_overwrite": "--no-overwrite",
     "concurrency": "--concurrency",
     "checksum": "--checksum",
     "state_file": "--state-file",
@@ -140,6 +142,18 @@ PartSizeOpt = Annotated[
         "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
     ),
 ]
+MaxPartsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-parts",
+        min=1,
+        max=10_000,
+        metavar="N",
+        envvar="PERSEVERE_MAX_PARTS",
+        help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic "
+        "part size keeps the file within it, and a plan that exceeds it is refused.",
+    ),
+]
 StateFileOpt = Annotated[
     Path, typer.Option("--state-file", help="The journal of this upload (JSONL).")
 ]
@@ -199,6 +213,15 @@ EndpointOpt = Annotated[
     typer.Option(
         "--endpoint-url",
         help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
+    ),
+]
+NoVerifySslOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify-ssl",
+        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can "
+        "read and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
+        "command.",
     ),
 ]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
@@ -343,6 +366,55 @@ AclOpt = Annotated[
 OwnerOpt = Annotated[
     str | None,
     typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
+]
+LockModeOpt = Annotated[
+    ObjectLockMode | None,
+    typer.Option(
+        "--object-lock-mode",
+        case_sensitive=False,
+        help="Object lock retention mode (with --object-lock-retain-until); the bucket must "
+        "have object lock enabled.",
+    ),
+]
+LockUntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--object-lock-retain-until",
+        metavar="DATE",
+        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
+        "2030-01-31T12:00:00Z; UTC unless an offset is given).",
+    ),
+]
+LegalHoldOpt = Annotated[
+    LegalHold | None,
+    typer.Option("--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF."),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the plan, the state file, the endpoint and whether S3 would accept the "
+        "upload (a CreateMultipartUpload aborted at once; no part sent, no state file "
+        "written), then exit: 0 if it would start.",
+    ),
+]
+NoOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-overwrite",
+        help="Write-once: never replace an existing object. Checked before anything is sent "
+        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
+        "honours it); if the key exists, the upload is aborted and the object left untouched "
+        "(exit 1). Recorded: resume honours it.",
+    ),
+]
+RequestPayerOpt = Annotated[
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(sent on every request of the upload, recorded for resume).",
+    ),
 ]
 
 
@@ -583,14 +655,30 @@ def _options(
 
 
 def _endpoint(
-    endpoint_url: str | None, region: str | None, profile: str | None, ca_bundle: str | None
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    ca_bundle: str | None,
+    no_verify_ssl: bool = False,
 ) -> Any:
     from ._s3 import Endpoint
 
     try:
-        return Endpoint.from_environment(endpoint_url, region, profile, ca_bundle)
+        endpoint = Endpoint.from_environment(
+            endpoint_url, region, profile, ca_bundle, verify_ssl=not no_verify_ssl
+        )
     except _errors.UsageError as exc:
         _fail(exc)
+    if no_verify_ssl:
+        _warn_insecure()
+    return endpoint
+
+
+def _warn_insecure() -> None:
+    log.warning(
+        "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone on "
+        "the network path can read and alter this traffic (use --ca-bundle instead)"
+    )
 
 
 def _from_stdin(file: Path) -> Path:
@@ -614,6 +702,20 @@ def _refuse_part_size_for_streams(part_size: int | None) -> None:
         )
 
 
+def _refuse_dry_run_for_streams(file: Path) -> None:
+    if str(file) == "-":
+        _usage_error("a stream can be read only once: --dry-run needs a file", "--dry-run")
+
+
+def _refuse_max_parts_for_streams(max_parts: int) -> None:
+    if max_parts != 10_000:
+        _usage_error(
+            "a stream's parts follow its schedule within 10,000 parts; a lower part limit is "
+            "not supported for streams yet: upload a file",
+            "--max-parts",
+        )
+
+
 def _object_options(
     file: Path,
     storage_class: str | None,
@@ -625,6 +727,8 @@ def _object_options(
     sse_kms_key_id: str | None,
     acl: str | None,
     expected_bucket_owner: str | None,
+    request_payer: str | None = None,
+    lock: tuple[str | None, str | None, str | None] = (None, None, None),
 ) -> dict[str, Any]:
     from ._object_options import build_object_options
 
@@ -640,9 +744,23 @@ def _object_options(
             sse_kms_key_id=sse_kms_key_id,
             acl=acl,
             expected_bucket_owner=expected_bucket_owner,
+            request_payer=request_payer,
+            object_lock_mode=lock[0],
+            object_lock_retain_until=lock[1],
+            object_lock_legal_hold=lock[2],
         )
     except _errors.UsageError as exc:
         _fail(exc)
+
+
+def _overrides(no_verify_ssl: bool) -> Any:
+    """What a command that reads the endpoint from a state file changes about it."""
+    from ._s3 import Endpoint
+
+    if not no_verify_ssl:
+        return None
+    _warn_insecure()
+    return Endpoint(verify_ssl=False)
 
 
 def _progress(enabled: bool, description: str) -> Any:
@@ -720,7 +838,7 @@ def _target(
     return file, bucket, key
 
 
-def _say_plan(file: Path, part_size: int | None) -> None:
+def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
     """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
     lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
     bytes here, 8 MiB for the aws cli."""
@@ -731,7 +849,7 @@ def _say_plan(file: Path, part_size: int | None) -> None:
     if str(file) == "-":
         return  # a stream: its parts follow its own schedule
     try:
-        plan = make_plan(inspect_file(file).size, part_size)
+        plan = make_plan(inspect_file(file).size, part_size, max_parts)
     except _errors.PersevereError:
         return  # start_upload refuses it, with the reason
     log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
@@ -741,6 +859,44 @@ def _say_plan(file: Path, part_size: int | None) -> None:
             "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
             "write KiB/MiB/GiB or K/M/G for binary sizes"
         )
+
+
+def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
+    """s3://BUCKET/KEY, or --s3-bucket and --s3-key (not both ways); None if neither."""
+    from ._verify import parse_s3_url
+
+    if url is None:
+        return (bucket, key) if bucket and key else None
+    if bucket or key:
+        _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
+    try:
+        return parse_s3_url(url)
+    except _errors.UsageError as exc:
+        _usage_error(str(exc))
+
+
+def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
+    """s3://BUCKET[/PREFIX], or --s3-bucket (and --prefix)."""
+    from ._urls import parse_bucket_url
+
+    if url is None:
+        if not bucket:
+            _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
+        return bucket, prefix or ""
+    if bucket or prefix:
+        _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
+    try:
+        return parse_bucket_url(url)
+    except _errors.UsageError as exc:
+        _usage_error(str(exc))
+
+
+BucketUrlArg = Annotated[
+    str | None, typer.Argument(metavar="[s3://BUCKET[/PREFIX]]", show_default=False)
+]
+ObjectUrlArg = Annotated[
+    str | None, typer.Argument(metavar="[s3://BUCKET/KEY]", show_default=False)
+]
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -767,11 +923,13 @@ def start(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     storage_class: StorageClassOpt = None,
     content_type: ContentTypeOpt = None,
     content_encoding: ContentEncodingOpt = None,
@@ -781,6 +939,12 @@ def start(
     sse_kms_key_id: SseKeyOpt = None,
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
+    request_payer: RequestPayerOpt = None,
+    object_lock_mode: LockModeOpt = None,
+    object_lock_retain_until: LockUntilOpt = None,
+    object_lock_legal_hold: LegalHoldOpt = None,
+    no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -819,14 +983,28 @@ def start(
         else:
             state_file = file.with_name(file.name + ".persevere").absolute()
         progress = _NamingStateFile(progress, state_file)
-    _say_plan(file, part_size)
+    _say_plan(file, part_size, max_parts)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     object_options = _object_options(
         file, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner,
+        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
+        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
     target = state_file
+    if dry_run:
+        from ._dry_run import dry_run_start
+
+        _refuse_dry_run_for_streams(file)
+        report = _run(
+            lambda: dry_run_start(
+                file, bucket, key, target, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint, object_options=object_options,
+                no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
     if shards is not None or processes is not None:
         from ._upload import create_upload
 
@@ -837,6 +1015,7 @@ def start(
             lambda: create_upload(
                 file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
+                max_parts=max_parts, no_overwrite=no_overwrite,
             ),
             resumable_state=state_file,
         )  # fmt: skip
@@ -856,14 +1035,18 @@ def start(
         from ._stream import start_stream
 
         _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
         run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
             bucket, key, target, expected_size=expected_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     else:
         run = lambda: start_upload(  # noqa: E731
             file, bucket, key, target, part_size=part_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            max_parts=max_parts,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     result = _run(run, resumable_state=state_file)
     _print_result(result, json_output, state_file)
@@ -887,11 +1070,13 @@ def cp(
     ] = None,
     concurrency: ConcurrencyOpt = 8,
     part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     storage_class: StorageClassOpt = None,
     content_type: ContentTypeOpt = None,
     content_encoding: ContentEncodingOpt = None,
@@ -901,6 +1086,12 @@ def cp(
     sse_kms_key_id: SseKeyOpt = None,
     acl: AclOpt = None,
     expected_bucket_owner: OwnerOpt = None,
+    request_payer: RequestPayerOpt = None,
+    object_lock_mode: LockModeOpt = None,
+    object_lock_retain_until: LockUntilOpt = None,
+    object_lock_legal_hold: LegalHoldOpt = None,
+    no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
     max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
@@ -921,13 +1112,29 @@ def cp(
     source = _from_stdin(source)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    explicit = bool(endpoint_url or profile or ca_bundle or region or no_verify_ssl)
     object_options = _object_options(
         source, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner,
+        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
+        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
     )  # fmt: skip
+    if dry_run:
+        from ._dry_run import dry_run_cp
+
+        _refuse_dry_run_for_streams(source)
+        report = _run(
+            lambda: dry_run_cp(
+                source, bucket, key, journal, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint if explicit else None,
+                object_options=object_options, no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
     if str(source) == "-":
         _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
     result = _run(
         lambda: copy_file(
             source,
@@ -935,8 +1142,10 @@ def cp(
             key,
             journal,
             part_size=part_size,
+            max_parts=max_parts,
+            no_overwrite=no_overwrite,
             checksum=checksum,
-            endpoint=endpoint if (endpoint_url or profile or ca_bundle or region) else None,
+            endpoint=endpoint if explicit else None,
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
@@ -977,6 +1186,7 @@ def resume(
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
     processes: ProcessesOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
@@ -986,9 +1196,10 @@ def resume(
     from ._s3 import Endpoint
 
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    if ca_bundle is not None:
-        ca_bundle = _endpoint(None, None, None, ca_bundle).ca_bundle  # checked, absolute
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    if ca_bundle is not None or no_verify_ssl:
+        # checked (absolute, exists, not with --no-verify-ssl); the warning said once
+        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
     if processes is not None:
         _complete_in_processes(state_file, processes, concurrency, max_bandwidth, json_output,
                                no_progress, options)  # fmt: skip
@@ -1032,6 +1243,7 @@ def shard(
     endpoint_url: EndpointOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
 ) -> None:
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
@@ -1063,7 +1275,9 @@ def shard(
             )
         index, count = found
     options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle)
+    if ca_bundle is not None or no_verify_ssl:
+        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
+    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
     result = _run(
         lambda: upload_shard(
             state_file, index, count, options=options, file=file, endpoint=overrides,
@@ -1116,6 +1330,7 @@ def _complete_in_processes(
 
 @upload_app.command("abort")
 def abort(
+    url_arg: ObjectUrlArg = None,
     state_file: Annotated[
         Path | None, typer.Option("--state-file", help="The journal of the upload to abort.")
     ] = None,
@@ -1123,7 +1338,7 @@ def abort(
         str | None,
         typer.Option(
             "--s3-bucket",
-            help="With --s3-key and --upload-id: an "
+            help="With --s3-key and --upload-id (or s3://BUCKET/KEY --upload-id ID): an "
             "upload that has no state file (see 'upload list').",
         ),
     ] = None,
@@ -1133,50 +1348,68 @@ def abort(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
+    request_payer: RequestPayerOpt = None,
 ) -> None:
-    """Abort an upload (S3 deletes its parts): by --state-file, or by bucket, key and id."""
+    """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
+    ID (or --s3-bucket, --s3-key, --upload-id)."""
     from ._orphans import abort_by_id
     from ._upload import abort_upload
 
     if state_file is not None:
-        if s3_bucket or s3_key or upload_id:
-            raise typer.BadParameter("give either --state-file or --s3-bucket/--s3-key/--upload-id")
-        header = _run(lambda: abort_upload(state_file))
+        if url_arg or s3_bucket or s3_key or upload_id:
+            _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
+        overrides = _overrides(no_verify_ssl)
+        header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
-    if not (s3_bucket and s3_key and upload_id):
-        raise typer.BadParameter("give --state-file, or all of --s3-bucket, --s3-key, --upload-id")
-    bucket, key, uid = s3_bucket, s3_key, upload_id
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
-    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint))
+    target = _object_url(url_arg, s3_bucket, s3_key)
+    if target is None or not upload_id:
+        _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
+    (bucket, key), uid = target, upload_id
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
 @upload_app.command("list")
 def list_uploads(
-    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="The bucket to look in.")],
-    prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="The bucket to look in.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only keys under this prefix.")
+    ] = None,
     older_than: DurationOpt = None,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
+    request_payer: RequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """List multipart uploads in progress (their parts are billed until aborted)."""
+    """List multipart uploads in progress (their parts are billed until aborted):
+    persevere upload list s3://BUCKET[/PREFIX]."""
     from ._orphans import list_uploads as list_in_progress
 
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     uploads = _run(
         lambda: list_in_progress(
-            s3_bucket, prefix=prefix, older_than_s=older_than, endpoint=endpoint
+            bucket,
+            prefix=under,
+            older_than_s=older_than,
+            endpoint=endpoint,
+            request_payer=request_payer,
         )
     )
     if json_output:
-        _emit_json({"bucket": s3_bucket, "uploads": uploads})
+        _emit_json({"bucket": bucket, "uploads": uploads})
         return
     if not uploads:
-        typer.echo(f"no multipart uploads in progress in s3://{s3_bucket}/{prefix}")
+        typer.echo(f"no multipart uploads in progress in s3://{bucket}/{under}")
         return
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
@@ -1185,16 +1418,37 @@ def list_uploads(
     total = sum(u.bytes for u in uploads)
     typer.echo(
         f"{len(uploads)} upload(s), {format_size(total)} billed until aborted: "
-        f"persevere upload abort --s3-bucket {s3_bucket} --s3-key KEY --upload-id ID"
+        f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
     )
 
 
 @upload_app.command("status")
-def status(state_file: StateFileOpt, json_output: JsonOpt = False) -> None:
-    """Show what the state file knows and what S3's ListParts says."""
+def status(
+    url_arg: ObjectUrlArg = None,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="The journal of the upload.")
+    ] = None,
+    json_output: JsonOpt = False,
+    endpoint_url: EndpointOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
+    request_payer: RequestPayerOpt = None,
+) -> None:
+    """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
+    what S3 holds for that key (the object, and the uploads in progress to it)."""
     from ._upload import upload_status
 
-    st = _run(lambda: upload_status(state_file))
+    if (url_arg is None) == (state_file is None):
+        _usage_error("give --state-file, or s3://BUCKET/KEY")
+    if url_arg is not None:
+        endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+        _key_status(url_arg, endpoint, request_payer, json_output)
+        return
+    assert state_file is not None
+    overrides = _overrides(no_verify_ssl)
+    st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
         _emit_json(st)
         return
@@ -1228,6 +1482,40 @@ def status(state_file: StateFileOpt, json_output: JsonOpt = False) -> None:
     typer.echo("\n".join(lines))
 
 
+def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output: bool) -> None:
+    from ._orphans import key_status
+
+    target = _object_url(url, None, None)
+    assert target is not None
+    bucket, key = target
+    st = _run(lambda: key_status(bucket, key, endpoint=endpoint, request_payer=request_payer))
+    if json_output:
+        _emit_json(st)
+        return
+    if st.exists is None:
+        held = "cannot tell (HeadObject refused: s3:GetObject)"
+    elif not st.exists:
+        held = "does not exist"
+    else:
+        when = st.last_modified.isoformat(timespec="seconds") if st.last_modified else "?"
+        held = (
+            f"{format_size(st.size or 0)} ({st.size} bytes), ETag {st.etag}, "
+            f"{st.checksum or 'no checksum'}, modified {when}"
+        )
+    lines = [f"object:      s3://{bucket}/{key}", f"S3:          {held}"]
+    if st.uploads is None:
+        lines.append("uploads:     cannot tell (ListMultipartUploads refused)")
+    elif not st.uploads:
+        lines.append("uploads:     none in progress")
+    for u in st.uploads or []:
+        started = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
+        lines.append(
+            f"upload:      {u.upload_id} started {started}, {u.parts} parts "
+            f"({format_size(u.bytes)}) billed until aborted"
+        )
+    typer.echo("\n".join(lines))
+
+
 @app.command("verify")
 def verify(
     file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
@@ -1245,6 +1533,7 @@ def verify(
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -1259,7 +1548,7 @@ def verify(
     local, target_bucket, target_key = _target(
         file or file_arg, url_arg, s3_bucket, s3_key, "--file"
     )
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     result = _run(
         lambda: verify_object(
             local,
@@ -1281,7 +1570,10 @@ def verify(
 
 @app.command("bench")
 def bench(
-    s3_bucket: Annotated[str, typer.Option("--s3-bucket", help="A bucket you may write to.")],
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="A bucket you may write to.")
+    ] = None,
     size: Annotated[
         str, typer.Option("--size", help="Bytes uploaded per setting (generated, no file).")
     ] = "1GiB",
@@ -1291,20 +1583,26 @@ def bench(
     part_size: Annotated[
         str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
     ] = "auto",
+    max_parts: MaxPartsOpt = 10_000,
     endpoint_url: EndpointOpt = None,
     region: RegionOpt = None,
     profile: ProfileOpt = None,
     ca_bundle: CaBundleOpt = None,
+    no_verify_ssl: NoVerifySslOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Measure upload speed to your endpoint per --concurrency / --part-size setting.
+    """Measure upload speed to your endpoint per --concurrency / --part-size setting:
+    persevere bench s3://BUCKET[/PREFIX].
 
-    Uploads generated data under persevere-bench/ and deletes every object afterwards
+    Uploads generated data under [PREFIX/]persevere-bench/ and deletes every object afterwards
     (or aborts the upload if a run fails or is interrupted), so nothing is left behind.
     A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
     the exact command that removes what is left.
     """
     from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
+
+    bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
+    under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
 
     def show(row: Any) -> None:
         if not json_output and log.isEnabledFor(logging.WARNING):  # not under -q
@@ -1316,7 +1614,7 @@ def bench(
     total = _parsed(parse_size, size)
     levels = _parsed(lambda text: [int(x) for x in text.split(",") if x.strip()], concurrency)
     parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle)
+    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
     leftovers: dict[str, BenchLeftover] = {}
 
     def left() -> list[str]:
@@ -1324,18 +1622,20 @@ def bench(
 
     rows = _run(
         lambda: run_bench(
-            s3_bucket,
+            bucket,
             size=total,
             concurrencies=levels,
             part_sizes=parts,
             endpoint=endpoint,
             on_row=show,
             leftovers=leftovers,
+            max_parts=max_parts,
+            key_prefix=under,
         ),
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )
     if json_output:
-        _emit_json({"bucket": s3_bucket, "size": total, "rows": rows})
+        _emit_json({"bucket": bucket, "size": total, "rows": rows})
     else:
         typer.echo(format_table(rows))
 
@@ -1355,6 +1655,41 @@ def _removal(item: Any) -> str:
     if item.completing:
         command += f" (and delete s3://{item.bucket}/{item.key} if it was completed)"
     return command
+
+
+_DRY_ACTIONS = {
+    "start": "start the upload",
+    "resume": "resume the upload",
+    "check": "check the upload completed earlier",
+}
+
+
+def _print_dry_run(report: Any, json_output: bool) -> None:
+    if json_output:
+        _emit_json({"dry_run": True, **dataclasses.asdict(report)})
+        return
+    r = report
+    if r.object_exists is None:
+        exists = "cannot tell (HeadObject refused)"
+    else:
+        exists = "exists" if r.object_exists else "does not exist yet"
+    checksum = r.checksum_algorithm + (
+        "" if r.checksum_pinned else " (default; Content-MD5 if the endpoint does not confirm it)"
+    )
+    parts = f"{r.part_count:,} part(s) of {format_size(r.part_size)}"
+    lines = [
+        f"dry run: would {_DRY_ACTIONS[r.action]}; nothing sent, no state file written",
+        f"file:        {r.file} ({format_size(r.size)}, {r.size} bytes)",
+        f"object:      s3://{r.bucket}/{r.key} ({exists})",
+        f"plan:        {parts} ({r.part_size} bytes), checksum {checksum}",
+        f"state file:  {r.state_file} ({r.state})",
+        f"endpoint:    {r.endpoint_url or 'AWS default'}  region: {r.region or '-'}"
+        f"  profile: {r.profile or '-'}",
+        f"probe:       {r.probe}",
+    ]
+    if r.leftover:
+        lines.append(f"left over:   the probe's upload: {r.leftover}")
+    typer.echo("\n".join(lines))
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:

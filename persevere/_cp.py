@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ETag, get_algorithm
+from ._checksums import ETag, ObjectChecksum, get_algorithm
 from ._errors import (
     S3Error,
     SourceChanged,
@@ -42,7 +42,7 @@ from ._errors import (
 from ._journal import Journal, JournalState, read_state
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import PartPlan
+from ._plan import MAX_PARTS, PartPlan
 from ._progress import ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint, open_client
@@ -107,6 +107,8 @@ async def copy_file(
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
     expected_size: int | None = None,
+    max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
     resume, or find it done (``UploadResult.already_completed``).
@@ -118,7 +120,8 @@ async def copy_file(
     """
     if str(file) == "-":
         return await _copy_stream(bucket, key, Path(state_file), checksum, endpoint,
-                                  object_options, options, progress, expected_size)  # fmt: skip
+                                  object_options, options, progress, expected_size,
+                                  no_overwrite)  # fmt: skip
     started = time.monotonic()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
     state_path = Path(state_file)
@@ -130,7 +133,7 @@ async def copy_file(
             return await start_upload(
                 identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
-                progress=progress,
+                progress=progress, max_parts=max_parts, no_overwrite=no_overwrite,
             )  # fmt: skip
         except StateFileExists as exc:  # another cp created it a moment ago
             raise _already_running(state_path) from exc
@@ -179,6 +182,7 @@ async def _copy_stream(
     options: UploadOptions | None,
     progress: ProgressSink | None,
     expected_size: int | None,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     from ._stream import start_stream
 
@@ -201,6 +205,7 @@ async def _copy_stream(
         return await start_stream(
             bucket, key, state_path, expected_size=expected_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            no_overwrite=no_overwrite,
         )  # fmt: skip
     except StateFileExists as exc:
         raise _already_running(state_path) from exc
@@ -274,9 +279,10 @@ async def _still_uploaded(
             if exc.code in ("404", "NoSuchKey", "403", "AccessDenied"):
                 return False
             raise
-    stored = head.get(get_algorithm(header.checksum_algorithm).param)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    stored = head.get(algorithm.param)
     same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
-        stored == outcome.get("checksum")
+        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
         if stored is not None
         else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
     )

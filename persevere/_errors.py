@@ -15,7 +15,8 @@ The core raises these; the CLI catches them (and only them), prints one line and
     │   └── UploadFinished              the journal says completed/aborted
     ├── SourceChanged                   exit 1   the file changed since the upload started
     ├── S3Error                         exit 1   a permanent S3/auth/network failure
-    │   └── UploadGone                  NoSuchUpload: aborted elsewhere or expired
+    │   ├── UploadGone                  NoSuchUpload: aborted elsewhere or expired
+    │   └── ObjectExists                write-once: the key exists, left untouched
     ├── IntegrityError                  exit 1   S3's checksum/ETag disagrees with ours
     └── ResumableError                  exit 3   retries exhausted; the journal is intact
                                                  and ``persevere upload resume`` continues
@@ -93,8 +94,15 @@ class SourceChanged(PersevereError):
 class S3Error(PersevereError):
     next_step: str | None = "resume"  # once the cause (credentials, permissions...) is fixed
 
-    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, param=param)
         self.code = code
 
 
@@ -105,6 +113,12 @@ def refused(exc: S3Error) -> bool:
 
 
 class UploadGone(S3Error):
+    next_step: str | None = None
+
+
+class ObjectExists(S3Error):
+    """Write-once (``no_overwrite``): the key exists; the upload, if any, was aborted."""
+
     next_step: str | None = None
 
 

@@ -61,6 +61,8 @@ class Header:
     stream_every: int | None = None  # a stream: parts double every this many (StreamSchedule)
     expected_size: int | None = None  # a stream's announced length (file_size is then that)
     shards: int | None = None  # split among this many shard journals (upload start --shards)
+    # Write-once: never replace an existing object (see _write_once); resume honours it.
+    no_overwrite: bool = False
 
     @property
     def stream(self) -> bool:

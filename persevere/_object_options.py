@@ -2,14 +2,16 @@
 
 Parsed and validated once at ``start``, recorded in the journal header as botocore's
 CreateMultipartUpload parameter names, so resume and complete use exactly the same ones.
-``ExpectedBucketOwner`` is special: S3 checks it on every request of the upload, so
-:func:`per_request` returns it for UploadPart, ListParts, Complete, Abort and HeadObject.
+``ExpectedBucketOwner`` and ``RequestPayer`` are special: S3 wants them on every request of
+the upload, so :func:`per_request` returns them for UploadPart, ListParts, Complete, Abort and
+HeadObject.
 """
 
 from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import quote
@@ -30,6 +32,8 @@ StorageClass = Literal[
     "EXPRESS_ONEZONE",
 ]
 SseMode = Literal["AES256", "aws:kms", "aws:kms:dsse"]
+ObjectLockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+LegalHold = Literal["ON", "OFF"]
 CannedAcl = Literal[
     "private",
     "public-read",
@@ -42,6 +46,12 @@ CannedAcl = Literal[
 STORAGE_CLASSES: tuple[str, ...] = get_args(StorageClass)
 SSE_MODES: tuple[str, ...] = get_args(SseMode)
 ACLS: tuple[str, ...] = get_args(CannedAcl)
+LOCK_MODES: tuple[str, ...] = get_args(ObjectLockMode)
+LEGAL_HOLDS: tuple[str, ...] = get_args(LegalHold)
+# CreateMultipartUpload's object lock parameters: S3 applies them to the completed object.
+LOCK_FIELDS = frozenset(
+    {"ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus"}
+)
 
 
 def build_object_options(
@@ -56,8 +66,17 @@ def build_object_options(
     sse_kms_key_id: str | None = None,
     acl: str | None = None,
     expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
+    object_lock_mode: str | None = None,
+    object_lock_retain_until: str | datetime | None = None,
+    object_lock_legal_hold: str | None = None,
 ) -> dict[str, Any]:
-    """CreateMultipartUpload parameters from the CLI's values; :class:`UsageError` if bad."""
+    """CreateMultipartUpload parameters from the CLI's values; :class:`UsageError` if bad.
+
+    Object lock (the bucket must have it enabled): ``object_lock_mode`` GOVERNANCE or
+    COMPLIANCE with ``object_lock_retain_until`` (ISO 8601 date or date and time, UTC unless
+    it says otherwise; in the future), and/or ``object_lock_legal_hold`` ON or OFF.
+    """
     options: dict[str, Any] = {}
     if storage_class is not None:
         value = storage_class.upper()
@@ -91,7 +110,55 @@ def build_object_options(
         if not (expected_bucket_owner.isdigit() and len(expected_bucket_owner) == 12):
             raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
         options["ExpectedBucketOwner"] = expected_bucket_owner
+    if request_payer is not None:
+        if request_payer != "requester":
+            raise UsageError(f"--request-payer must be 'requester', not {request_payer!r}")
+        # A requester-pays bucket bills this account for the requests and the storage.
+        options["RequestPayer"] = request_payer
+    options.update(_object_lock(object_lock_mode, object_lock_retain_until, object_lock_legal_hold))
     return options
+
+
+def _object_lock(
+    mode: str | None, until: str | datetime | None, legal_hold: str | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if (mode is None) != (until is None):  # S3 wants both or neither
+        raise UsageError(
+            "--object-lock-mode and --object-lock-retain-until go together (a retention is a "
+            "mode until a date)"
+        )
+    if mode is not None and until is not None:
+        if mode.upper() not in LOCK_MODES:
+            raise UsageError(
+                f"unknown --object-lock-mode {mode!r} (one of {', '.join(LOCK_MODES)})"
+            )
+        when = until if isinstance(until, datetime) else parse_retain_until(until)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when <= datetime.now(UTC):
+            raise UsageError(f"--object-lock-retain-until {when.isoformat()} is not in the future")
+        options["ObjectLockMode"] = mode.upper()
+        # Recorded in the journal as text; botocore accepts ISO 8601 for the timestamp.
+        options["ObjectLockRetainUntilDate"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if legal_hold is not None:
+        if legal_hold.upper() not in LEGAL_HOLDS:
+            raise UsageError(f"--object-lock-legal-hold must be ON or OFF, not {legal_hold!r}")
+        options["ObjectLockLegalHoldStatus"] = legal_hold.upper()
+    return options
+
+
+def parse_retain_until(text: str) -> datetime:
+    """``2030-01-31``, ``2030-01-31T12:00``, ``2030-01-31T12:00:00Z``, ``...+02:00``: UTC
+    unless an offset is given."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--object-lock-retain-until wants an ISO 8601 date or date and time "
+            f"(2030-01-31 or 2030-01-31T12:00:00Z), not {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # A compressed file is stored as the bytes it is: a Content-Encoding would make browsers,
@@ -125,8 +192,9 @@ def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
     return result
 
 
+PER_REQUEST = ("ExpectedBucketOwner", "RequestPayer")
+
+
 def per_request(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The options every request of the upload must carry (not only CreateMultipartUpload)."""
-    if options and "ExpectedBucketOwner" in options:
-        return {"ExpectedBucketOwner": options["ExpectedBucketOwner"]}
-    return {}
+    return {name: options[name] for name in PER_REQUEST if options and name in options}

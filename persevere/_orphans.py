@@ -2,6 +2,8 @@
 
 Parts of an unfinished upload are billed until it is aborted; these find the forgotten ones
 (``persevere upload list``) and remove one that has no state file (``upload abort --upload-id``).
+:func:`key_status` says what S3 holds for one key without a state file (``upload status
+s3://bucket/key``): the object, if any, and the uploads in progress to it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, cast
 
 import anyio
 
-from ._checksums import CRC64NVME
+from ._checksums import CRC64NVME, ObjectChecksum
 from ._errors import S3Error, UploadGone, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
@@ -35,8 +37,12 @@ async def list_uploads(
     prefix: str = "",
     older_than_s: float | None = None,
     endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
 ) -> list[InProgressUpload]:
-    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far."""
+    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far.
+
+    ``request_payer="requester"``: a requester-pays bucket, every request says so."""
+    payer = _payer(request_payer)
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     cutoff = None
     if older_than_s is not None:
@@ -47,7 +53,7 @@ async def list_uploads(
             return request(
                 "ListMultipartUploads",
                 lambda: cast(Any, client).list_multipart_uploads(
-                    Bucket=bucket, Prefix=prefix, **(markers or {})
+                    Bucket=bucket, Prefix=prefix, **(markers or {}), **payer
                 ),
             )
 
@@ -71,7 +77,7 @@ async def list_uploads(
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
                 try:
-                    session = _session(client, bucket, upload["Key"], upload["UploadId"])
+                    session = _session(client, bucket, upload["Key"], upload["UploadId"], payer)
                     parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
@@ -92,15 +98,71 @@ async def list_uploads(
     return [r for r in results if r is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """What S3 holds for one key: the object (if any) and the uploads in progress to it."""
+
+    bucket: str
+    key: str
+    exists: bool | None  # None: HeadObject was refused (no s3:GetObject)
+    size: int | None = None
+    etag: str | None = None
+    checksum: str | None = None  # "ALGORITHM value", when the object states one
+    last_modified: datetime | None = None
+    uploads: list[InProgressUpload] | None = None  # None: ListMultipartUploads was refused
+
+
+async def key_status(
+    bucket: str,
+    key: str,
+    *,
+    endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
+) -> KeyStatus:
+    """HeadObject for the key, and the multipart uploads in progress to exactly that key."""
+    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    payer = _payer(request_payer)
+    uploads: list[InProgressUpload] | None = None
+    try:
+        found = await list_uploads(
+            bucket, prefix=key, endpoint=endpoint, request_payer=request_payer
+        )
+        uploads = [u for u in found if u.key == key]
+    except S3Error as exc:
+        if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
+            raise
+    async with open_client(endpoint) as client:
+        session = _session(client, bucket, key, "", payer)
+        try:
+            head = await session.head_object()
+        except S3Error as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return KeyStatus(bucket, key, False, uploads=uploads)
+            if refused(exc):
+                return KeyStatus(bucket, key, None, uploads=uploads)
+            raise
+    stated = ObjectChecksum.stored(head)
+    checksum = f"{stated.algorithm.name} {stated}" if stated is not None else None
+    return KeyStatus(
+        bucket, key, True, int(head.get("ContentLength", 0)), str(head.get("ETag") or ""),
+        checksum, head.get("LastModified"), uploads,
+    )  # fmt: skip
+
+
 async def abort_by_id(
-    bucket: str, key: str, upload_id: str, *, endpoint: Endpoint | None = None
+    bucket: str,
+    key: str,
+    upload_id: str,
+    *,
+    endpoint: Endpoint | None = None,
+    request_payer: str | None = None,
 ) -> None:
     """Abort one multipart upload that has no state file. An unknown id is an error here (it
     was probably mistyped, and saying "done" would hide that), so the upload is looked up
     first: some servers answer an abort of an unknown id with success."""
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint) as client:
-        session = _session(client, bucket, key, upload_id)
+        session = _session(client, bucket, key, upload_id, _payer(request_payer))
         try:
             await session.list_parts(max_parts=1)
         except UploadGone:
@@ -115,8 +177,20 @@ async def abort_by_id(
         await session.abort()
 
 
-def _session(client: S3Client, bucket: str, key: str, upload_id: str) -> MultipartSession:
+def _payer(request_payer: str | None) -> dict[str, str]:
+    return {"RequestPayer": request_payer} if request_payer else {}
+
+
+def _session(
+    client: S3Client, bucket: str, key: str, upload_id: str, per_request: dict[str, str]
+) -> MultipartSession:
     """Another tool's upload: its checksum algorithm is unknown, and only sizes are read."""
     return MultipartSession(
-        client, bucket, key, upload_id, CRC64NVME, retry=RetryPolicy(max_attempts=5)
+        client,
+        bucket,
+        key,
+        upload_id,
+        CRC64NVME,
+        retry=RetryPolicy(max_attempts=5),
+        per_request=per_request,
     )

@@ -1,7 +1,8 @@
 """The part plan: how a file of a given size is cut into S3 multipart parts.
 
 Pure arithmetic, no I/O. S3's rules (see shared S3 notes): 1..10,000 parts, each 5 MiB..5 GiB
-except the last, which may be smaller; hence at most 48.8 TiB per object.
+except the last, which may be smaller; hence at most 48.8 TiB per object. Some S3-compatible
+endpoints allow fewer parts (Scaleway: 1,000): ``max_parts`` lowers the limit.
 """
 
 from __future__ import annotations
@@ -51,24 +52,49 @@ class PartPlan:
         return text
 
 
-def auto_part_size(file_size: int) -> int:
-    """The smallest MiB-aligned size >= 8 MiB that keeps the file within 10,000 parts."""
-    needed = -(-file_size // MAX_PARTS)
+def auto_part_size(file_size: int, max_parts: int = MAX_PARTS) -> int:
+    """The smallest MiB-aligned size >= 8 MiB that keeps the file within ``max_parts`` parts
+    (S3's 10,000, or fewer for endpoints that allow fewer: Scaleway allows 1,000)."""
+    needed = -(-file_size // max_parts)
     size = max(DEFAULT_MIN_AUTO_PART_SIZE, -(-needed // MiB) * MiB)
     return size
 
 
-def make_plan(file_size: int, part_size: int | None = None) -> PartPlan:
-    """Validate and build a plan, refusing any that S3 would reject later."""
+def _check_max_parts(max_parts: int) -> None:
+    if not 1 <= max_parts <= MAX_PARTS:
+        raise PlanError(
+            f"the part limit must be between 1 and {MAX_PARTS:,}, not {max_parts:,}",
+            param="max_parts",
+        )
+
+
+def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX_PARTS) -> PartPlan:
+    """Validate and build a plan, refusing any that S3 would reject later.
+
+    ``max_parts``: the endpoint's part limit, when it is below S3's 10,000 (Scaleway: 1,000);
+    the automatic part size and every refusal respect it.
+    """
+    _check_max_parts(max_parts)
+    limit = "S3 allows" if max_parts == MAX_PARTS else "the part limit allows"
     if file_size < 0:
         raise PlanError(f"file size cannot be negative: {file_size}")
-    if file_size > MAX_OBJECT_SIZE:
+    largest = max_parts * MAX_PART_SIZE
+    if file_size > largest:
+        if max_parts == MAX_PARTS:
+            raise PlanError(
+                f"file is {format_size(file_size)}; S3 objects are at most "
+                f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)"
+            )
+        size, fit = format_size(file_size), format_size(largest)
+        if size == fit:  # e.g. both 4.9 TiB: the bytes say which is larger
+            size, fit = f"{size} ({file_size:,} bytes)", f"{fit} ({largest:,} bytes)"
         raise PlanError(
-            f"file is {format_size(file_size)}; S3 objects are at most "
-            f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)"
+            f"file is {size}; in at most {max_parts:,} parts of 5 GiB (S3's largest part) "
+            f"only {fit} fit",
+            param="max_parts",
         )
     if part_size is None:
-        part_size = auto_part_size(file_size)
+        part_size = auto_part_size(file_size, max_parts)
         if part_size > MAX_PART_SIZE:  # pragma: no cover - excluded by the size check above
             raise PlanError("file too large for S3")
         return PartPlan(file_size, part_size)
@@ -77,11 +103,12 @@ def make_plan(file_size: int, part_size: int | None = None) -> PartPlan:
     if part_size > MAX_PART_SIZE:
         raise PlanError(f"part size {format_size(part_size)} is above S3's maximum of 5 GiB")
     plan = PartPlan(file_size, part_size)
-    if plan.part_count > MAX_PARTS:
+    if plan.part_count > max_parts:
         raise PlanError(
             f"part size {format_size(part_size)} would cut this {format_size(file_size)} file "
-            f"into {plan.part_count:,} parts; S3 allows at most 10,000 "
-            f"(use --part-size {auto_part_size(file_size) // MiB}MiB or more, or 'auto')"
+            f"into {plan.part_count:,} parts; {limit} at most {max_parts:,} "
+            f"(use --part-size {auto_part_size(file_size, max_parts) // MiB}MiB or more, or "
+            "'auto')"
         )
     return plan
 

@@ -62,6 +62,7 @@ from ._upload import (
     session_of,
     source_of,
 )
+from ._write_once import give_up, key_exists
 
 log = logging.getLogger("persevere")
 
@@ -246,6 +247,9 @@ class _Resumption:
             remote = await self._remote_parts()
         except UploadGone:
             return await self._completed_earlier(started)
+        if self.session.no_overwrite and remote is not None and await key_exists(self.session):
+            # The upload still exists, so the object is not its own: another writer's.
+            await give_up(self.session, self.journal, "the key exists")
         ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
         try:

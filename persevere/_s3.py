@@ -99,6 +99,9 @@ class Endpoint:
     region: str | None = None
     profile: str | None = None
     ca_bundle: str | None = None  # else AWS_CA_BUNDLE / the profile's ca_bundle / certifi
+    # False: the endpoint's TLS certificate is not checked (anyone on the path can read and
+    # alter the traffic). Never recorded in the journal: each command must ask for it again.
+    verify_ssl: bool = True
 
     def __post_init__(self) -> None:
         # Credentials in the URL cannot sign S3 requests (aiohttp would send them as Basic
@@ -113,6 +116,8 @@ class Endpoint:
         region: str | None,
         profile: str | None,
         ca_bundle: str | None = None,
+        *,
+        verify_ssl: bool = True,
     ) -> Endpoint:
         """Fill in what the user did not say from the standard AWS variables.
 
@@ -126,12 +131,17 @@ class Endpoint:
             or None
         )
         if ca_bundle is not None:
+            if not verify_ssl:
+                raise UsageError(
+                    "a CA bundle verifies the certificate, which is not to be verified: give "
+                    "one or the other",
+                    param="ca_bundle",
+                )
             ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
             if not os.path.isfile(ca_bundle):
                 raise UsageError(f"CA bundle {ca_bundle} does not exist")
-        return Endpoint(
-            endpoint_url, region, profile or os.environ.get("AWS_PROFILE") or None, ca_bundle
-        )
+        profile = profile or os.environ.get("AWS_PROFILE") or None
+        return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 
     def overridden_by(self, other: Endpoint | None) -> Endpoint:
         """This endpoint with ``other``'s fields where they are set (resume's overrides)."""
@@ -142,17 +152,21 @@ class Endpoint:
             other.region or self.region,
             other.profile or self.profile,
             other.ca_bundle or self.ca_bundle,
+            self.verify_ssl and other.verify_ssl,
         )
 
 
 def _verify(endpoint: Endpoint) -> str | bool | None:
-    """What to verify TLS with: the CA bundle, botocore's default, or nothing for plain HTTP.
+    """What to verify TLS with: the CA bundle, botocore's default, or nothing (plain HTTP, or
+    ``verify_ssl=False``).
 
     An ``http://`` endpoint never speaks TLS (botocore keeps the endpoint's scheme, even when
     it follows a region redirect), yet aiobotocore would load the whole CA store for it in a
     worker thread before the first request (about 20 ms of CPU).
     """
     if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
+        return False
+    if not endpoint.verify_ssl:
         return False
     return endpoint.ca_bundle
 

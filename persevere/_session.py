@@ -20,6 +20,7 @@ from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ETag, ObjectChecksum, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
+from ._object_options import LOCK_FIELDS
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from ._s3 import CREDENTIALS_EXPIRED_CODES, S3Client, attempt, pages
@@ -69,10 +70,13 @@ class MultipartSession:
         per_request: Mapping[str, Any] | None = None,
         exhausted: Exhausted = resumable,
         pinned: bool = True,
+        no_overwrite: bool = False,
     ) -> None:
         """``upload_id`` None: a new upload, which :meth:`create` creates. ``pinned``: the
         algorithm was chosen, so an endpoint that does not echo it is refused; unpinned, the
-        session falls back to Content-MD5 per part (see :mod:`._checksum_mode`)."""
+        session falls back to Content-MD5 per part (see :mod:`._checksum_mode`).
+        ``no_overwrite``: CompleteMultipartUpload only if the key does not exist
+        (``If-None-Match: *``; see :mod:`._write_once`)."""
         self.client = client
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
@@ -86,6 +90,7 @@ class MultipartSession:
         self.verifier = PartVerifier(algorithm, pinned=pinned)
         self.retry = retry or RetryPolicy()
         self.exhausted = exhausted
+        self.no_overwrite = no_overwrite
         # Bucket, key and what S3 wants repeated on every request of the upload.
         self.object_ids: dict[str, Any] = {"Bucket": bucket, "Key": key, **(per_request or {})}
 
@@ -132,8 +137,39 @@ class MultipartSession:
                     code=exc.code,
                     hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
                 ) from exc
+            if exc.code in _UNSUPPORTED_CODES and LOCK_FIELDS & object_options.keys():
+                refused = await self._lock_refused(exc)
+                if refused is not None:
+                    raise refused from exc
             raise
         self.upload_id = str(response["UploadId"])
+
+    async def _lock_refused(self, exc: S3Error) -> S3Error | None:
+        """Object lock options refused (AWS: "Bucket is missing Object Lock Configuration";
+        SeaweedFS: a bare "Invalid Request"): one line with the fix. The bucket's lock
+        configuration is asked for, to say for sure (without the permission, "probably")."""
+        found: str | None = None
+        try:
+            config = await attempt(
+                "GetObjectLockConfiguration",
+                lambda: self._api.get_object_lock_configuration(Bucket=self.bucket),
+            )
+            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            found = "has object lock" if enabled == "Enabled" else "has no object lock"
+        except S3Error as lookup:
+            if lookup.code == "ObjectLockConfigurationNotFoundError":
+                found = "has no object lock"
+        except TransientError:
+            pass
+        if found == "has object lock":
+            return None  # refused for another reason: S3's own words
+        said = "has no object lock" if found else "probably has no object lock"
+        return S3Error(
+            f"S3 refused the object lock options ({exc}): bucket {self.bucket} {said}; enable "
+            "it (versioning on, then aws s3api put-object-lock-configuration, or a new bucket "
+            "created with --object-lock-enabled-for-bucket), or upload without object lock",
+            code=exc.code,
+        )
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""
@@ -213,6 +249,8 @@ class MultipartSession:
             },
             "MpuObjectSize": object_size,
         }
+        if self.no_overwrite:
+            params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
         if flexible:
             params["ChecksumType"] = self.checksum_type
         if flexible and self.checksum_type == "FULL_OBJECT":
@@ -235,7 +273,7 @@ class MultipartSession:
 
         response = await self.call("CompleteMultipartUpload", complete_once)
         returned = response.get(param)
-        if returned is not None and returned != str(expected.checksum):
+        if returned is not None and not expected.checksum.matches(returned):
             raise IntegrityError(
                 f"S3 reports checksum {returned} for {self.where}, the parts give "
                 f"{expected.checksum}: the object may be corrupt",
@@ -265,7 +303,7 @@ class MultipartSession:
             return False
         stored = head.get(self.algorithm.param)
         if stored is not None:
-            return bool(stored == str(expected.checksum))
+            return expected.checksum.matches(stored)
         return expected.expected_etag is not None and ETag(expected.expected_etag).same(
             str(head.get("ETag", ""))
         )

@@ -268,6 +268,7 @@ async def start_stream(
     progress: ProgressSink | None = None,
     stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
     fd: int = 0,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     """Upload standard input (or ``fd``) to ``s3://bucket/key``, journaled in ``state_file``.
 
@@ -292,6 +293,7 @@ async def start_stream(
                 bucket, key, endpoint, resolved_region(client), STREAM, None, schedule.first,
                 algorithm, object_options, pinned=checksum is not None,
                 stream_every=schedule.every, expected_size=expected_size,
+                no_overwrite=no_overwrite,
             )  # fmt: skip
             session, header = await create_recorded(
                 client, journal, draft, algorithm, object_options or {}, options

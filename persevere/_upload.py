@@ -34,7 +34,7 @@ from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
-from ._plan import PartPlan, make_plan
+from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._retry import RetryPolicy, TransientError
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
@@ -42,6 +42,7 @@ from ._sender import PartSender
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._version import __version__
+from ._write_once import give_up, is_write_conflict, refuse_existing
 
 log = logging.getLogger("persevere")
 
@@ -102,6 +103,7 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
         retry=retry,
         per_request=per_request(header.object_options),
         pinned=header.checksum_pinned,
+        no_overwrite=header.no_overwrite,
     )
 
 
@@ -122,6 +124,8 @@ async def start_upload(
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
+    max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
@@ -133,14 +137,21 @@ async def start_upload(
     ``checksum`` None: CRC64NVME, falling back to Content-MD5 per part (one warning) if the
     endpoint does not confirm it; a named algorithm is pinned: unconfirmed, the upload stops
     (:class:`ChecksumNotVerified`). ``"MD5"``: Content-MD5 mode from the start.
+
+    ``max_parts``: the endpoint's part limit when it allows fewer than S3's 10,000 (the plan
+    is made within it; resume keeps the plan, so it is not recorded).
+
+    ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
+    completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
     options = options or UploadOptions()
     pinned = checksum is not None
     progress = progress or NullProgress()
     options.validate()
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
-    )
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
+        max_parts,
+    )  # fmt: skip
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
     with SourceFile(identity) as source:
@@ -150,6 +161,7 @@ async def start_upload(
                 draft = new_header(
                     bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
                     plan.part_size, algorithm, object_options, pinned=pinned,
+                    no_overwrite=no_overwrite,
                 )  # fmt: skip
                 session, header = await create_recorded(
                     client, journal, draft, algorithm, object_options or {}, options
@@ -192,6 +204,7 @@ def new_header(
     stream_every: int | None = None,
     expected_size: int | None = None,
     shards: int | None = None,
+    no_overwrite: bool = False,
 ) -> Header:
     """The journal's header of a new upload, but for its id (``identity`` None: a stream)."""
     return Header(
@@ -218,6 +231,7 @@ def new_header(
         stream_every=stream_every,
         expected_size=expected_size,
         shards=shards,
+        no_overwrite=no_overwrite,
     )
 
 
@@ -229,7 +243,10 @@ async def create_recorded(
     object_options: dict[str, Any],
     options: UploadOptions,
 ) -> tuple[MultipartSession, Header]:
-    """A session for a new upload, created on S3 and recorded in the journal (see _create)."""
+    """A session for a new upload, created on S3 and recorded in the journal (see _create).
+
+    Write-once (``draft.no_overwrite``): an existing key is refused first, nothing created,
+    the empty state file removed (:mod:`._write_once`)."""
     session = MultipartSession(
         client,
         draft.bucket,
@@ -239,7 +256,14 @@ async def create_recorded(
         retry=options.retry,
         per_request=per_request(object_options),
         pinned=draft.checksum_pinned,
+        no_overwrite=draft.no_overwrite,
     )
+    if draft.no_overwrite:
+        try:
+            await refuse_existing(session)
+        except BaseException:
+            journal.discard()
+            raise
     return session, await _create(session, journal, draft, object_options, options)
 
 
@@ -255,6 +279,8 @@ async def create_upload(
     endpoint: Endpoint | None = None,
     object_options: dict[str, Any] | None = None,
     options: UploadOptions | None = None,
+    max_parts: int = MAX_PARTS,
+    no_overwrite: bool = False,
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
@@ -262,8 +288,9 @@ async def create_upload(
     if not 1 <= shards <= 10_000:
         raise UsageError(f"shards must be between 1 and 10,000, not {shards}", param="shards")
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME"
-    )
+        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
+        max_parts,
+    )  # fmt: skip
     if shards > plan.part_count:
         raise UsageError(
             f"{shards} shards for {plan.part_count} part(s): each shard needs a part",
@@ -276,7 +303,7 @@ async def create_upload(
             draft = new_header(
                 bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
                 plan.part_size, algorithm, object_options, pinned=checksum is not None,
-                shards=shards,
+                shards=shards, no_overwrite=no_overwrite,
             )  # fmt: skip
             _, header = await create_recorded(
                 client, journal, draft, algorithm, object_options or {}, options
@@ -293,6 +320,7 @@ def _prepare_start(
     state_file: str | Path,
     part_size: int | None,
     checksum: str,
+    max_parts: int = MAX_PARTS,
 ) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
     """Every check that needs no request: a plan that cannot work is refused here."""
     if not bucket or not key:
@@ -302,7 +330,7 @@ def _prepare_start(
     except ValueError as exc:
         raise UsageError(str(exc), param="checksum") from None
     identity = inspect_file(Path(file))
-    plan = make_plan(identity.size, part_size)
+    plan = make_plan(identity.size, part_size, max_parts)
     state_path = Path(state_file).expanduser().absolute()
     if state_path.resolve() == identity.path:
         raise UsageError("the state file cannot be the file being uploaded", param="state_file")
@@ -409,6 +437,16 @@ async def complete(
         done = session.expected(parts)
         if not await session.holds(done, size):
             raise
+    except S3Error as exc:
+        if not (session.no_overwrite and is_write_conflict(exc)):
+            raise
+        # The key exists: this upload's own object (an attempt completed it, its answer
+        # lost), or another writer's, which stays (see _write_once).
+        done = session.expected(parts)
+        if not await session.holds(done, size):
+            await give_up(session, ledger.journal, f"completion refused: {exc.code}")
+        with contextlib.suppress(PersevereError):
+            await session.abort()  # 412 leaves the upload in place: free its parts
     else:
         await check_object(session, done, size)
     return done
@@ -427,7 +465,7 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
         return
     stored_size = int(head.get("ContentLength", -1))
     stored = head.get(session.algorithm.param)
-    if stored_size != size or (stored is not None and stored != str(done.checksum)):
+    if stored_size != size or (stored is not None and not done.checksum.matches(stored)):
         raise IntegrityError(
             f"{session.where} after completion has size {stored_size} and checksum {stored}; "
             f"expected {size} and {done.checksum}",
@@ -506,8 +544,10 @@ def make_result(
 
 
 # -- abort and status ------------------------------------------------------------------------
-async def abort_upload(state_file: str | Path) -> Header:
-    """Abort the multipart upload a state file describes (S3 frees its parts), and journal it."""
+async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = None) -> Header:
+    """Abort the multipart upload a state file describes (S3 frees its parts), and journal it.
+
+    ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
     try:
@@ -519,7 +559,7 @@ async def abort_upload(state_file: str | Path) -> Header:
             )
         if state.finished == "aborted":
             return header
-        async with open_client(endpoint_of(header)) as client:
+        async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
             try:
                 await session_of(client, header, RetryPolicy(max_attempts=5)).abort()
             except UploadGone:
@@ -530,15 +570,19 @@ async def abort_upload(state_file: str | Path) -> Header:
         journal.close()
 
 
-async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> UploadStatus:
-    """What the state file knows, and (if the endpoint answers quickly) what ListParts says."""
+async def upload_status(
+    state_file: str | Path, *, query_s3: bool = True, endpoint: Endpoint | None = None
+) -> UploadStatus:
+    """What the state file knows, and (if the endpoint answers quickly) what ListParts says.
+
+    ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
     plan = PartPlan(header.file_size, header.part_size)
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
-        remote = await _remote_status(header)
+        remote = await _remote_status(header, endpoint)
     return UploadStatus(
         state_file=state_path,
         header=header,
@@ -550,10 +594,10 @@ async def upload_status(state_file: str | Path, *, query_s3: bool = True) -> Upl
     )
 
 
-async def _remote_status(header: Header) -> RemoteStatus:
+async def _remote_status(header: Header, overrides: Endpoint | None) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
-            endpoint = endpoint_of(header)
+            endpoint = endpoint_of(header).overridden_by(overrides)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
             async with open_client(endpoint, quick) as client:
                 session = session_of(client, header, RetryPolicy(max_attempts=5))

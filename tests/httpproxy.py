@@ -12,7 +12,9 @@ HTTP/1.1 requests and responses, for two kinds of test:
   (and ``x-amz-sdk-checksum-algorithm``) response headers and the ``<Checksum...>`` elements of
   XML answers: to the client, the server looks like one that never verified nor stored a
   checksum, while the real server behind still stores the real bytes. ``reply`` answers chosen
-  requests itself (an endpoint that refuses a header, a 501), without forwarding them.
+  requests itself (an endpoint that refuses a header, a 501), without forwarding them;
+  ``rewrite_headers`` edits the headers of chosen answers (an endpoint that states a value its
+  own way, e.g. a composite checksum without its ``-N``).
 
 Plain HTTP only (like the fault proxy): botocore sends checksums in headers over HTTP, and in a
 trailer (``aws-chunked``) over HTTPS, which the proxy would pass through untouched anyway.
@@ -152,6 +154,8 @@ class HttpProxy:
     ``strip_checksums``: True, or a predicate on the :class:`Exchange` (e.g. only UploadPart),
     for the answers to strip of checksums. ``reply``: return a :class:`Reply` to answer a
     request without forwarding it (its body is read and dropped), or None to forward.
+    ``rewrite_headers``: given the exchange and the answer's headers (after any stripping),
+    return the headers the client gets.
     """
 
     def __init__(
@@ -160,10 +164,13 @@ class HttpProxy:
         *,
         strip_checksums: bool | Callable[[Exchange], bool] = False,
         reply: Callable[[Exchange], Reply | None] | None = None,
+        rewrite_headers: Callable[[Exchange, list[tuple[str, str]]], list[tuple[str, str]]]
+        | None = None,
     ) -> None:
         self.upstream = upstream
         self.strip_checksums = strip_checksums
         self.reply = reply
+        self.rewrite_headers = rewrite_headers
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -299,6 +306,8 @@ class HttpProxy:
             kept = [(k, v) for k, v in headers if not _is_checksum_header(k)]
             exchange.stripped += [k for k, v in headers if _is_checksum_header(k)]
             headers = kept
+        if self.rewrite_headers is not None:
+            headers = self.rewrite_headers(exchange, headers)
         rewrite_body = (
             strip
             and has_body

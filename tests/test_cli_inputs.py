@@ -205,6 +205,6 @@ def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_pa
         "profile", "file_path", "file_size", "mtime_ns", "part_size", "checksum_algorithm",
         "checksum_type", "created_at", "tool_version", "ca_bundle", "object_options",
         "ctime_ns", "inode", "device", "checksum_pinned", "expected_size", "stream_every",
-        "shards",
+        "shards", "no_overwrite",
     }  # fmt: skip
     assert set(header["object_options"]) == {"ContentType", "Metadata"}

@@ -109,3 +109,41 @@ def test_aws_ca_bundle_and_resume_over_https(
     resumed = persevere(env, "upload", "resume", "--state-file", state, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert sha256_of_object(tls_client, tls_bucket, "resumed") == sha256_of_file(file)
+
+
+INSECURE = "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified"
+
+
+def test_no_verify_ssl_trusts_any_certificate_loudly_and_is_never_recorded(
+    tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path
+):
+    """No CA bundle anywhere: --no-verify-ssl gets through, with a warning, on every command
+    that talks to S3; the state file does not remember it, so resume must be told again."""
+    file = make_file(20 * MiB, seed=63)
+    state = tmp_path / "s"
+    args = ["upload", "start", file, f"s3://{tls_bucket}/k", "--state-file", state,
+            "--part-size", "5MiB", "-c", "1", "--no-progress", "--no-verify-ssl"]  # fmt: skip
+    interrupt_after_parts(tls_env, args, state, 1)
+    header = json.loads(state.read_bytes().splitlines()[0])
+    assert not any("verify" in name for name in header)
+
+    refused = persevere(tls_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert refused.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    for command in (
+        ["upload", "status", "--state-file", state, "--json"],
+        ["upload", "list", "--s3-bucket", tls_bucket, "--json"],
+        ["upload", "resume", "--state-file", state, "--no-progress"],
+        ["verify", file, f"s3://{tls_bucket}/k", "--no-progress"],
+    ):
+        result = persevere(tls_env, *command, "--no-verify-ssl")
+        assert result.returncode == 0, (command, result.stderr)
+        assert INSECURE in result.stderr, command
+        assert "Traceback" not in result.stderr
+        if command[1] == "status":
+            assert json.loads(result.stdout)["remote"]["exists"] is True
+    assert sha256_of_object(tls_client, tls_bucket, "k") == sha256_of_file(file)
+
+    both = persevere(tls_env, "upload", "start", file, f"s3://{tls_bucket}/k2",
+                     "--state-file", tmp_path / "s2", "--no-verify-ssl", "--ca-bundle",
+                     tls_server.ca_file)  # fmt: skip
+    assert both.returncode == 2 and "--ca-bundle" in both.stderr

@@ -161,3 +161,63 @@ def test_explicit_plan_is_valid_or_refused(file_size, part_size):
     last = plan.part_count
     assert plan.offset(last) + plan.size_of(last) == file_size
     assert 0 <= plan.size_of(last) <= part_size
+
+
+# -- endpoints with fewer parts (Scaleway: 1,000) ----------------------------------------------
+@pytest.mark.parametrize(
+    ("file_size", "max_parts", "expected"),
+    [
+        (0, 1000, 8 * MiB),
+        (1000 * 8 * MiB, 1000, 8 * MiB),
+        (1000 * 8 * MiB + 1, 1000, 9 * MiB),
+        (1 * TiB, 1000, 1049 * MiB),
+        (1000 * 5 * GiB, 1000, 5 * GiB),
+        (20 * MiB, 2, 10 * MiB),
+        (20 * MiB + 1, 2, 11 * MiB),
+        (5 * GiB, 1, 5 * GiB),
+    ],
+)
+def test_auto_part_size_within_a_lower_part_limit(file_size, max_parts, expected):
+    assert auto_part_size(file_size, max_parts) == expected
+    plan = make_plan(file_size, None, max_parts)
+    assert plan.part_size == expected
+    assert plan.part_count <= max_parts
+
+
+def test_a_file_that_cannot_fit_at_5_gib_parts_is_refused_naming_the_limit():
+    with pytest.raises(PlanError, match=r"in at most 1,000 parts of 5 GiB") as info:
+        make_plan(1000 * 5 * GiB + 1, None, 1000)
+    assert info.value.param == "max_parts"
+    assert "(5,368,709,120,001 bytes)" in str(info.value)
+    with pytest.raises(PlanError, match=r"in at most 1,000 parts"):
+        make_plan(1000 * 5 * GiB + 1, 5 * GiB, 1000)
+
+
+def test_an_explicit_part_size_over_the_limit_suggests_one_within_it():
+    with pytest.raises(PlanError, match=r"the part limit allows at most 1,000") as info:
+        make_plan(10 * GiB, 8 * MiB, 1000)
+    assert "1,280 parts" in str(info.value) and "use --part-size 11MiB or more" in str(info.value)
+    assert make_plan(10 * GiB, 11 * MiB, 1000).part_count <= 1000
+
+
+@pytest.mark.parametrize("max_parts", [0, -1, 10_001])
+def test_the_part_limit_itself_is_checked(max_parts):
+    with pytest.raises(PlanError, match="between 1 and 10,000") as info:
+        make_plan(1, None, max_parts)
+    assert info.value.param == "max_parts"
+
+
+@given(
+    file_size=st.integers(min_value=0, max_value=MAX_OBJECT_SIZE),
+    max_parts=st.integers(min_value=1, max_value=MAX_PARTS),
+)
+def test_auto_plan_respects_any_part_limit(file_size, max_parts):
+    if file_size > max_parts * MAX_PART_SIZE:
+        with pytest.raises(PlanError):
+            make_plan(file_size, None, max_parts)
+        return
+    plan = make_plan(file_size, None, max_parts)
+    assert MIN_PART_SIZE <= plan.part_size <= MAX_PART_SIZE
+    assert plan.part_count <= max_parts
+    smaller = plan.part_size - MiB
+    assert smaller < DEFAULT_MIN_AUTO_PART_SIZE or -(-file_size // smaller) > max_parts

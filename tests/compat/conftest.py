@@ -55,6 +55,9 @@ class ServerTraits:
     if_none_match_on_complete: bool
     # x-amz-object-lock-* on CreateMultipartUpload is applied to the completed object.
     object_lock_on_multipart: bool
+    # x-amz-object-lock-* on CreateMultipartUpload, bucket without object lock: refused
+    # (InvalidRequest); moto accepts it (and applies nothing).
+    refuses_lock_without_bucket_lock: bool
     # UploadPart to an aborted upload answers NoSuchUpload (moto: 500 InternalError).
     no_such_upload_on_upload_part: bool
     # GetObjectAttributes answers (persevere's verify reads the part layout from it).
@@ -70,6 +73,7 @@ TRAITS = {
         verifies_content_md5=True,
         if_none_match_on_complete=True,
         object_lock_on_multipart=True,
+        refuses_lock_without_bucket_lock=True,
         no_such_upload_on_upload_part=True,
         object_attributes=True,
     ),
@@ -81,6 +85,7 @@ TRAITS = {
         verifies_content_md5=False,
         if_none_match_on_complete=True,
         object_lock_on_multipart=False,
+        refuses_lock_without_bucket_lock=False,
         no_such_upload_on_upload_part=False,
         object_attributes=True,
     ),
@@ -92,6 +97,7 @@ TRAITS = {
         verifies_content_md5=True,
         if_none_match_on_complete=False,
         object_lock_on_multipart=False,
+        refuses_lock_without_bucket_lock=True,
         no_such_upload_on_upload_part=True,
         object_attributes=False,  # 500
     ),

@@ -1,0 +1,99 @@
+"""Write-once uploads (``no_overwrite``): never replace an object that already exists.
+
+Backups kept against ransomware or mistakes must not be overwritten by a later run. Two guards:
+
+1. **HeadObject before anything is sent** (before CreateMultipartUpload at start; before any
+   part at resume, once ListParts shows the upload still exists): an existing key is refused at
+   once, so no bytes are uploaded for nothing. Cheap, but racy (another writer can create the
+   key a moment later) and only as good as the permission: answered 403 (no s3:GetObject),
+   it cannot tell and goes on.
+2. **CompleteMultipartUpload carries ``If-None-Match: *``**: S3 refuses (412) to complete over
+   an existing key, atomically; this is the guarantee, and it is the *endpoint's*. AWS, MinIO,
+   SeaweedFS and moto honour it; JuiceFS's gateway and ministack ignore it and overwrite
+   (probed: /work/notes/compat-findings.md), where only guard 1 remains.
+
+When the key exists, the multipart upload is **aborted** (S3 frees its parts) and the journal
+records ``aborted``: the object is left untouched and the run ends with :class:`ObjectExists`
+(exit 1). A 412 after a completion whose answer was lost (the retried Complete meets the
+object this very upload made) is recognised by the object's size and checksum: that is
+success, not a conflict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import NoReturn
+
+import anyio
+
+from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
+from ._journal import Journal
+from ._session import MultipartSession
+
+log = logging.getLogger("persevere")
+
+# What S3 answers a conditional Complete that meets an existing key (412), or a write to the
+# same key racing with it (409: "re-initiate the multipart upload").
+WRITE_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_FORBIDDEN_CODES = frozenset({"403", "AccessDenied"})
+
+
+def is_write_conflict(exc: S3Error) -> bool:
+    return exc.code in WRITE_CONFLICT_CODES
+
+
+async def key_exists(session: MultipartSession) -> bool | None:
+    """HeadObject: True, False, or None when the endpoint will not say (403)."""
+    try:
+        await session.head_object()
+    except S3Error as exc:
+        if exc.code in _MISSING_CODES:
+            return False
+        if exc.code in _FORBIDDEN_CODES:
+            log.warning(
+                "cannot tell whether %s exists (HeadObject refused: s3:GetObject); only the "
+                "endpoint's If-None-Match check at completion keeps it from being overwritten",
+                session.where,
+            )
+            return None
+        raise
+    return True
+
+
+def exists_error(session: MultipartSession, *, uploaded: bool) -> ObjectExists:
+    done = "the upload was aborted" if uploaded else "nothing was uploaded"
+    return ObjectExists(
+        f"{session.where} already exists; it was left untouched (write-once), {done}",
+        code="ObjectExists",
+        param="no_overwrite",
+    )
+
+
+async def refuse_existing(session: MultipartSession) -> None:
+    """Before CreateMultipartUpload: an existing key ends the run, nothing sent or created."""
+    if await key_exists(session):
+        raise exists_error(session, uploaded=False)
+
+
+async def give_up(session: MultipartSession, journal: Journal, cause: str) -> NoReturn:
+    """The key exists and this upload must not replace it: abort the upload (best effort,
+    shielded), record ``aborted``, and raise :class:`ObjectExists`."""
+    left = ""
+    with anyio.CancelScope(shield=True):
+        try:
+            await session.abort()
+        except UploadGone:
+            pass
+        except PersevereError as exc:
+            left = f" (the abort failed: {exc}; upload {session.upload_id} is left)"
+        with contextlib.suppress(PersevereError):
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            await anyio.to_thread.run_sync(
+                lambda: journal.append_outcome("aborted", at=at, reason=cause)
+            )
+    error = exists_error(session, uploaded=True)
+    error.message += left
+    raise error
