@@ -104,6 +104,9 @@ class JournalState:
     torn_tail: bool = False
     source: SourceRecord | None = None  # the latest identity the parts were checked against
     damaged_lines: list[int] = field(default_factory=list)  # skipped: rebuilt from ListParts
+    invalid: set[int] = field(default_factory=set)  # found to differ, not recorded again since
+    # Parts merged from shard journals (see _shards.merge_shards), by journal.
+    from_shards: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def identity(self) -> SourceRecord:
@@ -209,20 +212,23 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             state = JournalState(header=_parse_header(record, name))
             continue
         kind = record.get("type") if isinstance(record, dict) else None
-        if state.outcome is not None and kind != "source":
-            # (A source line may follow: the file re-checked against a completed upload.)
+        if state.outcome is not None and kind in ("part", "completed", "aborted"):
+            # (A source line may follow: the file re-checked against a completed upload; a
+            # damaged line is skipped below, as anywhere.)
             raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
         try:
             if kind == "part":
                 part = _parse_part(record, where)
                 # A later line for the same part wins: it was uploaded again after S3 lost it.
                 state.parts[part.part_number] = part
+                state.invalid.discard(part.part_number)
             elif kind == "source":
                 state.source = _parse_source(record, where)
                 # Parts found to differ from the file when it was checked: not done any more
                 # (until a later line records them sent again).
                 for number in record.get("invalid") or []:
                     state.parts.pop(number, None)
+                    state.invalid.add(number)
             elif kind in ("completed", "aborted"):
                 state.outcome = record
             else:

@@ -339,14 +339,28 @@ class _Resumption:
             why = f"its {', '.join(differ)} changed" if differ else "as asked"
             changed = await self._reread(done, sorted(done), why)
         else:
-            sample = random.SystemRandom().sample(sorted(done), min(SPOT_CHECK_PARTS, len(done)))
-            if not await self._reread(dict(done), sample, None, quiet=True):
-                log.info("spot check: parts %s still match the file", sample)
-                return []
-            why = "a spot check found a part that differs although size and times match"
-            changed = await self._reread(done, sorted(done), why)
-        await self._record_checked(changed)
+            changed = await self._spot_check(done, sorted(done))
+            # Parts other processes or hosts read (shards) were read through their own view
+            # of the file (another mount, a stale cache, a copy): a spot check per shard.
+            for path, numbers in sorted(self.state.from_shards.items()):
+                mine = [n for n in numbers if n in done]
+                changed += await self._spot_check(done, mine, f"(read by {Path(path).name})")
+        if changed or differ or verify_parts:
+            await self._record_checked(changed)
         return changed
+
+    async def _spot_check(
+        self, done: dict[int, PartRecord], numbers: list[int], whose: str = ""
+    ) -> list[int]:
+        """Re-read a few of ``numbers``; if one differs, all of them: the ones that changed."""
+        if not numbers:
+            return []
+        sample = random.SystemRandom().sample(numbers, min(SPOT_CHECK_PARTS, len(numbers)))
+        if not await self._reread(dict(done), sample, None, quiet=True):
+            log.info("spot check: parts %s still match the file %s", sample, whose)
+            return []
+        why = f"a spot check found a part {whose} that differs although size and times match"
+        return await self._reread(done, numbers, why.replace("  ", " "))
 
     async def _record_checked(self, changed: list[int]) -> None:
         """Every recorded part was just re-read: write down the identity they were checked

@@ -95,8 +95,13 @@ def merge_shards(state_path: Path, state: JournalState) -> None:
         if shard.header.upload_id != state.header.upload_id:
             log.warning("%s belongs to another upload: ignored", path)
             continue
+        taken = []
         for number, part in shard.parts.items():
-            state.parts.setdefault(number, part)
+            if number not in state.parts and number not in state.invalid:
+                state.parts[number] = part
+                taken.append(number)
+        if taken:
+            state.from_shards[str(path)] = taken
 
 
 async def upload_shard(

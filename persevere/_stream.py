@@ -369,6 +369,13 @@ async def _send(
     verifier = session.verifier
     await sender.send_stream(lambda: stream.next_part(session.algorithm, verifier.needs_md5()))
     stream.check_length()
+    if stream.expected_size is None:
+        log.warning(
+            "the stream ended after %s (%s bytes); without an expected size its length was not "
+            "checked: a producer that failed would look the same (check its exit status)",
+            format_size(stream.total),
+            f"{stream.total:,}",
+        )
     if stream.skipped_bytes:
         log.info("%s of the stream were already on S3 and checked, not sent",
                  format_size(stream.skipped_bytes),

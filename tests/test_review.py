@@ -1,6 +1,9 @@
-"""Adversarial review: ways to make persevere exit 0 with an object that is not the file (or
-stream), or to lose a resumable upload. Each test states what should happen; they fail on the
-code they were written against and pass once it is fixed. Real server, real bytes."""
+"""Adversarial review (branch ``review``): ways to make persevere exit 0 with an object that is
+not the file (or stream), to strand or lose a resumable upload, or to break the signal
+contract. Each test's docstring says what happens and what should; they fail on main @ 00224c7
+and pass once fixed, except the two marked HELD (regression tests of attacks that failed).
+Real server, real bytes; where a race must be deterministic, the *local* side is steered (the
+spot check's random choice, a writer during a re-read), never S3."""
 
 from __future__ import annotations
 
@@ -363,4 +366,124 @@ def test_cp_already_uploaded_is_not_said_of_a_file_that_changed_during_its_rerea
     else:
         assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), (
             "copy_file returned (exit 0) but the object is not the file"
+        )
+
+
+# -- 8. shards: what the completing host trusts --------------------------------------------------
+def test_an_edit_between_a_shards_run_and_completion_is_caught(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """HELD. Shards run, then the file is edited in place (its ctime moves), then resume
+    completes: the identity differs from the header's, every merged part is re-read, the
+    edited one is sent again: the object is the file as it is now."""
+    file = make_file(30 * MiB, seed=10)
+    state = tmp_path / "s"
+    made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+               "--part-size", "5MiB", "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for index in range(2):
+        shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", f"{index}/2",
+                    "--no-progress")  # fmt: skip
+        assert shard.returncode == 0, shard.stderr
+    with file.open("r+b") as f:
+        f.seek(17 * MiB)
+        f.write(b"edited")
+    done = no_traceback(cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress"))
+    assert done.returncode == 0, done.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+def test_parts_a_shard_read_from_another_view_of_the_file_are_not_trusted_blindly(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
+):
+    """A shard on another host reads the file through its own view (``--file``, an NFS client
+    with a stale cache, a copy that is not quite the same). Its journal holds the main
+    header's identity and the checksums of what *it* read; the completing host merges those
+    parts as if read from its own file, whose identity is unchanged, so only the 2-part spot
+    check stands between them and the object: here it samples shard 0's parts and the
+    object is completed from shard 1's other bytes, exit 0. Should: a shard journal records
+    the identity its parts were read from (a source line), and the completing run re-reads
+    (like adoption) merged parts whose recorded source is not its own file's."""
+    import persevere
+
+    file = make_file(40 * MiB, seed=11, name="f.bin")
+    elsewhere = tmp_path / "host-b"
+    elsewhere.mkdir()
+    stale = make_file(40 * MiB, seed=12, name="host-b/f.bin")  # host B's view: other bytes
+    state = tmp_path / "s"
+    made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+               "--part-size", "5MiB", "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for index, path in ((0, file), (1, stale)):
+        shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", f"{index}/2",
+                    "--file", path, "--no-progress")  # fmt: skip
+        assert shard.returncode == 0, shard.stderr
+    monkeypatch.setattr("persevere._resume.random.SystemRandom", _FirstParts)
+    refused: Exception | None = None
+    try:
+        persevere.resume_sync(state)
+    except persevere.PersevereError as exc:
+        refused = exc
+    if refused is not None:
+        assert "changed" in str(refused) or "differ" in str(refused), repr(refused)
+        return
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), (
+        "resume exited 0 with an object made partly of another file's bytes"
+    )
+
+
+# -- 9. a damaged line after the final record -----------------------------------------------------
+def test_a_damaged_source_line_after_completion_does_not_strand_cp(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """cp appends a ``source`` line after ``completed`` when it re-proves a touched file. A
+    damaged one (the README: "a damaged line in the middle of the journal is skipped with a
+    warning") makes replay raise "line N follows the upload's final 'completed' record":
+    every later cp exits 1 with that line and no hint (a supervisor's "needs a person"),
+    although nothing is lost. Should: skip it with a warning like any damaged line (the
+    identity falls back to the one before it, so cp re-reads and goes on), exit 0."""
+    file = make_file(12 * MiB, seed=13)
+    state = tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB",
+            "--no-progress"]  # fmt: skip
+    assert cli(s3_env, *args).returncode == 0
+    os.utime(file)
+    assert cli(s3_env, *args).returncode == 0  # re-proved: a source line after 'completed'
+    lines = state.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-1])["type"] == "source"
+    lines[-1] = lines[-1][:10] + b"\x00garbage" + lines[-1][18:]  # bit rot, newline intact
+    state.write_bytes(b"".join(lines))
+    again = no_traceback(cli(s3_env, *args))
+    assert again.returncode == 0, again.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+def test_resume_already_completed_is_not_said_of_a_file_that_changed_during_its_reread(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
+):
+    """The same gap in resume's _completed_earlier (the upload completed, its 'completed' line
+    lost in a crash): the touched file's parts are re-read, then the completion is recorded
+    with the identity taken before the re-read and "already completed" returned, with no
+    check that the file stayed as read. Should: check the file after the re-read."""
+    import persevere
+
+    file = make_file(20 * MiB, seed=14)
+    state = tmp_path / "s"
+    done = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+               "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = state.read_bytes().splitlines(keepends=True)
+    state.write_bytes(b"".join(line for line in lines if b'"type":"completed"' not in line))
+    os.utime(file)
+    _writer_during_reread(monkeypatch, file, after_calls=2)
+    refused: Exception | None = None
+    try:
+        persevere.resume_sync(state)
+    except persevere.PersevereError as exc:
+        refused = exc
+    if refused is not None:
+        assert "changed" in str(refused), repr(refused)
+    else:
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), (
+            "resume returned (exit 0, already completed) but the object is not the file"
         )
