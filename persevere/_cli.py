@@ -821,7 +821,7 @@ def _target(
     A URL ending in ``/`` takes the file's name (s3://b/backups/ + db.dump); stdin (``-``) has
     no name, so it needs the whole key.
     """
-    from ._verify import parse_s3_url
+    from ._urls import parse_s3_url
 
     if url is not None:
         if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
@@ -863,7 +863,7 @@ def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> Non
 
 def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
     """s3://BUCKET/KEY, or --s3-bucket and --s3-key (not both ways); None if neither."""
-    from ._verify import parse_s3_url
+    from ._urls import parse_s3_url
 
     if url is None:
         return (bucket, key) if bucket and key else None
@@ -1201,8 +1201,13 @@ def resume(
         ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
     overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
     if processes is not None:
+        where = [*(["--file", str(file)] if file else []),
+                 *(["--endpoint-url", endpoint_url] if endpoint_url else []),
+                 *(["--profile", profile] if profile else []),
+                 *(["--ca-bundle", str(ca_bundle)] if ca_bundle else []),
+                 *(["--no-verify-ssl"] if no_verify_ssl else [])]  # fmt: skip
         _complete_in_processes(state_file, processes, concurrency, max_bandwidth, json_output,
-                               no_progress, options)  # fmt: skip
+                               no_progress, options, where, file, overrides)  # fmt: skip
         return
     result = _run(
         lambda: resume_upload(
@@ -1303,12 +1308,17 @@ def _complete_in_processes(
     json_output: bool,
     no_progress: bool,
     options: Any,
+    where: list[str] | None = None,
+    file: Path | None = None,
+    overrides: Any = None,
 ) -> None:
-    """--processes N: the shards as N processes of their own, then completion here."""
+    """--processes N: the shards as N processes of their own, then completion here. ``where``:
+    resume's overrides (--file, the endpoint's) for the shards; ``file``/``overrides`` the
+    same for the completion."""
     from ._resume import resume_upload
     from ._shards import run_local_shards
 
-    shard_args = ["--concurrency", str(concurrency), "--no-progress"]
+    shard_args = ["--concurrency", str(concurrency), "--no-progress", *(where or [])]
     if max_bandwidth is not None:
         shard_args += ["--max-bandwidth", str(max_bandwidth / processes)]
     try:
@@ -1320,7 +1330,7 @@ def _complete_in_processes(
         log.warning("shard exit codes %s: completing sends what they left", codes)
     result = _run(
         lambda: resume_upload(
-            state_file, options=options,
+            state_file, options=options, file=file, endpoint=overrides,
             progress=_progress(not no_progress and not json_output, "complete"),
         ),
         resumable_state=state_file,

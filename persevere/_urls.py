@@ -1,7 +1,6 @@
-"""``s3://`` URLs where a bucket (and a prefix) is meant, as the aws cli writes them.
-
-Object URLs (``s3://bucket/key``) are read by ``_verify.parse_s3_url``; this is the other
-shape: ``upload list s3://bucket/backups/``, ``bench s3://bucket``.
+"""``s3://`` URLs, as the aws cli writes them: objects (``s3://bucket/key``, or a prefix
+``s3://bucket/dir/`` that takes the file's name) and buckets with a prefix
+(``upload list s3://bucket/backups/``, ``bench s3://bucket``).
 """
 
 from __future__ import annotations
@@ -16,3 +15,20 @@ def parse_bucket_url(url: str) -> tuple[str, str]:
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket or s3://bucket/prefix)")
     return bucket, prefix
+
+
+def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key).
+
+    A URL ending in ``/`` names a prefix: given ``name`` (the local file's), the key is the
+    prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
+    ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
+    """
+    bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not bucket:
+        raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
+    if not slash or not key or key.endswith("/"):
+        if not slash or not name:
+            raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+        key += name
+    return bucket, key

@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ETag, ObjectChecksum, b64
-from ._errors import S3Error, UsageError
+from ._errors import S3Error
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
@@ -137,23 +137,6 @@ class _Layout:
 class _LocalDigests:
     parts: dict[str, list[bytes]] = field(default_factory=dict)  # per algorithm, per part
     whole: dict[str, bytes] = field(default_factory=dict)  # per algorithm, of every byte
-
-
-def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
-    """``s3://bucket/key`` as (bucket, key).
-
-    A URL ending in ``/`` names a prefix: given ``name`` (the local file's), the key is the
-    prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
-    ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
-    """
-    bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
-    if not slash or not key or key.endswith("/"):
-        if not slash or not name:
-            raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
-        key += name
-    return bucket, key
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,3 +232,23 @@ def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_
     completed = persevere.resume_sync(state)
     assert completed.size == 60 * MiB
     assert_done(s3_client, bucket, file)
+
+
+def test_resume_processes_takes_the_overrides_to_its_shards(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path
+):
+    """The upload was created through an address that is gone; resume --processes with
+    --endpoint-url must give it to the shards and to the completion."""
+    from tests.faultproxy import FaultProxy
+    from tests.test_faults import upstream
+
+    file = make_file(30 * MiB, seed=147)
+    state = tmp_path / "s"
+    with FaultProxy(upstream(s3_server)) as proxy:
+        made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                   "--part-size", "5MiB", "--shards", "2", "--endpoint-url", proxy.url)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    result = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "2",
+                 "--no-progress", "--endpoint-url", s3_server.endpoint_url)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_done(s3_client, bucket, file)
