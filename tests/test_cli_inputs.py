@@ -73,7 +73,7 @@ def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
 
 
 def test_a_prefix_without_a_file_name_is_not_an_object():
-    from persevere._verify import parse_s3_url
+    from persevere._urls import parse_s3_url
 
     assert parse_s3_url("s3://b/p/", "f.bin") == ("b", "p/f.bin")
     assert parse_s3_url("s3://b/p/k") == ("b", "p/k")
