@@ -100,6 +100,10 @@ STATUS_RATE = "4MiB/s"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class NotEnoughDisk(Exception):
+    """Free space ran short: the section stops (and says so), the others go on."""
+
+
 def plan(quick: bool, tools: list[str]) -> list[Section]:
     headline = 256 * MiB if quick else GiB
     file_sizes = [64 * MiB, 256 * MiB, GiB] if quick else [256 * MiB, GiB, 4 * GiB]
@@ -329,12 +333,18 @@ class Bench:
         self.status_state = state
 
     def _need_disk(self, size: int) -> None:
+        """Keep DISK_MARGIN free beyond what the next upload stores: the disk is shared."""
         free = shutil.disk_usage(self.root).free
         if free < size + DISK_MARGIN:
-            raise SystemExit(
-                f"bench: only {free / GiB:.1f} GiB free under {self.root}, need "
+            raise NotEnoughDisk(
+                f"only {free / GiB:.1f} GiB free under {self.root}, need "
                 f"{(size + DISK_MARGIN) / GiB:.1f} GiB; free some space or pass --tmp-dir"
             )
+
+    def keep_files(self, sizes: set[int]) -> None:
+        """Delete the test files of other sizes (no later section needs them)."""
+        for size in [s for s in self.files if s not in sizes]:
+            self.files.pop(size).unlink(missing_ok=True)
 
     # --- one upload ----------------------------------------------------------------------
 
@@ -456,6 +466,13 @@ class Bench:
         print(f"\n== {section.title}: {len(todo)} runs", flush=True)
         if not todo:
             return
+        try:
+            self._run_section(section, todo)
+        except NotEnoughDisk as exc:
+            self._fail(f"section {section.name} stopped: {exc}")
+        print(f"== {section.name} took {time.monotonic() - started:.0f} s", flush=True)
+
+    def _run_section(self, section: Section, todo: list[tuple[int, Setting]]) -> None:
         for size in sorted({s.file_size for s in section.settings}):
             self.file_of_size(size)
         kind = SINK if any(s.server == SINK for s in section.settings) else SEAWEEDFS
@@ -473,7 +490,6 @@ class Bench:
                 self._run_all(section, todo, server.endpoint_url)
         finally:
             self.stop_server()
-        print(f"== {section.name} took {time.monotonic() - started:.0f} s", flush=True)
 
     def _prepare(self, section: Section, endpoint_url: str) -> None:
         self.warm_up([s.file_size for s in section.settings], endpoint_url)
@@ -657,9 +673,10 @@ def main(argv: list[str] | None = None) -> int:
         tools = bench.preflight(tools)
         bench.tools = tools
         sections = plan(args.quick, tools)
-        for section in sections:
-            if args.only and section.name not in args.only:
-                continue
+        chosen = [s for s in sections if not args.only or s.name in args.only]
+        for n, section in enumerate(chosen):
+            later = {st.file_size for sec in chosen[n:] for st in sec.settings}
+            bench.keep_files(later | {PREFLIGHT_SIZE, STATUS_FILE_SIZE})
             bench.run_section(section, runs)
     finally:
         bench.close()
