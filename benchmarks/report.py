@@ -71,6 +71,12 @@ def aggregate(setting: Setting, runs: Sequence[Run]) -> dict[str, Any]:
         result[f"{name}_max"] = round(max(values), digits)
 
     spread("wall_s", [r.wall_s for r in ok])
+    # Each run's wall time by its index: run i of every tool ran back to back (interleaved),
+    # so ratios of run i to run i cancel most of the minute-to-minute drift of a shared machine.
+    by_index = {r.index: r.wall_s for r in ok}
+    result["wall_s_runs"] = [
+        round(by_index[i], 3) if i in by_index else None for i in range(max(by_index) + 1)
+    ]
     spread("cpu_s", [r.cpu_s for r in ok])
     spread("peak_rss_mib", [r.peak_rss_mib for r in ok], 1)
     if gib:

@@ -2,7 +2,9 @@
 
 Every check compares medians measured in the same run (the tools interleaved, on the same
 server), as ratios: on a shared 2-core machine absolute wall times move by tens of percent from
-one minute to the next, ratios of interleaved runs much less. A target whose settings were not
+one minute to the next, ratios of interleaved runs much less. Wall-time checks also show the
+ratios run by run (run i of persevere over run i of the peer, which ran right after it); the
+verdict is the ratio of the medians. A target whose settings were not
 measured in the run (``--only``, ``--tools``) is reported as "not measured".
 
 The targets (issue 12):
@@ -20,6 +22,7 @@ The targets (issue 12):
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,6 +108,21 @@ def _spread(r: Result, metric: str, unit: str, digits: int = 2) -> str:
     return text
 
 
+def _paired(mine: Result, other: Result) -> str:
+    """The ratios of run i to run i (interleaved, so they ran back to back): median [min-max]."""
+    pairs = [
+        a / b
+        for a, b in zip(mine.get("wall_s_runs", []), other.get("wall_s_runs", []), strict=False)
+        if a and b
+    ]
+    if len(pairs) < 2:
+        return ""
+    return (
+        f"; run by run {statistics.median(pairs):.2f}x "
+        f"[{min(pairs):.2f}-{max(pairs):.2f}] over {len(pairs)} pairs"
+    )
+
+
 def _missing(target: str) -> Check:
     return Check(target, None, "not measured in this run")
 
@@ -133,7 +151,7 @@ def _wall_checks(results: _Results, size: int) -> list[Check]:
                 ratio <= WALL_VS_FASTEST,
                 f"{ratio:.2f}x: persevere {_spread(mine, 'wall_s', ' s')}, fastest of "
                 f"{', '.join(sorted(r['tool'] for r in peers))}: {fastest['tool']} "
-                f"{_spread(fastest, 'wall_s', ' s')}{busy}",
+                f"{_spread(fastest, 'wall_s', ' s')}{_paired(mine, fastest)}{busy}",
             )
         )
     target = f"wall <= {WALL_VS_S5CMD:.2f}x s5cmd, {label}"
@@ -147,7 +165,7 @@ def _wall_checks(results: _Results, size: int) -> list[Check]:
                 target,
                 ratio <= WALL_VS_S5CMD,
                 f"{ratio:.2f}x: persevere {_spread(mine, 'wall_s', ' s')}, s5cmd "
-                f"{_spread(s5cmd, 'wall_s', ' s')}",
+                f"{_spread(s5cmd, 'wall_s', ' s')}{_paired(mine, s5cmd)}",
             )
         )
     return checks
