@@ -241,10 +241,12 @@ def _header(env: dict[str, Any]) -> str:
         )
     source = env.get("persevere_source")
     if source:
+        changed = source.get("persevere_changed_in")
         parts.append(
-            f"\npersevere measured: commit {source['commit']}, uncommitted changes in "
-            f"persevere/: {source['uncommitted_changes']} (snapshot of persevere/ taken at the "
-            f"start, sha256 {source['sources_sha256']}).\n"
+            f"\npersevere measured: commit {source['commit']}"
+            + (f" (persevere/ last changed in {changed[:72]})" if changed else "")
+            + f", uncommitted changes in persevere/: {source['uncommitted_changes']} (snapshot "
+            f"of persevere/ taken at the start, sha256 {source['sources_sha256']}).\n"
         )
     return "".join(parts)
 

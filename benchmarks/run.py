@@ -269,6 +269,9 @@ class Bench:
         return {
             "commit": git("rev-parse", "--short=12", "HEAD"),
             "commit_date": git("log", "-1", "--format=%cI", "HEAD"),
+            # The last commit that changed persevere/ (the code measured, if not dirty): a
+            # benchmarks-only commit on top does not change what is measured.
+            "persevere_changed_in": git("log", "-1", "--format=%h %cs %s", "--", "persevere"),
             "uncommitted_changes": "yes" if dirty else "no",
             "sources_sha256": digest.hexdigest()[:16],
         }
