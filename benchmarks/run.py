@@ -68,7 +68,7 @@ from benchmarks.peers import PEERS, Invocation, Target, command_template, persev
 from benchmarks.servers import BenchServer
 
 PREFLIGHT_SIZE = 20 * MiB
-DISK_MARGIN = 4 * GiB
+DISK_MARGIN = 4 * GiB  # left free beyond what the benchmark stores (--disk-margin): shared disk
 SETTLE_S = 0.5  # pause between runs so the server's background work does not leak into the next
 QUIET_CORES = 0.15  # start a run only once other people's processes use less CPU than this...
 QUIET_MAX_WAIT_S = 90.0  # ...or this long has passed (the run's foreign_cpu_s then shows it)
@@ -186,6 +186,14 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.root = Path(tempfile.mkdtemp(prefix="persevere-bench-", dir=args.tmp_dir))
+        # The servers' data: under root, or elsewhere (--server-dir, e.g. a tmpfs when the
+        # disk is short; the test files stay on disk, read from its page cache).
+        self.server_root = (
+            Path(tempfile.mkdtemp(prefix="persevere-bench-servers-", dir=args.server_dir))
+            if args.server_dir
+            else self.root
+        )
+        self.disk_margin = int(args.disk_margin * GiB)
         self.files: dict[int, Path] = {}
         self.sha256: dict[int, str] = {}
         self.runs: list[Run] = []
@@ -206,7 +214,7 @@ class Bench:
         """Random bytes, written once per size and fsync'd so writeback does not skew run 1."""
         if size not in self.files:
             path = self.root / f"data-{size_label(size).replace(' ', '')}.bin"
-            self._need_disk(size)
+            self._need_disk(size, self.root)
             print(f"generating {path} ({size_label(size)} of random bytes)", flush=True)
             digest = hashlib.sha256()
             with path.open("wb") as out:
@@ -224,7 +232,7 @@ class Bench:
 
     def start_server(self, name: str, kind: str = SEAWEEDFS) -> BenchServer:
         self.stop_server()
-        self.server = BenchServer(kind, self.root / f"s3-{name}")
+        self.server = BenchServer(kind, self.server_root / f"s3-{name}")
         return self.server
 
     def stop_server(self) -> None:
@@ -335,13 +343,14 @@ class Bench:
             return
         self.status_state = state
 
-    def _need_disk(self, size: int) -> None:
-        """Keep DISK_MARGIN free beyond what the next upload stores: the disk is shared."""
-        free = shutil.disk_usage(self.root).free
-        if free < size + DISK_MARGIN:
+    def _need_disk(self, size: int, where: Path) -> None:
+        """Keep the margin free beyond what the next write stores: the disk is shared."""
+        free = shutil.disk_usage(where).free
+        if free < size + self.disk_margin:
             raise NotEnoughDisk(
-                f"only {free / GiB:.1f} GiB free under {self.root}, need "
-                f"{(size + DISK_MARGIN) / GiB:.1f} GiB; free some space or pass --tmp-dir"
+                f"only {free / GiB:.1f} GiB free under {where}, need "
+                f"{(size + self.disk_margin) / GiB:.1f} GiB; free some space, or pass "
+                "--tmp-dir / --server-dir"
             )
 
     def keep_files(self, sizes: set[int]) -> None:
@@ -384,7 +393,8 @@ class Bench:
         server = self.server
         self._run_counter += 1
         file = self.file_of_size(setting.file_size)
-        self._need_disk(setting.file_size)
+        if setting.server == SEAWEEDFS:
+            self._need_disk(setting.file_size, self.server_root)
         scratch = self.root / "runs" / f"{self._run_counter:04d}"
         scratch.mkdir(parents=True)
         key = server.key(f"{section}/{setting.tool.replace(' ', '-')}", setting.file_size)
@@ -477,7 +487,13 @@ class Bench:
 
     def _run_section(self, section: Section, todo: list[tuple[int, Setting]]) -> None:
         for size in sorted({s.file_size for s in section.settings}):
-            self.file_of_size(size)
+            try:
+                self.file_of_size(size)
+            except NotEnoughDisk as exc:  # the other sizes of the section still run
+                self._fail(f"{section.name}: {size_label(size)} left out: {exc}")
+                todo[:] = [(i, s) for i, s in todo if s.file_size != size]
+        if not todo:
+            return
         kind = SINK if any(s.server == SINK for s in section.settings) else SEAWEEDFS
         server = self.start_server(section.name, kind)
         try:
@@ -503,10 +519,15 @@ class Bench:
         for n, (index, setting) in enumerate(todo, 1):
             if setting.mode == STATUS and self.status_state is None:
                 continue  # prepare_status failed and said so
+            run = None
             for attempt in range(NOISY_RETRIES + 1):
                 time.sleep(SETTLE_S)
                 self.wait_until_quiet()
-                run = self.upload(section.name, setting, index, endpoint)
+                try:
+                    run = self.upload(section.name, setting, index, endpoint)
+                except NotEnoughDisk as exc:
+                    self._fail(f"{section.name}: {setting.tool} run {index + 1} left out: {exc}")
+                    break
                 if attempt:
                     self.noisy_retry_s += run.wall_s
                 noise_cores = run.other_cpu_s / run.wall_s if run.wall_s else 0.0
@@ -524,6 +545,8 @@ class Bench:
                     f"{setting.tool}'s {run.wall_s:.1f} s run; running it again)",
                     flush=True,
                 )
+            if run is None:
+                continue
             self.runs.append(run)
             mode = "" if setting.mode == FILE else f" {setting.mode}"
             label = (
@@ -552,6 +575,8 @@ class Bench:
             print(f"scratch kept in {self.root}")
         else:
             shutil.rmtree(self.root, ignore_errors=True)
+        if self.server_root != self.root:
+            shutil.rmtree(self.server_root, ignore_errors=True)
 
 
 def environment(tools: list[str], skipped: dict[str, str]) -> dict[str, object]:
@@ -630,6 +655,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where the test files and the S3 server's data go (default: $TMPDIR)",
     )
+    parser.add_argument(
+        "--server-dir",
+        type=Path,
+        default=None,
+        help="where the S3 servers keep their data (default: under --tmp-dir)",
+    )
+    parser.add_argument(
+        "--disk-margin",
+        type=float,
+        default=DISK_MARGIN / GiB,
+        metavar="GIB",
+        help=f"GiB to leave free beyond what is written (default {DISK_MARGIN / GiB:g})",
+    )
     parser.add_argument("--keep-tmp", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--persevere-source",
@@ -653,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(PEERS)
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
+    # A SIGTERM (a supervisor, `kill`) unwinds like Ctrl-C: servers stopped, scratch removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     bench = Bench(args)
     tools = []
     for tool in wanted:
@@ -696,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     env["load_average"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     env["quick"] = args.quick
+    env["server_dir"] = str(args.server_dir) if args.server_dir else "under the scratch directory"
     env["only"] = args.only or []
     env["elapsed_s"] = round(elapsed_s)
     paths = report.write_all(out, env, sections, bench.runs, bench.failures)
