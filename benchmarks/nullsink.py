@@ -1,8 +1,8 @@
 """An S3 *null sink*: nginx answering a multipart upload's requests and storing nothing.
 
 What a client can do when the server costs almost nothing: its own ceiling, and its own CPU
-per GiB without a server pushing back. Standard library only (the harness and the tests can
-both use it); needs nginx (Debian: ``apt-get install -y nginx-light``).
+per GiB without a server pushing back. Standard library only, with benchmarks.model (the
+harness and the tests can both use it); needs nginx (Debian: ``apt-get install -y nginx-light``).
 
     with NullSink() as sink:                       # nginx on a free loopback port
         key = sink.key_for(size)                   # HeadObject of this key answers ``size``
@@ -55,10 +55,11 @@ import uuid
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from benchmarks.model import MiB
+
 __all__ = ["NullSink", "NullSinkError", "find_nginx"]
 
 HOST = "127.0.0.1"
-MiB = 1024 * 1024
 STARTUP_TIMEOUT_S = 10.0
 # Parts up to this size are read into memory; larger ones go to a temporary file.
 DEFAULT_BODY_BUFFER_BYTES = 64 * MiB

@@ -7,6 +7,10 @@ into the benchmark's scratch directory so ``~/.aws`` is never read.
 
 All tools are given the same part size and concurrency and otherwise keep their defaults
 (checksums, payload signing, retries), since that is what a user gets.
+
+Streams (``cat FILE | tool``): each tool's own way of uploading standard input, where it has
+one (``Peer.stream``): ``persevere cp -``, ``s5cmd pipe``, ``aws s3 cp -``, ``rclone rcat``. The
+harness feeds the pipe (``Invocation.stdin``); the command line never names the file.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-MiB = 1024 * 1024
+from benchmarks.model import MiB
+
 VENV_BIN = Path(sys.executable).parent
 CLIENTS_DIR = Path(__file__).resolve().parent / "clients"
 
@@ -46,6 +51,7 @@ class Target:
 class Invocation:
     argv: list[str]
     env: dict[str, str]
+    stdin: Path | None = None  # a stream: ``cat stdin | argv``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Peer:
     build: Callable[[Target], Invocation]
     version: Callable[[], str]
     missing: Callable[[], str | None]  # why the tool cannot run here, or None
+    stream: Callable[[Target], Invocation] | None = None  # uploads ``cat target.file |``
 
 
 def _scrubbed_env() -> dict[str, str]:
@@ -127,6 +134,34 @@ def persevere_command(target: Target) -> Invocation:
     return Invocation(argv, _aws_env(target))
 
 
+def persevere_stream_command(target: Target) -> Invocation:
+    """``cat FILE | persevere cp - s3://B/K``: the stream schedule (8 MiB parts at first, parts
+    in flight bounded by the 128 MiB stream budget), nothing else set but the concurrency."""
+    if target.part_size != 8 * MiB:
+        raise ValueError("persevere's stream schedule starts at 8 MiB parts; no part size to set")
+    argv = [
+        str(VENV_BIN / "persevere"),
+        "cp",
+        "-",
+        f"s3://{target.bucket}/{target.key}",
+        "--state-file",
+        str(target.scratch / "upload.persevere"),
+        "--concurrency",
+        str(target.concurrency),
+        "--endpoint-url",
+        target.endpoint_url,
+        "--no-progress",
+    ]
+    return Invocation(argv, _aws_env(target), stdin=target.file)
+
+
+def persevere_status_command(target: Target, state_file: Path) -> Invocation:
+    """``persevere upload status`` of the upload ``state_file`` records (start-up cost: the
+    command reads the journal and asks S3 for its parts with ListParts)."""
+    argv = [str(VENV_BIN / "persevere"), "upload", "status", "--state-file", str(state_file)]
+    return Invocation(argv, _aws_env(target))
+
+
 # --- s5cmd -----------------------------------------------------------------------------------
 
 
@@ -152,10 +187,26 @@ def s5cmd_command(target: Target) -> Invocation:
     return Invocation(argv, _aws_env(target))
 
 
+def s5cmd_stream_command(target: Target) -> Invocation:
+    argv = [
+        str(s5cmd_binary()),
+        "--endpoint-url",
+        target.endpoint_url,
+        "pipe",
+        "--concurrency",
+        str(target.concurrency),
+        "--part-size",
+        str(_part_mib(target)),
+        f"s3://{target.bucket}/{target.key}",
+    ]
+    return Invocation(argv, _aws_env(target), stdin=target.file)
+
+
 # --- aws cli ---------------------------------------------------------------------------------
 
 
-def aws_command(target: Target) -> Invocation:
+def aws_command(target: Target, *, source: str | None = None) -> Invocation:
+    """``aws s3 cp FILE s3://B/K``; ``source="-"`` reads standard input."""
     config = target.scratch / "aws-config"
     # awscli reads "MB" as MiB (human_readable_to_bytes uses powers of 1024).
     config.write_text(
@@ -170,14 +221,19 @@ def aws_command(target: Target) -> Invocation:
         str(VENV_BIN / "aws"),
         "s3",
         "cp",
-        str(target.file),
+        source or str(target.file),
         f"s3://{target.bucket}/{target.key}",
         "--endpoint-url",
         target.endpoint_url,
         "--no-progress",
         "--only-show-errors",
     ]
-    return Invocation(argv, _aws_env(target, config_file=config))
+    stdin = target.file if source == "-" else None
+    return Invocation(argv, _aws_env(target, config_file=config), stdin=stdin)
+
+
+def aws_stream_command(target: Target) -> Invocation:
+    return aws_command(target, source="-")
 
 
 # --- boto3 and obstore (small Python scripts in benchmarks/clients/) --------------------------
@@ -211,7 +267,7 @@ def obstore_command(target: Target) -> Invocation:
 # --- rclone ----------------------------------------------------------------------------------
 
 
-def rclone_command(target: Target) -> Invocation:
+def _rclone_env(target: Target) -> dict[str, str]:
     """An on-the-fly remote named BENCH, defined by environment variables only."""
     no_config = target.scratch / "rclone.conf"
     no_config.touch()  # empty, so rclone neither reads ~/.config nor warns about a missing file
@@ -225,17 +281,39 @@ def rclone_command(target: Target) -> Invocation:
         "RCLONE_CONFIG_BENCH_ENDPOINT": target.endpoint_url,
         "RCLONE_CONFIG_BENCH_REGION": target.region,
     }
-    argv = [
-        shutil.which("rclone") or "rclone",
-        "copyto",
-        str(target.file),
-        f"BENCH:{target.bucket}/{target.key}",
+    return env
+
+
+def _rclone_tuning(target: Target) -> list[str]:
+    return [
         "--s3-chunk-size",
         f"{_part_mib(target)}M",
         "--s3-upload-concurrency",
         str(target.concurrency),
     ]
-    return Invocation(argv, env)
+
+
+def rclone_command(target: Target) -> Invocation:
+    argv = [
+        shutil.which("rclone") or "rclone",
+        "copyto",
+        str(target.file),
+        f"BENCH:{target.bucket}/{target.key}",
+        *_rclone_tuning(target),
+    ]
+    return Invocation(argv, _rclone_env(target))
+
+
+def rclone_stream_command(target: Target) -> Invocation:
+    """``rclone rcat``: above ``--streaming-upload-cutoff`` (100 KiB) a multipart upload of
+    unknown size, in chunks of ``--s3-chunk-size``."""
+    argv = [
+        shutil.which("rclone") or "rclone",
+        "rcat",
+        f"BENCH:{target.bucket}/{target.key}",
+        *_rclone_tuning(target),
+    ]
+    return Invocation(argv, _rclone_env(target), stdin=target.file)
 
 
 def _rclone_missing() -> str | None:
@@ -252,18 +330,21 @@ PEERS: dict[str, Peer] = {
             persevere_command,
             lambda: _run_version([str(VENV_BIN / "persevere"), "--version"]),
             lambda: None,
+            persevere_stream_command,
         ),
         Peer(
             "s5cmd",
             s5cmd_command,
             lambda: _run_version([str(s5cmd_binary()), "version"]),
             lambda: None if s5cmd_binary().is_file() else "s5cmd binary not found",
+            s5cmd_stream_command,
         ),
         Peer(
             "aws cli",
             aws_command,
             lambda: _run_version([str(VENV_BIN / "aws"), "--version"]),
             lambda: None if (VENV_BIN / "aws").is_file() else "aws cli not installed",
+            aws_stream_command,
         ),
         Peer(
             "boto3",
@@ -287,18 +368,20 @@ PEERS: dict[str, Peer] = {
             rclone_command,
             lambda: _run_version(["rclone", "version"]),
             _rclone_missing,
+            rclone_stream_command,
         ),
     ]
 }
 
 
-def command_template(name: str) -> str:
-    """The command line of one peer with placeholders, for the report."""
+def command_template(name: str, *, stream: bool = False) -> str:
+    """The command line of one peer with placeholders, for the report (``cat FILE | ...``
+    with ``stream``)."""
     with tempfile.TemporaryDirectory() as scratch:
-        return _command_template(name, scratch)
+        return _command_template(name, scratch, stream)
 
 
-def _command_template(name: str, scratch: str) -> str:
+def _command_template(name: str, scratch: str, stream: bool) -> str:
     target = Target(
         file=Path("FILE"),
         bucket="BUCKET",
@@ -311,9 +394,11 @@ def _command_template(name: str, scratch: str) -> str:
         part_size=8 * MiB,
         scratch=Path(scratch),
     )
-    invocation = PEERS[name].build(target)
+    build = PEERS[name].stream if stream else PEERS[name].build
+    assert build is not None, f"{name} has no stream command"
+    invocation = build(target)
     argv = [Path(invocation.argv[0]).name, *invocation.argv[1:]]
     if name in ("boto3", "obstore"):
         argv = ["python", f"benchmarks/clients/{Path(invocation.argv[1]).name}", *argv[2:]]
     argv = [arg.replace(str(target.scratch) + "/", "") for arg in argv]
-    return " ".join(argv)
+    return ("cat FILE | " if invocation.stdin else "") + " ".join(argv)

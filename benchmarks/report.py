@@ -1,29 +1,41 @@
 """Turn the runs into results: JSON (everything), CSV (one row per run), Markdown, PNG charts.
 
-Every table shows medians over the runs of a setting; the JSON and CSV keep each run.
+Every table shows medians over the runs of a setting (with the runs' [min-max] where it says
+so); the JSON and CSV keep each run. ``summary.md`` opens with issue 12's targets, each met or
+not with its numbers (``targets.py``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-if TYPE_CHECKING:
-    from benchmarks.run import Run, Section, Setting
+from benchmarks import targets
+from benchmarks.model import (
+    FILE,
+    NOISY_CORES,
+    SEAWEEDFS,
+    STATUS,
+    GiB,
+    MiB,
+    Run,
+    Section,
+    Setting,
+    size_label,
+)
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 RSS_TARGET_MIB = 128
-NOISY_CORES = 0.3  # as in run.py: other CPU on the machine above this marks a result "noisy"
+STREAM_RSS_BOUND_MIB = 256  # issue 11: a stream's peak RSS at the defaults
 TOOL_COLORS = {
     "persevere": "#1f77b4",
     "s5cmd": "#ff7f0e",
@@ -34,17 +46,13 @@ TOOL_COLORS = {
 }
 
 
-def size_label(size: int) -> str:
-    if size >= GiB and size % GiB == 0:
-        return f"{size // GiB} GiB"
-    return f"{size / MiB:g} MiB"
-
-
 def aggregate(setting: Setting, runs: Sequence[Run]) -> dict[str, Any]:
     """Medians (and spread) over the successful runs of one setting."""
     ok = [r for r in runs if r.setting == setting and r.ok]
     base = {
         "tool": setting.tool,
+        "mode": setting.mode,
+        "server": setting.server,
         "file_size": setting.file_size,
         "concurrency": setting.concurrency,
         "part_size": setting.part_size,
@@ -55,48 +63,44 @@ def aggregate(setting: Setting, runs: Sequence[Run]) -> dict[str, Any]:
     if not ok:
         return base
     gib = setting.file_size / GiB
-    wall = statistics.median(r.wall_s for r in ok)
-    return {
-        **base,
-        "wall_s": round(wall, 3),
-        "wall_min_s": round(min(r.wall_s for r in ok), 3),
-        "wall_max_s": round(max(r.wall_s for r in ok), 3),
-        "mb_per_s": round(setting.file_size / 1e6 / wall, 1),
-        "cpu_s": round(statistics.median(r.cpu_s for r in ok), 3),
-        "cpu_s_per_gib": round(statistics.median(r.cpu_s for r in ok) / gib, 3),
-        "server_cpu_s_per_gib": round(statistics.median(r.server_cpu_s for r in ok) / gib, 3),
-        "other_cpu_cores": round(statistics.median(r.other_cpu_s / r.wall_s for r in ok), 3),
-        "peak_rss_mib": round(statistics.median(r.peak_rss_mib for r in ok), 1),
-        "peak_rss_max_mib": round(max(r.peak_rss_mib for r in ok), 1),
-        "sampled_tree_rss_max_mib": round(max(r.sampled_tree_rss_mib for r in ok), 1),
-        "max_processes": max(r.max_processes for r in ok),
-    }
+    result = {**base}
 
+    def spread(name: str, values: list[float], digits: int = 3) -> None:
+        result[name] = round(statistics.median(values), digits)
+        result[f"{name}_min"] = round(min(values), digits)
+        result[f"{name}_max"] = round(max(values), digits)
 
-def run_row(run: Run) -> dict[str, Any]:
-    s = run.setting
-    return {
-        "section": run.section,
-        "tool": s.tool,
-        "file_size": s.file_size,
-        "concurrency": s.concurrency,
-        "part_size": s.part_size,
-        "link": s.link,
-        "run": run.index + 1,
-        "ok": run.ok,
-        "wall_s": round(run.wall_s, 3),
-        "mb_per_s": round(s.file_size / 1e6 / run.wall_s, 1) if run.wall_s else None,
-        "user_s": round(run.user_s, 3),
-        "sys_s": round(run.sys_s, 3),
-        "cpu_s_per_gib": round(run.cpu_s / (s.file_size / GiB), 3),
-        "peak_rss_mib": round(run.peak_rss_mib, 1),
-        "sampled_tree_rss_mib": round(run.sampled_tree_rss_mib, 1),
-        "max_processes": run.max_processes,
-        "server_cpu_s": round(run.server_cpu_s, 3),
-        "other_cpu_s": round(run.other_cpu_s, 3),
-        "foreign_cpu_s": round(run.foreign_cpu_s, 3),
-        "error": (run.error or "").splitlines()[0] if run.error else "",
-    }
+    spread("wall_s", [r.wall_s for r in ok])
+    # Each run's wall time by its index: run i of every tool ran back to back (interleaved),
+    # so ratios of run i to run i cancel most of the minute-to-minute drift of a shared machine.
+    by_index = {r.index: r.wall_s for r in ok}
+    result["wall_s_runs"] = [
+        round(by_index[i], 3) if i in by_index else None for i in range(max(by_index) + 1)
+    ]
+    spread("cpu_s", [r.cpu_s for r in ok])
+    spread("peak_rss_mib", [r.peak_rss_mib for r in ok], 1)
+    if gib:
+        result["mb_per_s"] = round(setting.file_size / 1e6 / result["wall_s"], 1)
+        spread("cpu_s_per_gib", [r.cpu_s / gib for r in ok])
+        result["server_cpu_s_per_gib"] = round(
+            statistics.median(r.server_cpu_s for r in ok) / gib, 3
+        )
+    result["server_cpu_s"] = round(statistics.median(r.server_cpu_s for r in ok), 3)
+    result["producer_cpu_s"] = round(statistics.median(r.producer_cpu_s for r in ok), 3)
+    result["other_cpu_cores"] = round(statistics.median(r.other_cpu_s / r.wall_s for r in ok), 3)
+    # Everything the machine did during the run, in cores: near the core count, the run was
+    # bound by CPU (on this machine mostly the S3 server's), not by the client waiting.
+    result["machine_busy_cores"] = round(
+        statistics.median(
+            (r.cpu_s + r.server_cpu_s + r.other_cpu_s + r.producer_cpu_s) / r.wall_s for r in ok
+        ),
+        2,
+    )
+    result["peak_rss_max_mib"] = result["peak_rss_mib_max"]  # older readers of latest.json
+    result["sampled_tree_rss_max_mib"] = round(max(r.sampled_tree_rss_mib for r in ok), 1)
+    result["max_processes"] = max(r.max_processes for r in ok)
+    result["verified"] = sorted({r.verified for r in ok if r.verified})
+    return result
 
 
 def write_all(
@@ -124,13 +128,15 @@ def write_all(
         results = [r for r in results if r["runs"] or r["failed_runs"]]  # skip settings not run
         if results:
             tables[section.name] = {"title": section.title, "results": results}
+    checks = targets.check_all(tables, env)
     json_path = out / "latest.json"
     json_path.write_text(
         json.dumps(
             {
                 "environment": env,
                 "sections": tables,
-                "runs": [run_row(r) for r in measured],
+                "targets": [dataclasses.asdict(c) for c in checks],
+                "runs": [r.to_row() for r in measured],
                 "failures": [f.splitlines()[0] for f in failures],
             },
             indent=1,
@@ -139,12 +145,12 @@ def write_all(
     )
     csv_path = out / "latest.csv"
     with csv_path.open("w", newline="") as f:
-        rows = [run_row(r) for r in measured]
+        rows = [r.to_row() for r in measured]
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["section"])
         writer.writeheader()
         writer.writerows(rows)
     md_path = out / "summary.md"
-    md_path.write_text(markdown(env, tables, failures))
+    md_path.write_text(markdown(env, tables, failures, checks))
     paths = [json_path, csv_path, md_path]
     if "compare" in tables:
         paths.append(plot_compare(out / "compare.png", tables["compare"]))
@@ -164,6 +170,17 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _spread(r: dict[str, Any], metric: str, digits: int = 2) -> str:
+    """``6.26 [5.90-7.10]``: the median and the runs' range."""
+    if metric not in r:
+        return "-"
+    low, high = r.get(f"{metric}_min"), r.get(f"{metric}_max")
+    text = f"{r[metric]:.{digits}f}"
+    if low is not None and high is not None and r.get("runs", 0) > 1:
+        text += f" [{low:.{digits}f}-{high:.{digits}f}]"
+    return text
 
 
 def _ratio(value: float | None, reference: float | None) -> str:
@@ -188,21 +205,23 @@ def _failed_note(result: dict[str, Any]) -> str:
     return f" ({', '.join(notes)})" if notes else ""
 
 
-def markdown(env: dict[str, Any], tables: dict[str, Any], failures: Sequence[str]) -> str:
-    parts = ["# persevere benchmarks\n"]
+def _header(env: dict[str, Any]) -> str:
+    parts = ["# persevere benchmarks\n\n"]
     parts.append(
         f"{env['date']} · `{env['machine']}` · {env['cpu_model']} · {env['cores']} cores · "
         f"{env['memory_gib']} GiB RAM · Linux {env['kernel']} · Python {env['python']} · "
-        f"S3 server: SeaweedFS `weed mini` {env['s3_server']} on loopback, sharing the cores.\n\n"
-        f"Median of {env['runs']} run(s) per setting, runs interleaved across tools"
-        f"{' (**--quick smoke run**)' if env['quick'] else ''}; whole run "
-        f"{env['elapsed_s'] / 60:.0f} min. MB = 10^6 bytes. CPU and RSS are the client's "
+        f"S3 server: SeaweedFS `weed mini` {env['s3_server']} on loopback, sharing the cores "
+        f"(a fresh one per section).\n\n"
+        f"Median of {env['runs']} run(s) per setting with [min-max] where shown, runs "
+        f"interleaved across tools{' (**--quick smoke run**)' if env['quick'] else ''}; whole "
+        f"run {env['elapsed_s'] / 60:.0f} min. MB = 10^6 bytes. CPU and RSS are the client's "
         f"(see benchmarks/README.md); the lowest RSS the measurement can show is "
         f"{env['rss_floor_mib']} MiB.\n"
     )
     if "other_cpu_cores" in env:
         noise = env["other_cpu_cores"]
         retried = env.get("noise", {})
+        load = env.get("load_average")
         parts.append(
             f"\nNoise: besides the tool and the S3 server, the machine (kernel, harness, link "
             f"proxy, other people's processes) used a median {noise['median']:.2f} cores during "
@@ -211,15 +230,313 @@ def markdown(env: dict[str, Any], tables: dict[str, Any], failures: Sequence[str
             f"{noise['foreign_max']:.2f}). "
             f"{retried.get('runs_discarded_as_noisy', 0)} run(s) above 0.3 cores were discarded "
             f"and run again; {retried.get('waited_for_quiet_s', 0)} s were spent waiting for a "
-            f"quiet machine.\n"
+            f"quiet machine."
+            + (
+                f" Load average (1 min) at the start and the end: {load['start']:.2f}, "
+                f"{load['end']:.2f}."
+                if load
+                else ""
+            )
+            + "\n"
         )
     source = env.get("persevere_source")
     if source:
+        changed = source.get("persevere_changed_in")
         parts.append(
-            f"\npersevere measured: commit {source['commit']}, uncommitted changes in "
-            f"persevere/: {source['uncommitted_changes']} (snapshot of persevere/ taken at the "
-            f"start, sha256 {source['sources_sha256']}).\n"
+            f"\npersevere measured: commit {source['commit']}"
+            + (f" (persevere/ last changed in {changed[:72]})" if changed else "")
+            + f", uncommitted changes in persevere/: {source['uncommitted_changes']} (snapshot "
+            f"of persevere/ taken at the start, sha256 {source['sources_sha256']}).\n"
         )
+    return "".join(parts)
+
+
+def _targets(checks: Sequence[targets.Check]) -> str:
+    if not checks:
+        return ""
+    rows = [[c.target, f"**{c.verdict}**" if c.met is False else c.verdict, c.measured]
+            for c in checks]  # fmt: skip
+    met = sum(1 for c in checks if c.met)
+    measured = sum(1 for c in checks if c.met is not None)
+    return f"\n## Issue 12's targets: {met} of {measured} measured met\n\n" + _table(
+        ["target", "verdict", "measured (median [min-max] of this run)"], rows
+    )
+
+
+def _compare(table: dict[str, Any]) -> str:
+    results = table["results"]
+    ref = next((r for r in results if r["tool"] == "persevere" and "wall_s" in r), None)
+    rows = []
+    for r in results:
+        if "wall_s" not in r:
+            rows.append([r["tool"], "FAILED", *["-"] * 9])
+            continue
+        rows.append(
+            [
+                r["tool"],
+                _spread(r, "wall_s") + _failed_note(r),
+                _fmt(r["mb_per_s"], 0),
+                _ratio(r["wall_s"], ref and ref["wall_s"]),
+                _spread(r, "cpu_s_per_gib"),
+                _ratio(r["cpu_s_per_gib"], ref and ref["cpu_s_per_gib"]),
+                _spread(r, "peak_rss_mib", 0),
+                _ratio(r["peak_rss_mib"], ref and ref["peak_rss_mib"]),
+                _fmt(r["server_cpu_s_per_gib"]),
+                _fmt(r.get("machine_busy_cores")),
+            ]
+        )
+    header = [
+        "tool",
+        "wall s",
+        "MB/s",
+        "wall vs persevere",
+        "client CPU s/GiB",
+        "CPU vs persevere",
+        "peak RSS MiB",
+        "RSS vs persevere",
+        "server CPU s/GiB",
+        "machine busy, cores",
+    ]
+    return (
+        f"\n## {table['title']}\n\n"
+        + _table(header, rows)
+        + "\n\"vs persevere\" = the tool's value / persevere's (medians): below 1.00x is "
+        'faster, leaner or smaller than persevere. "noisy" marks a median over runs during '
+        f'which the rest of the machine used more than {NOISY_CORES} cores. "machine busy" = '
+        "(client + server + everything else's CPU) / wall: at the core count the run was bound "
+        "by CPU, most of it the S3 server's.\n"
+    )
+
+
+def _sweep(name: str, table: dict[str, Any]) -> str:
+    param, label = {
+        "concurrency": ("concurrency", str),
+        "part_size": ("part_size", size_label),
+        "file_size": ("file_size", size_label),
+    }[name]
+    results = table["results"]
+    tools = list(dict.fromkeys(r["tool"] for r in results))
+    values = sorted({r[param] for r in results})
+    header = [param.replace("_", " ")]
+    for tool in tools:
+        header += [f"{tool} MB/s", f"{tool} CPU s/GiB", f"{tool} RSS MiB"]
+    rows = []
+    for value in values:
+        row = [label(value)]
+        for tool in tools:
+            r = next((x for x in results if x["tool"] == tool and x[param] == value), None)
+            if r is None or "wall_s" not in r:
+                row += ["FAILED" if r else "-", "-", "-"]
+            else:
+                row += [
+                    _fmt(r["mb_per_s"], 0) + _failed_note(r),
+                    _fmt(r["cpu_s_per_gib"]),
+                    _fmt(r["peak_rss_mib"], 0),
+                ]
+        rows.append(row)
+    text = f"\n## {table['title']}\n\n" + _table(header, rows)
+    if name == "file_size":
+        text += _per_size_walls(results, tools) + _fixed_plus_per_gib(results, tools)
+    return text
+
+
+def _per_size_walls(results: list[dict[str, Any]], tools: list[str]) -> str:
+    """Wall time with its range per size, and each tool against persevere (interleaved)."""
+    rows = []
+    for size in sorted({r["file_size"] for r in results}):
+        here = {r["tool"]: r for r in results if r["file_size"] == size and "wall_s" in r}
+        ref = here.get("persevere")
+        row = [size_label(size)]
+        for tool in tools:
+            r = here.get(tool)
+            row.append(
+                "-"
+                if r is None
+                else _spread(r, "wall_s") + f" ({_ratio(r['wall_s'], ref and ref['wall_s'])})"
+            )
+        rows.append(row)
+    return "\nWall s, median [min-max] (vs persevere):\n\n" + _table(["file size", *tools], rows)
+
+
+def _sink(tables: dict[str, Any]) -> str:
+    """Each client on the null sink beside the same upload on SeaweedFS."""
+    sink = [r for r in tables["sink"]["results"] if "wall_s" in r]
+    on_weed = {
+        (r["tool"], r["file_size"]): r
+        for t in tables.values()
+        for r in t["results"]
+        if "wall_s" in r
+        and r.get("server", SEAWEEDFS) == SEAWEEDFS
+        and r.get("mode", FILE) == FILE
+        and not r["link"]
+        and r["concurrency"] == 8
+        and r["part_size"] == 8 * MiB
+    }
+    rows = []
+    for r in sink:
+        weed = on_weed.get((r["tool"], r["file_size"]))
+        rows.append(
+            [
+                size_label(r["file_size"]),
+                r["tool"],
+                _spread(r, "wall_s"),
+                _spread(r, "cpu_s_per_gib"),
+                _fmt(r["peak_rss_mib"], 0),
+                _fmt(r["server_cpu_s_per_gib"]),
+                _spread(weed, "cpu_s_per_gib") if weed else "-",
+                _ratio(weed["cpu_s_per_gib"], r["cpu_s_per_gib"]) if weed else "-",
+            ]
+        )
+    header = [
+        "file",
+        "tool",
+        "sink wall s",
+        "sink client CPU s/GiB",
+        "sink peak RSS MiB",
+        "sink server CPU s/GiB",
+        "SeaweedFS client CPU s/GiB",
+        "SeaweedFS / sink",
+    ]
+    return (
+        f"\n## {tables['sink']['title']}\n\n"
+        + _table(header, rows)
+        + "\nThe sink (nginx, benchmarks/nullsink.py) reads every byte and stores nothing: "
+        "each client's ceiling. The SeaweedFS column is the same setting's median from the "
+        "sections above (another server, minutes apart: CPU figures travel, wall times do "
+        "not).\n"
+    )
+
+
+def _startup(table: dict[str, Any]) -> str:
+    rows = []
+    for r in table["results"]:
+        what = "`upload status`" if r.get("mode") == STATUS else "0-byte upload"
+        if "wall_s" not in r:
+            rows.append([r["tool"], what, "FAILED", "-", "-"])
+            continue
+        rows.append(
+            [
+                r["tool"],
+                what,
+                _spread(r, "cpu_s", 3) + _failed_note(r),
+                _spread(r, "wall_s"),
+                _fmt(r["peak_rss_mib"], 0),
+            ]
+        )
+    return (
+        f"\n## {table['title']}\n\n"
+        + _table(["tool", "command", "CPU s", "wall s", "peak RSS MiB"], rows)
+        + "\nThe fixed cost of a run: interpreter or binary start-up, imports, the client, the "
+        "requests of an empty upload (Create, UploadPart, Complete or one PutObject) or of "
+        "`persevere upload status` (journal, ListParts) of an upload in progress.\n"
+    )
+
+
+def _link(table: dict[str, Any], cap: float) -> str:
+    results = table["results"]
+    tools = list(dict.fromkeys(r["tool"] for r in results))
+    header = ["concurrency"]
+    for tool in tools:
+        header += [f"{tool} MB/s", f"{tool} % of cap"]
+    rows = []
+    for conc in sorted({r["concurrency"] for r in results}):
+        row = [str(conc)]
+        for tool in tools:
+            r = next((x for x in results if x["tool"] == tool and x["concurrency"] == conc), None)
+            if r is None or "wall_s" not in r:
+                row += ["FAILED" if r else "-", "-"]
+            else:
+                share = f"{100 * r['mb_per_s'] / cap:.0f} %"
+                row += [_fmt(r["mb_per_s"], 1) + _failed_note(r), share]
+        rows.append(row)
+    return (
+        f"\n## {table['title']}\n\n"
+        + _table(header, rows)
+        + "\nWall time includes process start-up and the link's round trips; % of cap = "
+        "MB/s / cap.\n"
+    )
+
+
+def _link_large(table: dict[str, Any], cap: float) -> str:
+    results = [r for r in table["results"] if "wall_s" in r]
+    rows = []
+    startup_rows = []
+    for r in results:
+        if r["file_size"] == 0:
+            startup_rows.append(r)
+            continue
+        rows.append(
+            [
+                r["tool"],
+                size_label(r["file_size"]),
+                _spread(r, "wall_s") + _failed_note(r),
+                _fmt(r["mb_per_s"], 1),
+                f"{100 * r['mb_per_s'] / cap:.1f} %",
+                _fmt(r["cpu_s_per_gib"]),
+                _fmt(r["peak_rss_mib"], 0),
+            ]
+        )
+    text = f"\n## {table['title']}\n\n" + _table(
+        ["tool", "file", "wall s", "MB/s", "% of cap", "client CPU s/GiB", "peak RSS MiB"], rows
+    )
+    for r in startup_rows:
+        large = next((x for x in results if x["tool"] == r["tool"] and x["file_size"] > 0), None)
+        share = f", {100 * r['wall_s'] / large['wall_s']:.1f} % of its run" if large else ""
+        text += (
+            f"\nStart-up, {r['tool']}: a 0-byte upload through the same link takes "
+            f"{_spread(r, 'wall_s')} s of wall time ({_spread(r, 'cpu_s', 3)} CPU-s){share}.\n"
+        )
+    return text
+
+
+def _streams(table: dict[str, Any]) -> str:
+    results = table["results"]
+    ref = next((r for r in results if r["tool"] == "persevere" and "wall_s" in r), None)
+    rows = []
+    for r in results:
+        if "wall_s" not in r:
+            rows.append([r["tool"], "FAILED", *["-"] * 6])
+            continue
+        rows.append(
+            [
+                r["tool"],
+                _spread(r, "wall_s") + _failed_note(r),
+                _fmt(r["mb_per_s"], 0),
+                _ratio(r["wall_s"], ref and ref["wall_s"]),
+                _spread(r, "cpu_s_per_gib"),
+                _spread(r, "peak_rss_mib", 0),
+                _fmt(r["producer_cpu_s"]),
+                _fmt(r["server_cpu_s_per_gib"]),
+            ]
+        )
+    header = [
+        "tool",
+        "wall s",
+        "MB/s",
+        "wall vs persevere",
+        "client CPU s/GiB",
+        "peak RSS MiB",
+        "`cat` CPU s",
+        "server CPU s/GiB",
+    ]
+    verified = sorted({v for r in results for v in r.get("verified", [])})
+    return (
+        f"\n## {table['title']}\n\n"
+        + _table(header, rows)
+        + "\n`cat FILE | tool`: the tool reads a pipe (the harness forks `cat` beside it; "
+        "`cat`'s CPU is its own column, not the tool's). Every upload was checked: "
+        f"{'; '.join(verified) or 'see failures'}. persevere's bound for a stream's peak RSS "
+        f"at the defaults is {STREAM_RSS_BOUND_MIB} MiB (issue 11).\n"
+    )
+
+
+def markdown(
+    env: dict[str, Any],
+    tables: dict[str, Any],
+    failures: Sequence[str],
+    checks: Sequence[targets.Check] = (),
+) -> str:
+    parts = [_header(env), _targets(checks)]
     parts.append("\n## Tools\n\n")
     parts.append(
         _table(
@@ -228,113 +545,31 @@ def markdown(env: dict[str, Any], tables: dict[str, Any], failures: Sequence[str
             + [[tool, f"not run: {why}"] for tool, why in env["skipped"].items()],
         )
     )
-
-    if "compare" in tables:
-        results = tables["compare"]["results"]
-        ref = next((r for r in results if r["tool"] == "persevere" and "wall_s" in r), None)
-        rows = []
-        for r in results:
-            if "wall_s" not in r:
-                rows.append([r["tool"], "FAILED", *["-"] * 8])
-                continue
-            rows.append(
-                [
-                    r["tool"],
-                    _fmt(r["wall_s"]) + _failed_note(r),
-                    _fmt(r["mb_per_s"], 0),
-                    _ratio(r["wall_s"], ref and ref["wall_s"]),
-                    _fmt(r["cpu_s_per_gib"]),
-                    _ratio(r["cpu_s_per_gib"], ref and ref["cpu_s_per_gib"]),
-                    _fmt(r["peak_rss_mib"], 0),
-                    _ratio(r["peak_rss_mib"], ref and ref["peak_rss_mib"]),
-                    _fmt(r["server_cpu_s_per_gib"]),
-                ]
-            )
-        parts.append(f"\n## {tables['compare']['title']}\n\n")
-        parts.append(
-            _table(
-                [
-                    "tool",
-                    "wall s",
-                    "MB/s",
-                    "wall vs persevere",
-                    "client CPU s/GiB",
-                    "CPU vs persevere",
-                    "peak RSS MiB",
-                    "RSS vs persevere",
-                    "server CPU s/GiB",
-                ],
-                rows,
-            )
-        )
-        parts.append(
-            "\n\"vs persevere\" = the tool's value / persevere's: below 1.00x is faster, "
-            'leaner or smaller than persevere. "noisy" marks a median over runs during which '
-            f"the rest of the machine used more than {NOISY_CORES} cores.\n"
-        )
-
-    for name, param, label in [
-        ("concurrency", "concurrency", lambda v: str(v)),
-        ("part_size", "part_size", size_label),
-        ("file_size", "file_size", size_label),
-    ]:
-        if name not in tables:
-            continue
-        results = tables[name]["results"]
-        tools = list(dict.fromkeys(r["tool"] for r in results))
-        values = sorted({r[param] for r in results})
-        header = [param.replace("_", " ")]
-        for tool in tools:
-            header += [f"{tool} MB/s", f"{tool} CPU s/GiB", f"{tool} RSS MiB"]
-        rows = []
-        for value in values:
-            row = [label(value)]
-            for tool in tools:
-                r = next(x for x in results if x["tool"] == tool and x[param] == value)
-                if "wall_s" not in r:
-                    row += ["FAILED", "-", "-"]
-                else:
-                    row += [
-                        _fmt(r["mb_per_s"], 0) + _failed_note(r),
-                        _fmt(r["cpu_s_per_gib"]),
-                        _fmt(r["peak_rss_mib"], 0),
-                    ]
-            rows.append(row)
-        parts.append(f"\n## {tables[name]['title']}\n\n")
-        parts.append(_table(header, rows))
-        if name == "file_size":
-            parts.append(_fixed_plus_per_gib(results, tools))
-
-    if "link" in tables:
-        results = tables["link"]["results"]
-        cap = env["link"]["cap_mb_per_s"]
-        tools = list(dict.fromkeys(r["tool"] for r in results))
-        header = ["concurrency"]
-        for tool in tools:
-            header += [f"{tool} MB/s", f"{tool} % of cap"]
-        rows = []
-        for conc in sorted({r["concurrency"] for r in results}):
-            row = [str(conc)]
-            for tool in tools:
-                r = next(x for x in results if x["tool"] == tool and x["concurrency"] == conc)
-                if "wall_s" not in r:
-                    row += ["FAILED", "-"]
-                else:
-                    share = f"{100 * r['mb_per_s'] / cap:.0f} %"
-                    row += [_fmt(r["mb_per_s"], 1) + _failed_note(r), share]
-            rows.append(row)
-        parts.append(f"\n## {tables['link']['title']}\n\n")
-        parts.append(_table(header, rows))
-        parts.append(
-            "\nWall time includes process start-up and the link's round trips; % of cap = "
-            "MB/s / cap.\n"
-        )
+    cap = env["link"]["cap_mb_per_s"]
+    for name in tables:
+        table = tables[name]
+        if name == "compare":
+            parts.append(_compare(table))
+        elif name in ("concurrency", "part_size", "file_size"):
+            parts.append(_sweep(name, table))
+        elif name == "sink":
+            parts.append(_sink(tables))
+        elif name == "startup":
+            parts.append(_startup(table))
+        elif name == "link":
+            parts.append(_link(table, cap))
+        elif name == "link_large":
+            parts.append(_link_large(table, cap))
+        elif name == "streams":
+            parts.append(_streams(table))
 
     parts.append(_rss_check(tables))
 
     parts.append("\n## Command lines (c=8, 8 MiB parts)\n\n")
     for tool, command in env["commands"].items():
         parts.append(f"- {tool}: `{command}`\n")
+    for tool, command in env.get("stream_commands", {}).items():
+        parts.append(f"- {tool}, stream: `{command}`\n")
     parts.append(
         "\nEach tool runs with every AWS_*/RCLONE_*/proxy variable removed from its environment, "
         "then only: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_DEFAULT_REGION, "
@@ -349,7 +584,10 @@ def markdown(env: dict[str, Any], tables: dict[str, Any], failures: Sequence[str
     if failures:
         parts += [f"- {f.splitlines()[0]}\n" for f in failures]
     else:
-        parts.append("None: every upload exited 0 and HeadObject showed the full size.\n")
+        parts.append(
+            "None: every upload exited 0 and HeadObject showed the full size (streams: and the "
+            "downloaded bytes matched the file's SHA-256).\n"
+        )
     return "".join(parts)
 
 
@@ -393,10 +631,20 @@ def _rss_check(tables: dict[str, Any]) -> str:
                 ]
                 if row not in rows:
                     rows.append(row)
+    for r in tables.get("streams", {}).get("results", []):
+        if r["tool"] == "persevere" and "peak_rss_max_mib" in r:
+            ok = r["peak_rss_max_mib"] <= STREAM_RSS_BOUND_MIB
+            rows.append(
+                [
+                    f"stream of {size_label(r['file_size'])} (bound {STREAM_RSS_BOUND_MIB} MiB)",
+                    _fmt(r["peak_rss_max_mib"], 1),
+                    "yes" if ok else "**NO**",
+                ]
+            )
     if not rows:
         return ""
-    return f"\n## persevere's memory target (< {RSS_TARGET_MIB} MiB peak RSS)\n\n" + _table(
-        ["setting", "highest peak RSS of the runs, MiB", "under target"], rows
+    return f"\n## persevere's memory bounds (< {RSS_TARGET_MIB} MiB peak RSS)\n\n" + _table(
+        ["setting", "highest peak RSS of the runs, MiB", "under the bound"], rows
     )
 
 
@@ -428,11 +676,11 @@ def plot_compare(path: Path, table: dict[str, Any]) -> Path:
     ax = axes[0]
     walls = [r["wall_s"] for r in results]
     errs = [
-        [r["wall_s"] - r["wall_min_s"] for r in results],
-        [r["wall_max_s"] - r["wall_s"] for r in results],
+        [r["wall_s"] - r["wall_s_min"] for r in results],
+        [r["wall_s_max"] - r["wall_s"] for r in results],
     ]
     bars = ax.bar(x, walls, color=colors, yerr=errs, capsize=3)
-    _bar_labels(ax, bars, ".1f", tops=[r["wall_max_s"] for r in results])
+    _bar_labels(ax, bars, ".1f", tops=[r["wall_s_max"] for r in results])
     ax.set_title("Wall time, s (median; whiskers min..max)")
 
     ax = axes[1]

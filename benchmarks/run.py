@@ -1,36 +1,42 @@
 """The benchmark harness: ``python -m benchmarks.run [--quick] [--runs N] [--out DIR]``.
 
-Sections (each on a fresh SeaweedFS, runs interleaved A B C ... A B C ...):
+Sections (each on a fresh server, runs interleaved A B C ... A B C ...):
 
 - ``compare``: every tool uploads the same file at the same concurrency and part size;
-- ``concurrency``, ``part_size``, ``file_size``: sweeps of persevere (and s5cmd);
-- ``link``: persevere and s5cmd through ``linkproxy`` (latency + shared bandwidth cap).
+- ``file_size``: persevere, s5cmd and obstore at 256 MiB, 1 GiB and 4 GiB;
+- ``sink``: persevere, s5cmd and obstore to the S3 null sink (nullsink.py): each client's
+  ceiling, and its CPU per GiB when the server pushes back nowhere;
+- ``startup``: the fixed cost: every tool's 0-byte upload, and ``persevere upload status``;
+- ``streams``: ``cat FILE | tool`` for the tools that upload standard input;
+- ``concurrency``, ``part_size``: sweeps of persevere and s5cmd;
+- ``link``: persevere and s5cmd through ``linkproxy`` (latency + shared bandwidth cap), at
+  concurrency 1 to 8; ``link_large``: c=8 on a file large enough that start-up is under 5 % of
+  the run, and a 0-byte upload through the link (start-up, on its own line).
 
 A setting measured in one section is reused by the next rather than run again (the headline
-setting, 1 GiB at c=8 with 8 MiB parts, appears in every sweep). Every upload is checked with
-HeadObject; a failed or short upload is reported loudly and makes the harness exit 1.
+setting, 1 GiB at c=8 with 8 MiB parts, appears in several). Every upload is checked with
+HeadObject, a stream's also by downloading it and comparing SHA-256s; a failed or short upload
+is reported loudly and makes the harness exit 1. The summary opens with issue 12's targets,
+each met or not with its numbers (targets.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import boto3
 import psutil
-from botocore.config import Config as BotoConfig
 
 from benchmarks import report
 from benchmarks.linkproxy import LinkProxy
@@ -39,102 +45,123 @@ from benchmarks.measure import (
     foreign_cpu_snapshot,
     machine_busy_cpu_s,
     measure,
-    process_cpu_s,
     rss_floor_mib,
 )
-from benchmarks.peers import PEERS, Target, command_template
-from tests.s3server import S3Server
+from benchmarks.model import (
+    BUCKET,
+    FILE,
+    LINK_DELAY_MS,
+    LINK_RATE_MBPS,
+    NOISY_CORES,
+    SEAWEEDFS,
+    SINK,
+    STATUS,
+    STREAM,
+    GiB,
+    MiB,
+    Run,
+    Section,
+    Setting,
+    size_label,
+)
+from benchmarks.peers import PEERS, Invocation, Target, command_template, persevere_status_command
+from benchmarks.servers import BenchServer
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-BUCKET = "bench"
 PREFLIGHT_SIZE = 20 * MiB
-DISK_MARGIN = 4 * GiB
+DISK_MARGIN = 4 * GiB  # left free beyond what the benchmark stores (--disk-margin): shared disk
 SETTLE_S = 0.5  # pause between runs so the server's background work does not leak into the next
 QUIET_CORES = 0.15  # start a run only once other people's processes use less CPU than this...
 QUIET_MAX_WAIT_S = 90.0  # ...or this long has passed (the run's foreign_cpu_s then shows it)
 QUIET_TOTAL_WAIT_S = 180.0  # and stop waiting at all once this much was spent waiting
-NOISY_CORES = 0.3  # a run during which the rest of the machine used more CPU than this...
-NOISY_RETRIES = 2  # ...is run again, up to this many times...
+NOISY_RETRIES = 2  # a run above NOISY_CORES is run again, up to this many times...
 NOISY_RETRY_BUDGET_S = 240.0  # ...while re-runs have taken less than this in all
+# Below this, "the rest of the machine" is mostly the harness's own bookkeeping around the run
+# (listing every process twice) and tick rounding: a start-up run is not judged noisy.
+NOISY_MIN_WALL_S = 2.0
 QUIET_SAMPLE_S = 0.5
 WARMUP_MAX_SIZE = GiB
-LINK_DELAY_MS = 25.0
-LINK_RATE_MBPS = 40.0
 SWEEP_TOOLS = ("persevere", "s5cmd")
+SIZE_TOOLS = ("persevere", "s5cmd", "obstore")  # obstore: the fastest peer at 1 GiB
+SECTIONS = (
+    "compare",
+    "file_size",
+    "sink",
+    "startup",
+    "streams",
+    "concurrency",
+    "part_size",
+    "link",
+    "link_large",
+)
+# `persevere upload status` needs an upload in progress: one started with a rate cap and
+# killed once a part is recorded.
+STATUS_FILE_SIZE = 32 * MiB
+STATUS_RATE = "4MiB/s"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class Setting:
-    """One thing to measure: a tool uploading a file of some size with some settings."""
-
-    tool: str
-    file_size: int
-    concurrency: int
-    part_size: int
-    link: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Section:
-    name: str
-    title: str
-    settings: list[Setting]
-
-
-@dataclasses.dataclass
-class Run:
-    section: str
-    setting: Setting
-    index: int
-    wall_s: float = 0.0
-    user_s: float = 0.0
-    sys_s: float = 0.0
-    peak_rss_mib: float = 0.0
-    sampled_tree_rss_mib: float = 0.0
-    max_processes: int = 0
-    server_cpu_s: float = 0.0
-    other_cpu_s: float = 0.0  # the rest of the machine: kernel, harness, proxy, foreign
-    foreign_cpu_s: float = 0.0  # other people's processes (see measure.foreign_cpu_snapshot)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def cpu_s(self) -> float:
-        return self.user_s + self.sys_s
+class NotEnoughDisk(Exception):
+    """Free space ran short: the section stops (and says so), the others go on."""
 
 
 def plan(quick: bool, tools: list[str]) -> list[Section]:
-    headline_size = 256 * MiB if quick else GiB
-    sweep_tools = [tool for tool in SWEEP_TOOLS if tool in tools]
+    headline = 256 * MiB if quick else GiB
     file_sizes = [64 * MiB, 256 * MiB, GiB] if quick else [256 * MiB, GiB, 4 * GiB]
     link_size = 64 * MiB if quick else 256 * MiB
+    # At 40 MB/s, 1 GiB takes 27 s: start-up (~0.5-1 s) is then under 5 % of the run.
+    link_large = 256 * MiB if quick else GiB
+    sweep_tools = [tool for tool in SWEEP_TOOLS if tool in tools]
+    size_tools = [tool for tool in SIZE_TOOLS if tool in tools]
+    stream_tools = [tool for tool in tools if PEERS[tool].stream is not None]
 
     def grid(
-        sizes: list[int], concs: list[int], parts: list[int], link: bool = False
+        sizes: list[int],
+        concs: list[int],
+        parts: list[int],
+        link: bool = False,
+        who: list[str] = sweep_tools,
+        server: str = SEAWEEDFS,
     ) -> list[Setting]:
         return [
-            Setting(tool, size, conc, part, link)
+            Setting(tool, size, conc, part, link, FILE, server)
             for size in sizes
             for conc in concs
             for part in parts
-            for tool in sweep_tools
+            for tool in who
         ]
 
+    link_title = (
+        f"Emulated link ({LINK_DELAY_MS:.0f} ms one-way, {LINK_RATE_MBPS:.0f} MB/s shared cap)"
+    )
+    startup = [Setting(tool, 0, 8, 8 * MiB) for tool in tools]
+    if "persevere" in tools:
+        startup.insert(1, Setting("persevere", 0, 8, 8 * MiB, mode=STATUS))
     return [
         Section(
             "compare",
-            f"All tools, {report.size_label(headline_size)}, concurrency 8, 8 MiB parts",
-            [Setting(tool, headline_size, 8, 8 * MiB) for tool in tools],
+            f"All tools, {size_label(headline)}, concurrency 8, 8 MiB parts",
+            [Setting(tool, headline, 8, 8 * MiB) for tool in tools],
+        ),
+        Section(
+            "file_size",
+            "File-size sweep, concurrency 8, 8 MiB parts",
+            grid(file_sizes, [8], [8 * MiB], who=size_tools),
+        ),
+        Section(
+            "sink",
+            "The S3 null sink (nginx, stores nothing), concurrency 8, 8 MiB parts",
+            grid([headline, file_sizes[-1]], [8], [8 * MiB], who=size_tools, server=SINK),
+        ),
+        Section("startup", "Start-up: the fixed cost of one run (SeaweedFS)", startup),
+        Section(
+            "streams",
+            f"Streams: `cat FILE | tool`, {size_label(headline)}, concurrency 8, 8 MiB parts",
+            [Setting(tool, headline, 8, 8 * MiB, mode=STREAM) for tool in stream_tools],
         ),
         Section(
             "concurrency",
-            f"Concurrency sweep, {report.size_label(headline_size)}, 8 MiB parts",
-            grid([headline_size], [1, 2, 4, 8, 16], [8 * MiB]),
+            f"Concurrency sweep, {size_label(headline)}, 8 MiB parts",
+            grid([headline], [1, 2, 4, 8, 16], [8 * MiB]),
         ),
         Section(
             "part_size",
@@ -143,16 +170,14 @@ def plan(quick: bool, tools: list[str]) -> list[Section]:
             grid([GiB], [8], [8 * MiB, 64 * MiB, 512 * MiB]),
         ),
         Section(
-            "file_size",
-            "File-size sweep, concurrency 8, 8 MiB parts",
-            grid(file_sizes, [8], [8 * MiB]),
+            "link",
+            f"{link_title}, {size_label(link_size)}, 8 MiB parts",
+            grid([link_size], [1, 2, 4, 8], [8 * MiB], link=True),
         ),
         Section(
-            "link",
-            f"Emulated link ({LINK_DELAY_MS:.0f} ms one-way, "
-            f"{LINK_RATE_MBPS:.0f} MB/s shared cap), "
-            f"{report.size_label(link_size)}, 8 MiB parts",
-            grid([link_size], [1, 2, 4, 8], [8 * MiB], link=True),
+            "link_large",
+            f"{link_title}, {size_label(link_large)} at concurrency 8, and start-up",
+            grid([link_large, 0], [8], [8 * MiB], link=True),
         ),
     ]
 
@@ -161,12 +186,21 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.root = Path(tempfile.mkdtemp(prefix="persevere-bench-", dir=args.tmp_dir))
+        # The servers' data: under root, or elsewhere (--server-dir, e.g. a tmpfs when the
+        # disk is short; the test files stay on disk, read from its page cache).
+        self.server_root = (
+            Path(tempfile.mkdtemp(prefix="persevere-bench-servers-", dir=args.server_dir))
+            if args.server_dir
+            else self.root
+        )
+        self.disk_margin = int(args.disk_margin * GiB)
         self.files: dict[int, Path] = {}
+        self.sha256: dict[int, str] = {}
         self.runs: list[Run] = []
         self.failures: list[str] = []
         self.skipped: dict[str, str] = {}
-        self.server: S3Server | None = None
-        self.s3 = None
+        self.server: BenchServer | None = None
+        self.status_state: Path | None = None  # an upload in progress (the startup section)
         self._run_counter = 0
         self.tools: list[str] = []
         self.waited_total_s = 0.0
@@ -179,49 +213,33 @@ class Bench:
     def file_of_size(self, size: int) -> Path:
         """Random bytes, written once per size and fsync'd so writeback does not skew run 1."""
         if size not in self.files:
-            path = self.root / f"data-{report.size_label(size).replace(' ', '')}.bin"
-            self._need_disk(size)
-            print(f"generating {path} ({report.size_label(size)} of random bytes)", flush=True)
+            path = self.root / f"data-{size_label(size).replace(' ', '')}.bin"
+            self._need_disk(size, self.root)
+            print(f"generating {path} ({size_label(size)} of random bytes)", flush=True)
+            digest = hashlib.sha256()
             with path.open("wb") as out:
                 left = size
                 while left:
                     chunk = os.urandom(min(left, 16 * MiB))
+                    digest.update(chunk)
                     out.write(chunk)
                     left -= len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             self.files[size] = path
+            self.sha256[size] = digest.hexdigest()
         return self.files[size]
 
-    def start_server(self, name: str) -> None:
+    def start_server(self, name: str, kind: str = SEAWEEDFS) -> BenchServer:
         self.stop_server()
-        server = S3Server(self.root / f"s3-{name}")
-        server.start()
-        self.server = server
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name=server.region,
-            config=BotoConfig(retries={"max_attempts": 3}),
-        )
-        self.s3.create_bucket(Bucket=BUCKET)
+        self.server = BenchServer(kind, self.server_root / f"s3-{name}")
+        return self.server
 
     def stop_server(self) -> None:
         if self.server is not None:
             self.server.stop()
-            shutil.rmtree(self.server.root, ignore_errors=True)
             self.server = None
-
-    def server_pid(self) -> int | None:
-        for child in psutil.Process().children(recursive=True):
-            try:
-                if child.name() == "weed":
-                    return child.pid
-            except psutil.Error:
-                pass
-        return None
+        self.status_state = None
 
     def pin_persevere(self, source: str) -> dict[str, str]:
         """Copy persevere/ now and run that copy (PYTHONPATH) for the whole benchmark.
@@ -258,6 +276,10 @@ class Bench:
         dirty = source == "worktree" and git("status", "--porcelain", "--", "persevere")
         return {
             "commit": git("rev-parse", "--short=12", "HEAD"),
+            "commit_date": git("log", "-1", "--format=%cI", "HEAD"),
+            # The last commit that changed persevere/ (the code measured, if not dirty): a
+            # benchmarks-only commit on top does not change what is measured.
+            "persevere_changed_in": git("log", "-1", "--format=%h %cs %s", "--", "persevere"),
             "uncommitted_changes": "yes" if dirty else "no",
             "sources_sha256": digest.hexdigest()[:16],
         }
@@ -286,31 +308,63 @@ class Bench:
         """One unmeasured upload on a fresh server: SeaweedFS allocates its volumes on first
         writes, which would otherwise slow whichever tool happens to run first."""
         tool = "s5cmd" if "s5cmd" in self.tools else self.tools[0]
-        size = max([s for s in sizes if s <= WARMUP_MAX_SIZE] or [min(sizes)])
+        size = max(PREFLIGHT_SIZE, min(max(sizes), WARMUP_MAX_SIZE))
         run = self.upload("warmup", Setting(tool, size, 8, 8 * MiB), 0, endpoint_url)
         if not run.ok:
             self._fail(f"warm-up upload with {tool} failed: {run.error}")
 
-    def _need_disk(self, size: int) -> None:
-        free = shutil.disk_usage(self.root).free
-        if free < size + DISK_MARGIN:
-            raise SystemExit(
-                f"bench: only {free / GiB:.1f} GiB free under {self.root}, need "
-                f"{(size + DISK_MARGIN) / GiB:.1f} GiB; free some space or pass --tmp-dir"
+    def prepare_status(self, endpoint_url: str) -> None:
+        """An upload in progress for ``persevere upload status``: started with a rate cap and
+        killed (SIGKILL) once its journal records a part."""
+        assert self.server is not None
+        file = self.file_of_size(STATUS_FILE_SIZE)
+        scratch = self.root / "status-upload"
+        scratch.mkdir(exist_ok=True)
+        state = scratch / "in-progress.persevere"
+        target = self._target(file, "startup/in-progress", endpoint_url, 1, 8 * MiB, scratch)
+        invocation = PEERS["persevere"].build(target)
+        argv = [*invocation.argv, "--max-bandwidth", STATUS_RATE]
+        argv[argv.index("--state-file") + 1] = str(state)
+        env = invocation.env | self.env_overrides.get("persevere", {})
+        with (scratch / "output.log").open("wb") as log:
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and process.poll() is None:
+                if state.exists() and b'"type":"part"' in state.read_bytes():
+                    break
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.wait()
+        if b'"type":"part"' not in state.read_bytes() or b'"completed"' in state.read_bytes():
+            self._fail(f"could not leave an upload in progress for `upload status` ({scratch})")
+            return
+        self.status_state = state
+
+    def _need_disk(self, size: int, where: Path) -> None:
+        """Keep the margin free beyond what the next write stores: the disk is shared."""
+        free = shutil.disk_usage(where).free
+        if free < size + self.disk_margin:
+            raise NotEnoughDisk(
+                f"only {free / GiB:.1f} GiB free under {where}, need "
+                f"{(size + self.disk_margin) / GiB:.1f} GiB; free some space, or pass "
+                "--tmp-dir / --server-dir"
             )
+
+    def keep_files(self, sizes: set[int]) -> None:
+        """Delete the test files of other sizes (no later section needs them)."""
+        for size in [s for s in self.files if s not in sizes]:
+            self.files.pop(size).unlink(missing_ok=True)
 
     # --- one upload ----------------------------------------------------------------------
 
-    def upload(self, section: str, setting: Setting, index: int, endpoint_url: str) -> Run:
+    def _target(
+        self, file: Path, key: str, endpoint_url: str, concurrency: int, part: int, scratch: Path
+    ) -> Target:
         assert self.server is not None
-        assert self.s3 is not None
-        self._run_counter += 1
-        file = self.file_of_size(setting.file_size)
-        self._need_disk(setting.file_size)
-        scratch = self.root / "runs" / f"{self._run_counter:04d}"
-        scratch.mkdir(parents=True)
-        key = f"{section}/{setting.tool.replace(' ', '-')}/{uuid.uuid4().hex}"
-        target = Target(
+        return Target(
             file=file,
             bucket=BUCKET,
             key=key,
@@ -318,20 +372,45 @@ class Bench:
             access_key=self.server.access_key,
             secret_key=self.server.secret_key,
             region=self.server.region,
-            concurrency=setting.concurrency,
-            part_size=setting.part_size,
+            concurrency=concurrency,
+            part_size=part,
             scratch=scratch,
         )
-        invocation = PEERS[setting.tool].build(target)
-        weed_pid = self.server_pid()
-        server_cpu_before = process_cpu_s(weed_pid) if weed_pid else 0.0
+
+    def _invocation(self, setting: Setting, target: Target) -> Invocation:
+        peer = PEERS[setting.tool]
+        if setting.mode == STREAM:
+            assert peer.stream is not None, f"{setting.tool} cannot upload a stream"
+            return peer.stream(target)
+        if setting.mode == STATUS:
+            assert self.status_state is not None, "no upload in progress for `upload status`"
+            return persevere_status_command(target, self.status_state)
+        return peer.build(target)
+
+    def upload(self, section: str, setting: Setting, index: int, endpoint_url: str) -> Run:
+        """Measure one run of ``setting`` and check what it uploaded."""
+        assert self.server is not None
+        server = self.server
+        self._run_counter += 1
+        file = self.file_of_size(setting.file_size)
+        if setting.server == SEAWEEDFS:
+            self._need_disk(setting.file_size, self.server_root)
+        scratch = self.root / "runs" / f"{self._run_counter:04d}"
+        scratch.mkdir(parents=True)
+        key = server.key(f"{section}/{setting.tool.replace(' ', '-')}", setting.file_size)
+        target = self._target(
+            file, key, endpoint_url, setting.concurrency, setting.part_size, scratch
+        )
+        invocation = self._invocation(setting, target)
+        server_cpu_before = server.cpu_s()
         busy_before = machine_busy_cpu_s()
         foreign_before = foreign_cpu_snapshot()
         env = invocation.env | self.env_overrides.get(setting.tool, {})
-        m = measure(invocation.argv, env, scratch / "output.log", cwd=scratch)
+        m = measure(
+            invocation.argv, env, scratch / "output.log", cwd=scratch, stdin=invocation.stdin
+        )
         foreign_s = foreign_cpu_s(foreign_before, foreign_cpu_snapshot())
         busy_s = machine_busy_cpu_s() - busy_before
-        server_cpu_after = process_cpu_s(weed_pid) if weed_pid else 0.0
         run = Run(
             section=section,
             setting=setting,
@@ -342,37 +421,44 @@ class Bench:
             peak_rss_mib=m.peak_rss_mib,
             sampled_tree_rss_mib=m.sampled_tree_rss_mib,
             max_processes=m.max_processes,
-            server_cpu_s=server_cpu_after - server_cpu_before,
+            server_cpu_s=server.cpu_s() - server_cpu_before,
+            producer_cpu_s=m.producer_cpu_s,
         )
-        run.other_cpu_s = max(0.0, busy_s - run.cpu_s - run.server_cpu_s)
+        run.other_cpu_s = max(0.0, busy_s - run.cpu_s - run.server_cpu_s - run.producer_cpu_s)
         run.foreign_cpu_s = foreign_s
         if m.returncode != 0:
             run.error = f"exit code {m.returncode}; output tail:\n{m.output_tail}"
+        elif setting.mode == STATUS:
+            run.verified = "exit 0"
         else:
-            try:
-                head = self.s3.head_object(Bucket=BUCKET, Key=key)
-            except Exception as exc:  # any failure to find the object is the finding
-                run.error = f"exited 0 but HeadObject failed: {exc!r}\noutput:\n{m.output_tail}"
-            else:
-                if head["ContentLength"] != setting.file_size:
-                    run.error = (
-                        f"exited 0 but the object has {head['ContentLength']} bytes, "
-                        f"not {setting.file_size}"
-                    )
+            run.error = self._check(setting, key, m.output_tail)
+            run.verified = "HeadObject size"
+            if setting.mode == STREAM and run.ok:
+                run.verified = "HeadObject size and the SHA-256 of the download"
+            if run.ok:
+                server.drop(key)
         if run.ok:
             shutil.rmtree(scratch, ignore_errors=True)
         return run
+
+    def _check(self, setting: Setting, key: str, output: str) -> str | None:
+        """What is wrong with the uploaded object, or None: HeadObject's size, and for a
+        stream (read once, nothing to compare it with afterwards) the downloaded bytes."""
+        assert self.server is not None
+        problem = self.server.check_size(key, setting.file_size)
+        if problem is None and setting.mode == STREAM:
+            problem = self.server.check_bytes(key, self.sha256[setting.file_size])
+        return None if problem is None else f"exited 0 but {problem}\noutput:\n{output}"
 
     # --- sections ------------------------------------------------------------------------
 
     def preflight(self, tools: list[str]) -> list[str]:
         """One small multipart upload per tool: proves it works here, and warms it up."""
-        self.start_server("preflight")
+        server = self.start_server("preflight")
         working = []
         for tool in tools:
             setting = Setting(tool, PREFLIGHT_SIZE, 2, 8 * MiB)
-            assert self.server is not None
-            run = self.upload("preflight", setting, 0, self.server.endpoint_url)
+            run = self.upload("preflight", setting, 0, server.endpoint_url)
             if run.ok:
                 working.append(tool)
                 print(f"preflight {tool}: ok ({run.wall_s:.2f} s)", flush=True)
@@ -390,39 +476,64 @@ class Bench:
             for setting in section.settings
             if (setting, i) not in done
         ]
-        print(f"\n== {section.title}: {len(todo)} uploads", flush=True)
+        print(f"\n== {section.title}: {len(todo)} runs", flush=True)
         if not todo:
             return
+        try:
+            self._run_section(section, todo)
+        except NotEnoughDisk as exc:
+            self._fail(f"section {section.name} stopped: {exc}")
+        print(f"== {section.name} took {time.monotonic() - started:.0f} s", flush=True)
+
+    def _run_section(self, section: Section, todo: list[tuple[int, Setting]]) -> None:
         for size in sorted({s.file_size for s in section.settings}):
-            self.file_of_size(size)
-        self.start_server(section.name)
-        assert self.server is not None
+            try:
+                self.file_of_size(size)
+            except NotEnoughDisk as exc:  # the other sizes of the section still run
+                self._fail(f"{section.name}: {size_label(size)} left out: {exc}")
+                todo[:] = [(i, s) for i, s in todo if s.file_size != size]
+        if not todo:
+            return
+        kind = SINK if any(s.server == SINK for s in section.settings) else SEAWEEDFS
+        server = self.start_server(section.name, kind)
         try:
             if any(s.link for s in section.settings):
                 proxy_log = self.root / f"linkproxy-{section.name}.log"
                 with LinkProxy(
-                    self.server.endpoint_url, LINK_DELAY_MS, LINK_RATE_MBPS, proxy_log
+                    server.endpoint_url, LINK_DELAY_MS, LINK_RATE_MBPS, proxy_log
                 ) as proxy:
-                    self.warm_up([s.file_size for s in section.settings], proxy.endpoint_url)
+                    self._prepare(section, proxy.endpoint_url)
                     self._run_all(section, todo, proxy.endpoint_url)
             else:
-                self.warm_up([s.file_size for s in section.settings], self.server.endpoint_url)
-                self._run_all(section, todo, self.server.endpoint_url)
+                self._prepare(section, server.endpoint_url)
+                self._run_all(section, todo, server.endpoint_url)
         finally:
             self.stop_server()
-        print(f"== {section.name} took {time.monotonic() - started:.0f} s", flush=True)
+
+    def _prepare(self, section: Section, endpoint_url: str) -> None:
+        self.warm_up([s.file_size for s in section.settings], endpoint_url)
+        if any(s.mode == STATUS for s in section.settings):
+            self.prepare_status(endpoint_url)
 
     def _run_all(self, section: Section, todo: list[tuple[int, Setting]], endpoint: str) -> None:
         for n, (index, setting) in enumerate(todo, 1):
+            if setting.mode == STATUS and self.status_state is None:
+                continue  # prepare_status failed and said so
+            run = None
             for attempt in range(NOISY_RETRIES + 1):
                 time.sleep(SETTLE_S)
                 self.wait_until_quiet()
-                run = self.upload(section.name, setting, index, endpoint)
+                try:
+                    run = self.upload(section.name, setting, index, endpoint)
+                except NotEnoughDisk as exc:
+                    self._fail(f"{section.name}: {setting.tool} run {index + 1} left out: {exc}")
+                    break
                 if attempt:
                     self.noisy_retry_s += run.wall_s
                 noise_cores = run.other_cpu_s / run.wall_s if run.wall_s else 0.0
                 if (
                     not run.ok
+                    or run.wall_s < NOISY_MIN_WALL_S
                     or noise_cores <= NOISY_CORES
                     or attempt == NOISY_RETRIES
                     or self.noisy_retry_s >= NOISY_RETRY_BUDGET_S
@@ -434,17 +545,20 @@ class Bench:
                     f"{setting.tool}'s {run.wall_s:.1f} s run; running it again)",
                     flush=True,
                 )
+            if run is None:
+                continue
             self.runs.append(run)
+            mode = "" if setting.mode == FILE else f" {setting.mode}"
             label = (
-                f"[{section.name} {n}/{len(todo)}] {setting.tool:<9} "
-                f"{report.size_label(setting.file_size):>8} c={setting.concurrency:<2} "
-                f"part={report.size_label(setting.part_size)}"
+                f"[{section.name} {n}/{len(todo)}] {setting.tool + mode:<16} "
+                f"{size_label(setting.file_size):>8} c={setting.concurrency:<2} "
+                f"part={size_label(setting.part_size)}"
             )
             if run.ok:
+                rate = f"{setting.file_size / 1e6 / run.wall_s:6.1f} MB/s" if run.wall_s else ""
                 print(
-                    f"{label}: {run.wall_s:6.2f} s {setting.file_size / 1e6 / run.wall_s:6.1f} MB/s"
-                    f" cpu {run.cpu_s:5.2f} s rss {run.peak_rss_mib:5.0f} MiB"
-                    f" server cpu {run.server_cpu_s:5.2f} s",
+                    f"{label}: {run.wall_s:6.2f} s {rate} cpu {run.cpu_s:5.2f} s "
+                    f"rss {run.peak_rss_mib:5.0f} MiB server cpu {run.server_cpu_s:5.2f} s",
                     flush=True,
                 )
             else:
@@ -461,6 +575,8 @@ class Bench:
             print(f"scratch kept in {self.root}")
         else:
             shutil.rmtree(self.root, ignore_errors=True)
+        if self.server_root != self.root:
+            shutil.rmtree(self.server_root, ignore_errors=True)
 
 
 def environment(tools: list[str], skipped: dict[str, str]) -> dict[str, object]:
@@ -486,6 +602,11 @@ def environment(tools: list[str], skipped: dict[str, str]) -> dict[str, object]:
         "s3_server": (weed.stdout.strip().splitlines() or ["unknown"])[0],
         "versions": {tool: PEERS[tool].version() for tool in tools},
         "commands": {tool: command_template(tool) for tool in tools},
+        "stream_commands": {
+            tool: command_template(tool, stream=True)
+            for tool in tools
+            if PEERS[tool].stream is not None
+        },
         "skipped": skipped,
         "link": {"one_way_delay_ms": LINK_DELAY_MS, "cap_mb_per_s": LINK_RATE_MBPS},
     }
@@ -494,19 +615,7 @@ def environment(tools: list[str], skipped: dict[str, str]) -> dict[str, object]:
 def rerender(json_path: Path, out: Path) -> int:
     data = json.loads(json_path.read_text())
     env = data["environment"]
-    runs = []
-    for row in data["runs"]:
-        setting = Setting(
-            row["tool"], row["file_size"], row["concurrency"], row["part_size"], row["link"]
-        )
-        run = Run(row["section"], setting, row["run"] - 1)
-        for field in (
-            "wall_s user_s sys_s peak_rss_mib sampled_tree_rss_mib max_processes "
-            "server_cpu_s other_cpu_s foreign_cpu_s"
-        ).split():
-            setattr(run, field, row[field])
-        run.error = None if row["ok"] else (row["error"] or "failed")
-        runs.append(run)
+    runs = [Run.from_row(row) for row in data["runs"]]
     sections = plan(env["quick"], list(env["versions"]))
     paths = report.write_all(out, env, sections, runs, data["failures"])
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -523,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="smoke run: smaller files, 1 run each, no 4 GiB file"
     )
     parser.add_argument(
-        "--runs", type=int, default=None, help="runs of each setting (default 3, or 1 with --quick)"
+        "--runs", type=int, default=None, help="runs of each setting (default 5, or 1 with --quick)"
     )
     parser.add_argument(
         "--out",
@@ -536,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         action="append",
         metavar="SECTION",
-        help="run only this section (repeatable): compare, concurrency, part_size, file_size, link",
+        choices=SECTIONS,
+        help="run only this section (repeatable): " + ", ".join(SECTIONS),
     )
     parser.add_argument("--tools", help="comma-separated subset of: " + ", ".join(PEERS))
     parser.add_argument(
@@ -544,6 +654,19 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="where the test files and the S3 server's data go (default: $TMPDIR)",
+    )
+    parser.add_argument(
+        "--server-dir",
+        type=Path,
+        default=None,
+        help="where the S3 servers keep their data (default: under --tmp-dir)",
+    )
+    parser.add_argument(
+        "--disk-margin",
+        type=float,
+        default=DISK_MARGIN / GiB,
+        metavar="GIB",
+        help=f"GiB to leave free beyond what is written (default {DISK_MARGIN / GiB:g})",
     )
     parser.add_argument("--keep-tmp", action="store_true", help="keep the scratch directory")
     parser.add_argument(
@@ -559,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         help="measure nothing: rewrite the CSV, Markdown and charts from a results JSON",
     )
     args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.quick else 3)
+    runs = args.runs or (1 if args.quick else 5)
     out = args.out or Path("benchmarks/results") / ("tmp/quick" if args.quick else "")
     if args.from_json:
         return rerender(args.from_json, args.out or args.from_json.parent)
@@ -568,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(PEERS)
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
+    # A SIGTERM (a supervisor, `kill`) unwinds like Ctrl-C: servers stopped, scratch removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     bench = Bench(args)
     tools = []
     for tool in wanted:
@@ -579,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             tools.append(tool)
 
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     sections = plan(args.quick, tools)
     floor_mib = 0.0
     persevere_source: dict[str, str] = {}
@@ -590,9 +716,10 @@ def main(argv: list[str] | None = None) -> int:
         tools = bench.preflight(tools)
         bench.tools = tools
         sections = plan(args.quick, tools)
-        for section in sections:
-            if args.only and section.name not in args.only:
-                continue
+        chosen = [s for s in sections if not args.only or s.name in args.only]
+        for n, section in enumerate(chosen):
+            later = {st.file_size for sec in chosen[n:] for st in sec.settings}
+            bench.keep_files(later | {PREFLIGHT_SIZE, STATUS_FILE_SIZE})
             bench.run_section(section, runs)
     finally:
         bench.close()
@@ -607,7 +734,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs_discarded_as_noisy": bench.noisy_discarded,
         "waited_for_quiet_s": round(bench.waited_total_s),
     }
+    env["load_average"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     env["quick"] = args.quick
+    env["server_dir"] = str(args.server_dir) if args.server_dir else "under the scratch directory"
+    env["only"] = args.only or []
     env["elapsed_s"] = round(elapsed_s)
     paths = report.write_all(out, env, sections, bench.runs, bench.failures)
     print(f"\nwrote {', '.join(str(p) for p in paths)} ({elapsed_s / 60:.1f} min)")

@@ -24,22 +24,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
-import psutil
-
-from benchmarks.measure import measure, process_cpu_s
-from benchmarks.nullsink import NullSink
+from benchmarks.measure import measure
+from benchmarks.model import BUCKET, SEAWEEDFS, SINK, GiB, MiB
 from benchmarks.peers import PEERS, Target
-from tests.s3server import S3Server
+from benchmarks.servers import BenchServer
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-BUCKET = "bench"
 SIZES = {"MiB": MiB, "GiB": GiB}
+SERVERS = {"sink": SINK, "seaweedfs": SEAWEEDFS}
 
 
 def _size(text: str) -> int:
@@ -47,16 +41,6 @@ def _size(text: str) -> int:
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)
     return int(text)
-
-
-def _weed_pid() -> int | None:
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == "weed":
-                return int(child.pid)
-        except psutil.Error:
-            pass
-    return None
 
 
 def _file(root: Path, size: int) -> Path:
@@ -72,74 +56,18 @@ def _file(root: Path, size: int) -> Path:
     return path
 
 
-class _Server:
-    """A started server: where to upload, its credentials, how to name a key, its CPU."""
-
-    def __init__(self, kind: str, root: Path) -> None:
-        self.kind = kind
-        self._sink: NullSink | None = None
-        self._weed: S3Server | None = None
-        if kind == "sink":
-            self._sink = NullSink(root / "sink").start()
-            self.endpoint_url = self._sink.endpoint_url
-            self.access_key, self.secret_key = self._sink.access_key, self._sink.secret_key
-            self.region = self._sink.region
-            self.pid: int | None = self._sink.pid
-        else:
-            self._weed = S3Server(root / "weed")
-            self._weed.start()
-            self.endpoint_url = self._weed.endpoint_url
-            self.access_key, self.secret_key = self._weed.access_key, self._weed.secret_key
-            self.region = self._weed.region
-            self.pid = _weed_pid()
-        self._s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-        )
-        if self._weed is not None:
-            self._s3.create_bucket(Bucket=BUCKET)
-
-    def check_and_drop(self, key: str, size: int) -> str | None:
-        """HeadObject must show the object with its size; then delete it (disk stays flat)."""
-        try:
-            found = int(self._s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
-        except Exception as exc:  # any failure to find the object is the finding
-            return f"HeadObject failed: {exc!r}"
-        if self._weed is not None:
-            self._s3.delete_object(Bucket=BUCKET, Key=key)
-        return None if found == size else f"the object has {found} bytes, not {size}"
-
-    def key(self, tool: str, size: int) -> str:
-        prefix = f"sink-compare/{tool.replace(' ', '-')}"
-        if self._sink is not None:
-            return self._sink.key_for(size, prefix)
-        return f"{prefix}/{uuid.uuid4().hex}"
-
-    def cpu_s(self) -> float:
-        return process_cpu_s(self.pid) if self.pid else 0.0
-
-    def stop(self) -> None:
-        if self._sink is not None:
-            self._sink.stop()
-        if self._weed is not None:
-            self._weed.stop()
-
-
 def run(
     tools: list[str], servers: list[str], size: int, runs: int, root: Path, failures: list[str]
 ) -> list[dict[str, Any]]:
     data = _file(root, size)
     rows: list[dict[str, Any]] = []
     for kind in servers:
-        server = _Server(kind, root)
+        server = BenchServer(SERVERS[kind], root / kind)
         try:
             for index in range(-1, runs):  # run -1: unmeasured warm-up of every tool
                 for tool in tools:
                     scratch = Path(tempfile.mkdtemp(dir=root))
-                    key = server.key(tool, size)
+                    key = server.key(f"sink-compare/{tool.replace(' ', '-')}", size)
                     target = Target(
                         data,
                         BUCKET,
@@ -162,8 +90,10 @@ def run(
                     error = (
                         f"exit {m.returncode}: {m.output_tail[-500:]}"
                         if m.returncode != 0
-                        else server.check_and_drop(key, size)
+                        else server.check_size(key, size)
                     )
+                    if error is None:
+                        server.drop(key)
                     shutil.rmtree(scratch, ignore_errors=True)
                     if error is not None:
                         failures.append(f"{tool} on {kind}, run {index + 1}: {error}")
