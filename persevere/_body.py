@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import anyio
 
-SLICE_BYTES = 1 << 20
+SLICE_BYTES = 256 << 10  # 256 KiB: peak RSS -10 MiB at c=8 against 1 MiB, same CPU (benchmarks/README.md)
 
 
 Throttle = Callable[[int], Awaitable[None]]

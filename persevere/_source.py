@@ -83,7 +83,7 @@ class SourceFile:
 
     As the sender's part source, a part that fits the worker's buffer is read once into it and
     sent from it; a larger one is checksummed in a first pass through the buffer (S3 needs the
-    checksum in the request headers, before the body), then streamed in 1 MiB slices, about two
+    checksum in the request headers, before the body), then streamed in 256 KiB slices, about two
     of which are alive per worker. The second read comes from the page cache: at the default
     sizes it costs less than 0.1 s of CPU per GiB, and memory stays flat from 5 MiB to 5 GiB
     parts.
