@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import anyio
 
-SLICE_BYTES = 256 << 10  # 256 KiB: peak RSS -10 MiB at c=8 against 1 MiB, same CPU (benchmarks/README.md)
+# 256 KiB: peak RSS -10 MiB at c=8 against 1 MiB, same CPU (benchmarks/README.md)
+SLICE_BYTES = 256 << 10
 
 
 Throttle = Callable[[int], Awaitable[None]]
