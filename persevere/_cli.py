@@ -1,7 +1,8 @@
 """The ``persevere`` command: a thin layer over the coroutines of the API.
 
 It parses flags (typer; choices, sizes, rates and durations are checked by click before any
-request, with click's usual error), runs one coroutine with SIGINT/SIGTERM turned into a clean
+request, with click's usual error; flags several commands share come as one group each, see
+:mod:`._flag_groups`), runs one coroutine with SIGINT/SIGTERM turned into a clean
 stop, and reports: results on stdout, progress and errors on stderr. It catches persevere's own
 errors only (naming the flag of the parameter a core error names); anything else is a bug and
 keeps its traceback.
@@ -27,6 +28,7 @@ import typer
 
 from . import _errors
 from ._checksums import AlgorithmName
+from ._flag_groups import flag_groups
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
@@ -632,48 +634,6 @@ def _hung_up() -> None:
             pass
 
 
-def _options(
-    concurrency: int,
-    max_retries: int,
-    retry_for: float | None,
-    stall_timeout: float,
-    max_bandwidth: float | None,
-) -> Any:
-    from ._options import UploadOptions
-    from ._retry import RetryPolicy
-
-    if retry_for is not None:
-        retry = RetryPolicy(max_attempts=None, patience_s=retry_for)  # the patience decides
-    else:
-        retry = RetryPolicy(max_attempts=max_retries + 1)
-    return UploadOptions(
-        concurrency=concurrency,
-        retry=retry,
-        stall_timeout_s=stall_timeout,
-        max_bandwidth_bytes_s=max_bandwidth,
-    )
-
-
-def _endpoint(
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    ca_bundle: str | None,
-    no_verify_ssl: bool = False,
-) -> Any:
-    from ._s3 import Endpoint
-
-    try:
-        endpoint = Endpoint.from_environment(
-            endpoint_url, region, profile, ca_bundle, verify_ssl=not no_verify_ssl
-        )
-    except _errors.UsageError as exc:
-        _fail(exc)
-    if no_verify_ssl:
-        _warn_insecure()
-    return endpoint
-
-
 def _warn_insecure() -> None:
     log.warning(
         "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone on "
@@ -716,41 +676,115 @@ def _refuse_max_parts_for_streams(max_parts: int) -> None:
         )
 
 
-def _object_options(
-    file: Path,
-    storage_class: str | None,
-    content_type: str | None,
-    content_encoding: str | None,
-    metadata: list[str] | None,
-    tagging: list[str] | None,
-    sse: str | None,
-    sse_kms_key_id: str | None,
-    acl: str | None,
-    expected_bucket_owner: str | None,
-    request_payer: str | None = None,
-    lock: tuple[str | None, str | None, str | None] = (None, None, None),
-) -> dict[str, Any]:
-    from ._object_options import build_object_options
+# -- flag groups: each flag declared once, turned into a core value by its group -------------
+@dataclasses.dataclass(frozen=True)
+class TransferFlags:
+    """How fast and how patiently: the upload options (not recorded in the state file)."""
 
-    try:
-        return build_object_options(
-            file,
-            storage_class=storage_class,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            metadata=metadata or (),
-            tagging=tagging or (),
-            sse=sse,
-            sse_kms_key_id=sse_kms_key_id,
-            acl=acl,
-            expected_bucket_owner=expected_bucket_owner,
-            request_payer=request_payer,
-            object_lock_mode=lock[0],
-            object_lock_retain_until=lock[1],
-            object_lock_legal_hold=lock[2],
+    concurrency: ConcurrencyOpt = 8
+    max_bandwidth: BandwidthOpt = None
+    max_retries: MaxRetriesOpt = 9
+    retry_for: RetryForOpt = None
+    stall_timeout: StallOpt = 60.0
+
+    def options(self) -> Any:
+        from ._options import UploadOptions
+        from ._retry import RetryPolicy
+
+        if self.retry_for is not None:  # the patience decides
+            retry = RetryPolicy(max_attempts=None, patience_s=self.retry_for)
+        else:
+            retry = RetryPolicy(max_attempts=self.max_retries + 1)
+        return UploadOptions(
+            concurrency=self.concurrency,
+            retry=retry,
+            stall_timeout_s=self.stall_timeout,
+            max_bandwidth_bytes_s=self.max_bandwidth,
         )
-    except _errors.UsageError as exc:
-        _fail(exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeTransferFlags(TransferFlags):
+    """resume's: the same flags, whose help says that start's are not remembered."""
+
+    concurrency: ResumeConcurrencyOpt = 8
+    max_bandwidth: ResumeBandwidthOpt = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointFlags:
+    """Where and as whom: the commands that are given the endpoint (not a state file)."""
+
+    endpoint_url: EndpointOpt = None
+    region: RegionOpt = None
+    profile: ProfileOpt = None
+    ca_bundle: CaBundleOpt = None
+    no_verify_ssl: NoVerifySslOpt = False
+
+    @property
+    def given(self) -> bool:
+        return any(getattr(self, field.name) for field in dataclasses.fields(self))
+
+    def endpoint(self) -> Any:
+        from ._s3 import Endpoint
+
+        try:
+            where = (self.endpoint_url, self.region, self.profile, self.ca_bundle)
+            endpoint = Endpoint.from_environment(*where, verify_ssl=not self.no_verify_ssl)
+        except _errors.UsageError as exc:
+            _fail(exc)
+        if self.no_verify_ssl:
+            _warn_insecure()
+        return endpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class OverrideFlags:
+    """What resume and shard change about the endpoint their state file records."""
+
+    endpoint_url: EndpointOpt = None
+    profile: ProfileOpt = None
+    ca_bundle: CaBundleOpt = None
+    no_verify_ssl: NoVerifySslOpt = False
+
+    def endpoint(self) -> Any:
+        from ._s3 import Endpoint
+
+        ca_bundle = self.ca_bundle
+        if ca_bundle is not None or self.no_verify_ssl:
+            # checked (absolute, exists, not with --no-verify-ssl); the warning said once
+            given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
+            ca_bundle = given.endpoint().ca_bundle
+        return Endpoint(self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectFlags:
+    """What the object is (type, metadata, encryption, lock): CreateMultipartUpload's."""
+
+    storage_class: StorageClassOpt = None
+    content_type: ContentTypeOpt = None
+    content_encoding: ContentEncodingOpt = None
+    metadata: MetadataOpt = None
+    tagging: TaggingOpt = None
+    sse: SseOpt = None
+    sse_kms_key_id: SseKeyOpt = None
+    acl: AclOpt = None
+    expected_bucket_owner: OwnerOpt = None
+    request_payer: RequestPayerOpt = None
+    object_lock_mode: LockModeOpt = None
+    object_lock_retain_until: LockUntilOpt = None
+    object_lock_legal_hold: LegalHoldOpt = None
+
+    def parameters(self, file: Path) -> dict[str, Any]:
+        from ._object_options import build_object_options
+
+        values = dataclasses.asdict(self)
+        values.update(metadata=self.metadata or (), tagging=self.tagging or ())
+        try:
+            return build_object_options(file, **values)
+        except _errors.UsageError as exc:
+            _fail(exc)
 
 
 def _overrides(no_verify_ssl: bool) -> Any:
@@ -901,6 +935,7 @@ ObjectUrlArg = Annotated[
 
 # -- commands --------------------------------------------------------------------------------
 @upload_app.command("start")
+@flag_groups
 def start(
     file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
     url_arg: Annotated[
@@ -921,36 +956,16 @@ def start(
             "beside the file.",
         ),
     ] = None,
-    concurrency: ConcurrencyOpt = 8,
+    transfer: TransferFlags = TransferFlags(),
     part_size: PartSizeOpt = None,
     max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
-    storage_class: StorageClassOpt = None,
-    content_type: ContentTypeOpt = None,
-    content_encoding: ContentEncodingOpt = None,
-    metadata: MetadataOpt = None,
-    tagging: TaggingOpt = None,
-    sse: SseOpt = None,
-    sse_kms_key_id: SseKeyOpt = None,
-    acl: AclOpt = None,
-    expected_bucket_owner: OwnerOpt = None,
-    request_payer: RequestPayerOpt = None,
-    object_lock_mode: LockModeOpt = None,
-    object_lock_retain_until: LockUntilOpt = None,
-    object_lock_legal_hold: LegalHoldOpt = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    object_flags: ObjectFlags = ObjectFlags(),
     no_overwrite: NoOverwriteOpt = False,
     dry_run: DryRunOpt = False,
-    max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    max_retries: MaxRetriesOpt = 9,
-    retry_for: RetryForOpt = None,
-    stall_timeout: StallOpt = 60.0,
     expected_size: ExpectedSizeOpt = None,
     shards: Annotated[
         int | None,
@@ -984,13 +999,9 @@ def start(
             state_file = file.with_name(file.name + ".persevere").absolute()
         progress = _NamingStateFile(progress, state_file)
     _say_plan(file, part_size, max_parts)
-    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
-    object_options = _object_options(
-        file, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
-        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
-    )  # fmt: skip
+    options = transfer.options()
+    endpoint = endpoint_flags.endpoint()
+    object_options = object_flags.parameters(file)
     target = state_file
     if dry_run:
         from ._dry_run import dry_run_start
@@ -1028,8 +1039,7 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        _complete_in_processes(target, processes, concurrency, max_bandwidth, json_output,
-                               no_progress, options)  # fmt: skip
+        _complete_in_processes(target, processes, transfer, json_output, no_progress)
         return
     if str(file) == "-":
         from ._stream import start_stream
@@ -1053,6 +1063,7 @@ def start(
 
 
 @app.command("cp")
+@flag_groups
 def cp(
     file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
     url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
@@ -1068,36 +1079,16 @@ def cp(
         Path | None,
         typer.Option("--state-dir", help="Keep the journal in this directory instead."),
     ] = None,
-    concurrency: ConcurrencyOpt = 8,
+    transfer: TransferFlags = TransferFlags(),
     part_size: PartSizeOpt = None,
     max_parts: MaxPartsOpt = 10_000,
     checksum: ChecksumOpt = None,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
-    storage_class: StorageClassOpt = None,
-    content_type: ContentTypeOpt = None,
-    content_encoding: ContentEncodingOpt = None,
-    metadata: MetadataOpt = None,
-    tagging: TaggingOpt = None,
-    sse: SseOpt = None,
-    sse_kms_key_id: SseKeyOpt = None,
-    acl: AclOpt = None,
-    expected_bucket_owner: OwnerOpt = None,
-    request_payer: RequestPayerOpt = None,
-    object_lock_mode: LockModeOpt = None,
-    object_lock_retain_until: LockUntilOpt = None,
-    object_lock_legal_hold: LegalHoldOpt = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    object_flags: ObjectFlags = ObjectFlags(),
     no_overwrite: NoOverwriteOpt = False,
     dry_run: DryRunOpt = False,
-    max_bandwidth: BandwidthOpt = None,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    max_retries: MaxRetriesOpt = 9,
-    retry_for: RetryForOpt = None,
-    stall_timeout: StallOpt = 60.0,
     expected_size: ExpectedSizeOpt = None,
 ) -> None:
     """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
@@ -1111,14 +1102,11 @@ def cp(
     source, bucket, key = _target(file, url, None, None, "FILE")
     source = _from_stdin(source)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
-    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
-    explicit = bool(endpoint_url or profile or ca_bundle or region or no_verify_ssl)
-    object_options = _object_options(
-        source, storage_class, content_type, content_encoding, metadata, tagging, sse,
-        sse_kms_key_id, acl, expected_bucket_owner, request_payer,
-        (object_lock_mode, object_lock_retain_until, object_lock_legal_hold),
-    )  # fmt: skip
+    options = transfer.options()
+    endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
+    if not endpoint_flags.given:
+        endpoint = None  # a new upload's from the environment, a resumed one's recorded
+    object_options = object_flags.parameters(source)
     if dry_run:
         from ._dry_run import dry_run_cp
 
@@ -1126,7 +1114,7 @@ def cp(
         report = _run(
             lambda: dry_run_cp(
                 source, bucket, key, journal, part_size=part_size, max_parts=max_parts,
-                checksum=checksum, endpoint=endpoint if explicit else None,
+                checksum=checksum, endpoint=endpoint,
                 object_options=object_options, no_overwrite=no_overwrite, options=options,
             )
         )  # fmt: skip
@@ -1145,7 +1133,7 @@ def cp(
             max_parts=max_parts,
             no_overwrite=no_overwrite,
             checksum=checksum,
-            endpoint=endpoint if explicit else None,
+            endpoint=endpoint,
             object_options=object_options,
             options=options,
             progress=_progress(not no_progress and not json_output, "upload"),
@@ -1157,15 +1145,12 @@ def cp(
 
 
 @upload_app.command("resume")
+@flag_groups
 def resume(
     state_file: StateFileOpt,
-    concurrency: ResumeConcurrencyOpt = 8,
-    max_bandwidth: ResumeBandwidthOpt = None,
+    transfer: ResumeTransferFlags = ResumeTransferFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    max_retries: MaxRetriesOpt = 9,
-    retry_for: RetryForOpt = None,
-    stall_timeout: StallOpt = 60.0,
     verify_parts: Annotated[
         bool,
         typer.Option(
@@ -1182,37 +1167,24 @@ def resume(
             "re-read.",
         ),
     ] = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
+    endpoint_flags: OverrideFlags = OverrideFlags(),
     processes: ProcessesOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
     from ._resume import resume_upload
-    from ._s3 import Endpoint
 
-    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    if ca_bundle is not None or no_verify_ssl:
-        # checked (absolute, exists, not with --no-verify-ssl); the warning said once
-        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
+    overrides = endpoint_flags.endpoint()
     if processes is not None:
-        where = [*(["--file", str(file)] if file else []),
-                 *(["--endpoint-url", endpoint_url] if endpoint_url else []),
-                 *(["--profile", profile] if profile else []),
-                 *(["--ca-bundle", str(ca_bundle)] if ca_bundle else []),
-                 *(["--no-verify-ssl"] if no_verify_ssl else [])]  # fmt: skip
-        _complete_in_processes(state_file, processes, concurrency, max_bandwidth, json_output,
-                               no_progress, options, where, file, overrides)  # fmt: skip
+        _complete_in_processes(state_file, processes, transfer, json_output, no_progress,
+                               file, overrides)  # fmt: skip
         return
     result = _run(
         lambda: resume_upload(
             state_file,
-            options=options,
+            options=transfer.options(),
             progress=_progress(not no_progress and not json_output, "resume"),
             verify_parts=verify_parts,
             file=file,
@@ -1224,6 +1196,7 @@ def resume(
 
 
 @upload_app.command("shard")
+@flag_groups
 def shard(
     state_file: StateFileOpt,
     shard_spec: Annotated[
@@ -1235,20 +1208,13 @@ def shard(
             "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
         ),
     ] = None,
-    concurrency: ConcurrencyOpt = 8,
-    max_bandwidth: BandwidthOpt = None,
+    transfer: TransferFlags = TransferFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    max_retries: MaxRetriesOpt = 9,
-    retry_for: RetryForOpt = None,
-    stall_timeout: StallOpt = 60.0,
     file: Annotated[
         Path | None, typer.Option("--file", help="The file is at this path on this host.")
     ] = None,
-    endpoint_url: EndpointOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: OverrideFlags = OverrideFlags(),
 ) -> None:
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
@@ -1256,7 +1222,6 @@ def shard(
     A shard keeps its own journal beside the state file, and is resumable: run it again.
     """
     from ._journal import read_state
-    from ._s3 import Endpoint
     from ._shards import shard_from_environment, upload_shard
 
     try:
@@ -1279,13 +1244,10 @@ def shard(
                 param_hint="--shard",
             )
         index, count = found
-    options = _options(concurrency, max_retries, retry_for, stall_timeout, max_bandwidth)
-    if ca_bundle is not None or no_verify_ssl:
-        ca_bundle = _endpoint(None, None, None, ca_bundle, no_verify_ssl).ca_bundle
-    overrides = Endpoint(endpoint_url, None, profile, ca_bundle, not no_verify_ssl)
+    overrides = endpoint_flags.endpoint()
     result = _run(
         lambda: upload_shard(
-            state_file, index, count, options=options, file=file, endpoint=overrides,
+            state_file, index, count, options=transfer.options(), file=file, endpoint=overrides,
             progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
         ),
         resumable_state=state_file,
@@ -1303,24 +1265,26 @@ def shard(
 def _complete_in_processes(
     state_file: Path,
     processes: int,
-    concurrency: int,
-    max_bandwidth: float | None,
+    transfer: TransferFlags,
     json_output: bool,
     no_progress: bool,
-    options: Any,
-    where: list[str] | None = None,
     file: Path | None = None,
     overrides: Any = None,
 ) -> None:
-    """--processes N: the shards as N processes of their own, then completion here. ``where``:
-    resume's overrides (--file, the endpoint's) for the shards; ``file``/``overrides`` the
-    same for the completion."""
+    """--processes N: the shards as N processes of their own, then completion here, both with
+    resume's ``file`` and endpoint ``overrides`` if any."""
     from ._resume import resume_upload
     from ._shards import run_local_shards
 
-    shard_args = ["--concurrency", str(concurrency), "--no-progress", *(where or [])]
-    if max_bandwidth is not None:
-        shard_args += ["--max-bandwidth", str(max_bandwidth / processes)]
+    o = overrides
+    shard_args = ["--concurrency", str(transfer.concurrency), "--no-progress",
+                  *(["--file", str(file)] if file else []),
+                  *(["--endpoint-url", o.endpoint_url] if o and o.endpoint_url else []),
+                  *(["--profile", o.profile] if o and o.profile else []),
+                  *(["--ca-bundle", str(o.ca_bundle)] if o and o.ca_bundle else []),
+                  *(["--no-verify-ssl"] if o and not o.verify_ssl else [])]  # fmt: skip
+    if transfer.max_bandwidth is not None:
+        shard_args += ["--max-bandwidth", str(transfer.max_bandwidth / processes)]
     try:
         codes = run_local_shards(state_file, processes, shard_args)
     except _errors.PersevereError as exc:
@@ -1330,7 +1294,7 @@ def _complete_in_processes(
         log.warning("shard exit codes %s: completing sends what they left", codes)
     result = _run(
         lambda: resume_upload(
-            state_file, options=options, file=file, endpoint=overrides,
+            state_file, options=transfer.options(), file=file, endpoint=overrides,
             progress=_progress(not no_progress and not json_output, "complete"),
         ),
         resumable_state=state_file,
@@ -1339,6 +1303,7 @@ def _complete_in_processes(
 
 
 @upload_app.command("abort")
+@flag_groups
 def abort(
     url_arg: ObjectUrlArg = None,
     state_file: Annotated[
@@ -1354,11 +1319,7 @@ def abort(
     ] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: RequestPayerOpt = None,
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
@@ -1369,7 +1330,7 @@ def abort(
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
-        overrides = _overrides(no_verify_ssl)
+        overrides = _overrides(endpoint_flags.no_verify_ssl)
         header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
@@ -1377,12 +1338,13 @@ def abort(
     if target is None or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
     (bucket, key), uid = target, upload_id
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    endpoint = endpoint_flags.endpoint()
     _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
 @upload_app.command("list")
+@flag_groups
 def list_uploads(
     url_arg: BucketUrlArg = None,
     s3_bucket: Annotated[
@@ -1392,11 +1354,7 @@ def list_uploads(
         str | None, typer.Option("--prefix", help="Only keys under this prefix.")
     ] = None,
     older_than: DurationOpt = None,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: RequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -1405,7 +1363,7 @@ def list_uploads(
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    endpoint = endpoint_flags.endpoint()
     uploads = _run(
         lambda: list_in_progress(
             bucket,
@@ -1433,17 +1391,14 @@ def list_uploads(
 
 
 @upload_app.command("status")
+@flag_groups
 def status(
     url_arg: ObjectUrlArg = None,
     state_file: Annotated[
         Path | None, typer.Option("--state-file", help="The journal of the upload.")
     ] = None,
     json_output: JsonOpt = False,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: RequestPayerOpt = None,
 ) -> None:
     """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
@@ -1453,11 +1408,11 @@ def status(
     if (url_arg is None) == (state_file is None):
         _usage_error("give --state-file, or s3://BUCKET/KEY")
     if url_arg is not None:
-        endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+        endpoint = endpoint_flags.endpoint()
         _key_status(url_arg, endpoint, request_payer, json_output)
         return
     assert state_file is not None
-    overrides = _overrides(no_verify_ssl)
+    overrides = _overrides(endpoint_flags.no_verify_ssl)
     st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
         _emit_json(st)
@@ -1527,6 +1482,7 @@ def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output:
 
 
 @app.command("verify")
+@flag_groups
 def verify(
     file_arg: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
     url_arg: Annotated[
@@ -1539,11 +1495,7 @@ def verify(
         Path | None,
         typer.Option("--state-file", help="The upload's journal: lets verify name the part."),
     ] = None,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -1558,7 +1510,7 @@ def verify(
     local, target_bucket, target_key = _target(
         file or file_arg, url_arg, s3_bucket, s3_key, "--file"
     )
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    endpoint = endpoint_flags.endpoint()
     result = _run(
         lambda: verify_object(
             local,
@@ -1579,6 +1531,7 @@ def verify(
 
 
 @app.command("bench")
+@flag_groups
 def bench(
     url_arg: BucketUrlArg = None,
     s3_bucket: Annotated[
@@ -1594,11 +1547,7 @@ def bench(
         str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
     ] = "auto",
     max_parts: MaxPartsOpt = 10_000,
-    endpoint_url: EndpointOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    ca_bundle: CaBundleOpt = None,
-    no_verify_ssl: NoVerifySslOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
     json_output: JsonOpt = False,
 ) -> None:
     """Measure upload speed to your endpoint per --concurrency / --part-size setting:
@@ -1624,7 +1573,7 @@ def bench(
     total = _parsed(parse_size, size)
     levels = _parsed(lambda text: [int(x) for x in text.split(",") if x.strip()], concurrency)
     parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size)
-    endpoint = _endpoint(endpoint_url, region, profile, ca_bundle, no_verify_ssl)
+    endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
 
     def left() -> list[str]:
