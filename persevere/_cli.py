@@ -953,7 +953,7 @@ def start(
         typer.Option(
             "--state-file",
             help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere "
-            "beside the file.",
+            "beside the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).",
         ),
     ] = None,
     transfer: TransferFlags = TransferFlags(),
@@ -991,7 +991,9 @@ def start(
     file = _from_stdin(file)
     progress = _progress(not no_progress and not json_output, "upload")
     if state_file is None:
-        if str(file) == "-":
+        from ._source import is_block_device
+
+        if str(file) == "-" or is_block_device(file):  # under $XDG_STATE_HOME, not in /dev
             from ._cp import locate_state_file
 
             state_file = locate_state_file(file, bucket, key)

@@ -46,7 +46,7 @@ from ._plan import MAX_PARTS, PartPlan
 from ._progress import ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint, open_client
-from ._source import FileIdentity, inspect_file
+from ._source import FileIdentity, inspect_file, is_block_device
 from ._upload import (
     UploadResult,
     endpoint_of,
@@ -89,6 +89,8 @@ def locate_state_file(
         return Path(state_dir).expanduser().absolute() / named
     beside = path.with_name(path.name + ".persevere")
     elsewhere = state_home() / named
+    if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
+        return elsewhere
     if beside.exists() or (not elsewhere.exists() and os.access(path.parent, os.W_OK)):
         return beside
     return elsewhere
@@ -292,10 +294,15 @@ async def _still_uploaded(
         Path(recorded.file_path), recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
         recorded.inode, recorded.device,
     )  # fmt: skip
-    if not identity.differences(was):
+    differ = identity.differences(was)
+    if not differ and not identity.block_device:
         return True
-    log.warning("%s: its %s changed since it was uploaded; re-reading it", identity.path,
-                ", ".join(identity.differences(was)))  # fmt: skip
+    why = (
+        f"its {', '.join(differ)} changed since it was uploaded"
+        if differ
+        else "a block device (no time of it dates its bytes)"
+    )
+    log.warning("%s: %s; re-reading it", identity.path, why)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
         return False
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)

@@ -335,8 +335,14 @@ class _Resumption:
         differ = self.source.identity.differences(was)
         if not done:
             return []
+        if self.source.identity.block_device:
+            verify_parts = True  # nothing but its bytes vouch for a block device
         if differ or verify_parts:
-            why = f"its {', '.join(differ)} changed" if differ else "as asked"
+            why = f"its {', '.join(differ)} changed since its parts were uploaded"
+            if not differ:
+                why = "as asked"
+                if self.source.identity.block_device:
+                    why = "a block device (no time of it dates its bytes)"
             changed = await self._reread(done, sorted(done), why)
         else:
             changed = await self._spot_check(done, sorted(done))
@@ -378,8 +384,7 @@ class _Resumption:
         total = sum(done[n].size for n in numbers)
         if why is not None:
             log.warning(
-                "%s: %s since its parts were uploaded; re-reading the %d part(s) already "
-                "uploaded (%s)",
+                "%s: %s; re-reading the %d part(s) already uploaded (%s)",
                 self.source.identity.path,
                 why,
                 len(numbers),

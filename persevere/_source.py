@@ -7,6 +7,11 @@ A file's identity is its size, modification time, change time, inode and device.
 time (ctime) is what makes it hard to fool: every write and every ``utime`` moves it, and no
 ordinary tool can put it back, so a file edited with its mtime restored (rsync -t, tar, backup
 restores) still shows as changed. Resume re-reads what an identity change puts in doubt.
+
+A block device (a disk, an LVM snapshot, a zvol) is uploaded like a file, but its node's times
+do not move when its bytes do: nothing but its bytes can vouch for it, so every resume re-reads
+the parts already sent (``FileIdentity.block_device``). It must not change while it is read
+(upload a snapshot): writes to it cannot be seen during the upload.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +41,16 @@ class FileIdentity:
     ctime_ns: int | None = None  # None: not recorded (state files of persevere <= 0.1)
     inode: int | None = None
     device: int | None = None
+    # Not recorded: a block device's times do not date its bytes (see the module docstring)
+    block_device: bool = field(default=False, compare=False)
 
     @classmethod
-    def of(cls, path: Path, st: os.stat_result) -> FileIdentity:
-        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    def of(cls, path: Path, st: os.stat_result, fd: int | None = None) -> FileIdentity:
+        """The identity in ``st``; a block device's size is asked of it (``fd`` if open)."""
+        size, block = st.st_size, stat.S_ISBLK(st.st_mode)
+        if block:
+            size = _device_size(path) if fd is None else os.lseek(fd, 0, os.SEEK_END)
+        return cls(path, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, block)
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""
@@ -56,12 +67,29 @@ class FileIdentity:
         return differ
 
 
+def _device_size(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def is_block_device(path: Path) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
     """Resolve and check the file to upload (or ``role``: what the file is to the caller, as
     its messages name it); one clear error for anything unusable."""
     try:
         absolute = path.expanduser().resolve(strict=True)
         st = os.stat(absolute)
+        if stat.S_ISBLK(st.st_mode):
+            return FileIdentity.of(absolute, st)
     except FileNotFoundError:
         raise SourceFileError(f"{role} {path} does not exist") from None
     except PermissionError:
@@ -72,8 +100,9 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
         raise SourceFileError(f"{path} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         raise SourceFileError(
-            f"{path} is not a regular file (a FIFO, socket or device cannot be resumed: "
-            "its bytes cannot be read again)"
+            f"{path} is not a regular file or a block device (a FIFO, socket or character "
+            f"device cannot be resumed: its bytes cannot be read again); to upload it once, as "
+            f"a stream: persevere cp - s3://BUCKET/KEY < {path}"
         )
     return FileIdentity.of(absolute, st)
 
@@ -148,7 +177,7 @@ class SourceFile:
 
     def check_unchanged(self) -> None:
         """Before completing: the file must be as it was when its parts were read."""
-        now = FileIdentity.of(self.identity.path, os.fstat(self._fd))
+        now = FileIdentity.of(self.identity.path, os.fstat(self._fd), self._fd)
         if differ := now.differences(self.identity):
             what = ", ".join(differ)
             if "size" in differ:
