@@ -464,11 +464,19 @@ def _usage_error(message: str, flag: str | None = None) -> NoReturn:
     raise typer.BadParameter(message, param_hint=flag)
 
 
-def _parsed(parse: Callable[[str], T], text: str) -> T:
+def _parsed(parse: Callable[[str], T], text: str, flag: str) -> T:
     try:
         return parse(text)
     except ValueError as exc:
-        _usage_error(str(exc))
+        _usage_error(str(exc), flag)
+
+
+def _levels(text: str) -> list[int]:
+    """bench's --concurrency: comma-separated settings, each within --concurrency's range."""
+    levels = [x.strip() for x in text.split(",") if x.strip()]
+    if not levels or not all(x.isdigit() and 1 <= int(x) <= MAX_CONCURRENCY for x in levels):
+        raise ValueError(f"not comma-separated whole numbers from 1 to {MAX_CONCURRENCY}: {text!r}")
+    return [int(x) for x in levels]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1572,9 +1580,10 @@ def bench(
                 f"{row.mb_per_s:8.1f} MB/s"
             )
 
-    total = _parsed(parse_size, size)
-    levels = _parsed(lambda text: [int(x) for x in text.split(",") if x.strip()], concurrency)
-    parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size)
+    total = _parsed(parse_size, size, "--size")
+    levels = _parsed(_levels, concurrency, "--concurrency")
+    parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size,
+                    "--part-size")  # fmt: skip
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
 

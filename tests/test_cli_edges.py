@@ -86,6 +86,22 @@ def test_json_errors_are_one_document_on_stdout(s3_env, bucket, make_file, tmp_p
     assert document["error"] and document["error"] in result.stderr  # stderr says it too
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--size", "lots", "not a size: 'lots'"),
+        ("--concurrency", "1,x", "not comma-separated whole numbers from 1 to 256: '1,x'"),
+        ("--concurrency", "0", "not comma-separated whole numbers from 1 to 256: '0'"),
+        ("--part-size", "8MiB,zz", "not a size: 'zz'"),
+    ],
+)
+def test_bench_names_the_flag_of_a_bad_value(s3_env, bucket, flag, value, says):
+    result = persevere(s3_env, "bench", "--s3-bucket", bucket, flag, value)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for {flag}: {says}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_json_interrupted_upload_names_the_resume_command(s3_env, bucket, make_file, tmp_path):
     file, state = make_file(60 * MiB), tmp_path / "s"
     args = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
