@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import stat
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -384,11 +383,3 @@ async def _send(
     await record_completed(ledger.journal, done, stream.total,
                            SourceRecord(STREAM, stream.total, 0))  # fmt: skip
     return make_result(header, stream.part_count, stream.total, done, sender.bytes_sent, started)
-
-
-def is_stream(path: str | Path) -> bool:
-    return str(path) == STREAM
-
-
-def stdin_fileno() -> int:
-    return sys.stdin.fileno() if sys.stdin is not None else 0
