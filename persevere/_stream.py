@@ -294,9 +294,7 @@ async def start_stream(
                 stream_every=schedule.every, expected_size=expected_size,
                 no_overwrite=no_overwrite,
             )  # fmt: skip
-            session, header = await create_recorded(
-                client, journal, draft, algorithm, object_options or {}, options
-            )
+            session, header = await create_recorded(client, journal, draft, options)
             try:
                 stream = StreamSource(fd, schedule, stream_budget_bytes,
                                       expected_size=expected_size)  # fmt: skip

@@ -163,9 +163,7 @@ async def start_upload(
                     plan.part_size, algorithm, object_options, pinned=pinned,
                     no_overwrite=no_overwrite,
                 )  # fmt: skip
-                session, header = await create_recorded(
-                    client, journal, draft, algorithm, object_options or {}, options
-                )
+                session, header = await create_recorded(client, journal, draft, options)
                 try:
                     progress.start(identity.size, 0)
                     ledger = JournalLedger(journal, {})
@@ -236,35 +234,22 @@ def new_header(
 
 
 async def create_recorded(
-    client: S3Client,
-    journal: Journal,
-    draft: Header,
-    algorithm: ChecksumAlgorithm,
-    object_options: dict[str, Any],
-    options: UploadOptions,
+    client: S3Client, journal: Journal, draft: Header, options: UploadOptions
 ) -> tuple[MultipartSession, Header]:
     """A session for a new upload, created on S3 and recorded in the journal (see _create).
 
+    The draft header says everything the session needs (bucket, key, checksum, object
+    options, write-once), as the header of an upload being resumed does.
     Write-once (``draft.no_overwrite``): an existing key is refused first, nothing created,
     the empty state file removed (:mod:`._write_once`)."""
-    session = MultipartSession(
-        client,
-        draft.bucket,
-        draft.key,
-        None,
-        algorithm,
-        retry=options.retry,
-        per_request=per_request(object_options),
-        pinned=draft.checksum_pinned,
-        no_overwrite=draft.no_overwrite,
-    )
+    session = session_of(client, draft, options.retry)
     if draft.no_overwrite:
         try:
             await refuse_existing(session)
         except BaseException:
             journal.discard()
             raise
-    return session, await _create(session, journal, draft, object_options, options)
+    return session, await _create(session, journal, draft, options)
 
 
 async def create_upload(
@@ -305,9 +290,7 @@ async def create_upload(
                 plan.part_size, algorithm, object_options, pinned=checksum is not None,
                 shards=shards, no_overwrite=no_overwrite,
             )  # fmt: skip
-            _, header = await create_recorded(
-                client, journal, draft, algorithm, object_options or {}, options
-            )
+            _, header = await create_recorded(client, journal, draft, options)
             return header
     finally:
         journal.close()
@@ -338,11 +321,7 @@ def _prepare_start(
 
 
 async def _create(
-    session: MultipartSession,
-    journal: Journal,
-    draft: Header,
-    object_options: dict[str, Any],
-    options: UploadOptions,
+    session: MultipartSession, journal: Journal, draft: Header, options: UploadOptions
 ) -> Header:
     """CreateMultipartUpload, then the journal header, fsync'd before any part is sent.
 
@@ -367,7 +346,9 @@ async def _create(
             tg.start_soon(time_box_once_cancelled)
             with shield:
                 try:
-                    await session.create(object_options, attempts=options.first_call_attempts)
+                    await session.create(
+                        draft.object_options or {}, attempts=options.first_call_attempts
+                    )
                     header = dataclasses.replace(draft, upload_id=session.upload_id)
                     await _write_header(session, journal, header)
                     headers.append(header)
