@@ -271,7 +271,6 @@ async def _still_uploaded(
     """
     header = state.header
     outcome = state.outcome or {}
-    recorded = state.identity
     where = endpoint_of(header).overridden_by(endpoint)
     async with open_client(where) as client:
         session = session_of(client, header, UploadOptions().retry.with_attempts(3))
@@ -290,11 +289,7 @@ async def _still_uploaded(
     )
     if not same_object:
         return False
-    was = FileIdentity(
-        Path(recorded.file_path), recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
-        recorded.inode, recorded.device,
-    )  # fmt: skip
-    differ = identity.differences(was)
+    differ = identity.differences(FileIdentity.of_record(state.identity))
     if not differ and not identity.block_device:
         return True
     why = (
@@ -311,12 +306,10 @@ async def _still_uploaded(
 
 def _record_identity(state_path: Path, identity: FileIdentity) -> None:
     """The file was proven equal to the object: the next run trusts this identity."""
-    from ._upload import source_of
-
     with contextlib.suppress(StateFileError):  # locked by another run, or a full disk: later
         journal, _ = Journal.open(state_path)
         try:
-            journal.append_source(source_of(identity))
+            journal.append_source(identity.as_record())
         finally:
             journal.close()
 

@@ -60,7 +60,6 @@ from ._upload import (
     record_completed,
     send_and_complete,
     session_of,
-    source_of,
 )
 from ._write_once import give_up, key_exists
 
@@ -300,7 +299,7 @@ class _Resumption:
         changed = await self._check_file(dict(self.state.parts), verify_parts=False)
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await record_completed(
-            self.journal, done, header.file_size, source_of(self.source.identity)
+            self.journal, done, header.file_size, self.source.identity.as_record()
         )
         if changed:
             newer = SourceChanged(
@@ -327,12 +326,7 @@ class _Resumption:
     async def _check_file(self, done: dict[int, PartRecord], verify_parts: bool) -> list[int]:
         """Apply the identity policy to the recorded parts; forget (and return) the numbers
         of those whose bytes changed."""
-        recorded = self.state.identity
-        was = FileIdentity(
-            Path(recorded.file_path), recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
-            recorded.inode, recorded.device,
-        )  # fmt: skip
-        differ = self.source.identity.differences(was)
+        differ = self.source.identity.differences(FileIdentity.of_record(self.state.identity))
         if not done:
             return []
         if self.source.identity.block_device:
@@ -375,7 +369,7 @@ class _Resumption:
         did not change while it was read: then it proved nothing."""
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await anyio.to_thread.run_sync(
-            lambda: self.journal.append_source(source_of(self.source.identity), changed)
+            lambda: self.journal.append_source(self.source.identity.as_record(), changed)
         )
 
     async def _reread(

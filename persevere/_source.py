@@ -29,6 +29,7 @@ import anyio
 from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle
 from ._checksums import ChecksumAlgorithm, b64
 from ._errors import ResumableError, SourceChanged, SourceFileError
+from ._journal import SourceRecord
 
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
@@ -51,6 +52,20 @@ class FileIdentity:
         if block:
             size = _device_size(path) if fd is None else os.lseek(fd, 0, os.SEEK_END)
         return cls(path, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, block)
+
+    @classmethod
+    def of_record(cls, record: SourceRecord) -> FileIdentity:
+        """The identity a journal recorded (:meth:`as_record` read back)."""
+        return cls(
+            Path(record.file_path), record.file_size, record.mtime_ns, record.ctime_ns,
+            record.inode, record.device,
+        )  # fmt: skip
+
+    def as_record(self) -> SourceRecord:
+        """This identity as the journal records it."""
+        return SourceRecord(
+            str(self.path), self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device
+        )
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""

@@ -401,7 +401,7 @@ async def send_and_complete(
     await sender.send(todo, source, plan)
     await anyio.to_thread.run_sync(source.check_unchanged)
     done = await complete(session, ledger, plan.part_count, header.file_size)
-    await record_completed(ledger.journal, done, header.file_size, source_of(source.identity))
+    await record_completed(ledger.journal, done, header.file_size, source.identity.as_record())
     return make_result(header, plan.part_count, header.file_size, done, sender.bytes_sent,
                        started)  # fmt: skip
 
@@ -486,17 +486,6 @@ async def record_completed(
             await anyio.to_thread.run_sync(append)
     except StateFileUnwritable as exc:
         log.warning("the object is complete and verified, but %s (a resume records it)", exc)
-
-
-def source_of(identity: FileIdentity) -> SourceRecord:
-    return SourceRecord(
-        str(identity.path),
-        identity.size,
-        identity.mtime_ns,
-        identity.ctime_ns,
-        identity.inode,
-        identity.device,
-    )
 
 
 def make_result(
