@@ -207,12 +207,7 @@ async def _probe_create(
 def _check_new_state_file(path: Path) -> None:
     """What ``Journal.create`` would refuse, without creating anything."""
     if path.exists():
-        exists = StateFileExists(
-            f"state file {path} already exists",
-            hint="resume the upload it records, or choose another state file",
-        )
-        exists.state_file = str(path)
-        raise exists
+        raise StateFileExists.at(path)
     parent = _existing_parent(path)
     if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
         raise StateFileError(f"cannot create state file {path}: {parent} is not writable")

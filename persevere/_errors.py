@@ -73,6 +73,16 @@ class StateFileError(PersevereError):
 class StateFileExists(StateFileError):
     next_step: str | None = "resume"
 
+    @classmethod
+    def at(cls, path: object) -> StateFileExists:
+        """Start (or its dry run) refuses an existing state file: it may record an upload."""
+        exists = cls(
+            f"state file {path} already exists",
+            hint="resume the upload it records, or choose another state file",
+        )
+        exists.state_file = str(path)
+        return exists
+
 
 class StateFileLocked(StateFileError):
     exit_code = EXIT_RESUMABLE  # try again later: the other process will finish

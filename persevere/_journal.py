@@ -266,12 +266,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            exists = StateFileExists(
-                f"state file {path} already exists",
-                hint="resume the upload it records, or choose another state file",
-            )
-            exists.state_file = str(path)
-            raise exists from None
+            raise StateFileExists.at(path) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
