@@ -197,14 +197,7 @@ class SourceFile:
             what = ", ".join(differ)
             if "size" in differ:
                 what = f"size {self.identity.size} -> {now.size}"
-            changed = SourceChanged(
-                f"{self.identity.path} changed while it was being uploaded ({what}); the upload "
-                "was not completed",
-                hint="when the file is final, resume: it re-reads the parts already sent and "
-                "sends again those that changed",
-            )
-            changed.next_step = "resume"
-            raise changed
+            raise self._changed(what)
 
     async def still_reads(self, offset: int, size: int, checksum: str, algorithm: Any) -> None:
         """S3 saw other bytes than the checksum promised: was it the network, or the file?
@@ -217,15 +210,21 @@ class SourceFile:
             self.hash_range, offset, size, scratch, algorithm
         )
         if b64(digest) != checksum:
-            changed = SourceChanged(
-                f"{self.identity.path} changed while it was being uploaded (the bytes at "
-                f"{offset:,}..{offset + size - 1:,} differ from a moment ago); the upload was "
-                "not completed",
-                hint="when the file is final, resume: it re-reads the parts already sent and "
-                "sends again those that changed",
+            raise self._changed(
+                f"the bytes at {offset:,}..{offset + size - 1:,} differ from a moment ago"
             )
-            changed.next_step = "resume"
-            raise changed
+
+    def _changed(self, what: str) -> SourceChanged:
+        """The file changed under the upload: resumable (the parts are re-read) once it is
+        final."""
+        changed = SourceChanged(
+            f"{self.identity.path} changed while it was being uploaded ({what}); the upload "
+            "was not completed",
+            hint="when the file is final, resume: it re-reads the parts already sent and "
+            "sends again those that changed",
+        )
+        changed.next_step = "resume"
+        return changed
 
     def read_into(self, buffer: memoryview, offset: int) -> None:
         """Fill ``buffer`` exactly from ``offset``; a short read means the file shrank."""
