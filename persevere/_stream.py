@@ -187,15 +187,11 @@ class StreamSource:
         recorded = self._prefix.recorded.get(number)
         if recorded is not None:
             if recorded.checksum != checksum or recorded.size != len(view):
-                changed = SourceChanged(
+                raise _other_stream(
                     f"the stream differs from the one being uploaded: part {number} (bytes "
                     f"{self.total - len(view):,}..{self.total - 1:,}) gives other bytes; "
-                    "nothing was sent",
-                    hint="pipe in the same stream (the same producer, deterministic) to resume, "
-                    "or abort the upload and start again",
+                    "nothing was sent"
                 )
-                changed.next_step = "resume"
-                raise changed
             return number in self._prefix.kept
         remote = self._prefix.adopt.get(number)
         if remote is None or remote.size != len(view) or self._ledger is None:
@@ -215,15 +211,11 @@ class StreamSource:
         is not the stream being uploaded (it would complete a truncated object)."""
         beyond = [n for n in self._prefix.recorded if n > last]
         if beyond:
-            ended = SourceChanged(
+            raise _other_stream(
                 f"the stream ended after {length:,} bytes (part {last}), but the upload "
                 f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
-                "completed",
-                hint="pipe in the same stream (the same producer, deterministic) to resume, "
-                "or abort the upload and start again",
+                "completed"
             )
-            ended.next_step = "resume"
-            raise ended
 
     def check_length(self) -> None:
         if self.expected_size is not None and self.total < self.expected_size:
@@ -234,6 +226,18 @@ class StreamSource:
             )
             short.next_step = "resume"
             raise short
+
+
+def _other_stream(message: str) -> SourceChanged:
+    """Resuming, the stream piped in is not the one being uploaded: the upload stays
+    resumable with the right one."""
+    other = SourceChanged(
+        message,
+        hint="pipe in the same stream (the same producer, deterministic) to resume, or abort "
+        "the upload and start again",
+    )
+    other.next_step = "resume"
+    return other
 
 
 def _read_full(fd: int, view: memoryview) -> int:
