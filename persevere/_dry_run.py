@@ -85,9 +85,8 @@ async def dry_run_start(
     options = options or UploadOptions()
     options.validate()
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
-        max_parts,
-    )  # fmt: skip
+        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
+    )
     await anyio.to_thread.run_sync(_check_new_state_file, state_path)
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint, options) as client:

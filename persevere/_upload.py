@@ -149,9 +149,8 @@ async def start_upload(
     progress = progress or NullProgress()
     options.validate()
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
-        max_parts,
-    )  # fmt: skip
+        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
+    )
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
     with SourceFile(identity) as source:
@@ -273,9 +272,8 @@ async def create_upload(
     if not 1 <= shards <= 10_000:
         raise UsageError(f"shards must be between 1 and 10,000, not {shards}", param="shards")
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum or "CRC64NVME",
-        max_parts,
-    )  # fmt: skip
+        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
+    )
     if shards > plan.part_count:
         raise UsageError(
             f"{shards} shards for {plan.part_count} part(s): each shard needs a part",
@@ -302,14 +300,15 @@ def _prepare_start(
     key: str,
     state_file: str | Path,
     part_size: int | None,
-    checksum: str,
+    checksum: str | None,
     max_parts: int = MAX_PARTS,
 ) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
-    """Every check that needs no request: a plan that cannot work is refused here."""
+    """Every check that needs no request: a plan that cannot work is refused here.
+    ``checksum`` None: the default, CRC64NVME."""
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     try:
-        algorithm = get_algorithm(checksum)
+        algorithm = get_algorithm(checksum or "CRC64NVME")
     except ValueError as exc:
         raise UsageError(str(exc), param="checksum") from None
     identity = inspect_file(Path(file))
