@@ -122,6 +122,12 @@ def refused(exc: S3Error) -> bool:
     return exc.code in ("AccessDenied", "403")
 
 
+def missing(exc: S3Error) -> bool:
+    """The object does not exist: NoSuchKey, or a bare 404 or NotFound (HeadObject's answer
+    has no error body to name it)."""
+    return exc.code in ("404", "NoSuchKey", "NotFound")
+
+
 class UploadGone(S3Error):
     next_step: str | None = None
 

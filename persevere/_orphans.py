@@ -15,7 +15,7 @@ from typing import Any, cast
 import anyio
 
 from ._checksums import CRC64NVME, ObjectChecksum
-from ._errors import S3Error, UploadGone, refused
+from ._errors import S3Error, UploadGone, missing, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession
@@ -136,7 +136,7 @@ async def key_status(
         try:
             head = await session.head_object()
         except S3Error as exc:
-            if exc.code in ("404", "NoSuchKey", "NotFound"):
+            if missing(exc):
                 return KeyStatus(bucket, key, False, uploads=uploads)
             if refused(exc):
                 return KeyStatus(bucket, key, None, uploads=uploads)

@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ETag, ObjectChecksum, b64
-from ._errors import S3Error
+from ._errors import S3Error, missing
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
@@ -46,7 +46,6 @@ from ._units import MiB
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
 HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +262,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
         )
     except S3Error as exc:
-        if exc.code in _MISSING:
+        if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
         if exc.code == "AccessDenied":
             exc.hint = (

@@ -28,7 +28,7 @@ from typing import NoReturn
 
 import anyio
 
-from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
+from ._errors import ObjectExists, PersevereError, S3Error, UploadGone, missing, refused
 from ._journal import Journal
 from ._session import MultipartSession
 
@@ -37,8 +37,6 @@ log = logging.getLogger("persevere")
 # What S3 answers a conditional Complete that meets an existing key (412), or a write to the
 # same key racing with it (409: "re-initiate the multipart upload").
 WRITE_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_FORBIDDEN_CODES = frozenset({"403", "AccessDenied"})
 
 
 def is_write_conflict(exc: S3Error) -> bool:
@@ -50,9 +48,9 @@ async def key_exists(session: MultipartSession) -> bool | None:
     try:
         await session.head_object()
     except S3Error as exc:
-        if exc.code in _MISSING_CODES:
+        if missing(exc):
             return False
-        if exc.code in _FORBIDDEN_CODES:
+        if refused(exc):
             log.warning(
                 "cannot tell whether %s exists (HeadObject refused: s3:GetObject); only the "
                 "endpoint's If-None-Match check at completion keeps it from being overwritten",
