@@ -284,12 +284,8 @@ class Journal:
         require_supported()
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
-            raise StateFileError(f"state file {path} does not exist") from None
-        except IsADirectoryError:
-            raise StateFileError(f"state file {path} is a directory") from None
         except OSError as exc:
-            raise StateFileError(f"cannot open state file {path}: {exc.strerror}") from None
+            raise _unusable(path, exc, "open") from None
         journal = cls(path, fd)
         try:
             journal.lock()
@@ -404,13 +400,18 @@ def read_state(path: Path) -> JournalState:
     """Replay a state file without locking it (for ``status``)."""
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise StateFileError(f"state file {path} does not exist") from None
-    except IsADirectoryError:
-        raise StateFileError(f"state file {path} is a directory") from None
     except OSError as exc:
-        raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
+        raise _unusable(path, exc, "read") from None
     return replay(data, str(path))
+
+
+def _unusable(path: Path, exc: OSError, doing: str) -> StateFileError:
+    """Why an existing state file cannot be opened or read, in words."""
+    if isinstance(exc, FileNotFoundError):
+        return StateFileError(f"state file {path} does not exist")
+    if isinstance(exc, IsADirectoryError):
+        return StateFileError(f"state file {path} is a directory")
+    return StateFileError(f"cannot {doing} state file {path}: {exc.strerror}")
 
 
 def holds_upload(path: Path) -> bool:
