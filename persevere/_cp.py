@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Journal, JournalState, read_state
+from ._journal import Journal, JournalState, read_state, require_regular
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -145,8 +146,10 @@ async def copy_file(
     log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
     if state is None:
         return await start()
+    given = _Given(object_options, checksum, part_size, no_overwrite)
     if state.finished == "completed":
         if await _still_uploaded(state, state_path, identity, endpoint):
+            given.refuse_other(state, state_path, "was uploaded")
             header = state.header
             outcome = state.outcome or {}
             return UploadResult(
@@ -160,6 +163,7 @@ async def copy_file(
         return await start()
     if state.finished == "aborted":
         return await start()
+    given.refuse_other(state, state_path, "is being uploaded")
     try:
         return await resume_upload(
             state_path, options=options, progress=progress, file=identity.path, endpoint=endpoint
@@ -197,6 +201,8 @@ async def _copy_stream(
         )
     log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
     if state is not None and state.finished is None:
+        given = _Given(object_options, checksum, None, no_overwrite)
+        given.refuse_other(state, state_path, "is being uploaded")
         try:
             return await resume_upload(state_path, options=options, progress=progress,
                                        endpoint=endpoint)  # fmt: skip
@@ -214,6 +220,7 @@ async def _copy_stream(
 
 
 def _existing(path: Path) -> JournalState | None:
+    require_regular(path)  # a device at the path is refused, never unlinked below
     if not path.exists():
         return None
     if path.stat().st_size == 0:
@@ -227,6 +234,10 @@ def _existing(path: Path) -> JournalState | None:
                 raise _already_running(path) from exc
             try:
                 path.unlink()
+            except OSError as exc:  # read-only: cannot be replaced, so cannot be used
+                raise StateFileError(f"cannot replace state file {path}: {exc.strerror}",
+                                     hint="give --state-dir (or --state-file) a writable place",
+                                     ) from None  # fmt: skip
             finally:
                 journal.close()
         return None
@@ -235,9 +246,16 @@ def _existing(path: Path) -> JournalState | None:
 
 def _make_room(state_path: Path) -> None:
     """Replace a finished journal, and make sure the state directory exists."""
-    with contextlib.suppress(FileNotFoundError):
-        state_path.unlink()
-    state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    require_regular(state_path)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            state_path.unlink()
+        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only file system, a file where the directory should be
+        raise StateFileError(
+            f"cannot create state file {state_path}: {exc.strerror}",
+            hint="give --state-dir (or --state-file) a writable place",
+        ) from None
 
 
 def _refuse_foreign(
@@ -259,6 +277,41 @@ def _refuse_foreign(
             hint="give each file its own state file",
             param="state_file",
         )
+
+
+@dataclass(frozen=True)
+class _Given:
+    """What this run asks of the object; a run that would resume an upload, or find it done,
+    refuses to do so silently without it (it was created with what its header records)."""
+
+    object_options: dict[str, Any] | None  # None: not said (the API's default)
+    checksum: str | None
+    part_size: int | None
+    no_overwrite: bool
+
+    def refuse_other(self, state: JournalState, path: Path, doing: str) -> None:
+        header = state.header
+        recorded = header.object_options or {}
+        differ = sorted(
+            name
+            for name in {*(self.object_options or {}), *recorded}
+            if self.object_options is not None
+            and (self.object_options or {}).get(name) != recorded.get(name)
+        )
+        if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
+            differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
+        if self.part_size is not None and self.part_size != header.part_size:
+            differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
+        if self.no_overwrite and not header.no_overwrite:
+            differ.append("write-once, which it was started without")
+        if differ:
+            raise UsageError(
+                f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "
+                f"other options than these ({'; '.join(differ)}): they would not apply to it",
+                hint="give the options it was started with; to upload with these instead, give "
+                "another state file, or remove this one (abort its upload first if unfinished)",
+                param="state_file",
+            )
 
 
 async def _still_uploaded(

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import threading
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,13 @@ from typing import Any
 
 import anyio
 
-from ._errors import StateFileError, StateFileExists, StateFileLocked, StateFileUnwritable
+from ._errors import (
+    EXIT_USAGE,
+    StateFileError,
+    StateFileExists,
+    StateFileLocked,
+    StateFileUnwritable,
+)
 from ._platform import full_fsync, lock_exclusive, require_supported
 
 FORMAT = "persevere-journal"
@@ -263,6 +270,7 @@ class Journal:
     def create(cls, path: Path) -> Journal:
         """Create a new, empty, locked state file; refuse an existing one."""
         require_supported()  # before the file exists: nothing to clean up on Windows
+        require_regular(path)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
@@ -282,6 +290,7 @@ class Journal:
     def open(cls, path: Path) -> tuple[Journal, JournalState]:
         """Lock an existing state file, replay it, and drop a torn last line."""
         require_supported()
+        require_regular(path)
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
         except OSError as exc:
@@ -398,11 +407,31 @@ def _read_all(fd: int) -> bytes:
 
 def read_state(path: Path) -> JournalState:
     """Replay a state file without locking it (for ``status``)."""
+    require_regular(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise _unusable(path, exc, "read") from None
     return replay(data, str(path))
+
+
+def require_regular(path: Path) -> None:
+    """A state file is a regular file, or nothing yet: a device, FIFO or socket at its path
+    (``--state-file /dev/null``) is refused, never written to, and never removed to make room
+    for a journal."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # nothing there (or the caller's own open says why)
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return  # a directory: refused by the caller's open, in its words
+    error = StateFileError(
+        f"state file {path} is not a regular file (a device, FIFO or socket): a journal must "
+        "be a file of its own",
+        hint="give --state-file the path of a file (it need not exist yet)",
+    )
+    error.exit_code = EXIT_USAGE
+    raise error
 
 
 def _unusable(path: Path, exc: OSError, doing: str) -> StateFileError:

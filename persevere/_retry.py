@@ -72,8 +72,11 @@ class RetryPolicy:
             raise ValueError("a retry policy needs max_attempts or patience_s")
 
     def with_attempts(self, attempts: int) -> RetryPolicy:
-        """The same backoff, cut to ``attempts`` tries (the first call of a new upload)."""
-        return dataclasses.replace(self, max_attempts=attempts, patience_s=None)
+        """The same backoff, cut to ``attempts`` tries (the first call of a new upload), unless
+        a patience was asked for (``--retry-for``): then that decides, here too."""
+        if self.patience_s is not None:
+            return self
+        return dataclasses.replace(self, max_attempts=attempts)
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(n-1))] before retry n (1-based)."""

@@ -177,8 +177,15 @@ def _refuse_userinfo(url: str) -> None:
     try:
         parts = urlsplit(url)
         userinfo = parts.username is not None or parts.password is not None
-    except ValueError:  # an invalid URL: botocore says what is wrong with it
-        return
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:  # not repeated: it may hold a secret
+        raise UsageError(f"the endpoint URL is not a valid URL ({exc})",
+                         param="endpoint_url") from None  # fmt: skip
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            "the endpoint URL must be http://HOST[:PORT] or https://HOST[:PORT]",
+            param="endpoint_url",
+        )
     if userinfo:
         host = parts.netloc.rpartition("@")[2]
         shown = parts._replace(netloc=f"***@{host}", query="", fragment="").geturl()

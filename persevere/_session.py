@@ -106,13 +106,17 @@ class MultipartSession:
         """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast)."""
 
         def unreachable(exc: TransientError, tries: int) -> PersevereError:
-            if exc.code in CREDENTIALS_EXPIRED_CODES:
-                # "Try again later" for a supervisor (exit 3): nothing was created, nothing lost.
-                return ResumableError(
-                    f"cannot start the upload after {tries} attempts: {exc}",
-                    hint="renew the credentials (aws sso login, a new session...), then run again",
-                )
-            return S3Error(f"cannot start the upload after {tries} attempts: {exc}")
+            # "Try again later" for a supervisor (exit 3): a network that is down when the timer
+            # fires must not stop the service for good. Nothing was created, nothing is lost.
+            again = ResumableError(
+                f"cannot start the upload after {tries} attempts: {exc}",
+                hint="renew the credentials (aws sso login, a new session...), then run again"
+                if exc.code in CREDENTIALS_EXPIRED_CODES
+                else "nothing was created: check the endpoint and the network, then run the "
+                "same command again",
+            )
+            again.next_step = None  # no upload to resume: the same command starts it
+            return again
 
         params = {
             **self.object_ids,

@@ -208,3 +208,22 @@ def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_pa
         "shards", "no_overwrite",
     }  # fmt: skip
     assert set(header["object_options"]) == {"ContentType", "Metadata"}
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("ftp://127.0.0.1:9000", "must be http://HOST[:PORT] or https://HOST[:PORT]"),
+        ("127.0.0.1:9000", "must be http://HOST[:PORT] or https://HOST[:PORT]"),
+        ("http://127.0.0.1:99999", "is not a valid URL (Port out of range"),
+        ("http://[::1", "is not a valid URL"),
+    ],
+)
+@pytest.mark.parametrize("command", ["cp", "verify"])
+def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, says, command):
+    file = tmp_path / "f"
+    file.write_bytes(b"x")
+    result = persevere_cli(s3_env, command, file, "s3://b/k", "--endpoint-url", url)
+    assert result.returncode == 2, result.stderr
+    assert f"error: --endpoint-url: the endpoint URL {says}" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1

@@ -381,10 +381,16 @@ def test_unreachable_endpoint_fails_fast(s3_env, make_file, tmp_path):
     started = time.monotonic()
     result = persevere(env, *start_args("bucket", "k", make_file(1000), state))
     assert time.monotonic() - started < 30
-    assert result.returncode == 1
+    assert result.returncode == 3  # try again later: a supervisor restarts it
     assert "cannot start the upload" in result.stderr
+    assert "nothing was created" in result.stderr and "upload resume" not in result.stderr
     assert not state.exists()
     assert_clean(result)
+    # --retry-for asks to ride out an outage: the first request waits for it too.
+    started = time.monotonic()
+    patient = persevere(env, *start_args("bucket", "k", make_file(1000), state), "--retry-for",
+                        "3s")  # fmt: skip
+    assert patient.returncode == 3 and time.monotonic() - started >= 3, patient.stderr
 
 
 def test_version_and_help():

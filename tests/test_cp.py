@@ -296,3 +296,56 @@ def test_the_examples_run(s3_env, bucket, s3_client, make_file, tmp_path, exampl
         assert result.returncode == 0, (attempt, result.stderr)
     assert_same(s3_client, bucket, "db.dump", file)
     assert list((tmp_path / "state").glob("*.persevere"))
+
+
+# -- what a re-run is given must apply, or it is refused (the audit's findings) -----------------
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--no-overwrite"], "write-once, which it was started without"),
+        (["--sse", "AES256", "--tagging", "k=v"], "ServerSideEncryption; Tagging"),
+        (["--checksum", "SHA256"], "checksum CRC64NVME, not SHA256"),
+        (["--part-size", "6MiB"], "part size 5,242,880, not 6,291,456"),
+    ],
+)
+def test_cp_rerun_with_other_options_is_refused_not_ignored(s3_env, bucket, s3_client, make_file,
+                                                           tmp_path, extra, named):  # fmt: skip
+    file, state = make_file(30 * MiB, seed=71), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB", "-c",
+            "1", "--no-progress"]  # fmt: skip
+    interrupt_after_parts(s3_env, args, state, 2)
+    before = state.read_bytes()
+    refused = clean(cli(s3_env, *args, *extra))
+    assert refused.returncode == 2, refused.stderr
+    assert f"with other options than these ({named})" in refused.stderr
+    assert state.read_bytes() == before
+    done = clean(cli(s3_env, *args))  # the same command as before goes on
+    assert done.returncode == 0, done.stderr
+    assert_same(s3_client, bucket, "k", file)
+    again = clean(cli(s3_env, *args, "--metadata", "owner=me"))  # "already completed" would lie
+    assert again.returncode == 2 and "was uploaded with other options" in again.stderr
+    assert not s3_client.head_object(Bucket=bucket, Key="k").get("Metadata")
+
+
+def test_a_state_file_path_that_is_a_device_is_refused_and_left_alone(s3_env, bucket, make_file,
+                                                                      tmp_path):  # fmt: skip
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | 0o020000, os.makedev(1, 3))  # a character device, as /dev/null
+    file = make_file(1000)
+    for command in (
+        ["cp", file, f"s3://{bucket}/k"],
+        ["upload", "start", file, f"s3://{bucket}/k"],
+    ):
+        result = clean(cli(s3_env, *command, "--state-file", null, "--no-progress"))
+        assert result.returncode == 2, result.stderr
+        assert "is not a regular file" in result.stderr and "upload resume" not in result.stderr
+        assert null.is_char_device()
+
+
+def test_cp_with_its_state_on_a_read_only_mount_says_so(s3_env, bucket, read_only_dir):
+    result = clean(cli(s3_env, "cp", read_only_dir / "data.bin", f"s3://{bucket}/k",
+                       "--state-dir", read_only_dir / "state", "--no-progress"))  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot create state file" in result.stderr and "Read-only file system" in result.stderr
