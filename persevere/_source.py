@@ -82,6 +82,17 @@ class FileIdentity:
         return differ
 
 
+def _other_size(message: str) -> SourceChanged:
+    """The file has another size now: the parts sent cannot make it, so no resume can."""
+    changed = SourceChanged(
+        message,
+        hint="abort the upload and start again once the file is final (persevere cp, run "
+        "again, does both)",
+    )
+    changed.next_step = "abort"
+    return changed
+
+
 def _device_size(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -119,7 +130,21 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
             f"device cannot be resumed: its bytes cannot be read again); to upload it once, as "
             f"a stream: persevere cp - s3://BUCKET/KEY < {path}"
         )
+    if st.st_size == 0 and _gives_bytes(absolute):
+        raise SourceFileError(
+            f"{path} says it is empty but gives bytes (a /proc or /sys file: its size is not "
+            f"known until it is read); to upload it as a stream: "
+            f"persevere cp - s3://BUCKET/KEY < {path}"
+        )
     return FileIdentity.of(absolute, st)
+
+
+def _gives_bytes(path: Path) -> bool:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return bool(f.read(1))
+    except OSError:
+        return False  # the upload's own open says why
 
 
 class SourceFile:
@@ -193,11 +218,13 @@ class SourceFile:
     def check_unchanged(self) -> None:
         """Before completing: the file must be as it was when its parts were read."""
         now = FileIdentity.of(self.identity.path, os.fstat(self._fd), self._fd)
+        if now.size != self.identity.size:
+            raise _other_size(
+                f"{self.identity.path} changed size while it was being uploaded "
+                f"({self.identity.size:,} -> {now.size:,} bytes); the upload was not completed"
+            )
         if differ := now.differences(self.identity):
-            what = ", ".join(differ)
-            if "size" in differ:
-                what = f"size {self.identity.size} -> {now.size}"
-            raise self._changed(what)
+            raise self._changed(", ".join(differ))
 
     async def still_reads(self, offset: int, size: int, checksum: str, algorithm: Any) -> None:
         """S3 saw other bytes than the checksum promised: was it the network, or the file?
@@ -238,10 +265,7 @@ class SourceFile:
                     hint="the upload is intact; fix the file's storage, then resume",
                 ) from exc
             if n == 0:
-                raise SourceChanged(
-                    f"{self.identity.path} is shorter than when the upload started",
-                    hint="abort the upload and start again",
-                )
+                raise _other_size(f"{self.identity.path} is shorter than when the upload started")
             done += n
 
     def read_cached(self, buffer: memoryview, offset: int) -> int:

@@ -66,7 +66,9 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
         raise UsageError("standard input is closed: nothing is being piped in") from None
     if os.isatty(fd):
         raise UsageError("standard input is a terminal: nothing is being piped in")
-    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+    # A regular file of size 0 is read as a stream: it may be a /proc or /sys file, whose size
+    # is known only once read (an empty file makes the same empty object either way).
+    if (stat.S_ISREG(st.st_mode) and st.st_size > 0) or stat.S_ISBLK(st.st_mode):
         try:
             path = Path(os.readlink(f"/proc/self/fd/{fd}"))
             if path.exists() and os.path.samestat(os.stat(path), st):

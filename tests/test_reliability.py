@@ -434,3 +434,42 @@ def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_
     assert "line(s) 3 damaged" in result.stderr
     assert "part 2: found on S3 and matches the file, adopted" in result.stderr
     assert_same(s3_client, bucket, "k", file)
+
+
+# -- found by an audit ----------------------------------------------------------------------------
+def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file, state = make_file(20 * MiB, seed=95), tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress",
+         "--max-bandwidth", "10MiB/s"],
+        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    end = time.monotonic() + 60
+    while time.monotonic() < end and b'"type":"part"' not in (state.read_bytes() if state.exists()
+                                                             else b""):  # fmt: skip
+        time.sleep(0.01)
+    with file.open("ab") as f:
+        f.write(b"more")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert "changed size while it was being uploaded (20,971,520 -> 20,971,524 bytes)" in stderr
+    assert "upload resume" not in stderr and "persevere upload abort --state-file" in stderr
+
+
+def test_a_proc_file_is_not_uploaded_empty(s3_env, bucket, s3_client, tmp_path):
+    source = Path("/proc/self/status")  # size 0, yet bytes when read
+    refused = clean(cli(s3_env, "cp", source, f"s3://{bucket}/p", "--state-dir", tmp_path))
+    assert refused.returncode == 2
+    assert "says it is empty but gives bytes" in refused.stderr
+    with Path("/proc/version").open("rb") as stdin:
+        streamed = subprocess.run(
+            [sys.executable, "-m", "persevere", "cp", "-", f"s3://{bucket}/p", "--state-dir",
+             str(tmp_path), "--no-progress"], stdin=stdin,
+            env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    body = s3_client.get_object(Bucket=bucket, Key="p")["Body"].read()
+    assert body == Path("/proc/version").read_bytes()
