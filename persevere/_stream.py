@@ -49,6 +49,7 @@ from ._upload import (
     new_header,
     record_completed,
 )
+from ._urls import check_destination
 
 log = logging.getLogger("persevere")
 
@@ -284,8 +285,7 @@ async def start_stream(
     options = options or UploadOptions()
     progress = progress or NullProgress()
     options.validate()
-    if not bucket or not key:
-        raise UsageError("bucket and key must not be empty")
+    check_destination(bucket, key)
     schedule = StreamSchedule.for_expected(expected_size)
     algorithm = get_algorithm(checksum or "CRC64NVME")
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O

@@ -41,6 +41,7 @@ from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PartSender
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
+from ._urls import check_destination
 from ._version import __version__
 from ._write_once import give_up, is_write_conflict, refuse_existing
 
@@ -305,8 +306,7 @@ def _prepare_start(
 ) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
     """Every check that needs no request: a plan that cannot work is refused here.
     ``checksum`` None: the default, CRC64NVME."""
-    if not bucket or not key:
-        raise UsageError("bucket and key must not be empty")
+    check_destination(bucket, key)
     try:
         algorithm = get_algorithm(checksum or "CRC64NVME")
     except ValueError as exc:

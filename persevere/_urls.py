@@ -7,6 +7,19 @@ from __future__ import annotations
 
 from ._errors import UsageError
 
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+
+
+def check_destination(bucket: str, key: str) -> None:
+    """Refuse, before any request, a destination S3 cannot take."""
+    if not bucket or not key:
+        raise UsageError("bucket and key must not be empty")
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise UsageError(
+            f"the key is {len(key.encode('utf-8', 'surrogateescape')):,} bytes long (UTF-8): "
+            f"S3 takes at most {MAX_KEY_BYTES:,}"
+        )
+
 
 def parse_bucket_url(url: str) -> tuple[str, str]:
     """``s3://bucket`` or ``s3://bucket/prefix`` as ``(bucket, prefix)``; the prefix may be

@@ -227,3 +227,18 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert result.returncode == 2, result.stderr
     assert f"error: --endpoint-url: the endpoint URL {says}" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 100)
+    key = "é" * 513  # 1,026 bytes in UTF-8, 513 characters
+    for source, piped in ((file, None), ("-", "streamed through a pipe")):
+        result = subprocess.run(
+            [sys.executable, "-m", "persevere", "cp", str(source), f"s3://{bucket}/{key}",
+             "--state-dir", str(tmp_path / "state")],
+            env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120,
+            input=piped,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "the key is 1,026 bytes long (UTF-8): S3 takes at most 1,024" in result.stderr
