@@ -128,7 +128,8 @@ async def upload_shard(
     started = time.monotonic()
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     try:
-        header = (await anyio.to_thread.run_sync(read_state, state_path)).header
+        main = await anyio.to_thread.run_sync(read_state, state_path)
+        header = main.header
         if not 0 <= shard < shards:
             raise UsageError(f"shard {shard} is not one of 0..{shards - 1}", param="shard")
         if header.shards is not None and header.shards != shards:
@@ -140,6 +141,12 @@ async def upload_shard(
             raise UsageError("a stream cannot be split into shards: it is read once, in order")
         plan = PartPlan(header.file_size, header.part_size)
         parts = shard_range(plan.part_count, shard, shards)
+        if main.finished == "completed":
+            # A restarted pod or a requeued array task after the upload was completed: its
+            # shard is done, whoever finished it (exit 0, as cp's "already completed").
+            log.warning("the upload in %s already completed: nothing left for shard %d/%d",
+                        state_path, shard, shards)  # fmt: skip
+            return ShardResult(shard, shards, parts, 0, time.monotonic() - started)
         journal, state = await anyio.to_thread.run_sync(_open_shard, state_path, shard, shards)
         try:
             identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))

@@ -111,6 +111,10 @@ def test_shards_killed_at_random_and_run_again(s3_env, bucket, s3_client, make_f
     assert sorted(p.name for p in tmp_path.glob("s.shard-*")) == [
         f"s.shard-{i}-of-3" for i in range(3)
     ]
+    # A pod restarted (or an array task requeued) after completion: done, exit 0, nothing sent.
+    again = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/3", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["bytes_sent"] == 0 and "already completed" in again.stderr
 
 
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
