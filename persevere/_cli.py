@@ -1428,16 +1428,22 @@ def status(
         _emit_json(st)
         return
     h = st.header
+    source = f"{h.file_path} ({format_size(h.file_size)}, {h.file_size} bytes)"
+    done = f"{st.parts_done} of {st.part_count} done ({format_size(st.bytes_done)} of " \
+           f"{format_size(h.file_size)})"  # fmt: skip
+    if h.stream:
+        expected = f", {h.expected_size:,} bytes expected" if h.expected_size else ""
+        source = f"standard input (a stream{expected})"
+        done = f"{st.parts_done} done ({format_size(st.bytes_done)})"
     lines = [
         f"state file:  {st.state_file}",
-        f"file:        {h.file_path} ({format_size(h.file_size)}, {h.file_size} bytes)",
+        f"file:        {source}",
         f"object:      s3://{h.bucket}/{h.key}",
         f"endpoint:    {h.endpoint_url or 'AWS default'}  region: {h.region or '-'}"
         f"  profile: {h.profile or '-'}",
         f"upload id:   {h.upload_id}",
-        f"parts:       {st.parts_done} of {st.part_count} done "
-        f"({format_size(st.bytes_done)} of {format_size(h.file_size)}), "
-        f"part size {format_size(h.part_size)}, checksum {h.checksum_algorithm}",
+        f"parts:       {done}, part size {format_size(h.part_size)}, checksum "
+        f"{h.checksum_algorithm}",
         f"created:     {h.created_at}",
     ]
     if st.outcome is not None:

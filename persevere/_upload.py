@@ -78,7 +78,7 @@ class RemoteStatus:
 class UploadStatus:
     state_file: Path
     header: Header
-    part_count: int
+    part_count: int | None  # None: a stream still being read (its length is not known yet)
     parts_done: int
     bytes_done: int
     outcome: dict[str, Any] | None
@@ -548,14 +548,20 @@ async def upload_status(
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
-    plan = PartPlan(header.file_size, header.part_size)
+    if header.shards:  # the parts the shards recorded in their own journals count too
+        from ._shards import merge_shards
+
+        await anyio.to_thread.run_sync(merge_shards, state_path, state)
+    part_count: int | None = PartPlan(header.file_size, header.part_size).part_count
+    if header.stream:
+        part_count = len(state.parts) if state.outcome else None
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
         remote = await _remote_status(header, endpoint)
     return UploadStatus(
         state_file=state_path,
         header=header,
-        part_count=plan.part_count,
+        part_count=part_count,
         parts_done=len(state.parts),
         bytes_done=sum(p.size for p in state.parts.values()),
         outcome=state.outcome,

@@ -117,6 +117,18 @@ def test_shards_killed_at_random_and_run_again(s3_env, bucket, s3_client, make_f
     assert json.loads(again.stdout)["bytes_sent"] == 0 and "already completed" in again.stderr
 
 
+def test_status_counts_the_shards_parts(s3_env, bucket, s3_client, make_file, tmp_path):
+    file, state = make_file(20 * MiB, seed=141), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert shard.returncode == 0, shard.stderr
+    status = cli(s3_env, "upload", "status", "--state-file", state, "--json")
+    assert json.loads(status.stdout)["parts_done"] == 2  # parts 1..2 of 4, in shard 0's journal
+    assert cli(s3_env, "upload", "resume", "--state-file", state).returncode == 0
+    done = json.loads(cli(s3_env, "upload", "status", "--state-file", state, "--json").stdout)
+    assert done["parts_done"] == done["part_count"] == 4
+
+
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=141)
     result = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",

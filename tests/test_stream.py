@@ -132,6 +132,12 @@ def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     assert killed.returncode != 0
     parts_before = {r["part_number"] for r in records(state) if r["type"] == "part"}
     assert len(parts_before) >= 4
+    status = subprocess.run(
+        [sys.executable, "-m", "persevere", "upload", "status", "--state-file", str(state)],
+        env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "file:        standard input (a stream)" in status.stdout, status.stdout
+    assert f"parts:       {len(parts_before)} done (" in status.stdout
     resumed, _ = pipe_into(s3_env, size, 2, *cp_args(bucket, state, "--json"))
     assert resumed.returncode == 0, resumed.stderr
     sent = json.loads(resumed.stdout)["bytes_sent"]
