@@ -40,7 +40,7 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Journal, JournalState, read_state, require_regular
+from ._journal import HeaderTorn, Journal, JournalState, read_state, require_regular
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -223,25 +223,30 @@ def _existing(path: Path) -> JournalState | None:
     require_regular(path)  # a device at the path is refused, never unlinked below
     if not path.exists():
         return None
-    if path.stat().st_size == 0:
-        # Empty: a run stopped before its upload was created (nothing to resume), or one that
-        # is creating it right now, holding the lock: that one must not lose its file.
-        with contextlib.suppress(FileNotFoundError):
-            journal = Journal(path, os.open(path, os.O_RDONLY))
-            try:
-                journal.lock()
-            except StateFileLocked as exc:
-                raise _already_running(path) from exc
-            try:
-                path.unlink()
-            except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-                raise StateFileError(f"cannot replace state file {path}: {exc.strerror}",
-                                     hint="give --state-dir (or --state-file) a writable place",
-                                     ) from None  # fmt: skip
-            finally:
-                journal.close()
-        return None
-    return read_state(path)
+    try:
+        if path.stat().st_size > 0:
+            return read_state(path)
+    except HeaderTorn as exc:
+        log.warning("%s: nothing to resume, starting again (an upload it created is not "
+                    "recorded: 'persevere upload list' shows it, to abort)", exc)  # fmt: skip
+    # Empty (or its header torn): a run stopped before its upload was recorded (nothing to
+    # resume), or one that is creating it right now, holding the lock: that one must not lose
+    # its file.
+    with contextlib.suppress(FileNotFoundError):
+        journal = Journal(path, os.open(path, os.O_RDONLY))
+        try:
+            journal.lock()
+        except StateFileLocked as exc:
+            raise _already_running(path) from exc
+        try:
+            path.unlink()
+        except OSError as exc:  # read-only: cannot be replaced, so cannot be used
+            raise StateFileError(f"cannot replace state file {path}: {exc.strerror}",
+                                 hint="give --state-dir (or --state-file) a writable place",
+                                 ) from None  # fmt: skip
+        finally:
+            journal.close()
+    return None
 
 
 def _make_room(state_path: Path) -> None:

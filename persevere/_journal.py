@@ -203,7 +203,11 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
     tail = lines.pop()  # b"" when the file ends with a newline
     torn = bool(tail)
     if not lines:
-        raise StateFileError(f"{name}: the header line is incomplete (crash while writing it?)")
+        raise HeaderTorn(
+            f"{name}: the header line is incomplete (crash while writing it?)",
+            hint="nothing to resume: delete it and start again (the bucket's list of multipart "
+            "uploads in progress shows the one it may have created)",
+        )
     state: JournalState | None = None
     offset = 0
     for index, raw in enumerate(lines, start=1):
@@ -413,6 +417,11 @@ def read_state(path: Path) -> JournalState:
     except OSError as exc:
         raise _unusable(path, exc, "read") from None
     return replay(data, str(path))
+
+
+class HeaderTorn(StateFileError):
+    """The state file stops inside its first line: a crash while the header was written, after
+    CreateMultipartUpload answered (that upload's id is lost: ListMultipartUploads shows it)."""
 
 
 def require_regular(path: Path) -> None:

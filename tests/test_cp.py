@@ -349,3 +349,17 @@ def test_cp_with_its_state_on_a_read_only_mount_says_so(s3_env, bucket, read_onl
                        "--state-dir", read_only_dir / "state", "--no-progress"))  # fmt: skip
     assert result.returncode == 1
     assert "cannot create state file" in result.stderr and "Read-only file system" in result.stderr
+
+
+def test_cp_starts_again_after_a_header_torn_by_a_crash(s3_env, bucket, s3_client, make_file,
+                                                        tmp_path):  # fmt: skip
+    file, state = make_file(6 * MiB, seed=72), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert clean(cli(s3_env, *args)).returncode == 0
+    state.write_bytes(state.read_bytes()[:100])  # the header line, cut by a crash
+    resumed = clean(cli(s3_env, "upload", "resume", "--state-file", state))
+    assert resumed.returncode == 1 and "delete it and start again" in resumed.stderr
+    again = clean(cli(s3_env, *args))
+    assert again.returncode == 0, again.stderr
+    assert "header line is incomplete" in again.stderr and "starting again" in again.stderr
+    assert_same(s3_client, bucket, "k", file)
