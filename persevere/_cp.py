@@ -159,7 +159,6 @@ async def copy_file(
                 checksum=outcome.get("checksum"), bytes_sent=0,
                 elapsed_s=time.monotonic() - started, already_completed=True,
             )  # fmt: skip
-        log.warning("%s changed since it was uploaded: uploading it again", identity.path)
         return await start()
     if state.finished == "aborted":
         return await start()
@@ -336,6 +335,8 @@ async def _still_uploaded(
             head = await session.head_object()
         except S3Error as exc:  # gone, or not ours to read: upload it again
             if exc.code in ("404", "NoSuchKey", "403", "AccessDenied"):
+                log.warning("s3://%s/%s is gone, or cannot be read (%s): uploading %s again",
+                            header.bucket, header.key, exc.code, identity.path)  # fmt: skip
                 return False
             raise
     algorithm = get_algorithm(header.checksum_algorithm)
@@ -346,6 +347,8 @@ async def _still_uploaded(
         else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
     )
     if not same_object:
+        log.warning("s3://%s/%s is no longer the object uploaded from %s (replaced since): "
+                    "uploading it again", header.bucket, header.key, identity.path)  # fmt: skip
         return False
     differ = identity.differences(FileIdentity.of_record(state.identity))
     if not differ and not identity.block_device:
@@ -357,6 +360,7 @@ async def _still_uploaded(
     )
     log.warning("%s: %s; re-reading it", identity.path, why)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
+        log.warning("%s changed since it was uploaded: uploading it again", identity.path)
         return False
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)
     return True

@@ -141,8 +141,10 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
                 f"the upload in {state_path} was aborted",
                 hint="start a new upload with a new state file",
             )
-        from ._shards import merge_shards
+        from ._shards import merge_shards, refuse_running_shards
 
+        if state.header.shards:
+            refuse_running_shards(state_path)
         merge_shards(state_path, state)
         plan = PartPlan(state.header.file_size, state.header.part_size)
         for number, part in state.parts.items():

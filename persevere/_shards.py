@@ -34,10 +34,18 @@ from pathlib import Path
 
 import anyio
 
-from ._errors import Interrupted, PersevereError, StateFileError, UploadFinished, UsageError
+from ._errors import (
+    Interrupted,
+    PersevereError,
+    StateFileError,
+    StateFileLocked,
+    UploadFinished,
+    UsageError,
+)
 from ._journal import Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
+from ._platform import lock_exclusive
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client
 from ._source import SourceFile, inspect_file
@@ -80,13 +88,34 @@ def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
     return None
 
 
+def _shard_journals(state_path: Path) -> list[Path]:
+    paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
+    return [path for path in paths if _SHARD_FILE.search(path.name)]
+
+
+def refuse_running_shards(state_path: Path) -> None:
+    """Completion must wait for the shards still running (each holds its journal's lock): one
+    completed under it would then fail, and an Indexed Job count that as a failure."""
+    for path in _shard_journals(state_path):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # gone or unreadable: merge_shards says so
+        try:
+            if not lock_exclusive(fd):
+                raise StateFileLocked(
+                    f"shard journal {path.name} is in use: that shard is still running",
+                    hint="wait for it to finish (or stop it), then complete the upload",
+                )
+        finally:
+            os.close(fd)  # releases the lock at once
+
+
 def merge_shards(state_path: Path, state: JournalState) -> None:
     """Add to ``state`` the parts its shards' journals recorded (the main journal's own records
     win: they are newer). A shard journal that cannot be read is skipped with a warning: its
     parts are rebuilt from ListParts and the file's bytes, like any unrecorded part."""
-    for path in sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*")):
-        if not _SHARD_FILE.search(path.name):
-            continue
+    for path in _shard_journals(state_path):
         try:
             shard = read_state(path)
         except StateFileError as exc:

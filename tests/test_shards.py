@@ -129,6 +129,30 @@ def test_status_counts_the_shards_parts(s3_env, bucket, s3_client, make_file, tm
     assert done["parts_done"] == done["part_count"] == 4
 
 
+def test_completion_waits_for_a_shard_still_running(s3_env, bucket, s3_client, make_file,
+                                                   tmp_path):  # fmt: skip
+    file, state = make_file(30 * MiB, seed=142), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "shard", "--state-file", str(state),
+         "--shard", "0/2", "--no-progress", "-c", "1", "--max-bandwidth", "5MiB/s"],
+        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journal = tmp_path / "s.shard-0-of-2"
+    end = time.monotonic() + 60
+    while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
+        assert time.monotonic() < end and running.poll() is None
+        time.sleep(0.01)
+    early = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert early.returncode == 3, early.stderr
+    assert "s.shard-0-of-2 is in use: that shard is still running" in early.stderr
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 0, stderr
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, file)
+
+
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=141)
     result = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
