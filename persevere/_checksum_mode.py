@@ -129,7 +129,7 @@ class PartVerifier:
                 self.proof = Proof.ECHO
             return etag
         if self.pinned:
-            raise ChecksumNotVerified(
+            unverified = ChecksumNotVerified(
                 f"the endpoint did not verify the {self.algorithm.name} checksum of {what} "
                 f"(its answer has no {self._header}): it does not support flexible checksums, "
                 "so the part's bytes are unverified and were not recorded",
@@ -137,6 +137,8 @@ class PartVerifier:
                 hint="abort this upload and start it again with checksum MD5 (Content-MD5 per "
                 "part, checked against the ETag), or leave the checksum algorithm at its default",
             )
+            unverified.next_step = "abort"  # a resume would meet the same endpoint
+            raise unverified
         if digests.md5 is None:
             # Prepared after the endpoint had echoed; it has stopped: nothing proves this part.
             raise ChecksumNotVerified(

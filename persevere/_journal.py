@@ -278,7 +278,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise StateFileExists.at(path) from None
+            raise StateFileExists.at(path, _finished(path)) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -417,6 +417,14 @@ def read_state(path: Path) -> JournalState:
     except OSError as exc:
         raise _unusable(path, exc, "read") from None
     return replay(data, str(path))
+
+
+def _finished(path: Path) -> str | None:
+    """How the upload an existing state file records ended, if it did (else None)."""
+    try:
+        return read_state(path).finished
+    except StateFileError:
+        return None
 
 
 class HeaderTorn(StateFileError):

@@ -72,6 +72,8 @@ def test_pinned_checksum(
         return
     assert result.returncode == 1, result.stderr
     assert NOT_VERIFIED in result.stderr and "Traceback" not in result.stderr
+    # The way on is to abort (a resume would meet the same endpoint), and it is what is printed.
+    assert "upload resume" not in result.stderr and "persevere upload abort" in result.stderr
     # Refused at the first part: nothing was completed under the key.
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)
 
