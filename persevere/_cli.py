@@ -885,15 +885,10 @@ def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> Non
     lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
     bytes here, 8 MiB for the aws cli."""
     from ._logs import event
-    from ._plan import make_plan
-    from ._source import inspect_file
 
-    if str(file) == "-":
-        return  # a stream: its parts follow its own schedule
-    try:
-        plan = make_plan(inspect_file(file).size, part_size, max_parts)
-    except _errors.PersevereError:
-        return  # start_upload refuses it, with the reason
+    plan = _plan_of(file, part_size, max_parts)
+    if plan is None:
+        return  # a stream, or a plan start_upload refuses, with the reason
     log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
                 part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
     if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
@@ -901,6 +896,19 @@ def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> Non
             "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
             "write KiB/MiB/GiB or K/M/G for binary sizes"
         )
+
+
+def _plan_of(file: Path, part_size: int | None, max_parts: int) -> Any:
+    """The file's part plan, or None if it has none (a stream; the core then says why)."""
+    from ._plan import make_plan
+    from ._source import inspect_file
+
+    if str(file) == "-":
+        return None  # a stream: its parts follow its own schedule
+    try:
+        return make_plan(inspect_file(file).size, part_size, max_parts)
+    except _errors.PersevereError:
+        return None
 
 
 def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
@@ -1032,6 +1040,9 @@ def start(
         if str(file) == "-":
             _usage_error("a stream cannot be split into shards", "FILE")
         count = shards or processes or 1
+        if shards is None and processes is not None:  # no more processes than parts
+            plan = _plan_of(file, part_size, max_parts)
+            processes = count = min(processes, plan.part_count if plan else count)
         header = _run(
             lambda: create_upload(
                 file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,

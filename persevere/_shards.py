@@ -23,9 +23,11 @@ Python API: :func:`upload_shard`, then :func:`persevere.resume`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -202,11 +204,26 @@ def _open_shard(state_path: Path, shard: int, shards: int) -> tuple[Journal, Jou
     if main.finished is not None:
         raise UploadFinished(f"the upload in {state_path} is already {main.finished}")
     path = shard_journal(state_path, shard, shards)
-    if not path.exists():
-        journal = Journal.create(path)
-        journal.write_header(main.header)
-        journal.close()
+    if path.exists():
+        journal, state = Journal.open(path)
+        if state.header.upload_id == main.header.upload_id:
+            return journal, state
+        # Left by an earlier upload under the same state file name: never send to that one.
+        log.warning("%s belongs to another upload: replaced", path)
+        journal.discard()
+    journal = Journal.create(path)
+    journal.write_header(main.header)
+    journal.close()
     return Journal.open(path)
+
+
+def _die_with_parent() -> None:
+    """Linux, in a shard process: SIGTERM it if its parent dies (``kill -9``), so that it
+    settles its journal and stops rather than upload on, orphaned (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def run_local_shards(
@@ -219,7 +236,6 @@ def run_local_shards(
     journals and stop; then :class:`Interrupted` is raised: the upload is left resumable, never
     completed by this process alone.
     """
-    import signal
 
     stopped: list[int] = []
 
@@ -249,6 +265,7 @@ def run_local_shards(
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,  # each shard's summary line; errors stay on stderr
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
             for index in range(processes)
         ]

@@ -153,6 +153,59 @@ def test_completion_waits_for_a_shard_still_running(s3_env, bucket, s3_client, m
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_shard_processes_stop_when_their_parent_is_killed(s3_env, bucket, make_file, tmp_path):
+    file, state = make_file(40 * MiB, seed=143), tmp_path / "s"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "1",
+         "--max-bandwidth", "4MiB/s", "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    journal = tmp_path / "s.shard-0-of-2"
+    end = time.monotonic() + 60
+    while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
+        assert time.monotonic() < end and parent.poll() is None
+        time.sleep(0.01)
+
+    def shards_running() -> int:
+        found = subprocess.run(["pgrep", "-f", f"upload shard --state-file {state}"],
+                               capture_output=True, text=True)  # fmt: skip
+        return len(found.stdout.split())
+
+    assert shards_running() == 2
+    parent.kill()
+    parent.wait()
+    end = time.monotonic() + 20
+    while shards_running() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert shards_running() == 0  # not uploading on, orphaned
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_stale_shard_journal_of_an_earlier_upload_is_replaced(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    state = tmp_path / "s"
+    first = make_file(12 * MiB, seed=144)
+    create(s3_env, bucket, first, state, 2)
+    for index in range(2):
+        assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", f"{index}/2",
+                   ).returncode == 0  # fmt: skip
+    assert cli(s3_env, "upload", "resume", "--state-file", state).returncode == 0
+    state.unlink()  # the shard journals stay behind
+    second = make_file(12 * MiB, seed=145)
+    second.replace(first)
+    create(s3_env, bucket, first, state, 2)
+    shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert shard.returncode == 0, shard.stderr
+    assert "belongs to another upload: replaced" in shard.stderr
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, first)
+
+
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=141)
     result = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
@@ -291,4 +344,12 @@ def test_resume_processes_takes_the_overrides_to_its_shards(
     result = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "2",
                  "--no-progress", "--endpoint-url", s3_server.endpoint_url)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert_done(s3_client, bucket, file)
+
+
+def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(2 * MiB + 1, seed=146)  # one part
+    done = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+               tmp_path / "s", "--processes", "4", "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
     assert_done(s3_client, bucket, file)
