@@ -865,6 +865,8 @@ def _target(
     """
     from ._urls import parse_s3_url
 
+    if url is not None and (bucket or key):
+        _usage_error(f"give {url} or --s3-bucket and --s3-key, not both")
     if url is not None:
         if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
             raise typer.BadParameter(
@@ -1534,6 +1536,8 @@ def verify(
     """
     from ._verify import verify_object
 
+    if str(file or file_arg) == "-":
+        _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
     local, target_bucket, target_key = _target(
         file or file_arg, url_arg, s3_bucket, s3_key, "--file"
     )

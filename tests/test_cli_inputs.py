@@ -242,3 +242,14 @@ def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "the key is 1,026 bytes long (UTF-8): S3 takes at most 1,024" in result.stderr
+
+
+def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 100)
+    twice = persevere_cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--s3-key", "o")
+    assert twice.returncode == 2 and "not both" in twice.stderr
+    assert not (tmp_path / "f.persevere").exists()
+    stdin = persevere_cli(s3_env, "verify", "-", f"s3://{bucket}/k", stdin=subprocess.DEVNULL)
+    assert stdin.returncode == 2
+    assert "verify needs the path of a file, not - (standard input)" in stdin.stderr
