@@ -40,7 +40,7 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import HeaderTorn, Journal, JournalState, read_state, require_regular
+from ._journal import Header, HeaderTorn, Journal, JournalState, read_state, require_regular
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -146,7 +146,7 @@ async def copy_file(
     log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
     if state is None:
         return await start()
-    given = _Given(object_options, checksum, part_size, no_overwrite)
+    given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
     if state.finished == "completed":
         if await _still_uploaded(state, state_path, identity, endpoint):
             given.refuse_other(state, state_path, "was uploaded")
@@ -200,7 +200,7 @@ async def _copy_stream(
         )
     log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
     if state is not None and state.finished is None:
-        given = _Given(object_options, checksum, None, no_overwrite)
+        given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
         given.refuse_other(state, state_path, "is being uploaded")
         try:
             return await resume_upload(state_path, options=options, progress=progress,
@@ -284,7 +284,7 @@ def _refuse_foreign(
 
 
 @dataclass(frozen=True)
-class _Given:
+class Given:
     """What this run asks of the object; a run that would resume an upload, or find it done,
     refuses to do so silently without it (it was created with what its header records)."""
 
@@ -292,6 +292,23 @@ class _Given:
     checksum: str | None
     part_size: int | None
     no_overwrite: bool
+    max_parts: int = MAX_PARTS
+    expected_size: int | None = None  # a stream's
+
+    def _sending_differs(self, header: Header) -> list[str]:
+        differ = []
+        if self.part_size is not None and self.part_size != header.part_size:
+            differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
+        if header.stream and self.expected_size != header.expected_size:
+            said = [f"{n:,} bytes" if n is not None else "none" for n in
+                    (header.expected_size, self.expected_size)]  # fmt: skip
+            differ.append(f"expected size {said[0]}, not {said[1]}")
+        parts = PartPlan(header.file_size, header.part_size).part_count
+        if not header.stream and parts > self.max_parts:
+            differ.append(f"{parts:,} parts, over the part limit {self.max_parts:,}")
+        if self.no_overwrite and not header.no_overwrite:  # a finished upload replaced nothing
+            differ.append("write-once, which it was started without")
+        return differ
 
     def refuse_other(self, state: JournalState, path: Path, doing: str) -> None:
         header = state.header
@@ -304,10 +321,8 @@ class _Given:
         )
         if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
-        if self.part_size is not None and self.part_size != header.part_size:
-            differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
-        if self.no_overwrite and not header.no_overwrite:
-            differ.append("write-once, which it was started without")
+        if state.finished is None:  # how it is sent: moot for an object already made
+            differ += self._sending_differs(header)
         if differ:
             raise UsageError(
                 f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "

@@ -124,7 +124,7 @@ async def dry_run_cp(
 ) -> DryRun:
     """What ``copy_file`` would do with this state file: start (probed as ``start``), resume
     (probed with ListParts), or check an upload completed earlier."""
-    from ._cp import _refuse_foreign
+    from ._cp import Given, _refuse_foreign
     from ._source import inspect_file
 
     state_path = Path(state_file)
@@ -132,6 +132,10 @@ async def dry_run_cp(
     state = await anyio.to_thread.run_sync(_read_existing, state_path)
     if state is not None:
         _refuse_foreign(state, state_path, identity, bucket, key)
+        if state.finished != "aborted":  # refused as cp would (it finds a completed one done)
+            given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
+            doing = "was uploaded" if state.finished == "completed" else "is being uploaded"
+            given.refuse_other(state, state_path, doing)
     if state is None or state.finished == "aborted" or state.finished == "completed":
         # Completed earlier: the object is that upload's own, which no_overwrite allows.
         write_once = no_overwrite and (state is None or state.finished == "aborted")

@@ -440,8 +440,13 @@ def require_regular(path: Path) -> None:
         mode = os.stat(path).st_mode
     except OSError:
         return  # nothing there (or the caller's own open says why)
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return  # a directory: refused by the caller's open, in its words
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        error = StateFileError(f"state file {path} is a directory",
+                               hint="give --state-file the path of a file in it")  # fmt: skip
+        error.exit_code = EXIT_USAGE
+        raise error
     error = StateFileError(
         f"state file {path} is not a regular file (a device, FIFO or socket): a journal must "
         "be a file of its own",

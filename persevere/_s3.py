@@ -181,9 +181,11 @@ def _refuse_userinfo(url: str) -> None:
     except ValueError as exc:  # not repeated: it may hold a secret
         raise UsageError(f"the endpoint URL is not a valid URL ({exc})",
                          param="endpoint_url") from None  # fmt: skip
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or (
+            parts.query or parts.fragment or "?" in url or "#" in url):  # fmt: skip
         raise UsageError(
-            "the endpoint URL must be http://HOST[:PORT] or https://HOST[:PORT]",
+            "the endpoint URL must be http://HOST[:PORT] or https://HOST[:PORT] (a path may "
+            "follow; no ?query or #fragment)",
             param="endpoint_url",
         )
     if userinfo:

@@ -92,7 +92,8 @@ def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
 
 def _shard_journals(state_path: Path) -> list[Path]:
     paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
-    return [path for path in paths if _SHARD_FILE.search(path.name)]
+    # Regular files only: opening a FIFO that took a shard journal's name would block.
+    return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
 
 
 def refuse_running_shards(state_path: Path) -> None:

@@ -217,6 +217,7 @@ def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_pa
         ("127.0.0.1:9000", "must be http://HOST[:PORT] or https://HOST[:PORT]"),
         ("http://127.0.0.1:99999", "is not a valid URL (Port out of range"),
         ("http://[::1", "is not a valid URL"),
+        ("http://127.0.0.1:9000?x=1", "must be http://HOST[:PORT] or https://HOST[:PORT]"),
     ],
 )
 @pytest.mark.parametrize("command", ["cp", "verify"])
@@ -253,3 +254,16 @@ def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucke
     stdin = persevere_cli(s3_env, "verify", "-", f"s3://{bucket}/k", stdin=subprocess.DEVNULL)
     assert stdin.returncode == 2
     assert "verify needs the path of a file, not - (standard input)" in stdin.stderr
+
+
+def test_a_state_file_that_is_a_directory_is_bad_input(s3_env, bucket, tmp_path):
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 100)
+    (tmp_path / "dir").mkdir()
+    for command in (
+        ["upload", "start", file, f"s3://{bucket}/k"],
+        ["cp", file, f"s3://{bucket}/k"],
+    ):
+        result = persevere_cli(s3_env, *command, "--state-file", tmp_path / "dir")
+        assert result.returncode == 2, result.stderr
+        assert "is a directory" in result.stderr and "upload resume" not in result.stderr

@@ -319,6 +319,8 @@ def test_cp_rerun_with_other_options_is_refused_not_ignored(s3_env, bucket, s3_c
     assert refused.returncode == 2, refused.stderr
     assert f"with other options than these ({named})" in refused.stderr
     assert state.read_bytes() == before
+    dry = clean(cli(s3_env, *args, *extra, "--dry-run"))  # fails the same way
+    assert dry.returncode == 2 and f"with other options than these ({named})" in dry.stderr
     done = clean(cli(s3_env, *args))  # the same command as before goes on
     assert done.returncode == 0, done.stderr
     assert_same(s3_client, bucket, "k", file)

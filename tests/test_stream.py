@@ -217,3 +217,15 @@ def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 7)
     assert 0 < rss_kib < 256 * 1024, rss_kib
     print(f"1 GiB stream: peak RSS {rss_kib / 1024:.0f} MiB")
+
+
+def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket, tmp_path):
+    """Found by an audit: the new size was dropped, so a short stream completed, exit 0."""
+    size, state = 40 * MiB, tmp_path / "s"
+    args = cp_args(bucket, state, "--max-bandwidth", "20MiB/s")
+    pipe_into(s3_env, size, 5, *args, kill_after_parts=1, state=state)
+    before = state.read_bytes()
+    refused, _ = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--expected-size", "60MiB"))
+    assert refused.returncode == 2, refused.stderr
+    assert "expected size none, not 62,914,560 bytes" in refused.stderr
+    assert state.read_bytes() == before
