@@ -1201,6 +1201,15 @@ def resume(
 
     overrides = endpoint_flags.endpoint()
     if processes is not None:
+        from ._journal import read_state
+
+        try:
+            recorded = read_state(state_file).header.shards
+        except _errors.PersevereError as exc:
+            _fail(exc)
+        if recorded and recorded != processes:  # its shards, as they were made
+            log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
+            processes = recorded
         _complete_in_processes(state_file, processes, transfer, json_output, no_progress,
                                file, overrides)  # fmt: skip
         return

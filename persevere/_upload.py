@@ -23,6 +23,7 @@ from ._checksums import ChecksumAlgorithm, ETag, checksum_type, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
+    ResumableError,
     S3Error,
     StateFileError,
     StateFileUnwritable,
@@ -244,8 +245,16 @@ async def create_recorded(
     the empty state file removed (:mod:`._write_once`)."""
     session = session_of(client, draft, options.retry)
     if draft.no_overwrite:
+        # The first request of the upload: it fails fast, as CreateMultipartUpload does.
+        first = options.retry.with_attempts(options.first_call_attempts)
         try:
-            await refuse_existing(session)
+            await refuse_existing(session_of(client, draft, first))
+        except ResumableError as exc:  # unreachable: nothing was created, try again later
+            journal.discard()
+            exc.next_step = None
+            exc.hint = "nothing was created: check the endpoint and the network, then run the "\
+                       "same command again"  # fmt: skip
+            raise
         except BaseException:
             journal.discard()
             raise

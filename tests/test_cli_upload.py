@@ -391,6 +391,12 @@ def test_unreachable_endpoint_fails_fast(s3_env, make_file, tmp_path):
     patient = persevere(env, *start_args("bucket", "k", make_file(1000), state), "--retry-for",
                         "3s")  # fmt: skip
     assert patient.returncode == 3 and time.monotonic() - started >= 3, patient.stderr
+    # Write-once asks HeadObject first: that first request fails as fast, and says the same.
+    started = time.monotonic()
+    once = persevere(env, *start_args("bucket", "k", make_file(1000), state), "--no-overwrite")
+    assert once.returncode == 3 and time.monotonic() - started < 30, once.stderr
+    assert "nothing was created" in once.stderr and "upload resume" not in once.stderr
+    assert not state.exists()
 
 
 def test_version_and_help():

@@ -353,3 +353,14 @@ def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_fil
                tmp_path / "s", "--processes", "4", "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert_done(s3_client, bucket, file)
+
+
+def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_client, make_file,
+                                                         tmp_path):  # fmt: skip
+    file, state = make_file(20 * MiB, seed=147), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "3",
+               "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "split into 2 shards: 2 processes" in done.stderr and "not 3" not in done.stderr
+    assert_done(s3_client, bucket, file)
