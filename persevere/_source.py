@@ -130,21 +130,33 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
             f"device cannot be resumed: its bytes cannot be read again); to upload it once, as "
             f"a stream: persevere cp - s3://BUCKET/KEY < {path}"
         )
-    if st.st_size == 0 and _gives_bytes(absolute):
+    if not size_is_true(absolute, st.st_size):
         raise SourceFileError(
-            f"{path} says it is empty but gives bytes (a /proc or /sys file: its size is not "
-            f"known until it is read); to upload it as a stream: "
-            f"persevere cp - s3://BUCKET/KEY < {path}"
+            f"{path} does not give the {st.st_size:,} bytes its size says (a /proc or /sys "
+            f"file: its length is known only once read); to upload it as a stream: "
+            f"cat {path} | persevere cp - s3://BUCKET/KEY"
         )
     return FileIdentity.of(absolute, st)
 
 
-def _gives_bytes(path: Path) -> bool:
+_PSEUDO_MAX = 64 * 1024  # /proc and /sys files say 0 or one page; a file this small is read
+
+
+def size_is_true(path: Path, size: int) -> bool:
+    """Does a small regular file give as many bytes as its size says? /proc and /sys files
+    say 0 (or 4,096) and give something else; larger files are taken at their word."""
+    if size > _PSEUDO_MAX:
+        return True
     try:
         with open(path, "rb", buffering=0) as f:
-            return bool(f.read(1))
+            given = 0
+            while chunk := f.read(size + 1 - given):
+                given += len(chunk)
+                if given > size:
+                    break
+            return given == size
     except OSError:
-        return False  # the upload's own open says why
+        return True  # the upload's own open says why
 
 
 class SourceFile:

@@ -39,6 +39,7 @@ from ._reconcile import RemotePart
 from ._s3 import Endpoint, open_client, resolved_region
 from ._sender import PartSender
 from ._session import MultipartSession
+from ._source import size_is_true
 from ._units import MiB, format_size
 from ._upload import (
     UploadResult,
@@ -67,12 +68,13 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
         raise UsageError("standard input is closed: nothing is being piped in") from None
     if os.isatty(fd):
         raise UsageError("standard input is a terminal: nothing is being piped in")
-    # A regular file of size 0 is read as a stream: it may be a /proc or /sys file, whose size
-    # is known only once read (an empty file makes the same empty object either way).
-    if (stat.S_ISREG(st.st_mode) and st.st_size > 0) or stat.S_ISBLK(st.st_mode):
+    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
         try:
             path = Path(os.readlink(f"/proc/self/fd/{fd}"))
-            if path.exists() and os.path.samestat(os.stat(path), st):
+            # A file that does not give the bytes its size says (a /proc or /sys file: its
+            # length is known only once read) is read as a stream.
+            if path.exists() and os.path.samestat(os.stat(path), st) and (
+                    stat.S_ISBLK(st.st_mode) or size_is_true(path, st.st_size)):  # fmt: skip
                 return "file", path
         except OSError:
             pass

@@ -463,7 +463,8 @@ def test_a_proc_file_is_not_uploaded_empty(s3_env, bucket, s3_client, tmp_path):
     source = Path("/proc/self/status")  # size 0, yet bytes when read
     refused = clean(cli(s3_env, "cp", source, f"s3://{bucket}/p", "--state-dir", tmp_path))
     assert refused.returncode == 2
-    assert "says it is empty but gives bytes" in refused.stderr
+    assert "does not give the 0 bytes its size says" in refused.stderr
+    assert f"cat {source} | persevere cp - s3://BUCKET/KEY" in refused.stderr
     with Path("/proc/version").open("rb") as stdin:
         streamed = subprocess.run(
             [sys.executable, "-m", "persevere", "cp", "-", f"s3://{bucket}/p", "--state-dir",
