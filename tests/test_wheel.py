@@ -26,6 +26,8 @@ from tests.conftest import sha256_of_file, sha256_of_object
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
+# The distribution's name as files spell it (PEP 427/625): persevere-s3 -> persevere_s3.
+DIST = "persevere_s3"
 
 
 def _run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -49,7 +51,7 @@ def wheel_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("wheel-venv")
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(home / "venv")
     bin_dir = home / "venv" / "bin"
-    (wheel,) = dist.glob("persevere-*.whl")
+    (wheel,) = dist.glob(f"{DIST}-*.whl")
     _run([bin_dir / "python", "-m", "pip", "install", "--quiet", wheel])
     return bin_dir
 
@@ -67,19 +69,21 @@ def test_sdist_and_wheel_ship_the_license(dist):
     assert license_text.startswith("MIT License\n")
     assert "Copyright (c) 2026 the persevere authors" in license_text
 
-    (sdist,) = dist.glob("persevere-*.tar.gz")
+    (sdist,) = dist.glob(f"{DIST}-*.tar.gz")
     with tarfile.open(sdist) as tar:
         member = tar.extractfile(f"{sdist.name.removesuffix('.tar.gz')}/LICENSE")
         assert member is not None
         assert member.read().decode() == license_text
 
-    (wheel,) = dist.glob("persevere-*.whl")
+    (wheel,) = dist.glob(f"{DIST}-*.whl")
     with zipfile.ZipFile(wheel) as whl:
-        info = f"persevere-{__version__}.dist-info"
+        info = f"{DIST}-{__version__}.dist-info"
         assert whl.read(f"{info}/licenses/LICENSE").decode() == license_text
         metadata = whl.read(f"{info}/METADATA").decode()
         names = whl.namelist()
     assert "License-Expression: MIT" in metadata.splitlines()
+    # "persevere" on PyPI is another project: the wheel must not claim its name.
+    assert "Name: persevere-s3" in metadata.splitlines()
     assert "persevere/py.typed" in names  # the package stays typed once installed
     assert not any(name.startswith("tests/") for name in names)
     # The package directory ships as a whole: a merge's leftover (_cli.py.orig) would go too.
