@@ -2,20 +2,23 @@
 
 CI installs the checkout in editable mode, which hides a wheel that lacks a module, a data file
 or an entry point. Here ``python -m build`` makes the sdist and, from it, the wheel (as
-``make dist`` does); the wheel goes into a fresh venv (no ``--system-site-packages``, so nothing
-of the dev venv leaks in; pip fetches the dependencies from the configured index, from its
-cache in practice), and that venv's own ``persevere`` command uploads a file to the local
-SeaweedFS. About 20 s, most of it pip installing the dependencies.
+``make dist`` does); the wheel goes into a fresh venv, by the README's own install commands
+(no ``--system-site-packages``, so nothing of the dev venv leaks in; pip fetches the
+dependencies from the configured index, from its cache in practice), and that venv's own
+``persevere`` command uploads a file to the local SeaweedFS. The examples' commands (systemd,
+cron, Kubernetes) then run as written, only their paths moved into the test's directories:
+a command they name that the README's install does not make fails them. About 30 s, most of
+it pip installing the dependencies.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
 import tomllib
-import venv
 import zipfile
 from pathlib import Path
 
@@ -28,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 # The distribution's name as files spell it (PEP 427/625): persevere-s3 -> persevere_s3.
 DIST = "persevere_s3"
+# Where the README's install puts the venv, and where the examples run the command from.
+PREFIX = "/opt/persevere"
 
 
 def _run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -45,15 +50,38 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _readme_install() -> list[str]:
+    """The commands of the README's Install section (its first sh block), comments dropped."""
+    section = (ROOT / "README.md").read_text().split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    return [command for command in commands if command]
+
+
 @pytest.fixture(scope="module")
 def wheel_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with only the built wheel and its dependencies; yields its bin/."""
-    home = tmp_path_factory.mktemp("wheel-venv")
-    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(home / "venv")
-    bin_dir = home / "venv" / "bin"
+    """The README's install, from the built wheel, into a temporary PREFIX; yields its bin/.
+
+    The venv is fresh (no ``--system-site-packages``: nothing of the dev venv leaks in), made
+    and filled by the README's own commands with PREFIX moved and ``.`` (the checkout) given
+    as the wheel.
+    """
+    prefix = tmp_path_factory.mktemp("wheel-venv") / "persevere"
     (wheel,) = dist.glob(f"{DIST}-*.whl")
-    _run([bin_dir / "python", "-m", "pip", "install", "--quiet", wheel])
-    return bin_dir
+    commands = _readme_install()
+    venv_command, from_checkout = f"python3 -m venv {PREFIX}", f"{PREFIX}/bin/pip install ."
+    assert venv_command in commands and from_checkout in commands, commands
+    assert f"{PREFIX}/bin/pip install persevere-s3" in commands, commands  # once published
+    for command in (venv_command, from_checkout):
+        words = [_moved(word, prefix) for word in shlex.split(command)]
+        words = [sys.executable if w == "python3" else str(wheel) if w == "." else w for w in words]
+        _run(words)
+    return prefix / "bin"
+
+
+def _moved(word: str, prefix: Path) -> str:
+    """``word`` with the README's PREFIX replaced by ``prefix``."""
+    return str(prefix) + word[len(PREFIX) :] if f"{word}/".startswith(f"{PREFIX}/") else word
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -120,3 +148,102 @@ def test_installed_wheel_runs_and_uploads(
     assert "Traceback" not in upload.stderr
     assert sha256_of_object(s3_client, bucket, "from-wheel") == sha256_of_file(file)
     assert state.read_text().splitlines()[-1].startswith('{"type":"completed"')
+
+
+# -- the examples, run as written after the README's install ------------------------------------
+def _example(path: str) -> str:
+    return (ROOT / "examples" / path).read_text()
+
+
+def _example_paths(file: Path, bucket: str, tmp_path: Path) -> dict[str, str]:
+    """The examples' made-up paths and destination, mapped onto this test's."""
+    return {
+        "/var/backups/db.dump": str(file),
+        "/data/db.dump": str(file),
+        "s3://my-bucket/backups/db.dump": f"s3://{bucket}/db.dump",
+        "/var/lib/persevere": str(tmp_path / "state"),
+        "/state": str(tmp_path / "state"),
+        "/var/log/persevere.log": str(tmp_path / "persevere.log"),
+    }
+
+
+def test_the_systemd_unit_runs_as_written(wheel_venv, s3_env, bucket, s3_client, make_file,
+                                          tmp_path):  # fmt: skip
+    """ExecStart as systemd runs it: no shell, its own PATH, the command by its full path."""
+    unit = _example("systemd/persevere-backup.service").replace("\\\n", " ")
+    [exec_start] = [line[10:] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    file = make_file(6 * MiB, seed=129)
+    paths = _example_paths(file, bucket, tmp_path)
+    argv = [paths.get(word, _moved(word, wheel_venv.parent)) for word in shlex.split(exec_start)]
+    assert Path(argv[0]).is_absolute(), argv  # systemd before 239 takes no other
+    systemd_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    env = {**_clean_env({}), **s3_env, "PATH": systemd_path}
+    for attempt in ("first", "again"):  # Restart=on-failure, and the timer, run it again
+        result = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (attempt, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
+
+
+def test_the_cron_line_runs_as_written(wheel_venv, s3_env, bucket, s3_client, make_file, tmp_path):
+    """The crontab's command as cron runs it: /bin/sh -c, PATH=/usr/bin:/bin."""
+    [entry] = [line for line in _example("cron/crontab").splitlines() if line[:1] == "*"]
+    command = entry.split(None, 5)[5]
+    assert "%" not in command  # cron would cut the command there
+    file = make_file(6 * MiB, seed=130)
+    for old, new in _example_paths(file, bucket, tmp_path).items():
+        command = command.replace(old, shlex.quote(new))
+    command = command.replace(f"{PREFIX}/", f"{wheel_venv.parent}/")
+    env = {**s3_env, "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": str(tmp_path)}
+    for attempt in ("first", "again"):  # every 20 minutes: once done, nothing to do
+        result = subprocess.run(["/bin/sh", "-c", command], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        log = (tmp_path / "persevere.log").read_text()
+        assert result.returncode == 0, (attempt, log)
+        assert "Traceback" not in log and "not found" not in log, log
+    assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
+
+
+@pytest.mark.parametrize("job", ["upload-job.yaml", "shards-indexed-job.yaml"])
+def test_the_kubernetes_jobs_install_as_the_readme_does(job):
+    """The container's install is the README's (PyPI's persevere-s3 into PREFIX), and the
+    command it then runs is PREFIX's; upload-job's command is run in the test below."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    [container] = yaml.safe_load(_example(f"kubernetes/{job}"))["spec"]["template"]["spec"][
+        "containers"
+    ]
+    install, command = container["args"][0].split(" && exec ")
+    assert install == f"python3 -m venv {PREFIX} && {PREFIX}/bin/pip install --quiet persevere-s3"
+    assert {f"python3 -m venv {PREFIX}", f"{PREFIX}/bin/pip install persevere-s3"} <= set(
+        _readme_install()
+    )
+    assert shlex.split(command)[0] == f"{PREFIX}/bin/persevere"
+
+
+def test_the_kubernetes_job_runs_as_written(wheel_venv, s3_env, bucket, s3_client, make_file,
+                                            tmp_path):  # fmt: skip
+    """upload-job's command after its install (sh -c, the image's PATH), then the restarted
+    pod's run of it."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    [container] = yaml.safe_load(_example("kubernetes/upload-job.yaml"))["spec"]["template"][
+        "spec"
+    ]["containers"]
+    command = container["args"][0].split(" && exec ", 1)[1]
+    file = make_file(6 * MiB, seed=131)
+    paths = _example_paths(file, bucket, tmp_path)
+    argv = [paths.get(word, _moved(word, wheel_venv.parent)) for word in shlex.split(command)]
+    env = {**s3_env, "PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    for attempt in ("first", "again"):
+        result = subprocess.run(["/bin/sh", "-c", "exec " + shlex.join(argv)], env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, (attempt, result.stderr)
+    assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
+
+
+def test_the_slurm_script_runs_the_installed_command():
+    """Slurm is not here to run it: its command is the README's install's, by its full path."""
+    script = _example("slurm/upload-array.sh")
+    [command] = [line for line in script.replace("\\\n", " ").splitlines() if line[:5] == "exec "]
+    assert shlex.split(command)[1] == f"{PREFIX}/bin/persevere"

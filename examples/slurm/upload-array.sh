@@ -2,11 +2,15 @@
 # Upload one huge file from many nodes with a Slurm job array: each array task uploads one
 # shard (SLURM_ARRAY_TASK_ID picks it), and a dependent job completes the upload.
 #
-#   persevere upload start /lustre/data/ckpt.bin s3://bucket/ckpt.bin \
+#   /opt/persevere/bin/persevere upload start /lustre/data/ckpt.bin s3://bucket/ckpt.bin \
 #       --state-file /lustre/state/ckpt.persevere --shards 16      # creates it, sends nothing
 #   jobid=$(sbatch --parsable --array=0-15 examples/slurm/upload-array.sh)
 #   sbatch --dependency=afterany:$jobid --wrap \
-#       "persevere upload resume --state-file /lustre/state/ckpt.persevere --no-progress"
+#       "/opt/persevere/bin/persevere upload resume --state-file /lustre/state/ckpt.persevere \
+#        --no-progress"
+#
+# persevere installed on every node as the README says (/opt/persevere), or once on the shared
+# filesystem: then change /opt/persevere here to that path.
 #
 # A failed or preempted task can be requeued (or resubmitted with --array=N): a shard resumes
 # from its own journal, and the completing job sends whatever a shard left.
@@ -16,5 +20,5 @@
 #SBATCH --time=04:00:00
 #SBATCH --requeue
 set -euo pipefail
-exec persevere --log-format json upload shard \
+exec /opt/persevere/bin/persevere --log-format json upload shard \
     --state-file /lustre/state/ckpt.persevere --no-progress
