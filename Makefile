@@ -34,11 +34,16 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev,bench]'
 	@touch $@
 
+# A passing test's tmp_path is deleted as it ends (tmp_path_retention_policy in pyproject.toml),
+# a failing test's kept; the session's directories (the S3 server's data, the wheel test's venv)
+# are deleted with BASETEMP once every test passed, and kept otherwise.
 test: install
 	$(BIN)/pytest -m "not slow" --basetemp=$(BASETEMP) $(PYTEST_ARGS)
+	rm -rf $(BASETEMP)
 
 test-all: install
 	$(BIN)/pytest --basetemp=$(BASETEMP) $(PYTEST_ARGS)
+	rm -rf $(BASETEMP)
 
 # mypy checks what [tool.mypy] files lists in pyproject.toml.
 lint: install

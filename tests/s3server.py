@@ -431,6 +431,9 @@ class S3Server:
         self.identities_path.write_text(_identities_json())
         command = [
             str(self._weed),
+            # Logs only to stderr, which is our log file: by default weed also writes log files
+            # of its own into the temp dir (/tmp/weed.*), outside the server's directory.
+            "-logtostderr",
             "mini",
             f"-dir={self.data_dir}",
             f"-ip={HOST}",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 # "persevere" on PyPI is another project ("The Perseverance Composition Engine").
@@ -69,7 +72,7 @@ def test_the_check_finds_the_other_project():
 
 def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):
     """A first `make demo` installed the whole dev extra (dask, moto, awscli...: 960 MB)."""
-    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", f"VENV={tmp_path / 'venv'}"],
+    dry = subprocess.run(["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     installs = [line for line in dry.stdout.splitlines() if "pip install" in line]
     assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -e '.[demo]'"], dry.stdout
@@ -77,3 +80,54 @@ def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):
         "optional-dependencies"
     ]
     assert set(extras["demo"]) <= set(extras["dev"])  # make install serves the demo too
+
+
+# -- what a passing run leaves behind (a passing `make test-all` left 7.9 GB in /tmp) -----------
+_PROBE = """
+def test_passes(tmp_path):
+    (tmp_path / "big.bin").write_bytes(bytes(1 << 20))
+
+
+def test_fails(tmp_path):
+    (tmp_path / "kept.bin").write_bytes(b"look at me")
+    assert False
+"""
+
+
+def test_a_passing_tests_files_are_deleted_a_failing_ones_kept(tmp_path):
+    """The project's pytest configuration, on a test that passes and one that fails."""
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "test_probe.py").write_text(_PROBE)
+    basetemp = tmp_path / "basetemp"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", ROOT / "pyproject.toml", "--rootdir", tmp_path,
+         "-p", "no:cacheprovider", f"--basetemp={basetemp}", tmp_path / "probe"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and "1 failed, 1 passed" in run.stdout, run.stdout
+    left = sorted(str(p.relative_to(basetemp)) for p in basetemp.rglob("*") if p.is_file())
+    assert left == ["test_fails0/kept.bin"], left
+
+
+def test_make_test_deletes_the_sessions_directory_once_all_passed(tmp_path):
+    """The session's directories (the server's data, the wheel's venv) are not a test's
+    tmp_path: the Makefile deletes --basetemp after pytest, which make runs only if it passed."""
+    for target in ("test", "test-all"):
+        dry = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'v'}"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        lines = dry.stdout.splitlines()
+        [pytest_at] = [i for i, line in enumerate(lines) if "/bin/pytest " in line]
+        basetemp = re.search(r"--basetemp=(\S+)", lines[pytest_at])
+        assert basetemp and basetemp[1].startswith("/tmp/persevere-pytest-"), lines[pytest_at]
+        assert lines[pytest_at + 1 :] == [f"rm -rf {basetemp[1]}"], dry.stdout
+
+
+def test_the_test_server_writes_nothing_outside_its_directory(tmp_path, monkeypatch):
+    """weed wrote log files of its own (weed.*) into the temp dir at each start."""
+    temp = tmp_path / "temp"  # where weed's Go runtime looks: $TMPDIR
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    with S3Server(tmp_path / "server") as server:
+        assert server.running
+    assert sorted(p.name for p in temp.iterdir()) == []
+    assert "weed" in server.log_path.read_text()  # its log is in the server's directory
