@@ -1,12 +1,15 @@
-"""What a user installs, and what the README's install and the examples tell them to run.
+"""What a user installs, what the README and the examples tell them to run, and what a test
+run leaves on disk.
 
-No server, no install: the texts themselves. tests/test_wheel.py builds and installs the wheel
-and runs the examples' commands with it.
+Quick checks: the texts themselves, `make -n`, pytest's configuration on a probe, one start of
+the test server. tests/test_wheel.py builds and installs the wheel the README's way and runs the
+examples' commands with it.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -19,6 +22,16 @@ from tests.s3server import S3Server
 ROOT = Path(__file__).resolve().parent.parent
 # "persevere" on PyPI is another project ("The Perseverance Composition Engine").
 DISTRIBUTION = "persevere-s3"
+# Where the README's install puts the venv, and where the examples run the command from.
+PREFIX = "/opt/persevere"
+
+
+def readme_install() -> list[str]:
+    """The commands of the README's Install section (its first sh block), comments dropped."""
+    section = (ROOT / "README.md").read_text().split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    return [command for command in commands if command]
 
 
 def _documents() -> list[Path]:
@@ -53,11 +66,6 @@ def test_no_install_command_installs_the_other_project(document):
     assert other == [], f"{document.name}: pip install {other}"
 
 
-def test_the_kubernetes_examples_install_this_project():
-    for job in sorted((ROOT / "examples" / "kubernetes").glob("*.yaml")):
-        assert DISTRIBUTION in _pip_install_arguments(job.read_text()), job.name
-
-
 def test_the_check_finds_the_other_project():
     """The check above can fail: each form a document could use is caught, ours is not."""
     for line in (
@@ -68,6 +76,30 @@ def test_the_check_finds_the_other_project():
     ):
         assert _the_other_project(line), line
     assert _the_other_project("pip install persevere-s3 && persevere --version") == []
+
+
+@pytest.mark.parametrize("job", ["upload-job.yaml", "shards-indexed-job.yaml"])
+def test_the_kubernetes_jobs_install_as_the_readme_does(job):
+    """The container's install is the README's (PyPI's persevere-s3 into PREFIX), and the
+    command it then runs is PREFIX's (tests/test_wheel.py runs upload-job's)."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]
+
+    [container] = yaml.safe_load((ROOT / "examples" / "kubernetes" / job).read_text())["spec"][
+        "template"
+    ]["spec"]["containers"]
+    install, command = container["args"][0].split(" && exec ")
+    assert install == f"python3 -m venv {PREFIX} && {PREFIX}/bin/pip install --quiet persevere-s3"
+    assert {f"python3 -m venv {PREFIX}", f"{PREFIX}/bin/pip install persevere-s3"} <= set(
+        readme_install()
+    )
+    assert shlex.split(command)[0] == f"{PREFIX}/bin/persevere"
+
+
+def test_the_slurm_script_runs_the_installed_command():
+    """Slurm is not here to run it: its command is the README's install's, by its full path."""
+    script = (ROOT / "examples" / "slurm" / "upload-array.sh").read_text()
+    [command] = [line for line in script.replace("\\\n", " ").splitlines() if line[:5] == "exec "]
+    assert shlex.split(command)[1] == f"{PREFIX}/bin/persevere"
 
 
 def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):

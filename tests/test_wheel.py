@@ -26,13 +26,12 @@ import pytest
 
 from persevere import __version__
 from tests.conftest import sha256_of_file, sha256_of_object
+from tests.test_packaging import PREFIX, readme_install
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 # The distribution's name as files spell it (PEP 427/625): persevere-s3 -> persevere_s3.
 DIST = "persevere_s3"
-# Where the README's install puts the venv, and where the examples run the command from.
-PREFIX = "/opt/persevere"
 
 
 def _run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -50,14 +49,6 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _readme_install() -> list[str]:
-    """The commands of the README's Install section (its first sh block), comments dropped."""
-    section = (ROOT / "README.md").read_text().split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
-    return [command for command in commands if command]
-
-
 @pytest.fixture(scope="module")
 def wheel_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's install, from the built wheel, into a temporary PREFIX; yields its bin/.
@@ -68,7 +59,7 @@ def wheel_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     prefix = tmp_path_factory.mktemp("wheel-venv") / "persevere"
     (wheel,) = dist.glob(f"{DIST}-*.whl")
-    commands = _readme_install()
+    commands = readme_install()
     venv_command, from_checkout = f"python3 -m venv {PREFIX}", f"{PREFIX}/bin/pip install ."
     assert venv_command in commands and from_checkout in commands, commands
     assert f"{PREFIX}/bin/pip install persevere-s3" in commands, commands  # once published
@@ -204,23 +195,6 @@ def test_the_cron_line_runs_as_written(wheel_venv, s3_env, bucket, s3_client, ma
     assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
 
 
-@pytest.mark.parametrize("job", ["upload-job.yaml", "shards-indexed-job.yaml"])
-def test_the_kubernetes_jobs_install_as_the_readme_does(job):
-    """The container's install is the README's (PyPI's persevere-s3 into PREFIX), and the
-    command it then runs is PREFIX's; upload-job's command is run in the test below."""
-    import yaml  # type: ignore[import-untyped, unused-ignore]
-
-    [container] = yaml.safe_load(_example(f"kubernetes/{job}"))["spec"]["template"]["spec"][
-        "containers"
-    ]
-    install, command = container["args"][0].split(" && exec ")
-    assert install == f"python3 -m venv {PREFIX} && {PREFIX}/bin/pip install --quiet persevere-s3"
-    assert {f"python3 -m venv {PREFIX}", f"{PREFIX}/bin/pip install persevere-s3"} <= set(
-        _readme_install()
-    )
-    assert shlex.split(command)[0] == f"{PREFIX}/bin/persevere"
-
-
 def test_the_kubernetes_job_runs_as_written(wheel_venv, s3_env, bucket, s3_client, make_file,
                                             tmp_path):  # fmt: skip
     """upload-job's command after its install (sh -c, the image's PATH), then the restarted
@@ -240,13 +214,6 @@ def test_the_kubernetes_job_runs_as_written(wheel_venv, s3_env, bucket, s3_clien
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 0, (attempt, result.stderr)
     assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
-
-
-def test_the_slurm_script_runs_the_installed_command():
-    """Slurm is not here to run it: its command is the README's install's, by its full path."""
-    script = _example("slurm/upload-array.sh")
-    [command] = [line for line in script.replace("\\\n", " ").splitlines() if line[:5] == "exec "]
-    assert shlex.split(command)[1] == f"{PREFIX}/bin/persevere"
 
 
 # -- the demo, with only what `make demo` installs ------------------------------------------------
