@@ -8,6 +8,7 @@ examples' commands with it.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -102,12 +103,21 @@ def test_the_slurm_script_runs_the_installed_command():
     assert shlex.split(command)[1] == f"{PREFIX}/bin/persevere"
 
 
+def _make_dry_run(target: str, venv: Path) -> list[str]:
+    """What `make -n TARGET` would run, as a fresh checkout's first make would (no make above
+    us passing its flags and variables down: `make test` runs this file too)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                         check=True)  # fmt: skip
+    return dry.stdout.splitlines()
+
+
 def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):
     """A first `make demo` installed the whole dev extra (dask, moto, awscli...: 960 MB)."""
-    dry = subprocess.run(["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    installs = [line for line in dry.stdout.splitlines() if "pip install" in line]
-    assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -e '.[demo]'"], dry.stdout
+    lines = _make_dry_run("demo", tmp_path / "venv")
+    installs = [line for line in lines if "pip install" in line]
+    assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -e '.[demo]'"], lines
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
@@ -145,13 +155,11 @@ def test_make_test_deletes_the_sessions_directory_once_all_passed(tmp_path):
     """The session's directories (the server's data, the wheel's venv) are not a test's
     tmp_path: the Makefile deletes --basetemp after pytest, which make runs only if it passed."""
     for target in ("test", "test-all"):
-        dry = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'v'}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-        lines = dry.stdout.splitlines()
+        lines = _make_dry_run(target, tmp_path / "v")
         [pytest_at] = [i for i, line in enumerate(lines) if "/bin/pytest " in line]
         basetemp = re.search(r"--basetemp=(\S+)", lines[pytest_at])
         assert basetemp and basetemp[1].startswith("/tmp/persevere-pytest-"), lines[pytest_at]
-        assert lines[pytest_at + 1 :] == [f"rm -rf {basetemp[1]}"], dry.stdout
+        assert lines[pytest_at + 1 :] == [f"rm -rf {basetemp[1]}"], lines
 
 
 def test_the_test_server_writes_nothing_outside_its_directory(tmp_path, monkeypatch):
