@@ -333,6 +333,12 @@ class Journal:
         os.unlink(self.path)
         self.close()
 
+    def discard_unwritten(self) -> None:
+        """:meth:`discard` this new state file if nothing was written to it (the start failed
+        before it created anything, e.g. the client could not be made); else leave it."""
+        if self._fd >= 0 and os.fstat(self._fd).st_size == 0:
+            self.discard()
+
     # -- appending -------------------------------------------------------------------------
     def write_header(self, header: Header) -> None:
         self._append(_header_line(header))

@@ -184,6 +184,9 @@ async def start_upload(
                     raise
                 finally:
                     progress.close()
+        except BaseException:
+            journal.discard_unwritten()
+            raise
         finally:
             journal.close()
 
@@ -300,6 +303,9 @@ async def create_upload(
             )  # fmt: skip
             _, header = await create_recorded(client, journal, draft, options)
             return header
+    except BaseException:
+        journal.discard_unwritten()
+        raise
     finally:
         journal.close()
 

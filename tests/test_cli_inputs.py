@@ -186,6 +186,13 @@ def test_endpoint_with_credentials_is_refused_by_the_api():
     assert persevere.Endpoint("https://s3.example.com").endpoint_url == "https://s3.example.com"
 
 
+def test_an_endpoint_with_a_path_is_refused_by_the_api():
+    with pytest.raises(persevere.UsageError, match="has a path after HOST") as refused:
+        persevere.Endpoint("https://s3.example.com/bucket-t0ken")
+    assert "bucket-t0ken" not in str(refused.value)
+    assert persevere.Endpoint("https://s3.example.com/").endpoint_url == "https://s3.example.com/"
+
+
 def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_path):
     state = tmp_path / "s"
     result = persevere_cli(
@@ -228,6 +235,53 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert result.returncode == 2, result.stderr
     assert f"error: --endpoint-url: the endpoint URL {says}" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("via", ["--endpoint-url", "AWS_ENDPOINT_URL", "profile"])
+def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
+    s3_server, s3_env, bucket, s3_client, tmp_path, monkeypatch, via
+):
+    """``--endpoint-url http://HOST:PORT/BUCKET`` put the path in front of every key: cp
+    exited 0 "uploaded s3://BUCKET/k" and the object was BUCKET/k in BUCKET."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    url = f"{s3_server.endpoint_url}/{bucket}"
+    args: list[object] = []
+    if via == "--endpoint-url":
+        args = [via, url]
+    elif via == "AWS_ENDPOINT_URL":
+        monkeypatch.setenv(via, url)
+    else:  # a profile's endpoint_url in the AWS config file, read by botocore itself
+        monkeypatch.delenv("AWS_ENDPOINT_URL")
+        config = tmp_path / "aws-config"
+        config.write_text(
+            f"[profile gw]\nendpoint_url = {url}\naws_access_key_id = {s3_server.access_key}\n"
+            f"aws_secret_access_key = {s3_server.secret_key}\n"
+        )
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        args = ["--profile", "gw"]
+    state = tmp_path / "s"
+    commands = {
+        "cp": ["cp", file, f"s3://{bucket}/k", "--state-file", state],
+        "upload start": ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state],
+        "verify": ["verify", file, f"s3://{bucket}/k"],
+    }
+    for name, command in commands.items():
+        result = persevere_cli({}, *command, *args, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (name, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1, (name, result.stderr)
+        assert "the endpoint URL has a path after HOST[:PORT]" in errors[0]
+        assert url not in result.stdout + result.stderr  # the URL is never repeated
+        assert "Traceback" not in result.stderr
+        assert not state.exists(), name
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    # A bare "/" is no path: the same endpoint without one works.
+    root = persevere_cli({}, *commands["cp"], "--endpoint-url", f"{s3_server.endpoint_url}/",
+                         "--no-progress")  # fmt: skip
+    assert root.returncode == 0, root.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
 
 
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
