@@ -92,9 +92,19 @@ def locate_state_file(
     elsewhere = state_home() / named
     if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
         return elsewhere
-    if beside.exists() or (not elsewhere.exists() and os.access(path.parent, os.W_OK)):
+    if _exists(beside) or (not _exists(elsewhere) and os.access(path.parent, os.W_OK)):
         return beside
     return elsewhere
+
+
+def _exists(path: Path) -> bool:
+    """Whether something is at ``path``; a path that cannot be looked at (a symbolic-link
+    loop, a name too long) counts as nothing: the file is checked next, and the state file
+    path by the journal (:func:`._journal.require_regular`), each saying why in one line."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 async def copy_file(

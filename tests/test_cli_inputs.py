@@ -321,3 +321,61 @@ def test_a_state_file_that_is_a_directory_is_bad_input(s3_env, bucket, tmp_path)
         result = persevere_cli(s3_env, *command, "--state-file", tmp_path / "dir")
         assert result.returncode == 2, result.stderr
         assert "is a directory" in result.stderr and "upload resume" not in result.stderr
+
+
+# -- paths that name nothing usable ----------------------------------------------------------
+def test_a_symbolic_link_loop_as_the_file_is_one_line(s3_env, bucket, s3_client, tmp_path):
+    """``ln -s loop loop; persevere cp loop ...`` was a 231-line traceback, exit 1."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    url = f"s3://{bucket}/k"
+    state = ["--state-file", tmp_path / "s"]
+    for command in (
+        ["cp", loop, url, *state],
+        ["upload", "start", loop, url, *state],
+        ["verify", loop, url],
+        ["cp", loop, url, "--dry-run", *state],
+        ["upload", "start", loop, url, "--dry-run", *state],
+    ):
+        result = persevere_cli(s3_env, *command, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        role = "local file" if "verify" in command else "file to upload"
+        assert result.stderr.splitlines() == [
+            f"persevere: error: cannot read {role} {loop}: Too many levels of symbolic links"
+        ], command
+    assert not (tmp_path / "s").exists()
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.parametrize("bad", ["loop", "name too long", "under a file"])
+def test_a_state_file_path_no_file_can_be_at_is_one_line(s3_env, bucket, s3_client, tmp_path, bad):
+    """A symbolic-link loop as --state-file: upload start was a traceback, and cp replaced
+    the link with its journal."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state, why = {
+        "loop": (tmp_path / "loop", "Too many levels of symbolic links"),
+        "name too long": (tmp_path / ("s" * 300), "File name too long"),
+        "under a file": (file / "s", "Not a directory"),
+    }[bad]
+    if bad == "loop":
+        state.symlink_to("loop")
+    url = f"s3://{bucket}/k"
+    for command in (
+        ["cp", file, url, "--no-progress"],
+        ["cp", file, url, "--dry-run"],
+        ["upload", "start", file, url, "--no-progress"],
+        ["upload", "start", file, url, "--dry-run"],
+        ["upload", "resume", "--no-progress"],
+        ["upload", "status"],
+        ["upload", "abort"],
+        ["verify", file, url],
+    ):
+        result = persevere_cli(s3_env, *command, "--state-file", state)
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "plan:" not in line]
+        assert errors == [f"persevere: error: state file {state} cannot be used: {why}"], command
+    if bad == "loop":
+        assert state.is_symlink() and os.readlink(state) == "loop"  # never replaced
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
