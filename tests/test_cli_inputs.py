@@ -299,6 +299,80 @@ def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket
         assert "the key is 1,026 bytes long (UTF-8): S3 takes at most 1,024" in result.stderr
 
 
+@pytest.mark.parametrize("key", ["..", "./x", "a/../b", ".", "x/./y", "x/.."])
+def test_a_key_with_a_dot_segment_is_refused_before_any_request(s3_env, tmp_path, listener, key):
+    """SeaweedFS answered these with a bare "Invalid Request" (exit 1); S3 tools resolve them."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 100)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}"}
+    state = tmp_path / "state"
+    for command, piped in (
+        (["cp", file], None),
+        (["cp", "-"], "streamed through a pipe"),
+        (["upload", "start", file], None),
+        (["upload", "start", file, "--dry-run"], None),
+        (["cp", file, "--dry-run"], None),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "persevere", *map(str, command), f"s3://b/{key}",
+             "--state-dir" if command[0] == "cp" else "--state-file", str(state)],
+            env={**os.environ, **s3_env, **env}, capture_output=True, text=True, timeout=120,
+            input=piped,
+        )  # fmt: skip
+        assert result.returncode == 2, (command, result.stderr)
+        segment = ".." if ".." in key.split("/") else "."
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert errors == [
+            f"persevere: error: the key has a '{segment}' path segment, which S3 tools and "
+            "servers resolve (or refuse) as a step through directories: the object would not "
+            "be stored under this key; give a key without '.' or '..' between slashes"
+        ], command
+    assert not state.exists() or not any(state.iterdir())
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+
+
+def test_dots_that_are_not_a_whole_segment_are_a_key_like_any_other():
+    from persevere._urls import check_destination
+
+    for key in ("..x", "x/..y", "a.b/c", "x./.y", "...", "a/.../b"):
+        check_destination("b", key)
+
+
+def test_a_key_segment_the_server_will_not_store_is_exit_1_not_try_again(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A 1,024-byte key with no slash: SeaweedFS keeps keys as file names (255 bytes at most)
+    and answers every CompleteMultipartUpload with InternalError. That was exit 3 ("try again
+    later"), so a supervisor re-ran it forever; it is exit 1, with the server's words."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state = tmp_path / "s"
+    key = "k" * 1024
+    result = persevere_cli(
+        s3_env, "cp", file, f"s3://{bucket}/{key}", "--state-file", state, "--max-retries", "1",
+        "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = result.stderr.splitlines()[-3:]
+    assert errors == [
+        "persevere: error: CompleteMultipartUpload: InternalError: We encountered an internal "
+        "error, please try again. (the same answer to all 2 attempts: the server does not "
+        "complete this upload)",
+        "persevere: the key has a path segment of 1,024 bytes: S3-compatible servers that keep "
+        "keys as file names (SeaweedFS among them) take at most 255; upload under a shorter "
+        "key, and abort this upload",
+        f"persevere: to give it up: persevere upload abort --state-file {state}",
+    ]
+    # 1,024 bytes in segments the server takes (511 slashes; or 255-byte names): uploaded.
+    for n, key in enumerate(["a/" * 511 + "ab", "/".join(["d" * 255] * 3 + ["d" * 254, "k"])]):
+        assert len(key.encode()) == 1024
+        result = persevere_cli(s3_env, "cp", file, f"s3://{bucket}/{key}", "--state-file",
+                               tmp_path / f"s{n}", "--no-progress")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert_object_matches(s3_client, bucket, key, file)
+
+
 def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)
