@@ -14,7 +14,10 @@ Each run does whatever moves the object towards being the file:
 Where the state lives: ``FILE.persevere`` beside the file when that directory is writable,
 otherwise under the XDG state directory (``$XDG_STATE_HOME/persevere/``, else
 ``~/.local/state/persevere/``), named after the file and destination so the same command
-finds it again. A state file that belongs to another destination is refused.
+finds it again; a destination whose ``FILE.persevere`` records another has a journal of its
+own (:func:`locate_state_file`). A state file given that belongs to another destination is
+refused; one of another file of the same size (moved, or replaced) is used only after every
+part it records is read again from this file (:mod:`._resume`, :func:`_still_uploaded`).
 """
 
 from __future__ import annotations
@@ -76,7 +79,12 @@ def locate_state_file(
 ) -> Path:
     """Where ``cp`` keeps the journal of this file and destination (see the module docstring).
 
-    The same arguments always give the same path; nothing is created here.
+    The same command finds the same state file again; nothing is created here. By default
+    that is ``FILE.persevere`` beside the file, unless it records another destination: then
+    the destination's own, ``FILE.DIGEST.persevere`` (DIGEST of the file's path, bucket and
+    key), beside the file or under :func:`state_home`, wherever an earlier run put it. So a
+    second destination of the same file is a second upload, not a refusal, and a
+    ``FILE.persevere`` of an earlier version, which records its destination, is still found.
     """
     if state_file is not None:
         return Path(state_file).expanduser().absolute()
@@ -84,17 +92,59 @@ def locate_state_file(
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
-    digest = hashlib.sha256(f"{path}\n{bucket}\n{key}".encode()).hexdigest()[:16]
-    named = f"{path.name}.{digest}.persevere"
+    named = _own_name(path, bucket, key)
     if state_dir is not None:
         return Path(state_dir).expanduser().absolute() / named
-    beside = path.with_name(path.name + ".persevere")
-    elsewhere = state_home() / named
+    own, elsewhere = path.with_name(named), state_home() / named
     if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
         return elsewhere
-    if beside.exists() or (not elsewhere.exists() and os.access(path.parent, os.W_OK)):
+    beside = path.with_name(path.name + ".persevere")
+    if not _fits(beside.name):
+        beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
+    taken = _exists(beside)
+    if taken and not _records_another_destination(beside, bucket, key):
         return beside
-    return elsewhere
+    for earlier in (own, elsewhere):
+        if _exists(earlier):
+            return earlier
+    if not os.access(path.parent, os.W_OK):
+        return elsewhere
+    return own if taken else beside
+
+
+_MAX_NAME_BYTES = 255  # a file name, in most file systems
+
+
+def _fits(name: str) -> bool:
+    return len(os.fsencode(name)) <= _MAX_NAME_BYTES
+
+
+def _own_name(path: Path, bucket: str, key: str) -> str:
+    """``FILE.DIGEST.persevere``, FILE cut short if the whole would be a name too long."""
+    where = f"{path}\n{bucket}\n{key}".encode("utf-8", "surrogateescape")
+    suffix = f".{hashlib.sha256(where).hexdigest()[:16]}.persevere"
+    name = os.fsencode(path.name)[: _MAX_NAME_BYTES - len(suffix)]
+    return name.decode("utf-8", "ignore") + suffix
+
+
+def _records_another_destination(path: Path, bucket: str, key: str) -> bool:
+    """Does this state file record an upload to another object? (One that cannot be read
+    is taken as is: ``cp`` says what is wrong with it.)"""
+    try:
+        header = read_state(path).header
+    except (StateFileError, OSError):
+        return False
+    return (header.bucket, header.key) != (bucket, key)
+
+
+def _exists(path: Path) -> bool:
+    """Whether something is at ``path``; a path that cannot be looked at (a symbolic-link
+    loop, a name too long) counts as nothing: the file is checked next, and the state file
+    path by the journal (:func:`._journal.require_regular`), each saying why in one line."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 async def copy_file(
@@ -364,6 +414,12 @@ async def _still_uploaded(
     if not same_object:
         log.warning("s3://%s/%s is no longer the object uploaded from %s (replaced since): "
                     "uploading it again", header.bucket, header.key, identity.path)  # fmt: skip
+        return False
+    if state.invalid:
+        # A resume found parts of the file (as recorded last) to differ from the parts the
+        # object was completed from: the identity recorded is not the object's.
+        log.warning("%s was found to differ from the object (part %d) when it was last read: "
+                    "uploading it again", identity.path, min(state.invalid))  # fmt: skip
         return False
     differ = identity.differences(FileIdentity.of_record(state.identity))
     if not differ and not identity.block_device:

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 
 from ._errors import PersevereError, StateFileError, StateFileExists, UploadGone
-from ._journal import JournalState, read_state
+from ._journal import JournalState, read_state, require_regular
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -209,6 +209,7 @@ async def _probe_create(
 
 def _check_new_state_file(path: Path) -> None:
     """What ``Journal.create`` would refuse, without creating anything."""
+    require_regular(path)
     if path.exists():
         raise StateFileExists.at(path)
     parent = _existing_parent(path)
@@ -231,6 +232,7 @@ def _new_state(path: Path) -> str:
 
 def _read_existing(path: Path) -> JournalState | None:
     """cp's view of the state file, read only (an empty one counts as none)."""
+    require_regular(path)  # refused as cp refuses it
     if not path.exists() or path.stat().st_size == 0:
         return None
     return read_state(path)

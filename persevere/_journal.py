@@ -333,6 +333,12 @@ class Journal:
         os.unlink(self.path)
         self.close()
 
+    def discard_unwritten(self) -> None:
+        """:meth:`discard` this new state file if nothing was written to it (the start failed
+        before it created anything, e.g. the client could not be made); else leave it."""
+        if self._fd >= 0 and os.fstat(self._fd).st_size == 0:
+            self.discard()
+
     # -- appending -------------------------------------------------------------------------
     def write_header(self, header: Header) -> None:
         self._append(_header_line(header))
@@ -432,13 +438,23 @@ class HeaderTorn(StateFileError):
     CreateMultipartUpload answered (that upload's id is lost: ListMultipartUploads shows it)."""
 
 
+# A state file path that names nothing usable: a symbolic-link loop, a name too long, a file
+# where a directory should be. Bad input, like a directory or a device at the path.
+_BAD_PATH_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR})
+
+
 def require_regular(path: Path) -> None:
     """A state file is a regular file, or nothing yet: a device, FIFO or socket at its path
     (``--state-file /dev/null``) is refused, never written to, and never removed to make room
-    for a journal."""
+    for a journal; so is a path no file can be at (a symbolic-link loop: ``cp`` would have
+    replaced the link). Every command checks its state file path here first."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _BAD_PATH_ERRNOS:  # no file can ever be made or read at this path
+            error = StateFileError(f"state file {path} cannot be used: {exc.strerror}")
+            error.exit_code = EXIT_USAGE
+            raise error from None
         return  # nothing there (or the caller's own open says why)
     if stat.S_ISREG(mode):
         return

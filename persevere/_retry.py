@@ -6,6 +6,17 @@ A failure after which fresh credentials are in place (see :mod:`._credentials`) 
 once and not counted: the request itself was fine, only its signature was stale.
 Backoff is exponential with full jitter (AWS architecture blog, "Exponential Backoff And
 Jitter"). The clock, sleep and random source are parameters so tests run instantly.
+
+An exhausted budget is "try again later" (exit 3), with one exception: a
+CompleteMultipartUpload that the server answered with the same error, InternalError (HTTP
+500), on every attempt (:func:`refused_throughout`). AWS asks clients to retry an
+InternalError, and a passing one does not outlast a budget of backoffs; one that does is the
+server refusing this upload as it stands: SeaweedFS answers every Complete of a key with a
+path segment over 255 bytes (a file name to its filer) this way, and would have a
+supervisor re-run the same command forever. That is exit 1, with the server's words. Not so
+a 503 or SlowDown (the server asks to come back later), a 502/504 (a gateway), a timeout or a
+refused or reset connection (the network): those stay exit 3, as does a budget whose
+failures differ from one another.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -52,6 +63,18 @@ class TransientError(Exception):
         self.throttle = throttle
         # S3 refused the credentials and fresh ones are now in place: retry now, uncounted.
         self.credentials_renewed = credentials_renewed
+
+
+# Server errors that, answered to every attempt of a CompleteMultipartUpload, are taken as
+# the server's refusal of the upload rather than a passing fault (see the module docstring).
+PERSISTENT_AT_COMPLETE = frozenset({"InternalError"})
+
+
+def refused_throughout(failures: Sequence[TransientError]) -> bool:
+    """Did the server answer every attempt of a CompleteMultipartUpload with the same
+    persistent error (:data:`PERSISTENT_AT_COMPLETE`)? Then no later run will do better."""
+    codes = {failure.code for failure in failures}
+    return len(codes) == 1 and codes <= PERSISTENT_AT_COMPLETE
 
 
 @dataclass(slots=True)

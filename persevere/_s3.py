@@ -104,11 +104,8 @@ class Endpoint:
     verify_ssl: bool = True
 
     def __post_init__(self) -> None:
-        # Credentials in the URL cannot sign S3 requests (aiohttp would send them as Basic
-        # auth, clashing with SigV4's Authorization header), and the URL goes into the state
-        # file and into messages: refuse them, without repeating them.
         if self.endpoint_url is not None:
-            _refuse_userinfo(self.endpoint_url)
+            check_endpoint_url(self.endpoint_url)
 
     @staticmethod
     def from_environment(
@@ -171,7 +168,16 @@ def _verify(endpoint: Endpoint) -> str | bool | None:
     return endpoint.ca_bundle
 
 
-def _refuse_userinfo(url: str) -> None:
+def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
+    """Refuse an endpoint URL that is not ``http(s)://HOST[:PORT]``, without repeating it (it
+    may hold a secret).
+
+    Credentials in the URL cannot sign S3 requests (aiohttp would send them as Basic auth,
+    clashing with SigV4's Authorization header), and the URL goes into the state file and into
+    messages. A path (``http://host/bench``) is put by botocore in front of every request's
+    path: ``s3://bench/K`` would become the object ``bench/K`` in the bucket ``bench`` while
+    persevere reported ``s3://bench/K``; no gateway need is worth a false success.
+    """
     from urllib.parse import urlsplit
 
     try:
@@ -179,24 +185,41 @@ def _refuse_userinfo(url: str) -> None:
         userinfo = parts.username is not None or parts.password is not None
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:  # not repeated: it may hold a secret
-        raise UsageError(f"the endpoint URL is not a valid URL ({exc})",
-                         param="endpoint_url") from None  # fmt: skip
+        raise UsageError(f"the endpoint URL is not a valid URL ({exc})", param=param) from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or (
             parts.query or parts.fragment or "?" in url or "#" in url):  # fmt: skip
         raise UsageError(
-            "the endpoint URL must be http://HOST[:PORT] or https://HOST[:PORT] (a path may "
-            "follow; no ?query or #fragment)",
-            param="endpoint_url",
+            "the endpoint URL must be http://HOST[:PORT] or https://HOST[:PORT] (no path, "
+            "?query or #fragment)",
+            param=param,
         )
     if userinfo:
         host = parts.netloc.rpartition("@")[2]
-        shown = parts._replace(netloc=f"***@{host}", query="", fragment="").geturl()
+        shown = parts._replace(netloc=f"***@{host}", path="", query="", fragment="").geturl()
         raise UsageError(
             f"endpoint URL {shown} holds credentials (user:password@): give it without them, "
             "and the credentials through the AWS chain (environment, profile); S3 requests are "
             "signed with those, and the URL is stored in the state file",
-            param="endpoint_url",
+            param=param,
         )
+    if parts.path not in ("", "/"):
+        raise UsageError(
+            "the endpoint URL has a path after HOST[:PORT]: every request would go under it, "
+            "so the object would not land at the s3:// URL given; give http://HOST[:PORT] or "
+            "https://HOST[:PORT], and the bucket in the s3:// URL",
+            param=param,
+        )
+
+
+def _check_configured(url: str, profile: str | None) -> None:
+    """The endpoint botocore found in the AWS config file (a profile's or a services section's
+    ``endpoint_url``), held to the same rules as one given: it is not known before the client
+    is made, and is read again by every command, so it is checked here."""
+    try:
+        check_endpoint_url(url, param=None)
+    except UsageError as exc:
+        where = f"profile {profile!r}" if profile else "the default profile"
+        raise UsageError(f"AWS config file ({where}): {exc}") from None
 
 
 def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
@@ -267,6 +290,8 @@ async def open_client(
                 ) from exc
             raise
         try:
+            if endpoint.endpoint_url is None and client.meta.endpoint_url:
+                _check_configured(str(client.meta.endpoint_url), endpoint.profile)
             # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
             # wait for the 100 anyway, so it only adds an interim response to every part.
             client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)

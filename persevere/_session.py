@@ -22,7 +22,7 @@ from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
 from ._reconcile import RemotePart
-from ._retry import RetryPolicy, TransientError, call_with_retry
+from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
 from ._s3 import CREDENTIALS_EXPIRED_CODES, S3Client, attempt, pages
 
 T = TypeVar("T")
@@ -31,6 +31,10 @@ T = TypeVar("T")
 # refused with one of these codes.
 CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
 _UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
+
+# The longest file name most file systems take, hence the longest path segment a server that
+# stores keys as files does (S3 itself takes one of 1,024).
+MAX_NAME_BYTES = 255
 
 # What a retried call raises when its attempts run out: ``(what, last failure, attempts)``.
 Exhausted = Callable[[str, TransientError, int], PersevereError]
@@ -275,7 +279,23 @@ class MultipartSession:
                     ) from exc
                 raise
 
-        response = await self.call("CompleteMultipartUpload", complete_once)
+        failures: list[TransientError] = []
+
+        async def complete_attempt() -> Any:
+            try:
+                return await attempt("CompleteMultipartUpload", complete_once)
+            except TransientError as exc:
+                failures.append(exc)
+                raise
+
+        def exhausted(exc: TransientError, tries: int) -> PersevereError:
+            if refused_throughout(failures):
+                return self._not_completed(exc, tries)
+            return self.exhausted("CompleteMultipartUpload", exc, tries)
+
+        response = await call_with_retry(
+            self.retry, "CompleteMultipartUpload", complete_attempt, exhausted
+        )
         returned = response.get(param)
         if returned is not None and not expected.checksum.matches(returned):
             raise IntegrityError(
@@ -285,6 +305,27 @@ class MultipartSession:
             )
         etag = str(response.get("ETag") or expected.expected_etag or "")
         return Completed(etag, expected.checksum, expected.expected_etag)
+
+    def _not_completed(self, exc: TransientError, tries: int) -> S3Error:
+        """The server answered every Complete with the same error (see :mod:`._retry`): exit 1
+        with its words, not "try again later" forever."""
+        error = S3Error(
+            f"{exc} (the same answer to all {tries} attempts: the server does not complete "
+            "this upload)",
+            code=exc.code,
+            hint="the parts are kept on S3; look at the server's log, and resume once the "
+            "cause is fixed, or abort",
+        )
+        longest = max(len(segment.encode("utf-8", "surrogateescape"))
+                      for segment in self.key.split("/"))  # fmt: skip
+        if longest > MAX_NAME_BYTES:
+            error.hint = (
+                f"the key has a path segment of {longest:,} bytes: S3-compatible servers "
+                f"that keep keys as file names (SeaweedFS among them) take at most "
+                f"{MAX_NAME_BYTES}; upload under a shorter key, and abort this upload"
+            )
+            error.next_step = "abort"
+        return error
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""

@@ -110,10 +110,17 @@ def is_block_device(path: Path) -> bool:
 
 def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
     """Resolve and check the file to upload (or ``role``: what the file is to the caller, as
-    its messages name it); one clear error for anything unusable."""
+    its messages name it); one clear error for anything unusable.
+
+    The one place a path the user gave becomes a source (start, cp, resume, shards, verify,
+    --dry-run). ``os.stat`` comes first, following the links: it answers a symbolic-link
+    loop, a name too long, a file used as a directory or a search permission refused with
+    an ``OSError``, said in one line here (``Path.resolve`` raises RuntimeError on a loop).
+    """
     try:
-        absolute = path.expanduser().resolve(strict=True)
-        st = os.stat(absolute)
+        expanded = path.expanduser()
+        st = os.stat(expanded)
+        absolute = Path(os.path.realpath(expanded))
         if stat.S_ISBLK(st.st_mode):
             return FileIdentity.of(absolute, st)
     except FileNotFoundError:

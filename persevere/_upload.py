@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
+from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state, require_regular
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
@@ -184,6 +185,9 @@ async def start_upload(
                     raise
                 finally:
                     progress.close()
+        except BaseException:
+            journal.discard_unwritten()
+            raise
         finally:
             journal.close()
 
@@ -300,6 +304,9 @@ async def create_upload(
             )  # fmt: skip
             _, header = await create_recorded(client, journal, draft, options)
             return header
+    except BaseException:
+        journal.discard_unwritten()
+        raise
     finally:
         journal.close()
 
@@ -323,7 +330,8 @@ def _prepare_start(
     identity = inspect_file(Path(file))
     plan = make_plan(identity.size, part_size, max_parts)
     state_path = Path(state_file).expanduser().absolute()
-    if state_path.resolve() == identity.path:
+    require_regular(state_path)
+    if Path(os.path.realpath(state_path)) == identity.path:
         raise UsageError("the state file cannot be the file being uploaded", param="state_file")
     return identity, plan, algorithm, state_path
 

@@ -11,13 +11,26 @@ MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 
 
 def check_destination(bucket: str, key: str) -> None:
-    """Refuse, before any request, a destination S3 cannot take."""
+    """Refuse, before any request, a destination S3 cannot take, or cannot be trusted to
+    store where it is named.
+
+    A ``.`` or ``..`` path segment (``..``, ``./x``, ``a/../b``) is a key AWS would store as
+    written, but the aws cli, SDK path handling, browsers and proxies resolve it as a step
+    through directories, and SeaweedFS refuses it with a bare InvalidRequest: the object would
+    be refused, or land (or be read back) under another key."""
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
         raise UsageError(
             f"the key is {len(key.encode('utf-8', 'surrogateescape')):,} bytes long (UTF-8): "
             f"S3 takes at most {MAX_KEY_BYTES:,}"
+        )
+    dots = next((segment for segment in key.split("/") if segment in (".", "..")), None)
+    if dots is not None:
+        raise UsageError(
+            f"the key has a '{dots}' path segment, which S3 tools and servers resolve (or "
+            "refuse) as a step through directories: the object would not be stored under "
+            "this key; give a key without '.' or '..' between slashes"
         )
 
 

@@ -186,6 +186,13 @@ def test_endpoint_with_credentials_is_refused_by_the_api():
     assert persevere.Endpoint("https://s3.example.com").endpoint_url == "https://s3.example.com"
 
 
+def test_an_endpoint_with_a_path_is_refused_by_the_api():
+    with pytest.raises(persevere.UsageError, match="has a path after HOST") as refused:
+        persevere.Endpoint("https://s3.example.com/bucket-t0ken")
+    assert "bucket-t0ken" not in str(refused.value)
+    assert persevere.Endpoint("https://s3.example.com/").endpoint_url == "https://s3.example.com/"
+
+
 def test_state_file_holds_no_secret(s3_server, s3_env, bucket, make_file, tmp_path):
     state = tmp_path / "s"
     result = persevere_cli(
@@ -230,6 +237,53 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("via", ["--endpoint-url", "AWS_ENDPOINT_URL", "profile"])
+def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
+    s3_server, s3_env, bucket, s3_client, tmp_path, monkeypatch, via
+):
+    """``--endpoint-url http://HOST:PORT/BUCKET`` put the path in front of every key: cp
+    exited 0 "uploaded s3://BUCKET/k" and the object was BUCKET/k in BUCKET."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    url = f"{s3_server.endpoint_url}/{bucket}"
+    args: list[object] = []
+    if via == "--endpoint-url":
+        args = [via, url]
+    elif via == "AWS_ENDPOINT_URL":
+        monkeypatch.setenv(via, url)
+    else:  # a profile's endpoint_url in the AWS config file, read by botocore itself
+        monkeypatch.delenv("AWS_ENDPOINT_URL")
+        config = tmp_path / "aws-config"
+        config.write_text(
+            f"[profile gw]\nendpoint_url = {url}\naws_access_key_id = {s3_server.access_key}\n"
+            f"aws_secret_access_key = {s3_server.secret_key}\n"
+        )
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        args = ["--profile", "gw"]
+    state = tmp_path / "s"
+    commands = {
+        "cp": ["cp", file, f"s3://{bucket}/k", "--state-file", state],
+        "upload start": ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state],
+        "verify": ["verify", file, f"s3://{bucket}/k"],
+    }
+    for name, command in commands.items():
+        result = persevere_cli({}, *command, *args, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (name, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1, (name, result.stderr)
+        assert "the endpoint URL has a path after HOST[:PORT]" in errors[0]
+        assert url not in result.stdout + result.stderr  # the URL is never repeated
+        assert "Traceback" not in result.stderr
+        assert not state.exists(), name
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    # A bare "/" is no path: the same endpoint without one works.
+    root = persevere_cli({}, *commands["cp"], "--endpoint-url", f"{s3_server.endpoint_url}/",
+                         "--no-progress")  # fmt: skip
+    assert root.returncode == 0, root.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)
@@ -243,6 +297,80 @@ def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "the key is 1,026 bytes long (UTF-8): S3 takes at most 1,024" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["..", "./x", "a/../b", ".", "x/./y", "x/.."])
+def test_a_key_with_a_dot_segment_is_refused_before_any_request(s3_env, tmp_path, listener, key):
+    """SeaweedFS answered these with a bare "Invalid Request" (exit 1); S3 tools resolve them."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 100)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}"}
+    state = tmp_path / "state"
+    for command, piped in (
+        (["cp", file], None),
+        (["cp", "-"], "streamed through a pipe"),
+        (["upload", "start", file], None),
+        (["upload", "start", file, "--dry-run"], None),
+        (["cp", file, "--dry-run"], None),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "persevere", *map(str, command), f"s3://b/{key}",
+             "--state-dir" if command[0] == "cp" else "--state-file", str(state)],
+            env={**os.environ, **s3_env, **env}, capture_output=True, text=True, timeout=120,
+            input=piped,
+        )  # fmt: skip
+        assert result.returncode == 2, (command, result.stderr)
+        segment = ".." if ".." in key.split("/") else "."
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert errors == [
+            f"persevere: error: the key has a '{segment}' path segment, which S3 tools and "
+            "servers resolve (or refuse) as a step through directories: the object would not "
+            "be stored under this key; give a key without '.' or '..' between slashes"
+        ], command
+    assert not state.exists() or not any(state.iterdir())
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+
+
+def test_dots_that_are_not_a_whole_segment_are_a_key_like_any_other():
+    from persevere._urls import check_destination
+
+    for key in ("..x", "x/..y", "a.b/c", "x./.y", "...", "a/.../b"):
+        check_destination("b", key)
+
+
+def test_a_key_segment_the_server_will_not_store_is_exit_1_not_try_again(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A 1,024-byte key with no slash: SeaweedFS keeps keys as file names (255 bytes at most)
+    and answers every CompleteMultipartUpload with InternalError. That was exit 3 ("try again
+    later"), so a supervisor re-ran it forever; it is exit 1, with the server's words."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state = tmp_path / "s"
+    key = "k" * 1024
+    result = persevere_cli(
+        s3_env, "cp", file, f"s3://{bucket}/{key}", "--state-file", state, "--max-retries", "1",
+        "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = result.stderr.splitlines()[-3:]
+    assert errors == [
+        "persevere: error: CompleteMultipartUpload: InternalError: We encountered an internal "
+        "error, please try again. (the same answer to all 2 attempts: the server does not "
+        "complete this upload)",
+        "persevere: the key has a path segment of 1,024 bytes: S3-compatible servers that keep "
+        "keys as file names (SeaweedFS among them) take at most 255; upload under a shorter "
+        "key, and abort this upload",
+        f"persevere: to give it up: persevere upload abort --state-file {state}",
+    ]
+    # 1,024 bytes in segments the server takes (511 slashes; or 255-byte names): uploaded.
+    for n, key in enumerate(["a/" * 511 + "ab", "/".join(["d" * 255] * 3 + ["d" * 254, "k"])]):
+        assert len(key.encode()) == 1024
+        result = persevere_cli(s3_env, "cp", file, f"s3://{bucket}/{key}", "--state-file",
+                               tmp_path / f"s{n}", "--no-progress")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert_object_matches(s3_client, bucket, key, file)
 
 
 def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
@@ -267,3 +395,61 @@ def test_a_state_file_that_is_a_directory_is_bad_input(s3_env, bucket, tmp_path)
         result = persevere_cli(s3_env, *command, "--state-file", tmp_path / "dir")
         assert result.returncode == 2, result.stderr
         assert "is a directory" in result.stderr and "upload resume" not in result.stderr
+
+
+# -- paths that name nothing usable ----------------------------------------------------------
+def test_a_symbolic_link_loop_as_the_file_is_one_line(s3_env, bucket, s3_client, tmp_path):
+    """``ln -s loop loop; persevere cp loop ...`` was a 231-line traceback, exit 1."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    url = f"s3://{bucket}/k"
+    state = ["--state-file", tmp_path / "s"]
+    for command in (
+        ["cp", loop, url, *state],
+        ["upload", "start", loop, url, *state],
+        ["verify", loop, url],
+        ["cp", loop, url, "--dry-run", *state],
+        ["upload", "start", loop, url, "--dry-run", *state],
+    ):
+        result = persevere_cli(s3_env, *command, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        role = "local file" if "verify" in command else "file to upload"
+        assert result.stderr.splitlines() == [
+            f"persevere: error: cannot read {role} {loop}: Too many levels of symbolic links"
+        ], command
+    assert not (tmp_path / "s").exists()
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.parametrize("bad", ["loop", "name too long", "under a file"])
+def test_a_state_file_path_no_file_can_be_at_is_one_line(s3_env, bucket, s3_client, tmp_path, bad):
+    """A symbolic-link loop as --state-file: upload start was a traceback, and cp replaced
+    the link with its journal."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state, why = {
+        "loop": (tmp_path / "loop", "Too many levels of symbolic links"),
+        "name too long": (tmp_path / ("s" * 300), "File name too long"),
+        "under a file": (file / "s", "Not a directory"),
+    }[bad]
+    if bad == "loop":
+        state.symlink_to("loop")
+    url = f"s3://{bucket}/k"
+    for command in (
+        ["cp", file, url, "--no-progress"],
+        ["cp", file, url, "--dry-run"],
+        ["upload", "start", file, url, "--no-progress"],
+        ["upload", "start", file, url, "--dry-run"],
+        ["upload", "resume", "--no-progress"],
+        ["upload", "status"],
+        ["upload", "abort"],
+        ["verify", file, url],
+    ):
+        result = persevere_cli(s3_env, *command, "--state-file", state)
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "plan:" not in line]
+        assert errors == [f"persevere: error: state file {state} cannot be used: {why}"], command
+    if bad == "loop":
+        assert state.is_symlink() and os.readlink(state) == "loop"  # never replaced
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -165,9 +165,106 @@ def test_cp_bad_input(s3_env, bucket, s3_client, tmp_path, setup, url, message):
 def test_cp_refuses_a_state_file_of_another_destination(s3_env, bucket, make_file):
     file = make_file(1000)
     assert clean(cli(s3_env, "cp", file, f"s3://{bucket}/a", "--no-progress")).returncode == 0
-    other = clean(cli(s3_env, "cp", file, f"s3://{bucket}/b", "--no-progress"))
+    state = file.with_name(file.name + ".persevere")  # records s3://BUCKET/a
+    other = clean(cli(s3_env, "cp", file, f"s3://{bucket}/b", "--state-file", state))
     assert other.returncode == 2
     assert "records an upload to" in other.stderr and f"s3://{bucket}/a" in other.stderr
+
+
+def test_a_second_destination_of_a_file_has_a_state_file_of_its_own(
+    s3_env, bucket, s3_client, make_file
+):
+    """``cp f s3://b/k2`` after ``cp f s3://b/k1`` was exit 2 (FILE.persevere records k1).
+    Each destination has its own journal, and the same command finds it again: killed, it
+    resumes; done, it is "already completed"."""
+    from persevere._cp import locate_state_file
+
+    file = make_file(30 * MiB, seed=125)
+    beside = file.with_name(file.name + ".persevere")
+    first = ["cp", file, f"s3://{bucket}/k1", "--part-size", "5MiB", "--no-progress"]
+    assert clean(cli(s3_env, *first)).returncode == 0
+    own = locate_state_file(file, bucket, "k2")
+    assert own.parent == file.parent and own.name.startswith(file.name + ".") and own != beside
+    second = ["cp", file, f"s3://{bucket}/k2", "--part-size", "5MiB", "-c", "1", "--no-progress"]
+    killed = interrupt_after_parts(s3_env, second, own, 2)
+    assert killed.returncode == -signal.SIGKILL
+    for _ in range(2):  # resumed, then already completed: the same state file both times
+        result = clean(cli(s3_env, *second, "--json"))
+        assert result.returncode == 0, result.stderr
+        assert f"state file: {own}\n" in result.stderr
+        assert json.loads(result.stdout)["bytes_sent"] < 30 * MiB  # not started again
+    assert json.loads(result.stdout)["already_completed"] is True
+    again = clean(cli(s3_env, *first, "--json"))  # FILE.persevere still serves k1
+    assert again.returncode == 0 and f"state file: {beside}\n" in again.stderr
+    assert json.loads(again.stdout)["already_completed"] is True
+    assert json.loads(beside.read_text().splitlines()[0])["key"] == "k1"
+    assert json.loads(own.read_text().splitlines()[0])["key"] == "k2"
+    assert_same(s3_client, bucket, "k1", file)
+    assert_same(s3_client, bucket, "k2", file)
+    assert no_uploads(s3_client, bucket)
+
+
+def test_a_file_name_too_long_for_its_state_file_name_gets_one_cut_short(
+    s3_env, bucket, s3_client, tmp_path
+):
+    file = tmp_path / ("b" * 250)  # FILE.persevere would be 260 bytes: too long a name
+    file.write_bytes(b"x" * 1000)
+    for _ in range(2):
+        result = clean(cli(s3_env, "cp", file, f"s3://{bucket}/k", "--no-progress"))
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("already completed")
+    [state] = tmp_path.glob("*.persevere")
+    assert len(state.name) == 255 and state.name.startswith("b" * 200)
+    assert_same(s3_client, bucket, "k", file)
+
+
+def test_another_file_of_the_same_size_is_proven_part_by_part(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """A state file of file A given to cp of file B (same size, other bytes): what it records
+    counts only once B's bytes are read and compared; exit 0 means the object is B."""
+    a, b = make_file(30 * MiB, seed=126), make_file(30 * MiB, seed=127)
+    state = tmp_path / "s"
+    url = f"s3://{bucket}/k"
+    # In progress: A's parts are re-read from B, found to differ, sent again.
+    started = ["cp", a, url, "--state-file", state, "--part-size", "5MiB", "-c", "1"]
+    assert interrupt_after_parts(s3_env, started, state, 1).returncode == -signal.SIGKILL
+    result = clean(cli(s3_env, "cp", b, url, "--state-file", state, "--part-size", "5MiB",
+                       "--no-progress"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "re-reading" in result.stderr
+    assert_same(s3_client, bucket, "k", b)
+    # Completed from B: cp of A re-reads A, finds other bytes, uploads A.
+    result = clean(cli(s3_env, "cp", a, url, "--state-file", state, "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("uploaded")
+    assert_same(s3_client, bucket, "k", a)
+
+
+def test_a_completion_proven_against_another_file_is_not_taken_for_it(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The upload of A completed, the "completed" line lost in a crash; ``upload resume
+    --file B`` (same size) found B's parts differ and said so (exit 1), but recorded B as the
+    file the completed object came from: the next ``cp B`` exited 0 "already completed" with
+    A's bytes in the object."""
+    a, b = make_file(12 * MiB, seed=128), make_file(12 * MiB, seed=129)
+    state = tmp_path / "s"
+    url = f"s3://{bucket}/k"
+    done = clean(cli(s3_env, "upload", "start", a, url, "--state-file", state, "--part-size",
+                     "5MiB", "--no-progress"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = state.read_bytes().splitlines(keepends=True)
+    state.write_bytes(b"".join(lines[:-1]))  # the crash came before the "completed" line
+    resumed = clean(cli(s3_env, "upload", "resume", "--state-file", state, "--file", b,
+                        "--no-progress"))  # fmt: skip
+    assert resumed.returncode == 1, resumed.stderr
+    assert "the file has changed since (part 1 differs)" in resumed.stderr
+    result = clean(cli(s3_env, "cp", b, url, "--state-file", state, "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("uploaded"), result.stdout
+    assert "was found to differ from the object (part 1)" in result.stderr
+    assert_same(s3_client, bucket, "k", b)
 
 
 def test_two_cp_at_once(s3_env, bucket, s3_client, make_file):

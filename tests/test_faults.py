@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import sha256_of_file, sha256_of_object
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
+from tests.ruleproxy import Rule, RuleProxy
 from tests.s3server import S3Server
 
 MiB = 1024 * 1024
@@ -206,3 +207,32 @@ def test_absurd_concurrency_is_refused(s3_env, bucket, make_file, tmp_path, conc
     assert result.returncode == 2
     assert "concurrency" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("answer", "exit_code"),
+    [((500, "InternalError"), 1), ((503, "SlowDown"), 3), ((503, "ServiceUnavailable"), 3)],
+)
+def test_complete_refused_on_every_attempt(
+    s3_env, s3_server, s3_client, bucket, make_file, tmp_path, answer, exit_code
+):
+    """The same InternalError to every CompleteMultipartUpload is the server's refusal: exit
+    1 with its words (exit 3 had a supervisor re-run it forever); a 503 stays exit 3. Either
+    way the parts are kept and a resume completes once the server does."""
+    file, state = make_file(6 * MiB, seed=8), tmp_path / "s"
+    with RuleProxy(upstream(s3_server), [Rule("POST", "uploadId", refuse=answer)]) as proxy:
+        result = upload_through(proxy, s3_env, bucket, file, state, "--max-retries", "2")
+        assert proxy.matched["POST uploadId"] == 3
+    assert result.returncode == exit_code, result.stderr
+    said = f"CompleteMultipartUpload: {answer[1]}: refused by the test proxy"
+    if exit_code == 1:
+        error = f"{said} (the same answer to all 3 attempts: the server does not complete this"
+    else:
+        error = f"CompleteMultipartUpload failed 3 times, last: {said}\n"
+    assert f"persevere: error: {error}" in result.stderr
+    assert f"persevere upload resume --state-file {state}" in result.stderr
+    assert "Traceback" not in result.stderr
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state, "--no-progress",
+                        "--endpoint-url", s3_server.endpoint_url)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert_identical(s3_client, bucket, file)

@@ -243,3 +243,21 @@ def test_s3_errors_are_translated_to_transient_or_permanent(code, status, kind, 
     if isinstance(exc, TransientError):
         assert exc.throttle is throttle
         assert exc.code == code
+
+
+def test_only_the_same_internal_error_throughout_is_the_servers_refusal():
+    """At CompleteMultipartUpload, an InternalError answered to every attempt is exit 1
+    (the server's refusal, see persevere._retry); anything else that exhausts the budget
+    stays "try again later"."""
+    from persevere._retry import refused_throughout
+
+    def failures(*codes):
+        return [TransientError("x", code=code) for code in codes]
+
+    assert refused_throughout(failures("InternalError", "InternalError", "InternalError"))
+    assert not refused_throughout(failures("SlowDown", "SlowDown"))  # asked to come back
+    assert not refused_throughout(failures("ServiceUnavailable"))
+    assert not refused_throughout(failures(None, None))  # refused or reset connections
+    assert not refused_throughout(failures("", ""))  # a bare HTTP 500/502: a gateway
+    assert not refused_throughout(failures(None, "InternalError"))  # the network, then S3
+    assert not refused_throughout([])
