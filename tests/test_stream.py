@@ -17,7 +17,7 @@ import pytest
 
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
 # bytes (one byte flipped at FLIP_AT, if given), in small writes, as a dump tool would.
@@ -229,3 +229,85 @@ def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket,
     assert refused.returncode == 2, refused.stderr
     assert "expected size none, not 62,914,560 bytes" in refused.stderr
     assert state.read_bytes() == before
+
+
+# -- standard input: a run resumes only the source it is given ---------------------------------
+def redirect_into(env, file, *args):
+    """``persevere ARGS < file``: the finished persevere."""
+    with Path(file).open("rb") as stdin:
+        return subprocess.run(
+            [sys.executable, "-m", "persevere", *map(str, args)], stdin=stdin,
+            capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
+        )  # fmt: skip
+
+
+def object_keys(s3_client, bucket):
+    return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+@pytest.mark.parametrize("given_as", ["redirect", "path"])
+def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, make_file,
+                                                     tmp_path, given_as):  # fmt: skip
+    """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
+    ``cp - < data`` completed data's upload from its path, exit 0; the pipe was never read."""
+    size, state = 40 * MiB, tmp_path / "s"
+    data = make_file(size, seed=8)
+    slow = cp_args(bucket, state, "--max-bandwidth", "8MiB/s")
+    if given_as == "redirect":
+        with data.open("rb") as stdin:
+            interrupt_after_parts(s3_env, slow, state, 1, stdin=stdin)
+    else:
+        interrupt_after_parts(s3_env, [slow[0], data, *slow[2:]], state, 1)
+    assert records(state)[0]["file_path"] == str(data) and records(state)[-1]["type"] == "part"
+    before = state.read_bytes()
+    other, _ = pipe_into(s3_env, size, 9, *cp_args(bucket, state))
+    assert other.returncode == 2, other.stderr
+    assert f"records an upload of the file {data}, not of standard input (a stream)" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    again = redirect_into(s3_env, data, *cp_args(bucket, state))  # the file it records: resumed
+    assert again.returncode == 0, again.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
+
+
+def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, bucket, s3_client, make_file,
+                                                           tmp_path):  # fmt: skip
+    """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
+    size, state = 40 * MiB, tmp_path / "s"
+    data, other = make_file(size, seed=10), make_file(size, seed=11)
+    with data.open("rb") as stdin:
+        interrupt_after_parts(s3_env, cp_args(bucket, state, "--max-bandwidth", "8MiB/s"),
+                              state, 1, stdin=stdin)  # fmt: skip
+    before = state.read_bytes()
+    result = redirect_into(s3_env, other, *cp_args(bucket, state))
+    if result.returncode == 2:
+        assert str(other) in result.stderr and str(data) in result.stderr
+        assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    else:
+        assert result.returncode == 0, result.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(other)
+
+
+@pytest.mark.parametrize("expected", [None, "40MiB"])
+def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path,
+                                                  expected):  # fmt: skip
+    """The state of ``producer | cp -``, then ``cp - < file`` of the same bytes (and size)."""
+    size, state = 40 * MiB, tmp_path / "s"
+    sizing = ["--expected-size", expected] if expected else []
+    args = cp_args(bucket, state, *sizing)
+    pipe_into(s3_env, size, 12, *args, "--max-bandwidth", "8MiB/s", kill_after_parts=1,
+              state=state)  # fmt: skip
+    before = state.read_bytes()
+    assert records(state)[0]["file_path"] == "-" and records(state)[-1]["type"] == "part"
+    file = tmp_path / "same.bin"
+    with file.open("wb") as out:
+        subprocess.run([sys.executable, "-c", PRODUCER, str(size), "12"], stdout=out, check=True)
+    refused = redirect_into(s3_env, file, *args)
+    assert refused.returncode == 2, refused.stderr
+    assert f"records an upload of standard input (a stream), not of the file {file}" in (
+        refused.stderr
+    )
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    resumed, _ = pipe_into(s3_env, size, 12, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 12)
