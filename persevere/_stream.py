@@ -10,7 +10,16 @@ to one as the schedule's parts grow (:class:`._plan.StreamSchedule`). Peak part 
 Resuming a stream means running the same producer into the same command again: the prefix
 already uploaded is read from the new stream part by part and checksummed against the journal;
 matching parts are skipped (or sent again if S3 lost them), the first differing part stops the
-upload (exit 1; it stays resumable with the right stream), and the rest is uploaded.
+upload (exit 1; it stays resumable with the right stream), and the rest is uploaded. Until every
+recorded part has been matched, the parts this run sends are not recorded (:class:`_ProvenFirst`):
+a stream that differs late leaves nothing of its own in the journal.
+
+A stream ends where its reads do (EOF): persevere cannot see its producer's exit status, so a
+producer that dies looks like a stream that ended. With an expected size, a stream that ends
+short of it is an error, and its last, cut-off part is neither sent nor recorded: piped in again
+whole, the stream gives that part whole. A short last part recorded by an earlier run (whose
+stream ended there: without an expected size, or by an older persevere) is sent again whole
+when the new stream goes on past it with the same bytes.
 """
 
 from __future__ import annotations
@@ -114,6 +123,34 @@ class _Prefix:
     adopt: dict[int, RemotePart] = field(default_factory=dict)
 
 
+class _ProvenFirst:
+    """The ledger of a resumed stream: a part sent is recorded only once every part the
+    journal holds has been read from the new stream and matched. A stream that differs at a
+    later part must leave nothing of its own in the journal (the right stream, piped in next,
+    could not match it there): the records of parts sent before then wait here, and are
+    dropped with the upload's error. S3 keeps those parts, unrecorded: a later run adopts one
+    only if its stream gives the same bytes."""
+
+    def __init__(self, ledger: JournalLedger, unproven: set[int]) -> None:
+        self._ledger = ledger
+        self._unproven = unproven
+        self._held: list[PartRecord] = []
+
+    async def record(self, part: PartRecord) -> None:
+        if self._unproven:
+            self._held.append(part)
+        else:
+            await self._ledger.record(part)
+
+    async def proven(self, number: int) -> None:
+        """Part ``number`` of the journal was read from the new stream and matched."""
+        self._unproven.discard(number)
+        if not self._unproven:
+            held, self._held = self._held, []
+            for part in held:
+                await self._ledger.record(part)
+
+
 class StreamSource:
     """A stream cut into the schedule's parts, each in its own memory until recorded."""
 
@@ -122,17 +159,18 @@ class StreamSource:
         fd: int,
         schedule: StreamSchedule,
         budget_bytes: int,
+        ledger: JournalLedger,
         *,
         expected_size: int | None = None,
         prefix: _Prefix | None = None,
-        ledger: JournalLedger | None = None,
     ) -> None:
         self._fd = fd
         self.schedule = schedule
         self._budget = _ByteBudget(budget_bytes)
         self.expected_size = expected_size
         self._prefix = prefix or _Prefix()
-        self._ledger = ledger
+        # Where the sender records the parts it sent (see _ProvenFirst).
+        self.ledger = _ProvenFirst(ledger, set(self._prefix.recorded))
         self._lock = anyio.Lock()
         self._next = 1
         self._ended = False
@@ -156,9 +194,14 @@ class StreamSource:
                     self._refuse_end_before_recorded(
                         number if got else number - 1, self.total + got
                     )
-                if got == 0 and number > 1:
-                    await self._budget.give(taken)
-                    return None
+                    if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
+                        # Not a part: the stream ended before it, or before its promised
+                        # length, in it (check_length says so once the parts in flight are
+                        # recorded). Cut off, it would be recorded as other bytes than the
+                        # whole stream gives there: no resume could ever match it.
+                        self.total += got
+                        await self._budget.give(taken)
+                        return None
                 if number > MAX_PARTS:
                     raise UsageError(
                         f"the stream is longer than {format_size(self.schedule.capacity)}, "
@@ -172,7 +215,7 @@ class StreamSource:
             view = memoryview(data)[:got]
             digest, md5 = await anyio.to_thread.run_sync(_digests, view, algorithm, with_md5)
             checksum = b64(digest)
-            if await self._already_there(number, view, checksum):
+            if await self._already_there(number, view, checksum, algorithm):
                 self.skipped_bytes += got
                 await self._budget.give(taken)
                 continue
@@ -187,19 +230,32 @@ class StreamSource:
 
             return PreparedPart(number, got, checksum, make_body, release=release, md5=md5)
 
-    async def _already_there(self, number: int, view: memoryview, checksum: str) -> bool:
+    async def _already_there(
+        self, number: int, view: memoryview, checksum: str, algorithm: ChecksumAlgorithm
+    ) -> bool:
         """Resuming: is this part of the new stream one the upload already has?"""
         recorded = self._prefix.recorded.get(number)
         if recorded is not None:
-            if recorded.checksum != checksum or recorded.size != len(view):
-                raise _other_stream(
-                    f"the stream differs from the one being uploaded: part {number} (bytes "
-                    f"{self.total - len(view):,}..{self.total - 1:,}) gives other bytes; "
-                    "nothing was sent"
+            if recorded.checksum == checksum and recorded.size == len(view):
+                await self.ledger.proven(number)
+                return number in self._prefix.kept
+            if recorded.size < len(view) and await self._continues(recorded, view, algorithm):
+                log.warning(
+                    "part %d: an earlier run's stream ended in it, after %s; this one gives the "
+                    "same bytes and goes on: sending it again whole",
+                    number,
+                    format_size(self.schedule.offset(number) + recorded.size),
                 )
-            return number in self._prefix.kept
+                await self.ledger.proven(number)
+                return False
+            start = self.schedule.offset(number)
+            end = start + max(len(view), recorded.size) - 1
+            raise _other_stream(
+                f"the stream differs from the one being uploaded: part {number} (bytes "
+                f"{start:,}..{end:,}) gives other bytes; nothing of this stream was recorded"
+            )
         remote = self._prefix.adopt.get(number)
-        if remote is None or remote.size != len(view) or self._ledger is None:
+        if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
         etag = ETag(remote.etag)
@@ -207,9 +263,20 @@ class StreamSource:
             etag.part_count is None and etag.md5 == md5
         ):
             log.info("part %d: found on S3 and matches the stream, adopted", number)
-            await self._ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
+            await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             return True
         return False
+
+    @staticmethod
+    async def _continues(
+        recorded: PartRecord, view: memoryview, algorithm: ChecksumAlgorithm
+    ) -> bool:
+        """A recorded part shorter than this one: does this one begin with its bytes?"""
+        start = view[: recorded.size]
+        return b64(await anyio.to_thread.run_sync(algorithm.of, start)) == recorded.checksum
+
+    def _short_of_promise(self, length: int) -> bool:
+        return self.expected_size is not None and length < self.expected_size
 
     def _refuse_end_before_recorded(self, last: int, length: int) -> None:
         """Resuming, the stream ended with part ``last``; the journal recorded later ones: it
@@ -226,8 +293,10 @@ class StreamSource:
         if self.expected_size is not None and self.total < self.expected_size:
             short = SourceChanged(
                 f"the stream ended after {self.total:,} bytes, before the expected "
-                f"{self.expected_size:,} (did the producer fail?); nothing was completed",
-                hint="fix the producer and pipe the same stream in again to resume",
+                f"{self.expected_size:,} (did the producer fail?); nothing was completed, and "
+                "the parts recorded are whole",
+                hint="pipe the whole stream in again to resume (if that was all of it, the "
+                "expected size was wrong: abort the upload and start again)",
             )
             short.next_step = "resume"
             raise short
@@ -304,10 +373,11 @@ async def start_stream(
             )  # fmt: skip
             session, header = await create_recorded(client, journal, draft, options)
             try:
-                stream = StreamSource(fd, schedule, stream_budget_bytes,
+                ledger = JournalLedger(journal, {})
+                stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                                       expected_size=expected_size)  # fmt: skip
-                return await _send(session, stream, JournalLedger(journal, {}), header, options,
-                                   progress, started)  # fmt: skip
+                return await _send(session, stream, ledger, header, options, progress,
+                                   started)  # fmt: skip
             except BaseException as exc:
                 if isinstance(exc, S3Error | SourceChanged | UsageError):
                     attach_state_file(exc, state_path)
@@ -355,8 +425,8 @@ async def resume_stream(
         prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
     schedule = StreamSchedule(header.part_size, header.stream_every or MAX_PARTS)
-    stream = StreamSource(fd, schedule, stream_budget_bytes, expected_size=header.expected_size,
-                          prefix=prefix, ledger=ledger)  # fmt: skip
+    stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
+                          expected_size=header.expected_size, prefix=prefix)  # fmt: skip
     return await _send(session, stream, ledger, header, options, progress, started)
 
 
@@ -370,7 +440,7 @@ async def _send(
     started: float,
 ) -> UploadResult:
     progress.start(stream.expected_size or 0, 0)
-    sender = PartSender(session, ledger, options, progress)
+    sender = PartSender(session, stream.ledger, options, progress)
     verifier = session.verifier
     await sender.send_stream(lambda: stream.next_part(session.algorithm, verifier.needs_md5()))
     stream.check_length()

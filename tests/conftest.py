@@ -203,12 +203,15 @@ def interrupt_after_parts(
     parts: int,
     sig: int = signal.SIGKILL,
     deadline_s: float = 60.0,
+    stdin: Any = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
-    (or earlier if it ends by itself); the finished process, with its output."""
+    (or earlier if it ends by itself); the finished process, with its output. ``stdin``: what
+    it reads as standard input (an open file: ``< file``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, args)],
         env={**os.environ, **env},
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -3,21 +3,25 @@ same stream in again."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pty
+import random
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
 # bytes (one byte flipped at FLIP_AT, if given), in small writes, as a dump tool would.
@@ -155,6 +159,7 @@ def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucke
     other, _ = pipe_into(s3_env, size, 3, *cp_args(bucket, state), flip=8 * MiB + 5)  # part 2
     assert other.returncode == 1, other.stderr
     assert "the stream differs from the one being uploaded: part 2" in other.stderr
+    assert "part 2 (bytes 8,388,608..16,777,215) gives other bytes" in other.stderr
     assert "persevere upload resume" in other.stderr and "Traceback" not in other.stderr
     assert state.read_bytes() == before  # nothing recorded, nothing lost
     same, _ = pipe_into(s3_env, size, 3, *cp_args(bucket, state))
@@ -229,3 +234,183 @@ def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket,
     assert refused.returncode == 2, refused.stderr
     assert "expected size none, not 62,914,560 bytes" in refused.stderr
     assert state.read_bytes() == before
+
+
+# -- standard input: a run resumes only the source it is given ---------------------------------
+def redirect_into(env, file, *args):
+    """``persevere ARGS < file``: the finished persevere."""
+    with Path(file).open("rb") as stdin:
+        return subprocess.run(
+            [sys.executable, "-m", "persevere", *map(str, args)], stdin=stdin,
+            capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
+        )  # fmt: skip
+
+
+def object_keys(s3_client, bucket):
+    return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+@pytest.mark.parametrize("given_as", ["redirect", "path"])
+def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, make_file,
+                                                     tmp_path, given_as):  # fmt: skip
+    """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
+    ``cp - < data`` completed data's upload from its path, exit 0; the pipe was never read."""
+    size, state = 40 * MiB, tmp_path / "s"
+    data = make_file(size, seed=8)
+    slow = cp_args(bucket, state, "--max-bandwidth", "8MiB/s")
+    if given_as == "redirect":
+        with data.open("rb") as stdin:
+            interrupt_after_parts(s3_env, slow, state, 1, stdin=stdin)
+    else:
+        interrupt_after_parts(s3_env, [slow[0], data, *slow[2:]], state, 1)
+    assert records(state)[0]["file_path"] == str(data) and records(state)[-1]["type"] == "part"
+    before = state.read_bytes()
+    other, _ = pipe_into(s3_env, size, 9, *cp_args(bucket, state))
+    assert other.returncode == 2, other.stderr
+    assert f"records an upload of the file {data}, not of standard input (a stream)" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    again = redirect_into(s3_env, data, *cp_args(bucket, state))  # the file it records: resumed
+    assert again.returncode == 0, again.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
+
+
+def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, bucket, s3_client, make_file,
+                                                           tmp_path):  # fmt: skip
+    """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
+    size, state = 40 * MiB, tmp_path / "s"
+    data, other = make_file(size, seed=10), make_file(size, seed=11)
+    with data.open("rb") as stdin:
+        interrupt_after_parts(s3_env, cp_args(bucket, state, "--max-bandwidth", "8MiB/s"),
+                              state, 1, stdin=stdin)  # fmt: skip
+    before = state.read_bytes()
+    result = redirect_into(s3_env, other, *cp_args(bucket, state))
+    if result.returncode == 2:
+        assert str(other) in result.stderr and str(data) in result.stderr
+        assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    else:
+        assert result.returncode == 0, result.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(other)
+
+
+@pytest.mark.parametrize("expected", [None, "40MiB"])
+def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path,
+                                                  expected):  # fmt: skip
+    """The state of ``producer | cp -``, then ``cp - < file`` of the same bytes (and size)."""
+    size, state = 40 * MiB, tmp_path / "s"
+    sizing = ["--expected-size", expected] if expected else []
+    args = cp_args(bucket, state, *sizing)
+    pipe_into(s3_env, size, 12, *args, "--max-bandwidth", "8MiB/s", kill_after_parts=1,
+              state=state)  # fmt: skip
+    before = state.read_bytes()
+    assert records(state)[0]["file_path"] == "-" and records(state)[-1]["type"] == "part"
+    file = tmp_path / "same.bin"
+    with file.open("wb") as out:
+        subprocess.run([sys.executable, "-c", PRODUCER, str(size), "12"], stdout=out, check=True)
+    refused = redirect_into(s3_env, file, *args)
+    assert refused.returncode == 2, refused.stderr
+    assert f"records an upload of standard input (a stream), not of the file {file}" in (
+        refused.stderr
+    )
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    resumed, _ = pipe_into(s3_env, size, 12, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 12)
+
+
+# -- a stream cut short: whole parts only, resumable with the whole stream ----------------------
+@pytest.mark.parametrize(("cut", "resumer"), [(20 * MiB, "cp"), (0, "upload resume")])
+def test_a_stream_cut_short_of_its_expected_size_resumes_whole(s3_env, bucket, s3_client,
+                                                               tmp_path, cut, resumer):  # fmt: skip
+    """Found by a user (issue 23): ``(head -c 20M src; exit 3) | cp - --expected-size 50MiB``
+    recorded the cut-off part 3 (4 MiB of 8), so the whole stream differed there on every later
+    run (exit 1, "part 3 gives other bytes"): only abort got out. A cut at 0 recorded an empty
+    part 1 the same way."""
+    size, state = 50 * MiB, tmp_path / "s"
+    args = cp_args(bucket, state, "--expected-size", "50MiB")
+    short, _ = pipe_into(s3_env, cut, 13, *args)  # the stream's first bytes; then it ends
+    assert short.returncode == 1, short.stderr
+    assert f"the stream ended after {cut:,} bytes, before the expected {size:,}" in short.stderr
+    assert f"persevere upload resume --state-file {state}" in short.stderr
+    parts = {r["part_number"]: r["size"] for r in records(state) if r["type"] == "part"}
+    assert parts == {n: 8 * MiB for n in range(1, cut // (8 * MiB) + 1)}  # whole parts only
+    if resumer == "cp":
+        whole, _ = pipe_into(s3_env, size, 13, *args)
+    else:
+        whole, _ = pipe_into(s3_env, size, 13, "upload", "resume", "--state-file", state,
+                             "--no-progress")  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 13)
+
+
+def test_a_short_last_part_recorded_earlier_goes_on_whole(s3_env, s3_server, bucket, s3_client,
+                                                          tmp_path):  # fmt: skip
+    """A stream without an expected size ended inside part 3 and its completion failed: the
+    journal holds part 3 short (as 3d573e8 recorded it with one, too). The whole stream, piped
+    in next, gives the same bytes there and more: part 3 goes again whole (it was a dead end)."""
+    size, state = 30 * MiB, tmp_path / "s"
+    upstream = urlsplit(s3_server.endpoint_url)
+    refuse_complete = Rule("POST", "uploadId", refuse=(403, "AccessDenied"))
+    with RuleProxy((upstream.hostname, upstream.port), [refuse_complete]) as proxy:
+        cut, _ = pipe_into(s3_env, 20 * MiB, 16, *cp_args(bucket, state, "--endpoint-url",
+                                                          proxy.url))  # fmt: skip
+    assert cut.returncode == 1, cut.stderr
+    parts = {r["part_number"]: r["size"] for r in records(state) if r["type"] == "part"}
+    assert parts == {1: 8 * MiB, 2: 8 * MiB, 3: 4 * MiB}
+    args = cp_args(bucket, state, "--endpoint-url", s3_server.endpoint_url, "--json")
+    whole, _ = pipe_into(s3_env, size, 16, *args)
+    assert whole.returncode == 0, whole.stderr
+    assert "part 3: an earlier run's stream ended in it, after 20.0 MiB" in whole.stderr
+    assert json.loads(whole.stdout)["bytes_sent"] == size - 16 * MiB
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 16)
+
+
+def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server, bucket,
+                                                              s3_client, tmp_path):  # fmt: skip
+    """Resuming, parts the other stream sent before its first recorded part was read were
+    recorded: the right stream, piped in next, differed from them (a dead end)."""
+    size, state = 48 * MiB, tmp_path / "s"
+    args = cp_args(bucket, state)
+    pipe_into(s3_env, size, 17, *args, "--max-bandwidth", "16MiB/s", kill_after_parts=3,
+              state=state)  # fmt: skip
+    lines = state.read_bytes().splitlines(keepends=True)
+    last = max(r["part_number"] for r in records(state) if r["type"] == "part")
+    # A crash between S3's answers and the journal's fsyncs: only the last part is recorded.
+    keep = [line for line in lines if b'"type":"part"' not in line or
+            json.loads(line)["part_number"] == last]  # fmt: skip
+    state.write_bytes(b"".join(keep))
+    before = state.read_bytes()
+    other = random.Random(18).randbytes(size)
+    first_md5 = hashlib.md5(other[: 8 * MiB]).hexdigest()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", *map(str, args)], stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **s3_env},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(other[: (last - 1) * 8 * MiB])  # the parts before the recorded one
+    proc.stdin.flush()
+    upload_id = records(state)[0]["upload_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the other stream's part 1 is on S3
+        listed = s3_client.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+        if any(p["PartNumber"] == 1 and p["ETag"].strip('"') == first_md5
+               for p in listed.get("Parts", [])):  # fmt: skip
+            break
+        time.sleep(0.02)
+    time.sleep(0.5)  # (3d573e8 recorded it at once)
+    with contextlib.suppress(BrokenPipeError):  # it stops reading at the differing part
+        proc.stdin.write(other[(last - 1) * 8 * MiB :])
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()
+    assert proc.stderr is not None
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, stderr
+    assert state.read_bytes() == before
+    assert f"part {last} (bytes {(last - 1) * 8 * MiB:,}..{last * 8 * MiB - 1:,}) gives other" in (
+        stderr.decode()
+    )
+    assert "nothing of this stream was recorded" in stderr.decode()
+    right, _ = pipe_into(s3_env, size, 17, *args)
+    assert right.returncode == 0, right.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 17)
