@@ -32,7 +32,7 @@ from ._flag_groups import flag_groups
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
-from ._units import MiB, format_size, parse_duration, parse_size
+from ._units import format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -816,31 +816,6 @@ def _progress(enabled: bool, description: str) -> Any:
     return LogLineProgress(description)
 
 
-class _NamingStateFile:
-    """Progress that first names a defaulted state file: the upload starts its progress once
-    the state file holds it, so nothing is named before a plan or flag error, or a refused
-    CreateMultipartUpload, when no state file stays behind. A warning: -q hides it."""
-
-    def __init__(self, progress: Any, state_file: Path) -> None:
-        self._progress = progress
-        self._state_file: Path | None = state_file
-
-    def start(self, total_bytes: int, done_bytes: int) -> None:
-        if self._state_file is not None:
-            from ._logs import event
-
-            path = str(self._state_file)
-            log.warning("state file: %s", path, extra=event("state_file", path=path))
-            self._state_file = None
-        self._progress.start(total_bytes, done_bytes)
-
-    def advance(self, delta_bytes: int) -> None:
-        self._progress.advance(delta_bytes)
-
-    def close(self) -> None:
-        self._progress.close()
-
-
 def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=_json_default))
 
@@ -883,21 +858,13 @@ def _target(
 
 
 def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
-    """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
-    lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
-    bytes here, 8 MiB for the aws cli."""
-    from ._logs import event
+    """The plan on stderr before anything is sent (see :func:`._logs.say_plan`); nothing for
+    a stream, or a plan the core refuses (with the reason)."""
+    from ._logs import say_plan
 
     plan = _plan_of(file, part_size, max_parts)
-    if plan is None:
-        return  # a stream, or a plan start_upload refuses, with the reason
-    log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
-                part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
-    if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
-        log.warning(
-            "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
-            "write KiB/MiB/GiB or K/M/G for binary sizes"
-        )
+    if plan is not None:
+        say_plan(plan)
 
 
 def _plan_of(file: Path, part_size: int | None, max_parts: int) -> Any:
@@ -1017,7 +984,9 @@ def start(
             state_file = locate_state_file(file, bucket, key)
         else:
             state_file = file.with_name(file.name + ".persevere").absolute()
-        progress = _NamingStateFile(progress, state_file)
+        from ._logs import NamingStateFile
+
+        progress = NamingStateFile(progress, state_file)
     _say_plan(file, part_size, max_parts)
     options = transfer.options()
     endpoint = endpoint_flags.endpoint()

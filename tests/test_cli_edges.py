@@ -52,6 +52,38 @@ def test_state_file_is_named_only_once_it_exists(s3_env, bucket, make_file):
     assert done.stderr.count(f"persevere: state file: {state}\n") == 1, done.stderr
 
 
+def test_cp_names_the_state_file_only_once_it_exists(s3_env, bucket, s3_client, make_file):
+    file = make_file(6 * MiB)
+    state = file.with_name(file.name + ".persevere")
+    refused = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--part-size", "1MiB")
+    assert refused.returncode == 2
+    assert not state.exists()
+    assert "state file" not in refused.stderr, refused.stderr  # none was created
+    s3_client.put_object(Bucket=bucket, Key="k", Body=b"another writer's")
+    kept = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--no-overwrite", "--no-progress")
+    assert kept.returncode == 1 and "already exists" in kept.stderr, kept.stderr
+    assert not state.exists()
+    assert "state file" not in kept.stderr, kept.stderr
+    for run in ("uploads", "finds it uploaded"):
+        done = persevere(s3_env, "cp", file, f"s3://{bucket}/k2", "--no-progress")
+        assert done.returncode == 0, (run, done.stderr)
+        assert done.stderr.count(f"persevere: state file: {state}\n") == 1, (run, done.stderr)
+
+
+def test_json_lines_say_the_state_file_and_the_plan_as_info(s3_env, bucket, make_file):
+    file = make_file(7 * MiB)
+    result = persevere(s3_env, "--log-format", "json", "cp", file, f"s3://{bucket}/k",
+                       "--part-size", "6MB", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = {e["event"]: e for e in map(json.loads, result.stderr.splitlines())}
+    assert events["state_file"]["level"] == "info"  # was "warning": nothing is wrong
+    assert events["plan"]["level"] == "info"
+    assert events["plan"]["part_size"] == 6_000_000
+    quiet = persevere(s3_env, "-q", "--log-format", "json", "cp", make_file(7 * MiB, seed=1),
+                      f"s3://{bucket}/k2", "--part-size", "6MB", "--no-progress")  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_resume_says_it_does_not_remember_the_rate(s3_env):
     shown = persevere(s3_env, "upload", "resume", "--help")
     text = " ".join(shown.stdout.split())
