@@ -14,6 +14,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from ._flag_groups import flag_groups
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
-from ._units import format_size, parse_duration, parse_size
+from ._units import format_duration, format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -286,9 +287,9 @@ DurationOpt = Annotated[
     float | None,
     typer.Option(
         "--older-than",
-        parser=_parser(parse_duration),
+        parser=_parser(functools.partial(parse_duration, unit_required=True)),
         metavar="DURATION",
-        help="Only uploads started longer ago (e.g. 7d, 12h).",
+        help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.",
     ),
 ]
 
@@ -1365,7 +1366,7 @@ def list_uploads(
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
     endpoint = endpoint_flags.endpoint()
-    uploads = _run(
+    listing = _run(
         lambda: list_in_progress(
             bucket,
             prefix=under,
@@ -1374,11 +1375,14 @@ def list_uploads(
             request_payer=request_payer,
         )
     )
+    uploads = listing.uploads
     if json_output:
         _emit_json({"bucket": bucket, "uploads": uploads})
         return
+    older = f" older than {format_duration(older_than)}" if older_than is not None else ""
+    younger = f" ({listing.younger} younger, not listed)" if listing.younger else ""
     if not uploads:
-        typer.echo(f"no multipart uploads in progress in s3://{bucket}/{under}")
+        typer.echo(f"no multipart uploads in progress{older} in s3://{bucket}/{under}{younger}")
         return
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
@@ -1386,7 +1390,7 @@ def list_uploads(
         typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {u.key}  {u.upload_id}")
     total = sum(u.bytes for u in uploads)
     typer.echo(
-        f"{len(uploads)} upload(s), {format_size(total)} billed until aborted: "
+        f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{younger}: "
         f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
     )
 
