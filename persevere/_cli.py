@@ -69,6 +69,7 @@ _FLAGS = {
     "tagging": "--tagging",
     "sse_kms_key_id": "--sse-kms-key-id",
     "expected_bucket_owner": "--expected-bucket-owner",
+    "expected_size": "--expected-size",
 }
 
 
@@ -302,7 +303,8 @@ ExpectedSizeOpt = Annotated[
         metavar="SIZE",
         help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
         "stream that ends earlier is an error (a producer that failed). Without it, parts "
-        "grow along a fixed schedule (up to 7.8 TiB).",
+        "grow along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's "
+        "size.",
     ),
 ]
 ProcessesOpt = Annotated[
@@ -664,6 +666,18 @@ def _from_stdin(file: Path) -> Path:
     return path if kind == "file" and path is not None else file
 
 
+def _check_expected_size(file: Path, expected_size: int | None) -> None:
+    """--expected-size with a file (not a stream): it must be the file's size."""
+    if expected_size is None or str(file) == "-":
+        return
+    from ._source import check_expected_size, inspect_file
+
+    try:
+        check_expected_size(inspect_file(file), expected_size)
+    except _errors.PersevereError as exc:
+        _fail(exc)
+
+
 def _refuse_part_size_for_streams(part_size: int | None) -> None:
     if part_size is not None:
         _usage_error(
@@ -975,6 +989,7 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     file = _from_stdin(file)
+    _check_expected_size(file, expected_size)
     progress = _progress(not no_progress and not json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
@@ -1094,6 +1109,7 @@ def cp(
 
     source, bucket, key = _target(file, url, None, None, "FILE")
     source = _from_stdin(source)
+    _check_expected_size(source, expected_size)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = transfer.options()
     endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used

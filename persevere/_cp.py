@@ -47,7 +47,7 @@ from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint, open_client
-from ._source import FileIdentity, inspect_file, is_block_device
+from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
 from ._upload import (
     UploadResult,
     endpoint_of,
@@ -127,6 +127,7 @@ async def copy_file(
                                   no_overwrite)  # fmt: skip
     started = time.monotonic()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    check_expected_size(identity, expected_size)
     state_path = Path(state_file)
     state = await anyio.to_thread.run_sync(_existing, state_path)
     naming = NamingStateFile(progress or NullProgress(), state_path)

@@ -146,6 +146,38 @@ def test_cp_shows_the_plan_of_a_new_upload(s3_env, bucket, s3_client, make_file,
     assert "already completed" in again.stdout and "plan:" not in again.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["upload", "start", "{file}", "s3://{bucket}/k"],
+        ["cp", "{file}", "s3://{bucket}/k"],
+        ["cp", "{file}", "s3://{bucket}/k", "--dry-run"],
+        ["cp", "-", "s3://{bucket}/k"],  # the file redirected in: read as that file
+    ],
+)
+def test_an_expected_size_a_file_does_not_have_is_refused(s3_env, bucket, s3_client, make_file,
+                                                          tmp_path, command):  # fmt: skip
+    file = make_file(6 * MiB)
+    args = [arg.format(file=file, bucket=bucket) for arg in command]
+    with file.open("rb") as stdin:
+        result = persevere_cli(s3_env, *args, "--state-file", tmp_path / "s", "--expected-size",
+                               "5MiB", stdin=stdin)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"error: --expected-size 5,242,880 bytes, but {file} has 6,291,456 bytes" in \
+           result.stderr  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_an_expected_size_a_file_has_is_accepted(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(6 * MiB)
+    result = persevere_cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file",
+                           tmp_path / "s", "--expected-size", "6MiB")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
 def test_help_states_the_size_convention():
     result = subprocess.run(
         [sys.executable, "-m", "persevere", "upload", "start", "--help"],
