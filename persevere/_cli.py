@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
+import click
 import typer
 
 from . import _errors
@@ -51,6 +52,9 @@ upload_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(upload_app, name="upload")
+# click (8.4+) suggests a command for a typo itself: typer's own suggestion would say it twice.
+if hasattr(click.exceptions, "NoSuchCommand"):
+    app.suggest_commands = upload_app.suggest_commands = False
 
 log = logging.getLogger("persevere")
 
@@ -399,8 +403,9 @@ DryRunOpt = Annotated[
     typer.Option(
         "--dry-run",
         help="Print the plan, the state file, the endpoint and whether S3 would accept the "
-        "upload (a CreateMultipartUpload aborted at once; no part sent, no state file "
-        "written), then exit: 0 if it would start.",
+        "upload (a CreateMultipartUpload aborted at once; for an upload cp would resume, its "
+        "ListParts), with no part sent and no state file written; then exit 0, or fail as "
+        "the run would.",
     ),
 ]
 NoOverwriteOpt = Annotated[
@@ -419,6 +424,22 @@ RequestPayerOpt = Annotated[
         "--request-payer",
         help="'requester': a requester-pays bucket; this account pays for the requests "
         "(sent on every request of the upload, recorded for resume).",
+    ),
+]
+ListRequestPayerOpt = Annotated[
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(sent on each of them).",
+    ),
+]
+KeyRequestPayerOpt = Annotated[  # abort and status: a state file's upload has it recorded
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(with s3://BUCKET/KEY; with --state-file, what the state file recorded applies).",
     ),
 ]
 
@@ -1338,7 +1359,7 @@ def abort(
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: KeyRequestPayerOpt = None,
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
@@ -1373,7 +1394,7 @@ def list_uploads(
     ] = None,
     older_than: DurationOpt = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: ListRequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted):
@@ -1420,7 +1441,7 @@ def status(
     ] = None,
     json_output: JsonOpt = False,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: KeyRequestPayerOpt = None,
 ) -> None:
     """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
     what S3 holds for that key (the object, and the uploads in progress to it)."""
@@ -1528,9 +1549,10 @@ def verify(
 ) -> None:
     """Check an object against a local file without downloading it.
 
-    Exit 0: same bytes; 4: they differ (the first differing part is named when known);
-    5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes the endpoint
-    will not tell).
+    Exit 0: same bytes; 1: the object or its bucket does not exist, or another error (access
+    refused, S3 unreachable); 2: bad input; 4: they differ (the first differing part is named
+    when known); 5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes
+    the endpoint will not tell).
     """
     from ._verify import verify_object
 

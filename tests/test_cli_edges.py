@@ -84,6 +84,38 @@ def test_json_lines_say_the_state_file_and_the_plan_as_info(s3_env, bucket, make
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+@pytest.mark.parametrize(("typo", "meant"), [(["uplod"], "upload"), (["verfy"], "verify"),
+                                             (["upload", "strat"], "start")])  # fmt: skip
+def test_a_typo_is_answered_once(typo, meant):
+    result = persevere({}, *typo)
+    assert result.returncode == 2
+    assert result.stderr.count("Did you mean") == 1, result.stderr
+    assert f"'{meant}'" in result.stderr
+
+
+def test_verify_help_lists_every_exit_code():
+    text = " ".join(persevere({}, "verify", "--help").stdout.split())
+    assert "Exit 0: same bytes; 1: the object or its bucket does not exist, or another error " \
+           "(access refused, S3 unreachable); 2: bad input; 4: they differ" in text  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["cp"], ["upload", "start"]])
+def test_help_of_dry_run_and_expected_size_says_what_they_do(command):
+    text = " ".join(persevere({}, *command, "--help").stdout.split())
+    assert "(a CreateMultipartUpload aborted at once; for an upload cp would resume, its " \
+           "ListParts), with no part sent and no state file written; then exit 0, or fail as " \
+           "the run would." in text  # fmt: skip
+    assert "(up to 7.8 TiB). With a file, it must be the file's size." in text
+
+
+@pytest.mark.parametrize("command", [["upload", "list"], ["upload", "abort"], ["upload", "status"]])
+def test_request_payer_help_of_commands_that_record_nothing(command):
+    text = " ".join(persevere({}, *command, "--help").stdout.split())
+    assert "--request-payer [requester] 'requester': a requester-pays bucket; this account pays " \
+           "for the requests" in text  # fmt: skip
+    assert "recorded for resume" not in text
+
+
 def test_resume_says_it_does_not_remember_the_rate(s3_env):
     shown = persevere(s3_env, "upload", "resume", "--help")
     text = " ".join(shown.stdout.split())
