@@ -14,6 +14,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
+import click
 import typer
 
 from . import _errors
@@ -32,7 +34,7 @@ from ._flag_groups import flag_groups
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._platform import require_supported
-from ._units import MiB, format_size, parse_duration, parse_size
+from ._units import format_duration, format_size, parse_duration, parse_size
 from ._version import __version__
 
 T = TypeVar("T")
@@ -50,6 +52,9 @@ upload_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(upload_app, name="upload")
+# click (8.4+) suggests a command for a typo itself: typer's own suggestion would say it twice.
+if hasattr(click.exceptions, "NoSuchCommand"):
+    app.suggest_commands = upload_app.suggest_commands = False
 
 log = logging.getLogger("persevere")
 
@@ -68,6 +73,7 @@ _FLAGS = {
     "tagging": "--tagging",
     "sse_kms_key_id": "--sse-kms-key-id",
     "expected_bucket_owner": "--expected-bucket-owner",
+    "expected_size": "--expected-size",
 }
 
 
@@ -286,9 +292,9 @@ DurationOpt = Annotated[
     float | None,
     typer.Option(
         "--older-than",
-        parser=_parser(parse_duration),
+        parser=_parser(functools.partial(parse_duration, unit_required=True)),
         metavar="DURATION",
-        help="Only uploads started longer ago (e.g. 7d, 12h).",
+        help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.",
     ),
 ]
 
@@ -301,7 +307,8 @@ ExpectedSizeOpt = Annotated[
         metavar="SIZE",
         help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
         "stream that ends earlier is an error (a producer that failed). Without it, parts "
-        "grow along a fixed schedule (up to 7.8 TiB).",
+        "grow along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's "
+        "size.",
     ),
 ]
 ProcessesOpt = Annotated[
@@ -396,8 +403,9 @@ DryRunOpt = Annotated[
     typer.Option(
         "--dry-run",
         help="Print the plan, the state file, the endpoint and whether S3 would accept the "
-        "upload (a CreateMultipartUpload aborted at once; no part sent, no state file "
-        "written), then exit: 0 if it would start.",
+        "upload (a CreateMultipartUpload aborted at once; for an upload cp would resume, its "
+        "ListParts), with no part sent and no state file written; then exit 0, or fail as "
+        "the run would.",
     ),
 ]
 NoOverwriteOpt = Annotated[
@@ -416,6 +424,22 @@ RequestPayerOpt = Annotated[
         "--request-payer",
         help="'requester': a requester-pays bucket; this account pays for the requests "
         "(sent on every request of the upload, recorded for resume).",
+    ),
+]
+ListRequestPayerOpt = Annotated[
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(sent on each of them).",
+    ),
+]
+KeyRequestPayerOpt = Annotated[  # abort and status: a state file's upload has it recorded
+    Literal["requester"] | None,
+    typer.Option(
+        "--request-payer",
+        help="'requester': a requester-pays bucket; this account pays for the requests "
+        "(with s3://BUCKET/KEY; with --state-file, what the state file recorded applies).",
     ),
 ]
 
@@ -663,6 +687,18 @@ def _from_stdin(file: Path) -> Path:
     return path if kind == "file" and path is not None else file
 
 
+def _check_expected_size(file: Path, expected_size: int | None) -> None:
+    """--expected-size with a file (not a stream): it must be the file's size."""
+    if expected_size is None or str(file) == "-":
+        return
+    from ._source import check_expected_size, inspect_file
+
+    try:
+        check_expected_size(inspect_file(file), expected_size)
+    except _errors.PersevereError as exc:
+        _fail(exc)
+
+
 def _refuse_part_size_for_streams(part_size: int | None) -> None:
     if part_size is not None:
         _usage_error(
@@ -816,31 +852,6 @@ def _progress(enabled: bool, description: str) -> Any:
     return LogLineProgress(description)
 
 
-class _NamingStateFile:
-    """Progress that first names a defaulted state file: the upload starts its progress once
-    the state file holds it, so nothing is named before a plan or flag error, or a refused
-    CreateMultipartUpload, when no state file stays behind. A warning: -q hides it."""
-
-    def __init__(self, progress: Any, state_file: Path) -> None:
-        self._progress = progress
-        self._state_file: Path | None = state_file
-
-    def start(self, total_bytes: int, done_bytes: int) -> None:
-        if self._state_file is not None:
-            from ._logs import event
-
-            path = str(self._state_file)
-            log.warning("state file: %s", path, extra=event("state_file", path=path))
-            self._state_file = None
-        self._progress.start(total_bytes, done_bytes)
-
-    def advance(self, delta_bytes: int) -> None:
-        self._progress.advance(delta_bytes)
-
-    def close(self) -> None:
-        self._progress.close()
-
-
 def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=_json_default))
 
@@ -883,21 +894,13 @@ def _target(
 
 
 def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
-    """The plan on stderr before anything is sent (not with -q; a ``plan`` event in JSON
-    lines), so that a part size given in the wrong unit shows at once: ``8MB`` is 8,000,000
-    bytes here, 8 MiB for the aws cli."""
-    from ._logs import event
+    """The plan on stderr before anything is sent (see :func:`._logs.say_plan`); nothing for
+    a stream, or a plan the core refuses (with the reason)."""
+    from ._logs import say_plan
 
     plan = _plan_of(file, part_size, max_parts)
-    if plan is None:
-        return  # a stream, or a plan start_upload refuses, with the reason
-    log.warning("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
-                part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
-    if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
-        log.warning(
-            "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
-            "write KiB/MiB/GiB or K/M/G for binary sizes"
-        )
+    if plan is not None:
+        say_plan(plan)
 
 
 def _plan_of(file: Path, part_size: int | None, max_parts: int) -> Any:
@@ -1007,6 +1010,7 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     file = _from_stdin(file)
+    _check_expected_size(file, expected_size)
     progress = _progress(not no_progress and not json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
@@ -1017,7 +1021,9 @@ def start(
             state_file = locate_state_file(file, bucket, key)
         else:
             state_file = file.with_name(file.name + ".persevere").absolute()
-        progress = _NamingStateFile(progress, state_file)
+        from ._logs import NamingStateFile
+
+        progress = NamingStateFile(progress, state_file)
     _say_plan(file, part_size, max_parts)
     options = transfer.options()
     endpoint = endpoint_flags.endpoint()
@@ -1124,6 +1130,7 @@ def cp(
 
     source, bucket, key = _target(file, url, None, None, "FILE")
     source = _from_stdin(source)
+    _check_expected_size(source, expected_size)
     journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
     options = transfer.options()
     endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
@@ -1352,7 +1359,7 @@ def abort(
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: KeyRequestPayerOpt = None,
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
@@ -1387,7 +1394,7 @@ def list_uploads(
     ] = None,
     older_than: DurationOpt = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: ListRequestPayerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted):
@@ -1396,7 +1403,7 @@ def list_uploads(
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
     endpoint = endpoint_flags.endpoint()
-    uploads = _run(
+    listing = _run(
         lambda: list_in_progress(
             bucket,
             prefix=under,
@@ -1405,11 +1412,14 @@ def list_uploads(
             request_payer=request_payer,
         )
     )
+    uploads = listing.uploads
     if json_output:
         _emit_json({"bucket": bucket, "uploads": uploads})
         return
+    older = f" older than {format_duration(older_than)}" if older_than is not None else ""
+    younger = f" ({listing.younger} younger, not listed)" if listing.younger else ""
     if not uploads:
-        typer.echo(f"no multipart uploads in progress in s3://{bucket}/{under}")
+        typer.echo(f"no multipart uploads in progress{older} in s3://{bucket}/{under}{younger}")
         return
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
@@ -1417,7 +1427,7 @@ def list_uploads(
         typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {u.key}  {u.upload_id}")
     total = sum(u.bytes for u in uploads)
     typer.echo(
-        f"{len(uploads)} upload(s), {format_size(total)} billed until aborted: "
+        f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{younger}: "
         f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
     )
 
@@ -1431,7 +1441,7 @@ def status(
     ] = None,
     json_output: JsonOpt = False,
     endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: RequestPayerOpt = None,
+    request_payer: KeyRequestPayerOpt = None,
 ) -> None:
     """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
     what S3 holds for that key (the object, and the uploads in progress to it)."""
@@ -1539,9 +1549,10 @@ def verify(
 ) -> None:
     """Check an object against a local file without downloading it.
 
-    Exit 0: same bytes; 4: they differ (the first differing part is named when known);
-    5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes the endpoint
-    will not tell).
+    Exit 0: same bytes; 1: the object or its bucket does not exist, or another error (access
+    refused, S3 unreachable); 2: bad input; 4: they differ (the first differing part is named
+    when known); 5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes
+    the endpoint will not tell).
     """
     from ._verify import verify_object
 

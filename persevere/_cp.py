@@ -45,13 +45,13 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Header, HeaderTorn, Journal, JournalState, read_state, require_regular
-from ._logs import event
+from ._logs import NamingStateFile, say_plan
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan
-from ._progress import ProgressSink
+from ._plan import MAX_PARTS, PartPlan, make_plan
+from ._progress import NullProgress, ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint, open_client
-from ._source import FileIdentity, inspect_file, is_block_device
+from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
 from ._upload import (
     UploadResult,
     endpoint_of,
@@ -178,29 +178,33 @@ async def copy_file(
                                   no_overwrite)  # fmt: skip
     started = time.monotonic()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    check_expected_size(identity, expected_size)
     state_path = Path(state_file)
     state = await anyio.to_thread.run_sync(_existing, state_path)
+    naming = NamingStateFile(progress or NullProgress(), state_path)
 
     async def start() -> UploadResult:
+        with contextlib.suppress(UsageError):  # refused: start_upload says why
+            say_plan(make_plan(identity.size, part_size, max_parts))
         await anyio.to_thread.run_sync(_make_room, state_path)
         try:
             return await start_upload(
                 identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
                 endpoint=endpoint, object_options=object_options, options=options,
-                progress=progress, max_parts=max_parts, no_overwrite=no_overwrite,
+                progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
             )  # fmt: skip
         except StateFileExists as exc:  # another cp created it a moment ago
             raise _already_running(state_path) from exc
 
     if state is not None:
         _refuse_foreign(state, state_path, identity, bucket, key)
-    log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
     if state is None:
         return await start()
     given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
     if state.finished == "completed":
         if await _still_uploaded(state, state_path, identity, endpoint):
             given.refuse_other(state, state_path, "was uploaded")
+            naming.name()
             header = state.header
             outcome = state.outcome or {}
             return UploadResult(
@@ -216,7 +220,7 @@ async def copy_file(
     given.refuse_other(state, state_path, "is being uploaded")
     try:
         return await resume_upload(
-            state_path, options=options, progress=progress, file=identity.path, endpoint=endpoint
+            state_path, options=options, progress=naming, file=identity.path, endpoint=endpoint
         )
     except StateFileLocked as exc:
         raise _already_running(state_path) from exc
@@ -251,12 +255,12 @@ async def _copy_stream(
         )
     if state is not None and state.finished is None and not state.header.stream:
         raise _other_source(state_path, state.header, None)
-    log.warning("state file: %s", state_path, extra=event("state_file", path=str(state_path)))
+    naming = NamingStateFile(progress or NullProgress(), state_path)
     if state is not None and state.finished is None:
         given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
         given.refuse_other(state, state_path, "is being uploaded")
         try:
-            return await resume_upload(state_path, options=options, progress=progress,
+            return await resume_upload(state_path, options=options, progress=naming,
                                        endpoint=endpoint)  # fmt: skip
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
@@ -264,7 +268,7 @@ async def _copy_stream(
     try:
         return await start_stream(
             bucket, key, state_path, expected_size=expected_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            endpoint=endpoint, object_options=object_options, options=options, progress=naming,
             no_overwrite=no_overwrite,
         )  # fmt: skip
     except StateFileExists as exc:

@@ -1,8 +1,9 @@
 """How persevere talks on stderr: plain lines for people, or JSON lines for log collectors.
 
 ``--log-format json`` writes one JSON object per line: ``{"ts", "level", "event", "message",
-...fields}``. The events a collector can key on: ``plan`` (``file_size``, ``part_size``,
-``part_count``: ``upload start``), ``start`` (the upload and its state file),
+...fields}``. The events a collector can key on: ``state_file`` (``path``), ``plan``
+(``file_size``, ``part_size``, ``part_count``: ``upload start`` and ``cp``, before a new
+upload), ``start`` (the upload and its state file),
 ``progress`` (every few seconds: ``done``, ``total``, ``rate_bytes_s``), ``retry`` (``what``,
 ``attempt``, ``delay_s``), ``throttle`` (parts in flight), ``credentials`` (renewed),
 ``reread`` (parts re-read on resume), ``completed`` (the result), ``error`` (``exit_code``,
@@ -14,12 +15,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._units import format_size
+from ._units import MiB, format_size
+
+if TYPE_CHECKING:
+    from ._plan import PartPlan
+    from ._progress import ProgressSink
 
 log = logging.getLogger("persevere")
 
@@ -51,6 +57,50 @@ def setup(level: int, json_lines: bool) -> None:
 
 def json_lines() -> bool:
     return any(isinstance(h.formatter, JsonLines) for h in log.handlers)
+
+
+def say(message: str, *args: Any, extra: dict[str, Any] | None = None) -> None:
+    """A line people see unless ``-q``: a warning, the level plain text shows by default; for
+    collectors an ``info`` event, since nothing is wrong (JSON lines show info)."""
+    log.log(logging.INFO if json_lines() else logging.WARNING, message, *args, extra=extra)
+
+
+def say_plan(plan: PartPlan) -> None:
+    """The plan of a new upload, before anything is sent, so that a part size given in the
+    wrong unit shows at once: ``8MB`` is 8,000,000 bytes here, 8 MiB for the aws cli."""
+    say("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
+        part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
+    if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
+        say(
+            "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "
+            "write KiB/MiB/GiB or K/M/G for binary sizes"
+        )
+
+
+class NamingStateFile:
+    """Progress that first names the state file, once it holds the upload: the upload starts
+    its progress only then, so nothing is named before a refusal (a plan, a flag, an existing
+    key, a refused CreateMultipartUpload) that leaves no state file behind. :meth:`name` names
+    it at once, for a run that finds it already holds everything (``cp``: done earlier)."""
+
+    def __init__(self, progress: ProgressSink, state_file: str | os.PathLike[str]) -> None:
+        self._progress = progress
+        self._state_file: str | None = str(state_file)
+
+    def name(self) -> None:
+        if self._state_file is not None:
+            path, self._state_file = self._state_file, None
+            say("state file: %s", path, extra=event("state_file", path=path))
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        self.name()
+        self._progress.start(total_bytes, done_bytes)
+
+    def advance(self, delta_bytes: int) -> None:
+        self._progress.advance(delta_bytes)
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 class LogLineProgress:

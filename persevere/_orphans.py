@@ -31,6 +31,12 @@ class InProgressUpload:
     storage_class: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class UploadListing:
+    uploads: list[InProgressUpload]
+    younger: int = 0  # in progress too, but started within ``older_than_s``: not listed
+
+
 async def list_uploads(
     bucket: str,
     *,
@@ -38,8 +44,10 @@ async def list_uploads(
     older_than_s: float | None = None,
     endpoint: Endpoint | None = None,
     request_payer: str | None = None,
-) -> list[InProgressUpload]:
-    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far.
+) -> UploadListing:
+    """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far;
+    with ``older_than_s``, those started longer ago (and how many others there are, so that
+    "none" is not said of a bucket that has younger ones).
 
     ``request_payer="requester"``: a requester-pays bucket, every request says so."""
     payer = _payer(request_payer)
@@ -68,6 +76,7 @@ async def list_uploads(
         found: list[Any] = []
         async for page in pages("ListMultipartUploads", fetch, following):
             found += page.get("Uploads") or []
+        everything = len(found)
         if cutoff is not None:
             found = [u for u in found if u.get("Initiated") and u["Initiated"] < cutoff]
 
@@ -95,7 +104,7 @@ async def list_uploads(
         async with anyio.create_task_group() as tg:
             for index, upload in enumerate(found):
                 tg.start_soon(describe, index, upload)
-    return [r for r in results if r is not None]
+    return UploadListing([r for r in results if r is not None], everything - len(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,7 @@ async def key_status(
         found = await list_uploads(
             bucket, prefix=key, endpoint=endpoint, request_payer=request_payer
         )
-        uploads = [u for u in found if u.key == key]
+        uploads = [u for u in found.uploads if u.key == key]
     except S3Error as exc:
         if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
             raise

@@ -28,7 +28,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle
 from ._checksums import ChecksumAlgorithm, b64
-from ._errors import ResumableError, SourceChanged, SourceFileError
+from ._errors import ResumableError, SourceChanged, SourceFileError, UsageError
 from ._journal import SourceRecord
 
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
@@ -147,6 +147,18 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
 
 
 _PSEUDO_MAX = 64 * 1024  # /proc and /sys files say 0 or one page; a file this small is read
+
+
+def check_expected_size(identity: FileIdentity, expected_size: int | None) -> None:
+    """A size promised for a file (``--expected-size``, meant for streams) must be its size:
+    a promise that does not hold is refused, never ignored."""
+    if expected_size is not None and expected_size != identity.size:
+        raise UsageError(
+            f"--expected-size {expected_size:,} bytes, but {identity.path} has "
+            f"{identity.size:,} bytes",
+            hint="a file's size is known: give its size, or leave --expected-size out",
+            param="expected_size",
+        )
 
 
 def size_is_true(path: Path, size: int) -> bool:

@@ -67,9 +67,23 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``30m``, ``2h``, ``7d``."""
+def parse_duration(text: str, *, unit_required: bool = False) -> float:
+    """Seconds in ``90``, ``90s``, ``30m``, ``2h``, ``7d``. ``unit_required``: a bare number
+    is refused, where its unit is a guess (``--older-than 7``: seconds, or the 7 days meant?)."""
     match = _DURATION_RE.match(text.lower())
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 7d)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    number, unit = match.groups()
+    if unit is None and unit_required:
+        raise ValueError(f"{text.strip()!r} has no unit: write e.g. {number}d, {number}h, "
+                         f"{number}m or {number}s")  # fmt: skip
+    return float(number) * _DURATION_UNITS[unit]
+
+
+def format_duration(seconds: float) -> str:
+    """``format_duration(3600) == '1h'``: the largest unit that gives a whole number."""
+    for unit in ("d", "h", "m"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"

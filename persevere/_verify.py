@@ -262,6 +262,12 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
         )
     except S3Error as exc:
+        if missing(exc) and await _bucket_missing(client, ids["Bucket"]):
+            raise S3Error(
+                f"{where}: the bucket {ids['Bucket']} does not exist",
+                code="NoSuchBucket",
+                hint="check the bucket's name, and the endpoint and region it is on",
+            ) from exc
         if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
         if exc.code == "AccessDenied":
@@ -271,6 +277,17 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             )
         raise
     return answer
+
+
+async def _bucket_missing(client: Any, bucket: str) -> bool:
+    """Is it the bucket that is missing? HeadObject's 404 has no body to say NoSuchBucket or
+    NoSuchKey; HeadBucket tells (one request, on this failure path only). Refused or failed:
+    not known to be missing."""
+    try:
+        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), attempts=1)
+    except S3Error as exc:
+        return missing(exc) or exc.code == "NoSuchBucket"
+    return False
 
 
 def _readings(head: Mapping[str, Any]) -> tuple[list[_Reading], str]:

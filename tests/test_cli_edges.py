@@ -52,6 +52,70 @@ def test_state_file_is_named_only_once_it_exists(s3_env, bucket, make_file):
     assert done.stderr.count(f"persevere: state file: {state}\n") == 1, done.stderr
 
 
+def test_cp_names_the_state_file_only_once_it_exists(s3_env, bucket, s3_client, make_file):
+    file = make_file(6 * MiB)
+    state = file.with_name(file.name + ".persevere")
+    refused = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--part-size", "1MiB")
+    assert refused.returncode == 2
+    assert not state.exists()
+    assert "state file" not in refused.stderr, refused.stderr  # none was created
+    s3_client.put_object(Bucket=bucket, Key="k", Body=b"another writer's")
+    kept = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--no-overwrite", "--no-progress")
+    assert kept.returncode == 1 and "already exists" in kept.stderr, kept.stderr
+    assert not state.exists()
+    assert "state file" not in kept.stderr, kept.stderr
+    for run in ("uploads", "finds it uploaded"):
+        done = persevere(s3_env, "cp", file, f"s3://{bucket}/k2", "--no-progress")
+        assert done.returncode == 0, (run, done.stderr)
+        assert done.stderr.count(f"persevere: state file: {state}\n") == 1, (run, done.stderr)
+
+
+def test_json_lines_say_the_state_file_and_the_plan_as_info(s3_env, bucket, make_file):
+    file = make_file(7 * MiB)
+    result = persevere(s3_env, "--log-format", "json", "cp", file, f"s3://{bucket}/k",
+                       "--part-size", "6MB", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = {e["event"]: e for e in map(json.loads, result.stderr.splitlines())}
+    assert events["state_file"]["level"] == "info"  # was "warning": nothing is wrong
+    assert events["plan"]["level"] == "info"
+    assert events["plan"]["part_size"] == 6_000_000
+    quiet = persevere(s3_env, "-q", "--log-format", "json", "cp", make_file(7 * MiB, seed=1),
+                      f"s3://{bucket}/k2", "--part-size", "6MB", "--no-progress")  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize(("typo", "meant"), [(["uplod"], "upload"), (["verfy"], "verify"),
+                                             (["upload", "strat"], "start")])  # fmt: skip
+def test_a_typo_is_answered_once(typo, meant):
+    result = persevere({}, *typo)
+    assert result.returncode == 2
+    assert result.stderr.count("Did you mean") == 1, result.stderr
+    assert f"'{meant}'" in result.stderr
+
+
+def test_verify_help_lists_every_exit_code():
+    text = " ".join(persevere({}, "verify", "--help").stdout.split())
+    assert "Exit 0: same bytes; 1: the object or its bucket does not exist, or another error " \
+           "(access refused, S3 unreachable); 2: bad input; 4: they differ" in text  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["cp"], ["upload", "start"]])
+def test_help_of_dry_run_and_expected_size_says_what_they_do(command):
+    text = " ".join(persevere({}, *command, "--help").stdout.split())
+    assert "(a CreateMultipartUpload aborted at once; for an upload cp would resume, its " \
+           "ListParts), with no part sent and no state file written; then exit 0, or fail as " \
+           "the run would." in text  # fmt: skip
+    assert "(up to 7.8 TiB). With a file, it must be the file's size." in text
+
+
+@pytest.mark.parametrize("command", [["upload", "list"], ["upload", "abort"], ["upload", "status"]])
+def test_request_payer_help_of_commands_that_record_nothing(command):
+    text = " ".join(persevere({}, *command, "--help").stdout.split())
+    assert "--request-payer [requester] 'requester': a requester-pays bucket; this account pays " \
+           "for the requests" in text  # fmt: skip
+    assert "recorded for resume" not in text
+
+
 def test_resume_says_it_does_not_remember_the_rate(s3_env):
     shown = persevere(s3_env, "upload", "resume", "--help")
     text = " ".join(shown.stdout.split())

@@ -127,6 +127,57 @@ def test_plan_is_an_event_in_json_lines(s3_env, bucket, make_file, tmp_path):
     assert (plan["file_size"], plan["part_size"], plan["part_count"]) == (20 * MiB, 8 * MiB, 3)
 
 
+def test_cp_shows_the_plan_of_a_new_upload(s3_env, bucket, s3_client, make_file, tmp_path):
+    """cp, the command the README leads with, shows the same plan and note as start: 8MB is
+    8,000,000 bytes here, 8 MiB for the aws cli (issue 23, case 10)."""
+    file = make_file(20 * MiB)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s", "--part-size", "8MB",
+            "--no-progress"]  # fmt: skip
+    result = persevere_cli(s3_env, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "persevere: plan: 20.0 MiB in 3 parts of 7.6 MiB (8,000,000 bytes)" in lines
+    assert "persevere: note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); write " \
+           "KiB/MiB/GiB or K/M/G for binary sizes" in lines  # fmt: skip
+    assert json.loads(result.stdout)["part_count"] == 3  # stdout: the one JSON document
+    assert_object_matches(s3_client, bucket, "k", file)
+    again = persevere_cli(s3_env, *args)  # already uploaded: no new plan to show
+    assert again.returncode == 0, again.stderr
+    assert "already completed" in again.stdout and "plan:" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["upload", "start", "{file}", "s3://{bucket}/k"],
+        ["cp", "{file}", "s3://{bucket}/k"],
+        ["cp", "{file}", "s3://{bucket}/k", "--dry-run"],
+        ["cp", "-", "s3://{bucket}/k"],  # the file redirected in: read as that file
+    ],
+)
+def test_an_expected_size_a_file_does_not_have_is_refused(s3_env, bucket, s3_client, make_file,
+                                                          tmp_path, command):  # fmt: skip
+    file = make_file(6 * MiB)
+    args = [arg.format(file=file, bucket=bucket) for arg in command]
+    with file.open("rb") as stdin:
+        result = persevere_cli(s3_env, *args, "--state-file", tmp_path / "s", "--expected-size",
+                               "5MiB", stdin=stdin)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"error: --expected-size 5,242,880 bytes, but {file} has 6,291,456 bytes" in \
+           result.stderr  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_an_expected_size_a_file_has_is_accepted(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(6 * MiB)
+    result = persevere_cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file",
+                           tmp_path / "s", "--expected-size", "6MiB")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
 def test_help_states_the_size_convention():
     result = subprocess.run(
         [sys.executable, "-m", "persevere", "upload", "start", "--help"],

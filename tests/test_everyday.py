@@ -39,6 +39,19 @@ def test_list_and_abort_orphaned_uploads(s3_env, bucket, s3_client):
     recent = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--older-than", "1h")
     assert recent.returncode == 0
     assert "no multipart uploads in progress" in recent.stdout
+    # ...older than 1h: the younger ones are not "none" (issue 23, case 10)
+    assert recent.stdout == (
+        f"no multipart uploads in progress older than 1h in s3://{bucket}/ (3 younger, not "
+        "listed)\n"
+    )
+    older = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--older-than", "0s")
+    assert older.returncode == 0, older.stderr
+    assert "3 upload(s) older than 0s, 3.6 KiB billed until aborted:" in older.stdout
+
+    bare = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--older-than", "7")
+    assert bare.returncode == 2
+    assert "Invalid value for '--older-than': '7' has no unit: write e.g. 7d, 7h, 7m or 7s" \
+           in bare.stderr  # fmt: skip
 
     human = persevere(s3_env, "upload", "list", "--s3-bucket", bucket)
     assert "3 upload(s)" in human.stdout and "other/c" in human.stdout

@@ -11,7 +11,16 @@ import pytest
 
 from persevere._plan import make_plan
 from persevere._progress import TqdmProgress
-from persevere._units import GiB, KiB, MiB, TiB, format_size, parse_size
+from persevere._units import (
+    GiB,
+    KiB,
+    MiB,
+    TiB,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +125,23 @@ def test_progress_bar_shows_sizes_and_rate_in_binary_units(monkeypatch):
     assert match.group(1, 2) == ("1.4 GiB", "3.0 GiB")
     assert 50 < float(match.group(3)) <= 400  # sleeps overshoot; 419 would be decimal MB/s
     assert "MB" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("7d", 604800)]
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+    if text[-1].isdigit():  # --older-than: a bare number is a guess of its unit
+        with pytest.raises(ValueError, match=f"'{text}' has no unit: write e.g. {text}d, "):
+            parse_duration(text, unit_required=True)
+    else:
+        assert parse_duration(text, unit_required=True) == seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (1, "1s"), (90, "90s"), (5400, "90m"), (3600, "1h"),
+                          (604800, "7d"), (0.5, "0.5s")],
+)  # fmt: skip
+def test_durations_are_said_in_their_largest_whole_unit(seconds, text):
+    assert format_duration(seconds) == text

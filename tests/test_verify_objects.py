@@ -312,6 +312,15 @@ def test_missing_object_is_named(s3_env, bucket, tmp_path):
     assert_clean(result)
 
 
+def test_missing_bucket_is_named(s3_env, bucket, tmp_path):
+    """HeadObject's 404 has no body: HeadBucket tells a missing bucket from a missing key."""
+    gone = f"{bucket}-gone"
+    result = persevere_cli(s3_env, "verify", _file(tmp_path / "f", b"x"), f"s3://{gone}/k")
+    assert result.returncode == 1
+    assert f"persevere: error: s3://{gone}/k: the bucket {gone} does not exist" in result.stderr
+    assert_clean(result)
+
+
 def test_missing_local_file_is_not_called_an_upload(s3_env, bucket, tmp_path):
     result = persevere_cli(s3_env, "verify", tmp_path / "nofile", f"s3://{bucket}/k")
     assert result.returncode == 2
