@@ -494,11 +494,17 @@ def _run(
     *,
     resumable_state: Path | None = None,
     cleanup: _Cleanup | None = None,
+    hurried_by_parent: bool = False,
 ) -> T:
     """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
+
+    ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
+    (from the terminal, to the whole process group, and passed on by its parent), so a
+    signal after the first is not a second stop: the parent, which gets the user's second
+    Ctrl-C too, ends it at once if the user insists.
     """
     import anyio
 
@@ -554,6 +560,9 @@ def _run(
                                 cleanup.grace_s,
                             )
                             tg.start_soon(exit_after_grace, name, cleanup.grace_s)
+                            continue
+                        if interrupted and hurried_by_parent:
+                            log.info("%s again: already stopping", name)
                             continue
                         if interrupted:
                             exit_now(name)
@@ -1247,6 +1256,14 @@ def shard(
         Path | None, typer.Option("--file", help="The file is at this path on this host.")
     ] = None,
     endpoint_flags: OverrideFlags = OverrideFlags(),
+    under_processes: Annotated[
+        bool,
+        typer.Option(
+            "--under-processes",
+            hidden=True,
+            help="Run by --processes: the parent passes a stop on (see _run).",
+        ),
+    ] = False,
 ) -> None:
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
@@ -1283,6 +1300,7 @@ def shard(
             progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
         ),
         resumable_state=state_file,
+        hurried_by_parent=under_processes,
     )  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,

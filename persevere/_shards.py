@@ -235,7 +235,10 @@ def run_local_shards(
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP) is passed on to the shards, which settle their
     journals and stop; then :class:`Interrupted` is raised: the upload is left resumable, never
-    completed by this process alone.
+    completed by this process alone. The shards share this process's group, so the terminal's
+    Ctrl-C reaches them too: each takes a repeat of the stop as the same stop
+    (``--under-processes``), and a second signal here (the user insisting) ends them at once
+    (every part they recorded is safe: a journal line counts once it is fsync'd).
     """
 
     stopped: list[int] = []
@@ -244,7 +247,10 @@ def run_local_shards(
         stopped.append(signum)
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signum)
+                if len(stopped) == 1:
+                    proc.send_signal(signum)
+                else:
+                    proc.kill()
 
     stop_signals = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
     before = {name: signal.signal(getattr(signal, name), pass_on) for name in stop_signals}
@@ -262,6 +268,7 @@ def run_local_shards(
                     str(state_file),
                     "--shard",
                     f"{index}/{processes}",
+                    "--under-processes",
                     *shard_args,
                 ],
                 env=env,
@@ -278,7 +285,11 @@ def run_local_shards(
     interrupted = [c for c in codes if c in (129, 130, -2, -15, -1)]
     if stopped or interrupted:
         name = signal.Signals(stopped[0]).name if stopped else "a signal"
-        stop = Interrupted(f"interrupted ({name}); the shards settled their journals")
+        settled = "the shards settled their journals"
+        if len(stopped) > 1:
+            name = f"{name}, then {signal.Signals(stopped[1]).name}"
+            settled = "the shards were stopped at once; every part they recorded is safe"
+        stop = Interrupted(f"interrupted ({name}); {settled}")
         stop.exit_code = 129 if stopped and stopped[0] == getattr(signal, "SIGHUP", -1) else 130
         raise stop
     return codes

@@ -364,3 +364,83 @@ def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_clie
     assert done.returncode == 0, done.stderr
     assert "split into 2 shards: 2 processes" in done.stderr and "not 3" not in done.stderr
     assert_done(s3_client, bucket, file)
+
+
+def recorded_parts(state: Path) -> dict[int, str]:
+    """Every part the state file and its shard journals record (number -> ETag), each journal
+    read back whole: a torn line or an unreadable journal fails the test."""
+    from persevere._journal import read_state
+
+    parts: dict[int, str] = {}
+    for journal in [state, *sorted(state.parent.glob(f"{state.name}.shard-*"))]:
+        replayed = read_state(journal)
+        assert not replayed.torn_tail and not replayed.damaged_lines, journal
+        parts.update({n: p.etag for n, p in replayed.parts.items()})
+    return parts
+
+
+def parts_on_s3(s3_client, bucket: str, state: Path) -> dict[int, str]:
+    upload_id = json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    listed = s3_client.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    return {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+
+
+@pytest.mark.parametrize(
+    ("whom", "sig"),
+    [("group", signal.SIGINT), ("shards first", signal.SIGINT), ("parent", signal.SIGTERM)],
+    ids=["ctrl-c", "ctrl-c-reaching-the-shards-first", "kill-parent"],
+)
+def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
+    s3_env, bucket, s3_client, make_file, tmp_path, whom, sig
+):
+    """Ctrl-C reaches the terminal's whole process group (the parent and its shards), and the
+    parent passes the stop on too: still one stop each, and every shard settles its journal.
+    The terminal's signal may reach the shards before the parent runs at all (the scheduler's
+    choice): then the parent's forwarding comes second. A supervisor's SIGTERM to the parent
+    alone is passed on once."""
+    import threading
+
+    file, state = make_file(40 * MiB, seed=148), tmp_path / "s"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "2",
+         "--max-bandwidth", "8MiB/s", "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's job
+    )  # fmt: skip
+    lines: list[str] = []  # the parent's and the shards' stderr (they share it)
+    reader = threading.Thread(target=lambda: lines.extend(parent.stderr), daemon=True)
+    reader.start()
+    journals = [tmp_path / f"s.shard-{i}-of-2" for i in range(2)]
+    end = time.monotonic() + 60
+    while not all(b'"type":"part"' in (j.read_bytes() if j.exists() else b"") for j in journals):
+        assert time.monotonic() < end and parent.poll() is None
+        time.sleep(0.01)
+    name = signal.Signals(sig).name
+    if whom == "group":
+        os.killpg(parent.pid, sig)
+    elif whom == "parent":
+        parent.send_signal(sig)
+    else:
+        shards = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        assert len(shards.stdout.split()) == 2
+        for pid in shards.stdout.split():
+            os.kill(int(pid), sig)
+        while sum(f"{name} received: stopping" in line for line in lines) < 2:
+            assert time.monotonic() < end and parent.poll() is None
+            time.sleep(0.005)
+        parent.send_signal(sig)  # the same Ctrl-C, reaching the parent last
+    parent.wait(timeout=60)
+    reader.join(timeout=10)
+    parent.stderr.close()
+    stderr = "".join(lines)
+    assert parent.returncode == 130, stderr
+    assert "again: exiting now" not in stderr
+    assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
+    assert "the shards settled their journals" in stderr
+    assert "Traceback" not in stderr
+    recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
+    assert recorded and all(held[n] == etag for n, etag in recorded.items())
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, file)
