@@ -1747,10 +1747,12 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
         _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
-    verb = "already completed" if result.already_completed else "uploaded"
+    verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"
+    if result.already_completed:  # by an earlier run: this one read and sent nothing
+        verb, how = "already completed", "nothing sent"
     typer.echo(
         f"{verb} s3://{result.bucket}/{result.key}: {format_size(result.size)} in "
-        f"{result.part_count} part(s), {result.elapsed_s:.1f}s ({format_size(rate)}/s); "
+        f"{result.part_count} part(s), {how}; "
         f"{result.checksum_algorithm} {result.checksum}, ETag {result.etag}"
     )
 
