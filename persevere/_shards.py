@@ -288,6 +288,11 @@ def run_local_shards(
             )
             for index in range(processes)
         ]
+        while any(proc.poll() is None for proc in procs):
+            # Polled, not blocked in a wait: a signal may be taken by another thread of this
+            # process (one the event loop that created the upload left), which interrupts no
+            # wait here, and its handler runs once this thread runs Python again.
+            time.sleep(0.05)
         runs = [_finished(proc) for proc in procs]
     finally:
         for name, handler in before.items():
@@ -307,13 +312,13 @@ def run_local_shards(
 
 
 def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
-    """A shard process once it has ended: its exit code, and what it sent (its JSON summary on
-    standard output, read until it closes it, then the exit waited for)."""
+    """A shard process that has ended: its exit code, and what it sent (its JSON summary, all
+    it writes on standard output: a few hundred bytes, which the pipe holds until read)."""
     assert proc.stdout is not None
+    assert proc.returncode is not None
     with proc.stdout:
         output = proc.stdout.read()
-    code = proc.wait()
     try:
-        return ShardRun(code, int(json.loads(output)["bytes_sent"]))
+        return ShardRun(proc.returncode, int(json.loads(output)["bytes_sent"]))
     except (ValueError, KeyError, TypeError):
-        return ShardRun(code, 0)  # it failed (its error is on stderr) or was stopped
+        return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped
