@@ -1527,7 +1527,14 @@ def status(
         elif not remote.exists:
             lines.append("S3:          the multipart upload no longer exists")
         else:
-            lines.append(f"S3:          {remote.parts} parts ({format_size(remote.bytes)})")
+            held = f"S3:          {remote.parts} parts ({format_size(remote.bytes)})"
+            if remote.unrecorded:  # taken by S3, their answers lost as the upload stopped
+                it, matches = ("it", "it matches") if remote.unrecorded == 1 else \
+                              ("them", "they match")  # fmt: skip
+                held += (f"; {remote.unrecorded} of them not in the state file yet (taken by "
+                         f"S3 as the upload stopped): the next resume keeps {it} if {matches} "
+                         "the file")  # fmt: skip
+            lines.append(held)
     typer.echo("\n".join(lines))
 
 
