@@ -304,6 +304,7 @@ def run_local_shards(
         settled = "the shards settled their journals"
         if len(stopped) > 1:
             name = f"{name}, then {signal.Signals(stopped[1]).name}"
+        if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
             settled = "the shards were stopped at once; every part they recorded is safe"
         stop = Interrupted(f"interrupted ({name}); {settled}")
         stop.exit_code = 129 if stopped and stopped[0] == getattr(signal, "SIGHUP", -1) else 130
