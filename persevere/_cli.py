@@ -21,6 +21,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -321,6 +322,14 @@ ProcessesOpt = Annotated[
         "loop and a core each), then complete: when one process is CPU-bound.",
     ),
 ]
+VerifyPartsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-parts",
+        help="Re-read the parts already uploaded and compare their checksums even when the "
+        "file's identity (size, times, inode) is unchanged; changed parts are sent again.",
+    ),
+]
 ChecksumOpt = Annotated[
     AlgorithmName | None,
     typer.Option(
@@ -518,11 +527,17 @@ def _run(
     *,
     resumable_state: Path | None = None,
     cleanup: _Cleanup | None = None,
+    hurried_by_parent: bool = False,
 ) -> T:
     """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
+
+    ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
+    (from the terminal, to the whole process group, and passed on by its parent), so a
+    signal after the first is not a second stop: the parent, which gets the user's second
+    Ctrl-C too, ends it at once if the user insists.
     """
     import anyio
 
@@ -578,6 +593,9 @@ def _run(
                                 cleanup.grace_s,
                             )
                             tg.start_soon(exit_after_grace, name, cleanup.grace_s)
+                            continue
+                        if interrupted and hurried_by_parent:
+                            log.info("%s again: already stopping", name)
                             continue
                         if interrupted:
                             exit_now(name)
@@ -831,14 +849,19 @@ class ObjectFlags:
             _fail(exc)
 
 
-def _overrides(no_verify_ssl: bool) -> Any:
-    """What a command that reads the endpoint from a state file changes about it."""
+def _insecure() -> Any:
+    """The override of a command given --no-verify-ssl (the warning said once, elsewhere)."""
     from ._s3 import Endpoint
 
+    return Endpoint(verify_ssl=False)
+
+
+def _overrides(no_verify_ssl: bool) -> Any:
+    """What a command that reads the endpoint from a state file changes about it."""
     if not no_verify_ssl:
         return None
     _warn_insecure()
-    return Endpoint(verify_ssl=False)
+    return _insecure()
 
 
 def _progress(enabled: bool, description: str) -> Any:
@@ -1006,6 +1029,7 @@ def start(
     """
     from ._upload import start_upload
 
+    started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
@@ -1068,7 +1092,11 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        _complete_in_processes(target, processes, transfer, json_output, no_progress)
+        # --no-verify-ssl is never recorded: the shards and the completion are given it too.
+        insecure = endpoint_flags.no_verify_ssl
+        _complete_in_processes(target, processes, transfer, OverrideFlags(no_verify_ssl=insecure),
+                               _insecure() if insecure else None,
+                               json_output, no_progress, started=started)  # fmt: skip
         return
     if str(file) == "-":
         from ._stream import start_stream
@@ -1181,14 +1209,7 @@ def resume(
     transfer: ResumeTransferFlags = ResumeTransferFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    verify_parts: Annotated[
-        bool,
-        typer.Option(
-            "--verify-parts",
-            help="Re-read the parts already uploaded and compare their checksums even when the "
-            "file's identity (size, times, inode) is unchanged; changed parts are sent again.",
-        ),
-    ] = False,
+    verify_parts: VerifyPartsOpt = False,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -1206,6 +1227,7 @@ def resume(
     """
     from ._resume import resume_upload
 
+    started = time.monotonic()
     overrides = endpoint_flags.endpoint()
     if processes is not None:
         from ._journal import read_state
@@ -1217,8 +1239,8 @@ def resume(
         if recorded and recorded != processes:  # its shards, as they were made
             log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
             processes = recorded
-        _complete_in_processes(state_file, processes, transfer, json_output, no_progress,
-                               file, overrides)  # fmt: skip
+        _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
+                               json_output, no_progress, verify_parts, file, started)  # fmt: skip
         return
     result = _run(
         lambda: resume_upload(
@@ -1250,10 +1272,19 @@ def shard(
     transfer: TransferFlags = TransferFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
+    verify_parts: VerifyPartsOpt = False,
     file: Annotated[
         Path | None, typer.Option("--file", help="The file is at this path on this host.")
     ] = None,
     endpoint_flags: OverrideFlags = OverrideFlags(),
+    under_processes: Annotated[
+        bool,
+        typer.Option(
+            "--under-processes",
+            hidden=True,
+            help="Run by --processes: the parent passes a stop on (see _run).",
+        ),
+    ] = False,
 ) -> None:
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
@@ -1287,9 +1318,11 @@ def shard(
     result = _run(
         lambda: upload_shard(
             state_file, index, count, options=transfer.options(), file=file, endpoint=overrides,
+            verify_parts=verify_parts,
             progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
         ),
         resumable_state=state_file,
+        hurried_by_parent=under_processes,
     )  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
@@ -1305,30 +1338,38 @@ def _complete_in_processes(
     state_file: Path,
     processes: int,
     transfer: TransferFlags,
+    endpoint_flags: OverrideFlags,
+    overrides: Any,
     json_output: bool,
     no_progress: bool,
+    verify_parts: bool = False,
     file: Path | None = None,
-    overrides: Any = None,
+    started: float | None = None,
 ) -> None:
-    """--processes N: the shards as N processes of their own, then completion here, both with
-    resume's ``file`` and endpoint ``overrides`` if any."""
+    """--processes N: the shards as N processes of their own, then completion here, each with
+    every transfer flag given (the bandwidth cap shared among them), resume's ``file`` and
+    ``verify_parts``, and the endpoint's ``overrides`` (``endpoint_flags``, as the shards are
+    given them). The summary counts what the shards sent, and the time since ``started``
+    (the command's start)."""
+    from ._flag_groups import flag_argv
     from ._resume import resume_upload
     from ._shards import run_local_shards
 
-    o = overrides
-    shard_args = ["--concurrency", str(transfer.concurrency), "--no-progress",
-                  *(["--file", str(file)] if file else []),
-                  *(["--endpoint-url", o.endpoint_url] if o and o.endpoint_url else []),
-                  *(["--profile", o.profile] if o and o.profile else []),
-                  *(["--ca-bundle", str(o.ca_bundle)] if o and o.ca_bundle else []),
-                  *(["--no-verify-ssl"] if o and not o.verify_ssl else [])]  # fmt: skip
-    if transfer.max_bandwidth is not None:
-        shard_args += ["--max-bandwidth", str(transfer.max_bandwidth / processes)]
+    started = time.monotonic() if started is None else started
+    per_shard = transfer
+    if transfer.max_bandwidth is not None:  # whole bytes a second: what the flag's parser reads
+        per_shard = dataclasses.replace(
+            transfer, max_bandwidth=max(1.0, float(transfer.max_bandwidth // processes))
+        )
+    shard_args = [*flag_argv(per_shard), *flag_argv(endpoint_flags), "--no-progress",
+                  *(["--verify-parts"] if verify_parts else []),
+                  *(["--file", str(file)] if file else [])]  # fmt: skip
     try:
-        codes = run_local_shards(state_file, processes, shard_args)
+        shards = run_local_shards(state_file, processes, shard_args)
     except _errors.PersevereError as exc:
         exc.state_file = str(state_file)
         _fail(exc)
+    codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):
         log.warning("shard exit codes %s: completing sends what they left", codes)
     result = _run(
@@ -1338,6 +1379,11 @@ def _complete_in_processes(
         ),
         resumable_state=state_file,
     )  # fmt: skip
+    result = dataclasses.replace(
+        result,
+        bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
+        elapsed_s=time.monotonic() - started,
+    )
     _print_result(result, json_output, state_file)
 
 
@@ -1491,7 +1537,14 @@ def status(
         elif not remote.exists:
             lines.append("S3:          the multipart upload no longer exists")
         else:
-            lines.append(f"S3:          {remote.parts} parts ({format_size(remote.bytes)})")
+            held = f"S3:          {remote.parts} parts ({format_size(remote.bytes)})"
+            if remote.unrecorded:  # taken by S3, their answers lost as the upload stopped
+                it, matches = ("it", "it matches") if remote.unrecorded == 1 else \
+                              ("them", "they match")  # fmt: skip
+                held += (f"; {remote.unrecorded} of them not in the state file yet (taken by "
+                         f"S3 as the upload stopped): the next resume keeps {it} if {matches} "
+                         "the file")  # fmt: skip
+            lines.append(held)
     typer.echo("\n".join(lines))
 
 
@@ -1712,10 +1765,12 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
         _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
-    verb = "already completed" if result.already_completed else "uploaded"
+    verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"
+    if result.already_completed:  # by an earlier run: this one read and sent nothing
+        verb, how = "already completed", "nothing sent"
     typer.echo(
         f"{verb} s3://{result.bucket}/{result.key}: {format_size(result.size)} in "
-        f"{result.part_count} part(s), {result.elapsed_s:.1f}s ({format_size(rate)}/s); "
+        f"{result.part_count} part(s), {how}; "
         f"{result.checksum_algorithm} {result.checksum}, ETag {result.etag}"
     )
 

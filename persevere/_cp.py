@@ -34,9 +34,8 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ETag, ObjectChecksum, get_algorithm
+from ._completed import recheck, result_of
 from ._errors import (
-    S3Error,
     SourceChanged,
     StateFileError,
     StateFileExists,
@@ -50,12 +49,10 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._resume import resume_upload
-from ._s3 import Endpoint, open_client
+from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
 from ._upload import (
     UploadResult,
-    endpoint_of,
-    session_of,
     start_upload,
 )
 
@@ -202,18 +199,12 @@ async def copy_file(
         return await start()
     given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
     if state.finished == "completed":
-        if await _still_uploaded(state, state_path, identity, endpoint):
+        found = await recheck(state, state_path, identity, endpoint)
+        if found.outcome == "same":
             given.refuse_other(state, state_path, "was uploaded")
             naming.name()
-            header = state.header
-            outcome = state.outcome or {}
-            return UploadResult(
-                bucket=bucket, key=key, upload_id=header.upload_id, size=header.file_size,
-                part_count=PartPlan(header.file_size, header.part_size).part_count,
-                etag=str(outcome.get("etag") or ""), checksum_algorithm=header.checksum_algorithm,
-                checksum=outcome.get("checksum"), bytes_sent=0,
-                elapsed_s=time.monotonic() - started, already_completed=True,
-            )  # fmt: skip
+            return result_of(state, started)
+        log.warning("%s: uploading it again", found.why)
         return await start()
     if state.finished == "aborted":
         return await start()
@@ -416,95 +407,6 @@ class Given:
                 "another state file, or remove this one (abort its upload first if unfinished)",
                 param="state_file",
             )
-
-
-async def _still_uploaded(
-    state: JournalState, state_path: Path, identity: FileIdentity, endpoint: Endpoint | None
-) -> bool:
-    """Completed earlier: is the object still that upload's, and the file still that file?
-
-    The object is asked for its size and stored checksum (or ETag); the file's identity is
-    compared with the recorded one and, only if it changed, the recorded parts are re-read.
-    """
-    header = state.header
-    outcome = state.outcome or {}
-    where = endpoint_of(header).overridden_by(endpoint)
-    async with open_client(where) as client:
-        session = session_of(client, header, UploadOptions().retry.with_attempts(3))
-        try:
-            head = await session.head_object()
-        except S3Error as exc:  # gone, or not ours to read: upload it again
-            if exc.code in ("404", "NoSuchKey", "403", "AccessDenied"):
-                log.warning("s3://%s/%s is gone, or cannot be read (%s): uploading %s again",
-                            header.bucket, header.key, exc.code, identity.path)  # fmt: skip
-                return False
-            raise
-    algorithm = get_algorithm(header.checksum_algorithm)
-    stored = head.get(algorithm.param)
-    same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
-        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
-        if stored is not None
-        else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
-    )
-    if not same_object:
-        log.warning("s3://%s/%s is no longer the object uploaded from %s (replaced since): "
-                    "uploading it again", header.bucket, header.key, identity.path)  # fmt: skip
-        return False
-    if state.invalid:
-        # A resume found parts of the file (as recorded last) to differ from the parts the
-        # object was completed from: the identity recorded is not the object's.
-        log.warning("%s was found to differ from the object (part %d) when it was last read: "
-                    "uploading it again", identity.path, min(state.invalid))  # fmt: skip
-        return False
-    differ = identity.differences(FileIdentity.of_record(state.identity))
-    if not differ and not identity.block_device:
-        return True
-    why = (
-        f"its {', '.join(differ)} changed since it was uploaded"
-        if differ
-        else "a block device (no time of it dates its bytes)"
-    )
-    log.warning("%s: %s; re-reading it", identity.path, why)
-    if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
-        log.warning("%s changed since it was uploaded: uploading it again", identity.path)
-        return False
-    await anyio.to_thread.run_sync(_record_identity, state_path, identity)
-    return True
-
-
-def _record_identity(state_path: Path, identity: FileIdentity) -> None:
-    """The file was proven equal to the object: the next run trusts this identity."""
-    with contextlib.suppress(StateFileError):  # locked by another run, or a full disk: later
-        journal, _ = Journal.open(state_path)
-        try:
-            journal.append_source(identity.as_record())
-        finally:
-            journal.close()
-
-
-def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
-    from ._checksums import b64
-    from ._source import SourceFile
-
-    header = state.header
-    if identity.size != header.file_size:
-        return False
-    plan = PartPlan(header.file_size, header.part_size)
-    algorithm = get_algorithm(header.checksum_algorithm)
-    scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
-    with SourceFile(identity) as source:
-        for number in plan.part_numbers():
-            part = state.parts.get(number)
-            if part is None:
-                return False
-            digest, _ = source.hash_range(plan.offset(number), part.size, scratch, algorithm)
-            if b64(digest) != part.checksum:
-                return False
-        try:
-            source.check_unchanged()  # a write during the re-read: it proves nothing
-        except SourceChanged:
-            return False
-    return True
 
 
 async def _abort_quietly(state_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import anyio
 
 from ._checksums import ETag, b64
+from ._completed import changed_since, recheck, result_of
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -85,6 +87,11 @@ async def resume_upload(
     machine): its identity then differs, so every uploaded part is re-read. ``endpoint``
     overrides what the state file recorded, field by field (its ``None`` fields keep the
     recorded ones).
+
+    An upload that already completed is not an error: its result (``already_completed``), as
+    ``cp`` gives it, while the object and the file are still what made it (:mod:`._completed`;
+    else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
+    one raises :class:`UploadFinished`.
     """
     options = options or UploadOptions()
     progress = progress or NullProgress()
@@ -95,6 +102,10 @@ async def resume_upload(
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
+            if state.finished == "completed":
+                journal.close()  # a re-checked identity is recorded under its own lock
+                return await _already_completed(state, state_path, file, endpoint,
+                                                verify_parts, started)  # fmt: skip
             if header.stream and file is None:
                 from ._stream import resume_stream
 
@@ -126,20 +137,51 @@ async def resume_upload(
         raise
 
 
+async def _already_completed(
+    state: JournalState,
+    state_path: Path,
+    file: str | Path | None,
+    endpoint: Endpoint | None,
+    verify_parts: bool,
+    started: float,
+) -> UploadResult:
+    """Nothing left to resume: success, as for ``cp``, if the object is still the one the
+    upload made and the file still makes it (a stream cannot be read again: its object is
+    checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
+    header = state.header
+    identity = None
+    if file is not None or not header.stream:
+        identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
+    found = await recheck(state, state_path, identity, endpoint, verify_parts=verify_parts)
+    if found.outcome == "unreadable":
+        log.warning("%s: the state file records it completed, and it is not checked", found.why)
+    elif found.outcome == "changed":
+        raise changed_since(state, found)
+    elif found.outcome != "same":
+        raise UploadFinished(
+            f"the upload in {state_path} completed, but {found.why}",
+            hint="upload the file again, as a new upload (persevere cp does)",
+        )
+    return result_of(state, started)
+
+
 def _open(state_path: Path) -> tuple[Journal, JournalState]:
-    """Lock and replay the journal; refuse one that is finished or does not fit its plan."""
+    """Lock and replay the journal; refuse one that was aborted or does not fit its plan (one
+    that completed is returned as it is)."""
     journal, state = Journal.open(state_path)
     try:
         if state.finished == "completed":
-            raise UploadFinished(
-                f"the upload in {state_path} already completed: "
-                f"s3://{state.header.bucket}/{state.header.key} exists",
-                hint="nothing to do; use a new state file for a new upload",
-            )
+            return journal, state
         if state.finished == "aborted":
+            header = state.header
+            source = "-" if header.stream else shlex.quote(header.file_path)
+            feed = "... | " if header.stream else ""
             raise UploadFinished(
-                f"the upload in {state_path} was aborted",
-                hint="start a new upload with a new state file",
+                f"the upload in {state_path} was aborted: there is nothing to resume",
+                hint="to upload it again (a new upload over this state file): "
+                f"{feed}persevere cp {source} "
+                f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
+                f"{shlex.quote(str(state_path))}",
             )
         from ._shards import merge_shards, refuse_running_shards
 

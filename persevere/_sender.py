@@ -21,6 +21,12 @@ SlowDown/503) and, with a bandwidth cap, a shared token bucket; transient failur
 by :func:`._retry.call_with_retry`. The first permanent failure (or exhausted retries) cancels
 the rest and is raised.
 
+A stop (Ctrl-C cancelling the upload, or that first failure) cuts the attempts in flight, but
+for those whose body is all sent: S3 may hold that part already, so its answer gets
+``ANSWER_GRACE_S`` to come, and the part is recorded. The journal then holds every part S3
+acknowledged; only an answer later than that leaves S3 a part the journal lacks (the next
+resume checks it against the file and adopts it).
+
 What a part *is* belongs to the source (:class:`PartSource`: a file, the bench's generated
 pattern); where a success is written down belongs to the ledger (:class:`Ledger`).
 """
@@ -33,6 +39,7 @@ from typing import Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._bandwidth import TokenBucket
 from ._body import PreparedPart, Throttle
@@ -78,18 +85,31 @@ class MemoryLedger:
         self.parts[part.part_number] = part
 
 
+ANSWER_GRACE_S = 10.0  # how long a stop waits for the answer to a part whose body is all sent
+
+
 class _Attempt:
     """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long.
 
-    Time spent waiting for bandwidth tokens is not a stall.
+    Time spent waiting for bandwidth tokens is not a stall. ``scope`` is shielded from a stop:
+    :meth:`stop` decides (see the module docstring).
     """
 
-    __slots__ = ("last_activity", "scope", "throttled")
+    __slots__ = ("body_sent", "last_activity", "scope", "stopped", "throttled")
 
-    def __init__(self, scope: anyio.CancelScope) -> None:
+    def __init__(self, scope: anyio.CancelScope, body_sent: bool) -> None:
         self.scope = scope
         self.last_activity = time.monotonic()
         self.throttled = False
+        self.body_sent = body_sent  # every byte handed to the connection: S3 may hold the part
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.body_sent:
+            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + ANSWER_GRACE_S)
+        else:
+            self.scope.cancel()
 
 
 # What the workers take parts from: the next prepared part (read into ``buffer`` if it
@@ -189,14 +209,19 @@ class PartSender:
         await self.ledger.record(PartRecord(part.number, etag, part.checksum, part.size))
 
     async def _watchdog(self, scope: anyio.CancelScope) -> None:
-        with scope:
-            while True:
-                await anyio.sleep(1.0)
-                now = time.monotonic()
-                for watched in list(self._attempts):
-                    stalled = now - watched.last_activity > self.options.stall_timeout_s
-                    if stalled and not watched.throttled:
-                        watched.scope.cancel()
+        try:
+            with scope:
+                while True:
+                    await anyio.sleep(1.0)
+                    now = time.monotonic()
+                    for watched in list(self._attempts):
+                        stalled = now - watched.last_activity > self.options.stall_timeout_s
+                        if stalled and not watched.throttled:
+                            watched.scope.cancel()
+        finally:
+            # Cancelled with the sender (a stop, a failure), or at its end (none in flight).
+            for watched in list(self._attempts):
+                watched.stop()
 
     async def _send_once(self, part: PreparedPart) -> str:
         """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag."""
@@ -208,13 +233,15 @@ class PartSender:
             self.progress.advance(-sent)
             sent = 0
 
-        with anyio.CancelScope() as scope:
-            watched = _Attempt(scope)
+        await anyio.lowlevel.checkpoint_if_cancelled()  # stopping: no attempt starts
+        with anyio.CancelScope(shield=True) as scope:
+            watched = _Attempt(scope, body_sent=part.size == 0)
 
             def on_sent(n: int) -> None:
                 nonlocal sent
                 sent += n
                 watched.last_activity = time.monotonic()
+                watched.body_sent = sent >= part.size
                 self.progress.advance(n)
 
             throttle: Throttle | None = None
@@ -248,6 +275,8 @@ class PartSender:
                 raise
             finally:
                 self._attempts.discard(watched)
+        if scope.cancelled_caught and watched.stopped:
+            await anyio.lowlevel.checkpoint()  # raises the stop
         if scope.cancelled_caught:
             raise TransientError(
                 f"part {part.number}: nothing moved for {self.options.stall_timeout_s:.0f}s "

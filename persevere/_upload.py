@@ -74,6 +74,10 @@ class RemoteStatus:
     parts: int = 0
     bytes: int = 0
     error: str | None = None
+    # Parts S3 holds that no journal records: their answers were lost as the upload stopped
+    # (a crash, or a stop that could not wait for them); the next resume adopts each one that
+    # matches the file's bytes.
+    unrecorded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,7 +578,7 @@ async def upload_status(
         part_count = len(state.parts) if state.outcome else None
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
-        remote = await _remote_status(header, endpoint)
+        remote = await _remote_status(header, endpoint, set(state.parts))
     return UploadStatus(
         state_file=state_path,
         header=header,
@@ -586,7 +590,9 @@ async def upload_status(
     )
 
 
-async def _remote_status(header: Header, overrides: Endpoint | None) -> RemoteStatus:
+async def _remote_status(
+    header: Header, overrides: Endpoint | None, recorded: set[int]
+) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
             endpoint = endpoint_of(header).overridden_by(overrides)
@@ -595,7 +601,8 @@ async def _remote_status(header: Header, overrides: Endpoint | None) -> RemoteSt
                 session = session_of(client, header, RetryPolicy(max_attempts=5))
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())
-                return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size)
+                return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,
+                                    unrecorded=len(set(parts) - recorded))  # fmt: skip
     except UploadGone:
         return RemoteStatus(reachable=True, exists=False)
     except PersevereError as exc:

@@ -97,6 +97,25 @@ async def test_cancelled_upload_resumes(s3_env, bucket, s3_client, make_file, tm
     assert sha256_of_object(s3_client, bucket, "api/cancel") == sha256_of_file(file)
 
 
+def test_the_readmes_resume_after_completion_returns_the_result(s3_env, bucket, s3_client,
+                                                              make_file, tmp_path):  # fmt: skip
+    """The README's snippet: upload_file_sync, then resume_sync "after a crash, from another
+    process"; the upload had completed: resume returns that, as cp does (no UploadFinished)."""
+    file, state = make_file(6 * MiB, seed=96), tmp_path / "db.dump.persevere"
+    uploaded = persevere.upload_file_sync(file, bucket, "backups/db.dump", state)
+    resumed = persevere.resume_sync(state)
+    assert resumed.already_completed and resumed.bytes_sent == 0
+    assert (resumed.etag, resumed.checksum, resumed.size) == (
+        uploaded.etag, uploaded.checksum, uploaded.size)  # fmt: skip
+    assert sha256_of_object(s3_client, bucket, "backups/db.dump") == sha256_of_file(file)
+    aborted = tmp_path / "a"  # not a success: an error, with what to do
+    persevere.create_upload_sync(file, bucket, "x", aborted, shards=1)
+    persevere.abort_sync(aborted)
+    with pytest.raises(persevere.UploadFinished, match="was aborted") as refused:
+        persevere.resume_sync(aborted)
+    assert "persevere cp" in (refused.value.hint or "")
+
+
 @pytest.mark.anyio
 async def test_abort_via_api(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(1000)

@@ -415,16 +415,54 @@ def test_version_and_help():
         assert "Usage:" in result.stdout
 
 
-def test_resume_of_completed_upload_is_refused(s3_env, bucket, make_file, tmp_path):
+def test_resume_of_a_completed_upload_is_success(s3_env, bucket, s3_client, make_file,
+                                                 tmp_path):  # fmt: skip
+    """Already done is done (exit 0, as cp and upload shard say it), while the object is still
+    the upload's and the file still the one that made it; not when either changed since."""
     file = make_file(1000)
     state = tmp_path / "up.state"
     assert persevere(s3_env, *start_args(bucket, "k", file, state)).returncode == 0
     before = state.read_bytes()
     result = persevere(s3_env, "upload", "resume", "--state-file", state)
-    assert result.returncode == 1
-    assert "already completed" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"already completed s3://{bucket}/k: 1000 B in 1 part(s), "
+                                    "nothing sent;")  # fmt: skip
     assert state.read_bytes() == before
     assert_clean(result)
+    as_json = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["already_completed"] and document["bytes_sent"] == 0
+    processes = persevere(s3_env, "upload", "resume", "--state-file", state, "--processes", "2")
+    assert processes.returncode == 0 and "already completed" in processes.stdout
+    assert_object_matches(s3_client, bucket, "k", file)
+
+    with file.open("r+b") as f:  # other bytes, same size
+        f.write(b"other")
+    changed = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert changed.returncode == 1
+    assert f"was completed from {file} as it was; {file} changed since" in changed.stderr
+    s3_client.delete_object(Bucket=bucket, Key="k")
+    gone = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert gone.returncode == 1
+    assert f"completed, but s3://{bucket}/k is gone" in gone.stderr
+    assert_clean(changed)
+    assert_clean(gone)
+
+
+def test_resume_of_an_aborted_upload_says_how_to_start_again(s3_env, bucket, s3_client,
+                                                             make_file, tmp_path):  # fmt: skip
+    file, state = make_file(12 * MiB, seed=95), tmp_path / "up.state"
+    created = persevere(s3_env, *start_args(bucket, "k", file, state, "--shards", "2"))
+    assert created.returncode == 0, created.stderr
+    assert persevere(s3_env, "upload", "abort", "--state-file", state).returncode == 0
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1 and "was aborted: there is nothing to resume" in result.stderr
+    again = f"persevere cp {file} s3://{bucket}/k --state-file {state}"
+    assert again in result.stderr
+    assert_clean(result)
+    assert persevere(s3_env, *again.split()[1:], "--no-progress").returncode == 0
+    assert_object_matches(s3_client, bucket, "k", file)
 
 
 def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_file, tmp_path):

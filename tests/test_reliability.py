@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -474,3 +475,89 @@ def test_a_proc_file_is_not_uploaded_empty(s3_env, bucket, s3_client, tmp_path):
     assert streamed.returncode == 0, streamed.stderr
     body = s3_client.get_object(Bucket=bucket, Key="p")["Body"].read()
     assert body == Path("/proc/version").read_bytes()
+
+
+# -- a stop while S3's answer to a part is on its way -----------------------------------------
+def _held_answers():
+    """A rule that holds UploadPart's answer 2 s once S3 has taken the part; ``held`` is set
+    while one waits (S3 holds the part, the client does not know it yet)."""
+    from tests.ruleproxy import Rule
+
+    held = threading.Event()
+
+    def hold(answer: bytes) -> bytes:
+        held.set()
+        time.sleep(2)
+        return answer
+
+    return Rule("PUT", "partNumber", rewrite=hold), held
+
+
+def _journal_and_s3(s3_client, bucket, state):
+    lines = records(state)
+    recorded = {r["part_number"]: r["etag"] for r in lines if r["type"] == "part"}
+    listed = s3_client.list_parts(Bucket=bucket, Key="k", UploadId=lines[0]["upload_id"])
+    return recorded, {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+
+
+def test_a_stop_records_the_parts_s3_took(s3_env, s3_server, bucket, s3_client, make_file,
+                                          tmp_path):  # fmt: skip
+    """Ctrl-C while S3's answer to a part is on its way: the part is on S3, so the journal
+    records it (its answer is waited for); the README said "a part S3 has accepted is always
+    recorded", and status showed S3 holding parts the journal did not."""
+    from tests.ruleproxy import RuleProxy
+
+    file, state = make_file(40 * MiB, seed=99), tmp_path / "s"
+    rule, held = _held_answers()
+    with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+             "--state-file", str(state), "--part-size", "5MiB", "-c", "3", "--no-progress"],
+            env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert held.wait(60)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        recorded, on_s3 = _journal_and_s3(s3_client, bucket, state)
+        assert recorded and recorded == on_s3
+        status = json.loads(clean(cli(env, "upload", "status", "--state-file", state,
+                                      "--json")).stdout)  # fmt: skip
+        assert status["remote"]["unrecorded"] == 0
+        assert status["parts_done"] == status["remote"]["parts"] == len(on_s3)
+
+
+def test_status_explains_parts_s3_holds_that_the_journal_lacks(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path
+):
+    """kill -9 while S3's answer to a part is on its way: S3 holds a part no journal line
+    records. Status says so, and what resume does with it; resume adopts it."""
+    from tests.ruleproxy import RuleProxy
+
+    file, state = make_file(40 * MiB, seed=100), tmp_path / "s"
+    rule, held = _held_answers()
+    with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+             "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress"],
+            env={**os.environ, **env}, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert held.wait(60)
+        proc.kill()  # S3 answered: it has the part, whose answer now goes nowhere
+        proc.wait()
+        recorded, on_s3 = _journal_and_s3(s3_client, bucket, state)
+        unrecorded = len(set(on_s3) - set(recorded))
+        assert unrecorded == 1
+        status = clean(cli(env, "upload", "status", "--state-file", state))
+        assert status.returncode == 0, status.stderr
+        assert (f"S3:          {len(on_s3)} parts (5.0 MiB); 1 of them not in the state file "
+                "yet (taken by S3 as the upload stopped): the next resume keeps it if it "
+                "matches the file") in status.stdout  # fmt: skip
+        proxy.rules = []
+        resumed = clean(cli(env, "-v", "upload", "resume", "--state-file", state, "--no-progress"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "found on S3 and matches the file, adopted" in resumed.stderr
+    assert_same(s3_client, bucket, "k", file)

@@ -3,20 +3,26 @@ killed and re-run at will; completion merges them with ListParts."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 import persevere
 from persevere._shards import shard_from_environment, shard_range
 from tests.conftest import sha256_of_file, sha256_of_object
+from tests.ruleproxy import Rule, RuleProxy
 
 MiB = 1024 * 1024
 
@@ -363,4 +369,247 @@ def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_clie
                "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "split into 2 shards: 2 processes" in done.stderr and "not 3" not in done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+def recorded_parts(state: Path) -> dict[int, str]:
+    """Every part the state file and its shard journals record (number -> ETag), each journal
+    read back whole: a torn line or an unreadable journal fails the test."""
+    from persevere._journal import read_state
+
+    parts: dict[int, str] = {}
+    for journal in [state, *sorted(state.parent.glob(f"{state.name}.shard-*"))]:
+        replayed = read_state(journal)
+        assert not replayed.torn_tail and not replayed.damaged_lines, journal
+        parts.update({n: p.etag for n, p in replayed.parts.items()})
+    return parts
+
+
+def parts_on_s3(s3_client, bucket: str, state: Path) -> dict[int, str]:
+    upload_id = json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    listed = s3_client.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
+    return {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+
+
+def pending(pid: int, sig: int) -> bool:
+    """Is ``sig`` sent to process ``pid`` and not yet delivered (its handler not yet run)?"""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines()
+             if line.startswith(("SigPnd:", "ShdPnd:"))]  # fmt: skip
+    return any(mask & (1 << (sig - 1)) for mask in masks)
+
+
+def stopped(pid: int) -> bool:
+    return "\nState:\tT" in Path(f"/proc/{pid}/status").read_text()
+
+
+def wait_until(condition, proc, deadline_s=60.0):
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize(
+    ("whom", "sig"),
+    [
+        pytest.param("group", signal.SIGINT, id="ctrl-c"),
+        pytest.param("shards first", signal.SIGINT, id="ctrl-c-reaching-the-shards-first",
+                     marks=pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                              reason="reads /proc")),
+        pytest.param("parent", signal.SIGTERM, id="kill-parent"),
+    ],
+)  # fmt: skip
+def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
+    s3_env, bucket, s3_client, make_file, tmp_path, whom, sig
+):
+    """Ctrl-C reaches the terminal's whole process group (the parent and its shards), and the
+    parent passes the stop on too: still one stop each, and every shard settles its journal.
+    Which process runs its handler first is the scheduler's choice: "shards first" makes the
+    parent's forwarding come after the shards took the terminal's signal (the parent stopped
+    meanwhile; each shard stopped once its handler ran, until the forwarded signal waits for
+    it). A supervisor's SIGTERM to the parent alone is passed on once."""
+    file, state = make_file(40 * MiB, seed=148), tmp_path / "s"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "2",
+         "--max-bandwidth", "8MiB/s", "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's job
+    )  # fmt: skip
+    lines: list[str] = []  # the parent's and the shards' stderr (they share it)
+    reader = threading.Thread(target=lambda: lines.extend(parent.stderr), daemon=True)
+    reader.start()
+    journals = [tmp_path / f"s.shard-{i}-of-2" for i in range(2)]
+    try:
+        wait_until(lambda: all(b'"type":"part"' in (j.read_bytes() if j.exists() else b"")
+                               for j in journals), parent)  # fmt: skip
+        stop(parent, whom, sig)
+        parent.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
+    reader.join(timeout=10)
+    parent.stderr.close()
+    stderr = "".join(lines)
+    name = signal.Signals(sig).name
+    assert parent.returncode == 130, stderr
+    assert "again: exiting now" not in stderr
+    assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
+    assert "the shards settled their journals" in stderr
+    assert "Traceback" not in stderr
+    recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
+    assert recorded and all(held[n] == etag for n, etag in recorded.items())
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+def stop(parent: subprocess.Popen, whom: str, sig: int) -> None:
+    if whom == "group":
+        os.killpg(parent.pid, sig)
+    elif whom == "parent":
+        parent.send_signal(sig)
+    else:
+        found = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        shards = [int(pid) for pid in found.stdout.split()]
+        assert len(shards) == 2
+        os.kill(parent.pid, signal.SIGSTOP)
+        wait_until(lambda: stopped(parent.pid), parent)
+        os.killpg(parent.pid, sig)
+        waiting, end = set(shards), time.monotonic() + 60
+        while waiting:  # each shard stopped as soon as its handler has taken the signal
+            assert time.monotonic() < end
+            for pid in list(waiting):
+                if not pending(pid, sig):
+                    os.kill(pid, signal.SIGSTOP)
+                    waiting.discard(pid)
+        for pid in shards:
+            wait_until(lambda pid=pid: stopped(pid), parent)
+        os.kill(parent.pid, signal.SIGCONT)  # it passes the same Ctrl-C on
+        wait_until(lambda: all(pending(pid, sig) for pid in shards), parent)
+        for pid in shards:
+            os.kill(pid, signal.SIGCONT)
+
+
+# A non-default value of every flag of `upload resume` that its shard processes take: a flag
+# added to resume must be put here (a shard takes it) or in PARENT_ONLY.
+SHARD_FLAG_SAMPLES = {
+    "concurrency": ["--concurrency", "3"],
+    "max_bandwidth": ["--max-bandwidth", "6MiB/s"],
+    "max_retries": ["--max-retries", "2"],
+    "retry_for": ["--retry-for", "90m"],
+    "stall_timeout": ["--stall-timeout", "7"],
+    "verify_parts": ["--verify-parts"],
+    "file": ["--file", "/elsewhere/data.bin"],
+    "endpoint_url": ["--endpoint-url", "http://127.0.0.1:9"],
+    "profile": ["--profile", "other"],
+    "ca_bundle": ["--ca-bundle", "CA"],  # a file made by the test
+    "no_verify_ssl": ["--no-verify-ssl"],  # (not with --ca-bundle: a run of its own)
+}
+PARENT_ONLY = {"state_file", "processes", "no_progress", "json_output"}
+
+
+def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
+    """resume --processes gives its flags to N `upload shard` processes: each flag the user
+    gave must reach each of them with its value (the bandwidth cap shared among them), the
+    ones added later too. Parsed back by the shard command itself."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from persevere import _cli, _errors, _shards
+    from persevere._journal import Header, Journal
+
+    upload = get_command(_cli.app).commands["upload"]
+    resume, shard = upload.commands["resume"], upload.commands["shard"]  # type: ignore[attr-defined]
+    assert {p.name for p in resume.params} == set(SHARD_FLAG_SAMPLES) | PARENT_ONLY
+    state, ca = tmp_path / "s", tmp_path / "ca.pem"
+    ca.write_text("not read here\n")
+    journal = Journal.create(state)
+    journal.write_header(Header(
+        bucket="b", key="k", upload_id="u", endpoint_url=None, region=None, profile=None,
+        file_path=str(tmp_path / "f"), file_size=20 * MiB, mtime_ns=0, part_size=5 * MiB,
+        checksum_algorithm="CRC64NVME", checksum_type="FULL_OBJECT", created_at="now",
+        tool_version="0", shards=2,
+    ))  # fmt: skip
+    journal.close()
+    given: list[list[str]] = []
+
+    def run_local_shards(state_file, processes, shard_args, env=None):
+        given.append(shard_args)
+        raise _errors.ResumableError("the shards are not run here")
+
+    monkeypatch.setattr(_shards, "run_local_shards", run_local_shards)
+    for left_out in ("no_verify_ssl", "ca_bundle"):
+        samples = {n: a for n, a in SHARD_FLAG_SAMPLES.items() if n != left_out}
+        args = [x.replace("CA", str(ca)) for a in samples.values() for x in a]
+        head = ["--state-file", str(state)]
+        ran = CliRunner().invoke(_cli.app, ["upload", "resume", *head, "--processes", "2", *args])
+        assert ran.exit_code == 3 and given, ran.output
+        expected = resume.make_context("resume", [*head, *args]).params
+        received = shard.make_context("shard", [*head, "--shard", "0/2", *given[-1]]).params
+        for name in samples:
+            want = expected[name] // 2 if name == "max_bandwidth" else expected[name]
+            assert received[name] == want, name
+        assert received["no_progress"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RefusedAtFirst(Rule):
+    """An outage, as each part meets it: its first ``times`` attempts are answered 500."""
+
+    times: int = 4
+    seen: Counter = dataclasses.field(default_factory=Counter)  # attempts, by part number
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def matches(self, method: bytes, target: bytes) -> bool:
+        if not super().matches(method, target):
+            return False
+        number = dict(parse_qsl(urlsplit(target.decode()).query))["partNumber"]
+        with self.lock:
+            self.seen[number] += 1
+            return self.seen[number] <= self.times
+
+
+def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3_client,
+                                                   make_file, tmp_path):  # fmt: skip
+    """Each part fails 4 times before S3 takes it: --max-retries 1 (2 attempts) gives up in
+    every shard process (and in the completion), --retry-for outlasts it; and the summary
+    counts what the shards sent, in the time the whole upload took."""
+    from tests.test_faults import upstream
+
+    file, state = make_file(20 * MiB, seed=149), tmp_path / "s"
+    rule = RefusedAtFirst("PUT", "partNumber", refuse=(500, "InternalError"))
+    with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        given_up = cli(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                       "--part-size", "5MiB", "--processes", "2", "--max-retries", "1",
+                       "--no-progress")  # fmt: skip
+        assert given_up.returncode == 3, given_up.stderr
+        assert "(attempt 2 of 2)" in given_up.stderr and " of 10)" not in given_up.stderr
+        assert max(rule.seen.values()) <= 4  # 2 in a shard, 2 in the completion
+        rule.seen.clear()  # the outage again, from the start
+        began = time.monotonic()
+        done = cli(env, "upload", "resume", "--state-file", state, "--processes", "2",
+                   "--max-retries", "1", "--retry-for", "1m", "--no-progress",
+                   "--json")  # fmt: skip
+        took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert min(rule.seen.values()) == 5  # every part outlasted the outage
+    assert_done(s3_client, bucket, file)
+    summary = json.loads(done.stdout)
+    assert summary["bytes_sent"] == 20 * MiB  # by the shards
+    assert took / 2 < summary["elapsed_s"] <= took
+
+
+def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_client,
+                                                              make_file, tmp_path):  # fmt: skip
+    file, state = make_file(20 * MiB, seed=150), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    first = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert first.returncode == 0, first.stderr
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "2",
+               "--verify-parts", "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "as asked; re-reading the 2 part(s) already uploaded" in done.stderr  # shard 0's
     assert_done(s3_client, bucket, file)

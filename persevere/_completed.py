@@ -1,0 +1,167 @@
+"""An upload its state file records as completed: is that still so?
+
+``cp`` re-run, ``upload resume`` and :func:`persevere.resume` meet a journal whose last line
+says ``completed``. That is success (exit 0, ``UploadResult.already_completed``, nothing read
+or sent) while it is still true: the object still has the size and checksum the completion
+recorded (one HeadObject), and the file still gives the recorded parts (its identity is the
+recorded one, or every part is re-read and matches). ``cp``, whose job is to make the object
+equal the file, uploads again when it is not; resume, which continues one upload, says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from ._checksums import ETag, ObjectChecksum, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, StateFileError, missing, refused
+from ._journal import Journal, JournalState
+from ._options import UploadOptions
+from ._plan import PartPlan
+from ._s3 import Endpoint, open_client
+from ._source import FileIdentity, SourceFile
+from ._upload import UploadResult, endpoint_of, session_of
+
+log = logging.getLogger("persevere")
+
+# "same": still done. "unreadable": HeadObject was refused (no s3:GetObject), so the object
+# cannot be checked. "gone" or "replaced": the object is not the upload's any more.
+# "changed": the file no longer gives the recorded parts.
+Outcome = Literal["same", "unreadable", "gone", "replaced", "changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    outcome: Outcome
+    why: str = ""  # what is no longer so, in words
+
+
+async def recheck(
+    state: JournalState,
+    state_path: Path,
+    identity: FileIdentity | None,
+    endpoint: Endpoint | None,
+    *,
+    verify_parts: bool = False,
+) -> Recheck:
+    """Is the completed upload ``state`` records still the object, and ``identity`` (None: a
+    stream, which cannot be read again) still its file?
+
+    The object is asked for its size and stored checksum (or ETag); the file's identity is
+    compared with the recorded one and, only if it changed (or ``verify_parts``, or a block
+    device, which no time dates), the recorded parts are re-read; a file proven equal has
+    its identity recorded, so the next run trusts it.
+    """
+    header = state.header
+    outcome = state.outcome or {}
+    where = f"s3://{header.bucket}/{header.key}"
+    async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
+        session = session_of(client, header, UploadOptions().retry.with_attempts(3))
+        try:
+            head = await session.head_object()
+        except S3Error as exc:
+            if missing(exc):
+                return Recheck("gone", f"{where} is gone ({exc.code})")
+            if refused(exc):
+                return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
+            raise
+    algorithm = get_algorithm(header.checksum_algorithm)
+    stored = head.get(algorithm.param)
+    same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
+        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
+        if stored is not None
+        else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
+    )
+    if not same_object:
+        source = "a stream" if identity is None else str(identity.path)
+        return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "
+                       "(replaced since)")  # fmt: skip
+    if state.invalid:
+        # A resume found parts of the file (as recorded last) to differ from the parts the
+        # object was completed from: the identity recorded is not the object's.
+        return Recheck("changed", f"{header.file_path} was found to differ from the object "
+                       f"(part {min(state.invalid)}) when it was last read")  # fmt: skip
+    if identity is None:
+        return Recheck("same")
+    differ = identity.differences(FileIdentity.of_record(state.identity))
+    if not differ and not identity.block_device and not verify_parts:
+        return Recheck("same")
+    why = "as asked"
+    if differ:
+        why = f"its {', '.join(differ)} changed since it was uploaded"
+    elif identity.block_device:
+        why = "a block device (no time of it dates its bytes)"
+    log.warning("%s: %s; re-reading it", identity.path, why)
+    if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
+        return Recheck("changed", f"{identity.path} changed since it was uploaded")
+    await anyio.to_thread.run_sync(_record_identity, state_path, identity)
+    return Recheck("same")
+
+
+def result_of(state: JournalState, started: float) -> UploadResult:
+    """The result of an upload found already completed: nothing sent by this run."""
+    header = state.header
+    outcome = state.outcome or {}
+    return UploadResult(
+        bucket=header.bucket,
+        key=header.key,
+        upload_id=header.upload_id,
+        size=header.file_size,
+        part_count=PartPlan(header.file_size, header.part_size).part_count,
+        etag=str(outcome.get("etag") or ""),
+        checksum_algorithm=header.checksum_algorithm,
+        checksum=outcome.get("checksum"),
+        bytes_sent=0,
+        elapsed_s=time.monotonic() - started,
+        already_completed=True,
+    )
+
+
+def changed_since(state: JournalState, recheck: Recheck) -> SourceChanged:
+    """The object is the completed upload's, but the file is not what made it any more."""
+    header = state.header
+    newer = SourceChanged(
+        f"s3://{header.bucket}/{header.key} was completed from {header.file_path} as it was; "
+        f"{recheck.why}",
+        hint="upload it again, as a new upload (persevere cp does)",
+    )
+    newer.next_step = None  # the upload is finished: nothing to resume or abort
+    return newer
+
+
+def _record_identity(state_path: Path, identity: FileIdentity) -> None:
+    """The file was proven equal to the object: the next run trusts this identity."""
+    with contextlib.suppress(StateFileError):  # locked by another run, or a full disk: later
+        journal, _ = Journal.open(state_path)
+        try:
+            journal.append_source(identity.as_record())
+        finally:
+            journal.close()
+
+
+def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
+    header = state.header
+    if identity.size != header.file_size:
+        return False
+    plan = PartPlan(header.file_size, header.part_size)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
+    with SourceFile(identity) as source:
+        for number in plan.part_numbers():
+            part = state.parts.get(number)
+            if part is None:
+                return False
+            digest, _ = source.hash_range(plan.offset(number), part.size, scratch, algorithm)
+            if b64(digest) != part.checksum:
+                return False
+        try:
+            source.check_unchanged()  # a write during the re-read: it proves nothing
+        except SourceChanged:
+            return False
+    return True
