@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
-.PHONY: install test test-all lint demo bench dist
+.PHONY: install test test-all coverage lint demo bench dist
 
 # Stamp files make `make test` cheap after the first run: pip runs again only when
 # pyproject.toml changes (the install is editable, so source edits need no reinstall).
@@ -33,6 +33,21 @@ test: install
 
 test-all: install
 	$(BIN)/pytest --basetemp=$(BASETEMP) $(PYTEST_ARGS)
+
+# Branch coverage of persevere/ over the default run, the CLI's subprocesses included: every
+# Python process the tests start imports .coverage-site/sitecustomize.py (first on PYTHONPATH),
+# which starts coverage.py when COVERAGE_PROCESS_START names its config ([tool.coverage]);
+# COVERAGE_FILE is absolute because subprocesses run in other directories. SIGKILLed processes
+# write nothing (their lines count only when another test reaches them).
+coverage: install
+	rm -rf .coverage .coverage.* .coverage-site
+	mkdir -p .coverage-site
+	printf 'try:\n    import coverage\nexcept ImportError:\n    pass\nelse:\n    coverage.process_startup()\n' \
+		> .coverage-site/sitecustomize.py
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
+		PYTHONPATH=$(CURDIR)/.coverage-site$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(BIN)/pytest -m "not slow" --basetemp=$(BASETEMP) $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python -m coverage combine -q && $(BIN)/python -m coverage report --skip-covered && exit $$status
 
 # mypy checks what [tool.mypy] files lists in pyproject.toml.
 lint: install
