@@ -15,17 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import interrupt_after_parts
+from tests.conftest import interrupt_after_parts, persevere
 from tests.ruleproxy import Rule, RuleProxy
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 # -- -q and the state file line -----------------------------------------------------------------
@@ -102,6 +95,7 @@ def test_bench_names_the_flag_of_a_bad_value(s3_env, bucket, flag, value, says):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_json_interrupted_upload_names_the_resume_command(s3_env, bucket, make_file, tmp_path):
     file, state = make_file(60 * MiB), tmp_path / "s"
     args = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
@@ -141,6 +135,7 @@ def _interrupted_bench(s3_env, s3_server, s3_client, bucket, hold_s, signals):
         return bench.returncode, stderr, time.monotonic() - started
 
 
+@pytest.mark.process
 def test_bench_second_ctrl_c_lets_the_cleanup_finish(s3_env, s3_server, s3_client, bucket):
     code, stderr, _ = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 3.0, 2)
     assert code == 130, stderr
@@ -150,6 +145,7 @@ def test_bench_second_ctrl_c_lets_the_cleanup_finish(s3_env, s3_server, s3_clien
     assert _uploads(s3_client, bucket) == []
 
 
+@pytest.mark.process
 def test_bench_third_ctrl_c_prints_the_exact_abort_command(s3_env, s3_server, s3_client, bucket):
     code, stderr, seconds = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 60.0, 3)
     assert code == 130, stderr

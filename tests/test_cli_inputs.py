@@ -12,20 +12,10 @@ import sys
 import pytest
 
 import persevere
+from tests.conftest import persevere as persevere_cli
 from tests.conftest import sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
-
-
-def persevere_cli(env, *args, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=stdin,
-    )
 
 
 def assert_object_matches(s3_client, bucket, key, file):
@@ -62,6 +52,7 @@ def test_cp_to_a_prefix_takes_the_file_name(s3_env, bucket, s3_client, make_file
     assert_object_matches(s3_client, bucket, "daily/db.dump", file)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/"])
 def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
     args = ["upload", "start", "-", url, "--state-file", tmp_path / "s"]
@@ -127,6 +118,7 @@ def test_plan_is_an_event_in_json_lines(s3_env, bucket, make_file, tmp_path):
     assert (plan["file_size"], plan["part_size"], plan["part_count"]) == (20 * MiB, 8 * MiB, 3)
 
 
+@pytest.mark.process
 def test_help_states_the_size_convention():
     result = subprocess.run(
         [sys.executable, "-m", "persevere", "upload", "start", "--help"],
@@ -230,6 +222,7 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.process
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)
@@ -245,6 +238,7 @@ def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket
         assert "the key is 1,026 bytes long (UTF-8): S3 takes at most 1,024" in result.stderr
 
 
+@pytest.mark.process
 def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)

@@ -15,18 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.s3server import S3Server
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def upstream(server):
@@ -160,6 +153,7 @@ def test_retries_exhausted_exit_3_then_resume(
     assert_identical(s3_client, bucket, file)
 
 
+@pytest.mark.process
 def test_server_restart_mid_upload(s3_env, s3_client, make_file, tmp_path_factory, tmp_path):
     """The S3 server dies mid-upload and comes back on the same data: the upload finishes,
     riding through on retries or by a resume."""

@@ -202,6 +202,7 @@ def world(s3_env, s3_client, bucket, make_file, tmp_path):
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_model_short(world):
     started = time.monotonic()

@@ -87,6 +87,7 @@ def test_sdist_and_wheel_ship_the_license(dist):
     assert [n for n in package if not n.endswith((".py", "/py.typed"))] == []
 
 
+@pytest.mark.process
 def test_installed_wheel_runs_and_uploads(
     wheel_venv, s3_env, bucket, s3_client, make_file, tmp_path
 ):
