@@ -11,6 +11,9 @@ import trustme
 from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.s3server import S3Server
 
+# Slow (make test-all, CI): a second SeaweedFS, with TLS.
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 
 

@@ -12,6 +12,9 @@ from tests.juicefsserver import JuiceFSServer
 from tests.loopbackserver import LoopbackServerError
 from tests.motoserver import MotoServer
 
+# Slow (make test-all, CI): moto and JuiceFS servers (the compatibility matrix's).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.process
 @pytest.mark.parametrize("server_class", [MotoServer, JuiceFSServer])

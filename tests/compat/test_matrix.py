@@ -16,6 +16,9 @@ import pytest
 from tests.compat.conftest import ServerTraits
 from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 CLASSIC = ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"]
 EXTENDED = ["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]

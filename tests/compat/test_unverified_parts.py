@@ -22,6 +22,9 @@ from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.httpproxy import HttpProxy
 
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 PART = 5 * MiB
 

@@ -15,9 +15,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.compat.conftest import ServerTraits
 from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy, Reply
+
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 EXISTING = b"the backup that must stay"
