@@ -154,6 +154,7 @@ def test_retries_exhausted_exit_3_then_resume(
 
 
 @pytest.mark.process
+@pytest.mark.slow  # a second SeaweedFS, killed and started again
 def test_server_restart_mid_upload(s3_env, s3_client, make_file, tmp_path_factory, tmp_path):
     """The S3 server dies mid-upload and comes back on the same data: the upload finishes,
     riding through on retries or by a resume."""
