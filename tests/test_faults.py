@@ -72,7 +72,7 @@ def test_stalled_connection_is_cut_and_retried(
     started = time.monotonic()
     with FaultProxy(upstream(s3_server), plan) as proxy:
         result = upload_through(
-            proxy, s3_env, bucket, file, tmp_path / "s", "-c", "1", "--stall-timeout", "2"
+            proxy, s3_env, bucket, file, tmp_path / "s", "-c", "1", "--stall-timeout", "1"
         )
     assert result.returncode == 0, result.stderr
     assert "stalled" in result.stderr

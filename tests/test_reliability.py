@@ -297,7 +297,7 @@ async def test_a_stall_rewinds_progress_once(s3_env, s3_server, bucket, make_fil
         await persevere.upload_file(
             file, bucket, "k", tmp_path / "s", part_size=12 * MiB,
             endpoint=persevere.Endpoint(f"http://127.0.0.1:{proxy.port}"),
-            options=persevere.UploadOptions(concurrency=1, stall_timeout_s=2),
+            options=persevere.UploadOptions(concurrency=1, stall_timeout_s=0.5),
             progress=Progress(),
         )  # fmt: skip
     assert "stalled" in caplog.text  # the stall happened, and was cut
@@ -311,8 +311,8 @@ async def test_a_slow_create_is_waited_for_not_cut(s3_env, s3_server, bucket, s3
     would leave an upload nobody records."""
     from persevere import _upload
 
-    monkeypatch.setattr(_upload, "CREATE_SHIELD_S", 1.0)
-    plan = lambda n: Fault("stall", at_byte=0, stall_s=3) if n == 0 else NO_FAULT  # noqa: E731
+    monkeypatch.setattr(_upload, "CREATE_SHIELD_S", 0.3)
+    plan = lambda n: Fault("stall", at_byte=0, stall_s=1) if n == 0 else NO_FAULT  # noqa: E731
     with FaultProxy(upstream(s3_server), plan) as proxy:
         await persevere.upload_file(
             make_file(1000), bucket, "k", tmp_path / "s",
