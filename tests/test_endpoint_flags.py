@@ -1,0 +1,92 @@
+"""--ca-bundle and --no-verify-ssl checked before any request, over plain HTTP (no TLS server:
+tests/test_https.py, slow, proves them against one), and verify's last way to learn part
+sizes (HeadObject with PartNumber) refused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import persevere as pv
+from tests.conftest import MiB, persevere
+from tests.ruleproxy import Rule, RuleProxy
+
+INSECURE = "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified"
+
+
+def test_a_missing_ca_bundle_or_one_with_no_verify_ssl_is_bad_input(
+    s3_env, bucket, make_file, tmp_path
+):
+    file = make_file(1000)
+    start = ["upload", "start", file, f"s3://{bucket}/k", "--no-progress"]
+    missing = persevere(s3_env, *start, "--state-file", tmp_path / "a", "--ca-bundle",
+                        tmp_path / "no-such.pem")  # fmt: skip
+    assert missing.returncode == 2, missing.stderr
+    assert f"CA bundle {tmp_path / 'no-such.pem'} does not exist" in missing.stderr
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read: refused before\n")
+    both = persevere(s3_env, *start, "--state-file", tmp_path / "b", "--ca-bundle", ca,
+                     "--no-verify-ssl")  # fmt: skip
+    assert both.returncode == 2 and "--ca-bundle" in both.stderr, both.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    for result in (missing, both):
+        assert "Traceback" not in result.stderr
+
+
+def test_no_verify_ssl_warns_on_every_command_even_over_http(s3_env, bucket, make_file, tmp_path):
+    """Plain HTTP has no certificate to skip, but the flag is still said out loud (and is
+    not recorded in the state file)."""
+    file, state = make_file(6 * MiB, seed=5), tmp_path / "s"
+    for command in (
+        ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"],
+        ["upload", "status", "--state-file", state, "--json"],
+        ["upload", "list", "--s3-bucket", bucket, "--json"],
+        ["upload", "resume", "--state-file", state, "--no-progress"],
+        ["verify", file, f"s3://{bucket}/k", "--no-progress"],
+    ):
+        result = persevere(s3_env, *command, "--no-verify-ssl")
+        assert INSECURE in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        expected = 1 if command[1] == "resume" else 0  # resume: the upload already completed
+        assert result.returncode == expected, (command, result.stderr)
+    header = json.loads(state.read_bytes().splitlines()[0])
+    assert not any("verify" in name for name in header)
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state, "--ca-bundle",
+                        tmp_path / "no-such.pem")  # fmt: skip
+    assert resumed.returncode == 2 and "does not exist" in resumed.stderr, resumed.stderr
+
+
+@pytest.mark.parametrize("status", [403, 501])
+def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket, tmp_path, status):
+    """An object made of parts by someone else, an endpoint without GetObjectAttributes that
+    also refuses HeadObject with PartNumber: no verdict, and the answers named."""
+    data = random.Random(status).randbytes(11 * MiB)
+    import boto3  # the object is not persevere's: no state file gives its layout
+
+    client = boto3.client(
+        "s3", endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key, region_name=s3_server.region,
+    )  # fmt: skip
+    upload = client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    parts = []
+    for number, chunk in enumerate((data[: 6 * MiB], data[6 * MiB :]), 1):
+        etag = client.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=number,
+                                  Body=chunk)["ETag"]  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": etag})
+    client.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload,
+                                     MultipartUpload={"Parts": parts})  # fmt: skip
+    client.close()
+    file = tmp_path / "same"
+    file.write_bytes(data)
+    rules = [
+        Rule("GET", "attributes", refuse=(403, "AccessDenied")),
+        Rule("HEAD", "partNumber", refuse=(status, "NotImplemented")),
+    ]
+    with RuleProxy.in_front_of(s3_server.endpoint_url, rules) as proxy:
+        result = pv.verify_sync(file, bucket, "k", endpoint=pv.Endpoint(proxy.url))
+    assert result.outcome == "unknown", result
+    assert "GetObjectAttributes answers AccessDenied" in result.reason, result.reason
+    assert f"HeadObject with PartNumber answers {status}" in result.reason, result.reason
