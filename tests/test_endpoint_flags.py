@@ -1,6 +1,6 @@
 """--ca-bundle and --no-verify-ssl checked before any request, over plain HTTP (no TLS server:
 tests/test_https.py, slow, proves them against one), and verify's last way to learn part
-sizes (HeadObject with PartNumber) refused.
+sizes (HeadObject with PartNumber) refused, and an https:// URL to a plain HTTP endpoint.
 """
 
 from __future__ import annotations
@@ -90,3 +90,19 @@ def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket,
     assert result.outcome == "unknown", result
     assert "GetObjectAttributes answers AccessDenied" in result.reason, result.reason
     assert f"HeadObject with PartNumber answers {status}" in result.reason, result.reason
+
+
+def test_an_https_url_to_a_plain_http_endpoint_is_one_line(s3_env, s3_server, bucket, make_file,
+                                                           tmp_path):  # fmt: skip
+    """The TLS handshake fails (the server speaks HTTP): exit 1, what failed and what to check,
+    with or without --no-verify-ssl."""
+    url = s3_server.endpoint_url.replace("http://", "https://")
+    for extra in ([], ["--no-verify-ssl"]):
+        state = tmp_path / f"s{len(extra)}"
+        result = persevere(s3_env, "upload", "start", make_file(1000), f"s3://{bucket}/k",
+                           "--state-file", state, "--endpoint-url", url, *extra)  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "persevere: error: CreateMultipartUpload: TLS failure:" in result.stderr
+        assert "persevere: check the endpoint URL and the CA bundle" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert (INSECURE in result.stderr) == bool(extra)
