@@ -7,7 +7,8 @@ Markers (pyproject.toml; ``pytest -m NAME`` runs one kind):
 
 - ``unit``: no server, no subprocess (given here to every test that is neither ``server`` nor
   ``process``);
-- ``server``: talks to the session's SeaweedFS (given here to every test that uses it);
+- ``server``: talks to an S3 server: the session's SeaweedFS or another (given here to every
+  test that uses a fixture named ``*server``);
 - ``process``: starts ``persevere`` (or another program) as a process because the process is
   the point: signals, ``kill -9``, locks between two runs, standard input, the entry point.
   a test that starts one without the marker fails (``pytest_runtest_call``);
@@ -270,11 +271,13 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``server`` for every test that uses the session's S3 server, ``unit`` for the rest
-    that start no process (see the module's docstring)."""
+    """``server`` for every test that uses an S3 server (a fixture named ``*server``:
+    ``s3_server``, ``tls_server``, ``compat_server``...), ``unit`` for the rest that start no
+    process (see the module's docstring)."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "s3_server" in fixtures and item.get_closest_marker("server") is None:
+        uses_server = any(name == "server" or name.endswith("_server") for name in fixtures)
+        if uses_server and item.get_closest_marker("server") is None:
             item.add_marker(pytest.mark.server)
         if not any(item.get_closest_marker(name) for name in ("server", "process")):
             item.add_marker(pytest.mark.unit)

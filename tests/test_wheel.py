@@ -25,7 +25,7 @@ from persevere import __version__
 from tests.conftest import sha256_of_file, sha256_of_object
 
 # Slow (make test-all, CI): builds the sdist and the wheel, installs the wheel into a new venv.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
