@@ -212,6 +212,7 @@ def test_model_short(world):
     assert time.monotonic() - started < 100
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])

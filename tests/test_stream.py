@@ -215,6 +215,7 @@ def test_a_redirected_file_is_read_as_that_file(s3_env, bucket, s3_client, make_
     assert records(Path(f"{file}.persevere"))[0]["file_path"] == str(file)
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):

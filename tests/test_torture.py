@@ -79,6 +79,7 @@ def test_kill9_at_random_moments_small(s3_env, s3_client, bucket, make_file, tmp
              extra=["--part-size", "5MiB", "--concurrency", "4"])  # fmt: skip
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("seed", [1, 2])
