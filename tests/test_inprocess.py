@@ -57,6 +57,8 @@ def _commands(bucket: str, file: str, state: str) -> list[list[str]]:
             "http://127.0.0.1:9",
             "--state-file",
             state + "u",
+            "--max-retries",
+            "0",
         ],
     ]
 
