@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 # Each checkout its own pytest directory: pytest keeps only the newest three under one user's
 # /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
-# pytest-xdist workers for make test and make test-all, each with its own SeaweedFS: on this
-# 2-core machine 2 workers take the default run from about 5.5 to under 3 minutes (tests wait
-# on sleeps, timeouts and their subprocesses as much as they compute). WORKERS=0: one process.
-WORKERS ?= 2
+# pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Measured
+# on this 2-core machine (others' load 1-3): the default run took 5m34s in one process, 3m02s
+# and 3m07s on 2 workers, 2m46s and 3m00s on 3 (tests wait on timeouts, retries and their
+# subprocesses, so a third worker still finds a core free). WORKERS=0: one process.
+WORKERS ?= 3
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all coverage lint demo bench dist
