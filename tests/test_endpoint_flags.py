@@ -12,6 +12,7 @@ import pytest
 
 import persevere as pv
 from tests.conftest import MiB, persevere
+from tests.httpproxy import HttpProxy, Reply
 from tests.ruleproxy import Rule, RuleProxy
 
 INSECURE = "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified"
@@ -59,12 +60,11 @@ def test_no_verify_ssl_warns_on_every_command_even_over_http(s3_env, bucket, mak
     assert resumed.returncode == 2 and "does not exist" in resumed.stderr, resumed.stderr
 
 
-@pytest.mark.parametrize("status", [403, 501])
-def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket, tmp_path, status):
-    """An object made of parts by someone else, an endpoint without GetObjectAttributes that
-    also refuses HeadObject with PartNumber: no verdict, and the answers named."""
-    data = random.Random(status).randbytes(11 * MiB)
-    import boto3  # the object is not persevere's: no state file gives its layout
+def _foreign_multipart_object(s3_server, bucket, tmp_path, seed):
+    """An object of two parts uploaded by someone else (no state file gives its layout), and
+    a file with its bytes."""
+    data = random.Random(seed).randbytes(11 * MiB)
+    import boto3
 
     client = boto3.client(
         "s3", endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key,
@@ -81,6 +81,14 @@ def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket,
     client.close()
     file = tmp_path / "same"
     file.write_bytes(data)
+    return file
+
+
+@pytest.mark.parametrize("status", [403, 501])
+def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket, tmp_path, status):
+    """An endpoint without GetObjectAttributes that also refuses HeadObject with PartNumber:
+    no verdict, and the answers named."""
+    file = _foreign_multipart_object(s3_server, bucket, tmp_path, status)
     rules = [
         Rule("GET", "attributes", refuse=(403, "AccessDenied")),
         Rule("HEAD", "partNumber", refuse=(status, "NotImplemented")),
@@ -90,6 +98,33 @@ def test_verify_says_why_when_no_part_size_can_be_had(s3_env, s3_server, bucket,
     assert result.outcome == "unknown", result
     assert "GetObjectAttributes answers AccessDenied" in result.reason, result.reason
     assert f"HeadObject with PartNumber answers {status}" in result.reason, result.reason
+
+
+def test_verify_asks_head_object_when_attributes_list_no_parts(s3_env, s3_server, bucket,
+                                                              tmp_path):  # fmt: skip
+    """GetObjectAttributes answers, without the parts (as some endpoints do): the sizes come
+    from HeadObject with PartNumber, and the bytes are compared all the same."""
+    file = _foreign_multipart_object(s3_server, bucket, tmp_path, 7)
+    size = file.stat().st_size
+    no_parts = Reply(
+        200,
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<GetObjectAttributesResponse>'
+        b"<ObjectSize>%d</ObjectSize></GetObjectAttributesResponse>" % size,
+    )
+
+    def reply(exchange):
+        return no_parts if exchange.operation == "GetObjectAttributes" else None
+
+    with HttpProxy.in_front_of(s3_server.endpoint_url, reply=reply) as proxy:
+        same = pv.verify_sync(file, bucket, "k", endpoint=pv.Endpoint(proxy.url))
+        flipped = tmp_path / "flipped"
+        data = bytearray(file.read_bytes())
+        data[8 * MiB] ^= 1
+        flipped.write_bytes(bytes(data))
+        other = pv.verify_sync(flipped, bucket, "k", endpoint=pv.Endpoint(proxy.url))
+    assert proxy.requests("GetObjectAttributes"), "the proxy answered GetObjectAttributes"
+    assert same.outcome == "match", same
+    assert other.outcome == "mismatch", other
 
 
 def test_an_https_url_to_a_plain_http_endpoint_is_one_line(s3_env, s3_server, bucket, make_file,
