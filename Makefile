@@ -8,10 +8,11 @@ PYTEST_ARGS ?=
 # /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 # pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Measured
-# on this 2-core machine (others' load 1-3): the default run took 5m34s in one process, 3m02s
-# and 3m07s on 2 workers, 2m46s and 3m00s on 3 (tests wait on timeouts, retries and their
-# subprocesses, so a third worker still finds a core free). WORKERS=0: one process.
-WORKERS ?= 3
+# on this 2-core machine (others' load 1-3): the default run took 5m34s in one process, 2m55s,
+# 3m02s and 3m07s on 2 workers, 2m46s and 3m00s on 3. Not 3: with 3 the machine is loaded
+# enough that a process can still be importing when test_model's first signal comes (0.5 s),
+# and dies of it (a SIGTERM before persevere's handlers exist). WORKERS=0: one process.
+WORKERS ?= 2
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all coverage lint demo bench dist
