@@ -97,6 +97,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             yield server
         finally:
             _session_server = None
+            # Its data dies with the session: no need to wait for weed to drain its components
+            # (2-4 s, and 20 s when it hangs: STOP_TIMEOUT_S) at the end of every worker.
+            server.stop(kill=True)
 
 
 @pytest.hookimpl(wrapper=True)
