@@ -1,17 +1,20 @@
-"""--ca-bundle and --no-verify-ssl checked before any request, over plain HTTP (no TLS server:
-tests/test_https.py, slow, proves them against one), and verify's last way to learn part
-sizes (HeadObject with PartNumber) refused, and an https:// URL to a plain HTTP endpoint.
+"""What the slow tests (HTTPS, the moto/JuiceFS matrix) proved that make test keeps, cheaply,
+against the session's SeaweedFS: --ca-bundle and --no-verify-ssl checked before any request
+over plain HTTP, an https:// URL to a plain HTTP endpoint, verify's fallbacks for part sizes,
+and Content-MD5 mode (what an endpoint without flexible checksums gets).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 
 import pytest
 
 import persevere as pv
-from tests.conftest import MiB, persevere
+from tests.conftest import MiB, persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy, Reply
 from tests.ruleproxy import Rule, RuleProxy
 
@@ -141,3 +144,28 @@ def test_an_https_url_to_a_plain_http_endpoint_is_one_line(s3_env, s3_server, bu
         assert "persevere: check the endpoint URL and the CA bundle" in result.stderr
         assert "Traceback" not in result.stderr
         assert (INSECURE in result.stderr) == bool(extra)
+
+
+def test_content_md5_mode_round_trip(s3_env, s3_client, bucket, make_file, tmp_path):
+    """--checksum MD5: every part sent with Content-MD5, no flexible checksum; the result's
+    checksum is the multipart ETag's (MD5 of the parts' MD5s), and verify agrees."""
+    file, state = make_file(11 * MiB, seed=9), tmp_path / "s"
+    args = ["--checksum", "MD5", "--part-size", "5MiB", "--json", "--no-progress"]
+    done = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                     *args)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    data = file.read_bytes()
+    digests = b"".join(
+        hashlib.md5(data[i : i + 5 * MiB]).digest() for i in range(0, len(data), 5 * MiB)
+    )
+    combined = hashlib.md5(digests)
+    assert result["checksum_algorithm"] == "MD5"
+    assert result["checksum"] == base64.b64encode(combined.digest()).decode() + "-3"
+    assert result["etag"] == f'"{combined.hexdigest()}-3"'
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+    verified = persevere(
+        s3_env, "verify", file, f"s3://{bucket}/k", "--state-file", state, "--json"
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["outcome"] == "match"
