@@ -7,9 +7,15 @@ PYTEST_ARGS ?=
 # Each checkout its own pytest directory: pytest keeps only the newest three under one user's
 # /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
+# pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Measured
+# on this 2-core machine (others' load 1-3): the default run took 5m34s in one process, 2m55s,
+# 3m02s and 3m07s on 2 workers, 2m46s and 3m00s on 3. Not 3: with 3 the machine is loaded
+# enough that a process can still be importing when test_model's first signal comes (0.5 s),
+# and dies of it (a SIGTERM before persevere's handlers exist). WORKERS=0: one process.
+WORKERS ?= 2
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
-.PHONY: install test test-all lint demo bench dist
+.PHONY: install test test-all coverage lint demo bench dist
 
 # Stamp files make `make test` cheap after the first run: pip runs again only when
 # pyproject.toml changes (the install is editable, so source edits need no reinstall).
@@ -34,16 +40,32 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev,bench]'
 	@touch $@
 
+# make test: everything but the slow tests (README, Development); make test-all: all of them.
 # A passing test's tmp_path is deleted as it ends (tmp_path_retention_policy in pyproject.toml),
 # a failing test's kept; the session's directories (the S3 server's data, the wheel test's venv)
 # are deleted with BASETEMP once every test passed, and kept otherwise.
 test: install
-	$(BIN)/pytest -m "not slow" --basetemp=$(BASETEMP) $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(WORKERS) --basetemp=$(BASETEMP) $(PYTEST_ARGS)
 	rm -rf $(BASETEMP)
 
 test-all: install
-	$(BIN)/pytest --basetemp=$(BASETEMP) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(WORKERS) --basetemp=$(BASETEMP) $(PYTEST_ARGS)
 	rm -rf $(BASETEMP)
+
+# Branch coverage of persevere/ over the default run, the CLI's subprocesses included: every
+# Python process the tests start imports .coverage-site/sitecustomize.py (first on PYTHONPATH),
+# which starts coverage.py when COVERAGE_PROCESS_START names its config ([tool.coverage]);
+# COVERAGE_FILE is absolute because subprocesses run in other directories. SIGKILLed processes
+# write nothing (their lines count only when another test reaches them).
+coverage: install
+	rm -rf .coverage .coverage.* .coverage-site
+	mkdir -p .coverage-site
+	printf 'try:\n    import coverage\nexcept ImportError:\n    pass\nelse:\n    coverage.process_startup()\n' \
+		> .coverage-site/sitecustomize.py
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/.coverage \
+		PYTHONPATH=$(CURDIR)/.coverage-site$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(BIN)/pytest -m "not slow" --basetemp=$(BASETEMP) $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python -m coverage combine -q && $(BIN)/python -m coverage report --skip-covered && exit $$status
 
 # mypy checks what [tool.mypy] files lists in pyproject.toml.
 lint: install

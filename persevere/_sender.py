@@ -86,6 +86,7 @@ class MemoryLedger:
 
 
 ANSWER_GRACE_S = 10.0  # how long a stop waits for the answer to a part whose body is all sent
+_WATCHDOG_MIN_SLEEP_S = 0.01  # due now but not yet over: look again shortly, never spin
 
 
 class _Attempt:
@@ -209,15 +210,24 @@ class PartSender:
         await self.ledger.record(PartRecord(part.number, etag, part.checksum, part.size))
 
     async def _watchdog(self, scope: anyio.CancelScope) -> None:
+        """Cut attempts that moved nothing for ``stall_timeout_s``, checked when the oldest
+        one's time would be up (not on a fixed tick): a stall is cut after the timeout, not
+        up to a tick later, and an idle watchdog wakes once per timeout."""
+        timeout_s = self.options.stall_timeout_s
         try:
             with scope:
                 while True:
-                    await anyio.sleep(1.0)
                     now = time.monotonic()
+                    next_check = now + timeout_s  # an attempt that starts now is due then
                     for watched in list(self._attempts):
-                        stalled = now - watched.last_activity > self.options.stall_timeout_s
-                        if stalled and not watched.throttled:
+                        due = watched.last_activity + timeout_s
+                        if watched.throttled or watched.scope.cancel_called:
+                            continue  # waiting for tokens is not a stall; a cut one is ending
+                        if now > due:
                             watched.scope.cancel()
+                        else:
+                            next_check = min(next_check, due)
+                    await anyio.sleep(max(next_check - now, _WATCHDOG_MIN_SLEEP_S))
         finally:
             # Cancelled with the sender (a stop, a failure), or at its end (none in flight).
             for watched in list(self._attempts):

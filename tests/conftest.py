@@ -1,6 +1,18 @@
 """Shared fixtures: one real S3 server per session, an isolated AWS environment per test.
 
-The digest helpers are plain functions so tests import them: ``from tests.conftest import ...``.
+The digest helpers and :func:`persevere` (the CLI, in this process or as a subprocess) are plain
+functions so tests import them: ``from tests.conftest import ...``.
+
+Markers (pyproject.toml; ``pytest -m NAME`` runs one kind):
+
+- ``unit``: no server, no subprocess (given here to every test that is neither ``server`` nor
+  ``process``);
+- ``server``: talks to an S3 server: the session's SeaweedFS or another (given here to every
+  test that uses a fixture named ``*server``);
+- ``process``: starts ``persevere`` (or another program) as a process because the process is
+  the point: signals, ``kill -9``, locks between two runs, standard input, the entry point.
+  a test that starts one without the marker fails (``pytest_runtest_call``);
+- ``slow``: minutes, or a build, or another server (HTTPS, moto, JuiceFS): ``make test-all``.
 """
 
 from __future__ import annotations
@@ -13,9 +25,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -24,6 +37,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests import inprocess
 from tests.s3server import LOG_TAIL_LINES, S3Server
 
 # boto3 ships no types and boto3-stubs is not a dependency; the alias documents intent.
@@ -83,6 +97,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             yield server
         finally:
             _session_server = None
+            # Its data dies with the session: no need to wait for weed to drain its components
+            # (2-4 s, and 20 s when it hangs: STOP_TIMEOUT_S) at the end of every worker.
+            server.stop(kill=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -225,3 +242,84 @@ def interrupt_after_parts(
         proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# The test whose call phase is running, and whether it started a process (see below).
+_current_item: pytest.Item | None = None
+_started_a_process = False
+_popen_init = subprocess.Popen.__init__
+
+
+def _noted_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    global _started_a_process
+    _started_a_process = True
+    _popen_init(self, *args, **kwargs)
+
+
+# Every process a test starts (subprocess.run, Popen, asyncio's, persevere's own shard
+# processes) is noted, so the ``process`` marker cannot be forgotten: see pytest_runtest_call.
+subprocess.Popen.__init__ = _noted_popen_init  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A test that starts a process (in its body, not in a fixture) must be marked
+    ``process``: ``pytest -m "not process"`` then means what it says."""
+    global _current_item, _started_a_process
+    _current_item, _started_a_process = item, False
+    try:
+        result = yield
+    finally:
+        started, _current_item, _started_a_process = _started_a_process, None, False
+    if started and item.get_closest_marker("process") is None:
+        pytest.fail(f"{item.nodeid} starts a process: mark it @pytest.mark.process", False)
+    return result
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``server`` for every test that uses an S3 server (a fixture named ``*server``:
+    ``s3_server``, ``tls_server``, ``compat_server``...), ``unit`` for the rest that start no
+    process (see the module's docstring)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        uses_server = any(name == "server" or name.endswith("_server") for name in fixtures)
+        if uses_server and item.get_closest_marker("server") is None:
+            item.add_marker(pytest.mark.server)
+        if not any(item.get_closest_marker(name) for name in ("server", "process")):
+            item.add_marker(pytest.mark.unit)
+
+
+def persevere(
+    env: Mapping[str, str] | None,
+    *args: Any,
+    process: bool = False,
+    input: str | bytes | None = None,
+    stdin: Any = None,
+    cwd: Path | str | None = None,
+    timeout: float = 300,
+    whole_env: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """``persevere ARGS`` with ``os.environ`` updated by ``env`` (or exactly ``env``:
+    ``whole_env=True``); its exit code, stdout and stderr (text).
+
+    Runs in this process (:mod:`tests.inprocess`, the real entry point, about 100 times
+    cheaper than a process) unless the process is the point: ``process=True``, standard
+    input given (``input`` text or bytes, ``stdin`` a file or ``subprocess.DEVNULL``), or a
+    thread other than the main one. A subprocess needs the test marked ``process``
+    (``pytest_runtest_call`` fails it otherwise).
+    """
+    full_env = dict(env or {}) if whole_env else {**os.environ, **(env or {})}
+    argv = [str(arg) for arg in args]
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if process or input is not None or stdin is not None or not in_main_thread:
+        return subprocess.run(
+            [sys.executable, "-m", "persevere", *argv],
+            env=full_env,
+            capture_output=True,
+            text=not isinstance(input, bytes),
+            input=input,
+            stdin=stdin,
+            cwd=cwd,
+            timeout=timeout,
+        )
+    return inprocess.run(argv, full_env, cwd)

@@ -3,10 +3,11 @@
 Sits between the client and the S3 server on loopback. Each accepted connection asks
 ``plan(n)`` (n counts connections from 0) for a :class:`Fault` applied to the client-to-server
 direction at a byte offset of that connection's stream: flip one bit (the part's checksum no
-longer matches: S3 answers BadDigest), reset the connection (RST), or stall (stop forwarding
-for a while). Latency and a shared bandwidth cap apply to every connection.
+longer matches: S3 answers BadDigest), reset the connection (RST), stall (stop forwarding for
+a while), or hold (stop forwarding until the test releases a :class:`tests.proxybase.Hold`).
+Latency and a shared bandwidth cap apply to every connection.
 
-Standard library, one thread per direction per connection: simple enough to trust in tests.
+Built on :class:`tests.proxybase.LoopbackProxy`; one thread per direction per connection.
 """
 
 from __future__ import annotations
@@ -18,20 +19,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CHUNK = 64 * 1024
+from tests.proxybase import CHUNK, Hold, LoopbackProxy
+
+__all__ = ["NO_FAULT", "Fault", "FaultProxy", "Hold"]
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    kind: str  # "corrupt", "reset", "stall" or "none"
+    kind: str  # "corrupt", "reset", "stall", "hold" or "none"
     at_byte: int = 0  # offset in the client-to-server stream of the connection
     stall_s: float = 0.0
+    hold: Hold | None = None  # kind "hold": forwarding goes on once it is released
 
 
 NO_FAULT = Fault("none")
 
 
-class FaultProxy:
+class FaultProxy(LoopbackProxy):
     def __init__(
         self,
         upstream: tuple[str, int],
@@ -42,64 +46,35 @@ class FaultProxy:
     ) -> None:
         """``repeat``: after a corrupt or stall fault, ask ``plan`` again for the next one on
         the same connection (its ``at_byte`` then counts from where the last one struck)."""
-        self.upstream = upstream
+        super().__init__(upstream)
         self.plan = plan
         self.latency_s = latency_s
         self.rate_bytes_s = rate_bytes_s
         self.repeat = repeat
         self.connections = 0
         self.faults_done: list[Fault] = []
-        self._lock = threading.Lock()
         self._bucket_time = time.monotonic()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        self._pairs: set[_Pair] = set()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._closed = True
-        self._listener.close()
+    def _serve(self, client: socket.socket) -> None:
         with self._lock:
-            pairs = list(self._pairs)
-        for pair in pairs:
-            pair.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                number = self.connections
-                self.connections += 1
-            fault = self.plan(number)
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()
-                continue
-            pair = _Pair(client, server)
-            with self._lock:
-                self._pairs.add(pair)
-            for source, sink, direction_fault in (
-                (client, server, fault),
-                (server, client, NO_FAULT),
-            ):
-                threading.Thread(
-                    target=self._pump,
-                    args=(pair, source, sink, direction_fault, number),
-                    daemon=True,
-                ).start()
+            number = self.connections
+            self.connections += 1
+        fault = self.plan(number)
+        if fault.hold is not None:
+            self.hold(fault.hold)
+        try:
+            server = self._connect()
+        except OSError:
+            return
+        try:
+            answers = threading.Thread(
+                target=self._forward, args=(server, client, NO_FAULT, number), daemon=True
+            )
+            answers.start()
+            self._forward(client, server, fault, number)
+            answers.join()
+        finally:
+            self._untrack(server)
 
     def _throttle(self, n: int) -> None:
         if self.rate_bytes_s is None:
@@ -111,17 +86,6 @@ class FaultProxy:
             wait = self._bucket_time - now
         if wait > 0:
             time.sleep(wait)
-
-    def _pump(
-        self, pair: _Pair, source: socket.socket, sink: socket.socket, fault: Fault, number: int
-    ) -> None:
-        try:
-            self._forward(source, sink, fault, number)
-        finally:
-            if pair.one_done():
-                pair.close()
-                with self._lock:
-                    self._pairs.discard(pair)
 
     def _forward(
         self, source: socket.socket, sink: socket.socket, fault: Fault, number: int
@@ -146,10 +110,15 @@ class FaultProxy:
                         return
                     if pending.kind == "corrupt":
                         data = data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
-                    elif pending.kind == "stall":
+                    elif pending.kind in ("stall", "hold"):
                         sink.sendall(data[:index])
                         data, start = data[index:], pending.at_byte
-                        time.sleep(pending.stall_s)
+                        if pending.hold is not None:
+                            pending.hold.block()
+                        else:
+                            self._pause(pending.stall_s)
+                        if self._closed:
+                            raise OSError("the proxy closed")
                     self._record(pending)
                     pending = self._next_fault(number, pending.at_byte + 1)
                 if self.latency_s:
@@ -171,27 +140,6 @@ class FaultProxy:
     def _record(self, fault: Fault) -> None:
         with self._lock:
             self.faults_done.append(fault)
-
-
-class _Pair:
-    """The two sockets of one proxied connection, closed once both directions are done."""
-
-    def __init__(self, client: socket.socket, server: socket.socket) -> None:
-        self.sockets = (client, server)
-        self._pending = 2
-        self._lock = threading.Lock()
-
-    def one_done(self) -> bool:
-        with self._lock:
-            self._pending -= 1
-            return self._pending == 0
-
-    def close(self) -> None:
-        for sock in self.sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
 
 def _reset(sock: socket.socket) -> None:

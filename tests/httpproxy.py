@@ -20,7 +20,8 @@ Plain HTTP only (like the fault proxy): botocore sends checksums in headers over
 trailer (``aws-chunked``) over HTTPS, which the proxy would pass through untouched anyway.
 ``Expect: 100-continue`` is answered by the proxy itself and not forwarded.
 
-Standard library, one thread per client connection, one upstream connection each.
+Built on :class:`tests.proxybase.LoopbackProxy` (its own HTTP loop: it parses every header and
+rewrites answers); one thread per client connection, one upstream connection each.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from __future__ import annotations
 import io
 import re
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+from tests.proxybase import LoopbackProxy
 
 __all__ = ["Exchange", "HttpProxy", "Reply", "s3_operation"]
 
@@ -148,7 +150,7 @@ class _ConnectionClosed(Exception):
     pass
 
 
-class HttpProxy:
+class HttpProxy(LoopbackProxy):
     """A recording, optionally rewriting, HTTP/1.1 proxy in front of ``upstream``.
 
     ``strip_checksums``: True, or a predicate on the :class:`Exchange` (e.g. only UploadPart),
@@ -167,41 +169,11 @@ class HttpProxy:
         rewrite_headers: Callable[[Exchange, list[tuple[str, str]]], list[tuple[str, str]]]
         | None = None,
     ) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.strip_checksums = strip_checksums
         self.reply = reply
         self.rewrite_headers = rewrite_headers
         self.exchanges: list[Exchange] = []
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        self._sockets: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    @classmethod
-    def in_front_of(cls, endpoint_url: str, **kwargs: object) -> HttpProxy:
-        """A proxy for ``http://host:port`` (an ``S3Server``'s or ``MotoServer``'s URL)."""
-        parts = urlsplit(endpoint_url)
-        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-            raise ValueError(f"need an http://host:port endpoint, got {endpoint_url!r}")
-        return cls((parts.hostname, parts.port), **kwargs)  # type: ignore[arg-type]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> HttpProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._closed = True
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _close(sock)
 
     # -- what tests read -------------------------------------------------------------------
     def requests(self, operation: str | None = None) -> list[Exchange]:
@@ -214,24 +186,6 @@ class HttpProxy:
             self.exchanges.clear()
 
     # -- the proxy -------------------------------------------------------------------------
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self._track(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.add(sock)
-
-    def _untrack(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.discard(sock)
-        _close(sock)
-
     def _serve(self, client: socket.socket) -> None:
         from_client = client.makefile("rb")
         server: socket.socket | None = None
@@ -254,8 +208,7 @@ class HttpProxy:
                     self._send_reply(client, exchange, canned)
                     continue
                 if server is None:
-                    server = socket.create_connection(self.upstream)
-                    self._track(server)
+                    server = self._connect()
                     from_server = server.makefile("rb")
                 assert from_server is not None
                 forwarded = [(k, v) for k, v in headers if k.lower() != "expect"]
@@ -272,7 +225,6 @@ class HttpProxy:
         finally:
             if server is not None:
                 self._untrack(server)
-            self._untrack(client)
 
     def _send_reply(self, client: socket.socket, exchange: Exchange, canned: Reply) -> None:
         headers = [*canned.headers, ("Content-Length", str(len(canned.body)))]
@@ -433,10 +385,3 @@ def _read_body(stream: io.BufferedReader, headers: list[tuple[str, str]]) -> byt
             return bytes(body)
         body += stream.read(size)
         stream.readline(65_536)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass

@@ -97,6 +97,7 @@ def _stub(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
     return json.loads(done.stdout), log.read_text()
 
 
+@pytest.mark.process
 def test_stub_feeds_a_stream_through_a_pipe(tmp_path, make_file):
     data = make_file(3 * MiB + 17)
     script = (
@@ -110,6 +111,7 @@ def test_stub_feeds_a_stream_through_a_pipe(tmp_path, make_file):
     assert result["producer_cpu_s"] >= 0 and result["wall_s"] > 0
 
 
+@pytest.mark.process
 def test_stub_gives_a_plain_command_an_empty_stdin_and_its_exit_code(tmp_path):
     result, output = _stub(
         tmp_path, sys.executable, "-c", "import sys; print(len(sys.stdin.read())); sys.exit(3)"
@@ -256,6 +258,7 @@ def test_summary_has_the_targets_and_every_section(tmp_path):
 
 
 # -- the stream peers against SeaweedFS -------------------------------------------------------
+@pytest.mark.process
 @pytest.mark.parametrize("tool", ["persevere", "s5cmd", "aws cli", "rclone"])
 def test_stream_peer_uploads_a_pipe_byte_identical(
     tool, s3_server, s3_client, bucket, make_file, tmp_path

@@ -11,21 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import interrupt_after_parts
+from tests.conftest import interrupt_after_parts, persevere
+from tests.proxybase import Hold
 from tests.ruleproxy import Rule, RuleProxy
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 # -- -q and the state file line -----------------------------------------------------------------
@@ -166,6 +159,7 @@ def test_bench_names_the_flag_of_a_bad_value(s3_env, bucket, flag, value, says):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_json_interrupted_upload_names_the_resume_command(s3_env, bucket, make_file, tmp_path):
     file, state = make_file(60 * MiB), tmp_path / "s"
     args = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
@@ -182,12 +176,13 @@ def _uploads(s3_client, bucket):
     return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
-def _interrupted_bench(s3_env, s3_server, s3_client, bucket, hold_s, signals):
-    """A bench through a proxy that holds AbortMultipartUpload ``hold_s``, sent ``signals``
-    SIGINTs half a second apart once its upload exists."""
-    upstream = urlsplit(s3_server.endpoint_url)
-    rule = Rule("DELETE", "uploadId", hold_s=hold_s)
-    with RuleProxy((upstream.hostname, upstream.port), [rule]) as proxy:
+def _interrupted_bench(s3_env, s3_server, s3_client, bucket, signals, release):
+    """A bench through a proxy that holds its AbortMultipartUpload, sent ``signals`` SIGINTs:
+    the first once its upload exists, the second once the abort is held, the third once the
+    bench has said it finishes the cleanup first. ``release``: let the abort through then."""
+    held = Hold()
+    rule = Rule("DELETE", "uploadId", hold=held)
+    with RuleProxy.in_front_of(s3_server.endpoint_url, [rule]) as proxy:
         env = {**os.environ, **s3_env, "AWS_ENDPOINT_URL": proxy.url}
         bench = subprocess.Popen(
             [sys.executable, "-m", "persevere", "bench", "--s3-bucket", bucket, "--size", "4GiB",
@@ -198,15 +193,27 @@ def _interrupted_bench(s3_env, s3_server, s3_client, bucket, hold_s, signals):
         while not _uploads(s3_client, bucket) and time.monotonic() < deadline:
             time.sleep(0.02)
         started = time.monotonic()
-        for _ in range(signals):
+        bench.send_signal(signal.SIGINT)
+        said = []
+        if signals >= 2:
+            held.wait()  # the cleanup is under way: its abort is held
             bench.send_signal(signal.SIGINT)
-            time.sleep(0.5)
+            assert bench.stderr is not None
+            while line := bench.stderr.readline():
+                said.append(line)
+                if "again: finishing the cleanup first" in line:
+                    break
+        if signals >= 3:
+            bench.send_signal(signal.SIGINT)
+        if release:
+            held.release()
         _, stderr = bench.communicate(timeout=60)
-        return bench.returncode, stderr, time.monotonic() - started
+        return bench.returncode, "".join(said) + stderr, time.monotonic() - started
 
 
+@pytest.mark.process
 def test_bench_second_ctrl_c_lets_the_cleanup_finish(s3_env, s3_server, s3_client, bucket):
-    code, stderr, _ = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 3.0, 2)
+    code, stderr, _ = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 2, True)
     assert code == 130, stderr
     assert "SIGINT again: finishing the cleanup first" in stderr
     assert "persevere: error: interrupted (SIGINT); cleaned up: nothing was left behind" in stderr
@@ -214,8 +221,9 @@ def test_bench_second_ctrl_c_lets_the_cleanup_finish(s3_env, s3_server, s3_clien
     assert _uploads(s3_client, bucket) == []
 
 
+@pytest.mark.process
 def test_bench_third_ctrl_c_prints_the_exact_abort_command(s3_env, s3_server, s3_client, bucket):
-    code, stderr, seconds = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 60.0, 3)
+    code, stderr, seconds = _interrupted_bench(s3_env, s3_server, s3_client, bucket, 3, False)
     assert code == 130, stderr
     assert seconds < 10, stderr  # at once, not after the held abort
     (upload,) = _uploads(s3_client, bucket)

@@ -12,20 +12,10 @@ import sys
 import pytest
 
 import persevere
+from tests.conftest import persevere as persevere_cli
 from tests.conftest import sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
-
-
-def persevere_cli(env, *args, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=stdin,
-    )
 
 
 def assert_object_matches(s3_client, bucket, key, file):
@@ -62,6 +52,7 @@ def test_cp_to_a_prefix_takes_the_file_name(s3_env, bucket, s3_client, make_file
     assert_object_matches(s3_client, bucket, "daily/db.dump", file)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("url", ["s3://bucket/prefix/", "s3://bucket/"])
 def test_stdin_to_a_prefix_is_refused(s3_env, tmp_path, url):
     args = ["upload", "start", "-", url, "--state-file", tmp_path / "s"]
@@ -178,6 +169,7 @@ def test_an_expected_size_a_file_has_is_accepted(s3_env, bucket, s3_client, make
     assert_object_matches(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_help_states_the_size_convention():
     result = subprocess.run(
         [sys.executable, "-m", "persevere", "upload", "start", "--help"],
@@ -335,6 +327,7 @@ def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
     assert_object_matches(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)
@@ -424,6 +417,7 @@ def test_a_key_segment_the_server_will_not_store_is_exit_1_not_try_again(
         assert_object_matches(s3_client, bucket, key, file)
 
 
+@pytest.mark.process
 def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
     file.write_bytes(b"x" * 100)

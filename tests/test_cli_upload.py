@@ -17,20 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, timeout=120):
-    """Run the CLI; ``env`` holds AWS_* settings on top of the (scrubbed) environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def start_args(bucket, key, file, state, *extra):
@@ -89,6 +78,7 @@ def test_upload_round_trip(s3_env, bucket, s3_client, make_file, tmp_path, size,
     assert head.get("ChecksumCRC64NVME") == outcome["checksum"]
 
 
+@pytest.mark.process
 def test_sigkill_mid_upload_then_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(120 * MiB, seed=3)
     state = tmp_path / "up.state"
@@ -108,6 +98,7 @@ def test_sigkill_mid_upload_then_resume(s3_env, bucket, s3_client, make_file, tm
     assert after[-1]["type"] == "completed"
 
 
+@pytest.mark.process
 def test_sigint_exits_130_with_resume_command(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(120 * MiB, seed=4)
     state = tmp_path / "up.state"
@@ -135,6 +126,7 @@ def _interrupted_upload(s3_env, bucket, file, state, key, parts=4):
     interrupt_after_parts(s3_env, args, state, parts)
 
 
+@pytest.mark.process
 def test_resume_adopts_parts_missing_from_journal(s3_env, bucket, s3_client, make_file, tmp_path):
     """A crash between S3's answer and the fsync: S3 has parts the journal lacks."""
     file = make_file(60 * MiB, seed=5)
@@ -150,6 +142,7 @@ def test_resume_adopts_parts_missing_from_journal(s3_env, bucket, s3_client, mak
     assert_object_matches(s3_client, bucket, "adopt", file)
 
 
+@pytest.mark.process
 def test_resume_reuploads_part_s3_disagrees_with(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(60 * MiB, seed=6)
     state = tmp_path / "up.state"
@@ -182,6 +175,7 @@ def test_resume_after_complete_not_recorded(s3_env, bucket, s3_client, make_file
     assert journal(state)[-1]["type"] == "completed"
 
 
+@pytest.mark.process
 def test_torn_journal_tail_is_tolerated(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=8)
     state = tmp_path / "up.state"
@@ -194,6 +188,7 @@ def test_torn_journal_tail_is_tolerated(s3_env, bucket, s3_client, make_file, tm
     journal(state)  # every line parses: the torn tail was cut before appending
 
 
+@pytest.mark.process
 def test_abort(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=9)
     state = tmp_path / "up.state"
@@ -274,6 +269,7 @@ def test_start_refuses_bad_plans(s3_env, bucket, tmp_path, part_size, file_size,
     assert_clean(result)
 
 
+@pytest.mark.process
 def test_resume_of_a_touched_file_rereads_its_parts(s3_env, bucket, s3_client, make_file, tmp_path):
     """A new mtime puts the uploaded parts in doubt: they are re-read, found equal, and the
     upload completes without sending them again."""
@@ -295,6 +291,7 @@ def test_resume_of_a_touched_file_rereads_its_parts(s3_env, bucket, s3_client, m
     assert source["mtime_ns"] == file.stat().st_mtime_ns and "invalid" not in source
 
 
+@pytest.mark.process
 def test_resume_refuses_a_file_of_another_size(s3_env, bucket, make_file, tmp_path):
     file = make_file(30 * MiB, seed=10)
     state = tmp_path / "up.state"
@@ -334,6 +331,7 @@ def test_resume_refuses_bad_state_file(s3_env, tmp_path, content, message):
     assert_clean(result)
 
 
+@pytest.mark.process
 def test_second_process_on_same_state_file_is_refused(s3_env, bucket, make_file, tmp_path):
     file = make_file(30 * MiB, seed=11)
     state = tmp_path / "up.state"
@@ -399,6 +397,7 @@ def test_unreachable_endpoint_fails_fast(s3_env, make_file, tmp_path):
     assert not state.exists()
 
 
+@pytest.mark.process
 def test_version_and_help():
     env = dict(os.environ)
     version = subprocess.run(
@@ -465,6 +464,7 @@ def test_resume_of_an_aborted_upload_says_how_to_start_again(s3_env, bucket, s3_
     assert_object_matches(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=12)
     state = tmp_path / "up.state"

@@ -6,24 +6,14 @@ front of the local SeaweedFS, and the outcome on the server itself.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -38,6 +28,7 @@ def _journal(state: Path) -> list[dict]:
 
 
 # -- --request-payer -----------------------------------------------------------------------------
+@pytest.mark.process
 def test_request_payer_goes_on_every_request_of_the_upload(
     recorded, bucket, s3_client, make_file, tmp_path
 ):
@@ -82,6 +73,7 @@ def test_request_payer_takes_only_requester(s3_env, bucket, make_file, tmp_path)
 
 
 # -- s3:// URLs ----------------------------------------------------------------------------------
+@pytest.mark.process
 def test_every_command_takes_s3_urls(recorded, bucket, s3_client, make_file, tmp_path):
     env, proxy = recorded
     file = make_file(20 * MiB, seed=52)
@@ -173,6 +165,7 @@ def test_dry_run_sends_no_part_and_writes_no_state_file(
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
 
 
+@pytest.mark.process
 def test_dry_run_of_cp_on_an_upload_in_progress_lists_its_parts(
     recorded, bucket, make_file, tmp_path
 ):

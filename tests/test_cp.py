@@ -14,17 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.test_faults import upstream
 
 MiB = 1024 * 1024
-
-
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def clean(result):
@@ -40,6 +34,7 @@ def no_uploads(s3_client, bucket):
     return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.process
 def test_cp_starts_resumes_and_then_has_nothing_to_do(s3_env, bucket, s3_client, make_file):
     file = make_file(40 * MiB, seed=120)
     command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "2", "--no-progress"]
@@ -76,6 +71,7 @@ def test_cp_of_a_changed_file_uploads_it_again(s3_env, bucket, s3_client, make_f
     assert_same(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_cp_restarts_an_upload_that_cannot_go_on(s3_env, bucket, s3_client, make_file):
     """The file changed size mid-upload, or the upload was aborted behind its back: the old
     one is given up and a new one made, in the same run."""
@@ -115,6 +111,7 @@ def read_only_dir(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
+@pytest.mark.process
 def test_cp_from_a_read_only_directory_keeps_its_state_under_xdg(
     s3_env, bucket, s3_client, read_only_dir, tmp_path
 ):
@@ -267,6 +264,7 @@ def test_a_completion_proven_against_another_file_is_not_taken_for_it(
     assert_same(s3_client, bucket, "k", b)
 
 
+@pytest.mark.process
 def test_two_cp_at_once(s3_env, bucket, s3_client, make_file):
     file = make_file(30 * MiB, seed=124)
     command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress",
@@ -289,6 +287,7 @@ def test_two_cp_at_once(s3_env, bucket, s3_client, make_file):
     assert_same(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_resume_with_overrides(s3_env, s3_server, bucket, s3_client, make_file, tmp_path):
     """Another machine: the file is elsewhere and the endpoint has another address."""
     file = make_file(30 * MiB, seed=125)
@@ -307,6 +306,7 @@ def test_resume_with_overrides(s3_env, s3_server, bucket, s3_client, make_file, 
     assert_same(s3_client, bucket, "k", moved)
 
 
+@pytest.mark.process
 def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
     """What systemd's Restart=on-failure or a Kubernetes Job does: run the same command again
     after every kill and failure, until it exits 0."""
@@ -396,6 +396,7 @@ def test_the_examples_run(s3_env, bucket, s3_client, make_file, tmp_path, exampl
 
 
 # -- what a re-run is given must apply, or it is refused (the audit's findings) -----------------
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("extra", "named"),
     [

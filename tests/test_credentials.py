@@ -12,10 +12,10 @@ The last tests exercise the renewer and the error translation without a server.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,18 +28,14 @@ from persevere import ResumableError, RetryPolicy, S3Error
 from persevere._credentials import CredentialRenewer, CredentialsRefused
 from persevere._retry import FREE_CREDENTIAL_RETRIES, TransientError, call_with_retry
 from persevere._s3 import translate
+from tests import conftest
 from tests.conftest import sha256_of_file, sha256_of_object
 from tests.credproxy import CredentialProxy
 
 MiB = 1024 * 1024
 CREDPROCESS = Path(__file__).with_name("credprocess.py")
-
-
-def persevere(env, *args, timeout=180):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+# cli_env gives the whole environment: without the test's static keys.
+persevere = functools.partial(conftest.persevere, whole_env=True)
 
 
 def upstream(server):

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+import pytest
+
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300, cwd=cwd,
-    )  # fmt: skip
 
 
 def test_list_and_abort_orphaned_uploads(s3_env, bucket, s3_client):
@@ -92,6 +84,7 @@ def test_object_options_on_start(s3_env, bucket, s3_client, make_file, tmp_path)
     _check_object_options(s3_client, bucket, "t.csv")
 
 
+@pytest.mark.process
 def test_object_options_survive_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=71, name="big.csv")
     state = tmp_path / "s"

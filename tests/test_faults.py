@@ -15,19 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.ruleproxy import Rule, RuleProxy
 from tests.s3server import S3Server
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def upstream(server):
@@ -80,7 +73,7 @@ def test_stalled_connection_is_cut_and_retried(
     started = time.monotonic()
     with FaultProxy(upstream(s3_server), plan) as proxy:
         result = upload_through(
-            proxy, s3_env, bucket, file, tmp_path / "s", "-c", "1", "--stall-timeout", "2"
+            proxy, s3_env, bucket, file, tmp_path / "s", "-c", "1", "--stall-timeout", "1"
         )
     assert result.returncode == 0, result.stderr
     assert "stalled" in result.stderr
@@ -161,6 +154,8 @@ def test_retries_exhausted_exit_3_then_resume(
     assert_identical(s3_client, bucket, file)
 
 
+@pytest.mark.process
+@pytest.mark.slow  # a second SeaweedFS, killed and started again
 def test_server_restart_mid_upload(s3_env, s3_client, make_file, tmp_path_factory, tmp_path):
     """The S3 server dies mid-upload and comes back on the same data: the upload finishes,
     riding through on retries or by a resume."""

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import boto3
 import pytest
 import trustme
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.s3server import S3Server
+
+# Slow (make test-all, CI): a second SeaweedFS, with TLS.
+pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 
@@ -53,13 +53,6 @@ def tls_bucket(tls_client, bucket):
     return bucket
 
 
-def persevere(env, *args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300, **kwargs,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("checksum", ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"])
 def test_every_algorithm_over_https(
     tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path, checksum
@@ -92,6 +85,7 @@ def test_untrusted_certificate_is_a_clear_error(tls_env, tls_bucket, make_file, 
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.process
 def test_aws_ca_bundle_and_resume_over_https(
     tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path
 ):
@@ -114,6 +108,7 @@ def test_aws_ca_bundle_and_resume_over_https(
 INSECURE = "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified"
 
 
+@pytest.mark.process
 def test_no_verify_ssl_trusts_any_certificate_loudly_and_is_never_recorded(
     tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path
 ):

@@ -60,6 +60,7 @@ def assert_recorded_parts_are_on_s3(s3_client, bucket, state):
         assert on_s3.get(number) == etag, f"part {number} recorded but not on S3"
 
 
+@pytest.mark.process
 def test_read_only_directory_is_refused_before_any_request(
     small_disk, s3_env, bucket, s3_client, make_file
 ):
@@ -79,6 +80,7 @@ def test_read_only_directory_is_refused_before_any_request(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.process
 def test_full_disk_stops_resumable(small_disk, s3_env, bucket, s3_client, make_file, tmp_path):
     # Two 4 KiB pages: one for a filler, one for the journal (header + ~25 part lines).
     disk = small_disk("8k")

@@ -12,7 +12,11 @@ from tests.juicefsserver import JuiceFSServer
 from tests.loopbackserver import LoopbackServerError
 from tests.motoserver import MotoServer
 
+# Slow (make test-all, CI): moto and JuiceFS servers (the compatibility matrix's).
+pytestmark = pytest.mark.slow
 
+
+@pytest.mark.process
 @pytest.mark.parametrize("server_class", [MotoServer, JuiceFSServer])
 def test_serves_s3_and_stops(server_class, tmp_path, monkeypatch):
     for name in [n for n in os.environ if n.startswith("AWS_")]:
@@ -33,6 +37,7 @@ def test_serves_s3_and_stops(server_class, tmp_path, monkeypatch):
         probe.bind(("127.0.0.1", server.port))
 
 
+@pytest.mark.process
 def test_busy_pinned_port_is_reported(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

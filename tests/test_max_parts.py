@@ -7,25 +7,15 @@ The plan (automatic part size, refusals) respects the limit; a file that cannot 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-
-
-def persevere(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
 
 
 @pytest.fixture

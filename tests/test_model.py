@@ -202,6 +202,7 @@ def world(s3_env, s3_client, bucket, make_file, tmp_path):
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_model_short(world):
     started = time.monotonic()
@@ -211,6 +212,7 @@ def test_model_short(world):
     assert time.monotonic() - started < 100
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])

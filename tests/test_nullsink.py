@@ -17,10 +17,14 @@ from botocore.config import Config
 
 from benchmarks.nullsink import NullSink, size_of_key
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin") is None,
-    reason="nginx is not installed (apt-get install -y nginx-light)",
-)
+# An S3 null sink (nginx): a server, though not the session's (marker: tests/conftest.py).
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(
+        shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin") is None,
+        reason="nginx is not installed (apt-get install -y nginx-light)",
+    ),
+]
 
 MiB = 1024 * 1024
 

@@ -49,6 +49,7 @@ def windows_like(code: str, *args: str | Path, cwd: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.process
 def test_without_fcntl_import_works(tmp_path):
     result = windows_like(
         """
@@ -62,6 +63,7 @@ def test_without_fcntl_import_works(tmp_path):
     assert result.stdout.strip() == persevere.__version__
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "command",
     [
@@ -84,6 +86,7 @@ def test_without_fcntl_commands_refuse_with_one_line(tmp_path, command):
     assert not state.exists()
 
 
+@pytest.mark.process
 def test_without_fcntl_help_and_version_still_work(tmp_path):
     for flag, expected in (("--version", persevere.__version__), ("--help", "upload")):
         result = windows_like(
@@ -93,6 +96,7 @@ def test_without_fcntl_help_and_version_still_work(tmp_path):
         assert expected in result.stdout
 
 
+@pytest.mark.process
 def test_without_fcntl_the_api_raises_usage_error(tmp_path):
     file = tmp_path / "f.bin"
     file.write_bytes(b"x" * 1000)

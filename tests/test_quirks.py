@@ -8,23 +8,13 @@ by the HTTP proxy (:mod:`tests.httpproxy`) rewriting its answers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy
 
 MiB = 1024 * 1024
-
-
-def persevere(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
 
 
 def _drop_part_count(exchange, headers):

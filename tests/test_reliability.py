@@ -19,6 +19,7 @@ import pytest
 
 import persevere
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.test_faults import upstream
 
@@ -28,13 +29,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def records(state: Path) -> list[dict]:
@@ -67,6 +61,7 @@ def rewrite_in_place(file: Path, offset: int, data: bytes, keep_mtime: bool = Tr
 
 
 # -- 1. a file changed in place with its mtime restored -----------------------------------------
+@pytest.mark.process
 def test_changed_part_with_restored_mtime_is_sent_again(s3_env, bucket, s3_client, make_file,
                                                         tmp_path):  # fmt: skip
     file = make_file(30 * MiB, seed=91)
@@ -82,6 +77,7 @@ def test_changed_part_with_restored_mtime_is_sent_again(s3_env, bucket, s3_clien
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.process
 def test_spot_check_catches_what_the_identity_cannot(s3_env, bucket, s3_client, make_file,
                                                      tmp_path):  # fmt: skip
     """A file whose recorded identity matches but whose bytes differ (a filesystem without
@@ -196,6 +192,7 @@ def test_full_disk_at_the_final_line(s3_env, bucket, s3_client, make_file, tmp_p
     assert records(state)[-1]["type"] == "completed"
 
 
+@pytest.mark.process
 @pytest.mark.anyio
 async def test_abort_that_cannot_be_recorded(s3_env, bucket, s3_client, make_file, tmp_path,
                                              monkeypatch):  # fmt: skip
@@ -247,6 +244,7 @@ def test_completed_then_touched(s3_env, bucket, s3_client, make_file, tmp_path, 
 
 
 # -- 6. SIGHUP --------------------------------------------------------------------------------
+@pytest.mark.process
 def test_sighup_settles_and_says_how_to_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=97)
     state = tmp_path / "s"
@@ -260,6 +258,7 @@ def test_sighup_settles_and_says_how_to_resume(s3_env, bucket, s3_client, make_f
 
 
 # -- 7. the minimal IAM policy (PutObject + AbortMultipartUpload) -------------------------------
+@pytest.mark.process
 def test_resume_without_list_parts_permission(s3_env, s3_server, bucket, s3_client, make_file,
                                               tmp_path):  # fmt: skip
     env = {**s3_env, "AWS_ACCESS_KEY_ID": s3_server.writeonly_access_key,
@@ -299,7 +298,7 @@ async def test_a_stall_rewinds_progress_once(s3_env, s3_server, bucket, make_fil
         await persevere.upload_file(
             file, bucket, "k", tmp_path / "s", part_size=12 * MiB,
             endpoint=persevere.Endpoint(f"http://127.0.0.1:{proxy.port}"),
-            options=persevere.UploadOptions(concurrency=1, stall_timeout_s=2),
+            options=persevere.UploadOptions(concurrency=1, stall_timeout_s=0.5),
             progress=Progress(),
         )  # fmt: skip
     assert "stalled" in caplog.text  # the stall happened, and was cut
@@ -313,8 +312,8 @@ async def test_a_slow_create_is_waited_for_not_cut(s3_env, s3_server, bucket, s3
     would leave an upload nobody records."""
     from persevere import _upload
 
-    monkeypatch.setattr(_upload, "CREATE_SHIELD_S", 1.0)
-    plan = lambda n: Fault("stall", at_byte=0, stall_s=3) if n == 0 else NO_FAULT  # noqa: E731
+    monkeypatch.setattr(_upload, "CREATE_SHIELD_S", 0.3)
+    plan = lambda n: Fault("stall", at_byte=0, stall_s=1) if n == 0 else NO_FAULT  # noqa: E731
     with FaultProxy(upstream(s3_server), plan) as proxy:
         await persevere.upload_file(
             make_file(1000), bucket, "k", tmp_path / "s",
@@ -324,6 +323,7 @@ async def test_a_slow_create_is_waited_for_not_cut(s3_env, s3_server, bucket, s3
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.process
 def test_a_signal_after_the_result_does_not_undo_it(tmp_path):
     script = tmp_path / "late_signal.py"
     script.write_text(
@@ -356,6 +356,7 @@ async def test_a_value_error_mid_upload_is_a_bug_not_a_bad_url(s3_env, bucket, m
     assert raised.group_contains(ValueError, match="invalid url")
 
 
+@pytest.mark.process
 def test_upload_aborted_elsewhere_is_not_called_resumable(s3_env, bucket, s3_client, make_file,
                                                          tmp_path):  # fmt: skip
     file = make_file(40 * MiB, seed=100)
@@ -423,6 +424,7 @@ def test_source_changed_names_what_changed(make_file):
     assert "modification time" in str(changed.value) and "size" not in str(changed.value)
 
 
+@pytest.mark.process
 def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=101)
     state = tmp_path / "s"
@@ -438,6 +440,7 @@ def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_
 
 
 # -- found by an audit ----------------------------------------------------------------------------
+@pytest.mark.process
 def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -460,6 +463,7 @@ def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
     assert "upload resume" not in stderr and "persevere upload abort --state-file" in stderr
 
 
+@pytest.mark.process
 def test_a_proc_file_is_not_uploaded_empty(s3_env, bucket, s3_client, tmp_path):
     source = Path("/proc/self/status")  # size 0, yet bytes when read
     refused = clean(cli(s3_env, "cp", source, f"s3://{bucket}/p", "--state-dir", tmp_path))

@@ -18,17 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import persevere as cli
 from tests.conftest import sha256_of_file, sha256_of_object
 from tests.test_stream import PRODUCER, produced
 
 MiB = 1024 * 1024
-
-
-def cli(env, *args, timeout=300, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, stdin=stdin,
-    )  # fmt: skip
 
 
 def popen(env, *args, **kwargs):
@@ -68,6 +62,7 @@ def pipe_stream(env, size, seed, *args):
 
 
 # -- 1. the file replaced (renamed over) while it is uploaded ------------------------------------
+@pytest.mark.process
 def test_a_file_renamed_over_during_the_upload_is_not_reported_done(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -119,6 +114,7 @@ def test_cp_does_not_delete_the_state_file_of_a_cp_that_is_creating_its_upload(
 
 
 # -- 3. a resumed stream that ends early, on a part boundary -------------------------------------
+@pytest.mark.process
 def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -156,6 +152,7 @@ def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
 
 
 # -- 4. --processes: a stop signal while the shards run --------------------------------------------
+@pytest.mark.process
 @pytest.mark.parametrize("how", ["SIGTERM to persevere", "Ctrl-C to the terminal's group"])
 def test_processes_stop_on_a_signal_while_the_shards_run(
     s3_env, bucket, s3_client, make_file, tmp_path, how
@@ -195,6 +192,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"), "not resumable"
 
 
+@pytest.mark.process
 def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -232,6 +230,7 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
 
 
 # -- 5. an identity change is paid for at every resume, not once --------------------------------
+@pytest.mark.process
 def test_after_a_reread_the_next_resume_trusts_the_new_identity(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -271,6 +270,7 @@ class _FirstParts:
         return sorted(population)[:k]
 
 
+@pytest.mark.process
 def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
     s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
 ):

@@ -61,6 +61,7 @@ def test_env_points_sdk_at_server(s3_env: dict[str, str], bucket: str) -> None:
     assert bucket in names
 
 
+@pytest.mark.slow  # a scale run: 500 buckets at once
 def test_capacity_does_not_depend_on_free_disk(s3_client: S3Client) -> None:
     """Many more buckets than the suite uses, each holding a multipart upload, all at once.
 

@@ -21,17 +21,11 @@ import pytest
 
 import persevere
 from persevere._shards import shard_from_environment, shard_range
+from tests.conftest import persevere as cli
 from tests.conftest import sha256_of_file, sha256_of_object
 from tests.ruleproxy import Rule, RuleProxy
 
 MiB = 1024 * 1024
-
-
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def create(env, bucket, file, state, shards):
@@ -67,6 +61,7 @@ def test_shard_index_from_the_engines(monkeypatch):
     assert shard_from_environment(None) == (2, 4)
 
 
+@pytest.mark.process
 def test_shards_killed_at_random_and_run_again(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(80 * MiB + 333, seed=140)
     state = tmp_path / "s"
@@ -135,6 +130,7 @@ def test_status_counts_the_shards_parts(s3_env, bucket, s3_client, make_file, tm
     assert done["parts_done"] == done["part_count"] == 4
 
 
+@pytest.mark.process
 def test_completion_waits_for_a_shard_still_running(s3_env, bucket, s3_client, make_file,
                                                    tmp_path):  # fmt: skip
     file, state = make_file(30 * MiB, seed=142), tmp_path / "s"
@@ -159,6 +155,7 @@ def test_completion_waits_for_a_shard_still_running(s3_env, bucket, s3_client, m
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_shard_processes_stop_when_their_parent_is_killed(s3_env, bucket, make_file, tmp_path):
     file, state = make_file(40 * MiB, seed=143), tmp_path / "s"
@@ -212,6 +209,7 @@ def test_a_stale_shard_journal_of_an_earlier_upload_is_replaced(
     assert_done(s3_client, bucket, first)
 
 
+@pytest.mark.process
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=141)
     result = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
@@ -223,6 +221,7 @@ def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path
     assert header["shards"] == 2
 
 
+@pytest.mark.process
 def test_shard_bad_input(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=142)
     state = tmp_path / "s"
@@ -268,6 +267,7 @@ def test_a_lost_shard_journal_is_rebuilt_from_s3(s3_env, bucket, s3_client, make
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(300)
 def test_dask_tasks(s3_env, bucket, s3_client, make_file, tmp_path):
     """The example of examples/dask/shards.py, on a local cluster of worker processes."""
@@ -309,6 +309,7 @@ def _shard_that_dies_once(state_file: str, index: int, shards: int, marks: str) 
     return persevere.upload_shard_sync(state_file, index, shards)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(300)
 def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_path):
     from dask.distributed import Client, LocalCluster
@@ -333,6 +334,7 @@ def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
 def test_resume_processes_takes_the_overrides_to_its_shards(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path
 ):
@@ -353,6 +355,7 @@ def test_resume_processes_takes_the_overrides_to_its_shards(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
 def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(2 * MiB + 1, seed=146)  # one part
     done = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
@@ -361,6 +364,7 @@ def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_fil
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
 def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_client, make_file,
                                                          tmp_path):  # fmt: skip
     file, state = make_file(20 * MiB, seed=147), tmp_path / "s"

@@ -120,6 +120,7 @@ def test_a_stream_longer_than_expected_still_fits(expected):
 
 
 # -- against the local S3 -----------------------------------------------------------------------
+@pytest.mark.process
 def test_a_stream_uploads_byte_identical_in_bounded_memory(s3_env, bucket, s3_client, tmp_path):
     size = 200 * MiB + 12345
     result, rss_kib = pipe_into(s3_env, size, 1, *cp_args(bucket, tmp_path / "s", "--json"))
@@ -129,6 +130,7 @@ def test_a_stream_uploads_byte_identical_in_bounded_memory(s3_env, bucket, s3_cl
     assert json.loads(result.stdout)["size"] == size
 
 
+@pytest.mark.process
 def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     size, state = 90 * MiB + 7, tmp_path / "s"
     args = cp_args(bucket, state, "--max-bandwidth", "30MiB/s", "--json")
@@ -150,6 +152,7 @@ def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.process
 def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucket, s3_client,
                                                                    tmp_path):  # fmt: skip
     size, state = 60 * MiB, tmp_path / "s"
@@ -167,6 +170,7 @@ def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucke
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 3)
 
 
+@pytest.mark.process
 def test_an_early_end_with_an_expected_size_is_an_error(s3_env, bucket, s3_client, tmp_path):
     state = tmp_path / "s"
     short, _ = pipe_into(s3_env, 20 * MiB, 4, *cp_args(bucket, state, "--expected-size", "30MiB"))
@@ -179,12 +183,14 @@ def test_an_early_end_with_an_expected_size_is_an_error(s3_env, bucket, s3_clien
         "Contents", [])]  # fmt: skip
 
 
+@pytest.mark.process
 def test_an_empty_stream_is_an_empty_object(s3_env, bucket, s3_client, tmp_path):
     result, _ = pipe_into(s3_env, 0, 5, *cp_args(bucket, tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 0
 
 
+@pytest.mark.process
 def test_a_terminal_is_not_a_stream(s3_env, bucket, tmp_path):
     controller, terminal = pty.openpty()
     try:
@@ -200,6 +206,7 @@ def test_a_terminal_is_not_a_stream(s3_env, bucket, tmp_path):
     assert "nothing is being piped in" in result.stderr
 
 
+@pytest.mark.process
 def test_a_redirected_file_is_read_as_that_file(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(12 * MiB, seed=6)
     with file.open("rb") as stdin:
@@ -213,6 +220,7 @@ def test_a_redirected_file_is_read_as_that_file(s3_env, bucket, s3_client, make_
     assert records(Path(f"{file}.persevere"))[0]["file_path"] == str(file)
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):
@@ -224,6 +232,7 @@ def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):
     print(f"1 GiB stream: peak RSS {rss_kib / 1024:.0f} MiB")
 
 
+@pytest.mark.process
 def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket, tmp_path):
     """Found by an audit: the new size was dropped, so a short stream completed, exit 0."""
     size, state = 40 * MiB, tmp_path / "s"

@@ -72,12 +72,14 @@ def _torture(env, s3_client, bucket, file: Path, state: Path, kills: int, seed: 
     return outcomes
 
 
+@pytest.mark.process
 def test_kill9_at_random_moments_small(s3_env, s3_client, bucket, make_file, tmp_path):
     file = make_file(100 * MiB, seed=31)
     _torture(s3_env, s3_client, bucket, file, tmp_path / "t.state", kills=4, seed=1,
              extra=["--part-size", "5MiB", "--concurrency", "4"])  # fmt: skip
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("seed", [1, 2])

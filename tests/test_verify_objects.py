@@ -12,10 +12,7 @@ none); never a traceback.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import persevere
+from tests.conftest import persevere as persevere_cli
 from tests.ruleproxy import Rule, RuleProxy, ignoring_part_number
 
 MiB = 1024 * 1024
@@ -227,13 +225,6 @@ def test_identical_bytes_match_and_one_changed_byte_does_not(
 
 
 # -- each case of issue 18, through the command -----------------------------------------------
-def persevere_cli(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def assert_clean(result):
     assert "Traceback" not in result.stderr, result.stderr
 

@@ -28,6 +28,9 @@ from persevere import __version__
 from tests.conftest import sha256_of_file, sha256_of_object
 from tests.test_packaging import PREFIX, readme_install
 
+# Slow (make test-all, CI): builds the sdist and the wheel, installs the wheel into a new venv.
+pytestmark = [pytest.mark.slow, pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 # The distribution's name as files spell it (PEP 427/625): persevere-s3 -> persevere_s3.
@@ -110,6 +113,7 @@ def test_sdist_and_wheel_ship_the_license(dist):
     assert [n for n in package if not n.endswith((".py", "/py.typed"))] == []
 
 
+@pytest.mark.process
 def test_installed_wheel_runs_and_uploads(
     wheel_venv, s3_env, bucket, s3_client, make_file, tmp_path
 ):

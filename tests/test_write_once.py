@@ -9,9 +9,6 @@ with a 404 itself, so the conditional completion is what meets the existing obje
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,18 +16,17 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import delete_bucket, interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import (
+    delete_bucket,
+    interrupt_after_parts,
+    persevere,
+    sha256_of_file,
+    sha256_of_object,
+)
 from tests.httpproxy import HttpProxy, Reply
 
 MiB = 1024 * 1024
 EXISTING = b"the backup that must stay"
-
-
-def persevere(env, *args, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, input=stdin,
-    )  # fmt: skip
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -94,6 +90,7 @@ def test_existing_key_is_refused_before_anything_is_sent(
     assert _unchanged(s3_client, bucket) and _no_uploads(s3_client, bucket)
 
 
+@pytest.mark.process
 def test_a_stream_to_an_existing_key_is_refused_before_anything_is_sent(
     proxied, bucket, s3_client, tmp_path
 ):
@@ -101,7 +98,7 @@ def test_a_stream_to_an_existing_key_is_refused_before_anything_is_sent(
     env, proxy = proxied()
     state = tmp_path / "s"
     result = persevere(env, "cp", "-", f"s3://{bucket}/k", "--state-file", state,
-                       "--no-overwrite", stdin="streamed bytes\n" * 1000)  # fmt: skip
+                       "--no-overwrite", input="streamed bytes\n" * 1000)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "already exists; it was left untouched (write-once), nothing was uploaded" in (
         result.stderr
@@ -151,6 +148,7 @@ def test_key_created_during_the_upload_is_not_overwritten(
     assert again.returncode == 1 and "was aborted" in again.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("where", ["before sending", "at completion"])
 def test_resume_honours_no_overwrite(
     proxied, s3_env, bucket, s3_client, make_file, tmp_path, where

@@ -8,28 +8,21 @@ first part (issue 13), and the default falls back to Content-MD5.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.compat.conftest import ServerTraits
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
+
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 CLASSIC = ["CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"]
 EXTENDED = ["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]
 NOT_VERIFIED = "did not verify"  # the phrase of persevere's refusal (see _checksum_mode.py)
-
-
-def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def _journal(state: Path) -> list[dict[str, Any]]:
@@ -99,6 +92,7 @@ def test_extended_algorithm(
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix=algorithm)
 
 
+@pytest.mark.process
 def test_kill_status_list_resume_verify(
     server_traits: ServerTraits, s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -134,6 +128,7 @@ def test_kill_status_list_resume_verify(
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+@pytest.mark.process
 def test_abort_then_resume_is_refused(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(20 * MiB, seed=5)
     state = tmp_path / "s"
@@ -151,6 +146,7 @@ def test_abort_then_resume_is_refused(s3_env, bucket, s3_client, make_file, tmp_
     assert resumed.returncode == 1 and "was aborted" in resumed.stderr
 
 
+@pytest.mark.process
 def test_resume_after_upload_aborted_elsewhere(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(20 * MiB, seed=6)
     state = tmp_path / "s"

@@ -12,28 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.compat.conftest import ServerTraits
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.httpproxy import HttpProxy
 
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 PART = 5 * MiB
-
-
-def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def _parts(state: Path) -> list[dict[str, Any]]:

@@ -13,24 +13,19 @@ applying them on a lock bucket: tests/test_write_once.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
 from tests.compat.conftest import ServerTraits
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.httpproxy import HttpProxy, Reply
+
+# Slow (make test-all, CI): the compatibility matrix (moto, JuiceFS).
+pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 EXISTING = b"the backup that must stay"
-
-
-def persevere(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "persevere", *map(str, args)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def _error_lines(stderr: str) -> list[str]:
