@@ -414,6 +414,7 @@ def test_version_and_help():
         assert "Usage:" in result.stdout
 
 
+@pytest.mark.process
 def test_resume_of_a_completed_upload_is_success(s3_env, bucket, s3_client, make_file,
                                                  tmp_path):  # fmt: skip
     """Already done is done (exit 0, as cp and upload shard say it), while the object is still

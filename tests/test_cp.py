@@ -168,6 +168,7 @@ def test_cp_refuses_a_state_file_of_another_destination(s3_env, bucket, make_fil
     assert "records an upload to" in other.stderr and f"s3://{bucket}/a" in other.stderr
 
 
+@pytest.mark.process
 def test_a_second_destination_of_a_file_has_a_state_file_of_its_own(
     s3_env, bucket, s3_client, make_file
 ):
@@ -215,6 +216,7 @@ def test_a_file_name_too_long_for_its_state_file_name_gets_one_cut_short(
     assert_same(s3_client, bucket, "k", file)
 
 
+@pytest.mark.process
 def test_another_file_of_the_same_size_is_proven_part_by_part(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

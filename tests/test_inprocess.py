@@ -96,7 +96,7 @@ def test_the_runner_says_what_the_process_says(s3_env, s3_client, make_file, tmp
     ]
     assert differ == []
     codes = [code for code, _, _ in seen[False]]
-    assert codes == [0, 2, 2, 2, 0, 1, 0, 1, 0, 1, 1, 0, 0, 2, 0, 3], codes
+    assert codes == [0, 2, 2, 2, 0, 1, 0, 0, 0, 1, 1, 0, 0, 2, 0, 3], codes
 
 
 @pytest.mark.process

@@ -113,6 +113,7 @@ def _make_dry_run(target: str, venv: Path) -> list[str]:
     return dry.stdout.splitlines()
 
 
+@pytest.mark.process
 def test_make_demo_installs_the_demo_extra_not_the_dev_tools(tmp_path):
     """A first `make demo` installed the whole dev extra (dask, moto, awscli...: 960 MB)."""
     lines = _make_dry_run("demo", tmp_path / "venv")
@@ -136,6 +137,7 @@ def test_fails(tmp_path):
 """
 
 
+@pytest.mark.process
 def test_a_passing_tests_files_are_deleted_a_failing_ones_kept(tmp_path):
     """The project's pytest configuration, on a test that passes and one that fails."""
     (tmp_path / "probe").mkdir()
@@ -151,6 +153,7 @@ def test_a_passing_tests_files_are_deleted_a_failing_ones_kept(tmp_path):
     assert left == ["test_fails0/kept.bin"], left
 
 
+@pytest.mark.process
 def test_make_test_deletes_the_sessions_directory_once_all_passed(tmp_path):
     """The session's directories (the server's data, the wheel's venv) are not a test's
     tmp_path: the Makefile deletes --basetemp after pytest, which make runs only if it passed."""
@@ -162,6 +165,7 @@ def test_make_test_deletes_the_sessions_directory_once_all_passed(tmp_path):
         assert lines[pytest_at + 1 :] == [f"rm -rf {basetemp[1]}"], lines
 
 
+@pytest.mark.process
 def test_the_test_server_writes_nothing_outside_its_directory(tmp_path, monkeypatch):
     """weed wrote log files of its own (weed.*) into the temp dir at each start."""
     temp = tmp_path / "temp"  # where weed's Go runtime looks: $TMPDIR

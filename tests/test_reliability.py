@@ -504,6 +504,7 @@ def _journal_and_s3(s3_client, bucket, state):
     return recorded, {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
 
 
+@pytest.mark.process
 def test_a_stop_records_the_parts_s3_took(s3_env, s3_server, bucket, s3_client, make_file,
                                           tmp_path):  # fmt: skip
     """Ctrl-C while S3's answer to a part is on its way: the part is on S3, so the journal
@@ -533,6 +534,7 @@ def test_a_stop_records_the_parts_s3_took(s3_env, s3_server, bucket, s3_client, 
         assert status["parts_done"] == status["remote"]["parts"] == len(on_s3)
 
 
+@pytest.mark.process
 def test_status_explains_parts_s3_holds_that_the_journal_lacks(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path
 ):

@@ -320,7 +320,7 @@ def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_
     marks.mkdir()
     persevere.create_upload_sync(file, bucket, "k", state, shards=3, part_size=5 * MiB)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+                      dashboard_address=":0") as cluster, Client(cluster) as client:  # fmt: skip
         client.run(lambda env=dict(s3_env): os.environ.update(env))
         futures = [
             client.submit(_shard_that_dies_once, state, i, 3, str(marks), pure=False, retries=3)
@@ -424,6 +424,7 @@ def wait_until(condition, proc, deadline_s=60.0):
         pytest.param("parent", signal.SIGTERM, id="kill-parent"),
     ],
 )  # fmt: skip
+@pytest.mark.process
 def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     s3_env, bucket, s3_client, make_file, tmp_path, whom, sig
 ):
@@ -575,6 +576,7 @@ class RefusedAtFirst(Rule):
             return self.seen[number] <= self.times
 
 
+@pytest.mark.process
 def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3_client,
                                                    make_file, tmp_path):  # fmt: skip
     """Each part fails 4 times before S3 takes it: --max-retries 1 (2 attempts) gives up in
@@ -606,6 +608,7 @@ def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3
     assert took / 2 < summary["elapsed_s"] <= took
 
 
+@pytest.mark.process
 def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_client,
                                                               make_file, tmp_path):  # fmt: skip
     file, state = make_file(20 * MiB, seed=150), tmp_path / "s"
@@ -613,7 +616,7 @@ def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_
     first = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
     assert first.returncode == 0, first.stderr
     done = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "2",
-               "--verify-parts", "--no-progress")  # fmt: skip
+               "--verify-parts", "--no-progress", process=True)  # the shards' stderr  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "as asked; re-reading the 2 part(s) already uploaded" in done.stderr  # shard 0's
     assert_done(s3_client, bucket, file)

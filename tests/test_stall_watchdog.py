@@ -46,7 +46,7 @@ async def _watched(sender: PartSender, attempts: list[_Attempt], for_s: float) -
 @pytest.mark.anyio
 async def test_a_stalled_attempt_is_cut_when_its_timeout_is_up():
     """Was cut on the watchdog's first 1 s tick at the earliest, whatever the timeout."""
-    cut = await _watched(_sender(0.2), [_Attempt(anyio.CancelScope())], for_s=0.8)
+    cut = await _watched(_sender(0.2), [_Attempt(anyio.CancelScope(), False)], for_s=0.8)
     assert cut[0] is not None
     assert 0.2 <= cut[0] < 0.6
 
@@ -54,7 +54,7 @@ async def test_a_stalled_attempt_is_cut_when_its_timeout_is_up():
 @pytest.mark.anyio
 async def test_moving_or_throttled_attempts_are_not_cut():
     sender = _sender(0.2)
-    moving, throttled = _Attempt(anyio.CancelScope()), _Attempt(anyio.CancelScope())
+    moving, throttled = _Attempt(anyio.CancelScope(), False), _Attempt(anyio.CancelScope(), False)
     throttled.throttled = True
 
     async def keep_moving() -> None:

@@ -260,6 +260,7 @@ def object_keys(s3_client, bucket):
 
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
+@pytest.mark.process
 def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, make_file,
                                                      tmp_path, given_as):  # fmt: skip
     """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
@@ -284,6 +285,7 @@ def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, 
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
 
 
+@pytest.mark.process
 def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, bucket, s3_client, make_file,
                                                            tmp_path):  # fmt: skip
     """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
@@ -303,6 +305,7 @@ def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, bucket, s3_cl
 
 
 @pytest.mark.parametrize("expected", [None, "40MiB"])
+@pytest.mark.process
 def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path,
                                                   expected):  # fmt: skip
     """The state of ``producer | cp -``, then ``cp - < file`` of the same bytes (and size)."""
@@ -329,6 +332,7 @@ def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, mak
 
 # -- a stream cut short: whole parts only, resumable with the whole stream ----------------------
 @pytest.mark.parametrize(("cut", "resumer"), [(20 * MiB, "cp"), (0, "upload resume")])
+@pytest.mark.process
 def test_a_stream_cut_short_of_its_expected_size_resumes_whole(s3_env, bucket, s3_client,
                                                                tmp_path, cut, resumer):  # fmt: skip
     """Found by a user (issue 23): ``(head -c 20M src; exit 3) | cp - --expected-size 50MiB``
@@ -352,6 +356,7 @@ def test_a_stream_cut_short_of_its_expected_size_resumes_whole(s3_env, bucket, s
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 13)
 
 
+@pytest.mark.process
 def test_a_short_last_part_recorded_earlier_goes_on_whole(s3_env, s3_server, bucket, s3_client,
                                                           tmp_path):  # fmt: skip
     """A stream without an expected size ended inside part 3 and its completion failed: the
@@ -374,6 +379,7 @@ def test_a_short_last_part_recorded_earlier_goes_on_whole(s3_env, s3_server, buc
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 16)
 
 
+@pytest.mark.process
 def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server, bucket,
                                                               s3_client, tmp_path):  # fmt: skip
     """Resuming, parts the other stream sent before its first recorded part was read were
