@@ -14,7 +14,7 @@ would have, and puts back everything it changed:
 - an exception that escapes the CLI goes through ``sys.excepthook`` (typer's) to stderr,
   exit 1, as an uncaught one would;
 - afterwards: the stop signals' handlers, ``sys.excepthook``, the ``persevere`` logger,
-  the CLI's per-process flags (``_cli._json_output``, ``_s3.FROZEN_UNTIL_EXIT``) and the
+  the CLI's per-process flags (``_cli_run._json_output``, ``_s3.FROZEN_UNTIL_EXIT``) and the
   garbage collector (``gc.freeze`` is meant to last until the process exits).
 
 What it cannot be: a process. Signals, ``kill -9``, ``os._exit``, file locks between two
@@ -93,7 +93,7 @@ def _fresh_interpreter_warnings() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _put_back_process_state() -> Iterator[None]:
-    from persevere import _cli, _s3
+    from persevere import _cli_run, _s3
 
     logger = logging.getLogger("persevere")
     saved_logger = (list(logger.handlers), logger.level, logger.propagate)
@@ -108,7 +108,7 @@ def _put_back_process_state() -> Iterator[None]:
         sys.excepthook = saved_hook
         sys.argv = saved_argv
         logger.handlers[:], logger.level, logger.propagate = saved_logger
-        _cli._json_output = False
+        _cli_run._json_output = False
         _s3.FROZEN_UNTIL_EXIT = False
         gc.unfreeze()
 

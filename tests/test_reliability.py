@@ -328,13 +328,13 @@ def test_a_signal_after_the_result_does_not_undo_it(tmp_path):
     script = tmp_path / "late_signal.py"
     script.write_text(
         "import os, signal, anyio\n"
-        "from persevere import _cli\n"
+        "from persevere import _cli_run\n"
         "async def work():\n"
         "    with anyio.CancelScope(shield=True):\n"
         "        os.kill(os.getpid(), signal.SIGINT)  # arrives as the work finishes\n"
         "        await anyio.sleep(0.5)\n"
         "    return 'done'\n"
-        "print(_cli._run(work))\n"
+        "print(_cli_run._run(work))\n"
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=60)  # fmt: skip

@@ -1,0 +1,382 @@
+"""The commands that look, check and clean up: ``upload abort``, ``upload list``, ``upload
+status``, ``verify`` and ``bench``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ._cli_flags import (
+    BucketUrlArg,
+    DurationOpt,
+    EndpointFlags,
+    FileArg,
+    JsonOpt,
+    KeyRequestPayerOpt,
+    ListRequestPayerOpt,
+    MaxPartsOpt,
+    NoProgressOpt,
+    ObjectUrlArg,
+    _bucket_url,
+    _object_url,
+    _overrides,
+    _part_size,
+    _target,
+)
+from ._cli_run import _Cleanup, _emit_json, _progress, _run, _say, _usage_error
+from ._flag_groups import flag_groups
+from ._options import MAX_CONCURRENCY
+from ._units import format_duration, format_size, parse_size
+
+T = TypeVar("T")
+
+log = logging.getLogger("persevere")
+
+
+def _parsed(parse: Callable[[str], T], text: str, flag: str) -> T:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        _usage_error(str(exc), flag)
+
+
+def _levels(text: str) -> list[int]:
+    """bench's --concurrency: comma-separated settings, each within --concurrency's range."""
+    levels = [x.strip() for x in text.split(",") if x.strip()]
+    if not levels or not all(x.isdigit() and 1 <= int(x) <= MAX_CONCURRENCY for x in levels):
+        raise ValueError(f"not comma-separated whole numbers from 1 to {MAX_CONCURRENCY}: {text!r}")
+    return [int(x) for x in levels]
+
+
+@flag_groups
+def abort(
+    url_arg: ObjectUrlArg = None,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="The journal of the upload to abort.")
+    ] = None,
+    s3_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-bucket",
+            help="With --s3-key and --upload-id (or s3://BUCKET/KEY --upload-id ID): an "
+            "upload that has no state file (see 'upload list').",
+        ),
+    ] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
+    upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    request_payer: KeyRequestPayerOpt = None,
+) -> None:
+    """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
+    ID (or --s3-bucket, --s3-key, --upload-id)."""
+    from ._orphans import abort_by_id
+    from ._upload import abort_upload
+
+    if state_file is not None:
+        if url_arg or s3_bucket or s3_key or upload_id:
+            _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
+        overrides = _overrides(endpoint_flags.no_verify_ssl)
+        header = _run(lambda: abort_upload(state_file, endpoint=overrides))
+        typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
+        return
+    target = _object_url(url_arg, s3_bucket, s3_key)
+    if target is None or not upload_id:
+        _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
+    (bucket, key), uid = target, upload_id
+    endpoint = endpoint_flags.endpoint()
+    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
+    typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
+
+
+@flag_groups
+def list_uploads(
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="The bucket to look in.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only keys under this prefix.")
+    ] = None,
+    older_than: DurationOpt = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    request_payer: ListRequestPayerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List multipart uploads in progress (their parts are billed until aborted):
+    persevere upload list s3://BUCKET[/PREFIX]."""
+    from ._orphans import list_uploads as list_in_progress
+
+    bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
+    endpoint = endpoint_flags.endpoint()
+    listing = _run(
+        lambda: list_in_progress(
+            bucket,
+            prefix=under,
+            older_than_s=older_than,
+            endpoint=endpoint,
+            request_payer=request_payer,
+        )
+    )
+    uploads = listing.uploads
+    if json_output:
+        _emit_json({"bucket": bucket, "uploads": uploads})
+        return
+    older = f" older than {format_duration(older_than)}" if older_than is not None else ""
+    younger = f" ({listing.younger} younger, not listed)" if listing.younger else ""
+    if not uploads:
+        typer.echo(f"no multipart uploads in progress{older} in s3://{bucket}/{under}{younger}")
+        return
+    typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
+    for u in uploads:
+        when = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
+        typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {u.key}  {u.upload_id}")
+    total = sum(u.bytes for u in uploads)
+    typer.echo(
+        f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{younger}: "
+        f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
+    )
+
+
+@flag_groups
+def status(
+    url_arg: ObjectUrlArg = None,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="The journal of the upload.")
+    ] = None,
+    json_output: JsonOpt = False,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    request_payer: KeyRequestPayerOpt = None,
+) -> None:
+    """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
+    what S3 holds for that key (the object, and the uploads in progress to it)."""
+    from ._upload import upload_status
+
+    if (url_arg is None) == (state_file is None):
+        _usage_error("give --state-file, or s3://BUCKET/KEY")
+    if url_arg is not None:
+        endpoint = endpoint_flags.endpoint()
+        _key_status(url_arg, endpoint, request_payer, json_output)
+        return
+    assert state_file is not None
+    overrides = _overrides(endpoint_flags.no_verify_ssl)
+    st = _run(lambda: upload_status(state_file, endpoint=overrides))
+    if json_output:
+        _emit_json(st)
+        return
+    h = st.header
+    source = f"{h.file_path} ({format_size(h.file_size)}, {h.file_size} bytes)"
+    done = f"{st.parts_done} of {st.part_count} done ({format_size(st.bytes_done)} of " \
+           f"{format_size(h.file_size)})"  # fmt: skip
+    if h.stream:
+        expected = f", {h.expected_size:,} bytes expected" if h.expected_size else ""
+        source = f"standard input (a stream{expected})"
+        done = f"{st.parts_done} done ({format_size(st.bytes_done)})"
+    lines = [
+        f"state file:  {st.state_file}",
+        f"file:        {source}",
+        f"object:      s3://{h.bucket}/{h.key}",
+        f"endpoint:    {h.endpoint_url or 'AWS default'}  region: {h.region or '-'}"
+        f"  profile: {h.profile or '-'}",
+        f"upload id:   {h.upload_id}",
+        f"parts:       {done}, part size {format_size(h.part_size)}, checksum "
+        f"{h.checksum_algorithm}",
+        f"created:     {h.created_at}",
+    ]
+    if st.outcome is not None:
+        lines.append(f"state:       {st.outcome['type']} at {st.outcome.get('at', '?')}")
+    else:
+        lines.append("state:       in progress (resumable)")
+    remote = st.remote
+    if remote is not None:
+        if not remote.reachable:
+            lines.append(f"S3:          not reachable ({remote.error})")
+        elif remote.error:
+            lines.append(f"S3:          {remote.error}")
+        elif not remote.exists:
+            lines.append("S3:          the multipart upload no longer exists")
+        else:
+            held = f"S3:          {remote.parts} parts ({format_size(remote.bytes)})"
+            if remote.unrecorded:  # taken by S3, their answers lost as the upload stopped
+                it, matches = ("it", "it matches") if remote.unrecorded == 1 else \
+                              ("them", "they match")  # fmt: skip
+                held += (f"; {remote.unrecorded} of them not in the state file yet (taken by "
+                         f"S3 as the upload stopped): the next resume keeps {it} if {matches} "
+                         "the file")  # fmt: skip
+            lines.append(held)
+    typer.echo("\n".join(lines))
+
+
+def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output: bool) -> None:
+    from ._orphans import key_status
+
+    target = _object_url(url, None, None)
+    assert target is not None
+    bucket, key = target
+    st = _run(lambda: key_status(bucket, key, endpoint=endpoint, request_payer=request_payer))
+    if json_output:
+        _emit_json(st)
+        return
+    if st.exists is None:
+        held = "cannot tell (HeadObject refused: s3:GetObject)"
+    elif not st.exists:
+        held = "does not exist"
+    else:
+        when = st.last_modified.isoformat(timespec="seconds") if st.last_modified else "?"
+        held = (
+            f"{format_size(st.size or 0)} ({st.size} bytes), ETag {st.etag}, "
+            f"{st.checksum or 'no checksum'}, modified {when}"
+        )
+    lines = [f"object:      s3://{bucket}/{key}", f"S3:          {held}"]
+    if st.uploads is None:
+        lines.append("uploads:     cannot tell (ListMultipartUploads refused)")
+    elif not st.uploads:
+        lines.append("uploads:     none in progress")
+    for u in st.uploads or []:
+        started = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
+        lines.append(
+            f"upload:      {u.upload_id} started {started}, {u.parts} parts "
+            f"({format_size(u.bytes)}) billed until aborted"
+        )
+    typer.echo("\n".join(lines))
+
+
+@flag_groups
+def verify(
+    file_arg: FileArg = None,
+    url_arg: ObjectUrlArg = None,
+    s3_bucket: Annotated[str | None, typer.Option("--s3-bucket", help="Bucket.")] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="The local file.")] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option("--state-file", help="The upload's journal: lets verify name the part."),
+    ] = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check an object against a local file without downloading it.
+
+    Exit 0: same bytes; 1: the object or its bucket does not exist, or another error (access
+    refused, S3 unreachable); 2: bad input; 4: they differ (the first differing part is named
+    when known); 5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes
+    the endpoint will not tell).
+    """
+    from ._verify import verify_object
+
+    if str(file or file_arg) == "-":
+        _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
+    local, target_bucket, target_key = _target(
+        file or file_arg, url_arg, s3_bucket, s3_key, "--file"
+    )
+    endpoint = endpoint_flags.endpoint()
+    result = _run(
+        lambda: verify_object(
+            local,
+            target_bucket,
+            target_key,
+            endpoint=endpoint,
+            state_file=state_file,
+            progress=_progress(not no_progress and not json_output, "verify"),
+        )
+    )
+    if json_output:
+        document = {"bucket": target_bucket, "key": target_key, "file": str(local)}
+        _emit_json({**document, **dataclasses.asdict(result)})
+    else:
+        label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
+        typer.echo(f"{label}: s3://{target_bucket}/{target_key} vs {local}: {result.reason}")
+    raise typer.Exit(result.exit_code)
+
+
+@flag_groups
+def bench(
+    url_arg: BucketUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="A bucket you may write to.")
+    ] = None,
+    size: Annotated[
+        str, typer.Option("--size", help="Bytes uploaded per setting (generated, no file).")
+    ] = "1GiB",
+    concurrency: Annotated[
+        str, typer.Option("--concurrency", "-c", help="Comma-separated settings to try.")
+    ] = "1,4,8,16",
+    part_size: Annotated[
+        str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
+    ] = "auto",
+    max_parts: MaxPartsOpt = 10_000,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    json_output: JsonOpt = False,
+) -> None:
+    """Measure upload speed to your endpoint per --concurrency / --part-size setting:
+    persevere bench s3://BUCKET[/PREFIX].
+
+    Uploads generated data under [PREFIX/]persevere-bench/ and deletes every object afterwards
+    (or aborts the upload if a run fails or is interrupted), so nothing is left behind.
+    A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
+    the exact command that removes what is left.
+    """
+    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
+
+    bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
+    under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
+
+    def show(row: Any) -> None:
+        if not json_output and log.isEnabledFor(logging.WARNING):  # not under -q
+            _say(
+                f"c={row.concurrency:<3} part {format_size(row.part_size):>9}: "
+                f"{row.mb_per_s:8.1f} MB/s"
+            )
+
+    total = _parsed(parse_size, size, "--size")
+    levels = _parsed(_levels, concurrency, "--concurrency")
+    parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size,
+                    "--part-size")  # fmt: skip
+    endpoint = endpoint_flags.endpoint()
+    leftovers: dict[str, BenchLeftover] = {}
+
+    def left() -> list[str]:
+        return [_removal(item) for item in list(leftovers.values())]
+
+    rows = _run(
+        lambda: run_bench(
+            bucket,
+            size=total,
+            concurrencies=levels,
+            part_sizes=parts,
+            endpoint=endpoint,
+            on_row=show,
+            leftovers=leftovers,
+            max_parts=max_parts,
+            key_prefix=under,
+        ),
+        cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
+    )
+    if json_output:
+        _emit_json({"bucket": bucket, "size": total, "rows": rows})
+    else:
+        typer.echo(format_table(rows))
+
+
+def _removal(item: Any) -> str:
+    """The exact command that removes a bench upload the bench could not clean up."""
+    bucket, key = shlex.quote(item.bucket), shlex.quote(item.key)
+    if item.upload_id is None:
+        return (
+            f"an upload of s3://{item.bucket}/{item.key} may have been created: "
+            f"persevere upload list --s3-bucket {bucket} --prefix {key}"
+        )
+    command = (
+        f"upload {item.upload_id} of s3://{item.bucket}/{item.key}: persevere upload abort "
+        f"--s3-bucket {bucket} --s3-key {key} --upload-id {shlex.quote(item.upload_id)}"
+    )
+    if item.completing:
+        command += f" (and delete s3://{item.bucket}/{item.key} if it was completed)"
+    return command

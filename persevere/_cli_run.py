@@ -1,0 +1,351 @@
+"""Running a command's coroutine, and putting what came of it into words.
+
+:func:`_run` runs one coroutine with SIGINT/SIGTERM turned into a clean stop (exit 130;
+SIGHUP 129), :func:`_fail` reports one of persevere's own errors as one line (naming the flag
+of the parameter the error names, and the command that resumes or aborts) and exits with its
+code; under ``--json`` the error is also the one JSON document on stdout. Progress, and the
+printing of results and dry runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from . import _errors
+from ._units import format_size
+
+T = TypeVar("T")
+
+log = logging.getLogger("persevere")
+
+# The flag of each API parameter a core error may name.
+_FLAGS = {
+    "part_size": "--part-size",
+    "max_parts": "--max-parts",
+    "no_overwrite": "--no-overwrite",
+    "concurrency": "--concurrency",
+    "checksum": "--checksum",
+    "state_file": "--state-file",
+    "endpoint_url": "--endpoint-url",
+    "profile": "--profile",
+    "ca_bundle": "--ca-bundle",
+    "metadata": "--metadata",
+    "tagging": "--tagging",
+    "sse_kms_key_id": "--sse-kms-key-id",
+    "expected_bucket_owner": "--expected-bucket-owner",
+    "expected_size": "--expected-size",
+}
+
+_json_output = False  # the running command was given --json: its errors are JSON on stdout too
+
+
+def _note_json(value: bool) -> bool:
+    global _json_output
+    _json_output = value
+    return value
+
+
+# -- running a coroutine, and reporting ------------------------------------------------------
+def _fail(exc: _errors.PersevereError) -> NoReturn:
+    from ._logs import event, json_lines
+
+    flag = _FLAGS.get(exc.param or "")
+    where = f"{flag}: " if flag and flag not in exc.message else ""
+    lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
+    command = None
+    if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
+        state = f"--state-file {shlex.quote(exc.state_file)}"
+        if exc.next_step == "resume":
+            command = f"persevere upload resume {state}"
+            lines.append(f"the upload is resumable: {command}")
+        elif exc.next_step == "abort":
+            command = f"persevere upload abort {state}"
+            lines.append(f"to give it up: {command}")
+    if json_lines():
+        log.error(f"{where}{exc.message}", extra=event("error", exit_code=exc.exit_code,
+                  hint=exc.hint, next_command=command))  # fmt: skip
+    else:
+        for line in lines:
+            _say(f"persevere: {line}")
+    _json_error(exc, f"{where}{exc.message}", command)
+    raise typer.Exit(exc.exit_code)
+
+
+def _json_error(exc: _errors.PersevereError, message: str, command: str | None) -> None:
+    """Under --json, the error is also the one JSON document on stdout: a script that parses
+    stdout always gets one (the exit code is the same)."""
+    if not _json_output:
+        return
+    _emit_json(
+        {"error": message, "exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
+    )
+
+
+def _usage_error(message: str, flag: str | None = None) -> NoReturn:
+    """Bad input a command finds itself (not click while parsing): click's usual report, or
+    under --json persevere's JSON one; exit 2 either way."""
+    if _json_output:
+        _fail(_errors.UsageError(f"{flag}: {message}" if flag else message))
+    raise typer.BadParameter(message, param_hint=flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cleanup:
+    """A command that removes what it made (bench): ``left()`` says, as exact commands, what
+    would stay behind if it ended now. A second signal gives the cleanup ``grace_s`` more
+    seconds; a third, or the end of the grace, exits at once, printing ``left()``."""
+
+    left: Callable[[], list[str]]
+    grace_s: float
+
+
+def _run(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    resumable_state: Path | None = None,
+    cleanup: _Cleanup | None = None,
+    hurried_by_parent: bool = False,
+) -> T:
+    """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
+
+    A result that was reached before the signal took effect is still the result: a Ctrl-C
+    after the upload completed does not turn success into "interrupted".
+
+    ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
+    (from the terminal, to the whole process group, and passed on by its parent), so a
+    signal after the first is not a second stop: the parent, which gets the user's second
+    Ctrl-C too, ends it at once if the user insists.
+    """
+    import anyio
+
+    from ._journal import holds_upload
+    from ._sync import run
+
+    interrupted: str | None = None
+    hurried = False  # a second signal came: the cleanup's grace is running
+    if resumable_state is not None:
+        settling = "the journal is being settled"
+        again_note = "every recorded part is safe in the state file"
+    else:
+        settling, again_note = "cleaning up", "cleanup cut short"
+
+    def exit_now(name: str) -> NoReturn:
+        lines = cleanup.left() if cleanup is not None else []
+        note = again_note
+        if cleanup is not None:
+            note = "left behind:" if lines else "nothing was left behind"
+        _say(f"persevere: {name} again: exiting now; {note}")
+        for line in lines:
+            _say(f"persevere:   {line}")
+        os._exit(_exit_code(interrupted))
+
+    async def main() -> T:
+        nonlocal interrupted
+        result: list[T] = []
+        failure: list[_errors.PersevereError] = []
+        work = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+
+            async def exit_after_grace(name: str, grace_s: float) -> None:
+                await anyio.sleep(grace_s)
+                exit_now(name)
+
+            async def watch_signals(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                # Watches for the whole run: the first signal stops the work cleanly (the
+                # journal settles); a second one, while that is under way, exits at once
+                # (a cleanup first gets its grace, and a third signal cuts that short).
+                nonlocal interrupted, hurried
+                with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+                    task_status.started()
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if signum == signal.SIGHUP:
+                            _hung_up()
+                        if interrupted and cleanup is not None and not hurried:
+                            hurried = True
+                            log.warning(
+                                "%s again: finishing the cleanup first (at most %.0fs; once "
+                                "more to exit at once)",
+                                name,
+                                cleanup.grace_s,
+                            )
+                            tg.start_soon(exit_after_grace, name, cleanup.grace_s)
+                            continue
+                        if interrupted and hurried_by_parent:
+                            log.info("%s again: already stopping", name)
+                            continue
+                        if interrupted:
+                            exit_now(name)
+                        interrupted = name
+                        log.warning("%s received: stopping, %s", name, settling)
+                        work.cancel()
+
+            await tg.start(watch_signals)
+            with work:
+                try:
+                    result.append(await fn())
+                except _errors.PersevereError as exc:
+                    failure.append(exc)  # raised below, not wrapped in the task group's group
+            tg.cancel_scope.cancel()
+        for signum in _STOP_SIGNALS:  # (the receiver put the defaults back: see _run's finally)
+            signal.signal(signum, signal.SIG_IGN)
+        if result:
+            return result[0]
+        if failure and not interrupted:
+            raise failure[0]
+        stop = _errors.Interrupted(f"interrupted ({interrupted})")
+        stop.exit_code = _exit_code(interrupted)
+        raise stop
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                return run(main)
+        finally:
+            # The work is over (done, failed or stopped; the journal settled): what is left is
+            # saying so. A signal now must not turn that into death by signal: a supervisor
+            # would take a success for a failure, or a clean error for a crash.
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+    except _errors.Interrupted as exc:
+        if resumable_state is not None and holds_upload(resumable_state):
+            exc.message = "interrupted; the upload is intact"
+            exc.state_file = str(resumable_state)
+        elif resumable_state is not None:
+            exc.message = "interrupted before the upload was created; nothing to resume"
+        elif cleanup is not None and not cleanup.left():
+            exc.message = f"{exc.message}; cleaned up: nothing was left behind"
+        _fail(_left_behind(exc, cleanup))
+    except _errors.PersevereError as exc:
+        _fail(_left_behind(exc, cleanup))
+
+
+def _left_behind(exc: _errors.PersevereError, cleanup: _Cleanup | None) -> _errors.PersevereError:
+    """A failure of a command that cleans up, with what its cleanup could not remove."""
+    lines = cleanup.left() if cleanup is not None else []
+    if lines:
+        exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
+    return exc
+
+
+# getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _exit_code(signal_name: str | None) -> int:
+    return 129 if signal_name == "SIGHUP" else _errors.EXIT_INTERRUPTED
+
+
+def _say(line: str) -> None:
+    """A line on stderr that never raises: after SIGHUP the terminal may be gone."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _hung_up() -> None:
+    """The terminal is gone (SIGHUP): send what would have gone to it nowhere, rather than fail
+    on the next write; a supervisor's log (a file, a pipe) keeps working."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream.isatty():
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
+def _progress(enabled: bool, description: str) -> Any:
+    from ._logs import LogLineProgress, json_lines
+    from ._progress import NullProgress, TqdmProgress
+
+    if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
+        return NullProgress()
+    if sys.stderr.isatty() and not json_lines():
+        return TqdmProgress(description)
+    return LogLineProgress(description)
+
+
+def _emit_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+_DRY_ACTIONS = {
+    "start": "start the upload",
+    "resume": "resume the upload",
+    "check": "check the upload completed earlier",
+}
+
+
+def _print_dry_run(report: Any, json_output: bool) -> None:
+    if json_output:
+        _emit_json({"dry_run": True, **dataclasses.asdict(report)})
+        return
+    r = report
+    if r.object_exists is None:
+        exists = "cannot tell (HeadObject refused)"
+    else:
+        exists = "exists" if r.object_exists else "does not exist yet"
+    checksum = r.checksum_algorithm + (
+        "" if r.checksum_pinned else " (default; Content-MD5 if the endpoint does not confirm it)"
+    )
+    parts = f"{r.part_count:,} part(s) of {format_size(r.part_size)}"
+    lines = [
+        f"dry run: would {_DRY_ACTIONS[r.action]}; nothing sent, no state file written",
+        f"file:        {r.file} ({format_size(r.size)}, {r.size} bytes)",
+        f"object:      s3://{r.bucket}/{r.key} ({exists})",
+        f"plan:        {parts} ({r.part_size} bytes), checksum {checksum}",
+        f"state file:  {r.state_file} ({r.state})",
+        f"endpoint:    {r.endpoint_url or 'AWS default'}  region: {r.region or '-'}"
+        f"  profile: {r.profile or '-'}",
+        f"probe:       {r.probe}",
+    ]
+    if r.leftover:
+        lines.append(f"left over:   the probe's upload: {r.leftover}")
+    typer.echo("\n".join(lines))
+
+
+def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
+    from ._logs import event
+
+    fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
+    log.info("done", extra=event("completed", **fields))
+    if json_output:
+        _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
+        return
+    rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"
+    if result.already_completed:  # by an earlier run: this one read and sent nothing
+        verb, how = "already completed", "nothing sent"
+    typer.echo(
+        f"{verb} s3://{result.bucket}/{result.key}: {format_size(result.size)} in "
+        f"{result.part_count} part(s), {how}; "
+        f"{result.checksum_algorithm} {result.checksum}, ETag {result.etag}"
+    )

@@ -1,0 +1,529 @@
+"""The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
+
+Each turns its flags into the core's arguments, runs the core's coroutine (:func:`._cli_run._run`)
+and reports the result; ``--processes`` runs the shards as processes of their own, then
+completes the upload here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import _errors
+from ._cli_flags import (
+    ChecksumOpt,
+    DryRunOpt,
+    EndpointFlags,
+    ExpectedSizeOpt,
+    FileArg,
+    JsonOpt,
+    MaxPartsOpt,
+    NoOverwriteOpt,
+    NoProgressOpt,
+    ObjectFlags,
+    ObjectUrlArg,
+    OverrideFlags,
+    PartSizeOpt,
+    ProcessesOpt,
+    ResumeTransferFlags,
+    StateFileOpt,
+    TransferFlags,
+    VerifyPartsOpt,
+    _insecure,
+    _target,
+)
+from ._cli_run import (
+    _emit_json,
+    _fail,
+    _print_dry_run,
+    _print_result,
+    _progress,
+    _run,
+    _usage_error,
+)
+from ._flag_groups import flag_groups
+from ._units import format_size
+
+log = logging.getLogger("persevere")
+
+
+def _from_stdin(file: Path) -> Path:
+    """FILE as given, except '-': the file redirected into standard input (``< disk.img``, a
+    regular file or a block device, read as that file), or '-' itself for a pipe."""
+    if str(file) != "-":
+        return file
+    from ._stream import stdin_kind
+
+    try:
+        kind, path = stdin_kind()
+    except _errors.UsageError as exc:
+        _fail(exc)
+    return path if kind == "file" and path is not None else file
+
+
+def _check_expected_size(file: Path, expected_size: int | None) -> None:
+    """--expected-size with a file (not a stream): it must be the file's size."""
+    if expected_size is None or str(file) == "-":
+        return
+    from ._source import check_expected_size, inspect_file
+
+    try:
+        check_expected_size(inspect_file(file), expected_size)
+    except _errors.PersevereError as exc:
+        _fail(exc)
+
+
+def _refuse_part_size_for_streams(part_size: int | None) -> None:
+    if part_size is not None:
+        _usage_error(
+            "a stream's parts follow its schedule: give --expected-size instead", "--part-size"
+        )
+
+
+def _refuse_dry_run_for_streams(file: Path) -> None:
+    if str(file) == "-":
+        _usage_error("a stream can be read only once: --dry-run needs a file", "--dry-run")
+
+
+def _refuse_max_parts_for_streams(max_parts: int) -> None:
+    if max_parts != 10_000:
+        _usage_error(
+            "a stream's parts follow its schedule within 10,000 parts; a lower part limit is "
+            "not supported for streams yet: upload a file",
+            "--max-parts",
+        )
+
+
+def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
+    """The plan on stderr before anything is sent (see :func:`._logs.say_plan`); nothing for
+    a stream, or a plan the core refuses (with the reason)."""
+    from ._logs import say_plan
+
+    plan = _plan_of(file, part_size, max_parts)
+    if plan is not None:
+        say_plan(plan)
+
+
+def _plan_of(file: Path, part_size: int | None, max_parts: int) -> Any:
+    """The file's part plan, or None if it has none (a stream; the core then says why)."""
+    from ._plan import make_plan
+    from ._source import inspect_file
+
+    if str(file) == "-":
+        return None  # a stream: its parts follow its own schedule
+    try:
+        return make_plan(inspect_file(file).size, part_size, max_parts)
+    except _errors.PersevereError:
+        return None
+
+
+# -- commands --------------------------------------------------------------------------------
+@flag_groups
+def start(
+    file_arg: FileArg = None,
+    url_arg: ObjectUrlArg = None,
+    s3_bucket: Annotated[
+        str | None, typer.Option("--s3-bucket", help="Destination bucket.")
+    ] = None,
+    s3_key: Annotated[str | None, typer.Option("--s3-key", help="Destination object key.")] = None,
+    file_to_upload: Annotated[
+        Path | None, typer.Option("--file-to-upload", help="The local file to upload.")
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere "
+            "beside the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).",
+        ),
+    ] = None,
+    transfer: TransferFlags = TransferFlags(),
+    part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
+    checksum: ChecksumOpt = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    object_flags: ObjectFlags = ObjectFlags(),
+    no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    expected_size: ExpectedSizeOpt = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="Create the upload for this many shards and send nothing: run 'persevere "
+            "upload shard' for each (any host), then 'upload resume' completes.",
+        ),
+    ] = None,
+    processes: ProcessesOpt = None,
+) -> None:
+    """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags).
+
+    FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
+    file or block device redirected in (< file) is read as that file.
+    """
+    from ._upload import start_upload
+
+    started = time.monotonic()  # --processes: the summary's time is the whole upload's
+    file, bucket, key = _target(
+        file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
+    )
+    file = _from_stdin(file)
+    _check_expected_size(file, expected_size)
+    progress = _progress(not no_progress and not json_output, "upload")
+    if state_file is None:
+        from ._source import is_block_device
+
+        if str(file) == "-" or is_block_device(file):  # under $XDG_STATE_HOME, not in /dev
+            from ._cp import locate_state_file
+
+            state_file = locate_state_file(file, bucket, key)
+        else:
+            state_file = file.with_name(file.name + ".persevere").absolute()
+        from ._logs import NamingStateFile
+
+        progress = NamingStateFile(progress, state_file)
+    _say_plan(file, part_size, max_parts)
+    options = transfer.options()
+    endpoint = endpoint_flags.endpoint()
+    object_options = object_flags.parameters(file)
+    target = state_file
+    if dry_run:
+        from ._dry_run import dry_run_start
+
+        _refuse_dry_run_for_streams(file)
+        report = _run(
+            lambda: dry_run_start(
+                file, bucket, key, target, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint, object_options=object_options,
+                no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
+    if shards is not None or processes is not None:
+        from ._upload import create_upload
+
+        if str(file) == "-":
+            _usage_error("a stream cannot be split into shards", "FILE")
+        count = shards or processes or 1
+        if shards is None and processes is not None:  # no more processes than parts
+            plan = _plan_of(file, part_size, max_parts)
+            processes = count = min(processes, plan.part_count if plan else count)
+        header = _run(
+            lambda: create_upload(
+                file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
+                endpoint=endpoint, object_options=object_options, options=options,
+                max_parts=max_parts, no_overwrite=no_overwrite,
+            ),
+            resumable_state=state_file,
+        )  # fmt: skip
+        if processes is None:
+            quoted = shlex.quote(str(target))
+            typer.echo(
+                f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} shards; "
+                f"on any host that sees the file, run for I in 0..{count - 1}:\n"
+                f"  persevere upload shard --state-file {quoted} --shard I/{count}\n"
+                f"then complete it: persevere upload resume --state-file {quoted}"
+            )
+            return
+        # --no-verify-ssl is never recorded: the shards and the completion are given it too.
+        insecure = endpoint_flags.no_verify_ssl
+        _complete_in_processes(target, processes, transfer, OverrideFlags(no_verify_ssl=insecure),
+                               _insecure() if insecure else None,
+                               json_output, no_progress, started=started)  # fmt: skip
+        return
+    if str(file) == "-":
+        from ._stream import start_stream
+
+        _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
+        run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
+            bucket, key, target, expected_size=expected_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            no_overwrite=no_overwrite,
+        )  # fmt: skip
+    else:
+        run = lambda: start_upload(  # noqa: E731
+            file, bucket, key, target, part_size=part_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
+            max_parts=max_parts,
+            no_overwrite=no_overwrite,
+        )  # fmt: skip
+    result = _run(run, resumable_state=state_file)
+    _print_result(result, json_output, state_file)
+
+
+@flag_groups
+def cp(
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
+    url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="The journal of this upload. Default: FILE.persevere beside the file if that "
+            "directory is writable, else under $XDG_STATE_HOME/persevere.",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Keep the journal in this directory instead."),
+    ] = None,
+    transfer: TransferFlags = TransferFlags(),
+    part_size: PartSizeOpt = None,
+    max_parts: MaxPartsOpt = 10_000,
+    checksum: ChecksumOpt = None,
+    endpoint_flags: EndpointFlags = EndpointFlags(),
+    object_flags: ObjectFlags = ObjectFlags(),
+    no_overwrite: NoOverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    expected_size: ExpectedSizeOpt = None,
+) -> None:
+    """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
+
+    Starts the upload, or resumes the one its state file records, or (already uploaded)
+    exits 0 at once. For cron, systemd and Kubernetes: exit 0 done; 3 or 129/130 run again
+    later; 1 and 2 need a person.
+    """
+    from ._cp import copy_file, locate_state_file
+
+    source, bucket, key = _target(file, url, None, None, "FILE")
+    source = _from_stdin(source)
+    _check_expected_size(source, expected_size)
+    journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
+    options = transfer.options()
+    endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
+    if not endpoint_flags.given:
+        endpoint = None  # a new upload's from the environment, a resumed one's recorded
+    object_options = object_flags.parameters(source)
+    if dry_run:
+        from ._dry_run import dry_run_cp
+
+        _refuse_dry_run_for_streams(source)
+        report = _run(
+            lambda: dry_run_cp(
+                source, bucket, key, journal, part_size=part_size, max_parts=max_parts,
+                checksum=checksum, endpoint=endpoint,
+                object_options=object_options, no_overwrite=no_overwrite, options=options,
+            )
+        )  # fmt: skip
+        _print_dry_run(report, json_output)
+        return
+    if str(source) == "-":
+        _refuse_part_size_for_streams(part_size)
+        _refuse_max_parts_for_streams(max_parts)
+    result = _run(
+        lambda: copy_file(
+            source,
+            bucket,
+            key,
+            journal,
+            part_size=part_size,
+            max_parts=max_parts,
+            no_overwrite=no_overwrite,
+            checksum=checksum,
+            endpoint=endpoint,
+            object_options=object_options,
+            options=options,
+            progress=_progress(not no_progress and not json_output, "upload"),
+            expected_size=expected_size,
+        ),
+        resumable_state=journal,
+    )
+    _print_result(result, json_output, journal)
+
+
+@flag_groups
+def resume(
+    state_file: StateFileOpt,
+    transfer: ResumeTransferFlags = ResumeTransferFlags(),
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    verify_parts: VerifyPartsOpt = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="The file is here now (moved, or another machine); its uploaded parts are "
+            "re-read.",
+        ),
+    ] = None,
+    endpoint_flags: OverrideFlags = OverrideFlags(),
+    processes: ProcessesOpt = None,
+) -> None:
+    """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
+
+    --endpoint-url, --profile and --ca-bundle override what the state file recorded.
+    """
+    from ._resume import resume_upload
+
+    started = time.monotonic()
+    overrides = endpoint_flags.endpoint()
+    if processes is not None:
+        from ._journal import read_state
+
+        try:
+            recorded = read_state(state_file).header.shards
+        except _errors.PersevereError as exc:
+            _fail(exc)
+        if recorded and recorded != processes:  # its shards, as they were made
+            log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
+            processes = recorded
+        _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
+                               json_output, no_progress, verify_parts, file, started)  # fmt: skip
+        return
+    result = _run(
+        lambda: resume_upload(
+            state_file,
+            options=transfer.options(),
+            progress=_progress(not no_progress and not json_output, "resume"),
+            verify_parts=verify_parts,
+            file=file,
+            endpoint=overrides,
+        ),
+        resumable_state=state_file,
+    )
+    _print_result(result, json_output, state_file)
+
+
+@flag_groups
+def shard(
+    state_file: StateFileOpt,
+    shard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX "
+            "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
+        ),
+    ] = None,
+    transfer: TransferFlags = TransferFlags(),
+    no_progress: NoProgressOpt = False,
+    json_output: JsonOpt = False,
+    verify_parts: VerifyPartsOpt = False,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The file is at this path on this host.")
+    ] = None,
+    endpoint_flags: OverrideFlags = OverrideFlags(),
+    under_processes: Annotated[
+        bool,
+        typer.Option(
+            "--under-processes",
+            hidden=True,
+            help="Run by --processes: the parent passes a stop on (see _run).",
+        ),
+    ] = False,
+) -> None:
+    """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
+    the file and the state file's directory); 'upload resume' completes once all are done.
+
+    A shard keeps its own journal beside the state file, and is resumable: run it again.
+    """
+    from ._journal import read_state
+    from ._shards import shard_from_environment, upload_shard
+
+    try:
+        recorded = read_state(state_file).header.shards
+    except _errors.PersevereError as exc:
+        _fail(exc)
+    if shard_spec is not None:
+        index_text, _, count_text = shard_spec.partition("/")
+        try:
+            index, count = int(index_text), int(count_text or recorded or 0)
+        except ValueError:
+            raise typer.BadParameter(f"not I/N: {shard_spec!r}", param_hint="--shard") from None
+        if count < 1:
+            raise typer.BadParameter("give the shard count: I/N", param_hint="--shard")
+    else:
+        found = shard_from_environment(recorded)
+        if found is None:
+            raise typer.BadParameter(
+                "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",
+                param_hint="--shard",
+            )
+        index, count = found
+    overrides = endpoint_flags.endpoint()
+    result = _run(
+        lambda: upload_shard(
+            state_file, index, count, options=transfer.options(), file=file, endpoint=overrides,
+            verify_parts=verify_parts,
+            progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
+        ),
+        resumable_state=state_file,
+        hurried_by_parent=under_processes,
+    )  # fmt: skip
+    if json_output:
+        _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
+                    result.parts.stop - 1]})  # fmt: skip
+    else:
+        typer.echo(
+            f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
+            f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
+        )
+
+
+def _complete_in_processes(
+    state_file: Path,
+    processes: int,
+    transfer: TransferFlags,
+    endpoint_flags: OverrideFlags,
+    overrides: Any,
+    json_output: bool,
+    no_progress: bool,
+    verify_parts: bool = False,
+    file: Path | None = None,
+    started: float | None = None,
+) -> None:
+    """--processes N: the shards as N processes of their own, then completion here, each with
+    every transfer flag given (the bandwidth cap shared among them), resume's ``file`` and
+    ``verify_parts``, and the endpoint's ``overrides`` (``endpoint_flags``, as the shards are
+    given them). The summary counts what the shards sent, and the time since ``started``
+    (the command's start)."""
+    from ._flag_groups import flag_argv
+    from ._resume import resume_upload
+    from ._shards import run_local_shards
+
+    started = time.monotonic() if started is None else started
+    per_shard = transfer
+    if transfer.max_bandwidth is not None:  # whole bytes a second: what the flag's parser reads
+        per_shard = dataclasses.replace(
+            transfer, max_bandwidth=max(1.0, float(transfer.max_bandwidth // processes))
+        )
+    shard_args = [*flag_argv(per_shard), *flag_argv(endpoint_flags), "--no-progress",
+                  *(["--verify-parts"] if verify_parts else []),
+                  *(["--file", str(file)] if file else [])]  # fmt: skip
+    try:
+        shards = run_local_shards(state_file, processes, shard_args)
+    except _errors.PersevereError as exc:
+        exc.state_file = str(state_file)
+        _fail(exc)
+    codes = [shard.exit_code for shard in shards]
+    if any(code != 0 for code in codes):
+        log.warning("shard exit codes %s: completing sends what they left", codes)
+    result = _run(
+        lambda: resume_upload(
+            state_file, options=transfer.options(), file=file, endpoint=overrides,
+            progress=_progress(not no_progress and not json_output, "complete"),
+        ),
+        resumable_state=state_file,
+    )  # fmt: skip
+    result = dataclasses.replace(
+        result,
+        bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
+        elapsed_s=time.monotonic() - started,
+    )
+    _print_result(result, json_output, state_file)
