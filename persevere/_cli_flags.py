@@ -442,7 +442,12 @@ class OverrideFlags:
             # checked (absolute, exists, not with --no-verify-ssl); the warning said once
             given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
             ca_bundle = given.endpoint().ca_bundle
-        return Endpoint(self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl)
+        try:
+            return Endpoint(
+                self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl
+            )
+        except _errors.UsageError as exc:  # the URL is checked as the endpoint is made
+            _fail(exc)
 
 
 @dataclasses.dataclass(frozen=True)

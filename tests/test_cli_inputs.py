@@ -281,6 +281,27 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["upload", "resume"], ["upload", "shard", "--shard", "0/1"]])
+def test_an_endpoint_url_override_that_cannot_be_one_is_one_line(
+    s3_env, bucket, make_file, tmp_path, command
+):
+    """resume and shard take --endpoint-url as an override of the state file's endpoint: a
+    bad one is the same one line (it was a traceback, exit 1), and nothing is sent."""
+    state = tmp_path / "s"
+    made = persevere_cli(s3_env, "upload", "start", make_file(1000), f"s3://{bucket}/k",
+                         "--state-file", state, "--shards", "1")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    before = state.read_bytes()
+    result = persevere_cli(s3_env, *command, "--state-file", state, "--endpoint-url",
+                           "ftp://127.0.0.1:9000")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "persevere: error: --endpoint-url: the endpoint URL must be http://HOST[:PORT] or "
+        "https://HOST[:PORT] (no path, ?query or #fragment)"
+    ]
+    assert state.read_bytes() == before
+
+
 @pytest.mark.parametrize("via", ["--endpoint-url", "AWS_ENDPOINT_URL", "profile"])
 def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
     s3_server, s3_env, bucket, s3_client, tmp_path, monkeypatch, via
