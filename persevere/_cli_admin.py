@@ -26,7 +26,6 @@ from ._cli_flags import (
     ObjectUrlArg,
     _bucket_url,
     _object_url,
-    _overrides,
     _part_size,
     _target,
 )
@@ -82,7 +81,7 @@ def abort(
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
-        overrides = _overrides(endpoint_flags.no_verify_ssl)
+        overrides = endpoint_flags.overrides()
         header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
@@ -165,7 +164,7 @@ def status(
         _key_status(url_arg, endpoint, request_payer, json_output)
         return
     assert state_file is not None
-    overrides = _overrides(endpoint_flags.no_verify_ssl)
+    overrides = endpoint_flags.overrides()
     st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
         _emit_json(st)

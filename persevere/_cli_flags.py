@@ -424,6 +424,23 @@ class EndpointFlags:
             _warn_insecure()
         return endpoint
 
+    def overrides(self) -> Any:
+        """What the flags given change about the endpoint a state file recorded (resume,
+        shard, and status and abort by state file): each one replaces its field; the
+        environment is not read, the recorded endpoint being the upload's."""
+        from ._s3 import Endpoint
+
+        ca_bundle = self.ca_bundle
+        if ca_bundle is not None or self.no_verify_ssl:
+            # checked (absolute, exists, not with --no-verify-ssl); the warning said once
+            given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
+            ca_bundle = given.endpoint().ca_bundle
+        where = (self.endpoint_url, self.region, self.profile, ca_bundle)
+        try:
+            return Endpoint(*where, not self.no_verify_ssl)
+        except _errors.UsageError as exc:  # the URL is checked as the endpoint is made
+            _fail(exc)
+
 
 @dataclasses.dataclass(frozen=True)
 class OverrideFlags:
@@ -435,19 +452,8 @@ class OverrideFlags:
     no_verify_ssl: NoVerifySslOpt = False
 
     def endpoint(self) -> Any:
-        from ._s3 import Endpoint
-
-        ca_bundle = self.ca_bundle
-        if ca_bundle is not None or self.no_verify_ssl:
-            # checked (absolute, exists, not with --no-verify-ssl); the warning said once
-            given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
-            ca_bundle = given.endpoint().ca_bundle
-        try:
-            return Endpoint(
-                self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl
-            )
-        except _errors.UsageError as exc:  # the URL is checked as the endpoint is made
-            _fail(exc)
+        given = (self.endpoint_url, None, self.profile, self.ca_bundle, self.no_verify_ssl)
+        return EndpointFlags(*given).overrides()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,14 +490,6 @@ def _insecure() -> Any:
     from ._s3 import Endpoint
 
     return Endpoint(verify_ssl=False)
-
-
-def _overrides(no_verify_ssl: bool) -> Any:
-    """What a command that reads the endpoint from a state file changes about it."""
-    if not no_verify_ssl:
-        return None
-    _warn_insecure()
-    return _insecure()
 
 
 # -- URL arguments: FILE s3://BUCKET/KEY, or the original tool's long flags -----------------

@@ -281,12 +281,17 @@ def test_an_endpoint_url_that_cannot_be_one_is_one_line(s3_env, tmp_path, url, s
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", [["upload", "resume"], ["upload", "shard", "--shard", "0/1"]])
+@pytest.mark.parametrize(
+    "command",
+    [["upload", "resume"], ["upload", "shard", "--shard", "0/1"], ["upload", "status"],
+     ["upload", "abort"]],
+)  # fmt: skip
 def test_an_endpoint_url_override_that_cannot_be_one_is_one_line(
     s3_env, bucket, make_file, tmp_path, command
 ):
-    """resume and shard take --endpoint-url as an override of the state file's endpoint: a
-    bad one is the same one line (it was a traceback, exit 1), and nothing is sent."""
+    """resume, shard, status and abort take --endpoint-url as an override of the state file's
+    endpoint: a bad one is the same one line (it was a traceback, exit 1), and nothing is
+    sent."""
     state = tmp_path / "s"
     made = persevere_cli(s3_env, "upload", "start", make_file(1000), f"s3://{bucket}/k",
                          "--state-file", state, "--shards", "1")  # fmt: skip

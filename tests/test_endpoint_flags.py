@@ -168,3 +168,31 @@ def test_content_md5_mode_round_trip(s3_env, s3_client, bucket, make_file, tmp_p
     )
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["outcome"] == "match"
+
+
+def test_status_and_abort_by_state_file_take_the_endpoint_overrides(
+    s3_env, s3_server, s3_client, bucket, make_file, tmp_path
+):
+    """--endpoint-url and --profile override what the state file recorded, as for resume:
+    status and abort accepted them, and went to the recorded endpoint as the recorded identity
+    all the same."""
+    file, state = make_file(6 * MiB, seed=11), tmp_path / "s"
+    made = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                     "--shards", "1")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile other]\naws_access_key_id = {s3_server.second_access_key}\n"
+                      f"aws_secret_access_key = {s3_server.second_secret_key}\n")  # fmt: skip
+    env = {**s3_env, "AWS_CONFIG_FILE": str(config)}
+    with HttpProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        overrides = ["--state-file", state, "--endpoint-url", proxy.url, "--profile", "other"]
+        status = persevere(env, "upload", "status", *overrides, "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["remote"]["exists"] is True
+        aborted = persevere(env, "upload", "abort", *overrides)
+        assert aborted.returncode == 0, aborted.stderr
+        requests = proxy.requests()
+    assert {e.operation for e in requests} == {"ListParts", "AbortMultipartUpload"}
+    signed_by = {(e.header("Authorization") or "").split("Credential=")[-1][:20] for e in requests}
+    assert signed_by == {s3_server.second_access_key}
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
