@@ -516,7 +516,7 @@ def _target(
         _usage_error(f"give {url} or --s3-bucket and --s3-key, not both")
     if url is not None:
         if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
-            raise typer.BadParameter(
+            _usage_error(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"
             )

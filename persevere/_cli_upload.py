@@ -445,15 +445,15 @@ def shard(
         try:
             index, count = int(index_text), int(count_text or recorded or 0)
         except ValueError:
-            raise typer.BadParameter(f"not I/N: {shard_spec!r}", param_hint="--shard") from None
+            _usage_error(f"not I/N: {shard_spec!r}", "--shard")
         if count < 1:
-            raise typer.BadParameter("give the shard count: I/N", param_hint="--shard")
+            _usage_error("give the shard count: I/N", "--shard")
     else:
         found = shard_from_environment(recorded)
         if found is None:
-            raise typer.BadParameter(
+            _usage_error(
                 "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",
-                param_hint="--shard",
+                "--shard",
             )
         index, count = found
     overrides = endpoint_flags.endpoint()

@@ -143,6 +143,31 @@ def test_json_errors_are_one_document_on_stdout(s3_env, bucket, make_file, tmp_p
     assert document["error"] and document["error"] in result.stderr  # stderr says it too
 
 
+def test_json_usage_errors_the_commands_find_are_one_document_too(
+    s3_env, bucket, make_file, tmp_path, monkeypatch
+):
+    """Bad input a command finds after click has read the line (a prefix for standard input,
+    a --shard that is no I/N) was click's text under --json, with nothing on stdout."""
+    for name in ("JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    state = tmp_path / "s"
+    made = persevere(s3_env, "upload", "start", make_file(10 * MiB), f"s3://{bucket}/k",
+                     "--state-file", state, "--part-size", "5MiB", "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    shard = ["upload", "shard", "--state-file", state]
+    for args, says in [
+        (["cp", "-", f"s3://{bucket}/prefix/"], "stdin (-) has no name"),
+        ([*shard, "--shard", "x/2"], "--shard: not I/N: 'x/2'"),
+        ([*shard, "--shard", "0/0"], "--shard: give the shard count: I/N"),
+        (shard, "--shard: give --shard I/N (or run as a Kubernetes Indexed Job"),
+    ]:
+        result = persevere(s3_env, *args, "--json")
+        assert result.returncode == 2, (args, result.stdout + result.stderr)
+        document = json.loads(result.stdout)
+        assert document["exit_code"] == 2 and says in document["error"], document
+        assert document["error"] in result.stderr
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "says"),
     [
