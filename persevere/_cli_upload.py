@@ -374,14 +374,18 @@ def resume(
     overrides = endpoint_flags.endpoint()
     if processes is not None:
         from ._journal import read_state
+        from ._plan import PartPlan
 
         try:
-            recorded = read_state(state_file).header.shards
+            header = read_state(state_file).header
         except _errors.PersevereError as exc:
             _fail(exc)
+        recorded = header.shards
         if recorded and recorded != processes:  # its shards, as they were made
             log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
             processes = recorded
+        elif not recorded and not header.stream:  # no more processes than parts, as start
+            processes = min(processes, PartPlan(header.file_size, header.part_size).part_count)
         _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
                                json_output, no_progress, verify_parts, file, started)  # fmt: skip
         return

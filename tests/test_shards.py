@@ -365,6 +365,28 @@ def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_fil
 
 
 @pytest.mark.process
+def test_resume_processes_for_an_upload_of_fewer_parts(s3_env, s3_server, bucket, s3_client,
+                                                       make_file, tmp_path):  # fmt: skip
+    """An upload not made for shards: resume --processes runs no more shard processes than it
+    has parts, as start does (it ran the empty ones too)."""
+    from tests.test_faults import upstream
+
+    file, state = make_file(12 * MiB, seed=151), tmp_path / "s"  # 3 parts
+    refused = Rule("PUT", "partNumber", refuse=(500, "InternalError"))
+    with RuleProxy(upstream(s3_server), [refused]) as proxy:
+        begun = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                    "--part-size", "5MiB", "--max-retries", "0", "--no-progress",
+                    "--endpoint-url", proxy.url)  # fmt: skip
+        assert begun.returncode == 3, begun.stderr
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--processes", "8",
+               "--no-progress", "--endpoint-url", s3_server.endpoint_url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shard_journals = sorted(path.name for path in tmp_path.glob("s.shard-*"))
+    assert shard_journals == [f"s.shard-{i}-of-3" for i in range(3)]
+    assert_done(s3_client, bucket, file)
+
+
+@pytest.mark.process
 def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_client, make_file,
                                                          tmp_path):  # fmt: skip
     file, state = make_file(20 * MiB, seed=147), tmp_path / "s"
