@@ -19,11 +19,12 @@ from typing import Literal
 
 import anyio
 
-from ._checksums import ETag, ObjectChecksum, b64, get_algorithm
-from ._errors import S3Error, SourceChanged, StateFileError, missing, refused
+from ._checksums import ObjectChecksum, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, StateFileError
 from ._journal import Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
+from ._quirks import missing, object_matches, refused
 from ._s3 import Endpoint, open_client
 from ._source import FileIdentity, SourceFile
 from ._upload import UploadResult, endpoint_of, session_of
@@ -72,13 +73,8 @@ async def recheck(
                 return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
             raise
     algorithm = get_algorithm(header.checksum_algorithm)
-    stored = head.get(algorithm.param)
-    same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
-        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
-        if stored is not None
-        else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
-    )
-    if not same_object:
+    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)
         return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "
                        "(replaced since)")  # fmt: skip

@@ -15,7 +15,8 @@ from typing import Any, cast
 import anyio
 
 from ._checksums import CRC64NVME, ObjectChecksum
-from ._errors import S3Error, UploadGone, missing, refused
+from ._errors import S3Error, UploadGone
+from ._quirks import missing, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession

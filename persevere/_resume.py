@@ -31,7 +31,7 @@ from pathlib import Path
 
 import anyio
 
-from ._checksums import ETag, b64
+from ._checksums import b64
 from ._completed import changed_since, recheck, result_of
 from ._errors import (
     IntegrityError,
@@ -41,13 +41,13 @@ from ._errors import (
     StateFileError,
     UploadFinished,
     UploadGone,
-    refused,
 )
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
 from ._sender import PartSender
@@ -465,7 +465,7 @@ class _Resumption:
             )  # fmt: skip
             checksum = b64(digest)
             if remote.checksum is not None:
-                matches = remote.checksum.split("-")[0] == checksum
+                matches = digest_of(remote.checksum) == checksum
             else:
                 etag = ETag(remote.etag)
                 matches = etag.part_count is None and etag.md5 == md5

@@ -37,13 +37,14 @@ from typing import Any
 import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm, ETag, b64, get_algorithm
-from ._errors import S3Error, SourceChanged, UploadGone, UsageError, refused
+from ._checksums import ChecksumAlgorithm, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart
 from ._s3 import Endpoint, open_client, resolved_region
 from ._sender import PartSender
@@ -259,7 +260,7 @@ class StreamSource:
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
         etag = ETag(remote.etag)
-        if (remote.checksum or "").split("-")[0] == checksum or (
+        if digest_of(remote.checksum or "") == checksum or (
             etag.part_count is None and etag.md5 == md5
         ):
             log.info("part %d: found on S3 and matches the stream, adopted", number)

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ChecksumAlgorithm, ETag, checksum_type, get_algorithm
+from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -38,6 +38,7 @@ from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, is_write_conflict
 from ._retry import RetryPolicy, TransientError
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PartSender
@@ -45,7 +46,7 @@ from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._urls import check_destination
 from ._version import __version__
-from ._write_once import give_up, is_write_conflict, refuse_existing
+from ._write_once import give_up, refuse_existing
 
 log = logging.getLogger("persevere")
 

@@ -35,10 +35,11 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ETag, ObjectChecksum, b64
-from ._errors import S3Error, missing
+from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
+from ._errors import S3Error
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, missing
 from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
@@ -98,7 +99,7 @@ class _Reading:
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
             return ETag(self.stated).same(computed)
-        return self.stated.split("-")[0] == computed.split("-")[0]  # a dropped -N is no news
+        return digest_of(self.stated) == digest_of(computed)  # a dropped -N is no news
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class _PartValues:
             digest = digests[number - 1]
             if self.etag and not ETag(value).same(digest.hex()):
                 return number
-            if not self.etag and value.split("-")[0] != b64(digest):
+            if not self.etag and digest_of(value) != b64(digest):
                 return number
         return None
 
