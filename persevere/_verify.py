@@ -39,7 +39,7 @@ from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
 from ._errors import S3Error
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of, missing
+from ._quirks import ETag, digest_of, missing, refused
 from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
@@ -271,7 +271,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             ) from exc
         if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
-        if exc.code == "AccessDenied":
+        if refused(exc):  # a HEAD's 403 has no body to say AccessDenied
             exc.hint = (
                 "verify needs s3:GetObject on the object (HeadObject); on AWS a missing "
                 "object also answers AccessDenied without s3:ListBucket on the bucket"
