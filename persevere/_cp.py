@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,15 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Header, HeaderTorn, Journal, JournalState, read_state, require_regular
+from ._journal import (
+    Header,
+    HeaderTorn,
+    Journal,
+    JournalState,
+    other_source,
+    read_state,
+    require_regular,
+)
 from ._logs import NamingStateFile, say_plan
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
@@ -245,7 +252,7 @@ async def _copy_stream(
             param="state_file",
         )
     if state is not None and state.finished is None and not state.header.stream:
-        raise _other_source(state_path, state.header, None)
+        raise other_source(state_path, state.header, None)
     naming = NamingStateFile(progress or NullProgress(), state_path)
     if state is not None and state.finished is None:
         given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
@@ -322,7 +329,7 @@ def _refuse_foreign(
             param="state_file",
         )
     if header.stream:
-        raise _other_source(path, header, identity.path)
+        raise other_source(path, header, identity.path)
     moved = header.file_path != str(identity.path)
     if moved and identity.size != header.file_size:
         raise UsageError(
@@ -331,32 +338,6 @@ def _refuse_foreign(
             hint="give each file its own state file",
             param="state_file",
         )
-
-
-def _other_source(path: Path, header: Header, file: Path | None) -> UsageError:
-    """A state file records one kind of source: a file (by its path, or redirected in with
-    ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
-    from the recorded file, never reading the stream given now, and a stream's would be read
-    by a file's plan, which its parts do not follow: refused, before any request. ``file``
-    None: this run's source is a stream."""
-    to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
-    if file is None:
-        recorded, given = f"the file {header.file_path}", "standard input (a stream)"
-        hint = (
-            f"to resume it: persevere cp {shlex.quote(header.file_path)} {to}; to upload the "
-            "stream instead, give another state file"
-        )
-    else:
-        recorded, given = "standard input (a stream)", f"the file {file}"
-        hint = (
-            f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
-            "the file instead, give another state file"
-        )
-    return UsageError(
-        f"state file {path} records an upload of {recorded}, not of {given}",
-        hint=hint,
-        param="state_file",
-    )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import stat
 import threading
 from dataclasses import MISSING, asdict, dataclass, field
@@ -35,6 +36,7 @@ from ._errors import (
     StateFileExists,
     StateFileLocked,
     StateFileUnwritable,
+    UsageError,
 )
 from ._platform import full_fsync, lock_exclusive, require_supported
 
@@ -80,6 +82,32 @@ class Header:
         return SourceRecord(
             self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
         )
+
+
+def other_source(path: Path, header: Header, file: Path | None) -> UsageError:
+    """A state file records one kind of source: a file (by its path, or redirected in with
+    ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
+    from the recorded file, never reading the stream given now, and a stream's would be read
+    by a file's plan, which its parts do not follow: refused, before any request. ``file``
+    None: this run's source is a stream."""
+    to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
+    if file is None:
+        recorded, given = f"the file {header.file_path}", "standard input (a stream)"
+        hint = (
+            f"to resume it: persevere cp {shlex.quote(header.file_path)} {to}; to upload the "
+            "stream instead, give another state file"
+        )
+    else:
+        recorded, given = "standard input (a stream)", f"the file {file}"
+        hint = (
+            f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
+            "the file instead, give another state file"
+        )
+    return UsageError(
+        f"state file {path} records an upload of {recorded}, not of {given}",
+        hint=hint,
+        param="state_file",
+    )
 
 
 @dataclass(frozen=True, slots=True)

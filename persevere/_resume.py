@@ -42,7 +42,7 @@ from ._errors import (
     UploadFinished,
     UploadGone,
 )
-from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, other_source
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule
@@ -102,6 +102,8 @@ async def resume_upload(
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
+            if header.stream and file is not None:
+                raise other_source(state_path, header, Path(file))
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(state, state_path, file, endpoint,

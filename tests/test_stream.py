@@ -20,7 +20,7 @@ import pytest
 
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
@@ -257,6 +257,46 @@ def redirect_into(env, file, *args):
 
 def object_keys(s3_client, bucket):
     return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def stream_journal(s3_client, bucket, state, expected_size=None, parts=(), **header):
+    """The journal of a stream upload in progress, as ``cp -`` writes it: a real multipart
+    upload, its header (``header`` changes it) and ``parts`` (PartRecords, not sent)."""
+    from dataclasses import replace
+
+    from persevere._checksums import get_algorithm
+    from persevere._journal import Journal
+    from persevere._s3 import Endpoint
+    from persevere._upload import new_header
+
+    schedule = StreamSchedule.for_expected(expected_size)
+    upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    draft = new_header(bucket, "k", Endpoint(os.environ["AWS_ENDPOINT_URL"]), None, "-", None,
+                       schedule.first, get_algorithm("CRC64NVME"), None, pinned=False,
+                       stream_every=schedule.every, expected_size=expected_size)  # fmt: skip
+    journal = Journal.create(state)
+    try:
+        journal.write_header(replace(draft, upload_id=upload_id, **header))
+        for part in parts:
+            journal.append_part(part)
+    finally:
+        journal.close()
+
+
+def test_a_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path):
+    """``upload resume --file`` over a stream's state: refused as ``cp`` refuses it (the
+    README: a file named where a stream was recorded), before any request. It was read by a
+    file's plan: resumed when the file had the expected size, else "changed (size 0 -> N)"."""
+    state, file = tmp_path / "s", make_file(11 * MiB, seed=19)
+    stream_journal(s3_client, bucket, state, expected_size=11 * MiB)
+    before = state.read_bytes()
+    result = persevere(s3_env, "upload", "resume", "--state-file", state, "--file", file)
+    assert result.returncode == 2, result.stderr
+    assert f"records an upload of standard input (a stream), not of the file {file}" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
 
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
