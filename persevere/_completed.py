@@ -101,15 +101,19 @@ async def recheck(
 
 
 def result_of(state: JournalState, started: float) -> UploadResult:
-    """The result of an upload found already completed: nothing sent by this run."""
+    """The result of an upload found already completed: nothing sent by this run. A stream's
+    size and part count are known once it ended: what the completion recorded."""
     header = state.header
     outcome = state.outcome or {}
+    part_count = len(state.parts)
+    if not header.stream:
+        part_count = PartPlan(header.file_size, header.part_size).part_count
     return UploadResult(
         bucket=header.bucket,
         key=header.key,
         upload_id=header.upload_id,
-        size=header.file_size,
-        part_count=PartPlan(header.file_size, header.part_size).part_count,
+        size=int(outcome.get("size", header.file_size)),
+        part_count=part_count,
         etag=str(outcome.get("etag") or ""),
         checksum_algorithm=header.checksum_algorithm,
         checksum=outcome.get("checksum"),

@@ -153,6 +153,20 @@ def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
 
 
 @pytest.mark.process
+def test_a_completed_stream_resumed_reports_its_size_and_parts(s3_env, bucket, tmp_path):
+    """``upload resume`` of a stream's completed upload: exit 0 (already completed), with the
+    size and part count the completion recorded, not the header's (0 bytes in 1 part)."""
+    size, state = 13_000_000, tmp_path / "s"
+    done, _ = pipe_into(s3_env, size, 20, *cp_args(bucket, state))
+    assert done.returncode == 0, done.stderr
+    again = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["already_completed"] is True
+    assert (result["size"], result["part_count"], result["bytes_sent"]) == (size, 2, 0)
+
+
+@pytest.mark.process
 def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucket, s3_client,
                                                                    tmp_path):  # fmt: skip
     size, state = 60 * MiB, tmp_path / "s"
