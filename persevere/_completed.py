@@ -105,9 +105,8 @@ def result_of(state: JournalState, started: float) -> UploadResult:
     size and part count are known once it ended: what the completion recorded."""
     header = state.header
     outcome = state.outcome or {}
-    part_count = len(state.parts)
-    if not header.stream:
-        part_count = PartPlan(header.file_size, header.part_size).part_count
+    plan = header.plan()
+    part_count = plan.part_count if isinstance(plan, PartPlan) else len(state.parts)
     return UploadResult(
         bucket=header.bucket,
         key=header.key,
@@ -149,7 +148,8 @@ def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
     header = state.header
     if identity.size != header.file_size:
         return False
-    plan = PartPlan(header.file_size, header.part_size)
+    plan = header.plan()
+    assert isinstance(plan, PartPlan)  # a file never stands for a stream (other_source)
     algorithm = get_algorithm(header.checksum_algorithm)
     scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
     with SourceFile(identity) as source:

@@ -352,7 +352,7 @@ class Given:
     max_parts: int = MAX_PARTS
     expected_size: int | None = None  # a stream's
 
-    def _sending_differs(self, header: Header) -> list[str]:
+    def _sending_differs(self, header: Header, path: Path) -> list[str]:
         differ = []
         if self.part_size is not None and self.part_size != header.part_size:
             differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
@@ -360,9 +360,9 @@ class Given:
             said = [f"{n:,} bytes" if n is not None else "none" for n in
                     (header.expected_size, self.expected_size)]  # fmt: skip
             differ.append(f"expected size {said[0]}, not {said[1]}")
-        parts = PartPlan(header.file_size, header.part_size).part_count
-        if not header.stream and parts > self.max_parts:
-            differ.append(f"{parts:,} parts, over the part limit {self.max_parts:,}")
+        plan = header.plan(path)
+        if isinstance(plan, PartPlan) and plan.part_count > self.max_parts:
+            differ.append(f"{plan.part_count:,} parts, over the part limit {self.max_parts:,}")
         if self.no_overwrite and not header.no_overwrite:  # a finished upload replaced nothing
             differ.append("write-once, which it was started without")
         return differ
@@ -379,7 +379,7 @@ class Given:
         if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
         if state.finished is None:  # how it is sent: moot for an object already made
-            differ += self._sending_differs(header)
+            differ += self._sending_differs(header, path)
         if differ:
             raise UsageError(
                 f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "

@@ -161,7 +161,8 @@ async def _dry_run_resume(
     state: JournalState, state_path: Path, endpoint: Endpoint | None, options: UploadOptions
 ) -> DryRun:
     header = state.header
-    plan = PartPlan(header.file_size, header.part_size)
+    plan = header.plan(state_path)
+    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
     where = endpoint_of(header).overridden_by(endpoint)
     async with open_client(where, options) as client:
         session = session_of(client, header, options.retry.with_attempts(3))

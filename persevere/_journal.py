@@ -38,6 +38,7 @@ from ._errors import (
     StateFileUnwritable,
     UsageError,
 )
+from ._plan import PartPlan, StreamSchedule
 from ._platform import full_fsync, lock_exclusive, require_supported
 
 FORMAT = "persevere-journal"
@@ -82,6 +83,20 @@ class Header:
         return SourceRecord(
             self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
         )
+
+    def plan(self, where: object = "the state file") -> PartPlan | StreamSchedule:
+        """The parts this upload was planned with: a file's plan, or a stream's schedule.
+
+        A stream's header without its schedule is corrupt (every stream recorded one): it is
+        refused, not guessed (a guess could accept parts the stream is never read into)."""
+        if not self.stream:
+            return PartPlan(self.file_size, self.part_size)
+        if self.stream_every is None:
+            raise StateFileError(
+                f"{where}: the header is a stream's without its part schedule (stream_every): "
+                "corrupt state file"
+            )
+        return StreamSchedule(self.part_size, self.stream_every)
 
 
 def other_source(path: Path, header: Header, file: Path | None) -> UsageError:

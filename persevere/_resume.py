@@ -45,7 +45,7 @@ from ._errors import (
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, other_source
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan, StreamSchedule
+from ._plan import PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart, reconcile
@@ -108,13 +108,14 @@ async def resume_upload(
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(state, state_path, file, endpoint,
                                                 verify_parts, started)  # fmt: skip
-            if header.stream and file is None:
+            plan = header.plan()
+            if isinstance(plan, StreamSchedule):
                 from ._stream import resume_stream
 
                 async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
                     return await resume_stream(
-                        session_of(c, header, options.retry), journal, header, state.parts,
-                        options, progress, started,
+                        session_of(c, header, options.retry), journal, header, plan,
+                        state.parts, options, progress, started,
                     )  # fmt: skip
             path = Path(file or header.file_path)
             identity = await anyio.to_thread.run_sync(inspect_file, path)
@@ -126,7 +127,7 @@ async def resume_upload(
                         source,
                         journal,
                         state,
-                        PartPlan(header.file_size, header.part_size),
+                        plan,
                         options,
                         progress,
                     )
@@ -190,18 +191,18 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
-        plan = PartPlan(state.header.file_size, state.header.part_size)
+        plan = state.header.plan(state_path)
         for number, part in state.parts.items():
-            if state.header.stream:  # parts follow the stream's schedule (the last may be short)
-                schedule = StreamSchedule(state.header.part_size, state.header.stream_every or 1)
-                fits = 1 <= number <= MAX_PARTS and part.size <= schedule.size_of(number)
-            else:
-                fits = 1 <= number <= plan.part_count and part.size == plan.size_of(number)
-            if not fits:
+            if not plan.fits(number, part.size):
+                layout = (
+                    f"plan of {plan.part_count} parts of {plan.part_size} bytes"
+                    if isinstance(plan, PartPlan)
+                    else f"stream schedule of parts of {plan.first} bytes, doubling every "
+                    f"{plan.every} parts"
+                )
                 raise StateFileError(
                     f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
-                    f"plan of {plan.part_count} parts of {plan.part_size} bytes: corrupt state "
-                    "file"
+                    f"{layout}: corrupt state file"
                 )
         if state.damaged_lines:
             log.warning(

@@ -391,6 +391,7 @@ async def resume_stream(
     session: MultipartSession,
     journal: Journal,
     header: Header,
+    schedule: StreamSchedule,
     parts: dict[int, PartRecord],
     options: UploadOptions,
     progress: ProgressSink,
@@ -399,7 +400,8 @@ async def resume_stream(
     stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
     fd: int = 0,
 ) -> UploadResult:
-    """The same stream piped in again: skip what S3 has, send the rest, complete."""
+    """The same stream piped in again: skip what S3 has, send the rest, complete.
+    ``schedule``: the header's (:meth:`._journal.Header.plan`)."""
     kind, _ = stdin_kind(fd)
     if kind != "stream":
         raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
@@ -425,7 +427,6 @@ async def resume_stream(
     if remote is not None:
         prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
-    schedule = StreamSchedule(header.part_size, header.stream_every or MAX_PARTS)
     stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                           expected_size=header.expected_size, prefix=prefix)  # fmt: skip
     return await _send(session, stream, ledger, header, options, progress, started)

@@ -574,9 +574,10 @@ async def upload_status(
         from ._shards import merge_shards
 
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
-    part_count: int | None = PartPlan(header.file_size, header.part_size).part_count
-    if header.stream:
-        part_count = len(state.parts) if state.outcome else None
+    plan = header.plan(state_path)
+    part_count: int | None = len(state.parts) if state.outcome else None  # a stream's, once ended
+    if isinstance(plan, PartPlan):
+        part_count = plan.part_count
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
         remote = await _remote_status(header, endpoint, set(state.parts))

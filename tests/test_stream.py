@@ -313,6 +313,39 @@ def test_a_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp
     assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
 
 
+def test_a_streams_header_without_its_schedule_is_corrupt(s3_env, bucket, s3_client, tmp_path):
+    """Every stream recorded its schedule (``stream_every``). Without it, resume guessed twice
+    and differently: parts doubling at every part to check the journal, all parts equal to
+    read the stream, so the check accepted parts the reading never makes (issue 25, A)."""
+    from persevere._journal import PartRecord
+
+    state = tmp_path / "s"
+    doubled = PartRecord(2, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 16 * MiB)
+    stream_journal(s3_client, bucket, state, parts=[doubled], stream_every=None)
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1, result.stderr
+    assert (f"{state}: the header is a stream's without its part schedule (stream_every): "
+            "corrupt state file") in result.stderr  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
+def test_a_stream_part_that_does_not_fit_is_named_against_the_streams_schedule(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A recorded part larger than the stream's schedule makes: corrupt, said in the stream's
+    terms, not a file plan's ("plan of 1 parts of 8388608 bytes"; issue 25, B)."""
+    from persevere._journal import PartRecord
+
+    state = tmp_path / "s"
+    large = PartRecord(1, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 9 * MiB)
+    stream_journal(s3_client, bucket, state, parts=[large])
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1, result.stderr
+    assert (f"{state}: part 1 (size {9 * MiB}) does not fit the upload's stream schedule of "
+            f"parts of {8 * MiB} bytes, doubling every 1000 parts: corrupt state file"
+            ) in result.stderr  # fmt: skip
+
+
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
 @pytest.mark.process
 def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, make_file,
