@@ -25,6 +25,7 @@ from ._journal import Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._quirks import missing, object_matches, refused
+from ._retry import Call
 from ._s3 import Endpoint, open_client
 from ._source import FileIdentity, SourceFile
 from ._upload import UploadResult, endpoint_of, session_of
@@ -50,9 +51,11 @@ async def recheck(
     endpoint: Endpoint | None,
     *,
     verify_parts: bool = False,
+    options: UploadOptions | None = None,
 ) -> Recheck:
     """Is the completed upload ``state`` records still the object, and ``identity`` (None: a
-    stream, which cannot be read again) still its file?
+    stream, which cannot be read again) still its file? ``options``: the run's (its retry
+    policy, for the first call).
 
     The object is asked for its size and stored checksum (or ETag); the file's identity is
     compared with the recorded one and, only if it changed (or ``verify_parts``, or a block
@@ -63,7 +66,8 @@ async def recheck(
     outcome = state.outcome or {}
     where = f"s3://{header.bucket}/{header.key}"
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
-        session = session_of(client, header, UploadOptions().retry.with_attempts(3))
+        first = (options or UploadOptions()).policy(Call.FIRST)
+        session = session_of(client, header, first)
         try:
             head = await session.head_object()
         except S3Error as exc:

@@ -206,7 +206,7 @@ async def copy_file(
         return await start()
     given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
     if state.finished == "completed":
-        found = await recheck(state, state_path, identity, endpoint)
+        found = await recheck(state, state_path, identity, endpoint, options=options)
         if found.outcome == "same":
             given.refuse_other(state, state_path, "was uploaded")
             naming.name()

@@ -107,7 +107,7 @@ async def resume_upload(
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(state, state_path, file, endpoint,
-                                                verify_parts, started)  # fmt: skip
+                                                verify_parts, started, options)  # fmt: skip
             plan = header.plan()
             if isinstance(plan, StreamSchedule):
                 from ._stream import resume_stream
@@ -147,6 +147,7 @@ async def _already_completed(
     endpoint: Endpoint | None,
     verify_parts: bool,
     started: float,
+    options: UploadOptions,
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
@@ -155,7 +156,9 @@ async def _already_completed(
     identity = None
     if file is not None or not header.stream:
         identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
-    found = await recheck(state, state_path, identity, endpoint, verify_parts=verify_parts)
+    found = await recheck(
+        state, state_path, identity, endpoint, verify_parts=verify_parts, options=options
+    )
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
 from ._quirks import credentials_expired, throttled, transient
-from ._retry import RetryPolicy, TransientError, call_with_retry
+from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client as S3Client
@@ -289,15 +289,16 @@ async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
         raise translated from exc
 
 
-async def request(what: str, call: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
-    """An S3 request outside an upload's hot path, retried a few times on transient failures."""
+async def request(
+    what: str, call: Callable[[], Awaitable[T]], *, retry: RetryPolicy | None = None
+) -> T:
+    """An S3 request outside an upload, retried by ``retry`` (default ``Call.LOOKUP``'s)."""
 
     def exhausted(exc: TransientError, tries: int) -> PersevereError:
         return S3Error(f"{what} failed {tries} times: {exc}")
 
-    return await call_with_retry(
-        RetryPolicy(max_attempts=attempts), what, lambda: attempt(what, call), exhausted
-    )
+    retry = retry or policy(Call.LOOKUP)
+    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted)
 
 
 async def pages(

@@ -106,8 +106,9 @@ class MultipartSession:
     def where(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    async def create(self, object_options: Mapping[str, Any], *, attempts: int) -> None:
-        """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast)."""
+    async def create(self, object_options: Mapping[str, Any], *, retry: RetryPolicy) -> None:
+        """CreateMultipartUpload, retried by ``retry`` (``Call.FIRST``'s: an unreachable
+        endpoint fails fast)."""
 
         def unreachable(exc: TransientError, tries: int) -> PersevereError:
             # "Try again later" for a supervisor (exit 3): a network that is down when the timer
@@ -129,7 +130,7 @@ class MultipartSession:
         }
         try:
             response = await call_with_retry(
-                self.retry.with_attempts(attempts),
+                retry,
                 "CreateMultipartUpload",
                 lambda: attempt(
                     "CreateMultipartUpload",

@@ -39,7 +39,7 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
-from ._retry import RetryPolicy, TransientError
+from ._retry import Call, RetryPolicy, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PartSender
 from ._session import Completed, MultipartSession
@@ -255,9 +255,8 @@ async def create_recorded(
     session = session_of(client, draft, options.retry)
     if draft.no_overwrite:
         # The first request of the upload: it fails fast, as CreateMultipartUpload does.
-        first = options.retry.with_attempts(options.first_call_attempts)
         try:
-            await refuse_existing(session_of(client, draft, first))
+            await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
         except ResumableError as exc:  # unreachable: nothing was created, try again later
             journal.discard()
             exc.next_step = None
@@ -368,7 +367,7 @@ async def _create(
             with shield:
                 try:
                     await session.create(
-                        draft.object_options or {}, attempts=options.first_call_attempts
+                        draft.object_options or {}, retry=options.policy(Call.FIRST)
                     )
                     header = dataclasses.replace(draft, upload_id=session.upload_id)
                     await _write_header(session, journal, header)
@@ -394,7 +393,7 @@ async def _write_header(session: MultipartSession, journal: Journal, header: Hea
     except OSError as exc:
         # Nothing records this upload: take it back (best effort, time-boxed) rather than
         # leave it billed.
-        session.retry = session.retry.with_attempts(3)
+        session.retry = policy(Call.CLEANUP, session.retry)
         aborted = False
         with anyio.move_on_after(CREATE_SHIELD_S, shield=True), contextlib.suppress(PersevereError):
             await session.abort()
@@ -552,7 +551,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
             return header
         async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
             try:
-                await session_of(client, header, RetryPolicy(max_attempts=5)).abort()
+                await session_of(client, header, policy(Call.LOOKUP)).abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
@@ -600,7 +599,7 @@ async def _remote_status(
             endpoint = endpoint_of(header).overridden_by(overrides)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
             async with open_client(endpoint, quick) as client:
-                session = session_of(client, header, RetryPolicy(max_attempts=5))
+                session = session_of(client, header, policy(Call.LOOKUP))
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())
                 return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,

@@ -40,6 +40,7 @@ from ._errors import S3Error
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, missing, refused
+from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
@@ -285,7 +286,8 @@ async def _bucket_missing(client: Any, bucket: str) -> bool:
     NoSuchKey; HeadBucket tells (one request, on this failure path only). Refused or failed:
     not known to be missing."""
     try:
-        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), attempts=1)
+        once = RetryPolicy(max_attempts=1)  # it only picks the message: never waited for
+        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=once)
     except S3Error as exc:
         return missing(exc) or exc.code == "NoSuchBucket"
     return False
