@@ -34,7 +34,7 @@ from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress
-from ._retry import TransientError
+from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
 from ._sender import MemoryLedger, PartSender
 from ._session import MultipartSession
@@ -180,7 +180,7 @@ async def _discard(session: MultipartSession, completing: bool) -> bool:
     """After a failure or cancellation: abort the upload (S3 frees its parts), and delete the
     object if CompleteMultipartUpload may have succeeded. Best effort, shielded and time-boxed;
     it logs what it could not do and never hides the original error. True: nothing is left."""
-    session.retry = session.retry.with_attempts(3)
+    session.retry = policy(Call.CLEANUP, session.retry)
     left = f"upload {session.upload_id} of {session.where}"
     clean = False
     with anyio.move_on_after(CLEANUP_TIMEOUT_S, shield=True) as scope:
@@ -288,7 +288,7 @@ async def _bench_one(
         try:
             # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
             with anyio.CancelScope(shield=True):
-                await session.create({}, attempts=options.first_call_attempts)
+                await session.create({}, retry=options.policy(Call.FIRST))
         except S3Error as exc:
             if exc.code:
                 del leftovers[key]  # S3 answered, refusing: there is no upload

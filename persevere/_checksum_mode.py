@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checksums import ChecksumAlgorithm, ETag
+from ._checksums import ChecksumAlgorithm
 from ._errors import S3Error
+from ._quirks import ETag
 from ._retry import TransientError
 
 log = logging.getLogger("persevere")

@@ -1,10 +1,10 @@
-"""Checksums S3 verifies, and S3's rules for an object's checksum and ETag, in one place.
+"""Checksums S3 verifies, and S3's rules for an object's checksum, in one place.
 
 Digests are computed natively (awscrt for CRCs, hashlib for SHAs/MD5). A CRC of a whole object
 is combined from the CRCs of its parts (``awscrt.checksums.combine_*``), so a full-object
 checksum never needs a second read of the file.
 
-S3's shapes, as :class:`ObjectChecksum` and :class:`ETag` read and write them:
+S3's shapes, as :class:`ObjectChecksum` reads and writes them (and :class:`._quirks.ETag`):
 - a full-object checksum (CRC64NVME always; CRC32/CRC32C when asked) is ``base64``: the CRC of
   every byte, whatever the parts;
 - a composite checksum is ``base64-N``: the checksum of the N part checksums concatenated
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -206,40 +205,3 @@ class ObjectChecksum:
             if value:
                 return cls.parse(algorithm, str(value))
         return None
-
-
-_ETAG_RE = re.compile(r'^"?([0-9a-fA-F]{32})(?:-(\d+))?"?$')
-
-
-@dataclass(frozen=True, slots=True)
-class ETag:
-    """An ETag as S3 sent it (quotes and all), read for what it proves about the bytes."""
-
-    text: str
-
-    @property
-    def md5(self) -> str | None:
-        """The lowercase hex MD5 (of the object, or of its part MD5s), if it has that shape."""
-        match = _ETAG_RE.match(self.text)
-        return match.group(1).lower() if match else None
-
-    @property
-    def part_count(self) -> int | None:
-        """N of an ``md5-N`` multipart ETag."""
-        match = _ETAG_RE.match(self.text)
-        return int(match.group(2)) if match and match.group(2) else None
-
-    def same(self, other: str) -> bool:
-        return self.text.strip('"').lower() == other.strip('"').lower()
-
-    @staticmethod
-    def multipart(part_etags: Sequence[str]) -> str:
-        """The ETag S3 gives a multipart object without SSE-KMS/SSE-C: MD5 of part MD5s, -N."""
-        joined = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
-        return f'"{hashlib.md5(joined).hexdigest()}-{len(part_etags)}"'
-
-    @staticmethod
-    def proves_content(response: Mapping[str, object]) -> bool:
-        """False under SSE-KMS/SSE-C, where S3's ETag is not an MD5 of the bytes."""
-        kms = str(response.get("ServerSideEncryption") or "").startswith("aws:kms")
-        return not kms and "SSECustomerAlgorithm" not in response

@@ -19,11 +19,13 @@ from typing import Literal
 
 import anyio
 
-from ._checksums import ETag, ObjectChecksum, b64, get_algorithm
-from ._errors import S3Error, SourceChanged, StateFileError, missing, refused
+from ._checksums import ObjectChecksum, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, StateFileError
 from ._journal import Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
+from ._quirks import missing, object_matches, refused
+from ._retry import Call
 from ._s3 import Endpoint, open_client
 from ._source import FileIdentity, SourceFile
 from ._upload import UploadResult, endpoint_of, session_of
@@ -49,9 +51,11 @@ async def recheck(
     endpoint: Endpoint | None,
     *,
     verify_parts: bool = False,
+    options: UploadOptions | None = None,
 ) -> Recheck:
     """Is the completed upload ``state`` records still the object, and ``identity`` (None: a
-    stream, which cannot be read again) still its file?
+    stream, which cannot be read again) still its file? ``options``: the run's (its retry
+    policy, for the first call).
 
     The object is asked for its size and stored checksum (or ETag); the file's identity is
     compared with the recorded one and, only if it changed (or ``verify_parts``, or a block
@@ -62,7 +66,8 @@ async def recheck(
     outcome = state.outcome or {}
     where = f"s3://{header.bucket}/{header.key}"
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
-        session = session_of(client, header, UploadOptions().retry.with_attempts(3))
+        first = (options or UploadOptions()).policy(Call.FIRST)
+        session = session_of(client, header, first)
         try:
             head = await session.head_object()
         except S3Error as exc:
@@ -72,13 +77,8 @@ async def recheck(
                 return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
             raise
     algorithm = get_algorithm(header.checksum_algorithm)
-    stored = head.get(algorithm.param)
-    same_object = int(head.get("ContentLength", -1)) == outcome.get("size") and (
-        ObjectChecksum.parse(algorithm, str(outcome.get("checksum"))).matches(stored)
-        if stored is not None
-        else ETag(str(head.get("ETag", ""))).same(str(outcome.get("etag") or "-"))
-    )
-    if not same_object:
+    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)
         return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "
                        "(replaced since)")  # fmt: skip
@@ -105,15 +105,18 @@ async def recheck(
 
 
 def result_of(state: JournalState, started: float) -> UploadResult:
-    """The result of an upload found already completed: nothing sent by this run."""
+    """The result of an upload found already completed: nothing sent by this run. A stream's
+    size and part count are known once it ended: what the completion recorded."""
     header = state.header
     outcome = state.outcome or {}
+    plan = header.plan()
+    part_count = plan.part_count if isinstance(plan, PartPlan) else len(state.parts)
     return UploadResult(
         bucket=header.bucket,
         key=header.key,
         upload_id=header.upload_id,
-        size=header.file_size,
-        part_count=PartPlan(header.file_size, header.part_size).part_count,
+        size=int(outcome.get("size", header.file_size)),
+        part_count=part_count,
         etag=str(outcome.get("etag") or ""),
         checksum_algorithm=header.checksum_algorithm,
         checksum=outcome.get("checksum"),
@@ -149,7 +152,8 @@ def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
     header = state.header
     if identity.size != header.file_size:
         return False
-    plan = PartPlan(header.file_size, header.part_size)
+    plan = header.plan()
+    assert isinstance(plan, PartPlan)  # a file never stands for a stream (other_source)
     algorithm = get_algorithm(header.checksum_algorithm)
     scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
     with SourceFile(identity) as source:

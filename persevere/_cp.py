@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,15 @@ from ._errors import (
     UploadGone,
     UsageError,
 )
-from ._journal import Header, HeaderTorn, Journal, JournalState, read_state, require_regular
+from ._journal import (
+    Header,
+    HeaderTorn,
+    Journal,
+    JournalState,
+    other_source,
+    read_state,
+    require_regular,
+)
 from ._logs import NamingStateFile, say_plan
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
@@ -199,7 +206,7 @@ async def copy_file(
         return await start()
     given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
     if state.finished == "completed":
-        found = await recheck(state, state_path, identity, endpoint)
+        found = await recheck(state, state_path, identity, endpoint, options=options)
         if found.outcome == "same":
             given.refuse_other(state, state_path, "was uploaded")
             naming.name()
@@ -245,7 +252,7 @@ async def _copy_stream(
             param="state_file",
         )
     if state is not None and state.finished is None and not state.header.stream:
-        raise _other_source(state_path, state.header, None)
+        raise other_source(state_path, state.header, None)
     naming = NamingStateFile(progress or NullProgress(), state_path)
     if state is not None and state.finished is None:
         given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
@@ -322,7 +329,7 @@ def _refuse_foreign(
             param="state_file",
         )
     if header.stream:
-        raise _other_source(path, header, identity.path)
+        raise other_source(path, header, identity.path)
     moved = header.file_path != str(identity.path)
     if moved and identity.size != header.file_size:
         raise UsageError(
@@ -331,32 +338,6 @@ def _refuse_foreign(
             hint="give each file its own state file",
             param="state_file",
         )
-
-
-def _other_source(path: Path, header: Header, file: Path | None) -> UsageError:
-    """A state file records one kind of source: a file (by its path, or redirected in with
-    ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
-    from the recorded file, never reading the stream given now, and a stream's would be read
-    by a file's plan, which its parts do not follow: refused, before any request. ``file``
-    None: this run's source is a stream."""
-    to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
-    if file is None:
-        recorded, given = f"the file {header.file_path}", "standard input (a stream)"
-        hint = (
-            f"to resume it: persevere cp {shlex.quote(header.file_path)} {to}; to upload the "
-            "stream instead, give another state file"
-        )
-    else:
-        recorded, given = "standard input (a stream)", f"the file {file}"
-        hint = (
-            f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
-            "the file instead, give another state file"
-        )
-    return UsageError(
-        f"state file {path} records an upload of {recorded}, not of {given}",
-        hint=hint,
-        param="state_file",
-    )
 
 
 @dataclass(frozen=True)
@@ -371,7 +352,7 @@ class Given:
     max_parts: int = MAX_PARTS
     expected_size: int | None = None  # a stream's
 
-    def _sending_differs(self, header: Header) -> list[str]:
+    def _sending_differs(self, header: Header, path: Path) -> list[str]:
         differ = []
         if self.part_size is not None and self.part_size != header.part_size:
             differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
@@ -379,9 +360,9 @@ class Given:
             said = [f"{n:,} bytes" if n is not None else "none" for n in
                     (header.expected_size, self.expected_size)]  # fmt: skip
             differ.append(f"expected size {said[0]}, not {said[1]}")
-        parts = PartPlan(header.file_size, header.part_size).part_count
-        if not header.stream and parts > self.max_parts:
-            differ.append(f"{parts:,} parts, over the part limit {self.max_parts:,}")
+        plan = header.plan(path)
+        if isinstance(plan, PartPlan) and plan.part_count > self.max_parts:
+            differ.append(f"{plan.part_count:,} parts, over the part limit {self.max_parts:,}")
         if self.no_overwrite and not header.no_overwrite:  # a finished upload replaced nothing
             differ.append("write-once, which it was started without")
         return differ
@@ -398,7 +379,7 @@ class Given:
         if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
         if state.finished is None:  # how it is sent: moot for an object already made
-            differ += self._sending_differs(header)
+            differ += self._sending_differs(header, path)
         if differ:
             raise UsageError(
                 f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "

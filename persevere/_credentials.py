@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 import botocore.exceptions
 
-from ._s3 import CREDENTIALS_EXPIRED_CODES, CREDENTIALS_UNKNOWN_CODES
+from ._quirks import credentials_rejected
 
 log = logging.getLogger("persevere")
 
@@ -109,7 +109,7 @@ class CredentialRenewer:
         if http_response.status_code < 300:
             return
         code = (parsed.get("Error") or {}).get("Code")
-        if code not in CREDENTIALS_EXPIRED_CODES and code not in CREDENTIALS_UNKNOWN_CODES:
+        if not credentials_rejected(code):
             return
         renewed = await self.renew(context.get(_SIGNED_WITH), str(code))
         raise CredentialsRefused(parsed, model.name, renewed=renewed)

@@ -34,6 +34,7 @@ from ._journal import JournalState, read_state, require_regular
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
+from ._retry import Call
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
 from ._upload import _prepare_start, endpoint_of, session_of
@@ -91,7 +92,7 @@ async def dry_run_start(
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint, options) as client:
         session = MultipartSession(
-            client, bucket, key, None, algorithm, retry=options.retry,
+            client, bucket, key, None, algorithm, retry=options.policy(Call.FIRST),
             per_request=per_request(object_options), pinned=checksum is not None,
             no_overwrite=no_overwrite,
         )  # fmt: skip
@@ -161,10 +162,11 @@ async def _dry_run_resume(
     state: JournalState, state_path: Path, endpoint: Endpoint | None, options: UploadOptions
 ) -> DryRun:
     header = state.header
-    plan = PartPlan(header.file_size, header.part_size)
+    plan = header.plan(state_path)
+    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
     where = endpoint_of(header).overridden_by(endpoint)
     async with open_client(where, options) as client:
-        session = session_of(client, header, options.retry.with_attempts(3))
+        session = session_of(client, header, options.policy(Call.FIRST))
         try:
             parts = await session.list_parts()
             probe = f"ListParts: upload {header.upload_id} holds {len(parts)} part(s) on S3"
@@ -190,8 +192,8 @@ async def _probe_create(
     leave the probe's upload behind unnoticed."""
     leftover = None
     with anyio.CancelScope(shield=True), anyio.fail_after(PROBE_TIMEOUT_S):
-        await session.create(object_options, attempts=options.first_call_attempts)
-        session.retry = session.retry.with_attempts(3)
+        await session.create(object_options, retry=options.policy(Call.FIRST))
+        session.retry = options.policy(Call.CLEANUP)
         try:
             await session.abort()
         except PersevereError as exc:

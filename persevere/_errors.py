@@ -122,18 +122,6 @@ class S3Error(PersevereError):
         self.code = code
 
 
-def refused(exc: S3Error) -> bool:
-    """S3 refused the request for lack of permission (AccessDenied, or a bare HTTP 403 where
-    the endpoint sent no error body to name it)."""
-    return exc.code in ("AccessDenied", "403")
-
-
-def missing(exc: S3Error) -> bool:
-    """The object does not exist: NoSuchKey, or a bare 404 or NotFound (HeadObject's answer
-    has no error body to name it)."""
-    return exc.code in ("404", "NoSuchKey", "NotFound")
-
-
 class UploadGone(S3Error):
     next_step: str | None = None
 

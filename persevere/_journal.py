@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import stat
 import threading
 from dataclasses import MISSING, asdict, dataclass, field
@@ -35,7 +36,9 @@ from ._errors import (
     StateFileExists,
     StateFileLocked,
     StateFileUnwritable,
+    UsageError,
 )
+from ._plan import PartPlan, StreamSchedule
 from ._platform import full_fsync, lock_exclusive, require_supported
 
 FORMAT = "persevere-journal"
@@ -80,6 +83,46 @@ class Header:
         return SourceRecord(
             self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
         )
+
+    def plan(self, where: object = "the state file") -> PartPlan | StreamSchedule:
+        """The parts this upload was planned with: a file's plan, or a stream's schedule.
+
+        A stream's header without its schedule is corrupt (every stream recorded one): it is
+        refused, not guessed (a guess could accept parts the stream is never read into)."""
+        if not self.stream:
+            return PartPlan(self.file_size, self.part_size)
+        if self.stream_every is None:
+            raise StateFileError(
+                f"{where}: the header is a stream's without its part schedule (stream_every): "
+                "corrupt state file"
+            )
+        return StreamSchedule(self.part_size, self.stream_every)
+
+
+def other_source(path: Path, header: Header, file: Path | None) -> UsageError:
+    """A state file records one kind of source: a file (by its path, or redirected in with
+    ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
+    from the recorded file, never reading the stream given now, and a stream's would be read
+    by a file's plan, which its parts do not follow: refused, before any request. ``file``
+    None: this run's source is a stream."""
+    to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
+    if file is None:
+        recorded, given = f"the file {header.file_path}", "standard input (a stream)"
+        hint = (
+            f"to resume it: persevere cp {shlex.quote(header.file_path)} {to}; to upload the "
+            "stream instead, give another state file"
+        )
+    else:
+        recorded, given = "standard input (a stream)", f"the file {file}"
+        hint = (
+            f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
+            "the file instead, give another state file"
+        )
+    return UsageError(
+        f"state file {path} records an upload of {recorded}, not of {given}",
+        hint=hint,
+        param="state_file",
+    )
 
 
 @dataclass(frozen=True, slots=True)

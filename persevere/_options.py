@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._errors import UsageError
-from ._retry import RetryPolicy
+from ._retry import Call, RetryPolicy, policy
 from ._units import MiB
 
 MAX_CONCURRENCY = 256
@@ -30,6 +30,10 @@ class UploadOptions:
     # The first call of a new upload fails fast: an unreachable endpoint is reported in
     # seconds, not after minutes of retrying.
     first_call_attempts: int = 4
+
+    def policy(self, kind: Call) -> RetryPolicy:
+        """The retry policy for a call of this kind in this transfer (:func:`._retry.policy`)."""
+        return policy(kind, self.retry, self.first_call_attempts)
 
     def validate(self) -> None:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

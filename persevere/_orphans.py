@@ -15,8 +15,9 @@ from typing import Any, cast
 import anyio
 
 from ._checksums import CRC64NVME, ObjectChecksum
-from ._errors import S3Error, UploadGone, missing, refused
-from ._retry import RetryPolicy
+from ._errors import S3Error, UploadGone
+from ._quirks import missing, refused
+from ._retry import Call, policy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession
 
@@ -200,6 +201,6 @@ def _session(
         key,
         upload_id,
         CRC64NVME,
-        retry=RetryPolicy(max_attempts=5),
+        retry=policy(Call.LOOKUP),
         per_request=per_request,
     )

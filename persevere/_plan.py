@@ -40,6 +40,10 @@ class PartPlan:
     def part_numbers(self) -> range:
         return range(1, self.part_count + 1)
 
+    def fits(self, part_number: int, size: int) -> bool:
+        """Could a part of the plan be this one? Every part has its exact size."""
+        return 1 <= part_number <= self.part_count and size == self.size_of(part_number)
+
     def describe(self) -> str:
         """``1.0 GiB in 135 parts of 7.6 MiB (8,000,000 bytes)``: printed at start, so a part
         size given in decimal units by mistake (8MB for 8MiB) shows before anything is sent."""
@@ -151,6 +155,10 @@ class StreamSchedule:
             raise ValueError(f"part {part_number} is outside 1..{MAX_PARTS}")
         step = (part_number - 1) // self.every
         return min(MAX_PART_SIZE, self.first << min(step, 40))
+
+    def fits(self, part_number: int, size: int) -> bool:
+        """Could a part of the stream be this one? At most its size: the last may be short."""
+        return 1 <= part_number <= MAX_PARTS and size <= self.size_of(part_number)
 
     def offset(self, part_number: int) -> int:
         """Where part ``part_number`` starts in the stream (every earlier part full)."""

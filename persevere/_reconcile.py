@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ._journal import PartRecord
 from ._plan import PartPlan
+from ._quirks import ETag, digest_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +32,6 @@ class Reconciliation:
     missing: list[int] = field(default_factory=list)  # every part still to upload, in order
 
 
-def _same_etag(a: str, b: str) -> bool:
-    return a.strip('"').lower() == b.strip('"').lower()
-
-
 def reconcile(
     plan: PartPlan, journal_parts: dict[int, PartRecord], remote: dict[int, RemotePart]
 ) -> Reconciliation:
@@ -46,8 +43,8 @@ def reconcile(
         if there is not None and there.size != size:
             there = None  # not bytes of this plan: re-upload overwrites it
         if local is not None and there is not None:
-            agrees = _same_etag(local.etag, there.etag) and (
-                there.checksum is None or there.checksum.split("-")[0] == local.checksum
+            agrees = ETag(local.etag).same(there.etag) and (
+                there.checksum is None or digest_of(there.checksum) == local.checksum
             )
             if agrees:
                 result.kept[number] = local

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import anyio
 
-from ._checksums import ETag, b64
+from ._checksums import b64
 from ._completed import changed_since, recheck, result_of
 from ._errors import (
     IntegrityError,
@@ -41,13 +41,13 @@ from ._errors import (
     StateFileError,
     UploadFinished,
     UploadGone,
-    refused,
 )
-from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, other_source
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan, StreamSchedule
+from ._plan import PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
 from ._sender import PartSender
@@ -102,17 +102,20 @@ async def resume_upload(
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
+            if header.stream and file is not None:
+                raise other_source(state_path, header, Path(file))
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(state, state_path, file, endpoint,
-                                                verify_parts, started)  # fmt: skip
-            if header.stream and file is None:
+                                                verify_parts, started, options)  # fmt: skip
+            plan = header.plan()
+            if isinstance(plan, StreamSchedule):
                 from ._stream import resume_stream
 
                 async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
                     return await resume_stream(
-                        session_of(c, header, options.retry), journal, header, state.parts,
-                        options, progress, started,
+                        session_of(c, header, options.retry), journal, header, plan,
+                        state.parts, options, progress, started,
                     )  # fmt: skip
             path = Path(file or header.file_path)
             identity = await anyio.to_thread.run_sync(inspect_file, path)
@@ -124,7 +127,7 @@ async def resume_upload(
                         source,
                         journal,
                         state,
-                        PartPlan(header.file_size, header.part_size),
+                        plan,
                         options,
                         progress,
                     )
@@ -144,6 +147,7 @@ async def _already_completed(
     endpoint: Endpoint | None,
     verify_parts: bool,
     started: float,
+    options: UploadOptions,
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
@@ -152,7 +156,9 @@ async def _already_completed(
     identity = None
     if file is not None or not header.stream:
         identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
-    found = await recheck(state, state_path, identity, endpoint, verify_parts=verify_parts)
+    found = await recheck(
+        state, state_path, identity, endpoint, verify_parts=verify_parts, options=options
+    )
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":
@@ -188,18 +194,18 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
-        plan = PartPlan(state.header.file_size, state.header.part_size)
+        plan = state.header.plan(state_path)
         for number, part in state.parts.items():
-            if state.header.stream:  # parts follow the stream's schedule (the last may be short)
-                schedule = StreamSchedule(state.header.part_size, state.header.stream_every or 1)
-                fits = 1 <= number <= MAX_PARTS and part.size <= schedule.size_of(number)
-            else:
-                fits = 1 <= number <= plan.part_count and part.size == plan.size_of(number)
-            if not fits:
+            if not plan.fits(number, part.size):
+                layout = (
+                    f"plan of {plan.part_count} parts of {plan.part_size} bytes"
+                    if isinstance(plan, PartPlan)
+                    else f"stream schedule of parts of {plan.first} bytes, doubling every "
+                    f"{plan.every} parts"
+                )
                 raise StateFileError(
                     f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
-                    f"plan of {plan.part_count} parts of {plan.part_size} bytes: corrupt state "
-                    "file"
+                    f"{layout}: corrupt state file"
                 )
         if state.damaged_lines:
             log.warning(
@@ -465,7 +471,7 @@ class _Resumption:
             )  # fmt: skip
             checksum = b64(digest)
             if remote.checksum is not None:
-                matches = remote.checksum.split("-")[0] == checksum
+                matches = digest_of(remote.checksum) == checksum
             else:
                 etag = ETag(remote.etag)
                 matches = etag.part_count is None and etag.md5 == md5

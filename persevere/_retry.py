@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TypeVar
 
 import anyio
@@ -105,6 +106,36 @@ class RetryPolicy:
         """Full jitter: uniform in [0, min(cap, base * 2**(n-1))] before retry n (1-based)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
         return self.rng.uniform(0, ceiling)
+
+
+class Call(Enum):
+    """The kinds of S3 call, each with its retry budget (:func:`policy`). FIRST: Create, the
+    write-once HeadObject before it, the check of an upload found completed (cp, resume), a
+    dry run's probes: an unreachable endpoint is reported in seconds, not minutes."""
+
+    FIRST = "the first call of a run, before anything is made or sent: fail fast"
+    UPLOAD = "the upload's own calls: the user's policy (--max-retries / --retry-for)"
+    CLEANUP = "after a failure or a probe (abort, bench's delete): 3 tries, time-boxed"
+    LOOKUP = "calls outside an upload (status, list, verify, abort): 5 tries"
+
+
+CLEANUP_ATTEMPTS = 3
+LOOKUP_ATTEMPTS = 5
+
+
+def policy(kind: Call, user: RetryPolicy | None = None, first: int = 4) -> RetryPolicy:
+    """The retry policy for a call of this kind, made from the user's (``--max-retries``,
+    ``--retry-for``; default: :class:`RetryPolicy`'s). ``first``: the first call's attempts
+    (:attr:`._options.UploadOptions.first_call_attempts`). A user's patience
+    (``--retry-for``) holds for every kind but LOOKUP (see :meth:`RetryPolicy.with_attempts`)."""
+    if kind is Call.LOOKUP:
+        return RetryPolicy(max_attempts=LOOKUP_ATTEMPTS)
+    user = user or RetryPolicy()
+    if kind is Call.FIRST:
+        return user.with_attempts(first)
+    if kind is Call.CLEANUP:
+        return user.with_attempts(CLEANUP_ATTEMPTS)
+    return user
 
 
 async def call_with_retry(

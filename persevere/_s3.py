@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
-from ._retry import RetryPolicy, TransientError, call_with_retry
+from ._quirks import credentials_expired, throttled, transient
+from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client as S3Client
@@ -40,43 +41,6 @@ T = TypeVar("T")
 # final collections at exit (about 0.1 CPU-s). A library caller keeps the default, so nothing
 # of its own stays frozen.
 FROZEN_UNTIL_EXIT = False
-
-# Error codes another attempt may cure. BadDigest: bytes corrupted in flight, resend them.
-TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "BadDigest",
-        "XAmzContentSHA256Mismatch",
-        "IncompleteBody",
-        "OperationAborted",
-    }
-)
-# The server says the session's time is up: another attempt may cure it, since the credential
-# chain may hand out new credentials (._credentials). ExpiredToken is S3's ("The provided token
-# has expired."), also SeaweedFS's and MinIO's; TokenRefreshRequired is S3's "The provided token
-# must be refreshed."; ExpiredTokenException is STS's and the JSON services'. (aws-sdk-go v1
-# reloads credentials on ExpiredToken, ExpiredTokenException and EC2's RequestExpired.)
-CREDENTIALS_EXPIRED_CODES = frozenset(
-    {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
-)
-# The server does not know these credentials (any more). A rotated or deactivated key, or a
-# revoked session, looks like this; so does a typo. Transient only when the chain has given
-# other credentials since; otherwise permanent.
-CREDENTIALS_UNKNOWN_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
-        "InvalidClientTokenId",  # STS/IAM
-        "InvalidTokenId",  # MinIO
-    }
-)
-THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
 
 _HINTS = {
     "AccessDenied": "check the IAM policy: uploads need s3:PutObject, resume also "
@@ -325,15 +289,16 @@ async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
         raise translated from exc
 
 
-async def request(what: str, call: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
-    """An S3 request outside an upload's hot path, retried a few times on transient failures."""
+async def request(
+    what: str, call: Callable[[], Awaitable[T]], *, retry: RetryPolicy | None = None
+) -> T:
+    """An S3 request outside an upload, retried by ``retry`` (default ``Call.LOOKUP``'s)."""
 
     def exhausted(exc: TransientError, tries: int) -> PersevereError:
         return S3Error(f"{what} failed {tries} times: {exc}")
 
-    return await call_with_retry(
-        RetryPolicy(max_attempts=attempts), what, lambda: attempt(what, call), exhausted
-    )
+    retry = retry or policy(Call.LOOKUP)
+    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted)
 
 
 async def pages(
@@ -406,12 +371,10 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         renewed: bool | None = getattr(exc, "credentials_renewed", None)
         if renewed is False:
             text += " (the credential chain gives no newer credentials)"
-        if (
-            renewed or code in CREDENTIALS_EXPIRED_CODES
-        ):  # expired ones may be renewed by the next attempt
+        if renewed or credentials_expired(code):  # expired ones may be renewed by the next attempt
             return TransientError(text, code=code, credentials_renewed=bool(renewed))
-        if code in TRANSIENT_CODES or status in (429, 500, 502, 503, 504):
-            return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
+        if transient(code, status):
+            return TransientError(text, code=code, throttle=throttled(code, status))
         if code == "NoSuchUpload":
             return UploadGone(
                 f"{text} (the multipart upload was aborted, elsewhere or by a lifecycle rule)",

@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ._checksum_mode import PartDigests, PartVerifier
-from ._checksums import ChecksumAlgorithm, ETag, ObjectChecksum, checksum_type
+from ._checksums import ChecksumAlgorithm, ObjectChecksum, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
+from ._quirks import ETag, credentials_expired, object_matches, unsupported
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
-from ._s3 import CREDENTIALS_EXPIRED_CODES, S3Client, attempt, pages
+from ._s3 import S3Client, attempt, pages
 
 T = TypeVar("T")
 
 # Algorithms every S3 endpoint with flexible checksums knows; the rest (added in 2026) may be
-# refused with one of these codes.
+# refused as unsupported.
 CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"})
-_UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
 
 # The longest file name most file systems take, hence the longest path segment a server that
 # stores keys as files does (S3 itself takes one of 1,024).
@@ -42,7 +42,7 @@ Exhausted = Callable[[str, TransientError, int], PersevereError]
 
 def resumable(what: str, exc: TransientError, attempts: int) -> PersevereError:
     hint = "the upload is intact and resumable"
-    if exc.code in CREDENTIALS_EXPIRED_CODES:
+    if credentials_expired(exc.code):
         hint = (
             "S3 refused the credentials and the credential chain has no newer ones: renew them "
             "(aws sso login, a new session...); the upload is intact and resumable"
@@ -106,8 +106,9 @@ class MultipartSession:
     def where(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    async def create(self, object_options: Mapping[str, Any], *, attempts: int) -> None:
-        """CreateMultipartUpload, tried ``attempts`` times (an unreachable endpoint fails fast)."""
+    async def create(self, object_options: Mapping[str, Any], *, retry: RetryPolicy) -> None:
+        """CreateMultipartUpload, retried by ``retry`` (``Call.FIRST``'s: an unreachable
+        endpoint fails fast)."""
 
         def unreachable(exc: TransientError, tries: int) -> PersevereError:
             # "Try again later" for a supervisor (exit 3): a network that is down when the timer
@@ -115,7 +116,7 @@ class MultipartSession:
             again = ResumableError(
                 f"cannot start the upload after {tries} attempts: {exc}",
                 hint="renew the credentials (aws sso login, a new session...), then run again"
-                if exc.code in CREDENTIALS_EXPIRED_CODES
+                if credentials_expired(exc.code)
                 else "nothing was created: check the endpoint and the network, then run the "
                 "same command again",
             )
@@ -129,7 +130,7 @@ class MultipartSession:
         }
         try:
             response = await call_with_retry(
-                self.retry.with_attempts(attempts),
+                retry,
                 "CreateMultipartUpload",
                 lambda: attempt(
                     "CreateMultipartUpload",
@@ -139,13 +140,13 @@ class MultipartSession:
             )
         except S3Error as exc:
             name = self.algorithm.name
-            if exc.code in _UNSUPPORTED_CODES and name not in CLASSIC_ALGORITHMS:
+            if unsupported(exc) and name not in CLASSIC_ALGORITHMS:
                 raise S3Error(
                     f"checksum algorithm {name} is not supported by this endpoint ({exc.code})",
                     code=exc.code,
                     hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
                 ) from exc
-            if exc.code in _UNSUPPORTED_CODES and LOCK_FIELDS & object_options.keys():
+            if unsupported(exc) and LOCK_FIELDS & object_options.keys():
                 refused = await self._lock_refused(exc)
                 if refused is not None:
                     raise refused from exc
@@ -264,11 +265,16 @@ class MultipartSession:
         if flexible and self.checksum_type == "FULL_OBJECT":
             params[param] = str(expected.checksum)
 
-        async def complete_once() -> Any:
+        failures: list[TransientError] = []
+
+        async def complete_attempt() -> Any:
             try:
-                return await self._api.complete_multipart_upload(**params)
-            except Exception as exc:
-                if getattr(exc, "response", {}).get("Error", {}).get("Code") == "BadDigest":
+                return await attempt(
+                    "CompleteMultipartUpload",
+                    lambda: self._api.complete_multipart_upload(**params),
+                )
+            except TransientError as exc:
+                if exc.code == "BadDigest":
                     # Every part was verified on arrival: the whole disagreeing with them is
                     # not a transfer error that another attempt could cure.
                     raise IntegrityError(
@@ -277,14 +283,6 @@ class MultipartSession:
                         "(BadDigest)",
                         hint="abort the upload and start again",
                     ) from exc
-                raise
-
-        failures: list[TransientError] = []
-
-        async def complete_attempt() -> Any:
-            try:
-                return await attempt("CompleteMultipartUpload", complete_once)
-            except TransientError as exc:
                 failures.append(exc)
                 raise
 
@@ -344,14 +342,7 @@ class MultipartSession:
             head = await self.head_object()
         except S3Error:
             return False
-        if int(head.get("ContentLength", -1)) != size:
-            return False
-        stored = head.get(self.algorithm.param)
-        if stored is not None:
-            return expected.checksum.matches(stored)
-        return expected.expected_etag is not None and ETag(expected.expected_etag).same(
-            str(head.get("ETag", ""))
-        )
+        return object_matches(head, size, expected.checksum, expected.expected_etag)
 
     async def abort(self) -> None:
         """AbortMultipartUpload: S3 frees the parts."""

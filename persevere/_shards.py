@@ -179,9 +179,9 @@ async def upload_shard(
                 f"the upload in {state_path} is split into {header.shards} shards, not {shards}",
                 param="shard",
             )
-        if header.stream:
+        plan = header.plan(state_path)
+        if not isinstance(plan, PartPlan):
             raise UsageError("a stream cannot be split into shards: it is read once, in order")
-        plan = PartPlan(header.file_size, header.part_size)
         parts = shard_range(plan.part_count, shard, shards)
         if main.finished == "completed":
             # A restarted pod or a requeued array task after the upload was completed: its

@@ -37,13 +37,14 @@ from typing import Any
 import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm, ETag, b64, get_algorithm
-from ._errors import S3Error, SourceChanged, UploadGone, UsageError, refused
+from ._checksums import ChecksumAlgorithm, b64, get_algorithm
+from ._errors import S3Error, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart
 from ._s3 import Endpoint, open_client, resolved_region
 from ._sender import PartSender
@@ -259,7 +260,7 @@ class StreamSource:
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
         etag = ETag(remote.etag)
-        if (remote.checksum or "").split("-")[0] == checksum or (
+        if digest_of(remote.checksum or "") == checksum or (
             etag.part_count is None and etag.md5 == md5
         ):
             log.info("part %d: found on S3 and matches the stream, adopted", number)
@@ -390,6 +391,7 @@ async def resume_stream(
     session: MultipartSession,
     journal: Journal,
     header: Header,
+    schedule: StreamSchedule,
     parts: dict[int, PartRecord],
     options: UploadOptions,
     progress: ProgressSink,
@@ -398,7 +400,8 @@ async def resume_stream(
     stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
     fd: int = 0,
 ) -> UploadResult:
-    """The same stream piped in again: skip what S3 has, send the rest, complete."""
+    """The same stream piped in again: skip what S3 has, send the rest, complete.
+    ``schedule``: the header's (:meth:`._journal.Header.plan`)."""
     kind, _ = stdin_kind(fd)
     if kind != "stream":
         raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
@@ -424,7 +427,6 @@ async def resume_stream(
     if remote is not None:
         prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
-    schedule = StreamSchedule(header.part_size, header.stream_every or MAX_PARTS)
     stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                           expected_size=header.expected_size, prefix=prefix)  # fmt: skip
     return await _send(session, stream, ledger, header, options, progress, started)

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ChecksumAlgorithm, ETag, checksum_type, get_algorithm
+from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -38,14 +38,15 @@ from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
-from ._retry import RetryPolicy, TransientError
+from ._quirks import ETag, is_write_conflict
+from ._retry import Call, RetryPolicy, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PartSender
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._urls import check_destination
 from ._version import __version__
-from ._write_once import give_up, is_write_conflict, refuse_existing
+from ._write_once import give_up, refuse_existing
 
 log = logging.getLogger("persevere")
 
@@ -254,9 +255,8 @@ async def create_recorded(
     session = session_of(client, draft, options.retry)
     if draft.no_overwrite:
         # The first request of the upload: it fails fast, as CreateMultipartUpload does.
-        first = options.retry.with_attempts(options.first_call_attempts)
         try:
-            await refuse_existing(session_of(client, draft, first))
+            await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
         except ResumableError as exc:  # unreachable: nothing was created, try again later
             journal.discard()
             exc.next_step = None
@@ -367,7 +367,7 @@ async def _create(
             with shield:
                 try:
                     await session.create(
-                        draft.object_options or {}, attempts=options.first_call_attempts
+                        draft.object_options or {}, retry=options.policy(Call.FIRST)
                     )
                     header = dataclasses.replace(draft, upload_id=session.upload_id)
                     await _write_header(session, journal, header)
@@ -393,7 +393,7 @@ async def _write_header(session: MultipartSession, journal: Journal, header: Hea
     except OSError as exc:
         # Nothing records this upload: take it back (best effort, time-boxed) rather than
         # leave it billed.
-        session.retry = session.retry.with_attempts(3)
+        session.retry = policy(Call.CLEANUP, session.retry)
         aborted = False
         with anyio.move_on_after(CREATE_SHIELD_S, shield=True), contextlib.suppress(PersevereError):
             await session.abort()
@@ -551,7 +551,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
             return header
         async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
             try:
-                await session_of(client, header, RetryPolicy(max_attempts=5)).abort()
+                await session_of(client, header, policy(Call.LOOKUP)).abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
@@ -573,9 +573,10 @@ async def upload_status(
         from ._shards import merge_shards
 
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
-    part_count: int | None = PartPlan(header.file_size, header.part_size).part_count
-    if header.stream:
-        part_count = len(state.parts) if state.outcome else None
+    plan = header.plan(state_path)
+    part_count: int | None = len(state.parts) if state.outcome else None  # a stream's, once ended
+    if isinstance(plan, PartPlan):
+        part_count = plan.part_count
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
         remote = await _remote_status(header, endpoint, set(state.parts))
@@ -598,7 +599,7 @@ async def _remote_status(
             endpoint = endpoint_of(header).overridden_by(overrides)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
             async with open_client(endpoint, quick) as client:
-                session = session_of(client, header, RetryPolicy(max_attempts=5))
+                session = session_of(client, header, policy(Call.LOOKUP))
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())
                 return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,

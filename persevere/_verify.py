@@ -35,10 +35,12 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ETag, ObjectChecksum, b64
-from ._errors import S3Error, missing
+from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
+from ._errors import S3Error
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
+from ._quirks import ETag, digest_of, missing, refused
+from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
@@ -98,7 +100,7 @@ class _Reading:
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
             return ETag(self.stated).same(computed)
-        return self.stated.split("-")[0] == computed.split("-")[0]  # a dropped -N is no news
+        return digest_of(self.stated) == digest_of(computed)  # a dropped -N is no news
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ class _PartValues:
             digest = digests[number - 1]
             if self.etag and not ETag(value).same(digest.hex()):
                 return number
-            if not self.etag and value.split("-")[0] != b64(digest):
+            if not self.etag and digest_of(value) != b64(digest):
                 return number
         return None
 
@@ -270,7 +272,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             ) from exc
         if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
-        if exc.code == "AccessDenied":
+        if refused(exc):  # a HEAD's 403 has no body to say AccessDenied
             exc.hint = (
                 "verify needs s3:GetObject on the object (HeadObject); on AWS a missing "
                 "object also answers AccessDenied without s3:ListBucket on the bucket"
@@ -284,7 +286,8 @@ async def _bucket_missing(client: Any, bucket: str) -> bool:
     NoSuchKey; HeadBucket tells (one request, on this failure path only). Refused or failed:
     not known to be missing."""
     try:
-        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), attempts=1)
+        once = RetryPolicy(max_attempts=1)  # it only picks the message: never waited for
+        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=once)
     except S3Error as exc:
         return missing(exc) or exc.code == "NoSuchBucket"
     return False

@@ -28,19 +28,12 @@ from typing import NoReturn
 
 import anyio
 
-from ._errors import ObjectExists, PersevereError, S3Error, UploadGone, missing, refused
+from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
 from ._journal import Journal
+from ._quirks import missing, refused
 from ._session import MultipartSession
 
 log = logging.getLogger("persevere")
-
-# What S3 answers a conditional Complete that meets an existing key (412), or a write to the
-# same key racing with it (409: "re-initiate the multipart upload").
-WRITE_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-
-
-def is_write_conflict(exc: S3Error) -> bool:
-    return exc.code in WRITE_CONFLICT_CODES
 
 
 async def key_exists(session: MultipartSession) -> bool | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
-from tests.httpproxy import HttpProxy
+from tests.httpproxy import HttpProxy, Reply
 
 MiB = 1024 * 1024
 
@@ -222,6 +222,24 @@ def test_dry_run_fails_as_the_run_would(
     assert message in result.stderr and "Traceback" not in result.stderr
     assert [e.operation for e in proxy.requests()] == operations
     assert proxy.requests("UploadPart") == []
+
+
+def test_dry_run_fails_as_fast_as_the_run_when_s3_does_not_answer(
+    s3_server, s3_env, bucket, make_file, tmp_path
+):
+    """Its first request (HeadObject) has the first call's budget, as the run's first request
+    has (4 tries), not an upload's (10, over a minute of backoff; issue 25, L)."""
+
+    def unavailable(exchange):
+        return Reply(503, b"", ()) if exchange.operation == "HeadObject" else None
+
+    with HttpProxy.in_front_of(s3_server.endpoint_url, reply=unavailable) as proxy:
+        result = persevere({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, "upload", "start",
+                           make_file(MiB, seed=57), f"s3://{bucket}/k", "--state-file",
+                           tmp_path / "s", "--dry-run")  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "HeadObject failed 4 times" in result.stderr and "Traceback" not in result.stderr
+    assert [e.operation for e in proxy.requests()] == ["HeadObject"] * 4
 
 
 def test_dry_run_of_cp_after_completion_is_a_check(recorded, bucket, make_file, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
+from tests.httpproxy import HttpProxy, Reply
 from tests.test_faults import upstream
 
 MiB = 1024 * 1024
@@ -306,6 +307,28 @@ def test_resume_with_overrides(s3_env, s3_server, bucket, s3_client, make_file, 
     assert result.returncode == 0, result.stderr
     assert "re-reading the 2 part(s)" in result.stderr
     assert_same(s3_client, bucket, "k", moved)
+
+
+def test_the_check_of_a_completed_upload_rides_out_an_outage_with_retry_for(
+    s3_env, s3_server, bucket, make_file, tmp_path
+):
+    """cp over an upload it completed asks HeadObject first; ``--retry-for`` is the user's
+    patience for that request too. It had 3 tries of its own (issue 25, K): exit 3."""
+    file, state = make_file(MiB, seed=127), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert cli(s3_env, *args).returncode == 0
+    busy = iter(range(4))
+
+    def unavailable(exchange):
+        if exchange.operation == "HeadObject" and next(busy, None) is not None:
+            return Reply(503, b"", ())
+        return None
+
+    with HttpProxy.in_front_of(s3_server.endpoint_url, reply=unavailable) as proxy:
+        again = cli(s3_env, *args, "--endpoint-url", proxy.url, "--retry-for", "1m", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["already_completed"] is True
+    assert [e.operation for e in proxy.requests()] == ["HeadObject"] * 5
 
 
 @pytest.mark.process

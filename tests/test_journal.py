@@ -493,3 +493,15 @@ def test_a_failed_append_leaves_the_file_whole_and_stops_appends(tmp_path, monke
         journal.append_part(part(3))  # another worker's part: refused, not appended
     journal.close()
     assert replay(path.read_bytes()).parts == {1: part(1)}
+
+
+def test_the_header_gives_back_its_plan():
+    from dataclasses import replace
+
+    from persevere._plan import PartPlan, StreamSchedule
+
+    assert HEADER.plan() == PartPlan(20 * 1024 * 1024, 8 * 1024 * 1024)
+    stream = replace(HEADER, file_path="-", file_size=0, stream_every=1000)
+    assert stream.plan() == StreamSchedule(8 * 1024 * 1024, 1000)
+    with pytest.raises(StateFileError, match=r"^s: the header is a stream's without its part "):
+        replace(stream, stream_every=None).plan("s")

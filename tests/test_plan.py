@@ -13,6 +13,7 @@ from persevere._plan import (
     MAX_PART_SIZE,
     MAX_PARTS,
     MIN_PART_SIZE,
+    StreamSchedule,
 )
 from persevere._units import GiB, MiB, TiB
 
@@ -221,3 +222,13 @@ def test_auto_plan_respects_any_part_limit(file_size, max_parts):
     assert plan.part_count <= max_parts
     smaller = plan.part_size - MiB
     assert smaller < DEFAULT_MIN_AUTO_PART_SIZE or -(-file_size // smaller) > max_parts
+
+
+def test_a_plan_fits_its_parts_exactly_and_a_schedule_at_most():
+    plan = PartPlan(12 * MiB, 5 * MiB)
+    assert [plan.fits(n, 5 * MiB) for n in (0, 1, 2, 3)] == [False, True, True, False]
+    assert plan.fits(3, 2 * MiB) and not plan.fits(2, 4 * MiB)
+    schedule = StreamSchedule(8 * MiB, 2)
+    assert schedule.fits(1, 8 * MiB) and schedule.fits(2, 1) and schedule.fits(3, 16 * MiB)
+    assert not schedule.fits(2, 16 * MiB) and not schedule.fits(MAX_PARTS + 1, 1)
+    assert not schedule.fits(0, 1)

@@ -3,6 +3,8 @@ by the HTTP proxy (:mod:`tests.httpproxy`) rewriting its answers.
 
 - A composite checksum stated without its ``-N`` (moto's HeadObject): the digest implies the
   part count, so it is compared alone; any other digest is still a mismatch.
+
+Then, without a server, how :mod:`persevere._quirks` reads S3's answers.
 """
 
 from __future__ import annotations
@@ -65,3 +67,41 @@ def test_another_composite_digest_is_still_a_mismatch(
                            "--no-progress")  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "after completion has size" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- how S3's answers are read (pure) ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("code", "is_missing", "is_refused"),
+    [
+        ("404", True, False),  # HeadObject's answer: no body, the status stands in
+        ("NoSuchKey", True, False),
+        ("NotFound", True, False),
+        ("403", False, True),
+        ("AccessDenied", False, True),
+        ("NoSuchBucket", False, False),
+        (None, False, False),
+    ],
+)
+def test_missing_and_refused_whatever_the_endpoint_calls_them(code, is_missing, is_refused):
+    from persevere._errors import S3Error
+    from persevere._quirks import missing, refused
+
+    exc = S3Error("HeadObject: ...", code=code)
+    assert missing(exc) is is_missing
+    assert refused(exc) is is_refused
+
+
+def test_the_object_is_ours_by_size_then_its_checksum_else_its_etag():
+    from persevere._checksums import CRC64NVME, ObjectChecksum
+    from persevere._quirks import digest_of, object_matches
+
+    ours = ObjectChecksum(CRC64NVME, "EdAimiSS/RI=")
+    etag = '"2820ff91f1d65acebd1de1bc45894c30-2"'
+    head = {"ContentLength": 10, "ChecksumCRC64NVME": "EdAimiSS/RI=", "ETag": etag}
+    assert object_matches(head, 10, ours, None)
+    assert not object_matches({**head, "ContentLength": 11}, 10, ours, etag)
+    assert not object_matches({**head, "ChecksumCRC64NVME": "AAAAAAAAAAA="}, 10, ours, etag)
+    no_checksum = {"ContentLength": 10, "ETag": etag.upper()}  # sent with Content-MD5
+    assert object_matches(no_checksum, 10, ours, etag.strip('"'))
+    assert not object_matches(no_checksum, 10, ours, None)
+    assert digest_of("abc=-3") == digest_of("abc=") == "abc="

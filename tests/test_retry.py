@@ -261,3 +261,19 @@ def test_only_the_same_internal_error_throughout_is_the_servers_refusal():
     assert not refused_throughout(failures("", ""))  # a bare HTTP 500/502: a gateway
     assert not refused_throughout(failures(None, "InternalError"))  # the network, then S3
     assert not refused_throughout([])
+
+
+def test_one_policy_per_kind_of_call():
+    from persevere._options import UploadOptions
+    from persevere._retry import Call, policy
+
+    user = RetryPolicy(max_attempts=21)
+    assert policy(Call.UPLOAD, user) is user
+    assert policy(Call.FIRST, user).max_attempts == 4
+    assert policy(Call.FIRST, user, first=2).max_attempts == 2
+    assert policy(Call.CLEANUP, user).max_attempts == 3
+    assert policy(Call.LOOKUP, user).max_attempts == 5
+    assert policy(Call.FIRST).max_attempts == 4  # without a user's policy: the default one's
+    patient = RetryPolicy(max_attempts=None, patience_s=600)
+    assert policy(Call.FIRST, patient) is patient and policy(Call.CLEANUP, patient) is patient
+    assert UploadOptions(retry=user, first_call_attempts=7).policy(Call.FIRST).max_attempts == 7

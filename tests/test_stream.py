@@ -20,7 +20,7 @@ import pytest
 
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
@@ -153,6 +153,20 @@ def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
 
 
 @pytest.mark.process
+def test_a_completed_stream_resumed_reports_its_size_and_parts(s3_env, bucket, tmp_path):
+    """``upload resume`` of a stream's completed upload: exit 0 (already completed), with the
+    size and part count the completion recorded, not the header's (0 bytes in 1 part)."""
+    size, state = 13_000_000, tmp_path / "s"
+    done, _ = pipe_into(s3_env, size, 20, *cp_args(bucket, state))
+    assert done.returncode == 0, done.stderr
+    again = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["already_completed"] is True
+    assert (result["size"], result["part_count"], result["bytes_sent"]) == (size, 2, 0)
+
+
+@pytest.mark.process
 def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucket, s3_client,
                                                                    tmp_path):  # fmt: skip
     size, state = 60 * MiB, tmp_path / "s"
@@ -257,6 +271,79 @@ def redirect_into(env, file, *args):
 
 def object_keys(s3_client, bucket):
     return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def stream_journal(s3_client, bucket, state, expected_size=None, parts=(), **header):
+    """The journal of a stream upload in progress, as ``cp -`` writes it: a real multipart
+    upload, its header (``header`` changes it) and ``parts`` (PartRecords, not sent)."""
+    from dataclasses import replace
+
+    from persevere._checksums import get_algorithm
+    from persevere._journal import Journal
+    from persevere._s3 import Endpoint
+    from persevere._upload import new_header
+
+    schedule = StreamSchedule.for_expected(expected_size)
+    upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    draft = new_header(bucket, "k", Endpoint(os.environ["AWS_ENDPOINT_URL"]), None, "-", None,
+                       schedule.first, get_algorithm("CRC64NVME"), None, pinned=False,
+                       stream_every=schedule.every, expected_size=expected_size)  # fmt: skip
+    journal = Journal.create(state)
+    try:
+        journal.write_header(replace(draft, upload_id=upload_id, **header))
+        for part in parts:
+            journal.append_part(part)
+    finally:
+        journal.close()
+
+
+def test_a_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path):
+    """``upload resume --file`` over a stream's state: refused as ``cp`` refuses it (the
+    README: a file named where a stream was recorded), before any request. It was read by a
+    file's plan: resumed when the file had the expected size, else "changed (size 0 -> N)"."""
+    state, file = tmp_path / "s", make_file(11 * MiB, seed=19)
+    stream_journal(s3_client, bucket, state, expected_size=11 * MiB)
+    before = state.read_bytes()
+    result = persevere(s3_env, "upload", "resume", "--state-file", state, "--file", file)
+    assert result.returncode == 2, result.stderr
+    assert f"records an upload of standard input (a stream), not of the file {file}" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+
+
+def test_a_streams_header_without_its_schedule_is_corrupt(s3_env, bucket, s3_client, tmp_path):
+    """Every stream recorded its schedule (``stream_every``). Without it, resume guessed twice
+    and differently: parts doubling at every part to check the journal, all parts equal to
+    read the stream, so the check accepted parts the reading never makes (issue 25, A)."""
+    from persevere._journal import PartRecord
+
+    state = tmp_path / "s"
+    doubled = PartRecord(2, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 16 * MiB)
+    stream_journal(s3_client, bucket, state, parts=[doubled], stream_every=None)
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1, result.stderr
+    assert (f"{state}: the header is a stream's without its part schedule (stream_every): "
+            "corrupt state file") in result.stderr  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
+def test_a_stream_part_that_does_not_fit_is_named_against_the_streams_schedule(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A recorded part larger than the stream's schedule makes: corrupt, said in the stream's
+    terms, not a file plan's ("plan of 1 parts of 8388608 bytes"; issue 25, B)."""
+    from persevere._journal import PartRecord
+
+    state = tmp_path / "s"
+    large = PartRecord(1, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 9 * MiB)
+    stream_journal(s3_client, bucket, state, parts=[large])
+    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    assert result.returncode == 1, result.stderr
+    assert (f"{state}: part 1 (size {9 * MiB}) does not fit the upload's stream schedule of "
+            f"parts of {8 * MiB} bytes, doubling every 1000 parts: corrupt state file"
+            ) in result.stderr  # fmt: skip
 
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])

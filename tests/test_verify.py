@@ -90,6 +90,21 @@ def test_missing_object_is_an_error(s3_env, bucket, make_file):
     assert "Traceback" not in result.stderr
 
 
+def test_head_object_refused_says_what_verify_needs(s3_env, s3_server, bucket, s3_client,
+                                                     make_file):  # fmt: skip
+    """HeadObject refused: its 403 has no body to say AccessDenied, and the hint is still
+    given (the bare status is the code; issue 25, difference J's kind)."""
+    file = make_file(1000, seed=45)
+    s3_client.put_object(Bucket=bucket, Key="obj", Body=file.read_bytes())
+    writer = {**s3_env, "AWS_ACCESS_KEY_ID": s3_server.writeonly_access_key,
+              "AWS_SECRET_ACCESS_KEY": s3_server.writeonly_secret_key}  # fmt: skip
+    result = persevere(writer, "verify", file, f"s3://{bucket}/obj", "--no-progress")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "HeadObject: 403" in result.stderr
+    assert "verify needs s3:GetObject on the object (HeadObject)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bad_url_is_usage_error(s3_env, make_file):
     result = persevere(s3_env, "verify", make_file(10), "https://example/x")
     assert result.returncode == 2
