@@ -385,7 +385,9 @@ def resume(
             log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
             processes = recorded
         elif not recorded and not header.stream:  # no more processes than parts, as start
-            processes = min(processes, PartPlan(header.file_size, header.part_size).part_count)
+            plan = header.plan()
+            assert isinstance(plan, PartPlan)  # not a stream
+            processes = min(processes, plan.part_count)
         _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
                                json_output, no_progress, verify_parts, file, started)  # fmt: skip
         return
