@@ -817,7 +817,12 @@ class OverrideFlags:
             # checked (absolute, exists, not with --no-verify-ssl); the warning said once
             given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
             ca_bundle = given.endpoint().ca_bundle
-        return Endpoint(self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl)
+        try:  # an endpoint URL the core refuses (a path, credentials in it): one line
+            return Endpoint(
+                self.endpoint_url, None, self.profile, ca_bundle, not self.no_verify_ssl
+            )
+        except _errors.UsageError as exc:
+            _fail(exc)
 
 
 @dataclasses.dataclass(frozen=True)

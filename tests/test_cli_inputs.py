@@ -328,6 +328,35 @@ def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
     assert_object_matches(s3_client, bucket, "k", file)
 
 
+def test_an_override_endpoint_url_with_a_path_is_one_line(
+    s3_env, bucket, s3_client, tmp_path, listener
+):
+    """``upload resume`` and ``upload shard`` take --endpoint-url over the state file's: one
+    with a path was a traceback (exit 1), not the one line (exit 2) the other commands give."""
+    file = tmp_path / "f"
+    file.write_bytes(os.urandom(10 << 20))
+    state = tmp_path / "s"
+    made = persevere_cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                         state, "--shards", "2", "--part-size", "5MiB")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/{bucket}"
+    for command in (["resume"], ["resume", "--processes", "2"], ["shard", "--shard", "0/2"]):
+        result = persevere_cli(s3_env, "upload", *command, "--state-file", state,
+                               "--endpoint-url", url, "--no-progress")  # fmt: skip
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        assert result.stderr.splitlines() == [
+            "persevere: error: --endpoint-url: the endpoint URL has a path after HOST[:PORT]: "
+            "every request would go under it, so the object would not land at the s3:// URL "
+            "given; give http://HOST[:PORT] or https://HOST[:PORT], and the bucket in the "
+            "s3:// URL"
+        ], command
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+    done = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
 @pytest.mark.process
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
