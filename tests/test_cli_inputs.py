@@ -209,7 +209,7 @@ def test_credentials_in_the_endpoint_url_are_refused_before_any_request(
     assert result.returncode == persevere.EXIT_USAGE, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors == [
-        f"persevere: error: --endpoint-url: endpoint URL http://***@127.0.0.1:{port} holds "
+        f"persevere: error: {via}: endpoint URL http://***@127.0.0.1:{port} holds "
         "credentials (user:password@): give it without them, and the credentials through the "
         "AWS chain (environment, profile); S3 requests are signed with those, and the URL is "
         "stored in the state file"
@@ -355,6 +355,32 @@ def test_an_override_endpoint_url_with_a_path_is_one_line(
     done = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     assert done.returncode == 0, done.stderr
     assert_object_matches(s3_client, bucket, "k", file)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_an_endpoint_url_refused_names_the_variable_it_came_from(
+    s3_env, tmp_path, listener, monkeypatch, variable
+):
+    """An endpoint URL from the environment that cannot be one was reported as the flag's
+    ("--endpoint-url: ..."), which the user never gave: the message names the variable."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x")
+    port = listener.getsockname()[1]
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for url, says in (
+        (f"http://127.0.0.1:{port}/bench", "the endpoint URL has a path after HOST[:PORT]"),
+        (f"http://AKID:s3cr3t@127.0.0.1:{port}", f"endpoint URL http://***@127.0.0.1:{port} "
+         "holds credentials"),
+        (f"ftp://127.0.0.1:{port}", "the endpoint URL must be http://HOST[:PORT]"),
+    ):  # fmt: skip
+        monkeypatch.setenv(variable, url)
+        result = persevere_cli({}, "cp", file, "s3://b/k", "--state-dir", tmp_path / "state")
+        assert result.returncode == persevere.EXIT_USAGE, result.stderr
+        error = result.stderr.splitlines()[0]
+        assert error.startswith(f"persevere: error: {variable}: {says}"), error
+        assert "--endpoint-url" not in result.stderr and "s3cr3t" not in result.stderr
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
 
 
 @pytest.mark.process
