@@ -435,6 +435,40 @@ def test_a_key_with_a_dot_segment_is_refused_before_any_request(s3_env, tmp_path
         listener.accept()  # nobody connected
 
 
+@pytest.mark.parametrize("key", ["a//b", "/x", "x/", "a//"])
+def test_a_key_with_an_empty_segment_is_refused_before_any_request(
+    s3_env, bucket, s3_client, tmp_path, key
+):
+    """SeaweedFS keeps keys as file paths and merges an empty segment away: ``cp f
+    s3://B/a//b`` exited 0, "uploaded s3://B/a//b", and the object listed was ``a/b`` (for
+    ``/x``, ``x``: an object there was replaced); a key ending in '/' (given with --s3-key)
+    was stored as ``x/x``, found only once every part was sent (exit 1)."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state = tmp_path / "state"
+    if key.endswith("/"):  # s3://B/x/ names a prefix (the key x/f): only --s3-key gives x/
+        commands = [["upload", "start", "--file-to-upload", file, "--s3-bucket", bucket,
+                     "--s3-key", key]]  # fmt: skip
+    else:
+        commands = [[*command, file, f"s3://{bucket}/{key}"]
+                    for command in (["cp"], ["upload", "start"], ["cp", "--dry-run"])]  # fmt: skip
+    for command in commands:
+        result = persevere_cli(s3_env, *command, "--state-file", state, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert errors == [
+            "persevere: error: the key has an empty path segment (two slashes in a row, or a "
+            "slash at its start or end), which servers that keep keys as file paths "
+            "(SeaweedFS among them) merge away: the object would not be stored under this key; "
+            "give a key without them"
+        ], command
+    with pytest.raises(persevere.UsageError, match="empty path segment"):
+        persevere.upload_file_sync(file, bucket, key, tmp_path / "api-state")
+    assert not state.exists() and not (tmp_path / "api-state").exists()
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
 def test_dots_that_are_not_a_whole_segment_are_a_key_like_any_other():
     from persevere._urls import check_destination
 
