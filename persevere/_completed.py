@@ -105,15 +105,20 @@ async def recheck(
 
 
 def result_of(state: JournalState, started: float) -> UploadResult:
-    """The result of an upload found already completed: nothing sent by this run."""
+    """The result of an upload found already completed: nothing sent by this run. A
+    stream's size is its completion's (its header's is 0: unknown at start), and its parts
+    are those recorded (they follow the stream's schedule, not a file's plan)."""
     header = state.header
     outcome = state.outcome or {}
+    size, part_count = header.file_size, PartPlan(header.file_size, header.part_size).part_count
+    if header.stream:
+        size, part_count = int(outcome.get("size") or 0), max(len(state.parts), 1)
     return UploadResult(
         bucket=header.bucket,
         key=header.key,
         upload_id=header.upload_id,
-        size=header.file_size,
-        part_count=PartPlan(header.file_size, header.part_size).part_count,
+        size=size,
+        part_count=part_count,
         etag=str(outcome.get("etag") or ""),
         checksum_algorithm=header.checksum_algorithm,
         checksum=outcome.get("checksum"),

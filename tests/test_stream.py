@@ -16,11 +16,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
+import persevere
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
+from persevere._stream import start_stream
 from persevere._units import GiB, MiB, TiB
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import persevere as persevere_cli
 from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
@@ -429,3 +433,25 @@ def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server,
     right, _ = pipe_into(s3_env, size, 17, *args)
     assert right.returncode == 0, right.stderr
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 17)
+
+
+def test_a_completed_stream_resumed_says_its_size_and_parts(s3_env, bucket, s3_client, tmp_path):
+    """``upload resume`` of a completed stream (a supervisor's re-run): it said "already
+    completed s3://B/k: 0 B in 1 part(s)", and persevere.resume gave size 0, 1 part: the size
+    of a stream is not in its header (unknown at start), but in its completion."""
+    size, state = 2 * 8 * MiB + 1000, tmp_path / "s"
+    data = tmp_path / "data"
+    data.write_bytes(random.Random(19).randbytes(size))
+    with data.open("rb") as source:  # its descriptor, read as a stream
+        made = anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+    assert (made.size, made.part_count) == (size, 3)
+    result = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)
+    assert (said["size"], said["part_count"], said["bytes_sent"]) == (size, 3, 0)
+    assert said["already_completed"] is True
+    text = persevere_cli(s3_env, "upload", "resume", "--state-file", state)
+    assert text.stdout.startswith(f"already completed s3://{bucket}/k: 16.0 MiB in 3 part(s)")
+    again = persevere.resume_sync(state)
+    assert (again.size, again.part_count, again.already_completed) == (size, 3, True)
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
