@@ -455,3 +455,23 @@ def test_a_completed_stream_resumed_says_its_size_and_parts(s3_env, bucket, s3_c
     again = persevere.resume_sync(state)
     assert (again.size, again.part_count, again.already_completed) == (size, 3, True)
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
+
+
+@pytest.mark.process
+def test_a_stream_whose_client_cannot_be_made_leaves_no_state_file(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A stream's start that failed before anything was created (a profile that does not
+    exist) left an empty state file: the same command, corrected, then said "state file ...
+    already exists" and "the upload is resumable", and resume that it is empty."""
+    for command in (["upload", "start"], ["cp"]):
+        state = tmp_path / f"s-{command[0]}"
+        args = [*command, "-", f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+        refused = persevere_cli(s3_env, *args, "--profile", "nope", input="hello")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines() == ["persevere: error: --profile: AWS profile 'nope' "
+                                               "not found"]  # fmt: skip
+        assert not state.exists(), command
+        again = persevere_cli(s3_env, *args, input="hello")
+        assert again.returncode == 0, again.stderr
+        assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
