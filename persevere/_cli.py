@@ -1238,15 +1238,21 @@ def resume(
         from ._journal import read_state
 
         try:
-            recorded = read_state(state_file).header.shards
+            state = read_state(state_file)
         except _errors.PersevereError as exc:
             _fail(exc)
-        if recorded and recorded != processes:  # its shards, as they were made
-            log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
-            processes = recorded
-        _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
-                               json_output, no_progress, verify_parts, file, started)  # fmt: skip
-        return
+        if state.finished is None:  # finished: nothing to split, the resume below says how
+            if state.header.stream:
+                _usage_error("a stream cannot be split into shards: it is read once, in order",
+                             "--processes")  # fmt: skip
+            recorded = state.header.shards
+            if recorded and recorded != processes:  # its shards, as they were made
+                log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
+                processes = recorded
+            _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
+                                   json_output, no_progress, verify_parts, file,
+                                   started)  # fmt: skip
+            return
     result = _run(
         lambda: resume_upload(
             state_file,

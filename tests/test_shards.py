@@ -376,6 +376,47 @@ def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_clie
     assert_done(s3_client, bucket, file)
 
 
+def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """resume --processes N of a completed upload started N shard processes, each saying
+    "nothing left for shard i/N", before it said "already completed"; of an aborted one, N
+    errors and "shard exit codes [1, 1]: completing sends what they left", of which nothing
+    was; of a stream (which start --processes refuses), N errors and then a plain resume.
+    (A shard process here would fail this test: it is not marked ``process``.)"""
+    import anyio
+
+    from persevere._stream import start_stream
+
+    file, done_state, aborted_state = make_file(10 * MiB, seed=149), tmp_path / "d", tmp_path / "a"
+    made = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", done_state,
+               "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    create(s3_env, bucket, file, aborted_state, 2)
+    assert cli(s3_env, "upload", "abort", "--state-file", aborted_state).returncode == 0
+    resume = ["upload", "resume", "--processes", "2", "--no-progress", "--state-file"]
+    done = cli(s3_env, *resume, done_state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"already completed s3://{bucket}/k: 10.0 MiB in 2 part(s)")
+    assert done.stderr == ""
+    aborted = cli(s3_env, *resume, aborted_state)
+    assert aborted.returncode == 1, aborted.stderr
+    assert aborted.stderr.splitlines()[0] == (
+        f"persevere: error: the upload in {aborted_state} was aborted: there is nothing to resume"
+    )
+    assert "shard" not in aborted.stderr
+    stream_state = tmp_path / "st"
+    with file.open("rb") as source, pytest.raises(persevere.SourceChanged):  # cut short
+        anyio.run(lambda: start_stream(bucket, "st", stream_state, fd=source.fileno(),
+                                       expected_size=20 * MiB))  # fmt: skip
+    stream = cli(s3_env, *resume, stream_state)
+    assert stream.returncode == 2, stream.stderr
+    assert stream.stderr.endswith("Error: Invalid value for --processes: a stream cannot be "
+                                  "split into shards: it is read once, in order\n")  # fmt: skip
+    assert "shard exit codes" not in stream.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
 def recorded_parts(state: Path) -> dict[int, str]:
     """Every part the state file and its shard journals record (number -> ETag), each journal
     read back whole: a torn line or an unreadable journal fails the test."""
