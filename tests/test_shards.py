@@ -503,6 +503,9 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     assert "again: exiting now" not in stderr
     assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
     assert "the shards settled their journals" in stderr
+    # Said once, by the parent (each shard said it too, and printed the resume command).
+    assert stderr.count("persevere: error:") == 1, stderr
+    assert stderr.count("persevere upload resume --state-file") == 1, stderr
     assert "Traceback" not in stderr
     recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
     assert recorded and all(held[n] == etag for n, etag in recorded.items())
