@@ -322,7 +322,7 @@ def _refuse_foreign(
             param="state_file",
         )
     if header.stream:
-        raise _other_source(path, header, identity.path)
+        raise _other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
     if moved and identity.size != header.file_size:
         raise UsageError(
@@ -333,12 +333,15 @@ def _refuse_foreign(
         )
 
 
-def _other_source(path: Path, header: Header, file: Path | None) -> UsageError:
+def _other_source(
+    path: Path, header: Header, file: Path | None, finished: str | None = None
+) -> UsageError:
     """A state file records one kind of source: a file (by its path, or redirected in with
     ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
     from the recorded file, never reading the stream given now, and a stream's would be read
     by a file's plan, which its parts do not follow: refused, before any request. ``file``
-    None: this run's source is a stream."""
+    None: this run's source is a stream. ``finished``: the recorded upload's end, if it has
+    one (then there is nothing to resume)."""
     to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
     if file is None:
         recorded, given = f"the file {header.file_path}", "standard input (a stream)"
@@ -352,6 +355,8 @@ def _other_source(path: Path, header: Header, file: Path | None) -> UsageError:
             f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
             "the file instead, give another state file"
         )
+        if finished is not None:
+            hint = f"that upload {finished}: to upload the file, give another state file"
     return UsageError(
         f"state file {path} records an upload of {recorded}, not of {given}",
         hint=hint,

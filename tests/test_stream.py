@@ -475,3 +475,22 @@ def test_a_stream_whose_client_cannot_be_made_leaves_no_state_file(
         again = persevere_cli(s3_env, *args, input="hello")
         assert again.returncode == 0, again.stderr
         assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+
+
+def test_a_file_given_a_finished_stream_state_file_is_not_told_to_resume_it(
+    s3_env, bucket, tmp_path
+):
+    """``cp FILE`` with the state file of a stream upload that completed: refused (it records
+    another kind of source), with a hint that said "to resume it, pipe the same stream in",
+    when nothing is left to resume."""
+    data, state = tmp_path / "data", tmp_path / "s"
+    data.write_bytes(b"x" * 1000)
+    with data.open("rb") as source:
+        anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+    result = persevere_cli(s3_env, "cp", data, f"s3://{bucket}/k", "--state-file", state)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"persevere: error: --state-file: state file {state} records an upload of standard "
+        f"input (a stream), not of the file {data}",
+        "persevere: that upload completed: to upload the file, give another state file",
+    ]
