@@ -1136,7 +1136,9 @@ def cp(
         typer.Option(
             "--state-file",
             help="The journal of this upload. Default: FILE.persevere beside the file if that "
-            "directory is writable, else under $XDG_STATE_HOME/persevere.",
+            "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
+            "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
+            "stdin.DIGEST.persevere there.",
         ),
     ] = None,
     state_dir: Annotated[
