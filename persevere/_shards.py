@@ -46,6 +46,7 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Journal, JournalState, read_state
+from ._logs import global_flags
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._platform import lock_exclusive
@@ -272,6 +273,7 @@ def run_local_shards(
                     sys.executable,
                     "-m",
                     "persevere",
+                    *global_flags(),  # their lines go to the same stderr: in the same form
                     "upload",
                     "shard",
                     "--state-file",

@@ -653,6 +653,32 @@ def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3
 
 
 @pytest.mark.process
+@pytest.mark.parametrize("talk", [["--log-format", "json"], ["-q"]])
+def test_processes_give_each_shard_the_way_to_talk(s3_env, s3_server, bucket, s3_client,
+                                                   make_file, tmp_path, talk):  # fmt: skip
+    """The global flags did not reach the shard processes, which share the parent's stderr:
+    under --log-format json their warnings (a retry, a stop) were plain lines in the
+    collector's stream of JSON lines; under -q ("only errors on stderr") they were printed."""
+    from tests.test_faults import upstream
+
+    file, state = make_file(20 * MiB, seed=151), tmp_path / "s"
+    rule = RefusedAtFirst("PUT", "partNumber", refuse=(500, "InternalError"), times=1)
+    with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        done = cli(env, *talk, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                   state, "--part-size", "5MiB", "--processes", "2", "--no-progress",
+                   process=True)  # the shards' stderr too  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(rule.seen.values()) == [2, 2, 2, 2]  # each part retried once, in its shard
+    if talk == ["-q"]:
+        assert done.stderr == ""
+    else:
+        events = [json.loads(line) for line in done.stderr.splitlines()]  # every line
+        assert [e["event"] for e in events].count("retry") == 4, done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+@pytest.mark.process
 def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_client,
                                                               make_file, tmp_path):  # fmt: skip
     file, state = make_file(20 * MiB, seed=150), tmp_path / "s"
