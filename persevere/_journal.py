@@ -278,7 +278,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise StateFileExists.at(path, _finished(path)) from None
+            raise already_exists(path) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -425,12 +425,18 @@ def read_state(path: Path) -> JournalState:
     return replay(data, str(path))
 
 
-def _finished(path: Path) -> str | None:
-    """How the upload an existing state file records ended, if it did (else None)."""
+def already_exists(path: Path) -> StateFileExists:
+    """Why a start (or its dry run) refuses the state file at ``path``: the upload it records
+    (one to resume, or one that is over), or why it records none (empty, a torn header,
+    unreadable), so that no resume command is offered for nothing to resume."""
     try:
-        return read_state(path).finished
-    except StateFileError:
-        return None
+        finished = read_state(path).finished
+    except StateFileError as exc:
+        refused = StateFileExists(f"state file {path} already exists: {exc.message}",
+                                  hint=exc.hint)  # fmt: skip
+        refused.next_step = None
+        return refused
+    return StateFileExists.at(path, finished)
 
 
 class HeaderTorn(StateFileError):
