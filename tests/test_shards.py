@@ -514,6 +514,40 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.process
+def test_a_ctrl_c_as_the_shards_start_is_an_orderly_stop(s3_env, bucket, s3_client, make_file,
+                                                         tmp_path):  # fmt: skip
+    """A Ctrl-C while the shard processes were still starting (Python importing, half a
+    second or so) was a KeyboardInterrupt traceback in each of them, under the parent's
+    "the shards settled their journals"."""
+    file, state = make_file(10 * MiB, seed=152), tmp_path / "s"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2",
+         "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's job
+    )  # fmt: skip
+
+    def shards_started() -> bool:
+        found = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        return len(found.stdout.split()) == 2
+
+    try:
+        wait_until(shards_started, parent)
+        os.killpg(parent.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        _, stderr = parent.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
+    assert parent.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.count("persevere upload resume --state-file") == 1, stderr
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, file)
+
+
 def stop(parent: subprocess.Popen, whom: str, sig: int) -> None:
     if whom == "group":
         os.killpg(parent.pid, sig)
