@@ -25,6 +25,7 @@ from ._journal import Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._s3 import Endpoint, open_client
+from ._shards import merge_shards
 from ._source import FileIdentity, SourceFile
 from ._upload import UploadResult, endpoint_of, session_of
 
@@ -98,6 +99,8 @@ async def recheck(
     elif identity.block_device:
         why = "a block device (no time of it dates its bytes)"
     log.warning("%s: %s; re-reading it", identity.path, why)
+    if header.shards:  # its parts were recorded by its shards, in journals of their own
+        await anyio.to_thread.run_sync(merge_shards, state_path, state)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
         return Recheck("changed", f"{identity.path} changed since it was uploaded")
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)

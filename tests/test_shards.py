@@ -417,6 +417,31 @@ def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
 
 
+def test_a_completed_sharded_upload_of_a_touched_file_is_still_done(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The parts of an upload made by shards are in the shards' journals: once the file was
+    touched (same bytes, a new mtime), resume re-read it against the main journal's parts,
+    of which there are none, and said it "changed since it was uploaded" (exit 1); cp
+    uploaded it all again."""
+    file, state = make_file(10 * MiB, seed=153), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    for shard in ("0/2", "1/2"):
+        ran = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", shard)
+        assert ran.returncode == 0, ran.stderr
+    assert cli(s3_env, "upload", "resume", "--state-file", state).returncode == 0
+    os.utime(file, ns=(1, 1))  # touched: its identity differs, its bytes do not
+    resumed = cli(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["already_completed"] is True
+    assert "changed since it was uploaded; re-reading it" in resumed.stderr
+    os.utime(file, ns=(2, 2))
+    copied = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", state, "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)["bytes_sent"] == 0
+    assert_done(s3_client, bucket, file)
+
+
 def recorded_parts(state: Path) -> dict[int, str]:
     """Every part the state file and its shard journals record (number -> ETag), each journal
     read back whole: a torn line or an unreadable journal fails the test."""
