@@ -510,6 +510,31 @@ def test_a_key_segment_the_server_will_not_store_is_exit_1_not_try_again(
         assert_object_matches(s3_client, bucket, key, file)
 
 
+def test_one_internal_error_at_completion_is_try_again_later(
+    s3_env, s3_server, bucket, s3_client, tmp_path
+):
+    """With --max-retries 0, a CompleteMultipartUpload answered InternalError once was taken
+    as the server refusing the upload throughout (exit 1: a supervisor stops); one answer is
+    no such proof: exit 3, and the same command run again completes it."""
+    from urllib.parse import urlsplit
+
+    from tests.ruleproxy import Rule, RuleProxy
+
+    file, state = tmp_path / "f", tmp_path / "s"
+    file.write_bytes(b"x" * 1000)
+    upstream = urlsplit(s3_server.endpoint_url)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    refuse_complete = Rule("POST", "uploadId", refuse=(500, "InternalError"))
+    with RuleProxy((upstream.hostname, upstream.port), [refuse_complete]) as proxy:
+        once = persevere_cli({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, *args, "--max-retries",
+                             "0")  # fmt: skip
+    assert once.returncode == 3, once.stderr
+    assert "the server does not complete this upload" not in once.stderr
+    again = persevere_cli(s3_env, *args, "--endpoint-url", s3_server.endpoint_url)
+    assert again.returncode == 0, again.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
 @pytest.mark.process
 def test_a_destination_given_twice_and_verify_of_stdin_are_refused(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
