@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from typing import Annotated, Literal
 
 import click
@@ -112,10 +113,13 @@ def main() -> None:
     # finds nothing begun: exit as interrupted, with its code, not as killed.
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _stopped_before_starting)
+    if hasattr(signal, "pthread_sigmask"):  # a shard of --processes starts with them held
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     app(prog_name="persevere")
 
 
 def _stopped_before_starting(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
-    _say(f"persevere: {name} received before anything started; nothing to resume")
+    if "--under-processes" not in sys.argv:  # a shard's parent says it, for all
+        _say(f"persevere: {name} received before anything started; nothing to resume")
     os._exit(_exit_code(name))

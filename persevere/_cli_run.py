@@ -221,6 +221,8 @@ def _run(
             for signum in _STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
     except _errors.Interrupted as exc:
+        if hurried_by_parent:  # a shard of --processes: the parent says it once, for all
+            raise typer.Exit(exc.exit_code) from None
         if resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
             exc.state_file = str(resumable_state)

@@ -273,7 +273,9 @@ def cp(
         typer.Option(
             "--state-file",
             help="The journal of this upload. Default: FILE.persevere beside the file if that "
-            "directory is writable, else under $XDG_STATE_HOME/persevere.",
+            "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
+            "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
+            "stdin.DIGEST.persevere there.",
         ),
     ] = None,
     state_dir: Annotated[
@@ -377,20 +379,26 @@ def resume(
         from ._plan import PartPlan
 
         try:
-            header = read_state(state_file).header
+            state = read_state(state_file)
         except _errors.PersevereError as exc:
             _fail(exc)
-        recorded = header.shards
-        if recorded and recorded != processes:  # its shards, as they were made
-            log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
-            processes = recorded
-        elif not recorded and not header.stream:  # no more processes than parts, as start
-            plan = header.plan()
-            assert isinstance(plan, PartPlan)  # not a stream
-            processes = min(processes, plan.part_count)
-        _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
-                               json_output, no_progress, verify_parts, file, started)  # fmt: skip
-        return
+        if state.finished is None:  # finished: nothing to split, the resume below says how
+            header = state.header
+            if header.stream:
+                _usage_error("a stream cannot be split into shards: it is read once, in order",
+                             "--processes")  # fmt: skip
+            recorded = header.shards
+            if recorded and recorded != processes:  # its shards, as they were made
+                log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
+                processes = recorded
+            elif not recorded:  # no more processes than parts, as start
+                plan = header.plan()
+                assert isinstance(plan, PartPlan)  # not a stream
+                processes = min(processes, plan.part_count)
+            _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
+                                   json_output, no_progress, verify_parts, file,
+                                   started)  # fmt: skip
+            return
     result = _run(
         lambda: resume_upload(
             state_file,

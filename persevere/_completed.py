@@ -27,6 +27,7 @@ from ._plan import PartPlan
 from ._quirks import missing, object_matches, refused
 from ._retry import Call
 from ._s3 import Endpoint, open_client
+from ._shards import merge_shards
 from ._source import FileIdentity, SourceFile
 from ._upload import UploadResult, endpoint_of, session_of
 
@@ -98,6 +99,8 @@ async def recheck(
     elif identity.block_device:
         why = "a block device (no time of it dates its bytes)"
     log.warning("%s: %s; re-reading it", identity.path, why)
+    if header.shards:  # its parts were recorded by its shards, in journals of their own
+        await anyio.to_thread.run_sync(merge_shards, state_path, state)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
         return Recheck("changed", f"{identity.path} changed since it was uploaded")
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)
@@ -110,7 +113,7 @@ def result_of(state: JournalState, started: float) -> UploadResult:
     header = state.header
     outcome = state.outcome or {}
     plan = header.plan()
-    part_count = plan.part_count if isinstance(plan, PartPlan) else len(state.parts)
+    part_count = plan.part_count if isinstance(plan, PartPlan) else max(len(state.parts), 1)
     return UploadResult(
         bucket=header.bucket,
         key=header.key,

@@ -329,7 +329,7 @@ def _refuse_foreign(
             param="state_file",
         )
     if header.stream:
-        raise other_source(path, header, identity.path)
+        raise other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
     if moved and identity.size != header.file_size:
         raise UsageError(

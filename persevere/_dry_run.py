@@ -29,8 +29,8 @@ from typing import Any
 
 import anyio
 
-from ._errors import PersevereError, StateFileError, StateFileExists, UploadGone
-from ._journal import JournalState, read_state, require_regular
+from ._errors import PersevereError, StateFileError, UploadGone
+from ._journal import JournalState, already_exists, read_state, require_regular
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -213,7 +213,7 @@ def _check_new_state_file(path: Path) -> None:
     """What ``Journal.create`` would refuse, without creating anything."""
     require_regular(path)
     if path.exists():
-        raise StateFileExists.at(path)
+        raise already_exists(path)
     parent = _existing_parent(path)
     if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
         raise StateFileError(f"cannot create state file {path}: {parent} is not writable")

@@ -99,12 +99,15 @@ class Header:
         return StreamSchedule(self.part_size, self.stream_every)
 
 
-def other_source(path: Path, header: Header, file: Path | None) -> UsageError:
+def other_source(
+    path: Path, header: Header, file: Path | None, finished: str | None = None
+) -> UsageError:
     """A state file records one kind of source: a file (by its path, or redirected in with
     ``<``) or a stream (a pipe). Given the other kind, a file's upload would be completed
     from the recorded file, never reading the stream given now, and a stream's would be read
     by a file's plan, which its parts do not follow: refused, before any request. ``file``
-    None: this run's source is a stream."""
+    None: this run's source is a stream. ``finished``: the recorded upload's end, if it has
+    one (then there is nothing to resume)."""
     to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
     if file is None:
         recorded, given = f"the file {header.file_path}", "standard input (a stream)"
@@ -118,6 +121,8 @@ def other_source(path: Path, header: Header, file: Path | None) -> UsageError:
             f"to resume it, pipe the same stream in: PRODUCER | persevere cp - {to}; to upload "
             "the file instead, give another state file"
         )
+        if finished is not None:
+            hint = f"that upload {finished}: to upload the file, give another state file"
     return UsageError(
         f"state file {path} records an upload of {recorded}, not of {given}",
         hint=hint,
@@ -321,7 +326,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise StateFileExists.at(path, _finished(path)) from None
+            raise already_exists(path) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -468,12 +473,18 @@ def read_state(path: Path) -> JournalState:
     return replay(data, str(path))
 
 
-def _finished(path: Path) -> str | None:
-    """How the upload an existing state file records ended, if it did (else None)."""
+def already_exists(path: Path) -> StateFileExists:
+    """Why a start (or its dry run) refuses the state file at ``path``: the upload it records
+    (one to resume, or one that is over), or why it records none (empty, a torn header,
+    unreadable), so that no resume command is offered for nothing to resume."""
     try:
-        return read_state(path).finished
-    except StateFileError:
-        return None
+        finished = read_state(path).finished
+    except StateFileError as exc:
+        refused = StateFileExists(f"state file {path} already exists: {exc.message}",
+                                  hint=exc.hint)  # fmt: skip
+        refused.next_step = None
+        return refused
+    return StateFileExists.at(path, finished)
 
 
 class HeaderTorn(StateFileError):

@@ -9,7 +9,7 @@ Jitter"). The clock, sleep and random source are parameters so tests run instant
 
 An exhausted budget is "try again later" (exit 3), with one exception: a
 CompleteMultipartUpload that the server answered with the same error, InternalError (HTTP
-500), on every attempt (:func:`refused_throughout`). AWS asks clients to retry an
+500), on every attempt, of more than one (:func:`refused_throughout`). AWS asks clients to retry an
 InternalError, and a passing one does not outlast a budget of backoffs; one that does is the
 server refusing this upload as it stands: SeaweedFS answers every Complete of a key with a
 path segment over 255 bytes (a file name to its filer) this way, and would have a
@@ -72,10 +72,11 @@ PERSISTENT_AT_COMPLETE = frozenset({"InternalError"})
 
 
 def refused_throughout(failures: Sequence[TransientError]) -> bool:
-    """Did the server answer every attempt of a CompleteMultipartUpload with the same
-    persistent error (:data:`PERSISTENT_AT_COMPLETE`)? Then no later run will do better."""
+    """Did the server answer every attempt of a CompleteMultipartUpload, more than one, with
+    the same persistent error (:data:`PERSISTENT_AT_COMPLETE`)? Then no later run will do
+    better. (One answer, with ``--max-retries 0``, is no more than a passing one.)"""
     codes = {failure.code for failure in failures}
-    return len(codes) == 1 and codes <= PERSISTENT_AT_COMPLETE
+    return len(failures) > 1 and len(codes) == 1 and codes <= PERSISTENT_AT_COMPLETE
 
 
 @dataclass(slots=True)

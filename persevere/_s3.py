@@ -85,12 +85,16 @@ class Endpoint:
         The explicit endpoint is recorded; an endpoint from a profile's config file is not,
         since resume re-reads that profile anyway.
         """
-        endpoint_url = (
-            endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
-        )
+        given = [
+            name for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(name)
+        ]
+        if not endpoint_url and given:  # refused in the variable's name: no flag was given
+            endpoint_url = os.environ[given[0]]
+            try:
+                check_endpoint_url(endpoint_url, param=None)
+            except UsageError as exc:
+                raise UsageError(f"{given[0]}: {exc}") from None
+        endpoint_url = endpoint_url or None
         if ca_bundle is not None:
             if not verify_ssl:
                 raise UsageError(

@@ -46,6 +46,7 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Journal, JournalState, read_state
+from ._logs import global_flags
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._platform import lock_exclusive
@@ -56,6 +57,8 @@ from ._source import SourceFile, inspect_file
 log = logging.getLogger("persevere")
 
 _SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)$")
+# Stop signals: passed on to the shards, and held in each until it can take them.
+_STOP_SIGNALS = [getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +231,18 @@ def _open_shard(state_path: Path, shard: int, shards: int) -> tuple[Journal, Jou
     return Journal.open(path)
 
 
-def _die_with_parent() -> None:
-    """Linux, in a shard process: SIGTERM it if its parent dies (``kill -9``), so that it
-    settles its journal and stops rather than upload on, orphaned (PR_SET_PDEATHSIG)."""
-    import ctypes
+def _as_shard() -> None:
+    """In a shard process, before it runs persevere. Its stop signals are held (blocked: one
+    sent waits) until its ``main`` has their handlers in place: a Ctrl-C while Python starts
+    and imports was a ``KeyboardInterrupt`` traceback in each shard. And on Linux, it is sent
+    SIGTERM if its parent dies (``kill -9``), so that it settles its journal and stops rather
+    than upload on, orphaned (PR_SET_PDEATHSIG)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def run_local_shards(
@@ -262,8 +270,7 @@ def run_local_shards(
                 else:
                     proc.kill()
 
-    stop_signals = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
-    before = {name: signal.signal(getattr(signal, name), pass_on) for name in stop_signals}
+    before = {signum: signal.signal(signum, pass_on) for signum in _STOP_SIGNALS}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs += [
@@ -272,6 +279,7 @@ def run_local_shards(
                     sys.executable,
                     "-m",
                     "persevere",
+                    *global_flags(),  # their lines go to the same stderr: in the same form
                     "upload",
                     "shard",
                     "--state-file",
@@ -284,7 +292,7 @@ def run_local_shards(
                 ],
                 env=env,
                 stdout=subprocess.PIPE,  # errors and warnings stay on stderr
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_as_shard,
             )
             for index in range(processes)
         ]
@@ -295,8 +303,8 @@ def run_local_shards(
             time.sleep(0.05)
         runs = [_finished(proc) for proc in procs]
     finally:
-        for name, handler in before.items():
-            signal.signal(getattr(signal, name), handler)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
     interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
     if stopped or interrupted:

@@ -383,6 +383,9 @@ async def start_stream(
                 if isinstance(exc, S3Error | SourceChanged | UsageError):
                     attach_state_file(exc, state_path)
                 raise
+    except BaseException:
+        journal.discard_unwritten()  # nothing was created (the client could not be made)
+        raise
     finally:
         journal.close()
 

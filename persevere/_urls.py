@@ -17,13 +17,22 @@ def check_destination(bucket: str, key: str) -> None:
     A ``.`` or ``..`` path segment (``..``, ``./x``, ``a/../b``) is a key AWS would store as
     written, but the aws cli, SDK path handling, browsers and proxies resolve it as a step
     through directories, and SeaweedFS refuses it with a bare InvalidRequest: the object would
-    be refused, or land (or be read back) under another key."""
+    be refused, or land (or be read back) under another key. An empty segment (``a//b``,
+    ``/x``, ``x/``) is merged away by servers that keep keys as file paths: SeaweedFS stores
+    ``a//b`` as ``a/b`` (replacing an object there) and answers for either name, so no check
+    after the upload tells (``x/`` it stores as ``x/x``)."""
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
         raise UsageError(
             f"the key is {len(key.encode('utf-8', 'surrogateescape')):,} bytes long (UTF-8): "
             f"S3 takes at most {MAX_KEY_BYTES:,}"
+        )
+    if "" in key.split("/"):
+        raise UsageError(
+            "the key has an empty path segment (two slashes in a row, or a slash at its start "
+            "or end), which servers that keep keys as file paths (SeaweedFS among them) merge "
+            "away: the object would not be stored under this key; give a key without them"
         )
     dots = next((segment for segment in key.split("/") if segment in (".", "..")), None)
     if dots is not None:

@@ -209,7 +209,7 @@ def test_credentials_in_the_endpoint_url_are_refused_before_any_request(
     assert result.returncode == persevere.EXIT_USAGE, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors == [
-        f"persevere: error: --endpoint-url: endpoint URL http://***@127.0.0.1:{port} holds "
+        f"persevere: error: {via}: endpoint URL http://***@127.0.0.1:{port} holds "
         "credentials (user:password@): give it without them, and the credentials through the "
         "AWS chain (environment, profile); S3 requests are signed with those, and the URL is "
         "stored in the state file"
@@ -354,6 +354,61 @@ def test_an_endpoint_url_with_a_path_is_refused_before_anything_is_created(
     assert_object_matches(s3_client, bucket, "k", file)
 
 
+def test_an_override_endpoint_url_with_a_path_is_one_line(
+    s3_env, bucket, s3_client, tmp_path, listener
+):
+    """``upload resume`` and ``upload shard`` take --endpoint-url over the state file's: one
+    with a path was a traceback (exit 1), not the one line (exit 2) the other commands give."""
+    file = tmp_path / "f"
+    file.write_bytes(os.urandom(10 << 20))
+    state = tmp_path / "s"
+    made = persevere_cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                         state, "--shards", "2", "--part-size", "5MiB")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/{bucket}"
+    for command in (["resume"], ["resume", "--processes", "2"], ["shard", "--shard", "0/2"]):
+        result = persevere_cli(s3_env, "upload", *command, "--state-file", state,
+                               "--endpoint-url", url, "--no-progress")  # fmt: skip
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        assert result.stderr.splitlines() == [
+            "persevere: error: --endpoint-url: the endpoint URL has a path after HOST[:PORT]: "
+            "every request would go under it, so the object would not land at the s3:// URL "
+            "given; give http://HOST[:PORT] or https://HOST[:PORT], and the bucket in the "
+            "s3:// URL"
+        ], command
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+    done = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_an_endpoint_url_refused_names_the_variable_it_came_from(
+    s3_env, tmp_path, listener, monkeypatch, variable
+):
+    """An endpoint URL from the environment that cannot be one was reported as the flag's
+    ("--endpoint-url: ..."), which the user never gave: the message names the variable."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x")
+    port = listener.getsockname()[1]
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for url, says in (
+        (f"http://127.0.0.1:{port}/bench", "the endpoint URL has a path after HOST[:PORT]"),
+        (f"http://AKID:s3cr3t@127.0.0.1:{port}", f"endpoint URL http://***@127.0.0.1:{port} "
+         "holds credentials"),
+        (f"ftp://127.0.0.1:{port}", "the endpoint URL must be http://HOST[:PORT]"),
+    ):  # fmt: skip
+        monkeypatch.setenv(variable, url)
+        result = persevere_cli({}, "cp", file, "s3://b/k", "--state-dir", tmp_path / "state")
+        assert result.returncode == persevere.EXIT_USAGE, result.stderr
+        error = result.stderr.splitlines()[0]
+        assert error.startswith(f"persevere: error: {variable}: {says}"), error
+        assert "--endpoint-url" not in result.stderr and "s3cr3t" not in result.stderr
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+
+
 @pytest.mark.process
 def test_a_key_longer_than_s3_takes_is_refused_before_any_request(s3_env, bucket, tmp_path):
     file = tmp_path / "f"
@@ -406,6 +461,40 @@ def test_a_key_with_a_dot_segment_is_refused_before_any_request(s3_env, tmp_path
         listener.accept()  # nobody connected
 
 
+@pytest.mark.parametrize("key", ["a//b", "/x", "x/", "a//"])
+def test_a_key_with_an_empty_segment_is_refused_before_any_request(
+    s3_env, bucket, s3_client, tmp_path, key
+):
+    """SeaweedFS keeps keys as file paths and merges an empty segment away: ``cp f
+    s3://B/a//b`` exited 0, "uploaded s3://B/a//b", and the object listed was ``a/b`` (for
+    ``/x``, ``x``: an object there was replaced); a key ending in '/' (given with --s3-key)
+    was stored as ``x/x``, found only once every part was sent (exit 1)."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * 1000)
+    state = tmp_path / "state"
+    if key.endswith("/"):  # s3://B/x/ names a prefix (the key x/f): only --s3-key gives x/
+        commands = [["upload", "start", "--file-to-upload", file, "--s3-bucket", bucket,
+                     "--s3-key", key]]  # fmt: skip
+    else:
+        commands = [[*command, file, f"s3://{bucket}/{key}"]
+                    for command in (["cp"], ["upload", "start"], ["cp", "--dry-run"])]  # fmt: skip
+    for command in commands:
+        result = persevere_cli(s3_env, *command, "--state-file", state, "--no-progress")
+        assert result.returncode == persevere.EXIT_USAGE, (command, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert errors == [
+            "persevere: error: the key has an empty path segment (two slashes in a row, or a "
+            "slash at its start or end), which servers that keep keys as file paths "
+            "(SeaweedFS among them) merge away: the object would not be stored under this key; "
+            "give a key without them"
+        ], command
+    with pytest.raises(persevere.UsageError, match="empty path segment"):
+        persevere.upload_file_sync(file, bucket, key, tmp_path / "api-state")
+    assert not state.exists() and not (tmp_path / "api-state").exists()
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
 def test_dots_that_are_not_a_whole_segment_are_a_key_like_any_other():
     from persevere._urls import check_destination
 
@@ -445,6 +534,31 @@ def test_a_key_segment_the_server_will_not_store_is_exit_1_not_try_again(
                                tmp_path / f"s{n}", "--no-progress")  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert_object_matches(s3_client, bucket, key, file)
+
+
+def test_one_internal_error_at_completion_is_try_again_later(
+    s3_env, s3_server, bucket, s3_client, tmp_path
+):
+    """With --max-retries 0, a CompleteMultipartUpload answered InternalError once was taken
+    as the server refusing the upload throughout (exit 1: a supervisor stops); one answer is
+    no such proof: exit 3, and the same command run again completes it."""
+    from urllib.parse import urlsplit
+
+    from tests.ruleproxy import Rule, RuleProxy
+
+    file, state = tmp_path / "f", tmp_path / "s"
+    file.write_bytes(b"x" * 1000)
+    upstream = urlsplit(s3_server.endpoint_url)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    refuse_complete = Rule("POST", "uploadId", refuse=(500, "InternalError"))
+    with RuleProxy((upstream.hostname, upstream.port), [refuse_complete]) as proxy:
+        once = persevere_cli({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, *args, "--max-retries",
+                             "0")  # fmt: skip
+    assert once.returncode == 3, once.stderr
+    assert "the server does not complete this upload" not in once.stderr
+    again = persevere_cli(s3_env, *args, "--endpoint-url", s3_server.endpoint_url)
+    assert again.returncode == 0, again.stderr
+    assert_object_matches(s3_client, bucket, "k", file)
 
 
 @pytest.mark.process

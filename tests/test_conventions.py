@@ -242,6 +242,47 @@ def test_dry_run_fails_as_fast_as_the_run_when_s3_does_not_answer(
     assert [e.operation for e in proxy.requests()] == ["HeadObject"] * 4
 
 
+@pytest.mark.parametrize("records", ["nothing", "an upload in progress", "a completed upload"])
+def test_a_start_and_its_dry_run_refuse_an_existing_state_file_alike(
+    recorded, bucket, make_file, tmp_path, records
+):
+    """``upload start --dry-run`` said "the upload is resumable: persevere upload resume ..."
+    of any existing state file, where the start says its upload completed; and both said so
+    of an empty one (a start killed before its upload was created), which resume then calls
+    empty: nothing to resume."""
+    from persevere._journal import Header, Journal
+
+    env, proxy = recorded
+    file, state = make_file(MiB, seed=57), tmp_path / "s"
+    if records == "nothing":
+        state.write_text("")
+    else:
+        journal = Journal.create(state)
+        journal.write_header(Header(
+            bucket=bucket, key="k", upload_id="u", endpoint_url=None, region=None, profile=None,
+            file_path=str(file), file_size=MiB, mtime_ns=0, part_size=8 * MiB,
+            checksum_algorithm="CRC64NVME", checksum_type="FULL_OBJECT", created_at="now",
+            tool_version="0",
+        ))  # fmt: skip
+        if records == "a completed upload":
+            journal.append_outcome("completed", etag='"e-1"', checksum="c", size=MiB, at="now")
+        journal.close()
+    before = state.read_bytes()
+    start = ["upload", "start", file, f"s3://{bucket}/k", "--state-file", state]
+    run, dry = persevere(env, *start), persevere(env, *start, "--dry-run")
+    for result in (run, dry):
+        assert result.returncode == 1, result.stderr
+    assert dry.stderr == run.stderr
+    errors = run.stderr.splitlines()[1:]  # after the plan
+    assert errors[0].startswith(f"persevere: error: state file {state} already exists")
+    resumable = f"persevere: the upload is resumable: persevere upload resume --state-file {state}"
+    assert (resumable in errors) == (records == "an upload in progress"), errors
+    if records == "nothing":
+        assert errors[0].endswith("is empty: the upload was interrupted before it was created "
+                                  "on S3")  # fmt: skip
+    assert proxy.requests() == [] and state.read_bytes() == before
+
+
 def test_dry_run_of_cp_after_completion_is_a_check(recorded, bucket, make_file, tmp_path):
     """cp would find its own object: write-once does not object to that."""
     env, proxy = recorded

@@ -261,6 +261,10 @@ def test_only_the_same_internal_error_throughout_is_the_servers_refusal():
     assert not refused_throughout(failures("", ""))  # a bare HTTP 500/502: a gateway
     assert not refused_throughout(failures(None, "InternalError"))  # the network, then S3
     assert not refused_throughout([])
+    # One attempt (--max-retries 0, or a --retry-for spent by one slow answer) proves nothing:
+    # a passing InternalError was exit 1, which a supervisor does not run again.
+    assert not refused_throughout(failures("InternalError"))
+    assert refused_throughout(failures("InternalError", "InternalError"))
 
 
 def test_one_policy_per_kind_of_call():

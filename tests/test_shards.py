@@ -398,6 +398,72 @@ def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_clie
     assert_done(s3_client, bucket, file)
 
 
+def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """resume --processes N of a completed upload started N shard processes, each saying
+    "nothing left for shard i/N", before it said "already completed"; of an aborted one, N
+    errors and "shard exit codes [1, 1]: completing sends what they left", of which nothing
+    was; of a stream (which start --processes refuses), N errors and then a plain resume.
+    (A shard process here would fail this test: it is not marked ``process``.)"""
+    import anyio
+
+    from persevere._stream import start_stream
+
+    file, done_state, aborted_state = make_file(10 * MiB, seed=149), tmp_path / "d", tmp_path / "a"
+    made = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", done_state,
+               "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    create(s3_env, bucket, file, aborted_state, 2)
+    assert cli(s3_env, "upload", "abort", "--state-file", aborted_state).returncode == 0
+    resume = ["upload", "resume", "--processes", "2", "--no-progress", "--state-file"]
+    done = cli(s3_env, *resume, done_state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"already completed s3://{bucket}/k: 10.0 MiB in 2 part(s)")
+    assert done.stderr == ""
+    aborted = cli(s3_env, *resume, aborted_state)
+    assert aborted.returncode == 1, aborted.stderr
+    assert aborted.stderr.splitlines()[0] == (
+        f"persevere: error: the upload in {aborted_state} was aborted: there is nothing to resume"
+    )
+    assert "shard" not in aborted.stderr
+    stream_state = tmp_path / "st"
+    with file.open("rb") as source, pytest.raises(persevere.SourceChanged):  # cut short
+        anyio.run(lambda: start_stream(bucket, "st", stream_state, fd=source.fileno(),
+                                       expected_size=20 * MiB))  # fmt: skip
+    stream = cli(s3_env, *resume, stream_state)
+    assert stream.returncode == 2, stream.stderr
+    assert stream.stderr.endswith("Error: Invalid value for --processes: a stream cannot be "
+                                  "split into shards: it is read once, in order\n")  # fmt: skip
+    assert "shard exit codes" not in stream.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+def test_a_completed_sharded_upload_of_a_touched_file_is_still_done(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The parts of an upload made by shards are in the shards' journals: once the file was
+    touched (same bytes, a new mtime), resume re-read it against the main journal's parts,
+    of which there are none, and said it "changed since it was uploaded" (exit 1); cp
+    uploaded it all again."""
+    file, state = make_file(10 * MiB, seed=153), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    for shard in ("0/2", "1/2"):
+        ran = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", shard)
+        assert ran.returncode == 0, ran.stderr
+    assert cli(s3_env, "upload", "resume", "--state-file", state).returncode == 0
+    os.utime(file, ns=(1, 1))  # touched: its identity differs, its bytes do not
+    resumed = cli(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["already_completed"] is True
+    assert "changed since it was uploaded; re-reading it" in resumed.stderr
+    os.utime(file, ns=(2, 2))
+    copied = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", state, "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)["bytes_sent"] == 0
+    assert_done(s3_client, bucket, file)
+
+
 def recorded_parts(state: Path) -> dict[int, str]:
     """Every part the state file and its shard journals record (number -> ETag), each journal
     read back whole: a torn line or an unreadable journal fails the test."""
@@ -484,9 +550,46 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     assert "again: exiting now" not in stderr
     assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
     assert "the shards settled their journals" in stderr
+    # Said once, by the parent (each shard said it too, and printed the resume command).
+    assert stderr.count("persevere: error:") == 1, stderr
+    assert stderr.count("persevere upload resume --state-file") == 1, stderr
     assert "Traceback" not in stderr
     recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
     assert recorded and all(held[n] == etag for n, etag in recorded.items())
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+@pytest.mark.process
+def test_a_ctrl_c_as_the_shards_start_is_an_orderly_stop(s3_env, bucket, s3_client, make_file,
+                                                         tmp_path):  # fmt: skip
+    """A Ctrl-C while the shard processes were still starting (Python importing, half a
+    second or so) was a KeyboardInterrupt traceback in each of them, under the parent's
+    "the shards settled their journals"."""
+    file, state = make_file(10 * MiB, seed=152), tmp_path / "s"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2",
+         "--no-progress"],
+        env={**os.environ, **s3_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's job
+    )  # fmt: skip
+
+    def shards_started() -> bool:
+        found = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        return len(found.stdout.split()) == 2
+
+    try:
+        wait_until(shards_started, parent)
+        os.killpg(parent.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        _, stderr = parent.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
+    assert parent.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.count("persevere upload resume --state-file") == 1, stderr
     done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     assert done.returncode == 0, done.stderr
     assert_done(s3_client, bucket, file)
@@ -628,6 +731,32 @@ def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3
     summary = json.loads(done.stdout)
     assert summary["bytes_sent"] == 20 * MiB  # by the shards
     assert took / 2 < summary["elapsed_s"] <= took
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("talk", [["--log-format", "json"], ["-q"]])
+def test_processes_give_each_shard_the_way_to_talk(s3_env, s3_server, bucket, s3_client,
+                                                   make_file, tmp_path, talk):  # fmt: skip
+    """The global flags did not reach the shard processes, which share the parent's stderr:
+    under --log-format json their warnings (a retry, a stop) were plain lines in the
+    collector's stream of JSON lines; under -q ("only errors on stderr") they were printed."""
+    from tests.test_faults import upstream
+
+    file, state = make_file(20 * MiB, seed=151), tmp_path / "s"
+    rule = RefusedAtFirst("PUT", "partNumber", refuse=(500, "InternalError"), times=1)
+    with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        done = cli(env, *talk, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                   state, "--part-size", "5MiB", "--processes", "2", "--no-progress",
+                   process=True)  # the shards' stderr too  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(rule.seen.values()) == [2, 2, 2, 2]  # each part retried once, in its shard
+    if talk == ["-q"]:
+        assert done.stderr == ""
+    else:
+        events = [json.loads(line) for line in done.stderr.splitlines()]  # every line
+        assert [e["event"] for e in events].count("retry") == 4, done.stderr
+    assert_done(s3_client, bucket, file)
 
 
 @pytest.mark.process

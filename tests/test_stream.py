@@ -16,11 +16,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
+import persevere
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
+from persevere._stream import start_stream
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import persevere as persevere_cli
 from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
@@ -159,7 +163,7 @@ def test_a_completed_stream_resumed_reports_its_size_and_parts(s3_env, bucket, t
     size, state = 13_000_000, tmp_path / "s"
     done, _ = pipe_into(s3_env, size, 20, *cp_args(bucket, state))
     assert done.returncode == 0, done.stderr
-    again = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    again = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--json")
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
     assert result["already_completed"] is True
@@ -304,7 +308,7 @@ def test_a_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp
     state, file = tmp_path / "s", make_file(11 * MiB, seed=19)
     stream_journal(s3_client, bucket, state, expected_size=11 * MiB)
     before = state.read_bytes()
-    result = persevere(s3_env, "upload", "resume", "--state-file", state, "--file", file)
+    result = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--file", file)
     assert result.returncode == 2, result.stderr
     assert f"records an upload of standard input (a stream), not of the file {file}" in (
         result.stderr
@@ -322,7 +326,7 @@ def test_a_streams_header_without_its_schedule_is_corrupt(s3_env, bucket, s3_cli
     state = tmp_path / "s"
     doubled = PartRecord(2, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 16 * MiB)
     stream_journal(s3_client, bucket, state, parts=[doubled], stream_every=None)
-    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    result = persevere_cli(s3_env, "upload", "resume", "--state-file", state)
     assert result.returncode == 1, result.stderr
     assert (f"{state}: the header is a stream's without its part schedule (stream_every): "
             "corrupt state file") in result.stderr  # fmt: skip
@@ -339,7 +343,7 @@ def test_a_stream_part_that_does_not_fit_is_named_against_the_streams_schedule(
     state = tmp_path / "s"
     large = PartRecord(1, '"0123456789abcdef0123456789abcdef"', "AAAAAAAAAAA=", 9 * MiB)
     stream_journal(s3_client, bucket, state, parts=[large])
-    result = persevere(s3_env, "upload", "resume", "--state-file", state)
+    result = persevere_cli(s3_env, "upload", "resume", "--state-file", state)
     assert result.returncode == 1, result.stderr
     assert (f"{state}: part 1 (size {9 * MiB}) does not fit the upload's stream schedule of "
             f"parts of {8 * MiB} bytes, doubling every 1000 parts: corrupt state file"
@@ -516,3 +520,64 @@ def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server,
     right, _ = pipe_into(s3_env, size, 17, *args)
     assert right.returncode == 0, right.stderr
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 17)
+
+
+def test_a_completed_stream_resumed_says_its_size_and_parts(s3_env, bucket, s3_client, tmp_path):
+    """``upload resume`` of a completed stream (a supervisor's re-run): it said "already
+    completed s3://B/k: 0 B in 1 part(s)", and persevere.resume gave size 0, 1 part: the size
+    of a stream is not in its header (unknown at start), but in its completion."""
+    size, state = 2 * 8 * MiB + 1000, tmp_path / "s"
+    data = tmp_path / "data"
+    data.write_bytes(random.Random(19).randbytes(size))
+    with data.open("rb") as source:  # its descriptor, read as a stream
+        made = anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+    assert (made.size, made.part_count) == (size, 3)
+    result = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)
+    assert (said["size"], said["part_count"], said["bytes_sent"]) == (size, 3, 0)
+    assert said["already_completed"] is True
+    text = persevere_cli(s3_env, "upload", "resume", "--state-file", state)
+    assert text.stdout.startswith(f"already completed s3://{bucket}/k: 16.0 MiB in 3 part(s)")
+    again = persevere.resume_sync(state)
+    assert (again.size, again.part_count, again.already_completed) == (size, 3, True)
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
+
+
+@pytest.mark.process
+def test_a_stream_whose_client_cannot_be_made_leaves_no_state_file(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A stream's start that failed before anything was created (a profile that does not
+    exist) left an empty state file: the same command, corrected, then said "state file ...
+    already exists" and "the upload is resumable", and resume that it is empty."""
+    for command in (["upload", "start"], ["cp"]):
+        state = tmp_path / f"s-{command[0]}"
+        args = [*command, "-", f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+        refused = persevere_cli(s3_env, *args, "--profile", "nope", input="hello")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines() == ["persevere: error: --profile: AWS profile 'nope' "
+                                               "not found"]  # fmt: skip
+        assert not state.exists(), command
+        again = persevere_cli(s3_env, *args, input="hello")
+        assert again.returncode == 0, again.stderr
+        assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+
+
+def test_a_file_given_a_finished_stream_state_file_is_not_told_to_resume_it(
+    s3_env, bucket, tmp_path
+):
+    """``cp FILE`` with the state file of a stream upload that completed: refused (it records
+    another kind of source), with a hint that said "to resume it, pipe the same stream in",
+    when nothing is left to resume."""
+    data, state = tmp_path / "data", tmp_path / "s"
+    data.write_bytes(b"x" * 1000)
+    with data.open("rb") as source:
+        anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+    result = persevere_cli(s3_env, "cp", data, f"s3://{bucket}/k", "--state-file", state)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"persevere: error: --state-file: state file {state} records an upload of standard "
+        f"input (a stream), not of the file {data}",
+        "persevere: that upload completed: to upload the file, give another state file",
+    ]
