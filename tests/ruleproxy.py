@@ -33,11 +33,14 @@ class Rule:
     rewrite: Callable[[bytes], bytes] | None = None  # of the answer's status line and headers
     value: str | None = None  # the parameter's value, if it matters: "3" for partNumber=3
     hold: Hold | None = None  # forwarded only once the test releases it (or the proxy closes)
+    above: int | None = None  # the parameter's value, a number, is above this: partNumber > 2
 
     def matches(self, method: bytes, target: bytes) -> bool:
         query = urlsplit(target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
         if method.decode() != self.method or self.query not in params:
+            return False
+        if self.above is not None and not int(params[self.query]) > self.above:
             return False
         return self.value is None or params[self.query] == self.value
 
@@ -45,6 +48,13 @@ class Rule:
 def hold_part(number: int, hold: Hold | None = None) -> Rule:
     """UploadPart ``number`` kept by the proxy until ``hold`` is released."""
     return Rule("PUT", "partNumber", value=str(number), hold=hold or Hold())
+
+
+def hold_parts_after(number: int, hold: Hold | None = None) -> Rule:
+    """Every UploadPart numbered above ``number`` kept until ``hold`` is released: parts
+    1..``number`` go through, so a test sees them recorded and stops the client while the
+    others are in flight (what a bandwidth cap did, without the wait)."""
+    return Rule("PUT", "partNumber", above=number, hold=hold or Hold())
 
 
 class RuleProxy(HttpForwarder):
