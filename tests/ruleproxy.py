@@ -66,8 +66,20 @@ class RuleProxy(HttpForwarder):
             if rule.hold is not None:
                 self.hold(rule.hold)
 
+    def hold_parts_after(self, number: int) -> Hold:
+        """From now on (ahead of the other rules), keep every UploadPart numbered above
+        ``number`` until the hold returned is released: the way to stop a client with parts
+        1..``number`` recorded and the next ones in flight."""
+        rule = hold_parts_after(number)
+        assert rule.hold is not None
+        with self._lock:
+            self.rules.insert(0, rule)
+        return self.hold(rule.hold)
+
     def _rule(self, method: bytes, target: bytes) -> Rule | None:
-        for rule in self.rules:
+        with self._lock:
+            rules = list(self.rules)
+        for rule in rules:
             if rule.matches(method, target):
                 with self._lock:
                     self.matched[f"{rule.method} {rule.query}"] += 1

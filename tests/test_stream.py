@@ -23,8 +23,7 @@ from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.conftest import persevere as cli
-from tests.proxybase import Hold
-from tests.ruleproxy import Rule, RuleProxy, hold_parts_after
+from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT [HOLD_AT]]`` writes SIZE
 # pseudo-random bytes (one byte flipped at FLIP_AT, if given; -1: none), in small writes, as a
@@ -293,17 +292,6 @@ def object_keys(s3_client, bucket):
     return [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-@contextlib.contextmanager
-def parts_held_after(s3_server, s3_env, parts: int) -> Iterator[tuple[dict[str, str], Hold]]:
-    """``(env, hold)``: AWS_* pointing at a proxy in front of the server that keeps every
-    UploadPart above ``parts`` until ``hold`` is released, to stop a run with ``parts`` parts
-    recorded. The state file records that endpoint: the rest of the test goes through it too."""
-    rule = hold_parts_after(parts)
-    assert rule.hold is not None
-    with RuleProxy.in_front_of(s3_server.endpoint_url, [rule]) as proxy:
-        yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, rule.hold
-
-
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
 @pytest.mark.process
 def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, s3_server, bucket, s3_client,
@@ -312,7 +300,9 @@ def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, s3_server, bucket, 
     ``cp - < data`` completed data's upload from its path, exit 0; the pipe was never read."""
     size, state = 40 * MiB, tmp_path / "s"
     data = make_file(size, seed=8)
-    with parts_held_after(s3_server, s3_env, 1) as (env, hold):
+    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
+        hold = proxy.hold_parts_after(1)
         first = cp_args(bucket, state)
         if given_as == "redirect":
             with data.open("rb") as stdin:
@@ -341,7 +331,9 @@ def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, s3_server, bu
     """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
     size, state = 40 * MiB, tmp_path / "s"
     data, other = make_file(size, seed=10), make_file(size, seed=11)
-    with parts_held_after(s3_server, s3_env, 1) as (env, hold):
+    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
+        hold = proxy.hold_parts_after(1)
         with data.open("rb") as stdin:
             interrupt_after_parts(env, cp_args(bucket, state), state, 1, stdin=stdin)
         hold.release()
