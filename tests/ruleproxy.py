@@ -33,14 +33,14 @@ class Rule:
     rewrite: Callable[[bytes], bytes] | None = None  # of the answer's status line and headers
     value: str | None = None  # the parameter's value, if it matters: "3" for partNumber=3
     hold: Hold | None = None  # forwarded only once the test releases it (or the proxy closes)
-    above: int | None = None  # the parameter's value, a number, is above this: partNumber > 2
+    but: frozenset[str] = frozenset()  # values of the parameter it leaves alone: {"1", "5"}
 
     def matches(self, method: bytes, target: bytes) -> bool:
         query = urlsplit(target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
         if method.decode() != self.method or self.query not in params:
             return False
-        if self.above is not None and not int(params[self.query]) > self.above:
+        if params[self.query] in self.but:
             return False
         return self.value is None or params[self.query] == self.value
 
@@ -48,13 +48,6 @@ class Rule:
 def hold_part(number: int, hold: Hold | None = None) -> Rule:
     """UploadPart ``number`` kept by the proxy until ``hold`` is released."""
     return Rule("PUT", "partNumber", value=str(number), hold=hold or Hold())
-
-
-def hold_parts_after(number: int, hold: Hold | None = None) -> Rule:
-    """Every UploadPart numbered above ``number`` kept until ``hold`` is released: parts
-    1..``number`` go through, so a test sees them recorded and stops the client while the
-    others are in flight (what a bandwidth cap did, without the wait)."""
-    return Rule("PUT", "partNumber", above=number, hold=hold or Hold())
 
 
 class RuleProxy(HttpForwarder):
@@ -66,15 +59,15 @@ class RuleProxy(HttpForwarder):
             if rule.hold is not None:
                 self.hold(rule.hold)
 
-    def hold_parts_after(self, number: int) -> Hold:
-        """From now on (ahead of the other rules), keep every UploadPart numbered above
-        ``number`` until the hold returned is released: the way to stop a client with parts
-        1..``number`` recorded and the next ones in flight."""
-        rule = hold_parts_after(number)
-        assert rule.hold is not None
+    def hold_parts_but(self, *numbers: int) -> Hold:
+        """From now on (ahead of the other rules), keep every UploadPart but ``numbers`` until
+        the hold returned is released: the way to stop a client once those parts are
+        recorded, the others in flight (what a bandwidth cap did, without the wait)."""
+        hold = self.hold(Hold())
+        rule = Rule("PUT", "partNumber", but=frozenset(map(str, numbers)), hold=hold)
         with self._lock:
             self.rules.insert(0, rule)
-        return self.hold(rule.hold)
+        return hold
 
     def _rule(self, method: bytes, target: bytes) -> Rule | None:
         with self._lock:

@@ -75,7 +75,7 @@ def test_a_file_renamed_over_during_the_upload_is_not_reported_done(
     replacement = make_file(20 * MiB, seed=2, name="replacement.bin")
     state = tmp_path / "s"
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        hold = proxy.hold_parts_after(1)  # part 2 waits until the file is replaced
+        hold = proxy.hold_parts_but(1)  # part 2 waits until the file is replaced
         proc = popen({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, "cp", file, f"s3://{bucket}/k",
                      "--state-file", state, "--part-size", "5MiB", "-c", "1",
                      "--no-progress")  # fmt: skip
@@ -170,7 +170,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
     file = make_file(60 * MiB, seed=4)
     state = tmp_path / "s"
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        proxy.hold_parts_after(1)  # shard 0 sends part 1; every other part waits in flight
+        proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
         proc = popen({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, "upload", "start", file,
                      f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB",
                      "--processes", "2", "-c", "1", "--no-progress",
@@ -215,7 +215,7 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
         made = cli(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
                    "--part-size", "5MiB", "--shards", "2")  # fmt: skip
         assert made.returncode == 0, made.stderr
-        proxy.hold_parts_after(1)  # shard 0 sends part 1; every other part waits in flight
+        proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
         proc = popen(env, "upload", "resume", "--state-file", state, "--processes", "2", "-c",
                      "1", "--no-progress", start_new_session=True)  # fmt: skip
         wait_for_parts(tmp_path / "s.shard-0-of-2", 1, proc)
@@ -258,7 +258,7 @@ def test_after_a_reread_the_next_resume_trusts_the_new_identity(
     one = ["-c", "1", "--no-progress"]
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        held = proxy.hold_parts_after(2)
+        held = proxy.hold_parts_but(*range(1, 3))
         first = popen(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
                       "--part-size", "5MiB", *one)  # fmt: skip
         wait_for_parts(state, 2, first)
@@ -266,7 +266,7 @@ def test_after_a_reread_the_next_resume_trusts_the_new_identity(
         first.communicate()
         held.release()
         os.utime(file)  # touched: the identity changed, the bytes did not
-        held = proxy.hold_parts_after(4)
+        held = proxy.hold_parts_but(*range(1, 5))
         second = popen(env, "upload", "resume", "--state-file", state, *one)
         wait_for_parts(state, 4, second)
         second.kill()
@@ -307,7 +307,7 @@ def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
     state = tmp_path / "s"
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        held = proxy.hold_parts_after(6)
+        held = proxy.hold_parts_but(*range(1, 7))
         first = popen(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
                       "--part-size", "5MiB", "-c", "1", "--no-progress")  # fmt: skip
         wait_for_parts(state, 6, first)

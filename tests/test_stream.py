@@ -302,7 +302,7 @@ def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, s3_server, bucket, 
     data = make_file(size, seed=8)
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        hold = proxy.hold_parts_after(1)
+        hold = proxy.hold_parts_but(1)
         first = cp_args(bucket, state)
         if given_as == "redirect":
             with data.open("rb") as stdin:
@@ -333,7 +333,7 @@ def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, s3_server, bu
     data, other = make_file(size, seed=10), make_file(size, seed=11)
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        hold = proxy.hold_parts_after(1)
+        hold = proxy.hold_parts_but(1)
         with data.open("rb") as stdin:
             interrupt_after_parts(env, cp_args(bucket, state), state, 1, stdin=stdin)
         hold.release()
