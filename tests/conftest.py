@@ -244,6 +244,25 @@ def interrupt_after_parts(
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def signal_when_handled(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Send a stop signal ``sig`` to a starting ``persevere`` process once persevere handles
+    it. One that comes before persevere's first lines run (its interpreter still importing:
+    seconds, on a loaded machine) kills it as it would any program, with no exit code of
+    persevere's. Linux's /proc tells: the interpreter catches SIGINT by itself, persevere's
+    ``main()`` SIGTERM and SIGHUP too. Elsewhere, and SIGKILL, at once."""
+    status = Path(f"/proc/{proc.pid}/status")
+    while sig != signal.SIGKILL and proc.poll() is None:
+        try:
+            masks = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except OSError:  # no /proc, or it ended meanwhile
+            break
+        if int(masks.get("SigCgt", "0"), 16) & (1 << (signal.SIGTERM - 1)):
+            break
+        time.sleep(0.005)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
 # The test whose call phase is running, and whether it started a process (see below).
 _current_item: pytest.Item | None = None
 _started_a_process = False

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import (
+    interrupt_after_parts,
+    sha256_of_file,
+    sha256_of_object,
+    signal_when_handled,
+)
 from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.ruleproxy import RuleProxy
@@ -335,7 +340,8 @@ def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
             try:
                 _, stderr = proc.communicate(timeout=rng.uniform(0.8, 3.0))
             except subprocess.TimeoutExpired:
-                proc.send_signal(rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP]))
+                signal_when_handled(proc, rng.choice([signal.SIGKILL, signal.SIGTERM,
+                                                      signal.SIGHUP]))  # fmt: skip
                 _, stderr = proc.communicate(timeout=60)
             assert "Traceback" not in stderr, stderr
             codes.append(proc.returncode)
