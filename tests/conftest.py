@@ -38,6 +38,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests import inprocess
+from tests.ruleproxy import RuleProxy
 from tests.s3server import LOG_TAIL_LINES, S3Server
 
 # boto3 ships no types and boto3-stubs is not a dependency; the alias documents intent.
@@ -193,6 +194,17 @@ def delete_bucket(client: S3Client, name: str) -> None:
 
 
 @pytest.fixture
+def proxied(
+    s3_env: dict[str, str], s3_server: S3Server
+) -> Iterator[tuple[dict[str, str], RuleProxy]]:
+    """``(env, proxy)``: ``s3_env`` with its endpoint a :class:`tests.ruleproxy.RuleProxy` in
+    front of the server, to hold parts (``proxy.hold_parts_but``, ``interrupt_after_parts``).
+    A state file records that endpoint: the test's later runs go through the proxy too."""
+    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, proxy
+
+
+@pytest.fixture
 def make_file(tmp_path: Path) -> MakeFile:
     """``make_file(size, seed=0, name=None) -> Path``: deterministic pseudo-random bytes.
 
@@ -221,10 +233,15 @@ def interrupt_after_parts(
     sig: int = signal.SIGKILL,
     deadline_s: float = 60.0,
     stdin: Any = None,
+    proxy: RuleProxy | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
     (or earlier if it ends by itself); the finished process, with its output. ``stdin``: what
-    it reads as standard input (an open file: ``< file``)."""
+    it reads as standard input (an open file: ``< file``). ``proxy``: the RuleProxy ``env``
+    points at (the ``proxied`` fixture): it holds every UploadPart but 1..``parts`` until
+    the process has ended, so the signal finds those parts recorded and the others in
+    flight, however few parts the file has."""
+    held = proxy.hold_parts_but(*range(1, parts + 1)) if proxy is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, args)],
         env={**os.environ, **env},
@@ -233,14 +250,18 @@ def interrupt_after_parts(
         stderr=subprocess.PIPE,
         text=True,
     )
-    end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end:
-        if state.exists() and state.read_bytes().count(b'"type":"part"') >= parts:
-            break
-        time.sleep(0.005)
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        end = time.monotonic() + deadline_s
+        while proc.poll() is None and time.monotonic() < end:
+            if state.exists() and state.read_bytes().count(b'"type":"part"') >= parts:
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if held is not None:
+            held.release()
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
