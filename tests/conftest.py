@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import random
 import re
 import signal
@@ -165,15 +166,84 @@ def s3_readonly_client(
     client.close()
 
 
+class _WarmBuckets:
+    """New, empty buckets made ahead of the tests that take them, on a thread of their own.
+
+    SeaweedFS answers the first write into a new bucket (a collection of its own) about
+    0.2 s late, however small: every test that uploaded paid it. A bucket made here had
+    one object written and deleted, so its volumes exist; otherwise it is new and empty.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, server: S3Server, home: Path) -> None:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _scrub_aws_env(monkeypatch, home)
+            self._client = _client_for(server, server.access_key, server.secret_key)
+        self._ready: queue.Queue[str] = queue.Queue(self.AHEAD)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._make, daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        """A warm bucket if one is ready (or soon), else a new one made now."""
+        try:
+            return self._ready.get(timeout=0.5 if self._thread.is_alive() else 0)
+        except queue.Empty:
+            return _new_bucket(self._client)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+        while not self._ready.empty():
+            delete_bucket(self._client, self._ready.get_nowait())
+        self._client.close()
+
+    def _make(self) -> None:
+        try:
+            self._make_until_closed()
+        except Exception:  # the server is gone or failing: the tests make their own, and say
+            return
+
+    def _make_until_closed(self) -> None:
+        while not self._closed.is_set():
+            name = _new_bucket(self._client)
+            self._client.put_object(Bucket=name, Key="warm", Body=b"")
+            self._client.delete_object(Bucket=name, Key="warm")
+            while not self._closed.is_set():
+                try:
+                    self._ready.put(name, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+            else:
+                delete_bucket(self._client, name)
+
+
+def _new_bucket(client: S3Client) -> str:
+    name = f"test-{uuid.uuid4().hex[:16]}"  # SeaweedFS rejects very short names
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def _warm_buckets(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_WarmBuckets]:
+    buckets = _WarmBuckets(s3_server, tmp_path_factory.mktemp("aws-home"))
+    yield buckets
+    buckets.close()
+
+
 @pytest.fixture
-def bucket(s3_client: S3Client) -> Iterator[str]:
-    """A new bucket per test, so tests never see each other's objects or multipart uploads.
+def bucket(s3_client: S3Client, _warm_buckets: _WarmBuckets) -> Iterator[str]:
+    """A new bucket per test, so tests never see each other's objects or multipart uploads
+    (made ahead: :class:`_WarmBuckets`).
 
     Given back at teardown (uploads aborted, objects and bucket deleted): each bucket is a
     SeaweedFS collection holding volumes of its own, and the server's volumes are finite.
     """
-    name = f"test-{uuid.uuid4().hex[:16]}"  # SeaweedFS rejects very short names
-    s3_client.create_bucket(Bucket=name)
+    name = _warm_buckets.take()
     yield name
     delete_bucket(s3_client, name)
 
