@@ -308,9 +308,10 @@ def interrupt_after_parts(
     """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
     (or earlier if it ends by itself); the finished process, with its output. ``stdin``: what
     it reads as standard input (an open file: ``< file``). ``proxy``: the RuleProxy ``env``
-    points at (the ``proxied`` fixture): it holds every UploadPart but 1..``parts`` until
-    the process has ended, so the signal finds those parts recorded and the others in
-    flight, however few parts the file has."""
+    points at (the ``proxied`` fixture): it holds every UploadPart but 1..``parts``, so the
+    signal finds those parts recorded and the others in flight, however few parts the file
+    has; they go on once persevere says it is stopping (an orderly stop waits 10 s for the
+    answer to a part whose body is all sent, and a held one may be), or once it is killed."""
     held = proxy.hold_parts_but(*range(1, parts + 1)) if proxy is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, args)],
@@ -320,6 +321,18 @@ def interrupt_after_parts(
         stderr=subprocess.PIPE,
         text=True,
     )
+    output = {"stdout": [], "stderr": []}  # read as it comes: the stop is seen in stderr
+    stopping = threading.Event()
+
+    def read(name: str) -> None:
+        for line in getattr(proc, name):
+            output[name].append(line)
+            if "received: stopping" in line:
+                stopping.set()
+
+    readers = [threading.Thread(target=read, args=(name,), daemon=True) for name in output]
+    for reader in readers:
+        reader.start()
     try:
         end = time.monotonic() + deadline_s
         while proc.poll() is None and time.monotonic() < end:
@@ -328,10 +341,18 @@ def interrupt_after_parts(
             time.sleep(0.005)
         if proc.poll() is None:
             proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=60)
+            if held is not None and sig != signal.SIGKILL:
+                stopping.wait(60)
     finally:
         if held is not None:
             held.release()
+        proc.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=60)
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            stream.close()
+    stdout, stderr = ("".join(output[name]) for name in ("stdout", "stderr"))
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 

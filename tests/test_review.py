@@ -170,7 +170,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
     file = make_file(60 * MiB, seed=4)
     state = tmp_path / "s"
     with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
+        held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
         proc = popen({**s3_env, "AWS_ENDPOINT_URL": proxy.url}, "upload", "start", file,
                      f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB",
                      "--processes", "2", "-c", "1", "--no-progress",
@@ -182,6 +182,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
             proc.send_signal(signal.SIGTERM)
         else:
             os.killpg(proc.pid, signal.SIGINT)
+        held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
         try:
             _, stderr = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
@@ -215,12 +216,13 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
         made = cli(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
                    "--part-size", "5MiB", "--shards", "2")  # fmt: skip
         assert made.returncode == 0, made.stderr
-        proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
+        held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
         proc = popen(env, "upload", "resume", "--state-file", state, "--processes", "2", "-c",
                      "1", "--no-progress", start_new_session=True)  # fmt: skip
         wait_for_parts(tmp_path / "s.shard-0-of-2", 1, proc)
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
+        held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
         _, stderr = proc.communicate(timeout=30)
         orphans, end = True, time.monotonic() + 1  # its shards, if still there 1 s later
         while orphans and time.monotonic() < end:

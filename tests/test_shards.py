@@ -188,11 +188,11 @@ def test_shard_processes_stop_when_their_parent_is_killed(s3_env, s3_server, buc
         assert shards_running() == 2
         parent.kill()
         parent.wait()
+        held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
         end = time.monotonic() + 20
         while shards_running() and time.monotonic() < end:
             time.sleep(0.1)
         assert shards_running() == 0  # not uploading on, orphaned
-        held.release()
         done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
         assert done.returncode == 0, done.stderr
 
@@ -487,11 +487,15 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
             wait_until(lambda: all(b'"type":"part"' in (j.read_bytes() if j.exists() else b"")
                                    for j in journals), parent)  # fmt: skip
             stop(parent, whom, sig)
+            # The held parts go on once each shard says it is stopping: an orderly stop waits
+            # 10 s for the answer to a part whose body is all sent, and a held one may be.
+            wait_until(lambda: "".join(lines).count("received: stopping") >= 2, parent)
+            waiting.release()
             parent.wait(timeout=60)
         finally:
+            waiting.release()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
-        waiting.release()
         reader.join(timeout=10)
         parent.stderr.close()
         stderr = "".join(lines)
