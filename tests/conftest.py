@@ -321,7 +321,7 @@ def interrupt_after_parts(
         stderr=subprocess.PIPE,
         text=True,
     )
-    output = {"stdout": [], "stderr": []}  # read as it comes: the stop is seen in stderr
+    output: dict[str, list[str]] = {"stdout": [], "stderr": []}  # as it comes: see the stop
     stopping = threading.Event()
 
     def read(name: str) -> None:
@@ -341,8 +341,10 @@ def interrupt_after_parts(
             time.sleep(0.005)
         if proc.poll() is None:
             proc.send_signal(sig)
-            if held is not None and sig != signal.SIGKILL:
-                stopping.wait(60)
+            end = time.monotonic() + 60
+            while held is not None and sig != signal.SIGKILL and time.monotonic() < end:
+                if stopping.wait(0.05) or proc.poll() is not None:
+                    break
     finally:
         if held is not None:
             held.release()
