@@ -264,7 +264,7 @@ def delete_bucket(client: S3Client, name: str) -> None:
 
 
 @pytest.fixture
-def proxied(
+def rule_proxy(
     s3_env: dict[str, str], s3_server: S3Server
 ) -> Iterator[tuple[dict[str, str], RuleProxy]]:
     """``(env, proxy)``: ``s3_env`` with its endpoint a :class:`tests.ruleproxy.RuleProxy` in
@@ -308,7 +308,7 @@ def interrupt_after_parts(
     """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
     (or earlier if it ends by itself); the finished process, with its output. ``stdin``: what
     it reads as standard input (an open file: ``< file``). ``proxy``: the RuleProxy ``env``
-    points at (the ``proxied`` fixture): it holds every UploadPart but 1..``parts``, so the
+    points at (the ``rule_proxy`` fixture): it holds every UploadPart but 1..``parts``, so the
     signal finds those parts recorded and the others in flight, however few parts the file
     has; they go on once persevere says it is stopping (an orderly stop waits 10 s for the
     answer to a part whose body is all sent, and a held one may be), or once it is killed."""

@@ -79,8 +79,8 @@ def test_upload_round_trip(s3_env, bucket, s3_client, make_file, tmp_path, size,
 
 
 @pytest.mark.process
-def test_sigkill_mid_upload_then_resume(proxied, bucket, s3_client, make_file, tmp_path):
-    env, proxy = proxied
+def test_sigkill_mid_upload_then_resume(rule_proxy, bucket, s3_client, make_file, tmp_path):
+    env, proxy = rule_proxy
     file = make_file(30 * MiB, seed=3)
     state = tmp_path / "up.state"
     args = start_args(bucket, "killed", file, state, "--part-size", "5MiB", "-c", "2")
@@ -100,8 +100,8 @@ def test_sigkill_mid_upload_then_resume(proxied, bucket, s3_client, make_file, t
 
 
 @pytest.mark.process
-def test_sigint_exits_130_with_resume_command(proxied, bucket, s3_client, make_file, tmp_path):
-    env, proxy = proxied
+def test_sigint_exits_130_with_resume_command(rule_proxy, bucket, s3_client, make_file, tmp_path):
+    env, proxy = rule_proxy
     file = make_file(30 * MiB, seed=4)
     state = tmp_path / "up.state"
     args = start_args(bucket, "intr", file, state, "--part-size", "5MiB", "-c", "2")

@@ -21,7 +21,6 @@ from tests.conftest import (
 )
 from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
-from tests.ruleproxy import RuleProxy
 from tests.test_faults import upstream
 
 MiB = 1024 * 1024
@@ -273,27 +272,26 @@ def test_a_completion_proven_against_another_file_is_not_taken_for_it(
 
 
 @pytest.mark.process
-def test_two_cp_at_once(s3_env, s3_server, bucket, s3_client, make_file):
+def test_two_cp_at_once(rule_proxy, bucket, s3_client, make_file):
     file = make_file(30 * MiB, seed=124)
     command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress"]
     state = file.with_name(file.name + ".persevere")
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: both go through it
-        held = proxy.hold_parts_but(1)  # the first cp runs on, part 2 in flight
-        first = subprocess.Popen(
-            [sys.executable, "-m", "persevere", *map(str, command)],
-            env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and b'"type":"part"' not in (
-            state.read_bytes() if state.exists() else b""
-        ):
-            time.sleep(0.01)
-        second = clean(cli(env, *command))
-        assert second.returncode == 3, second.stderr  # try again later
-        assert "already running" in second.stderr
-        held.release()
-        _, stderr = first.communicate(timeout=120)
+    env, proxy = rule_proxy  # recorded: both go through it
+    held = proxy.hold_parts_but(1)  # the first cp runs on, part 2 in flight
+    first = subprocess.Popen(
+        [sys.executable, "-m", "persevere", *map(str, command)],
+        env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and b'"type":"part"' not in (
+        state.read_bytes() if state.exists() else b""
+    ):
+        time.sleep(0.01)
+    second = clean(cli(env, *command))
+    assert second.returncode == 3, second.stderr  # try again later
+    assert "already running" in second.stderr
+    held.release()
+    _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     assert_same(s3_client, bucket, "k", file)
 

@@ -359,25 +359,25 @@ async def test_a_value_error_mid_upload_is_a_bug_not_a_bad_url(s3_env, bucket, m
 
 
 @pytest.mark.process
-def test_upload_aborted_elsewhere_is_not_called_resumable(s3_env, s3_server, bucket, s3_client,
+def test_upload_aborted_elsewhere_is_not_called_resumable(rule_proxy, bucket, s3_client,
                                                          make_file, tmp_path):  # fmt: skip
     file = make_file(40 * MiB, seed=100)
     state = tmp_path / "s"
-    with RuleProxy(upstream(s3_server)) as proxy:
-        held = proxy.hold_parts_but()  # every part waits until the upload is aborted
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "persevere", "upload", "start", file, f"s3://{bucket}/k",
-             "--state-file", state, "--part-size", "5MiB", "-c", "1", "--no-progress"],
-            env={**os.environ, **s3_env, "AWS_ENDPOINT_URL": proxy.url}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (state.exists() and state.stat().st_size):
-            time.sleep(0.05)
-        upload_id = records(state)[0]["upload_id"]
-        s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
-        held.release()
-        _, stderr = proc.communicate(timeout=120)
+    env, proxy = rule_proxy
+    held = proxy.hold_parts_but()  # every part waits until the upload is aborted
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", file, f"s3://{bucket}/k",
+         "--state-file", state, "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (state.exists() and state.stat().st_size):
+        time.sleep(0.05)
+    upload_id = records(state)[0]["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    held.release()
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "NoSuchUpload" in stderr and "aborted" in stderr
     assert "resumable" not in stderr and "Traceback" not in stderr
@@ -447,26 +447,26 @@ def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_
 # -- found by an audit ----------------------------------------------------------------------------
 @pytest.mark.process
 def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
-    s3_env, s3_server, bucket, s3_client, make_file, tmp_path
+    rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
     file, state = make_file(20 * MiB, seed=95), tmp_path / "s"
-    with RuleProxy(upstream(s3_server)) as proxy:
-        held = proxy.hold_parts_but(1)  # part 2 waits until the file has grown
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
-             "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress"],
-            env={**os.environ, **s3_env, "AWS_ENDPOINT_URL": proxy.url}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        end = time.monotonic() + 60
-        while time.monotonic() < end and b'"type":"part"' not in (
-            state.read_bytes() if state.exists() else b""
-        ):
-            time.sleep(0.01)
-        with file.open("ab") as f:
-            f.write(b"more")
-        held.release()
-        _, stderr = proc.communicate(timeout=120)
+    env, proxy = rule_proxy
+    held = proxy.hold_parts_but(1)  # part 2 waits until the file has grown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    end = time.monotonic() + 60
+    while time.monotonic() < end and b'"type":"part"' not in (
+        state.read_bytes() if state.exists() else b""
+    ):
+        time.sleep(0.01)
+    with file.open("ab") as f:
+        f.write(b"more")
+    held.release()
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "changed size while it was being uploaded (20,971,520 -> 20,971,524 bytes)" in stderr
     assert "upload resume" not in stderr and "persevere upload abort --state-file" in stderr

@@ -131,38 +131,37 @@ def test_status_counts_the_shards_parts(s3_env, bucket, s3_client, make_file, tm
 
 
 @pytest.mark.process
-def test_completion_waits_for_a_shard_still_running(s3_env, s3_server, bucket, s3_client,
+def test_completion_waits_for_a_shard_still_running(rule_proxy, bucket, s3_client,
                                                    make_file, tmp_path):  # fmt: skip
     file, state = make_file(30 * MiB, seed=142), tmp_path / "s"
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        create(env, bucket, file, state, 2)
-        held = proxy.hold_parts_but(1)  # shard 0 runs on, part 2 in flight
-        running = subprocess.Popen(
-            [sys.executable, "-m", "persevere", "upload", "shard", "--state-file", str(state),
-             "--shard", "0/2", "--no-progress", "-c", "1"],
-            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        journal = tmp_path / "s.shard-0-of-2"
-        end = time.monotonic() + 60
-        while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
-            assert time.monotonic() < end and running.poll() is None
-            time.sleep(0.01)
-        early = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
-        assert early.returncode == 3, early.stderr
-        assert "s.shard-0-of-2 is in use: that shard is still running" in early.stderr
-        held.release()
-        _, stderr = running.communicate(timeout=120)
-        assert running.returncode == 0, stderr
-        done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
-        assert done.returncode == 0, done.stderr
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    create(env, bucket, file, state, 2)
+    held = proxy.hold_parts_but(1)  # shard 0 runs on, part 2 in flight
+    running = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "shard", "--state-file", str(state),
+         "--shard", "0/2", "--no-progress", "-c", "1"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    journal = tmp_path / "s.shard-0-of-2"
+    end = time.monotonic() + 60
+    while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
+        assert time.monotonic() < end and running.poll() is None
+        time.sleep(0.01)
+    early = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert early.returncode == 3, early.stderr
+    assert "s.shard-0-of-2 is in use: that shard is still running" in early.stderr
+    held.release()
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 0, stderr
+    done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
     assert_done(s3_client, bucket, file)
 
 
 @pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_shard_processes_stop_when_their_parent_is_killed(s3_env, s3_server, bucket, make_file,
+def test_shard_processes_stop_when_their_parent_is_killed(rule_proxy, bucket, make_file,
                                                           tmp_path):  # fmt: skip
     file, state = make_file(40 * MiB, seed=143), tmp_path / "s"
 
@@ -171,30 +170,29 @@ def test_shard_processes_stop_when_their_parent_is_killed(s3_env, s3_server, buc
                                capture_output=True, text=True)  # fmt: skip
         return len(found.stdout.split())
 
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
-        parent = subprocess.Popen(
-            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
-             "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "1",
-             "--no-progress"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        journal = tmp_path / "s.shard-0-of-2"
-        end = time.monotonic() + 60
-        while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
-            assert time.monotonic() < end and parent.poll() is None
-            time.sleep(0.01)
-        assert shards_running() == 2
-        parent.kill()
-        parent.wait()
-        held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
-        end = time.monotonic() + 20
-        while shards_running() and time.monotonic() < end:
-            time.sleep(0.1)
-        assert shards_running() == 0  # not uploading on, orphaned
-        done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
-        assert done.returncode == 0, done.stderr
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "1",
+         "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    journal = tmp_path / "s.shard-0-of-2"
+    end = time.monotonic() + 60
+    while b'"type":"part"' not in (journal.read_bytes() if journal.exists() else b""):
+        assert time.monotonic() < end and parent.poll() is None
+        time.sleep(0.01)
+    assert shards_running() == 2
+    parent.kill()
+    parent.wait()
+    held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
+    end = time.monotonic() + 20
+    while shards_running() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert shards_running() == 0  # not uploading on, orphaned
+    done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_stale_shard_journal_of_an_earlier_upload_is_replaced(
@@ -458,7 +456,7 @@ def wait_until(condition, proc, deadline_s=60.0):
 )  # fmt: skip
 @pytest.mark.process
 def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
-    s3_env, s3_server, bucket, s3_client, make_file, tmp_path, whom, sig
+    rule_proxy, bucket, s3_client, make_file, tmp_path, whom, sig
 ):
     """Ctrl-C reaches the terminal's whole process group (the parent and its shards), and the
     parent passes the stop on too: still one stop each, and every shard settles its journal.
@@ -469,46 +467,45 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     finds it ignoring the stop signals). A supervisor's SIGTERM to the parent alone is passed
     on once."""
     file, state = make_file(40 * MiB, seed=148), tmp_path / "s"
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        waiting = proxy.hold_parts_but(1, 5)  # each shard's first part (1-4, 5-8); others wait
-        parent = subprocess.Popen(
-            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
-             "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "2",
-             "--no-progress"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,  # its own process group, as a terminal's job
-        )  # fmt: skip
-        lines: list[str] = []  # the parent's and the shards' stderr (they share it)
-        reader = threading.Thread(target=lambda: lines.extend(parent.stderr), daemon=True)
-        reader.start()
-        journals = [tmp_path / f"s.shard-{i}-of-2" for i in range(2)]
-        try:
-            wait_until(lambda: all(b'"type":"part"' in (j.read_bytes() if j.exists() else b"")
-                                   for j in journals), parent)  # fmt: skip
-            stop(parent, whom, sig)
-            # The held parts go on once each shard says it is stopping: an orderly stop waits
-            # 10 s for the answer to a part whose body is all sent, and a held one may be.
-            wait_until(lambda: "".join(lines).count("received: stopping") >= 2, parent)
-            waiting.release()
-            parent.wait(timeout=60)
-        finally:
-            waiting.release()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
-        reader.join(timeout=10)
-        parent.stderr.close()
-        stderr = "".join(lines)
-        name = signal.Signals(sig).name
-        assert parent.returncode == 130, stderr
-        assert "again: exiting now" not in stderr
-        assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
-        assert "the shards settled their journals" in stderr
-        assert "Traceback" not in stderr
-        recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
-        assert recorded and all(held[n] == etag for n, etag in recorded.items())
-        done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
-        assert done.returncode == 0, done.stderr
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    waiting = proxy.hold_parts_but(1, 5)  # each shard's first part (1-4, 5-8); others wait
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--part-size", "5MiB", "--processes", "2", "-c", "2",
+         "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's job
+    )  # fmt: skip
+    lines: list[str] = []  # the parent's and the shards' stderr (they share it)
+    reader = threading.Thread(target=lambda: lines.extend(parent.stderr), daemon=True)
+    reader.start()
+    journals = [tmp_path / f"s.shard-{i}-of-2" for i in range(2)]
+    try:
+        wait_until(lambda: all(b'"type":"part"' in (j.read_bytes() if j.exists() else b"")
+                               for j in journals), parent)  # fmt: skip
+        stop(parent, whom, sig)
+        # The held parts go on once each shard says it is stopping: an orderly stop waits
+        # 10 s for the answer to a part whose body is all sent, and a held one may be.
+        wait_until(lambda: "".join(lines).count("received: stopping") >= 2, parent)
+        waiting.release()
+        parent.wait(timeout=60)
+    finally:
+        waiting.release()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # what is left of them, after a failure
+    reader.join(timeout=10)
+    parent.stderr.close()
+    stderr = "".join(lines)
+    name = signal.Signals(sig).name
+    assert parent.returncode == 130, stderr
+    assert "again: exiting now" not in stderr
+    assert stderr.count(f"{name} received: stopping") == 2  # each shard, once
+    assert "the shards settled their journals" in stderr
+    assert "Traceback" not in stderr
+    recorded, held = recorded_parts(state), parts_on_s3(s3_client, bucket, state)
+    assert recorded and all(held[n] == etag for n, etag in recorded.items())
+    done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
     assert_done(s3_client, bucket, file)
 
 

@@ -294,51 +294,45 @@ def object_keys(s3_client, bucket):
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
 @pytest.mark.process
-def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, s3_server, bucket, s3_client,
+def test_a_pipe_never_completes_the_upload_of_a_file(rule_proxy, bucket, s3_client,
                                                      make_file, tmp_path, given_as):  # fmt: skip
     """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
     ``cp - < data`` completed data's upload from its path, exit 0; the pipe was never read."""
     size, state = 40 * MiB, tmp_path / "s"
     data = make_file(size, seed=8)
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        hold = proxy.hold_parts_but(1)
-        first = cp_args(bucket, state)
-        if given_as == "redirect":
-            with data.open("rb") as stdin:
-                interrupt_after_parts(env, first, state, 1, stdin=stdin)
-        else:
-            interrupt_after_parts(env, [first[0], data, *first[2:]], state, 1)
-        hold.release()
-        assert records(state)[0]["file_path"] == str(data)
-        assert records(state)[-1]["type"] == "part"
-        before = state.read_bytes()
-        other, _ = pipe_into(env, size, 9, *cp_args(bucket, state))
-        assert other.returncode == 2, other.stderr
-        assert f"records an upload of the file {data}, not of standard input (a stream)" in (
-            other.stderr
-        )
-        assert "Traceback" not in other.stderr
-        assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
-        again = redirect_into(env, data, *cp_args(bucket, state))  # the file it records: resumed
-        assert again.returncode == 0, again.stderr
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    first = cp_args(bucket, state)
+    if given_as == "redirect":
+        with data.open("rb") as stdin:
+            interrupt_after_parts(env, first, state, 1, stdin=stdin, proxy=proxy)
+    else:
+        interrupt_after_parts(env, [first[0], data, *first[2:]], state, 1, proxy=proxy)
+    assert records(state)[0]["file_path"] == str(data)
+    assert records(state)[-1]["type"] == "part"
+    before = state.read_bytes()
+    other, _ = pipe_into(env, size, 9, *cp_args(bucket, state))
+    assert other.returncode == 2, other.stderr
+    assert f"records an upload of the file {data}, not of standard input (a stream)" in (
+        other.stderr
+    )
+    assert "Traceback" not in other.stderr
+    assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
+    again = redirect_into(env, data, *cp_args(bucket, state))  # the file it records: resumed
+    assert again.returncode == 0, again.stderr
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
 
 
 @pytest.mark.process
-def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, s3_server, bucket, s3_client,
+def test_another_file_redirected_in_is_uploaded_or_refused(rule_proxy, bucket, s3_client,
                                                            make_file, tmp_path):  # fmt: skip
     """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
     size, state = 40 * MiB, tmp_path / "s"
     data, other = make_file(size, seed=10), make_file(size, seed=11)
-    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
-        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}  # recorded: every run goes through it
-        hold = proxy.hold_parts_but(1)
-        with data.open("rb") as stdin:
-            interrupt_after_parts(env, cp_args(bucket, state), state, 1, stdin=stdin)
-        hold.release()
-        before = state.read_bytes()
-        result = redirect_into(env, other, *cp_args(bucket, state))
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    with data.open("rb") as stdin:
+        interrupt_after_parts(env, cp_args(bucket, state), state, 1, stdin=stdin, proxy=proxy)
+    before = state.read_bytes()
+    result = redirect_into(env, other, *cp_args(bucket, state))
     if result.returncode == 2:
         assert str(other) in result.stderr and str(data) in result.stderr
         assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
