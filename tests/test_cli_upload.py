@@ -403,16 +403,13 @@ def test_unreachable_endpoint_fails_fast(s3_env, make_file, tmp_path):
 @pytest.mark.process
 def test_version_and_help():
     env = dict(os.environ)
-    version = subprocess.run(
+    version = subprocess.run(  # the entry point itself, as a process
         [sys.executable, "-m", "persevere", "--version"], capture_output=True, text=True, env=env
     )
     assert version.returncode == 0 and version.stdout.startswith("persevere ")
     for command in ([], ["upload"], ["upload", "start"], ["upload", "resume"],
                     ["upload", "abort"], ["upload", "status"]):  # fmt: skip
-        result = subprocess.run(
-            [sys.executable, "-m", "persevere", *command, "--help"],
-            capture_output=True, text=True, env=env,
-        )  # fmt: skip
+        result = persevere(env, *command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
 
