@@ -21,8 +21,7 @@ import pytest
 
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
-from tests.conftest import persevere as cli
+from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.ruleproxy import Rule, RuleProxy
 
 # A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT [HOLD_AT]]`` writes SIZE
@@ -176,7 +175,7 @@ def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     assert killed.returncode != 0
     parts_before = {r["part_number"] for r in records(state) if r["type"] == "part"}
     assert len(parts_before) >= 4
-    status = cli(s3_env, "upload", "status", "--state-file", state)
+    status = persevere(s3_env, "upload", "status", "--state-file", state)
     assert "file:        standard input (a stream)" in status.stdout, status.stdout
     assert f"parts:       {len(parts_before)} done (" in status.stdout
     resumed, _ = pipe_into(s3_env, size, 2, *cp_args(bucket, state, "--json"))
