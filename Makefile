@@ -7,12 +7,14 @@ PYTEST_ARGS ?=
 # Each checkout its own pytest directory: pytest keeps only the newest three under one user's
 # /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
-# pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Measured
-# on this 2-core machine (others' load 1-3): the default run took 5m34s in one process, 2m55s,
-# 3m02s and 3m07s on 2 workers, 2m46s and 3m00s on 3. Not 3: with 3 the machine is loaded
-# enough that a process can still be importing when test_model's first signal comes (0.5 s),
-# and dies of it (a SIGTERM before persevere's handlers exist). WORKERS=0: one process.
-WORKERS ?= 2
+# pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Much of
+# a test's time is waiting (on the server, a process, a stop), which a third worker overlaps:
+# measured on this 2-core machine, the default run took 191-202 s on 2 workers and 157-171 s
+# on 3 (others' load about 1, runs alternated), 160 s on 4 (more CPU, no gain); dealing long
+# tests first or work stealing changed nothing measurable. A test's stop signal waits until
+# persevere handles it (tests.conftest.signal_when_handled): a process still importing on a
+# loaded machine is no longer killed by one. WORKERS=0: one process.
+WORKERS ?= 3
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all coverage lint demo bench dist

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import random
 import re
 import signal
@@ -38,6 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests import inprocess
+from tests.ruleproxy import RuleProxy
 from tests.s3server import LOG_TAIL_LINES, S3Server
 
 # boto3 ships no types and boto3-stubs is not a dependency; the alias documents intent.
@@ -164,15 +166,84 @@ def s3_readonly_client(
     client.close()
 
 
+class _WarmBuckets:
+    """New, empty buckets made ahead of the tests that take them, on a thread of their own.
+
+    SeaweedFS answers the first write into a new bucket (a collection of its own) about
+    0.2 s late, however small: every test that uploaded paid it. A bucket made here had
+    one object written and deleted, so its volumes exist; otherwise it is new and empty.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, server: S3Server, home: Path) -> None:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _scrub_aws_env(monkeypatch, home)
+            self._client = _client_for(server, server.access_key, server.secret_key)
+        self._ready: queue.Queue[str] = queue.Queue(self.AHEAD)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._make, daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        """A warm bucket if one is ready (or soon), else a new one made now."""
+        try:
+            return self._ready.get(timeout=0.5 if self._thread.is_alive() else 0)
+        except queue.Empty:
+            return _new_bucket(self._client)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+        while not self._ready.empty():
+            delete_bucket(self._client, self._ready.get_nowait())
+        self._client.close()
+
+    def _make(self) -> None:
+        try:
+            self._make_until_closed()
+        except Exception:  # the server is gone or failing: the tests make their own, and say
+            return
+
+    def _make_until_closed(self) -> None:
+        while not self._closed.is_set():
+            name = _new_bucket(self._client)
+            self._client.put_object(Bucket=name, Key="warm", Body=b"")
+            self._client.delete_object(Bucket=name, Key="warm")
+            while not self._closed.is_set():
+                try:
+                    self._ready.put(name, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+            else:
+                delete_bucket(self._client, name)
+
+
+def _new_bucket(client: S3Client) -> str:
+    name = f"test-{uuid.uuid4().hex[:16]}"  # SeaweedFS rejects very short names
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def _warm_buckets(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_WarmBuckets]:
+    buckets = _WarmBuckets(s3_server, tmp_path_factory.mktemp("aws-home"))
+    yield buckets
+    buckets.close()
+
+
 @pytest.fixture
-def bucket(s3_client: S3Client) -> Iterator[str]:
-    """A new bucket per test, so tests never see each other's objects or multipart uploads.
+def bucket(s3_client: S3Client, _warm_buckets: _WarmBuckets) -> Iterator[str]:
+    """A new bucket per test, so tests never see each other's objects or multipart uploads
+    (made ahead: :class:`_WarmBuckets`).
 
     Given back at teardown (uploads aborted, objects and bucket deleted): each bucket is a
     SeaweedFS collection holding volumes of its own, and the server's volumes are finite.
     """
-    name = f"test-{uuid.uuid4().hex[:16]}"  # SeaweedFS rejects very short names
-    s3_client.create_bucket(Bucket=name)
+    name = _warm_buckets.take()
     yield name
     delete_bucket(s3_client, name)
 
@@ -190,6 +261,17 @@ def delete_bucket(client: S3Client, name: str) -> None:
         if keys:
             client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
     client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def rule_proxy(
+    s3_env: dict[str, str], s3_server: S3Server
+) -> Iterator[tuple[dict[str, str], RuleProxy]]:
+    """``(env, proxy)``: ``s3_env`` with its endpoint a :class:`tests.ruleproxy.RuleProxy` in
+    front of the server, to hold parts (``proxy.hold_parts_but``, ``interrupt_after_parts``).
+    A state file records that endpoint: the test's later runs go through the proxy too."""
+    with RuleProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, proxy
 
 
 @pytest.fixture
@@ -221,10 +303,16 @@ def interrupt_after_parts(
     sig: int = signal.SIGKILL,
     deadline_s: float = 60.0,
     stdin: Any = None,
+    proxy: RuleProxy | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``persevere ARGS`` and send it ``sig`` once its journal holds ``parts`` part lines
     (or earlier if it ends by itself); the finished process, with its output. ``stdin``: what
-    it reads as standard input (an open file: ``< file``)."""
+    it reads as standard input (an open file: ``< file``). ``proxy``: the RuleProxy ``env``
+    points at (the ``rule_proxy`` fixture): it holds every UploadPart but 1..``parts``, so the
+    signal finds those parts recorded and the others in flight, however few parts the file
+    has; they go on once persevere says it is stopping (an orderly stop waits 10 s for the
+    answer to a part whose body is all sent, and a held one may be), or once it is killed."""
+    held = proxy.hold_parts_but(*range(1, parts + 1)) if proxy is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, args)],
         env={**os.environ, **env},
@@ -233,15 +321,60 @@ def interrupt_after_parts(
         stderr=subprocess.PIPE,
         text=True,
     )
-    end = time.monotonic() + deadline_s
-    while proc.poll() is None and time.monotonic() < end:
-        if state.exists() and state.read_bytes().count(b'"type":"part"') >= parts:
+    output: dict[str, list[str]] = {"stdout": [], "stderr": []}  # as it comes: see the stop
+    stopping = threading.Event()
+
+    def read(name: str) -> None:
+        for line in getattr(proc, name):
+            output[name].append(line)
+            if "received: stopping" in line:
+                stopping.set()
+
+    readers = [threading.Thread(target=read, args=(name,), daemon=True) for name in output]
+    for reader in readers:
+        reader.start()
+    try:
+        end = time.monotonic() + deadline_s
+        while proc.poll() is None and time.monotonic() < end:
+            if state.exists() and state.read_bytes().count(b'"type":"part"') >= parts:
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            end = time.monotonic() + 60
+            while held is not None and sig != signal.SIGKILL and time.monotonic() < end:
+                if stopping.wait(0.05) or proc.poll() is not None:
+                    break
+    finally:
+        if held is not None:
+            held.release()
+        proc.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=60)
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            stream.close()
+    stdout, stderr = ("".join(output[name]) for name in ("stdout", "stderr"))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def signal_when_handled(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Send a stop signal ``sig`` to a starting ``persevere`` process once persevere handles
+    it. One that comes before persevere's first lines run (its interpreter still importing:
+    seconds, on a loaded machine) kills it as it would any program, with no exit code of
+    persevere's. Linux's /proc tells: the interpreter catches SIGINT by itself, persevere's
+    ``main()`` SIGTERM and SIGHUP too. Elsewhere, and SIGKILL, at once."""
+    status = Path(f"/proc/{proc.pid}/status")
+    while sig != signal.SIGKILL and proc.poll() is None:
+        try:
+            masks = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except OSError:  # no /proc, or it ended meanwhile
+            break
+        if int(masks.get("SigCgt", "0"), 16) & (1 << (signal.SIGTERM - 1)):
             break
         time.sleep(0.005)
     if proc.poll() is None:
         proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 # The test whose call phase is running, and whether it started a process (see below).

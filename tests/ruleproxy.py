@@ -33,11 +33,14 @@ class Rule:
     rewrite: Callable[[bytes], bytes] | None = None  # of the answer's status line and headers
     value: str | None = None  # the parameter's value, if it matters: "3" for partNumber=3
     hold: Hold | None = None  # forwarded only once the test releases it (or the proxy closes)
+    but: frozenset[str] = frozenset()  # values of the parameter it leaves alone: {"1", "5"}
 
     def matches(self, method: bytes, target: bytes) -> bool:
         query = urlsplit(target.decode("latin-1")).query
         params = dict(parse_qsl(query, keep_blank_values=True))
         if method.decode() != self.method or self.query not in params:
+            return False
+        if params[self.query] in self.but:
             return False
         return self.value is None or params[self.query] == self.value
 
@@ -56,8 +59,20 @@ class RuleProxy(HttpForwarder):
             if rule.hold is not None:
                 self.hold(rule.hold)
 
+    def hold_parts_but(self, *numbers: int) -> Hold:
+        """From now on (ahead of the other rules), keep every UploadPart but ``numbers`` until
+        the hold returned is released: the way to stop a client once those parts are
+        recorded, the others in flight (what a bandwidth cap did, without the wait)."""
+        hold = self.hold(Hold())
+        rule = Rule("PUT", "partNumber", but=frozenset(map(str, numbers)), hold=hold)
+        with self._lock:
+            self.rules.insert(0, rule)
+        return hold
+
     def _rule(self, method: bytes, target: bytes) -> Rule | None:
-        for rule in self.rules:
+        with self._lock:
+            rules = list(self.rules)
+        for rule in rules:
             if rule.matches(method, target):
                 with self._lock:
                     self.matched[f"{rule.method} {rule.query}"] += 1

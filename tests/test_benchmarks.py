@@ -226,9 +226,16 @@ def test_targets_not_measured_are_said_so():
     assert checks and all(c.met is None and c.verdict == "not measured" for c in checks)
 
 
-def test_summary_has_the_targets_and_every_section(tmp_path):
+@pytest.fixture
+def fonts_listed():
+    """The report draws with matplotlib, which lists the machine's fonts with ``fc-list`` the
+    first time it runs there (then caches them): done here, so the test starts no process."""
     pytest.importorskip("matplotlib")
     pytest.importorskip("psutil")
+    import matplotlib.font_manager  # noqa: F401  (its import builds the font cache)
+
+
+def test_summary_has_the_targets_and_every_section(tmp_path, fonts_listed):
     from benchmarks import report
     from benchmarks.run import plan
 

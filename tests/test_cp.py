@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import (
+    interrupt_after_parts,
+    sha256_of_file,
+    sha256_of_object,
+    signal_when_handled,
+)
 from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.httpproxy import HttpProxy, Reply
@@ -268,23 +273,25 @@ def test_a_completion_proven_against_another_file_is_not_taken_for_it(
 
 
 @pytest.mark.process
-def test_two_cp_at_once(s3_env, bucket, s3_client, make_file):
+def test_two_cp_at_once(rule_proxy, bucket, s3_client, make_file):
     file = make_file(30 * MiB, seed=124)
-    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress",
-               "--max-bandwidth", "10MiB/s"]  # fmt: skip
+    command = ["cp", file, f"s3://{bucket}/k", "--part-size", "5MiB", "-c", "1", "--no-progress"]
     state = file.with_name(file.name + ".persevere")
+    env, proxy = rule_proxy  # recorded: both go through it
+    held = proxy.hold_parts_but(1)  # the first cp runs on, part 2 in flight
     first = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, command)],
-        env={**os.environ, **s3_env}, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and b'"type":"part"' not in (
         state.read_bytes() if state.exists() else b""
     ):
         time.sleep(0.01)
-    second = clean(cli(s3_env, *command))
+    second = clean(cli(env, *command))
     assert second.returncode == 3, second.stderr  # try again later
     assert "already running" in second.stderr
+    held.release()
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     assert_same(s3_client, bucket, "k", file)
@@ -354,7 +361,8 @@ def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
             try:
                 _, stderr = proc.communicate(timeout=rng.uniform(0.8, 3.0))
             except subprocess.TimeoutExpired:
-                proc.send_signal(rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP]))
+                signal_when_handled(proc, rng.choice([signal.SIGKILL, signal.SIGTERM,
+                                                      signal.SIGHUP]))  # fmt: skip
                 _, stderr = proc.communicate(timeout=60)
             assert "Traceback" not in stderr, stderr
             codes.append(proc.returncode)

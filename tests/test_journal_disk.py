@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of_file, sha256_of_object
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
 
 MiB = 1024 * 1024
 
@@ -82,10 +82,13 @@ def test_read_only_directory_is_refused_before_any_request(
 
 @pytest.mark.process
 def test_full_disk_stops_resumable(small_disk, s3_env, bucket, s3_client, make_file, tmp_path):
-    # Two 4 KiB pages: one for a filler, one for the journal (header + ~25 part lines).
+    # Two 4 KiB pages: one for a filler, one for the journal. The file's long path makes a
+    # long header (~3 KB): ~9 part lines fill that page, well before the file's 16 parts.
     disk = small_disk("8k")
     (disk / "filler").write_bytes(b"f" * 4096)
-    file = make_file(40 * 5 * MiB, seed=82)
+    deep = Path(*["d" * 250] * 9)
+    (tmp_path / deep).mkdir(parents=True)
+    file = make_file(16 * 5 * MiB, seed=82, name=str(deep / "data.bin"))
     state = disk / "up.state"
     proc = start(s3_env, bucket, file, state, "-c", "4")
     _, stderr = proc.communicate(timeout=300)
@@ -93,12 +96,9 @@ def test_full_disk_stops_resumable(small_disk, s3_env, bucket, s3_client, make_f
     assert "No space left on device" in stderr or "short write" in stderr
     assert "Traceback" not in stderr
     assert_recorded_parts_are_on_s3(s3_client, bucket, state)
+    assert 0 < len(journal_parts(state)) < 16
 
     (disk / "filler").unlink()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "persevere", "upload", "resume", "--state-file", str(state),
-         "--no-progress"],
-        env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    resumed = persevere(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256_of_object
+from tests.conftest import persevere, sha256_of_object, signal_when_handled
 
 MiB = 1024 * 1024
 FILE_BYTES = 23 * MiB + 12_345  # 5 parts of 5 MiB
@@ -63,23 +63,30 @@ class World:
         else:
             args = ["upload", "start", self.file, f"s3://{self.bucket}/k", "--state-file",
                     state, "--part-size", "5MiB"]  # fmt: skip
-        # Capped, so that a run lasts about two seconds and the kills land inside it.
-        args += ["--no-progress", "-c", str(self.rng.choice([1, 2, 4])), "--max-bandwidth",
-                 "12MiB/s"]  # fmt: skip
+        args += ["--no-progress", "-c", str(self.rng.choice([1, 2, 4]))]
+        if kill_after_s is None:  # nothing to time: in this process, at full speed
+            done = persevere(self.env, *args)
+            code, stdout, stderr = done.returncode, done.stdout, done.stderr
+        else:  # capped, so that a run lasts about a second and the kill lands inside it
+            code, stdout, stderr = self._killed([*args, "--max-bandwidth", "20MiB/s"],
+                                                kill_after_s, sig)  # fmt: skip
+        self.log.append(f"{args[1]} -> {code}: {stderr.strip().splitlines()[-1:] or stdout}")
+        self.check(code, stdout, stderr)
+        return code, stderr
+
+    def _killed(self, args: list, kill_after_s: float, sig: int) -> tuple[int, str, str]:
+        """``persevere ARGS`` as a process, sent ``sig`` after ``kill_after_s`` unless done."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "persevere", *map(str, args)],
             env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         try:
-            stdout, stderr = proc.communicate(timeout=kill_after_s or 300)
+            stdout, stderr = proc.communicate(timeout=kill_after_s)
         except subprocess.TimeoutExpired:
-            proc.send_signal(sig)
+            signal_when_handled(proc, sig)
             stdout, stderr = proc.communicate(timeout=120)
-        code = proc.returncode
-        self.log.append(f"{args[1]} -> {code}: {stderr.strip().splitlines()[-1:] or stdout}")
-        self.check(code, stdout, stderr)
-        return code, stderr
+        return proc.returncode, stdout, stderr
 
     def check(self, code: int, stdout: str, stderr: str) -> None:
         where = "\n".join(self.log)
@@ -97,9 +104,7 @@ class World:
         if code == 0 or ("state file" in stderr and "already exists" in stderr):
             self.new_state()
         elif "persevere upload abort --state-file" in stderr:
-            abort = [sys.executable, "-m", "persevere", "upload", "abort", "--state-file",
-                     str(self.state)]  # fmt: skip
-            subprocess.run(abort, env={**os.environ, **self.env}, capture_output=True, timeout=120)
+            persevere(self.env, "upload", "abort", "--state-file", self.state)
             self.new_state()
         elif code == 1 and "resumable" not in stderr:
             self.new_state()  # finished, gone, or refused: a new upload
@@ -155,7 +160,8 @@ def _drive(world: World, steps: int) -> None:
         action = world.rng.choice(actions)
         world.log.append(f"- {action}")
         if action in ("run", "kill"):
-            delay = world.rng.uniform(0.5, 2.5) if action == "kill" else None
+            # From the process's start: ~0.5 s of start-up, then ~1.2 s of upload at the cap.
+            delay = world.rng.uniform(0.5, 1.5) if action == "kill" else None
             sig = world.rng.choice([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
             code, stderr = world.run(delay, sig)
             world.follow_advice(code, stderr)

@@ -21,6 +21,8 @@ import persevere
 from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.conftest import persevere as cli
 from tests.faultproxy import NO_FAULT, Fault, FaultProxy
+from tests.proxybase import Hold
+from tests.ruleproxy import RuleProxy
 from tests.test_faults import upstream
 
 MiB = 1024 * 1024
@@ -357,21 +359,24 @@ async def test_a_value_error_mid_upload_is_a_bug_not_a_bad_url(s3_env, bucket, m
 
 
 @pytest.mark.process
-def test_upload_aborted_elsewhere_is_not_called_resumable(s3_env, bucket, s3_client, make_file,
-                                                         tmp_path):  # fmt: skip
+def test_upload_aborted_elsewhere_is_not_called_resumable(rule_proxy, bucket, s3_client,
+                                                         make_file, tmp_path):  # fmt: skip
     file = make_file(40 * MiB, seed=100)
     state = tmp_path / "s"
+    env, proxy = rule_proxy
+    held = proxy.hold_parts_but()  # every part waits until the upload is aborted
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", "upload", "start", file, f"s3://{bucket}/k",
-         "--state-file", state, "--part-size", "5MiB", "-c", "1", "--no-progress",
-         "--max-bandwidth", "10MiB/s"],
-        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--state-file", state, "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (state.exists() and state.stat().st_size):
         time.sleep(0.05)
     upload_id = records(state)[0]["upload_id"]
     s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    held.release()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "NoSuchUpload" in stderr and "aborted" in stderr
@@ -442,21 +447,25 @@ def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_
 # -- found by an audit ----------------------------------------------------------------------------
 @pytest.mark.process
 def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
-    s3_env, bucket, s3_client, make_file, tmp_path
+    rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
     file, state = make_file(20 * MiB, seed=95), tmp_path / "s"
+    env, proxy = rule_proxy
+    held = proxy.hold_parts_but(1)  # part 2 waits until the file has grown
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
-         "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress",
-         "--max-bandwidth", "10MiB/s"],
-        env={**os.environ, **s3_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     end = time.monotonic() + 60
-    while time.monotonic() < end and b'"type":"part"' not in (state.read_bytes() if state.exists()
-                                                             else b""):  # fmt: skip
+    while time.monotonic() < end and b'"type":"part"' not in (
+        state.read_bytes() if state.exists() else b""
+    ):
         time.sleep(0.01)
     with file.open("ab") as f:
         f.write(b"more")
+    held.release()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "changed size while it was being uploaded (20,971,520 -> 20,971,524 bytes)" in stderr
@@ -483,15 +492,15 @@ def test_a_proc_file_is_not_uploaded_empty(s3_env, bucket, s3_client, tmp_path):
 
 # -- a stop while S3's answer to a part is on its way -----------------------------------------
 def _held_answers():
-    """A rule that holds UploadPart's answer 2 s once S3 has taken the part; ``held`` is set
-    while one waits (S3 holds the part, the client does not know it yet)."""
+    """A rule that holds UploadPart's answer once S3 has taken the part, until ``held`` is
+    released (or the proxy closes, if the proxy is given it: ``proxy.hold(held)``);
+    ``held.wait()`` returns once one waits (S3 holds the part, the client does not know it)."""
     from tests.ruleproxy import Rule
 
-    held = threading.Event()
+    held = Hold()
 
     def hold(answer: bytes) -> bytes:
-        held.set()
-        time.sleep(2)
+        held.block()
         return answer
 
     return Rule("PUT", "partNumber", rewrite=hold), held
@@ -510,20 +519,36 @@ def test_a_stop_records_the_parts_s3_took(s3_env, s3_server, bucket, s3_client, 
     """Ctrl-C while S3's answer to a part is on its way: the part is on S3, so the journal
     records it (its answer is waited for); the README said "a part S3 has accepted is always
     recorded", and status showed S3 holding parts the journal did not."""
-    from tests.ruleproxy import RuleProxy
-
     file, state = make_file(40 * MiB, seed=99), tmp_path / "s"
     rule, held = _held_answers()
     with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        proxy.hold(held)
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
         proc = subprocess.Popen(
             [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
              "--state-file", str(state), "--part-size", "5MiB", "-c", "3", "--no-progress"],
             env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert held.wait(60)
+        lines: list[str] = []
+        stopping = threading.Event()
+
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if "SIGINT received: stopping" in line:
+                    stopping.set()
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        held.wait(60)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        assert stopping.wait(60), "".join(lines)  # persevere is stopping: now S3's answers
+        held.release()
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        proc.stderr.close()
+        stderr = "".join(lines)
         assert proc.returncode == 130, stderr
         assert "Traceback" not in stderr
         recorded, on_s3 = _journal_and_s3(s3_client, bucket, state)
@@ -540,18 +565,17 @@ def test_status_explains_parts_s3_holds_that_the_journal_lacks(
 ):
     """kill -9 while S3's answer to a part is on its way: S3 holds a part no journal line
     records. Status says so, and what resume does with it; resume adopts it."""
-    from tests.ruleproxy import RuleProxy
-
     file, state = make_file(40 * MiB, seed=100), tmp_path / "s"
     rule, held = _held_answers()
     with RuleProxy(upstream(s3_server), [rule]) as proxy:
+        proxy.hold(held)
         env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
         proc = subprocess.Popen(
             [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
              "--state-file", str(state), "--part-size", "5MiB", "-c", "1", "--no-progress"],
             env={**os.environ, **env}, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        assert held.wait(60)
+        held.wait(60)
         proc.kill()  # S3 answered: it has the part, whose answer now goes nowhere
         proc.wait()
         recorded, on_s3 = _journal_and_s3(s3_client, bucket, state)

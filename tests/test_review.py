@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import persevere as cli
 from tests.conftest import sha256_of_file, sha256_of_object
-from tests.test_stream import PRODUCER, produced
+from tests.test_stream import held_after, produced, producer
 
 MiB = 1024 * 1024
 
@@ -50,21 +50,20 @@ def no_traceback(result):
 
 def pipe_stream(env, size, seed, *args):
     """``producer SIZE SEED | persevere ARGS``, run to its end."""
-    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, str(size), str(seed)],
-                                stdout=subprocess.PIPE)  # fmt: skip
+    source = producer(size, seed)
     try:
-        return cli(env, *args, stdin=producer.stdout)
+        return cli(env, *args, stdin=source.stdout)
     finally:
-        assert producer.stdout is not None
-        producer.stdout.close()
-        producer.kill()
-        producer.wait()
+        assert source.stdout is not None
+        source.stdout.close()
+        source.kill()
+        source.wait()
 
 
 # -- 1. the file replaced (renamed over) while it is uploaded ------------------------------------
 @pytest.mark.process
 def test_a_file_renamed_over_during_the_upload_is_not_reported_done(
-    s3_env, bucket, s3_client, make_file, tmp_path
+    rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
     """HELD. rsync, editors and log rotation replace a file by rename. persevere reads through
     the descriptor it opened and its final check fstat()s that descriptor; the rename unlinks
@@ -74,11 +73,15 @@ def test_a_file_renamed_over_during_the_upload_is_not_reported_done(
     file = make_file(20 * MiB, seed=1, name="f.bin")
     replacement = make_file(20 * MiB, seed=2, name="replacement.bin")
     state = tmp_path / "s"
-    proc = popen(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
-                 "5MiB", "-c", "1", "--no-progress", "--max-bandwidth", "10MiB/s")  # fmt: skip
+    env, proxy = rule_proxy
+    hold = proxy.hold_parts_but(1)  # part 2 waits until the file is replaced
+    proc = popen(env, "cp", file, f"s3://{bucket}/k",
+                 "--state-file", state, "--part-size", "5MiB", "-c", "1",
+                 "--no-progress")  # fmt: skip
     wait_for_parts(state, 1, proc)
     assert proc.poll() is None, "finished before the file could be replaced"
     os.replace(replacement, file)  # the path now names other bytes (same size)
+    hold.release()
     _, stderr = proc.communicate(timeout=120)
     assert "Traceback" not in stderr
     if proc.returncode == 0:
@@ -126,16 +129,16 @@ def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
     (the README: "A stream that differs stops at its first differing part")."""
     state = tmp_path / "s"
     args = ["cp", "-", f"s3://{bucket}/k", "--state-file", state, "--no-progress", "-c", "1"]
-    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, str(40 * MiB), "7"],
-                                stdout=subprocess.PIPE)  # fmt: skip
-    first = popen(s3_env, *args, "--max-bandwidth", "16MiB/s", stdin=producer.stdout)
-    assert producer.stdout is not None
-    producer.stdout.close()
+    source = producer(40 * MiB, 7, hold_at=held_after(3))  # parts 1..3, then it waits
+    first = popen(s3_env, *args, stdin=source.stdout)
+    assert source.stdout is not None and source.stdin is not None
+    source.stdout.close()
     wait_for_parts(state, 3, first)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
-    producer.kill()
-    producer.wait()
+    source.kill()
+    source.wait()
+    source.stdin.close()
     assert part_lines(state) >= 3
     short = no_traceback(pipe_stream(s3_env, 8 * MiB, 7, *args))  # the same bytes, 1 part only
     if short.returncode == 0:
@@ -155,7 +158,7 @@ def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
 @pytest.mark.process
 @pytest.mark.parametrize("how", ["SIGTERM to persevere", "Ctrl-C to the terminal's group"])
 def test_processes_stop_on_a_signal_while_the_shards_run(
-    s3_env, bucket, s3_client, make_file, tmp_path, how
+    rule_proxy, bucket, s3_client, make_file, tmp_path, how
 ):
     """``upload start --processes N``: after create_upload's _run, SIGINT/SIGTERM/SIGHUP are
     left ignored (_run's finally) while run_local_shards waits. A SIGTERM to persevere (systemd
@@ -165,9 +168,12 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
     130, the upload resumable (the README's signal contract)."""
     file = make_file(60 * MiB, seed=4)
     state = tmp_path / "s"
-    proc = popen(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
-                 "--part-size", "5MiB", "--processes", "2", "-c", "1", "--no-progress",
-                 "--max-bandwidth", "8MiB/s", start_new_session=True)  # fmt: skip
+    env, proxy = rule_proxy
+    held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
+    proc = popen(env, "upload", "start", file,
+                 f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB",
+                 "--processes", "2", "-c", "1", "--no-progress",
+                 start_new_session=True)  # fmt: skip
     shard0 = tmp_path / "s.shard-0-of-2"
     wait_for_parts(shard0, 1, proc)
     assert proc.poll() is None
@@ -175,6 +181,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
         proc.send_signal(signal.SIGTERM)
     else:
         os.killpg(proc.pid, signal.SIGINT)
+    held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
     try:
         _, stderr = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:
@@ -194,7 +201,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
 
 @pytest.mark.process
 def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
-    s3_env, bucket, s3_client, make_file, tmp_path
+    rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
     """``upload resume --processes N`` runs the shards before any _run: a SIGTERM meets
     main()'s early handler, which prints "received before anything started; nothing to
@@ -203,23 +210,28 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
     "in use"). Should: stop the shards, exit 130, say the upload is resumable."""
     file = make_file(60 * MiB, seed=5)
     state = tmp_path / "s"
-    made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+    env, proxy = rule_proxy  # recorded: the shards use it too
+    made = cli(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
                "--part-size", "5MiB", "--shards", "2")  # fmt: skip
     assert made.returncode == 0, made.stderr
-    proc = popen(s3_env, "upload", "resume", "--state-file", state, "--processes", "2", "-c",
-                 "1", "--no-progress", "--max-bandwidth", "8MiB/s",
-                 start_new_session=True)  # fmt: skip
+    held = proxy.hold_parts_but(1)  # shard 0 sends part 1; every other part waits in flight
+    proc = popen(env, "upload", "resume", "--state-file", state, "--processes", "2", "-c",
+                 "1", "--no-progress", start_new_session=True)  # fmt: skip
     wait_for_parts(tmp_path / "s.shard-0-of-2", 1, proc)
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
+    held.release()  # held, a part sent whole would have the stop wait 10 s for its answer
     _, stderr = proc.communicate(timeout=30)
-    time.sleep(1)
-    try:
-        os.killpg(proc.pid, 0)
-        orphans = True
+    orphans, end = True, time.monotonic() + 1  # its shards, if still there 1 s later
+    while orphans and time.monotonic() < end:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            orphans = False
+        else:
+            time.sleep(0.01)
+    if orphans:
         os.killpg(proc.pid, signal.SIGKILL)  # the shards this test started
-    except ProcessLookupError:
-        orphans = False
     assert "Traceback" not in stderr, stderr
     problems = [
         *(["shard processes still running after persevere exited"] if orphans else []),
@@ -232,7 +244,7 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
 # -- 5. an identity change is paid for at every resume, not once --------------------------------
 @pytest.mark.process
 def test_after_a_reread_the_next_resume_trusts_the_new_identity(
-    s3_env, bucket, s3_client, make_file, tmp_path
+    rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
     """The journal's docstring: "a ``source`` line when resume has checked the recorded parts
     against a file whose identity changed (so the next resume trusts that identity)". Only cp's
@@ -243,19 +255,24 @@ def test_after_a_reread_the_next_resume_trusts_the_new_identity(
     line; the next resume only spot-checks."""
     file = make_file(40 * MiB, seed=6)
     state = tmp_path / "s"
-    slow = ["-c", "1", "--no-progress", "--max-bandwidth", "10MiB/s"]
-    first = popen(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
-                  "--part-size", "5MiB", *slow)  # fmt: skip
+    one = ["-c", "1", "--no-progress"]
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    held = proxy.hold_parts_but(*range(1, 3))
+    first = popen(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                  "--part-size", "5MiB", *one)  # fmt: skip
     wait_for_parts(state, 2, first)
     first.kill()
     first.communicate()
+    held.release()
     os.utime(file)  # touched: the identity changed, the bytes did not
-    second = popen(s3_env, "upload", "resume", "--state-file", state, *slow)
+    held = proxy.hold_parts_but(*range(1, 5))
+    second = popen(env, "upload", "resume", "--state-file", state, *one)
     wait_for_parts(state, 4, second)
     second.kill()
     _, stderr = second.communicate()
+    held.release()
     assert "re-reading" in stderr  # the one re-read the change calls for
-    third = no_traceback(cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress"))
+    third = no_traceback(cli(env, "upload", "resume", "--state-file", state, "--no-progress"))
     assert third.returncode == 0, third.stderr
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
     assert "re-reading" not in third.stderr, third.stderr
@@ -272,7 +289,7 @@ class _FirstParts:
 
 @pytest.mark.process
 def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
-    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
+    rule_proxy, bucket, s3_client, make_file, tmp_path, monkeypatch
 ):
     """Bit rot or an editor leaves a part line that still parses (only its checksum differs):
     replay takes it as valid, the spot check (2 random parts) likely misses it, and the
@@ -287,12 +304,14 @@ def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
 
     file = make_file(40 * MiB, seed=8)
     state = tmp_path / "s"
-    first = popen(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
-                  "--part-size", "5MiB", "-c", "1", "--no-progress",
-                  "--max-bandwidth", "10MiB/s")  # fmt: skip
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    held = proxy.hold_parts_but(*range(1, 7))
+    first = popen(env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                  "--part-size", "5MiB", "-c", "1", "--no-progress")  # fmt: skip
     wait_for_parts(state, 6, first)
     first.kill()
     first.communicate()
+    held.release()
     lines = state.read_bytes().splitlines(keepends=True)
     records = [json.loads(line) for line in lines]
     last = max(i for i, r in enumerate(records) if r["type"] == "part")
@@ -306,10 +325,10 @@ def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
     except PersevereError as exc:
         failure = exc
     if failure is not None:
-        repaired = cli(s3_env, "upload", "resume", "--state-file", state, "--verify-parts",
+        repaired = cli(env, "upload", "resume", "--state-file", state, "--verify-parts",
                        "--no-progress")  # fmt: skip
         assert repaired.returncode == 0, repaired.stderr  # the fix exists...
-        assert "verify-parts" in (failure.hint or ""), (  # ...and the message should lead to it
+        assert "verify-parts" in (failure.hint or ""), (  # ...the message should lead to it
             f"{type(failure).__name__} (exit {failure.exit_code}): {failure}; hint: {failure.hint}"
         )
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,63 +28,99 @@ from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_obje
 from tests.conftest import persevere as persevere_cli
 from tests.ruleproxy import Rule, RuleProxy
 
-# A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT]`` writes SIZE pseudo-random
-# bytes (one byte flipped at FLIP_AT, if given), in small writes, as a dump tool would.
+# A deterministic producer: ``python -c PRODUCER SIZE SEED [FLIP_AT [HOLD_AT]]`` writes SIZE
+# pseudo-random bytes (one byte flipped at FLIP_AT, if given; -1: none), in small writes, as a
+# dump tool would. HOLD_AT: it stops there until its standard input ends (the test's release),
+# so a test can stop persevere with whole parts recorded and the next one in flight, no wait.
 PRODUCER = textwrap.dedent(
     """
     import random, sys
     size, seed = int(sys.argv[1]), int(sys.argv[2])
     flip = int(sys.argv[3]) if len(sys.argv) > 3 else -1
+    hold = int(sys.argv[4]) if len(sys.argv) > 4 else -1
     rng, out, done = random.Random(seed), sys.stdout.buffer, 0
     while done < size:
         block = bytearray(rng.randbytes(min(65536, size - done)))
         if done <= flip < done + len(block):
             block[flip - done] ^= 0xFF
+        if done <= hold < done + len(block):
+            out.write(block[: hold - done])
+            out.flush()
+            sys.stdin.buffer.read()
+            block = block[hold - done :]
         out.write(block)
         done += len(block)
     """
 )
 
 
-def produced(size: int, seed: int) -> str:
-    rng = __import__("random").Random(seed)
-    digest, done = hashlib.sha256(), 0
+def producer(size: int, seed: int, *, flip: int = -1, hold_at: int = -1) -> subprocess.Popen:
+    """The PRODUCER, its standard output a pipe (and its standard input, when it holds)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, str(size), str(seed), str(flip), str(hold_at)],
+        stdout=subprocess.PIPE, stdin=subprocess.PIPE if hold_at >= 0 else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def held_after(parts: int) -> int:
+    """Where a producer holds so that persevere sends ``parts`` whole parts and waits inside the
+    next one: one byte into it (the default schedule's 8 MiB parts; an expected size of a few
+    dozen MiB plans the same)."""
+    return StreamSchedule().offset(parts + 1) + 1
+
+
+def produced_blocks(size: int, seed: int) -> Iterator[bytes]:
+    """What the PRODUCER writes (without a flip), made here."""
+    rng, done = random.Random(seed), 0
     while done < size:
         block = rng.randbytes(min(65536, size - done))
-        digest.update(block)
+        yield block
         done += len(block)
+
+
+def produced(size: int, seed: int) -> str:
+    digest = hashlib.sha256()
+    for block in produced_blocks(size, seed):
+        digest.update(block)
     return digest.hexdigest()
 
 
 def pipe_into(env, size, seed, *args, flip=None, kill_after_parts=None, state=None):
-    """``producer | persevere ARGS``; the finished persevere, with its peak RSS (KiB)."""
-    producer = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER, str(size), str(seed), *([str(flip)] if flip else [])],
-        stdout=subprocess.PIPE,
-    )
+    """``producer | persevere ARGS``; the finished persevere, with its peak RSS (KiB).
+    ``kill_after_parts``: the producer holds inside the next part (:func:`held_after`), and
+    persevere is SIGKILLed once ``state`` records that many parts."""
+    hold_at = -1 if kill_after_parts is None else held_after(kill_after_parts)
+    source = producer(size, seed, flip=-1 if flip is None else flip, hold_at=hold_at)
     # persevere's own peak RSS, measured by a small parent that waits for it alone.
     measure = (
         "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
         "sys.exit(p.returncode)"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", measure, sys.executable, "-m", "persevere", *map(str, args)],
-        stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **env},
-    )  # fmt: skip
-    assert producer.stdout is not None
-    producer.stdout.close()
-    if kill_after_parts is not None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if state.exists() and state.read_bytes().count(b'"type":"part"') >= kill_after_parts:
-                break
-            time.sleep(0.005)
-        subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)])  # persevere, under the meter
-    stdout, stderr = proc.communicate(timeout=600)
-    producer.kill()
-    producer.wait()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", measure, sys.executable, "-m", "persevere", *map(str, args)],
+            stdin=source.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env},
+        )  # fmt: skip
+        assert source.stdout is not None
+        source.stdout.close()
+        if kill_after_parts is not None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if (
+                    state.exists()
+                    and state.read_bytes().count(b'"type":"part"') >= kill_after_parts
+                ):
+                    break
+                time.sleep(0.005)
+            subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)])  # persevere, under the meter
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        source.kill()
+        source.wait()
+        if source.stdin is not None:
+            source.stdin.close()
     lines = stderr.strip().splitlines()
     rss_kib = int(lines[-1]) if lines and lines[-1].isdigit() else 0
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), rss_kib
@@ -137,15 +174,12 @@ def test_a_stream_uploads_byte_identical_in_bounded_memory(s3_env, bucket, s3_cl
 @pytest.mark.process
 def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     size, state = 90 * MiB + 7, tmp_path / "s"
-    args = cp_args(bucket, state, "--max-bandwidth", "30MiB/s", "--json")
+    args = cp_args(bucket, state, "--json")
     killed, _ = pipe_into(s3_env, size, 2, *args, kill_after_parts=4, state=state)
     assert killed.returncode != 0
     parts_before = {r["part_number"] for r in records(state) if r["type"] == "part"}
     assert len(parts_before) >= 4
-    status = subprocess.run(
-        [sys.executable, "-m", "persevere", "upload", "status", "--state-file", str(state)],
-        env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    status = persevere_cli(s3_env, "upload", "status", "--state-file", state)
     assert "file:        standard input (a stream)" in status.stdout, status.stdout
     assert f"parts:       {len(parts_before)} done (" in status.stdout
     resumed, _ = pipe_into(s3_env, size, 2, *cp_args(bucket, state, "--json"))
@@ -174,8 +208,7 @@ def test_a_completed_stream_resumed_reports_its_size_and_parts(s3_env, bucket, t
 def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucket, s3_client,
                                                                    tmp_path):  # fmt: skip
     size, state = 60 * MiB, tmp_path / "s"
-    args = cp_args(bucket, state, "--max-bandwidth", "30MiB/s")
-    pipe_into(s3_env, size, 3, *args, kill_after_parts=4, state=state)
+    pipe_into(s3_env, size, 3, *cp_args(bucket, state), kill_after_parts=4, state=state)
     before = state.read_bytes()
     other, _ = pipe_into(s3_env, size, 3, *cp_args(bucket, state), flip=8 * MiB + 5)  # part 2
     assert other.returncode == 1, other.stderr
@@ -254,8 +287,7 @@ def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):
 def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket, tmp_path):
     """Found by an audit: the new size was dropped, so a short stream completed, exit 0."""
     size, state = 40 * MiB, tmp_path / "s"
-    args = cp_args(bucket, state, "--max-bandwidth", "20MiB/s")
-    pipe_into(s3_env, size, 5, *args, kill_after_parts=1, state=state)
+    pipe_into(s3_env, size, 5, *cp_args(bucket, state), kill_after_parts=1, state=state)
     before = state.read_bytes()
     refused, _ = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--expected-size", "60MiB"))
     assert refused.returncode == 2, refused.stderr
@@ -352,41 +384,45 @@ def test_a_stream_part_that_does_not_fit_is_named_against_the_streams_schedule(
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
 @pytest.mark.process
-def test_a_pipe_never_completes_the_upload_of_a_file(s3_env, bucket, s3_client, make_file,
-                                                     tmp_path, given_as):  # fmt: skip
+def test_a_pipe_never_completes_the_upload_of_a_file(rule_proxy, bucket, s3_client,
+                                                     make_file, tmp_path, given_as):  # fmt: skip
     """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
     ``cp - < data`` completed data's upload from its path, exit 0; the pipe was never read."""
     size, state = 40 * MiB, tmp_path / "s"
     data = make_file(size, seed=8)
-    slow = cp_args(bucket, state, "--max-bandwidth", "8MiB/s")
+    env, proxy = rule_proxy  # recorded: every run goes through it
+    first = cp_args(bucket, state)
     if given_as == "redirect":
         with data.open("rb") as stdin:
-            interrupt_after_parts(s3_env, slow, state, 1, stdin=stdin)
+            interrupt_after_parts(env, first, state, 1, stdin=stdin, proxy=proxy)
     else:
-        interrupt_after_parts(s3_env, [slow[0], data, *slow[2:]], state, 1)
-    assert records(state)[0]["file_path"] == str(data) and records(state)[-1]["type"] == "part"
+        interrupt_after_parts(env, [first[0], data, *first[2:]], state, 1, proxy=proxy)
+    assert records(state)[0]["file_path"] == str(data)
+    assert records(state)[-1]["type"] == "part"
     before = state.read_bytes()
-    other, _ = pipe_into(s3_env, size, 9, *cp_args(bucket, state))
+    other, _ = pipe_into(env, size, 9, *cp_args(bucket, state))
     assert other.returncode == 2, other.stderr
-    assert f"records an upload of the file {data}, not of standard input (a stream)" in other.stderr
+    assert f"records an upload of the file {data}, not of standard input (a stream)" in (
+        other.stderr
+    )
     assert "Traceback" not in other.stderr
     assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
-    again = redirect_into(s3_env, data, *cp_args(bucket, state))  # the file it records: resumed
+    again = redirect_into(env, data, *cp_args(bucket, state))  # the file it records: resumed
     assert again.returncode == 0, again.stderr
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
 
 
 @pytest.mark.process
-def test_another_file_redirected_in_is_uploaded_or_refused(s3_env, bucket, s3_client, make_file,
-                                                           tmp_path):  # fmt: skip
+def test_another_file_redirected_in_is_uploaded_or_refused(rule_proxy, bucket, s3_client,
+                                                           make_file, tmp_path):  # fmt: skip
     """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""
     size, state = 40 * MiB, tmp_path / "s"
     data, other = make_file(size, seed=10), make_file(size, seed=11)
+    env, proxy = rule_proxy  # recorded: every run goes through it
     with data.open("rb") as stdin:
-        interrupt_after_parts(s3_env, cp_args(bucket, state, "--max-bandwidth", "8MiB/s"),
-                              state, 1, stdin=stdin)  # fmt: skip
+        interrupt_after_parts(env, cp_args(bucket, state), state, 1, stdin=stdin, proxy=proxy)
     before = state.read_bytes()
-    result = redirect_into(s3_env, other, *cp_args(bucket, state))
+    result = redirect_into(env, other, *cp_args(bucket, state))
     if result.returncode == 2:
         assert str(other) in result.stderr and str(data) in result.stderr
         assert state.read_bytes() == before and object_keys(s3_client, bucket) == []
@@ -403,13 +439,12 @@ def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, mak
     size, state = 40 * MiB, tmp_path / "s"
     sizing = ["--expected-size", expected] if expected else []
     args = cp_args(bucket, state, *sizing)
-    pipe_into(s3_env, size, 12, *args, "--max-bandwidth", "8MiB/s", kill_after_parts=1,
-              state=state)  # fmt: skip
+    pipe_into(s3_env, size, 12, *args, kill_after_parts=1, state=state)
     before = state.read_bytes()
     assert records(state)[0]["file_path"] == "-" and records(state)[-1]["type"] == "part"
     file = tmp_path / "same.bin"
     with file.open("wb") as out:
-        subprocess.run([sys.executable, "-c", PRODUCER, str(size), "12"], stdout=out, check=True)
+        out.writelines(produced_blocks(size, 12))
     refused = redirect_into(s3_env, file, *args)
     assert refused.returncode == 2, refused.stderr
     assert f"records an upload of standard input (a stream), not of the file {file}" in (
@@ -477,8 +512,7 @@ def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server,
     recorded: the right stream, piped in next, differed from them (a dead end)."""
     size, state = 48 * MiB, tmp_path / "s"
     args = cp_args(bucket, state)
-    pipe_into(s3_env, size, 17, *args, "--max-bandwidth", "16MiB/s", kill_after_parts=3,
-              state=state)  # fmt: skip
+    pipe_into(s3_env, size, 17, *args, kill_after_parts=3, state=state)
     lines = state.read_bytes().splitlines(keepends=True)
     last = max(r["part_number"] for r in records(state) if r["type"] == "part")
     # A crash between S3's answers and the journal's fsyncs: only the last part is recorded.
