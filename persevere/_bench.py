@@ -36,7 +36,7 @@ from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
-from ._sender import MemoryLedger, PartSender
+from ._sender import MemoryLedger, PlannedParts, send
 from ._session import MultipartSession
 from ._units import format_size
 
@@ -297,8 +297,8 @@ async def _bench_one(
         ledger = MemoryLedger()
         completing = False
         try:
-            sender = PartSender(session, ledger, options, NullProgress())
-            await sender.send(list(plan.part_numbers()), GeneratedSource(pattern), plan)
+            parts = PlannedParts(session, GeneratedSource(pattern), plan, list(plan.part_numbers()))
+            await send(session, ledger, options, NullProgress(), parts)
             completing = True
             leftovers[key] = replace(left, completing=True)
             await session.complete([ledger.parts[n] for n in plan.part_numbers()], plan.file_size)

@@ -50,7 +50,7 @@ from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
-from ._sender import PartSender
+from ._sender import PlannedParts, send
 from ._session import MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB, format_size
@@ -266,9 +266,8 @@ class _Resumption:
         assert self.only is not None
         total = sum(self.plan.size_of(n) for n in self.only)
         self.progress.start(total, sum(p.size for p in ledger.parts.values()))
-        sender = PartSender(self.session, ledger, self.options, self.progress)
-        await sender.send(todo, self.source, self.plan)
-        return sender.bytes_sent
+        feed = PlannedParts(self.session, self.source, self.plan, todo)
+        return await send(self.session, ledger, self.options, self.progress, feed)
 
     async def resume(self, verify_parts: bool, started: float) -> UploadResult:
         try:

@@ -6,10 +6,11 @@ The part size and the concurrency each travel one way, from the CLI to the Uploa
                                             │
     --concurrency ─> UploadOptions ─────────┼─> open_client(pool of concurrency + 2)
                                             ▼
-                   PartSender(session, source, ledger, plan, options)
+                   send(session, ledger, options, progress, feed)   (every upload, bench)
                      workers = min(concurrency, parts); one buffer each, sized here once
                                             ▼
-                   source.prepare(number, plan.offset(n), plan.size_of(n), buffer)
+                   feed.next(buffer): a file's source.prepare(number, plan.offset(n), ...),
+                                      or a stream's next part (its own memory)
                                             ▼
                    session.upload_part(number, body, size, checksum)   -> UploadPart
                                             ▼
@@ -27,8 +28,9 @@ for those whose body is all sent: S3 may hold that part already, so its answer g
 acknowledged; only an answer later than that leaves S3 a part the journal lacks (the next
 resume checks it against the file and adopts it).
 
-What a part *is* belongs to the source (:class:`PartSource`: a file, the bench's generated
-pattern); where a success is written down belongs to the ledger (:class:`Ledger`).
+What a part *is* belongs to the feed (:class:`Feed`: the planned parts of a file, a shard or
+the bench's generated pattern, or a stream's parts in order); where a success is written down
+belongs to the ledger (:class:`Ledger`).
 """
 
 from __future__ import annotations
@@ -113,9 +115,80 @@ class _Attempt:
             self.scope.cancel()
 
 
-# What the workers take parts from: the next prepared part (read into ``buffer`` if it
-# fits), or None when there is nothing more to send.
+# What the workers take parts from (a Feed's next).
 NextPart = Callable[[memoryview], Awaitable[PreparedPart | None]]
+
+
+class Feed(Protocol):
+    """What the sender pulls parts from, whatever the upload (file, device, stream, shard) or
+    the bench: the next prepared part, read into the worker's ``buffer`` if it fits, or None
+    when there is nothing more to send."""
+
+    count: int | None  # how many parts it gives; None: until it runs dry (a stream)
+    part_size: int  # the largest a worker's buffer need hold; 0: parts bring their own memory
+
+    async def next(self, buffer: memoryview) -> PreparedPart | None: ...
+
+
+class PlannedParts:
+    """These parts of a planned source (a file or device, a shard's range of it, the bench's
+    pattern), in the order given, each read into the worker's buffer."""
+
+    def __init__(
+        self, session: MultipartSession, source: PartSource, plan: PartPlan, numbers: list[int]
+    ) -> None:
+        self.count: int | None = len(numbers)
+        self.part_size = plan.part_size
+        self._session = session
+        self._verifier = session.verifier
+        self._source = source
+        self._plan = plan
+        self._pending = iter(numbers)
+
+    async def next(self, buffer: memoryview) -> PreparedPart | None:
+        number = next(self._pending, None)
+        if number is None:
+            return None
+        plan = self._plan
+        return await self._source.prepare(
+            number, plan.offset(number), plan.size_of(number), buffer,
+            self._session.algorithm, self._verifier.needs_md5(),
+        )  # fmt: skip
+
+
+class StreamedParts:
+    """Parts as a stream gives them, in order until it ends, each holding its own memory
+    until recorded (``next_part`` is the stream's, given the checksum and whether MD5 is
+    needed)."""
+
+    count: int | None = None
+    part_size = 0
+
+    def __init__(
+        self,
+        session: MultipartSession,
+        next_part: Callable[[ChecksumAlgorithm, bool], Awaitable[PreparedPart | None]],
+    ) -> None:
+        self._session = session
+        self._verifier = session.verifier
+        self._next_part = next_part
+
+    async def next(self, buffer: memoryview) -> PreparedPart | None:
+        return await self._next_part(self._session.algorithm, self._verifier.needs_md5())
+
+
+async def send(
+    session: MultipartSession,
+    ledger: Ledger,
+    options: UploadOptions,
+    progress: ProgressSink,
+    feed: Feed,
+) -> int:
+    """Send every part ``feed`` gives, each recorded in ``ledger`` before it counts; the bytes
+    sent. The one place a :class:`PartSender` is made: every upload and the bench send here."""
+    sender = PartSender(session, ledger, options, progress)
+    await sender.run(feed)
+    return sender.bytes_sent
 
 
 class PartSender:
@@ -136,29 +209,15 @@ class PartSender:
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
 
-    async def send(self, numbers: list[int], source: PartSource, plan: PartPlan) -> None:
-        """Send these parts of a planned source (a file, the bench's pattern)."""
-        if not numbers:
+    async def run(self, feed: Feed) -> None:
+        """Send every part ``feed`` gives; the workers' buffers are sized here, once."""
+        if feed.count == 0:
             return
-        workers = min(self.options.concurrency, len(numbers))
-        buffer_bytes = min(plan.part_size, max(MiB, self.options.buffer_budget_bytes // workers))
-        pending = iter(numbers)
-        verifier = self.session.verifier
-
-        async def next_part(buffer: memoryview) -> PreparedPart | None:
-            number = next(pending, None)
-            if number is None:
-                return None
-            return await source.prepare(
-                number, plan.offset(number), plan.size_of(number), buffer,
-                self.session.algorithm, verifier.needs_md5(),
-            )  # fmt: skip
-
-        await self._crew(workers, buffer_bytes, next_part)
-
-    async def send_stream(self, next_part: Callable[[], Awaitable[PreparedPart | None]]) -> None:
-        """Send parts as a stream gives them (each holds its own memory until recorded)."""
-        await self._crew(self.options.concurrency, 0, lambda buffer: next_part())
+        workers = self.options.concurrency
+        if feed.count is not None:
+            workers = min(workers, feed.count)
+        budget = max(MiB, self.options.buffer_budget_bytes // workers)
+        await self._crew(workers, min(feed.part_size, budget), feed.next)
 
     async def _crew(self, workers: int, buffer_bytes: int, next_part: NextPart) -> None:
         """``workers`` workers, each recording a part in the ledger before taking another."""

@@ -47,7 +47,7 @@ from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart
 from ._s3 import Endpoint, open_client, resolved_region
-from ._sender import PartSender
+from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._source import size_is_true
 from ._units import MiB, format_size
@@ -445,9 +445,8 @@ async def _send(
     started: float,
 ) -> UploadResult:
     progress.start(stream.expected_size or 0, 0)
-    sender = PartSender(session, stream.ledger, options, progress)
-    verifier = session.verifier
-    await sender.send_stream(lambda: stream.next_part(session.algorithm, verifier.needs_md5()))
+    feed = StreamedParts(session, stream.next_part)
+    sent = await send(session, stream.ledger, options, progress, feed)
     stream.check_length()
     if stream.expected_size is None:
         log.warning(
@@ -463,4 +462,4 @@ async def _send(
     done = await complete(session, ledger, stream.part_count, stream.total)
     await record_completed(ledger.journal, done, stream.total,
                            SourceRecord(STREAM, stream.total, 0))  # fmt: skip
-    return make_result(header, stream.part_count, stream.total, done, sender.bytes_sent, started)
+    return make_result(header, stream.part_count, stream.total, done, sent, started)

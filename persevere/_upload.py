@@ -41,7 +41,7 @@ from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
 from ._retry import Call, RetryPolicy, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
-from ._sender import PartSender
+from ._sender import PlannedParts, send
 from ._session import Completed, MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._urls import check_destination
@@ -417,13 +417,11 @@ async def send_and_complete(
     todo: list[int],
     started: float,
 ) -> UploadResult:
-    sender = PartSender(session, ledger, options, progress)
-    await sender.send(todo, source, plan)
+    sent = await send(session, ledger, options, progress, PlannedParts(session, source, plan, todo))
     await anyio.to_thread.run_sync(source.check_unchanged)
     done = await complete(session, ledger, plan.part_count, header.file_size)
     await record_completed(ledger.journal, done, header.file_size, source.identity.as_record())
-    return make_result(header, plan.part_count, header.file_size, done, sender.bytes_sent,
-                       started)  # fmt: skip
+    return make_result(header, plan.part_count, header.file_size, done, sent, started)
 
 
 async def complete(
