@@ -461,7 +461,6 @@ def shard(
             progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
         ),
         resumable_state=state_file,
-        hurried_by_parent=under_processes,
     )  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
