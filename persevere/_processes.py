@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from random import Random
 from typing import BinaryIO
 
 from ._errors import Interrupted, PersevereError
@@ -124,8 +125,8 @@ def upload_in_processes(
         share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
     level = log.getEffectiveLevel()
     requests = [
-        ShardRequest(state_file, index, processes, share, endpoint, verify_parts, file, level,
-                     json_lines())
+        ShardRequest(state_file, index, processes, _own_jitter(share), endpoint, verify_parts,
+                     file, level, json_lines())
         for index in range(processes)
     ]  # fmt: skip
     try:
@@ -146,6 +147,12 @@ def upload_in_processes(
         bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _own_jitter(options: UploadOptions) -> UploadOptions:
+    """``options`` with a random source of their own: shards that retried with one and the same
+    (a copy of this process's) would retry in step after an outage."""
+    return dataclasses.replace(options, retry=dataclasses.replace(options.retry, rng=Random()))
 
 
 def _die_with_parent() -> None:

@@ -588,6 +588,8 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
         expected = resume.make_context("resume", [*head, *args]).params
         alone = shard.make_context("shard", [*head, "--shard", "0/2", *args]).params
         assert [(r.shard, r.shards) for r in given[-1]] == [(0, 2), (1, 2)]
+        jitter = [r.options.retry.rng.getstate() for r in given[-1]]
+        assert jitter[0] != jitter[1]  # each its own: shards never retry in step
         for request in given[-1]:
             assert request.state_file == state
             options = fields(expected, ResumeTransferFlags).options()
