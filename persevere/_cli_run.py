@@ -125,7 +125,8 @@ def _run(
     ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
     (from the terminal, to the whole process group, and passed on by its parent), so a
     signal after the first is not a second stop: the parent, which gets the user's second
-    Ctrl-C too, ends it at once if the user insists.
+    Ctrl-C too, ends it at once if the user insists. Its errors name no command to run next:
+    the parent names it, once.
     """
     import anyio
 
@@ -230,9 +231,17 @@ def _run(
             exc.message = "interrupted before the upload was created; nothing to resume"
         elif cleanup is not None and not cleanup.left():
             exc.message = f"{exc.message}; cleaned up: nothing was left behind"
-        _fail(_left_behind(exc, cleanup))
+        _fail(_left_behind(_for_parent(exc, hurried_by_parent), cleanup))
     except _errors.PersevereError as exc:
-        _fail(_left_behind(exc, cleanup))
+        _fail(_left_behind(_for_parent(exc, hurried_by_parent), cleanup))
+
+
+def _for_parent(exc: _errors.PersevereError, run_by_parent: bool) -> _errors.PersevereError:
+    """A shard process of ``--processes`` names no command to run next: its parent does, once
+    (it completes the upload, or says how to resume it)."""
+    if run_by_parent:
+        exc.state_file = None
+    return exc
 
 
 def _left_behind(exc: _errors.PersevereError, cleanup: _Cleanup | None) -> _errors.PersevereError:

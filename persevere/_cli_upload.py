@@ -8,8 +8,8 @@ completes the upload here.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shlex
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -51,8 +51,6 @@ from ._cli_run import (
 )
 from ._flag_groups import flag_groups
 from ._units import format_size
-
-log = logging.getLogger("persevere")
 
 
 def _from_stdin(file: Path) -> Path:
@@ -238,10 +236,9 @@ def start(
             )
             return
         # --no-verify-ssl is never recorded: the shards and the completion are given it too.
-        insecure = endpoint_flags.no_verify_ssl
-        _complete_in_processes(target, processes, transfer, OverrideFlags(no_verify_ssl=insecure),
-                               _insecure() if insecure else None,
-                               json_output, no_progress, started=started)  # fmt: skip
+        insecure = _insecure() if endpoint_flags.no_verify_ssl else None
+        _complete_in_processes(target, processes, transfer, insecure, json_output, no_progress,
+                               started=started)  # fmt: skip
         return
     if str(file) == "-":
         from ._stream import start_stream
@@ -376,28 +373,20 @@ def resume(
     overrides = endpoint_flags.endpoint()
     if processes is not None:
         from ._journal import read_state
-        from ._plan import PartPlan
+        from ._processes import shard_count
 
         try:
             state = read_state(state_file)
+            if state.finished is None and not state.header.stream:
+                processes = shard_count(state_file, processes)  # as made; no more than its parts
         except _errors.PersevereError as exc:
             _fail(exc)
         if state.finished is None:  # finished: nothing to split, the resume below says how
-            header = state.header
-            if header.stream:
+            if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            recorded = header.shards
-            if recorded and recorded != processes:  # its shards, as they were made
-                log.warning("the upload is split into %d shards: %d processes", recorded, recorded)
-                processes = recorded
-            elif not recorded:  # no more processes than parts, as start
-                plan = header.plan()
-                assert isinstance(plan, PartPlan)  # not a stream
-                processes = min(processes, plan.part_count)
-            _complete_in_processes(state_file, processes, transfer, endpoint_flags, overrides,
-                                   json_output, no_progress, verify_parts, file,
-                                   started)  # fmt: skip
+            _complete_in_processes(state_file, processes, transfer, overrides, json_output,
+                                   no_progress, verify_parts, file, started)  # fmt: skip
             return
     result = _run(
         lambda: resume_upload(
@@ -447,6 +436,9 @@ def shard(
 
     A shard keeps its own journal beside the state file, and is resumable: run it again.
     """
+    if under_processes:  # its request is a value on standard input: see _shard_of_parent
+        _shard_of_parent()
+        return
     from ._journal import read_state
     from ._shards import shard_from_environment, upload_shard
 
@@ -478,7 +470,6 @@ def shard(
             progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
         ),
         resumable_state=state_file,
-        hurried_by_parent=under_processes,
     )  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
@@ -490,11 +481,35 @@ def shard(
         )
 
 
+def _shard_of_parent() -> None:
+    """A shard process of ``--processes``: its :class:`._processes.ShardRequest` (every option
+    its parent was given) is read from standard input, not from flags; it logs as its parent
+    does, stops under the parent's rules (see :func:`._cli_run._run`: a repeat of the stop is
+    the same stop, and the parent names the command to resume, once) and writes what it sent
+    as a JSON document on standard output."""
+    from ._logs import setup
+    from ._processes import read_request
+    from ._progress import NullProgress
+    from ._shards import upload_shard
+
+    request = read_request(sys.stdin.buffer)
+    setup(request.log_level, json_lines=request.json_lines)
+    result = _run(
+        lambda: upload_shard(
+            request.state_file, request.shard, request.shards, options=request.options,
+            progress=NullProgress(), verify_parts=request.verify_parts, file=request.file,
+            endpoint=request.endpoint,
+        ),
+        resumable_state=request.state_file,
+        hurried_by_parent=True,
+    )  # fmt: skip
+    _emit_json({"bytes_sent": result.bytes_sent})
+
+
 def _complete_in_processes(
     state_file: Path,
     processes: int,
     transfer: TransferFlags,
-    endpoint_flags: OverrideFlags,
     overrides: Any,
     json_output: bool,
     no_progress: bool,
@@ -502,42 +517,17 @@ def _complete_in_processes(
     file: Path | None = None,
     started: float | None = None,
 ) -> None:
-    """--processes N: the shards as N processes of their own, then completion here, each with
-    every transfer flag given (the bandwidth cap shared among them), resume's ``file`` and
-    ``verify_parts``, and the endpoint's ``overrides`` (``endpoint_flags``, as the shards are
-    given them). The summary counts what the shards sent, and the time since ``started``
-    (the command's start)."""
-    from ._flag_groups import flag_argv
-    from ._resume import resume_upload
-    from ._shards import run_local_shards
+    """--processes N: :func:`._processes.upload_in_processes` given the flags as values, the
+    completion run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
+    from ._processes import upload_in_processes
 
-    started = time.monotonic() if started is None else started
-    per_shard = transfer
-    if transfer.max_bandwidth is not None:  # whole bytes a second: what the flag's parser reads
-        per_shard = dataclasses.replace(
-            transfer, max_bandwidth=max(1.0, float(transfer.max_bandwidth // processes))
-        )
-    shard_args = [*flag_argv(per_shard), *flag_argv(endpoint_flags), "--no-progress",
-                  *(["--verify-parts"] if verify_parts else []),
-                  *(["--file", str(file)] if file else [])]  # fmt: skip
     try:
-        shards = run_local_shards(state_file, processes, shard_args)
-    except _errors.PersevereError as exc:
-        exc.state_file = str(state_file)
-        _fail(exc)
-    codes = [shard.exit_code for shard in shards]
-    if any(code != 0 for code in codes):
-        log.warning("shard exit codes %s: completing sends what they left", codes)
-    result = _run(
-        lambda: resume_upload(
-            state_file, options=transfer.options(), file=file, endpoint=overrides,
+        result = upload_in_processes(
+            state_file, processes, options=transfer.options(), endpoint=overrides,
+            verify_parts=verify_parts, file=file, started=started,
             progress=_progress(not no_progress and not json_output, "complete"),
-        ),
-        resumable_state=state_file,
-    )  # fmt: skip
-    result = dataclasses.replace(
-        result,
-        bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
-        elapsed_s=time.monotonic() - started,
-    )
+            runner=lambda complete: _run(complete, resumable_state=state_file),
+        )  # fmt: skip
+    except _errors.PersevereError as exc:
+        _fail(exc)
     _print_result(result, json_output, state_file)

@@ -5,15 +5,12 @@ defaults), e.g. the endpoint's five flags. A command takes ``endpoint: EndpointF
 :func:`flag_groups` shows typer the group's fields as ordinary options in that place, and
 calls the command with one dataclass built from them. So each flag is written once, whichever
 commands take it, and the code that turns the flags into a core value (an ``Endpoint``, the
-upload options) is the group's method, not repeated per command. :func:`flag_argv` goes the
-other way: the command line that gives a group back, for a command that runs another
-(``--processes`` runs ``upload shard``), so none of the group's flags can be left behind.
+upload options) is the group's method, not repeated per command.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import inspect
 import typing
@@ -51,49 +48,3 @@ def flag_groups(command: Callable[..., T]) -> Callable[..., T]:
     spread.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     spread.__annotations__ = {param.name: param.annotation for param in params}
     return spread
-
-
-def flag_argv(group: Any) -> list[str]:
-    """The command line that a command taking ``group``'s class parses back into ``group``:
-    every field's long flag and value, from the same declarations that parse them (a field
-    added to the group later is passed on too). A flag that is off, or a value that is None
-    (not given), is left out: the other command then takes its default, as this one did.
-    """
-    hints = typing.get_type_hints(type(group), include_extras=True)
-    argv: list[str] = []
-    for field in dataclasses.fields(group):
-        flag = _long_flag(field.name, hints[field.name])
-        value = getattr(group, field.name)
-        if value is None or value is False:
-            if field.default is True:
-                raise TypeError(f"{flag}: no flag turns it off")
-            continue
-        if value is True:
-            argv.append(flag)
-            continue
-        for item in value if isinstance(value, list | tuple) else [value]:
-            argv += [flag, _text(item)]
-    return argv
-
-
-def _long_flag(name: str, hint: Any) -> str:
-    """The field's first ``--long`` flag, as typer reads it from ``Annotated[..., Option(...)]``
-    (the first name may sit in the option's default); typer's own name if none is given."""
-    for meta in typing.get_args(hint)[1:]:
-        decls = list(getattr(meta, "param_decls", None) or ())
-        default = getattr(meta, "default", None)
-        if isinstance(default, str) and default.startswith("-"):
-            decls.insert(0, default)
-        for decl in decls:
-            if decl.startswith("--"):
-                return str(decl.split("/")[0])
-    return "--" + name.replace("_", "-")
-
-
-def _text(value: Any) -> str:
-    """A value as its flag's parser reads it back (``60.0`` seconds as ``60``)."""
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -59,17 +59,6 @@ def json_lines() -> bool:
     return any(isinstance(h.formatter, JsonLines) for h in log.handlers)
 
 
-def global_flags() -> list[str]:
-    """The global flags that give a persevere this process runs (``--processes``' shards,
-    which share its stderr) this process's way of talking: JSON lines, ``-q``, ``-v``."""
-    flags = ["--log-format", "json"] if json_lines() else []
-    if log.level >= logging.ERROR:
-        flags.append("-q")
-    elif log.level <= logging.INFO and not json_lines():  # (JSON lines show info anyway)
-        flags.append("-v")
-    return flags
-
-
 def say(message: str, *args: Any, extra: dict[str, Any] | None = None) -> None:
     """A line people see unless ``-q``: a warning, the level plain text shows by default; for
     collectors an ``info`` event, since nothing is wrong (JSON lines show info)."""

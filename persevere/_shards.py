@@ -23,14 +23,9 @@ Python API: :func:`upload_shard`, then :func:`persevere.resume`).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +33,6 @@ from pathlib import Path
 import anyio
 
 from ._errors import (
-    Interrupted,
     PersevereError,
     StateFileError,
     StateFileLocked,
@@ -46,7 +40,6 @@ from ._errors import (
     UsageError,
 )
 from ._journal import Journal, JournalState, read_state
-from ._logs import global_flags
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._platform import lock_exclusive
@@ -57,17 +50,6 @@ from ._source import SourceFile, inspect_file
 log = logging.getLogger("persevere")
 
 _SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)$")
-# Stop signals: passed on to the shards, and held in each until it can take them.
-_STOP_SIGNALS = [getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
-
-
-@dataclass(frozen=True, slots=True)
-class ShardRun:
-    """How a shard process of ``--processes`` ended: its exit code, and the bytes it sent
-    (from its ``--json`` summary; 0 if it printed none)."""
-
-    exit_code: int
-    bytes_sent: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,105 +211,3 @@ def _open_shard(state_path: Path, shard: int, shards: int) -> tuple[Journal, Jou
     journal.write_header(main.header)
     journal.close()
     return Journal.open(path)
-
-
-def _as_shard() -> None:
-    """In a shard process, before it runs persevere. Its stop signals are held (blocked: one
-    sent waits) until its ``main`` has their handlers in place: a Ctrl-C while Python starts
-    and imports was a ``KeyboardInterrupt`` traceback in each shard. And on Linux, it is sent
-    SIGTERM if its parent dies (``kill -9``), so that it settles its journal and stops rather
-    than upload on, orphaned (PR_SET_PDEATHSIG)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
-def run_local_shards(
-    state_file: Path, processes: int, shard_args: list[str], env: dict[str, str] | None = None
-) -> list[ShardRun]:
-    """``--processes N``: run the N shards as processes of their own (an event loop and a core
-    each), wait for all; how each ended. ``shard_args`` are passed to each ``upload shard``.
-
-    A stop signal (Ctrl-C, SIGTERM, SIGHUP) is passed on to the shards, which settle their
-    journals and stop; then :class:`Interrupted` is raised: the upload is left resumable, never
-    completed by this process alone. The shards share this process's group, so the terminal's
-    Ctrl-C reaches them too: each takes a repeat of the stop as the same stop
-    (``--under-processes``), and a second signal here (the user insisting) ends them at once
-    (every part they recorded is safe: a journal line counts once it is fsync'd).
-    """
-
-    stopped: list[int] = []
-
-    def pass_on(signum: int, frame: object) -> None:
-        stopped.append(signum)
-        for proc in procs:
-            if proc.poll() is None:
-                if len(stopped) == 1:
-                    proc.send_signal(signum)
-                else:
-                    proc.kill()
-
-    before = {signum: signal.signal(signum, pass_on) for signum in _STOP_SIGNALS}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs += [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "persevere",
-                    *global_flags(),  # their lines go to the same stderr: in the same form
-                    "upload",
-                    "shard",
-                    "--state-file",
-                    str(state_file),
-                    "--shard",
-                    f"{index}/{processes}",
-                    "--under-processes",
-                    *shard_args,
-                    "--json",  # its summary (a few hundred bytes): what it sent
-                ],
-                env=env,
-                stdout=subprocess.PIPE,  # errors and warnings stay on stderr
-                preexec_fn=_as_shard,
-            )
-            for index in range(processes)
-        ]
-        while any(proc.poll() is None for proc in procs):
-            # Polled, not blocked in a wait: a signal may be taken by another thread of this
-            # process (one the event loop that created the upload left), which interrupts no
-            # wait here, and its handler runs once this thread runs Python again.
-            time.sleep(0.05)
-        runs = [_finished(proc) for proc in procs]
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-    # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
-    interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
-    if stopped or interrupted:
-        name = signal.Signals(stopped[0]).name if stopped else "a signal"
-        settled = "the shards settled their journals"
-        if len(stopped) > 1:
-            name = f"{name}, then {signal.Signals(stopped[1]).name}"
-        if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
-            settled = "the shards were stopped at once; every part they recorded is safe"
-        stop = Interrupted(f"interrupted ({name}); {settled}")
-        stop.exit_code = 129 if stopped and stopped[0] == getattr(signal, "SIGHUP", -1) else 130
-        raise stop
-    return runs
-
-
-def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
-    """A shard process that has ended: its exit code, and what it sent (its JSON summary, all
-    it writes on standard output: a few hundred bytes, which the pipe holds until read)."""
-    assert proc.stdout is not None
-    assert proc.returncode is not None
-    with proc.stdout:
-        output = proc.stdout.read()
-    try:
-        return ShardRun(proc.returncode, int(json.loads(output)["bytes_sent"]))
-    except (ValueError, KeyError, TypeError):
-        return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped

@@ -685,13 +685,15 @@ PARENT_ONLY = {"state_file", "processes", "no_progress", "json_output"}
 
 
 def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
-    """resume --processes gives its flags to N `upload shard` processes: each flag the user
-    gave must reach each of them with its value (the bandwidth cap shared among them), the
-    ones added later too. Parsed back by the shard command itself."""
+    """resume --processes gives its flags to N shard processes as one value each (a
+    ShardRequest on their standard input): each flag the user gave must reach each of them with
+    its value (the bandwidth cap shared among them), the ones added later too. Compared with
+    the values the same flags give a shard of its own (``upload shard``) and resume itself."""
     from typer.main import get_command
     from typer.testing import CliRunner
 
-    from persevere import _cli, _errors, _shards
+    from persevere import _cli, _errors, _processes
+    from persevere._cli_flags import OverrideFlags, ResumeTransferFlags, TransferFlags
     from persevere._journal import Header, Journal
 
     upload = get_command(_cli.app).commands["upload"]
@@ -707,25 +709,89 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
         tool_version="0", shards=2,
     ))  # fmt: skip
     journal.close()
-    given: list[list[str]] = []
+    given: list[list[_processes.ShardRequest]] = []
 
-    def run_local_shards(state_file, processes, shard_args, env=None):
-        given.append(shard_args)
+    def run_children(requests):
+        given.append(requests)
         raise _errors.ResumableError("the shards are not run here")
 
-    monkeypatch.setattr(_shards, "run_local_shards", run_local_shards)
-    for left_out in ("no_verify_ssl", "ca_bundle"):
-        samples = {n: a for n, a in SHARD_FLAG_SAMPLES.items() if n != left_out}
+    monkeypatch.setattr(_processes, "run_children", run_children)
+
+    def fields(params, group):
+        return group(**{f.name: params[f.name] for f in dataclasses.fields(group)})
+
+    def knobs(options):  # the options' values (a retry policy's random source aside)
+        retry = {f.name: getattr(options.retry, f.name) for f in dataclasses.fields(options.retry)
+                 if f.name != "rng"}  # fmt: skip
+        return {**{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+                "retry": retry}  # fmt: skip
+
+    for left_out in (["no_verify_ssl"], ["ca_bundle", "retry_for"]):  # (--max-retries counts)
+        samples = {n: a for n, a in SHARD_FLAG_SAMPLES.items() if n not in left_out}
         args = [x.replace("CA", str(ca)) for a in samples.values() for x in a]
         head = ["--state-file", str(state)]
         ran = CliRunner().invoke(_cli.app, ["upload", "resume", *head, "--processes", "2", *args])
         assert ran.exit_code == 3 and given, ran.output
         expected = resume.make_context("resume", [*head, *args]).params
-        received = shard.make_context("shard", [*head, "--shard", "0/2", *given[-1]]).params
-        for name in samples:
-            want = expected[name] // 2 if name == "max_bandwidth" else expected[name]
-            assert received[name] == want, name
-        assert received["no_progress"]
+        alone = shard.make_context("shard", [*head, "--shard", "0/2", *args]).params
+        assert [(r.shard, r.shards) for r in given[-1]] == [(0, 2), (1, 2)]
+        jitter = [r.options.retry.rng.getstate() for r in given[-1]]
+        assert jitter[0] != jitter[1]  # each its own: shards never retry in step
+        for request in given[-1]:
+            assert request.state_file == state
+            options = fields(expected, ResumeTransferFlags).options()
+            assert knobs(options) == knobs(fields(alone, TransferFlags).options())
+            options.max_bandwidth_bytes_s //= 2  # each its share
+            assert knobs(request.options) == knobs(options)
+            assert request.endpoint == fields(expected, OverrideFlags).endpoint()
+            assert request.verify_parts and str(request.file) == expected["file"]
+            for name in samples:  # each flag's value is in the request (a flag added later too)
+                want = expected[name] // 2 if name == "max_bandwidth" else expected[name]
+                if name == "max_retries" and "retry_for" in samples:
+                    continue  # --retry-for decides
+                assert (
+                    want
+                    == {
+                        "concurrency": request.options.concurrency,
+                        "max_bandwidth": request.options.max_bandwidth_bytes_s,
+                        "max_retries": (request.options.retry.max_attempts or 0) - 1,
+                        "retry_for": request.options.retry.patience_s,
+                        "stall_timeout": request.options.stall_timeout_s,
+                        "verify_parts": request.verify_parts,
+                        "file": str(request.file),
+                        "endpoint_url": request.endpoint.endpoint_url,
+                        "profile": request.endpoint.profile,
+                        "ca_bundle": request.endpoint.ca_bundle,
+                        "no_verify_ssl": not request.endpoint.verify_ssl,
+                    }[name]
+                ), name
+
+
+@pytest.mark.process
+def test_processes_log_as_their_parent_is_told(s3_env, bucket, s3_client, make_file, tmp_path):
+    """--log-format json and -q reach the shard processes: with JSON lines every line on
+    stderr (the shards' too) is one JSON object; with -q the shards say no warning either."""
+    file, state = make_file(20 * MiB, seed=151), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    first = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert first.returncode == 0, first.stderr
+    done = cli(s3_env, "--log-format", "json", "upload", "resume", "--state-file", state,
+               "--processes", "2", "--verify-parts", "--no-progress", process=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]  # each line JSON
+    assert any(e["event"] == "reread" for e in events), events  # shard 0's, re-reading
+    assert_done(s3_client, bucket, file)
+    again = make_file(20 * MiB, seed=152)
+    made = cli(s3_env, "upload", "start", again, f"s3://{bucket}/k", "--state-file",
+               tmp_path / "t", "--part-size", "5MiB", "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for index in range(2):  # a warning in each shard: its journal is left by another upload
+        (tmp_path / f"t.shard-{index}-of-2").write_bytes(state.read_bytes().splitlines()[0] + b"\n")
+    quiet = cli(s3_env, "-q", "upload", "resume", "--state-file", tmp_path / "t", "--processes",
+                "2", "--no-progress", process=True)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert_done(s3_client, bucket, again)
 
 
 @dataclasses.dataclass(frozen=True)

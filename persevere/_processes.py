@@ -1,0 +1,249 @@
+"""``--processes N``: the shards of one upload as N processes of this machine, then completion.
+
+Each shard process has an event loop and a core of its own (the reason for ``--processes``);
+it is given its work as one value, a :class:`ShardRequest` pickled on its standard input (the
+state file, its shard, the transfer options, the endpoint's overrides, ``verify_parts``, the
+file's path, how to log), never a command line rebuilt from flags: every option the caller
+gives reaches every shard. Each runs ``persevere upload shard --under-processes`` (its state
+file and shard named on its command line for ``ps``), which reads the request with
+:func:`read_request`.
+
+A stop signal (Ctrl-C, SIGTERM, SIGHUP) is passed on to the shards once: they settle their
+journals and stop, and :class:`Interrupted` is raised, the upload left resumable and never
+completed by this process alone. The shards share this process's group, so the terminal's
+Ctrl-C reaches them too: each takes a repeat of the stop as the same stop, and a second signal
+here (the user insisting) ends them at once (every part they recorded is safe: a journal line
+counts once it is fsync'd).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import BinaryIO
+
+from ._errors import Interrupted, PersevereError
+from ._journal import read_state
+from ._logs import json_lines
+from ._options import UploadOptions
+from ._plan import PartPlan
+from ._progress import ProgressSink
+from ._resume import resume_upload
+from ._s3 import Endpoint
+from ._sync import run
+from ._upload import UploadResult, attach_state_file
+
+log = logging.getLogger("persevere")
+# Stop signals: passed on to the shards, and held in each until it can take them.
+_STOP_SIGNALS = [getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+
+Runner = Callable[[Callable[[], Awaitable[UploadResult]]], UploadResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRequest:
+    """What one shard process is given (pickled on its standard input): shard ``shard`` of
+    ``shards`` of the upload ``state_file`` records, as :func:`._shards.upload_shard` takes it,
+    and how to log (the parent's level and format: ``-q``, ``-v``, ``--log-format``)."""
+
+    state_file: Path
+    shard: int
+    shards: int
+    options: UploadOptions
+    endpoint: Endpoint | None
+    verify_parts: bool
+    file: Path | None
+    log_level: int
+    json_lines: bool
+
+
+def read_request(stream: BinaryIO) -> ShardRequest:
+    """A shard process's request, as its parent wrote it (a pipe between two processes of one
+    user: pickle is safe here)."""
+    request = pickle.load(stream)
+    if not isinstance(request, ShardRequest):
+        raise TypeError(f"not a shard's request: {type(request).__name__}")
+    return request
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRun:
+    """How a shard process ended: its exit code, and the bytes it sent (0 if it said none)."""
+
+    exit_code: int
+    bytes_sent: int
+
+
+def shard_count(state_file: Path, processes: int) -> int:
+    """How many shard processes an existing upload runs: the shards it was made with (a
+    warning if ``processes`` differs), else no more than it has parts."""
+    header = read_state(state_file).header
+    if header.shards and header.shards != processes:  # its shards, as they were made
+        log.warning("the upload is split into %d shards: %d processes", header.shards,
+                    header.shards)  # fmt: skip
+        return header.shards
+    if header.shards or header.stream:
+        return processes  # (a stream: each shard refuses it)
+    plan = header.plan(state_file)
+    assert isinstance(plan, PartPlan)  # not a stream
+    return min(processes, plan.part_count)
+
+
+def upload_in_processes(
+    state_file: Path,
+    processes: int,
+    *,
+    options: UploadOptions | None = None,
+    endpoint: Endpoint | None = None,
+    verify_parts: bool = False,
+    file: Path | None = None,
+    progress: ProgressSink | None = None,
+    runner: Runner = run,
+    started: float | None = None,
+) -> UploadResult:
+    """Send the upload ``state_file`` records (made with ``shards=processes``, or any upload of
+    a file) as ``processes`` shard processes, each given ``options`` (its share of the
+    bandwidth cap), the ``endpoint`` overrides, ``verify_parts`` and ``file``; then complete it
+    here (``runner`` runs the completion's coroutine: the CLI's turns signals into a stop),
+    sending whatever a shard left. The result counts what the shards sent too, in the time
+    since ``started`` (default: now)."""
+    started = time.monotonic() if started is None else started
+    options = options or UploadOptions()
+    options.validate()
+    share = options
+    if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
+        each = max(1.0, float(options.max_bandwidth_bytes_s // processes))
+        share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
+    level = log.getEffectiveLevel()
+    requests = [
+        ShardRequest(state_file, index, processes, _own_jitter(share), endpoint, verify_parts,
+                     file, level, json_lines())
+        for index in range(processes)
+    ]  # fmt: skip
+    try:
+        shards = run_children(requests)
+    except PersevereError as exc:
+        attach_state_file(exc, state_file)
+        raise
+    codes = [shard.exit_code for shard in shards]
+    if any(code != 0 for code in codes):
+        log.warning("shard exit codes %s: completing sends what they left", codes)
+    result = runner(
+        lambda: resume_upload(
+            state_file, options=options, file=file, endpoint=endpoint, progress=progress
+        )
+    )
+    return dataclasses.replace(
+        result,
+        bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _own_jitter(options: UploadOptions) -> UploadOptions:
+    """``options`` with a random source of their own: shards that retried with one and the same
+    (a copy of this process's) would retry in step after an outage."""
+    return dataclasses.replace(options, retry=dataclasses.replace(options.retry, rng=Random()))
+
+
+def _as_shard() -> None:
+    """In a shard process, before it runs persevere. Its stop signals are held (blocked: one
+    sent waits) until its ``main`` has their handlers in place: a Ctrl-C while Python starts
+    and imports was a ``KeyboardInterrupt`` traceback in each shard. And on Linux, it is sent
+    SIGTERM if its parent dies (``kill -9``), so that it settles its journal and stops rather
+    than upload on, orphaned (PR_SET_PDEATHSIG)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
+    """One process per request, each given its request on standard input; wait for all, and
+    say how each ended. A stop signal is passed on (see the module docstring)."""
+    stopped: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                if len(stopped) == 1:
+                    proc.send_signal(signum)
+                else:
+                    proc.kill()
+
+    stop_signals = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    before = {name: signal.signal(getattr(signal, name), pass_on) for name in stop_signals}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for request in requests:
+            shard = f"{request.shard}/{request.shards}"  # (names it for ps; the value decides)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "persevere",
+                    "upload",
+                    "shard",
+                    "--state-file",
+                    str(request.state_file),
+                    "--shard",
+                    shard,
+                    "--under-processes",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,  # its summary; errors and warnings stay on stderr
+                preexec_fn=_as_shard,
+            )
+            procs.append(proc)
+            assert proc.stdin is not None
+            with proc.stdin, contextlib.suppress(BrokenPipeError):  # (it died: its code says)
+                proc.stdin.write(pickle.dumps(request))
+        while any(proc.poll() is None for proc in procs):
+            # Polled, not blocked in a wait: a signal may be taken by another thread of this
+            # process (one the event loop that created the upload left), which interrupts no
+            # wait here, and its handler runs once this thread runs Python again.
+            time.sleep(0.05)
+        runs = [_finished(proc) for proc in procs]
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
+    # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
+    interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
+    if stopped or interrupted:
+        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        settled = "the shards settled their journals"
+        if len(stopped) > 1:
+            name = f"{name}, then {signal.Signals(stopped[1]).name}"
+        if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
+            settled = "the shards were stopped at once; every part they recorded is safe"
+        stop = Interrupted(f"interrupted ({name}); {settled}")
+        stop.exit_code = 129 if stopped and stopped[0] == getattr(signal, "SIGHUP", -1) else 130
+        raise stop
+    return runs
+
+
+def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
+    """A shard process that has ended: its exit code, and what it sent (its JSON summary, all
+    it writes on standard output: a few bytes, which the pipe holds until read)."""
+    assert proc.stdout is not None
+    assert proc.returncode is not None
+    with proc.stdout:
+        output = proc.stdout.read()
+    try:
+        return ShardRun(proc.returncode, int(json.loads(output)["bytes_sent"]))
+    except (ValueError, KeyError, TypeError):
+        return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped
