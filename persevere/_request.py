@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import UsageError
-from ._journal import Header, JournalState, require_regular
+from ._journal import Header, JournalState, SourceRecord, require_regular
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
 from ._source import FileIdentity, check_expected_size, inspect_file, size_is_true
@@ -172,7 +172,8 @@ class Request:
         """The journal's header of this new upload but for its id (``identity`` None: a
         stream); ``endpoint`` is the one used, ``region`` the client's."""
         algorithm = self.algorithm()
-        every = layout.every if isinstance(layout, StreamSchedule) else None
+        schedule = layout if isinstance(layout, StreamSchedule) else None
+        stream = SourceRecord(STDIN, self.expected_size or 0, 0)  # its size: the promised one
         return Header(
             bucket=self.bucket,
             key=self.key,
@@ -182,20 +183,15 @@ class Request:
             profile=endpoint.profile,
             ca_bundle=endpoint.ca_bundle,
             object_options=self.object_options or None,
-            file_path=str(identity.path) if identity else STDIN,
-            file_size=identity.size if identity else (self.expected_size or 0),
-            mtime_ns=identity.mtime_ns if identity else 0,
-            ctime_ns=identity.ctime_ns if identity else None,
-            inode=identity.inode if identity else None,
-            device=identity.device if identity else None,
+            **asdict(identity.as_record() if identity else stream),
             part_size=layout.first if isinstance(layout, StreamSchedule) else layout.part_size,
             checksum_algorithm=algorithm.name,
             checksum_type=checksum_type(algorithm),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             tool_version=__version__,
             checksum_pinned=self.checksum is not None,
-            stream_every=every,
-            expected_size=None if identity else self.expected_size,
+            stream_every=schedule.every if schedule else None,
+            expected_size=self.expected_size if schedule else None,
             shards=self.shards,
             no_overwrite=self.no_overwrite,
         )

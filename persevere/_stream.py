@@ -46,7 +46,7 @@ from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart
 from ._request import STDIN, Request, Source, stdin_kind
-from ._s3 import Endpoint, open_client, resolved_region
+from ._s3 import Endpoint
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._units import MiB, format_size
@@ -54,7 +54,7 @@ from ._upload import (
     UploadResult,
     attach_state_file,
     complete,
-    create_recorded,
+    created,
     make_result,
     record_completed,
 )
@@ -341,29 +341,18 @@ async def upload_stream(
     completed."""
     _, schedule, state_path = await anyio.to_thread.run_sync(request.prepare)
     assert isinstance(schedule, StreamSchedule)
-    options = request.transfer
-    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
-    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-    try:
-        async with open_client(endpoint, options) as client:
-            draft = request.new_header(endpoint, resolved_region(client), None, schedule)
-            session, header = await create_recorded(client, journal, draft, options)
-            try:
-                ledger = JournalLedger(journal, {})
-                stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
-                                      expected_size=request.expected_size)  # fmt: skip
-                return await _send(session, stream, ledger, header, options, progress,
-                                   started)  # fmt: skip
-            except BaseException as exc:
-                if isinstance(exc, S3Error | SourceChanged | UsageError):
-                    attach_state_file(exc, state_path)
-                raise
-    except BaseException:
-        journal.discard_unwritten()  # nothing was created (the client could not be made)
-        raise
-    finally:
-        journal.close()
+    async with created(request, None, schedule, state_path) as (session, header, journal):
+        try:
+            ledger = JournalLedger(journal, {})
+            stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
+                                  expected_size=request.expected_size)  # fmt: skip
+            return await _send(session, stream, ledger, header, request.transfer, progress,
+                               started)  # fmt: skip
+        except BaseException as exc:
+            if isinstance(exc, S3Error | SourceChanged | UsageError):
+                attach_state_file(exc, state_path)
+            raise
 
 
 async def resume_stream(

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan
+from ._plan import MAX_PARTS, PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
 from ._request import Request, resolve_source
@@ -170,65 +171,62 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
     identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
     assert identity is not None
     assert isinstance(plan, PartPlan)
-    options = request.transfer
-    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
     started = time.monotonic()
     with SourceFile(identity) as source:
-        journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-        try:
-            async with open_client(endpoint, options) as client:
-                draft = request.new_header(endpoint, resolved_region(client), identity, plan)
-                session, header = await create_recorded(client, journal, draft, options)
-                try:
-                    progress.start(identity.size, 0)
-                    ledger = JournalLedger(journal, {})
-                    return await send_and_complete(
-                        session,
-                        source,
-                        ledger,
-                        header,
-                        plan,
-                        options,
-                        progress,
-                        list(plan.part_numbers()),
-                        started,
-                    )
-                except PersevereError as exc:
-                    attach_state_file(exc, state_path)
-                    raise
-                finally:
-                    progress.close()
-        except BaseException:
-            journal.discard_unwritten()
-            raise
-        finally:
-            journal.close()
+        async with created(request, identity, plan, state_path) as (session, header, journal):
+            try:
+                progress.start(identity.size, 0)
+                return await send_and_complete(session, source, JournalLedger(journal, {}),
+                                               header, plan, request.transfer, progress,
+                                               list(plan.part_numbers()), started)  # fmt: skip
+            except PersevereError as exc:
+                attach_state_file(exc, state_path)
+                raise
+            finally:
+                progress.close()
 
 
-async def create_recorded(
-    client: S3Client, journal: Journal, draft: Header, options: UploadOptions
-) -> tuple[MultipartSession, Header]:
-    """A session for a new upload, created on S3 and recorded in the journal (see _create).
+@contextlib.asynccontextmanager
+async def created(
+    request: Request,
+    identity: FileIdentity | None,
+    layout: PartPlan | StreamSchedule,
+    state_path: Path,
+) -> AsyncIterator[tuple[MultipartSession, Header, Journal]]:
+    """The upload ``request`` asks for, created on S3 and recorded in a new journal at
+    ``state_path`` (see :func:`_create`), for the body to send its parts. A journal left
+    empty (nothing was created: the client could not be made) is removed.
 
     The draft header says everything the session needs (bucket, key, checksum, object
     options, write-once), as the header of an upload being resumed does.
-    Write-once (``draft.no_overwrite``): an existing key is refused first, nothing created,
-    the empty state file removed (:mod:`._write_once`)."""
-    session = session_of(client, draft, options.retry)
-    if draft.no_overwrite:
-        # The first request of the upload: it fails fast, as CreateMultipartUpload does.
-        try:
-            await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
-        except ResumableError as exc:  # unreachable: nothing was created, try again later
-            journal.discard()
-            exc.next_step = None
-            exc.hint = "nothing was created: check the endpoint and the network, then run the "\
-                       "same command again"  # fmt: skip
-            raise
-        except BaseException:
-            journal.discard()
-            raise
-    return session, await _create(session, journal, draft, options)
+    Write-once (``no_overwrite``): an existing key is refused first, nothing created, the
+    empty state file removed (:mod:`._write_once`)."""
+    options = request.transfer
+    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
+    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
+    try:
+        async with open_client(endpoint, options) as client:
+            draft = request.new_header(endpoint, resolved_region(client), identity, layout)
+            session = session_of(client, draft, options.retry)
+            if draft.no_overwrite:
+                # The first request of the upload: it fails fast, as CreateMultipartUpload does.
+                try:
+                    await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
+                except ResumableError as exc:  # unreachable: nothing was created, try again
+                    journal.discard()
+                    exc.next_step = None
+                    exc.hint = "nothing was created: check the endpoint and the network, then "\
+                               "run the same command again"  # fmt: skip
+                    raise
+                except BaseException:
+                    journal.discard()
+                    raise
+            yield session, await _create(session, journal, draft, options), journal
+    except BaseException:
+        journal.discard_unwritten()
+        raise
+    finally:
+        journal.close()
 
 
 async def create_upload(
@@ -257,19 +255,9 @@ async def create_upload(
 
 async def create_sharded(request: Request) -> Header:
     """The upload ``request`` asks for, created for its shards, recorded; nothing sent."""
-    identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
-    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
-    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-    try:
-        async with open_client(endpoint, request.transfer) as client:
-            draft = request.new_header(endpoint, resolved_region(client), identity, plan)
-            _, header = await create_recorded(client, journal, draft, request.transfer)
-            return header
-    except BaseException:
-        journal.discard_unwritten()
-        raise
-    finally:
-        journal.close()
+    prepared = await anyio.to_thread.run_sync(request.prepare)
+    async with created(request, *prepared) as (_, header, _):
+        return header
 
 
 def _prepare_start(
