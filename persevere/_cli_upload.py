@@ -136,7 +136,7 @@ def start(
         progress = NamingStateFile(progress, state_file)
     request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
                            object_flags, shards or processes, dry_run)  # fmt: skip
-    target, plan = state_file, _plan_of(request)
+    plan = _plan_of(request)
     if plan is not None:
         from ._logs import say_plan
 
@@ -155,7 +155,7 @@ def start(
         count = request.shards
         header = _run(lambda: create_sharded(request), resumable_state=state_file)
         if processes is None:
-            quoted = shlex.quote(str(target))
+            quoted = shlex.quote(str(state_file))
             typer.echo(
                 f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} shards; "
                 f"on any host that sees the file, run for I in 0..{count - 1}:\n"
@@ -165,7 +165,7 @@ def start(
             return
         # --no-verify-ssl is never recorded: the shards and the completion are given it too.
         insecure = _insecure() if endpoint_flags.no_verify_ssl else None
-        _complete_in_processes(target, processes, transfer, insecure, json_output, no_progress,
+        _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
                                started=started)  # fmt: skip
         return
     from ._upload import upload
