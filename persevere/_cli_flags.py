@@ -4,7 +4,8 @@ The options, as ``Annotated`` aliases that the commands' parameters take; a vari
 describes its flag differently (resume's ``--concurrency`` says start's is not remembered) is
 derived from the one declaration with its own help (:func:`_help`). The flag groups
 (:mod:`._flag_groups`) turn the flags several commands share into one core value each (the
-upload options, an ``Endpoint``, the object's parameters). The URL arguments: ``FILE
+upload options, an ``Endpoint``, the object's parameters; start's and cp's ``SendFlags``, with
+the others, a new upload's :class:`._request.Request`). The URL arguments: ``FILE
 s3://BUCKET/KEY`` or the original tool's long flags.
 """
 

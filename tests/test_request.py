@@ -143,3 +143,27 @@ def test_conflicts_with_says_what_the_recorded_upload_was_not_made_with(tmp_path
     assert stream.conflicts_with(_state(stream, None)) == []
     unsaid = Request(tmp_path / "s", Source(Path("-"), stream=True), "b", "k")
     assert unsaid.conflicts_with(_state(stream, None)) == [f"expected size {MiB:,} bytes, not none"]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("command", "given", "flag", "message"),
+    [
+        ("upload start", "--part-size 8MiB", "--part-size",
+         "a stream's parts follow its schedule: give --expected-size instead"),
+        ("cp", "--max-parts 100", "--max-parts", "a stream's parts follow its schedule within "
+         "10,000 parts; a lower part limit is not supported for streams yet: upload a file"),
+        ("upload start", "--shards 2", "FILE", "a stream cannot be split into shards"),
+        ("upload start", "--processes 2", "FILE", "a stream cannot be split into shards"),
+        ("cp", "--dry-run", "--dry-run", "a stream can be read only once: --dry-run needs a file"),
+    ],
+)  # fmt: skip
+def test_the_cli_refuses_for_a_stream_as_before(tmp_path, command, given, flag, message):
+    """The stream refusals moved into the Request: the CLI still says them as click does,
+    naming the flag, before anything is read."""
+    from tests.conftest import persevere as cli
+
+    args = [*command.split(), "-", "s3://b/k", *given.split()]
+    refused = cli({"XDG_STATE_HOME": str(tmp_path)}, *args, input="")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.endswith(f"Error: Invalid value for {flag}: {message}\n"), refused.stderr
