@@ -1,7 +1,8 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
-Each turns its flags into the core's arguments, runs the core's coroutine (:func:`._cli_run._run`)
-and reports the result; ``--processes`` runs the shards as processes of their own, then
+Each turns its flags into the core's arguments (start and cp: one :class:`._request.Request`,
+:meth:`._cli_flags.SendFlags.request`), runs the core's coroutine (:func:`._cli_run._run`) and
+reports the result; ``--processes`` runs the shards as processes of their own, then
 completes the upload here.
 """
 

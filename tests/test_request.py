@@ -71,6 +71,18 @@ def test_api_refuses_shards_of_a_stream_in_words(tmp_path, piped_stdin):
     assert refused.value.message == "a stream cannot be split into shards"
 
 
+def test_a_dry_run_of_a_stream_is_refused_in_words(tmp_path, piped_stdin):
+    """Z: the dry run of '-' (a pipe) says a stream can be read only once (not "file to
+    upload - does not exist")."""
+    from persevere._dry_run import dry_run_start
+    from persevere._sync import run
+
+    with pytest.raises(persevere.UsageError) as refused:
+        run(lambda: dry_run_start("-", "b", "k", tmp_path / "s"))
+    assert refused.value.param == "dry_run"
+    assert refused.value.message == "a stream can be read only once: --dry-run needs a file"
+
+
 def test_api_stream_with_an_unknown_checksum_is_a_usage_error(tmp_path, piped_stdin):
     """N: an unknown checksum name for a stream is a UsageError naming the parameter, as for
     a file (it was a ValueError traceback)."""
