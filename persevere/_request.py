@@ -76,10 +76,8 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
     is that file; a terminal is refused (:func:`stdin_kind`)."""
     if not names_stdin(given):
         return Source(Path(given))
-    kind, path = stdin_kind(fd)
-    if kind == "file" and path is not None:
-        return Source(path)
-    return Source(Path(STDIN), stream=True, fd=fd)
+    _, path = stdin_kind(fd)  # a path: a file's
+    return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
 
 
 @dataclass(frozen=True, slots=True)
