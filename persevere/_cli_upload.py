@@ -12,7 +12,6 @@ import dataclasses
 import shlex
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,9 +142,7 @@ def start(
 
         say_plan(plan)
     if dry_run:
-        from ._dry_run import dry_run_start
-
-        _dry_run(dry_run_start, request, json_output)
+        _dry_run(request, json_output)
         return
     if shards is not None or processes is not None:
         from ._upload import create_sharded
@@ -175,8 +172,11 @@ def start(
     _print_result(result, json_output, state_file)
 
 
-def _dry_run(probe: Callable[..., Awaitable[Any]], request: Any, json_output: bool) -> None:
-    """``--dry-run``: :mod:`._dry_run`'s ``probe`` (start's or cp's) given the request."""
+def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
+    """``--dry-run``: start's or cp's probe (:mod:`._dry_run`) given the request."""
+    from ._dry_run import dry_run_cp, dry_run_start
+
+    probe = dry_run_cp if cp else dry_run_start
     report = _run(
         lambda: probe(
             request.source.path, request.bucket, request.key, request.state_file,
@@ -232,9 +232,7 @@ def cp(
     request = send.request(source, bucket, key, journal, transfer, endpoint, object_flags,
                            dry_run=dry_run)  # fmt: skip
     if dry_run:
-        from ._dry_run import dry_run_cp
-
-        _dry_run(dry_run_cp, request, json_output)
+        _dry_run(request, json_output, cp=True)
         return
     result = _run(
         lambda: copy_file(

@@ -15,21 +15,20 @@ import stat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import UsageError
 from ._journal import Header, JournalState, SourceRecord, require_regular
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
+from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, size_is_true
 from ._urls import check_destination
 from ._version import __version__
 
-if TYPE_CHECKING:
-    from ._s3 import Endpoint
-
 STDIN = "-"
+Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
 def names_stdin(path: str | Path | None) -> bool:
@@ -119,11 +118,9 @@ class Request:
             raise UsageError("a stream's parts follow its schedule: give --expected-size "
                              "instead", param="part_size")  # fmt: skip
         if self.max_parts != MAX_PARTS:
-            raise UsageError(
-                "a stream's parts follow its schedule within 10,000 parts; a lower part limit "
-                "is not supported for streams yet: upload a file",
-                param="max_parts",
-            )
+            raise UsageError("a stream's parts follow its schedule within 10,000 parts; a lower "
+                             "part limit is not supported for streams yet: upload a file",
+                             param="max_parts")  # fmt: skip
 
     def check(self) -> None:
         """Every refusal that needs no request to S3 (a file's size is looked at only to
@@ -138,7 +135,7 @@ class Request:
         if self.expected_size is not None and not self.source.stream:
             check_expected_size(inspect_file(self.source.path), self.expected_size)
 
-    def prepare(self) -> tuple[FileIdentity | None, PartPlan | StreamSchedule, Path]:
+    def prepare(self) -> tuple[FileIdentity | None, Layout, Path]:
         """:meth:`check`, then the file (None: a stream), its parts and the state file's
         absolute path; blocking (it looks at the file)."""
         self.check()
@@ -154,18 +151,14 @@ class Request:
                              param="state_file")  # fmt: skip
         return identity, layout, state_path
 
-    def layout(self, identity: FileIdentity | None) -> PartPlan | StreamSchedule:
+    def layout(self, identity: FileIdentity | None) -> Layout:
         """A new upload's parts: the file's plan, or a stream's schedule."""
         if identity is None:
             return StreamSchedule.for_expected(self.expected_size)
         return make_plan(identity.size, self.part_size, self.max_parts)
 
     def new_header(
-        self,
-        endpoint: Endpoint,
-        region: str | None,
-        identity: FileIdentity | None,
-        layout: PartPlan | StreamSchedule,
+        self, endpoint: Endpoint, region: str | None, identity: FileIdentity | None, layout: Layout
     ) -> Header:
         """The journal's header of this new upload but for its id (``identity`` None: a
         stream); ``endpoint`` is the one used, ``region`` the client's."""

@@ -347,11 +347,9 @@ async def upload_stream(
             ledger = JournalLedger(journal, {})
             stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
                                   expected_size=request.expected_size)  # fmt: skip
-            return await _send(session, stream, ledger, header, request.transfer, progress,
-                               started)  # fmt: skip
-        except BaseException as exc:
-            if isinstance(exc, S3Error | SourceChanged | UsageError):
-                attach_state_file(exc, state_path)
+            return await _send(session, stream, ledger, header, request.transfer, progress, started)
+        except (S3Error, SourceChanged, UsageError) as exc:
+            attach_state_file(exc, state_path)
             raise
 
 

@@ -35,10 +35,10 @@ from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan, StreamSchedule
+from ._plan import MAX_PARTS, PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
-from ._request import Request, resolve_source
+from ._request import Layout, Request, resolve_source
 from ._retry import Call, RetryPolicy, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PlannedParts, send
@@ -188,10 +188,7 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
 
 @contextlib.asynccontextmanager
 async def created(
-    request: Request,
-    identity: FileIdentity | None,
-    layout: PartPlan | StreamSchedule,
-    state_path: Path,
+    request: Request, identity: FileIdentity | None, layout: Layout, state_path: Path
 ) -> AsyncIterator[tuple[MultipartSession, Header, Journal]]:
     """The upload ``request`` asks for, created on S3 and recorded in a new journal at
     ``state_path`` (see :func:`_create`), for the body to send its parts. A journal left
