@@ -268,9 +268,10 @@ def verify(
     when known); 5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes
     the endpoint will not tell).
     """
+    from ._request import names_stdin
     from ._verify import verify_object
 
-    if str(file or file_arg) == "-":
+    if names_stdin(file or file_arg):
         _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
     local, target_bucket, target_key = _target(
         file or file_arg, url_arg, s3_bucket, s3_key, "--file"

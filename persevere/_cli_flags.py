@@ -4,7 +4,8 @@ The options, as ``Annotated`` aliases that the commands' parameters take; a vari
 describes its flag differently (resume's ``--concurrency`` says start's is not remembered) is
 derived from the one declaration with its own help (:func:`_help`). The flag groups
 (:mod:`._flag_groups`) turn the flags several commands share into one core value each (the
-upload options, an ``Endpoint``, the object's parameters). The URL arguments: ``FILE
+upload options, an ``Endpoint``, the object's parameters; start's and cp's ``SendFlags``, with
+the others, a new upload's :class:`._request.Request`). The URL arguments: ``FILE
 s3://BUCKET/KEY`` or the original tool's long flags.
 """
 
@@ -485,6 +486,53 @@ class ObjectFlags:
             _fail(exc)
 
 
+@dataclasses.dataclass(frozen=True)
+class SendFlags:
+    """How a new upload is cut and checked (start and cp): with the destination, the source
+    and the other groups' values, one :class:`._request.Request`."""
+
+    part_size: PartSizeOpt = None
+    max_parts: MaxPartsOpt = 10_000
+    checksum: ChecksumOpt = None
+    no_overwrite: NoOverwriteOpt = False
+    expected_size: ExpectedSizeOpt = None
+
+    def request(
+        self,
+        source: Any,
+        bucket: str,
+        key: str,
+        state_file: Path,
+        transfer: Any,
+        endpoint: Any,
+        object_flags: ObjectFlags,
+        shards: int | None = None,
+        dry_run: bool = False,
+    ) -> Any:
+        """The Request of these flags, checked as far as it can be before anything is read
+        or sent: a stream's refusals as a usage error naming the flag, the rest as the core
+        says them."""
+        from ._request import Request
+
+        options = object_flags.parameters(source.path)
+        request = Request(state_file, source, bucket, key, self.part_size, self.max_parts,
+                          self.expected_size, self.checksum, options, self.no_overwrite,
+                          endpoint, transfer.options(), shards=shards)  # fmt: skip
+        try:
+            request.refuse_for_stream(dry_run=dry_run)
+        except _errors.UsageError as exc:
+            _usage_error(exc.message, _STREAM_FLAGS[exc.param or ""])
+        try:
+            request.check()
+        except _errors.PersevereError as exc:
+            _fail(exc)
+        return request
+
+
+_STREAM_FLAGS = {"part_size": "--part-size", "max_parts": "--max-parts", "shards": "FILE",
+                 "dry_run": "--dry-run"}  # fmt: skip
+
+
 def _insecure() -> Any:
     """The override of a command given --no-verify-ssl (the warning said once, elsewhere)."""
     from ._s3 import Endpoint
@@ -510,12 +558,13 @@ def _target(
     A URL ending in ``/`` takes the file's name (s3://b/backups/ + db.dump); stdin (``-``) has
     no name, so it needs the whole key.
     """
+    from ._request import names_stdin
     from ._urls import parse_s3_url
 
     if url is not None and (bucket or key):
         _usage_error(f"give {url} or --s3-bucket and --s3-key, not both")
     if url is not None:
-        if url.startswith("s3://") and url.endswith("/") and str(file) == "-":
+        if url.startswith("s3://") and url.endswith("/") and names_stdin(file):
             _usage_error(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"

@@ -1,7 +1,8 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
-Each turns its flags into the core's arguments, runs the core's coroutine (:func:`._cli_run._run`)
-and reports the result; ``--processes`` runs the shards as processes of their own, then
+Each turns its flags into the core's arguments (start and cp: one :class:`._request.Request`,
+:meth:`._cli_flags.SendFlags.request`), runs the core's coroutine (:func:`._cli_run._run`) and
+reports the result; ``--processes`` runs the shards as processes of their own, then
 completes the upload here.
 """
 
@@ -11,7 +12,6 @@ import dataclasses
 import shlex
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,21 +19,17 @@ import typer
 
 from . import _errors
 from ._cli_flags import (
-    ChecksumOpt,
     DryRunOpt,
     EndpointFlags,
-    ExpectedSizeOpt,
     FileArg,
     JsonOpt,
-    MaxPartsOpt,
-    NoOverwriteOpt,
     NoProgressOpt,
     ObjectFlags,
     ObjectUrlArg,
     OverrideFlags,
-    PartSizeOpt,
     ProcessesOpt,
     ResumeTransferFlags,
+    SendFlags,
     StateFileOpt,
     TransferFlags,
     VerifyPartsOpt,
@@ -53,72 +49,26 @@ from ._flag_groups import flag_groups
 from ._units import format_size
 
 
-def _from_stdin(file: Path) -> Path:
-    """FILE as given, except '-': the file redirected into standard input (``< disk.img``, a
-    regular file or a block device, read as that file), or '-' itself for a pipe."""
-    if str(file) != "-":
-        return file
-    from ._stream import stdin_kind
+def _source(file: Path) -> Any:
+    """FILE resolved (:func:`._request.resolve_source`): '-' is a stream, or the file
+    redirected into standard input."""
+    from ._request import resolve_source
 
     try:
-        kind, path = stdin_kind()
+        return resolve_source(file)
     except _errors.UsageError as exc:
         _fail(exc)
-    return path if kind == "file" and path is not None else file
 
 
-def _check_expected_size(file: Path, expected_size: int | None) -> None:
-    """--expected-size with a file (not a stream): it must be the file's size."""
-    if expected_size is None or str(file) == "-":
-        return
-    from ._source import check_expected_size, inspect_file
-
-    try:
-        check_expected_size(inspect_file(file), expected_size)
-    except _errors.PersevereError as exc:
-        _fail(exc)
-
-
-def _refuse_part_size_for_streams(part_size: int | None) -> None:
-    if part_size is not None:
-        _usage_error(
-            "a stream's parts follow its schedule: give --expected-size instead", "--part-size"
-        )
-
-
-def _refuse_dry_run_for_streams(file: Path) -> None:
-    if str(file) == "-":
-        _usage_error("a stream can be read only once: --dry-run needs a file", "--dry-run")
-
-
-def _refuse_max_parts_for_streams(max_parts: int) -> None:
-    if max_parts != 10_000:
-        _usage_error(
-            "a stream's parts follow its schedule within 10,000 parts; a lower part limit is "
-            "not supported for streams yet: upload a file",
-            "--max-parts",
-        )
-
-
-def _say_plan(file: Path, part_size: int | None, max_parts: int = 10_000) -> None:
-    """The plan on stderr before anything is sent (see :func:`._logs.say_plan`); nothing for
-    a stream, or a plan the core refuses (with the reason)."""
-    from ._logs import say_plan
-
-    plan = _plan_of(file, part_size, max_parts)
-    if plan is not None:
-        say_plan(plan)
-
-
-def _plan_of(file: Path, part_size: int | None, max_parts: int) -> Any:
-    """The file's part plan, or None if it has none (a stream; the core then says why)."""
-    from ._plan import make_plan
+def _plan_of(request: Any) -> Any:
+    """The file's part plan, or None if it has none (a stream; a plan the core refuses, and
+    then says why)."""
     from ._source import inspect_file
 
-    if str(file) == "-":
+    if request.source.stream:
         return None  # a stream: its parts follow its own schedule
     try:
-        return make_plan(inspect_file(file).size, part_size, max_parts)
+        return request.layout(inspect_file(request.source.path))
     except _errors.PersevereError:
         return None
 
@@ -144,16 +94,12 @@ def start(
         ),
     ] = None,
     transfer: TransferFlags = TransferFlags(),
-    part_size: PartSizeOpt = None,
-    max_parts: MaxPartsOpt = 10_000,
-    checksum: ChecksumOpt = None,
+    send: SendFlags = SendFlags(),
     endpoint_flags: EndpointFlags = EndpointFlags(),
     object_flags: ObjectFlags = ObjectFlags(),
-    no_overwrite: NoOverwriteOpt = False,
     dry_run: DryRunOpt = False,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    expected_size: ExpectedSizeOpt = None,
     shards: Annotated[
         int | None,
         typer.Option(
@@ -170,64 +116,44 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
-    from ._upload import start_upload
-
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
-    file = _from_stdin(file)
-    _check_expected_size(file, expected_size)
+    source = _source(file)
     progress = _progress(not no_progress and not json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
 
-        if str(file) == "-" or is_block_device(file):  # under $XDG_STATE_HOME, not in /dev
+        if source.stream or is_block_device(source.path):  # under $XDG_STATE_HOME, not /dev
             from ._cp import locate_state_file
 
-            state_file = locate_state_file(file, bucket, key)
+            state_file = locate_state_file(source.path, bucket, key)
         else:
-            state_file = file.with_name(file.name + ".persevere").absolute()
+            state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         from ._logs import NamingStateFile
 
         progress = NamingStateFile(progress, state_file)
-    _say_plan(file, part_size, max_parts)
-    options = transfer.options()
-    endpoint = endpoint_flags.endpoint()
-    object_options = object_flags.parameters(file)
-    target = state_file
-    if dry_run:
-        from ._dry_run import dry_run_start
+    request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
+                           object_flags, shards or processes, dry_run)  # fmt: skip
+    plan = _plan_of(request)
+    if plan is not None:
+        from ._logs import say_plan
 
-        _refuse_dry_run_for_streams(file)
-        report = _run(
-            lambda: dry_run_start(
-                file, bucket, key, target, part_size=part_size, max_parts=max_parts,
-                checksum=checksum, endpoint=endpoint, object_options=object_options,
-                no_overwrite=no_overwrite, options=options,
-            )
-        )  # fmt: skip
-        _print_dry_run(report, json_output)
+        say_plan(plan)
+    if dry_run:
+        _dry_run(request, json_output)
         return
     if shards is not None or processes is not None:
-        from ._upload import create_upload
+        from ._upload import create_sharded
 
-        if str(file) == "-":
-            _usage_error("a stream cannot be split into shards", "FILE")
-        count = shards or processes or 1
         if shards is None and processes is not None:  # no more processes than parts
-            plan = _plan_of(file, part_size, max_parts)
-            processes = count = min(processes, plan.part_count if plan else count)
-        header = _run(
-            lambda: create_upload(
-                file, bucket, key, target, shards=count, part_size=part_size, checksum=checksum,
-                endpoint=endpoint, object_options=object_options, options=options,
-                max_parts=max_parts, no_overwrite=no_overwrite,
-            ),
-            resumable_state=state_file,
-        )  # fmt: skip
+            processes = min(processes, plan.part_count if plan else processes)
+            request = dataclasses.replace(request, shards=processes)
+        count = request.shards
+        header = _run(lambda: create_sharded(request), resumable_state=state_file)
         if processes is None:
-            quoted = shlex.quote(str(target))
+            quoted = shlex.quote(str(state_file))
             typer.echo(
                 f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} shards; "
                 f"on any host that sees the file, run for I in 0..{count - 1}:\n"
@@ -237,28 +163,29 @@ def start(
             return
         # --no-verify-ssl is never recorded: the shards and the completion are given it too.
         insecure = _insecure() if endpoint_flags.no_verify_ssl else None
-        _complete_in_processes(target, processes, transfer, insecure, json_output, no_progress,
+        _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
                                started=started)  # fmt: skip
         return
-    if str(file) == "-":
-        from ._stream import start_stream
+    from ._upload import upload
 
-        _refuse_part_size_for_streams(part_size)
-        _refuse_max_parts_for_streams(max_parts)
-        run: Callable[[], Awaitable[Any]] = lambda: start_stream(  # noqa: E731
-            bucket, key, target, expected_size=expected_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
-            no_overwrite=no_overwrite,
-        )  # fmt: skip
-    else:
-        run = lambda: start_upload(  # noqa: E731
-            file, bucket, key, target, part_size=part_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options, progress=progress,
-            max_parts=max_parts,
-            no_overwrite=no_overwrite,
-        )  # fmt: skip
-    result = _run(run, resumable_state=state_file)
+    result = _run(lambda: upload(request, progress), resumable_state=state_file)
     _print_result(result, json_output, state_file)
+
+
+def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
+    """``--dry-run``: start's or cp's probe (:mod:`._dry_run`) given the request."""
+    from ._dry_run import dry_run_cp, dry_run_start
+
+    probe = dry_run_cp if cp else dry_run_start
+    report = _run(
+        lambda: probe(
+            request.source.path, request.bucket, request.key, request.state_file,
+            part_size=request.part_size, max_parts=request.max_parts, checksum=request.checksum,
+            endpoint=request.endpoint, object_options=request.object_options,
+            no_overwrite=request.no_overwrite, options=request.transfer,
+        )
+    )  # fmt: skip
+    _print_dry_run(report, json_output)
 
 
 @flag_groups
@@ -280,16 +207,12 @@ def cp(
         typer.Option("--state-dir", help="Keep the journal in this directory instead."),
     ] = None,
     transfer: TransferFlags = TransferFlags(),
-    part_size: PartSizeOpt = None,
-    max_parts: MaxPartsOpt = 10_000,
-    checksum: ChecksumOpt = None,
+    send: SendFlags = SendFlags(),
     endpoint_flags: EndpointFlags = EndpointFlags(),
     object_flags: ObjectFlags = ObjectFlags(),
-    no_overwrite: NoOverwriteOpt = False,
     dry_run: DryRunOpt = False,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
-    expected_size: ExpectedSizeOpt = None,
 ) -> None:
     """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
 
@@ -299,49 +222,29 @@ def cp(
     """
     from ._cp import copy_file, locate_state_file
 
-    source, bucket, key = _target(file, url, None, None, "FILE")
-    source = _from_stdin(source)
-    _check_expected_size(source, expected_size)
-    journal = locate_state_file(source, bucket, key, state_file=state_file, state_dir=state_dir)
-    options = transfer.options()
+    given, bucket, key = _target(file, url, None, None, "FILE")
+    source = _source(given)
+    journal = locate_state_file(source.path, bucket, key, state_file=state_file,
+                                state_dir=state_dir)  # fmt: skip
     endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
     if not endpoint_flags.given:
         endpoint = None  # a new upload's from the environment, a resumed one's recorded
-    object_options = object_flags.parameters(source)
+    request = send.request(source, bucket, key, journal, transfer, endpoint, object_flags,
+                           dry_run=dry_run)  # fmt: skip
     if dry_run:
-        from ._dry_run import dry_run_cp
-
-        _refuse_dry_run_for_streams(source)
-        report = _run(
-            lambda: dry_run_cp(
-                source, bucket, key, journal, part_size=part_size, max_parts=max_parts,
-                checksum=checksum, endpoint=endpoint,
-                object_options=object_options, no_overwrite=no_overwrite, options=options,
-            )
-        )  # fmt: skip
-        _print_dry_run(report, json_output)
+        _dry_run(request, json_output, cp=True)
         return
-    if str(source) == "-":
-        _refuse_part_size_for_streams(part_size)
-        _refuse_max_parts_for_streams(max_parts)
     result = _run(
         lambda: copy_file(
-            source,
-            bucket,
-            key,
-            journal,
-            part_size=part_size,
-            max_parts=max_parts,
-            no_overwrite=no_overwrite,
-            checksum=checksum,
-            endpoint=endpoint,
-            object_options=object_options,
-            options=options,
+            source.path, bucket, key, journal, part_size=request.part_size,
+            max_parts=request.max_parts, no_overwrite=request.no_overwrite,
+            checksum=request.checksum, endpoint=request.endpoint,
+            object_options=request.object_options, options=request.transfer,
+            expected_size=request.expected_size,
             progress=_progress(not no_progress and not json_output, "upload"),
-            expected_size=expected_size,
         ),
         resumable_state=journal,
-    )
+    )  # fmt: skip
     _print_result(result, json_output, journal)
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from typing import Any
 import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm, b64, get_algorithm
+from ._checksums import ChecksumAlgorithm, b64
 from ._errors import S3Error, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
@@ -46,49 +45,23 @@ from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, refused
 from ._reconcile import RemotePart
-from ._s3 import Endpoint, open_client, resolved_region
+from ._request import STDIN, Request, Source, stdin_kind
+from ._s3 import Endpoint
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
-from ._source import size_is_true
 from ._units import MiB, format_size
 from ._upload import (
     UploadResult,
     attach_state_file,
     complete,
-    create_recorded,
+    created,
     make_result,
-    new_header,
     record_completed,
 )
-from ._urls import check_destination
 
 log = logging.getLogger("persevere")
 
-STREAM = "-"
 DEFAULT_STREAM_BUDGET = 128 * MiB
-
-
-def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
-    """What standard input is: ("stream", None) for a pipe or socket; ("file", path) for a
-    regular file or a block device redirected in (``< disk.img``), read as that file; a
-    terminal is refused: nothing is being piped in."""
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        raise UsageError("standard input is closed: nothing is being piped in") from None
-    if os.isatty(fd):
-        raise UsageError("standard input is a terminal: nothing is being piped in")
-    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        try:
-            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
-            # A file that does not give the bytes its size says (a /proc or /sys file: its
-            # length is known only once read) is read as a stream.
-            if path.exists() and os.path.samestat(os.stat(path), st) and (
-                    stat.S_ISBLK(st.st_mode) or size_is_true(path, st.st_size)):  # fmt: skip
-                return "file", path
-        except OSError:
-            pass
-    return "stream", None
 
 
 class _ByteBudget:
@@ -354,40 +327,30 @@ async def start_stream(
     a longer one goes on with larger parts); without it the parts follow the default schedule
     (up to 7.8 TiB).
     """
-    options = options or UploadOptions()
-    progress = progress or NullProgress()
-    options.validate()
-    check_destination(bucket, key)
-    schedule = StreamSchedule.for_expected(expected_size)
-    algorithm = get_algorithm(checksum or "CRC64NVME")
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    request = Request(Path(state_file), Source(Path(STDIN), stream=True, fd=fd), bucket, key,
+                      expected_size=expected_size, checksum=checksum, endpoint=endpoint,
+                      object_options=object_options, no_overwrite=no_overwrite,
+                      transfer=options or UploadOptions())  # fmt: skip
+    return await upload_stream(request, progress or NullProgress(), stream_budget_bytes)
+
+
+async def upload_stream(
+    request: Request, progress: ProgressSink, stream_budget_bytes: int = DEFAULT_STREAM_BUDGET
+) -> UploadResult:
+    """The new upload of a stream ``request`` asks for (its source a stream), sent and
+    completed."""
+    _, schedule, state_path = await anyio.to_thread.run_sync(request.prepare)
+    assert isinstance(schedule, StreamSchedule)
     started = time.monotonic()
-    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-    try:
-        async with open_client(endpoint, options) as client:
-            draft = new_header(
-                bucket, key, endpoint, resolved_region(client), STREAM, None, schedule.first,
-                algorithm, object_options, pinned=checksum is not None,
-                stream_every=schedule.every, expected_size=expected_size,
-                no_overwrite=no_overwrite,
-            )  # fmt: skip
-            session, header = await create_recorded(client, journal, draft, options)
-            try:
-                ledger = JournalLedger(journal, {})
-                stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
-                                      expected_size=expected_size)  # fmt: skip
-                return await _send(session, stream, ledger, header, options, progress,
-                                   started)  # fmt: skip
-            except BaseException as exc:
-                if isinstance(exc, S3Error | SourceChanged | UsageError):
-                    attach_state_file(exc, state_path)
-                raise
-    except BaseException:
-        journal.discard_unwritten()  # nothing was created (the client could not be made)
-        raise
-    finally:
-        journal.close()
+    async with created(request, None, schedule, state_path) as (session, header, journal):
+        try:
+            ledger = JournalLedger(journal, {})
+            stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
+                                  expected_size=request.expected_size)  # fmt: skip
+            return await _send(session, stream, ledger, header, request.transfer, progress, started)
+        except (S3Error, SourceChanged, UsageError) as exc:
+            attach_state_file(exc, state_path)
+            raise
 
 
 async def resume_stream(
@@ -461,5 +424,5 @@ async def _send(
                  extra=event("reread", bytes=stream.skipped_bytes))  # fmt: skip
     done = await complete(session, ledger, stream.part_count, stream.total)
     await record_completed(ledger.journal, done, stream.total,
-                           SourceRecord(STREAM, stream.total, 0))  # fmt: skip
+                           SourceRecord(STDIN, stream.total, 0))  # fmt: skip
     return make_result(header, stream.part_count, stream.total, done, sent, started)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
+from ._checksums import ChecksumAlgorithm, get_algorithm
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -30,22 +30,20 @@ from ._errors import (
     StateFileUnwritable,
     UploadFinished,
     UploadGone,
-    UsageError,
 )
-from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state, require_regular
+from ._journal import Header, Journal, JournalLedger, SourceRecord, read_state
 from ._logs import event
 from ._object_options import per_request
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan, make_plan
+from ._plan import MAX_PARTS, PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
+from ._request import Layout, Request, resolve_source
 from ._retry import Call, RetryPolicy, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PlannedParts, send
 from ._session import Completed, MultipartSession
-from ._source import FileIdentity, SourceFile, inspect_file
-from ._urls import check_destination
-from ._version import __version__
+from ._source import FileIdentity, SourceFile
 from ._write_once import give_up, refuse_existing
 
 log = logging.getLogger("persevere")
@@ -137,6 +135,10 @@ async def start_upload(
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
+    ``file`` '-' is standard input: a pipe is uploaded as a stream (:mod:`._stream`, whose
+    parts follow their own schedule: no ``part_size`` or ``max_parts``), a file redirected in
+    as that file.
+
     ``endpoint`` defaults to the standard AWS variables (:meth:`Endpoint.from_environment`).
     ``object_options`` are extra CreateMultipartUpload parameters (StorageClass, ContentType,
     Metadata, Tagging, ServerSideEncryption, SSEKMSKeyId, ACL, ExpectedBucketOwner), recorded
@@ -152,121 +154,74 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    options = options or UploadOptions()
-    pinned = checksum is not None
-    progress = progress or NullProgress()
-    options.validate()
-    identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
-    )
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
+                      max_parts=max_parts, checksum=checksum, object_options=object_options,
+                      no_overwrite=no_overwrite, endpoint=endpoint,
+                      transfer=options or UploadOptions())  # fmt: skip
+    return await upload(request, progress or NullProgress())
+
+
+async def upload(request: Request, progress: ProgressSink) -> UploadResult:
+    """The new upload ``request`` asks for, sent and completed: a file's parts, or a
+    stream's (:func:`._stream.upload_stream`)."""
+    if request.source.stream:
+        from ._stream import upload_stream
+
+        return await upload_stream(request, progress)
+    identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
+    assert identity is not None
+    assert isinstance(plan, PartPlan)
     started = time.monotonic()
     with SourceFile(identity) as source:
-        journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-        try:
-            async with open_client(endpoint, options) as client:
-                draft = new_header(
-                    bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
-                    plan.part_size, algorithm, object_options, pinned=pinned,
-                    no_overwrite=no_overwrite,
-                )  # fmt: skip
-                session, header = await create_recorded(client, journal, draft, options)
-                try:
-                    progress.start(identity.size, 0)
-                    ledger = JournalLedger(journal, {})
-                    return await send_and_complete(
-                        session,
-                        source,
-                        ledger,
-                        header,
-                        plan,
-                        options,
-                        progress,
-                        list(plan.part_numbers()),
-                        started,
-                    )
-                except PersevereError as exc:
-                    attach_state_file(exc, state_path)
-                    raise
-                finally:
-                    progress.close()
-        except BaseException:
-            journal.discard_unwritten()
-            raise
-        finally:
-            journal.close()
+        async with created(request, identity, plan, state_path) as (session, header, journal):
+            try:
+                progress.start(identity.size, 0)
+                return await send_and_complete(session, source, JournalLedger(journal, {}),
+                                               header, plan, request.transfer, progress,
+                                               list(plan.part_numbers()), started)  # fmt: skip
+            except PersevereError as exc:
+                attach_state_file(exc, state_path)
+                raise
+            finally:
+                progress.close()
 
 
-def new_header(
-    bucket: str,
-    key: str,
-    endpoint: Endpoint,
-    region: str | None,
-    file_path: str,
-    identity: FileIdentity | None,
-    part_size: int,
-    algorithm: ChecksumAlgorithm,
-    object_options: dict[str, Any] | None,
-    *,
-    pinned: bool,
-    stream_every: int | None = None,
-    expected_size: int | None = None,
-    shards: int | None = None,
-    no_overwrite: bool = False,
-) -> Header:
-    """The journal's header of a new upload, but for its id (``identity`` None: a stream)."""
-    return Header(
-        bucket=bucket,
-        key=key,
-        upload_id="",  # filled in once CreateMultipartUpload answers
-        endpoint_url=endpoint.endpoint_url,
-        region=endpoint.region or region,
-        profile=endpoint.profile,
-        ca_bundle=endpoint.ca_bundle,
-        object_options=object_options or None,
-        file_path=file_path,
-        file_size=identity.size if identity else (expected_size or 0),
-        mtime_ns=identity.mtime_ns if identity else 0,
-        ctime_ns=identity.ctime_ns if identity else None,
-        inode=identity.inode if identity else None,
-        device=identity.device if identity else None,
-        part_size=part_size,
-        checksum_algorithm=algorithm.name,
-        checksum_type=checksum_type(algorithm),
-        created_at=_now(),
-        tool_version=__version__,
-        checksum_pinned=pinned,
-        stream_every=stream_every,
-        expected_size=expected_size,
-        shards=shards,
-        no_overwrite=no_overwrite,
-    )
-
-
-async def create_recorded(
-    client: S3Client, journal: Journal, draft: Header, options: UploadOptions
-) -> tuple[MultipartSession, Header]:
-    """A session for a new upload, created on S3 and recorded in the journal (see _create).
+@contextlib.asynccontextmanager
+async def created(
+    request: Request, identity: FileIdentity | None, layout: Layout, state_path: Path
+) -> AsyncIterator[tuple[MultipartSession, Header, Journal]]:
+    """The upload ``request`` asks for, created on S3 and recorded in a new journal at
+    ``state_path`` (see :func:`_create`), for the body to send its parts. A journal left
+    empty (nothing was created: the client could not be made) is removed.
 
     The draft header says everything the session needs (bucket, key, checksum, object
     options, write-once), as the header of an upload being resumed does.
-    Write-once (``draft.no_overwrite``): an existing key is refused first, nothing created,
-    the empty state file removed (:mod:`._write_once`)."""
-    session = session_of(client, draft, options.retry)
-    if draft.no_overwrite:
-        # The first request of the upload: it fails fast, as CreateMultipartUpload does.
-        try:
-            await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
-        except ResumableError as exc:  # unreachable: nothing was created, try again later
-            journal.discard()
-            exc.next_step = None
-            exc.hint = "nothing was created: check the endpoint and the network, then run the "\
-                       "same command again"  # fmt: skip
-            raise
-        except BaseException:
-            journal.discard()
-            raise
-    return session, await _create(session, journal, draft, options)
+    Write-once (``no_overwrite``): an existing key is refused first, nothing created, the
+    empty state file removed (:mod:`._write_once`)."""
+    options = request.transfer
+    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
+    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
+    try:
+        async with open_client(endpoint, options) as client:
+            draft = request.new_header(endpoint, resolved_region(client), identity, layout)
+            session = session_of(client, draft, options.retry)
+            if draft.no_overwrite:
+                # The first request of the upload: it fails fast, as CreateMultipartUpload does.
+                try:
+                    await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
+                except BaseException as exc:
+                    journal.discard()
+                    if isinstance(exc, ResumableError):  # unreachable: nothing was created
+                        exc.next_step = None
+                        exc.hint = "nothing was created: check the endpoint and the network, "\
+                                   "then run the same command again"  # fmt: skip
+                    raise
+            yield session, await _create(session, journal, draft, options), journal
+    except BaseException:
+        journal.discard_unwritten()
+        raise
+    finally:
+        journal.close()
 
 
 async def create_upload(
@@ -286,33 +241,18 @@ async def create_upload(
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    options = options or UploadOptions()
-    if not 1 <= shards <= 10_000:
-        raise UsageError(f"shards must be between 1 and 10,000, not {shards}", param="shards")
-    identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
-    )
-    if shards > plan.part_count:
-        raise UsageError(
-            f"{shards} shards for {plan.part_count} part(s): each shard needs a part",
-            param="shards",
-        )
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    journal = await anyio.to_thread.run_sync(Journal.create, state_path)
-    try:
-        async with open_client(endpoint, options) as client:
-            draft = new_header(
-                bucket, key, endpoint, resolved_region(client), str(identity.path), identity,
-                plan.part_size, algorithm, object_options, pinned=checksum is not None,
-                shards=shards, no_overwrite=no_overwrite,
-            )  # fmt: skip
-            _, header = await create_recorded(client, journal, draft, options)
-            return header
-    except BaseException:
-        journal.discard_unwritten()
-        raise
-    finally:
-        journal.close()
+    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
+                      max_parts=max_parts, checksum=checksum, object_options=object_options,
+                      no_overwrite=no_overwrite, endpoint=endpoint,
+                      transfer=options or UploadOptions(), shards=shards)  # fmt: skip
+    return await create_sharded(request)
+
+
+async def create_sharded(request: Request) -> Header:
+    """The upload ``request`` asks for, created for its shards, recorded; nothing sent."""
+    prepared = await anyio.to_thread.run_sync(request.prepare)
+    async with created(request, *prepared) as (_, header, _):
+        return header
 
 
 def _prepare_start(
@@ -324,20 +264,15 @@ def _prepare_start(
     checksum: str | None,
     max_parts: int = MAX_PARTS,
 ) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
-    """Every check that needs no request: a plan that cannot work is refused here.
-    ``checksum`` None: the default, CRC64NVME."""
-    check_destination(bucket, key)
-    try:
-        algorithm = get_algorithm(checksum or "CRC64NVME")
-    except ValueError as exc:
-        raise UsageError(str(exc), param="checksum") from None
-    identity = inspect_file(Path(file))
-    plan = make_plan(identity.size, part_size, max_parts)
-    state_path = Path(state_file).expanduser().absolute()
-    require_regular(state_path)
-    if Path(os.path.realpath(state_path)) == identity.path:
-        raise UsageError("the state file cannot be the file being uploaded", param="state_file")
-    return identity, plan, algorithm, state_path
+    """A dry run's checks of a new upload of a file (:meth:`Request.prepare`), until the dry
+    run is given a :class:`Request` of its own."""
+    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
+                      max_parts=max_parts, checksum=checksum)  # fmt: skip
+    request.refuse_for_stream(dry_run=True)
+    identity, plan, state_path = request.prepare()
+    assert identity is not None
+    assert isinstance(plan, PartPlan)
+    return identity, plan, request.algorithm(), state_path
 
 
 async def _create(

@@ -314,16 +314,15 @@ def stream_journal(s3_client, bucket, state, expected_size=None, parts=(), **hea
     upload, its header (``header`` changes it) and ``parts`` (PartRecords, not sent)."""
     from dataclasses import replace
 
-    from persevere._checksums import get_algorithm
     from persevere._journal import Journal
+    from persevere._request import Request, Source
     from persevere._s3 import Endpoint
-    from persevere._upload import new_header
 
     schedule = StreamSchedule.for_expected(expected_size)
     upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
-    draft = new_header(bucket, "k", Endpoint(os.environ["AWS_ENDPOINT_URL"]), None, "-", None,
-                       schedule.first, get_algorithm("CRC64NVME"), None, pinned=False,
-                       stream_every=schedule.every, expected_size=expected_size)  # fmt: skip
+    request = Request(state, Source(Path("-"), stream=True), bucket, "k",
+                      expected_size=expected_size)  # fmt: skip
+    draft = request.new_header(Endpoint(os.environ["AWS_ENDPOINT_URL"]), None, None, schedule)
     journal = Journal.create(state)
     try:
         journal.write_header(replace(draft, upload_id=upload_id, **header))

@@ -1,0 +1,215 @@
+"""One upload as the user asked for it: a :class:`Request`, built once from the CLI's flags or
+the API's keywords, and the :class:`Source` it reads, resolved once (:func:`resolve_source`,
+the one place a path is compared with ``"-"``, standard input; the journal spells a stream
+the same way, :attr:`._journal.Header.stream`).
+
+The request refuses what cannot work before anything is read or sent (:meth:`Request.check`),
+makes the journal's first line (:meth:`Request.new_header`), and says what it asks that an
+upload already recorded was not made with (:meth:`Request.conflicts_with`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
+from ._errors import UsageError
+from ._journal import Header, JournalState, SourceRecord, require_regular
+from ._options import UploadOptions
+from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
+from ._s3 import Endpoint
+from ._source import FileIdentity, check_expected_size, inspect_file, size_is_true
+from ._urls import check_destination
+from ._version import __version__
+
+STDIN = "-"
+Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
+
+
+def names_stdin(path: str | Path | None) -> bool:
+    """Is ``path`` ``-``, standard input (what it is, a pipe or a file redirected in, is
+    :func:`resolve_source`'s to say)?"""
+    return path is not None and str(path) == STDIN
+
+
+def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
+    """What standard input is: ("stream", None) for a pipe or socket; ("file", path) for a
+    regular file or a block device redirected in (``< disk.img``), read as that file; a
+    terminal is refused: nothing is being piped in."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        raise UsageError("standard input is closed: nothing is being piped in") from None
+    if os.isatty(fd):
+        raise UsageError("standard input is a terminal: nothing is being piped in")
+    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        try:
+            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            # A file that does not give the bytes its size says (a /proc or /sys file: its
+            # length is known only once read) is read as a stream.
+            if path.exists() and os.path.samestat(os.stat(path), st) and (
+                    stat.S_ISBLK(st.st_mode) or size_is_true(path, st.st_size)):  # fmt: skip
+                return "file", path
+        except OSError:
+            pass
+    return "stream", None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What an upload reads: a file (or block device) at ``path``, or a stream (a pipe on
+    ``fd``, read once, in order), whose path is ``-`` as the journal records it."""
+
+    path: Path
+    stream: bool = False
+    fd: int = 0
+
+
+def resolve_source(given: str | Path, fd: int = 0) -> Source:
+    """The one place ``-`` is read: a pipe is a stream; a file or block device redirected in
+    is that file; a terminal is refused (:func:`stdin_kind`)."""
+    if not names_stdin(given):
+        return Source(Path(given))
+    _, path = stdin_kind(fd)  # a path: a file's
+    return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One new upload as the user asked for it. None means "not said": a resume takes what
+    the journal's header recorded."""
+
+    state_file: Path
+    source: Source
+    bucket: str
+    key: str
+    part_size: int | None = None  # None: auto; a stream: refused (it has a schedule)
+    max_parts: int = MAX_PARTS  # the endpoint's limit; a stream: refused below 10,000
+    expected_size: int | None = None  # a stream's length; a file: must be its size
+    checksum: str | None = None  # None: CRC64NVME, falling back to Content-MD5
+    object_options: dict[str, Any] | None = None  # CreateMultipartUpload's, recorded
+    no_overwrite: bool = False  # write-once (:mod:`._write_once`), recorded
+    endpoint: Endpoint | None = None  # None: the environment's (a resume: the recorded one)
+    transfer: UploadOptions = field(default_factory=UploadOptions)  # never recorded
+    verify_parts: bool = False
+    shards: int | None = None  # created for this many shards (or processes), nothing sent
+
+    def algorithm(self) -> ChecksumAlgorithm:
+        try:
+            return get_algorithm(self.checksum or "CRC64NVME")
+        except ValueError as exc:
+            raise UsageError(str(exc), param="checksum") from None
+
+    def refuse_for_stream(self, *, dry_run: bool = False) -> None:
+        """What a stream cannot do: it is read once, in order, on its own schedule."""
+        if not self.source.stream:
+            return
+        if dry_run:
+            raise UsageError("a stream can be read only once: --dry-run needs a file",
+                             param="dry_run")  # fmt: skip
+        if self.shards is not None:
+            raise UsageError("a stream cannot be split into shards", param="shards")
+        if self.part_size is not None:
+            raise UsageError("a stream's parts follow its schedule: give --expected-size "
+                             "instead", param="part_size")  # fmt: skip
+        if self.max_parts != MAX_PARTS:
+            raise UsageError("a stream's parts follow its schedule within 10,000 parts; a lower "
+                             "part limit is not supported for streams yet: upload a file",
+                             param="max_parts")  # fmt: skip
+
+    def check(self) -> None:
+        """Every refusal that needs no request to S3 (a file's size is looked at only to
+        check an expected size): one UsageError naming the parameter."""
+        self.transfer.validate()
+        if self.shards is not None and not 1 <= self.shards <= MAX_PARTS:
+            raise UsageError(f"shards must be between 1 and 10,000, not {self.shards}",
+                             param="shards")  # fmt: skip
+        self.refuse_for_stream()
+        check_destination(self.bucket, self.key)
+        self.algorithm()
+        if self.expected_size is not None and not self.source.stream:
+            check_expected_size(inspect_file(self.source.path), self.expected_size)
+
+    def prepare(self) -> tuple[FileIdentity | None, Layout, Path]:
+        """:meth:`check`, then the file (None: a stream), its parts and the state file's
+        absolute path; blocking (it looks at the file)."""
+        self.check()
+        identity = None if self.source.stream else inspect_file(self.source.path)
+        layout = self.layout(identity)
+        if isinstance(layout, PartPlan) and (self.shards or 0) > layout.part_count:
+            raise UsageError(f"{self.shards} shards for {layout.part_count} part(s): each "
+                             "shard needs a part", param="shards")  # fmt: skip
+        state_path = self.state_file.expanduser().absolute()
+        require_regular(state_path)
+        if identity is not None and Path(os.path.realpath(state_path)) == identity.path:
+            raise UsageError("the state file cannot be the file being uploaded",
+                             param="state_file")  # fmt: skip
+        return identity, layout, state_path
+
+    def layout(self, identity: FileIdentity | None) -> Layout:
+        """A new upload's parts: the file's plan, or a stream's schedule."""
+        if identity is None:
+            return StreamSchedule.for_expected(self.expected_size)
+        return make_plan(identity.size, self.part_size, self.max_parts)
+
+    def new_header(
+        self, endpoint: Endpoint, region: str | None, identity: FileIdentity | None, layout: Layout
+    ) -> Header:
+        """The journal's header of this new upload but for its id (``identity`` None: a
+        stream); ``endpoint`` is the one used, ``region`` the client's."""
+        algorithm = self.algorithm()
+        schedule = layout if isinstance(layout, StreamSchedule) else None
+        stream = SourceRecord(STDIN, self.expected_size or 0, 0)  # its size: the promised one
+        return Header(
+            bucket=self.bucket,
+            key=self.key,
+            upload_id="",  # filled in once CreateMultipartUpload answers
+            endpoint_url=endpoint.endpoint_url,
+            region=endpoint.region or region,
+            profile=endpoint.profile,
+            ca_bundle=endpoint.ca_bundle,
+            object_options=self.object_options or None,
+            **asdict(identity.as_record() if identity else stream),
+            part_size=layout.first if isinstance(layout, StreamSchedule) else layout.part_size,
+            checksum_algorithm=algorithm.name,
+            checksum_type=checksum_type(algorithm),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tool_version=__version__,
+            checksum_pinned=self.checksum is not None,
+            stream_every=schedule.every if schedule else None,
+            expected_size=self.expected_size if schedule else None,
+            shards=self.shards,
+            no_overwrite=self.no_overwrite,
+        )
+
+    def conflicts_with(self, state: JournalState, where: object = "the state file") -> list[str]:
+        """What this request asks that the recorded upload was not made with, in words: its
+        object options and checksum; then, while it is unfinished, how it is sent (part size,
+        expected size, part limit, write-once). Empty: none."""
+        header = state.header
+        recorded, given = header.object_options or {}, self.object_options
+        differ = sorted(
+            name for name in {*(given or {}), *recorded}
+            if given is not None and given.get(name) != recorded.get(name)
+        )  # fmt: skip
+        if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
+            differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
+        if state.finished is not None:  # how it is sent: moot for an object already made
+            return differ
+        if self.part_size is not None and self.part_size != header.part_size:
+            differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
+        if header.stream and self.expected_size != header.expected_size:
+            said = [f"{n:,} bytes" if n is not None else "none" for n in
+                    (header.expected_size, self.expected_size)]  # fmt: skip
+            differ.append(f"expected size {said[0]}, not {said[1]}")
+        plan = header.plan(where)
+        if isinstance(plan, PartPlan) and plan.part_count > self.max_parts:
+            differ.append(f"{plan.part_count:,} parts, over the part limit {self.max_parts:,}")
+        if self.no_overwrite and not header.no_overwrite:  # a finished upload replaced nothing
+            differ.append("write-once, which it was started without")
+        return differ
