@@ -20,6 +20,7 @@ from typing import Literal
 import anyio
 
 from ._checksums import ObjectChecksum, b64, get_algorithm
+from ._completion import UploadResult, endpoint_of, session_of
 from ._errors import S3Error, SourceChanged, StateFileError
 from ._journal import Journal, JournalState
 from ._options import UploadOptions
@@ -29,7 +30,6 @@ from ._retry import Call
 from ._s3 import Endpoint, open_client
 from ._shards import merge_shards
 from ._source import FileIdentity, SourceFile
-from ._upload import UploadResult, endpoint_of, session_of
 
 log = logging.getLogger("persevere")
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from random import Random
 from typing import BinaryIO
 
+from ._completion import UploadResult, attach_state_file
 from ._errors import Interrupted, PersevereError
 from ._journal import read_state
 from ._logs import json_lines
@@ -42,7 +43,6 @@ from ._progress import ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint
 from ._sync import run
-from ._upload import UploadResult, attach_state_file
 
 log = logging.getLogger("persevere")
 # Stop signals: passed on to the shards, and held in each until it can take them.

@@ -33,6 +33,14 @@ import anyio
 
 from ._checksums import b64
 from ._completed import changed_since, recheck, result_of
+from ._completion import (
+    UploadResult,
+    attach_state_file,
+    endpoint_of,
+    make_result,
+    record_completed,
+    session_of,
+)
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -54,15 +62,7 @@ from ._sender import PlannedParts, send
 from ._session import MultipartSession
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB, format_size
-from ._upload import (
-    UploadResult,
-    attach_state_file,
-    endpoint_of,
-    make_result,
-    record_completed,
-    send_and_complete,
-    session_of,
-)
+from ._upload import send_and_complete
 from ._write_once import give_up, key_exists
 
 log = logging.getLogger("persevere")

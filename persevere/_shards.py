@@ -32,6 +32,7 @@ from pathlib import Path
 
 import anyio
 
+from ._completion import attach_state_file, endpoint_of, session_of
 from ._errors import (
     PersevereError,
     StateFileError,
@@ -147,7 +148,6 @@ async def upload_shard(
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
     from ._resume import _Resumption
-    from ._upload import attach_state_file, endpoint_of, session_of
 
     options = options or UploadOptions()
     progress = progress or NullProgress()

@@ -38,6 +38,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, b64, get_algorithm
+from ._completion import UploadResult, attach_state_file, complete, make_result, record_completed
 from ._errors import S3Error, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
@@ -51,15 +52,7 @@ from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._source import size_is_true
 from ._units import MiB, format_size
-from ._upload import (
-    UploadResult,
-    attach_state_file,
-    complete,
-    create_recorded,
-    make_result,
-    new_header,
-    record_completed,
-)
+from ._upload import create_recorded, new_header
 from ._urls import check_destination
 
 log = logging.getLogger("persevere")
