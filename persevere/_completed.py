@@ -28,7 +28,7 @@ from ._plan import PartPlan
 from ._quirks import missing, object_matches, refused
 from ._retry import Call
 from ._s3 import Endpoint, open_client
-from ._shards import merge_shards
+from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile
 
 log = logging.getLogger("persevere")

@@ -22,10 +22,12 @@ What is trusted, and what is read again (the README's "resume policy"):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shlex
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +52,15 @@ from ._errors import (
     UploadFinished,
     UploadGone,
 )
-from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, other_source
+from ._journal import (
+    Header,
+    Journal,
+    JournalLedger,
+    JournalState,
+    PartRecord,
+    other_source,
+    read_state,
+)
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
@@ -60,7 +70,9 @@ from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
+from ._shard_journals import merge_shards, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
+from ._stream import resume_stream
 from ._units import MiB, format_size
 from ._upload import send_and_complete
 from ._write_once import give_up, key_exists
@@ -110,28 +122,13 @@ async def resume_upload(
                                                 verify_parts, started, options)  # fmt: skip
             plan = header.plan()
             if isinstance(plan, StreamSchedule):
-                from ._stream import resume_stream
-
                 async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
                     return await resume_stream(
                         session_of(c, header, options.retry), journal, header, plan,
                         state.parts, options, progress, started,
                     )  # fmt: skip
-            path = Path(file or header.file_path)
-            identity = await anyio.to_thread.run_sync(inspect_file, path)
-            with SourceFile(identity) as source:
-                where = endpoint_of(header).overridden_by(endpoint)
-                async with open_client(where, options) as client:
-                    run = _Resumption(
-                        session_of(client, header, options.retry),
-                        source,
-                        journal,
-                        state,
-                        plan,
-                        options,
-                        progress,
-                    )
-                    return await run.resume(verify_parts, started)
+            async with _resumption(journal, state, plan, options, progress, file, endpoint) as run:
+                return await run.resume(verify_parts, started)
         finally:
             progress.close()
             journal.close()
@@ -189,8 +186,6 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
                 f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
                 f"{shlex.quote(str(state_path))}",
             )
-        from ._shards import merge_shards, refuse_running_shards
-
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
@@ -217,6 +212,45 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         journal.close()
         raise
     return journal, state
+
+
+async def send_shard(
+    journal: Journal,
+    state: JournalState,
+    plan: PartPlan,
+    parts: range,
+    *,
+    options: UploadOptions,
+    progress: ProgressSink,
+    verify_parts: bool,
+    file: str | Path | None,
+    endpoint: Endpoint | None,
+) -> int:
+    """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
+    file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
+    async with _resumption(journal, state, plan, options, progress, file, endpoint, parts) as run:
+        return await run.send_shard(verify_parts)
+
+
+@contextlib.asynccontextmanager
+async def _resumption(
+    journal: Journal,
+    state: JournalState,
+    plan: PartPlan,
+    options: UploadOptions,
+    progress: ProgressSink,
+    file: str | Path | None,
+    endpoint: Endpoint | None,
+    only: range | None = None,
+) -> AsyncIterator[_Resumption]:
+    """The file (``file``, else the recorded path) open, and a session on the recorded endpoint
+    (``endpoint`` overrides it field by field)."""
+    header = state.header
+    identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
+    with SourceFile(identity) as source:
+        async with open_client(endpoint_of(header).overridden_by(endpoint), options) as client:
+            session = session_of(client, header, options.retry)
+            yield _Resumption(session, source, journal, state, plan, options, progress, only)
 
 
 @dataclass
@@ -283,9 +317,6 @@ class _Resumption:
             return await self._resume(True, started)
 
     def _reload(self) -> JournalState:
-        from ._journal import read_state
-        from ._shards import merge_shards
-
         state = read_state(self.journal.path)
         merge_shards(self.journal.path, state)
         return state

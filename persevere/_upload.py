@@ -47,6 +47,7 @@ from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, S3Client, open_client, resolved_region
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
+from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._urls import check_destination
 from ._version import __version__
@@ -423,8 +424,6 @@ async def upload_status(
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
     if header.shards:  # the parts the shards recorded in their own journals count too
-        from ._shards import merge_shards
-
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
     plan = header.plan(state_path)
     part_count: int | None = len(state.parts) if state.outcome else None  # a stream's, once ended
