@@ -159,7 +159,7 @@ async def _already_completed(
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":
-        raise changed_since(state, found)
+        raise changed_since(state.header, found.why)
     elif found.outcome != "same":
         raise UploadFinished(
             f"the upload in {state_path} completed, but {found.why}",
@@ -382,13 +382,8 @@ class _Resumption:
             self.journal, done, header.file_size, self.source.identity.as_record()
         )
         if changed:
-            newer = SourceChanged(
-                f"{self.session.where} was completed from {header.file_path} as it was; the "
-                f"file has changed since (part {changed[0]} differs)",
-                hint="upload it again, as a new upload",
-            )
-            newer.next_step = None  # the upload is finished: nothing to resume or abort
-            raise newer
+            why = f"the file has changed since (part {changed[0]} differs)"
+            raise changed_since(header, why, hint="upload it again, as a new upload")
         return make_result(
             header, self.plan.part_count, header.file_size, done, 0, started, already=True
         )
