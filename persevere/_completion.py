@@ -31,6 +31,10 @@ from ._write_once import give_up
 log = logging.getLogger("persevere")
 
 
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class UploadResult:
     bucket: str
@@ -44,10 +48,6 @@ class UploadResult:
     bytes_sent: int  # by this run (resumed parts are not counted)
     elapsed_s: float
     already_completed: bool = False  # resume found the object completed by an earlier run
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def attach_state_file(exc: PersevereError, state_file: Path) -> None:
