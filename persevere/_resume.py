@@ -229,7 +229,12 @@ async def send_shard(
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
     async with _resumption(journal, state, plan, options, progress, file, endpoint, parts) as run:
-        return await run.send_shard(verify_parts)
+        ledger, todo = await run._plan_sending(await run._remote_parts(), verify_parts)
+        progress.start(
+            sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
+        )
+        feed = PlannedParts(run.session, run.source, plan, todo)
+        return await send(run.session, ledger, options, progress, feed)
 
 
 @contextlib.asynccontextmanager
@@ -292,16 +297,6 @@ class _Resumption:
         ledger = JournalLedger(self.journal, kept)
         rejected = await self._adopt(ledger, adopt)
         return ledger, sorted(set(missing) | set(rejected) | set(changed))
-
-    async def send_shard(self, verify_parts: bool) -> int:
-        """A shard's parts: sent and recorded in its own journal; the bytes sent."""
-        remote = await self._remote_parts()
-        ledger, todo = await self._plan_sending(remote, verify_parts)
-        assert self.only is not None
-        total = sum(self.plan.size_of(n) for n in self.only)
-        self.progress.start(total, sum(p.size for p in ledger.parts.values()))
-        feed = PlannedParts(self.session, self.source, self.plan, todo)
-        return await send(self.session, ledger, self.options, self.progress, feed)
 
     async def resume(self, verify_parts: bool, started: float) -> UploadResult:
         try:
