@@ -127,7 +127,7 @@ async def resume_upload(
                         session_of(c, header, options.retry), journal, header, plan,
                         state.parts, options, progress, started,
                     )  # fmt: skip
-            async with _resumption(journal, state, plan, options, progress, file, endpoint) as run:
+            async with _opened(journal, state, plan, options, progress, file, endpoint) as run:
                 return await run.resume(verify_parts, started)
         finally:
             progress.close()
@@ -228,7 +228,7 @@ async def send_shard(
 ) -> int:
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
-    async with _resumption(journal, state, plan, options, progress, file, endpoint, parts) as run:
+    async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
         ledger, todo = await run._plan_sending(await run._remote_parts(), verify_parts)
         progress.start(
             sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
@@ -238,7 +238,7 @@ async def send_shard(
 
 
 @contextlib.asynccontextmanager
-async def _resumption(
+async def _opened(
     journal: Journal,
     state: JournalState,
     plan: PartPlan,
