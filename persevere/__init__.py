@@ -8,6 +8,7 @@ The CLI (``persevere upload ...``) is a thin layer over these coroutines::
                        "dump.persevere")
 """
 
+from ._completion import UploadResult
 from ._errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -50,7 +51,6 @@ from ._sync import (
     verify_sync,
 )
 from ._upload import (
-    UploadResult,
     UploadStatus,
     create_upload,
 )

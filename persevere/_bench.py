@@ -38,6 +38,7 @@ from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
 from ._sender import MemoryLedger, PlannedParts, send
 from ._session import MultipartSession
+from ._source import PartSpec
 from ._units import format_size
 
 log = logging.getLogger("persevere")
@@ -136,21 +137,16 @@ class GeneratedSource:
     def __init__(self, pattern: DataPattern) -> None:
         self.pattern = pattern
 
-    async def prepare(
-        self,
-        number: int,
-        offset: int,
-        size: int,
-        buffer: memoryview,
-        algorithm: ChecksumAlgorithm,
-        with_md5: bool = False,  # the bench's session is pinned: never asked
-    ) -> PreparedPart:
-        digest = await anyio.to_thread.run_sync(self.pattern.checksum, offset, size, algorithm)
+    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        # (the bench's session is pinned: ``part.with_md5`` is never asked)
+        digest = await anyio.to_thread.run_sync(
+            self.pattern.checksum, part.offset, part.size, part.algorithm
+        )
 
         def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return GeneratedBody(self.pattern, offset, size, on_sent)
+            return GeneratedBody(self.pattern, part.offset, part.size, on_sent)
 
-        return PreparedPart(number, size, b64(digest), make_body)
+        return PreparedPart(part.number, part.size, b64(digest), make_body)
 
 
 def _failed(what: str, exc: TransientError, attempts: int) -> PersevereError:

@@ -20,16 +20,16 @@ from typing import Literal
 import anyio
 
 from ._checksums import ObjectChecksum, b64, get_algorithm
+from ._completion import UploadResult, endpoint_of, session_of
 from ._errors import S3Error, SourceChanged, StateFileError
-from ._journal import Journal, JournalState
+from ._journal import Header, Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._quirks import missing, object_matches, refused
 from ._retry import Call
 from ._s3 import Endpoint, open_client
-from ._shards import merge_shards
+from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile
-from ._upload import UploadResult, endpoint_of, session_of
 
 log = logging.getLogger("persevere")
 
@@ -129,13 +129,13 @@ def result_of(state: JournalState, started: float) -> UploadResult:
     )
 
 
-def changed_since(state: JournalState, recheck: Recheck) -> SourceChanged:
+def changed_since(
+    header: Header, why: str, hint: str = "upload it again, as a new upload (persevere cp does)"
+) -> SourceChanged:
     """The object is the completed upload's, but the file is not what made it any more."""
-    header = state.header
     newer = SourceChanged(
-        f"s3://{header.bucket}/{header.key} was completed from {header.file_path} as it was; "
-        f"{recheck.why}",
-        hint="upload it again, as a new upload (persevere cp does)",
+        f"s3://{header.bucket}/{header.key} was completed from {header.file_path} as it was; {why}",
+        hint=hint,
     )
     newer.next_step = None  # the upload is finished: nothing to resume or abort
     return newer

@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 
 from ._completed import recheck, result_of
+from ._completion import UploadResult
 from ._errors import (
     SourceChanged,
     StateFileError,
@@ -58,10 +59,7 @@ from ._progress import NullProgress, ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
-from ._upload import (
-    UploadResult,
-    start_upload,
-)
+from ._upload import start_upload
 
 log = logging.getLogger("persevere")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from ._completion import endpoint_of, session_of
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import JournalState, already_exists, read_state, require_regular
 from ._object_options import per_request
@@ -37,7 +38,7 @@ from ._plan import MAX_PARTS, PartPlan
 from ._retry import Call
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
-from ._upload import _prepare_start, endpoint_of, session_of
+from ._upload import _prepare_start
 from ._write_once import exists_error, key_exists
 
 log = logging.getLogger("persevere")

@@ -33,6 +33,7 @@ from pathlib import Path
 from random import Random
 from typing import BinaryIO
 
+from ._completion import UploadResult, attach_state_file
 from ._errors import Interrupted, PersevereError
 from ._journal import read_state
 from ._logs import json_lines
@@ -42,7 +43,6 @@ from ._progress import ProgressSink
 from ._resume import resume_upload
 from ._s3 import Endpoint
 from ._sync import run
-from ._upload import UploadResult, attach_state_file
 
 log = logging.getLogger("persevere")
 # Stop signals: passed on to the shards, and held in each until it can take them.
@@ -185,8 +185,7 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
                 else:
                     proc.kill()
 
-    stop_signals = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
-    before = {name: signal.signal(getattr(signal, name), pass_on) for name in stop_signals}
+    before = {signum: signal.signal(signum, pass_on) for signum in _STOP_SIGNALS}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for request in requests:
@@ -219,8 +218,8 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
             time.sleep(0.05)
         runs = [_finished(proc) for proc in procs]
     finally:
-        for name, handler in before.items():
-            signal.signal(getattr(signal, name), handler)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
     interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
     if stopped or interrupted:

@@ -22,10 +22,12 @@ What is trusted, and what is read again (the README's "resume policy"):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shlex
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,14 @@ import anyio
 
 from ._checksums import b64
 from ._completed import changed_since, recheck, result_of
+from ._completion import (
+    UploadResult,
+    attach_state_file,
+    endpoint_of,
+    make_result,
+    record_completed,
+    session_of,
+)
 from ._errors import (
     IntegrityError,
     PersevereError,
@@ -42,7 +52,15 @@ from ._errors import (
     UploadFinished,
     UploadGone,
 )
-from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, other_source
+from ._journal import (
+    Header,
+    Journal,
+    JournalLedger,
+    JournalState,
+    PartRecord,
+    other_source,
+    read_state,
+)
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
@@ -52,17 +70,11 @@ from ._reconcile import RemotePart, reconcile
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
+from ._shard_journals import merge_shards, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
+from ._stream import resume_stream
 from ._units import MiB, format_size
-from ._upload import (
-    UploadResult,
-    attach_state_file,
-    endpoint_of,
-    make_result,
-    record_completed,
-    send_and_complete,
-    session_of,
-)
+from ._upload import send_and_complete
 from ._write_once import give_up, key_exists
 
 log = logging.getLogger("persevere")
@@ -110,28 +122,13 @@ async def resume_upload(
                                                 verify_parts, started, options)  # fmt: skip
             plan = header.plan()
             if isinstance(plan, StreamSchedule):
-                from ._stream import resume_stream
-
                 async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
                     return await resume_stream(
                         session_of(c, header, options.retry), journal, header, plan,
                         state.parts, options, progress, started,
                     )  # fmt: skip
-            path = Path(file or header.file_path)
-            identity = await anyio.to_thread.run_sync(inspect_file, path)
-            with SourceFile(identity) as source:
-                where = endpoint_of(header).overridden_by(endpoint)
-                async with open_client(where, options) as client:
-                    run = _Resumption(
-                        session_of(client, header, options.retry),
-                        source,
-                        journal,
-                        state,
-                        plan,
-                        options,
-                        progress,
-                    )
-                    return await run.resume(verify_parts, started)
+            async with _opened(journal, state, plan, options, progress, file, endpoint) as run:
+                return await run.resume(verify_parts, started)
         finally:
             progress.close()
             journal.close()
@@ -162,7 +159,7 @@ async def _already_completed(
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":
-        raise changed_since(state, found)
+        raise changed_since(state.header, found.why)
     elif found.outcome != "same":
         raise UploadFinished(
             f"the upload in {state_path} completed, but {found.why}",
@@ -189,8 +186,6 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
                 f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
                 f"{shlex.quote(str(state_path))}",
             )
-        from ._shards import merge_shards, refuse_running_shards
-
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
@@ -217,6 +212,50 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         journal.close()
         raise
     return journal, state
+
+
+async def send_shard(
+    journal: Journal,
+    state: JournalState,
+    plan: PartPlan,
+    parts: range,
+    *,
+    options: UploadOptions,
+    progress: ProgressSink,
+    verify_parts: bool,
+    file: str | Path | None,
+    endpoint: Endpoint | None,
+) -> int:
+    """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
+    file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
+    async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
+        ledger, todo = await run._plan_sending(await run._remote_parts(), verify_parts)
+        progress.start(
+            sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
+        )
+        feed = PlannedParts(run.session, run.source, plan, todo)
+        return await send(run.session, ledger, options, progress, feed)
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    journal: Journal,
+    state: JournalState,
+    plan: PartPlan,
+    options: UploadOptions,
+    progress: ProgressSink,
+    file: str | Path | None,
+    endpoint: Endpoint | None,
+    only: range | None = None,
+) -> AsyncIterator[_Resumption]:
+    """The file (``file``, else the recorded path) open, and a session on the recorded endpoint
+    (``endpoint`` overrides it field by field)."""
+    header = state.header
+    identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
+    with SourceFile(identity) as source:
+        async with open_client(endpoint_of(header).overridden_by(endpoint), options) as client:
+            session = session_of(client, header, options.retry)
+            yield _Resumption(session, source, journal, state, plan, options, progress, only)
 
 
 @dataclass
@@ -259,16 +298,6 @@ class _Resumption:
         rejected = await self._adopt(ledger, adopt)
         return ledger, sorted(set(missing) | set(rejected) | set(changed))
 
-    async def send_shard(self, verify_parts: bool) -> int:
-        """A shard's parts: sent and recorded in its own journal; the bytes sent."""
-        remote = await self._remote_parts()
-        ledger, todo = await self._plan_sending(remote, verify_parts)
-        assert self.only is not None
-        total = sum(self.plan.size_of(n) for n in self.only)
-        self.progress.start(total, sum(p.size for p in ledger.parts.values()))
-        feed = PlannedParts(self.session, self.source, self.plan, todo)
-        return await send(self.session, ledger, self.options, self.progress, feed)
-
     async def resume(self, verify_parts: bool, started: float) -> UploadResult:
         try:
             return await self._resume(verify_parts, started)
@@ -283,9 +312,6 @@ class _Resumption:
             return await self._resume(True, started)
 
     def _reload(self) -> JournalState:
-        from ._journal import read_state
-        from ._shards import merge_shards
-
         state = read_state(self.journal.path)
         merge_shards(self.journal.path, state)
         return state
@@ -351,13 +377,8 @@ class _Resumption:
             self.journal, done, header.file_size, self.source.identity.as_record()
         )
         if changed:
-            newer = SourceChanged(
-                f"{self.session.where} was completed from {header.file_path} as it was; the "
-                f"file has changed since (part {changed[0]} differs)",
-                hint="upload it again, as a new upload",
-            )
-            newer.next_step = None  # the upload is finished: nothing to resume or abort
-            raise newer
+            why = f"the file has changed since (part {changed[0]} differs)"
+            raise changed_since(header, why, hint="upload it again, as a new upload")
         return make_result(
             header, self.plan.part_count, header.file_size, done, 0, started, already=True
         )

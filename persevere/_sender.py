@@ -9,7 +9,7 @@ The part size and the concurrency each travel one way, from the CLI to the Uploa
                    send(session, ledger, options, progress, feed)   (every upload, bench)
                      workers = min(concurrency, parts); one buffer each, sized here once
                                             ▼
-                   feed.next(buffer): a file's source.prepare(number, plan.offset(n), ...),
+                   feed.next(buffer): a file's source.prepare(PartSpec(n, ...), buffer),
                                       or a stream's next part (its own memory)
                                             ▼
                    session.upload_part(number, body, size, checksum)   -> UploadPart
@@ -54,21 +54,14 @@ from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._retry import TransientError, call_with_retry
 from ._session import MultipartSession
+from ._source import PartSpec
 from ._units import MiB
 
 
 class PartSource(Protocol):
     """Where parts come from: checksums them, and makes a body per attempt."""
 
-    async def prepare(
-        self,
-        number: int,
-        offset: int,
-        size: int,
-        buffer: memoryview,
-        algorithm: ChecksumAlgorithm,
-        with_md5: bool = False,
-    ) -> PreparedPart: ...
+    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart: ...
 
 
 class Ledger(Protocol):
@@ -150,10 +143,9 @@ class PlannedParts:
         if number is None:
             return None
         plan = self._plan
-        return await self._source.prepare(
-            number, plan.offset(number), plan.size_of(number), buffer,
-            self._session.algorithm, self._verifier.needs_md5(),
-        )  # fmt: skip
+        spec = PartSpec(number, plan.offset(number), plan.size_of(number),
+                        self._session.algorithm, self._verifier.needs_md5())  # fmt: skip
+        return await self._source.prepare(spec, buffer)
 
 
 class StreamedParts:

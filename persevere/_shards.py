@@ -25,31 +25,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from ._errors import (
-    PersevereError,
-    StateFileError,
-    StateFileLocked,
-    UploadFinished,
-    UsageError,
-)
-from ._journal import Journal, JournalState, read_state
+from ._completion import attach_state_file
+from ._errors import PersevereError, UsageError
+from ._journal import read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
-from ._platform import lock_exclusive
 from ._progress import NullProgress, ProgressSink
-from ._s3 import Endpoint, open_client
-from ._source import SourceFile, inspect_file
+from ._resume import send_shard
+from ._s3 import Endpoint
+from ._shard_journals import open_shard_journal
 
 log = logging.getLogger("persevere")
-
-_SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +61,6 @@ def shard_range(part_count: int, shard: int, shards: int) -> range:
     return range(start + 1, start + base + (1 if shard < extra else 0) + 1)
 
 
-def shard_journal(state_path: Path, shard: int, shards: int) -> Path:
-    return state_path.with_name(f"{state_path.name}.shard-{shard}-of-{shards}")
-
-
 def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
     """(index, count) from a Kubernetes Indexed Job or a Slurm job array, if running in one."""
     if "JOB_COMPLETION_INDEX" in os.environ and shards:
@@ -83,52 +71,6 @@ def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
         if count:
             return int(os.environ["SLURM_ARRAY_TASK_ID"]) - first, count
     return None
-
-
-def _shard_journals(state_path: Path) -> list[Path]:
-    paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
-    # Regular files only: opening a FIFO that took a shard journal's name would block.
-    return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
-
-
-def refuse_running_shards(state_path: Path) -> None:
-    """Completion must wait for the shards still running (each holds its journal's lock): one
-    completed under it would then fail, and an Indexed Job count that as a failure."""
-    for path in _shard_journals(state_path):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue  # gone or unreadable: merge_shards says so
-        try:
-            if not lock_exclusive(fd):
-                raise StateFileLocked(
-                    f"shard journal {path.name} is in use: that shard is still running",
-                    hint="wait for it to finish (or stop it), then complete the upload",
-                )
-        finally:
-            os.close(fd)  # releases the lock at once
-
-
-def merge_shards(state_path: Path, state: JournalState) -> None:
-    """Add to ``state`` the parts its shards' journals recorded (the main journal's own records
-    win: they are newer). A shard journal that cannot be read is skipped with a warning: its
-    parts are rebuilt from ListParts and the file's bytes, like any unrecorded part."""
-    for path in _shard_journals(state_path):
-        try:
-            shard = read_state(path)
-        except StateFileError as exc:
-            log.warning("%s (its parts are rebuilt from S3 and the file)", exc)
-            continue
-        if shard.header.upload_id != state.header.upload_id:
-            log.warning("%s belongs to another upload: ignored", path)
-            continue
-        taken = []
-        for number, part in shard.parts.items():
-            if number not in state.parts and number not in state.invalid:
-                state.parts[number] = part
-                taken.append(number)
-        if taken:
-            state.from_shards[str(path)] = taken
 
 
 async def upload_shard(
@@ -146,9 +88,6 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    from ._resume import _Resumption
-    from ._upload import attach_state_file, endpoint_of, session_of
-
     options = options or UploadOptions()
     progress = progress or NullProgress()
     options.validate()
@@ -174,17 +113,13 @@ async def upload_shard(
             log.warning("the upload in %s already completed: nothing left for shard %d/%d",
                         state_path, shard, shards)  # fmt: skip
             return ShardResult(shard, shards, parts, 0, time.monotonic() - started)
-        journal, state = await anyio.to_thread.run_sync(_open_shard, state_path, shard, shards)
+        journal, state = await anyio.to_thread.run_sync(
+            open_shard_journal, state_path, shard, shards
+        )
         try:
-            identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
-            with SourceFile(identity) as source:
-                where = endpoint_of(header).overridden_by(endpoint)
-                async with open_client(where, options) as client:
-                    run = _Resumption(
-                        session_of(client, header, options.retry), source, journal, state, plan,
-                        options, progress, only=parts,
-                    )  # fmt: skip
-                    sent = await run.send_shard(verify_parts)
+            sent = await send_shard(journal, state, plan, parts, options=options,
+                                    progress=progress, verify_parts=verify_parts, file=file,
+                                    endpoint=endpoint)  # fmt: skip
         finally:
             progress.close()
             journal.close()
@@ -192,22 +127,3 @@ async def upload_shard(
         attach_state_file(exc, state_path)
         raise
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)
-
-
-def _open_shard(state_path: Path, shard: int, shards: int) -> tuple[Journal, JournalState]:
-    """The shard's own journal: created with a copy of the header, or opened (and locked)."""
-    main = read_state(state_path)
-    if main.finished is not None:
-        raise UploadFinished(f"the upload in {state_path} is already {main.finished}")
-    path = shard_journal(state_path, shard, shards)
-    if path.exists():
-        journal, state = Journal.open(path)
-        if state.header.upload_id == main.header.upload_id:
-            return journal, state
-        # Left by an earlier upload under the same state file name: never send to that one.
-        log.warning("%s belongs to another upload: replaced", path)
-        journal.discard()
-    journal = Journal.create(path)
-    journal.write_header(main.header)
-    journal.close()
-    return Journal.open(path)

@@ -178,6 +178,17 @@ def size_is_true(path: Path, size: int) -> bool:
         return True  # the upload's own open says why
 
 
+@dataclass(frozen=True, slots=True)
+class PartSpec:
+    """A part of a planned source to prepare: where it lies, and how it is checksummed."""
+
+    number: int
+    offset: int
+    size: int
+    algorithm: ChecksumAlgorithm
+    with_md5: bool = False  # Content-MD5 mode: the verifier needs the part's MD5 too
+
+
 class SourceFile:
     """An open file to upload. ``read_into``/``hash_range`` block: call them from a thread.
 
@@ -208,15 +219,8 @@ class SourceFile:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def prepare(
-        self,
-        number: int,
-        offset: int,
-        size: int,
-        buffer: memoryview,
-        algorithm: ChecksumAlgorithm,
-        with_md5: bool = False,
-    ) -> PreparedPart:
+    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        offset, size, algorithm, with_md5 = part.offset, part.size, part.algorithm, part.with_md5
         md5: bytes | None = None
         if size <= len(buffer):
             view = buffer[:size]
@@ -240,11 +244,11 @@ class SourceFile:
 
             checksum = b64(digest)
             return PreparedPart(
-                number, size, checksum, make_body,
+                part.number, size, checksum, make_body,
                 recheck=lambda: self.still_reads(offset, size, checksum, algorithm), md5=md5,
             )  # fmt: skip
 
-        return PreparedPart(number, size, b64(digest), make_body, md5=md5)
+        return PreparedPart(part.number, size, b64(digest), make_body, md5=md5)
 
     def check_unchanged(self) -> None:
         """Before completing: the file must be as it was when its parts were read."""

@@ -37,6 +37,8 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, b64
+from ._completion import UploadResult, attach_state_file, complete, make_result, record_completed
+from ._create import created
 from ._errors import S3Error, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
@@ -50,14 +52,6 @@ from ._s3 import Endpoint
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._units import MiB, format_size
-from ._upload import (
-    UploadResult,
-    attach_state_file,
-    complete,
-    created,
-    make_result,
-    record_completed,
-)
 
 log = logging.getLogger("persevere")
 

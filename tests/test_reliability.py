@@ -312,9 +312,9 @@ async def test_a_slow_create_is_waited_for_not_cut(s3_env, s3_server, bucket, s3
                                                    make_file, tmp_path, monkeypatch):  # fmt: skip
     """Only a Ctrl-C time-boxes CreateMultipartUpload: cutting a slow one and asking again
     would leave an upload nobody records."""
-    from persevere import _upload
+    from persevere import _create
 
-    monkeypatch.setattr(_upload, "CREATE_SHIELD_S", 0.3)
+    monkeypatch.setattr(_create, "CREATE_SHIELD_S", 0.3)
     plan = lambda n: Fault("stall", at_byte=0, stall_s=1) if n == 0 else NO_FAULT  # noqa: E731
     with FaultProxy(upstream(s3_server), plan) as proxy:
         await persevere.upload_file(

@@ -1,0 +1,180 @@
+"""The end every upload shares: complete, check the object, record it, and say what was made.
+
+A file (start or resume), a stream and the completion of a sharded upload all finish here:
+CompleteMultipartUpload with its write-once refusal and its lost answers (:func:`complete`),
+the HeadObject check (:func:`check_object`), the journal's last line (:func:`record_completed`)
+and the :class:`UploadResult`. The session and the endpoint a state file's header describes
+are made here too, for every command that continues an upload (:func:`session_of`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from ._checksums import get_algorithm
+from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritable, UploadGone
+from ._journal import Header, Journal, JournalLedger, SourceRecord
+from ._object_options import per_request
+from ._quirks import ETag, is_write_conflict
+from ._retry import RetryPolicy
+from ._s3 import Endpoint, S3Client
+from ._session import Completed, MultipartSession
+from ._write_once import give_up
+
+log = logging.getLogger("persevere")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    bucket: str
+    key: str
+    upload_id: str
+    size: int
+    part_count: int
+    etag: str
+    checksum_algorithm: str
+    checksum: str | None
+    bytes_sent: int  # by this run (resumed parts are not counted)
+    elapsed_s: float
+    already_completed: bool = False  # resume found the object completed by an earlier run
+
+
+def attach_state_file(exc: PersevereError, state_file: Path) -> None:
+    """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
+    exc.state_file = str(state_file)
+
+
+def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:
+    return MultipartSession(
+        client,
+        header.bucket,
+        header.key,
+        header.upload_id,
+        get_algorithm(header.checksum_algorithm),
+        retry=retry,
+        per_request=per_request(header.object_options),
+        pinned=header.checksum_pinned,
+        no_overwrite=header.no_overwrite,
+    )
+
+
+def endpoint_of(header: Header) -> Endpoint:
+    return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
+
+
+async def complete(
+    session: MultipartSession, ledger: JournalLedger, part_count: int, size: int
+) -> Completed:
+    """CompleteMultipartUpload with parts 1..part_count, then the object checked."""
+    parts = [ledger.parts[n] for n in range(1, part_count + 1)]
+    try:
+        done = await session.complete(parts, size)
+    except UploadGone:
+        # A previous attempt may have completed it and lost the answer.
+        done = session.expected(parts)
+        if not await session.holds(done, size):
+            raise
+    except S3Error as exc:
+        if not (session.no_overwrite and is_write_conflict(exc)):
+            raise
+        # The key exists: this upload's own object (an attempt completed it, its answer
+        # lost), or another writer's, which stays (see _write_once).
+        done = session.expected(parts)
+        if not await session.holds(done, size):
+            await give_up(session, ledger.journal, f"completion refused: {exc.code}")
+        with contextlib.suppress(PersevereError):
+            await session.abort()  # 412 leaves the upload in place: free its parts
+    else:
+        await check_object(session, done, size)
+    return done
+
+
+async def check_object(session: MultipartSession, done: Completed, size: int) -> None:
+    """HeadObject after completion: size and stored checksum must be ours.
+
+    Needs s3:GetObject; without it the check is skipped with a warning (the parts and
+    CompleteMultipartUpload were already verified by S3).
+    """
+    try:
+        head = await session.head_object()
+    except S3Error as exc:
+        log.warning("could not check the completed object (%s); S3 verified every part", exc)
+        return
+    stored_size = int(head.get("ContentLength", -1))
+    stored = head.get(session.algorithm.param)
+    if stored_size != size or (stored is not None and not done.checksum.matches(stored)):
+        raise IntegrityError(
+            f"{session.where} after completion has size {stored_size} and checksum {stored}; "
+            f"expected {size} and {done.checksum}",
+            hint="delete the object and upload it again",
+        )
+    if done.expected_etag and not ETag(done.expected_etag).same(done.etag):
+        if ETag.proves_content(head):
+            # Not an error: S3-compatible servers may compute ETags their own way; the
+            # checksum comparison above is the authority.
+            log.warning(
+                "S3 returned ETag %s; the parts' MD5s give %s", done.etag, done.expected_etag
+            )
+
+
+async def record_completed(
+    journal: Journal, done: Completed, size: int, source: SourceRecord
+) -> None:
+    """The final line, after the identity of the file the object now equals (when it is not
+    the one already recorded). The object is complete and verified whatever happens here: a
+    state file that cannot take these lines (disk full) is a warning, and a later resume,
+    finding the upload complete on S3, records it."""
+
+    def append() -> None:
+        if journal.source != source:
+            journal.append_source(source)
+        journal.append_outcome(
+            "completed",
+            etag=done.etag,
+            expected_etag=done.expected_etag,
+            checksum=str(done.checksum),
+            size=size,
+            at=now(),
+        )
+
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(append)
+    except StateFileUnwritable as exc:
+        log.warning("the object is complete and verified, but %s (a resume records it)", exc)
+
+
+def make_result(
+    header: Header,
+    part_count: int,
+    size: int,
+    done: Completed,
+    bytes_sent: int,
+    started: float,
+    *,
+    already: bool = False,
+) -> UploadResult:
+    return UploadResult(
+        bucket=header.bucket,
+        key=header.key,
+        upload_id=header.upload_id,
+        size=size,
+        part_count=part_count,
+        etag=done.etag,
+        checksum_algorithm=header.checksum_algorithm,
+        checksum=str(done.checksum),
+        bytes_sent=bytes_sent,
+        elapsed_s=time.monotonic() - started,
+        already_completed=already,
+    )

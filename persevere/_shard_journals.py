@@ -1,0 +1,91 @@
+"""The journals of a sharded upload's shards: named beside the state file, each a shard's own.
+
+Every shard (:mod:`._shards`) records its parts in ``STATE.shard-I-of-N``, a journal of its own
+that starts with a copy of the upload's header. Whoever completes the upload (resume, ``cp``)
+or reports on it (status, a completed upload re-checked) merges them into the main journal's
+state; completion is refused while a shard still holds its journal's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from ._errors import StateFileError, StateFileLocked, UploadFinished
+from ._journal import Journal, JournalState, read_state
+from ._platform import lock_exclusive
+
+log = logging.getLogger("persevere")
+
+_SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)$")
+
+
+def shard_journal(state_path: Path, shard: int, shards: int) -> Path:
+    return state_path.with_name(f"{state_path.name}.shard-{shard}-of-{shards}")
+
+
+def _shard_journals(state_path: Path) -> list[Path]:
+    paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
+    # Regular files only: opening a FIFO that took a shard journal's name would block.
+    return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
+
+
+def refuse_running_shards(state_path: Path) -> None:
+    """Completion must wait for the shards still running (each holds its journal's lock): one
+    completed under it would then fail, and an Indexed Job count that as a failure."""
+    for path in _shard_journals(state_path):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # gone or unreadable: merge_shards says so
+        try:
+            if not lock_exclusive(fd):
+                raise StateFileLocked(
+                    f"shard journal {path.name} is in use: that shard is still running",
+                    hint="wait for it to finish (or stop it), then complete the upload",
+                )
+        finally:
+            os.close(fd)  # releases the lock at once
+
+
+def merge_shards(state_path: Path, state: JournalState) -> None:
+    """Add to ``state`` the parts its shards' journals recorded (the main journal's own records
+    win: they are newer). A shard journal that cannot be read is skipped with a warning: its
+    parts are rebuilt from ListParts and the file's bytes, like any unrecorded part."""
+    for path in _shard_journals(state_path):
+        try:
+            shard = read_state(path)
+        except StateFileError as exc:
+            log.warning("%s (its parts are rebuilt from S3 and the file)", exc)
+            continue
+        if shard.header.upload_id != state.header.upload_id:
+            log.warning("%s belongs to another upload: ignored", path)
+            continue
+        taken = []
+        for number, part in shard.parts.items():
+            if number not in state.parts and number not in state.invalid:
+                state.parts[number] = part
+                taken.append(number)
+        if taken:
+            state.from_shards[str(path)] = taken
+
+
+def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journal, JournalState]:
+    """The shard's own journal: created with a copy of the header, or opened (and locked)."""
+    main = read_state(state_path)
+    if main.finished is not None:
+        raise UploadFinished(f"the upload in {state_path} is already {main.finished}")
+    path = shard_journal(state_path, shard, shards)
+    if path.exists():
+        journal, state = Journal.open(path)
+        if state.header.upload_id == main.header.upload_id:
+            return journal, state
+        # Left by an earlier upload under the same state file name: never send to that one.
+        log.warning("%s belongs to another upload: replaced", path)
+        journal.discard()
+    journal = Journal.create(path)
+    journal.write_header(main.header)
+    journal.close()
+    return Journal.open(path)
