@@ -82,6 +82,14 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
+def _reported(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, one of persevere's own errors reported (:func:`_fail`)."""
+    try:
+        return fn(*args, **kwargs)
+    except _errors.PersevereError as exc:
+        _fail(exc)
+
+
 def _json_error(exc: _errors.PersevereError, message: str, command: str | None) -> None:
     """Under --json, the error is also the one JSON document on stdout: a script that parses
     stdout always gets one (the exit code is the same)."""
