@@ -357,7 +357,7 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
     if json_output:
-        _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
+        _emit_json(fields)
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"

@@ -129,11 +129,8 @@ def _verify(endpoint: Endpoint) -> str | bool | None:
     it follows a region redirect), yet aiobotocore would load the whole CA store for it in a
     worker thread before the first request (about 20 ms of CPU).
     """
-    if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
-        return False
-    if not endpoint.verify_ssl:
-        return False
-    return endpoint.ca_bundle
+    plain = bool(endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"))
+    return False if plain or not endpoint.verify_ssl else endpoint.ca_bundle
 
 
 def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
