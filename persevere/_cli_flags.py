@@ -521,13 +521,6 @@ _STREAM_FLAGS = {"part_size": "--part-size", "max_parts": "--max-parts", "shards
                  "dry_run": "--dry-run"}  # fmt: skip
 
 
-def _insecure() -> Any:
-    """The override of a command given --no-verify-ssl (the warning said once, elsewhere)."""
-    from ._s3 import Endpoint
-
-    return Endpoint(verify_ssl=False)
-
-
 # -- URL arguments: FILE s3://BUCKET/KEY, or the original tool's long flags -----------------
 FileArg = Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)]
 BucketUrlArg = Annotated[

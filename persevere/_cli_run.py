@@ -78,7 +78,9 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     else:
         for line in lines:
             _say(f"persevere: {line}")
-    _json_error(exc, f"{where}{exc.message}", command)
+    if _json_output:  # the one JSON document on stdout too: a script parsing it always gets one
+        _emit_json({"error": f"{where}{exc.message}", "exit_code": exc.exit_code,
+                    "hint": exc.hint, "next_command": command})  # fmt: skip
     raise typer.Exit(exc.exit_code)
 
 
@@ -88,16 +90,6 @@ def _reported(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except _errors.PersevereError as exc:
         _fail(exc)
-
-
-def _json_error(exc: _errors.PersevereError, message: str, command: str | None) -> None:
-    """Under --json, the error is also the one JSON document on stdout: a script that parses
-    stdout always gets one (the exit code is the same)."""
-    if not _json_output:
-        return
-    _emit_json(
-        {"error": message, "exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
-    )
 
 
 def _usage_error(message: str, flag: str | None = None) -> NoReturn:

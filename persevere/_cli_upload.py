@@ -33,7 +33,6 @@ from ._cli_flags import (
     StateFileOpt,
     TransferFlags,
     VerifyPartsOpt,
-    _insecure,
     _target,
 )
 from ._cli_run import (
@@ -158,8 +157,11 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        # --no-verify-ssl is never recorded: the shards and the completion are given it too.
-        insecure = _insecure() if endpoint_flags.no_verify_ssl else None
+        from ._s3 import Endpoint
+
+        # --no-verify-ssl is never recorded: the shards and the completion are given it too
+        # (the warning was said once, as the endpoint was made).
+        insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
         _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
                                started=started)  # fmt: skip
         return

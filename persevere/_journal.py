@@ -274,7 +274,6 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 raise StateFileError(f"{where} is not a journal record")
         except StateFileError:
             state.damaged_lines.append(index)
-        state.valid_length = offset
     assert state is not None
     state.valid_length = offset
     state.torn_tail = torn
