@@ -291,15 +291,20 @@ async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 async def request(
-    what: str, call: Callable[[], Awaitable[T]], *, retry: RetryPolicy | None = None
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    retry: RetryPolicy | None = None,
+    exhausted: Callable[[TransientError, int], PersevereError] | None = None,
 ) -> T:
-    """An S3 request outside an upload, retried by ``retry`` (default ``Call.LOOKUP``'s)."""
+    """An S3 request, retried by ``retry`` (default ``Call.LOOKUP``'s, for a request outside
+    an upload); ``exhausted`` makes the error of a budget run out (default: an S3Error)."""
 
-    def exhausted(exc: TransientError, tries: int) -> PersevereError:
+    def failed(exc: TransientError, tries: int) -> PersevereError:
         return S3Error(f"{what} failed {tries} times: {exc}")
 
     retry = retry or policy(Call.LOOKUP)
-    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted)
+    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted or failed)
 
 
 async def pages(
