@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, checksum_type
@@ -321,13 +321,10 @@ class MultipartSession:
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
-        return cast(
-            Mapping[str, Any],
-            await self.call(
-                "HeadObject",
-                lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED"),
-            ),
+        head: Mapping[str, Any] = await self.call(
+            "HeadObject", lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED")
         )
+        return head
 
     async def holds(self, expected: Completed, size: int) -> bool:
         """Is the object there with this size and checksum (or ETag)? For an upload whose
