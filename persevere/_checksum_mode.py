@@ -97,9 +97,7 @@ class PartVerifier:
     # -- preparing and sending a part -----------------------------------------------------------
     def needs_md5(self) -> bool:
         """Whether a part prepared now must carry its MD5 (read once, both digests computed)."""
-        if self.pinned:
-            return False
-        return self.proof is not Proof.ECHO
+        return not self.pinned and self.proof is not Proof.ECHO
 
     def request_fields(self, digests: PartDigests) -> dict[str, str]:
         """UploadPart parameters proving the part's bytes: the checksum, Content-MD5, or both."""

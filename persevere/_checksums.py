@@ -176,9 +176,8 @@ class ObjectChecksum:
     ) -> ObjectChecksum:
         """From ``(base64 part checksum, part size)`` pairs in order, without reading bytes."""
         pairs = [(unb64(checksum), size) for checksum, size in parts]
-        if composite:
-            return cls(algorithm, b64(algorithm.combine(pairs, composite=True)), len(pairs))
-        return cls(algorithm, b64(algorithm.combine(pairs)))
+        combined = b64(algorithm.combine(pairs, composite=composite))
+        return cls(algorithm, combined, len(pairs) if composite else None)
 
     def matches(self, stated: object) -> bool:
         """Whether a checksum an endpoint states (Complete's answer, HeadObject) is this one.

@@ -27,9 +27,8 @@ from typing import Annotated, Literal
 import click
 import typer
 
-from . import _errors
 from ._cli_admin import abort, bench, list_uploads, status, verify
-from ._cli_run import _STOP_SIGNALS, _exit_code, _fail, _say
+from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
 from ._cli_upload import cp, resume, shard, start
 from ._platform import require_supported
 from ._version import __version__
@@ -87,10 +86,7 @@ def _root(
     detail = verbose or log_format == "json"
     setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
           json_lines=log_format == "json")  # fmt: skip
-    try:
-        require_supported()  # Windows: one line before any command starts (._platform)
-    except _errors.UsageError as exc:
-        _fail(exc)
+    _reported(require_supported)  # Windows: one line before any command starts (._platform)
 
 
 # The commands, in the order help lists them: each a plain function of its own module.

@@ -24,7 +24,7 @@ import typer
 
 from . import _errors
 from ._checksums import AlgorithmName
-from ._cli_run import _fail, _note_json, _usage_error
+from ._cli_run import _note_json, _reported, _usage_error
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY
 from ._units import parse_duration, parse_size
@@ -416,11 +416,8 @@ class EndpointFlags:
     def endpoint(self) -> Any:
         from ._s3 import Endpoint
 
-        try:
-            where = (self.endpoint_url, self.region, self.profile, self.ca_bundle)
-            endpoint = Endpoint.from_environment(*where, verify_ssl=not self.no_verify_ssl)
-        except _errors.UsageError as exc:
-            _fail(exc)
+        where = (self.endpoint_url, self.region, self.profile, self.ca_bundle)
+        endpoint = _reported(Endpoint.from_environment, *where, verify_ssl=not self.no_verify_ssl)
         if self.no_verify_ssl:
             _warn_insecure()
         return endpoint
@@ -437,10 +434,7 @@ class EndpointFlags:
             given = EndpointFlags(ca_bundle=ca_bundle, no_verify_ssl=self.no_verify_ssl)
             ca_bundle = given.endpoint().ca_bundle
         where = (self.endpoint_url, self.region, self.profile, ca_bundle)
-        try:
-            return Endpoint(*where, not self.no_verify_ssl)
-        except _errors.UsageError as exc:  # the URL is checked as the endpoint is made
-            _fail(exc)
+        return _reported(Endpoint, *where, not self.no_verify_ssl)  # the URL checked as made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -480,10 +474,7 @@ class ObjectFlags:
 
         values = dataclasses.asdict(self)
         values.update(metadata=self.metadata or (), tagging=self.tagging or ())
-        try:
-            return build_object_options(file, **values)
-        except _errors.UsageError as exc:
-            _fail(exc)
+        return _reported(build_object_options, file, **values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,22 +513,12 @@ class SendFlags:
             request.refuse_for_stream(dry_run=dry_run)
         except _errors.UsageError as exc:
             _usage_error(exc.message, _STREAM_FLAGS[exc.param or ""])
-        try:
-            request.check()
-        except _errors.PersevereError as exc:
-            _fail(exc)
+        _reported(request.check)
         return request
 
 
 _STREAM_FLAGS = {"part_size": "--part-size", "max_parts": "--max-parts", "shards": "FILE",
                  "dry_run": "--dry-run"}  # fmt: skip
-
-
-def _insecure() -> Any:
-    """The override of a command given --no-verify-ssl (the warning said once, elsewhere)."""
-    from ._s3 import Endpoint
-
-    return Endpoint(verify_ssl=False)
 
 
 # -- URL arguments: FILE s3://BUCKET/KEY, or the original tool's long flags -----------------

@@ -78,18 +78,18 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     else:
         for line in lines:
             _say(f"persevere: {line}")
-    _json_error(exc, f"{where}{exc.message}", command)
+    if _json_output:  # the one JSON document on stdout too: a script parsing it always gets one
+        _emit_json({"error": f"{where}{exc.message}", "exit_code": exc.exit_code,
+                    "hint": exc.hint, "next_command": command})  # fmt: skip
     raise typer.Exit(exc.exit_code)
 
 
-def _json_error(exc: _errors.PersevereError, message: str, command: str | None) -> None:
-    """Under --json, the error is also the one JSON document on stdout: a script that parses
-    stdout always gets one (the exit code is the same)."""
-    if not _json_output:
-        return
-    _emit_json(
-        {"error": message, "exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
-    )
+def _reported(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, one of persevere's own errors reported (:func:`_fail`)."""
+    try:
+        return fn(*args, **kwargs)
+    except _errors.PersevereError as exc:
+        _fail(exc)
 
 
 def _usage_error(message: str, flag: str | None = None) -> NoReturn:
@@ -349,7 +349,7 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
     if json_output:
-        _emit_json({**dataclasses.asdict(result), "state_file": str(state_file.absolute())})
+        _emit_json(fields)
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"

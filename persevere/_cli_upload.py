@@ -33,15 +33,14 @@ from ._cli_flags import (
     StateFileOpt,
     TransferFlags,
     VerifyPartsOpt,
-    _insecure,
     _target,
 )
 from ._cli_run import (
     _emit_json,
-    _fail,
     _print_dry_run,
     _print_result,
     _progress,
+    _reported,
     _run,
     _usage_error,
 )
@@ -54,10 +53,7 @@ def _source(file: Path) -> Any:
     redirected into standard input."""
     from ._request import resolve_source
 
-    try:
-        return resolve_source(file)
-    except _errors.UsageError as exc:
-        _fail(exc)
+    return _reported(resolve_source, file)
 
 
 def _plan_of(request: Any) -> Any:
@@ -161,8 +157,11 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        # --no-verify-ssl is never recorded: the shards and the completion are given it too.
-        insecure = _insecure() if endpoint_flags.no_verify_ssl else None
+        from ._s3 import Endpoint
+
+        # --no-verify-ssl is never recorded: the shards and the completion are given it too
+        # (the warning was said once, as the endpoint was made).
+        insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
         _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
                                started=started)  # fmt: skip
         return
@@ -278,12 +277,9 @@ def resume(
         from ._journal import read_state
         from ._processes import shard_count
 
-        try:
-            state = read_state(state_file)
-            if state.finished is None and not state.header.stream:
-                processes = shard_count(state_file, processes)  # as made; no more than its parts
-        except _errors.PersevereError as exc:
-            _fail(exc)
+        state = _reported(read_state, state_file)
+        if state.finished is None and not state.header.stream:  # as made; no more than its parts
+            processes = _reported(shard_count, state_file, processes)
         if state.finished is None:  # finished: nothing to split, the resume below says how
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
@@ -345,10 +341,7 @@ def shard(
     from ._journal import read_state
     from ._shards import shard_from_environment, upload_shard
 
-    try:
-        recorded = read_state(state_file).header.shards
-    except _errors.PersevereError as exc:
-        _fail(exc)
+    recorded = _reported(read_state, state_file).header.shards
     if shard_spec is not None:
         index_text, _, count_text = shard_spec.partition("/")
         try:
@@ -424,13 +417,10 @@ def _complete_in_processes(
     completion run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
     from ._processes import upload_in_processes
 
-    try:
-        result = upload_in_processes(
-            state_file, processes, options=transfer.options(), endpoint=overrides,
-            verify_parts=verify_parts, file=file, started=started,
-            progress=_progress(not no_progress and not json_output, "complete"),
-            runner=lambda complete: _run(complete, resumable_state=state_file),
-        )  # fmt: skip
-    except _errors.PersevereError as exc:
-        _fail(exc)
+    result = _reported(
+        upload_in_processes, state_file, processes, options=transfer.options(),
+        endpoint=overrides, verify_parts=verify_parts, file=file, started=started,
+        progress=_progress(not no_progress and not json_output, "complete"),
+        runner=lambda complete: _run(complete, resumable_state=state_file),
+    )  # fmt: skip
     _print_result(result, json_output, state_file)

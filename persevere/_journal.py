@@ -24,9 +24,9 @@ import os
 import shlex
 import stat
 import threading
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -43,6 +43,8 @@ from ._platform import full_fsync, lock_exclusive, require_supported
 
 FORMAT = "persevere-journal"
 FORMAT_VERSION = 1
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,47 +193,25 @@ def _parse_header(record: Any, where: str) -> Header:
             f"{where} was written by a newer persevere (format {version}; this one reads "
             f"{FORMAT_VERSION}): upgrade persevere to resume it"
         )
-    fields = {}
-    for name, spec in Header.__dataclass_fields__.items():
-        if name in record:
-            fields[name] = record[name]
-        elif spec.default is MISSING:
-            raise StateFileError(f"{where}: header lacks {name!r}")
-    header = Header(**fields)
-    for name in ("file_size", "mtime_ns", "part_size"):
-        if not isinstance(getattr(header, name), int):
-            raise StateFileError(f"{where}: header field {name!r} is not an integer")
-    for name in ("bucket", "key", "upload_id", "file_path", "checksum_algorithm"):
-        if not isinstance(getattr(header, name), str):
-            raise StateFileError(f"{where}: header field {name!r} is not a string")
-    return header
+    return _typed(Header, record, f"{where}: header")
 
 
-def _parse_part(record: dict[str, Any], where: str) -> PartRecord:
-    try:
-        part = PartRecord(
-            part_number=record["part_number"],
-            etag=record["etag"],
-            checksum=record["checksum"],
-            size=record["size"],
-        )
-    except KeyError as exc:
-        raise StateFileError(f"{where}: part record lacks {exc.args[0]!r}") from None
-    if not (isinstance(part.part_number, int) and isinstance(part.size, int)):
-        raise StateFileError(f"{where}: part number and size must be integers")
-    if not (isinstance(part.etag, str) and isinstance(part.checksum, str)):
-        raise StateFileError(f"{where}: part ETag and checksum must be strings")
-    return part
-
-
-def _parse_source(record: dict[str, Any], where: str) -> SourceRecord:
-    try:
-        source = SourceRecord(**{k: v for k, v in record.items() if k not in ("type", "invalid")})
-    except TypeError:
-        raise StateFileError(f"{where}: malformed source record") from None
-    if not (isinstance(source.file_size, int) and isinstance(source.mtime_ns, int)):
-        raise StateFileError(f"{where}: source size and mtime must be integers")
-    return source
+def _typed(cls: type[R], record: dict[str, Any], what: str) -> R:
+    """``record``'s fields of the dataclass ``cls``: each one without a default present, and
+    each one declared ``int`` or ``str`` of that type (a damaged or edited line is refused,
+    never half-read); keys the dataclass does not have are ignored."""
+    values = {}
+    for spec in fields(cls):  # type: ignore[arg-type]
+        if spec.name not in record:
+            if spec.default is MISSING:
+                raise StateFileError(f"{what} lacks {spec.name!r}")
+            continue
+        value = values[spec.name] = record[spec.name]
+        if spec.type == "int" and not isinstance(value, int):
+            raise StateFileError(f"{what} field {spec.name!r} is not an integer")
+        if spec.type == "str" and not isinstance(value, str):
+            raise StateFileError(f"{what} field {spec.name!r} is not a string")
+    return cls(**values)
 
 
 def replay(data: bytes, name: str = "state file") -> JournalState:
@@ -277,12 +257,12 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             raise StateFileError(f"{where} follows the upload's final '{state.finished}' record")
         try:
             if kind == "part":
-                part = _parse_part(record, where)
+                part = _typed(PartRecord, record, f"{where}: part record")
                 # A later line for the same part wins: it was uploaded again after S3 lost it.
                 state.parts[part.part_number] = part
                 state.invalid.discard(part.part_number)
             elif kind == "source":
-                state.source = _parse_source(record, where)
+                state.source = _typed(SourceRecord, record, f"{where}: source record")
                 # Parts found to differ from the file when it was checked: not done any more
                 # (until a later line records them sent again).
                 for number in record.get("invalid") or []:
@@ -294,7 +274,6 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 raise StateFileError(f"{where} is not a journal record")
         except StateFileError:
             state.damaged_lines.append(index)
-        state.valid_length = offset
     assert state is not None
     state.valid_length = offset
     state.torn_tail = torn

@@ -79,12 +79,9 @@ def build_object_options(
     """
     options: dict[str, Any] = {}
     if storage_class is not None:
-        value = storage_class.upper()
-        if value not in STORAGE_CLASSES:
-            raise UsageError(
-                f"unknown storage class {storage_class!r} (one of {', '.join(STORAGE_CLASSES)})"
-            )
-        options["StorageClass"] = value
+        options["StorageClass"] = _one_of(
+            storage_class, STORAGE_CLASSES, "storage class", upper=True
+        )
     options["ContentType"] = content_type or guess_content_type(file.name)
     if content_encoding is not None:
         options["ContentEncoding"] = content_encoding
@@ -95,17 +92,13 @@ def build_object_options(
             f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in tags.items()
         )
     if sse is not None:
-        if sse not in SSE_MODES:
-            raise UsageError(f"unknown --sse {sse!r} (one of {', '.join(SSE_MODES)})")
-        options["ServerSideEncryption"] = sse
+        options["ServerSideEncryption"] = _one_of(sse, SSE_MODES, "--sse")
     if sse_kms_key_id is not None:
         if not (sse or "").startswith("aws:kms"):
             raise UsageError("--sse-kms-key-id needs --sse aws:kms")
         options["SSEKMSKeyId"] = sse_kms_key_id
     if acl is not None:
-        if acl not in ACLS:
-            raise UsageError(f"unknown --acl {acl!r} (one of {', '.join(ACLS)})")
-        options["ACL"] = acl
+        options["ACL"] = _one_of(acl, ACLS, "--acl")
     if expected_bucket_owner is not None:
         if not (expected_bucket_owner.isdigit() and len(expected_bucket_owner) == 12):
             raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
@@ -119,6 +112,14 @@ def build_object_options(
     return options
 
 
+def _one_of(given: str, choices: tuple[str, ...], what: str, *, upper: bool = False) -> str:
+    """``given`` (upper-cased if ``upper``), if it is one of ``choices``."""
+    value = given.upper() if upper else given
+    if value not in choices:
+        raise UsageError(f"unknown {what} {given!r} (one of {', '.join(choices)})")
+    return value
+
+
 def _object_lock(
     mode: str | None, until: str | datetime | None, legal_hold: str | None
 ) -> dict[str, Any]:
@@ -129,16 +130,12 @@ def _object_lock(
             "mode until a date)"
         )
     if mode is not None and until is not None:
-        if mode.upper() not in LOCK_MODES:
-            raise UsageError(
-                f"unknown --object-lock-mode {mode!r} (one of {', '.join(LOCK_MODES)})"
-            )
+        options["ObjectLockMode"] = _one_of(mode, LOCK_MODES, "--object-lock-mode", upper=True)
         when = until if isinstance(until, datetime) else parse_retain_until(until)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         if when <= datetime.now(UTC):
             raise UsageError(f"--object-lock-retain-until {when.isoformat()} is not in the future")
-        options["ObjectLockMode"] = mode.upper()
         # Recorded in the journal as text; botocore accepts ISO 8601 for the timestamp.
         options["ObjectLockRetainUntilDate"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if legal_hold is not None:

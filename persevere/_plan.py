@@ -60,16 +60,7 @@ def auto_part_size(file_size: int, max_parts: int = MAX_PARTS) -> int:
     """The smallest MiB-aligned size >= 8 MiB that keeps the file within ``max_parts`` parts
     (S3's 10,000, or fewer for endpoints that allow fewer: Scaleway allows 1,000)."""
     needed = -(-file_size // max_parts)
-    size = max(DEFAULT_MIN_AUTO_PART_SIZE, -(-needed // MiB) * MiB)
-    return size
-
-
-def _check_max_parts(max_parts: int) -> None:
-    if not 1 <= max_parts <= MAX_PARTS:
-        raise PlanError(
-            f"the part limit must be between 1 and {MAX_PARTS:,}, not {max_parts:,}",
-            param="max_parts",
-        )
+    return max(DEFAULT_MIN_AUTO_PART_SIZE, -(-needed // MiB) * MiB)
 
 
 def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX_PARTS) -> PartPlan:
@@ -78,7 +69,11 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
     ``max_parts``: the endpoint's part limit, when it is below S3's 10,000 (Scaleway: 1,000);
     the automatic part size and every refusal respect it.
     """
-    _check_max_parts(max_parts)
+    if not 1 <= max_parts <= MAX_PARTS:
+        raise PlanError(
+            f"the part limit must be between 1 and {MAX_PARTS:,}, not {max_parts:,}",
+            param="max_parts",
+        )
     limit = "S3 allows" if max_parts == MAX_PARTS else "the part limit allows"
     if file_size < 0:
         raise PlanError(f"file size cannot be negative: {file_size}")
@@ -97,11 +92,8 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
             f"only {fit} fit",
             param="max_parts",
         )
-    if part_size is None:
-        part_size = auto_part_size(file_size, max_parts)
-        if part_size > MAX_PART_SIZE:  # pragma: no cover - excluded by the size check above
-            raise PlanError("file too large for S3")
-        return PartPlan(file_size, part_size)
+    if part_size is None:  # at most 5 GiB: the size was checked against the largest above
+        return PartPlan(file_size, auto_part_size(file_size, max_parts))
     if part_size < MIN_PART_SIZE:
         raise PlanError(f"part size {format_size(part_size)} is below S3's minimum of 5 MiB")
     if part_size > MAX_PART_SIZE:

@@ -129,11 +129,8 @@ def _verify(endpoint: Endpoint) -> str | bool | None:
     it follows a region redirect), yet aiobotocore would load the whole CA store for it in a
     worker thread before the first request (about 20 ms of CPU).
     """
-    if endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"):
-        return False
-    if not endpoint.verify_ssl:
-        return False
-    return endpoint.ca_bundle
+    plain = bool(endpoint.endpoint_url and endpoint.endpoint_url.lower().startswith("http://"))
+    return False if plain or not endpoint.verify_ssl else endpoint.ca_bundle
 
 
 def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
@@ -294,15 +291,20 @@ async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 async def request(
-    what: str, call: Callable[[], Awaitable[T]], *, retry: RetryPolicy | None = None
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    retry: RetryPolicy | None = None,
+    exhausted: Callable[[TransientError, int], PersevereError] | None = None,
 ) -> T:
-    """An S3 request outside an upload, retried by ``retry`` (default ``Call.LOOKUP``'s)."""
+    """An S3 request, retried by ``retry`` (default ``Call.LOOKUP``'s, for a request outside
+    an upload); ``exhausted`` makes the error of a budget run out (default: an S3Error)."""
 
-    def exhausted(exc: TransientError, tries: int) -> PersevereError:
+    def failed(exc: TransientError, tries: int) -> PersevereError:
         return S3Error(f"{what} failed {tries} times: {exc}")
 
     retry = retry or policy(Call.LOOKUP)
-    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted)
+    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted or failed)
 
 
 async def pages(

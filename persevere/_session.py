@@ -12,9 +12,10 @@ watchdog); every other call is retried here with the session's policy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, checksum_type
@@ -24,7 +25,7 @@ from ._object_options import LOCK_FIELDS
 from ._quirks import ETag, credentials_expired, object_matches, unsupported
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
-from ._s3 import S3Client, attempt, pages
+from ._s3 import S3Client, attempt, pages, request
 
 T = TypeVar("T")
 
@@ -129,14 +130,11 @@ class MultipartSession:
             **self.verifier.create_fields(self.checksum_type),
         }
         try:
-            response = await call_with_retry(
-                retry,
+            response = await request(
                 "CreateMultipartUpload",
-                lambda: attempt(
-                    "CreateMultipartUpload",
-                    lambda: self._api.create_multipart_upload(**params),
-                ),
-                unreachable,
+                lambda: self._api.create_multipart_upload(**params),
+                retry=retry,
+                exhausted=unreachable,
             )
         except S3Error as exc:
             name = self.algorithm.name
@@ -182,12 +180,8 @@ class MultipartSession:
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""
-        return await call_with_retry(
-            self.retry,
-            what,
-            lambda: attempt(what, fn),
-            lambda exc, tries: self.exhausted(what, exc, tries),
-        )
+        exhausted = functools.partial(self.exhausted, what)
+        return await request(what, fn, retry=self.retry, exhausted=exhausted)
 
     # -- parts ---------------------------------------------------------------------------------
     async def upload_part(
@@ -327,13 +321,10 @@ class MultipartSession:
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
-        return cast(
-            Mapping[str, Any],
-            await self.call(
-                "HeadObject",
-                lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED"),
-            ),
+        head: Mapping[str, Any] = await self.call(
+            "HeadObject", lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED")
         )
+        return head
 
     async def holds(self, expected: Completed, size: int) -> bool:
         """Is the object there with this size and checksum (or ETag)? For an upload whose

@@ -118,9 +118,8 @@ class _PartValues:
             return None
         for number, value in sorted(self.values.items()):
             digest = digests[number - 1]
-            if self.etag and not ETag(value).same(digest.hex()):
-                return number
-            if not self.etag and digest_of(value) != b64(digest):
+            same = ETag(value).same(digest.hex()) if self.etag else digest_of(value) == b64(digest)
+            if not same:
                 return number
         return None
 
