@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 
 from ._completed import recheck, result_of
+from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import (
     SourceChanged,
     StateFileError,
@@ -184,50 +185,48 @@ async def copy_file(
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
     check_expected_size(identity, expected_size)
     state_path = Path(state_file)
-    state = await anyio.to_thread.run_sync(_existing, state_path)
+    found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = NamingStateFile(progress or NullProgress(), state_path)
-
-    async def start() -> UploadResult:
-        with contextlib.suppress(UsageError):  # refused: start_upload says why
-            say_plan(make_plan(identity.size, part_size, max_parts))
-        await anyio.to_thread.run_sync(_make_room, state_path)
+    conflicts: list[str] = []
+    if isinstance(found, JournalState):
+        _refuse_foreign(found, state_path, identity, bucket, key)
+        given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
+        conflicts = given.conflicts(found, state_path)
+    learnt = Learnt()
+    while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
+        "check", "resume"
+    ):  # fmt: skip
+        assert isinstance(found, JournalState)
+        if decision.action == "check":
+            checked = await recheck(found, state_path, identity, endpoint, options=options)
+            learnt = Learnt(checked.outcome == "same", why=checked.why)
+            continue
         try:
-            return await start_upload(
-                identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
-                endpoint=endpoint, object_options=object_options, options=options,
-                progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
-            )  # fmt: skip
-        except StateFileExists as exc:  # another cp created it a moment ago
+            return await resume_upload(state_path, options=options, progress=naming,
+                                       file=identity.path, endpoint=endpoint)  # fmt: skip
+        except StateFileLocked as exc:
             raise _already_running(state_path) from exc
-
-    if state is not None:
-        _refuse_foreign(state, state_path, identity, bucket, key)
-    if state is None:
-        return await start()
-    given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
-    if state.finished == "completed":
-        found = await recheck(state, state_path, identity, endpoint, options=options)
-        if found.outcome == "same":
-            given.refuse_other(state, state_path, "was uploaded")
-            naming.name()
-            return result_of(state, started)
-        log.warning("%s: uploading it again", found.why)
-        return await start()
-    if state.finished == "aborted":
-        return await start()
-    given.refuse_other(state, state_path, "is being uploaded")
+        except (UploadGone, SourceChanged) as exc:
+            if exc.next_step == "resume":
+                raise  # it changed while being read: run again once it is final
+            # resume checked whether an earlier run completed it: it did not
+            learnt = Learnt(False, upload_gone=True, why=str(exc))
+    if decision.action == "done":
+        assert isinstance(found, JournalState)
+        naming.name()
+        return result_of(found, started)
+    await _make_way(decision, found, state_path)
+    with contextlib.suppress(UsageError):  # refused: start_upload says why
+        say_plan(make_plan(identity.size, part_size, max_parts))
+    await anyio.to_thread.run_sync(_make_room, state_path)
     try:
-        return await resume_upload(
-            state_path, options=options, progress=naming, file=identity.path, endpoint=endpoint
-        )
-    except StateFileLocked as exc:
+        return await start_upload(
+            identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options,
+            progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
+        )  # fmt: skip
+    except StateFileExists as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
-    except (UploadGone, SourceChanged) as exc:
-        if exc.next_step == "resume":
-            raise  # it changed while being read: run again once it is final
-        log.warning("%s; starting the upload again", exc)
-        await _abort_quietly(state_path)
-        return await start()
 
 
 async def _copy_stream(
@@ -244,24 +243,33 @@ async def _copy_stream(
 ) -> UploadResult:
     from ._stream import start_stream
 
-    state = await anyio.to_thread.run_sync(_existing, state_path)
-    if state is not None and (state.header.bucket, state.header.key) != (bucket, key):
-        raise UsageError(
-            f"state file {state_path} records an upload to s3://{state.header.bucket}/"
-            f"{state.header.key}, not to s3://{bucket}/{key}",
-            param="state_file",
-        )
-    if state is not None and state.finished is None and not state.header.stream:
-        raise other_source(state_path, state.header, None)
-    naming = NamingStateFile(progress or NullProgress(), state_path)
-    if state is not None and state.finished is None:
+    found = await anyio.to_thread.run_sync(_existing, state_path)
+    conflicts: list[str] = []
+    if isinstance(found, JournalState):
+        if (found.header.bucket, found.header.key) != (bucket, key):
+            raise UsageError(
+                f"state file {state_path} records an upload to s3://{found.header.bucket}/"
+                f"{found.header.key}, not to s3://{bucket}/{key}",
+                param="state_file",
+            )
+        if found.finished is None and not found.header.stream:
+            raise other_source(state_path, found.header, None)
         given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
-        given.refuse_other(state, state_path, "is being uploaded")
+        conflicts = given.conflicts(found, state_path)
+    naming = NamingStateFile(progress or NullProgress(), state_path)
+    learnt = Learnt()
+    while (decision := decide(found, Source(True), conflicts, learnt)).action == "resume":
+        read = _Reading(naming)
         try:
-            return await resume_upload(state_path, options=options, progress=naming,
+            return await resume_upload(state_path, options=options, progress=read,
                                        endpoint=endpoint)  # fmt: skip
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
+        except UploadGone as exc:
+            if read.started:
+                raise  # standard input is being read: what it gave is not given again
+            learnt = Learnt(False, upload_gone=True, why=str(exc))
+    await _make_way(decision, found, state_path)
     await anyio.to_thread.run_sync(_make_room, state_path)
     try:
         return await start_stream(
@@ -273,16 +281,45 @@ async def _copy_stream(
         raise _already_running(state_path) from exc
 
 
-def _existing(path: Path) -> JournalState | None:
+async def _make_way(decision: Decision, found: Found, state_path: Path) -> None:
+    """Before a start: refuse, or say why it starts again (aborting what cannot go on)."""
+    if decision.action == "refuse":
+        assert isinstance(found, JournalState)
+        raise refusal(found, state_path, decision.why or "")
+    if decision.action == "restart":
+        log.warning("%s; starting the upload again", decision.why)
+        await _abort_quietly(state_path)
+    elif decision.why:
+        log.warning("%s", decision.why)
+
+
+class _Reading:
+    """Progress that notes whether the stream began to be read (its progress started)."""
+
+    def __init__(self, progress: ProgressSink) -> None:
+        self.progress, self.started = progress, False
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        self.started = True
+        self.progress.start(total_bytes, done_bytes)
+
+    def advance(self, delta_bytes: int) -> None:
+        self.progress.advance(delta_bytes)
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def _existing(path: Path) -> Found:
     require_regular(path)  # a device at the path is refused, never unlinked below
     if not path.exists():
-        return None
+        return "none"
+    found: Found = "empty"
     try:
         if path.stat().st_size > 0:
             return read_state(path)
     except HeaderTorn as exc:
-        log.warning("%s: nothing to resume, starting again (an upload it created is not "
-                    "recorded: 'persevere upload list' shows it, to abort)", exc)  # fmt: skip
+        found = exc
     # Empty (or its header torn): a run stopped before its upload was recorded (nothing to
     # resume), or one that is creating it right now, holding the lock: that one must not lose
     # its file.
@@ -300,7 +337,7 @@ def _existing(path: Path) -> JournalState | None:
                                  ) from None  # fmt: skip
         finally:
             journal.close()
-    return None
+    return found
 
 
 def _make_room(state_path: Path) -> None:
@@ -367,7 +404,8 @@ class Given:
             differ.append("write-once, which it was started without")
         return differ
 
-    def refuse_other(self, state: JournalState, path: Path, doing: str) -> None:
+    def conflicts(self, state: JournalState, path: Path) -> list[str]:
+        """What this run asks that ``state`` recorded otherwise (:func:`._decide.decide`)."""
         header = state.header
         recorded = header.object_options or {}
         differ = sorted(
@@ -380,14 +418,20 @@ class Given:
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
         if state.finished is None:  # how it is sent: moot for an object already made
             differ += self._sending_differs(header, path)
-        if differ:
-            raise UsageError(
-                f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "
-                f"other options than these ({'; '.join(differ)}): they would not apply to it",
-                hint="give the options it was started with; to upload with these instead, give "
-                "another state file, or remove this one (abort its upload first if unfinished)",
-                param="state_file",
-            )
+        return differ
+
+
+def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
+    """The run would resume ``state``'s upload, or find it done, with options it ignores."""
+    header = state.header
+    doing = "was uploaded" if state.finished == "completed" else "is being uploaded"
+    return UsageError(
+        f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "
+        f"other options than these ({differ}): they would not apply to it",
+        hint="give the options it was started with; to upload with these instead, give "
+        "another state file, or remove this one (abort its upload first if unfinished)",
+        param="state_file",
+    )
 
 
 async def _abort_quietly(state_path: Path) -> None:
