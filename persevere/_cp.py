@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 
 from ._completed import recheck, result_of
-from ._decide import Decision, Found, Learnt, Source, decide
+from ._decide import Found, Learnt, Source, decide
 from ._errors import (
     SourceChanged,
     StateFileError,
@@ -177,49 +177,63 @@ async def copy_file(
     upload in progress is resumed by piping in the same stream; a finished one is uploaded
     again (a stream cannot be proven equal to the object without being read and sent).
     """
-    if str(file) == "-":
-        return await _copy_stream(bucket, key, Path(state_file), checksum, endpoint,
-                                  object_options, options, progress, expected_size,
-                                  no_overwrite)  # fmt: skip
+    stream = str(file) == "-"
     started = time.monotonic()
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
-    check_expected_size(identity, expected_size)
+    identity = None if stream else await anyio.to_thread.run_sync(inspect_file, Path(file))
+    if identity is not None:
+        check_expected_size(identity, expected_size)
     state_path = Path(state_file)
     found = await anyio.to_thread.run_sync(_existing, state_path)
-    naming = NamingStateFile(progress or NullProgress(), state_path)
+    naming = _Naming(progress or NullProgress(), state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
         _refuse_foreign(found, state_path, identity, bucket, key)
-        given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
+        given = Given(object_options, checksum, None if stream else part_size, no_overwrite,
+                      max_parts, expected_size)  # fmt: skip
         conflicts = given.conflicts(found, state_path)
-    learnt = Learnt()
-    while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
-        "check", "resume"
-    ):  # fmt: skip
+    path = None if identity is None else identity.path
+    source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
+    while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
         if decision.action == "check":
             checked = await recheck(found, state_path, identity, endpoint, options=options)
             learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
-            return await resume_upload(state_path, options=options, progress=naming,
-                                       file=identity.path, endpoint=endpoint)  # fmt: skip
+            return await resume_upload(state_path, options=options, progress=naming, file=path,
+                                       endpoint=endpoint)  # fmt: skip
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
         except (UploadGone, SourceChanged) as exc:
-            if exc.next_step == "resume":
-                raise  # it changed while being read: run again once it is final
-            # resume checked whether an earlier run completed it: it did not
+            unread = isinstance(exc, UploadGone) and not naming.started  # a stream, not read
+            if exc.next_step == "resume" or (stream and not unread):
+                raise  # changing while read (run again once final), or a stream being read
+            # (a file's resume checked whether an earlier run completed it: it did not)
             learnt = Learnt(False, upload_gone=True, why=str(exc))
     if decision.action == "done":
         assert isinstance(found, JournalState)
         naming.name()
         return result_of(found, started)
-    await _make_way(decision, found, state_path)
-    with contextlib.suppress(UsageError):  # refused: start_upload says why
-        say_plan(make_plan(identity.size, part_size, max_parts))
+    if decision.action == "refuse":
+        assert isinstance(found, JournalState)
+        raise refusal(found, state_path, decision.why or "")
+    if decision.action == "restart":
+        log.warning("%s; starting the upload again", decision.why)
+        await _abort_quietly(state_path)
+    elif decision.why:
+        log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
     try:
+        if identity is None:
+            from ._stream import start_stream
+
+            return await start_stream(
+                bucket, key, state_path, expected_size=expected_size, checksum=checksum,
+                endpoint=endpoint, object_options=object_options, options=options,
+                progress=naming, no_overwrite=no_overwrite,
+            )  # fmt: skip
+        with contextlib.suppress(UsageError):  # refused: start_upload says why
+            say_plan(make_plan(identity.size, part_size, max_parts))
         return await start_upload(
             identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
             endpoint=endpoint, object_options=object_options, options=options,
@@ -229,85 +243,14 @@ async def copy_file(
         raise _already_running(state_path) from exc
 
 
-async def _copy_stream(
-    bucket: str,
-    key: str,
-    state_path: Path,
-    checksum: str | None,
-    endpoint: Endpoint | None,
-    object_options: dict[str, Any] | None,
-    options: UploadOptions | None,
-    progress: ProgressSink | None,
-    expected_size: int | None,
-    no_overwrite: bool = False,
-) -> UploadResult:
-    from ._stream import start_stream
+class _Naming(NamingStateFile):
+    """Notes whether the upload started (a stream: whether standard input is being read)."""
 
-    found = await anyio.to_thread.run_sync(_existing, state_path)
-    conflicts: list[str] = []
-    if isinstance(found, JournalState):
-        if (found.header.bucket, found.header.key) != (bucket, key):
-            raise UsageError(
-                f"state file {state_path} records an upload to s3://{found.header.bucket}/"
-                f"{found.header.key}, not to s3://{bucket}/{key}",
-                param="state_file",
-            )
-        if found.finished is None and not found.header.stream:
-            raise other_source(state_path, found.header, None)
-        given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
-        conflicts = given.conflicts(found, state_path)
-    naming = NamingStateFile(progress or NullProgress(), state_path)
-    learnt = Learnt()
-    while (decision := decide(found, Source(True), conflicts, learnt)).action == "resume":
-        read = _Reading(naming)
-        try:
-            return await resume_upload(state_path, options=options, progress=read,
-                                       endpoint=endpoint)  # fmt: skip
-        except StateFileLocked as exc:
-            raise _already_running(state_path) from exc
-        except UploadGone as exc:
-            if read.started:
-                raise  # standard input is being read: what it gave is not given again
-            learnt = Learnt(False, upload_gone=True, why=str(exc))
-    await _make_way(decision, found, state_path)
-    await anyio.to_thread.run_sync(_make_room, state_path)
-    try:
-        return await start_stream(
-            bucket, key, state_path, expected_size=expected_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options, progress=naming,
-            no_overwrite=no_overwrite,
-        )  # fmt: skip
-    except StateFileExists as exc:
-        raise _already_running(state_path) from exc
-
-
-async def _make_way(decision: Decision, found: Found, state_path: Path) -> None:
-    """Before a start: refuse, or say why it starts again (aborting what cannot go on)."""
-    if decision.action == "refuse":
-        assert isinstance(found, JournalState)
-        raise refusal(found, state_path, decision.why or "")
-    if decision.action == "restart":
-        log.warning("%s; starting the upload again", decision.why)
-        await _abort_quietly(state_path)
-    elif decision.why:
-        log.warning("%s", decision.why)
-
-
-class _Reading:
-    """Progress that notes whether the stream began to be read (its progress started)."""
-
-    def __init__(self, progress: ProgressSink) -> None:
-        self.progress, self.started = progress, False
+    started = False
 
     def start(self, total_bytes: int, done_bytes: int) -> None:
         self.started = True
-        self.progress.start(total_bytes, done_bytes)
-
-    def advance(self, delta_bytes: int) -> None:
-        self.progress.advance(delta_bytes)
-
-    def close(self) -> None:
-        self.progress.close()
+        super().start(total_bytes, done_bytes)
 
 
 def _existing(path: Path) -> Found:
@@ -355,16 +298,22 @@ def _make_room(state_path: Path) -> None:
 
 
 def _refuse_foreign(
-    state: JournalState, path: Path, identity: FileIdentity, bucket: str, key: str
+    state: JournalState, path: Path, identity: FileIdentity | None, bucket: str, key: str
 ) -> None:
+    """Refuse a state file of another destination, or another source (``identity`` None: a
+    stream, which may only go on with a stream's upload in progress)."""
     header = state.header
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
             f"state file {path} records an upload to s3://{header.bucket}/{header.key}, not "
             f"to s3://{bucket}/{key}",
-            hint="give each destination its own state file",
+            hint=None if identity is None else "give each destination its own state file",
             param="state_file",
         )
+    if identity is None:
+        if state.finished is None and not header.stream:
+            raise other_source(path, header, None)
+        return
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
