@@ -9,7 +9,11 @@ Each run does whatever moves the object towards being the file:
   nothing ("already uploaded"); if the identity changed, the recorded parts are re-read and
   compared first; if the object or the file is another one now, upload again;
 - an upload that cannot go on (aborted elsewhere, the file has another size, or completed
-  from an older version of the file): abort what is left of it and start again, once.
+  from an older version of the file): abort what is left of it and start again, once; a
+  stream's too, while standard input is not read yet.
+
+The choice is :func:`._decide.decide`'s (pure), made again after each thing learnt; the
+dry run makes it the same way.
 
 Where the state lives: ``FILE.persevere`` beside the file when that directory is writable,
 otherwise under the XDG state directory (``$XDG_STATE_HOME/persevere/``, else

@@ -16,7 +16,10 @@ same exit codes. Then a **probe** asks S3 the question the real run's first requ
 - an upload ``cp`` would resume: ListParts on it (what resume asks first; read-only).
 
 Plus a HeadObject (read-only): whether the key exists (``no_overwrite`` refuses then, as the
-real run would). Never an UploadPart or CompleteMultipartUpload.
+real run would). Never an UploadPart or CompleteMultipartUpload. ``cp``'s dry run decides
+as ``cp`` does (:func:`._decide.decide`), learning by the same read-only questions: whether
+a completed upload is still the object, whether an upload gone was completed by an earlier
+run; it does not read the file (``cp`` re-reads it where its identity changed).
 """
 
 from __future__ import annotations
@@ -180,10 +183,7 @@ async def _check(
     header = state.header
     if state.finished == "completed":
         checked = await recheck(state, Path(), None, endpoint, options=options)
-        why = checked.why
-        if checked.outcome == "replaced":
-            why = f"s3://{header.bucket}/{header.key} is no longer the object uploaded from "
-            why += f"{header.file_path} (replaced since)"
+        why = checked.why.replace("from a stream", f"from {header.file_path}")  # (not read)
         exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
         return Learnt(checked.outcome == "same", why=why), exists
     # Gone, and every part recorded: did an earlier run complete it (and crash)?
@@ -206,22 +206,22 @@ def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -
         return _new_state(path)
     if found.finished == "aborted":
         return "records an aborted upload: replaced"
-    if decision.action == "restart":
-        return f"in progress, but {decision.why}: cp aborts that upload and starts again"
-    if found.finished is None:  # gone, completed by an earlier run
-        return (
-            f"in progress, but {learnt.why}: an earlier run completed it (the object is what "
-            "its recorded parts make); cp records that and exits 0 if the file still gives "
-            "them, else uploads again (as probed here)"
-        )
     at = (found.outcome or {}).get("at", "?")
-    if decision.action == "done":
+    was = f"records the upload completed at {at}" if found.finished else "in progress"
+    if decision.action == "restart":
+        return f"{was}, but {decision.why}: cp aborts that upload and starts again"
+    if decision.action == "start":
+        return f"{was}, but {decision.why}"
+    if found.finished is None:  # gone: an earlier run completed it, and crashed
         return (
-            f"records the upload completed at {at}, and the object is still its own "
-            "(HeadObject): cp checks the file's identity, exits 0 if it is unchanged, else "
-            "uploads again (as probed here)"
+            f"{was}, but {learnt.why}: an earlier run completed it (the object is what its "
+            "recorded parts make); cp records that and exits 0 if the file still gives them, "
+            "else uploads again (as probed here)"
         )
-    return f"records the upload completed at {at}, but {learnt.why}: uploaded again"
+    return (
+        f"{was}, and the object is still its own (HeadObject): cp checks the file's identity, "
+        "exits 0 if it is unchanged, else uploads again (as probed here)"
+    )
 
 
 async def _dry_run_resume(
