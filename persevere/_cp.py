@@ -257,16 +257,21 @@ class _Naming(NamingStateFile):
         super().start(total_bytes, done_bytes)
 
 
-def _existing(path: Path) -> Found:
-    require_regular(path)  # a device at the path is refused, never unlinked below
+def read_found(path: Path) -> Found:
+    """What the state file holds, read only (the dry run's view, and cp's before it acts)."""
+    require_regular(path)  # a device at the path is refused, never unlinked
     if not path.exists():
         return "none"
-    found: Found = "empty"
     try:
-        if path.stat().st_size > 0:
-            return read_state(path)
+        return read_state(path) if path.stat().st_size > 0 else "empty"
     except HeaderTorn as exc:
-        found = exc
+        return exc
+
+
+def _existing(path: Path) -> Found:
+    found = read_found(path)
+    if isinstance(found, JournalState) or found == "none":
+        return found
     # Empty (or its header torn): a run stopped before its upload was recorded (nothing to
     # resume), or one that is creating it right now, holding the lock: that one must not lose
     # its file.

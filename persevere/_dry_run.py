@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack, cast
+from typing import Any, Literal, TypedDict, Unpack
 
 import anyio
 
 from ._completed import recheck
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
-from ._journal import HeaderTorn, JournalState, already_exists, read_state, require_regular
+from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -139,13 +139,13 @@ async def dry_run_cp(
     """What ``copy_file`` would do with this state file: cp's own loop on
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
-    from ._cp import Given, _refuse_foreign, refusal
+    from ._cp import Given, _refuse_foreign, read_found, refusal
     from ._source import inspect_file
 
     state_path = Path(state_file)
     options, endpoint = asked.get("options") or UploadOptions(), asked.get("endpoint")
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
-    found = await anyio.to_thread.run_sync(_read_existing, state_path)
+    found = await anyio.to_thread.run_sync(read_found, state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
         _refuse_foreign(found, state_path, identity, bucket, key)
@@ -153,7 +153,8 @@ async def dry_run_cp(
                       asked.get("part_size"), asked.get("no_overwrite", False),
                       asked.get("max_parts", MAX_PARTS))  # fmt: skip
         conflicts = given.conflicts(found, state_path)
-    learnt, exists = Learnt(), cast(Exists, "ask")
+    exists: Exists = "ask"
+    learnt = Learnt()
     while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
         "check", "resume"
     ):  # fmt: skip
@@ -171,8 +172,9 @@ async def dry_run_cp(
     write_once = asked.get("no_overwrite", False) and not done
     report = await _dry_start(identity.path, bucket, key, _scratch_name(state_path),
                               {**asked, "no_overwrite": write_once}, exists)  # fmt: skip
-    return _with_state(report, "check" if done else "start", state_path,
-                       _state_words(found, decision, learnt, state_path))  # fmt: skip
+    words = _state_words(found, decision, learnt, state_path)
+    return replace(report, action="check" if done else "start", state_file=str(state_path),
+                   state=words)  # fmt: skip
 
 
 async def _check(
@@ -299,26 +301,7 @@ def _new_state(path: Path) -> str:
     return f"would be created (and its directory, {path.parent})"
 
 
-def _read_existing(path: Path) -> Found:
-    """cp's view of the state file (:func:`._cp._existing`), read only."""
-    require_regular(path)  # refused as cp refuses it
-    if not path.exists():
-        return "none"
-    if path.stat().st_size == 0:
-        return "empty"
-    try:
-        return read_state(path)
-    except HeaderTorn as exc:
-        return exc
-
-
 def _scratch_name(state_path: Path) -> Path:
     """A path that does not exist, for :func:`dry_run_start`'s state-file check: cp replaces
     a finished state file, or creates its directory."""
     return _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
-
-
-def _with_state(report: DryRun, action: str, state_path: Path, state: str) -> DryRun:
-    from dataclasses import replace
-
-    return replace(report, action=action, state_file=str(state_path), state=state)
