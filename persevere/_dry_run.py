@@ -160,7 +160,7 @@ async def dry_run_cp(
     ):  # fmt: skip
         assert isinstance(found, JournalState)
         if decision.action == "check":
-            learnt, exists = await _check(found, learnt, endpoint, options)
+            learnt, exists = await _check(found, state_path, learnt, endpoint, options)
             continue
         resumed, learnt = await _dry_run_resume(found, state_path, endpoint, options)
         if resumed is not None:
@@ -178,13 +178,17 @@ async def dry_run_cp(
 
 
 async def _check(
-    state: JournalState, learnt: Learnt, endpoint: Endpoint | None, options: UploadOptions
+    state: JournalState,
+    state_path: Path,
+    learnt: Learnt,
+    endpoint: Endpoint | None,
+    options: UploadOptions,
 ) -> tuple[Learnt, Exists]:
     """Is the object still the upload's own (and does the key exist)? Its file is cp's to
     check, reading it."""
     header = state.header
     if state.finished == "completed":
-        checked = await recheck(state, Path(), None, endpoint, options=options)
+        checked = await recheck(state, state_path, None, endpoint, options=options)
         why = checked.why.replace("from a stream", f"from {header.file_path}")  # (not read)
         exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
         return Learnt(checked.outcome == "same", why=why), exists
