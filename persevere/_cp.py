@@ -9,7 +9,11 @@ Each run does whatever moves the object towards being the file:
   nothing ("already uploaded"); if the identity changed, the recorded parts are re-read and
   compared first; if the object or the file is another one now, upload again;
 - an upload that cannot go on (aborted elsewhere, the file has another size, or completed
-  from an older version of the file): abort what is left of it and start again, once.
+  from an older version of the file): abort what is left of it and start again, once; a
+  stream's too, while standard input is not read yet.
+
+The choice is :func:`._decide.decide`'s (pure), made again after each thing learnt; the
+dry run makes it the same way.
 
 Where the state lives: ``FILE.persevere`` beside the file when that directory is writable,
 otherwise under the XDG state directory (``$XDG_STATE_HOME/persevere/``, else
@@ -35,6 +39,7 @@ import anyio
 
 from ._completed import recheck, result_of
 from ._completion import UploadResult
+from ._decide import Found, Learnt, Source, decide
 from ._errors import (
     SourceChanged,
     StateFileError,
@@ -56,6 +61,7 @@ from ._logs import NamingStateFile, say_plan
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress, ProgressSink
+from ._request import Request, names_stdin, resolve_source
 from ._resume import resume_upload
 from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -91,7 +97,7 @@ def locate_state_file(
     """
     if state_file is not None:
         return Path(state_file).expanduser().absolute()
-    if str(file) == "-":  # a stream: named after its destination alone
+    if names_stdin(file):  # a stream: named after its destination alone
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
@@ -174,113 +180,101 @@ async def copy_file(
     upload in progress is resumed by piping in the same stream; a finished one is uploaded
     again (a stream cannot be proven equal to the object without being read and sent).
     """
-    if str(file) == "-":
-        return await _copy_stream(bucket, key, Path(state_file), checksum, endpoint,
-                                  object_options, options, progress, expected_size,
-                                  no_overwrite)  # fmt: skip
+    named = resolve_source(file)  # "-": a pipe is a stream, a file redirected in that file
+    stream = named.stream
+    if stream:  # what a stream cannot be given, refused as upload_file refuses it
+        Request(Path(state_file), named, bucket, key, part_size=part_size,
+                max_parts=max_parts).refuse_for_stream()  # fmt: skip
     started = time.monotonic()
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
-    check_expected_size(identity, expected_size)
+    identity = None if stream else await anyio.to_thread.run_sync(inspect_file, named.path)
+    if identity is not None:
+        check_expected_size(identity, expected_size)
     state_path = Path(state_file)
-    state = await anyio.to_thread.run_sync(_existing, state_path)
-    naming = NamingStateFile(progress or NullProgress(), state_path)
-
-    async def start() -> UploadResult:
-        with contextlib.suppress(UsageError):  # refused: start_upload says why
-            say_plan(make_plan(identity.size, part_size, max_parts))
-        await anyio.to_thread.run_sync(_make_room, state_path)
+    found = await anyio.to_thread.run_sync(_existing, state_path)
+    naming = _Naming(progress or NullProgress(), state_path)
+    conflicts: list[str] = []
+    if isinstance(found, JournalState):
+        _refuse_foreign(found, state_path, identity, bucket, key)
+        given = Given(object_options, checksum, None if stream else part_size, no_overwrite,
+                      max_parts, expected_size)  # fmt: skip
+        conflicts = given.conflicts(found, state_path)
+    path = None if identity is None else identity.path
+    source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
+    while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
+        assert isinstance(found, JournalState)
+        if decision.action == "check":
+            checked = await recheck(found, state_path, identity, endpoint, options=options)
+            learnt = Learnt(checked.outcome == "same", why=checked.why)
+            continue
         try:
-            return await start_upload(
-                identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
-                endpoint=endpoint, object_options=object_options, options=options,
-                progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
-            )  # fmt: skip
-        except StateFileExists as exc:  # another cp created it a moment ago
-            raise _already_running(state_path) from exc
-
-    if state is not None:
-        _refuse_foreign(state, state_path, identity, bucket, key)
-    if state is None:
-        return await start()
-    given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
-    if state.finished == "completed":
-        found = await recheck(state, state_path, identity, endpoint, options=options)
-        if found.outcome == "same":
-            given.refuse_other(state, state_path, "was uploaded")
-            naming.name()
-            return result_of(state, started)
-        log.warning("%s: uploading it again", found.why)
-        return await start()
-    if state.finished == "aborted":
-        return await start()
-    given.refuse_other(state, state_path, "is being uploaded")
-    try:
-        return await resume_upload(
-            state_path, options=options, progress=naming, file=identity.path, endpoint=endpoint
-        )
-    except StateFileLocked as exc:
-        raise _already_running(state_path) from exc
-    except (UploadGone, SourceChanged) as exc:
-        if exc.next_step == "resume":
-            raise  # it changed while being read: run again once it is final
-        log.warning("%s; starting the upload again", exc)
-        await _abort_quietly(state_path)
-        return await start()
-
-
-async def _copy_stream(
-    bucket: str,
-    key: str,
-    state_path: Path,
-    checksum: str | None,
-    endpoint: Endpoint | None,
-    object_options: dict[str, Any] | None,
-    options: UploadOptions | None,
-    progress: ProgressSink | None,
-    expected_size: int | None,
-    no_overwrite: bool = False,
-) -> UploadResult:
-    from ._stream import start_stream
-
-    state = await anyio.to_thread.run_sync(_existing, state_path)
-    if state is not None and (state.header.bucket, state.header.key) != (bucket, key):
-        raise UsageError(
-            f"state file {state_path} records an upload to s3://{state.header.bucket}/"
-            f"{state.header.key}, not to s3://{bucket}/{key}",
-            param="state_file",
-        )
-    if state is not None and state.finished is None and not state.header.stream:
-        raise other_source(state_path, state.header, None)
-    naming = NamingStateFile(progress or NullProgress(), state_path)
-    if state is not None and state.finished is None:
-        given = Given(object_options, checksum, None, no_overwrite, expected_size=expected_size)
-        given.refuse_other(state, state_path, "is being uploaded")
-        try:
-            return await resume_upload(state_path, options=options, progress=naming,
+            return await resume_upload(state_path, options=options, progress=naming, file=path,
                                        endpoint=endpoint)  # fmt: skip
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
+        except (UploadGone, SourceChanged) as exc:
+            unread = isinstance(exc, UploadGone) and not naming.started  # a stream, not read
+            if exc.next_step == "resume" or (stream and not unread):
+                raise  # changing while read (run again once final), or a stream being read
+            # (a file's resume checked whether an earlier run completed it: it did not)
+            learnt = Learnt(False, upload_gone=True, why=str(exc))
+    if decision.action == "done":
+        assert isinstance(found, JournalState)
+        naming.name()
+        return result_of(found, started)
+    if decision.action == "refuse":
+        assert isinstance(found, JournalState)
+        raise refusal(found, state_path, decision.why or "")
+    if decision.action == "restart":
+        log.warning("%s; starting the upload again", decision.why)
+        await _abort_quietly(state_path)
+    elif decision.why:
+        log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
     try:
-        return await start_stream(
-            bucket, key, state_path, expected_size=expected_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options, progress=naming,
-            no_overwrite=no_overwrite,
+        if identity is None:
+            from ._stream import start_stream
+
+            return await start_stream(
+                bucket, key, state_path, expected_size=expected_size, checksum=checksum,
+                endpoint=endpoint, object_options=object_options, options=options,
+                progress=naming, no_overwrite=no_overwrite,
+            )  # fmt: skip
+        with contextlib.suppress(UsageError):  # refused: start_upload says why
+            say_plan(make_plan(identity.size, part_size, max_parts))
+        return await start_upload(
+            identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
+            endpoint=endpoint, object_options=object_options, options=options,
+            progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
         )  # fmt: skip
-    except StateFileExists as exc:
+    except StateFileExists as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
 
 
-def _existing(path: Path) -> JournalState | None:
-    require_regular(path)  # a device at the path is refused, never unlinked below
+class _Naming(NamingStateFile):
+    """Notes whether the upload started (a stream: whether standard input is being read)."""
+
+    started = False
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        self.started = True
+        super().start(total_bytes, done_bytes)
+
+
+def read_found(path: Path) -> Found:
+    """What the state file holds, read only (the dry run's view, and cp's before it acts)."""
+    require_regular(path)  # a device at the path is refused, never unlinked
     if not path.exists():
-        return None
+        return "none"
     try:
-        if path.stat().st_size > 0:
-            return read_state(path)
+        return read_state(path) if path.stat().st_size > 0 else "empty"
     except HeaderTorn as exc:
-        log.warning("%s: nothing to resume, starting again (an upload it created is not "
-                    "recorded: 'persevere upload list' shows it, to abort)", exc)  # fmt: skip
+        return exc
+
+
+def _existing(path: Path) -> Found:
+    found = read_found(path)
+    if isinstance(found, JournalState) or found == "none":
+        return found
     # Empty (or its header torn): a run stopped before its upload was recorded (nothing to
     # resume), or one that is creating it right now, holding the lock: that one must not lose
     # its file.
@@ -298,7 +292,7 @@ def _existing(path: Path) -> JournalState | None:
                                  ) from None  # fmt: skip
         finally:
             journal.close()
-    return None
+    return found
 
 
 def _make_room(state_path: Path) -> None:
@@ -316,16 +310,22 @@ def _make_room(state_path: Path) -> None:
 
 
 def _refuse_foreign(
-    state: JournalState, path: Path, identity: FileIdentity, bucket: str, key: str
+    state: JournalState, path: Path, identity: FileIdentity | None, bucket: str, key: str
 ) -> None:
+    """Refuse a state file of another destination, or another source (``identity`` None: a
+    stream, which may only go on with a stream's upload in progress)."""
     header = state.header
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
             f"state file {path} records an upload to s3://{header.bucket}/{header.key}, not "
             f"to s3://{bucket}/{key}",
-            hint="give each destination its own state file",
+            hint=None if identity is None else "give each destination its own state file",
             param="state_file",
         )
+    if identity is None:
+        if state.finished is None and not header.stream:
+            raise other_source(path, header, None)
+        return
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
@@ -365,7 +365,8 @@ class Given:
             differ.append("write-once, which it was started without")
         return differ
 
-    def refuse_other(self, state: JournalState, path: Path, doing: str) -> None:
+    def conflicts(self, state: JournalState, path: Path) -> list[str]:
+        """What this run asks that ``state`` recorded otherwise (:func:`._decide.decide`)."""
         header = state.header
         recorded = header.object_options or {}
         differ = sorted(
@@ -378,14 +379,20 @@ class Given:
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
         if state.finished is None:  # how it is sent: moot for an object already made
             differ += self._sending_differs(header, path)
-        if differ:
-            raise UsageError(
-                f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "
-                f"other options than these ({'; '.join(differ)}): they would not apply to it",
-                hint="give the options it was started with; to upload with these instead, give "
-                "another state file, or remove this one (abort its upload first if unfinished)",
-                param="state_file",
-            )
+        return differ
+
+
+def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
+    """The run would resume ``state``'s upload, or find it done, with options it ignores."""
+    header = state.header
+    doing = "was uploaded" if state.finished == "completed" else "is being uploaded"
+    return UsageError(
+        f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "
+        f"other options than these ({differ}): they would not apply to it",
+        hint="give the options it was started with; to upload with these instead, give "
+        "another state file, or remove this one (abort its upload first if unfinished)",
+        param="state_file",
+    )
 
 
 async def _abort_quietly(state_path: Path) -> None:

@@ -16,22 +16,27 @@ same exit codes. Then a **probe** asks S3 the question the real run's first requ
 - an upload ``cp`` would resume: ListParts on it (what resume asks first; read-only).
 
 Plus a HeadObject (read-only): whether the key exists (``no_overwrite`` refuses then, as the
-real run would). Never an UploadPart or CompleteMultipartUpload.
+real run would). Never an UploadPart or CompleteMultipartUpload. ``cp``'s dry run decides
+as ``cp`` does (:func:`._decide.decide`), learning by the same read-only questions: whether
+a completed upload is still the object, whether an upload gone was completed by an earlier
+run; it does not read the file (``cp`` re-reads it where its identity changed).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 import anyio
 
+from ._completed import recheck
 from ._completion import endpoint_of, session_of
+from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
-from ._journal import JournalState, already_exists, read_state, require_regular
+from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
@@ -44,6 +49,7 @@ from ._write_once import exists_error, key_exists
 log = logging.getLogger("persevere")
 
 PROBE_TIMEOUT_S = 60.0
+Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,35 +75,53 @@ class DryRun:
     leftover: str | None = None  # the probe upload, if its abort was refused
 
 
+class Asked(TypedDict, total=False):
+    """What ``start``/``cp`` are asked besides the file, the destination and the state file
+    (:func:`._upload.start_upload`'s keywords of the same names)."""
+
+    part_size: int | None
+    max_parts: int
+    checksum: str | None
+    endpoint: Endpoint | None
+    object_options: dict[str, Any] | None
+    no_overwrite: bool
+    options: UploadOptions | None
+
+
 async def dry_run_start(
+    file: str | Path, bucket: str, key: str, state_file: str | Path, **asked: Unpack[Asked]
+) -> DryRun:
+    """``start_upload``'s checks and a Create+Abort probe; raises what start would raise."""
+    return await _dry_start(file, bucket, key, state_file, asked)
+
+
+async def _dry_start(
     file: str | Path,
     bucket: str,
     key: str,
     state_file: str | Path,
-    *,
-    part_size: int | None = None,
-    max_parts: int = MAX_PARTS,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    no_overwrite: bool = False,
-    options: UploadOptions | None = None,
+    asked: Asked,
+    exists: Exists = "ask",
 ) -> DryRun:
-    """``start_upload``'s checks and a Create+Abort probe; raises what start would raise."""
-    options = options or UploadOptions()
+    """``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
+    options = asked.get("options") or UploadOptions()
     options.validate()
+    checksum, no_overwrite = asked.get("checksum"), asked.get("no_overwrite", False)
+    object_options = asked.get("object_options")
     identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, part_size, checksum, max_parts
-    )
+        _prepare_start, file, bucket, key, state_file, asked.get("part_size"), checksum,
+        asked.get("max_parts", MAX_PARTS),
+    )  # fmt: skip
     await anyio.to_thread.run_sync(_check_new_state_file, state_path)
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    endpoint = asked.get("endpoint") or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint, options) as client:
         session = MultipartSession(
             client, bucket, key, None, algorithm, retry=options.policy(Call.FIRST),
             per_request=per_request(object_options), pinned=checksum is not None,
             no_overwrite=no_overwrite,
         )  # fmt: skip
-        exists = await key_exists(session)
+        if exists == "ask":
+            exists = await key_exists(session)
         if no_overwrite and exists:
             raise exists_error(session, uploaded=False)
         probe, leftover = await _probe_create(session, object_options or {}, options)
@@ -111,57 +135,106 @@ async def dry_run_start(
 
 
 async def dry_run_cp(
-    file: str | Path,
-    bucket: str,
-    key: str,
-    state_file: str | Path,
-    *,
-    part_size: int | None = None,
-    max_parts: int = MAX_PARTS,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    no_overwrite: bool = False,
-    options: UploadOptions | None = None,
+    file: str | Path, bucket: str, key: str, state_file: str | Path, **asked: Unpack[Asked]
 ) -> DryRun:
-    """What ``copy_file`` would do with this state file: start (probed as ``start``), resume
-    (probed with ListParts), or check an upload completed earlier."""
-    from ._cp import Given, _refuse_foreign
+    """What ``copy_file`` would do with this state file: cp's own loop on
+    :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
+    start is probed as ``start``, a resume with ListParts."""
+    from ._cp import Given, _refuse_foreign, read_found, refusal
     from ._source import inspect_file
 
     state_path = Path(state_file)
+    options, endpoint = asked.get("options") or UploadOptions(), asked.get("endpoint")
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
-    state = await anyio.to_thread.run_sync(_read_existing, state_path)
-    if state is not None:
-        _refuse_foreign(state, state_path, identity, bucket, key)
-        if state.finished != "aborted":  # refused as cp would (it finds a completed one done)
-            given = Given(object_options, checksum, part_size, no_overwrite, max_parts)
-            doing = "was uploaded" if state.finished == "completed" else "is being uploaded"
-            given.refuse_other(state, state_path, doing)
-    if state is None or state.finished == "aborted" or state.finished == "completed":
-        # Completed earlier: the object is that upload's own, which no_overwrite allows.
-        write_once = no_overwrite and (state is None or state.finished == "aborted")
-        report = await dry_run_start(
-            identity.path, bucket, key, _scratch_name(state_path), part_size=part_size,
-            max_parts=max_parts, checksum=checksum, endpoint=endpoint,
-            object_options=object_options, no_overwrite=write_once, options=options,
-        )  # fmt: skip
-        if state is None:
-            return _with_state(report, "start", state_path, _new_state(state_path))
-        if state.finished == "aborted":
-            return _with_state(report, "start", state_path, "records an aborted upload: replaced")
-        return _with_state(
-            report, "check", state_path,
-            f"records the upload completed at {(state.outcome or {}).get('at', '?')}: cp checks "
-            "the object (HeadObject) and the file's identity, exits 0 if both are unchanged, "
-            "else uploads again (as probed here)",
-        )  # fmt: skip
-    return await _dry_run_resume(state, state_path, endpoint, options or UploadOptions())
+    found = await anyio.to_thread.run_sync(read_found, state_path)
+    conflicts: list[str] = []
+    if isinstance(found, JournalState):
+        _refuse_foreign(found, state_path, identity, bucket, key)
+        given = Given(asked.get("object_options"), asked.get("checksum"),
+                      asked.get("part_size"), asked.get("no_overwrite", False),
+                      asked.get("max_parts", MAX_PARTS))  # fmt: skip
+        conflicts = given.conflicts(found, state_path)
+    exists: Exists = "ask"
+    learnt = Learnt()
+    while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
+        "check", "resume"
+    ):  # fmt: skip
+        assert isinstance(found, JournalState)
+        if decision.action == "check":
+            learnt, exists = await _check(found, state_path, learnt, endpoint, options)
+            continue
+        resumed, learnt = await _dry_run_resume(found, state_path, endpoint, options)
+        if resumed is not None:
+            return resumed
+    if decision.action == "refuse":
+        assert isinstance(found, JournalState)
+        raise refusal(found, state_path, decision.why or "")
+    done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
+    write_once = asked.get("no_overwrite", False) and not done
+    report = await _dry_start(identity.path, bucket, key, _scratch_name(state_path),
+                              {**asked, "no_overwrite": write_once}, exists)  # fmt: skip
+    words = _state_words(found, decision, learnt, state_path)
+    return replace(report, action="check" if done else "start", state_file=str(state_path),
+                   state=words)  # fmt: skip
+
+
+async def _check(
+    state: JournalState,
+    state_path: Path,
+    learnt: Learnt,
+    endpoint: Endpoint | None,
+    options: UploadOptions,
+) -> tuple[Learnt, Exists]:
+    """Is the object still the upload's own (and does the key exist)? Its file is cp's to
+    check, reading it."""
+    header = state.header
+    if state.finished == "completed":
+        checked = await recheck(state, state_path, None, endpoint, options=options)
+        why = checked.why.replace("from a stream", f"from {header.file_path}")  # (not read)
+        exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
+        return Learnt(checked.outcome == "same", why=why), exists
+    # Gone, and every part recorded: did an earlier run complete it (and crash)?
+    plan = header.plan()
+    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
+    parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
+    ours: bool = False
+    if len(parts) == plan.part_count:
+        async with open_client(endpoint_of(header).overridden_by(endpoint), options) as client:
+            session = session_of(client, header, options.policy(Call.FIRST))
+            ours = await session.holds(session.expected(parts), header.file_size)
+    return Learnt(ours, upload_gone=True, why=learnt.why), "ask"
+
+
+def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -> str:
+    """What happens to the state file (the report's ``state``)."""
+    if isinstance(found, HeaderTorn):
+        return "its header line is torn (a crash): nothing to resume; replaced"
+    if not isinstance(found, JournalState):
+        return _new_state(path)
+    if found.finished == "aborted":
+        return "records an aborted upload: replaced"
+    at = (found.outcome or {}).get("at", "?")
+    was = f"records the upload completed at {at}" if found.finished else "in progress"
+    if decision.action == "restart":
+        return f"{was}, but {decision.why}: cp aborts that upload and starts again"
+    if decision.action == "start":
+        return f"{was}, but {decision.why}"
+    if found.finished is None:  # gone: an earlier run completed it, and crashed
+        return (
+            f"{was}, but {learnt.why}: an earlier run completed it (the object is what its "
+            "recorded parts make); cp records that and exits 0 if the file still gives them, "
+            "else uploads again (as probed here)"
+        )
+    return (
+        f"{was}, and the object is still its own (HeadObject): cp checks the file's identity, "
+        "exits 0 if it is unchanged, else uploads again (as probed here)"
+    )
 
 
 async def _dry_run_resume(
     state: JournalState, state_path: Path, endpoint: Endpoint | None, options: UploadOptions
-) -> DryRun:
+) -> tuple[DryRun | None, Learnt]:
+    """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
     plan = header.plan(state_path)
     assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
@@ -170,20 +243,20 @@ async def _dry_run_resume(
         session = session_of(client, header, options.policy(Call.FIRST))
         try:
             parts = await session.list_parts()
-            probe = f"ListParts: upload {header.upload_id} holds {len(parts)} part(s) on S3"
         except UploadGone:
-            probe = (
-                f"ListParts: upload {header.upload_id} no longer exists on S3: cp would abort "
-                "what is left and start again"
-            )
+            gone = f"upload {header.upload_id} no longer exists on S3 (ListParts)"
+            return None, Learnt(upload_gone=True, why=gone)
+        probe = f"ListParts: upload {header.upload_id} holds {len(parts)} part(s) on S3"
         exists = await key_exists(session)
+        if header.no_overwrite and exists:  # resume gives it up, as another writer's object
+            raise exists_error(session, uploaded=False)
     done = len(state.parts)
     return DryRun(
         "resume", header.file_path, header.file_size, header.bucket, header.key,
         plan.part_size, plan.part_count, header.checksum_algorithm, header.checksum_pinned,
         str(state_path), f"in progress: {done} of {plan.part_count} parts recorded; resumed",
         where.endpoint_url, where.region, where.profile, exists, probe,
-    )  # fmt: skip
+    ), Learnt()  # fmt: skip
 
 
 async def _probe_create(
@@ -233,21 +306,7 @@ def _new_state(path: Path) -> str:
     return f"would be created (and its directory, {path.parent})"
 
 
-def _read_existing(path: Path) -> JournalState | None:
-    """cp's view of the state file, read only (an empty one counts as none)."""
-    require_regular(path)  # refused as cp refuses it
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    return read_state(path)
-
-
 def _scratch_name(state_path: Path) -> Path:
     """A path that does not exist, for :func:`dry_run_start`'s state-file check: cp replaces
     a finished state file, or creates its directory."""
     return _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
-
-
-def _with_state(report: DryRun, action: str, state_path: Path, state: str) -> DryRun:
-    from dataclasses import replace
-
-    return replace(report, action=action, state_file=str(state_path), state=state)

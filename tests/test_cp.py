@@ -496,3 +496,131 @@ def test_cp_starts_again_after_a_header_torn_by_a_crash(s3_env, bucket, s3_clien
     assert again.returncode == 0, again.stderr
     assert "header line is incomplete" in again.stderr and "starting again" in again.stderr
     assert_same(s3_client, bucket, "k", file)
+
+
+# -- cp and its dry run decide alike (one-path section 13, rows F and M) ------------------------
+def dry_run(env, args):
+    """``cp ARGS --dry-run --json``: its exit code, and its report (None if it failed)."""
+    result = clean(cli(env, *args, "--dry-run", "--json"))
+    report = json.loads(result.stdout) if result.returncode == 0 else None
+    return result, report
+
+
+def test_the_dry_run_after_a_header_torn_by_a_crash_would_start(s3_env, bucket, make_file,
+                                                                tmp_path):  # fmt: skip
+    file, state = make_file(MiB, seed=73), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert clean(cli(s3_env, *args)).returncode == 0
+    state.write_bytes(state.read_bytes()[:100])  # the header line, cut by a crash
+    result, report = dry_run(s3_env, args)
+    assert result.returncode == 0, result.stderr
+    assert report["action"] == "start" and "torn" in report["state"]
+    assert len(state.read_bytes()) == 100  # the dry run replaced nothing
+    assert clean(cli(s3_env, *args)).returncode == 0  # as cp does
+
+
+def test_a_completed_upload_whose_object_is_gone_is_uploaded_again_with_other_options(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file, state = make_file(MiB, seed=74), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert clean(cli(s3_env, *args)).returncode == 0
+    s3_client.delete_object(Bucket=bucket, Key="k")
+    other = [*args, "--checksum", "SHA256"]  # moot: the upload it recorded is not the object
+    result, report = dry_run(s3_env, other)
+    assert result.returncode == 0, result.stderr
+    assert report["action"] == "start" and report["checksum_algorithm"] == "SHA256"
+    assert report["object_exists"] is False
+    again = clean(cli(s3_env, *other, "--json"))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["checksum_algorithm"] == "SHA256"
+    assert_same(s3_client, bucket, "k", file)
+
+
+@pytest.mark.process
+def test_a_write_once_upload_whose_key_was_taken_meanwhile_is_given_up_by_both(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file, state = make_file(30 * MiB, seed=75), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB", "-c",
+            "1", "--no-progress", "--no-overwrite"]  # fmt: skip
+    interrupt_after_parts(s3_env, args, state, 2)
+    s3_client.put_object(Bucket=bucket, Key="k", Body=b"another writer's")
+    before = state.read_bytes()
+    dry, _ = dry_run(s3_env, args)
+    assert state.read_bytes() == before
+    result = clean(cli(s3_env, *args))
+    assert result.returncode == dry.returncode == 1, (result.stderr, dry.stderr)
+    assert "already exists; it was left untouched (write-once)" in dry.stderr
+    assert "already exists; it was left untouched (write-once)" in result.stderr
+    assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"another writer's"
+
+
+@pytest.mark.process
+def test_the_dry_run_of_a_file_that_changed_size_would_start_again(s3_env, bucket, make_file,
+                                                                   tmp_path):  # fmt: skip
+    file, state = make_file(30 * MiB, seed=76), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB", "-c",
+            "1", "--no-progress"]  # fmt: skip
+    interrupt_after_parts(s3_env, args, state, 2)
+    with file.open("ab") as f:
+        f.write(b"grown")
+    result, report = dry_run(s3_env, args)
+    assert result.returncode == 0, result.stderr
+    assert report["action"] == "start", report
+    assert "cp aborts that upload and starts again" in report["state"]
+    assert report["size"] == 30 * MiB + 5 and report["part_count"] == 7
+
+
+def test_a_completed_upload_whose_object_was_replaced_is_not_overwritten_by_either(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file, state = make_file(MiB, seed=77), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert clean(cli(s3_env, *args)).returncode == 0
+    s3_client.put_object(Bucket=bucket, Key="k", Body=b"another writer's")
+    dry, _ = dry_run(s3_env, [*args, "--no-overwrite"])
+    result = clean(cli(s3_env, *args, "--no-overwrite"))
+    assert result.returncode == dry.returncode == 1, (result.stderr, dry.stderr)
+    assert "already exists; it was left untouched (write-once)" in dry.stderr
+    assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"another writer's"
+
+
+def test_an_upload_completed_by_a_run_that_crashed_before_recording_it_is_found_done(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    file, state = make_file(12 * MiB, seed=78), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size", "5MiB",
+            "--no-progress"]  # fmt: skip
+    assert clean(cli(s3_env, *args)).returncode == 0
+    lines = state.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-1])["type"] == "completed"
+    state.write_bytes(b"".join(lines[:-1]))  # completed, but the record of it lost
+    result, report = dry_run(s3_env, args)
+    assert result.returncode == 0, result.stderr
+    assert report["action"] == "check", report
+    assert "an earlier run completed it" in report["state"]
+    done = clean(cli(s3_env, *args, "--json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["already_completed"] is True
+
+
+@pytest.mark.process
+def test_a_stream_whose_upload_is_gone_starts_again(s3_env, bucket, s3_client, tmp_path):
+    """Gone (aborted elsewhere, a lifecycle rule): standard input is not read yet, so the
+    stream piped in again is uploaded whole, as a file would be."""
+    from tests.test_stream import cp_args as stream_args
+    from tests.test_stream import pipe_into, produced
+
+    size, state = 40 * MiB + 3, tmp_path / "s"
+    killed, _ = pipe_into(s3_env, size, 9, *stream_args(bucket, state), kill_after_parts=2,
+                          state=state)  # fmt: skip
+    assert killed.returncode != 0
+    upload_id = json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    again, _ = pipe_into(s3_env, size, 9, *stream_args(bucket, state, "--json"))
+    assert again.returncode == 0, again.stderr
+    assert "starting the upload again" in again.stderr
+    assert json.loads(again.stdout)["bytes_sent"] == size
+    assert sha256_of_object(s3_client, bucket, "k") == produced(size, 9)
+    assert no_uploads(s3_client, bucket)

@@ -62,6 +62,24 @@ def test_api_stream_refuses_part_size_and_max_parts(tmp_path, piped_stdin, keywo
     assert not state.exists()
 
 
+@pytest.mark.parametrize(
+    ("keywords", "param"),
+    [({"part_size": 8 * MiB}, "part_size"), ({"max_parts": 1000}, "max_parts")],
+)
+def test_cp_of_a_stream_refuses_part_size_and_max_parts(tmp_path, piped_stdin, keywords, param):
+    """Y, cp's core: copy_file('-') refused them as upload_file does, rather than dropping
+    them silently (the CLI always refused them)."""
+    import anyio
+
+    from persevere._cp import copy_file
+
+    state = tmp_path / "s"
+    with pytest.raises(persevere.UsageError) as refused:
+        anyio.run(lambda: copy_file("-", "b", "k", state, **keywords))
+    assert refused.value.param == param
+    assert not state.exists()
+
+
 def test_api_refuses_shards_of_a_stream_in_words(tmp_path, piped_stdin):
     """Z: create_upload of '-' (a pipe) says a stream cannot be split (not "file to upload -
     does not exist")."""
