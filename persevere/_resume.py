@@ -75,7 +75,7 @@ from ._source import FileIdentity, SourceFile, inspect_file
 from ._stream import resume_stream
 from ._units import MiB, format_size
 from ._upload import send_and_complete
-from ._write_once import give_up, key_exists
+from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -321,9 +321,7 @@ class _Resumption:
             remote = await self._remote_parts()
         except UploadGone:
             return await self._completed_earlier(started)
-        if self.session.no_overwrite and remote is not None and await key_exists(self.session):
-            # The upload still exists, so the object is not its own: another writer's.
-            await give_up(self.session, self.journal, "the key exists")
+        await refuse_existing_key(self.session, self.journal, remote)
         ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
         try:

@@ -52,6 +52,7 @@ from ._s3 import Endpoint
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._units import MiB, format_size
+from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -379,6 +380,7 @@ async def resume_stream(
             raise
         log.warning("ListParts was refused (%s): resuming from the state file alone", exc.code)
         remote = None
+    await refuse_existing_key(session, journal, remote)
     prefix = _Prefix(recorded=dict(parts))
     for number, part in parts.items():
         there = remote.get(number) if remote is not None else None
