@@ -46,7 +46,6 @@ from ._completion import (
 from ._errors import (
     IntegrityError,
     PersevereError,
-    S3Error,
     SourceChanged,
     StateFileError,
     UploadFinished,
@@ -65,8 +64,9 @@ from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of, refused
+from ._quirks import ETag, digest_of
 from ._reconcile import RemotePart, reconcile
+from ._remote import remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
@@ -229,7 +229,7 @@ async def send_shard(
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
     async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
-        ledger, todo = await run._plan_sending(await run._remote_parts(), verify_parts)
+        ledger, todo = await run._plan_sending(await remote_parts(run.session), verify_parts)
         progress.start(
             sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
         )
@@ -318,38 +318,17 @@ class _Resumption:
 
     async def _resume(self, verify_parts: bool, started: float) -> UploadResult:
         try:
-            remote = await self._remote_parts()
+            remote = await remote_parts(self.session)
         except UploadGone:
             return await self._completed_earlier(started)
         await refuse_existing_key(self.session, self.journal, remote)
         ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
-        try:
+        with unreconciled(remote):
             return await send_and_complete(
                 self.session, self.source, ledger, self.header, self.plan, self.options,
                 self.progress, todo, started,
             )  # fmt: skip
-        except S3Error as exc:
-            if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
-                exc.hint = (
-                    "resume could not compare the state file with S3 (ListParts was refused): "
-                    "granting s3:ListMultipartUploadParts lets it reconcile the two"
-                )
-            raise
-
-    async def _remote_parts(self) -> dict[int, RemotePart] | None:
-        """ListParts (UploadGone if the upload is gone); None when it is not permitted."""
-        try:
-            return await self.session.list_parts()
-        except S3Error as exc:
-            if not refused(exc):
-                raise
-            log.warning(
-                "ListParts was refused (%s): resuming from the state file alone; parts S3 "
-                "received but the journal missed are sent again",
-                exc.code,
-            )
-            return None
 
     async def _completed_earlier(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run

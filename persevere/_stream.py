@@ -45,8 +45,9 @@ from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of, refused
+from ._quirks import ETag, digest_of
 from ._reconcile import RemotePart
+from ._remote import remote_parts, unreconciled
 from ._request import STDIN, Request, Source, stdin_kind
 from ._s3 import Endpoint
 from ._sender import StreamedParts, send
@@ -367,7 +368,7 @@ async def resume_stream(
     if kind != "stream":
         raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
     try:
-        remote: dict[int, RemotePart] | None = await session.list_parts()
+        remote = await remote_parts(session)
     except UploadGone:
         raise UploadGone(
             f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
@@ -375,11 +376,6 @@ async def resume_stream(
             code="NoSuchUpload",
             hint="start a new upload with a new state file",
         ) from None
-    except S3Error as exc:
-        if not refused(exc):
-            raise
-        log.warning("ListParts was refused (%s): resuming from the state file alone", exc.code)
-        remote = None
     await refuse_existing_key(session, journal, remote)
     prefix = _Prefix(recorded=dict(parts))
     for number, part in parts.items():
@@ -391,7 +387,8 @@ async def resume_stream(
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
     stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                           expected_size=header.expected_size, prefix=prefix)  # fmt: skip
-    return await _send(session, stream, ledger, header, options, progress, started)
+    with unreconciled(remote):
+        return await _send(session, stream, ledger, header, options, progress, started)
 
 
 async def _send(
