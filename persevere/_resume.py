@@ -64,8 +64,7 @@ from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of
-from ._reconcile import RemotePart, reconcile
+from ._reconcile import RemotePart, holds, reconcile
 from ._remote import remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
@@ -467,12 +466,7 @@ class _Resumption:
                 self.session.algorithm, True,
             )  # fmt: skip
             checksum = b64(digest)
-            if remote.checksum is not None:
-                matches = digest_of(remote.checksum) == checksum
-            else:
-                etag = ETag(remote.etag)
-                matches = etag.part_count is None and etag.md5 == md5
-            if matches:
+            if holds(remote, checksum, md5):
                 log.info("part %d: found on S3 and matches the file, adopted", number)
                 await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             else:

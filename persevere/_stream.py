@@ -45,8 +45,7 @@ from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of
-from ._reconcile import RemotePart
+from ._reconcile import RemotePart, agrees, holds
 from ._remote import remote_parts, unreconciled
 from ._request import STDIN, Request, Source, stdin_kind
 from ._s3 import Endpoint
@@ -228,10 +227,7 @@ class StreamSource:
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
-        etag = ETag(remote.etag)
-        if digest_of(remote.checksum or "") == checksum or (
-            etag.part_count is None and etag.md5 == md5
-        ):
+        if holds(remote, checksum, md5):
             log.info("part %d: found on S3 and matches the stream, adopted", number)
             await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             return True
@@ -380,7 +376,7 @@ async def resume_stream(
     prefix = _Prefix(recorded=dict(parts))
     for number, part in parts.items():
         there = remote.get(number) if remote is not None else None
-        if remote is None or (there is not None and ETag(there.etag).same(part.etag)):
+        if remote is None or (there is not None and agrees(part, there)):
             prefix.kept.add(number)
     if remote is not None:
         prefix.adopt = {n: r for n, r in remote.items() if n not in parts}

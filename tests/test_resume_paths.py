@@ -3,12 +3,15 @@ their copies that were bugs, each shown on both kinds of source."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import interrupt_after_parts
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
 from tests.conftest import persevere as cli
+from tests.httpproxy import HttpProxy, Reply
 from tests.ruleproxy import Rule
-from tests.test_stream import cp_args, pipe_into
+from tests.test_stream import cp_args, pipe_into, produced
 
 MiB = 1024 * 1024
 SIZE = 40 * MiB
@@ -54,3 +57,53 @@ def test_list_parts_refused_one_warning_and_one_hint(rule_proxy, bucket, make_fi
     )
     assert "granting s3:ListMultipartUploadParts lets it reconcile the two" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _stating_other_checksums(s3_client, bucket):
+    """A ``reply`` for :class:`HttpProxy`: ListParts as S3 answers it, but every part stating a
+    CRC64NVME other than its bytes' (as an endpoint that reports part checksums would, had the
+    bytes changed); the ETags stay the MD5s of the bytes."""
+
+    def reply(exchange):
+        if exchange.operation != "ListParts":
+            return None
+        upload_id = exchange.query["uploadId"][0]
+        parts = s3_client.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
+        items = "".join(
+            f"<Part><PartNumber>{p['PartNumber']}</PartNumber><ETag>{p['ETag']}</ETag>"
+            f"<Size>{p['Size']}</Size><ChecksumCRC64NVME>AAAAAAAAAAA=</ChecksumCRC64NVME></Part>"
+            for p in parts
+        )
+        return Reply(200, (
+            '<?xml version="1.0" encoding="UTF-8"?><ListPartsResult xmlns="http://s3.amazonaws'
+            f'.com/doc/2006-03-01/"><Bucket>{bucket}</Bucket><Key>k</Key><UploadId>{upload_id}'
+            f"</UploadId><IsTruncated>false</IsTruncated>{items}</ListPartsResult>"
+        ).encode())  # fmt: skip
+
+    return reply
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("source", ["file", "stream"])
+def test_a_part_whose_stated_checksum_differs_is_sent_again(rule_proxy, s3_server, bucket,
+                                                            s3_client, make_file, tmp_path,
+                                                            source):  # fmt: skip
+    """Differences C and D, one matcher: S3 states a part checksum other than the bytes' while
+    its ETag is their MD5. A recorded part (1) is not kept, an unrecorded one (2, its record
+    cut from the journal) is not adopted: both are sent again, for a file as for a stream."""
+    env, proxy = rule_proxy
+    state = tmp_path / "s"
+    file = _interrupted(env, bucket, state, source, make_file, proxy)
+    lines = state.read_bytes().splitlines(keepends=True)
+    kept = [line for line in lines if b'"part_number":2,' not in line]
+    assert len(kept) == len(lines) - 1
+    state.write_bytes(b"".join(kept))  # part 2: on S3, not in the journal
+    with HttpProxy.in_front_of(
+        s3_server.endpoint_url, reply=_stating_other_checksums(s3_client, bucket)
+    ) as lying:
+        result = _resumed(env, state, file, "--endpoint-url", lying.url)
+        sent = {int(e.query["partNumber"][0]) for e in lying.requests("UploadPart")}
+    assert result.returncode == 0, result.stderr
+    assert {1, 2} <= sent, sent
+    digest = sha256_of_file(Path(file)) if file is not None else produced(SIZE, 78)
+    assert sha256_of_object(s3_client, bucket, "k") == digest
