@@ -39,7 +39,7 @@ from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, b64
 from ._completion import UploadResult, attach_state_file, complete, make_result, record_completed
 from ._create import created
-from ._errors import S3Error, SourceChanged, UploadGone, UsageError
+from ._errors import PersevereError, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._options import UploadOptions
@@ -340,7 +340,7 @@ async def upload_stream(
             stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
                                   expected_size=request.expected_size)  # fmt: skip
             return await _send(session, stream, ledger, header, request.transfer, progress, started)
-        except (S3Error, SourceChanged, UsageError) as exc:
+        except PersevereError as exc:
             attach_state_file(exc, state_path)
             raise
 

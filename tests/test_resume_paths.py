@@ -107,3 +107,16 @@ def test_a_part_whose_stated_checksum_differs_is_sent_again(rule_proxy, s3_serve
     assert {1, 2} <= sent, sent
     digest = sha256_of_file(Path(file)) if file is not None else produced(SIZE, 78)
     assert sha256_of_object(s3_client, bucket, "k") == digest
+
+
+@pytest.mark.process
+def test_a_stream_whose_retries_run_out_says_how_to_resume(rule_proxy, bucket, tmp_path):
+    """Difference O: a stream start names the next command for every failure after the upload
+    exists, as a file's does (retries exhausted, exit 3, printed none)."""
+    env, proxy = rule_proxy
+    state = tmp_path / "s"
+    proxy.rules.insert(0, Rule("PUT", "partNumber", value="2", refuse=(500, "InternalError")))
+    result, _ = pipe_into(env, SIZE, 79, *cp_args(bucket, state, "--max-retries", "1"))
+    assert result.returncode == 3, result.stderr
+    assert f"persevere upload resume --state-file {state}" in result.stderr
+    assert "Traceback" not in result.stderr
