@@ -146,6 +146,7 @@ class StreamSource:
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
         self.skipped_bytes = 0  # already on S3: read, checked, not sent
+        self.progress: ProgressSink = NullProgress()  # told of the bytes skipped
 
     async def next_part(self, algorithm: ChecksumAlgorithm, with_md5: bool) -> PreparedPart | None:
         while True:
@@ -186,6 +187,7 @@ class StreamSource:
             checksum = b64(digest)
             if await self._already_there(number, view, checksum, algorithm):
                 self.skipped_bytes += got
+                self.progress.advance(got)
                 await self._budget.give(taken)
                 continue
 
@@ -343,6 +345,8 @@ async def upload_stream(
         except PersevereError as exc:
             attach_state_file(exc, state_path)
             raise
+        finally:
+            progress.close()
 
 
 async def resume_stream(
@@ -397,6 +401,7 @@ async def _send(
     started: float,
 ) -> UploadResult:
     progress.start(stream.expected_size or 0, 0)
+    stream.progress = progress
     feed = StreamedParts(session, stream.next_part)
     sent = await send(session, stream.ledger, options, progress, feed)
     stream.check_length()

@@ -120,3 +120,22 @@ def test_a_stream_whose_retries_run_out_says_how_to_resume(rule_proxy, bucket, t
     assert result.returncode == 3, result.stderr
     assert f"persevere upload resume --state-file {state}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.process
+def test_a_streams_progress_ends_at_its_whole_size(s3_env, bucket, tmp_path):
+    """Difference P: a stream's progress is closed (its last line, in logs, says 100 %), and a
+    resumed stream counts the parts it skipped (already on S3) as done."""
+
+    def args(state):
+        return ["cp", "-", f"s3://{bucket}/k", "--state-file", state, "-c", "4",
+                "--expected-size", str(SIZE)]  # fmt: skip
+
+    started, _ = pipe_into(s3_env, SIZE, 80, *args(tmp_path / "s"))
+    assert started.returncode == 0, started.stderr
+    assert "(100.0%)" in started.stderr, started.stderr
+    state = tmp_path / "s2"
+    pipe_into(s3_env, SIZE, 80, *args(state), kill_after_parts=2, state=state)
+    resumed, _ = pipe_into(s3_env, SIZE, 80, *args(state))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(100.0%)" in resumed.stderr, resumed.stderr
