@@ -319,7 +319,7 @@ class _Resumption:
         try:
             remote = await remote_parts(self.session)
         except UploadGone:
-            return await self._completed_earlier(started)
+            return await self._completed_earlier(started, verify_parts)
         await refuse_existing_key(self.session, self.journal, remote)
         ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
@@ -329,7 +329,7 @@ class _Resumption:
                 self.progress, todo, started,
             )  # fmt: skip
 
-    async def _completed_earlier(self, started: float) -> UploadResult:
+    async def _completed_earlier(self, started: float, verify_parts: bool) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
@@ -347,7 +347,7 @@ class _Resumption:
                 hint="start a new upload with a new state file",
             )
         self._refuse_other_size()
-        changed = await self._check_file(dict(self.state.parts), verify_parts=False)
+        changed = await self._check_file(dict(self.state.parts), verify_parts)
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await record_completed(
             self.journal, done, header.file_size, self.source.identity.as_record()
