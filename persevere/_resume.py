@@ -47,7 +47,6 @@ from ._errors import (
     IntegrityError,
     PersevereError,
     SourceChanged,
-    StateFileError,
     UploadFinished,
     UploadGone,
 )
@@ -69,7 +68,7 @@ from ._remote import remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
-from ._shard_journals import merge_shards, refuse_running_shards
+from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._stream import resume_stream
 from ._units import MiB, format_size
@@ -188,19 +187,7 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
-        plan = state.header.plan(state_path)
-        for number, part in state.parts.items():
-            if not plan.fits(number, part.size):
-                layout = (
-                    f"plan of {plan.part_count} parts of {plan.part_size} bytes"
-                    if isinstance(plan, PartPlan)
-                    else f"stream schedule of parts of {plan.first} bytes, doubling every "
-                    f"{plan.every} parts"
-                )
-                raise StateFileError(
-                    f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
-                    f"{layout}: corrupt state file"
-                )
+        refuse_misfits(state_path, state)
         if state.damaged_lines:
             log.warning(
                 "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
