@@ -26,7 +26,6 @@ import contextlib
 import logging
 import random
 import shlex
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +36,13 @@ from ._checksums import b64
 from ._completed import changed_since, recheck, result_of
 from ._completion import (
     UploadResult,
-    attach_state_file,
+    continuing,
     endpoint_of,
     make_result,
     record_completed,
     session_of,
 )
-from ._errors import (
-    IntegrityError,
-    PersevereError,
-    SourceChanged,
-    UploadFinished,
-    UploadGone,
-)
+from ._errors import IntegrityError, SourceChanged, UploadFinished, UploadGone
 from ._journal import (
     Header,
     Journal,
@@ -62,7 +55,7 @@ from ._journal import (
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
 from ._remote import remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
@@ -103,12 +96,7 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    options = options or UploadOptions()
-    progress = progress or NullProgress()
-    options.validate()
-    started = time.monotonic()
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
-    try:
+    with continuing(state_file, options, progress) as (state_path, options, progress, started):
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
@@ -128,11 +116,7 @@ async def resume_upload(
             async with _opened(journal, state, plan, options, progress, file, endpoint) as run:
                 return await run.resume(verify_parts, started)
         finally:
-            progress.close()
             journal.close()
-    except PersevereError as exc:
-        attach_state_file(exc, state_path)
-        raise
 
 
 async def _already_completed(
