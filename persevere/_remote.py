@@ -30,6 +30,16 @@ async def remote_parts(session: MultipartSession) -> dict[int, RemotePart] | Non
         return None
 
 
+def gone(session: MultipartSession, causes: str) -> UploadGone:
+    """The upload being resumed is no longer on S3, for one of ``causes``."""
+    return UploadGone(
+        f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
+        f"({causes})",
+        code="NoSuchUpload",
+        hint="start a new upload with a new state file",
+    )
+
+
 @contextlib.contextmanager
 def unreconciled(remote: dict[int, RemotePart] | None) -> Iterator[None]:
     """Without ListParts (``remote`` None), a later S3 failure names the permission that lets

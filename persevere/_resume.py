@@ -57,7 +57,7 @@ from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
 from ._progress import ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
-from ._remote import remote_parts, unreconciled
+from ._remote import gone, remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
@@ -311,12 +311,7 @@ class _Resumption:
         if len(parts) < self.plan.part_count or not await self.session.holds(
             done, header.file_size
         ):
-            raise UploadGone(
-                f"multipart upload {header.upload_id} for {self.session.where} no longer exists "
-                "on S3 (aborted elsewhere, or expired by a lifecycle rule)",
-                code="NoSuchUpload",
-                hint="start a new upload with a new state file",
-            )
+            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts), verify_parts)
         await anyio.to_thread.run_sync(self.source.check_unchanged)

@@ -46,7 +46,7 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, agrees, holds
-from ._remote import remote_parts, unreconciled
+from ._remote import gone, remote_parts, unreconciled
 from ._request import STDIN, Request, Source, stdin_kind
 from ._s3 import Endpoint
 from ._sender import StreamedParts, send
@@ -370,20 +370,12 @@ async def resume_stream(
     try:
         remote = await remote_parts(session)
     except UploadGone:
-        raise UploadGone(
-            f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
-            "(aborted elsewhere, expired by a lifecycle rule, or completed)",
-            code="NoSuchUpload",
-            hint="start a new upload with a new state file",
-        ) from None
+        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
+        raise gone(session, causes) from None
     await refuse_existing_key(session, journal, remote)
-    prefix = _Prefix(recorded=dict(parts))
-    for number, part in parts.items():
-        there = remote.get(number) if remote is not None else None
-        if remote is None or (there is not None and agrees(part, there)):
-            prefix.kept.add(number)
-    if remote is not None:
-        prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
+    kept = {n for n, p in parts.items() if remote is None or (n in remote and agrees(p, remote[n]))}
+    adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
+    prefix = _Prefix(dict(parts), kept, adopt)
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
     stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                           expected_size=header.expected_size, prefix=prefix)  # fmt: skip
