@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 
 from ._checksums import b64
-from ._completed import changed_since, recheck, result_of
+from ._completed import changed_since, recheck, result_of, why_reread
 from ._completion import (
     UploadResult,
     continuing,
@@ -200,9 +200,7 @@ async def send_shard(
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
     async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
         ledger, todo = await run._plan_sending(await remote_parts(run.session), verify_parts)
-        progress.start(
-            sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
-        )
+        progress.start(sum(map(plan.size_of, parts)), sum(p.size for p in ledger.parts.values()))
         feed = PlannedParts(run.session, run.source, plan, todo)
         return await send(run.session, ledger, options, progress, feed)
 
@@ -305,12 +303,10 @@ class _Resumption:
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
         header = self.header
-        recorded = [self.state.parts.get(n) for n in self.plan.part_numbers()]
-        parts = [p for p in recorded if p is not None]
+        parts = [self.state.parts[n] for n in self.plan.part_numbers() if n in self.state.parts]
         done = self.session.expected(parts)
-        if len(parts) < self.plan.part_count or not await self.session.holds(
-            done, header.file_size
-        ):
+        whole = len(parts) == self.plan.part_count
+        if not whole or not await self.session.holds(done, header.file_size):
             raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts), verify_parts)
@@ -344,11 +340,7 @@ class _Resumption:
         if self.source.identity.block_device:
             verify_parts = True  # nothing but its bytes vouch for a block device
         if differ or verify_parts:
-            why = f"its {', '.join(differ)} changed since its parts were uploaded"
-            if not differ:
-                why = "as asked"
-                if self.source.identity.block_device:
-                    why = "a block device (no time of it dates its bytes)"
+            why = why_reread(self.source.identity, differ, "its parts were")
             changed = await self._reread(done, sorted(done), why)
         else:
             changed = await self._spot_check(done, sorted(done))

@@ -100,11 +100,6 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
     if path.exists():
         journal, state = Journal.open(path)
         if state.header.upload_id == main.header.upload_id:
-            try:
-                refuse_misfits(path, state)
-            except StateFileError:
-                journal.close()
-                raise
             return journal, state
         # Left by an earlier upload under the same state file name: never send to that one.
         log.warning("%s belongs to another upload: replaced", path)

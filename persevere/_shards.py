@@ -39,7 +39,7 @@ from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._resume import send_shard
 from ._s3 import Endpoint
-from ._shard_journals import open_shard_journal
+from ._shard_journals import open_shard_journal, refuse_misfits
 
 log = logging.getLogger("persevere")
 
@@ -112,6 +112,7 @@ async def upload_shard(
             open_shard_journal, state_path, shard, shards
         )
         try:
+            refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
             sent = await send_shard(journal, state, plan, parts, options=options,
                                     progress=progress, verify_parts=verify_parts, file=file,
                                     endpoint=endpoint)  # fmt: skip
