@@ -364,8 +364,7 @@ async def resume_stream(
 ) -> UploadResult:
     """The same stream piped in again: skip what S3 has, send the rest, complete.
     ``schedule``: the header's (:meth:`._journal.Header.plan`)."""
-    kind, _ = stdin_kind(fd)
-    if kind != "stream":
+    if stdin_kind(fd)[0] != "stream":
         raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
     try:
         remote = await remote_parts(session)
