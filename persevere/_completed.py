@@ -93,18 +93,21 @@ async def recheck(
     differ = identity.differences(FileIdentity.of_record(state.identity))
     if not differ and not identity.block_device and not verify_parts:
         return Recheck("same")
-    why = "as asked"
-    if differ:
-        why = f"its {', '.join(differ)} changed since it was uploaded"
-    elif identity.block_device:
-        why = "a block device (no time of it dates its bytes)"
-    log.warning("%s: %s; re-reading it", identity.path, why)
+    log.warning("%s: %s; re-reading it", identity.path, why_reread(identity, differ, "it was"))
     if header.shards:  # its parts were recorded by its shards, in journals of their own
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
         return Recheck("changed", f"{identity.path} changed since it was uploaded")
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)
     return Recheck("same")
+
+
+def why_reread(identity: FileIdentity, differ: list[str], what: str) -> str:
+    """Why the recorded parts are all read again: ``differ`` (what changed in the file's
+    identity, since ``what`` uploaded), a block device, or asked to."""
+    if differ:
+        return f"its {', '.join(differ)} changed since {what} uploaded"
+    return "a block device (no time of it dates its bytes)" if identity.block_device else "as asked"
 
 
 def result_of(state: JournalState, started: float) -> UploadResult:

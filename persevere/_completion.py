@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from ._checksums import get_algorithm
 from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritable, UploadGone
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
+from ._options import UploadOptions
+from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, is_write_conflict
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client
@@ -53,6 +56,26 @@ class UploadResult:
 def attach_state_file(exc: PersevereError, state_file: Path) -> None:
     """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
     exc.state_file = str(state_file)
+
+
+@contextlib.contextmanager
+def continuing(
+    state_file: str | Path, options: UploadOptions | None, progress: ProgressSink | None
+) -> Iterator[tuple[Path, UploadOptions, ProgressSink, float]]:
+    """An entry that continues the upload a state file holds (resume, a shard): the absolute
+    path, the options checked, the progress (closed at the end) and when it started; every
+    failure names the state file (:func:`attach_state_file`)."""
+    options = options or UploadOptions()
+    options.validate()
+    progress = progress or NullProgress()
+    state_path = Path(state_file).expanduser().absolute()
+    try:
+        yield state_path, options, progress, time.monotonic()
+    except PersevereError as exc:
+        attach_state_file(exc, state_path)
+        raise
+    finally:
+        progress.close()
 
 
 def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> MultipartSession:

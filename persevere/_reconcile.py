@@ -43,10 +43,7 @@ def reconcile(
         if there is not None and there.size != size:
             there = None  # not bytes of this plan: re-upload overwrites it
         if local is not None and there is not None:
-            agrees = ETag(local.etag).same(there.etag) and (
-                there.checksum is None or digest_of(there.checksum) == local.checksum
-            )
-            if agrees:
+            if agrees(local, there):
                 result.kept[number] = local
                 continue
             result.lost.append(number)
@@ -57,3 +54,22 @@ def reconcile(
             continue
         result.missing.append(number)
     return result
+
+
+def agrees(local: PartRecord, there: RemotePart) -> bool:
+    """The journal's part and S3's are the same bytes: the same ETag and size, and the
+    checksum S3 states (if it states one) the recorded one."""
+    return (
+        ETag(local.etag).same(there.etag)
+        and there.size == local.size
+        and (there.checksum is None or digest_of(there.checksum) == local.checksum)
+    )
+
+
+def holds(there: RemotePart, checksum: str, md5: str | None) -> bool:
+    """S3's part, unknown to the journal, holds the local bytes of ``checksum`` and ``md5``
+    (hex): by the checksum S3 states, else by its ETag, when that is the bytes' MD5."""
+    if there.checksum is not None:
+        return digest_of(there.checksum) == checksum
+    etag = ETag(there.etag)
+    return etag.part_count is None and etag.md5 == md5

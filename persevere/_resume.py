@@ -26,7 +26,6 @@ import contextlib
 import logging
 import random
 import shlex
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +33,16 @@ from pathlib import Path
 import anyio
 
 from ._checksums import b64
-from ._completed import changed_since, recheck, result_of
+from ._completed import changed_since, recheck, result_of, why_reread
 from ._completion import (
     UploadResult,
-    attach_state_file,
+    continuing,
     endpoint_of,
     make_result,
     record_completed,
     session_of,
 )
-from ._errors import (
-    IntegrityError,
-    PersevereError,
-    S3Error,
-    SourceChanged,
-    StateFileError,
-    UploadFinished,
-    UploadGone,
-)
+from ._errors import IntegrityError, SourceChanged, UploadFinished, UploadGone
 from ._journal import (
     Header,
     Journal,
@@ -64,18 +55,18 @@ from ._journal import (
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
-from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of, refused
-from ._reconcile import RemotePart, reconcile
+from ._progress import ProgressSink
+from ._reconcile import RemotePart, holds, reconcile
+from ._remote import gone, remote_parts, unreconciled
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
-from ._shard_journals import merge_shards, refuse_running_shards
+from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._stream import resume_stream
 from ._units import MiB, format_size
 from ._upload import send_and_complete
-from ._write_once import give_up, key_exists
+from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -105,12 +96,7 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    options = options or UploadOptions()
-    progress = progress or NullProgress()
-    options.validate()
-    started = time.monotonic()
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
-    try:
+    with continuing(state_file, options, progress) as (state_path, options, progress, started):
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
@@ -130,11 +116,7 @@ async def resume_upload(
             async with _opened(journal, state, plan, options, progress, file, endpoint) as run:
                 return await run.resume(verify_parts, started)
         finally:
-            progress.close()
             journal.close()
-    except PersevereError as exc:
-        attach_state_file(exc, state_path)
-        raise
 
 
 async def _already_completed(
@@ -189,19 +171,7 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
         if state.header.shards:
             refuse_running_shards(state_path)
         merge_shards(state_path, state)
-        plan = state.header.plan(state_path)
-        for number, part in state.parts.items():
-            if not plan.fits(number, part.size):
-                layout = (
-                    f"plan of {plan.part_count} parts of {plan.part_size} bytes"
-                    if isinstance(plan, PartPlan)
-                    else f"stream schedule of parts of {plan.first} bytes, doubling every "
-                    f"{plan.every} parts"
-                )
-                raise StateFileError(
-                    f"{state_path}: part {number} (size {part.size}) does not fit the upload's "
-                    f"{layout}: corrupt state file"
-                )
+        refuse_misfits(state_path, state)
         if state.damaged_lines:
             log.warning(
                 "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
@@ -229,10 +199,8 @@ async def send_shard(
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
     async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
-        ledger, todo = await run._plan_sending(await run._remote_parts(), verify_parts)
-        progress.start(
-            sum(plan.size_of(n) for n in parts), sum(p.size for p in ledger.parts.values())
-        )
+        ledger, todo = await run._plan_sending(await remote_parts(run.session), verify_parts)
+        progress.start(sum(map(plan.size_of, parts)), sum(p.size for p in ledger.parts.values()))
         feed = PlannedParts(run.session, run.source, plan, todo)
         return await send(run.session, ledger, options, progress, feed)
 
@@ -318,60 +286,30 @@ class _Resumption:
 
     async def _resume(self, verify_parts: bool, started: float) -> UploadResult:
         try:
-            remote = await self._remote_parts()
+            remote = await remote_parts(self.session)
         except UploadGone:
-            return await self._completed_earlier(started)
-        if self.session.no_overwrite and remote is not None and await key_exists(self.session):
-            # The upload still exists, so the object is not its own: another writer's.
-            await give_up(self.session, self.journal, "the key exists")
+            return await self._completed_earlier(started, verify_parts)
+        await refuse_existing_key(self.session, self.journal, remote)
         ledger, todo = await self._plan_sending(remote, verify_parts)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
-        try:
+        with unreconciled(remote):
             return await send_and_complete(
                 self.session, self.source, ledger, self.header, self.plan, self.options,
                 self.progress, todo, started,
             )  # fmt: skip
-        except S3Error as exc:
-            if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
-                exc.hint = (
-                    "resume could not compare the state file with S3 (ListParts was refused): "
-                    "granting s3:ListMultipartUploadParts lets it reconcile the two"
-                )
-            raise
 
-    async def _remote_parts(self) -> dict[int, RemotePart] | None:
-        """ListParts (UploadGone if the upload is gone); None when it is not permitted."""
-        try:
-            return await self.session.list_parts()
-        except S3Error as exc:
-            if not refused(exc):
-                raise
-            log.warning(
-                "ListParts was refused (%s): resuming from the state file alone; parts S3 "
-                "received but the journal missed are sent again",
-                exc.code,
-            )
-            return None
-
-    async def _completed_earlier(self, started: float) -> UploadResult:
+    async def _completed_earlier(self, started: float, verify_parts: bool) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
         header = self.header
-        recorded = [self.state.parts.get(n) for n in self.plan.part_numbers()]
-        parts = [p for p in recorded if p is not None]
+        parts = [self.state.parts[n] for n in self.plan.part_numbers() if n in self.state.parts]
         done = self.session.expected(parts)
-        if len(parts) < self.plan.part_count or not await self.session.holds(
-            done, header.file_size
-        ):
-            raise UploadGone(
-                f"multipart upload {header.upload_id} for {self.session.where} no longer exists "
-                "on S3 (aborted elsewhere, or expired by a lifecycle rule)",
-                code="NoSuchUpload",
-                hint="start a new upload with a new state file",
-            )
+        whole = len(parts) == self.plan.part_count
+        if not whole or not await self.session.holds(done, header.file_size):
+            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
-        changed = await self._check_file(dict(self.state.parts), verify_parts=False)
+        changed = await self._check_file(dict(self.state.parts), verify_parts)
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await record_completed(
             self.journal, done, header.file_size, self.source.identity.as_record()
@@ -402,11 +340,7 @@ class _Resumption:
         if self.source.identity.block_device:
             verify_parts = True  # nothing but its bytes vouch for a block device
         if differ or verify_parts:
-            why = f"its {', '.join(differ)} changed since its parts were uploaded"
-            if not differ:
-                why = "as asked"
-                if self.source.identity.block_device:
-                    why = "a block device (no time of it dates its bytes)"
+            why = why_reread(self.source.identity, differ, "its parts were")
             changed = await self._reread(done, sorted(done), why)
         else:
             changed = await self._spot_check(done, sorted(done))
@@ -490,12 +424,7 @@ class _Resumption:
                 self.session.algorithm, True,
             )  # fmt: skip
             checksum = b64(digest)
-            if remote.checksum is not None:
-                matches = digest_of(remote.checksum) == checksum
-            else:
-                etag = ETag(remote.etag)
-                matches = etag.part_count is None and etag.md5 == md5
-            if matches:
+            if holds(remote, checksum, md5):
                 log.info("part %d: found on S3 and matches the file, adopted", number)
                 await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             else:

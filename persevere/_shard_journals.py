@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._errors import StateFileError, StateFileLocked, UploadFinished
 from ._journal import Journal, JournalState, read_state
+from ._plan import PartPlan
 from ._platform import lock_exclusive
 
 log = logging.getLogger("persevere")
@@ -70,6 +71,24 @@ def merge_shards(state_path: Path, state: JournalState) -> None:
                 taken.append(number)
         if taken:
             state.from_shards[str(path)] = taken
+
+
+def refuse_misfits(path: Path, state: JournalState) -> None:
+    """A journal (the main one, its shards' merged in, or a shard's own) whose part does not
+    fit the upload's plan is corrupt: a line altered but still valid."""
+    plan = state.header.plan(path)
+    for number, part in state.parts.items():
+        if not plan.fits(number, part.size):
+            layout = (
+                f"plan of {plan.part_count} parts of {plan.part_size} bytes"
+                if isinstance(plan, PartPlan)
+                else f"stream schedule of parts of {plan.first} bytes, doubling every "
+                f"{plan.every} parts"
+            )
+            raise StateFileError(
+                f"{path}: part {number} (size {part.size}) does not fit the upload's "
+                f"{layout}: corrupt state file"
+            )
 
 
 def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journal, JournalState]:

@@ -31,15 +31,15 @@ from pathlib import Path
 
 import anyio
 
-from ._completion import attach_state_file
-from ._errors import PersevereError, UsageError
+from ._completion import continuing
+from ._errors import UsageError
 from ._journal import read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink
 from ._resume import send_shard
 from ._s3 import Endpoint
-from ._shard_journals import open_shard_journal
+from ._shard_journals import open_shard_journal, refuse_misfits
 
 log = logging.getLogger("persevere")
 
@@ -88,12 +88,7 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    options = options or UploadOptions()
-    progress = progress or NullProgress()
-    options.validate()
-    started = time.monotonic()
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
-    try:
+    with continuing(state_file, options, progress) as (state_path, options, progress, started):
         main = await anyio.to_thread.run_sync(read_state, state_path)
         header = main.header
         if not 0 <= shard < shards:
@@ -117,13 +112,10 @@ async def upload_shard(
             open_shard_journal, state_path, shard, shards
         )
         try:
+            refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
             sent = await send_shard(journal, state, plan, parts, options=options,
                                     progress=progress, verify_parts=verify_parts, file=file,
                                     endpoint=endpoint)  # fmt: skip
         finally:
-            progress.close()
             journal.close()
-    except PersevereError as exc:
-        attach_state_file(exc, state_path)
-        raise
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

@@ -39,19 +39,20 @@ from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, b64
 from ._completion import UploadResult, attach_state_file, complete, make_result, record_completed
 from ._create import created
-from ._errors import S3Error, SourceChanged, UploadGone, UsageError
+from ._errors import PersevereError, SourceChanged, UploadGone, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
-from ._quirks import ETag, digest_of, refused
-from ._reconcile import RemotePart
+from ._reconcile import RemotePart, agrees, holds
+from ._remote import gone, remote_parts, unreconciled
 from ._request import STDIN, Request, Source, stdin_kind
 from ._s3 import Endpoint
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._units import MiB, format_size
+from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -145,6 +146,7 @@ class StreamSource:
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
         self.skipped_bytes = 0  # already on S3: read, checked, not sent
+        self.progress: ProgressSink = NullProgress()  # told of the bytes skipped
 
     async def next_part(self, algorithm: ChecksumAlgorithm, with_md5: bool) -> PreparedPart | None:
         while True:
@@ -185,6 +187,7 @@ class StreamSource:
             checksum = b64(digest)
             if await self._already_there(number, view, checksum, algorithm):
                 self.skipped_bytes += got
+                self.progress.advance(got)
                 await self._budget.give(taken)
                 continue
 
@@ -226,10 +229,7 @@ class StreamSource:
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
-        etag = ETag(remote.etag)
-        if digest_of(remote.checksum or "") == checksum or (
-            etag.part_count is None and etag.md5 == md5
-        ):
+        if holds(remote, checksum, md5):
             log.info("part %d: found on S3 and matches the stream, adopted", number)
             await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
             return True
@@ -342,9 +342,11 @@ async def upload_stream(
             stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
                                   expected_size=request.expected_size)  # fmt: skip
             return await _send(session, stream, ledger, header, request.transfer, progress, started)
-        except (S3Error, SourceChanged, UsageError) as exc:
+        except PersevereError as exc:
             attach_state_file(exc, state_path)
             raise
+        finally:
+            progress.close()
 
 
 async def resume_stream(
@@ -362,34 +364,22 @@ async def resume_stream(
 ) -> UploadResult:
     """The same stream piped in again: skip what S3 has, send the rest, complete.
     ``schedule``: the header's (:meth:`._journal.Header.plan`)."""
-    kind, _ = stdin_kind(fd)
-    if kind != "stream":
+    if stdin_kind(fd)[0] != "stream":
         raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
     try:
-        remote: dict[int, RemotePart] | None = await session.list_parts()
+        remote = await remote_parts(session)
     except UploadGone:
-        raise UploadGone(
-            f"multipart upload {header.upload_id} for {session.where} no longer exists on S3 "
-            "(aborted elsewhere, expired by a lifecycle rule, or completed)",
-            code="NoSuchUpload",
-            hint="start a new upload with a new state file",
-        ) from None
-    except S3Error as exc:
-        if not refused(exc):
-            raise
-        log.warning("ListParts was refused (%s): resuming from the state file alone", exc.code)
-        remote = None
-    prefix = _Prefix(recorded=dict(parts))
-    for number, part in parts.items():
-        there = remote.get(number) if remote is not None else None
-        if remote is None or (there is not None and ETag(there.etag).same(part.etag)):
-            prefix.kept.add(number)
-    if remote is not None:
-        prefix.adopt = {n: r for n, r in remote.items() if n not in parts}
+        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
+        raise gone(session, causes) from None
+    await refuse_existing_key(session, journal, remote)
+    kept = {n for n, p in parts.items() if remote is None or (n in remote and agrees(p, remote[n]))}
+    adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
+    prefix = _Prefix(dict(parts), kept, adopt)
     ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
     stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
                           expected_size=header.expected_size, prefix=prefix)  # fmt: skip
-    return await _send(session, stream, ledger, header, options, progress, started)
+    with unreconciled(remote):
+        return await _send(session, stream, ledger, header, options, progress, started)
 
 
 async def _send(
@@ -402,6 +392,7 @@ async def _send(
     started: float,
 ) -> UploadResult:
     progress.start(stream.expected_size or 0, 0)
+    stream.progress = progress
     feed = StreamedParts(session, stream.next_part)
     sent = await send(session, stream.ledger, options, progress, feed)
     stream.check_length()

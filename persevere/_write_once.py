@@ -31,6 +31,7 @@ import anyio
 from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
 from ._journal import Journal
 from ._quirks import missing, refused
+from ._reconcile import RemotePart
 from ._session import MultipartSession
 
 log = logging.getLogger("persevere")
@@ -67,6 +68,15 @@ async def refuse_existing(session: MultipartSession) -> None:
     """Before CreateMultipartUpload: an existing key ends the run, nothing sent or created."""
     if await key_exists(session):
         raise exists_error(session, uploaded=False)
+
+
+async def refuse_existing_key(
+    session: MultipartSession, journal: Journal, remote: dict[int, RemotePart] | None
+) -> None:
+    """At resume, before any part is sent (a file's or a stream's): once ListParts shows the
+    upload still exists, an object at the key is not its own but another writer's."""
+    if session.no_overwrite and remote is not None and await key_exists(session):
+        await give_up(session, journal, "the key exists")
 
 
 async def give_up(session: MultipartSession, journal: Journal, cause: str) -> NoReturn:

@@ -881,3 +881,22 @@ def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_
     assert done.returncode == 0, done.stderr
     assert "as asked; re-reading the 2 part(s) already uploaded" in done.stderr  # shard 0's
     assert_done(s3_client, bucket, file)
+
+
+def test_a_shard_journal_whose_part_does_not_fit_the_plan_is_refused(s3_env, bucket, make_file,
+                                                                     tmp_path):  # fmt: skip
+    """Difference S: a shard's journal is checked like the main one: a part that does not fit
+    the plan (a corrupt line that still parses) is refused when the shard runs again, not
+    only at completion."""
+    file, state = make_file(20 * MiB, seed=142), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2").returncode == 0
+    journal = state.with_name(f"{state.name}.shard-0-of-2")
+    records = [json.loads(line) for line in journal.read_bytes().splitlines()]
+    bad = next(r for r in records if r.get("type") == "part")
+    bad["size"] = 1234
+    journal.write_text("".join(json.dumps(r) + "\n" for r in records))
+    again = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert again.returncode == 1, again.stderr
+    assert f"part {bad['part_number']} (size 1234) does not fit the upload's plan" in again.stderr
+    assert "corrupt state file" in again.stderr

@@ -320,3 +320,27 @@ def test_retain_until_dates_are_read_as_utc_unless_they_say_otherwise():
         object_options(Path("f"), object_lock_legal_hold="off")["ObjectLockLegalHoldStatus"]
         == "OFF"
     )
+
+
+@pytest.mark.process
+def test_a_resumed_stream_is_refused_before_sending_when_the_key_now_exists(
+    proxied, s3_env, bucket, s3_client, tmp_path
+):
+    """Difference G: a stream's resume checks HeadObject before it sends, as a file's does
+    (it used to send every remaining part and meet only Complete's If-None-Match)."""
+    from tests.test_stream import cp_args, pipe_into
+
+    size, state = 40 * MiB, tmp_path / "s"
+    pipe_into(s3_env, size, 76, *cp_args(bucket, state, "--no-overwrite"), kill_after_parts=2,
+              state=state)  # fmt: skip
+    assert _journal(state)[-1]["type"] == "part"
+    s3_client.put_object(Bucket=bucket, Key="k", Body=EXISTING)  # someone else's, meanwhile
+    env, proxy = proxied()
+    result, _ = pipe_into(env, size, 76, "upload", "resume", "--state-file", state,
+                          "--no-progress", "--endpoint-url", proxy.url)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "already exists; it was left untouched (write-once)" in result.stderr
+    assert proxy.requests("ListParts")  # through the proxy
+    assert proxy.requests("UploadPart") == [] and proxy.requests("CompleteMultipartUpload") == []
+    assert _journal(state)[-1]["type"] == "aborted"
+    assert _unchanged(s3_client, bucket) and _no_uploads(s3_client, bucket)
