@@ -140,3 +140,33 @@ def test_plain_http_endpoints_load_no_ca_store() -> None:
     assert _s3._verify(_s3.Endpoint("HTTP://s3.local")) is False
     assert _s3._verify(_s3.Endpoint("https://s3.local", ca_bundle="/ca.pem")) == "/ca.pem"
     assert _s3._verify(_s3.Endpoint(None)) is None  # AWS: botocore's default verification
+
+
+def test_the_clis_collector_pause_ends_when_the_work_starts() -> None:
+    from persevere._loop import pause_collector, resume_collector, run
+
+    async def work() -> tuple[bool, int]:
+        return gc.isenabled(), gc.get_freeze_count()
+
+    pause_collector()
+    try:
+        assert not gc.isenabled()
+        enabled, frozen = run(work)
+    finally:
+        resume_collector(freeze=False)
+        gc.unfreeze()
+    assert enabled and frozen > 0  # start-up's objects frozen, the collector on for the work
+    assert gc.isenabled()
+
+
+def test_the_collector_pause_leaves_a_disabled_collector_alone() -> None:
+    from persevere._loop import pause_collector, resume_collector
+
+    gc.disable()
+    try:
+        pause_collector()
+        resume_collector()
+        assert not gc.isenabled()  # the caller's choice, not ours to undo
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
