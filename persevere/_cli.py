@@ -81,7 +81,7 @@ def _root(
     from ._logs import setup
 
     # JSON lines are for collectors: their events (start, progress, completed) are info.
-    # While a command runs, tqdm.contrib.logging routes the handler through the progress bar
+    # While a command runs on a terminal, tqdm.contrib.logging routes the handler through the bar
     # (see _run), so log lines never tear it.
     detail = verbose or log_format == "json"
     setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
