@@ -81,7 +81,7 @@ def _root(
     from ._logs import setup
 
     # JSON lines are for collectors: their events (start, progress, completed) are info.
-    # While a command runs, tqdm.contrib.logging routes the handler through the progress bar
+    # While a command runs on a terminal, tqdm.contrib.logging routes the handler through the bar
     # (see _run), so log lines never tear it.
     detail = verbose or log_format == "json"
     setup(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING,
@@ -103,6 +103,9 @@ app.command("bench")(bench)
 
 def main() -> None:
     from . import _s3
+    from ._loop import pause_collector, resume_collector
+
+    pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
     # Until a command's work starts (its event loop then watches the signals), a stop signal
@@ -111,7 +114,10 @@ def main() -> None:
         signal.signal(signum, _stopped_before_starting)
     if hasattr(signal, "pthread_sigmask"):  # a shard of --processes starts with them held
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    app(prog_name="persevere")
+    try:
+        app(prog_name="persevere")
+    finally:
+        resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
 
 
 def _stopped_before_starting(signum: int, frame: object) -> None:

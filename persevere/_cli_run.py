@@ -9,6 +9,7 @@ printing of results and dry runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -131,7 +132,7 @@ def _run(
     import anyio
 
     from ._journal import holds_upload
-    from ._sync import run
+    from ._loop import run
 
     interrupted: str | None = None
     hurried = False  # a second signal came: the cleanup's grace is running
@@ -209,11 +210,9 @@ def _run(
         stop.exit_code = _exit_code(interrupted)
         raise stop
 
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     try:
         try:
-            with logging_redirect_tqdm(loggers=[log]):
+            with _logging_around_bars():
                 return run(main)
         finally:
             # The work is over (done, failed or stopped; the journal settled): what is left is
@@ -281,6 +280,19 @@ def _hung_up() -> None:
                 os.close(devnull)
         except (OSError, ValueError):
             pass
+
+
+def _logging_around_bars() -> contextlib.AbstractContextManager[Any]:
+    """Log lines written through tqdm while a command runs, so they never tear its bar.
+
+    A bar is drawn on a terminal only (see :func:`_progress`): elsewhere nothing to route, and
+    tqdm (about 15 modules) stays unimported.
+    """
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[log])  # type: ignore[no-any-return]
 
 
 def _progress(enabled: bool, description: str) -> Any:

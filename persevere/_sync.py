@@ -1,5 +1,5 @@
-"""Blocking twins of the async API, for scripts that do not run an event loop, and the one
-place an event loop is started (the CLI runs its coroutines through :func:`run` too).
+"""Blocking twins of the async API, for scripts that do not run an event loop; each runs its
+coroutine through :func:`._loop.run`, as the CLI does.
 
 Each call runs its own event loop (uvloop where available); do not call these from async code.
 """
@@ -10,9 +10,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-import anyio
-
-from ._platform import require_supported
+from ._loop import run as run
 from ._resume import resume_upload
 from ._shards import upload_shard
 from ._upload import abort_upload, create_upload, start_upload, upload_status
@@ -20,29 +18,6 @@ from ._verify import verify_object
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main()`` to completion on a new event loop (uvloop where installed).
-
-    Every CLI command and blocking call enters here, so a platform persevere does not support
-    (Windows) is refused here, with one line, before anything is sent (:mod:`._platform`).
-    """
-    require_supported()
-
-    async def wrapped() -> T:
-        from ._s3 import quiet_abandoned_connection_errors
-
-        quiet_abandoned_connection_errors()
-        return await main()
-
-    try:
-        import uvloop  # noqa: F401
-
-        use_uvloop = True
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        use_uvloop = False
-    return anyio.run(wrapped, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
 
 
 def _blocking(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:

@@ -1,9 +1,18 @@
-"""Start-up shortcuts: the S3 model loader and the collector pause around client creation."""
+"""Start-up: what a command imports, the S3 model loader and the collector pause around
+client creation.
+
+The import budget counts modules, not milliseconds (timing is noise on a shared machine): a
+small upload pays for what it imports, so the modules only other commands use (verify, bench,
+shards, the blocking API, tqdm when no bar can be drawn) must stay out of its process.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -12,6 +21,79 @@ from botocore.loaders import Loader
 
 from persevere import _s3
 from persevere._botocore_loader import s3_loader
+from tests.conftest import MakeFile
+
+# Modules an upload must not import: other commands' code and what only they use.
+NOT_FOR_AN_UPLOAD = (
+    "persevere._verify",
+    "persevere._bench",
+    "persevere._sync",
+    "persevere._shards",
+    "persevere._processes",
+    "persevere._orphans",
+    "persevere._dry_run",
+    "dask",
+    "tqdm",
+    "multiprocessing",
+)
+# persevere's own modules a 0-byte ``cp`` imports (45 when this was written): room for one or
+# two more small modules, not for a command's worth.
+PERSEVERE_MODULES_BUDGET = 48
+
+# Runs the CLI as ``python -m persevere`` does, and prints the modules loaded once it is done.
+_RUN_AND_LIST = """
+import atexit, json, runpy, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.__stdout__))
+sys.argv = ["persevere", *sys.argv[1:]]
+runpy.run_module("persevere", run_name="__main__")
+"""
+
+
+def _loaded(code: str, *args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def _unwanted(modules: set[str]) -> list[str]:
+    return sorted(
+        name
+        for name in modules
+        if any(name == bad or name.startswith(bad + ".") for bad in NOT_FOR_AN_UPLOAD)
+    )
+
+
+@pytest.mark.process
+def test_importing_the_cli_imports_no_other_commands_code() -> None:
+    modules = _loaded("import json, sys, persevere._cli; print(json.dumps(sorted(sys.modules)))")
+    assert _unwanted(modules) == []
+    assert "persevere._s3" not in modules  # botocore and aiohttp come when a client does
+
+
+@pytest.mark.process
+def test_the_package_exports_its_api_without_importing_it() -> None:
+    modules = _loaded("import json, sys, persevere; print(json.dumps(sorted(sys.modules)))")
+    assert sorted(name for name in modules if name.startswith("persevere.")) == [
+        "persevere._errors",
+        "persevere._version",
+    ]
+
+
+@pytest.mark.process
+def test_a_small_upload_imports_only_what_it_uses(
+    s3_env: dict[str, str], bucket: str, make_file: MakeFile, tmp_path: Path
+) -> None:
+    source = make_file(0, name="empty")
+    modules = _loaded(
+        _RUN_AND_LIST, "cp", str(source), f"s3://{bucket}/zero",
+        "--state-file", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert "persevere._upload" in modules and "aiobotocore.session" in modules  # it did upload
+    assert _unwanted(modules) == []
+    own = sorted(name for name in modules if name.startswith("persevere."))
+    assert len(own) <= PERSEVERE_MODULES_BUDGET, own
 
 
 @pytest.mark.parametrize("type_name", ["service-2", "endpoint-rule-set-1"])
@@ -58,3 +140,33 @@ def test_plain_http_endpoints_load_no_ca_store() -> None:
     assert _s3._verify(_s3.Endpoint("HTTP://s3.local")) is False
     assert _s3._verify(_s3.Endpoint("https://s3.local", ca_bundle="/ca.pem")) == "/ca.pem"
     assert _s3._verify(_s3.Endpoint(None)) is None  # AWS: botocore's default verification
+
+
+def test_the_clis_collector_pause_ends_when_the_work_starts() -> None:
+    from persevere._loop import pause_collector, resume_collector, run
+
+    async def work() -> tuple[bool, int]:
+        return gc.isenabled(), gc.get_freeze_count()
+
+    pause_collector()
+    try:
+        assert not gc.isenabled()
+        enabled, frozen = run(work)
+    finally:
+        resume_collector(freeze=False)
+        gc.unfreeze()
+    assert enabled and frozen > 0  # start-up's objects frozen, the collector on for the work
+    assert gc.isenabled()
+
+
+def test_the_collector_pause_leaves_a_disabled_collector_alone() -> None:
+    from persevere._loop import pause_collector, resume_collector
+
+    gc.disable()
+    try:
+        pause_collector()
+        resume_collector()
+        assert not gc.isenabled()  # the caller's choice, not ours to undo
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
