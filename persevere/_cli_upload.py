@@ -157,13 +157,14 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
+        from ._request import Request
         from ._s3 import Endpoint
 
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
         insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
-        _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
-                               started=started)  # fmt: skip
+        _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
+                               processes, json_output, no_progress, started)  # fmt: skip
         return
     from ._upload import upload
 
@@ -256,7 +257,9 @@ def resume(
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    overrides = endpoint_flags.endpoint()
+    request = Request(state_file, None if file is None else Source(file),
+                      endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
+                      verify_parts=verify_parts)  # fmt: skip
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
@@ -268,11 +271,8 @@ def resume(
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            _complete_in_processes(state_file, processes, transfer, overrides, json_output,
-                                   no_progress, verify_parts, file, started)  # fmt: skip
+            _complete_in_processes(request, processes, json_output, no_progress, started)
             return
-    request = Request(state_file, None if file is None else Source(file), endpoint=overrides,
-                      transfer=transfer.options(), verify_parts=verify_parts)  # fmt: skip
     progress = _progress(not no_progress and not json_output, "resume")
     result = _run(lambda: resume_request(request, progress), resumable_state=state_file)
     _print_result(result, json_output, state_file)
@@ -377,24 +377,16 @@ def _shard_of_parent() -> None:
 
 
 def _complete_in_processes(
-    state_file: Path,
-    processes: int,
-    transfer: TransferFlags,
-    overrides: Any,
-    json_output: bool,
-    no_progress: bool,
-    verify_parts: bool = False,
-    file: Path | None = None,
-    started: float | None = None,
+    request: Any, processes: int, json_output: bool, no_progress: bool, started: float
 ) -> None:
-    """--processes N: :func:`._processes.upload_in_processes` given the flags as values, the
-    completion run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
+    """--processes N: :func:`._processes.upload_in_processes` of the request, the completion
+    run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
     from ._processes import upload_in_processes
 
+    state_file = request.state_file
     result = _reported(
-        upload_in_processes, state_file, processes, options=transfer.options(),
-        endpoint=overrides, verify_parts=verify_parts, file=file, started=started,
-        progress=_progress(not no_progress and not json_output, "complete"),
-        runner=lambda complete: _run(complete, resumable_state=state_file),
+        upload_in_processes, request, processes,
+        _progress(not no_progress and not json_output, "complete"),
+        runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
     )  # fmt: skip
     _print_result(result, json_output, state_file)
