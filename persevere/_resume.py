@@ -126,7 +126,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                         state.parts, options, progress, started,
                     )  # fmt: skip
             async with _opened(request, journal, state, plan, progress) as run:
-                return await run.resume(request.verify_parts, started)
+                return await run.resume(started)
         finally:
             journal.close()
 
@@ -200,8 +200,7 @@ async def send_shard(
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
     async with _opened(request, journal, state, plan, progress, parts) as run:
-        ledger, todo = await run._plan_sending(await remote_parts(run.session),
-                                               request.verify_parts)  # fmt: skip
+        ledger, todo = await run._plan_sending(await remote_parts(run.session))
         progress.start(sum(map(plan.size_of, parts)), sum(p.size for p in ledger.parts.values()))
         feed = PlannedParts(run.session, run.source, plan, todo)
         return await send(run.session, ledger, request.transfer, progress, feed)
@@ -226,7 +225,8 @@ async def _opened(
         where = endpoint_of(header).overridden_by(request.endpoint)
         async with open_client(where, options) as client:
             session = session_of(client, header, options.retry)
-            yield _Resumption(session, source, journal, state, plan, options, progress, only)
+            yield _Resumption(session, source, journal, state, plan, options, progress, only,
+                              request.verify_parts)  # fmt: skip
 
 
 @dataclass
@@ -239,20 +239,21 @@ class _Resumption:
     options: UploadOptions
     progress: ProgressSink
     only: range | None = None  # a shard: these parts alone, and no completion
+    verify_parts: bool = False  # every recorded part re-read (set too once a record is wrong)
 
     @property
     def header(self) -> Header:
         return self.state.header
 
     async def _plan_sending(
-        self, remote: dict[int, RemotePart] | None, verify_parts: bool
+        self, remote: dict[int, RemotePart] | None
     ) -> tuple[JournalLedger, list[int]]:
         """Check the file against the recorded parts, reconcile them with S3, adopt what S3 has
         that the journal missed: the ledger of what is done, and the parts still to send."""
         self._refuse_other_size()
         numbers = self.only or self.plan.part_numbers()
         done = {n: p for n, p in self.state.parts.items() if n in numbers}
-        changed = await self._check_file(done, verify_parts)
+        changed = await self._check_file(done)
         if remote is None:
             kept, adopt, missing = done, {}, [n for n in numbers if n not in done]
         else:
@@ -269,31 +270,32 @@ class _Resumption:
         rejected = await self._adopt(ledger, adopt)
         return ledger, sorted(set(missing) | set(rejected) | set(changed))
 
-    async def resume(self, verify_parts: bool, started: float) -> UploadResult:
+    async def resume(self, started: float) -> UploadResult:
         try:
-            return await self._resume(verify_parts, started)
+            return await self._resume(started)
         except IntegrityError as exc:
-            if verify_parts or "BadDigest" not in str(exc):
+            if self.verify_parts or "BadDigest" not in str(exc):
                 raise
             # The parts S3 holds do not combine into the checksum their records give: a record
             # is wrong (a journal line altered but still valid). Re-reading every part finds it.
             log.warning("%s; re-reading every recorded part and sending again any that differ",
                         exc)  # fmt: skip
             self.state = await anyio.to_thread.run_sync(self._reload)
-            return await self._resume(True, started)
+            self.verify_parts = True
+            return await self._resume(started)
 
     def _reload(self) -> JournalState:
         state = read_state(self.journal.path)
         merge_shards(self.journal.path, state)
         return state
 
-    async def _resume(self, verify_parts: bool, started: float) -> UploadResult:
+    async def _resume(self, started: float) -> UploadResult:
         try:
             remote = await remote_parts(self.session)
         except UploadGone:
-            return await self._completed_earlier(started, verify_parts)
+            return await self._completed_earlier(started)
         await refuse_existing_key(self.session, self.journal, remote)
-        ledger, todo = await self._plan_sending(remote, verify_parts)
+        ledger, todo = await self._plan_sending(remote)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
         with unreconciled(remote):
             return await send_and_complete(
@@ -301,7 +303,7 @@ class _Resumption:
                 self.progress, todo, started,
             )  # fmt: skip
 
-    async def _completed_earlier(self, started: float, verify_parts: bool) -> UploadResult:
+    async def _completed_earlier(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
@@ -312,7 +314,7 @@ class _Resumption:
         if not whole or not await self.session.holds(done, header.file_size):
             raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
-        changed = await self._check_file(dict(self.state.parts), verify_parts)
+        changed = await self._check_file(dict(self.state.parts))
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await record_completed(
             self.journal, done, header.file_size, self.source.identity.as_record()
@@ -334,14 +336,14 @@ class _Resumption:
                 hint="abort the upload and start again",
             )
 
-    async def _check_file(self, done: dict[int, PartRecord], verify_parts: bool) -> list[int]:
+    async def _check_file(self, done: dict[int, PartRecord]) -> list[int]:
         """Apply the identity policy to the recorded parts; forget (and return) the numbers
         of those whose bytes changed."""
         differ = self.source.identity.differences(FileIdentity.of_record(self.state.identity))
         if not done:
             return []
-        if self.source.identity.block_device:
-            verify_parts = True  # nothing but its bytes vouch for a block device
+        # nothing but its bytes vouch for a block device
+        verify_parts = self.verify_parts or self.source.identity.block_device
         if differ or verify_parts:
             why = why_reread(self.source.identity, differ, "its parts were")
             changed = await self._reread(done, sorted(done), why)
