@@ -1,10 +1,9 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
-Each turns its flags into the core's arguments (start and cp: one :class:`._request.Request`,
-:meth:`._cli_flags.SendFlags.request`), runs the core's coroutine (:func:`._cli_run._run`) and
-reports the result; ``--processes`` runs the shards as processes of their own, then
-completes the upload here.
-"""
+Each turns its flags into one :class:`._request.Request` (start and cp:
+:meth:`._cli_flags.SendFlags.request`; resume and shard: what they are given), runs the core's
+coroutine on it (:func:`._cli_run._run`) and reports the result; ``--processes`` runs the
+shards as processes of their own, then completes the upload here."""
 
 from __future__ import annotations
 
