@@ -201,8 +201,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     naming = _Naming(progress, state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
-        _refuse_foreign(found, state_path, identity, request.bucket, request.key)
-        conflicts = request.conflicts_with(found, state_path)
+        conflicts = conflicts_of(found, request, identity)
     source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
@@ -304,12 +303,11 @@ def _make_room(state_path: Path) -> None:
         ) from None
 
 
-def _refuse_foreign(
-    state: JournalState, path: Path, identity: FileIdentity | None, bucket: str, key: str
-) -> None:
+def conflicts_of(state: JournalState, request: Request, identity: FileIdentity | None) -> list[str]:
     """Refuse a state file of another destination, or another source (``identity`` None: a
-    stream, which may only go on with a stream's upload in progress)."""
-    header = state.header
+    stream, which may only go on with a stream's upload in progress); else what ``request``
+    asks that it recorded otherwise (:meth:`Request.conflicts_with`)."""
+    header, path, bucket, key = state.header, request.state_file, request.bucket, request.key
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
             f"state file {path} records an upload to s3://{header.bucket}/{header.key}, not "
@@ -320,7 +318,7 @@ def _refuse_foreign(
     if identity is None:
         if state.finished is None and not header.stream:
             raise other_source(path, header, None)
-        return
+        return request.conflicts_with(state, path)
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
@@ -331,6 +329,7 @@ def _refuse_foreign(
             hint="give each file its own state file",
             param="state_file",
         )
+    return request.conflicts_with(state, path)
 
 
 def refusal(state: JournalState, path: Path, differ: str) -> UsageError:

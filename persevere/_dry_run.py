@@ -113,7 +113,7 @@ async def dry_run_cp(request: Request) -> DryRun:
     """What :func:`._cp.copy` would do with ``request``'s state file: cp's own loop on
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
-    from ._cp import _refuse_foreign, read_found, refusal
+    from ._cp import conflicts_of, read_found, refusal
     from ._source import inspect_file
 
     state_path = request.state_file
@@ -121,8 +121,7 @@ async def dry_run_cp(request: Request) -> DryRun:
     found = await anyio.to_thread.run_sync(read_found, state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
-        _refuse_foreign(found, state_path, identity, request.bucket, request.key)
-        conflicts = request.conflicts_with(found, state_path)
+        conflicts = conflicts_of(found, request, identity)
     exists: Exists = "ask"
     learnt = Learnt()
     while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
