@@ -1,10 +1,9 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
-Each turns its flags into the core's arguments (start and cp: one :class:`._request.Request`,
-:meth:`._cli_flags.SendFlags.request`), runs the core's coroutine (:func:`._cli_run._run`) and
-reports the result; ``--processes`` runs the shards as processes of their own, then
-completes the upload here.
-"""
+Each turns its flags into one :class:`._request.Request` (start and cp:
+:meth:`._cli_flags.SendFlags.request`; resume and shard: what they are given), runs the core's
+coroutine on it (:func:`._cli_run._run`) and reports the result; ``--processes`` runs the
+shards as processes of their own, then completes the upload here."""
 
 from __future__ import annotations
 
@@ -61,10 +60,10 @@ def _plan_of(request: Any) -> Any:
     then says why)."""
     from ._source import inspect_file
 
-    if request.source.stream:
+    if request.reads().stream:
         return None  # a stream: its parts follow its own schedule
     try:
-        return request.layout(inspect_file(request.source.path))
+        return request.layout(inspect_file(request.reads().path))
     except _errors.PersevereError:
         return None
 
@@ -157,13 +156,14 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
+        from ._request import Request
         from ._s3 import Endpoint
 
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
         insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
-        _complete_in_processes(state_file, processes, transfer, insecure, json_output, no_progress,
-                               started=started)  # fmt: skip
+        _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
+                               processes, json_output, no_progress, started)  # fmt: skip
         return
     from ._upload import upload
 
@@ -175,15 +175,7 @@ def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
     """``--dry-run``: start's or cp's probe (:mod:`._dry_run`) given the request."""
     from ._dry_run import dry_run_cp, dry_run_start
 
-    probe = dry_run_cp if cp else dry_run_start
-    report = _run(
-        lambda: probe(
-            request.source.path, request.bucket, request.key, request.state_file,
-            part_size=request.part_size, max_parts=request.max_parts, checksum=request.checksum,
-            endpoint=request.endpoint, object_options=request.object_options,
-            no_overwrite=request.no_overwrite, options=request.transfer,
-        )
-    )  # fmt: skip
+    report = _run(lambda: dry_run_cp(request) if cp else dry_run_start(request))
     _print_dry_run(report, json_output)
 
 
@@ -219,7 +211,7 @@ def cp(
     exits 0 at once. For cron, systemd and Kubernetes: exit 0 done; 3 or 129/130 run again
     later; 1 and 2 need a person.
     """
-    from ._cp import copy_file, locate_state_file
+    from ._cp import copy, locate_state_file
 
     given, bucket, key = _target(file, url, None, None, "FILE")
     source = _source(given)
@@ -233,17 +225,8 @@ def cp(
     if dry_run:
         _dry_run(request, json_output, cp=True)
         return
-    result = _run(
-        lambda: copy_file(
-            source.path, bucket, key, journal, part_size=request.part_size,
-            max_parts=request.max_parts, no_overwrite=request.no_overwrite,
-            checksum=request.checksum, endpoint=request.endpoint,
-            object_options=request.object_options, options=request.transfer,
-            expected_size=request.expected_size,
-            progress=_progress(not no_progress and not json_output, "upload"),
-        ),
-        resumable_state=journal,
-    )  # fmt: skip
+    progress = _progress(not no_progress and not json_output, "upload")
+    result = _run(lambda: copy(request, progress), resumable_state=journal)
     _print_result(result, json_output, journal)
 
 
@@ -269,10 +252,13 @@ def resume(
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
-    from ._resume import resume_upload
+    from ._request import Request, Source
+    from ._resume import resume as resume_request
 
     started = time.monotonic()
-    overrides = endpoint_flags.endpoint()
+    request = Request(state_file, None if file is None else Source(file),
+                      endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
+                      verify_parts=verify_parts)  # fmt: skip
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
@@ -284,20 +270,10 @@ def resume(
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            _complete_in_processes(state_file, processes, transfer, overrides, json_output,
-                                   no_progress, verify_parts, file, started)  # fmt: skip
+            _complete_in_processes(request, processes, json_output, no_progress, started)
             return
-    result = _run(
-        lambda: resume_upload(
-            state_file,
-            options=transfer.options(),
-            progress=_progress(not no_progress and not json_output, "resume"),
-            verify_parts=verify_parts,
-            file=file,
-            endpoint=overrides,
-        ),
-        resumable_state=state_file,
-    )
+    progress = _progress(not no_progress and not json_output, "resume")
+    result = _run(lambda: resume_request(request, progress), resumable_state=state_file)
     _print_result(result, json_output, state_file)
 
 
@@ -339,7 +315,8 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
-    from ._shards import shard_from_environment, upload_shard
+    from ._request import Request, Source
+    from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
     if shard_spec is not None:
@@ -359,14 +336,10 @@ def shard(
             )
         index, count = found
     overrides = endpoint_flags.endpoint()
-    result = _run(
-        lambda: upload_shard(
-            state_file, index, count, options=transfer.options(), file=file, endpoint=overrides,
-            verify_parts=verify_parts,
-            progress=_progress(not no_progress and not json_output, f"shard {index}/{count}"),
-        ),
-        resumable_state=state_file,
-    )  # fmt: skip
+    request = Request(state_file, None if file is None else Source(file), endpoint=overrides,
+                      transfer=transfer.options(), verify_parts=verify_parts)  # fmt: skip
+    progress = _progress(not no_progress and not json_output, f"shard {index}/{count}")
+    result = _run(lambda: send_one(request, index, count, progress), resumable_state=state_file)
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
                     result.parts.stop - 1]})  # fmt: skip
@@ -403,24 +376,16 @@ def _shard_of_parent() -> None:
 
 
 def _complete_in_processes(
-    state_file: Path,
-    processes: int,
-    transfer: TransferFlags,
-    overrides: Any,
-    json_output: bool,
-    no_progress: bool,
-    verify_parts: bool = False,
-    file: Path | None = None,
-    started: float | None = None,
+    request: Any, processes: int, json_output: bool, no_progress: bool, started: float
 ) -> None:
-    """--processes N: :func:`._processes.upload_in_processes` given the flags as values, the
-    completion run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
+    """--processes N: :func:`._processes.upload_in_processes` of the request, the completion
+    run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
     from ._processes import upload_in_processes
 
+    state_file = request.state_file
     result = _reported(
-        upload_in_processes, state_file, processes, options=transfer.options(),
-        endpoint=overrides, verify_parts=verify_parts, file=file, started=started,
-        progress=_progress(not no_progress and not json_output, "complete"),
-        runner=lambda complete: _run(complete, resumable_state=state_file),
+        upload_in_processes, request, processes,
+        _progress(not no_progress and not json_output, "complete"),
+        runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
     )  # fmt: skip
     _print_result(result, json_output, state_file)

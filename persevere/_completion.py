@@ -23,9 +23,9 @@ from ._checksums import get_algorithm
 from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritable, UploadGone
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
-from ._options import UploadOptions
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink
 from ._quirks import ETag, is_write_conflict
+from ._request import Request
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, S3Client
 from ._session import Completed, MultipartSession
@@ -59,18 +59,14 @@ def attach_state_file(exc: PersevereError, state_file: Path) -> None:
 
 
 @contextlib.contextmanager
-def continuing(
-    state_file: str | Path, options: UploadOptions | None, progress: ProgressSink | None
-) -> Iterator[tuple[Path, UploadOptions, ProgressSink, float]]:
+def continuing(request: Request, progress: ProgressSink) -> Iterator[tuple[Path, float]]:
     """An entry that continues the upload a state file holds (resume, a shard): the absolute
-    path, the options checked, the progress (closed at the end) and when it started; every
+    path and when it started, the options checked and the progress closed at the end; every
     failure names the state file (:func:`attach_state_file`)."""
-    options = options or UploadOptions()
-    options.validate()
-    progress = progress or NullProgress()
-    state_path = Path(state_file).expanduser().absolute()
+    request.transfer.validate()
+    state_path = request.state_file.expanduser().absolute()
     try:
-        yield state_path, options, progress, time.monotonic()
+        yield state_path, time.monotonic()
     except PersevereError as exc:
         attach_state_file(exc, state_path)
         raise

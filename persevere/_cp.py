@@ -31,7 +31,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ from ._errors import (
     UsageError,
 )
 from ._journal import (
-    Header,
     HeaderTorn,
     Journal,
     JournalState,
@@ -59,13 +58,14 @@ from ._journal import (
 )
 from ._logs import NamingStateFile, say_plan
 from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan, make_plan
+from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink
 from ._request import Request, names_stdin, resolve_source
-from ._resume import resume_upload
+from ._request import Source as Named
+from ._resume import resume
 from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
-from ._upload import start_upload
+from ._upload import upload
 
 log = logging.getLogger("persevere")
 
@@ -172,43 +172,47 @@ async def copy_file(
     max_parts: int = MAX_PARTS,
     no_overwrite: bool = False,
 ) -> UploadResult:
-    """Make ``s3://bucket/key`` equal ``file``, whatever state an earlier run left: start,
+    """:func:`copy`, given keywords (``file`` '-': standard input, see :mod:`._stream`)."""
+    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
+                      max_parts=max_parts, expected_size=expected_size, checksum=checksum,
+                      object_options=object_options, no_overwrite=no_overwrite,
+                      endpoint=endpoint, transfer=options or UploadOptions())  # fmt: skip
+    return await copy(request, progress or NullProgress())
+
+
+async def copy(request: Request, progress: ProgressSink) -> UploadResult:
+    """Make the request's object equal its source, whatever state an earlier run left: start,
     resume, or find it done (``UploadResult.already_completed``).
 
-    ``state_file`` is typically :func:`locate_state_file`'s answer; its directory is created.
-    ``file`` '-' is standard input as a stream (see :mod:`._stream`; ``expected_size``): an
-    upload in progress is resumed by piping in the same stream; a finished one is uploaded
-    again (a stream cannot be proven equal to the object without being read and sent).
+    Its state file is typically :func:`locate_state_file`'s answer; its directory is created.
+    A stream (``-``, a pipe; its ``expected_size``): an upload in progress is resumed by
+    piping in the same stream; a finished one is uploaded again (a stream cannot be proven
+    equal to the object without being read and sent).
     """
-    named = resolve_source(file)  # "-": a pipe is a stream, a file redirected in that file
-    stream = named.stream
-    if stream:  # what a stream cannot be given, refused as upload_file refuses it
-        Request(Path(state_file), named, bucket, key, part_size=part_size,
-                max_parts=max_parts).refuse_for_stream()  # fmt: skip
+    stream = request.reads().stream
+    request.refuse_for_stream()  # what a stream cannot be given, refused as upload_file does
     started = time.monotonic()
-    identity = None if stream else await anyio.to_thread.run_sync(inspect_file, named.path)
-    if identity is not None:
-        check_expected_size(identity, expected_size)
-    state_path = Path(state_file)
+    identity = None
+    if not stream:
+        identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
+        check_expected_size(identity, request.expected_size)
+    state_path = request.state_file
     found = await anyio.to_thread.run_sync(_existing, state_path)
-    naming = _Naming(progress or NullProgress(), state_path)
+    naming = _Naming(progress, state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
-        _refuse_foreign(found, state_path, identity, bucket, key)
-        given = Given(object_options, checksum, None if stream else part_size, no_overwrite,
-                      max_parts, expected_size)  # fmt: skip
-        conflicts = given.conflicts(found, state_path)
-    path = None if identity is None else identity.path
+        conflicts = conflicts_of(found, request, identity)
     source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
         if decision.action == "check":
-            checked = await recheck(found, state_path, identity, endpoint, options=options)
+            checked = await recheck(found, state_path, identity, request.endpoint,
+                                    options=request.transfer)  # fmt: skip
             learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
-            return await resume_upload(state_path, options=options, progress=naming, file=path,
-                                       endpoint=endpoint)  # fmt: skip
+            where = None if identity is None else Named(identity.path)
+            return await resume(replace(request, source=where), naming)
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
         except (UploadGone, SourceChanged) as exc:
@@ -230,22 +234,12 @@ async def copy_file(
     elif decision.why:
         log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
+    if identity is not None:
+        with contextlib.suppress(UsageError):  # refused: upload says why
+            say_plan(make_plan(identity.size, request.part_size, request.max_parts))
+        request = replace(request, source=Named(identity.path))
     try:
-        if identity is None:
-            from ._stream import start_stream
-
-            return await start_stream(
-                bucket, key, state_path, expected_size=expected_size, checksum=checksum,
-                endpoint=endpoint, object_options=object_options, options=options,
-                progress=naming, no_overwrite=no_overwrite,
-            )  # fmt: skip
-        with contextlib.suppress(UsageError):  # refused: start_upload says why
-            say_plan(make_plan(identity.size, part_size, max_parts))
-        return await start_upload(
-            identity.path, bucket, key, state_path, part_size=part_size, checksum=checksum,
-            endpoint=endpoint, object_options=object_options, options=options,
-            progress=naming, max_parts=max_parts, no_overwrite=no_overwrite,
-        )  # fmt: skip
+        return await upload(request, naming)
     except StateFileExists as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
 
@@ -309,12 +303,11 @@ def _make_room(state_path: Path) -> None:
         ) from None
 
 
-def _refuse_foreign(
-    state: JournalState, path: Path, identity: FileIdentity | None, bucket: str, key: str
-) -> None:
+def conflicts_of(state: JournalState, request: Request, identity: FileIdentity | None) -> list[str]:
     """Refuse a state file of another destination, or another source (``identity`` None: a
-    stream, which may only go on with a stream's upload in progress)."""
-    header = state.header
+    stream, which may only go on with a stream's upload in progress); else what ``request``
+    asks that it recorded otherwise (:meth:`Request.conflicts_with`)."""
+    header, path, bucket, key = state.header, request.state_file, request.bucket, request.key
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
             f"state file {path} records an upload to s3://{header.bucket}/{header.key}, not "
@@ -325,7 +318,7 @@ def _refuse_foreign(
     if identity is None:
         if state.finished is None and not header.stream:
             raise other_source(path, header, None)
-        return
+        return request.conflicts_with(state, path)
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
     moved = header.file_path != str(identity.path)
@@ -336,50 +329,7 @@ def _refuse_foreign(
             hint="give each file its own state file",
             param="state_file",
         )
-
-
-@dataclass(frozen=True)
-class Given:
-    """What this run asks of the object; a run that would resume an upload, or find it done,
-    refuses to do so silently without it (it was created with what its header records)."""
-
-    object_options: dict[str, Any] | None  # None: not said (the API's default)
-    checksum: str | None
-    part_size: int | None
-    no_overwrite: bool
-    max_parts: int = MAX_PARTS
-    expected_size: int | None = None  # a stream's
-
-    def _sending_differs(self, header: Header, path: Path) -> list[str]:
-        differ = []
-        if self.part_size is not None and self.part_size != header.part_size:
-            differ.append(f"part size {header.part_size:,}, not {self.part_size:,}")
-        if header.stream and self.expected_size != header.expected_size:
-            said = [f"{n:,} bytes" if n is not None else "none" for n in
-                    (header.expected_size, self.expected_size)]  # fmt: skip
-            differ.append(f"expected size {said[0]}, not {said[1]}")
-        plan = header.plan(path)
-        if isinstance(plan, PartPlan) and plan.part_count > self.max_parts:
-            differ.append(f"{plan.part_count:,} parts, over the part limit {self.max_parts:,}")
-        if self.no_overwrite and not header.no_overwrite:  # a finished upload replaced nothing
-            differ.append("write-once, which it was started without")
-        return differ
-
-    def conflicts(self, state: JournalState, path: Path) -> list[str]:
-        """What this run asks that ``state`` recorded otherwise (:func:`._decide.decide`)."""
-        header = state.header
-        recorded = header.object_options or {}
-        differ = sorted(
-            name
-            for name in {*(self.object_options or {}), *recorded}
-            if self.object_options is not None
-            and (self.object_options or {}).get(name) != recorded.get(name)
-        )
-        if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
-            differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
-        if state.finished is None:  # how it is sent: moot for an object already made
-            differ += self._sending_differs(header, path)
-        return differ
+    return request.conflicts_with(state, path)
 
 
 def refusal(state: JournalState, path: Path, differ: str) -> UsageError:

@@ -1,7 +1,7 @@
 """cp's choice, pure: what to do with what the state file holds and what I/O found since.
 
-``copy_file`` and ``--dry-run`` both loop on :func:`decide`: decide, act (start, resume,
-check the object, or probe it), learn, decide again. The dry run acts by asking S3
+cp (:func:`._cp.copy`) and its ``--dry-run`` both loop on :func:`decide`: decide, act (start,
+resume, check the object, or probe it), learn, decide again. The dry run acts by asking S3
 read-only questions instead, so it can no longer disagree with cp. No I/O here.
 """
 

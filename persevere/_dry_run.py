@@ -28,7 +28,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Literal
 
 import anyio
 
@@ -38,12 +38,12 @@ from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._object_options import per_request
-from ._options import UploadOptions
-from ._plan import MAX_PARTS, PartPlan
+from ._plan import PartPlan
+from ._request import Request
+from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
-from ._upload import _prepare_start
 from ._write_once import exists_error, key_exists
 
 log = logging.getLogger("persevere")
@@ -75,45 +75,20 @@ class DryRun:
     leftover: str | None = None  # the probe upload, if its abort was refused
 
 
-class Asked(TypedDict, total=False):
-    """What ``start``/``cp`` are asked besides the file, the destination and the state file
-    (:func:`._upload.start_upload`'s keywords of the same names)."""
-
-    part_size: int | None
-    max_parts: int
-    checksum: str | None
-    endpoint: Endpoint | None
-    object_options: dict[str, Any] | None
-    no_overwrite: bool
-    options: UploadOptions | None
-
-
-async def dry_run_start(
-    file: str | Path, bucket: str, key: str, state_file: str | Path, **asked: Unpack[Asked]
-) -> DryRun:
-    """``start_upload``'s checks and a Create+Abort probe; raises what start would raise."""
-    return await _dry_start(file, bucket, key, state_file, asked)
-
-
-async def _dry_start(
-    file: str | Path,
-    bucket: str,
-    key: str,
-    state_file: str | Path,
-    asked: Asked,
-    exists: Exists = "ask",
-) -> DryRun:
-    """``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
-    options = asked.get("options") or UploadOptions()
+async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
+    """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
+    raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
+    options, checksum, no_overwrite = request.transfer, request.checksum, request.no_overwrite
     options.validate()
-    checksum, no_overwrite = asked.get("checksum"), asked.get("no_overwrite", False)
-    object_options = asked.get("object_options")
-    identity, plan, algorithm, state_path = await anyio.to_thread.run_sync(
-        _prepare_start, file, bucket, key, state_file, asked.get("part_size"), checksum,
-        asked.get("max_parts", MAX_PARTS),
-    )  # fmt: skip
+    request.refuse_for_stream(dry_run=True)
+    prepared = await anyio.to_thread.run_sync(replace(request, shards=None).prepare)
+    identity, plan, state_path = prepared
+    assert identity is not None
+    assert isinstance(plan, PartPlan)
+    algorithm = request.algorithm()
     await anyio.to_thread.run_sync(_check_new_state_file, state_path)
-    endpoint = asked.get("endpoint") or Endpoint.from_environment(None, None, None)
+    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
+    bucket, key, object_options = request.bucket, request.key, request.object_options
     async with open_client(endpoint, options) as client:
         session = MultipartSession(
             client, bucket, key, None, algorithm, retry=options.policy(Call.FIRST),
@@ -124,7 +99,7 @@ async def _dry_start(
             exists = await key_exists(session)
         if no_overwrite and exists:
             raise exists_error(session, uploaded=False)
-        probe, leftover = await _probe_create(session, object_options or {}, options)
+        probe, leftover = await _probe_create(session, request)
         region = endpoint.region or resolved_region(client)
     return DryRun(
         "start", str(identity.path), identity.size, bucket, key, plan.part_size,
@@ -134,26 +109,19 @@ async def _dry_start(
     )  # fmt: skip
 
 
-async def dry_run_cp(
-    file: str | Path, bucket: str, key: str, state_file: str | Path, **asked: Unpack[Asked]
-) -> DryRun:
-    """What ``copy_file`` would do with this state file: cp's own loop on
+async def dry_run_cp(request: Request) -> DryRun:
+    """What :func:`._cp.copy` would do with ``request``'s state file: cp's own loop on
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
-    from ._cp import Given, _refuse_foreign, read_found, refusal
+    from ._cp import conflicts_of, read_found, refusal
     from ._source import inspect_file
 
-    state_path = Path(state_file)
-    options, endpoint = asked.get("options") or UploadOptions(), asked.get("endpoint")
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file))
+    state_path = request.state_file
+    identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
     found = await anyio.to_thread.run_sync(read_found, state_path)
     conflicts: list[str] = []
     if isinstance(found, JournalState):
-        _refuse_foreign(found, state_path, identity, bucket, key)
-        given = Given(asked.get("object_options"), asked.get("checksum"),
-                      asked.get("part_size"), asked.get("no_overwrite", False),
-                      asked.get("max_parts", MAX_PARTS))  # fmt: skip
-        conflicts = given.conflicts(found, state_path)
+        conflicts = conflicts_of(found, request, identity)
     exists: Exists = "ask"
     learnt = Learnt()
     while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
@@ -161,35 +129,30 @@ async def dry_run_cp(
     ):  # fmt: skip
         assert isinstance(found, JournalState)
         if decision.action == "check":
-            learnt, exists = await _check(found, state_path, learnt, endpoint, options)
+            learnt, exists = await _check(found, request, learnt)
             continue
-        resumed, learnt = await _dry_run_resume(found, state_path, endpoint, options)
+        resumed, learnt = await _dry_run_resume(found, request)
         if resumed is not None:
             return resumed
     if decision.action == "refuse":
         assert isinstance(found, JournalState)
         raise refusal(found, state_path, decision.why or "")
     done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
-    write_once = asked.get("no_overwrite", False) and not done
-    report = await _dry_start(identity.path, bucket, key, _scratch_name(state_path),
-                              {**asked, "no_overwrite": write_once}, exists)  # fmt: skip
+    probed = replace(request, source=Named(identity.path), state_file=_scratch_name(state_path),
+                     no_overwrite=request.no_overwrite and not done)  # fmt: skip
+    report = await dry_run_start(probed, exists)
     words = _state_words(found, decision, learnt, state_path)
     return replace(report, action="check" if done else "start", state_file=str(state_path),
                    state=words)  # fmt: skip
 
 
-async def _check(
-    state: JournalState,
-    state_path: Path,
-    learnt: Learnt,
-    endpoint: Endpoint | None,
-    options: UploadOptions,
-) -> tuple[Learnt, Exists]:
+async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple[Learnt, Exists]:
     """Is the object still the upload's own (and does the key exist)? Its file is cp's to
     check, reading it."""
     header = state.header
     if state.finished == "completed":
-        checked = await recheck(state, state_path, None, endpoint, options=options)
+        checked = await recheck(state, request.state_file, None, request.endpoint,
+                                options=request.transfer)  # fmt: skip
         why = checked.why.replace("from a stream", f"from {header.file_path}")  # (not read)
         exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
         return Learnt(checked.outcome == "same", why=why), exists
@@ -199,7 +162,8 @@ async def _check(
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
-        async with open_client(endpoint_of(header).overridden_by(endpoint), options) as client:
+        options, where = request.transfer, endpoint_of(header).overridden_by(request.endpoint)
+        async with open_client(where, options) as client:
             session = session_of(client, header, options.policy(Call.FIRST))
             ours = await session.holds(session.expected(parts), header.file_size)
     return Learnt(ours, upload_gone=True, why=learnt.why), "ask"
@@ -231,14 +195,13 @@ def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -
     )
 
 
-async def _dry_run_resume(
-    state: JournalState, state_path: Path, endpoint: Endpoint | None, options: UploadOptions
-) -> tuple[DryRun | None, Learnt]:
+async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun | None, Learnt]:
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
+    state_path, options = request.state_file, request.transfer
     plan = header.plan(state_path)
     assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
-    where = endpoint_of(header).overridden_by(endpoint)
+    where = endpoint_of(header).overridden_by(request.endpoint)
     async with open_client(where, options) as client:
         session = session_of(client, header, options.policy(Call.FIRST))
         try:
@@ -259,14 +222,12 @@ async def _dry_run_resume(
     ), Learnt()  # fmt: skip
 
 
-async def _probe_create(
-    session: MultipartSession, object_options: dict[str, Any], options: UploadOptions
-) -> tuple[str, str | None]:
+async def _probe_create(session: MultipartSession, request: Request) -> tuple[str, str | None]:
     """CreateMultipartUpload, then AbortMultipartUpload at once; shielded, so a Ctrl-C cannot
     leave the probe's upload behind unnoticed."""
-    leftover = None
+    leftover, options = None, request.transfer
     with anyio.CancelScope(shield=True), anyio.fail_after(PROBE_TIMEOUT_S):
-        await session.create(object_options, retry=options.policy(Call.FIRST))
+        await session.create(request.object_options or {}, retry=options.policy(Call.FIRST))
         session.retry = options.policy(Call.CLEANUP)
         try:
             await session.abort()

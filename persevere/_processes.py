@@ -40,7 +40,8 @@ from ._logs import json_lines
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._progress import ProgressSink
-from ._resume import resume_upload
+from ._request import Request
+from ._resume import resume
 from ._s3 import Endpoint
 from ._sync import run
 
@@ -101,25 +102,21 @@ def shard_count(state_file: Path, processes: int) -> int:
 
 
 def upload_in_processes(
-    state_file: Path,
+    request: Request,
     processes: int,
+    progress: ProgressSink,
     *,
-    options: UploadOptions | None = None,
-    endpoint: Endpoint | None = None,
-    verify_parts: bool = False,
-    file: Path | None = None,
-    progress: ProgressSink | None = None,
     runner: Runner = run,
     started: float | None = None,
 ) -> UploadResult:
-    """Send the upload ``state_file`` records (made with ``shards=processes``, or any upload of
-    a file) as ``processes`` shard processes, each given ``options`` (its share of the
-    bandwidth cap), the ``endpoint`` overrides, ``verify_parts`` and ``file``; then complete it
-    here (``runner`` runs the completion's coroutine: the CLI's turns signals into a stop),
+    """Send the upload ``request``'s state file records (made with ``shards=processes``, or any
+    upload of a file) as ``processes`` shard processes, each given its transfer options (its
+    share of the bandwidth cap), endpoint overrides, ``verify_parts`` and file; then complete
+    it here (``runner`` runs the completion's coroutine: the CLI's turns signals into a stop),
     sending whatever a shard left. The result counts what the shards sent too, in the time
     since ``started`` (default: now)."""
     started = time.monotonic() if started is None else started
-    options = options or UploadOptions()
+    state_file, options, file = request.state_file, request.transfer, request.file()
     options.validate()
     share = options
     if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
@@ -127,8 +124,8 @@ def upload_in_processes(
         share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
     level = log.getEffectiveLevel()
     requests = [
-        ShardRequest(state_file, index, processes, _own_jitter(share), endpoint, verify_parts,
-                     file, level, json_lines())
+        ShardRequest(state_file, index, processes, _own_jitter(share), request.endpoint,
+                     request.verify_parts, file, level, json_lines())
         for index in range(processes)
     ]  # fmt: skip
     try:
@@ -139,11 +136,7 @@ def upload_in_processes(
     codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):
         log.warning("shard exit codes %s: completing sends what they left", codes)
-    result = runner(
-        lambda: resume_upload(
-            state_file, options=options, file=file, endpoint=endpoint, progress=progress
-        )
-    )
+    result = runner(lambda: resume(dataclasses.replace(request, verify_parts=False), progress))
     return dataclasses.replace(
         result,
         bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),

@@ -81,13 +81,14 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One new upload as the user asked for it. None means "not said": a resume takes what
-    the journal's header recorded."""
+    """One upload as the user asked for it. None means "not said": a resume takes what the
+    journal's header recorded (its source, or the file at ``source``'s path; its destination:
+    ``bucket`` and ``key`` are a new upload's)."""
 
     state_file: Path
-    source: Source
-    bucket: str
-    key: str
+    source: Source | None = None
+    bucket: str = ""
+    key: str = ""
     part_size: int | None = None  # None: auto; a stream: refused (it has a schedule)
     max_parts: int = MAX_PARTS  # the endpoint's limit; a stream: refused below 10,000
     expected_size: int | None = None  # a stream's length; a file: must be its size
@@ -99,6 +100,15 @@ class Request:
     verify_parts: bool = False
     shards: int | None = None  # created for this many shards (or processes), nothing sent
 
+    def reads(self) -> Source:
+        """What a new upload reads (only a resume leaves it unsaid)."""
+        assert self.source is not None, "a new upload's request names its source"
+        return self.source
+
+    def file(self) -> Path | None:
+        """The file given (None: a stream, or the one the journal's header records)."""
+        return None if self.source is None or self.source.stream else self.source.path
+
     def algorithm(self) -> ChecksumAlgorithm:
         try:
             return get_algorithm(self.checksum or "CRC64NVME")
@@ -107,7 +117,7 @@ class Request:
 
     def refuse_for_stream(self, *, dry_run: bool = False) -> None:
         """What a stream cannot do: it is read once, in order, on its own schedule."""
-        if not self.source.stream:
+        if not self.reads().stream:
             return
         if dry_run:
             raise UsageError("a stream can be read only once: --dry-run needs a file",
@@ -132,14 +142,15 @@ class Request:
         self.refuse_for_stream()
         check_destination(self.bucket, self.key)
         self.algorithm()
-        if self.expected_size is not None and not self.source.stream:
-            check_expected_size(inspect_file(self.source.path), self.expected_size)
+        if self.expected_size is not None and not self.reads().stream:
+            check_expected_size(inspect_file(self.reads().path), self.expected_size)
 
     def prepare(self) -> tuple[FileIdentity | None, Layout, Path]:
         """:meth:`check`, then the file (None: a stream), its parts and the state file's
         absolute path; blocking (it looks at the file)."""
         self.check()
-        identity = None if self.source.stream else inspect_file(self.source.path)
+        source = self.reads()
+        identity = None if source.stream else inspect_file(source.path)
         layout = self.layout(identity)
         if isinstance(layout, PartPlan) and (self.shards or 0) > layout.part_count:
             raise UsageError(f"{self.shards} shards for {layout.part_count} part(s): each "

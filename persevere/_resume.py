@@ -55,9 +55,10 @@ from ._journal import (
 from ._logs import event
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
-from ._progress import ProgressSink
+from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
 from ._remote import gone, remote_parts, unreconciled
+from ._request import Request, Source
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
@@ -96,48 +97,52 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    with continuing(state_file, options, progress) as (state_path, options, progress, started):
+    request = Request(Path(state_file), None if file is None else Source(Path(file)),
+                      endpoint=endpoint, transfer=options or UploadOptions(),
+                      verify_parts=verify_parts)  # fmt: skip
+    return await resume(request, progress or NullProgress())
+
+
+async def resume(request: Request, progress: ProgressSink) -> UploadResult:
+    """:func:`resume_upload` of ``request``: its state file, transfer options, endpoint
+    overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
+    with continuing(request, progress) as (state_path, started):
         journal, state = await anyio.to_thread.run_sync(_open, state_path)
         try:
             header = state.header
+            file = request.file()
             if header.stream and file is not None:
-                raise other_source(state_path, header, Path(file))
+                raise other_source(state_path, header, file)
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
-                return await _already_completed(state, state_path, file, endpoint,
-                                                verify_parts, started, options)  # fmt: skip
+                return await _already_completed(request, state, state_path, started)
             plan = header.plan()
             if isinstance(plan, StreamSchedule):
-                async with open_client(endpoint_of(header).overridden_by(endpoint), options) as c:
+                options = request.transfer
+                where = endpoint_of(header).overridden_by(request.endpoint)
+                async with open_client(where, options) as c:
                     return await resume_stream(
                         session_of(c, header, options.retry), journal, header, plan,
                         state.parts, options, progress, started,
                     )  # fmt: skip
-            async with _opened(journal, state, plan, options, progress, file, endpoint) as run:
-                return await run.resume(verify_parts, started)
+            async with _opened(request, journal, state, plan, progress) as run:
+                return await run.resume(started)
         finally:
             journal.close()
 
 
 async def _already_completed(
-    state: JournalState,
-    state_path: Path,
-    file: str | Path | None,
-    endpoint: Endpoint | None,
-    verify_parts: bool,
-    started: float,
-    options: UploadOptions,
+    request: Request, state: JournalState, state_path: Path, started: float
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
     checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
-    header = state.header
+    header, file = state.header, request.file()
     identity = None
     if file is not None or not header.stream:
-        identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
-    found = await recheck(
-        state, state_path, identity, endpoint, verify_parts=verify_parts, options=options
-    )
+        identity = await anyio.to_thread.run_sync(inspect_file, file or Path(header.file_path))
+    found = await recheck(state, state_path, identity, request.endpoint,
+                          verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":
@@ -185,45 +190,43 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
 
 
 async def send_shard(
+    request: Request,
     journal: Journal,
     state: JournalState,
     plan: PartPlan,
     parts: range,
-    *,
-    options: UploadOptions,
     progress: ProgressSink,
-    verify_parts: bool,
-    file: str | Path | None,
-    endpoint: Endpoint | None,
 ) -> int:
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
-    async with _opened(journal, state, plan, options, progress, file, endpoint, parts) as run:
-        ledger, todo = await run._plan_sending(await remote_parts(run.session), verify_parts)
+    async with _opened(request, journal, state, plan, progress, parts) as run:
+        ledger, todo = await run._plan_sending(await remote_parts(run.session))
         progress.start(sum(map(plan.size_of, parts)), sum(p.size for p in ledger.parts.values()))
         feed = PlannedParts(run.session, run.source, plan, todo)
-        return await send(run.session, ledger, options, progress, feed)
+        return await send(run.session, ledger, request.transfer, progress, feed)
 
 
 @contextlib.asynccontextmanager
 async def _opened(
+    request: Request,
     journal: Journal,
     state: JournalState,
     plan: PartPlan,
-    options: UploadOptions,
     progress: ProgressSink,
-    file: str | Path | None,
-    endpoint: Endpoint | None,
     only: range | None = None,
 ) -> AsyncIterator[_Resumption]:
-    """The file (``file``, else the recorded path) open, and a session on the recorded endpoint
-    (``endpoint`` overrides it field by field)."""
-    header = state.header
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file or header.file_path))
+    """The file (the request's, else the recorded path) open, and a session on the recorded
+    endpoint (the request's overrides it field by field)."""
+    header, options = state.header, request.transfer
+    identity = await anyio.to_thread.run_sync(
+        inspect_file, request.file() or Path(header.file_path)
+    )
     with SourceFile(identity) as source:
-        async with open_client(endpoint_of(header).overridden_by(endpoint), options) as client:
+        where = endpoint_of(header).overridden_by(request.endpoint)
+        async with open_client(where, options) as client:
             session = session_of(client, header, options.retry)
-            yield _Resumption(session, source, journal, state, plan, options, progress, only)
+            yield _Resumption(session, source, journal, state, plan, options, progress, only,
+                              request.verify_parts)  # fmt: skip
 
 
 @dataclass
@@ -236,20 +239,21 @@ class _Resumption:
     options: UploadOptions
     progress: ProgressSink
     only: range | None = None  # a shard: these parts alone, and no completion
+    verify_parts: bool = False  # every recorded part re-read (set too once a record is wrong)
 
     @property
     def header(self) -> Header:
         return self.state.header
 
     async def _plan_sending(
-        self, remote: dict[int, RemotePart] | None, verify_parts: bool
+        self, remote: dict[int, RemotePart] | None
     ) -> tuple[JournalLedger, list[int]]:
         """Check the file against the recorded parts, reconcile them with S3, adopt what S3 has
         that the journal missed: the ledger of what is done, and the parts still to send."""
         self._refuse_other_size()
         numbers = self.only or self.plan.part_numbers()
         done = {n: p for n, p in self.state.parts.items() if n in numbers}
-        changed = await self._check_file(done, verify_parts)
+        changed = await self._check_file(done)
         if remote is None:
             kept, adopt, missing = done, {}, [n for n in numbers if n not in done]
         else:
@@ -266,31 +270,32 @@ class _Resumption:
         rejected = await self._adopt(ledger, adopt)
         return ledger, sorted(set(missing) | set(rejected) | set(changed))
 
-    async def resume(self, verify_parts: bool, started: float) -> UploadResult:
+    async def resume(self, started: float) -> UploadResult:
         try:
-            return await self._resume(verify_parts, started)
+            return await self._resume(started)
         except IntegrityError as exc:
-            if verify_parts or "BadDigest" not in str(exc):
+            if self.verify_parts or "BadDigest" not in str(exc):
                 raise
             # The parts S3 holds do not combine into the checksum their records give: a record
             # is wrong (a journal line altered but still valid). Re-reading every part finds it.
             log.warning("%s; re-reading every recorded part and sending again any that differ",
                         exc)  # fmt: skip
             self.state = await anyio.to_thread.run_sync(self._reload)
-            return await self._resume(True, started)
+            self.verify_parts = True
+            return await self._resume(started)
 
     def _reload(self) -> JournalState:
         state = read_state(self.journal.path)
         merge_shards(self.journal.path, state)
         return state
 
-    async def _resume(self, verify_parts: bool, started: float) -> UploadResult:
+    async def _resume(self, started: float) -> UploadResult:
         try:
             remote = await remote_parts(self.session)
         except UploadGone:
-            return await self._completed_earlier(started, verify_parts)
+            return await self._completed_earlier(started)
         await refuse_existing_key(self.session, self.journal, remote)
-        ledger, todo = await self._plan_sending(remote, verify_parts)
+        ledger, todo = await self._plan_sending(remote)
         self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
         with unreconciled(remote):
             return await send_and_complete(
@@ -298,7 +303,7 @@ class _Resumption:
                 self.progress, todo, started,
             )  # fmt: skip
 
-    async def _completed_earlier(self, started: float, verify_parts: bool) -> UploadResult:
+    async def _completed_earlier(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
@@ -309,7 +314,7 @@ class _Resumption:
         if not whole or not await self.session.holds(done, header.file_size):
             raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
-        changed = await self._check_file(dict(self.state.parts), verify_parts)
+        changed = await self._check_file(dict(self.state.parts))
         await anyio.to_thread.run_sync(self.source.check_unchanged)
         await record_completed(
             self.journal, done, header.file_size, self.source.identity.as_record()
@@ -331,14 +336,14 @@ class _Resumption:
                 hint="abort the upload and start again",
             )
 
-    async def _check_file(self, done: dict[int, PartRecord], verify_parts: bool) -> list[int]:
+    async def _check_file(self, done: dict[int, PartRecord]) -> list[int]:
         """Apply the identity policy to the recorded parts; forget (and return) the numbers
         of those whose bytes changed."""
         differ = self.source.identity.differences(FileIdentity.of_record(self.state.identity))
         if not done:
             return []
-        if self.source.identity.block_device:
-            verify_parts = True  # nothing but its bytes vouch for a block device
+        # nothing but its bytes vouch for a block device
+        verify_parts = self.verify_parts or self.source.identity.block_device
         if differ or verify_parts:
             why = why_reread(self.source.identity, differ, "its parts were")
             changed = await self._reread(done, sorted(done), why)

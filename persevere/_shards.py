@@ -36,7 +36,8 @@ from ._errors import UsageError
 from ._journal import read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
-from ._progress import ProgressSink
+from ._progress import NullProgress, ProgressSink
+from ._request import Request, Source
 from ._resume import send_shard
 from ._s3 import Endpoint
 from ._shard_journals import open_shard_journal, refuse_misfits
@@ -88,7 +89,17 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    with continuing(state_file, options, progress) as (state_path, options, progress, started):
+    request = Request(Path(state_file), None if file is None else Source(Path(file)),
+                      endpoint=endpoint, transfer=options or UploadOptions(),
+                      verify_parts=verify_parts)  # fmt: skip
+    return await send_one(request, shard, shards, progress or NullProgress())
+
+
+async def send_one(
+    request: Request, shard: int, shards: int, progress: ProgressSink
+) -> ShardResult:
+    """:func:`upload_shard` of ``request`` (as :func:`._resume.resume` takes it)."""
+    with continuing(request, progress) as (state_path, started):
         main = await anyio.to_thread.run_sync(read_state, state_path)
         header = main.header
         if not 0 <= shard < shards:
@@ -113,9 +124,7 @@ async def upload_shard(
         )
         try:
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
-            sent = await send_shard(journal, state, plan, parts, options=options,
-                                    progress=progress, verify_parts=verify_parts, file=file,
-                                    endpoint=endpoint)  # fmt: skip
+            sent = await send_shard(request, journal, state, plan, parts, progress)
         finally:
             journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

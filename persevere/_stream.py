@@ -30,7 +30,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -47,8 +46,7 @@ from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, agrees, holds
 from ._remote import gone, remote_parts, unreconciled
-from ._request import STDIN, Request, Source, stdin_kind
-from ._s3 import Endpoint
+from ._request import STDIN, Request, stdin_kind
 from ._sender import StreamedParts, send
 from ._session import MultipartSession
 from ._units import MiB, format_size
@@ -300,46 +298,20 @@ def _digests(
 
 
 # -- start and resume ------------------------------------------------------------------------
-async def start_stream(
-    bucket: str,
-    key: str,
-    state_file: str | Path,
-    *,
-    expected_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
-    progress: ProgressSink | None = None,
-    stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
-    fd: int = 0,
-    no_overwrite: bool = False,
-) -> UploadResult:
-    """Upload standard input (or ``fd``) to ``s3://bucket/key``, journaled in ``state_file``.
-
-    ``expected_size`` plans the parts for that length (a stream that ends earlier is an error;
-    a longer one goes on with larger parts); without it the parts follow the default schedule
-    (up to 7.8 TiB).
-    """
-    request = Request(Path(state_file), Source(Path(STDIN), stream=True, fd=fd), bucket, key,
-                      expected_size=expected_size, checksum=checksum, endpoint=endpoint,
-                      object_options=object_options, no_overwrite=no_overwrite,
-                      transfer=options or UploadOptions())  # fmt: skip
-    return await upload_stream(request, progress or NullProgress(), stream_budget_bytes)
-
-
 async def upload_stream(
     request: Request, progress: ProgressSink, stream_budget_bytes: int = DEFAULT_STREAM_BUDGET
 ) -> UploadResult:
-    """The new upload of a stream ``request`` asks for (its source a stream), sent and
-    completed."""
+    """The new upload of a stream ``request`` asks for (its source a stream, on its ``fd``),
+    sent and completed. Its ``expected_size`` plans the parts for that length (a stream that
+    ends earlier is an error; a longer one goes on with larger parts); without it the parts
+    follow the default schedule (up to 7.8 TiB)."""
     _, schedule, state_path = await anyio.to_thread.run_sync(request.prepare)
     assert isinstance(schedule, StreamSchedule)
     started = time.monotonic()
     async with created(request, None, schedule, state_path) as (session, header, journal):
         try:
             ledger = JournalLedger(journal, {})
-            stream = StreamSource(request.source.fd, schedule, stream_budget_bytes, ledger,
+            stream = StreamSource(request.reads().fd, schedule, stream_budget_bytes, ledger,
                                   expected_size=request.expected_size)  # fmt: skip
             return await _send(session, stream, ledger, header, request.transfer, progress, started)
         except PersevereError as exc:

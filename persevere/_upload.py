@@ -16,7 +16,6 @@ from typing import Any
 
 import anyio
 
-from ._checksums import ChecksumAlgorithm
 from ._completion import (
     UploadResult,
     attach_state_file,
@@ -39,7 +38,7 @@ from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
 from ._shard_journals import merge_shards
-from ._source import FileIdentity, SourceFile
+from ._source import SourceFile
 from ._stream import upload_stream
 
 log = logging.getLogger("persevere")
@@ -116,7 +115,7 @@ async def start_upload(
 async def upload(request: Request, progress: ProgressSink) -> UploadResult:
     """The new upload ``request`` asks for, sent and completed: a file's parts, or a
     stream's (:func:`._stream.upload_stream`)."""
-    if request.source.stream:
+    if request.reads().stream:
         return await upload_stream(request, progress)
     identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
     assert identity is not None
@@ -165,26 +164,6 @@ async def create_sharded(request: Request) -> Header:
     prepared = await anyio.to_thread.run_sync(request.prepare)
     async with created(request, *prepared) as (_, header, _):
         return header
-
-
-def _prepare_start(
-    file: str | Path,
-    bucket: str,
-    key: str,
-    state_file: str | Path,
-    part_size: int | None,
-    checksum: str | None,
-    max_parts: int = MAX_PARTS,
-) -> tuple[FileIdentity, PartPlan, ChecksumAlgorithm, Path]:
-    """A dry run's checks of a new upload of a file (:meth:`Request.prepare`), until the dry
-    run is given a :class:`Request` of its own."""
-    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
-                      max_parts=max_parts, checksum=checksum)  # fmt: skip
-    request.refuse_for_stream(dry_run=True)
-    identity, plan, state_path = request.prepare()
-    assert identity is not None
-    assert isinstance(plan, PartPlan)
-    return identity, plan, request.algorithm(), state_path
 
 
 # -- sending and completing ------------------------------------------------------------------

@@ -93,10 +93,11 @@ def test_a_dry_run_of_a_stream_is_refused_in_words(tmp_path, piped_stdin):
     """Z: the dry run of '-' (a pipe) says a stream can be read only once (not "file to
     upload - does not exist")."""
     from persevere._dry_run import dry_run_start
+    from persevere._request import Request, resolve_source
     from persevere._sync import run
 
     with pytest.raises(persevere.UsageError) as refused:
-        run(lambda: dry_run_start("-", "b", "k", tmp_path / "s"))
+        run(lambda: dry_run_start(Request(tmp_path / "s", resolve_source("-"), "b", "k")))
     assert refused.value.param == "dry_run"
     assert refused.value.message == "a stream can be read only once: --dry-run needs a file"
 
@@ -104,11 +105,11 @@ def test_a_dry_run_of_a_stream_is_refused_in_words(tmp_path, piped_stdin):
 def test_api_stream_with_an_unknown_checksum_is_a_usage_error(tmp_path, piped_stdin):
     """N: an unknown checksum name for a stream is a UsageError naming the parameter, as for
     a file (it was a ValueError traceback)."""
-    from persevere._stream import start_stream
     from persevere._sync import run
+    from tests.conftest import start_stream
 
     with pytest.raises(persevere.UsageError) as refused:
-        run(lambda: start_stream("b", "k", tmp_path / "s", checksum="NOPE"))
+        run(lambda: start_stream("b", "k", tmp_path / "s", 0, checksum="NOPE"))
     assert refused.value.param == "checksum"
     with pytest.raises(persevere.UsageError) as refused:
         persevere.upload_file_sync("-", "b", "k", tmp_path / "s", checksum="NOPE")

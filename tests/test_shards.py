@@ -416,7 +416,7 @@ def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
     (A shard process here would fail this test: it is not marked ``process``.)"""
     import anyio
 
-    from persevere._stream import start_stream
+    from tests.conftest import start_stream
 
     file, done_state, aborted_state = make_file(10 * MiB, seed=149), tmp_path / "d", tmp_path / "a"
     made = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", done_state,
@@ -437,7 +437,7 @@ def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
     assert "shard" not in aborted.stderr
     stream_state = tmp_path / "st"
     with file.open("rb") as source, pytest.raises(persevere.SourceChanged):  # cut short
-        anyio.run(lambda: start_stream(bucket, "st", stream_state, fd=source.fileno(),
+        anyio.run(lambda: start_stream(bucket, "st", stream_state, source.fileno(),
                                        expected_size=20 * MiB))  # fmt: skip
     stream = cli(s3_env, *resume, stream_state)
     assert stream.returncode == 2, stream.stderr

@@ -22,9 +22,8 @@ import pytest
 
 import persevere
 from persevere._plan import MAX_OBJECT_SIZE, MAX_PARTS, StreamSchedule
-from persevere._stream import start_stream
 from persevere._units import GiB, MiB, TiB
-from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object
+from tests.conftest import interrupt_after_parts, sha256_of_file, sha256_of_object, start_stream
 from tests.conftest import persevere as persevere_cli
 from tests.ruleproxy import Rule, RuleProxy
 
@@ -563,7 +562,7 @@ def test_a_completed_stream_resumed_says_its_size_and_parts(s3_env, bucket, s3_c
     data = tmp_path / "data"
     data.write_bytes(random.Random(19).randbytes(size))
     with data.open("rb") as source:  # its descriptor, read as a stream
-        made = anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+        made = anyio.run(lambda: start_stream(bucket, "k", state, source.fileno()))
     assert (made.size, made.part_count) == (size, 3)
     result = persevere_cli(s3_env, "upload", "resume", "--state-file", state, "--json")
     assert result.returncode == 0, result.stderr
@@ -606,7 +605,7 @@ def test_a_file_given_a_finished_stream_state_file_is_not_told_to_resume_it(
     data, state = tmp_path / "data", tmp_path / "s"
     data.write_bytes(b"x" * 1000)
     with data.open("rb") as source:
-        anyio.run(lambda: start_stream(bucket, "k", state, fd=source.fileno()))
+        anyio.run(lambda: start_stream(bucket, "k", state, source.fileno()))
     result = persevere_cli(s3_env, "cp", data, f"s3://{bucket}/k", "--state-file", state)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
