@@ -8,13 +8,13 @@ PYTEST_ARGS ?=
 # /tmp/pytest-of-USER, so two checkouts testing at once would delete each other's servers' data.
 BASETEMP := /tmp/persevere-pytest-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 # pytest-xdist workers for make test and make test-all, each with its own SeaweedFS. Much of
-# a test's time is waiting (on the server, a process, a stop), which a third worker overlaps:
-# measured on this 2-core machine, the default run took 191-202 s on 2 workers and 157-171 s
-# on 3 (others' load about 1, runs alternated), 160 s on 4 (more CPU, no gain); dealing long
-# tests first or work stealing changed nothing measurable. A test's stop signal waits until
+# a test's time is waiting (on the server, a process, a stop), which more workers overlap:
+# measured on this 2-core machine, the default run (747 tests) took 191-202 s on 2 workers and
+# 157-171 s on 3, 160 s on 4; at 795 tests (2026-12-04, quiet) 186-187 s on 3 and 157-175 s
+# on 4, so 4; dealing long tests first or work stealing changed nothing measurable. A test's stop signal waits until
 # persevere handles it (tests.conftest.signal_when_handled): a process still importing on a
 # loaded machine is no longer killed by one. WORKERS=0: one process.
-WORKERS ?= 3
+WORKERS ?= 4
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 
 .PHONY: install test test-all coverage lint demo bench dist
