@@ -43,6 +43,7 @@ from ._cli_run import (
     _run,
     _usage_error,
 )
+from ._cli_tree import TreeFlags, cp_tree
 from ._flag_groups import flag_groups
 from ._units import format_size
 
@@ -204,8 +205,10 @@ def cp(
     dry_run: DryRunOpt = False,
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
+    tree: TreeFlags = TreeFlags(),
 ) -> None:
-    """Upload FILE to s3://BUCKET/KEY; run it again until it exits 0.
+    """Upload FILE to s3://BUCKET/KEY (a directory: each file under s3://BUCKET/PREFIX/);
+    run it again until it exits 0.
 
     Starts the upload, or resumes the one its state file records, or (already uploaded)
     exits 0 at once. For cron, systemd and Kubernetes: exit 0 done; 3 or 129/130 run again
@@ -213,6 +216,14 @@ def cp(
     """
     from ._cp import copy, locate_state_file
 
+    if file.is_dir():
+        cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree,
+                transfer=transfer, send=send, endpoint_flags=endpoint_flags,
+                object_flags=object_flags, dry_run=dry_run, no_progress=no_progress,
+                json_output=json_output)  # fmt: skip
+        return
+    if tree.given:
+        _usage_error(f"{tree.given} is for a directory; {file} is not one", tree.given)
     given, bucket, key = _target(file, url, None, None, "FILE")
     source = _source(given)
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,

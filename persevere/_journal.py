@@ -342,6 +342,29 @@ class Journal:
             raise
         return journal, state
 
+    @classmethod
+    def open_log(cls, path: Path) -> tuple[Journal, list[bytes]]:
+        """Lock an existing journal of another kind (a tree's), cut a torn last line, and
+        give back its whole lines (the caller replays them)."""
+        require_supported()
+        require_regular(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise _unusable(path, exc, "open") from None
+        journal = cls(path, fd)
+        try:
+            journal.lock()
+            data = _read_all(fd)
+            whole = data.rfind(b"\n") + 1
+            if whole < len(data):  # a torn last line never counted: its fsync did not return
+                os.ftruncate(fd, whole)
+                full_fsync(fd)
+        except BaseException:
+            journal.close()
+            raise
+        return journal, data[:whole].splitlines()
+
     def lock(self) -> None:
         if not lock_exclusive(self._fd):
             self.close()
@@ -376,6 +399,10 @@ class Journal:
 
     def append_outcome(self, kind: str, **details: Any) -> None:
         self._append({"type": kind, **details})
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record of a journal of another kind (a tree's), durably."""
+        self._append(record)
 
     def append_source(self, source: SourceRecord, invalid: list[int] | None = None) -> None:
         """The file was checked against the recorded parts with this identity; ``invalid``:

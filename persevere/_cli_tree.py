@@ -1,0 +1,145 @@
+"""``persevere cp DIR s3://BUCKET/PREFIX/``: the tree's flags, and its summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._cli_flags import EndpointFlags, ObjectFlags, SendFlags, TransferFlags
+from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
+from ._units import format_size
+
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        metavar="GLOB",
+        help="A directory: upload only the files whose path under it matches (repeatable; "
+        "* matches across /).",
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        metavar="GLOB",
+        help="A directory: leave out the files whose path under it matches (repeatable).",
+    ),
+]
+FollowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        help="A directory: follow symbolic links (default: listed as not uploaded).",
+    ),
+]
+CheckRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-remote",
+        help="A directory: look at the object of each file recorded as done and unchanged "
+        "(HeadObject: size and checksum), and send again what differs.",
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeFlags:
+    """What only a directory takes."""
+
+    include: IncludeOpt = None
+    exclude: ExcludeOpt = None
+    follow_symlinks: FollowOpt = False
+    check_remote: CheckRemoteOpt = False
+
+    @property
+    def given(self) -> str | None:
+        """The first of these flags given (None: none)."""
+        for name, flag in (("include", "--include"), ("exclude", "--exclude"),
+                           ("follow_symlinks", "--follow-symlinks"),
+                           ("check_remote", "--check-remote")):  # fmt: skip
+            if getattr(self, name):
+                return flag
+        return None
+
+
+def cp_tree(
+    root: Path,
+    url: str,
+    *,
+    state_file: Path | None,
+    state_dir: Path | None,
+    tree: TreeFlags,
+    transfer: TransferFlags,
+    send: SendFlags,
+    endpoint_flags: EndpointFlags,
+    object_flags: ObjectFlags,
+    dry_run: bool,
+    no_progress: bool,
+    json_output: bool,
+) -> None:
+    from ._tree import TreeRequest, locate_tree_state, prefix_of
+    from ._urls import parse_bucket_url
+
+    for flag, given in (("--dry-run", dry_run), ("--no-overwrite", send.no_overwrite),
+                        ("--expected-size", send.expected_size is not None)):  # fmt: skip
+        if given:
+            _usage_error(f"{flag} is not supported for a directory yet", flag)
+    try:
+        bucket, url_prefix = parse_bucket_url(url)
+    except Exception as exc:  # a UsageError: said as one line
+        _usage_error(str(exc))
+    prefix = prefix_of(url_prefix)
+    root = root.expanduser().absolute()
+    endpoint = endpoint_flags.endpoint()
+    options = object_flags.parameters(root)
+    if object_flags.content_type is None:
+        options.pop("ContentType", None)  # each file's, from its name
+    journal = _reported(locate_tree_state, root, bucket, prefix, endpoint,
+                        state_file=state_file, state_dir=state_dir)  # fmt: skip
+    request = TreeRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
+                          tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
+                          send.part_size, send.max_parts, send.checksum, options or None,
+                          endpoint if endpoint_flags.given else None, transfer.options(),
+                          guess_content_type=object_flags.content_type is None)  # fmt: skip
+    from ._tree import copy_tree
+
+    progress = _progress(not no_progress and not json_output, "upload")
+    result = _run(lambda: copy_tree(request, progress))
+    _print_tree(result, json_output)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _print_tree(result: Any, json_output: bool) -> None:
+    where = f"s3://{result.bucket}/{result.prefix}"
+    if json_output:
+        _emit_json({**dataclasses.asdict(result), "destination": where,
+                    "failed": [{"path": p, "error": e, "exit_code": c}
+                               for p, e, c in result.failed],
+                    "refused": [{"path": p, "why": w} for p, w in result.refused],
+                    "exit_code": result.exit_code})  # fmt: skip
+        return
+    sent = len(result.sent) + len(result.resent)
+    rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    lines = [
+        f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
+        f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again (changed), "
+        f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
+        f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
+        + (f" ({format_size(rate)}/s)" if sent else "")
+    ]
+    lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
+    lines += [f"removed locally, object kept: {path}" for path in result.removed]
+    lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
+    lines.append(f"state file: {result.state_file}")
+    typer.echo("\n".join(lines))
+    if result.failed:
+        typer.echo(
+            f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
+            "again (files done are not sent again)",
+            err=True,
+        )

@@ -1,0 +1,432 @@
+"""``persevere cp DIR s3://BUCKET/PREFIX/``: a whole tree, one resumable command.
+
+Each regular file goes to ``PREFIX`` + its path relative to ``DIR``. The tree's journal
+(:mod:`._tree_journal`) records each file S3 confirmed; running the same command again is the
+resume:
+
+- a file recorded done whose identity is unchanged is skipped without a request (with
+  ``check_remote``, its object is looked at: HeadObject, size and checksum);
+- a changed file is sent again, a new file is added; a file removed locally is reported, its
+  object kept (nothing is ever deleted);
+- a small file (at most :data:`SMALL_MAX` and one part) is one PutObject whose checksum S3
+  verifies and echoes (or, where it echoes none, whose Content-MD5 it checks and returns as
+  ETag); a larger one is a multipart upload through the same pipeline as ``cp FILE``
+  (:func:`._cp.copy`), its journal in the tree journal's files directory, resumed part by
+  part after a crash.
+
+One concurrency budget for the whole tree: small files first, ``concurrency`` at a time, then
+the large ones one after another, each with ``concurrency`` parts in flight; so memory is
+bounded as one file's is (at most ``concurrency`` small files in memory).
+
+A file that cannot be sent (unreadable, changed while read) is listed as failed and the rest
+go on; an error that is not the file's (the endpoint unreachable, access refused, a state file
+that cannot be written) stops the tree (run again: what is done stays done). Exit 0 only when
+every file's object is confirmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._checksum_mode import PartDigests, PartVerifier
+from ._checksums import ChecksumAlgorithm, b64, get_algorithm
+from ._errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_RESUMABLE,
+    EXIT_USAGE,
+    S3Error,
+    SourceChanged,
+    SourceFileError,
+    UsageError,
+)
+from ._journal import read_state
+from ._object_options import guess_content_type
+from ._options import UploadOptions
+from ._plan import MAX_PARTS
+from ._progress import NullProgress, ProgressSink
+from ._quirks import missing
+from ._request import Request
+from ._request import Source as Named
+from ._retry import Call
+from ._s3 import Endpoint, open_client, request
+from ._session import resumable
+from ._source import FileIdentity
+from ._tree_journal import FileDone, TreeJournal, files_dir, new_header, read_header
+from ._tree_walk import Listing, TreeFile, walk
+from ._units import MiB
+from ._urls import check_destination
+
+log = logging.getLogger("persevere")
+
+SMALL_MAX = 8 * MiB  # a file up to this size (and one part) is one PutObject
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRequest:
+    """A tree upload as the user asked for it (``checksum``/``object_options`` None: not
+    said, the journal's recorded ones, else the defaults)."""
+
+    root: Path
+    bucket: str
+    prefix: str
+    state_file: Path
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    check_remote: bool = False
+    part_size: int | None = None
+    max_parts: int = MAX_PARTS
+    checksum: str | None = None
+    object_options: dict[str, Any] | None = None
+    endpoint: Endpoint | None = None
+    transfer: UploadOptions = field(default_factory=UploadOptions)
+    guess_content_type: bool = True  # each object's ContentType from its file's name
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def small(self, size: int) -> bool:
+        return size <= min(SMALL_MAX, self.part_size or SMALL_MAX)
+
+
+@dataclass(slots=True)
+class TreeResult:
+    bucket: str
+    prefix: str
+    state_file: Path
+    files: int = 0  # regular files taken
+    sent: list[str] = field(default_factory=list)  # sent this run for the first time
+    resent: list[str] = field(default_factory=list)  # changed since they were sent
+    skipped: int = 0  # done earlier, unchanged
+    refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
+    removed: list[str] = field(default_factory=list)  # recorded, gone locally (object kept)
+    failed: list[tuple[str, str, int]] = field(default_factory=list)  # (path, why, exit code)
+    excluded: int = 0
+    bytes_sent: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        codes = {code for _, _, code in self.failed}
+        if not codes:
+            return EXIT_OK
+        for code in (EXIT_USAGE, EXIT_ERROR, EXIT_RESUMABLE):
+            if code in codes:
+                return code
+        return max(codes)
+
+
+def locate_tree_state(
+    root: Path,
+    bucket: str,
+    prefix: str,
+    endpoint: Endpoint,
+    *,
+    state_file: Path | None = None,
+    state_dir: Path | None = None,
+) -> Path:
+    """Where the tree's journal is: ``DIR.persevere`` beside the directory, unless that one
+    records another destination (then ``DIR.DIGEST.persevere``), or the parent directory is
+    not writable (then under the XDG state directory, as ``cp FILE``'s)."""
+    from ._cp import state_home
+
+    if state_file is not None:
+        return state_file.expanduser().absolute()
+    name = root.name or "root"
+    where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}".encode(
+        "utf-8", "surrogateescape"
+    )
+    own = f"{name}.{hashlib.sha256(where).hexdigest()[:16]}.persevere"
+    if state_dir is not None:
+        return state_dir.expanduser().absolute() / own
+    beside = root.parent / f"{name}.persevere"
+    header = read_header(beside)
+    if header is not None and header.root == str(root) and header.destination() == (
+        bucket, prefix, endpoint.endpoint_url
+    ):  # fmt: skip
+        return beside
+    for earlier in (root.parent / own, state_home() / own):
+        if earlier.exists():
+            return earlier
+    if not os.access(root.parent, os.W_OK) or root.parent == root:
+        return state_home() / own
+    return root.parent / own if beside.exists() else beside
+
+
+def prefix_of(url_prefix: str) -> str:
+    """The keys' prefix: ``backups`` and ``backups/`` both put ``a.txt`` at ``backups/a.txt``
+    (as ``aws s3 cp --recursive`` does); empty: at the bucket's top."""
+    return url_prefix if not url_prefix or url_prefix.endswith("/") else url_prefix + "/"
+
+
+async def copy_tree(req: TreeRequest, progress: ProgressSink | None = None) -> TreeResult:
+    """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    check_destination(req.bucket, req.key("x"))
+    req.transfer.validate()
+    algorithm = _algorithm(req.checksum)
+    endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
+    draft = new_header(req.root, req.bucket, req.prefix, endpoint.endpoint_url,
+                       algorithm.name, req.object_options)  # fmt: skip
+    journal = await anyio.to_thread.run_sync(
+        lambda: TreeJournal.open(req.state_file, draft, checksum_given=req.checksum is not None)
+    )
+    try:
+        result = TreeResult(req.bucket, req.prefix, req.state_file)
+        algorithm = get_algorithm(journal.header.checksum_algorithm)
+        options = journal.header.object_options or {}
+        listing = await anyio.to_thread.run_sync(
+            lambda: walk(
+                req.root,
+                include=req.include,
+                exclude=req.exclude,
+                follow_symlinks=req.follow_symlinks,
+                skip={req.state_file, files_dir(req.state_file)},
+            )
+        )
+        result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
+                                                         len(listing.files))  # fmt: skip
+        result.removed = await anyio.to_thread.run_sync(_removed, req.root, journal, listing)
+        todo: list[TreeFile] = []
+        unchanged: list[TreeFile] = []
+        for f in listing.files:
+            done = journal.done.get(f.rel)
+            fresh = done is not None and done.same_file(f.identity, req.key(f.rel))
+            (unchanged if fresh else todo).append(f)
+        if req.check_remote and unchanged:
+            todo += await _gone_remotely(req, endpoint, journal, unchanged)
+            todo.sort(key=lambda f: f.rel)
+        result.skipped = len(listing.files) - len(todo)
+        if todo:
+            sender = _TreeSender(req, endpoint, journal, algorithm, options, progress, result)
+            progress.start(sum(f.size for f in todo), 0)
+            try:
+                await sender.send_all(todo)
+            finally:
+                progress.close()
+        result.elapsed_s = time.monotonic() - started
+        return result
+    finally:
+        journal.close()
+
+
+def _removed(root: Path, journal: TreeJournal, listing: Listing) -> list[str]:
+    """Files recorded done that are not there any more (their objects are kept)."""
+    listed = {f.rel for f in listing.files}
+    gone = (rel for rel in journal.done if rel not in listed)
+    return sorted(rel for rel in gone if not os.path.lexists(root / rel))
+
+
+def _algorithm(checksum: str | None) -> ChecksumAlgorithm:
+    try:
+        return get_algorithm(checksum or "CRC64NVME")
+    except ValueError as exc:
+        raise UsageError(str(exc), param="checksum") from None
+
+
+async def _gone_remotely(
+    req: TreeRequest, endpoint: Endpoint, journal: TreeJournal, files: list[TreeFile]
+) -> list[TreeFile]:
+    """``check_remote``: the unchanged files whose object is not the one recorded (missing,
+    or another size or checksum): sent again."""
+    differ: list[TreeFile] = []
+    limiter = anyio.CapacityLimiter(req.transfer.concurrency)
+    async with open_client(endpoint, req.transfer) as client:
+
+        async def check(f: TreeFile) -> None:
+            done = journal.done[f.rel]
+            async with limiter:
+                try:
+                    head = await request(
+                        f"HeadObject {done.key}",
+                        lambda: client.head_object(
+                            Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
+                        ),
+                    )
+                except S3Error as exc:
+                    if not missing(exc):
+                        raise
+                    differ.append(f)
+                    return
+            stated = head.get(f"Checksum{journal.header.checksum_algorithm}")
+            same_sum = done.checksum is None or stated is None or stated == done.checksum
+            if head.get("ContentLength") != done.size or not same_sum or (
+                    done.checksum is None and head.get("ETag") != done.etag):  # fmt: skip
+                differ.append(f)
+
+        async with anyio.create_task_group() as tg:
+            for f in files:
+                tg.start_soon(check, f)
+    return differ
+
+
+class _TreeSender:
+    """Sends a tree's files: small ones as PutObject, large ones through ``cp``'s pipeline."""
+
+    def __init__(self, req: TreeRequest, endpoint: Endpoint, journal: TreeJournal,
+                 algorithm: ChecksumAlgorithm, options: dict[str, Any], progress: ProgressSink,
+                 result: TreeResult) -> None:  # fmt: skip
+        self.req, self.endpoint, self.journal = req, endpoint, journal
+        self.algorithm, self.options, self.progress, self.result = (algorithm, options,
+                                                                     progress, result)  # fmt: skip
+        self.verifier = PartVerifier(algorithm, pinned=req.checksum is not None)
+
+    async def send_all(self, todo: list[TreeFile]) -> None:
+        small = [f for f in todo if self.req.small(f.size)]
+        large = [f for f in todo if not self.req.small(f.size)]
+        if small:
+            limiter = anyio.Semaphore(self.req.transfer.concurrency)
+            async with open_client(self.endpoint, self.req.transfer) as client:
+                async with anyio.create_task_group() as tg:
+                    for f in small:
+                        await limiter.acquire()
+                        tg.start_soon(self._small_then_release, client, f, limiter)
+        for f in large:
+            await self._guarded(f, self._large(f))
+
+    async def _small_then_release(self, client: Any, f: TreeFile, limiter: Any) -> None:
+        try:
+            await self._guarded(f, self._small(client, f))
+        finally:
+            limiter.release()
+
+    async def _guarded(self, f: TreeFile, work: Any) -> None:
+        """Run ``work`` (sending ``f``); the file's own failure is listed, any other raised."""
+        again = f.rel in self.journal.done  # before the work records it
+        try:
+            sent = await work
+        except (SourceFileError, SourceChanged) as exc:
+            log.warning("%s: %s", f.rel, exc)
+            self.result.failed.append((f.rel, str(exc), exc.exit_code))
+            return
+        key = self.req.key(f.rel)
+        (self.result.resent if again else self.result.sent).append(f.rel)
+        self.result.bytes_sent += sent
+        log.info("sent %s -> s3://%s/%s", f.rel, self.req.bucket, key)
+
+    def _options_of(self, f: TreeFile) -> dict[str, Any]:
+        """The object options of ``f``'s object: the tree's, and its own ContentType."""
+        if not self.req.guess_content_type or "ContentType" in self.options:
+            return self.options
+        return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
+
+    async def _small(self, client: Any, f: TreeFile) -> int:
+        key = self.req.key(f.rel)
+        _check_key(self.req.bucket, key, f.rel)
+        with_md5 = self.verifier.needs_md5()
+        body, identity, digests = await anyio.to_thread.run_sync(
+            _read_small, f, self.algorithm, with_md5
+        )
+        fields = self.verifier.request_fields(digests)
+        if self.verifier.flexible:
+            fields["ChecksumAlgorithm"] = self.algorithm.name
+
+        options = self._options_of(f)
+
+        async def put() -> Any:
+            return await client.put_object(Bucket=self.req.bucket, Key=key, Body=body,
+                                           ContentLength=len(body), **fields,
+                                           **options)  # fmt: skip
+
+        what = f"PutObject {key}"
+        response = await request(
+            what, put, retry=self.req.transfer.policy(Call.UPLOAD),
+            exhausted=lambda exc, tries: resumable(what, exc, tries),
+        )  # fmt: skip
+        etag = self.verifier.check(1, digests, response)
+        stated = response.get(self.algorithm.param) if self.verifier.flexible else None
+        await self.journal.record(FileDone.of(f.rel, key, identity, etag, stated))
+        self.progress.advance(len(body))
+        return len(body)
+
+    async def _large(self, f: TreeFile) -> int:
+        from ._cp import copy
+
+        key = self.req.key(f.rel)
+        _check_key(self.req.bucket, key, f.rel)
+        state_file = files_dir(self.req.state_file) / _journal_name(f.rel)
+        upload = Request(state_file, Named(f.path), self.req.bucket, key,
+                         part_size=self.req.part_size, max_parts=self.req.max_parts,
+                         checksum=self.journal.header.checksum_algorithm,
+                         object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
+                         transfer=self.req.transfer)  # fmt: skip
+        await anyio.to_thread.run_sync(
+            lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        )
+        done = await copy(upload, _FileProgress(self.progress))
+        recorded = (await anyio.to_thread.run_sync(read_state, state_file)).identity
+        identity = FileIdentity(f.path, recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
+                                recorded.inode, recorded.device)  # fmt: skip
+        await self.journal.record(FileDone.of(f.rel, key, identity, done.etag, done.checksum))
+        return done.bytes_sent
+
+
+def _journal_name(rel: str) -> str:
+    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return f"{digest}.persevere"
+
+
+def _check_key(bucket: str, key: str, rel: str) -> None:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SourceFileError(f"{rel}: its name is not UTF-8, so it cannot be a key") from None
+    try:
+        check_destination(bucket, key)
+    except UsageError as exc:
+        raise SourceFileError(f"{rel}: {exc.message}") from None
+
+
+def _read_small(
+    f: TreeFile, algorithm: ChecksumAlgorithm, with_md5: bool
+) -> tuple[bytes, FileIdentity, PartDigests]:
+    """The file's bytes, read once, with the identity they are of, and their digests; a file
+    that changes while read (its identity, or fewer or more bytes than its size) is refused."""
+    try:
+        fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise SourceChanged(f"{f.rel} was removed while the tree was uploaded") from None
+    except OSError as exc:
+        raise SourceFileError(f"cannot read {f.rel}: {exc.strerror}") from None
+    try:
+        before = FileIdentity.of(f.path, os.fstat(fd), fd)
+        if before.size > SMALL_MAX:
+            raise SourceChanged(f"{f.rel} grew while the tree was uploaded; run again")
+        body = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+        after = FileIdentity.of(f.path, os.fstat(fd), fd)
+    except OSError as exc:
+        raise SourceFileError(f"cannot read {f.rel}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if before != after or len(body) != after.size:
+        raise SourceChanged(f"{f.rel} changed while it was read; run again once it is final")
+    hasher = algorithm.new()
+    hasher.update(body)
+    md5 = hashlib.md5(body).digest() if with_md5 else None
+    return body, after, PartDigests(b64(hasher.digest()), md5)
+
+
+class _FileProgress:
+    """One large file's progress, counted in the tree's bytes."""
+
+    def __init__(self, tree: ProgressSink) -> None:
+        self._tree = tree
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        self._tree.advance(done_bytes)  # resumed: already sent
+
+    def advance(self, delta_bytes: int) -> None:
+        self._tree.advance(delta_bytes)
+
+    def close(self) -> None:
+        pass

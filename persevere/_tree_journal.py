@@ -1,0 +1,208 @@
+"""A tree's journal: append-only JSONL, each line fsync'd before it counts (as a file's).
+
+Line 1 is the header: the directory, the destination (bucket, prefix, endpoint) and the
+options every object is made with (checksum algorithm, object options). Then one ``done``
+line per file whose object S3 has confirmed: its relative path, key, identity (size, times,
+inode, device) and the proof (ETag, full-object checksum). A later line for the same path
+wins. A file's multipart upload in progress has a journal of its own (the files' directory
+beside this one, :func:`files_dir`), resumed by the same pipeline as ``cp FILE``.
+
+A re-run skips a file whose identity is the one recorded without a request: the change time
+moves with every write and every ``utime``, so a file edited with its mtime put back is sent
+again. A torn last line (a crash while it was written) is cut; a damaged line is skipped (the
+file it recorded is sent again).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._errors import StateFileError, UsageError
+from ._journal import Journal, _typed
+from ._source import FileIdentity
+from ._version import __version__
+
+FORMAT = "persevere-tree"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHeader:
+    root: str
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    checksum_algorithm: str
+    created_at: str = ""
+    tool_version: str = ""
+    object_options: dict[str, Any] | None = None
+
+    def destination(self) -> tuple[str, str, str | None]:
+        return self.bucket, self.prefix, self.endpoint_url
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    """A file whose object S3 confirmed, with the identity it had when it was read."""
+
+    rel: str
+    key: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int | None
+    inode: int | None
+    device: int | None
+    etag: str
+    checksum: str | None = None  # base64 full-object checksum S3 stated (None: ETag proof)
+
+    @classmethod
+    def of(cls, rel: str, key: str, identity: FileIdentity, etag: str, checksum: str | None
+           ) -> FileDone:  # fmt: skip
+        return cls(rel, key, identity.size, identity.mtime_ns, identity.ctime_ns,
+                   identity.inode, identity.device, etag, checksum)  # fmt: skip
+
+    def same_file(self, identity: FileIdentity, key: str) -> bool:
+        """Is ``identity`` the one recorded (every field), sent to ``key``?"""
+        now = (identity.size, identity.mtime_ns, identity.ctime_ns, identity.inode,
+               identity.device)  # fmt: skip
+        recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
+        return key == self.key and None not in recorded and now == recorded
+
+
+def new_header(
+    root: Path, bucket: str, prefix: str, endpoint_url: str | None, checksum_algorithm: str,
+    object_options: dict[str, Any] | None,
+) -> TreeHeader:  # fmt: skip
+    return TreeHeader(str(root), bucket, prefix, endpoint_url, checksum_algorithm,
+                      datetime.now(UTC).isoformat(timespec="seconds"), __version__,
+                      object_options or None)  # fmt: skip
+
+
+def files_dir(state_file: Path) -> Path:
+    """Where the journals of a tree's multipart uploads live: ``STATE_FILE.d``."""
+    return state_file.with_name(state_file.name + ".d")
+
+
+def read_header(path: Path) -> TreeHeader | None:
+    """The header of the tree journal at ``path`` (None: none there, or not a tree's)."""
+    try:
+        with open(path, "rb") as f:
+            return _parse_header(json.loads(f.readline()), str(path))
+    except (OSError, ValueError, StateFileError):
+        return None
+
+
+def _parse_header(record: Any, where: str) -> TreeHeader:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise StateFileError(f"{where} is not the journal of a directory's upload",
+                             hint="give each upload its own state file")  # fmt: skip
+    version = record.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise StateFileError(f"{where} was written by a newer persevere (format {version}): "
+                             "upgrade persevere to resume it")  # fmt: skip
+    return _typed(TreeHeader, record, f"{where}: header")
+
+
+class TreeJournal:
+    """An open, locked tree journal: what is done, and appending what becomes done."""
+
+    def __init__(self, journal: Journal, header: TreeHeader, done: dict[str, FileDone],
+                 damaged: int = 0) -> None:  # fmt: skip
+        self._journal = journal
+        self.header = header
+        self.done = done
+        self.damaged = damaged
+
+    @property
+    def path(self) -> Path:
+        return self._journal.path
+
+    @classmethod
+    def open(cls, path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> TreeJournal:
+        """The journal at ``path`` if there is one (its destination and options must be
+        ``draft``'s; its checksum too if ``checksum_given``), else a new one with ``draft`` as
+        its header. Blocking."""
+        if not path.exists() or path.stat().st_size == 0:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if path.exists():
+                path.unlink()  # empty: a run stopped before its header was written
+            journal = Journal.create(path)
+            try:
+                journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
+                                **asdict(draft)})  # fmt: skip
+            except BaseException:
+                journal.close()
+                raise
+            return cls(journal, draft, {})
+        journal, lines = Journal.open_log(path)
+        try:
+            if not lines:
+                raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
+                                     "it was written)", hint="delete it and run again")  # fmt: skip
+            try:
+                header = _parse_header(json.loads(lines[0]), f"state file {path}")
+            except ValueError:
+                raise StateFileError(f"state file {path} is not a persevere state file") from None
+            _refuse_other(path, header, draft, checksum_given)
+            done, damaged = _replay(lines[1:], str(path))
+        except BaseException:
+            journal.close()
+            raise
+        return cls(journal, header, done, damaged)
+
+    async def record(self, done: FileDone) -> None:
+        """Record ``done`` durably (fsync'd before it returns)."""
+        await anyio.to_thread.run_sync(self._journal.append, {"type": "done", **asdict(done)})
+        self.done[done.rel] = done
+
+    def close(self) -> None:
+        self._journal.close()
+
+
+def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_given: bool
+                  ) -> None:  # fmt: skip
+    """A journal of another tree, destination or options is refused, never mixed in."""
+    if header.root != draft.root or header.destination() != draft.destination():
+        where = f"s3://{header.bucket}/{header.prefix}"
+        if header.endpoint_url != draft.endpoint_url:
+            where += f" at {header.endpoint_url or 'AWS'}"
+        raise UsageError(
+            f"state file {path} records an upload of {header.root} to {where}, not this one",
+            hint="give each directory and destination its own state file",
+            param="state_file",
+        )
+    differ = []
+    if checksum_given and draft.checksum_algorithm != header.checksum_algorithm:
+        differ.append(f"checksum {header.checksum_algorithm}, not {draft.checksum_algorithm}")
+    if draft.object_options is not None and draft.object_options != header.object_options:
+        differ.append("object options")
+    if differ:
+        raise UsageError(
+            f"state file {path} records that s3://{header.bucket}/{header.prefix} is being "
+            f"uploaded with other options than these ({', '.join(differ)}): they would not "
+            "apply to the objects already sent",
+            hint="give the options it was started with, or another state file",
+            param="state_file",
+        )
+
+
+def _replay(lines: list[bytes], where: str) -> tuple[dict[str, FileDone], int]:
+    done: dict[str, FileDone] = {}
+    damaged = 0
+    for number, raw in enumerate(lines, start=2):
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict) or record.get("type") != "done":
+                raise StateFileError("not a record")
+            entry = _typed(FileDone, record, f"{where}, line {number}")
+        except (ValueError, StateFileError):
+            damaged += 1  # its file is sent again
+            continue
+        done[entry.rel] = entry
+    return done, damaged

@@ -1,0 +1,124 @@
+"""The files of a directory tree to upload, in a stable order, with the ones that cannot be.
+
+A regular file is uploaded under its path relative to the root (``/``-separated). What is not
+a regular file is never fatal for the tree: a symbolic link is not followed unless asked
+(``follow_symlinks``: then a link to a file is that file and a link to a directory is walked,
+each directory once, so a loop ends), and FIFOs, sockets and devices are listed as refused, by
+name, with why. ``include``/``exclude`` are glob patterns (:mod:`fnmatch`; ``*`` matches across
+``/``, as the aws cli's filters do) on the relative path: a file is taken when it matches an
+include pattern (or none was given) and no exclude pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._source import FileIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class TreeFile:
+    """A regular file of the tree: its relative path (the key's tail) and its identity."""
+
+    rel: str
+    identity: FileIdentity
+
+    @property
+    def path(self) -> Path:
+        return self.identity.path
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+
+@dataclass(slots=True)
+class Listing:
+    files: list[TreeFile] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    excluded: int = 0  # files left out by the include/exclude patterns
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def wanted(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Is ``rel`` taken by the patterns (see the module docstring)?"""
+    if include and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in include):
+        return False
+    return not any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude)
+
+
+def walk(
+    root: Path,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
+    skip: Collection[Path] = (),
+) -> Listing:
+    """Every file under ``root`` (an absolute directory), sorted by relative path; ``skip``:
+    paths never listed (the tree's own state files, when they live inside it)."""
+    listing = Listing()
+    root_stat = os.stat(root)
+    seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
+    pending: list[tuple[Path, str]] = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError as exc:
+            listing.refused.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
+            continue
+        subdirs: list[tuple[Path, str]] = []
+        for entry in entries:
+            rel = prefix + entry.name
+            path = Path(entry.path)
+            if path in skip:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    if not follow_symlinks:
+                        if wanted(rel, include, exclude):
+                            listing.refused.append(
+                                (rel, "a symbolic link (not followed: give --follow-symlinks)")
+                            )
+                        continue
+                    st = os.stat(path)
+            except FileNotFoundError:
+                if entry.is_symlink():
+                    listing.refused.append((rel, "a broken symbolic link"))
+                continue  # removed while listed
+            except OSError as exc:
+                listing.refused.append((rel, f"cannot read: {exc.strerror}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in seen_dirs:
+                    seen_dirs.add((st.st_dev, st.st_ino))
+                    subdirs.append((path, rel + "/"))
+                continue
+            if not wanted(rel, include, exclude):
+                listing.excluded += 1
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                listing.refused.append((rel, _kind(st.st_mode)))
+                continue
+            listing.files.append(TreeFile(rel, FileIdentity.of(path, st)))
+        pending.extend(reversed(subdirs))
+    listing.files.sort(key=lambda f: f.rel)
+    listing.refused.sort()
+    return listing

@@ -1,0 +1,247 @@
+"""``persevere cp DIR s3://BUCKET/PREFIX/``: a whole tree, resumable, re-run until exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import persevere as cli
+from tests.conftest import sha256_of_file, sha256_of_object, signal_when_handled
+from tests.ruleproxy import RuleProxy
+
+MiB = 1024 * 1024
+
+
+def clean(result):
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def write(path: Path, size: int, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return path
+
+
+def mixed_tree(root: Path) -> dict[str, Path]:
+    """0 B, under 5 MiB, exactly 5 MiB, multipart (at 5 MiB parts), nested."""
+    files = {
+        "empty": write(root / "empty", 0, 1),
+        "a.txt": write(root / "a.txt", 1000, 2),
+        "sub/five.bin": write(root / "sub" / "five.bin", 5 * MiB, 3),
+        "sub/deeper/big.bin": write(root / "sub" / "deeper" / "big.bin", 12 * MiB + 7, 4),
+        "sub/deeper/small.json": write(root / "sub" / "deeper" / "small.json", 300, 5),
+    }
+    return files
+
+
+def keys(s3_client, bucket: str) -> set[str]:
+    listed = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"] for item in listed}
+
+
+def assert_tree_uploaded(s3_client, bucket, prefix, files: dict[str, Path]):
+    for rel, path in files.items():
+        assert sha256_of_object(s3_client, bucket, prefix + rel) == sha256_of_file(path), rel
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+class CountingProxy(RuleProxy):
+    """Forwards everything; notes every request."""
+
+    def __init__(self, upstream):
+        super().__init__(upstream)
+        self.seen: list[tuple[bytes, bytes]] = []
+
+    def _decide(self, method, target, headers):
+        with self._lock:
+            self.seen.append((method, target))
+        return super()._decide(method, target, headers)
+
+
+@pytest.fixture
+def counting(s3_env, s3_server):
+    with CountingProxy.in_front_of(s3_server.endpoint_url) as proxy:
+        yield {**s3_env, "AWS_ENDPOINT_URL": proxy.url}, proxy
+
+
+def test_tree_uploads_every_file_then_a_rerun_sends_and_asks_nothing(
+    counting, bucket, s3_client, tmp_path
+):
+    env, proxy = counting
+    root = tmp_path / "data"
+    files = mixed_tree(root)
+    os.mkfifo(root / "pipe")
+    os.symlink(root / "a.txt", root / "link")
+    command = ["cp", root, f"s3://{bucket}/backup", "--part-size", "5MiB", "--no-progress"]
+    first = clean(cli(env, *command, "--json"))
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert sorted(report["sent"]) == sorted(files)
+    assert report["files"] == 5 and report["skipped"] == 0 and report["failed"] == []
+    refused = {r["path"]: r["why"] for r in report["refused"]}
+    assert refused == {
+        "pipe": "a FIFO",
+        "link": "a symbolic link (not followed: give --follow-symlinks)",
+    }
+    assert_tree_uploaded(s3_client, bucket, "backup/", files)
+    assert keys(s3_client, bucket) == {"backup/" + rel for rel in files}
+    assert Path(report["state_file"]) == tmp_path / "data.persevere"
+    head = s3_client.head_object(Bucket=bucket, Key="backup/sub/deeper/small.json")
+    assert head["ContentType"] == "application/json"  # each object's, from its name
+
+    before = len(proxy.seen)
+    again = clean(cli(env, *command, "--json"))
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["skipped"] == 5 and report["sent"] == [] and report["bytes_sent"] == 0
+    assert proxy.seen[before:] == []  # no request at all: the journal holds the proof
+
+    text = clean(cli(env, *command))
+    assert text.returncode == 0
+    assert "5 file(s): 0 sent, 0 sent again (changed), 5 unchanged, 0 failed" in text.stdout
+    assert "not uploaded: pipe (a FIFO)" in text.stdout
+
+
+def test_a_changed_file_is_sent_again_even_with_its_mtime_restored(
+    s3_env, bucket, s3_client, tmp_path
+):
+    root = tmp_path / "t"
+    files = mixed_tree(root)
+    command = ["cp", root, f"s3://{bucket}/p/", "--part-size", "5MiB", "--no-progress", "--json"]
+    assert clean(cli(s3_env, *command)).returncode == 0
+    # Same size, same mtime: only the change time tells.
+    for rel in ("a.txt", "sub/deeper/big.bin"):
+        path = files[rel]
+        st = path.stat()
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new = write(root / "new" / "file.txt", 10, 9)
+    files["new/file.txt"] = new
+    files.pop("empty").unlink()
+    again = clean(cli(s3_env, *command))
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert sorted(report["resent"]) == ["a.txt", "sub/deeper/big.bin"]
+    assert report["sent"] == ["new/file.txt"]
+    assert report["removed"] == ["empty"]
+    assert_tree_uploaded(s3_client, bucket, "p/", files)
+    assert "p/empty" in keys(s3_client, bucket)  # never deleted remotely
+
+
+def test_include_exclude_and_follow_symlinks(s3_env, bucket, s3_client, tmp_path):
+    root = tmp_path / "t"
+    write(root / "keep.log", 10, 1)
+    write(root / "skip.tmp", 10, 2)
+    write(root / "sub" / "x.log", 10, 3)
+    outside = write(tmp_path / "outside" / "o.log", 10, 4)
+    os.symlink(outside.parent, root / "linked")
+    result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--include", "*.log",
+                       "--exclude", "sub/*", "--follow-symlinks", "--json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert keys(s3_client, bucket) == {"keep.log", "linked/o.log"}
+    assert json.loads(result.stdout)["excluded"] == 2
+
+
+def test_tree_flags_for_a_file_and_unsupported_ones_are_refused(s3_env, bucket, tmp_path):
+    file = write(tmp_path / "f", 10, 1)
+    wrong = clean(cli(s3_env, "cp", file, f"s3://{bucket}/k", "--include", "*"))
+    assert wrong.returncode == 2 and "--include is for a directory" in wrong.stderr
+    root = tmp_path / "d"
+    write(root / "x", 1, 1)
+    for flag in (["--dry-run"], ["--no-overwrite"], ["--expected-size", "1"]):
+        refused = clean(cli(s3_env, "cp", root, f"s3://{bucket}/p/", *flag))
+        assert refused.returncode == 2, flag
+        assert "not supported for a directory yet" in refused.stderr
+
+
+def test_a_journal_of_another_destination_is_refused(s3_env, bucket, tmp_path):
+    root = tmp_path / "d"
+    write(root / "x", 1, 1)
+    state = tmp_path / "tree.persevere"
+    first = clean(cli(s3_env, "cp", root, f"s3://{bucket}/a/", "--state-file", state))
+    assert first.returncode == 0, first.stderr
+    other = clean(cli(s3_env, "cp", root, f"s3://{bucket}/b/", "--state-file", state))
+    assert other.returncode == 2
+    assert f"state file {state} records an upload of {root}" in other.stderr
+    # The default location of another prefix is a journal of its own, not a refusal.
+    assert clean(cli(s3_env, "cp", root, f"s3://{bucket}/b/")).returncode == 0
+    assert clean(cli(s3_env, "cp", root, f"s3://{bucket}/c/")).returncode == 0
+
+
+def test_an_unreadable_file_fails_alone(s3_env, bucket, s3_client, tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    good = write(root / "good", 100, 1)
+    write(root / "bad", 100, 2)
+    real_open = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if str(path).endswith("/bad"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--json"))
+    monkeypatch.undo()
+    assert result.returncode == 2, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sent"] == ["good"]
+    assert [f["path"] for f in report["failed"]] == ["bad"]
+    assert sha256_of_object(s3_client, bucket, "good") == sha256_of_file(good)
+    again = clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--json"))
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["sent"] == ["bad"]
+
+
+@pytest.mark.process
+def test_killed_at_random_moments_then_rerun_until_exit_0(s3_env, bucket, s3_client, tmp_path):
+    root = tmp_path / "t"
+    files = mixed_tree(root)
+    for i in range(30):
+        files[f"many/{i:02}.bin"] = write(root / "many" / f"{i:02}.bin", 1000 * i, 100 + i)
+    command = [sys.executable, "-m", "persevere", "cp", str(root), f"s3://{bucket}/k/",
+               "--part-size", "5MiB", "-c", "2", "--no-progress"]  # fmt: skip
+    env = {**os.environ, **s3_env}
+    rng = random.Random(7)
+    for attempt in range(4):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        time.sleep(rng.uniform(0.3, 1.2))
+        if proc.poll() is None:
+            if attempt % 2:
+                signal_when_handled(proc, signal.SIGTERM)
+            else:
+                proc.kill()
+        proc.communicate(timeout=60)
+        if attempt == 1:  # an edit between runs, mtime restored
+            path = files["a.txt"]
+            st = path.stat()
+            path.write_bytes(b"X" * 1000)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for _ in range(5):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr, done.stderr
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stderr
+    assert_tree_uploaded(s3_client, bucket, "k/", files)
+
+
+def test_an_empty_directory_is_a_tree_of_no_files(s3_env, bucket, s3_client, tmp_path):
+    """(Before trees, ``cp DIR`` was refused as "is a directory", tests/test_cp.py.)"""
+    root = tmp_path / "thing"
+    root.mkdir()
+    result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/k", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    assert "0 file(s): 0 sent" in result.stdout
+    assert keys(s3_client, bucket) == set()
