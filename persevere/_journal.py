@@ -400,9 +400,15 @@ class Journal:
     def append_outcome(self, kind: str, **details: Any) -> None:
         self._append({"type": kind, **details})
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append one record of a journal of another kind (a tree's), durably."""
-        self._append(record)
+    def append(self, *records: dict[str, Any]) -> None:
+        """Append records of a journal of another kind (a tree's), durably: one write, one
+        fsync for all of them (a group commit)."""
+        self._write(b"".join(map(_dumps, records)))
+
+    def check_writable(self) -> None:
+        """Raise if an earlier append failed (the journal takes no more)."""
+        if self._broken is not None:
+            self._write(b"")
 
     def append_source(self, source: SourceRecord, invalid: list[int] | None = None) -> None:
         """The file was checked against the recorded parts with this identity; ``invalid``:
@@ -418,7 +424,9 @@ class Journal:
         After a failure the journal refuses further appends: a torn line followed by whole
         ones (other workers' parts) would no longer be the tolerated torn *last* line.
         """
-        line = _dumps(record)
+        self._write(_dumps(record))
+
+    def _write(self, line: bytes) -> None:
         with self._lock:
             if self._broken is None:
                 end: int | None = None

@@ -295,10 +295,11 @@ class _TreeSender:
             await self._guarded(f, self._large(f))
 
     async def _small_then_release(self, client: Any, f: TreeFile, limiter: Any) -> None:
+        slot = _Slot(limiter)
         try:
-            await self._guarded(f, self._small(client, f))
+            await self._guarded(f, self._small(client, f, slot))
         finally:
-            limiter.release()
+            slot.release()
 
     async def _guarded(self, f: TreeFile, work: Any) -> None:
         """Run ``work`` (sending ``f``); the file's own failure is listed, any other raised."""
@@ -320,17 +321,25 @@ class _TreeSender:
             return self.options
         return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
 
-    async def _small(self, client: Any, f: TreeFile) -> int:
+    async def _small(self, client: Any, f: TreeFile, slot: _Slot) -> int:
+        """One PutObject; the slot is given back once S3 answered, before the journal's
+        fsync (which batches the records of the files waiting for it)."""
         key = self.req.key(f.rel)
         _check_key(self.req.bucket, key, f.rel)
-        with_md5 = self.verifier.needs_md5()
+        done = await self._put(client, f, key)
+        slot.release()
+        await self.journal.record(done)
+        self.progress.advance(done.size)
+        return done.size
+
+    async def _put(self, client: Any, f: TreeFile, key: str) -> FileDone:
+        """``f`` read once and put at ``key``; what proves it (S3's answer checked)."""
         body, identity, digests = await anyio.to_thread.run_sync(
-            _read_small, f, self.algorithm, with_md5
+            _read_small, f, self.algorithm, self.verifier.needs_md5()
         )
         fields = self.verifier.request_fields(digests)
         if self.verifier.flexible:
             fields["ChecksumAlgorithm"] = self.algorithm.name
-
         options = self._options_of(f)
 
         async def put() -> Any:
@@ -345,9 +354,7 @@ class _TreeSender:
         )  # fmt: skip
         etag = self.verifier.check(1, digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        await self.journal.record(FileDone.of(f.rel, key, identity, etag, stated))
-        self.progress.advance(len(body))
-        return len(body)
+        return FileDone.of(f.rel, key, identity, etag, stated)
 
     async def _large(self, f: TreeFile) -> int:
         from ._cp import copy
@@ -414,6 +421,18 @@ def _read_small(
     hasher.update(body)
     md5 = hashlib.md5(body).digest() if with_md5 else None
     return body, after, PartDigests(b64(hasher.digest()), md5)
+
+
+class _Slot:
+    """A semaphore's slot, given back once."""
+
+    def __init__(self, semaphore: anyio.Semaphore) -> None:
+        self._semaphore: anyio.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        semaphore, self._semaphore = self._semaphore, None
+        if semaphore is not None:
+            semaphore.release()
 
 
 class _FileProgress:
