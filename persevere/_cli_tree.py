@@ -45,6 +45,17 @@ CheckRemoteOpt = Annotated[
     ),
 ]
 
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="A directory: upload only shard I (0-based) of N, its files chosen by their path, "
+        "with a journal of its own (for job arrays: --shard $SLURM_ARRAY_TASK_ID/N); the same "
+        "command without --shard then takes the shards' journals in and sends what is left.",
+    ),
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class TreeFlags:
@@ -54,13 +65,27 @@ class TreeFlags:
     exclude: ExcludeOpt = None
     follow_symlinks: FollowOpt = False
     check_remote: CheckRemoteOpt = False
+    shard: ShardOpt = None
+
+    def shard_spec(self) -> tuple[int, int] | None:
+        """``--shard I/N`` as (I, N); None: the whole tree."""
+        if self.shard is None:
+            return None
+        index, slash, count = self.shard.partition("/")
+        try:
+            spec = int(index), int(count)
+        except ValueError:
+            _usage_error(f"not I/N: {self.shard!r}", "--shard")
+        if not slash or not 0 <= spec[0] < spec[1]:
+            _usage_error(f"not I/N with 0 <= I < N: {self.shard!r}", "--shard")
+        return spec
 
     @property
     def given(self) -> str | None:
         """The first of these flags given (None: none)."""
         for name, flag in (("include", "--include"), ("exclude", "--exclude"),
                            ("follow_symlinks", "--follow-symlinks"),
-                           ("check_remote", "--check-remote")):  # fmt: skip
+                           ("check_remote", "--check-remote"), ("shard", "--shard")):  # fmt: skip
             if getattr(self, name):
                 return flag
         return None
@@ -104,7 +129,8 @@ def cp_tree(
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
                           send.part_size, send.max_parts, send.checksum, options or None,
                           endpoint if endpoint_flags.given else None, transfer.options(),
-                          guess_content_type=object_flags.content_type is None)  # fmt: skip
+                          guess_content_type=object_flags.content_type is None,
+                          shard=tree.shard_spec())  # fmt: skip
     from ._tree import copy_tree
 
     progress = _progress(not no_progress and not json_output, "upload")

@@ -60,7 +60,16 @@ from ._retry import Call
 from ._s3 import Endpoint, open_client, request
 from ._session import resumable
 from ._source import FileIdentity
-from ._tree_journal import FileDone, TreeJournal, files_dir, new_header, read_header
+from ._tree_journal import (
+    FileDone,
+    TreeHeader,
+    TreeJournal,
+    files_dir,
+    new_header,
+    read_header,
+    shard_journal,
+    shard_of,
+)
 from ._tree_walk import Listing, TreeFile, walk
 from ._units import MiB
 from ._urls import check_destination
@@ -90,6 +99,16 @@ class TreeRequest:
     endpoint: Endpoint | None = None
     transfer: UploadOptions = field(default_factory=UploadOptions)
     guess_content_type: bool = True  # each object's ContentType from its file's name
+    shard: tuple[int, int] | None = None  # (index, count): only this shard's files
+
+    def journal(self) -> Path:
+        """This run's journal: the tree's, or its shard's."""
+        if self.shard is None:
+            return self.state_file
+        return shard_journal(self.state_file, *self.shard)
+
+    def takes(self, rel: str) -> bool:
+        return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
 
     def key(self, rel: str) -> str:
         return self.prefix + rel
@@ -179,7 +198,7 @@ async def copy_tree(req: TreeRequest, progress: ProgressSink | None = None) -> T
     draft = new_header(req.root, req.bucket, req.prefix, endpoint.endpoint_url,
                        algorithm.name, req.object_options)  # fmt: skip
     journal = await anyio.to_thread.run_sync(
-        lambda: TreeJournal.open(req.state_file, draft, checksum_given=req.checksum is not None)
+        lambda: _open_journal(req, draft, checksum_given=req.checksum is not None)
     )
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
@@ -191,12 +210,16 @@ async def copy_tree(req: TreeRequest, progress: ProgressSink | None = None) -> T
                 include=req.include,
                 exclude=req.exclude,
                 follow_symlinks=req.follow_symlinks,
-                skip={req.state_file, files_dir(req.state_file)},
+                skip=req.state_file,
             )
         )
+        if req.shard is not None:
+            listing.files = [f for f in listing.files if req.takes(f.rel)]
+            listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
         result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
                                                          len(listing.files))  # fmt: skip
-        result.removed = await anyio.to_thread.run_sync(_removed, req.root, journal, listing)
+        if req.shard is None:  # (a shard's journal does not know the other shards' files)
+            result.removed = await anyio.to_thread.run_sync(_removed, req.root, journal, listing)
         todo: list[TreeFile] = []
         unchanged: list[TreeFile] = []
         for f in listing.files:
@@ -218,6 +241,23 @@ async def copy_tree(req: TreeRequest, progress: ProgressSink | None = None) -> T
         return result
     finally:
         journal.close()
+
+
+def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:
+    """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
+    what the tree's records too (a shard run again after the tree was finished sends
+    nothing). Blocking."""
+    journal = TreeJournal.open(req.journal(), draft, checksum_given=checksum_given)
+    try:
+        if req.shard is None:
+            if taken := journal.merge_shards():
+                log.info("took in %d file(s) recorded by the shards' journals", taken)
+        else:
+            journal.read_also(req.state_file)
+    except BaseException:
+        journal.close()
+        raise
+    return journal
 
 
 def _removed(root: Path, journal: TreeJournal, listing: Listing) -> list[str]:

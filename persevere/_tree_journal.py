@@ -15,7 +15,10 @@ file it recorded is sent again).
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +26,12 @@ from typing import Any
 
 import anyio
 
-from ._errors import StateFileError, UsageError
+from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed
 from ._source import FileIdentity
 from ._version import __version__
+
+log = logging.getLogger("persevere")
 
 FORMAT = "persevere-tree"
 FORMAT_VERSION = 1
@@ -87,6 +92,19 @@ def new_header(
 def files_dir(state_file: Path) -> Path:
     """Where the journals of a tree's multipart uploads live: ``STATE_FILE.d``."""
     return state_file.with_name(state_file.name + ".d")
+
+
+def shard_journal(state_file: Path, index: int, count: int) -> Path:
+    """The journal of shard ``index`` of ``count`` of the tree whose journal is
+    ``state_file`` (its files: :func:`shard_of`); merged into it by the next run without
+    a shard (:meth:`TreeJournal.merge_shards`)."""
+    return state_file.with_name(f"{state_file.name}.shard-{index}-of-{count}")
+
+
+def shard_of(rel: str, count: int) -> int:
+    """Which of ``count`` shards a file is in: by its path alone, so every host and every
+    run agrees whatever else the tree holds."""
+    return zlib.crc32(rel.encode("utf-8", "surrogateescape")) % count
 
 
 def read_header(path: Path) -> TreeHeader | None:
@@ -157,6 +175,57 @@ class TreeJournal:
             journal.close()
             raise
         return cls(journal, header, done, damaged)
+
+    def read_also(self, path: Path) -> None:
+        """Count as done what the journal at ``path`` records (a shard's view of the whole
+        tree's journal): read only, not locked (its lines are appended whole). Blocking."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
+        lines = data[: data.rfind(b"\n") + 1].splitlines()
+        if not lines:
+            return
+        try:
+            header = _parse_header(json.loads(lines[0]), f"state file {path}")
+        except ValueError:
+            raise StateFileError(f"state file {path} is not a persevere state file") from None
+        _refuse_other(path, header, self.header, True)
+        recorded, _ = _replay(lines[1:], str(path))
+        self.done = {**recorded, **self.done}
+
+    def merge_shards(self) -> int:
+        """Take in the shards' journals (:func:`shard_journal`) and remove them: what they
+        record done is recorded here. A shard still running (its journal locked) is
+        refused, exit 3: run again once it ended. Blocking; the number of records taken."""
+        taken = 0
+        for path in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.shard-*-of-*")):
+            try:
+                journal, lines = Journal.open_log(path)
+            except StateFileLocked:
+                raise StateFileLocked(
+                    f"a shard of this tree is still running (state file {path})",
+                    hint="run this command again once every shard has ended",
+                ) from None
+            try:
+                header = _parse_header(json.loads(lines[0]), f"state file {path}") if lines \
+                    else None  # fmt: skip
+                if header is not None:
+                    _refuse_other(path, header, self.header, True)
+                    recorded, _ = _replay(lines[1:], str(path))
+                    new = [d for d in recorded.values() if self.done.get(d.rel) != d]
+                    if new:
+                        self._journal.append(*({"type": "done", **asdict(d)} for d in new))
+                        self.done.update((d.rel, d) for d in new)
+                    taken += len(new)
+                path.unlink()
+            except ValueError:
+                raise StateFileError(f"state file {path} is not a persevere state file") from None
+            finally:
+                journal.close()
+        return taken
 
     async def record(self, done: FileDone) -> None:
         """Record ``done`` durably (fsync'd before it returns). Records that come while one

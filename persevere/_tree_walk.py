@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +67,12 @@ def walk(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     follow_symlinks: bool = False,
-    skip: Collection[Path] = (),
+    skip: Path | None = None,
 ) -> Listing:
     """Every file under ``root`` (an absolute directory), sorted by relative path; ``skip``:
-    paths never listed (the tree's own state files, when they live inside it)."""
+    the tree's journal, never listed with what is named after it (its shards' journals, its
+    files' directory) when they live inside the tree."""
+    skipped = None if skip is None else (skip.parent, skip.name)
     listing = Listing()
     root_stat = os.stat(root)
     seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
@@ -87,7 +89,7 @@ def walk(
         for entry in entries:
             rel = prefix + entry.name
             path = Path(entry.path)
-            if path in skip:
+            if skipped and directory == skipped[0] and entry.name.startswith(skipped[1]):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)

@@ -245,3 +245,52 @@ def test_an_empty_directory_is_a_tree_of_no_files(s3_env, bucket, s3_client, tmp
     assert result.returncode == 0, result.stderr
     assert "0 file(s): 0 sent" in result.stdout
     assert keys(s3_client, bucket) == set()
+
+
+def test_shards_split_the_tree_and_the_whole_run_takes_their_journals_in(
+    counting, bucket, s3_client, tmp_path
+):
+    env, proxy = counting
+    root = tmp_path / "t"
+    files = mixed_tree(root)
+    for i in range(12):
+        files[f"n/{i}"] = write(root / "n" / str(i), 100 + i, 50 + i)
+    url = f"s3://{bucket}/s/"
+    sent = []
+    for index in range(3):
+        shard = clean(cli(env, "cp", root, url, "--part-size", "5MiB", "--shard",
+                          f"{index}/3", "--json"))  # fmt: skip
+        assert shard.returncode == 0, shard.stderr
+        sent += json.loads(shard.stdout)["sent"]
+        assert (tmp_path / f"t.persevere.shard-{index}-of-3").exists()
+    assert sorted(sent) == sorted(files)  # each file in exactly one shard
+    assert_tree_uploaded(s3_client, bucket, "s/", files)
+    before = len(proxy.seen)
+    whole = clean(cli(env, "cp", root, url, "--part-size", "5MiB", "--json"))
+    assert whole.returncode == 0, whole.stderr
+    report = json.loads(whole.stdout)
+    assert report["skipped"] == len(files) and report["sent"] == []
+    assert proxy.seen[before:] == []
+    assert not list(tmp_path.glob("t.persevere.shard-*"))  # taken in, then removed
+    # A shard run again after the whole tree is done sends nothing either.
+    again = clean(cli(env, "cp", root, url, "--part-size", "5MiB", "--shard", "1/3", "--json"))
+    assert again.returncode == 0 and json.loads(again.stdout)["sent"] == []
+
+
+def test_a_shard_still_running_holds_the_whole_run_back(s3_env, bucket, tmp_path):
+    import fcntl
+
+    root = tmp_path / "t"
+    write(root / "x", 10, 1)
+    url = f"s3://{bucket}/p/"
+    assert clean(cli(s3_env, "cp", root, url, "--shard", "0/2")).returncode == 0
+    shard_journal = tmp_path / "t.persevere.shard-0-of-2"
+    with open(shard_journal, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        waiting = clean(cli(s3_env, "cp", root, url))
+    assert waiting.returncode == 3, waiting.stderr
+    assert "a shard of this tree is still running" in waiting.stderr
+    assert clean(cli(s3_env, "cp", root, url)).returncode == 0
+    for bad in ("2/2", "x/2", "1"):
+        refused = clean(cli(s3_env, "cp", root, url, "--shard", bad))
+        assert refused.returncode == 2 and "--shard" in refused.stderr, bad
