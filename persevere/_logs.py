@@ -113,6 +113,11 @@ class LogLineProgress:
         self._stream = stream
         self._total = self._done = self._started_with = 0
         self._t0 = self._last = 0.0
+        self._files = ""
+
+    def files(self, done: int, total: int) -> None:
+        """A tree: how many of its files are done."""
+        self._files = f", {done:,} of {total:,} files"
 
     def start(self, total_bytes: int, done_bytes: int) -> None:
         self._total, self._done, self._started_with = total_bytes, done_bytes, done_bytes
@@ -130,7 +135,7 @@ class LogLineProgress:
         percent = 100.0 * self._done / self._total if self._total else 100.0
         text = (
             f"{self._description}: {format_size(self._done)} of {format_size(self._total)} "
-            f"({percent:.1f}%) at {format_size(rate)}/s"
+            f"({percent:.1f}%) at {format_size(rate)}/s{self._files}"
         )
         if json_lines():
             log.info(text, extra=event("progress", done=self._done, total=self._total,

@@ -16,8 +16,15 @@ class ProgressSink(Protocol):
     def close(self) -> None: ...
 
 
+class TreeProgress(ProgressSink, Protocol):
+    def files(self, done: int, total: int) -> None: ...
+
+
 class NullProgress:
     def start(self, total_bytes: int, done_bytes: int) -> None:
+        pass
+
+    def files(self, done: int, total: int) -> None:
         pass
 
     def advance(self, delta_bytes: int) -> None:
@@ -57,6 +64,11 @@ class TqdmProgress:
     def advance(self, delta_bytes: int) -> None:
         if self._bar is not None:
             self._bar.update(delta_bytes)
+
+    def files(self, done: int, total: int) -> None:
+        """A tree: how many of its files are done."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{done:,}/{total:,} files", refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -52,7 +52,7 @@ from ._journal import read_state
 from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS
-from ._progress import NullProgress, ProgressSink
+from ._progress import NullProgress, ProgressSink, TreeProgress
 from ._quirks import missing
 from ._request import Request
 from ._request import Source as Named
@@ -187,7 +187,7 @@ def prefix_of(url_prefix: str) -> str:
     return url_prefix if not url_prefix or url_prefix.endswith("/") else url_prefix + "/"
 
 
-async def copy_tree(req: TreeRequest, progress: ProgressSink | None = None) -> TreeResult:
+async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> TreeResult:
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
     progress = progress or NullProgress()
     started = time.monotonic()
@@ -314,14 +314,18 @@ class _TreeSender:
     """Sends a tree's files: small ones as PutObject, large ones through ``cp``'s pipeline."""
 
     def __init__(self, req: TreeRequest, endpoint: Endpoint, journal: TreeJournal,
-                 algorithm: ChecksumAlgorithm, options: dict[str, Any], progress: ProgressSink,
+                 algorithm: ChecksumAlgorithm, options: dict[str, Any], progress: TreeProgress,
                  result: TreeResult) -> None:  # fmt: skip
         self.req, self.endpoint, self.journal = req, endpoint, journal
         self.algorithm, self.options, self.progress, self.result = (algorithm, options,
                                                                      progress, result)  # fmt: skip
         self.verifier = PartVerifier(algorithm, pinned=req.checksum is not None)
+        self.settled = 0  # files sent or failed
+        self.todo = 0
 
     async def send_all(self, todo: list[TreeFile]) -> None:
+        self.todo = len(todo)
+        self.progress.files(0, self.todo)
         small = [f for f in todo if self.req.small(f.size)]
         large = [f for f in todo if not self.req.small(f.size)]
         if small:
@@ -350,6 +354,9 @@ class _TreeSender:
             log.warning("%s: %s", f.rel, exc)
             self.result.failed.append((f.rel, str(exc), exc.exit_code))
             return
+        finally:
+            self.settled += 1
+            self.progress.files(self.settled, self.todo)
         key = self.req.key(f.rel)
         (self.result.resent if again else self.result.sent).append(f.rel)
         self.result.bytes_sent += sent

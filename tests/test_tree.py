@@ -294,3 +294,13 @@ def test_a_shard_still_running_holds_the_whole_run_back(s3_env, bucket, tmp_path
     for bad in ("2/2", "x/2", "1"):
         refused = clean(cli(s3_env, "cp", root, url, "--shard", bad))
         assert refused.returncode == 2 and "--shard" in refused.stderr, bad
+
+
+def test_progress_counts_files_and_bytes(s3_env, bucket, tmp_path):
+    root = tmp_path / "t"
+    for i in range(3):
+        write(root / f"f{i}", 1000, i)
+    result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/p/"))
+    assert result.returncode == 0, result.stderr
+    assert "upload: 2.9 KiB of 2.9 KiB (100.0%)" in result.stderr
+    assert "3 of 3 files" in result.stderr
