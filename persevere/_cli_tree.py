@@ -109,7 +109,7 @@ def cp_tree(
     from ._tree import TreeRequest, locate_tree_state, prefix_of
     from ._urls import parse_bucket_url
 
-    for flag, given in (("--dry-run", dry_run), ("--no-overwrite", send.no_overwrite),
+    for flag, given in (("--no-overwrite", send.no_overwrite),
                         ("--expected-size", send.expected_size is not None)):  # fmt: skip
         if given:
             _usage_error(f"{flag} is not supported for a directory yet", flag)
@@ -131,8 +131,11 @@ def cp_tree(
                           endpoint if endpoint_flags.given else None, transfer.options(),
                           guess_content_type=object_flags.content_type is None,
                           shard=tree.shard_spec())  # fmt: skip
-    from ._tree import copy_tree
+    from ._tree import copy_tree, dry_run_tree
 
+    if dry_run:
+        _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
+        return
     progress = _progress(not no_progress and not json_output, "upload")
     result = _run(lambda: copy_tree(request, progress))
     _print_tree(result, json_output)
@@ -140,14 +143,26 @@ def cp_tree(
         raise typer.Exit(result.exit_code)
 
 
-def _print_tree(result: Any, json_output: bool) -> None:
+def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     where = f"s3://{result.bucket}/{result.prefix}"
     if json_output:
-        _emit_json({**dataclasses.asdict(result), "destination": where,
+        _emit_json({**dataclasses.asdict(result), "destination": where, "dry_run": dry_run,
                     "failed": [{"path": p, "error": e, "exit_code": c}
                                for p, e, c in result.failed],
                     "refused": [{"path": p, "why": w} for p, w in result.refused],
                     "exit_code": result.exit_code})  # fmt: skip
+        return
+    if dry_run:
+        lines = [
+            f"dry run: {where}: {result.files:,} file(s): would send {len(result.sent):,}, send "
+            f"again {len(result.resent):,} (changed), skip {result.skipped:,} unchanged; "
+            f"{format_size(result.bytes_sent)} to send; nothing sent, no request made, no "
+            "state file written"
+        ]
+        lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
+        lines += [f"removed locally, object kept: {path}" for path in result.removed]
+        lines.append(f"state file: {result.state_file}")
+        typer.echo("\n".join(lines))
         return
     sent = len(result.sent) + len(result.resent)
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0

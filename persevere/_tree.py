@@ -66,6 +66,7 @@ from ._tree_journal import (
     TreeJournal,
     files_dir,
     new_header,
+    read_done,
     read_header,
     shard_journal,
     shard_of,
@@ -191,12 +192,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    check_destination(req.bucket, req.key("x"))
-    req.transfer.validate()
-    algorithm = _algorithm(req.checksum)
-    endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
-    draft = new_header(req.root, req.bucket, req.prefix, endpoint.endpoint_url,
-                       algorithm.name, req.object_options)  # fmt: skip
+    endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(
         lambda: _open_journal(req, draft, checksum_given=req.checksum is not None)
     )
@@ -204,28 +200,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         algorithm = get_algorithm(journal.header.checksum_algorithm)
         options = journal.header.object_options or {}
-        listing = await anyio.to_thread.run_sync(
-            lambda: walk(
-                req.root,
-                include=req.include,
-                exclude=req.exclude,
-                follow_symlinks=req.follow_symlinks,
-                skip=req.state_file,
-            )
-        )
-        if req.shard is not None:
-            listing.files = [f for f in listing.files if req.takes(f.rel)]
-            listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
-        result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
-                                                         len(listing.files))  # fmt: skip
-        if req.shard is None:  # (a shard's journal does not know the other shards' files)
-            result.removed = await anyio.to_thread.run_sync(_removed, req.root, journal, listing)
-        todo: list[TreeFile] = []
-        unchanged: list[TreeFile] = []
-        for f in listing.files:
-            done = journal.done.get(f.rel)
-            fresh = done is not None and done.same_file(f.identity, req.key(f.rel))
-            (unchanged if fresh else todo).append(f)
+        listing = await anyio.to_thread.run_sync(_listing, req, journal.done, result)
+        todo, unchanged = _split(req, journal.done, listing)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
             todo.sort(key=lambda f: f.rel)
@@ -241,6 +217,64 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
         return result
     finally:
         journal.close()
+
+
+async def dry_run_tree(req: TreeRequest) -> TreeResult:
+    """What :func:`copy_tree` would send (``sent``, ``resent``) and skip, from the journals
+    and the files alone: no request, nothing written."""
+    started = time.monotonic()
+    _, draft = _draft(req)
+    done = await anyio.to_thread.run_sync(
+        lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
+    )
+    result = TreeResult(req.bucket, req.prefix, req.state_file)
+    listing = await anyio.to_thread.run_sync(_listing, req, done, result)
+    todo, _ = _split(req, done, listing)
+    for f in todo:
+        (result.resent if f.rel in done else result.sent).append(f.rel)
+        result.bytes_sent += f.size
+    result.skipped = len(listing.files) - len(todo)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
+    """The request checked (no request to S3), its endpoint and its journal's header."""
+    check_destination(req.bucket, req.key("x"))
+    req.transfer.validate()
+    algorithm = _algorithm(req.checksum)
+    endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
+    draft = new_header(req.root, req.bucket, req.prefix, endpoint.endpoint_url,
+                       algorithm.name, req.object_options)  # fmt: skip
+    return endpoint, draft
+
+
+def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) -> Listing:
+    """The files this run takes (its shard's), what it refuses and, for the whole tree,
+    what was removed; noted in ``result``. Blocking."""
+    listing = walk(req.root, include=req.include, exclude=req.exclude,
+                   follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+    if req.shard is not None:
+        listing.files = [f for f in listing.files if req.takes(f.rel)]
+        listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
+    result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
+                                                     len(listing.files))  # fmt: skip
+    if req.shard is None:  # (a shard's journal does not know the other shards' files)
+        result.removed = _removed(req.root, done, listing)
+    return listing
+
+
+def _split(
+    req: TreeRequest, done: dict[str, FileDone], listing: Listing
+) -> tuple[list[TreeFile], list[TreeFile]]:
+    """(to send, recorded done and unchanged)."""
+    todo: list[TreeFile] = []
+    unchanged: list[TreeFile] = []
+    for f in listing.files:
+        recorded = done.get(f.rel)
+        fresh = recorded is not None and recorded.same_file(f.identity, req.key(f.rel))
+        (unchanged if fresh else todo).append(f)
+    return todo, unchanged
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:
@@ -260,10 +294,10 @@ def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> 
     return journal
 
 
-def _removed(root: Path, journal: TreeJournal, listing: Listing) -> list[str]:
+def _removed(root: Path, done: dict[str, FileDone], listing: Listing) -> list[str]:
     """Files recorded done that are not there any more (their objects are kept)."""
     listed = {f.rel for f in listing.files}
-    gone = (rel for rel in journal.done if rel not in listed)
+    gone = (rel for rel in done if rel not in listed)
     return sorted(rel for rel in gone if not os.path.lexists(root / rel))
 
 

@@ -116,6 +116,35 @@ def read_header(path: Path) -> TreeHeader | None:
         return None
 
 
+def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> dict[str, FileDone]:
+    """What the tree journal at ``path`` and its shards' record done, read only (a dry run);
+    a journal of another tree, destination or options is refused as :meth:`TreeJournal.open`
+    does. Blocking."""
+    done: dict[str, FileDone] = {}
+    shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
+    for each in [path, *shards]:
+        done.update(_read_only(each, draft, checksum_given))
+    return done
+
+
+def _read_only(path: Path, draft: TreeHeader, checksum_given: bool) -> dict[str, FileDone]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
+    lines = data[: data.rfind(b"\n") + 1].splitlines()
+    if not lines:
+        return {}
+    try:
+        header = _parse_header(json.loads(lines[0]), f"state file {path}")
+    except ValueError:
+        raise StateFileError(f"state file {path} is not a persevere state file") from None
+    _refuse_other(path, header, draft, checksum_given)
+    return _replay(lines[1:], str(path))[0]
+
+
 def _parse_header(record: Any, where: str) -> TreeHeader:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StateFileError(f"{where} is not the journal of a directory's upload",
@@ -179,22 +208,7 @@ class TreeJournal:
     def read_also(self, path: Path) -> None:
         """Count as done what the journal at ``path`` records (a shard's view of the whole
         tree's journal): read only, not locked (its lines are appended whole). Blocking."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
-        lines = data[: data.rfind(b"\n") + 1].splitlines()
-        if not lines:
-            return
-        try:
-            header = _parse_header(json.loads(lines[0]), f"state file {path}")
-        except ValueError:
-            raise StateFileError(f"state file {path} is not a persevere state file") from None
-        _refuse_other(path, header, self.header, True)
-        recorded, _ = _replay(lines[1:], str(path))
-        self.done = {**recorded, **self.done}
+        self.done = {**_read_only(path, self.header, True), **self.done}
 
     def merge_shards(self) -> int:
         """Take in the shards' journals (:func:`shard_journal`) and remove them: what they

@@ -159,7 +159,7 @@ def test_tree_flags_for_a_file_and_unsupported_ones_are_refused(s3_env, bucket, 
     assert wrong.returncode == 2 and "--include is for a directory" in wrong.stderr
     root = tmp_path / "d"
     write(root / "x", 1, 1)
-    for flag in (["--dry-run"], ["--no-overwrite"], ["--expected-size", "1"]):
+    for flag in (["--no-overwrite"], ["--expected-size", "1"]):
         refused = clean(cli(s3_env, "cp", root, f"s3://{bucket}/p/", *flag))
         assert refused.returncode == 2, flag
         assert "not supported for a directory yet" in refused.stderr
@@ -304,3 +304,24 @@ def test_progress_counts_files_and_bytes(s3_env, bucket, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "upload: 2.9 KiB of 2.9 KiB (100.0%)" in result.stderr
     assert "3 of 3 files" in result.stderr
+
+
+def test_dry_run_says_what_would_be_sent_and_writes_nothing(counting, bucket, tmp_path):
+    env, proxy = counting
+    root = tmp_path / "t"
+    files = mixed_tree(root)
+    url = f"s3://{bucket}/d/"
+    dry = clean(cli(env, "cp", root, url, "--dry-run", "--json"))
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["dry_run"] is True and sorted(report["sent"]) == sorted(files)
+    assert report["bytes_sent"] == sum(p.stat().st_size for p in files.values())
+    assert proxy.seen == [] and not list(tmp_path.glob("t.persevere*"))
+    assert clean(cli(env, "cp", root, url, "--part-size", "5MiB")).returncode == 0
+    files["a.txt"].write_bytes(b"changed")
+    write(root / "new", 5, 5)
+    before = len(proxy.seen)
+    text = clean(cli(env, "cp", root, url, "--dry-run"))
+    assert text.returncode == 0, text.stderr
+    assert "6 file(s): would send 1, send again 1 (changed), skip 4 unchanged" in text.stdout
+    assert proxy.seen[before:] == []
