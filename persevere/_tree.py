@@ -272,7 +272,7 @@ def _split(
     unchanged: list[TreeFile] = []
     for f in listing.files:
         recorded = done.get(f.rel)
-        fresh = recorded is not None and recorded.same_file(f.identity, req.key(f.rel))
+        fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
 

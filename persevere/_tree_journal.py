@@ -72,12 +72,11 @@ class FileDone:
         return cls(rel, key, identity.size, identity.mtime_ns, identity.ctime_ns,
                    identity.inode, identity.device, etag, checksum)  # fmt: skip
 
-    def same_file(self, identity: FileIdentity, key: str) -> bool:
-        """Is ``identity`` the one recorded (every field), sent to ``key``?"""
-        now = (identity.size, identity.mtime_ns, identity.ctime_ns, identity.inode,
-               identity.device)  # fmt: skip
+    def same_file(self, stamp: tuple[int, int, int, int, int], key: str) -> bool:
+        """Is ``stamp`` (size, mtime, ctime, inode, device) the identity recorded, sent to
+        ``key``?"""
         recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
-        return key == self.key and None not in recorded and now == recorded
+        return key == self.key and recorded == stamp
 
 
 def new_header(

@@ -20,21 +20,29 @@ from pathlib import Path
 
 from ._source import FileIdentity
 
+Stamp = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
+
 
 @dataclass(frozen=True, slots=True)
 class TreeFile:
-    """A regular file of the tree: its relative path (the key's tail) and its identity."""
+    """A regular file of the tree: its relative path (the key's tail), its path, and its
+    identity as a tuple (a Path and a FileIdentity made only for the files sent)."""
 
     rel: str
-    identity: FileIdentity
+    where: str
+    stamp: Stamp
 
     @property
     def path(self) -> Path:
-        return self.identity.path
+        return Path(self.where)
 
     @property
     def size(self) -> int:
-        return self.identity.size
+        return self.stamp[0]
+
+    @property
+    def identity(self) -> FileIdentity:
+        return FileIdentity(self.path, *self.stamp)
 
 
 @dataclass(slots=True)
@@ -86,10 +94,11 @@ def walk(
             listing.refused.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
             continue
         subdirs: list[tuple[Path, str]] = []
+        named = skipped[1] if skipped and directory == skipped[0] else None
         for entry in entries:
             rel = prefix + entry.name
-            path = Path(entry.path)
-            if skipped and directory == skipped[0] and entry.name.startswith(skipped[1]):
+            path = entry.path
+            if named and entry.name.startswith(named):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -111,7 +120,7 @@ def walk(
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) not in seen_dirs:
                     seen_dirs.add((st.st_dev, st.st_ino))
-                    subdirs.append((path, rel + "/"))
+                    subdirs.append((Path(path), rel + "/"))
                 continue
             if not wanted(rel, include, exclude):
                 listing.excluded += 1
@@ -119,7 +128,8 @@ def walk(
             if not stat.S_ISREG(st.st_mode):
                 listing.refused.append((rel, _kind(st.st_mode)))
                 continue
-            listing.files.append(TreeFile(rel, FileIdentity.of(path, st)))
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+            listing.files.append(TreeFile(rel, path, stamp))
         pending.extend(reversed(subdirs))
     listing.files.sort(key=lambda f: f.rel)
     listing.refused.sort()
