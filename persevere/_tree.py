@@ -49,6 +49,7 @@ from ._errors import (
     UsageError,
 )
 from ._journal import read_state
+from ._logs import event, say
 from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS
@@ -72,7 +73,7 @@ from ._tree_journal import (
     shard_of,
 )
 from ._tree_walk import Listing, TreeFile, walk
-from ._units import MiB
+from ._units import MiB, format_size
 from ._urls import check_destination
 
 log = logging.getLogger("persevere")
@@ -451,6 +452,8 @@ class _TreeSender:
         await anyio.to_thread.run_sync(
             lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         )
+        say("%s (%s): multipart, to s3://%s/%s", f.rel, format_size(f.size), self.req.bucket, key,
+            extra=event("tree_file", path=f.rel, key=key, size=f.size))  # fmt: skip
         done = await copy(upload, _FileProgress(self.progress))
         recorded = (await anyio.to_thread.run_sync(read_state, state_file)).identity
         identity = FileIdentity(f.path, recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
