@@ -123,8 +123,7 @@ def test_the_array_example_with_a_task_killed_and_requeued(
         time.sleep(0.05)
     assert recorded_parts(journal) == len(shard1) - 1
     slurm.kill(task)
-    while (killed := slurm.jobs(task)[task])["JobState"] == "RUNNING":
-        time.sleep(0.1)
+    killed = slurm.wait(task, timeout_s=30)[task]
     held.release()
     assert (killed["JobState"], killed["ExitCode"]) == ("FAILED", "0:9")
     slurm.requeue(task)
