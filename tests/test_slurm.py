@@ -151,3 +151,77 @@ def test_the_array_example_with_a_task_killed_and_requeued(
     assert read_state(state).finished == "completed"
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     print(f"the array, a task killed and requeued, the completion: {elapsed:.1f} s")
+
+
+TREE_SCRIPT = ROOT / "examples" / "slurm" / "tree-array.sh"
+
+
+@pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.timeout(240)
+def test_the_tree_array_example_with_a_task_killed_and_requeued(
+    slurm, rule_proxy, bucket, s3_client, tmp_path
+):
+    """A tree of mixed files as an array of 3 shards (cp DIR --shard I/N), the task holding a
+    multipart file killed (kill -9) with a part in flight and requeued, then the whole run:
+    every object equals its file, the shards' journals taken in, no upload left."""
+    import random
+
+    from persevere._tree_journal import shard_of
+
+    env, proxy = rule_proxy
+    tree = tmp_path / "ckpt"
+    files = {"big.bin": 20 * MiB + 3, "a/small": 1000, "a/five": 5 * MiB, "empty": 0}
+    files.update({f"many/{i}": 100 * i for i in range(12)})
+    for rel, size in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(random.Random(rel).randbytes(size))
+    wrapper = tmp_path / "bin" / "persevere"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m persevere "$@"\n')
+    wrapper.chmod(0o755)
+    job_script = tmp_path / "tree-array.sh"
+    swaps = {
+        "/opt/persevere/bin/persevere": str(wrapper),
+        "/lustre/data/ckpt": str(tree),
+        "s3://bucket/ckpt/": f"s3://{bucket}/ckpt/",
+        "--array=0-15": "--array=0-2",
+        "examples/slurm/tree-array.sh": str(job_script),
+    }
+    text = swapped(TREE_SCRIPT.read_text(), swaps)
+    job_script.write_text(text)
+    array, completion = usage_commands(text)
+    pythonpath = str(Path(persevere.__file__).parent.parent)
+    env = slurm.env({**os.environ, **env, "PYTHONPATH": pythonpath})
+
+    # The big file's last part (8 MiB parts: 3) is held: its task is killed with it in flight.
+    held = proxy.hold(Hold())
+    proxy.rules.insert(0, hold_part(3, held))
+    job = bash(f'{array}\necho "$jobid"', env, tmp_path).strip()
+    task = f"{job}_{shard_of('big.bin', 3)}"
+    held.wait(90)
+    slurm.kill(task)
+    killed = slurm.wait(task, timeout_s=30)[task]
+    held.release()
+    assert (killed["JobState"], killed["ExitCode"]) == ("FAILED", "0:9")
+    proxy.rules.pop(0)
+    slurm.requeue(task)
+
+    submitted = bash(completion, {**env, "jobid": job}, tmp_path)
+    [completing] = re.findall(r"Submitted batch job (\d+)", submitted)
+    jobs = slurm.wait(job, completing, timeout_s=150)
+    outputs = {name: Path(fields["StdOut"]).read_text() for name, fields in jobs.items()}
+    report = f"{outputs=}\n{slurm.logs()}"
+    assert {name: (f["JobState"], f["ExitCode"]) for name, f in jobs.items()} == {
+        **{f"{job}_{i}": ("COMPLETED", "0:0") for i in range(3)},
+        completing: ("COMPLETED", "0:0"),
+    }, report
+    assert jobs[task]["Restarts"] == "1", report
+    assert (
+        f"{len(files)} file(s): 0 sent, 0 sent again (changed), {len(files)} unchanged"
+        in (outputs[completing])
+    ), report  # the shards did it all; the whole run only took their journals in
+    for rel in files:
+        assert sha256_of_object(s3_client, bucket, f"ckpt/{rel}") == sha256_of_file(tree / rel)
+    assert not list(tmp_path.glob("ckpt.persevere.shard-*"))
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
