@@ -117,11 +117,14 @@ def _run(
     resumable_state: Path | None = None,
     cleanup: _Cleanup | None = None,
     hurried_by_parent: bool = False,
+    stopped: tuple[str, str] | None = None,
 ) -> T:
     """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
+
+    ``stopped``: the message and hint of a stop signal, when the command has its own.
 
     ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
     (from the terminal, to the whole process group, and passed on by its parent), so a
@@ -136,7 +139,7 @@ def _run(
 
     interrupted: str | None = None
     hurried = False  # a second signal came: the cleanup's grace is running
-    if resumable_state is not None:
+    if resumable_state is not None or stopped is not None:
         settling = "the journal is being settled"
         again_note = "every recorded part is safe in the state file"
     else:
@@ -223,7 +226,9 @@ def _run(
     except _errors.Interrupted as exc:
         if hurried_by_parent:  # a shard of --processes: the parent says it once, for all
             raise typer.Exit(exc.exit_code) from None
-        if resumable_state is not None and holds_upload(resumable_state):
+        if stopped is not None:  # (message, hint): a command's own words (cp DIR)
+            exc.message, exc.hint = stopped
+        elif resumable_state is not None and holds_upload(resumable_state):
             exc.message = "interrupted; the upload is intact"
             exc.state_file = str(resumable_state)
         elif resumable_state is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,7 +119,7 @@ def cp_tree(
     except Exception as exc:  # a UsageError: said as one line
         _usage_error(str(exc))
     prefix = prefix_of(url_prefix)
-    root = root.expanduser().absolute()
+    root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint = endpoint_flags.endpoint()
     options = object_flags.parameters(root)
     if object_flags.content_type is None:
@@ -137,7 +138,11 @@ def cp_tree(
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
         return
     progress = _progress(not no_progress and not json_output, "upload")
-    result = _run(lambda: copy_tree(request, progress))
+    stopped = (
+        "interrupted; every file recorded done is kept",
+        f"run the same command again: it sends what is not done (state file {journal})",
+    )
+    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
     _print_tree(result, json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -155,7 +160,7 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     if dry_run:
         lines = [
             f"dry run: {where}: {result.files:,} file(s): would send {len(result.sent):,}, send "
-            f"again {len(result.resent):,} (changed), skip {result.skipped:,} unchanged; "
+            f"again {len(result.resent):,}, skip {result.skipped:,} unchanged; "
             f"{format_size(result.bytes_sent)} to send; nothing sent, no request made, no "
             "state file written"
         ]
@@ -168,7 +173,7 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     lines = [
         f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
-        f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again (changed), "
+        f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
         f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
         f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
         + (f" ({format_size(rate)}/s)" if sent else "")

@@ -26,11 +26,15 @@ every file's object is confirmed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
+import stat
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from ._errors import (
     EXIT_OK,
     EXIT_RESUMABLE,
     EXIT_USAGE,
+    PersevereError,
     S3Error,
     SourceChanged,
     SourceFileError,
@@ -193,6 +198,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
     progress = progress or NullProgress()
     started = time.monotonic()
+    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
     endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(
         lambda: _open_journal(req, draft, checksum_given=req.checksum is not None)
@@ -224,6 +230,7 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     """What :func:`copy_tree` would send (``sent``, ``resent``) and skip, from the journals
     and the files alone: no request, nothing written."""
     started = time.monotonic()
+    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
     _, draft = _draft(req)
     done = await anyio.to_thread.run_sync(
         lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
@@ -260,6 +267,8 @@ def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) ->
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
     result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
                                                      len(listing.files))  # fmt: skip
+    # What could not be looked at may hold files: never exit 0 over it (every shard says so).
+    result.failed += [(rel, why, EXIT_ERROR) for rel, why in listing.unreadable]
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
         result.removed = _removed(req.root, done, listing)
     return listing
@@ -283,6 +292,9 @@ def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> 
     what the tree's records too (a shard run again after the tree was finished sends
     nothing). Blocking."""
     journal = TreeJournal.open(req.journal(), draft, checksum_given=checksum_given)
+    if journal.damaged:
+        log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
+                    journal.path, journal.damaged)  # fmt: skip
     try:
         if req.shard is None:
             if taken := journal.merge_shards():
@@ -313,14 +325,15 @@ async def _gone_remotely(
     req: TreeRequest, endpoint: Endpoint, journal: TreeJournal, files: list[TreeFile]
 ) -> list[TreeFile]:
     """``check_remote``: the unchanged files whose object is not the one recorded (missing,
-    or another size or checksum): sent again."""
+    or another size, ETag or checksum): sent again. ``concurrency`` HEADs at a time, as many
+    tasks: memory does not grow with the tree."""
     differ: list[TreeFile] = []
-    limiter = anyio.CapacityLimiter(req.transfer.concurrency)
+    slots = anyio.Semaphore(req.transfer.concurrency)
     async with open_client(endpoint, req.transfer) as client:
 
         async def check(f: TreeFile) -> None:
             done = journal.done[f.rel]
-            async with limiter:
+            try:
                 try:
                     head = await request(
                         f"HeadObject {done.key}",
@@ -333,16 +346,49 @@ async def _gone_remotely(
                         raise
                     differ.append(f)
                     return
-            stated = head.get(f"Checksum{journal.header.checksum_algorithm}")
-            same_sum = done.checksum is None or stated is None or stated == done.checksum
-            if head.get("ContentLength") != done.size or not same_sum or (
-                    done.checksum is None and head.get("ETag") != done.etag):  # fmt: skip
+            finally:
+                slots.release()
+            if not _same_object(head, done, journal.header.checksum_algorithm):
                 differ.append(f)
 
-        async with anyio.create_task_group() as tg:
-            for f in files:
-                tg.start_soon(check, f)
+        with _first_error():
+            async with anyio.create_task_group() as tg:
+                for f in files:
+                    await slots.acquire()
+                    tg.start_soon(check, f)
     return differ
+
+
+def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
+    """Is the object HeadObject describes the one recorded: its size and ETag, and its
+    checksum where both say one (an object another tool wrote carries its own)?"""
+    stated = head.get(f"Checksum{algorithm}")
+    if done.checksum is not None and stated is not None and stated != done.checksum:
+        return False
+    etag = str(head.get("ETag", "")).strip('"')
+    return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
+
+
+@contextlib.contextmanager
+def _first_error() -> Iterator[None]:
+    """A task group's failure as the first error persevere raised in it (one line, its exit
+    code), not as a group of them."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        first = _first_persevere_error(group)
+        if first is None:
+            raise
+        raise first from None
+
+
+def _first_persevere_error(group: BaseExceptionGroup[Any]) -> PersevereError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, PersevereError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (inner := _first_persevere_error(exc)):
+            return inner
+    return None
 
 
 class _TreeSender:
@@ -366,12 +412,16 @@ class _TreeSender:
         if small:
             limiter = anyio.Semaphore(self.req.transfer.concurrency)
             async with open_client(self.endpoint, self.req.transfer) as client:
-                async with anyio.create_task_group() as tg:
-                    for f in small:
-                        await limiter.acquire()
-                        tg.start_soon(self._small_then_release, client, f, limiter)
+                with _first_error():
+                    await self._all_small(client, small, limiter)
         for f in large:
             await self._guarded(f, self._large(f))
+
+    async def _all_small(self, client: Any, small: list[TreeFile], limiter: Any) -> None:
+        async with anyio.create_task_group() as tg:
+            for f in small:
+                await limiter.acquire()
+                tg.start_soon(self._small_then_release, client, f, limiter)
 
     async def _small_then_release(self, client: Any, f: TreeFile, limiter: Any) -> None:
         slot = _Slot(limiter)
@@ -407,7 +457,7 @@ class _TreeSender:
         """One PutObject; the slot is given back once S3 answered, before the journal's
         fsync (which batches the records of the files waiting for it)."""
         key = self.req.key(f.rel)
-        _check_key(self.req.bucket, key, f.rel)
+        _check_key(self.req.bucket, key)
         done = await self._put(client, f, key)
         slot.release()
         await self.journal.record(done)
@@ -417,7 +467,7 @@ class _TreeSender:
     async def _put(self, client: Any, f: TreeFile, key: str) -> FileDone:
         """``f`` read once and put at ``key``; what proves it (S3's answer checked)."""
         body, identity, digests = await anyio.to_thread.run_sync(
-            _read_small, f, self.algorithm, self.verifier.needs_md5()
+            _read_small, f, self.algorithm, self.verifier.needs_md5(), self.req.follow_symlinks
         )
         fields = self.verifier.request_fields(digests)
         if self.verifier.flexible:
@@ -442,7 +492,7 @@ class _TreeSender:
         from ._cp import copy
 
         key = self.req.key(f.rel)
-        _check_key(self.req.bucket, key, f.rel)
+        _check_key(self.req.bucket, key)
         state_file = files_dir(self.req.state_file) / _journal_name(f.rel)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
@@ -467,40 +517,53 @@ def _journal_name(rel: str) -> str:
     return f"{digest}.persevere"
 
 
-def _check_key(bucket: str, key: str, rel: str) -> None:
+def _check_key(bucket: str, key: str) -> None:
+    """A file whose key S3 cannot take fails alone (its messages name no file: the caller
+    does)."""
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        raise SourceFileError(f"{rel}: its name is not UTF-8, so it cannot be a key") from None
+        raise SourceFileError("its name is not UTF-8, so it cannot be an S3 key: leave it "
+                              "out with --exclude, or rename it") from None  # fmt: skip
     try:
         check_destination(bucket, key)
     except UsageError as exc:
-        raise SourceFileError(f"{rel}: {exc.message}") from None
+        raise SourceFileError(f"{exc.message}; leave it out with --exclude") from None
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def _read_small(
-    f: TreeFile, algorithm: ChecksumAlgorithm, with_md5: bool
+    f: TreeFile, algorithm: ChecksumAlgorithm, with_md5: bool, follow_symlinks: bool
 ) -> tuple[bytes, FileIdentity, PartDigests]:
     """The file's bytes, read once, with the identity they are of, and their digests; a file
-    that changes while read (its identity, or fewer or more bytes than its size) is refused."""
+    that changes while read (its identity, or fewer or more bytes than its size), or is not
+    a regular file any more (a link not to be followed, a FIFO: never waited on), fails."""
+    flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
-        fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(f.path, flags)
     except FileNotFoundError:
-        raise SourceChanged(f"{f.rel} was removed while the tree was uploaded") from None
+        raise SourceChanged("removed while the tree was uploaded") from None
     except OSError as exc:
-        raise SourceFileError(f"cannot read {f.rel}: {exc.strerror}") from None
+        if exc.errno == errno.ELOOP:
+            raise SourceChanged("replaced by a symbolic link while the tree was uploaded") from None
+        raise SourceFileError(f"cannot read: {exc.strerror}") from None
     try:
-        before = FileIdentity.of(f.path, os.fstat(fd), fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceChanged("not a regular file any more")
+        before = FileIdentity.of(f.path, st, fd)
         if before.size > SMALL_MAX:
-            raise SourceChanged(f"{f.rel} grew while the tree was uploaded; run again")
+            raise SourceChanged("grew while the tree was uploaded; run again")
         body = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
         after = FileIdentity.of(f.path, os.fstat(fd), fd)
     except OSError as exc:
-        raise SourceFileError(f"cannot read {f.rel}: {exc.strerror}") from None
+        raise SourceFileError(f"cannot read: {exc.strerror}") from None
     finally:
         os.close(fd)
     if before != after or len(body) != after.size:
-        raise SourceChanged(f"{f.rel} changed while it was read; run again once it is final")
+        raise SourceChanged("changed while it was read; run again once it is final")
     hasher = algorithm.new()
     hasher.update(body)
     md5 = hashlib.md5(body).digest() if with_md5 else None

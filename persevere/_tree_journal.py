@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from ._errors import StateFileError, StateFileLocked, UsageError
-from ._journal import Journal, _typed
+from ._journal import Journal, _typed, require_regular
 from ._source import FileIdentity
 from ._version import __version__
 
@@ -176,6 +176,7 @@ class TreeJournal:
         """The journal at ``path`` if there is one (its destination and options must be
         ``draft``'s; its checksum too if ``checksum_given``), else a new one with ``draft`` as
         its header. Blocking."""
+        require_regular(path)  # a device or FIFO at the path is refused, never unlinked
         if not path.exists() or path.stat().st_size == 0:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if path.exists():

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class TreeFile:
 class Listing:
     files: list[TreeFile] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    # Could not be looked at (permission refused...): files maybe missed, so no exit 0.
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
     excluded: int = 0  # files left out by the include/exclude patterns
 
 
@@ -80,25 +83,27 @@ def walk(
     """Every file under ``root`` (an absolute directory), sorted by relative path; ``skip``:
     the tree's journal, never listed with what is named after it (its shards' journals, its
     files' directory) when they live inside the tree."""
-    skipped = None if skip is None else (skip.parent, skip.name)
+    own = _own_names(skip)
     listing = Listing()
     root_stat = os.stat(root)
     seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
-    pending: list[tuple[Path, str]] = [(root, "")]
+    pending: list[tuple[Path, str, tuple[int, int]]] = [
+        (root, "", (root_stat.st_dev, root_stat.st_ino))
+    ]
     while pending:
-        directory, prefix = pending.pop()
+        directory, prefix, dev_ino = pending.pop()
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
         except OSError as exc:
-            listing.refused.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
+            listing.unreadable.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
             continue
-        subdirs: list[tuple[Path, str]] = []
-        named = skipped[1] if skipped and directory == skipped[0] else None
+        subdirs: list[tuple[Path, str, tuple[int, int]]] = []
+        journal_here = own is not None and own[0] == dev_ino
         for entry in entries:
             rel = prefix + entry.name
             path = entry.path
-            if named and entry.name.startswith(named):
+            if journal_here and own is not None and own[1](entry.name):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -115,12 +120,12 @@ def walk(
                     listing.refused.append((rel, "a broken symbolic link"))
                 continue  # removed while listed
             except OSError as exc:
-                listing.refused.append((rel, f"cannot read: {exc.strerror}"))
+                listing.unreadable.append((rel, f"cannot read: {exc.strerror}"))
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) not in seen_dirs:
                     seen_dirs.add((st.st_dev, st.st_ino))
-                    subdirs.append((Path(path), rel + "/"))
+                    subdirs.append((Path(path), rel + "/", (st.st_dev, st.st_ino)))
                 continue
             if not wanted(rel, include, exclude):
                 listing.excluded += 1
@@ -133,4 +138,20 @@ def walk(
         pending.extend(reversed(subdirs))
     listing.files.sort(key=lambda f: f.rel)
     listing.refused.sort()
+    listing.unreadable.sort()
     return listing
+
+
+def _own_names(journal: Path | None) -> tuple[tuple[int, int], Callable[[str], bool]] | None:
+    """The directory of the tree's journal (device, inode) and which names in it are the
+    journal's own: itself, its files' directory ``NAME.d``, its shards' ``NAME.shard-I-of-N``
+    (nothing else, whatever it is named)."""
+    if journal is None:
+        return None
+    try:
+        st = os.stat(journal.parent)
+    except OSError:
+        return None
+    shard = re.compile(re.escape(journal.name) + r"\.shard-\d+-of-\d+")
+    names = {journal.name, journal.name + ".d"}
+    return (st.st_dev, st.st_ino), lambda name: name in names or bool(shard.fullmatch(name))

@@ -107,7 +107,7 @@ def test_tree_uploads_every_file_then_a_rerun_sends_and_asks_nothing(
 
     text = clean(cli(env, *command))
     assert text.returncode == 0
-    assert "5 file(s): 0 sent, 0 sent again (changed), 5 unchanged, 0 failed" in text.stdout
+    assert "5 file(s): 0 sent, 0 sent again, 5 unchanged, 0 failed" in text.stdout
     assert "not uploaded: pipe (a FIFO)" in text.stdout
 
 
@@ -323,5 +323,51 @@ def test_dry_run_says_what_would_be_sent_and_writes_nothing(counting, bucket, tm
     before = len(proxy.seen)
     text = clean(cli(env, "cp", root, url, "--dry-run"))
     assert text.returncode == 0, text.stderr
-    assert "6 file(s): would send 1, send again 1 (changed), skip 4 unchanged" in text.stdout
+    assert "6 file(s): would send 1, send again 1, skip 4 unchanged" in text.stdout
     assert proxy.seen[before:] == []
+
+
+@pytest.mark.process
+def test_a_stop_signal_says_what_is_kept_and_what_to_run(rule_proxy, bucket, tmp_path):
+    from tests.proxybase import Hold
+    from tests.ruleproxy import hold_part
+
+    env, proxy = rule_proxy
+    root = tmp_path / "t"
+    write(root / "big", 12 * MiB, 1)
+    held = proxy.hold(Hold())
+    proxy.rules.insert(0, hold_part(2, held))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "cp", str(root), f"s3://{bucket}/p/",
+         "--part-size", "5MiB", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    held.wait(60)
+    signal_when_handled(proc, signal.SIGTERM)
+    held.release()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted; every file recorded done is kept" in stderr
+    state = tmp_path / "t.persevere"
+    assert f"run the same command again: it sends what is not done (state file {state})" in stderr
+
+
+def test_a_file_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path):
+    from persevere._checksums import get_algorithm
+    from persevere._errors import SourceChanged
+    from persevere._tree import _read_small
+    from persevere._tree_walk import walk
+
+    root = tmp_path / "t"
+    write(root / "f", 10, 1)
+    secret = write(tmp_path / "secret", 10, 2)
+    [f] = walk(root).files
+    (root / "f").unlink()
+    os.symlink(secret, root / "f")
+    with pytest.raises(SourceChanged, match="replaced by a symbolic link"):
+        _read_small(f, get_algorithm("CRC64NVME"), False, follow_symlinks=False)
+    (root / "f").unlink()
+    os.mkfifo(root / "f")
+    with pytest.raises(SourceChanged, match="not a regular file any more"):
+        _read_small(f, get_algorithm("CRC64NVME"), False, follow_symlinks=True)

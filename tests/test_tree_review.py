@@ -49,13 +49,16 @@ def test_a_state_file_inside_the_tree_hides_no_file_named_like_it(
     assert keys(s3_client, bucket) == {"data.csv", "database/rows", "other"}
 
 
-def test_refused_credentials_stop_the_tree_in_one_line_exit_3(s3_env, bucket, tmp_path):
+def test_refused_credentials_stop_the_tree_in_one_line_exit_1(s3_env, bucket, tmp_path):
+    """As ``cp FILE``: credentials S3 refuses need a person (exit 1), said in a line or two."""
     root = tmp_path / "d"
     write(root / "a", 10, 1)
     write(root / "b", 10, 2)
     env = {**s3_env, "AWS_SECRET_ACCESS_KEY": "wrong"}
     result = clean(cli(env, "cp", root, f"s3://{bucket}/"))
-    assert result.returncode == 3, result.stderr
+    file = clean(cli(env, "cp", root / "a", f"s3://{bucket}/a"))
+    assert result.returncode == file.returncode == 1, result.stderr
+    assert "error: PutObject a: SignatureDoesNotMatch" in result.stderr
 
 
 def test_a_full_disk_under_the_journal_stops_the_tree_in_one_line(
@@ -109,8 +112,8 @@ def test_a_directory_that_cannot_be_listed_is_not_exit_0(s3_env, bucket, tmp_pat
     monkeypatch.setattr(_tree_walk.os, "scandir", refusing)
     result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--json"))
     monkeypatch.undo()
-    assert json.loads(result.stdout)["refused"] == [
-        {"path": "secret", "why": "cannot list: Permission denied"}
+    assert json.loads(result.stdout)["failed"] == [
+        {"path": "secret", "error": "cannot list: Permission denied", "exit_code": 1}
     ]
     assert result.returncode != 0, "secret/s is not uploaded, yet exit 0"
 
