@@ -181,6 +181,7 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]
     lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
+    lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
     lines.append(f"state file: {result.state_file}")
     typer.echo("\n".join(lines))
     if result.failed:

@@ -135,6 +135,7 @@ class TreeResult:
     skipped: int = 0  # done earlier, unchanged
     refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
     removed: list[str] = field(default_factory=list)  # recorded, gone locally (object kept)
+    aborted: list[str] = field(default_factory=list)  # unfinished uploads no longer needed
     failed: list[tuple[str, str, int]] = field(default_factory=list)  # (path, why, exit code)
     excluded: int = 0
     bytes_sent: int = 0
@@ -220,10 +221,43 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
                 await sender.send_all(todo)
             finally:
                 progress.close()
+        if req.shard is None and not result.failed:
+            result.aborted = await _abort_unneeded(req.state_file, req.root)
         result.elapsed_s = time.monotonic() - started
         return result
     finally:
         journal.close()
+
+
+async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
+    """Once every file of the tree is done: the multipart uploads left unfinished (a file
+    removed, left out, or small now, while its upload was under way) are aborted, so S3 frees
+    their parts, and their journals removed. Best effort; what was aborted."""
+    from ._upload import abort_upload
+
+    def unfinished() -> list[tuple[Path, str]]:
+        found = []
+        for path in sorted(files_dir(state_file).glob("*.persevere")):
+            try:
+                state = read_state(path)
+            except (PersevereError, OSError):
+                continue
+            if state.finished is None:
+                found.append((path, os.path.relpath(state.header.file_path, root)))
+        return found
+
+    aborted = []
+    for path, rel in await anyio.to_thread.run_sync(unfinished):
+        try:
+            with anyio.fail_after(60):
+                await abort_upload(path)
+            await anyio.to_thread.run_sync(path.unlink)
+        except (PersevereError, OSError, TimeoutError) as exc:
+            log.info("could not abort the unfinished upload in %s (%s)", path, exc)
+            continue
+        log.info("aborted the unfinished upload of %s: its file is not sent that way now", rel)
+        aborted.append(rel)
+    return aborted
 
 
 async def dry_run_tree(req: TreeRequest) -> TreeResult:

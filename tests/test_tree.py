@@ -371,3 +371,35 @@ def test_a_file_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path):
     os.mkfifo(root / "f")
     with pytest.raises(SourceChanged, match="not a regular file any more"):
         _read_small(f, get_algorithm("CRC64NVME"), False, follow_symlinks=True)
+
+
+@pytest.mark.process
+def test_an_upload_left_unfinished_by_a_removed_file_is_aborted(
+    rule_proxy, bucket, s3_client, tmp_path
+):
+    from tests.proxybase import Hold
+    from tests.ruleproxy import hold_part
+
+    env, proxy = rule_proxy
+    root = tmp_path / "t"
+    big = write(root / "big", 12 * MiB, 1)
+    keep = write(root / "keep", 10, 2)
+    held = proxy.hold(Hold())
+    proxy.rules.insert(0, hold_part(2, held))
+    command = ["cp", root, f"s3://{bucket}/p/", "--part-size", "5MiB", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "persevere", *map(str, command)],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    held.wait(60)
+    proc.kill()
+    proc.communicate(timeout=30)
+    held.release()
+    proxy.rules.pop(0)
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # left by the kill
+    big.unlink()
+    done = clean(cli(env, *command))
+    assert done.returncode == 0, done.stderr
+    assert "unfinished upload aborted (not needed now): big" in done.stdout
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert sha256_of_object(s3_client, bucket, "p/keep") == sha256_of_file(keep)
+    assert not list((tmp_path / "t.persevere.d").glob("*.persevere"))
