@@ -10,7 +10,7 @@ import typer
 
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
 from ._cli_run import _emit_json, _fail, _progress, _reported, _run
-from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt
+from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +33,7 @@ class VerifyTreeFlags:
     @property
     def given(self) -> str | None:
         """The first walk flag given (None: none); --concurrency is harmless for a file."""
-        for name, flag in (("include", "--include"), ("exclude", "--exclude"),
-                           ("follow_symlinks", "--follow-symlinks")):  # fmt: skip
-            if getattr(self, name):
-                return flag
-        return None
+        return TreeFlags(self.include, self.exclude, self.follow_symlinks).given
 
 
 def verify_tree_command(

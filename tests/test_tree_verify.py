@@ -153,3 +153,30 @@ def test_an_unreadable_file_cannot_tell(s3_env, bucket, s3_client, tmp_path, mon
     assert result.returncode == EXIT_UNKNOWN, result.stdout + result.stderr
     assert result.stdout.startswith("cannot tell: bad: ")
     assert "1 same, 0 differ, 0 missing, 1 cannot tell" in result.stdout
+
+
+def test_one_client_for_the_whole_tree(s3_env, bucket, tmp_path, monkeypatch):
+    """20 files: one S3 client opened, not one per file; --concurrency bounds them."""
+    import persevere._s3
+    import persevere._tree_verify
+
+    root = tmp_path / "many"
+    for i in range(20):
+        write(root / f"{i:02}.txt", 100 + i, i)
+    sent = clean(cli(s3_env, "cp", root, f"s3://{bucket}/m/", "--no-progress"))
+    assert sent.returncode == 0, sent.stderr
+    opened = []
+    real = persevere._s3.open_client
+
+    def counting(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(persevere._tree_verify, "open_client", counting)
+    monkeypatch.setattr(persevere._s3, "open_client", counting)
+    monkeypatch.setattr("persevere._verify.open_client", counting)
+    result = verify(s3_env, root, f"s3://{bucket}/m", "-c", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "20 file(s): 20 same" in result.stdout
+    assert len(opened) == 1
+    assert opened[0][1].concurrency == 3  # its pool sized for the files in flight
