@@ -30,6 +30,7 @@ from ._cli_flags import (
     _target,
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _run, _say, _usage_error
+from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._flag_groups import flag_groups
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
@@ -255,22 +256,39 @@ def verify(
     file: Annotated[Path | None, typer.Option("--file", help="The local file.")] = None,
     state_file: Annotated[
         Path | None,
-        typer.Option("--state-file", help="The upload's journal: lets verify name the part."),
+        typer.Option(
+            "--state-file",
+            help="The upload's journal: lets verify name the part. A directory: the tree's "
+            "journal from cp (default: where cp keeps it).",
+        ),
     ] = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
+    tree: VerifyTreeFlags = VerifyTreeFlags(),
 ) -> None:
-    """Check an object against a local file without downloading it.
+    """Check an object against a local file without downloading it; a directory (DIR
+    s3://BUCKET/PREFIX/): each file against its object PREFIX/PATH.
 
     Exit 0: same bytes; 1: the object or its bucket does not exist, or another error (access
     refused, S3 unreachable); 2: bad input; 4: they differ (the first differing part is named
     when known); 5: cannot tell, and why (e.g. an SSE-KMS ETag and no checksum, or part sizes
-    the endpoint will not tell).
+    the endpoint will not tell). A directory: 4 if any file differs or has no object (a
+    missing object is a difference there, not an error), else 5 if any cannot tell.
     """
     from ._request import names_stdin
     from ._verify import verify_object
 
+    given = file or file_arg
+    if given is not None and given.is_dir():
+        if s3_bucket or s3_key:
+            _usage_error("a directory takes s3://BUCKET/PREFIX/, not --s3-bucket/--s3-key")
+        verify_tree_command(given, url_arg, state_file=state_file, tree=tree,
+                            endpoint_flags=endpoint_flags, no_progress=no_progress,
+                            json_output=json_output)  # fmt: skip
+        return
+    if tree.given:
+        _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
     if names_stdin(file or file_arg):
         _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
     local, target_bucket, target_key = _target(

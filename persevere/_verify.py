@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,16 +175,21 @@ async def verify_object(
     endpoint: Endpoint | None = None,
     state_file: str | Path | None = None,
     progress: ProgressSink | None = None,
+    client: Any = None,
 ) -> VerifyResult:
-    """Compare a local file with an object using only metadata requests."""
+    """Compare a local file with an object using only metadata requests.
+
+    ``client``: an open S3 client to ask with (a tree's files share one), else one is opened
+    for ``endpoint`` and closed before the file is read.
+    """
     progress = progress or NullProgress()
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file), "local file")
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    async with open_client(endpoint) as typed_client:
-        client: Any = typed_client  # requests are built from dicts of parameters
+    asking = nullcontext(client) if client is not None else open_client(endpoint)
+    async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}
         head = await _head(client, ids)
         size = int(head["ContentLength"])

@@ -1,0 +1,249 @@
+"""``persevere verify DIR s3://BUCKET/PREFIX/``: is every file of a tree its object? No download.
+
+Each regular file the walk gives (:func:`._tree_walk.walk`, the same patterns and links as
+``cp DIR``) is checked against the object ``PREFIX`` + its relative path by the single file's
+check (:func:`._verify.verify_object`: the object's checksum, ETag and part layout against the
+file's bytes, read once). A file uploaded in parts by ``cp DIR`` has a journal of its own in
+the tree journal's files directory: given to that check, it names the first differing part.
+
+A file whose object does not exist is *missing*: for a tree, that is a difference (the tree is
+not in S3), not an error. A file that cannot be read is *cannot tell*, with why. An error that is
+not one file's (the endpoint unreachable, access refused, the bucket missing) stops the whole
+check and is raised.
+
+Objects under the prefix that no file of the walk names are listed as *only in S3* (one
+ListObjectsV2 listing; refused: said, never fatal; keys ending in ``/``, folder markers, left
+out): a note, not a difference.
+
+All files share one S3 client; ``concurrency`` files are checked at once, each hashed one
+8 MiB buffer at a time, so memory is about ``concurrency`` x 8 MiB whatever the tree's size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._errors import (
+    EXIT_OK,
+    PersevereError,
+    S3Error,
+    SourceChanged,
+    SourceFileError,
+    StateFileError,
+    UsageError,
+)
+from ._options import UploadOptions
+from ._progress import NullProgress, ProgressSink
+from ._s3 import Endpoint, open_client, pages, request
+from ._tree import _check_key, _FileProgress, _journal_name
+from ._tree_journal import files_dir, read_header
+from ._tree_walk import TreeFile, walk, wanted
+from ._urls import check_destination
+from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, verify_object
+
+SAME, DIFFERS, MISSING, UNKNOWN = "match", "mismatch", "missing", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeVerifyRequest:
+    """A tree to check (``state_file``: the tree's journal from ``cp DIR``, None: none;
+    ``state_file_given``: the user named it, so it must be one)."""
+
+    root: Path
+    bucket: str
+    prefix: str
+    state_file: Path | None = None
+    state_file_given: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    concurrency: int = 8
+    endpoint: Endpoint | None = None
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+
+@dataclass(frozen=True, slots=True)
+class FileVerdict:
+    """One file's answer: ``outcome`` is match, mismatch, missing or unknown (cannot tell)."""
+
+    path: str  # relative to the tree's root
+    key: str
+    outcome: str
+    reason: str
+    method: str | None = None
+    first_bad_part: int | None = None
+    object_size: int | None = None
+    local_size: int = 0
+
+
+@dataclass(slots=True)
+class TreeVerifyResult:
+    root: Path
+    bucket: str
+    prefix: str
+    state_file: Path | None  # the tree journal used (None: none)
+    files: list[FileVerdict] = field(default_factory=list)  # every regular file, by path
+    refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
+    excluded: int = 0
+    only_in_s3: list[str] | None = None  # keys no file names (None: not listed)
+    why_not_listed: str = ""
+    elapsed_s: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for f in self.files if f.outcome == outcome)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every file the same; 4 any differs or is missing; 5 else if any cannot tell."""
+        outcomes = {f.outcome for f in self.files}
+        if outcomes & {DIFFERS, MISSING}:
+            return EXIT_MISMATCH
+        return EXIT_UNKNOWN if UNKNOWN in outcomes else EXIT_OK
+
+
+async def verify_tree(
+    req: TreeVerifyRequest, progress: ProgressSink | None = None
+) -> TreeVerifyResult:
+    """Check every file of ``req.root`` against its object under ``req.prefix`` (see the
+    module)."""
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    check_destination(req.bucket, req.key("x"))
+    parts_dir = await anyio.to_thread.run_sync(_parts_dir, req)
+    skip = {req.state_file, files_dir(req.state_file)} if req.state_file else set()
+    listing = await anyio.to_thread.run_sync(
+        lambda: walk(
+            req.root,
+            include=req.include,
+            exclude=req.exclude,
+            follow_symlinks=req.follow_symlinks,
+            skip=skip,
+        )
+    )
+    result = TreeVerifyResult(req.root, req.bucket, req.prefix,
+                              req.state_file if parts_dir else None, refused=listing.refused,
+                              excluded=listing.excluded)  # fmt: skip
+    endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
+    options = UploadOptions(concurrency=req.concurrency, read_timeout_s=60.0)
+    async with open_client(endpoint, options) as client:
+        checker = _Checker(req, client, parts_dir, progress)
+        progress.start(sum(f.size for f in listing.files), 0)
+        try:
+            result.files = await checker.check_all(listing.files)
+        finally:
+            progress.close()
+        named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
+        result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _parts_dir(req: TreeVerifyRequest) -> Path | None:
+    """Where the journals of the tree's multipart files are, if ``req.state_file`` is a tree
+    journal; a state file the user named that is not one is refused."""
+    if req.state_file is None:
+        return None
+    if read_header(req.state_file) is not None:
+        return files_dir(req.state_file)
+    if not req.state_file_given:
+        return None  # the default place: no journal there, nothing to help
+    what = "is not the journal of a directory's upload" if req.state_file.exists() else \
+           "does not exist"  # fmt: skip
+    raise UsageError(f"state file {req.state_file} {what}", param="state_file")
+
+
+class _Checker:
+    """Checks files ``concurrency`` at a time; the first error that is no file's own stops
+    them all and is raised (not wrapped in the task group's exception group)."""
+
+    def __init__(self, req: TreeVerifyRequest, client: Any, parts_dir: Path | None,
+                 progress: ProgressSink) -> None:  # fmt: skip
+        self.req, self.client, self.parts_dir, self.progress = req, client, parts_dir, progress
+        self.verdicts: dict[str, FileVerdict] = {}
+        self.fatal: list[PersevereError] = []
+
+    async def check_all(self, files: list[TreeFile]) -> list[FileVerdict]:
+        limiter = anyio.Semaphore(self.req.concurrency)
+        async with anyio.create_task_group() as tg:
+            for f in files:
+                await limiter.acquire()
+                if self.fatal:
+                    break
+                tg.start_soon(self._check_then_release, f, limiter, tg.cancel_scope)
+        if self.fatal:
+            raise self.fatal[0]
+        return [self.verdicts[f.rel] for f in files]
+
+    async def _check_then_release(self, f: TreeFile, limiter: Any, scope: Any) -> None:
+        try:
+            self.verdicts[f.rel] = await self._check(f)
+        except PersevereError as exc:
+            self.fatal.append(exc)
+            scope.cancel()
+        finally:
+            limiter.release()
+
+    async def _check(self, f: TreeFile) -> FileVerdict:
+        bucket, key = self.req.bucket, self.req.key(f.rel)
+        try:
+            _check_key(bucket, key, f.rel)
+            journal = await anyio.to_thread.run_sync(self._journal_of, f.rel)
+            try:
+                found = await self._verify(f, key, journal)
+            except StateFileError:  # its own journal unreadable: checked without it
+                if journal is None:
+                    raise
+                found = await self._verify(f, key, None)
+        except S3Error as exc:
+            if exc.code != "NoSuchKey":
+                raise
+            why = f"no object s3://{bucket}/{key}"
+            return FileVerdict(f.rel, key, MISSING, why, local_size=f.size)
+        except (SourceFileError, SourceChanged) as exc:
+            return FileVerdict(f.rel, key, UNKNOWN, str(exc), local_size=f.size)
+        return FileVerdict(f.rel, key, found.outcome, found.reason, found.method,
+                           found.first_bad_part, found.object_size, found.local_size)  # fmt: skip
+
+    async def _verify(self, f: TreeFile, key: str, journal: Path | None) -> Any:
+        return await verify_object(f.path, self.req.bucket, key, state_file=journal,
+                                   progress=_FileProgress(self.progress),
+                                   client=self.client)  # fmt: skip
+
+    def _journal_of(self, rel: str) -> Path | None:
+        """The journal of the file's multipart upload by ``cp DIR``, if there is one."""
+        if self.parts_dir is None:
+            return None
+        path = self.parts_dir / _journal_name(rel)
+        return path if path.is_file() else None
+
+
+async def _only_in_s3(
+    client: Any, req: TreeVerifyRequest, named: set[str]
+) -> tuple[list[str] | None, str]:
+    """The keys under the prefix that no file of the walk names (the patterns applied to
+    their relative paths); None and why when the listing is refused."""
+    keys: list[str] = []
+
+    def fetch(token: str | None) -> Any:
+        more = {"ContinuationToken": token} if token else {}
+        return request("ListObjectsV2", lambda: client.list_objects_v2(
+            Bucket=req.bucket, Prefix=req.prefix, **more))  # fmt: skip
+
+    def following(page: Any) -> str | None:
+        return page.get("NextContinuationToken") if page.get("IsTruncated") else None
+
+    try:
+        async for page in pages("ListObjectsV2", fetch, following):
+            keys += [item["Key"] for item in page.get("Contents") or []]
+    except S3Error as exc:
+        return None, f"ListObjectsV2 answers {exc.code or exc}"
+    rels = ((key, key[len(req.prefix) :]) for key in keys if not key.endswith("/"))
+    return sorted(key for key, rel in rels
+                  if rel not in named and wanted(rel, req.include, req.exclude)), ""  # fmt: skip
