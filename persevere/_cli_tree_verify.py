@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,7 +56,7 @@ def verify_tree_command(
         _fail(UsageError(f"{root} is a directory: give DIR s3://BUCKET/PREFIX/"))
     bucket, url_prefix = _reported(parse_bucket_url, url)
     prefix = prefix_of(url_prefix)
-    root = root.expanduser().absolute()
+    root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint = endpoint_flags.endpoint()
     journal = _reported(locate_tree_state, root, bucket, prefix, endpoint, state_file=state_file)
     request = TreeVerifyRequest(root, bucket, prefix, journal, state_file is not None,

@@ -491,7 +491,7 @@ class _TreeSender:
         """One PutObject; the slot is given back once S3 answered, before the journal's
         fsync (which batches the records of the files waiting for it)."""
         key = self.req.key(f.rel)
-        _check_key(self.req.bucket, key)
+        check_key(self.req.bucket, key)
         done = await self._put(client, f, key)
         slot.release()
         await self.journal.record(done)
@@ -526,8 +526,8 @@ class _TreeSender:
         from ._cp import copy
 
         key = self.req.key(f.rel)
-        _check_key(self.req.bucket, key)
-        state_file = files_dir(self.req.state_file) / _journal_name(f.rel)
+        check_key(self.req.bucket, key)
+        state_file = files_dir(self.req.state_file) / journal_name(f.rel)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
                          checksum=self.journal.header.checksum_algorithm,
@@ -538,7 +538,7 @@ class _TreeSender:
         )
         say("%s (%s): multipart, to s3://%s/%s", f.rel, format_size(f.size), self.req.bucket, key,
             extra=event("tree_file", path=f.rel, key=key, size=f.size))  # fmt: skip
-        done = await copy(upload, _FileProgress(self.progress))
+        done = await copy(upload, FileProgress(self.progress))
         recorded = (await anyio.to_thread.run_sync(read_state, state_file)).identity
         identity = FileIdentity(f.path, recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
                                 recorded.inode, recorded.device)  # fmt: skip
@@ -546,12 +546,12 @@ class _TreeSender:
         return done.bytes_sent
 
 
-def _journal_name(rel: str) -> str:
+def journal_name(rel: str) -> str:
     digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return f"{digest}.persevere"
 
 
-def _check_key(bucket: str, key: str) -> None:
+def check_key(bucket: str, key: str) -> None:
     """A file whose key S3 cannot take fails alone (its messages name no file: the caller
     does)."""
     try:
@@ -616,7 +616,7 @@ class _Slot:
             semaphore.release()
 
 
-class _FileProgress:
+class FileProgress:
     """One large file's progress, counted in the tree's bytes."""
 
     def __init__(self, tree: ProgressSink) -> None:

@@ -40,7 +40,7 @@ from ._errors import (
 from ._options import UploadOptions
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
-from ._tree import _check_key, _FileProgress, _journal_name
+from ._tree import FileProgress, check_key, journal_name
 from ._tree_journal import files_dir, read_header
 from ._tree_walk import TreeFile, walk, wanted
 from ._urls import check_destination
@@ -117,19 +117,21 @@ async def verify_tree(
     started = time.monotonic()
     check_destination(req.bucket, req.key("x"))
     parts_dir = await anyio.to_thread.run_sync(_parts_dir, req)
-    skip = {req.state_file, files_dir(req.state_file)} if req.state_file else set()
     listing = await anyio.to_thread.run_sync(
         lambda: walk(
             req.root,
             include=req.include,
             exclude=req.exclude,
             follow_symlinks=req.follow_symlinks,
-            skip=skip,
+            skip=req.state_file,
         )
     )
     result = TreeVerifyResult(req.root, req.bucket, req.prefix,
                               req.state_file if parts_dir else None, refused=listing.refused,
                               excluded=listing.excluded)  # fmt: skip
+    # A directory or entry that cannot be looked at: what it holds cannot be told.
+    result.files += [FileVerdict(rel, req.key(rel), UNKNOWN, why)
+                     for rel, why in listing.unreadable]  # fmt: skip
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     options = UploadOptions(concurrency=req.concurrency, read_timeout_s=60.0)
     async with open_client(endpoint, options) as client:
@@ -193,7 +195,7 @@ class _Checker:
     async def _check(self, f: TreeFile) -> FileVerdict:
         bucket, key = self.req.bucket, self.req.key(f.rel)
         try:
-            _check_key(bucket, key, f.rel)
+            check_key(bucket, key)
             journal = await anyio.to_thread.run_sync(self._journal_of, f.rel)
             try:
                 found = await self._verify(f, key, journal)
@@ -213,14 +215,14 @@ class _Checker:
 
     async def _verify(self, f: TreeFile, key: str, journal: Path | None) -> Any:
         return await verify_object(f.path, self.req.bucket, key, state_file=journal,
-                                   progress=_FileProgress(self.progress),
+                                   progress=FileProgress(self.progress),
                                    client=self.client)  # fmt: skip
 
     def _journal_of(self, rel: str) -> Path | None:
         """The journal of the file's multipart upload by ``cp DIR``, if there is one."""
         if self.parts_dir is None:
             return None
-        path = self.parts_dir / _journal_name(rel)
+        path = self.parts_dir / journal_name(rel)
         return path if path.is_file() else None
 
 
