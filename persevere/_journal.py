@@ -320,22 +320,12 @@ class Journal:
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, JournalState]:
         """Lock an existing state file, replay it, and drop a torn last line."""
-        require_supported()
-        require_regular(path)
+        journal, data = cls._open_locked(path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except OSError as exc:
-            raise _unusable(path, exc, "open") from None
-        journal = cls(path, fd)
-        try:
-            journal.lock()
-            state = replay(_read_all(fd), str(path))
+            state = replay(data, str(path))
             journal.source = state.identity
             if state.torn_tail:
-                # The torn line never counted (its fsync did not return). Cut it so the next
-                # append starts on a line of its own.
-                os.ftruncate(fd, state.valid_length)
-                full_fsync(fd)
+                journal._cut(state.valid_length)
                 state.torn_tail = False
         except BaseException:
             journal.close()
@@ -346,6 +336,19 @@ class Journal:
     def open_log(cls, path: Path) -> tuple[Journal, list[bytes]]:
         """Lock an existing journal of another kind (a tree's), cut a torn last line, and
         give back its whole lines (the caller replays them)."""
+        journal, data = cls._open_locked(path)
+        whole = data.rfind(b"\n") + 1
+        try:
+            if whole < len(data):
+                journal._cut(whole)
+        except BaseException:
+            journal.close()
+            raise
+        return journal, data[:whole].splitlines()
+
+    @classmethod
+    def _open_locked(cls, path: Path) -> tuple[Journal, bytes]:
+        """An existing journal, locked, and its bytes."""
         require_supported()
         require_regular(path)
         try:
@@ -355,15 +358,16 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            data = _read_all(fd)
-            whole = data.rfind(b"\n") + 1
-            if whole < len(data):  # a torn last line never counted: its fsync did not return
-                os.ftruncate(fd, whole)
-                full_fsync(fd)
+            return journal, _read_all(fd)
         except BaseException:
             journal.close()
             raise
-        return journal, data[:whole].splitlines()
+
+    def _cut(self, length: int) -> None:
+        """Cut a torn last line: it never counted (its fsync did not return), and the next
+        append must start on a line of its own."""
+        os.ftruncate(self._fd, length)
+        full_fsync(self._fd)
 
     def lock(self) -> None:
         if not lock_exclusive(self._fd):
