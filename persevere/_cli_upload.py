@@ -252,13 +252,10 @@ def resume(
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
-    from ._request import Request, Source
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    request = Request(state_file, None if file is None else Source(file),
-                      endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
-                      verify_parts=verify_parts)  # fmt: skip
+    request = _given(state_file, file, endpoint_flags, transfer, verify_parts)
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
@@ -272,8 +269,7 @@ def resume(
                              "--processes")  # fmt: skip
             _complete_in_processes(request, processes, json_output, no_progress, started)
             return
-    progress = _progress(not no_progress and not json_output, "resume")
-    result = _run(lambda: resume_request(request, progress), resumable_state=state_file)
+    result = _continued(request, "resume", not no_progress and not json_output, resume_request)
     _print_result(result, json_output, state_file)
 
 
@@ -315,7 +311,6 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
-    from ._request import Request, Source
     from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
@@ -335,11 +330,9 @@ def shard(
                 "--shard",
             )
         index, count = found
-    overrides = endpoint_flags.endpoint()
-    request = Request(state_file, None if file is None else Source(file), endpoint=overrides,
-                      transfer=transfer.options(), verify_parts=verify_parts)  # fmt: skip
-    progress = _progress(not no_progress and not json_output, f"shard {index}/{count}")
-    result = _run(lambda: send_one(request, index, count, progress), resumable_state=state_file)
+    request = _given(state_file, file, endpoint_flags, transfer, verify_parts)
+    result = _continued(request, f"shard {index}/{count}", not no_progress and not json_output,
+                        lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
                     result.parts.stop - 1]})  # fmt: skip
@@ -348,6 +341,25 @@ def shard(
             f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
             f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
         )
+
+
+def _given(
+    state_file: Path, file: Path | None, endpoint_flags: Any, transfer: Any, verify_parts: bool
+) -> Any:
+    """The request of ``resume`` and ``shard``: only what they are given (the state file, the
+    file's new path, endpoint overrides, transfer options); the journal's header says the rest."""
+    from ._request import Request, Source
+
+    return Request(state_file, None if file is None else Source(file),
+                   endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
+                   verify_parts=verify_parts)  # fmt: skip
+
+
+def _continued(request: Any, what: str, show_progress: bool, call: Any) -> Any:
+    """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
+    resumable from the request's state file: resume's, or a shard's."""
+    progress = _progress(show_progress, what)
+    return _run(lambda: call(request, progress), resumable_state=request.state_file)
 
 
 def _shard_of_parent() -> None:
