@@ -252,10 +252,12 @@ def resume(
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
+    from ._request import Request
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    request = _given(state_file, file, endpoint_flags, transfer, verify_parts)
+    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
+                              endpoint=endpoint_flags.endpoint())  # fmt: skip
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
@@ -311,6 +313,7 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
+    from ._request import Request
     from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
@@ -330,7 +333,8 @@ def shard(
                 "--shard",
             )
         index, count = found
-    request = _given(state_file, file, endpoint_flags, transfer, verify_parts)
+    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
+                              endpoint=endpoint_flags.endpoint())  # fmt: skip
     result = _continued(request, f"shard {index}/{count}", not no_progress and not json_output,
                         lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
     if json_output:
@@ -341,18 +345,6 @@ def shard(
             f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
             f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
         )
-
-
-def _given(
-    state_file: Path, file: Path | None, endpoint_flags: Any, transfer: Any, verify_parts: bool
-) -> Any:
-    """The request of ``resume`` and ``shard``: only what they are given (the state file, the
-    file's new path, endpoint overrides, transfer options); the journal's header says the rest."""
-    from ._request import Request, Source
-
-    return Request(state_file, None if file is None else Source(file),
-                   endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
-                   verify_parts=verify_parts)  # fmt: skip
 
 
 def _continued(request: Any, what: str, show_progress: bool, call: Any) -> Any:
