@@ -323,7 +323,7 @@ def bench(
     A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
     the exact command that removes what is left.
     """
-    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
+    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, BenchSettings, format_table, run_bench
 
     bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
     under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
@@ -339,6 +339,7 @@ def bench(
     levels = _parsed(_levels, concurrency, "--concurrency")
     parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size,
                     "--part-size")  # fmt: skip
+    settings = BenchSettings(total, levels, parts, max_parts)
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
 
@@ -347,15 +348,7 @@ def bench(
 
     rows = _run(
         lambda: run_bench(
-            bucket,
-            size=total,
-            concurrencies=levels,
-            part_sizes=parts,
-            endpoint=endpoint,
-            on_row=show,
-            leftovers=leftovers,
-            max_parts=max_parts,
-            key_prefix=under,
+            bucket, settings, endpoint=endpoint, on_row=show, leftovers=leftovers, key_prefix=under
         ),
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )
