@@ -363,19 +363,13 @@ def _shard_of_parent() -> None:
     from ._logs import setup
     from ._processes import read_request
     from ._progress import NullProgress
-    from ._shards import upload_shard
+    from ._shards import send_one
 
-    request = read_request(sys.stdin.buffer)
-    setup(request.log_level, json_lines=request.json_lines)
-    result = _run(
-        lambda: upload_shard(
-            request.state_file, request.shard, request.shards, options=request.options,
-            progress=NullProgress(), verify_parts=request.verify_parts, file=request.file,
-            endpoint=request.endpoint,
-        ),
-        resumable_state=request.state_file,
-        hurried_by_parent=True,
-    )  # fmt: skip
+    given = read_request(sys.stdin.buffer)
+    setup(given.log_level, json_lines=given.json_lines)
+    request = given.request
+    result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
+                  resumable_state=request.state_file, hurried_by_parent=True)  # fmt: skip
     _emit_json({"bytes_sent": result.bytes_sent})
 
 
