@@ -75,7 +75,7 @@ def abort(
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
-    from ._orphans import abort_by_id
+    from ._orphans import Where, abort_by_id
     from ._upload import abort_upload
 
     if state_file is not None:
@@ -89,8 +89,8 @@ def abort(
     if target is None or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
     (bucket, key), uid = target, upload_id
-    endpoint = endpoint_flags.endpoint()
-    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
+    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    _run(lambda: abort_by_id(where, key, uid))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
@@ -110,19 +110,12 @@ def list_uploads(
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted):
     persevere upload list s3://BUCKET[/PREFIX]."""
+    from ._orphans import Where
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    endpoint = endpoint_flags.endpoint()
-    listing = _run(
-        lambda: list_in_progress(
-            bucket,
-            prefix=under,
-            older_than_s=older_than,
-            endpoint=endpoint,
-            request_payer=request_payer,
-        )
-    )
+    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
     uploads = listing.uploads
     if json_output:
         _emit_json({"bucket": bucket, "uploads": uploads})
@@ -160,8 +153,12 @@ def status(
     if (url_arg is None) == (state_file is None):
         _usage_error("give --state-file, or s3://BUCKET/KEY")
     if url_arg is not None:
+        from ._orphans import Where
+
         endpoint = endpoint_flags.endpoint()
-        _key_status(url_arg, endpoint, request_payer, json_output)
+        target = _object_url(url_arg, None, None)
+        assert target is not None
+        _key_status(Where(target[0], endpoint, request_payer), target[1], json_output)
         return
     assert state_file is not None
     overrides = endpoint_flags.overrides()
@@ -212,13 +209,11 @@ def status(
     typer.echo("\n".join(lines))
 
 
-def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output: bool) -> None:
+def _key_status(where: Any, key: str, json_output: bool) -> None:
     from ._orphans import key_status
 
-    target = _object_url(url, None, None)
-    assert target is not None
-    bucket, key = target
-    st = _run(lambda: key_status(bucket, key, endpoint=endpoint, request_payer=request_payer))
+    bucket = where.bucket
+    st = _run(lambda: key_status(where, key))
     if json_output:
         _emit_json(st)
         return
