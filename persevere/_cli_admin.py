@@ -76,7 +76,7 @@ def abort(
 ) -> None:
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
-    from ._orphans import abort_by_id
+    from ._orphans import Where, abort_by_id
     from ._upload import abort_upload
 
     if state_file is not None:
@@ -90,8 +90,8 @@ def abort(
     if target is None or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
     (bucket, key), uid = target, upload_id
-    endpoint = endpoint_flags.endpoint()
-    _run(lambda: abort_by_id(bucket, key, uid, endpoint=endpoint, request_payer=request_payer))
+    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    _run(lambda: abort_by_id(where, key, uid))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
@@ -111,19 +111,12 @@ def list_uploads(
 ) -> None:
     """List multipart uploads in progress (their parts are billed until aborted):
     persevere upload list s3://BUCKET[/PREFIX]."""
+    from ._orphans import Where
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    endpoint = endpoint_flags.endpoint()
-    listing = _run(
-        lambda: list_in_progress(
-            bucket,
-            prefix=under,
-            older_than_s=older_than,
-            endpoint=endpoint,
-            request_payer=request_payer,
-        )
-    )
+    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
     uploads = listing.uploads
     if json_output:
         _emit_json({"bucket": bucket, "uploads": uploads})
@@ -161,8 +154,12 @@ def status(
     if (url_arg is None) == (state_file is None):
         _usage_error("give --state-file, or s3://BUCKET/KEY")
     if url_arg is not None:
+        from ._orphans import Where
+
         endpoint = endpoint_flags.endpoint()
-        _key_status(url_arg, endpoint, request_payer, json_output)
+        target = _object_url(url_arg, None, None)
+        assert target is not None
+        _key_status(Where(target[0], endpoint, request_payer), target[1], json_output)
         return
     assert state_file is not None
     overrides = endpoint_flags.overrides()
@@ -213,13 +210,11 @@ def status(
     typer.echo("\n".join(lines))
 
 
-def _key_status(url: str, endpoint: Any, request_payer: str | None, json_output: bool) -> None:
+def _key_status(where: Any, key: str, json_output: bool) -> None:
     from ._orphans import key_status
 
-    target = _object_url(url, None, None)
-    assert target is not None
-    bucket, key = target
-    st = _run(lambda: key_status(bucket, key, endpoint=endpoint, request_payer=request_payer))
+    bucket = where.bucket
+    st = _run(lambda: key_status(where, key))
     if json_output:
         _emit_json(st)
         return
@@ -341,7 +336,7 @@ def bench(
     A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
     the exact command that removes what is left.
     """
-    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
+    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, BenchSettings, format_table, run_bench
 
     bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
     under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
@@ -357,6 +352,7 @@ def bench(
     levels = _parsed(_levels, concurrency, "--concurrency")
     parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size,
                     "--part-size")  # fmt: skip
+    settings = BenchSettings(total, levels, parts, max_parts)
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
 
@@ -365,15 +361,7 @@ def bench(
 
     rows = _run(
         lambda: run_bench(
-            bucket,
-            size=total,
-            concurrencies=levels,
-            part_sizes=parts,
-            endpoint=endpoint,
-            on_row=show,
-            leftovers=leftovers,
-            max_parts=max_parts,
-            key_prefix=under,
+            bucket, settings, endpoint=endpoint, on_row=show, leftovers=leftovers, key_prefix=under
         ),
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )

@@ -263,13 +263,12 @@ def resume(
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
-    from ._request import Request, Source
+    from ._request import Request
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    request = Request(state_file, None if file is None else Source(file),
-                      endpoint=endpoint_flags.endpoint(), transfer=transfer.options(),
-                      verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
+                              endpoint=endpoint_flags.endpoint())  # fmt: skip
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
@@ -283,8 +282,7 @@ def resume(
                              "--processes")  # fmt: skip
             _complete_in_processes(request, processes, json_output, no_progress, started)
             return
-    progress = _progress(not no_progress and not json_output, "resume")
-    result = _run(lambda: resume_request(request, progress), resumable_state=state_file)
+    result = _continued(request, "resume", not no_progress and not json_output, resume_request)
     _print_result(result, json_output, state_file)
 
 
@@ -326,7 +324,7 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
-    from ._request import Request, Source
+    from ._request import Request
     from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
@@ -346,11 +344,10 @@ def shard(
                 "--shard",
             )
         index, count = found
-    overrides = endpoint_flags.endpoint()
-    request = Request(state_file, None if file is None else Source(file), endpoint=overrides,
-                      transfer=transfer.options(), verify_parts=verify_parts)  # fmt: skip
-    progress = _progress(not no_progress and not json_output, f"shard {index}/{count}")
-    result = _run(lambda: send_one(request, index, count, progress), resumable_state=state_file)
+    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
+                              endpoint=endpoint_flags.endpoint())  # fmt: skip
+    result = _continued(request, f"shard {index}/{count}", not no_progress and not json_output,
+                        lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
     if json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
                     result.parts.stop - 1]})  # fmt: skip
@@ -359,6 +356,13 @@ def shard(
             f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
             f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
         )
+
+
+def _continued(request: Any, what: str, show_progress: bool, call: Any) -> Any:
+    """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
+    resumable from the request's state file: resume's, or a shard's."""
+    progress = _progress(show_progress, what)
+    return _run(lambda: call(request, progress), resumable_state=request.state_file)
 
 
 def _shard_of_parent() -> None:
@@ -370,19 +374,13 @@ def _shard_of_parent() -> None:
     from ._logs import setup
     from ._processes import read_request
     from ._progress import NullProgress
-    from ._shards import upload_shard
+    from ._shards import send_one
 
-    request = read_request(sys.stdin.buffer)
-    setup(request.log_level, json_lines=request.json_lines)
-    result = _run(
-        lambda: upload_shard(
-            request.state_file, request.shard, request.shards, options=request.options,
-            progress=NullProgress(), verify_parts=request.verify_parts, file=request.file,
-            endpoint=request.endpoint,
-        ),
-        resumable_state=request.state_file,
-        hurried_by_parent=True,
-    )  # fmt: skip
+    given = read_request(sys.stdin.buffer)
+    setup(given.log_level, json_lines=given.json_lines)
+    request = given.request
+    result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
+                  resumable_state=request.state_file, hurried_by_parent=True)  # fmt: skip
     _emit_json({"bytes_sent": result.bytes_sent})
 
 

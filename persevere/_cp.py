@@ -57,13 +57,11 @@ from ._journal import (
     require_regular,
 )
 from ._logs import NamingStateFile, say_plan
-from ._options import UploadOptions
-from ._plan import MAX_PARTS, make_plan
+from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request, names_stdin, resolve_source
+from ._request import Request, names_stdin
 from ._request import Source as Named
 from ._resume import resume
-from ._s3 import Endpoint
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
 from ._upload import upload
 
@@ -162,21 +160,12 @@ async def copy_file(
     key: str,
     state_file: str | Path,
     *,
-    part_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
-    expected_size: int | None = None,
-    max_parts: int = MAX_PARTS,
-    no_overwrite: bool = False,
+    **keywords: Any,
 ) -> UploadResult:
-    """:func:`copy`, given keywords (``file`` '-': standard input, see :mod:`._stream`)."""
-    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
-                      max_parts=max_parts, expected_size=expected_size, checksum=checksum,
-                      object_options=object_options, no_overwrite=no_overwrite,
-                      endpoint=endpoint, transfer=options or UploadOptions())  # fmt: skip
+    """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
+    stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
+    request = Request.of(file, bucket, key, state_file, **keywords)
     return await copy(request, progress or NullProgress())
 
 

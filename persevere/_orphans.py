@@ -8,6 +8,7 @@ s3://bucket/key``): the object, if any, and the uploads in progress to it.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -20,6 +21,27 @@ from ._quirks import missing, refused
 from ._retry import Call, policy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A bucket as these tools reach it: through ``endpoint`` (None: the environment's), and
+    for a requester-pays bucket with ``request_payer="requester"``, said on every request."""
+
+    bucket: str
+    endpoint: Endpoint | None = None
+    request_payer: str | None = None
+
+    def client(self) -> AbstractAsyncContextManager[S3Client]:
+        return open_client(self.endpoint or Endpoint.from_environment(None, None, None))
+
+    def payer(self) -> dict[str, str]:
+        return {"RequestPayer": self.request_payer} if self.request_payer else {}
+
+    def session(self, client: S3Client, key: str, upload_id: str) -> MultipartSession:
+        """Another tool's upload: its checksum algorithm is unknown, and only sizes are read."""
+        return MultipartSession(client, self.bucket, key, upload_id, CRC64NVME,
+                                retry=policy(Call.LOOKUP), per_request=self.payer())  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +61,16 @@ class UploadListing:
 
 
 async def list_uploads(
-    bucket: str,
-    *,
-    prefix: str = "",
-    older_than_s: float | None = None,
-    endpoint: Endpoint | None = None,
-    request_payer: str | None = None,
+    where: Where, *, prefix: str = "", older_than_s: float | None = None
 ) -> UploadListing:
     """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far;
     with ``older_than_s``, those started longer ago (and how many others there are, so that
-    "none" is not said of a bucket that has younger ones).
-
-    ``request_payer="requester"``: a requester-pays bucket, every request says so."""
-    payer = _payer(request_payer)
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
+    "none" is not said of a bucket that has younger ones)."""
+    bucket, payer = where.bucket, where.payer()
     cutoff = None
     if older_than_s is not None:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-    async with open_client(endpoint) as client:
+    async with where.client() as client:
 
         def fetch(markers: dict[str, str] | None) -> Any:
             return request(
@@ -87,7 +101,7 @@ async def list_uploads(
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
                 try:
-                    session = _session(client, bucket, upload["Key"], upload["UploadId"], payer)
+                    session = where.session(client, upload["Key"], upload["UploadId"])
                     parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
@@ -122,27 +136,17 @@ class KeyStatus:
     uploads: list[InProgressUpload] | None = None  # None: ListMultipartUploads was refused
 
 
-async def key_status(
-    bucket: str,
-    key: str,
-    *,
-    endpoint: Endpoint | None = None,
-    request_payer: str | None = None,
-) -> KeyStatus:
+async def key_status(where: Where, key: str) -> KeyStatus:
     """HeadObject for the key, and the multipart uploads in progress to exactly that key."""
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    payer = _payer(request_payer)
-    uploads: list[InProgressUpload] | None = None
+    bucket, uploads = where.bucket, None
     try:
-        found = await list_uploads(
-            bucket, prefix=key, endpoint=endpoint, request_payer=request_payer
-        )
+        found = await list_uploads(where, prefix=key)
         uploads = [u for u in found.uploads if u.key == key]
     except S3Error as exc:
         if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
             raise
-    async with open_client(endpoint) as client:
-        session = _session(client, bucket, key, "", payer)
+    async with where.client() as client:
+        session = where.session(client, key, "")
         try:
             head = await session.head_object()
         except S3Error as exc:
@@ -159,25 +163,17 @@ async def key_status(
     )  # fmt: skip
 
 
-async def abort_by_id(
-    bucket: str,
-    key: str,
-    upload_id: str,
-    *,
-    endpoint: Endpoint | None = None,
-    request_payer: str | None = None,
-) -> None:
+async def abort_by_id(where: Where, key: str, upload_id: str) -> None:
     """Abort one multipart upload that has no state file. An unknown id is an error here (it
     was probably mistyped, and saying "done" would hide that), so the upload is looked up
     first: some servers answer an abort of an unknown id with success."""
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    async with open_client(endpoint) as client:
-        session = _session(client, bucket, key, upload_id, _payer(request_payer))
+    async with where.client() as client:
+        session = where.session(client, key, upload_id)
         try:
             await session.list_parts(max_parts=1)
         except UploadGone:
             raise UploadGone(
-                f"no multipart upload {upload_id} for s3://{bucket}/{key}",
+                f"no multipart upload {upload_id} for s3://{where.bucket}/{key}",
                 code="NoSuchUpload",
                 hint="the bucket's list of multipart uploads in progress shows their ids",
             ) from None
@@ -185,22 +181,3 @@ async def abort_by_id(
             if not refused(exc):  # abort may be allowed where listing is not
                 raise
         await session.abort()
-
-
-def _payer(request_payer: str | None) -> dict[str, str]:
-    return {"RequestPayer": request_payer} if request_payer else {}
-
-
-def _session(
-    client: S3Client, bucket: str, key: str, upload_id: str, per_request: dict[str, str]
-) -> MultipartSession:
-    """Another tool's upload: its checksum algorithm is unknown, and only sizes are read."""
-    return MultipartSession(
-        client,
-        bucket,
-        key,
-        upload_id,
-        CRC64NVME,
-        retry=policy(Call.LOOKUP),
-        per_request=per_request,
-    )

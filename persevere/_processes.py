@@ -42,7 +42,6 @@ from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._request import Request
 from ._resume import resume
-from ._s3 import Endpoint
 from ._sync import run
 
 log = logging.getLogger("persevere")
@@ -55,16 +54,12 @@ Runner = Callable[[Callable[[], Awaitable[UploadResult]]], UploadResult]
 @dataclass(frozen=True, slots=True)
 class ShardRequest:
     """What one shard process is given (pickled on its standard input): shard ``shard`` of
-    ``shards`` of the upload ``state_file`` records, as :func:`._shards.upload_shard` takes it,
-    and how to log (the parent's level and format: ``-q``, ``-v``, ``--log-format``)."""
+    ``shards`` of the upload ``request`` names, as :func:`._shards.send_one` takes it, and how
+    to log (the parent's level and format: ``-q``, ``-v``, ``--log-format``)."""
 
-    state_file: Path
+    request: Request
     shard: int
     shards: int
-    options: UploadOptions
-    endpoint: Endpoint | None
-    verify_parts: bool
-    file: Path | None
     log_level: int
     json_lines: bool
 
@@ -116,7 +111,7 @@ def upload_in_processes(
     sending whatever a shard left. The result counts what the shards sent too, in the time
     since ``started`` (default: now)."""
     started = time.monotonic() if started is None else started
-    state_file, options, file = request.state_file, request.transfer, request.file()
+    state_file, options = request.state_file, request.transfer
     options.validate()
     share = options
     if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
@@ -124,8 +119,8 @@ def upload_in_processes(
         share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
     level = log.getEffectiveLevel()
     requests = [
-        ShardRequest(state_file, index, processes, _own_jitter(share), request.endpoint,
-                     request.verify_parts, file, level, json_lines())
+        ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,
+                     level, json_lines())
         for index in range(processes)
     ]  # fmt: skip
     try:
@@ -191,7 +186,7 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
                     "upload",
                     "shard",
                     "--state-file",
-                    str(request.state_file),
+                    str(request.request.state_file),
                     "--shard",
                     shard,
                     "--under-processes",

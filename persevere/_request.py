@@ -100,6 +100,33 @@ class Request:
     verify_parts: bool = False
     shards: int | None = None  # created for this many shards (or processes), nothing sent
 
+    @classmethod
+    def of(
+        cls,
+        file: str | Path,
+        bucket: str,
+        key: str,
+        state_file: str | Path,
+        *,
+        options: UploadOptions | None = None,
+        **fields: Any,
+    ) -> Request:
+        """A new upload's request from the API's keywords (:func:`persevere.upload_file`'s):
+        ``file`` resolved ('-': standard input), ``options`` its transfer options."""
+        source = resolve_source(file)
+        return cls(Path(state_file), source, bucket, key, transfer=options or UploadOptions(),
+                   **fields)  # fmt: skip
+
+    @classmethod
+    def resumed(
+        cls, state_file: str | Path, file: str | Path | None, options: UploadOptions | None,
+        **fields: Any,
+    ) -> Request:  # fmt: skip
+        """The request of a recorded upload (resume, a shard): only what is given; the journal's
+        header says the rest. ``file``: where the file is now (None: the recorded path)."""
+        source = None if file is None else Source(Path(file))
+        return cls(Path(state_file), source, transfer=options or UploadOptions(), **fields)
+
     def reads(self) -> Source:
         """What a new upload reads (only a resume leaves it unsaid)."""
         assert self.source is not None, "a new upload's request names its source"

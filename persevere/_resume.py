@@ -58,7 +58,7 @@ from ._plan import PartPlan, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
 from ._remote import gone, remote_parts, unreconciled
-from ._request import Request, Source
+from ._request import Request
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
@@ -97,9 +97,8 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    request = Request(Path(state_file), None if file is None else Source(Path(file)),
-                      endpoint=endpoint, transfer=options or UploadOptions(),
-                      verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, file, options, endpoint=endpoint,
+                              verify_parts=verify_parts)  # fmt: skip
     return await resume(request, progress or NullProgress())
 
 

@@ -37,7 +37,7 @@ from ._journal import read_state
 from ._options import UploadOptions
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request, Source
+from ._request import Request
 from ._resume import send_shard
 from ._s3 import Endpoint
 from ._shard_journals import open_shard_journal, refuse_misfits
@@ -89,9 +89,8 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    request = Request(Path(state_file), None if file is None else Source(Path(file)),
-                      endpoint=endpoint, transfer=options or UploadOptions(),
-                      verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, file, options, endpoint=endpoint,
+                              verify_parts=verify_parts)  # fmt: skip
     return await send_one(request, shard, shards, progress or NullProgress())
 
 

@@ -32,7 +32,7 @@ from ._journal import Header, Journal, JournalLedger, read_state
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request, resolve_source
+from ._request import Request
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
@@ -105,10 +105,9 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
-                      max_parts=max_parts, checksum=checksum, object_options=object_options,
-                      no_overwrite=no_overwrite, endpoint=endpoint,
-                      transfer=options or UploadOptions())  # fmt: skip
+    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
+                         checksum=checksum, object_options=object_options, options=options,
+                         no_overwrite=no_overwrite, endpoint=endpoint)  # fmt: skip
     return await upload(request, progress or NullProgress())
 
 
@@ -152,10 +151,9 @@ async def create_upload(
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    request = Request(Path(state_file), resolve_source(file), bucket, key, part_size=part_size,
-                      max_parts=max_parts, checksum=checksum, object_options=object_options,
-                      no_overwrite=no_overwrite, endpoint=endpoint,
-                      transfer=options or UploadOptions(), shards=shards)  # fmt: skip
+    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
+                         checksum=checksum, object_options=object_options, options=options,
+                         no_overwrite=no_overwrite, endpoint=endpoint, shards=shards)  # fmt: skip
     return await create_sharded(request)
 
 

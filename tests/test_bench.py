@@ -8,7 +8,14 @@ import pytest
 
 import persevere
 from persevere import _bench
-from persevere._bench import BenchRow, DataPattern, GeneratedBody, format_table, run_bench
+from persevere._bench import (
+    BenchRow,
+    BenchSettings,
+    DataPattern,
+    GeneratedBody,
+    format_table,
+    run_bench,
+)
 from persevere._checksums import CRC64NVME
 
 MiB = 1024 * 1024
@@ -89,7 +96,9 @@ async def test_bad_settings_are_refused_before_any_request(kwargs, error):
     # No endpoint is configured: reaching the network would fail differently.
     with pytest.raises(error):
         await run_bench(
-            "no-such-bucket", endpoint=persevere.Endpoint("http://127.0.0.1:9"), **settings
+            "no-such-bucket",
+            BenchSettings(**settings),
+            endpoint=persevere.Endpoint("http://127.0.0.1:9"),
         )
 
 
@@ -97,9 +106,7 @@ async def test_bad_settings_are_refused_before_any_request(kwargs, error):
 @pytest.mark.anyio
 async def test_bench_measures_each_setting_and_leaves_nothing(s3_env, bucket, s3_client):
     seen: list[BenchRow] = []
-    rows = await run_bench(
-        bucket, size=24 * MiB, concurrencies=[1, 4], part_sizes=[5 * MiB], on_row=seen.append
-    )
+    rows = await run_bench(bucket, BenchSettings(24 * MiB, [1, 4], [5 * MiB]), on_row=seen.append)
     assert seen == rows
     assert [(r.concurrency, r.part_size, r.size) for r in rows] == [
         (1, 5 * MiB, 24 * MiB),
@@ -113,7 +120,7 @@ async def test_bench_measures_each_setting_and_leaves_nothing(s3_env, bucket, s3
 
 @pytest.mark.anyio
 async def test_auto_part_size_and_duplicates_run_once(s3_env, bucket, s3_client):
-    rows = await run_bench(bucket, size=20 * MiB, concurrencies=[2, 2], part_sizes=[None, 8 * MiB])
+    rows = await run_bench(bucket, BenchSettings(20 * MiB, [2, 2], [None, 8 * MiB]))
     assert [(r.concurrency, r.part_size) for r in rows] == [(2, 8 * MiB)]
     assert _leftovers(s3_client, bucket) == ([], [])
 
@@ -123,7 +130,7 @@ async def test_read_only_identity_fails_cleanly(s3_env, s3_server, bucket, s3_cl
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.readonly_access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.readonly_secret_key)
     with pytest.raises(persevere.S3Error) as caught:
-        await run_bench(bucket, size=24 * MiB, concurrencies=[1, 4], part_sizes=[5 * MiB])
+        await run_bench(bucket, BenchSettings(24 * MiB, [1, 4], [5 * MiB]))
     assert caught.value.code == "AccessDenied"
     assert _leftovers(s3_client, bucket) == ([], [])
 
@@ -149,7 +156,7 @@ async def test_cancelled_bench_aborts_its_upload(s3_env, bucket, s3_client, monk
 
     async def bench():
         nonlocal finished
-        await run_bench(bucket, size=200 * MiB, concurrencies=[2], part_sizes=[5 * MiB])
+        await run_bench(bucket, BenchSettings(200 * MiB, [2], [5 * MiB]))
         finished = True
 
     with anyio.fail_after(60):
@@ -182,7 +189,7 @@ async def test_upload_removed_midway_fails_with_persevere_error(
 
     async def bench():
         try:
-            await run_bench(bucket, size=200 * MiB, concurrencies=[1], part_sizes=[5 * MiB])
+            await run_bench(bucket, BenchSettings(200 * MiB, [1], [5 * MiB]))
         except persevere.PersevereError as exc:
             failures.append(exc)
 

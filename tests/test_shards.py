@@ -735,16 +735,17 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
         expected = resume.make_context("resume", [*head, *args]).params
         alone = shard.make_context("shard", [*head, "--shard", "0/2", *args]).params
         assert [(r.shard, r.shards) for r in given[-1]] == [(0, 2), (1, 2)]
-        jitter = [r.options.retry.rng.getstate() for r in given[-1]]
+        jitter = [r.request.transfer.retry.rng.getstate() for r in given[-1]]
         assert jitter[0] != jitter[1]  # each its own: shards never retry in step
-        for request in given[-1]:
+        for sent in given[-1]:  # each a Request, with the shard it is for
+            request = sent.request
             assert request.state_file == state
             options = fields(expected, ResumeTransferFlags).options()
             assert knobs(options) == knobs(fields(alone, TransferFlags).options())
             options.max_bandwidth_bytes_s //= 2  # each its share
-            assert knobs(request.options) == knobs(options)
+            assert knobs(request.transfer) == knobs(options)
             assert request.endpoint == fields(expected, OverrideFlags).endpoint()
-            assert request.verify_parts and str(request.file) == expected["file"]
+            assert request.verify_parts and str(request.file()) == expected["file"]
             for name in samples:  # each flag's value is in the request (a flag added later too)
                 want = expected[name] // 2 if name == "max_bandwidth" else expected[name]
                 if name == "max_retries" and "retry_for" in samples:
@@ -752,13 +753,13 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
                 assert (
                     want
                     == {
-                        "concurrency": request.options.concurrency,
-                        "max_bandwidth": request.options.max_bandwidth_bytes_s,
-                        "max_retries": (request.options.retry.max_attempts or 0) - 1,
-                        "retry_for": request.options.retry.patience_s,
-                        "stall_timeout": request.options.stall_timeout_s,
+                        "concurrency": request.transfer.concurrency,
+                        "max_bandwidth": request.transfer.max_bandwidth_bytes_s,
+                        "max_retries": (request.transfer.retry.max_attempts or 0) - 1,
+                        "retry_for": request.transfer.retry.patience_s,
+                        "stall_timeout": request.transfer.stall_timeout_s,
                         "verify_parts": request.verify_parts,
-                        "file": str(request.file),
+                        "file": str(request.file()),
                         "endpoint_url": request.endpoint.endpoint_url,
                         "profile": request.endpoint.profile,
                         "ca_bundle": request.endpoint.ca_bundle,
