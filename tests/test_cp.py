@@ -354,11 +354,22 @@ def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
         command = [sys.executable, "-m", "persevere", "cp", str(file), f"s3://{bucket}/k",
                    "--part-size", "5MiB", "-c", "4", "--no-progress", "--endpoint-url",
                    proxy.url, "--max-retries", "2", "--max-bandwidth", "20MiB/s"]  # fmt: skip
+        journal = file.with_name(file.name + ".persevere")
+
+        def parts_recorded():
+            return journal.read_bytes().count(b'"type":"part"') if journal.exists() else 0
+
         for _ in range(30):
+            # Each run is stopped once it has recorded 1-3 more parts (or ends by itself): a
+            # clock would stop a run that is still importing on a loaded machine, every time.
+            goal = parts_recorded() + rng.randint(1, 3)
             proc = subprocess.Popen(command, env={**os.environ, **s3_env},
                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+            end = time.monotonic() + 120
+            while proc.poll() is None and parts_recorded() < goal and time.monotonic() < end:
+                time.sleep(0.02)
             try:
-                _, stderr = proc.communicate(timeout=rng.uniform(0.8, 3.0))
+                _, stderr = proc.communicate(timeout=0 if proc.poll() is None else 60)
             except subprocess.TimeoutExpired:
                 signal_when_handled(proc, rng.choice([signal.SIGKILL, signal.SIGTERM,
                                                       signal.SIGHUP]))  # fmt: skip
