@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,8 @@ import typer
 from ._cli_flags import EndpointFlags, ObjectFlags, SendFlags, TransferFlags
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
+
+log = logging.getLogger("persevere")
 
 IncludeOpt = Annotated[
     list[str] | None,
@@ -57,6 +60,18 @@ ShardOpt = Annotated[
     ),
 ]
 
+TreeProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=64,
+        help="A directory: split it into this many shards (by file path), each a process of "
+        "its own (an event loop and a core each), then take their journals in and send what is "
+        "left: when one process is CPU-bound (many small files).",
+    ),
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class TreeFlags:
@@ -67,6 +82,7 @@ class TreeFlags:
     follow_symlinks: FollowOpt = False
     check_remote: CheckRemoteOpt = False
     shard: ShardOpt = None
+    processes: TreeProcessesOpt = None
 
     def shard_spec(self) -> tuple[int, int] | None:
         """``--shard I/N`` as (I, N); None: the whole tree."""
@@ -86,7 +102,8 @@ class TreeFlags:
         """The first of these flags given (None: none)."""
         for name, flag in (("include", "--include"), ("exclude", "--exclude"),
                            ("follow_symlinks", "--follow-symlinks"),
-                           ("check_remote", "--check-remote"), ("shard", "--shard")):  # fmt: skip
+                           ("check_remote", "--check-remote"), ("shard", "--shard"),
+                           ("processes", "--processes")):  # fmt: skip
             if getattr(self, name):
                 return flag
         return None
@@ -142,8 +159,46 @@ def cp_tree(
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",
     )
-    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
+    if tree.processes is not None and tree.processes > 1:
+        if request.shard is not None:
+            _usage_error("give --shard or --processes, not both", "--processes")
+        result = _in_processes(request, tree.processes, progress, stopped)
+    else:
+        result = _run(lambda: copy_tree(request, progress), stopped=stopped)
     _print_tree(result, json_output)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[str, str]) -> Any:
+    """``--processes N``: the tree's N shards as processes of their own (each given its
+    request as a value, :mod:`._processes`), then the whole run here: it takes their journals
+    in and sends what they left. Its result counts what the shards sent."""
+    import time
+
+    from ._processes import run_children, shard_requests
+    from ._tree import copy_tree
+
+    started = time.monotonic()
+    runs = _reported(run_children, shard_requests(request, processes))
+    codes = [run.exit_code for run in runs]
+    if any(codes):
+        log.warning("shard exit codes %s: the whole run sends what they left", codes)
+    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
+    result.bytes_sent += sum(run.bytes_sent for run in runs)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def tree_shard_of_parent(request: Any, shard: int, shards: int) -> None:
+    """A shard process of ``cp DIR --processes``: its files, its journal; what it sent, as
+    JSON on standard output (the parent reads it)."""
+    from ._progress import NullProgress
+    from ._tree import copy_tree
+
+    mine = dataclasses.replace(request, shard=(shard, shards))
+    result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
+    _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code})
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

@@ -374,11 +374,17 @@ def _shard_of_parent() -> None:
     from ._logs import setup
     from ._processes import read_request
     from ._progress import NullProgress
+    from ._request import Request
     from ._shards import send_one
 
     given = read_request(sys.stdin.buffer)
     setup(given.log_level, json_lines=given.json_lines)
     request = given.request
+    if not isinstance(request, Request):  # a tree's shard: its files, its own journal
+        from ._cli_tree import tree_shard_of_parent
+
+        tree_shard_of_parent(request, given.shard, given.shards)
+        return
     result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
                   resumable_state=request.state_file, hurried_by_parent=True)  # fmt: skip
     _emit_json({"bytes_sent": result.bytes_sent})

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ._completion import UploadResult, attach_state_file
 from ._errors import Interrupted, PersevereError
@@ -43,6 +43,9 @@ from ._progress import ProgressSink
 from ._request import Request
 from ._resume import resume
 from ._sync import run
+
+if TYPE_CHECKING:
+    from ._tree import TreeRequest
 
 log = logging.getLogger("persevere")
 # Stop signals: passed on to the shards, and held in each until it can take them.
@@ -57,7 +60,7 @@ class ShardRequest:
     ``shards`` of the upload ``request`` names, as :func:`._shards.send_one` takes it, and how
     to log (the parent's level and format: ``-q``, ``-v``, ``--log-format``)."""
 
-    request: Request
+    request: Request | TreeRequest  # a tree: its files split by path (_tree.TreeRequest)
     shard: int
     shards: int
     log_level: int
@@ -111,20 +114,10 @@ def upload_in_processes(
     sending whatever a shard left. The result counts what the shards sent too, in the time
     since ``started`` (default: now)."""
     started = time.monotonic() if started is None else started
-    state_file, options = request.state_file, request.transfer
-    options.validate()
-    share = options
-    if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
-        each = max(1.0, float(options.max_bandwidth_bytes_s // processes))
-        share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
-    level = log.getEffectiveLevel()
-    requests = [
-        ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,
-                     level, json_lines())
-        for index in range(processes)
-    ]  # fmt: skip
+    state_file = request.state_file
+    request.transfer.validate()
     try:
-        shards = run_children(requests)
+        shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
         attach_state_file(exc, state_file)
         raise
@@ -137,6 +130,22 @@ def upload_in_processes(
         bytes_sent=result.bytes_sent + sum(shard.bytes_sent for shard in shards),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def shard_requests(request: Request | TreeRequest, processes: int) -> list[ShardRequest]:
+    """The request of each of ``processes`` shard processes: each its own share of a
+    bandwidth cap and its own retry jitter, and the parent's log level and format."""
+    options = request.transfer
+    share = options
+    if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
+        each = max(1.0, float(options.max_bandwidth_bytes_s // processes))
+        share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
+    level = log.getEffectiveLevel()
+    return [
+        ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,
+                     level, json_lines())
+        for index in range(processes)
+    ]  # fmt: skip
 
 
 def _own_jitter(options: UploadOptions) -> UploadOptions:

@@ -403,3 +403,25 @@ def test_an_upload_left_unfinished_by_a_removed_file_is_aborted(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert sha256_of_object(s3_client, bucket, "p/keep") == sha256_of_file(keep)
     assert not list((tmp_path / "t.persevere.d").glob("*.persevere"))
+
+
+@pytest.mark.process
+def test_processes_split_the_tree_then_the_whole_run_takes_their_journals_in(
+    s3_env, bucket, s3_client, tmp_path
+):
+    root = tmp_path / "t"
+    files = mixed_tree(root)
+    for i in range(20):
+        files[f"n/{i}"] = write(root / "n" / str(i), 10 * i, 80 + i)
+    url = f"s3://{bucket}/m/"
+    result = clean(cli(s3_env, "cp", root, url, "--part-size", "5MiB", "--processes", "2",
+                       "--json", "--max-retries", "3", process=True))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    total = sum(p.stat().st_size for p in files.values())
+    assert report["bytes_sent"] == total  # by the shards; the whole run found them done
+    assert report["skipped"] == len(files) and report["sent"] == []
+    assert_tree_uploaded(s3_client, bucket, "m/", files)
+    assert not list(tmp_path.glob("t.persevere.shard-*"))
+    both = clean(cli(s3_env, "cp", root, url, "--processes", "2", "--shard", "0/2"))
+    assert both.returncode == 2 and "not both" in both.stderr
