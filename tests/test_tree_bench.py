@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import tree_compare
+from benchmarks import tree_compare, trees
 from benchmarks.model import MiB
 from benchmarks.tree_compare import TreeRun, targets, tree_command
 from benchmarks.trees import (
@@ -35,17 +35,20 @@ def _digests(top: Path) -> dict[str, str]:
     }
 
 
-def test_a_tree_is_the_same_bytes_every_time_and_no_two_files_alike(tmp_path):
-    spec = TreeSpec("small", 1003, 100)
+def test_a_tree_is_the_same_bytes_every_time_and_no_two_files_alike(tmp_path, monkeypatch):
+    assert layout(TreeSpec("small", 1001, 1))[-2:] == ["d000/f00999.bin", "d001/f01000.bin"]
+    monkeypatch.setattr(trees, "FILES_PER_DIR", 4)  # a few files, still several directories
+    spec = TreeSpec("small", 10, 100)
     first = _digests(write_tree(tmp_path / "a", spec))
     second = _digests(write_tree(tmp_path / "b", spec))
     assert first == second
-    assert list(first) == layout(spec) and len(set(first.values())) == 1003
-    assert layout(spec)[:2] == ["d000/f00000.bin", "d000/f00001.bin"]
-    assert layout(spec)[-1] == "d001/f01002.bin"  # 1,000 files per directory
+    assert list(first) == layout(spec) and len(set(first.values())) == 10
+    assert layout(spec)[3:5] == ["d000/f00003.bin", "d001/f00004.bin"]
     assert all(p.stat().st_size == 100 for p in (tmp_path / "a" / "small").rglob("*.bin"))
     other = _digests(write_tree(tmp_path / "c", spec, seed="another"))
     assert not set(other.values()) & set(first.values())
+    big = write_tree(tmp_path / "d", TreeSpec("big", 1, 2 * trees.WRITE_CHUNK + 5))
+    assert (big / "d000" / "f00000.bin").stat().st_size == 2 * trees.WRITE_CHUNK + 5
 
 
 def test_specs_parse_and_scale_their_count_or_their_size():
