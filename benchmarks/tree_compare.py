@@ -261,7 +261,7 @@ class Bench:
         try:
             # SeaweedFS allocates volumes on the first writes: one unmeasured upload first,
             # by the fastest peer available (persevere may not work yet).
-            for tool in sorted(self.tools, key=lambda t: t not in WARMERS):
+            for tool in sorted(self.tools, key=lambda t: (*WARMERS, t).index(t)):
                 if self.upload(spec, server, directory, tool, -1):
                     break
             for index in range(self.args.runs):
@@ -383,9 +383,14 @@ def tree_table(rows: list[dict[str, Any]], spec: TreeSpec, tools: list[str]) -> 
             f"| {cell((r['peak_rss_mib'] for r in mine), '.0f')} "
             f"| {cell(r['server_cpu_s'] for r in mine)} | {ratio} |"
         )
-    failed = [r for r in rows if r["tree"] == spec.name and r["error"] is not None]
-    for r in failed:
-        lines.append(f"\nFAILED: {r['tool']}, run {r['run']}: {r['error']}")
+    failed: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        if r["tree"] == spec.name and r["error"] is not None:
+            failed.setdefault((r["tool"], r["error"]), []).append(r["run"])
+    if failed:
+        lines.append("")
+    for (tool, error), runs in failed.items():
+        lines.append(f"- FAILED: {tool}, run {', '.join(map(str, runs))}: {error}")
     return lines
 
 
@@ -510,6 +515,24 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def write(out: Path, env: dict[str, Any], specs: list[TreeSpec], data: dict[str, Any]) -> str:
+    """Write tree.md and tree.json into ``out``; return the Markdown."""
+    text = render(env, specs, env["tools"], data["runs"], data["reruns"], data["failures"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tree.md").write_text(text)
+    (out / "tree.json").write_text(json.dumps({"environment": env, **data}, indent=1) + "\n")
+    return text
+
+
+def rerender(path: Path, out: Path) -> int:
+    data = json.loads(path.read_text())
+    env = data.pop("environment")
+    specs = [TreeSpec(name, t["count"], t["size"]) for name, t in env["trees"].items()]
+    write(out, env, specs, data)
+    print(f"wrote {out / 'tree.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.tree_compare",
@@ -560,7 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where tree.md and tree.json go (default "
         "benchmarks/results, or benchmarks/results/tmp/tree when scaled)",
     )
+    parser.add_argument(
+        "--from-json", type=Path, metavar="TREE_JSON", help="measure nothing: rewrite tree.md"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        return rerender(args.from_json, args.out or args.from_json.parent)
     if args.quick:
         args.scale, args.runs, args.rerun = min(args.scale, 0.1), 1, True
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -605,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "parts_per_file": args.parts_per_file,
         "runs": args.runs,
+        "tools": tools,
         "trees": {s.name: {"count": s.count, "size": s.size} for s in specs},
         "versions": {
             t: PEERS[PEER_NAMES.get(n, n)].version()
@@ -613,11 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "skipped": skipped,
     }
-    text = render(env, specs, tools, bench.rows, bench.reruns, bench.failures)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tree.md").write_text(text)
-    data = {"environment": env, "runs": bench.rows, "reruns": bench.reruns}
-    (out / "tree.json").write_text(json.dumps(data | {"failures": bench.failures}, indent=1) + "\n")
+    data = {"runs": bench.rows, "reruns": bench.reruns, "failures": bench.failures}
+    text = write(out, env, specs, data)
     print(
         f"\n{text}\nwrote {out / 'tree.md'}, {out / 'tree.json'} ({env['elapsed_s'] / 60:.1f} min)"
     )

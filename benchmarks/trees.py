@@ -143,12 +143,12 @@ def listing_problem(spec: TreeSpec, prefix: str, listing: Mapping[str, int]) -> 
 
 
 def cell(values: Iterable[float], fmt: str = ".2f") -> str:
-    """``median [min-max]``; one value alone; ``-`` for none."""
+    """``median [min-max]``; the value alone if all are the same; ``-`` for none."""
     values = list(values)
     if not values:
         return "-"
     middle = f"{statistics.median(values):{fmt}}"
-    if len(values) == 1:
+    if min(values) == max(values):
         return middle
     return f"{middle} [{min(values):{fmt}}-{max(values):{fmt}}]"
 

@@ -64,7 +64,7 @@ def test_specs_parse_and_scale_their_count_or_their_size():
 def test_cells_are_median_and_spread():
     assert cell([3.0, 1.0, 2.5]) == "2.50 [1.00-3.00]"
     assert cell([96.4, 101.2], ".0f") == "99 [96-101]"
-    assert cell([7.0]) == "7.00" and cell([]) == "-"
+    assert cell([7.0]) == "7.00" and cell([3, 3], ".0f") == "3" and cell([]) == "-"
 
 
 def test_a_prefix_is_checked_key_by_key():
