@@ -178,6 +178,10 @@ def test_issue_27_targets_say_met_not_met_or_not_measured():
     assert "re-run after completion <= 3 s wall | **met** | 1.20 s |" in text
     assert "| small tree: re-run sends no request per file | **met** | at most 1 requests" in text
 
+    two_processes = [r | {"processes": 2, "tree_rss_mib": 180.0} for r in rows]
+    text = "\n".join(targets(two_processes, reruns, specs, tools))
+    assert "| small tree: peak RSS <= 150 MiB | **not met** | median 180 MiB" in text
+
     failed = [
         _row(r["tree"], r["tool"], 0, error="exit 2: no") if r["tool"] == "persevere" else r
         for r in rows
