@@ -214,17 +214,20 @@ class Bench:
         self.failures.append(message)
         print(f"FAILED: {message}", file=sys.stderr, flush=True)
 
-    def upload(self, spec: TreeSpec, server: BenchServer, directory: Path, tool: str, index: int):
+    def upload(
+        self, spec: TreeSpec, server: BenchServer, directory: Path, tool: str, index: int
+    ) -> bool:
         """One measured upload of the tree (index -1: the unmeasured warm-up)."""
         run = self._tree_run(server, directory, spec.name, tool)
         time.sleep(SETTLE_S)
         before = server.cpu_s()
         m = self._measure(tool, run)
         server_cpu = server.cpu_s() - before
-        if m.returncode != 0:
-            error = f"exit {m.returncode}: {last_line(m.output_tail)}"
-        else:
-            error = listing_problem(spec, run.prefix, server.listing(run.prefix))
+        error = (
+            f"exit {m.returncode}: {last_line(m.output_tail)}"
+            if m.returncode != 0
+            else listing_problem(spec, run.prefix, server.listing(run.prefix))
+        )
         server.drop_prefix(run.prefix)
         shutil.rmtree(run.scratch, ignore_errors=True)
         label = "warm-up" if index < 0 else f"run {index + 1}"
@@ -362,7 +365,7 @@ def _memory(row: dict[str, Any]) -> float:
     at once the larger of that and their summed RSS (sampled)."""
     if row.get("processes", 1) <= 1:
         return float(row["peak_rss_mib"])
-    return max(row["peak_rss_mib"], row["tree_rss_mib"])
+    return max(float(row["peak_rss_mib"]), float(row["tree_rss_mib"]))
 
 
 def tree_table(rows: list[dict[str, Any]], spec: TreeSpec, tools: list[str]) -> list[str]:
@@ -471,19 +474,19 @@ def targets(
             f"{verdict(None if peak is None else peak <= RSS_TARGET_MIB)} | "
             + (f"median {rss:.0f} MiB, highest {peak:.0f} MiB |" if peak is not None else "- |")
         )
-        mine = [
+        again = [
             r
             for r in reruns
             if r["tree"] == "small" and r["tool"] == persevere and r["error"] is None
         ]
-        wall = _median(mine, "wall_s")
+        wall = _median(again, "wall_s")
         lines.append(
             f"| small tree: re-run after completion <= {RERUN_TARGET_S:.0f} s wall | "
             f"{verdict(None if wall is None else wall <= RERUN_TARGET_S)} | "
-            + (f"{cell(r['wall_s'] for r in mine)} s |" if mine else "- |")
+            + (f"{cell(r['wall_s'] for r in again)} s |" if again else "- |")
         )
-        most = max((r["per_object_requests"] for r in mine), default=None)
-        total = max((r["requests"] for r in mine), default=None)
+        most = max((r["per_object_requests"] for r in again), default=None)
+        total = max((r["requests"] for r in again), default=None)
         lines.append(
             "| small tree: re-run sends no request per file | "
             f"{verdict(None if most is None else most == 0)} | "
@@ -501,7 +504,12 @@ def targets(
 
 
 def render(
-    env: dict[str, Any], specs: list[TreeSpec], tools: list[str], rows, reruns, failures
+    env: dict[str, Any],
+    specs: list[TreeSpec],
+    tools: list[str],
+    rows: list[dict[str, Any]],
+    reruns: list[dict[str, Any]],
+    failures: list[str],
 ) -> str:
     lines = [
         "# Tree uploads: persevere, aws cli, s5cmd, rclone",
