@@ -92,6 +92,7 @@ bench: $(VENV)/.installed-bench
 
 # Directory trees (issue 27): persevere cp DIR against aws s3 cp --recursive, s5cmd and rclone
 # on 10 x 256 MiB and 20,000 x 16 KiB, and persevere's re-run (benchmarks/README.md). Apart
-# from `make bench`, which it would lengthen by ~15 min at full size.
+# from `make bench`, which it would lengthen by ~20 min a run at full size (22 min for one
+# run of the three peers on this shared machine).
 bench-tree: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.tree_compare --rerun $(BENCH_TREE_ARGS)

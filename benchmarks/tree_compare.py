@@ -360,6 +360,10 @@ def _median(rows: list[dict[str, Any]], field: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _rate(per_s: float) -> str:
+    return f"{per_s:,.0f}" if per_s >= 10 else f"{per_s:.2f}"
+
+
 def _memory(row: dict[str, Any]) -> float:
     """The run's peak RSS: ``ru_maxrss`` of the tool, or for a tool that ran several processes
     at once the larger of that and their summed RSS (sampled)."""
@@ -392,7 +396,7 @@ def tree_table(rows: list[dict[str, Any]], spec: TreeSpec, tools: list[str]) -> 
         ratio = f"{wall / ref_wall:.2f}x" if ref_wall else "-"
         lines.append(
             f"| {tool} | {len(mine)} of {len(tried)} | {cell(r['wall_s'] for r in mine)} "
-            f"| {spec.total / 1e6 / wall:.1f} | {spec.count / wall:,.0f} "
+            f"| {spec.total / 1e6 / wall:.1f} | {_rate(spec.count / wall)} "
             f"| {cell(r['cpu_s'] for r in mine)} "
             f"| {cell(map(_memory, mine), '.0f')} "
             f"| {cell(r['server_cpu_s'] for r in mine)} | {ratio} |"
