@@ -104,6 +104,23 @@ class BenchServer:
             return f"the downloaded object's SHA-256 is {digest.hexdigest()}, not the file's"
         return None
 
+    def listing(self, prefix: str) -> dict[str, int]:
+        """Every object under ``prefix``: key -> size (ListObjectsV2, all pages)."""
+        found: dict[str, int] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            found.update((o["Key"], int(o["Size"])) for o in page.get("Contents", []))
+        return found
+
+    def drop_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (a tree), 1,000 per request, then vacuum."""
+        if self._weed is None:
+            return
+        keys = list(self.listing(prefix))
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": key} for key in keys[start : start + 1000]]
+            self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": objects, "Quiet": True})
+        self._vacuum()
+
     def drop(self, key: str) -> None:
         """Delete an uploaded object and have SeaweedFS reclaim its space at once.
 
@@ -114,6 +131,10 @@ class BenchServer:
         if self._weed is None:
             return
         self.s3.delete_object(Bucket=BUCKET, Key=key)
+        self._vacuum()
+
+    def _vacuum(self) -> None:
+        assert self._weed is not None
         master = json.loads(self._weed.ports_path.read_text())["master"]
         connection = http.client.HTTPConnection("127.0.0.1", master, timeout=120)
         try:
