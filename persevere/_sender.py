@@ -10,7 +10,9 @@ The part size and the concurrency each travel one way, from the CLI to the Uploa
                      workers = min(concurrency, parts); one buffer each, sized here once
                                             ▼
                    feed.next(buffer): a file's source.prepare(PartSpec(n, ...), buffer),
-                                      or a stream's next part (its own memory)
+                                      or a stream's next part (its own memory); a part
+                                      larger than the buffer is read as it is sent, its
+                                      checksum a trailer (._trailer) if the endpoint takes it
                                             ▼
                    session.upload_part(number, body, size, checksum)   -> UploadPart
                                             ▼

@@ -13,8 +13,10 @@ from persevere._checksums import CRC64NVME
 from persevere._source import SourceFile
 from persevere._trailer import Support, Trailers, encoded_length
 from tests.conftest import sha256_of_file, sha256_of_object
+from tests.faultproxy import NO_FAULT, Fault, FaultProxy
 from tests.proxybase import Answer, s3_error
 from tests.ruleproxy import RuleProxy
+from tests.test_faults import upstream
 from tests.test_reliability import rewrite_in_place
 
 MiB = 1 << 20
@@ -151,9 +153,8 @@ async def test_part_changed_between_trailed_attempts_is_caught(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path
 ):
     file = make_file(24 * MiB, seed=10)
-    upstream = s3_server.endpoint_url.rsplit(":", 1)
-    host, port = upstream[0].split("//")[1], int(upstream[1])
-    proxy = _FailingOnce((host, port), lambda: rewrite_in_place(file, 9 * MiB, b"X" * 100))
+    edit = lambda: rewrite_in_place(file, 9 * MiB, b"X" * 100)  # noqa: E731
+    proxy = _FailingOnce(upstream(s3_server), edit)
     state = tmp_path / "s"
     with proxy:
         options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)
@@ -165,6 +166,26 @@ async def test_part_changed_between_trailed_attempts_is_caught(
         result = await persevere.resume(state)  # part 2 sent again, as the file now is
     assert result.part_count == 3
     assert sha256_of_object(s3_client, bucket, "changed") == sha256_of_file(file)
+
+
+@pytest.mark.anyio
+async def test_trailed_part_damaged_in_flight_is_sent_again(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path, caplog
+):
+    file = make_file(32 * MiB, seed=11)
+    # One connection (concurrency 1): Create, part 1 (header form), part 2 (the first trailed
+    # one), then part 3, trailed, whose bytes get one bit flipped 3 MiB in.
+    plan = lambda n: Fault("corrupt", at_byte=19 * MiB) if n == 0 else NO_FAULT  # noqa: E731
+    with FaultProxy(upstream(s3_server), plan) as proxy:
+        options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)
+        endpoint = persevere.Endpoint(endpoint_url=proxy.url)
+        await persevere.upload_file(file, bucket, "damaged", tmp_path / "s", part_size=8 * MiB,
+                                    options=options, endpoint=endpoint)  # fmt: skip
+    assert len(proxy.faults_done) == 1
+    retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retried) == 1 and "part 3" in retried[0], retried
+    assert not [r for r in caplog.records if TRAILER_LOG in r.getMessage()]
+    assert sha256_of_object(s3_client, bucket, "damaged") == sha256_of_file(file)
 
 
 def test_a_refusal_after_a_trailer_was_taken_is_an_error():
