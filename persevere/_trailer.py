@@ -114,7 +114,10 @@ class Trailers:
         return self.support is not Support.REFUSED and algorithm.name in TRAILER_ALGORITHMS
 
     def taken(self) -> None:
-        self.support = Support.TAKEN
+        """A trailed checksum was echoed. Once refused, the header form stays (a trailed part
+        already in flight may still be answered)."""
+        if self.support is Support.UNKNOWN:
+            self.support = Support.TAKEN
 
     def on_refusal(self, why: str) -> bool:
         """A trailed part was refused (``why``): True if that means the endpoint does not take

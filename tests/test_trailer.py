@@ -193,3 +193,12 @@ def test_a_refusal_after_a_trailer_was_taken_is_an_error():
     trailers.taken()
     assert not trailers.on_refusal("InternalError")
     assert trailers.support is Support.TAKEN
+
+
+def test_refused_stays_refused_and_says_so_once(caplog):
+    caplog.set_level(logging.INFO, logger="persevere")
+    trailers = Trailers("http://x")
+    assert trailers.on_refusal("InvalidArgument") and trailers.on_refusal("InvalidArgument")
+    trailers.taken()  # a trailed part in flight before the refusal, answered after it
+    assert trailers.support is Support.REFUSED and not trailers.usable(CRC64NVME)
+    assert len([r for r in caplog.records if TRAILER_LOG in r.getMessage()]) == 1
