@@ -146,9 +146,11 @@ class PlannedParts:
         if number is None:
             return None
         plan = self._plan
-        spec = PartSpec(number, plan.offset(number), plan.size_of(number),
-                        self._session.algorithm, self._verifier.needs_md5(),
-                        self._session.takes_trailers())  # fmt: skip
+        size = plan.size_of(number)
+        # Only a part larger than the buffer is streamed, hence may be trailed.
+        trailer = size > len(buffer) and self._session.takes_trailers()
+        spec = PartSpec(number, plan.offset(number), size, self._session.algorithm,
+                        self._verifier.needs_md5(), trailer)  # fmt: skip
         return await self._source.prepare(spec, buffer)
 
 

@@ -189,10 +189,12 @@ class MultipartSession:
     # -- parts ---------------------------------------------------------------------------------
     def takes_trailers(self) -> bool:
         """Whether a part prepared now may carry its checksum as a trailer (:mod:`._trailer`):
-        the endpoint has not refused them, and the part needs no Content-MD5 (a header)."""
+        the endpoint has not refused them (until it took one, one part at a time), and the
+        part needs no Content-MD5 (a header)."""
         verifier = self.verifier
-        usable = self.trailers.usable(self.algorithm)
-        return usable and verifier.flexible and not verifier.needs_md5()
+        if not verifier.flexible or verifier.needs_md5():
+            return False
+        return self.trailers.claim(self.algorithm)
 
     async def upload_part(
         self, number: int, body: Any, size: int, checksum: str | None, md5: bytes | None = None

@@ -98,6 +98,7 @@ class Trailers:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.support = Support.UNKNOWN
+        self._probing = False  # a trailed part is out while the support is unknown
 
     @classmethod
     def of(cls, client: Any) -> Trailers:
@@ -111,7 +112,21 @@ class Trailers:
             return cls(str(getattr(getattr(client, "meta", None), "endpoint_url", "")))
 
     def usable(self, algorithm: ChecksumAlgorithm) -> bool:
+        """Whether a part already trailed may go as it is (the endpoint has not refused)."""
         return self.support is not Support.REFUSED and algorithm.name in TRAILER_ALGORITHMS
+
+    def claim(self, algorithm: ChecksumAlgorithm) -> bool:
+        """Whether a part prepared now may be trailed: once the endpoint took a trailer, every
+        part; until then only one, the probe (an endpoint that ignores trailers would
+        otherwise be sent every part of the first wave twice)."""
+        if not self.usable(algorithm):
+            return False
+        if self.support is Support.TAKEN:
+            return True
+        if self._probing:
+            return False
+        self._probing = True
+        return True
 
     def taken(self) -> None:
         """A trailed checksum was echoed. Once refused, the header form stays (a trailed part

@@ -47,8 +47,11 @@ def _without_checksum(head: bytes) -> bytes:
 class _Ignoring(RuleProxy):
     """An endpoint that takes aws-chunked bodies but echoes no checksum (ignores the trailer)."""
 
+    trailed = 0
+
     def _decide(self, method, target, headers):
         if method == b"PUT" and _chunked(headers):
+            self.trailed += 1
             return Answer(rewrite=_without_checksum)
         return super()._decide(method, target, headers)
 
@@ -125,6 +128,22 @@ async def test_trailer_without_an_echo_falls_back(
     said = [r.getMessage() for r in caplog.records if TRAILER_LOG in r.getMessage()]
     assert len(said) == 1 and "no checksum" in said[0]
     assert sha256_of_object(s3_client, bucket, "ignored") == sha256_of_file(file)
+
+
+@pytest.mark.anyio
+async def test_one_trailed_part_probes_an_endpoint(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path
+):
+    """Until the endpoint took a trailer, one part at a time is trailed: one that ignores them
+    is sent one part twice, not every part of a wave."""
+    file = make_file(80 * MiB, seed=12)
+    with _Ignoring.in_front_of(s3_server.endpoint_url) as proxy:
+        options = persevere.UploadOptions(concurrency=4, buffer_budget_bytes=4 * MiB)
+        endpoint = persevere.Endpoint(endpoint_url=proxy.url)
+        await persevere.upload_file(file, bucket, "probed", tmp_path / "s", part_size=8 * MiB,
+                                    options=options, endpoint=endpoint)  # fmt: skip
+    assert proxy.trailed == 1
+    assert sha256_of_object(s3_client, bucket, "probed") == sha256_of_file(file)
 
 
 class _FailingOnce(RuleProxy):
