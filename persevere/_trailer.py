@@ -58,7 +58,7 @@ def sign_trailer(request: Any, **kwargs: Any) -> None:
     """botocore ``before-sign.s3.UploadPart``: a body that carries its checksum as a trailer
     (``trailer_name`` and ``decoded_length`` set) gets the headers that say so, and the
     signer is told (``request.context['checksum']``) to sign the streaming-trailer payload."""
-    body = request.body
+    body = request.data  # the body as given (``request.body`` would prepare the request)
     name = getattr(body, "trailer_name", None)
     if name is None:
         return
