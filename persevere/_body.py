@@ -17,6 +17,9 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._checksums import ChecksumAlgorithm, b64
+from ._trailer import encoded_length, trailer_name
+
 # 256 KiB: peak RSS -10 MiB at c=8 against 1 MiB, same CPU (benchmarks/README.md)
 SLICE_BYTES = 256 << 10
 
@@ -32,7 +35,9 @@ class PreparedPart:
 
     number: int
     size: int
-    checksum: str  # base64, sent in the request headers so S3 verifies the bytes
+    # base64, sent in the request headers so S3 verifies the bytes; None: computed as the body
+    # streams and sent as its trailer (a TrailerBody's ``digest``; see ._trailer)
+    checksum: str | None
     make_body: BodyFactory
     # For bodies read again on every attempt: after S3 saw other bytes than ``checksum``,
     # raises SourceChanged if the source itself now gives other bytes (retrying cannot help).
@@ -42,6 +47,9 @@ class PreparedPart:
     # Raw MD5 of the part, when the session asked for it (PartVerifier.needs_md5): sent as
     # Content-MD5 and compared with the ETag where the endpoint does not echo checksums.
     md5: bytes | None = None
+    # A trailed part (checksum None), once the endpoint refused trailers: the same part in the
+    # header form, checksummed in a first pass.
+    header_form: Callable[[], Awaitable[PreparedPart]] | None = None
 
 
 class Readable(Protocol):
@@ -153,3 +161,65 @@ class StreamingBody(_Body):
             yield piece
             self._on_sent(size)
             offset += size
+
+
+class TrailerBody(_Body):
+    """A part streamed from the file and checksummed as it goes: ``aws-chunked``, one chunk per
+    slice, the checksum last as a trailer (:mod:`._trailer`). Each byte is read once.
+
+    Each chunk is framed in its own fresh buffer (``<hex size>\\r\\n`` + slice + ``\\r\\n``), read
+    into in place: one write per slice, as :class:`StreamingBody`. ``settle(digest)`` is called
+    with the digest of all the bytes read, before the trailer is sent: it raises (and the
+    request is cut) if an earlier attempt read other bytes. The digest is ``digest`` after.
+    """
+
+    def __init__(
+        self,
+        source: Readable,
+        offset: int,
+        length: int,
+        algorithm: ChecksumAlgorithm,
+        settle: Callable[[bytes], None],
+        on_sent: Callable[[int], None],
+        throttle: Throttle | None = None,
+        slice_bytes: int = SLICE_BYTES,
+    ) -> None:
+        super().__init__(encoded_length(length, slice_bytes, algorithm), on_sent, throttle)
+        self._source = source
+        self._offset = offset
+        self._slice = slice_bytes
+        self._algorithm = algorithm
+        self._settle = settle
+        self.decoded_length = length
+        self.trailer_name = trailer_name(algorithm)
+        self.digest: bytes | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytearray | bytes]:
+        hasher = self._algorithm.new()
+        end = self._offset + self.decoded_length
+        offset = self._offset
+        while offset < end:
+            size = min(self._slice, end - offset)
+            head = b"%x\r\n" % size
+            piece = bytearray(len(head) + size + 2)
+            piece[: len(head)] = head
+            piece[-2:] = b"\r\n"
+            with memoryview(piece)[len(head) : len(head) + size] as data:
+                try:
+                    await read_slice(self._source, data, offset)
+                except Exception as exc:
+                    self.error = exc
+                    raise
+                hasher.update(data)
+            await self._throttle(size)
+            yield piece
+            self._on_sent(size)
+            offset += size
+        digest = hasher.digest()
+        try:
+            self._settle(digest)
+        except Exception as exc:
+            self.error = exc
+            raise
+        self.digest = digest
+        yield b"0\r\n%s:%s\r\n\r\n" % (self.trailer_name.encode(), b64(digest).encode())

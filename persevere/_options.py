@@ -3,6 +3,10 @@
 Part-data memory is about ``concurrency * (buffer_bytes + 2 MiB)`` with
 ``buffer_bytes = min(part_size, max(1 MiB, buffer_budget_bytes // concurrency))``: 32 MiB at the
 defaults (c=8, 16 MiB budget), on top of the ~80 MiB the Python/botocore stack needs.
+
+A part larger than the buffer (the default: 8 MiB parts, 2 MiB buffers) is streamed in 256 KiB
+slices and read once, its checksum sent as a trailer (:mod:`._trailer`); where the endpoint
+refuses trailers, it is read twice (a checksum pass through the buffer, then the stream).
 """
 
 from __future__ import annotations

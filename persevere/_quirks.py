@@ -44,6 +44,12 @@ TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
+# What an endpoint answers a trailed part (._trailer) whose bytes or framing arrived damaged:
+# SeaweedFS says InvalidDigest for a trailer that does not match the bytes; S3 names a bad
+# chunk size InvalidChunkSizeError. Another attempt may cure them, as BadDigest.
+TRAILED_DAMAGE_CODES = frozenset(
+    {"InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChunkSizeError", "IncompleteBody"}
+)
 THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The server says the session's time is up: another attempt may cure it, since the credential
@@ -78,6 +84,13 @@ UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemen
 def transient(code: str, status: int) -> bool:
     """Another attempt may cure it (throttling, a server error, bytes damaged in flight)."""
     return code in TRANSIENT_CODES or status in TRANSIENT_STATUSES
+
+
+def trailed_damage(code: str | None) -> bool:
+    """A trailed part arrived damaged (its checksum or its aws-chunked framing): send it
+    again. Only for a trailed part: to a part with Content-MD5, InvalidDigest says the header
+    itself is malformed, which no attempt cures."""
+    return code in TRAILED_DAMAGE_CODES
 
 
 def throttled(code: str, status: int) -> bool:

@@ -10,7 +10,9 @@ The part size and the concurrency each travel one way, from the CLI to the Uploa
                      workers = min(concurrency, parts); one buffer each, sized here once
                                             ▼
                    feed.next(buffer): a file's source.prepare(PartSpec(n, ...), buffer),
-                                      or a stream's next part (its own memory)
+                                      or a stream's next part (its own memory); a part
+                                      larger than the buffer is read as it is sent, its
+                                      checksum a trailer (._trailer) if the endpoint takes it
                                             ▼
                    session.upload_part(number, body, size, checksum)   -> UploadPart
                                             ▼
@@ -45,7 +47,7 @@ import anyio.lowlevel
 
 from ._bandwidth import TokenBucket
 from ._body import PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm
+from ._checksums import ChecksumAlgorithm, b64
 from ._congestion import CongestionWindow
 from ._errors import PersevereError
 from ._journal import PartRecord
@@ -55,6 +57,7 @@ from ._progress import ProgressSink
 from ._retry import TransientError, call_with_retry
 from ._session import MultipartSession
 from ._source import PartSpec
+from ._trailer import TrailerRefused
 from ._units import MiB
 
 
@@ -143,8 +146,11 @@ class PlannedParts:
         if number is None:
             return None
         plan = self._plan
-        spec = PartSpec(number, plan.offset(number), plan.size_of(number),
-                        self._session.algorithm, self._verifier.needs_md5())  # fmt: skip
+        size = plan.size_of(number)
+        # Only a part larger than the buffer is streamed, hence may be trailed.
+        trailer = size > len(buffer) and self._session.takes_trailers()
+        spec = PartSpec(number, plan.offset(number), size, self._session.algorithm,
+                        self._verifier.needs_md5(), trailer)  # fmt: skip
         return await self._source.prepare(spec, buffer)
 
 
@@ -248,17 +254,27 @@ class PartSender:
     async def _deliver(self, part: PreparedPart) -> None:
         """Send a part (retried), then record it in the ledger."""
 
-        async def send_once() -> str:
-            async with self.window:
-                return await self._send_once(part)
+        async def send_once() -> tuple[str, str]:
+            nonlocal part
+            while True:
+                if part.checksum is None and not self.session.trailers.usable(part_algorithm):
+                    assert part.header_form is not None
+                    part = await part.header_form()  # the endpoint refused trailers
+                try:
+                    async with self.window:
+                        return await self._send_once(part)
+                except TrailerRefused:
+                    continue  # sent again at once in the header form: not a retry
+
+        part_algorithm = self.session.algorithm
 
         what = f"part {part.number}"
 
         def exhausted(exc: TransientError, tries: int) -> PersevereError:
             return self.session.exhausted(what, exc, tries)
 
-        etag = await call_with_retry(self.options.retry, what, send_once, exhausted)
-        await self.ledger.record(PartRecord(part.number, etag, part.checksum, part.size))
+        etag, checksum = await call_with_retry(self.options.retry, what, send_once, exhausted)
+        await self.ledger.record(PartRecord(part.number, etag, checksum, part.size))
 
     async def _watchdog(self, scope: anyio.CancelScope) -> None:
         """Cut attempts that moved nothing for ``stall_timeout_s``, checked when the oldest
@@ -284,8 +300,9 @@ class PartSender:
             for watched in list(self._attempts):
                 watched.stop()
 
-    async def _send_once(self, part: PreparedPart) -> str:
-        """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag."""
+    async def _send_once(self, part: PreparedPart) -> tuple[str, str]:
+        """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag and the
+        part's checksum (a trailed part's, from its body)."""
         sent = 0
 
         def rewind() -> None:
@@ -345,4 +362,4 @@ class PartSender:
             )
         self.bytes_sent += part.size
         self.window.succeeded()
-        return etag
+        return etag, part.checksum if part.checksum is not None else b64(body.digest)

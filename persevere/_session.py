@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._checksum_mode import PartDigests, PartVerifier
-from ._checksums import ChecksumAlgorithm, ObjectChecksum, checksum_type
+from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
-from ._quirks import ETag, credentials_expired, object_matches, unsupported
+from ._quirks import ETag, credentials_expired, object_matches, trailed_damage, unsupported
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
 from ._s3 import S3Client, attempt, pages, request
+from ._trailer import TrailerRefused, Trailers
 
 T = TypeVar("T")
 
@@ -93,6 +94,8 @@ class MultipartSession:
         self.checksum_type = checksum_type(algorithm)
         # What proves each part (one per run: a resume checks the endpoint again).
         self.verifier = PartVerifier(algorithm, pinned=pinned)
+        # Whether the endpoint takes checksums as trailers (found out once per client).
+        self.trailers = Trailers.of(client)
         self.retry = retry or RetryPolicy()
         self.exhausted = exhausted
         self.no_overwrite = no_overwrite
@@ -184,11 +187,23 @@ class MultipartSession:
         return await request(what, fn, retry=self.retry, exhausted=exhausted)
 
     # -- parts ---------------------------------------------------------------------------------
+    def takes_trailers(self) -> bool:
+        """Whether a part prepared now may carry its checksum as a trailer (:mod:`._trailer`):
+        the endpoint has not refused them (until it took one, one part at a time), and the
+        part needs no Content-MD5 (a header)."""
+        verifier = self.verifier
+        if not verifier.flexible or verifier.needs_md5():
+            return False
+        return self.trailers.claim(self.algorithm)
+
     async def upload_part(
-        self, number: int, body: Any, size: int, checksum: str, md5: bytes | None = None
+        self, number: int, body: Any, size: int, checksum: str | None, md5: bytes | None = None
     ) -> str:
         """One UploadPart attempt; the ETag, once the answer proves S3 saw our bytes (its
-        checksum echo agrees with ours, or its ETag is our MD5: :class:`PartVerifier`)."""
+        checksum echo agrees with ours, or its ETag is our MD5: :class:`PartVerifier`).
+        ``checksum`` None: ``body`` computes it and sends it as a trailer (:meth:`_trailed`)."""
+        if checksum is None:
+            return await self._trailed(number, body, size)
         digests = PartDigests(checksum, md5)
         proof = self.verifier.request_fields(digests)
         response = await attempt(
@@ -198,6 +213,31 @@ class MultipartSession:
             ),
         )
         return self.verifier.check(number, digests, response)
+
+    async def _trailed(self, number: int, body: Any, size: int) -> str:
+        """UploadPart with the checksum as ``body``'s trailer; :class:`TrailerRefused` if the
+        endpoint refused it or ignored it (no echo), before it ever took one."""
+        try:
+            response = await attempt(
+                f"part {number}",
+                lambda: self._api.upload_part(
+                    **self.ids, PartNumber=number, Body=body, ContentLength=size
+                ),
+            )
+        except S3Error as exc:
+            if body.error is not None:
+                raise
+            if self.trailers.on_refusal(f"{exc.code}: {exc}"):
+                raise TrailerRefused(str(exc)) from exc
+            if trailed_damage(exc.code):  # the endpoint takes trailers: this one was damaged
+                raise TransientError(f"part {number}: {exc}", code="BadDigest") from exc
+            raise
+        echoed = response.get(self.algorithm.param) is not None
+        if not echoed and self.trailers.on_refusal("its answer has no checksum"):
+            raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
+        if echoed:
+            self.trailers.taken()
+        return self.verifier.check(number, PartDigests(b64(body.digest)), response)
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
         """Every part S3 holds for the upload (all pages; or the first ``max_parts``)."""

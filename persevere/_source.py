@@ -26,8 +26,8 @@ from typing import Any
 
 import anyio
 
-from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle
-from ._checksums import ChecksumAlgorithm, b64
+from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle, TrailerBody
+from ._checksums import ChecksumAlgorithm, b64, unb64
 from ._errors import ResumableError, SourceChanged, SourceFileError, UsageError
 from ._journal import SourceRecord
 
@@ -187,17 +187,21 @@ class PartSpec:
     size: int
     algorithm: ChecksumAlgorithm
     with_md5: bool = False  # Content-MD5 mode: the verifier needs the part's MD5 too
+    # The endpoint may take the checksum as a trailer (._trailer): a part larger than the
+    # buffer is then read once, as it is sent
+    trailer: bool = False
 
 
 class SourceFile:
     """An open file to upload. ``read_into``/``hash_range`` block: call them from a thread.
 
     As the sender's part source, a part that fits the worker's buffer is read once into it and
-    sent from it; a larger one is checksummed in a first pass through the buffer (S3 needs the
-    checksum in the request headers, before the body), then streamed in 256 KiB slices, about two
-    of which are alive per worker. The second read comes from the page cache: at the default
-    sizes it costs less than 0.1 s of CPU per GiB, and memory stays flat from 5 MiB to 5 GiB
-    parts.
+    sent from it; a larger one is streamed in 256 KiB slices, about two of which are alive per
+    worker, so memory stays flat from 5 MiB to 5 GiB parts. Where the endpoint takes the
+    checksum as a trailer (:mod:`._trailer`) it is computed as the part streams: each byte is
+    read once. Otherwise S3 needs it in the request headers, before the body: the part is
+    checksummed in a first pass through the buffer, and its bytes read again (from the page
+    cache) as it is sent.
     """
 
     def __init__(self, identity: FileIdentity) -> None:
@@ -220,35 +224,70 @@ class SourceFile:
         self.close()
 
     async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
-        offset, size, algorithm, with_md5 = part.offset, part.size, part.algorithm, part.with_md5
-        md5: bytes | None = None
-        if size <= len(buffer):
-            view = buffer[:size]
+        if part.size <= len(buffer):
+            return await self._buffered(part, buffer[: part.size])
+        if part.trailer:
+            return self._trailed(part, buffer)
+        return await self._streamed(part, buffer)
 
-            def read_and_hash() -> tuple[bytes, bytes | None]:
-                digest = self.read_and_hash(view, offset, algorithm)
-                return digest, (hashlib.md5(view).digest() if with_md5 else None)
+    async def _buffered(self, part: PartSpec, view: memoryview) -> PreparedPart:
+        """Read once into the worker's buffer, checksummed there, sent from there."""
+        offset, algorithm, with_md5 = part.offset, part.algorithm, part.with_md5
 
-            digest, md5 = await anyio.to_thread.run_sync(read_and_hash)
+        def read_and_hash() -> tuple[bytes, bytes | None]:
+            digest = self.read_and_hash(view, offset, algorithm)
+            return digest, (hashlib.md5(view).digest() if with_md5 else None)
 
-            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-                return BufferedBody(view, on_sent, throttle)
-        else:
-            digest, md5_hex = await anyio.to_thread.run_sync(
-                self.hash_range, offset, size, buffer, algorithm, with_md5
-            )
-            md5 = bytes.fromhex(md5_hex) if md5_hex is not None else None
+        digest, md5 = await anyio.to_thread.run_sync(read_and_hash)
 
-            def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-                return StreamingBody(self, offset, size, on_sent, throttle)
+        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+            return BufferedBody(view, on_sent, throttle)
 
-            checksum = b64(digest)
-            return PreparedPart(
-                part.number, size, checksum, make_body,
-                recheck=lambda: self.still_reads(offset, size, checksum, algorithm), md5=md5,
-            )  # fmt: skip
+        return PreparedPart(part.number, part.size, b64(digest), make_body, md5=md5)
 
-        return PreparedPart(part.number, size, b64(digest), make_body, md5=md5)
+    async def _streamed(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        """Checksummed in a first pass through the buffer, then read again as it is sent."""
+        offset, size, algorithm = part.offset, part.size, part.algorithm
+        digest, md5_hex = await anyio.to_thread.run_sync(
+            self.hash_range, offset, size, buffer, algorithm, part.with_md5
+        )
+        md5 = bytes.fromhex(md5_hex) if md5_hex is not None else None
+
+        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+            return StreamingBody(self, offset, size, on_sent, throttle)
+
+        checksum = b64(digest)
+        return PreparedPart(
+            part.number, size, checksum, make_body,
+            recheck=lambda: self.still_reads(offset, size, checksum, algorithm), md5=md5,
+        )  # fmt: skip
+
+    def _trailed(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        """Read once as it is sent, its checksum computed on the way and sent last (a trailer,
+        :mod:`._trailer`). The first attempt that reads the whole part fixes its digest; a
+        later one (or the header form, if the endpoint refuses trailers) that reads other
+        bytes means the file changed under the upload."""
+        offset, size, algorithm = part.offset, part.size, part.algorithm
+        first: list[bytes] = []
+
+        def settle(digest: bytes) -> None:
+            if not first:
+                first.append(digest)
+            elif digest != first[0]:
+                raise self._changed(
+                    f"the bytes at {offset:,}..{offset + size - 1:,} differ from a moment ago"
+                )
+
+        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+            return TrailerBody(self, offset, size, algorithm, settle, on_sent, throttle)
+
+        async def header_form() -> PreparedPart:
+            prepared = await self._streamed(part, buffer)
+            assert prepared.checksum is not None
+            settle(unb64(prepared.checksum))
+            return prepared
+
+        return PreparedPart(part.number, size, None, make_body, header_form=header_form)
 
     def check_unchanged(self) -> None:
         """Before completing: the file must be as it was when its parts were read."""

@@ -122,6 +122,7 @@ async def test_file_changing_under_a_streamed_part_is_not_retried(
     s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
 ):
     from persevere._source import SourceFile
+    from persevere._trailer import Trailers
 
     file = make_file(12 * MiB, seed=93)
     real_read_into = SourceFile.read_into
@@ -138,6 +139,9 @@ async def test_file_changing_under_a_streamed_part_is_not_retried(
     monkeypatch.setattr(SourceFile, "read_into", edited_meanwhile)
     # Nothing cached: every streamed slice is read by read_into, where the edit is injected.
     monkeypatch.setattr(SourceFile, "read_cached", lambda self, buffer, offset: 0)
+    # The header form (checksum pass, then stream): an endpoint that refuses trailers.
+    # The trailed form's counterpart: tests/test_trailer.py.
+    monkeypatch.setattr(Trailers, "usable", lambda self, algorithm: False)
     options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)  # stream parts
     state = tmp_path / "s"
     with pytest.raises(persevere.SourceChanged, match="changed while it was being uploaded"):
