@@ -58,7 +58,7 @@ from ._journal import read_state
 from ._logs import event, say
 from ._object_options import guess_content_type
 from ._options import UploadOptions
-from ._plan import MAX_PARTS
+from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
 from ._quirks import missing
 from ._request import Request
@@ -450,8 +450,32 @@ class _TreeSender:
             async with open_client(self.endpoint, self.req.transfer) as client:
                 with _first_error():
                     await self._all_small(client, small, limiter)
-        for f in large:
-            await self._guarded(f, self._large(f))
+        if large:
+            with _first_error():
+                await self._all_large(large)
+
+    async def _all_large(self, large: list[TreeFile]) -> None:
+        """Large files, each with as many parts in flight as it has parts (at most
+        ``concurrency``), several at once while the tree's ``concurrency`` allows: a file of
+        4 parts does not leave half of 8 connections idle."""
+        tokens = _Tokens(self.req.transfer.concurrency)
+        async with anyio.create_task_group() as tg:
+            for f in large:
+                workers = min(tokens.total, self._parts_of(f))
+                await tokens.acquire(workers)
+                tg.start_soon(self._large_then_release, f, workers, tokens)
+
+    async def _large_then_release(self, f: TreeFile, workers: int, tokens: _Tokens) -> None:
+        try:
+            await self._guarded(f, self._large(f, workers))
+        finally:
+            await tokens.release(workers)
+
+    def _parts_of(self, f: TreeFile) -> int:
+        try:
+            return make_plan(f.size, self.req.part_size, self.req.max_parts).part_count
+        except UsageError:
+            return self.req.transfer.concurrency  # refused: copy() says why
 
     async def _all_small(self, client: Any, small: list[TreeFile], limiter: Any) -> None:
         async with anyio.create_task_group() as tg:
@@ -524,8 +548,14 @@ class _TreeSender:
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
         return FileDone.of(f.rel, key, identity, etag, stated)
 
-    async def _large(self, f: TreeFile) -> int:
+    async def _large(self, f: TreeFile, workers: int) -> int:
+        """``f`` through ``cp``'s pipeline, with ``workers`` parts in flight and that share
+        of the part-buffer budget."""
         from ._cp import copy
+
+        whole = self.req.transfer
+        share = replace(whole, concurrency=workers, buffer_budget_bytes=max(
+            MiB, whole.buffer_budget_bytes * workers // whole.concurrency))  # fmt: skip
 
         key = self.req.key(f.rel)
         check_key(self.req.bucket, key)
@@ -534,7 +564,7 @@ class _TreeSender:
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
                          checksum=self.journal.header.checksum_algorithm,
                          object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
-                         transfer=self.req.transfer)  # fmt: skip
+                         transfer=share)  # fmt: skip
         await anyio.to_thread.run_sync(
             lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         )
@@ -607,6 +637,26 @@ def _read_small(
     hasher.update(body)
     md5 = hashlib.md5(body).digest() if with_md5 else None
     return body, after, PartDigests(b64(hasher.digest()), md5)
+
+
+class _Tokens:
+    """A budget of ``total`` connections, taken several at a time (a file's parts)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = self.free = total
+        self._changed = anyio.Condition()
+
+    async def acquire(self, count: int) -> None:
+        async with self._changed:
+            while self.free < count:
+                await self._changed.wait()
+            self.free -= count
+
+    async def release(self, count: int) -> None:
+        with anyio.CancelScope(shield=True):  # (given back even by a cancelled file)
+            async with self._changed:
+                self.free += count
+                self._changed.notify_all()
 
 
 class _Slot:
