@@ -350,9 +350,12 @@ def _removed(root: Path, done: dict[str, FileDone], listing: Listing) -> list[st
     return sorted(rel for rel in gone if not os.path.lexists(root / rel))
 
 
+DEFAULT_CHECKSUM = "CRC64NVME"
+
+
 def _algorithm(checksum: str | None) -> ChecksumAlgorithm:
     try:
-        return get_algorithm(checksum or "CRC64NVME")
+        return get_algorithm(checksum or DEFAULT_CHECKSUM)
     except ValueError as exc:
         raise UsageError(str(exc), param="checksum") from None
 
@@ -507,6 +510,14 @@ class _TreeSender:
         self.result.bytes_sent += sent
         log.info("sent %s -> s3://%s/%s", f.rel, self.req.bucket, key)
 
+    def _checksum_asked(self) -> str | None:
+        """A multipart file's checksum as cp takes it: None (the default, CRC64NVME with its
+        Content-MD5 fallback) unless one was asked for, now or when the tree was started."""
+        recorded = self.journal.header.checksum_algorithm
+        if self.req.checksum is None and recorded == DEFAULT_CHECKSUM:
+            return None
+        return self.req.checksum or recorded
+
     def _options_of(self, f: TreeFile) -> dict[str, Any]:
         """The object options of ``f``'s object: the tree's, and its own ContentType."""
         if not self.req.guess_content_type or "ContentType" in self.options:
@@ -562,7 +573,7 @@ class _TreeSender:
         state_file = files_dir(self.req.state_file) / journal_name(f.rel)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
-                         checksum=self.journal.header.checksum_algorithm,
+                         checksum=self._checksum_asked(),
                          object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
                          transfer=share)  # fmt: skip
         await anyio.to_thread.run_sync(

@@ -452,3 +452,31 @@ def test_memory_does_not_grow_with_the_number_of_large_files(s3_env, bucket, tmp
     small = _peak_rss_kib(s3_env, tmp_path, "cp", few, f"s3://{bucket}/few/", *args)
     large = _peak_rss_kib(s3_env, tmp_path, "cp", many, f"s3://{bucket}/many/", *args)
     assert large - small < 25 * 1024, (small, large)  # KiB
+
+
+def test_an_endpoint_without_checksum_echoes_falls_back_to_content_md5(
+    s3_env, s3_server, bucket, s3_client, tmp_path
+):
+    """As ``cp FILE`` does by default: small and multipart files alike, checked by their MD5."""
+    from tests.httpproxy import HttpProxy
+
+    root = tmp_path / "t"
+    files = {"small": write(root / "small", 1000, 1), "big": write(root / "big", 12 * MiB, 2)}
+    with HttpProxy.in_front_of(s3_server.endpoint_url, strip_checksums=True) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        result = clean(cli(env, "cp", root, f"s3://{bucket}/md5/", "--part-size", "5MiB"))
+    assert result.returncode == 0, result.stderr
+    assert "Content-MD5" in result.stderr  # the one fallback warning
+    assert_tree_uploaded(s3_client, bucket, "md5/", files)
+
+
+@pytest.mark.parametrize("checksum", ["MD5", "SHA256", "CRC32C"])
+def test_a_tree_with_another_checksum(s3_env, bucket, s3_client, tmp_path, checksum):
+    root = tmp_path / "t"
+    files = {"small": write(root / "small", 1000, 1), "big": write(root / "big", 11 * MiB, 2)}
+    args = ["cp", root, f"s3://{bucket}/{checksum}/", "--part-size", "5MiB", "--checksum", checksum]
+    result = clean(cli(s3_env, *args, "--json"))
+    assert result.returncode == 0, result.stderr
+    assert_tree_uploaded(s3_client, bucket, f"{checksum}/", files)
+    again = clean(cli(s3_env, *args[:-2], "--json"))  # the recorded checksum, not said again
+    assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 2, again.stderr
