@@ -109,14 +109,14 @@ class PartVerifier:
         return fields
 
     # -- the answer -----------------------------------------------------------------------------
-    def check(self, number: int, digests: PartDigests, response: Mapping[str, Any]) -> str:
+    def check(self, number: int | str, digests: PartDigests, response: Mapping[str, Any]) -> str:
         """The ETag to record, once the answer proves the part; else raise.
 
         ``TransientError`` (code BadDigest): the endpoint saw other bytes; send the part again.
         :class:`ChecksumNotVerified`: no proof, and none to be had by sending it again.
         """
         etag = str(response["ETag"])
-        what = f"part {number}"
+        what = number if isinstance(number, str) else f"part {number}"  # (str: a whole file)
         echoed = response.get(self.algorithm.param) if self.flexible else None
         if echoed is not None:
             if echoed != digests.checksum:

@@ -555,7 +555,7 @@ class _TreeSender:
             what, put, retry=self.req.transfer.policy(Call.UPLOAD),
             exhausted=lambda exc, tries: resumable(what, exc, tries),
         )  # fmt: skip
-        etag = self.verifier.check(1, digests, response)
+        etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
         return FileDone.of(f.rel, key, identity, etag, stated)
 
