@@ -65,6 +65,7 @@ def _commands(bucket: str, file: str, state: str) -> list[list[str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_the_runner_says_what_the_process_says(s3_env, s3_client, make_file, tmp_path):
     file = make_file(6 * MiB + 7, seed=3)

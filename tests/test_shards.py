@@ -275,6 +275,7 @@ def test_a_lost_shard_journal_is_rebuilt_from_s3(s3_env, bucket, s3_client, make
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.timeout(300)
 def test_dask_tasks(s3_env, bucket, s3_client, make_file, tmp_path):
@@ -317,6 +318,7 @@ def _shard_that_dies_once(state_file: str, index: int, shards: int, marks: str) 
     return persevere.upload_shard_sync(state_file, index, shards)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.timeout(300)
 def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_path):

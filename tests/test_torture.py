@@ -72,6 +72,7 @@ def _torture(env, s3_client, bucket, file: Path, state: Path, kills: int, seed: 
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_kill9_at_random_moments_small(s3_env, s3_client, bucket, make_file, tmp_path):
     file = make_file(100 * MiB, seed=31)

@@ -440,6 +440,7 @@ def _peak_rss_kib(env, tmp_path, *args):
     return usage.ru_maxrss
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_memory_does_not_grow_with_the_number_of_large_files(s3_env, bucket, tmp_path):
     """Each multipart file has a client of its own; what it leaves must be freed (it kept
