@@ -184,7 +184,7 @@ class StreamingBody(_Body):
             return False
         source = cast(SendableFile, self._source)
         try:
-            await _sendfile.send_range(
+            return await _sendfile.send_range(
                 writer, sock_fd, source.fileno(), self._offset, self._length, self._on_sent
             )
         except _sendfile.SourceEnded:
@@ -193,7 +193,6 @@ class StreamingBody(_Body):
         except _sendfile.SourceUnreadable as exc:
             self.error = source.unreadable(exc.error)
             raise self.error from None
-        return True
 
 
 _registered = False

@@ -53,6 +53,13 @@ class SourceUnreadable(Exception):
         self.error = error
 
 
+class Unsupported(SourceUnreadable):
+    """The kernel cannot send from this file to this socket (EINVAL, ENOSYS...): slices."""
+
+
+_UNSUPPORTED_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE})
+
+
 def plain_socket(writer: Any) -> int | None:
     """The descriptor of the socket under aiohttp's ``writer`` if the body may bypass it: plain
     TCP, no compression, no chunked framing, nothing of ours still buffered."""
@@ -91,6 +98,8 @@ def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
         except OSError as exc:
             if exc.errno in _NETWORK_ERRNOS:
                 raise
+            if exc.errno in _UNSUPPORTED_ERRNOS and done == 0:
+                raise Unsupported(exc) from exc
             raise SourceUnreadable(exc) from exc
         if n == 0:
             raise SourceEnded
@@ -115,16 +124,22 @@ async def send_range(
     offset: int,
     length: int,
     on_sent: Callable[[int], None],
-) -> None:
-    """Send ``length`` bytes of the file from ``offset`` as the request's body."""
+) -> bool:
+    """Send ``length`` bytes of the file from ``offset`` as the request's body; False if the
+    kernel cannot send from this file (nothing of the body was sent: slices instead)."""
     await wait_flushed(writer)
     dup = os.dup(sock_fd)
     try:
         done = 0
         while done < length:
-            n = await anyio.to_thread.run_sync(
-                send_some, dup, file_fd, offset + done, length - done
-            )
+            try:
+                n = await anyio.to_thread.run_sync(
+                    send_some, dup, file_fd, offset + done, length - done
+                )
+            except Unsupported as exc:
+                if done:  # it sent before: a failure of the file, not a lack of support
+                    raise SourceUnreadable(exc.error) from exc
+                return False
             if n:
                 done += n
                 writer.output_size += n
@@ -133,3 +148,4 @@ async def send_range(
                 await anyio.lowlevel.checkpoint()  # a stop lands here while the socket is full
     finally:
         os.close(dup)
+    return True

@@ -5,6 +5,7 @@ tests/test_https.py)."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -152,3 +153,22 @@ def test_only_a_plain_socket_is_sent_to():
     chunked = Writer(Transport(socket=Sock()))
     chunked.chunked = True
     assert _sendfile.plain_socket(chunked) is None
+
+
+@pytest.mark.anyio
+async def test_a_file_the_kernel_cannot_send_from_goes_in_slices(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
+):
+    file = make_file(11 * MiB, seed=26)
+    refused = []
+
+    def no_sendfile(out_fd, in_fd, offset, count):
+        refused.append(offset)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", no_sendfile)
+    options = persevere.UploadOptions(concurrency=2, buffer_budget_bytes=2 * MiB)
+    result = await persevere.upload_file(file, bucket, "k", tmp_path / "s", part_size=5 * MiB,
+                                         options=options)  # fmt: skip
+    assert result.part_count == 3 and len(refused) == 2  # parts 1 and 2 tried, then slices
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
