@@ -3,6 +3,8 @@
     python -m benchmarks.sink_compare [--size 1GiB] [--runs 5] [--tools persevere,s5cmd,obstore]
                                       [--servers sink,seaweedfs] [--json FILE]
     python -m benchmarks.sink_compare --tools persevere,persevere@/tmp/old   # A/B two versions
+    python -m benchmarks.sink_compare --tools persevere,persevere+2 --servers sink  # --processes 2
+    python -m benchmarks.sink_compare --part-size 64MiB                # 8 MiB parts by default
 
 Runs are interleaved (tool A, B, C, A, B, C ...) on one fresh server of each kind; persevere
 goes first. Every figure is the median of the runs with [min-max]: wall time, the client's CPU
@@ -56,8 +58,22 @@ def _file(root: Path, size: int) -> Path:
     return path
 
 
+def _tool(spec: str) -> tuple[str, str, list[str]]:
+    """``NAME[+PROCESSES][@PYTHONPATH]`` -> the peer, its PYTHONPATH, extra arguments
+    (``persevere+2``: ``--processes 2``)."""
+    name, _, source = spec.partition("@")
+    name, _, processes = name.partition("+")
+    return name, source, (["--processes", processes] if processes else [])
+
+
 def run(
-    tools: list[str], servers: list[str], size: int, runs: int, root: Path, failures: list[str]
+    tools: list[str],
+    servers: list[str],
+    size: int,
+    runs: int,
+    root: Path,
+    failures: list[str],
+    part_size: int = 8 * MiB,
 ) -> list[dict[str, Any]]:
     data = _file(root, size)
     rows: list[dict[str, Any]] = []
@@ -77,15 +93,16 @@ def run(
                         server.secret_key,
                         server.region,
                         8,
-                        8 * MiB,
+                        part_size,
                         scratch,
                     )
-                    name, _, source = tool.partition("@")
+                    name, source, extra = _tool(tool)
                     invocation = PEERS[name].build(target)
                     env = invocation.env | ({"PYTHONPATH": source} if source else {})
+                    argv = invocation.argv + extra
                     time.sleep(0.5)
                     before = server.cpu_s()
-                    m = measure(invocation.argv, env, scratch / "out.log", cwd=scratch)
+                    m = measure(argv, env, scratch / "out.log", cwd=scratch)
                     server_cpu = server.cpu_s() - before
                     error = (
                         f"exit {m.returncode}: {m.output_tail[-500:]}"
@@ -169,12 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         "persevere@/tmp/old to compare a copy of another version's persevere/",
     )
     parser.add_argument("--servers", default="sink,seaweedfs", help="sink and/or seaweedfs")
+    parser.add_argument("--part-size", default="8MiB", help="part size, a whole number of MiB")
     parser.add_argument("--tmp-dir", default=None)
     parser.add_argument("--json", type=Path, help="write every run here")
     args = parser.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = [t for t in tools if t.partition("@")[0] not in PEERS] + [
+    unknown = [t for t in tools if _tool(t)[0] not in PEERS] + [
         s for s in servers if s not in ("sink", "seaweedfs")
     ]
     if unknown:
@@ -183,14 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="sink-compare-", dir=args.tmp_dir))
     failures: list[str] = []
     try:
-        rows = run(tools, servers, size, args.runs, root, failures)
+        rows = run(tools, servers, size, args.runs, root, failures, _size(args.part_size))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print()
     print(
-        f"{args.size}, concurrency 8, 8 MiB parts, {args.runs} interleaved runs: median [min-max]"
+        f"{args.size}, concurrency 8, {args.part_size} parts, {args.runs} interleaved runs: "
+        "median [min-max]"
     )
     print(table(rows, size, tools, servers))
     for failure in failures:

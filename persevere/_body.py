@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 
+from . import _sendfile
 from ._checksums import ChecksumAlgorithm, b64
 from ._trailer import encoded_length, trailer_name
 
@@ -54,6 +55,17 @@ class PreparedPart:
 
 class Readable(Protocol):
     def read_into(self, buffer: memoryview, offset: int) -> None: ...
+
+
+class SendableFile(Readable, Protocol):
+    """A source the kernel may send from (:mod:`._sendfile`): its descriptor, and the errors
+    :meth:`Readable.read_into` would raise for the same failures."""
+
+    def fileno(self) -> int: ...
+
+    def shrunk(self) -> Exception: ...
+
+    def unreadable(self, error: OSError) -> Exception: ...
 
 
 async def read_slice(source: Readable, view: memoryview, offset: int) -> None:
@@ -161,6 +173,50 @@ class StreamingBody(_Body):
             yield piece
             self._on_sent(size)
             offset += size
+
+    async def send_to(self, writer: Any) -> bool:
+        """Send the part by the kernel, from the file to the socket (:mod:`._sendfile`), if the
+        connection allows; False (nothing written) if it does not: slices, as ``__aiter__``."""
+        if self._throttle is not _unthrottled or not hasattr(self._source, "fileno"):
+            return False
+        sock_fd = _sendfile.plain_socket(writer)
+        if sock_fd is None:
+            return False
+        source = cast(SendableFile, self._source)
+        try:
+            return await _sendfile.send_range(
+                writer, sock_fd, source.fileno(), self._offset, self._length, self._on_sent
+            )
+        except _sendfile.SourceEnded:
+            self.error = source.shrunk()
+            raise self.error from None
+        except _sendfile.SourceUnreadable as exc:
+            self.error = source.unreadable(exc.error)
+            raise self.error from None
+
+
+_registered = False
+
+
+def register_payload() -> None:
+    """Have aiohttp write a :class:`StreamingBody` through :meth:`StreamingBody.send_to`
+    first (idempotent; aiohttp is imported here, where a client is made, not at import)."""
+    global _registered
+    if _registered:
+        return
+    from aiohttp.payload import PAYLOAD_REGISTRY, AsyncIterablePayload
+
+    class StreamingPayload(AsyncIterablePayload):
+        async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+            body = self._value
+            assert isinstance(body, StreamingBody)
+            if await body.send_to(writer):
+                self._consumed = True
+                return
+            await super().write_with_length(writer, content_length)
+
+    PAYLOAD_REGISTRY.register(StreamingPayload, StreamingBody)
+    _registered = True
 
 
 class TrailerBody(_Body):

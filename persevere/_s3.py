@@ -274,9 +274,11 @@ async def open_client(
             # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
             # wait for the 100 anyway, so it only adds an interim response to every part.
             client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+            from ._body import register_payload
             from ._trailer import sign_trailer
 
             client.meta.events.register("before-sign.s3.UploadPart", sign_trailer)
+            register_payload()
             from ._credentials import CredentialRenewer, resolve_chain
 
             resolve = resolve_chain(endpoint.profile, resolved_region(client))

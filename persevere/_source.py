@@ -327,6 +327,19 @@ class SourceFile:
         changed.next_step = "resume"
         return changed
 
+    def fileno(self) -> int:
+        """The open file's descriptor: the kernel sends parts from it (._sendfile)."""
+        return self._fd
+
+    def shrunk(self) -> SourceChanged:
+        return _other_size(f"{self.identity.path} is shorter than when the upload started")
+
+    def unreadable(self, error: OSError) -> ResumableError:
+        return ResumableError(
+            f"cannot read {self.identity.path}: {error.strerror or error}",
+            hint="the upload is intact; fix the file's storage, then resume",
+        )
+
     def read_into(self, buffer: memoryview, offset: int) -> None:
         """Fill ``buffer`` exactly from ``offset``; a short read means the file shrank."""
         done = 0
@@ -334,12 +347,9 @@ class SourceFile:
             try:
                 n = os.preadv(self._fd, [buffer[done:]], offset + done)
             except OSError as exc:
-                raise ResumableError(
-                    f"cannot read {self.identity.path}: {exc.strerror or exc}",
-                    hint="the upload is intact; fix the file's storage, then resume",
-                ) from exc
+                raise self.unreadable(exc) from exc
             if n == 0:
-                raise _other_size(f"{self.identity.path} is shorter than when the upload started")
+                raise self.shrunk()
             done += n
 
     def read_cached(self, buffer: memoryview, offset: int) -> int:

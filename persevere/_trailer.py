@@ -25,6 +25,7 @@ import weakref
 from enum import Enum
 from typing import Any, ClassVar
 
+from . import _sendfile
 from ._checksums import ChecksumAlgorithm
 from ._logs import event
 
@@ -100,6 +101,13 @@ class Trailers:
         self.support = Support.UNKNOWN
         self._probing = False  # a trailed part is out while the support is unknown
 
+    @property
+    def sends_files(self) -> bool:
+        """Over plain http the kernel sends a streamed part from the file (:mod:`._sendfile`):
+        its one read is the checksum pass, so a trailer would save nothing of the client's and
+        cost the server its aws-chunked decoding."""
+        return _sendfile.ENABLED and self.endpoint.lower().startswith("http://")
+
     @classmethod
     def of(cls, client: Any) -> Trailers:
         try:
@@ -119,7 +127,7 @@ class Trailers:
         """Whether a part prepared now may be trailed: once the endpoint took a trailer, every
         part; until then only one, the probe (an endpoint that ignores trailers would
         otherwise be sent every part of the first wave twice)."""
-        if not self.usable(algorithm):
+        if not self.usable(algorithm) or self.sends_files:
             return False
         if self.support is Support.TAKEN:
             return True

@@ -186,6 +186,7 @@ async def test_a_read_failure_while_streaming_is_not_taken_for_the_network(
 ):
     """aiohttp reports a body's exception as a connection error; persevere must not retry a
     file that shrank as if the link had dropped."""
+    from persevere import _sendfile
     from persevere._source import SourceFile
 
     real_read_into = SourceFile.read_into
@@ -202,6 +203,8 @@ async def test_a_read_failure_while_streaming_is_not_taken_for_the_network(
     monkeypatch.setattr(SourceFile, "read_into", shrinking)
     # Nothing cached: every slice is read by read_into (a file that shrank is never cached).
     monkeypatch.setattr(SourceFile, "read_cached", lambda self, buffer, offset: 0)
+    # Sent in slices (the kernel's sendfile off); its counterpart: tests/test_sendfile.py.
+    monkeypatch.setattr(_sendfile, "ENABLED", False)
     options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)  # stream parts
     with pytest.raises(persevere.SourceChanged, match="shrank"):
         await persevere.upload_file(

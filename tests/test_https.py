@@ -8,8 +8,10 @@ import boto3
 import pytest
 import trustme
 
+from persevere import Endpoint, UploadOptions, upload_file
 from tests.conftest import interrupt_after_parts, persevere, sha256_of_file, sha256_of_object
 from tests.s3server import S3Server
+from tests.test_sendfile import count_reads_and_sends
 
 # Slow (make test-all, CI): a second SeaweedFS, with TLS.
 pytestmark = pytest.mark.slow
@@ -142,3 +144,20 @@ def test_no_verify_ssl_trusts_any_certificate_loudly_and_is_never_recorded(
                      "--state-file", tmp_path / "s2", "--no-verify-ssl", "--ca-bundle",
                      tls_server.ca_file)  # fmt: skip
     assert both.returncode == 2 and "--ca-bundle" in both.stderr
+
+
+@pytest.mark.anyio
+async def test_over_tls_the_parts_go_in_slices(
+    tls_server, tls_env, tls_client, tls_bucket, make_file, tmp_path, monkeypatch
+):
+    file = make_file(12 * MiB, seed=25)
+    seen = count_reads_and_sends(monkeypatch)
+    options = UploadOptions(concurrency=1, buffer_budget_bytes=MiB)
+    endpoint = Endpoint(
+        endpoint_url=tls_server.https_endpoint_url, ca_bundle=str(tls_server.ca_file)
+    )
+    await upload_file(file, tls_bucket, "k", tmp_path / "s", part_size=5 * MiB,
+                      options=options, endpoint=endpoint)  # fmt: skip
+    assert seen["sent"] == 0
+    assert seen["read"] >= 12 * MiB
+    assert sha256_of_object(tls_client, tls_bucket, "k") == sha256_of_file(file)

@@ -121,6 +121,7 @@ def test_gz_is_stored_as_its_bytes(s3_env, bucket, s3_client, tmp_path):
 async def test_file_changing_under_a_streamed_part_is_not_retried(
     s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
 ):
+    from persevere import _sendfile
     from persevere._source import SourceFile
     from persevere._trailer import Trailers
 
@@ -142,6 +143,8 @@ async def test_file_changing_under_a_streamed_part_is_not_retried(
     # The header form (checksum pass, then stream): an endpoint that refuses trailers.
     # The trailed form's counterpart: tests/test_trailer.py.
     monkeypatch.setattr(Trailers, "usable", lambda self, algorithm: False)
+    # Sent in slices (the kernel's sendfile is off): its counterpart is in tests/test_sendfile.py.
+    monkeypatch.setattr(_sendfile, "ENABLED", False)
     options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)  # stream parts
     state = tmp_path / "s"
     with pytest.raises(persevere.SourceChanged, match="changed while it was being uploaded"):

@@ -1,6 +1,10 @@
 """The checksum as an aws-chunked trailer (persevere/_trailer.py): each byte of a part read
 once; an endpoint that refuses trailers (or ignores them) gets the header form; a part whose
-bytes change between attempts is still caught."""
+bytes change between attempts is still caught.
+
+Trailers are offered where the kernel does not send parts from the file (TLS): the local
+server speaks http, so these tests turn ``sendfile`` off (persevere/_sendfile.py; its own
+tests are tests/test_sendfile.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import pytest
 
 import persevere
+from persevere import _sendfile
 from persevere._checksums import CRC64NVME
 from persevere._source import SourceFile
 from persevere._trailer import Support, Trailers, encoded_length
@@ -21,6 +26,11 @@ from tests.test_reliability import rewrite_in_place
 
 MiB = 1 << 20
 TRAILER_LOG = "does not take checksums as aws-chunked trailers"
+
+
+@pytest.fixture(autouse=True)
+def _no_sendfile(monkeypatch):
+    monkeypatch.setattr(_sendfile, "ENABLED", False)
 
 
 def _chunked(headers: dict[bytes, bytes]) -> bool:

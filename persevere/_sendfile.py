@@ -1,0 +1,151 @@
+"""A streamed part's bytes sent by the kernel, from the file to the socket (``sendfile``).
+
+On a plain TCP connection (an ``http://`` endpoint, no TLS between the client and its
+socket) a part larger than the worker's buffer goes from the page cache to the socket without
+passing through Python: a worker thread calls ``os.sendfile`` on a duplicate of the
+connection's descriptor and comes back to the event loop every :data:`HOP_BYTES` (progress,
+stall detection, a stop). The loop neither reads nor writes those bytes, so on two cores the
+kernel's copying runs beside the loop's own work instead of inside it.
+
+Nothing is trusted that was not before: the part's checksum comes from its first pass (the
+header form) and S3 checks the bytes it received against it; bytes that changed in between are
+refused (``BadDigest``) and the range re-read (``PreparedPart.recheck``). A file that ends
+before the part does (it shrank) makes ``sendfile`` return 0: the body's error, the request
+cut. Where the connection is TLS, compressed or chunked, or a throttle is set, the part goes in
+slices as before (:class:`._body.StreamingBody`).
+
+Why a duplicate descriptor: the loop may close the connection (a stop, the other side's
+answer) while a thread is in ``sendfile``; its number could then name another connection. The
+duplicate keeps that socket, and only that one, until the thread is done with it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+# Off: every streamed part in slices through aiohttp (and trailers offered on http:// too).
+ENABLED = hasattr(os, "sendfile")
+# Bytes a thread sends before it comes back to the loop (progress, a stop, the stall watchdog).
+HOP_BYTES = 4 << 20
+# How long a thread waits for room in the socket before it comes back with what it sent.
+_POLL_MS = 500
+
+_NETWORK_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
+)
+
+
+class SourceEnded(Exception):
+    """The file ended inside the part: it is shorter than when the upload started."""
+
+
+class SourceUnreadable(Exception):
+    """``sendfile`` failed on the file's side (an I/O error), not the connection's."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Unsupported(SourceUnreadable):
+    """The kernel cannot send from this file to this socket (EINVAL, ENOSYS...): slices."""
+
+
+_UNSUPPORTED_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE})
+
+
+def plain_socket(writer: Any) -> int | None:
+    """The descriptor of the socket under aiohttp's ``writer`` if the body may bypass it: plain
+    TCP, no compression, no chunked framing, nothing of ours still buffered."""
+    if not ENABLED or getattr(writer, "chunked", False) or getattr(writer, "_compress", None):
+        return None
+    transport = getattr(writer, "transport", None)
+    if transport is None or transport.is_closing():
+        return None
+    if transport.get_extra_info("sslcontext") is not None:
+        return None
+    if transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    try:
+        fd = sock.fileno() if sock is not None else -1
+    except (OSError, ValueError):
+        return None
+    return fd if fd >= 0 else None
+
+
+def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """Blocking (call it from a thread): send up to ``min(count, HOP_BYTES)`` bytes of the file
+    from ``offset``; returns what was sent, 0 if the socket took nothing for ``_POLL_MS``.
+    Raises :class:`SourceEnded`, :class:`SourceUnreadable`, or the connection's ``OSError``."""
+    limit = min(count, HOP_BYTES)
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    done = 0
+    while done < limit:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + done, limit - done)
+        except BlockingIOError:
+            if not poller.poll(_POLL_MS):
+                break
+            continue
+        except OSError as exc:
+            if exc.errno in _NETWORK_ERRNOS:
+                raise
+            if exc.errno in _UNSUPPORTED_ERRNOS and done == 0:
+                raise Unsupported(exc) from exc
+            raise SourceUnreadable(exc) from exc
+        if n == 0:
+            raise SourceEnded
+        done += n
+    return done
+
+
+async def wait_flushed(writer: Any) -> None:
+    """Until what aiohttp wrote (the request's head) has left the transport's buffer."""
+    writer.send_headers()
+    transport = writer.transport
+    while transport is not None and transport.get_write_buffer_size() > 0:
+        if transport.is_closing():
+            raise ConnectionResetError(errno.ECONNRESET, "connection closed before the body")
+        await anyio.sleep(0.001)
+
+
+async def send_range(
+    writer: Any,
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    length: int,
+    on_sent: Callable[[int], None],
+) -> bool:
+    """Send ``length`` bytes of the file from ``offset`` as the request's body; False if the
+    kernel cannot send from this file (nothing of the body was sent: slices instead)."""
+    await wait_flushed(writer)
+    dup = os.dup(sock_fd)
+    try:
+        done = 0
+        while done < length:
+            try:
+                n = await anyio.to_thread.run_sync(
+                    send_some, dup, file_fd, offset + done, length - done
+                )
+            except Unsupported as exc:
+                if done:  # it sent before: a failure of the file, not a lack of support
+                    raise SourceUnreadable(exc.error) from exc
+                return False
+            if n:
+                done += n
+                writer.output_size += n
+                on_sent(n)
+            else:
+                await anyio.lowlevel.checkpoint()  # a stop lands here while the socket is full
+    finally:
+        os.close(dup)
+    return True
