@@ -8,6 +8,7 @@ shards as processes of their own, then completes the upload here."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shlex
 import sys
 import time
@@ -18,6 +19,7 @@ import typer
 
 from . import _errors
 from ._cli_flags import (
+    PROCESSES_AUTO,
     DryRunOpt,
     EndpointFlags,
     FileArg,
@@ -47,6 +49,8 @@ from ._cli_tree import TreeFlags, cp_tree
 from ._flag_groups import flag_groups
 from ._units import format_size
 
+log = logging.getLogger("persevere")
+
 
 def _source(file: Path) -> Any:
     """FILE resolved (:func:`._request.resolve_source`): '-' is a stream, or the file
@@ -67,6 +71,17 @@ def _plan_of(request: Any) -> Any:
         return request.layout(inspect_file(request.reads().path))
     except _errors.PersevereError:
         return None
+
+
+def _auto_processes(pieces: int) -> int | None:
+    """``--processes auto`` for an upload that can be shared out as ``pieces`` (parts, or the
+    shards it was made for): one process per usable core, no more than that; None for one
+    (the usual run, in this process)."""
+    from ._processes import auto_processes, usable_cores
+
+    count = auto_processes(pieces)
+    log.info("--processes auto: %d process(es), %d usable core(s)", count, usable_cores())
+    return count if count > 1 else None
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -130,8 +145,10 @@ def start(
         from ._logs import NamingStateFile
 
         progress = NamingStateFile(progress, state_file)
+    auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
-                           object_flags, shards or processes, dry_run)  # fmt: skip
+                           object_flags, shards or (None if auto else processes),
+                           dry_run)  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
         from ._logs import say_plan
@@ -140,6 +157,8 @@ def start(
     if dry_run:
         _dry_run(request, json_output)
         return
+    if auto:  # a stream, or a plan the core refuses (and says why below): one process
+        processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
         from ._upload import create_sharded
 
@@ -269,6 +288,10 @@ def resume(
     started = time.monotonic()
     request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
                               endpoint=endpoint_flags.endpoint())  # fmt: skip
+    if processes == PROCESSES_AUTO:  # a stream, or an upload that is over: this process
+        from ._processes import pieces_of
+
+        processes = _auto_processes(_reported(pieces_of, state_file))
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count
