@@ -67,6 +67,17 @@ def _processes(text: str) -> int:
     return count
 
 
+def _auto_processes(pieces: int) -> int | None:
+    """``--processes auto`` for what can be shared out as ``pieces`` (a file's parts, the
+    shards an upload was made for, a tree's files): :func:`._processes.auto_processes`, said
+    with ``-v``; None for one: the usual run, in this process."""
+    from ._processes import auto_processes, usable_cores
+
+    count = auto_processes(pieces)
+    log.info("--processes auto: %d process(es), %d usable core(s)", count, usable_cores())
+    return count if count > 1 else None
+
+
 def _rate(text: str) -> float:
     from ._bandwidth import parse_rate
 

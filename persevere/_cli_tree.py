@@ -17,6 +17,7 @@ from ._cli_flags import (
     ProcessesOpt,
     SendFlags,
     TransferFlags,
+    _auto_processes,
     _help,
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
@@ -168,11 +169,13 @@ def cp_tree(
         f"run the same command again: it sends what is not done (state file {journal})",
     )
     processes = tree.processes
-    if processes == PROCESSES_AUTO or (processes or 0) > 1:
-        if request.shard is not None:
-            _usage_error("give --shard or --processes, not both", "--processes")
-    if processes == PROCESSES_AUTO:
-        processes = _auto_processes(request)
+    if processes not in (None, 1) and request.shard is not None:
+        _usage_error("give --shard or --processes, not both", "--processes")
+    if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
+        from ._processes import usable_cores
+        from ._tree import file_count
+
+        processes = _auto_processes(_reported(file_count, request) if usable_cores() > 1 else 1)
     if processes is not None and processes > 1:
         result = _in_processes(request, processes, progress, stopped)
     else:
@@ -180,18 +183,6 @@ def cp_tree(
     _print_tree(result, json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _auto_processes(request: Any) -> int:
-    """``--processes auto`` for a tree: one process per usable core, no more than it has
-    files (not walked for one core)."""
-    from ._processes import auto_processes, usable_cores
-    from ._tree import file_count
-
-    files = _reported(file_count, request) if usable_cores() > 1 else 1
-    count = auto_processes(files)
-    log.info("--processes auto: %d process(es), %d usable core(s)", count, usable_cores())
-    return count
 
 
 def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[str, str]) -> Any:

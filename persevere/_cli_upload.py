@@ -8,7 +8,6 @@ shards as processes of their own, then completes the upload here."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shlex
 import sys
 import time
@@ -34,6 +33,7 @@ from ._cli_flags import (
     StateFileOpt,
     TransferFlags,
     VerifyPartsOpt,
+    _auto_processes,
     _target,
 )
 from ._cli_run import (
@@ -48,8 +48,6 @@ from ._cli_run import (
 from ._cli_tree import TreeFlags, cp_tree
 from ._flag_groups import flag_groups
 from ._units import format_size
-
-log = logging.getLogger("persevere")
 
 
 def _source(file: Path) -> Any:
@@ -71,17 +69,6 @@ def _plan_of(request: Any) -> Any:
         return request.layout(inspect_file(request.reads().path))
     except _errors.PersevereError:
         return None
-
-
-def _auto_processes(pieces: int) -> int | None:
-    """``--processes auto`` for an upload that can be shared out as ``pieces`` (parts, or the
-    shards it was made for): one process per usable core, no more than that; None for one
-    (the usual run, in this process)."""
-    from ._processes import auto_processes, usable_cores
-
-    count = auto_processes(pieces)
-    log.info("--processes auto: %d process(es), %d usable core(s)", count, usable_cores())
-    return count if count > 1 else None
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -157,7 +144,7 @@ def start(
     if dry_run:
         _dry_run(request, json_output)
         return
-    if auto:  # a stream, or a plan the core refuses (and says why below): one process
+    if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
         from ._upload import create_sharded

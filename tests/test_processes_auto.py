@@ -72,9 +72,10 @@ def test_auto_on_one_core_runs_here(s3_env, bucket, s3_client, make_file, tmp_pa
                                     monkeypatch):  # fmt: skip
     monkeypatch.setattr(_processes, "usable_cores", lambda: 1)
     file, state = make_file(12 * MiB, seed=162), tmp_path / "s"
-    done = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
-               "--part-size", "5MiB", "--processes", "auto", "--no-progress")  # fmt: skip
+    done = cli(s3_env, "-v", "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+               state, "--part-size", "5MiB", "--processes", "auto", "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "--processes auto: 1 process(es), 1 usable core(s)" in done.stderr
     assert_done(s3_client, bucket, file)
     assert _header(state).get("shards") is None and _shard_journals(state) == []
     # resume of an upload made for 2 shards, on one core: the usual resume sends them all
