@@ -26,7 +26,7 @@ from . import _errors
 from ._checksums import AlgorithmName
 from ._cli_run import _note_json, _reported, _usage_error
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
-from ._options import MAX_CONCURRENCY
+from ._options import MAX_CONCURRENCY, MAX_PROCESSES
 from ._units import parse_duration, parse_size
 
 T = TypeVar("T")
@@ -47,6 +47,35 @@ def _parser(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 def _part_size(text: str) -> int | None:
     return None if text.strip().lower() == "auto" else parse_size(text)
+
+
+# What ``--processes auto`` parses to: each command resolves it, knowing what it can split
+# (:func:`._processes.auto_processes`); never a count (they are 1..MAX_PROCESSES).
+PROCESSES_AUTO = -1
+
+
+def _processes(text: str) -> int:
+    """``--processes``: a count, as click's IntRange took it (its words), or 'auto'."""
+    if text.strip().lower() == "auto":
+        return PROCESSES_AUTO
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid integer or 'auto'.") from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise ValueError(f"{count} is not in the range 1<=x<={MAX_PROCESSES} or 'auto'.")
+    return count
+
+
+def _auto_processes(pieces: int) -> int | None:
+    """``--processes auto`` for what can be shared out as ``pieces`` (a file's parts, the
+    shards an upload was made for, a tree's files): :func:`._processes.auto_processes`, said
+    with ``-v``; None for one: the usual run, in this process."""
+    from ._processes import auto_processes, usable_cores
+
+    count = auto_processes(pieces)
+    log.info("--processes auto: %d process(es), %d usable core(s)", count, usable_cores())
+    return count if count > 1 else None
 
 
 def _rate(text: str) -> float:
@@ -220,10 +249,13 @@ ProcessesOpt = Annotated[
     int | None,
     typer.Option(
         "--processes",
-        min=1,
-        max=64,
-        help="Split the upload into this many shards, each a process of its own (an event "
-        "loop and a core each), then complete: when one process is CPU-bound.",
+        parser=_parser(_processes),
+        metavar="N|auto",
+        help="Split the upload into N shards (1..64), each a process of its own (an event "
+        "loop and a core each), then complete. 'auto': one per usable core, no more than the "
+        "file has parts; one core, a stream or a single part: the usual single process. It "
+        "pays only when this process is the limit (CPU-bound), not the server or the link: "
+        "cores the server shares are not idle ones.",
     ),
 ]
 VerifyPartsOpt = Annotated[

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ._cli_flags import EndpointFlags, ObjectFlags, SendFlags, TransferFlags
+from ._cli_flags import (
+    PROCESSES_AUTO,
+    EndpointFlags,
+    ObjectFlags,
+    ProcessesOpt,
+    SendFlags,
+    TransferFlags,
+    _auto_processes,
+    _help,
+)
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
 
@@ -62,13 +71,13 @@ ShardOpt = Annotated[
 
 TreeProcessesOpt = Annotated[
     int | None,
-    typer.Option(
-        "--processes",
-        min=1,
-        max=64,
-        help="A directory: split it into this many shards (by file path), each a process of "
-        "its own (an event loop and a core each), then take their journals in and send what is "
-        "left: when one process is CPU-bound (many small files).",
+    _help(
+        ProcessesOpt,
+        "A directory: split it into N shards (1..64, by file path), each a process of its own "
+        "(an event loop and a core each), then take their journals in and send what is left. "
+        "'auto': one per usable core, no more than the tree has files (one: the usual single "
+        "process). It pays only when this process is the limit (CPU-bound: many small files), "
+        "not the server or the link: cores the server shares are not idle ones.",
     ),
 ]
 
@@ -159,10 +168,16 @@ def cp_tree(
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",
     )
-    if tree.processes is not None and tree.processes > 1:
-        if request.shard is not None:
-            _usage_error("give --shard or --processes, not both", "--processes")
-        result = _in_processes(request, tree.processes, progress, stopped)
+    processes = tree.processes
+    if processes not in (None, 1) and request.shard is not None:
+        _usage_error("give --shard or --processes, not both", "--processes")
+    if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
+        from ._processes import usable_cores
+        from ._tree import file_count
+
+        processes = _auto_processes(_reported(file_count, request) if usable_cores() > 1 else 1)
+    if processes is not None and processes > 1:
+        result = _in_processes(request, processes, progress, stopped)
     else:
         result = _run(lambda: copy_tree(request, progress), stopped=stopped)
     _print_tree(result, json_output)

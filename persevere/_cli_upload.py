@@ -18,6 +18,7 @@ import typer
 
 from . import _errors
 from ._cli_flags import (
+    PROCESSES_AUTO,
     DryRunOpt,
     EndpointFlags,
     FileArg,
@@ -32,6 +33,7 @@ from ._cli_flags import (
     StateFileOpt,
     TransferFlags,
     VerifyPartsOpt,
+    _auto_processes,
     _target,
 )
 from ._cli_run import (
@@ -130,8 +132,10 @@ def start(
         from ._logs import NamingStateFile
 
         progress = NamingStateFile(progress, state_file)
+    auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
-                           object_flags, shards or processes, dry_run)  # fmt: skip
+                           object_flags, shards or (None if auto else processes),
+                           dry_run)  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
         from ._logs import say_plan
@@ -140,6 +144,8 @@ def start(
     if dry_run:
         _dry_run(request, json_output)
         return
+    if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
+        processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
         from ._upload import create_sharded
 
@@ -269,6 +275,10 @@ def resume(
     started = time.monotonic()
     request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
                               endpoint=endpoint_flags.endpoint())  # fmt: skip
+    if processes == PROCESSES_AUTO:  # a stream, or an upload that is over: this process
+        from ._processes import pieces_of
+
+        processes = _auto_processes(_reported(pieces_of, state_file))
     if processes is not None:
         from ._journal import read_state
         from ._processes import shard_count

@@ -18,6 +18,7 @@ from ._retry import Call, RetryPolicy, policy
 from ._units import MiB
 
 MAX_CONCURRENCY = 256
+MAX_PROCESSES = 64  # --processes: shard processes of one machine
 
 
 @dataclass(slots=True)

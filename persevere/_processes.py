@@ -14,6 +14,10 @@ completed by this process alone. The shards share this process's group, so the t
 Ctrl-C reaches them too: each takes a repeat of the stop as the same stop, and a second signal
 here (the user insisting) ends them at once (every part they recorded is safe: a journal line
 counts once it is fsync'd).
+
+``--processes auto`` is :func:`auto_processes`: one process per usable core, no more than there
+is to share out (a file's parts, the shards an upload was made for, a tree's files); 1 is the
+usual run in the caller's process.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import pickle
 import signal
 import subprocess
@@ -37,7 +42,7 @@ from ._completion import UploadResult, attach_state_file
 from ._errors import Interrupted, PersevereError
 from ._journal import read_state
 from ._logs import json_lines
-from ._options import UploadOptions
+from ._options import MAX_PROCESSES, UploadOptions
 from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._request import Request
@@ -82,6 +87,41 @@ class ShardRun:
 
     exit_code: int
     bytes_sent: int
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or ``taskset``'s
+    share of the machine), else all the machine's (macOS, Windows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def auto_processes(pieces: int, cores: int | None = None) -> int:
+    """``--processes auto``: one process per usable core (``cores``, default
+    :func:`usable_cores`), no more than the ``pieces`` there are to share out (a file's parts,
+    the shards an upload was made for, a tree's files) nor ``MAX_PROCESSES``. 1 (one core; a
+    stream or a single part, which cannot be split): the usual run, in the caller's process.
+    Cores, not idle ones: a server or other work on the same cores is not counted."""
+    if cores is None:
+        cores = usable_cores()
+    return max(1, min(cores, pieces, MAX_PROCESSES))
+
+
+def pieces_of(state_file: Path) -> int:
+    """What the upload ``state_file`` records can be shared out as: the shards it was made for,
+    else its parts; 1 when nothing is to be split: a stream (read once, in order) or an upload
+    that is over (completed or aborted)."""
+    state = read_state(state_file)
+    header = state.header
+    if state.finished is not None or header.stream:
+        return 1
+    if header.shards:
+        return header.shards
+    plan = header.plan(state_file)
+    assert isinstance(plan, PartPlan)  # not a stream
+    return plan.part_count
 
 
 def shard_count(state_file: Path, processes: int) -> int:

@@ -296,8 +296,7 @@ def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
 def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) -> Listing:
     """The files this run takes (its shard's), what it refuses and, for the whole tree,
     what was removed; noted in ``result``. Blocking."""
-    listing = walk(req.root, include=req.include, exclude=req.exclude,
-                   follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+    listing = _walk(req)
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
@@ -308,6 +307,17 @@ def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) ->
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
         result.removed = _removed(req.root, done, listing)
     return listing
+
+
+def _walk(req: TreeRequest) -> Listing:
+    return walk(req.root, include=req.include, exclude=req.exclude,
+                follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+
+
+def file_count(req: TreeRequest) -> int:
+    """How many files the whole tree has to upload (what ``--processes auto`` shares out):
+    one walk, blocking."""
+    return len(_walk(req).files)
 
 
 def _split(
