@@ -18,7 +18,7 @@ WORKERS ?= 4
 BENCH_ARGS ?=  # e.g. --quick (a ~3 min smoke run into benchmarks/results/tmp/quick)
 BENCH_TREE_ARGS ?=  # e.g. --quick (~2 min: trees at a tenth, 1 run, the re-run) or --runs 5
 
-.PHONY: install test test-all coverage lint demo bench bench-tree dist
+.PHONY: install test test-all coverage lint demo bench bench-tree bench-sink dist
 
 # Stamp files make `make test` cheap after the first run: pip runs again only when
 # pyproject.toml changes (the install is editable, so source edits need no reinstall).
@@ -96,3 +96,13 @@ bench: $(VENV)/.installed-bench
 # run of the three peers on this shared machine).
 bench-tree: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.tree_compare --rerun $(BENCH_TREE_ARGS)
+
+# The client's own ceiling (issue 26): 4 GiB to the null sink, then 1 and 4 GiB to SeaweedFS,
+# persevere (one process and --processes 2) against obstore, 5 interleaved runs each; and peak
+# RSS at 64 and 512 MiB parts (benchmarks/README.md, "The client's ceiling"). ~25 min.
+bench-sink: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.sink_compare --size 4GiB --servers sink --tools persevere,persevere+2,obstore $(BENCH_SINK_ARGS)
+	$(BIN)/python -m benchmarks.sink_compare --size 1GiB --servers seaweedfs --tools persevere,obstore $(BENCH_SINK_ARGS)
+	$(BIN)/python -m benchmarks.sink_compare --size 4GiB --servers seaweedfs --tools persevere,obstore $(BENCH_SINK_ARGS)
+	$(BIN)/python -m benchmarks.sink_compare --size 1GiB --servers seaweedfs --part-size 64MiB --tools persevere,obstore $(BENCH_SINK_ARGS)
+	$(BIN)/python -m benchmarks.sink_compare --size 1GiB --servers seaweedfs --part-size 512MiB --tools persevere,obstore $(BENCH_SINK_ARGS)

@@ -65,6 +65,8 @@ def plain_socket(writer: Any) -> int | None:
     TCP, no compression, no chunked framing, nothing of ours still buffered."""
     if not ENABLED or getattr(writer, "chunked", False) or getattr(writer, "_compress", None):
         return None
+    if not hasattr(writer, "send_headers"):  # an aiohttp older than 3.12: slices
+        return None
     transport = getattr(writer, "transport", None)
     if transport is None or transport.is_closing():
         return None
