@@ -146,6 +146,9 @@ def test_only_a_plain_socket_is_sent_to():
         def __init__(self, transport):
             self.transport = transport
 
+        def send_headers(self):
+            pass
+
     assert _sendfile.plain_socket(Writer(Transport(socket=Sock()))) == 7
     assert _sendfile.plain_socket(Writer(Transport(socket=Sock(), sslcontext=object()))) is None
     assert _sendfile.plain_socket(Writer(Transport(socket=Sock(), ssl_object=object()))) is None
@@ -153,6 +156,13 @@ def test_only_a_plain_socket_is_sent_to():
     chunked = Writer(Transport(socket=Sock()))
     chunked.chunked = True
     assert _sendfile.plain_socket(chunked) is None
+
+    class OldWriter:  # an aiohttp before 3.12 sends its head with the first body bytes
+        chunked = False
+        _compress = None
+        transport = Transport(socket=Sock())
+
+    assert _sendfile.plain_socket(OldWriter()) is None
 
 
 @pytest.mark.anyio
