@@ -357,6 +357,9 @@ def quiet_abandoned_connection_errors() -> None:
     """
     import asyncio
 
+    from ._aiohttp_import import import_aiohttp
+
+    import_aiohttp()  # the first import of aiohttp: see _aiohttp_import
     import aiohttp
 
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,58 @@ def test_a_small_upload_imports_only_what_it_uses(
     assert _unwanted(modules) == []
     own = sorted(name for name in modules if name.startswith("persevere."))
     assert len(own) <= PERSEVERE_MODULES_BUDGET, own
+
+
+# Runs the CLI as above, and prints what aiohttp's default TLS contexts hold once it is done.
+_RUN_AND_COUNT_CAS = """
+import atexit, json, os, runpy, sys
+def report():
+    from aiohttp import connector
+    defaults = (connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED)
+    print(json.dumps({"cas": [context.cert_store_stats()["x509_ca"] for context in defaults],
+                      "SSL_CERT_FILE": os.environ.get("SSL_CERT_FILE")}), file=sys.__stdout__)
+atexit.register(report)
+sys.argv = ["persevere", *sys.argv[1:]]
+runpy.run_module("persevere", run_name="__main__")
+"""
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("cert_file", [None, ssl.get_default_verify_paths().openssl_cafile])
+def test_the_cli_does_not_load_the_ca_file_for_aiohttps_unused_defaults(
+    s3_env: dict[str, str],
+    bucket: str,
+    make_file: MakeFile,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cert_file: str | None,
+) -> None:
+    if cert_file is None:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    else:
+        monkeypatch.setenv("SSL_CERT_FILE", cert_file)
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_COUNT_CAS, "cp", str(make_file(0, name="empty")),
+         f"s3://{bucket}/zero", "--state-file", str(tmp_path / "state")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["cas"] == [0, 0]
+    assert seen["SSL_CERT_FILE"] == cert_file  # restored
+
+
+@pytest.mark.process
+def test_a_library_process_gets_aiohttps_defaults_as_they_are() -> None:
+    code = (
+        "import json, ssl; from persevere._aiohttp_import import import_aiohttp; "
+        "import_aiohttp(); from aiohttp import connector; print(json.dumps(["
+        "connector._SSL_CONTEXT_VERIFIED.cert_store_stats(), "
+        "ssl.create_default_context().cert_store_stats()]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    aiohttps, systems = json.loads(done.stdout)
+    assert aiohttps == systems
 
 
 @pytest.mark.parametrize("type_name", ["service-2", "endpoint-rule-set-1"])
