@@ -109,6 +109,9 @@ def main() -> None:
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
     _aiohttp_import.CA_FILE_UNUSED = True  # no request here uses aiohttp's default TLS contexts
+    _s3.MODELS_CACHE_DIR = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "persevere", "botocore"
+    )
     # Until a command's work starts (its event loop then watches the signals), a stop signal
     # finds nothing begun: exit as interrupted, with its code, not as killed.
     for signum in _STOP_SIGNALS:
