@@ -217,6 +217,18 @@ def test_a_cache_directory_that_cannot_be_made_only_means_parsing(tmp_path: Path
     )
 
 
+def test_the_clis_cache_directory_is_absolute_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    from persevere._cli import _models_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", "/cache")
+    assert _models_cache_dir() == "/cache/persevere/botocore"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert _models_cache_dir() == "/home/someone/.cache/persevere/botocore"
+    monkeypatch.setenv("HOME", "relative")
+    assert _models_cache_dir() is None  # never a cache in the current directory
+
+
 def test_loader_leaves_other_services_and_data_to_botocore() -> None:
     loader = s3_loader(None)
     assert loader.load_service_model("sts", "service-2") == Loader().load_service_model(
