@@ -14,23 +14,97 @@ spends about twice as long around the parsing as on it:
 This loader skips the service listing for ``s3`` (the version is still looked up, so a model
 in ``AWS_DATA_PATH`` or ``~/.aws/models`` still wins over the bundled one) and parses with
 plain dicts. Everything else is botocore's own code path.
+
+Given a cache directory (the CLI's: ``$XDG_CACHE_HOME/persevere/botocore``), it also keeps
+each document it parsed there, in ``marshal``'s format, which reads back in about half the
+time of gunzip and ``json.loads`` (about 0.01 CPU-s per client; see benchmarks/README.md,
+"Start-up"). A kept document is named by the BLAKE2b digest of the bytes it was parsed from
+and by the interpreter's tag (marshal's format is the interpreter's), so a hit is the parse of
+exactly the bytes on disk now: another botocore, or a model in ``AWS_DATA_PATH``, has other
+bytes and so another name. Each kept file starts with the digest of what follows it, checked
+on every read: a torn or damaged file is parsed again and rewritten (a temporary file renamed
+over it: a reader sees a whole file or none). A directory that cannot be read or written
+(read-only home, full disk) only means parsing, as without one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import hashlib
 import json
+import marshal
 import os
+import sys
+import tempfile
 from typing import Any
 
 from botocore.loaders import JSONFileLoader, Loader, instance_cache
 
+_CHECK_BYTES = 32  # the BLAKE2b digest of a kept file's payload, at its start
+
 
 class _PlainJSONFileLoader(JSONFileLoader):
+    def __init__(self, cache_dir: str | None = None) -> None:
+        self.cache_dir = cache_dir
+
     def _load_file(self, full_path: str, open_method: Any) -> Any:
         if not os.path.isfile(full_path):
             return None
-        with open_method(full_path, "rb") as fp:
-            return json.loads(fp.read())
+        with open(full_path, "rb") as fp:
+            raw = fp.read()
+        gzipped = full_path.endswith(".gz")  # botocore's two forms: .json and .json.gz
+        if self.cache_dir is None:
+            return _parse(raw, gzipped)
+        kept_path = os.path.join(
+            self.cache_dir,
+            f"{hashlib.blake2b(raw, digest_size=20).hexdigest()}.{sys.implementation.cache_tag}",
+        )
+        kept = _read_kept(kept_path)
+        if kept is not None:
+            return kept
+        document = _parse(raw, gzipped)
+        _keep(kept_path, document)
+        return document
+
+
+def _parse(raw: bytes, gzipped: bool) -> Any:
+    return json.loads(gzip.decompress(raw) if gzipped else raw)
+
+
+def _read_kept(path: str) -> Any:
+    """The document kept at ``path``, or None (absent, unreadable, torn or damaged)."""
+    try:
+        with open(path, "rb") as fp:
+            kept = fp.read()
+    except OSError:
+        return None
+    payload = memoryview(kept)[_CHECK_BYTES:]
+    if hashlib.blake2b(payload, digest_size=_CHECK_BYTES).digest() != kept[:_CHECK_BYTES]:
+        return None
+    try:
+        return marshal.loads(payload)
+    except (EOFError, ValueError, TypeError):  # pragma: no cover - the digest matched
+        return None
+
+
+def _keep(path: str, document: Any) -> None:
+    payload = marshal.dumps(document)
+    check = hashlib.blake2b(payload, digest_size=_CHECK_BYTES).digest()
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".kept-")
+        try:
+            with os.fdopen(fd, "wb") as fp:
+                fp.write(check + payload)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError:
+        pass  # not kept: parsed again next time
 
 
 class S3Loader(Loader):
@@ -52,9 +126,10 @@ class S3Loader(Loader):
         return model
 
 
-def s3_loader(data_path: str | None) -> S3Loader:
-    """The loader ``botocore.loaders.create_loader`` would make, with the shortcuts above."""
-    if data_path is None:
-        return S3Loader()
-    paths = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
-    return S3Loader(extra_search_paths=paths)
+def s3_loader(data_path: str | None, cache_dir: str | None = None) -> S3Loader:
+    """The loader ``botocore.loaders.create_loader`` would make, with the shortcuts above;
+    ``cache_dir``: where parsed documents are kept between runs (None: nowhere)."""
+    paths = None
+    if data_path is not None:
+        paths = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+    return S3Loader(extra_search_paths=paths, file_loader=_PlainJSONFileLoader(cache_dir))

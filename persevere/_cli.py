@@ -102,12 +102,14 @@ app.command("bench")(bench)
 
 
 def main() -> None:
-    from . import _s3
+    from . import _aiohttp_import, _s3
     from ._loop import pause_collector, resume_collector
 
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
+    _aiohttp_import.CA_FILE_UNUSED = True  # no request here uses aiohttp's default TLS contexts
+    _s3.MODELS_CACHE_DIR = _models_cache_dir()
     # Until a command's work starts (its event loop then watches the signals), a stop signal
     # finds nothing begun: exit as interrupted, with its code, not as killed.
     for signum in _STOP_SIGNALS:
@@ -118,6 +120,15 @@ def main() -> None:
         app(prog_name="persevere")
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
+
+
+def _models_cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/persevere/botocore``, else under ``~/.cache``; None if neither is an
+    absolute path (a relative one would put the cache in whatever directory the command ran)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.expanduser(os.path.join("~", ".cache"))
+    return os.path.join(base, "persevere", "botocore") if os.path.isabs(base) else None
 
 
 def _stopped_before_starting(signum: int, frame: object) -> None:

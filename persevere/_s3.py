@@ -42,6 +42,10 @@ T = TypeVar("T")
 # of its own stays frozen.
 FROZEN_UNTIL_EXIT = False
 
+# Where botocore's parsed documents (the S3 model) are kept between runs: the CLI sets it (see
+# _botocore_loader); a library caller's process parses them for each client, writing nothing.
+MODELS_CACHE_DIR: str | None = None
+
 
 @contextmanager
 def many_clients() -> Iterator[None]:
@@ -241,7 +245,7 @@ async def open_client(
 
         session = get_session()
         session.register_component(
-            "data_loader", s3_loader(session.get_config_variable("data_path"))
+            "data_loader", s3_loader(session.get_config_variable("data_path"), MODELS_CACHE_DIR)
         )
         # Only the client's creation is translated here: a ValueError raised later, while the
         # client is in use, is not a bad endpoint URL.
@@ -359,6 +363,9 @@ def quiet_abandoned_connection_errors() -> None:
     """
     import asyncio
 
+    from ._aiohttp_import import import_aiohttp
+
+    import_aiohttp()  # the first import of aiohttp: see _aiohttp_import
     import aiohttp
 
     loop = asyncio.get_running_loop()
