@@ -102,13 +102,13 @@ app.command("bench")(bench)
 
 
 def main() -> None:
-    from . import _aiohttp_import, _s3
+    from . import _s3
     from ._loop import pause_collector, resume_collector
 
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
-    _aiohttp_import.CA_FILE_UNUSED = True  # no request here uses aiohttp's default TLS contexts
+    _s3.CA_FILE_UNUSED = True  # no request here uses aiohttp's default TLS contexts
     _s3.MODELS_CACHE_DIR = _models_cache_dir()
     # Until a command's work starts (its event loop then watches the signals), a stop signal
     # finds nothing begun: exit as interrupted, with its code, not as killed.

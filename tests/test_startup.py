@@ -164,7 +164,7 @@ def test_the_cli_does_not_load_the_ca_file_for_aiohttps_unused_defaults(
 @pytest.mark.process
 def test_a_library_process_gets_aiohttps_defaults_as_they_are() -> None:
     code = (
-        "import json, ssl; from persevere._aiohttp_import import import_aiohttp; "
+        "import json, ssl; from persevere._s3 import import_aiohttp; "
         "import_aiohttp(); from aiohttp import connector; print(json.dumps(["
         "connector._SSL_CONTEXT_VERIFIED.cert_store_stats(), "
         "ssl.create_default_context().cert_store_stats()]))"
