@@ -22,8 +22,10 @@ duplicate keeps that socket, and only that one, until the thread is done with it
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +35,8 @@ import anyio
 ENABLED = hasattr(os, "sendfile")
 # Bytes a thread sends before it comes back to the loop (progress, a stop, the stall watchdog).
 HOP_BYTES = 4 << 20
-# How long a thread waits for room in the socket before it comes back with what it sent.
+# How long a thread stays out: it comes back with what it sent by then, even on a slow link
+# that takes every byte it is given (the stall watchdog and a stop see progress every half second).
 _POLL_MS = 500
 
 _NETWORK_ERRNOS = frozenset(
@@ -82,17 +85,19 @@ def plain_socket(writer: Any) -> int | None:
 
 def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
     """Blocking (call it from a thread): send up to ``min(count, HOP_BYTES)`` bytes of the file
-    from ``offset``; returns what was sent, 0 if the socket took nothing for ``_POLL_MS``.
+    from ``offset`` for at most ``_POLL_MS``; returns what was sent (0: the socket took nothing).
     Raises :class:`SourceEnded`, :class:`SourceUnreadable`, or the connection's ``OSError``."""
     limit = min(count, HOP_BYTES)
     poller = select.poll()
     poller.register(sock_fd, select.POLLOUT)
+    back_by = time.monotonic() + _POLL_MS / 1000
     done = 0
     while done < limit:
         try:
             n = os.sendfile(sock_fd, file_fd, offset + done, limit - done)
         except BlockingIOError:
-            if not poller.poll(_POLL_MS):
+            wait_ms = math.ceil((back_by - time.monotonic()) * 1000)
+            if wait_ms <= 0 or not poller.poll(wait_ms):
                 break
             continue
         except OSError as exc:
@@ -104,6 +109,8 @@ def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
         if n == 0:
             raise SourceEnded
         done += n
+        if time.monotonic() >= back_by:
+            break
     return done
 
 
