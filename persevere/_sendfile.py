@@ -14,9 +14,10 @@ before the part does (it shrank) makes ``sendfile`` return 0: the body's error, 
 cut. Where the connection is TLS, compressed or chunked, or a throttle is set, the part goes in
 slices as before (:class:`._body.StreamingBody`).
 
-Why a duplicate descriptor: the loop may close the connection (a stop, the other side's
-answer) while a thread is in ``sendfile``; its number could then name another connection. The
-duplicate keeps that socket, and only that one, until the thread is done with it.
+Why duplicate descriptors: the loop may close the connection (a stop, the other side's
+answer) and the caller the file while a thread is in ``sendfile``; their numbers could then
+name another connection or file. The duplicates keep that socket and that file, and only
+those, until the thread is done with them.
 """
 
 from __future__ import annotations
@@ -115,12 +116,15 @@ def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
 
 
 async def wait_flushed(writer: Any) -> None:
-    """Until what aiohttp wrote (the request's head) has left the transport's buffer."""
+    """Until what aiohttp wrote (the request's head) has left the transport's buffer; the
+    connection's error if the transport closed meanwhile (a close drops what it buffered)."""
     writer.send_headers()
     transport = writer.transport
-    while transport is not None and transport.get_write_buffer_size() > 0:
-        if transport.is_closing():
+    while True:
+        if transport is None or transport.is_closing():
             raise ConnectionResetError(errno.ECONNRESET, "connection closed before the body")
+        if transport.get_write_buffer_size() == 0:
+            return
         await anyio.sleep(0.001)
 
 
@@ -133,15 +137,21 @@ async def send_range(
     on_sent: Callable[[int], None],
 ) -> bool:
     """Send ``length`` bytes of the file from ``offset`` as the request's body; False if the
-    kernel cannot send from this file (nothing of the body was sent: slices instead)."""
-    await wait_flushed(writer)
-    dup = os.dup(sock_fd)
+    kernel cannot send from this file (nothing of the body was sent: slices instead).
+
+    Both descriptors are duplicated before anything waits: the loop may close the connection,
+    and the caller the file (a cut send's thread runs on until its hop ends), and a new
+    connection or file may then take either number."""
+    dups = [os.dup(sock_fd)]
     try:
+        dups.append(os.dup(file_fd))
+        sock, file = dups
+        await wait_flushed(writer)
         done = 0
         while done < length:
             try:
                 n = await anyio.to_thread.run_sync(
-                    send_some, dup, file_fd, offset + done, length - done
+                    send_some, sock, file, offset + done, length - done
                 )
             except Unsupported as exc:
                 if done:  # it sent before: a failure of the file, not a lack of support
@@ -154,5 +164,6 @@ async def send_range(
             else:
                 await anyio.lowlevel.checkpoint()  # a stop lands here while the socket is full
     finally:
-        os.close(dup)
+        for fd in dups:
+            os.close(fd)
     return True

@@ -3,21 +3,35 @@ connection reused after a sent body, descriptors after many failures."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
+import anyio
+import pytest
+
 from persevere import _sendfile
+from tests.conftest import persevere, sha256_of_file, sha256_of_object
+from tests.faultproxy import Fault, FaultProxy
+from tests.proxybase import Hold
+from tests.test_faults import upstream
 
 MiB = 1 << 20
 
 
-def _slow_link(rate_bytes_s: float) -> tuple[socket.socket, threading.Event, threading.Thread]:
+def _slow_link(
+    rate_bytes_s: float, received: bytearray | None = None
+) -> tuple[socket.socket, threading.Event, threading.Thread]:
     """A TCP connection on loopback with small buffers whose far end reads at ``rate_bytes_s``
-    (a slow uplink: the socket takes a little, often), and the event that ends the reader."""
+    (a slow uplink: the socket takes a little, often) into ``received``, and the event that
+    ends the reader."""
+    client = socket.socket()  # first: it takes the lowest free descriptor number
     listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     client.connect(listener.getsockname())
     server, _ = listener.accept()
@@ -31,10 +45,13 @@ def _slow_link(rate_bytes_s: float) -> tuple[socket.socket, threading.Event, thr
             server.settimeout(0.1)
             while not done.is_set():
                 try:
-                    if not server.recv(32 * 1024):
-                        return
+                    data = server.recv(32 * 1024)
                 except TimeoutError:
                     continue
+                if not data:
+                    return
+                if received is not None:
+                    received.extend(data)
                 time.sleep(32 * 1024 / rate_bytes_s)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -62,3 +79,144 @@ def test_a_thread_comes_back_within_its_poll_time_on_a_slow_link(tmp_path):
         reader.join()
     assert 0 < sent < _sendfile.HOP_BYTES
     assert elapsed < 2 * _sendfile._POLL_MS / 1000
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_sigterm_while_the_kernel_send_is_blocked_stops_promptly(
+    s3_env, s3_server, s3_client, bucket, make_file, tmp_path
+):
+    """The far end stops reading 2 MiB into each part (a 16 MiB part: more than the socket
+    buffers hold, so its body is never all sent): SIGTERM still stops in seconds, exit 130
+    with the resume command, and resume finishes the object."""
+    file, state = make_file(32 * MiB, seed=32), tmp_path / "s"
+    held = Hold()
+    plan = lambda n: Fault("hold", at_byte=2 * MiB, hold=held)  # noqa: E731
+    with FaultProxy(upstream(s3_server), plan) as proxy:
+        env = {**s3_env, "AWS_ENDPOINT_URL": proxy.url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "persevere", "upload", "start", str(file), f"s3://{bucket}/k",
+             "--state-file", str(state), "--part-size", "16MiB", "--no-progress"],
+            env={**os.environ, **env}, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        held.wait(60)
+        time.sleep(1.0)  # the socket buffers fill: the thread is in sendfile / poll
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        elapsed = time.monotonic() - started
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert "persevere upload resume" in stderr
+        assert elapsed < 5, stderr
+        proxy.plan = lambda n: Fault("none")
+        held.release()
+        assert persevere(env, "upload", "resume", "--state-file", state).returncode == 0
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+class _Transport:
+    def __init__(self, on_buffer_size=lambda: 0):
+        self.closing = False
+        self._on_buffer_size = on_buffer_size
+
+    def is_closing(self):
+        return self.closing
+
+    def get_write_buffer_size(self):
+        return self._on_buffer_size()
+
+
+class _Writer:
+    """What send_range uses of aiohttp's StreamWriter."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.output_size = 0
+
+    def send_headers(self):
+        pass
+
+
+@pytest.mark.anyio
+async def test_a_send_being_cut_never_reads_a_file_opened_after_its_own_closed(tmp_path):
+    """aiohttp cancels the body's writer when an answer comes first (an early error): the
+    thread goes on until its hop ends while the caller moves on and may close the part's file,
+    whose number the next open file takes. The thread must not send from that one."""
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.write_bytes(b"m" * (8 * MiB))
+    other.write_bytes(b"X" * (8 * MiB))
+    received = bytearray()
+    client, done, reader = _slow_link(1 * MiB, received)
+    fd = os.open(mine, os.O_RDONLY)
+    moved = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                _sendfile.send_range, _Writer(_Transport()), client.fileno(), fd, 0, 8 * MiB,
+                lambda n: moved.set(),
+            )  # fmt: skip
+            await moved.wait()  # a hop came back
+            await anyio.sleep(0.2)  # the next one is under way
+            tg.cancel_scope.cancel()
+            os.close(fd)  # the caller is done with the file
+            fd = os.open(other, os.O_RDONLY)  # the lowest free number: the one just closed
+    finally:
+        os.close(fd)
+        await anyio.sleep(0.3)  # the reader takes what was sent
+        done.set()
+        client.close()
+        reader.join()
+    assert received and b"X" not in received
+
+
+@pytest.mark.anyio
+async def test_a_connection_closed_while_the_head_flushes_is_not_replaced(tmp_path):
+    """The loop closes the connection while send_range waits for the request's head to leave
+    (asyncio drops the unsent buffer and marks the transport closing); its descriptor's number
+    is taken by a new connection. The body must not go to that one."""
+    file = tmp_path / "f"
+    file.write_bytes(b"b" * MiB)
+    received = bytearray()
+    client, done, reader = _slow_link(100 * MiB)
+    stranger, stranger_done, stranger_reader = None, None, None
+    transport = None
+
+    def close_and_reconnect():
+        # What the loop does while send_range waits: the transport closes (its buffer
+        # dropped), then a new connection (another worker's) takes the socket's number.
+        nonlocal stranger, stranger_done, stranger_reader
+        number = client.fileno()
+        transport.closing = True
+        client.close()
+        stranger, stranger_done, stranger_reader = _slow_link(100 * MiB, received)
+        assert stranger.fileno() == number
+
+    def buffer_size():
+        if stranger is not None:
+            return 0
+        asyncio.get_running_loop().call_soon(close_and_reconnect)
+        return 1  # the head is still in the buffer: send_range waits
+
+    transport = _Transport(buffer_size)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        with pytest.raises(ConnectionResetError, match="closed before the body"):
+            await _sendfile.send_range(
+                _Writer(transport), client.fileno(), fd, 0, MiB, lambda n: None
+            )
+    finally:
+        os.close(fd)
+        await anyio.sleep(0.2)
+        for end, thread, sock in (
+            (done, reader, client),
+            (stranger_done, stranger_reader, stranger),
+        ):
+            if end is not None:
+                end.set()
+                sock.close()
+                thread.join()
+    assert received == b""
