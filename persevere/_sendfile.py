@@ -45,6 +45,10 @@ _NETWORK_ERRNOS = frozenset(
 )
 
 
+# The file's failures; another error is the file's only if the file does not read either.
+_FILE_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODEV, errno.ESTALE, errno.EOVERFLOW})
+
+
 class SourceEnded(Exception):
     """The file ended inside the part: it is shorter than when the upload started."""
 
@@ -106,13 +110,24 @@ def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
                 raise
             if exc.errno in _UNSUPPORTED_ERRNOS and done == 0:
                 raise Unsupported(exc) from exc
-            raise SourceUnreadable(exc) from exc
+            if exc.errno in _FILE_ERRNOS or not _reads(file_fd, offset + done):
+                raise SourceUnreadable(exc) from exc
+            raise  # the file reads: the connection's (no route to host, network down...)
         if n == 0:
             raise SourceEnded
         done += n
         if time.monotonic() >= back_by:
             break
     return done
+
+
+def _reads(file_fd: int, offset: int) -> bool:
+    """Whether the file gives a byte at ``offset`` (a ``sendfile`` error is then the socket's)."""
+    try:
+        os.pread(file_fd, 1, offset)
+    except OSError:
+        return False
+    return True
 
 
 async def wait_flushed(writer: Any) -> None:

@@ -4,6 +4,7 @@ connection reused after a sent body, descriptors after many failures."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -15,10 +16,12 @@ import time
 import anyio
 import pytest
 
+import persevere
 from persevere import _sendfile
-from tests.conftest import persevere, sha256_of_file, sha256_of_object
+from tests.conftest import persevere as cli
+from tests.conftest import sha256_of_file, sha256_of_object
 from tests.faultproxy import Fault, FaultProxy
-from tests.proxybase import Hold
+from tests.proxybase import FORWARD, Answer, Hold, HttpForwarder, close, s3_error
 from tests.test_faults import upstream
 
 MiB = 1 << 20
@@ -114,7 +117,7 @@ def test_sigterm_while_the_kernel_send_is_blocked_stops_promptly(
         assert elapsed < 5, stderr
         proxy.plan = lambda n: Fault("none")
         held.release()
-        assert persevere(env, "upload", "resume", "--state-file", state).returncode == 0
+        assert cli(env, "upload", "resume", "--state-file", state).returncode == 0
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
 
 
@@ -220,3 +223,115 @@ async def test_a_connection_closed_while_the_head_flushes_is_not_replaced(tmp_pa
                 sock.close()
                 thread.join()
     assert received == b""
+
+
+class _EarlyAnswers(HttpForwarder):
+    """Answers the first ``count`` UploadParts with 503 SlowDown as soon as their head is in,
+    before reading their body (then reads and drops the body, keeping the connection, or
+    closes it: ``close``)."""
+
+    def __init__(self, upstream, count: int, close: bool) -> None:
+        super().__init__(upstream)
+        self.left = count
+        self.close = close
+        self._client = threading.local()
+
+    def _serve(self, client: socket.socket) -> None:
+        self._client.socket = client
+        super()._serve(client)
+
+    def _decide(self, method, target, headers) -> Answer:
+        if method != b"PUT" or b"partNumber=" not in target:
+            return FORWARD
+        with self._lock:
+            if self.left == 0:
+                return FORWARD
+            self.left -= 1
+        client = self._client.socket
+        client.sendall(s3_error(503, "SlowDown", "early", "early-1"))
+        if self.close:
+            close(client)
+        return Answer(refuse=b"")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("close_after", [False, True], ids=["drained", "closed"])
+@pytest.mark.anyio
+async def test_an_answer_before_the_body_is_retried_and_leaks_nothing(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path, close_after
+):
+    """A server that answers an UploadPart before reading its body (an error, then it reads
+    and drops the body on a kept connection, or closes it): each part is retried, the object
+    equals the file, and no descriptor is left behind."""
+    file = make_file(20 * MiB + 3, seed=33)
+    with _EarlyAnswers(upstream(s3_server), count=6, close=close_after) as proxy:
+        before = _open_fds()
+        await persevere.upload_file(
+            file, bucket, "k", tmp_path / "s", part_size=5 * MiB,
+            endpoint=persevere.Endpoint(f"http://127.0.0.1:{proxy.port}"),
+            options=persevere.UploadOptions(
+                concurrency=2, buffer_budget_bytes=2 * MiB,
+                retry=persevere.RetryPolicy(base_delay_s=0.01, max_delay_s=0.05),
+            ),
+        )  # fmt: skip
+        await anyio.sleep(0.6)  # a cut send's thread ends within its hop
+        assert _open_fds() <= before
+        assert proxy.left == 0
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+@pytest.mark.parametrize("code", [errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN])
+@pytest.mark.anyio
+async def test_a_network_gone_mid_send_is_retried_not_blamed_on_the_file(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch, code
+):
+    """The route to the endpoint goes away while the kernel sends a part (a Wi-Fi drop, a VPN
+    down): the socket's error (EHOSTUNREACH, ENETUNREACH, ENETDOWN) is the network's, retried
+    like a reset, never "cannot read FILE ... fix the file's storage" (the file reads fine)."""
+    file = make_file(11 * MiB, seed=35)
+    real_sendfile = os.sendfile
+    failed = []
+
+    def route_gone_once(out_fd, in_fd, offset, count):
+        if not failed and offset >= 2 * MiB:
+            failed.append(offset)
+            raise OSError(code, os.strerror(code))
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", route_gone_once)
+    options = persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB)
+    result = await persevere.upload_file(file, bucket, "k", tmp_path / "s", part_size=5 * MiB,
+                                         options=options)  # fmt: skip
+    assert failed and result.part_count == 3
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+def test_a_sendfile_error_is_the_files_only_if_the_file_fails(tmp_path, monkeypatch):
+    """EIO is the file's; an error the file does not reproduce (it reads) is the socket's."""
+    file = tmp_path / "f"
+    file.write_bytes(b"x" * MiB)
+    client, done, reader = _slow_link(100 * MiB)
+    fd = os.open(file, os.O_RDONLY)
+
+    def failing(code):
+        def sendfile(out_fd, in_fd, offset, count):
+            raise OSError(code, os.strerror(code))
+
+        return sendfile
+
+    try:
+        monkeypatch.setattr(os, "sendfile", failing(errno.EIO))
+        with pytest.raises(_sendfile.SourceUnreadable):
+            _sendfile.send_some(client.fileno(), fd, 0, MiB)
+        monkeypatch.setattr(os, "sendfile", failing(errno.EHOSTUNREACH))
+        with pytest.raises(OSError, match="No route to host") as caught:
+            _sendfile.send_some(client.fileno(), fd, 0, MiB)
+        assert not isinstance(caught.value, _sendfile.SourceUnreadable)
+    finally:
+        os.close(fd)
+        done.set()
+        client.close()
+        reader.join()
