@@ -335,3 +335,38 @@ def test_a_sendfile_error_is_the_files_only_if_the_file_fails(tmp_path, monkeypa
         done.set()
         client.close()
         reader.join()
+
+
+@pytest.mark.anyio
+async def test_a_reset_mid_send_is_retried_by_persevere_and_progress_stays_exact(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path
+):
+    """A connection reset under a kernel-sent part (16 MiB: more than the socket buffers, so
+    sendfile itself meets the reset): the attempt fails and persevere retries it, its progress
+    rewound once. aiohttp must not replay the body itself (it retries a PUT whose payload is
+    not marked consumed): the part's bytes were counted twice (progress past 100%)."""
+    file = make_file(16 * MiB + 1, seed=36)
+    done = 0
+
+    class Progress:
+        def start(self, total_bytes, done_bytes):
+            pass
+
+        def advance(self, delta_bytes):
+            nonlocal done
+            done += delta_bytes
+
+        def close(self):
+            pass
+
+    plan = lambda n: Fault("reset", at_byte=2 * MiB) if n == 0 else Fault("none")  # noqa: E731
+    with FaultProxy(upstream(s3_server), plan) as proxy:
+        await persevere.upload_file(
+            file, bucket, "k", tmp_path / "s", part_size=16 * MiB,
+            endpoint=persevere.Endpoint(f"http://127.0.0.1:{proxy.port}"),
+            options=persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB),
+            progress=Progress(),
+        )  # fmt: skip
+    assert proxy.faults_done
+    assert done == 16 * MiB + 1
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
