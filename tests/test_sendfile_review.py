@@ -370,3 +370,31 @@ async def test_a_reset_mid_send_is_retried_by_persevere_and_progress_stays_exact
     assert proxy.faults_done
     assert done == 16 * MiB + 1
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+@pytest.mark.anyio
+async def test_a_connection_goes_on_after_a_kernel_sent_body(
+    s3_env, s3_server, bucket, s3_client, make_file, tmp_path, caplog
+):
+    """Keep-alive after sendfile: the next request on the connection starts exactly where the
+    body ended (a byte too many or too few would break it), every part on the first try."""
+    file = make_file(15 * MiB + 3, seed=37)
+    seen = []
+    real = _sendfile.send_some
+
+    def counted(*args):
+        sent = real(*args)
+        seen.append(sent)
+        return sent
+
+    with FaultProxy(upstream(s3_server)) as proxy, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_sendfile, "send_some", counted)
+        result = await persevere.upload_file(
+            file, bucket, "k", tmp_path / "s", part_size=5 * MiB,
+            endpoint=persevere.Endpoint(f"http://127.0.0.1:{proxy.port}"),
+            options=persevere.UploadOptions(concurrency=1, buffer_budget_bytes=MiB),
+        )  # fmt: skip
+    assert result.part_count == 4 and sum(seen) == 15 * MiB
+    assert proxy.connections == 1  # Create, 4 parts and Complete on one connection
+    assert "failed" not in caplog.text
+    assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
