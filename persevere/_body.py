@@ -210,8 +210,10 @@ def register_payload() -> None:
         async def write_with_length(self, writer: Any, content_length: int | None) -> None:
             body = self._value
             assert isinstance(body, StreamingBody)
+            # Consumed before a byte goes, as the slices are: aiohttp would otherwise replay a
+            # body cut by a reset itself, its bytes counted twice (the sender retries it).
+            self._consumed = True
             if await body.send_to(writer):
-                self._consumed = True
                 return
             await super().write_with_length(writer, content_length)
 

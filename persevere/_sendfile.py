@@ -14,16 +14,19 @@ before the part does (it shrank) makes ``sendfile`` return 0: the body's error, 
 cut. Where the connection is TLS, compressed or chunked, or a throttle is set, the part goes in
 slices as before (:class:`._body.StreamingBody`).
 
-Why a duplicate descriptor: the loop may close the connection (a stop, the other side's
-answer) while a thread is in ``sendfile``; its number could then name another connection. The
-duplicate keeps that socket, and only that one, until the thread is done with it.
+Why duplicate descriptors: the loop may close the connection (a stop, the other side's
+answer) and the caller the file while a thread is in ``sendfile``; their numbers could then
+name another connection or file. The duplicates keep that socket and that file, and only
+those, until the thread is done with them.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,12 +36,17 @@ import anyio
 ENABLED = hasattr(os, "sendfile")
 # Bytes a thread sends before it comes back to the loop (progress, a stop, the stall watchdog).
 HOP_BYTES = 4 << 20
-# How long a thread waits for room in the socket before it comes back with what it sent.
+# How long a thread stays out: it comes back with what it sent by then, even on a slow link
+# that takes every byte it is given (the stall watchdog and a stop see progress every half second).
 _POLL_MS = 500
 
 _NETWORK_ERRNOS = frozenset(
     {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
 )
+
+
+# The file's failures; another error is the file's only if the file does not read either.
+_FILE_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODEV, errno.ESTALE, errno.EOVERFLOW})
 
 
 class SourceEnded(Exception):
@@ -84,17 +92,19 @@ def plain_socket(writer: Any) -> int | None:
 
 def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
     """Blocking (call it from a thread): send up to ``min(count, HOP_BYTES)`` bytes of the file
-    from ``offset``; returns what was sent, 0 if the socket took nothing for ``_POLL_MS``.
+    from ``offset`` for at most ``_POLL_MS``; returns what was sent (0: the socket took nothing).
     Raises :class:`SourceEnded`, :class:`SourceUnreadable`, or the connection's ``OSError``."""
     limit = min(count, HOP_BYTES)
     poller = select.poll()
     poller.register(sock_fd, select.POLLOUT)
+    back_by = time.monotonic() + _POLL_MS / 1000
     done = 0
     while done < limit:
         try:
             n = os.sendfile(sock_fd, file_fd, offset + done, limit - done)
         except BlockingIOError:
-            if not poller.poll(_POLL_MS):
+            wait_ms = math.ceil((back_by - time.monotonic()) * 1000)
+            if wait_ms <= 0 or not poller.poll(wait_ms):
                 break
             continue
         except OSError as exc:
@@ -102,20 +112,36 @@ def send_some(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
                 raise
             if exc.errno in _UNSUPPORTED_ERRNOS and done == 0:
                 raise Unsupported(exc) from exc
-            raise SourceUnreadable(exc) from exc
+            if exc.errno in _FILE_ERRNOS or not _reads(file_fd, offset + done):
+                raise SourceUnreadable(exc) from exc
+            raise  # the file reads: the connection's (no route to host, network down...)
         if n == 0:
             raise SourceEnded
         done += n
+        if time.monotonic() >= back_by:
+            break
     return done
 
 
+def _reads(file_fd: int, offset: int) -> bool:
+    """Whether the file gives a byte at ``offset`` (a ``sendfile`` error is then the socket's)."""
+    try:
+        os.pread(file_fd, 1, offset)
+    except OSError:
+        return False
+    return True
+
+
 async def wait_flushed(writer: Any) -> None:
-    """Until what aiohttp wrote (the request's head) has left the transport's buffer."""
+    """Until what aiohttp wrote (the request's head) has left the transport's buffer; the
+    connection's error if the transport closed meanwhile (a close drops what it buffered)."""
     writer.send_headers()
     transport = writer.transport
-    while transport is not None and transport.get_write_buffer_size() > 0:
-        if transport.is_closing():
+    while True:
+        if transport is None or transport.is_closing():
             raise ConnectionResetError(errno.ECONNRESET, "connection closed before the body")
+        if transport.get_write_buffer_size() == 0:
+            return
         await anyio.sleep(0.001)
 
 
@@ -128,15 +154,21 @@ async def send_range(
     on_sent: Callable[[int], None],
 ) -> bool:
     """Send ``length`` bytes of the file from ``offset`` as the request's body; False if the
-    kernel cannot send from this file (nothing of the body was sent: slices instead)."""
-    await wait_flushed(writer)
-    dup = os.dup(sock_fd)
+    kernel cannot send from this file (nothing of the body was sent: slices instead).
+
+    Both descriptors are duplicated before anything waits: the loop may close the connection,
+    and the caller the file (a cut send's thread runs on until its hop ends), and a new
+    connection or file may then take either number."""
+    dups = [os.dup(sock_fd)]
     try:
+        dups.append(os.dup(file_fd))
+        sock, file = dups
+        await wait_flushed(writer)
         done = 0
         while done < length:
             try:
                 n = await anyio.to_thread.run_sync(
-                    send_some, dup, file_fd, offset + done, length - done
+                    send_some, sock, file, offset + done, length - done
                 )
             except Unsupported as exc:
                 if done:  # it sent before: a failure of the file, not a lack of support
@@ -149,5 +181,6 @@ async def send_range(
             else:
                 await anyio.lowlevel.checkpoint()  # a stop lands here while the socket is full
     finally:
-        os.close(dup)
+        for fd in dups:
+            os.close(fd)
     return True
