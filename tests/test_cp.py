@@ -337,6 +337,7 @@ def test_the_check_of_a_completed_upload_rides_out_an_outage_with_retry_for(
     assert [e.operation for e in proxy.requests()] == ["HeadObject"] * 5
 
 
+@pytest.mark.slow  # 6-10 s: the default run stays under 3 minutes (make test-all runs it)
 @pytest.mark.process
 def test_the_supervisor_loop(s3_env, s3_server, bucket, s3_client, make_file):
     """What systemd's Restart=on-failure or a Kubernetes Job does: run the same command again

@@ -61,6 +61,7 @@ def test_shard_index_from_the_engines(monkeypatch):
     assert shard_from_environment(None) == (2, 4)
 
 
+@pytest.mark.slow  # 6-10 s: the default run stays under 3 minutes (make test-all runs it)
 @pytest.mark.process
 def test_shards_killed_at_random_and_run_again(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(80 * MiB + 333, seed=140)

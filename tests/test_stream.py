@@ -503,6 +503,7 @@ def test_a_short_last_part_recorded_earlier_goes_on_whole(s3_env, s3_server, buc
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 16)
 
 
+@pytest.mark.slow  # 6-10 s: the default run stays under 3 minutes (make test-all runs it)
 @pytest.mark.process
 def test_a_stream_that_differs_late_records_nothing_of_itself(s3_env, s3_server, bucket,
                                                               s3_client, tmp_path):  # fmt: skip
