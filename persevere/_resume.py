@@ -42,32 +42,31 @@ from ._completion import (
     record_completed,
     session_of,
 )
-from ._errors import IntegrityError, SourceChanged, UploadFinished, UploadGone
+from ._errors import IntegrityError, SourceChanged, UploadFinished, UsageError
 from ._journal import (
     Header,
     Journal,
     JournalLedger,
     JournalState,
     PartRecord,
+    SourceRecord,
     other_source,
     read_state,
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._plan import PartPlan, StreamSchedule
+from ._pipeline import gone, remote_parts, run
+from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
-from ._remote import gone, remote_parts, unreconciled
-from ._request import Request
+from ._request import Request, stdin_kind
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
-from ._stream import resume_stream
+from ._stream import StreamParts
 from ._units import MiB, format_size
-from ._upload import send_and_complete
-from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -115,17 +114,15 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(request, state, state_path, started)
-            plan = header.plan()
-            if isinstance(plan, StreamSchedule):
-                options = request.transfer
-                where = endpoint_of(header).overridden_by(request.endpoint)
-                async with open_client(where, options) as c:
-                    return await resume_stream(
-                        session_of(c, header, options.retry), journal, header, plan,
-                        state.parts, options, progress, started,
-                    )  # fmt: skip
-            async with _opened(request, journal, state, plan, progress) as run:
-                return await run.resume(started)
+            if header.stream:
+                if stdin_kind()[0] != "stream":
+                    raise UsageError("this upload is of a stream: pipe the same stream in to "
+                                     "resume it")  # fmt: skip
+                async with _session(request, header) as session:
+                    kind = StreamParts(session, journal, header, state.parts, progress)
+                    return await run(kind, journal, header, request.transfer, progress, started)
+            async with opened(request, journal, state, progress) as parts:
+                return await parts.resume(started)
         finally:
             journal.close()
 
@@ -189,47 +186,52 @@ def _open(state_path: Path) -> tuple[Journal, JournalState]:
 
 
 async def send_shard(
-    request: Request,
-    journal: Journal,
-    state: JournalState,
-    plan: PartPlan,
-    parts: range,
-    progress: ProgressSink,
+    request: Request, journal: Journal, state: JournalState, parts: range, progress: ProgressSink
 ) -> int:
     """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
     file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
-    async with _opened(request, journal, state, plan, progress, parts) as run:
-        ledger, todo = await run._plan_sending(await remote_parts(run.session))
-        progress.start(sum(map(plan.size_of, parts)), sum(p.size for p in ledger.parts.values()))
-        feed = PlannedParts(run.session, run.source, plan, todo)
-        return await send(run.session, ledger, request.transfer, progress, feed)
+    async with opened(request, journal, state, progress, parts) as shard:
+        _, ledger, feed = await shard.prepare(await remote_parts(shard.session))
+        return await send(shard.session, ledger, request.transfer, progress, feed)
 
 
 @contextlib.asynccontextmanager
-async def _opened(
+async def opened(
     request: Request,
     journal: Journal,
     state: JournalState,
-    plan: PartPlan,
     progress: ProgressSink,
     only: range | None = None,
-) -> AsyncIterator[_Resumption]:
+) -> AsyncIterator[FileParts]:
     """The file (the request's, else the recorded path) open, and a session on the recorded
     endpoint (the request's overrides it field by field)."""
-    header, options = state.header, request.transfer
+    header = state.header
+    plan = header.plan()
+    assert isinstance(plan, PartPlan)
     identity = await anyio.to_thread.run_sync(
         inspect_file, request.file() or Path(header.file_path)
     )
     with SourceFile(identity) as source:
-        where = endpoint_of(header).overridden_by(request.endpoint)
-        async with open_client(where, options) as client:
-            session = session_of(client, header, options.retry)
-            yield _Resumption(session, source, journal, state, plan, options, progress, only,
-                              request.verify_parts)  # fmt: skip
+        async with _session(request, header) as session:
+            yield FileParts(session, source, journal, state, plan, request.transfer, progress,
+                            only, request.verify_parts)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _session(request: Request, header: Header) -> AsyncIterator[MultipartSession]:
+    """A session on the recorded endpoint (the request's overrides it field by field)."""
+    where = endpoint_of(header).overridden_by(request.endpoint)
+    async with open_client(where, request.transfer) as client:
+        yield session_of(client, header, request.transfer.retry)
 
 
 @dataclass
-class _Resumption:
+class FileParts:
+    """A file (or block device) as :func:`._pipeline.run` drives it: the parts the journal
+    recorded checked against its bytes (see the module docstring), reconciled with S3, what
+    S3 holds unrecorded adopted if the bytes match, the rest read and sent; complete if the
+    file did not change meanwhile."""
+
     session: MultipartSession
     source: SourceFile
     journal: Journal
@@ -244,9 +246,9 @@ class _Resumption:
     def header(self) -> Header:
         return self.state.header
 
-    async def _plan_sending(
+    async def prepare(
         self, remote: dict[int, RemotePart] | None
-    ) -> tuple[JournalLedger, list[int]]:
+    ) -> tuple[JournalLedger, JournalLedger, PlannedParts]:
         """Check the file against the recorded parts, reconcile them with S3, adopt what S3 has
         that the journal missed: the ledger of what is done, and the parts still to send."""
         self._refuse_other_size()
@@ -267,11 +269,18 @@ class _Resumption:
             missing = [n for n in found.missing if n in numbers]
         ledger = JournalLedger(self.journal, kept)
         rejected = await self._adopt(ledger, adopt)
-        return ledger, sorted(set(missing) | set(rejected) | set(changed))
+        todo = sorted(set(missing) | set(rejected) | set(changed))
+        total = sum(map(self.plan.size_of, numbers)) if self.only else self.header.file_size
+        self.progress.start(total, sum(p.size for p in ledger.parts.values()))
+        return ledger, ledger, PlannedParts(self.session, self.source, self.plan, todo)
+
+    async def settle(self) -> tuple[int, int, SourceRecord]:
+        await anyio.to_thread.run_sync(self.source.check_unchanged)
+        return self.plan.part_count, self.header.file_size, self.source.identity.as_record()
 
     async def resume(self, started: float) -> UploadResult:
         try:
-            return await self._resume(started)
+            return await run(self, self.journal, self.header, self.options, self.progress, started)
         except IntegrityError as exc:
             if self.verify_parts or "BadDigest" not in str(exc):
                 raise
@@ -281,28 +290,14 @@ class _Resumption:
                         exc)  # fmt: skip
             self.state = await anyio.to_thread.run_sync(self._reload)
             self.verify_parts = True
-            return await self._resume(started)
+            return await run(self, self.journal, self.header, self.options, self.progress, started)
 
     def _reload(self) -> JournalState:
         state = read_state(self.journal.path)
         merge_shards(self.journal.path, state)
         return state
 
-    async def _resume(self, started: float) -> UploadResult:
-        try:
-            remote = await remote_parts(self.session)
-        except UploadGone:
-            return await self._completed_earlier(started)
-        await refuse_existing_key(self.session, self.journal, remote)
-        ledger, todo = await self._plan_sending(remote)
-        self.progress.start(self.header.file_size, sum(p.size for p in ledger.parts.values()))
-        with unreconciled(remote):
-            return await send_and_complete(
-                self.session, self.source, ledger, self.header, self.plan, self.options,
-                self.progress, todo, started,
-            )  # fmt: skip
-
-    async def _completed_earlier(self, started: float) -> UploadResult:
+    async def gone(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
@@ -420,6 +415,8 @@ class _Resumption:
 
     async def _adopt(self, ledger: JournalLedger, candidates: dict[int, RemotePart]) -> list[int]:
         """Keep S3's parts that match the local bytes; return the numbers to upload again."""
+        if not candidates:
+            return []
         rejected = []
         scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
         for number, remote in sorted(candidates.items()):

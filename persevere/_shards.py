@@ -123,7 +123,7 @@ async def send_one(
         )
         try:
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
-            sent = await send_shard(request, journal, state, plan, parts, progress)
+            sent = await send_shard(request, journal, state, parts, progress)
         finally:
             journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

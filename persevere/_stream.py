@@ -2,7 +2,7 @@
 
 A stream is read once, in order, so a part must stay in memory until S3 has acknowledged it
 (it cannot be read again for a retry). Memory is bounded by a byte budget
-(``stream_budget_bytes``, 128 MiB by default): a worker takes a part's size from the budget
+(:data:`DEFAULT_STREAM_BUDGET`, 128 MiB): a worker takes a part's size from the budget
 before reading it and gives it back once the part is recorded, so the parts in flight shrink
 to one as the schedule's parts grow (:class:`._plan.StreamSchedule`). Peak part data is
 ``max(budget, largest part)``: 128 MiB for the first 242 GiB of a stream at the defaults.
@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,21 +35,18 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart, Throttle
 from ._checksums import ChecksumAlgorithm, b64
-from ._completion import UploadResult, attach_state_file, complete, make_result, record_completed
-from ._create import created
-from ._errors import PersevereError, SourceChanged, UploadGone, UsageError
+from ._completion import UploadResult
+from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
-from ._options import UploadOptions
+from ._pipeline import gone
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, agrees, holds
-from ._remote import gone, remote_parts, unreconciled
-from ._request import STDIN, Request, stdin_kind
-from ._sender import StreamedParts, send
+from ._request import STDIN
+from ._sender import Feed, Ledger, StreamedParts
 from ._session import MultipartSession
 from ._units import MiB, format_size
-from ._write_once import refuse_existing_key
 
 log = logging.getLogger("persevere")
 
@@ -297,89 +293,71 @@ def _digests(
     return algorithm.of(view), (hashlib.md5(view).digest() if with_md5 else None)
 
 
-# -- start and resume ------------------------------------------------------------------------
-async def upload_stream(
-    request: Request, progress: ProgressSink, stream_budget_bytes: int = DEFAULT_STREAM_BUDGET
-) -> UploadResult:
-    """The new upload of a stream ``request`` asks for (its source a stream, on its ``fd``),
-    sent and completed. Its ``expected_size`` plans the parts for that length (a stream that
-    ends earlier is an error; a longer one goes on with larger parts); without it the parts
-    follow the default schedule (up to 7.8 TiB)."""
-    _, schedule, state_path = await anyio.to_thread.run_sync(request.prepare)
-    assert isinstance(schedule, StreamSchedule)
-    started = time.monotonic()
-    async with created(request, None, schedule, state_path) as (session, header, journal):
-        try:
-            ledger = JournalLedger(journal, {})
-            stream = StreamSource(request.reads().fd, schedule, stream_budget_bytes, ledger,
-                                  expected_size=request.expected_size)  # fmt: skip
-            return await _send(session, stream, ledger, header, request.transfer, progress, started)
-        except PersevereError as exc:
-            attach_state_file(exc, state_path)
-            raise
-        finally:
-            progress.close()
+# -- the stream as the pipeline's source kind -------------------------------------------------
+class StreamParts:
+    """A stream as :func:`._pipeline.run` drives it: the parts the journal recorded (none for
+    a new upload) reconciled with S3, then the stream read, its prefix matched against them,
+    and the rest sent; complete once it ended as long as promised (``expected_size``, the
+    header's: a stream that ends earlier is an error; a longer one goes on with larger parts;
+    without it the parts follow the default schedule, up to 7.8 TiB)."""
 
+    def __init__(
+        self,
+        session: MultipartSession,
+        journal: Journal,
+        header: Header,
+        recorded: dict[int, PartRecord],
+        progress: ProgressSink,
+        *,
+        fd: int = 0,
+        budget_bytes: int = DEFAULT_STREAM_BUDGET,
+    ) -> None:
+        self.session = session
+        self._journal = journal
+        self._header = header
+        self._recorded = recorded
+        self._progress = progress
+        self._fd = fd
+        self._budget_bytes = budget_bytes
+        schedule = header.plan()  # a header without its schedule is refused here, up front
+        assert isinstance(schedule, StreamSchedule)
+        self._schedule = schedule
+        self.stream: StreamSource | None = None
 
-async def resume_stream(
-    session: MultipartSession,
-    journal: Journal,
-    header: Header,
-    schedule: StreamSchedule,
-    parts: dict[int, PartRecord],
-    options: UploadOptions,
-    progress: ProgressSink,
-    started: float,
-    *,
-    stream_budget_bytes: int = DEFAULT_STREAM_BUDGET,
-    fd: int = 0,
-) -> UploadResult:
-    """The same stream piped in again: skip what S3 has, send the rest, complete.
-    ``schedule``: the header's (:meth:`._journal.Header.plan`)."""
-    if stdin_kind(fd)[0] != "stream":
-        raise UsageError("this upload is of a stream: pipe the same stream in to resume it")
-    try:
-        remote = await remote_parts(session)
-    except UploadGone:
+    async def prepare(
+        self, remote: dict[int, RemotePart] | None
+    ) -> tuple[JournalLedger, Ledger, Feed]:
+        parts = self._recorded
+        kept = {n for n, p in parts.items()
+                if remote is None or (n in remote and agrees(p, remote[n]))}  # fmt: skip
+        adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
+        ledger = JournalLedger(self._journal, {n: parts[n] for n in kept})
+        stream = self.stream = StreamSource(
+            self._fd, self._schedule, self._budget_bytes, ledger,
+            expected_size=self._header.expected_size, prefix=_Prefix(dict(parts), kept, adopt),
+        )  # fmt: skip
+        self._progress.start(stream.expected_size or 0, 0)
+        stream.progress = self._progress
+        return ledger, stream.ledger, StreamedParts(self.session, stream.next_part)
+
+    async def settle(self) -> tuple[int, int, SourceRecord]:
+        stream = self.stream
+        assert stream is not None
+        stream.check_length()
+        if stream.expected_size is None:
+            log.warning(
+                "the stream ended after %s (%s bytes); without an expected size its length "
+                "was not checked: a producer that failed would look the same (check its exit "
+                "status)",
+                format_size(stream.total),
+                f"{stream.total:,}",
+            )
+        if stream.skipped_bytes:
+            log.info("%s of the stream were already on S3 and checked, not sent",
+                     format_size(stream.skipped_bytes),
+                     extra=event("reread", bytes=stream.skipped_bytes))  # fmt: skip
+        return stream.part_count, stream.total, SourceRecord(STDIN, stream.total, 0)
+
+    async def gone(self, started: float) -> UploadResult:
         causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(session, causes) from None
-    await refuse_existing_key(session, journal, remote)
-    kept = {n for n, p in parts.items() if remote is None or (n in remote and agrees(p, remote[n]))}
-    adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
-    prefix = _Prefix(dict(parts), kept, adopt)
-    ledger = JournalLedger(journal, {n: parts[n] for n in prefix.kept})
-    stream = StreamSource(fd, schedule, stream_budget_bytes, ledger,
-                          expected_size=header.expected_size, prefix=prefix)  # fmt: skip
-    with unreconciled(remote):
-        return await _send(session, stream, ledger, header, options, progress, started)
-
-
-async def _send(
-    session: MultipartSession,
-    stream: StreamSource,
-    ledger: JournalLedger,
-    header: Header,
-    options: UploadOptions,
-    progress: ProgressSink,
-    started: float,
-) -> UploadResult:
-    progress.start(stream.expected_size or 0, 0)
-    stream.progress = progress
-    feed = StreamedParts(session, stream.next_part)
-    sent = await send(session, stream.ledger, options, progress, feed)
-    stream.check_length()
-    if stream.expected_size is None:
-        log.warning(
-            "the stream ended after %s (%s bytes); without an expected size its length was not "
-            "checked: a producer that failed would look the same (check its exit status)",
-            format_size(stream.total),
-            f"{stream.total:,}",
-        )
-    if stream.skipped_bytes:
-        log.info("%s of the stream were already on S3 and checked, not sent",
-                 format_size(stream.skipped_bytes),
-                 extra=event("reread", bytes=stream.skipped_bytes))  # fmt: skip
-    done = await complete(session, ledger, stream.part_count, stream.total)
-    await record_completed(ledger.journal, done, stream.total,
-                           SourceRecord(STDIN, stream.total, 0))  # fmt: skip
-    return make_result(header, stream.part_count, stream.total, done, sent, started)
+        raise gone(self.session, causes) from None

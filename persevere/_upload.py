@@ -8,6 +8,7 @@ docstring draws how the part size and the concurrency reach UploadPart).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,30 +17,22 @@ from typing import Any
 
 import anyio
 
-from ._completion import (
-    UploadResult,
-    attach_state_file,
-    complete,
-    endpoint_of,
-    make_result,
-    record_completed,
-    session_of,
-)
+from ._completion import UploadResult, attach_state_file, endpoint_of, session_of
 from ._completion import now as _now
 from ._create import created
 from ._errors import PersevereError, UploadFinished, UploadGone
-from ._journal import Header, Journal, JournalLedger, read_state
+from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
+from ._pipeline import Kind, run
 from ._plan import MAX_PARTS, PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._request import Request
+from ._resume import FileParts
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
-from ._sender import PlannedParts, send
-from ._session import MultipartSession
 from ._shard_journals import merge_shards
 from ._source import SourceFile
-from ._stream import upload_stream
+from ._stream import StreamParts
 
 log = logging.getLogger("persevere")
 
@@ -112,21 +105,24 @@ async def start_upload(
 
 
 async def upload(request: Request, progress: ProgressSink) -> UploadResult:
-    """The new upload ``request`` asks for, sent and completed: a file's parts, or a
-    stream's (:func:`._stream.upload_stream`)."""
-    if request.reads().stream:
-        return await upload_stream(request, progress)
-    identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
-    assert identity is not None
-    assert isinstance(plan, PartPlan)
+    """The new upload ``request`` asks for, created, sent and completed (:func:`._pipeline.run`):
+    a file's parts, or a stream's (:class:`._stream.StreamParts`)."""
+    identity, layout, state_path = await anyio.to_thread.run_sync(request.prepare)
     started = time.monotonic()
-    with SourceFile(identity) as source:
-        async with created(request, identity, plan, state_path) as (session, header, journal):
+    with contextlib.ExitStack() as files:  # a file is opened before anything is created
+        source = None if identity is None else files.enter_context(SourceFile(identity))
+        async with created(request, identity, layout, state_path) as (session, header, journal):
             try:
-                progress.start(identity.size, 0)
-                return await send_and_complete(session, source, JournalLedger(journal, {}),
-                                               header, plan, request.transfer, progress,
-                                               list(plan.part_numbers()), started)  # fmt: skip
+                kind: Kind
+                if source is None:
+                    kind = StreamParts(session, journal, header, {}, progress,
+                                       fd=request.reads().fd)  # fmt: skip
+                else:
+                    assert isinstance(layout, PartPlan)
+                    kind = FileParts(session, source, journal, JournalState(header), layout,
+                                     request.transfer, progress)  # fmt: skip
+                return await run(kind, journal, header, request.transfer, progress, started,
+                                 new=True)  # fmt: skip
             except PersevereError as exc:
                 attach_state_file(exc, state_path)
                 raise
@@ -162,25 +158,6 @@ async def create_sharded(request: Request) -> Header:
     prepared = await anyio.to_thread.run_sync(request.prepare)
     async with created(request, *prepared) as (_, header, _):
         return header
-
-
-# -- sending and completing ------------------------------------------------------------------
-async def send_and_complete(
-    session: MultipartSession,
-    source: SourceFile,
-    ledger: JournalLedger,
-    header: Header,
-    plan: PartPlan,
-    options: UploadOptions,
-    progress: ProgressSink,
-    todo: list[int],
-    started: float,
-) -> UploadResult:
-    sent = await send(session, ledger, options, progress, PlannedParts(session, source, plan, todo))
-    await anyio.to_thread.run_sync(source.check_unchanged)
-    done = await complete(session, ledger, plan.part_count, header.file_size)
-    await record_completed(ledger.journal, done, header.file_size, source.identity.as_record())
-    return make_result(header, plan.part_count, header.file_size, done, sent, started)
 
 
 # -- abort and status ------------------------------------------------------------------------

@@ -462,7 +462,7 @@ def start_stream(bucket, key, state, fd, **asked):
     """A new upload of the stream on ``fd`` (``asked``: the Request's other fields)."""
     from persevere._progress import NullProgress
     from persevere._request import Request, Source
-    from persevere._stream import upload_stream
+    from persevere._upload import upload
 
     request = Request(Path(state), Source(Path("-"), stream=True, fd=fd), bucket, key, **asked)
-    return upload_stream(request, NullProgress())
+    return upload(request, NullProgress())

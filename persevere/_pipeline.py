@@ -1,0 +1,124 @@
+"""The one path every upload takes once its journal is open, whatever its source (a file, a
+block device, a stream) and however it began (a new upload, a resume, ``cp``)::
+
+    reconcile with S3 ──> prove the source ──> send what is missing ──> settle ──> complete
+    (ListParts; gone:      (a file's recorded    (one sender,           (unchanged, or   (checked,
+     the kind says what)    parts, a stream's     :func:`._sender.send`) as long as       recorded)
+                            prefix as it reads)                          promised)
+
+What differs between kinds is a :class:`Kind`: a file's (:class:`._resume.FileParts`) or a
+stream's (:class:`._stream.StreamParts`). A shard runs the same steps but the last two
+(:func:`._resume.send_shard`). What S3 holds of an upload being resumed comes from ListParts,
+with its one fallback when ListParts is refused (:func:`remote_parts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+from ._completion import UploadResult, complete, make_result, record_completed
+from ._errors import S3Error, UploadGone
+from ._journal import Header, Journal, JournalLedger, SourceRecord
+from ._options import UploadOptions
+from ._progress import ProgressSink
+from ._quirks import refused
+from ._reconcile import RemotePart
+from ._sender import Feed, Ledger, send
+from ._session import MultipartSession
+from ._write_once import refuse_existing_key
+
+log = logging.getLogger("persevere")
+
+Remote = dict[int, RemotePart] | None  # what ListParts gave; None: it was refused
+
+
+class Kind(Protocol):
+    """A source kind as the pipeline drives it."""
+
+    session: MultipartSession
+
+    async def prepare(self, remote: Remote) -> tuple[JournalLedger, Ledger, Feed]:
+        """Prove what the journal and S3 hold against the source (``remote`` empty: a new
+        upload, nothing to prove) and start the progress: the ledger of the parts done, the
+        one the sender records into, and the parts still to send."""
+        ...
+
+    async def settle(self) -> tuple[int, int, SourceRecord]:
+        """Everything is sent: the object's part count and size, and the identity of what it
+        now equals, once the source proved it gave what was sent (else raises)."""
+        ...
+
+    async def gone(self, started: float) -> UploadResult:
+        """The upload is gone from S3 (UploadGone from ListParts): what that means here."""
+        ...
+
+
+async def run(
+    kind: Kind,
+    journal: Journal,
+    header: Header,
+    options: UploadOptions,
+    progress: ProgressSink,
+    started: float,
+    *,
+    new: bool = False,
+) -> UploadResult:
+    """Reconcile (``new``: nothing to reconcile), prove, send, settle, complete, record."""
+    session = kind.session
+    remote: Remote = {}
+    if not new:
+        try:
+            remote = await remote_parts(session)
+        except UploadGone:
+            return await kind.gone(started)
+        await refuse_existing_key(session, journal, remote)
+    ledger, recorder, feed = await kind.prepare(remote)
+    with unreconciled(remote):
+        sent = await send(session, recorder, options, progress, feed)
+        part_count, size, source = await kind.settle()
+        done = await complete(session, ledger, part_count, size)
+    await record_completed(journal, done, size, source)
+    return make_result(header, part_count, size, done, sent, started)
+
+
+async def remote_parts(session: MultipartSession) -> Remote:
+    """ListParts (UploadGone if the upload is gone); None when it is not permitted."""
+    try:
+        return await session.list_parts()
+    except S3Error as exc:
+        if not refused(exc):
+            raise
+        log.warning(
+            "ListParts was refused (%s): resuming from the state file alone; parts S3 "
+            "received but the journal missed are sent again",
+            exc.code,
+        )
+        return None
+
+
+def gone(session: MultipartSession, causes: str) -> UploadGone:
+    """The upload being resumed is no longer on S3, for one of ``causes``."""
+    return UploadGone(
+        f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
+        f"({causes})",
+        code="NoSuchUpload",
+        hint="start a new upload with a new state file",
+    )
+
+
+@contextlib.contextmanager
+def unreconciled(remote: Remote) -> Iterator[None]:
+    """Without ListParts (``remote`` None), a later S3 failure names the permission that lets
+    resume compare the journal with S3."""
+    try:
+        yield
+    except S3Error as exc:
+        if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
+            exc.hint = (
+                "resume could not compare the state file with S3 (ListParts was refused): "
+                "granting s3:ListMultipartUploadParts lets it reconcile the two"
+            )
+        raise
