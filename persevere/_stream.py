@@ -294,50 +294,41 @@ def _digests(
 
 
 # -- the stream as the pipeline's source kind -------------------------------------------------
+@dataclass
 class StreamParts:
     """A stream as :func:`._pipeline.run` drives it: the parts the journal recorded (none for
     a new upload) reconciled with S3, then the stream read, its prefix matched against them,
-    and the rest sent; complete once it ended as long as promised (``expected_size``, the
-    header's: a stream that ends earlier is an error; a longer one goes on with larger parts;
+    and the rest sent; complete once it ended as long as promised (the header's expected
+    size: a stream that ends earlier is an error; a longer one goes on with larger parts;
     without it the parts follow the default schedule, up to 7.8 TiB)."""
 
-    def __init__(
-        self,
-        session: MultipartSession,
-        journal: Journal,
-        header: Header,
-        recorded: dict[int, PartRecord],
-        progress: ProgressSink,
-        *,
-        fd: int = 0,
-        budget_bytes: int = DEFAULT_STREAM_BUDGET,
-    ) -> None:
-        self.session = session
-        self._journal = journal
-        self._header = header
-        self._recorded = recorded
-        self._progress = progress
-        self._fd = fd
-        self._budget_bytes = budget_bytes
-        schedule = header.plan()  # a header without its schedule is refused here, up front
-        assert isinstance(schedule, StreamSchedule)
-        self._schedule = schedule
-        self.stream: StreamSource | None = None
+    session: MultipartSession
+    journal: Journal
+    header: Header
+    recorded: dict[int, PartRecord]
+    progress: ProgressSink
+    fd: int = 0
+    budget_bytes: int = DEFAULT_STREAM_BUDGET
+    stream: StreamSource | None = None
+
+    def __post_init__(self) -> None:
+        self.header.plan()  # a header without its schedule is refused here, up front
 
     async def prepare(
         self, remote: dict[int, RemotePart] | None
     ) -> tuple[JournalLedger, Ledger, Feed]:
-        parts = self._recorded
+        parts, schedule = self.recorded, self.header.plan()
+        assert isinstance(schedule, StreamSchedule)
         kept = {n for n, p in parts.items()
                 if remote is None or (n in remote and agrees(p, remote[n]))}  # fmt: skip
         adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
-        ledger = JournalLedger(self._journal, {n: parts[n] for n in kept})
+        ledger = JournalLedger(self.journal, {n: parts[n] for n in kept})
         stream = self.stream = StreamSource(
-            self._fd, self._schedule, self._budget_bytes, ledger,
-            expected_size=self._header.expected_size, prefix=_Prefix(dict(parts), kept, adopt),
+            self.fd, schedule, self.budget_bytes, ledger,
+            expected_size=self.header.expected_size, prefix=_Prefix(dict(parts), kept, adopt),
         )  # fmt: skip
-        self._progress.start(stream.expected_size or 0, 0)
-        stream.progress = self._progress
+        self.progress.start(stream.expected_size or 0, 0)
+        stream.progress = self.progress
         return ledger, stream.ledger, StreamedParts(self.session, stream.next_part)
 
     async def settle(self) -> tuple[int, int, SourceRecord]:
