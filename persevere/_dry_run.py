@@ -37,7 +37,6 @@ from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
-from ._object_options import per_request
 from ._plan import PartPlan
 from ._request import Request
 from ._request import Source as Named
@@ -78,34 +77,29 @@ class DryRun:
 async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
-    options, checksum, no_overwrite = request.transfer, request.checksum, request.no_overwrite
+    options = request.transfer
     options.validate()
     request.refuse_for_stream(dry_run=True)
     prepared = await anyio.to_thread.run_sync(replace(request, shards=None).prepare)
     identity, plan, state_path = prepared
     assert identity is not None
     assert isinstance(plan, PartPlan)
-    algorithm = request.algorithm()
     await anyio.to_thread.run_sync(_check_new_state_file, state_path)
     endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
-    bucket, key, object_options = request.bucket, request.key, request.object_options
     async with open_client(endpoint, options) as client:
-        session = MultipartSession(
-            client, bucket, key, None, algorithm, retry=options.policy(Call.FIRST),
-            per_request=per_request(object_options), pinned=checksum is not None,
-            no_overwrite=no_overwrite,
-        )  # fmt: skip
+        # the header the run would write, and its session (as _create.created makes them)
+        draft = request.new_header(endpoint, resolved_region(client), identity, plan)
+        session = session_of(client, draft, options.policy(Call.FIRST))
         if exists == "ask":
             exists = await key_exists(session)
-        if no_overwrite and exists:
+        if draft.no_overwrite and exists:
             raise exists_error(session, uploaded=False)
         probe, leftover = await _probe_create(session, request)
-        region = endpoint.region or resolved_region(client)
     return DryRun(
-        "start", str(identity.path), identity.size, bucket, key, plan.part_size,
-        plan.part_count, algorithm.name, checksum is not None, str(state_path),
-        _new_state(state_path), endpoint.endpoint_url, region, endpoint.profile, exists, probe,
-        leftover,
+        "start", str(identity.path), identity.size, draft.bucket, draft.key, plan.part_size,
+        plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
+        _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
+        probe, leftover,
     )  # fmt: skip
 
 
