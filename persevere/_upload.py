@@ -1,8 +1,10 @@
-"""Start, resume, abort and status of one multipart upload tracked by a state file.
+"""Start, abort and status of one multipart upload tracked by a state file (resume:
+:mod:`._resume`; both run :func:`._pipeline.run`).
 
-These compose the core's nouns: the **plan** (:mod:`._plan`), the **source** (the file,
-:mod:`._source`), the **ledger** (the journal, :mod:`._journal`), the **session** (the S3
-calls, :mod:`._session`) and the **sender** (the parallel hot path, :mod:`._sender`, whose
+These compose the core's nouns: the **plan** (:mod:`._plan`), the **source** (a file,
+:mod:`._source` and :class:`._resume.FileParts`, or a stream, :mod:`._stream`), the
+**ledger** (the journal, :mod:`._journal`), the **session** (the S3 calls,
+:mod:`._session`) and the **sender** (the parallel hot path, :mod:`._sender`, whose
 docstring draws how the part size and the concurrency reach UploadPart).
 """
 
