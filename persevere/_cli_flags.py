@@ -484,6 +484,38 @@ class OverrideFlags:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContinueFlags:
+    """What an upload its state file records is given again (shard's; resume's below): how
+    fast, what to show, where the file and the endpoint are now."""
+
+    transfer: TransferFlags = TransferFlags()
+    no_progress: NoProgressOpt = False
+    json_output: JsonOpt = False
+    verify_parts: VerifyPartsOpt = False
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The file is at this path on this host.")] = None  # fmt: skip
+    endpoint_flags: OverrideFlags = OverrideFlags()
+
+    def request(self, state_file: Path) -> Any:
+        """The Request the state file records, with what these flags change."""
+        from ._request import Request
+
+        return Request.resumed(state_file, self.file, self.transfer.options(),
+                               verify_parts=self.verify_parts,
+                               endpoint=self.endpoint_flags.endpoint())  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeFlags(ContinueFlags):
+    """resume's: the same flags, described for resume."""
+
+    transfer: ResumeTransferFlags = ResumeTransferFlags()
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The file is here now (moved, or another machine); its uploaded parts "
+        "are re-read.")] = None  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
 class ObjectFlags:
     """What the object is (type, metadata, encryption, lock): CreateMultipartUpload's."""
 
@@ -511,38 +543,37 @@ class ObjectFlags:
 
 @dataclasses.dataclass(frozen=True)
 class SendFlags:
-    """How a new upload is cut and checked (start and cp): with the destination, the source
-    and the other groups' values, one :class:`._request.Request`."""
+    """A new upload's flags (start's and cp's, but the source, the destination and the state
+    file): how it is sent, cut, checked, where to and what the object is; with the others,
+    one :class:`._request.Request`."""
 
+    transfer: TransferFlags = TransferFlags()
     part_size: PartSizeOpt = None
     max_parts: MaxPartsOpt = 10_000
     checksum: ChecksumOpt = None
     no_overwrite: NoOverwriteOpt = False
     expected_size: ExpectedSizeOpt = None
+    endpoint_flags: EndpointFlags = EndpointFlags()
+    object_flags: ObjectFlags = ObjectFlags()
+    dry_run: DryRunOpt = False
+    no_progress: NoProgressOpt = False
+    json_output: JsonOpt = False
 
     def request(
-        self,
-        source: Any,
-        bucket: str,
-        key: str,
-        state_file: Path,
-        transfer: Any,
-        endpoint: Any,
-        object_flags: ObjectFlags,
+        self, source: Any, bucket: str, key: str, state_file: Path, endpoint: Any,
         shards: int | None = None,
-        dry_run: bool = False,
-    ) -> Any:
+    ) -> Any:  # fmt: skip
         """The Request of these flags, checked as far as it can be before anything is read
         or sent: a stream's refusals as a usage error naming the flag, the rest as the core
         says them."""
         from ._request import Request
 
-        options = object_flags.parameters(source.path)
+        options = self.object_flags.parameters(source.path)
         request = Request(state_file, source, bucket, key, self.part_size, self.max_parts,
                           self.expected_size, self.checksum, options, self.no_overwrite,
-                          endpoint, transfer.options(), shards=shards)  # fmt: skip
+                          endpoint, self.transfer.options(), shards=shards)  # fmt: skip
         try:
-            request.refuse_for_stream(dry_run=dry_run)
+            request.refuse_for_stream(dry_run=self.dry_run)
         except _errors.UsageError as exc:
             _usage_error(exc.message, _STREAM_FLAGS[exc.param or ""])
         _reported(request.check)
@@ -582,10 +613,7 @@ def _target(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"
             )
-        try:
-            bucket, key = parse_s3_url(url, file.name if file is not None else None)
-        except _errors.UsageError as exc:
-            _usage_error(str(exc))
+        bucket, key = _url(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     return file, bucket, key
@@ -599,10 +627,7 @@ def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[s
         return (bucket, key) if bucket and key else None
     if bucket or key:
         _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
-    try:
-        return parse_s3_url(url)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
+    return _url(parse_s3_url, url)
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
@@ -615,7 +640,12 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
         return bucket, prefix or ""
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
+    return _url(parse_bucket_url, url)
+
+
+def _url(parse: Callable[..., T], url: str, *name: str | None) -> T:
+    """``parse(url, *name)``, a URL it refuses a usage error (click's, or --json's)."""
     try:
-        return parse_bucket_url(url)
+        return parse(url, *name)
     except _errors.UsageError as exc:
         _usage_error(str(exc))

@@ -12,13 +12,11 @@ import typer
 
 from ._cli_flags import (
     PROCESSES_AUTO,
-    EndpointFlags,
-    ObjectFlags,
     ProcessesOpt,
     SendFlags,
-    TransferFlags,
     _auto_processes,
     _help,
+    _url,
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
@@ -125,28 +123,19 @@ def cp_tree(
     state_file: Path | None,
     state_dir: Path | None,
     tree: TreeFlags,
-    transfer: TransferFlags,
-    send: SendFlags,
-    endpoint_flags: EndpointFlags,
-    object_flags: ObjectFlags,
-    dry_run: bool,
-    no_progress: bool,
-    json_output: bool,
+    flags: SendFlags,
 ) -> None:
     from ._tree import TreeRequest, locate_tree_state, prefix_of
     from ._urls import parse_bucket_url
 
-    for flag, given in (("--no-overwrite", send.no_overwrite),
-                        ("--expected-size", send.expected_size is not None)):  # fmt: skip
+    for flag, given in (("--no-overwrite", flags.no_overwrite),
+                        ("--expected-size", flags.expected_size is not None)):  # fmt: skip
         if given:
             _usage_error(f"{flag} is not supported for a directory yet", flag)
-    try:
-        bucket, url_prefix = parse_bucket_url(url)
-    except Exception as exc:  # a UsageError: said as one line
-        _usage_error(str(exc))
+    bucket, url_prefix = _url(parse_bucket_url, url)
     prefix = prefix_of(url_prefix)
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
-    endpoint = endpoint_flags.endpoint()
+    endpoint, object_flags = flags.endpoint_flags.endpoint(), flags.object_flags
     options = object_flags.parameters(root)
     if object_flags.content_type is None:
         options.pop("ContentType", None)  # each file's, from its name
@@ -154,16 +143,18 @@ def cp_tree(
                         state_file=state_file, state_dir=state_dir)  # fmt: skip
     request = TreeRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
-                          send.part_size, send.max_parts, send.checksum, options or None,
-                          endpoint if endpoint_flags.given else None, transfer.options(),
+                          flags.part_size, flags.max_parts, flags.checksum, options or None,
+                          endpoint if flags.endpoint_flags.given else None,
+                          flags.transfer.options(),
                           guess_content_type=object_flags.content_type is None,
                           shard=tree.shard_spec())  # fmt: skip
     from ._tree import copy_tree, dry_run_tree
 
-    if dry_run:
+    json_output = flags.json_output
+    if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
         return
-    progress = _progress(not no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not json_output, "upload")
     stopped = (
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",

@@ -19,20 +19,13 @@ import typer
 from . import _errors
 from ._cli_flags import (
     PROCESSES_AUTO,
-    DryRunOpt,
-    EndpointFlags,
+    ContinueFlags,
     FileArg,
-    JsonOpt,
-    NoProgressOpt,
-    ObjectFlags,
     ObjectUrlArg,
-    OverrideFlags,
     ProcessesOpt,
-    ResumeTransferFlags,
+    ResumeFlags,
     SendFlags,
     StateFileOpt,
-    TransferFlags,
-    VerifyPartsOpt,
     _auto_processes,
     _target,
 )
@@ -91,13 +84,7 @@ def start(
             "beside the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).",
         ),
     ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    send: SendFlags = SendFlags(),
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    object_flags: ObjectFlags = ObjectFlags(),
-    dry_run: DryRunOpt = False,
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
+    flags: SendFlags = SendFlags(),
     shards: Annotated[
         int | None,
         typer.Option(
@@ -119,7 +106,8 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     source = _source(file)
-    progress = _progress(not no_progress and not json_output, "upload")
+    json_output = flags.json_output
+    progress = _progress(not flags.no_progress and not json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
 
@@ -133,15 +121,14 @@ def start(
 
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
-    request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
-                           object_flags, shards or (None if auto else processes),
-                           dry_run)  # fmt: skip
+    request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
+                            shards or (None if auto else processes))  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
         from ._logs import say_plan
 
         say_plan(plan)
-    if dry_run:
+    if flags.dry_run:
         _dry_run(request, json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
@@ -168,9 +155,9 @@ def start(
 
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
-        insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
+        insecure = Endpoint(verify_ssl=False) if flags.endpoint_flags.no_verify_ssl else None
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
-                               processes, json_output, no_progress, started)  # fmt: skip
+                               processes, json_output, flags.no_progress, started)  # fmt: skip
         return
     from ._upload import upload
 
@@ -204,13 +191,7 @@ def cp(
         Path | None,
         typer.Option("--state-dir", help="Keep the journal in this directory instead."),
     ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    send: SendFlags = SendFlags(),
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    object_flags: ObjectFlags = ObjectFlags(),
-    dry_run: DryRunOpt = False,
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
+    flags: SendFlags = SendFlags(),
     tree: TreeFlags = TreeFlags(),
 ) -> None:
     """Upload FILE to s3://BUCKET/KEY (a directory: each file under s3://BUCKET/PREFIX/);
@@ -223,10 +204,7 @@ def cp(
     from ._cp import copy, locate_state_file
 
     if file.is_dir():
-        cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree,
-                transfer=transfer, send=send, endpoint_flags=endpoint_flags,
-                object_flags=object_flags, dry_run=dry_run, no_progress=no_progress,
-                json_output=json_output)  # fmt: skip
+        cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree, flags=flags)
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {file} is not one", tree.given)
@@ -234,47 +212,32 @@ def cp(
     source = _source(given)
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,
                                 state_dir=state_dir)  # fmt: skip
-    endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
-    if not endpoint_flags.given:
+    endpoint = flags.endpoint_flags.endpoint()  # checked even when the state file's is used
+    if not flags.endpoint_flags.given:
         endpoint = None  # a new upload's from the environment, a resumed one's recorded
-    request = send.request(source, bucket, key, journal, transfer, endpoint, object_flags,
-                           dry_run=dry_run)  # fmt: skip
-    if dry_run:
-        _dry_run(request, json_output, cp=True)
+    request = flags.request(source, bucket, key, journal, endpoint)
+    if flags.dry_run:
+        _dry_run(request, flags.json_output, cp=True)
         return
-    progress = _progress(not no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     result = _run(lambda: copy(request, progress), resumable_state=journal)
-    _print_result(result, json_output, journal)
+    _print_result(result, flags.json_output, journal)
 
 
 @flag_groups
 def resume(
     state_file: StateFileOpt,
-    transfer: ResumeTransferFlags = ResumeTransferFlags(),
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
-    verify_parts: VerifyPartsOpt = False,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            "--file",
-            help="The file is here now (moved, or another machine); its uploaded parts are "
-            "re-read.",
-        ),
-    ] = None,
-    endpoint_flags: OverrideFlags = OverrideFlags(),
+    flags: ResumeFlags = ResumeFlags(),
     processes: ProcessesOpt = None,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
-    from ._request import Request
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
-                              endpoint=endpoint_flags.endpoint())  # fmt: skip
+    request = flags.request(state_file)
     if processes == PROCESSES_AUTO:  # a stream, or an upload that is over: this process
         from ._processes import pieces_of
 
@@ -290,10 +253,11 @@ def resume(
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            _complete_in_processes(request, processes, json_output, no_progress, started)
+            _complete_in_processes(request, processes, flags.json_output, flags.no_progress,
+                                   started)  # fmt: skip
             return
-    result = _continued(request, "resume", not no_progress and not json_output, resume_request)
-    _print_result(result, json_output, state_file)
+    result = _continued(request, "resume", flags, resume_request)
+    _print_result(result, flags.json_output, state_file)
 
 
 @flag_groups
@@ -308,14 +272,7 @@ def shard(
             "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
         ),
     ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
-    verify_parts: VerifyPartsOpt = False,
-    file: Annotated[
-        Path | None, typer.Option("--file", help="The file is at this path on this host.")
-    ] = None,
-    endpoint_flags: OverrideFlags = OverrideFlags(),
+    flags: ContinueFlags = ContinueFlags(),
     under_processes: Annotated[
         bool,
         typer.Option(
@@ -334,7 +291,6 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
-    from ._request import Request
     from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
@@ -354,11 +310,9 @@ def shard(
                 "--shard",
             )
         index, count = found
-    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
-                              endpoint=endpoint_flags.endpoint())  # fmt: skip
-    result = _continued(request, f"shard {index}/{count}", not no_progress and not json_output,
+    result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
-    if json_output:
+    if flags.json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
                     result.parts.stop - 1]})  # fmt: skip
     else:
@@ -368,10 +322,10 @@ def shard(
         )
 
 
-def _continued(request: Any, what: str, show_progress: bool, call: Any) -> Any:
+def _continued(request: Any, what: str, flags: ContinueFlags, call: Any) -> Any:
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
     resumable from the request's state file: resume's, or a shard's."""
-    progress = _progress(show_progress, what)
+    progress = _progress(not flags.no_progress and not flags.json_output, what)
     return _run(lambda: call(request, progress), resumable_state=request.state_file)
 
 
