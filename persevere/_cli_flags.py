@@ -93,300 +93,147 @@ def _help(option: Any, help: str) -> Any:
     return info
 
 
-PartSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--part-size",
-        parser=_parser(_part_size),
-        metavar="SIZE",
-        envvar="PERSEVERE_PART_SIZE",
-        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
-        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
-    ),
-]
-MaxPartsOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-parts",
-        min=1,
-        max=10_000,
-        metavar="N",
-        envvar="PERSEVERE_MAX_PARTS",
-        help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic "
-        "part size keeps the file within it, and a plan that exceeds it is refused.",
-    ),
-]
-StateFileOpt = Annotated[
-    Path, typer.Option("--state-file", help="The journal of this upload (JSONL).")
-]
-ConcurrencyOpt = Annotated[
-    int,
-    typer.Option(
-        "--concurrency",
-        "-c",
-        min=1,
-        max=MAX_CONCURRENCY,
-        help="Parts in flight at once.",
-        envvar="PERSEVERE_CONCURRENCY",
-    ),
-]
-NoProgressOpt = Annotated[
-    bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
-]
-MaxRetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-retries",
-        min=0,
-        envvar="PERSEVERE_MAX_RETRIES",
-        help="Retries per part (and per request) after a transient failure.",
-    ),
-]
-RetryForOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--retry-for",
-        parser=_parser(parse_duration),
-        metavar="DURATION",
-        envvar="PERSEVERE_RETRY_FOR",
-        show_default=False,
-        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).",
-    ),
-]
-StallOpt = Annotated[
-    float,
-    typer.Option(
-        "--stall-timeout",
-        min=1,
-        envvar="PERSEVERE_STALL_TIMEOUT",
-        help="Seconds without progress before a part's connection is cut and retried.",
-    ),
-]
-CaBundleOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ca-bundle",
-        help="CA certificates (PEM) to verify the endpoint's TLS with "
-        "(default: AWS_CA_BUNDLE, the profile's ca_bundle, or the system's).",
-    ),
-]
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint-url",
-        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
-    ),
-]
-NoVerifySslOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-verify-ssl",
-        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can "
-        "read and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
-        "command.",
-    ),
-]
+# One statement a flag, written by hand: its names and checks, then its help.
+# fmt: off
+PartSizeOpt = Annotated[int | None, typer.Option(
+    "--part-size", parser=_parser(_part_size), metavar="SIZE", envvar="PERSEVERE_PART_SIZE",
+    help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, KB/MB/GB "
+    "decimal: 8MB is 8,000,000 bytes), or bytes.")]
+MaxPartsOpt = Annotated[int, typer.Option(
+    "--max-parts", min=1, max=10_000, metavar="N", envvar="PERSEVERE_MAX_PARTS",
+    help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic part "
+    "size keeps the file within it, and a plan that exceeds it is refused.")]
+StateFileOpt = Annotated[Path, typer.Option(
+    "--state-file", help="The journal of this upload (JSONL).")]
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", "-c", min=1, max=MAX_CONCURRENCY, envvar="PERSEVERE_CONCURRENCY",
+    help="Parts in flight at once.")]
+NoProgressOpt = Annotated[bool, typer.Option(
+    "--no-progress", help="No progress bar or progress lines.")]
+MaxRetriesOpt = Annotated[int, typer.Option(
+    "--max-retries", min=0, envvar="PERSEVERE_MAX_RETRIES",
+    help="Retries per part (and per request) after a transient failure.")]
+RetryForOpt = Annotated[float | None, typer.Option(
+    "--retry-for", parser=_parser(parse_duration), metavar="DURATION", envvar="PERSEVERE_RETRY_FOR",
+    show_default=False,
+    help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).")]
+StallOpt = Annotated[float, typer.Option(
+    "--stall-timeout", min=1, envvar="PERSEVERE_STALL_TIMEOUT",
+    help="Seconds without progress before a part's connection is cut and retried.")]
+CaBundleOpt = Annotated[str | None, typer.Option(
+    "--ca-bundle",
+    help="CA certificates (PEM) to verify the endpoint's TLS with (default: AWS_CA_BUNDLE, the "
+    "profile's ca_bundle, or the system's).")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint-url",
+    help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).")]
+NoVerifySslOpt = Annotated[bool, typer.Option(
+    "--no-verify-ssl",
+    help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can read and "
+    "alter the traffic; prefer --ca-bundle). Never recorded: give it to every command.")]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
-JsonOpt = Annotated[
-    bool,
-    typer.Option(
-        "--json",
-        callback=_note_json,
-        help="Print one JSON document on stdout (for scripts), errors included.",
-    ),
-]
-BandwidthOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--max-bandwidth",
-        parser=_parser(_rate),
-        metavar="RATE",
-        envvar="PERSEVERE_MAX_BANDWIDTH",
-        show_default=False,
-        help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
-        "(decimal).",
-    ),
-]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", callback=_note_json,
+    help="Print one JSON document on stdout (for scripts), errors included.")]
+BandwidthOpt = Annotated[float | None, typer.Option(
+    "--max-bandwidth", parser=_parser(_rate), metavar="RATE", envvar="PERSEVERE_MAX_BANDWIDTH",
+    show_default=False,
+    help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
+    "(decimal).")]
 # resume does not remember these from start (the state file records what the object is, not
 # how fast it went): their help says so.
-ResumeConcurrencyOpt = Annotated[
-    int,
-    _help(ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again)."),
-]
-ResumeBandwidthOpt = Annotated[
-    float | None,
-    _help(
-        BandwidthOpt,
-        "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or "
-        "none applies.",
-    ),
-]
-DurationOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--older-than",
-        parser=_parser(functools.partial(parse_duration, unit_required=True)),
-        metavar="DURATION",
-        help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.",
-    ),
-]
-
-
-ExpectedSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--expected-size",
-        parser=_parser(parse_size),
-        metavar="SIZE",
-        help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
-        "stream that ends earlier is an error (a producer that failed). Without it, parts "
-        "grow along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's "
-        "size.",
-    ),
-]
-ProcessesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--processes",
-        parser=_parser(_processes),
-        metavar="N|auto",
-        help="Split the upload into N shards (1..64), each a process of its own (an event "
-        "loop and a core each), then complete. 'auto': one per usable core, no more than the "
-        "file has parts; one core, a stream or a single part: the usual single process. It "
-        "pays only when this process is the limit (CPU-bound), not the server or the link: "
-        "cores the server shares are not idle ones.",
-    ),
-]
-VerifyPartsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verify-parts",
-        help="Re-read the parts already uploaded and compare their checksums even when the "
-        "file's identity (size, times, inode) is unchanged; changed parts are sent again.",
-    ),
-]
-ChecksumOpt = Annotated[
-    AlgorithmName | None,
-    typer.Option(
-        "--checksum",
-        "--checksum-algorithm",
-        case_sensitive=False,
-        envvar="PERSEVERE_CHECKSUM",
-        show_default=False,
-        help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, "
-        "SHA1 (composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports "
-        "them; MD5: Content-MD5 per part, checked against the ETag (endpoints without flexible "
-        "checksums). Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint "
-        "does not confirm it; a chosen algorithm is never replaced: unconfirmed, the upload "
-        "stops.",
-    ),
-]
-StorageClassOpt = Annotated[
-    StorageClass | None,
-    typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
-]
-ContentTypeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--content-type",
-        help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
-        "compressed type, application/gzip).",
-    ),
-]
-ContentEncodingOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--content-encoding",
-        help="Stored as the object's Content-Encoding; none unless given (with 'gzip', "
-        "browsers and HTTP libraries hand back decompressed bytes).",
-    ),
-]
-MetadataOpt = Annotated[
-    list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
-]
-TaggingOpt = Annotated[
-    list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
-]
-SseOpt = Annotated[
-    SseMode | None, typer.Option("--sse", case_sensitive=False, help="Server-side encryption.")
-]
-SseKeyOpt = Annotated[
-    str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
-]
-AclOpt = Annotated[
-    CannedAcl | None, typer.Option("--acl", case_sensitive=False, help="Canned ACL.")
-]
-OwnerOpt = Annotated[
-    str | None,
-    typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
-]
-LockModeOpt = Annotated[
-    ObjectLockMode | None,
-    typer.Option(
-        "--object-lock-mode",
-        case_sensitive=False,
-        help="Object lock retention mode (with --object-lock-retain-until); the bucket must "
-        "have object lock enabled.",
-    ),
-]
-LockUntilOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--object-lock-retain-until",
-        metavar="DATE",
-        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
-        "2030-01-31T12:00:00Z; UTC unless an offset is given).",
-    ),
-]
-LegalHoldOpt = Annotated[
-    LegalHold | None,
-    typer.Option("--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF."),
-]
-DryRunOpt = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Print the plan, the state file, the endpoint and whether S3 would accept the "
-        "upload (a CreateMultipartUpload aborted at once; for an upload cp would resume, its "
-        "ListParts), with no part sent and no state file written; then exit 0, or fail as "
-        "the run would.",
-    ),
-]
-NoOverwriteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-overwrite",
-        help="Write-once: never replace an existing object. Checked before anything is sent "
-        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
-        "honours it); if the key exists, the upload is aborted and the object left untouched "
-        "(exit 1). Recorded: resume honours it.",
-    ),
-]
-RequestPayerOpt = Annotated[
-    Literal["requester"] | None,
-    typer.Option(
-        "--request-payer",
-        help="'requester': a requester-pays bucket; this account pays for the requests "
-        "(sent on every request of the upload, recorded for resume).",
-    ),
-]
-ListRequestPayerOpt = Annotated[
-    Literal["requester"] | None,
-    _help(
-        RequestPayerOpt,
-        "'requester': a requester-pays bucket; this account pays for the requests (sent on "
-        "each of them).",
-    ),
-]
-KeyRequestPayerOpt = Annotated[  # abort and status: a state file's upload has it recorded
-    Literal["requester"] | None,
-    _help(
-        RequestPayerOpt,
-        "'requester': a requester-pays bucket; this account pays for the requests (with "
-        "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).",
-    ),
-]
+ResumeConcurrencyOpt = Annotated[int, _help(
+    ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again).")]
+ResumeBandwidthOpt = Annotated[float | None, _help(
+    BandwidthOpt,
+    "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or none "
+    "applies.")]
+DurationOpt = Annotated[float | None, typer.Option(
+    "--older-than", parser=_parser(functools.partial(parse_duration, unit_required=True)),
+    metavar="DURATION",
+    help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.")]
+ExpectedSizeOpt = Annotated[int | None, typer.Option(
+    "--expected-size", parser=_parser(parse_size), metavar="SIZE",
+    help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a stream "
+    "that ends earlier is an error (a producer that failed). Without it, parts grow along a fixed "
+    "schedule (up to 7.8 TiB). With a file, it must be the file's size.")]
+ProcessesOpt = Annotated[int | None, typer.Option(
+    "--processes", parser=_parser(_processes), metavar="N|auto",
+    help="Split the upload into N shards (1..64), each a process of its own (an event loop and a "
+    "core each), then complete. 'auto': one per usable core, no more than the file has parts; one "
+    "core, a stream or a single part: the usual single process. It pays only when this process is "
+    "the limit (CPU-bound), not the server or the link: cores the server shares are not idle "
+    "ones.")]
+VerifyPartsOpt = Annotated[bool, typer.Option(
+    "--verify-parts",
+    help="Re-read the parts already uploaded and compare their checksums even when the file's "
+    "identity (size, times, inode) is unchanged; changed parts are sent again.")]
+ChecksumOpt = Annotated[AlgorithmName | None, typer.Option(
+    "--checksum", "--checksum-algorithm", case_sensitive=False, envvar="PERSEVERE_CHECKSUM",
+    show_default=False,
+    help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 "
+    "(composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them; MD5: "
+    "Content-MD5 per part, checked against the ETag (endpoints without flexible checksums). "
+    "Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint does not confirm it; "
+    "a chosen algorithm is never replaced: unconfirmed, the upload stops.")]
+StorageClassOpt = Annotated[StorageClass | None, typer.Option(
+    "--storage-class", case_sensitive=False, help="Storage class.")]
+ContentTypeOpt = Annotated[str | None, typer.Option(
+    "--content-type",
+    help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its compressed "
+    "type, application/gzip).")]
+ContentEncodingOpt = Annotated[str | None, typer.Option(
+    "--content-encoding",
+    help="Stored as the object's Content-Encoding; none unless given (with 'gzip', browsers and "
+    "HTTP libraries hand back decompressed bytes).")]
+MetadataOpt = Annotated[list[str] | None, typer.Option(
+    "--metadata", help="key=value (repeatable).")]
+TaggingOpt = Annotated[list[str] | None, typer.Option(
+    "--tagging", help="key=value (repeatable, or k=v&k2=v2).")]
+SseOpt = Annotated[SseMode | None, typer.Option(
+    "--sse", case_sensitive=False, help="Server-side encryption.")]
+SseKeyOpt = Annotated[str | None, typer.Option(
+    "--sse-kms-key-id", help="KMS key for --sse aws:kms.")]
+AclOpt = Annotated[CannedAcl | None, typer.Option(
+    "--acl", case_sensitive=False, help="Canned ACL.")]
+OwnerOpt = Annotated[str | None, typer.Option(
+    "--expected-bucket-owner", help="Refuse a bucket of another account.")]
+LockModeOpt = Annotated[ObjectLockMode | None, typer.Option(
+    "--object-lock-mode", case_sensitive=False,
+    help="Object lock retention mode (with --object-lock-retain-until); the bucket must have "
+    "object lock enabled.")]
+LockUntilOpt = Annotated[str | None, typer.Option(
+    "--object-lock-retain-until", metavar="DATE",
+    help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
+    "2030-01-31T12:00:00Z; UTC unless an offset is given).")]
+LegalHoldOpt = Annotated[LegalHold | None, typer.Option(
+    "--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run",
+    help="Print the plan, the state file, the endpoint and whether S3 would accept the upload (a "
+    "CreateMultipartUpload aborted at once; for an upload cp would resume, its ListParts), with "
+    "no part sent and no state file written; then exit 0, or fail as the run would.")]
+NoOverwriteOpt = Annotated[bool, typer.Option(
+    "--no-overwrite",
+    help="Write-once: never replace an existing object. Checked before anything is sent "
+    "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
+    "honours it); if the key exists, the upload is aborted and the object left untouched (exit "
+    "1). Recorded: resume honours it.")]
+RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
+    "--request-payer",
+    help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
+    "request of the upload, recorded for resume).")]
+ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+    RequestPayerOpt,
+    "'requester': a requester-pays bucket; this account pays for the requests (sent on each of "
+    "them).")]
+# abort and status: a state file's upload has it recorded
+KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+    RequestPayerOpt,
+    "'requester': a requester-pays bucket; this account pays for the requests (with "
+    "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).")]
+# fmt: on
 
 
 def _warn_insecure() -> None:
