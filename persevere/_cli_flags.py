@@ -95,10 +95,6 @@ def _help(option: Any, help: str) -> Any:
 
 # One statement a flag, written by hand: its names and checks, then its help.
 # fmt: off
-PartSizeOpt = Annotated[int | None, typer.Option(
-    "--part-size", parser=_parser(_part_size), metavar="SIZE", envvar="PERSEVERE_PART_SIZE",
-    help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, KB/MB/GB "
-    "decimal: 8MB is 8,000,000 bytes), or bytes.")]
 MaxPartsOpt = Annotated[int, typer.Option(
     "--max-parts", min=1, max=10_000, metavar="N", envvar="PERSEVERE_MAX_PARTS",
     help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic part "
@@ -110,29 +106,6 @@ ConcurrencyOpt = Annotated[int, typer.Option(
     help="Parts in flight at once.")]
 NoProgressOpt = Annotated[bool, typer.Option(
     "--no-progress", help="No progress bar or progress lines.")]
-MaxRetriesOpt = Annotated[int, typer.Option(
-    "--max-retries", min=0, envvar="PERSEVERE_MAX_RETRIES",
-    help="Retries per part (and per request) after a transient failure.")]
-RetryForOpt = Annotated[float | None, typer.Option(
-    "--retry-for", parser=_parser(parse_duration), metavar="DURATION", envvar="PERSEVERE_RETRY_FOR",
-    show_default=False,
-    help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).")]
-StallOpt = Annotated[float, typer.Option(
-    "--stall-timeout", min=1, envvar="PERSEVERE_STALL_TIMEOUT",
-    help="Seconds without progress before a part's connection is cut and retried.")]
-CaBundleOpt = Annotated[str | None, typer.Option(
-    "--ca-bundle",
-    help="CA certificates (PEM) to verify the endpoint's TLS with (default: AWS_CA_BUNDLE, the "
-    "profile's ca_bundle, or the system's).")]
-EndpointOpt = Annotated[str | None, typer.Option(
-    "--endpoint-url",
-    help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).")]
-NoVerifySslOpt = Annotated[bool, typer.Option(
-    "--no-verify-ssl",
-    help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can read and "
-    "alter the traffic; prefer --ca-bundle). Never recorded: give it to every command.")]
-RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
 JsonOpt = Annotated[bool, typer.Option(
     "--json", callback=_note_json,
     help="Print one JSON document on stdout (for scripts), errors included.")]
@@ -141,23 +114,10 @@ BandwidthOpt = Annotated[float | None, typer.Option(
     show_default=False,
     help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
     "(decimal).")]
-# resume does not remember these from start (the state file records what the object is, not
-# how fast it went): their help says so.
-ResumeConcurrencyOpt = Annotated[int, _help(
-    ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again).")]
-ResumeBandwidthOpt = Annotated[float | None, _help(
-    BandwidthOpt,
-    "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or none "
-    "applies.")]
 DurationOpt = Annotated[float | None, typer.Option(
     "--older-than", parser=_parser(functools.partial(parse_duration, unit_required=True)),
     metavar="DURATION",
     help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.")]
-ExpectedSizeOpt = Annotated[int | None, typer.Option(
-    "--expected-size", parser=_parser(parse_size), metavar="SIZE",
-    help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a stream "
-    "that ends earlier is an error (a producer that failed). Without it, parts grow along a fixed "
-    "schedule (up to 7.8 TiB). With a file, it must be the file's size.")]
 ProcessesOpt = Annotated[int | None, typer.Option(
     "--processes", parser=_parser(_processes), metavar="N|auto",
     help="Split the upload into N shards (1..64), each a process of its own (an event loop and a "
@@ -165,61 +125,6 @@ ProcessesOpt = Annotated[int | None, typer.Option(
     "core, a stream or a single part: the usual single process. It pays only when this process is "
     "the limit (CPU-bound), not the server or the link: cores the server shares are not idle "
     "ones.")]
-VerifyPartsOpt = Annotated[bool, typer.Option(
-    "--verify-parts",
-    help="Re-read the parts already uploaded and compare their checksums even when the file's "
-    "identity (size, times, inode) is unchanged; changed parts are sent again.")]
-ChecksumOpt = Annotated[AlgorithmName | None, typer.Option(
-    "--checksum", "--checksum-algorithm", case_sensitive=False, envvar="PERSEVERE_CHECKSUM",
-    show_default=False,
-    help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 "
-    "(composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them; MD5: "
-    "Content-MD5 per part, checked against the ETag (endpoints without flexible checksums). "
-    "Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint does not confirm it; "
-    "a chosen algorithm is never replaced: unconfirmed, the upload stops.")]
-StorageClassOpt = Annotated[StorageClass | None, typer.Option(
-    "--storage-class", case_sensitive=False, help="Storage class.")]
-ContentTypeOpt = Annotated[str | None, typer.Option(
-    "--content-type",
-    help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its compressed "
-    "type, application/gzip).")]
-ContentEncodingOpt = Annotated[str | None, typer.Option(
-    "--content-encoding",
-    help="Stored as the object's Content-Encoding; none unless given (with 'gzip', browsers and "
-    "HTTP libraries hand back decompressed bytes).")]
-MetadataOpt = Annotated[list[str] | None, typer.Option(
-    "--metadata", help="key=value (repeatable).")]
-TaggingOpt = Annotated[list[str] | None, typer.Option(
-    "--tagging", help="key=value (repeatable, or k=v&k2=v2).")]
-SseOpt = Annotated[SseMode | None, typer.Option(
-    "--sse", case_sensitive=False, help="Server-side encryption.")]
-SseKeyOpt = Annotated[str | None, typer.Option(
-    "--sse-kms-key-id", help="KMS key for --sse aws:kms.")]
-AclOpt = Annotated[CannedAcl | None, typer.Option(
-    "--acl", case_sensitive=False, help="Canned ACL.")]
-OwnerOpt = Annotated[str | None, typer.Option(
-    "--expected-bucket-owner", help="Refuse a bucket of another account.")]
-LockModeOpt = Annotated[ObjectLockMode | None, typer.Option(
-    "--object-lock-mode", case_sensitive=False,
-    help="Object lock retention mode (with --object-lock-retain-until); the bucket must have "
-    "object lock enabled.")]
-LockUntilOpt = Annotated[str | None, typer.Option(
-    "--object-lock-retain-until", metavar="DATE",
-    help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
-    "2030-01-31T12:00:00Z; UTC unless an offset is given).")]
-LegalHoldOpt = Annotated[LegalHold | None, typer.Option(
-    "--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF.")]
-DryRunOpt = Annotated[bool, typer.Option(
-    "--dry-run",
-    help="Print the plan, the state file, the endpoint and whether S3 would accept the upload (a "
-    "CreateMultipartUpload aborted at once; for an upload cp would resume, its ListParts), with "
-    "no part sent and no state file written; then exit 0, or fail as the run would.")]
-NoOverwriteOpt = Annotated[bool, typer.Option(
-    "--no-overwrite",
-    help="Write-once: never replace an existing object. Checked before anything is sent "
-    "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
-    "honours it); if the key exists, the upload is aborted and the object left untouched (exit "
-    "1). Recorded: resume honours it.")]
 RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
     "--request-payer",
     help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
@@ -248,11 +153,20 @@ def _warn_insecure() -> None:
 class TransferFlags:
     """How fast and how patiently: the upload options (not recorded in the state file)."""
 
+    # fmt: off
     concurrency: ConcurrencyOpt = 8
     max_bandwidth: BandwidthOpt = None
-    max_retries: MaxRetriesOpt = 9
-    retry_for: RetryForOpt = None
-    stall_timeout: StallOpt = 60.0
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", min=0, envvar="PERSEVERE_MAX_RETRIES",
+        help="Retries per part (and per request) after a transient failure.")] = 9
+    retry_for: Annotated[float | None, typer.Option(
+        "--retry-for", parser=_parser(parse_duration), metavar="DURATION",
+        envvar="PERSEVERE_RETRY_FOR", show_default=False,
+        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).")] = None
+    stall_timeout: Annotated[float, typer.Option(
+        "--stall-timeout", min=1, envvar="PERSEVERE_STALL_TIMEOUT",
+        help="Seconds without progress before a part's connection is cut and retried.")] = 60.0
+    # fmt: on
 
     def options(self) -> Any:
         from ._options import UploadOptions
@@ -272,21 +186,39 @@ class TransferFlags:
 
 @dataclasses.dataclass(frozen=True)
 class ResumeTransferFlags(TransferFlags):
-    """resume's: the same flags, whose help says that start's are not remembered."""
+    """resume's: the same flags, whose help says that start's are not remembered (the state
+    file records what the object is, not how fast it went)."""
 
-    concurrency: ResumeConcurrencyOpt = 8
-    max_bandwidth: ResumeBandwidthOpt = None
+    # fmt: off
+    concurrency: Annotated[int, _help(
+        ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again).")] = 8
+    max_bandwidth: Annotated[float | None, _help(
+        BandwidthOpt,
+        "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or none "
+        "applies.")] = None
+    # fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
 class EndpointFlags:
     """Where and as whom: the commands that are given the endpoint (not a state file)."""
 
-    endpoint_url: EndpointOpt = None
-    region: RegionOpt = None
-    profile: ProfileOpt = None
-    ca_bundle: CaBundleOpt = None
-    no_verify_ssl: NoVerifySslOpt = False
+    # fmt: off
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url",
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).")] = None
+    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None
+    ca_bundle: Annotated[str | None, typer.Option(
+        "--ca-bundle",
+        help="CA certificates (PEM) to verify the endpoint's TLS with (default: AWS_CA_BUNDLE, "
+        "the profile's ca_bundle, or the system's).")] = None
+    no_verify_ssl: Annotated[bool, typer.Option(
+        "--no-verify-ssl",
+        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can read "
+        "and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
+        "command.")] = False
+    # fmt: on
 
     @property
     def given(self) -> bool:
@@ -317,17 +249,14 @@ class EndpointFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class OverrideFlags:
-    """What resume and shard change about the endpoint their state file records."""
+class OverrideFlags(EndpointFlags):
+    """What resume and shard change about the endpoint their state file records: the
+    endpoint's flags but --region (the recorded one applies)."""
 
-    endpoint_url: EndpointOpt = None
-    profile: ProfileOpt = None
-    ca_bundle: CaBundleOpt = None
-    no_verify_ssl: NoVerifySslOpt = False
+    region: str | None = dataclasses.field(default=None, init=False)
 
     def endpoint(self) -> Any:
-        given = (self.endpoint_url, None, self.profile, self.ca_bundle, self.no_verify_ssl)
-        return EndpointFlags(*given).overrides()
+        return self.overrides()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,13 +264,18 @@ class ContinueFlags:
     """What an upload its state file records is given again (shard's; resume's below): how
     fast, what to show, where the file and the endpoint are now."""
 
+    # fmt: off
     transfer: TransferFlags = TransferFlags()
     no_progress: NoProgressOpt = False
     json_output: JsonOpt = False
-    verify_parts: VerifyPartsOpt = False
+    verify_parts: Annotated[bool, typer.Option(
+        "--verify-parts",
+        help="Re-read the parts already uploaded and compare their checksums even when the file's "
+        "identity (size, times, inode) is unchanged; changed parts are sent again.")] = False
     file: Annotated[Path | None, typer.Option(
-        "--file", help="The file is at this path on this host.")] = None  # fmt: skip
+        "--file", help="The file is at this path on this host.")] = None
     endpoint_flags: OverrideFlags = OverrideFlags()
+    # fmt: on
 
     def request(self, state_file: Path) -> Any:
         """The Request the state file records, with what these flags change."""
@@ -356,29 +290,53 @@ class ContinueFlags:
 class ResumeFlags(ContinueFlags):
     """resume's: the same flags, described for resume."""
 
+    # fmt: off
     transfer: ResumeTransferFlags = ResumeTransferFlags()
     file: Annotated[Path | None, typer.Option(
         "--file", help="The file is here now (moved, or another machine); its uploaded parts "
-        "are re-read.")] = None  # fmt: skip
+        "are re-read.")] = None
+    # fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectFlags:
     """What the object is (type, metadata, encryption, lock): CreateMultipartUpload's."""
 
-    storage_class: StorageClassOpt = None
-    content_type: ContentTypeOpt = None
-    content_encoding: ContentEncodingOpt = None
-    metadata: MetadataOpt = None
-    tagging: TaggingOpt = None
-    sse: SseOpt = None
-    sse_kms_key_id: SseKeyOpt = None
-    acl: AclOpt = None
-    expected_bucket_owner: OwnerOpt = None
+    # fmt: off
+    storage_class: Annotated[StorageClass | None, typer.Option(
+        "--storage-class", case_sensitive=False, help="Storage class.")] = None
+    content_type: Annotated[str | None, typer.Option(
+        "--content-type",
+        help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
+        "compressed type, application/gzip).")] = None
+    content_encoding: Annotated[str | None, typer.Option(
+        "--content-encoding",
+        help="Stored as the object's Content-Encoding; none unless given (with 'gzip', browsers "
+        "and HTTP libraries hand back decompressed bytes).")] = None
+    metadata: Annotated[list[str] | None, typer.Option(
+        "--metadata", help="key=value (repeatable).")] = None
+    tagging: Annotated[list[str] | None, typer.Option(
+        "--tagging", help="key=value (repeatable, or k=v&k2=v2).")] = None
+    sse: Annotated[SseMode | None, typer.Option(
+        "--sse", case_sensitive=False, help="Server-side encryption.")] = None
+    sse_kms_key_id: Annotated[str | None, typer.Option(
+        "--sse-kms-key-id", help="KMS key for --sse aws:kms.")] = None
+    acl: Annotated[CannedAcl | None, typer.Option(
+        "--acl", case_sensitive=False, help="Canned ACL.")] = None
+    expected_bucket_owner: Annotated[str | None, typer.Option(
+        "--expected-bucket-owner", help="Refuse a bucket of another account.")] = None
     request_payer: RequestPayerOpt = None
-    object_lock_mode: LockModeOpt = None
-    object_lock_retain_until: LockUntilOpt = None
-    object_lock_legal_hold: LegalHoldOpt = None
+    object_lock_mode: Annotated[ObjectLockMode | None, typer.Option(
+        "--object-lock-mode", case_sensitive=False,
+        help="Object lock retention mode (with --object-lock-retain-until); the bucket must have "
+        "object lock enabled.")] = None
+    object_lock_retain_until: Annotated[str | None, typer.Option(
+        "--object-lock-retain-until", metavar="DATE",
+        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
+        "2030-01-31T12:00:00Z; UTC unless an offset is given).")] = None
+    object_lock_legal_hold: Annotated[LegalHold | None, typer.Option(
+        "--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF.")] = None
+    # fmt: on
 
     def parameters(self, file: Path) -> dict[str, Any]:
         from ._object_options import build_object_options
@@ -394,17 +352,43 @@ class SendFlags:
     file): how it is sent, cut, checked, where to and what the object is; with the others,
     one :class:`._request.Request`."""
 
+    # fmt: off
     transfer: TransferFlags = TransferFlags()
-    part_size: PartSizeOpt = None
+    part_size: Annotated[int | None, typer.Option(
+        "--part-size", parser=_parser(_part_size), metavar="SIZE", envvar="PERSEVERE_PART_SIZE",
+        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
+        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.")] = None
     max_parts: MaxPartsOpt = 10_000
-    checksum: ChecksumOpt = None
-    no_overwrite: NoOverwriteOpt = False
-    expected_size: ExpectedSizeOpt = None
+    checksum: Annotated[AlgorithmName | None, typer.Option(
+        "--checksum", "--checksum-algorithm", case_sensitive=False, envvar="PERSEVERE_CHECKSUM",
+        show_default=False,
+        help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 "
+        "(composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them; MD5: "
+        "Content-MD5 per part, checked against the ETag (endpoints without flexible checksums). "
+        "Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint does not confirm "
+        "it; a chosen algorithm is never replaced: unconfirmed, the upload stops.")] = None
+    no_overwrite: Annotated[bool, typer.Option(
+        "--no-overwrite",
+        help="Write-once: never replace an existing object. Checked before anything is sent "
+        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
+        "honours it); if the key exists, the upload is aborted and the object left untouched "
+        "(exit 1). Recorded: resume honours it.")] = False
+    expected_size: Annotated[int | None, typer.Option(
+        "--expected-size", parser=_parser(parse_size), metavar="SIZE",
+        help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
+        "stream that ends earlier is an error (a producer that failed). Without it, parts grow "
+        "along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's size.")] = None
     endpoint_flags: EndpointFlags = EndpointFlags()
     object_flags: ObjectFlags = ObjectFlags()
-    dry_run: DryRunOpt = False
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run",
+        help="Print the plan, the state file, the endpoint and whether S3 would accept the upload "
+        "(a CreateMultipartUpload aborted at once; for an upload cp would resume, its ListParts), "
+        "with no part sent and no state file written; then exit 0, or fail as the run "
+        "would.")] = False
     no_progress: NoProgressOpt = False
     json_output: JsonOpt = False
+    # fmt: on
 
     def request(
         self, source: Any, bucket: str, key: str, state_file: Path, endpoint: Any,
