@@ -30,6 +30,7 @@ import typer
 from ._cli_admin import abort, bench, list_uploads, status, verify
 from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
 from ._cli_upload import cp, resume, shard, start
+from ._flag_groups import flag_groups
 from ._platform import require_supported
 from ._version import __version__
 
@@ -89,16 +90,17 @@ def _root(
     _reported(require_supported)  # Windows: one line before any command starts (._platform)
 
 
-# The commands, in the order help lists them: each a plain function of its own module.
-upload_app.command("start")(start)
-app.command("cp")(cp)
-upload_app.command("resume")(resume)
-upload_app.command("shard")(shard)
-upload_app.command("abort")(abort)
-upload_app.command("list")(list_uploads)
-upload_app.command("status")(status)
-app.command("verify")(verify)
-app.command("bench")(bench)
+# The commands, in the order help lists them: each a plain function of its own module, its
+# flag groups spread into their options (._flag_groups).
+upload_app.command("start")(flag_groups(start))
+app.command("cp")(flag_groups(cp))
+upload_app.command("resume")(flag_groups(resume))
+upload_app.command("shard")(flag_groups(shard))
+upload_app.command("abort")(flag_groups(abort))
+upload_app.command("list")(flag_groups(list_uploads))
+upload_app.command("status")(flag_groups(status))
+app.command("verify")(flag_groups(verify))
+app.command("bench")(flag_groups(bench))
 
 
 def main() -> None:

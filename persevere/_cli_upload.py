@@ -39,7 +39,6 @@ from ._cli_run import (
     _usage_error,
 )
 from ._cli_tree import TreeFlags, cp_tree
-from ._flag_groups import flag_groups
 from ._units import format_size
 
 
@@ -65,37 +64,25 @@ def _plan_of(request: Any) -> Any:
 
 
 # -- commands --------------------------------------------------------------------------------
-@flag_groups
 def start(
     file_arg: FileArg = None,
     url_arg: ObjectUrlArg = None,
-    s3_bucket: Annotated[
-        str | None, typer.Option("--s3-bucket", help="Destination bucket.")
-    ] = None,
+    s3_bucket: Annotated[str | None, typer.Option(
+        "--s3-bucket", help="Destination bucket.")] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Destination object key.")] = None,
-    file_to_upload: Annotated[
-        Path | None, typer.Option("--file-to-upload", help="The local file to upload.")
-    ] = None,
-    state_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-file",
-            help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere "
-            "beside the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).",
-        ),
-    ] = None,
+    file_to_upload: Annotated[Path | None, typer.Option(
+        "--file-to-upload", help="The local file to upload.")] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file",
+        help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere beside "
+        "the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).")] = None,
     flags: SendFlags = SendFlags(),
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            "--shards",
-            min=1,
-            help="Create the upload for this many shards and send nothing: run 'persevere "
-            "upload shard' for each (any host), then 'upload resume' completes.",
-        ),
-    ] = None,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1,
+        help="Create the upload for this many shards and send nothing: run 'persevere upload "
+        "shard' for each (any host), then 'upload resume' completes.")] = None,
     processes: ProcessesOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags).
 
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
@@ -173,27 +160,20 @@ def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
     _print_dry_run(report, json_output)
 
 
-@flag_groups
 def cp(
     file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
     url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
-    state_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-file",
-            help="The journal of this upload. Default: FILE.persevere beside the file if that "
-            "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
-            "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
-            "stdin.DIGEST.persevere there.",
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", help="Keep the journal in this directory instead."),
-    ] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file",
+        help="The journal of this upload. Default: FILE.persevere beside the file if that "
+        "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
+        "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
+        "stdin.DIGEST.persevere there.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="Keep the journal in this directory instead.")] = None,
     flags: SendFlags = SendFlags(),
     tree: TreeFlags = TreeFlags(),
-) -> None:
+) -> None:  # fmt: skip
     """Upload FILE to s3://BUCKET/KEY (a directory: each file under s3://BUCKET/PREFIX/);
     run it again until it exits 0.
 
@@ -224,7 +204,6 @@ def cp(
     _print_result(result, flags.json_output, journal)
 
 
-@flag_groups
 def resume(
     state_file: StateFileOpt,
     flags: ResumeFlags = ResumeFlags(),
@@ -260,28 +239,17 @@ def resume(
     _print_result(result, flags.json_output, state_file)
 
 
-@flag_groups
 def shard(
     state_file: StateFileOpt,
-    shard_spec: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="I/N",
-            help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX "
-            "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
-        ),
-    ] = None,
+    shard_spec: Annotated[str | None, typer.Option(
+        "--shard", metavar="I/N",
+        help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX (Kubernetes "
+        "Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.")] = None,
     flags: ContinueFlags = ContinueFlags(),
-    under_processes: Annotated[
-        bool,
-        typer.Option(
-            "--under-processes",
-            hidden=True,
-            help="Run by --processes: the parent passes a stop on (see _run).",
-        ),
-    ] = False,
-) -> None:
+    under_processes: Annotated[bool, typer.Option(
+        "--under-processes", hidden=True,
+        help="Run by --processes: the parent passes a stop on (see _run).")] = False,
+) -> None:  # fmt: skip
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
 
