@@ -60,24 +60,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings).")
-    ] = False,
-    log_format: Annotated[
-        Literal["text", "json"],
-        typer.Option(
-            "--log-format",
-            envvar="PERSEVERE_LOG_FORMAT",
-            help="stderr as text, or one JSON object per line (start, progress, retry, "
-            "throttle, completed, error...) for log collectors.",
-        ),
-    ] = "text",
-) -> None:
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Only errors on stderr (no warnings).")] = False,
+    log_format: Annotated[Literal["text", "json"], typer.Option(
+        "--log-format", envvar="PERSEVERE_LOG_FORMAT",
+        help="stderr as text, or one JSON object per line (start, progress, retry, throttle, "
+        "completed, error...) for log collectors.")] = "text",
+) -> None:  # fmt: skip
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
     from ._logs import setup
 

@@ -23,61 +23,34 @@ from ._units import format_size
 
 log = logging.getLogger("persevere")
 
-IncludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--include",
-        metavar="GLOB",
-        help="A directory: upload only the files whose path under it matches (repeatable; "
-        "* matches across /).",
-    ),
-]
-ExcludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude",
-        metavar="GLOB",
-        help="A directory: leave out the files whose path under it matches (repeatable).",
-    ),
-]
-FollowOpt = Annotated[
-    bool,
-    typer.Option(
-        "--follow-symlinks",
-        help="A directory: follow symbolic links (default: listed as not uploaded).",
-    ),
-]
-CheckRemoteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--check-remote",
-        help="A directory: look at the object of each file recorded as done and unchanged "
-        "(HeadObject: size and checksum), and send again what differs.",
-    ),
-]
-
-ShardOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--shard",
-        metavar="I/N",
-        help="A directory: upload only shard I (0-based) of N, its files chosen by their path, "
-        "with a journal of its own (for job arrays: --shard $SLURM_ARRAY_TASK_ID/N); the same "
-        "command without --shard then takes the shards' journals in and sends what is left.",
-    ),
-]
-
-TreeProcessesOpt = Annotated[
-    int | None,
-    _help(
-        ProcessesOpt,
-        "A directory: split it into N shards (1..64, by file path), each a process of its own "
-        "(an event loop and a core each), then take their journals in and send what is left. "
-        "'auto': one per usable core, no more than the tree has files (one: the usual single "
-        "process). It pays only when this process is the limit (CPU-bound: many small files), "
-        "not the server or the link: cores the server shares are not idle ones.",
-    ),
-]
+# fmt: off
+IncludeOpt = Annotated[list[str] | None, typer.Option(
+    "--include", metavar="GLOB",
+    help="A directory: upload only the files whose path under it matches (repeatable; * matches "
+    "across /).")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="GLOB",
+    help="A directory: leave out the files whose path under it matches (repeatable).")]
+FollowOpt = Annotated[bool, typer.Option(
+    "--follow-symlinks",
+    help="A directory: follow symbolic links (default: listed as not uploaded).")]
+CheckRemoteOpt = Annotated[bool, typer.Option(
+    "--check-remote",
+    help="A directory: look at the object of each file recorded as done and unchanged "
+    "(HeadObject: size and checksum), and send again what differs.")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", metavar="I/N",
+    help="A directory: upload only shard I (0-based) of N, its files chosen by their path, with a "
+    "journal of its own (for job arrays: --shard $SLURM_ARRAY_TASK_ID/N); the same command "
+    "without --shard then takes the shards' journals in and sends what is left.")]
+TreeProcessesOpt = Annotated[int | None, _help(
+    ProcessesOpt,
+    "A directory: split it into N shards (1..64, by file path), each a process of its own (an "
+    "event loop and a core each), then take their journals in and send what is left. 'auto': one "
+    "per usable core, no more than the tree has files (one: the usual single process). It pays "
+    "only when this process is the limit (CPU-bound: many small files), not the server or the "
+    "link: cores the server shares are not idle ones.")]
+# fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
