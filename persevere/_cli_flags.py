@@ -1,12 +1,14 @@
 """Every flag of the ``persevere`` command, declared once.
 
-The options, as ``Annotated`` aliases that the commands' parameters take; a variant that only
-describes its flag differently (resume's ``--concurrency`` says start's is not remembered) is
-derived from the one declaration with its own help (:func:`_help`). The flag groups
-(:mod:`._flag_groups`) turn the flags several commands share into one core value each (the
-upload options, an ``Endpoint``, the object's parameters; start's and cp's ``SendFlags``, with
-the others, a new upload's :class:`._request.Request`). The URL arguments: ``FILE
-s3://BUCKET/KEY`` or the original tool's long flags.
+The flag groups (:mod:`._flag_groups`) declare the flags only they take, as their fields, and
+turn them into one core value each: the upload options, an ``Endpoint``, the object's
+parameters; start's and cp's ``SendFlags`` (holding the others) a new upload's
+:class:`._request.Request`, resume's and shard's ``ContinueFlags`` the one their state file
+records. The flags several groups or commands take are ``Annotated`` aliases; a variant that
+only describes its flag differently (resume's ``--concurrency`` says start's is not
+remembered) is derived from the one declaration with its own help (:func:`_help`). Each flag
+is one statement, laid out by hand: its names and checks, then its help. The URL arguments:
+``FILE s3://BUCKET/KEY`` or the original tool's long flags.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ def _help(option: Any, help: str) -> Any:
     return info
 
 
-# One statement a flag, written by hand: its names and checks, then its help.
 # fmt: off
 MaxPartsOpt = Annotated[int, typer.Option(
     "--max-parts", min=1, max=10_000, metavar="N", envvar="PERSEVERE_MAX_PARTS",

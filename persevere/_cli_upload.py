@@ -1,7 +1,8 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
 Each turns its flags into one :class:`._request.Request` (start and cp:
-:meth:`._cli_flags.SendFlags.request`; resume and shard: what they are given), runs the core's
+:meth:`._cli_flags.SendFlags.request`; resume and shard: :meth:`._cli_flags.ContinueFlags.request`,
+what the state file records), runs the core's
 coroutine on it (:func:`._cli_run._run`) and reports the result; ``--processes`` runs the
 shards as processes of their own, then completes the upload here."""
 
@@ -93,8 +94,7 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     source = _source(file)
-    json_output = flags.json_output
-    progress = _progress(not flags.no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
 
@@ -116,7 +116,7 @@ def start(
 
         say_plan(plan)
     if flags.dry_run:
-        _dry_run(request, json_output)
+        _dry_run(request, flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
@@ -144,12 +144,12 @@ def start(
         # (the warning was said once, as the endpoint was made).
         insecure = Endpoint(verify_ssl=False) if flags.endpoint_flags.no_verify_ssl else None
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
-                               processes, json_output, flags.no_progress, started)  # fmt: skip
+                               processes, flags, started)  # fmt: skip
         return
     from ._upload import upload
 
     result = _run(lambda: upload(request, progress), resumable_state=state_file)
-    _print_result(result, json_output, state_file)
+    _print_result(result, flags.json_output, state_file)
 
 
 def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
@@ -232,8 +232,7 @@ def resume(
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            _complete_in_processes(request, processes, flags.json_output, flags.no_progress,
-                                   started)  # fmt: skip
+            _complete_in_processes(request, processes, flags, started)
             return
     result = _continued(request, "resume", flags, resume_request)
     _print_result(result, flags.json_output, state_file)
@@ -323,7 +322,7 @@ def _shard_of_parent() -> None:
 
 
 def _complete_in_processes(
-    request: Any, processes: int, json_output: bool, no_progress: bool, started: float
+    request: Any, processes: int, flags: SendFlags | ContinueFlags, started: float
 ) -> None:
     """--processes N: :func:`._processes.upload_in_processes` of the request, the completion
     run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
@@ -332,7 +331,7 @@ def _complete_in_processes(
     state_file = request.state_file
     result = _reported(
         upload_in_processes, request, processes,
-        _progress(not no_progress and not json_output, "complete"),
+        _progress(not flags.no_progress and not flags.json_output, "complete"),
         runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
     )  # fmt: skip
-    _print_result(result, json_output, state_file)
+    _print_result(result, flags.json_output, state_file)

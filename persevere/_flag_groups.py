@@ -6,7 +6,9 @@ defaults), e.g. the endpoint's five flags. A command takes ``endpoint: EndpointF
 calls the command with one dataclass built from them. So each flag is written once, whichever
 commands take it, and the code that turns the flags into a core value (an ``Endpoint``, the
 upload options) is the group's method, not repeated per command. A group's field may be a
-group in turn (start's and cp's flags hold the transfer, endpoint and object groups).
+group in turn (start's and cp's flags hold the transfer, endpoint and object groups); a field
+its ``__init__`` does not take is no flag (resume's endpoint group has no ``--region``).
+``._cli`` applies :func:`flag_groups` to every command as it registers it.
 """
 
 from __future__ import annotations
