@@ -266,11 +266,9 @@ def verify(
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
-    if names_stdin(file or file_arg):
+    if names_stdin(given):
         _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
-    local, target_bucket, target_key = _target(
-        file or file_arg, url_arg, s3_bucket, s3_key, "--file"
-    )
+    local, target_bucket, target_key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
     result = _run(
         lambda: verify_object(
