@@ -262,8 +262,8 @@ class OverrideFlags(EndpointFlags):
 
 @dataclasses.dataclass(frozen=True)
 class ContinueFlags:
-    """What an upload its state file records is given again (shard's; resume's below): how
-    fast, what to show, where the file and the endpoint are now."""
+    """The flags of an upload its state file records (shard's; resume's below): how fast,
+    what to show, where the file and the endpoint are now."""
 
     # fmt: off
     transfer: TransferFlags = TransferFlags()
