@@ -30,6 +30,7 @@ import typer
 from ._cli_admin import abort, bench, list_uploads, status, verify
 from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
 from ._cli_upload import cp, resume, shard, start
+from ._flag_groups import flag_groups
 from ._platform import require_supported
 from ._version import __version__
 
@@ -59,24 +60,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors on stderr (no warnings).")
-    ] = False,
-    log_format: Annotated[
-        Literal["text", "json"],
-        typer.Option(
-            "--log-format",
-            envvar="PERSEVERE_LOG_FORMAT",
-            help="stderr as text, or one JSON object per line (start, progress, retry, "
-            "throttle, completed, error...) for log collectors.",
-        ),
-    ] = "text",
-) -> None:
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Only errors on stderr (no warnings).")] = False,
+    log_format: Annotated[Literal["text", "json"], typer.Option(
+        "--log-format", envvar="PERSEVERE_LOG_FORMAT",
+        help="stderr as text, or one JSON object per line (start, progress, retry, throttle, "
+        "completed, error...) for log collectors.")] = "text",
+) -> None:  # fmt: skip
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
     from ._logs import setup
 
@@ -89,16 +82,17 @@ def _root(
     _reported(require_supported)  # Windows: one line before any command starts (._platform)
 
 
-# The commands, in the order help lists them: each a plain function of its own module.
-upload_app.command("start")(start)
-app.command("cp")(cp)
-upload_app.command("resume")(resume)
-upload_app.command("shard")(shard)
-upload_app.command("abort")(abort)
-upload_app.command("list")(list_uploads)
-upload_app.command("status")(status)
-app.command("verify")(verify)
-app.command("bench")(bench)
+# The commands, in the order help lists them: each a plain function of its own module, its
+# flag groups spread into their options (._flag_groups).
+upload_app.command("start")(flag_groups(start))
+app.command("cp")(flag_groups(cp))
+upload_app.command("resume")(flag_groups(resume))
+upload_app.command("shard")(flag_groups(shard))
+upload_app.command("abort")(flag_groups(abort))
+upload_app.command("list")(flag_groups(list_uploads))
+upload_app.command("status")(flag_groups(status))
+app.command("verify")(flag_groups(verify))
+app.command("bench")(flag_groups(bench))
 
 
 def main() -> None:

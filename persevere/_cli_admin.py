@@ -31,7 +31,6 @@ from ._cli_flags import (
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
-from ._flag_groups import flag_groups
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
 
@@ -55,25 +54,18 @@ def _levels(text: str) -> list[int]:
     return [int(x) for x in levels]
 
 
-@flag_groups
 def abort(
     url_arg: ObjectUrlArg = None,
-    state_file: Annotated[
-        Path | None, typer.Option("--state-file", help="The journal of the upload to abort.")
-    ] = None,
-    s3_bucket: Annotated[
-        str | None,
-        typer.Option(
-            "--s3-bucket",
-            help="With --s3-key and --upload-id (or s3://BUCKET/KEY --upload-id ID): an "
-            "upload that has no state file (see 'upload list').",
-        ),
-    ] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file", help="The journal of the upload to abort.")] = None,
+    s3_bucket: Annotated[str | None, typer.Option(
+        "--s3-bucket", help="With --s3-key and --upload-id (or s3://BUCKET/KEY --upload-id ID): "
+        "an upload that has no state file (see 'upload list').")] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: KeyRequestPayerOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
     from ._orphans import Where, abort_by_id
@@ -95,20 +87,17 @@ def abort(
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
 
-@flag_groups
 def list_uploads(
     url_arg: BucketUrlArg = None,
-    s3_bucket: Annotated[
-        str | None, typer.Option("--s3-bucket", help="The bucket to look in.")
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option("--prefix", help="Only keys under this prefix.")
-    ] = None,
+    s3_bucket: Annotated[str | None, typer.Option(
+        "--s3-bucket", help="The bucket to look in.")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="Only keys under this prefix.")] = None,
     older_than: DurationOpt = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: ListRequestPayerOpt = None,
     json_output: JsonOpt = False,
-) -> None:
+) -> None:  # fmt: skip
     """List multipart uploads in progress (their parts are billed until aborted):
     persevere upload list s3://BUCKET[/PREFIX]."""
     from ._orphans import Where
@@ -137,16 +126,14 @@ def list_uploads(
     )
 
 
-@flag_groups
 def status(
     url_arg: ObjectUrlArg = None,
-    state_file: Annotated[
-        Path | None, typer.Option("--state-file", help="The journal of the upload.")
-    ] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file", help="The journal of the upload.")] = None,
     json_output: JsonOpt = False,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     request_payer: KeyRequestPayerOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
     what S3 holds for that key (the object, and the uploads in progress to it)."""
     from ._upload import upload_status
@@ -242,26 +229,21 @@ def _key_status(where: Any, key: str, json_output: bool) -> None:
     typer.echo("\n".join(lines))
 
 
-@flag_groups
 def verify(
     file_arg: FileArg = None,
     url_arg: ObjectUrlArg = None,
     s3_bucket: Annotated[str | None, typer.Option("--s3-bucket", help="Bucket.")] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="The local file.")] = None,
-    state_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-file",
-            help="The upload's journal: lets verify name the part. A directory: the tree's "
-            "journal from cp (default: where cp keeps it).",
-        ),
-    ] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file",
+        help="The upload's journal: lets verify name the part. A directory: the tree's journal "
+        "from cp (default: where cp keeps it).")] = None,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     no_progress: NoProgressOpt = False,
     json_output: JsonOpt = False,
     tree: VerifyTreeFlags = VerifyTreeFlags(),
-) -> None:
+) -> None:  # fmt: skip
     """Check an object against a local file without downloading it; a directory (DIR
     s3://BUCKET/PREFIX/): each file against its object PREFIX/PATH.
 
@@ -284,11 +266,9 @@ def verify(
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
-    if names_stdin(file or file_arg):
+    if names_stdin(given):
         _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
-    local, target_bucket, target_key = _target(
-        file or file_arg, url_arg, s3_bucket, s3_key, "--file"
-    )
+    local, target_bucket, target_key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
     result = _run(
         lambda: verify_object(
@@ -309,25 +289,20 @@ def verify(
     raise typer.Exit(result.exit_code)
 
 
-@flag_groups
 def bench(
     url_arg: BucketUrlArg = None,
-    s3_bucket: Annotated[
-        str | None, typer.Option("--s3-bucket", help="A bucket you may write to.")
-    ] = None,
-    size: Annotated[
-        str, typer.Option("--size", help="Bytes uploaded per setting (generated, no file).")
-    ] = "1GiB",
-    concurrency: Annotated[
-        str, typer.Option("--concurrency", "-c", help="Comma-separated settings to try.")
-    ] = "1,4,8,16",
-    part_size: Annotated[
-        str, typer.Option("--part-size", help="Comma-separated part sizes, or 'auto'.")
-    ] = "auto",
+    s3_bucket: Annotated[str | None, typer.Option(
+        "--s3-bucket", help="A bucket you may write to.")] = None,
+    size: Annotated[str, typer.Option(
+        "--size", help="Bytes uploaded per setting (generated, no file).")] = "1GiB",
+    concurrency: Annotated[str, typer.Option(
+        "--concurrency", "-c", help="Comma-separated settings to try.")] = "1,4,8,16",
+    part_size: Annotated[str, typer.Option(
+        "--part-size", help="Comma-separated part sizes, or 'auto'.")] = "auto",
     max_parts: MaxPartsOpt = 10_000,
     endpoint_flags: EndpointFlags = EndpointFlags(),
     json_output: JsonOpt = False,
-) -> None:
+) -> None:  # fmt: skip
     """Measure upload speed to your endpoint per --concurrency / --part-size setting:
     persevere bench s3://BUCKET[/PREFIX].
 

@@ -1,12 +1,14 @@
 """Every flag of the ``persevere`` command, declared once.
 
-The options, as ``Annotated`` aliases that the commands' parameters take; a variant that only
-describes its flag differently (resume's ``--concurrency`` says start's is not remembered) is
-derived from the one declaration with its own help (:func:`_help`). The flag groups
-(:mod:`._flag_groups`) turn the flags several commands share into one core value each (the
-upload options, an ``Endpoint``, the object's parameters; start's and cp's ``SendFlags``, with
-the others, a new upload's :class:`._request.Request`). The URL arguments: ``FILE
-s3://BUCKET/KEY`` or the original tool's long flags.
+The flag groups (:mod:`._flag_groups`) declare the flags only they take, as their fields, and
+turn them into one core value each: the upload options, an ``Endpoint``, the object's
+parameters; start's and cp's ``SendFlags`` (holding the others) a new upload's
+:class:`._request.Request`, resume's and shard's ``ContinueFlags`` the one their state file
+records. The flags several groups or commands take are ``Annotated`` aliases; a variant that
+only describes its flag differently (resume's ``--concurrency`` says start's is not
+remembered) is derived from the one declaration with its own help (:func:`_help`). Each flag
+is one statement, laid out by hand: its names and checks, then its help. The URL arguments:
+``FILE s3://BUCKET/KEY`` or the original tool's long flags.
 """
 
 from __future__ import annotations
@@ -93,300 +95,51 @@ def _help(option: Any, help: str) -> Any:
     return info
 
 
-PartSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--part-size",
-        parser=_parser(_part_size),
-        metavar="SIZE",
-        envvar="PERSEVERE_PART_SIZE",
-        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
-        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.",
-    ),
-]
-MaxPartsOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-parts",
-        min=1,
-        max=10_000,
-        metavar="N",
-        envvar="PERSEVERE_MAX_PARTS",
-        help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic "
-        "part size keeps the file within it, and a plan that exceeds it is refused.",
-    ),
-]
-StateFileOpt = Annotated[
-    Path, typer.Option("--state-file", help="The journal of this upload (JSONL).")
-]
-ConcurrencyOpt = Annotated[
-    int,
-    typer.Option(
-        "--concurrency",
-        "-c",
-        min=1,
-        max=MAX_CONCURRENCY,
-        help="Parts in flight at once.",
-        envvar="PERSEVERE_CONCURRENCY",
-    ),
-]
-NoProgressOpt = Annotated[
-    bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
-]
-MaxRetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-retries",
-        min=0,
-        envvar="PERSEVERE_MAX_RETRIES",
-        help="Retries per part (and per request) after a transient failure.",
-    ),
-]
-RetryForOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--retry-for",
-        parser=_parser(parse_duration),
-        metavar="DURATION",
-        envvar="PERSEVERE_RETRY_FOR",
-        show_default=False,
-        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).",
-    ),
-]
-StallOpt = Annotated[
-    float,
-    typer.Option(
-        "--stall-timeout",
-        min=1,
-        envvar="PERSEVERE_STALL_TIMEOUT",
-        help="Seconds without progress before a part's connection is cut and retried.",
-    ),
-]
-CaBundleOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ca-bundle",
-        help="CA certificates (PEM) to verify the endpoint's TLS with "
-        "(default: AWS_CA_BUNDLE, the profile's ca_bundle, or the system's).",
-    ),
-]
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint-url",
-        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).",
-    ),
-]
-NoVerifySslOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-verify-ssl",
-        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can "
-        "read and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
-        "command.",
-    ),
-]
-RegionOpt = Annotated[str | None, typer.Option("--region", help="AWS region.")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile.")]
-JsonOpt = Annotated[
-    bool,
-    typer.Option(
-        "--json",
-        callback=_note_json,
-        help="Print one JSON document on stdout (for scripts), errors included.",
-    ),
-]
-BandwidthOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--max-bandwidth",
-        parser=_parser(_rate),
-        metavar="RATE",
-        envvar="PERSEVERE_MAX_BANDWIDTH",
-        show_default=False,
-        help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
-        "(decimal).",
-    ),
-]
-# resume does not remember these from start (the state file records what the object is, not
-# how fast it went): their help says so.
-ResumeConcurrencyOpt = Annotated[
-    int,
-    _help(ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again)."),
-]
-ResumeBandwidthOpt = Annotated[
-    float | None,
-    _help(
-        BandwidthOpt,
-        "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or "
-        "none applies.",
-    ),
-]
-DurationOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--older-than",
-        parser=_parser(functools.partial(parse_duration, unit_required=True)),
-        metavar="DURATION",
-        help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.",
-    ),
-]
-
-
-ExpectedSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--expected-size",
-        parser=_parser(parse_size),
-        metavar="SIZE",
-        help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
-        "stream that ends earlier is an error (a producer that failed). Without it, parts "
-        "grow along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's "
-        "size.",
-    ),
-]
-ProcessesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--processes",
-        parser=_parser(_processes),
-        metavar="N|auto",
-        help="Split the upload into N shards (1..64), each a process of its own (an event "
-        "loop and a core each), then complete. 'auto': one per usable core, no more than the "
-        "file has parts; one core, a stream or a single part: the usual single process. It "
-        "pays only when this process is the limit (CPU-bound), not the server or the link: "
-        "cores the server shares are not idle ones.",
-    ),
-]
-VerifyPartsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verify-parts",
-        help="Re-read the parts already uploaded and compare their checksums even when the "
-        "file's identity (size, times, inode) is unchanged; changed parts are sent again.",
-    ),
-]
-ChecksumOpt = Annotated[
-    AlgorithmName | None,
-    typer.Option(
-        "--checksum",
-        "--checksum-algorithm",
-        case_sensitive=False,
-        envvar="PERSEVERE_CHECKSUM",
-        show_default=False,
-        help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, "
-        "SHA1 (composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports "
-        "them; MD5: Content-MD5 per part, checked against the ETag (endpoints without flexible "
-        "checksums). Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint "
-        "does not confirm it; a chosen algorithm is never replaced: unconfirmed, the upload "
-        "stops.",
-    ),
-]
-StorageClassOpt = Annotated[
-    StorageClass | None,
-    typer.Option("--storage-class", case_sensitive=False, help="Storage class."),
-]
-ContentTypeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--content-type",
-        help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
-        "compressed type, application/gzip).",
-    ),
-]
-ContentEncodingOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--content-encoding",
-        help="Stored as the object's Content-Encoding; none unless given (with 'gzip', "
-        "browsers and HTTP libraries hand back decompressed bytes).",
-    ),
-]
-MetadataOpt = Annotated[
-    list[str] | None, typer.Option("--metadata", help="key=value (repeatable).")
-]
-TaggingOpt = Annotated[
-    list[str] | None, typer.Option("--tagging", help="key=value (repeatable, or k=v&k2=v2).")
-]
-SseOpt = Annotated[
-    SseMode | None, typer.Option("--sse", case_sensitive=False, help="Server-side encryption.")
-]
-SseKeyOpt = Annotated[
-    str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
-]
-AclOpt = Annotated[
-    CannedAcl | None, typer.Option("--acl", case_sensitive=False, help="Canned ACL.")
-]
-OwnerOpt = Annotated[
-    str | None,
-    typer.Option("--expected-bucket-owner", help="Refuse a bucket of another account."),
-]
-LockModeOpt = Annotated[
-    ObjectLockMode | None,
-    typer.Option(
-        "--object-lock-mode",
-        case_sensitive=False,
-        help="Object lock retention mode (with --object-lock-retain-until); the bucket must "
-        "have object lock enabled.",
-    ),
-]
-LockUntilOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--object-lock-retain-until",
-        metavar="DATE",
-        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
-        "2030-01-31T12:00:00Z; UTC unless an offset is given).",
-    ),
-]
-LegalHoldOpt = Annotated[
-    LegalHold | None,
-    typer.Option("--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF."),
-]
-DryRunOpt = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Print the plan, the state file, the endpoint and whether S3 would accept the "
-        "upload (a CreateMultipartUpload aborted at once; for an upload cp would resume, its "
-        "ListParts), with no part sent and no state file written; then exit 0, or fail as "
-        "the run would.",
-    ),
-]
-NoOverwriteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-overwrite",
-        help="Write-once: never replace an existing object. Checked before anything is sent "
-        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
-        "honours it); if the key exists, the upload is aborted and the object left untouched "
-        "(exit 1). Recorded: resume honours it.",
-    ),
-]
-RequestPayerOpt = Annotated[
-    Literal["requester"] | None,
-    typer.Option(
-        "--request-payer",
-        help="'requester': a requester-pays bucket; this account pays for the requests "
-        "(sent on every request of the upload, recorded for resume).",
-    ),
-]
-ListRequestPayerOpt = Annotated[
-    Literal["requester"] | None,
-    _help(
-        RequestPayerOpt,
-        "'requester': a requester-pays bucket; this account pays for the requests (sent on "
-        "each of them).",
-    ),
-]
-KeyRequestPayerOpt = Annotated[  # abort and status: a state file's upload has it recorded
-    Literal["requester"] | None,
-    _help(
-        RequestPayerOpt,
-        "'requester': a requester-pays bucket; this account pays for the requests (with "
-        "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).",
-    ),
-]
+# fmt: off
+MaxPartsOpt = Annotated[int, typer.Option(
+    "--max-parts", min=1, max=10_000, metavar="N", envvar="PERSEVERE_MAX_PARTS",
+    help="The endpoint's part limit, if below S3's 10,000 (Scaleway: 1000): the automatic part "
+    "size keeps the file within it, and a plan that exceeds it is refused.")]
+StateFileOpt = Annotated[Path, typer.Option(
+    "--state-file", help="The journal of this upload (JSONL).")]
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", "-c", min=1, max=MAX_CONCURRENCY, envvar="PERSEVERE_CONCURRENCY",
+    help="Parts in flight at once.")]
+NoProgressOpt = Annotated[bool, typer.Option(
+    "--no-progress", help="No progress bar or progress lines.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", callback=_note_json,
+    help="Print one JSON document on stdout (for scripts), errors included.")]
+BandwidthOpt = Annotated[float | None, typer.Option(
+    "--max-bandwidth", parser=_parser(_rate), metavar="RATE", envvar="PERSEVERE_MAX_BANDWIDTH",
+    show_default=False,
+    help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
+    "(decimal).")]
+DurationOpt = Annotated[float | None, typer.Option(
+    "--older-than", parser=_parser(functools.partial(parse_duration, unit_required=True)),
+    metavar="DURATION",
+    help="Only uploads started longer ago: a number and its unit (s, m, h, d), e.g. 7d, 12h.")]
+ProcessesOpt = Annotated[int | None, typer.Option(
+    "--processes", parser=_parser(_processes), metavar="N|auto",
+    help="Split the upload into N shards (1..64), each a process of its own (an event loop and a "
+    "core each), then complete. 'auto': one per usable core, no more than the file has parts; one "
+    "core, a stream or a single part: the usual single process. It pays only when this process is "
+    "the limit (CPU-bound), not the server or the link: cores the server shares are not idle "
+    "ones.")]
+RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
+    "--request-payer",
+    help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
+    "request of the upload, recorded for resume).")]
+ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+    RequestPayerOpt,
+    "'requester': a requester-pays bucket; this account pays for the requests (sent on each of "
+    "them).")]
+# abort and status: a state file's upload has it recorded
+KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+    RequestPayerOpt,
+    "'requester': a requester-pays bucket; this account pays for the requests (with "
+    "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).")]
+# fmt: on
 
 
 def _warn_insecure() -> None:
@@ -401,11 +154,20 @@ def _warn_insecure() -> None:
 class TransferFlags:
     """How fast and how patiently: the upload options (not recorded in the state file)."""
 
+    # fmt: off
     concurrency: ConcurrencyOpt = 8
     max_bandwidth: BandwidthOpt = None
-    max_retries: MaxRetriesOpt = 9
-    retry_for: RetryForOpt = None
-    stall_timeout: StallOpt = 60.0
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", min=0, envvar="PERSEVERE_MAX_RETRIES",
+        help="Retries per part (and per request) after a transient failure.")] = 9
+    retry_for: Annotated[float | None, typer.Option(
+        "--retry-for", parser=_parser(parse_duration), metavar="DURATION",
+        envvar="PERSEVERE_RETRY_FOR", show_default=False,
+        help="Keep retrying a failing request for this long instead (e.g. 30m, 2h).")] = None
+    stall_timeout: Annotated[float, typer.Option(
+        "--stall-timeout", min=1, envvar="PERSEVERE_STALL_TIMEOUT",
+        help="Seconds without progress before a part's connection is cut and retried.")] = 60.0
+    # fmt: on
 
     def options(self) -> Any:
         from ._options import UploadOptions
@@ -425,21 +187,39 @@ class TransferFlags:
 
 @dataclasses.dataclass(frozen=True)
 class ResumeTransferFlags(TransferFlags):
-    """resume's: the same flags, whose help says that start's are not remembered."""
+    """resume's: the same flags, whose help says that start's are not remembered (the state
+    file records what the object is, not how fast it went)."""
 
-    concurrency: ResumeConcurrencyOpt = 8
-    max_bandwidth: ResumeBandwidthOpt = None
+    # fmt: off
+    concurrency: Annotated[int, _help(
+        ConcurrencyOpt, "Parts in flight at once (not remembered from start: give it again).")] = 8
+    max_bandwidth: Annotated[float | None, _help(
+        BandwidthOpt,
+        "Cap on the upload rate (e.g. 50MB/s). Not remembered from start: give it again, or none "
+        "applies.")] = None
+    # fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
 class EndpointFlags:
     """Where and as whom: the commands that are given the endpoint (not a state file)."""
 
-    endpoint_url: EndpointOpt = None
-    region: RegionOpt = None
-    profile: ProfileOpt = None
-    ca_bundle: CaBundleOpt = None
-    no_verify_ssl: NoVerifySslOpt = False
+    # fmt: off
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url",
+        help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).")] = None
+    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.")] = None
+    ca_bundle: Annotated[str | None, typer.Option(
+        "--ca-bundle",
+        help="CA certificates (PEM) to verify the endpoint's TLS with (default: AWS_CA_BUNDLE, "
+        "the profile's ca_bundle, or the system's).")] = None
+    no_verify_ssl: Annotated[bool, typer.Option(
+        "--no-verify-ssl",
+        help="Do not verify the endpoint's TLS certificate (INSECURE: anyone on the path can read "
+        "and alter the traffic; prefer --ca-bundle). Never recorded: give it to every "
+        "command.")] = False
+    # fmt: on
 
     @property
     def given(self) -> bool:
@@ -470,36 +250,94 @@ class EndpointFlags:
 
 
 @dataclasses.dataclass(frozen=True)
-class OverrideFlags:
-    """What resume and shard change about the endpoint their state file records."""
+class OverrideFlags(EndpointFlags):
+    """What resume and shard change about the endpoint their state file records: the
+    endpoint's flags but --region (the recorded one applies)."""
 
-    endpoint_url: EndpointOpt = None
-    profile: ProfileOpt = None
-    ca_bundle: CaBundleOpt = None
-    no_verify_ssl: NoVerifySslOpt = False
+    region: str | None = dataclasses.field(default=None, init=False)
 
     def endpoint(self) -> Any:
-        given = (self.endpoint_url, None, self.profile, self.ca_bundle, self.no_verify_ssl)
-        return EndpointFlags(*given).overrides()
+        return self.overrides()
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinueFlags:
+    """The flags of an upload its state file records (shard's; resume's below): how fast,
+    what to show, where the file and the endpoint are now."""
+
+    # fmt: off
+    transfer: TransferFlags = TransferFlags()
+    no_progress: NoProgressOpt = False
+    json_output: JsonOpt = False
+    verify_parts: Annotated[bool, typer.Option(
+        "--verify-parts",
+        help="Re-read the parts already uploaded and compare their checksums even when the file's "
+        "identity (size, times, inode) is unchanged; changed parts are sent again.")] = False
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The file is at this path on this host.")] = None
+    endpoint_flags: OverrideFlags = OverrideFlags()
+    # fmt: on
+
+    def request(self, state_file: Path) -> Any:
+        """The Request the state file records, with what these flags change."""
+        from ._request import Request
+
+        return Request.resumed(state_file, self.file, self.transfer.options(),
+                               verify_parts=self.verify_parts,
+                               endpoint=self.endpoint_flags.endpoint())  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeFlags(ContinueFlags):
+    """resume's: the same flags, described for resume."""
+
+    # fmt: off
+    transfer: ResumeTransferFlags = ResumeTransferFlags()
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The file is here now (moved, or another machine); its uploaded parts "
+        "are re-read.")] = None
+    # fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectFlags:
     """What the object is (type, metadata, encryption, lock): CreateMultipartUpload's."""
 
-    storage_class: StorageClassOpt = None
-    content_type: ContentTypeOpt = None
-    content_encoding: ContentEncodingOpt = None
-    metadata: MetadataOpt = None
-    tagging: TaggingOpt = None
-    sse: SseOpt = None
-    sse_kms_key_id: SseKeyOpt = None
-    acl: AclOpt = None
-    expected_bucket_owner: OwnerOpt = None
+    # fmt: off
+    storage_class: Annotated[StorageClass | None, typer.Option(
+        "--storage-class", case_sensitive=False, help="Storage class.")] = None
+    content_type: Annotated[str | None, typer.Option(
+        "--content-type",
+        help="Default: guessed from the file name (a compressed file, e.g. .gz, gets its "
+        "compressed type, application/gzip).")] = None
+    content_encoding: Annotated[str | None, typer.Option(
+        "--content-encoding",
+        help="Stored as the object's Content-Encoding; none unless given (with 'gzip', browsers "
+        "and HTTP libraries hand back decompressed bytes).")] = None
+    metadata: Annotated[list[str] | None, typer.Option(
+        "--metadata", help="key=value (repeatable).")] = None
+    tagging: Annotated[list[str] | None, typer.Option(
+        "--tagging", help="key=value (repeatable, or k=v&k2=v2).")] = None
+    sse: Annotated[SseMode | None, typer.Option(
+        "--sse", case_sensitive=False, help="Server-side encryption.")] = None
+    sse_kms_key_id: Annotated[str | None, typer.Option(
+        "--sse-kms-key-id", help="KMS key for --sse aws:kms.")] = None
+    acl: Annotated[CannedAcl | None, typer.Option(
+        "--acl", case_sensitive=False, help="Canned ACL.")] = None
+    expected_bucket_owner: Annotated[str | None, typer.Option(
+        "--expected-bucket-owner", help="Refuse a bucket of another account.")] = None
     request_payer: RequestPayerOpt = None
-    object_lock_mode: LockModeOpt = None
-    object_lock_retain_until: LockUntilOpt = None
-    object_lock_legal_hold: LegalHoldOpt = None
+    object_lock_mode: Annotated[ObjectLockMode | None, typer.Option(
+        "--object-lock-mode", case_sensitive=False,
+        help="Object lock retention mode (with --object-lock-retain-until); the bucket must have "
+        "object lock enabled.")] = None
+    object_lock_retain_until: Annotated[str | None, typer.Option(
+        "--object-lock-retain-until", metavar="DATE",
+        help="Retain the object until this ISO 8601 date or date and time (2030-01-31, "
+        "2030-01-31T12:00:00Z; UTC unless an offset is given).")] = None
+    object_lock_legal_hold: Annotated[LegalHold | None, typer.Option(
+        "--object-lock-legal-hold", case_sensitive=False, help="Legal hold: ON or OFF.")] = None
+    # fmt: on
 
     def parameters(self, file: Path) -> dict[str, Any]:
         from ._object_options import build_object_options
@@ -511,38 +349,63 @@ class ObjectFlags:
 
 @dataclasses.dataclass(frozen=True)
 class SendFlags:
-    """How a new upload is cut and checked (start and cp): with the destination, the source
-    and the other groups' values, one :class:`._request.Request`."""
+    """A new upload's flags (start's and cp's, but the source, the destination and the state
+    file): how it is sent, cut, checked, where to and what the object is; with the others,
+    one :class:`._request.Request`."""
 
-    part_size: PartSizeOpt = None
+    # fmt: off
+    transfer: TransferFlags = TransferFlags()
+    part_size: Annotated[int | None, typer.Option(
+        "--part-size", parser=_parser(_part_size), metavar="SIZE", envvar="PERSEVERE_PART_SIZE",
+        help="Part size: 'auto' or 5MiB..5GiB, e.g. 64MiB (K/M/G and KiB/MiB/GiB are binary, "
+        "KB/MB/GB decimal: 8MB is 8,000,000 bytes), or bytes.")] = None
     max_parts: MaxPartsOpt = 10_000
-    checksum: ChecksumOpt = None
-    no_overwrite: NoOverwriteOpt = False
-    expected_size: ExpectedSizeOpt = None
+    checksum: Annotated[AlgorithmName | None, typer.Option(
+        "--checksum", "--checksum-algorithm", case_sensitive=False, envvar="PERSEVERE_CHECKSUM",
+        show_default=False,
+        help="Per-part checksum S3 verifies: CRC64NVME, CRC32C, CRC32 (full-object); SHA256, SHA1 "
+        "(composite); SHA512, XXHASH64, XXHASH3, XXHASH128 where the endpoint supports them; MD5: "
+        "Content-MD5 per part, checked against the ETag (endpoints without flexible checksums). "
+        "Default: CRC64NVME, falling back to MD5 (one warning) when the endpoint does not confirm "
+        "it; a chosen algorithm is never replaced: unconfirmed, the upload stops.")] = None
+    no_overwrite: Annotated[bool, typer.Option(
+        "--no-overwrite",
+        help="Write-once: never replace an existing object. Checked before anything is sent "
+        "(HeadObject), and the completion is conditional (If-None-Match: *, where the endpoint "
+        "honours it); if the key exists, the upload is aborted and the object left untouched "
+        "(exit 1). Recorded: resume honours it.")] = False
+    expected_size: Annotated[int | None, typer.Option(
+        "--expected-size", parser=_parser(parse_size), metavar="SIZE",
+        help="FILE is '-' (a stream): its length, if known. Parts are planned for it, and a "
+        "stream that ends earlier is an error (a producer that failed). Without it, parts grow "
+        "along a fixed schedule (up to 7.8 TiB). With a file, it must be the file's size.")] = None
+    endpoint_flags: EndpointFlags = EndpointFlags()
+    object_flags: ObjectFlags = ObjectFlags()
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run",
+        help="Print the plan, the state file, the endpoint and whether S3 would accept the upload "
+        "(a CreateMultipartUpload aborted at once; for an upload cp would resume, its ListParts), "
+        "with no part sent and no state file written; then exit 0, or fail as the run "
+        "would.")] = False
+    no_progress: NoProgressOpt = False
+    json_output: JsonOpt = False
+    # fmt: on
 
     def request(
-        self,
-        source: Any,
-        bucket: str,
-        key: str,
-        state_file: Path,
-        transfer: Any,
-        endpoint: Any,
-        object_flags: ObjectFlags,
+        self, source: Any, bucket: str, key: str, state_file: Path, endpoint: Any,
         shards: int | None = None,
-        dry_run: bool = False,
-    ) -> Any:
+    ) -> Any:  # fmt: skip
         """The Request of these flags, checked as far as it can be before anything is read
         or sent: a stream's refusals as a usage error naming the flag, the rest as the core
         says them."""
         from ._request import Request
 
-        options = object_flags.parameters(source.path)
+        options = self.object_flags.parameters(source.path)
         request = Request(state_file, source, bucket, key, self.part_size, self.max_parts,
                           self.expected_size, self.checksum, options, self.no_overwrite,
-                          endpoint, transfer.options(), shards=shards)  # fmt: skip
+                          endpoint, self.transfer.options(), shards=shards)  # fmt: skip
         try:
-            request.refuse_for_stream(dry_run=dry_run)
+            request.refuse_for_stream(dry_run=self.dry_run)
         except _errors.UsageError as exc:
             _usage_error(exc.message, _STREAM_FLAGS[exc.param or ""])
         _reported(request.check)
@@ -582,10 +445,7 @@ def _target(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"
             )
-        try:
-            bucket, key = parse_s3_url(url, file.name if file is not None else None)
-        except _errors.UsageError as exc:
-            _usage_error(str(exc))
+        bucket, key = _url(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     return file, bucket, key
@@ -599,10 +459,7 @@ def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[s
         return (bucket, key) if bucket and key else None
     if bucket or key:
         _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
-    try:
-        return parse_s3_url(url)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
+    return _url(parse_s3_url, url)
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
@@ -615,7 +472,12 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
         return bucket, prefix or ""
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
+    return _url(parse_bucket_url, url)
+
+
+def _url(parse: Callable[..., T], url: str, *name: str | None) -> T:
+    """``parse(url, *name)``, a URL it refuses a usage error (click's, or --json's)."""
     try:
-        return parse_bucket_url(url)
+        return parse(url, *name)
     except _errors.UsageError as exc:
         _usage_error(str(exc))

@@ -12,74 +12,45 @@ import typer
 
 from ._cli_flags import (
     PROCESSES_AUTO,
-    EndpointFlags,
-    ObjectFlags,
     ProcessesOpt,
     SendFlags,
-    TransferFlags,
     _auto_processes,
     _help,
+    _url,
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
 
 log = logging.getLogger("persevere")
 
-IncludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--include",
-        metavar="GLOB",
-        help="A directory: upload only the files whose path under it matches (repeatable; "
-        "* matches across /).",
-    ),
-]
-ExcludeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude",
-        metavar="GLOB",
-        help="A directory: leave out the files whose path under it matches (repeatable).",
-    ),
-]
-FollowOpt = Annotated[
-    bool,
-    typer.Option(
-        "--follow-symlinks",
-        help="A directory: follow symbolic links (default: listed as not uploaded).",
-    ),
-]
-CheckRemoteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--check-remote",
-        help="A directory: look at the object of each file recorded as done and unchanged "
-        "(HeadObject: size and checksum), and send again what differs.",
-    ),
-]
-
-ShardOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--shard",
-        metavar="I/N",
-        help="A directory: upload only shard I (0-based) of N, its files chosen by their path, "
-        "with a journal of its own (for job arrays: --shard $SLURM_ARRAY_TASK_ID/N); the same "
-        "command without --shard then takes the shards' journals in and sends what is left.",
-    ),
-]
-
-TreeProcessesOpt = Annotated[
-    int | None,
-    _help(
-        ProcessesOpt,
-        "A directory: split it into N shards (1..64, by file path), each a process of its own "
-        "(an event loop and a core each), then take their journals in and send what is left. "
-        "'auto': one per usable core, no more than the tree has files (one: the usual single "
-        "process). It pays only when this process is the limit (CPU-bound: many small files), "
-        "not the server or the link: cores the server shares are not idle ones.",
-    ),
-]
+# fmt: off
+IncludeOpt = Annotated[list[str] | None, typer.Option(
+    "--include", metavar="GLOB",
+    help="A directory: upload only the files whose path under it matches (repeatable; * matches "
+    "across /).")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="GLOB",
+    help="A directory: leave out the files whose path under it matches (repeatable).")]
+FollowOpt = Annotated[bool, typer.Option(
+    "--follow-symlinks",
+    help="A directory: follow symbolic links (default: listed as not uploaded).")]
+CheckRemoteOpt = Annotated[bool, typer.Option(
+    "--check-remote",
+    help="A directory: look at the object of each file recorded as done and unchanged "
+    "(HeadObject: size and checksum), and send again what differs.")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", metavar="I/N",
+    help="A directory: upload only shard I (0-based) of N, its files chosen by their path, with a "
+    "journal of its own (for job arrays: --shard $SLURM_ARRAY_TASK_ID/N); the same command "
+    "without --shard then takes the shards' journals in and sends what is left.")]
+TreeProcessesOpt = Annotated[int | None, _help(
+    ProcessesOpt,
+    "A directory: split it into N shards (1..64, by file path), each a process of its own (an "
+    "event loop and a core each), then take their journals in and send what is left. 'auto': one "
+    "per usable core, no more than the tree has files (one: the usual single process). It pays "
+    "only when this process is the limit (CPU-bound: many small files), not the server or the "
+    "link: cores the server shares are not idle ones.")]
+# fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,28 +96,19 @@ def cp_tree(
     state_file: Path | None,
     state_dir: Path | None,
     tree: TreeFlags,
-    transfer: TransferFlags,
-    send: SendFlags,
-    endpoint_flags: EndpointFlags,
-    object_flags: ObjectFlags,
-    dry_run: bool,
-    no_progress: bool,
-    json_output: bool,
+    flags: SendFlags,
 ) -> None:
     from ._tree import TreeRequest, locate_tree_state, prefix_of
     from ._urls import parse_bucket_url
 
-    for flag, given in (("--no-overwrite", send.no_overwrite),
-                        ("--expected-size", send.expected_size is not None)):  # fmt: skip
+    for flag, given in (("--no-overwrite", flags.no_overwrite),
+                        ("--expected-size", flags.expected_size is not None)):  # fmt: skip
         if given:
             _usage_error(f"{flag} is not supported for a directory yet", flag)
-    try:
-        bucket, url_prefix = parse_bucket_url(url)
-    except Exception as exc:  # a UsageError: said as one line
-        _usage_error(str(exc))
+    bucket, url_prefix = _url(parse_bucket_url, url)
     prefix = prefix_of(url_prefix)
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
-    endpoint = endpoint_flags.endpoint()
+    endpoint, object_flags = flags.endpoint_flags.endpoint(), flags.object_flags
     options = object_flags.parameters(root)
     if object_flags.content_type is None:
         options.pop("ContentType", None)  # each file's, from its name
@@ -154,16 +116,18 @@ def cp_tree(
                         state_file=state_file, state_dir=state_dir)  # fmt: skip
     request = TreeRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
-                          send.part_size, send.max_parts, send.checksum, options or None,
-                          endpoint if endpoint_flags.given else None, transfer.options(),
+                          flags.part_size, flags.max_parts, flags.checksum, options or None,
+                          endpoint if flags.endpoint_flags.given else None,
+                          flags.transfer.options(),
                           guess_content_type=object_flags.content_type is None,
                           shard=tree.shard_spec())  # fmt: skip
     from ._tree import copy_tree, dry_run_tree
 
-    if dry_run:
+    json_output = flags.json_output
+    if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
         return
-    progress = _progress(not no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not json_output, "upload")
     stopped = (
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",

@@ -1,7 +1,8 @@
 """The commands that upload: ``upload start``, ``cp``, ``upload resume``, ``upload shard``.
 
 Each turns its flags into one :class:`._request.Request` (start and cp:
-:meth:`._cli_flags.SendFlags.request`; resume and shard: what they are given), runs the core's
+:meth:`._cli_flags.SendFlags.request`; resume and shard: :meth:`._cli_flags.ContinueFlags.request`,
+what the state file records), runs the core's
 coroutine on it (:func:`._cli_run._run`) and reports the result; ``--processes`` runs the
 shards as processes of their own, then completes the upload here."""
 
@@ -19,20 +20,13 @@ import typer
 from . import _errors
 from ._cli_flags import (
     PROCESSES_AUTO,
-    DryRunOpt,
-    EndpointFlags,
+    ContinueFlags,
     FileArg,
-    JsonOpt,
-    NoProgressOpt,
-    ObjectFlags,
     ObjectUrlArg,
-    OverrideFlags,
     ProcessesOpt,
-    ResumeTransferFlags,
+    ResumeFlags,
     SendFlags,
     StateFileOpt,
-    TransferFlags,
-    VerifyPartsOpt,
     _auto_processes,
     _target,
 )
@@ -46,7 +40,6 @@ from ._cli_run import (
     _usage_error,
 )
 from ._cli_tree import TreeFlags, cp_tree
-from ._flag_groups import flag_groups
 from ._units import format_size
 
 
@@ -72,43 +65,25 @@ def _plan_of(request: Any) -> Any:
 
 
 # -- commands --------------------------------------------------------------------------------
-@flag_groups
 def start(
     file_arg: FileArg = None,
     url_arg: ObjectUrlArg = None,
-    s3_bucket: Annotated[
-        str | None, typer.Option("--s3-bucket", help="Destination bucket.")
-    ] = None,
+    s3_bucket: Annotated[str | None, typer.Option(
+        "--s3-bucket", help="Destination bucket.")] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Destination object key.")] = None,
-    file_to_upload: Annotated[
-        Path | None, typer.Option("--file-to-upload", help="The local file to upload.")
-    ] = None,
-    state_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-file",
-            help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere "
-            "beside the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).",
-        ),
-    ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    send: SendFlags = SendFlags(),
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    object_flags: ObjectFlags = ObjectFlags(),
-    dry_run: DryRunOpt = False,
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            "--shards",
-            min=1,
-            help="Create the upload for this many shards and send nothing: run 'persevere "
-            "upload shard' for each (any host), then 'upload resume' completes.",
-        ),
-    ] = None,
+    file_to_upload: Annotated[Path | None, typer.Option(
+        "--file-to-upload", help="The local file to upload.")] = None,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file",
+        help="The journal of this upload (JSONL); must not exist. Default: FILE.persevere beside "
+        "the file (a block device's, or a stream's, under $XDG_STATE_HOME/persevere).")] = None,
+    flags: SendFlags = SendFlags(),
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1,
+        help="Create the upload for this many shards and send nothing: run 'persevere upload "
+        "shard' for each (any host), then 'upload resume' completes.")] = None,
     processes: ProcessesOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Start a new upload: persevere upload start FILE s3://BUCKET/KEY (or the long flags).
 
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
@@ -119,7 +94,7 @@ def start(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
     source = _source(file)
-    progress = _progress(not no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
 
@@ -133,16 +108,15 @@ def start(
 
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
-    request = send.request(source, bucket, key, state_file, transfer, endpoint_flags.endpoint(),
-                           object_flags, shards or (None if auto else processes),
-                           dry_run)  # fmt: skip
+    request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
+                            shards or (None if auto else processes))  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
         from ._logs import say_plan
 
         say_plan(plan)
-    if dry_run:
-        _dry_run(request, json_output)
+    if flags.dry_run:
+        _dry_run(request, flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
@@ -168,14 +142,14 @@ def start(
 
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
-        insecure = Endpoint(verify_ssl=False) if endpoint_flags.no_verify_ssl else None
+        insecure = Endpoint(verify_ssl=False) if flags.endpoint_flags.no_verify_ssl else None
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
-                               processes, json_output, no_progress, started)  # fmt: skip
+                               processes, flags, started)  # fmt: skip
         return
     from ._upload import upload
 
     result = _run(lambda: upload(request, progress), resumable_state=state_file)
-    _print_result(result, json_output, state_file)
+    _print_result(result, flags.json_output, state_file)
 
 
 def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
@@ -186,33 +160,20 @@ def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
     _print_dry_run(report, json_output)
 
 
-@flag_groups
 def cp(
     file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
     url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
-    state_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-file",
-            help="The journal of this upload. Default: FILE.persevere beside the file if that "
-            "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
-            "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
-            "stdin.DIGEST.persevere there.",
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", help="Keep the journal in this directory instead."),
-    ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    send: SendFlags = SendFlags(),
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    object_flags: ObjectFlags = ObjectFlags(),
-    dry_run: DryRunOpt = False,
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
+    state_file: Annotated[Path | None, typer.Option(
+        "--state-file",
+        help="The journal of this upload. Default: FILE.persevere beside the file if that "
+        "directory is writable (FILE.DIGEST.persevere if FILE.persevere records another "
+        "destination), else under $XDG_STATE_HOME/persevere; for '-' (a stream), "
+        "stdin.DIGEST.persevere there.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="Keep the journal in this directory instead.")] = None,
+    flags: SendFlags = SendFlags(),
     tree: TreeFlags = TreeFlags(),
-) -> None:
+) -> None:  # fmt: skip
     """Upload FILE to s3://BUCKET/KEY (a directory: each file under s3://BUCKET/PREFIX/);
     run it again until it exits 0.
 
@@ -223,10 +184,7 @@ def cp(
     from ._cp import copy, locate_state_file
 
     if file.is_dir():
-        cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree,
-                transfer=transfer, send=send, endpoint_flags=endpoint_flags,
-                object_flags=object_flags, dry_run=dry_run, no_progress=no_progress,
-                json_output=json_output)  # fmt: skip
+        cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree, flags=flags)
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {file} is not one", tree.given)
@@ -234,47 +192,31 @@ def cp(
     source = _source(given)
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,
                                 state_dir=state_dir)  # fmt: skip
-    endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
-    if not endpoint_flags.given:
+    endpoint = flags.endpoint_flags.endpoint()  # checked even when the state file's is used
+    if not flags.endpoint_flags.given:
         endpoint = None  # a new upload's from the environment, a resumed one's recorded
-    request = send.request(source, bucket, key, journal, transfer, endpoint, object_flags,
-                           dry_run=dry_run)  # fmt: skip
-    if dry_run:
-        _dry_run(request, json_output, cp=True)
+    request = flags.request(source, bucket, key, journal, endpoint)
+    if flags.dry_run:
+        _dry_run(request, flags.json_output, cp=True)
         return
-    progress = _progress(not no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     result = _run(lambda: copy(request, progress), resumable_state=journal)
-    _print_result(result, json_output, journal)
+    _print_result(result, flags.json_output, journal)
 
 
-@flag_groups
 def resume(
     state_file: StateFileOpt,
-    transfer: ResumeTransferFlags = ResumeTransferFlags(),
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
-    verify_parts: VerifyPartsOpt = False,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            "--file",
-            help="The file is here now (moved, or another machine); its uploaded parts are "
-            "re-read.",
-        ),
-    ] = None,
-    endpoint_flags: OverrideFlags = OverrideFlags(),
+    flags: ResumeFlags = ResumeFlags(),
     processes: ProcessesOpt = None,
 ) -> None:
     """Continue an interrupted upload: reconcile with S3, send what is missing, complete.
 
     --endpoint-url, --profile and --ca-bundle override what the state file recorded.
     """
-    from ._request import Request
     from ._resume import resume as resume_request
 
     started = time.monotonic()
-    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
-                              endpoint=endpoint_flags.endpoint())  # fmt: skip
+    request = flags.request(state_file)
     if processes == PROCESSES_AUTO:  # a stream, or an upload that is over: this process
         from ._processes import pieces_of
 
@@ -290,41 +232,23 @@ def resume(
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
-            _complete_in_processes(request, processes, json_output, no_progress, started)
+            _complete_in_processes(request, processes, flags, started)
             return
-    result = _continued(request, "resume", not no_progress and not json_output, resume_request)
-    _print_result(result, json_output, state_file)
+    result = _continued(request, "resume", flags, resume_request)
+    _print_result(result, flags.json_output, state_file)
 
 
-@flag_groups
 def shard(
     state_file: StateFileOpt,
-    shard_spec: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="I/N",
-            help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX "
-            "(Kubernetes Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.",
-        ),
-    ] = None,
-    transfer: TransferFlags = TransferFlags(),
-    no_progress: NoProgressOpt = False,
-    json_output: JsonOpt = False,
-    verify_parts: VerifyPartsOpt = False,
-    file: Annotated[
-        Path | None, typer.Option("--file", help="The file is at this path on this host.")
-    ] = None,
-    endpoint_flags: OverrideFlags = OverrideFlags(),
-    under_processes: Annotated[
-        bool,
-        typer.Option(
-            "--under-processes",
-            hidden=True,
-            help="Run by --processes: the parent passes a stop on (see _run).",
-        ),
-    ] = False,
-) -> None:
+    shard_spec: Annotated[str | None, typer.Option(
+        "--shard", metavar="I/N",
+        help="Upload shard I (0-based) of N. Default: from JOB_COMPLETION_INDEX (Kubernetes "
+        "Indexed Job, with the header's shard count) or SLURM_ARRAY_TASK_ID.")] = None,
+    flags: ContinueFlags = ContinueFlags(),
+    under_processes: Annotated[bool, typer.Option(
+        "--under-processes", hidden=True,
+        help="Run by --processes: the parent passes a stop on (see _run).")] = False,
+) -> None:  # fmt: skip
     """Upload one shard of an upload made with 'upload start --shards N' (any host that sees
     the file and the state file's directory); 'upload resume' completes once all are done.
 
@@ -334,7 +258,6 @@ def shard(
         _shard_of_parent()
         return
     from ._journal import read_state
-    from ._request import Request
     from ._shards import send_one, shard_from_environment
 
     recorded = _reported(read_state, state_file).header.shards
@@ -354,11 +277,9 @@ def shard(
                 "--shard",
             )
         index, count = found
-    request = Request.resumed(state_file, file, transfer.options(), verify_parts=verify_parts,
-                              endpoint=endpoint_flags.endpoint())  # fmt: skip
-    result = _continued(request, f"shard {index}/{count}", not no_progress and not json_output,
+    result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
-    if json_output:
+    if flags.json_output:
         _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
                     result.parts.stop - 1]})  # fmt: skip
     else:
@@ -368,10 +289,10 @@ def shard(
         )
 
 
-def _continued(request: Any, what: str, show_progress: bool, call: Any) -> Any:
+def _continued(request: Any, what: str, flags: ContinueFlags, call: Any) -> Any:
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
     resumable from the request's state file: resume's, or a shard's."""
-    progress = _progress(show_progress, what)
+    progress = _progress(not flags.no_progress and not flags.json_output, what)
     return _run(lambda: call(request, progress), resumable_state=request.state_file)
 
 
@@ -401,7 +322,7 @@ def _shard_of_parent() -> None:
 
 
 def _complete_in_processes(
-    request: Any, processes: int, json_output: bool, no_progress: bool, started: float
+    request: Any, processes: int, flags: SendFlags | ContinueFlags, started: float
 ) -> None:
     """--processes N: :func:`._processes.upload_in_processes` of the request, the completion
     run as every command's coroutine is (:func:`._cli_run._run`); its summary."""
@@ -410,7 +331,7 @@ def _complete_in_processes(
     state_file = request.state_file
     result = _reported(
         upload_in_processes, request, processes,
-        _progress(not no_progress and not json_output, "complete"),
+        _progress(not flags.no_progress and not flags.json_output, "complete"),
         runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
     )  # fmt: skip
-    _print_result(result, json_output, state_file)
+    _print_result(result, flags.json_output, state_file)

@@ -5,7 +5,10 @@ defaults), e.g. the endpoint's five flags. A command takes ``endpoint: EndpointF
 :func:`flag_groups` shows typer the group's fields as ordinary options in that place, and
 calls the command with one dataclass built from them. So each flag is written once, whichever
 commands take it, and the code that turns the flags into a core value (an ``Endpoint``, the
-upload options) is the group's method, not repeated per command.
+upload options) is the group's method, not repeated per command. A group's field may be a
+group in turn (start's and cp's flags hold the transfer, endpoint and object groups); a field
+its ``__init__`` does not take is no flag (resume's endpoint group has no ``--region``).
+``._cli`` applies :func:`flag_groups` to every command as it registers it.
 """
 
 from __future__ import annotations
@@ -20,29 +23,59 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+# A group as :func:`flag_groups` packs it: its class, and each field's name with the layout of
+# the group it holds (None: an option).
+_Layout = tuple[type[Any], list[tuple[str, "_Layout | None"]]]
+
+
+def _is_group(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _spread(group: type[Any]) -> tuple[list[inspect.Parameter], _Layout]:
+    """The options of ``group``, a group among its fields spread in turn in its place (a field
+    the group's ``__init__`` does not take is none), and the group's layout."""
+    hints = typing.get_type_hints(group, include_extras=True)
+    params: list[inspect.Parameter] = []
+    fields: list[tuple[str, _Layout | None]] = []
+    for field in dataclasses.fields(group):
+        hint, inner = hints[field.name], None
+        if not field.init:
+            continue
+        if _is_group(hint):
+            options, inner = _spread(hint)
+            params += options
+        else:
+            params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=field.default, annotation=hint))  # fmt: skip
+        fields.append((field.name, inner))
+    return params, (group, fields)
+
+
+def _pack(layout: _Layout, values: dict[str, Any]) -> Any:
+    """The group of ``layout``, its options' values taken out of ``values``."""
+    group, fields = layout
+    return group(**{name: values.pop(name) if inner is None else _pack(inner, values)
+                    for name, inner in fields})  # fmt: skip
+
+
 def flag_groups(command: Callable[..., T]) -> Callable[..., T]:
     """``command`` with each parameter typed by a flag group spread into the group's fields."""
     hints = typing.get_type_hints(command, include_extras=True)
     params: list[inspect.Parameter] = []
-    groups: dict[str, tuple[type[Any], list[str]]] = {}
+    groups: dict[str, _Layout] = {}
     for param in inspect.signature(command).parameters.values():
         hint = hints[param.name]
-        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        if not _is_group(hint):
             params.append(param.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
             continue
-        fields = dataclasses.fields(hint)
-        field_hints = typing.get_type_hints(hint, include_extras=True)
-        groups[param.name] = (hint, [field.name for field in fields])
-        params += [
-            inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
-                              default=field.default, annotation=field_hints[field.name])
-            for field in fields
-        ]  # fmt: skip
+        options, groups[param.name] = _spread(hint)
+        params += options
 
     @functools.wraps(command)
     def spread(**values: Any) -> T:
-        for name, (group, names) in groups.items():
-            values[name] = group(**{field: values.pop(field) for field in names})
+        for name, layout in groups.items():
+            values[name] = _pack(layout, values)
         return command(**values)
 
     spread.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

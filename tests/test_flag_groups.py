@@ -46,3 +46,28 @@ def test_a_group_keeps_its_defaults_help_and_checks() -> None:
     with pytest.raises(click.BadParameter, match="not in the range x>=1"):
         command.main(["z", "--rate", "0"], standalone_mode=False)
     assert len(seen) == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Trip:
+    """A group holding a group, and a field that is no flag (its __init__ does not take it)."""
+
+    where: Annotated[str, typer.Option("--where", help="Where to.")] = "home"
+    speed: Speed = Speed()
+    late: Annotated[bool, typer.Option("--late", help="After hours.")] = False
+    fixed: int = dataclasses.field(default=1, init=False)
+
+
+def test_a_group_in_a_group_is_spread_in_its_place_and_packed_again() -> None:
+    seen: list[object] = []
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    @flag_groups
+    def go(trip: Trip = Trip()) -> None:
+        seen.append(trip)
+
+    command = typer.main.get_command(app)
+    assert [param.name for param in command.params] == ["where", "rate", "burst", "late"]
+    command.main(["--rate", "5", "--late"], standalone_mode=False)
+    assert seen == [Trip(speed=Speed(rate=5), late=True)]

@@ -721,7 +721,7 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
     monkeypatch.setattr(_processes, "run_children", run_children)
 
     def fields(params, group):
-        return group(**{f.name: params[f.name] for f in dataclasses.fields(group)})
+        return group(**{f.name: params[f.name] for f in dataclasses.fields(group) if f.init})
 
     def knobs(options):  # the options' values (a retry policy's random source aside)
         retry = {f.name: getattr(options.retry, f.name) for f in dataclasses.fields(options.retry)
