@@ -252,7 +252,7 @@ class FileParts:
         """Check the file against the recorded parts, reconcile them with S3, adopt what S3 has
         that the journal missed: the ledger of what is done, and the parts still to send."""
         self._refuse_other_size()
-        numbers = self.only or self.plan.part_numbers()
+        numbers = self.plan.part_numbers() if self.only is None else self.only  # may be empty
         done = {n: p for n, p in self.state.parts.items() if n in numbers}
         changed = await self._check_file(done)
         if remote is None:
@@ -270,7 +270,7 @@ class FileParts:
         ledger = JournalLedger(self.journal, kept)
         rejected = await self._adopt(ledger, adopt)
         todo = sorted(set(missing) | set(rejected) | set(changed))
-        total = sum(map(self.plan.size_of, numbers)) if self.only else self.header.file_size
+        total = self.header.file_size if self.only is None else sum(map(self.plan.size_of, numbers))
         self.progress.start(total, sum(p.size for p in ledger.parts.values()))
         return ledger, ledger, PlannedParts(self.session, self.source, self.plan, todo)
 
