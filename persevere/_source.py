@@ -290,8 +290,17 @@ class SourceFile:
         return PreparedPart(part.number, size, None, make_body, header_form=header_form)
 
     def check_unchanged(self) -> None:
-        """Before completing: the file must be as it was when its parts were read."""
+        """Before completing: the file must be as it was when its parts were read, and still
+        the file its path names (an editor's save or a log rotation puts another file there,
+        by a rename: the object would be the file no longer named, not the one given)."""
         now = FileIdentity.of(self.identity.path, os.fstat(self._fd), self._fd)
+        try:
+            named = os.stat(self.identity.path)
+        except OSError:
+            raise self._changed("nothing is at its path now: it was moved or deleted") from None
+        if (named.st_dev, named.st_ino) != (now.device, now.inode):
+            raise self._changed("its path names another file now: it was replaced, as an "
+                                "editor's save or a rotation does")  # fmt: skip
         if now.size != self.identity.size:
             raise _other_size(
                 f"{self.identity.path} changed size while it was being uploaded "
