@@ -3,6 +3,7 @@ time", or bad input did not get one clear line. Each test failed before its fix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -11,7 +12,10 @@ import sys
 import pytest
 
 from persevere._units import MiB
-from tests.conftest import sha256_of_object
+from tests import test_journal_disk
+from tests.conftest import persevere, sha256_of_object
+
+small_disk = test_journal_disk.small_disk  # a fixture: a tmpfs of the size asked (root)
 
 
 @pytest.mark.process
@@ -33,3 +37,27 @@ def test_a_file_redirected_in_past_its_start_sends_what_is_left(
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sha256_of_object(s3_client, bucket, "k") == hashlib.sha256(data[1000:]).hexdigest()
+
+
+@pytest.mark.process  # (mount)
+def test_a_state_file_whose_header_finds_the_disk_full_leaves_no_upload(
+    small_disk, s3_env, bucket, s3_client, make_file
+):
+    """The state file is created, then its first line finds the disk full: the upload just
+    created is recorded nowhere. It was left on S3 (the abort meant for this case caught only
+    an OSError, which the journal had already turned into its own error) and the hint said
+    "then resume", with no state file to resume."""
+    disk = small_disk("64k")
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while os.write(fd, b"\0" * 512):
+            pass
+    os.close(fd)
+    file = make_file(1 * MiB, seed=12)
+    result = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", disk / "st",
+                       "--no-progress")  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "No space left on device" in result.stderr
+    assert "then start again" in result.stderr
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert not (disk / "st").exists()
