@@ -61,3 +61,35 @@ def test_a_state_file_whose_header_finds_the_disk_full_leaves_no_upload(
     assert "then start again" in result.stderr
     assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
     assert not (disk / "st").exists()
+
+
+NOT_UTF8 = os.fsdecode(b"k\xff")  # as a shell passes the bytes through: a surrogate
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cp", "{file}", f"s3://{{bucket}}/{NOT_UTF8}"],
+        ["cp", "{odd}", "s3://{bucket}/backups/"],  # the file's name is not UTF-8
+        ["verify", "{file}", f"s3://{{bucket}}/{NOT_UTF8}"],
+        ["verify", "{file}", "--s3-bucket", "{bucket}", "--s3-key", NOT_UTF8],
+        ["upload", "status", f"s3://{{bucket}}/{NOT_UTF8}"],
+        ["upload", "list", f"s3://{{bucket}}/{NOT_UTF8}"],
+        ["upload", "list", "--s3-bucket", "{bucket}", "--prefix", NOT_UTF8],
+        ["upload", "abort", "--s3-bucket", "{bucket}", "--s3-key", NOT_UTF8, "--upload-id", "x"],
+    ],
+    ids=["cp", "cp-name", "verify", "verify-flags", "status", "list", "list-flags", "abort"],
+)
+def test_a_name_that_is_not_utf8_is_one_line_not_a_traceback(
+    s3_env, bucket, make_file, tmp_path, args
+):
+    """Bytes that are not UTF-8 in a key (a URL, a long flag, or the name of the file a prefix
+    takes) went as far as the first request: a traceback, exit 1."""
+    file = make_file(1000, seed=13)
+    odd = tmp_path / os.fsdecode(b"name\xff.bin")
+    odd.write_bytes(b"x")
+    argv = [a.format(file=file, odd=odd, bucket=bucket) for a in args]
+    result = persevere(s3_env, *argv)
+    assert result.returncode == 2, result.stderr
+    assert "is not UTF-8, so S3 cannot take it" in result.stderr
+    assert "Traceback" not in result.stderr
