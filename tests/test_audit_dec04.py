@@ -93,3 +93,38 @@ def test_a_name_that_is_not_utf8_is_one_line_not_a_traceback(
     assert result.returncode == 2, result.stderr
     assert "is not UTF-8, so S3 cannot take it" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--metadata", "owner=José"],
+        ["--metadata", "é=x"],
+        ["--content-type", NOT_UTF8],
+        ["--tagging", f"k={NOT_UTF8}"],
+    ],
+    ids=["metadata-value", "metadata-name", "content-type", "tagging"],
+)
+def test_an_object_option_s3_cannot_send_is_one_line_before_any_request(
+    s3_env, bucket, s3_client, make_file, tmp_path, option
+):
+    """``--metadata owner=José`` went as far as CreateMultipartUpload: botocore's "S3 metadata
+    can only contain ASCII characters" as a traceback, exit 1 (a Content-Type or a tag that
+    is not UTF-8: a TypeError, a UnicodeEncodeError)."""
+    file = make_file(1000, seed=14)
+    result = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st",
+                       "--no-progress", *option)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"error: {option[0]} " in result.stderr
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert not (tmp_path / "st").exists() or not any((tmp_path / "st").iterdir())
+
+
+def test_a_tag_may_be_any_utf8(s3_env, bucket, s3_client, make_file, tmp_path):
+    file = make_file(1000, seed=15)
+    result = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st",
+                       "--no-progress", "--tagging", "owner=José")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tags = s3_client.get_object_tagging(Bucket=bucket, Key="k")["TagSet"]
+    assert tags == [{"Key": "owner", "Value": "José"}]
