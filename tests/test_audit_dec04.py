@@ -128,3 +128,18 @@ def test_a_tag_may_be_any_utf8(s3_env, bucket, s3_client, make_file, tmp_path):
     assert result.returncode == 0, result.stderr
     tags = s3_client.get_object_tagging(Bucket=bucket, Key="k")["TagSet"]
     assert tags == [{"Key": "owner", "Value": "José"}]
+
+
+@pytest.mark.parametrize("command", ["cp", "verify", "cp-dir"])
+def test_a_region_that_is_no_region_name_is_one_line(s3_env, bucket, make_file, tmp_path, command):
+    """``AWS_DEFAULT_REGION="us-east-1 "`` (a trailing space, from a config file or a
+    script): botocore's InvalidRegionError as a traceback, exit 1."""
+    file = make_file(1000, seed=16)
+    source = file.parent if command == "cp-dir" else file
+    name = "verify" if command == "verify" else "cp"
+    url = f"s3://{bucket}/k/" if command == "cp-dir" else f"s3://{bucket}/k"
+    more = [] if command == "verify" else ["--state-dir", tmp_path / "st"]
+    result = persevere(s3_env | {"AWS_DEFAULT_REGION": "us-east-1 "}, name, source, url, *more)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: the region 'us-east-1 ' is not a region's name" in result.stderr
