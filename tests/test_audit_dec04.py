@@ -143,3 +143,37 @@ def test_a_region_that_is_no_region_name_is_one_line(s3_env, bucket, make_file, 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: the region 'us-east-1 ' is not a region's name" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"hello", b"hello\nworld", b"\x89PNG\x00\x01"])
+@pytest.mark.parametrize("source", ["file", "tree"])
+def test_a_state_file_that_is_some_other_file_is_never_cut_or_replaced(
+    s3_env, bucket, make_file, tmp_path, content, source
+):
+    """``--state-file notes.txt`` by mistake: a file without a newline was taken for a
+    journal whose header a crash tore, and replaced by a new journal (cp FILE), or cut to
+    nothing (cp DIR); one whose last line lacks its newline lost that line (cp DIR)."""
+    file = make_file(1000, seed=17)
+    mine = tmp_path / "notes.txt"
+    mine.write_bytes(content)
+    result = persevere(s3_env, "cp", file if source == "file" else file.parent,
+                       f"s3://{bucket}/k/", "--state-file", mine, "--no-progress")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "is not a persevere state file" in result.stderr
+    assert mine.read_bytes() == content
+
+
+def test_a_header_torn_by_a_crash_still_starts_again(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """What the refusal above must leave alone: a header cut short, or followed by the zeros
+    a crash can leave, is still taken for a torn one and cp starts again."""
+    file, state = make_file(1000, seed=18), tmp_path / "s"
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    assert persevere(s3_env, *args).returncode == 0
+    for torn in (state.read_bytes()[:10], state.read_bytes()[:60] + b"\0" * 30):
+        state.write_bytes(torn)
+        again = persevere(s3_env, *args)
+        assert again.returncode == 0, again.stderr
+        assert "header line is incomplete" in again.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == hashlib.sha256(file.read_bytes()).hexdigest()
