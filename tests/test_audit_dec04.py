@@ -177,3 +177,21 @@ def test_a_header_torn_by_a_crash_still_starts_again(
         assert again.returncode == 0, again.stderr
         assert "header line is incomplete" in again.stderr
     assert sha256_of_object(s3_client, bucket, "k") == hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+@pytest.mark.process  # (mount)
+def test_a_tree_dry_run_refuses_a_state_file_the_run_cannot_create(
+    small_disk, s3_env, bucket, make_file
+):
+    """``cp DIR --dry-run`` with its journal on a read-only mount said "would send 1", exit 0;
+    the run then stopped at once: "cannot create state file", exit 1."""
+    disk = small_disk("64k")
+    test_journal_disk.remount(disk, "ro")
+    tree = make_file(1000, seed=19).parent
+    args = ["cp", tree, f"s3://{bucket}/t/", "--state-dir", disk / "st", "--no-progress"]
+    dry = persevere(s3_env, *args, "--dry-run")
+    real = persevere(s3_env, *args)
+    assert real.returncode == 1 and "cannot create state file" in real.stderr, real.stderr
+    assert dry.returncode == real.returncode, dry.stdout + dry.stderr
+    assert "cannot create state file" in dry.stderr
+
