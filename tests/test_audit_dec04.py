@@ -195,3 +195,25 @@ def test_a_tree_dry_run_refuses_a_state_file_the_run_cannot_create(
     assert dry.returncode == real.returncode, dry.stdout + dry.stderr
     assert "cannot create state file" in dry.stderr
 
+
+@pytest.mark.process  # (mount)
+def test_a_tree_whose_state_disk_is_full_for_a_large_files_journal_stops_resumable(
+    small_disk, s3_env, bucket, s3_client, make_file
+):
+    """The tree's journal written, then no room (here: no inode) for ``DIR.persevere.d/``,
+    where a large file's journal goes: an OSError's traceback, exit 1. Now exit 3 (the disk
+    is full: run again), and the same command completes once there is room."""
+    disk = small_disk("1m,nr_inodes=3")  # the root, the state directory, the tree's journal
+    tree = make_file(9 * MiB, seed=20).parent
+    args = ["cp", tree, f"s3://{bucket}/t/", "--state-dir", disk / "st", "--no-progress"]
+    full = persevere(s3_env, *args)
+    assert full.returncode == 3, full.stderr
+    assert "No space left on device" in full.stderr and "Traceback" not in full.stderr
+    subprocess.run(["mount", "-o", "remount,nr_inodes=100", str(disk)], check=True)
+    again = persevere(s3_env, *args)
+    assert again.returncode == 0, again.stderr
+    name = next(tree.iterdir()).name
+    assert (
+        sha256_of_object(s3_client, bucket, f"t/{name}")
+        == hashlib.sha256((tree / name).read_bytes()).hexdigest()
+    )
