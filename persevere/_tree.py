@@ -280,6 +280,10 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
         result.bytes_sent += f.size
     result.skipped = len(listing.files) - len(todo)
     result.elapsed_s = time.monotonic() - started
+    if req.check_remote and result.skipped:  # (it said "skip N unchanged", and no more)
+        log.warning("--check-remote: a dry run makes no request, so the %d unchanged file(s)' "
+                    "objects were not looked at; the run sends again each one whose object is "
+                    "missing or differs", result.skipped)  # fmt: skip
     return result
 
 

@@ -217,3 +217,22 @@ def test_a_tree_whose_state_disk_is_full_for_a_large_files_journal_stops_resumab
         sha256_of_object(s3_client, bucket, f"t/{name}")
         == hashlib.sha256((tree / name).read_bytes()).hexdigest()
     )
+
+
+def test_a_tree_dry_run_with_check_remote_says_it_did_not_look(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """An object deleted behind the journal's back: ``cp DIR --check-remote`` sends it again,
+    but its dry run said "skip 1 unchanged" and no more (it makes no request)."""
+    tree = make_file(1000, seed=21).parent
+    args = ["cp", tree, f"s3://{bucket}/t/", "--state-dir", tmp_path / "st", "--no-progress"]
+    assert persevere(s3_env, *args).returncode == 0
+    name = next(p.name for p in tree.iterdir() if p.is_file())
+    s3_client.delete_object(Bucket=bucket, Key=f"t/{name}")
+    dry = persevere(s3_env, *args, "--check-remote", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "a dry run makes no request, so the 1 unchanged file(s)' objects were not looked at" in (
+        dry.stderr
+    )
+    real = persevere(s3_env, *args, "--check-remote")
+    assert real.returncode == 0 and "1 sent again" in real.stdout, real.stdout + real.stderr
