@@ -347,7 +347,10 @@ def shard(
         if count < 1:
             _usage_error("give the shard count: I/N", "--shard")
     else:
-        found = shard_from_environment(recorded)
+        try:
+            found = shard_from_environment(recorded)
+        except ValueError as exc:  # (JOB_COMPLETION_INDEX=abc: was a traceback)
+            _usage_error(f"the job's shard index is not a number ({exc})", "--shard")
         if found is None:
             _usage_error(
                 "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",

@@ -236,3 +236,20 @@ def test_a_tree_dry_run_with_check_remote_says_it_did_not_look(
     )
     real = persevere(s3_env, *args, "--check-remote")
     assert real.returncode == 0 and "1 sent again" in real.stdout, real.stdout + real.stderr
+
+
+@pytest.mark.parametrize("variable", ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"])
+def test_a_job_index_that_is_no_number_is_one_line(
+    s3_env, bucket, make_file, tmp_path, monkeypatch, variable
+):
+    """``upload shard`` in a job whose index variable is not a number: a ValueError's
+    traceback, exit 1."""
+    file, state = make_file(12 * MiB, seed=22), tmp_path / "s"
+    created = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                        state, "--shards", "2", "--part-size", "5MiB")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    monkeypatch.setenv(variable, "abc")
+    result = persevere(s3_env, "upload", "shard", "--state-file", state)
+    assert result.returncode == 2, result.stderr
+    assert "the job's shard index is not a number" in result.stderr
+    assert "Traceback" not in result.stderr
