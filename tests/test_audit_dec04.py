@@ -253,3 +253,20 @@ def test_a_job_index_that_is_no_number_is_one_line(
     assert result.returncode == 2, result.stderr
     assert "the job's shard index is not a number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cp_again_with_another_endpoint_in_the_environment_looks_there(
+    s3_env, bucket, make_file, tmp_path
+):
+    """``cp f s3://b/k`` done at one endpoint, then run with ``AWS_ENDPOINT_URL`` naming
+    another (staging, then production): "already completed", exit 0, from the recorded
+    endpoint's object, nothing at the one named (``cp DIR`` and ``--endpoint-url`` did look
+    there). Here the other endpoint is unreachable: exit 3, run again later."""
+    file = make_file(1000, seed=23)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
+    assert persevere(s3_env, *args).returncode == 0
+    elsewhere = persevere(s3_env | {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}, *args)
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "already completed" not in elsewhere.stdout
+    again = persevere(s3_env, *args)  # the endpoint it was made at: done
+    assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
