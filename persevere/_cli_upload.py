@@ -235,9 +235,10 @@ def cp(
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,
                                 state_dir=state_dir)  # fmt: skip
     endpoint = endpoint_flags.endpoint()  # checked even when the state file's is used
-    if not endpoint_flags.given and endpoint.endpoint_url is None:
-        # A new upload's from the environment, a resumed one's recorded; but an endpoint the
-        # environment names (AWS_ENDPOINT_URL) is where the object must be, as a flag's.
+    if not endpoint_flags.given and endpoint.endpoint_url is None and endpoint.profile is None:
+        # A new upload's from the environment, a resumed one's recorded; but an endpoint or
+        # profile the environment names (AWS_ENDPOINT_URL, AWS_PROFILE) is where the object
+        # must be, as a flag's.
         endpoint = None
     request = send.request(source, bucket, key, journal, transfer, endpoint, object_flags,
                            dry_run=dry_run)  # fmt: skip

@@ -270,3 +270,24 @@ def test_cp_again_with_another_endpoint_in_the_environment_looks_there(
     assert "already completed" not in elsewhere.stdout
     again = persevere(s3_env, *args)  # the endpoint it was made at: done
     assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
+
+
+def test_cp_again_with_another_profile_in_the_environment_looks_there(
+    s3_env, s3_server, bucket, make_file, tmp_path
+):
+    """The same with ``AWS_PROFILE`` naming a profile whose ``endpoint_url`` is elsewhere: the
+    recorded profile answered "already completed", exit 0."""
+    config = tmp_path / "aws-config"
+    keys = (f"aws_access_key_id = {s3_server.access_key}\n"
+            f"aws_secret_access_key = {s3_server.secret_key}\nregion = us-east-1\n")  # fmt: skip
+    config.write_text(f"[profile here]\nendpoint_url = {s3_server.endpoint_url}\n{keys}"
+                      f"[profile there]\nendpoint_url = http://127.0.0.1:1\n{keys}")  # fmt: skip
+    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+    file = make_file(1000, seed=24)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
+    assert persevere(env | {"AWS_PROFILE": "here"}, *args).returncode == 0
+    elsewhere = persevere(env | {"AWS_PROFILE": "there"}, *args)
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "already completed" not in elsewhere.stdout
+    again = persevere(env | {"AWS_PROFILE": "here"}, *args)
+    assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
