@@ -448,7 +448,7 @@ def _target(
         bucket, key = _url(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
-    return file, bucket, key
+    return file, *_utf8(bucket, key)
 
 
 def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
@@ -456,10 +456,21 @@ def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[s
     from ._urls import parse_s3_url
 
     if url is None:
-        return (bucket, key) if bucket and key else None
+        return _utf8(bucket, key) if bucket and key else None
     if bucket or key:
         _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
     return _url(parse_s3_url, url)
+
+
+def _utf8(bucket: str, key: str, what: str = "key") -> tuple[str, str]:
+    """The long flags' names, refused if not UTF-8 as the URLs' are."""
+    from ._urls import require_utf8
+
+    try:
+        require_utf8(bucket, key, what)
+    except _errors.UsageError as exc:
+        _usage_error(str(exc))
+    return bucket, key
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
@@ -469,7 +480,7 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
     if url is None:
         if not bucket:
             _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
-        return bucket, prefix or ""
+        return _utf8(bucket, prefix or "", "prefix")
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
     return _url(parse_bucket_url, url)

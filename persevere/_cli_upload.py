@@ -193,8 +193,12 @@ def cp(
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,
                                 state_dir=state_dir)  # fmt: skip
     endpoint = flags.endpoint_flags.endpoint()  # checked even when the state file's is used
-    if not flags.endpoint_flags.given:
-        endpoint = None  # a new upload's from the environment, a resumed one's recorded
+    named = endpoint.endpoint_url is not None or endpoint.profile is not None
+    if not flags.endpoint_flags.given and not named:
+        # A new upload's from the environment, a resumed one's recorded; but an endpoint or
+        # profile the environment names (AWS_ENDPOINT_URL, AWS_PROFILE) is where the object
+        # must be, as a flag's.
+        endpoint = None
     request = flags.request(source, bucket, key, journal, endpoint)
     if flags.dry_run:
         _dry_run(request, flags.json_output, cp=True)
@@ -270,7 +274,10 @@ def shard(
         if count < 1:
             _usage_error("give the shard count: I/N", "--shard")
     else:
-        found = shard_from_environment(recorded)
+        try:
+            found = shard_from_environment(recorded)
+        except ValueError as exc:  # (JOB_COMPLETION_INDEX=abc: was a traceback)
+            _usage_error(f"the job's shard index is not a number ({exc})", "--shard")
         if found is None:
             _usage_error(
                 "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",

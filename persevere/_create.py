@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 
 from ._completion import session_of
-from ._errors import PersevereError, ResumableError, StateFileError
+from ._errors import PersevereError, ResumableError, StateFileError, StateFileUnwritable
 from ._journal import Header, Journal
 from ._logs import event
 from ._options import UploadOptions
@@ -116,7 +116,7 @@ async def _create(
 async def _write_header(session: MultipartSession, journal: Journal, header: Header) -> None:
     try:
         await anyio.to_thread.run_sync(journal.write_header, header)
-    except OSError as exc:
+    except (OSError, StateFileUnwritable) as exc:  # (the journal's own, for a full disk)
         # Nothing records this upload: take it back (best effort, time-boxed) rather than
         # leave it billed.
         session.retry = policy(Call.CLEANUP, session.retry)
@@ -125,7 +125,11 @@ async def _write_header(session: MultipartSession, journal: Journal, header: Hea
             await session.abort()
             aborted = True
         leftover = "" if aborted else f" (upload {session.upload_id} could not be aborted)"
-        raise StateFileError(
-            f"cannot write state file {journal.path}: {exc.strerror or exc}{leftover}",
-            hint="free space or choose another state file, then start again",
-        ) from exc
+        why = exc.message if isinstance(exc, StateFileUnwritable) else (
+            f"cannot write state file {journal.path}: {exc.strerror or exc}")  # fmt: skip
+        error = type(exc) if isinstance(exc, StateFileUnwritable) else StateFileError
+        failed = error(
+            f"{why}{leftover}", hint="free space or choose another state file, then start again"
+        )
+        failed.next_step = None  # nothing to resume: the same command starts again
+        raise failed from exc

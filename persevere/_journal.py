@@ -214,6 +214,25 @@ def _typed(cls: type[R], record: dict[str, Any], what: str) -> R:
     return cls(**values)
 
 
+# How every persevere journal (a file's, a tree's) begins: its header's first fields.
+_HEADER_START = b'{"type":"header","format":"persevere'
+
+
+def may_be_journal(data: bytes) -> bool:
+    """Could ``data`` be a persevere journal (its first line a header of ours), or one whose
+    header a crash tore (a prefix of it, maybe followed by the zeros a crash can leave)?
+    Anything else is some other file, given as the state file by mistake: refused, never
+    cut or replaced."""
+    first, newline, _ = data.partition(b"\n")
+    if not newline:
+        return _HEADER_START.startswith(first[: len(_HEADER_START)].rstrip(b"\0"))
+    try:
+        record = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(record, dict) and str(record.get("format")).startswith("persevere")
+
+
 def replay(data: bytes, name: str = "state file") -> JournalState:
     """Rebuild the upload's state from the journal's bytes.
 
@@ -230,6 +249,8 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     torn = bool(tail)
+    if not lines and not may_be_journal(data):  # ("hello": no torn header, not to replace)
+        raise StateFileError(f"{name} is not a persevere state file")
     if not lines:
         raise HeaderTorn(
             f"{name}: the header line is incomplete (crash while writing it?)",
@@ -339,6 +360,8 @@ class Journal:
         journal, data = cls._open_locked(path)
         whole = data.rfind(b"\n") + 1
         try:
+            if not may_be_journal(data):  # another file: its last line is not ours to cut
+                raise StateFileError(f"state file {path} is not a persevere state file")
             if whole < len(data):
                 journal._cut(whole)
         except BaseException:

@@ -82,10 +82,12 @@ def build_object_options(
         options["StorageClass"] = _one_of(
             storage_class, STORAGE_CLASSES, "storage class", upper=True
         )
-    options["ContentType"] = content_type or guess_content_type(file.name)
+    options["ContentType"] = _ascii(content_type, "--content-type") or guess_content_type(file.name)
     if content_encoding is not None:
-        options["ContentEncoding"] = content_encoding
+        options["ContentEncoding"] = _ascii(content_encoding, "--content-encoding")
     if meta := _pairs(metadata, "--metadata"):
+        for item in meta.items():
+            _ascii("=".join(item), "--metadata")
         options["Metadata"] = meta
     if tags := _pairs(tagging, "--tagging"):
         options["Tagging"] = "&".join(
@@ -178,9 +180,22 @@ def guess_content_type(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
+def _ascii(value: str | None, flag: str) -> str | None:
+    """A value S3 takes as an HTTP header (``x-amz-meta-*``, Content-Type): ASCII only, or
+    botocore refuses it with a traceback (metadata), or it is stored garbled."""
+    if value is not None and not value.isascii():
+        raise UsageError(f"{flag} {value!r}: S3 sends it as an HTTP header, which takes ASCII "
+                         "only (a tag, --tagging, may be any UTF-8)")  # fmt: skip
+    return value
+
+
 def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in items:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{flag} {item!r} is not UTF-8") from None
         for piece in item.split("&") if flag == "--tagging" else [item]:
             key, sep, value = piece.partition("=")
             if not sep or not key:

@@ -39,8 +39,9 @@ def names_stdin(path: str | Path | None) -> bool:
 
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
     """What standard input is: ("stream", None) for a pipe or socket; ("file", path) for a
-    regular file or a block device redirected in (``< disk.img``), read as that file; a
-    terminal is refused: nothing is being piped in."""
+    regular file or a block device redirected in (``< disk.img``) at its start, read as that
+    file (past it: a stream, the bytes from there); a terminal is refused: nothing is being
+    piped in."""
     try:
         st = os.fstat(fd)
     except OSError:
@@ -49,6 +50,10 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
         raise UsageError("standard input is a terminal: nothing is being piped in")
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
         try:
+            # One read from past its start (``{ read header; persevere cp -; } < file``) gives
+            # what is left, as ``cat`` would: a stream, not the file from byte 0.
+            if os.lseek(fd, 0, os.SEEK_CUR) != 0:
+                return "stream", None
             path = Path(os.readlink(f"/proc/self/fd/{fd}"))
             # A file that does not give the bytes its size says (a /proc or /sys file: its
             # length is known only once read) is read as a stream.

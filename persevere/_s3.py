@@ -305,6 +305,11 @@ async def open_client(
             raise UsageError(
                 f"AWS profile {endpoint.profile!r} not found", param="profile"
             ) from exc
+        except botocore.exceptions.InvalidRegionError as exc:  # ("us-east-1 ", "us east")
+            raise UsageError(
+                f"the region {exc.kwargs.get('region_name')!r} is not a region's name (such as "
+                "us-east-1): check --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's"
+            ) from exc
         except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
             if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
                 raise UsageError(

@@ -52,6 +52,7 @@ from ._errors import (
     S3Error,
     SourceChanged,
     SourceFileError,
+    StateFileUnwritable,
     UsageError,
 )
 from ._journal import read_state
@@ -279,6 +280,10 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
         result.bytes_sent += f.size
     result.skipped = len(listing.files) - len(todo)
     result.elapsed_s = time.monotonic() - started
+    if req.check_remote and result.skipped:  # (it said "skip N unchanged", and no more)
+        log.warning("--check-remote: a dry run makes no request, so the %d unchanged file(s)' "
+                    "objects were not looked at; the run sends again each one whose object is "
+                    "missing or differs", result.skipped)  # fmt: skip
     return result
 
 
@@ -586,9 +591,15 @@ class _TreeSender:
                          checksum=self._checksum_asked(),
                          object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
                          transfer=share)  # fmt: skip
-        await anyio.to_thread.run_sync(
-            lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        )
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            )
+        except OSError as exc:  # (a full disk: was a traceback)
+            raise StateFileUnwritable(
+                f"cannot create {state_file.parent}: {exc.strerror}",
+                hint="free space or fix permissions, then run the same command again",
+            ) from None
         say("%s (%s): multipart, to s3://%s/%s", f.rel, format_size(f.size), self.req.bucket, key,
             extra=event("tree_file", path=f.rel, key=key, size=f.size))  # fmt: skip
         done = await copy(upload, FileProgress(self.progress))

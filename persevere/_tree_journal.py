@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -118,7 +119,13 @@ def read_header(path: Path) -> TreeHeader | None:
 def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> dict[str, FileDone]:
     """What the tree journal at ``path`` and its shards' record done, read only (a dry run);
     a journal of another tree, destination or options is refused as :meth:`TreeJournal.open`
-    does. Blocking."""
+    does; one that is not there must be one the run could create. Blocking."""
+    parent = next(p for p in path.parents if p.exists())
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):  # (a read-only mount)
+        raise StateFileError(
+            f"cannot create state file {path}: {parent} is not writable",
+            hint="give --state-dir (or --state-file) a writable place",
+        )
     done: dict[str, FileDone] = {}
     shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
     for each in [path, *shards]:
@@ -178,7 +185,13 @@ class TreeJournal:
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
         if not path.exists() or path.stat().st_size == 0:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:  # (a read-only file system: was a traceback)
+                raise StateFileError(
+                    f"cannot create state file {path}: {exc.strerror}",
+                    hint="give --state-dir (or --state-file) a writable place",
+                ) from None
             if path.exists():
                 path.unlink()  # empty: a run stopped before its header was written
             journal = Journal.create(path)

@@ -10,6 +10,17 @@ from ._errors import UsageError
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 
 
+def require_utf8(bucket: str, key: str, what: str = "key") -> None:
+    """A name that is not UTF-8 (bytes the shell passed through: ``s3://b/k\\xff``, or a file
+    named so, given a prefix) cannot be sent: refused, rather than a traceback at the first
+    request."""
+    for name, text in (("bucket", bucket), (what, key)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"the {name} {text!r} is not UTF-8, so S3 cannot take it") from None
+
+
 def check_destination(bucket: str, key: str) -> None:
     """Refuse, before any request, a destination S3 cannot take, or cannot be trusted to
     store where it is named.
@@ -23,6 +34,7 @@ def check_destination(bucket: str, key: str) -> None:
     after the upload tells (``x/`` it stores as ``x/x``)."""
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
+    require_utf8(bucket, key)
     if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
         raise UsageError(
             f"the key is {len(key.encode('utf-8', 'surrogateescape')):,} bytes long (UTF-8): "
@@ -49,6 +61,7 @@ def parse_bucket_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket or s3://bucket/prefix)")
+    require_utf8(bucket, prefix, "prefix")
     return bucket, prefix
 
 
@@ -66,4 +79,5 @@ def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
         if not slash or not name:
             raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
         key += name
+    require_utf8(bucket, key)
     return bucket, key
