@@ -138,9 +138,11 @@ async def verify_tree(
         checker = _Checker(req, client, parts_dir, progress)
         progress.start(sum(f.size for f in listing.files), 0)
         try:
-            result.files = await checker.check_all(listing.files)
+            checked = await checker.check_all(listing.files)
         finally:
             progress.close()
+        # (with the unreadable ones noted above: a tree with one is never exit 0)
+        result.files = sorted([*result.files, *checked], key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started

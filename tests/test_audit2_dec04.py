@@ -1,0 +1,54 @@
+"""An independent audit of ``cp DIR``, ``verify`` (a tree, a file), shards and the Python API
+(2026-12-04): each test fails on 6a7601a."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.conftest import persevere as cli
+from tests.test_tree import clean, write
+
+EXIT_UNKNOWN = 5
+
+
+def test_verify_a_tree_with_a_directory_it_cannot_list_is_not_exit_0(
+    s3_env, bucket, tmp_path, monkeypatch
+):
+    # The walk noted "secret" as unreadable, then the files' verdicts replaced that list:
+    # "1 file(s): 1 same", exit 0, while secret/s was never looked at.
+    from persevere import _tree_walk
+
+    root = tmp_path / "d"
+    write(root / "ok", 10, 1)
+    write(root / "secret" / "s", 10, 2)
+    assert clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--no-progress")).returncode == 0
+    real_scandir = os.scandir
+
+    def refusing(path):
+        if str(path).endswith("/secret"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(_tree_walk.os, "scandir", refusing)
+    result = clean(cli(s3_env, "verify", root, f"s3://{bucket}/", "--no-progress", "--json"))
+    monkeypatch.undo()
+    assert result.returncode == EXIT_UNKNOWN, result.stdout
+    report = json.loads(result.stdout)
+    assert [(f["path"], f["outcome"]) for f in report["files"]] == [
+        ("ok", "match"),
+        ("secret", "unknown"),
+    ]
+
+
+def test_verify_a_tree_with_a_symlink_loop_followed_is_not_exit_0(s3_env, bucket, tmp_path):
+    # cp DIR --follow-symlinks fails on the loop (exit 1); verify dropped it: exit 0.
+    root = tmp_path / "d"
+    write(root / "ok", 10, 1)
+    (root / "loop").symlink_to("loop")
+    url = f"s3://{bucket}/"
+    assert clean(cli(s3_env, "cp", root, url, "--follow-symlinks")).returncode == 1
+    result = clean(cli(s3_env, "verify", root, url, "--follow-symlinks", "--no-progress"))
+    assert result.returncode == EXIT_UNKNOWN, result.stdout
+    assert "cannot tell: loop: " in result.stdout
+    assert "2 file(s): 1 same, 0 differ, 0 missing, 1 cannot tell" in result.stdout
