@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.conftest import persevere as cli
 from tests.test_tree import clean, write
 
@@ -52,3 +54,20 @@ def test_verify_a_tree_with_a_symlink_loop_followed_is_not_exit_0(s3_env, bucket
     assert result.returncode == EXIT_UNKNOWN, result.stdout
     assert "cannot tell: loop: " in result.stdout
     assert "2 file(s): 1 same, 0 differ, 0 missing, 1 cannot tell" in result.stdout
+
+
+def test_api_part_size_that_is_no_whole_number_is_refused_before_anything(
+    s3_env, bucket, s3_client, tmp_path
+):
+    # 8.5 MiB as a float: the upload was created and its journal written with part_size
+    # 8912896.0, then a TypeError in an ExceptionGroup; the journal was unreadable ("not an
+    # integer"), so neither resume nor abort could reach the orphaned upload.
+    import persevere
+
+    source = write(tmp_path / "f", 1000, 1)
+    for wrong in (8.5 * 1024 * 1024, 8 * 1024 * 1024.0, "8MiB"):
+        state = tmp_path / "s.persevere"
+        with pytest.raises(persevere.UsageError, match="part size must be a whole number"):
+            persevere.upload_file_sync(source, bucket, "k", state, part_size=wrong)
+        assert not state.exists()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
