@@ -71,3 +71,23 @@ def test_api_part_size_that_is_no_whole_number_is_refused_before_anything(
             persevere.upload_file_sync(source, bucket, "k", state, part_size=wrong)
         assert not state.exists()
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_follow_symlinks_never_leaves_out_the_directory_a_link_points_to(
+    s3_env, bucket, s3_client, tmp_path
+):
+    # "alias" sorts before "sub": the walk went through the link first, then skipped the
+    # real directory as seen; sub/f was never uploaded, yet exit 0 (and verify exit 0).
+    from tests.test_tree import keys
+
+    root = tmp_path / "t"
+    write(root / "sub" / "f", 10, 1)
+    (root / "alias").symlink_to("sub")
+    (root / "sub" / "up").symlink_to("..")  # a loop: not walked again (nor alias/up)
+    url = f"s3://{bucket}/p/"
+    result = clean(cli(s3_env, "cp", root, url, "--follow-symlinks", "--no-progress"))
+    assert result.returncode == 0, result.stderr
+    assert keys(s3_client, bucket) == {"p/alias/f", "p/sub/f"}
+    check = clean(cli(s3_env, "verify", root, url, "--follow-symlinks", "--no-progress"))
+    assert check.returncode == 0, check.stdout
+    assert "2 file(s): 2 same" in check.stdout
