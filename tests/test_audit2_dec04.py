@@ -91,3 +91,18 @@ def test_follow_symlinks_never_leaves_out_the_directory_a_link_points_to(
     check = clean(cli(s3_env, "verify", root, url, "--follow-symlinks", "--no-progress"))
     assert check.returncode == 0, check.stdout
     assert "2 file(s): 2 same" in check.stdout
+
+
+def test_api_bucket_and_key_of_the_wrong_type_are_usage_errors(s3_env, bucket, tmp_path):
+    # verify_sync(key=None) was KeyError('Key') from botocore; bucket=1 a TypeError from its
+    # bucket-name regex; upload_file(key=b"k") an AttributeError ('bytes' has no 'encode').
+    import persevere
+
+    source = write(tmp_path / "f", 10, 1)
+    for wrong in ({"key": None}, {"bucket": 1}, {"key": b"k"}, {"key": ""}):
+        where = {"bucket": bucket, "key": "k", **wrong}
+        with pytest.raises(persevere.UsageError, match="bucket and key must"):
+            persevere.verify_sync(source, where["bucket"], where["key"])
+    with pytest.raises(persevere.UsageError, match="bucket and key must be strings"):
+        persevere.upload_file_sync(source, bucket, b"k", tmp_path / "s")
+    assert not (tmp_path / "s").exists()
