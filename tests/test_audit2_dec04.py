@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.conftest import persevere as cli
-from tests.test_tree import clean, write
+from tests.test_tree import clean, keys, write
 
 EXIT_UNKNOWN = 5
 
@@ -78,8 +78,6 @@ def test_follow_symlinks_never_leaves_out_the_directory_a_link_points_to(
 ):
     # "alias" sorts before "sub": the walk went through the link first, then skipped the
     # real directory as seen; sub/f was never uploaded, yet exit 0 (and verify exit 0).
-    from tests.test_tree import keys
-
     root = tmp_path / "t"
     write(root / "sub" / "f", 10, 1)
     (root / "alias").symlink_to("sub")
@@ -106,3 +104,39 @@ def test_api_bucket_and_key_of_the_wrong_type_are_usage_errors(s3_env, bucket, t
     with pytest.raises(persevere.UsageError, match="bucket and key must be strings"):
         persevere.upload_file_sync(source, bucket, b"k", tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_file_or_directory_swapped_for_a_link_after_the_walk_uploads_nothing_outside(
+    s3_env, bucket, s3_client, tmp_path, monkeypatch
+):
+    # Large files go after every small one (hours, in a big tree): a large file replaced by a
+    # link to a file outside the tree was uploaded as that file (copy() opens it by path,
+    # following links); a small file's directory replaced by a link was followed too
+    # (O_NOFOLLOW guards the last name only). Exit 0 both times; the next run listed the
+    # links as "not uploaded", exit 0, with the outside files' bytes at the tree's keys.
+    import anyio
+
+    from persevere import _tree
+
+    root = tmp_path / "t"
+    big = write(root / "big", 9 * 1024 * 1024, 1)
+    write(root / "sub" / "small", 10, 2)
+    secret = write(tmp_path / "secret.bin", big.stat().st_size, 3)
+    write(tmp_path / "secretdir" / "small", 10, 4)
+    real = _tree.check_key
+
+    def swapping(bucket_name, key):
+        if key.endswith("/big") and not big.is_symlink():
+            big.unlink()
+            big.symlink_to(secret)
+        if key.endswith("/sub/small") and not (root / "sub").is_symlink():
+            (root / "sub").rename(root / "sub.old")
+            (root / "sub").symlink_to(tmp_path / "secretdir")
+        return real(bucket_name, key)
+
+    monkeypatch.setattr(_tree, "check_key", swapping)
+    request = _tree.TreeRequest(root, bucket, "p/", tmp_path / "t.persevere")
+    result = anyio.run(_tree.copy_tree, request)
+    assert sorted(rel for rel, _, _ in result.failed) == ["big", "sub/small"]
+    assert result.exit_code != 0
+    assert keys(s3_client, bucket) == set()
