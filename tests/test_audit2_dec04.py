@@ -140,3 +140,16 @@ def test_a_file_or_directory_swapped_for_a_link_after_the_walk_uploads_nothing_o
     assert sorted(rel for rel, _, _ in result.failed) == ["big", "sub/small"]
     assert result.exit_code != 0
     assert keys(s3_client, bucket) == set()
+
+
+def test_verify_an_empty_tree_against_a_missing_bucket_is_an_error(s3_env, bucket, tmp_path):
+    # No file to ask about, the bucket's NoSuchBucket was only a note on the "only in S3"
+    # listing: "0 file(s)", exit 0 (README: the bucket missing is exit 1).
+    root = tmp_path / "d"
+    write(root / "x.tmp", 1, 1)
+    (tmp_path / "empty").mkdir()
+    url = f"s3://{bucket}-gone/p/"
+    for tree, args in ((tmp_path / "empty", []), (root, ["--exclude", "*.tmp"])):
+        result = clean(cli(s3_env, "verify", tree, url, *args))
+        assert result.returncode == 1, result.stdout
+        assert f"the bucket {bucket}-gone does not exist" in result.stderr
