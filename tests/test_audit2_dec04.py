@@ -153,3 +153,24 @@ def test_verify_an_empty_tree_against_a_missing_bucket_is_an_error(s3_env, bucke
         result = clean(cli(s3_env, "verify", tree, url, *args))
         assert result.returncode == 1, result.stdout
         assert f"the bucket {bucket}-gone does not exist" in result.stderr
+
+
+@pytest.mark.process
+def test_a_fifo_where_the_tree_journal_is_looked_for_does_not_hang(s3_env, bucket, tmp_path):
+    # read_header() opened it to read a line: blocked for ever on a FIFO (no writer).
+    import stat
+
+    root = tmp_path / "d"
+    write(root / "f", 10, 1)
+    os.mkfifo(tmp_path / "d.persevere")
+    os.mkfifo(tmp_path / "given")
+    url = f"s3://{bucket}/p/"
+    sent = clean(cli(s3_env, "cp", root, url, "--no-progress", process=True, timeout=60))
+    assert sent.returncode == 0, sent.stderr
+    checked = clean(cli(s3_env, "verify", root, url, "--no-progress", process=True, timeout=60))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    given = clean(cli(s3_env, "verify", root, url, "--state-file", tmp_path / "given",
+                      process=True, timeout=60))  # fmt: skip
+    assert given.returncode == 2
+    assert "is not the journal of a directory's upload" in given.stderr
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "d.persevere").st_mode)
