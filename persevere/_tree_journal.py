@@ -133,6 +133,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
 
 
 def _read_only(path: Path, draft: TreeHeader, checksum_given: bool) -> dict[str, FileDone]:
+    require_regular(path)  # a FIFO: refused, never waited on (--dry-run and --shard hung)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -170,7 +170,22 @@ def test_a_fifo_where_the_tree_journal_is_looked_for_does_not_hang(s3_env, bucke
     checked = clean(cli(s3_env, "verify", root, url, "--no-progress", process=True, timeout=60))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     given = clean(cli(s3_env, "verify", root, url, "--state-file", tmp_path / "given",
-                      process=True, timeout=60))  # fmt: skip
+                      process=True, timeout=30))  # fmt: skip
     assert given.returncode == 2
     assert "is not the journal of a directory's upload" in given.stderr
     assert stat.S_ISFIFO(os.lstat(tmp_path / "d.persevere").st_mode)
+
+
+@pytest.mark.process
+def test_a_fifo_as_the_tree_state_file_is_refused_by_dry_run_and_shard(s3_env, bucket, tmp_path):
+    # cp DIR refuses it (exit 2); --dry-run (read_done) and --shard (the tree's journal read
+    # beside its own) read it whole: blocked for ever, deaf to SIGTERM.
+    root = tmp_path / "d"
+    write(root / "f", 10, 1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for extra in (["--dry-run"], ["--shard", "0/2"]):
+        result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/p/", "--state-file", fifo,
+                           *extra, process=True, timeout=30))  # fmt: skip
+        assert result.returncode == 2, extra
+        assert "is not a regular file" in result.stderr
