@@ -7,6 +7,7 @@ endpoints allow fewer parts (Scaleway: 1,000): ``max_parts`` lowers the limit.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from ._errors import PlanError
@@ -92,6 +93,12 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
             f"only {fit} fit",
             param="max_parts",
         )
+    if part_size is not None:  # the journal records it: 8.5 MiB or "8MiB" would be unusable
+        try:
+            part_size = operator.index(part_size)
+        except TypeError:
+            raise PlanError(f"part size must be a whole number of bytes, not {part_size!r}",
+                            param="part_size") from None  # fmt: skip
     if part_size is None:  # at most 5 GiB: the size was checked against the largest above
         return PartPlan(file_size, auto_part_size(file_size, max_parts))
     if part_size < MIN_PART_SIZE:

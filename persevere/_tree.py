@@ -585,6 +585,7 @@ class _TreeSender:
 
         key = self.req.key(f.rel)
         check_key(self.req.bucket, key)
+        await anyio.to_thread.run_sync(_still_walked, f)
         state_file = files_dir(self.req.state_file) / journal_name(f.rel)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
@@ -632,6 +633,22 @@ def check_key(bucket: str, key: str) -> None:
         raise SourceFileError(f"{exc.message}; leave it out with --exclude") from None
 
 
+_REPLACED = "replaced while the tree was uploaded (another file is at its path now); run again"
+
+
+def _still_walked(f: TreeFile) -> None:
+    """The path still leads to the file the walk found (its inode): a file, or a directory
+    above it, swapped since for a symbolic link (to a file outside the tree, say) is not
+    uploaded in its place; a large file's is checked here, just before ``copy()`` opens it
+    by its path. Blocking."""
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return  # gone or unreadable: copy() says so
+    if (st.st_ino, st.st_dev) != f.stamp[3:]:
+        raise SourceChanged(_REPLACED)
+
+
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -654,6 +671,8 @@ def _read_small(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SourceChanged("not a regular file any more")
+        if (st.st_ino, st.st_dev) != f.stamp[3:]:  # (O_NOFOLLOW guards only its own name)
+            raise SourceChanged(_REPLACED)
         before = FileIdentity.of(f.path, st, fd)
         if before.size > SMALL_MAX:
             raise SourceChanged("grew while the tree was uploaded; run again")

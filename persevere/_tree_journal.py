@@ -19,6 +19,7 @@ import glob
 import json
 import logging
 import os
+import stat
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -110,7 +111,11 @@ def shard_of(rel: str, count: int) -> int:
 def read_header(path: Path) -> TreeHeader | None:
     """The header of the tree journal at ``path`` (None: none there, or not a tree's)."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO there (DIR.persevere, or --state-file) is no journal, never a
+        # reader waiting for a writer: cp DIR and verify DIR hung on one
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             return _parse_header(json.loads(f.readline()), str(path))
     except (OSError, ValueError, StateFileError):
         return None
@@ -134,6 +139,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
 
 
 def _read_only(path: Path, draft: TreeHeader, checksum_given: bool) -> dict[str, FileDone]:
+    require_regular(path)  # a FIFO: refused, never waited on (--dry-run and --shard hung)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

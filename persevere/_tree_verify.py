@@ -138,9 +138,11 @@ async def verify_tree(
         checker = _Checker(req, client, parts_dir, progress)
         progress.start(sum(f.size for f in listing.files), 0)
         try:
-            result.files = await checker.check_all(listing.files)
+            checked = await checker.check_all(listing.files)
         finally:
             progress.close()
+        # (with the unreadable ones noted above: a tree with one is never exit 0)
+        result.files = sorted([*result.files, *checked], key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
@@ -245,6 +247,11 @@ async def _only_in_s3(
         async for page in pages("ListObjectsV2", fetch, following):
             keys += [item["Key"] for item in page.get("Contents") or []]
     except S3Error as exc:
+        if exc.code == "NoSuchBucket":  # (no file asked first: an empty tree, or all excluded)
+            raise S3Error(f"s3://{req.bucket}/{req.prefix}: the bucket {req.bucket} does not "
+                          "exist", code="NoSuchBucket",
+                          hint="check the bucket's name, and the endpoint and region it is "
+                          "on") from exc  # fmt: skip
         return None, f"ListObjectsV2 answers {exc.code or exc}"
     rels = ((key, key[len(req.prefix) :]) for key in keys if not key.endswith("/"))
     return sorted(key for key, rel in rels

@@ -2,8 +2,9 @@
 
 A regular file is uploaded under its path relative to the root (``/``-separated). What is not
 a regular file is never fatal for the tree: a symbolic link is not followed unless asked
-(``follow_symlinks``: then a link to a file is that file and a link to a directory is walked,
-each directory once, so a loop ends), and FIFOs, sockets and devices are listed as refused, by
+(``follow_symlinks``: then a link to a file is that file and a link to a directory is walked
+under the link's name too, unless it leads back to a directory it is in: that loop is not
+walked again), and FIFOs, sockets and devices are listed as refused, by
 name, with why. ``include``/``exclude`` are glob patterns (:mod:`fnmatch`; ``*`` matches across
 ``/``, as the aws cli's filters do) on the relative path: a file is taken when it matches an
 include pattern (or none was given) and no exclude pattern.
@@ -86,19 +87,20 @@ def walk(
     own = _own_names(skip)
     listing = Listing()
     root_stat = os.stat(root)
-    seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
-    pending: list[tuple[Path, str, tuple[int, int]]] = [
-        (root, "", (root_stat.st_dev, root_stat.st_ino))
+    root_id = (root_stat.st_dev, root_stat.st_ino)
+    # (directory, its path under root, its (device, inode), those of it and the ones it is in)
+    pending: list[tuple[Path, str, tuple[int, int], frozenset[tuple[int, int]]]] = [
+        (root, "", root_id, frozenset({root_id}))
     ]
     while pending:
-        directory, prefix, dev_ino = pending.pop()
+        directory, prefix, dev_ino, ancestors = pending.pop()
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
         except OSError as exc:
             listing.unreadable.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
             continue
-        subdirs: list[tuple[Path, str, tuple[int, int]]] = []
+        subdirs: list[tuple[Path, str, tuple[int, int], frozenset[tuple[int, int]]]] = []
         journal_here = own is not None and own[0] == dev_ino
         for entry in entries:
             rel = prefix + entry.name
@@ -123,9 +125,12 @@ def walk(
                 listing.unreadable.append((rel, f"cannot read: {exc.strerror}"))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if (st.st_dev, st.st_ino) not in seen_dirs:
-                    seen_dirs.add((st.st_dev, st.st_ino))
-                    subdirs.append((Path(path), rel + "/", (st.st_dev, st.st_ino)))
+                # Each path is walked (a link to a directory seen elsewhere too: skipping it
+                # left that directory's own path out when the link came first); only a way
+                # back to a directory it is in is not, which ends every loop.
+                here = (st.st_dev, st.st_ino)
+                if here not in ancestors:
+                    subdirs.append((Path(path), rel + "/", here, ancestors | {here}))
                 continue
             if not wanted(rel, include, exclude):
                 listing.excluded += 1

@@ -32,6 +32,8 @@ def check_destination(bucket: str, key: str) -> None:
     ``/x``, ``x/``) is merged away by servers that keep keys as file paths: SeaweedFS stores
     ``a//b`` as ``a/b`` (replacing an object there) and answers for either name, so no check
     after the upload tells (``x/`` it stores as ``x/x``)."""
+    if not isinstance(bucket, str) or not isinstance(key, str):  # (the API's callers)
+        raise UsageError(f"bucket and key must be strings, not {bucket!r} and {key!r}")
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     require_utf8(bucket, key)

@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 
 from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
-from ._errors import S3Error
+from ._errors import S3Error, UsageError
 from ._journal import JournalState, read_state
 from ._progress import NullProgress, ProgressSink
 from ._quirks import ETag, digest_of, missing, refused
@@ -183,6 +183,8 @@ async def verify_object(
     for ``endpoint`` and closed before the file is read.
     """
     progress = progress or NullProgress()
+    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+        raise UsageError(f"bucket and key must be non-empty strings, not {bucket!r} and {key!r}")
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file), "local file")
     journal = None
     if state_file is not None:
