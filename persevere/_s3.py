@@ -283,12 +283,12 @@ async def open_client(
         from ._botocore_loader import s3_loader
 
         session = get_session()
-        session.register_component(
-            "data_loader", s3_loader(session.get_config_variable("data_path"), MODELS_CACHE_DIR)
-        )
         # Only the client's creation is translated here: a ValueError raised later, while the
         # client is in use, is not a bad endpoint URL.
         try:
+            # (AWS_PROFILE naming no profile: the first config lookup raises ProfileNotFound)
+            data_path = session.get_config_variable("data_path")
+            session.register_component("data_loader", s3_loader(data_path, MODELS_CACHE_DIR))
             if endpoint.profile:
                 session.set_config_variable("profile", endpoint.profile)
             creator = session.create_client(
@@ -302,6 +302,9 @@ async def open_client(
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:
+            if endpoint.profile is None or endpoint.profile == os.environ.get("AWS_PROFILE"):
+                name = endpoint.profile or os.environ.get("AWS_PROFILE")
+                raise UsageError(f"AWS profile {name!r} (AWS_PROFILE) not found") from exc
             raise UsageError(
                 f"AWS profile {endpoint.profile!r} not found", param="profile"
             ) from exc
