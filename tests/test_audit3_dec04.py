@@ -4,6 +4,8 @@ line and a documented exit code, never a traceback, a retry loop or a silent fai
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import persevere
 
 MiB = 1024 * 1024
@@ -16,4 +18,22 @@ def test_aws_profile_naming_no_profile_is_one_line(s3_env, bucket, make_file):
         assert refused.returncode == 2, refused.stderr
         assert "Traceback" not in refused.stderr and "ProfileNotFound" not in refused.stderr
         assert "persevere: error: AWS profile 'nope' (AWS_PROFILE) not found" in refused.stderr
+    assert not file.with_name(file.name + ".persevere").exists()
+
+
+def test_a_ca_bundle_without_a_certificate_is_bad_input_not_retried(s3_env, bucket, make_file):
+    """Was exit 3 after four attempts ("run the same command later"): a supervisor would retry
+    a configuration mistake for ever. No port answers here: the bundle is loaded before."""
+    file = make_file(1024)
+    not_pem = make_file(100, name="not-a-ca.pem")
+    https = {**s3_env, "AWS_ENDPOINT_URL": "https://127.0.0.1:1"}
+    for env, flags in (
+        (https, ("--ca-bundle", not_pem)),
+        ({**https, "AWS_CA_BUNDLE": str(not_pem)}, ()),
+        ({**https, "AWS_CA_BUNDLE": str(not_pem.with_name("missing.pem"))}, ()),
+    ):
+        refused = persevere(env, "cp", file, f"s3://{bucket}/k", "--json", *flags)
+        assert refused.returncode == 2, refused.stderr
+        assert "retrying" not in refused.stderr
+        assert "the CA bundle cannot be used" in json.loads(refused.stdout)["error"]
     assert not file.with_name(file.name + ".persevere").exists()
