@@ -5,6 +5,10 @@ line and a documented exit code, never a traceback, a retry loop or a silent fai
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import persevere
 
@@ -37,3 +41,24 @@ def test_a_ca_bundle_without_a_certificate_is_bad_input_not_retried(s3_env, buck
         assert "retrying" not in refused.stderr
         assert "the CA bundle cannot be used" in json.loads(refused.stdout)["error"]
     assert not file.with_name(file.name + ".persevere").exists()
+
+
+def _persevere_process(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "persevere", *map(str, args)], **popen)
+
+
+@pytest.mark.process
+def test_a_log_pipe_that_closes_does_not_fail_the_upload(s3_env, bucket, s3_client, make_file):
+    """stderr a pipe whose reader went away (journald restarted, `2> >(head -c 10)`): the
+    progress line's write failed, the upload's coroutine died on it, and the completed upload
+    exited 1 ("needs a person") with its result never printed."""
+    file = make_file(6 * MiB)
+    proc = _persevere_process(
+        "cp", file, f"s3://{bucket}/k", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stderr.close()  # the log's reader is gone before the first line
+    with proc.stdout:
+        out = proc.stdout.read().decode()
+    assert proc.wait(120) == 0, out
+    assert out.startswith(f"uploaded s3://{bucket}/k: 6.0 MiB"), out
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
