@@ -62,3 +62,22 @@ def test_a_log_pipe_that_closes_does_not_fail_the_upload(s3_env, bucket, s3_clie
     assert proc.wait(120) == 0, out
     assert out.startswith(f"uploaded s3://{bucket}/k: 6.0 MiB"), out
     assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+
+
+def _journal_completed(state):
+    return json.loads(state.read_text().splitlines()[-1])["type"] == "completed"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_file, closed):
+    """`>&-` aborted the process in the event loop (exit 134: a socket took descriptor 1, and
+    libuv asserts when closing one <= 2); `2>&-` exited 1 silently before sending anything
+    (sys.stderr is None). Either may point a file or socket at what is printed."""
+    file = make_file(6 * MiB)
+    script = f'exec "$0" -m persevere "$@" {closed}'
+    done = subprocess.run(["sh", "-c", script, sys.executable, "cp", file, f"s3://{bucket}/k"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+    assert _journal_completed(file.with_name(file.name + ".persevere"))
