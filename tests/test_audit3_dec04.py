@@ -81,3 +81,22 @@ def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_
     assert done.returncode == 0, done.stderr
     assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
     assert _journal_completed(file.with_name(file.name + ".persevere"))
+
+
+@pytest.mark.process
+def test_a_full_standard_output_is_one_line_not_a_traceback(s3_env, bucket, make_file):
+    """`> /dev/full`: the result's write raised ENOSPC out of the command, a traceback."""
+    file = make_file(6 * MiB)
+    for flags in ((), ("--json",)):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "persevere", "cp", file,
+                                   f"s3://{bucket}/k", *flags], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1] == (
+            "persevere: error: the result could not be written to standard output (No space "
+            "left on device); what the command did stands: run it again to see it"
+        )
+    again = persevere(s3_env, "cp", file, f"s3://{bucket}/k")
+    assert again.returncode == 0 and again.stdout.startswith("already completed"), again.stderr
