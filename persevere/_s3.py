@@ -325,6 +325,7 @@ async def open_client(
 
             client.meta.events.register("before-sign.s3.UploadPart", sign_trailer)
             register_payload()
+            client.meta.events.register("after-call.s3", _refuse_redirected)
             from ._credentials import CredentialRenewer, resolve_chain
 
             resolve = resolve_chain(endpoint.profile, resolved_region(client))
@@ -342,6 +343,25 @@ async def open_client(
     finally:
         if collecting:
             gc.enable()
+
+
+def _refuse_redirected(http_response: Any, model: Any, **_: Any) -> None:
+    """An answer that came after a redirect (aiohttp follows them) is refused: the request
+    that reached the new place was not the one signed (another host drops its Authorization,
+    another path breaks its signature), so S3's answer there (AccessDenied, most often) would
+    name the wrong fault."""
+    history = getattr(getattr(http_response, "raw", None), "history", None)
+    if not history:
+        return
+    from urllib.parse import urlsplit
+
+    to = urlsplit(str(http_response.url))
+    raise UsageError(
+        f"{model.name}: the endpoint answered {history[0].status} (a redirect) to "
+        f"{to.scheme}://{to.netloc}: requests are signed for the endpoint they are sent to",
+        hint="give the endpoint that answers (--endpoint-url), or on AWS the bucket's region "
+        "(--region)",
+    )
 
 
 async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -4,9 +4,11 @@ line and a documented exit code, never a traceback, a retry loop or a silent fai
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -100,3 +102,45 @@ def test_a_full_standard_output_is_one_line_not_a_traceback(s3_env, bucket, make
         )
     again = persevere(s3_env, "cp", file, f"s3://{bucket}/k")
     assert again.returncode == 0 and again.stdout.startswith("already completed"), again.stderr
+
+
+@pytest.fixture
+def redirecting_endpoint(s3_env):
+    """An endpoint that answers every request 307 to the real one (a load balancer, a moved
+    host)."""
+    target = s3_env["AWS_ENDPOINT_URL"]
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_that_redirects_is_named_not_an_access_denied(
+    s3_env, bucket, make_file, redirecting_endpoint
+):
+    """aiohttp follows the redirect and drops the signature: S3 answered AccessDenied and the
+    hint sent the user to the IAM policy (exit 1); `upload status` said "cannot tell"."""
+    file = make_file(1024)
+    for args in (("cp", file, f"s3://{bucket}/k"), ("upload", "status", f"s3://{bucket}/k")):
+        refused = persevere(s3_env, *args, "--endpoint-url", redirecting_endpoint, "--json")
+        assert refused.returncode == 2, refused.stderr
+        error = json.loads(refused.stdout)["error"]
+        assert "the endpoint answered 307 (a redirect) to " + s3_env["AWS_ENDPOINT_URL"] in error
+        assert "AccessDenied" not in refused.stderr
+    assert not file.with_name(file.name + ".persevere").exists()
