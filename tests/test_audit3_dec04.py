@@ -144,3 +144,12 @@ def test_an_endpoint_that_redirects_is_named_not_an_access_denied(
         assert "the endpoint answered 307 (a redirect) to " + s3_env["AWS_ENDPOINT_URL"] in error
         assert "AccessDenied" not in refused.stderr
     assert not file.with_name(file.name + ".persevere").exists()
+
+
+def test_bench_log_lines_are_json_lines(s3_env, bucket):
+    """`--log-format json bench`: each row was also a plain line among the JSON ones."""
+    done = persevere(s3_env, "--log-format", "json", "bench", f"s3://{bucket}", "--size", "5MiB",
+                     "-c", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["log"], lines
