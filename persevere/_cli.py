@@ -18,6 +18,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from typing import Annotated, Literal
 import click
 import typer
 
+from . import _errors
 from ._cli_admin import abort, bench, list_uploads, status, verify
 from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
 from ._cli_upload import cp, resume, shard, start
@@ -99,6 +101,7 @@ def main() -> None:
     from . import _s3
     from ._loop import pause_collector, resume_collector
 
+    _open_closed_streams()
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
@@ -112,8 +115,71 @@ def main() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         app(prog_name="persevere")
+    except OSError as exc:  # click stops an EPIPE itself (exit 1); ENOSPC, EIO would be a traceback
+        if not _writing_stdout(exc):
+            raise
+        _stdout_lost(exc.strerror or str(exc))
+        raise SystemExit(_errors.EXIT_ERROR) from None
+    except SystemExit as exc:
+        if exc.code == _errors.EXIT_ERROR and _stdout_reader_gone():  # click's EPIPE: silent
+            _stdout_lost("its reader is gone")
+        raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
+
+
+def _open_closed_streams() -> None:
+    """A standard output or error the caller closed (``>&-``, ``2>&-``) is opened on
+    /dev/null: else the first file or socket opened takes its number, and what is printed goes
+    into it (the journal, a connection to S3), or the event loop aborts closing it. (A closed
+    standard input is left so: ``cp -`` refuses it.)"""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:  # Python found it closed at start-up
+                setattr(sys, name, open(fd, "w", closefd=False))
+
+
+def _writing_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` was raised writing to standard output (by ``echo``, into its ``file``)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        stream = tb.tb_frame.f_locals.get("file") if tb.tb_frame.f_code.co_name == "echo" else None
+        try:
+            if stream is not None and stream.fileno() == 1:
+                return True
+        except (AttributeError, OSError, ValueError):
+            pass
+        tb = tb.tb_next
+    return False
+
+
+def _stdout_reader_gone() -> bool:
+    """Standard output is a pipe whose reader closed it (``| head -c1``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _stdout_lost(why: str) -> None:
+    """One line for a result standard output did not take; it then goes to /dev/null, so that
+    the interpreter's last flush does not fail on it again."""
+    _say(f"persevere: error: the result could not be written to standard output ({why}); "
+         "what the command did stands: run it again to see it")  # fmt: skip
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
 
 
 def _models_cache_dir() -> str | None:

@@ -31,6 +31,7 @@ from ._cli_flags import (
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
+from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
 
@@ -317,7 +318,8 @@ def bench(
     under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
 
     def show(row: Any) -> None:
-        if not json_output and log.isEnabledFor(logging.WARNING):  # not under -q
+        # not under -q; with --log-format json, the "bench" event says it
+        if not json_output and not json_lines() and log.isEnabledFor(logging.WARNING):
             _say(
                 f"c={row.concurrency:<3} part {format_size(row.part_size):>9}: "
                 f"{row.mb_per_s:8.1f} MB/s"

@@ -140,8 +140,11 @@ class LogLineProgress:
         if json_lines():
             log.info(text, extra=event("progress", done=self._done, total=self._total,
                                           rate_bytes_s=round(rate)))  # fmt: skip
-        else:
-            print(text, file=self._stream or sys.stderr, flush=True)
+        else:  # never raises: a log that is gone (a closed pipe) must not stop the upload
+            try:
+                print(text, file=self._stream or sys.stderr, flush=True)
+            except (OSError, ValueError):
+                pass
 
     def close(self) -> None:
         if self._total:

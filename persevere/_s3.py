@@ -283,12 +283,12 @@ async def open_client(
         from ._botocore_loader import s3_loader
 
         session = get_session()
-        session.register_component(
-            "data_loader", s3_loader(session.get_config_variable("data_path"), MODELS_CACHE_DIR)
-        )
         # Only the client's creation is translated here: a ValueError raised later, while the
         # client is in use, is not a bad endpoint URL.
         try:
+            # (AWS_PROFILE naming no profile: the first config lookup raises ProfileNotFound)
+            data_path = session.get_config_variable("data_path")
+            session.register_component("data_loader", s3_loader(data_path, MODELS_CACHE_DIR))
             if endpoint.profile:
                 session.set_config_variable("profile", endpoint.profile)
             creator = session.create_client(
@@ -302,6 +302,9 @@ async def open_client(
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:
+            if endpoint.profile is None or endpoint.profile == os.environ.get("AWS_PROFILE"):
+                name = endpoint.profile or os.environ.get("AWS_PROFILE")
+                raise UsageError(f"AWS profile {name!r} (AWS_PROFILE) not found") from exc
             raise UsageError(
                 f"AWS profile {endpoint.profile!r} not found", param="profile"
             ) from exc
@@ -327,6 +330,7 @@ async def open_client(
 
             client.meta.events.register("before-sign.s3.UploadPart", sign_trailer)
             register_payload()
+            client.meta.events.register("after-call.s3", _refuse_redirected)
             from ._credentials import CredentialRenewer, resolve_chain
 
             resolve = resolve_chain(endpoint.profile, resolved_region(client))
@@ -344,6 +348,25 @@ async def open_client(
     finally:
         if collecting:
             gc.enable()
+
+
+def _refuse_redirected(http_response: Any, model: Any, **_: Any) -> None:
+    """An answer that came after a redirect (aiohttp follows them) is refused: the request
+    that reached the new place was not the one signed (another host drops its Authorization,
+    another path breaks its signature), so S3's answer there (AccessDenied, most often) would
+    name the wrong fault."""
+    history = getattr(getattr(http_response, "raw", None), "history", None)
+    if not history:
+        return
+    from urllib.parse import urlsplit
+
+    to = urlsplit(str(http_response.url))
+    raise UsageError(
+        f"{model.name}: the endpoint answered {history[0].status} (a redirect) to "
+        f"{to.scheme}://{to.netloc}: requests are signed for the endpoint they are sent to",
+        hint="give the endpoint that answers (--endpoint-url), or on AWS the bucket's region "
+        "(--region)",
+    )
 
 
 async def attempt(what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -473,6 +496,12 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return S3Error(
             f"{what}: TLS failure: {exc}", hint="check the endpoint URL and the CA bundle"
         )
+    if (unusable := _ca_bundle_error(exc)) is not None:  # bad input: no retry mends it
+        return UsageError(
+            f"{what}: the CA bundle cannot be used: {unusable}",
+            hint="give --ca-bundle (or AWS_CA_BUNDLE, or the profile's ca_bundle) a readable "
+            "PEM file of CA certificates",
+        )
     if isinstance(
         exc,
         bce.ConnectionError
@@ -485,6 +514,19 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return TransientError(f"{what}: {_short(exc)}")
     if isinstance(exc, OSError):
         return TransientError(f"{what}: {exc.strerror or exc}")
+    return None
+
+
+def _ca_bundle_error(exc: BaseException) -> BaseException | None:
+    """Why loading the CA bundle botocore was given (the flag, AWS_CA_BUNDLE or the profile's
+    ca_bundle) failed, if it did: the file is missing or unreadable, or holds no certificate."""
+    import botocore.exceptions as bce
+
+    error = exc.kwargs.get("error") if isinstance(exc, bce.HTTPClientError) else None
+    if isinstance(error, ssl.SSLError) and error.library in ("X509", "PEM"):
+        return error
+    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
+        return error
     return None
 
 

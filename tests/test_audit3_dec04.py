@@ -1,0 +1,155 @@
+"""A demanding user's edges (audit of 2026-12-04): the environment naming a profile that does
+not exist, a CA bundle that holds no certificate, standard streams closed or full. Each is one
+line and a documented exit code, never a traceback, a retry loop or a silent failure."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import persevere
+
+MiB = 1024 * 1024
+
+
+def test_aws_profile_naming_no_profile_is_one_line(s3_env, bucket, make_file):
+    file = make_file(1024)
+    for args in (("cp", file, f"s3://{bucket}/k"), ("upload", "status", f"s3://{bucket}/k")):
+        refused = persevere({**s3_env, "AWS_PROFILE": "nope"}, *args)
+        assert refused.returncode == 2, refused.stderr
+        assert "Traceback" not in refused.stderr and "ProfileNotFound" not in refused.stderr
+        assert "persevere: error: AWS profile 'nope' (AWS_PROFILE) not found" in refused.stderr
+    assert not file.with_name(file.name + ".persevere").exists()
+
+
+def test_a_ca_bundle_without_a_certificate_is_bad_input_not_retried(s3_env, bucket, make_file):
+    """Was exit 3 after four attempts ("run the same command later"): a supervisor would retry
+    a configuration mistake for ever. No port answers here: the bundle is loaded before."""
+    file = make_file(1024)
+    not_pem = make_file(100, name="not-a-ca.pem")
+    https = {**s3_env, "AWS_ENDPOINT_URL": "https://127.0.0.1:1"}
+    for env, flags in (
+        (https, ("--ca-bundle", not_pem)),
+        ({**https, "AWS_CA_BUNDLE": str(not_pem)}, ()),
+        ({**https, "AWS_CA_BUNDLE": str(not_pem.with_name("missing.pem"))}, ()),
+    ):
+        refused = persevere(env, "cp", file, f"s3://{bucket}/k", "--json", *flags)
+        assert refused.returncode == 2, refused.stderr
+        assert "retrying" not in refused.stderr
+        assert "the CA bundle cannot be used" in json.loads(refused.stdout)["error"]
+    assert not file.with_name(file.name + ".persevere").exists()
+
+
+def _persevere_process(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "persevere", *map(str, args)], **popen)
+
+
+@pytest.mark.process
+def test_a_log_pipe_that_closes_does_not_fail_the_upload(s3_env, bucket, s3_client, make_file):
+    """stderr a pipe whose reader went away (journald restarted, `2> >(head -c 10)`): the
+    progress line's write failed, the upload's coroutine died on it, and the completed upload
+    exited 1 ("needs a person") with its result never printed."""
+    file = make_file(6 * MiB)
+    proc = _persevere_process(
+        "cp", file, f"s3://{bucket}/k", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stderr.close()  # the log's reader is gone before the first line
+    with proc.stdout:
+        out = proc.stdout.read().decode()
+    assert proc.wait(120) == 0, out
+    assert out.startswith(f"uploaded s3://{bucket}/k: 6.0 MiB"), out
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+
+
+def _journal_completed(state):
+    return json.loads(state.read_text().splitlines()[-1])["type"] == "completed"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_file, closed):
+    """`>&-` aborted the process in the event loop (exit 134: a socket took descriptor 1, and
+    libuv asserts when closing one <= 2); `2>&-` exited 1 silently before sending anything
+    (sys.stderr is None). Either may point a file or socket at what is printed."""
+    file = make_file(6 * MiB)
+    script = f'exec "$0" -m persevere "$@" {closed}'
+    done = subprocess.run(["sh", "-c", script, sys.executable, "cp", file, f"s3://{bucket}/k"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+    assert _journal_completed(file.with_name(file.name + ".persevere"))
+
+
+@pytest.mark.process
+def test_a_full_standard_output_is_one_line_not_a_traceback(s3_env, bucket, make_file):
+    """`> /dev/full`: the result's write raised ENOSPC out of the command, a traceback."""
+    file = make_file(6 * MiB)
+    for flags in ((), ("--json",)):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "persevere", "cp", file,
+                                   f"s3://{bucket}/k", *flags], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1] == (
+            "persevere: error: the result could not be written to standard output (No space "
+            "left on device); what the command did stands: run it again to see it"
+        )
+    again = persevere(s3_env, "cp", file, f"s3://{bucket}/k")
+    assert again.returncode == 0 and again.stdout.startswith("already completed"), again.stderr
+
+
+@pytest.fixture
+def redirecting_endpoint(s3_env):
+    """An endpoint that answers every request 307 to the real one (a load balancer, a moved
+    host)."""
+    target = s3_env["AWS_ENDPOINT_URL"]
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endpoint_that_redirects_is_named_not_an_access_denied(
+    s3_env, bucket, make_file, redirecting_endpoint
+):
+    """aiohttp follows the redirect and drops the signature: S3 answered AccessDenied and the
+    hint sent the user to the IAM policy (exit 1); `upload status` said "cannot tell"."""
+    file = make_file(1024)
+    for args in (("cp", file, f"s3://{bucket}/k"), ("upload", "status", f"s3://{bucket}/k")):
+        refused = persevere(s3_env, *args, "--endpoint-url", redirecting_endpoint, "--json")
+        assert refused.returncode == 2, refused.stderr
+        error = json.loads(refused.stdout)["error"]
+        assert "the endpoint answered 307 (a redirect) to " + s3_env["AWS_ENDPOINT_URL"] in error
+        assert "AccessDenied" not in refused.stderr
+    assert not file.with_name(file.name + ".persevere").exists()
+
+
+def test_bench_log_lines_are_json_lines(s3_env, bucket):
+    """`--log-format json bench`: each row was also a plain line among the JSON ones."""
+    done = persevere(s3_env, "--log-format", "json", "bench", f"s3://{bucket}", "--size", "5MiB",
+                     "-c", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["log"], lines
