@@ -99,7 +99,9 @@ app.command("bench")(flag_groups(bench))
 
 def main() -> None:
     from . import _s3
-    from ._loop import pause_collector, resume_collector
+    from ._loop import fill_closed_stdio, pause_collector, resume_collector
+
+    fill_closed_stdio()  # (<&-, >&-, 2>&-: see there)
 
     _open_closed_streams()
     pause_collector()  # until the command's work starts: see _loop.pause_collector

@@ -8,6 +8,8 @@ coroutines (:mod:`._sync` imports them all, for its twins).
 from __future__ import annotations
 
 import gc
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,6 +20,7 @@ from ._platform import require_supported
 T = TypeVar("T")
 
 _collector_paused = False  # by pause_collector, until run's loop has started
+CLOSED_STDIO: set[int] = set()  # standard descriptors found closed, /dev/null since (run)
 
 
 def pause_collector() -> None:
@@ -53,6 +56,7 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
     (Windows) is refused here, with one line, before anything is sent (:mod:`._platform`).
     """
     require_supported()
+    fill_closed_stdio()
 
     async def wrapped() -> T:
         from ._s3 import quiet_abandoned_connection_errors
@@ -68,3 +72,25 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
     except ImportError:  # pragma: no cover - platforms without uvloop
         use_uvloop = False
     return anyio.run(wrapped, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+
+
+def fill_closed_stdio() -> None:
+    """A standard descriptor (0, 1, 2) left closed (``<&-``, ``>&-``, ``2>&-``) would be the
+    number the next socket gets, and uvloop aborts the process (SIGABRT) when it closes one
+    below 3: every command so run died with 134, a completed upload's and "already completed"
+    too; and a closed stderr is ``sys.stderr`` None, which the CLI's progress output did not
+    survive (exit 1). Each one closed is /dev/null from here on (the CLI's first step, and
+    :func:`run`'s); :data:`CLOSED_STDIO` says which (standard input closed is still "nothing
+    is being piped in", never an empty stream)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            CLOSED_STDIO.add(fd)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "w", closefd=False))

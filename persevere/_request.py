@@ -42,8 +42,12 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
     regular file or a block device redirected in (``< disk.img``) at its start, read as that
     file (past it: a stream, the bytes from there); a terminal is refused: nothing is being
     piped in."""
+    from ._loop import CLOSED_STDIO
+
     try:
         st = os.fstat(fd)
+        if fd in CLOSED_STDIO:  # (closed when the command started: /dev/null since)
+            raise OSError
     except OSError:
         raise UsageError("standard input is closed: nothing is being piped in") from None
     if os.isatty(fd):

@@ -291,3 +291,34 @@ def test_cp_again_with_another_profile_in_the_environment_looks_there(
     assert "already completed" not in elsewhere.stdout
     again = persevere(env | {"AWS_PROFILE": "here"}, *args)
     assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("closed", [0, 1, 2])
+def test_a_command_run_with_a_standard_descriptor_closed_exits_0(
+    s3_env, bucket, s3_client, make_file, tmp_path, closed
+):
+    """``persevere cp FILE s3://B/K <&-`` (or ``>&-``): the next socket took the closed
+    number and uvloop aborted the process when it closed it (SIGABRT, 134), after the upload
+    had completed, and again on every run ("already completed" too): never exit 0. With
+    ``2>&-``, ``verify``'s progress output found ``sys.stderr`` None: exit 1."""
+    file = make_file(6 * MiB, seed=25)
+
+    def run(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "persevere", *map(str, args)],
+            env={**os.environ, **s3_env}, text=True, timeout=120,
+            stdout=subprocess.DEVNULL if closed == 1 else subprocess.PIPE,
+            stderr=subprocess.DEVNULL if closed == 2 else subprocess.PIPE,
+            preexec_fn=lambda: os.close(closed),
+        )  # fmt: skip
+
+    for _ in range(2):  # uploaded, then "already completed"
+        done = run("cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress")
+        assert done.returncode == 0, done.stderr
+    assert sha256_of_object(s3_client, bucket, "k") == hashlib.sha256(file.read_bytes()).hexdigest()
+    checked = run("verify", file, f"s3://{bucket}/k")
+    assert checked.returncode == 0, checked.stderr
+    if closed == 0:  # closed is not empty: nothing to upload
+        refused = run("cp", "-", f"s3://{bucket}/s", "--state-dir", tmp_path / "st")
+        assert refused.returncode == 2 and "standard input is closed" in refused.stderr
