@@ -102,8 +102,6 @@ def main() -> None:
     from ._loop import fill_closed_stdio, pause_collector, resume_collector
 
     fill_closed_stdio()  # (<&-, >&-, 2>&-: see there)
-
-    _open_closed_streams()
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
@@ -128,23 +126,6 @@ def main() -> None:
         raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
-
-
-def _open_closed_streams() -> None:
-    """A standard output or error the caller closed (``>&-``, ``2>&-``) is opened on
-    /dev/null: else the first file or socket opened takes its number, and what is printed goes
-    into it (the journal, a connection to S3), or the event loop aborts closing it. (A closed
-    standard input is left so: ``cp -`` refuses it.)"""
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_WRONLY)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            if getattr(sys, name) is None:  # Python found it closed at start-up
-                setattr(sys, name, open(fd, "w", closefd=False))
 
 
 def _writing_stdout(exc: OSError) -> bool:
