@@ -153,3 +153,24 @@ def test_bench_log_lines_are_json_lines(s3_env, bucket):
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["log"], lines
+
+
+@pytest.mark.process
+def test_a_stop_before_anything_started_still_gives_the_json_document():
+    """--json promises one document on stdout, always: a SIGTERM between reading the command
+    line and starting the work printed only the stderr line."""
+    script = (
+        "import os, signal, sys\n"
+        "from persevere import _cli, _cli_run\n"
+        "sys.argv = ['persevere', 'cp', 'f', 's3://b/k', '--json']\n"
+        "_cli_run._note_json(True)\n"
+        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    assert json.loads(done.stdout) == {
+        "error": "SIGTERM received before anything started; nothing to resume",
+        "exit_code": 130, "hint": None, "next_command": None,
+    }  # fmt: skip
