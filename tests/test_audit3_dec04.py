@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from tests.conftest import persevere
+from tests.ruleproxy import Rule
 
 MiB = 1024 * 1024
 
@@ -174,3 +175,16 @@ def test_a_stop_before_anything_started_still_gives_the_json_document():
         "error": "SIGTERM received before anything started; nothing to resume",
         "exit_code": 130, "hint": None, "next_command": None,
     }  # fmt: skip
+
+
+def test_a_bucket_in_another_region_is_left_to_botocore_and_named(rule_proxy, bucket, make_file):
+    """AWS's 301 PermanentRedirect has no Location: no redirect was followed (it is botocore's
+    region redirector's to handle), and when it stays, the hint names the region."""
+    env, proxy = rule_proxy
+    proxy.rules.append(Rule("POST", "uploads", refuse=(301, "PermanentRedirect")))
+    file = make_file(1024)
+    refused = persevere(env, "cp", file, f"s3://{bucket}/k")
+    assert refused.returncode == 1, refused.stderr
+    assert "CreateMultipartUpload: PermanentRedirect:" in refused.stderr
+    assert "a redirect" not in refused.stderr
+    assert "the bucket is in another region, or on another endpoint" in refused.stderr
