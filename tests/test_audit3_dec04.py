@@ -188,3 +188,21 @@ def test_a_bucket_in_another_region_is_left_to_botocore_and_named(rule_proxy, bu
     assert "CreateMultipartUpload: PermanentRedirect:" in refused.stderr
     assert "a redirect" not in refused.stderr
     assert "the bucket is in another region, or on another endpoint" in refused.stderr
+
+
+@pytest.mark.process
+def test_a_result_pipe_whose_reader_left_is_said(s3_env, bucket, s3_client, make_file):
+    """`persevere cp ... --json | head -c1` after head left: click ended it with exit 1 and not
+    a word; the upload itself stands."""
+    file = make_file(6 * MiB)
+    proc = _persevere_process("cp", file, f"s3://{bucket}/k", "--json",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the result
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(120) == 1, err
+    assert err.splitlines()[-1] == (
+        "persevere: error: the result could not be written to standard output (its reader is "
+        "gone); what the command did stands: run it again to see it"
+    )
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
