@@ -130,19 +130,23 @@ def main() -> None:
 
 
 def _open_closed_streams() -> None:
-    """A standard output or error the caller closed (``>&-``, ``2>&-``) is opened on
-    /dev/null: else the first file or socket opened takes its number, and what is printed goes
-    into it (the journal, a connection to S3), or the event loop aborts closing it. (A closed
-    standard input is left so: ``cp -`` refuses it.)"""
-    for fd, name in ((1, "stdout"), (2, "stderr")):
+    """A standard stream the caller closed (``<&-``, ``>&-``, ``2>&-``, a daemon's parent) is
+    opened on /dev/null: else the first file or socket opened takes its number, and what is
+    printed goes into it (the journal, a connection to S3), or the event loop aborts closing
+    it. A closed standard input stays refused by ``cp -`` (``_request.STDIN_CLOSED``)."""
+    from . import _request
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open(os.devnull, os.O_WRONLY)
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
-            if getattr(sys, name) is None:  # Python found it closed at start-up
+            if fd == 0:
+                _request.STDIN_CLOSED = True
+            elif getattr(sys, name) is None:  # Python found it closed at start-up
                 setattr(sys, name, open(fd, "w", closefd=False))
 
 

@@ -37,11 +37,18 @@ def names_stdin(path: str | Path | None) -> bool:
     return path is not None and str(path) == STDIN
 
 
+# Set by the CLI when standard input was closed and it put /dev/null there (so that no socket
+# takes descriptor 0): ``-`` is refused all the same, never read as an empty stream.
+STDIN_CLOSED = False
+
+
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
     """What standard input is: ("stream", None) for a pipe or socket; ("file", path) for a
     regular file or a block device redirected in (``< disk.img``), read as that file; a
     terminal is refused: nothing is being piped in."""
     try:
+        if fd == 0 and STDIN_CLOSED:
+            raise OSError
         st = os.fstat(fd)
     except OSError:
         raise UsageError("standard input is closed: nothing is being piped in") from None

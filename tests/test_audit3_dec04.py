@@ -72,7 +72,7 @@ def _journal_completed(state):
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&- >&- 2>&-"])
 def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_file, closed):
     """`>&-` aborted the process in the event loop (exit 134: a socket took descriptor 1, and
     libuv asserts when closing one <= 2); `2>&-` exited 1 silently before sending anything
@@ -206,3 +206,14 @@ def test_a_result_pipe_whose_reader_left_is_said(s3_env, bucket, s3_client, make
         "gone); what the command did stands: run it again to see it"
     )
     assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+
+
+@pytest.mark.process
+def test_a_closed_standard_input_is_still_refused_for_a_stream(s3_env, bucket):
+    """Standard input closed is put on /dev/null (no socket may take descriptor 0); `cp -`
+    still refuses it, never uploading /dev/null's nothing as an empty object."""
+    script = 'exec "$0" -m persevere "$@" <&-'
+    done = subprocess.run(["sh", "-c", script, sys.executable, "cp", "-", f"s3://{bucket}/k"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "standard input is closed: nothing is being piped in" in done.stderr
