@@ -217,3 +217,17 @@ def test_a_closed_standard_input_is_still_refused_for_a_stream(s3_env, bucket):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "standard input is closed: nothing is being piped in" in done.stderr
+
+
+def test_a_tree_journal_given_to_upload_status_is_named(s3_env, bucket, tmp_path):
+    """`upload status --state-file DIR.persevere` said "is not a persevere state file" of the
+    journal persevere itself wrote for `cp DIR`."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    assert persevere(s3_env, "cp", tree, f"s3://{bucket}/p/").returncode == 0
+    journal = tmp_path / "tree.persevere"
+    for command in ("status", "resume"):
+        refused = persevere(s3_env, "upload", command, "--state-file", journal)
+        assert refused.returncode == 1, refused.stderr
+        assert "is the journal of a directory's upload (cp DIR)" in refused.stderr
