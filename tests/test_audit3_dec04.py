@@ -231,3 +231,18 @@ def test_a_tree_journal_given_to_upload_status_is_named(s3_env, bucket, tmp_path
         refused = persevere(s3_env, "upload", command, "--state-file", journal)
         assert refused.returncode == 1, refused.stderr
         assert "is the journal of a directory's upload (cp DIR)" in refused.stderr
+
+
+def test_upload_status_json_says_s3_unreachable_when_it_is(s3_env, bucket, make_file):
+    """ListParts' retries running out (the endpoint down) came back as reachable: true with
+    exists: false, which a script reads as "the upload is gone"."""
+    file = make_file(16 * MiB)
+    state = file.with_name("s.persevere")
+    created = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                        state, "--shards", "2")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    down = persevere(s3_env, "upload", "status", "--state-file", state, "--endpoint-url",
+                     "http://127.0.0.1:1", "--json")  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    remote = json.loads(down.stdout)["remote"]
+    assert remote["reachable"] is False and "ListParts failed" in remote["error"], remote
