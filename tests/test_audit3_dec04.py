@@ -246,3 +246,12 @@ def test_upload_status_json_says_s3_unreachable_when_it_is(s3_env, bucket, make_
     assert down.returncode == 0, down.stderr
     remote = json.loads(down.stdout)["remote"]
     assert remote["reachable"] is False and "ListParts failed" in remote["error"], remote
+
+
+def test_bench_refuses_a_prefix_its_keys_could_not_be_stored_under(s3_env, bucket):
+    """`bench s3://B/a/../b`: SeaweedFS answered a bare "InvalidRequest: Invalid Request"
+    (exit 1); cp refuses such a key before any request, and so does bench now."""
+    refused = persevere(s3_env, "bench", f"s3://{bucket}/a/../b", "--size", "5MiB", "-c", "1",
+                        "--json")  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "the key has a '..' path segment" in json.loads(refused.stdout)["error"]
