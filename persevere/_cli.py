@@ -19,6 +19,7 @@ Exit codes: 0 ok, 1 error, 2 bad usage/input, 3 failed but resumable, 130 interr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from typing import Annotated, Literal
 import click
 import typer
 
-from . import _errors
+from . import _cli_run, _errors
 from ._cli_admin import abort, bench, list_uploads, status, verify
 from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
 from ._cli_upload import cp, resume, shard, start
@@ -176,6 +177,13 @@ def _models_cache_dir() -> str | None:
 
 def _stopped_before_starting(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
+    message = f"{name} received before anything started; nothing to resume"
     if "--under-processes" not in sys.argv:  # a shard's parent says it, for all
-        _say(f"persevere: {name} received before anything started; nothing to resume")
+        _say(f"persevere: {message}")
+        if _cli_run._json_output:  # --json was read: its one document, as for any error
+            document = {"error": message, "exit_code": _exit_code(name), "hint": None,
+                        "next_command": None}  # fmt: skip
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+                os.write(1, (json.dumps(document, indent=2) + "\n").encode())
     os._exit(_exit_code(name))

@@ -29,11 +29,12 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _Cleanup, _emit_json, _progress, _run, _say, _usage_error
+from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
+from ._urls import check_destination
 
 T = TypeVar("T")
 
@@ -316,6 +317,7 @@ def bench(
 
     bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
     under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
+    _reported(check_destination, bucket, f"{under}part")  # its keys, as cp's: before any request
 
     def show(row: Any) -> None:
         # not under -q; with --log-format json, the "bench" event says it

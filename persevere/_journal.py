@@ -183,6 +183,11 @@ def _dumps(record: dict[str, Any]) -> bytes:
 
 
 def _parse_header(record: Any, where: str) -> Header:
+    if isinstance(record, dict) and record.get("format") == "persevere-tree":  # _tree_journal's
+        raise StateFileError(
+            f"{where} is the journal of a directory's upload (cp DIR), not of one file's",
+            hint="run the same 'persevere cp DIR s3://BUCKET/PREFIX/' again: it resumes it",
+        )
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StateFileError(f"{where} is not a persevere state file")
     version = record.get("version")

@@ -108,6 +108,11 @@ _HINTS = {
     "RequestTimeTooSkewed": "this machine's clock is off by more than 15 minutes: fix the time "
     "(NTP), then resume",
     "NoSuchBucket": "check the bucket name and region",
+    # AWS: a bucket in another region than the one given (botocore's redirect did not mend it)
+    "PermanentRedirect": "the bucket is in another region, or on another endpoint: give its "
+    "--region (or --endpoint-url)",
+    "301": "the bucket is in another region, or on another endpoint: give its --region (or "
+    "--endpoint-url)",
     "InvalidBucketName": "check the bucket name",
 }
 
@@ -355,9 +360,10 @@ def _refuse_redirected(http_response: Any, model: Any, **_: Any) -> None:
     that reached the new place was not the one signed (another host drops its Authorization,
     another path breaks its signature), so S3's answer there (AccessDenied, most often) would
     name the wrong fault."""
-    history = getattr(getattr(http_response, "raw", None), "history", None)
-    if not history:
-        return
+    raw = getattr(http_response, "raw", None)
+    history: tuple[Any, ...] = tuple(getattr(raw, "history", None) or ())
+    if all(answer is raw for answer in history):  # none, or one with no Location: not followed
+        return  # (AWS's 301 PermanentRedirect, which botocore's region redirector handles)
     from urllib.parse import urlsplit
 
     to = urlsplit(str(http_response.url))

@@ -22,7 +22,7 @@ import anyio
 from ._completion import UploadResult, attach_state_file, endpoint_of, session_of
 from ._completion import now as _now
 from ._create import created
-from ._errors import PersevereError, UploadFinished, UploadGone
+from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
@@ -233,6 +233,8 @@ async def _remote_status(
                                     unrecorded=len(set(parts) - recorded))  # fmt: skip
     except UploadGone:
         return RemoteStatus(reachable=True, exists=False)
+    except ResumableError as exc:  # the retries ran out: no answer, so nothing known of it
+        return RemoteStatus(reachable=False, error=str(exc))
     except PersevereError as exc:
         return RemoteStatus(reachable=True, error=str(exc))
     except (TransientError, TimeoutError) as exc:

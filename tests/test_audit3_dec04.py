@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from tests.conftest import persevere
+from tests.ruleproxy import Rule
 
 MiB = 1024 * 1024
 
@@ -71,7 +72,7 @@ def _journal_completed(state):
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&- >&- 2>&-"])
 def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_file, closed):
     """`>&-` aborted the process in the event loop (exit 134: a socket took descriptor 1, and
     libuv asserts when closing one <= 2); `2>&-` exited 1 silently before sending anything
@@ -153,3 +154,104 @@ def test_bench_log_lines_are_json_lines(s3_env, bucket):
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["log"], lines
+
+
+@pytest.mark.process
+def test_a_stop_before_anything_started_still_gives_the_json_document():
+    """--json promises one document on stdout, always: a SIGTERM between reading the command
+    line and starting the work printed only the stderr line."""
+    script = (
+        "import os, signal, sys\n"
+        "from persevere import _cli, _cli_run\n"
+        "sys.argv = ['persevere', 'cp', 'f', 's3://b/k', '--json']\n"
+        "_cli_run._note_json(True)\n"
+        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    assert json.loads(done.stdout) == {
+        "error": "SIGTERM received before anything started; nothing to resume",
+        "exit_code": 130, "hint": None, "next_command": None,
+    }  # fmt: skip
+
+
+def test_a_bucket_in_another_region_is_left_to_botocore_and_named(rule_proxy, bucket, make_file):
+    """AWS's 301 PermanentRedirect has no Location: no redirect was followed (it is botocore's
+    region redirector's to handle), and when it stays, the hint names the region."""
+    env, proxy = rule_proxy
+    proxy.rules.append(Rule("POST", "uploads", refuse=(301, "PermanentRedirect")))
+    file = make_file(1024)
+    refused = persevere(env, "cp", file, f"s3://{bucket}/k")
+    assert refused.returncode == 1, refused.stderr
+    assert "CreateMultipartUpload: PermanentRedirect:" in refused.stderr
+    assert "a redirect" not in refused.stderr
+    assert "the bucket is in another region, or on another endpoint" in refused.stderr
+
+
+@pytest.mark.process
+def test_a_result_pipe_whose_reader_left_is_said(s3_env, bucket, s3_client, make_file):
+    """`persevere cp ... --json | head -c1` after head left: click ended it with exit 1 and not
+    a word; the upload itself stands."""
+    file = make_file(6 * MiB)
+    proc = _persevere_process("cp", file, f"s3://{bucket}/k", "--json",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the result
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(120) == 1, err
+    assert err.splitlines()[-1] == (
+        "persevere: error: the result could not be written to standard output (its reader is "
+        "gone); what the command did stands: run it again to see it"
+    )
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
+
+
+@pytest.mark.process
+def test_a_closed_standard_input_is_still_refused_for_a_stream(s3_env, bucket):
+    """Standard input closed is put on /dev/null (no socket may take descriptor 0); `cp -`
+    still refuses it, never uploading /dev/null's nothing as an empty object."""
+    script = 'exec "$0" -m persevere "$@" <&-'
+    done = subprocess.run(["sh", "-c", script, sys.executable, "cp", "-", f"s3://{bucket}/k"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "standard input is closed: nothing is being piped in" in done.stderr
+
+
+def test_a_tree_journal_given_to_upload_status_is_named(s3_env, bucket, tmp_path):
+    """`upload status --state-file DIR.persevere` said "is not a persevere state file" of the
+    journal persevere itself wrote for `cp DIR`."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    assert persevere(s3_env, "cp", tree, f"s3://{bucket}/p/").returncode == 0
+    journal = tmp_path / "tree.persevere"
+    for command in ("status", "resume"):
+        refused = persevere(s3_env, "upload", command, "--state-file", journal)
+        assert refused.returncode == 1, refused.stderr
+        assert "is the journal of a directory's upload (cp DIR)" in refused.stderr
+
+
+def test_upload_status_json_says_s3_unreachable_when_it_is(s3_env, bucket, make_file):
+    """ListParts' retries running out (the endpoint down) came back as reachable: true with
+    exists: false, which a script reads as "the upload is gone"."""
+    file = make_file(16 * MiB)
+    state = file.with_name("s.persevere")
+    created = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                        state, "--shards", "2")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    down = persevere(s3_env, "upload", "status", "--state-file", state, "--endpoint-url",
+                     "http://127.0.0.1:1", "--json")  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    remote = json.loads(down.stdout)["remote"]
+    assert remote["reachable"] is False and "ListParts failed" in remote["error"], remote
+
+
+def test_bench_refuses_a_prefix_its_keys_could_not_be_stored_under(s3_env, bucket):
+    """`bench s3://B/a/../b`: SeaweedFS answered a bare "InvalidRequest: Invalid Request"
+    (exit 1); cp refuses such a key before any request, and so does bench now."""
+    refused = persevere(s3_env, "bench", f"s3://{bucket}/a/../b", "--size", "5MiB", "-c", "1",
+                        "--json")  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "the key has a '..' path segment" in json.loads(refused.stdout)["error"]
