@@ -165,6 +165,7 @@ def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[st
         log.warning("shard exit codes %s: the whole run sends what they left", codes)
     result = _run(lambda: copy_tree(request, progress), stopped=stopped)
     result.bytes_sent += sum(run.bytes_sent for run in runs)
+    result.by_shards = min(result.skipped, sum(run.files_sent for run in runs))
     result.elapsed_s = time.monotonic() - started
     return result
 
@@ -177,7 +178,8 @@ def tree_shard_of_parent(request: Any, shard: int, shards: int) -> None:
 
     mine = dataclasses.replace(request, shard=(shard, shards))
     result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
-    _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code})
+    _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code,
+                "files_sent": len(result.sent) + len(result.resent)})  # fmt: skip
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -203,12 +205,14 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
         lines.append(f"state file: {result.state_file}")
         typer.echo("\n".join(lines))
         return
-    sent = len(result.sent) + len(result.resent)
+    sent = len(result.sent) + len(result.resent) + result.by_shards
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    # (--processes: the whole run after the shards finds the files they sent done)
+    by_shards = f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
     lines = [
         f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
         f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
-        f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
+        f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
         f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
         + (f" ({format_size(rate)}/s)" if sent else "")
     ]

@@ -83,10 +83,12 @@ def read_request(stream: BinaryIO) -> ShardRequest:
 
 @dataclass(frozen=True, slots=True)
 class ShardRun:
-    """How a shard process ended: its exit code, and the bytes it sent (0 if it said none)."""
+    """How a shard process ended: its exit code, and the bytes it sent (0 if it said none);
+    a tree's shard, the files it sent too."""
 
     exit_code: int
     bytes_sent: int
+    files_sent: int = 0
 
 
 def usable_cores() -> int:
@@ -280,6 +282,7 @@ def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
     with proc.stdout:
         output = proc.stdout.read()
     try:
-        return ShardRun(proc.returncode, int(json.loads(output)["bytes_sent"]))
-    except (ValueError, KeyError, TypeError):
+        said = json.loads(output)
+        return ShardRun(proc.returncode, int(said["bytes_sent"]), int(said.get("files_sent", 0)))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped

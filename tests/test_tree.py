@@ -481,3 +481,20 @@ def test_a_tree_with_another_checksum(s3_env, bucket, s3_client, tmp_path, check
     assert_tree_uploaded(s3_client, bucket, f"{checksum}/", files)
     again = clean(cli(s3_env, *args[:-2], "--json"))  # the recorded checksum, not said again
     assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 2, again.stderr
+
+
+@pytest.mark.process
+def test_processes_say_the_files_their_shards_sent(s3_env, bucket, s3_client, tmp_path):
+    """The whole run after the shards finds their files done: the summary says who sent them
+    (it said "0 sent, N unchanged" of a tree just uploaded)."""
+    root = tmp_path / "t"
+    files = {f"f{i}": write(root / f"f{i}", 1000 + i, 90 + i) for i in range(6)}
+    url = f"s3://{bucket}/s/"
+    text = clean(cli(s3_env, "cp", root, url, "--processes", "2", "--no-progress", process=True))
+    assert text.returncode == 0, text.stderr
+    assert "6 file(s): 0 sent, 0 sent again, 6 unchanged (6 sent by the shard processes)" in (
+        text.stdout
+    )
+    assert_tree_uploaded(s3_client, bucket, "s/", files)
+    again = clean(cli(s3_env, "cp", root, url, "--processes", "2", "--json", process=True))
+    assert json.loads(again.stdout)["by_shards"] == 0  # nothing left to send: none sent
