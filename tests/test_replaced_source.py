@@ -37,6 +37,14 @@ def _replace_at_first_part(monkeypatch, file, replacement):
                    os.unlink(file))  # fmt: skip
 
 
+async def _not_completed(s3_client, bucket, file, state, why):
+    """The upload of ``file`` stops with SourceChanged saying ``why``; no object is made."""
+    with pytest.raises(persevere.SourceChanged, match=why):
+        await persevere.upload_file(file, bucket, "k", state, part_size=5 * MiB)
+    with pytest.raises(Exception, match=r"Not Found|NoSuchKey|404"):
+        s3_client.head_object(Bucket=bucket, Key="k")  # nothing was completed
+
+
 @pytest.mark.anyio
 async def test_a_directory_rotated_during_the_upload_is_not_a_success(
     s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
@@ -56,10 +64,7 @@ async def test_a_directory_rotated_during_the_upload_is_not_a_success(
 
     _at_first_part(monkeypatch, rotate)
     state = tmp_path / "s"
-    with pytest.raises(persevere.SourceChanged, match="its path names another file now"):
-        await persevere.upload_file(file, bucket, "k", state, part_size=5 * MiB)
-    with pytest.raises(Exception, match=r"Not Found|NoSuchKey|404"):
-        s3_client.head_object(Bucket=bucket, Key="k")  # nothing was completed
+    await _not_completed(s3_client, bucket, file, state, "its path names another file now")
     monkeypatch.setattr(SourceFile, "prepare", REAL_PREPARE)
     await persevere.resume(state)  # every recorded part re-read from the file named now
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
@@ -73,10 +78,7 @@ async def test_a_file_renamed_over_during_the_upload_is_not_completed(
     saved = make_file(12 * MiB, seed=42, name="saved")  # the same size, other bytes
     _replace_at_first_part(monkeypatch, file, saved)
     state = tmp_path / "s"
-    with pytest.raises(persevere.SourceChanged, match="its path names another file now"):
-        await persevere.upload_file(file, bucket, "k", state, part_size=5 * MiB)
-    with pytest.raises(Exception, match=r"Not Found|NoSuchKey|404"):
-        s3_client.head_object(Bucket=bucket, Key="k")  # nothing was completed
+    await _not_completed(s3_client, bucket, file, state, "its path names another file now")
     monkeypatch.setattr(SourceFile, "prepare", REAL_PREPARE)
     result = await persevere.resume(state)  # every recorded part re-read from the new file
     assert result.size == 12 * MiB
@@ -89,10 +91,7 @@ async def test_a_file_deleted_during_the_upload_is_not_completed(
 ):
     file = make_file(12 * MiB, seed=43)
     _replace_at_first_part(monkeypatch, file, None)
-    with pytest.raises(persevere.SourceChanged, match="nothing is at its path now"):
-        await persevere.upload_file(file, bucket, "k", tmp_path / "s", part_size=5 * MiB)
-    with pytest.raises(Exception, match=r"Not Found|NoSuchKey|404"):
-        s3_client.head_object(Bucket=bucket, Key="k")
+    await _not_completed(s3_client, bucket, file, tmp_path / "s", "nothing is at its path now")
 
 
 def test_cp_of_a_file_replaced_meanwhile_fails_in_one_line_and_the_rerun_sends_the_new_one(
