@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +134,10 @@ class _Layout:
     references: _PartValues | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _LocalDigests:
-    parts: dict[str, list[bytes]] = field(default_factory=dict)  # per algorithm, per part
-    whole: dict[str, bytes] = field(default_factory=dict)  # per algorithm, of every byte
+    parts: dict[str, list[bytes]]  # per algorithm, per part
+    whole: dict[str, bytes]  # per algorithm, of every byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +196,8 @@ async def verify_object(
         head = await _head(client, ids)
         size = int(head["ContentLength"])
         if size != identity.size:
-            return VerifyResult(
-                "mismatch",
-                f"sizes differ: object {size} bytes, file {identity.size}",
-                object_size=size,
-                local_size=identity.size,
-            )
+            differ = f"sizes differ: object {size} bytes, file {identity.size}"
+            return VerifyResult("mismatch", differ, object_size=size, local_size=identity.size)
         readings, why_none = _readings(head)
         if not readings:
             return VerifyResult("unknown", why_none, object_size=size, local_size=size)
@@ -210,26 +206,13 @@ async def verify_object(
         if layout is None:
             layout, why_no_sizes = await _asked_layout(client, ids, head, readings)
     stated = ETag(str(head.get("ETag", ""))).part_count or max(r.parts or 1 for r in readings)
-    evidence = _Evidence(
-        size,
-        len(layout.sizes) if layout else stated,
-        readings,
-        layout,
-        why_no_sizes,
-        why_not_state_file,
-    )
+    count = len(layout.sizes) if layout else stated
+    evidence = _Evidence(size, count, readings, layout, why_no_sizes, why_not_state_file)
     if not evidence.computable:
         return evidence.cannot_tell([])  # without reading the file: nothing to compare
     progress.start(size, 0)
     try:
-        local = await anyio.to_thread.run_sync(
-            _hash_file,
-            identity,
-            layout.sizes if layout else [size],
-            _part_algorithms(evidence.computable, layout),
-            {r.algorithm for r in evidence.computable if r.parts is None},
-            progress.advance,
-        )
+        local = await anyio.to_thread.run_sync(_hash_file, identity, evidence, progress.advance)
     finally:
         progress.close()
     return _verdict(evidence, local, state_file is not None)
@@ -309,14 +292,10 @@ def _readings(head: Mapping[str, Any]) -> tuple[list[_Reading], str]:
         if checksum.part_count is not None:
             return [_Reading(algorithm, stated, checksum.part_count)], ""
         whole = _Reading(algorithm, stated, None)
-        if etag.part_count is None or not algorithm.may_be_composite:
+        if etag.part_count is None or not algorithm.may_be_composite or declared == "FULL_OBJECT":
             return [whole], ""
         composite = _Reading(algorithm, stated, etag.part_count)  # with its -N left out?
-        if declared == "FULL_OBJECT":
-            return [whole], ""
-        if declared == "COMPOSITE":
-            return [composite], ""
-        return [whole, composite], ""
+        return ([composite] if declared == "COMPOSITE" else [whole, composite]), ""
     if etag.md5 is not None and ETag.proves_content(head):
         return [_Reading(MD5, etag.text, etag.part_count, etag=True)], ""
     why = (
@@ -476,28 +455,21 @@ def _computable(reading: _Reading, layout: _Layout | None) -> bool:
     return layout is not None and len(layout.sizes) == reading.parts
 
 
-def _part_algorithms(readings: list[_Reading], layout: _Layout | None) -> set[ChecksumAlgorithm]:
-    """What to hash part by part: for composite readings, and to name the first bad part."""
-    wanted = {r.algorithm for r in readings if r.parts is not None}
-    if layout is not None and layout.references is not None:
-        wanted.add(layout.references.algorithm)
-    return wanted
-
-
 def _hash_file(
-    identity: FileIdentity,
-    sizes: list[int],
-    per_part: set[ChecksumAlgorithm],
-    whole: set[ChecksumAlgorithm],
-    advance: Callable[[int], None],
+    identity: FileIdentity, evidence: _Evidence, advance: Callable[[int], None]
 ) -> _LocalDigests:
-    """One pass over the file: each algorithm's digest per part and of every byte, as asked."""
-    result = _LocalDigests({a.name: [] for a in per_part})
-    every_byte = {a.name: a.new() for a in whole}
+    """One pass over the file: each algorithm's digest per part (for composite readings, and
+    to name the first bad part) and of every byte, as the computable readings ask."""
+    layout, readings = evidence.layout, evidence.computable
+    per_part = {r.algorithm for r in readings if r.parts is not None}
+    if layout is not None and layout.references is not None:
+        per_part.add(layout.references.algorithm)
+    parts: dict[str, list[bytes]] = {a.name: [] for a in per_part}
+    every_byte = {r.algorithm.name: r.algorithm.new() for r in readings if r.parts is None}
     scratch = memoryview(bytearray(8 * MiB))
     offset = 0
     with SourceFile(identity) as source:
-        for size in sizes:
+        for size in layout.sizes if layout else [evidence.size]:
             part = {a.name: a.new() for a in per_part}
             hashers = [*part.values(), *every_byte.values()]
             for view in source.iter_range(offset, size, scratch):
@@ -505,7 +477,6 @@ def _hash_file(
                     hasher.update(view)
                 anyio.from_thread.run_sync(advance, len(view))
             for name, hasher in part.items():
-                result.parts[name].append(hasher.digest())
+                parts[name].append(hasher.digest())
             offset += size
-    result.whole = {name: hasher.digest() for name, hasher in every_byte.items()}
-    return result
+    return _LocalDigests(parts, {name: hasher.digest() for name, hasher in every_byte.items()})
