@@ -16,17 +16,17 @@ the parts already sent (``FileIdentity.block_device``). It must not change while
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 
-from ._body import BufferedBody, PreparedPart, StreamingBody, Throttle, TrailerBody
+from ._body import BufferedBody, PreparedPart, StreamingBody, TrailerBody
 from ._checksums import ChecksumAlgorithm, b64, unb64
 from ._errors import ResumableError, SourceChanged, SourceFileError, UsageError
 from ._journal import SourceRecord
@@ -232,17 +232,13 @@ class SourceFile:
 
     async def _buffered(self, part: PartSpec, view: memoryview) -> PreparedPart:
         """Read once into the worker's buffer, checksummed there, sent from there."""
-        offset, algorithm, with_md5 = part.offset, part.algorithm, part.with_md5
 
         def read_and_hash() -> tuple[bytes, bytes | None]:
-            digest = self.read_and_hash(view, offset, algorithm)
-            return digest, (hashlib.md5(view).digest() if with_md5 else None)
+            self.read_into(view, part.offset)
+            return part.algorithm.of(view), (hashlib.md5(view).digest() if part.with_md5 else None)
 
         digest, md5 = await anyio.to_thread.run_sync(read_and_hash)
-
-        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return BufferedBody(view, on_sent, throttle)
-
+        make_body = functools.partial(BufferedBody, view)
         return PreparedPart(part.number, part.size, b64(digest), make_body, md5=md5)
 
     async def _streamed(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
@@ -252,10 +248,7 @@ class SourceFile:
             self.hash_range, offset, size, buffer, algorithm, part.with_md5
         )
         md5 = bytes.fromhex(md5_hex) if md5_hex is not None else None
-
-        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return StreamingBody(self, offset, size, on_sent, throttle)
-
+        make_body = functools.partial(StreamingBody, self, offset, size)
         checksum = b64(digest)
         return PreparedPart(
             part.number, size, checksum, make_body,
@@ -274,12 +267,9 @@ class SourceFile:
             if not first:
                 first.append(digest)
             elif digest != first[0]:
-                raise self._changed(
-                    f"the bytes at {offset:,}..{offset + size - 1:,} differ from a moment ago"
-                )
+                raise self._range_changed(offset, size)
 
-        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return TrailerBody(self, offset, size, algorithm, settle, on_sent, throttle)
+        make_body = functools.partial(TrailerBody, self, offset, size, algorithm, settle)
 
         async def header_form() -> PreparedPart:
             prepared = await self._streamed(part, buffer)
@@ -309,7 +299,9 @@ class SourceFile:
         if differ := now.differences(self.identity):
             raise self._changed(", ".join(differ))
 
-    async def still_reads(self, offset: int, size: int, checksum: str, algorithm: Any) -> None:
+    async def still_reads(
+        self, offset: int, size: int, checksum: str, algorithm: ChecksumAlgorithm
+    ) -> None:
         """S3 saw other bytes than the checksum promised: was it the network, or the file?
 
         Re-hashes the range; if the file now gives another checksum, it changed under the
@@ -320,9 +312,12 @@ class SourceFile:
             self.hash_range, offset, size, scratch, algorithm
         )
         if b64(digest) != checksum:
-            raise self._changed(
-                f"the bytes at {offset:,}..{offset + size - 1:,} differ from a moment ago"
-            )
+            raise self._range_changed(offset, size)
+
+    def _range_changed(self, offset: int, size: int) -> SourceChanged:
+        return self._changed(
+            f"the bytes at {offset:,}..{offset + size - 1:,} differ from a moment ago"
+        )
 
     def _changed(self, what: str) -> SourceChanged:
         """The file changed under the upload: resumable (the parts are re-read) once it is
@@ -386,10 +381,6 @@ class SourceFile:
                 break
             done += n
         return done
-
-    def read_and_hash(self, buffer: memoryview, offset: int, algorithm: ChecksumAlgorithm) -> bytes:
-        self.read_into(buffer, offset)
-        return algorithm.of(buffer)
 
     def hash_range(
         self,
