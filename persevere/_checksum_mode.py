@@ -82,17 +82,12 @@ class PartVerifier:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.algorithm = algorithm
-        self.content_md5_only = algorithm.name == CONTENT_MD5_ALGORITHM
-        self.pinned = pinned and not self.content_md5_only
-        self.proof = Proof.ETAG if self.content_md5_only else Proof.UNKNOWN
+        # Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete)
+        self.flexible = algorithm.name != CONTENT_MD5_ALGORITHM
+        self.pinned = pinned and self.flexible
+        self.proof = Proof.UNKNOWN if self.flexible else Proof.ETAG
         self._warn = warn if warn is not None else log.warning
         self._header = f"x-amz-checksum-{algorithm.name.lower()}"
-
-    # -- CreateMultipartUpload and CompleteMultipartUpload ------------------------------------
-    @property
-    def flexible(self) -> bool:
-        """Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete)."""
-        return not self.content_md5_only
 
     # -- preparing and sending a part -----------------------------------------------------------
     def needs_md5(self) -> bool:

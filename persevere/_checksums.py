@@ -20,6 +20,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from awscrt import checksums as _crt
@@ -90,13 +91,11 @@ class ChecksumAlgorithm:
         return value.to_bytes(self.width, "big")
 
 
-def _crc(fn: Callable[..., int], width: int) -> Callable[[], Hasher]:
-    return lambda: _Crc(fn, width)
-
-
-CRC64NVME = ChecksumAlgorithm("CRC64NVME", 8, True, _crc(_crt.crc64nvme, 8), _crt.combine_crc64nvme)
-CRC32C = ChecksumAlgorithm("CRC32C", 4, True, _crc(_crt.crc32c, 4), _crt.combine_crc32c)
-CRC32 = ChecksumAlgorithm("CRC32", 4, True, _crc(_crt.crc32, 4), _crt.combine_crc32)
+CRC64NVME = ChecksumAlgorithm(
+    "CRC64NVME", 8, True, partial(_Crc, _crt.crc64nvme, 8), _crt.combine_crc64nvme
+)
+CRC32C = ChecksumAlgorithm("CRC32C", 4, True, partial(_Crc, _crt.crc32c, 4), _crt.combine_crc32c)
+CRC32 = ChecksumAlgorithm("CRC32", 4, True, partial(_Crc, _crt.crc32, 4), _crt.combine_crc32)
 SHA256 = ChecksumAlgorithm("SHA256", 32, False, hashlib.sha256)
 SHA1 = ChecksumAlgorithm("SHA1", 20, False, hashlib.sha1)
 
@@ -115,17 +114,13 @@ class _XXHash:
         return bytes(self._state.finalize())
 
 
-def _xx(factory: Callable[[], Any]) -> Callable[[], Hasher]:
-    return lambda: _XXHash(factory)
-
-
 # Added to S3's model in 2026; endpoints that do not know them refuse the upload's first
 # request, which persevere reports as "not supported by this endpoint".
 SHA512 = ChecksumAlgorithm("SHA512", 64, False, hashlib.sha512)
 MD5 = ChecksumAlgorithm("MD5", 16, False, hashlib.md5)
-XXHASH64 = ChecksumAlgorithm("XXHASH64", 8, False, _xx(_crt.XXHash.new_xxhash64))
-XXHASH3 = ChecksumAlgorithm("XXHASH3", 8, False, _xx(_crt.XXHash.new_xxhash3_64))
-XXHASH128 = ChecksumAlgorithm("XXHASH128", 16, False, _xx(_crt.XXHash.new_xxhash3_128))
+XXHASH64 = ChecksumAlgorithm("XXHASH64", 8, False, partial(_XXHash, _crt.XXHash.new_xxhash64))
+XXHASH3 = ChecksumAlgorithm("XXHASH3", 8, False, partial(_XXHash, _crt.XXHash.new_xxhash3_64))
+XXHASH128 = ChecksumAlgorithm("XXHASH128", 16, False, partial(_XXHash, _crt.XXHash.new_xxhash3_128))
 
 AlgorithmName = Literal[
     "CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1", "SHA512", "MD5", "XXHASH64", "XXHASH3",

@@ -8,7 +8,6 @@ above the configured ``--concurrency``. Workers beyond the window wait before se
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 
 import anyio
 
@@ -34,31 +33,28 @@ class CongestionWindow:
         self.in_flight += 1
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.in_flight -= 1
         self._notify()
 
     def throttled(self) -> None:
-        before = self.limit
-        self.size = max(1.0, self.size / 2)
-        if self.limit != before:
-            log.info("S3 is throttling: parts in flight %d -> %d", before, self.limit,
-                     extra=event("throttle", parts_in_flight=self.limit))  # fmt: skip
-        self._notify()
+        self._resize(max(1.0, self.size / 2), "S3 is throttling: parts in flight %d -> %d")
 
     def succeeded(self) -> None:
         if self.size < self.ceiling:
-            before = self.limit
-            self.size = min(float(self.ceiling), self.size + 1 / self.size)
-            if self.limit != before:
-                log.info("parts in flight %d -> %d", before, self.limit,
-                         extra=event("throttle", parts_in_flight=self.limit))  # fmt: skip
-                self._notify()
+            self._resize(
+                min(float(self.ceiling), self.size + 1 / self.size), "parts in flight %d -> %d"
+            )
+
+    def _resize(self, size: float, message: str) -> None:
+        """A new window; logged, and waiting workers woken, when its limit moves."""
+        before = self.limit
+        self.size = size
+        if self.limit != before:
+            log.info(
+                message, before, self.limit, extra=event("throttle", parts_in_flight=self.limit)
+            )
+            self._notify()
 
     def _notify(self) -> None:
         self._changed.set()

@@ -37,22 +37,18 @@ def reconcile(
 ) -> Reconciliation:
     result = Reconciliation()
     for number in plan.part_numbers():
-        size = plan.size_of(number)
         local = journal_parts.get(number)
         there = remote.get(number)
-        if there is not None and there.size != size:
+        if there is not None and there.size != plan.size_of(number):
             there = None  # not bytes of this plan: re-upload overwrites it
-        if local is not None and there is not None:
-            if agrees(local, there):
-                result.kept[number] = local
-                continue
-            result.lost.append(number)
-        elif local is not None:
-            result.lost.append(number)
-        elif there is not None:
+        if local is not None and there is not None and agrees(local, there):
+            result.kept[number] = local
+        elif local is None and there is not None:
             result.adopt[number] = there
-            continue
-        result.missing.append(number)
+        else:
+            if local is not None:
+                result.lost.append(number)
+            result.missing.append(number)
     return result
 
 

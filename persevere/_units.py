@@ -16,22 +16,10 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kib": KiB,
-    "kb": 1000,
-    "m": MiB,
-    "mib": MiB,
-    "mb": 1000**2,
-    "g": GiB,
-    "gib": GiB,
-    "gb": 1000**3,
-    "t": TiB,
-    "tib": TiB,
-    "tb": 1000**4,
-}
+_UNITS = {"": 1, "b": 1}
+for _power, _prefix in enumerate("kmgt", start=1):  # k and kib binary, kb decimal
+    _UNITS[_prefix] = _UNITS[f"{_prefix}ib"] = 1024**_power
+    _UNITS[f"{_prefix}b"] = 1000**_power
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
