@@ -11,6 +11,7 @@ the signer never reads the body, so ``read`` refuses loudly rather than consume 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -195,15 +196,10 @@ class StreamingBody(_Body):
             raise self.error from None
 
 
-_registered = False
-
-
+@functools.cache
 def register_payload() -> None:
     """Have aiohttp write a :class:`StreamingBody` through :meth:`StreamingBody.send_to`
-    first (idempotent; aiohttp is imported here, where a client is made, not at import)."""
-    global _registered
-    if _registered:
-        return
+    first (once; aiohttp is imported here, where a client is made, not at import)."""
     from aiohttp.payload import PAYLOAD_REGISTRY, AsyncIterablePayload
 
     class StreamingPayload(AsyncIterablePayload):
@@ -218,7 +214,6 @@ def register_payload() -> None:
             await super().write_with_length(writer, content_length)
 
     PAYLOAD_REGISTRY.register(StreamingPayload, StreamingBody)
-    _registered = True
 
 
 class TrailerBody(_Body):

@@ -37,6 +37,7 @@ belongs to the ledger (:class:`Ledger`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -208,24 +209,19 @@ class PartSender:
         self._attempts: set[_Attempt] = set()
 
     async def run(self, feed: Feed) -> None:
-        """Send every part ``feed`` gives; the workers' buffers are sized here, once."""
+        """Send every part ``feed`` gives: workers, each recording a part in the ledger before
+        taking another; their buffers are sized here, once."""
         if feed.count == 0:
             return
-        workers = self.options.concurrency
-        if feed.count is not None:
-            workers = min(workers, feed.count)
-        budget = max(MiB, self.options.buffer_budget_bytes // workers)
-        await self._crew(workers, min(feed.part_size, budget), feed.next)
-
-    async def _crew(self, workers: int, buffer_bytes: int, next_part: NextPart) -> None:
-        """``workers`` workers, each recording a part in the ledger before taking another."""
+        workers = min(self.options.concurrency, feed.count or self.options.concurrency)
+        buffer_bytes = min(feed.part_size, max(MiB, self.options.buffer_budget_bytes // workers))
         failures: list[PersevereError] = []
         async with anyio.create_task_group() as tg:
             watchdog = anyio.CancelScope()
             tg.start_soon(self._watchdog, watchdog)
             async with anyio.create_task_group() as crew:
                 for _ in range(workers):
-                    crew.start_soon(self._worker, next_part, buffer_bytes, failures, tg)
+                    crew.start_soon(self._worker, feed.next, buffer_bytes, failures, tg)
             watchdog.cancel()
         if failures:
             raise failures[0]
@@ -254,6 +250,8 @@ class PartSender:
     async def _deliver(self, part: PreparedPart) -> None:
         """Send a part (retried), then record it in the ledger."""
 
+        part_algorithm = self.session.algorithm
+
         async def send_once() -> tuple[str, str]:
             nonlocal part
             while True:
@@ -266,13 +264,8 @@ class PartSender:
                 except TrailerRefused:
                     continue  # sent again at once in the header form: not a retry
 
-        part_algorithm = self.session.algorithm
-
         what = f"part {part.number}"
-
-        def exhausted(exc: TransientError, tries: int) -> PersevereError:
-            return self.session.exhausted(what, exc, tries)
-
+        exhausted = functools.partial(self.session.exhausted, what)
         etag, checksum = await call_with_retry(self.options.retry, what, send_once, exhausted)
         await self.ledger.record(PartRecord(part.number, etag, checksum, part.size))
 
