@@ -134,30 +134,28 @@ def _object_lock(
     if mode is not None and until is not None:
         options["ObjectLockMode"] = _one_of(mode, LOCK_MODES, "--object-lock-mode", upper=True)
         when = until if isinstance(until, datetime) else parse_retain_until(until)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         if when <= datetime.now(UTC):
             raise UsageError(f"--object-lock-retain-until {when.isoformat()} is not in the future")
         # Recorded in the journal as text; botocore accepts ISO 8601 for the timestamp.
         options["ObjectLockRetainUntilDate"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if legal_hold is not None:
-        if legal_hold.upper() not in LEGAL_HOLDS:
+        if (hold := legal_hold.upper()) not in LEGAL_HOLDS:
             raise UsageError(f"--object-lock-legal-hold must be ON or OFF, not {legal_hold!r}")
-        options["ObjectLockLegalHoldStatus"] = legal_hold.upper()
+        options["ObjectLockLegalHoldStatus"] = hold
     return options
 
 
 def parse_retain_until(text: str) -> datetime:
-    """``2030-01-31``, ``2030-01-31T12:00``, ``2030-01-31T12:00:00Z``, ``...+02:00``: UTC
-    unless an offset is given."""
+    """``2030-01-31``, ``2030-01-31T12:00``, ``2030-01-31T12:00:00Z``, ``...+02:00`` (naive:
+    the caller takes it as UTC)."""
     try:
-        when = datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
             f"--object-lock-retain-until wants an ISO 8601 date or date and time "
             f"(2030-01-31 or 2030-01-31T12:00:00Z), not {text!r}"
         ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # A compressed file is stored as the bytes it is: a Content-Encoding would make browsers,

@@ -48,10 +48,10 @@ class PartPlan:
     def describe(self) -> str:
         """``1.0 GiB in 135 parts of 7.6 MiB (8,000,000 bytes)``: printed at start, so a part
         size given in decimal units by mistake (8MB for 8MiB) shows before anything is sent."""
+        size = format_size(self.file_size)
         if self.part_count == 1:
-            return f"{format_size(self.file_size)} in 1 part"
-        text = f"{format_size(self.file_size)} in {self.part_count:,} parts of "
-        text += format_size(self.part_size)
+            return f"{size} in 1 part"
+        text = f"{size} in {self.part_count:,} parts of {format_size(self.part_size)}"
         if self.part_size % MiB:
             text += f" ({self.part_size:,} bytes)"
         return text
@@ -93,14 +93,13 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
             f"only {fit} fit",
             param="max_parts",
         )
-    if part_size is not None:  # the journal records it: 8.5 MiB or "8MiB" would be unusable
-        try:
-            part_size = operator.index(part_size)
-        except TypeError:
-            raise PlanError(f"part size must be a whole number of bytes, not {part_size!r}",
-                            param="part_size") from None  # fmt: skip
     if part_size is None:  # at most 5 GiB: the size was checked against the largest above
         return PartPlan(file_size, auto_part_size(file_size, max_parts))
+    try:  # the journal records it: 8.5 MiB or "8MiB" would be unusable
+        part_size = operator.index(part_size)
+    except TypeError:
+        raise PlanError(f"part size must be a whole number of bytes, not {part_size!r}",
+                        param="part_size") from None  # fmt: skip
     if part_size < MIN_PART_SIZE:
         raise PlanError(f"part size {format_size(part_size)} is below S3's minimum of 5 MiB")
     if part_size > MAX_PART_SIZE:
