@@ -49,6 +49,7 @@ from ._units import MiB
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
 HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
+_NOT_THAT_UPLOAD = "the object was not written by that upload (replaced since?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +95,8 @@ class _Reading:
         digests = local.parts[name]
         if self.etag:
             return ETag.multipart([d.hex() for d in digests])
-        pairs = [(digest, 0) for digest in digests]  # lengths do not enter a composite
-        combined = self.algorithm.combine(pairs, composite=True)
-        return str(ObjectChecksum(self.algorithm, b64(combined), len(digests)))
+        pairs = [(b64(digest), 0) for digest in digests]  # lengths do not enter a composite
+        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=True))
 
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
@@ -114,9 +114,7 @@ class _PartValues:
     etag: bool = False
 
     def first_difference(self, local: _LocalDigests) -> int | None:
-        digests = local.parts.get(self.algorithm.name)
-        if digests is None:
-            return None
+        digests = local.parts[self.algorithm.name]  # hashed per part for these references
         for number, value in sorted(self.values.items()):
             digest = digests[number - 1]
             same = ETag(value).same(digest.hex()) if self.etag else digest_of(value) == b64(digest)
@@ -319,7 +317,7 @@ def _journal_layout(
     if journal.header.file_size != size:
         return None, (
             f"the state file's upload was of {journal.header.file_size} bytes, the object "
-            f"has {size}: the object was not written by that upload (replaced since?)"
+            f"has {size}: {_NOT_THAT_UPLOAD}"
         )
     records = [journal.parts.get(n) for n in range(1, len(journal.parts) + 1)]
     parts = [p for p in records if p is not None]
@@ -345,17 +343,12 @@ def _journal_layout(
         if reading.reproduced_by(value):
             return _Layout([p.size for p in parts], "the state file", references), ""
     stated = readings[0]
-    if recorded is not None and not stated.etag and stated.algorithm is not recorded:
-        return None, (
-            f"the state file's parts carry {recorded.name} checksums, the object "
-            f"{stated.algorithm.name}: the object was not written by that upload (replaced "
-            "since?)"
-        )
     what = "ETag" if stated.etag else "checksum"
-    return None, (
-        f"the state file's parts do not reproduce the object's {what}: the object was not "
-        "written by that upload (replaced since?)"
-    )
+    why = f"the state file's parts do not reproduce the object's {what}"
+    if recorded is not None and not stated.etag and stated.algorithm is not recorded:
+        why = f"the state file's parts carry {recorded.name} checksums, the object "
+        why += stated.algorithm.name
+    return None, f"{why}: {_NOT_THAT_UPLOAD}"
 
 
 async def _asked_layout(
