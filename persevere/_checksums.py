@@ -84,10 +84,9 @@ class ChecksumAlgorithm:
         """
         if composite or self._combine is None:
             return self.of(b"".join(digest for digest, _ in parts))
-        value = 0
-        for index, (digest, length) in enumerate(parts):
-            part_value = int.from_bytes(digest, "big")
-            value = part_value if index == 0 else self._combine(value, part_value, length)
+        value = 0  # the CRC of no bytes
+        for digest, length in parts:
+            value = self._combine(value, int.from_bytes(digest, "big"), length)
         return value.to_bytes(self.width, "big")
 
 
