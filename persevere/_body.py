@@ -209,9 +209,8 @@ def register_payload() -> None:
             # Consumed before a byte goes, as the slices are: aiohttp would otherwise replay a
             # body cut by a reset itself, its bytes counted twice (the sender retries it).
             self._consumed = True
-            if await body.send_to(writer):
-                return
-            await super().write_with_length(writer, content_length)
+            if not await body.send_to(writer):
+                await super().write_with_length(writer, content_length)
 
     PAYLOAD_REGISTRY.register(StreamingPayload, StreamingBody)
 

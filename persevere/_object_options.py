@@ -43,11 +43,6 @@ CannedAcl = Literal[
     "bucket-owner-read",
     "bucket-owner-full-control",
 ]
-STORAGE_CLASSES: tuple[str, ...] = get_args(StorageClass)
-SSE_MODES: tuple[str, ...] = get_args(SseMode)
-ACLS: tuple[str, ...] = get_args(CannedAcl)
-LOCK_MODES: tuple[str, ...] = get_args(ObjectLockMode)
-LEGAL_HOLDS: tuple[str, ...] = get_args(LegalHold)
 # CreateMultipartUpload's object lock parameters: S3 applies them to the completed object.
 LOCK_FIELDS = frozenset(
     {"ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus"}
@@ -79,9 +74,7 @@ def build_object_options(
     """
     options: dict[str, Any] = {}
     if storage_class is not None:
-        options["StorageClass"] = _one_of(
-            storage_class, STORAGE_CLASSES, "storage class", upper=True
-        )
+        options["StorageClass"] = _one_of(storage_class, StorageClass, "storage class", upper=True)
     options["ContentType"] = _ascii(content_type, "--content-type") or guess_content_type(file.name)
     if content_encoding is not None:
         options["ContentEncoding"] = _ascii(content_encoding, "--content-encoding")
@@ -94,13 +87,13 @@ def build_object_options(
             f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in tags.items()
         )
     if sse is not None:
-        options["ServerSideEncryption"] = _one_of(sse, SSE_MODES, "--sse")
+        options["ServerSideEncryption"] = _one_of(sse, SseMode, "--sse")
     if sse_kms_key_id is not None:
         if not (sse or "").startswith("aws:kms"):
             raise UsageError("--sse-kms-key-id needs --sse aws:kms")
         options["SSEKMSKeyId"] = sse_kms_key_id
     if acl is not None:
-        options["ACL"] = _one_of(acl, ACLS, "--acl")
+        options["ACL"] = _one_of(acl, CannedAcl, "--acl")
     if expected_bucket_owner is not None:
         if not (expected_bucket_owner.isdigit() and len(expected_bucket_owner) == 12):
             raise UsageError("--expected-bucket-owner must be a 12-digit AWS account id")
@@ -114,8 +107,9 @@ def build_object_options(
     return options
 
 
-def _one_of(given: str, choices: tuple[str, ...], what: str, *, upper: bool = False) -> str:
-    """``given`` (upper-cased if ``upper``), if it is one of ``choices``."""
+def _one_of(given: str, kind: object, what: str, *, upper: bool = False) -> str:
+    """``given`` (upper-cased if ``upper``), if it is one of the ``Literal`` ``kind``'s."""
+    choices: tuple[str, ...] = get_args(kind)
     value = given.upper() if upper else given
     if value not in choices:
         raise UsageError(f"unknown {what} {given!r} (one of {', '.join(choices)})")
@@ -132,7 +126,7 @@ def _object_lock(
             "mode until a date)"
         )
     if mode is not None and until is not None:
-        options["ObjectLockMode"] = _one_of(mode, LOCK_MODES, "--object-lock-mode", upper=True)
+        options["ObjectLockMode"] = _one_of(mode, ObjectLockMode, "--object-lock-mode", upper=True)
         when = until if isinstance(until, datetime) else parse_retain_until(until)
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         if when <= datetime.now(UTC):
@@ -140,7 +134,7 @@ def _object_lock(
         # Recorded in the journal as text; botocore accepts ISO 8601 for the timestamp.
         options["ObjectLockRetainUntilDate"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if legal_hold is not None:
-        if (hold := legal_hold.upper()) not in LEGAL_HOLDS:
+        if (hold := legal_hold.upper()) not in get_args(LegalHold):
             raise UsageError(f"--object-lock-legal-hold must be ON or OFF, not {legal_hold!r}")
         options["ObjectLockLegalHoldStatus"] = hold
     return options
