@@ -151,7 +151,9 @@ class _Evidence:
 
     @property
     def computable(self) -> list[_Reading]:
-        return [r for r in self.readings if _computable(r, self.layout)]
+        """The readings of every byte or of one part, and those of as many parts as known."""
+        known = len(self.layout.sizes) if self.layout else None
+        return [r for r in self.readings if r.parts in (None, 1, known)]
 
     def result(
         self, outcome: str, reason: str, bad: int | None = None, by: _Reading | None = None
@@ -440,12 +442,6 @@ async def _per_part_layout(
     if counts != {count} or not _adds_up(sizes, size, count):
         return None, why + "answers sizes that are not the parts' (it ignores PartNumber?)"
     return _Layout(sizes, "HeadObject per part"), ""
-
-
-def _computable(reading: _Reading, layout: _Layout | None) -> bool:
-    if reading.parts is None or reading.parts == 1:
-        return True
-    return layout is not None and len(layout.sizes) == reading.parts
 
 
 def _hash_file(
