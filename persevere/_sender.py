@@ -297,13 +297,6 @@ class PartSender:
         """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag and the
         part's checksum (a trailed part's, from its body)."""
         sent = 0
-
-        def rewind() -> None:
-            # A failed attempt's bytes will be sent again: progress goes back, exactly once.
-            nonlocal sent
-            self.progress.advance(-sent)
-            sent = 0
-
         await anyio.lowlevel.checkpoint_if_cancelled()  # stopping: no attempt starts
         with anyio.CancelScope(shield=True) as scope:
             watched = _Attempt(scope, body_sent=part.size == 0)
@@ -334,7 +327,7 @@ class PartSender:
                     part.number, body, part.size, part.checksum, part.md5
                 )
             except BaseException as exc:
-                rewind()
+                self.progress.advance(-sent)  # its bytes will be sent again: progress goes back
                 body_error = getattr(body, "error", None)
                 if body_error is not None:
                     raise body_error from exc  # a local failure, not the network's
