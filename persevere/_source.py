@@ -94,11 +94,8 @@ def _other_size(message: str) -> SourceChanged:
 
 
 def _device_size(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
+    with open(path, "rb", buffering=0) as device:
+        return device.seek(0, os.SEEK_END)
 
 
 def is_block_device(path: Path) -> bool:
