@@ -37,10 +37,9 @@ def check_destination(bucket: str, key: str) -> None:
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     require_utf8(bucket, key)
-    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+    if (length := len(key.encode("utf-8", "surrogateescape"))) > MAX_KEY_BYTES:
         raise UsageError(
-            f"the key is {len(key.encode('utf-8', 'surrogateescape')):,} bytes long (UTF-8): "
-            f"S3 takes at most {MAX_KEY_BYTES:,}"
+            f"the key is {length:,} bytes long (UTF-8): S3 takes at most {MAX_KEY_BYTES:,}"
         )
     if "" in key.split("/"):
         raise UsageError(
