@@ -130,12 +130,12 @@ RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
     "--request-payer",
     help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
     "request of the upload, recorded for resume).")]
-ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+_ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
     RequestPayerOpt,
     "'requester': a requester-pays bucket; this account pays for the requests (sent on each of "
     "them).")]
 # abort and status: a state file's upload has it recorded
-KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+_KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
     RequestPayerOpt,
     "'requester': a requester-pays bucket; this account pays for the requests (with "
     "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).")]
@@ -247,6 +247,27 @@ class EndpointFlags:
             ca_bundle = given.endpoint().ca_bundle
         where = (self.endpoint_url, self.region, self.profile, ca_bundle)
         return _reported(Endpoint, *where, not self.no_verify_ssl)  # the URL checked as made
+
+
+@dataclasses.dataclass(frozen=True)
+class PayerFlags:
+    """Where, as whom and who pays: the bucket tools' (a key's uploads; by state file, what
+    it recorded applies)."""
+
+    endpoint_flags: EndpointFlags = EndpointFlags()
+    request_payer: _KeyRequestPayerOpt = None
+
+    def where(self, bucket: str) -> Any:
+        from ._orphans import Where
+
+        return Where(bucket, self.endpoint_flags.endpoint(), self.request_payer)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListPayerFlags(PayerFlags):
+    """upload list's: the same flags, described for a listing."""
+
+    request_payer: _ListRequestPayerOpt = None
 
 
 @dataclasses.dataclass(frozen=True)
