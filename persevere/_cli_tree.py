@@ -79,14 +79,9 @@ class TreeFlags:
 
     @property
     def given(self) -> str | None:
-        """The first of these flags given (None: none)."""
-        for name, flag in (("include", "--include"), ("exclude", "--exclude"),
-                           ("follow_symlinks", "--follow-symlinks"),
-                           ("check_remote", "--check-remote"), ("shard", "--shard"),
-                           ("processes", "--processes")):  # fmt: skip
-            if getattr(self, name):
-                return flag
-        return None
+        """The first of these flags given (None: none): each is its field's name."""
+        given = (field.name for field in dataclasses.fields(self) if getattr(self, field.name))
+        return next((f"--{name.replace('_', '-')}" for name in given), None)
 
 
 def cp_tree(
@@ -194,35 +189,34 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
                     "exit_code": result.exit_code})  # fmt: skip
         return
     if dry_run:
-        lines = [
+        head = (
             f"dry run: {where}: {result.files:,} file(s): would send {len(result.sent):,}, send "
             f"again {len(result.resent):,}, skip {result.skipped:,} unchanged; "
             f"{format_size(result.bytes_sent)} to send; nothing sent, no request made, no "
             "state file written"
-        ]
-        lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
-        lines += [f"removed locally, object kept: {path}" for path in result.removed]
-        lines.append(f"state file: {result.state_file}")
-        typer.echo("\n".join(lines))
-        return
-    sent = len(result.sent) + len(result.resent) + result.by_shards
-    rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
-    # (--processes: the whole run after the shards finds the files they sent done)
-    by_shards = f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
-    lines = [
-        f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
-        f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
-        f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
-        f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
-        + (f" ({format_size(rate)}/s)" if sent else "")
-    ]
-    lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
+        )
+    else:
+        sent = len(result.sent) + len(result.resent) + result.by_shards
+        rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        # (--processes: the whole run after the shards finds the files they sent done)
+        by_shards = (
+            f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
+        )
+        head = (
+            f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
+            f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
+            f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
+            f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
+            + (f" ({format_size(rate)}/s)" if sent else "")
+        )
+    lines = [head, *(f"not uploaded: {path} ({why})" for path, why in result.refused)]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]
-    lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
-    lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
+    if not dry_run:
+        lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
+        lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
     lines.append(f"state file: {result.state_file}")
     typer.echo("\n".join(lines))
-    if result.failed:
+    if result.failed and not dry_run:
         typer.echo(
             f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
             "again (files done are not sent again)",
