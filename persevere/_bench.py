@@ -251,10 +251,55 @@ async def run_bench(
     pattern = await anyio.to_thread.run_sync(DataPattern)
     run_id = uuid.uuid4().hex[:12]
     rows: list[BenchRow] = []
-    pending = leftovers if leftovers is not None else {}
-    for plan, concurrency in runs:
+    leftovers = leftovers if leftovers is not None else {}
+
+    async def one(plan: PartPlan, concurrency: int) -> BenchRow:
         key = f"{key_prefix}{run_id}/part-{plan.part_size}-c{concurrency}"
-        row = await _bench_one(endpoint, bucket, key, plan, concurrency, pattern, pending)
+        options = UploadOptions(concurrency=concurrency)
+        async with open_client(endpoint, options) as client:
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            session = MultipartSession(
+                client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
+            )
+            leftovers[key] = BenchLeftover(bucket, key, None)
+            try:
+                # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
+                with anyio.CancelScope(shield=True):
+                    await session.create({}, retry=options.policy(Call.FIRST))
+            except S3Error as exc:
+                if exc.code:
+                    del leftovers[key]  # S3 answered, refusing: there is no upload
+                raise
+            leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
+            ledger = MemoryLedger()
+            completing = False
+            try:
+                numbers = list(plan.part_numbers())
+                parts = PlannedParts(session, GeneratedSource(pattern), plan, numbers)
+                await send(session, ledger, options, NullProgress(), parts)
+                completing = True
+                leftovers[key] = replace(left, completing=True)
+                await session.complete([ledger.parts[n] for n in numbers], plan.file_size)
+            except BaseException:
+                if await _discard(session, completing):
+                    del leftovers[key]
+                raise
+            seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
+            await _delete(session)
+            del leftovers[key]
+        return BenchRow(
+            concurrency=concurrency,
+            part_size=plan.part_size,
+            size=plan.file_size,
+            seconds=seconds,
+            mb_per_s=plan.file_size / max(seconds, 1e-9) / 1e6,
+            cpu_seconds=cpu_seconds,
+        )
+
+    for plan, concurrency in runs:
+        row = await one(plan, concurrency)
         log.info(
             "bench: %s in parts of %s at concurrency %d: %.1f MB/s",
             format_size(row.size),
@@ -266,58 +311,6 @@ async def run_bench(
         if on_row is not None:
             on_row(row)
     return rows
-
-
-async def _bench_one(
-    endpoint: Endpoint,
-    bucket: str,
-    key: str,
-    plan: PartPlan,
-    concurrency: int,
-    pattern: DataPattern,
-    leftovers: dict[str, BenchLeftover],
-) -> BenchRow:
-    options = UploadOptions(concurrency=concurrency)
-    async with open_client(endpoint, options) as client:
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        session = MultipartSession(
-            client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
-        )
-        leftovers[key] = BenchLeftover(bucket, key, None)
-        try:
-            # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
-            with anyio.CancelScope(shield=True):
-                await session.create({}, retry=options.policy(Call.FIRST))
-        except S3Error as exc:
-            if exc.code:
-                del leftovers[key]  # S3 answered, refusing: there is no upload
-            raise
-        leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
-        ledger = MemoryLedger()
-        completing = False
-        try:
-            parts = PlannedParts(session, GeneratedSource(pattern), plan, list(plan.part_numbers()))
-            await send(session, ledger, options, NullProgress(), parts)
-            completing = True
-            leftovers[key] = replace(left, completing=True)
-            await session.complete([ledger.parts[n] for n in plan.part_numbers()], plan.file_size)
-        except BaseException:
-            if await _discard(session, completing):
-                del leftovers[key]
-            raise
-        seconds = time.perf_counter() - started
-        cpu_seconds = time.process_time() - cpu_started
-        await _delete(session)
-        del leftovers[key]
-    return BenchRow(
-        concurrency=concurrency,
-        part_size=plan.part_size,
-        size=plan.file_size,
-        seconds=seconds,
-        mb_per_s=plan.file_size / max(seconds, 1e-9) / 1e6,
-        cpu_seconds=cpu_seconds,
-    )
 
 
 def format_table(rows: list[BenchRow]) -> str:
@@ -335,10 +328,8 @@ def format_table(rows: list[BenchRow]) -> str:
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate([header, *cells]):
-        text = "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        if index - 1 == fastest:
-            text += "  <- fastest"
-        lines.append(text)
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+             for line in [header, *cells]]  # fmt: skip
+    if fastest is not None:
+        lines[1 + fastest] += "  <- fastest"
     return "\n".join(lines)
