@@ -328,8 +328,10 @@ def format_table(rows: list[BenchRow]) -> str:
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-             for line in [header, *cells]]  # fmt: skip
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in [header, *cells]
+    ]
     if fastest is not None:
         lines[1 + fastest] += "  <- fastest"
     return "\n".join(lines)

@@ -25,10 +25,10 @@ from ._cli_flags import (
     ObjectUrlArg,
     PayerFlags,
     _bucket_url,
-    _object_url,
     _part_size,
     _target,
     _url,
+    _utf8,
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
@@ -96,6 +96,7 @@ def abort(
     ID (or --s3-bucket, --s3-key, --upload-id)."""
     from ._orphans import abort_by_id
     from ._upload import abort_upload
+    from ._urls import parse_s3_url
 
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
@@ -104,10 +105,15 @@ def abort(
         header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
-    target = _object_url(url_arg, s3_bucket, s3_key)
-    if target is None or not upload_id:
+    if url_arg is not None:
+        if s3_bucket or s3_key:
+            _usage_error(f"give {url_arg} or --s3-bucket/--s3-key, not both")
+        s3_bucket, s3_key = _url(parse_s3_url, url_arg)
+    elif s3_bucket and s3_key:
+        _utf8(s3_bucket, s3_key)
+    if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
-    (bucket, key), uid = target, upload_id
+    bucket, key, uid = s3_bucket, s3_key, upload_id
     where = flags.where(bucket)
     _run(lambda: abort_by_id(where, key, uid))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")

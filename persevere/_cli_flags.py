@@ -472,17 +472,6 @@ def _target(
     return file, *_utf8(bucket, key)
 
 
-def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
-    """s3://BUCKET/KEY, or --s3-bucket and --s3-key (not both ways); None if neither."""
-    from ._urls import parse_s3_url
-
-    if url is None:
-        return _utf8(bucket, key) if bucket and key else None
-    if bucket or key:
-        _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
-    return _url(parse_s3_url, url)
-
-
 def _utf8(bucket: str, key: str, what: str = "key") -> tuple[str, str]:
     """The long flags' names, refused if not UTF-8 as the URLs' are."""
     from ._urls import require_utf8
