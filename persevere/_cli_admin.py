@@ -170,12 +170,7 @@ def status(
     if (url_arg is None) == (state_file is None):
         _usage_error("give --state-file, or s3://BUCKET/KEY")
     if url_arg is not None:
-        from ._orphans import Where
-        from ._urls import parse_s3_url
-
-        endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
-        bucket, key = _url(parse_s3_url, url_arg)
-        _key_status(Where(bucket, endpoint, flags.request_payer), key, json_output)
+        _key_status(url_arg, flags, json_output)
         return
     assert state_file is not None
     overrides = flags.endpoint_flags.overrides()
@@ -226,10 +221,14 @@ def status(
     typer.echo("\n".join(lines))
 
 
-def _key_status(where: Any, key: str, json_output: bool) -> None:
-    from ._orphans import key_status
+def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
+    """``upload status s3://BUCKET/KEY``: the object, and the uploads in progress to it."""
+    from ._orphans import Where, key_status
+    from ._urls import parse_s3_url
 
-    bucket = where.bucket
+    endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
+    bucket, key = _url(parse_s3_url, url)
+    where = Where(bucket, endpoint, flags.request_payer)
     st = _run(lambda: key_status(where, key))
     if json_output:
         _emit_json(st)

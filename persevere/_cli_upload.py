@@ -221,12 +221,12 @@ def resume(
         from ._processes import shard_count
 
         state = _reported(read_state, state_file)
-        if state.finished is None and not state.header.stream:  # as made; no more than its parts
-            processes = _reported(shard_count, state_file, processes)
         if state.finished is None:  # finished: nothing to split, the resume below says how
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
+            # as made; no more than its parts
+            processes = _reported(shard_count, state_file, processes)
             _complete_in_processes(request, processes, flags, started)
             return
     result = _continued(request, "resume", flags, resume_request)
