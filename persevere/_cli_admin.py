@@ -25,9 +25,9 @@ from ._cli_flags import (
     ObjectUrlArg,
     PayerFlags,
     _bucket_url,
+    _checked,
     _part_size,
     _target,
-    _url,
     _utf8,
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
@@ -108,7 +108,7 @@ def abort(
     if url_arg is not None:
         if s3_bucket or s3_key:
             _usage_error(f"give {url_arg} or --s3-bucket/--s3-key, not both")
-        s3_bucket, s3_key = _url(parse_s3_url, url_arg)
+        s3_bucket, s3_key = _checked(parse_s3_url, url_arg)
     elif s3_bucket and s3_key:
         _utf8(s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
@@ -227,7 +227,7 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
     from ._urls import parse_s3_url
 
     endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
-    bucket, key = _url(parse_s3_url, url)
+    bucket, key = _checked(parse_s3_url, url)
     where = Where(bucket, endpoint, flags.request_payer)
     st = _run(lambda: key_status(where, key))
     if json_output:

@@ -466,7 +466,7 @@ def _target(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"
             )
-        bucket, key = _url(parse_s3_url, url, file.name if file is not None else None)
+        bucket, key = _checked(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     return file, *_utf8(bucket, key)
@@ -476,10 +476,7 @@ def _utf8(bucket: str, key: str, what: str = "key") -> tuple[str, str]:
     """The long flags' names, refused if not UTF-8 as the URLs' are."""
     from ._urls import require_utf8
 
-    try:
-        require_utf8(bucket, key, what)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
+    _checked(require_utf8, bucket, key, what)
     return bucket, key
 
 
@@ -493,12 +490,12 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
         return _utf8(bucket, prefix or "", "prefix")
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
-    return _url(parse_bucket_url, url)
+    return _checked(parse_bucket_url, url)
 
 
-def _url(parse: Callable[..., T], url: str, *name: str | None) -> T:
-    """``parse(url, *name)``, a URL it refuses a usage error (click's, or --json's)."""
+def _checked(check: Callable[..., T], *given: str | None) -> T:
+    """``check(*given)``, a URL or a name it refuses a usage error (click's, or --json's)."""
     try:
-        return parse(url, *name)
+        return check(*given)
     except _errors.UsageError as exc:
         _usage_error(str(exc))

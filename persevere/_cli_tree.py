@@ -15,8 +15,8 @@ from ._cli_flags import (
     ProcessesOpt,
     SendFlags,
     _auto_processes,
+    _checked,
     _help,
-    _url,
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
@@ -100,7 +100,7 @@ def cp_tree(
                         ("--expected-size", flags.expected_size is not None)):  # fmt: skip
         if given:
             _usage_error(f"{flag} is not supported for a directory yet", flag)
-    bucket, url_prefix = _url(parse_bucket_url, url)
+    bucket, url_prefix = _checked(parse_bucket_url, url)
     prefix = prefix_of(url_prefix)
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint, object_flags = flags.endpoint_flags.endpoint(), flags.object_flags
