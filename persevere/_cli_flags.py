@@ -142,13 +142,6 @@ _KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
 # fmt: on
 
 
-def _warn_insecure() -> None:
-    log.warning(
-        "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone on "
-        "the network path can read and alter this traffic (use --ca-bundle instead)"
-    )
-
-
 # -- flag groups: each flag declared once, turned into a core value by its group -------------
 @dataclasses.dataclass(frozen=True)
 class TransferFlags:
@@ -231,7 +224,10 @@ class EndpointFlags:
         where = (self.endpoint_url, self.region, self.profile, self.ca_bundle)
         endpoint = _reported(Endpoint.from_environment, *where, verify_ssl=not self.no_verify_ssl)
         if self.no_verify_ssl:
-            _warn_insecure()
+            log.warning(
+                "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone "
+                "on the network path can read and alter this traffic (use --ca-bundle instead)"
+            )
         return endpoint
 
     def overrides(self) -> Any:

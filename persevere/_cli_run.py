@@ -126,11 +126,9 @@ def _run(
 
     interrupted: str | None = None
     hurried = False  # a second signal came: the cleanup's grace is running
-    if resumable_state is not None or stopped is not None:
-        settling = "the journal is being settled"
-        again_note = "every recorded part is safe in the state file"
-    else:
-        settling, again_note = "cleaning up", "cleanup cut short"
+    journal = resumable_state is not None or stopped is not None  # else: a cleanup, or nothing
+    settling = "the journal is being settled" if journal else "cleaning up"
+    again_note = "every recorded part is safe in the state file" if journal else "cleanup cut short"
 
     def exit_now(name: str) -> NoReturn:
         lines = cleanup.left() if cleanup is not None else []
