@@ -28,14 +28,13 @@ from ._cli_flags import (
     _checked,
     _part_size,
     _target,
-    _utf8,
 )
 from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
-from ._urls import check_destination
+from ._urls import check_destination, parse_s3_url, require_utf8
 
 T = TypeVar("T")
 
@@ -96,7 +95,6 @@ def abort(
     ID (or --s3-bucket, --s3-key, --upload-id)."""
     from ._orphans import abort_by_id
     from ._upload import abort_upload
-    from ._urls import parse_s3_url
 
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
@@ -110,7 +108,7 @@ def abort(
             _usage_error(f"give {url_arg} or --s3-bucket/--s3-key, not both")
         s3_bucket, s3_key = _checked(parse_s3_url, url_arg)
     elif s3_bucket and s3_key:
-        _utf8(s3_bucket, s3_key)
+        _checked(require_utf8, s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
     bucket, key, uid = s3_bucket, s3_key, upload_id
@@ -224,7 +222,6 @@ def status(
 def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
     """``upload status s3://BUCKET/KEY``: the object, and the uploads in progress to it."""
     from ._orphans import Where, key_status
-    from ._urls import parse_s3_url
 
     endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
     bucket, key = _checked(parse_s3_url, url)

@@ -30,6 +30,7 @@ from ._cli_run import _note_json, _reported, _usage_error
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY, MAX_PROCESSES
 from ._units import parse_duration, parse_size
+from ._urls import parse_bucket_url, parse_s3_url, require_utf8
 
 T = TypeVar("T")
 
@@ -452,7 +453,6 @@ def _target(
     no name, so it needs the whole key.
     """
     from ._request import names_stdin
-    from ._urls import parse_s3_url
 
     if url is not None and (bucket or key):
         _usage_error(f"give {url} or --s3-bucket and --s3-key, not both")
@@ -465,25 +465,17 @@ def _target(
         bucket, key = _checked(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
-    return file, *_utf8(bucket, key)
-
-
-def _utf8(bucket: str, key: str, what: str = "key") -> tuple[str, str]:
-    """The long flags' names, refused if not UTF-8 as the URLs' are."""
-    from ._urls import require_utf8
-
-    _checked(require_utf8, bucket, key, what)
-    return bucket, key
+    _checked(require_utf8, bucket, key)  # (the long flags' names, as a URL's)
+    return file, bucket, key
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
     """s3://BUCKET[/PREFIX], or --s3-bucket (and --prefix)."""
-    from ._urls import parse_bucket_url
-
     if url is None:
         if not bucket:
             _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
-        return _utf8(bucket, prefix or "", "prefix")
+        _checked(require_utf8, bucket, prefix or "", "prefix")
+        return bucket, prefix or ""
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
     return _checked(parse_bucket_url, url)

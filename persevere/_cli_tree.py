@@ -20,6 +20,7 @@ from ._cli_flags import (
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
+from ._urls import parse_bucket_url
 
 log = logging.getLogger("persevere")
 
@@ -94,7 +95,6 @@ def cp_tree(
     flags: SendFlags,
 ) -> None:
     from ._tree import TreeRequest, locate_tree_state, prefix_of
-    from ._urls import parse_bucket_url
 
     for flag, given in (("--no-overwrite", flags.no_overwrite),
                         ("--expected-size", flags.expected_size is not None)):  # fmt: skip
@@ -165,13 +165,14 @@ def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[st
     return result
 
 
-def tree_shard_of_parent(request: Any, shard: int, shards: int) -> None:
-    """A shard process of ``cp DIR --processes``: its files, its journal; what it sent, as
-    JSON on standard output (the parent reads it)."""
+def tree_shard_of_parent(given: Any) -> None:
+    """A shard process of ``cp DIR --processes``, ``given`` its
+    :class:`._processes.ShardRequest`: its files, its journal; what it sent, as JSON on
+    standard output (the parent reads it)."""
     from ._progress import NullProgress
     from ._tree import copy_tree
 
-    mine = dataclasses.replace(request, shard=(shard, shards))
+    mine = dataclasses.replace(given.request, shard=(given.shard, given.shards))
     result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
     _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code,
                 "files_sent": len(result.sent) + len(result.resent)})  # fmt: skip

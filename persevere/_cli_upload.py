@@ -312,7 +312,7 @@ def _shard_of_parent() -> None:
     if not isinstance(request, Request):  # a tree's shard: its files, its own journal
         from ._cli_tree import tree_shard_of_parent
 
-        tree_shard_of_parent(request, given.shard, given.shards)
+        tree_shard_of_parent(given)
         return
     result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
                   resumable_state=request.state_file, hurried_by_parent=True)  # fmt: skip
