@@ -34,6 +34,7 @@ from ._cli_admin import abort, bench, list_uploads, status, verify
 from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say, _to_devnull
 from ._cli_upload import cp, resume, shard, start
 from ._flag_groups import flag_groups
+from ._logs import setup
 from ._platform import require_supported
 from ._version import __version__
 
@@ -74,8 +75,6 @@ def _root(
         "completed, error...) for log collectors.")] = "text",
 ) -> None:  # fmt: skip
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
-    from ._logs import setup
-
     # JSON lines are for collectors: their events (start, progress, completed) are info.
     # While a command runs on a terminal, tqdm.contrib.logging routes the handler through the bar
     # (see _run), so log lines never tear it.

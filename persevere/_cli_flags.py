@@ -27,8 +27,16 @@ import typer
 from . import _errors
 from ._checksums import AlgorithmName
 from ._cli_run import _note_json, _reported, _usage_error
-from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
-from ._options import MAX_CONCURRENCY, MAX_PROCESSES
+from ._object_options import (
+    CannedAcl,
+    LegalHold,
+    ObjectLockMode,
+    SseMode,
+    StorageClass,
+    build_object_options,
+)
+from ._options import MAX_CONCURRENCY, MAX_PROCESSES, UploadOptions
+from ._retry import RetryPolicy
 from ._units import parse_duration, parse_size
 from ._urls import parse_bucket_url, parse_s3_url, require_utf8
 
@@ -164,9 +172,6 @@ class TransferFlags:
     # fmt: on
 
     def options(self) -> Any:
-        from ._options import UploadOptions
-        from ._retry import RetryPolicy
-
         if self.retry_for is not None:  # the patience decides
             retry = RetryPolicy(max_attempts=None, patience_s=self.retry_for)
         else:
@@ -358,8 +363,6 @@ class ObjectFlags:
     # fmt: on
 
     def parameters(self, file: Path) -> dict[str, Any]:
-        from ._object_options import build_object_options
-
         values = dataclasses.asdict(self)
         values.update(metadata=self.metadata or (), tagging=self.tagging or ())
         return _reported(build_object_options, file, **values)

@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from . import _errors
+from ._logs import LogLineProgress, event, json_lines
 from ._units import format_size
 
 T = TypeVar("T")
@@ -46,8 +47,6 @@ def _note_json(value: bool) -> bool:
 
 # -- running a coroutine, and reporting ------------------------------------------------------
 def _fail(exc: _errors.PersevereError) -> NoReturn:
-    from ._logs import event, json_lines
-
     flag = f"--{exc.param.replace('_', '-')}" if exc.param in _FLAGGED else None
     where = f"{flag}: " if flag and flag not in exc.message else ""
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
@@ -275,7 +274,6 @@ def _logging_around_bars() -> contextlib.AbstractContextManager[Any]:
 
 
 def _progress(enabled: bool, description: str) -> Any:
-    from ._logs import LogLineProgress, json_lines
     from ._progress import NullProgress, TqdmProgress
 
     if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
@@ -335,8 +333,6 @@ def _print_dry_run(report: Any, json_output: bool) -> None:
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
-    from ._logs import event
-
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
     if json_output:

@@ -12,6 +12,7 @@ import typer
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
 from ._cli_run import _emit_json, _fail, _progress, _reported, _run
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
+from ._errors import UsageError
 from ._urls import parse_bucket_url
 
 
@@ -48,7 +49,6 @@ def verify_tree_command(
     no_progress: bool,
     json_output: bool,
 ) -> None:
-    from ._errors import UsageError
     from ._tree import locate_tree_state, prefix_of
     from ._tree_verify import TreeVerifyRequest, verify_tree
 

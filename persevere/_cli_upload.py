@@ -39,7 +39,8 @@ from ._cli_run import (
     _run,
     _usage_error,
 )
-from ._cli_tree import TreeFlags, cp_tree
+from ._cli_tree import TreeFlags, cp_tree, tree_shard_of_parent
+from ._logs import NamingStateFile, say_plan, setup
 from ._units import format_size
 
 
@@ -98,16 +99,12 @@ def start(
             state_file = locate_state_file(source.path, bucket, key)
         else:
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
-        from ._logs import NamingStateFile
-
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
                             shards or (None if auto else processes))  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
-        from ._logs import say_plan
-
         say_plan(plan)
     if flags.dry_run:
         from ._dry_run import dry_run_start
@@ -300,7 +297,6 @@ def _shard_of_parent() -> None:
     does, stops under the parent's rules (see :func:`._cli_run._run`: a repeat of the stop is
     the same stop, and the parent names the command to resume, once) and writes what it sent
     as a JSON document on standard output."""
-    from ._logs import setup
     from ._processes import read_request
     from ._progress import NullProgress
     from ._request import Request
@@ -310,8 +306,6 @@ def _shard_of_parent() -> None:
     setup(given.log_level, json_lines=given.json_lines)
     request = given.request
     if not isinstance(request, Request):  # a tree's shard: its files, its own journal
-        from ._cli_tree import tree_shard_of_parent
-
         tree_shard_of_parent(given)
         return
     result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
