@@ -27,14 +27,7 @@ import typer
 from . import _errors
 from ._checksums import AlgorithmName
 from ._cli_run import _note_json, _reported, _usage_error
-from ._object_options import (
-    CannedAcl,
-    LegalHold,
-    ObjectLockMode,
-    SseMode,
-    StorageClass,
-    build_object_options,
-)
+from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
 from ._options import MAX_CONCURRENCY, MAX_PROCESSES, UploadOptions
 from ._retry import RetryPolicy
 from ._units import parse_duration, parse_size
@@ -363,6 +356,8 @@ class ObjectFlags:
     # fmt: on
 
     def parameters(self, file: Path) -> dict[str, Any]:
+        from ._object_options import build_object_options
+
         values = dataclasses.asdict(self)
         values.update(metadata=self.metadata or (), tagging=self.tagging or ())
         return _reported(build_object_options, file, **values)
