@@ -254,6 +254,8 @@ async def run_bench(
     leftovers = leftovers if leftovers is not None else {}
 
     async def one(plan: PartPlan, concurrency: int) -> BenchRow:
+        """One setting: its upload of the pattern timed from create to complete, then its
+        object deleted (on a failure or cancellation, the upload aborted)."""
         key = f"{key_prefix}{run_id}/part-{plan.part_size}-c{concurrency}"
         options = UploadOptions(concurrency=concurrency)
         async with open_client(endpoint, options) as client:
