@@ -75,7 +75,8 @@ class BenchLeftover:
 
 
 class DataPattern:
-    """The bench's "file": ``length`` random bytes repeated forever, generated once.
+    """The bench's "file", and its part source: ``length`` random bytes repeated forever,
+    generated once.
 
     The first ``slice_bytes`` are repeated past the end, so a slice of up to ``slice_bytes``
     starting anywhere in the pattern is one contiguous view: bodies never copy.
@@ -114,6 +115,19 @@ class DataPattern:
             size -= n
         return hasher.digest()
 
+    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        """A part as the sender asks for it (:class:`._sender.PartSource`): checksummed in a
+        thread, sent as views of the pattern."""
+        # (the bench's session is pinned: ``part.with_md5`` is never asked)
+        digest = await anyio.to_thread.run_sync(
+            self.checksum, part.offset, part.size, part.algorithm
+        )
+
+        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+            return GeneratedBody(self, part.offset, part.size, on_sent)
+
+        return PreparedPart(part.number, part.size, b64(digest), make_body)
+
 
 class GeneratedBody(_Body):
     """A part of the endless pattern, yielded as views of it (as ``BufferedBody`` does)."""
@@ -129,24 +143,6 @@ class GeneratedBody(_Body):
         for piece in self._pattern.slices(self._offset, self._length):
             yield piece
             self._on_sent(len(piece))
-
-
-class GeneratedSource:
-    """The bench's part source: the pattern, checksummed in a thread, sent as views of it."""
-
-    def __init__(self, pattern: DataPattern) -> None:
-        self.pattern = pattern
-
-    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
-        # (the bench's session is pinned: ``part.with_md5`` is never asked)
-        digest = await anyio.to_thread.run_sync(
-            self.pattern.checksum, part.offset, part.size, part.algorithm
-        )
-
-        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return GeneratedBody(self.pattern, part.offset, part.size, on_sent)
-
-        return PreparedPart(part.number, part.size, b64(digest), make_body)
 
 
 def _failed(what: str, exc: TransientError, attempts: int) -> PersevereError:
@@ -277,12 +273,13 @@ async def run_bench(
             ledger = MemoryLedger()
             completing = False
             try:
-                numbers = list(plan.part_numbers())
-                parts = PlannedParts(session, GeneratedSource(pattern), plan, numbers)
+                parts = PlannedParts(session, pattern, plan, list(plan.part_numbers()))
                 await send(session, ledger, options, NullProgress(), parts)
                 completing = True
                 leftovers[key] = replace(left, completing=True)
-                await session.complete([ledger.parts[n] for n in numbers], plan.file_size)
+                await session.complete(
+                    [ledger.parts[n] for n in plan.part_numbers()], plan.file_size
+                )
             except BaseException:
                 if await _discard(session, completing):
                     del leftovers[key]
