@@ -94,7 +94,7 @@ def cp_tree(
     tree: TreeFlags,
     flags: SendFlags,
 ) -> None:
-    from ._tree import TreeRequest, locate_tree_state, prefix_of
+    from ._tree import TreeRequest, copy_tree, dry_run_tree, locate_tree_state, prefix_of
 
     for flag, given in (("--no-overwrite", flags.no_overwrite),
                         ("--expected-size", flags.expected_size is not None)):  # fmt: skip
@@ -116,8 +116,6 @@ def cp_tree(
                           flags.transfer.options(),
                           guess_content_type=object_flags.content_type is None,
                           shard=tree.shard_spec())  # fmt: skip
-    from ._tree import copy_tree, dry_run_tree
-
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
