@@ -75,7 +75,8 @@ class BenchLeftover:
 
 
 class DataPattern:
-    """The bench's "file": ``length`` random bytes repeated forever, generated once.
+    """The bench's "file", and its part source: ``length`` random bytes repeated forever,
+    generated once.
 
     The first ``slice_bytes`` are repeated past the end, so a slice of up to ``slice_bytes``
     starting anywhere in the pattern is one contiguous view: bodies never copy.
@@ -114,6 +115,19 @@ class DataPattern:
             size -= n
         return hasher.digest()
 
+    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        """A part as the sender asks for it (:class:`._sender.PartSource`): checksummed in a
+        thread, sent as views of the pattern."""
+        # (the bench's session is pinned: ``part.with_md5`` is never asked)
+        digest = await anyio.to_thread.run_sync(
+            self.checksum, part.offset, part.size, part.algorithm
+        )
+
+        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
+            return GeneratedBody(self, part.offset, part.size, on_sent)
+
+        return PreparedPart(part.number, part.size, b64(digest), make_body)
+
 
 class GeneratedBody(_Body):
     """A part of the endless pattern, yielded as views of it (as ``BufferedBody`` does)."""
@@ -129,24 +143,6 @@ class GeneratedBody(_Body):
         for piece in self._pattern.slices(self._offset, self._length):
             yield piece
             self._on_sent(len(piece))
-
-
-class GeneratedSource:
-    """The bench's part source: the pattern, checksummed in a thread, sent as views of it."""
-
-    def __init__(self, pattern: DataPattern) -> None:
-        self.pattern = pattern
-
-    async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
-        # (the bench's session is pinned: ``part.with_md5`` is never asked)
-        digest = await anyio.to_thread.run_sync(
-            self.pattern.checksum, part.offset, part.size, part.algorithm
-        )
-
-        def make_body(on_sent: Callable[[int], None], throttle: Throttle | None) -> Any:
-            return GeneratedBody(self.pattern, part.offset, part.size, on_sent)
-
-        return PreparedPart(part.number, part.size, b64(digest), make_body)
 
 
 def _failed(what: str, exc: TransientError, attempts: int) -> PersevereError:
@@ -251,10 +247,58 @@ async def run_bench(
     pattern = await anyio.to_thread.run_sync(DataPattern)
     run_id = uuid.uuid4().hex[:12]
     rows: list[BenchRow] = []
-    pending = leftovers if leftovers is not None else {}
-    for plan, concurrency in runs:
+    leftovers = leftovers if leftovers is not None else {}
+
+    async def one(plan: PartPlan, concurrency: int) -> BenchRow:
+        """One setting: its upload of the pattern timed from create to complete, then its
+        object deleted (on a failure or cancellation, the upload aborted)."""
         key = f"{key_prefix}{run_id}/part-{plan.part_size}-c{concurrency}"
-        row = await _bench_one(endpoint, bucket, key, plan, concurrency, pattern, pending)
+        options = UploadOptions(concurrency=concurrency)
+        async with open_client(endpoint, options) as client:
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            session = MultipartSession(
+                client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
+            )
+            leftovers[key] = BenchLeftover(bucket, key, None)
+            try:
+                # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
+                with anyio.CancelScope(shield=True):
+                    await session.create({}, retry=options.policy(Call.FIRST))
+            except S3Error as exc:
+                if exc.code:
+                    del leftovers[key]  # S3 answered, refusing: there is no upload
+                raise
+            leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
+            ledger = MemoryLedger()
+            completing = False
+            try:
+                parts = PlannedParts(session, pattern, plan, list(plan.part_numbers()))
+                await send(session, ledger, options, NullProgress(), parts)
+                completing = True
+                leftovers[key] = replace(left, completing=True)
+                await session.complete(
+                    [ledger.parts[n] for n in plan.part_numbers()], plan.file_size
+                )
+            except BaseException:
+                if await _discard(session, completing):
+                    del leftovers[key]
+                raise
+            seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
+            await _delete(session)
+            del leftovers[key]
+        return BenchRow(
+            concurrency=concurrency,
+            part_size=plan.part_size,
+            size=plan.file_size,
+            seconds=seconds,
+            mb_per_s=plan.file_size / max(seconds, 1e-9) / 1e6,
+            cpu_seconds=cpu_seconds,
+        )
+
+    for plan, concurrency in runs:
+        row = await one(plan, concurrency)
         log.info(
             "bench: %s in parts of %s at concurrency %d: %.1f MB/s",
             format_size(row.size),
@@ -266,58 +310,6 @@ async def run_bench(
         if on_row is not None:
             on_row(row)
     return rows
-
-
-async def _bench_one(
-    endpoint: Endpoint,
-    bucket: str,
-    key: str,
-    plan: PartPlan,
-    concurrency: int,
-    pattern: DataPattern,
-    leftovers: dict[str, BenchLeftover],
-) -> BenchRow:
-    options = UploadOptions(concurrency=concurrency)
-    async with open_client(endpoint, options) as client:
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        session = MultipartSession(
-            client, bucket, key, None, _ALGORITHM, retry=options.retry, exhausted=_failed
-        )
-        leftovers[key] = BenchLeftover(bucket, key, None)
-        try:
-            # Shielded: a cancellation must not leave an upload on S3 whose id we never saw.
-            with anyio.CancelScope(shield=True):
-                await session.create({}, retry=options.policy(Call.FIRST))
-        except S3Error as exc:
-            if exc.code:
-                del leftovers[key]  # S3 answered, refusing: there is no upload
-            raise
-        leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
-        ledger = MemoryLedger()
-        completing = False
-        try:
-            parts = PlannedParts(session, GeneratedSource(pattern), plan, list(plan.part_numbers()))
-            await send(session, ledger, options, NullProgress(), parts)
-            completing = True
-            leftovers[key] = replace(left, completing=True)
-            await session.complete([ledger.parts[n] for n in plan.part_numbers()], plan.file_size)
-        except BaseException:
-            if await _discard(session, completing):
-                del leftovers[key]
-            raise
-        seconds = time.perf_counter() - started
-        cpu_seconds = time.process_time() - cpu_started
-        await _delete(session)
-        del leftovers[key]
-    return BenchRow(
-        concurrency=concurrency,
-        part_size=plan.part_size,
-        size=plan.file_size,
-        seconds=seconds,
-        mb_per_s=plan.file_size / max(seconds, 1e-9) / 1e6,
-        cpu_seconds=cpu_seconds,
-    )
 
 
 def format_table(rows: list[BenchRow]) -> str:
@@ -335,10 +327,10 @@ def format_table(rows: list[BenchRow]) -> str:
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate([header, *cells]):
-        text = "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        if index - 1 == fastest:
-            text += "  <- fastest"
-        lines.append(text)
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in [header, *cells]
+    ]
+    if fastest is not None:
+        lines[1 + fastest] += "  <- fastest"
     return "\n".join(lines)

@@ -31,9 +31,10 @@ import typer
 
 from . import _cli_run, _errors
 from ._cli_admin import abort, bench, list_uploads, status, verify
-from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say
+from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say, _to_devnull
 from ._cli_upload import cp, resume, shard, start
 from ._flag_groups import flag_groups
+from ._logs import setup
 from ._platform import require_supported
 from ._version import __version__
 
@@ -74,8 +75,6 @@ def _root(
         "completed, error...) for log collectors.")] = "text",
 ) -> None:  # fmt: skip
     """Resumable, parallel, checksummed multipart uploads of huge files to S3."""
-    from ._logs import setup
-
     # JSON lines are for collectors: their events (start, progress, completed) are info.
     # While a command runs on a terminal, tqdm.contrib.logging routes the handler through the bar
     # (see _run), so log lines never tear it.
@@ -134,11 +133,9 @@ def _writing_stdout(exc: OSError) -> bool:
     tb = exc.__traceback__
     while tb is not None:
         stream = tb.tb_frame.f_locals.get("file") if tb.tb_frame.f_code.co_name == "echo" else None
-        try:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
             if stream is not None and stream.fileno() == 1:
                 return True
-        except (AttributeError, OSError, ValueError):
-            pass
         tb = tb.tb_next
     return False
 
@@ -161,9 +158,7 @@ def _stdout_lost(why: str) -> None:
     _say(f"persevere: error: the result could not be written to standard output ({why}); "
          "what the command did stands: run it again to see it")  # fmt: skip
     with contextlib.suppress(OSError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
+        _to_devnull(1)
 
 
 def _models_cache_dir() -> str | None:

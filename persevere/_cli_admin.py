@@ -19,13 +19,13 @@ from ._cli_flags import (
     EndpointFlags,
     FileArg,
     JsonOpt,
-    KeyRequestPayerOpt,
-    ListRequestPayerOpt,
+    ListPayerFlags,
     MaxPartsOpt,
     NoProgressOpt,
     ObjectUrlArg,
+    PayerFlags,
     _bucket_url,
-    _object_url,
+    _checked,
     _part_size,
     _target,
 )
@@ -34,7 +34,7 @@ from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
-from ._urls import check_destination
+from ._urls import check_destination, parse_s3_url, require_utf8
 
 T = TypeVar("T")
 
@@ -56,6 +56,30 @@ def _levels(text: str) -> list[int]:
     return [int(x) for x in levels]
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchFlags:
+    """What bench measures: its settings, checked before any request."""
+
+    # fmt: off
+    size: Annotated[str, typer.Option(
+        "--size", help="Bytes uploaded per setting (generated, no file).")] = "1GiB"
+    concurrency: Annotated[str, typer.Option(
+        "--concurrency", "-c", help="Comma-separated settings to try.")] = "1,4,8,16"
+    part_size: Annotated[str, typer.Option(
+        "--part-size", help="Comma-separated part sizes, or 'auto'.")] = "auto"
+    max_parts: MaxPartsOpt = 10_000
+    # fmt: on
+
+    def settings(self) -> Any:
+        from ._bench import BenchSettings
+
+        total = _parsed(parse_size, self.size, "--size")
+        levels = _parsed(_levels, self.concurrency, "--concurrency")
+        parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()],
+                        self.part_size, "--part-size")  # fmt: skip
+        return BenchSettings(total, levels, parts, self.max_parts)
+
+
 def abort(
     url_arg: ObjectUrlArg = None,
     state_file: Annotated[Path | None, typer.Option(
@@ -65,26 +89,30 @@ def abort(
         "an upload that has no state file (see 'upload list').")] = None,
     s3_key: Annotated[str | None, typer.Option("--s3-key", help="Object key.")] = None,
     upload_id: Annotated[str | None, typer.Option("--upload-id", help="Upload id.")] = None,
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: KeyRequestPayerOpt = None,
+    flags: PayerFlags = PayerFlags(),
 ) -> None:  # fmt: skip
     """Abort an upload (S3 deletes its parts): by --state-file, or s3://BUCKET/KEY --upload-id
     ID (or --s3-bucket, --s3-key, --upload-id)."""
-    from ._orphans import Where, abort_by_id
+    from ._orphans import abort_by_id
     from ._upload import abort_upload
 
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
-        overrides = endpoint_flags.overrides()
+        overrides = flags.endpoint_flags.overrides()
         header = _run(lambda: abort_upload(state_file, endpoint=overrides))
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
-    target = _object_url(url_arg, s3_bucket, s3_key)
-    if target is None or not upload_id:
+    if url_arg is not None:
+        if s3_bucket or s3_key:
+            _usage_error(f"give {url_arg} or --s3-bucket/--s3-key, not both")
+        s3_bucket, s3_key = _checked(parse_s3_url, url_arg)
+    elif s3_bucket and s3_key:
+        _checked(require_utf8, s3_bucket, s3_key)
+    if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
-    (bucket, key), uid = target, upload_id
-    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    bucket, key, uid = s3_bucket, s3_key, upload_id
+    where = flags.where(bucket)
     _run(lambda: abort_by_id(where, key, uid))
     typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
 
@@ -96,17 +124,15 @@ def list_uploads(
     prefix: Annotated[str | None, typer.Option(
         "--prefix", help="Only keys under this prefix.")] = None,
     older_than: DurationOpt = None,
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: ListRequestPayerOpt = None,
+    flags: ListPayerFlags = ListPayerFlags(),
     json_output: JsonOpt = False,
 ) -> None:  # fmt: skip
     """List multipart uploads in progress (their parts are billed until aborted):
     persevere upload list s3://BUCKET[/PREFIX]."""
-    from ._orphans import Where
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    where = Where(bucket, endpoint_flags.endpoint(), request_payer)
+    where = flags.where(bucket)
     listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
     uploads = listing.uploads
     if json_output:
@@ -133,8 +159,7 @@ def status(
     state_file: Annotated[Path | None, typer.Option(
         "--state-file", help="The journal of the upload.")] = None,
     json_output: JsonOpt = False,
-    endpoint_flags: EndpointFlags = EndpointFlags(),
-    request_payer: KeyRequestPayerOpt = None,
+    flags: PayerFlags = PayerFlags(),
 ) -> None:  # fmt: skip
     """Show what the state file knows and what S3's ListParts says; or, for s3://BUCKET/KEY,
     what S3 holds for that key (the object, and the uploads in progress to it)."""
@@ -143,15 +168,10 @@ def status(
     if (url_arg is None) == (state_file is None):
         _usage_error("give --state-file, or s3://BUCKET/KEY")
     if url_arg is not None:
-        from ._orphans import Where
-
-        endpoint = endpoint_flags.endpoint()
-        target = _object_url(url_arg, None, None)
-        assert target is not None
-        _key_status(Where(target[0], endpoint, request_payer), target[1], json_output)
+        _key_status(url_arg, flags, json_output)
         return
     assert state_file is not None
-    overrides = endpoint_flags.overrides()
+    overrides = flags.endpoint_flags.overrides()
     st = _run(lambda: upload_status(state_file, endpoint=overrides))
     if json_output:
         _emit_json(st)
@@ -199,10 +219,13 @@ def status(
     typer.echo("\n".join(lines))
 
 
-def _key_status(where: Any, key: str, json_output: bool) -> None:
-    from ._orphans import key_status
+def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
+    """``upload status s3://BUCKET/KEY``: the object, and the uploads in progress to it."""
+    from ._orphans import Where, key_status
 
-    bucket = where.bucket
+    endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
+    bucket, key = _checked(parse_s3_url, url)
+    where = Where(bucket, endpoint, flags.request_payer)
     st = _run(lambda: key_status(where, key))
     if json_output:
         _emit_json(st)
@@ -295,13 +318,7 @@ def bench(
     url_arg: BucketUrlArg = None,
     s3_bucket: Annotated[str | None, typer.Option(
         "--s3-bucket", help="A bucket you may write to.")] = None,
-    size: Annotated[str, typer.Option(
-        "--size", help="Bytes uploaded per setting (generated, no file).")] = "1GiB",
-    concurrency: Annotated[str, typer.Option(
-        "--concurrency", "-c", help="Comma-separated settings to try.")] = "1,4,8,16",
-    part_size: Annotated[str, typer.Option(
-        "--part-size", help="Comma-separated part sizes, or 'auto'.")] = "auto",
-    max_parts: MaxPartsOpt = 10_000,
+    flags: BenchFlags = BenchFlags(),
     endpoint_flags: EndpointFlags = EndpointFlags(),
     json_output: JsonOpt = False,
 ) -> None:  # fmt: skip
@@ -313,7 +330,7 @@ def bench(
     A second Ctrl-C gives that cleanup a few more seconds; a third exits at once, printing
     the exact command that removes what is left.
     """
-    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, BenchSettings, format_table, run_bench
+    from ._bench import CLEANUP_TIMEOUT_S, BenchLeftover, format_table, run_bench
 
     bucket, prefix = _bucket_url(url_arg, s3_bucket, None)
     under = f"{prefix.rstrip('/')}/persevere-bench/" if prefix.strip("/") else "persevere-bench/"
@@ -327,11 +344,7 @@ def bench(
                 f"{row.mb_per_s:8.1f} MB/s"
             )
 
-    total = _parsed(parse_size, size, "--size")
-    levels = _parsed(_levels, concurrency, "--concurrency")
-    parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()], part_size,
-                    "--part-size")  # fmt: skip
-    settings = BenchSettings(total, levels, parts, max_parts)
+    settings = flags.settings()
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
 
@@ -345,7 +358,7 @@ def bench(
         cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
     )
     if json_output:
-        _emit_json({"bucket": bucket, "size": total, "rows": rows})
+        _emit_json({"bucket": bucket, "size": settings.size, "rows": rows})
     else:
         typer.echo(format_table(rows))
 

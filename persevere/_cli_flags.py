@@ -28,8 +28,10 @@ from . import _errors
 from ._checksums import AlgorithmName
 from ._cli_run import _note_json, _reported, _usage_error
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
-from ._options import MAX_CONCURRENCY, MAX_PROCESSES
+from ._options import MAX_CONCURRENCY, MAX_PROCESSES, UploadOptions
+from ._retry import RetryPolicy
 from ._units import parse_duration, parse_size
+from ._urls import parse_bucket_url, parse_s3_url, require_utf8
 
 T = TypeVar("T")
 
@@ -130,23 +132,16 @@ RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
     "--request-payer",
     help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
     "request of the upload, recorded for resume).")]
-ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+_ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
     RequestPayerOpt,
     "'requester': a requester-pays bucket; this account pays for the requests (sent on each of "
     "them).")]
 # abort and status: a state file's upload has it recorded
-KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
+_KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
     RequestPayerOpt,
     "'requester': a requester-pays bucket; this account pays for the requests (with "
     "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).")]
 # fmt: on
-
-
-def _warn_insecure() -> None:
-    log.warning(
-        "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone on "
-        "the network path can read and alter this traffic (use --ca-bundle instead)"
-    )
 
 
 # -- flag groups: each flag declared once, turned into a core value by its group -------------
@@ -170,9 +165,6 @@ class TransferFlags:
     # fmt: on
 
     def options(self) -> Any:
-        from ._options import UploadOptions
-        from ._retry import RetryPolicy
-
         if self.retry_for is not None:  # the patience decides
             retry = RetryPolicy(max_attempts=None, patience_s=self.retry_for)
         else:
@@ -231,7 +223,10 @@ class EndpointFlags:
         where = (self.endpoint_url, self.region, self.profile, self.ca_bundle)
         endpoint = _reported(Endpoint.from_environment, *where, verify_ssl=not self.no_verify_ssl)
         if self.no_verify_ssl:
-            _warn_insecure()
+            log.warning(
+                "WARNING: --no-verify-ssl: the endpoint's TLS certificate is NOT verified; anyone "
+                "on the network path can read and alter this traffic (use --ca-bundle instead)"
+            )
         return endpoint
 
     def overrides(self) -> Any:
@@ -247,6 +242,27 @@ class EndpointFlags:
             ca_bundle = given.endpoint().ca_bundle
         where = (self.endpoint_url, self.region, self.profile, ca_bundle)
         return _reported(Endpoint, *where, not self.no_verify_ssl)  # the URL checked as made
+
+
+@dataclasses.dataclass(frozen=True)
+class PayerFlags:
+    """Where, as whom and who pays: the bucket tools' (a key's uploads; by state file, what
+    it recorded applies)."""
+
+    endpoint_flags: EndpointFlags = EndpointFlags()
+    request_payer: _KeyRequestPayerOpt = None
+
+    def where(self, bucket: str) -> Any:
+        from ._orphans import Where
+
+        return Where(bucket, self.endpoint_flags.endpoint(), self.request_payer)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListPayerFlags(PayerFlags):
+    """upload list's: the same flags, described for a listing."""
+
+    request_payer: _ListRequestPayerOpt = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,7 +451,6 @@ def _target(
     no name, so it needs the whole key.
     """
     from ._request import names_stdin
-    from ._urls import parse_s3_url
 
     if url is not None and (bucket or key):
         _usage_error(f"give {url} or --s3-bucket and --s3-key, not both")
@@ -445,50 +460,28 @@ def _target(
                 f"{url} names a prefix, to which the file's name is appended, but stdin (-) "
                 "has no name: give the whole key (s3://BUCKET/KEY)"
             )
-        bucket, key = _url(parse_s3_url, url, file.name if file is not None else None)
+        bucket, key = _checked(parse_s3_url, url, file.name if file is not None else None)
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
-    return file, *_utf8(bucket, key)
-
-
-def _object_url(url: str | None, bucket: str | None, key: str | None) -> tuple[str, str] | None:
-    """s3://BUCKET/KEY, or --s3-bucket and --s3-key (not both ways); None if neither."""
-    from ._urls import parse_s3_url
-
-    if url is None:
-        return _utf8(bucket, key) if bucket and key else None
-    if bucket or key:
-        _usage_error(f"give {url} or --s3-bucket/--s3-key, not both")
-    return _url(parse_s3_url, url)
-
-
-def _utf8(bucket: str, key: str, what: str = "key") -> tuple[str, str]:
-    """The long flags' names, refused if not UTF-8 as the URLs' are."""
-    from ._urls import require_utf8
-
-    try:
-        require_utf8(bucket, key, what)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
-    return bucket, key
+    _checked(require_utf8, bucket, key)  # (the long flags' names, as a URL's)
+    return file, bucket, key
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
     """s3://BUCKET[/PREFIX], or --s3-bucket (and --prefix)."""
-    from ._urls import parse_bucket_url
-
     if url is None:
         if not bucket:
             _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
-        return _utf8(bucket, prefix or "", "prefix")
+        _checked(require_utf8, bucket, prefix or "", "prefix")
+        return bucket, prefix or ""
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")
-    return _url(parse_bucket_url, url)
+    return _checked(parse_bucket_url, url)
 
 
-def _url(parse: Callable[..., T], url: str, *name: str | None) -> T:
-    """``parse(url, *name)``, a URL it refuses a usage error (click's, or --json's)."""
+def _checked(check: Callable[..., T], *given: str | None) -> T:
+    """``check(*given)``, a URL or a name it refuses a usage error (click's, or --json's)."""
     try:
-        return parse(url, *name)
+        return check(*given)
     except _errors.UsageError as exc:
         _usage_error(str(exc))

@@ -24,29 +24,17 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from . import _errors
+from ._logs import LogLineProgress, event, json_lines
 from ._units import format_size
 
 T = TypeVar("T")
 
 log = logging.getLogger("persevere")
 
-# The flag of each API parameter a core error may name.
-_FLAGS = {
-    "part_size": "--part-size",
-    "max_parts": "--max-parts",
-    "no_overwrite": "--no-overwrite",
-    "concurrency": "--concurrency",
-    "checksum": "--checksum",
-    "state_file": "--state-file",
-    "endpoint_url": "--endpoint-url",
-    "profile": "--profile",
-    "ca_bundle": "--ca-bundle",
-    "metadata": "--metadata",
-    "tagging": "--tagging",
-    "sse_kms_key_id": "--sse-kms-key-id",
-    "expected_bucket_owner": "--expected-bucket-owner",
-    "expected_size": "--expected-size",
-}
+# The API parameters a core error may name whose flag is their name (part_size: --part-size).
+_FLAGGED = {"part_size", "max_parts", "no_overwrite", "concurrency", "checksum", "state_file",
+            "endpoint_url", "profile", "ca_bundle", "metadata", "tagging", "sse_kms_key_id",
+            "expected_bucket_owner", "expected_size"}  # fmt: skip
 
 _json_output = False  # the running command was given --json: its errors are JSON on stdout too
 
@@ -59,9 +47,7 @@ def _note_json(value: bool) -> bool:
 
 # -- running a coroutine, and reporting ------------------------------------------------------
 def _fail(exc: _errors.PersevereError) -> NoReturn:
-    from ._logs import event, json_lines
-
-    flag = _FLAGS.get(exc.param or "")
+    flag = f"--{exc.param.replace('_', '-')}" if exc.param in _FLAGGED else None
     where = f"{flag}: " if flag and flag not in exc.message else ""
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
     command = None
@@ -139,11 +125,9 @@ def _run(
 
     interrupted: str | None = None
     hurried = False  # a second signal came: the cleanup's grace is running
-    if resumable_state is not None or stopped is not None:
-        settling = "the journal is being settled"
-        again_note = "every recorded part is safe in the state file"
-    else:
-        settling, again_note = "cleaning up", "cleanup cut short"
+    journal = resumable_state is not None or stopped is not None  # else: a cleanup, or nothing
+    settling = "the journal is being settled" if journal else "cleaning up"
+    again_note = "every recorded part is safe in the state file" if journal else "cleanup cut short"
 
     def exit_now(name: str) -> NoReturn:
         lines = cleanup.left() if cleanup is not None else []
@@ -223,37 +207,25 @@ def _run(
             # would take a success for a failure, or a clean error for a crash.
             for signum in _STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
-    except _errors.Interrupted as exc:
-        if hurried_by_parent:  # a shard of --processes: the parent says it once, for all
-            raise typer.Exit(exc.exit_code) from None
-        if stopped is not None:  # (message, hint): a command's own words (cp DIR)
-            exc.message, exc.hint = stopped
-        elif resumable_state is not None and holds_upload(resumable_state):
-            exc.message = "interrupted; the upload is intact"
-            exc.state_file = str(resumable_state)
-        elif resumable_state is not None:
-            exc.message = "interrupted before the upload was created; nothing to resume"
-        elif cleanup is not None and not cleanup.left():
-            exc.message = f"{exc.message}; cleaned up: nothing was left behind"
-        _fail(_left_behind(_for_parent(exc, hurried_by_parent), cleanup))
     except _errors.PersevereError as exc:
-        _fail(_left_behind(_for_parent(exc, hurried_by_parent), cleanup))
-
-
-def _for_parent(exc: _errors.PersevereError, run_by_parent: bool) -> _errors.PersevereError:
-    """A shard process of ``--processes`` names no command to run next: its parent does, once
-    (it completes the upload, or says how to resume it)."""
-    if run_by_parent:
-        exc.state_file = None
-    return exc
-
-
-def _left_behind(exc: _errors.PersevereError, cleanup: _Cleanup | None) -> _errors.PersevereError:
-    """A failure of a command that cleans up, with what its cleanup could not remove."""
-    lines = cleanup.left() if cleanup is not None else []
-    if lines:
-        exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
-    return exc
+        if isinstance(exc, _errors.Interrupted):
+            if hurried_by_parent:  # a shard of --processes: the parent says it once, for all
+                raise typer.Exit(exc.exit_code) from None
+            if stopped is not None:  # (message, hint): a command's own words (cp DIR)
+                exc.message, exc.hint = stopped
+            elif resumable_state is not None and holds_upload(resumable_state):
+                exc.message = "interrupted; the upload is intact"
+                exc.state_file = str(resumable_state)
+            elif resumable_state is not None:
+                exc.message = "interrupted before the upload was created; nothing to resume"
+            elif cleanup is not None and not cleanup.left():
+                exc.message = f"{exc.message}; cleaned up: nothing was left behind"
+        if hurried_by_parent:  # a shard of --processes names no command to run next: its
+            exc.state_file = None  # parent does, once (it completes or says how to resume)
+        lines = cleanup.left() if cleanup is not None else []  # what the cleanup could not remove
+        if lines:
+            exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
+        _fail(exc)
 
 
 # getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
@@ -268,23 +240,24 @@ def _exit_code(signal_name: str | None) -> int:
 
 def _say(line: str) -> None:
     """A line on stderr that never raises: after SIGHUP the terminal may be gone."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def _hung_up() -> None:
     """The terminal is gone (SIGHUP): send what would have gone to it nowhere, rather than fail
     on the next write; a supervisor's log (a file, a pipe) keeps working."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             if stream.isatty():
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, stream.fileno())
-                os.close(devnull)
-        except (OSError, ValueError):
-            pass
+                _to_devnull(stream.fileno())
+
+
+def _to_devnull(fd: int) -> None:
+    """``fd`` writes to /dev/null from now on."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _logging_around_bars() -> contextlib.AbstractContextManager[Any]:
@@ -301,7 +274,6 @@ def _logging_around_bars() -> contextlib.AbstractContextManager[Any]:
 
 
 def _progress(enabled: bool, description: str) -> Any:
-    from ._logs import LogLineProgress, json_lines
     from ._progress import NullProgress, TqdmProgress
 
     if not enabled or log.level >= logging.ERROR:  # --no-progress, --json or --quiet
@@ -361,8 +333,6 @@ def _print_dry_run(report: Any, json_output: bool) -> None:
 
 
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
-    from ._logs import event
-
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
     if json_output:

@@ -15,11 +15,12 @@ from ._cli_flags import (
     ProcessesOpt,
     SendFlags,
     _auto_processes,
+    _checked,
     _help,
-    _url,
 )
 from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
 from ._units import format_size
+from ._urls import parse_bucket_url
 
 log = logging.getLogger("persevere")
 
@@ -79,14 +80,9 @@ class TreeFlags:
 
     @property
     def given(self) -> str | None:
-        """The first of these flags given (None: none)."""
-        for name, flag in (("include", "--include"), ("exclude", "--exclude"),
-                           ("follow_symlinks", "--follow-symlinks"),
-                           ("check_remote", "--check-remote"), ("shard", "--shard"),
-                           ("processes", "--processes")):  # fmt: skip
-            if getattr(self, name):
-                return flag
-        return None
+        """The first of these flags given (None: none): each is its field's name."""
+        given = (field.name for field in dataclasses.fields(self) if getattr(self, field.name))
+        return next((f"--{name.replace('_', '-')}" for name in given), None)
 
 
 def cp_tree(
@@ -98,14 +94,13 @@ def cp_tree(
     tree: TreeFlags,
     flags: SendFlags,
 ) -> None:
-    from ._tree import TreeRequest, locate_tree_state, prefix_of
-    from ._urls import parse_bucket_url
+    from ._tree import TreeRequest, copy_tree, dry_run_tree, locate_tree_state, prefix_of
 
     for flag, given in (("--no-overwrite", flags.no_overwrite),
                         ("--expected-size", flags.expected_size is not None)):  # fmt: skip
         if given:
             _usage_error(f"{flag} is not supported for a directory yet", flag)
-    bucket, url_prefix = _url(parse_bucket_url, url)
+    bucket, url_prefix = _checked(parse_bucket_url, url)
     prefix = prefix_of(url_prefix)
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint, object_flags = flags.endpoint_flags.endpoint(), flags.object_flags
@@ -121,8 +116,6 @@ def cp_tree(
                           flags.transfer.options(),
                           guess_content_type=object_flags.content_type is None,
                           shard=tree.shard_spec())  # fmt: skip
-    from ._tree import copy_tree, dry_run_tree
-
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
@@ -170,13 +163,14 @@ def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[st
     return result
 
 
-def tree_shard_of_parent(request: Any, shard: int, shards: int) -> None:
-    """A shard process of ``cp DIR --processes``: its files, its journal; what it sent, as
-    JSON on standard output (the parent reads it)."""
+def tree_shard_of_parent(given: Any) -> None:
+    """A shard process of ``cp DIR --processes``, ``given`` its
+    :class:`._processes.ShardRequest`: its files, its journal; what it sent, as JSON on
+    standard output (the parent reads it)."""
     from ._progress import NullProgress
     from ._tree import copy_tree
 
-    mine = dataclasses.replace(request, shard=(shard, shards))
+    mine = dataclasses.replace(given.request, shard=(given.shard, given.shards))
     result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
     _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code,
                 "files_sent": len(result.sent) + len(result.resent)})  # fmt: skip
@@ -194,35 +188,34 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
                     "exit_code": result.exit_code})  # fmt: skip
         return
     if dry_run:
-        lines = [
+        head = (
             f"dry run: {where}: {result.files:,} file(s): would send {len(result.sent):,}, send "
             f"again {len(result.resent):,}, skip {result.skipped:,} unchanged; "
             f"{format_size(result.bytes_sent)} to send; nothing sent, no request made, no "
             "state file written"
-        ]
-        lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
-        lines += [f"removed locally, object kept: {path}" for path in result.removed]
-        lines.append(f"state file: {result.state_file}")
-        typer.echo("\n".join(lines))
-        return
-    sent = len(result.sent) + len(result.resent) + result.by_shards
-    rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
-    # (--processes: the whole run after the shards finds the files they sent done)
-    by_shards = f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
-    lines = [
-        f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
-        f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
-        f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
-        f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
-        + (f" ({format_size(rate)}/s)" if sent else "")
-    ]
-    lines += [f"not uploaded: {path} ({why})" for path, why in result.refused]
+        )
+    else:
+        sent = len(result.sent) + len(result.resent) + result.by_shards
+        rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        # (--processes: the whole run after the shards finds the files they sent done)
+        by_shards = (
+            f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
+        )
+        head = (
+            f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
+            f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
+            f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
+            f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
+            + (f" ({format_size(rate)}/s)" if sent else "")
+        )
+    lines = [head, *(f"not uploaded: {path} ({why})" for path, why in result.refused)]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]
-    lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
-    lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
+    if not dry_run:
+        lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
+        lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
     lines.append(f"state file: {result.state_file}")
     typer.echo("\n".join(lines))
-    if result.failed:
+    if result.failed and not dry_run:
         typer.echo(
             f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
             "again (files done are not sent again)",

@@ -12,6 +12,8 @@ import typer
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
 from ._cli_run import _emit_json, _fail, _progress, _reported, _run
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
+from ._errors import UsageError
+from ._urls import parse_bucket_url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +49,8 @@ def verify_tree_command(
     no_progress: bool,
     json_output: bool,
 ) -> None:
-    from ._errors import UsageError
     from ._tree import locate_tree_state, prefix_of
     from ._tree_verify import TreeVerifyRequest, verify_tree
-    from ._urls import parse_bucket_url
 
     if url is None:
         _fail(UsageError(f"{root} is a directory: give DIR s3://BUCKET/PREFIX/"))

@@ -39,16 +39,9 @@ from ._cli_run import (
     _run,
     _usage_error,
 )
-from ._cli_tree import TreeFlags, cp_tree
+from ._cli_tree import TreeFlags, cp_tree, tree_shard_of_parent
+from ._logs import NamingStateFile, say_plan, setup
 from ._units import format_size
-
-
-def _source(file: Path) -> Any:
-    """FILE resolved (:func:`._request.resolve_source`): '-' is a stream, or the file
-    redirected into standard input."""
-    from ._request import resolve_source
-
-    return _reported(resolve_source, file)
 
 
 def _plan_of(request: Any) -> Any:
@@ -89,11 +82,13 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
+    from ._request import resolve_source
+
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
         file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
     )
-    source = _source(file)
+    source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
         from ._source import is_block_device
@@ -104,19 +99,17 @@ def start(
             state_file = locate_state_file(source.path, bucket, key)
         else:
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
-        from ._logs import NamingStateFile
-
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
                             shards or (None if auto else processes))  # fmt: skip
     plan = _plan_of(request)
     if plan is not None:
-        from ._logs import say_plan
-
         say_plan(plan)
     if flags.dry_run:
-        _dry_run(request, flags.json_output)
+        from ._dry_run import dry_run_start
+
+        _print_dry_run(_run(lambda: dry_run_start(request)), flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
@@ -152,14 +145,6 @@ def start(
     _print_result(result, flags.json_output, state_file)
 
 
-def _dry_run(request: Any, json_output: bool, cp: bool = False) -> None:
-    """``--dry-run``: start's or cp's probe (:mod:`._dry_run`) given the request."""
-    from ._dry_run import dry_run_cp, dry_run_start
-
-    report = _run(lambda: dry_run_cp(request) if cp else dry_run_start(request))
-    _print_dry_run(report, json_output)
-
-
 def cp(
     file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False)],
     url: Annotated[str, typer.Argument(metavar="s3://BUCKET/KEY", show_default=False)],
@@ -182,6 +167,7 @@ def cp(
     later; 1 and 2 need a person.
     """
     from ._cp import copy, locate_state_file
+    from ._request import resolve_source
 
     if file.is_dir():
         cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree, flags=flags)
@@ -189,7 +175,7 @@ def cp(
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {file} is not one", tree.given)
     given, bucket, key = _target(file, url, None, None, "FILE")
-    source = _source(given)
+    source = _reported(resolve_source, given)
     journal = locate_state_file(source.path, bucket, key, state_file=state_file,
                                 state_dir=state_dir)  # fmt: skip
     endpoint = flags.endpoint_flags.endpoint()  # checked even when the state file's is used
@@ -201,7 +187,9 @@ def cp(
         endpoint = None
     request = flags.request(source, bucket, key, journal, endpoint)
     if flags.dry_run:
-        _dry_run(request, flags.json_output, cp=True)
+        from ._dry_run import dry_run_cp
+
+        _print_dry_run(_run(lambda: dry_run_cp(request)), flags.json_output)
         return
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     result = _run(lambda: copy(request, progress), resumable_state=journal)
@@ -230,12 +218,12 @@ def resume(
         from ._processes import shard_count
 
         state = _reported(read_state, state_file)
-        if state.finished is None and not state.header.stream:  # as made; no more than its parts
-            processes = _reported(shard_count, state_file, processes)
         if state.finished is None:  # finished: nothing to split, the resume below says how
             if state.header.stream:
                 _usage_error("a stream cannot be split into shards: it is read once, in order",
                              "--processes")  # fmt: skip
+            # as made; no more than its parts
+            processes = _reported(shard_count, state_file, processes)
             _complete_in_processes(request, processes, flags, started)
             return
     result = _continued(request, "resume", flags, resume_request)
@@ -309,7 +297,6 @@ def _shard_of_parent() -> None:
     does, stops under the parent's rules (see :func:`._cli_run._run`: a repeat of the stop is
     the same stop, and the parent names the command to resume, once) and writes what it sent
     as a JSON document on standard output."""
-    from ._logs import setup
     from ._processes import read_request
     from ._progress import NullProgress
     from ._request import Request
@@ -319,9 +306,7 @@ def _shard_of_parent() -> None:
     setup(given.log_level, json_lines=given.json_lines)
     request = given.request
     if not isinstance(request, Request):  # a tree's shard: its files, its own journal
-        from ._cli_tree import tree_shard_of_parent
-
-        tree_shard_of_parent(request, given.shard, given.shards)
+        tree_shard_of_parent(given)
         return
     result = _run(lambda: send_one(request, given.shard, given.shards, NullProgress()),
                   resumable_state=request.state_file, hurried_by_parent=True)  # fmt: skip

@@ -23,60 +23,43 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-# A group as :func:`flag_groups` packs it: its class, and each field's name with the layout of
-# the group it holds (None: an option).
-_Layout = tuple[type[Any], list[tuple[str, "_Layout | None"]]]
+# A group as :func:`flag_groups` packs it (a command too, called as a group is made): its
+# class, and each field's name with the layout of the group it holds (None: an option).
+_Layout = tuple[Callable[..., Any], list[tuple[str, "_Layout | None"]]]
 
 
-def _is_group(hint: Any) -> bool:
-    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
-
-
-def _spread(group: type[Any]) -> tuple[list[inspect.Parameter], _Layout]:
-    """The options of ``group``, a group among its fields spread in turn in its place (a field
-    the group's ``__init__`` does not take is none), and the group's layout."""
+def _spread(group: Callable[..., Any]) -> tuple[list[inspect.Parameter], _Layout]:
+    """The options of ``group``'s parameters (a group's: its ``__init__``'s), a group among
+    them spread in turn in its place, and the group's layout."""
     hints = typing.get_type_hints(group, include_extras=True)
     params: list[inspect.Parameter] = []
     fields: list[tuple[str, _Layout | None]] = []
-    for field in dataclasses.fields(group):
-        hint, inner = hints[field.name], None
-        if not field.init:
-            continue
-        if _is_group(hint):
+    for param in inspect.signature(group).parameters.values():
+        hint, inner = hints[param.name], None
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             options, inner = _spread(hint)
             params += options
         else:
-            params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
-                                            default=field.default, annotation=hint))  # fmt: skip
-        fields.append((field.name, inner))
+            params.append(param.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
+        fields.append((param.name, inner))
     return params, (group, fields)
 
 
 def _pack(layout: _Layout, values: dict[str, Any]) -> Any:
-    """The group of ``layout``, its options' values taken out of ``values``."""
+    """The group of ``layout`` (or the command), its options' values taken out of ``values``."""
     group, fields = layout
     return group(**{name: values.pop(name) if inner is None else _pack(inner, values)
                     for name, inner in fields})  # fmt: skip
 
 
 def flag_groups(command: Callable[..., T]) -> Callable[..., T]:
-    """``command`` with each parameter typed by a flag group spread into the group's fields."""
-    hints = typing.get_type_hints(command, include_extras=True)
-    params: list[inspect.Parameter] = []
-    groups: dict[str, _Layout] = {}
-    for param in inspect.signature(command).parameters.values():
-        hint = hints[param.name]
-        if not _is_group(hint):
-            params.append(param.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
-            continue
-        options, groups[param.name] = _spread(hint)
-        params += options
+    """``command`` with each parameter typed by a flag group spread into the group's fields (a
+    field the group's ``__init__`` does not take is none)."""
+    params, layout = _spread(command)
 
     @functools.wraps(command)
     def spread(**values: Any) -> T:
-        for name, layout in groups.items():
-            values[name] = _pack(layout, values)
-        return command(**values)
+        return _pack(layout, values)  # type: ignore[no-any-return]
 
     spread.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     spread.__annotations__ = {param.name: param.annotation for param in params}
