@@ -108,8 +108,6 @@ def _keep(path: str, document: Any) -> None:
 
 
 class S3Loader(Loader):
-    FILE_LOADER_CLASS = _PlainJSONFileLoader
-
     @instance_cache
     def load_service_model(
         self, service_name: str, type_name: str, api_version: str | None = None

@@ -71,23 +71,7 @@ class StateFileError(PersevereError):
 
 
 class StateFileExists(StateFileError):
-    next_step: str | None = "resume"
-
-    @classmethod
-    def at(cls, path: object, finished: str | None = None) -> StateFileExists:
-        """Start (or its dry run) refuses an existing state file: it may record an upload
-        (``finished``: one that is over, "completed" or "aborted": nothing to resume)."""
-        if finished is not None:
-            over = cls(f"state file {path} already exists: it records an upload that {finished}",
-                       hint="choose another state file (or remove this one)")  # fmt: skip
-            over.next_step = None
-            return over
-        exists = cls(
-            f"state file {path} already exists",
-            hint="resume the upload it records, or choose another state file",
-        )
-        exists.state_file = str(path)
-        return exists
+    next_step: str | None = "resume"  # (not when it records no upload, or one that is over)
 
 
 class StateFileLocked(StateFileError):

@@ -24,6 +24,7 @@ import os
 import shlex
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -270,9 +271,7 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            if index == 1:
-                raise StateFileError(f"{name} is not a persevere state file") from None
-            record = None
+            record = None  # (a header: refused as not a persevere state file)
         if state is None:
             state = JournalState(header=_parse_header(record, name))
             continue
@@ -346,37 +345,30 @@ class Journal:
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, JournalState]:
         """Lock an existing state file, replay it, and drop a torn last line."""
-        journal, data = cls._open_locked(path)
-        try:
+        with cls._opened(path) as (journal, data):
             state = replay(data, str(path))
             journal.source = state.identity
             if state.torn_tail:
                 journal._cut(state.valid_length)
                 state.torn_tail = False
-        except BaseException:
-            journal.close()
-            raise
         return journal, state
 
     @classmethod
     def open_log(cls, path: Path) -> tuple[Journal, list[bytes]]:
         """Lock an existing journal of another kind (a tree's), cut a torn last line, and
         give back its whole lines (the caller replays them)."""
-        journal, data = cls._open_locked(path)
-        whole = data.rfind(b"\n") + 1
-        try:
+        with cls._opened(path) as (journal, data):
+            whole = data.rfind(b"\n") + 1
             if not may_be_journal(data):  # another file: its last line is not ours to cut
                 raise StateFileError(f"state file {path} is not a persevere state file")
             if whole < len(data):
                 journal._cut(whole)
-        except BaseException:
-            journal.close()
-            raise
         return journal, data[:whole].splitlines()
 
     @classmethod
-    def _open_locked(cls, path: Path) -> tuple[Journal, bytes]:
-        """An existing journal, locked, and its bytes."""
+    @contextlib.contextmanager
+    def _opened(cls, path: Path) -> Iterator[tuple[Journal, bytes]]:
+        """An existing journal, locked, and its bytes; closed if the block fails."""
         require_supported()
         require_regular(path)
         try:
@@ -386,7 +378,7 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            return journal, _read_all(fd)
+            yield journal, _read_all(fd)
         except BaseException:
             journal.close()
             raise
@@ -423,18 +415,22 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------------
     def write_header(self, header: Header) -> None:
-        self._append(_header_line(header))
+        self.append(_header_line(header))
         self.source = header.source
 
     def append_part(self, part: PartRecord) -> None:
-        self._append({"type": "part", **asdict(part)})
+        self.append({"type": "part", **asdict(part)})
 
     def append_outcome(self, kind: str, **details: Any) -> None:
-        self._append({"type": kind, **details})
+        self.append({"type": kind, **details})
 
     def append(self, *records: dict[str, Any]) -> None:
-        """Append records of a journal of another kind (a tree's), durably: one write, one
-        fsync for all of them (a group commit)."""
+        """Append records durably: one write, one fsync for all of them (a group commit, for
+        a tree's journal), or fail leaving the file as it was before the call.
+
+        After a failure the journal refuses further appends: a torn line followed by whole
+        ones (other workers' parts) would no longer be the tolerated torn *last* line.
+        """
         self._write(b"".join(map(_dumps, records)))
 
     def check_writable(self) -> None:
@@ -445,18 +441,10 @@ class Journal:
     def append_source(self, source: SourceRecord, invalid: list[int] | None = None) -> None:
         """The file was checked against the recorded parts with this identity; ``invalid``:
         the parts that differed (no longer done)."""
-        self._append(
+        self.append(
             {"type": "source", **asdict(source), **({"invalid": invalid} if invalid else {})}
         )
         self.source = source
-
-    def _append(self, record: dict[str, Any]) -> None:
-        """Append one line durably, or fail leaving the file as it was before the call.
-
-        After a failure the journal refuses further appends: a torn line followed by whole
-        ones (other workers' parts) would no longer be the tolerated torn *last* line.
-        """
-        self._write(_dumps(record))
 
     def _write(self, line: bytes) -> None:
         with self._lock:
@@ -521,16 +509,26 @@ def read_state(path: Path) -> JournalState:
 
 def already_exists(path: Path) -> StateFileExists:
     """Why a start (or its dry run) refuses the state file at ``path``: the upload it records
-    (one to resume, or one that is over), or why it records none (empty, a torn header,
-    unreadable), so that no resume command is offered for nothing to resume."""
+    (one to resume, or one that is over: "completed" or "aborted"), or why it records none
+    (empty, a torn header, unreadable), so that no resume command is offered for nothing to
+    resume."""
     try:
         finished = read_state(path).finished
     except StateFileError as exc:
-        refused = StateFileExists(f"state file {path} already exists: {exc.message}",
-                                  hint=exc.hint)  # fmt: skip
-        refused.next_step = None
-        return refused
-    return StateFileExists.at(path, finished)
+        why, hint = f": {exc.message}", exc.hint
+    else:
+        if finished is None:
+            exists = StateFileExists(
+                f"state file {path} already exists",
+                hint="resume the upload it records, or choose another state file",
+            )
+            exists.state_file = str(path)
+            return exists
+        why = f": it records an upload that {finished}"
+        hint = "choose another state file (or remove this one)"
+    refused = StateFileExists(f"state file {path} already exists{why}", hint=hint)
+    refused.next_step = None
+    return refused
 
 
 class HeaderTorn(StateFileError):
