@@ -65,10 +65,9 @@ async def recheck(
     """
     header = state.header
     outcome = state.outcome or {}
-    where = f"s3://{header.bucket}/{header.key}"
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
-        first = (options or UploadOptions()).policy(Call.FIRST)
-        session = session_of(client, header, first)
+        session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
+        where = session.where
         try:
             head = await session.head_object()
         except S3Error as exc:

@@ -105,14 +105,12 @@ async def list_uploads(
                     parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
-                parts = len(parts_found)
-                size = sum(part.size for part in parts_found.values())
                 results[index] = InProgressUpload(
                     key=str(upload["Key"]),
                     upload_id=str(upload["UploadId"]),
                     initiated=upload.get("Initiated"),
-                    parts=parts,
-                    bytes=size,
+                    parts=len(parts_found),
+                    bytes=sum(part.size for part in parts_found.values()),
                     storage_class=upload.get("StorageClass"),
                 )
 

@@ -245,13 +245,13 @@ def _check_found(url: str, where: str) -> None:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
+def _config(options: UploadOptions) -> Any:
     from aiobotocore.config import AioConfig
 
     return AioConfig(
-        max_pool_connections=max_connections,
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
+        max_pool_connections=options.max_connections,
+        connect_timeout=options.connect_timeout_s,
+        read_timeout=options.read_timeout_s,
         retries={"mode": "standard", "total_max_attempts": 1},
         parameter_validation=False,
         request_checksum_calculation="when_required",
@@ -297,9 +297,7 @@ async def open_client(
                 endpoint_url=endpoint.endpoint_url,
                 region_name=endpoint.region,
                 verify=_verify(endpoint),
-                config=_config(
-                    options.max_connections, options.connect_timeout_s, options.read_timeout_s
-                ),
+                config=_config(options),
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:
