@@ -60,11 +60,10 @@ class _PlainJSONFileLoader(JSONFileLoader):
             self.cache_dir,
             f"{hashlib.blake2b(raw, digest_size=20).hexdigest()}.{sys.implementation.cache_tag}",
         )
-        kept = _read_kept(kept_path)
-        if kept is not None:
-            return kept
-        document = _parse(raw, gzipped)
-        _keep(kept_path, document)
+        document = _read_kept(kept_path)
+        if document is None:
+            document = _parse(raw, gzipped)
+            _keep(kept_path, document)
         return document
 
 
