@@ -76,8 +76,7 @@ async def recheck(
             if refused(exc):
                 return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
             raise
-    algorithm = get_algorithm(header.checksum_algorithm)
-    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
     if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)
         return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "

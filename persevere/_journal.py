@@ -549,24 +549,22 @@ def require_regular(path: Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        if exc.errno in _BAD_PATH_ERRNOS:  # no file can ever be made or read at this path
-            error = StateFileError(f"state file {path} cannot be used: {exc.strerror}")
-            error.exit_code = EXIT_USAGE
-            raise error from None
-        return  # nothing there (or the caller's own open says why)
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        error = StateFileError(f"state file {path} is a directory",
-                               hint="give --state-file the path of a file in it")  # fmt: skip
-        error.exit_code = EXIT_USAGE
-        raise error
-    error = StateFileError(
-        f"state file {path} is not a regular file (a device, FIFO or socket): a journal must "
-        "be a file of its own",
-        hint="give --state-file the path of a file (it need not exist yet)",
-    )
-    error.exit_code = EXIT_USAGE
+        if exc.errno not in _BAD_PATH_ERRNOS:
+            return  # nothing there (or the caller's own open says why)
+        # No file can ever be made or read at this path.
+        why, hint = f"cannot be used: {exc.strerror}", None
+    else:
+        if stat.S_ISREG(mode):
+            return
+        why, hint = "is a directory", "give --state-file the path of a file in it"
+        if not stat.S_ISDIR(mode):
+            why = (
+                "is not a regular file (a device, FIFO or socket): a journal must be a file of "
+                "its own"
+            )
+            hint = "give --state-file the path of a file (it need not exist yet)"
+    error = StateFileError(f"state file {path} {why}", hint=hint)
+    error.exit_code = EXIT_USAGE  # bad input, like a flag's
     raise error
 
 
