@@ -253,8 +253,7 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             "in progress shows any orphan)",
         )
     lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    torn = bool(tail)
+    tail = lines.pop()  # b"" when the file ends with a newline; else a torn last line
     if not lines and not may_be_journal(data):  # ("hello": no torn header, not to replace)
         raise StateFileError(f"{name} is not a persevere state file")
     if not lines:
@@ -264,10 +263,8 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             "uploads in progress shows the one it may have created)",
         )
     state: JournalState | None = None
-    offset = 0
     for index, raw in enumerate(lines, start=1):
         where = f"{name}, line {index}"
-        offset += len(raw) + 1
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -300,8 +297,8 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
         except StateFileError:
             state.damaged_lines.append(index)
     assert state is not None
-    state.valid_length = offset
-    state.torn_tail = torn
+    state.valid_length = len(data) - len(tail)
+    state.torn_tail = bool(tail)
     return state
 
 
