@@ -67,9 +67,7 @@ async def list_uploads(
     with ``older_than_s``, those started longer ago (and how many others there are, so that
     "none" is not said of a bucket that has younger ones)."""
     bucket, payer = where.bucket, where.payer()
-    cutoff = None
-    if older_than_s is not None:
-        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    cutoff = None if older_than_s is None else datetime.now(UTC) - timedelta(seconds=older_than_s)
     async with where.client() as client:
 
         def fetch(markers: dict[str, str] | None) -> Any:
