@@ -284,10 +284,14 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 state.parts[part.part_number] = part
                 state.invalid.discard(part.part_number)
             elif kind == "source":
-                state.source = _typed(SourceRecord, record, f"{where}: source record")
+                source = _typed(SourceRecord, record, f"{where}: source record")
                 # Parts found to differ from the file when it was checked: not done any more
                 # (until a later line records them sent again).
-                for number in record.get("invalid") or []:
+                invalid = record.get("invalid") or []
+                if not isinstance(invalid, list) or not all(type(n) is int for n in invalid):
+                    raise StateFileError(f"{where}: source record's 'invalid' is not part numbers")
+                state.source = source
+                for number in invalid:
                     state.parts.pop(number, None)
                     state.invalid.add(number)
             elif kind in ("completed", "aborted"):
