@@ -91,7 +91,7 @@ def _keep(path: str, document: Any) -> None:
     payload = marshal.dumps(document)
     check = hashlib.blake2b(payload, digest_size=_CHECK_BYTES).digest()
     directory = os.path.dirname(path)
-    try:
+    with contextlib.suppress(OSError):  # not kept: parsed again next time
         os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".kept-")
         try:
@@ -102,8 +102,6 @@ def _keep(path: str, document: Any) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-    except OSError:
-        pass  # not kept: parsed again next time
 
 
 class S3Loader(Loader):

@@ -13,6 +13,7 @@ upload), ``start`` (the upload and its state file),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -141,10 +142,8 @@ class LogLineProgress:
             log.info(text, extra=event("progress", done=self._done, total=self._total,
                                           rate_bytes_s=round(rate)))  # fmt: skip
         else:  # never raises: a log that is gone (a closed pipe) must not stop the upload
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 print(text, file=sys.stderr, flush=True)
-            except (OSError, ValueError):
-                pass
 
     def close(self) -> None:
         if self._total:
