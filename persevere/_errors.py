@@ -59,15 +59,15 @@ class UsageError(PersevereError):
 
 
 class PlanError(UsageError):
-    pass
+    """The file cannot be split into valid parts."""
 
 
 class SourceFileError(UsageError):
-    pass
+    """The source is missing, a directory, a FIFO, unreadable..."""
 
 
 class StateFileError(PersevereError):
-    pass
+    """The state file is missing, corrupt, locked or foreign."""
 
 
 class StateFileExists(StateFileError):
@@ -84,7 +84,7 @@ class StateFileUnwritable(StateFileError):
 
 
 class UploadFinished(StateFileError):
-    pass
+    """The journal says the upload completed or was aborted."""
 
 
 class SourceChanged(PersevereError):
@@ -117,7 +117,7 @@ class ObjectExists(S3Error):
 
 
 class IntegrityError(PersevereError):
-    pass
+    """S3's checksum or ETag disagrees with ours."""
 
 
 class ResumableError(PersevereError):
