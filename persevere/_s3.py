@@ -498,9 +498,14 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return S3Error(
             f"{what}: TLS failure: {exc}", hint="check the endpoint URL and the CA bundle"
         )
-    if (unusable := _ca_bundle_error(exc)) is not None:  # bad input: no retry mends it
+    # Loading the CA bundle botocore was given (the flag, AWS_CA_BUNDLE or the profile's
+    # ca_bundle) failed: the file is missing or unreadable, or holds no certificate. Bad input:
+    # no retry mends it.
+    cause = exc.kwargs.get("error") if isinstance(exc, bce.HTTPClientError) else None
+    pem = isinstance(cause, ssl.SSLError) and cause.library in ("X509", "PEM")
+    if pem or isinstance(cause, FileNotFoundError | PermissionError | IsADirectoryError):
         return UsageError(
-            f"{what}: the CA bundle cannot be used: {unusable}",
+            f"{what}: the CA bundle cannot be used: {cause}",
             hint="give --ca-bundle (or AWS_CA_BUNDLE, or the profile's ca_bundle) a readable "
             "PEM file of CA certificates",
         )
@@ -516,19 +521,6 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return TransientError(f"{what}: {_short(exc)}")
     if isinstance(exc, OSError):
         return TransientError(f"{what}: {exc.strerror or exc}")
-    return None
-
-
-def _ca_bundle_error(exc: BaseException) -> BaseException | None:
-    """Why loading the CA bundle botocore was given (the flag, AWS_CA_BUNDLE or the profile's
-    ca_bundle) failed, if it did: the file is missing or unreadable, or holds no certificate."""
-    import botocore.exceptions as bce
-
-    error = exc.kwargs.get("error") if isinstance(exc, bce.HTTPClientError) else None
-    if isinstance(error, ssl.SSLError) and error.library in ("X509", "PEM"):
-        return error
-    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
-        return error
     return None
 
 
