@@ -148,12 +148,10 @@ class Endpoint:
         The explicit endpoint is recorded; an endpoint from a profile's config file is not,
         since resume re-reads that profile anyway.
         """
-        given = [
-            name for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(name)
-        ]
-        if not endpoint_url and given:  # refused in the variable's name: no flag was given
-            endpoint_url = os.environ[given[0]]
-            _check_found(endpoint_url, given[0])
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # the first one set
+            if not endpoint_url and os.environ.get(name):  # refused in the variable's name
+                endpoint_url = os.environ[name]
+                _check_found(endpoint_url, name)
         endpoint_url = endpoint_url or None
         if ca_bundle is not None:
             if not verify_ssl:
