@@ -232,11 +232,10 @@ class MultipartSession:
             if trailed_damage(exc.code):  # the endpoint takes trailers: this one was damaged
                 raise TransientError(f"part {number}: {exc}", code="BadDigest") from exc
             raise
-        echoed = response.get(self.algorithm.param) is not None
-        if not echoed and self.trailers.on_refusal("its answer has no checksum"):
-            raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
-        if echoed:
+        if response.get(self.algorithm.param) is not None:  # echoed
             self.trailers.taken()
+        elif self.trailers.on_refusal("its answer has no checksum"):
+            raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
         return self.verifier.check(number, PartDigests(b64(body.digest)), response)
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
