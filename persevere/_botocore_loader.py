@@ -60,11 +60,10 @@ class _PlainJSONFileLoader(JSONFileLoader):
             self.cache_dir,
             f"{hashlib.blake2b(raw, digest_size=20).hexdigest()}.{sys.implementation.cache_tag}",
         )
-        kept = _read_kept(kept_path)
-        if kept is not None:
-            return kept
-        document = _parse(raw, gzipped)
-        _keep(kept_path, document)
+        document = _read_kept(kept_path)
+        if document is None:
+            document = _parse(raw, gzipped)
+            _keep(kept_path, document)
         return document
 
 
@@ -92,7 +91,7 @@ def _keep(path: str, document: Any) -> None:
     payload = marshal.dumps(document)
     check = hashlib.blake2b(payload, digest_size=_CHECK_BYTES).digest()
     directory = os.path.dirname(path)
-    try:
+    with contextlib.suppress(OSError):  # not kept: parsed again next time
         os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".kept-")
         try:
@@ -103,13 +102,9 @@ def _keep(path: str, document: Any) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-    except OSError:
-        pass  # not kept: parsed again next time
 
 
 class S3Loader(Loader):
-    FILE_LOADER_CLASS = _PlainJSONFileLoader
-
     @instance_cache
     def load_service_model(
         self, service_name: str, type_name: str, api_version: str | None = None

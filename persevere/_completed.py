@@ -65,10 +65,9 @@ async def recheck(
     """
     header = state.header
     outcome = state.outcome or {}
-    where = f"s3://{header.bucket}/{header.key}"
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
-        first = (options or UploadOptions()).policy(Call.FIRST)
-        session = session_of(client, header, first)
+        session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
+        where = session.where
         try:
             head = await session.head_object()
         except S3Error as exc:
@@ -77,8 +76,7 @@ async def recheck(
             if refused(exc):
                 return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
             raise
-    algorithm = get_algorithm(header.checksum_algorithm)
-    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
     if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)
         return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "

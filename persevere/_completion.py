@@ -138,13 +138,11 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
             f"expected {size} and {done.checksum}",
             hint="delete the object and upload it again",
         )
-    if done.expected_etag and not ETag(done.expected_etag).same(done.etag):
-        if ETag.proves_content(head):
-            # Not an error: S3-compatible servers may compute ETags their own way; the
-            # checksum comparison above is the authority.
-            log.warning(
-                "S3 returned ETag %s; the parts' MD5s give %s", done.etag, done.expected_etag
-            )
+    differs = done.expected_etag and not ETag(done.expected_etag).same(done.etag)
+    if differs and ETag.proves_content(head):
+        # Not an error: S3-compatible servers may compute ETags their own way; the checksum
+        # comparison above is the authority.
+        log.warning("S3 returned ETag %s; the parts' MD5s give %s", done.etag, done.expected_etag)
 
 
 async def record_completed(

@@ -51,12 +51,10 @@ async def created(
                 # The first request of the upload: it fails fast, as CreateMultipartUpload does.
                 try:
                     await refuse_existing(session_of(client, draft, options.policy(Call.FIRST)))
-                except BaseException as exc:
-                    journal.discard()
-                    if isinstance(exc, ResumableError):  # unreachable: nothing was created
-                        exc.next_step = None
-                        exc.hint = "nothing was created: check the endpoint and the network, "\
-                                   "then run the same command again"  # fmt: skip
+                except ResumableError as exc:  # unreachable: nothing was created
+                    exc.next_step = None
+                    exc.hint = "nothing was created: check the endpoint and the network, "\
+                               "then run the same command again"  # fmt: skip
                     raise
             yield session, await _create(session, journal, draft, options), journal
     except BaseException:

@@ -123,17 +123,14 @@ class CredentialRenewer:
             unchanged_at = self._unchanged_at
             if unchanged_at is not None and self._clock() - unchanged_at < RECHECK_AFTER_S:
                 return False
+            why = "the chain has none newer"
             try:
                 fresh = await self._resolve()
                 fresh_frozen = None if fresh is None else await fresh.get_frozen_credentials()
             except Exception as exc:  # any failure to renew leaves S3's refusal as the report
-                log.warning(
-                    "S3 refused the credentials (%s); resolving them again failed: %s", code, exc
-                )
-                self._unchanged_at = self._clock()
-                return False
+                fresh_frozen, why = None, f"resolving them again failed: {exc}"
             if fresh_frozen is None or fresh_frozen == current:
-                log.warning("S3 refused the credentials (%s); the chain has none newer", code)
+                log.warning("S3 refused the credentials (%s); %s", code, why)
                 self._unchanged_at = self._clock()
                 return False
             self._signer._credentials = fresh

@@ -59,35 +59,19 @@ class UsageError(PersevereError):
 
 
 class PlanError(UsageError):
-    pass
+    """The file cannot be split into valid parts."""
 
 
 class SourceFileError(UsageError):
-    pass
+    """The source is missing, a directory, a FIFO, unreadable..."""
 
 
 class StateFileError(PersevereError):
-    pass
+    """The state file is missing, corrupt, locked or foreign."""
 
 
 class StateFileExists(StateFileError):
-    next_step: str | None = "resume"
-
-    @classmethod
-    def at(cls, path: object, finished: str | None = None) -> StateFileExists:
-        """Start (or its dry run) refuses an existing state file: it may record an upload
-        (``finished``: one that is over, "completed" or "aborted": nothing to resume)."""
-        if finished is not None:
-            over = cls(f"state file {path} already exists: it records an upload that {finished}",
-                       hint="choose another state file (or remove this one)")  # fmt: skip
-            over.next_step = None
-            return over
-        exists = cls(
-            f"state file {path} already exists",
-            hint="resume the upload it records, or choose another state file",
-        )
-        exists.state_file = str(path)
-        return exists
+    next_step: str | None = "resume"  # (not when it records no upload, or one that is over)
 
 
 class StateFileLocked(StateFileError):
@@ -100,7 +84,7 @@ class StateFileUnwritable(StateFileError):
 
 
 class UploadFinished(StateFileError):
-    pass
+    """The journal says the upload completed or was aborted."""
 
 
 class SourceChanged(PersevereError):
@@ -133,7 +117,7 @@ class ObjectExists(S3Error):
 
 
 class IntegrityError(PersevereError):
-    pass
+    """S3's checksum or ETag disagrees with ours."""
 
 
 class ResumableError(PersevereError):

@@ -24,6 +24,7 @@ import os
 import shlex
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -252,8 +253,7 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             "in progress shows any orphan)",
         )
     lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    torn = bool(tail)
+    tail = lines.pop()  # b"" when the file ends with a newline; else a torn last line
     if not lines and not may_be_journal(data):  # ("hello": no torn header, not to replace)
         raise StateFileError(f"{name} is not a persevere state file")
     if not lines:
@@ -263,16 +263,12 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             "uploads in progress shows the one it may have created)",
         )
     state: JournalState | None = None
-    offset = 0
     for index, raw in enumerate(lines, start=1):
         where = f"{name}, line {index}"
-        offset += len(raw) + 1
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            if index == 1:
-                raise StateFileError(f"{name} is not a persevere state file") from None
-            record = None
+            record = None  # (a header: refused as not a persevere state file)
         if state is None:
             state = JournalState(header=_parse_header(record, name))
             continue
@@ -288,10 +284,14 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 state.parts[part.part_number] = part
                 state.invalid.discard(part.part_number)
             elif kind == "source":
-                state.source = _typed(SourceRecord, record, f"{where}: source record")
+                source = _typed(SourceRecord, record, f"{where}: source record")
                 # Parts found to differ from the file when it was checked: not done any more
                 # (until a later line records them sent again).
-                for number in record.get("invalid") or []:
+                invalid = record.get("invalid") or []
+                if not isinstance(invalid, list) or not all(type(n) is int for n in invalid):
+                    raise StateFileError(f"{where}: source record's 'invalid' is not part numbers")
+                state.source = source
+                for number in invalid:
                     state.parts.pop(number, None)
                     state.invalid.add(number)
             elif kind in ("completed", "aborted"):
@@ -301,8 +301,8 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
         except StateFileError:
             state.damaged_lines.append(index)
     assert state is not None
-    state.valid_length = offset
-    state.torn_tail = torn
+    state.valid_length = len(data) - len(tail)
+    state.torn_tail = bool(tail)
     return state
 
 
@@ -346,37 +346,30 @@ class Journal:
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, JournalState]:
         """Lock an existing state file, replay it, and drop a torn last line."""
-        journal, data = cls._open_locked(path)
-        try:
+        with cls._opened(path) as (journal, data):
             state = replay(data, str(path))
             journal.source = state.identity
             if state.torn_tail:
                 journal._cut(state.valid_length)
                 state.torn_tail = False
-        except BaseException:
-            journal.close()
-            raise
         return journal, state
 
     @classmethod
     def open_log(cls, path: Path) -> tuple[Journal, list[bytes]]:
         """Lock an existing journal of another kind (a tree's), cut a torn last line, and
         give back its whole lines (the caller replays them)."""
-        journal, data = cls._open_locked(path)
-        whole = data.rfind(b"\n") + 1
-        try:
+        with cls._opened(path) as (journal, data):
+            whole = data.rfind(b"\n") + 1
             if not may_be_journal(data):  # another file: its last line is not ours to cut
                 raise StateFileError(f"state file {path} is not a persevere state file")
             if whole < len(data):
                 journal._cut(whole)
-        except BaseException:
-            journal.close()
-            raise
         return journal, data[:whole].splitlines()
 
     @classmethod
-    def _open_locked(cls, path: Path) -> tuple[Journal, bytes]:
-        """An existing journal, locked, and its bytes."""
+    @contextlib.contextmanager
+    def _opened(cls, path: Path) -> Iterator[tuple[Journal, bytes]]:
+        """An existing journal, locked, and its bytes; closed if the block fails."""
         require_supported()
         require_regular(path)
         try:
@@ -386,7 +379,7 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            return journal, _read_all(fd)
+            yield journal, _read_all(fd)
         except BaseException:
             journal.close()
             raise
@@ -423,18 +416,22 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------------
     def write_header(self, header: Header) -> None:
-        self._append(_header_line(header))
+        self.append(_header_line(header))
         self.source = header.source
 
     def append_part(self, part: PartRecord) -> None:
-        self._append({"type": "part", **asdict(part)})
+        self.append({"type": "part", **asdict(part)})
 
     def append_outcome(self, kind: str, **details: Any) -> None:
-        self._append({"type": kind, **details})
+        self.append({"type": kind, **details})
 
     def append(self, *records: dict[str, Any]) -> None:
-        """Append records of a journal of another kind (a tree's), durably: one write, one
-        fsync for all of them (a group commit)."""
+        """Append records durably: one write, one fsync for all of them (a group commit, for
+        a tree's journal), or fail leaving the file as it was before the call.
+
+        After a failure the journal refuses further appends: a torn line followed by whole
+        ones (other workers' parts) would no longer be the tolerated torn *last* line.
+        """
         self._write(b"".join(map(_dumps, records)))
 
     def check_writable(self) -> None:
@@ -445,18 +442,10 @@ class Journal:
     def append_source(self, source: SourceRecord, invalid: list[int] | None = None) -> None:
         """The file was checked against the recorded parts with this identity; ``invalid``:
         the parts that differed (no longer done)."""
-        self._append(
+        self.append(
             {"type": "source", **asdict(source), **({"invalid": invalid} if invalid else {})}
         )
         self.source = source
-
-    def _append(self, record: dict[str, Any]) -> None:
-        """Append one line durably, or fail leaving the file as it was before the call.
-
-        After a failure the journal refuses further appends: a torn line followed by whole
-        ones (other workers' parts) would no longer be the tolerated torn *last* line.
-        """
-        self._write(_dumps(record))
 
     def _write(self, line: bytes) -> None:
         with self._lock:
@@ -521,16 +510,26 @@ def read_state(path: Path) -> JournalState:
 
 def already_exists(path: Path) -> StateFileExists:
     """Why a start (or its dry run) refuses the state file at ``path``: the upload it records
-    (one to resume, or one that is over), or why it records none (empty, a torn header,
-    unreadable), so that no resume command is offered for nothing to resume."""
+    (one to resume, or one that is over: "completed" or "aborted"), or why it records none
+    (empty, a torn header, unreadable), so that no resume command is offered for nothing to
+    resume."""
     try:
         finished = read_state(path).finished
     except StateFileError as exc:
-        refused = StateFileExists(f"state file {path} already exists: {exc.message}",
-                                  hint=exc.hint)  # fmt: skip
-        refused.next_step = None
-        return refused
-    return StateFileExists.at(path, finished)
+        why, hint = f": {exc.message}", exc.hint
+    else:
+        if finished is None:
+            exists = StateFileExists(
+                f"state file {path} already exists",
+                hint="resume the upload it records, or choose another state file",
+            )
+            exists.state_file = str(path)
+            return exists
+        why = f": it records an upload that {finished}"
+        hint = "choose another state file (or remove this one)"
+    refused = StateFileExists(f"state file {path} already exists{why}", hint=hint)
+    refused.next_step = None
+    return refused
 
 
 class HeaderTorn(StateFileError):
@@ -551,24 +550,22 @@ def require_regular(path: Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        if exc.errno in _BAD_PATH_ERRNOS:  # no file can ever be made or read at this path
-            error = StateFileError(f"state file {path} cannot be used: {exc.strerror}")
-            error.exit_code = EXIT_USAGE
-            raise error from None
-        return  # nothing there (or the caller's own open says why)
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        error = StateFileError(f"state file {path} is a directory",
-                               hint="give --state-file the path of a file in it")  # fmt: skip
-        error.exit_code = EXIT_USAGE
-        raise error
-    error = StateFileError(
-        f"state file {path} is not a regular file (a device, FIFO or socket): a journal must "
-        "be a file of its own",
-        hint="give --state-file the path of a file (it need not exist yet)",
-    )
-    error.exit_code = EXIT_USAGE
+        if exc.errno not in _BAD_PATH_ERRNOS:
+            return  # nothing there (or the caller's own open says why)
+        # No file can ever be made or read at this path.
+        why, hint = f"cannot be used: {exc.strerror}", None
+    else:
+        if stat.S_ISREG(mode):
+            return
+        why, hint = "is a directory", "give --state-file the path of a file in it"
+        if not stat.S_ISDIR(mode):
+            why = (
+                "is not a regular file (a device, FIFO or socket): a journal must be a file of "
+                "its own"
+            )
+            hint = "give --state-file the path of a file (it need not exist yet)"
+    error = StateFileError(f"state file {path} {why}", hint=hint)
+    error.exit_code = EXIT_USAGE  # bad input, like a flag's
     raise error
 
 

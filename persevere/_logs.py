@@ -13,13 +13,14 @@ upload), ``start`` (the upload and its state file),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ._units import MiB, format_size
 
@@ -104,13 +105,13 @@ class NamingStateFile:
 
 
 class LogLineProgress:
-    """For logs (stderr not a terminal): one line every ``interval_s`` seconds, plain or an
+    """For logs (stderr not a terminal): one line every ``INTERVAL_S`` seconds, plain or an
     ``progress`` event."""
 
-    def __init__(self, description: str, interval_s: float = 5.0, stream: TextIO | None = None):
+    INTERVAL_S = 5.0
+
+    def __init__(self, description: str):
         self._description = description
-        self._interval = interval_s
-        self._stream = stream
         self._total = self._done = self._started_with = 0
         self._t0 = self._last = 0.0
         self._files = ""
@@ -126,7 +127,7 @@ class LogLineProgress:
     def advance(self, delta_bytes: int) -> None:
         self._done += delta_bytes
         now = time.monotonic()
-        if now - self._last >= self._interval:
+        if now - self._last >= self.INTERVAL_S:
             self._last = now
             self._emit(now)
 
@@ -141,10 +142,8 @@ class LogLineProgress:
             log.info(text, extra=event("progress", done=self._done, total=self._total,
                                           rate_bytes_s=round(rate)))  # fmt: skip
         else:  # never raises: a log that is gone (a closed pipe) must not stop the upload
-            try:
-                print(text, file=self._stream or sys.stderr, flush=True)
-            except (OSError, ValueError):
-                pass
+            with contextlib.suppress(OSError, ValueError):
+                print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._total:

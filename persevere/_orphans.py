@@ -67,9 +67,7 @@ async def list_uploads(
     with ``older_than_s``, those started longer ago (and how many others there are, so that
     "none" is not said of a bucket that has younger ones)."""
     bucket, payer = where.bucket, where.payer()
-    cutoff = None
-    if older_than_s is not None:
-        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    cutoff = None if older_than_s is None else datetime.now(UTC) - timedelta(seconds=older_than_s)
     async with where.client() as client:
 
         def fetch(markers: dict[str, str] | None) -> Any:
@@ -105,14 +103,12 @@ async def list_uploads(
                     parts_found = await session.list_parts()
                 except UploadGone:
                     return  # completed or aborted while we looked
-                parts = len(parts_found)
-                size = sum(part.size for part in parts_found.values())
                 results[index] = InProgressUpload(
                     key=str(upload["Key"]),
                     upload_id=str(upload["UploadId"]),
                     initiated=upload.get("Initiated"),
-                    parts=parts,
-                    bytes=size,
+                    parts=len(parts_found),
+                    bytes=sum(part.size for part in parts_found.values()),
                     storage_class=upload.get("StorageClass"),
                 )
 

@@ -96,13 +96,6 @@ class RetryPolicy:
         if self.max_attempts is None and self.patience_s is None:
             raise ValueError("a retry policy needs max_attempts or patience_s")
 
-    def with_attempts(self, attempts: int) -> RetryPolicy:
-        """The same backoff, cut to ``attempts`` tries (the first call of a new upload), unless
-        a patience was asked for (``--retry-for``): then that decides, here too."""
-        if self.patience_s is not None:
-            return self
-        return dataclasses.replace(self, max_attempts=attempts)
-
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(n-1))] before retry n (1-based)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
@@ -127,16 +120,15 @@ LOOKUP_ATTEMPTS = 5
 def policy(kind: Call, user: RetryPolicy | None = None, first: int = 4) -> RetryPolicy:
     """The retry policy for a call of this kind, made from the user's (``--max-retries``,
     ``--retry-for``; default: :class:`RetryPolicy`'s). ``first``: the first call's attempts
-    (:attr:`._options.UploadOptions.first_call_attempts`). A user's patience
-    (``--retry-for``) holds for every kind but LOOKUP (see :meth:`RetryPolicy.with_attempts`)."""
+    (:attr:`._options.UploadOptions.first_call_attempts`). FIRST and CLEANUP keep the user's
+    backoff, cut to their tries, unless a patience was asked for (``--retry-for``): then that
+    decides, here too; it holds for every kind but LOOKUP."""
     if kind is Call.LOOKUP:
         return RetryPolicy(max_attempts=LOOKUP_ATTEMPTS)
     user = user or RetryPolicy()
-    if kind is Call.FIRST:
-        return user.with_attempts(first)
-    if kind is Call.CLEANUP:
-        return user.with_attempts(CLEANUP_ATTEMPTS)
-    return user
+    if kind is Call.UPLOAD or user.patience_s is not None:
+        return user
+    return dataclasses.replace(user, max_attempts=first if kind is Call.FIRST else CLEANUP_ATTEMPTS)
 
 
 async def call_with_retry(

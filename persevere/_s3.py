@@ -99,6 +99,9 @@ def many_clients() -> Iterator[None]:
         FROZEN_UNTIL_EXIT = before
 
 
+_REDIRECTED = (
+    "the bucket is in another region, or on another endpoint: give its --region (or --endpoint-url)"
+)
 _HINTS = {
     "AccessDenied": "check the IAM policy: uploads need s3:PutObject, resume also "
     "s3:ListMultipartUploadParts, abort s3:AbortMultipartUpload",
@@ -109,10 +112,8 @@ _HINTS = {
     "(NTP), then resume",
     "NoSuchBucket": "check the bucket name and region",
     # AWS: a bucket in another region than the one given (botocore's redirect did not mend it)
-    "PermanentRedirect": "the bucket is in another region, or on another endpoint: give its "
-    "--region (or --endpoint-url)",
-    "301": "the bucket is in another region, or on another endpoint: give its --region (or "
-    "--endpoint-url)",
+    "PermanentRedirect": _REDIRECTED,
+    "301": _REDIRECTED,
     "InvalidBucketName": "check the bucket name",
 }
 
@@ -147,15 +148,10 @@ class Endpoint:
         The explicit endpoint is recorded; an endpoint from a profile's config file is not,
         since resume re-reads that profile anyway.
         """
-        given = [
-            name for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(name)
-        ]
-        if not endpoint_url and given:  # refused in the variable's name: no flag was given
-            endpoint_url = os.environ[given[0]]
-            try:
-                check_endpoint_url(endpoint_url, param=None)
-            except UsageError as exc:
-                raise UsageError(f"{given[0]}: {exc}") from None
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # the first one set
+            if not endpoint_url and os.environ.get(name):  # refused in the variable's name
+                endpoint_url = os.environ[name]
+                _check_found(endpoint_url, name)
         endpoint_url = endpoint_url or None
         if ca_bundle is not None:
             if not verify_ssl:
@@ -238,24 +234,22 @@ def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
         )
 
 
-def _check_configured(url: str, profile: str | None) -> None:
-    """The endpoint botocore found in the AWS config file (a profile's or a services section's
-    ``endpoint_url``), held to the same rules as one given: it is not known before the client
-    is made, and is read again by every command, so it is checked here."""
+def _check_found(url: str, where: str) -> None:
+    """An endpoint URL no flag gave (an environment variable, the AWS config file), held to
+    the same rules as one given, and refused in its source's name."""
     try:
         check_endpoint_url(url, param=None)
     except UsageError as exc:
-        where = f"profile {profile!r}" if profile else "the default profile"
-        raise UsageError(f"AWS config file ({where}): {exc}") from None
+        raise UsageError(f"{where}: {exc}") from None
 
 
-def _config(max_connections: int, connect_timeout_s: float, read_timeout_s: float) -> Any:
+def _config(options: UploadOptions) -> Any:
     from aiobotocore.config import AioConfig
 
     return AioConfig(
-        max_pool_connections=max_connections,
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
+        max_pool_connections=options.max_connections,
+        connect_timeout=options.connect_timeout_s,
+        read_timeout=options.read_timeout_s,
         retries={"mode": "standard", "total_max_attempts": 1},
         parameter_validation=False,
         request_checksum_calculation="when_required",
@@ -301,15 +295,13 @@ async def open_client(
                 endpoint_url=endpoint.endpoint_url,
                 region_name=endpoint.region,
                 verify=_verify(endpoint),
-                config=_config(
-                    options.max_connections, options.connect_timeout_s, options.read_timeout_s
-                ),
+                config=_config(options),
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:
-            if endpoint.profile is None or endpoint.profile == os.environ.get("AWS_PROFILE"):
-                name = endpoint.profile or os.environ.get("AWS_PROFILE")
-                raise UsageError(f"AWS profile {name!r} (AWS_PROFILE) not found") from exc
+            named = os.environ.get("AWS_PROFILE")
+            if endpoint.profile in (None, named):
+                raise UsageError(f"AWS profile {named!r} (AWS_PROFILE) not found") from exc
             raise UsageError(
                 f"AWS profile {endpoint.profile!r} not found", param="profile"
             ) from exc
@@ -325,8 +317,12 @@ async def open_client(
                 ) from exc
             raise
         try:
+            # The endpoint botocore found in the AWS config file (a profile's or a services
+            # section's endpoint_url): not known before the client is made, read again by
+            # every command, so checked here.
             if endpoint.endpoint_url is None and client.meta.endpoint_url:
-                _check_configured(str(client.meta.endpoint_url), endpoint.profile)
+                who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
+                _check_found(str(client.meta.endpoint_url), f"AWS config file ({who})")
             # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
             # wait for the 100 anyway, so it only adds an interim response to every part.
             client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
@@ -396,11 +392,9 @@ async def request(
     """An S3 request, retried by ``retry`` (default ``Call.LOOKUP``'s, for a request outside
     an upload); ``exhausted`` makes the error of a budget run out (default: an S3Error)."""
 
-    def failed(exc: TransientError, tries: int) -> PersevereError:
-        return S3Error(f"{what} failed {tries} times: {exc}")
-
     retry = retry or policy(Call.LOOKUP)
-    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted or failed)
+    exhausted = exhausted or (lambda exc, tries: S3Error(f"{what} failed {tries} times: {exc}"))
+    return await call_with_retry(retry, what, lambda: attempt(what, call), exhausted)
 
 
 async def pages(
@@ -502,9 +496,14 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return S3Error(
             f"{what}: TLS failure: {exc}", hint="check the endpoint URL and the CA bundle"
         )
-    if (unusable := _ca_bundle_error(exc)) is not None:  # bad input: no retry mends it
+    # Loading the CA bundle botocore was given (the flag, AWS_CA_BUNDLE or the profile's
+    # ca_bundle) failed: the file is missing or unreadable, or holds no certificate. Bad input:
+    # no retry mends it.
+    cause = exc.kwargs.get("error") if isinstance(exc, bce.HTTPClientError) else None
+    pem = isinstance(cause, ssl.SSLError) and cause.library in ("X509", "PEM")
+    if pem or isinstance(cause, FileNotFoundError | PermissionError | IsADirectoryError):
         return UsageError(
-            f"{what}: the CA bundle cannot be used: {unusable}",
+            f"{what}: the CA bundle cannot be used: {cause}",
             hint="give --ca-bundle (or AWS_CA_BUNDLE, or the profile's ca_bundle) a readable "
             "PEM file of CA certificates",
         )
@@ -520,19 +519,6 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         return TransientError(f"{what}: {_short(exc)}")
     if isinstance(exc, OSError):
         return TransientError(f"{what}: {exc.strerror or exc}")
-    return None
-
-
-def _ca_bundle_error(exc: BaseException) -> BaseException | None:
-    """Why loading the CA bundle botocore was given (the flag, AWS_CA_BUNDLE or the profile's
-    ca_bundle) failed, if it did: the file is missing or unreadable, or holds no certificate."""
-    import botocore.exceptions as bce
-
-    error = exc.kwargs.get("error") if isinstance(exc, bce.HTTPClientError) else None
-    if isinstance(error, ssl.SSLError) and error.library in ("X509", "PEM"):
-        return error
-    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
-        return error
     return None
 
 

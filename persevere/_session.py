@@ -158,22 +158,22 @@ class MultipartSession:
         """Object lock options refused (AWS: "Bucket is missing Object Lock Configuration";
         SeaweedFS: a bare "Invalid Request"): one line with the fix. The bucket's lock
         configuration is asked for, to say for sure (without the permission, "probably")."""
-        found: str | None = None
+        enabled: bool | None = None  # not known
         try:
             config = await attempt(
                 "GetObjectLockConfiguration",
                 lambda: self._api.get_object_lock_configuration(Bucket=self.bucket),
             )
-            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
-            found = "has object lock" if enabled == "Enabled" else "has no object lock"
+            lock = config.get("ObjectLockConfiguration", {})
+            enabled = lock.get("ObjectLockEnabled") == "Enabled"
         except S3Error as lookup:
             if lookup.code == "ObjectLockConfigurationNotFoundError":
-                found = "has no object lock"
+                enabled = False
         except TransientError:
             pass
-        if found == "has object lock":
+        if enabled:
             return None  # refused for another reason: S3's own words
-        said = "has no object lock" if found else "probably has no object lock"
+        said = "probably has no object lock" if enabled is None else "has no object lock"
         return S3Error(
             f"S3 refused the object lock options ({exc}): bucket {self.bucket} {said}; enable "
             "it (versioning on, then aws s3api put-object-lock-configuration, or a new bucket "
@@ -232,11 +232,10 @@ class MultipartSession:
             if trailed_damage(exc.code):  # the endpoint takes trailers: this one was damaged
                 raise TransientError(f"part {number}: {exc}", code="BadDigest") from exc
             raise
-        echoed = response.get(self.algorithm.param) is not None
-        if not echoed and self.trailers.on_refusal("its answer has no checksum"):
-            raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
-        if echoed:
+        if response.get(self.algorithm.param) is not None:  # echoed
             self.trailers.taken()
+        elif self.trailers.on_refusal("its answer has no checksum"):
+            raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
         return self.verifier.check(number, PartDigests(b64(body.digest)), response)
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:

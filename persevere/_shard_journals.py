@@ -64,11 +64,8 @@ def merge_shards(state_path: Path, state: JournalState) -> None:
         if shard.header.upload_id != state.header.upload_id:
             log.warning("%s belongs to another upload: ignored", path)
             continue
-        taken = []
-        for number, part in shard.parts.items():
-            if number not in state.parts and number not in state.invalid:
-                state.parts[number] = part
-                taken.append(number)
+        taken = [n for n in shard.parts if n not in state.parts and n not in state.invalid]
+        state.parts.update((number, shard.parts[number]) for number in taken)
         if taken:
             state.from_shards[str(path)] = taken
 

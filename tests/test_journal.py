@@ -204,6 +204,17 @@ def test_bad_records_are_skipped_with_their_line(record, message):
     assert state.parts == {1: part(1)}
 
 
+@pytest.mark.parametrize("invalid", [3, "1", [[1]], [1.0], [None]])
+def test_a_source_record_whose_invalid_parts_are_not_numbers_is_damage(invalid):
+    """A source line whose 'invalid' is not a list of part numbers (an edit, bit rot that left
+    valid JSON) is skipped as damaged, like any bad record: it neither crashes replay
+    (TypeError) nor drops a recorded part, and its identity is not taken."""
+    source = {"type": "source", "file_path": "/other", "file_size": 1, "mtime_ns": 1}
+    state = replay(header_line() + part_line(part(1)) + line(source | {"invalid": invalid}))
+    assert state.damaged_lines == [3]
+    assert state.parts == {1: part(1)} and state.source is None and not state.invalid
+
+
 @pytest.mark.parametrize(
     "after", [part_line(part(3)), line({"type": "completed"}), line({"type": "aborted"})]
 )
