@@ -33,7 +33,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import anyio
 
@@ -59,7 +59,7 @@ from ._journal import (
 from ._logs import NamingStateFile, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request, names_stdin
+from ._request import Copied, Request, names_stdin
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -161,11 +161,11 @@ async def copy_file(
     state_file: str | Path,
     *,
     progress: ProgressSink | None = None,
-    **keywords: Any,
+    **asked: Unpack[Copied],
 ) -> UploadResult:
     """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
     stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
-    request = Request.of(file, bucket, key, state_file, **keywords)
+    request = Request.of(file, bucket, key, state_file, asked, Copied)
     return await copy(request, progress or NullProgress())
 
 

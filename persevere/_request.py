@@ -15,7 +15,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import UsageError
@@ -88,6 +88,26 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
     return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
 
 
+class Asked(TypedDict, total=False):
+    """A new upload's keywords, as :func:`persevere.upload_file` and
+    :func:`persevere.create_upload` take them (each a :class:`Request` field of that name but
+    ``options``, its ``transfer``; the defaults are the Request's)."""
+
+    part_size: int | None
+    max_parts: int
+    checksum: str | None
+    object_options: dict[str, Any] | None
+    no_overwrite: bool
+    endpoint: Endpoint | None
+    options: UploadOptions | None
+
+
+class Copied(Asked, total=False):
+    """``cp``'s keywords (:func:`._cp.copy_file`): a new upload's, and a stream's length."""
+
+    expected_size: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One upload as the user asked for it. None means "not said": a resume takes what the
@@ -111,20 +131,18 @@ class Request:
 
     @classmethod
     def of(
-        cls,
-        file: str | Path,
-        bucket: str,
-        key: str,
-        state_file: str | Path,
-        *,
-        options: UploadOptions | None = None,
-        **fields: Any,
-    ) -> Request:
-        """A new upload's request from the API's keywords (:func:`persevere.upload_file`'s):
-        ``file`` resolved ('-': standard input), ``options`` its transfer options."""
-        source = resolve_source(file)
-        return cls(Path(state_file), source, bucket, key, transfer=options or UploadOptions(),
-                   **fields)  # fmt: skip
+        cls, file: str | Path, bucket: str, key: str, state_file: str | Path, asked: Asked,
+        keywords: type = Asked, **fields: Any,
+    ) -> Request:  # fmt: skip
+        """A new upload's request from the API's keywords (``asked``, of the TypedDict
+        ``keywords``; another is a TypeError naming it): ``file`` resolved ('-': standard
+        input), ``options`` its transfer options."""
+        for name in asked.keys() - keywords.__annotations__.keys():
+            raise TypeError(f"got an unexpected keyword argument {name!r}")
+        given: dict[str, Any] = dict(asked)
+        transfer = given.pop("options", None) or UploadOptions()
+        return cls(Path(state_file), resolve_source(file), bucket, key, transfer=transfer,
+                   **given, **fields)  # fmt: skip
 
     @classmethod
     def resumed(

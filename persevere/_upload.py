@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 
@@ -26,9 +26,9 @@ from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
-from ._plan import MAX_PARTS, PartPlan
+from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request
+from ._request import Asked, Request
 from ._resume import FileParts
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
@@ -70,14 +70,8 @@ async def start_upload(
     key: str,
     state_file: str | Path,
     *,
-    part_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
-    max_parts: int = MAX_PARTS,
-    no_overwrite: bool = False,
+    **asked: Unpack[Asked],
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
@@ -100,9 +94,7 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
-                         checksum=checksum, object_options=object_options, options=options,
-                         no_overwrite=no_overwrite, endpoint=endpoint)  # fmt: skip
+    request = Request.of(file, bucket, key, state_file, asked)
     return await upload(request, progress or NullProgress())
 
 
@@ -133,26 +125,12 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
 
 
 async def create_upload(
-    file: str | Path,
-    bucket: str,
-    key: str,
-    state_file: str | Path,
-    *,
-    shards: int,
-    part_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
-    max_parts: int = MAX_PARTS,
-    no_overwrite: bool = False,
-) -> Header:
+    file: str | Path, bucket: str, key: str, state_file: str | Path, *, shards: int,
+    **asked: Unpack[Asked],
+) -> Header:  # fmt: skip
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
-                         checksum=checksum, object_options=object_options, options=options,
-                         no_overwrite=no_overwrite, endpoint=endpoint, shards=shards)  # fmt: skip
-    return await create_sharded(request)
+    return await create_sharded(Request.of(file, bucket, key, state_file, asked, shards=shards))
 
 
 async def create_sharded(request: Request) -> Header:
