@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +109,24 @@ class Copied(Asked, total=False):
     expected_size: int | None
 
 
+class Continued(TypedDict, total=False):
+    """A recorded upload's keywords, as :func:`persevere.resume` and
+    :func:`persevere.upload_shard` take them (:meth:`Request.resumed`'s)."""
+
+    options: UploadOptions | None
+    verify_parts: bool
+    file: str | Path | None
+    endpoint: Endpoint | None
+
+
+def given(asked: Mapping[str, Any], keywords: type) -> dict[str, Any]:
+    """A door's ``**asked``, of the TypedDict ``keywords``, checked as a signature would be:
+    another keyword is a TypeError naming it."""
+    for name in asked.keys() - keywords.__annotations__.keys():
+        raise TypeError(f"got an unexpected keyword argument {name!r}")
+    return dict(asked)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One upload as the user asked for it. None means "not said": a resume takes what the
@@ -137,17 +156,15 @@ class Request:
         """A new upload's request from the API's keywords (``asked``, of the TypedDict
         ``keywords``; another is a TypeError naming it): ``file`` resolved ('-': standard
         input), ``options`` its transfer options."""
-        for name in asked.keys() - keywords.__annotations__.keys():
-            raise TypeError(f"got an unexpected keyword argument {name!r}")
-        given: dict[str, Any] = dict(asked)
-        transfer = given.pop("options", None) or UploadOptions()
+        fields |= given(asked, keywords)
+        transfer = fields.pop("options", None) or UploadOptions()
         return cls(Path(state_file), resolve_source(file), bucket, key, transfer=transfer,
-                   **given, **fields)  # fmt: skip
+                   **fields)  # fmt: skip
 
     @classmethod
     def resumed(
-        cls, state_file: str | Path, file: str | Path | None, options: UploadOptions | None,
-        **fields: Any,
+        cls, state_file: str | Path, file: str | Path | None = None,
+        options: UploadOptions | None = None, **fields: Any,
     ) -> Request:  # fmt: skip
         """The request of a recorded upload (resume, a shard): only what is given; the journal's
         header says the rest. ``file``: where the file is now (None: the recorded path)."""

@@ -29,6 +29,7 @@ import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import anyio
 
@@ -59,8 +60,8 @@ from ._pipeline import gone, remote_parts, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
-from ._request import Request, stdin_kind
-from ._s3 import Endpoint, open_client
+from ._request import Continued, Request, given, stdin_kind
+from ._s3 import open_client
 from ._sender import PlannedParts, send
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
@@ -74,13 +75,7 @@ SPOT_CHECK_PARTS = 2
 
 
 async def resume_upload(
-    state_file: str | Path,
-    *,
-    options: UploadOptions | None = None,
-    progress: ProgressSink | None = None,
-    verify_parts: bool = False,
-    file: str | Path | None = None,
-    endpoint: Endpoint | None = None,
+    state_file: str | Path, *, progress: ProgressSink | None = None, **asked: Unpack[Continued]
 ) -> UploadResult:
     """Continue the upload a state file describes: reconcile with S3, check the file, send the
     rest, complete (see the module docstring for what is trusted).
@@ -96,8 +91,7 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    request = Request.resumed(state_file, file, options, endpoint=endpoint,
-                              verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, **given(asked, Continued))
     return await resume(request, progress or NullProgress())
 
 

@@ -216,3 +216,14 @@ def test_the_public_doors_refuse_a_wrong_keyword_by_name(tmp_path, door, keyword
     with pytest.raises(TypeError, match=repr(wrong)):
         door(tmp_path / "nothing", "b", "k", state, **keywords)
     assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("door", "positional"),
+    [(persevere.resume_sync, ()), (persevere.upload_shard_sync, (0, 2))],
+)
+def test_the_resume_doors_refuse_a_wrong_keyword_by_name(tmp_path, door, positional):
+    """resume's and upload_shard's keywords are declared once (``_request.Continued``): one
+    of a new upload's (``part_size``) is a TypeError naming it, as before."""
+    with pytest.raises(TypeError, match="'part_size'"):
+        door(tmp_path / "s", *positional, part_size=MiB)
