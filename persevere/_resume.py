@@ -99,15 +99,15 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
     """:func:`resume_upload` of ``request``: its state file, transfer options, endpoint
     overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
     with continuing(request, progress) as (state_path, started):
-        journal, state = await anyio.to_thread.run_sync(_open, state_path)
+        journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
         try:
+            await anyio.to_thread.run_sync(_ready, journal, state)
             header = state.header
-            file = request.file()
-            if header.stream and file is not None:
-                raise other_source(state_path, header, file)
+            if header.stream and request.file() is not None:
+                raise other_source(state_path, header, request.file())
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
-                return await _already_completed(request, state, state_path, started)
+                return await _already_completed(request, journal, state, started)
             if header.stream:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
@@ -122,16 +122,13 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
 
 
 async def _already_completed(
-    request: Request, state: JournalState, state_path: Path, started: float
+    request: Request, journal: Journal, state: JournalState, started: float
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
     checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
-    header, file = state.header, request.file()
-    identity = None
-    if file is not None or not header.stream:
-        identity = await anyio.to_thread.run_sync(inspect_file, file or Path(header.file_path))
-    found = await recheck(state, state_path, identity, request.endpoint,
+    identity = None if state.header.stream else await _inspect(request, state.header)
+    found = await recheck(state, journal.path, identity, request.endpoint,
                           verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
@@ -139,44 +136,43 @@ async def _already_completed(
         raise changed_since(state.header, found.why)
     elif found.outcome != "same":
         raise UploadFinished(
-            f"the upload in {state_path} completed, but {found.why}",
+            f"the upload in {journal.path} completed, but {found.why}",
             hint="upload the file again, as a new upload (persevere cp does)",
         )
     return result_of(state, started)
 
 
-def _open(state_path: Path) -> tuple[Journal, JournalState]:
-    """Lock and replay the journal; refuse one that was aborted or does not fit its plan (one
-    that completed is returned as it is)."""
-    journal, state = Journal.open(state_path)
-    try:
-        if state.finished == "completed":
-            return journal, state
-        if state.finished == "aborted":
-            header = state.header
-            source = "-" if header.stream else shlex.quote(header.file_path)
-            feed = "... | " if header.stream else ""
-            raise UploadFinished(
-                f"the upload in {state_path} was aborted: there is nothing to resume",
-                hint="to upload it again (a new upload over this state file): "
-                f"{feed}persevere cp {source} "
-                f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
-                f"{shlex.quote(str(state_path))}",
-            )
-        if state.header.shards:
-            refuse_running_shards(state_path)
-        merge_shards(state_path, state)
-        refuse_misfits(state_path, state)
-        if state.damaged_lines:
-            log.warning(
-                "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
-                state_path,
-                ", ".join(map(str, state.damaged_lines)),
-            )
-    except BaseException:
-        journal.close()
-        raise
-    return journal, state
+async def _inspect(request: Request, header: Header) -> FileIdentity:
+    """The file's identity now: the request's, else at the path the header records."""
+    return await anyio.to_thread.run_sync(inspect_file, request.file() or Path(header.file_path))
+
+
+def _ready(journal: Journal, state: JournalState) -> None:
+    """Refuse an upload that was aborted or does not fit its plan; merge its shards' journals
+    (one that completed is left as it is)."""
+    if state.finished == "completed":
+        return
+    header = state.header
+    if state.finished == "aborted":
+        source = "-" if header.stream else shlex.quote(header.file_path)
+        feed = "... | " if header.stream else ""
+        raise UploadFinished(
+            f"the upload in {journal.path} was aborted: there is nothing to resume",
+            hint="to upload it again (a new upload over this state file): "
+            f"{feed}persevere cp {source} "
+            f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
+            f"{shlex.quote(str(journal.path))}",
+        )
+    if header.shards:
+        refuse_running_shards(journal.path)
+    merge_shards(journal.path, state)
+    refuse_misfits(journal.path, state)
+    if state.damaged_lines:
+        log.warning(
+            "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
+            journal.path,
+            ", ".join(map(str, state.damaged_lines)),
+        )
 
 
 async def send_shard(
@@ -202,10 +198,7 @@ async def opened(
     header = state.header
     plan = header.plan()
     assert isinstance(plan, PartPlan)
-    identity = await anyio.to_thread.run_sync(
-        inspect_file, request.file() or Path(header.file_path)
-    )
-    with SourceFile(identity) as source:
+    with SourceFile(await _inspect(request, header)) as source:
         async with _session(request, header) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
