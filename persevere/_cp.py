@@ -188,9 +188,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     state_path = request.state_file
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
-    conflicts: list[str] = []
-    if isinstance(found, JournalState):
-        conflicts = conflicts_of(found, request, identity)
+    conflicts = conflicts_of(found, request, identity)
     source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
@@ -219,7 +217,13 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         raise refusal(found, state_path, decision.why or "")
     if decision.action == "restart":
         log.warning("%s; starting the upload again", decision.why)
-        await _abort_quietly(state_path)
+        from ._upload import abort_upload
+
+        with anyio.move_on_after(30):  # S3 frees its parts (best effort)
+            try:
+                await abort_upload(state_path)
+            except Exception as exc:  # it may be gone already; the new upload matters now
+                log.info("could not abort the previous upload (%s)", exc)
     elif decision.why:
         log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
@@ -292,10 +296,13 @@ def _make_room(state_path: Path) -> None:
         ) from None
 
 
-def conflicts_of(state: JournalState, request: Request, identity: FileIdentity | None) -> list[str]:
+def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) -> list[str]:
     """Refuse a state file of another destination, or another source (``identity`` None: a
     stream, which may only go on with a stream's upload in progress); else what ``request``
-    asks that it recorded otherwise (:meth:`Request.conflicts_with`)."""
+    asks that it recorded otherwise (:meth:`Request.conflicts_with`; none if it records no
+    upload)."""
+    if not isinstance(state, JournalState):
+        return []
     header, path, bucket, key = state.header, request.state_file, request.bucket, request.key
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
@@ -332,17 +339,6 @@ def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
         "another state file, or remove this one (abort its upload first if unfinished)",
         param="state_file",
     )
-
-
-async def _abort_quietly(state_path: Path) -> None:
-    """What is left of an upload that cannot go on: S3 frees its parts (best effort)."""
-    from ._upload import abort_upload
-
-    with anyio.move_on_after(30):
-        try:
-            await abort_upload(state_path)
-        except Exception as exc:  # it may be gone already; the new upload matters now
-            log.info("could not abort the previous upload (%s)", exc)
 
 
 def _already_running(path: Path) -> StateFileLocked:
