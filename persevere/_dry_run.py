@@ -36,7 +36,7 @@ from ._completed import recheck
 from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
-from ._journal import Header, HeaderTorn, JournalState, already_exists, require_regular
+from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
 from ._request import Request
 from ._request import Source as Named
@@ -94,20 +94,11 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
         if draft.no_overwrite and exists:
             raise exists_error(session, uploaded=False)
         probe, leftover = await _probe_create(session, request)
-    return _report("start", draft, plan, endpoint_of(draft), state_path, _new_state(state_path),
-                   exists, probe, leftover)  # fmt: skip
-
-
-def _report(
-    action: str, header: Header, plan: PartPlan, where: Endpoint, state_path: Path, state: str,
-    exists: bool | None, probe: str, leftover: str | None = None,
-) -> DryRun:  # fmt: skip
-    """What a run would do (``action``) with the upload ``header`` describes (a start: the
-    header it would write) on the endpoint ``where``, and what the probe found."""
     return DryRun(
-        action, header.file_path, header.file_size, header.bucket, header.key, plan.part_size,
-        plan.part_count, header.checksum_algorithm, header.checksum_pinned, str(state_path),
-        state, where.endpoint_url, where.region, where.profile, exists, probe, leftover,
+        "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
+        plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
+        _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
+        probe, leftover,
     )  # fmt: skip
 
 
@@ -216,8 +207,13 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
         exists = await key_exists(session)
         if header.no_overwrite and exists:  # resume gives it up, as another writer's object
             raise exists_error(session, uploaded=False)
-    words = f"in progress: {len(state.parts)} of {plan.part_count} parts recorded; resumed"
-    return _report("resume", header, plan, where, state_path, words, exists, probe), Learnt()
+    done = len(state.parts)
+    return DryRun(
+        "resume", header.file_path, header.file_size, header.bucket, header.key,
+        plan.part_size, plan.part_count, header.checksum_algorithm, header.checksum_pinned,
+        str(state_path), f"in progress: {done} of {plan.part_count} parts recorded; resumed",
+        where.endpoint_url, where.region, where.profile, exists, probe,
+    ), Learnt()  # fmt: skip
 
 
 async def _probe_create(session: MultipartSession, request: Request) -> tuple[str, str | None]:

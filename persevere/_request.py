@@ -150,9 +150,15 @@ class Request:
 
     @classmethod
     def of(
-        cls, file: str | Path, bucket: str, key: str, state_file: str | Path, asked: Asked,
-        keywords: type = Asked, **fields: Any,
-    ) -> Request:  # fmt: skip
+        cls,
+        file: str | Path,
+        bucket: str,
+        key: str,
+        state_file: str | Path,
+        asked: Asked,
+        keywords: type = Asked,
+        **fields: Any,
+    ) -> Request:
         """A new upload's request from the API's keywords (``asked``, of the TypedDict
         ``keywords``; another is a TypeError naming it): ``file`` resolved ('-': standard
         input), ``options`` its transfer options."""

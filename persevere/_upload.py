@@ -125,9 +125,14 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
 
 
 async def create_upload(
-    file: str | Path, bucket: str, key: str, state_file: str | Path, *, shards: int,
+    file: str | Path,
+    bucket: str,
+    key: str,
+    state_file: str | Path,
+    *,
+    shards: int,
     **asked: Unpack[Asked],
-) -> Header:  # fmt: skip
+) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
     return await create_sharded(Request.of(file, bucket, key, state_file, asked, shards=shards))
