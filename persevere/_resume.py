@@ -114,7 +114,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                                      "resume it")  # fmt: skip
                 async with _session(request, header) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
-                    return await run(kind, journal, header, request.transfer, progress, started)
+                    return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
                 return await parts.resume(started)
         finally:
@@ -267,7 +267,7 @@ class FileParts:
 
     async def resume(self, started: float) -> UploadResult:
         try:
-            return await run(self, self.journal, self.header, self.options, self.progress, started)
+            return await run(self, self.options, started)
         except IntegrityError as exc:
             if self.verify_parts or "BadDigest" not in str(exc):
                 raise
@@ -277,7 +277,7 @@ class FileParts:
                         exc)  # fmt: skip
             self.state = await anyio.to_thread.run_sync(self._reload)
             self.verify_parts = True
-            return await run(self, self.journal, self.header, self.options, self.progress, started)
+            return await run(self, self.options, started)
 
     def _reload(self) -> JournalState:
         state = read_state(self.journal.path)

@@ -125,6 +125,7 @@ class StreamParts:
         assert isinstance(schedule, StreamSchedule)
         self.session = session
         self.journal = journal
+        self.header = header
         self.schedule = schedule
         self.expected_size = header.expected_size
         # What a resumed stream must reproduce: the parts the journal recorded, which of them

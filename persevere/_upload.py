@@ -19,7 +19,7 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, attach_state_file, endpoint_of, session_of
+from ._completion import UploadResult, continuing, endpoint_of, session_of
 from ._completion import now as _now
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
@@ -106,7 +106,7 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
     with contextlib.ExitStack() as files:  # a file is opened before anything is created
         source = None if identity is None else files.enter_context(SourceFile(identity))
         async with created(request, identity, layout, state_path) as (session, header, journal):
-            try:
+            with continuing(request, progress):  # a failure names the state file now
                 kind: Kind
                 if source is None:
                     kind = StreamParts(session, journal, header, {}, progress,
@@ -115,13 +115,7 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
                     assert isinstance(layout, PartPlan)
                     kind = FileParts(session, source, journal, JournalState(header), layout,
                                      request.transfer, progress)  # fmt: skip
-                return await run(kind, journal, header, request.transfer, progress, started,
-                                 new=True)  # fmt: skip
-            except PersevereError as exc:
-                attach_state_file(exc, state_path)
-                raise
-            finally:
-                progress.close()
+                return await run(kind, request.transfer, started, new=True)
 
 
 async def create_upload(
