@@ -342,8 +342,7 @@ def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
 
 
 def _already_running(path: Path) -> StateFileLocked:
-    running = StateFileLocked(
+    return StateFileLocked(
         f"already running: another persevere is uploading with state file {path}",
         hint="let it finish (this command exits 0 once the upload is complete)",
     )
-    return running

@@ -8,7 +8,7 @@ block device, a stream) and however it began (a new upload, a resume, ``cp``)::
 
 What differs between kinds is a :class:`Kind`: a file's (:class:`._resume.FileParts`) or a
 stream's (:class:`._stream.StreamParts`). A shard runs the same steps but the last two
-(:func:`._resume.send_shard`). What S3 holds of an upload being resumed comes from ListParts,
+(:func:`._shards.send_one`). What S3 holds of an upload being resumed comes from ListParts,
 with its one fallback when ListParts is refused (:func:`remote_parts`).
 """
 

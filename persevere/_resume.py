@@ -56,13 +56,13 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, remote_parts, run
+from ._pipeline import gone, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
 from ._request import Continued, Request, given, stdin_kind
 from ._s3 import open_client
-from ._sender import PlannedParts, send
+from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
@@ -173,16 +173,6 @@ def _ready(journal: Journal, state: JournalState) -> None:
             journal.path,
             ", ".join(map(str, state.damaged_lines)),
         )
-
-
-async def send_shard(
-    request: Request, journal: Journal, state: JournalState, parts: range, progress: ProgressSink
-) -> int:
-    """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
-    file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
-    async with opened(request, journal, state, progress, parts) as shard:
-        _, ledger, feed = await shard.prepare(await remote_parts(shard.session))
-        return await send(shard.session, ledger, request.transfer, progress, feed)
 
 
 @contextlib.asynccontextmanager

@@ -35,10 +35,12 @@ import anyio
 from ._completion import continuing
 from ._errors import UsageError
 from ._journal import read_state
+from ._pipeline import remote_parts
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._request import Continued, Request, given
-from ._resume import send_shard
+from ._resume import opened
+from ._sender import send
 from ._shard_journals import open_shard_journal, refuse_misfits
 
 log = logging.getLogger("persevere")
@@ -118,7 +120,11 @@ async def send_one(
         )
         try:
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
-            sent = await send_shard(request, journal, state, parts, progress)
+            # Its parts sent as a resume sends them (reconciled with S3, the file checked), and
+            # recorded in its own journal; not completed.
+            async with opened(request, journal, state, progress, parts) as kind:
+                _, ledger, feed = await kind.prepare(await remote_parts(kind.session))
+                sent = await send(kind.session, ledger, request.transfer, progress, feed)
         finally:
             journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)
