@@ -336,7 +336,7 @@ class FileParts:
         if not numbers:
             return []
         sample = random.SystemRandom().sample(numbers, min(SPOT_CHECK_PARTS, len(numbers)))
-        if not await self._reread(dict(done), sample, None, quiet=True):
+        if not await self._reread(dict(done), sample, None):
             log.info("spot check: parts %s still match the file %s", sample, whose)
             return []
         why = f"a spot check found a part {whose} that differs although size and times match"
@@ -353,8 +353,10 @@ class FileParts:
         )
 
     async def _reread(
-        self, done: dict[int, PartRecord], numbers: list[int], why: str | None, quiet: bool = False
+        self, done: dict[int, PartRecord], numbers: list[int], why: str | None
     ) -> list[int]:
+        """Re-read ``numbers``, forget (and return) those that changed; ``why`` None: quietly
+        (a spot check: no warning, no progress)."""
         total = sum(done[n].size for n in numbers)
         if why is not None:
             log.warning(
@@ -365,14 +367,13 @@ class FileParts:
                 format_size(total),
                 extra=event("reread", parts=len(numbers), bytes=total),
             )
-        if not quiet:
             self.progress.start(total, 0)
         changed = []
         scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
         for number in numbers:
             digest, _ = await anyio.to_thread.run_sync(
                 self.source.hash_range, self.plan.offset(number), done[number].size, scratch,
-                self.session.algorithm, False, None if quiet else self._advance_from_thread,
+                self.session.algorithm, False, None if why is None else self._advance_from_thread,
             )  # fmt: skip
             if b64(digest) != done[number].checksum:
                 changed.append(number)

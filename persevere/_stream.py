@@ -175,7 +175,7 @@ class StreamParts:
                     )
                     if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
                         # Not a part: the stream ended before it, or before its promised
-                        # length, in it (check_length says so once the parts in flight are
+                        # length, in it (settle says so once the parts in flight are
                         # recorded). Cut off, it would be recorded as other bytes than the
                         # whole stream gives there: no resume could ever match it.
                         self.total += got
@@ -230,7 +230,7 @@ class StreamParts:
                 return False
             start = self.schedule.offset(number)
             end = start + max(len(view), recorded.size) - 1
-            raise _other_stream(
+            raise _resumable(
                 f"the stream differs from the one being uploaded: part {number} (bytes "
                 f"{start:,}..{end:,}) gives other bytes; nothing of this stream was recorded"
             )
@@ -260,26 +260,21 @@ class StreamParts:
         is not the stream being uploaded (it would complete a truncated object)."""
         beyond = [n for n in self.recorded if n > last]
         if beyond:
-            raise _other_stream(
+            raise _resumable(
                 f"the stream ended after {length:,} bytes (part {last}), but the upload "
                 f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
                 "completed"
             )
 
-    def check_length(self) -> None:
-        if self.expected_size is not None and self.total < self.expected_size:
-            short = SourceChanged(
+    async def settle(self) -> tuple[int, int, SourceRecord]:
+        if self._short_of_promise(self.total):
+            raise _resumable(
                 f"the stream ended after {self.total:,} bytes, before the expected "
                 f"{self.expected_size:,} (did the producer fail?); nothing was completed, and "
                 "the parts recorded are whole",
                 hint="pipe the whole stream in again to resume (if that was all of it, the "
                 "expected size was wrong: abort the upload and start again)",
             )
-            short.next_step = "resume"
-            raise short
-
-    async def settle(self) -> tuple[int, int, SourceRecord]:
-        self.check_length()
         if self.expected_size is None:
             log.warning(
                 "the stream ended after %s (%s bytes); without an expected size its length "
@@ -299,14 +294,14 @@ class StreamParts:
         raise gone(self.session, causes) from None
 
 
-def _other_stream(message: str) -> SourceChanged:
-    """Resuming, the stream piped in is not the one being uploaded: the upload stays
-    resumable with the right one."""
-    other = SourceChanged(
-        message,
-        hint="pipe in the same stream (the same producer, deterministic) to resume, or abort "
-        "the upload and start again",
-    )
+def _resumable(
+    message: str,
+    hint: str = "pipe in the same stream (the same producer, deterministic) to resume, or abort "
+    "the upload and start again",
+) -> SourceChanged:
+    """The stream piped in is not (all of) the one being uploaded: the upload stays resumable
+    with the right one."""
+    other = SourceChanged(message, hint=hint)
     other.next_step = "resume"
     return other
 
