@@ -59,7 +59,7 @@ from ._journal import (
 from ._logs import NamingStateFile, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Copied, Request, names_stdin
+from ._request import Copied, Request, given, names_stdin
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -165,7 +165,7 @@ async def copy_file(
 ) -> UploadResult:
     """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
     stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
-    request = Request.of(file, bucket, key, state_file, asked, Copied)
+    request = Request.of(file, bucket, key, state_file, **given(asked, Copied))
     return await copy(request, progress or NullProgress())
 
 
@@ -274,9 +274,7 @@ def _existing(path: Path) -> Found:
         try:
             path.unlink()
         except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-            raise StateFileError(f"cannot replace state file {path}: {exc.strerror}",
-                                 hint="give --state-dir (or --state-file) a writable place",
-                                 ) from None  # fmt: skip
+            raise _unwritable("replace", path, exc) from None
         finally:
             journal.close()
     return found
@@ -290,10 +288,14 @@ def _make_room(state_path: Path) -> None:
             state_path.unlink()
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
-        raise StateFileError(
-            f"cannot create state file {state_path}: {exc.strerror}",
-            hint="give --state-dir (or --state-file) a writable place",
-        ) from None
+        raise _unwritable("create", state_path, exc) from None
+
+
+def _unwritable(doing: str, path: Path, exc: OSError) -> StateFileError:
+    return StateFileError(
+        f"cannot {doing} state file {path}: {exc.strerror}",
+        hint="give --state-dir (or --state-file) a writable place",
+    )
 
 
 def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) -> list[str]:

@@ -155,16 +155,14 @@ class Request:
         bucket: str,
         key: str,
         state_file: str | Path,
-        asked: Asked,
-        keywords: type = Asked,
+        *,
+        options: UploadOptions | None = None,
         **fields: Any,
     ) -> Request:
-        """A new upload's request from the API's keywords (``asked``, of the TypedDict
-        ``keywords``; another is a TypeError naming it): ``file`` resolved ('-': standard
-        input), ``options`` its transfer options."""
-        fields |= given(asked, keywords)
-        transfer = fields.pop("options", None) or UploadOptions()
-        return cls(Path(state_file), resolve_source(file), bucket, key, transfer=transfer,
+        """A new upload's request from the API's keywords (:func:`persevere.upload_file`'s):
+        ``file`` resolved ('-': standard input), ``options`` its transfer options."""
+        source = resolve_source(file)
+        return cls(Path(state_file), source, bucket, key, transfer=options or UploadOptions(),
                    **fields)  # fmt: skip
 
     @classmethod

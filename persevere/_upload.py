@@ -28,7 +28,7 @@ from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Asked, Request
+from ._request import Asked, Request, given
 from ._resume import FileParts
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
@@ -94,7 +94,7 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    request = Request.of(file, bucket, key, state_file, asked)
+    request = Request.of(file, bucket, key, state_file, **given(asked, Asked))
     return await upload(request, progress or NullProgress())
 
 
@@ -129,7 +129,9 @@ async def create_upload(
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    return await create_sharded(Request.of(file, bucket, key, state_file, asked, shards=shards))
+    return await create_sharded(
+        Request.of(file, bucket, key, state_file, shards=shards, **given(asked, Asked))
+    )
 
 
 async def create_sharded(request: Request) -> Header:
