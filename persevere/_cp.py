@@ -63,7 +63,7 @@ from ._request import Copied, Request, given, names_stdin
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
-from ._upload import upload
+from ._upload import abort_upload, upload
 
 log = logging.getLogger("persevere")
 
@@ -217,8 +217,6 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         raise refusal(found, state_path, decision.why or "")
     if decision.action == "restart":
         log.warning("%s; starting the upload again", decision.why)
-        from ._upload import abort_upload
-
         with anyio.move_on_after(30):  # S3 frees its parts (best effort)
             try:
                 await abort_upload(state_path)

@@ -156,12 +156,11 @@ def upload_in_processes(
     sending whatever a shard left. The result counts what the shards sent too, in the time
     since ``started`` (default: now)."""
     started = time.monotonic() if started is None else started
-    state_file = request.state_file
     request.transfer.validate()
     try:
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
-        attach_state_file(exc, state_file)
+        attach_state_file(exc, request.state_file)
         raise
     codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):
