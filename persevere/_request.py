@@ -122,8 +122,8 @@ class Continued(TypedDict, total=False):
 def given(asked: Mapping[str, Any], keywords: type) -> dict[str, Any]:
     """A door's ``**asked``, of the TypedDict ``keywords``, checked as a signature would be:
     another keyword is a TypeError naming it."""
-    for name in asked.keys() - keywords.__annotations__.keys():
-        raise TypeError(f"got an unexpected keyword argument {name!r}")
+    if unknown := sorted(asked.keys() - keywords.__annotations__.keys()):
+        raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
     return dict(asked)
 
 

@@ -265,14 +265,10 @@ class FileParts:
             # is wrong (a journal line altered but still valid). Re-reading every part finds it.
             log.warning("%s; re-reading every recorded part and sending again any that differ",
                         exc)  # fmt: skip
-            self.state = await anyio.to_thread.run_sync(self._reload)
+            self.state = await anyio.to_thread.run_sync(read_state, self.journal.path)
+            await anyio.to_thread.run_sync(merge_shards, self.journal.path, self.state)
             self.verify_parts = True
             return await run(self, self.options, started)
-
-    def _reload(self) -> JournalState:
-        state = read_state(self.journal.path)
-        merge_shards(self.journal.path, state)
-        return state
 
     async def gone(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
