@@ -55,6 +55,9 @@ HOMONYMS: dict[tuple[str, str], str] = {
     ("MultipartSession.upload_part", "checksum"): "one part's checksum",
     ("SourceFile.still_reads", "checksum"): "one part's checksum",
     ("StreamParts._already_there", "checksum"): "one part's checksum",
+    ("holds", "checksum"): "one part's checksum",
+    ("object_matches", "checksum"): "the object's stored checksum",
+    ("FileDone.of", "checksum"): "a tree file's object checksum, as recorded",
     ("per_request", "options"): "object options, not transfer options",
 }
 
