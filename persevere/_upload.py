@@ -129,9 +129,8 @@ async def create_upload(
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    return await create_sharded(
-        Request.of(file, bucket, key, state_file, shards=shards, **given(asked, Asked))
-    )
+    request = Request.of(file, bucket, key, state_file, shards=shards, **given(asked, Asked))
+    return await create_sharded(request)
 
 
 async def create_sharded(request: Request) -> Header:
