@@ -282,16 +282,12 @@ class FileParts:
             raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
-        await anyio.to_thread.run_sync(self.source.check_unchanged)
-        await record_completed(
-            self.journal, done, header.file_size, self.source.identity.as_record()
-        )
+        part_count, size, source = await self.settle()  # (the file unchanged while read)
+        await record_completed(self.journal, done, size, source)
         if changed:
             why = f"the file has changed since (part {changed[0]} differs)"
             raise changed_since(header, why, hint="upload it again, as a new upload")
-        return make_result(
-            header, self.plan.part_count, header.file_size, done, 0, started, already=True
-        )
+        return make_result(header, part_count, size, done, 0, started, already=True)
 
     def _refuse_other_size(self) -> None:
         now = self.source.identity
