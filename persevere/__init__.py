@@ -56,19 +56,10 @@ if _typing.TYPE_CHECKING:
         upload_shard_sync,
         verify_sync,
     )
-    from ._upload import (
-        UploadStatus,
-        create_upload,
-    )
-    from ._upload import (
-        abort_upload as abort,
-    )
-    from ._upload import (
-        start_upload as upload_file,
-    )
-    from ._upload import (
-        upload_status as status,
-    )
+    from ._upload import UploadStatus, create_upload
+    from ._upload import abort_upload as abort
+    from ._upload import start_upload as upload_file
+    from ._upload import upload_status as status
     from ._verify import VerifyResult
     from ._verify import verify_object as verify
 

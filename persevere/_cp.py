@@ -33,7 +33,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import anyio
 
@@ -59,11 +59,11 @@ from ._journal import (
 from ._logs import NamingStateFile, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request, names_stdin
+from ._request import Copied, Request, given, names_stdin
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
-from ._upload import upload
+from ._upload import abort_upload, upload
 
 log = logging.getLogger("persevere")
 
@@ -161,11 +161,11 @@ async def copy_file(
     state_file: str | Path,
     *,
     progress: ProgressSink | None = None,
-    **keywords: Any,
+    **asked: Unpack[Copied],
 ) -> UploadResult:
     """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
     stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
-    request = Request.of(file, bucket, key, state_file, **keywords)
+    request = Request.of(file, bucket, key, state_file, **given(asked, Copied))
     return await copy(request, progress or NullProgress())
 
 
@@ -188,9 +188,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     state_path = request.state_file
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
-    conflicts: list[str] = []
-    if isinstance(found, JournalState):
-        conflicts = conflicts_of(found, request, identity)
+    conflicts = conflicts_of(found, request, identity)
     source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
@@ -219,7 +217,11 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         raise refusal(found, state_path, decision.why or "")
     if decision.action == "restart":
         log.warning("%s; starting the upload again", decision.why)
-        await _abort_quietly(state_path)
+        with anyio.move_on_after(30):  # S3 frees its parts (best effort)
+            try:
+                await abort_upload(state_path)
+            except Exception as exc:  # it may be gone already; the new upload matters now
+                log.info("could not abort the previous upload (%s)", exc)
     elif decision.why:
         log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
@@ -270,9 +272,7 @@ def _existing(path: Path) -> Found:
         try:
             path.unlink()
         except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-            raise StateFileError(f"cannot replace state file {path}: {exc.strerror}",
-                                 hint="give --state-dir (or --state-file) a writable place",
-                                 ) from None  # fmt: skip
+            raise _unwritable("replace", path, exc) from None
         finally:
             journal.close()
     return found
@@ -286,16 +286,23 @@ def _make_room(state_path: Path) -> None:
             state_path.unlink()
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
-        raise StateFileError(
-            f"cannot create state file {state_path}: {exc.strerror}",
-            hint="give --state-dir (or --state-file) a writable place",
-        ) from None
+        raise _unwritable("create", state_path, exc) from None
 
 
-def conflicts_of(state: JournalState, request: Request, identity: FileIdentity | None) -> list[str]:
+def _unwritable(doing: str, path: Path, exc: OSError) -> StateFileError:
+    return StateFileError(
+        f"cannot {doing} state file {path}: {exc.strerror}",
+        hint="give --state-dir (or --state-file) a writable place",
+    )
+
+
+def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) -> list[str]:
     """Refuse a state file of another destination, or another source (``identity`` None: a
     stream, which may only go on with a stream's upload in progress); else what ``request``
-    asks that it recorded otherwise (:meth:`Request.conflicts_with`)."""
+    asks that it recorded otherwise (:meth:`Request.conflicts_with`; none if it records no
+    upload)."""
+    if not isinstance(state, JournalState):
+        return []
     header, path, bucket, key = state.header, request.state_file, request.bucket, request.key
     if (header.bucket, header.key) != (bucket, key):
         raise UsageError(
@@ -334,20 +341,8 @@ def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
     )
 
 
-async def _abort_quietly(state_path: Path) -> None:
-    """What is left of an upload that cannot go on: S3 frees its parts (best effort)."""
-    from ._upload import abort_upload
-
-    with anyio.move_on_after(30):
-        try:
-            await abort_upload(state_path)
-        except Exception as exc:  # it may be gone already; the new upload matters now
-            log.info("could not abort the previous upload (%s)", exc)
-
-
 def _already_running(path: Path) -> StateFileLocked:
-    running = StateFileLocked(
+    return StateFileLocked(
         f"already running: another persevere is uploading with state file {path}",
         hint="let it finish (this command exits 0 once the upload is complete)",
     )
-    return running

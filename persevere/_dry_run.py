@@ -78,12 +78,11 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
     options = request.transfer
-    options.validate()
-    request.refuse_for_stream(dry_run=True)
-    prepared = await anyio.to_thread.run_sync(replace(request, shards=None).prepare)
-    identity, plan, state_path = prepared
-    assert identity is not None
-    assert isinstance(plan, PartPlan)
+    request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
+    identity, plan, state_path = await anyio.to_thread.run_sync(
+        replace(request, shards=None).prepare
+    )
+    assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
     await anyio.to_thread.run_sync(_check_new_state_file, state_path)
     endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
     async with open_client(endpoint, options) as client:
@@ -96,7 +95,7 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
             raise exists_error(session, uploaded=False)
         probe, leftover = await _probe_create(session, request)
     return DryRun(
-        "start", str(identity.path), identity.size, draft.bucket, draft.key, plan.part_size,
+        "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
         plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
         _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
         probe, leftover,
@@ -113,9 +112,7 @@ async def dry_run_cp(request: Request) -> DryRun:
     state_path = request.state_file
     identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
     found = await anyio.to_thread.run_sync(read_found, state_path)
-    conflicts: list[str] = []
-    if isinstance(found, JournalState):
-        conflicts = conflicts_of(found, request, identity)
+    conflicts = conflicts_of(found, request, identity)
     exists: Exists = "ask"
     learnt = Learnt()
     while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
@@ -132,7 +129,10 @@ async def dry_run_cp(request: Request) -> DryRun:
         assert isinstance(found, JournalState)
         raise refusal(found, state_path, decision.why or "")
     done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
-    probed = replace(request, source=Named(identity.path), state_file=_scratch_name(state_path),
+    # A path that does not exist, for dry_run_start's state-file check: cp replaces a
+    # finished state file, or creates its directory.
+    scratch = _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
+    probed = replace(request, source=Named(identity.path), state_file=scratch,
                      no_overwrite=request.no_overwrite and not done)  # fmt: skip
     report = await dry_run_start(probed, exists)
     words = _state_words(found, decision, learnt, state_path)
@@ -259,9 +259,3 @@ def _new_state(path: Path) -> str:
     if path.parent.is_dir():
         return "would be created"
     return f"would be created (and its directory, {path.parent})"
-
-
-def _scratch_name(state_path: Path) -> Path:
-    """A path that does not exist, for :func:`dry_run_start`'s state-file check: cp replaces
-    a finished state file, or creates its directory."""
-    return _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"

@@ -8,7 +8,7 @@ block device, a stream) and however it began (a new upload, a resume, ``cp``)::
 
 What differs between kinds is a :class:`Kind`: a file's (:class:`._resume.FileParts`) or a
 stream's (:class:`._stream.StreamParts`). A shard runs the same steps but the last two
-(:func:`._resume.send_shard`). What S3 holds of an upload being resumed comes from ListParts,
+(:func:`._shards.send_one`). What S3 holds of an upload being resumed comes from ListParts,
 with its one fallback when ListParts is refused (:func:`remote_parts`).
 """
 
@@ -39,6 +39,11 @@ class Kind(Protocol):
     """A source kind as the pipeline drives it."""
 
     session: MultipartSession
+    journal: Journal
+    progress: ProgressSink
+
+    @property
+    def header(self) -> Header: ...
 
     async def prepare(self, remote: Remote) -> tuple[JournalLedger, Ledger, Feed]:
         """Prove what the journal and S3 hold against the source (``remote`` empty: a new
@@ -57,17 +62,10 @@ class Kind(Protocol):
 
 
 async def run(
-    kind: Kind,
-    journal: Journal,
-    header: Header,
-    options: UploadOptions,
-    progress: ProgressSink,
-    started: float,
-    *,
-    new: bool = False,
+    kind: Kind, options: UploadOptions, started: float, *, new: bool = False
 ) -> UploadResult:
     """Reconcile (``new``: nothing to reconcile), prove, send, settle, complete, record."""
-    session = kind.session
+    session, journal = kind.session, kind.journal
     remote: Remote = {}
     if not new:
         try:
@@ -77,11 +75,11 @@ async def run(
         await refuse_existing_key(session, journal, remote)
     ledger, recorder, feed = await kind.prepare(remote)
     with unreconciled(remote):
-        sent = await send(session, recorder, options, progress, feed)
+        sent = await send(session, recorder, options, kind.progress, feed)
         part_count, size, source = await kind.settle()
         done = await complete(session, ledger, part_count, size)
     await record_completed(journal, done, size, source)
-    return make_result(header, part_count, size, done, sent, started)
+    return make_result(kind.header, part_count, size, done, sent, started)
 
 
 async def remote_parts(session: MultipartSession) -> Remote:

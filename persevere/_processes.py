@@ -156,12 +156,11 @@ def upload_in_processes(
     sending whatever a shard left. The result counts what the shards sent too, in the time
     since ``started`` (default: now)."""
     started = time.monotonic() if started is None else started
-    state_file = request.state_file
     request.transfer.validate()
     try:
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
-        attach_state_file(exc, state_file)
+        attach_state_file(exc, request.state_file)
         raise
     codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):
@@ -177,11 +176,10 @@ def upload_in_processes(
 def shard_requests(request: Request | TreeRequest, processes: int) -> list[ShardRequest]:
     """The request of each of ``processes`` shard processes: each its own share of a
     bandwidth cap and its own retry jitter, and the parent's log level and format."""
-    options = request.transfer
-    share = options
-    if options.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
-        each = max(1.0, float(options.max_bandwidth_bytes_s // processes))
-        share = dataclasses.replace(options, max_bandwidth_bytes_s=each)
+    share = request.transfer
+    if share.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
+        each = max(1.0, float(share.max_bandwidth_bytes_s // processes))
+        share = dataclasses.replace(share, max_bandwidth_bytes_s=each)
     level = log.getEffectiveLevel()
     return [
         ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import UsageError
@@ -88,6 +89,44 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
     return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
 
 
+class Asked(TypedDict, total=False):
+    """A new upload's keywords, as :func:`persevere.upload_file` and
+    :func:`persevere.create_upload` take them (each a :class:`Request` field of that name but
+    ``options``, its ``transfer``; the defaults are the Request's)."""
+
+    part_size: int | None
+    max_parts: int
+    checksum: str | None
+    object_options: dict[str, Any] | None
+    no_overwrite: bool
+    endpoint: Endpoint | None
+    options: UploadOptions | None
+
+
+class Copied(Asked, total=False):
+    """``cp``'s keywords (:func:`._cp.copy_file`): a new upload's, and a stream's length."""
+
+    expected_size: int | None
+
+
+class Continued(TypedDict, total=False):
+    """A recorded upload's keywords, as :func:`persevere.resume` and
+    :func:`persevere.upload_shard` take them (:meth:`Request.resumed`'s)."""
+
+    options: UploadOptions | None
+    verify_parts: bool
+    file: str | Path | None
+    endpoint: Endpoint | None
+
+
+def given(asked: Mapping[str, Any], keywords: type) -> dict[str, Any]:
+    """A door's ``**asked``, of the TypedDict ``keywords``, checked as a signature would be:
+    another keyword is a TypeError naming it."""
+    if unknown := sorted(asked.keys() - keywords.__annotations__.keys()):
+        raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
+    return dict(asked)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One upload as the user asked for it. None means "not said": a resume takes what the
@@ -128,8 +167,8 @@ class Request:
 
     @classmethod
     def resumed(
-        cls, state_file: str | Path, file: str | Path | None, options: UploadOptions | None,
-        **fields: Any,
+        cls, state_file: str | Path, file: str | Path | None = None,
+        options: UploadOptions | None = None, **fields: Any,
     ) -> Request:  # fmt: skip
         """The request of a recorded upload (resume, a shard): only what is given; the journal's
         header says the rest. ``file``: where the file is now (None: the recorded path)."""

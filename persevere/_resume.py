@@ -29,6 +29,7 @@ import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import anyio
 
@@ -55,13 +56,13 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, remote_parts, run
+from ._pipeline import gone, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
-from ._request import Request, stdin_kind
-from ._s3 import Endpoint, open_client
-from ._sender import PlannedParts, send
+from ._request import Continued, Request, given, stdin_kind
+from ._s3 import open_client
+from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
 from ._source import FileIdentity, SourceFile, inspect_file
@@ -74,13 +75,7 @@ SPOT_CHECK_PARTS = 2
 
 
 async def resume_upload(
-    state_file: str | Path,
-    *,
-    options: UploadOptions | None = None,
-    progress: ProgressSink | None = None,
-    verify_parts: bool = False,
-    file: str | Path | None = None,
-    endpoint: Endpoint | None = None,
+    state_file: str | Path, *, progress: ProgressSink | None = None, **asked: Unpack[Continued]
 ) -> UploadResult:
     """Continue the upload a state file describes: reconcile with S3, check the file, send the
     rest, complete (see the module docstring for what is trusted).
@@ -96,8 +91,7 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    request = Request.resumed(state_file, file, options, endpoint=endpoint,
-                              verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, **given(asked, Continued))
     return await resume(request, progress or NullProgress())
 
 
@@ -105,22 +99,22 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
     """:func:`resume_upload` of ``request``: its state file, transfer options, endpoint
     overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
     with continuing(request, progress) as (state_path, started):
-        journal, state = await anyio.to_thread.run_sync(_open, state_path)
+        journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
         try:
+            await anyio.to_thread.run_sync(_ready, journal, state)
             header = state.header
-            file = request.file()
-            if header.stream and file is not None:
-                raise other_source(state_path, header, file)
+            if header.stream and request.file() is not None:
+                raise other_source(state_path, header, request.file())
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
-                return await _already_completed(request, state, state_path, started)
+                return await _already_completed(request, journal, state, started)
             if header.stream:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
                                      "resume it")  # fmt: skip
                 async with _session(request, header) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
-                    return await run(kind, journal, header, request.transfer, progress, started)
+                    return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
                 return await parts.resume(started)
         finally:
@@ -128,16 +122,13 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
 
 
 async def _already_completed(
-    request: Request, state: JournalState, state_path: Path, started: float
+    request: Request, journal: Journal, state: JournalState, started: float
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
     checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
-    header, file = state.header, request.file()
-    identity = None
-    if file is not None or not header.stream:
-        identity = await anyio.to_thread.run_sync(inspect_file, file or Path(header.file_path))
-    found = await recheck(state, state_path, identity, request.endpoint,
+    identity = None if state.header.stream else await _inspect(request, state.header)
+    found = await recheck(state, journal.path, identity, request.endpoint,
                           verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
@@ -145,54 +136,43 @@ async def _already_completed(
         raise changed_since(state.header, found.why)
     elif found.outcome != "same":
         raise UploadFinished(
-            f"the upload in {state_path} completed, but {found.why}",
+            f"the upload in {journal.path} completed, but {found.why}",
             hint="upload the file again, as a new upload (persevere cp does)",
         )
     return result_of(state, started)
 
 
-def _open(state_path: Path) -> tuple[Journal, JournalState]:
-    """Lock and replay the journal; refuse one that was aborted or does not fit its plan (one
-    that completed is returned as it is)."""
-    journal, state = Journal.open(state_path)
-    try:
-        if state.finished == "completed":
-            return journal, state
-        if state.finished == "aborted":
-            header = state.header
-            source = "-" if header.stream else shlex.quote(header.file_path)
-            feed = "... | " if header.stream else ""
-            raise UploadFinished(
-                f"the upload in {state_path} was aborted: there is nothing to resume",
-                hint="to upload it again (a new upload over this state file): "
-                f"{feed}persevere cp {source} "
-                f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
-                f"{shlex.quote(str(state_path))}",
-            )
-        if state.header.shards:
-            refuse_running_shards(state_path)
-        merge_shards(state_path, state)
-        refuse_misfits(state_path, state)
-        if state.damaged_lines:
-            log.warning(
-                "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
-                state_path,
-                ", ".join(map(str, state.damaged_lines)),
-            )
-    except BaseException:
-        journal.close()
-        raise
-    return journal, state
+async def _inspect(request: Request, header: Header) -> FileIdentity:
+    """The file's identity now: the request's, else at the path the header records."""
+    return await anyio.to_thread.run_sync(inspect_file, request.file() or Path(header.file_path))
 
 
-async def send_shard(
-    request: Request, journal: Journal, state: JournalState, parts: range, progress: ProgressSink
-) -> int:
-    """A shard's ``parts`` (:mod:`._shards`), sent as a resume sends (reconciled with S3, the
-    file checked) and recorded in the shard's own ``journal``, not completed: the bytes sent."""
-    async with opened(request, journal, state, progress, parts) as shard:
-        _, ledger, feed = await shard.prepare(await remote_parts(shard.session))
-        return await send(shard.session, ledger, request.transfer, progress, feed)
+def _ready(journal: Journal, state: JournalState) -> None:
+    """Refuse an upload that was aborted or does not fit its plan; merge its shards' journals
+    (one that completed is left as it is)."""
+    if state.finished == "completed":
+        return
+    header = state.header
+    if state.finished == "aborted":
+        source = "-" if header.stream else shlex.quote(header.file_path)
+        feed = "... | " if header.stream else ""
+        raise UploadFinished(
+            f"the upload in {journal.path} was aborted: there is nothing to resume",
+            hint="to upload it again (a new upload over this state file): "
+            f"{feed}persevere cp {source} "
+            f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
+            f"{shlex.quote(str(journal.path))}",
+        )
+    if header.shards:
+        refuse_running_shards(journal.path)
+    merge_shards(journal.path, state)
+    refuse_misfits(journal.path, state)
+    if state.damaged_lines:
+        log.warning(
+            "%s: line(s) %s damaged; what they recorded is rebuilt from S3 and the file",
+            journal.path,
+            ", ".join(map(str, state.damaged_lines)),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -208,10 +188,7 @@ async def opened(
     header = state.header
     plan = header.plan()
     assert isinstance(plan, PartPlan)
-    identity = await anyio.to_thread.run_sync(
-        inspect_file, request.file() or Path(header.file_path)
-    )
-    with SourceFile(identity) as source:
+    with SourceFile(await _inspect(request, header)) as source:
         async with _session(request, header) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
@@ -280,7 +257,7 @@ class FileParts:
 
     async def resume(self, started: float) -> UploadResult:
         try:
-            return await run(self, self.journal, self.header, self.options, self.progress, started)
+            return await run(self, self.options, started)
         except IntegrityError as exc:
             if self.verify_parts or "BadDigest" not in str(exc):
                 raise
@@ -288,14 +265,10 @@ class FileParts:
             # is wrong (a journal line altered but still valid). Re-reading every part finds it.
             log.warning("%s; re-reading every recorded part and sending again any that differ",
                         exc)  # fmt: skip
-            self.state = await anyio.to_thread.run_sync(self._reload)
+            self.state = await anyio.to_thread.run_sync(read_state, self.journal.path)
+            await anyio.to_thread.run_sync(merge_shards, self.journal.path, self.state)
             self.verify_parts = True
-            return await run(self, self.journal, self.header, self.options, self.progress, started)
-
-    def _reload(self) -> JournalState:
-        state = read_state(self.journal.path)
-        merge_shards(self.journal.path, state)
-        return state
+            return await run(self, self.options, started)
 
     async def gone(self, started: float) -> UploadResult:
         """The upload is gone from S3 and the journal has every part: did an earlier run
@@ -309,16 +282,12 @@ class FileParts:
             raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
-        await anyio.to_thread.run_sync(self.source.check_unchanged)
-        await record_completed(
-            self.journal, done, header.file_size, self.source.identity.as_record()
-        )
+        part_count, size, source = await self.settle()  # (the file unchanged while read)
+        await record_completed(self.journal, done, size, source)
         if changed:
             why = f"the file has changed since (part {changed[0]} differs)"
             raise changed_since(header, why, hint="upload it again, as a new upload")
-        return make_result(
-            header, self.plan.part_count, header.file_size, done, 0, started, already=True
-        )
+        return make_result(header, part_count, size, done, 0, started, already=True)
 
     def _refuse_other_size(self) -> None:
         now = self.source.identity
@@ -359,7 +328,7 @@ class FileParts:
         if not numbers:
             return []
         sample = random.SystemRandom().sample(numbers, min(SPOT_CHECK_PARTS, len(numbers)))
-        if not await self._reread(dict(done), sample, None, quiet=True):
+        if not await self._reread(dict(done), sample, None):
             log.info("spot check: parts %s still match the file %s", sample, whose)
             return []
         why = f"a spot check found a part {whose} that differs although size and times match"
@@ -376,8 +345,10 @@ class FileParts:
         )
 
     async def _reread(
-        self, done: dict[int, PartRecord], numbers: list[int], why: str | None, quiet: bool = False
+        self, done: dict[int, PartRecord], numbers: list[int], why: str | None
     ) -> list[int]:
+        """Re-read ``numbers``, forget (and return) those that changed; ``why`` None: quietly
+        (a spot check: no warning, no progress)."""
         total = sum(done[n].size for n in numbers)
         if why is not None:
             log.warning(
@@ -388,14 +359,13 @@ class FileParts:
                 format_size(total),
                 extra=event("reread", parts=len(numbers), bytes=total),
             )
-        if not quiet:
             self.progress.start(total, 0)
         changed = []
         scratch = memoryview(bytearray(min(self.plan.part_size, 8 * MiB)))
         for number in numbers:
             digest, _ = await anyio.to_thread.run_sync(
                 self.source.hash_range, self.plan.offset(number), done[number].size, scratch,
-                self.session.algorithm, False, None if quiet else self._advance_from_thread,
+                self.session.algorithm, False, None if why is None else self._advance_from_thread,
             )  # fmt: skip
             if b64(digest) != done[number].checksum:
                 changed.append(number)

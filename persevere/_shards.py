@@ -28,18 +28,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import anyio
 
 from ._completion import continuing
 from ._errors import UsageError
 from ._journal import read_state
-from ._options import UploadOptions
+from ._pipeline import remote_parts
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request
-from ._resume import send_shard
-from ._s3 import Endpoint
+from ._request import Continued, Request, given
+from ._resume import opened
+from ._sender import send
 from ._shard_journals import open_shard_journal, refuse_misfits
 
 log = logging.getLogger("persevere")
@@ -79,18 +80,14 @@ async def upload_shard(
     shard: int,
     shards: int,
     *,
-    options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
-    verify_parts: bool = False,
-    file: str | Path | None = None,
-    endpoint: Endpoint | None = None,
+    **asked: Unpack[Continued],
 ) -> ShardResult:
     """Upload shard ``shard`` (0-based) of ``shards`` of the upload ``state_file`` records, into
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    request = Request.resumed(state_file, file, options, endpoint=endpoint,
-                              verify_parts=verify_parts)  # fmt: skip
+    request = Request.resumed(state_file, **given(asked, Continued))
     return await send_one(request, shard, shards, progress or NullProgress())
 
 
@@ -123,7 +120,11 @@ async def send_one(
         )
         try:
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
-            sent = await send_shard(request, journal, state, parts, progress)
+            # Its parts sent as a resume sends them (reconciled with S3, the file checked), and
+            # recorded in its own journal; not completed.
+            async with opened(request, journal, state, progress, parts) as kind:
+                _, ledger, feed = await kind.prepare(await remote_parts(kind.session))
+                sent = await send(kind.session, ledger, request.transfer, progress, feed)
         finally:
             journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

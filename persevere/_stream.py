@@ -28,7 +28,6 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -41,7 +40,7 @@ from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
 from ._pipeline import gone
 from ._plan import MAX_PARTS, StreamSchedule
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink
 from ._reconcile import RemotePart, agrees, holds
 from ._request import STDIN
 from ._sender import Feed, Ledger, StreamedParts
@@ -76,16 +75,6 @@ class _ByteBudget:
             self._changed.notify_all()
 
 
-@dataclass
-class _Prefix:
-    """What a resumed stream must reproduce: the parts the journal recorded, which of them S3
-    still holds, and S3's parts the journal missed (adopted if the new stream gives them)."""
-
-    recorded: dict[int, PartRecord] = field(default_factory=dict)
-    kept: set[int] = field(default_factory=set)
-    adopt: dict[int, RemotePart] = field(default_factory=dict)
-
-
 class _ProvenFirst:
     """The ledger of a resumed stream: a part sent is recorded only once every part the
     journal holds has been read from the new stream and matched. A stream that differs at a
@@ -114,33 +103,59 @@ class _ProvenFirst:
                 await self._ledger.record(part)
 
 
-class StreamSource:
-    """A stream cut into the schedule's parts, each in its own memory until recorded."""
+class StreamParts:
+    """A stream as :func:`._pipeline.run` drives it: the parts the journal ``recorded`` (none
+    for a new upload) reconciled with S3, then the stream cut into the schedule's parts, each
+    in its own memory until recorded, its prefix matched against them, and the rest sent;
+    complete once it ended as long as promised (the header's expected size: a stream that ends
+    earlier is an error; a longer one goes on with larger parts; without it the parts follow
+    the default schedule, up to 7.8 TiB)."""
 
     def __init__(
         self,
-        fd: int,
-        schedule: StreamSchedule,
-        budget_bytes: int,
-        ledger: JournalLedger,
-        *,
-        expected_size: int | None = None,
-        prefix: _Prefix | None = None,
+        session: MultipartSession,
+        journal: Journal,
+        header: Header,
+        recorded: dict[int, PartRecord],
+        progress: ProgressSink,
+        fd: int = 0,
+        budget_bytes: int = DEFAULT_STREAM_BUDGET,
     ) -> None:
-        self._fd = fd
+        schedule = header.plan()  # a header without its schedule is refused here, up front
+        assert isinstance(schedule, StreamSchedule)
+        self.session = session
+        self.journal = journal
+        self.header = header
         self.schedule = schedule
+        self.expected_size = header.expected_size
+        # What a resumed stream must reproduce: the parts the journal recorded, which of them
+        # S3 still holds, and S3's parts the journal missed (adopted if the new stream gives
+        # them); set by prepare.
+        self.recorded = dict(recorded)
+        self.kept: set[int] = set()
+        self.adopt: dict[int, RemotePart] = {}
+        self.progress = progress  # told of the bytes skipped too
+        self._fd = fd
         self._budget = _ByteBudget(budget_bytes)
-        self.expected_size = expected_size
-        self._prefix = prefix or _Prefix()
-        # Where the sender records the parts it sent (see _ProvenFirst).
-        self.ledger = _ProvenFirst(ledger, set(self._prefix.recorded))
         self._lock = anyio.Lock()
         self._next = 1
         self._ended = False
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
         self.skipped_bytes = 0  # already on S3: read, checked, not sent
-        self.progress: ProgressSink = NullProgress()  # told of the bytes skipped
+
+    async def prepare(
+        self, remote: dict[int, RemotePart] | None
+    ) -> tuple[JournalLedger, Ledger, Feed]:
+        parts = self.recorded
+        self.kept = {n for n, p in parts.items()
+                     if remote is None or (n in remote and agrees(p, remote[n]))}  # fmt: skip
+        self.adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
+        ledger = JournalLedger(self.journal, {n: parts[n] for n in self.kept})
+        # Where the sender records the parts it sent (see _ProvenFirst).
+        self.ledger = _ProvenFirst(ledger, set(parts))
+        self.progress.start(self.expected_size or 0, 0)
+        return ledger, self.ledger, StreamedParts(self.session, self.next_part)
 
     async def next_part(self, algorithm: ChecksumAlgorithm, with_md5: bool) -> PreparedPart | None:
         while True:
@@ -160,7 +175,7 @@ class StreamSource:
                     )
                     if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
                         # Not a part: the stream ended before it, or before its promised
-                        # length, in it (check_length says so once the parts in flight are
+                        # length, in it (settle says so once the parts in flight are
                         # recorded). Cut off, it would be recorded as other bytes than the
                         # whole stream gives there: no resume could ever match it.
                         self.total += got
@@ -199,11 +214,11 @@ class StreamSource:
         self, number: int, view: memoryview, checksum: str, algorithm: ChecksumAlgorithm
     ) -> bool:
         """Resuming: is this part of the new stream one the upload already has?"""
-        recorded = self._prefix.recorded.get(number)
+        recorded = self.recorded.get(number)
         if recorded is not None:
             if recorded.checksum == checksum and recorded.size == len(view):
                 await self.ledger.proven(number)
-                return number in self._prefix.kept
+                return number in self.kept
             if recorded.size < len(view) and await self._continues(recorded, view, algorithm):
                 log.warning(
                     "part %d: an earlier run's stream ended in it, after %s; this one gives the "
@@ -215,11 +230,11 @@ class StreamSource:
                 return False
             start = self.schedule.offset(number)
             end = start + max(len(view), recorded.size) - 1
-            raise _other_stream(
+            raise _resumable(
                 f"the stream differs from the one being uploaded: part {number} (bytes "
                 f"{start:,}..{end:,}) gives other bytes; nothing of this stream was recorded"
             )
-        remote = self._prefix.adopt.get(number)
+        remote = self.adopt.get(number)
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
@@ -243,35 +258,50 @@ class StreamSource:
     def _refuse_end_before_recorded(self, last: int, length: int) -> None:
         """Resuming, the stream ended with part ``last``; the journal recorded later ones: it
         is not the stream being uploaded (it would complete a truncated object)."""
-        beyond = [n for n in self._prefix.recorded if n > last]
+        beyond = [n for n in self.recorded if n > last]
         if beyond:
-            raise _other_stream(
+            raise _resumable(
                 f"the stream ended after {length:,} bytes (part {last}), but the upload "
                 f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
                 "completed"
             )
 
-    def check_length(self) -> None:
-        if self.expected_size is not None and self.total < self.expected_size:
-            short = SourceChanged(
+    async def settle(self) -> tuple[int, int, SourceRecord]:
+        if self._short_of_promise(self.total):
+            raise _resumable(
                 f"the stream ended after {self.total:,} bytes, before the expected "
                 f"{self.expected_size:,} (did the producer fail?); nothing was completed, and "
                 "the parts recorded are whole",
                 hint="pipe the whole stream in again to resume (if that was all of it, the "
                 "expected size was wrong: abort the upload and start again)",
             )
-            short.next_step = "resume"
-            raise short
+        if self.expected_size is None:
+            log.warning(
+                "the stream ended after %s (%s bytes); without an expected size its length "
+                "was not checked: a producer that failed would look the same (check its exit "
+                "status)",
+                format_size(self.total),
+                f"{self.total:,}",
+            )
+        if self.skipped_bytes:
+            log.info("%s of the stream were already on S3 and checked, not sent",
+                     format_size(self.skipped_bytes),
+                     extra=event("reread", bytes=self.skipped_bytes))  # fmt: skip
+        return self.part_count, self.total, SourceRecord(STDIN, self.total, 0)
+
+    async def gone(self, started: float) -> UploadResult:
+        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
+        raise gone(self.session, causes) from None
 
 
-def _other_stream(message: str) -> SourceChanged:
-    """Resuming, the stream piped in is not the one being uploaded: the upload stays
-    resumable with the right one."""
-    other = SourceChanged(
-        message,
-        hint="pipe in the same stream (the same producer, deterministic) to resume, or abort "
-        "the upload and start again",
-    )
+def _resumable(
+    message: str,
+    hint: str = "pipe in the same stream (the same producer, deterministic) to resume, or abort "
+    "the upload and start again",
+) -> SourceChanged:
+    """The stream piped in is not (all of) the one being uploaded: the upload stays resumable
+    with the right one."""
+    other = SourceChanged(message, hint=hint)
     other.next_step = "resume"
     return other
 
@@ -291,64 +321,3 @@ def _digests(
     view: memoryview, algorithm: ChecksumAlgorithm, with_md5: bool
 ) -> tuple[bytes, bytes | None]:
     return algorithm.of(view), (hashlib.md5(view).digest() if with_md5 else None)
-
-
-# -- the stream as the pipeline's source kind -------------------------------------------------
-@dataclass
-class StreamParts:
-    """A stream as :func:`._pipeline.run` drives it: the parts the journal recorded (none for
-    a new upload) reconciled with S3, then the stream read, its prefix matched against them,
-    and the rest sent; complete once it ended as long as promised (the header's expected
-    size: a stream that ends earlier is an error; a longer one goes on with larger parts;
-    without it the parts follow the default schedule, up to 7.8 TiB)."""
-
-    session: MultipartSession
-    journal: Journal
-    header: Header
-    recorded: dict[int, PartRecord]
-    progress: ProgressSink
-    fd: int = 0
-    budget_bytes: int = DEFAULT_STREAM_BUDGET
-    stream: StreamSource | None = None
-
-    def __post_init__(self) -> None:
-        self.header.plan()  # a header without its schedule is refused here, up front
-
-    async def prepare(
-        self, remote: dict[int, RemotePart] | None
-    ) -> tuple[JournalLedger, Ledger, Feed]:
-        parts, schedule = self.recorded, self.header.plan()
-        assert isinstance(schedule, StreamSchedule)
-        kept = {n for n, p in parts.items()
-                if remote is None or (n in remote and agrees(p, remote[n]))}  # fmt: skip
-        adopt = {n: r for n, r in (remote or {}).items() if n not in parts}
-        ledger = JournalLedger(self.journal, {n: parts[n] for n in kept})
-        stream = self.stream = StreamSource(
-            self.fd, schedule, self.budget_bytes, ledger,
-            expected_size=self.header.expected_size, prefix=_Prefix(dict(parts), kept, adopt),
-        )  # fmt: skip
-        self.progress.start(stream.expected_size or 0, 0)
-        stream.progress = self.progress
-        return ledger, stream.ledger, StreamedParts(self.session, stream.next_part)
-
-    async def settle(self) -> tuple[int, int, SourceRecord]:
-        stream = self.stream
-        assert stream is not None
-        stream.check_length()
-        if stream.expected_size is None:
-            log.warning(
-                "the stream ended after %s (%s bytes); without an expected size its length "
-                "was not checked: a producer that failed would look the same (check its exit "
-                "status)",
-                format_size(stream.total),
-                f"{stream.total:,}",
-            )
-        if stream.skipped_bytes:
-            log.info("%s of the stream were already on S3 and checked, not sent",
-                     format_size(stream.skipped_bytes),
-                     extra=event("reread", bytes=stream.skipped_bytes))  # fmt: skip
-        return stream.part_count, stream.total, SourceRecord(STDIN, stream.total, 0)
-
-    async def gone(self, started: float) -> UploadResult:
-        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes) from None

@@ -15,20 +15,20 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, attach_state_file, endpoint_of, session_of
+from ._completion import UploadResult, continuing, endpoint_of, session_of
 from ._completion import now as _now
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
-from ._plan import MAX_PARTS, PartPlan
+from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Request
+from ._request import Asked, Request, given
 from ._resume import FileParts
 from ._retry import Call, TransientError, policy
 from ._s3 import Endpoint, open_client
@@ -70,14 +70,8 @@ async def start_upload(
     key: str,
     state_file: str | Path,
     *,
-    part_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
     progress: ProgressSink | None = None,
-    max_parts: int = MAX_PARTS,
-    no_overwrite: bool = False,
+    **asked: Unpack[Asked],
 ) -> UploadResult:
     """Create a multipart upload, journal it in ``state_file``, send every part, complete.
 
@@ -100,9 +94,7 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
-                         checksum=checksum, object_options=object_options, options=options,
-                         no_overwrite=no_overwrite, endpoint=endpoint)  # fmt: skip
+    request = Request.of(file, bucket, key, state_file, **given(asked, Asked))
     return await upload(request, progress or NullProgress())
 
 
@@ -114,7 +106,7 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
     with contextlib.ExitStack() as files:  # a file is opened before anything is created
         source = None if identity is None else files.enter_context(SourceFile(identity))
         async with created(request, identity, layout, state_path) as (session, header, journal):
-            try:
+            with continuing(request, progress):  # a failure names the state file now
                 kind: Kind
                 if source is None:
                     kind = StreamParts(session, journal, header, {}, progress,
@@ -123,13 +115,7 @@ async def upload(request: Request, progress: ProgressSink) -> UploadResult:
                     assert isinstance(layout, PartPlan)
                     kind = FileParts(session, source, journal, JournalState(header), layout,
                                      request.transfer, progress)  # fmt: skip
-                return await run(kind, journal, header, request.transfer, progress, started,
-                                 new=True)  # fmt: skip
-            except PersevereError as exc:
-                attach_state_file(exc, state_path)
-                raise
-            finally:
-                progress.close()
+                return await run(kind, request.transfer, started, new=True)
 
 
 async def create_upload(
@@ -139,19 +125,11 @@ async def create_upload(
     state_file: str | Path,
     *,
     shards: int,
-    part_size: int | None = None,
-    checksum: str | None = None,
-    endpoint: Endpoint | None = None,
-    object_options: dict[str, Any] | None = None,
-    options: UploadOptions | None = None,
-    max_parts: int = MAX_PARTS,
-    no_overwrite: bool = False,
+    **asked: Unpack[Asked],
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    request = Request.of(file, bucket, key, state_file, part_size=part_size, max_parts=max_parts,
-                         checksum=checksum, object_options=object_options, options=options,
-                         no_overwrite=no_overwrite, endpoint=endpoint, shards=shards)  # fmt: skip
+    request = Request.of(file, bucket, key, state_file, shards=shards, **given(asked, Asked))
     return await create_sharded(request)
 
 

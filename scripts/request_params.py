@@ -54,7 +54,10 @@ HOMONYMS: dict[tuple[str, str], str] = {
     ("MultipartSession.list_parts", "max_parts"): "a ListParts page limit",
     ("MultipartSession.upload_part", "checksum"): "one part's checksum",
     ("SourceFile.still_reads", "checksum"): "one part's checksum",
-    ("StreamSource._already_there", "checksum"): "one part's checksum",
+    ("StreamParts._already_there", "checksum"): "one part's checksum",
+    ("holds", "checksum"): "one part's checksum",
+    ("object_matches", "checksum"): "the object's stored checksum",
+    ("FileDone.of", "checksum"): "a tree file's object checksum, as recorded",
     ("per_request", "options"): "object options, not transfer options",
 }
 

@@ -198,3 +198,32 @@ def test_the_cli_refuses_for_a_stream_as_before(tmp_path, command, given, flag, 
     refused = cli({"XDG_STATE_HOME": str(tmp_path)}, *args, input="")
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.endswith(f"Error: Invalid value for {flag}: {message}\n"), refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("door", "keywords", "wrong"),
+    [
+        (persevere.upload_file_sync, {"part_sise": MiB}, "part_sise"),
+        (persevere.upload_file_sync, {"shards": 2}, "shards"),  # a Request field, not its
+        (persevere.upload_file_sync, {"expected_size": 3}, "expected_size"),  # cp's
+        (persevere.create_upload_sync, {"shards": 1, "verify_parts": True}, "verify_parts"),
+    ],
+)
+def test_the_public_doors_refuse_a_wrong_keyword_by_name(tmp_path, door, keywords, wrong):
+    """The request's keywords are declared once (``_request.Asked``): a keyword that is not
+    one of them is a TypeError naming it, before anything is read or created."""
+    state = tmp_path / "s"
+    with pytest.raises(TypeError, match=repr(wrong)):
+        door(tmp_path / "nothing", "b", "k", state, **keywords)
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("door", "positional"),
+    [(persevere.resume_sync, ()), (persevere.upload_shard_sync, (0, 2))],
+)
+def test_the_resume_doors_refuse_a_wrong_keyword_by_name(tmp_path, door, positional):
+    """resume's and upload_shard's keywords are declared once (``_request.Continued``): one
+    of a new upload's (``part_size``) is a TypeError naming it, as before."""
+    with pytest.raises(TypeError, match="'part_size'"):
+        door(tmp_path / "s", *positional, part_size=MiB)
