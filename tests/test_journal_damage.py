@@ -7,9 +7,12 @@ a real persevere wrote (None values, older files without the newer fields) is st
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -258,3 +261,42 @@ def test_a_damaged_header_of_a_tree_is_refused(s3_env, bucket, tmp_path):
         f"persevere: error: state file {state}: header field 'object_options' is not an object"
     )
     assert state.read_bytes() == data
+
+
+def _without_initiated(upstream: str):
+    """A ListMultipartUploads answer without the uploads' start times (an endpoint that does
+    not say them): the real server's answer, its <Initiated> elements taken out."""
+
+    def reply(exchange):
+        if exchange.operation != "ListMultipartUploads":
+            return None
+        where = urlsplit(upstream)
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+        try:
+            connection.request(exchange.method, exchange.target, headers=dict(exchange.headers))
+            answer = connection.getresponse()
+            body = re.sub(rb"<Initiated>[^<]*</Initiated>", b"", answer.read())
+            return Reply(answer.status, body)
+        finally:
+            connection.close()
+
+    return reply
+
+
+def test_an_upload_of_unknown_age_is_not_said_younger(s3_env, s3_server, s3_client, bucket):
+    """``upload list --older-than``: an upload the endpoint gives no start time for may be
+    younger or older; it was counted "younger", which nobody knows. It is not listed (it may
+    be one in progress: not to be aborted on a guess) and counted as of unknown age."""
+    s3_client.create_multipart_upload(Bucket=bucket, Key="undated")
+    reply = _without_initiated(s3_server.endpoint_url)
+    with HttpProxy.in_front_of(s3_server.endpoint_url, reply=reply) as proxy:
+        result = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--older-than", "0s",
+                           "--endpoint-url", proxy.url)  # fmt: skip
+        listed = persevere(s3_env, "upload", "list", "--s3-bucket", bucket, "--json",
+                           "--endpoint-url", proxy.url)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"no multipart uploads in progress older than 0s in s3://{bucket}/ (1 of unknown age, "
+        "not listed)\n"
+    )
+    assert [u["initiated"] for u in json.loads(listed.stdout)["uploads"]] == [None]
