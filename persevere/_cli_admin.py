@@ -139,7 +139,8 @@ def list_uploads(
         _emit_json({"bucket": bucket, "uploads": uploads})
         return
     older = f" older than {format_duration(older_than)}" if older_than is not None else ""
-    younger = f" ({listing.younger} younger, not listed)" if listing.younger else ""
+    younger = "".join(f" ({n} {what}, not listed)" for n, what in ((listing.younger, "younger"),
+                      (listing.undated, "of unknown age")) if n)  # fmt: skip
     if not uploads:
         typer.echo(f"no multipart uploads in progress{older} in s3://{bucket}/{under}{younger}")
         return

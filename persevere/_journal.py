@@ -153,6 +153,19 @@ class PartRecord:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """The fields a ``completed`` (or ``aborted``) record may have, to check their types: each
+    may be absent (older files, an aborted upload's)."""
+
+    size: int = 0
+    etag: str | None = None
+    expected_etag: str | None = None
+    checksum: str | None = None
+    at: str | None = None
+    reason: str | None = None
+
+
 @dataclass(slots=True)
 class JournalState:
     header: Header
@@ -199,25 +212,57 @@ def _parse_header(record: Any, where: str) -> Header:
             f"{where} was written by a newer persevere (format {version}; this one reads "
             f"{FORMAT_VERSION}): upgrade persevere to resume it"
         )
-    return _typed(Header, record, f"{where}: header")
+    header = _typed(Header, record, f"{where}: header")
+    for name, least in _LEAST.items():  # (a part size of 0 divided by zero)
+        value = getattr(header, name)
+        if value is not None and value < least:
+            raise StateFileError(f"{where}: header field {name!r} is {value}, below {least}")
+    return header
+
+
+# The header's sizes: no file is shorter than 0 bytes, no part or doubling step than 1.
+_LEAST = {"file_size": 0, "part_size": 1, "stream_every": 1, "expected_size": 0}
 
 
 def _typed(cls: type[R], record: dict[str, Any], what: str) -> R:
     """``record``'s fields of the dataclass ``cls``: each one without a default present, and
-    each one declared ``int`` or ``str`` of that type (a damaged or edited line is refused,
-    never half-read); keys the dataclass does not have are ignored."""
+    each one present of its declared type (a damaged or edited line is refused, never
+    half-read: ``"shards": "4"``, a ``part_size`` of ``true``); keys the dataclass does not
+    have are ignored."""
     values = {}
-    for spec in fields(cls):  # type: ignore[arg-type]
-        if spec.name not in record:
-            if spec.default is MISSING:
-                raise StateFileError(f"{what} lacks {spec.name!r}")
+    for name, required, kinds, said in _checks(cls):
+        if name not in record:
+            if required:
+                raise StateFileError(f"{what} lacks {name!r}")
             continue
-        value = values[spec.name] = record[spec.name]
-        if spec.type == "int" and not isinstance(value, int):
-            raise StateFileError(f"{what} field {spec.name!r} is not an integer")
-        if spec.type == "str" and not isinstance(value, str):
-            raise StateFileError(f"{what} field {spec.name!r} is not a string")
+        value = values[name] = record[name]
+        if type(value) not in kinds:  # (exact: JSON's true is no integer here)
+            raise StateFileError(f"{what} field {name!r} is not {said}")
     return cls(**values)
+
+
+# The types a journal's dataclass fields are declared with (as ``from __future__ import
+# annotations`` leaves them: strings), the JSON values each takes, and their name in words.
+_KINDS: dict[str, tuple[frozenset[type], str]] = {
+    "int": (frozenset({int}), "an integer"),
+    "str": (frozenset({str}), "a string"),
+    "bool": (frozenset({bool}), "true or false"),
+    "int | None": (frozenset({int, type(None)}), "an integer"),
+    "str | None": (frozenset({str, type(None)}), "a string"),
+    "dict[str, Any] | None": (frozenset({dict, type(None)}), "an object"),
+}
+_CHECKS: dict[type, list[tuple[str, bool, frozenset[type], str]]] = {}
+
+
+def _checks(cls: type) -> list[tuple[str, bool, frozenset[type], str]]:
+    """What :func:`_typed` checks of ``cls``'s fields, worked out once per class (a field of
+    a type not in ``_KINDS`` is a KeyError here, at once, never a field left unchecked)."""
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = _CHECKS[cls] = [
+            (spec.name, spec.default is MISSING, *_KINDS[str(spec.type)]) for spec in fields(cls)
+        ]
+    return checks
 
 
 # How every persevere journal (a file's, a tree's) begins: its header's first fields.
@@ -295,6 +340,7 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                     state.parts.pop(number, None)
                     state.invalid.add(number)
             elif kind in ("completed", "aborted"):
+                _typed(OutcomeRecord, record, f"{where}: {kind} record")
                 state.outcome = record
             else:
                 raise StateFileError(f"{where} is not a journal record")

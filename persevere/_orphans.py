@@ -58,6 +58,7 @@ class InProgressUpload:
 class UploadListing:
     uploads: list[InProgressUpload]
     younger: int = 0  # in progress too, but started within ``older_than_s``: not listed
+    undated: int = 0  # in progress too, the endpoint says not when started: not listed either
 
 
 async def list_uploads(
@@ -65,7 +66,9 @@ async def list_uploads(
 ) -> UploadListing:
     """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far;
     with ``older_than_s``, those started longer ago (and how many others there are, so that
-    "none" is not said of a bucket that has younger ones)."""
+    "none" is not said of a bucket that has younger ones). An upload whose start the endpoint
+    does not say (no ``Initiated``) may be younger: it is not listed then, and counted apart
+    (never as younger: that is not known)."""
     bucket, payer = where.bucket, where.payer()
     cutoff = None if older_than_s is None else datetime.now(UTC) - timedelta(seconds=older_than_s)
     async with where.client() as client:
@@ -89,9 +92,12 @@ async def list_uploads(
         found: list[Any] = []
         async for page in pages("ListMultipartUploads", fetch, following):
             found += page.get("Uploads") or []
-        everything = len(found)
+        younger = undated = 0
         if cutoff is not None:
-            found = [u for u in found if u.get("Initiated") and u["Initiated"] < cutoff]
+            dated = [u for u in found if u.get("Initiated")]
+            undated = len(found) - len(dated)
+            found = [u for u in dated if u["Initiated"] < cutoff]
+            younger = len(dated) - len(found)
 
         results: list[InProgressUpload | None] = [None] * len(found)
         limiter = anyio.CapacityLimiter(8)
@@ -115,7 +121,7 @@ async def list_uploads(
         async with anyio.create_task_group() as tg:
             for index, upload in enumerate(found):
                 tg.start_soon(describe, index, upload)
-    return UploadListing([r for r in results if r is not None], everything - len(found))
+    return UploadListing([r for r in results if r is not None], younger, undated)
 
 
 @dataclass(frozen=True, slots=True)
