@@ -172,16 +172,17 @@ def locate_tree_state(
     if state_file is not None:
         return state_file.expanduser().absolute()
     name = root.name or "root"
-    where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}".encode(
-        "utf-8", "surrogateescape"
-    )
-    own = f"{name}.{hashlib.sha256(where).hexdigest()[:16]}.persevere"
+    where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}"
+    if endpoint.profile is not None:  # (a name without a profile is kept as it was)
+        where += f"\n{endpoint.profile}"
+    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    own = f"{name}.{digest}.persevere"
     if state_dir is not None:
         return state_dir.expanduser().absolute() / own
     beside = root.parent / f"{name}.persevere"
     header = read_header(beside)
     if header is not None and header.root == str(root) and header.destination() == (
-        bucket, prefix, endpoint.endpoint_url
+        bucket, prefix, endpoint.endpoint_url, endpoint.profile
     ):  # fmt: skip
         return beside
     for earlier in (root.parent / own, state_home() / own):
@@ -294,7 +295,7 @@ def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
     req.transfer.validate()
     algorithm = _algorithm(req.checksum)
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
-    draft = new_header(req.root, req.bucket, req.prefix, endpoint.endpoint_url,
+    draft = new_header(req.root, req.bucket, req.prefix, endpoint,
                        algorithm.name, req.object_options)  # fmt: skip
     return endpoint, draft
 

@@ -24,7 +24,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,6 +32,9 @@ from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
 from ._source import FileIdentity
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._s3 import Endpoint
 
 log = logging.getLogger("persevere")
 
@@ -49,9 +52,12 @@ class TreeHeader:
     created_at: str = ""
     tool_version: str = ""
     object_options: dict[str, Any] | None = None
+    # The AWS profile the run was given (its config may name another endpoint or account):
+    # a run as another profile is another destination, never "unchanged".
+    profile: str | None = None
 
-    def destination(self) -> tuple[str, str, str | None]:
-        return self.bucket, self.prefix, self.endpoint_url
+    def destination(self) -> tuple[str, str, str | None, str | None]:
+        return self.bucket, self.prefix, self.endpoint_url, self.profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +88,12 @@ class FileDone:
 
 
 def new_header(
-    root: Path, bucket: str, prefix: str, endpoint_url: str | None, checksum_algorithm: str,
+    root: Path, bucket: str, prefix: str, endpoint: Endpoint, checksum_algorithm: str,
     object_options: dict[str, Any] | None,
 ) -> TreeHeader:  # fmt: skip
-    return TreeHeader(str(root), bucket, prefix, endpoint_url, checksum_algorithm,
+    return TreeHeader(str(root), bucket, prefix, endpoint.endpoint_url, checksum_algorithm,
                       datetime.now(UTC).isoformat(timespec="seconds"), __version__,
-                      object_options or None)  # fmt: skip
+                      object_options or None, endpoint.profile)  # fmt: skip
 
 
 def files_dir(state_file: Path) -> Path:
@@ -287,6 +293,8 @@ def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_gi
         where = f"s3://{header.bucket}/{header.prefix}"
         if header.endpoint_url != draft.endpoint_url:
             where += f" at {header.endpoint_url or 'AWS'}"
+        if header.profile != draft.profile:
+            where += f" as profile {header.profile or '(none)'}"
         raise UsageError(
             f"state file {path} records an upload of {header.root} to {where}, not this one",
             hint="give each directory and destination its own state file",

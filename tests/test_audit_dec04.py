@@ -322,3 +322,31 @@ def test_a_command_run_with_a_standard_descriptor_closed_exits_0(
     if closed == 0:  # closed is not empty: nothing to upload
         refused = run("cp", "-", f"s3://{bucket}/s", "--state-dir", tmp_path / "st")
         assert refused.returncode == 2 and "standard input is closed" in refused.stderr
+
+
+def test_cp_dir_again_as_another_profile_looks_there(s3_env, s3_server, bucket, tmp_path):
+    """``cp DIR`` done as one profile, then run as a profile whose ``endpoint_url`` is
+    elsewhere: the tree's journal (which recorded no profile) answered "2 unchanged", exit 0,
+    with nothing at the other endpoint. Now it is another destination: here unreachable,
+    exit 3; and the first profile's run still finds its journal (nothing sent)."""
+    config = tmp_path / "aws-config"
+    keys = (f"aws_access_key_id = {s3_server.access_key}\n"
+            f"aws_secret_access_key = {s3_server.secret_key}\nregion = us-east-1\n")  # fmt: skip
+    config.write_text(f"[profile here]\nendpoint_url = {s3_server.endpoint_url}\n{keys}"
+                      f"[profile there]\nendpoint_url = http://127.0.0.1:1\n{keys}")  # fmt: skip
+    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a", "b"):
+        (tree / name).write_bytes(name.encode() * 100)
+    args = ["cp", tree, f"s3://{bucket}/t/", "--no-progress", "--max-retries", "1"]
+    first = persevere(env | {"AWS_PROFILE": "here"}, *args)
+    assert first.returncode == 0 and "2 sent" in first.stdout, first.stderr
+    elsewhere = persevere(env | {"AWS_PROFILE": "there"}, *args)
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "unchanged" not in elsewhere.stdout
+    flag = persevere(env, *args, "--profile", "there")
+    assert flag.returncode == 3, flag.stdout + flag.stderr
+    again = persevere(env | {"AWS_PROFILE": "here"}, *args)
+    assert again.returncode == 0, again.stderr
+    assert "0 sent, 0 sent again, 2 unchanged" in again.stdout, again.stdout
