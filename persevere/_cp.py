@@ -165,7 +165,7 @@ async def copy_file(
 ) -> UploadResult:
     """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
     stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
-    request = Request.of(file, bucket, key, state_file, **given(asked, Copied))
+    request = Request.of(file, bucket, key, state_file, **given(asked, Copied, "copy_file"))
     return await copy(request, progress or NullProgress())
 
 

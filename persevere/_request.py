@@ -119,11 +119,12 @@ class Continued(TypedDict, total=False):
     endpoint: Endpoint | None
 
 
-def given(asked: Mapping[str, Any], keywords: type) -> dict[str, Any]:
-    """A door's ``**asked``, of the TypedDict ``keywords``, checked as a signature would be:
-    another keyword is a TypeError naming it."""
-    if unknown := sorted(asked.keys() - keywords.__annotations__.keys()):
-        raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
+def given(asked: Mapping[str, Any], keywords: type, door: str) -> dict[str, Any]:
+    """The function ``door``'s ``**asked``, of the TypedDict ``keywords``, checked as its
+    signature would be: another keyword is Python's TypeError naming ``door`` and the first."""
+    for name in asked:
+        if name not in keywords.__annotations__:
+            raise TypeError(f"{door}() got an unexpected keyword argument {name!r}")
     return dict(asked)
 
 

@@ -91,7 +91,7 @@ async def resume_upload(
     else :class:`UploadFinished` or :class:`SourceChanged`, saying which changed). An aborted
     one raises :class:`UploadFinished`.
     """
-    request = Request.resumed(state_file, **given(asked, Continued))
+    request = Request.resumed(state_file, **given(asked, Continued, "resume_upload"))
     return await resume(request, progress or NullProgress())
 
 

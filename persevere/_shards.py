@@ -87,7 +87,7 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
-    request = Request.resumed(state_file, **given(asked, Continued))
+    request = Request.resumed(state_file, **given(asked, Continued, "upload_shard"))
     return await send_one(request, shard, shards, progress or NullProgress())
 
 

@@ -94,7 +94,7 @@ async def start_upload(
     ``no_overwrite``: write-once; an existing key is refused before anything is sent, and
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
-    request = Request.of(file, bucket, key, state_file, **given(asked, Asked))
+    request = Request.of(file, bucket, key, state_file, **given(asked, Asked, "start_upload"))
     return await upload(request, progress or NullProgress())
 
 
@@ -129,7 +129,8 @@ async def create_upload(
 ) -> Header:
     """Create the upload and its state file, send nothing: for ``shards`` shards to upload
     (:func:`persevere.upload_shard`), and :func:`persevere.resume` to complete."""
-    request = Request.of(file, bucket, key, state_file, shards=shards, **given(asked, Asked))
+    keywords = given(asked, Asked, "create_upload")
+    request = Request.of(file, bucket, key, state_file, shards=shards, **keywords)
     return await create_sharded(request)
 
 
