@@ -234,6 +234,37 @@ def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
         )
 
 
+def config_endpoint_url(endpoint: Endpoint) -> str | None:
+    """The endpoint URL the AWS config file gives ``endpoint`` when no flag or variable gives
+    one (its profile's, or a services section's, ``endpoint_url``), as botocore will find it;
+    None: there is none, or the config file is not read (no file, a profile it lacks).
+
+    Not recorded in a file's journal (resume reads the profile again), but a tree's re-run
+    answers "unchanged" without a request: it must know that an edited config now sends
+    its objects elsewhere.
+    """
+    if endpoint.endpoint_url is not None:
+        return None
+    config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
+        return None
+    import botocore.exceptions
+    import botocore.session
+    from botocore.configprovider import ConfiguredEndpointProvider
+
+    session = botocore.session.Session(profile=endpoint.profile)
+    try:
+        if session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None
+        provider = ConfiguredEndpointProvider(
+            session.full_config, session.get_scoped_config(), "s3"
+        )
+        url = provider.provide()
+    except botocore.exceptions.ProfileNotFound:  # said where the client is made
+        return None
+    return str(url) if url else None
+
+
 def _check_found(url: str, where: str) -> None:
     """An endpoint URL no flag gave (an environment variable, the AWS config file), held to
     the same rules as one given, and refused in its source's name."""

@@ -1,0 +1,40 @@
+"""A fourth audit of 2026-12-04 (false successes: exit 0, or "unchanged", while the object at
+the key printed is not the source given this time). Each test failed before its fix."""
+
+from __future__ import annotations
+
+from tests.conftest import persevere
+
+
+def _profile(config, endpoint_url, server):
+    keys = f"aws_access_key_id = {server.access_key}\naws_secret_access_key = {server.secret_key}"
+    config.write_text(
+        f"[profile here]\nendpoint_url = {endpoint_url}\n{keys}\nregion = us-east-1\n"
+    )
+
+
+def test_cp_dir_again_after_the_profile_was_edited_to_another_endpoint_looks_there(
+    s3_env, s3_server, bucket, tmp_path
+):
+    """The same profile, its ``endpoint_url`` edited in the AWS config file (staging, then
+    production): the tree's journal recorded only the profile's name, so the re-run answered
+    "2 unchanged", exit 0, with nothing at the endpoint the profile names now. Here that one
+    is unreachable: exit 3; the config put back, the first journal is found (nothing sent)."""
+    config = tmp_path / "aws-config"
+    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "here"}
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a", "b"):
+        (tree / name).write_bytes(name.encode() * 100)
+    args = ["cp", tree, f"s3://{bucket}/t/", "--no-progress", "--max-retries", "1"]
+    _profile(config, s3_server.endpoint_url, s3_server)
+    first = persevere(env, *args)
+    assert first.returncode == 0 and "2 sent" in first.stdout, first.stderr
+    _profile(config, "http://127.0.0.1:1", s3_server)
+    elsewhere = persevere(env, *args)
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "unchanged" not in elsewhere.stdout
+    _profile(config, s3_server.endpoint_url, s3_server)
+    again = persevere(env, *args)
+    assert again.returncode == 0, again.stderr
+    assert "0 sent, 0 sent again, 2 unchanged" in again.stdout, again.stdout
