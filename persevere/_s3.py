@@ -167,11 +167,18 @@ class Endpoint:
         return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 
     def overridden_by(self, other: Endpoint | None) -> Endpoint:
-        """This endpoint with ``other``'s fields where they are set (resume's overrides)."""
+        """This endpoint with ``other``'s fields where they are set (resume's overrides).
+
+        Another profile whose AWS config names an endpoint is that endpoint, not the one
+        recorded: ``cp`` run as it answered "already completed" from the recorded endpoint.
+        """
         if other is None:
             return self
+        endpoint_url = other.endpoint_url or self.endpoint_url
+        if other.endpoint_url is None and other.profile not in (None, self.profile):
+            endpoint_url = config_endpoint_url(other) or endpoint_url
         return Endpoint(
-            other.endpoint_url or self.endpoint_url,
+            endpoint_url,
             other.region or self.region,
             other.profile or self.profile,
             other.ca_bundle or self.ca_bundle,

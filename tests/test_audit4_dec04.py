@@ -38,3 +38,24 @@ def test_cp_dir_again_after_the_profile_was_edited_to_another_endpoint_looks_the
     again = persevere(env, *args)
     assert again.returncode == 0, again.stderr
     assert "0 sent, 0 sent again, 2 unchanged" in again.stdout, again.stdout
+
+
+def test_cp_again_as_a_profile_naming_another_endpoint_than_the_one_recorded_looks_there(
+    s3_env, s3_server, bucket, make_file, tmp_path
+):
+    """``cp f s3://b/k`` with ``AWS_ENDPOINT_URL`` (recorded), then as a profile whose
+    ``endpoint_url`` is elsewhere, the variable unset: the recorded URL was kept with the new
+    profile, and the run answered "already completed", exit 0, nothing at the profile's
+    endpoint. Here that one is unreachable: exit 3."""
+    config = tmp_path / "aws-config"
+    _profile(config, "http://127.0.0.1:1", s3_server)
+    file = make_file(1000, seed=41)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
+    assert persevere(s3_env | {"AWS_CONFIG_FILE": str(config)}, *args).returncode == 0
+    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+    for how in ({"AWS_PROFILE": "here"}, {}):
+        elsewhere = persevere(env | how, *args, *([] if how else ["--profile", "here"]))
+        assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+        assert "already completed" not in elsewhere.stdout
+    again = persevere(s3_env | {"AWS_CONFIG_FILE": str(config)}, *args)
+    assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
