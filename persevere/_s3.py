@@ -149,7 +149,7 @@ class Endpoint:
         since resume re-reads that profile anyway.
         """
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # the first one set
-            if not endpoint_url and os.environ.get(name):  # refused in the variable's name
+            if not endpoint_url and os.environ.get(name) and not _ignoring_configured(profile):
                 endpoint_url = os.environ[name]
                 _check_found(endpoint_url, name)
         endpoint_url = endpoint_url or None
@@ -239,6 +239,26 @@ def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
             "https://HOST[:PORT], and the bucket in the s3:// URL",
             param=param,
         )
+
+
+def _ignoring_configured(profile: str | None) -> bool:
+    """``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` (or the profile's
+    ``ignore_configured_endpoint_urls``) set: botocore and the aws cli then ignore the
+    endpoint variables and the config's ``endpoint_url``, and so does persevere (it uploaded
+    to ``AWS_ENDPOINT_URL`` while every other tool of that environment looked at AWS)."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return True
+    config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
+        return False
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        session = botocore.session.Session(profile=profile or os.environ.get("AWS_PROFILE"))
+        return bool(session.get_config_variable("ignore_configured_endpoint_urls"))
+    except botocore.exceptions.ProfileNotFound:  # said where the client is made
+        return False
 
 
 def config_endpoint_url(endpoint: Endpoint) -> str | None:

@@ -59,3 +59,19 @@ def test_cp_again_as_a_profile_naming_another_endpoint_than_the_one_recorded_loo
         assert "already completed" not in elsewhere.stdout
     again = persevere(s3_env | {"AWS_CONFIG_FILE": str(config)}, *args)
     assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
+
+
+def test_aws_ignore_configured_endpoint_urls_is_honoured(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`` (a job forcing AWS over a leftover
+    ``AWS_ENDPOINT_URL``): botocore and the aws cli look at AWS, persevere uploaded to the
+    variable's endpoint, exit 0, and the object was not where every other tool looked. Here
+    AWS is not reachable, or refuses these credentials: never exit 0, nothing stored."""
+    file = make_file(1000, seed=42)
+    env = s3_env | {"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}
+    args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
+    result = persevere(env, *args)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "KeyCount" in s3_client.list_objects_v2(Bucket=bucket)
+    assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
