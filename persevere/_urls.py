@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
+import re
+
 from ._errors import UsageError
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+# What botocore accepts as a bucket name (an access point's ARN aside), checked before it is
+# asked: ``s3://bucket:9000/k`` (a port typed into the URL) was botocore's traceback.
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}|arn:.+")
 
 
 def require_utf8(bucket: str, key: str, what: str = "key") -> None:
@@ -19,6 +24,11 @@ def require_utf8(bucket: str, key: str, what: str = "key") -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"the {name} {text!r} is not UTF-8, so S3 cannot take it") from None
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"the bucket name {bucket!r} is not one S3 takes (letters, digits, '.', '-' and "
+            "'_' only): the endpoint is given with --endpoint-url, not in the s3:// URL"
+        )
 
 
 def check_destination(bucket: str, key: str) -> None:

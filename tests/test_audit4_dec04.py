@@ -3,6 +3,8 @@ the key printed is not the source given this time). Each test failed before its 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import persevere
 
 
@@ -75,3 +77,13 @@ def test_aws_ignore_configured_endpoint_urls_is_honoured(
     assert result.returncode != 0, result.stdout + result.stderr
     assert "KeyCount" in s3_client.list_objects_v2(Bucket=bucket)
     assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("url", ["s3://bucket:9000/k", "s3://my bucket/k"])
+def test_a_bucket_name_s3_cannot_take_is_one_line(s3_env, make_file, tmp_path, url):
+    """A port typed into the URL (``s3://bucket:9000/k``, the endpoint's place): botocore's
+    ParamValidationError came out as a traceback, after the plan was said."""
+    file = make_file(1000, seed=43)
+    result = persevere(s3_env, "cp", file, url, "--state-dir", tmp_path / "st")
+    assert result.returncode == 2, result.stderr
+    assert "is not one S3 takes" in result.stderr and "Traceback" not in result.stderr
