@@ -87,3 +87,20 @@ def test_a_bucket_name_s3_cannot_take_is_one_line(s3_env, make_file, tmp_path, u
     result = persevere(s3_env, "cp", file, url, "--state-dir", tmp_path / "st")
     assert result.returncode == 2, result.stderr
     assert "is not one S3 takes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_file_whose_key_has_a_backslash_never_replaces_another(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """A tree holding ``a/b`` and a file named ``a\\b`` (legal on Linux): SeaweedFS stores the
+    key ``a\\b`` as ``a/b``, so one object replaced the other and ``cp DIR`` said "2 sent",
+    exit 0, the bytes of ``a/b`` stored nowhere. The backslash's file fails alone now."""
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "b").write_bytes(b"the file a/b")
+    (tree / "a\\b").write_bytes(b"the file named a-backslash-b")
+    result = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "backslash" in result.stdout + result.stderr
+    body = s3_client.get_object(Bucket=bucket, Key="t/a/b")["Body"].read()
+    assert body == b"the file a/b"
