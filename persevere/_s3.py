@@ -169,13 +169,13 @@ class Endpoint:
     def overridden_by(self, other: Endpoint | None) -> Endpoint:
         """This endpoint with ``other``'s fields where they are set (resume's overrides).
 
-        Another profile whose AWS config names an endpoint is that endpoint, not the one
-        recorded: ``cp`` run as it answered "already completed" from the recorded endpoint.
-        """
+        A profile given whose AWS config names an endpoint is that endpoint, not the one
+        recorded (an ``--endpoint-url`` the run does not give again): ``cp`` run as it
+        answered "already completed" from the recorded endpoint."""
         if other is None:
             return self
         endpoint_url = other.endpoint_url or self.endpoint_url
-        if other.endpoint_url is None and other.profile not in (None, self.profile):
+        if other.endpoint_url is None and other.profile is not None:
             endpoint_url = config_endpoint_url(other) or endpoint_url
         return Endpoint(
             endpoint_url,

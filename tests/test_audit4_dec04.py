@@ -104,3 +104,21 @@ def test_a_file_whose_key_has_a_backslash_never_replaces_another(
     assert "backslash" in result.stdout + result.stderr
     body = s3_client.get_object(Bucket=bucket, Key="t/a/b")["Body"].read()
     assert body == b"the file a/b"
+
+
+def test_cp_again_without_the_endpoint_url_it_was_given_goes_where_the_profile_says(
+    s3_env, s3_server, bucket, make_file, tmp_path
+):
+    """Made with ``--endpoint-url`` and ``AWS_PROFILE=here``; run again with the profile
+    alone, whose config names another endpoint: the recorded URL was used, "already
+    completed", exit 0, nothing where the command run now sends it (unreachable here)."""
+    config = tmp_path / "aws-config"
+    _profile(config, "http://127.0.0.1:1", s3_server)
+    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "here"}
+    file = make_file(1000, seed=44)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
+    made = persevere(env, *args, "--endpoint-url", s3_server.endpoint_url)
+    assert made.returncode == 0, made.stderr
+    elsewhere = persevere(env, *args)
+    assert elsewhere.returncode == 3, elsewhere.stdout + elsewhere.stderr
+    assert "already completed" not in elsewhere.stdout
