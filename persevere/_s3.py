@@ -289,7 +289,11 @@ def config_endpoint_url(endpoint: Endpoint) -> str | None:
         url = provider.provide()
     except botocore.exceptions.ProfileNotFound:  # said where the client is made
         return None
-    return str(url) if url else None
+    if not url:
+        return None
+    who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
+    _check_found(str(url), f"AWS config file ({who})")  # refused in its source's name
+    return str(url)
 
 
 def _check_found(url: str, where: str) -> None:
