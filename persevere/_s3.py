@@ -149,7 +149,7 @@ class Endpoint:
         since resume re-reads that profile anyway.
         """
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # the first one set
-            if not endpoint_url and os.environ.get(name):  # refused in the variable's name
+            if not endpoint_url and os.environ.get(name) and not _ignoring_configured(profile):
                 endpoint_url = os.environ[name]
                 _check_found(endpoint_url, name)
         endpoint_url = endpoint_url or None
@@ -167,11 +167,18 @@ class Endpoint:
         return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 
     def overridden_by(self, other: Endpoint | None) -> Endpoint:
-        """This endpoint with ``other``'s fields where they are set (resume's overrides)."""
+        """This endpoint with ``other``'s fields where they are set (resume's overrides).
+
+        A profile given whose AWS config names an endpoint is that endpoint, not the one
+        recorded (an ``--endpoint-url`` the run does not give again): ``cp`` run as it
+        answered "already completed" from the recorded endpoint."""
         if other is None:
             return self
+        endpoint_url = other.endpoint_url or self.endpoint_url
+        if other.endpoint_url is None and other.profile is not None:
+            endpoint_url = config_endpoint_url(other) or endpoint_url
         return Endpoint(
-            other.endpoint_url or self.endpoint_url,
+            endpoint_url,
             other.region or self.region,
             other.profile or self.profile,
             other.ca_bundle or self.ca_bundle,
@@ -232,6 +239,61 @@ def check_endpoint_url(url: str, *, param: str | None = "endpoint_url") -> None:
             "https://HOST[:PORT], and the bucket in the s3:// URL",
             param=param,
         )
+
+
+def _ignoring_configured(profile: str | None) -> bool:
+    """``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` (or the profile's
+    ``ignore_configured_endpoint_urls``) set: botocore and the aws cli then ignore the
+    endpoint variables and the config's ``endpoint_url``, and so does persevere (it uploaded
+    to ``AWS_ENDPOINT_URL`` while every other tool of that environment looked at AWS)."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return True
+    config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
+        return False
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        session = botocore.session.Session(profile=profile or os.environ.get("AWS_PROFILE"))
+        return bool(session.get_config_variable("ignore_configured_endpoint_urls"))
+    except botocore.exceptions.ProfileNotFound:  # said where the client is made
+        return False
+
+
+def config_endpoint_url(endpoint: Endpoint) -> str | None:
+    """The endpoint URL the AWS config file gives ``endpoint`` when no flag or variable gives
+    one (its profile's, or a services section's, ``endpoint_url``), as botocore will find it;
+    None: there is none, or the config file is not read (no file, a profile it lacks).
+
+    Not recorded in a file's journal (resume reads the profile again), but a tree's re-run
+    answers "unchanged" without a request: it must know that an edited config now sends
+    its objects elsewhere.
+    """
+    if endpoint.endpoint_url is not None:
+        return None
+    config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
+        return None
+    import botocore.exceptions
+    import botocore.session
+    from botocore.configprovider import ConfiguredEndpointProvider
+
+    session = botocore.session.Session(profile=endpoint.profile)
+    try:
+        if session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None
+        provider = ConfiguredEndpointProvider(
+            session.full_config, session.get_scoped_config(), "s3"
+        )
+        url = provider.provide()
+    except botocore.exceptions.ProfileNotFound:  # said where the client is made
+        return None
+    if not url:
+        return None
+    who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
+    _check_found(str(url), f"AWS config file ({who})")  # refused in its source's name
+    return str(url)
 
 
 def _check_found(url: str, where: str) -> None:

@@ -65,7 +65,7 @@ from ._quirks import missing
 from ._request import Request
 from ._request import Source as Named
 from ._retry import Call
-from ._s3 import Endpoint, many_clients, open_client, request
+from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
 from ._session import resumable
 from ._source import FileIdentity
 from ._tree_journal import (
@@ -175,6 +175,9 @@ def locate_tree_state(
     where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}"
     if endpoint.profile is not None:  # (a name without a profile is kept as it was)
         where += f"\n{endpoint.profile}"
+    configured = config_endpoint_url(endpoint)
+    if configured is not None:  # (as the profile)
+        where += f"\n{configured}"
     digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     own = f"{name}.{digest}.persevere"
     if state_dir is not None:
@@ -182,7 +185,7 @@ def locate_tree_state(
     beside = root.parent / f"{name}.persevere"
     header = read_header(beside)
     if header is not None and header.root == str(root) and header.destination() == (
-        bucket, prefix, endpoint.endpoint_url, endpoint.profile
+        bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured
     ):  # fmt: skip
         return beside
     for earlier in (root.parent / own, state_home() / own):
@@ -295,8 +298,8 @@ def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
     req.transfer.validate()
     algorithm = _algorithm(req.checksum)
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
-    draft = new_header(req.root, req.bucket, req.prefix, endpoint,
-                       algorithm.name, req.object_options)  # fmt: skip
+    draft = new_header(req.root, req.bucket, req.prefix, endpoint, algorithm.name,
+                       req.object_options, config_endpoint_url(endpoint))  # fmt: skip
     return endpoint, draft
 
 

@@ -55,9 +55,13 @@ class TreeHeader:
     # The AWS profile the run was given (its config may name another endpoint or account):
     # a run as another profile is another destination, never "unchanged".
     profile: str | None = None
+    # The endpoint the AWS config file named (a profile's or a services section's
+    # endpoint_url) when no flag or variable did: a config edited to name another endpoint
+    # is another destination too.
+    config_endpoint_url: str | None = None
 
-    def destination(self) -> tuple[str, str, str | None, str | None]:
-        return self.bucket, self.prefix, self.endpoint_url, self.profile
+    def destination(self) -> tuple[str, str, str | None, str | None, str | None]:
+        return self.bucket, self.prefix, self.endpoint_url, self.profile, self.config_endpoint_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +93,11 @@ class FileDone:
 
 def new_header(
     root: Path, bucket: str, prefix: str, endpoint: Endpoint, checksum_algorithm: str,
-    object_options: dict[str, Any] | None,
+    object_options: dict[str, Any] | None, config_endpoint_url: str | None = None,
 ) -> TreeHeader:  # fmt: skip
     return TreeHeader(str(root), bucket, prefix, endpoint.endpoint_url, checksum_algorithm,
                       datetime.now(UTC).isoformat(timespec="seconds"), __version__,
-                      object_options or None, endpoint.profile)  # fmt: skip
+                      object_options or None, endpoint.profile, config_endpoint_url)  # fmt: skip
 
 
 def files_dir(state_file: Path) -> Path:
@@ -295,6 +299,8 @@ def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_gi
             where += f" at {header.endpoint_url or 'AWS'}"
         if header.profile != draft.profile:
             where += f" as profile {header.profile or '(none)'}"
+        if header.config_endpoint_url != draft.config_endpoint_url:
+            where += f" at {header.config_endpoint_url or 'AWS'} (AWS config file)"
         raise UsageError(
             f"state file {path} records an upload of {header.root} to {where}, not this one",
             hint="give each directory and destination its own state file",

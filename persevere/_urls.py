@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
+import re
+
 from ._errors import UsageError
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+# What botocore accepts as a bucket name (an access point's ARN aside), checked before it is
+# asked: ``s3://bucket:9000/k`` (a port typed into the URL) was botocore's traceback.
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}|arn:.+")
 
 
 def require_utf8(bucket: str, key: str, what: str = "key") -> None:
@@ -19,6 +24,11 @@ def require_utf8(bucket: str, key: str, what: str = "key") -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"the {name} {text!r} is not UTF-8, so S3 cannot take it") from None
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"the bucket name {bucket!r} is not one S3 takes (letters, digits, '.', '-' and "
+            "'_' only): the endpoint is given with --endpoint-url, not in the s3:// URL"
+        )
 
 
 def check_destination(bucket: str, key: str) -> None:
@@ -31,7 +41,8 @@ def check_destination(bucket: str, key: str) -> None:
     be refused, or land (or be read back) under another key. An empty segment (``a//b``,
     ``/x``, ``x/``) is merged away by servers that keep keys as file paths: SeaweedFS stores
     ``a//b`` as ``a/b`` (replacing an object there) and answers for either name, so no check
-    after the upload tells (``x/`` it stores as ``x/x``)."""
+    after the upload tells (``x/`` it stores as ``x/x``). A backslash it stores as a slash:
+    ``a\\b`` replaced the object ``a/b``, and ``cp DIR`` of a tree holding both said exit 0."""
     if not isinstance(bucket, str) or not isinstance(key, str):  # (the API's callers)
         raise UsageError(f"bucket and key must be strings, not {bucket!r} and {key!r}")
     if not bucket or not key:
@@ -46,6 +57,12 @@ def check_destination(bucket: str, key: str) -> None:
             "the key has an empty path segment (two slashes in a row, or a slash at its start "
             "or end), which servers that keep keys as file paths (SeaweedFS among them) merge "
             "away: the object would not be stored under this key; give a key without them"
+        )
+    if "\\" in key:
+        raise UsageError(
+            "the key has a backslash, which servers that keep keys as file paths (SeaweedFS "
+            "among them) store as a slash: the object would be stored under another key, "
+            "replacing the one there (a\\b is a/b); give a key without it"
         )
     dots = next((segment for segment in key.split("/") if segment in (".", "..")), None)
     if dots is not None:
