@@ -102,6 +102,7 @@ def main() -> None:
     from ._loop import fill_closed_stdio, pause_collector, resume_collector
 
     fill_closed_stdio()  # (<&-, >&-, 2>&-: see there)
+    _names_not_utf8_printable()
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
@@ -126,6 +127,17 @@ def main() -> None:
         raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
+
+
+def _names_not_utf8_printable() -> None:
+    """A file name that is not UTF-8 (``os.fsdecode``'s surrogates) printed as ``\\udcff``, as
+    Python prints it on stderr, rather than a UnicodeEncodeError: under a UTF-8 locale other
+    than C.UTF-8 (en_US.UTF-8) standard output's errors are "strict", and ``cp DIR`` died
+    listing such a file as failed."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(OSError, ValueError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def _writing_stdout(exc: OSError) -> bool:
