@@ -168,7 +168,8 @@ def _stdout_lost(why: str) -> None:
     """One line for a result standard output did not take; it then goes to /dev/null, so that
     the interpreter's last flush does not fail on it again."""
     _say(f"persevere: error: the result could not be written to standard output ({why}); "
-         "what the command did stands: run it again to see it")  # fmt: skip
+         "what the command did stands: run it again to see it",
+         exit_code=_errors.EXIT_ERROR, hint=None, next_command=None)  # fmt: skip
     with contextlib.suppress(OSError):
         _to_devnull(1)
 
@@ -186,7 +187,7 @@ def _stopped_before_starting(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     message = f"{name} received before anything started; nothing to resume"
     if "--under-processes" not in sys.argv:  # a shard's parent says it, for all
-        _say(f"persevere: {message}")
+        _say(f"persevere: {message}", exit_code=_exit_code(name), hint=None, next_command=None)
         if _cli_run._json_output:  # --json was read: its one document, as for any error
             document = {"error": message, "exit_code": _exit_code(name), "hint": None,
                         "next_command": None}  # fmt: skip

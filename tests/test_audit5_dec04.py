@@ -1,9 +1,13 @@
 """An operator's audit (2026-12-04, fifth): persevere run unwatched under supervisors, in pipes
-and with logs collected, in the locale a server has."""
+and with logs collected, in the locale a server has. Every stderr line under
+``--log-format json`` is one JSON object."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -33,3 +37,60 @@ def test_a_name_not_utf8_in_a_tree_is_listed_under_a_utf8_locale(s3_env, bucket,
     checked = persevere(utf8, "verify", tree, f"s3://{bucket}/t/", process=True)
     assert checked.returncode == 5, checked.stderr
     assert "Traceback" not in sent.stderr + checked.stderr
+
+
+def _json_lines(stderr: str) -> list[dict[str, object]]:
+    """Each line of ``stderr`` as the JSON object it must be (a plain line fails the test)."""
+    documents = []
+    for line in stderr.splitlines():
+        try:
+            documents.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"not a JSON line under --log-format json: {line!r}")
+    return documents
+
+
+def test_a_tree_with_a_file_left_out_logs_json_lines_only(s3_env, bucket, tmp_path):
+    """`--log-format json cp DIR` with a file that fails alone: its closing line ("1 file(s) not
+    uploaded; run the same command again") was plain text among the JSON objects."""
+    tree = _tree_with_a_name_not_utf8(tmp_path)
+    done = persevere(s3_env, "--log-format", "json", "cp", tree, f"s3://{bucket}/t/")
+    assert done.returncode == 2, done.stderr
+    events = _json_lines(done.stderr)
+    [last] = [e for e in events if e["event"] == "error"]
+    assert last["exit_code"] == 2 and "1 file(s) not uploaded" in str(last["message"]), events
+
+
+@pytest.mark.process
+def test_a_result_stdout_refused_is_a_json_line_in_json_logs(s3_env, bucket, make_file):
+    """`> /dev/full` under --log-format json: the one line saying so was plain text."""
+    file = make_file(1024)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "persevere", "--log-format", "json", "cp",
+                               file, f"s3://{bucket}/k"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = _json_lines(done.stderr)[-1]
+    assert last["event"] == "error" and last["exit_code"] == 1, last
+    assert "could not be written to standard output" in str(last["message"]), last
+
+
+@pytest.mark.process
+def test_a_stop_before_anything_started_is_a_json_line_in_json_logs():
+    """A SIGTERM between reading the command line and starting the work, under --log-format
+    json: its line was plain text."""
+    script = (
+        "import os, signal, sys\n"
+        "from persevere import _cli, _logs\n"
+        "import logging\n"
+        "sys.argv = ['persevere', '--log-format', 'json', 'cp', 'f', 's3://b/k']\n"
+        "_logs.setup(logging.INFO, json_lines=True)\n"
+        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    [line] = _json_lines(done.stderr)
+    assert line["event"] == "error" and line["exit_code"] == 130, line
+    assert line["message"] == "SIGTERM received before anything started; nothing to resume"
