@@ -69,11 +69,13 @@ log = logging.getLogger("persevere")
 
 
 def state_home() -> Path:
-    """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "persevere"
+    """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``. A relative
+    ``XDG_STATE_HOME`` is ignored, as the XDG spec says: the same command run from another
+    directory (cron's, a unit's ``WorkingDirectory``) would not find its state file again."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base).absolute() / "persevere"
 
 
 def locate_state_file(

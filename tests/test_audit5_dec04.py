@@ -94,3 +94,18 @@ def test_a_stop_before_anything_started_is_a_json_line_in_json_logs():
     [line] = _json_lines(done.stderr)
     assert line["event"] == "error" and line["exit_code"] == 130, line
     assert line["message"] == "SIGTERM received before anything started; nothing to resume"
+
+
+@pytest.mark.process
+def test_a_relative_xdg_state_home_is_ignored(s3_env, bucket, tmp_path):
+    """XDG_STATE_HOME=state (relative, which the XDG spec says to ignore): the state file went
+    under the working directory, so the same command run from another one (cron's, a unit's)
+    did not find its upload again and started another."""
+    home, there = tmp_path / "home", tmp_path / "there"
+    there.mkdir()
+    env = {**s3_env, "HOME": str(home), "XDG_STATE_HOME": "state"}
+    done = persevere(env, "cp", "-", f"s3://{bucket}/k", input="hello", cwd=there)
+    assert done.returncode == 0, done.stderr
+    state = home / ".local" / "state" / "persevere"
+    assert f"persevere: state file: {state}/stdin." in done.stderr, done.stderr
+    assert not (there / "state").exists()
