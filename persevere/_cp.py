@@ -233,7 +233,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         request = replace(request, source=Named(identity.path))
     try:
         return await upload(request, naming)
-    except StateFileExists as exc:  # another cp created it a moment ago
+    except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
 
 

@@ -109,3 +109,26 @@ def test_a_relative_xdg_state_home_is_ignored(s3_env, bucket, tmp_path):
     state = home / ".local" / "state" / "persevere"
     assert f"persevere: state file: {state}/stdin." in done.stderr, done.stderr
     assert not (there / "state").exists()
+
+
+def test_a_start_that_finds_its_state_file_being_created_says_another_runs(
+    s3_env, bucket, make_file, tmp_path
+):
+    """Two identical `upload start` at once (a cron overlap): the one that lost the race found
+    the winner's state file still empty (its header not written yet) and said "it is empty:
+    delete it and start the upload again" (exit 1); deleting it unlinks the running upload's
+    journal. Another process holds it: exit 3, "in use"."""
+    from persevere._platform import lock_exclusive
+
+    file = make_file(1024)
+    state = tmp_path / "s.persevere"
+    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the winner, just created
+    try:
+        assert lock_exclusive(fd)
+        done = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state)
+    finally:
+        os.close(fd)
+    assert done.returncode == 3, done.stderr
+    assert f"state file {state} is in use by another persevere process" in done.stderr
+    assert "delete it" not in done.stderr
+    assert state.exists()
