@@ -102,6 +102,7 @@ def main() -> None:
     from ._loop import fill_closed_stdio, pause_collector, resume_collector
 
     fill_closed_stdio()  # (<&-, >&-, 2>&-: see there)
+    _names_not_utf8_printable()
     pause_collector()  # until the command's work starts: see _loop.pause_collector
 
     _s3.FROZEN_UNTIL_EXIT = True  # the process ends with the command: see _s3.open_client
@@ -126,6 +127,17 @@ def main() -> None:
         raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
+
+
+def _names_not_utf8_printable() -> None:
+    """A file name that is not UTF-8 (``os.fsdecode``'s surrogates) printed as ``\\udcff``, as
+    Python prints it on stderr, rather than a UnicodeEncodeError: under a UTF-8 locale other
+    than C.UTF-8 (en_US.UTF-8) standard output's errors are "strict", and ``cp DIR`` died
+    listing such a file as failed."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(OSError, ValueError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def _writing_stdout(exc: OSError) -> bool:
@@ -156,7 +168,8 @@ def _stdout_lost(why: str) -> None:
     """One line for a result standard output did not take; it then goes to /dev/null, so that
     the interpreter's last flush does not fail on it again."""
     _say(f"persevere: error: the result could not be written to standard output ({why}); "
-         "what the command did stands: run it again to see it")  # fmt: skip
+         "what the command did stands: run it again to see it",
+         exit_code=_errors.EXIT_ERROR, hint=None, next_command=None)  # fmt: skip
     with contextlib.suppress(OSError):
         _to_devnull(1)
 
@@ -174,7 +187,7 @@ def _stopped_before_starting(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     message = f"{name} received before anything started; nothing to resume"
     if "--under-processes" not in sys.argv:  # a shard's parent says it, for all
-        _say(f"persevere: {message}")
+        _say(f"persevere: {message}", exit_code=_exit_code(name), hint=None, next_command=None)
         if _cli_run._json_output:  # --json was read: its one document, as for any error
             document = {"error": message, "exit_code": _exit_code(name), "hint": None,
                         "next_command": None}  # fmt: skip

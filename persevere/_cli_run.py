@@ -17,6 +17,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -24,7 +25,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from . import _errors
-from ._logs import LogLineProgress, event, json_lines
+from ._logs import LogLineProgress, event, json_line, json_lines
 from ._units import format_size
 
 T = TypeVar("T")
@@ -238,8 +239,16 @@ def _exit_code(signal_name: str | None) -> int:
     return 129 if signal_name == "SIGHUP" else _errors.EXIT_INTERRUPTED
 
 
-def _say(line: str) -> None:
-    """A line on stderr that never raises: after SIGHUP the terminal may be gone."""
+def _say(line: str, **error: Any) -> None:
+    """A line on stderr that never raises: after SIGHUP the terminal may be gone. Under
+    ``--log-format json`` it is one JSON object: an ``error`` event when ``error`` gives its
+    fields (``exit_code``...), else a warning."""
+    if json_lines():
+        message = line.removeprefix("persevere: ")
+        name = "error" if error else "log"
+        if error:
+            message = message.removeprefix("error: ")
+        line = json_line("error" if error else "warning", name, message, error, time.time())
     with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
 

@@ -18,7 +18,7 @@ from ._cli_flags import (
     _checked,
     _help,
 )
-from ._cli_run import _emit_json, _progress, _reported, _run, _usage_error
+from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._units import format_size
 from ._urls import parse_bucket_url
 
@@ -216,8 +216,6 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     lines.append(f"state file: {result.state_file}")
     typer.echo("\n".join(lines))
     if result.failed and not dry_run:
-        typer.echo(
-            f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
-            "again (files done are not sent again)",
-            err=True,
-        )
+        _say(f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
+             "again (files done are not sent again)", exit_code=result.exit_code, hint=None,
+             next_command=None)  # fmt: skip

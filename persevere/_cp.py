@@ -69,11 +69,13 @@ log = logging.getLogger("persevere")
 
 
 def state_home() -> Path:
-    """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "persevere"
+    """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``. A relative
+    ``XDG_STATE_HOME`` is ignored, as the XDG spec says: the same command run from another
+    directory (cron's, a unit's ``WorkingDirectory``) would not find its state file again."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base).absolute() / "persevere"
 
 
 def locate_state_file(
@@ -231,7 +233,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         request = replace(request, source=Named(identity.path))
     try:
         return await upload(request, naming)
-    except StateFileExists as exc:  # another cp created it a moment ago
+    except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
 
 

@@ -24,6 +24,7 @@ import os
 import shlex
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -377,11 +378,13 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
+            if _locked_elsewhere(path):  # another start is creating it, or a run holds it
+                raise _in_use(path) from None
             raise already_exists(path) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
-        journal.lock()
+        journal.lock(patience_s=1.0)  # (another start's _locked_elsewhere lets go at once)
         try:
             _fsync_dir(path.parent)
         except OSError as exc:  # the new name might not survive a crash: give it back
@@ -436,13 +439,13 @@ class Journal:
         os.ftruncate(self._fd, length)
         full_fsync(self._fd)
 
-    def lock(self) -> None:
-        if not lock_exclusive(self._fd):
-            self.close()
-            raise StateFileLocked(
-                f"state file {self.path} is in use by another persevere process",
-                hint="wait for it to finish, or stop it first",
-            )
+    def lock(self, patience_s: float = 0.0) -> None:
+        deadline = time.monotonic() + patience_s
+        while not lock_exclusive(self._fd):
+            if time.monotonic() >= deadline:
+                self.close()
+                raise _in_use(self.path)
+            time.sleep(0.01)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -576,6 +579,27 @@ def already_exists(path: Path) -> StateFileExists:
     refused = StateFileExists(f"state file {path} already exists{why}", hint=hint)
     refused.next_step = None
     return refused
+
+
+def _in_use(path: Path) -> StateFileLocked:
+    return StateFileLocked(
+        f"state file {path} is in use by another persevere process",
+        hint="wait for it to finish, or stop it first",
+    )
+
+
+def _locked_elsewhere(path: Path) -> bool:
+    """Does another process hold the lock of the file at ``path``? A start that finds the state
+    file it was to create is then not to be told it is empty (its header not written yet) and
+    should be deleted: that would unlink the journal of the start running."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return not lock_exclusive(fd)
+    finally:
+        os.close(fd)  # (flock's lock is this open file's: the holder's stays)
 
 
 class HeaderTorn(StateFileError):

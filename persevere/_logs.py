@@ -36,16 +36,25 @@ def event(name: str, **fields: Any) -> dict[str, Any]:
     return {"event": name, "fields": fields}
 
 
+def json_line(level: str, name: str, message: str, fields: dict[str, Any], created: float) -> str:
+    """One JSON line: ``{"ts", "level", "event", "message", ...fields}``."""
+    document = {
+        "ts": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "event": name,
+        "message": message,
+        **fields,
+    }
+    return json.dumps(document, default=str)
+
+
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        document = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "event": getattr(record, "event", "log"),
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        return json.dumps(document, default=str)
+        fields = getattr(record, "fields", {})
+        name = getattr(record, "event", "log")
+        return json_line(
+            record.levelname.lower(), name, record.getMessage(), fields, record.created
+        )
 
 
 def setup(level: int, json_lines: bool) -> None:
