@@ -209,6 +209,7 @@ def world(s3_env, s3_client, bucket, make_file, tmp_path):
 
 
 @pytest.mark.process
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_model_short(world):
     started = time.monotonic()
