@@ -548,6 +548,14 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             f"{what}: no usable AWS credentials found",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or 'aws configure')",
         )
+    if isinstance(exc, RuntimeError) and "AWS_ERROR_INVALID_ARGUMENT" in str(exc):
+        # awscrt's signer, given an empty access key or secret (``aws_access_key_id =`` left
+        # blank in a profile): its bare RuntimeError was a traceback.
+        return S3Error(
+            f"{what}: the AWS credentials cannot sign a request (an empty access key or "
+            "secret key?)",
+            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or 'aws configure')",
+        )
     if isinstance(exc, bce.CredentialRetrievalError | bce.TokenRetrievalError):
         return S3Error(f"{what}: cannot obtain AWS credentials: {exc}")
     if isinstance(exc, bce.NoRegionError):
