@@ -8,6 +8,8 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,17 +274,23 @@ def test_cp_again_with_another_endpoint_in_the_environment_looks_there(
     assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
 
 
-def test_cp_again_with_another_profile_in_the_environment_looks_there(
-    s3_env, s3_server, bucket, make_file, tmp_path
-):
-    """The same with ``AWS_PROFILE`` naming a profile whose ``endpoint_url`` is elsewhere: the
-    recorded profile answered "already completed", exit 0."""
+def _here_and_there(s3_env: dict[str, str], s3_server: Any, tmp_path: Path) -> dict[str, str]:
+    """The environment with an AWS config of two profiles: ``here`` (the test server) and
+    ``there`` (an endpoint that does not answer)."""
     config = tmp_path / "aws-config"
     keys = (f"aws_access_key_id = {s3_server.access_key}\n"
             f"aws_secret_access_key = {s3_server.secret_key}\nregion = us-east-1\n")  # fmt: skip
     config.write_text(f"[profile here]\nendpoint_url = {s3_server.endpoint_url}\n{keys}"
                       f"[profile there]\nendpoint_url = http://127.0.0.1:1\n{keys}")  # fmt: skip
-    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+    return s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+
+
+def test_cp_again_with_another_profile_in_the_environment_looks_there(
+    s3_env, s3_server, bucket, make_file, tmp_path
+):
+    """The same with ``AWS_PROFILE`` naming a profile whose ``endpoint_url`` is elsewhere: the
+    recorded profile answered "already completed", exit 0."""
+    env = _here_and_there(s3_env, s3_server, tmp_path)
     file = make_file(1000, seed=24)
     args = ["cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st", "--no-progress"]
     assert persevere(env | {"AWS_PROFILE": "here"}, *args).returncode == 0
@@ -329,12 +337,7 @@ def test_cp_dir_again_as_another_profile_looks_there(s3_env, s3_server, bucket, 
     elsewhere: the tree's journal (which recorded no profile) answered "2 unchanged", exit 0,
     with nothing at the other endpoint. Now it is another destination: here unreachable,
     exit 3; and the first profile's run still finds its journal (nothing sent)."""
-    config = tmp_path / "aws-config"
-    keys = (f"aws_access_key_id = {s3_server.access_key}\n"
-            f"aws_secret_access_key = {s3_server.secret_key}\nregion = us-east-1\n")  # fmt: skip
-    config.write_text(f"[profile here]\nendpoint_url = {s3_server.endpoint_url}\n{keys}"
-                      f"[profile there]\nendpoint_url = http://127.0.0.1:1\n{keys}")  # fmt: skip
-    env = s3_env | {"AWS_ENDPOINT_URL": "", "AWS_CONFIG_FILE": str(config)}
+    env = _here_and_there(s3_env, s3_server, tmp_path)
     tree = tmp_path / "tree"
     tree.mkdir()
     for name in ("a", "b"):
