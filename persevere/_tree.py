@@ -592,6 +592,7 @@ class _TreeSender:
         check_key(self.req.bucket, key)
         await anyio.to_thread.run_sync(_still_walked, f)
         state_file = files_dir(self.req.state_file) / journal_name(f.rel)
+        await _drop_stale(state_file, self.req.bucket, key)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
                          checksum=self._checksum_asked(),
@@ -617,6 +618,35 @@ class _TreeSender:
                                 recorded.inode, recorded.device)  # fmt: skip
         await self.journal.record(FileDone.of(f.rel, key, identity, done.etag, done.checksum))
         return done.bytes_sent
+
+
+async def _drop_stale(path: Path, bucket: str, key: str) -> None:
+    """A file's journal that records another destination is left by a journal of this tree
+    removed since (each tree journal has its own directory of these, and names its
+    destination): its upload is aborted if unfinished (best effort: else it is only
+    reported) and the journal removed, so the file starts afresh. It was exit 2 on every
+    run, naming a --state-file no one gave."""
+    from ._upload import abort_upload
+
+    try:
+        state = await anyio.to_thread.run_sync(read_state, path)
+    except (PersevereError, OSError):
+        return  # none, or one that cp reports
+    header = state.header
+    if (header.bucket, header.key) == (bucket, key):
+        return
+    if state.finished is None:
+        try:
+            with anyio.fail_after(60):
+                await abort_upload(path)
+        except (PersevereError, OSError, TimeoutError) as exc:
+            log.warning("could not abort the upload to s3://%s/%s left by an earlier journal "
+                        "of this tree (%s): upload %s stays until a lifecycle rule or "
+                        "'persevere upload abort' frees it", header.bucket, header.key, exc,
+                        header.upload_id)  # fmt: skip
+    log.info("%s recorded s3://%s/%s, not this tree's destination: removed", path,
+             header.bucket, header.key)  # fmt: skip
+    await anyio.to_thread.run_sync(path.unlink)
 
 
 def journal_name(rel: str) -> str:

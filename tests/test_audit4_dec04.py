@@ -3,8 +3,12 @@ the key printed is not the source given this time). Each test failed before its 
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import pytest
 
+from persevere._units import MiB
 from tests.conftest import persevere
 
 
@@ -148,3 +152,37 @@ def test_a_profile_with_empty_keys_is_one_line(s3_env, s3_server, bucket, make_f
     assert "Traceback" not in result.stderr and "RuntimeError" not in result.stderr
     assert "the AWS credentials cannot sign a request" in result.stderr, result.stderr
     assert not list((tmp_path / "st").glob("*.persevere"))
+
+
+def test_a_tree_whose_journal_was_removed_goes_to_its_new_destination(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """``cp DIR s3://b/A/``, the tree's journal removed (not its directory of large files'
+    journals), then ``cp DIR s3://b/B/``: the large file's journal recorded A, so every run
+    was exit 2 ("records an upload to .../A/big, not to .../B/big"), naming a --state-file
+    no one gave. Now that journal, left by the removed one, is dropped (its unfinished
+    upload aborted) and the tree goes to B."""
+    from persevere._tree import journal_name
+    from tests.conftest import sha256_of_object
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    big = tree / "big"
+    big.write_bytes(os.urandom(9 * MiB))
+    (tree / "small").write_bytes(b"small")
+    first = persevere(s3_env, "cp", tree, f"s3://{bucket}/A/", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "tree.persevere").unlink()
+    # and an unfinished upload of big to A in its journal's place: created, nothing sent
+    left = tmp_path / "tree.persevere.d" / journal_name("big")
+    left.unlink()
+    made = persevere(s3_env, "upload", "start", big, f"s3://{bucket}/A/big", "--state-file",
+                     left, "--shards", "1")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    second = persevere(s3_env, "cp", tree, f"s3://{bucket}/B/", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    assert "2 sent" in second.stdout, second.stdout
+    assert sha256_of_object(s3_client, bucket, "B/big") == hashlib.sha256(
+        big.read_bytes()).hexdigest()  # fmt: skip
+    uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert not [u for u in uploads if u["Key"] == "A/big"], uploads  # aborted, not orphaned
