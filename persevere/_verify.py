@@ -316,7 +316,7 @@ def _journal_layout(
     """
     if journal is None:
         return None, ""
-    if journal.header.file_size != size:
+    if not journal.header.stream and journal.header.file_size != size:  # (a stream's: 0)
         return None, (
             f"the state file's upload was of {journal.header.file_size} bytes, the object "
             f"has {size}: {_NOT_THAT_UPLOAD}"
