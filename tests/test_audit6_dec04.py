@@ -33,3 +33,22 @@ def test_a_stream_uploads_state_file_names_the_differing_part(s3_env, bucket, tm
     assert checked.returncode == 4, checked.stdout + checked.stderr
     assert "not written by that upload" not in checked.stdout, checked.stdout
     assert "first differing part: 2" in checked.stdout, checked.stdout
+
+
+def test_verify_dir_leaves_out_the_trees_journal_kept_inside_it(s3_env, bucket, tmp_path):
+    """`cp DIR --state-dir DIR/.state` never sends its journal (nor its files' journals),
+    but `verify DIR` (which has no --state-dir) listed them as files without an object:
+    "missing", exit 4, for a tree that is all in S3."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "small.txt").write_bytes(b"small")
+    (tree / "big.bin").write_bytes(os.urandom(9 * MiB))  # a multipart file: a journal of its own
+    sent = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--state-dir", tree / ".state")
+    assert sent.returncode == 0, sent.stderr
+    checked = persevere(s3_env, "verify", tree, f"s3://{bucket}/t/")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "2 file(s): 2 same" in checked.stdout, checked.stdout
+    (tree / "small.txt").write_bytes(b"SMALL")
+    checked = persevere(s3_env, "verify", tree, f"s3://{bucket}/t/")
+    assert checked.returncode == 4, checked.stdout + checked.stderr
+    assert "2 file(s): 1 same, 1 differ, 0 missing" in checked.stdout, checked.stdout
