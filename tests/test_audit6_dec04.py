@@ -52,3 +52,26 @@ def test_verify_dir_leaves_out_the_trees_journal_kept_inside_it(s3_env, bucket, 
     checked = persevere(s3_env, "verify", tree, f"s3://{bucket}/t/")
     assert checked.returncode == 4, checked.stdout + checked.stderr
     assert "2 file(s): 1 same, 1 differ, 0 missing" in checked.stdout, checked.stdout
+
+
+def test_an_sse_c_object_in_a_tree_cannot_tell_and_the_rest_is_checked(
+    s3_env, s3_client, bucket, tmp_path
+):
+    """An object encrypted with SSE-C answers HeadObject (without its key) 400 with no body:
+    `verify` said "error: HeadObject: 400: Bad Request" (exit 1), and for a tree that one
+    object stopped the whole check, where the README promises exit 5 ("cannot be checked
+    remotely")."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "plain").write_bytes(b"plain")
+    (tree / "secret").write_bytes(b"secret")
+    sent = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/")
+    assert sent.returncode == 0, sent.stderr
+    key = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    s3_client.put_object(Bucket=bucket, Key="t/secret", Body=b"secret", **key)
+    one = persevere(s3_env, "verify", tree / "secret", f"s3://{bucket}/t/secret")
+    assert one.returncode == 5, one.stdout + one.stderr
+    assert "encrypted with SSE-C" in one.stdout, one.stdout
+    checked = persevere(s3_env, "verify", tree, f"s3://{bucket}/t/")
+    assert checked.returncode == 5, checked.stdout + checked.stderr
+    assert "2 file(s): 1 same, 0 differ, 0 missing, 1 cannot tell" in checked.stdout
