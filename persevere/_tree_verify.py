@@ -22,7 +22,7 @@ All files share one S3 client; ``concurrency`` files are checked at once, each h
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
 from ._tree import FileProgress, check_key, journal_name
 from ._tree_journal import files_dir, read_header
-from ._tree_walk import TreeFile, walk, wanted
+from ._tree_walk import Listing, TreeFile, walk, wanted
 from ._urls import check_destination
 from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, verify_object
 
@@ -116,16 +116,7 @@ async def verify_tree(
     progress = progress or NullProgress()
     started = time.monotonic()
     check_destination(req.bucket, req.key("x"))
-    parts_dir = await anyio.to_thread.run_sync(_parts_dir, req)
-    listing = await anyio.to_thread.run_sync(
-        lambda: walk(
-            req.root,
-            include=req.include,
-            exclude=req.exclude,
-            follow_symlinks=req.follow_symlinks,
-            skip=req.state_file,
-        )
-    )
+    req, parts_dir, listing = await anyio.to_thread.run_sync(_walk, req)
     result = TreeVerifyResult(req.root, req.bucket, req.prefix,
                               req.state_file if parts_dir else None, refused=listing.refused,
                               excluded=listing.excluded)  # fmt: skip
@@ -147,6 +138,25 @@ async def verify_tree(
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listing]:
+    """The tree's files, and where its multipart files' journals are. A journal of this tree
+    and destination found inside the tree (``cp DIR --state-dir DIR/...``), when none was
+    named or is at the default place, is the tree's: it and its own files are not listed
+    (``cp DIR`` never sends them), and it is used."""
+    parts_dir = _parts_dir(req)
+    listing = walk(req.root, include=req.include, exclude=req.exclude,
+                   follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+    if parts_dir is not None or req.state_file_given:
+        return req, parts_dir, listing
+    for f in listing.files:
+        header = read_header(f.path) if f.rel.endswith(".persevere") else None
+        if header is not None and (header.root, header.bucket, header.prefix) == (
+            str(req.root), req.bucket, req.prefix
+        ):  # fmt: skip
+            return _walk(replace(req, state_file=f.path))
+    return req, parts_dir, listing
 
 
 def _parts_dir(req: TreeVerifyRequest) -> Path | None:

@@ -49,6 +49,7 @@ from ._units import MiB
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
 HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
+_SSE_C = "HeadObject answers 400 without its key, which verify does not take"
 _NOT_THAT_UPLOAD = "the object was not written by that upload (replaced since?)"
 
 
@@ -194,6 +195,9 @@ async def verify_object(
     async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}
         head = await _head(client, ids)
+        if head is None:
+            why = f"the object is encrypted with SSE-C: {_SSE_C}: its content cannot be checked"
+            return VerifyResult("unknown", why, local_size=identity.size)
         size = int(head["ContentLength"])
         if size != identity.size:
             differ = f"sizes differ: object {size} bytes, file {identity.size}"
@@ -247,7 +251,8 @@ def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -
     return evidence.result("mismatch", reason, bad)
 
 
-async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
+async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
+    """HeadObject's answer; None for an object encrypted with SSE-C (no key to give)."""
     where = f"s3://{ids['Bucket']}/{ids['Key']}"
     try:
         answer: Mapping[str, Any] = await request(
@@ -262,6 +267,8 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             ) from exc
         if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
+        if exc.code in ("400", "BadRequest") and await _sse_c(client, ids):
+            return None
         if refused(exc):  # a HEAD's 403 has no body to say AccessDenied
             exc.hint = (
                 "verify needs s3:GetObject on the object (HeadObject); on AWS a missing "
@@ -269,6 +276,21 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any]:
             )
         raise
     return answer
+
+
+async def _sse_c(client: Any, ids: dict[str, str]) -> bool:
+    """Is HeadObject's 400 (no body to say why) an object encrypted with SSE-C? A GetObject of
+    its first byte says so in words (on this failure path only; one byte at most is read)."""
+    once = RetryPolicy(max_attempts=1)
+    try:
+        answer = await request(
+            "GetObject", lambda: client.get_object(**ids, Range="bytes=0-0"), retry=once
+        )
+    except S3Error as exc:
+        return "server side encryption" in str(exc).lower()
+    async with answer["Body"] as body:  # (no SSE-C after all: the 400 stands)
+        await body.read()
+    return False
 
 
 async def _bucket_missing(client: Any, bucket: str) -> bool:
@@ -316,7 +338,7 @@ def _journal_layout(
     """
     if journal is None:
         return None, ""
-    if journal.header.file_size != size:
+    if not journal.header.stream and journal.header.file_size != size:  # (a stream's: 0)
         return None, (
             f"the state file's upload was of {journal.header.file_size} bytes, the object "
             f"has {size}: {_NOT_THAT_UPLOAD}"
