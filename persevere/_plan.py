@@ -144,6 +144,12 @@ class StreamSchedule:
         stream somewhat longer than announced still has parts left (at double size)."""
         if expected_size is None:
             return cls()
+        if expected_size > MAX_OBJECT_SIZE:  # its last parts could never be sent
+            raise PlanError(
+                f"the expected size {format_size(expected_size)} is over S3's largest object, "
+                f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)",
+                param="expected_size",
+            )
         roomy = make_plan(min(MAX_OBJECT_SIZE, expected_size * 5 // 4))
         needed = max(1, -(-expected_size // roomy.part_size))
         return cls(roomy.part_size, min(MAX_PARTS, needed))

@@ -24,9 +24,12 @@ when the new stream goes on past it with the same bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -167,7 +170,7 @@ class StreamParts:
                     return None
                 number = self._next
                 data = bytearray(size)
-                got = await anyio.to_thread.run_sync(_read_full, self._fd, memoryview(data))
+                got = await _read_full_or_stop(self._fd, memoryview(data))
                 if got < size:
                     self._ended = True
                     self._refuse_end_before_recorded(
@@ -315,6 +318,35 @@ def _read_full(fd: int, view: memoryview) -> int:
             break
         got += n
     return got
+
+
+async def _read_full_or_stop(fd: int, view: memoryview) -> int:
+    """:func:`_read_full` on a daemon thread of its own: a stop (Ctrl-C, SIGTERM) while the
+    producer is silent (a dump that pauses, a stalled ``zfs send``) leaves the read behind
+    rather than wait for the producer's next bytes; an anyio worker thread would be waited for
+    (its cancellation, then the process's exit, joins it)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[int] = loop.create_future()
+
+    def settle(got: int, error: BaseException | None) -> None:
+        if future.done():  # cancelled: the stop went on without this read
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(got)
+
+    def read() -> None:
+        got, error = 0, None
+        try:
+            got = _read_full(fd, view)
+        except BaseException as exc:  # handed to the waiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, got, error)
+
+    threading.Thread(target=read, name="persevere stream reader", daemon=True).start()
+    return await future
 
 
 def _digests(
