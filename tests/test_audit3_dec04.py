@@ -160,16 +160,10 @@ def test_bench_log_lines_are_json_lines(s3_env, bucket):
 def test_a_stop_before_anything_started_still_gives_the_json_document():
     """--json promises one document on stdout, always: a SIGTERM between reading the command
     line and starting the work printed only the stderr line."""
-    script = (
-        "import os, signal, sys\n"
-        "from persevere import _cli, _cli_run\n"
-        "sys.argv = ['persevere', 'cp', 'f', 's3://b/k', '--json']\n"
-        "_cli_run._note_json(True)\n"
-        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
-        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    done = stopped_before_starting(
+        ["cp", "f", "s3://b/k", "--json"],
+        "from persevere import _cli_run\n_cli_run._note_json(True)",
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
     assert done.returncode == 130, done.stderr
     assert json.loads(done.stdout) == {
         "error": "SIGTERM received before anything started; nothing to resume",
@@ -255,3 +249,18 @@ def test_bench_refuses_a_prefix_its_keys_could_not_be_stored_under(s3_env, bucke
                         "--json")  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "the key has a '..' path segment" in json.loads(refused.stdout)["error"]
+
+
+def stopped_before_starting(argv: list[str], setup: str) -> subprocess.CompletedProcess[str]:
+    """A process that read ``persevere ARGV``, ran ``setup`` (what the command line set up),
+    then got SIGTERM before the work started (the CLI's handler for that moment)."""
+    script = (
+        "import os, signal, sys\n"
+        "from persevere import _cli\n"
+        f"sys.argv = ['persevere', *{argv!r}]\n"
+        f"{setup}\n"
+        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip

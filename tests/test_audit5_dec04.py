@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import persevere
+from tests.test_audit3_dec04 import stopped_before_starting
 
 MiB = 1024 * 1024
 
@@ -79,17 +80,10 @@ def test_a_result_stdout_refused_is_a_json_line_in_json_logs(s3_env, bucket, mak
 def test_a_stop_before_anything_started_is_a_json_line_in_json_logs():
     """A SIGTERM between reading the command line and starting the work, under --log-format
     json: its line was plain text."""
-    script = (
-        "import os, signal, sys\n"
-        "from persevere import _cli, _logs\n"
-        "import logging\n"
-        "sys.argv = ['persevere', '--log-format', 'json', 'cp', 'f', 's3://b/k']\n"
-        "_logs.setup(logging.INFO, json_lines=True)\n"
-        "signal.signal(signal.SIGTERM, _cli._stopped_before_starting)\n"
-        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    done = stopped_before_starting(
+        ["--log-format", "json", "cp", "f", "s3://b/k"],
+        "import logging\nfrom persevere import _logs\n_logs.setup(logging.INFO, json_lines=True)",
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
     assert done.returncode == 130, done.stderr
     [line] = _json_lines(done.stderr)
     assert line["event"] == "error" and line["exit_code"] == 130, line
