@@ -250,25 +250,21 @@ class TrailerBody(_Body):
         hasher = self._algorithm.new()
         end = self._offset + self.decoded_length
         offset = self._offset
-        while offset < end:
-            size = min(self._slice, end - offset)
-            head = b"%x\r\n" % size
-            piece = bytearray(len(head) + size + 2)
-            piece[: len(head)] = head
-            piece[-2:] = b"\r\n"
-            with memoryview(piece)[len(head) : len(head) + size] as data:
-                try:
+        try:  # a failure of the body itself: the file's read, or ``settle``'s refusal
+            while offset < end:
+                size = min(self._slice, end - offset)
+                head = b"%x\r\n" % size
+                piece = bytearray(len(head) + size + 2)
+                piece[: len(head)] = head
+                piece[-2:] = b"\r\n"
+                with memoryview(piece)[len(head) : len(head) + size] as data:
                     await read_slice(self._source, data, offset)
-                except Exception as exc:
-                    self.error = exc
-                    raise
-                hasher.update(data)
-            await self._throttle(size)
-            yield piece
-            self._on_sent(size)
-            offset += size
-        digest = hasher.digest()
-        try:
+                    hasher.update(data)
+                await self._throttle(size)
+                yield piece
+                self._on_sent(size)
+                offset += size
+            digest = hasher.digest()
             self._settle(digest)
         except Exception as exc:
             self.error = exc

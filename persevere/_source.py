@@ -164,13 +164,8 @@ def size_is_true(path: Path, size: int) -> bool:
     if size > _PSEUDO_MAX:
         return True
     try:
-        with open(path, "rb", buffering=0) as f:
-            given = 0
-            while chunk := f.read(size + 1 - given):
-                given += len(chunk)
-                if given > size:
-                    break
-            return given == size
+        with open(path, "rb") as f:  # buffered: its read(n) reads until n bytes or the end
+            return len(f.read(size + 1)) == size
     except OSError:
         return True  # the upload's own open says why
 

@@ -51,6 +51,7 @@ EXIT_UNKNOWN = 5
 HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
 _SSE_C = "HeadObject answers 400 without its key, which verify does not take"
 _NOT_THAT_UPLOAD = "the object was not written by that upload (replaced since?)"
+_ONCE = RetryPolicy(max_attempts=1)  # a probe on a failure path: it only picks the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +282,9 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
 async def _sse_c(client: Any, ids: dict[str, str]) -> bool:
     """Is HeadObject's 400 (no body to say why) an object encrypted with SSE-C? A GetObject of
     its first byte says so in words (on this failure path only; one byte at most is read)."""
-    once = RetryPolicy(max_attempts=1)
     try:
         answer = await request(
-            "GetObject", lambda: client.get_object(**ids, Range="bytes=0-0"), retry=once
+            "GetObject", lambda: client.get_object(**ids, Range="bytes=0-0"), retry=_ONCE
         )
     except S3Error as exc:
         return "server side encryption" in str(exc).lower()
@@ -298,8 +298,7 @@ async def _bucket_missing(client: Any, bucket: str) -> bool:
     NoSuchKey; HeadBucket tells (one request, on this failure path only). Refused or failed:
     not known to be missing."""
     try:
-        once = RetryPolicy(max_attempts=1)  # it only picks the message: never waited for
-        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=once)
+        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=_ONCE)
     except S3Error as exc:
         return missing(exc) or exc.code == "NoSuchBucket"
     return False
