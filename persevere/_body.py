@@ -149,18 +149,16 @@ class StreamingBody(_Body):
         length: int,
         on_sent: Callable[[int], None],
         throttle: Throttle | None = None,
-        slice_bytes: int = SLICE_BYTES,
     ) -> None:
         super().__init__(length, on_sent, throttle)
         self._source = source
         self._offset = offset
-        self._slice = slice_bytes
 
     async def __aiter__(self) -> AsyncIterator[bytearray]:
         end = self._offset + self._length
         offset = self._offset
         while offset < end:
-            size = min(self._slice, end - offset)
+            size = min(SLICE_BYTES, end - offset)
             # A fresh buffer per slice (the transport may still hold the previous one),
             # allocated here rather than in the worker thread so that freed slices return to
             # one malloc arena instead of fragmenting one per thread.
@@ -234,12 +232,10 @@ class TrailerBody(_Body):
         settle: Callable[[bytes], None],
         on_sent: Callable[[int], None],
         throttle: Throttle | None = None,
-        slice_bytes: int = SLICE_BYTES,
     ) -> None:
-        super().__init__(encoded_length(length, slice_bytes, algorithm), on_sent, throttle)
+        super().__init__(encoded_length(length, SLICE_BYTES, algorithm), on_sent, throttle)
         self._source = source
         self._offset = offset
-        self._slice = slice_bytes
         self._algorithm = algorithm
         self._settle = settle
         self.decoded_length = length
@@ -252,7 +248,7 @@ class TrailerBody(_Body):
         offset = self._offset
         try:  # a failure of the body itself: the file's read, or ``settle``'s refusal
             while offset < end:
-                size = min(self._slice, end - offset)
+                size = min(SLICE_BYTES, end - offset)
                 head = b"%x\r\n" % size
                 piece = bytearray(len(head) + size + 2)
                 piece[: len(head)] = head
