@@ -94,11 +94,17 @@ class _Reading:
         if self.parts is None:
             digest = local.whole[name]
             return f'"{digest.hex()}"' if self.etag else b64(digest)
-        digests = local.parts[name]
+        values = [d.hex() if self.etag else b64(d) for d in local.parts[name]]
+        return self.of_parts(values, [0] * len(values))  # lengths do not enter a composite
+
+    def of_parts(self, values: list[str], sizes: list[int]) -> str:
+        """The value parts give (hex MD5s, or base64 checksums, and their sizes), in the
+        object's notation: a multipart ETag, a composite checksum, or a combined full one."""
         if self.etag:
-            return ETag.multipart([d.hex() for d in digests])
-        pairs = [(b64(digest), 0) for digest in digests]  # lengths do not enter a composite
-        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=True))
+            return ETag.multipart(values)
+        composite = self.parts is not None
+        pairs = list(zip(values, sizes, strict=True))
+        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=composite))
 
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
@@ -350,20 +356,17 @@ def _journal_layout(
     for reading in readings:
         if reading.parts not in (None, len(parts)):
             continue
+        if not reading.etag and not (
+            reading.algorithm is recorded and (reading.parts or recorded.full_object)
+        ):
+            continue
+        values = [p.etag if reading.etag else p.checksum for p in parts]
         try:
-            if reading.etag:
-                value = ETag.multipart([p.etag for p in parts])
-                references = _PartValues(MD5, {n: p.etag for n, p in enumerate(parts, 1)}, True)
-            elif reading.algorithm is recorded and (reading.parts or recorded.full_object):
-                pairs = [(p.checksum, p.size) for p in parts]
-                composite = reading.parts is not None
-                value = str(ObjectChecksum.of_parts(recorded, pairs, composite=composite))
-                references = _PartValues(recorded, {n: p.checksum for n, p in enumerate(parts, 1)})
-            else:
-                continue
+            value = reading.of_parts(values, [p.size for p in parts])
         except ValueError:  # a value that is no hex or base64: not this object's
             continue
         if reading.reproduced_by(value):
+            references = _PartValues(reading.algorithm, dict(enumerate(values, 1)), reading.etag)
             return _Layout([p.size for p in parts], "the state file", references), ""
     stated = readings[0]
     what = "ETag" if stated.etag else "checksum"
