@@ -322,9 +322,8 @@ class PartSender:
                 )
             except BaseException as exc:
                 self.progress.advance(-sent)  # its bytes will be sent again: progress goes back
-                body_error = getattr(body, "error", None)
-                if body_error is not None:
-                    raise body_error from exc  # a local failure, not the network's
+                if body.error is not None:  # (every body is a _body._Body)
+                    raise body.error from exc  # a local failure, not the network's
                 if isinstance(exc, TransientError):
                     if exc.throttle:
                         self.window.throttled()
