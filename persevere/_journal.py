@@ -459,9 +459,10 @@ class Journal:
         self.close()
 
     def discard_unwritten(self) -> None:
-        """:meth:`discard` this new state file if nothing was written to it (the start failed
-        before it created anything, e.g. the client could not be made); else leave it."""
-        if self._fd >= 0 and os.fstat(self._fd).st_size == 0:
+        """:meth:`discard` this new state file if its header was not written (the start failed
+        before it created anything, e.g. the client could not be made, or the header could not
+        be written: the upload then aborted); else leave it."""
+        if self._fd >= 0 and self.source is None:
             self.discard()
 
     # -- appending -------------------------------------------------------------------------
