@@ -92,7 +92,6 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
         # Left by an earlier upload under the same state file name: never send to that one.
         log.warning("%s belongs to another upload: replaced", path)
         journal.discard()
-    journal = Journal.create(path)
+    journal = Journal.create(path)  # (kept open and locked: no other run takes it meanwhile)
     journal.write_header(main.header)
-    journal.close()
-    return Journal.open(path)
+    return journal, JournalState(main.header)
