@@ -205,25 +205,24 @@ class MultipartSession:
         if checksum is None:
             return await self._trailed(number, body, size)
         digests = PartDigests(checksum, md5)
-        proof = self.verifier.request_fields(digests)
-        response = await attempt(
+        response = await self._put(number, body, size, self.verifier.request_fields(digests))
+        return self.verifier.check(number, digests, response)
+
+    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
+        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
+        trailer), its failure translated."""
+        return await attempt(
             f"part {number}",
             lambda: self._api.upload_part(
                 **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
             ),
         )
-        return self.verifier.check(number, digests, response)
 
     async def _trailed(self, number: int, body: Any, size: int) -> str:
         """UploadPart with the checksum as ``body``'s trailer; :class:`TrailerRefused` if the
         endpoint refused it or ignored it (no echo), before it ever took one."""
         try:
-            response = await attempt(
-                f"part {number}",
-                lambda: self._api.upload_part(
-                    **self.ids, PartNumber=number, Body=body, ContentLength=size
-                ),
-            )
+            response = await self._put(number, body, size, {})
         except S3Error as exc:
             if body.error is not None:
                 raise

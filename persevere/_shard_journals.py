@@ -9,14 +9,12 @@ state; completion is refused while a shard still holds its journal's lock.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 from ._errors import StateFileError, StateFileLocked, UploadFinished
-from ._journal import Journal, JournalState, read_state
+from ._journal import Journal, JournalState, locked_elsewhere, read_state
 from ._plan import PartPlan
-from ._platform import lock_exclusive
 
 log = logging.getLogger("persevere")
 
@@ -37,18 +35,11 @@ def refuse_running_shards(state_path: Path) -> None:
     """Completion must wait for the shards still running (each holds its journal's lock): one
     completed under it would then fail, and an Indexed Job count that as a failure."""
     for path in _shard_journals(state_path):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue  # gone or unreadable: merge_shards says so
-        try:
-            if not lock_exclusive(fd):
-                raise StateFileLocked(
-                    f"shard journal {path.name} is in use: that shard is still running",
-                    hint="wait for it to finish (or stop it), then complete the upload",
-                )
-        finally:
-            os.close(fd)  # releases the lock at once
+        if locked_elsewhere(path):  # (gone or unreadable: merge_shards says so)
+            raise StateFileLocked(
+                f"shard journal {path.name} is in use: that shard is still running",
+                hint="wait for it to finish (or stop it), then complete the upload",
+            )
 
 
 def merge_shards(state_path: Path, state: JournalState) -> None:
@@ -101,7 +92,6 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
         # Left by an earlier upload under the same state file name: never send to that one.
         log.warning("%s belongs to another upload: replaced", path)
         journal.discard()
-    journal = Journal.create(path)
+    journal = Journal.create(path)  # (kept open and locked: no other run takes it meanwhile)
     journal.write_header(main.header)
-    journal.close()
-    return Journal.open(path)
+    return journal, JournalState(main.header)
