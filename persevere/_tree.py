@@ -34,10 +34,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -84,6 +84,8 @@ from ._units import MiB, format_size
 from ._urls import check_destination
 
 log = logging.getLogger("persevere")
+
+T = TypeVar("T")
 
 SMALL_MAX = 8 * MiB  # a file up to this size (and one part) is one PutObject
 
@@ -213,16 +215,13 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     )
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
-        algorithm = get_algorithm(journal.header.checksum_algorithm)
-        options = journal.header.object_options or {}
-        listing = await anyio.to_thread.run_sync(_listing, req, journal.done, result)
-        todo, unchanged = _split(req, journal.done, listing)
+        todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
             todo.sort(key=lambda f: f.rel)
-        result.skipped = len(listing.files) - len(todo)
+        result.skipped = result.files - len(todo)
         if todo:
-            sender = _TreeSender(req, endpoint, journal, algorithm, options, progress, result)
+            sender = _TreeSender(req, endpoint, journal, progress, result)
             progress.start(sum(f.size for f in todo), 0)
             try:
                 with many_clients():  # (one per large file)
@@ -278,12 +277,11 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
         lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
     )
     result = TreeResult(req.bucket, req.prefix, req.state_file)
-    listing = await anyio.to_thread.run_sync(_listing, req, done, result)
-    todo, _ = _split(req, done, listing)
+    todo, _ = await anyio.to_thread.run_sync(_todo, req, done, result)
     for f in todo:
         (result.resent if f.rel in done else result.sent).append(f.rel)
         result.bytes_sent += f.size
-    result.skipped = len(listing.files) - len(todo)
+    result.skipped = result.files - len(todo)
     result.elapsed_s = time.monotonic() - started
     if req.check_remote and result.skipped:  # (it said "skip N unchanged", and no more)
         log.warning("--check-remote: a dry run makes no request, so the %d unchanged file(s)' "
@@ -303,9 +301,11 @@ def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
     return endpoint, draft
 
 
-def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) -> Listing:
-    """The files this run takes (its shard's), what it refuses and, for the whole tree,
-    what was removed; noted in ``result``. Blocking."""
+def _todo(
+    req: TreeRequest, done: dict[str, FileDone], result: TreeResult
+) -> tuple[list[TreeFile], list[TreeFile]]:
+    """The files this run takes (its shard's) as (to send, recorded done and unchanged); what
+    it refuses and, for the whole tree, what was removed, noted in ``result``. Blocking."""
     listing = _walk(req)
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
@@ -316,7 +316,13 @@ def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) ->
     result.failed += [(rel, why, EXIT_ERROR) for rel, why in listing.unreadable]
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
         result.removed = _removed(req.root, done, listing)
-    return listing
+    todo: list[TreeFile] = []
+    unchanged: list[TreeFile] = []
+    for f in listing.files:
+        recorded = done.get(f.rel)
+        fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
+        (unchanged if fresh else todo).append(f)
+    return todo, unchanged
 
 
 def _walk(req: TreeRequest) -> Listing:
@@ -328,19 +334,6 @@ def file_count(req: TreeRequest) -> int:
     """How many files the whole tree has to upload (what ``--processes auto`` shares out):
     one walk, blocking."""
     return len(_walk(req).files)
-
-
-def _split(
-    req: TreeRequest, done: dict[str, FileDone], listing: Listing
-) -> tuple[list[TreeFile], list[TreeFile]]:
-    """(to send, recorded done and unchanged)."""
-    todo: list[TreeFile] = []
-    unchanged: list[TreeFile] = []
-    for f in listing.files:
-        recorded = done.get(f.rel)
-        fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
-        (unchanged if fresh else todo).append(f)
-    return todo, unchanged
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:
@@ -387,34 +380,26 @@ async def _gone_remotely(
     or another size, ETag or checksum): sent again. ``concurrency`` HEADs at a time, as many
     tasks: memory does not grow with the tree."""
     differ: list[TreeFile] = []
-    slots = anyio.Semaphore(req.transfer.concurrency)
     async with open_client(endpoint, req.transfer) as client:
 
-        async def check(f: TreeFile) -> None:
+        async def check(f: TreeFile, _: _Slot) -> None:
             done = journal.done[f.rel]
             try:
-                try:
-                    head = await request(
-                        f"HeadObject {done.key}",
-                        lambda: client.head_object(
-                            Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
-                        ),
-                    )
-                except S3Error as exc:
-                    if not missing(exc):
-                        raise
-                    differ.append(f)
-                    return
-            finally:
-                slots.release()
+                head = await request(
+                    f"HeadObject {done.key}",
+                    lambda: client.head_object(
+                        Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
+                    ),
+                )
+            except S3Error as exc:
+                if not missing(exc):
+                    raise
+                differ.append(f)
+                return
             if not _same_object(head, done, journal.header.checksum_algorithm):
                 differ.append(f)
 
-        with _first_error():
-            async with anyio.create_task_group() as tg:
-                for f in files:
-                    await slots.acquire()
-                    tg.start_soon(check, f)
+        await each(files, req.transfer.concurrency, check)
     return differ
 
 
@@ -428,6 +413,25 @@ def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
     return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
+async def each(items: list[T], limit: int, work: Callable[[T, _Slot], Awaitable[None]]) -> None:
+    """``work(item, slot)`` for every item, ``limit`` at a time (``slot`` is given back once
+    the work ends, or before by the work itself); the first error persevere raises in one
+    stops them all and is raised as it is (:func:`_first_error`)."""
+    limiter = anyio.Semaphore(limit)
+
+    async def then_release(item: T, slot: _Slot) -> None:
+        try:
+            await work(item, slot)
+        finally:
+            slot.release()
+
+    with _first_error():
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                await limiter.acquire()
+                tg.start_soon(then_release, item, _Slot(limiter))
+
+
 @contextlib.contextmanager
 def _first_error() -> Iterator[None]:
     """A task group's failure as the first error persevere raised in it (one line, its exit
@@ -435,31 +439,25 @@ def _first_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        first = _first_persevere_error(group)
-        if first is None:
+        ours, _ = group.split(PersevereError)
+        if ours is None:
             raise
+        first: BaseException = ours
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
         raise first from None
-
-
-def _first_persevere_error(group: BaseExceptionGroup[Any]) -> PersevereError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, PersevereError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup) and (inner := _first_persevere_error(exc)):
-            return inner
-    return None
 
 
 class _TreeSender:
     """Sends a tree's files: small ones as PutObject, large ones through ``cp``'s pipeline."""
 
     def __init__(self, req: TreeRequest, endpoint: Endpoint, journal: TreeJournal,
-                 algorithm: ChecksumAlgorithm, options: dict[str, Any], progress: TreeProgress,
-                 result: TreeResult) -> None:  # fmt: skip
+                 progress: TreeProgress, result: TreeResult) -> None:  # fmt: skip
         self.req, self.endpoint, self.journal = req, endpoint, journal
-        self.algorithm, self.options, self.progress, self.result = (algorithm, options,
-                                                                     progress, result)  # fmt: skip
-        self.verifier = PartVerifier(algorithm, pinned=req.checksum is not None)
+        self.progress, self.result = progress, result
+        self.algorithm = get_algorithm(journal.header.checksum_algorithm)
+        self.options = journal.header.object_options or {}
+        self.verifier = PartVerifier(self.algorithm, pinned=req.checksum is not None)
         self.settled = 0  # files sent or failed
         self.todo = 0
 
@@ -469,10 +467,12 @@ class _TreeSender:
         small = [f for f in todo if self.req.small(f.size)]
         large = [f for f in todo if not self.req.small(f.size)]
         if small:
-            limiter = anyio.Semaphore(self.req.transfer.concurrency)
             async with open_client(self.endpoint, self.req.transfer) as client:
-                with _first_error():
-                    await self._all_small(client, small, limiter)
+                await each(
+                    small,
+                    self.req.transfer.concurrency,
+                    lambda f, slot: self._guarded(f, self._small(client, f, slot)),
+                )
         if large:
             with _first_error():
                 await self._all_large(large)
@@ -499,19 +499,6 @@ class _TreeSender:
             return make_plan(f.size, self.req.part_size, self.req.max_parts).part_count
         except UsageError:
             return self.req.transfer.concurrency  # refused: copy() says why
-
-    async def _all_small(self, client: Any, small: list[TreeFile], limiter: Any) -> None:
-        async with anyio.create_task_group() as tg:
-            for f in small:
-                await limiter.acquire()
-                tg.start_soon(self._small_then_release, client, f, limiter)
-
-    async def _small_then_release(self, client: Any, f: TreeFile, limiter: Any) -> None:
-        slot = _Slot(limiter)
-        try:
-            await self._guarded(f, self._small(client, f, slot))
-        finally:
-            slot.release()
 
     async def _guarded(self, f: TreeFile, work: Any) -> None:
         """Run ``work`` (sending ``f``); the file's own failure is listed, any other raised."""
@@ -614,8 +601,7 @@ class _TreeSender:
         # full collection frees; without one, each large file kept about 8 MiB until exit.
         gc.collect()
         recorded = (await anyio.to_thread.run_sync(read_state, state_file)).identity
-        identity = FileIdentity(f.path, recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
-                                recorded.inode, recorded.device)  # fmt: skip
+        identity = FileIdentity.of_record(recorded)
         await self.journal.record(FileDone.of(f.rel, key, identity, done.etag, done.checksum))
         return done.bytes_sent
 

@@ -30,7 +30,6 @@ import anyio
 
 from ._errors import (
     EXIT_OK,
-    PersevereError,
     S3Error,
     SourceChanged,
     SourceFileError,
@@ -40,7 +39,7 @@ from ._errors import (
 from ._options import UploadOptions
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
-from ._tree import FileProgress, check_key, journal_name
+from ._tree import FileProgress, check_key, each, journal_name
 from ._tree_journal import files_dir, read_header
 from ._tree_walk import Listing, TreeFile, walk, wanted
 from ._urls import check_destination
@@ -174,35 +173,20 @@ def _parts_dir(req: TreeVerifyRequest) -> Path | None:
 
 
 class _Checker:
-    """Checks files ``concurrency`` at a time; the first error that is no file's own stops
-    them all and is raised (not wrapped in the task group's exception group)."""
+    """Checks files ``concurrency`` at a time (:func:`._tree.each`: the first error that is
+    no file's own stops them all and is raised)."""
 
     def __init__(self, req: TreeVerifyRequest, client: Any, parts_dir: Path | None,
                  progress: ProgressSink) -> None:  # fmt: skip
         self.req, self.client, self.parts_dir, self.progress = req, client, parts_dir, progress
-        self.verdicts: dict[str, FileVerdict] = {}
-        self.fatal: list[PersevereError] = []
+        self.verdicts: list[FileVerdict] = []
 
     async def check_all(self, files: list[TreeFile]) -> list[FileVerdict]:
-        limiter = anyio.Semaphore(self.req.concurrency)
-        async with anyio.create_task_group() as tg:
-            for f in files:
-                await limiter.acquire()
-                if self.fatal:
-                    break
-                tg.start_soon(self._check_then_release, f, limiter, tg.cancel_scope)
-        if self.fatal:
-            raise self.fatal[0]
-        return [self.verdicts[f.rel] for f in files]
+        await each(files, self.req.concurrency, self._check_one)
+        return self.verdicts
 
-    async def _check_then_release(self, f: TreeFile, limiter: Any, scope: Any) -> None:
-        try:
-            self.verdicts[f.rel] = await self._check(f)
-        except PersevereError as exc:
-            self.fatal.append(exc)
-            scope.cancel()
-        finally:
-            limiter.release()
+    async def _check_one(self, f: TreeFile, _: object) -> None:
+        self.verdicts.append(await self._check(f))
 
     async def _check(self, f: TreeFile) -> FileVerdict:
         bucket, key = self.req.bucket, self.req.key(f.rel)
