@@ -413,11 +413,17 @@ def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
     return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
-async def each(items: list[T], limit: int, work: Callable[[T, _Slot], Awaitable[None]]) -> None:
-    """``work(item, slot)`` for every item, ``limit`` at a time (``slot`` is given back once
-    the work ends, or before by the work itself); the first error persevere raises in one
-    stops them all and is raised as it is (:func:`_first_error`)."""
-    limiter = anyio.Semaphore(limit)
+async def each(
+    items: list[T],
+    limit: int,
+    work: Callable[[T, _Slot], Awaitable[None]],
+    weight: Callable[[T], int] = lambda _: 1,
+) -> None:
+    """``work(item, slot)`` for every item while a budget of ``limit`` connections allows,
+    each taking its ``weight`` of them (at most all: a large file's parts in flight) as its
+    ``slot``, given back once the work ends (or before, by the work itself); the first error
+    persevere raises in one stops them all and is raised as it is (:func:`_first_error`)."""
+    budget = _Budget(limit)
 
     async def then_release(item: T, slot: _Slot) -> None:
         try:
@@ -428,8 +434,8 @@ async def each(items: list[T], limit: int, work: Callable[[T, _Slot], Awaitable[
     with _first_error():
         async with anyio.create_task_group() as tg:
             for item in items:
-                await limiter.acquire()
-                tg.start_soon(then_release, item, _Slot(limiter))
+                slot = await budget.take(min(limit, weight(item)))
+                tg.start_soon(then_release, item, slot)
 
 
 @contextlib.contextmanager
@@ -474,27 +480,17 @@ class _TreeSender:
                     lambda f, slot: self._guarded(f, self._small(client, f, slot)),
                 )
         if large:
-            with _first_error():
-                await self._all_large(large)
-
-    async def _all_large(self, large: list[TreeFile]) -> None:
-        """Large files, each with as many parts in flight as it has parts (at most
-        ``concurrency``), several at once while the tree's ``concurrency`` allows: a file of
-        4 parts does not leave half of 8 connections idle."""
-        tokens = _Tokens(self.req.transfer.concurrency)
-        async with anyio.create_task_group() as tg:
-            for f in large:
-                workers = min(tokens.total, self._parts_of(f))
-                await tokens.acquire(workers)
-                tg.start_soon(self._large_then_release, f, workers, tokens)
-
-    async def _large_then_release(self, f: TreeFile, workers: int, tokens: _Tokens) -> None:
-        try:
-            await self._guarded(f, self._large(f, workers))
-        finally:
-            await tokens.release(workers)
+            await each(
+                large,
+                self.req.transfer.concurrency,
+                lambda f, slot: self._guarded(f, self._large(f, slot.count)),
+                self._parts_of,
+            )
 
     def _parts_of(self, f: TreeFile) -> int:
+        """A large file's parts in flight: as many as it has (at most ``concurrency``), so
+        several files go at once while the tree's budget allows (:func:`each`): a file of 4
+        parts does not leave half of 8 connections idle."""
         try:
             return make_plan(f.size, self.req.part_size, self.req.max_parts).part_count
         except UsageError:
@@ -532,18 +528,11 @@ class _TreeSender:
         return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
 
     async def _small(self, client: Any, f: TreeFile, slot: _Slot) -> int:
-        """One PutObject; the slot is given back once S3 answered, before the journal's
-        fsync (which batches the records of the files waiting for it)."""
+        """``f`` read once, one PutObject, S3's answer checked; the slot is given back once
+        S3 answered, before the journal's fsync (which batches the records of the files
+        waiting for it)."""
         key = self.req.key(f.rel)
         check_key(self.req.bucket, key)
-        done = await self._put(client, f, key)
-        slot.release()
-        await self.journal.record(done)
-        self.progress.advance(done.size)
-        return done.size
-
-    async def _put(self, client: Any, f: TreeFile, key: str) -> FileDone:
-        """``f`` read once and put at ``key``; what proves it (S3's answer checked)."""
         body, identity, digests = await anyio.to_thread.run_sync(
             _read_small, f, self.algorithm, self.verifier.needs_md5(), self.req.follow_symlinks
         )
@@ -564,7 +553,11 @@ class _TreeSender:
         )  # fmt: skip
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        return FileDone.of(f.rel, key, identity, etag, stated)
+        slot.release()
+        done = FileDone.of(f.rel, key, identity, etag, stated)
+        await self.journal.record(done)
+        self.progress.advance(done.size)
+        return done.size
 
     async def _large(self, f: TreeFile, workers: int) -> int:
         """``f`` through ``cp``'s pipeline, with ``workers`` parts in flight and that share
@@ -711,36 +704,37 @@ def _read_small(
     return body, after, PartDigests(b64(hasher.digest()), md5)
 
 
-class _Tokens:
-    """A budget of ``total`` connections, taken several at a time (a file's parts)."""
+class _Budget:
+    """Connections, taken several at a time by one task (:func:`each`'s loop), each taking
+    given back by its :class:`_Slot` (at once, without waiting: even by a cancelled task)."""
 
     def __init__(self, total: int) -> None:
-        self.total = self.free = total
-        self._changed = anyio.Condition()
+        self.free = total
+        self._freed = anyio.Event()
 
-    async def acquire(self, count: int) -> None:
-        async with self._changed:
-            while self.free < count:
-                await self._changed.wait()
-            self.free -= count
+    async def take(self, count: int) -> _Slot:
+        while self.free < count:
+            await self._freed.wait()
+            self._freed = anyio.Event()
+        self.free -= count
+        return _Slot(self, count)
 
-    async def release(self, count: int) -> None:
-        with anyio.CancelScope(shield=True):  # (given back even by a cancelled file)
-            async with self._changed:
-                self.free += count
-                self._changed.notify_all()
+    def give_back(self, count: int) -> None:
+        self.free += count
+        self._freed.set()
 
 
 class _Slot:
-    """A semaphore's slot, given back once."""
+    """``count`` connections of a budget, given back once."""
 
-    def __init__(self, semaphore: anyio.Semaphore) -> None:
-        self._semaphore: anyio.Semaphore | None = semaphore
+    def __init__(self, budget: _Budget, count: int) -> None:
+        self._budget: _Budget | None = budget
+        self.count = count
 
     def release(self) -> None:
-        semaphore, self._semaphore = self._semaphore, None
-        if semaphore is not None:
-            semaphore.release()
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.give_back(self.count)
 
 
 class FileProgress:
