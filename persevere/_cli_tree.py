@@ -130,9 +130,8 @@ def cp_tree(
         _usage_error("give --shard or --processes, not both", "--processes")
     if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
         from ._processes import usable_cores
-        from ._tree import file_count
 
-        processes = _auto_processes(_reported(file_count, request) if usable_cores() > 1 else 1)
+        processes = _auto_processes(len(_reported(request.walk).files) if usable_cores() > 1 else 1)
     if processes is not None and processes > 1:
         result = _in_processes(request, processes, progress, stopped)
     else:

@@ -91,9 +91,8 @@ SMALL_MAX = 8 * MiB  # a file up to this size (and one part) is one PutObject
 
 
 @dataclass(frozen=True, slots=True)
-class TreeRequest:
-    """A tree upload as the user asked for it (``checksum``/``object_options`` None: not
-    said, the journal's recorded ones, else the defaults)."""
+class TreeSpec:
+    """A tree, where its objects go and its journal: what ``cp DIR`` and ``verify DIR`` share."""
 
     root: Path
     bucket: str
@@ -102,6 +101,21 @@ class TreeRequest:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def walk(self) -> Listing:
+        """The tree's files (:func:`._tree_walk.walk`), its journal's own left out. Blocking."""
+        return walk(self.root, include=self.include, exclude=self.exclude,
+                    follow_symlinks=self.follow_symlinks, skip=self.state_file)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRequest(TreeSpec):
+    """A tree upload as the user asked for it (``checksum``/``object_options`` None: not
+    said, the journal's recorded ones, else the defaults)."""
+
     check_remote: bool = False
     part_size: int | None = None
     max_parts: int = MAX_PARTS
@@ -120,9 +134,6 @@ class TreeRequest:
 
     def takes(self, rel: str) -> bool:
         return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
-
-    def key(self, rel: str) -> str:
-        return self.prefix + rel
 
     def small(self, size: int) -> bool:
         return size <= min(SMALL_MAX, self.part_size or SMALL_MAX)
@@ -306,7 +317,7 @@ def _todo(
 ) -> tuple[list[TreeFile], list[TreeFile]]:
     """The files this run takes (its shard's) as (to send, recorded done and unchanged); what
     it refuses and, for the whole tree, what was removed, noted in ``result``. Blocking."""
-    listing = _walk(req)
+    listing = req.walk()
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
@@ -323,17 +334,6 @@ def _todo(
         fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
-
-
-def _walk(req: TreeRequest) -> Listing:
-    return walk(req.root, include=req.include, exclude=req.exclude,
-                follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
-
-
-def file_count(req: TreeRequest) -> int:
-    """How many files the whole tree has to upload (what ``--processes auto`` shares out):
-    one walk, blocking."""
-    return len(_walk(req).files)
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:

@@ -39,9 +39,9 @@ from ._errors import (
 from ._options import UploadOptions
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
-from ._tree import FileProgress, check_key, each, journal_name
+from ._tree import FileProgress, TreeSpec, check_key, each, journal_name
 from ._tree_journal import files_dir, read_header
-from ._tree_walk import Listing, TreeFile, walk, wanted
+from ._tree_walk import Listing, TreeFile, wanted
 from ._urls import check_destination
 from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, verify_object
 
@@ -49,23 +49,13 @@ SAME, DIFFERS, MISSING, UNKNOWN = "match", "mismatch", "missing", "unknown"
 
 
 @dataclass(frozen=True, slots=True)
-class TreeVerifyRequest:
-    """A tree to check (``state_file``: the tree's journal from ``cp DIR``, None: none;
+class TreeVerifyRequest(TreeSpec):
+    """A tree to check (``state_file``: where ``cp DIR`` keeps its journal, maybe none there;
     ``state_file_given``: the user named it, so it must be one)."""
 
-    root: Path
-    bucket: str
-    prefix: str
-    state_file: Path | None = None
     state_file_given: bool = False
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    follow_symlinks: bool = False
     concurrency: int = 8
     endpoint: Endpoint | None = None
-
-    def key(self, rel: str) -> str:
-        return self.prefix + rel
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +135,7 @@ def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listi
     named or is at the default place, is the tree's: it and its own files are not listed
     (``cp DIR`` never sends them), and it is used."""
     parts_dir = _parts_dir(req)
-    listing = walk(req.root, include=req.include, exclude=req.exclude,
-                   follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+    listing = req.walk()
     if parts_dir is not None or req.state_file_given:
         return req, parts_dir, listing
     for f in listing.files:
@@ -161,8 +150,6 @@ def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listi
 def _parts_dir(req: TreeVerifyRequest) -> Path | None:
     """Where the journals of the tree's multipart files are, if ``req.state_file`` is a tree
     journal; a state file the user named that is not one is refused."""
-    if req.state_file is None:
-        return None
     if read_header(req.state_file) is not None:
         return files_dir(req.state_file)
     if not req.state_file_given:
