@@ -88,6 +88,7 @@ log = logging.getLogger("persevere")
 T = TypeVar("T")
 
 SMALL_MAX = 8 * MiB  # a file up to this size (and one part) is one PutObject
+DEFAULT_CHECKSUM = "CRC64NVME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +220,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
-    endpoint, draft = _draft(req)
-    journal = await anyio.to_thread.run_sync(
-        lambda: _open_journal(req, draft, checksum_given=req.checksum is not None)
-    )
+    req, endpoint, draft = _draft(req)
+    journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
@@ -282,8 +280,7 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     """What :func:`copy_tree` would send (``sent``, ``resent``) and skip, from the journals
     and the files alone: no request, nothing written."""
     started = time.monotonic()
-    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
-    _, draft = _draft(req)
+    req, _, draft = _draft(req)
     done = await anyio.to_thread.run_sync(
         lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
     )
@@ -301,15 +298,20 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     return result
 
 
-def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
-    """The request checked (no request to S3), its endpoint and its journal's header."""
+def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
+    """The request checked (no request to S3) with its root's one name (the real path), its
+    endpoint and its journal's header."""
+    req = replace(req, root=Path(os.path.realpath(req.root)))
     check_destination(req.bucket, req.key("x"))
     req.transfer.validate()
-    algorithm = _algorithm(req.checksum)
+    try:
+        algorithm = get_algorithm(req.checksum or DEFAULT_CHECKSUM)
+    except ValueError as exc:
+        raise UsageError(str(exc), param="checksum") from None
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     draft = new_header(req.root, req.bucket, req.prefix, endpoint, algorithm.name,
                        req.object_options, config_endpoint_url(endpoint))  # fmt: skip
-    return endpoint, draft
+    return req, endpoint, draft
 
 
 def _todo(
@@ -336,11 +338,11 @@ def _todo(
     return todo, unchanged
 
 
-def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:
+def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
     """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
     what the tree's records too (a shard run again after the tree was finished sends
     nothing). Blocking."""
-    journal = TreeJournal.open(req.journal(), draft, checksum_given=checksum_given)
+    journal = TreeJournal.open(req.journal(), draft, checksum_given=req.checksum is not None)
     if journal.damaged:
         log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
                     journal.path, journal.damaged)  # fmt: skip
@@ -361,16 +363,6 @@ def _removed(root: Path, done: dict[str, FileDone], listing: Listing) -> list[st
     listed = {f.rel for f in listing.files}
     gone = (rel for rel in done if rel not in listed)
     return sorted(rel for rel in gone if not os.path.lexists(root / rel))
-
-
-DEFAULT_CHECKSUM = "CRC64NVME"
-
-
-def _algorithm(checksum: str | None) -> ChecksumAlgorithm:
-    try:
-        return get_algorithm(checksum or DEFAULT_CHECKSUM)
-    except ValueError as exc:
-        raise UsageError(str(exc), param="checksum") from None
 
 
 async def _gone_remotely(
