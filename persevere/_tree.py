@@ -469,13 +469,13 @@ class _TreeSender:
                 await each(
                     small,
                     self.req.transfer.concurrency,
-                    lambda f, slot: self._guarded(f, self._small(client, f, slot)),
+                    lambda f, slot: self._guarded(f, self._small, client, slot),
                 )
         if large:
             await each(
                 large,
                 self.req.transfer.concurrency,
-                lambda f, slot: self._guarded(f, self._large(f, slot.count)),
+                lambda f, slot: self._guarded(f, self._large, slot.count),
                 self._parts_of,
             )
 
@@ -488,11 +488,14 @@ class _TreeSender:
         except UsageError:
             return self.req.transfer.concurrency  # refused: copy() says why
 
-    async def _guarded(self, f: TreeFile, work: Any) -> None:
-        """Run ``work`` (sending ``f``); the file's own failure is listed, any other raised."""
+    async def _guarded(self, f: TreeFile, send: Callable[..., Awaitable[int]], *args: Any) -> None:
+        """``send(f, key, *args)``: ``f`` sent to its key (one S3 can take); the file's own
+        failure is listed, any other raised."""
         again = f.rel in self.journal.done  # before the work records it
+        key = self.req.key(f.rel)
         try:
-            sent = await work
+            check_key(self.req.bucket, key)
+            sent = await send(f, key, *args)
         except (SourceFileError, SourceChanged) as exc:
             log.warning("%s: %s", f.rel, exc)
             self.result.failed.append((f.rel, str(exc), exc.exit_code))
@@ -500,7 +503,6 @@ class _TreeSender:
         finally:
             self.settled += 1
             self.progress.files(self.settled, self.todo)
-        key = self.req.key(f.rel)
         (self.result.resent if again else self.result.sent).append(f.rel)
         self.result.bytes_sent += sent
         log.info("sent %s -> s3://%s/%s", f.rel, self.req.bucket, key)
@@ -519,12 +521,10 @@ class _TreeSender:
             return self.options
         return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
 
-    async def _small(self, client: Any, f: TreeFile, slot: _Slot) -> int:
+    async def _small(self, f: TreeFile, key: str, client: Any, slot: _Slot) -> int:
         """``f`` read once, one PutObject, S3's answer checked; the slot is given back once
         S3 answered, before the journal's fsync (which batches the records of the files
         waiting for it)."""
-        key = self.req.key(f.rel)
-        check_key(self.req.bucket, key)
         body, identity, digests = await anyio.to_thread.run_sync(
             _read_small, f, self.algorithm, self.verifier.needs_md5(), self.req.follow_symlinks
         )
@@ -551,7 +551,7 @@ class _TreeSender:
         self.progress.advance(done.size)
         return done.size
 
-    async def _large(self, f: TreeFile, workers: int) -> int:
+    async def _large(self, f: TreeFile, key: str, workers: int) -> int:
         """``f`` through ``cp``'s pipeline, with ``workers`` parts in flight and that share
         of the part-buffer budget."""
         from ._cp import copy
@@ -560,8 +560,6 @@ class _TreeSender:
         share = replace(whole, concurrency=workers, buffer_budget_bytes=max(
             MiB, whole.buffer_budget_bytes * workers // whole.concurrency))  # fmt: skip
 
-        key = self.req.key(f.rel)
-        check_key(self.req.bucket, key)
         await anyio.to_thread.run_sync(_still_walked, f)
         state_file = files_dir(self.req.state_file) / journal_name(f.rel)
         await _drop_stale(state_file, self.req.bucket, key)
