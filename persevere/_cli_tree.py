@@ -113,9 +113,7 @@ def cp_tree(
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
                           flags.part_size, flags.max_parts, flags.checksum, options or None,
                           endpoint if flags.endpoint_flags.given else None,
-                          flags.transfer.options(),
-                          guess_content_type=object_flags.content_type is None,
-                          shard=tree.shard_spec())  # fmt: skip
+                          flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)

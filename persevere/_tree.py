@@ -124,7 +124,6 @@ class TreeRequest(TreeSpec):
     object_options: dict[str, Any] | None = None
     endpoint: Endpoint | None = None
     transfer: UploadOptions = field(default_factory=UploadOptions)
-    guess_content_type: bool = True  # each object's ContentType from its file's name
     shard: tuple[int, int] | None = None  # (index, count): only this shard's files
 
     def journal(self) -> Path:
@@ -516,8 +515,9 @@ class _TreeSender:
         return self.req.checksum or recorded
 
     def _options_of(self, f: TreeFile) -> dict[str, Any]:
-        """The object options of ``f``'s object: the tree's, and its own ContentType."""
-        if not self.req.guess_content_type or "ContentType" in self.options:
+        """The object options of ``f``'s object: the tree's, and its own ContentType (from
+        its name) unless the tree has one."""
+        if "ContentType" in self.options:
             return self.options
         return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
 
