@@ -118,11 +118,11 @@ async def verify_tree(
         checker = _Checker(req, client, parts_dir, progress)
         progress.start(sum(f.size for f in listing.files), 0)
         try:
-            checked = await checker.check_all(listing.files)
+            await each(listing.files, req.concurrency, checker.check)
         finally:
             progress.close()
         # (with the unreadable ones noted above: a tree with one is never exit 0)
-        result.files = sorted([*result.files, *checked], key=lambda f: f.path)
+        result.files = sorted([*result.files, *checker.verdicts], key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
@@ -160,22 +160,18 @@ def _parts_dir(req: TreeVerifyRequest) -> Path | None:
 
 
 class _Checker:
-    """Checks files ``concurrency`` at a time (:func:`._tree.each`: the first error that is
-    no file's own stops them all and is raised)."""
+    """Checks files, ``concurrency`` at a time (:func:`._tree.each`: the first error that is
+    no file's own stops them all and is raised), and keeps their verdicts."""
 
     def __init__(self, req: TreeVerifyRequest, client: Any, parts_dir: Path | None,
                  progress: ProgressSink) -> None:  # fmt: skip
         self.req, self.client, self.parts_dir, self.progress = req, client, parts_dir, progress
         self.verdicts: list[FileVerdict] = []
 
-    async def check_all(self, files: list[TreeFile]) -> list[FileVerdict]:
-        await each(files, self.req.concurrency, self._check_one)
-        return self.verdicts
+    async def check(self, f: TreeFile, _: object) -> None:
+        self.verdicts.append(await self._verdict(f))
 
-    async def _check_one(self, f: TreeFile, _: object) -> None:
-        self.verdicts.append(await self._check(f))
-
-    async def _check(self, f: TreeFile) -> FileVerdict:
+    async def _verdict(self, f: TreeFile) -> FileVerdict:
         bucket, key = self.req.bucket, self.req.key(f.rel)
         try:
             check_key(bucket, key)
