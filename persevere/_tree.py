@@ -159,13 +159,10 @@ class TreeResult:
 
     @property
     def exit_code(self) -> int:
+        """The first of usage, error and resumable a failed file has, else the highest."""
         codes = {code for _, _, code in self.failed}
-        if not codes:
-            return EXIT_OK
-        for code in (EXIT_USAGE, EXIT_ERROR, EXIT_RESUMABLE):
-            if code in codes:
-                return code
-        return max(codes)
+        ranked = [code for code in (EXIT_USAGE, EXIT_ERROR, EXIT_RESUMABLE) if code in codes]
+        return ranked[0] if ranked else max(codes, default=EXIT_OK)
 
 
 def locate_tree_state(
@@ -229,11 +226,10 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
             todo.sort(key=lambda f: f.rel)
         result.skipped = result.files - len(todo)
         if todo:
-            sender = _TreeSender(req, endpoint, journal, progress, result)
             progress.start(sum(f.size for f in todo), 0)
             try:
                 with many_clients():  # (one per large file)
-                    await sender.send_all(todo)
+                    await _TreeSender(req, endpoint, journal, progress, result).send_all(todo)
             finally:
                 progress.close()
         if req.shard is None and not result.failed:
