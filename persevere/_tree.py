@@ -699,6 +699,7 @@ class _Budget:
         self._freed = anyio.Event()
 
     async def take(self, count: int) -> _Slot:
+        await anyio.lowlevel.checkpoint()  # (a stop is seen here, as at a semaphore's)
         while self.free < count:
             await self._freed.wait()
             self._freed = anyio.Event()
