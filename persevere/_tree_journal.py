@@ -216,8 +216,7 @@ class TreeJournal:
                     f"cannot create state file {path}: {exc.strerror}",
                     hint="give --state-dir (or --state-file) a writable place",
                 ) from None
-            if path.exists():
-                path.unlink()  # empty: a run stopped before its header was written
+            path.unlink(missing_ok=True)  # empty: a run stopped before its header was written
             journal = Journal.create(path)
             try:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
