@@ -113,9 +113,7 @@ def cp_tree(
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
                           flags.part_size, flags.max_parts, flags.checksum, options or None,
                           endpoint if flags.endpoint_flags.given else None,
-                          flags.transfer.options(),
-                          guess_content_type=object_flags.content_type is None,
-                          shard=tree.shard_spec())  # fmt: skip
+                          flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
@@ -130,9 +128,8 @@ def cp_tree(
         _usage_error("give --shard or --processes, not both", "--processes")
     if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
         from ._processes import usable_cores
-        from ._tree import file_count
 
-        processes = _auto_processes(_reported(file_count, request) if usable_cores() > 1 else 1)
+        processes = _auto_processes(len(_reported(request.walk).files) if usable_cores() > 1 else 1)
     if processes is not None and processes > 1:
         result = _in_processes(request, processes, progress, stopped)
     else:

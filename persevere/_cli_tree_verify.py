@@ -59,9 +59,9 @@ def verify_tree_command(
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint = endpoint_flags.endpoint()
     journal = _reported(locate_tree_state, root, bucket, prefix, endpoint, state_file=state_file)
-    request = TreeVerifyRequest(root, bucket, prefix, journal, state_file is not None,
-                                tuple(tree.include or ()), tuple(tree.exclude or ()),
-                                tree.follow_symlinks, tree.concurrency, endpoint)  # fmt: skip
+    request = TreeVerifyRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
+                                tuple(tree.exclude or ()), tree.follow_symlinks,
+                                state_file is not None, tree.concurrency, endpoint)  # fmt: skip
     progress = _progress(not no_progress and not json_output, "verify")
     result = _run(lambda: verify_tree(request, progress))
     _print(result, json_output)

@@ -157,14 +157,22 @@ def _read_only(path: Path, draft: TreeHeader, checksum_given: bool) -> dict[str,
     except OSError as exc:
         raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
     lines = data[: data.rfind(b"\n") + 1].splitlines()
-    if not lines:
-        return {}
+    return _read_lines(path, lines, draft, checksum_given)[1] if lines else {}
+
+
+def _read_lines(
+    path: Path, lines: list[bytes], draft: TreeHeader, checksum_given: bool
+) -> tuple[TreeHeader, dict[str, FileDone], int]:
+    """The header of the journal at ``path`` (its ``lines``, the header's at least), what it
+    records done and how many lines are damaged; one of another tree, destination or options
+    is refused (:func:`_refuse_other`)."""
     try:
         header = _parse_header(json.loads(lines[0]), f"state file {path}")
     except ValueError:
         raise StateFileError(f"state file {path} is not a persevere state file") from None
     _refuse_other(path, header, draft, checksum_given)
-    return _replay(lines[1:], str(path))[0]
+    done, damaged = _replay(lines[1:], str(path))
+    return header, done, damaged
 
 
 def _parse_header(record: Any, where: str) -> TreeHeader:
@@ -208,8 +216,7 @@ class TreeJournal:
                     f"cannot create state file {path}: {exc.strerror}",
                     hint="give --state-dir (or --state-file) a writable place",
                 ) from None
-            if path.exists():
-                path.unlink()  # empty: a run stopped before its header was written
+            path.unlink(missing_ok=True)  # empty: a run stopped before its header was written
             journal = Journal.create(path)
             try:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
@@ -223,12 +230,7 @@ class TreeJournal:
             if not lines:
                 raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
                                      "it was written)", hint="delete it and run again")  # fmt: skip
-            try:
-                header = _parse_header(json.loads(lines[0]), f"state file {path}")
-            except ValueError:
-                raise StateFileError(f"state file {path} is not a persevere state file") from None
-            _refuse_other(path, header, draft, checksum_given)
-            done, damaged = _replay(lines[1:], str(path))
+            header, done, damaged = _read_lines(path, lines, draft, checksum_given)
         except BaseException:
             journal.close()
             raise
@@ -253,19 +255,13 @@ class TreeJournal:
                     hint="run this command again once every shard has ended",
                 ) from None
             try:
-                header = _parse_header(json.loads(lines[0]), f"state file {path}") if lines \
-                    else None  # fmt: skip
-                if header is not None:
-                    _refuse_other(path, header, self.header, True)
-                    recorded, _ = _replay(lines[1:], str(path))
-                    new = [d for d in recorded.values() if self.done.get(d.rel) != d]
-                    if new:
-                        self._journal.append(*({"type": "done", **asdict(d)} for d in new))
-                        self.done.update((d.rel, d) for d in new)
-                    taken += len(new)
+                recorded = _read_lines(path, lines, self.header, True)[1] if lines else {}
+                new = [d for d in recorded.values() if self.done.get(d.rel) != d]
+                if new:
+                    self._journal.append(*({"type": "done", **asdict(d)} for d in new))
+                    self.done.update((d.rel, d) for d in new)
+                taken += len(new)
                 path.unlink()
-            except ValueError:
-                raise StateFileError(f"state file {path} is not a persevere state file") from None
             finally:
                 journal.close()
         return taken
