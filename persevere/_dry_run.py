@@ -37,6 +37,7 @@ from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
+from ._pipeline import recorded_session
 from ._plan import PartPlan
 from ._request import Request
 from ._request import Source as Named
@@ -156,9 +157,8 @@ async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
-        options, where = request.transfer, endpoint_of(header).overridden_by(request.endpoint)
-        async with open_client(where, options) as client:
-            session = session_of(client, header, options.policy(Call.FIRST))
+        asking = recorded_session(header, request.endpoint, request.transfer, Call.FIRST)
+        async with asking as session:
             ours = await session.holds(session.expected(parts), header.file_size)
     return Learnt(ours, upload_gone=True, why=learnt.why), "ask"
 

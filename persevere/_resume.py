@@ -35,14 +35,7 @@ import anyio
 
 from ._checksums import b64
 from ._completed import changed_since, recheck, result_of, why_reread
-from ._completion import (
-    UploadResult,
-    continuing,
-    endpoint_of,
-    make_result,
-    record_completed,
-    session_of,
-)
+from ._completion import UploadResult, continuing, make_result, record_completed
 from ._errors import IntegrityError, SourceChanged, UploadFinished, UsageError
 from ._journal import (
     Header,
@@ -56,12 +49,11 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, run
+from ._pipeline import gone, recorded_session, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, holds, reconcile
 from ._request import Continued, Request, given, stdin_kind
-from ._s3 import open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
@@ -112,7 +104,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
                                      "resume it")  # fmt: skip
-                async with _session(request, header) as session:
+                async with recorded_session(header, request.endpoint, request.transfer) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
                     return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
@@ -189,17 +181,9 @@ async def opened(
     plan = header.plan()
     assert isinstance(plan, PartPlan)
     with SourceFile(await _inspect(request, header)) as source:
-        async with _session(request, header) as session:
+        async with recorded_session(header, request.endpoint, request.transfer) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def _session(request: Request, header: Header) -> AsyncIterator[MultipartSession]:
-    """A session on the recorded endpoint (the request's overrides it field by field)."""
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, request.transfer) as client:
-        yield session_of(client, header, request.transfer.retry)
 
 
 @dataclass
