@@ -37,10 +37,10 @@ from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
-from ._pipeline import recorded_session
 from ._plan import PartPlan
 from ._request import Request
 from ._request import Source as Named
+from ._resume import recorded_session
 from ._retry import Call
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession

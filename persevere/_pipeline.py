@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
-from ._completion import (
-    UploadResult,
-    complete,
-    endpoint_of,
-    make_result,
-    record_completed,
-    session_of,
-)
+from ._completion import UploadResult, complete, make_result, record_completed
 from ._errors import S3Error, UploadGone
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import refused
 from ._reconcile import RemotePart
-from ._retry import Call
-from ._s3 import Endpoint, open_client
 from ._sender import Feed, Ledger, send
 from ._session import MultipartSession
 from ._write_once import refuse_existing_key
@@ -89,21 +80,6 @@ async def run(
         done = await complete(session, ledger, part_count, size)
     await record_completed(journal, done, size, source)
     return make_result(kind.header, part_count, size, done, sent, started)
-
-
-@contextlib.asynccontextmanager
-async def recorded_session(
-    header: Header,
-    overrides: Endpoint | None,
-    options: UploadOptions | None = None,
-    kind: Call = Call.UPLOAD,
-) -> AsyncIterator[MultipartSession]:
-    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
-    replace it field by field): the client's pool and timeouts ``options``' (None: a small
-    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
-    retry = (options or UploadOptions()).policy(kind)
-    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
-        yield session_of(client, header, retry)
 
 
 async def remote_parts(session: MultipartSession) -> Remote:

@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import anyio
 
-from ._body import BufferedBody, PreparedPart, Throttle
+from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, b64
 from ._completion import UploadResult
 from ._errors import SourceChanged, UsageError
@@ -122,7 +121,6 @@ class StreamParts:
         recorded: dict[int, PartRecord],
         progress: ProgressSink,
         fd: int = 0,
-        budget_bytes: int = DEFAULT_STREAM_BUDGET,
     ) -> None:
         schedule = header.plan()  # a header without its schedule is refused here, up front
         assert isinstance(schedule, StreamSchedule)
@@ -139,7 +137,7 @@ class StreamParts:
         self.adopt: dict[int, RemotePart] = {}
         self.progress = progress  # told of the bytes skipped too
         self._fd = fd
-        self._budget = _ByteBudget(budget_bytes)
+        self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
         self._ended = False
@@ -202,15 +200,8 @@ class StreamParts:
                 self.progress.advance(got)
                 await self._budget.give(taken)
                 continue
-
-            def make_body(
-                on_sent: Callable[[int], None], throttle: Throttle | None, view: memoryview = view
-            ) -> Any:
-                return BufferedBody(view, on_sent, throttle)
-
-            async def release(taken: int = taken) -> None:
-                await self._budget.give(taken)
-
+            make_body = functools.partial(BufferedBody, view)
+            release = functools.partial(self._budget.give, taken)
             return PreparedPart(number, got, checksum, make_body, release=release, md5=md5)
 
     async def _already_there(

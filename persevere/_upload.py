@@ -25,11 +25,11 @@ from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
-from ._pipeline import Kind, recorded_session, run
+from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._request import Asked, Request, given
-from ._resume import FileParts
+from ._resume import FileParts, recorded_session
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
 from ._shard_journals import merge_shards
