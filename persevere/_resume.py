@@ -101,7 +101,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
     overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
     with continuing(request, progress) as (state_path, started):
         journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
-        try:
+        with contextlib.closing(journal):
             await anyio.to_thread.run_sync(_ready, journal, state)
             header = state.header
             if header.stream and request.file() is not None:
@@ -118,8 +118,6 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                     return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
                 return await parts.resume(started)
-        finally:
-            journal.close()
 
 
 async def _already_completed(

@@ -148,7 +148,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
-    try:
+    with contextlib.closing(journal):
         header = state.header
         if state.finished == "completed":
             raise UploadFinished(
@@ -164,8 +164,6 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
         return header
-    finally:
-        journal.close()
 
 
 async def upload_status(
