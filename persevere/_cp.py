@@ -187,6 +187,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
+        request = replace(request, source=Named(identity.path))  # the file found there
     state_path = request.state_file
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
@@ -200,8 +201,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
             learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
-            where = None if identity is None else Named(identity.path)
-            return await resume(replace(request, source=where), naming)
+            return await resume(request, naming)  # (a stream's source: what it pipes in)
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
         except (UploadGone, SourceChanged) as exc:
@@ -230,7 +230,6 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if identity is not None:
         with contextlib.suppress(UsageError):  # refused: upload says why
             say_plan(make_plan(identity.size, request.part_size, request.max_parts))
-        request = replace(request, source=Named(identity.path))
     try:
         return await upload(request, naming)
     except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
