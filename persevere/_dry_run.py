@@ -192,12 +192,11 @@ def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -
 async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun | None, Learnt]:
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
-    state_path, options = request.state_file, request.transfer
+    state_path = request.state_file
     plan = header.plan(state_path)
     assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, options) as client:
-        session = session_of(client, header, options.policy(Call.FIRST))
+    where = endpoint_of(header).overridden_by(request.endpoint)  # (reported)
+    async with recorded_session(header, request.endpoint, request.transfer, Call.FIRST) as session:
         try:
             parts = await session.list_parts()
         except UploadGone:
