@@ -108,7 +108,7 @@ def locate_state_file(
     if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
-    if not _fits(beside.name):
+    if len(os.fsencode(beside.name)) > _MAX_NAME_BYTES:
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):
@@ -122,10 +122,6 @@ def locate_state_file(
 
 
 _MAX_NAME_BYTES = 255  # a file name, in most file systems
-
-
-def _fits(name: str) -> bool:
-    return len(os.fsencode(name)) <= _MAX_NAME_BYTES
 
 
 def _own_name(path: Path, bucket: str, key: str) -> str:

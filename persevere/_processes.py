@@ -260,10 +260,8 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
     interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
     if stopped or interrupted:
-        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        name = ", then ".join(signal.Signals(s).name for s in stopped[:2]) or "a signal"
         settled = "the shards settled their journals"
-        if len(stopped) > 1:
-            name = f"{name}, then {signal.Signals(stopped[1]).name}"
         if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
             settled = "the shards were stopped at once; every part they recorded is safe"
         stop = Interrupted(f"interrupted ({name}); {settled}")
