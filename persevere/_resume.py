@@ -56,10 +56,10 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, run
+from ._pipeline import adopted, gone, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._reconcile import RemotePart, holds, reconcile
+from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
 from ._retry import Call
 from ._s3 import Endpoint, open_client
@@ -400,10 +400,6 @@ class FileParts:
                 self.source.hash_range, self.plan.offset(number), remote.size, scratch,
                 self.session.algorithm, True,
             )  # fmt: skip
-            checksum = b64(digest)
-            if holds(remote, checksum, md5):
-                log.info("part %d: found on S3 and matches the file, adopted", number)
-                await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            else:
+            if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected

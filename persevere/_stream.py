@@ -40,10 +40,10 @@ from ._completion import UploadResult
 from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
-from ._pipeline import gone
+from ._pipeline import adopted, gone
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import ProgressSink
-from ._reconcile import RemotePart, agrees, holds
+from ._reconcile import RemotePart, agrees
 from ._request import STDIN
 from ._sender import Feed, Ledger, StreamedParts
 from ._session import MultipartSession
@@ -232,11 +232,7 @@ class StreamParts:
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
-        if holds(remote, checksum, md5):
-            log.info("part %d: found on S3 and matches the stream, adopted", number)
-            await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            return True
-        return False
+        return await adopted(self.ledger, remote, checksum, md5, "stream")
 
     @staticmethod
     async def _continues(
