@@ -262,16 +262,15 @@ def _existing(path: Path) -> Found:
     # its file.
     with contextlib.suppress(FileNotFoundError):
         journal = Journal(path, os.open(path, os.O_RDONLY))
-        try:
-            journal.lock()
-        except StateFileLocked as exc:
-            raise _already_running(path) from exc
-        try:
-            path.unlink()
-        except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-            raise _unwritable("replace", path, exc) from None
-        finally:
-            journal.close()
+        with contextlib.closing(journal):
+            try:
+                journal.lock()
+            except StateFileLocked as exc:
+                raise _already_running(path) from exc
+            try:
+                path.unlink()
+            except OSError as exc:  # read-only: cannot be replaced, so cannot be used
+                raise _unwritable("replace", path, exc) from None
     return found
 
 
