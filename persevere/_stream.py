@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 
 import anyio
 
@@ -105,6 +106,7 @@ class _ProvenFirst:
                 await self._ledger.record(part)
 
 
+@dataclass
 class StreamParts:
     """A stream as :func:`._pipeline.run` drives it: the parts the journal ``recorded`` (none
     for a new upload) reconciled with S3, then the stream cut into the schedule's parts, each
@@ -113,30 +115,23 @@ class StreamParts:
     earlier is an error; a longer one goes on with larger parts; without it the parts follow
     the default schedule, up to 7.8 TiB)."""
 
-    def __init__(
-        self,
-        session: MultipartSession,
-        journal: Journal,
-        header: Header,
-        recorded: dict[int, PartRecord],
-        progress: ProgressSink,
-        fd: int = 0,
-    ) -> None:
-        schedule = header.plan()  # a header without its schedule is refused here, up front
+    session: MultipartSession
+    journal: Journal
+    header: Header
+    # What a resumed stream must reproduce: the parts the journal recorded; which of them S3
+    # still holds, and S3's parts the journal missed (adopted if the new stream gives them)
+    # are set by prepare.
+    recorded: dict[int, PartRecord]
+    progress: ProgressSink  # told of the bytes skipped too
+    fd: int = 0
+
+    def __post_init__(self) -> None:
+        schedule = self.header.plan()  # a header without its schedule is refused here, up front
         assert isinstance(schedule, StreamSchedule)
-        self.session = session
-        self.journal = journal
-        self.header = header
         self.schedule = schedule
-        self.expected_size = header.expected_size
-        # What a resumed stream must reproduce: the parts the journal recorded, which of them
-        # S3 still holds, and S3's parts the journal missed (adopted if the new stream gives
-        # them); set by prepare.
-        self.recorded = dict(recorded)
+        self.expected_size = self.header.expected_size
         self.kept: set[int] = set()
         self.adopt: dict[int, RemotePart] = {}
-        self.progress = progress  # told of the bytes skipped too
-        self._fd = fd
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
@@ -168,7 +163,7 @@ class StreamParts:
                     return None
                 number = self._next
                 data = bytearray(size)
-                got = await _read_full_or_stop(self._fd, memoryview(data))
+                got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
                     self._ended = True
                     self._refuse_end_before_recorded(
