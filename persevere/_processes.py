@@ -106,9 +106,7 @@ def auto_processes(pieces: int, cores: int | None = None) -> int:
     the shards an upload was made for, a tree's files) nor ``MAX_PROCESSES``. 1 (one core; a
     stream or a single part, which cannot be split): the usual run, in the caller's process.
     Cores, not idle ones: a server or other work on the same cores is not counted."""
-    if cores is None:
-        cores = usable_cores()
-    return max(1, min(cores, pieces, MAX_PROCESSES))
+    return max(1, min(usable_cores() if cores is None else cores, pieces, MAX_PROCESSES))
 
 
 def pieces_of(state_file: Path) -> int:
