@@ -108,7 +108,7 @@ def locate_state_file(
     if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
-    if not _fits(beside.name):
+    if len(os.fsencode(beside.name)) > _MAX_NAME_BYTES:
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):
@@ -122,10 +122,6 @@ def locate_state_file(
 
 
 _MAX_NAME_BYTES = 255  # a file name, in most file systems
-
-
-def _fits(name: str) -> bool:
-    return len(os.fsencode(name)) <= _MAX_NAME_BYTES
 
 
 def _own_name(path: Path, bucket: str, key: str) -> str:
@@ -187,6 +183,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
+        request = replace(request, source=Named(identity.path))  # the file found there
     state_path = request.state_file
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
@@ -200,8 +197,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
             learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
-            where = None if identity is None else Named(identity.path)
-            return await resume(replace(request, source=where), naming)
+            return await resume(request, naming)  # (a stream's source: what it pipes in)
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
         except (UploadGone, SourceChanged) as exc:
@@ -230,7 +226,6 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if identity is not None:
         with contextlib.suppress(UsageError):  # refused: upload says why
             say_plan(make_plan(identity.size, request.part_size, request.max_parts))
-        request = replace(request, source=Named(identity.path))
     try:
         return await upload(request, naming)
     except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
@@ -267,16 +262,15 @@ def _existing(path: Path) -> Found:
     # its file.
     with contextlib.suppress(FileNotFoundError):
         journal = Journal(path, os.open(path, os.O_RDONLY))
-        try:
-            journal.lock()
-        except StateFileLocked as exc:
-            raise _already_running(path) from exc
-        try:
-            path.unlink()
-        except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-            raise _unwritable("replace", path, exc) from None
-        finally:
-            journal.close()
+        with contextlib.closing(journal):
+            try:
+                journal.lock()
+            except StateFileLocked as exc:
+                raise _already_running(path) from exc
+            try:
+                path.unlink()
+            except OSError as exc:  # read-only: cannot be replaced, so cannot be used
+                raise _unwritable("replace", path, exc) from None
     return found
 
 

@@ -40,6 +40,7 @@ from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
 from ._request import Request
 from ._request import Source as Named
+from ._resume import recorded_session
 from ._retry import Call
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
@@ -156,9 +157,8 @@ async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
-        options, where = request.transfer, endpoint_of(header).overridden_by(request.endpoint)
-        async with open_client(where, options) as client:
-            session = session_of(client, header, options.policy(Call.FIRST))
+        asking = recorded_session(header, request.endpoint, request.transfer, Call.FIRST)
+        async with asking as session:
             ours = await session.holds(session.expected(parts), header.file_size)
     return Learnt(ours, upload_gone=True, why=learnt.why), "ask"
 
@@ -192,12 +192,11 @@ def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -
 async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun | None, Learnt]:
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
-    state_path, options = request.state_file, request.transfer
+    state_path = request.state_file
     plan = header.plan(state_path)
     assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, options) as client:
-        session = session_of(client, header, options.policy(Call.FIRST))
+    where = endpoint_of(header).overridden_by(request.endpoint)  # (reported)
+    async with recorded_session(header, request.endpoint, request.transfer, Call.FIRST) as session:
         try:
             parts = await session.list_parts()
         except UploadGone:

@@ -21,11 +21,11 @@ from typing import Protocol
 
 from ._completion import UploadResult, complete, make_result, record_completed
 from ._errors import S3Error, UploadGone
-from ._journal import Header, Journal, JournalLedger, SourceRecord
+from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import refused
-from ._reconcile import RemotePart
+from ._reconcile import RemotePart, holds
 from ._sender import Feed, Ledger, send
 from ._session import MultipartSession
 from ._write_once import refuse_existing_key
@@ -95,6 +95,18 @@ async def remote_parts(session: MultipartSession) -> Remote:
             exc.code,
         )
         return None
+
+
+async def adopted(
+    ledger: Ledger, remote: RemotePart, checksum: str, md5: str | None, source: str
+) -> bool:
+    """Is S3's part, which no journal records, the ``source``'s bytes of ``checksum`` and
+    ``md5`` (:func:`._reconcile.holds`)? Then it is recorded as sent."""
+    if not holds(remote, checksum, md5):
+        return False
+    log.info("part %d: found on S3 and matches the %s, adopted", remote.part_number, source)
+    await ledger.record(PartRecord(remote.part_number, remote.etag, checksum, remote.size))
+    return True
 
 
 def gone(session: MultipartSession, causes: str) -> UploadGone:

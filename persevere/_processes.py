@@ -106,9 +106,7 @@ def auto_processes(pieces: int, cores: int | None = None) -> int:
     the shards an upload was made for, a tree's files) nor ``MAX_PROCESSES``. 1 (one core; a
     stream or a single part, which cannot be split): the usual run, in the caller's process.
     Cores, not idle ones: a server or other work on the same cores is not counted."""
-    if cores is None:
-        cores = usable_cores()
-    return max(1, min(cores, pieces, MAX_PROCESSES))
+    return max(1, min(usable_cores() if cores is None else cores, pieces, MAX_PROCESSES))
 
 
 def pieces_of(state_file: Path) -> int:
@@ -260,10 +258,8 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
     interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
     if stopped or interrupted:
-        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        name = ", then ".join(signal.Signals(s).name for s in stopped[:2]) or "a signal"
         settled = "the shards settled their journals"
-        if len(stopped) > 1:
-            name = f"{name}, then {signal.Signals(stopped[1]).name}"
         if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
             settled = "the shards were stopped at once; every part they recorded is safe"
         stop = Interrupted(f"interrupted ({name}); {settled}")

@@ -56,12 +56,13 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, run
+from ._pipeline import adopted, gone, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._reconcile import RemotePart, holds, reconcile
+from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
-from ._s3 import open_client
+from ._retry import Call
+from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
@@ -100,7 +101,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
     overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
     with continuing(request, progress) as (state_path, started):
         journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
-        try:
+        with contextlib.closing(journal):
             await anyio.to_thread.run_sync(_ready, journal, state)
             header = state.header
             if header.stream and request.file() is not None:
@@ -112,13 +113,11 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
                                      "resume it")  # fmt: skip
-                async with _session(request, header) as session:
+                async with recorded_session(header, request.endpoint, request.transfer) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
                     return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
                 return await parts.resume(started)
-        finally:
-            journal.close()
 
 
 async def _already_completed(
@@ -176,6 +175,21 @@ def _ready(journal: Journal, state: JournalState) -> None:
 
 
 @contextlib.asynccontextmanager
+async def recorded_session(
+    header: Header,
+    overrides: Endpoint | None,
+    options: UploadOptions | None = None,
+    kind: Call = Call.UPLOAD,
+) -> AsyncIterator[MultipartSession]:
+    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
+    replace it field by field): the client's pool and timeouts ``options``' (None: a small
+    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
+    retry = (options or UploadOptions()).policy(kind)
+    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
+        yield session_of(client, header, retry)
+
+
+@contextlib.asynccontextmanager
 async def opened(
     request: Request,
     journal: Journal,
@@ -189,17 +203,9 @@ async def opened(
     plan = header.plan()
     assert isinstance(plan, PartPlan)
     with SourceFile(await _inspect(request, header)) as source:
-        async with _session(request, header) as session:
+        async with recorded_session(header, request.endpoint, request.transfer) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def _session(request: Request, header: Header) -> AsyncIterator[MultipartSession]:
-    """A session on the recorded endpoint (the request's overrides it field by field)."""
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, request.transfer) as client:
-        yield session_of(client, header, request.transfer.retry)
 
 
 @dataclass
@@ -394,10 +400,6 @@ class FileParts:
                 self.source.hash_range, self.plan.offset(number), remote.size, scratch,
                 self.session.algorithm, True,
             )  # fmt: skip
-            checksum = b64(digest)
-            if holds(remote, checksum, md5):
-                log.info("part %d: found on S3 and matches the file, adopted", number)
-                await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            else:
+            if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected

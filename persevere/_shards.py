@@ -23,6 +23,7 @@ Python API: :func:`upload_shard`, then :func:`persevere.resume`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -118,13 +119,11 @@ async def send_one(
         journal, state = await anyio.to_thread.run_sync(
             open_shard_journal, state_path, shard, shards
         )
-        try:
+        with contextlib.closing(journal):
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
             # Its parts sent as a resume sends them (reconciled with S3, the file checked), and
             # recorded in its own journal; not completed.
             async with opened(request, journal, state, progress, parts) as kind:
                 _, ledger, feed = await kind.prepare(await remote_parts(kind.session))
                 sent = await send(kind.session, ledger, request.transfer, progress, feed)
-        finally:
-            journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

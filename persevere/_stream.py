@@ -26,25 +26,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import anyio
 
-from ._body import BufferedBody, PreparedPart, Throttle
+from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, b64
 from ._completion import UploadResult
 from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._logs import event
-from ._pipeline import gone
+from ._pipeline import adopted, gone
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import ProgressSink
-from ._reconcile import RemotePart, agrees, holds
+from ._reconcile import RemotePart, agrees
 from ._request import STDIN
 from ._sender import Feed, Ledger, StreamedParts
 from ._session import MultipartSession
@@ -106,6 +106,7 @@ class _ProvenFirst:
                 await self._ledger.record(part)
 
 
+@dataclass
 class StreamParts:
     """A stream as :func:`._pipeline.run` drives it: the parts the journal ``recorded`` (none
     for a new upload) reconciled with S3, then the stream cut into the schedule's parts, each
@@ -114,32 +115,24 @@ class StreamParts:
     earlier is an error; a longer one goes on with larger parts; without it the parts follow
     the default schedule, up to 7.8 TiB)."""
 
-    def __init__(
-        self,
-        session: MultipartSession,
-        journal: Journal,
-        header: Header,
-        recorded: dict[int, PartRecord],
-        progress: ProgressSink,
-        fd: int = 0,
-        budget_bytes: int = DEFAULT_STREAM_BUDGET,
-    ) -> None:
-        schedule = header.plan()  # a header without its schedule is refused here, up front
+    session: MultipartSession
+    journal: Journal
+    header: Header
+    # What a resumed stream must reproduce: the parts the journal recorded; which of them S3
+    # still holds, and S3's parts the journal missed (adopted if the new stream gives them)
+    # are set by prepare.
+    recorded: dict[int, PartRecord]
+    progress: ProgressSink  # told of the bytes skipped too
+    fd: int = 0
+
+    def __post_init__(self) -> None:
+        schedule = self.header.plan()  # a header without its schedule is refused here, up front
         assert isinstance(schedule, StreamSchedule)
-        self.session = session
-        self.journal = journal
-        self.header = header
         self.schedule = schedule
-        self.expected_size = header.expected_size
-        # What a resumed stream must reproduce: the parts the journal recorded, which of them
-        # S3 still holds, and S3's parts the journal missed (adopted if the new stream gives
-        # them); set by prepare.
-        self.recorded = dict(recorded)
+        self.expected_size = self.header.expected_size
         self.kept: set[int] = set()
         self.adopt: dict[int, RemotePart] = {}
-        self.progress = progress  # told of the bytes skipped too
-        self._fd = fd
-        self._budget = _ByteBudget(budget_bytes)
+        self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
         self._ended = False
@@ -170,7 +163,7 @@ class StreamParts:
                     return None
                 number = self._next
                 data = bytearray(size)
-                got = await _read_full_or_stop(self._fd, memoryview(data))
+                got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
                     self._ended = True
                     self._refuse_end_before_recorded(
@@ -202,15 +195,8 @@ class StreamParts:
                 self.progress.advance(got)
                 await self._budget.give(taken)
                 continue
-
-            def make_body(
-                on_sent: Callable[[int], None], throttle: Throttle | None, view: memoryview = view
-            ) -> Any:
-                return BufferedBody(view, on_sent, throttle)
-
-            async def release(taken: int = taken) -> None:
-                await self._budget.give(taken)
-
+            make_body = functools.partial(BufferedBody, view)
+            release = functools.partial(self._budget.give, taken)
             return PreparedPart(number, got, checksum, make_body, release=release, md5=md5)
 
     async def _already_there(
@@ -241,11 +227,7 @@ class StreamParts:
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
-        if holds(remote, checksum, md5):
-            log.info("part %d: found on S3 and matches the stream, adopted", number)
-            await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            return True
-        return False
+        return await adopted(self.ledger, remote, checksum, md5, "stream")
 
     @staticmethod
     async def _continues(
