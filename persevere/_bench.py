@@ -105,14 +105,10 @@ class DataPattern:
             offset += n
 
     def checksum(self, offset: int, size: int, algorithm: ChecksumAlgorithm) -> bytes:
-        """Digest of ``size`` bytes from ``offset``, hashed in runs as long as the pattern."""
+        """Digest of ``size`` bytes from ``offset``, hashed slice by slice as they are sent."""
         hasher = algorithm.new()
-        while size > 0:
-            start = offset % self.length
-            n = min(size, self.length - start)
-            hasher.update(self._data[start : start + n])
-            offset += n
-            size -= n
+        for piece in self.slices(offset, size):
+            hasher.update(piece)
         return hasher.digest()
 
     async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:

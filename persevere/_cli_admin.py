@@ -29,7 +29,7 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
@@ -294,24 +294,19 @@ def verify(
         _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
     if names_stdin(given):
         _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
-    local, target_bucket, target_key = _target(given, url_arg, s3_bucket, s3_key, "--file")
+    local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
+    progress = _progress(not no_progress and not json_output, "verify")
     result = _run(
         lambda: verify_object(
-            local,
-            target_bucket,
-            target_key,
-            endpoint=endpoint,
-            state_file=state_file,
-            progress=_progress(not no_progress and not json_output, "verify"),
+            local, bucket, key, endpoint=endpoint, state_file=state_file, progress=progress
         )
     )
     if json_output:
-        document = {"bucket": target_bucket, "key": target_key, "file": str(local)}
-        _emit_json({**document, **dataclasses.asdict(result)})
+        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
     else:
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
-        typer.echo(f"{label}: s3://{target_bucket}/{target_key} vs {local}: {result.reason}")
+        typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
 
 
@@ -356,7 +351,8 @@ def bench(
         lambda: run_bench(
             bucket, settings, endpoint=endpoint, on_row=show, leftovers=leftovers, key_prefix=under
         ),
-        cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
+        left_behind=left,
+        grace_s=CLEANUP_TIMEOUT_S,
     )
     if json_output:
         _emit_json({"bucket": bucket, "size": settings.size, "rows": rows})

@@ -88,21 +88,12 @@ def _usage_error(message: str, flag: str | None = None) -> NoReturn:
     raise typer.BadParameter(message, param_hint=flag)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Cleanup:
-    """A command that removes what it made (bench): ``left()`` says, as exact commands, what
-    would stay behind if it ended now. A second signal gives the cleanup ``grace_s`` more
-    seconds; a third, or the end of the grace, exits at once, printing ``left()``."""
-
-    left: Callable[[], list[str]]
-    grace_s: float
-
-
 def _run(
     fn: Callable[[], Awaitable[T]],
     *,
     resumable_state: Path | None = None,
-    cleanup: _Cleanup | None = None,
+    left_behind: Callable[[], list[str]] | None = None,
+    grace_s: float = 0.0,
     hurried_by_parent: bool = False,
     stopped: tuple[str, str] | None = None,
 ) -> T:
@@ -112,6 +103,10 @@ def _run(
     after the upload completed does not turn success into "interrupted".
 
     ``stopped``: the message and hint of a stop signal, when the command has its own.
+
+    ``left_behind``: a command that removes what it made (bench) says with it, as exact
+    commands, what would stay behind if it ended now. A second signal gives its cleanup
+    ``grace_s`` more seconds; a third, or the end of the grace, exits at once, printing them.
 
     ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
     (from the terminal, to the whole process group, and passed on by its parent), so a
@@ -131,9 +126,9 @@ def _run(
     again_note = "every recorded part is safe in the state file" if journal else "cleanup cut short"
 
     def exit_now(name: str) -> NoReturn:
-        lines = cleanup.left() if cleanup is not None else []
+        lines = left_behind() if left_behind is not None else []
         note = again_note
-        if cleanup is not None:
+        if left_behind is not None:
             note = "left behind:" if lines else "nothing was left behind"
         _say(f"persevere: {name} again: exiting now; {note}")
         for line in lines:
@@ -162,15 +157,15 @@ def _run(
                         name = signal.Signals(signum).name
                         if signum == signal.SIGHUP:
                             _hung_up()
-                        if interrupted and cleanup is not None and not hurried:
+                        if interrupted and left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
                                 "%s again: finishing the cleanup first (at most %.0fs; once "
                                 "more to exit at once)",
                                 name,
-                                cleanup.grace_s,
+                                grace_s,
                             )
-                            tg.start_soon(exit_after_grace, name, cleanup.grace_s)
+                            tg.start_soon(exit_after_grace, name, grace_s)
                             continue
                         if interrupted and hurried_by_parent:
                             log.info("%s again: already stopping", name)
@@ -219,11 +214,12 @@ def _run(
                 exc.state_file = str(resumable_state)
             elif resumable_state is not None:
                 exc.message = "interrupted before the upload was created; nothing to resume"
-            elif cleanup is not None and not cleanup.left():
+            elif left_behind is not None and not left_behind():
                 exc.message = f"{exc.message}; cleaned up: nothing was left behind"
         if hurried_by_parent:  # a shard of --processes names no command to run next: its
             exc.state_file = None  # parent does, once (it completes or says how to resume)
-        lines = cleanup.left() if cleanup is not None else []  # what the cleanup could not remove
+        # what the cleanup could not remove
+        lines = left_behind() if left_behind is not None else []
         if lines:
             exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
         _fail(exc)
