@@ -7,9 +7,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shlex
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -36,16 +35,7 @@ from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
 from ._urls import check_destination, parse_s3_url, require_utf8
 
-T = TypeVar("T")
-
 log = logging.getLogger("persevere")
-
-
-def _parsed(parse: Callable[[str], T], text: str, flag: str) -> T:
-    try:
-        return parse(text)
-    except ValueError as exc:
-        _usage_error(str(exc), flag)
 
 
 def _levels(text: str) -> list[int]:
@@ -73,10 +63,10 @@ class BenchFlags:
     def settings(self) -> Any:
         from ._bench import BenchSettings
 
-        total = _parsed(parse_size, self.size, "--size")
-        levels = _parsed(_levels, self.concurrency, "--concurrency")
-        parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()],
-                        self.part_size, "--part-size")  # fmt: skip
+        total = _checked(parse_size, self.size, flag="--size")
+        levels = _checked(_levels, self.concurrency, flag="--concurrency")
+        parts = _checked(lambda text: [_part_size(x) for x in text.split(",") if x.strip()],
+                         self.part_size, flag="--part-size")  # fmt: skip
         return BenchSettings(total, levels, parts, self.max_parts)
 
 

@@ -479,9 +479,10 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
     return _checked(parse_bucket_url, url)
 
 
-def _checked(check: Callable[..., T], *given: str | None) -> T:
-    """``check(*given)``, a URL or a name it refuses a usage error (click's, or --json's)."""
+def _checked(check: Callable[..., T], *given: str | None, flag: str | None = None) -> T:
+    """``check(*given)``, what it refuses (a URL, a name, a value of ``flag``) a usage error
+    (click's, or --json's)."""
     try:
         return check(*given)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
+    except (_errors.UsageError, ValueError) as exc:
+        _usage_error(str(exc), flag)

@@ -60,15 +60,14 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
         elif exc.next_step == "abort":
             command = f"persevere upload abort {state}"
             lines.append(f"to give it up: {command}")
+    fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
     if json_lines():
-        log.error(f"{where}{exc.message}", extra=event("error", exit_code=exc.exit_code,
-                  hint=exc.hint, next_command=command))  # fmt: skip
+        log.error(f"{where}{exc.message}", extra=event("error", **fields))
     else:
         for line in lines:
             _say(f"persevere: {line}")
     if _json_output:  # the one JSON document on stdout too: a script parsing it always gets one
-        _emit_json({"error": f"{where}{exc.message}", "exit_code": exc.exit_code,
-                    "hint": exc.hint, "next_command": command})  # fmt: skip
+        _emit_json({"error": f"{where}{exc.message}", **fields})
     raise typer.Exit(exc.exit_code)
 
 
