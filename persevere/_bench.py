@@ -267,17 +267,15 @@ async def run_bench(
                 raise
             leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
             ledger = MemoryLedger()
-            completing = False
             try:
                 parts = PlannedParts(session, pattern, plan, list(plan.part_numbers()))
                 await send(session, ledger, options, NullProgress(), parts)
-                completing = True
                 leftovers[key] = replace(left, completing=True)
                 await session.complete(
                     [ledger.parts[n] for n in plan.part_numbers()], plan.file_size
                 )
             except BaseException:
-                if await _discard(session, completing):
+                if await _discard(session, leftovers[key].completing):
                     del leftovers[key]
                 raise
             seconds = time.perf_counter() - started

@@ -333,15 +333,11 @@ def bench(
     settings = flags.settings()
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
-
-    def left() -> list[str]:
-        return [_removal(item) for item in list(leftovers.values())]
-
     rows = _run(
         lambda: run_bench(
             bucket, settings, endpoint=endpoint, on_row=show, leftovers=leftovers, key_prefix=under
         ),
-        left_behind=left,
+        left_behind=lambda: [_removal(item) for item in list(leftovers.values())],
         grace_s=CLEANUP_TIMEOUT_S,
     )
     if json_output:

@@ -141,7 +141,7 @@ def _run(
         work = anyio.CancelScope()
         async with anyio.create_task_group() as tg:
 
-            async def exit_after_grace(name: str, grace_s: float) -> None:
+            async def exit_after_grace(name: str) -> None:
                 await anyio.sleep(grace_s)
                 exit_now(name)
 
@@ -156,7 +156,11 @@ def _run(
                         name = signal.Signals(signum).name
                         if signum == signal.SIGHUP:
                             _hung_up()
-                        if interrupted and left_behind is not None and not hurried:
+                        if not interrupted:
+                            interrupted = name
+                            log.warning("%s received: stopping, %s", name, settling)
+                            work.cancel()
+                        elif left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
                                 "%s again: finishing the cleanup first (at most %.0fs; once "
@@ -164,16 +168,11 @@ def _run(
                                 name,
                                 grace_s,
                             )
-                            tg.start_soon(exit_after_grace, name, grace_s)
-                            continue
-                        if interrupted and hurried_by_parent:
+                            tg.start_soon(exit_after_grace, name)
+                        elif hurried_by_parent:
                             log.info("%s again: already stopping", name)
-                            continue
-                        if interrupted:
+                        else:
                             exit_now(name)
-                        interrupted = name
-                        log.warning("%s received: stopping, %s", name, settling)
-                        work.cancel()
 
             await tg.start(watch_signals)
             with work:
