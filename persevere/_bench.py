@@ -236,8 +236,6 @@ async def run_bench(
     ``leftovers`` (by key) holds each upload from the moment it is asked for until it is
     deleted or aborted: what is in it when this returns or raises is on the bucket.
     """
-    if not bucket:
-        raise UsageError("the bucket must not be empty")
     runs = settings.runs()
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     pattern = await anyio.to_thread.run_sync(DataPattern)
