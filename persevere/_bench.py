@@ -99,10 +99,8 @@ class DataPattern:
 
     def slices(self, offset: int, size: int) -> Iterator[memoryview]:
         end = offset + size
-        while offset < end:
-            n = min(self.slice_bytes, end - offset)
-            yield self.view(offset, n)
-            offset += n
+        for start in range(offset, end, self.slice_bytes):
+            yield self.view(start, min(self.slice_bytes, end - start))
 
     def checksum(self, offset: int, size: int, algorithm: ChecksumAlgorithm) -> bytes:
         """Digest of ``size`` bytes from ``offset``, hashed slice by slice as they are sent."""

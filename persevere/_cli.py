@@ -142,13 +142,13 @@ def _names_not_utf8_printable() -> None:
 
 def _writing_stdout(exc: OSError) -> bool:
     """Whether ``exc`` was raised writing to standard output (by ``echo``, into its ``file``)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        stream = tb.tb_frame.f_locals.get("file") if tb.tb_frame.f_code.co_name == "echo" else None
+    import traceback
+
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        stream = frame.f_locals.get("file") if frame.f_code.co_name == "echo" else None
         with contextlib.suppress(AttributeError, OSError, ValueError):
             if stream is not None and stream.fileno() == 1:
                 return True
-        tb = tb.tb_next
     return False
 
 

@@ -37,6 +37,9 @@ _FLAGGED = {"part_size", "max_parts", "no_overwrite", "concurrency", "checksum",
             "endpoint_url", "profile", "ca_bundle", "metadata", "tagging", "sse_kms_key_id",
             "expected_bucket_owner", "expected_size"}  # fmt: skip
 
+# What an error's next step is said with, before its command (persevere upload STEP ...).
+_NEXT_STEPS = {"resume": "the upload is resumable", "abort": "to give it up"}
+
 _json_output = False  # the running command was given --json: its errors are JSON on stdout too
 
 
@@ -52,14 +55,9 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     where = f"{flag}: " if flag and flag not in exc.message else ""
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
     command = None
-    if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
-        state = f"--state-file {shlex.quote(exc.state_file)}"
-        if exc.next_step == "resume":
-            command = f"persevere upload resume {state}"
-            lines.append(f"the upload is resumable: {command}")
-        elif exc.next_step == "abort":
-            command = f"persevere upload abort {state}"
-            lines.append(f"to give it up: {command}")
+    if exc.state_file and exc.exit_code != _errors.EXIT_USAGE and exc.next_step in _NEXT_STEPS:
+        command = f"persevere upload {exc.next_step} --state-file {shlex.quote(exc.state_file)}"
+        lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
     fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
     if json_lines():
         log.error(f"{where}{exc.message}", extra=event("error", **fields))
