@@ -191,9 +191,7 @@ def cp(
 
         _print_dry_run(_run(lambda: dry_run_cp(request)), flags.json_output)
         return
-    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
-    result = _run(lambda: copy(request, progress), resumable_state=journal)
-    _print_result(result, flags.json_output, journal)
+    _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
 
 
 def resume(
@@ -284,9 +282,9 @@ def shard(
         )
 
 
-def _continued(request: Any, what: str, flags: ContinueFlags, call: Any) -> Any:
+def _continued(request: Any, what: str, flags: SendFlags | ContinueFlags, call: Any) -> Any:
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
-    resumable from the request's state file: resume's, or a shard's."""
+    resumable from the request's state file: cp's, resume's, or a shard's."""
     progress = _progress(not flags.no_progress and not flags.json_output, what)
     return _run(lambda: call(request, progress), resumable_state=request.state_file)
 
