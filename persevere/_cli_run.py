@@ -53,7 +53,8 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
     command = None
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
-        state = f"--state-file {shlex.quote(exc.state_file)}"
+        # (absolute: the command is run later, from a supervisor's or a shell's own directory)
+        state = f"--state-file {shlex.quote(os.path.abspath(exc.state_file))}"
         if exc.next_step == "resume":
             command = f"persevere upload resume {state}"
             lines.append(f"the upload is resumable: {command}")
