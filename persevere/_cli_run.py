@@ -56,7 +56,9 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
     command = None
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE and exc.next_step in _NEXT_STEPS:
-        command = f"persevere upload {exc.next_step} --state-file {shlex.quote(exc.state_file)}"
+        # (absolute: the command is run later, from a supervisor's or a shell's own directory)
+        state = shlex.quote(os.path.abspath(exc.state_file))
+        command = f"persevere upload {exc.next_step} --state-file {state}"
         lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
     fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
     if json_lines():

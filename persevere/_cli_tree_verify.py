@@ -86,6 +86,11 @@ def _print(result: Any, json_output: bool) -> None:
         lines.append(f"only in S3: not listed ({result.why_not_listed})")
     lines += [f"only in S3: s3://{result.bucket}/{key}" for key in result.only_in_s3 or []]
     only = f"; {len(result.only_in_s3):,} object(s) only in S3" if result.only_in_s3 else ""
+    if result.nothing_checked:
+        lines.append(
+            f"{result.root} holds no file to check, yet {where} holds objects: is it "
+            "the directory that was uploaded (a disk not mounted)?"
+        )
     lines.append(
         f"verified {result.root} against {where}: {len(result.files):,} file(s): "
         f"{counts['match']:,} same, {counts['mismatch']:,} differ, {counts['missing']:,} "
