@@ -161,3 +161,27 @@ def test_a_shard_that_read_another_file_is_not_trusted_on_a_spot_check(
     done = persevere(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     if done.returncode == 0:
         assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="a shard's journal is taken as the upload's state file")
+def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
+    s3_env, bucket, make_file, tmp_path
+):
+    """README (shards): "`upload resume --state-file S`: merges the shard journals with
+    ListParts ... completes", refusing (exit 3) while a shard still runs. Given a shard's own
+    journal (`S.shard-0-of-2`, the file beside S a user tab-completes to), `upload resume`
+    took it for a whole upload's: it completed the upload from it, without the other shards'
+    journals or their locks, and wrote `completed` into the shard's journal while S still said
+    "in progress". Expected: refused (bad input, exit 2), naming S."""
+    file = make_file(12 * 1024 * 1024)
+    state = tmp_path / "s"
+    made = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                     "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    shard = persevere(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2",
+                      "--no-progress")  # fmt: skip
+    assert shard.returncode == 0, shard.stderr
+    done = persevere(s3_env, "upload", "resume", "--state-file", f"{state}.shard-0-of-2",
+                     "--no-progress")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert str(state) in done.stderr
