@@ -185,3 +185,18 @@ def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
                      "--no-progress")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert str(state) in done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="an empty file given as its own state file is deleted")
+def test_the_file_to_upload_given_as_its_state_file_is_never_removed(s3_env, bucket, tmp_path):
+    """`persevere cp marker s3://B/K --state-file marker` (the path given twice: a slip in a
+    script or shell history) with an empty file: the empty "state file" was taken for a header
+    a crash tore and removed, then the run said "file to upload ... does not exist" (exit 2)
+    about the file it had just deleted. README: bad input gets one clear line, nothing lost;
+    a state file path that is not a journal is refused, never written to or removed."""
+    marker = tmp_path / "marker"
+    marker.write_bytes(b"")
+    done = persevere(s3_env, "cp", marker, f"s3://{bucket}/k", "--state-file", marker,
+                     "--no-progress")  # fmt: skip
+    assert marker.exists(), done.stderr
+    assert done.returncode == 2, done.stderr
