@@ -200,3 +200,23 @@ def test_the_file_to_upload_given_as_its_state_file_is_never_removed(s3_env, buc
                      "--no-progress")  # fmt: skip
     assert marker.exists(), done.stderr
     assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="resume of a moved file: no resume command, no --file")
+def test_resume_of_a_file_that_moved_says_what_to_run(s3_env, bucket, make_file, tmp_path):
+    """README (Exit codes): "Errors are one line ... plus what to do next ... Any failure after
+    the upload was created prints the exact `persevere upload resume` command." `upload resume`
+    of an upload in progress whose file was moved said only "file to upload ... does not exist"
+    (exit 2): no hint, `next_command` null, nothing about `--file` (the flag made for "the file
+    is elsewhere now"), though the upload and its parts are intact."""
+    file = make_file(12 * 1024 * 1024)
+    state = tmp_path / "s"
+    made = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                     "--shards", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    file.rename(tmp_path / "moved.bin")
+    done = persevere(s3_env, "upload", "resume", "--state-file", state, "--json")
+    assert done.returncode == 2, done.stderr
+    failure = json.loads(done.stdout)
+    assert "--file" in (failure["hint"] or ""), failure
+    assert "persevere upload resume" in (failure["next_command"] or ""), failure
