@@ -229,3 +229,62 @@ def test_resume_of_a_file_that_moved_says_what_to_run(s3_env, bucket, make_file,
     failure = json.loads(done.stdout)
     assert "--file" in (failure["hint"] or ""), failure
     assert "persevere upload resume" in (failure["next_command"] or ""), failure
+
+
+@pytest.mark.xfail(strict=True, reason="an empty FILE argument means the working directory")
+@pytest.mark.parametrize("command", ["cp", "verify"])
+def test_an_empty_file_argument_is_refused_not_taken_for_the_working_directory(
+    s3_env, bucket, s3_client, tmp_path, command
+):
+    """`persevere cp "$FILE" s3://B/backups/` in a script whose variable is empty or unset:
+    "" was read as "." and the whole working directory was uploaded (a home directory, its
+    keys and all: 519 files here), and `verify "" s3://B/P/` checked the working directory
+    and said exit 0. README: bad input gets one clear line, exit 2, nothing sent."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "secret.txt").write_text("not for the bucket\n")
+    if command == "verify":  # the working directory's file is in S3: verify would say "same"
+        s3_client.put_object(Bucket=bucket, Key="p/secret.txt", Body=b"not for the bucket\n")
+    done = persevere(s3_env, command, "", f"s3://{bucket}/p/", cwd=work)
+    assert done.returncode == 2, done.stdout + done.stderr
+    if command == "cp":
+        listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="p/")
+        assert not listed.get("Contents"), listed
+
+
+@pytest.mark.xfail(strict=True, reason="upload start . / '' / /: a ValueError traceback")
+@pytest.mark.parametrize("file", [".", "", "/"])
+def test_upload_start_of_a_path_without_a_name_is_one_line(s3_env, bucket, tmp_path, file):
+    """`persevere upload start . s3://B/K` (or "", or /): a Python traceback ("ValueError:
+    PosixPath('.') has an empty name", exit 1) while building the default state file's name;
+    `upload start tree s3://B/K` says "tree is a directory, not a file". README: "never a
+    traceback"; bad input is exit 2."""
+    done = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.process
+@pytest.mark.xfail(strict=True, reason="cp /dev/stdin keeps its state in /dev, shared by all")
+def test_cp_dev_stdin_of_another_file_is_not_refused_for_a_state_file_never_given(
+    s3_env, bucket, make_file, tmp_path
+):
+    """`persevere cp /dev/stdin s3://B/K < file` (the path many tools take for standard input)
+    read the redirected file as `cp -` does, but kept its state beside the path given:
+    /dev/stdin.persevere, in /dev (a tmpfs; README: "never beside it in /dev"), one for every
+    such run. The next `cp /dev/stdin s3://B/K < another` was refused, exit 2, "--state-file:
+    state file /dev/stdin.persevere records an upload of ... give each file its own state
+    file": no --state-file was given. Expected: as `cp -`, state under $XDG_STATE_HOME."""
+    first, second = make_file(1000, seed=1), make_file(2000, seed=2)
+    env = {**s3_env, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    url = f"s3://{bucket}/k"
+    try:
+        with first.open("rb") as stdin:
+            one = persevere(env, "cp", "/dev/stdin", url, "--no-progress", stdin=stdin)
+        assert one.returncode == 0, one.stderr
+        with second.open("rb") as stdin:
+            two = persevere(env, "cp", "/dev/stdin", url, "--no-progress", stdin=stdin)
+        assert "state file: /dev/" not in one.stderr + two.stderr
+        assert two.returncode == 0, two.stderr
+    finally:
+        Path("/dev/stdin.persevere").unlink(missing_ok=True)
