@@ -288,3 +288,20 @@ def test_cp_dev_stdin_of_another_file_is_not_refused_for_a_state_file_never_give
         assert two.returncode == 0, two.stderr
     finally:
         Path("/dev/stdin.persevere").unlink(missing_ok=True)
+
+
+@pytest.mark.xfail(strict=True, reason="an empty region: a CRT signing traceback")
+@pytest.mark.parametrize("how", ["variable", "flag"])
+def test_an_empty_region_is_one_line_not_a_traceback(s3_env, bucket, make_file, tmp_path, how):
+    """`export AWS_DEFAULT_REGION=$REGION` with REGION unset (or `--region "$REGION"`): the
+    upload began, then every request failed with a traceback (ExceptionGroup, "RuntimeError:
+    6149 (AWS_AUTH_SIGNING_INVALID_CONFIGURATION)"), exit 1. The audit of 2026-12-04 made a
+    region with a trailing space one line; an empty one is the commoner slip. Expected: one
+    line (exit 2), or the empty value taken as unset."""
+    file = make_file(1000)
+    env = {**s3_env, "AWS_DEFAULT_REGION": ""} if how == "variable" else s3_env
+    more = ["--region", ""] if how == "flag" else []
+    done = persevere(env, "cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s",
+                     "--no-progress", *more)  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 2), done.stderr
