@@ -305,3 +305,26 @@ def test_an_empty_region_is_one_line_not_a_traceback(s3_env, bucket, make_file, 
                      "--no-progress", *more)  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (0, 2), done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="partial credentials in the environment: a traceback")
+@pytest.mark.parametrize("command", ["cp", "verify", "list"])
+def test_partial_credentials_in_the_environment_are_one_line(
+    s3_env, bucket, make_file, tmp_path, command
+):
+    """AWS_ACCESS_KEY_ID set and AWS_SECRET_ACCESS_KEY empty (a CI secret not passed on, an
+    `export AWS_SECRET_ACCESS_KEY=$SECRET` with SECRET unset): botocore's
+    PartialCredentialsError as a traceback, exit 1, from every command (cp, cp DIR, verify,
+    upload list, upload status, bench). README: "never a traceback"; credentials refused are
+    exit 1 with one line."""
+    file = make_file(1000)
+    env = {**s3_env, "AWS_SECRET_ACCESS_KEY": ""}
+    args = {
+        "cp": ["cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s"],
+        "verify": ["verify", file, f"s3://{bucket}/k"],
+        "list": ["upload", "list", f"s3://{bucket}"],
+    }[command]
+    done = persevere(env, *args)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "AWS_SECRET_ACCESS_KEY" in done.stderr
