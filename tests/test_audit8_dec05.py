@@ -328,3 +328,21 @@ def test_partial_credentials_in_the_environment_are_one_line(
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 1, done.stderr
     assert "AWS_SECRET_ACCESS_KEY" in done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="an AWS config file that does not parse: a traceback")
+@pytest.mark.parametrize("variable", ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"])
+def test_an_aws_file_that_does_not_parse_is_one_line(s3_env, bucket, make_file, tmp_path, variable):
+    """A typo in ~/.aws/config or ~/.aws/credentials (`[default` without its bracket): botocore's
+    ConfigParseError as a traceback, exit 1 (the credentials file's inside an ExceptionGroup,
+    after the plan). README: "never a traceback"; bad input caught before anything was sent
+    (as "an AWS_PROFILE or --profile that names no profile") is exit 2, one line naming the
+    file."""
+    broken = tmp_path / "aws-file"
+    broken.write_text("[default\nregion = us-east-1\n")
+    file = make_file(1000)
+    done = persevere({**s3_env, variable: str(broken)}, "cp", file, f"s3://{bucket}/k",
+                     "--state-file", tmp_path / "s", "--no-progress")  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert str(broken) in done.stderr
