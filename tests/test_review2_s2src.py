@@ -5,6 +5,7 @@
   upload; before, as with every other body, only the file's reads and ``settle`` were.
 - uvloop was chosen when its module could be found, not when it could be imported: an
   installed uvloop that fails to import (a build for another libuv) stopped every command.
+- Changed for the better (kept): a /proc file that refuses 1-byte reads is refused as one.
 - Pinned, unchanged: a part that fits the buffer carries the MD5 of its bytes (Content-MD5
   mode), and a part changed on disk between its hash pass and its send is still caught.
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import persevere
-from persevere import _sendfile
+from persevere import _sendfile, _verify
+from persevere._source import size_is_true
 from tests.conftest import sha256_of_file, sha256_of_object
 
 MiB = 1 << 20
@@ -97,3 +99,45 @@ async def test_a_buffered_part_carries_the_md5_of_its_bytes(
                                          checksum="MD5", options=options)  # fmt: skip
     assert result.part_count == 3
     assert sha256_of_object(s3_client, bucket, "md5") == sha256_of_file(file)
+
+
+def _pagemap_readable() -> bool:
+    try:
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return len(os.pread(fd, 8, 0)) == 8
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not _pagemap_readable(), reason="no readable /proc/self/pagemap")
+def test_a_proc_file_that_refuses_one_byte_reads_is_not_taken_at_its_size():
+    """Changed by the shrink (a buffered read): /proc/self/pagemap says 0 bytes and refuses
+    reads that are not a multiple of 8 (EINVAL). 2d120e5's unbuffered 1-byte probe failed and
+    took the file at its size (``cp`` uploaded an empty object); the buffered read gets its
+    bytes, so it is refused with the stream command, as d709afd meant for such files. Kept:
+    a fix, not a regression; this fails at 2d120e5."""
+    assert not size_is_true(Path("/proc/self/pagemap"), 0)
+
+
+@pytest.mark.anyio
+async def test_verifys_single_attempt_probes_leave_their_shared_policy_as_it_was(
+    s3_env, bucket, make_file
+):
+    """``_verify._ONCE`` is one RetryPolicy (a mutable dataclass) shared by every failure-path
+    probe: a probe reads it and never writes it (its rng is never drawn: one attempt)."""
+    once = getattr(_verify, "_ONCE", None)
+    if once is None:
+        pytest.skip("before the shrink, each probe made its own policy")
+    before = (once.max_attempts, once.base_delay_s, once.max_delay_s, once.patience_s,
+              once.clock, once.sleep, once.rng.getstate())  # fmt: skip
+    file = make_file(1000)
+    with pytest.raises(persevere.S3Error, match="does not exist"):
+        await persevere.verify(file, bucket + "-missing", "k")
+    after = (once.max_attempts, once.base_delay_s, once.max_delay_s, once.patience_s,
+             once.clock, once.sleep, once.rng.getstate())  # fmt: skip
+    assert after == before and once.max_attempts == 1
