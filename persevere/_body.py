@@ -246,21 +246,25 @@ class TrailerBody(_Body):
         hasher = self._algorithm.new()
         end = self._offset + self.decoded_length
         offset = self._offset
-        try:  # a failure of the body itself: the file's read, or ``settle``'s refusal
-            while offset < end:
-                size = min(SLICE_BYTES, end - offset)
-                head = b"%x\r\n" % size
-                piece = bytearray(len(head) + size + 2)
-                piece[: len(head)] = head
-                piece[-2:] = b"\r\n"
-                with memoryview(piece)[len(head) : len(head) + size] as data:
+        while offset < end:
+            size = min(SLICE_BYTES, end - offset)
+            head = b"%x\r\n" % size
+            piece = bytearray(len(head) + size + 2)
+            piece[: len(head)] = head
+            piece[-2:] = b"\r\n"
+            with memoryview(piece)[len(head) : len(head) + size] as data:
+                try:
                     await read_slice(self._source, data, offset)
-                    hasher.update(data)
-                await self._throttle(size)
-                yield piece
-                self._on_sent(size)
-                offset += size
-            digest = hasher.digest()
+                except Exception as exc:
+                    self.error = exc  # the body's own failure; not the throttle's or on_sent's
+                    raise
+                hasher.update(data)
+            await self._throttle(size)
+            yield piece
+            self._on_sent(size)
+            offset += size
+        digest = hasher.digest()
+        try:
             self._settle(digest)
         except Exception as exc:
             self.error = exc

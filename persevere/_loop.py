@@ -8,7 +8,6 @@ coroutines (:mod:`._sync` imports them all, for its twins).
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -66,7 +65,12 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
         resume_collector()
         return await main()
 
-    use_uvloop = importlib.util.find_spec("uvloop") is not None  # not on every platform
+    try:  # imported, not only found: a uvloop that fails to import leaves asyncio
+        import uvloop  # noqa: F401
+
+        use_uvloop = True
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        use_uvloop = False
     return anyio.run(wrapped, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
 
 
