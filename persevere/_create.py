@@ -73,8 +73,8 @@ async def _create(
     so a Ctrl-C cannot leave an upload on S3 that no state file knows about; once cancelled, S3
     has CREATE_SHIELD_S more seconds to answer. (Without a Ctrl-C there is no time box: a slow
     answer is waited for, never cut and asked again, which could leave a second upload.)
-    Until the header is written the state file is empty, and :func:`created` removes it on
-    any failure.
+    Until the header is written the state file is empty, and it is removed on any failure
+    (at once, before the client closes).
     """
     shield = anyio.CancelScope(shield=True)
     headers: list[Header] = []
@@ -86,19 +86,25 @@ async def _create(
         finally:
             shield.deadline = min(shield.deadline, anyio.current_time() + CREATE_SHIELD_S)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(time_box_once_cancelled)
-        with shield:
-            try:
-                await session.create(draft.object_options or {}, retry=options.policy(Call.FIRST))
-                header = dataclasses.replace(draft, upload_id=session.upload_id)
-                await _write_header(session, journal, header)
-                headers.append(header)
-            except Exception as exc:  # re-raised below, outside the task group
-                failure.append(exc)
-        tg.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(time_box_once_cancelled)
+            with shield:
+                try:
+                    await session.create(
+                        draft.object_options or {}, retry=options.policy(Call.FIRST)
+                    )
+                    header = dataclasses.replace(draft, upload_id=session.upload_id)
+                    await _write_header(session, journal, header)
+                    headers.append(header)
+                except Exception as exc:  # re-raised below, outside the task group
+                    failure.append(exc)
+            tg.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+    except BaseException:
+        journal.discard_unwritten()  # at once: not after the client's close (an await)
+        raise
     log.info("created upload %s for %s", session.upload_id, session.where,
              extra=event("start", upload_id=session.upload_id, bucket=session.bucket,
                          key=session.key, state_file=str(journal.path)))  # fmt: skip
