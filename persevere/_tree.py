@@ -220,6 +220,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
+        # (made first: a journal whose checksum this persevere does not know stops the run)
+        sender = _TreeSender(req, endpoint, journal, progress, result)
         todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
@@ -229,7 +231,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
             progress.start(sum(f.size for f in todo), 0)
             try:
                 with many_clients():  # (one per large file)
-                    await _TreeSender(req, endpoint, journal, progress, result).send_all(todo)
+                    await sender.send_all(todo)
             finally:
                 progress.close()
         if req.shard is None and not result.failed:
