@@ -61,7 +61,7 @@ from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
-from ._quirks import ETag, missing
+from ._quirks import missing
 from ._request import Request
 from ._request import Source as Named
 from ._retry import Call
@@ -398,8 +398,8 @@ def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
     stated = head.get(f"Checksum{algorithm}")
     if done.checksum is not None and stated is not None and stated != done.checksum:
         return False
-    etag = ETag(str(head.get("ETag", "")))  # (quotes and case aside)
-    return head.get("ContentLength") == done.size and etag.same(done.etag)
+    etag = str(head.get("ETag", "")).strip('"')
+    return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
 async def each(

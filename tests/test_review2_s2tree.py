@@ -3,6 +3,7 @@ must stay as they were (base 2d120e5), found changed or verified unchanged."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -90,6 +91,23 @@ def test_a_journal_with_an_unknown_checksum_is_refused_even_with_nothing_to_send
     result = cli(s3_env, *args)
     assert result.returncode == 1
     assert "unknown checksum algorithm 'BOGUS'" in result.stderr
+
+
+def test_check_remote_compares_etags_as_it_did(s3_env, bucket, tmp_path):
+    """--check-remote compared the recorded ETag with HeadObject's quotes aside, case kept:
+    an ETag recorded in another case is an object that differs (sent again)."""
+    write(tmp_path / "tree" / "a.txt", 10, 1)
+    state = tmp_path / "t.persevere"
+    args = ("cp", tmp_path / "tree", f"s3://{bucket}/p/", "--state-file", state, "--no-progress")
+    assert cli(s3_env, *args).returncode == 0
+    lines = state.read_text().splitlines()
+    done = json.loads(lines[1])
+    done["etag"] = done["etag"].upper()
+    done["checksum"] = None  # (the ETag alone proves it)
+    state.write_text("\n".join([lines[0], json.dumps(done), ""]))
+    result = cli(s3_env, *args, "--check-remote")
+    assert result.returncode == 0, result.stderr
+    assert "1 sent again" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("concurrency", [1, 2, 5])
