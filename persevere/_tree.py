@@ -61,7 +61,7 @@ from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
-from ._quirks import ETag, missing
+from ._quirks import missing
 from ._request import Request
 from ._request import Source as Named
 from ._retry import Call
@@ -220,6 +220,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
+        # (made first: a journal whose checksum this persevere does not know stops the run)
+        sender = _TreeSender(req, endpoint, journal, progress, result)
         todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
@@ -229,7 +231,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
             progress.start(sum(f.size for f in todo), 0)
             try:
                 with many_clients():  # (one per large file)
-                    await _TreeSender(req, endpoint, journal, progress, result).send_all(todo)
+                    await sender.send_all(todo)
             finally:
                 progress.close()
         if req.shard is None and not result.failed:
@@ -396,8 +398,8 @@ def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
     stated = head.get(f"Checksum{algorithm}")
     if done.checksum is not None and stated is not None and stated != done.checksum:
         return False
-    etag = ETag(str(head.get("ETag", "")))  # (quotes and case aside)
-    return head.get("ContentLength") == done.size and etag.same(done.etag)
+    etag = str(head.get("ETag", "")).strip('"')
+    return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
 async def each(

@@ -216,7 +216,8 @@ class TreeJournal:
                     f"cannot create state file {path}: {exc.strerror}",
                     hint="give --state-dir (or --state-file) a writable place",
                 ) from None
-            path.unlink(missing_ok=True)  # empty: a run stopped before its header was written
+            if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
+                path.unlink()  # empty: a run stopped before its header was written
             journal = Journal.create(path)
             try:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
