@@ -148,7 +148,7 @@ class TreeResult:
     sent: list[str] = field(default_factory=list)  # sent this run for the first time
     resent: list[str] = field(default_factory=list)  # changed since they were sent
     skipped: int = 0  # done earlier, unchanged
-    by_shards: int = 0  # of those, sent by this run's shard processes (--processes)
+    by_shards: int = 0  # of the sent and resent, sent by its shard processes (--processes)
     refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
     removed: list[str] = field(default_factory=list)  # recorded, gone locally (object kept)
     aborted: list[str] = field(default_factory=list)  # unfinished uploads no longer needed
