@@ -84,11 +84,12 @@ def read_request(stream: BinaryIO) -> ShardRequest:
 @dataclass(frozen=True, slots=True)
 class ShardRun:
     """How a shard process ended: its exit code, and the bytes it sent (0 if it said none);
-    a tree's shard, the files it sent too."""
+    a tree's shard, the files it sent too (for the first time, and again)."""
 
     exit_code: int
     bytes_sent: int
-    files_sent: int = 0
+    sent: tuple[str, ...] = ()
+    resent: tuple[str, ...] = ()
 
 
 def usable_cores() -> int:
@@ -277,6 +278,7 @@ def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
         output = proc.stdout.read()
     try:
         said = json.loads(output)
-        return ShardRun(proc.returncode, int(said["bytes_sent"]), int(said.get("files_sent", 0)))
+        sent, resent = (tuple(map(str, said.get(name, ()))) for name in ("sent", "resent"))
+        return ShardRun(proc.returncode, int(said["bytes_sent"]), sent, resent)
     except (ValueError, KeyError, TypeError, AttributeError):
         return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped

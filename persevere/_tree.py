@@ -66,7 +66,7 @@ from ._request import Request
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
-from ._session import resumable
+from ._session import explained, resumable
 from ._source import FileIdentity
 from ._tree_journal import (
     FileDone,
@@ -148,7 +148,7 @@ class TreeResult:
     sent: list[str] = field(default_factory=list)  # sent this run for the first time
     resent: list[str] = field(default_factory=list)  # changed since they were sent
     skipped: int = 0  # done earlier, unchanged
-    by_shards: int = 0  # of those, sent by this run's shard processes (--processes)
+    by_shards: int = 0  # of the sent and resent, sent by its shard processes (--processes)
     refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
     removed: list[str] = field(default_factory=list)  # recorded, gone locally (object kept)
     aborted: list[str] = field(default_factory=list)  # unfinished uploads no longer needed
@@ -537,10 +537,16 @@ class _TreeSender:
                                            **options)  # fmt: skip
 
         what = f"PutObject {key}"
-        response = await request(
-            what, put, retry=self.req.transfer.policy(Call.UPLOAD),
-            exhausted=lambda exc, tries: resumable(what, exc, tries),
-        )  # fmt: skip
+        try:
+            response = await request(
+                what, put, retry=self.req.transfer.policy(Call.UPLOAD),
+                exhausted=lambda exc, tries: resumable(what, exc, tries),
+            )  # fmt: skip
+        except S3Error as exc:  # (said as cp FILE says it: the options the endpoint refused)
+            said = await explained(client, self.req.bucket, self.algorithm, options, exc)
+            if said is exc:
+                raise
+            raise said from exc
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
         slot.release()

@@ -57,7 +57,6 @@ def test_start_with_shards_and_json_prints_one_json_document(s3_env, bucket, mak
     ],
     ids=["object-lock", "sha512"],
 )  # fmt: skip
-@pytest.mark.xfail(strict=True, reason="cp DIR: the endpoint's refusal is a bare 400")
 def test_a_tree_whose_options_the_endpoint_refuses_says_why(s3_env, bucket, tmp_path, flags, said):
     """README: "on a bucket without [object lock], S3's refusal is reported as one line saying
     so and how to enable it"; `--checksum` SHA512 and the XXHASHes: "otherwise a clear 'not
@@ -86,7 +85,6 @@ def test_a_dry_run_that_cannot_reach_s3_does_not_speak_of_an_upload(s3_env, buck
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="cp DIR --processes: --json lists say nothing was sent")
 def test_a_tree_with_processes_lists_the_file_it_sent_again(s3_env, bucket, tmp_path):
     """README (Directories): "`--json` gives the lists (sent, sent again, refused, removed,
     failed) and the counts." With `--processes 2` the lists were empty: the first run gave
