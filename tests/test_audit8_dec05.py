@@ -131,7 +131,6 @@ def test_resume_of_an_upload_aborted_elsewhere_gives_the_cp_command(
     assert "persevere cp" in (failure["next_command"] or ""), failure
 
 
-@pytest.mark.xfail(strict=True, reason="a shard's parts read from --file are only spot-checked")
 def test_a_shard_that_read_another_file_is_not_trusted_on_a_spot_check(
     s3_env, bucket, make_file, tmp_path, s3_client, monkeypatch
 ):
@@ -172,7 +171,6 @@ def test_a_shard_that_read_another_file_is_not_trusted_on_a_spot_check(
         assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a shard's journal is taken as the upload's state file")
 def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
     s3_env, bucket, make_file, tmp_path
 ):
