@@ -34,7 +34,6 @@ def test_a_write_once_streams_rerun_after_it_completed_exits_0(s3_env, bucket, t
     assert "already exists" not in again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="upload start --shards N --json prints text, not JSON")
 def test_start_with_shards_and_json_prints_one_json_document(s3_env, bucket, make_file, tmp_path):
     """README: "`--json`: one JSON document on stdout, always". `upload start FILE URL --shards
     2 --json` printed the human instructions ("created upload ... run for I in 0..1") instead:

@@ -999,3 +999,28 @@ def test_a_shards_journal_is_never_taken_for_the_upload_s_state_file(
     finished = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     assert finished.returncode == 0, finished.stderr
     assert_done(s3_client, bucket, file)
+
+
+def test_start_with_shards_json_gives_commands_that_run(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """Audit 8, finding 7: `upload start --shards N --json` is one JSON document: the upload,
+    its state file (absolute, though given relative) and the commands to run, which run."""
+    import shlex
+
+    file = make_file(12 * MiB, seed=154)
+    made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", "s",
+               "--shards", "2", "--json", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    document = json.loads(made.stdout)
+    state = tmp_path / "s"
+    assert document["state_file"] == str(state) and document["shards"] == 2
+    assert (document["bucket"], document["key"]) == (bucket, "k")
+    assert document["upload_id"] == json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    assert len(document["shard_commands"]) == 2
+    for command in [*document["shard_commands"], document["complete_command"]]:
+        words = shlex.split(command)
+        assert words[0] == "persevere"
+        done = cli(s3_env, *words[1:], "--no-progress")
+        assert done.returncode == 0, (command, done.stderr)
+    assert_done(s3_client, bucket, file)
