@@ -14,6 +14,8 @@ What is trusted, and what is read again (the README's "resume policy"):
    - Anything else differs (a touched file, a restored mtime that still moved the ctime, a
      copy on another machine), or ``verify_parts``: every recorded part is re-read and
      compared with its recorded checksum; the ones that changed are sent again.
+   - A shard's parts (:mod:`._shards`) get a spot check of their own, or are all re-read if
+     its journal records that it read a file of another identity (``upload shard --file``).
 3. Parts S3 holds that the journal missed (a crash between S3's answer and the fsync) are
    adopted only if their ETag or checksum matches the file's bytes.
 4. Completion checks the file once more (nothing may have changed since it was read) and S3
