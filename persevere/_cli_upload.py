@@ -121,6 +121,16 @@ def start(
             request = dataclasses.replace(request, shards=processes)
         count = request.shards
         header = _run(lambda: create_sharded(request), resumable_state=state_file)
+        if processes is None and flags.json_output:  # the same, for a script
+            quoted = shlex.quote(str(state_file.absolute()))
+            _emit_json({
+                "upload_id": header.upload_id, "bucket": bucket, "key": key,
+                "state_file": str(state_file.absolute()), "shards": count,
+                "shard_commands": [f"persevere upload shard --state-file {quoted} --shard "
+                                   f"{index}/{count}" for index in range(count)],
+                "complete_command": f"persevere upload resume --state-file {quoted}",
+            })  # fmt: skip
+            return
         if processes is None:
             quoted = shlex.quote(str(state_file))
             typer.echo(

@@ -178,8 +178,9 @@ class JournalState:
     source: SourceRecord | None = None  # the latest identity the parts were checked against
     damaged_lines: list[int] = field(default_factory=list)  # skipped: rebuilt from ListParts
     invalid: set[int] = field(default_factory=set)  # found to differ, not recorded again since
-    # Parts merged from shard journals (see _shards.merge_shards), by journal.
-    from_shards: dict[str, list[int]] = field(default_factory=dict)
+    # Parts merged from shard journals (see _shards.merge_shards), by journal: the identity
+    # of the file that shard read them from, and their numbers.
+    from_shards: dict[str, tuple[SourceRecord, list[int]]] = field(default_factory=dict)
 
     @property
     def identity(self) -> SourceRecord:

@@ -47,6 +47,7 @@ from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._request import Request
 from ._resume import resume
+from ._shard_journals import refuse_shard_journal
 from ._sync import run
 
 if TYPE_CHECKING:
@@ -157,6 +158,8 @@ def upload_in_processes(
     started = time.monotonic() if started is None else started
     request.transfer.validate()
     try:
+        state_path = request.state_file.expanduser().absolute()
+        refuse_shard_journal(state_path, read_state(state_path).header)  # (not N shards of it)
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
         attach_state_file(exc, request.state_file)

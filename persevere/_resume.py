@@ -14,6 +14,8 @@ What is trusted, and what is read again (the README's "resume policy"):
    - Anything else differs (a touched file, a restored mtime that still moved the ctime, a
      copy on another machine), or ``verify_parts``: every recorded part is re-read and
      compared with its recorded checksum; the ones that changed are sent again.
+   - A shard's parts (:mod:`._shards`) get a spot check of their own, or are all re-read if
+     its journal records that it read a file of another identity (``upload shard --file``).
 3. Parts S3 holds that the journal missed (a crash between S3's answer and the fsync) are
    adopted only if their ETag or checksum matches the file's bytes.
 4. Completion checks the file once more (nothing may have changed since it was read) and S3
@@ -65,7 +67,12 @@ from ._retry import Call
 from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
-from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
+from ._shard_journals import (
+    merge_shards,
+    refuse_misfits,
+    refuse_running_shards,
+    refuse_shard_journal,
+)
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._stream import StreamParts
 from ._units import MiB, format_size
@@ -148,7 +155,8 @@ async def _inspect(request: Request, header: Header) -> FileIdentity:
 
 def _ready(journal: Journal, state: JournalState) -> None:
     """Refuse an upload that was aborted or does not fit its plan; merge its shards' journals
-    (one that completed is left as it is)."""
+    (one that completed is left as it is). A shard's own journal is not the upload's."""
+    refuse_shard_journal(journal.path, state.header)
     if state.finished == "completed":
         return
     header = state.header
@@ -310,6 +318,8 @@ class FileParts:
         of those whose bytes changed."""
         differ = self.source.identity.differences(FileIdentity.of_record(self.state.identity))
         if not done:
+            if differ:  # the parts sent from now on are read from this file: say which
+                await self._record_checked([])
             return []
         # nothing but its bytes vouch for a block device
         verify_parts = self.verify_parts or self.source.identity.block_device
@@ -319,10 +329,19 @@ class FileParts:
         else:
             changed = await self._spot_check(done, sorted(done))
             # Parts other processes or hosts read (shards) were read through their own view
-            # of the file (another mount, a stale cache, a copy): a spot check per shard.
-            for path, numbers in sorted(self.state.from_shards.items()):
+            # of the file (another mount, a stale cache): a spot check per shard; all of them
+            # re-read if that shard read another file (`upload shard --file`: a copy).
+            for path, (read, numbers) in sorted(self.state.from_shards.items()):
                 mine = [n for n in numbers if n in done]
-                changed += await self._spot_check(done, mine, f"(read by {Path(path).name})")
+                name = Path(path).name
+                # (its path and device may differ: another host's mount of the same file)
+                read_then = FileIdentity.of_record(read)
+                if other := _another_file(self.source.identity.differences(read_then)):
+                    why = (f"the parts of {name} were read from {read.file_path}, whose "
+                           f"{', '.join(other)} differ from this file's")  # fmt: skip
+                    changed += await self._reread(done, mine, why) if mine else []
+                else:
+                    changed += await self._spot_check(done, mine, f"(read by {name})")
         if changed or differ or verify_parts:
             await self._record_checked(changed)
         return changed
@@ -403,3 +422,11 @@ class FileParts:
             if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected
+
+
+def _another_file(differences: list[str]) -> list[str]:
+    """Of what differs between two identities of a file, what says it is another file (or
+    the same one changed): its size, times or inode. A path and a device alone are another
+    host's view of the same file (a shared file system mounted elsewhere, its own device
+    number): a shard run there is spot-checked, not re-read whole."""
+    return [name for name in differences if name not in ("path", "device")]

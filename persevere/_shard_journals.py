@@ -12,8 +12,8 @@ import logging
 import re
 from pathlib import Path
 
-from ._errors import StateFileError, StateFileLocked, UploadFinished
-from ._journal import Journal, JournalState, locked_elsewhere, read_state
+from ._errors import StateFileError, StateFileLocked, UploadFinished, UsageError
+from ._journal import Header, Journal, JournalState, locked_elsewhere, read_state
 from ._plan import PartPlan
 
 log = logging.getLogger("persevere")
@@ -29,6 +29,21 @@ def _shard_journals(state_path: Path) -> list[Path]:
     paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
     # Regular files only: opening a FIFO that took a shard journal's name would block.
     return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
+
+
+def refuse_shard_journal(path: Path, header: Header) -> None:
+    """A shard's own journal given as the upload's state file (the name beside it a user
+    tab-completes to): completing, aborting or reporting from it would skip the other shards'
+    journals and their locks, and leave the state file saying "in progress"."""
+    found = _SHARD_FILE.search(path.name)
+    if found and header.shards == int(found[2]):
+        main = path.with_name(path.name[: found.start()])
+        raise UsageError(
+            f"{path} is the journal of shard {found[1]}/{found[2]} of the upload in {main}, "
+            "not its state file",
+            hint=f"give the upload's state file, {main}",
+            param="state_file",
+        )
 
 
 def refuse_running_shards(state_path: Path) -> None:
@@ -58,7 +73,7 @@ def merge_shards(state_path: Path, state: JournalState) -> None:
         taken = [n for n in shard.parts if n not in state.parts and n not in state.invalid]
         state.parts.update((number, shard.parts[number]) for number in taken)
         if taken:
-            state.from_shards[str(path)] = taken
+            state.from_shards[str(path)] = (shard.identity, taken)
 
 
 def refuse_misfits(path: Path, state: JournalState) -> None:

@@ -42,7 +42,7 @@ from ._progress import NullProgress, ProgressSink
 from ._request import Continued, Request, given
 from ._resume import opened
 from ._sender import send
-from ._shard_journals import open_shard_journal, refuse_misfits
+from ._shard_journals import open_shard_journal, refuse_misfits, refuse_shard_journal
 
 log = logging.getLogger("persevere")
 
@@ -99,6 +99,7 @@ async def send_one(
     with continuing(request, progress) as (state_path, started):
         main = await anyio.to_thread.run_sync(read_state, state_path)
         header = main.header
+        refuse_shard_journal(state_path, header)
         if not 0 <= shard < shards:
             raise UsageError(f"shard {shard} is not one of 0..{shards - 1}", param="shard")
         if header.shards is not None and header.shards != shards:

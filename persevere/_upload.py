@@ -32,7 +32,7 @@ from ._request import Asked, Request, given
 from ._resume import FileParts, recorded_session
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
-from ._shard_journals import merge_shards
+from ._shard_journals import merge_shards, refuse_shard_journal
 from ._source import SourceFile
 from ._stream import StreamParts
 
@@ -150,6 +150,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
     with contextlib.closing(journal):
         header = state.header
+        refuse_shard_journal(state_path, header)
         if state.finished == "completed":
             raise UploadFinished(
                 f"the upload in {state_path} already completed; the object "
@@ -175,6 +176,7 @@ async def upload_status(
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
+    refuse_shard_journal(state_path, header)
     if header.shards:  # the parts the shards recorded in their own journals count too
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
     plan = header.plan(state_path)

@@ -34,7 +34,6 @@ def test_a_write_once_streams_rerun_after_it_completed_exits_0(s3_env, bucket, t
     assert "already exists" not in again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="upload start --shards N --json prints text, not JSON")
 def test_start_with_shards_and_json_prints_one_json_document(s3_env, bucket, make_file, tmp_path):
     """README: "`--json`: one JSON document on stdout, always". `upload start FILE URL --shards
     2 --json` printed the human instructions ("created upload ... run for I in 0..1") instead:
@@ -129,7 +128,6 @@ def test_resume_of_an_upload_aborted_elsewhere_gives_the_cp_command(
     assert "persevere cp" in (failure["next_command"] or ""), failure
 
 
-@pytest.mark.xfail(strict=True, reason="a shard's parts read from --file are only spot-checked")
 def test_a_shard_that_read_another_file_is_not_trusted_on_a_spot_check(
     s3_env, bucket, make_file, tmp_path, s3_client, monkeypatch
 ):
@@ -170,7 +168,6 @@ def test_a_shard_that_read_another_file_is_not_trusted_on_a_spot_check(
         assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file), done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a shard's journal is taken as the upload's state file")
 def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
     s3_env, bucket, make_file, tmp_path
 ):
