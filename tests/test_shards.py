@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -938,8 +939,10 @@ def test_the_parts_of_a_shard_that_read_another_file_are_all_reread(
     done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
     assert done.returncode == 0, done.stderr
     assert f"the parts of s.shard-0-of-2 were read from {stale}, whose " in done.stderr
-    assert "differ from this file's; re-reading the 3 part(s)" in done.stderr
-    assert "1 part(s) changed in the file since they were uploaded (first: part 2)" in done.stderr
+    # (the upload's own spot check samples every recorded part, the shards' too: when it
+    # draws part 2 it re-reads them all first, and the shard's re-read finds 2 parts left)
+    assert re.search(r"differ from this file's; re-reading the [23] part\(s\)", done.stderr)
+    assert "changed in the file since they were uploaded (first: part 2)" in done.stderr
     assert "s.shard-1-of-2 were read" not in done.stderr
     assert_done(s3_client, bucket, file)
 
