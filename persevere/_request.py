@@ -89,6 +89,19 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
     return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
 
 
+def refuse_source_as_state(state_path: Path, source: Path) -> None:
+    """The state file is not the file to upload (the path given twice, a link to it): an
+    empty one would be taken for a journal a crash left without its header, and removed."""
+    try:
+        same = os.path.samefile(state_path, source)
+    except OSError:  # (no state file yet)
+        return
+    if same:
+        raise UsageError("the state file cannot be the file being uploaded",
+                         hint="give another --state-file (or none: FILE.persevere beside it)",
+                         param="state_file")  # fmt: skip
+
+
 class Asked(TypedDict, total=False):
     """A new upload's keywords, as :func:`persevere.upload_file` and
     :func:`persevere.create_upload` take them (each a :class:`Request` field of that name but
@@ -233,9 +246,8 @@ class Request:
                              "shard needs a part", param="shards")  # fmt: skip
         state_path = self.state_file.expanduser().absolute()
         require_regular(state_path)
-        if identity is not None and Path(os.path.realpath(state_path)) == identity.path:
-            raise UsageError("the state file cannot be the file being uploaded",
-                             param="state_file")  # fmt: skip
+        if identity is not None:
+            refuse_source_as_state(state_path, identity.path)
         return identity, layout, state_path
 
     def layout(self, identity: FileIdentity | None) -> Layout:

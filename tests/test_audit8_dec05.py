@@ -196,7 +196,6 @@ def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
     assert str(state) in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="an empty file given as its own state file is deleted")
 def test_the_file_to_upload_given_as_its_state_file_is_never_removed(s3_env, bucket, tmp_path):
     """`persevere cp marker s3://B/K --state-file marker` (the path given twice: a slip in a
     script or shell history) with an empty file: the empty "state file" was taken for a header

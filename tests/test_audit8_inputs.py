@@ -160,3 +160,57 @@ def test_an_aws_file_that_does_not_parse_is_one_line_for_every_command(
         return
     assert done.returncode == 2, done.stderr
     assert f"the AWS config or credentials file {broken} cannot be parsed" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "how", ["hard-link", "dry-run", "start", pytest.param("stdin", marks=pytest.mark.process)]
+)
+def test_the_file_to_upload_as_its_own_state_file_is_refused_by_every_path(
+    s3_env, bucket, s3_client, tmp_path, how
+):
+    """The same file (inode) as the one to upload, however named: refused (exit 2) before
+    anything reads it as a journal, removes or writes it; nothing sent."""
+    marker = tmp_path / "marker"
+    marker.write_bytes(b"")
+    state = marker
+    if how == "hard-link":
+        state = tmp_path / "marker.persevere"
+        state.hardlink_to(marker)
+    url = f"s3://{bucket}/k"
+    args = {
+        "hard-link": ["cp", marker, url, "--state-file", state],
+        "dry-run": ["cp", marker, url, "--state-file", state, "--dry-run"],
+        "start": ["upload", "start", marker, url, "--state-file", state],
+    }.get(how, ["cp", "-", url, "--state-file", state])
+    if how == "stdin":  # `cp - ... < marker`: standard input is that file
+        with marker.open("rb") as stdin:
+            done = persevere(s3_env, *args, "--no-progress", stdin=stdin)
+    else:
+        done = persevere(s3_env, *args, "--no-progress")
+    assert done.returncode == 2, done.stderr
+    assert "the state file cannot be the file being uploaded" in done.stderr
+    assert marker.exists() and state.exists() and marker.read_bytes() == b""
+    assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_empty_file_of_the_tree_as_its_state_file_is_refused(
+    s3_env, bucket, s3_client, tmp_path, dry_run
+):
+    """`cp DIR --state-file DIR/marker`, marker empty: was replaced by the tree's journal (and
+    never uploaded: the walk leaves the journal's name out), exit 0. Refused, exit 2, the file
+    left as it was; a state file in the tree that is no file yet is still the journal."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    (tree / "marker").write_bytes(b"")
+    more = ["--dry-run"] if dry_run else []
+    done = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--state-file", tree / "marker",
+                     "--no-progress", *more)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "is an empty file of the tree being uploaded" in done.stderr
+    assert (tree / "marker").read_bytes() == b""
+    assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
+    inside = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--state-file",
+                       tree / "journal", "--no-progress", *more)  # fmt: skip
+    assert inside.returncode == 0, inside.stderr
