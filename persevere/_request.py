@@ -29,13 +29,17 @@ from ._urls import check_destination
 from ._version import __version__
 
 STDIN = "-"
+# Standard input's other names, which many tools take for it: read as "-" is (a file redirected
+# in is that file, its state file beside it; a pipe is a stream), never a file in /dev with
+# its state file beside it there (a tmpfs, one for every run).
+STDIN_NAMES = frozenset({STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
 def names_stdin(path: str | Path | None) -> bool:
-    """Is ``path`` ``-``, standard input (what it is, a pipe or a file redirected in, is
-    :func:`resolve_source`'s to say)?"""
-    return path is not None and str(path) == STDIN
+    """Is ``path`` ``-`` (or another of :data:`STDIN_NAMES`), standard input (what it is, a
+    pipe or a file redirected in, is :func:`resolve_source`'s to say)?"""
+    return path is not None and str(path) in STDIN_NAMES
 
 
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:

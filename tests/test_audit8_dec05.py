@@ -262,7 +262,6 @@ def test_upload_start_of_a_path_without_a_name_is_one_line(s3_env, bucket, tmp_p
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="cp /dev/stdin keeps its state in /dev, shared by all")
 def test_cp_dev_stdin_of_another_file_is_not_refused_for_a_state_file_never_given(
     s3_env, bucket, make_file, tmp_path
 ):

@@ -214,3 +214,43 @@ def test_an_empty_file_of_the_tree_as_its_state_file_is_refused(
     inside = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--state-file",
                        tree / "journal", "--no-progress", *more)  # fmt: skip
     assert inside.returncode == 0, inside.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("name", ["/dev/fd/0", "/proc/self/fd/0"])
+def test_standard_inputs_other_names_are_read_as_dash(s3_env, bucket, s3_client, make_file,
+                                                       tmp_path, name):  # fmt: skip
+    """/dev/fd/0 and /proc/self/fd/0 as /dev/stdin and `-`: a file redirected in is that file
+    (its state file beside it), a pipe a stream (its state under $XDG_STATE_HOME); nothing
+    kept in /dev or /proc."""
+    first, second = make_file(1000, seed=1), make_file(2000, seed=2)
+    env = {**s3_env, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    url = f"s3://{bucket}/k"
+    for file in (first, second):
+        with file.open("rb") as stdin:
+            done = persevere(env, "cp", name, url, "--no-progress", stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        assert f"state file: {file}." in done.stderr
+        assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == file.read_bytes()
+    piped = persevere(env, "cp", name, url, "--no-progress", input="streamed")
+    assert piped.returncode == 0, piped.stderr
+    assert f"state file: {tmp_path / 'xdg' / 'persevere'}/stdin." in piped.stderr
+    assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"streamed"
+
+
+@pytest.mark.process
+def test_verify_of_dev_stdin_reads_the_file_redirected_in_and_refuses_a_pipe(
+    s3_env, bucket, make_file
+):
+    """`verify /dev/stdin s3://B/K < file` checks that file (as before /dev/stdin was read as
+    `-`); a pipe cannot be verified: one line, exit 2."""
+    file = make_file(1000)
+    url = f"s3://{bucket}/k"
+    assert persevere(s3_env, "cp", file, url, "--no-progress").returncode == 0
+    with file.open("rb") as stdin:
+        done = persevere(s3_env, "verify", "/dev/stdin", url, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    assert str(file) in done.stdout
+    piped = persevere(s3_env, "verify", "/dev/stdin", url, input="not the file")
+    assert piped.returncode == 2, piped.stderr
+    assert "verify needs the path of a file" in piped.stderr
