@@ -266,10 +266,10 @@ def _ignoring_configured(profile: str | None) -> bool:
     except botocore.exceptions.ProfileNotFound:  # said where the client is made
         return False
     except botocore.exceptions.ConfigParseError as exc:
-        raise unparsable(exc) from exc
+        raise _unparsable(exc) from exc
 
 
-def unparsable(exc: Any) -> UsageError:
+def _unparsable(exc: Any) -> UsageError:
     """botocore's ConfigParseError (an AWS config or credentials file with a typo: a
     ``[default`` without its bracket), as one line naming the file."""
     return UsageError(
@@ -308,7 +308,7 @@ def config_endpoint_url(endpoint: Endpoint) -> str | None:
     except botocore.exceptions.ProfileNotFound:  # said where the client is made
         return None
     except botocore.exceptions.ConfigParseError as exc:
-        raise unparsable(exc) from exc
+        raise _unparsable(exc) from exc
     if not url:
         return None
     who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
@@ -404,7 +404,7 @@ async def open_client(
                 "AWS_SECRET_ACCESS_KEY, or the profile's), or neither to use a profile",
             ) from exc
         except botocore.exceptions.ConfigParseError as exc:
-            raise unparsable(exc) from exc
+            raise _unparsable(exc) from exc
         except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
             if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
                 raise UsageError(
