@@ -269,7 +269,7 @@ def verify(
     the endpoint will not tell). A directory: 4 if any file differs or has no object (a
     missing object is a difference there, not an error), else 5 if any cannot tell.
     """
-    from ._request import names_stdin
+    from ._request import names_stdin, resolve_source
     from ._verify import verify_object
 
     given = file or file_arg
@@ -282,8 +282,11 @@ def verify(
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
-    if names_stdin(given):
-        _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
+    if names_stdin(given):  # (-, /dev/stdin: a file redirected in is verified as that file)
+        source = _reported(resolve_source, given)
+        if source.stream:
+            _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
+        given = source.path
     local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
     progress = _progress(not no_progress and not json_output, "verify")

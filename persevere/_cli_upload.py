@@ -97,7 +97,11 @@ def start(
             from ._cp import locate_state_file
 
             state_file = locate_state_file(source.path, bucket, key)
-        else:
+        else:  # ('.' and '/' have no name to give it: directories, refused as such)
+            if not source.path.name:
+                from ._source import inspect_file
+
+                _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known

@@ -59,7 +59,7 @@ from ._journal import (
 from ._logs import NamingStateFile, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Copied, Request, given, names_stdin
+from ._request import Copied, Request, given, names_stdin, refuse_source_as_state
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -185,6 +185,8 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         check_expected_size(identity, request.expected_size)
         request = replace(request, source=Named(identity.path))  # the file found there
     state_path = request.state_file
+    if identity is not None:  # (before an empty one is taken for a torn journal and removed)
+        refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
     conflicts = conflicts_of(found, request, identity)

@@ -38,7 +38,7 @@ from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
-from ._request import Request
+from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
 from ._resume import recorded_session
 from ._retry import Call
@@ -112,6 +112,7 @@ async def dry_run_cp(request: Request) -> DryRun:
 
     state_path = request.state_file
     identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
+    refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(read_found, state_path)
     conflicts = conflicts_of(found, request, identity)
     exists: Exists = "ask"

@@ -141,6 +141,8 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
             f"cannot create state file {path}: {parent} is not writable",
             hint="give --state-dir (or --state-file) a writable place",
         )
+    if path.exists() and path.stat().st_size == 0:
+        _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
     shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
     for each in [path, *shards]:
@@ -209,6 +211,7 @@ class TreeJournal:
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
         if not path.exists() or path.stat().st_size == 0:
+            _refuse_tree_file(path, draft.root)
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:  # (a read-only file system: was a traceback)
@@ -285,6 +288,19 @@ class TreeJournal:
 
     def close(self) -> None:
         self._journal.close()
+
+
+def _refuse_tree_file(path: Path, root: str) -> None:
+    """An empty file of the tree given as its state file (``--state-file DIR/marker``) is
+    refused, never taken for a journal a crash left without its header and replaced (the walk
+    leaves the journal's own name out: it would never have been uploaded either)."""
+    if path.exists() and Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        raise UsageError(
+            f"state file {path} is an empty file of the tree being uploaded: a journal "
+            "would replace it",
+            hint="give --state-file a path outside the tree (or, if a run stopped as it was "
+            "creating this journal, remove it)",
+        )
 
 
 def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_given: bool

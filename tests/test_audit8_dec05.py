@@ -191,7 +191,6 @@ def test_resume_given_a_shards_journal_is_refused_and_names_the_state_file(
     assert str(state) in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="an empty file given as its own state file is deleted")
 def test_the_file_to_upload_given_as_its_state_file_is_never_removed(s3_env, bucket, tmp_path):
     """`persevere cp marker s3://B/K --state-file marker` (the path given twice: a slip in a
     script or shell history) with an empty file: the empty "state file" was taken for a header
@@ -226,7 +225,6 @@ def test_resume_of_a_file_that_moved_says_what_to_run(s3_env, bucket, make_file,
     assert "persevere upload resume" in (failure["next_command"] or ""), failure
 
 
-@pytest.mark.xfail(strict=True, reason="an empty FILE argument means the working directory")
 @pytest.mark.parametrize("command", ["cp", "verify"])
 def test_an_empty_file_argument_is_refused_not_taken_for_the_working_directory(
     s3_env, bucket, s3_client, tmp_path, command
@@ -247,7 +245,6 @@ def test_an_empty_file_argument_is_refused_not_taken_for_the_working_directory(
         assert not listed.get("Contents"), listed
 
 
-@pytest.mark.xfail(strict=True, reason="upload start . / '' / /: a ValueError traceback")
 @pytest.mark.parametrize("file", [".", "", "/"])
 def test_upload_start_of_a_path_without_a_name_is_one_line(s3_env, bucket, tmp_path, file):
     """`persevere upload start . s3://B/K` (or "", or /): a Python traceback ("ValueError:
@@ -260,7 +257,6 @@ def test_upload_start_of_a_path_without_a_name_is_one_line(s3_env, bucket, tmp_p
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="cp /dev/stdin keeps its state in /dev, shared by all")
 def test_cp_dev_stdin_of_another_file_is_not_refused_for_a_state_file_never_given(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -285,7 +281,6 @@ def test_cp_dev_stdin_of_another_file_is_not_refused_for_a_state_file_never_give
         Path("/dev/stdin.persevere").unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(strict=True, reason="an empty region: a CRT signing traceback")
 @pytest.mark.parametrize("how", ["variable", "flag"])
 def test_an_empty_region_is_one_line_not_a_traceback(s3_env, bucket, make_file, tmp_path, how):
     """`export AWS_DEFAULT_REGION=$REGION` with REGION unset (or `--region "$REGION"`): the
@@ -302,7 +297,6 @@ def test_an_empty_region_is_one_line_not_a_traceback(s3_env, bucket, make_file, 
     assert done.returncode in (0, 2), done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="partial credentials in the environment: a traceback")
 @pytest.mark.parametrize("command", ["cp", "verify", "list"])
 def test_partial_credentials_in_the_environment_are_one_line(
     s3_env, bucket, make_file, tmp_path, command
@@ -325,7 +319,6 @@ def test_partial_credentials_in_the_environment_are_one_line(
     assert "AWS_SECRET_ACCESS_KEY" in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="an AWS config file that does not parse: a traceback")
 @pytest.mark.parametrize("variable", ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"])
 def test_an_aws_file_that_does_not_parse_is_one_line(s3_env, bucket, make_file, tmp_path, variable):
     """A typo in ~/.aws/config or ~/.aws/credentials (`[default` without its bracket): botocore's
