@@ -71,7 +71,6 @@ def test_a_tree_whose_options_the_endpoint_refuses_says_why(s3_env, bucket, tmp_
     assert said in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a dry run that cannot reach S3 says an upload is intact")
 def test_a_dry_run_that_cannot_reach_s3_does_not_speak_of_an_upload(s3_env, bucket, make_file):
     """README: the first request of a dry run gives up after 4 attempts, "exit 3: nothing was
     created or changed". `cp FILE URL --dry-run` against an unreachable endpoint said "the upload
