@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import adopted, gone, run
+from ._pipeline import adopted, gone, run, start_again
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
@@ -153,14 +152,10 @@ def _ready(journal: Journal, state: JournalState) -> None:
         return
     header = state.header
     if state.finished == "aborted":
-        source = "-" if header.stream else shlex.quote(header.file_path)
-        feed = "... | " if header.stream else ""
-        raise UploadFinished(
-            f"the upload in {journal.path} was aborted: there is nothing to resume",
-            hint="to upload it again (a new upload over this state file): "
-            f"{feed}persevere cp {source} "
-            f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
-            f"{shlex.quote(str(journal.path))}",
+        raise start_again(
+            UploadFinished(f"the upload in {journal.path} was aborted: there is nothing to resume"),
+            header,
+            journal.path,
         )
     if header.shards:
         refuse_running_shards(journal.path)
@@ -285,7 +280,8 @@ class FileParts:
         done = self.session.expected(parts)
         whole = len(parts) == self.plan.part_count
         if not whole or not await self.session.holds(done, header.file_size):
-            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
+            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule",
+                       self.journal, header)  # fmt: skip
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
         part_count, size, source = await self.settle()  # (the file unchanged while read)

@@ -280,7 +280,7 @@ class StreamParts:
 
     async def gone(self, started: float) -> UploadResult:
         causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes) from None
+        raise gone(self.session, causes, self.journal, self.header) from None
 
 
 async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:

@@ -107,7 +107,6 @@ def test_a_tree_with_processes_lists_the_file_it_sent_again(s3_env, bucket, tmp_
     assert result["skipped"] == 5, result
 
 
-@pytest.mark.xfail(strict=True, reason="aborted elsewhere: the hint says a new state file")
 def test_resume_of_an_upload_aborted_elsewhere_gives_the_cp_command(
     s3_env, bucket, make_file, tmp_path
 ):

@@ -172,3 +172,38 @@ def test_verify_parts_rereads_an_upload_completed_earlier(s3_env, bucket, make_f
                  "--verify-parts")  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "the file has changed since (part 3 differs)" in result.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("source", ["file", "stream"])
+def test_an_upload_aborted_elsewhere_gives_the_cp_that_starts_again(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch, source
+):
+    """Audit 8, finding 12: resume of an upload aborted by id (or a lifecycle rule) names the
+    `cp` that starts again over the same state file (absolute, with the write-once flag it was
+    started with), in the hint and as `next_command`; run, it uploads the object."""
+    import shlex
+
+    state = tmp_path / "s"
+    file = _interrupted(s3_env, bucket, state, source, make_file, None, "--no-overwrite")
+    upload_id = json.loads(state.read_text().splitlines()[0])["upload_id"]
+    aborted = cli(s3_env, "upload", "abort", f"s3://{bucket}/k", "--upload-id", upload_id)
+    assert aborted.returncode == 0, aborted.stderr
+    monkeypatch.chdir(tmp_path)  # the state file given relative: the command names it whole
+    resumed = _resumed(s3_env, Path("s"), file, "--json")
+    assert resumed.returncode == 1, resumed.stderr
+    failure = json.loads(resumed.stdout)
+    command = failure["next_command"]
+    assert command in failure["hint"] and command in resumed.stderr, failure
+    assert f"s3://{bucket}/k --state-file {state}" in command and "--no-overwrite" in command
+    if file is None:
+        feed, args = command.split(" | ", 1)
+        assert feed == "..." and args.startswith("persevere cp - ")
+        again, _ = pipe_into(s3_env, SIZE, 78, *shlex.split(args)[1:], "--no-progress")
+        assert again.returncode == 0, again.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == produced(SIZE, 78)
+    else:
+        assert command.startswith(f"persevere cp {file} ")
+        again = cli(s3_env, *shlex.split(command)[1:], "--no-progress")
+        assert again.returncode == 0, again.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
