@@ -208,7 +208,6 @@ def test_the_file_to_upload_given_as_its_state_file_is_never_removed(s3_env, buc
     assert done.returncode == 2, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="resume of a moved file: no resume command, no --file")
 def test_resume_of_a_file_that_moved_says_what_to_run(s3_env, bucket, make_file, tmp_path):
     """README (Exit codes): "Errors are one line ... plus what to do next ... Any failure after
     the upload was created prints the exact `persevere upload resume` command." `upload resume`
