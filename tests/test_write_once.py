@@ -413,3 +413,18 @@ def test_a_write_once_streams_rerun_after_its_object_was_deleted_uploads_it_agai
     again = persevere(s3_env, *args, input=STREAM[::-1])
     assert again.returncode == 0, again.stderr
     assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == STREAM[::-1]
+
+
+@pytest.mark.process
+def test_a_write_once_streams_rerun_holds_no_more_than_a_buffer_of_it(s3_env, bucket, tmp_path):
+    """The stream compared is hashed as it is read, never held: the re-run's peak memory is
+    well under half the stream's length (Python and botocore take about 80 MiB)."""
+    from tests.test_stream import cp_args, pipe_into
+
+    size, state = 256 * MiB, tmp_path / "s"
+    first, _ = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--no-overwrite"))
+    assert first.returncode == 0, first.stderr
+    again, rss_kib = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--no-overwrite"))
+    assert again.returncode == 0, again.stderr
+    assert "unchanged, nothing sent" in again.stderr
+    assert 0 < rss_kib < size // 2 // 1024, rss_kib
