@@ -60,3 +60,18 @@ def test_a_bench_that_cannot_reach_s3_does_not_say_both_nothing_and_left_behind(
     failure = _failure(done)
     assert "left behind" in failure["hint"], failure
     assert "nothing was created" not in failure["hint"], failure
+
+
+@pytest.mark.parametrize("command", ["cp", "resume"])
+def test_the_check_of_a_completed_upload_that_cannot_reach_s3_speaks_of_no_resume(
+    s3_env, bucket, make_file, tmp_path, command
+):
+    """The same for `cp` and `upload resume` re-run on an upload that completed: its object
+    could not be checked (exit 3, the same command later); there is nothing to resume."""
+    file, state, url = make_file(1000), tmp_path / "s", f"s3://{bucket}/k"
+    _completed(s3_env, file, url, state)
+    args = ["cp", file, url] if command == "cp" else ["upload", "resume"]
+    done = persevere(s3_env, *args, "--state-file", state, "--json", "--endpoint-url", NOWHERE)
+    failure = _failure(done)
+    assert "completed earlier and nothing was changed" in failure["hint"], failure
+    assert "resumable" not in failure["hint"] and failure["next_command"] is None, failure
