@@ -30,7 +30,7 @@ import anyio
 
 from ._body import SLICE_BYTES, PreparedPart, Throttle, _Body
 from ._checksums import CRC64NVME, ChecksumAlgorithm, b64
-from ._errors import PersevereError, S3Error, UploadGone, UsageError
+from ._errors import PersevereError, ResumableError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress
@@ -260,6 +260,13 @@ async def run_bench(
             except S3Error as exc:
                 if exc.code:
                     del leftovers[key]  # S3 answered, refusing: there is no upload
+                raise
+            except ResumableError as exc:  # no answer: the upload may have been created
+                cause = exc.__cause__
+                if isinstance(cause, TransientError) and cause.code:
+                    del leftovers[key]  # answered at last, refusing: there is no upload
+                else:  # (left behind says what to look for)
+                    exc.hint = "check the endpoint and the network, then run the bench again"
                 raise
             leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
             ledger = MemoryLedger()

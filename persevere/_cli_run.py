@@ -54,7 +54,7 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     flag = f"--{exc.param.replace('_', '-')}" if exc.param in _FLAGGED else None
     where = f"{flag}: " if flag and flag not in exc.message else ""
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
-    command = None
+    command = exc.next_command
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE and exc.next_step in _NEXT_STEPS:
         # (absolute: the command is run later, from a supervisor's or a shell's own directory)
         state = shlex.quote(os.path.abspath(exc.state_file))

@@ -24,8 +24,10 @@ run; it does not read the file (``cp`` re-reads it where its identity changed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -35,13 +37,14 @@ import anyio
 from ._completed import recheck
 from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
-from ._errors import PersevereError, StateFileError, UploadGone
+from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
+from ._quirks import credentials_expired
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
 from ._resume import recorded_session
-from ._retry import Call
+from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
 from ._write_once import exists_error, key_exists
@@ -75,9 +78,31 @@ class DryRun:
     leftover: str | None = None  # the probe upload, if its abort was refused
 
 
+@contextlib.contextmanager
+def _nothing_changed() -> Iterator[None]:
+    """A dry run whose questions S3 did not answer (retries exhausted) created and changed
+    nothing: no upload to speak of, the same command to run later."""
+    try:
+        yield
+    except ResumableError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TransientError) and credentials_expired(cause.code):
+            exc.hint = "renew the credentials (aws sso login, a new session...), then run again"
+        else:
+            exc.hint = "a dry run: nothing was created or changed; check the endpoint and the "\
+                       "network, then run the same command again"  # fmt: skip
+        exc.next_step = None
+        raise
+
+
 async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
+    with _nothing_changed():
+        return await _dry_run_start(request, exists)
+
+
+async def _dry_run_start(request: Request, exists: Exists) -> DryRun:
     options = request.transfer
     request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
     identity, plan, state_path = await anyio.to_thread.run_sync(
@@ -107,6 +132,11 @@ async def dry_run_cp(request: Request) -> DryRun:
     """What :func:`._cp.copy` would do with ``request``'s state file: cp's own loop on
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
+    with _nothing_changed():
+        return await _dry_run_cp(request)
+
+
+async def _dry_run_cp(request: Request) -> DryRun:
     from ._cp import conflicts_of, read_found, refusal
     from ._source import inspect_file
 
@@ -136,7 +166,7 @@ async def dry_run_cp(request: Request) -> DryRun:
     scratch = _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
     probed = replace(request, source=Named(identity.path), state_file=scratch,
                      no_overwrite=request.no_overwrite and not done)  # fmt: skip
-    report = await dry_run_start(probed, exists)
+    report = await _dry_run_start(probed, exists)
     words = _state_words(found, decision, learnt, state_path)
     return replace(report, action="check" if done else "start", state_file=str(state_path),
                    state=words)  # fmt: skip

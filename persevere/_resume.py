@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import shlex
 from collections.abc import AsyncIterator
@@ -45,7 +46,7 @@ from ._completion import (
     record_completed,
     session_of,
 )
-from ._errors import IntegrityError, SourceChanged, UploadFinished, UsageError
+from ._errors import IntegrityError, SourceChanged, SourceFileError, UploadFinished, UsageError
 from ._journal import (
     Header,
     Journal,
@@ -58,7 +59,7 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import adopted, gone, run
+from ._pipeline import adopted, gone, run, start_again
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
@@ -133,7 +134,7 @@ async def _already_completed(
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
     checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
-    identity = None if state.header.stream else await _inspect(request, state.header)
+    identity = None if state.header.stream else await _inspect(request, state.header, journal.path)
     found = await recheck(state, journal.path, identity, request.endpoint,
                           verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
     if found.outcome == "unreadable":
@@ -148,9 +149,33 @@ async def _already_completed(
     return result_of(state, started)
 
 
-async def _inspect(request: Request, header: Header) -> FileIdentity:
-    """The file's identity now: the request's, else at the path the header records."""
-    return await anyio.to_thread.run_sync(inspect_file, request.file() or Path(header.file_path))
+async def _inspect(request: Request, header: Header, state_path: Path | None) -> FileIdentity:
+    """The file's identity now: the request's, else at the path the header records; gone from
+    there, the hint says how to go on with the file where it is now (and ``state_path``'s
+    resume command; None: a shard's, whose command the shard's caller knows)."""
+    return await anyio.to_thread.run_sync(_identity, request.file(), header, state_path)
+
+
+def _identity(given: Path | None, header: Header, state_path: Path | None) -> FileIdentity:
+    try:
+        return inspect_file(given or Path(header.file_path))
+    except SourceFileError as exc:
+        if given is None and not os.path.lexists(header.file_path):
+            _moved(exc, state_path)
+        raise
+
+
+def _moved(error: SourceFileError, state_path: Path | None) -> None:
+    """The file is not at the path the header records: the upload is intact, and ``--file``
+    resumes it from where the file is now."""
+    how = "give where the file is now with --file (every uploaded part is read again)"
+    if state_path is None:
+        error.hint = f"the upload is intact: {how}, or put the file back"
+        return
+    command = f"persevere upload resume --state-file {shlex.quote(str(state_path.absolute()))}"
+    error.hint = f"the upload is intact: {how}: {command} --file PATH; or put it back and run " \
+                 f"{command}"  # fmt: skip
+    error.next_command = command
 
 
 def _ready(journal: Journal, state: JournalState) -> None:
@@ -161,14 +186,10 @@ def _ready(journal: Journal, state: JournalState) -> None:
         return
     header = state.header
     if state.finished == "aborted":
-        source = "-" if header.stream else shlex.quote(header.file_path)
-        feed = "... | " if header.stream else ""
-        raise UploadFinished(
-            f"the upload in {journal.path} was aborted: there is nothing to resume",
-            hint="to upload it again (a new upload over this state file): "
-            f"{feed}persevere cp {source} "
-            f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
-            f"{shlex.quote(str(journal.path))}",
+        raise start_again(
+            UploadFinished(f"the upload in {journal.path} was aborted: there is nothing to resume"),
+            header,
+            journal.path,
         )
     if header.shards:
         refuse_running_shards(journal.path)
@@ -210,7 +231,8 @@ async def opened(
     header = state.header
     plan = header.plan()
     assert isinstance(plan, PartPlan)
-    with SourceFile(await _inspect(request, header)) as source:
+    main = journal.path if only is None else None  # a shard's journal is its own
+    with SourceFile(await _inspect(request, header, main)) as source:
         async with recorded_session(header, request.endpoint, request.transfer) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
@@ -293,7 +315,8 @@ class FileParts:
         done = self.session.expected(parts)
         whole = len(parts) == self.plan.part_count
         if not whole or not await self.session.holds(done, header.file_size):
-            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
+            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule",
+                       self.journal, header)  # fmt: skip
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
         part_count, size, source = await self.settle()  # (the file unchanged while read)

@@ -20,6 +20,10 @@ short of it is an error, and its last, cut-off part is neither sent nor recorded
 whole, the stream gives that part whole. A short last part recorded by an earlier run (whose
 stream ended there: without an expected size, or by an older persevere) is sent again whole
 when the new stream goes on past it with the same bytes.
+
+A write-once stream (``--no-overwrite``) whose upload completed cannot be uploaded again over
+its own object: run again, its stream is read through and compared with the object the
+completion recorded (:func:`gives_object`), so the same stream is success and another refused.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ from dataclasses import dataclass
 import anyio
 
 from ._body import BufferedBody, PreparedPart
-from ._checksums import ChecksumAlgorithm, b64
+from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
 from ._completion import UploadResult
 from ._errors import SourceChanged, UsageError
-from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
 from ._pipeline import adopted, gone
 from ._plan import MAX_PARTS, StreamSchedule
@@ -276,7 +280,42 @@ class StreamParts:
 
     async def gone(self, started: float) -> UploadResult:
         causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes) from None
+        raise gone(self.session, causes, self.journal, self.header) from None
+
+
+async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:
+    """Does the stream on ``fd`` give the object ``state``'s completion recorded: its size and
+    checksum? Read through (stopping once longer), cut into the parts the upload's schedule
+    cut, each hashed as it is read: memory is one buffer, whatever the stream's length."""
+    header, outcome = state.header, state.outcome or {}
+    schedule = header.plan()
+    assert isinstance(schedule, StreamSchedule)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    size = int(outcome.get("size", -1))
+    progress.start(max(size, 0), 0)
+    buffer = memoryview(bytearray(8 * MiB))
+    parts: list[tuple[bytes, int]] = []
+    total = 0
+    for number in range(1, MAX_PARTS + 1):
+        hasher, length, wanted = algorithm.new(), 0, schedule.size_of(number)
+        while length < wanted:
+            got = await _read_full_or_stop(fd, buffer[: min(len(buffer), wanted - length)])
+            await anyio.to_thread.run_sync(hasher.update, buffer[:got])
+            length += got
+            progress.advance(got)
+            if got == 0 or total + length > size:
+                break
+        total += length
+        if length or number == 1:  # (an empty stream is one empty part)
+            parts.append((hasher.digest(), length))
+        if length < wanted or total > size:
+            break
+    else:  # as long as S3's 10,000 parts hold: is there more?
+        total += await _read_full_or_stop(fd, buffer[:1])
+    checksum = ObjectChecksum(algorithm, b64(algorithm.combine(parts, composite=bool(
+        recorded.part_count))), len(parts) if recorded.part_count else None)  # fmt: skip
+    return total == size and recorded.matches(str(checksum))
 
 
 def _resumable(
