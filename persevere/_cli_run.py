@@ -18,7 +18,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -150,7 +150,7 @@ def _run(
                 # journal settles); a second one, while that is under way, exits at once
                 # (a cleanup first gets its grace, and a third signal cuts that short).
                 nonlocal interrupted, hurried
-                with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+                with _ignored_once_closed(anyio.open_signal_receiver(*_STOP_SIGNALS)) as signals:
                     task_status.started()
                     async for signum in signals:
                         name = signal.Signals(signum).name
@@ -181,8 +181,6 @@ def _run(
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
-        for signum in _STOP_SIGNALS:  # (the receiver put the defaults back: see _run's finally)
-            signal.signal(signum, signal.SIG_IGN)
         if result:
             return result[0]
         if failure and not interrupted:
@@ -221,6 +219,22 @@ def _run(
         if lines:
             exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
         _fail(exc)
+
+
+@contextlib.contextmanager
+def _ignored_once_closed(receiver: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """``receiver`` (anyio's signal receiver), the stop signals ignored the moment it closes.
+
+    Closing it puts the defaults back (asyncio's and uvloop's ``remove_signal_handler``):
+    SIGINT raising KeyboardInterrupt, SIGTERM killing. The work is over then, but the task
+    group still awaits its end: a signal there was a traceback (a shard of ``--processes``
+    gets Ctrl-C twice, from the terminal and from its parent) or a death by signal."""
+    try:
+        with receiver as signals:
+            yield signals
+    finally:  # (no await between the defaults put back and this)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 # getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.

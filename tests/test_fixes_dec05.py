@@ -69,3 +69,42 @@ def test_the_resume_command_names_a_relative_state_file_absolutely(s3_env, bucke
 
 def _read(path: Path) -> bytes:
     return path.read_bytes() if path.exists() else b""
+
+
+def test_the_stop_signals_are_ignored_from_the_moment_the_watch_on_them_ends(monkeypatch):
+    """A shard of ``--processes`` gets one Ctrl-C twice (from the terminal, then from its
+    parent). The second one could land after the signal watcher closed, which puts Python's
+    defaults back, while the task group was still ending: a KeyboardInterrupt traceback
+    (seen in test_review's Ctrl-C case on a loaded machine), or for SIGTERM a death by
+    signal. The stop signals are ignored as the watcher closes, before the group ends."""
+    import anyio
+
+    from persevere import _cli_run
+
+    handlers = {signum: signal.getsignal(signum) for signum in _cli_run._STOP_SIGNALS}
+    at_group_end: list[object] = []
+    real = anyio.create_task_group
+
+    class Spy:
+        def __init__(self) -> None:
+            self.group = real()
+
+        async def __aenter__(self):
+            return await self.group.__aenter__()
+
+        async def __aexit__(self, *exc):
+            try:
+                return await self.group.__aexit__(*exc)
+            finally:
+                at_group_end.append(signal.getsignal(signal.SIGINT))
+
+    async def work() -> int:
+        return 7
+
+    monkeypatch.setattr(anyio, "create_task_group", Spy)
+    try:
+        assert _cli_run._run(work) == 7
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert at_group_end and at_group_end[-1] == signal.SIG_IGN, at_group_end
