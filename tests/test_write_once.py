@@ -415,6 +415,7 @@ def test_a_write_once_streams_rerun_after_its_object_was_deleted_uploads_it_agai
     assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == STREAM[::-1]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_a_write_once_streams_rerun_holds_no_more_than_a_buffer_of_it(s3_env, bucket, tmp_path):
     """The stream compared is hashed as it is read, never held: the re-run's peak memory is
