@@ -30,7 +30,7 @@ import anyio
 
 from ._body import SLICE_BYTES, PreparedPart, Throttle, _Body
 from ._checksums import CRC64NVME, ChecksumAlgorithm, b64
-from ._errors import PersevereError, S3Error, UploadGone, UsageError
+from ._errors import PersevereError, ResumableError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress
@@ -99,20 +99,14 @@ class DataPattern:
 
     def slices(self, offset: int, size: int) -> Iterator[memoryview]:
         end = offset + size
-        while offset < end:
-            n = min(self.slice_bytes, end - offset)
-            yield self.view(offset, n)
-            offset += n
+        for start in range(offset, end, self.slice_bytes):
+            yield self.view(start, min(self.slice_bytes, end - start))
 
     def checksum(self, offset: int, size: int, algorithm: ChecksumAlgorithm) -> bytes:
-        """Digest of ``size`` bytes from ``offset``, hashed in runs as long as the pattern."""
+        """Digest of ``size`` bytes from ``offset``, hashed slice by slice as they are sent."""
         hasher = algorithm.new()
-        while size > 0:
-            start = offset % self.length
-            n = min(size, self.length - start)
-            hasher.update(self._data[start : start + n])
-            offset += n
-            size -= n
+        for piece in self.slices(offset, size):
+            hasher.update(piece)
         return hasher.digest()
 
     async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
@@ -240,8 +234,6 @@ async def run_bench(
     ``leftovers`` (by key) holds each upload from the moment it is asked for until it is
     deleted or aborted: what is in it when this returns or raises is on the bucket.
     """
-    if not bucket:
-        raise UsageError("the bucket must not be empty")
     runs = settings.runs()
     endpoint = endpoint or Endpoint.from_environment(None, None, None)
     pattern = await anyio.to_thread.run_sync(DataPattern)
@@ -269,19 +261,24 @@ async def run_bench(
                 if exc.code:
                     del leftovers[key]  # S3 answered, refusing: there is no upload
                 raise
+            except ResumableError as exc:  # no answer: the upload may have been created
+                cause = exc.__cause__
+                if isinstance(cause, TransientError) and cause.code:
+                    del leftovers[key]  # answered at last, refusing: there is no upload
+                else:  # (left behind says what to look for)
+                    exc.hint = "check the endpoint and the network, then run the bench again"
+                raise
             leftovers[key] = left = BenchLeftover(bucket, key, session.upload_id)
             ledger = MemoryLedger()
-            completing = False
             try:
                 parts = PlannedParts(session, pattern, plan, list(plan.part_numbers()))
                 await send(session, ledger, options, NullProgress(), parts)
-                completing = True
                 leftovers[key] = replace(left, completing=True)
                 await session.complete(
                     [ledger.parts[n] for n in plan.part_numbers()], plan.file_size
                 )
             except BaseException:
-                if await _discard(session, completing):
+                if await _discard(session, leftovers[key].completing):
                     del leftovers[key]
                 raise
             seconds = time.perf_counter() - started

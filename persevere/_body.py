@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import anyio
 
@@ -55,12 +55,13 @@ class PreparedPart:
 
 
 class Readable(Protocol):
+    """The file a streamed part is read from (:class:`._source.SourceFile`): by a thread, or
+    from the page cache on the loop; or sent by the kernel (:mod:`._sendfile`) from its
+    descriptor, with the errors :meth:`read_into` would raise for the same failures."""
+
     def read_into(self, buffer: memoryview, offset: int) -> None: ...
 
-
-class SendableFile(Readable, Protocol):
-    """A source the kernel may send from (:mod:`._sendfile`): its descriptor, and the errors
-    :meth:`Readable.read_into` would raise for the same failures."""
+    def read_cached(self, buffer: memoryview, offset: int) -> int: ...
 
     def fileno(self) -> int: ...
 
@@ -76,8 +77,7 @@ async def read_slice(source: Readable, view: memoryview, offset: int) -> None:
     (``SourceFile.read_cached``) then saves the hop to a thread and back for every slice
     (measured: 0.83x the client's CPU per GiB at c=8, 8 MiB parts; benchmarks/README.md).
     """
-    read_cached = getattr(source, "read_cached", None)
-    cached = read_cached(view, offset) if read_cached is not None else 0
+    cached = source.read_cached(view, offset)
     if cached < len(view):
         await anyio.to_thread.run_sync(source.read_into, view[cached:], offset + cached)
 
@@ -149,18 +149,16 @@ class StreamingBody(_Body):
         length: int,
         on_sent: Callable[[int], None],
         throttle: Throttle | None = None,
-        slice_bytes: int = SLICE_BYTES,
     ) -> None:
         super().__init__(length, on_sent, throttle)
         self._source = source
         self._offset = offset
-        self._slice = slice_bytes
 
     async def __aiter__(self) -> AsyncIterator[bytearray]:
         end = self._offset + self._length
         offset = self._offset
         while offset < end:
-            size = min(self._slice, end - offset)
+            size = min(SLICE_BYTES, end - offset)
             # A fresh buffer per slice (the transport may still hold the previous one),
             # allocated here rather than in the worker thread so that freed slices return to
             # one malloc arena instead of fragmenting one per thread.
@@ -178,12 +176,12 @@ class StreamingBody(_Body):
     async def send_to(self, writer: Any) -> bool:
         """Send the part by the kernel, from the file to the socket (:mod:`._sendfile`), if the
         connection allows; False (nothing written) if it does not: slices, as ``__aiter__``."""
-        if self._throttle is not _unthrottled or not hasattr(self._source, "fileno"):
+        if self._throttle is not _unthrottled:
             return False
         sock_fd = _sendfile.plain_socket(writer)
         if sock_fd is None:
             return False
-        source = cast(SendableFile, self._source)
+        source = self._source
         try:
             return await _sendfile.send_range(
                 writer, sock_fd, source.fileno(), self._offset, self._length, self._on_sent
@@ -234,12 +232,10 @@ class TrailerBody(_Body):
         settle: Callable[[bytes], None],
         on_sent: Callable[[int], None],
         throttle: Throttle | None = None,
-        slice_bytes: int = SLICE_BYTES,
     ) -> None:
-        super().__init__(encoded_length(length, slice_bytes, algorithm), on_sent, throttle)
+        super().__init__(encoded_length(length, SLICE_BYTES, algorithm), on_sent, throttle)
         self._source = source
         self._offset = offset
-        self._slice = slice_bytes
         self._algorithm = algorithm
         self._settle = settle
         self.decoded_length = length
@@ -251,7 +247,7 @@ class TrailerBody(_Body):
         end = self._offset + self.decoded_length
         offset = self._offset
         while offset < end:
-            size = min(self._slice, end - offset)
+            size = min(SLICE_BYTES, end - offset)
             head = b"%x\r\n" % size
             piece = bytearray(len(head) + size + 2)
             piece[: len(head)] = head
@@ -260,7 +256,7 @@ class TrailerBody(_Body):
                 try:
                     await read_slice(self._source, data, offset)
                 except Exception as exc:
-                    self.error = exc
+                    self.error = exc  # the body's own failure; not the throttle's or on_sent's
                     raise
                 hasher.update(data)
             await self._throttle(size)

@@ -142,13 +142,13 @@ def _names_not_utf8_printable() -> None:
 
 def _writing_stdout(exc: OSError) -> bool:
     """Whether ``exc`` was raised writing to standard output (by ``echo``, into its ``file``)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        stream = tb.tb_frame.f_locals.get("file") if tb.tb_frame.f_code.co_name == "echo" else None
+    import traceback
+
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        stream = frame.f_locals.get("file") if frame.f_code.co_name == "echo" else None
         with contextlib.suppress(AttributeError, OSError, ValueError):
             if stream is not None and stream.fileno() == 1:
                 return True
-        tb = tb.tb_next
     return False
 
 
@@ -186,12 +186,11 @@ def _models_cache_dir() -> str | None:
 def _stopped_before_starting(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     message = f"{name} received before anything started; nothing to resume"
+    fields = {"exit_code": _exit_code(name), "hint": None, "next_command": None}
     if "--under-processes" not in sys.argv:  # a shard's parent says it, for all
-        _say(f"persevere: {message}", exit_code=_exit_code(name), hint=None, next_command=None)
+        _say(f"persevere: {message}", **fields)
         if _cli_run._json_output:  # --json was read: its one document, as for any error
-            document = {"error": message, "exit_code": _exit_code(name), "hint": None,
-                        "next_command": None}  # fmt: skip
             with contextlib.suppress(OSError):
                 sys.stdout.flush()
-                os.write(1, (json.dumps(document, indent=2) + "\n").encode())
+                os.write(1, (json.dumps({"error": message, **fields}, indent=2) + "\n").encode())
     os._exit(_exit_code(name))

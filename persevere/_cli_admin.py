@@ -7,9 +7,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shlex
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -29,23 +28,14 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _Cleanup, _emit_json, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
 from ._urls import check_destination, parse_s3_url, require_utf8
 
-T = TypeVar("T")
-
 log = logging.getLogger("persevere")
-
-
-def _parsed(parse: Callable[[str], T], text: str, flag: str) -> T:
-    try:
-        return parse(text)
-    except ValueError as exc:
-        _usage_error(str(exc), flag)
 
 
 def _levels(text: str) -> list[int]:
@@ -73,10 +63,10 @@ class BenchFlags:
     def settings(self) -> Any:
         from ._bench import BenchSettings
 
-        total = _parsed(parse_size, self.size, "--size")
-        levels = _parsed(_levels, self.concurrency, "--concurrency")
-        parts = _parsed(lambda text: [_part_size(x) for x in text.split(",") if x.strip()],
-                        self.part_size, "--part-size")  # fmt: skip
+        total = _checked(parse_size, self.size, flag="--size")
+        levels = _checked(_levels, self.concurrency, flag="--concurrency")
+        parts = _checked(lambda text: [_part_size(x) for x in text.split(",") if x.strip()],
+                         self.part_size, flag="--part-size")  # fmt: skip
         return BenchSettings(total, levels, parts, self.max_parts)
 
 
@@ -279,7 +269,7 @@ def verify(
     the endpoint will not tell). A directory: 4 if any file differs or has no object (a
     missing object is a difference there, not an error), else 5 if any cannot tell.
     """
-    from ._request import names_stdin
+    from ._request import names_stdin, resolve_source
     from ._verify import verify_object
 
     given = file or file_arg
@@ -292,26 +282,24 @@ def verify(
         return
     if tree.given:
         _usage_error(f"{tree.given} is for a directory; {given} is not one", tree.given)
-    if names_stdin(given):
-        _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
-    local, target_bucket, target_key = _target(given, url_arg, s3_bucket, s3_key, "--file")
+    if names_stdin(given):  # (-, /dev/stdin: a file redirected in is verified as that file)
+        source = _reported(resolve_source, given)
+        if source.stream:
+            _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
+        given = source.path
+    local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
+    progress = _progress(not no_progress and not json_output, "verify")
     result = _run(
         lambda: verify_object(
-            local,
-            target_bucket,
-            target_key,
-            endpoint=endpoint,
-            state_file=state_file,
-            progress=_progress(not no_progress and not json_output, "verify"),
+            local, bucket, key, endpoint=endpoint, state_file=state_file, progress=progress
         )
     )
     if json_output:
-        document = {"bucket": target_bucket, "key": target_key, "file": str(local)}
-        _emit_json({**document, **dataclasses.asdict(result)})
+        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
     else:
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
-        typer.echo(f"{label}: s3://{target_bucket}/{target_key} vs {local}: {result.reason}")
+        typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
 
 
@@ -348,15 +336,12 @@ def bench(
     settings = flags.settings()
     endpoint = endpoint_flags.endpoint()
     leftovers: dict[str, BenchLeftover] = {}
-
-    def left() -> list[str]:
-        return [_removal(item) for item in list(leftovers.values())]
-
     rows = _run(
         lambda: run_bench(
             bucket, settings, endpoint=endpoint, on_row=show, leftovers=leftovers, key_prefix=under
         ),
-        cleanup=_Cleanup(left, CLEANUP_TIMEOUT_S),
+        left_behind=lambda: [_removal(item) for item in list(leftovers.values())],
+        grace_s=CLEANUP_TIMEOUT_S,
     )
     if json_output:
         _emit_json({"bucket": bucket, "size": settings.size, "rows": rows})

@@ -132,15 +132,6 @@ RequestPayerOpt = Annotated[Literal["requester"] | None, typer.Option(
     "--request-payer",
     help="'requester': a requester-pays bucket; this account pays for the requests (sent on every "
     "request of the upload, recorded for resume).")]
-_ListRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
-    RequestPayerOpt,
-    "'requester': a requester-pays bucket; this account pays for the requests (sent on each of "
-    "them).")]
-# abort and status: a state file's upload has it recorded
-_KeyRequestPayerOpt = Annotated[Literal["requester"] | None, _help(
-    RequestPayerOpt,
-    "'requester': a requester-pays bucket; this account pays for the requests (with "
-    "s3://BUCKET/KEY; with --state-file, what the state file recorded applies).")]
 # fmt: on
 
 
@@ -249,8 +240,13 @@ class PayerFlags:
     """Where, as whom and who pays: the bucket tools' (a key's uploads; by state file, what
     it recorded applies)."""
 
+    # fmt: off
     endpoint_flags: EndpointFlags = EndpointFlags()
-    request_payer: _KeyRequestPayerOpt = None
+    request_payer: Annotated[Literal["requester"] | None, _help(
+        RequestPayerOpt, "'requester': a requester-pays bucket; this account pays for the "
+        "requests (with s3://BUCKET/KEY; with --state-file, what the state file recorded "
+        "applies).")] = None
+    # fmt: on
 
     def where(self, bucket: str) -> Any:
         from ._orphans import Where
@@ -262,7 +258,11 @@ class PayerFlags:
 class ListPayerFlags(PayerFlags):
     """upload list's: the same flags, described for a listing."""
 
-    request_payer: _ListRequestPayerOpt = None
+    # fmt: off
+    request_payer: Annotated[Literal["requester"] | None, _help(
+        RequestPayerOpt, "'requester': a requester-pays bucket; this account pays for the "
+        "requests (sent on each of them).")] = None
+    # fmt: on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,9 +479,10 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
     return _checked(parse_bucket_url, url)
 
 
-def _checked(check: Callable[..., T], *given: str | None) -> T:
-    """``check(*given)``, a URL or a name it refuses a usage error (click's, or --json's)."""
+def _checked(check: Callable[..., T], *given: str | None, flag: str | None = None) -> T:
+    """``check(*given)``, what it refuses (a URL, a name, a value of ``flag``) a usage error
+    (click's, or --json's)."""
     try:
         return check(*given)
-    except _errors.UsageError as exc:
-        _usage_error(str(exc))
+    except (_errors.UsageError, ValueError) as exc:
+        _usage_error(str(exc), flag)

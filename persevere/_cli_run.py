@@ -18,7 +18,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -37,6 +37,9 @@ _FLAGGED = {"part_size", "max_parts", "no_overwrite", "concurrency", "checksum",
             "endpoint_url", "profile", "ca_bundle", "metadata", "tagging", "sse_kms_key_id",
             "expected_bucket_owner", "expected_size"}  # fmt: skip
 
+# What an error's next step is said with, before its command (persevere upload STEP ...).
+_NEXT_STEPS = {"resume": "the upload is resumable", "abort": "to give it up"}
+
 _json_output = False  # the running command was given --json: its errors are JSON on stdout too
 
 
@@ -51,24 +54,20 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     flag = f"--{exc.param.replace('_', '-')}" if exc.param in _FLAGGED else None
     where = f"{flag}: " if flag and flag not in exc.message else ""
     lines = [f"error: {where}{exc.message}", *([exc.hint] if exc.hint else [])]
-    command = None
-    if exc.state_file and exc.exit_code != _errors.EXIT_USAGE:
-        state = f"--state-file {shlex.quote(exc.state_file)}"
-        if exc.next_step == "resume":
-            command = f"persevere upload resume {state}"
-            lines.append(f"the upload is resumable: {command}")
-        elif exc.next_step == "abort":
-            command = f"persevere upload abort {state}"
-            lines.append(f"to give it up: {command}")
+    command = exc.next_command
+    if exc.state_file and exc.exit_code != _errors.EXIT_USAGE and exc.next_step in _NEXT_STEPS:
+        # (absolute: the command is run later, from a supervisor's or a shell's own directory)
+        state = shlex.quote(os.path.abspath(exc.state_file))
+        command = f"persevere upload {exc.next_step} --state-file {state}"
+        lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
+    fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
     if json_lines():
-        log.error(f"{where}{exc.message}", extra=event("error", exit_code=exc.exit_code,
-                  hint=exc.hint, next_command=command))  # fmt: skip
+        log.error(f"{where}{exc.message}", extra=event("error", **fields))
     else:
         for line in lines:
             _say(f"persevere: {line}")
     if _json_output:  # the one JSON document on stdout too: a script parsing it always gets one
-        _emit_json({"error": f"{where}{exc.message}", "exit_code": exc.exit_code,
-                    "hint": exc.hint, "next_command": command})  # fmt: skip
+        _emit_json({"error": f"{where}{exc.message}", **fields})
     raise typer.Exit(exc.exit_code)
 
 
@@ -88,21 +87,12 @@ def _usage_error(message: str, flag: str | None = None) -> NoReturn:
     raise typer.BadParameter(message, param_hint=flag)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Cleanup:
-    """A command that removes what it made (bench): ``left()`` says, as exact commands, what
-    would stay behind if it ended now. A second signal gives the cleanup ``grace_s`` more
-    seconds; a third, or the end of the grace, exits at once, printing ``left()``."""
-
-    left: Callable[[], list[str]]
-    grace_s: float
-
-
 def _run(
     fn: Callable[[], Awaitable[T]],
     *,
     resumable_state: Path | None = None,
-    cleanup: _Cleanup | None = None,
+    left_behind: Callable[[], list[str]] | None = None,
+    grace_s: float = 0.0,
     hurried_by_parent: bool = False,
     stopped: tuple[str, str] | None = None,
 ) -> T:
@@ -112,6 +102,10 @@ def _run(
     after the upload completed does not turn success into "interrupted".
 
     ``stopped``: the message and hint of a stop signal, when the command has its own.
+
+    ``left_behind``: a command that removes what it made (bench) says with it, as exact
+    commands, what would stay behind if it ended now. A second signal gives its cleanup
+    ``grace_s`` more seconds; a third, or the end of the grace, exits at once, printing them.
 
     ``hurried_by_parent``: a shard process of ``--processes``. One Ctrl-C reaches it twice
     (from the terminal, to the whole process group, and passed on by its parent), so a
@@ -131,9 +125,9 @@ def _run(
     again_note = "every recorded part is safe in the state file" if journal else "cleanup cut short"
 
     def exit_now(name: str) -> NoReturn:
-        lines = cleanup.left() if cleanup is not None else []
+        lines = left_behind() if left_behind is not None else []
         note = again_note
-        if cleanup is not None:
+        if left_behind is not None:
             note = "left behind:" if lines else "nothing was left behind"
         _say(f"persevere: {name} again: exiting now; {note}")
         for line in lines:
@@ -147,7 +141,7 @@ def _run(
         work = anyio.CancelScope()
         async with anyio.create_task_group() as tg:
 
-            async def exit_after_grace(name: str, grace_s: float) -> None:
+            async def exit_after_grace(name: str) -> None:
                 await anyio.sleep(grace_s)
                 exit_now(name)
 
@@ -156,30 +150,29 @@ def _run(
                 # journal settles); a second one, while that is under way, exits at once
                 # (a cleanup first gets its grace, and a third signal cuts that short).
                 nonlocal interrupted, hurried
-                with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+                with _ignored_once_closed(anyio.open_signal_receiver(*_STOP_SIGNALS)) as signals:
                     task_status.started()
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         if signum == signal.SIGHUP:
                             _hung_up()
-                        if interrupted and cleanup is not None and not hurried:
+                        if not interrupted:
+                            interrupted = name
+                            log.warning("%s received: stopping, %s", name, settling)
+                            work.cancel()
+                        elif left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
                                 "%s again: finishing the cleanup first (at most %.0fs; once "
                                 "more to exit at once)",
                                 name,
-                                cleanup.grace_s,
+                                grace_s,
                             )
-                            tg.start_soon(exit_after_grace, name, cleanup.grace_s)
-                            continue
-                        if interrupted and hurried_by_parent:
+                            tg.start_soon(exit_after_grace, name)
+                        elif hurried_by_parent:
                             log.info("%s again: already stopping", name)
-                            continue
-                        if interrupted:
+                        else:
                             exit_now(name)
-                        interrupted = name
-                        log.warning("%s received: stopping, %s", name, settling)
-                        work.cancel()
 
             await tg.start(watch_signals)
             with work:
@@ -188,8 +181,6 @@ def _run(
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
-        for signum in _STOP_SIGNALS:  # (the receiver put the defaults back: see _run's finally)
-            signal.signal(signum, signal.SIG_IGN)
         if result:
             return result[0]
         if failure and not interrupted:
@@ -219,14 +210,31 @@ def _run(
                 exc.state_file = str(resumable_state)
             elif resumable_state is not None:
                 exc.message = "interrupted before the upload was created; nothing to resume"
-            elif cleanup is not None and not cleanup.left():
+            elif left_behind is not None and not left_behind():
                 exc.message = f"{exc.message}; cleaned up: nothing was left behind"
         if hurried_by_parent:  # a shard of --processes names no command to run next: its
             exc.state_file = None  # parent does, once (it completes or says how to resume)
-        lines = cleanup.left() if cleanup is not None else []  # what the cleanup could not remove
+        # what the cleanup could not remove
+        lines = left_behind() if left_behind is not None else []
         if lines:
             exc.hint = "; ".join([*filter(None, [exc.hint]), "left behind: " + "; ".join(lines)])
         _fail(exc)
+
+
+@contextlib.contextmanager
+def _ignored_once_closed(receiver: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """``receiver`` (anyio's signal receiver), the stop signals ignored the moment it closes.
+
+    Closing it puts the defaults back (asyncio's and uvloop's ``remove_signal_handler``):
+    SIGINT raising KeyboardInterrupt, SIGTERM killing. The work is over then, but the task
+    group still awaits its end: a signal there was a traceback (a shard of ``--processes``
+    gets Ctrl-C twice, from the terminal and from its parent) or a death by signal."""
+    try:
+        with receiver as signals:
+            yield signals
+    finally:  # (no await between the defaults put back and this)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 # getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.

@@ -113,9 +113,7 @@ def cp_tree(
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
                           flags.part_size, flags.max_parts, flags.checksum, options or None,
                           endpoint if flags.endpoint_flags.given else None,
-                          flags.transfer.options(),
-                          guess_content_type=object_flags.content_type is None,
-                          shard=tree.shard_spec())  # fmt: skip
+                          flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
@@ -130,9 +128,8 @@ def cp_tree(
         _usage_error("give --shard or --processes, not both", "--processes")
     if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
         from ._processes import usable_cores
-        from ._tree import file_count
 
-        processes = _auto_processes(_reported(file_count, request) if usable_cores() > 1 else 1)
+        processes = _auto_processes(len(_reported(request.walk).files) if usable_cores() > 1 else 1)
     if processes is not None and processes > 1:
         result = _in_processes(request, processes, progress, stopped)
     else:
@@ -158,7 +155,14 @@ def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[st
         log.warning("shard exit codes %s: the whole run sends what they left", codes)
     result = _run(lambda: copy_tree(request, progress), stopped=stopped)
     result.bytes_sent += sum(run.bytes_sent for run in runs)
-    result.by_shards = min(result.skipped, sum(run.files_sent for run in runs))
+    # What the shards sent, the whole run found done: listed as sent by this run, not skipped.
+    sent, resent = (
+        {rel for run in runs for rel in getattr(run, name)} for name in ("sent", "resent")
+    )
+    sent, resent = sent - set(result.sent), resent - set(result.resent) - set(result.sent)
+    result.by_shards = min(result.skipped, len(sent) + len(resent))
+    result.skipped -= result.by_shards
+    result.sent, result.resent = sorted({*result.sent, *sent}), sorted({*result.resent, *resent})
     result.elapsed_s = time.monotonic() - started
     return result
 
@@ -173,7 +177,7 @@ def tree_shard_of_parent(given: Any) -> None:
     mine = dataclasses.replace(given.request, shard=(given.shard, given.shards))
     result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
     _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code,
-                "files_sent": len(result.sent) + len(result.resent)})  # fmt: skip
+                "sent": result.sent, "resent": result.resent})  # fmt: skip
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -195,16 +199,14 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
             "state file written"
         )
     else:
-        sent = len(result.sent) + len(result.resent) + result.by_shards
+        sent = len(result.sent) + len(result.resent)
         rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
-        # (--processes: the whole run after the shards finds the files they sent done)
-        by_shards = (
-            f" ({result.by_shards:,} sent by the shard processes)" if result.by_shards else ""
-        )
+        # (--processes: of the files sent, those the shard processes sent)
+        by_shards = f" ({result.by_shards:,} by the shard processes)" if result.by_shards else ""
         head = (
             f"{'uploaded' if not result.failed else 'not complete'}: {where}: {result.files:,} "
-            f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again, "
-            f"{result.skipped:,} unchanged{by_shards}, {len(result.failed):,} failed; "
+            f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again{by_shards}, "
+            f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
             f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
             + (f" ({format_size(rate)}/s)" if sent else "")
         )

@@ -59,9 +59,9 @@ def verify_tree_command(
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint = endpoint_flags.endpoint()
     journal = _reported(locate_tree_state, root, bucket, prefix, endpoint, state_file=state_file)
-    request = TreeVerifyRequest(root, bucket, prefix, journal, state_file is not None,
-                                tuple(tree.include or ()), tuple(tree.exclude or ()),
-                                tree.follow_symlinks, tree.concurrency, endpoint)  # fmt: skip
+    request = TreeVerifyRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
+                                tuple(tree.exclude or ()), tree.follow_symlinks,
+                                state_file is not None, tree.concurrency, endpoint)  # fmt: skip
     progress = _progress(not no_progress and not json_output, "verify")
     result = _run(lambda: verify_tree(request, progress))
     _print(result, json_output)
@@ -86,6 +86,11 @@ def _print(result: Any, json_output: bool) -> None:
         lines.append(f"only in S3: not listed ({result.why_not_listed})")
     lines += [f"only in S3: s3://{result.bucket}/{key}" for key in result.only_in_s3 or []]
     only = f"; {len(result.only_in_s3):,} object(s) only in S3" if result.only_in_s3 else ""
+    if result.nothing_checked:
+        lines.append(
+            f"{result.root} holds no file to check, yet {where} holds objects: is it "
+            "the directory that was uploaded (a disk not mounted)?"
+        )
     lines.append(
         f"verified {result.root} against {where}: {len(result.files):,} file(s): "
         f"{counts['match']:,} same, {counts['mismatch']:,} differ, {counts['missing']:,} "

@@ -97,7 +97,11 @@ def start(
             from ._cp import locate_state_file
 
             state_file = locate_state_file(source.path, bucket, key)
-        else:
+        else:  # ('.' and '/' have no name to give it: directories, refused as such)
+            if not source.path.name:
+                from ._source import inspect_file
+
+                _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
@@ -121,6 +125,16 @@ def start(
             request = dataclasses.replace(request, shards=processes)
         count = request.shards
         header = _run(lambda: create_sharded(request), resumable_state=state_file)
+        if processes is None and flags.json_output:  # the same, for a script
+            quoted = shlex.quote(str(state_file.absolute()))
+            _emit_json({
+                "upload_id": header.upload_id, "bucket": bucket, "key": key,
+                "state_file": str(state_file.absolute()), "shards": count,
+                "shard_commands": [f"persevere upload shard --state-file {quoted} --shard "
+                                   f"{index}/{count}" for index in range(count)],
+                "complete_command": f"persevere upload resume --state-file {quoted}",
+            })  # fmt: skip
+            return
         if processes is None:
             quoted = shlex.quote(str(state_file))
             typer.echo(
@@ -191,9 +205,7 @@ def cp(
 
         _print_dry_run(_run(lambda: dry_run_cp(request)), flags.json_output)
         return
-    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
-    result = _run(lambda: copy(request, progress), resumable_state=journal)
-    _print_result(result, flags.json_output, journal)
+    _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
 
 
 def resume(
@@ -284,9 +296,9 @@ def shard(
         )
 
 
-def _continued(request: Any, what: str, flags: ContinueFlags, call: Any) -> Any:
+def _continued(request: Any, what: str, flags: SendFlags | ContinueFlags, call: Any) -> Any:
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
-    resumable from the request's state file: resume's, or a shard's."""
+    resumable from the request's state file: cp's, resume's, or a shard's."""
     progress = _progress(not flags.no_progress and not flags.json_output, what)
     return _run(lambda: call(request, progress), resumable_state=request.state_file)
 

@@ -21,12 +21,12 @@ import anyio
 
 from ._checksums import ObjectChecksum, b64, get_algorithm
 from ._completion import UploadResult, endpoint_of, session_of
-from ._errors import S3Error, SourceChanged, StateFileError
+from ._errors import PersevereError, ResumableError, S3Error, SourceChanged, StateFileError
 from ._journal import Header, Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
-from ._quirks import missing, object_matches, refused
-from ._retry import Call
+from ._quirks import credentials_expired, missing, object_matches, refused
+from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client
 from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile
@@ -67,6 +67,7 @@ async def recheck(
     outcome = state.outcome or {}
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
         session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
+        session.exhausted = _unanswered
         where = session.where
         try:
             head = await session.head_object()
@@ -98,6 +99,20 @@ async def recheck(
         return Recheck("changed", f"{identity.path} changed since it was uploaded")
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)
     return Recheck("same")
+
+
+def _unanswered(what: str, exc: TransientError, attempts: int) -> PersevereError:
+    """HeadObject of the completed upload's object got no answer: nothing to resume, nothing
+    changed; the same command, later."""
+    error = ResumableError(f"{what} failed {attempts} times, last: {exc}")
+    error.hint = (
+        "renew the credentials (aws sso login, a new session...), then run again"
+        if credentials_expired(exc.code)
+        else "the upload completed earlier and nothing was changed: check the endpoint and the "
+        "network, then run the same command again"
+    )
+    error.next_step = None
+    return error
 
 
 def why_reread(identity: FileIdentity, differ: list[str], what: str) -> str:

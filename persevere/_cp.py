@@ -7,7 +7,8 @@ Each run does whatever moves the object towards being the file:
 - a state file that records completion: if the object still has the recorded size and
   checksum and the file still has the recorded identity, exit 0 at once, reading and sending
   nothing ("already uploaded"); if the identity changed, the recorded parts are re-read and
-  compared first; if the object or the file is another one now, upload again;
+  compared first; if the object or the file is another one now, upload again (a stream: it
+  is uploaded again, or write-once, read through and compared with the object);
 - an upload that cannot go on (aborted elsewhere, the file has another size, or completed
   from an older version of the file): abort what is left of it and start again, once; a
   stream's too, while standard input is not read yet.
@@ -56,14 +57,16 @@ from ._journal import (
     read_state,
     require_regular,
 )
-from ._logs import NamingStateFile, say_plan
+from ._logs import NamingStateFile, say, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Copied, Request, given, names_stdin
+from ._request import Copied, Request, given, names_stdin, refuse_source_as_state
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
+from ._stream import gives_object
 from ._upload import abort_upload, upload
+from ._write_once import left_untouched
 
 log = logging.getLogger("persevere")
 
@@ -108,7 +111,7 @@ def locate_state_file(
     if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
-    if not _fits(beside.name):
+    if len(os.fsencode(beside.name)) > _MAX_NAME_BYTES:
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):
@@ -122,10 +125,6 @@ def locate_state_file(
 
 
 _MAX_NAME_BYTES = 255  # a file name, in most file systems
-
-
-def _fits(name: str) -> bool:
-    return len(os.fsencode(name)) <= _MAX_NAME_BYTES
 
 
 def _own_name(path: Path, bucket: str, key: str) -> str:
@@ -178,7 +177,8 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     Its state file is typically :func:`locate_state_file`'s answer; its directory is created.
     A stream (``-``, a pipe; its ``expected_size``): an upload in progress is resumed by
     piping in the same stream; a finished one is uploaded again (a stream cannot be proven
-    equal to the object without being read and sent).
+    equal to the object without being read), unless write-once: then the stream is read
+    through and compared with the object (the same: done; another: refused).
     """
     stream = request.reads().stream
     request.refuse_for_stream()  # what a stream cannot be given, refused as upload_file does
@@ -187,21 +187,26 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
+        request = replace(request, source=Named(identity.path))  # the file found there
     state_path = request.state_file
+    if identity is not None:  # (before an empty one is taken for a torn journal and removed)
+        refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
     conflicts = conflicts_of(found, request, identity)
-    source, learnt = Source(stream, None if identity is None else identity.size), Learnt()
+    size = None if identity is None else identity.size
+    source, learnt = Source(stream, size, write_once=request.no_overwrite), Learnt()
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
         if decision.action == "check":
             checked = await recheck(found, state_path, identity, request.endpoint,
                                     options=request.transfer)  # fmt: skip
+            if stream and checked.outcome == "same":
+                await _same_stream(found, request.reads().fd, naming)
             learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
-            where = None if identity is None else Named(identity.path)
-            return await resume(replace(request, source=where), naming)
+            return await resume(request, naming)  # (a stream's source: what it pipes in)
         except StateFileLocked as exc:
             raise _already_running(state_path) from exc
         except (UploadGone, SourceChanged) as exc:
@@ -230,11 +235,20 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if identity is not None:
         with contextlib.suppress(UsageError):  # refused: upload says why
             say_plan(make_plan(identity.size, request.part_size, request.max_parts))
-        request = replace(request, source=Named(identity.path))
     try:
         return await upload(request, naming)
     except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
+
+
+async def _same_stream(state: JournalState, fd: int, progress: ProgressSink) -> None:
+    """A write-once stream whose upload completed: the same stream again is its object (exit
+    0); another is refused, as an existing key is."""
+    where = f"s3://{state.header.bucket}/{state.header.key}"
+    if not await gives_object(state, fd, progress):
+        raise left_untouched(where, "nothing was uploaded: the stream piped in is not the one "
+                             "it was completed from")  # fmt: skip
+    say("the stream piped in is the one %s was completed from: unchanged, nothing sent", where)
 
 
 class _Naming(NamingStateFile):
@@ -267,16 +281,15 @@ def _existing(path: Path) -> Found:
     # its file.
     with contextlib.suppress(FileNotFoundError):
         journal = Journal(path, os.open(path, os.O_RDONLY))
-        try:
-            journal.lock()
-        except StateFileLocked as exc:
-            raise _already_running(path) from exc
-        try:
-            path.unlink()
-        except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-            raise _unwritable("replace", path, exc) from None
-        finally:
-            journal.close()
+        with contextlib.closing(journal):
+            try:
+                journal.lock()
+            except StateFileLocked as exc:
+                raise _already_running(path) from exc
+            try:
+                path.unlink()
+            except OSError as exc:  # read-only: cannot be replaced, so cannot be used
+                raise _unwritable("replace", path, exc) from None
     return found
 
 

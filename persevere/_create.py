@@ -34,7 +34,7 @@ async def created(
 ) -> AsyncIterator[tuple[MultipartSession, Header, Journal]]:
     """The upload ``request`` asks for, created on S3 and recorded in a new journal at
     ``state_path`` (see :func:`_create`), for the body to send its parts. A journal left
-    empty (nothing was created: the client could not be made) is removed.
+    without its header (nothing was created, or the upload was taken back) is removed.
 
     The draft header says everything the session needs (bucket, key, checksum, object
     options, write-once), as the header of an upload being resumed does.
@@ -73,7 +73,8 @@ async def _create(
     so a Ctrl-C cannot leave an upload on S3 that no state file knows about; once cancelled, S3
     has CREATE_SHIELD_S more seconds to answer. (Without a Ctrl-C there is no time box: a slow
     answer is waited for, never cut and asked again, which could leave a second upload.)
-    Until the header is written the state file is empty, and it is removed on any failure.
+    Until the header is written the state file is empty, and it is removed on any failure
+    (at once, before the client closes).
     """
     shield = anyio.CancelScope(shield=True)
     headers: list[Header] = []
@@ -102,8 +103,7 @@ async def _create(
         if failure:
             raise failure[0]
     except BaseException:
-        if not headers:
-            journal.discard()
+        journal.discard_unwritten()  # at once: not after the client's close (an await)
         raise
     log.info("created upload %s for %s", session.upload_id, session.where,
              extra=event("start", upload_id=session.upload_id, bucket=session.bucket,

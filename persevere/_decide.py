@@ -26,10 +26,12 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """What this run uploads: a stream, or a file of ``size`` bytes."""
+    """What this run uploads: a stream, or a file of ``size`` bytes. ``write_once``: a stream
+    that may not replace an object, so one its upload completed is read through and compared."""
 
     stream: bool
     size: int | None = None
+    write_once: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +63,13 @@ def decide(
         return Decision("start")
     header = found.header
     if found.finished == "completed":
-        if source.stream:  # a stream cannot be proven equal to the object without sending it
-            return Decision("start")
+        if source.stream and (not source.write_once or conflicts):
+            return Decision("start")  # sent again: proving it the object would read it all
         if learnt.object_ours is None:
             return Decision("check")
         if learnt.object_ours:
             return _refuse(conflicts) or Decision("done")  # found done: options must agree
-        return Decision("start", f"{learnt.why}: uploading it again")
+        return Decision("start", None if source.stream else f"{learnt.why}: uploading it again")
     if refused := _refuse(conflicts):  # the upload would go on with options it ignores
         return refused
     if not source.stream and source.size != header.file_size:

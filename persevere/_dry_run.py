@@ -24,8 +24,10 @@ run; it does not read the file (``cp`` re-reads it where its identity changed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -35,12 +37,14 @@ import anyio
 from ._completed import recheck
 from ._completion import endpoint_of, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
-from ._errors import PersevereError, StateFileError, UploadGone
+from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
-from ._request import Request
+from ._quirks import credentials_expired
+from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
-from ._retry import Call
+from ._resume import recorded_session
+from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
 from ._write_once import exists_error, key_exists
@@ -74,9 +78,31 @@ class DryRun:
     leftover: str | None = None  # the probe upload, if its abort was refused
 
 
+@contextlib.contextmanager
+def _nothing_changed() -> Iterator[None]:
+    """A dry run whose questions S3 did not answer (retries exhausted) created and changed
+    nothing: no upload to speak of, the same command to run later."""
+    try:
+        yield
+    except ResumableError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TransientError) and credentials_expired(cause.code):
+            exc.hint = "renew the credentials (aws sso login, a new session...), then run again"
+        else:
+            exc.hint = "a dry run: nothing was created or changed; check the endpoint and the "\
+                       "network, then run the same command again"  # fmt: skip
+        exc.next_step = None
+        raise
+
+
 async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
+    with _nothing_changed():
+        return await _dry_run_start(request, exists)
+
+
+async def _dry_run_start(request: Request, exists: Exists) -> DryRun:
     options = request.transfer
     request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
     identity, plan, state_path = await anyio.to_thread.run_sync(
@@ -106,11 +132,17 @@ async def dry_run_cp(request: Request) -> DryRun:
     """What :func:`._cp.copy` would do with ``request``'s state file: cp's own loop on
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
+    with _nothing_changed():
+        return await _dry_run_cp(request)
+
+
+async def _dry_run_cp(request: Request) -> DryRun:
     from ._cp import conflicts_of, read_found, refusal
     from ._source import inspect_file
 
     state_path = request.state_file
     identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
+    refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(read_found, state_path)
     conflicts = conflicts_of(found, request, identity)
     exists: Exists = "ask"
@@ -134,7 +166,7 @@ async def dry_run_cp(request: Request) -> DryRun:
     scratch = _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
     probed = replace(request, source=Named(identity.path), state_file=scratch,
                      no_overwrite=request.no_overwrite and not done)  # fmt: skip
-    report = await dry_run_start(probed, exists)
+    report = await _dry_run_start(probed, exists)
     words = _state_words(found, decision, learnt, state_path)
     return replace(report, action="check" if done else "start", state_file=str(state_path),
                    state=words)  # fmt: skip
@@ -156,9 +188,8 @@ async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
-        options, where = request.transfer, endpoint_of(header).overridden_by(request.endpoint)
-        async with open_client(where, options) as client:
-            session = session_of(client, header, options.policy(Call.FIRST))
+        asking = recorded_session(header, request.endpoint, request.transfer, Call.FIRST)
+        async with asking as session:
             ours = await session.holds(session.expected(parts), header.file_size)
     return Learnt(ours, upload_gone=True, why=learnt.why), "ask"
 
@@ -192,12 +223,11 @@ def _state_words(found: Found, decision: Decision, learnt: Learnt, path: Path) -
 async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun | None, Learnt]:
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
-    state_path, options = request.state_file, request.transfer
+    state_path = request.state_file
     plan = header.plan(state_path)
     assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, options) as client:
-        session = session_of(client, header, options.policy(Call.FIRST))
+    where = endpoint_of(header).overridden_by(request.endpoint)  # (reported)
+    async with recorded_session(header, request.endpoint, request.transfer, Call.FIRST) as session:
         try:
             parts = await session.list_parts()
         except UploadGone:

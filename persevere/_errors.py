@@ -49,6 +49,9 @@ class PersevereError(Exception):
         self.param = param
         # Set by the uploader once a state file exists, so the CLI can print the resume command.
         self.state_file: str | None = None
+        # A command to run next other than resume or abort, spelled out by the core (the cp
+        # that starts again over the state file); the hint says it too.
+        self.next_command: str | None = None
 
     def __str__(self) -> str:
         return self.message

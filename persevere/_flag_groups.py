@@ -8,17 +8,23 @@ commands take it, and the code that turns the flags into a core value (an ``Endp
 upload options) is the group's method, not repeated per command. A group's field may be a
 group in turn (start's and cp's flags hold the transfer, endpoint and object groups); a field
 its ``__init__`` does not take is no flag (resume's endpoint group has no ``--region``).
-``._cli`` applies :func:`flag_groups` to every command as it registers it.
+A path (an argument or a flag) given as ``""`` is refused (:class:`_NamedPath`), never read
+as the working directory. ``._cli`` applies :func:`flag_groups` to every command as it
+registers it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
 
 T = TypeVar("T")
 
@@ -40,9 +46,36 @@ def _spread(group: Callable[..., Any]) -> tuple[list[inspect.Parameter], _Layout
             options, inner = _spread(hint)
             params += options
         else:
-            params.append(param.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
+            keyword = inspect.Parameter.KEYWORD_ONLY
+            params.append(param.replace(annotation=_named(hint), kind=keyword))
         fields.append((param.name, inner))
     return params, (group, fields)
+
+
+class _NamedPath(str):
+    """A path's text as click hands it to pathlib, ``""`` refused: ``Path("")`` is ``.``, so
+    ``persevere cp "$FILE" s3://B/P/`` with FILE unset uploaded the working directory."""
+
+    def __new__(cls, text: str) -> _NamedPath:
+        if not text:
+            raise click.BadParameter(
+                "an empty path names nothing (an unset shell variable?): give the path ('.' "
+                "for the working directory)"
+            )
+        return super().__new__(cls, text)
+
+
+def _named(hint: Any) -> Any:
+    """``hint``, if a path's option or argument (``Annotated[Path | None, typer.Option(...)]``),
+    with its text taken as :class:`_NamedPath`."""
+    if typing.get_origin(hint) is not Annotated:
+        return hint
+    kind, info, *more = typing.get_args(hint)
+    if Path not in (kind, *typing.get_args(kind)) or getattr(info, "path_type", 0) is not None:
+        return hint
+    info = copy.copy(info)
+    info.path_type = _NamedPath
+    return Annotated[kind, info, *more]
 
 
 def _pack(layout: _Layout, values: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shlex
@@ -177,8 +178,9 @@ class JournalState:
     source: SourceRecord | None = None  # the latest identity the parts were checked against
     damaged_lines: list[int] = field(default_factory=list)  # skipped: rebuilt from ListParts
     invalid: set[int] = field(default_factory=set)  # found to differ, not recorded again since
-    # Parts merged from shard journals (see _shards.merge_shards), by journal.
-    from_shards: dict[str, list[int]] = field(default_factory=dict)
+    # Parts merged from shard journals (see _shards.merge_shards), by journal: the identity
+    # of the file that shard read them from, and their numbers.
+    from_shards: dict[str, tuple[SourceRecord, list[int]]] = field(default_factory=dict)
 
     @property
     def identity(self) -> SourceRecord:
@@ -378,13 +380,13 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            if _locked_elsewhere(path):  # another start is creating it, or a run holds it
+            if locked_elsewhere(path):  # another start is creating it, or a run holds it
                 raise _in_use(path) from None
             raise already_exists(path) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
-        journal.lock(patience_s=1.0)  # (another start's _locked_elsewhere lets go at once)
+        journal.lock(patience_s=1.0)  # (another start's locked_elsewhere lets go at once)
         try:
             _fsync_dir(path.parent)
         except OSError as exc:  # the new name might not survive a crash: give it back
@@ -458,9 +460,10 @@ class Journal:
         self.close()
 
     def discard_unwritten(self) -> None:
-        """:meth:`discard` this new state file if nothing was written to it (the start failed
-        before it created anything, e.g. the client could not be made); else leave it."""
-        if self._fd >= 0 and os.fstat(self._fd).st_size == 0:
+        """:meth:`discard` this new state file if its header was not written (the start failed
+        before it created anything, e.g. the client could not be made, or the header could not
+        be written: the upload then aborted); else leave it."""
+        if self._fd >= 0 and self.source is None:
             self.discard()
 
     # -- appending -------------------------------------------------------------------------
@@ -539,12 +542,8 @@ class JournalLedger:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+    with io.FileIO(fd, closefd=False) as file:  # (the journal keeps its descriptor)
+        return file.readall()
 
 
 def read_state(path: Path) -> JournalState:
@@ -588,10 +587,11 @@ def _in_use(path: Path) -> StateFileLocked:
     )
 
 
-def _locked_elsewhere(path: Path) -> bool:
-    """Does another process hold the lock of the file at ``path``? A start that finds the state
-    file it was to create is then not to be told it is empty (its header not written yet) and
-    should be deleted: that would unlink the journal of the start running."""
+def locked_elsewhere(path: Path) -> bool:
+    """Does another process hold the lock of the file at ``path`` (False: no file to open)? A
+    start that finds the state file it was to create is then not to be told it is empty (its
+    header not written yet) and should be deleted: that would unlink the journal of the start
+    running. A shard journal's lock says its shard still runs."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -65,7 +65,7 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
         resume_collector()
         return await main()
 
-    try:
+    try:  # imported, not only found: a uvloop that fails to import leaves asyncio
         import uvloop  # noqa: F401
 
         use_uvloop = True

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 from collections.abc import Iterator
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from ._completion import UploadResult, complete, make_result, record_completed
-from ._errors import S3Error, UploadGone
-from ._journal import Header, Journal, JournalLedger, SourceRecord
+from ._errors import PersevereError, S3Error, UploadGone
+from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import refused
-from ._reconcile import RemotePart
+from ._reconcile import RemotePart, holds
 from ._sender import Feed, Ledger, send
 from ._session import MultipartSession
 from ._write_once import refuse_existing_key
@@ -97,14 +99,49 @@ async def remote_parts(session: MultipartSession) -> Remote:
         return None
 
 
-def gone(session: MultipartSession, causes: str) -> UploadGone:
-    """The upload being resumed is no longer on S3, for one of ``causes``."""
-    return UploadGone(
-        f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
-        f"({causes})",
-        code="NoSuchUpload",
-        hint="start a new upload with a new state file",
+async def adopted(
+    ledger: Ledger, remote: RemotePart, checksum: str, md5: str | None, source: str
+) -> bool:
+    """Is S3's part, which no journal records, the ``source``'s bytes of ``checksum`` and
+    ``md5`` (:func:`._reconcile.holds`)? Then it is recorded as sent."""
+    if not holds(remote, checksum, md5):
+        return False
+    log.info("part %d: found on S3 and matches the %s, adopted", remote.part_number, source)
+    await ledger.record(PartRecord(remote.part_number, remote.etag, checksum, remote.size))
+    return True
+
+
+def gone(session: MultipartSession, causes: str, journal: Journal, header: Header) -> UploadGone:
+    """The upload being resumed is no longer on S3, for one of ``causes``: ``cp`` starts a
+    new one over the same state file."""
+    return start_again(
+        UploadGone(
+            f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
+            f"({causes})",
+            code="NoSuchUpload",
+        ),
+        header,
+        journal.path,
     )
+
+
+E = TypeVar("E", bound=PersevereError)
+
+
+def start_again(error: E, header: Header, state_path: Path) -> E:
+    """``error``, whose upload is over (aborted), with the ``cp`` that uploads its source
+    again, a new upload over the same state file, with the options a re-run could lose."""
+    feed, source = ("... | ", "-") if header.stream else ("", shlex.quote(header.file_path))
+    words = [f"{feed}persevere cp", source, f"s3://{header.bucket}/{header.key}",
+             "--state-file", str(state_path.absolute())]  # fmt: skip
+    for flag, value in (("--endpoint-url", header.endpoint_url), ("--profile", header.profile),
+                        ("--ca-bundle", header.ca_bundle)):  # fmt: skip
+        words += [flag, value] if value else []
+    words += ["--no-overwrite"] if header.no_overwrite else []
+    command = " ".join([words[0], *map(shlex.quote, words[1:])])
+    error.hint = f"to upload it again (a new upload over this state file): {command}"
+    error.next_command = command
+    return error
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ from ._plan import PartPlan
 from ._progress import ProgressSink
 from ._request import Request
 from ._resume import resume
+from ._shard_journals import refuse_shard_journal
 from ._sync import run
 
 if TYPE_CHECKING:
@@ -84,11 +85,12 @@ def read_request(stream: BinaryIO) -> ShardRequest:
 @dataclass(frozen=True, slots=True)
 class ShardRun:
     """How a shard process ended: its exit code, and the bytes it sent (0 if it said none);
-    a tree's shard, the files it sent too."""
+    a tree's shard, the files it sent too (for the first time, and again)."""
 
     exit_code: int
     bytes_sent: int
-    files_sent: int = 0
+    sent: tuple[str, ...] = ()
+    resent: tuple[str, ...] = ()
 
 
 def usable_cores() -> int:
@@ -106,9 +108,7 @@ def auto_processes(pieces: int, cores: int | None = None) -> int:
     the shards an upload was made for, a tree's files) nor ``MAX_PROCESSES``. 1 (one core; a
     stream or a single part, which cannot be split): the usual run, in the caller's process.
     Cores, not idle ones: a server or other work on the same cores is not counted."""
-    if cores is None:
-        cores = usable_cores()
-    return max(1, min(cores, pieces, MAX_PROCESSES))
+    return max(1, min(usable_cores() if cores is None else cores, pieces, MAX_PROCESSES))
 
 
 def pieces_of(state_file: Path) -> int:
@@ -158,6 +158,8 @@ def upload_in_processes(
     started = time.monotonic() if started is None else started
     request.transfer.validate()
     try:
+        state_path = request.state_file.expanduser().absolute()
+        refuse_shard_journal(state_path, read_state(state_path).header)  # (not N shards of it)
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
         attach_state_file(exc, request.state_file)
@@ -260,10 +262,8 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
     interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
     if stopped or interrupted:
-        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        name = ", then ".join(signal.Signals(s).name for s in stopped[:2]) or "a signal"
         settled = "the shards settled their journals"
-        if len(stopped) > 1:
-            name = f"{name}, then {signal.Signals(stopped[1]).name}"
         if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):
             settled = "the shards were stopped at once; every part they recorded is safe"
         stop = Interrupted(f"interrupted ({name}); {settled}")
@@ -281,6 +281,7 @@ def _finished(proc: subprocess.Popen[bytes]) -> ShardRun:
         output = proc.stdout.read()
     try:
         said = json.loads(output)
-        return ShardRun(proc.returncode, int(said["bytes_sent"]), int(said.get("files_sent", 0)))
+        sent, resent = (tuple(map(str, said.get(name, ()))) for name in ("sent", "resent"))
+        return ShardRun(proc.returncode, int(said["bytes_sent"]), sent, resent)
     except (ValueError, KeyError, TypeError, AttributeError):
         return ShardRun(proc.returncode, 0)  # it failed (its error is on stderr) or was stopped

@@ -29,13 +29,17 @@ from ._urls import check_destination
 from ._version import __version__
 
 STDIN = "-"
+# Standard input's other names, which many tools take for it: read as "-" is (a file redirected
+# in is that file, its state file beside it; a pipe is a stream), never a file in /dev with
+# its state file beside it there (a tmpfs, one for every run).
+STDIN_NAMES = frozenset({STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
 def names_stdin(path: str | Path | None) -> bool:
-    """Is ``path`` ``-``, standard input (what it is, a pipe or a file redirected in, is
-    :func:`resolve_source`'s to say)?"""
-    return path is not None and str(path) == STDIN
+    """Is ``path`` ``-`` (or another of :data:`STDIN_NAMES`), standard input (what it is, a
+    pipe or a file redirected in, is :func:`resolve_source`'s to say)?"""
+    return path is not None and str(path) in STDIN_NAMES
 
 
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
@@ -87,6 +91,19 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
         return Source(Path(given))
     _, path = stdin_kind(fd)  # a path: a file's
     return Source(path) if path is not None else Source(Path(STDIN), stream=True, fd=fd)
+
+
+def refuse_source_as_state(state_path: Path, source: Path) -> None:
+    """The state file is not the file to upload (the path given twice, a link to it): an
+    empty one would be taken for a journal a crash left without its header, and removed."""
+    try:
+        same = os.path.samefile(state_path, source)
+    except OSError:  # (no state file yet)
+        return
+    if same:
+        raise UsageError("the state file cannot be the file being uploaded",
+                         hint="give another --state-file (or none: FILE.persevere beside it)",
+                         param="state_file")  # fmt: skip
 
 
 class Asked(TypedDict, total=False):
@@ -233,9 +250,8 @@ class Request:
                              "shard needs a part", param="shards")  # fmt: skip
         state_path = self.state_file.expanduser().absolute()
         require_regular(state_path)
-        if identity is not None and Path(os.path.realpath(state_path)) == identity.path:
-            raise UsageError("the state file cannot be the file being uploaded",
-                             param="state_file")  # fmt: skip
+        if identity is not None:
+            refuse_source_as_state(state_path, identity.path)
         return identity, layout, state_path
 
     def layout(self, identity: FileIdentity | None) -> Layout:

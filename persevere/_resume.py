@@ -14,6 +14,8 @@ What is trusted, and what is read again (the README's "resume policy"):
    - Anything else differs (a touched file, a restored mtime that still moved the ctime, a
      copy on another machine), or ``verify_parts``: every recorded part is re-read and
      compared with its recorded checksum; the ones that changed are sent again.
+   - A shard's parts (:mod:`._shards`) get a spot check of their own, or are all re-read if
+     its journal records that it read a file of another identity (``upload shard --file``).
 3. Parts S3 holds that the journal missed (a crash between S3's answer and the fsync) are
    adopted only if their ETag or checksum matches the file's bytes.
 4. Completion checks the file once more (nothing may have changed since it was read) and S3
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import shlex
 from collections.abc import AsyncIterator
@@ -43,7 +46,7 @@ from ._completion import (
     record_completed,
     session_of,
 )
-from ._errors import IntegrityError, SourceChanged, UploadFinished, UsageError
+from ._errors import IntegrityError, SourceChanged, SourceFileError, UploadFinished, UsageError
 from ._journal import (
     Header,
     Journal,
@@ -56,15 +59,21 @@ from ._journal import (
 )
 from ._logs import event
 from ._options import UploadOptions
-from ._pipeline import gone, run
+from ._pipeline import adopted, gone, run, start_again
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._reconcile import RemotePart, holds, reconcile
+from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
-from ._s3 import open_client
+from ._retry import Call
+from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
-from ._shard_journals import merge_shards, refuse_misfits, refuse_running_shards
+from ._shard_journals import (
+    merge_shards,
+    refuse_misfits,
+    refuse_running_shards,
+    refuse_shard_journal,
+)
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._stream import StreamParts
 from ._units import MiB, format_size
@@ -100,7 +109,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
     overrides, ``verify_parts``, and its source's path if given (the file is there now)."""
     with continuing(request, progress) as (state_path, started):
         journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
-        try:
+        with contextlib.closing(journal):
             await anyio.to_thread.run_sync(_ready, journal, state)
             header = state.header
             if header.stream and request.file() is not None:
@@ -112,13 +121,11 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
                                      "resume it")  # fmt: skip
-                async with _session(request, header) as session:
+                async with recorded_session(header, request.endpoint, request.transfer) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
                     return await run(kind, request.transfer, started)
             async with opened(request, journal, state, progress) as parts:
                 return await parts.resume(started)
-        finally:
-            journal.close()
 
 
 async def _already_completed(
@@ -127,7 +134,7 @@ async def _already_completed(
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
     checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
-    identity = None if state.header.stream else await _inspect(request, state.header)
+    identity = None if state.header.stream else await _inspect(request, state.header, journal.path)
     found = await recheck(state, journal.path, identity, request.endpoint,
                           verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
     if found.outcome == "unreadable":
@@ -142,26 +149,47 @@ async def _already_completed(
     return result_of(state, started)
 
 
-async def _inspect(request: Request, header: Header) -> FileIdentity:
-    """The file's identity now: the request's, else at the path the header records."""
-    return await anyio.to_thread.run_sync(inspect_file, request.file() or Path(header.file_path))
+async def _inspect(request: Request, header: Header, state_path: Path | None) -> FileIdentity:
+    """The file's identity now: the request's, else at the path the header records; gone from
+    there, the hint says how to go on with the file where it is now (and ``state_path``'s
+    resume command; None: a shard's, whose command the shard's caller knows)."""
+    return await anyio.to_thread.run_sync(_identity, request.file(), header, state_path)
+
+
+def _identity(given: Path | None, header: Header, state_path: Path | None) -> FileIdentity:
+    try:
+        return inspect_file(given or Path(header.file_path))
+    except SourceFileError as exc:
+        if given is None and not os.path.lexists(header.file_path):
+            _moved(exc, state_path)
+        raise
+
+
+def _moved(error: SourceFileError, state_path: Path | None) -> None:
+    """The file is not at the path the header records: the upload is intact, and ``--file``
+    resumes it from where the file is now."""
+    how = "give where the file is now with --file (every uploaded part is read again)"
+    if state_path is None:
+        error.hint = f"the upload is intact: {how}, or put the file back"
+        return
+    command = f"persevere upload resume --state-file {shlex.quote(str(state_path.absolute()))}"
+    error.hint = f"the upload is intact: {how}: {command} --file PATH; or put it back and run " \
+                 f"{command}"  # fmt: skip
+    error.next_command = command
 
 
 def _ready(journal: Journal, state: JournalState) -> None:
     """Refuse an upload that was aborted or does not fit its plan; merge its shards' journals
-    (one that completed is left as it is)."""
+    (one that completed is left as it is). A shard's own journal is not the upload's."""
+    refuse_shard_journal(journal.path, state.header)
     if state.finished == "completed":
         return
     header = state.header
     if state.finished == "aborted":
-        source = "-" if header.stream else shlex.quote(header.file_path)
-        feed = "... | " if header.stream else ""
-        raise UploadFinished(
-            f"the upload in {journal.path} was aborted: there is nothing to resume",
-            hint="to upload it again (a new upload over this state file): "
-            f"{feed}persevere cp {source} "
-            f"{shlex.quote(f's3://{header.bucket}/{header.key}')} --state-file "
-            f"{shlex.quote(str(journal.path))}",
+        raise start_again(
+            UploadFinished(f"the upload in {journal.path} was aborted: there is nothing to resume"),
+            header,
+            journal.path,
         )
     if header.shards:
         refuse_running_shards(journal.path)
@@ -173,6 +201,21 @@ def _ready(journal: Journal, state: JournalState) -> None:
             journal.path,
             ", ".join(map(str, state.damaged_lines)),
         )
+
+
+@contextlib.asynccontextmanager
+async def recorded_session(
+    header: Header,
+    overrides: Endpoint | None,
+    options: UploadOptions | None = None,
+    kind: Call = Call.UPLOAD,
+) -> AsyncIterator[MultipartSession]:
+    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
+    replace it field by field): the client's pool and timeouts ``options``' (None: a small
+    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
+    retry = (options or UploadOptions()).policy(kind)
+    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
+        yield session_of(client, header, retry)
 
 
 @contextlib.asynccontextmanager
@@ -188,18 +231,11 @@ async def opened(
     header = state.header
     plan = header.plan()
     assert isinstance(plan, PartPlan)
-    with SourceFile(await _inspect(request, header)) as source:
-        async with _session(request, header) as session:
+    main = journal.path if only is None else None  # a shard's journal is its own
+    with SourceFile(await _inspect(request, header, main)) as source:
+        async with recorded_session(header, request.endpoint, request.transfer) as session:
             yield FileParts(session, source, journal, state, plan, request.transfer, progress,
                             only, request.verify_parts)  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def _session(request: Request, header: Header) -> AsyncIterator[MultipartSession]:
-    """A session on the recorded endpoint (the request's overrides it field by field)."""
-    where = endpoint_of(header).overridden_by(request.endpoint)
-    async with open_client(where, request.transfer) as client:
-        yield session_of(client, header, request.transfer.retry)
 
 
 @dataclass
@@ -279,7 +315,8 @@ class FileParts:
         done = self.session.expected(parts)
         whole = len(parts) == self.plan.part_count
         if not whole or not await self.session.holds(done, header.file_size):
-            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule")
+            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule",
+                       self.journal, header)  # fmt: skip
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
         part_count, size, source = await self.settle()  # (the file unchanged while read)
@@ -304,6 +341,8 @@ class FileParts:
         of those whose bytes changed."""
         differ = self.source.identity.differences(FileIdentity.of_record(self.state.identity))
         if not done:
+            if differ:  # the parts sent from now on are read from this file: say which
+                await self._record_checked([])
             return []
         # nothing but its bytes vouch for a block device
         verify_parts = self.verify_parts or self.source.identity.block_device
@@ -313,10 +352,19 @@ class FileParts:
         else:
             changed = await self._spot_check(done, sorted(done))
             # Parts other processes or hosts read (shards) were read through their own view
-            # of the file (another mount, a stale cache, a copy): a spot check per shard.
-            for path, numbers in sorted(self.state.from_shards.items()):
+            # of the file (another mount, a stale cache): a spot check per shard; all of them
+            # re-read if that shard read another file (`upload shard --file`: a copy).
+            for path, (read, numbers) in sorted(self.state.from_shards.items()):
                 mine = [n for n in numbers if n in done]
-                changed += await self._spot_check(done, mine, f"(read by {Path(path).name})")
+                name = Path(path).name
+                # (its path and device may differ: another host's mount of the same file)
+                read_then = FileIdentity.of_record(read)
+                if other := _another_file(self.source.identity.differences(read_then)):
+                    why = (f"the parts of {name} were read from {read.file_path}, whose "
+                           f"{', '.join(other)} differ from this file's")  # fmt: skip
+                    changed += await self._reread(done, mine, why) if mine else []
+                else:
+                    changed += await self._spot_check(done, mine, f"(read by {name})")
         if changed or differ or verify_parts:
             await self._record_checked(changed)
         return changed
@@ -394,10 +442,14 @@ class FileParts:
                 self.source.hash_range, self.plan.offset(number), remote.size, scratch,
                 self.session.algorithm, True,
             )  # fmt: skip
-            checksum = b64(digest)
-            if holds(remote, checksum, md5):
-                log.info("part %d: found on S3 and matches the file, adopted", number)
-                await ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            else:
+            if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected
+
+
+def _another_file(differences: list[str]) -> list[str]:
+    """Of what differs between two identities of a file, what says it is another file (or
+    the same one changed): its size, times or inode. A path and a device alone are another
+    host's view of the same file (a shared file system mounted elsewhere, its own device
+    number): a shard run there is spot-checked, not re-read whole."""
+    return [name for name in differences if name not in ("path", "device")]

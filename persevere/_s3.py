@@ -160,6 +160,12 @@ class Endpoint:
                     "one or the other",
                     param="ca_bundle",
                 )
+            if not ca_bundle:  # (os.path.abspath would make it the working directory)
+                raise UsageError(
+                    "an empty path names nothing (an unset shell variable?): give the CA "
+                    "bundle's path",
+                    param="ca_bundle",
+                )
             ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
             if not os.path.isfile(ca_bundle):
                 raise UsageError(f"CA bundle {ca_bundle} does not exist")
@@ -259,6 +265,18 @@ def _ignoring_configured(profile: str | None) -> bool:
         return bool(session.get_config_variable("ignore_configured_endpoint_urls"))
     except botocore.exceptions.ProfileNotFound:  # said where the client is made
         return False
+    except botocore.exceptions.ConfigParseError as exc:
+        raise _unparsable(exc) from exc
+
+
+def _unparsable(exc: Any) -> UsageError:
+    """botocore's ConfigParseError (an AWS config or credentials file with a typo: a
+    ``[default`` without its bracket), as one line naming the file."""
+    return UsageError(
+        f"the AWS config or credentials file {exc.kwargs.get('path')} cannot be parsed",
+        hint="fix the line botocore cannot read (a section header needs its closing ']'), or "
+        "point AWS_CONFIG_FILE or AWS_SHARED_CREDENTIALS_FILE at another file",
+    )
 
 
 def config_endpoint_url(endpoint: Endpoint) -> str | None:
@@ -289,6 +307,8 @@ def config_endpoint_url(endpoint: Endpoint) -> str | None:
         url = provider.provide()
     except botocore.exceptions.ProfileNotFound:  # said where the client is made
         return None
+    except botocore.exceptions.ConfigParseError as exc:
+        raise _unparsable(exc) from exc
     if not url:
         return None
     who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
@@ -352,6 +372,11 @@ async def open_client(
             session.register_component("data_loader", s3_loader(data_path, MODELS_CACHE_DIR))
             if endpoint.profile:
                 session.set_config_variable("profile", endpoint.profile)
+            region = endpoint.region
+            if region is None:
+                region = session.get_config_variable("region")
+            if region == "":  # (an unset shell variable: awscrt cannot sign for it)
+                raise botocore.exceptions.InvalidRegionError(region_name=region)
             creator = session.create_client(
                 "s3",
                 endpoint_url=endpoint.endpoint_url,
@@ -372,6 +397,14 @@ async def open_client(
                 f"the region {exc.kwargs.get('region_name')!r} is not a region's name (such as "
                 "us-east-1): check --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's"
             ) from exc
+        except botocore.exceptions.PartialCredentialsError as exc:  # (one variable not set)
+            raise S3Error(
+                f"the AWS credentials are incomplete: {exc}",
+                hint="give both the access key and the secret key (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or the profile's), or neither to use a profile",
+            ) from exc
+        except botocore.exceptions.ConfigParseError as exc:
+            raise _unparsable(exc) from exc
         except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
             if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
                 raise UsageError(

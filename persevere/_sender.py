@@ -112,10 +112,6 @@ class _Attempt:
             self.scope.cancel()
 
 
-# What the workers take parts from (a Feed's next).
-NextPart = Callable[[memoryview], Awaitable[PreparedPart | None]]
-
-
 class Feed(Protocol):
     """What the sender pulls parts from, whatever the upload (file, device, stream, shard) or
     the bench: the next prepared part, read into the worker's ``buffer`` if it fits, or None
@@ -137,7 +133,6 @@ class PlannedParts:
         self.count: int | None = len(numbers)
         self.part_size = plan.part_size
         self._session = session
-        self._verifier = session.verifier
         self._source = source
         self._plan = plan
         self._pending = iter(numbers)
@@ -151,7 +146,7 @@ class PlannedParts:
         # Only a part larger than the buffer is streamed, hence may be trailed.
         trailer = size > len(buffer) and self._session.takes_trailers()
         spec = PartSpec(number, plan.offset(number), size, self._session.algorithm,
-                        self._verifier.needs_md5(), trailer)  # fmt: skip
+                        self._session.verifier.needs_md5(), trailer)  # fmt: skip
         return await self._source.prepare(spec, buffer)
 
 
@@ -169,11 +164,10 @@ class StreamedParts:
         next_part: Callable[[ChecksumAlgorithm, bool], Awaitable[PreparedPart | None]],
     ) -> None:
         self._session = session
-        self._verifier = session.verifier
         self._next_part = next_part
 
     async def next(self, buffer: memoryview) -> PreparedPart | None:
-        return await self._next_part(self._session.algorithm, self._verifier.needs_md5())
+        return await self._next_part(self._session.algorithm, self._session.verifier.needs_md5())
 
 
 async def send(
@@ -221,21 +215,21 @@ class PartSender:
             tg.start_soon(self._watchdog, watchdog)
             async with anyio.create_task_group() as crew:
                 for _ in range(workers):
-                    crew.start_soon(self._worker, feed.next, buffer_bytes, failures, tg)
+                    crew.start_soon(self._worker, feed, buffer_bytes, failures, tg)
             watchdog.cancel()
         if failures:
             raise failures[0]
 
     async def _worker(
         self,
-        next_part: NextPart,
+        feed: Feed,
         buffer_bytes: int,
         failures: list[PersevereError],
         tg: anyio.abc.TaskGroup,
     ) -> None:
         buffer = memoryview(bytearray(buffer_bytes))
         try:
-            while (part := await next_part(buffer)) is not None:
+            while (part := await feed.next(buffer)) is not None:
                 try:
                     await self._deliver(part)
                 finally:
@@ -328,9 +322,8 @@ class PartSender:
                 )
             except BaseException as exc:
                 self.progress.advance(-sent)  # its bytes will be sent again: progress goes back
-                body_error = getattr(body, "error", None)
-                if body_error is not None:
-                    raise body_error from exc  # a local failure, not the network's
+                if body.error is not None:  # (every body is a _body._Body)
+                    raise body.error from exc  # a local failure, not the network's
                 if isinstance(exc, TransientError):
                     if exc.throttle:
                         self.window.throttled()

@@ -80,9 +80,7 @@ def plain_socket(writer: Any) -> int | None:
     transport = getattr(writer, "transport", None)
     if transport is None or transport.is_closing():
         return None
-    if transport.get_extra_info("sslcontext") is not None:
-        return None
-    if transport.get_extra_info("ssl_object") is not None:
+    if any(transport.get_extra_info(tls) is not None for tls in ("sslcontext", "ssl_object")):
         return None
     sock = transport.get_extra_info("socket")
     try:

@@ -140,46 +140,11 @@ class MultipartSession:
                 exhausted=unreachable,
             )
         except S3Error as exc:
-            name = self.algorithm.name
-            if unsupported(exc) and name not in CLASSIC_ALGORITHMS:
-                raise S3Error(
-                    f"checksum algorithm {name} is not supported by this endpoint ({exc.code})",
-                    code=exc.code,
-                    hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
-                ) from exc
-            if unsupported(exc) and LOCK_FIELDS & object_options.keys():
-                refused = await self._lock_refused(exc)
-                if refused is not None:
-                    raise refused from exc
-            raise
+            said = await explained(self._api, self.bucket, self.algorithm, object_options, exc)
+            if said is exc:
+                raise
+            raise said from exc
         self.upload_id = str(response["UploadId"])
-
-    async def _lock_refused(self, exc: S3Error) -> S3Error | None:
-        """Object lock options refused (AWS: "Bucket is missing Object Lock Configuration";
-        SeaweedFS: a bare "Invalid Request"): one line with the fix. The bucket's lock
-        configuration is asked for, to say for sure (without the permission, "probably")."""
-        enabled: bool | None = None  # not known
-        try:
-            config = await attempt(
-                "GetObjectLockConfiguration",
-                lambda: self._api.get_object_lock_configuration(Bucket=self.bucket),
-            )
-            lock = config.get("ObjectLockConfiguration", {})
-            enabled = lock.get("ObjectLockEnabled") == "Enabled"
-        except S3Error as lookup:
-            if lookup.code == "ObjectLockConfigurationNotFoundError":
-                enabled = False
-        except TransientError:
-            pass
-        if enabled:
-            return None  # refused for another reason: S3's own words
-        said = "probably has no object lock" if enabled is None else "has no object lock"
-        return S3Error(
-            f"S3 refused the object lock options ({exc}): bucket {self.bucket} {said}; enable "
-            "it (versioning on, then aws s3api put-object-lock-configuration, or a new bucket "
-            "created with --object-lock-enabled-for-bucket), or upload without object lock",
-            code=exc.code,
-        )
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""
@@ -205,25 +170,24 @@ class MultipartSession:
         if checksum is None:
             return await self._trailed(number, body, size)
         digests = PartDigests(checksum, md5)
-        proof = self.verifier.request_fields(digests)
-        response = await attempt(
+        response = await self._put(number, body, size, self.verifier.request_fields(digests))
+        return self.verifier.check(number, digests, response)
+
+    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
+        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
+        trailer), its failure translated."""
+        return await attempt(
             f"part {number}",
             lambda: self._api.upload_part(
                 **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
             ),
         )
-        return self.verifier.check(number, digests, response)
 
     async def _trailed(self, number: int, body: Any, size: int) -> str:
         """UploadPart with the checksum as ``body``'s trailer; :class:`TrailerRefused` if the
         endpoint refused it or ignored it (no echo), before it ever took one."""
         try:
-            response = await attempt(
-                f"part {number}",
-                lambda: self._api.upload_part(
-                    **self.ids, PartNumber=number, Body=body, ContentLength=size
-                ),
-            )
+            response = await self._put(number, body, size, {})
         except S3Error as exc:
             if body.error is not None:
                 raise
@@ -379,3 +343,50 @@ class MultipartSession:
         await self.call(
             "AbortMultipartUpload", lambda: self._api.abort_multipart_upload(**self.ids)
         )
+
+
+async def explained(
+    api: S3Client,
+    bucket: str,
+    algorithm: ChecksumAlgorithm,
+    options: Mapping[str, Any],
+    exc: S3Error,
+) -> S3Error:
+    """``exc``, S3's refusal of an upload's first request (CreateMultipartUpload, or a tree's
+    PutObject), said in one line with its fix when it refused what the endpoint does not
+    take: a newer checksum algorithm, or object lock options on a bucket without it
+    (AWS: "Bucket is missing Object Lock Configuration"; SeaweedFS: a bare "Invalid
+    Request"). The bucket's lock configuration is asked for, to say for sure (without the
+    permission, "probably")."""
+    if not unsupported(exc):
+        return exc
+    if algorithm.name not in CLASSIC_ALGORITHMS:
+        return S3Error(
+            f"checksum algorithm {algorithm.name} is not supported by this endpoint ({exc.code})",
+            code=exc.code,
+            hint="use CRC64NVME (the default), CRC32C, CRC32, SHA256 or SHA1",
+        )
+    if not LOCK_FIELDS & options.keys():
+        return exc
+    enabled: bool | None = None  # not known
+    try:
+        config = await attempt(
+            "GetObjectLockConfiguration",
+            lambda: api.get_object_lock_configuration(Bucket=bucket),
+        )
+        lock = config.get("ObjectLockConfiguration", {})
+        enabled = lock.get("ObjectLockEnabled") == "Enabled"
+    except S3Error as lookup:
+        if lookup.code == "ObjectLockConfigurationNotFoundError":
+            enabled = False
+    except TransientError:
+        pass
+    if enabled:
+        return exc  # refused for another reason: S3's own words
+    said = "probably has no object lock" if enabled is None else "has no object lock"
+    return S3Error(
+        f"S3 refused the object lock options ({exc}): bucket {bucket} {said}; enable "
+        "it (versioning on, then aws s3api put-object-lock-configuration, or a new bucket "
+        "created with --object-lock-enabled-for-bucket), or upload without object lock",
+        code=exc.code,
+    )

@@ -9,14 +9,12 @@ state; completion is refused while a shard still holds its journal's lock.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
-from ._errors import StateFileError, StateFileLocked, UploadFinished
-from ._journal import Journal, JournalState, read_state
+from ._errors import StateFileError, StateFileLocked, UploadFinished, UsageError
+from ._journal import Header, Journal, JournalState, locked_elsewhere, read_state
 from ._plan import PartPlan
-from ._platform import lock_exclusive
 
 log = logging.getLogger("persevere")
 
@@ -33,22 +31,30 @@ def _shard_journals(state_path: Path) -> list[Path]:
     return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
 
 
+def refuse_shard_journal(path: Path, header: Header) -> None:
+    """A shard's own journal given as the upload's state file (the name beside it a user
+    tab-completes to): completing, aborting or reporting from it would skip the other shards'
+    journals and their locks, and leave the state file saying "in progress"."""
+    found = _SHARD_FILE.search(path.name)
+    if found and header.shards == int(found[2]):
+        main = path.with_name(path.name[: found.start()])
+        raise UsageError(
+            f"{path} is the journal of shard {found[1]}/{found[2]} of the upload in {main}, "
+            "not its state file",
+            hint=f"give the upload's state file, {main}",
+            param="state_file",
+        )
+
+
 def refuse_running_shards(state_path: Path) -> None:
     """Completion must wait for the shards still running (each holds its journal's lock): one
     completed under it would then fail, and an Indexed Job count that as a failure."""
     for path in _shard_journals(state_path):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue  # gone or unreadable: merge_shards says so
-        try:
-            if not lock_exclusive(fd):
-                raise StateFileLocked(
-                    f"shard journal {path.name} is in use: that shard is still running",
-                    hint="wait for it to finish (or stop it), then complete the upload",
-                )
-        finally:
-            os.close(fd)  # releases the lock at once
+        if locked_elsewhere(path):  # (gone or unreadable: merge_shards says so)
+            raise StateFileLocked(
+                f"shard journal {path.name} is in use: that shard is still running",
+                hint="wait for it to finish (or stop it), then complete the upload",
+            )
 
 
 def merge_shards(state_path: Path, state: JournalState) -> None:
@@ -67,7 +73,7 @@ def merge_shards(state_path: Path, state: JournalState) -> None:
         taken = [n for n in shard.parts if n not in state.parts and n not in state.invalid]
         state.parts.update((number, shard.parts[number]) for number in taken)
         if taken:
-            state.from_shards[str(path)] = taken
+            state.from_shards[str(path)] = (shard.identity, taken)
 
 
 def refuse_misfits(path: Path, state: JournalState) -> None:
@@ -101,7 +107,6 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
         # Left by an earlier upload under the same state file name: never send to that one.
         log.warning("%s belongs to another upload: replaced", path)
         journal.discard()
-    journal = Journal.create(path)
+    journal = Journal.create(path)  # (kept open and locked: no other run takes it meanwhile)
     journal.write_header(main.header)
-    journal.close()
-    return Journal.open(path)
+    return journal, JournalState(main.header)

@@ -23,6 +23,7 @@ Python API: :func:`upload_shard`, then :func:`persevere.resume`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -41,7 +42,7 @@ from ._progress import NullProgress, ProgressSink
 from ._request import Continued, Request, given
 from ._resume import opened
 from ._sender import send
-from ._shard_journals import open_shard_journal, refuse_misfits
+from ._shard_journals import open_shard_journal, refuse_misfits, refuse_shard_journal
 
 log = logging.getLogger("persevere")
 
@@ -98,6 +99,7 @@ async def send_one(
     with continuing(request, progress) as (state_path, started):
         main = await anyio.to_thread.run_sync(read_state, state_path)
         header = main.header
+        refuse_shard_journal(state_path, header)
         if not 0 <= shard < shards:
             raise UsageError(f"shard {shard} is not one of 0..{shards - 1}", param="shard")
         if header.shards is not None and header.shards != shards:
@@ -118,13 +120,11 @@ async def send_one(
         journal, state = await anyio.to_thread.run_sync(
             open_shard_journal, state_path, shard, shards
         )
-        try:
+        with contextlib.closing(journal):
             refuse_misfits(journal.path, state)  # its own journal, checked as the main one is
             # Its parts sent as a resume sends them (reconciled with S3, the file checked), and
             # recorded in its own journal; not completed.
             async with opened(request, journal, state, progress, parts) as kind:
                 _, ledger, feed = await kind.prepare(await remote_parts(kind.session))
                 sent = await send(kind.session, ledger, request.transfer, progress, feed)
-        finally:
-            journal.close()
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

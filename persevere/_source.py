@@ -83,14 +83,13 @@ class FileIdentity:
 
 
 def _other_size(message: str) -> SourceChanged:
-    """The file has another size now: the parts sent cannot make it, so no resume can."""
-    changed = SourceChanged(
+    """The file has another size now: the parts sent cannot make it, so no resume can (a
+    SourceChanged's next step is an abort)."""
+    return SourceChanged(
         message,
         hint="abort the upload and start again once the file is final (persevere cp, run "
         "again, does both)",
     )
-    changed.next_step = "abort"
-    return changed
 
 
 def _device_size(path: Path) -> int:
@@ -164,13 +163,8 @@ def size_is_true(path: Path, size: int) -> bool:
     if size > _PSEUDO_MAX:
         return True
     try:
-        with open(path, "rb", buffering=0) as f:
-            given = 0
-            while chunk := f.read(size + 1 - given):
-                given += len(chunk)
-                if given > size:
-                    break
-            return given == size
+        with open(path, "rb") as f:  # buffered: its read(n) reads until n bytes or the end
+            return len(f.read(size + 1)) == size
     except OSError:
         return True  # the upload's own open says why
 
@@ -221,32 +215,24 @@ class SourceFile:
         self.close()
 
     async def prepare(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
-        if part.size <= len(buffer):
-            return await self._buffered(part, buffer[: part.size])
-        if part.trailer:
+        if part.size > len(buffer) and part.trailer:
             return self._trailed(part, buffer)
-        return await self._streamed(part, buffer)
+        return await self._checksummed(part, buffer)
 
-    async def _buffered(self, part: PartSpec, view: memoryview) -> PreparedPart:
-        """Read once into the worker's buffer, checksummed there, sent from there."""
-
-        def read_and_hash() -> tuple[bytes, bytes | None]:
-            self.read_into(view, part.offset)
-            return part.algorithm.of(view), (hashlib.md5(view).digest() if part.with_md5 else None)
-
-        digest, md5 = await anyio.to_thread.run_sync(read_and_hash)
-        make_body = functools.partial(BufferedBody, view)
-        return PreparedPart(part.number, part.size, b64(digest), make_body, md5=md5)
-
-    async def _streamed(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
-        """Checksummed in a first pass through the buffer, then read again as it is sent."""
+    async def _checksummed(self, part: PartSpec, buffer: memoryview) -> PreparedPart:
+        """Checksummed in a pass through the buffer: a part that fits is then in it, and sent
+        from it; a larger one is read again as it is sent."""
         offset, size, algorithm = part.offset, part.size, part.algorithm
+        view = buffer[:size]
         digest, md5_hex = await anyio.to_thread.run_sync(
-            self.hash_range, offset, size, buffer, algorithm, part.with_md5
+            self.hash_range, offset, size, view, algorithm, part.with_md5
         )
         md5 = bytes.fromhex(md5_hex) if md5_hex is not None else None
-        make_body = functools.partial(StreamingBody, self, offset, size)
         checksum = b64(digest)
+        if size <= len(buffer):
+            body = functools.partial(BufferedBody, view)  # the part is in it: sent from there
+            return PreparedPart(part.number, size, checksum, body, md5=md5)
+        make_body = functools.partial(StreamingBody, self, offset, size)
         return PreparedPart(
             part.number, size, checksum, make_body,
             recheck=lambda: self.still_reads(offset, size, checksum, algorithm), md5=md5,
@@ -269,7 +255,7 @@ class SourceFile:
         make_body = functools.partial(TrailerBody, self, offset, size, algorithm, settle)
 
         async def header_form() -> PreparedPart:
-            prepared = await self._streamed(part, buffer)
+            prepared = await self._checksummed(part, buffer)
             assert prepared.checksum is not None
             settle(unb64(prepared.checksum))
             return prepared

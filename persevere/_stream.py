@@ -20,31 +20,35 @@ short of it is an error, and its last, cut-off part is neither sent nor recorded
 whole, the stream gives that part whole. A short last part recorded by an earlier run (whose
 stream ended there: without an expected size, or by an older persevere) is sent again whole
 when the new stream goes on past it with the same bytes.
+
+A write-once stream (``--no-overwrite``) whose upload completed cannot be uploaded again over
+its own object: run again, its stream is read through and compared with the object the
+completion recorded (:func:`gives_object`), so the same stream is success and another refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import anyio
 
-from ._body import BufferedBody, PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm, b64
+from ._body import BufferedBody, PreparedPart
+from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
 from ._completion import UploadResult
 from ._errors import SourceChanged, UsageError
-from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
+from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
-from ._pipeline import gone
+from ._pipeline import adopted, gone
 from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import ProgressSink
-from ._reconcile import RemotePart, agrees, holds
+from ._reconcile import RemotePart, agrees
 from ._request import STDIN
 from ._sender import Feed, Ledger, StreamedParts
 from ._session import MultipartSession
@@ -106,6 +110,7 @@ class _ProvenFirst:
                 await self._ledger.record(part)
 
 
+@dataclass
 class StreamParts:
     """A stream as :func:`._pipeline.run` drives it: the parts the journal ``recorded`` (none
     for a new upload) reconciled with S3, then the stream cut into the schedule's parts, each
@@ -114,32 +119,24 @@ class StreamParts:
     earlier is an error; a longer one goes on with larger parts; without it the parts follow
     the default schedule, up to 7.8 TiB)."""
 
-    def __init__(
-        self,
-        session: MultipartSession,
-        journal: Journal,
-        header: Header,
-        recorded: dict[int, PartRecord],
-        progress: ProgressSink,
-        fd: int = 0,
-        budget_bytes: int = DEFAULT_STREAM_BUDGET,
-    ) -> None:
-        schedule = header.plan()  # a header without its schedule is refused here, up front
+    session: MultipartSession
+    journal: Journal
+    header: Header
+    # What a resumed stream must reproduce: the parts the journal recorded; which of them S3
+    # still holds, and S3's parts the journal missed (adopted if the new stream gives them)
+    # are set by prepare.
+    recorded: dict[int, PartRecord]
+    progress: ProgressSink  # told of the bytes skipped too
+    fd: int = 0
+
+    def __post_init__(self) -> None:
+        schedule = self.header.plan()  # a header without its schedule is refused here, up front
         assert isinstance(schedule, StreamSchedule)
-        self.session = session
-        self.journal = journal
-        self.header = header
         self.schedule = schedule
-        self.expected_size = header.expected_size
-        # What a resumed stream must reproduce: the parts the journal recorded, which of them
-        # S3 still holds, and S3's parts the journal missed (adopted if the new stream gives
-        # them); set by prepare.
-        self.recorded = dict(recorded)
+        self.expected_size = self.header.expected_size
         self.kept: set[int] = set()
         self.adopt: dict[int, RemotePart] = {}
-        self.progress = progress  # told of the bytes skipped too
-        self._fd = fd
-        self._budget = _ByteBudget(budget_bytes)
+        self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
         self._ended = False
@@ -170,7 +167,7 @@ class StreamParts:
                     return None
                 number = self._next
                 data = bytearray(size)
-                got = await _read_full_or_stop(self._fd, memoryview(data))
+                got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
                     self._ended = True
                     self._refuse_end_before_recorded(
@@ -202,15 +199,8 @@ class StreamParts:
                 self.progress.advance(got)
                 await self._budget.give(taken)
                 continue
-
-            def make_body(
-                on_sent: Callable[[int], None], throttle: Throttle | None, view: memoryview = view
-            ) -> Any:
-                return BufferedBody(view, on_sent, throttle)
-
-            async def release(taken: int = taken) -> None:
-                await self._budget.give(taken)
-
+            make_body = functools.partial(BufferedBody, view)
+            release = functools.partial(self._budget.give, taken)
             return PreparedPart(number, got, checksum, make_body, release=release, md5=md5)
 
     async def _already_there(
@@ -241,11 +231,7 @@ class StreamParts:
         if remote is None or remote.size != len(view):
             return False
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
-        if holds(remote, checksum, md5):
-            log.info("part %d: found on S3 and matches the stream, adopted", number)
-            await self.ledger.record(PartRecord(number, remote.etag, checksum, remote.size))
-            return True
-        return False
+        return await adopted(self.ledger, remote, checksum, md5, "stream")
 
     @staticmethod
     async def _continues(
@@ -294,7 +280,42 @@ class StreamParts:
 
     async def gone(self, started: float) -> UploadResult:
         causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes) from None
+        raise gone(self.session, causes, self.journal, self.header) from None
+
+
+async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:
+    """Does the stream on ``fd`` give the object ``state``'s completion recorded: its size and
+    checksum? Read through (stopping once longer), cut into the parts the upload's schedule
+    cut, each hashed as it is read: memory is one buffer, whatever the stream's length."""
+    header, outcome = state.header, state.outcome or {}
+    schedule = header.plan()
+    assert isinstance(schedule, StreamSchedule)
+    algorithm = get_algorithm(header.checksum_algorithm)
+    recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
+    size = int(outcome.get("size", -1))
+    progress.start(max(size, 0), 0)
+    buffer = memoryview(bytearray(8 * MiB))
+    parts: list[tuple[bytes, int]] = []
+    total = 0
+    for number in range(1, MAX_PARTS + 1):
+        hasher, length, wanted = algorithm.new(), 0, schedule.size_of(number)
+        while length < wanted:
+            got = await _read_full_or_stop(fd, buffer[: min(len(buffer), wanted - length)])
+            await anyio.to_thread.run_sync(hasher.update, buffer[:got])
+            length += got
+            progress.advance(got)
+            if got == 0 or total + length > size:
+                break
+        total += length
+        if length or number == 1:  # (an empty stream is one empty part)
+            parts.append((hasher.digest(), length))
+        if length < wanted or total > size:
+            break
+    else:  # as long as S3's 10,000 parts hold: is there more?
+        total += await _read_full_or_stop(fd, buffer[:1])
+    checksum = ObjectChecksum(algorithm, b64(algorithm.combine(parts, composite=bool(
+        recorded.part_count))), len(parts) if recorded.part_count else None)  # fmt: skip
+    return total == size and recorded.matches(str(checksum))
 
 
 def _resumable(

@@ -110,14 +110,11 @@ class Trailers:
 
     @classmethod
     def of(cls, client: Any) -> Trailers:
+        endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
         try:
-            return cls._known[client]
-        except KeyError:
-            endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
-            made = cls._known[client] = cls(endpoint)
-            return made
+            return cls._known.setdefault(client, cls(endpoint))
         except TypeError:  # not weakly referable (a test's stand-in): decided per session
-            return cls(str(getattr(getattr(client, "meta", None), "endpoint_url", "")))
+            return cls(endpoint)
 
     def usable(self, algorithm: ChecksumAlgorithm) -> bool:
         """Whether a part already trailed may go as it is (the endpoint has not refused)."""

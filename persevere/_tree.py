@@ -34,10 +34,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -66,7 +66,7 @@ from ._request import Request
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
-from ._session import resumable
+from ._session import explained, resumable
 from ._source import FileIdentity
 from ._tree_journal import (
     FileDone,
@@ -85,13 +85,15 @@ from ._urls import check_destination
 
 log = logging.getLogger("persevere")
 
+T = TypeVar("T")
+
 SMALL_MAX = 8 * MiB  # a file up to this size (and one part) is one PutObject
+DEFAULT_CHECKSUM = "CRC64NVME"
 
 
 @dataclass(frozen=True, slots=True)
-class TreeRequest:
-    """A tree upload as the user asked for it (``checksum``/``object_options`` None: not
-    said, the journal's recorded ones, else the defaults)."""
+class TreeSpec:
+    """A tree, where its objects go and its journal: what ``cp DIR`` and ``verify DIR`` share."""
 
     root: Path
     bucket: str
@@ -100,6 +102,21 @@ class TreeRequest:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def walk(self) -> Listing:
+        """The tree's files (:func:`._tree_walk.walk`), its journal's own left out. Blocking."""
+        return walk(self.root, include=self.include, exclude=self.exclude,
+                    follow_symlinks=self.follow_symlinks, skip=self.state_file)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRequest(TreeSpec):
+    """A tree upload as the user asked for it (``checksum``/``object_options`` None: not
+    said, the journal's recorded ones, else the defaults)."""
+
     check_remote: bool = False
     part_size: int | None = None
     max_parts: int = MAX_PARTS
@@ -107,7 +124,6 @@ class TreeRequest:
     object_options: dict[str, Any] | None = None
     endpoint: Endpoint | None = None
     transfer: UploadOptions = field(default_factory=UploadOptions)
-    guess_content_type: bool = True  # each object's ContentType from its file's name
     shard: tuple[int, int] | None = None  # (index, count): only this shard's files
 
     def journal(self) -> Path:
@@ -118,9 +134,6 @@ class TreeRequest:
 
     def takes(self, rel: str) -> bool:
         return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
-
-    def key(self, rel: str) -> str:
-        return self.prefix + rel
 
     def small(self, size: int) -> bool:
         return size <= min(SMALL_MAX, self.part_size or SMALL_MAX)
@@ -135,7 +148,7 @@ class TreeResult:
     sent: list[str] = field(default_factory=list)  # sent this run for the first time
     resent: list[str] = field(default_factory=list)  # changed since they were sent
     skipped: int = 0  # done earlier, unchanged
-    by_shards: int = 0  # of those, sent by this run's shard processes (--processes)
+    by_shards: int = 0  # of the sent and resent, sent by its shard processes (--processes)
     refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
     removed: list[str] = field(default_factory=list)  # recorded, gone locally (object kept)
     aborted: list[str] = field(default_factory=list)  # unfinished uploads no longer needed
@@ -146,13 +159,10 @@ class TreeResult:
 
     @property
     def exit_code(self) -> int:
+        """The first of usage, error and resumable a failed file has, else the highest."""
         codes = {code for _, _, code in self.failed}
-        if not codes:
-            return EXIT_OK
-        for code in (EXIT_USAGE, EXIT_ERROR, EXIT_RESUMABLE):
-            if code in codes:
-                return code
-        return max(codes)
+        ranked = [code for code in (EXIT_USAGE, EXIT_ERROR, EXIT_RESUMABLE) if code in codes]
+        return ranked[0] if ranked else max(codes, default=EXIT_OK)
 
 
 def locate_tree_state(
@@ -206,23 +216,18 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
-    endpoint, draft = _draft(req)
-    journal = await anyio.to_thread.run_sync(
-        lambda: _open_journal(req, draft, checksum_given=req.checksum is not None)
-    )
+    req, endpoint, draft = _draft(req)
+    journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     try:
         result = TreeResult(req.bucket, req.prefix, req.state_file)
-        algorithm = get_algorithm(journal.header.checksum_algorithm)
-        options = journal.header.object_options or {}
-        listing = await anyio.to_thread.run_sync(_listing, req, journal.done, result)
-        todo, unchanged = _split(req, journal.done, listing)
+        # (made first: a journal whose checksum this persevere does not know stops the run)
+        sender = _TreeSender(req, endpoint, journal, progress, result)
+        todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
             todo.sort(key=lambda f: f.rel)
-        result.skipped = len(listing.files) - len(todo)
+        result.skipped = result.files - len(todo)
         if todo:
-            sender = _TreeSender(req, endpoint, journal, algorithm, options, progress, result)
             progress.start(sum(f.size for f in todo), 0)
             try:
                 with many_clients():  # (one per large file)
@@ -272,18 +277,16 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     """What :func:`copy_tree` would send (``sent``, ``resent``) and skip, from the journals
     and the files alone: no request, nothing written."""
     started = time.monotonic()
-    req = replace(req, root=Path(os.path.realpath(req.root)))  # noqa: ASYNC240 - one name
-    _, draft = _draft(req)
+    req, _, draft = _draft(req)
     done = await anyio.to_thread.run_sync(
         lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
     )
     result = TreeResult(req.bucket, req.prefix, req.state_file)
-    listing = await anyio.to_thread.run_sync(_listing, req, done, result)
-    todo, _ = _split(req, done, listing)
+    todo, _ = await anyio.to_thread.run_sync(_todo, req, done, result)
     for f in todo:
         (result.resent if f.rel in done else result.sent).append(f.rel)
         result.bytes_sent += f.size
-    result.skipped = len(listing.files) - len(todo)
+    result.skipped = result.files - len(todo)
     result.elapsed_s = time.monotonic() - started
     if req.check_remote and result.skipped:  # (it said "skip N unchanged", and no more)
         log.warning("--check-remote: a dry run makes no request, so the %d unchanged file(s)' "
@@ -292,21 +295,28 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     return result
 
 
-def _draft(req: TreeRequest) -> tuple[Endpoint, TreeHeader]:
-    """The request checked (no request to S3), its endpoint and its journal's header."""
+def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
+    """The request checked (no request to S3) with its root's one name (the real path), its
+    endpoint and its journal's header."""
+    req = replace(req, root=Path(os.path.realpath(req.root)))
     check_destination(req.bucket, req.key("x"))
     req.transfer.validate()
-    algorithm = _algorithm(req.checksum)
+    try:
+        algorithm = get_algorithm(req.checksum or DEFAULT_CHECKSUM)
+    except ValueError as exc:
+        raise UsageError(str(exc), param="checksum") from None
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     draft = new_header(req.root, req.bucket, req.prefix, endpoint, algorithm.name,
                        req.object_options, config_endpoint_url(endpoint))  # fmt: skip
-    return endpoint, draft
+    return req, endpoint, draft
 
 
-def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) -> Listing:
-    """The files this run takes (its shard's), what it refuses and, for the whole tree,
-    what was removed; noted in ``result``. Blocking."""
-    listing = _walk(req)
+def _todo(
+    req: TreeRequest, done: dict[str, FileDone], result: TreeResult
+) -> tuple[list[TreeFile], list[TreeFile]]:
+    """The files this run takes (its shard's) as (to send, recorded done and unchanged); what
+    it refuses and, for the whole tree, what was removed, noted in ``result``. Blocking."""
+    listing = req.walk()
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]
@@ -316,24 +326,6 @@ def _listing(req: TreeRequest, done: dict[str, FileDone], result: TreeResult) ->
     result.failed += [(rel, why, EXIT_ERROR) for rel, why in listing.unreadable]
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
         result.removed = _removed(req.root, done, listing)
-    return listing
-
-
-def _walk(req: TreeRequest) -> Listing:
-    return walk(req.root, include=req.include, exclude=req.exclude,
-                follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
-
-
-def file_count(req: TreeRequest) -> int:
-    """How many files the whole tree has to upload (what ``--processes auto`` shares out):
-    one walk, blocking."""
-    return len(_walk(req).files)
-
-
-def _split(
-    req: TreeRequest, done: dict[str, FileDone], listing: Listing
-) -> tuple[list[TreeFile], list[TreeFile]]:
-    """(to send, recorded done and unchanged)."""
     todo: list[TreeFile] = []
     unchanged: list[TreeFile] = []
     for f in listing.files:
@@ -343,11 +335,11 @@ def _split(
     return todo, unchanged
 
 
-def _open_journal(req: TreeRequest, draft: TreeHeader, checksum_given: bool) -> TreeJournal:
+def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
     """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
     what the tree's records too (a shard run again after the tree was finished sends
     nothing). Blocking."""
-    journal = TreeJournal.open(req.journal(), draft, checksum_given=checksum_given)
+    journal = TreeJournal.open(req.journal(), draft, checksum_given=req.checksum is not None)
     if journal.damaged:
         log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
                     journal.path, journal.damaged)  # fmt: skip
@@ -370,16 +362,6 @@ def _removed(root: Path, done: dict[str, FileDone], listing: Listing) -> list[st
     return sorted(rel for rel in gone if not os.path.lexists(root / rel))
 
 
-DEFAULT_CHECKSUM = "CRC64NVME"
-
-
-def _algorithm(checksum: str | None) -> ChecksumAlgorithm:
-    try:
-        return get_algorithm(checksum or DEFAULT_CHECKSUM)
-    except ValueError as exc:
-        raise UsageError(str(exc), param="checksum") from None
-
-
 async def _gone_remotely(
     req: TreeRequest, endpoint: Endpoint, journal: TreeJournal, files: list[TreeFile]
 ) -> list[TreeFile]:
@@ -387,34 +369,26 @@ async def _gone_remotely(
     or another size, ETag or checksum): sent again. ``concurrency`` HEADs at a time, as many
     tasks: memory does not grow with the tree."""
     differ: list[TreeFile] = []
-    slots = anyio.Semaphore(req.transfer.concurrency)
     async with open_client(endpoint, req.transfer) as client:
 
-        async def check(f: TreeFile) -> None:
+        async def check(f: TreeFile, _: _Slot) -> None:
             done = journal.done[f.rel]
             try:
-                try:
-                    head = await request(
-                        f"HeadObject {done.key}",
-                        lambda: client.head_object(
-                            Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
-                        ),
-                    )
-                except S3Error as exc:
-                    if not missing(exc):
-                        raise
-                    differ.append(f)
-                    return
-            finally:
-                slots.release()
+                head = await request(
+                    f"HeadObject {done.key}",
+                    lambda: client.head_object(
+                        Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
+                    ),
+                )
+            except S3Error as exc:
+                if not missing(exc):
+                    raise
+                differ.append(f)
+                return
             if not _same_object(head, done, journal.header.checksum_algorithm):
                 differ.append(f)
 
-        with _first_error():
-            async with anyio.create_task_group() as tg:
-                for f in files:
-                    await slots.acquire()
-                    tg.start_soon(check, f)
+        await each(files, req.transfer.concurrency, check)
     return differ
 
 
@@ -428,6 +402,31 @@ def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
     return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
+async def each(
+    items: list[T],
+    limit: int,
+    work: Callable[[T, _Slot], Awaitable[None]],
+    weight: Callable[[T], int] = lambda _: 1,
+) -> None:
+    """``work(item, slot)`` for every item while a budget of ``limit`` connections allows,
+    each taking its ``weight`` of them (at most all: a large file's parts in flight) as its
+    ``slot``, given back once the work ends (or before, by the work itself); the first error
+    persevere raises in one stops them all and is raised as it is (:func:`_first_error`)."""
+    budget = _Budget(limit)
+
+    async def then_release(item: T, slot: _Slot) -> None:
+        try:
+            await work(item, slot)
+        finally:
+            slot.release()
+
+    with _first_error():
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                slot = await budget.take(min(limit, weight(item)))
+                tg.start_soon(then_release, item, slot)
+
+
 @contextlib.contextmanager
 def _first_error() -> Iterator[None]:
     """A task group's failure as the first error persevere raised in it (one line, its exit
@@ -435,31 +434,25 @@ def _first_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        first = _first_persevere_error(group)
-        if first is None:
+        ours, _ = group.split(PersevereError)
+        if ours is None:
             raise
+        first: BaseException = ours
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
         raise first from None
-
-
-def _first_persevere_error(group: BaseExceptionGroup[Any]) -> PersevereError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, PersevereError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup) and (inner := _first_persevere_error(exc)):
-            return inner
-    return None
 
 
 class _TreeSender:
     """Sends a tree's files: small ones as PutObject, large ones through ``cp``'s pipeline."""
 
     def __init__(self, req: TreeRequest, endpoint: Endpoint, journal: TreeJournal,
-                 algorithm: ChecksumAlgorithm, options: dict[str, Any], progress: TreeProgress,
-                 result: TreeResult) -> None:  # fmt: skip
+                 progress: TreeProgress, result: TreeResult) -> None:  # fmt: skip
         self.req, self.endpoint, self.journal = req, endpoint, journal
-        self.algorithm, self.options, self.progress, self.result = (algorithm, options,
-                                                                     progress, result)  # fmt: skip
-        self.verifier = PartVerifier(algorithm, pinned=req.checksum is not None)
+        self.progress, self.result = progress, result
+        self.algorithm = get_algorithm(journal.header.checksum_algorithm)
+        self.options = journal.header.object_options or {}
+        self.verifier = PartVerifier(self.algorithm, pinned=req.checksum is not None)
         self.settled = 0  # files sent or failed
         self.todo = 0
 
@@ -469,55 +462,37 @@ class _TreeSender:
         small = [f for f in todo if self.req.small(f.size)]
         large = [f for f in todo if not self.req.small(f.size)]
         if small:
-            limiter = anyio.Semaphore(self.req.transfer.concurrency)
             async with open_client(self.endpoint, self.req.transfer) as client:
-                with _first_error():
-                    await self._all_small(client, small, limiter)
+                await each(
+                    small,
+                    self.req.transfer.concurrency,
+                    lambda f, slot: self._guarded(f, self._small, client, slot),
+                )
         if large:
-            with _first_error():
-                await self._all_large(large)
-
-    async def _all_large(self, large: list[TreeFile]) -> None:
-        """Large files, each with as many parts in flight as it has parts (at most
-        ``concurrency``), several at once while the tree's ``concurrency`` allows: a file of
-        4 parts does not leave half of 8 connections idle."""
-        tokens = _Tokens(self.req.transfer.concurrency)
-        async with anyio.create_task_group() as tg:
-            for f in large:
-                workers = min(tokens.total, self._parts_of(f))
-                await tokens.acquire(workers)
-                tg.start_soon(self._large_then_release, f, workers, tokens)
-
-    async def _large_then_release(self, f: TreeFile, workers: int, tokens: _Tokens) -> None:
-        try:
-            await self._guarded(f, self._large(f, workers))
-        finally:
-            await tokens.release(workers)
+            await each(
+                large,
+                self.req.transfer.concurrency,
+                lambda f, slot: self._guarded(f, self._large, slot.count),
+                self._parts_of,
+            )
 
     def _parts_of(self, f: TreeFile) -> int:
+        """A large file's parts in flight: as many as it has (at most ``concurrency``), so
+        several files go at once while the tree's budget allows (:func:`each`): a file of 4
+        parts does not leave half of 8 connections idle."""
         try:
             return make_plan(f.size, self.req.part_size, self.req.max_parts).part_count
         except UsageError:
             return self.req.transfer.concurrency  # refused: copy() says why
 
-    async def _all_small(self, client: Any, small: list[TreeFile], limiter: Any) -> None:
-        async with anyio.create_task_group() as tg:
-            for f in small:
-                await limiter.acquire()
-                tg.start_soon(self._small_then_release, client, f, limiter)
-
-    async def _small_then_release(self, client: Any, f: TreeFile, limiter: Any) -> None:
-        slot = _Slot(limiter)
-        try:
-            await self._guarded(f, self._small(client, f, slot))
-        finally:
-            slot.release()
-
-    async def _guarded(self, f: TreeFile, work: Any) -> None:
-        """Run ``work`` (sending ``f``); the file's own failure is listed, any other raised."""
+    async def _guarded(self, f: TreeFile, send: Callable[..., Awaitable[int]], *args: Any) -> None:
+        """``send(f, key, *args)``: ``f`` sent to its key (one S3 can take); the file's own
+        failure is listed, any other raised."""
         again = f.rel in self.journal.done  # before the work records it
+        key = self.req.key(f.rel)
         try:
-            sent = await work
+            check_key(self.req.bucket, key)
+            sent = await send(f, key, *args)
         except (SourceFileError, SourceChanged) as exc:
             log.warning("%s: %s", f.rel, exc)
             self.result.failed.append((f.rel, str(exc), exc.exit_code))
@@ -525,7 +500,6 @@ class _TreeSender:
         finally:
             self.settled += 1
             self.progress.files(self.settled, self.todo)
-        key = self.req.key(f.rel)
         (self.result.resent if again else self.result.sent).append(f.rel)
         self.result.bytes_sent += sent
         log.info("sent %s -> s3://%s/%s", f.rel, self.req.bucket, key)
@@ -539,24 +513,16 @@ class _TreeSender:
         return self.req.checksum or recorded
 
     def _options_of(self, f: TreeFile) -> dict[str, Any]:
-        """The object options of ``f``'s object: the tree's, and its own ContentType."""
-        if not self.req.guess_content_type or "ContentType" in self.options:
+        """The object options of ``f``'s object: the tree's, and its own ContentType (from
+        its name) unless the tree has one."""
+        if "ContentType" in self.options:
             return self.options
         return {**self.options, "ContentType": guess_content_type(f.rel.rpartition("/")[2])}
 
-    async def _small(self, client: Any, f: TreeFile, slot: _Slot) -> int:
-        """One PutObject; the slot is given back once S3 answered, before the journal's
-        fsync (which batches the records of the files waiting for it)."""
-        key = self.req.key(f.rel)
-        check_key(self.req.bucket, key)
-        done = await self._put(client, f, key)
-        slot.release()
-        await self.journal.record(done)
-        self.progress.advance(done.size)
-        return done.size
-
-    async def _put(self, client: Any, f: TreeFile, key: str) -> FileDone:
-        """``f`` read once and put at ``key``; what proves it (S3's answer checked)."""
+    async def _small(self, f: TreeFile, key: str, client: Any, slot: _Slot) -> int:
+        """``f`` read once, one PutObject, S3's answer checked; the slot is given back once
+        S3 answered, before the journal's fsync (which batches the records of the files
+        waiting for it)."""
         body, identity, digests = await anyio.to_thread.run_sync(
             _read_small, f, self.algorithm, self.verifier.needs_md5(), self.req.follow_symlinks
         )
@@ -571,15 +537,25 @@ class _TreeSender:
                                            **options)  # fmt: skip
 
         what = f"PutObject {key}"
-        response = await request(
-            what, put, retry=self.req.transfer.policy(Call.UPLOAD),
-            exhausted=lambda exc, tries: resumable(what, exc, tries),
-        )  # fmt: skip
+        try:
+            response = await request(
+                what, put, retry=self.req.transfer.policy(Call.UPLOAD),
+                exhausted=lambda exc, tries: resumable(what, exc, tries),
+            )  # fmt: skip
+        except S3Error as exc:  # (said as cp FILE says it: the options the endpoint refused)
+            said = await explained(client, self.req.bucket, self.algorithm, options, exc)
+            if said is exc:
+                raise
+            raise said from exc
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        return FileDone.of(f.rel, key, identity, etag, stated)
+        slot.release()
+        done = FileDone.of(f.rel, key, identity, etag, stated)
+        await self.journal.record(done)
+        self.progress.advance(done.size)
+        return done.size
 
-    async def _large(self, f: TreeFile, workers: int) -> int:
+    async def _large(self, f: TreeFile, key: str, workers: int) -> int:
         """``f`` through ``cp``'s pipeline, with ``workers`` parts in flight and that share
         of the part-buffer budget."""
         from ._cp import copy
@@ -588,8 +564,6 @@ class _TreeSender:
         share = replace(whole, concurrency=workers, buffer_budget_bytes=max(
             MiB, whole.buffer_budget_bytes * workers // whole.concurrency))  # fmt: skip
 
-        key = self.req.key(f.rel)
-        check_key(self.req.bucket, key)
         await anyio.to_thread.run_sync(_still_walked, f)
         state_file = files_dir(self.req.state_file) / journal_name(f.rel)
         await _drop_stale(state_file, self.req.bucket, key)
@@ -614,8 +588,7 @@ class _TreeSender:
         # full collection frees; without one, each large file kept about 8 MiB until exit.
         gc.collect()
         recorded = (await anyio.to_thread.run_sync(read_state, state_file)).identity
-        identity = FileIdentity(f.path, recorded.file_size, recorded.mtime_ns, recorded.ctime_ns,
-                                recorded.inode, recorded.device)  # fmt: skip
+        identity = FileIdentity.of_record(recorded)
         await self.journal.record(FileDone.of(f.rel, key, identity, done.etag, done.checksum))
         return done.bytes_sent
 
@@ -725,36 +698,38 @@ def _read_small(
     return body, after, PartDigests(b64(hasher.digest()), md5)
 
 
-class _Tokens:
-    """A budget of ``total`` connections, taken several at a time (a file's parts)."""
+class _Budget:
+    """Connections, taken several at a time by one task (:func:`each`'s loop), each taking
+    given back by its :class:`_Slot` (at once, without waiting: even by a cancelled task)."""
 
     def __init__(self, total: int) -> None:
-        self.total = self.free = total
-        self._changed = anyio.Condition()
+        self.free = total
+        self._freed = anyio.Event()
 
-    async def acquire(self, count: int) -> None:
-        async with self._changed:
-            while self.free < count:
-                await self._changed.wait()
-            self.free -= count
+    async def take(self, count: int) -> _Slot:
+        await anyio.lowlevel.checkpoint()  # (a stop is seen here, as at a semaphore's)
+        while self.free < count:
+            await self._freed.wait()
+            self._freed = anyio.Event()
+        self.free -= count
+        return _Slot(self, count)
 
-    async def release(self, count: int) -> None:
-        with anyio.CancelScope(shield=True):  # (given back even by a cancelled file)
-            async with self._changed:
-                self.free += count
-                self._changed.notify_all()
+    def give_back(self, count: int) -> None:
+        self.free += count
+        self._freed.set()
 
 
 class _Slot:
-    """A semaphore's slot, given back once."""
+    """``count`` connections of a budget, given back once."""
 
-    def __init__(self, semaphore: anyio.Semaphore) -> None:
-        self._semaphore: anyio.Semaphore | None = semaphore
+    def __init__(self, budget: _Budget, count: int) -> None:
+        self._budget: _Budget | None = budget
+        self.count = count
 
     def release(self) -> None:
-        semaphore, self._semaphore = self._semaphore, None
-        if semaphore is not None:
-            semaphore.release()
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.give_back(self.count)
 
 
 class FileProgress:

@@ -141,6 +141,8 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
             f"cannot create state file {path}: {parent} is not writable",
             hint="give --state-dir (or --state-file) a writable place",
         )
+    if path.exists() and path.stat().st_size == 0:
+        _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
     shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
     for each in [path, *shards]:
@@ -157,14 +159,22 @@ def _read_only(path: Path, draft: TreeHeader, checksum_given: bool) -> dict[str,
     except OSError as exc:
         raise StateFileError(f"cannot read state file {path}: {exc.strerror}") from None
     lines = data[: data.rfind(b"\n") + 1].splitlines()
-    if not lines:
-        return {}
+    return _read_lines(path, lines, draft, checksum_given)[1] if lines else {}
+
+
+def _read_lines(
+    path: Path, lines: list[bytes], draft: TreeHeader, checksum_given: bool
+) -> tuple[TreeHeader, dict[str, FileDone], int]:
+    """The header of the journal at ``path`` (its ``lines``, the header's at least), what it
+    records done and how many lines are damaged; one of another tree, destination or options
+    is refused (:func:`_refuse_other`)."""
     try:
         header = _parse_header(json.loads(lines[0]), f"state file {path}")
     except ValueError:
         raise StateFileError(f"state file {path} is not a persevere state file") from None
     _refuse_other(path, header, draft, checksum_given)
-    return _replay(lines[1:], str(path))[0]
+    done, damaged = _replay(lines[1:], str(path))
+    return header, done, damaged
 
 
 def _parse_header(record: Any, where: str) -> TreeHeader:
@@ -201,6 +211,7 @@ class TreeJournal:
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
         if not path.exists() or path.stat().st_size == 0:
+            _refuse_tree_file(path, draft.root)
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:  # (a read-only file system: was a traceback)
@@ -208,7 +219,7 @@ class TreeJournal:
                     f"cannot create state file {path}: {exc.strerror}",
                     hint="give --state-dir (or --state-file) a writable place",
                 ) from None
-            if path.exists():
+            if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
                 path.unlink()  # empty: a run stopped before its header was written
             journal = Journal.create(path)
             try:
@@ -223,12 +234,7 @@ class TreeJournal:
             if not lines:
                 raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
                                      "it was written)", hint="delete it and run again")  # fmt: skip
-            try:
-                header = _parse_header(json.loads(lines[0]), f"state file {path}")
-            except ValueError:
-                raise StateFileError(f"state file {path} is not a persevere state file") from None
-            _refuse_other(path, header, draft, checksum_given)
-            done, damaged = _replay(lines[1:], str(path))
+            header, done, damaged = _read_lines(path, lines, draft, checksum_given)
         except BaseException:
             journal.close()
             raise
@@ -253,19 +259,13 @@ class TreeJournal:
                     hint="run this command again once every shard has ended",
                 ) from None
             try:
-                header = _parse_header(json.loads(lines[0]), f"state file {path}") if lines \
-                    else None  # fmt: skip
-                if header is not None:
-                    _refuse_other(path, header, self.header, True)
-                    recorded, _ = _replay(lines[1:], str(path))
-                    new = [d for d in recorded.values() if self.done.get(d.rel) != d]
-                    if new:
-                        self._journal.append(*({"type": "done", **asdict(d)} for d in new))
-                        self.done.update((d.rel, d) for d in new)
-                    taken += len(new)
+                recorded = _read_lines(path, lines, self.header, True)[1] if lines else {}
+                new = [d for d in recorded.values() if self.done.get(d.rel) != d]
+                if new:
+                    self._journal.append(*({"type": "done", **asdict(d)} for d in new))
+                    self.done.update((d.rel, d) for d in new)
+                taken += len(new)
                 path.unlink()
-            except ValueError:
-                raise StateFileError(f"state file {path} is not a persevere state file") from None
             finally:
                 journal.close()
         return taken
@@ -288,6 +288,19 @@ class TreeJournal:
 
     def close(self) -> None:
         self._journal.close()
+
+
+def _refuse_tree_file(path: Path, root: str) -> None:
+    """An empty file of the tree given as its state file (``--state-file DIR/marker``) is
+    refused, never taken for a journal a crash left without its header and replaced (the walk
+    leaves the journal's own name out: it would never have been uploaded either)."""
+    if path.exists() and Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        raise UsageError(
+            f"state file {path} is an empty file of the tree being uploaded: a journal "
+            "would replace it",
+            hint="give --state-file a path outside the tree (or, if a run stopped as it was "
+            "creating this journal, remove it)",
+        )
 
 
 def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_given: bool

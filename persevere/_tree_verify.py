@@ -30,7 +30,6 @@ import anyio
 
 from ._errors import (
     EXIT_OK,
-    PersevereError,
     S3Error,
     SourceChanged,
     SourceFileError,
@@ -40,9 +39,9 @@ from ._errors import (
 from ._options import UploadOptions
 from ._progress import NullProgress, ProgressSink
 from ._s3 import Endpoint, open_client, pages, request
-from ._tree import FileProgress, check_key, journal_name
+from ._tree import FileProgress, TreeSpec, check_key, each, journal_name
 from ._tree_journal import files_dir, read_header
-from ._tree_walk import Listing, TreeFile, walk, wanted
+from ._tree_walk import Listing, TreeFile, wanted
 from ._urls import check_destination
 from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, verify_object
 
@@ -50,23 +49,13 @@ SAME, DIFFERS, MISSING, UNKNOWN = "match", "mismatch", "missing", "unknown"
 
 
 @dataclass(frozen=True, slots=True)
-class TreeVerifyRequest:
-    """A tree to check (``state_file``: the tree's journal from ``cp DIR``, None: none;
+class TreeVerifyRequest(TreeSpec):
+    """A tree to check (``state_file``: where ``cp DIR`` keeps its journal, maybe none there;
     ``state_file_given``: the user named it, so it must be one)."""
 
-    root: Path
-    bucket: str
-    prefix: str
-    state_file: Path | None = None
     state_file_given: bool = False
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    follow_symlinks: bool = False
     concurrency: int = 8
     endpoint: Endpoint | None = None
-
-    def key(self, rel: str) -> str:
-        return self.prefix + rel
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +85,21 @@ class TreeVerifyResult:
     why_not_listed: str = ""
     elapsed_s: float = 0.0
 
+    @property
+    def nothing_checked(self) -> bool:
+        """No file to check, yet objects under the prefix: not a tree that verifies."""
+        return not self.files and bool(self.only_in_s3)
+
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
 
     @property
     def exit_code(self) -> int:
-        """0 every file the same; 4 any differs or is missing; 5 else if any cannot tell."""
+        """0 every file the same; 4 any differs or is missing, or the tree holds no file while
+        objects are under the prefix (an unmounted disk, the wrong directory: nothing was
+        checked, so nothing is said to match); 5 else if any cannot tell."""
         outcomes = {f.outcome for f in self.files}
-        if outcomes & {DIFFERS, MISSING}:
+        if outcomes & {DIFFERS, MISSING} or self.nothing_checked:
             return EXIT_MISMATCH
         return EXIT_UNKNOWN if UNKNOWN in outcomes else EXIT_OK
 
@@ -129,11 +125,11 @@ async def verify_tree(
         checker = _Checker(req, client, parts_dir, progress)
         progress.start(sum(f.size for f in listing.files), 0)
         try:
-            checked = await checker.check_all(listing.files)
+            await each(listing.files, req.concurrency, checker.check)
         finally:
             progress.close()
         # (with the unreadable ones noted above: a tree with one is never exit 0)
-        result.files = sorted([*result.files, *checked], key=lambda f: f.path)
+        result.files = sorted([*result.files, *checker.verdicts], key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
@@ -146,8 +142,7 @@ def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listi
     named or is at the default place, is the tree's: it and its own files are not listed
     (``cp DIR`` never sends them), and it is used."""
     parts_dir = _parts_dir(req)
-    listing = walk(req.root, include=req.include, exclude=req.exclude,
-                   follow_symlinks=req.follow_symlinks, skip=req.state_file)  # fmt: skip
+    listing = req.walk()
     if parts_dir is not None or req.state_file_given:
         return req, parts_dir, listing
     for f in listing.files:
@@ -162,8 +157,6 @@ def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listi
 def _parts_dir(req: TreeVerifyRequest) -> Path | None:
     """Where the journals of the tree's multipart files are, if ``req.state_file`` is a tree
     journal; a state file the user named that is not one is refused."""
-    if req.state_file is None:
-        return None
     if read_header(req.state_file) is not None:
         return files_dir(req.state_file)
     if not req.state_file_given:
@@ -174,37 +167,18 @@ def _parts_dir(req: TreeVerifyRequest) -> Path | None:
 
 
 class _Checker:
-    """Checks files ``concurrency`` at a time; the first error that is no file's own stops
-    them all and is raised (not wrapped in the task group's exception group)."""
+    """Checks files, ``concurrency`` at a time (:func:`._tree.each`: the first error that is
+    no file's own stops them all and is raised), and keeps their verdicts."""
 
     def __init__(self, req: TreeVerifyRequest, client: Any, parts_dir: Path | None,
                  progress: ProgressSink) -> None:  # fmt: skip
         self.req, self.client, self.parts_dir, self.progress = req, client, parts_dir, progress
-        self.verdicts: dict[str, FileVerdict] = {}
-        self.fatal: list[PersevereError] = []
+        self.verdicts: list[FileVerdict] = []
 
-    async def check_all(self, files: list[TreeFile]) -> list[FileVerdict]:
-        limiter = anyio.Semaphore(self.req.concurrency)
-        async with anyio.create_task_group() as tg:
-            for f in files:
-                await limiter.acquire()
-                if self.fatal:
-                    break
-                tg.start_soon(self._check_then_release, f, limiter, tg.cancel_scope)
-        if self.fatal:
-            raise self.fatal[0]
-        return [self.verdicts[f.rel] for f in files]
+    async def check(self, f: TreeFile, _: object) -> None:
+        self.verdicts.append(await self._verdict(f))
 
-    async def _check_then_release(self, f: TreeFile, limiter: Any, scope: Any) -> None:
-        try:
-            self.verdicts[f.rel] = await self._check(f)
-        except PersevereError as exc:
-            self.fatal.append(exc)
-            scope.cancel()
-        finally:
-            limiter.release()
-
-    async def _check(self, f: TreeFile) -> FileVerdict:
+    async def _verdict(self, f: TreeFile) -> FileVerdict:
         bucket, key = self.req.bucket, self.req.key(f.rel)
         try:
             check_key(bucket, key)

@@ -20,15 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._source import FileIdentity
-
 Stamp = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 
 
 @dataclass(frozen=True, slots=True)
 class TreeFile:
     """A regular file of the tree: its relative path (the key's tail), its path, and its
-    identity as a tuple (a Path and a FileIdentity made only for the files sent)."""
+    identity as a tuple (a Path made only for the files sent)."""
 
     rel: str
     where: str
@@ -41,10 +39,6 @@ class TreeFile:
     @property
     def size(self) -> int:
         return self.stamp[0]
-
-    @property
-    def identity(self) -> FileIdentity:
-        return FileIdentity(self.path, *self.stamp)
 
 
 @dataclass(slots=True)
@@ -100,7 +94,6 @@ def walk(
         except OSError as exc:
             listing.unreadable.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
             continue
-        subdirs: list[tuple[Path, str, tuple[int, int], frozenset[tuple[int, int]]]] = []
         journal_here = own is not None and own[0] == dev_ino
         for entry in entries:
             rel = prefix + entry.name
@@ -130,7 +123,7 @@ def walk(
                 # back to a directory it is in is not, which ends every loop.
                 here = (st.st_dev, st.st_ino)
                 if here not in ancestors:
-                    subdirs.append((Path(path), rel + "/", here, ancestors | {here}))
+                    pending.append((Path(path), rel + "/", here, ancestors | {here}))
                 continue
             if not wanted(rel, include, exclude):
                 listing.excluded += 1
@@ -140,7 +133,6 @@ def walk(
                 continue
             stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
             listing.files.append(TreeFile(rel, path, stamp))
-        pending.extend(reversed(subdirs))
     listing.files.sort(key=lambda f: f.rel)
     listing.refused.sort()
     listing.unreadable.sort()

@@ -19,7 +19,7 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, continuing, endpoint_of, session_of
+from ._completion import UploadResult, continuing
 from ._completion import now as _now
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
@@ -29,10 +29,10 @@ from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._request import Asked, Request, given
-from ._resume import FileParts
-from ._retry import Call, TransientError, policy
-from ._s3 import Endpoint, open_client
-from ._shard_journals import merge_shards
+from ._resume import FileParts, recorded_session
+from ._retry import Call, TransientError
+from ._s3 import Endpoint
+from ._shard_journals import merge_shards, refuse_shard_journal
 from ._source import SourceFile
 from ._stream import StreamParts
 
@@ -148,8 +148,9 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
-    try:
+    with contextlib.closing(journal):
         header = state.header
+        refuse_shard_journal(state_path, header)
         if state.finished == "completed":
             raise UploadFinished(
                 f"the upload in {state_path} already completed; the object "
@@ -157,15 +158,13 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
             )
         if state.finished == "aborted":
             return header
-        async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
+        async with recorded_session(header, endpoint, kind=Call.LOOKUP) as session:
             try:
-                await session_of(client, header, policy(Call.LOOKUP)).abort()
+                await session.abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
         return header
-    finally:
-        journal.close()
 
 
 async def upload_status(
@@ -177,6 +176,7 @@ async def upload_status(
     state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
+    refuse_shard_journal(state_path, header)
     if header.shards:  # the parts the shards recorded in their own journals count too
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
     plan = header.plan(state_path)
@@ -202,10 +202,8 @@ async def _remote_status(
 ) -> RemoteStatus:
     try:
         with anyio.fail_after(15):
-            endpoint = endpoint_of(header).overridden_by(overrides)
             quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
-            async with open_client(endpoint, quick) as client:
-                session = session_of(client, header, policy(Call.LOOKUP))
+            async with recorded_session(header, overrides, quick, Call.LOOKUP) as session:
                 parts = await session.list_parts()
                 size = sum(part.size for part in parts.values())
                 return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,

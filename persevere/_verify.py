@@ -51,6 +51,7 @@ EXIT_UNKNOWN = 5
 HEAD_CONCURRENCY = 16  # HeadObject(PartNumber) requests in flight when asking part sizes
 _SSE_C = "HeadObject answers 400 without its key, which verify does not take"
 _NOT_THAT_UPLOAD = "the object was not written by that upload (replaced since?)"
+_ONCE = RetryPolicy(max_attempts=1)  # a probe on a failure path: it only picks the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +94,17 @@ class _Reading:
         if self.parts is None:
             digest = local.whole[name]
             return f'"{digest.hex()}"' if self.etag else b64(digest)
-        digests = local.parts[name]
+        values = [d.hex() if self.etag else b64(d) for d in local.parts[name]]
+        return self.of_parts(values, [0] * len(values))  # lengths do not enter a composite
+
+    def of_parts(self, values: list[str], sizes: list[int]) -> str:
+        """The value parts give (hex MD5s, or base64 checksums, and their sizes), in the
+        object's notation: a multipart ETag, a composite checksum, or a combined full one."""
         if self.etag:
-            return ETag.multipart([d.hex() for d in digests])
-        pairs = [(b64(digest), 0) for digest in digests]  # lengths do not enter a composite
-        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=True))
+            return ETag.multipart(values)
+        composite = self.parts is not None
+        pairs = list(zip(values, sizes, strict=True))
+        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=composite))
 
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
@@ -281,10 +288,9 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
 async def _sse_c(client: Any, ids: dict[str, str]) -> bool:
     """Is HeadObject's 400 (no body to say why) an object encrypted with SSE-C? A GetObject of
     its first byte says so in words (on this failure path only; one byte at most is read)."""
-    once = RetryPolicy(max_attempts=1)
     try:
         answer = await request(
-            "GetObject", lambda: client.get_object(**ids, Range="bytes=0-0"), retry=once
+            "GetObject", lambda: client.get_object(**ids, Range="bytes=0-0"), retry=_ONCE
         )
     except S3Error as exc:
         return "server side encryption" in str(exc).lower()
@@ -298,8 +304,7 @@ async def _bucket_missing(client: Any, bucket: str) -> bool:
     NoSuchKey; HeadBucket tells (one request, on this failure path only). Refused or failed:
     not known to be missing."""
     try:
-        once = RetryPolicy(max_attempts=1)  # it only picks the message: never waited for
-        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=once)
+        await request("HeadBucket", lambda: client.head_bucket(Bucket=bucket), retry=_ONCE)
     except S3Error as exc:
         return missing(exc) or exc.code == "NoSuchBucket"
     return False
@@ -351,20 +356,17 @@ def _journal_layout(
     for reading in readings:
         if reading.parts not in (None, len(parts)):
             continue
+        if not reading.etag and not (
+            reading.algorithm is recorded and (reading.parts or recorded.full_object)
+        ):
+            continue
+        values = [p.etag if reading.etag else p.checksum for p in parts]
         try:
-            if reading.etag:
-                value = ETag.multipart([p.etag for p in parts])
-                references = _PartValues(MD5, {n: p.etag for n, p in enumerate(parts, 1)}, True)
-            elif reading.algorithm is recorded and (reading.parts or recorded.full_object):
-                pairs = [(p.checksum, p.size) for p in parts]
-                composite = reading.parts is not None
-                value = str(ObjectChecksum.of_parts(recorded, pairs, composite=composite))
-                references = _PartValues(recorded, {n: p.checksum for n, p in enumerate(parts, 1)})
-            else:
-                continue
+            value = reading.of_parts(values, [p.size for p in parts])
         except ValueError:  # a value that is no hex or base64: not this object's
             continue
         if reading.reproduced_by(value):
+            references = _PartValues(reading.algorithm, dict(enumerate(values, 1)), reading.etag)
             return _Layout([p.size for p in parts], "the state file", references), ""
     stated = readings[0]
     what = "ETag" if stated.etag else "checksum"

@@ -16,7 +16,8 @@ When the key exists, the multipart upload is **aborted** (S3 frees its parts) an
 records ``aborted``: the object is left untouched and the run ends with :class:`ObjectExists`
 (exit 1). A 412 after a completion whose answer was lost (the retried Complete meets the
 object this very upload made) is recognised by the object's size and checksum: that is
-success, not a conflict.
+success, not a conflict. So is a stream's re-run after its upload completed, piping in the
+same stream (read through and compared: :func:`._stream.gives_object`).
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ async def key_exists(session: MultipartSession) -> bool | None:
 
 
 def exists_error(session: MultipartSession, *, uploaded: bool) -> ObjectExists:
-    done = "the upload was aborted" if uploaded else "nothing was uploaded"
+    return left_untouched(
+        session.where, "the upload was aborted" if uploaded else "nothing was uploaded"
+    )
+
+
+def left_untouched(where: str, done: str) -> ObjectExists:
     return ObjectExists(
-        f"{session.where} already exists; it was left untouched (write-once), {done}",
+        f"{where} already exists; it was left untouched (write-once), {done}",
         code="ObjectExists",
         param="no_overwrite",
     )

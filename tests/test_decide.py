@@ -143,3 +143,18 @@ def test_an_upload_gone_is_checked_for_a_file_and_restarted_for_a_stream():
     assert decide(stream, Source(True), [], gone) == Decision(
         "restart", "upload u no longer exists"
     )
+
+
+@given(journals, conflict_lists, learnts)
+def test_a_write_once_stream_is_found_done_only_once_checked_to_be_the_object(
+    found, conflicts, learnt
+):
+    """A write-once stream cannot replace its completed object: it is checked (read through
+    and compared), and found done only if it is that object and the options agree; a stream
+    not write-once is sent again."""
+    decision = decide(found, Source(True, write_once=True), conflicts, learnt)
+    checking = found.finished == "completed" and not conflicts
+    assert (decision.action == "check") == (checking and learnt.object_ours is None)
+    assert (decision.action == "done") == (checking and learnt.object_ours is True)
+    plain = decide(found, Source(True), conflicts, learnt).action
+    assert plain not in ("check", "done")

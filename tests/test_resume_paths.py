@@ -172,3 +172,71 @@ def test_verify_parts_rereads_an_upload_completed_earlier(s3_env, bucket, make_f
                  "--verify-parts")  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "the file has changed since (part 3 differs)" in result.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("source", ["file", "stream"])
+def test_an_upload_aborted_elsewhere_gives_the_cp_that_starts_again(
+    s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch, source
+):
+    """Audit 8, finding 12: resume of an upload aborted by id (or a lifecycle rule) names the
+    `cp` that starts again over the same state file (absolute, with the write-once flag it was
+    started with), in the hint and as `next_command`; run, it uploads the object."""
+    import shlex
+
+    state = tmp_path / "s"
+    file = _interrupted(s3_env, bucket, state, source, make_file, None, "--no-overwrite")
+    upload_id = json.loads(state.read_text().splitlines()[0])["upload_id"]
+    aborted = cli(s3_env, "upload", "abort", f"s3://{bucket}/k", "--upload-id", upload_id)
+    assert aborted.returncode == 0, aborted.stderr
+    monkeypatch.chdir(tmp_path)  # the state file given relative: the command names it whole
+    resumed = _resumed(s3_env, Path("s"), file, "--json")
+    assert resumed.returncode == 1, resumed.stderr
+    failure = json.loads(resumed.stdout)
+    command = failure["next_command"]
+    assert command in failure["hint"] and command in resumed.stderr, failure
+    assert f"s3://{bucket}/k --state-file {state}" in command and "--no-overwrite" in command
+    if file is None:
+        feed, args = command.split(" | ", 1)
+        assert feed == "..." and args.startswith("persevere cp - ")
+        again, _ = pipe_into(s3_env, SIZE, 78, *shlex.split(args)[1:], "--no-progress")
+        assert again.returncode == 0, again.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == produced(SIZE, 78)
+    else:
+        assert command.startswith(f"persevere cp {file} ")
+        again = cli(s3_env, *shlex.split(command)[1:], "--no-progress")
+        assert again.returncode == 0, again.stderr
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
+
+
+@pytest.mark.parametrize("when", ["in-progress", "completed", "shard"])
+def test_a_file_that_moved_is_resumed_with_the_command_the_hint_gives(
+    s3_env, bucket, s3_client, make_file, tmp_path, when
+):
+    """Audit 8, finding 13: the file gone from the path the state file records (exit 2, as
+    any missing file), the hint says the upload is intact and names --file; resume's (in
+    progress, or completed: checked against the file) gives its command, as next_command too;
+    a shard's names --file alone (its command is its caller's). The command with --file works."""
+    file, state, url = make_file(12 * MiB), tmp_path / "s", f"s3://{bucket}/k"
+    args = ("upload", "start", file, url, "--state-file", state)
+    made = cli(s3_env, *args, *(() if when == "completed" else ("--shards", "2")))
+    assert made.returncode == 0, made.stderr
+    if when == "completed":
+        assert cli(s3_env, "upload", "resume", "--state-file", state).returncode == 0
+    moved = file.rename(tmp_path / "moved.bin")
+    command = ["upload", "resume", "--state-file", state]
+    if when == "shard":
+        command = ["upload", "shard", "--state-file", state, "--shard", "0/2"]
+    done = cli(s3_env, *command, "--json")
+    assert done.returncode == 2, done.stderr
+    failure = json.loads(done.stdout)
+    assert "the upload is intact" in failure["hint"] and "--file" in failure["hint"], failure
+    if when == "shard":
+        assert failure["next_command"] is None, failure
+    else:
+        assert failure["next_command"] == f"persevere upload resume --state-file {state}"
+        assert f"{failure['next_command']} --file PATH" in failure["hint"], failure
+    again = cli(s3_env, *command, "--file", moved)
+    assert again.returncode == 0, again.stderr
+    if when != "shard":
+        assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(moved)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -904,3 +905,147 @@ def test_a_shard_journal_whose_part_does_not_fit_the_plan_is_refused(s3_env, buc
     assert again.returncode == 1, again.stderr
     assert f"part {bad['part_number']} (size 1234) does not fit the upload's plan" in again.stderr
     assert "corrupt state file" in again.stderr
+
+
+def _stale_copy(file, tmp_path, part):
+    """A copy of ``file`` of the same size whose part ``part`` (of 5 MiB) differs."""
+    stale = tmp_path / "stale.bin"
+    data = bytearray(file.read_bytes())
+    data[(part - 1) * 5 * MiB + 7] ^= 0xFF
+    stale.write_bytes(data)
+    return stale
+
+
+def _sources(journal):
+    return [r for r in map(json.loads, journal.read_bytes().splitlines()) if r["type"] == "source"]
+
+
+def test_the_parts_of_a_shard_that_read_another_file_are_all_reread(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """Audit 8, finding 1: a shard given `--file` (a copy) records the identity of the file it
+    read, so completion re-reads every part it sent (a spot check may miss the one that
+    differs) and sends again those the file does not give; a shard that read the file itself
+    gets only its spot check."""
+    file, state = make_file(30 * MiB, seed=151), tmp_path / "s"
+    stale = _stale_copy(file, tmp_path, 2)
+    create(s3_env, bucket, file, state, 2)
+    other = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2", "--file",
+                stale)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [str(stale)]
+    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
+    assert _sources(Path(f"{state}.shard-1-of-2")) == []  # the file itself: nothing to say
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert f"the parts of s.shard-0-of-2 were read from {stale}, whose " in done.stderr
+    # (the upload's own spot check samples every recorded part, the shards' too: when it
+    # draws part 2 it re-reads them all first, and the shard's re-read finds 2 parts left)
+    assert re.search(r"differ from this file's; re-reading the [23] part\(s\)", done.stderr)
+    assert "changed in the file since they were uploaded (first: part 2)" in done.stderr
+    assert "s.shard-1-of-2 were read" not in done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+def test_a_shard_run_again_on_the_file_rereads_what_it_read_from_a_copy(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The other way round: a shard that read a copy, run again on the file (the mount
+    fixed), re-reads its parts against it and sends again the one that differs; it then
+    records the file's identity, and completion trusts a spot check of its parts."""
+    file, state = make_file(30 * MiB, seed=152), tmp_path / "s"
+    stale = _stale_copy(file, tmp_path, 3)
+    create(s3_env, bucket, file, state, 2)
+    shard = ("upload", "shard", "--state-file", state, "--shard", "0/2")
+    assert cli(s3_env, *shard, "--file", stale).returncode == 0
+    again = cli(s3_env, *shard)
+    assert again.returncode == 0, again.stderr
+    assert "first: part 3" in again.stderr
+    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [
+        str(stale),
+        str(file),
+    ]
+    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "were read from" not in done.stderr
+    assert_done(s3_client, bucket, file)
+
+
+@pytest.mark.process
+def test_a_shards_journal_is_never_taken_for_the_upload_s_state_file(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """Audit 8, finding 5: status, abort, a shard, `resume --processes` and `cp` given a shard's
+    own journal for the state file are refused (exit 2), naming the upload's; nothing changes."""
+    file, state = make_file(12 * MiB, seed=153), tmp_path / "s"
+    create(s3_env, bucket, file, state, 2)
+    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2").returncode == 0
+    journal = Path(f"{state}.shard-0-of-2")
+    before = journal.read_bytes(), state.read_bytes()
+    given = ("--state-file", journal)
+    for args in [
+        ("upload", "status", *given),
+        ("upload", "abort", *given),
+        ("upload", "shard", *given, "--shard", "1/2"),
+        ("upload", "resume", *given, "--processes", "2", "--no-progress"),
+        ("upload", "resume", *given, "--json"),
+        ("cp", file, f"s3://{bucket}/k", *given, "--no-progress"),
+    ]:
+        done = cli(s3_env, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert f"is the journal of shard 0/2 of the upload in {state}" in done.stderr, args
+        assert f"give the upload's state file, {state}" in done.stderr, args
+        assert "Traceback" not in done.stderr
+    assert (journal.read_bytes(), state.read_bytes()) == before
+    assert not list(tmp_path.glob("s.shard-0-of-2.*"))
+    finished = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert finished.returncode == 0, finished.stderr
+    assert_done(s3_client, bucket, file)
+
+
+def test_start_with_shards_json_gives_commands_that_run(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """Audit 8, finding 7: `upload start --shards N --json` is one JSON document: the upload,
+    its state file (absolute, though given relative) and the commands to run, which run."""
+    import shlex
+
+    file = make_file(12 * MiB, seed=154)
+    made = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", "s",
+               "--shards", "2", "--json", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    document = json.loads(made.stdout)
+    state = tmp_path / "s"
+    assert document["state_file"] == str(state) and document["shards"] == 2
+    assert (document["bucket"], document["key"]) == (bucket, "k")
+    assert document["upload_id"] == json.loads(state.read_bytes().splitlines()[0])["upload_id"]
+    assert len(document["shard_commands"]) == 2
+    for command in [*document["shard_commands"], document["complete_command"]]:
+        words = shlex.split(command)
+        assert words[0] == "persevere"
+        done = cli(s3_env, *words[1:], "--no-progress")
+        assert done.returncode == 0, (command, done.stderr)
+    assert_done(s3_client, bucket, file)
+
+
+def test_a_shard_that_read_the_file_by_another_path_gets_its_spot_check(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """A shard run where the shared file system is mounted elsewhere (`--file` another path
+    to the same file; on another host its device number may differ too) read the file
+    itself: completion spot-checks its parts, as before, and does not re-read them all."""
+    file, state = make_file(30 * MiB, seed=153), tmp_path / "s"
+    (tmp_path / "mnt").mkdir()
+    elsewhere = tmp_path / "mnt" / file.name
+    os.link(file, elsewhere)  # the same inode by another name (before start: its ctime moved)
+    create(s3_env, bucket, file, state, 2)
+    shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2", "--file",
+                elsewhere)  # fmt: skip
+    assert shard.returncode == 0, shard.stderr
+    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [str(elsewhere)]
+    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
+    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "were read from" not in done.stderr and "re-reading" not in done.stderr, done.stderr
+    assert_done(s3_client, bucket, file)

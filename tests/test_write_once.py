@@ -344,3 +344,88 @@ def test_a_resumed_stream_is_refused_before_sending_when_the_key_now_exists(
     assert proxy.requests("UploadPart") == [] and proxy.requests("CompleteMultipartUpload") == []
     assert _journal(state)[-1]["type"] == "aborted"
     assert _unchanged(s3_client, bucket) and _no_uploads(s3_client, bucket)
+
+
+STREAM = bytes(range(256)) * 40_000  # 10 MB: two parts of the stream schedule
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("checksum", "data"),
+    [("CRC64NVME", STREAM), ("SHA256", STREAM), ("CRC32", STREAM), ("CRC64NVME", b"")],
+    ids=["crc64nvme", "sha256-composite", "crc32", "empty"],
+)
+def test_a_write_once_streams_rerun_with_the_same_stream_sends_nothing(
+    proxied, s3_env, bucket, tmp_path, checksum, data
+):
+    """Audit 8, finding 4: the same stream piped into a write-once cp whose upload completed
+    is read through and compared with the object (its size, its checksum, composite or
+    full-object): exit 0, "unchanged", only HeadObject sent."""
+    state = tmp_path / "s"
+    args = ("cp", "-", f"s3://{bucket}/k", "--state-file", state, "--no-overwrite",
+            "--checksum", checksum)  # fmt: skip
+    assert persevere(s3_env, *args, input=data).returncode == 0
+    env, proxy = proxied()
+    again = persevere(env, *args, "--json", input=data)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["already_completed"] is True
+    assert b"unchanged, nothing sent" in again.stderr, again.stderr
+    assert [e.operation for e in proxy.requests()] == ["HeadObject"]
+    assert _journal(state)[-1]["type"] == "completed"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "other",
+    [STREAM[:-1] + b"x", STREAM + b"more", STREAM[:-1], STREAM[: 8 * MiB]],
+    ids=["a-byte-differs", "longer", "shorter", "one-part-short"],
+)
+def test_a_write_once_streams_rerun_with_another_stream_is_refused(
+    proxied, s3_env, bucket, s3_client, tmp_path, other
+):
+    """Another stream is not the object: refused as an existing key is (exit 1), the object
+    and the state file left as they were, nothing sent."""
+    state = tmp_path / "s"
+    args = ("cp", "-", f"s3://{bucket}/k", "--state-file", state, "--no-overwrite")
+    assert persevere(s3_env, *args, input=STREAM).returncode == 0
+    env, proxy = proxied()
+    again = persevere(env, *args, input=other)
+    assert again.returncode == 1, again.stderr
+    assert (
+        f"s3://{bucket}/k already exists; it was left untouched (write-once), nothing was "
+        "uploaded: the stream piped in is not the one it was completed from"
+    ).encode() in again.stderr
+    assert b"Traceback" not in again.stderr
+    assert [e.operation for e in proxy.requests()] == ["HeadObject"]
+    assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == STREAM
+    assert _journal(state)[-1]["type"] == "completed"
+
+
+@pytest.mark.process
+def test_a_write_once_streams_rerun_after_its_object_was_deleted_uploads_it_again(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """The object gone, nothing is read to compare: the stream is uploaded again."""
+    state = tmp_path / "s"
+    args = ("cp", "-", f"s3://{bucket}/k", "--state-file", state, "--no-overwrite")
+    assert persevere(s3_env, *args, input=STREAM).returncode == 0
+    s3_client.delete_object(Bucket=bucket, Key="k")
+    again = persevere(s3_env, *args, input=STREAM[::-1])
+    assert again.returncode == 0, again.stderr
+    assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == STREAM[::-1]
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_a_write_once_streams_rerun_holds_no_more_than_a_buffer_of_it(s3_env, bucket, tmp_path):
+    """The stream compared is hashed as it is read, never held: the re-run's peak memory is
+    well under half the stream's length (Python and botocore take about 80 MiB)."""
+    from tests.test_stream import cp_args, pipe_into
+
+    size, state = 256 * MiB, tmp_path / "s"
+    first, _ = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--no-overwrite"))
+    assert first.returncode == 0, first.stderr
+    again, rss_kib = pipe_into(s3_env, size, 5, *cp_args(bucket, state, "--no-overwrite"))
+    assert again.returncode == 0, again.stderr
+    assert "unchanged, nothing sent" in again.stderr
+    assert 0 < rss_kib < size // 2 // 1024, rss_kib
