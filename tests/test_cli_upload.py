@@ -370,6 +370,7 @@ def test_access_denied(s3_env, s3_server, bucket, make_file, tmp_path):
     assert_clean(result)
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint_fails_fast(s3_env, make_file, tmp_path):
     import socket
 

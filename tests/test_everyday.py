@@ -117,6 +117,7 @@ def test_bad_object_options_are_usage_errors(s3_env, bucket, make_file, tmp_path
         assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_bandwidth_limit_holds_within_10_percent(s3_env, bucket, make_file, tmp_path):
     """The rate measured from the progress callbacks, over the transfer's steady middle."""
     import persevere as pv

@@ -174,6 +174,7 @@ def test_verify_parts_rereads_an_upload_completed_earlier(s3_env, bucket, make_f
     assert "the file has changed since (part 3 differs)" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("source", ["file", "stream"])
 def test_an_upload_aborted_elsewhere_gives_the_cp_that_starts_again(

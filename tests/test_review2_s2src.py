@@ -24,6 +24,9 @@ from persevere import _sendfile, _verify
 from persevere._source import size_is_true
 from tests.conftest import sha256_of_file, sha256_of_object
 
+# Pins of the 2026-12-05 review (they pass on the shrink's base too): run by make test-all (CI).
+pytestmark = pytest.mark.slow
+
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parent.parent
 

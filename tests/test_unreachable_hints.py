@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import persevere
 
+# Each waits out an unreachable endpoint's retries: run by make test-all (CI).
+pytestmark = pytest.mark.slow
+
 NOWHERE = "http://127.0.0.1:1"
 
 
