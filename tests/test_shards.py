@@ -916,6 +916,18 @@ def _stale_copy(file, tmp_path, part):
     return stale
 
 
+def _shard_zero_from(env, state, read):
+    """Shard 0/2 run with ``--file read`` (its journal records it), shard 1/2 on the file,
+    then the completion: its result."""
+    shard = cli(env, "upload", "shard", "--state-file", state, "--shard", "0/2", "--file", read)
+    assert shard.returncode == 0, shard.stderr
+    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [str(read)]
+    assert cli(env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
+    done = cli(env, "upload", "resume", "--state-file", state, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _sources(journal):
     return [r for r in map(json.loads, journal.read_bytes().splitlines()) if r["type"] == "source"]
 
@@ -930,14 +942,8 @@ def test_the_parts_of_a_shard_that_read_another_file_are_all_reread(
     file, state = make_file(30 * MiB, seed=151), tmp_path / "s"
     stale = _stale_copy(file, tmp_path, 2)
     create(s3_env, bucket, file, state, 2)
-    other = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2", "--file",
-                stale)  # fmt: skip
-    assert other.returncode == 0, other.stderr
-    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [str(stale)]
-    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
+    done = _shard_zero_from(s3_env, state, stale)
     assert _sources(Path(f"{state}.shard-1-of-2")) == []  # the file itself: nothing to say
-    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
-    assert done.returncode == 0, done.stderr
     assert f"the parts of s.shard-0-of-2 were read from {stale}, whose " in done.stderr
     # (the upload's own spot check samples every recorded part, the shards' too: when it
     # draws part 2 it re-reads them all first, and the shard's re-read finds 2 parts left)
@@ -1040,12 +1046,6 @@ def test_a_shard_that_read_the_file_by_another_path_gets_its_spot_check(
     elsewhere = tmp_path / "mnt" / file.name
     os.link(file, elsewhere)  # the same inode by another name (before start: its ctime moved)
     create(s3_env, bucket, file, state, 2)
-    shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2", "--file",
-                elsewhere)  # fmt: skip
-    assert shard.returncode == 0, shard.stderr
-    assert [s["file_path"] for s in _sources(Path(f"{state}.shard-0-of-2"))] == [str(elsewhere)]
-    assert cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "1/2").returncode == 0
-    done = cli(s3_env, "upload", "resume", "--state-file", state, "--no-progress")
-    assert done.returncode == 0, done.stderr
+    done = _shard_zero_from(s3_env, state, elsewhere)
     assert "were read from" not in done.stderr and "re-reading" not in done.stderr, done.stderr
     assert_done(s3_client, bucket, file)
