@@ -197,8 +197,7 @@ async def verify_object(
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    asking = nullcontext(client) if client is not None else open_client(endpoint)
+    asking = nullcontext(client) if client else open_client(endpoint or Endpoint.from_environment())
     async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}
         head = await _head(client, ids)
