@@ -102,9 +102,8 @@ class _Reading:
         object's notation: a multipart ETag, a composite checksum, or a combined full one."""
         if self.etag:
             return ETag.multipart(values)
-        composite = self.parts is not None
         pairs = list(zip(values, sizes, strict=True))
-        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=composite))
+        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=self.parts is not None))
 
     def reproduced_by(self, computed: str) -> bool:
         if self.etag:
@@ -261,7 +260,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
     """HeadObject's answer; None for an object encrypted with SSE-C (no key to give)."""
     where = f"s3://{ids['Bucket']}/{ids['Key']}"
     try:
-        answer: Mapping[str, Any] = await request(
+        return await request(
             "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
         )
     except S3Error as exc:
@@ -281,7 +280,6 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
                 "object also answers AccessDenied without s3:ListBucket on the bucket"
             )
         raise
-    return answer
 
 
 async def _sse_c(client: Any, ids: dict[str, str]) -> bool:
@@ -322,13 +320,10 @@ def _readings(head: Mapping[str, Any]) -> tuple[list[_Reading], str]:
             return [whole], ""
         composite = _Reading(algorithm, stated, etag.part_count)  # with its -N left out?
         return ([composite] if declared == "COMPOSITE" else [whole, composite]), ""
-    if etag.md5 is not None and ETag.proves_content(head):
+    proves = ETag.proves_content(head)
+    if etag.md5 is not None and proves:
         return [_Reading(MD5, etag.text, etag.part_count, etag=True)], ""
-    why = (
-        "it is encrypted with SSE-KMS/SSE-C"
-        if not ETag.proves_content(head)
-        else f"its ETag {etag.text} is not an MD5"
-    )
+    why = f"its ETag {etag.text} is not an MD5" if proves else "it is encrypted with SSE-KMS/SSE-C"
     return [], f"the object has no checksum and {why}: its content cannot be checked"
 
 
