@@ -106,9 +106,12 @@ class _Reading:
         return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=self.parts is not None))
 
     def reproduced_by(self, computed: str) -> bool:
-        if self.etag:
-            return ETag(self.stated).same(computed)
-        return digest_of(self.stated) == digest_of(computed)  # a dropped -N is no news
+        return _same(self.etag, self.stated, computed)
+
+
+def _same(etag: bool, stated: str, computed: str) -> bool:
+    """An ETag, or a checksum (a dropped -N is no news), and what the file gives."""
+    return ETag(stated).same(computed) if etag else digest_of(stated) == digest_of(computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +127,7 @@ class _PartValues:
         digests = local.parts[self.algorithm.name]  # hashed per part for these references
         for number, value in sorted(self.values.items()):
             digest = digests[number - 1]
-            same = ETag(value).same(digest.hex()) if self.etag else digest_of(value) == b64(digest)
-            if not same:
+            if not _same(self.etag, value, digest.hex() if self.etag else b64(digest)):
                 return number
         return None
 
