@@ -37,6 +37,7 @@ import marshal
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from botocore.loaders import JSONFileLoader, Loader, instance_cache
@@ -51,8 +52,7 @@ class _PlainJSONFileLoader(JSONFileLoader):
     def _load_file(self, full_path: str, open_method: Any) -> Any:
         if not os.path.isfile(full_path):
             return None
-        with open(full_path, "rb") as fp:
-            raw = fp.read()
+        raw = Path(full_path).read_bytes()
         gzipped = full_path.endswith(".gz")  # botocore's two forms: .json and .json.gz
         if self.cache_dir is None:
             return _parse(raw, gzipped)
@@ -74,8 +74,7 @@ def _parse(raw: bytes, gzipped: bool) -> Any:
 def _read_kept(path: str) -> Any:
     """The document kept at ``path``, or None (absent, unreadable, torn or damaged)."""
     try:
-        with open(path, "rb") as fp:
-            kept = fp.read()
+        kept = Path(path).read_bytes()
     except OSError:
         return None
     payload = memoryview(kept)[_CHECK_BYTES:]

@@ -161,10 +161,8 @@ def _record_identity(state_path: Path, identity: FileIdentity) -> None:
     """The file was proven equal to the object: the next run trusts this identity."""
     with contextlib.suppress(StateFileError):  # locked by another run, or a full disk: later
         journal, _ = Journal.open(state_path)
-        try:
+        with contextlib.closing(journal):
             journal.append_source(identity.as_record())
-        finally:
-            journal.close()
 
 
 def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:

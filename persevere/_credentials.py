@@ -106,10 +106,8 @@ class CredentialRenewer:
     async def _check_answer(
         self, http_response: Any, parsed: dict[str, Any], model: Any, context: Any, **_: Any
     ) -> None:
-        if http_response.status_code < 300:
-            return
         code = (parsed.get("Error") or {}).get("Code")
-        if not credentials_rejected(code):
+        if http_response.status_code < 300 or not credentials_rejected(code):
             return
         renewed = await self.renew(context.get(_SIGNED_WITH), str(code))
         raise CredentialsRefused(parsed, model.name, renewed=renewed)

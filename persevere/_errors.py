@@ -97,15 +97,8 @@ class SourceChanged(PersevereError):
 class S3Error(PersevereError):
     next_step: str | None = "resume"  # once the cause (credentials, permissions...) is fixed
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        hint: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, param=param)
+    def __init__(self, message: str, *, code: str | None = None, **rest: str | None) -> None:
+        super().__init__(message, **rest)  # hint, param
         self.code = code
 
 

@@ -33,7 +33,7 @@ class Where:
     request_payer: str | None = None
 
     def client(self) -> AbstractAsyncContextManager[S3Client]:
-        return open_client(self.endpoint or Endpoint.from_environment(None, None, None))
+        return open_client(self.endpoint or Endpoint.from_environment())
 
     def payer(self) -> dict[str, str]:
         return {"RequestPayer": self.request_payer} if self.request_payer else {}

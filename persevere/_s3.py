@@ -136,9 +136,9 @@ class Endpoint:
 
     @staticmethod
     def from_environment(
-        endpoint_url: str | None,
-        region: str | None,
-        profile: str | None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
         ca_bundle: str | None = None,
         *,
         verify_ssl: bool = True,
@@ -254,17 +254,27 @@ def _ignoring_configured(profile: str | None) -> bool:
     to ``AWS_ENDPOINT_URL`` while every other tool of that environment looked at AWS)."""
     if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
         return True
+    return bool(_from_config(profile or os.environ.get("AWS_PROFILE"), _ignores_configured))
+
+
+def _ignores_configured(session: Any) -> Any:
+    return session.get_config_variable("ignore_configured_endpoint_urls")
+
+
+def _from_config(profile: str | None, read: Callable[[Any], T]) -> T | None:
+    """``read`` of a botocore session for ``profile`` over the AWS config file; None when
+    there is no config file (no botocore to load for nothing) or it lacks the profile (said
+    where the client is made)."""
     config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
-    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
-        return False
+    if not os.path.isfile(os.path.expanduser(config)):
+        return None
     import botocore.exceptions
     import botocore.session
 
     try:
-        session = botocore.session.Session(profile=profile or os.environ.get("AWS_PROFILE"))
-        return bool(session.get_config_variable("ignore_configured_endpoint_urls"))
-    except botocore.exceptions.ProfileNotFound:  # said where the client is made
-        return False
+        return read(botocore.session.Session(profile=profile))
+    except botocore.exceptions.ProfileNotFound:
+        return None
     except botocore.exceptions.ConfigParseError as exc:
         raise _unparsable(exc) from exc
 
@@ -290,25 +300,16 @@ def config_endpoint_url(endpoint: Endpoint) -> str | None:
     """
     if endpoint.endpoint_url is not None:
         return None
-    config = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
-    if not os.path.isfile(os.path.expanduser(config)):  # (no botocore to load for nothing)
-        return None
-    import botocore.exceptions
-    import botocore.session
-    from botocore.configprovider import ConfiguredEndpointProvider
 
-    session = botocore.session.Session(profile=endpoint.profile)
-    try:
-        if session.get_config_variable("ignore_configured_endpoint_urls"):
+    def read(session: Any) -> Any:
+        from botocore.configprovider import ConfiguredEndpointProvider
+
+        if _ignores_configured(session):
             return None
-        provider = ConfiguredEndpointProvider(
-            session.full_config, session.get_scoped_config(), "s3"
-        )
-        url = provider.provide()
-    except botocore.exceptions.ProfileNotFound:  # said where the client is made
-        return None
-    except botocore.exceptions.ConfigParseError as exc:
-        raise _unparsable(exc) from exc
+        scoped = session.get_scoped_config()
+        return ConfiguredEndpointProvider(session.full_config, scoped, "s3").provide()
+
+    url = _from_config(endpoint.profile, read)
     if not url:
         return None
     who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
@@ -323,22 +324,6 @@ def _check_found(url: str, where: str) -> None:
         check_endpoint_url(url, param=None)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
-
-
-def _config(options: UploadOptions) -> Any:
-    from aiobotocore.config import AioConfig
-
-    return AioConfig(
-        max_pool_connections=options.max_connections,
-        connect_timeout=options.connect_timeout_s,
-        read_timeout=options.read_timeout_s,
-        retries={"mode": "standard", "total_max_attempts": 1},
-        parameter_validation=False,
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        s3={"payload_signing_enabled": False},
-        tcp_keepalive=True,
-    )
 
 
 @asynccontextmanager
@@ -358,6 +343,7 @@ async def open_client(
     gc.disable()
     try:
         import botocore.exceptions
+        from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
         from botocore.handlers import add_expect_header
 
@@ -382,7 +368,17 @@ async def open_client(
                 endpoint_url=endpoint.endpoint_url,
                 region_name=endpoint.region,
                 verify=_verify(endpoint),
-                config=_config(options),
+                config=AioConfig(
+                    max_pool_connections=options.max_connections,
+                    connect_timeout=options.connect_timeout_s,
+                    read_timeout=options.read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                    parameter_validation=False,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    s3={"payload_signing_enabled": False},
+                    tcp_keepalive=True,
+                ),
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:

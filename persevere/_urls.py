@@ -64,8 +64,7 @@ def check_destination(bucket: str, key: str) -> None:
             "among them) store as a slash: the object would be stored under another key, "
             "replacing the one there (a\\b is a/b); give a key without it"
         )
-    dots = next((segment for segment in key.split("/") if segment in (".", "..")), None)
-    if dots is not None:
+    if dots := next((segment for segment in key.split("/") if segment in (".", "..")), None):
         raise UsageError(
             f"the key has a '{dots}' path segment, which S3 tools and servers resolve (or "
             "refuse) as a step through directories: the object would not be stored under "

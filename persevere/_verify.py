@@ -102,14 +102,16 @@ class _Reading:
         object's notation: a multipart ETag, a composite checksum, or a combined full one."""
         if self.etag:
             return ETag.multipart(values)
-        composite = self.parts is not None
         pairs = list(zip(values, sizes, strict=True))
-        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=composite))
+        return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=self.parts is not None))
 
     def reproduced_by(self, computed: str) -> bool:
-        if self.etag:
-            return ETag(self.stated).same(computed)
-        return digest_of(self.stated) == digest_of(computed)  # a dropped -N is no news
+        return _same(self.etag, self.stated, computed)
+
+
+def _same(etag: bool, stated: str, computed: str) -> bool:
+    """An ETag, or a checksum (a dropped -N is no news), and what the file gives."""
+    return ETag(stated).same(computed) if etag else digest_of(stated) == digest_of(computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +127,7 @@ class _PartValues:
         digests = local.parts[self.algorithm.name]  # hashed per part for these references
         for number, value in sorted(self.values.items()):
             digest = digests[number - 1]
-            same = ETag(value).same(digest.hex()) if self.etag else digest_of(value) == b64(digest)
-            if not same:
+            if not _same(self.etag, value, digest.hex() if self.etag else b64(digest)):
                 return number
         return None
 
@@ -197,8 +198,7 @@ async def verify_object(
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
-    endpoint = endpoint or Endpoint.from_environment(None, None, None)
-    asking = nullcontext(client) if client is not None else open_client(endpoint)
+    asking = nullcontext(client) if client else open_client(endpoint or Endpoint.from_environment())
     async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}
         head = await _head(client, ids)
@@ -262,7 +262,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
     """HeadObject's answer; None for an object encrypted with SSE-C (no key to give)."""
     where = f"s3://{ids['Bucket']}/{ids['Key']}"
     try:
-        answer: Mapping[str, Any] = await request(
+        return await request(
             "HeadObject", lambda: client.head_object(**ids, ChecksumMode="ENABLED")
         )
     except S3Error as exc:
@@ -282,7 +282,6 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
                 "object also answers AccessDenied without s3:ListBucket on the bucket"
             )
         raise
-    return answer
 
 
 async def _sse_c(client: Any, ids: dict[str, str]) -> bool:
@@ -323,13 +322,10 @@ def _readings(head: Mapping[str, Any]) -> tuple[list[_Reading], str]:
             return [whole], ""
         composite = _Reading(algorithm, stated, etag.part_count)  # with its -N left out?
         return ([composite] if declared == "COMPOSITE" else [whole, composite]), ""
-    if etag.md5 is not None and ETag.proves_content(head):
+    proves = ETag.proves_content(head)
+    if etag.md5 is not None and proves:
         return [_Reading(MD5, etag.text, etag.part_count, etag=True)], ""
-    why = (
-        "it is encrypted with SSE-KMS/SSE-C"
-        if not ETag.proves_content(head)
-        else f"its ETag {etag.text} is not an MD5"
-    )
+    why = f"its ETag {etag.text} is not an MD5" if proves else "it is encrypted with SSE-KMS/SSE-C"
     return [], f"the object has no checksum and {why}: its content cannot be checked"
 
 
