@@ -28,7 +28,7 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
@@ -101,10 +101,9 @@ def abort(
         _checked(require_utf8, s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
-    bucket, key, uid = s3_bucket, s3_key, upload_id
-    where = flags.where(bucket)
-    _run(lambda: abort_by_id(where, key, uid))
-    typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
+    where = flags.where(s3_bucket)
+    _run(lambda: abort_by_id(where, s3_key, upload_id))
+    typer.echo(f"aborted upload {upload_id} of s3://{s3_bucket}/{s3_key}")
 
 
 def list_uploads(
@@ -125,8 +124,7 @@ def list_uploads(
     where = flags.where(bucket)
     listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
     uploads = listing.uploads
-    if json_output:
-        _emit_json({"bucket": bucket, "uploads": uploads})
+    if _emitted({"bucket": bucket, "uploads": uploads}, json_output):
         return
     older = f" older than {format_duration(older_than)}" if older_than is not None else ""
     younger = "".join(f" ({n} {what}, not listed)" for n, what in ((listing.younger, "younger"),
@@ -164,8 +162,7 @@ def status(
     assert state_file is not None
     overrides = flags.endpoint_flags.overrides()
     st = _run(lambda: upload_status(state_file, endpoint=overrides))
-    if json_output:
-        _emit_json(st)
+    if _emitted(st, json_output):
         return
     h = st.header
     source = f"{h.file_path} ({format_size(h.file_size)}, {h.file_size} bytes)"
@@ -218,8 +215,7 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
     bucket, key = _checked(parse_s3_url, url)
     where = Where(bucket, endpoint, flags.request_payer)
     st = _run(lambda: key_status(where, key))
-    if json_output:
-        _emit_json(st)
+    if _emitted(st, json_output):
         return
     if st.exists is None:
         held = "cannot tell (HeadObject refused: s3:GetObject)"
@@ -295,9 +291,8 @@ def verify(
             local, bucket, key, endpoint=endpoint, state_file=state_file, progress=progress
         )
     )
-    if json_output:
-        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
-    else:
+    document = {"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)}
+    if not _emitted(document, json_output):
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
         typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
@@ -343,9 +338,7 @@ def bench(
         left_behind=lambda: [_removal(item) for item in list(leftovers.values())],
         grace_s=CLEANUP_TIMEOUT_S,
     )
-    if json_output:
-        _emit_json({"bucket": bucket, "size": settings.size, "rows": rows})
-    else:
+    if not _emitted({"bucket": bucket, "size": settings.size, "rows": rows}, json_output):
         typer.echo(format_table(rows))
 
 

@@ -135,7 +135,6 @@ def _run(
         os._exit(_exit_code(interrupted))
 
     async def main() -> T:
-        nonlocal interrupted
         result: list[T] = []
         failure: list[_errors.PersevereError] = []
         work = anyio.CancelScope()
@@ -304,6 +303,14 @@ def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=_json_default))
 
 
+def _emitted(document: Any, json_output: bool) -> bool:
+    """``document`` printed as the command's one JSON document if ``json_output`` (--json);
+    whether it was (if not, the command prints its words)."""
+    if json_output:
+        _emit_json(document)
+    return json_output
+
+
 def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
@@ -322,8 +329,7 @@ _DRY_ACTIONS = {
 
 
 def _print_dry_run(report: Any, json_output: bool) -> None:
-    if json_output:
-        _emit_json({"dry_run": True, **dataclasses.asdict(report)})
+    if _emitted({"dry_run": True, **dataclasses.asdict(report)}, json_output):
         return
     r = report
     if r.object_exists is None:
@@ -352,8 +358,7 @@ def _print_dry_run(report: Any, json_output: bool) -> None:
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
-    if json_output:
-        _emit_json(fields)
+    if _emitted(fields, json_output):
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"

@@ -32,6 +32,7 @@ from ._cli_flags import (
 )
 from ._cli_run import (
     _emit_json,
+    _emitted,
     _print_dry_run,
     _print_result,
     _progress,
@@ -286,12 +287,10 @@ def shard(
         index, count = found
     result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
-    if flags.json_output:
-        _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
-                    result.parts.stop - 1]})  # fmt: skip
-    else:
+    parts = [result.parts.start, result.parts.stop - 1]
+    if not _emitted({**dataclasses.asdict(result), "parts": parts}, flags.json_output):
         typer.echo(
-            f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
+            f"shard {index}/{count}: parts {parts[0]}..{parts[1]} done, "
             f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
         )
 
