@@ -8,6 +8,7 @@ shards as processes of their own, then completes the upload here."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -45,19 +46,6 @@ from ._logs import NamingStateFile, say_plan, setup
 from ._units import format_size
 
 
-def _plan_of(request: Any) -> Any:
-    """The file's part plan, or None if it has none (a stream; a plan the core refuses, and
-    then says why)."""
-    from ._source import inspect_file
-
-    if request.reads().stream:
-        return None  # a stream: its parts follow its own schedule
-    try:
-        return request.layout(inspect_file(request.reads().path))
-    except _errors.PersevereError:
-        return None
-
-
 # -- commands --------------------------------------------------------------------------------
 def start(
     file_arg: FileArg = None,
@@ -84,6 +72,7 @@ def start(
     file or block device redirected in (< file) is read as that file.
     """
     from ._request import resolve_source
+    from ._source import inspect_file, is_block_device
 
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
@@ -92,25 +81,23 @@ def start(
     source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
-        from ._source import is_block_device
-
         if source.stream or is_block_device(source.path):  # under $XDG_STATE_HOME, not /dev
             from ._cp import locate_state_file
 
             state_file = locate_state_file(source.path, bucket, key)
         else:  # ('.' and '/' have no name to give it: directories, refused as such)
             if not source.path.name:
-                from ._source import inspect_file
-
                 _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
                             shards or (None if auto else processes))  # fmt: skip
-    plan = _plan_of(request)
-    if plan is not None:
-        say_plan(plan)
+    plan = None  # the file's part plan; none for a stream (its parts follow its own schedule)
+    if not source.stream:
+        with contextlib.suppress(_errors.PersevereError):  # a plan the core refuses: it says why
+            plan = request.layout(inspect_file(source.path))
+            say_plan(plan)
     if flags.dry_run:
         from ._dry_run import dry_run_start
 
