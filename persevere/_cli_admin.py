@@ -89,8 +89,7 @@ def abort(
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
-        overrides = flags.endpoint_flags.overrides()
-        header = _run(lambda: abort_upload(state_file, endpoint=overrides))
+        header = _run(abort_upload, state_file, endpoint=flags.endpoint_flags.overrides())
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
     if url_arg is not None:
@@ -101,8 +100,7 @@ def abort(
         _checked(require_utf8, s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
-    where = flags.where(s3_bucket)
-    _run(lambda: abort_by_id(where, s3_key, upload_id))
+    _run(abort_by_id, flags.where(s3_bucket), s3_key, upload_id)
     typer.echo(f"aborted upload {upload_id} of s3://{s3_bucket}/{s3_key}")
 
 
@@ -121,8 +119,7 @@ def list_uploads(
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    where = flags.where(bucket)
-    listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
+    listing = _run(list_in_progress, flags.where(bucket), prefix=under, older_than_s=older_than)
     uploads = listing.uploads
     if _emitted({"bucket": bucket, "uploads": uploads}, json_output):
         return
@@ -160,8 +157,7 @@ def status(
         _key_status(url_arg, flags, json_output)
         return
     assert state_file is not None
-    overrides = flags.endpoint_flags.overrides()
-    st = _run(lambda: upload_status(state_file, endpoint=overrides))
+    st = _run(upload_status, state_file, endpoint=flags.endpoint_flags.overrides())
     if _emitted(st, json_output):
         return
     h = st.header
@@ -213,8 +209,7 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
 
     endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
     bucket, key = _checked(parse_s3_url, url)
-    where = Where(bucket, endpoint, flags.request_payer)
-    st = _run(lambda: key_status(where, key))
+    st = _run(key_status, Where(bucket, endpoint, flags.request_payer), key)
     if _emitted(st, json_output):
         return
     if st.exists is None:

@@ -88,15 +88,17 @@ def _usage_error(message: str, flag: str | None = None) -> NoReturn:
 
 
 def _run(
-    fn: Callable[[], Awaitable[T]],
-    *,
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
     resumable_state: Path | None = None,
     left_behind: Callable[[], list[str]] | None = None,
     grace_s: float = 0.0,
     hurried_by_parent: bool = False,
     stopped: tuple[str, str] | None = None,
+    **kwargs: Any,
 ) -> T:
-    """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
+    """Run ``fn(*args, **kwargs)`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP
+    (129) cancel it.
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
@@ -176,7 +178,7 @@ def _run(
             await tg.start(watch_signals)
             with work:
                 try:
-                    result.append(await fn())
+                    result.append(await fn(*args, **kwargs))
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()

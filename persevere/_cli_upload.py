@@ -101,7 +101,7 @@ def start(
     if flags.dry_run:
         from ._dry_run import dry_run_start
 
-        _print_dry_run(_run(lambda: dry_run_start(request)), flags.json_output)
+        _print_dry_run(_run(dry_run_start, request), flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
@@ -112,7 +112,7 @@ def start(
             processes = min(processes, plan.part_count if plan else processes)
             request = dataclasses.replace(request, shards=processes)
         count = request.shards
-        header = _run(lambda: create_sharded(request), resumable_state=state_file)
+        header = _run(create_sharded, request, resumable_state=state_file)
         if processes is None and flags.json_output:  # the same, for a script
             quoted = shlex.quote(str(state_file.absolute()))
             _emit_json({
@@ -143,7 +143,7 @@ def start(
         return
     from ._upload import upload
 
-    result = _run(lambda: upload(request, progress), resumable_state=state_file)
+    result = _run(upload, request, progress, resumable_state=state_file)
     _print_result(result, flags.json_output, state_file)
 
 
@@ -191,7 +191,7 @@ def cp(
     if flags.dry_run:
         from ._dry_run import dry_run_cp
 
-        _print_dry_run(_run(lambda: dry_run_cp(request)), flags.json_output)
+        _print_dry_run(_run(dry_run_cp, request), flags.json_output)
         return
     _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
 
@@ -286,7 +286,7 @@ def _continued(request: Any, what: str, flags: SendFlags | ContinueFlags, call: 
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
     resumable from the request's state file: cp's, resume's, or a shard's."""
     progress = _progress(not flags.no_progress and not flags.json_output, what)
-    return _run(lambda: call(request, progress), resumable_state=request.state_file)
+    return _run(call, request, progress, resumable_state=request.state_file)
 
 
 def _shard_of_parent() -> None:
