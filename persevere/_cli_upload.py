@@ -71,8 +71,10 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
-    from ._request import resolve_source
+    from ._request import Request, resolve_source
+    from ._s3 import Endpoint
     from ._source import inspect_file, is_block_device
+    from ._upload import create_sharded, upload
 
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
@@ -106,8 +108,6 @@ def start(
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
-        from ._upload import create_sharded
-
         if shards is None and processes is not None:  # no more processes than parts
             processes = min(processes, plan.part_count if plan else processes)
             request = dataclasses.replace(request, shards=processes)
@@ -132,17 +132,12 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        from ._request import Request
-        from ._s3 import Endpoint
-
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
         insecure = Endpoint(verify_ssl=False) if flags.endpoint_flags.no_verify_ssl else None
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
                                processes, flags, started)  # fmt: skip
         return
-    from ._upload import upload
-
     result = _run(upload, request, progress, resumable_state=state_file)
     _print_result(result, flags.json_output, state_file)
 
