@@ -280,11 +280,9 @@ def verify(
         given = source.path
     local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
-    progress = _progress(not no_progress and not json_output, "verify")
+    sink = _progress(not no_progress and not json_output, "verify")
     result = _run(
-        lambda: verify_object(
-            local, bucket, key, endpoint=endpoint, state_file=state_file, progress=progress
-        )
+        verify_object, local, bucket, key, endpoint=endpoint, state_file=state_file, progress=sink
     )
     document = {"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)}
     if not _emitted(document, json_output):
