@@ -330,10 +330,10 @@ _DRY_ACTIONS = {
 }
 
 
-def _print_dry_run(report: Any, json_output: bool) -> None:
-    if _emitted({"dry_run": True, **dataclasses.asdict(report)}, json_output):
+def _print_dry_run(r: Any, json_output: bool) -> None:
+    """A dry run's report ``r``."""
+    if _emitted({"dry_run": True, **dataclasses.asdict(r)}, json_output):
         return
-    r = report
     if r.object_exists is None:
         exists = "cannot tell (HeadObject refused)"
     else:
