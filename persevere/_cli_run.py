@@ -98,7 +98,7 @@ def _run(
     **kwargs: Any,
 ) -> T:
     """Run ``fn(*args, **kwargs)`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP
-    (129) cancel it.
+    (129) cancel it. (``fn``'s own keywords are none of the ones below.)
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
