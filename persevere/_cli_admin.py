@@ -28,7 +28,7 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
@@ -89,8 +89,7 @@ def abort(
     if state_file is not None:
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
-        overrides = flags.endpoint_flags.overrides()
-        header = _run(lambda: abort_upload(state_file, endpoint=overrides))
+        header = _run(abort_upload, state_file, endpoint=flags.endpoint_flags.overrides())
         typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
         return
     if url_arg is not None:
@@ -101,10 +100,8 @@ def abort(
         _checked(require_utf8, s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
-    bucket, key, uid = s3_bucket, s3_key, upload_id
-    where = flags.where(bucket)
-    _run(lambda: abort_by_id(where, key, uid))
-    typer.echo(f"aborted upload {uid} of s3://{bucket}/{key}")
+    _run(abort_by_id, flags.where(s3_bucket), s3_key, upload_id)
+    typer.echo(f"aborted upload {upload_id} of s3://{s3_bucket}/{s3_key}")
 
 
 def list_uploads(
@@ -122,11 +119,9 @@ def list_uploads(
     from ._orphans import list_uploads as list_in_progress
 
     bucket, under = _bucket_url(url_arg, s3_bucket, prefix)
-    where = flags.where(bucket)
-    listing = _run(lambda: list_in_progress(where, prefix=under, older_than_s=older_than))
+    listing = _run(list_in_progress, flags.where(bucket), prefix=under, older_than_s=older_than)
     uploads = listing.uploads
-    if json_output:
-        _emit_json({"bucket": bucket, "uploads": uploads})
+    if _emitted({"bucket": bucket, "uploads": uploads}, json_output):
         return
     older = f" older than {format_duration(older_than)}" if older_than is not None else ""
     younger = "".join(f" ({n} {what}, not listed)" for n, what in ((listing.younger, "younger"),
@@ -162,10 +157,8 @@ def status(
         _key_status(url_arg, flags, json_output)
         return
     assert state_file is not None
-    overrides = flags.endpoint_flags.overrides()
-    st = _run(lambda: upload_status(state_file, endpoint=overrides))
-    if json_output:
-        _emit_json(st)
+    st = _run(upload_status, state_file, endpoint=flags.endpoint_flags.overrides())
+    if _emitted(st, json_output):
         return
     h = st.header
     source = f"{h.file_path} ({format_size(h.file_size)}, {h.file_size} bytes)"
@@ -216,10 +209,8 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
 
     endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
     bucket, key = _checked(parse_s3_url, url)
-    where = Where(bucket, endpoint, flags.request_payer)
-    st = _run(lambda: key_status(where, key))
-    if json_output:
-        _emit_json(st)
+    st = _run(key_status, Where(bucket, endpoint, flags.request_payer), key)
+    if _emitted(st, json_output):
         return
     if st.exists is None:
         held = "cannot tell (HeadObject refused: s3:GetObject)"
@@ -289,15 +280,12 @@ def verify(
         given = source.path
     local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
     endpoint = endpoint_flags.endpoint()
-    progress = _progress(not no_progress and not json_output, "verify")
+    sink = _progress(not no_progress and not json_output, "verify")
     result = _run(
-        lambda: verify_object(
-            local, bucket, key, endpoint=endpoint, state_file=state_file, progress=progress
-        )
+        verify_object, local, bucket, key, endpoint=endpoint, state_file=state_file, progress=sink
     )
-    if json_output:
-        _emit_json({"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)})
-    else:
+    document = {"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)}
+    if not _emitted(document, json_output):
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
         typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
     raise typer.Exit(result.exit_code)
@@ -343,9 +331,7 @@ def bench(
         left_behind=lambda: [_removal(item) for item in list(leftovers.values())],
         grace_s=CLEANUP_TIMEOUT_S,
     )
-    if json_output:
-        _emit_json({"bucket": bucket, "size": settings.size, "rows": rows})
-    else:
+    if not _emitted({"bucket": bucket, "size": settings.size, "rows": rows}, json_output):
         typer.echo(format_table(rows))
 
 

@@ -88,15 +88,17 @@ def _usage_error(message: str, flag: str | None = None) -> NoReturn:
 
 
 def _run(
-    fn: Callable[[], Awaitable[T]],
-    *,
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
     resumable_state: Path | None = None,
     left_behind: Callable[[], list[str]] | None = None,
     grace_s: float = 0.0,
     hurried_by_parent: bool = False,
     stopped: tuple[str, str] | None = None,
+    **kwargs: Any,
 ) -> T:
-    """Run ``fn`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP (129) cancel it.
+    """Run ``fn(*args, **kwargs)`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP
+    (129) cancel it. (``fn``'s own keywords are none of the ones below.)
 
     A result that was reached before the signal took effect is still the result: a Ctrl-C
     after the upload completed does not turn success into "interrupted".
@@ -135,7 +137,6 @@ def _run(
         os._exit(_exit_code(interrupted))
 
     async def main() -> T:
-        nonlocal interrupted
         result: list[T] = []
         failure: list[_errors.PersevereError] = []
         work = anyio.CancelScope()
@@ -177,7 +178,7 @@ def _run(
             await tg.start(watch_signals)
             with work:
                 try:
-                    result.append(await fn())
+                    result.append(await fn(*args, **kwargs))
                 except _errors.PersevereError as exc:
                     failure.append(exc)  # raised below, not wrapped in the task group's group
             tg.cancel_scope.cancel()
@@ -304,6 +305,14 @@ def _emit_json(document: Any) -> None:
     typer.echo(json.dumps(document, indent=2, default=_json_default))
 
 
+def _emitted(document: Any, json_output: bool) -> bool:
+    """``document`` printed as the command's one JSON document if ``json_output`` (--json);
+    whether it was (if not, the command prints its words)."""
+    if json_output:
+        _emit_json(document)
+    return json_output
+
+
 def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
@@ -321,11 +330,10 @@ _DRY_ACTIONS = {
 }
 
 
-def _print_dry_run(report: Any, json_output: bool) -> None:
-    if json_output:
-        _emit_json({"dry_run": True, **dataclasses.asdict(report)})
+def _print_dry_run(r: Any, json_output: bool) -> None:
+    """A dry run's report ``r``."""
+    if _emitted({"dry_run": True, **dataclasses.asdict(r)}, json_output):
         return
-    r = report
     if r.object_exists is None:
         exists = "cannot tell (HeadObject refused)"
     else:
@@ -352,8 +360,7 @@ def _print_dry_run(report: Any, json_output: bool) -> None:
 def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     fields = {**dataclasses.asdict(result), "state_file": str(state_file.absolute())}
     log.info("done", extra=event("completed", **fields))
-    if json_output:
-        _emit_json(fields)
+    if _emitted(fields, json_output):
         return
     rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
     verb, how = "uploaded", f"{result.elapsed_s:.1f}s ({format_size(rate)}/s)"

@@ -8,6 +8,7 @@ shards as processes of their own, then completes the upload here."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -32,6 +33,7 @@ from ._cli_flags import (
 )
 from ._cli_run import (
     _emit_json,
+    _emitted,
     _print_dry_run,
     _print_result,
     _progress,
@@ -42,19 +44,6 @@ from ._cli_run import (
 from ._cli_tree import TreeFlags, cp_tree, tree_shard_of_parent
 from ._logs import NamingStateFile, say_plan, setup
 from ._units import format_size
-
-
-def _plan_of(request: Any) -> Any:
-    """The file's part plan, or None if it has none (a stream; a plan the core refuses, and
-    then says why)."""
-    from ._source import inspect_file
-
-    if request.reads().stream:
-        return None  # a stream: its parts follow its own schedule
-    try:
-        return request.layout(inspect_file(request.reads().path))
-    except _errors.PersevereError:
-        return None
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -82,7 +71,10 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
-    from ._request import resolve_source
+    from ._request import Request, resolve_source
+    from ._s3 import Endpoint
+    from ._source import inspect_file, is_block_device
+    from ._upload import create_sharded, upload
 
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
@@ -91,40 +83,36 @@ def start(
     source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
-        from ._source import is_block_device
-
         if source.stream or is_block_device(source.path):  # under $XDG_STATE_HOME, not /dev
             from ._cp import locate_state_file
 
             state_file = locate_state_file(source.path, bucket, key)
         else:  # ('.' and '/' have no name to give it: directories, refused as such)
             if not source.path.name:
-                from ._source import inspect_file
-
                 _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         progress = NamingStateFile(progress, state_file)
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
                             shards or (None if auto else processes))  # fmt: skip
-    plan = _plan_of(request)
-    if plan is not None:
-        say_plan(plan)
+    plan = None  # the file's part plan; none for a stream (its parts follow its own schedule)
+    if not source.stream:
+        with contextlib.suppress(_errors.PersevereError):  # a plan the core refuses: it says why
+            plan = request.layout(inspect_file(source.path))
+            say_plan(plan)
     if flags.dry_run:
         from ._dry_run import dry_run_start
 
-        _print_dry_run(_run(lambda: dry_run_start(request)), flags.json_output)
+        _print_dry_run(_run(dry_run_start, request), flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
-        from ._upload import create_sharded
-
         if shards is None and processes is not None:  # no more processes than parts
             processes = min(processes, plan.part_count if plan else processes)
             request = dataclasses.replace(request, shards=processes)
         count = request.shards
-        header = _run(lambda: create_sharded(request), resumable_state=state_file)
+        header = _run(create_sharded, request, resumable_state=state_file)
         if processes is None and flags.json_output:  # the same, for a script
             quoted = shlex.quote(str(state_file.absolute()))
             _emit_json({
@@ -144,18 +132,13 @@ def start(
                 f"then complete it: persevere upload resume --state-file {quoted}"
             )
             return
-        from ._request import Request
-        from ._s3 import Endpoint
-
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
         insecure = Endpoint(verify_ssl=False) if flags.endpoint_flags.no_verify_ssl else None
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
                                processes, flags, started)  # fmt: skip
         return
-    from ._upload import upload
-
-    result = _run(lambda: upload(request, progress), resumable_state=state_file)
+    result = _run(upload, request, progress, resumable_state=state_file)
     _print_result(result, flags.json_output, state_file)
 
 
@@ -203,7 +186,7 @@ def cp(
     if flags.dry_run:
         from ._dry_run import dry_run_cp
 
-        _print_dry_run(_run(lambda: dry_run_cp(request)), flags.json_output)
+        _print_dry_run(_run(dry_run_cp, request), flags.json_output)
         return
     _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
 
@@ -286,12 +269,10 @@ def shard(
         index, count = found
     result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
-    if flags.json_output:
-        _emit_json({**dataclasses.asdict(result), "parts": [result.parts.start,
-                    result.parts.stop - 1]})  # fmt: skip
-    else:
+    parts = [result.parts.start, result.parts.stop - 1]
+    if not _emitted({**dataclasses.asdict(result), "parts": parts}, flags.json_output):
         typer.echo(
-            f"shard {index}/{count}: parts {result.parts.start}..{result.parts.stop - 1} done, "
+            f"shard {index}/{count}: parts {parts[0]}..{parts[1]} done, "
             f"{format_size(result.bytes_sent)} sent in {result.elapsed_s:.1f}s"
         )
 
@@ -300,7 +281,7 @@ def _continued(request: Any, what: str, flags: SendFlags | ContinueFlags, call: 
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
     resumable from the request's state file: cp's, resume's, or a shard's."""
     progress = _progress(not flags.no_progress and not flags.json_output, what)
-    return _run(lambda: call(request, progress), resumable_state=request.state_file)
+    return _run(call, request, progress, resumable_state=request.state_file)
 
 
 def _shard_of_parent() -> None:

@@ -49,7 +49,23 @@ class TqdmProgress:
         self._bar: Any = None
 
     def start(self, total_bytes: int, done_bytes: int) -> None:
-        self._bar = _binary_bar_class()(
+        from tqdm import tqdm  # imported late: start-up time
+
+        class BinaryBar(tqdm):  # type: ignore[misc]  # tqdm is untyped
+            """tqdm, with the bar's sizes and rate in binary units."""
+
+            @property
+            def format_dict(self) -> dict[str, Any]:
+                fields: dict[str, Any] = super().format_dict
+                rate = fields["rate"]  # smoothed; None until there is one: then the average
+                if rate is None and fields["elapsed"]:
+                    rate = (fields["n"] - fields["initial"]) / fields["elapsed"]
+                fields["done"] = format_size(fields["n"])
+                fields["size"] = format_size(fields["total"] or 0)
+                fields["speed"] = f"{format_size(rate)}/s" if rate else "?/s"
+                return fields
+
+        self._bar = BinaryBar(
             total=total_bytes,
             initial=done_bytes,
             unit="B",
@@ -74,22 +90,3 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-def _binary_bar_class() -> Any:
-    """tqdm, with the bar's sizes and rate in binary units (imported late: start-up time)."""
-    from tqdm import tqdm
-
-    class BinaryBar(tqdm):  # type: ignore[misc]  # tqdm is untyped
-        @property
-        def format_dict(self) -> dict[str, Any]:
-            fields: dict[str, Any] = super().format_dict
-            rate = fields["rate"]  # smoothed; None until there is one: then the average
-            if rate is None and fields["elapsed"]:
-                rate = (fields["n"] - fields["initial"]) / fields["elapsed"]
-            fields["done"] = format_size(fields["n"])
-            fields["size"] = format_size(fields["total"] or 0)
-            fields["speed"] = f"{format_size(rate)}/s" if rate else "?/s"
-            return fields
-
-    return BinaryBar
