@@ -1,0 +1,121 @@
+"""An operator's audit (2026-12-05, ninth): persevere tried as a black box, to make it lie
+(exit 0 with another object), lose work, or fail unclearly. Each test is a defect found, a
+strict xfail until it is fixed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import persevere
+
+
+def _no_upload_left(s3_client, bucket: str) -> bool:
+    return not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #1")
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_a_stall_timeout_that_is_no_number_is_refused_before_anything(
+    s3_env, bucket, s3_client, make_file, tmp_path, how
+):
+    """README: bad input is one line, exit 2, "caught before anything was sent". ``--stall-timeout
+    nan`` (or ``PERSEVERE_STALL_TIMEOUT=nan``) passes click's ``x>=1`` check (NaN compares false
+    both ways), the upload is created and its state file written, then the first part dies
+    in anyio ("ValueError: delay must be a non-negative number"): a rich traceback, exit 1,
+    and a multipart upload left on S3. ``--dry-run`` with it says all is well (exit 0)."""
+    file = make_file(20 * 1024 * 1024, seed=91)
+    state = tmp_path / "s"
+    env = dict(s3_env)
+    args = ["cp", file, f"s3://{bucket}/k", "--state-file", state, "--no-progress"]
+    if how == "flag":
+        args += ["--stall-timeout", "nan"]
+    else:
+        env["PERSEVERE_STALL_TIMEOUT"] = "nan"
+    dry = persevere(env, *args, "--dry-run")
+    done = persevere(env, *args)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert dry.returncode == 2, dry.stderr
+    assert _no_upload_left(s3_client, bucket)
+    assert not state.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #2")
+@pytest.mark.parametrize("age", ["2000000d", "3000000000000s"])
+def test_upload_list_older_than_a_date_out_of_range_is_one_line(s3_env, bucket, age):
+    """``upload list s3://B --older-than 2000000d`` (a typo'd 20000d, or "everything"): the
+    duration parses, then ``now - age`` is before year 1: "OverflowError: date value out of
+    range" as a rich traceback, exit 1. Bad input: one line, exit 2 (or simply: every upload
+    is younger than that, none listed, exit 0)."""
+    done = persevere(s3_env, "upload", "list", f"s3://{bucket}", "--older-than", age)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "OverflowError" not in done.stderr
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+
+
+CONTROL = [
+    ["--content-type", "text/plain\r"],
+    ["--content-encoding", "gzip\r\nX-Injected: 1"],
+    ["--metadata", "owner=ops\r"],  # --metadata "owner=$(cat owner.txt)", a CRLF file
+    ["--metadata", "k=a\x01b"],
+]
+CONTROL_IDS = ["content-type-cr", "content-encoding-crlf", "metadata-cr", "metadata-ctl"]
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #3")
+@pytest.mark.parametrize("option", CONTROL, ids=CONTROL_IDS)
+def test_an_object_option_with_a_control_character_is_bad_input_not_a_network_error(
+    s3_env, bucket, s3_client, make_file, tmp_path, option
+):
+    """An object option holding a control character (a CR from a Windows file read with
+    ``$(cat ...)``) cannot be an HTTP header: botocore's urllib3 refuses it ("Forbidden control
+    character detected in headers"), and persevere takes that for a network fault: retried,
+    then exit 3, "nothing was created: check the endpoint and the network, then run the same
+    command again". Exit 3 is the supervisor's "try again later", so it loops forever on bad
+    input. Expected: exit 2 before any request, naming the option (as ``--metadata
+    owner=José`` is since audit 1)."""
+    file = make_file(1000, seed=92)
+    done = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st",
+                     "--no-progress", *option)  # fmt: skip
+    assert "check the endpoint and the network" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert f"error: {option[0]}" in done.stderr, done.stderr
+    assert _no_upload_left(s3_client, bucket)
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #3")
+def test_a_tree_with_an_object_option_holding_a_control_character_is_bad_input(
+    s3_env, bucket, tmp_path
+):
+    """The same for ``cp DIR``: every small file's PutObject is retried (10 times, about a
+    minute with the default backoff) and the run ends exit 3, "the upload is intact and
+    resumable", which a supervisor re-runs for ever. (``--max-retries 0`` keeps this test
+    short; the exit code is 3 either way.)"""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("one\n")
+    done = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--content-type", "text/plain\r",
+                     "--no-progress", "--max-retries", "0")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "error: --content-type" in done.stderr, done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #4")
+@pytest.mark.parametrize("pair", ["team:name=ops", "team name=ops", "(x)=1"],
+                         ids=["colon", "space", "parens"])  # fmt: skip
+def test_a_metadata_name_http_cannot_carry_is_named_not_blamed_on_credentials(
+    s3_env, bucket, s3_client, make_file, tmp_path, pair
+):
+    """``--metadata team:name=ops``: the name goes into the header ``x-amz-meta-team:name``,
+    which the server cannot take: SeaweedFS answers SignatureDoesNotMatch and persevere says
+    "the secret key does not match the access key: check credentials" (exit 1), sending the
+    user to rotate keys that are fine; with a space or parentheses, "CreateMultipartUpload:
+    400: Bad Request" with no word of the option. A metadata name must be an HTTP token:
+    expected exit 2 before any request, naming ``--metadata``."""
+    file = make_file(1000, seed=93)
+    done = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-dir", tmp_path / "st",
+                     "--no-progress", "--metadata", pair)  # fmt: skip
+    assert "check credentials" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "error: --metadata" in done.stderr, done.stderr
+    assert _no_upload_left(s3_client, bucket)
