@@ -119,3 +119,23 @@ def test_a_metadata_name_http_cannot_carry_is_named_not_blamed_on_credentials(
     assert done.returncode == 2, done.stderr
     assert "error: --metadata" in done.stderr, done.stderr
     assert _no_upload_left(s3_client, bucket)
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #5")
+@pytest.mark.process
+def test_upload_start_of_a_stream_on_a_fresh_machine_creates_its_state_directory(
+    s3_env, bucket, s3_client, tmp_path
+):
+    """README: "start (short form): the state file defaults to ..." and ``-`` is taken by ``cp``
+    and ``upload start``; a stream's journal goes under ``$XDG_STATE_HOME/persevere/``. ``cp -``
+    creates that directory; ``producer | persevere upload start - s3://B/K`` does not: on a
+    machine where no ``cp`` ran before (no ``~/.local/state/persevere``) it fails, exit 1,
+    "cannot create state file .../stdin.DIGEST.persevere: No such file or directory" (which a
+    supervisor must not restart), though the directory is persevere's own to make."""
+    xdg = tmp_path / "xdg-state"  # does not exist yet, as on a fresh machine
+    env = {**s3_env, "XDG_STATE_HOME": str(xdg)}
+    done = persevere(env, "upload", "start", "-", f"s3://{bucket}/k", "--no-progress",
+                     input=b"the stream's bytes")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
+    assert body == b"the stream's bytes"
