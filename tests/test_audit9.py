@@ -139,3 +139,25 @@ def test_upload_start_of_a_stream_on_a_fresh_machine_creates_its_state_directory
     assert done.returncode == 0, done.stderr
     body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
     assert body == b"the stream's bytes"
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #6")
+def test_a_file_where_the_trees_journal_directory_goes_is_not_try_again_later(
+    s3_env, bucket, make_file, tmp_path
+):
+    """``cp DIR --state-file J`` keeps its large files' journals in ``J.d/``. A regular file
+    at ``J.d`` (left by something else) made the run stop at the first large file with exit 3
+    and "cannot create .../J.d: File exists ... free space or fix permissions, then run the
+    same command again": exit 3 is the supervisor's "try again later, the journal is intact",
+    so it re-runs for ever a run that can never pass. The README: "a read-only state location
+    is one line (exit 1)", a state path that cannot be one is exit 2; neither is 3, which is
+    for a full disk."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    make_file(12 * 1024 * 1024, seed=94, name="tree/big")
+    state = tmp_path / "j"
+    (tmp_path / "j.d").write_text("not a directory\n")
+    done = persevere(s3_env, "cp", tree, f"s3://{bucket}/t/", "--state-file", state,
+                     "--no-progress")  # fmt: skip
+    assert done.returncode in (1, 2), done.stderr
+    assert "free space" not in done.stderr, done.stderr
