@@ -4,6 +4,12 @@ strict xfail until it is fixed."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from tests.conftest import persevere
@@ -161,3 +167,43 @@ def test_a_file_where_the_trees_journal_directory_goes_is_not_try_again_later(
                      "--no-progress")  # fmt: skip
     assert done.returncode in (1, 2), done.stderr
     assert "free space" not in done.stderr, done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #7")
+@pytest.mark.process
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background"])
+def test_a_signal_ignored_when_persevere_starts_stays_ignored(
+    rule_proxy, bucket, s3_client, make_file, tmp_path, sig
+):
+    """``nohup persevere cp BIG s3://B/K &`` then logging out: nohup starts persevere with
+    SIGHUP ignored, precisely so that the hang-up of the session does not stop it; a
+    non-interactive shell starts ``cmd &`` with SIGINT ignored, so a Ctrl-C meant for the
+    script's foreground does not reach it. persevere installs its own handlers over the
+    ignored dispositions: the hang-up stops the upload (exit 129, "interrupted"), and the
+    user who ran it under nohup finds it stopped the next morning. CPython itself leaves an
+    ignored SIGINT ignored (no KeyboardInterrupt); a signal ignored at start should stay
+    ignored: the upload goes on to exit 0."""
+    env, proxy = rule_proxy
+    file = make_file(20 * 1024 * 1024, seed=97)
+    state = tmp_path / "s"
+    held = proxy.hold_parts_but(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "cp", str(file), f"s3://{bucket}/k",
+         "--state-file", str(state), "--no-progress", "--part-size", "5MiB"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(sig, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        held.wait(60)  # the upload is under way: part 1 sent, the others held
+        time.sleep(0.5)
+        proc.send_signal(sig)  # the session's hang-up (or the script's Ctrl-C)
+        time.sleep(0.5)
+    finally:
+        held.release()
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
+    assert body == file.read_bytes()
