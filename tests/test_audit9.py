@@ -207,3 +207,42 @@ def test_a_signal_ignored_when_persevere_starts_stays_ignored(
     assert proc.returncode == 0, stderr
     body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
     assert body == file.read_bytes()
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #8")
+def test_cp_state_file_given_as_a_link_to_a_new_file_writes_the_journal_there(
+    s3_env, bucket, make_file, tmp_path
+):
+    """``--state-file /state/upload.journal`` where that path is a symbolic link to the
+    journal's place on a volume (``/state/upload.journal -> /mnt/vol/upload.journal``, the
+    file not there yet, as on the first run): ``cp`` replaced the link with a regular file
+    of its own, so the journal never reached the volume the link names (a pod restarted
+    with a fresh root finds the link again, an empty volume, and starts the upload over,
+    the first one's parts orphaned). A link to an existing journal is followed; a link to
+    the file that is not there yet should be too (or refused, exit 2), never replaced."""
+    file = make_file(1000, seed=98)
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    link = tmp_path / "state"
+    link.symlink_to(volume / "journal")
+    done = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", link, "--no-progress")
+    assert link.is_symlink(), "the link given as --state-file was replaced by a file"
+    assert done.returncode in (0, 2), done.stderr
+    if done.returncode == 0:
+        assert (volume / "journal").is_file()
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #8")
+def test_upload_start_state_file_given_as_a_link_to_a_new_file_is_not_self_contradictory(
+    s3_env, bucket, make_file, tmp_path
+):
+    """The same link given to ``upload start``: "error: state file .../state already exists:
+    state file .../state does not exist", exit 1: a message that contradicts itself and
+    says nothing of the link."""
+    file = make_file(1000, seed=99)
+    link = tmp_path / "state"
+    link.symlink_to(tmp_path / "vol" / "journal")
+    done = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", link,
+                     "--no-progress")  # fmt: skip
+    assert not ("already exists" in done.stderr and "does not exist" in done.stderr), done.stderr
+    assert done.returncode in (0, 2), done.stderr
