@@ -246,3 +246,27 @@ def test_upload_start_state_file_given_as_a_link_to_a_new_file_is_not_self_contr
                      "--no-progress")  # fmt: skip
     assert not ("already exists" in done.stderr and "does not exist" in done.stderr), done.stderr
     assert done.returncode in (0, 2), done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #9")
+@pytest.mark.parametrize("tree", [False, True], ids=["file", "dir"])
+def test_options_refused_on_a_rerun_do_not_blame_a_state_file_flag_never_given(
+    s3_env, bucket, make_file, tmp_path, tree
+):
+    """``cp FILE s3://B/K`` done, then the same command with ``--content-type text/plain``:
+    refused (exit 2), rightly, but said as "error: --state-file: state file .../FILE.persevere
+    records ...": the user gave no --state-file (audit 4 took the same wrong flag out of
+    another message). The flag to name is the option that differs."""
+    if tree:
+        source = tmp_path / "tree"
+        source.mkdir()
+        (source / "a.txt").write_text("one\n")
+        url = f"s3://{bucket}/t/"
+    else:
+        source = make_file(1000, seed=100)
+        url = f"s3://{bucket}/k"
+    first = persevere(s3_env, "cp", source, url, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    again = persevere(s3_env, "cp", source, url, "--no-progress", "--content-type", "text/plain")
+    assert again.returncode == 2, again.stderr
+    assert "--state-file:" not in again.stderr, again.stderr
