@@ -270,3 +270,23 @@ def test_options_refused_on_a_rerun_do_not_blame_a_state_file_flag_never_given(
     again = persevere(s3_env, "cp", source, url, "--no-progress", "--content-type", "text/plain")
     assert again.returncode == 2, again.stderr
     assert "--state-file:" not in again.stderr, again.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #10")
+@pytest.mark.parametrize("tail", ["\r", " ", "\t", "\n"], ids=["cr", "space", "tab", "newline"])
+def test_a_url_ending_in_whitespace_is_refused_not_made_part_of_the_key(
+    s3_env, bucket, s3_client, make_file, tmp_path, tail
+):
+    """``persevere cp db.dump "$DEST"`` with DEST read from a file edited on Windows
+    (``s3://B/backups/db.dump\\r``), or pasted with a trailing space: the CR (or space, tab,
+    newline) became the key's last character, exit 0, the summary line printing the key
+    with the character invisible. Every later ``aws s3 cp s3://B/backups/db.dump`` finds
+    nothing (NoSuchKey), and ``verify`` with the clean URL says the object does not exist.
+    README: a key the object "would not be stored under" is bad input (exit 2), as for
+    ``a//b``; a URL ending in whitespace is such a mistake (for ``cp DIR`` the prefix's
+    ``p /a``, likewise)."""
+    file = make_file(1000, seed=101)
+    done = persevere(s3_env, "cp", file, f"s3://{bucket}/backups/db.dump{tail}",
+                     "--state-dir", tmp_path / "st", "--no-progress")  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
