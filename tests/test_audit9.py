@@ -290,3 +290,19 @@ def test_a_url_ending_in_whitespace_is_refused_not_made_part_of_the_key(
                      "--state-dir", tmp_path / "st", "--no-progress")  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #11")
+def test_a_dry_run_refuses_shard_with_processes_as_the_run_does(s3_env, bucket, tmp_path):
+    """README: ``--dry-run`` "makes every check the run makes before its first request, and
+    fails the same way (same message, same exit code)". ``cp DIR --shard 0/2 --processes 2``
+    is refused by the run (exit 2, "give --shard or --processes, not both"); with
+    ``--dry-run`` it said what it would send, exit 0."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("one\n")
+    args = ("cp", tree, f"s3://{bucket}/t/", "--shard", "0/2", "--processes", "2", "--no-progress")
+    run = persevere(s3_env, *args)
+    assert run.returncode == 2, run.stderr
+    dry = persevere(s3_env, *args, "--dry-run")
+    assert dry.returncode == 2, dry.stdout + dry.stderr
