@@ -306,3 +306,29 @@ def test_a_dry_run_refuses_shard_with_processes_as_the_run_does(s3_env, bucket, 
     assert run.returncode == 2, run.stderr
     dry = persevere(s3_env, *args, "--dry-run")
     assert dry.returncode == 2, dry.stdout + dry.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 9 #12")
+@pytest.mark.process
+def test_a_file_named_by_a_dev_fd_path_keeps_its_state_file_out_of_dev(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """``persevere cp /dev/fd/3 s3://B/K 3< data.bin`` (a script handing a descriptor, as
+    ``/dev/stdin`` is handed for fd 0): the file is read, the plan printed, then exit 1,
+    "cannot create state file /dev/fd/3.persevere: No such file or directory". /dev/fd is
+    writable to the check beside-the-file uses (root, or /proc's own permissions) but no
+    place for a journal; the README keeps block devices' and standard input's journals out
+    of /dev ("never with a state file in /dev"): this one should go under
+    $XDG_STATE_HOME/persevere/ too."""
+    file = make_file(1000, seed=102)
+    env = {**os.environ, **s3_env, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    with file.open("rb") as handed:
+        fd = handed.fileno()
+        done = subprocess.run(
+            [sys.executable, "-m", "persevere", "cp", f"/dev/fd/{fd}", f"s3://{bucket}/k",
+             "--no-progress"],
+            env=env, capture_output=True, text=True, pass_fds=(fd,), timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
+    assert body == file.read_bytes()
