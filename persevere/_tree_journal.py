@@ -22,19 +22,14 @@ import os
 import stat
 import zlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
 from ._source import FileIdentity
-from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._s3 import Endpoint
 
 log = logging.getLogger("persevere")
 
@@ -89,15 +84,6 @@ class FileDone:
         ``key``?"""
         recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
         return key == self.key and recorded == stamp
-
-
-def new_header(
-    root: Path, bucket: str, prefix: str, endpoint: Endpoint, checksum_algorithm: str,
-    object_options: dict[str, Any] | None, config_endpoint_url: str | None = None,
-) -> TreeHeader:  # fmt: skip
-    return TreeHeader(str(root), bucket, prefix, endpoint.endpoint_url, checksum_algorithm,
-                      datetime.now(UTC).isoformat(timespec="seconds"), __version__,
-                      object_options or None, endpoint.profile, config_endpoint_url)  # fmt: skip
 
 
 def files_dir(state_file: Path) -> Path:
