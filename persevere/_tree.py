@@ -129,9 +129,6 @@ class TreeRequest(TreeSpec):
     def takes(self, rel: str) -> bool:
         return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
 
-    def small(self, size: int) -> bool:
-        return size <= min(SMALL_MAX, self.part_size or SMALL_MAX)
-
 
 @dataclass(slots=True)
 class TreeResult:
@@ -444,8 +441,8 @@ class _TreeSender:
     async def send_all(self, todo: list[TreeFile]) -> None:
         self.todo = len(todo)
         self.progress.files(0, self.todo)
-        small = [f for f in todo if self.req.small(f.size)]
-        large = [f for f in todo if not self.req.small(f.size)]
+        most = min(SMALL_MAX, self.req.part_size or SMALL_MAX)  # of a small file
+        small = [f for f in todo if f.size <= most]
         if small:
             async with open_client(self.endpoint, self.req.transfer) as client:
                 await each(
@@ -453,13 +450,12 @@ class _TreeSender:
                     self.req.transfer.concurrency,
                     lambda f, slot: self._guarded(f, self._small, client, slot),
                 )
-        if large:
-            await each(
-                large,
-                self.req.transfer.concurrency,
-                lambda f, slot: self._guarded(f, self._large, slot.count),
-                self._parts_of,
-            )
+        await each(
+            [f for f in todo if f.size > most],
+            self.req.transfer.concurrency,
+            lambda f, slot: self._guarded(f, self._large, slot.count),
+            self._parts_of,
+        )
 
     def _parts_of(self, f: TreeFile) -> int:
         """A large file's parts in flight: as many as it has (at most ``concurrency``), so
