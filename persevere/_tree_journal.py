@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,17 +174,17 @@ def _parse_header(record: Any, where: str) -> TreeHeader:
     return _typed(TreeHeader, record, f"{where}: header")
 
 
+@dataclass
 class TreeJournal:
     """An open, locked tree journal: what is done, and appending what becomes done."""
 
-    def __init__(self, journal: Journal, header: TreeHeader, done: dict[str, FileDone],
-                 damaged: int = 0) -> None:  # fmt: skip
-        self._journal = journal
-        self.header = header
-        self.done = done
-        self.damaged = damaged
-        self._pending: list[FileDone] = []
-        self._writing: anyio.Lock | None = None  # made on the event loop, at first use
+    _journal: Journal
+    header: TreeHeader
+    done: dict[str, FileDone]
+    damaged: int = 0
+    _pending: list[FileDone] = field(default_factory=list, init=False)
+    # (made on the event loop, at first use)
+    _writing: anyio.Lock | None = field(default=None, init=False)
 
     @property
     def path(self) -> Path:
