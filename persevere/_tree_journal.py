@@ -196,7 +196,8 @@ class TreeJournal:
         ``draft``'s; its checksum too if ``checksum_given``), else a new one with ``draft`` as
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
-        if not path.exists() or path.stat().st_size == 0:
+        new = not path.exists() or path.stat().st_size == 0
+        if new:
             _refuse_tree_file(path, draft.root)
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -207,24 +208,19 @@ class TreeJournal:
                 ) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
                 path.unlink()  # empty: a run stopped before its header was written
-            journal = Journal.create(path)
-            try:
+        journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
+        try:
+            if new:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
                                 **asdict(draft)})  # fmt: skip
-            except BaseException:
-                journal.close()
-                raise
-            return cls(journal, draft, {})
-        journal, lines = Journal.open_log(path)
-        try:
+                return cls(journal, draft, {})
             if not lines:
                 raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
                                      "it was written)", hint="delete it and run again")  # fmt: skip
-            header, done, damaged = _read_lines(path, lines, draft, checksum_given)
+            return cls(journal, *_read_lines(path, lines, draft, checksum_given))
         except BaseException:
             journal.close()
             raise
-        return cls(journal, header, done, damaged)
 
     def read_also(self, path: Path) -> None:
         """Count as done what the journal at ``path`` records (a shard's view of the whole
@@ -269,8 +265,7 @@ class TreeJournal:
             batch, self._pending = self._pending, []
             lines = [{"type": "done", **asdict(entry)} for entry in batch]
             await anyio.to_thread.run_sync(lambda: self._journal.append(*lines))
-            for entry in batch:
-                self.done[entry.rel] = entry
+            self.done.update((entry.rel, entry) for entry in batch)
 
     def close(self) -> None:
         self._journal.close()
