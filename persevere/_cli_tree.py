@@ -194,7 +194,6 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
             "state file written"
         )
     else:
-        sent = len(result.sent) + len(result.resent)
         rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
         # (--processes: of the files sent, those the shard processes sent)
         by_shards = f" ({result.by_shards:,} by the shard processes)" if result.by_shards else ""
@@ -203,7 +202,7 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
             f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again{by_shards}, "
             f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
             f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
-            + (f" ({format_size(rate)}/s)" if sent else "")
+            + (f" ({format_size(rate)}/s)" if result.sent or result.resent else "")
         )
     lines = [head, *(f"not uploaded: {path} ({why})" for path, why in result.refused)]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]
