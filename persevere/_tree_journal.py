@@ -159,8 +159,7 @@ def _read_lines(
     except ValueError:
         raise StateFileError(f"state file {path} is not a persevere state file") from None
     _refuse_other(path, header, draft, checksum_given)
-    done, damaged = _replay(lines[1:], str(path))
-    return header, done, damaged
+    return header, *_replay(lines[1:], str(path))
 
 
 def _parse_header(record: Any, where: str) -> TreeHeader:
