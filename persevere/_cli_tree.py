@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -130,41 +131,35 @@ def cp_tree(
         from ._processes import usable_cores
 
         processes = _auto_processes(len(_reported(request.walk).files) if usable_cores() > 1 else 1)
+    started = time.monotonic()
+    runs: list[Any] = []
     if processes is not None and processes > 1:
-        result = _in_processes(request, processes, progress, stopped)
-    else:
-        result = _run(lambda: copy_tree(request, progress), stopped=stopped)
+        # --processes N: the tree's N shards as processes of their own (each given its request
+        # as a value, :mod:`._processes`), then the whole run here: it takes their journals in
+        # and sends what they left. Its result counts what the shards sent.
+        from ._processes import run_children, shard_requests
+
+        runs = _reported(run_children, shard_requests(request, processes))
+        codes = [run.exit_code for run in runs]
+        if any(codes):
+            log.warning("shard exit codes %s: the whole run sends what they left", codes)
+    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
+    if runs:
+        result.bytes_sent += sum(run.bytes_sent for run in runs)
+        # What the shards sent, the whole run found done: listed as sent by this run, not
+        # skipped.
+        sent, resent = (
+            {rel for run in runs for rel in getattr(run, name)} for name in ("sent", "resent")
+        )
+        sent, resent = sent - set(result.sent), resent - set(result.resent) - set(result.sent)
+        result.by_shards = min(result.skipped, len(sent) + len(resent))
+        result.skipped -= result.by_shards
+        result.sent = sorted({*result.sent, *sent})
+        result.resent = sorted({*result.resent, *resent})
+        result.elapsed_s = time.monotonic() - started
     _print_tree(result, json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _in_processes(request: Any, processes: int, progress: Any, stopped: tuple[str, str]) -> Any:
-    """``--processes N``: the tree's N shards as processes of their own (each given its
-    request as a value, :mod:`._processes`), then the whole run here: it takes their journals
-    in and sends what they left. Its result counts what the shards sent."""
-    import time
-
-    from ._processes import run_children, shard_requests
-    from ._tree import copy_tree
-
-    started = time.monotonic()
-    runs = _reported(run_children, shard_requests(request, processes))
-    codes = [run.exit_code for run in runs]
-    if any(codes):
-        log.warning("shard exit codes %s: the whole run sends what they left", codes)
-    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
-    result.bytes_sent += sum(run.bytes_sent for run in runs)
-    # What the shards sent, the whole run found done: listed as sent by this run, not skipped.
-    sent, resent = (
-        {rel for run in runs for rel in getattr(run, name)} for name in ("sent", "resent")
-    )
-    sent, resent = sent - set(result.sent), resent - set(result.resent) - set(result.sent)
-    result.by_shards = min(result.skipped, len(sent) + len(resent))
-    result.skipped -= result.by_shards
-    result.sent, result.resent = sorted({*result.sent, *sent}), sorted({*result.resent, *resent})
-    result.elapsed_s = time.monotonic() - started
-    return result
 
 
 def tree_shard_of_parent(given: Any) -> None:
@@ -199,7 +194,6 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
             "state file written"
         )
     else:
-        sent = len(result.sent) + len(result.resent)
         rate = result.bytes_sent / result.elapsed_s if result.elapsed_s > 0 else 0.0
         # (--processes: of the files sent, those the shard processes sent)
         by_shards = f" ({result.by_shards:,} by the shard processes)" if result.by_shards else ""
@@ -208,7 +202,7 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
             f"file(s): {len(result.sent):,} sent, {len(result.resent):,} sent again{by_shards}, "
             f"{result.skipped:,} unchanged, {len(result.failed):,} failed; "
             f"{format_size(result.bytes_sent)} in {result.elapsed_s:.1f}s"
-            + (f" ({format_size(rate)}/s)" if sent else "")
+            + (f" ({format_size(rate)}/s)" if result.sent or result.resent else "")
         )
     lines = [head, *(f"not uploaded: {path} ({why})" for path, why in result.refused)]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]

@@ -26,7 +26,6 @@ every file's object is confirmed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import hashlib
@@ -34,8 +33,9 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,7 +73,6 @@ from ._tree_journal import (
     TreeHeader,
     TreeJournal,
     files_dir,
-    new_header,
     read_done,
     read_header,
     shard_journal,
@@ -82,6 +81,7 @@ from ._tree_journal import (
 from ._tree_walk import Listing, TreeFile, walk
 from ._units import MiB, format_size
 from ._urls import check_destination
+from ._version import __version__
 
 log = logging.getLogger("persevere")
 
@@ -126,17 +126,8 @@ class TreeRequest(TreeSpec):
     transfer: UploadOptions = field(default_factory=UploadOptions)
     shard: tuple[int, int] | None = None  # (index, count): only this shard's files
 
-    def journal(self) -> Path:
-        """This run's journal: the tree's, or its shard's."""
-        if self.shard is None:
-            return self.state_file
-        return shard_journal(self.state_file, *self.shard)
-
     def takes(self, rel: str) -> bool:
         return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
-
-    def small(self, size: int) -> bool:
-        return size <= min(SMALL_MAX, self.part_size or SMALL_MAX)
 
 
 @dataclass(slots=True)
@@ -306,8 +297,10 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     except ValueError as exc:
         raise UsageError(str(exc), param="checksum") from None
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
-    draft = new_header(req.root, req.bucket, req.prefix, endpoint, algorithm.name,
-                       req.object_options, config_endpoint_url(endpoint))  # fmt: skip
+    draft = TreeHeader(str(req.root), req.bucket, req.prefix, endpoint.endpoint_url,
+                       algorithm.name, datetime.now(UTC).isoformat(timespec="seconds"),
+                       __version__, req.object_options or None, endpoint.profile,
+                       config_endpoint_url(endpoint))  # fmt: skip
     return req, endpoint, draft
 
 
@@ -325,7 +318,10 @@ def _todo(
     # What could not be looked at may hold files: never exit 0 over it (every shard says so).
     result.failed += [(rel, why, EXIT_ERROR) for rel, why in listing.unreadable]
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
-        result.removed = _removed(req.root, done, listing)
+        # Recorded done, not there any more (their objects are kept).
+        listed = {f.rel for f in listing.files}
+        gone = (rel for rel in done if rel not in listed)
+        result.removed = sorted(rel for rel in gone if not os.path.lexists(req.root / rel))
     todo: list[TreeFile] = []
     unchanged: list[TreeFile] = []
     for f in listing.files:
@@ -339,7 +335,8 @@ def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
     """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
     what the tree's records too (a shard run again after the tree was finished sends
     nothing). Blocking."""
-    journal = TreeJournal.open(req.journal(), draft, checksum_given=req.checksum is not None)
+    own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
+    journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
     if journal.damaged:
         log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
                     journal.path, journal.damaged)  # fmt: skip
@@ -355,13 +352,6 @@ def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
     return journal
 
 
-def _removed(root: Path, done: dict[str, FileDone], listing: Listing) -> list[str]:
-    """Files recorded done that are not there any more (their objects are kept)."""
-    listed = {f.rel for f in listing.files}
-    gone = (rel for rel in done if rel not in listed)
-    return sorted(rel for rel in gone if not os.path.lexists(root / rel))
-
-
 async def _gone_remotely(
     req: TreeRequest, endpoint: Endpoint, journal: TreeJournal, files: list[TreeFile]
 ) -> list[TreeFile]:
@@ -374,7 +364,7 @@ async def _gone_remotely(
         async def check(f: TreeFile, _: _Slot) -> None:
             done = journal.done[f.rel]
             try:
-                head = await request(
+                head: Any = await request(
                     f"HeadObject {done.key}",
                     lambda: client.head_object(
                         Bucket=req.bucket, Key=done.key, ChecksumMode="ENABLED"
@@ -383,23 +373,17 @@ async def _gone_remotely(
             except S3Error as exc:
                 if not missing(exc):
                     raise
-                differ.append(f)
-                return
-            if not _same_object(head, done, journal.header.checksum_algorithm):
+                head = {}  # no object: no size, so not the one recorded
+            # The one recorded: its size and ETag, and its checksum where both say one (an
+            # object another tool wrote carries its own).
+            etag = str(head.get("ETag", "")).strip('"')
+            same = head.get("ContentLength") == done.size and etag == done.etag.strip('"')
+            stated = {head.get(f"Checksum{journal.header.checksum_algorithm}"), done.checksum}
+            if not same or len(stated - {None}) > 1:
                 differ.append(f)
 
         await each(files, req.transfer.concurrency, check)
     return differ
-
-
-def _same_object(head: Any, done: FileDone, algorithm: str) -> bool:
-    """Is the object HeadObject describes the one recorded: its size and ETag, and its
-    checksum where both say one (an object another tool wrote carries its own)?"""
-    stated = head.get(f"Checksum{algorithm}")
-    if done.checksum is not None and stated is not None and stated != done.checksum:
-        return False
-    etag = str(head.get("ETag", "")).strip('"')
-    return head.get("ContentLength") == done.size and etag == done.etag.strip('"')
 
 
 async def each(
@@ -411,7 +395,8 @@ async def each(
     """``work(item, slot)`` for every item while a budget of ``limit`` connections allows,
     each taking its ``weight`` of them (at most all: a large file's parts in flight) as its
     ``slot``, given back once the work ends (or before, by the work itself); the first error
-    persevere raises in one stops them all and is raised as it is (:func:`_first_error`)."""
+    persevere raises in one stops them all and is raised as it is (one line, its exit code),
+    not as a group of them."""
     budget = _Budget(limit)
 
     async def then_release(item: T, slot: _Slot) -> None:
@@ -420,19 +405,11 @@ async def each(
         finally:
             slot.release()
 
-    with _first_error():
+    try:
         async with anyio.create_task_group() as tg:
             for item in items:
                 slot = await budget.take(min(limit, weight(item)))
                 tg.start_soon(then_release, item, slot)
-
-
-@contextlib.contextmanager
-def _first_error() -> Iterator[None]:
-    """A task group's failure as the first error persevere raised in it (one line, its exit
-    code), not as a group of them."""
-    try:
-        yield
     except BaseExceptionGroup as group:
         ours, _ = group.split(PersevereError)
         if ours is None:
@@ -453,14 +430,19 @@ class _TreeSender:
         self.algorithm = get_algorithm(journal.header.checksum_algorithm)
         self.options = journal.header.object_options or {}
         self.verifier = PartVerifier(self.algorithm, pinned=req.checksum is not None)
+        # A multipart file's checksum as cp takes it: None (the default, CRC64NVME with its
+        # Content-MD5 fallback) unless one was asked for, now or when the tree was started.
+        recorded = journal.header.checksum_algorithm
+        default = req.checksum is None and recorded == DEFAULT_CHECKSUM
+        self.checksum = None if default else req.checksum or recorded
         self.settled = 0  # files sent or failed
         self.todo = 0
 
     async def send_all(self, todo: list[TreeFile]) -> None:
         self.todo = len(todo)
         self.progress.files(0, self.todo)
-        small = [f for f in todo if self.req.small(f.size)]
-        large = [f for f in todo if not self.req.small(f.size)]
+        most = min(SMALL_MAX, self.req.part_size or SMALL_MAX)  # of a small file
+        small = [f for f in todo if f.size <= most]
         if small:
             async with open_client(self.endpoint, self.req.transfer) as client:
                 await each(
@@ -468,13 +450,12 @@ class _TreeSender:
                     self.req.transfer.concurrency,
                     lambda f, slot: self._guarded(f, self._small, client, slot),
                 )
-        if large:
-            await each(
-                large,
-                self.req.transfer.concurrency,
-                lambda f, slot: self._guarded(f, self._large, slot.count),
-                self._parts_of,
-            )
+        await each(
+            [f for f in todo if f.size > most],
+            self.req.transfer.concurrency,
+            lambda f, slot: self._guarded(f, self._large, slot.count),
+            self._parts_of,
+        )
 
     def _parts_of(self, f: TreeFile) -> int:
         """A large file's parts in flight: as many as it has (at most ``concurrency``), so
@@ -504,14 +485,6 @@ class _TreeSender:
         self.result.bytes_sent += sent
         log.info("sent %s -> s3://%s/%s", f.rel, self.req.bucket, key)
 
-    def _checksum_asked(self) -> str | None:
-        """A multipart file's checksum as cp takes it: None (the default, CRC64NVME with its
-        Content-MD5 fallback) unless one was asked for, now or when the tree was started."""
-        recorded = self.journal.header.checksum_algorithm
-        if self.req.checksum is None and recorded == DEFAULT_CHECKSUM:
-            return None
-        return self.req.checksum or recorded
-
     def _options_of(self, f: TreeFile) -> dict[str, Any]:
         """The object options of ``f``'s object: the tree's, and its own ContentType (from
         its name) unless the tree has one."""
@@ -531,15 +504,12 @@ class _TreeSender:
             fields["ChecksumAlgorithm"] = self.algorithm.name
         options = self._options_of(f)
 
-        async def put() -> Any:
-            return await client.put_object(Bucket=self.req.bucket, Key=key, Body=body,
-                                           ContentLength=len(body), **fields,
-                                           **options)  # fmt: skip
-
         what = f"PutObject {key}"
         try:
             response = await request(
-                what, put, retry=self.req.transfer.policy(Call.UPLOAD),
+                what, lambda: client.put_object(Bucket=self.req.bucket, Key=key, Body=body,
+                                                ContentLength=len(body), **fields, **options),
+                retry=self.req.transfer.policy(Call.UPLOAD),
                 exhausted=lambda exc, tries: resumable(what, exc, tries),
             )  # fmt: skip
         except S3Error as exc:  # (said as cp FILE says it: the options the endpoint refused)
@@ -569,7 +539,7 @@ class _TreeSender:
         await _drop_stale(state_file, self.req.bucket, key)
         upload = Request(state_file, Named(f.path), self.req.bucket, key,
                          part_size=self.req.part_size, max_parts=self.req.max_parts,
-                         checksum=self._checksum_asked(),
+                         checksum=self.checksum,
                          object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
                          transfer=share)  # fmt: skip
         try:
@@ -732,7 +702,7 @@ class _Slot:
             budget.give_back(self.count)
 
 
-class FileProgress:
+class FileProgress(NullProgress):
     """One large file's progress, counted in the tree's bytes."""
 
     def __init__(self, tree: ProgressSink) -> None:
@@ -743,6 +713,3 @@ class FileProgress:
 
     def advance(self, delta_bytes: int) -> None:
         self._tree.advance(delta_bytes)
-
-    def close(self) -> None:
-        pass

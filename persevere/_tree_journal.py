@@ -21,20 +21,15 @@ import logging
 import os
 import stat
 import zlib
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
 from ._source import FileIdentity
-from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._s3 import Endpoint
 
 log = logging.getLogger("persevere")
 
@@ -89,15 +84,6 @@ class FileDone:
         ``key``?"""
         recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
         return key == self.key and recorded == stamp
-
-
-def new_header(
-    root: Path, bucket: str, prefix: str, endpoint: Endpoint, checksum_algorithm: str,
-    object_options: dict[str, Any] | None, config_endpoint_url: str | None = None,
-) -> TreeHeader:  # fmt: skip
-    return TreeHeader(str(root), bucket, prefix, endpoint.endpoint_url, checksum_algorithm,
-                      datetime.now(UTC).isoformat(timespec="seconds"), __version__,
-                      object_options or None, endpoint.profile, config_endpoint_url)  # fmt: skip
 
 
 def files_dir(state_file: Path) -> Path:
@@ -173,8 +159,7 @@ def _read_lines(
     except ValueError:
         raise StateFileError(f"state file {path} is not a persevere state file") from None
     _refuse_other(path, header, draft, checksum_given)
-    done, damaged = _replay(lines[1:], str(path))
-    return header, done, damaged
+    return header, *_replay(lines[1:], str(path))
 
 
 def _parse_header(record: Any, where: str) -> TreeHeader:
@@ -188,17 +173,17 @@ def _parse_header(record: Any, where: str) -> TreeHeader:
     return _typed(TreeHeader, record, f"{where}: header")
 
 
+@dataclass
 class TreeJournal:
     """An open, locked tree journal: what is done, and appending what becomes done."""
 
-    def __init__(self, journal: Journal, header: TreeHeader, done: dict[str, FileDone],
-                 damaged: int = 0) -> None:  # fmt: skip
-        self._journal = journal
-        self.header = header
-        self.done = done
-        self.damaged = damaged
-        self._pending: list[FileDone] = []
-        self._writing: anyio.Lock | None = None  # made on the event loop, at first use
+    _journal: Journal
+    header: TreeHeader
+    done: dict[str, FileDone]
+    damaged: int = 0
+    _pending: list[FileDone] = field(default_factory=list, init=False)
+    # (made on the event loop, at first use)
+    _writing: anyio.Lock | None = field(default=None, init=False)
 
     @property
     def path(self) -> Path:
@@ -210,7 +195,8 @@ class TreeJournal:
         ``draft``'s; its checksum too if ``checksum_given``), else a new one with ``draft`` as
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
-        if not path.exists() or path.stat().st_size == 0:
+        new = not path.exists() or path.stat().st_size == 0
+        if new:
             _refuse_tree_file(path, draft.root)
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -221,24 +207,19 @@ class TreeJournal:
                 ) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
                 path.unlink()  # empty: a run stopped before its header was written
-            journal = Journal.create(path)
-            try:
+        journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
+        try:
+            if new:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
                                 **asdict(draft)})  # fmt: skip
-            except BaseException:
-                journal.close()
-                raise
-            return cls(journal, draft, {})
-        journal, lines = Journal.open_log(path)
-        try:
+                return cls(journal, draft, {})
             if not lines:
                 raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
                                      "it was written)", hint="delete it and run again")  # fmt: skip
-            header, done, damaged = _read_lines(path, lines, draft, checksum_given)
+            return cls(journal, *_read_lines(path, lines, draft, checksum_given))
         except BaseException:
             journal.close()
             raise
-        return cls(journal, header, done, damaged)
 
     def read_also(self, path: Path) -> None:
         """Count as done what the journal at ``path`` records (a shard's view of the whole
@@ -283,8 +264,7 @@ class TreeJournal:
             batch, self._pending = self._pending, []
             lines = [{"type": "done", **asdict(entry)} for entry in batch]
             await anyio.to_thread.run_sync(lambda: self._journal.append(*lines))
-            for entry in batch:
-                self.done[entry.rel] = entry
+            self.done.update((entry.rel, entry) for entry in batch)
 
     def close(self) -> None:
         self._journal.close()

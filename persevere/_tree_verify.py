@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,15 +122,44 @@ async def verify_tree(
                      for rel, why in listing.unreadable]  # fmt: skip
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     options = UploadOptions(concurrency=req.concurrency, read_timeout_s=60.0)
+    sink = FileProgress(progress)  # each file's bytes, counted in the tree's
     async with open_client(endpoint, options) as client:
-        checker = _Checker(req, client, parts_dir, progress)
+
+        async def check(f: TreeFile, _: object) -> None:
+            key = req.key(f.rel)
+            journal = parts_dir / journal_name(f.rel) if parts_dir else None  # cp DIR's, if any
+            verify = partial(verify_object, f.path, req.bucket, key, client=client, progress=sink)
+            try:
+                check_key(req.bucket, key)
+                if journal is not None and not await anyio.to_thread.run_sync(journal.is_file):
+                    journal = None
+                try:
+                    found = await verify(state_file=journal)
+                except StateFileError:  # its own journal unreadable: checked without it
+                    if journal is None:
+                        raise
+                    found = await verify(state_file=None)
+                verdict = FileVerdict(f.rel, key, found.outcome, found.reason, found.method,
+                                      found.first_bad_part, found.object_size,
+                                      found.local_size)  # fmt: skip
+            except S3Error as exc:
+                if exc.code != "NoSuchKey":
+                    raise
+                why = f"no object s3://{req.bucket}/{key}"
+                verdict = FileVerdict(f.rel, key, MISSING, why, local_size=f.size)
+            except (SourceFileError, SourceChanged) as exc:
+                verdict = FileVerdict(f.rel, key, UNKNOWN, str(exc), local_size=f.size)
+            result.files.append(verdict)
+
         progress.start(sum(f.size for f in listing.files), 0)
         try:
-            await each(listing.files, req.concurrency, checker.check)
+            # (each() checks concurrency files at once; the first error that is no file's own
+            # stops them all and is raised)
+            await each(listing.files, req.concurrency, check)
         finally:
             progress.close()
         # (with the unreadable ones noted above: a tree with one is never exit 0)
-        result.files = sorted([*result.files, *checker.verdicts], key=lambda f: f.path)
+        result.files.sort(key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
@@ -141,75 +171,21 @@ def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listi
     and destination found inside the tree (``cp DIR --state-dir DIR/...``), when none was
     named or is at the default place, is the tree's: it and its own files are not listed
     (``cp DIR`` never sends them), and it is used."""
-    parts_dir = _parts_dir(req)
+    journal = read_header(req.state_file) is not None
+    if not journal and req.state_file_given:  # named, so it must be one
+        what = "is not the journal of a directory's upload" if req.state_file.exists() else \
+               "does not exist"  # fmt: skip
+        raise UsageError(f"state file {req.state_file} {what}", param="state_file")
     listing = req.walk()
-    if parts_dir is not None or req.state_file_given:
-        return req, parts_dir, listing
+    if journal:
+        return req, files_dir(req.state_file), listing
     for f in listing.files:
         header = read_header(f.path) if f.rel.endswith(".persevere") else None
         if header is not None and (header.root, header.bucket, header.prefix) == (
             str(req.root), req.bucket, req.prefix
         ):  # fmt: skip
             return _walk(replace(req, state_file=f.path))
-    return req, parts_dir, listing
-
-
-def _parts_dir(req: TreeVerifyRequest) -> Path | None:
-    """Where the journals of the tree's multipart files are, if ``req.state_file`` is a tree
-    journal; a state file the user named that is not one is refused."""
-    if read_header(req.state_file) is not None:
-        return files_dir(req.state_file)
-    if not req.state_file_given:
-        return None  # the default place: no journal there, nothing to help
-    what = "is not the journal of a directory's upload" if req.state_file.exists() else \
-           "does not exist"  # fmt: skip
-    raise UsageError(f"state file {req.state_file} {what}", param="state_file")
-
-
-class _Checker:
-    """Checks files, ``concurrency`` at a time (:func:`._tree.each`: the first error that is
-    no file's own stops them all and is raised), and keeps their verdicts."""
-
-    def __init__(self, req: TreeVerifyRequest, client: Any, parts_dir: Path | None,
-                 progress: ProgressSink) -> None:  # fmt: skip
-        self.req, self.client, self.parts_dir, self.progress = req, client, parts_dir, progress
-        self.verdicts: list[FileVerdict] = []
-
-    async def check(self, f: TreeFile, _: object) -> None:
-        self.verdicts.append(await self._verdict(f))
-
-    async def _verdict(self, f: TreeFile) -> FileVerdict:
-        bucket, key = self.req.bucket, self.req.key(f.rel)
-        try:
-            check_key(bucket, key)
-            journal = await anyio.to_thread.run_sync(self._journal_of, f.rel)
-            try:
-                found = await self._verify(f, key, journal)
-            except StateFileError:  # its own journal unreadable: checked without it
-                if journal is None:
-                    raise
-                found = await self._verify(f, key, None)
-        except S3Error as exc:
-            if exc.code != "NoSuchKey":
-                raise
-            why = f"no object s3://{bucket}/{key}"
-            return FileVerdict(f.rel, key, MISSING, why, local_size=f.size)
-        except (SourceFileError, SourceChanged) as exc:
-            return FileVerdict(f.rel, key, UNKNOWN, str(exc), local_size=f.size)
-        return FileVerdict(f.rel, key, found.outcome, found.reason, found.method,
-                           found.first_bad_part, found.object_size, found.local_size)  # fmt: skip
-
-    async def _verify(self, f: TreeFile, key: str, journal: Path | None) -> Any:
-        return await verify_object(f.path, self.req.bucket, key, state_file=journal,
-                                   progress=FileProgress(self.progress),
-                                   client=self.client)  # fmt: skip
-
-    def _journal_of(self, rel: str) -> Path | None:
-        """The journal of the file's multipart upload by ``cp DIR``, if there is one."""
-        if self.parts_dir is None:
-            return None
-        path = self.parts_dir / journal_name(rel)
-        return path if path.is_file() else None
+    return req, None, listing
 
 
 async def _only_in_s3(

@@ -50,14 +50,13 @@ class Listing:
     excluded: int = 0  # files left out by the include/exclude patterns
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
-        return "a device"
-    return "not a regular file"
+# What a file that is not a regular one is, by its type (else "not a regular file").
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFBLK: "a device",
+    stat.S_IFCHR: "a device",
+}
 
 
 def wanted(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -97,7 +96,6 @@ def walk(
         journal_here = own is not None and own[0] == dev_ino
         for entry in entries:
             rel = prefix + entry.name
-            path = entry.path
             if journal_here and own is not None and own[1](entry.name):
                 continue
             try:
@@ -109,7 +107,7 @@ def walk(
                                 (rel, "a symbolic link (not followed: give --follow-symlinks)")
                             )
                         continue
-                    st = os.stat(path)
+                    st = os.stat(entry.path)
             except FileNotFoundError:
                 if entry.is_symlink():
                     listing.refused.append((rel, "a broken symbolic link"))
@@ -123,16 +121,17 @@ def walk(
                 # back to a directory it is in is not, which ends every loop.
                 here = (st.st_dev, st.st_ino)
                 if here not in ancestors:
-                    pending.append((Path(path), rel + "/", here, ancestors | {here}))
+                    pending.append((Path(entry.path), rel + "/", here, ancestors | {here}))
                 continue
             if not wanted(rel, include, exclude):
                 listing.excluded += 1
                 continue
             if not stat.S_ISREG(st.st_mode):
-                listing.refused.append((rel, _kind(st.st_mode)))
+                why = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+                listing.refused.append((rel, why))
                 continue
             stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-            listing.files.append(TreeFile(rel, path, stamp))
+            listing.files.append(TreeFile(rel, entry.path, stamp))
     listing.files.sort(key=lambda f: f.rel)
     listing.refused.sort()
     listing.unreadable.sort()
