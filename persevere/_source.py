@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import anyio
@@ -55,17 +55,13 @@ class FileIdentity:
 
     @classmethod
     def of_record(cls, record: SourceRecord) -> FileIdentity:
-        """The identity a journal recorded (:meth:`as_record` read back)."""
-        return cls(
-            Path(record.file_path), record.file_size, record.mtime_ns, record.ctime_ns,
-            record.inode, record.device,
-        )  # fmt: skip
+        """The identity a journal recorded (:meth:`as_record` read back): its fields are these,
+        in this order, the path as a string."""
+        return cls(Path(record.file_path), *astuple(record)[1:])
 
     def as_record(self) -> SourceRecord:
-        """This identity as the journal records it."""
-        return SourceRecord(
-            str(self.path), self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device
-        )
+        """This identity as the journal records it (``block_device`` is not recorded)."""
+        return SourceRecord(str(self.path), *astuple(self)[1:-1])
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""
