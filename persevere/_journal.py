@@ -88,9 +88,8 @@ class Header:
 
     @property
     def source(self) -> SourceRecord:
-        return SourceRecord(
-            self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
-        )
+        """The identity of the file, as the header records it (the same fields, by name)."""
+        return SourceRecord(*(getattr(self, spec.name) for spec in fields(SourceRecord)))
 
     def plan(self, where: object = "the state file") -> PartPlan | StreamSchedule:
         """The parts this upload was planned with: a file's plan, or a stream's schedule.

@@ -34,6 +34,10 @@ from ._journal import SourceRecord
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
 
+# FileIdentity's fields from ``size`` to ``device``, in words (``path`` is compared as text).
+_IN_WORDS = ("size", "modification time", "change time", "inode", "device")
+
+
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
     path: Path
@@ -65,14 +69,8 @@ class FileIdentity:
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""
-        fields = [
-            ("size", self.size, recorded.size),
-            ("modification time", self.mtime_ns, recorded.mtime_ns),
-            ("change time", self.ctime_ns, recorded.ctime_ns),
-            ("inode", self.inode, recorded.inode),
-            ("device", self.device, recorded.device),
-        ]
-        differ = [name for name, now, then in fields if now != then]
+        pairs = zip(_IN_WORDS, astuple(self)[1:6], astuple(recorded)[1:6], strict=True)
+        differ = [words for words, now, then in pairs if now != then]
         if str(self.path) != str(recorded.path):
             differ.append("path")
         return differ
