@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -44,10 +44,13 @@ from ._errors import (
 from ._plan import PartPlan, StreamSchedule
 from ._platform import full_fsync, lock_exclusive, require_supported
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 FORMAT = "persevere-journal"
 FORMAT_VERSION = 1
 
-R = TypeVar("R")
+R = TypeVar("R", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +88,8 @@ class Header:
 
     @property
     def source(self) -> SourceRecord:
-        return SourceRecord(
-            self.file_path, self.file_size, self.mtime_ns, self.ctime_ns, self.inode, self.device
-        )
+        """The identity of the file, as the header records it (the same fields, by name)."""
+        return SourceRecord(*(getattr(self, spec.name) for spec in fields(SourceRecord)))
 
     def plan(self, where: object = "the state file") -> PartPlan | StreamSchedule:
         """The parts this upload was planned with: a file's plan, or a stream's schedule.
@@ -231,16 +233,18 @@ def _typed(cls: type[R], record: dict[str, Any], what: str) -> R:
     """``record``'s fields of the dataclass ``cls``: each one without a default present, and
     each one present of its declared type (a damaged or edited line is refused, never
     half-read: ``"shards": "4"``, a ``part_size`` of ``true``); keys the dataclass does not
-    have are ignored."""
+    have are ignored. (A field of a type not in ``_KINDS`` is a KeyError, never a field left
+    unchecked.)"""
     values = {}
-    for name, required, kinds, said in _checks(cls):
-        if name not in record:
-            if required:
-                raise StateFileError(f"{what} lacks {name!r}")
+    for spec in fields(cls):
+        kinds, said = _KINDS[str(spec.type)]
+        if spec.name not in record:
+            if spec.default is MISSING:
+                raise StateFileError(f"{what} lacks {spec.name!r}")
             continue
-        value = values[name] = record[name]
+        value = values[spec.name] = record[spec.name]
         if type(value) not in kinds:  # (exact: JSON's true is no integer here)
-            raise StateFileError(f"{what} field {name!r} is not {said}")
+            raise StateFileError(f"{what} field {spec.name!r} is not {said}")
     return cls(**values)
 
 
@@ -254,18 +258,6 @@ _KINDS: dict[str, tuple[frozenset[type], str]] = {
     "str | None": (frozenset({str, type(None)}), "a string"),
     "dict[str, Any] | None": (frozenset({dict, type(None)}), "an object"),
 }
-_CHECKS: dict[type, list[tuple[str, bool, frozenset[type], str]]] = {}
-
-
-def _checks(cls: type) -> list[tuple[str, bool, frozenset[type], str]]:
-    """What :func:`_typed` checks of ``cls``'s fields, worked out once per class (a field of
-    a type not in ``_KINDS`` is a KeyError here, at once, never a field left unchecked)."""
-    checks = _CHECKS.get(cls)
-    if checks is None:
-        checks = _CHECKS[cls] = [
-            (spec.name, spec.default is MISSING, *_KINDS[str(spec.type)]) for spec in fields(cls)
-        ]
-    return checks
 
 
 # How every persevere journal (a file's, a tree's) begins: its header's first fields.
@@ -430,7 +422,9 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            yield journal, _read_all(fd)
+            with io.FileIO(fd, closefd=False) as file:  # (the journal keeps its descriptor)
+                data = file.readall()
+            yield journal, data
         except BaseException:
             journal.close()
             raise
@@ -539,11 +533,6 @@ class JournalLedger:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.journal.append_part, part)
         self.parts[part.part_number] = part
-
-
-def _read_all(fd: int) -> bytes:
-    with io.FileIO(fd, closefd=False) as file:  # (the journal keeps its descriptor)
-        return file.readall()
 
 
 def read_state(path: Path) -> JournalState:

@@ -179,9 +179,7 @@ async def send(
 ) -> int:
     """Send every part ``feed`` gives, each recorded in ``ledger`` before it counts; the bytes
     sent. The one place a :class:`PartSender` is made: every upload and the bench send here."""
-    sender = PartSender(session, ledger, options, progress)
-    await sender.run(feed)
-    return sender.bytes_sent
+    return await PartSender(session, ledger, options, progress).run(feed)
 
 
 class PartSender:
@@ -202,11 +200,11 @@ class PartSender:
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
 
-    async def run(self, feed: Feed) -> None:
+    async def run(self, feed: Feed) -> int:
         """Send every part ``feed`` gives: workers, each recording a part in the ledger before
-        taking another; their buffers are sized here, once."""
+        taking another; their buffers are sized here, once. The bytes sent."""
         if feed.count == 0:
-            return
+            return 0
         workers = min(self.options.concurrency, feed.count or self.options.concurrency)
         buffer_bytes = min(feed.part_size, max(MiB, self.options.buffer_budget_bytes // workers))
         failures: list[PersevereError] = []
@@ -219,6 +217,7 @@ class PartSender:
             watchdog.cancel()
         if failures:
             raise failures[0]
+        return self.bytes_sent
 
     async def _worker(
         self,

@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import anyio
@@ -32,6 +32,10 @@ from ._errors import ResumableError, SourceChanged, SourceFileError, UsageError
 from ._journal import SourceRecord
 
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+
+
+# FileIdentity's fields from ``size`` to ``device``, in words (``path`` is compared as text).
+_IN_WORDS = ("size", "modification time", "change time", "inode", "device")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,28 +59,18 @@ class FileIdentity:
 
     @classmethod
     def of_record(cls, record: SourceRecord) -> FileIdentity:
-        """The identity a journal recorded (:meth:`as_record` read back)."""
-        return cls(
-            Path(record.file_path), record.file_size, record.mtime_ns, record.ctime_ns,
-            record.inode, record.device,
-        )  # fmt: skip
+        """The identity a journal recorded (:meth:`as_record` read back): its fields are these,
+        in this order, the path as a string."""
+        return cls(Path(record.file_path), *astuple(record)[1:])
 
     def as_record(self) -> SourceRecord:
-        """This identity as the journal records it."""
-        return SourceRecord(
-            str(self.path), self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device
-        )
+        """This identity as the journal records it (``block_device`` is not recorded)."""
+        return SourceRecord(str(self.path), *astuple(self)[1:-1])
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""
-        fields = [
-            ("size", self.size, recorded.size),
-            ("modification time", self.mtime_ns, recorded.mtime_ns),
-            ("change time", self.ctime_ns, recorded.ctime_ns),
-            ("inode", self.inode, recorded.inode),
-            ("device", self.device, recorded.device),
-        ]
-        differ = [name for name, now, then in fields if now != then]
+        pairs = zip(_IN_WORDS, astuple(self)[1:6], astuple(recorded)[1:6], strict=True)
+        differ = [words for words, now, then in pairs if now != then]
         if str(self.path) != str(recorded.path):
             differ.append("path")
         return differ

@@ -41,10 +41,6 @@ def trailer_name(algorithm: ChecksumAlgorithm) -> str:
     return f"x-amz-checksum-{algorithm.name.lower()}"
 
 
-def _b64_length(width: int) -> int:
-    return 4 * ((width + 2) // 3)
-
-
 def encoded_length(size: int, slice_bytes: int, algorithm: ChecksumAlgorithm) -> int:
     """The bytes on the wire of ``size`` bytes framed in chunks of ``slice_bytes``: each chunk
     ``<hex size>\\r\\n<bytes>\\r\\n``, then ``0\\r\\n<name>:<base64>\\r\\n\\r\\n``."""
@@ -52,7 +48,8 @@ def encoded_length(size: int, slice_bytes: int, algorithm: ChecksumAlgorithm) ->
     framed = full * (len(f"{slice_bytes:x}") + 4 + slice_bytes)
     if rest:
         framed += len(f"{rest:x}") + 4 + rest
-    return framed + 3 + len(trailer_name(algorithm)) + 1 + _b64_length(algorithm.width) + 4
+    b64_length = 4 * ((algorithm.width + 2) // 3)
+    return framed + 3 + len(trailer_name(algorithm)) + 1 + b64_length + 4
 
 
 def sign_trailer(request: Any, **kwargs: Any) -> None:
