@@ -31,11 +31,11 @@ import typer
 
 from . import _cli_run, _errors
 from ._cli_admin import abort, bench, list_uploads, status, verify
-from ._cli_run import _STOP_SIGNALS, _exit_code, _reported, _say, _to_devnull
+from ._cli_run import _exit_code, _reported, _say, _to_devnull
 from ._cli_upload import cp, resume, shard, start
 from ._flag_groups import flag_groups
 from ._logs import setup
-from ._platform import require_supported
+from ._platform import STOP_SIGNALS, require_supported
 from ._version import __version__
 
 app = typer.Typer(
@@ -110,10 +110,10 @@ def main() -> None:
     _s3.MODELS_CACHE_DIR = _models_cache_dir()
     # Until a command's work starts (its event loop then watches the signals), a stop signal
     # finds nothing begun: exit as interrupted, with its code, not as killed.
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _stopped_before_starting)
     if hasattr(signal, "pthread_sigmask"):  # a shard of --processes starts with them held
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         app(prog_name="persevere")
     except OSError as exc:  # click stops an EPIPE itself (exit 1); ENOSPC, EIO would be a traceback

@@ -26,6 +26,7 @@ import typer
 
 from . import _errors
 from ._logs import LogLineProgress, event, json_line, json_lines
+from ._platform import STOP_SIGNALS
 from ._units import format_size
 
 T = TypeVar("T")
@@ -151,7 +152,7 @@ def _run(
                 # journal settles); a second one, while that is under way, exits at once
                 # (a cleanup first gets its grace, and a third signal cuts that short).
                 nonlocal interrupted, hurried
-                with _ignored_once_closed(anyio.open_signal_receiver(*_STOP_SIGNALS)) as signals:
+                with _ignored_once_closed(anyio.open_signal_receiver(*STOP_SIGNALS)) as signals:
                     task_status.started()
                     async for signum in signals:
                         name = signal.Signals(signum).name
@@ -198,7 +199,7 @@ def _run(
             # The work is over (done, failed or stopped; the journal settled): what is left is
             # saying so. A signal now must not turn that into death by signal: a supervisor
             # would take a success for a failure, or a clean error for a crash.
-            for signum in _STOP_SIGNALS:
+            for signum in STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
     except _errors.PersevereError as exc:
         if isinstance(exc, _errors.Interrupted):
@@ -234,14 +235,8 @@ def _ignored_once_closed(receiver: contextlib.AbstractContextManager[T]) -> Iter
         with receiver as signals:
             yield signals
     finally:  # (no await between the defaults put back and this)
-        for signum in _STOP_SIGNALS:
+        for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
-
-
-# getattr: Windows has no SIGHUP, and this module must import there to refuse it with one line.
-_STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
 
 
 def _exit_code(signal_name: str | None) -> int:

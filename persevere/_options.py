@@ -46,6 +46,11 @@ class UploadOptions:
                 f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}",
                 param="concurrency",
             )
+        if not self.stall_timeout_s > 0:  # (NaN compares false: click's min=1 lets it by)
+            raise UsageError(
+                f"the stall timeout must be a number of seconds, not {self.stall_timeout_s}",
+                param="stall_timeout",
+            )
 
     @property
     def max_connections(self) -> int:

@@ -70,7 +70,12 @@ async def list_uploads(
     does not say (no ``Initiated``) may be younger: it is not listed then, and counted apart
     (never as younger: that is not known)."""
     bucket, payer = where.bucket, where.payer()
-    cutoff = None if older_than_s is None else datetime.now(UTC) - timedelta(seconds=older_than_s)
+    try:
+        cutoff = (
+            None if older_than_s is None else datetime.now(UTC) - timedelta(seconds=older_than_s)
+        )
+    except OverflowError:  # before year 1: no upload is that old
+        cutoff = datetime.min.replace(tzinfo=UTC)
     async with where.client() as client:
 
         def fetch(markers: dict[str, str] | None) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
 from ._errors import UsageError
 
@@ -34,6 +35,15 @@ else:
 UNSUPPORTED = (
     "persevere needs a POSIX system (Linux or macOS) for its state file's lock and fsync; "
     "this one has no fcntl (Windows: run persevere under WSL)"
+)
+
+# The signals that stop persevere (exit 130; SIGHUP 129), but those ignored when it started:
+# ``nohup`` ignores SIGHUP and a script's ``cmd &`` SIGINT so that they do not stop it, and
+# they do not (as CPython leaves an ignored SIGINT ignored). getattr: Windows has no SIGHUP.
+STOP_SIGNALS = tuple(
+    signum
+    for signum in (getattr(signal, name, None) for name in ("SIGINT", "SIGTERM", "SIGHUP"))
+    if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN
 )
 
 # F_FULLFSYNC failing with one of these means "not on this filesystem", not "I/O failed".

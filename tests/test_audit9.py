@@ -19,7 +19,6 @@ def _no_upload_left(s3_client, bucket: str) -> bool:
     return not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #1")
 @pytest.mark.parametrize("how", ["flag", "variable"])
 def test_a_stall_timeout_that_is_no_number_is_refused_before_anything(
     s3_env, bucket, s3_client, make_file, tmp_path, how
@@ -46,7 +45,6 @@ def test_a_stall_timeout_that_is_no_number_is_refused_before_anything(
     assert not state.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #2")
 @pytest.mark.parametrize("age", ["2000000d", "3000000000000s"])
 def test_upload_list_older_than_a_date_out_of_range_is_one_line(s3_env, bucket, age):
     """``upload list s3://B --older-than 2000000d`` (a typo'd 20000d, or "everything"): the
@@ -169,7 +167,6 @@ def test_a_file_where_the_trees_journal_directory_goes_is_not_try_again_later(
     assert "free space" not in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #7")
 @pytest.mark.process
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT], ids=["nohup", "background"])
 def test_a_signal_ignored_when_persevere_starts_stays_ignored(
