@@ -72,9 +72,20 @@ def check_destination(bucket: str, key: str) -> None:
         )
 
 
+def _refuse_trailing_space(url: str) -> None:
+    """A URL ending in whitespace (a CR from a file edited on Windows, a pasted space) would
+    end the key with a character no one sees: every later lookup of the clean URL misses."""
+    if url[-1:].isspace():
+        raise UsageError(
+            f"the URL {url!r} ends with whitespace, which no listing shows: give it without "
+            "(a CR from a file edited on Windows? a pasted space?)"
+        )
+
+
 def parse_bucket_url(url: str) -> tuple[str, str]:
     """``s3://bucket`` or ``s3://bucket/prefix`` as ``(bucket, prefix)``; the prefix may be
     empty, and is kept as written (``backups/`` and ``backups`` are different prefixes)."""
+    _refuse_trailing_space(url)
     bucket, _, prefix = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket or s3://bucket/prefix)")
@@ -89,6 +100,7 @@ def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
     prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
     ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
     """
+    _refuse_trailing_space(url)
     bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")

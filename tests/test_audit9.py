@@ -269,7 +269,6 @@ def test_options_refused_on_a_rerun_do_not_blame_a_state_file_flag_never_given(
     assert "--state-file:" not in again.stderr, again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #10")
 @pytest.mark.parametrize("tail", ["\r", " ", "\t", "\n"], ids=["cr", "space", "tab", "newline"])
 def test_a_url_ending_in_whitespace_is_refused_not_made_part_of_the_key(
     s3_env, bucket, s3_client, make_file, tmp_path, tail
