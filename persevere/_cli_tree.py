@@ -115,6 +115,8 @@ def cp_tree(
                           flags.part_size, flags.max_parts, flags.checksum, options or None,
                           endpoint if flags.endpoint_flags.given else None,
                           flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
+    if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
+        _usage_error("give --shard or --processes, not both", "--processes")
     json_output = flags.json_output
     if flags.dry_run:
         _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
@@ -125,8 +127,6 @@ def cp_tree(
         f"run the same command again: it sends what is not done (state file {journal})",
     )
     processes = tree.processes
-    if processes not in (None, 1) and request.shard is not None:
-        _usage_error("give --shard or --processes, not both", "--processes")
     if processes == PROCESSES_AUTO:  # no more than the files (not walked for one core)
         from ._processes import usable_cores
 

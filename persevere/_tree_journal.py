@@ -195,6 +195,10 @@ class TreeJournal:
         ``draft``'s; its checksum too if ``checksum_given``), else a new one with ``draft`` as
         its header. Blocking."""
         require_regular(path)  # a device or FIFO at the path is refused, never unlinked
+        if (parts := files_dir(path)).exists() and not parts.is_dir():  # (not "try again")
+            raise UsageError(f"{parts} is not a directory: the journals of a tree's large "
+                             "files go there", hint="move it, or give another --state-file",
+                             param="state_file")  # fmt: skip
         new = not path.exists() or path.stat().st_size == 0
         if new:
             _refuse_tree_file(path, draft.root)

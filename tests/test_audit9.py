@@ -145,7 +145,6 @@ def test_upload_start_of_a_stream_on_a_fresh_machine_creates_its_state_directory
     assert body == b"the stream's bytes"
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #6")
 def test_a_file_where_the_trees_journal_directory_goes_is_not_try_again_later(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -288,7 +287,6 @@ def test_a_url_ending_in_whitespace_is_refused_not_made_part_of_the_key(
     assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #11")
 def test_a_dry_run_refuses_shard_with_processes_as_the_run_does(s3_env, bucket, tmp_path):
     """README: ``--dry-run`` "makes every check the run makes before its first request, and
     fails the same way (same message, same exit code)". ``cp DIR --shard 0/2 --processes 2``
