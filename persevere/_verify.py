@@ -250,7 +250,7 @@ def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -
         reason += f"; first differing part: {bad} (bytes {first}..{last})"
     elif with_state_file:
         reason += f"; {evidence.why_not_state_file or 'the state file names no differing part'}"
-    else:
+    elif evidence.part_count > 1:  # (one part: the object is the part that differs)
         reason += (
             "; the endpoint reports no per-part checksums (pass the upload's --state-file "
             "to name the differing part)"
