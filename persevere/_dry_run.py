@@ -35,7 +35,7 @@ from typing import Literal
 import anyio
 
 from ._completed import recheck
-from ._completion import endpoint_of, session_of
+from ._completion import endpoint_of, recorded_session, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
@@ -43,7 +43,6 @@ from ._plan import PartPlan
 from ._quirks import credentials_expired
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
-from ._resume import recorded_session
 from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession

@@ -41,10 +41,9 @@ from ._completed import changed_since, recheck, result_of, why_reread
 from ._completion import (
     UploadResult,
     continuing,
-    endpoint_of,
     make_result,
     record_completed,
-    session_of,
+    recorded_session,
 )
 from ._errors import IntegrityError, SourceChanged, SourceFileError, UploadFinished, UsageError
 from ._journal import (
@@ -64,8 +63,6 @@ from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
-from ._retry import Call
-from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import (
@@ -201,21 +198,6 @@ def _ready(journal: Journal, state: JournalState) -> None:
             journal.path,
             ", ".join(map(str, state.damaged_lines)),
         )
-
-
-@contextlib.asynccontextmanager
-async def recorded_session(
-    header: Header,
-    overrides: Endpoint | None,
-    options: UploadOptions | None = None,
-    kind: Call = Call.UPLOAD,
-) -> AsyncIterator[MultipartSession]:
-    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
-    replace it field by field): the client's pool and timeouts ``options``' (None: a small
-    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
-    retry = (options or UploadOptions()).policy(kind)
-    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
-        yield session_of(client, header, retry)
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, continuing
+from ._completion import UploadResult, continuing, recorded_session
 from ._completion import now as _now
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
@@ -29,7 +29,7 @@ from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._request import Asked, Request, given
-from ._resume import FileParts, recorded_session
+from ._resume import FileParts
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
 from ._shard_journals import merge_shards, refuse_shard_journal
