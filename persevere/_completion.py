@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -26,17 +25,13 @@ from ._object_options import per_request
 from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import ETag, is_write_conflict
-from ._request import Request
+from ._request import Request, now
 from ._retry import Call, RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client
 from ._session import Completed, MultipartSession
 from ._write_once import give_up
 
 log = logging.getLogger("persevere")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)

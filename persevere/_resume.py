@@ -158,21 +158,16 @@ def _identity(given: Path | None, header: Header, state_path: Path | None) -> Fi
         return inspect_file(given or Path(header.file_path))
     except SourceFileError as exc:
         if given is None and not os.path.lexists(header.file_path):
-            _moved(exc, state_path)
+            # Not at the path the header records: the upload is intact, and ``--file`` resumes
+            # it from where the file is now.
+            how = "give where the file is now with --file (every uploaded part is read again)"
+            exc.hint = f"the upload is intact: {how}, or put the file back"
+            if state_path is not None:  # (absolute: the journal's)
+                command = f"persevere upload resume --state-file {shlex.quote(str(state_path))}"
+                exc.hint = f"the upload is intact: {how}: {command} --file PATH; or put it " \
+                           f"back and run {command}"  # fmt: skip
+                exc.next_command = command
         raise
-
-
-def _moved(error: SourceFileError, state_path: Path | None) -> None:
-    """The file is not at the path the header records: the upload is intact, and ``--file``
-    resumes it from where the file is now."""
-    how = "give where the file is now with --file (every uploaded part is read again)"
-    if state_path is None:
-        error.hint = f"the upload is intact: {how}, or put the file back"
-        return
-    command = f"persevere upload resume --state-file {shlex.quote(str(state_path.absolute()))}"
-    error.hint = f"the upload is intact: {how}: {command} --file PATH; or put it back and run " \
-                 f"{command}"  # fmt: skip
-    error.next_command = command
 
 
 def _ready(journal: Journal, state: JournalState) -> None:

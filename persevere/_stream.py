@@ -330,22 +330,12 @@ def _resumable(
     return other
 
 
-def _read_full(fd: int, view: memoryview) -> int:
-    """Fill ``view`` from ``fd`` (a pipe gives what it has); the bytes read, short at the end."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:
-            break
-        got += n
-    return got
-
-
 async def _read_full_or_stop(fd: int, view: memoryview) -> int:
-    """:func:`_read_full` on a daemon thread of its own: a stop (Ctrl-C, SIGTERM) while the
-    producer is silent (a dump that pauses, a stalled ``zfs send``) leaves the read behind
-    rather than wait for the producer's next bytes; an anyio worker thread would be waited for
-    (its cancellation, then the process's exit, joins it)."""
+    """Fill ``view`` from ``fd`` (a pipe gives what it has): the bytes read, short at the end;
+    on a daemon thread of its own: a stop (Ctrl-C, SIGTERM) while the producer is silent (a
+    dump that pauses, a stalled ``zfs send``) leaves the read behind rather than wait for the
+    producer's next bytes; an anyio worker thread would be waited for (its cancellation, then
+    the process's exit, joins it)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()
 
@@ -360,7 +350,8 @@ async def _read_full_or_stop(fd: int, view: memoryview) -> int:
     def read() -> None:
         got, error = 0, None
         try:
-            got = _read_full(fd, view)
+            while got < len(view) and (n := os.readv(fd, [view[got:]])):
+                got += n
         except BaseException as exc:  # handed to the waiting task
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits

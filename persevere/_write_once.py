@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import NoReturn
 
 import anyio
@@ -33,6 +32,7 @@ from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
 from ._journal import Journal
 from ._quirks import missing, refused
 from ._reconcile import RemotePart
+from ._request import now
 from ._session import MultipartSession
 
 log = logging.getLogger("persevere")
@@ -97,9 +97,8 @@ async def give_up(session: MultipartSession, journal: Journal, cause: str) -> No
         except PersevereError as exc:
             left = f" (the abort failed: {exc}; upload {session.upload_id} is left)"
         with contextlib.suppress(PersevereError):
-            at = datetime.now(UTC).isoformat(timespec="seconds")
             await anyio.to_thread.run_sync(
-                lambda: journal.append_outcome("aborted", at=at, reason=cause)
+                lambda: journal.append_outcome("aborted", at=now(), reason=cause)
             )
     error = exists_error(session, uploaded=True)
     error.message += left
