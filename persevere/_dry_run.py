@@ -30,7 +30,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import anyio
 
@@ -46,12 +45,11 @@ from ._request import Source as Named
 from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
-from ._write_once import exists_error, key_exists
+from ._write_once import Exists, refuse_existing
 
 log = logging.getLogger("persevere")
 
 PROBE_TIMEOUT_S = 60.0
-Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +108,7 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
             # the header the run would write, and its session (as _create.created makes them)
             draft = request.new_header(endpoint, resolved_region(client), identity, plan)
             session = session_of(client, draft, options.policy(Call.FIRST))
-            if exists == "ask":
-                exists = await key_exists(session)
-            if draft.no_overwrite and exists:
-                raise exists_error(session, uploaded=False)
+            exists = await refuse_existing(session, exists)
             probe, leftover = await _probe_create(session, request)
         return DryRun(
             "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
@@ -223,9 +218,7 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
             gone = f"upload {header.upload_id} no longer exists on S3 (ListParts)"
             return None, Learnt(upload_gone=True, why=gone)
         probe = f"ListParts: upload {header.upload_id} holds {len(parts)} part(s) on S3"
-        exists = await key_exists(session)
-        if header.no_overwrite and exists:  # resume gives it up, as another writer's object
-            raise exists_error(session, uploaded=False)
+        exists = await refuse_existing(session)  # resume gives it up, as another writer's
     done = len(state.parts)
     return DryRun(
         "resume", header.file_path, header.file_size, header.bucket, header.key,

@@ -334,9 +334,11 @@ class FileParts:
             for path, (read, numbers) in sorted(self.state.from_shards.items()):
                 mine = [n for n in numbers if n in done]
                 name = Path(path).name
-                # (its path and device may differ: another host's mount of the same file)
-                read_then = FileIdentity.of_record(read)
-                if other := _another_file(self.source.identity.differences(read_then)):
+                # Of what differs, what says it is another file (or the same one changed): its
+                # size, times or inode. A path and a device alone are another host's view of the
+                # same file (a shared file system mounted elsewhere, its own device number).
+                differ_then = self.source.identity.differences(FileIdentity.of_record(read))
+                if other := [what for what in differ_then if what not in ("path", "device")]:
                     why = (f"the parts of {name} were read from {read.file_path}, whose "
                            f"{', '.join(other)} differ from this file's")  # fmt: skip
                     changed += await self._reread(done, mine, why) if mine else []
@@ -422,11 +424,3 @@ class FileParts:
             if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected
-
-
-def _another_file(differences: list[str]) -> list[str]:
-    """Of what differs between two identities of a file, what says it is another file (or
-    the same one changed): its size, times or inode. A path and a device alone are another
-    host's view of the same file (a shared file system mounted elsewhere, its own device
-    number): a shard run there is spot-checked, not re-read whole."""
-    return [name for name in differences if name not in ("path", "device")]

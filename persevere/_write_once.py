@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import anyio
 
@@ -36,6 +36,8 @@ from ._request import now
 from ._session import MultipartSession
 
 log = logging.getLogger("persevere")
+
+Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
 async def key_exists(session: MultipartSession) -> bool | None:
@@ -70,10 +72,14 @@ def left_untouched(where: str, done: str) -> ObjectExists:
     )
 
 
-async def refuse_existing(session: MultipartSession) -> None:
-    """Before CreateMultipartUpload: an existing key ends the run, nothing sent or created."""
-    if await key_exists(session):
+async def refuse_existing(session: MultipartSession, exists: Exists = "ask") -> bool | None:
+    """Before CreateMultipartUpload: does the key exist (``exists``, else HeadObject)? If so,
+    write-once (the session's ``no_overwrite``), that ends the run, nothing sent or created."""
+    if exists == "ask":
+        exists = await key_exists(session)
+    if session.no_overwrite and exists:
         raise exists_error(session, uploaded=False)
+    return exists
 
 
 async def refuse_existing_key(
