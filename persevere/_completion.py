@@ -49,22 +49,18 @@ class UploadResult:
     already_completed: bool = False  # resume found the object completed by an earlier run
 
 
-def attach_state_file(exc: PersevereError, state_file: Path) -> None:
-    """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
-    exc.state_file = str(state_file)
-
-
 @contextlib.contextmanager
 def continuing(request: Request, progress: ProgressSink) -> Iterator[tuple[Path, float]]:
     """An entry that continues the upload a state file holds (resume, a shard): the absolute
     path and when it started, the options checked and the progress closed at the end; every
-    failure names the state file (:func:`attach_state_file`)."""
+    failure names the state file (it happened once the upload exists: the CLI prints how to
+    resume it)."""
     request.transfer.validate()
     state_path = request.state_file.expanduser().absolute()
     try:
         yield state_path, time.monotonic()
     except PersevereError as exc:
-        attach_state_file(exc, state_path)
+        exc.state_file = str(state_path)
         raise
     finally:
         progress.close()

@@ -38,7 +38,7 @@ from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, BinaryIO
 
-from ._completion import UploadResult, attach_state_file
+from ._completion import UploadResult
 from ._errors import Interrupted, PersevereError
 from ._journal import Header, read_state
 from ._logs import json_lines
@@ -158,7 +158,7 @@ def upload_in_processes(
         refuse_shard_journal(state_path, read_state(state_path).header)  # (not N shards of it)
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
-        attach_state_file(exc, request.state_file)
+        exc.state_file = str(request.state_file)  # (see _completion.continuing)
         raise
     codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):

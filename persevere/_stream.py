@@ -134,8 +134,6 @@ class StreamParts:
         assert isinstance(schedule, StreamSchedule)
         self.schedule = schedule
         self.expected_size = self.header.expected_size
-        self.kept: set[int] = set()
-        self.adopt: dict[int, RemotePart] = {}
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
