@@ -168,9 +168,15 @@ class StreamParts:
                 got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
                     self._ended = True
-                    self._refuse_end_before_recorded(
-                        number if got else number - 1, self.total + got
-                    )
+                    # Resuming, the journal recorded parts past the stream's last: it is not
+                    # the stream being uploaded (it would complete a truncated object).
+                    last = number if got else number - 1
+                    if beyond := [n for n in self.recorded if n > last]:
+                        raise _resumable(
+                            f"the stream ended after {self.total + got:,} bytes (part {last}), "
+                            f"but the upload already holds part {max(beyond)} of the stream "
+                            "being uploaded; nothing was completed"
+                        )
                     if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
                         # Not a part: the stream ended before it, or before its promised
                         # length, in it (settle says so once the parts in flight are
@@ -210,15 +216,17 @@ class StreamParts:
             if recorded.checksum == checksum and recorded.size == len(view):
                 await self.ledger.proven(number)
                 return number in self.kept
-            if recorded.size < len(view) and await self._continues(recorded, view, algorithm):
-                log.warning(
-                    "part %d: an earlier run's stream ended in it, after %s; this one gives the "
-                    "same bytes and goes on: sending it again whole",
-                    number,
-                    format_size(self.schedule.offset(number) + recorded.size),
-                )
-                await self.ledger.proven(number)
-                return False
+            if recorded.size < len(view):  # does this one begin with the shorter one's bytes?
+                prefix = await anyio.to_thread.run_sync(algorithm.of, view[: recorded.size])
+                if b64(prefix) == recorded.checksum:
+                    log.warning(
+                        "part %d: an earlier run's stream ended in it, after %s; this one gives "
+                        "the same bytes and goes on: sending it again whole",
+                        number,
+                        format_size(self.schedule.offset(number) + recorded.size),
+                    )
+                    await self.ledger.proven(number)
+                    return False
             start = self.schedule.offset(number)
             end = start + max(len(view), recorded.size) - 1
             raise _resumable(
@@ -231,27 +239,8 @@ class StreamParts:
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
         return await adopted(self.ledger, remote, checksum, md5, "stream")
 
-    @staticmethod
-    async def _continues(
-        recorded: PartRecord, view: memoryview, algorithm: ChecksumAlgorithm
-    ) -> bool:
-        """A recorded part shorter than this one: does this one begin with its bytes?"""
-        start = view[: recorded.size]
-        return b64(await anyio.to_thread.run_sync(algorithm.of, start)) == recorded.checksum
-
     def _short_of_promise(self, length: int) -> bool:
         return self.expected_size is not None and length < self.expected_size
-
-    def _refuse_end_before_recorded(self, last: int, length: int) -> None:
-        """Resuming, the stream ended with part ``last``; the journal recorded later ones: it
-        is not the stream being uploaded (it would complete a truncated object)."""
-        beyond = [n for n in self.recorded if n > last]
-        if beyond:
-            raise _resumable(
-                f"the stream ended after {length:,} bytes (part {last}), but the upload "
-                f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
-                "completed"
-            )
 
     async def settle(self) -> tuple[int, int, SourceRecord]:
         if self._short_of_promise(self.total):
