@@ -142,8 +142,7 @@ async def dry_run_cp(request: Request) -> DryRun:
             if resumed is not None:
                 return resumed
         if decision.action == "refuse":
-            assert isinstance(found, JournalState)
-            raise refusal(found, state_path, decision.why or "")
+            raise refusal(found, state_path, decision)
         done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
         # A path that does not exist, for dry_run_start's state-file check: cp replaces a
         # finished state file, or creates its directory.
