@@ -183,13 +183,12 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     stream = request.reads().stream
     request.refuse_for_stream()  # what a stream cannot be given, refused as upload_file does
     started = time.monotonic()
-    identity = None
+    identity, state_path = None, request.state_file
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
         request = replace(request, source=Named(identity.path))  # the file found there
-    state_path = request.state_file
-    if identity is not None:  # (before an empty one is taken for a torn journal and removed)
+        # (before an empty state file is taken for a torn journal and removed)
         refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
