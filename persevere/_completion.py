@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -23,19 +22,16 @@ from ._checksums import get_algorithm
 from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritable, UploadGone
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
+from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import ETag, is_write_conflict
-from ._request import Request
-from ._retry import RetryPolicy
-from ._s3 import Endpoint, S3Client
+from ._request import Request, now
+from ._retry import Call, RetryPolicy
+from ._s3 import Endpoint, S3Client, open_client
 from ._session import Completed, MultipartSession
 from ._write_once import give_up
 
 log = logging.getLogger("persevere")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +49,18 @@ class UploadResult:
     already_completed: bool = False  # resume found the object completed by an earlier run
 
 
-def attach_state_file(exc: PersevereError, state_file: Path) -> None:
-    """Mark a failure as happening after the upload exists: the CLI prints how to resume."""
-    exc.state_file = str(state_file)
-
-
 @contextlib.contextmanager
 def continuing(request: Request, progress: ProgressSink) -> Iterator[tuple[Path, float]]:
     """An entry that continues the upload a state file holds (resume, a shard): the absolute
     path and when it started, the options checked and the progress closed at the end; every
-    failure names the state file (:func:`attach_state_file`)."""
+    failure names the state file (it happened once the upload exists: the CLI prints how to
+    resume it)."""
     request.transfer.validate()
     state_path = request.state_file.expanduser().absolute()
     try:
         yield state_path, time.monotonic()
     except PersevereError as exc:
-        attach_state_file(exc, state_path)
+        exc.state_file = str(state_path)
         raise
     finally:
         progress.close()
@@ -90,6 +82,21 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
 
 def endpoint_of(header: Header) -> Endpoint:
     return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
+
+
+@contextlib.asynccontextmanager
+async def recorded_session(
+    header: Header,
+    overrides: Endpoint | None,
+    options: UploadOptions | None = None,
+    kind: Call = Call.UPLOAD,
+) -> AsyncIterator[MultipartSession]:
+    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
+    replace it field by field): the client's pool and timeouts ``options``' (None: a small
+    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
+    retry = (options or UploadOptions()).policy(kind)
+    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
+        yield session_of(client, header, retry)
 
 
 async def complete(

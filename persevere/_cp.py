@@ -40,7 +40,7 @@ import anyio
 
 from ._completed import recheck, result_of
 from ._completion import UploadResult
-from ._decide import Found, Learnt, Source, decide
+from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import (
     SourceChanged,
     StateFileError,
@@ -183,13 +183,12 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     stream = request.reads().stream
     request.refuse_for_stream()  # what a stream cannot be given, refused as upload_file does
     started = time.monotonic()
-    identity = None
+    identity, state_path = None, request.state_file
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
         request = replace(request, source=Named(identity.path))  # the file found there
-    state_path = request.state_file
-    if identity is not None:  # (before an empty one is taken for a torn journal and removed)
+        # (before an empty state file is taken for a torn journal and removed)
         refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)
     naming = _Naming(progress, state_path)
@@ -220,8 +219,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         naming.name()
         return result_of(found, started)
     if decision.action == "refuse":
-        assert isinstance(found, JournalState)
-        raise refusal(found, state_path, decision.why or "")
+        raise refusal(found, state_path, decision)
     if decision.action == "restart":
         log.warning("%s; starting the upload again", decision.why)
         with anyio.move_on_after(30):  # S3 frees its parts (best effort)
@@ -343,9 +341,11 @@ def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) 
     return request.conflicts_with(state, path)
 
 
-def refusal(state: JournalState, path: Path, differ: str) -> UsageError:
-    """The run would resume ``state``'s upload, or find it done, with options it ignores."""
-    header = state.header
+def refusal(state: Found, path: Path, decision: Decision) -> UsageError:
+    """The run would resume ``state``'s upload, or find it done, with options it ignores (what
+    ``decision`` refuses)."""
+    assert isinstance(state, JournalState)  # (only a recorded upload is refused)
+    header, differ = state.header, decision.why or ""
     doing = "was uploaded" if state.finished == "completed" else "is being uploaded"
     return UsageError(
         f"state file {path} records that s3://{header.bucket}/{header.key} {doing} with "

@@ -30,12 +30,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import anyio
 
 from ._completed import recheck
-from ._completion import endpoint_of, session_of
+from ._completion import endpoint_of, recorded_session, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
@@ -43,16 +42,14 @@ from ._plan import PartPlan
 from ._quirks import credentials_expired
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
-from ._resume import recorded_session
 from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client, resolved_region
 from ._session import MultipartSession
-from ._write_once import exists_error, key_exists
+from ._write_once import Exists, refuse_existing
 
 log = logging.getLogger("persevere")
 
 PROBE_TIMEOUT_S = 60.0
-Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,33 +96,26 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
     with _nothing_changed():
-        return await _dry_run_start(request, exists)
-
-
-async def _dry_run_start(request: Request, exists: Exists) -> DryRun:
-    options = request.transfer
-    request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
-    identity, plan, state_path = await anyio.to_thread.run_sync(
-        replace(request, shards=None).prepare
-    )
-    assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
-    await anyio.to_thread.run_sync(_check_new_state_file, state_path)
-    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
-    async with open_client(endpoint, options) as client:
-        # the header the run would write, and its session (as _create.created makes them)
-        draft = request.new_header(endpoint, resolved_region(client), identity, plan)
-        session = session_of(client, draft, options.policy(Call.FIRST))
-        if exists == "ask":
-            exists = await key_exists(session)
-        if draft.no_overwrite and exists:
-            raise exists_error(session, uploaded=False)
-        probe, leftover = await _probe_create(session, request)
-    return DryRun(
-        "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
-        plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
-        _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
-        probe, leftover,
-    )  # fmt: skip
+        options = request.transfer
+        request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
+        identity, plan, state_path = await anyio.to_thread.run_sync(
+            replace(request, shards=None).prepare
+        )
+        assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
+        await anyio.to_thread.run_sync(_check_new_state_file, state_path)
+        endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
+        async with open_client(endpoint, options) as client:
+            # the header the run would write, and its session (as _create.created makes them)
+            draft = request.new_header(endpoint, resolved_region(client), identity, plan)
+            session = session_of(client, draft, options.policy(Call.FIRST))
+            exists = await refuse_existing(session, exists)
+            probe, leftover = await _probe_create(session, request)
+        return DryRun(
+            "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
+            plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
+            _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
+            probe, leftover,
+        )  # fmt: skip
 
 
 async def dry_run_cp(request: Request) -> DryRun:
@@ -133,43 +123,36 @@ async def dry_run_cp(request: Request) -> DryRun:
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
     with _nothing_changed():
-        return await _dry_run_cp(request)
+        from ._cp import conflicts_of, read_found, refusal
+        from ._source import inspect_file
 
-
-async def _dry_run_cp(request: Request) -> DryRun:
-    from ._cp import conflicts_of, read_found, refusal
-    from ._source import inspect_file
-
-    state_path = request.state_file
-    identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
-    refuse_source_as_state(state_path, identity.path)
-    found = await anyio.to_thread.run_sync(read_found, state_path)
-    conflicts = conflicts_of(found, request, identity)
-    exists: Exists = "ask"
-    learnt = Learnt()
-    while (decision := decide(found, Source(False, identity.size), conflicts, learnt)).action in (
-        "check", "resume"
-    ):  # fmt: skip
-        assert isinstance(found, JournalState)
-        if decision.action == "check":
-            learnt, exists = await _check(found, request, learnt)
-            continue
-        resumed, learnt = await _dry_run_resume(found, request)
-        if resumed is not None:
-            return resumed
-    if decision.action == "refuse":
-        assert isinstance(found, JournalState)
-        raise refusal(found, state_path, decision.why or "")
-    done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
-    # A path that does not exist, for dry_run_start's state-file check: cp replaces a
-    # finished state file, or creates its directory.
-    scratch = _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
-    probed = replace(request, source=Named(identity.path), state_file=scratch,
-                     no_overwrite=request.no_overwrite and not done)  # fmt: skip
-    report = await _dry_run_start(probed, exists)
-    words = _state_words(found, decision, learnt, state_path)
-    return replace(report, action="check" if done else "start", state_file=str(state_path),
-                   state=words)  # fmt: skip
+        state_path = request.state_file
+        identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
+        refuse_source_as_state(state_path, identity.path)
+        found = await anyio.to_thread.run_sync(read_found, state_path)
+        conflicts = conflicts_of(found, request, identity)
+        exists: Exists = "ask"
+        source, learnt = Source(False, identity.size), Learnt()
+        while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
+            assert isinstance(found, JournalState)
+            if decision.action == "check":
+                learnt, exists = await _check(found, request, learnt)
+                continue
+            resumed, learnt = await _dry_run_resume(found, request)
+            if resumed is not None:
+                return resumed
+        if decision.action == "refuse":
+            raise refusal(found, state_path, decision)
+        done = decision.action == "done"  # the object is that upload's own: no_overwrite allows it
+        # A path that does not exist, for dry_run_start's state-file check: cp replaces a
+        # finished state file, or creates its directory.
+        scratch = _existing_parent(state_path) / f".persevere-dry-run-{os.getpid()}"
+        probed = replace(request, source=Named(identity.path), state_file=scratch,
+                         no_overwrite=request.no_overwrite and not done)  # fmt: skip
+        report = await dry_run_start(probed, exists)  # (its errors said once more, the same)
+        words = _state_words(found, decision, learnt, state_path)
+        return replace(report, action="check" if done else "start", state_file=str(state_path),
+                       state=words)  # fmt: skip
 
 
 async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple[Learnt, Exists]:
@@ -234,9 +217,7 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
             gone = f"upload {header.upload_id} no longer exists on S3 (ListParts)"
             return None, Learnt(upload_gone=True, why=gone)
         probe = f"ListParts: upload {header.upload_id} holds {len(parts)} part(s) on S3"
-        exists = await key_exists(session)
-        if header.no_overwrite and exists:  # resume gives it up, as another writer's object
-            raise exists_error(session, uploaded=False)
+        exists = await refuse_existing(session)  # resume gives it up, as another writer's
     done = len(state.parts)
     return DryRun(
         "resume", header.file_path, header.file_size, header.bucket, header.key,

@@ -127,7 +127,13 @@ def _object_lock(
         )
     if mode is not None and until is not None:
         options["ObjectLockMode"] = _one_of(mode, ObjectLockMode, "--object-lock-mode", upper=True)
-        when = until if isinstance(until, datetime) else parse_retain_until(until)
+        try:  # 2030-01-31, 2030-01-31T12:00, 2030-01-31T12:00:00Z, ...+02:00 (naive: UTC)
+            when = until if isinstance(until, datetime) else datetime.fromisoformat(until.strip())
+        except ValueError:
+            raise UsageError(
+                f"--object-lock-retain-until wants an ISO 8601 date or date and time "
+                f"(2030-01-31 or 2030-01-31T12:00:00Z), not {until!r}"
+            ) from None
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         if when <= datetime.now(UTC):
             raise UsageError(f"--object-lock-retain-until {when.isoformat()} is not in the future")
@@ -138,18 +144,6 @@ def _object_lock(
             raise UsageError(f"--object-lock-legal-hold must be ON or OFF, not {legal_hold!r}")
         options["ObjectLockLegalHoldStatus"] = hold
     return options
-
-
-def parse_retain_until(text: str) -> datetime:
-    """``2030-01-31``, ``2030-01-31T12:00``, ``2030-01-31T12:00:00Z``, ``...+02:00`` (naive:
-    the caller takes it as UTC)."""
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"--object-lock-retain-until wants an ISO 8601 date or date and time "
-            f"(2030-01-31 or 2030-01-31T12:00:00Z), not {text!r}"
-        ) from None
 
 
 # A compressed file is stored as the bytes it is: a Content-Encoding would make browsers,

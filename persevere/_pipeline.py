@@ -14,10 +14,8 @@ with its one fallback when ListParts is refused (:func:`remote_parts`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -76,10 +74,19 @@ async def run(
             return await kind.gone(started)
         await refuse_existing_key(session, journal, remote)
     ledger, recorder, feed = await kind.prepare(remote)
-    with unreconciled(remote):
+    try:
         sent = await send(session, recorder, options, kind.progress, feed)
         part_count, size, source = await kind.settle()
         done = await complete(session, ledger, part_count, size)
+    except S3Error as exc:
+        # Without ListParts (``remote`` None), a later S3 failure names the permission that
+        # lets resume compare the journal with S3.
+        if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
+            exc.hint = (
+                "resume could not compare the state file with S3 (ListParts was refused): "
+                "granting s3:ListMultipartUploadParts lets it reconcile the two"
+            )
+        raise
     await record_completed(journal, done, size, source)
     return make_result(kind.header, part_count, size, done, sent, started)
 
@@ -142,18 +149,3 @@ def start_again(error: E, header: Header, state_path: Path) -> E:
     error.hint = f"to upload it again (a new upload over this state file): {command}"
     error.next_command = command
     return error
-
-
-@contextlib.contextmanager
-def unreconciled(remote: Remote) -> Iterator[None]:
-    """Without ListParts (``remote`` None), a later S3 failure names the permission that lets
-    resume compare the journal with S3."""
-    try:
-        yield
-    except S3Error as exc:
-        if remote is None and not isinstance(exc, UploadGone) and exc.hint is None:
-            exc.hint = (
-                "resume could not compare the state file with S3 (ListParts was refused): "
-                "granting s3:ListMultipartUploadParts lets it reconcile the two"
-            )
-        raise

@@ -38,9 +38,9 @@ from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, BinaryIO
 
-from ._completion import UploadResult, attach_state_file
+from ._completion import UploadResult
 from ._errors import Interrupted, PersevereError
-from ._journal import read_state
+from ._journal import Header, read_state
 from ._logs import json_lines
 from ._options import MAX_PROCESSES, UploadOptions
 from ._plan import PartPlan
@@ -116,29 +116,25 @@ def pieces_of(state_file: Path) -> int:
     else its parts; 1 when nothing is to be split: a stream (read once, in order) or an upload
     that is over (completed or aborted)."""
     state = read_state(state_file)
-    header = state.header
-    if state.finished is not None or header.stream:
+    if state.finished is not None or state.header.stream:
         return 1
-    if header.shards:
-        return header.shards
-    plan = header.plan(state_file)
-    assert isinstance(plan, PartPlan)  # not a stream
-    return plan.part_count
+    return state.header.shards or _part_count(state.header, state_file)
 
 
 def shard_count(state_file: Path, processes: int) -> int:
-    """How many shard processes an existing upload runs: the shards it was made with (a
-    warning if ``processes`` differs), else no more than it has parts."""
+    """How many shard processes an existing upload of a file runs: the shards it was made with
+    (a warning if ``processes`` differs), else no more than it has parts."""
     header = read_state(state_file).header
     if header.shards and header.shards != processes:  # its shards, as they were made
         log.warning("the upload is split into %d shards: %d processes", header.shards,
                     header.shards)  # fmt: skip
-        return header.shards
-    if header.shards or header.stream:
-        return processes  # (a stream: each shard refuses it)
+    return header.shards or min(processes, _part_count(header, state_file))
+
+
+def _part_count(header: Header, state_file: Path) -> int:
     plan = header.plan(state_file)
     assert isinstance(plan, PartPlan)  # not a stream
-    return min(processes, plan.part_count)
+    return plan.part_count
 
 
 def upload_in_processes(
@@ -162,7 +158,7 @@ def upload_in_processes(
         refuse_shard_journal(state_path, read_state(state_path).header)  # (not N shards of it)
         shards = run_children(shard_requests(request, processes))
     except PersevereError as exc:
-        attach_state_file(exc, request.state_file)
+        exc.state_file = str(request.state_file)  # (see _completion.continuing)
         raise
     codes = [shard.exit_code for shard in shards]
     if any(code != 0 for code in codes):

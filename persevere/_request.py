@@ -36,6 +36,11 @@ STDIN_NAMES = frozenset({STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
+def now() -> str:
+    """The time a journal line records."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def names_stdin(path: str | Path | None) -> bool:
     """Is ``path`` ``-`` (or another of :data:`STDIN_NAMES`), standard input (what it is, a
     pipe or a file redirected in, is :func:`resolve_source`'s to say)?"""
@@ -281,7 +286,7 @@ class Request:
             part_size=layout.first if isinstance(layout, StreamSchedule) else layout.part_size,
             checksum_algorithm=algorithm.name,
             checksum_type=checksum_type(algorithm),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=now(),
             tool_version=__version__,
             checksum_pinned=self.checksum is not None,
             stream_every=schedule.every if schedule else None,

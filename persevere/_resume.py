@@ -41,10 +41,9 @@ from ._completed import changed_since, recheck, result_of, why_reread
 from ._completion import (
     UploadResult,
     continuing,
-    endpoint_of,
     make_result,
     record_completed,
-    session_of,
+    recorded_session,
 )
 from ._errors import IntegrityError, SourceChanged, SourceFileError, UploadFinished, UsageError
 from ._journal import (
@@ -64,8 +63,6 @@ from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
 from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
-from ._retry import Call
-from ._s3 import Endpoint, open_client
 from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import (
@@ -161,21 +158,16 @@ def _identity(given: Path | None, header: Header, state_path: Path | None) -> Fi
         return inspect_file(given or Path(header.file_path))
     except SourceFileError as exc:
         if given is None and not os.path.lexists(header.file_path):
-            _moved(exc, state_path)
+            # Not at the path the header records: the upload is intact, and ``--file`` resumes
+            # it from where the file is now.
+            how = "give where the file is now with --file (every uploaded part is read again)"
+            exc.hint = f"the upload is intact: {how}, or put the file back"
+            if state_path is not None:  # (absolute: the journal's)
+                command = f"persevere upload resume --state-file {shlex.quote(str(state_path))}"
+                exc.hint = f"the upload is intact: {how}: {command} --file PATH; or put it " \
+                           f"back and run {command}"  # fmt: skip
+                exc.next_command = command
         raise
-
-
-def _moved(error: SourceFileError, state_path: Path | None) -> None:
-    """The file is not at the path the header records: the upload is intact, and ``--file``
-    resumes it from where the file is now."""
-    how = "give where the file is now with --file (every uploaded part is read again)"
-    if state_path is None:
-        error.hint = f"the upload is intact: {how}, or put the file back"
-        return
-    command = f"persevere upload resume --state-file {shlex.quote(str(state_path.absolute()))}"
-    error.hint = f"the upload is intact: {how}: {command} --file PATH; or put it back and run " \
-                 f"{command}"  # fmt: skip
-    error.next_command = command
 
 
 def _ready(journal: Journal, state: JournalState) -> None:
@@ -201,21 +193,6 @@ def _ready(journal: Journal, state: JournalState) -> None:
             journal.path,
             ", ".join(map(str, state.damaged_lines)),
         )
-
-
-@contextlib.asynccontextmanager
-async def recorded_session(
-    header: Header,
-    overrides: Endpoint | None,
-    options: UploadOptions | None = None,
-    kind: Call = Call.UPLOAD,
-) -> AsyncIterator[MultipartSession]:
-    """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
-    replace it field by field): the client's pool and timeouts ``options``' (None: a small
-    pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
-    retry = (options or UploadOptions()).policy(kind)
-    async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
-        yield session_of(client, header, retry)
 
 
 @contextlib.asynccontextmanager
@@ -357,9 +334,11 @@ class FileParts:
             for path, (read, numbers) in sorted(self.state.from_shards.items()):
                 mine = [n for n in numbers if n in done]
                 name = Path(path).name
-                # (its path and device may differ: another host's mount of the same file)
-                read_then = FileIdentity.of_record(read)
-                if other := _another_file(self.source.identity.differences(read_then)):
+                # Of what differs, what says it is another file (or the same one changed): its
+                # size, times or inode. A path and a device alone are another host's view of the
+                # same file (a shared file system mounted elsewhere, its own device number).
+                differ_then = self.source.identity.differences(FileIdentity.of_record(read))
+                if other := [what for what in differ_then if what not in ("path", "device")]:
                     why = (f"the parts of {name} were read from {read.file_path}, whose "
                            f"{', '.join(other)} differ from this file's")  # fmt: skip
                     changed += await self._reread(done, mine, why) if mine else []
@@ -445,11 +424,3 @@ class FileParts:
             if not await adopted(ledger, remote, b64(digest), md5, "file"):
                 rejected.append(number)
         return rejected
-
-
-def _another_file(differences: list[str]) -> list[str]:
-    """Of what differs between two identities of a file, what says it is another file (or
-    the same one changed): its size, times or inode. A path and a device alone are another
-    host's view of the same file (a shared file system mounted elsewhere, its own device
-    number): a shard run there is spot-checked, not re-read whole."""
-    return [name for name in differences if name not in ("path", "device")]

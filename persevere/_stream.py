@@ -134,8 +134,6 @@ class StreamParts:
         assert isinstance(schedule, StreamSchedule)
         self.schedule = schedule
         self.expected_size = self.header.expected_size
-        self.kept: set[int] = set()
-        self.adopt: dict[int, RemotePart] = {}
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._next = 1
@@ -170,9 +168,15 @@ class StreamParts:
                 got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
                     self._ended = True
-                    self._refuse_end_before_recorded(
-                        number if got else number - 1, self.total + got
-                    )
+                    # Resuming, the journal recorded parts past the stream's last: it is not
+                    # the stream being uploaded (it would complete a truncated object).
+                    last = number if got else number - 1
+                    if beyond := [n for n in self.recorded if n > last]:
+                        raise _resumable(
+                            f"the stream ended after {self.total + got:,} bytes (part {last}), "
+                            f"but the upload already holds part {max(beyond)} of the stream "
+                            "being uploaded; nothing was completed"
+                        )
                     if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
                         # Not a part: the stream ended before it, or before its promised
                         # length, in it (settle says so once the parts in flight are
@@ -212,15 +216,17 @@ class StreamParts:
             if recorded.checksum == checksum and recorded.size == len(view):
                 await self.ledger.proven(number)
                 return number in self.kept
-            if recorded.size < len(view) and await self._continues(recorded, view, algorithm):
-                log.warning(
-                    "part %d: an earlier run's stream ended in it, after %s; this one gives the "
-                    "same bytes and goes on: sending it again whole",
-                    number,
-                    format_size(self.schedule.offset(number) + recorded.size),
-                )
-                await self.ledger.proven(number)
-                return False
+            if recorded.size < len(view):  # does this one begin with the shorter one's bytes?
+                prefix = await anyio.to_thread.run_sync(algorithm.of, view[: recorded.size])
+                if b64(prefix) == recorded.checksum:
+                    log.warning(
+                        "part %d: an earlier run's stream ended in it, after %s; this one gives "
+                        "the same bytes and goes on: sending it again whole",
+                        number,
+                        format_size(self.schedule.offset(number) + recorded.size),
+                    )
+                    await self.ledger.proven(number)
+                    return False
             start = self.schedule.offset(number)
             end = start + max(len(view), recorded.size) - 1
             raise _resumable(
@@ -233,27 +239,8 @@ class StreamParts:
         md5 = await anyio.to_thread.run_sync(lambda: hashlib.md5(view).hexdigest())
         return await adopted(self.ledger, remote, checksum, md5, "stream")
 
-    @staticmethod
-    async def _continues(
-        recorded: PartRecord, view: memoryview, algorithm: ChecksumAlgorithm
-    ) -> bool:
-        """A recorded part shorter than this one: does this one begin with its bytes?"""
-        start = view[: recorded.size]
-        return b64(await anyio.to_thread.run_sync(algorithm.of, start)) == recorded.checksum
-
     def _short_of_promise(self, length: int) -> bool:
         return self.expected_size is not None and length < self.expected_size
-
-    def _refuse_end_before_recorded(self, last: int, length: int) -> None:
-        """Resuming, the stream ended with part ``last``; the journal recorded later ones: it
-        is not the stream being uploaded (it would complete a truncated object)."""
-        beyond = [n for n in self.recorded if n > last]
-        if beyond:
-            raise _resumable(
-                f"the stream ended after {length:,} bytes (part {last}), but the upload "
-                f"already holds part {max(beyond)} of the stream being uploaded; nothing was "
-                "completed"
-            )
 
     async def settle(self) -> tuple[int, int, SourceRecord]:
         if self._short_of_promise(self.total):
@@ -330,22 +317,12 @@ def _resumable(
     return other
 
 
-def _read_full(fd: int, view: memoryview) -> int:
-    """Fill ``view`` from ``fd`` (a pipe gives what it has); the bytes read, short at the end."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:
-            break
-        got += n
-    return got
-
-
 async def _read_full_or_stop(fd: int, view: memoryview) -> int:
-    """:func:`_read_full` on a daemon thread of its own: a stop (Ctrl-C, SIGTERM) while the
-    producer is silent (a dump that pauses, a stalled ``zfs send``) leaves the read behind
-    rather than wait for the producer's next bytes; an anyio worker thread would be waited for
-    (its cancellation, then the process's exit, joins it)."""
+    """Fill ``view`` from ``fd`` (a pipe gives what it has): the bytes read, short at the end;
+    on a daemon thread of its own: a stop (Ctrl-C, SIGTERM) while the producer is silent (a
+    dump that pauses, a stalled ``zfs send``) leaves the read behind rather than wait for the
+    producer's next bytes; an anyio worker thread would be waited for (its cancellation, then
+    the process's exit, joins it)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()
 
@@ -360,7 +337,8 @@ async def _read_full_or_stop(fd: int, view: memoryview) -> int:
     def read() -> None:
         got, error = 0, None
         try:
-            got = _read_full(fd, view)
+            while got < len(view) and (n := os.readv(fd, [view[got:]])):
+                got += n
         except BaseException as exc:  # handed to the waiting task
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits

@@ -19,8 +19,7 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, continuing
-from ._completion import now as _now
+from ._completion import UploadResult, continuing, recorded_session
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
@@ -28,8 +27,8 @@ from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import NullProgress, ProgressSink
-from ._request import Asked, Request, given
-from ._resume import FileParts, recorded_session
+from ._request import Asked, Request, given, now
+from ._resume import FileParts
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
 from ._shard_journals import merge_shards, refuse_shard_journal
@@ -163,7 +162,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
                 await session.abort()
             except UploadGone:
                 log.info("upload %s was already gone from S3", header.upload_id)
-        await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=_now()))
+        await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=now()))
         return header
 
 

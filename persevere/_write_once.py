@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import anyio
 
@@ -33,9 +32,12 @@ from ._errors import ObjectExists, PersevereError, S3Error, UploadGone
 from ._journal import Journal
 from ._quirks import missing, refused
 from ._reconcile import RemotePart
+from ._request import now
 from ._session import MultipartSession
 
 log = logging.getLogger("persevere")
+
+Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
 async def key_exists(session: MultipartSession) -> bool | None:
@@ -70,10 +72,14 @@ def left_untouched(where: str, done: str) -> ObjectExists:
     )
 
 
-async def refuse_existing(session: MultipartSession) -> None:
-    """Before CreateMultipartUpload: an existing key ends the run, nothing sent or created."""
-    if await key_exists(session):
+async def refuse_existing(session: MultipartSession, exists: Exists = "ask") -> bool | None:
+    """Before CreateMultipartUpload: does the key exist (``exists``, else HeadObject)? If so,
+    write-once (the session's ``no_overwrite``), that ends the run, nothing sent or created."""
+    if exists == "ask":
+        exists = await key_exists(session)
+    if session.no_overwrite and exists:
         raise exists_error(session, uploaded=False)
+    return exists
 
 
 async def refuse_existing_key(
@@ -97,9 +103,8 @@ async def give_up(session: MultipartSession, journal: Journal, cause: str) -> No
         except PersevereError as exc:
             left = f" (the abort failed: {exc}; upload {session.upload_id} is left)"
         with contextlib.suppress(PersevereError):
-            at = datetime.now(UTC).isoformat(timespec="seconds")
             await anyio.to_thread.run_sync(
-                lambda: journal.append_outcome("aborted", at=at, reason=cause)
+                lambda: journal.append_outcome("aborted", at=now(), reason=cause)
             )
     error = exists_error(session, uploaded=True)
     error.message += left
