@@ -44,6 +44,7 @@ from ._journal import Header, read_state
 from ._logs import json_lines
 from ._options import MAX_PROCESSES, UploadOptions
 from ._plan import PartPlan
+from ._platform import STOP_SIGNALS
 from ._progress import ProgressSink
 from ._request import Request
 from ._resume import resume
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
     from ._tree import TreeRequest
 
 log = logging.getLogger("persevere")
-# Stop signals: passed on to the shards, and held in each until it can take them.
-_STOP_SIGNALS = [getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
 
 Runner = Callable[[Callable[[], Awaitable[UploadResult]]], UploadResult]
 
@@ -198,7 +197,7 @@ def _as_shard() -> None:
     and imports was a ``KeyboardInterrupt`` traceback in each shard. And on Linux, it is sent
     SIGTERM if its parent dies (``kill -9``), so that it settles its journal and stops rather
     than upload on, orphaned (PR_SET_PDEATHSIG)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -220,7 +219,7 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
                 else:
                     proc.kill()
 
-    before = {signum: signal.signal(signum, pass_on) for signum in _STOP_SIGNALS}
+    before = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for request in requests:
