@@ -10,6 +10,7 @@ HeadObject.
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,8 +80,12 @@ def build_object_options(
     if content_encoding is not None:
         options["ContentEncoding"] = _ascii(content_encoding, "--content-encoding")
     if meta := _pairs(metadata, "--metadata"):
-        for item in meta.items():
-            _ascii("=".join(item), "--metadata")
+        for name, value in meta.items():
+            _ascii(f"{name}={value}", "--metadata")
+            if not _TOKEN.fullmatch(name):  # (SeaweedFS: SignatureDoesNotMatch, as if a bad key)
+                raise UsageError(f"--metadata {name}={value}: the name goes in the HTTP header "
+                                 f"x-amz-meta-{name}, whose name takes letters, digits and "
+                                 "!#$%&'*+-.^_`|~ only")  # fmt: skip
         options["Metadata"] = meta
     if tags := _pairs(tagging, "--tagging"):
         options["Tagging"] = "&".join(
@@ -166,12 +171,16 @@ def guess_content_type(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header's name (RFC 9110)
+
+
 def _ascii(value: str | None, flag: str) -> str | None:
     """A value S3 takes as an HTTP header (``x-amz-meta-*``, Content-Type): ASCII only, or
     botocore refuses it with a traceback (metadata), or it is stored garbled."""
-    if value is not None and not value.isascii():
-        raise UsageError(f"{flag} {value!r}: S3 sends it as an HTTP header, which takes ASCII "
-                         "only (a tag, --tagging, may be any UTF-8)")  # fmt: skip
+    if value is not None and not (value.isascii() and value.isprintable()):
+        raise UsageError(f"{flag} {value!r}: S3 sends it as an HTTP header, which takes "
+                         "printable ASCII only: no control character (a CR from a file edited "
+                         "on Windows?); a tag, --tagging, may be any UTF-8")  # fmt: skip
     return value
 
 

@@ -66,7 +66,6 @@ CONTROL = [
 CONTROL_IDS = ["content-type-cr", "content-encoding-crlf", "metadata-cr", "metadata-ctl"]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #3")
 @pytest.mark.parametrize("option", CONTROL, ids=CONTROL_IDS)
 def test_an_object_option_with_a_control_character_is_bad_input_not_a_network_error(
     s3_env, bucket, s3_client, make_file, tmp_path, option
@@ -87,7 +86,6 @@ def test_an_object_option_with_a_control_character_is_bad_input_not_a_network_er
     assert _no_upload_left(s3_client, bucket)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #3")
 def test_a_tree_with_an_object_option_holding_a_control_character_is_bad_input(
     s3_env, bucket, tmp_path
 ):
@@ -104,7 +102,6 @@ def test_a_tree_with_an_object_option_holding_a_control_character_is_bad_input(
     assert "error: --content-type" in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #4")
 @pytest.mark.parametrize("pair", ["team:name=ops", "team name=ops", "(x)=1"],
                          ids=["colon", "space", "parens"])  # fmt: skip
 def test_a_metadata_name_http_cannot_carry_is_named_not_blamed_on_credentials(
