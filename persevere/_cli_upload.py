@@ -84,9 +84,10 @@ def start(
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
         if source.stream or is_block_device(source.path):  # under $XDG_STATE_HOME, not /dev
-            from ._cp import locate_state_file
+            from ._cp import locate_state_file, make_state_dir
 
             state_file = locate_state_file(source.path, bucket, key)
+            _reported(make_state_dir, state_file)
         else:  # ('.' and '/' have no name to give it: directories, refused as such)
             if not source.path.name:
                 _reported(inspect_file, source.path)

@@ -297,6 +297,15 @@ def _make_room(state_path: Path) -> None:
     try:
         with contextlib.suppress(FileNotFoundError):
             state_path.unlink()
+    except OSError as exc:
+        raise _unwritable("create", state_path, exc) from None
+    make_state_dir(state_path)
+
+
+def make_state_dir(state_path: Path) -> None:
+    """The directory of a state file where persevere chose to put it (a new machine has no
+    ``~/.local/state/persevere``)."""
+    try:
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
         raise _unwritable("create", state_path, exc) from None

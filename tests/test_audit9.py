@@ -122,7 +122,6 @@ def test_a_metadata_name_http_cannot_carry_is_named_not_blamed_on_credentials(
     assert _no_upload_left(s3_client, bucket)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #5")
 @pytest.mark.process
 def test_upload_start_of_a_stream_on_a_fresh_machine_creates_its_state_directory(
     s3_env, bucket, s3_client, tmp_path
