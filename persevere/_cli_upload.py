@@ -87,7 +87,8 @@ def start(
             from ._cp import locate_state_file, make_state_dir
 
             state_file = locate_state_file(source.path, bucket, key)
-            _reported(make_state_dir, state_file)
+            if not flags.dry_run:  # (which makes nothing)
+                _reported(make_state_dir, state_file)
         else:  # ('.' and '/' have no name to give it: directories, refused as such)
             if not source.path.name:
                 _reported(inspect_file, source.path)
