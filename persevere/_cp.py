@@ -53,6 +53,7 @@ from ._journal import (
     HeaderTorn,
     Journal,
     JournalState,
+    followed,
     other_source,
     read_state,
     require_regular,
@@ -99,7 +100,7 @@ def locate_state_file(
     ``FILE.persevere`` of an earlier version, which records its destination, is still found.
     """
     if state_file is not None:
-        return Path(state_file).expanduser().absolute()
+        return followed(Path(state_file).expanduser().absolute())
     if names_stdin(file):  # a stream: named after its destination alone
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"

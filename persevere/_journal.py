@@ -601,6 +601,12 @@ class HeaderTorn(StateFileError):
 _BAD_PATH_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR})
 
 
+def followed(path: Path) -> Path:
+    """The state file ``path`` names: a symbolic link given as one (to a volume's journal, not
+    there yet on a first run) is written where it points, never replaced by a file."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path  # (never raises)
+
+
 def require_regular(path: Path) -> None:
     """A state file is a regular file, or nothing yet: a device, FIFO or socket at its path
     (``--state-file /dev/null``) is refused, never written to, and never removed to make room

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import UsageError
-from ._journal import Header, JournalState, SourceRecord, require_regular
+from ._journal import Header, JournalState, SourceRecord, followed, require_regular
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
 from ._s3 import Endpoint
@@ -253,7 +253,7 @@ class Request:
         if isinstance(layout, PartPlan) and (self.shards or 0) > layout.part_count:
             raise UsageError(f"{self.shards} shards for {layout.part_count} part(s): each "
                              "shard needs a part", param="shards")  # fmt: skip
-        state_path = self.state_file.expanduser().absolute()
+        state_path = followed(self.state_file.expanduser().absolute())
         require_regular(state_path)
         if identity is not None:
             refuse_source_as_state(state_path, identity.path)
