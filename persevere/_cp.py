@@ -362,8 +362,7 @@ def refusal(state: Found, path: Path, decision: Decision) -> UsageError:
         f"other options than these ({differ}): they would not apply to it",
         hint="give the options it was started with; to upload with these instead, give "
         "another state file, or remove this one (abort its upload first if unfinished)",
-        param="state_file",
-    )
+    )  # (no param: the flags that differ are named, --state-file may not have been given)
 
 
 def _already_running(path: Path) -> StateFileLocked:

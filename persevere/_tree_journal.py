@@ -314,8 +314,7 @@ def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_gi
             f"uploaded with other options than these ({', '.join(differ)}): they would not "
             "apply to the objects already sent",
             hint="give the options it was started with, or another state file",
-            param="state_file",
-        )
+        )  # (no param: --state-file may not have been given)
 
 
 def _replay(lines: list[bytes], where: str) -> tuple[dict[str, FileDone], int]:

@@ -241,7 +241,6 @@ def test_upload_start_state_file_given_as_a_link_to_a_new_file_is_not_self_contr
     assert f"cannot create state file {tmp_path / 'vol' / 'journal'}" in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #9")
 @pytest.mark.parametrize("tree", [False, True], ids=["file", "dir"])
 def test_options_refused_on_a_rerun_do_not_blame_a_state_file_flag_never_given(
     s3_env, bucket, make_file, tmp_path, tree
