@@ -71,9 +71,10 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
+    from ._cp import journal_kept_apart, locate_state_file, make_state_dir
     from ._request import Request, resolve_source
     from ._s3 import Endpoint
-    from ._source import inspect_file, is_block_device
+    from ._source import inspect_file
     from ._upload import create_sharded, upload
 
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
@@ -83,9 +84,7 @@ def start(
     source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
-        if source.stream or is_block_device(source.path):  # under $XDG_STATE_HOME, not /dev
-            from ._cp import locate_state_file, make_state_dir
-
+        if source.stream or journal_kept_apart(source.path):  # under $XDG_STATE_HOME
             state_file = locate_state_file(source.path, bucket, key)
             if not flags.dry_run:  # (which makes nothing)
                 _reported(make_state_dir, state_file)

@@ -109,7 +109,7 @@ def locate_state_file(
     if state_dir is not None:
         return Path(state_dir).expanduser().absolute() / named
     own, elsewhere = path.with_name(named), state_home() / named
-    if is_block_device(path):  # /dev is no place for a journal (a tmpfs, gone at reboot)
+    if journal_kept_apart(path):
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
     if len(os.fsencode(beside.name)) > _MAX_NAME_BYTES:
@@ -123,6 +123,13 @@ def locate_state_file(
     if not os.access(path.parent, os.W_OK):
         return elsewhere
     return own if taken else beside
+
+
+def journal_kept_apart(path: Path) -> bool:
+    """Is ``path`` a block device, or a name in /dev or /proc (``/dev/fd/3``, a descriptor
+    handed over): no place for its journal beside it (a tmpfs, gone at reboot; /proc takes
+    no file), which goes under :func:`state_home`."""
+    return is_block_device(path) or path.absolute().parts[1:2] in (("dev",), ("proc",))
 
 
 _MAX_NAME_BYTES = 255  # a file name, in most file systems

@@ -298,7 +298,6 @@ def test_a_dry_run_refuses_shard_with_processes_as_the_run_does(s3_env, bucket, 
     assert dry.returncode == 2, dry.stdout + dry.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 9 #12")
 @pytest.mark.process
 def test_a_file_named_by_a_dev_fd_path_keeps_its_state_file_out_of_dev(
     s3_env, bucket, s3_client, make_file, tmp_path
