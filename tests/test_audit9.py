@@ -1,6 +1,7 @@
 """An operator's audit (2026-12-05, ninth): persevere tried as a black box, to make it lie
-(exit 0 with another object), lose work, or fail unclearly. Each test is a defect found, a
-strict xfail until it is fixed."""
+(exit 0 with another object), lose work, or fail unclearly. Each test is a defect found (12,
+none an exit 0 with another object), each fixed since; #8's second test accepts exit 1 naming
+the link's target directory (upload start makes no directory for a --state-file)."""
 
 from __future__ import annotations
 
