@@ -81,7 +81,7 @@ def test_the_stop_signals_are_ignored_from_the_moment_the_watch_on_them_ends(mon
 
     from persevere import _cli_run
 
-    handlers = {signum: signal.getsignal(signum) for signum in _cli_run._STOP_SIGNALS}
+    handlers = {signum: signal.getsignal(signum) for signum in _cli_run.STOP_SIGNALS}
     at_group_end: list[object] = []
     real = anyio.create_task_group
 
