@@ -1,0 +1,145 @@
+"""An operator's audit (2026-12-05, tenth): persevere tried as a black box, to make it lie
+(exit 0 with another object), lose work, or fail unclearly; this time mostly the Python API,
+damaged state files, shards and odd endpoints. Each test is a defect found, a strict xfail
+until it is fixed."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import persevere
+from tests.conftest import persevere as run_persevere
+
+MiB = 1024 * 1024
+
+
+def _uploads(s3_client, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads") or []]
+
+
+class _Empty200(http.server.BaseHTTPRequestHandler):
+    """An endpoint (a broken gateway, a captive portal, a load balancer's health page) that
+    answers every request 200 with an empty body."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def empty_200_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Empty200)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #1")
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_an_endpoint_answering_200_with_an_empty_body_is_one_line_not_a_traceback(
+    s3_env, make_file, tmp_path, empty_200_endpoint, dry_run
+):
+    """README: errors are one line, never a traceback. An endpoint that answers every request
+    200 with an empty body (a proxy's or portal's page, a gateway in a bad state):
+    ``cp FILE s3://B/K`` (and ``--dry-run``) die in ``_session.create`` on
+    ``response["UploadId"]``: "KeyError: 'UploadId'" under a rich traceback of an
+    ExceptionGroup, exit 1. Expected: one line saying the endpoint's answer to
+    CreateMultipartUpload is no S3 answer (no upload id), exit 1 (or 3), nothing written."""
+    file = make_file(1000, seed=101)
+    state = tmp_path / "s"
+    env = {**s3_env, "AWS_ENDPOINT_URL": empty_200_endpoint}
+    args = ["cp", file, "s3://bkt/k", "--state-file", state, "--no-progress"]
+    done = run_persevere(env, *args, *(["--dry-run"] if dry_run else []))
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "KeyError" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode in (1, 3), done.stderr[-3000:]
+    assert not state.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #2")
+@pytest.mark.parametrize("override", [{"Key": "elsewhere"}, {"Bucket": "{other}", "Key": "x"}])
+def test_object_options_cannot_send_the_upload_to_another_key_and_leave_it_behind(
+    s3_env, bucket, s3_client, make_file, tmp_path, override
+):
+    """The API's ``object_options`` are "extra CreateMultipartUpload parameters" spread *after*
+    the upload's own Bucket and Key (``_session.create``: ``{**self.object_ids,
+    **object_options, ...}``): ``object_options={"Key": "elsewhere"}`` creates the multipart
+    upload at ``elsewhere`` (or in another bucket), the parts then go to the real key's
+    upload id and S3 answers NoSuchUpload: persevere says UploadGone, "the multipart upload was
+    aborted, elsewhere or by a lifecycle rule" (untrue), exit 1, and the upload it created at
+    the other key is left billed, its id nowhere. Expected: names persevere owns (Bucket,
+    Key, UploadId, checksum fields) refused as bad input (UsageError, exit 2) before anything
+    is sent; no upload left anywhere."""
+    file = make_file(6 * MiB, seed=102)
+    options = {k: v.format(other=bucket) for k, v in override.items()}
+    with pytest.raises(persevere.PersevereError) as caught:
+        persevere.upload_file_sync(file, bucket, "k", tmp_path / "s", object_options=options)
+    try:
+        assert caught.value.exit_code == 2, caught.value
+        assert not isinstance(caught.value, persevere.UploadGone), caught.value
+        assert _uploads(s3_client, bucket) == []
+    finally:
+        for up in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads") or []:
+            s3_client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #3")
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"object_options": {"StorageClas": "STANDARD_IA"}},  # a typo'd name
+        {"options": {"concurrency": 2}},  # a dict where UploadOptions goes
+        {"endpoint": "http://127.0.0.1:1"},  # a URL where an Endpoint goes
+    ],
+    ids=["object-option-typo", "options-dict", "endpoint-str"],
+)
+def test_the_apis_wrong_argument_values_are_named_not_internal_errors(
+    s3_env, bucket, s3_client, make_file, tmp_path, asked
+):
+    """README (Python API): "Errors are persevere.PersevereError subclasses carrying the CLI's
+    exit code". ``upload_file_sync(..., object_options={"StorageClas": ...})`` (a typo) raises
+    botocore's internal ``KeyError: 'StorageClas'`` from its serializer; ``options={...}`` a
+    plain dict raises ``AttributeError: 'dict' object has no attribute 'validate'``;
+    ``endpoint="http://..."`` ``AttributeError: 'str' object has no attribute 'profile'``.
+    None of these says which argument is wrong. (Bucket and key as Path/bytes are already a
+    UsageError naming them: the same is expected here, a UsageError or TypeError naming the
+    argument, exit 2.)"""
+    file = make_file(1000, seed=103)
+    with pytest.raises(Exception) as caught:
+        persevere.upload_file_sync(file, bucket, "k", tmp_path / "s", **asked)
+    name = next(iter(asked))
+    assert isinstance(caught.value, (persevere.UsageError, TypeError)), repr(caught.value)
+    assert name in str(caught.value) or next(iter(asked[name]), "") in str(caught.value)
+    assert _uploads(s3_client, bucket) == []
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #4")
+def test_a_ca_bundle_that_is_a_directory_is_not_said_to_be_missing(s3_env, make_file, tmp_path):
+    """``cp FILE s3://B/K --ca-bundle DIR`` (a directory, e.g. /etc/ssl/certs given for
+    /etc/ssl/certs/ca-certificates.crt): exit 2, right, but the one line says "CA bundle DIR
+    does not exist" of a directory that does exist, sending the user to look for a typo.
+    Expected: it says it is a directory (a bundle is one PEM file)."""
+    file = make_file(1000, seed=104)
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    done = run_persevere(s3_env, "cp", file, "s3://bkt/k", "--ca-bundle", folder, "--no-progress")
+    assert done.returncode == 2, done.stderr
+    assert "does not exist" not in done.stderr, done.stderr
+    assert "directory" in done.stderr, done.stderr
