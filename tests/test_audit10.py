@@ -178,3 +178,53 @@ def test_a_ca_bundle_that_is_a_directory_is_not_said_to_be_missing(s3_env, make_
     assert done.returncode == 2, done.stderr
     assert "does not exist" not in done.stderr, done.stderr
     assert "directory" in done.stderr, done.stderr
+
+
+PROFILES = """\
+[profile failing]
+credential_process = /bin/false
+[profile notjson]
+credential_process = /bin/echo not-json
+[profile loop1]
+source_profile = loop2
+role_arn = arn:aws:iam::123456789012:role/one
+[profile loop2]
+source_profile = loop1
+role_arn = arn:aws:iam::123456789012:role/two
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #5")
+@pytest.mark.parametrize("profile", ["failing", "notjson", "loop1"])
+@pytest.mark.parametrize("command", ["cp", "dry-run", "verify", "list"])
+def test_a_profile_whose_credentials_cannot_be_had_is_one_line(
+    s3_env, bucket, make_file, tmp_path, profile, command
+):
+    """``--profile P`` (or AWS_PROFILE) whose ``credential_process`` fails (a locked aws-vault,
+    an expired SSO helper: exits 1) or prints no JSON, or whose ``source_profile`` chain loops:
+    botocore's CredentialRetrievalError, JSONDecodeError or InfiniteLoopConfigError as a rich
+    traceback (an ExceptionGroup), exit 1, from cp, cp --dry-run, verify and upload list.
+    (A profile with no credentials at all is already one line: "no usable AWS credentials
+    found".) README: "never a traceback". Expected: one line naming the profile and what
+    failed (the process's exit status / its output not JSON / the loop), exit 1 (or 2)."""
+    config = tmp_path / "config"
+    config.write_text(PROFILES)
+    env = {
+        **s3_env,
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
+    env = {k: v for k, v in env.items() if v != ""}
+    file = make_file(1000, seed=106)
+    args = {
+        "cp": ["cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s", "--no-progress"],
+        "dry-run": ["cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s", "--dry-run"],
+        "verify": ["verify", file, f"s3://{bucket}/k"],
+        "list": ["upload", "list", f"s3://{bucket}"],
+    }[command]
+    done = run_persevere(env, *args, "--profile", profile, whole_env=True)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode in (1, 2), done.stderr[-3000:]
+    assert profile in done.stderr, done.stderr[-3000:]
