@@ -228,3 +228,49 @@ def test_a_profile_whose_credentials_cannot_be_had_is_one_line(
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode in (1, 2), done.stderr[-3000:]
     assert profile in done.stderr, done.stderr[-3000:]
+
+
+class _BrokenSink:
+    """A progress sink (README: "any object with start(total, done), advance(delta),
+    close()") whose ``advance`` raises: always, or once (its second call)."""
+
+    def __init__(self, always: bool) -> None:
+        self.always, self.calls = always, 0
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, delta: int) -> None:
+        self.calls += 1
+        if self.always or self.calls == 2:
+            raise ValueError("the caller's progress bar broke")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #6")
+@pytest.mark.parametrize("always", [False, True], ids=["once", "always"])
+def test_a_progress_sink_that_raises_is_not_taken_for_the_network(
+    s3_env, bucket, make_file, tmp_path, caplog, always
+):
+    """``upload_file_sync(..., progress=sink)`` whose ``advance`` raises (a bug in the caller's
+    progress bar): raised once, it is reported as "part N failed (part N: Could not connect
+    to the endpoint URL: ...)" and the part is sent again; raised every time, the caller gets
+    a nested ``ExceptionGroup`` (no exit_code, not a PersevereError) instead of its own
+    ValueError. Expected: the caller's exception is never blamed on the endpoint; it comes
+    back as itself (or a PersevereError naming the progress sink), the upload resumable."""
+    file = make_file(20 * MiB, seed=107)
+    caplog.set_level("INFO")
+    raised: BaseException | None = None
+    try:
+        persevere.upload_file_sync(
+            file, bucket, "k", tmp_path / "s", part_size=5 * MiB, progress=_BrokenSink(always)
+        )
+    except BaseException as exc:  # what it raises is the point
+        raised = exc
+    assert "Could not connect" not in caplog.text, caplog.text[-2000:]
+    if always:
+        assert isinstance(raised, (ValueError, persevere.PersevereError)), repr(raised)
+    else:
+        assert isinstance(raised, ValueError) or raised is None, repr(raised)
