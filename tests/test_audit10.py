@@ -274,3 +274,15 @@ def test_a_progress_sink_that_raises_is_not_taken_for_the_network(
         assert isinstance(raised, (ValueError, persevere.PersevereError)), repr(raised)
     else:
         assert isinstance(raised, ValueError) or raised is None, repr(raised)
+
+
+@pytest.mark.xfail(strict=True, reason="audit 10 #1")
+def test_bench_through_an_endpoint_answering_200_with_an_empty_body_is_one_line(
+    s3_env, empty_200_endpoint
+):
+    """``bench`` meets the same endpoint: ``KeyError: 'UploadId'`` as a rich traceback (an
+    ExceptionGroup), exit 1. Expected: one line, exit 1."""
+    env = {**s3_env, "AWS_ENDPOINT_URL": empty_200_endpoint}
+    done = run_persevere(env, "bench", "s3://bkt", "--size", "6MiB", "-c", "1")
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
