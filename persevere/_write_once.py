@@ -67,12 +67,6 @@ async def key_exists(session: MultipartSession) -> bool | None:
     return None
 
 
-def exists_error(session: MultipartSession, *, uploaded: bool) -> ObjectExists:
-    return left_untouched(
-        session.where, "the upload was aborted" if uploaded else "nothing was uploaded"
-    )
-
-
 def left_untouched(where: str, done: str) -> ObjectExists:
     return ObjectExists(
         f"{where} already exists; it was left untouched (write-once), {done}",
@@ -87,7 +81,7 @@ async def refuse_existing(session: MultipartSession, exists: Exists = "ask") -> 
     if exists == "ask":
         exists = await key_exists(session)
     if session.no_overwrite and exists:
-        raise exists_error(session, uploaded=False)
+        raise left_untouched(session.where, "nothing was uploaded")
     return exists
 
 
@@ -115,6 +109,6 @@ async def give_up(session: MultipartSession, journal: Journal, cause: str) -> No
             await anyio.to_thread.run_sync(
                 lambda: journal.append_outcome("aborted", at=now(), reason=cause)
             )
-    error = exists_error(session, uploaded=True)
+    error = left_untouched(session.where, "the upload was aborted")
     error.message += left
     raise error
