@@ -25,11 +25,12 @@ from ._errors import PersevereError, ResumableError, S3Error, SourceChanged, Sta
 from ._journal import Header, Journal, JournalState
 from ._options import UploadOptions
 from ._plan import PartPlan
-from ._quirks import credentials_expired, missing, object_matches, refused
+from ._quirks import credentials_expired, missing, object_matches
 from ._retry import Call, TransientError
 from ._s3 import Endpoint, open_client
 from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile
+from ._write_once import head_or_refusal
 
 log = logging.getLogger("persevere")
 
@@ -69,14 +70,11 @@ async def recheck(
         session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
         session.exhausted = _unanswered
         where = session.where
-        try:
-            head = await session.head_object()
-        except S3Error as exc:
-            if missing(exc):
-                return Recheck("gone", f"{where} is gone ({exc.code})")
-            if refused(exc):
-                return Recheck("unreadable", f"{where} cannot be read ({exc.code})")
-            raise
+        head = await head_or_refusal(session)
+    if isinstance(head, S3Error):
+        if missing(head):
+            return Recheck("gone", f"{where} is gone ({head.code})")
+        return Recheck("unreadable", f"{where} cannot be read ({head.code})")
     recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
     if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)

@@ -21,6 +21,7 @@ from ._quirks import missing, refused
 from ._retry import Call, policy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
 from ._session import MultipartSession
+from ._write_once import head_or_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +154,9 @@ async def key_status(where: Where, key: str) -> KeyStatus:
         if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
             raise
     async with where.client() as client:
-        session = where.session(client, key, "")
-        try:
-            head = await session.head_object()
-        except S3Error as exc:
-            if missing(exc):
-                return KeyStatus(bucket, key, False, uploads=uploads)
-            if refused(exc):
-                return KeyStatus(bucket, key, None, uploads=uploads)
-            raise
+        head = await head_or_refusal(where.session(client, key, ""))
+    if isinstance(head, S3Error):
+        return KeyStatus(bucket, key, False if missing(head) else None, uploads=uploads)
     stated = ObjectChecksum.stored(head)
     checksum = f"{stated.algorithm.name} {stated}" if stated is not None else None
     return KeyStatus(

@@ -44,7 +44,7 @@ from ._tree import FileProgress, TreeSpec, check_key, each, journal_name
 from ._tree_journal import files_dir, read_header
 from ._tree_walk import Listing, TreeFile, wanted
 from ._urls import check_destination
-from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, verify_object
+from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, no_bucket, verify_object
 
 SAME, DIFFERS, MISSING, UNKNOWN = "match", "mismatch", "missing", "unknown"
 
@@ -208,10 +208,7 @@ async def _only_in_s3(
             keys += [item["Key"] for item in page.get("Contents") or []]
     except S3Error as exc:
         if exc.code == "NoSuchBucket":  # (no file asked first: an empty tree, or all excluded)
-            raise S3Error(f"s3://{req.bucket}/{req.prefix}: the bucket {req.bucket} does not "
-                          "exist", code="NoSuchBucket",
-                          hint="check the bucket's name, and the endpoint and region it is "
-                          "on") from exc  # fmt: skip
+            raise no_bucket(f"s3://{req.bucket}/{req.prefix}", req.bucket) from exc
         return None, f"ListObjectsV2 answers {exc.code or exc}"
     rels = ((key, key[len(req.prefix) :]) for key in keys if not key.endswith("/"))
     return sorted(key for key, rel in rels

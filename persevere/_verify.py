@@ -267,11 +267,7 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
         )
     except S3Error as exc:
         if missing(exc) and await _bucket_missing(client, ids["Bucket"]):
-            raise S3Error(
-                f"{where}: the bucket {ids['Bucket']} does not exist",
-                code="NoSuchBucket",
-                hint="check the bucket's name, and the endpoint and region it is on",
-            ) from exc
+            raise no_bucket(where, ids["Bucket"]) from exc
         if missing(exc):
             raise S3Error(f"{where} does not exist ({exc})", code="NoSuchKey") from exc
         if exc.code in ("400", "BadRequest") and await _sse_c(client, ids):
@@ -282,6 +278,14 @@ async def _head(client: Any, ids: dict[str, str]) -> Mapping[str, Any] | None:
                 "object also answers AccessDenied without s3:ListBucket on the bucket"
             )
         raise
+
+
+def no_bucket(where: str, bucket: str) -> S3Error:
+    return S3Error(
+        f"{where}: the bucket {bucket} does not exist",
+        code="NoSuchBucket",
+        hint="check the bucket's name, and the endpoint and region it is on",
+    )
 
 
 async def _sse_c(client: Any, ids: dict[str, str]) -> bool:

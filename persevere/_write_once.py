@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Literal, NoReturn
+from collections.abc import Mapping
+from typing import Any, Literal, NoReturn
 
 import anyio
 
@@ -40,28 +41,30 @@ log = logging.getLogger("persevere")
 Exists = bool | Literal["ask"] | None  # does the key exist? ("ask": HeadObject)
 
 
+async def head_or_refusal(session: MultipartSession) -> Mapping[str, Any] | S3Error:
+    """HeadObject's answer, or its error when the key is missing or HeadObject was refused (no
+    s3:GetObject): :func:`._quirks.missing` tells which. Any other error is raised."""
+    try:
+        return await session.head_object()
+    except S3Error as exc:
+        if missing(exc) or refused(exc):
+            return exc
+        raise
+
+
 async def key_exists(session: MultipartSession) -> bool | None:
     """HeadObject: True, False, or None when the endpoint will not say (403)."""
-    try:
-        await session.head_object()
-    except S3Error as exc:
-        if missing(exc):
-            return False
-        if refused(exc):
-            log.warning(
-                "cannot tell whether %s exists (HeadObject refused: s3:GetObject); only the "
-                "endpoint's If-None-Match check at completion keeps it from being overwritten",
-                session.where,
-            )
-            return None
-        raise
-    return True
-
-
-def exists_error(session: MultipartSession, *, uploaded: bool) -> ObjectExists:
-    return left_untouched(
-        session.where, "the upload was aborted" if uploaded else "nothing was uploaded"
+    head = await head_or_refusal(session)
+    if not isinstance(head, S3Error):
+        return True
+    if missing(head):
+        return False
+    log.warning(
+        "cannot tell whether %s exists (HeadObject refused: s3:GetObject); only the "
+        "endpoint's If-None-Match check at completion keeps it from being overwritten",
+        session.where,
     )
+    return None
 
 
 def left_untouched(where: str, done: str) -> ObjectExists:
@@ -78,7 +81,7 @@ async def refuse_existing(session: MultipartSession, exists: Exists = "ask") -> 
     if exists == "ask":
         exists = await key_exists(session)
     if session.no_overwrite and exists:
-        raise exists_error(session, uploaded=False)
+        raise left_untouched(session.where, "nothing was uploaded")
     return exists
 
 
@@ -106,6 +109,6 @@ async def give_up(session: MultipartSession, journal: Journal, cause: str) -> No
             await anyio.to_thread.run_sync(
                 lambda: journal.append_outcome("aborted", at=now(), reason=cause)
             )
-    error = exists_error(session, uploaded=True)
+    error = left_untouched(session.where, "the upload was aborted")
     error.message += left
     raise error
