@@ -117,11 +117,10 @@ def cp_tree(
                           flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
         _usage_error("give --shard or --processes, not both", "--processes")
-    json_output = flags.json_output
     if flags.dry_run:
-        _print_tree(_run(dry_run_tree, request), json_output, dry_run=True)
+        _print_tree(_run(dry_run_tree, request), flags.json_output, dry_run=True)
         return
-    progress = _progress(not flags.no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     stopped = (
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",
@@ -157,7 +156,7 @@ def cp_tree(
         result.sent = sorted({*result.sent, *sent})
         result.resent = sorted({*result.resent, *resent})
         result.elapsed_s = time.monotonic() - started
-    _print_tree(result, json_output)
+    _print_tree(result, flags.json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
