@@ -19,7 +19,7 @@ from ._cli_flags import (
     _checked,
     _help,
 )
-from ._cli_run import _emit_json, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emit_json, _emitted, _progress, _reported, _run, _say, _usage_error
 from ._units import format_size
 from ._urls import parse_bucket_url
 
@@ -117,11 +117,10 @@ def cp_tree(
                           flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
         _usage_error("give --shard or --processes, not both", "--processes")
-    json_output = flags.json_output
     if flags.dry_run:
-        _print_tree(_run(lambda: dry_run_tree(request)), json_output, dry_run=True)
+        _print_tree(_run(dry_run_tree, request), flags.json_output, dry_run=True)
         return
-    progress = _progress(not flags.no_progress and not json_output, "upload")
+    progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     stopped = (
         "interrupted; every file recorded done is kept",
         f"run the same command again: it sends what is not done (state file {journal})",
@@ -143,7 +142,7 @@ def cp_tree(
         codes = [run.exit_code for run in runs]
         if any(codes):
             log.warning("shard exit codes %s: the whole run sends what they left", codes)
-    result = _run(lambda: copy_tree(request, progress), stopped=stopped)
+    result = _run(copy_tree, request, progress, stopped=stopped)
     if runs:
         result.bytes_sent += sum(run.bytes_sent for run in runs)
         # What the shards sent, the whole run found done: listed as sent by this run, not
@@ -157,7 +156,7 @@ def cp_tree(
         result.sent = sorted({*result.sent, *sent})
         result.resent = sorted({*result.resent, *resent})
         result.elapsed_s = time.monotonic() - started
-    _print_tree(result, json_output)
+    _print_tree(result, flags.json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -170,7 +169,7 @@ def tree_shard_of_parent(given: Any) -> None:
     from ._tree import copy_tree
 
     mine = dataclasses.replace(given.request, shard=(given.shard, given.shards))
-    result = _run(lambda: copy_tree(mine, NullProgress()), hurried_by_parent=True)
+    result = _run(copy_tree, mine, NullProgress(), hurried_by_parent=True)
     _emit_json({"bytes_sent": result.bytes_sent, "exit_code": result.exit_code,
                 "sent": result.sent, "resent": result.resent})  # fmt: skip
     if result.exit_code:
@@ -179,12 +178,10 @@ def tree_shard_of_parent(given: Any) -> None:
 
 def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     where = f"s3://{result.bucket}/{result.prefix}"
-    if json_output:
-        _emit_json({**dataclasses.asdict(result), "destination": where, "dry_run": dry_run,
-                    "failed": [{"path": p, "error": e, "exit_code": c}
-                               for p, e, c in result.failed],
-                    "refused": [{"path": p, "why": w} for p, w in result.refused],
-                    "exit_code": result.exit_code})  # fmt: skip
+    if _emitted({**dataclasses.asdict(result), "destination": where, "dry_run": dry_run,
+                 "failed": [{"path": p, "error": e, "exit_code": c} for p, e, c in result.failed],
+                 "refused": [{"path": p, "why": w} for p, w in result.refused],
+                 "exit_code": result.exit_code}, json_output):  # fmt: skip
         return
     if dry_run:
         head = (

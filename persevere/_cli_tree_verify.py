@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
-from ._cli_run import _emit_json, _fail, _progress, _reported, _run
+from ._cli_run import _emitted, _fail, _progress, _reported, _run
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
 from ._errors import UsageError
 from ._urls import parse_bucket_url
@@ -63,7 +63,7 @@ def verify_tree_command(
                                 tuple(tree.exclude or ()), tree.follow_symlinks,
                                 state_file is not None, tree.concurrency, endpoint)  # fmt: skip
     progress = _progress(not no_progress and not json_output, "verify")
-    result = _run(lambda: verify_tree(request, progress))
+    result = _run(verify_tree, request, progress)
     _print(result, json_output)
     raise typer.Exit(result.exit_code)
 
@@ -74,10 +74,9 @@ _LABELS = {"mismatch": "MISMATCH", "missing": "missing", "unknown": "cannot tell
 def _print(result: Any, json_output: bool) -> None:
     where = f"s3://{result.bucket}/{result.prefix}"
     counts = {o: result.count(o) for o in ("match", "mismatch", "missing", "unknown")}
-    if json_output:
-        _emit_json({**dataclasses.asdict(result), "destination": where, "counts": counts,
-                    "refused": [{"path": p, "why": w} for p, w in result.refused],
-                    "exit_code": result.exit_code})  # fmt: skip
+    if _emitted({**dataclasses.asdict(result), "destination": where, "counts": counts,
+                 "refused": [{"path": p, "why": w} for p, w in result.refused],
+                 "exit_code": result.exit_code}, json_output):  # fmt: skip
         return
     lines = [f"{_LABELS[f.outcome]}: {f.path}: {f.reason}" for f in result.files
              if f.outcome != "match"]  # fmt: skip

@@ -114,24 +114,22 @@ def start(
             request = dataclasses.replace(request, shards=processes)
         count = request.shards
         header = _run(create_sharded, request, resumable_state=state_file)
-        if processes is None and flags.json_output:  # the same, for a script
+        if processes is None:  # the commands to run; for a script, the same as JSON
             quoted = shlex.quote(str(state_file.absolute()))
-            _emit_json({
+            if not _emitted({
                 "upload_id": header.upload_id, "bucket": bucket, "key": key,
                 "state_file": str(state_file.absolute()), "shards": count,
                 "shard_commands": [f"persevere upload shard --state-file {quoted} --shard "
                                    f"{index}/{count}" for index in range(count)],
                 "complete_command": f"persevere upload resume --state-file {quoted}",
-            })  # fmt: skip
-            return
-        if processes is None:
-            quoted = shlex.quote(str(state_file))
-            typer.echo(
-                f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} shards; "
-                f"on any host that sees the file, run for I in 0..{count - 1}:\n"
-                f"  persevere upload shard --state-file {quoted} --shard I/{count}\n"
-                f"then complete it: persevere upload resume --state-file {quoted}"
-            )
+            }, flags.json_output):  # fmt: skip
+                quoted = shlex.quote(str(state_file))
+                typer.echo(
+                    f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} "
+                    f"shards; on any host that sees the file, run for I in 0..{count - 1}:\n"
+                    f"  persevere upload shard --state-file {quoted} --shard I/{count}\n"
+                    f"then complete it: persevere upload resume --state-file {quoted}"
+                )
             return
         # --no-verify-ssl is never recorded: the shards and the completion are given it too
         # (the warning was said once, as the endpoint was made).
