@@ -35,7 +35,6 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,7 +61,7 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
 from ._quirks import missing
-from ._request import Request
+from ._request import Request, now
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
@@ -298,9 +297,8 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
         raise UsageError(str(exc), param="checksum") from None
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     draft = TreeHeader(str(req.root), req.bucket, req.prefix, endpoint.endpoint_url,
-                       algorithm.name, datetime.now(UTC).isoformat(timespec="seconds"),
-                       __version__, req.object_options or None, endpoint.profile,
-                       config_endpoint_url(endpoint))  # fmt: skip
+                       algorithm.name, now(), __version__, req.object_options or None,
+                       endpoint.profile, config_endpoint_url(endpoint))  # fmt: skip
     return req, endpoint, draft
 
 
