@@ -29,6 +29,7 @@ import anyio
 
 from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
+from ._request import unwritable
 from ._source import FileIdentity
 
 log = logging.getLogger("persevere")
@@ -123,10 +124,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
     does; one that is not there must be one the run could create. Blocking."""
     parent = next(p for p in path.parents if p.exists())
     if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):  # (a read-only mount)
-        raise StateFileError(
-            f"cannot create state file {path}: {parent} is not writable",
-            hint="give --state-dir (or --state-file) a writable place",
-        )
+        raise unwritable("create", path, f"{parent} is not writable")
     if path.exists() and path.stat().st_size == 0:
         _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
@@ -205,10 +203,7 @@ class TreeJournal:
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:  # (a read-only file system: was a traceback)
-                raise StateFileError(
-                    f"cannot create state file {path}: {exc.strerror}",
-                    hint="give --state-dir (or --state-file) a writable place",
-                ) from None
+                raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
                 path.unlink()  # empty: a run stopped before its header was written
         journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
