@@ -61,11 +61,12 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
 from ._quirks import missing
-from ._request import Request, now
+from ._request import Request, algorithm_of, now
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
 from ._session import explained, resumable
+from ._shard_journals import shard_journal
 from ._source import FileIdentity
 from ._tree_journal import (
     FileDone,
@@ -74,7 +75,6 @@ from ._tree_journal import (
     files_dir,
     read_done,
     read_header,
-    shard_journal,
     shard_of,
 )
 from ._tree_walk import Listing, TreeFile, walk
@@ -291,10 +291,7 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     req = replace(req, root=Path(os.path.realpath(req.root)))
     check_destination(req.bucket, req.key("x"))
     req.transfer.validate()
-    try:
-        algorithm = get_algorithm(req.checksum or DEFAULT_CHECKSUM)
-    except ValueError as exc:
-        raise UsageError(str(exc), param="checksum") from None
+    algorithm = algorithm_of(req.checksum)
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     draft = TreeHeader(str(req.root), req.bucket, req.prefix, endpoint.endpoint_url,
                        algorithm.name, now(), __version__, req.object_options or None,

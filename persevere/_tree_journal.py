@@ -92,13 +92,6 @@ def files_dir(state_file: Path) -> Path:
     return state_file.with_name(state_file.name + ".d")
 
 
-def shard_journal(state_file: Path, index: int, count: int) -> Path:
-    """The journal of shard ``index`` of ``count`` of the tree whose journal is
-    ``state_file`` (its files: :func:`shard_of`); merged into it by the next run without
-    a shard (:meth:`TreeJournal.merge_shards`)."""
-    return state_file.with_name(f"{state_file.name}.shard-{index}-of-{count}")
-
-
 def shard_of(rel: str, count: int) -> int:
     """Which of ``count`` shards a file is in: by its path alone, so every host and every
     run agrees whatever else the tree holds."""
@@ -226,9 +219,10 @@ class TreeJournal:
         self.done = {**_read_only(path, self.header, True), **self.done}
 
     def merge_shards(self) -> int:
-        """Take in the shards' journals (:func:`shard_journal`) and remove them: what they
-        record done is recorded here. A shard still running (its journal locked) is
-        refused, exit 3: run again once it ended. Blocking; the number of records taken."""
+        """Take in the shards' journals (shard I's files, :func:`shard_of`, recorded in
+        ``STATE.shard-I-of-N``) and remove them: what they record done is recorded here. A
+        shard still running (its journal locked) is refused, exit 3: run again once it ended.
+        Blocking; the number of records taken."""
         taken = 0
         for path in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.shard-*-of-*")):
             try:
