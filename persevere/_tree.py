@@ -657,10 +657,8 @@ def _read_small(
         os.close(fd)
     if before != after or len(body) != after.size:
         raise SourceChanged("changed while it was read; run again once it is final")
-    hasher = algorithm.new()
-    hasher.update(body)
     md5 = hashlib.md5(body).digest() if with_md5 else None
-    return body, after, PartDigests(b64(hasher.digest()), md5)
+    return body, after, PartDigests(b64(algorithm.of(body)), md5)
 
 
 class _Budget:
