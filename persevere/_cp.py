@@ -61,7 +61,7 @@ from ._journal import (
 from ._logs import NamingStateFile, say, say_plan
 from ._plan import make_plan
 from ._progress import NullProgress, ProgressSink
-from ._request import Copied, Request, given, names_stdin, refuse_source_as_state
+from ._request import Copied, Request, given, names_stdin, refuse_source_as_state, unwritable
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -295,7 +295,7 @@ def _existing(path: Path) -> Found:
             try:
                 path.unlink()
             except OSError as exc:  # read-only: cannot be replaced, so cannot be used
-                raise _unwritable("replace", path, exc) from None
+                raise unwritable("replace", path, exc.strerror) from None
     return found
 
 
@@ -306,7 +306,7 @@ def _make_room(state_path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             state_path.unlink()
     except OSError as exc:
-        raise _unwritable("create", state_path, exc) from None
+        raise unwritable("create", state_path, exc.strerror) from None
     make_state_dir(state_path)
 
 
@@ -316,14 +316,7 @@ def make_state_dir(state_path: Path) -> None:
     try:
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
-        raise _unwritable("create", state_path, exc) from None
-
-
-def _unwritable(doing: str, path: Path, exc: OSError) -> StateFileError:
-    return StateFileError(
-        f"cannot {doing} state file {path}: {exc.strerror}",
-        hint="give --state-dir (or --state-file) a writable place",
-    )
+        raise unwritable("create", state_path, exc.strerror) from None
 
 
 def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
-from ._errors import UsageError
+from ._errors import StateFileError, UsageError
 from ._journal import Header, JournalState, SourceRecord, followed, require_regular
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
@@ -39,6 +39,21 @@ Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a str
 def now() -> str:
     """The time a journal line records."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def unwritable(doing: str, path: Path, why: str | None) -> StateFileError:
+    return StateFileError(
+        f"cannot {doing} state file {path}: {why}",
+        hint="give --state-dir (or --state-file) a writable place",
+    )
+
+
+def algorithm_of(checksum: str | None) -> ChecksumAlgorithm:
+    """The checksum asked for (None: CRC64NVME), refused as a usage error if unknown."""
+    try:
+        return get_algorithm(checksum or "CRC64NVME")
+    except ValueError as exc:
+        raise UsageError(str(exc), param="checksum") from None
 
 
 def names_stdin(path: str | Path | None) -> bool:
@@ -207,12 +222,6 @@ class Request:
         """The file given (None: a stream, or the one the journal's header records)."""
         return None if self.source is None or self.source.stream else self.source.path
 
-    def algorithm(self) -> ChecksumAlgorithm:
-        try:
-            return get_algorithm(self.checksum or "CRC64NVME")
-        except ValueError as exc:
-            raise UsageError(str(exc), param="checksum") from None
-
     def refuse_for_stream(self, *, dry_run: bool = False) -> None:
         """What a stream cannot do: it is read once, in order, on its own schedule."""
         if not self.reads().stream:
@@ -239,7 +248,7 @@ class Request:
                              param="shards")  # fmt: skip
         self.refuse_for_stream()
         check_destination(self.bucket, self.key)
-        self.algorithm()
+        algorithm_of(self.checksum)
         if self.expected_size is not None and not self.reads().stream:
             check_expected_size(inspect_file(self.reads().path), self.expected_size)
 
@@ -270,7 +279,7 @@ class Request:
     ) -> Header:
         """The journal's header of this new upload but for its id (``identity`` None: a
         stream); ``endpoint`` is the one used, ``region`` the client's."""
-        algorithm = self.algorithm()
+        algorithm = algorithm_of(self.checksum)
         schedule = layout if isinstance(layout, StreamSchedule) else None
         stream = SourceRecord(STDIN, self.expected_size or 0, 0)  # its size: the promised one
         return Header(

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -48,7 +47,7 @@ import anyio.lowlevel
 
 from ._bandwidth import TokenBucket
 from ._body import PreparedPart, Throttle
-from ._checksums import ChecksumAlgorithm, b64
+from ._checksums import b64
 from ._congestion import CongestionWindow
 from ._errors import PersevereError
 from ._journal import PartRecord
@@ -148,26 +147,6 @@ class PlannedParts:
         spec = PartSpec(number, plan.offset(number), size, self._session.algorithm,
                         self._session.verifier.needs_md5(), trailer)  # fmt: skip
         return await self._source.prepare(spec, buffer)
-
-
-class StreamedParts:
-    """Parts as a stream gives them, in order until it ends, each holding its own memory
-    until recorded (``next_part`` is the stream's, given the checksum and whether MD5 is
-    needed)."""
-
-    count: int | None = None
-    part_size = 0
-
-    def __init__(
-        self,
-        session: MultipartSession,
-        next_part: Callable[[ChecksumAlgorithm, bool], Awaitable[PreparedPart | None]],
-    ) -> None:
-        self._session = session
-        self._next_part = next_part
-
-    async def next(self, buffer: memoryview) -> PreparedPart | None:
-        return await self._next_part(self._session.algorithm, self._session.verifier.needs_md5())
 
 
 async def send(

@@ -50,7 +50,7 @@ from ._plan import MAX_PARTS, StreamSchedule
 from ._progress import ProgressSink
 from ._reconcile import RemotePart, agrees
 from ._request import STDIN
-from ._sender import Feed, Ledger, StreamedParts
+from ._sender import Feed, Ledger
 from ._session import MultipartSession
 from ._units import MiB, format_size
 
@@ -141,6 +141,10 @@ class StreamParts:
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
         self.skipped_bytes = 0  # already on S3: read, checked, not sent
+        # The sender's feed (:class:`._sender.Feed`): parts until the stream ends, each holding
+        # its own memory until recorded.
+        self.count: int | None = None
+        self.part_size = 0
 
     async def prepare(
         self, remote: dict[int, RemotePart] | None
@@ -153,9 +157,10 @@ class StreamParts:
         # Where the sender records the parts it sent (see _ProvenFirst).
         self.ledger = _ProvenFirst(ledger, set(parts))
         self.progress.start(self.expected_size or 0, 0)
-        return ledger, self.ledger, StreamedParts(self.session, self.next_part)
+        return ledger, self.ledger, self
 
-    async def next_part(self, algorithm: ChecksumAlgorithm, with_md5: bool) -> PreparedPart | None:
+    async def next(self, buffer: memoryview) -> PreparedPart | None:
+        algorithm, with_md5 = self.session.algorithm, self.session.verifier.needs_md5()
         while True:
             size = self.schedule.size_of(min(self._next, MAX_PARTS))
             taken = await self._budget.take(size)

@@ -35,7 +35,6 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,11 +61,12 @@ from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress
 from ._quirks import missing
-from ._request import Request
+from ._request import Request, algorithm_of, now
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
 from ._session import explained, resumable
+from ._shard_journals import shard_journal
 from ._source import FileIdentity
 from ._tree_journal import (
     FileDone,
@@ -75,7 +75,6 @@ from ._tree_journal import (
     files_dir,
     read_done,
     read_header,
-    shard_journal,
     shard_of,
 )
 from ._tree_walk import Listing, TreeFile, walk
@@ -292,15 +291,11 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     req = replace(req, root=Path(os.path.realpath(req.root)))
     check_destination(req.bucket, req.key("x"))
     req.transfer.validate()
-    try:
-        algorithm = get_algorithm(req.checksum or DEFAULT_CHECKSUM)
-    except ValueError as exc:
-        raise UsageError(str(exc), param="checksum") from None
+    algorithm = algorithm_of(req.checksum)
     endpoint = req.endpoint or Endpoint.from_environment(None, None, None)
     draft = TreeHeader(str(req.root), req.bucket, req.prefix, endpoint.endpoint_url,
-                       algorithm.name, datetime.now(UTC).isoformat(timespec="seconds"),
-                       __version__, req.object_options or None, endpoint.profile,
-                       config_endpoint_url(endpoint))  # fmt: skip
+                       algorithm.name, now(), __version__, req.object_options or None,
+                       endpoint.profile, config_endpoint_url(endpoint))  # fmt: skip
     return req, endpoint, draft
 
 
@@ -662,10 +657,8 @@ def _read_small(
         os.close(fd)
     if before != after or len(body) != after.size:
         raise SourceChanged("changed while it was read; run again once it is final")
-    hasher = algorithm.new()
-    hasher.update(body)
     md5 = hashlib.md5(body).digest() if with_md5 else None
-    return body, after, PartDigests(b64(hasher.digest()), md5)
+    return body, after, PartDigests(b64(algorithm.of(body)), md5)
 
 
 class _Budget:

@@ -29,6 +29,7 @@ import anyio
 
 from ._errors import StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
+from ._request import unwritable
 from ._source import FileIdentity
 
 log = logging.getLogger("persevere")
@@ -91,13 +92,6 @@ def files_dir(state_file: Path) -> Path:
     return state_file.with_name(state_file.name + ".d")
 
 
-def shard_journal(state_file: Path, index: int, count: int) -> Path:
-    """The journal of shard ``index`` of ``count`` of the tree whose journal is
-    ``state_file`` (its files: :func:`shard_of`); merged into it by the next run without
-    a shard (:meth:`TreeJournal.merge_shards`)."""
-    return state_file.with_name(f"{state_file.name}.shard-{index}-of-{count}")
-
-
 def shard_of(rel: str, count: int) -> int:
     """Which of ``count`` shards a file is in: by its path alone, so every host and every
     run agrees whatever else the tree holds."""
@@ -123,10 +117,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
     does; one that is not there must be one the run could create. Blocking."""
     parent = next(p for p in path.parents if p.exists())
     if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):  # (a read-only mount)
-        raise StateFileError(
-            f"cannot create state file {path}: {parent} is not writable",
-            hint="give --state-dir (or --state-file) a writable place",
-        )
+        raise unwritable("create", path, f"{parent} is not writable")
     if path.exists() and path.stat().st_size == 0:
         _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
@@ -205,10 +196,7 @@ class TreeJournal:
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:  # (a read-only file system: was a traceback)
-                raise StateFileError(
-                    f"cannot create state file {path}: {exc.strerror}",
-                    hint="give --state-dir (or --state-file) a writable place",
-                ) from None
+                raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
                 path.unlink()  # empty: a run stopped before its header was written
         journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
@@ -231,9 +219,10 @@ class TreeJournal:
         self.done = {**_read_only(path, self.header, True), **self.done}
 
     def merge_shards(self) -> int:
-        """Take in the shards' journals (:func:`shard_journal`) and remove them: what they
-        record done is recorded here. A shard still running (its journal locked) is
-        refused, exit 3: run again once it ended. Blocking; the number of records taken."""
+        """Take in the shards' journals (shard I's files, :func:`shard_of`, recorded in
+        ``STATE.shard-I-of-N``) and remove them: what they record done is recorded here. A
+        shard still running (its journal locked) is refused, exit 3: run again once it ended.
+        Blocking; the number of records taken."""
         taken = 0
         for path in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.shard-*-of-*")):
             try:
