@@ -8,6 +8,7 @@ state; completion is refused while a shard still holds its journal's lock.
 
 from __future__ import annotations
 
+import glob
 import logging
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ def shard_journal(state_path: Path, shard: int, shards: int) -> Path:
 
 
 def _shard_journals(state_path: Path) -> list[Path]:
-    paths = sorted(state_path.parent.glob(f"{state_path.name}.shard-*-of-*"))
+    paths = sorted(state_path.parent.glob(f"{glob.escape(state_path.name)}.shard-*-of-*"))
     # Regular files only: opening a FIFO that took a shard journal's name would block.
     return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
 

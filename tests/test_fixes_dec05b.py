@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import persevere as cli
 
 EXIT_MISMATCH = 4
@@ -22,3 +24,23 @@ def test_a_single_part_mismatch_sends_no_one_looking_for_a_differing_part(
     assert "MISMATCH" in done.stdout and "CRC32" in done.stdout, done.stdout
     assert "per-part" not in done.stdout and "--state-file" not in done.stdout, done.stdout
     assert cli(s3_env, "verify", good, f"s3://{bucket}/one", "--no-progress").returncode == 0
+
+
+def test_shard_journals_of_a_state_file_named_with_glob_characters_are_found(
+    s3_env, bucket, make_file, tmp_path
+):
+    """A state file named ``backup[1]`` (a bracket, as in a dated or numbered name): its shard
+    journals were looked for as a glob of its name, which ``[1]`` turns into a character
+    class: none found, status said "0 parts done, 3 unrecorded" after a shard sent 3."""
+    file = make_file(12 * 1024 * 1024, seed=3)
+    state = tmp_path / "backup[1]"
+    start = cli(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file", state,
+                "--shards", "2", "--part-size", "5MiB", "--no-progress")  # fmt: skip
+    assert start.returncode == 0, start.stderr
+    shard = cli(s3_env, "upload", "shard", "--state-file", state, "--shard", "0/2",
+                "--no-progress")  # fmt: skip
+    assert shard.returncode == 0, shard.stderr
+    status = cli(s3_env, "upload", "status", "--state-file", state, "--json")
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert document["parts_done"] == 2, document
