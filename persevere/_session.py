@@ -284,9 +284,27 @@ class MultipartSession:
                 raise
 
         def exhausted(exc: TransientError, tries: int) -> PersevereError:
-            if refused_throughout(failures):
-                return self._not_completed(exc, tries)
-            return self.exhausted("CompleteMultipartUpload", exc, tries)
+            if not refused_throughout(failures):
+                return self.exhausted("CompleteMultipartUpload", exc, tries)
+            # The server answered every Complete with the same error (see :mod:`._retry`):
+            # exit 1 with its words, not "try again later" forever.
+            error = S3Error(
+                f"{exc} (the same answer to all {tries} attempts: the server does not complete "
+                "this upload)",
+                code=exc.code,
+                hint="the parts are kept on S3; look at the server's log, and resume once the "
+                "cause is fixed, or abort",
+            )
+            longest = max(len(segment.encode("utf-8", "surrogateescape"))
+                          for segment in self.key.split("/"))  # fmt: skip
+            if longest > MAX_NAME_BYTES:
+                error.hint = (
+                    f"the key has a path segment of {longest:,} bytes: S3-compatible servers "
+                    f"that keep keys as file names (SeaweedFS among them) take at most "
+                    f"{MAX_NAME_BYTES}; upload under a shorter key, and abort this upload"
+                )
+                error.next_step = "abort"
+            return error
 
         response = await call_with_retry(
             self.retry, "CompleteMultipartUpload", complete_attempt, exhausted
@@ -300,27 +318,6 @@ class MultipartSession:
             )
         etag = str(response.get("ETag") or expected.expected_etag or "")
         return Completed(etag, expected.checksum, expected.expected_etag)
-
-    def _not_completed(self, exc: TransientError, tries: int) -> S3Error:
-        """The server answered every Complete with the same error (see :mod:`._retry`): exit 1
-        with its words, not "try again later" forever."""
-        error = S3Error(
-            f"{exc} (the same answer to all {tries} attempts: the server does not complete "
-            "this upload)",
-            code=exc.code,
-            hint="the parts are kept on S3; look at the server's log, and resume once the "
-            "cause is fixed, or abort",
-        )
-        longest = max(len(segment.encode("utf-8", "surrogateescape"))
-                      for segment in self.key.split("/"))  # fmt: skip
-        if longest > MAX_NAME_BYTES:
-            error.hint = (
-                f"the key has a path segment of {longest:,} bytes: S3-compatible servers "
-                f"that keep keys as file names (SeaweedFS among them) take at most "
-                f"{MAX_NAME_BYTES}; upload under a shorter key, and abort this upload"
-            )
-            error.next_step = "abort"
-        return error
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
