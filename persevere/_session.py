@@ -166,26 +166,14 @@ class MultipartSession:
     ) -> str:
         """One UploadPart attempt; the ETag, once the answer proves S3 saw our bytes (its
         checksum echo agrees with ours, or its ETag is our MD5: :class:`PartVerifier`).
-        ``checksum`` None: ``body`` computes it and sends it as a trailer (:meth:`_trailed`)."""
-        if checksum is None:
-            return await self._trailed(number, body, size)
-        digests = PartDigests(checksum, md5)
-        response = await self._put(number, body, size, self.verifier.request_fields(digests))
-        return self.verifier.check(number, digests, response)
 
-    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
-        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
-        trailer), its failure translated."""
-        return await attempt(
-            f"part {number}",
-            lambda: self._api.upload_part(
-                **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
-            ),
-        )
-
-    async def _trailed(self, number: int, body: Any, size: int) -> str:
-        """UploadPart with the checksum as ``body``'s trailer; :class:`TrailerRefused` if the
-        endpoint refused it or ignored it (no echo), before it ever took one."""
+        ``checksum`` None: ``body`` computes it and sends it as a trailer;
+        :class:`TrailerRefused` if the endpoint refused it or ignored it (no echo), before it
+        ever took one."""
+        if checksum is not None:
+            digests = PartDigests(checksum, md5)
+            response = await self._put(number, body, size, self.verifier.request_fields(digests))
+            return self.verifier.check(number, digests, response)
         try:
             response = await self._put(number, body, size, {})
         except S3Error as exc:
@@ -201,6 +189,16 @@ class MultipartSession:
         elif self.trailers.on_refusal("its answer has no checksum"):
             raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
         return self.verifier.check(number, PartDigests(b64(body.digest)), response)
+
+    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
+        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
+        trailer), its failure translated."""
+        return await attempt(
+            f"part {number}",
+            lambda: self._api.upload_part(
+                **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
+            ),
+        )
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
         """Every part S3 holds for the upload (all pages; or the first ``max_parts``)."""
