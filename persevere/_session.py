@@ -127,11 +127,8 @@ class MultipartSession:
             again.next_step = None  # no upload to resume: the same command starts it
             return again
 
-        params = {
-            **self.object_ids,
-            **object_options,
-            **self.verifier.create_fields(self.checksum_type),
-        }
+        fields = self.verifier.create_fields(self.checksum_type)
+        params = {**self.object_ids, **object_options, **fields}
         try:
             response = await request(
                 "CreateMultipartUpload",
@@ -242,21 +239,15 @@ class MultipartSession:
         expected = self.expected(parts)
         param = self.algorithm.param
         flexible = self.verifier.flexible  # Content-MD5 mode sends no checksum fields
-        params: dict[str, Any] = {
-            **self.ids,
-            "MultipartUpload": {
-                "Parts": [
-                    {"PartNumber": p.part_number, "ETag": p.etag}
-                    | ({param: p.checksum} if flexible else {})
-                    for p in parts
-                ]
-            },
-            "MpuObjectSize": object_size,
-        }
+        listed = [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
+        params: dict[str, Any] = {**self.ids, "MultipartUpload": {"Parts": listed}}
+        params["MpuObjectSize"] = object_size
         if self.no_overwrite:
             params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
         if flexible:
             params["ChecksumType"] = self.checksum_type
+            for entry, part in zip(listed, parts, strict=True):
+                entry[param] = part.checksum
         if flexible and self.checksum_type == "FULL_OBJECT":
             params[param] = str(expected.checksum)
 
