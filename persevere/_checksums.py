@@ -53,7 +53,7 @@ class ChecksumAlgorithm:
     name: str  # S3's name: "CRC64NVME"
     width: int  # digest size in bytes
     full_object: bool  # True: the multipart object carries a checksum of all its bytes
-    _new: Callable[[], Hasher]
+    new: Callable[[], Hasher]
     _combine: Callable[[int, int, int], int] | None = None
 
     @property
@@ -67,11 +67,8 @@ class ChecksumAlgorithm:
         CRC64NVME, which S3 keeps full-object only."""
         return self.name != "CRC64NVME"
 
-    def new(self) -> Hasher:
-        return self._new()
-
     def of(self, data: bytes | bytearray | memoryview) -> bytes:
-        hasher = self._new()
+        hasher = self.new()
         hasher.update(data)
         return hasher.digest()
 

@@ -41,7 +41,7 @@ async def created(
     Write-once (``no_overwrite``): an existing key is refused first, nothing created, the
     empty state file removed (:mod:`._write_once`)."""
     options = request.transfer
-    endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
+    endpoint = request.endpoint or Endpoint.from_environment()
     journal = await anyio.to_thread.run_sync(Journal.create, state_path)
     try:
         async with open_client(endpoint, options) as client:

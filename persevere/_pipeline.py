@@ -121,15 +121,12 @@ async def adopted(
 def gone(session: MultipartSession, causes: str, journal: Journal, header: Header) -> UploadGone:
     """The upload being resumed is no longer on S3, for one of ``causes``: ``cp`` starts a
     new one over the same state file."""
-    return start_again(
-        UploadGone(
-            f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
-            f"({causes})",
-            code="NoSuchUpload",
-        ),
-        header,
-        journal.path,
+    error = UploadGone(
+        f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
+        f"({causes})",
+        code="NoSuchUpload",
     )
+    return start_again(error, header, journal.path)
 
 
 E = TypeVar("E", bound=PersevereError)

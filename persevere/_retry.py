@@ -113,10 +113,6 @@ class Call(Enum):
     LOOKUP = "calls outside an upload (status, list, verify, abort): 5 tries"
 
 
-CLEANUP_ATTEMPTS = 3
-LOOKUP_ATTEMPTS = 5
-
-
 def policy(kind: Call, user: RetryPolicy | None = None, first: int = 4) -> RetryPolicy:
     """The retry policy for a call of this kind, made from the user's (``--max-retries``,
     ``--retry-for``; default: :class:`RetryPolicy`'s). ``first``: the first call's attempts
@@ -124,11 +120,11 @@ def policy(kind: Call, user: RetryPolicy | None = None, first: int = 4) -> Retry
     backoff, cut to their tries, unless a patience was asked for (``--retry-for``): then that
     decides, here too; it holds for every kind but LOOKUP."""
     if kind is Call.LOOKUP:
-        return RetryPolicy(max_attempts=LOOKUP_ATTEMPTS)
+        return RetryPolicy(max_attempts=5)
     user = user or RetryPolicy()
     if kind is Call.UPLOAD or user.patience_s is not None:
         return user
-    return dataclasses.replace(user, max_attempts=first if kind is Call.FIRST else CLEANUP_ATTEMPTS)
+    return dataclasses.replace(user, max_attempts=first if kind is Call.FIRST else 3)
 
 
 async def call_with_retry(

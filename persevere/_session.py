@@ -127,11 +127,8 @@ class MultipartSession:
             again.next_step = None  # no upload to resume: the same command starts it
             return again
 
-        params = {
-            **self.object_ids,
-            **object_options,
-            **self.verifier.create_fields(self.checksum_type),
-        }
+        fields = self.verifier.create_fields(self.checksum_type)
+        params = {**self.object_ids, **object_options, **fields}
         try:
             response = await request(
                 "CreateMultipartUpload",
@@ -166,26 +163,14 @@ class MultipartSession:
     ) -> str:
         """One UploadPart attempt; the ETag, once the answer proves S3 saw our bytes (its
         checksum echo agrees with ours, or its ETag is our MD5: :class:`PartVerifier`).
-        ``checksum`` None: ``body`` computes it and sends it as a trailer (:meth:`_trailed`)."""
-        if checksum is None:
-            return await self._trailed(number, body, size)
-        digests = PartDigests(checksum, md5)
-        response = await self._put(number, body, size, self.verifier.request_fields(digests))
-        return self.verifier.check(number, digests, response)
 
-    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
-        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
-        trailer), its failure translated."""
-        return await attempt(
-            f"part {number}",
-            lambda: self._api.upload_part(
-                **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
-            ),
-        )
-
-    async def _trailed(self, number: int, body: Any, size: int) -> str:
-        """UploadPart with the checksum as ``body``'s trailer; :class:`TrailerRefused` if the
-        endpoint refused it or ignored it (no echo), before it ever took one."""
+        ``checksum`` None: ``body`` computes it and sends it as a trailer;
+        :class:`TrailerRefused` if the endpoint refused it or ignored it (no echo), before it
+        ever took one."""
+        if checksum is not None:
+            digests = PartDigests(checksum, md5)
+            response = await self._put(number, body, size, self.verifier.request_fields(digests))
+            return self.verifier.check(number, digests, response)
         try:
             response = await self._put(number, body, size, {})
         except S3Error as exc:
@@ -201,6 +186,16 @@ class MultipartSession:
         elif self.trailers.on_refusal("its answer has no checksum"):
             raise TrailerRefused(f"part {number}: no {self.algorithm.param} in the answer")
         return self.verifier.check(number, PartDigests(b64(body.digest)), response)
+
+    async def _put(self, number: int, body: Any, size: int, proof: Mapping[str, Any]) -> Any:
+        """The UploadPart request, ``proof`` its checksum or Content-MD5 fields (none: a
+        trailer), its failure translated."""
+        return await attempt(
+            f"part {number}",
+            lambda: self._api.upload_part(
+                **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
+            ),
+        )
 
     async def list_parts(self, *, max_parts: int | None = None) -> dict[int, RemotePart]:
         """Every part S3 holds for the upload (all pages; or the first ``max_parts``)."""
@@ -244,21 +239,15 @@ class MultipartSession:
         expected = self.expected(parts)
         param = self.algorithm.param
         flexible = self.verifier.flexible  # Content-MD5 mode sends no checksum fields
-        params: dict[str, Any] = {
-            **self.ids,
-            "MultipartUpload": {
-                "Parts": [
-                    {"PartNumber": p.part_number, "ETag": p.etag}
-                    | ({param: p.checksum} if flexible else {})
-                    for p in parts
-                ]
-            },
-            "MpuObjectSize": object_size,
-        }
+        listed = [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
+        params: dict[str, Any] = {**self.ids, "MultipartUpload": {"Parts": listed}}
+        params["MpuObjectSize"] = object_size
         if self.no_overwrite:
             params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
         if flexible:
             params["ChecksumType"] = self.checksum_type
+            for entry, part in zip(listed, parts, strict=True):
+                entry[param] = part.checksum
         if flexible and self.checksum_type == "FULL_OBJECT":
             params[param] = str(expected.checksum)
 
@@ -284,9 +273,27 @@ class MultipartSession:
                 raise
 
         def exhausted(exc: TransientError, tries: int) -> PersevereError:
-            if refused_throughout(failures):
-                return self._not_completed(exc, tries)
-            return self.exhausted("CompleteMultipartUpload", exc, tries)
+            if not refused_throughout(failures):
+                return self.exhausted("CompleteMultipartUpload", exc, tries)
+            # The server answered every Complete with the same error (see :mod:`._retry`):
+            # exit 1 with its words, not "try again later" forever.
+            error = S3Error(
+                f"{exc} (the same answer to all {tries} attempts: the server does not complete "
+                "this upload)",
+                code=exc.code,
+                hint="the parts are kept on S3; look at the server's log, and resume once the "
+                "cause is fixed, or abort",
+            )
+            longest = max(len(segment.encode("utf-8", "surrogateescape"))
+                          for segment in self.key.split("/"))  # fmt: skip
+            if longest > MAX_NAME_BYTES:
+                error.hint = (
+                    f"the key has a path segment of {longest:,} bytes: S3-compatible servers "
+                    f"that keep keys as file names (SeaweedFS among them) take at most "
+                    f"{MAX_NAME_BYTES}; upload under a shorter key, and abort this upload"
+                )
+                error.next_step = "abort"
+            return error
 
         response = await call_with_retry(
             self.retry, "CompleteMultipartUpload", complete_attempt, exhausted
@@ -300,27 +307,6 @@ class MultipartSession:
             )
         etag = str(response.get("ETag") or expected.expected_etag or "")
         return Completed(etag, expected.checksum, expected.expected_etag)
-
-    def _not_completed(self, exc: TransientError, tries: int) -> S3Error:
-        """The server answered every Complete with the same error (see :mod:`._retry`): exit 1
-        with its words, not "try again later" forever."""
-        error = S3Error(
-            f"{exc} (the same answer to all {tries} attempts: the server does not complete "
-            "this upload)",
-            code=exc.code,
-            hint="the parts are kept on S3; look at the server's log, and resume once the "
-            "cause is fixed, or abort",
-        )
-        longest = max(len(segment.encode("utf-8", "surrogateescape"))
-                      for segment in self.key.split("/"))  # fmt: skip
-        if longest > MAX_NAME_BYTES:
-            error.hint = (
-                f"the key has a path segment of {longest:,} bytes: S3-compatible servers "
-                f"that keep keys as file names (SeaweedFS among them) take at most "
-                f"{MAX_NAME_BYTES}; upload under a shorter key, and abort this upload"
-            )
-            error.next_step = "abort"
-        return error
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""

@@ -184,7 +184,22 @@ async def upload_status(
         part_count = plan.part_count
     remote: RemoteStatus | None = None
     if query_s3 and state.outcome is None:
-        remote = await _remote_status(header, endpoint, set(state.parts))
+        try:
+            with anyio.fail_after(15):
+                quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
+                async with recorded_session(header, endpoint, quick, Call.LOOKUP) as session:
+                    parts = await session.list_parts()
+                    size = sum(part.size for part in parts.values())
+                    remote = RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,
+                                          unrecorded=len(parts.keys() - state.parts))  # fmt: skip
+        except UploadGone:
+            remote = RemoteStatus(reachable=True, exists=False)
+        except ResumableError as exc:  # the retries ran out: no answer, so nothing known of it
+            remote = RemoteStatus(reachable=False, error=str(exc))
+        except PersevereError as exc:
+            remote = RemoteStatus(reachable=True, error=str(exc))
+        except (TransientError, TimeoutError) as exc:
+            remote = RemoteStatus(reachable=False, error=str(exc) or "timed out")
     return UploadStatus(
         state_file=state_path,
         header=header,
@@ -194,24 +209,3 @@ async def upload_status(
         outcome=state.outcome,
         remote=remote,
     )
-
-
-async def _remote_status(
-    header: Header, overrides: Endpoint | None, recorded: set[int]
-) -> RemoteStatus:
-    try:
-        with anyio.fail_after(15):
-            quick = UploadOptions(connect_timeout_s=5, read_timeout_s=10)
-            async with recorded_session(header, overrides, quick, Call.LOOKUP) as session:
-                parts = await session.list_parts()
-                size = sum(part.size for part in parts.values())
-                return RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,
-                                    unrecorded=len(set(parts) - recorded))  # fmt: skip
-    except UploadGone:
-        return RemoteStatus(reachable=True, exists=False)
-    except ResumableError as exc:  # the retries ran out: no answer, so nothing known of it
-        return RemoteStatus(reachable=False, error=str(exc))
-    except PersevereError as exc:
-        return RemoteStatus(reachable=True, error=str(exc))
-    except (TransientError, TimeoutError) as exc:
-        return RemoteStatus(reachable=False, error=str(exc) or "timed out")
