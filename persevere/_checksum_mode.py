@@ -38,7 +38,7 @@ from typing import Any
 
 from ._checksums import ChecksumAlgorithm
 from ._errors import S3Error
-from ._quirks import ETag
+from ._quirks import ETag, answered
 from ._retry import TransientError
 
 log = logging.getLogger("persevere")
@@ -110,8 +110,8 @@ class PartVerifier:
         ``TransientError`` (code BadDigest): the endpoint saw other bytes; send the part again.
         :class:`ChecksumNotVerified`: no proof, and none to be had by sending it again.
         """
-        etag = str(response["ETag"])
         what = number if isinstance(number, str) else f"part {number}"  # (str: a whole file)
+        etag = answered(response, "ETag", what)
         echoed = response.get(self.algorithm.param) if self.flexible else None
         if echoed is not None:
             if echoed != digests.checksum:

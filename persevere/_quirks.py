@@ -180,3 +180,19 @@ def object_matches(
     if stored is not None:
         return checksum.matches(stored)
     return etag is not None and ETag(etag).same(str(head.get("ETag", "")))
+
+
+def answered(response: Mapping[str, Any], name: str, what: str) -> str:
+    """``response[name]``, which every S3 answer to ``what`` holds: without it (an empty
+    body: a proxy's or a captive portal's page, answering 200) it is no S3 answer."""
+    value = response.get(name)
+    if not value:
+        error = S3Error(
+            f"{what}: the endpoint's answer has no {name}: it is not an S3 answer",
+            code="NotS3",
+            hint="check the endpoint URL (is it S3, not a proxy's or a portal's page?) and "
+            "the proxy variables (HTTPS_PROXY, HTTP_PROXY)",
+        )
+        error.next_step = None  # (a resume meets the same endpoint)
+        raise error
+    return str(value)

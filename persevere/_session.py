@@ -22,7 +22,14 @@ from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, checksum_type
 from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
-from ._quirks import ETag, credentials_expired, object_matches, trailed_damage, unsupported
+from ._quirks import (
+    ETag,
+    answered,
+    credentials_expired,
+    object_matches,
+    trailed_damage,
+    unsupported,
+)
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
 from ._s3 import S3Client, attempt, pages, request
@@ -141,7 +148,7 @@ class MultipartSession:
             if said is exc:
                 raise
             raise said from exc
-        self.upload_id = str(response["UploadId"])
+        self.upload_id = answered(response, "UploadId", "CreateMultipartUpload")
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One request, retried with the session's policy."""

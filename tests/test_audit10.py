@@ -53,7 +53,6 @@ def empty_200_endpoint() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #1")
 @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
 def test_an_endpoint_answering_200_with_an_empty_body_is_one_line_not_a_traceback(
     s3_env, make_file, tmp_path, empty_200_endpoint, dry_run
@@ -75,7 +74,6 @@ def test_an_endpoint_answering_200_with_an_empty_body_is_one_line_not_a_tracebac
     assert not state.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #1")
 def test_a_resume_through_an_endpoint_answering_200_with_an_empty_body_is_one_line(
     s3_env, bucket, make_file, tmp_path, empty_200_endpoint
 ):
@@ -276,7 +274,6 @@ def test_a_progress_sink_that_raises_is_not_taken_for_the_network(
         assert isinstance(raised, ValueError) or raised is None, repr(raised)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #1")
 def test_bench_through_an_endpoint_answering_200_with_an_empty_body_is_one_line(
     s3_env, empty_200_endpoint
 ):
