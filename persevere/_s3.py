@@ -168,7 +168,12 @@ class Endpoint:
                 )
             ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
             if not os.path.isfile(ca_bundle):
-                raise UsageError(f"CA bundle {ca_bundle} does not exist")
+                what = (
+                    "is a directory (a bundle is one PEM file)"
+                    if os.path.isdir(ca_bundle)
+                    else "does not exist"
+                )
+                raise UsageError(f"CA bundle {ca_bundle} {what}")
         profile = profile or os.environ.get("AWS_PROFILE") or None
         return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 

@@ -163,7 +163,6 @@ def test_the_apis_wrong_argument_values_are_named_not_internal_errors(
     assert _uploads(s3_client, bucket) == []
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #4")
 def test_a_ca_bundle_that_is_a_directory_is_not_said_to_be_missing(s3_env, make_file, tmp_path):
     """``cp FILE s3://B/K --ca-bundle DIR`` (a directory, e.g. /etc/ssl/certs given for
     /etc/ssl/certs/ca-certificates.crt): exit 2, right, but the one line says "CA bundle DIR
