@@ -14,6 +14,7 @@ Configuration choices, and why:
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import re
@@ -406,6 +407,19 @@ async def open_client(
             ) from exc
         except botocore.exceptions.ConfigParseError as exc:
             raise _unparsable(exc) from exc
+        except (
+            botocore.exceptions.CredentialRetrievalError,  # credential_process failed
+            botocore.exceptions.InfiniteLoopConfigError,  # source_profile chains that loop
+            json.JSONDecodeError,  # credential_process printed no JSON
+        ) as exc:
+            who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
+            why = f"its credential_process printed no JSON ({exc})" if isinstance(
+                exc, json.JSONDecodeError) else str(exc)  # fmt: skip
+            raise S3Error(
+                f"cannot obtain AWS credentials from {who}: {why}",
+                hint="check the profile (aws sso login, the credential process, its "
+                "source_profile), or give other credentials",
+            ) from exc
         except (ValueError, botocore.exceptions.InvalidEndpointConfigurationError) as exc:
             if "endpoint" in str(exc).lower() or "url" in str(exc).lower():
                 raise UsageError(

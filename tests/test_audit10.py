@@ -191,7 +191,6 @@ role_arn = arn:aws:iam::123456789012:role/two
 """
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #5")
 @pytest.mark.parametrize("profile", ["failing", "notjson", "loop1"])
 @pytest.mark.parametrize("command", ["cp", "dry-run", "verify", "list"])
 def test_a_profile_whose_credentials_cannot_be_had_is_one_line(
