@@ -126,6 +126,11 @@ def refuse_source_as_state(state_path: Path, source: Path) -> None:
                          param="state_file")  # fmt: skip
 
 
+# CreateMultipartUpload's parameters persevere sets itself: the object options cannot (an
+# upload created at another key was left there, its parts sent to this one's: NoSuchUpload).
+_OWN_FIELDS = frozenset({"Bucket", "Key", "UploadId", "ChecksumAlgorithm", "ChecksumType"})
+
+
 class Asked(TypedDict, total=False):
     """A new upload's keywords, as :func:`persevere.upload_file` and
     :func:`persevere.create_upload` take them (each a :class:`Request` field of that name but
@@ -186,6 +191,14 @@ class Request:
     verify_parts: bool = False
     shards: int | None = None  # created for this many shards (or processes), nothing sent
 
+    def __post_init__(self) -> None:  # (the API's callers: a dict, a URL; a resume too)
+        if not isinstance(self.transfer, UploadOptions):  # (the API's callers: a dict)
+            raise UsageError(f"options must be an UploadOptions, not {self.transfer!r}",
+                             param="options")  # fmt: skip
+        if not isinstance(self.endpoint, Endpoint | None):  # (a URL: Endpoint(url) is one)
+            raise UsageError(f"endpoint must be an Endpoint, not {self.endpoint!r}",
+                             param="endpoint")  # fmt: skip
+
     @classmethod
     def of(
         cls,
@@ -242,6 +255,10 @@ class Request:
     def check(self) -> None:
         """Every refusal that needs no request to S3 (a file's size is looked at only to
         check an expected size): one UsageError naming the parameter."""
+        if owned := sorted(set(self.object_options or ()) & _OWN_FIELDS):
+            raise UsageError(f"object_options cannot set {', '.join(owned)}: persevere sets "
+                             "them itself (the destination, the upload, its checksum)",
+                             param="object_options")  # fmt: skip
         self.transfer.validate()
         if self.shards is not None and not 1 <= self.shards <= MAX_PARTS:
             raise UsageError(f"shards must be between 1 and 10,000, not {self.shards}",

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, checksum_type
-from ._errors import IntegrityError, PersevereError, ResumableError, S3Error
+from ._errors import IntegrityError, PersevereError, ResumableError, S3Error, UsageError
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
 from ._quirks import (
@@ -134,6 +134,12 @@ class MultipartSession:
             again.next_step = None  # no upload to resume: the same command starts it
             return again
 
+        model = getattr(getattr(self._api, "meta", None), "service_model", None)
+        if model is not None:  # (parameter_validation is off: botocore's KeyError otherwise)
+            known = model.operation_model("CreateMultipartUpload").input_shape.members
+            if unknown := sorted(set(object_options) - set(known)):
+                raise UsageError(f"object_options: CreateMultipartUpload takes no "
+                                 f"{', '.join(unknown)}", param="object_options")  # fmt: skip
         fields = self.verifier.create_fields(self.checksum_type)
         params = {**self.object_ids, **object_options, **fields}
         try:

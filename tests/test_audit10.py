@@ -103,7 +103,6 @@ def test_a_resume_through_an_endpoint_answering_200_with_an_empty_body_is_one_li
     assert state.read_bytes().startswith(before)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #2")
 @pytest.mark.parametrize("override", [{"Key": "elsewhere"}, {"Bucket": "{other}", "Key": "x"}])
 def test_object_options_cannot_send_the_upload_to_another_key_and_leave_it_behind(
     s3_env, bucket, s3_client, make_file, tmp_path, override
@@ -130,7 +129,6 @@ def test_object_options_cannot_send_the_upload_to_another_key_and_leave_it_behin
             s3_client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
 
 
-@pytest.mark.xfail(strict=True, reason="audit 10 #3")
 @pytest.mark.parametrize(
     "asked",
     [
