@@ -60,7 +60,7 @@ from ._journal import (
 )
 from ._logs import NamingStateFile, say, say_plan
 from ._plan import make_plan
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._request import Copied, Request, given, names_stdin, refuse_source_as_state, unwritable
 from ._request import Source as Named
 from ._resume import resume
@@ -175,7 +175,7 @@ async def copy_file(
     """:func:`copy`, given :func:`persevere.upload_file`'s keywords and ``expected_size`` (a
     stream's length; ``file`` '-': standard input, see :mod:`._stream`)."""
     request = Request.of(file, bucket, key, state_file, **given(asked, Copied, "copy_file"))
-    return await copy(request, progress or NullProgress())
+    return await copy(request, guarded(progress))
 
 
 async def copy(request: Request, progress: ProgressSink) -> UploadResult:

@@ -4,6 +4,7 @@ negative when a failed attempt rewinds (as s3transfer's subscribers do).
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, Protocol
 
@@ -90,3 +91,41 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class _Guarded:
+    """An API caller's sink, whose errors stay its own: the first one it raises is logged and
+    it is not called again; the transfer goes on. (Raised inside a part's body, it was taken
+    for the network's failure: the part sent again, or the upload ended in an
+    ExceptionGroup.) A progress display's bug is no reason to stop hours of transfer."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink: Any = sink
+        self.error: Exception | None = None
+
+    def _call(self, name: str, *args: int) -> None:
+        if self.error is None:
+            try:
+                getattr(self.sink, name, lambda *_: None)(*args)
+            except Exception as exc:
+                self.error = exc
+                logging.getLogger("persevere").warning(
+                    "the progress sink's %s raised %r: it is not called again", name, exc
+                )
+
+    def start(self, total_bytes: int, done_bytes: int) -> None:
+        self._call("start", total_bytes, done_bytes)
+
+    def files(self, done: int, total: int) -> None:
+        self._call("files", done, total)
+
+    def advance(self, delta_bytes: int) -> None:
+        self._call("advance", delta_bytes)
+
+    def close(self) -> None:
+        self._call("close")
+
+
+def guarded(progress: Any) -> Any:
+    """The sink an API call was given (None: none), guarded (:class:`_Guarded`)."""
+    return NullProgress() if progress is None else _Guarded(progress)

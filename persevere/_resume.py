@@ -60,7 +60,7 @@ from ._logs import event
 from ._options import UploadOptions
 from ._pipeline import adopted, gone, run, start_again
 from ._plan import PartPlan
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._reconcile import RemotePart, reconcile
 from ._request import Continued, Request, given, stdin_kind
 from ._sender import PlannedParts
@@ -98,7 +98,7 @@ async def resume_upload(
     one raises :class:`UploadFinished`.
     """
     request = Request.resumed(state_file, **given(asked, Continued, "resume_upload"))
-    return await resume(request, progress or NullProgress())
+    return await resume(request, guarded(progress))
 
 
 async def resume(request: Request, progress: ProgressSink) -> UploadResult:

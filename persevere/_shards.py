@@ -38,7 +38,7 @@ from ._errors import UsageError
 from ._journal import read_state
 from ._pipeline import remote_parts
 from ._plan import PartPlan
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._request import Continued, Request, given
 from ._resume import opened
 from ._sender import send
@@ -89,7 +89,7 @@ async def upload_shard(
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
     request = Request.resumed(state_file, **given(asked, Continued, "upload_shard"))
-    return await send_one(request, shard, shards, progress or NullProgress())
+    return await send_one(request, shard, shards, guarded(progress))
 
 
 async def send_one(

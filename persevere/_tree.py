@@ -59,7 +59,7 @@ from ._logs import event, say
 from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
-from ._progress import NullProgress, ProgressSink, TreeProgress
+from ._progress import NullProgress, ProgressSink, TreeProgress, guarded
 from ._quirks import missing
 from ._request import Request, algorithm_of, now
 from ._request import Source as Named
@@ -204,7 +204,7 @@ def prefix_of(url_prefix: str) -> str:
 
 async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> TreeResult:
     """Make every file of ``req.root`` an object under ``req.prefix`` (see the module)."""
-    progress = progress or NullProgress()
+    progress = guarded(progress)
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)

@@ -38,7 +38,7 @@ from ._errors import (
     UsageError,
 )
 from ._options import UploadOptions
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._s3 import Endpoint, open_client, pages, request
 from ._tree import FileProgress, TreeSpec, check_key, each, journal_name
 from ._tree_journal import files_dir, read_header
@@ -110,7 +110,7 @@ async def verify_tree(
 ) -> TreeVerifyResult:
     """Check every file of ``req.root`` against its object under ``req.prefix`` (see the
     module)."""
-    progress = progress or NullProgress()
+    progress = guarded(progress)
     started = time.monotonic()
     check_destination(req.bucket, req.key("x"))
     req, parts_dir, listing = await anyio.to_thread.run_sync(_walk, req)

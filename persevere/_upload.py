@@ -26,7 +26,7 @@ from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._request import Asked, Request, given, now
 from ._resume import FileParts
 from ._retry import Call, TransientError
@@ -94,7 +94,7 @@ async def start_upload(
     completion is conditional (:mod:`._write_once`); recorded, so resume honours it.
     """
     request = Request.of(file, bucket, key, state_file, **given(asked, Asked, "start_upload"))
-    return await upload(request, progress or NullProgress())
+    return await upload(request, guarded(progress))
 
 
 async def upload(request: Request, progress: ProgressSink) -> UploadResult:

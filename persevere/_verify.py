@@ -39,7 +39,7 @@ import anyio
 from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
 from ._errors import S3Error, UsageError
 from ._journal import JournalState, read_state
-from ._progress import NullProgress, ProgressSink
+from ._progress import ProgressSink, guarded
 from ._quirks import ETag, digest_of, missing, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
@@ -191,7 +191,7 @@ async def verify_object(
     ``client``: an open S3 client to ask with (a tree's files share one), else one is opened
     for ``endpoint`` and closed before the file is read.
     """
-    progress = progress or NullProgress()
+    progress = guarded(progress)
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
         raise UsageError(f"bucket and key must be non-empty strings, not {bucket!r} and {key!r}")
     identity = await anyio.to_thread.run_sync(inspect_file, Path(file), "local file")
