@@ -14,16 +14,13 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
 from . import _sendfile
 from ._checksums import ChecksumAlgorithm, b64
 from ._trailer import encoded_length, trailer_name
-
-if TYPE_CHECKING:  # (it makes these bodies: imported only to name it)
-    from ._source import SourceFile
 
 # 256 KiB: peak RSS -10 MiB at c=8 against 1 MiB, same CPU (benchmarks/README.md)
 SLICE_BYTES = 256 << 10
@@ -57,10 +54,24 @@ class PreparedPart:
     header_form: Callable[[], Awaitable[PreparedPart]] | None = None
 
 
-async def read_slice(source: SourceFile, view: memoryview, offset: int) -> None:
-    """Fill ``view`` from the page cache on the loop if it is there, else in a worker thread
-    (the kernel may also send a streamed part from ``source``'s descriptor: :mod:`._sendfile`,
-    with the errors :meth:`~._source.SourceFile.read_into` would raise for the same failures).
+class Readable(Protocol):
+    """The file a streamed part is read from (:class:`._source.SourceFile`): by a thread, or
+    from the page cache on the loop; or sent by the kernel (:mod:`._sendfile`) from its
+    descriptor, with the errors :meth:`read_into` would raise for the same failures."""
+
+    def read_into(self, buffer: memoryview, offset: int) -> None: ...
+
+    def read_cached(self, buffer: memoryview, offset: int) -> int: ...
+
+    def fileno(self) -> int: ...
+
+    def shrunk(self) -> Exception: ...
+
+    def unreadable(self, error: OSError) -> Exception: ...
+
+
+async def read_slice(source: Readable, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from the page cache on the loop if it is there, else in a worker thread.
 
     A part streamed right after it was hashed is in the page cache: a non-blocking read
     (``SourceFile.read_cached``) then saves the hop to a thread and back for every slice
@@ -133,7 +144,7 @@ class StreamingBody(_Body):
 
     def __init__(
         self,
-        source: SourceFile,
+        source: Readable,
         offset: int,
         length: int,
         on_sent: Callable[[int], None],
@@ -214,7 +225,7 @@ class TrailerBody(_Body):
 
     def __init__(
         self,
-        source: SourceFile,
+        source: Readable,
         offset: int,
         length: int,
         algorithm: ChecksumAlgorithm,
