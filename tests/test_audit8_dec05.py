@@ -82,6 +82,7 @@ def test_a_dry_run_that_cannot_reach_s3_does_not_speak_of_an_upload(s3_env, buck
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_tree_with_processes_lists_the_file_it_sent_again(s3_env, bucket, tmp_path):
     """README (Directories): "`--json` gives the lists (sent, sent again, refused, removed,
     failed) and the counts." With `--processes 2` the lists were empty: the first run gave

@@ -78,6 +78,7 @@ def test_cp_of_a_changed_file_uploads_it_again(s3_env, bucket, s3_client, make_f
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_cp_restarts_an_upload_that_cannot_go_on(s3_env, bucket, s3_client, make_file):
     """The file changed size mid-upload, or the upload was aborted behind its back: the old
     one is given up and a new one made, in the same run."""

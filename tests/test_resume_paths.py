@@ -124,6 +124,7 @@ def test_a_stream_whose_retries_run_out_says_how_to_resume(rule_proxy, bucket, t
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_streams_progress_ends_at_its_whole_size(s3_env, bucket, tmp_path):
     """Difference P: a stream's progress is closed (its last line, in logs, says 100 %), and a
     resumed stream counts the parts it skipped (already on S3) as done."""

@@ -118,6 +118,7 @@ def test_cp_does_not_delete_the_state_file_of_a_cp_that_is_creating_its_upload(
 
 # -- 3. a resumed stream that ends early, on a part boundary -------------------------------------
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
     s3_env, bucket, s3_client, tmp_path
 ):

@@ -547,6 +547,7 @@ def wait_until(condition, proc, deadline_s=60.0):
     ],
 )  # fmt: skip
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     rule_proxy, bucket, s3_client, make_file, tmp_path, whom, sig
 ):
@@ -773,6 +774,7 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_processes_log_as_their_parent_is_told(s3_env, bucket, s3_client, make_file, tmp_path):
     """--log-format json and -q reach the shard processes: with JSON lines every line on
     stderr (the shards' too) is one JSON object; with -q the shards say no warning either."""
@@ -850,6 +852,7 @@ def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3
 
 @pytest.mark.process
 @pytest.mark.parametrize("talk", [["--log-format", "json"], ["-q"]])
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_processes_give_each_shard_the_way_to_talk(s3_env, s3_server, bucket, s3_client,
                                                    make_file, tmp_path, talk):  # fmt: skip
     """The global flags did not reach the shard processes, which share the parent's stderr:

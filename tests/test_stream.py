@@ -161,6 +161,7 @@ def test_a_stream_longer_than_expected_still_fits(expected):
 
 # -- against the local S3 -----------------------------------------------------------------------
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_stream_uploads_byte_identical_in_bounded_memory(s3_env, bucket, s3_client, tmp_path):
     size = 200 * MiB + 12345
     result, rss_kib = pipe_into(s3_env, size, 1, *cp_args(bucket, tmp_path / "s", "--json"))
@@ -171,6 +172,7 @@ def test_a_stream_uploads_byte_identical_in_bounded_memory(s3_env, bucket, s3_cl
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_kill_then_the_same_stream_resumes(s3_env, bucket, s3_client, tmp_path):
     size, state = 90 * MiB + 7, tmp_path / "s"
     args = cp_args(bucket, state, "--json")
@@ -382,6 +384,7 @@ def test_a_stream_part_that_does_not_fit_is_named_against_the_streams_schedule(
 
 @pytest.mark.parametrize("given_as", ["redirect", "path"])
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_pipe_never_completes_the_upload_of_a_file(rule_proxy, bucket, s3_client,
                                                      make_file, tmp_path, given_as):  # fmt: skip
     """Found by a user (issue 23): ``cat other | cp - --state-file S`` over the state of
@@ -431,6 +434,7 @@ def test_another_file_redirected_in_is_uploaded_or_refused(rule_proxy, bucket, s
 
 @pytest.mark.parametrize("expected", [None, "40MiB"])
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, make_file, tmp_path,
                                                   expected):  # fmt: skip
     """The state of ``producer | cp -``, then ``cp - < file`` of the same bytes (and size)."""
@@ -457,6 +461,7 @@ def test_a_redirected_file_never_resumes_a_stream(s3_env, bucket, s3_client, mak
 # -- a stream cut short: whole parts only, resumable with the whole stream ----------------------
 @pytest.mark.parametrize(("cut", "resumer"), [(20 * MiB, "cp"), (0, "upload resume")])
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_stream_cut_short_of_its_expected_size_resumes_whole(s3_env, bucket, s3_client,
                                                                tmp_path, cut, resumer):  # fmt: skip
     """Found by a user (issue 23): ``(head -c 20M src; exit 3) | cp - --expected-size 50MiB``

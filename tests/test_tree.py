@@ -204,6 +204,7 @@ def test_an_unreadable_file_fails_alone(s3_env, bucket, s3_client, tmp_path, mon
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_killed_at_random_moments_then_rerun_until_exit_0(s3_env, bucket, s3_client, tmp_path):
     root = tmp_path / "t"
     files = mixed_tree(root)
@@ -247,6 +248,7 @@ def test_an_empty_directory_is_a_tree_of_no_files(s3_env, bucket, s3_client, tmp
     assert keys(s3_client, bucket) == set()
 
 
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_shards_split_the_tree_and_the_whole_run_takes_their_journals_in(
     counting, bucket, s3_client, tmp_path
 ):
