@@ -618,6 +618,7 @@ def test_an_upload_completed_by_a_run_that_crashed_before_recording_it_is_found_
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_stream_whose_upload_is_gone_starts_again(s3_env, bucket, s3_client, tmp_path):
     """Gone (aborted elsewhere, a lifecycle rule): standard input is not read yet, so the
     stream piped in again is uploaded whole, as a file would be."""

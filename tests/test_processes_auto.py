@@ -142,6 +142,7 @@ def test_auto_of_a_tree_of_one_file_runs_here(s3_env, bucket, s3_client, tmp_pat
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_auto_splits_a_tree_of_many_files(s3_env, bucket, s3_client, tmp_path):
     files = {f"n/{i}": write(tmp_path / "t" / "n" / str(i), 1000 + i, 170 + i) for i in range(6)}
     done = clean(cli(s3_env, "cp", tmp_path / "t", f"s3://{bucket}/m/", "--processes", "auto",

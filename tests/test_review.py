@@ -244,6 +244,7 @@ def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
 
 # -- 5. an identity change is paid for at every resume, not once --------------------------------
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_after_a_reread_the_next_resume_trusts_the_new_identity(
     rule_proxy, bucket, s3_client, make_file, tmp_path
 ):

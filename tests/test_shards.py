@@ -377,6 +377,7 @@ def test_processes_for_a_file_of_fewer_parts(s3_env, bucket, s3_client, make_fil
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_resume_processes_for_an_upload_of_fewer_parts(s3_env, s3_server, bucket, s3_client,
                                                        make_file, tmp_path):  # fmt: skip
     """An upload not made for shards: resume --processes runs no more shard processes than it

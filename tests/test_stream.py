@@ -285,6 +285,7 @@ def test_a_1_gib_stream(s3_env, bucket, s3_client, tmp_path):
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_a_resumed_stream_given_another_expected_size_is_refused(s3_env, bucket, tmp_path):
     """Found by an audit: the new size was dropped, so a short stream completed, exit 0."""
     size, state = 40 * MiB, tmp_path / "s"
@@ -414,6 +415,7 @@ def test_a_pipe_never_completes_the_upload_of_a_file(rule_proxy, bucket, s3_clie
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_another_file_redirected_in_is_uploaded_or_refused(rule_proxy, bucket, s3_client,
                                                            make_file, tmp_path):  # fmt: skip
     """The state of ``cp - < data``, then ``cp - < other`` (same size): never data's bytes."""

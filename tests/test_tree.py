@@ -408,6 +408,7 @@ def test_an_upload_left_unfinished_by_a_removed_file_is_aborted(
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_processes_split_the_tree_then_the_whole_run_takes_their_journals_in(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -488,6 +489,7 @@ def test_a_tree_with_another_checksum(s3_env, bucket, s3_client, tmp_path, check
 
 
 @pytest.mark.process
+@pytest.mark.slow  # (the default suite's 3 minutes; CI runs it: make test-all)
 def test_processes_say_the_files_their_shards_sent(s3_env, bucket, s3_client, tmp_path):
     """The whole run after the shards finds their files done: the summary says who sent them
     (it said "0 sent, N unchanged" of a tree just uploaded)."""
