@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import persevere as cli
 
 EXIT_MISMATCH = 4
@@ -44,3 +46,25 @@ def test_shard_journals_of_a_state_file_named_with_glob_characters_are_found(
     assert status.returncode == 0, status.stderr
     document = json.loads(status.stdout)
     assert document["parts_done"] == 2, document
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [{"max_parts": "3"}, {"shards": True}, {"part_size": 5.5 * 1024 * 1024}],
+    ids=["max-parts-str", "shards-bool", "part-size-float"],
+)
+def test_the_apis_numbers_of_the_wrong_type_are_named(s3_env, bucket, make_file, tmp_path, asked):
+    """``upload_file_sync(..., max_parts="3")`` was a raw TypeError ('<=' between str and int);
+    ``shards=True`` was taken as 1 shard. A UsageError naming the argument, nothing written."""
+    import persevere
+
+    file = make_file(1000, seed=4)
+    state = tmp_path / "s"
+    with pytest.raises(persevere.UsageError) as caught:
+        if "shards" in asked:
+            persevere.create_upload_sync(file, bucket, "k", state, **asked)
+        else:
+            persevere.upload_file_sync(file, bucket, "k", state, **asked)
+    assert next(iter(asked)) in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert not state.exists()
