@@ -195,7 +195,8 @@ class Request:
         for name in ("part_size", "max_parts", "expected_size", "shards"):
             value = getattr(self, name)  # ("3" compared with an int: a TypeError; True: 1)
             if value is not None and type(value) is not int:
-                raise UsageError(f"{name} must be a whole number, not {value!r}", param=name)
+                what = name.replace("_", " ")
+                raise UsageError(f"{what} must be a whole number, not {value!r}", param=name)
         if not isinstance(self.transfer, UploadOptions):  # (the API's callers: a dict)
             raise UsageError(f"options must be an UploadOptions, not {self.transfer!r}",
                              param="options")  # fmt: skip
