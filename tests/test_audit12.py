@@ -1,0 +1,75 @@
+"""An operator's audit (2026-12-05, twelfth): persevere tried as a black box, to make it lie
+(exit 0 with another object), lose work, or fail unclearly; this time bytes changing under
+it, objects other tools wrote, odd keys and trees, two runs at once and moved journals. Each
+test is a defect found, a strict xfail until fixed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import persevere
+
+MiB = 1024 * 1024
+
+
+def _upload_id(state: Path) -> str:
+    return str(json.loads(state.read_text().splitlines()[0])["upload_id"])
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #1")
+def test_verify_dir_whose_filters_match_no_file_does_not_exit_0(s3_env, bucket, tmp_path):
+    """README (Verify a tree): an empty directory must not verify a backup ("then nothing was
+    checked ... so exit 4 says so"). Yet `verify DIR s3://B/P/ --include 'typo*'` (or an
+    --exclude that takes every file) checks no file, says "0 file(s): 0 same" and exits 0,
+    although DIR holds files and the prefix holds their objects: a typo in a filter makes
+    a verification that checked nothing report success."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a.pt", "b.pt"):
+        (tree / name).write_bytes(name.encode() * 100)
+    sent = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--no-progress")
+    assert sent.returncode == 0, sent.stderr
+    for filters in (["--include", "*.pth"], ["--exclude", "*"]):
+        checked = persevere(s3_env, "verify", tree, f"s3://{bucket}/p/", *filters)
+        assert "0 file(s)" in checked.stdout + checked.stderr
+        assert checked.returncode != 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #2")
+def test_cp_whose_upload_is_aborted_elsewhere_mid_run_starts_again_as_documented(
+    rule_proxy, bucket, s3_client, make_file, tmp_path
+):
+    """README (Running unattended): "If the upload cannot go on (..., the upload was aborted
+    behind its back, ...), it gives up what is left and starts again, once, in the same run."
+    It does when a re-run finds it gone; but when the abort (`upload abort --upload-id`, a
+    lifecycle rule) lands while `cp` runs, `cp` exits 1 ("NoSuchUpload ... start a new
+    upload": no command), the code the contract says needs a person (RestartPreventExitStatus=1
+    2), though the same `cp` run again would simply start over."""
+    env, proxy = rule_proxy
+    file = make_file(12 * MiB)
+    state = tmp_path / "s.persevere"
+    held = proxy.hold_parts_but(1)
+
+    def abort_once_part_1_is_recorded() -> None:
+        held.wait()
+        for _ in range(2000):
+            if state.exists() and b'"type":"part"' in state.read_bytes():
+                break
+            threading.Event().wait(0.01)
+        s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=_upload_id(state))
+        with proxy._lock:
+            proxy.rules.pop(0)
+        held.release()
+
+    helper = threading.Thread(target=abort_once_part_1_is_recorded, daemon=True)
+    helper.start()
+    result = persevere(env, "cp", file, f"s3://{bucket}/k", "--state-file", state,
+                       "--part-size", "5MiB", "--concurrency", "1", "--no-progress")  # fmt: skip
+    helper.join(60)
+    assert result.returncode == 0, result.stderr
+    body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
+    assert body == file.read_bytes()
