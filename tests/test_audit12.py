@@ -6,6 +6,7 @@ test is a defect found, a strict xfail until fixed."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -73,3 +74,51 @@ def test_cp_whose_upload_is_aborted_elsewhere_mid_run_starts_again_as_documented
     assert result.returncode == 0, result.stderr
     body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
     assert body == file.read_bytes()
+
+
+class _EditsTheFileOnce:
+    """A progress sink that, once verify has hashed its first slice, rewrites the file's
+    first bytes in place and puts its mtime back (`touch -r`): the file edited while verify
+    reads it, in a region it has already read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.edited = False
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, delta: int) -> None:
+        if not self.edited:
+            self.edited = True
+            st = self.path.stat()
+            with self.path.open("r+b") as f:
+                f.write(b"EDITED WHILE VERIFIED")
+            os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #3")
+def test_verify_of_a_file_edited_while_it_is_read_does_not_say_match(
+    s3_env, bucket, make_file, tmp_path
+):
+    """README: "A match means the file has the same bytes as the object". `verify FILE` opens
+    the file and hashes it once, but never looks at its identity again (cp's completion and
+    the re-read of a completed upload both do: `check_unchanged`): a file edited while verify
+    reads it, in a part already hashed, is reported "match" (exit 0 on the CLI) though the
+    file now differs from the object (a second verify says MISMATCH). It should say the file
+    changed while it was read (cannot tell, exit 5), never match."""
+    import persevere as api
+
+    file = make_file(24 * MiB)
+    sent = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--part-size", "8MiB",
+                     "--state-file", tmp_path / "s", "--no-progress")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    sink = _EditsTheFileOnce(file)
+    result = api.verify_sync(file, bucket, "k", progress=sink)
+    assert sink.edited
+    again = api.verify_sync(file, bucket, "k")
+    assert again.outcome == "mismatch"  # the file differs from the object now
+    assert result.outcome != "match", result.reason
