@@ -122,3 +122,24 @@ def test_verify_of_a_file_edited_while_it_is_read_does_not_say_match(
     again = api.verify_sync(file, bucket, "k")
     assert again.outcome == "mismatch"  # the file differs from the object now
     assert result.outcome != "match", result.reason
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #4")
+def test_a_tree_file_replaced_by_a_directory_is_reported_as_removed(s3_env, bucket, tmp_path):
+    """README (Directories): "a file removed locally is reported and its object kept". A file
+    replaced by a directory of the same name between runs (`rm x; mkdir x`, a layout change)
+    is not: the re-run exits 0 with nothing under "removed" (`--json`: "removed": []) and no
+    line about it, though the file is gone and its object, s3://B/P/x, stays behind (only
+    `verify DIR` notices: "only in S3"). A removed file (`rm x` alone) is reported."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "x").write_bytes(b"one")
+    (tree / "z").write_bytes(b"two")
+    first = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    (tree / "x").unlink()
+    (tree / "x").mkdir()
+    (tree / "x" / "y").write_bytes(b"inner")
+    again = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--no-progress", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["removed"] == ["x"]
