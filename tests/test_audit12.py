@@ -143,3 +143,59 @@ def test_a_tree_file_replaced_by_a_directory_is_reported_as_removed(s3_env, buck
     again = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--no-progress", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["removed"] == ["x"]
+
+
+def _swap_link_when_held(proxy, held, link: Path, target: str) -> threading.Thread:
+    """Once the proxy holds an UploadPart (part 1 recorded, the rest in flight), point
+    ``link`` at ``target`` atomically (`ln -sfn T L.new && mv -T L.new L`), then let the
+    parts go on."""
+
+    def swap() -> None:
+        held.wait()
+        new = link.with_name(link.name + ".new")
+        new.symlink_to(target)
+        new.replace(link)
+        with proxy._lock:
+            proxy.rules.pop(0)
+        held.release()
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #5")
+@pytest.mark.parametrize("which", ["file-link", "directory-link"])
+def test_cp_through_a_link_swapped_mid_upload_is_not_exit_0_with_the_old_target(
+    rule_proxy, bucket, s3_client, tmp_path, which
+):
+    """README (Resume, 4. Completion): the file's "path must still name it: a file renamed
+    over it (an editor's save), a directory above it rotated by a rename, or the file
+    deleted stops the run before completion (exit 1; run again, and the file the path names
+    now is uploaded)". A rotation done the usual atomic way with a symbolic link
+    (`latest -> backup-1` swapped to `backup-2` by `ln -sfn` + `mv -T`, the link being the
+    file or a directory above it) is not seen: `cp LINK s3://B/K` exits 0 ("uploaded") with
+    the old target's bytes while LINK names the new one (a directory renamed the same way is
+    caught: exit 1). The next run notices and uploads the new file: the first exit 0 lied."""
+    env, proxy = rule_proxy
+    first, second = tmp_path / "one", tmp_path / "two"
+    for where, seed in ((first, 1), (second, 2)):
+        where.mkdir()
+        (where / "data").write_bytes(bytes([seed]) * (12 * MiB))
+    if which == "file-link":
+        link, given = tmp_path / "latest", tmp_path / "latest"
+        link.symlink_to(first / "data")
+        target = str(second / "data")
+    else:
+        link, given = tmp_path / "current", tmp_path / "current" / "data"
+        link.symlink_to(first)
+        target = str(second)
+    held = proxy.hold_parts_but(1)
+    helper = _swap_link_when_held(proxy, held, link, target)
+    result = persevere(env, "cp", given, f"s3://{bucket}/k", "--state-file", tmp_path / "s",
+                       "--part-size", "5MiB", "--concurrency", "1", "--no-progress")  # fmt: skip
+    helper.join(60)
+    assert given.read_bytes() == (second / "data").read_bytes()  # the path names the new file
+    if result.returncode == 0:
+        body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
+        assert body == given.read_bytes(), "exit 0, but the object is the link's old target"
