@@ -112,8 +112,8 @@ def test_verify_of_a_file_edited_while_it_is_read_does_not_say_match(
     changed while it was read (cannot tell, exit 5), never match."""
     import persevere as api
 
-    file = make_file(24 * MiB)
-    sent = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--part-size", "8MiB",
+    file = make_file(10 * MiB)
+    sent = persevere(s3_env, "cp", file, f"s3://{bucket}/k", "--part-size", "5MiB",
                      "--state-file", tmp_path / "s", "--no-progress")  # fmt: skip
     assert sent.returncode == 0, sent.stderr
     sink = _EditsTheFileOnce(file)
@@ -181,7 +181,7 @@ def test_cp_through_a_link_swapped_mid_upload_is_not_exit_0_with_the_old_target(
     first, second = tmp_path / "one", tmp_path / "two"
     for where, seed in ((first, 1), (second, 2)):
         where.mkdir()
-        (where / "data").write_bytes(bytes([seed]) * (12 * MiB))
+        (where / "data").write_bytes(bytes([seed]) * (6 * MiB))
     if which == "file-link":
         link, given = tmp_path / "latest", tmp_path / "latest"
         link.symlink_to(first / "data")
