@@ -199,3 +199,17 @@ def test_cp_through_a_link_swapped_mid_upload_is_not_exit_0_with_the_old_target(
     if result.returncode == 0:
         body = s3_client.get_object(Bucket=bucket, Key="k")["Body"].read()
         assert body == given.read_bytes(), "exit 0, but the object is the link's old target"
+
+
+@pytest.mark.xfail(strict=True, reason="audit 12 #6")
+def test_verify_of_a_fifo_does_not_tell_the_user_to_upload_it(s3_env, bucket, tmp_path):
+    """`persevere verify FIFO s3://B/K` (a named pipe given by mistake, or `<(...)`) is
+    refused, exit 2, as it should; but its one line tells a user who asked to *check* an
+    object to upload the pipe over it: "to upload it once, as a stream: persevere cp -
+    s3://BUCKET/KEY < FIFO" (cp's hint, reused). verify cannot take a stream at all (`verify
+    -` from a pipe: "verify needs the path of a file"), which is what it should say."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    checked = persevere(s3_env, "verify", fifo, f"s3://{bucket}/k")
+    assert checked.returncode == 2, checked.stderr
+    assert "cp -" not in checked.stderr, checked.stderr
