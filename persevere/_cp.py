@@ -195,7 +195,8 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     if not stream:
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         check_expected_size(identity, request.expected_size)
-        request = replace(request, source=Named(identity.path))  # the file found there
+        # The path as given: a link swapped before completion is seen (check_unchanged)
+        request = replace(request, source=Named(identity.given or identity.path))
         # (before an empty state file is taken for a torn journal and removed)
         refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)

@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -48,6 +48,10 @@ class FileIdentity:
     device: int | None = None
     # Not recorded: a block device's times do not date its bytes (see the module docstring)
     block_device: bool = field(default=False, compare=False)
+    # Not recorded: the path as given, its links not resolved (``path`` is resolved). The
+    # file must still be what it names at completion: a link swapped mid-run (``ln -sfn``, a
+    # ``latest`` rotation) names another file, as a rename over it does.
+    given: Path | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, path: Path, st: os.stat_result, fd: int | None = None) -> FileIdentity:
@@ -65,7 +69,7 @@ class FileIdentity:
 
     def as_record(self) -> SourceRecord:
         """This identity as the journal records it (``block_device`` is not recorded)."""
-        return SourceRecord(str(self.path), *astuple(self)[1:-1])
+        return SourceRecord(str(self.path), *astuple(self)[1:6])
 
     def differences(self, recorded: FileIdentity) -> list[str]:
         """What differs from ``recorded``, in words; an unrecorded field counts as different."""
@@ -121,19 +125,21 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
         raise SourceFileError(f"cannot read {role} {path}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
         raise SourceFileError(f"{path} is a directory, not a file")
+    # How to upload it once, as a stream (not said to verify, which cannot take one)
+    as_stream = role == "file to upload"
     if not stat.S_ISREG(st.st_mode):
+        how = f"; to upload it once, as a stream: persevere cp - s3://BUCKET/KEY < {path}"
         raise SourceFileError(
             f"{path} is not a regular file or a block device (a FIFO, socket or character "
-            f"device cannot be resumed: its bytes cannot be read again); to upload it once, as "
-            f"a stream: persevere cp - s3://BUCKET/KEY < {path}"
+            f"device gives its bytes once: they cannot be read again){how if as_stream else ''}"
         )
     if not size_is_true(absolute, st.st_size):
+        how = f"; to upload it as a stream: cat {path} | persevere cp - s3://BUCKET/KEY"
         raise SourceFileError(
             f"{path} does not give the {st.st_size:,} bytes its size says (a /proc or /sys "
-            f"file: its length is known only once read); to upload it as a stream: "
-            f"cat {path} | persevere cp - s3://BUCKET/KEY"
+            f"file: its length is known only once read){how if as_stream else ''}"
         )
-    return FileIdentity.of(absolute, st)
+    return replace(FileIdentity.of(absolute, st), given=Path(os.path.abspath(expanded)))
 
 
 _PSEUDO_MAX = 64 * 1024  # /proc and /sys files say 0 or one page; a file this small is read
@@ -262,7 +268,7 @@ class SourceFile:
         by a rename: the object would be the file no longer named, not the one given)."""
         now = FileIdentity.of(self.identity.path, os.fstat(self._fd), self._fd)
         try:
-            named = os.stat(self.identity.path)
+            named = os.stat(self.identity.given or self.identity.path)
         except OSError:
             raise self._changed("nothing is at its path now: it was moved or deleted") from None
         if (named.st_dev, named.st_ino) != (now.device, now.inode):

@@ -299,6 +299,15 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     return req, endpoint, draft
 
 
+def _no_file_at(path: Path) -> bool:
+    """Is the file recorded at ``path`` gone: nothing there, or a directory now (``rm x;
+    mkdir x``; a link to one may be a file excluded from this run)?"""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:  # (as os.path.lexists: a parent that is no directory any more)
+        return True
+
+
 def _todo(
     req: TreeRequest, done: dict[str, FileDone], result: TreeResult
 ) -> tuple[list[TreeFile], list[TreeFile]]:
@@ -316,7 +325,7 @@ def _todo(
         # Recorded done, not there any more (their objects are kept).
         listed = {f.rel for f in listing.files}
         gone = (rel for rel in done if rel not in listed)
-        result.removed = sorted(rel for rel in gone if not os.path.lexists(req.root / rel))
+        result.removed = sorted(rel for rel in gone if _no_file_at(req.root / rel))
     todo: list[TreeFile] = []
     unchanged: list[TreeFile] = []
     for f in listing.files:

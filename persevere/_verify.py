@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 
 from ._checksums import ALGORITHMS, MD5, ChecksumAlgorithm, ObjectChecksum, b64
-from ._errors import S3Error, UsageError
+from ._errors import S3Error, SourceChanged, UsageError
 from ._journal import JournalState, read_state
 from ._progress import ProgressSink, guarded
 from ._quirks import ETag, digest_of, missing, refused
@@ -224,6 +224,9 @@ async def verify_object(
     progress.start(size, 0)
     try:
         local = await anyio.to_thread.run_sync(_hash_file, identity, evidence, progress.advance)
+    except SourceChanged:  # an edit while it was read: the digests prove nothing
+        why = "the file changed while it was read (its size, times or path): verify it once final"
+        return VerifyResult("unknown", why, object_size=size, local_size=size)
     finally:
         progress.close()
     return _verdict(evidence, local, state_file is not None)
@@ -492,4 +495,5 @@ def _hash_file(
             for name, hasher in part.items():
                 parts[name].append(hasher.digest())
             offset += size
+        source.check_unchanged()
     return _LocalDigests(parts, {name: hasher.digest() for name, hasher in every_byte.items()})

@@ -100,7 +100,6 @@ class _EditsTheFileOnce:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #3")
 def test_verify_of_a_file_edited_while_it_is_read_does_not_say_match(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -124,7 +123,6 @@ def test_verify_of_a_file_edited_while_it_is_read_does_not_say_match(
     assert result.outcome != "match", result.reason
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #4")
 def test_a_tree_file_replaced_by_a_directory_is_reported_as_removed(s3_env, bucket, tmp_path):
     """README (Directories): "a file removed locally is reported and its object kept". A file
     replaced by a directory of the same name between runs (`rm x; mkdir x`, a layout change)
@@ -164,7 +162,6 @@ def _swap_link_when_held(proxy, held, link: Path, target: str) -> threading.Thre
     return thread
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #5")
 @pytest.mark.parametrize("which", ["file-link", "directory-link"])
 def test_cp_through_a_link_swapped_mid_upload_is_not_exit_0_with_the_old_target(
     rule_proxy, bucket, s3_client, tmp_path, which
@@ -201,7 +198,6 @@ def test_cp_through_a_link_swapped_mid_upload_is_not_exit_0_with_the_old_target(
         assert body == given.read_bytes(), "exit 0, but the object is the link's old target"
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #6")
 def test_verify_of_a_fifo_does_not_tell_the_user_to_upload_it(s3_env, bucket, tmp_path):
     """`persevere verify FIFO s3://B/K` (a named pipe given by mistake, or `<(...)`) is
     refused, exit 2, as it should; but its one line tells a user who asked to *check* an
