@@ -26,6 +26,7 @@ every file's object is confirmed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import hashlib
@@ -208,7 +209,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
-    try:
+    with contextlib.closing(journal):
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         # (made first: a journal whose checksum this persevere does not know stops the run)
         sender = _TreeSender(req, endpoint, journal, progress, result)
@@ -219,17 +220,12 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
         result.skipped = result.files - len(todo)
         if todo:
             progress.start(sum(f.size for f in todo), 0)
-            try:
-                with many_clients():  # (one per large file)
-                    await sender.send_all(todo)
-            finally:
-                progress.close()
+            with contextlib.closing(progress), many_clients():  # (one per large file)
+                await sender.send_all(todo)
         if req.shard is None and not result.failed:
             result.aborted = await _abort_unneeded(req.state_file, req.root)
         result.elapsed_s = time.monotonic() - started
         return result
-    finally:
-        journal.close()
 
 
 async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
@@ -395,10 +391,8 @@ async def each(
     budget = _Budget(limit)
 
     async def then_release(item: T, slot: _Slot) -> None:
-        try:
+        with contextlib.closing(slot):
             await work(item, slot)
-        finally:
-            slot.release()
 
     try:
         async with anyio.create_task_group() as tg:
@@ -514,7 +508,7 @@ class _TreeSender:
             raise said from exc
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        slot.release()
+        slot.close()
         done = FileDone.of(f.rel, key, identity, etag, stated)
         await self.journal.record(done)
         self.progress.advance(done.size)
@@ -689,7 +683,7 @@ class _Slot:
         self._budget: _Budget | None = budget
         self.count = count
 
-    def release(self) -> None:
+    def close(self) -> None:
         budget, self._budget = self._budget, None
         if budget is not None:
             budget.give_back(self.count)

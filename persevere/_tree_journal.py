@@ -15,6 +15,7 @@ file it recorded is sent again).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -232,7 +233,7 @@ class TreeJournal:
                     f"a shard of this tree is still running (state file {path})",
                     hint="run this command again once every shard has ended",
                 ) from None
-            try:
+            with contextlib.closing(journal):
                 recorded = _read_lines(path, lines, self.header, True)[1] if lines else {}
                 new = [d for d in recorded.values() if self.done.get(d.rel) != d]
                 if new:
@@ -240,8 +241,6 @@ class TreeJournal:
                     self.done.update((d.rel, d) for d in new)
                 taken += len(new)
                 path.unlink()
-            finally:
-                journal.close()
         return taken
 
     async def record(self, done: FileDone) -> None:
