@@ -34,7 +34,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -173,12 +173,10 @@ def locate_tree_state(
     if state_file is not None:
         return state_file.expanduser().absolute()
     name = root.name or "root"
-    where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}"
-    if endpoint.profile is not None:  # (a name without a profile is kept as it was)
-        where += f"\n{endpoint.profile}"
     configured = config_endpoint_url(endpoint)
-    if configured is not None:  # (as the profile)
-        where += f"\n{configured}"
+    # (a name without a profile, or a configured endpoint, is kept as it was)
+    said = [str(x) for x in (endpoint.profile, configured) if x is not None]
+    where = "\n".join([str(root), bucket, prefix, str(endpoint.endpoint_url), *said])
     digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     own = f"{name}.{digest}.persevere"
     if state_dir is not None:
@@ -234,19 +232,17 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
     their parts, and their journals removed. Best effort; what was aborted."""
     from ._upload import abort_upload
 
-    def unfinished() -> list[tuple[Path, str]]:
-        found = []
+    def unfinished() -> Iterator[tuple[Path, str]]:
         for path in sorted(files_dir(state_file).glob("*.persevere")):
             try:
                 state = read_state(path)
             except (PersevereError, OSError):
                 continue
             if state.finished is None:
-                found.append((path, os.path.relpath(state.header.file_path, root)))
-        return found
+                yield path, os.path.relpath(state.header.file_path, root)
 
     aborted = []
-    for path, rel in await anyio.to_thread.run_sync(unfinished):
+    for path, rel in await anyio.to_thread.run_sync(lambda: list(unfinished())):
         try:
             with anyio.fail_after(60):
                 await abort_upload(path)
@@ -316,8 +312,7 @@ def _todo(
     todo: list[TreeFile] = []
     unchanged: list[TreeFile] = []
     for f in listing.files:
-        recorded = done.get(f.rel)
-        fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
+        fresh = f.rel in done and done[f.rel].same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
 
@@ -661,19 +656,15 @@ class _Budget:
 
     def __init__(self, total: int) -> None:
         self.free = total
-        self._freed = anyio.Event()
+        self.freed = anyio.Event()
 
     async def take(self, count: int) -> _Slot:
         await anyio.lowlevel.checkpoint()  # (a stop is seen here, as at a semaphore's)
         while self.free < count:
-            await self._freed.wait()
-            self._freed = anyio.Event()
+            await self.freed.wait()
+            self.freed = anyio.Event()
         self.free -= count
         return _Slot(self, count)
-
-    def give_back(self, count: int) -> None:
-        self.free += count
-        self._freed.set()
 
 
 class _Slot:
@@ -686,7 +677,8 @@ class _Slot:
     def close(self) -> None:
         budget, self._budget = self._budget, None
         if budget is not None:
-            budget.give_back(self.count)
+            budget.free += self.count
+            budget.freed.set()
 
 
 class FileProgress(NullProgress):
