@@ -122,8 +122,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
     if path.exists() and path.stat().st_size == 0:
         _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
-    shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
-    for each in [path, *shards]:
+    for each in [path, *sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))]:
         done.update(_read_only(each, draft, checksum_given))
     return done
 
@@ -314,8 +313,7 @@ def _replay(lines: list[bytes], where: str) -> tuple[dict[str, FileDone], int]:
             if not isinstance(record, dict) or record.get("type") != "done":
                 raise StateFileError("not a record")
             entry = _typed(FileDone, record, f"{where}, line {number}")
+            done[entry.rel] = entry
         except (ValueError, StateFileError):
             damaged += 1  # its file is sent again
-            continue
-        done[entry.rel] = entry
     return done, damaged
