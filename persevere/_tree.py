@@ -208,6 +208,7 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     req, endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     with contextlib.closing(journal):
+        await anyio.to_thread.run_sync(_take_in, req, journal)
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         # (made first: a journal whose checksum this persevere does not know stops the run)
         sender = _TreeSender(req, endpoint, journal, progress, result)
@@ -318,24 +319,24 @@ def _todo(
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
-    """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
-    what the tree's records too (a shard run again after the tree was finished sends
-    nothing). Blocking."""
+    """This run's journal: the tree's, or a shard's (:func:`_take_in` reads the others').
+    Blocking."""
     own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
     journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
     if journal.damaged:
         log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
-                    journal.path, journal.damaged)  # fmt: skip
-    try:
-        if req.shard is None:
-            if taken := journal.merge_shards():
-                log.info("took in %d file(s) recorded by the shards' journals", taken)
-        else:
-            journal.read_also(req.state_file)
-    except BaseException:
-        journal.close()
-        raise
+                    own, journal.damaged)  # fmt: skip
     return journal
+
+
+def _take_in(req: TreeRequest, journal: TreeJournal) -> None:
+    """The tree's journal takes its shards' in; a shard's counts what the tree's records too
+    (a shard run again after the tree was finished sends nothing). Blocking."""
+    if req.shard is None:
+        if taken := journal.merge_shards():
+            log.info("took in %d file(s) recorded by the shards' journals", taken)
+    else:
+        journal.read_also(req.state_file)
 
 
 async def _gone_remotely(

@@ -176,10 +176,6 @@ class TreeJournal:
     # (made on the event loop, at first use)
     _writing: anyio.Lock | None = field(default=None, init=False)
 
-    @property
-    def path(self) -> Path:
-        return self._journal.path
-
     @classmethod
     def open(cls, path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> TreeJournal:
         """The journal at ``path`` if there is one (its destination and options must be
@@ -224,7 +220,8 @@ class TreeJournal:
         shard still running (its journal locked) is refused, exit 3: run again once it ended.
         Blocking; the number of records taken."""
         taken = 0
-        for path in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.shard-*-of-*")):
+        own = self._journal.path
+        for path in sorted(own.parent.glob(f"{glob.escape(own.name)}.shard-*-of-*")):
             try:
                 journal, lines = Journal.open_log(path)
             except StateFileLocked:
