@@ -420,11 +420,9 @@ class _TreeSender:
         recorded = journal.header.checksum_algorithm
         default = req.checksum is None and recorded == DEFAULT_CHECKSUM
         self.checksum = None if default else req.checksum or recorded
-        self.settled = 0  # files sent or failed
-        self.todo = 0
 
     async def send_all(self, todo: list[TreeFile]) -> None:
-        self.todo = len(todo)
+        self.settled, self.todo = 0, len(todo)  # (files sent or failed, of these)
         self.progress.files(0, self.todo)
         most = min(SMALL_MAX, self.req.part_size or SMALL_MAX)  # of a small file
         small = [f for f in todo if f.size <= most]
@@ -578,8 +576,7 @@ async def _drop_stale(path: Path, bucket: str, key: str) -> None:
 
 
 def journal_name(rel: str) -> str:
-    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return f"{digest}.persevere"
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24] + ".persevere"
 
 
 def check_key(bucket: str, key: str) -> None:
