@@ -147,10 +147,8 @@ def cp_tree(
         result.bytes_sent += sum(run.bytes_sent for run in runs)
         # What the shards sent, the whole run found done: listed as sent by this run, not
         # skipped.
-        sent, resent = (
-            {rel for run in runs for rel in getattr(run, name)} for name in ("sent", "resent")
-        )
-        sent, resent = sent - set(result.sent), resent - set(result.resent) - set(result.sent)
+        sent = {rel for run in runs for rel in run.sent} - set(result.sent)
+        resent = {rel for run in runs for rel in run.resent} - {*result.resent, *result.sent}
         result.by_shards = min(result.skipped, len(sent) + len(resent))
         result.skipped -= result.by_shards
         result.sent = sorted({*result.sent, *sent})

@@ -62,8 +62,7 @@ def verify_tree_command(
     request = TreeVerifyRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
                                 tuple(tree.exclude or ()), tree.follow_symlinks,
                                 state_file is not None, tree.concurrency, endpoint)  # fmt: skip
-    progress = _progress(not no_progress and not json_output, "verify")
-    result = _run(verify_tree, request, progress)
+    result = _run(verify_tree, request, _progress(not no_progress and not json_output, "verify"))
     _print(result, json_output)
     raise typer.Exit(result.exit_code)
 

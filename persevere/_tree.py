@@ -26,6 +26,7 @@ every file's object is confirmed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import hashlib
@@ -33,7 +34,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,12 +173,10 @@ def locate_tree_state(
     if state_file is not None:
         return state_file.expanduser().absolute()
     name = root.name or "root"
-    where = f"{root}\n{bucket}\n{prefix}\n{endpoint.endpoint_url}"
-    if endpoint.profile is not None:  # (a name without a profile is kept as it was)
-        where += f"\n{endpoint.profile}"
     configured = config_endpoint_url(endpoint)
-    if configured is not None:  # (as the profile)
-        where += f"\n{configured}"
+    # (a name without a profile, or a configured endpoint, is kept as it was)
+    said = [str(x) for x in (endpoint.profile, configured) if x is not None]
+    where = "\n".join([str(root), bucket, prefix, str(endpoint.endpoint_url), *said])
     digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     own = f"{name}.{digest}.persevere"
     if state_dir is not None:
@@ -208,7 +207,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
-    try:
+    with contextlib.closing(journal):
+        await anyio.to_thread.run_sync(_take_in, req, journal)
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         # (made first: a journal whose checksum this persevere does not know stops the run)
         sender = _TreeSender(req, endpoint, journal, progress, result)
@@ -219,17 +219,12 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
         result.skipped = result.files - len(todo)
         if todo:
             progress.start(sum(f.size for f in todo), 0)
-            try:
-                with many_clients():  # (one per large file)
-                    await sender.send_all(todo)
-            finally:
-                progress.close()
+            with contextlib.closing(progress), many_clients():  # (one per large file)
+                await sender.send_all(todo)
         if req.shard is None and not result.failed:
             result.aborted = await _abort_unneeded(req.state_file, req.root)
         result.elapsed_s = time.monotonic() - started
         return result
-    finally:
-        journal.close()
 
 
 async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
@@ -238,19 +233,17 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
     their parts, and their journals removed. Best effort; what was aborted."""
     from ._upload import abort_upload
 
-    def unfinished() -> list[tuple[Path, str]]:
-        found = []
+    def unfinished() -> Iterator[tuple[Path, str]]:
         for path in sorted(files_dir(state_file).glob("*.persevere")):
             try:
                 state = read_state(path)
             except (PersevereError, OSError):
                 continue
             if state.finished is None:
-                found.append((path, os.path.relpath(state.header.file_path, root)))
-        return found
+                yield path, os.path.relpath(state.header.file_path, root)
 
     aborted = []
-    for path, rel in await anyio.to_thread.run_sync(unfinished):
+    for path, rel in await anyio.to_thread.run_sync(lambda: list(unfinished())):
         try:
             with anyio.fail_after(60):
                 await abort_upload(path)
@@ -329,31 +322,30 @@ def _todo(
     todo: list[TreeFile] = []
     unchanged: list[TreeFile] = []
     for f in listing.files:
-        recorded = done.get(f.rel)
-        fresh = recorded is not None and recorded.same_file(f.stamp, req.key(f.rel))
+        fresh = f.rel in done and done[f.rel].same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
-    """This run's journal: the tree's, with its shards' taken in; or a shard's, which counts
-    what the tree's records too (a shard run again after the tree was finished sends
-    nothing). Blocking."""
+    """This run's journal: the tree's, or a shard's (:func:`_take_in` reads the others').
+    Blocking."""
     own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
     journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
     if journal.damaged:
         log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
-                    journal.path, journal.damaged)  # fmt: skip
-    try:
-        if req.shard is None:
-            if taken := journal.merge_shards():
-                log.info("took in %d file(s) recorded by the shards' journals", taken)
-        else:
-            journal.read_also(req.state_file)
-    except BaseException:
-        journal.close()
-        raise
+                    own, journal.damaged)  # fmt: skip
     return journal
+
+
+def _take_in(req: TreeRequest, journal: TreeJournal) -> None:
+    """The tree's journal takes its shards' in; a shard's counts what the tree's records too
+    (a shard run again after the tree was finished sends nothing). Blocking."""
+    if req.shard is None:
+        if taken := journal.merge_shards():
+            log.info("took in %d file(s) recorded by the shards' journals", taken)
+    else:
+        journal.read_also(req.state_file)
 
 
 async def _gone_remotely(
@@ -404,10 +396,8 @@ async def each(
     budget = _Budget(limit)
 
     async def then_release(item: T, slot: _Slot) -> None:
-        try:
+        with contextlib.closing(slot):
             await work(item, slot)
-        finally:
-            slot.release()
 
     try:
         async with anyio.create_task_group() as tg:
@@ -439,11 +429,9 @@ class _TreeSender:
         recorded = journal.header.checksum_algorithm
         default = req.checksum is None and recorded == DEFAULT_CHECKSUM
         self.checksum = None if default else req.checksum or recorded
-        self.settled = 0  # files sent or failed
-        self.todo = 0
 
     async def send_all(self, todo: list[TreeFile]) -> None:
-        self.todo = len(todo)
+        self.settled, self.todo = 0, len(todo)  # (files sent or failed, of these)
         self.progress.files(0, self.todo)
         most = min(SMALL_MAX, self.req.part_size or SMALL_MAX)  # of a small file
         small = [f for f in todo if f.size <= most]
@@ -523,7 +511,7 @@ class _TreeSender:
             raise said from exc
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        slot.release()
+        slot.close()
         done = FileDone.of(f.rel, key, identity, etag, stated)
         await self.journal.record(done)
         self.progress.advance(done.size)
@@ -597,8 +585,7 @@ async def _drop_stale(path: Path, bucket: str, key: str) -> None:
 
 
 def journal_name(rel: str) -> str:
-    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return f"{digest}.persevere"
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:24] + ".persevere"
 
 
 def check_key(bucket: str, key: str) -> None:
@@ -676,19 +663,15 @@ class _Budget:
 
     def __init__(self, total: int) -> None:
         self.free = total
-        self._freed = anyio.Event()
+        self.freed = anyio.Event()
 
     async def take(self, count: int) -> _Slot:
         await anyio.lowlevel.checkpoint()  # (a stop is seen here, as at a semaphore's)
         while self.free < count:
-            await self._freed.wait()
-            self._freed = anyio.Event()
+            await self.freed.wait()
+            self.freed = anyio.Event()
         self.free -= count
         return _Slot(self, count)
-
-    def give_back(self, count: int) -> None:
-        self.free += count
-        self._freed.set()
 
 
 class _Slot:
@@ -698,10 +681,11 @@ class _Slot:
         self._budget: _Budget | None = budget
         self.count = count
 
-    def release(self) -> None:
+    def close(self) -> None:
         budget, self._budget = self._budget, None
         if budget is not None:
-            budget.give_back(self.count)
+            budget.free += self.count
+            budget.freed.set()
 
 
 class FileProgress(NullProgress):

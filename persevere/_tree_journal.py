@@ -15,6 +15,7 @@ file it recorded is sent again).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -121,8 +122,7 @@ def read_done(path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> 
     if path.exists() and path.stat().st_size == 0:
         _refuse_tree_file(path, draft.root)
     done: dict[str, FileDone] = {}
-    shards = sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))
-    for each in [path, *shards]:
+    for each in [path, *sorted(path.parent.glob(f"{glob.escape(path.name)}.shard-*-of-*"))]:
         done.update(_read_only(each, draft, checksum_given))
     return done
 
@@ -176,10 +176,6 @@ class TreeJournal:
     # (made on the event loop, at first use)
     _writing: anyio.Lock | None = field(default=None, init=False)
 
-    @property
-    def path(self) -> Path:
-        return self._journal.path
-
     @classmethod
     def open(cls, path: Path, draft: TreeHeader, *, checksum_given: bool = True) -> TreeJournal:
         """The journal at ``path`` if there is one (its destination and options must be
@@ -224,7 +220,8 @@ class TreeJournal:
         shard still running (its journal locked) is refused, exit 3: run again once it ended.
         Blocking; the number of records taken."""
         taken = 0
-        for path in sorted(self.path.parent.glob(f"{glob.escape(self.path.name)}.shard-*-of-*")):
+        own = self._journal.path
+        for path in sorted(own.parent.glob(f"{glob.escape(own.name)}.shard-*-of-*")):
             try:
                 journal, lines = Journal.open_log(path)
             except StateFileLocked:
@@ -232,7 +229,7 @@ class TreeJournal:
                     f"a shard of this tree is still running (state file {path})",
                     hint="run this command again once every shard has ended",
                 ) from None
-            try:
+            with contextlib.closing(journal):
                 recorded = _read_lines(path, lines, self.header, True)[1] if lines else {}
                 new = [d for d in recorded.values() if self.done.get(d.rel) != d]
                 if new:
@@ -240,8 +237,6 @@ class TreeJournal:
                     self.done.update((d.rel, d) for d in new)
                 taken += len(new)
                 path.unlink()
-            finally:
-                journal.close()
         return taken
 
     async def record(self, done: FileDone) -> None:
@@ -315,8 +310,7 @@ def _replay(lines: list[bytes], where: str) -> tuple[dict[str, FileDone], int]:
             if not isinstance(record, dict) or record.get("type") != "done":
                 raise StateFileError("not a record")
             entry = _typed(FileDone, record, f"{where}, line {number}")
+            done[entry.rel] = entry
         except (ValueError, StateFileError):
             damaged += 1  # its file is sent again
-            continue
-        done[entry.rel] = entry
     return done, damaged

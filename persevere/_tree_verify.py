@@ -21,6 +21,7 @@ All files share one S3 client; ``concurrency`` files are checked at once, each h
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -152,12 +153,10 @@ async def verify_tree(
             result.files.append(verdict)
 
         progress.start(sum(f.size for f in listing.files), 0)
-        try:
+        with contextlib.closing(progress):
             # (each() checks concurrency files at once; the first error that is no file's own
             # stops them all and is raised)
             await each(listing.files, req.concurrency, check)
-        finally:
-            progress.close()
         # (with the unreadable ones noted above: a tree with one is never exit 0)
         result.files.sort(key=lambda f: f.path)
         named = {f.rel for f in listing.files} | {rel for rel, _ in listing.refused}
