@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
-from ._quirks import credentials_expired, throttled, transient
+from ._quirks import THROTTLE_CODES, TRANSIENT_CODES, TRANSIENT_STATUSES, credentials_expired
 from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
 
 if TYPE_CHECKING:
@@ -580,8 +580,8 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             text += " (the credential chain gives no newer credentials)"
         if renewed or credentials_expired(code):  # expired ones may be renewed by the next attempt
             return TransientError(text, code=code, credentials_renewed=bool(renewed))
-        if transient(code, status):
-            return TransientError(text, code=code, throttle=throttled(code, status))
+        if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
+            return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
         if code == "NoSuchUpload":
             return UploadGone(
                 f"{text} (the multipart upload was aborted, elsewhere or by a lifecycle rule)",

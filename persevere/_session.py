@@ -23,12 +23,12 @@ from ._errors import IntegrityError, PersevereError, ResumableError, S3Error, Us
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
 from ._quirks import (
+    TRAILED_DAMAGE_CODES,
+    UNSUPPORTED_CODES,
     ETag,
     answered,
     credentials_expired,
     object_matches,
-    trailed_damage,
-    unsupported,
 )
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
@@ -166,10 +166,9 @@ class MultipartSession:
         """Whether a part prepared now may carry its checksum as a trailer (:mod:`._trailer`):
         the endpoint has not refused them (until it took one, one part at a time), and the
         part needs no Content-MD5 (a header)."""
-        verifier = self.verifier
-        if not verifier.flexible or verifier.needs_md5():
-            return False
-        return self.trailers.claim(self.algorithm)
+        if self.verifier.flexible and not self.verifier.needs_md5():
+            return self.trailers.claim(self.algorithm)
+        return False
 
     async def upload_part(
         self, number: int, body: Any, size: int, checksum: str | None, md5: bytes | None = None
@@ -191,7 +190,8 @@ class MultipartSession:
                 raise
             if self.trailers.on_refusal(f"{exc.code}: {exc}"):
                 raise TrailerRefused(str(exc)) from exc
-            if trailed_damage(exc.code):  # the endpoint takes trailers: this one was damaged
+            # The endpoint takes trailers: this one was damaged (its checksum or framing).
+            if exc.code in TRAILED_DAMAGE_CODES:
                 raise TransientError(f"part {number}: {exc}", code="BadDigest") from exc
             raise
         if response.get(self.algorithm.param) is not None:  # echoed
@@ -357,7 +357,7 @@ async def explained(
     (AWS: "Bucket is missing Object Lock Configuration"; SeaweedFS: a bare "Invalid
     Request"). The bucket's lock configuration is asked for, to say for sure (without the
     permission, "probably")."""
-    if not unsupported(exc):
+    if exc.code not in UNSUPPORTED_CODES:
         return exc
     if algorithm.name not in CLASSIC_ALGORITHMS:
         return S3Error(
@@ -373,8 +373,7 @@ async def explained(
             "GetObjectLockConfiguration",
             lambda: api.get_object_lock_configuration(Bucket=bucket),
         )
-        lock = config.get("ObjectLockConfiguration", {})
-        enabled = lock.get("ObjectLockEnabled") == "Enabled"
+        enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
     except S3Error as lookup:
         if lookup.code == "ObjectLockConfigurationNotFoundError":
             enabled = False
