@@ -511,14 +511,14 @@ async def pages(
     what: str,
     fetch: Callable[[Any], Awaitable[Any]],
     next_marker: Callable[[Any], Any],
-    first_marker: Any = None,
+    marker: Any = None,
 ) -> AsyncIterator[Any]:
-    """Every page of a listing: ``fetch(marker)`` until ``next_marker(page)`` is None.
+    """Every page of a listing: ``fetch(marker)`` (``marker`` the first page's) until
+    ``next_marker(page)`` is None.
 
     A marker that does not move on would loop forever (a server bug seen in the wild): it is
     an error instead.
     """
-    marker = first_marker
     while True:
         page = await fetch(marker)
         yield page

@@ -353,9 +353,7 @@ def _journal_layout(
     if not parts or len(parts) < len(records) or sum(p.size for p in parts) != size:
         return None, "the state file does not hold every part of its upload"
     recorded = ALGORITHMS.get(journal.header.checksum_algorithm)
-    for reading in readings:
-        if reading.parts not in (None, len(parts)):
-            continue
+    for reading in [r for r in readings if r.parts in (None, len(parts))]:
         if not reading.etag and not (
             reading.algorithm is recorded and (reading.parts or recorded.full_object)
         ):
