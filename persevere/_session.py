@@ -90,10 +90,9 @@ class MultipartSession:
         session falls back to Content-MD5 per part (see :mod:`._checksum_mode`).
         ``no_overwrite``: CompleteMultipartUpload only if the key does not exist
         (``If-None-Match: *``; see :mod:`._write_once`)."""
-        self.client = client
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
-        self._api: Any = client
+        self.client: Any = client
         self.bucket = bucket
         self.key = key
         self.upload_id = upload_id or ""
@@ -134,7 +133,7 @@ class MultipartSession:
             again.next_step = None  # no upload to resume: the same command starts it
             return again
 
-        model = getattr(getattr(self._api, "meta", None), "service_model", None)
+        model = getattr(getattr(self.client, "meta", None), "service_model", None)
         if model is not None:  # (parameter_validation is off: botocore's KeyError otherwise)
             known = model.operation_model("CreateMultipartUpload").input_shape.members
             if unknown := sorted(set(object_options) - set(known)):
@@ -145,12 +144,12 @@ class MultipartSession:
         try:
             response = await request(
                 "CreateMultipartUpload",
-                lambda: self._api.create_multipart_upload(**params),
+                lambda: self.client.create_multipart_upload(**params),
                 retry=retry,
                 exhausted=unreachable,
             )
         except S3Error as exc:
-            said = await explained(self._api, self.bucket, self.algorithm, object_options, exc)
+            said = await explained(self.client, self.bucket, self.algorithm, object_options, exc)
             if said is exc:
                 raise
             raise said from exc
@@ -205,7 +204,7 @@ class MultipartSession:
         trailer), its failure translated."""
         return await attempt(
             f"part {number}",
-            lambda: self._api.upload_part(
+            lambda: self.client.upload_part(
                 **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
             ),
         )
@@ -217,7 +216,7 @@ class MultipartSession:
         def fetch(marker: int | None) -> Awaitable[Any]:
             return self.call(
                 "ListParts",
-                lambda: self._api.list_parts(**self.ids, PartNumberMarker=marker or 0, **limit),
+                lambda: self.client.list_parts(**self.ids, PartNumberMarker=marker or 0, **limit),
             )
 
         def following(page: Any) -> int | None:
@@ -251,18 +250,17 @@ class MultipartSession:
         (full-object) and its size; S3 refuses a mismatch, and so does persevere."""
         expected = self.expected(parts)
         param = self.algorithm.param
-        flexible = self.verifier.flexible  # Content-MD5 mode sends no checksum fields
         listed = [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
         params: dict[str, Any] = {**self.ids, "MultipartUpload": {"Parts": listed}}
         params["MpuObjectSize"] = object_size
         if self.no_overwrite:
             params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
-        if flexible:
+        if self.verifier.flexible:  # Content-MD5 mode sends no checksum fields
             params["ChecksumType"] = self.checksum_type
             for entry, part in zip(listed, parts, strict=True):
                 entry[param] = part.checksum
-        if flexible and self.checksum_type == "FULL_OBJECT":
-            params[param] = str(expected.checksum)
+            if self.checksum_type == "FULL_OBJECT":
+                params[param] = str(expected.checksum)
 
         failures: list[TransientError] = []
 
@@ -270,7 +268,7 @@ class MultipartSession:
             try:
                 return await attempt(
                     "CompleteMultipartUpload",
-                    lambda: self._api.complete_multipart_upload(**params),
+                    lambda: self.client.complete_multipart_upload(**params),
                 )
             except TransientError as exc:
                 if exc.code == "BadDigest":
@@ -324,7 +322,7 @@ class MultipartSession:
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
         head: Mapping[str, Any] = await self.call(
-            "HeadObject", lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED")
+            "HeadObject", lambda: self.client.head_object(**self.object_ids, ChecksumMode="ENABLED")
         )
         return head
 
@@ -340,7 +338,7 @@ class MultipartSession:
     async def abort(self) -> None:
         """AbortMultipartUpload: S3 frees the parts."""
         await self.call(
-            "AbortMultipartUpload", lambda: self._api.abort_multipart_upload(**self.ids)
+            "AbortMultipartUpload", lambda: self.client.abort_multipart_upload(**self.ids)
         )
 
 
