@@ -168,13 +168,10 @@ class Endpoint:
                     param="ca_bundle",
                 )
             ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
+            if os.path.isdir(ca_bundle):
+                raise UsageError(f"CA bundle {ca_bundle} is a directory (a bundle is one PEM file)")
             if not os.path.isfile(ca_bundle):
-                what = (
-                    "is a directory (a bundle is one PEM file)"
-                    if os.path.isdir(ca_bundle)
-                    else "does not exist"
-                )
-                raise UsageError(f"CA bundle {ca_bundle} {what}")
+                raise UsageError(f"CA bundle {ca_bundle} does not exist")
         profile = profile or os.environ.get("AWS_PROFILE") or None
         return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 

@@ -45,9 +45,6 @@ CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"
 # stores keys as files does (S3 itself takes one of 1,024).
 MAX_NAME_BYTES = 255
 
-# What a retried call raises when its attempts run out: ``(what, last failure, attempts)``.
-Exhausted = Callable[[str, TransientError, int], PersevereError]
-
 
 def resumable(what: str, exc: TransientError, attempts: int) -> PersevereError:
     hint = "the upload is intact and resumable"
@@ -81,7 +78,7 @@ class MultipartSession:
         *,
         retry: RetryPolicy | None = None,
         per_request: Mapping[str, Any] | None = None,
-        exhausted: Exhausted = resumable,
+        exhausted: Callable[[str, TransientError, int], PersevereError] = resumable,
         pinned: bool = True,
         no_overwrite: bool = False,
     ) -> None:
@@ -89,7 +86,8 @@ class MultipartSession:
         algorithm was chosen, so an endpoint that does not echo it is refused; unpinned, the
         session falls back to Content-MD5 per part (see :mod:`._checksum_mode`).
         ``no_overwrite``: CompleteMultipartUpload only if the key does not exist
-        (``If-None-Match: *``; see :mod:`._write_once`)."""
+        (``If-None-Match: *``; see :mod:`._write_once`). ``exhausted(what, last failure,
+        attempts)``: what a retried call raises when its attempts run out."""
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
         self.client: Any = client
