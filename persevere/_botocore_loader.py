@@ -56,10 +56,8 @@ class _PlainJSONFileLoader(JSONFileLoader):
         gzipped = full_path.endswith(".gz")  # botocore's two forms: .json and .json.gz
         if self.cache_dir is None:
             return _parse(raw, gzipped)
-        kept_path = os.path.join(
-            self.cache_dir,
-            f"{hashlib.blake2b(raw, digest_size=20).hexdigest()}.{sys.implementation.cache_tag}",
-        )
+        name = f"{hashlib.blake2b(raw, digest_size=20).hexdigest()}.{sys.implementation.cache_tag}"
+        kept_path = os.path.join(self.cache_dir, name)
         document = _read_kept(kept_path)
         if document is None:
             document = _parse(raw, gzipped)

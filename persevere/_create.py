@@ -118,11 +118,10 @@ async def _write_header(session: MultipartSession, journal: Journal, header: Hea
         # Nothing records this upload: take it back (best effort, time-boxed) rather than
         # leave it billed.
         session.retry = policy(Call.CLEANUP, session.retry)
-        aborted = False
+        leftover = f" (upload {session.upload_id} could not be aborted)"
         with anyio.move_on_after(CREATE_SHIELD_S, shield=True), contextlib.suppress(PersevereError):
             await session.abort()
-            aborted = True
-        leftover = "" if aborted else f" (upload {session.upload_id} could not be aborted)"
+            leftover = ""
         why = exc.message if isinstance(exc, StateFileUnwritable) else (
             f"cannot write state file {journal.path}: {exc.strerror or exc}")  # fmt: skip
         error = type(exc) if isinstance(exc, StateFileUnwritable) else StateFileError

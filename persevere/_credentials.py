@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 import botocore.exceptions
 
-from ._quirks import credentials_rejected
+from ._quirks import CREDENTIALS_REJECTED_CODES
 
 log = logging.getLogger("persevere")
 
@@ -107,7 +107,7 @@ class CredentialRenewer:
         self, http_response: Any, parsed: dict[str, Any], model: Any, context: Any, **_: Any
     ) -> None:
         code = (parsed.get("Error") or {}).get("Code")
-        if http_response.status_code < 300 or not credentials_rejected(code):
+        if http_response.status_code < 300 or code not in CREDENTIALS_REJECTED_CODES:
             return
         renewed = await self.renew(context.get(_SIGNED_WITH), str(code))
         raise CredentialsRefused(parsed, model.name, renewed=renewed)

@@ -46,11 +46,15 @@ TRANSIENT_CODES = frozenset(
 )
 # What an endpoint answers a trailed part (._trailer) whose bytes or framing arrived damaged:
 # SeaweedFS says InvalidDigest for a trailer that does not match the bytes; S3 names a bad
-# chunk size InvalidChunkSizeError. Another attempt may cure them, as BadDigest.
+# chunk size InvalidChunkSizeError. Another attempt may cure them, as BadDigest. Only for a
+# trailed part: to a part with Content-MD5, InvalidDigest says the header itself is malformed,
+# which no attempt cures.
 TRAILED_DAMAGE_CODES = frozenset(
     {"InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChunkSizeError", "IncompleteBody"}
 )
+# The server asks to slow down (the sender narrows its window); so does a bare 503.
 THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "503"})
+# Statuses another attempt may cure, whatever the code: throttling, a server error.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The server says the session's time is up: another attempt may cure it, since the credential
 # chain may hand out new credentials (._credentials). ExpiredToken is S3's ("The provided token
@@ -60,18 +64,16 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 CREDENTIALS_EXPIRED_CODES = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
 )
-# The server does not know these credentials (any more). A rotated or deactivated key, or a
-# revoked session, looks like this; so does a typo. Transient only when the chain has given
-# other credentials since; otherwise permanent.
-CREDENTIALS_UNKNOWN_CODES = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
-        "InvalidClientTokenId",  # STS/IAM
-        "InvalidTokenId",  # MinIO
-    }
-)
+# The credentials refused: expired, or not known to the server (any more). A rotated or
+# deactivated key, or a revoked session, looks like the latter; so does a typo. Transient only
+# when the chain has given other credentials since; otherwise permanent.
+CREDENTIALS_REJECTED_CODES = CREDENTIALS_EXPIRED_CODES | {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",  # S3: "The provided token is malformed or otherwise invalid."
+    "InvalidClientTokenId",  # STS/IAM
+    "InvalidTokenId",  # MinIO
+}
 REFUSED_CODES = frozenset({"AccessDenied", "403"})
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 # What S3 answers a conditional Complete that meets an existing key (412), or a write to the
@@ -81,30 +83,8 @@ WRITE_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalReque
 UNSUPPORTED_CODES = frozenset({"InvalidRequest", "InvalidArgument", "NotImplemented"})
 
 
-def transient(code: str, status: int) -> bool:
-    """Another attempt may cure it (throttling, a server error, bytes damaged in flight)."""
-    return code in TRANSIENT_CODES or status in TRANSIENT_STATUSES
-
-
-def trailed_damage(code: str | None) -> bool:
-    """A trailed part arrived damaged (its checksum or its aws-chunked framing): send it
-    again. Only for a trailed part: to a part with Content-MD5, InvalidDigest says the header
-    itself is malformed, which no attempt cures."""
-    return code in TRAILED_DAMAGE_CODES
-
-
-def throttled(code: str, status: int) -> bool:
-    """The server asks to slow down (the sender narrows its window)."""
-    return code in THROTTLE_CODES or status == 503
-
-
 def credentials_expired(code: str | None) -> bool:
     return code in CREDENTIALS_EXPIRED_CODES
-
-
-def credentials_rejected(code: str | None) -> bool:
-    """The credentials are expired, or not known to the server (any more)."""
-    return code in CREDENTIALS_EXPIRED_CODES or code in CREDENTIALS_UNKNOWN_CODES
 
 
 def refused(exc: S3Error) -> bool:
@@ -121,10 +101,6 @@ def missing(exc: S3Error) -> bool:
 
 def is_write_conflict(exc: S3Error) -> bool:
     return exc.code in WRITE_CONFLICT_CODES
-
-
-def unsupported(exc: S3Error) -> bool:
-    return exc.code in UNSUPPORTED_CODES
 
 
 def digest_of(stated: str) -> str:

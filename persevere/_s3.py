@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
-from ._quirks import credentials_expired, throttled, transient
+from ._quirks import THROTTLE_CODES, TRANSIENT_CODES, TRANSIENT_STATUSES, credentials_expired
 from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
 
 if TYPE_CHECKING:
@@ -168,13 +168,10 @@ class Endpoint:
                     param="ca_bundle",
                 )
             ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
+            if os.path.isdir(ca_bundle):
+                raise UsageError(f"CA bundle {ca_bundle} is a directory (a bundle is one PEM file)")
             if not os.path.isfile(ca_bundle):
-                what = (
-                    "is a directory (a bundle is one PEM file)"
-                    if os.path.isdir(ca_bundle)
-                    else "does not exist"
-                )
-                raise UsageError(f"CA bundle {ca_bundle} {what}")
+                raise UsageError(f"CA bundle {ca_bundle} does not exist")
         profile = profile or os.environ.get("AWS_PROFILE") or None
         return Endpoint(endpoint_url, region, profile, ca_bundle, verify_ssl)
 
@@ -511,14 +508,14 @@ async def pages(
     what: str,
     fetch: Callable[[Any], Awaitable[Any]],
     next_marker: Callable[[Any], Any],
-    first_marker: Any = None,
+    marker: Any = None,
 ) -> AsyncIterator[Any]:
-    """Every page of a listing: ``fetch(marker)`` until ``next_marker(page)`` is None.
+    """Every page of a listing: ``fetch(marker)`` (``marker`` the first page's) until
+    ``next_marker(page)`` is None.
 
     A marker that does not move on would loop forever (a server bug seen in the wild): it is
     an error instead.
     """
-    marker = first_marker
     while True:
         page = await fetch(marker)
         yield page
@@ -580,8 +577,8 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             text += " (the credential chain gives no newer credentials)"
         if renewed or credentials_expired(code):  # expired ones may be renewed by the next attempt
             return TransientError(text, code=code, credentials_renewed=bool(renewed))
-        if transient(code, status):
-            return TransientError(text, code=code, throttle=throttled(code, status))
+        if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
+            return TransientError(text, code=code, throttle=code in THROTTLE_CODES or status == 503)
         if code == "NoSuchUpload":
             return UploadGone(
                 f"{text} (the multipart upload was aborted, elsewhere or by a lifecycle rule)",

@@ -23,12 +23,12 @@ from ._errors import IntegrityError, PersevereError, ResumableError, S3Error, Us
 from ._journal import PartRecord
 from ._object_options import LOCK_FIELDS
 from ._quirks import (
+    TRAILED_DAMAGE_CODES,
+    UNSUPPORTED_CODES,
     ETag,
     answered,
     credentials_expired,
     object_matches,
-    trailed_damage,
-    unsupported,
 )
 from ._reconcile import RemotePart
 from ._retry import RetryPolicy, TransientError, call_with_retry, refused_throughout
@@ -44,9 +44,6 @@ CLASSIC_ALGORITHMS = frozenset({"CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1"
 # The longest file name most file systems take, hence the longest path segment a server that
 # stores keys as files does (S3 itself takes one of 1,024).
 MAX_NAME_BYTES = 255
-
-# What a retried call raises when its attempts run out: ``(what, last failure, attempts)``.
-Exhausted = Callable[[str, TransientError, int], PersevereError]
 
 
 def resumable(what: str, exc: TransientError, attempts: int) -> PersevereError:
@@ -81,7 +78,7 @@ class MultipartSession:
         *,
         retry: RetryPolicy | None = None,
         per_request: Mapping[str, Any] | None = None,
-        exhausted: Exhausted = resumable,
+        exhausted: Callable[[str, TransientError, int], PersevereError] = resumable,
         pinned: bool = True,
         no_overwrite: bool = False,
     ) -> None:
@@ -89,11 +86,11 @@ class MultipartSession:
         algorithm was chosen, so an endpoint that does not echo it is refused; unpinned, the
         session falls back to Content-MD5 per part (see :mod:`._checksum_mode`).
         ``no_overwrite``: CompleteMultipartUpload only if the key does not exist
-        (``If-None-Match: *``; see :mod:`._write_once`)."""
-        self.client = client
+        (``If-None-Match: *``; see :mod:`._write_once`). ``exhausted(what, last failure,
+        attempts)``: what a retried call raises when its attempts run out."""
         # Parameters built at run time (the checksum's field name, ExpectedBucketOwner) do not
         # fit the typed client's keyword arguments; responses are read as plain mappings.
-        self._api: Any = client
+        self.client: Any = client
         self.bucket = bucket
         self.key = key
         self.upload_id = upload_id or ""
@@ -134,7 +131,7 @@ class MultipartSession:
             again.next_step = None  # no upload to resume: the same command starts it
             return again
 
-        model = getattr(getattr(self._api, "meta", None), "service_model", None)
+        model = getattr(getattr(self.client, "meta", None), "service_model", None)
         if model is not None:  # (parameter_validation is off: botocore's KeyError otherwise)
             known = model.operation_model("CreateMultipartUpload").input_shape.members
             if unknown := sorted(set(object_options) - set(known)):
@@ -145,12 +142,12 @@ class MultipartSession:
         try:
             response = await request(
                 "CreateMultipartUpload",
-                lambda: self._api.create_multipart_upload(**params),
+                lambda: self.client.create_multipart_upload(**params),
                 retry=retry,
                 exhausted=unreachable,
             )
         except S3Error as exc:
-            said = await explained(self._api, self.bucket, self.algorithm, object_options, exc)
+            said = await explained(self.client, self.bucket, self.algorithm, object_options, exc)
             if said is exc:
                 raise
             raise said from exc
@@ -166,10 +163,9 @@ class MultipartSession:
         """Whether a part prepared now may carry its checksum as a trailer (:mod:`._trailer`):
         the endpoint has not refused them (until it took one, one part at a time), and the
         part needs no Content-MD5 (a header)."""
-        verifier = self.verifier
-        if not verifier.flexible or verifier.needs_md5():
-            return False
-        return self.trailers.claim(self.algorithm)
+        if self.verifier.flexible and not self.verifier.needs_md5():
+            return self.trailers.claim(self.algorithm)
+        return False
 
     async def upload_part(
         self, number: int, body: Any, size: int, checksum: str | None, md5: bytes | None = None
@@ -191,7 +187,8 @@ class MultipartSession:
                 raise
             if self.trailers.on_refusal(f"{exc.code}: {exc}"):
                 raise TrailerRefused(str(exc)) from exc
-            if trailed_damage(exc.code):  # the endpoint takes trailers: this one was damaged
+            # The endpoint takes trailers: this one was damaged (its checksum or framing).
+            if exc.code in TRAILED_DAMAGE_CODES:
                 raise TransientError(f"part {number}: {exc}", code="BadDigest") from exc
             raise
         if response.get(self.algorithm.param) is not None:  # echoed
@@ -205,7 +202,7 @@ class MultipartSession:
         trailer), its failure translated."""
         return await attempt(
             f"part {number}",
-            lambda: self._api.upload_part(
+            lambda: self.client.upload_part(
                 **self.ids, PartNumber=number, Body=body, ContentLength=size, **proof
             ),
         )
@@ -217,7 +214,7 @@ class MultipartSession:
         def fetch(marker: int | None) -> Awaitable[Any]:
             return self.call(
                 "ListParts",
-                lambda: self._api.list_parts(**self.ids, PartNumberMarker=marker or 0, **limit),
+                lambda: self.client.list_parts(**self.ids, PartNumberMarker=marker or 0, **limit),
             )
 
         def following(page: Any) -> int | None:
@@ -251,18 +248,17 @@ class MultipartSession:
         (full-object) and its size; S3 refuses a mismatch, and so does persevere."""
         expected = self.expected(parts)
         param = self.algorithm.param
-        flexible = self.verifier.flexible  # Content-MD5 mode sends no checksum fields
         listed = [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
         params: dict[str, Any] = {**self.ids, "MultipartUpload": {"Parts": listed}}
         params["MpuObjectSize"] = object_size
         if self.no_overwrite:
             params["IfNoneMatch"] = "*"  # S3 answers 412 if the key exists: see _write_once
-        if flexible:
+        if self.verifier.flexible:  # Content-MD5 mode sends no checksum fields
             params["ChecksumType"] = self.checksum_type
             for entry, part in zip(listed, parts, strict=True):
                 entry[param] = part.checksum
-        if flexible and self.checksum_type == "FULL_OBJECT":
-            params[param] = str(expected.checksum)
+            if self.checksum_type == "FULL_OBJECT":
+                params[param] = str(expected.checksum)
 
         failures: list[TransientError] = []
 
@@ -270,7 +266,7 @@ class MultipartSession:
             try:
                 return await attempt(
                     "CompleteMultipartUpload",
-                    lambda: self._api.complete_multipart_upload(**params),
+                    lambda: self.client.complete_multipart_upload(**params),
                 )
             except TransientError as exc:
                 if exc.code == "BadDigest":
@@ -324,7 +320,7 @@ class MultipartSession:
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""
         head: Mapping[str, Any] = await self.call(
-            "HeadObject", lambda: self._api.head_object(**self.object_ids, ChecksumMode="ENABLED")
+            "HeadObject", lambda: self.client.head_object(**self.object_ids, ChecksumMode="ENABLED")
         )
         return head
 
@@ -340,7 +336,7 @@ class MultipartSession:
     async def abort(self) -> None:
         """AbortMultipartUpload: S3 frees the parts."""
         await self.call(
-            "AbortMultipartUpload", lambda: self._api.abort_multipart_upload(**self.ids)
+            "AbortMultipartUpload", lambda: self.client.abort_multipart_upload(**self.ids)
         )
 
 
@@ -357,7 +353,7 @@ async def explained(
     (AWS: "Bucket is missing Object Lock Configuration"; SeaweedFS: a bare "Invalid
     Request"). The bucket's lock configuration is asked for, to say for sure (without the
     permission, "probably")."""
-    if not unsupported(exc):
+    if exc.code not in UNSUPPORTED_CODES:
         return exc
     if algorithm.name not in CLASSIC_ALGORITHMS:
         return S3Error(
@@ -373,8 +369,7 @@ async def explained(
             "GetObjectLockConfiguration",
             lambda: api.get_object_lock_configuration(Bucket=bucket),
         )
-        lock = config.get("ObjectLockConfiguration", {})
-        enabled = lock.get("ObjectLockEnabled") == "Enabled"
+        enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
     except S3Error as lookup:
         if lookup.code == "ObjectLockConfigurationNotFoundError":
             enabled = False

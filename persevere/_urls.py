@@ -72,23 +72,25 @@ def check_destination(bucket: str, key: str) -> None:
         )
 
 
-def _refuse_trailing_space(url: str) -> None:
-    """A URL ending in whitespace (a CR from a file edited on Windows, a pasted space) would
-    end the key with a character no one sees: every later lookup of the clean URL misses."""
+def _split(url: str, expected: str) -> tuple[str, str, str]:
+    """``s3://bucket/rest`` as ``url[5:].partition("/")``, refused without a bucket. A URL
+    ending in whitespace (a CR from a file edited on Windows, a pasted space) would end the key
+    with a character no one sees: every later lookup of the clean URL misses."""
     if url[-1:].isspace():
         raise UsageError(
             f"the URL {url!r} ends with whitespace, which no listing shows: give it without "
             "(a CR from a file edited on Windows? a pasted space?)"
         )
+    bucket, slash, rest = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not bucket:
+        raise UsageError(f"not an S3 URL: {url!r} (expected {expected})")
+    return bucket, slash, rest
 
 
 def parse_bucket_url(url: str) -> tuple[str, str]:
     """``s3://bucket`` or ``s3://bucket/prefix`` as ``(bucket, prefix)``; the prefix may be
     empty, and is kept as written (``backups/`` and ``backups`` are different prefixes)."""
-    _refuse_trailing_space(url)
-    bucket, _, prefix = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket or s3://bucket/prefix)")
+    bucket, _, prefix = _split(url, "s3://bucket or s3://bucket/prefix")
     require_utf8(bucket, prefix, "prefix")
     return bucket, prefix
 
@@ -100,10 +102,7 @@ def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:
     prefix plus that name, as the aws cli and s5cmd do; without one it is refused. A bare
     ``s3://bucket`` is refused (a missing key is more likely a mistake than a wish).
     """
-    _refuse_trailing_space(url)
-    bucket, slash, key = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise UsageError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
+    bucket, slash, key = _split(url, "s3://bucket/key")
     if not slash or not key or key.endswith("/"):
         if not slash or not name:
             raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")

@@ -105,9 +105,6 @@ class _Reading:
         pairs = list(zip(values, sizes, strict=True))
         return str(ObjectChecksum.of_parts(self.algorithm, pairs, composite=self.parts is not None))
 
-    def reproduced_by(self, computed: str) -> bool:
-        return _same(self.etag, self.stated, computed)
-
 
 def _same(etag: bool, stated: str, computed: str) -> bool:
     """An ETag, or a checksum (a dropped -N is no news), and what the file gives."""
@@ -238,7 +235,7 @@ def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -
     layout = evidence.layout
     for reading in evidence.computable:
         computed = reading.computed(local)
-        if reading.reproduced_by(computed):
+        if _same(reading.etag, reading.stated, computed):
             sizes = f" (part sizes from {layout.source})" if layout and reading.parts else ""
             reason = f"{reading.method} {reading.stated} matches{sizes}"
             return evidence.result("match", reason, by=reading)
@@ -356,9 +353,7 @@ def _journal_layout(
     if not parts or len(parts) < len(records) or sum(p.size for p in parts) != size:
         return None, "the state file does not hold every part of its upload"
     recorded = ALGORITHMS.get(journal.header.checksum_algorithm)
-    for reading in readings:
-        if reading.parts not in (None, len(parts)):
-            continue
+    for reading in [r for r in readings if r.parts in (None, len(parts))]:
         if not reading.etag and not (
             reading.algorithm is recorded and (reading.parts or recorded.full_object)
         ):
@@ -368,7 +363,7 @@ def _journal_layout(
             value = reading.of_parts(values, [p.size for p in parts])
         except ValueError:  # a value that is no hex or base64: not this object's
             continue
-        if reading.reproduced_by(value):
+        if _same(reading.etag, reading.stated, value):
             references = _PartValues(reading.algorithm, dict(enumerate(values, 1)), reading.etag)
             return _Layout([p.size for p in parts], "the state file", references), ""
     stated = readings[0]
