@@ -84,7 +84,10 @@ def _print(result: Any, json_output: bool) -> None:
         lines.append(f"only in S3: not listed ({result.why_not_listed})")
     lines += [f"only in S3: s3://{result.bucket}/{key}" for key in result.only_in_s3 or []]
     only = f"; {len(result.only_in_s3):,} object(s) only in S3" if result.only_in_s3 else ""
-    if result.nothing_checked:
+    if result.nothing_checked and result.excluded:
+        lines.append(f"--include/--exclude left out every file of {result.root} "
+                     f"({result.excluded:,}): nothing was checked")  # fmt: skip
+    elif result.nothing_checked:
         lines.append(
             f"{result.root} holds no file to check, yet {where} holds objects: is it "
             "the directory that was uploaded (a disk not mounted)?"

@@ -243,7 +243,14 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         with contextlib.suppress(UsageError):  # refused: upload says why
             say_plan(make_plan(identity.size, request.part_size, request.max_parts))
     try:
-        return await upload(request, naming)
+        try:
+            return await upload(request, naming)
+        except UploadGone as exc:  # aborted while this run sent it (a colleague, a lifecycle rule)
+            if stream:
+                raise  # (its bytes are read: they cannot be sent again)
+            log.warning("%s; starting the upload again", exc)
+            await anyio.to_thread.run_sync(_make_room, state_path)
+            return await upload(request, naming)  # once: gone again, the error stands
     except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
 

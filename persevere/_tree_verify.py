@@ -89,17 +89,19 @@ class TreeVerifyResult:
 
     @property
     def nothing_checked(self) -> bool:
-        """No file to check, yet objects under the prefix: not a tree that verifies."""
-        return not self.files and bool(self.only_in_s3)
+        """No file to check, yet objects under the prefix or files the filters left out (a
+        typo in ``--include``): not a tree that verifies."""
+        return not self.files and (bool(self.only_in_s3) or self.excluded > 0)
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
 
     @property
     def exit_code(self) -> int:
-        """0 every file the same; 4 any differs or is missing, or the tree holds no file while
-        objects are under the prefix (an unmounted disk, the wrong directory: nothing was
-        checked, so nothing is said to match); 5 else if any cannot tell."""
+        """0 every file the same; 4 any differs or is missing, or no file was checked while
+        objects are under the prefix or the filters left every file out (an unmounted disk,
+        the wrong directory, a typo in a filter: nothing is said to match); 5 else if any
+        cannot tell."""
         outcomes = {f.outcome for f in self.files}
         if outcomes & {DIFFERS, MISSING} or self.nothing_checked:
             return EXIT_MISMATCH

@@ -21,7 +21,6 @@ def _upload_id(state: Path) -> str:
     return str(json.loads(state.read_text().splitlines()[0])["upload_id"])
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #1")
 def test_verify_dir_whose_filters_match_no_file_does_not_exit_0(s3_env, bucket, tmp_path):
     """README (Verify a tree): an empty directory must not verify a backup ("then nothing was
     checked ... so exit 4 says so"). Yet `verify DIR s3://B/P/ --include 'typo*'` (or an
@@ -40,7 +39,6 @@ def test_verify_dir_whose_filters_match_no_file_does_not_exit_0(s3_env, bucket, 
         assert checked.returncode != 0, checked.stdout + checked.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 12 #2")
 def test_cp_whose_upload_is_aborted_elsewhere_mid_run_starts_again_as_documented(
     rule_proxy, bucket, s3_client, make_file, tmp_path
 ):
