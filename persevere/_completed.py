@@ -35,8 +35,8 @@ from ._write_once import head_or_refusal
 log = logging.getLogger("persevere")
 
 # "same": still done. "unreadable": HeadObject was refused (no s3:GetObject), so the object
-# cannot be checked. "gone" or "replaced": the object is not the upload's any more.
-# "changed": the file no longer gives the recorded parts.
+# cannot be checked (the file is: it still gives the parts). "gone" or "replaced": the
+# object is not the upload's any more. "changed": the file no longer gives the recorded parts.
 Outcome = Literal["same", "unreadable", "gone", "replaced", "changed"]
 
 
@@ -71,32 +71,37 @@ async def recheck(
         session.exhausted = _unanswered
         where = session.where
         head = await head_or_refusal(session)
+    # The file is checked all the same when the object cannot be (no s3:GetObject): then
+    # the best it can be is "unreadable", the journal's word for the object.
+    same = Recheck("same")
     if isinstance(head, S3Error):
         if missing(head):
             return Recheck("gone", f"{where} is gone ({head.code})")
-        return Recheck("unreadable", f"{where} cannot be read ({head.code})")
-    recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
-    if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
-        source = "a stream" if identity is None else str(identity.path)
-        return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "
-                       "(replaced since)")  # fmt: skip
+        same = Recheck("unreadable", f"{where} cannot be read ({head.code})")
+    else:
+        recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
+        etag = str(outcome.get("etag") or "-")
+        if not object_matches(head, outcome.get("size"), recorded, etag):
+            source = "a stream" if identity is None else str(identity.path)
+            return Recheck("replaced", f"{where} is no longer the object uploaded from "
+                           f"{source} (replaced since)")  # fmt: skip
     if state.invalid:
         # A resume found parts of the file (as recorded last) to differ from the parts the
         # object was completed from: the identity recorded is not the object's.
         return Recheck("changed", f"{header.file_path} was found to differ from the object "
                        f"(part {min(state.invalid)}) when it was last read")  # fmt: skip
     if identity is None:
-        return Recheck("same")
+        return same
     differ = identity.differences(FileIdentity.of_record(state.identity))
     if not differ and not identity.block_device and not verify_parts:
-        return Recheck("same")
+        return same
     log.warning("%s: %s; re-reading it", identity.path, why_reread(identity, differ, "it was"))
     if header.shards:  # its parts were recorded by its shards, in journals of their own
         await anyio.to_thread.run_sync(merge_shards, state_path, state)
     if not await anyio.to_thread.run_sync(_file_gives_parts, state, identity):
         return Recheck("changed", f"{identity.path} changed since it was uploaded")
     await anyio.to_thread.run_sync(_record_identity, state_path, identity)
-    return Recheck("same")
+    return same
 
 
 def _unanswered(what: str, exc: TransientError, attempts: int) -> PersevereError:

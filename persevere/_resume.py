@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import shlex
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ from ._shard_journals import (
     refuse_shard_journal,
 )
 from ._source import FileIdentity, SourceFile, inspect_file
-from ._stream import StreamParts
+from ._stream import StreamParts, gives_object
 from ._units import MiB, format_size
 
 log = logging.getLogger("persevere")
@@ -113,7 +114,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                 raise other_source(state_path, header, request.file())
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
-                return await _already_completed(request, journal, state, started)
+                return await _already_completed(request, journal, state, started, progress)
             if header.stream:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
@@ -126,11 +127,16 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
 
 
 async def _already_completed(
-    request: Request, journal: Journal, state: JournalState, started: float
+    request: Request,
+    journal: Journal,
+    state: JournalState,
+    started: float,
+    progress: ProgressSink,
 ) -> UploadResult:
     """Nothing left to resume: success, as for ``cp``, if the object is still the one the
     upload made and the file still makes it (a stream cannot be read again: its object is
-    checked). A HeadObject refused (no s3:GetObject) leaves the journal's word."""
+    checked, and a stream piped in read through and compared with it). A HeadObject refused
+    (no s3:GetObject) leaves the journal's word for the object, the file checked all the same."""
     identity = None if state.header.stream else await _inspect(request, state.header, journal.path)
     found = await recheck(state, journal.path, identity, request.endpoint,
                           verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
@@ -143,7 +149,21 @@ async def _already_completed(
             f"the upload in {journal.path} completed, but {found.why}",
             hint="upload the file again, as a new upload (persevere cp does)",
         )
+    if state.header.stream and _piped_in() and not await gives_object(state, 0, progress):
+        # A stream given this time (a pipe, a file redirected in) must be the object's
+        why = "the stream piped in is not the one it was completed from"
+        raise changed_since(state.header, why, hint="upload it as a new upload: persevere cp -")
     return result_of(state, started)
+
+
+def _piped_in() -> bool:
+    """Is a stream given on standard input (a pipe, a socket, a file redirected in), not
+    nothing (a terminal, closed, ``/dev/null`` as supervisors leave it)?"""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode)
 
 
 async def _inspect(request: Request, header: Header, state_path: Path | None) -> FileIdentity:

@@ -131,7 +131,6 @@ def test_exit_0_needs_the_object_after_completion_to_be_this_files(
     assert done.returncode != 0, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 11 #4")
 def test_resume_of_a_completed_upload_checks_the_file_when_the_object_cannot_be_read(
     s3_env, s3_server, s3_client, bucket, make_file, tmp_path
 ):
@@ -159,7 +158,6 @@ def test_resume_of_a_completed_upload_checks_the_file_when_the_object_cannot_be_
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 11 #5")
 def test_resume_of_a_completed_stream_reads_the_stream_piped_in(
     s3_env, s3_client, bucket, tmp_path
 ):
