@@ -272,11 +272,16 @@ def may_be_journal(data: bytes) -> bool:
     first, newline, _ = data.partition(b"\n")
     if not newline:
         return _HEADER_START.startswith(first[: len(_HEADER_START)].rstrip(b"\0"))
-    try:
-        record = json.loads(first)
-    except (ValueError, UnicodeDecodeError):
-        return False
+    record = _loads(first)
     return isinstance(record, dict) and str(record.get("format")).startswith("persevere")
+
+
+def _loads(line: bytes) -> Any:
+    """A line's JSON value; None if it is not JSON (a damaged line, or no journal's)."""
+    try:
+        return json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def replay(data: bytes, name: str = "state file") -> JournalState:
@@ -302,16 +307,11 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             hint="nothing to resume: delete it and start again (the bucket's list of multipart "
             "uploads in progress shows the one it may have created)",
         )
-    state: JournalState | None = None
-    for index, raw in enumerate(lines, start=1):
+    # (A header that is no JSON: refused as not a persevere state file.)
+    state = JournalState(header=_parse_header(_loads(lines[0]), name))
+    for index, raw in enumerate(lines[1:], start=2):
         where = f"{name}, line {index}"
-        try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            record = None  # (a header: refused as not a persevere state file)
-        if state is None:
-            state = JournalState(header=_parse_header(record, name))
-            continue
+        record = _loads(raw)
         kind = record.get("type") if isinstance(record, dict) else None
         if state.outcome is not None and kind in ("part", "completed", "aborted"):
             # (A source line may follow: the file re-checked against a completed upload; a
@@ -341,7 +341,6 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 raise StateFileError(f"{where} is not a journal record")
         except StateFileError:
             state.damaged_lines.append(index)
-    assert state is not None
     state.valid_length = len(data) - len(tail)
     state.torn_tail = bool(tail)
     return state
