@@ -10,6 +10,7 @@ upload already recorded was not made with (:meth:`Request.conflicts_with`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Mapping
@@ -78,7 +79,7 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
     if os.isatty(fd):
         raise UsageError("standard input is a terminal: nothing is being piped in")
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        try:
+        with contextlib.suppress(OSError):
             # One read from past its start (``{ read header; persevere cp -; } < file``) gives
             # what is left, as ``cat`` would: a stream, not the file from byte 0.
             if os.lseek(fd, 0, os.SEEK_CUR) != 0:
@@ -89,8 +90,6 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
             if path.exists() and os.path.samestat(os.stat(path), st) and (
                     stat.S_ISBLK(st.st_mode) or size_is_true(path, st.st_size)):  # fmt: skip
                 return "file", path
-        except OSError:
-            pass
     return "stream", None
 
 
@@ -116,14 +115,11 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
 def refuse_source_as_state(state_path: Path, source: Path) -> None:
     """The state file is not the file to upload (the path given twice, a link to it): an
     empty one would be taken for a journal a crash left without its header, and removed."""
-    try:
-        same = os.path.samefile(state_path, source)
-    except OSError:  # (no state file yet)
-        return
-    if same:
-        raise UsageError("the state file cannot be the file being uploaded",
-                         hint="give another --state-file (or none: FILE.persevere beside it)",
-                         param="state_file")  # fmt: skip
+    with contextlib.suppress(OSError):  # (no state file yet)
+        if os.path.samefile(state_path, source):
+            raise UsageError("the state file cannot be the file being uploaded",
+                             hint="give another --state-file (or none: FILE.persevere beside it)",
+                             param="state_file")  # fmt: skip
 
 
 # CreateMultipartUpload's parameters persevere sets itself: the object options cannot (an
