@@ -29,14 +29,13 @@ Pure: no I/O; the sender asks :meth:`PartVerifier.needs_md5` when preparing a pa
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checksums import ChecksumAlgorithm
+from ._checksums import ChecksumAlgorithm, b64
 from ._errors import S3Error
 from ._quirks import ETag, answered
 from ._retry import TransientError
@@ -100,7 +99,7 @@ class PartVerifier:
         if self.flexible:
             fields[self.algorithm.param] = digests.checksum
         if digests.md5 is not None:
-            fields["ContentMD5"] = base64.b64encode(digests.md5).decode("ascii")
+            fields["ContentMD5"] = b64(digests.md5)
         return fields
 
     # -- the answer -----------------------------------------------------------------------------

@@ -191,7 +191,6 @@ class ObjectChecksum:
     def stored(cls, response: Mapping[str, object]) -> ObjectChecksum | None:
         """The checksum a HeadObject/Complete answer reports, whatever the algorithm."""
         for algorithm in ALGORITHMS.values():
-            value = response.get(algorithm.param)
-            if value:
+            if value := response.get(algorithm.param):
                 return cls.parse(algorithm, str(value))
         return None
