@@ -421,9 +421,8 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            with io.FileIO(fd, closefd=False) as file:  # (the journal keeps its descriptor)
-                data = file.readall()
-            yield journal, data
+            # (closefd=False: the journal keeps its descriptor.)
+            yield journal, io.FileIO(fd, closefd=False).readall()
         except BaseException:
             journal.close()
             raise
@@ -595,11 +594,6 @@ class HeaderTorn(StateFileError):
     CreateMultipartUpload answered (that upload's id is lost: ListMultipartUploads shows it)."""
 
 
-# A state file path that names nothing usable: a symbolic-link loop, a name too long, a file
-# where a directory should be. Bad input, like a directory or a device at the path.
-_BAD_PATH_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR})
-
-
 def followed(path: Path) -> Path:
     """The state file ``path`` names: a symbolic link given as one (to a volume's journal, not
     there yet on a first run) is written where it points, never replaced by a file."""
@@ -614,9 +608,11 @@ def require_regular(path: Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        if exc.errno not in _BAD_PATH_ERRNOS:
-            return  # nothing there (or the caller's own open says why)
-        # No file can ever be made or read at this path.
+        # Nothing there (or the caller's own open says why); else no file can ever be made or
+        # read at this path (a symbolic-link loop, a name too long, a file where a directory
+        # should be): bad input, like a directory or a device at the path.
+        if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR):
+            return
         why, hint = f"cannot be used: {exc.strerror}", None
     else:
         if stat.S_ISREG(mode):
