@@ -42,8 +42,6 @@ from ._retry import TransientError
 
 log = logging.getLogger("persevere")
 
-CONTENT_MD5_ALGORITHM = "MD5"  # --checksum MD5: Content-MD5 per part, not x-amz-checksum-md5
-
 
 class ChecksumNotVerified(S3Error):
     """The endpoint accepted a part without proving it verified the checksum (exit 1).
@@ -81,8 +79,9 @@ class PartVerifier:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.algorithm = algorithm
-        # Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete)
-        self.flexible = algorithm.name != CONTENT_MD5_ALGORITHM
+        # Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete): not for
+        # --checksum MD5, which sends Content-MD5 per part, not x-amz-checksum-md5.
+        self.flexible = algorithm.name != "MD5"
         self.pinned = pinned and self.flexible
         self.proof = Proof.UNKNOWN if self.flexible else Proof.ETAG
         self._warn = warn if warn is not None else log.warning

@@ -31,13 +31,11 @@ class Hasher(Protocol):
     def digest(self) -> bytes: ...
 
 
+@dataclass(slots=True)
 class _Crc:
-    __slots__ = ("_fn", "_value", "_width")
-
-    def __init__(self, fn: Callable[[bytes | bytearray | memoryview, int], int], width: int):
-        self._fn = fn
-        self._width = width
-        self._value = 0
+    _fn: Callable[[bytes | bytearray | memoryview, int], int]
+    _width: int
+    _value: int = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._value = self._fn(data, self._value)
