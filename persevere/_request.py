@@ -30,10 +30,6 @@ from ._urls import check_destination
 from ._version import __version__
 
 STDIN = "-"
-# Standard input's other names, which many tools take for it: read as "-" is (a file redirected
-# in is that file, its state file beside it; a pipe is a stream), never a file in /dev with
-# its state file beside it there (a tmpfs, one for every run).
-STDIN_NAMES = frozenset({STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
@@ -58,9 +54,12 @@ def algorithm_of(checksum: str | None) -> ChecksumAlgorithm:
 
 
 def names_stdin(path: str | Path | None) -> bool:
-    """Is ``path`` ``-`` (or another of :data:`STDIN_NAMES`), standard input (what it is, a
+    """Is ``path`` ``-`` (or another of standard input's names), standard input (what it is, a
     pipe or a file redirected in, is :func:`resolve_source`'s to say)?"""
-    return path is not None and str(path) in STDIN_NAMES
+    # Standard input's other names, which many tools take for it: read as "-" is (a file
+    # redirected in is that file, its state file beside it; a pipe is a stream), never a file
+    # in /dev with its state file beside it there (a tmpfs, one for every run).
+    return path is not None and str(path) in {STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
@@ -274,8 +273,7 @@ class Request:
         """:meth:`check`, then the file (None: a stream), its parts and the state file's
         absolute path; blocking (it looks at the file)."""
         self.check()
-        source = self.reads()
-        identity = None if source.stream else inspect_file(source.path)
+        identity = None if self.reads().stream else inspect_file(self.reads().path)
         layout = self.layout(identity)
         if isinstance(layout, PartPlan) and (self.shards or 0) > layout.part_count:
             raise UsageError(f"{self.shards} shards for {layout.part_count} part(s): each "
