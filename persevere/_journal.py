@@ -370,10 +370,8 @@ class Journal:
         require_regular(path)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        except FileExistsError:
-            if locked_elsewhere(path):  # another start is creating it, or a run holds it
-                raise _in_use(path) from None
-            raise already_exists(path) from None
+        except FileExistsError:  # (in use: another start is creating it, or a run holds it)
+            raise (_in_use(path) if locked_elsewhere(path) else already_exists(path)) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
