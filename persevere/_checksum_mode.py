@@ -29,21 +29,18 @@ Pure: no I/O; the sender asks :meth:`PartVerifier.needs_md5` when preparing a pa
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checksums import ChecksumAlgorithm
+from ._checksums import ChecksumAlgorithm, b64
 from ._errors import S3Error
 from ._quirks import ETag, answered
 from ._retry import TransientError
 
 log = logging.getLogger("persevere")
-
-CONTENT_MD5_ALGORITHM = "MD5"  # --checksum MD5: Content-MD5 per part, not x-amz-checksum-md5
 
 
 class ChecksumNotVerified(S3Error):
@@ -82,8 +79,9 @@ class PartVerifier:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.algorithm = algorithm
-        # Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete)
-        self.flexible = algorithm.name != CONTENT_MD5_ALGORITHM
+        # Whether x-amz-checksum-* fields go anywhere (Create, parts, Complete): not for
+        # --checksum MD5, which sends Content-MD5 per part, not x-amz-checksum-md5.
+        self.flexible = algorithm.name != "MD5"
         self.pinned = pinned and self.flexible
         self.proof = Proof.UNKNOWN if self.flexible else Proof.ETAG
         self._warn = warn if warn is not None else log.warning
@@ -100,7 +98,7 @@ class PartVerifier:
         if self.flexible:
             fields[self.algorithm.param] = digests.checksum
         if digests.md5 is not None:
-            fields["ContentMD5"] = base64.b64encode(digests.md5).decode("ascii")
+            fields["ContentMD5"] = b64(digests.md5)
         return fields
 
     # -- the answer -----------------------------------------------------------------------------

@@ -31,13 +31,11 @@ class Hasher(Protocol):
     def digest(self) -> bytes: ...
 
 
+@dataclass(slots=True)
 class _Crc:
-    __slots__ = ("_fn", "_value", "_width")
-
-    def __init__(self, fn: Callable[[bytes | bytearray | memoryview, int], int], width: int):
-        self._fn = fn
-        self._width = width
-        self._value = 0
+    _fn: Callable[[bytes | bytearray | memoryview, int], int]
+    _width: int
+    _value: int = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._value = self._fn(data, self._value)
@@ -191,7 +189,6 @@ class ObjectChecksum:
     def stored(cls, response: Mapping[str, object]) -> ObjectChecksum | None:
         """The checksum a HeadObject/Complete answer reports, whatever the algorithm."""
         for algorithm in ALGORITHMS.values():
-            value = response.get(algorithm.param)
-            if value:
+            if value := response.get(algorithm.param):
                 return cls.parse(algorithm, str(value))
         return None

@@ -272,11 +272,16 @@ def may_be_journal(data: bytes) -> bool:
     first, newline, _ = data.partition(b"\n")
     if not newline:
         return _HEADER_START.startswith(first[: len(_HEADER_START)].rstrip(b"\0"))
-    try:
-        record = json.loads(first)
-    except (ValueError, UnicodeDecodeError):
-        return False
+    record = _loads(first)
     return isinstance(record, dict) and str(record.get("format")).startswith("persevere")
+
+
+def _loads(line: bytes) -> Any:
+    """A line's JSON value; None if it is not JSON (a damaged line, or no journal's)."""
+    try:
+        return json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def replay(data: bytes, name: str = "state file") -> JournalState:
@@ -302,16 +307,11 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
             hint="nothing to resume: delete it and start again (the bucket's list of multipart "
             "uploads in progress shows the one it may have created)",
         )
-    state: JournalState | None = None
-    for index, raw in enumerate(lines, start=1):
+    # (A header that is no JSON: refused as not a persevere state file.)
+    state = JournalState(header=_parse_header(_loads(lines[0]), name))
+    for index, raw in enumerate(lines[1:], start=2):
         where = f"{name}, line {index}"
-        try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            record = None  # (a header: refused as not a persevere state file)
-        if state is None:
-            state = JournalState(header=_parse_header(record, name))
-            continue
+        record = _loads(raw)
         kind = record.get("type") if isinstance(record, dict) else None
         if state.outcome is not None and kind in ("part", "completed", "aborted"):
             # (A source line may follow: the file re-checked against a completed upload; a
@@ -341,7 +341,6 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
                 raise StateFileError(f"{where} is not a journal record")
         except StateFileError:
             state.damaged_lines.append(index)
-    assert state is not None
     state.valid_length = len(data) - len(tail)
     state.torn_tail = bool(tail)
     return state
@@ -371,10 +370,8 @@ class Journal:
         require_regular(path)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        except FileExistsError:
-            if locked_elsewhere(path):  # another start is creating it, or a run holds it
-                raise _in_use(path) from None
-            raise already_exists(path) from None
+        except FileExistsError:  # (in use: another start is creating it, or a run holds it)
+            raise (_in_use(path) if locked_elsewhere(path) else already_exists(path)) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -422,9 +419,8 @@ class Journal:
         journal = cls(path, fd)
         try:
             journal.lock()
-            with io.FileIO(fd, closefd=False) as file:  # (the journal keeps its descriptor)
-                data = file.readall()
-            yield journal, data
+            # (closefd=False: the journal keeps its descriptor.)
+            yield journal, io.FileIO(fd, closefd=False).readall()
         except BaseException:
             journal.close()
             raise
@@ -596,11 +592,6 @@ class HeaderTorn(StateFileError):
     CreateMultipartUpload answered (that upload's id is lost: ListMultipartUploads shows it)."""
 
 
-# A state file path that names nothing usable: a symbolic-link loop, a name too long, a file
-# where a directory should be. Bad input, like a directory or a device at the path.
-_BAD_PATH_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR})
-
-
 def followed(path: Path) -> Path:
     """The state file ``path`` names: a symbolic link given as one (to a volume's journal, not
     there yet on a first run) is written where it points, never replaced by a file."""
@@ -615,9 +606,11 @@ def require_regular(path: Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        if exc.errno not in _BAD_PATH_ERRNOS:
-            return  # nothing there (or the caller's own open says why)
-        # No file can ever be made or read at this path.
+        # Nothing there (or the caller's own open says why); else no file can ever be made or
+        # read at this path (a symbolic-link loop, a name too long, a file where a directory
+        # should be): bad input, like a directory or a device at the path.
+        if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR):
+            return
         why, hint = f"cannot be used: {exc.strerror}", None
     else:
         if stat.S_ISREG(mode):

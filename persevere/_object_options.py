@@ -108,23 +108,7 @@ def build_object_options(
             raise UsageError(f"--request-payer must be 'requester', not {request_payer!r}")
         # A requester-pays bucket bills this account for the requests and the storage.
         options["RequestPayer"] = request_payer
-    options.update(_object_lock(object_lock_mode, object_lock_retain_until, object_lock_legal_hold))
-    return options
-
-
-def _one_of(given: str, kind: object, what: str, *, upper: bool = False) -> str:
-    """``given`` (upper-cased if ``upper``), if it is one of the ``Literal`` ``kind``'s."""
-    choices: tuple[str, ...] = get_args(kind)
-    value = given.upper() if upper else given
-    if value not in choices:
-        raise UsageError(f"unknown {what} {given!r} (one of {', '.join(choices)})")
-    return value
-
-
-def _object_lock(
-    mode: str | None, until: str | datetime | None, legal_hold: str | None
-) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+    mode, until, legal_hold = object_lock_mode, object_lock_retain_until, object_lock_legal_hold
     if (mode is None) != (until is None):  # S3 wants both or neither
         raise UsageError(
             "--object-lock-mode and --object-lock-retain-until go together (a retention is a "
@@ -149,6 +133,15 @@ def _object_lock(
             raise UsageError(f"--object-lock-legal-hold must be ON or OFF, not {legal_hold!r}")
         options["ObjectLockLegalHoldStatus"] = hold
     return options
+
+
+def _one_of(given: str, kind: object, what: str, *, upper: bool = False) -> str:
+    """``given`` (upper-cased if ``upper``), if it is one of the ``Literal`` ``kind``'s."""
+    choices: tuple[str, ...] = get_args(kind)
+    value = given.upper() if upper else given
+    if value not in choices:
+        raise UsageError(f"unknown {what} {given!r} (one of {', '.join(choices)})")
+    return value
 
 
 # A compressed file is stored as the bytes it is: a Content-Encoding would make browsers,

@@ -116,10 +116,6 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
 
 
 # -- streams: the length is not known in advance ---------------------------------------------
-STREAM_FIRST_PART_SIZE = 8 * MiB
-STREAM_PARTS_PER_STEP = 1_000
-
-
 @dataclass(frozen=True, slots=True)
 class StreamSchedule:
     """Part sizes for a stream of unknown length: ``first`` for the first ``every`` parts, then
@@ -135,8 +131,8 @@ class StreamSchedule:
     S3 allows unequal parts (not every S3-compatible endpoint does: R2 wants them equal).
     """
 
-    first: int = STREAM_FIRST_PART_SIZE
-    every: int = STREAM_PARTS_PER_STEP
+    first: int = 8 * MiB
+    every: int = 1_000
 
     @classmethod
     def for_expected(cls, expected_size: int | None) -> StreamSchedule:

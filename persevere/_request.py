@@ -10,6 +10,7 @@ upload already recorded was not made with (:meth:`Request.conflicts_with`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Mapping
@@ -29,10 +30,6 @@ from ._urls import check_destination
 from ._version import __version__
 
 STDIN = "-"
-# Standard input's other names, which many tools take for it: read as "-" is (a file redirected
-# in is that file, its state file beside it; a pipe is a stream), never a file in /dev with
-# its state file beside it there (a tmpfs, one for every run).
-STDIN_NAMES = frozenset({STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a stream's schedule
 
 
@@ -57,9 +54,12 @@ def algorithm_of(checksum: str | None) -> ChecksumAlgorithm:
 
 
 def names_stdin(path: str | Path | None) -> bool:
-    """Is ``path`` ``-`` (or another of :data:`STDIN_NAMES`), standard input (what it is, a
+    """Is ``path`` ``-`` (or another of standard input's names), standard input (what it is, a
     pipe or a file redirected in, is :func:`resolve_source`'s to say)?"""
-    return path is not None and str(path) in STDIN_NAMES
+    # Standard input's other names, which many tools take for it: read as "-" is (a file
+    # redirected in is that file, its state file beside it; a pipe is a stream), never a file
+    # in /dev with its state file beside it there (a tmpfs, one for every run).
+    return path is not None and str(path) in {STDIN, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
 def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
@@ -78,7 +78,7 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
     if os.isatty(fd):
         raise UsageError("standard input is a terminal: nothing is being piped in")
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        try:
+        with contextlib.suppress(OSError):
             # One read from past its start (``{ read header; persevere cp -; } < file``) gives
             # what is left, as ``cat`` would: a stream, not the file from byte 0.
             if os.lseek(fd, 0, os.SEEK_CUR) != 0:
@@ -89,8 +89,6 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
             if path.exists() and os.path.samestat(os.stat(path), st) and (
                     stat.S_ISBLK(st.st_mode) or size_is_true(path, st.st_size)):  # fmt: skip
                 return "file", path
-        except OSError:
-            pass
     return "stream", None
 
 
@@ -116,14 +114,11 @@ def resolve_source(given: str | Path, fd: int = 0) -> Source:
 def refuse_source_as_state(state_path: Path, source: Path) -> None:
     """The state file is not the file to upload (the path given twice, a link to it): an
     empty one would be taken for a journal a crash left without its header, and removed."""
-    try:
-        same = os.path.samefile(state_path, source)
-    except OSError:  # (no state file yet)
-        return
-    if same:
-        raise UsageError("the state file cannot be the file being uploaded",
-                         hint="give another --state-file (or none: FILE.persevere beside it)",
-                         param="state_file")  # fmt: skip
+    with contextlib.suppress(OSError):  # (no state file yet)
+        if os.path.samefile(state_path, source):
+            raise UsageError("the state file cannot be the file being uploaded",
+                             hint="give another --state-file (or none: FILE.persevere beside it)",
+                             param="state_file")  # fmt: skip
 
 
 # CreateMultipartUpload's parameters persevere sets itself: the object options cannot (an
@@ -278,8 +273,7 @@ class Request:
         """:meth:`check`, then the file (None: a stream), its parts and the state file's
         absolute path; blocking (it looks at the file)."""
         self.check()
-        source = self.reads()
-        identity = None if source.stream else inspect_file(source.path)
+        identity = None if self.reads().stream else inspect_file(self.reads().path)
         layout = self.layout(identity)
         if isinstance(layout, PartPlan) and (self.shards or 0) > layout.part_count:
             raise UsageError(f"{self.shards} shards for {layout.part_count} part(s): each "

@@ -30,8 +30,7 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"not a size: {text!r} (use bytes or a unit, e.g. 8MiB, 64M, 5GiB)")
     number, unit = match.groups()
-    factor = _UNITS.get(unit.lower())
-    if factor is None:
+    if (factor := _UNITS.get(unit.lower())) is None:
         raise ValueError(
             f"unknown size unit {unit!r} in {text!r} (use KiB, MiB, GiB, TiB, MB, ...)"
         )
