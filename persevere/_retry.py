@@ -148,11 +148,9 @@ async def call_with_retry(
                 log.info("%s: %s; retrying with fresh credentials", what, exc,
                          extra=event("credentials", what=what))  # fmt: skip
                 continue
-            out_of_patience = (
+            if (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
-            )
-            out_of_attempts = policy.max_attempts is not None and attempt >= policy.max_attempts
-            if out_of_attempts or out_of_patience:
+            ) or (policy.max_attempts is not None and attempt >= policy.max_attempts):
                 raise on_exhausted(exc, attempt) from exc
             delay = policy.delay(attempt)
             log.warning(
