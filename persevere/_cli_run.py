@@ -165,10 +165,8 @@ def _run(
                         elif left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
-                                "%s again: finishing the cleanup first (at most %.0fs; once "
-                                "more to exit at once)",
-                                name,
-                                grace_s,
+                                f"{name} again: finishing the cleanup first (at most "
+                                f"{grace_s:.0f}s; once more to exit at once)"
                             )
                             tg.start_soon(exit_after_grace, name)
                         elif hurried_by_parent:
