@@ -83,8 +83,6 @@ class DataPattern:
     """
 
     def __init__(self, length: int = PATTERN_BYTES, slice_bytes: int = SLICE_BYTES) -> None:
-        if not 0 < slice_bytes <= length:
-            raise ValueError("slice_bytes must be between 1 and the pattern length")
         head = os.urandom(length)
         self._data = memoryview(head + head[:slice_bytes])
         self.length = length
