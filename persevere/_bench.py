@@ -83,8 +83,6 @@ class DataPattern:
     """
 
     def __init__(self, length: int = PATTERN_BYTES, slice_bytes: int = SLICE_BYTES) -> None:
-        if not 0 < slice_bytes <= length:
-            raise ValueError("slice_bytes must be between 1 and the pattern length")
         head = os.urandom(length)
         self._data = memoryview(head + head[:slice_bytes])
         self.length = length
@@ -297,11 +295,8 @@ async def run_bench(
     for plan, concurrency in runs:
         row = await one(plan, concurrency)
         log.info(
-            "bench: %s in parts of %s at concurrency %d: %.1f MB/s",
-            format_size(row.size),
-            format_size(row.part_size),
-            row.concurrency,
-            row.mb_per_s,
+            f"bench: {format_size(row.size)} in parts of {format_size(row.part_size)} at "
+            f"concurrency {row.concurrency}: {row.mb_per_s:.1f} MB/s"
         )
         rows.append(row)
         if on_row is not None:

@@ -181,16 +181,15 @@ class StreamingBody(_Body):
         sock_fd = _sendfile.plain_socket(writer)
         if sock_fd is None:
             return False
-        source = self._source
         try:
             return await _sendfile.send_range(
-                writer, sock_fd, source.fileno(), self._offset, self._length, self._on_sent
+                writer, sock_fd, self._source.fileno(), self._offset, self._length, self._on_sent
             )
         except _sendfile.SourceEnded:
-            self.error = source.shrunk()
+            self.error = self._source.shrunk()
             raise self.error from None
         except _sendfile.SourceUnreadable as exc:
-            self.error = source.unreadable(exc.error)
+            self.error = self._source.unreadable(exc.error)
             raise self.error from None
 
 

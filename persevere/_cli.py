@@ -84,17 +84,14 @@ def _root(
     _reported(require_supported)  # Windows: one line before any command starts (._platform)
 
 
-# The commands, in the order help lists them: each a plain function of its own module, its
-# flag groups spread into their options (._flag_groups).
-upload_app.command("start")(flag_groups(start))
-app.command("cp")(flag_groups(cp))
-upload_app.command("resume")(flag_groups(resume))
-upload_app.command("shard")(flag_groups(shard))
-upload_app.command("abort")(flag_groups(abort))
+# The commands, in the order help lists them: each a plain function of its own module, named
+# after it (but list), its flag groups spread into their options (._flag_groups).
+for upload_command in (start, resume, shard, abort):
+    upload_app.command()(flag_groups(upload_command))
 upload_app.command("list")(flag_groups(list_uploads))
-upload_app.command("status")(flag_groups(status))
-app.command("verify")(flag_groups(verify))
-app.command("bench")(flag_groups(bench))
+upload_app.command()(flag_groups(status))
+for command in (cp, verify, bench):
+    app.command()(flag_groups(command))
 
 
 def main() -> None:

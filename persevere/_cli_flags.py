@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 
 from . import _errors
+from ._bandwidth import parse_rate
 from ._checksums import AlgorithmName
 from ._cli_run import _note_json, _reported, _usage_error
 from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, StorageClass
@@ -82,12 +83,6 @@ def _auto_processes(pieces: int) -> int | None:
     return count if count > 1 else None
 
 
-def _rate(text: str) -> float:
-    from ._bandwidth import parse_rate
-
-    return parse_rate(text)
-
-
 def _help(option: Any, help: str) -> Any:
     """The ``typer.Option`` of ``option`` (an ``...Opt`` alias) with another help: a command
     that describes a flag in its own words takes the flag itself (names, range, parser,
@@ -113,7 +108,7 @@ JsonOpt = Annotated[bool, typer.Option(
     "--json", callback=_note_json,
     help="Print one JSON document on stdout (for scripts), errors included.")]
 BandwidthOpt = Annotated[float | None, typer.Option(
-    "--max-bandwidth", parser=_parser(_rate), metavar="RATE", envvar="PERSEVERE_MAX_BANDWIDTH",
+    "--max-bandwidth", parser=_parser(parse_rate), metavar="RATE", envvar="PERSEVERE_MAX_BANDWIDTH",
     show_default=False,
     help="Cap on the upload rate, shared by all parts, e.g. 100MiB/s (binary) or 50MB/s "
     "(decimal).")]
@@ -156,13 +151,11 @@ class TransferFlags:
     # fmt: on
 
     def options(self) -> Any:
-        if self.retry_for is not None:  # the patience decides
-            retry = RetryPolicy(max_attempts=None, patience_s=self.retry_for)
-        else:
-            retry = RetryPolicy(max_attempts=self.max_retries + 1)
+        # --retry-for: the patience decides, not a count
+        attempts = self.max_retries + 1 if self.retry_for is None else None
         return UploadOptions(
             concurrency=self.concurrency,
-            retry=retry,
+            retry=RetryPolicy(max_attempts=attempts, patience_s=self.retry_for),
             stall_timeout_s=self.stall_timeout,
             max_bandwidth_bytes_s=self.max_bandwidth,
         )
@@ -272,8 +265,7 @@ class OverrideFlags(EndpointFlags):
 
     region: str | None = dataclasses.field(default=None, init=False)
 
-    def endpoint(self) -> Any:
-        return self.overrides()
+    endpoint = EndpointFlags.overrides
 
 
 @dataclasses.dataclass(frozen=True)

@@ -165,10 +165,8 @@ def _run(
                         elif left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
-                                "%s again: finishing the cleanup first (at most %.0fs; once "
-                                "more to exit at once)",
-                                name,
-                                grace_s,
+                                f"{name} again: finishing the cleanup first (at most "
+                                f"{grace_s:.0f}s; once more to exit at once)"
                             )
                             tg.start_soon(exit_after_grace, name)
                         elif hurried_by_parent:
@@ -247,11 +245,9 @@ def _say(line: str, **error: Any) -> None:
     """A line on stderr that never raises: after SIGHUP the terminal may be gone. Under
     ``--log-format json`` it is one JSON object: an ``error`` event when ``error`` gives its
     fields (``exit_code``...), else a warning."""
-    if json_lines():
-        message = line.removeprefix("persevere: ")
+    if json_lines():  # (only an error's line says "error: ")
+        message = line.removeprefix("persevere: ").removeprefix("error: ")
         name = "error" if error else "log"
-        if error:
-            message = message.removeprefix("error: ")
         line = json_line("error" if error else "warning", name, message, error, time.time())
     with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
@@ -329,10 +325,9 @@ def _print_dry_run(r: Any, json_output: bool) -> None:
     """A dry run's report ``r``."""
     if _emitted({"dry_run": True, **dataclasses.asdict(r)}, json_output):
         return
+    exists = "exists" if r.object_exists else "does not exist yet"
     if r.object_exists is None:
         exists = "cannot tell (HeadObject refused)"
-    else:
-        exists = "exists" if r.object_exists else "does not exist yet"
     checksum = r.checksum_algorithm + (
         "" if r.checksum_pinned else " (default; Content-MD5 if the endpoint does not confirm it)"
     )

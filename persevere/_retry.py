@@ -148,20 +148,14 @@ async def call_with_retry(
                 log.info("%s: %s; retrying with fresh credentials", what, exc,
                          extra=event("credentials", what=what))  # fmt: skip
                 continue
-            out_of_patience = (
+            if (
                 policy.patience_s is not None and policy.clock() - started >= policy.patience_s
-            )
-            out_of_attempts = policy.max_attempts is not None and attempt >= policy.max_attempts
-            if out_of_attempts or out_of_patience:
+            ) or (policy.max_attempts is not None and attempt >= policy.max_attempts):
                 raise on_exhausted(exc, attempt) from exc
             delay = policy.delay(attempt)
             log.warning(
-                "%s failed (%s), retrying in %.1fs (attempt %d of %s)",
-                what,
-                exc,
-                delay,
-                attempt + 1,
-                policy.max_attempts or f"{policy.patience_s:.0f}s",
+                f"{what} failed ({exc}), retrying in {delay:.1f}s (attempt {attempt + 1} of "
+                f"{policy.max_attempts or f'{policy.patience_s:.0f}s'})",
                 extra=event(
                     "retry", what=what, attempt=attempt + 1, delay_s=round(delay, 2), code=exc.code
                 ),

@@ -123,12 +123,8 @@ class Trailers:
         otherwise be sent every part of the first wave twice)."""
         if not self.usable(algorithm) or self.sends_files:
             return False
-        if self.support is Support.TAKEN:
-            return True
-        if self._probing:
-            return False
-        self._probing = True
-        return True
+        probing, self._probing = self._probing, True
+        return self.support is Support.TAKEN or not probing
 
     def taken(self) -> None:
         """A trailed checksum was echoed. Once refused, the header form stays (a trailed part
@@ -145,10 +141,8 @@ class Trailers:
         if self.support is Support.UNKNOWN:
             self.support = Support.REFUSED
             log.info(
-                "the endpoint %s does not take checksums as aws-chunked trailers (%s): parts "
-                "are sent with the checksum in the header, read twice",
-                self.endpoint,
-                why,
+                f"the endpoint {self.endpoint} does not take checksums as aws-chunked trailers "
+                f"({why}): parts are sent with the checksum in the header, read twice",
                 extra=event("trailer_refused", endpoint=self.endpoint, why=why),
             )
         return True
