@@ -295,8 +295,11 @@ async def run_bench(
     for plan, concurrency in runs:
         row = await one(plan, concurrency)
         log.info(
-            f"bench: {format_size(row.size)} in parts of {format_size(row.part_size)} at "
-            f"concurrency {row.concurrency}: {row.mb_per_s:.1f} MB/s"
+            "bench: %s in parts of %s at concurrency %d: %.1f MB/s",
+            format_size(row.size),
+            format_size(row.part_size),
+            row.concurrency,
+            row.mb_per_s,
         )
         rows.append(row)
         if on_row is not None:

@@ -165,8 +165,10 @@ def _run(
                         elif left_behind is not None and not hurried:
                             hurried = True
                             log.warning(
-                                f"{name} again: finishing the cleanup first (at most "
-                                f"{grace_s:.0f}s; once more to exit at once)"
+                                "%s again: finishing the cleanup first (at most %.0fs; once "
+                                "more to exit at once)",
+                                name,
+                                grace_s,
                             )
                             tg.start_soon(exit_after_grace, name)
                         elif hurried_by_parent:

@@ -154,8 +154,12 @@ async def call_with_retry(
                 raise on_exhausted(exc, attempt) from exc
             delay = policy.delay(attempt)
             log.warning(
-                f"{what} failed ({exc}), retrying in {delay:.1f}s (attempt {attempt + 1} of "
-                f"{policy.max_attempts or f'{policy.patience_s:.0f}s'})",
+                "%s failed (%s), retrying in %.1fs (attempt %d of %s)",
+                what,
+                exc,
+                delay,
+                attempt + 1,
+                policy.max_attempts or f"{policy.patience_s:.0f}s",
                 extra=event(
                     "retry", what=what, attempt=attempt + 1, delay_s=round(delay, 2), code=exc.code
                 ),

@@ -141,8 +141,10 @@ class Trailers:
         if self.support is Support.UNKNOWN:
             self.support = Support.REFUSED
             log.info(
-                f"the endpoint {self.endpoint} does not take checksums as aws-chunked trailers "
-                f"({why}): parts are sent with the checksum in the header, read twice",
+                "the endpoint %s does not take checksums as aws-chunked trailers (%s): parts "
+                "are sent with the checksum in the header, read twice",
+                self.endpoint,
+                why,
                 extra=event("trailer_refused", endpoint=self.endpoint, why=why),
             )
         return True
