@@ -24,7 +24,7 @@ from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._progress import ProgressSink
-from ._quirks import ETag, is_write_conflict
+from ._quirks import ETag, is_write_conflict, missing
 from ._request import Request, now
 from ._retry import Call, RetryPolicy
 from ._s3 import Endpoint, S3Client, open_client
@@ -132,11 +132,23 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
     Needs s3:GetObject; without it the check is skipped with a warning (the parts and
     CompleteMultipartUpload were already verified by S3).
     """
-    try:
-        head = await session.head_object()
-    except S3Error as exc:
-        log.warning("could not check the completed object (%s); S3 verified every part", exc)
-        return
+    for pause in (0.5, 1.5, 0.0):  # (a gateway slower to show the object than S3)
+        try:
+            head = await session.head_object()
+            break
+        except S3Error as exc:
+            if not missing(exc):
+                log.warning("could not check the completed object (%s); S3 verified every part",
+                            exc)  # fmt: skip
+                return
+            if not pause:
+                raise IntegrityError(
+                    f"{session.where}: CompleteMultipartUpload answered, but there is no object "
+                    f"there (HeadObject: {exc.code}): something between persevere and S3 (a "
+                    "proxy, a gateway) answered for it",
+                    hint="check the endpoint, then run the same command again",
+                ) from None
+            await anyio.sleep(pause)
     stored_size = int(head.get("ContentLength", -1))
     stored = head.get(session.algorithm.param)
     if stored_size != size or (stored is not None and not done.checksum.matches(stored)):
@@ -144,6 +156,17 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
             f"{session.where} after completion has size {stored_size} and checksum {stored}; "
             f"expected {size} and {done.checksum}",
             hint="delete the object and upload it again",
+        )
+    stored_etag = str(head.get("ETag") or "")
+    if stored_etag and not any(
+        ETag(stored_etag).same(e or "") for e in (done.etag, done.expected_etag)
+    ):
+        # Not the ETag CompleteMultipartUpload gave, nor the parts': another object is there
+        # (written since by someone else, or an answer that was not the server's)
+        raise IntegrityError(
+            f"{session.where} after completion has ETag {stored_etag}, not the completed "
+            f"object's {done.etag}: another object is at the key",
+            hint="check what else writes to this key (and the endpoint), then upload again",
         )
     differs = done.expected_etag and not ETag(done.expected_etag).same(done.etag)
     if differs and ETag.proves_content(head):
