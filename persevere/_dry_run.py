@@ -33,13 +33,12 @@ from pathlib import Path
 
 import anyio
 
-from ._completed import recheck
+from ._completed import recheck, run_again
 from ._completion import endpoint_of, recorded_session, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
-from ._quirks import credentials_expired
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
 from ._retry import Call, TransientError
@@ -83,12 +82,8 @@ def _nothing_changed() -> Iterator[None]:
         yield
     except ResumableError as exc:
         cause = exc.__cause__
-        if isinstance(cause, TransientError) and credentials_expired(cause.code):
-            exc.hint = "renew the credentials (aws sso login, a new session...), then run again"
-        else:
-            exc.hint = "a dry run: nothing was created or changed; check the endpoint and the "\
-                       "network, then run the same command again"  # fmt: skip
-        exc.next_step = None
+        code = cause.code if isinstance(cause, TransientError) else None
+        run_again(exc, code, "a dry run: nothing was created or changed;")
         raise
 
 

@@ -88,7 +88,7 @@ async def run(
             )
         raise
     await record_completed(journal, done, size, source)
-    return make_result(kind.header, part_count, size, done, sent, started)
+    return make_result(kind.header, part_count, size, done.etag, str(done.checksum), sent, started)
 
 
 async def remote_parts(session: MultipartSession) -> Remote:

@@ -301,7 +301,9 @@ class FileParts:
         if changed:
             why = f"the file has changed since (part {changed[0]} differs)"
             raise changed_since(header, why, hint="upload it again, as a new upload")
-        return make_result(header, part_count, size, done, 0, started, already=True)
+        return make_result(
+            header, part_count, size, done.etag, str(done.checksum), 0, started, already=True
+        )
 
     def _refuse_other_size(self) -> None:
         now = self.source.identity
