@@ -133,10 +133,8 @@ class StreamParts:
         schedule = self.header.plan()  # a header without its schedule is refused here, up front
         assert isinstance(schedule, StreamSchedule)
         self.schedule = schedule
-        self.expected_size = self.header.expected_size
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
-        self._next = 1
         self._ended = False
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
@@ -156,19 +154,19 @@ class StreamParts:
         ledger = JournalLedger(self.journal, {n: parts[n] for n in self.kept})
         # Where the sender records the parts it sent (see _ProvenFirst).
         self.ledger = _ProvenFirst(ledger, set(parts))
-        self.progress.start(self.expected_size or 0, 0)
+        self.progress.start(self.header.expected_size or 0, 0)
         return ledger, self.ledger, self
 
     async def next(self, buffer: memoryview) -> PreparedPart | None:
         algorithm, with_md5 = self.session.algorithm, self.session.verifier.needs_md5()
         while True:
-            size = self.schedule.size_of(min(self._next, MAX_PARTS))
+            size = self.schedule.size_of(min(self.part_count + 1, MAX_PARTS))
             taken = await self._budget.take(size)
             async with self._lock:
                 if self._ended:
                     await self._budget.give(taken)
                     return None
-                number = self._next
+                number = self.part_count + 1
                 data = bytearray(size)
                 got = await _read_full_or_stop(self.fd, memoryview(data))
                 if got < size:
@@ -197,7 +195,6 @@ class StreamParts:
                         hint="give a larger expected size (at least the stream's length)",
                         param="expected_size",
                     )
-                self._next += 1
                 self.total += got
                 self.part_count = number
             view = memoryview(data)[:got]
@@ -245,18 +242,18 @@ class StreamParts:
         return await adopted(self.ledger, remote, checksum, md5, "stream")
 
     def _short_of_promise(self, length: int) -> bool:
-        return self.expected_size is not None and length < self.expected_size
+        return self.header.expected_size is not None and length < self.header.expected_size
 
     async def settle(self) -> tuple[int, int, SourceRecord]:
         if self._short_of_promise(self.total):
             raise _resumable(
                 f"the stream ended after {self.total:,} bytes, before the expected "
-                f"{self.expected_size:,} (did the producer fail?); nothing was completed, and "
-                "the parts recorded are whole",
+                f"{self.header.expected_size:,} (did the producer fail?); nothing was "
+                "completed, and the parts recorded are whole",
                 hint="pipe the whole stream in again to resume (if that was all of it, the "
                 "expected size was wrong: abort the upload and start again)",
             )
-        if self.expected_size is None:
+        if self.header.expected_size is None:
             log.warning(
                 "the stream ended after %s (%s bytes); without an expected size its length "
                 "was not checked: a producer that failed would look the same (check its exit "
