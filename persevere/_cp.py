@@ -303,8 +303,7 @@ def _make_room(state_path: Path) -> None:
     """Replace a finished journal, and make sure the state directory exists."""
     require_regular(state_path)
     try:
-        with contextlib.suppress(FileNotFoundError):
-            state_path.unlink()
+        state_path.unlink(missing_ok=True)
     except OSError as exc:
         raise unwritable("create", state_path, exc.strerror) from None
     make_state_dir(state_path)

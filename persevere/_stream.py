@@ -268,8 +268,7 @@ class StreamParts:
         return self.part_count, self.total, SourceRecord(STDIN, self.total, 0)
 
     async def gone(self, started: float) -> UploadResult:
-        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes, self.journal, self.header) from None
+        raise gone(self, "aborted elsewhere, expired by a lifecycle rule, or completed") from None
 
 
 async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:
