@@ -19,7 +19,7 @@ from typing import Literal
 import anyio
 
 from ._checksums import ObjectChecksum, b64, get_algorithm
-from ._completion import UploadResult, endpoint_of, make_result, session_of
+from ._completion import UploadResult, endpoint_of, make_result, planned, session_of
 from ._errors import PersevereError, ResumableError, S3Error, SourceChanged, StateFileError
 from ._journal import Header, Journal, JournalState
 from ._options import UploadOptions
@@ -164,8 +164,7 @@ def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
     header = state.header
     if identity.size != header.file_size:
         return False
-    plan = header.plan()
-    assert isinstance(plan, PartPlan)  # a file never stands for a stream (other_source)
+    plan = planned(header, PartPlan)  # a file never stands for a stream (other_source)
     algorithm = get_algorithm(header.checksum_algorithm)
     scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
     with SourceFile(identity) as source:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
@@ -23,6 +24,7 @@ from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritabl
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
 from ._options import UploadOptions
+from ._plan import PartPlan, StreamSchedule
 from ._progress import ProgressSink
 from ._quirks import ETag, is_write_conflict
 from ._request import Request, now
@@ -78,6 +80,17 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
         pinned=header.checksum_pinned,
         no_overwrite=header.no_overwrite,
     )
+
+
+P = TypeVar("P", PartPlan, StreamSchedule)
+
+
+def planned(header: Header, kind: type[P], where: object = "the state file") -> P:
+    """``header``'s plan (:meth:`Header.plan`, ``where`` naming its state file), which its
+    caller knows to be of ``kind``: a file's :class:`PartPlan`, a stream's schedule."""
+    plan = header.plan(where)
+    assert isinstance(plan, kind)
+    return plan
 
 
 def endpoint_of(header: Header) -> Endpoint:

@@ -34,7 +34,7 @@ from pathlib import Path
 import anyio
 
 from ._completed import recheck, run_again
-from ._completion import endpoint_of, recorded_session, session_of
+from ._completion import endpoint_of, planned, recorded_session, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
@@ -161,8 +161,7 @@ async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple
         exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
         return Learnt(checked.outcome == "same", why=why), exists
     # Gone, and every part recorded: did an earlier run complete it (and crash)?
-    plan = header.plan()
-    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
+    plan = planned(header, PartPlan)  # a stream's state file was refused (other_source)
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
@@ -202,8 +201,7 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
     state_path = request.state_file
-    plan = header.plan(state_path)
-    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
+    plan = planned(header, PartPlan, state_path)  # a stream's was refused (other_source)
     where = endpoint_of(header).overridden_by(request.endpoint)  # (reported)
     async with recorded_session(header, request.endpoint, request.transfer, Call.FIRST) as session:
         try:

@@ -38,9 +38,9 @@ from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, BinaryIO
 
-from ._completion import UploadResult
+from ._completion import UploadResult, planned
 from ._errors import Interrupted, PersevereError
-from ._journal import Header, read_state
+from ._journal import read_state
 from ._logs import json_lines
 from ._options import MAX_PROCESSES, UploadOptions
 from ._plan import PartPlan
@@ -117,7 +117,7 @@ def pieces_of(state_file: Path) -> int:
     state = read_state(state_file)
     if state.finished is not None or state.header.stream:
         return 1
-    return state.header.shards or _part_count(state.header, state_file)
+    return state.header.shards or planned(state.header, PartPlan, state_file).part_count
 
 
 def shard_count(state_file: Path, processes: int) -> int:
@@ -127,13 +127,7 @@ def shard_count(state_file: Path, processes: int) -> int:
     if header.shards and header.shards != processes:  # its shards, as they were made
         log.warning("the upload is split into %d shards: %d processes", header.shards,
                     header.shards)  # fmt: skip
-    return header.shards or min(processes, _part_count(header, state_file))
-
-
-def _part_count(header: Header, state_file: Path) -> int:
-    plan = header.plan(state_file)
-    assert isinstance(plan, PartPlan)  # not a stream
-    return plan.part_count
+    return header.shards or min(processes, planned(header, PartPlan, state_file).part_count)
 
 
 def upload_in_processes(

@@ -41,7 +41,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
-from ._completion import UploadResult
+from ._completion import UploadResult, planned
 from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
@@ -130,9 +130,8 @@ class StreamParts:
     fd: int = 0
 
     def __post_init__(self) -> None:
-        schedule = self.header.plan()  # a header without its schedule is refused here, up front
-        assert isinstance(schedule, StreamSchedule)
-        self.schedule = schedule
+        # a header without its schedule is refused here, up front
+        self.schedule = planned(self.header, StreamSchedule)
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
         self._ended = False
@@ -276,8 +275,7 @@ async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> 
     checksum? Read through (stopping once longer), cut into the parts the upload's schedule
     cut, each hashed as it is read: memory is one buffer, whatever the stream's length."""
     header, outcome = state.header, state.outcome or {}
-    schedule = header.plan()
-    assert isinstance(schedule, StreamSchedule)
+    schedule = planned(header, StreamSchedule)
     algorithm = get_algorithm(header.checksum_algorithm)
     recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
     size = int(outcome.get("size", -1))
