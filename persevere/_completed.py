@@ -68,17 +68,16 @@ async def recheck(
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
         session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
         session.exhausted = _unanswered
-        where = session.where
         head = await head_or_refusal(session)
     if isinstance(head, S3Error):
         if missing(head):
-            return Recheck("gone", f"{where} is gone ({head.code})")
-        return Recheck("unreadable", f"{where} cannot be read ({head.code})")
+            return Recheck("gone", f"{session.where} is gone ({head.code})")
+        return Recheck("unreadable", f"{session.where} cannot be read ({head.code})")
     recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
     if not object_matches(head, outcome.get("size"), recorded, str(outcome.get("etag") or "-")):
         source = "a stream" if identity is None else str(identity.path)
-        return Recheck("replaced", f"{where} is no longer the object uploaded from {source} "
-                       "(replaced since)")  # fmt: skip
+        return Recheck("replaced", f"{session.where} is no longer the object uploaded from "
+                       f"{source} (replaced since)")  # fmt: skip
     if state.invalid:
         # A resume found parts of the file (as recorded last) to differ from the parts the
         # object was completed from: the identity recorded is not the object's.

@@ -91,7 +91,6 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
     with _nothing_changed():
-        options = request.transfer
         request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
         identity, plan, state_path = await anyio.to_thread.run_sync(
             replace(request, shards=None).prepare
@@ -99,10 +98,10 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
         assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
         await anyio.to_thread.run_sync(_check_new_state_file, state_path)
         endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
-        async with open_client(endpoint, options) as client:
+        async with open_client(endpoint, request.transfer) as client:
             # the header the run would write, and its session (as _create.created makes them)
             draft = request.new_header(endpoint, resolved_region(client), identity, plan)
-            session = session_of(client, draft, options.policy(Call.FIRST))
+            session = session_of(client, draft, request.transfer.policy(Call.FIRST))
             exists = await refuse_existing(session, exists)
             probe, leftover = await _probe_create(session, request)
         return DryRun(

@@ -249,8 +249,7 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
         for signum, handler in before.items():
             signal.signal(signum, handler)
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
-    interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
-    if stopped or interrupted:
+    if stopped or any(r.exit_code in (129, 130, -2, -15, -1) for r in runs):
         name = ", then ".join(signal.Signals(s).name for s in stopped[:2]) or "a signal"
         settled = "the shards settled their journals"
         if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):

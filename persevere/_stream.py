@@ -168,6 +168,7 @@ class StreamParts:
                 number = self.part_count + 1
                 data = bytearray(size)
                 got = await _read_full_or_stop(self.fd, memoryview(data))
+                self.total += got
                 if got < size:
                     self._ended = True
                     # Resuming, the journal recorded parts past the stream's last: it is not
@@ -175,16 +176,15 @@ class StreamParts:
                     last = number if got else number - 1
                     if beyond := [n for n in self.recorded if n > last]:
                         raise _resumable(
-                            f"the stream ended after {self.total + got:,} bytes (part {last}), "
+                            f"the stream ended after {self.total:,} bytes (part {last}), "
                             f"but the upload already holds part {max(beyond)} of the stream "
                             "being uploaded; nothing was completed"
                         )
-                    if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
+                    if (got == 0 and number > 1) or self._short_of_promise(self.total):
                         # Not a part: the stream ended before it, or before its promised
                         # length, in it (settle says so once the parts in flight are
                         # recorded). Cut off, it would be recorded as other bytes than the
                         # whole stream gives there: no resume could ever match it.
-                        self.total += got
                         await self._budget.give(taken)
                         return None
                 if number > MAX_PARTS:
@@ -194,7 +194,6 @@ class StreamParts:
                         hint="give a larger expected size (at least the stream's length)",
                         param="expected_size",
                     )
-                self.total += got
                 self.part_count = number
             view = memoryview(data)[:got]
             digest, md5 = await anyio.to_thread.run_sync(_digests, view, algorithm, with_md5)
