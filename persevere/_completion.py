@@ -107,9 +107,8 @@ async def recorded_session(
     """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
     replace it field by field): the client's pool and timeouts ``options``' (None: a small
     pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
-    retry = (options or UploadOptions()).policy(kind)
     async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
-        yield session_of(client, header, retry)
+        yield session_of(client, header, (options or UploadOptions()).policy(kind))
 
 
 async def complete(

@@ -144,9 +144,8 @@ async def dry_run_cp(request: Request) -> DryRun:
         probed = replace(request, source=Named(identity.path), state_file=scratch,
                          no_overwrite=request.no_overwrite and not done)  # fmt: skip
         report = await dry_run_start(probed, exists)  # (its errors said once more, the same)
-        words = _state_words(found, decision, learnt, state_path)
         return replace(report, action="check" if done else "start", state_file=str(state_path),
-                       state=words)  # fmt: skip
+                       state=_state_words(found, decision, learnt, state_path))  # fmt: skip
 
 
 async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple[Learnt, Exists]:

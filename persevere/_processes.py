@@ -171,10 +171,9 @@ def shard_requests(request: Request | TreeRequest, processes: int) -> list[Shard
     if share.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
         each = max(1.0, float(share.max_bandwidth_bytes_s // processes))
         share = dataclasses.replace(share, max_bandwidth_bytes_s=each)
-    level = log.getEffectiveLevel()
     return [
         ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,
-                     level, json_lines())
+                     log.getEffectiveLevel(), json_lines())
         for index in range(processes)
     ]  # fmt: skip
 
