@@ -339,8 +339,7 @@ def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) 
         return request.conflicts_with(state, path)
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
-    moved = header.file_path != str(identity.path)
-    if moved and identity.size != header.file_size:
+    if header.file_path != str(identity.path) and identity.size != header.file_size:  # moved
         raise UsageError(
             f"state file {path} records an upload of {header.file_path} "
             f"({header.file_size:,} bytes), not of {identity.path} ({identity.size:,} bytes)",
