@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +19,7 @@ from typing import Literal
 import anyio
 
 from ._checksums import ObjectChecksum, b64, get_algorithm
-from ._completion import UploadResult, endpoint_of, session_of
+from ._completion import UploadResult, endpoint_of, make_result, planned, session_of
 from ._errors import PersevereError, ResumableError, S3Error, SourceChanged, StateFileError
 from ._journal import Header, Journal, JournalState
 from ._options import UploadOptions
@@ -69,21 +68,20 @@ async def recheck(
     async with open_client(endpoint_of(header).overridden_by(endpoint)) as client:
         session = session_of(client, header, (options or UploadOptions()).policy(Call.FIRST))
         session.exhausted = _unanswered
-        where = session.where
         head = await head_or_refusal(session)
     # The file is checked all the same when the object cannot be (no s3:GetObject): then
     # the best it can be is "unreadable", the journal's word for the object.
     same = Recheck("same")
     if isinstance(head, S3Error):
         if missing(head):
-            return Recheck("gone", f"{where} is gone ({head.code})")
-        same = Recheck("unreadable", f"{where} cannot be read ({head.code})")
+            return Recheck("gone", f"{session.where} is gone ({head.code})")
+        same = Recheck("unreadable", f"{session.where} cannot be read ({head.code})")
     else:
         recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
         etag = str(outcome.get("etag") or "-")
         if not object_matches(head, outcome.get("size"), recorded, etag):
             source = "a stream" if identity is None else str(identity.path)
-            return Recheck("replaced", f"{where} is no longer the object uploaded from "
+            return Recheck("replaced", f"{session.where} is no longer the object uploaded from "
                            f"{source} (replaced since)")  # fmt: skip
     if state.invalid:
         # A resume found parts of the file (as recorded last) to differ from the parts the
@@ -108,11 +106,17 @@ def _unanswered(what: str, exc: TransientError, attempts: int) -> PersevereError
     """HeadObject of the completed upload's object got no answer: nothing to resume, nothing
     changed; the same command, later."""
     error = ResumableError(f"{what} failed {attempts} times, last: {exc}")
+    return run_again(error, exc.code, "the upload completed earlier and nothing was changed:")
+
+
+def run_again(error: PersevereError, code: str | None, unchanged: str) -> PersevereError:
+    """``error``, S3's answer missing (retries exhausted) where ``unchanged`` says nothing was
+    changed: no upload to speak of, the same command to run later (``code``: the last failure's,
+    expired credentials to renew first)."""
     error.hint = (
         "renew the credentials (aws sso login, a new session...), then run again"
-        if credentials_expired(exc.code)
-        else "the upload completed earlier and nothing was changed: check the endpoint and the "
-        "network, then run the same command again"
+        if credentials_expired(code)
+        else f"{unchanged} check the endpoint and the network, then run the same command again"
     )
     error.next_step = None
     return error
@@ -133,18 +137,10 @@ def result_of(state: JournalState, started: float) -> UploadResult:
     outcome = state.outcome or {}
     plan = header.plan()
     part_count = plan.part_count if isinstance(plan, PartPlan) else max(len(state.parts), 1)
-    return UploadResult(
-        bucket=header.bucket,
-        key=header.key,
-        upload_id=header.upload_id,
-        size=int(outcome.get("size", header.file_size)),
-        part_count=part_count,
-        etag=str(outcome.get("etag") or ""),
-        checksum_algorithm=header.checksum_algorithm,
-        checksum=outcome.get("checksum"),
-        bytes_sent=0,
-        elapsed_s=time.monotonic() - started,
-        already_completed=True,
+    size = int(outcome.get("size", header.file_size))
+    etag = str(outcome.get("etag") or "")
+    return make_result(
+        header, part_count, size, etag, outcome.get("checksum"), 0, started, already=True
     )
 
 
@@ -172,8 +168,7 @@ def _file_gives_parts(state: JournalState, identity: FileIdentity) -> bool:
     header = state.header
     if identity.size != header.file_size:
         return False
-    plan = header.plan()
-    assert isinstance(plan, PartPlan)  # a file never stands for a stream (other_source)
+    plan = planned(header, PartPlan)  # a file never stands for a stream (other_source)
     algorithm = get_algorithm(header.checksum_algorithm)
     scratch = memoryview(bytearray(min(plan.part_size, 8 << 20)))
     with SourceFile(identity) as source:

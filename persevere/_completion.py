@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
@@ -23,6 +24,7 @@ from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritabl
 from ._journal import Header, Journal, JournalLedger, SourceRecord
 from ._object_options import per_request
 from ._options import UploadOptions
+from ._plan import PartPlan, StreamSchedule
 from ._progress import ProgressSink
 from ._quirks import ETag, is_write_conflict, missing
 from ._request import Request, now
@@ -80,6 +82,17 @@ def session_of(client: S3Client, header: Header, retry: RetryPolicy) -> Multipar
     )
 
 
+P = TypeVar("P", PartPlan, StreamSchedule)
+
+
+def planned(header: Header, kind: type[P], where: object = "the state file") -> P:
+    """``header``'s plan (:meth:`Header.plan`, ``where`` naming its state file), which its
+    caller knows to be of ``kind``: a file's :class:`PartPlan`, a stream's schedule."""
+    plan = header.plan(where)
+    assert isinstance(plan, kind)
+    return plan
+
+
 def endpoint_of(header: Header) -> Endpoint:
     return Endpoint(header.endpoint_url, header.region, header.profile, header.ca_bundle)
 
@@ -94,9 +107,8 @@ async def recorded_session(
     """A session on the upload ``header`` records, at its recorded endpoint (``overrides``
     replace it field by field): the client's pool and timeouts ``options``' (None: a small
     pool, :func:`._s3.open_client`), its retries their policy for ``kind``."""
-    retry = (options or UploadOptions()).policy(kind)
     async with open_client(endpoint_of(header).overridden_by(overrides), options) as client:
-        yield session_of(client, header, retry)
+        yield session_of(client, header, (options or UploadOptions()).policy(kind))
 
 
 async def complete(
@@ -206,7 +218,8 @@ def make_result(
     header: Header,
     part_count: int,
     size: int,
-    done: Completed,
+    etag: str,
+    checksum: str | None,
     bytes_sent: int,
     started: float,
     *,
@@ -218,9 +231,9 @@ def make_result(
         upload_id=header.upload_id,
         size=size,
         part_count=part_count,
-        etag=done.etag,
+        etag=etag,
         checksum_algorithm=header.checksum_algorithm,
-        checksum=str(done.checksum),
+        checksum=checksum,
         bytes_sent=bytes_sent,
         elapsed_s=time.monotonic() - started,
         already_completed=already,

@@ -311,8 +311,7 @@ def _make_room(state_path: Path) -> None:
     """Replace a finished journal, and make sure the state directory exists."""
     require_regular(state_path)
     try:
-        with contextlib.suppress(FileNotFoundError):
-            state_path.unlink()
+        state_path.unlink(missing_ok=True)
     except OSError as exc:
         raise unwritable("create", state_path, exc.strerror) from None
     make_state_dir(state_path)
@@ -348,8 +347,7 @@ def conflicts_of(state: Found, request: Request, identity: FileIdentity | None) 
         return request.conflicts_with(state, path)
     if header.stream:
         raise other_source(path, header, identity.path, state.finished)
-    moved = header.file_path != str(identity.path)
-    if moved and identity.size != header.file_size:
+    if header.file_path != str(identity.path) and identity.size != header.file_size:  # moved
         raise UsageError(
             f"state file {path} records an upload of {header.file_path} "
             f"({header.file_size:,} bytes), not of {identity.path} ({identity.size:,} bytes)",

@@ -33,13 +33,12 @@ from pathlib import Path
 
 import anyio
 
-from ._completed import recheck
-from ._completion import endpoint_of, recorded_session, session_of
+from ._completed import recheck, run_again
+from ._completion import endpoint_of, planned, recorded_session, session_of
 from ._decide import Decision, Found, Learnt, Source, decide
 from ._errors import PersevereError, ResumableError, StateFileError, UploadGone
 from ._journal import HeaderTorn, JournalState, already_exists, require_regular
 from ._plan import PartPlan
-from ._quirks import credentials_expired
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
 from ._retry import Call, TransientError
@@ -83,12 +82,8 @@ def _nothing_changed() -> Iterator[None]:
         yield
     except ResumableError as exc:
         cause = exc.__cause__
-        if isinstance(cause, TransientError) and credentials_expired(cause.code):
-            exc.hint = "renew the credentials (aws sso login, a new session...), then run again"
-        else:
-            exc.hint = "a dry run: nothing was created or changed; check the endpoint and the "\
-                       "network, then run the same command again"  # fmt: skip
-        exc.next_step = None
+        code = cause.code if isinstance(cause, TransientError) else None
+        run_again(exc, code, "a dry run: nothing was created or changed;")
         raise
 
 
@@ -96,7 +91,6 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     """``upload``'s checks of ``request`` and a Create+Abort probe; raises what start would
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
     with _nothing_changed():
-        options = request.transfer
         request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
         identity, plan, state_path = await anyio.to_thread.run_sync(
             replace(request, shards=None).prepare
@@ -104,10 +98,10 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
         assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
         await anyio.to_thread.run_sync(_check_new_state_file, state_path)
         endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
-        async with open_client(endpoint, options) as client:
+        async with open_client(endpoint, request.transfer) as client:
             # the header the run would write, and its session (as _create.created makes them)
             draft = request.new_header(endpoint, resolved_region(client), identity, plan)
-            session = session_of(client, draft, options.policy(Call.FIRST))
+            session = session_of(client, draft, request.transfer.policy(Call.FIRST))
             exists = await refuse_existing(session, exists)
             probe, leftover = await _probe_create(session, request)
         return DryRun(
@@ -150,9 +144,8 @@ async def dry_run_cp(request: Request) -> DryRun:
         probed = replace(request, source=Named(identity.path), state_file=scratch,
                          no_overwrite=request.no_overwrite and not done)  # fmt: skip
         report = await dry_run_start(probed, exists)  # (its errors said once more, the same)
-        words = _state_words(found, decision, learnt, state_path)
         return replace(report, action="check" if done else "start", state_file=str(state_path),
-                       state=words)  # fmt: skip
+                       state=_state_words(found, decision, learnt, state_path))  # fmt: skip
 
 
 async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple[Learnt, Exists]:
@@ -166,8 +159,7 @@ async def _check(state: JournalState, request: Request, learnt: Learnt) -> tuple
         exists = {"gone": False, "unreadable": None}.get(checked.outcome, True)
         return Learnt(checked.outcome == "same", why=why), exists
     # Gone, and every part recorded: did an earlier run complete it (and crash)?
-    plan = header.plan()
-    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
+    plan = planned(header, PartPlan)  # a stream's state file was refused (other_source)
     parts = [state.parts[n] for n in plan.part_numbers() if n in state.parts]
     ours: bool = False
     if len(parts) == plan.part_count:
@@ -207,8 +199,7 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
     """ListParts on the upload cp would resume (None and what was learnt, if it is gone)."""
     header = state.header
     state_path = request.state_file
-    plan = header.plan(state_path)
-    assert isinstance(plan, PartPlan)  # a stream's state file was refused (other_source)
+    plan = planned(header, PartPlan, state_path)  # a stream's was refused (other_source)
     where = endpoint_of(header).overridden_by(request.endpoint)  # (reported)
     async with recorded_session(header, request.endpoint, request.transfer, Call.FIRST) as session:
         try:

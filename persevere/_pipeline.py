@@ -88,7 +88,7 @@ async def run(
             )
         raise
     await record_completed(journal, done, size, source)
-    return make_result(kind.header, part_count, size, done, sent, started)
+    return make_result(kind.header, part_count, size, done.etag, str(done.checksum), sent, started)
 
 
 async def remote_parts(session: MultipartSession) -> Remote:
@@ -118,15 +118,15 @@ async def adopted(
     return True
 
 
-def gone(session: MultipartSession, causes: str, journal: Journal, header: Header) -> UploadGone:
-    """The upload being resumed is no longer on S3, for one of ``causes``: ``cp`` starts a
+def gone(kind: Kind, causes: str) -> UploadGone:
+    """The upload ``kind`` resumes is no longer on S3, for one of ``causes``: ``cp`` starts a
     new one over the same state file."""
     error = UploadGone(
-        f"multipart upload {session.upload_id} for {session.where} no longer exists on S3 "
-        f"({causes})",
+        f"multipart upload {kind.session.upload_id} for {kind.session.where} no longer exists "
+        f"on S3 ({causes})",
         code="NoSuchUpload",
     )
-    return start_again(error, header, journal.path)
+    return start_again(error, kind.header, kind.journal.path)
 
 
 E = TypeVar("E", bound=PersevereError)

@@ -38,9 +38,9 @@ from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, BinaryIO
 
-from ._completion import UploadResult
+from ._completion import UploadResult, planned
 from ._errors import Interrupted, PersevereError
-from ._journal import Header, read_state
+from ._journal import read_state
 from ._logs import json_lines
 from ._options import MAX_PROCESSES, UploadOptions
 from ._plan import PartPlan
@@ -117,7 +117,7 @@ def pieces_of(state_file: Path) -> int:
     state = read_state(state_file)
     if state.finished is not None or state.header.stream:
         return 1
-    return state.header.shards or _part_count(state.header, state_file)
+    return state.header.shards or planned(state.header, PartPlan, state_file).part_count
 
 
 def shard_count(state_file: Path, processes: int) -> int:
@@ -127,13 +127,7 @@ def shard_count(state_file: Path, processes: int) -> int:
     if header.shards and header.shards != processes:  # its shards, as they were made
         log.warning("the upload is split into %d shards: %d processes", header.shards,
                     header.shards)  # fmt: skip
-    return header.shards or min(processes, _part_count(header, state_file))
-
-
-def _part_count(header: Header, state_file: Path) -> int:
-    plan = header.plan(state_file)
-    assert isinstance(plan, PartPlan)  # not a stream
-    return plan.part_count
+    return header.shards or min(processes, planned(header, PartPlan, state_file).part_count)
 
 
 def upload_in_processes(
@@ -177,10 +171,9 @@ def shard_requests(request: Request | TreeRequest, processes: int) -> list[Shard
     if share.max_bandwidth_bytes_s is not None:  # shared among the shards, whole bytes/s
         each = max(1.0, float(share.max_bandwidth_bytes_s // processes))
         share = dataclasses.replace(share, max_bandwidth_bytes_s=each)
-    level = log.getEffectiveLevel()
     return [
         ShardRequest(dataclasses.replace(request, transfer=_own_jitter(share)), index, processes,
-                     level, json_lines())
+                     log.getEffectiveLevel(), json_lines())
         for index in range(processes)
     ]  # fmt: skip
 
@@ -255,8 +248,7 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
         for signum, handler in before.items():
             signal.signal(signum, handler)
     # A shard stopped by a signal the terminal sent its whole group: a stop all the same.
-    interrupted = [r for r in runs if r.exit_code in (129, 130, -2, -15, -1)]
-    if stopped or interrupted:
+    if stopped or any(r.exit_code in (129, 130, -2, -15, -1) for r in runs):
         name = ", then ".join(signal.Signals(s).name for s in stopped[:2]) or "a signal"
         settled = "the shards settled their journals"
         if any(run.exit_code == -getattr(signal, "SIGKILL", 9) for run in runs):

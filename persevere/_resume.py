@@ -196,14 +196,13 @@ def _ready(journal: Journal, state: JournalState) -> None:
     refuse_shard_journal(journal.path, state.header)
     if state.finished == "completed":
         return
-    header = state.header
     if state.finished == "aborted":
         raise start_again(
             UploadFinished(f"the upload in {journal.path} was aborted: there is nothing to resume"),
-            header,
+            state.header,
             journal.path,
         )
-    if header.shards:
+    if state.header.shards:
         refuse_running_shards(journal.path)
     merge_shards(journal.path, state)
     refuse_misfits(journal.path, state)
@@ -312,8 +311,7 @@ class FileParts:
         done = self.session.expected(parts)
         whole = len(parts) == self.plan.part_count
         if not whole or not await self.session.holds(done, header.file_size):
-            raise gone(self.session, "aborted elsewhere, or expired by a lifecycle rule",
-                       self.journal, header)  # fmt: skip
+            raise gone(self, "aborted elsewhere, or expired by a lifecycle rule")
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
         part_count, size, source = await self.settle()  # (the file unchanged while read)
@@ -321,7 +319,9 @@ class FileParts:
         if changed:
             why = f"the file has changed since (part {changed[0]} differs)"
             raise changed_since(header, why, hint="upload it again, as a new upload")
-        return make_result(header, part_count, size, done, 0, started, already=True)
+        return make_result(
+            header, part_count, size, done.etag, str(done.checksum), 0, started, already=True
+        )
 
     def _refuse_other_size(self) -> None:
         now = self.source.identity

@@ -41,7 +41,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
-from ._completion import UploadResult
+from ._completion import UploadResult, planned
 from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
@@ -130,13 +130,10 @@ class StreamParts:
     fd: int = 0
 
     def __post_init__(self) -> None:
-        schedule = self.header.plan()  # a header without its schedule is refused here, up front
-        assert isinstance(schedule, StreamSchedule)
-        self.schedule = schedule
-        self.expected_size = self.header.expected_size
+        # a header without its schedule is refused here, up front
+        self.schedule = planned(self.header, StreamSchedule)
         self._budget = _ByteBudget(DEFAULT_STREAM_BUDGET)
         self._lock = anyio.Lock()
-        self._next = 1
         self._ended = False
         self.total = 0  # bytes read so far
         self.part_count = 0  # parts read so far (the object's, once the stream ended)
@@ -156,21 +153,22 @@ class StreamParts:
         ledger = JournalLedger(self.journal, {n: parts[n] for n in self.kept})
         # Where the sender records the parts it sent (see _ProvenFirst).
         self.ledger = _ProvenFirst(ledger, set(parts))
-        self.progress.start(self.expected_size or 0, 0)
+        self.progress.start(self.header.expected_size or 0, 0)
         return ledger, self.ledger, self
 
     async def next(self, buffer: memoryview) -> PreparedPart | None:
         algorithm, with_md5 = self.session.algorithm, self.session.verifier.needs_md5()
         while True:
-            size = self.schedule.size_of(min(self._next, MAX_PARTS))
+            size = self.schedule.size_of(min(self.part_count + 1, MAX_PARTS))
             taken = await self._budget.take(size)
             async with self._lock:
                 if self._ended:
                     await self._budget.give(taken)
                     return None
-                number = self._next
+                number = self.part_count + 1
                 data = bytearray(size)
                 got = await _read_full_or_stop(self.fd, memoryview(data))
+                self.total += got
                 if got < size:
                     self._ended = True
                     # Resuming, the journal recorded parts past the stream's last: it is not
@@ -178,16 +176,15 @@ class StreamParts:
                     last = number if got else number - 1
                     if beyond := [n for n in self.recorded if n > last]:
                         raise _resumable(
-                            f"the stream ended after {self.total + got:,} bytes (part {last}), "
+                            f"the stream ended after {self.total:,} bytes (part {last}), "
                             f"but the upload already holds part {max(beyond)} of the stream "
                             "being uploaded; nothing was completed"
                         )
-                    if (got == 0 and number > 1) or self._short_of_promise(self.total + got):
+                    if (got == 0 and number > 1) or self._short_of_promise(self.total):
                         # Not a part: the stream ended before it, or before its promised
                         # length, in it (settle says so once the parts in flight are
                         # recorded). Cut off, it would be recorded as other bytes than the
                         # whole stream gives there: no resume could ever match it.
-                        self.total += got
                         await self._budget.give(taken)
                         return None
                 if number > MAX_PARTS:
@@ -197,8 +194,6 @@ class StreamParts:
                         hint="give a larger expected size (at least the stream's length)",
                         param="expected_size",
                     )
-                self._next += 1
-                self.total += got
                 self.part_count = number
             view = memoryview(data)[:got]
             digest, md5 = await anyio.to_thread.run_sync(_digests, view, algorithm, with_md5)
@@ -245,18 +240,18 @@ class StreamParts:
         return await adopted(self.ledger, remote, checksum, md5, "stream")
 
     def _short_of_promise(self, length: int) -> bool:
-        return self.expected_size is not None and length < self.expected_size
+        return self.header.expected_size is not None and length < self.header.expected_size
 
     async def settle(self) -> tuple[int, int, SourceRecord]:
         if self._short_of_promise(self.total):
             raise _resumable(
                 f"the stream ended after {self.total:,} bytes, before the expected "
-                f"{self.expected_size:,} (did the producer fail?); nothing was completed, and "
-                "the parts recorded are whole",
+                f"{self.header.expected_size:,} (did the producer fail?); nothing was "
+                "completed, and the parts recorded are whole",
                 hint="pipe the whole stream in again to resume (if that was all of it, the "
                 "expected size was wrong: abort the upload and start again)",
             )
-        if self.expected_size is None:
+        if self.header.expected_size is None:
             log.warning(
                 "the stream ended after %s (%s bytes); without an expected size its length "
                 "was not checked: a producer that failed would look the same (check its exit "
@@ -271,8 +266,7 @@ class StreamParts:
         return self.part_count, self.total, SourceRecord(STDIN, self.total, 0)
 
     async def gone(self, started: float) -> UploadResult:
-        causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
-        raise gone(self.session, causes, self.journal, self.header) from None
+        raise gone(self, "aborted elsewhere, expired by a lifecycle rule, or completed") from None
 
 
 async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:
@@ -280,8 +274,7 @@ async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> 
     checksum? Read through (stopping once longer), cut into the parts the upload's schedule
     cut, each hashed as it is read: memory is one buffer, whatever the stream's length."""
     header, outcome = state.header, state.outcome or {}
-    schedule = header.plan()
-    assert isinstance(schedule, StreamSchedule)
+    schedule = planned(header, StreamSchedule)
     algorithm = get_algorithm(header.checksum_algorithm)
     recorded = ObjectChecksum.parse(algorithm, str(outcome.get("checksum")))
     size = int(outcome.get("size", -1))
