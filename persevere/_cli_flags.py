@@ -421,7 +421,7 @@ class SendFlags:
 
 
 _STREAM_FLAGS = {"part_size": "--part-size", "max_parts": "--max-parts", "shards": "FILE",
-                 "dry_run": "--dry-run"}  # fmt: skip
+                 "dry_run": "--dry-run", "source": "FILE"}  # fmt: skip
 
 
 # -- URL arguments: FILE s3://BUCKET/KEY, or the original tool's long flags -----------------

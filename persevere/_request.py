@@ -77,11 +77,6 @@ def stdin_kind(fd: int = 0) -> tuple[str, Path | None]:
         raise UsageError("standard input is closed: nothing is being piped in") from None
     if os.isatty(fd):
         raise UsageError("standard input is a terminal: nothing is being piped in")
-    if stat.S_ISCHR(st.st_mode) and os.path.samestat(st, os.stat(os.devnull)):
-        # (what a service, `docker run` without -i, `ssh -n` leave when the producer is left
-        # out: the object would be replaced with an empty one)
-        raise UsageError("standard input is /dev/null: nothing is being piped in (an empty "
-                         "object: true | persevere cp - ...)")  # fmt: skip
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
         with contextlib.suppress(OSError):
             # One read from past its start (``{ read header; persevere cp -; } < file``) gives
@@ -244,6 +239,14 @@ class Request:
         """What a stream cannot do: it is read once, in order, on its own schedule."""
         if not self.reads().stream:
             return
+        if os.path.samestat(os.fstat(self.reads().fd), os.stat(os.devnull)):
+            # (what a service, `docker run` without -i, `ssh -n` leave when the producer is
+            # left out: the object would be replaced with an empty one)
+            raise UsageError(
+                "standard input is /dev/null: nothing is being piped in (an empty object: "
+                "true | persevere cp - ...)",
+                param="source",
+            )
         if dry_run:
             raise UsageError("a stream can be read only once: --dry-run needs a file",
                              param="dry_run")  # fmt: skip
