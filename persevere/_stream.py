@@ -166,6 +166,12 @@ class StreamParts:
                     await self._budget.give(taken)
                     return None
                 number = self.part_count + 1
+                if self.schedule.size_of(min(number, MAX_PARTS)) != size:
+                    # Another worker took the part this one was sized for, at a step of the
+                    # schedule: read at the wrong size, every later part would sit elsewhere
+                    # than the schedule says (a resume, a write-once check could not match)
+                    await self._budget.give(taken)
+                    continue
                 data = bytearray(size)
                 got = await _read_full_or_stop(self.fd, memoryview(data))
                 self.total += got
