@@ -49,6 +49,7 @@ from ._write_once import Exists, refuse_existing
 log = logging.getLogger("persevere")
 
 PROBE_TIMEOUT_S = 60.0
+ABORT_TIMEOUT_S = 10.0  # the probe's abort, as bench's cleanup: a stop waits no longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,18 +222,24 @@ async def _dry_run_resume(state: JournalState, request: Request) -> tuple[DryRun
 async def _probe_create(session: MultipartSession, request: Request) -> tuple[str, str | None]:
     """CreateMultipartUpload, then AbortMultipartUpload at once; shielded, so a Ctrl-C cannot
     leave the probe's upload behind unnoticed."""
-    leftover, options = None, request.transfer
-    with anyio.CancelScope(shield=True), anyio.fail_after(PROBE_TIMEOUT_S):
-        await session.create(request.object_options or {}, retry=options.policy(Call.FIRST))
+    options = request.transfer
+    with anyio.CancelScope(shield=True):
+        with anyio.fail_after(PROBE_TIMEOUT_S):
+            await session.create(request.object_options or {}, retry=options.policy(Call.FIRST))
         session.retry = options.policy(Call.CLEANUP)
-        try:
-            await session.abort()
-        except PersevereError as exc:
-            leftover = (
-                f"persevere upload abort s3://{session.bucket}/{session.key} "
-                f"--upload-id {session.upload_id}"
-            )
-            log.warning("the probe's upload could not be aborted (%s): %s", exc, leftover)
+        leftover: str | None = (
+            f"persevere upload abort s3://{session.bucket}/{session.key} "
+            f"--upload-id {session.upload_id}"
+        )
+        why = f"no answer within {ABORT_TIMEOUT_S:.0f}s"
+        with anyio.move_on_after(ABORT_TIMEOUT_S):  # (a stop waits for this at most)
+            try:
+                await session.abort()
+                leftover = None
+            except PersevereError as exc:
+                why = str(exc)
+        if leftover is not None:
+            log.warning("the probe's upload could not be aborted (%s): %s", why, leftover)
     probe = (
         f"CreateMultipartUpload accepted (upload {session.upload_id}, no parts, aborted at "
         "once): the credentials, the bucket, s3:PutObject on the key and the object options"
