@@ -99,6 +99,14 @@ async def _create(
                     headers.append(header)
                 except Exception as exc:  # re-raised below, outside the task group
                     failure.append(exc)
+            if shield.cancelled_caught:  # stopped, and S3 did not answer in time
+                log.warning(
+                    "no answer to CreateMultipartUpload within %.0fs of the stop: an upload "
+                    "of %s may be created all the same, recorded nowhere (persevere upload "
+                    "list shows it; abort it by its id)",
+                    CREATE_SHIELD_S,
+                    session.where,
+                )
             tg.cancel_scope.cancel()
         if failure:
             raise failure[0]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +39,33 @@ def test_a_streams_parts_follow_its_schedule_with_many_workers(s3_env, s3_client
         last = max(sizes)
         assert all(sizes[n] == schedule.size_of(n) for n in sizes if n != last), sizes
         assert sha256_of_object(s3_client, bucket, "k") == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_a_stop_while_create_is_unanswered_ends_in_one_line(rule_proxy, bucket, make_file):
+    """A stop (SIGTERM) while CreateMultipartUpload is unanswered waits CREATE_SHIELD_S for
+    the answer (an upload created then is recorded); past that, the run ended in an
+    IndexError (no header made), said the helper who read it: it does not (exit 130, no
+    traceback), but it said "nothing to resume" only, though the upload may be created all
+    the same, recorded nowhere: it says so now, and how to find it."""
+    from tests.ruleproxy import Hold, Rule
+
+    env, proxy = rule_proxy
+    file = make_file(1000)
+    held = proxy.hold(Hold())
+    proxy.rules.insert(0, Rule("POST", "uploads", hold=held))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persevere", "cp", str(file), f"s3://{bucket}/k", "--no-progress"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        held.wait(60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        held.release()
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "IndexError" not in stderr, stderr
+    assert "may be created all the same" in stderr, stderr
