@@ -118,7 +118,10 @@ def cp_tree(
     if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
         _usage_error("give --shard or --processes, not both", "--processes")
     if flags.dry_run:
-        _print_tree(_run(dry_run_tree, request), flags.json_output, dry_run=True)
+        dry = _run(dry_run_tree, request)
+        _print_tree(dry, flags.json_output, dry_run=True)
+        if dry.exit_code:  # (what the run would fail with, as it would)
+            raise typer.Exit(dry.exit_code)
         return
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     stopped = (
@@ -201,12 +204,16 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
         )
     lines = [head, *(f"not uploaded: {path} ({why})" for path, why in result.refused)]
     lines += [f"removed locally, object kept: {path}" for path in result.removed]
+    lines += [f"{'would fail' if dry_run else 'failed'}: {path}: {why}"
+              for path, why, _ in result.failed]  # fmt: skip
     if not dry_run:
-        lines += [f"failed: {path}: {why}" for path, why, _ in result.failed]
         lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
     lines.append(f"state file: {result.state_file}")
     typer.echo("\n".join(lines))
-    if result.failed and not dry_run:
+    if result.failed and dry_run:  # (as the run would: the same exit code)
+        _say(f"persevere: {len(result.failed):,} file(s) would not be uploaded",
+             exit_code=result.exit_code, hint=None, next_command=None)  # fmt: skip
+    elif result.failed:
         _say(f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
              "again (files done are not sent again)", exit_code=result.exit_code, hint=None,
              next_command=None)  # fmt: skip

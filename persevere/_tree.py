@@ -267,6 +267,11 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     result = TreeResult(req.bucket, req.prefix, req.state_file)
     todo, _ = await anyio.to_thread.run_sync(_todo, req, done, result)
     for f in todo:
+        try:
+            check_key(req.bucket, req.key(f.rel))  # (fails alone in the run, as here)
+        except SourceFileError as exc:
+            result.failed.append((f.rel, str(exc), exc.exit_code))
+            continue
         (result.resent if f.rel in done else result.sent).append(f.rel)
         result.bytes_sent += f.size
     result.skipped = result.files - len(todo)

@@ -69,3 +69,23 @@ def test_a_stop_while_create_is_unanswered_ends_in_one_line(rule_proxy, bucket, 
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "IndexError" not in stderr, stderr
     assert "may be created all the same" in stderr, stderr
+
+
+def test_a_trees_dry_run_fails_as_its_run_would(s3_env, bucket, tmp_path):
+    """README: a dry run "fails the same way (same message, same exit code)". A file of a tree
+    whose key S3 cannot take (over 1,024 bytes) fails alone in `cp DIR`, exit 2; its dry run
+    said "would send" it and exited 0 (the helper who shrank the tree's CLI saw that failures
+    were never printed by a dry run)."""
+    tree = tmp_path / "tree"
+    deep = tree.joinpath(*["y" * 200] * 6)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"deep")
+    (tree / "a").write_bytes(b"a")
+    dry = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--dry-run")
+    assert dry.returncode == 2, dry.stderr
+    assert "would send 1," in dry.stdout and "would fail: " in dry.stdout, dry.stdout
+    as_json = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--dry-run", "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["exit_code"] == 2
+    run = persevere(s3_env, "cp", tree, f"s3://{bucket}/p/", "--no-progress")
+    assert run.returncode == 2, run.stderr
