@@ -20,6 +20,7 @@ from ._cli_flags import (
     _help,
 )
 from ._cli_run import _emit_json, _emitted, _progress, _reported, _run, _say, _usage_error
+from ._errors import EXIT_USAGE
 from ._units import format_size
 from ._urls import parse_bucket_url
 
@@ -214,6 +215,12 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
         _say(f"persevere: {len(result.failed):,} file(s) would not be uploaded",
              exit_code=result.exit_code, hint=None, next_command=None)  # fmt: skip
     elif result.failed:
-        _say(f"persevere: {len(result.failed):,} file(s) not uploaded; run the same command "
+        # (a name S3 cannot take, exit 2, fails again until it is renamed or left out)
+        how = (
+            "fix or leave out (--exclude) the files said, then "
+            if result.exit_code == EXIT_USAGE
+            else ""
+        )
+        _say(f"persevere: {len(result.failed):,} file(s) not uploaded; {how}run the same command "
              "again (files done are not sent again)", exit_code=result.exit_code, hint=None,
              next_command=None)  # fmt: skip
