@@ -18,8 +18,9 @@ What it answers (path-style requests, ``/BUCKET/KEY``):
   request header echoed back, *after* the whole body was read; the body is thrown away;
 - ``POST ?uploadId=`` (CompleteMultipartUpload): ``CompleteMultipartUploadResult`` XML echoing
   the request's full-object checksum and checksum type headers, if any;
-- ``HEAD`` (HeadObject): 200 with the object's size, for a key ending in ``size-N`` (see
-  :meth:`NullSink.key_for`) or one declared with :meth:`NullSink.expect`; else 404;
+- ``HEAD`` (HeadObject): 200 with the object's size and the completed ETag
+  (``"nullsink-1"``), for a key ending in ``size-N`` (see :meth:`NullSink.key_for`) or one
+  declared with :meth:`NullSink.expect`; else 404;
 - ``DELETE`` (AbortMultipartUpload): 204.
 
 Why the body is read before the answer: nginx's cheapest way to drop a body (``return 200``)
@@ -210,7 +211,10 @@ http {{
             if ($request_method = POST) {{
                 return 501;
             }}
-            # HEAD (and GET): a declared object, else a key ending in size-N.
+            # HEAD (and GET): a declared object, else a key ending in size-N; its ETag the
+            # one CompleteMultipartUpload gave (as S3's), not nginx's of the sparse file.
+            etag off;
+            add_header ETag '"nullsink-1"';
             try_files /objects$uri /sizes/$ns_size =404;
         }}
         location = /.nullsink/put {{

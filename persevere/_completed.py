@@ -53,10 +53,12 @@ async def recheck(
     *,
     verify_parts: bool = False,
     options: UploadOptions | None = None,
+    file_if_unreadable: bool = False,
 ) -> Recheck:
     """Is the completed upload ``state`` records still the object, and ``identity`` (None: a
     stream, which cannot be read again) still its file? ``options``: the run's (its retry
-    policy, for the first call).
+    policy, for the first call). ``file_if_unreadable``: the file is checked even when the
+    object cannot be (resume, for which nothing else would check it).
 
     The object is asked for its size and stored checksum (or ETag); the file's identity is
     compared with the recorded one and, only if it changed (or ``verify_parts``, or a block
@@ -76,6 +78,8 @@ async def recheck(
         if missing(head):
             return Recheck("gone", f"{session.where} is gone ({head.code})")
         same = Recheck("unreadable", f"{session.where} cannot be read ({head.code})")
+        if not file_if_unreadable:  # (cp uploads it again: reading the file first is waste)
+            return same
     else:
         recorded = ObjectChecksum.parse(session.algorithm, str(outcome.get("checksum")))
         etag = str(outcome.get("etag") or "-")

@@ -153,6 +153,12 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
                 log.warning("could not check the completed object (%s); S3 verified every part",
                             exc)  # fmt: skip
                 return
+            if not pause and done.expected_etag and ETag(done.expected_etag).same(done.etag):
+                # The server's own answer (its ETag is the parts'): the object was there, and
+                # was taken away since (a consumer deleting what arrives)
+                log.warning("%s was completed, and is gone already (HeadObject: %s)",
+                            session.where, exc.code)  # fmt: skip
+                return
             if not pause:
                 raise IntegrityError(
                     f"{session.where}: CompleteMultipartUpload answered, but there is no object "
@@ -170,11 +176,14 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
             hint="delete the object and upload it again",
         )
     stored_etag = str(head.get("ETag") or "")
-    if stored_etag and not any(
-        ETag(stored_etag).same(e or "") for e in (done.etag, done.expected_etag)
+    if (
+        stored is None
+        and stored_etag
+        and not any(ETag(stored_etag).same(e or "") for e in (done.etag, done.expected_etag))
     ):
-        # Not the ETag CompleteMultipartUpload gave, nor the parts': another object is there
-        # (written since by someone else, or an answer that was not the server's)
+        # Only the size vouched for it (no stored checksum of ours), and the ETag is neither
+        # CompleteMultipartUpload's nor the parts': another object is there (written since
+        # by someone else, or an answer that was not the server's)
         raise IntegrityError(
             f"{session.where} after completion has ETag {stored_etag}, not the completed "
             f"object's {done.etag}: another object is at the key",

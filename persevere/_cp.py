@@ -231,11 +231,7 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         raise refusal(found, state_path, decision)
     if decision.action == "restart":
         log.warning("%s; starting the upload again", decision.why)
-        with anyio.move_on_after(30):  # S3 frees its parts (best effort)
-            try:
-                await abort_upload(state_path)
-            except Exception as exc:  # it may be gone already; the new upload matters now
-                log.info("could not abort the previous upload (%s)", exc)
+        await _abort_previous(state_path)
     elif decision.why:
         log.warning("%s", decision.why)
     await anyio.to_thread.run_sync(_make_room, state_path)
@@ -249,10 +245,21 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
             if stream:
                 raise  # (its bytes are read: they cannot be sent again)
             log.warning("%s; starting the upload again", exc)
+            await _abort_previous(state_path)  # (an answer S3 did not give: its parts billed)
             await anyio.to_thread.run_sync(_make_room, state_path)
             return await upload(request, naming)  # once: gone again, the error stands
     except (StateFileExists, StateFileLocked) as exc:  # another cp created it a moment ago
         raise _already_running(state_path) from exc
+
+
+async def _abort_previous(state_path: Path) -> None:
+    """The upload ``state_path`` records, aborted before it is replaced: S3 frees its parts
+    (best effort: it may be gone already; the new upload matters now)."""
+    with anyio.move_on_after(30):
+        try:
+            await abort_upload(state_path)
+        except Exception as exc:
+            log.info("could not abort the previous upload (%s)", exc)
 
 
 async def _same_stream(state: JournalState, fd: int, progress: ProgressSink) -> None:

@@ -130,7 +130,8 @@ class ETag:
         return int(match.group(2)) if match and match.group(2) else None
 
     def same(self, other: str) -> bool:
-        return self.text.strip('"').lower() == other.strip('"').lower()
+        """The same ETag, however quoted (a cache's weak ``W/"..."`` too)."""
+        return _bare(self.text) == _bare(other)
 
     @staticmethod
     def multipart(part_etags: Sequence[str]) -> str:
@@ -143,6 +144,10 @@ class ETag:
         """False under SSE-KMS/SSE-C, where S3's ETag is not an MD5 of the bytes."""
         kms = str(response.get("ServerSideEncryption") or "").startswith("aws:kms")
         return not kms and "SSECustomerAlgorithm" not in response
+
+
+def _bare(etag: str) -> str:
+    return etag.strip().removeprefix("W/").strip('"').lower()
 
 
 def object_matches(

@@ -102,6 +102,18 @@ class Source:
     fd: int = 0
 
 
+def refuse_dev_null(fd: int) -> None:
+    """A stream on /dev/null is refused: what a service, ``docker run`` without -i or ``ssh
+    -n`` leave when the producer is left out (the object would be replaced with an empty
+    one)."""
+    if os.path.samestat(os.fstat(fd), os.stat(os.devnull)):
+        raise UsageError(
+            "standard input is /dev/null: nothing is being piped in (an empty object: "
+            "true | persevere cp - ...)",
+            param="source",
+        )
+
+
 def resolve_source(given: str | Path, fd: int = 0) -> Source:
     """The one place ``-`` is read: a pipe is a stream; a file or block device redirected in
     is that file; a terminal is refused (:func:`stdin_kind`)."""
@@ -239,14 +251,7 @@ class Request:
         """What a stream cannot do: it is read once, in order, on its own schedule."""
         if not self.reads().stream:
             return
-        if os.path.samestat(os.fstat(self.reads().fd), os.stat(os.devnull)):
-            # (what a service, `docker run` without -i, `ssh -n` leave when the producer is
-            # left out: the object would be replaced with an empty one)
-            raise UsageError(
-                "standard input is /dev/null: nothing is being piped in (an empty object: "
-                "true | persevere cp - ...)",
-                param="source",
-            )
+        refuse_dev_null(self.reads().fd)
         if dry_run:
             raise UsageError("a stream can be read only once: --dry-run needs a file",
                              param="dry_run")  # fmt: skip

@@ -63,7 +63,7 @@ from ._pipeline import adopted, gone, run, start_again
 from ._plan import PartPlan
 from ._progress import ProgressSink, guarded
 from ._reconcile import RemotePart, reconcile
-from ._request import Continued, Request, given, stdin_kind
+from ._request import Continued, Request, given, refuse_dev_null, stdin_kind
 from ._sender import PlannedParts
 from ._session import MultipartSession
 from ._shard_journals import (
@@ -119,6 +119,7 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
                 if stdin_kind()[0] != "stream":
                     raise UsageError("this upload is of a stream: pipe the same stream in to "
                                      "resume it")  # fmt: skip
+                refuse_dev_null(0)
                 async with recorded_session(header, request.endpoint, request.transfer) as session:
                     kind = StreamParts(session, journal, header, state.parts, progress)
                     return await run(kind, request.transfer, started)
@@ -139,7 +140,8 @@ async def _already_completed(
     (no s3:GetObject) leaves the journal's word for the object, the file checked all the same."""
     identity = None if state.header.stream else await _inspect(request, state.header, journal.path)
     found = await recheck(state, journal.path, identity, request.endpoint,
-                          verify_parts=request.verify_parts, options=request.transfer)  # fmt: skip
+                          verify_parts=request.verify_parts, options=request.transfer,
+                          file_if_unreadable=True)  # fmt: skip
     if found.outcome == "unreadable":
         log.warning("%s: the state file records it completed, and it is not checked", found.why)
     elif found.outcome == "changed":

@@ -129,6 +129,8 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
     as_stream = role == "file to upload"
     if not stat.S_ISREG(st.st_mode):
         how = f"; to upload it once, as a stream: persevere cp - s3://BUCKET/KEY < {path}"
+        if os.path.samestat(st, os.stat(os.devnull)):  # (it gives nothing: refused as stdin)
+            how = "; an empty object: true | persevere cp - s3://BUCKET/KEY"
         raise SourceFileError(
             f"{path} is not a regular file or a block device (a FIFO, socket or character "
             f"device gives its bytes once: they cannot be read again){how if as_stream else ''}"
@@ -139,7 +141,7 @@ def inspect_file(path: Path, role: str = "file to upload") -> FileIdentity:
             f"{path} does not give the {st.st_size:,} bytes its size says (a /proc or /sys "
             f"file: its length is known only once read){how if as_stream else ''}"
         )
-    return replace(FileIdentity.of(absolute, st), given=Path(os.path.abspath(expanded)))
+    return replace(FileIdentity.of(absolute, st), given=expanded.absolute())  # (".." kept)
 
 
 _PSEUDO_MAX = 64 * 1024  # /proc and /sys files say 0 or one page; a file this small is read
@@ -272,8 +274,21 @@ class SourceFile:
         except OSError:
             raise self._changed("nothing is at its path now: it was moved or deleted") from None
         if (named.st_dev, named.st_ino) != (now.device, now.inode):
-            raise self._changed("its path names another file now: it was replaced, as an "
-                                "editor's save or a rotation does")  # fmt: skip
+            given = self.identity.given
+            target = os.path.realpath(given) if given is not None else str(self.identity.path)
+            if target == str(self.identity.path):
+                raise self._changed("its path names another file now: it was replaced, as an "
+                                    "editor's save or a rotation does")  # fmt: skip
+            # A link on the path given names another file now (``ln -sfn``): the upload's
+            # file, the one the journal records, did not change; resuming completes it
+            swapped = self._changed(f"{given} names another file now, {target}: a symbolic "
+                                    "link on its path was changed")  # fmt: skip
+            swapped.hint = (
+                f"to upload what {given} names now, run persevere cp with it (it starts again); "
+                f"persevere upload resume completes {self.identity.path}, the file it started from"
+            )
+            swapped.next_step = None
+            raise swapped
         if now.size != self.identity.size:
             raise _other_size(
                 f"{self.identity.path} changed size while it was being uploaded "
