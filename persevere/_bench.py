@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -31,7 +31,6 @@ import anyio
 from ._body import SLICE_BYTES, PreparedPart, Throttle, _Body
 from ._checksums import CRC64NVME, ChecksumAlgorithm, b64
 from ._errors import PersevereError, ResumableError, S3Error, UploadGone, UsageError
-from ._logs import event
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, make_plan
 from ._progress import NullProgress
@@ -301,7 +300,6 @@ async def run_bench(
             format_size(row.part_size),
             row.concurrency,
             row.mb_per_s,
-            extra=event("bench", **asdict(row)),
         )
         rows.append(row)
         if on_row is not None:

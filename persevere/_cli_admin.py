@@ -314,7 +314,7 @@ def bench(
     _reported(check_destination, bucket, f"{under}part")  # its keys, as cp's: before any request
 
     def show(row: Any) -> None:
-        # not under -q; with --log-format json, the "bench" event says it (at -v)
+        # not under -q; with --log-format json, bench's own log line says it
         if not json_output and not json_lines() and log.isEnabledFor(logging.WARNING):
             _say(
                 f"c={row.concurrency:<3} part {format_size(row.part_size):>9}: "

@@ -91,15 +91,3 @@ def test_a_trees_dry_run_fails_as_its_run_would(s3_env, bucket, tmp_path):
     assert run.returncode == 2, run.stderr
     # (a name S3 cannot take fails again, run after run: the last line says what to do)
     assert "fix or leave out (--exclude)" in run.stderr.splitlines()[-1], run.stderr
-
-
-def test_bench_rows_are_bench_events_in_json_logs(s3_env, bucket):
-    """bench prints no row lines under --log-format json, saying the "bench" event does: there
-    was none (a plain "log" event). Each row is a "bench" event with its fields (at -v)."""
-    ran = persevere(s3_env, "-v", "--log-format", "json", "bench", f"s3://{bucket}",
-                    "-c", "2", "--size", "6MiB")  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    events = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]
-    rows = [e for e in events if e["event"] == "bench"]
-    assert len(rows) == 1, ran.stderr
-    assert rows[0]["concurrency"] == 2 and rows[0]["size"] == 6 * MiB
