@@ -517,6 +517,15 @@ class _TreeSender:
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
         slot.close()
+        # Sent as it was read: is it still that file (an edit while the PutObject was on its
+        # way left the object older than the file)? As cp FILE checks before completing.
+        look = os.stat if self.req.follow_symlinks else os.lstat
+        try:
+            now = FileIdentity.of(f.path, await anyio.to_thread.run_sync(look, f.path))
+        except OSError:
+            now = None
+        if now != identity:
+            raise SourceChanged("changed while it was uploaded; run again once it is final")
         done = FileDone.of(f.rel, key, identity, etag, stated)
         await self.journal.record(done)
         self.progress.advance(done.size)
