@@ -132,7 +132,8 @@ def list_uploads(
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
         when = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
-        typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {u.key}  {u.upload_id}")
+        key = u.key if u.key.isprintable() else repr(u.key)  # (a newline in it: one row still)
+        typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {key}  {u.upload_id}")
     total = sum(u.bytes for u in uploads)
     typer.echo(
         f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{younger}: "

@@ -93,6 +93,10 @@ def start(
                 _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
         progress = NamingStateFile(progress, state_file)
+    if shards is not None and processes is not None and processes != shards:
+        # (--processes N runs N shards here; --shards N prints N for other hosts to run)
+        _usage_error(f"--shards {shards} and --processes {processes} disagree: --processes "
+                     "runs one shard per process; give one of them", "--processes")  # fmt: skip
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
                             shards or (None if auto else processes))  # fmt: skip
@@ -123,7 +127,6 @@ def start(
                                    f"{index}/{count}" for index in range(count)],
                 "complete_command": f"persevere upload resume --state-file {quoted}",
             }, flags.json_output):  # fmt: skip
-                quoted = shlex.quote(str(state_file))
                 typer.echo(
                     f"created upload {header.upload_id} of s3://{bucket}/{key} in {count} "
                     f"shards; on any host that sees the file, run for I in 0..{count - 1}:\n"

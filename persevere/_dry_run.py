@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -228,8 +229,8 @@ async def _probe_create(session: MultipartSession, request: Request) -> tuple[st
             await session.create(request.object_options or {}, retry=options.policy(Call.FIRST))
         session.retry = options.policy(Call.CLEANUP)
         leftover: str | None = (
-            f"persevere upload abort s3://{session.bucket}/{session.key} "
-            f"--upload-id {session.upload_id}"
+            f"persevere upload abort {shlex.quote(f's3://{session.bucket}/{session.key}')} "
+            f"--upload-id {shlex.quote(session.upload_id)}"
         )
         why = f"no answer within {ABORT_TIMEOUT_S:.0f}s"
         with anyio.move_on_after(ABORT_TIMEOUT_S):  # (a stop waits for this at most)

@@ -115,7 +115,8 @@ def other_source(
     by a file's plan, which its parts do not follow: refused, before any request. ``file``
     None: this run's source is a stream. ``finished``: the recorded upload's end, if it has
     one (then there is nothing to resume)."""
-    to = f"s3://{header.bucket}/{header.key} --state-file {shlex.quote(str(path))}"
+    url = shlex.quote(f"s3://{header.bucket}/{header.key}")
+    to = f"{url} --state-file {shlex.quote(str(path))}"
     if file is None:
         recorded, given = f"the file {header.file_path}", "standard input (a stream)"
         hint = (

@@ -135,7 +135,7 @@ E = TypeVar("E", bound=PersevereError)
 def start_again(error: E, header: Header, state_path: Path) -> E:
     """``error``, whose upload is over (aborted), with the ``cp`` that uploads its source
     again, a new upload over the same state file, with the options a re-run could lose."""
-    feed, source = ("... | ", "-") if header.stream else ("", shlex.quote(header.file_path))
+    feed, source = ("... | ", "-") if header.stream else ("", header.file_path)  # (quoted below)
     words = [f"{feed}persevere cp", source, f"s3://{header.bucket}/{header.key}",
              "--state-file", str(state_path.absolute())]  # fmt: skip
     for flag, value in (("--endpoint-url", header.endpoint_url), ("--profile", header.profile),

@@ -134,7 +134,6 @@ def test_a_tree_file_rewritten_during_its_putobject_is_not_exit_0_with_the_old_b
         assert body == file.read_bytes(), done[0].stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #3")
 @pytest.mark.parametrize("filters", [["--include", "*.pth"], ["--exclude", "*"]])
 def test_cp_dir_whose_filters_take_no_file_does_not_exit_0(s3_env, bucket, tmp_path, filters):
     """`cp DIR s3://B/P/ --include '*.pth'` (a typo for *.pt) on a directory of files sends
@@ -360,7 +359,6 @@ def test_a_file_whose_name_is_long_uses_its_processes_without_a_traceback(
     assert "Traceback" not in result.stderr, result.stderr[-600:]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #11")
 def test_the_cp_command_given_for_an_aborted_upload_runs_for_a_path_with_a_space(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -416,7 +414,6 @@ def test_the_cp_command_given_for_an_aborted_upload_keeps_its_object_options(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #13")
 def test_the_resume_command_given_for_the_other_kind_of_source_quotes_its_key(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -440,7 +437,6 @@ def test_the_resume_command_given_for_the_other_kind_of_source_quotes_its_key(
     assert s3_client.get_object(Bucket=bucket, Key="my key")["Body"].read() == file.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #14")
 def test_the_shard_commands_start_prints_run_on_another_host_s_working_directory(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -463,7 +459,6 @@ def test_the_shard_commands_start_prints_run_on_another_host_s_working_directory
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #15")
 def test_start_with_shards_and_processes_does_not_exit_0_over_its_shards_errors(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -559,7 +554,6 @@ def test_verify_with_the_state_file_of_a_sharded_upload_names_the_differing_part
     assert "first differing part: 4" in checked.stdout, checked.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #18")
 def test_upload_list_shows_a_key_with_a_newline_on_its_own_row(s3_env, bucket, s3_client):
     """`upload list` prints one row per upload, the key raw: a key with a newline (legal in
     S3; any tool, or anyone with PutObject, can make one) breaks its row in two, and the
