@@ -71,7 +71,7 @@ def start(
     FILE '-' reads standard input: a pipe is uploaded as a stream (see --expected-size); a
     file or block device redirected in (< file) is read as that file.
     """
-    from ._cp import journal_kept_apart, locate_state_file, make_state_dir
+    from ._cp import journal_kept_apart, locate_state_file, long_name, make_state_dir, own_name
     from ._request import Request, resolve_source
     from ._s3 import Endpoint
     from ._source import inspect_file
@@ -92,6 +92,9 @@ def start(
             if not source.path.name:
                 _reported(inspect_file, source.path)
             state_file = source.path.with_name(source.path.name + ".persevere").absolute()
+            if long_name(state_file.name):  # (its shard journals' names would not fit)
+                state_file = state_file.with_name(own_name(state_file.parent / source.path.name,
+                                                           bucket, key))  # fmt: skip
         progress = NamingStateFile(progress, state_file)
     if shards is not None and processes is not None and processes != shards:
         # (--processes N runs N shards here; --shards N prints N for other hosts to run)

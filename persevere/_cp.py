@@ -105,14 +105,14 @@ def locate_state_file(
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
-    named = _own_name(path, bucket, key)
+    named = own_name(path, bucket, key)
     if state_dir is not None:
         return Path(state_dir).expanduser().absolute() / named
     own, elsewhere = path.with_name(named), state_home() / named
     if journal_kept_apart(path):
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
-    if len(os.fsencode(beside.name)) > _MAX_NAME_BYTES:
+    if long_name(beside.name):
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):
@@ -133,14 +133,24 @@ def journal_kept_apart(path: Path) -> bool:
 
 
 _MAX_NAME_BYTES = 255  # a file name, in most file systems
+_ROOM = 24  # what names made from a journal's add to it: ".shard-I-of-N", a tree's ".d"
 
 
-def _own_name(path: Path, bucket: str, key: str) -> str:
+def fitted(name: str, suffix: str) -> str:
+    """``name + suffix``, ``name`` cut short so that the names made from it fit too."""
+    cut = os.fsencode(name)[: _MAX_NAME_BYTES - _ROOM - len(os.fsencode(suffix))]
+    return cut.decode("utf-8", "ignore") + suffix
+
+
+def long_name(name: str) -> bool:
+    """Would the names made from this journal name be names too long?"""
+    return len(os.fsencode(name)) > _MAX_NAME_BYTES - _ROOM
+
+
+def own_name(path: Path, bucket: str, key: str) -> str:
     """``FILE.DIGEST.persevere``, FILE cut short if the whole would be a name too long."""
     where = f"{path}\n{bucket}\n{key}".encode("utf-8", "surrogateescape")
-    suffix = f".{hashlib.sha256(where).hexdigest()[:16]}.persevere"
-    name = os.fsencode(path.name)[: _MAX_NAME_BYTES - len(suffix)]
-    return name.decode("utf-8", "ignore") + suffix
+    return fitted(path.name, f".{hashlib.sha256(where).hexdigest()[:16]}.persevere")
 
 
 def _records_another_destination(path: Path, bucket: str, key: str) -> bool:

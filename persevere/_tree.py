@@ -168,7 +168,7 @@ def locate_tree_state(
     """Where the tree's journal is: ``DIR.persevere`` beside the directory, unless that one
     records another destination (then ``DIR.DIGEST.persevere``), or the parent directory is
     not writable (then under the XDG state directory, as ``cp FILE``'s)."""
-    from ._cp import state_home
+    from ._cp import fitted, long_name, state_home
 
     if state_file is not None:
         return state_file.expanduser().absolute()
@@ -178,10 +178,12 @@ def locate_tree_state(
     said = [str(x) for x in (endpoint.profile, configured) if x is not None]
     where = "\n".join([str(root), bucket, prefix, str(endpoint.endpoint_url), *said])
     digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    own = f"{name}.{digest}.persevere"
+    own = fitted(name, f".{digest}.persevere")
     if state_dir is not None:
         return state_dir.expanduser().absolute() / own
     beside = root.parent / f"{name}.persevere"
+    if long_name(beside.name):  # (its .d and shard journals would be names too long)
+        beside = root.parent / own
     header = read_header(beside)
     if header is not None and header.root == str(root) and header.destination() == (
         bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured

@@ -322,7 +322,6 @@ def test_cp_dir_max_bandwidth_caps_its_small_files_too(s3_env, bucket, tmp_path)
     assert json.loads(sent.stdout)["elapsed_s"] >= 10, sent.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #10")
 def test_a_directory_whose_name_is_long_is_uploaded_not_a_traceback(s3_env, bucket, tmp_path):
     """A directory name may be up to 255 bytes. `cp DIR s3://B/P/` of one named with 240
     bytes dies with a traceback (OSError: [Errno 36] File name too long: 'DIR.DIGEST.persevere'),
@@ -341,7 +340,6 @@ def test_a_directory_whose_name_is_long_is_uploaded_not_a_traceback(s3_env, buck
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #10")
 def test_a_file_whose_name_is_long_uses_its_processes_without_a_traceback(
     s3_env, bucket, s3_client, tmp_path
 ):
