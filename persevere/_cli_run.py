@@ -59,7 +59,8 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
     if exc.state_file and exc.exit_code != _errors.EXIT_USAGE and exc.next_step in _NEXT_STEPS:
         # (absolute: the command is run later, from a supervisor's or a shell's own directory)
         state = shlex.quote(os.path.abspath(exc.state_file))
-        command = f"persevere upload {exc.next_step} --state-file {state}"
+        if command is None or exc.next_step != "resume":  # (a shard's: its own, set by _run)
+            command = f"persevere upload {exc.next_step} --state-file {state}"
         lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
     fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
     if json_lines():
@@ -96,6 +97,7 @@ def _run(
     grace_s: float = 0.0,
     hurried_by_parent: bool = False,
     stopped: tuple[str, str] | None = None,
+    resumed_by: str | None = None,
     **kwargs: Any,
 ) -> T:
     """Run ``fn(*args, **kwargs)`` on the event loop; Ctrl-C/SIGTERM (exit 130) and SIGHUP
@@ -105,6 +107,8 @@ def _run(
     after the upload completed does not turn success into "interrupted".
 
     ``stopped``: the message and hint of a stop signal, when the command has its own.
+    ``resumed_by``: the command that resumes this run, when it is not ``upload resume`` (a
+    shard's).
 
     ``left_behind``: a command that removes what it made (bench) says with it, as exact
     commands, what would stay behind if it ended now. A second signal gives its cleanup
@@ -216,6 +220,8 @@ def _run(
                 exc.message = f"{exc.message}; cleaned up: nothing was left behind"
         if hurried_by_parent:  # a shard of --processes names no command to run next: its
             exc.state_file = None  # parent does, once (it completes or says how to resume)
+        elif resumed_by is not None:  # (what resumes this run: a shard's own command)
+            exc.next_command = resumed_by
         # what the cleanup could not remove
         lines = left_behind() if left_behind is not None else []
         if lines:

@@ -272,8 +272,11 @@ def shard(
                 "--shard",
             )
         index, count = found
+    again = (f"persevere upload shard --state-file "
+             f"{shlex.quote(str(state_file.absolute()))} --shard {index}/{count}")  # fmt: skip
     result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
-                        lambda given, sink: send_one(given, index, count, sink))  # fmt: skip
+                        lambda given, sink: send_one(given, index, count, sink),
+                        resumed_by=again)  # fmt: skip
     parts = [result.parts.start, result.parts.stop - 1]
     if not _emitted({**dataclasses.asdict(result), "parts": parts}, flags.json_output):
         typer.echo(
@@ -282,11 +285,19 @@ def shard(
         )
 
 
-def _continued(request: Any, what: str, flags: SendFlags | ContinueFlags, call: Any) -> Any:
+def _continued(
+    request: Any,
+    what: str,
+    flags: SendFlags | ContinueFlags,
+    call: Any,
+    resumed_by: str | None = None,
+) -> Any:
     """``call(request, progress)`` run as every command's coroutine is (:func:`._cli_run._run`),
-    resumable from the request's state file: cp's, resume's, or a shard's."""
+    resumable from the request's state file: cp's, resume's, or a shard's (``resumed_by``:
+    its own command)."""
     progress = _progress(not flags.no_progress and not flags.json_output, what)
-    return _run(call, request, progress, resumable_state=request.state_file)
+    return _run(call, request, progress, resumable_state=request.state_file,
+                resumed_by=resumed_by)  # fmt: skip
 
 
 def _shard_of_parent() -> None:

@@ -231,7 +231,6 @@ def test_a_wrong_file_flag_is_not_said_to_be_the_upload_s_file_changed(
     assert "abort" not in given.stderr, given.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #7")
 def test_a_shard_that_stops_resumable_gives_its_own_command_to_run_again(
     s3_env, bucket, make_file, tmp_path
 ):
