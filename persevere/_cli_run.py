@@ -220,8 +220,8 @@ def _run(
                 exc.message = f"{exc.message}; cleaned up: nothing was left behind"
         if hurried_by_parent:  # a shard of --processes names no command to run next: its
             exc.state_file = None  # parent does, once (it completes or says how to resume)
-        elif resumed_by is not None:  # (what resumes this run: a shard's own command)
-            exc.next_command = resumed_by
+        elif resumed_by is not None and exc.next_step == "resume" and exc.state_file:
+            exc.next_command = resumed_by  # (what resumes this run: a shard's own command)
         # what the cleanup could not remove
         lines = left_behind() if left_behind is not None else []
         if lines:

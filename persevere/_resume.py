@@ -177,7 +177,15 @@ async def _inspect(request: Request, header: Header, state_path: Path | None) ->
 
 def _identity(given: Path | None, header: Header, state_path: Path | None) -> FileIdentity:
     try:
-        return inspect_file(given or Path(header.file_path))
+        identity = inspect_file(given or Path(header.file_path))
+        if given is not None and not header.stream and identity.size != header.file_size:
+            # (a typo, another host's copy: the upload's own file did not change)
+            raise UsageError(f"{given} has {identity.size:,} bytes, but the upload is of "
+                             f"{header.file_size:,} ({header.file_path}): not its file",
+                             hint="give the upload's file with --file (if that file has another "
+                             "size now, its upload cannot be completed: persevere cp starts "
+                             "again)", param="file")  # fmt: skip
+        return identity
     except SourceFileError as exc:
         if given is None and not os.path.lexists(header.file_path):
             # Not at the path the header records: the upload is intact, and ``--file`` resumes

@@ -205,7 +205,6 @@ def test_a_tree_whose_shards_used_a_checksum_is_taken_in_by_the_command_with_it(
     assert "4 unchanged" in merged.stdout, merged.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #6")
 @pytest.mark.parametrize("command", ["shard", "resume"])
 def test_a_wrong_file_flag_is_not_said_to_be_the_upload_s_file_changed(
     s3_env, bucket, make_file, tmp_path, command
