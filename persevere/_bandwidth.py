@@ -7,9 +7,11 @@ seconds. The clock and sleep are parameters so the arithmetic is testable withou
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 
 import anyio
 
@@ -56,3 +58,23 @@ class TokenBucket:
             self._tokens -= n_bytes  # may go negative: the debt is paid by waiting
             if self._tokens < 0:
                 await self._sleep(-self._tokens / self.rate)
+
+
+# One bucket for every upload a run makes (a tree's files, small and large): set by sharing()
+_SHARED: ContextVar[TokenBucket | None] = ContextVar("persevere_bandwidth", default=None)
+
+
+def bucket_for(rate: float | None) -> TokenBucket | None:
+    """An upload's bucket at ``rate`` (None: no cap): the one its run shares, else its own."""
+    return (_SHARED.get() or TokenBucket(rate)) if rate else None
+
+
+@contextlib.contextmanager
+def sharing(rate: float | None) -> Iterator[TokenBucket | None]:
+    """Within it (and the tasks started in it), every upload at ``rate`` takes from one
+    bucket: the cap is the run's, not each file's."""
+    token = _SHARED.set(TokenBucket(rate) if rate else None)
+    try:
+        yield _SHARED.get()
+    finally:
+        _SHARED.reset(token)

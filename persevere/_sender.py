@@ -45,7 +45,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._bandwidth import TokenBucket
+from ._bandwidth import bucket_for
 from ._body import PreparedPart, Throttle
 from ._checksums import b64
 from ._congestion import CongestionWindow
@@ -174,8 +174,7 @@ class PartSender:
         self.options = options
         self.progress = progress
         self.window = CongestionWindow(options.concurrency)
-        rate = options.max_bandwidth_bytes_s
-        self.bandwidth = TokenBucket(rate) if rate else None
+        self.bandwidth = bucket_for(options.max_bandwidth_bytes_s)  # (a tree's: shared)
         self.bytes_sent = 0
         self._attempts: set[_Attempt] = set()
 

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._bandwidth import TokenBucket, sharing
 from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, b64, get_algorithm
 from ._errors import (
@@ -436,8 +437,14 @@ class _TreeSender:
         recorded = journal.header.checksum_algorithm
         default = req.checksum is None and recorded == DEFAULT_CHECKSUM
         self.checksum = None if default else req.checksum or recorded
+        self.bandwidth: TokenBucket | None = None  # (send_all's, shared by every file)
 
     async def send_all(self, todo: list[TreeFile]) -> None:
+        # --max-bandwidth: one cap for the run, its small files' PutObjects and large files
+        with sharing(self.req.transfer.max_bandwidth_bytes_s) as self.bandwidth:
+            await self._send_all(todo)
+
+    async def _send_all(self, todo: list[TreeFile]) -> None:
         self.settled, self.todo = 0, len(todo)  # (files sent or failed, of these)
         self.progress.files(0, self.todo)
         most = min(SMALL_MAX, self.req.part_size or SMALL_MAX)  # of a small file
@@ -502,6 +509,8 @@ class _TreeSender:
         if self.verifier.flexible:
             fields["ChecksumAlgorithm"] = self.algorithm.name
         options = self._options_of(f)
+        if self.bandwidth is not None:  # (its bytes, before they go)
+            await self.bandwidth.take(len(body))
 
         what = f"PutObject {key}"
         try:

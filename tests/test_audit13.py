@@ -301,7 +301,6 @@ def test_a_tree_shard_resubmitted_alone_as_the_slurm_example_says_runs_its_shard
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 13 #9")
 def test_cp_dir_max_bandwidth_caps_its_small_files_too(s3_env, bucket, tmp_path):
     """`--max-bandwidth RATE`: "Cap on the upload rate, shared by all parts" (cp's --help; the
     README's table). `cp DIR` honours it for its large files (multipart) but not for the
