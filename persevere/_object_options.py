@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ._errors import UsageError
 
@@ -48,6 +48,34 @@ CannedAcl = Literal[
 LOCK_FIELDS = frozenset(
     {"ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus"}
 )
+
+
+# CreateMultipartUpload's parameters -> the flag that gives each (the rest: :func:`as_flags`)
+_FLAG_OF = {"StorageClass": "--storage-class", "ContentEncoding": "--content-encoding",
+            "ServerSideEncryption": "--sse", "SSEKMSKeyId": "--sse-kms-key-id", "ACL": "--acl",
+            "ExpectedBucketOwner": "--expected-bucket-owner", "RequestPayer": "--request-payer",
+            "ObjectLockMode": "--object-lock-mode",
+            "ObjectLockRetainUntilDate": "--object-lock-retain-until",
+            "ObjectLockLegalHoldStatus": "--object-lock-legal-hold"}  # fmt: skip
+
+
+def as_flags(options: dict[str, Any], file_name: str) -> list[str]:
+    """The flags that give ``options`` again (:func:`build_object_options` read backwards), for
+    a command that must make the same upload: the content type only if not the name's guess."""
+    flags: list[str] = []
+    for name, value in options.items():
+        if name == "ContentType" and value != guess_content_type(file_name):
+            flags += ["--content-type", value]
+        elif name == "Metadata":
+            for key, each in value.items():
+                flags += ["--metadata", f"{key}={each}"]
+        elif name == "Tagging":
+            for pair in value.split("&"):
+                key, _, each = pair.partition("=")
+                flags += ["--tagging", f"{unquote(key)}={unquote(each)}"]
+        elif name in _FLAG_OF:
+            flags += [_FLAG_OF[name], str(value)]
+    return flags
 
 
 def build_object_options(

@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 from ._completion import UploadResult, complete, make_result, record_completed
 from ._errors import PersevereError, S3Error, UploadGone
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
+from ._object_options import as_flags
 from ._options import UploadOptions
 from ._progress import ProgressSink
 from ._quirks import refused
@@ -142,6 +143,9 @@ def start_again(error: E, header: Header, state_path: Path) -> E:
                         ("--ca-bundle", header.ca_bundle)):  # fmt: skip
         words += [flag, value] if value else []
     words += ["--no-overwrite"] if header.no_overwrite else []
+    words += ["--checksum", header.checksum_algorithm] if header.checksum_pinned else []
+    # (the object's options it was created with: cp refuses a state file's other options)
+    words += as_flags(header.object_options or {}, Path(header.file_path).name)
     command = " ".join([words[0], *map(shlex.quote, words[1:])])
     error.hint = f"to upload it again (a new upload over this state file): {command}"
     error.next_command = command

@@ -381,7 +381,6 @@ def test_the_cp_command_given_for_an_aborted_upload_runs_for_a_path_with_a_space
     assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == file.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #12")
 def test_the_cp_command_given_for_an_aborted_upload_keeps_its_object_options(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

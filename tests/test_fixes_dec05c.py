@@ -91,3 +91,34 @@ def test_a_trees_dry_run_fails_as_its_run_would(s3_env, bucket, tmp_path):
     assert run.returncode == 2, run.stderr
     # (a name S3 cannot take fails again, run after run: the last line says what to do)
     assert "fix or leave out (--exclude)" in run.stderr.splitlines()[-1], run.stderr
+
+
+def test_object_options_read_back_as_flags_make_the_same_options():
+    """The cp command given for an aborted upload carries the object's options as flags
+    (audit 13 #12): read back through build_object_options, they are the same options."""
+    from pathlib import Path
+
+    from persevere._object_options import as_flags, build_object_options
+
+    asked = {
+        "storage_class": "STANDARD_IA",
+        "content_type": "text/x-foo",
+        "content_encoding": "gzip",
+        "metadata": ["a=1", "b=x y"],
+        "tagging": ["t=v w", "u=1"],
+        "sse": "AES256",
+        "acl": "private",
+        "object_lock_mode": "GOVERNANCE",
+        "object_lock_retain_until": "2099-01-31",
+    }
+    options = build_object_options(Path("a.bin"), **asked)  # type: ignore[arg-type]
+    flags = as_flags(options, "a.bin")
+    again: dict[str, object] = {"metadata": [], "tagging": []}
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        name = flag.removeprefix("--").replace("-", "_")
+        if name in ("metadata", "tagging"):
+            again[name].append(value)  # type: ignore[attr-defined]
+        else:
+            again[name] = value
+    assert build_object_options(Path("a.bin"), **again) == options  # type: ignore[arg-type]
+    assert "--content-type" not in as_flags(build_object_options(Path("a.txt")), "a.txt")
