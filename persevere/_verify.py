@@ -43,6 +43,7 @@ from ._progress import ProgressSink, guarded
 from ._quirks import ETag, digest_of, missing, refused
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
+from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
 
@@ -195,6 +196,8 @@ async def verify_object(
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
+        if journal.header.shards:  # (its parts were recorded by its shards' journals)
+            await anyio.to_thread.run_sync(merge_shards, Path(state_file), journal)
     asking = nullcontext(client) if client else open_client(endpoint or Endpoint.from_environment())
     async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}

@@ -517,7 +517,6 @@ def test_a_tree_whose_shard_process_was_killed_lists_what_it_sent_as_sent(s3_env
     assert sorted(result["sent"]) == [f"f{i}" for i in range(6)], result
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #17")
 def test_verify_with_the_state_file_of_a_sharded_upload_names_the_differing_part(
     s3_env, bucket, make_file, tmp_path
 ):
