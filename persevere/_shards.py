@@ -69,10 +69,15 @@ def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
     if "JOB_COMPLETION_INDEX" in os.environ and shards:
         return int(os.environ["JOB_COMPLETION_INDEX"]), shards
     if "SLURM_ARRAY_TASK_ID" in os.environ:
+        task = int(os.environ["SLURM_ARRAY_TASK_ID"])
         first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT", "0")) or shards
+        if shards and count != shards:
+            # Not the whole array: a task resubmitted alone (--array=2) is shard 2 of the
+            # upload's, the array numbered from 0 as the examples submit it
+            return task, shards
         if count:
-            return int(os.environ["SLURM_ARRAY_TASK_ID"]) - first, count
+            return task - first, count
     return None
 
 

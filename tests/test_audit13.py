@@ -253,7 +253,6 @@ def test_a_shard_that_stops_resumable_gives_its_own_command_to_run_again(
     assert "upload shard" in command and "0/2" in command, command
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #8")
 def test_a_shard_resubmitted_alone_as_the_slurm_example_says_runs_its_shard(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -275,7 +274,6 @@ def test_a_shard_resubmitted_alone_as_the_slurm_example_says_runs_its_shard(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #8")
 def test_a_tree_shard_resubmitted_alone_as_the_slurm_example_says_runs_its_shard(
     s3_env, bucket, tmp_path
 ):
@@ -292,6 +290,7 @@ def test_a_tree_shard_resubmitted_alone_as_the_slurm_example_says_runs_its_shard
     assert first.returncode == 0, first.stderr
     env = {**os.environ, **s3_env, **_RESUBMITTED_TASK_2, "SLURM_ARRAY_TASK_ID": "1",
            "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "1",
+           "SHARDS": "2",  # (the lead: the example now says to give the array's size so)
            "PERSEVERE": str(Path(sys.executable).parent / "persevere"), "TREE": str(tree),
            "DEST": dest}  # fmt: skip
     task = subprocess.run(["bash", ROOT / "examples/slurm/tree-array.sh"], env=env,

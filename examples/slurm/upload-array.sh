@@ -12,8 +12,9 @@
 # persevere installed on every node as the README says (/opt/persevere), or once on the shared
 # filesystem: then change /opt/persevere here to that path.
 #
-# A failed or preempted task can be requeued (or resubmitted with --array=N): a shard resumes
-# from its own journal, and the completing job sends whatever a shard left.
+# A failed or preempted task can be requeued (or resubmitted alone with --array=N: shard N of
+# the count the state file records): a shard resumes from its own journal, and the completing
+# job sends whatever a shard left.
 #SBATCH --job-name=persevere-shard
 #SBATCH --ntasks=1
 #SBATCH --cpus-per-task=2
