@@ -209,9 +209,16 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     progress = guarded(progress)
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
+    made = not await anyio.to_thread.run_sync(_holds_something, req.state_file)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     with contextlib.closing(journal):
-        await anyio.to_thread.run_sync(_take_in, req, journal)
+        try:
+            await anyio.to_thread.run_sync(_take_in, req, journal)
+        except PersevereError:  # (a shard's journal refused: another checksum, destination)
+            if made and req.shard is None:  # this run's new journal must not refuse the next
+                journal.close()
+                req.state_file.unlink(missing_ok=True)
+            raise
         result = TreeResult(req.bucket, req.prefix, req.state_file)
         # (made first: a journal whose checksum this persevere does not know stops the run)
         sender = _TreeSender(req, endpoint, journal, progress, result)
@@ -333,6 +340,13 @@ def _todo(
         fresh = f.rel in done and done[f.rel].same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
+
+
+def _holds_something(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:

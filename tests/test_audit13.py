@@ -177,7 +177,6 @@ def test_a_trees_shards_of_one_destination_do_not_block_another(s3_env, bucket, 
     assert len(json.loads(first.stdout)["sent"]) == 4 - sent_by_shard, first.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #5")
 def test_a_tree_whose_shards_used_a_checksum_is_taken_in_by_the_command_with_it(
     s3_env, bucket, tmp_path
 ):
