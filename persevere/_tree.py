@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import glob
 import hashlib
 import logging
 import os
@@ -185,11 +186,15 @@ def locate_tree_state(
     beside = root.parent / f"{name}.persevere"
     if long_name(beside.name):  # (its .d and shard journals would be names too long)
         beside = root.parent / own
+    ours = (bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured)
     header = read_header(beside)
-    if header is not None and header.root == str(root) and header.destination() == (
-        bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured
-    ):  # fmt: skip
+    if header is not None and header.root == str(root) and header.destination() == ours:
         return beside
+    if header is None:  # the shards' journals of another destination claim the name too
+        shards = root.parent.glob(f"{glob.escape(beside.name)}.shard-*-of-*")
+        if any((h := read_header(path)) is not None and h.destination() != ours
+               for path in shards):  # fmt: skip
+            beside = root.parent / own  # (which the other destination's merge needs free)
     for earlier in (root.parent / own, state_home() / own):
         if earlier.exists():
             return earlier

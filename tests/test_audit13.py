@@ -151,7 +151,6 @@ def test_cp_dir_whose_filters_take_no_file_does_not_exit_0(s3_env, bucket, tmp_p
     assert sent.returncode != 0, sent.stdout + sent.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 13 #4")
 def test_a_trees_shards_of_one_destination_do_not_block_another(s3_env, bucket, tmp_path):
     """README (Directories): "Another destination (bucket, prefix, ...) is another upload with
     its own journal (`DIR.DIGEST.persevere`)". After `cp DIR s3://B/p1/ --shard 0/2` (a job
