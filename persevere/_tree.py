@@ -520,7 +520,31 @@ class _TreeSender:
     async def _small(self, f: TreeFile, key: str, client: Any, slot: _Slot) -> int:
         """``f`` read once, one PutObject, S3's answer checked; the slot is given back once
         S3 answered, before the journal's fsync (which batches the records of the files
-        waiting for it)."""
+        waiting for it). A file edited while its PutObject was on its way (the object is
+        then older than the file, and another run may have recorded the newer bytes) is
+        read and sent once more; edited again, it fails alone."""
+        for last in (False, True):
+            identity, etag, stated = await self._put(f, key, client)
+            # As cp FILE checks before completing: is it still the file that was sent?
+            look = os.stat if self.req.follow_symlinks else os.lstat
+            try:
+                now = FileIdentity.of(f.path, await anyio.to_thread.run_sync(look, f.path))
+            except OSError:
+                now = None
+            if now == identity:
+                break
+            if last:
+                raise SourceChanged("changed while it was uploaded; run again once it is final")
+            log.info("%s changed while it was uploaded: sent again", f.rel)
+        slot.close()
+        done = FileDone.of(f.rel, key, identity, etag, stated)
+        await self.journal.record(done)
+        self.progress.advance(done.size)
+        return done.size
+
+    async def _put(self, f: TreeFile, key: str, client: Any) -> tuple[FileIdentity, str, Any]:
+        """``f``'s bytes as read now, one PutObject: the identity they are of, S3's ETag and
+        stored checksum."""
         body, identity, digests = await anyio.to_thread.run_sync(
             _read_small, f, self.algorithm, self.verifier.needs_md5(), self.req.follow_symlinks
         )
@@ -530,7 +554,6 @@ class _TreeSender:
         options = self._options_of(f)
         if self.bandwidth is not None:  # (its bytes, before they go)
             await self.bandwidth.take(len(body))
-
         what = f"PutObject {key}"
         try:
             response = await request(
@@ -546,20 +569,7 @@ class _TreeSender:
             raise said from exc
         etag = self.verifier.check(f"file {f.rel}", digests, response)
         stated = response.get(self.algorithm.param) if self.verifier.flexible else None
-        slot.close()
-        # Sent as it was read: is it still that file (an edit while the PutObject was on its
-        # way left the object older than the file)? As cp FILE checks before completing.
-        look = os.stat if self.req.follow_symlinks else os.lstat
-        try:
-            now = FileIdentity.of(f.path, await anyio.to_thread.run_sync(look, f.path))
-        except OSError:
-            now = None
-        if now != identity:
-            raise SourceChanged("changed while it was uploaded; run again once it is final")
-        done = FileDone.of(f.rel, key, identity, etag, stated)
-        await self.journal.record(done)
-        self.progress.advance(done.size)
-        return done.size
+        return identity, etag, stated
 
     async def _large(self, f: TreeFile, key: str, workers: int) -> int:
         """``f`` through ``cp``'s pipeline, with ``workers`` parts in flight and that share

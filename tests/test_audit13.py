@@ -51,7 +51,6 @@ class _PutObject(Rule):
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #1")
 @pytest.mark.parametrize(
     ("slow_run", "fast_run"),
     [(["--shard", "0/2"], ["--shard", "0/3"]), ([], ["--shard", "0/2"])],
