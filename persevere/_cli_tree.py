@@ -161,8 +161,11 @@ def cp_tree(
         result.bytes_sent += sum(run.bytes_sent for run in runs)
         # What the shards sent, the whole run found done: listed as sent by this run, not
         # skipped.
-        sent = {rel for run in runs for rel in run.sent} - set(result.sent)
-        resent = {rel for run in runs for rel in run.resent} - {*result.resent, *result.sent}
+        # (a shard process killed says nothing: its journal, taken in, says what it sent)
+        sent = {rel for run in runs for rel in run.sent} | {r for r, b in result.taken_in if not b}
+        resent = {rel for run in runs for rel in run.resent} | {r for r, b in result.taken_in if b}
+        sent -= set(result.sent)
+        resent -= {*result.resent, *result.sent, *sent}
         result.by_shards = min(result.skipped, len(sent) + len(resent))
         result.skipped -= result.by_shards
         result.sent = sorted({*result.sent, *sent})

@@ -149,6 +149,8 @@ class TreeResult:
     excluded: int = 0
     bytes_sent: int = 0
     elapsed_s: float = 0.0
+    # Recorded by the shards' journals this run took in: (path, recorded done before)
+    taken_in: list[tuple[str, bool]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -218,13 +220,13 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     with contextlib.closing(journal):
         try:
-            await anyio.to_thread.run_sync(_take_in, req, journal)
+            taken = await anyio.to_thread.run_sync(_take_in, req, journal)
         except PersevereError:  # (a shard's journal refused: another checksum, destination)
             if made and req.shard is None:  # this run's new journal must not refuse the next
                 journal.close()
                 req.state_file.unlink(missing_ok=True)
             raise
-        result = TreeResult(req.bucket, req.prefix, req.state_file)
+        result = TreeResult(req.bucket, req.prefix, req.state_file, taken_in=taken)
         # (made first: a journal whose checksum this persevere does not know stops the run)
         sender = _TreeSender(req, endpoint, journal, progress, result)
         todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
@@ -365,14 +367,16 @@ def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
     return journal
 
 
-def _take_in(req: TreeRequest, journal: TreeJournal) -> None:
+def _take_in(req: TreeRequest, journal: TreeJournal) -> list[tuple[str, bool]]:
     """The tree's journal takes its shards' in; a shard's counts what the tree's records too
-    (a shard run again after the tree was finished sends nothing). Blocking."""
+    (a shard run again after the tree was finished sends nothing). Blocking; the files taken
+    in (:meth:`TreeJournal.merge_shards`)."""
     if req.shard is None:
         if taken := journal.merge_shards():
-            log.info("took in %d file(s) recorded by the shards' journals", taken)
-    else:
-        journal.read_also(req.state_file)
+            log.info("took in %d file(s) recorded by the shards' journals", len(taken))
+        return taken
+    journal.read_also(req.state_file)
+    return []
 
 
 async def _gone_remotely(

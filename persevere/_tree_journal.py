@@ -214,12 +214,12 @@ class TreeJournal:
         tree's journal): read only, not locked (its lines are appended whole). Blocking."""
         self.done = {**_read_only(path, self.header, True), **self.done}
 
-    def merge_shards(self) -> int:
+    def merge_shards(self) -> list[tuple[str, bool]]:
         """Take in the shards' journals (shard I's files, :func:`shard_of`, recorded in
         ``STATE.shard-I-of-N``) and remove them: what they record done is recorded here. A
         shard still running (its journal locked) is refused, exit 3: run again once it ended.
-        Blocking; the number of records taken."""
-        taken = 0
+        Blocking; the files taken, each with whether this journal recorded it done before."""
+        taken: list[tuple[str, bool]] = []
         own = self._journal.path
         for path in sorted(own.parent.glob(f"{glob.escape(own.name)}.shard-*-of-*")):
             try:
@@ -234,8 +234,8 @@ class TreeJournal:
                 new = [d for d in recorded.values() if self.done.get(d.rel) != d]
                 if new:
                     self._journal.append(*({"type": "done", **asdict(d)} for d in new))
+                    taken += [(d.rel, d.rel in self.done) for d in new]
                     self.done.update((d.rel, d) for d in new)
-                taken += len(new)
                 path.unlink()
         return taken
 

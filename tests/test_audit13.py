@@ -472,7 +472,6 @@ def test_start_with_shards_and_processes_does_not_exit_0_over_its_shards_errors(
 
 @pytest.mark.slow
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 13 #16")
 def test_a_tree_whose_shard_process_was_killed_lists_what_it_sent_as_sent(s3_env, bucket, tmp_path):
     """README (Directories): "`--json` gives the lists (sent, sent again, refused, removed,
     failed) and the counts". A first `cp DIR --processes 2` one of whose shard processes is
