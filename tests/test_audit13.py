@@ -332,6 +332,7 @@ def test_a_directory_whose_name_is_long_is_uploaded_not_a_traceback(s3_env, buck
     assert sent.returncode == 0, sent.stderr[-600:]
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_file_whose_name_is_long_uses_its_processes_without_a_traceback(
     s3_env, bucket, s3_client, tmp_path

@@ -216,6 +216,7 @@ def test_an_empty_file_of_the_tree_as_its_state_file_is_refused(
     assert inside.returncode == 0, inside.stderr
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("name", ["/dev/fd/0", "/proc/self/fd/0"])
 def test_standard_inputs_other_names_are_read_as_dash(s3_env, bucket, s3_client, make_file,

@@ -301,6 +301,7 @@ def test_cp_again_with_another_profile_in_the_environment_looks_there(
     assert again.returncode == 0 and "already completed" in again.stdout, again.stderr
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("closed", [0, 1, 2])
 def test_a_command_run_with_a_standard_descriptor_closed_exits_0(

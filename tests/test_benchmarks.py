@@ -235,6 +235,7 @@ def fonts_listed():
     import matplotlib.font_manager  # noqa: F401  (its import builds the font cache)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 def test_summary_has_the_targets_and_every_section(tmp_path, fonts_listed):
     from benchmarks import report
     from benchmarks.run import plan

@@ -271,6 +271,7 @@ def test_start_refuses_bad_plans(s3_env, bucket, tmp_path, part_size, file_size,
     assert_clean(result)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_of_a_touched_file_rereads_its_parts(s3_env, bucket, s3_client, make_file, tmp_path):
     """A new mtime puts the uploaded parts in doubt: they are re-read, found equal, and the

@@ -174,6 +174,7 @@ def test_cp_refuses_a_state_file_of_another_destination(s3_env, bucket, make_fil
     assert "records an upload to" in other.stderr and f"s3://{bucket}/a" in other.stderr
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_second_destination_of_a_file_has_a_state_file_of_its_own(
     s3_env, bucket, s3_client, make_file

@@ -17,6 +17,7 @@ from tests.conftest import persevere, sha256_of_object
 MiB = 1024 * 1024
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_streams_parts_follow_its_schedule_with_many_workers(s3_env, s3_client, bucket, tmp_path):
     """Workers sized a stream's next part before taking the lock that numbers it: at a step of

@@ -80,6 +80,7 @@ def test_read_only_directory_is_refused_before_any_request(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_full_disk_stops_resumable(small_disk, s3_env, bucket, s3_client, make_file, tmp_path):
     # Two 4 KiB pages: one for a filler, one for the journal. The file's long path makes a

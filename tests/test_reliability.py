@@ -170,6 +170,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 def test_full_disk_at_the_final_line(s3_env, bucket, s3_client, make_file, tmp_path, tiny_disk):
     """The object completes, the state file cannot say so: exit 0 with a warning (the object
     equals the file), and a later resume records it."""
@@ -267,6 +268,7 @@ def test_sighup_settles_and_says_how_to_resume(s3_env, bucket, s3_client, make_f
 
 
 # -- 7. the minimal IAM policy (PutObject + AbortMultipartUpload) -------------------------------
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_without_list_parts_permission(s3_env, s3_server, bucket, s3_client, make_file,
                                               tmp_path):  # fmt: skip

@@ -39,6 +39,7 @@ def _resumed(env, state, file, *extra):
     return cli(env, *args, process=True)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("source", ["file", "stream"])
 def test_list_parts_refused_one_warning_and_one_hint(rule_proxy, bucket, make_file, tmp_path,
@@ -84,6 +85,7 @@ def _stating_other_checksums(s3_client, bucket):
     return reply
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("source", ["file", "stream"])
 def test_a_part_whose_stated_checksum_differs_is_sent_again(rule_proxy, s3_server, bucket,

@@ -200,6 +200,7 @@ def test_processes_stop_on_a_signal_while_the_shards_run(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"), "not resumable"
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_processes_stopped_says_resumable_and_leaves_no_shard_running(
     rule_proxy, bucket, s3_client, make_file, tmp_path
@@ -289,6 +290,7 @@ class _FirstParts:
         return sorted(population)[:k]
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_part_line_with_a_wrong_checksum_does_not_strand_the_upload(
     rule_proxy, bucket, s3_client, make_file, tmp_path, monkeypatch

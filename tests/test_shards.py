@@ -132,6 +132,7 @@ def test_status_counts_the_shards_parts(s3_env, bucket, s3_client, make_file, tm
     assert done["parts_done"] == done["part_count"] == 4
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_completion_waits_for_a_shard_still_running(rule_proxy, bucket, s3_client,
                                                    make_file, tmp_path):  # fmt: skip
@@ -161,6 +162,7 @@ def test_completion_waits_for_a_shard_still_running(rule_proxy, bucket, s3_clien
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_shard_processes_stop_when_their_parent_is_killed(rule_proxy, bucket, make_file,
@@ -399,6 +401,7 @@ def test_resume_processes_for_an_upload_of_fewer_parts(s3_env, s3_server, bucket
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_client, make_file,
                                                          tmp_path):  # fmt: skip
@@ -819,6 +822,7 @@ class RefusedAtFirst(Rule):
             return self.seen[number] <= self.times
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_processes_give_each_shard_the_retry_flags(s3_env, s3_server, bucket, s3_client,
                                                    make_file, tmp_path):  # fmt: skip
@@ -878,6 +882,7 @@ def test_processes_give_each_shard_the_way_to_talk(s3_env, s3_server, bucket, s3
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_processes_verify_parts_rereads_in_the_shards(s3_env, bucket, s3_client,
                                                               make_file, tmp_path):  # fmt: skip

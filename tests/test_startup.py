@@ -229,6 +229,7 @@ def test_the_clis_cache_directory_is_absolute_or_none(monkeypatch: pytest.Monkey
     assert _models_cache_dir() is None  # never a cache in the current directory
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 def test_loader_leaves_other_services_and_data_to_botocore() -> None:
     loader = s3_loader(None)
     assert loader.load_service_model("sts", "service-2") == Loader().load_service_model(

@@ -205,6 +205,7 @@ def test_a_completed_stream_resumed_reports_its_size_and_parts(s3_env, bucket, t
     assert (result["size"], result["part_count"], result["bytes_sent"]) == (size, 2, 0)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_different_stream_is_refused_at_its_first_differing_part(s3_env, bucket, s3_client,
                                                                    tmp_path):  # fmt: skip
@@ -487,6 +488,7 @@ def test_a_stream_cut_short_of_its_expected_size_resumes_whole(s3_env, bucket, s
     assert sha256_of_object(s3_client, bucket, "k") == produced(size, 13)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_short_last_part_recorded_earlier_goes_on_whole(s3_env, s3_server, bucket, s3_client,
                                                           tmp_path):  # fmt: skip
@@ -584,6 +586,7 @@ def test_a_completed_stream_resumed_says_its_size_and_parts(s3_env, bucket, s3_c
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(data)
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_stream_whose_client_cannot_be_made_leaves_no_state_file(
     s3_env, bucket, s3_client, tmp_path

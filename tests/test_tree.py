@@ -111,6 +111,7 @@ def test_tree_uploads_every_file_then_a_rerun_sends_and_asks_nothing(
     assert "not uploaded: pipe (a FIFO)" in text.stdout
 
 
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 def test_a_changed_file_is_sent_again_even_with_its_mtime_restored(
     s3_env, bucket, s3_client, tmp_path
 ):

@@ -182,6 +182,7 @@ def endpoints(s3_server):
     seed=st.integers(0, 2**32 - 1),
     where=st.floats(0, 1, exclude_max=True),
 )
+@pytest.mark.slow  # (over 4 s on this machine: make test-all runs it)
 def test_identical_bytes_match_and_one_changed_byte_does_not(
     s3_env, s3_server, bucket, endpoints, tmp_path, shape, earlier, endpoint, seed, where
 ):
