@@ -118,16 +118,6 @@ def cp_tree(
                           flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
     if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
         _usage_error("give --shard or --processes, not both", "--processes")
-    if (tree.include or tree.exclude) and request.shard is None:
-        # A typo in a filter must not upload nothing with exit 0, nor abort the unfinished
-        # uploads of the files it left out (as a run that leaves them out on purpose does)
-        listing = _reported(request.walk)
-        if not listing.files and listing.excluded:
-            _usage_error(
-                f"they leave out every file of {root} ({listing.excluded:,} left out, 0 "
-                "file(s) taken): nothing was uploaded",
-                "--include/--exclude",
-            )
     if flags.dry_run:
         dry = _run(dry_run_tree, request)
         _print_tree(dry, flags.json_output, dry_run=True)

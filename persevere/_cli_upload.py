@@ -98,7 +98,8 @@ def start(
         progress = NamingStateFile(progress, state_file)
     if shards is not None and processes is not None and processes != shards:
         # (--processes N runs N shards here; --shards N prints N for other hosts to run)
-        _usage_error(f"--shards {shards} and --processes {processes} disagree: --processes "
+        given = "auto" if processes == PROCESSES_AUTO else processes
+        _usage_error(f"--shards {shards} and --processes {given} disagree: --processes "
                      "runs one shard per process; give one of them", "--processes")  # fmt: skip
     auto = processes == PROCESSES_AUTO  # resolved once the parts are known
     request = flags.request(source, bucket, key, state_file, flags.endpoint_flags.endpoint(),
@@ -266,14 +267,18 @@ def shard(
             found = shard_from_environment(recorded)
         except ValueError as exc:  # (JOB_COMPLETION_INDEX=abc: was a traceback)
             _usage_error(f"the job's shard index is not a number ({exc})", "--shard")
+        except _errors.UsageError as exc:
+            _usage_error(exc.message, "--shard")
         if found is None:
             _usage_error(
                 "give --shard I/N (or run as a Kubernetes Indexed Job or a Slurm array task)",
                 "--shard",
             )
         index, count = found
-    again = (f"persevere upload shard --state-file "
-             f"{shlex.quote(str(state_file.absolute()))} --shard {index}/{count}")  # fmt: skip
+    again = f"persevere upload shard --state-file {shlex.quote(str(state_file.absolute()))}"
+    again += f" --shard {index}/{count}"
+    if flags.file is not None:  # (where the file is on this host: the run again needs it)
+        again += f" --file {shlex.quote(str(flags.file.absolute()))}"
     result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink),
                         resumed_by=again)  # fmt: skip

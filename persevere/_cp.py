@@ -112,7 +112,7 @@ def locate_state_file(
     if journal_kept_apart(path):
         return elsewhere
     beside = path.with_name(path.name + ".persevere")
-    if long_name(beside.name):
+    if long_name(beside.name) and not _exists(beside):  # (an earlier version's: still found)
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):

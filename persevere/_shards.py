@@ -76,6 +76,10 @@ def shard_from_environment(shards: int | None) -> tuple[int, int] | None:
             # Not the whole array: a task resubmitted alone (--array=2) is shard 2 of the
             # upload's, the array numbered from 0 as the examples submit it
             return task, shards
+        if shards and first != 0:  # (resubmitted alone, its task 3 would be another shard)
+            raise UsageError(f"the array is numbered from {first}: number it from 0 "
+                             f"(--array=0-{shards - 1}), so that a task is the same shard "
+                             "when it is resubmitted alone")  # fmt: skip
         if count:
             return task - first, count
     return None

@@ -186,16 +186,16 @@ def locate_tree_state(
     if state_dir is not None:
         return state_dir.expanduser().absolute() / own
     beside = root.parent / f"{name}.persevere"
-    if long_name(beside.name):  # (its .d and shard journals would be names too long)
-        beside = root.parent / own
+    if long_name(beside.name) and read_header(beside) is None:  # (an earlier one: still used)
+        beside = root.parent / own  # (its .d and shard journals would be names too long)
     ours = (bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured)
     header = read_header(beside)
     if header is not None and header.root == str(root) and header.destination() == ours:
         return beside
     if header is None:  # the shards' journals of another destination claim the name too
         shards = root.parent.glob(f"{glob.escape(beside.name)}.shard-*-of-*")
-        if any((h := read_header(path)) is not None and h.destination() != ours
-               for path in shards):  # fmt: skip
+        claims = {h.destination() for p in shards if (h := read_header(p)) is not None}
+        if claims and ours not in claims:
             beside = root.parent / own  # (which the other destination's merge needs free)
     for earlier in (root.parent / own, state_home() / own):
         if earlier.exists():
@@ -221,15 +221,15 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     with contextlib.closing(journal):
         try:
             taken = await anyio.to_thread.run_sync(_take_in, req, journal)
-        except PersevereError:  # (a shard's journal refused: another checksum, destination)
-            if made and req.shard is None:  # this run's new journal must not refuse the next
-                journal.close()
+            result = TreeResult(req.bucket, req.prefix, req.state_file, taken_in=taken)
+            # (made first: a journal whose checksum this persevere does not know stops the run)
+            sender = _TreeSender(req, endpoint, journal, progress, result)
+            todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
+        except PersevereError:  # (a shard's journal refused, filters that take no file...)
+            if made and req.shard is None and not journal.done:  # (nothing taken in yet)
+                journal.close()  # this run's new journal must not refuse the next
                 req.state_file.unlink(missing_ok=True)
             raise
-        result = TreeResult(req.bucket, req.prefix, req.state_file, taken_in=taken)
-        # (made first: a journal whose checksum this persevere does not know stops the run)
-        sender = _TreeSender(req, endpoint, journal, progress, result)
-        todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
             todo.sort(key=lambda f: f.rel)
@@ -329,6 +329,12 @@ def _todo(
     """The files this run takes (its shard's) as (to send, recorded done and unchanged); what
     it refuses and, for the whole tree, what was removed, noted in ``result``. Blocking."""
     listing = req.walk()
+    if req.shard is None and not listing.files and listing.excluded:
+        # A typo in a filter must not upload nothing with exit 0, nor abort the unfinished
+        # uploads of the files it left out (as a run that leaves them out on purpose does)
+        raise UsageError(f"--include/--exclude: they leave out every file of {req.root} "
+                         f"({listing.excluded:,} left out, 0 file(s) taken): nothing was "
+                         "uploaded")  # fmt: skip
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]

@@ -222,6 +222,10 @@ class TreeJournal:
         taken: list[tuple[str, bool]] = []
         own = self._journal.path
         for path in sorted(own.parent.glob(f"{glob.escape(own.name)}.shard-*-of-*")):
+            other = read_header(path)
+            if other is not None and other.destination() != self.header.destination():
+                log.info("%s is a shard of an upload to another destination: left", path)
+                continue
             try:
                 journal, lines = Journal.open_log(path)
             except StateFileLocked:
