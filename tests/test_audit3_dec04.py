@@ -86,6 +86,7 @@ def test_a_closed_standard_stream_is_no_failure(s3_env, bucket, s3_client, make_
     assert _journal_completed(file.with_name(file.name + ".persevere"))
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_full_standard_output_is_one_line_not_a_traceback(s3_env, bucket, make_file):
     """`> /dev/full`: the result's write raised ENOSPC out of the command, a traceback."""

@@ -16,6 +16,7 @@ def _upload_id(state: Path) -> str:
     return str(json.loads(state.read_text().splitlines()[0])["upload_id"])
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_write_once_streams_rerun_after_it_completed_exits_0(s3_env, bucket, tmp_path):
     """README (Write-once backups): "Streams (`cp -`) ... take it too. `cp` re-run on an upload

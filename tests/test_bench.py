@@ -103,6 +103,7 @@ async def test_bad_settings_are_refused_before_any_request(kwargs, error):
 
 
 # -- against the local S3 ---------------------------------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.anyio
 async def test_bench_measures_each_setting_and_leaves_nothing(s3_env, bucket, s3_client):
     seen: list[BenchRow] = []

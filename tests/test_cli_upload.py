@@ -128,6 +128,7 @@ def _interrupted_upload(s3_env, bucket, file, state, key, parts=4):
     interrupt_after_parts(s3_env, args, state, parts)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_adopts_parts_missing_from_journal(s3_env, bucket, s3_client, make_file, tmp_path):
     """A crash between S3's answer and the fsync: S3 has parts the journal lacks."""

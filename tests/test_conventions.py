@@ -28,6 +28,7 @@ def _journal(state: Path) -> list[dict]:
 
 
 # -- --request-payer -----------------------------------------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_request_payer_goes_on_every_request_of_the_upload(
     recorded, bucket, s3_client, make_file, tmp_path

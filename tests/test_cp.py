@@ -118,6 +118,7 @@ def read_only_dir(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_cp_from_a_read_only_directory_keeps_its_state_under_xdg(
     s3_env, bucket, s3_client, read_only_dir, tmp_path
@@ -224,6 +225,7 @@ def test_a_file_name_too_long_for_its_state_file_name_gets_one_cut_short(
     assert_same(s3_client, bucket, "k", file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_another_file_of_the_same_size_is_proven_part_by_part(
     s3_env, bucket, s3_client, make_file, tmp_path

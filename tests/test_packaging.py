@@ -165,6 +165,7 @@ def test_make_test_deletes_the_sessions_directory_once_all_passed(tmp_path):
         assert lines[pytest_at + 1 :] == [f"rm -rf {basetemp[1]}"], lines
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_the_test_server_writes_nothing_outside_its_directory(tmp_path, monkeypatch):
     """weed wrote log files of its own (weed.*) into the temp dir at each start."""

@@ -101,6 +101,7 @@ def test_auto_of_a_stream_runs_here(s3_env, bucket, s3_client, tmp_path):
     assert _header(state).get("shards") is None and _shard_journals(state) == []
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_auto_resume_runs_the_shards_an_upload_was_made_for(s3_env, bucket, s3_client,
                                                             make_file, tmp_path):  # fmt: skip

@@ -438,6 +438,7 @@ def test_source_changed_names_what_changed(make_file):
     assert "modification time" in str(changed.value) and "size" not in str(changed.value)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=101)
@@ -454,6 +455,7 @@ def test_damaged_middle_line_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_
 
 
 # -- found by an audit ----------------------------------------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_file_that_grows_during_the_upload_points_to_abort_not_resume(
     rule_proxy, bucket, s3_client, make_file, tmp_path

@@ -156,6 +156,7 @@ def test_a_resumed_stream_shorter_than_what_was_uploaded_is_refused(
 
 
 # -- 4. --processes: a stop signal while the shards run --------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("how", ["SIGTERM to persevere", "Ctrl-C to the terminal's group"])
 def test_processes_stop_on_a_signal_while_the_shards_run(
@@ -416,6 +417,7 @@ def test_an_edit_between_a_shards_run_and_completion_is_caught(
     assert sha256_of_object(s3_client, bucket, "k") == sha256_of_file(file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_parts_a_shard_read_from_another_view_of_the_file_are_not_trusted_blindly(
     s3_env, bucket, s3_client, make_file, tmp_path, monkeypatch
 ):

@@ -199,6 +199,7 @@ def test_shard_processes_stop_when_their_parent_is_killed(rule_proxy, bucket, ma
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_a_stale_shard_journal_of_an_earlier_upload_is_replaced(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -221,6 +222,7 @@ def test_a_stale_shard_journal_of_an_earlier_upload_is_replaced(
     assert_done(s3_client, bucket, first)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_processes_on_one_machine(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=141)
@@ -348,6 +350,7 @@ def test_dask_tasks_whose_workers_die(s3_env, bucket, s3_client, make_file, tmp_
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_processes_takes_the_overrides_to_its_shards(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path
@@ -414,6 +417,7 @@ def test_resume_processes_keeps_the_recorded_shard_count(s3_env, bucket, s3_clie
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_resume_processes_of_a_finished_upload_or_a_stream_starts_no_shard(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -609,6 +613,7 @@ def test_one_stop_signal_is_one_orderly_stop_of_every_shard(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_ctrl_c_as_the_shards_start_is_an_orderly_stop(s3_env, bucket, s3_client, make_file,
                                                          tmp_path):  # fmt: skip
@@ -941,6 +946,7 @@ def _sources(journal):
     return [r for r in map(json.loads, journal.read_bytes().splitlines()) if r["type"] == "source"]
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_the_parts_of_a_shard_that_read_another_file_are_all_reread(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -962,6 +968,7 @@ def test_the_parts_of_a_shard_that_read_another_file_are_all_reread(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_a_shard_run_again_on_the_file_rereads_what_it_read_from_a_copy(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

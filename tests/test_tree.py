@@ -309,6 +309,7 @@ def test_progress_counts_files_and_bytes(s3_env, bucket, tmp_path):
     assert "3 of 3 files" in result.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_dry_run_says_what_would_be_sent_and_writes_nothing(counting, bucket, tmp_path):
     env, proxy = counting
     root = tmp_path / "t"

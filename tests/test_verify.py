@@ -147,6 +147,7 @@ def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, 
     assert differs.returncode == EXIT_MISMATCH, differs.stdout + differs.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_verify_parts_resends_parts_changed_in_place(
     s3_env, bucket, s3_client, make_file, tmp_path

@@ -148,6 +148,7 @@ def test_key_created_during_the_upload_is_not_overwritten(
     assert again.returncode == 1 and "was aborted" in again.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("where", ["before sending", "at completion"])
 def test_resume_honours_no_overwrite(
@@ -349,6 +350,7 @@ def test_a_resumed_stream_is_refused_before_sending_when_the_key_now_exists(
 STREAM = bytes(range(256)) * 40_000  # 10 MB: two parts of the stream schedule
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize(
     ("checksum", "data"),
@@ -401,6 +403,7 @@ def test_a_write_once_streams_rerun_with_another_stream_is_refused(
     assert _journal(state)[-1]["type"] == "completed"
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_write_once_streams_rerun_after_its_object_was_deleted_uploads_it_again(
     s3_env, bucket, s3_client, tmp_path
