@@ -155,6 +155,7 @@ def test_verify_an_empty_tree_against_a_missing_bucket_is_an_error(s3_env, bucke
         assert f"the bucket {bucket}-gone does not exist" in result.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_fifo_where_the_tree_journal_is_looked_for_does_not_hang(s3_env, bucket, tmp_path):
     # read_header() opened it to read a line: blocked for ever on a FIFO (no writer).

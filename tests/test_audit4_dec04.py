@@ -46,6 +46,7 @@ def test_cp_dir_again_after_the_profile_was_edited_to_another_endpoint_looks_the
     assert "0 sent, 0 sent again, 2 unchanged" in again.stdout, again.stdout
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_cp_again_as_a_profile_naming_another_endpoint_than_the_one_recorded_looks_there(
     s3_env, s3_server, bucket, make_file, tmp_path
 ):

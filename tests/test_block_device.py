@@ -73,6 +73,7 @@ def test_a_block_device_uploads_and_its_journal_stays_out_of_dev(
     assert "a block device" in again.stderr and '"bytes_sent": 0' in again.stdout
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_bytes_changed_behind_the_device_are_sent_again_on_resume(
     s3_env, bucket, s3_client, loop_device, tmp_path

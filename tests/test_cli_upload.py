@@ -178,6 +178,7 @@ def test_resume_after_complete_not_recorded(s3_env, bucket, s3_client, make_file
     assert journal(state)[-1]["type"] == "completed"
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_torn_journal_tail_is_tolerated(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(30 * MiB, seed=8)

@@ -74,6 +74,7 @@ def test_request_payer_takes_only_requester(s3_env, bucket, make_file, tmp_path)
 
 
 # -- s3:// URLs ----------------------------------------------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_every_command_takes_s3_urls(recorded, bucket, s3_client, make_file, tmp_path):
     env, proxy = recorded

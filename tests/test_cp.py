@@ -276,6 +276,7 @@ def test_a_completion_proven_against_another_file_is_not_taken_for_it(
     assert_same(s3_client, bucket, "k", b)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_two_cp_at_once(rule_proxy, bucket, s3_client, make_file):
     file = make_file(30 * MiB, seed=124)
@@ -320,6 +321,7 @@ def test_resume_with_overrides(s3_env, s3_server, bucket, s3_client, make_file, 
     assert_same(s3_client, bucket, "k", moved)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_the_check_of_a_completed_upload_rides_out_an_outage_with_retry_for(
     s3_env, s3_server, bucket, make_file, tmp_path
 ):
@@ -445,6 +447,7 @@ def test_the_examples_run(s3_env, bucket, s3_client, make_file, tmp_path, exampl
 
 
 # -- what a re-run is given must apply, or it is refused (the audit's findings) -----------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize(
     ("extra", "named"),
@@ -572,6 +575,7 @@ def test_a_write_once_upload_whose_key_was_taken_meanwhile_is_given_up_by_both(
     assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"another writer's"
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_the_dry_run_of_a_file_that_changed_size_would_start_again(s3_env, bucket, make_file,
                                                                    tmp_path):  # fmt: skip

@@ -84,6 +84,7 @@ def test_object_options_on_start(s3_env, bucket, s3_client, make_file, tmp_path)
     _check_object_options(s3_client, bucket, "t.csv")
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_object_options_survive_resume(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(40 * MiB, seed=71, name="big.csv")

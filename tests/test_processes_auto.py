@@ -48,6 +48,7 @@ def _shard_journals(state):
     return sorted(state.parent.glob(f"{state.name}.shard-*"))
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_auto_splits_a_file_of_many_parts(s3_env, bucket, s3_client, make_file, tmp_path):
     file, state = make_file(12 * MiB, seed=160), tmp_path / "s"  # 3 parts

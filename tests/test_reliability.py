@@ -79,6 +79,7 @@ def test_changed_part_with_restored_mtime_is_sent_again(s3_env, bucket, s3_clien
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_spot_check_catches_what_the_identity_cannot(s3_env, bucket, s3_client, make_file,
                                                      tmp_path):  # fmt: skip
@@ -570,6 +571,7 @@ def test_a_stop_records_the_parts_s3_took(s3_env, s3_server, bucket, s3_client, 
         assert status["parts_done"] == status["remote"]["parts"] == len(on_s3)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_status_explains_parts_s3_holds_that_the_journal_lacks(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path

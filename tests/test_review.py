@@ -61,6 +61,7 @@ def pipe_stream(env, size, seed, *args):
 
 
 # -- 1. the file replaced (renamed over) while it is uploaded ------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_a_file_renamed_over_during_the_upload_is_not_reported_done(
     rule_proxy, bucket, s3_client, make_file, tmp_path
@@ -394,6 +395,7 @@ def test_cp_already_uploaded_is_not_said_of_a_file_that_changed_during_its_rerea
 
 
 # -- 8. shards: what the completing host trusts --------------------------------------------------
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_an_edit_between_a_shards_run_and_completion_is_caught(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

@@ -17,6 +17,7 @@ def _uploads(client, bucket: str) -> list[dict]:
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_an_earlier_versions_journal_beside_a_long_named_file_is_still_found(
     rule_proxy, bucket, s3_client, tmp_path

@@ -258,6 +258,7 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.parametrize("close_after", [False, True], ids=["drained", "closed"])
 @pytest.mark.anyio
 async def test_an_answer_before_the_body_is_retried_and_leaks_nothing(

@@ -1051,6 +1051,7 @@ def test_start_with_shards_json_gives_commands_that_run(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_a_shard_that_read_the_file_by_another_path_gets_its_spot_check(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

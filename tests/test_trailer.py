@@ -140,6 +140,7 @@ async def test_trailer_without_an_echo_falls_back(
     assert sha256_of_object(s3_client, bucket, "ignored") == sha256_of_file(file)
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.anyio
 async def test_one_trailed_part_probes_an_endpoint(
     s3_env, s3_server, bucket, s3_client, make_file, tmp_path

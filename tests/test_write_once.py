@@ -376,6 +376,7 @@ def test_a_write_once_streams_rerun_with_the_same_stream_sends_nothing(
     assert _journal(state)[-1]["type"] == "completed"
 
 
+@pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
 @pytest.mark.parametrize(
     "other",
