@@ -335,6 +335,13 @@ def _todo(
         raise UsageError(f"--include/--exclude: they leave out every file of {req.root} "
                          f"({listing.excluded:,} left out, 0 file(s) taken): nothing was "
                          "uploaded")  # fmt: skip
+    if req.shard is None and done and not (listing.files or listing.refused or listing.excluded
+                                           or listing.unreadable):  # fmt: skip
+        # (cron's backup of a disk that did not mount this time: the mount point, empty)
+        raise UsageError(f"{req.root} holds no file, yet its journal ({req.state_file}) records "
+                         f"{len(done):,} uploaded: is it the directory that was uploaded (a "
+                         "disk not mounted)? Nothing was changed (every file deleted on purpose: "
+                         "remove the journal)")  # fmt: skip
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]

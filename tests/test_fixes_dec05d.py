@@ -1,0 +1,37 @@
+"""Fixes of the fourth session of 2026-12-05 (audits 14-16 and the lead's own findings)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import persevere
+
+
+def test_a_tree_that_held_files_and_now_holds_none_is_refused(s3_env, s3_client, bucket, tmp_path):
+    """cron's `cp /mnt/backup s3://...` the night the disk did not mount: the mount point is
+    an empty directory. The run said "0 file(s)", exit 0 (the journal's files listed as
+    "removed locally"). Its journal records files: refused, exit 2, the journal kept."""
+    tree = tmp_path / "mnt"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"a" * 10)
+    (tree / "b").write_bytes(b"b" * 20)
+    url = f"s3://{bucket}/backup/"
+    first = persevere(s3_env, "cp", tree, url, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    journal = tmp_path / "mnt.persevere"
+    recorded = journal.read_bytes()
+    for name in ("a", "b"):
+        (tree / name).unlink()
+    empty = persevere(s3_env, "cp", tree, url, "--no-progress")
+    assert empty.returncode == 2, empty.stdout + empty.stderr
+    assert "holds no file, yet its journal" in empty.stderr and "not mounted" in empty.stderr
+    assert "Traceback" not in empty.stderr
+    as_json = persevere(s3_env, "cp", tree, url, "--json")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["exit_code"] == 2
+    assert journal.read_bytes() == recorded  # nothing written to it
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="backup/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == ["backup/a", "backup/b"]
+    # a directory that never held files is a tree of none, as before (tests/test_tree.py)
+    never = tmp_path / "never"
+    never.mkdir()
+    assert persevere(s3_env, "cp", never, f"s3://{bucket}/n/", "--no-progress").returncode == 0
