@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import persevere
+from tests.conftest import MiB, persevere
 
 
 def test_a_tree_that_held_files_and_now_holds_none_is_refused(s3_env, s3_client, bucket, tmp_path):
@@ -35,3 +35,28 @@ def test_a_tree_that_held_files_and_now_holds_none_is_refused(s3_env, s3_client,
     never = tmp_path / "never"
     never.mkdir()
     assert persevere(s3_env, "cp", never, f"s3://{bucket}/n/", "--no-progress").returncode == 0
+
+
+def test_the_cp_command_given_for_an_aborted_upload_keeps_its_region(
+    s3_env, bucket, s3_client, make_file, tmp_path
+):
+    """The `cp` command given when an upload was aborted repeated the endpoint, profile and
+    CA bundle the journal records, not its region: run by a supervisor whose environment
+    names none (or another), it signed for another region."""
+    import shlex
+
+    file = make_file(6 * MiB)
+    state = tmp_path / "st"
+    created = persevere(s3_env, "upload", "start", file, f"s3://{bucket}/k", "--state-file",
+                        state, "--shards", "2", "--part-size", "5MiB", "--region",
+                        "us-east-1")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    upload_id = json.loads(state.read_text().splitlines()[0])["upload_id"]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
+    gone = persevere(s3_env, "upload", "resume", "--state-file", state, "--json", "--no-progress")
+    assert gone.returncode == 1, gone.stdout + gone.stderr
+    command = shlex.split(json.loads(gone.stdout)["next_command"])
+    assert command[command.index("--region") + 1] == "us-east-1", command
+    again = persevere(s3_env, *command[1:], "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert s3_client.head_object(Bucket=bucket, Key="k")["ContentLength"] == 6 * MiB
