@@ -139,8 +139,9 @@ def start_again(error: E, header: Header, state_path: Path) -> E:
     feed, source = ("... | ", "-") if header.stream else ("", header.file_path)  # (quoted below)
     words = [f"{feed}persevere cp", source, f"s3://{header.bucket}/{header.key}",
              "--state-file", str(state_path.absolute())]  # fmt: skip
-    for flag, value in (("--endpoint-url", header.endpoint_url), ("--region", header.region),
-                        ("--profile", header.profile), ("--ca-bundle", header.ca_bundle)):  # fmt: skip
+    recorded = (("--endpoint-url", header.endpoint_url), ("--region", header.region),
+                ("--profile", header.profile), ("--ca-bundle", header.ca_bundle))  # fmt: skip
+    for flag, value in recorded:
         words += [flag, value] if value else []
     words += ["--no-overwrite"] if header.no_overwrite else []
     words += ["--checksum", header.checksum_algorithm] if header.checksum_pinned else []
