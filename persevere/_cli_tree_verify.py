@@ -87,6 +87,9 @@ def _print(result: Any, json_output: bool) -> None:
     if result.nothing_checked and result.excluded:
         lines.append(f"--include/--exclude left out every file of {result.root} "
                      f"({result.excluded:,}): nothing was checked")  # fmt: skip
+    elif result.nothing_checked and not result.only_in_s3:
+        lines.append(f"{result.root}: no file could be checked ({len(result.refused):,} not "
+                     "checked): nothing is said to match")  # fmt: skip
     elif result.nothing_checked:
         lines.append(
             f"{result.root} holds no file to check, yet {where} holds objects: is it "

@@ -311,7 +311,29 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     draft = TreeHeader(str(req.root), req.bucket, req.prefix, endpoint.endpoint_url,
                        algorithm.name, now(), __version__, req.object_options or None,
                        endpoint.profile, config_endpoint_url(endpoint))  # fmt: skip
-    return req, endpoint, draft
+    return req, endpoint, _as_recorded(req, draft)
+
+
+def _as_recorded(req: TreeRequest, draft: TreeHeader) -> TreeHeader:
+    """``draft`` with the options the tree's journal (else a shard's) records where this run
+    gives none: a shard, a re-run with ``--processes`` and the run that takes shards in make
+    their objects as the tree was started (they made them with none, then every run was
+    refused: the journals "record other options"). Blocking."""
+    if req.object_options is not None and req.checksum is not None:
+        return draft
+    state = req.state_file
+    for path in [state, *sorted(state.parent.glob(f"{glob.escape(state.name)}.shard-*-of-*"))]:
+        header = read_header(path)
+        if header is not None and (header.root, header.destination()) == (
+            draft.root,
+            draft.destination(),
+        ):
+            recorded = replace(draft, object_options=header.object_options,
+                               checksum_algorithm=header.checksum_algorithm)  # fmt: skip
+            given = {"object_options": draft.object_options} if req.object_options else {}
+            given |= {"checksum_algorithm": draft.checksum_algorithm} if req.checksum else {}
+            return replace(recorded, **given)
+    return draft
 
 
 def _no_file_at(path: Path) -> bool:
@@ -335,6 +357,10 @@ def _todo(
         raise UsageError(f"--include/--exclude: they leave out every file of {req.root} "
                          f"({listing.excluded:,} left out, 0 file(s) taken): nothing was "
                          "uploaded")  # fmt: skip
+    if req.shard is None and not listing.files and listing.refused:  # (a farm of links)
+        rel, why = listing.refused[0]
+        raise UsageError(f"{req.root} holds no regular file to upload: {len(listing.refused):,}"
+                         f" entries are not (such as {rel}: {why}); nothing was uploaded")  # fmt: skip
     if req.shard is None and done and not (listing.files or listing.refused or listing.excluded
                                            or listing.unreadable):  # fmt: skip
         # (cron's backup of a disk that did not mount this time: the mount point, empty)

@@ -89,9 +89,10 @@ class TreeVerifyResult:
 
     @property
     def nothing_checked(self) -> bool:
-        """No file to check, yet objects under the prefix or files the filters left out (a
-        typo in ``--include``): not a tree that verifies."""
-        return not self.files and (bool(self.only_in_s3) or self.excluded > 0)
+        """No file to check, yet objects under the prefix, files the filters left out (a
+        typo in ``--include``) or entries not checked (links not followed: their objects are
+        not "only in S3"): not a tree that verifies."""
+        return not self.files and bool(self.only_in_s3 or self.excluded or self.refused)
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -99,8 +100,9 @@ class TreeVerifyResult:
     @property
     def exit_code(self) -> int:
         """0 every file the same; 4 any differs or is missing, or no file was checked while
-        objects are under the prefix or the filters left every file out (an unmounted disk,
-        the wrong directory, a typo in a filter: nothing is said to match); 5 else if any
+        objects are under the prefix, the filters left every file out or none could be
+        checked (an unmounted disk, the wrong directory, a typo in a filter, links not
+        followed: nothing is said to match); 5 else if any
         cannot tell."""
         outcomes = {f.outcome for f in self.files}
         if outcomes & {DIFFERS, MISSING} or self.nothing_checked:

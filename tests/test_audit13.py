@@ -195,11 +195,16 @@ def test_a_tree_whose_shards_used_a_checksum_is_taken_in_by_the_command_with_it(
         sent = persevere(s3_env, "cp", tree, dest, "--shard", shard, "--checksum", "SHA256",
                          "--no-progress")  # fmt: skip
         assert sent.returncode == 0, sent.stderr
+    # (audit 15 #1: a run that gives no --checksum uses the one the shards recorded, as a
+    # re-run uses the tree's; it was refused, exit 2, before)
     plain = persevere(s3_env, "cp", tree, dest, "--no-progress")
-    assert plain.returncode == 2, plain.stderr
+    assert plain.returncode == 0, plain.stderr
+    assert "4 unchanged" in plain.stdout, plain.stdout
     merged = persevere(s3_env, "cp", tree, dest, "--checksum", "SHA256", "--no-progress")
     assert merged.returncode == 0, merged.stderr
     assert "4 unchanged" in merged.stdout, merged.stdout
+    other = persevere(s3_env, "cp", tree, dest, "--checksum", "CRC32", "--no-progress")
+    assert other.returncode == 2, other.stderr  # (another checksum given: still refused)
 
 
 @pytest.mark.parametrize("command", ["shard", "resume"])
