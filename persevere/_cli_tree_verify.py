@@ -87,6 +87,10 @@ def _print(result: Any, json_output: bool) -> None:
     if result.nothing_checked and result.excluded:
         lines.append(f"--include/--exclude left out every file of {result.root} "
                      f"({result.excluded:,}): nothing was checked")  # fmt: skip
+    elif result.nothing_checked and result.recorded and not result.only_in_s3:
+        lines.append(f"{result.root} holds no file to check, yet its journal records "
+                     f"{result.recorded:,} uploaded: is it the directory that was uploaded (a "
+                     "disk not mounted)?")  # fmt: skip
     elif result.nothing_checked and not result.only_in_s3:
         lines.append(f"{result.root}: no file could be checked ({len(result.refused):,} not "
                      "checked): nothing is said to match")  # fmt: skip

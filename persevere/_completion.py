@@ -153,7 +153,7 @@ async def check_object(session: MultipartSession, done: Completed, size: int) ->
                 log.warning("could not check the completed object (%s); S3 verified every part",
                             exc)  # fmt: skip
                 return
-            if not pause and done.expected_etag and ETag(done.expected_etag).same(done.etag):
+            if not pause and done.answered and ETag(str(done.expected_etag)).same(done.etag):
                 # The server's own answer (its ETag is the parts'): the object was there, and
                 # was taken away since (a consumer deleting what arrives)
                 log.warning("%s was completed, and is gone already (HeadObject: %s)",

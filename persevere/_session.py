@@ -63,6 +63,7 @@ class Completed:
     etag: str
     checksum: ObjectChecksum
     expected_etag: str | None  # MD5 of the part MD5s, when every part ETag is an MD5
+    answered: bool = False  # etag is the server's answer to CompleteMultipartUpload
 
 
 class MultipartSession:
@@ -314,8 +315,9 @@ class MultipartSession:
                 f"{expected.checksum}: the object may be corrupt",
                 hint="delete the object and upload it again",
             )
-        etag = str(response.get("ETag") or expected.expected_etag or "")
-        return Completed(etag, expected.checksum, expected.expected_etag)
+        etag = str(response.get("ETag") or "")  # (none: a gateway's page, not S3's answer)
+        return Completed(etag or expected.expected_etag or "", expected.checksum,
+                         expected.expected_etag, answered=bool(etag))  # fmt: skip
 
     async def head_object(self) -> Mapping[str, Any]:
         """HeadObject with the stored checksum (``ChecksumMode=ENABLED``)."""

@@ -328,11 +328,10 @@ def _as_recorded(req: TreeRequest, draft: TreeHeader) -> TreeHeader:
             draft.root,
             draft.destination(),
         ):
-            recorded = replace(draft, object_options=header.object_options,
-                               checksum_algorithm=header.checksum_algorithm)  # fmt: skip
-            given = {"object_options": draft.object_options} if req.object_options else {}
-            given |= {"checksum_algorithm": draft.checksum_algorithm} if req.checksum else {}
-            return replace(recorded, **given)
+            options = draft if req.object_options is not None else header
+            checksum = draft if req.checksum is not None else header
+            return replace(draft, object_options=options.object_options,
+                           checksum_algorithm=checksum.checksum_algorithm)  # fmt: skip
     return draft
 
 
@@ -359,8 +358,9 @@ def _todo(
                          "uploaded")  # fmt: skip
     if req.shard is None and not listing.files and listing.refused:  # (a farm of links)
         rel, why = listing.refused[0]
-        raise UsageError(f"{req.root} holds no regular file to upload: {len(listing.refused):,}"
-                         f" entries are not (such as {rel}: {why}); nothing was uploaded")  # fmt: skip
+        raise UsageError(f"{req.root} holds no regular file to upload: "
+                         f"{len(listing.refused):,} entries are not (such as {rel}: {why}); "
+                         "nothing was uploaded")  # fmt: skip
     if req.shard is None and done and not (listing.files or listing.refused or listing.excluded
                                            or listing.unreadable):  # fmt: skip
         # (cron's backup of a disk that did not mount this time: the mount point, empty)

@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import StateFileError, StateFileLocked, UsageError
+from ._errors import PersevereError, StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
 from ._request import unwritable
 from ._source import FileIdentity
@@ -318,3 +318,15 @@ def _replay(lines: list[bytes], where: str) -> tuple[dict[str, FileDone], int]:
         except (ValueError, StateFileError):
             damaged += 1  # its file is sent again
     return done, damaged
+
+
+def recorded_files(path: Path) -> int:
+    """How many files the tree journal at ``path`` records done (0: none, or unreadable).
+    Blocking."""
+    try:
+        require_regular(path)
+        data = path.read_bytes()
+    except (OSError, PersevereError):
+        return 0
+    lines = data[: data.rfind(b"\n") + 1].splitlines()
+    return len(_replay(lines[1:], str(path))[0]) if lines else 0

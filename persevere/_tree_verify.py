@@ -42,7 +42,7 @@ from ._options import UploadOptions
 from ._progress import ProgressSink, guarded
 from ._s3 import Endpoint, open_client, pages, request
 from ._tree import FileProgress, TreeSpec, check_key, each, journal_name
-from ._tree_journal import files_dir, read_header
+from ._tree_journal import files_dir, read_header, recorded_files
 from ._tree_walk import Listing, TreeFile, wanted
 from ._urls import check_destination
 from ._verify import EXIT_MISMATCH, EXIT_UNKNOWN, no_bucket, verify_object
@@ -83,6 +83,7 @@ class TreeVerifyResult:
     files: list[FileVerdict] = field(default_factory=list)  # every regular file, by path
     refused: list[tuple[str, str]] = field(default_factory=list)  # not regular files
     excluded: int = 0
+    recorded: int = 0  # files the tree's journal records uploaded, when the walk found none
     only_in_s3: list[str] | None = None  # keys no file names (None: not listed)
     why_not_listed: str = ""
     elapsed_s: float = 0.0
@@ -92,7 +93,8 @@ class TreeVerifyResult:
         """No file to check, yet objects under the prefix, files the filters left out (a
         typo in ``--include``) or entries not checked (links not followed: their objects are
         not "only in S3"): not a tree that verifies."""
-        return not self.files and bool(self.only_in_s3 or self.excluded or self.refused)
+        return not self.files and bool(self.only_in_s3 or self.excluded or self.refused
+                                       or self.recorded)  # fmt: skip
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -122,6 +124,8 @@ async def verify_tree(
     result = TreeVerifyResult(req.root, req.bucket, req.prefix,
                               req.state_file if parts_dir else None, refused=listing.refused,
                               excluded=listing.excluded)  # fmt: skip
+    if not listing.files:  # (ListObjectsV2 may be refused: a disk not mounted?)
+        result.recorded = await anyio.to_thread.run_sync(_recorded, req)
     # A directory or entry that cannot be looked at: what it holds cannot be told.
     result.files += [FileVerdict(rel, req.key(rel), UNKNOWN, why)
                      for rel, why in listing.unreadable]  # fmt: skip
@@ -167,6 +171,18 @@ async def verify_tree(
         result.only_in_s3, result.why_not_listed = await _only_in_s3(client, req, named)
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def _recorded(req: TreeVerifyRequest) -> int:
+    """How many files a journal of this tree and prefix records uploaded: its own, or the
+    one beside it (made through another endpoint URL: a proxy's). Blocking."""
+    for path in (req.state_file, req.root.parent / f"{req.root.name}.persevere"):
+        header = read_header(path)
+        if header is not None and (header.root, header.bucket, header.prefix) == (
+            str(req.root), req.bucket, req.prefix
+        ):  # fmt: skip
+            return recorded_files(path)
+    return 0
 
 
 def _walk(req: TreeVerifyRequest) -> tuple[TreeVerifyRequest, Path | None, Listing]:
