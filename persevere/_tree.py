@@ -33,6 +33,7 @@ import glob
 import hashlib
 import logging
 import os
+import shlex
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -256,8 +257,13 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
                 state = read_state(path)
             except (PersevereError, OSError):
                 continue
-            if state.finished is None:
-                yield path, os.path.relpath(state.header.file_path, root)
+            rel = os.path.relpath(state.header.file_path, root)
+            if state.finished is None and _absent_by_accident(Path(state.header.file_path)):
+                log.warning("kept the unfinished upload of %s: its directory is gone or empty "
+                            "(a disk not mounted?); to give it up: persevere upload abort "
+                            "--state-file %s", rel, shlex.quote(str(path)))  # fmt: skip
+            elif state.finished is None:
+                yield path, rel
 
     aborted = []
     for path, rel in await anyio.to_thread.run_sync(lambda: list(unfinished())):
@@ -271,6 +277,19 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
         log.info("aborted the unfinished upload of %s: its file is not sent that way now", rel)
         aborted.append(rel)
     return aborted
+
+
+def _absent_by_accident(file: Path) -> bool:
+    """Is ``file`` not there with its directory gone or empty: a mount point whose disk did
+    not mount, where its parts must not be thrown away (a file deleted from a directory that
+    still holds others is gone on purpose)?"""
+    if os.path.lexists(file):
+        return False
+    try:
+        with os.scandir(file.parent) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True
 
 
 async def dry_run_tree(req: TreeRequest) -> TreeResult:

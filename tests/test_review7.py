@@ -133,7 +133,6 @@ def test_a_late_putobject_attempt_does_not_leave_a_tree_file_older_than_recorded
 
 @pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 7 #4")
 def test_a_subdirectory_that_did_not_mount_does_not_abort_its_files_uploads(
     rule_proxy, bucket, s3_client, tmp_path
 ):
