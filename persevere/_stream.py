@@ -41,7 +41,7 @@ import anyio
 
 from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
-from ._completion import UploadResult, planned
+from ._completion import UploadResult, make_result, planned, record_completed
 from ._errors import SourceChanged, UsageError
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
@@ -272,7 +272,29 @@ class StreamParts:
         return self.part_count, self.total, SourceRecord(STDIN, self.total, 0)
 
     async def gone(self, started: float) -> UploadResult:
-        raise gone(self, "aborted elsewhere, expired by a lifecycle rule, or completed") from None
+        """The upload is gone from S3. Write-once (a new upload of the key would be refused):
+        if the object is the parts the journal records (an earlier run completed it, and
+        stopped before recording that) and the stream piped in gives that object, it is done.
+        Else ``cp`` starts again with the stream unread."""
+        parts = [self.recorded[n] for n in range(1, len(self.recorded) + 1) if n in self.recorded]
+        done = self.session.expected(parts)
+        size = sum(p.size for p in parts)
+        whole = self.header.no_overwrite and parts and len(parts) == len(self.recorded)
+        if not whole or not await self.session.holds(done, size):
+            causes = "aborted elsewhere, expired by a lifecycle rule, or completed"
+            raise gone(self, causes) from None
+        outcome = {"checksum": str(done.checksum), "size": size}
+        if not await gives_object(JournalState(self.header, outcome=outcome), self.fd,
+                                  self.progress):  # fmt: skip
+            raise SourceChanged(
+                f"{self.session.where} was completed by an earlier run with a stream of "
+                f"{size:,} bytes, and the stream piped in is not that one",
+                hint="pipe in the stream it was uploaded from, or upload this one under "
+                "another key",
+            )
+        await record_completed(self.journal, done, size, SourceRecord(STDIN, size, 0))
+        return make_result(self.header, len(parts), size, done.etag, str(done.checksum), 0,
+                           started, already=True)  # fmt: skip
 
 
 async def gives_object(state: JournalState, fd: int, progress: ProgressSink) -> bool:

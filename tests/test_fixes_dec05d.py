@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import MiB, persevere
 
 
@@ -80,3 +82,31 @@ def test_a_tree_of_links_only_is_refused_not_uploaded_as_nothing(s3_env, bucket,
     followed = persevere(s3_env, "cp", tree, f"s3://{bucket}/l/", "--follow-symlinks",
                          "--no-progress")  # fmt: skip
     assert followed.returncode == 0, followed.stderr
+
+
+@pytest.mark.process
+def test_a_write_once_stream_completed_unrecorded_is_compared_with_the_stream_piped_in(
+    s3_env, s3_client, bucket, tmp_path
+):
+    """Review 7 #5's other half: the journal of a write-once stream lost its `completed`
+    line (a stop between Complete and its record): the same stream is exit 0 (nothing
+    sent), another stream is refused and the object left as it is."""
+    import os
+
+    data = os.urandom(6 * MiB)
+    state = tmp_path / "st"
+    url = f"s3://{bucket}/once"
+    first = persevere(s3_env, "cp", "-", url, "--no-overwrite", "--state-file", state,
+                      "--no-progress", input=data)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    lines = state.read_bytes().splitlines(keepends=True)
+    assert b'"completed"' in lines[-1]
+    state.write_bytes(b"".join(lines[:-1]))  # (its record never written)
+    other = persevere(s3_env, "cp", "-", url, "--no-overwrite", "--state-file", state,
+                      "--no-progress", input=data[:-1] + b"x")  # fmt: skip
+    assert other.returncode not in (0, 2), other.stderr
+    assert b"is not that one" in other.stderr, other.stderr
+    same = persevere(s3_env, "cp", "-", url, "--no-overwrite", "--state-file", state,
+                     "--no-progress", "--json", input=data)  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert s3_client.get_object(Bucket=bucket, Key="once")["Body"].read() == data

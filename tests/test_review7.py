@@ -165,7 +165,6 @@ def test_a_subdirectory_that_did_not_mount_does_not_abort_its_files_uploads(
 
 @pytest.mark.slow  # (over 3 s on this machine: make test-all runs it)
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 7 #5")
 def test_a_write_once_streams_completion_not_recorded_is_found_on_the_same_stream(
     rule_proxy, bucket, s3_client, tmp_path
 ):
