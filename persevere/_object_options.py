@@ -212,12 +212,28 @@ def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
             item.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"{flag} {item!r} is not UTF-8") from None
+        pieces: list[str] = []  # (k=v&k2=v2 as the aws cli takes it; an `&` in a value kept)
         for piece in item.split("&") if flag == "--tagging" else [item]:
+            if pieces and "=" not in piece:
+                pieces[-1] += "&" + piece
+            else:
+                pieces.append(piece)
+        for piece in pieces:
             key, sep, value = piece.partition("=")
             if not sep or not key:
                 raise UsageError(f"{flag} wants key=value, got {piece!r}")
             result[key] = value
     return result
+
+
+def differing(given: Mapping[str, Any], recorded: Mapping[str, Any]) -> list[str]:
+    """The options ``given`` and ``recorded`` do not agree on, by name (tags in any order)."""
+
+    def normal(name: str, value: Any) -> Any:
+        return sorted(value.split("&")) if name == "Tagging" and isinstance(value, str) else value
+
+    names = {*given, *recorded}
+    return sorted(n for n in names if normal(n, given.get(n)) != normal(n, recorded.get(n)))
 
 
 PER_REQUEST = ("ExpectedBucketOwner", "RequestPayer")

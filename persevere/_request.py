@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
 from ._errors import StateFileError, UsageError
 from ._journal import Header, JournalState, SourceRecord, followed, require_regular
+from ._object_options import differing
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
 from ._s3 import Endpoint
@@ -339,10 +340,7 @@ class Request:
         expected size, part limit, write-once). Empty: none."""
         header = state.header
         recorded, given = header.object_options or {}, self.object_options
-        differ = sorted(
-            name for name in {*(given or {}), *recorded}
-            if given is not None and given.get(name) != recorded.get(name)
-        )  # fmt: skip
+        differ = [] if given is None else differing(given, recorded)
         if self.checksum and self.checksum.upper() != header.checksum_algorithm.upper():
             differ.append(f"checksum {header.checksum_algorithm}, not {self.checksum.upper()}")
         if state.finished is not None:  # how it is sent: moot for an object already made

@@ -222,7 +222,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     with contextlib.closing(journal):
         try:
             taken = await anyio.to_thread.run_sync(_take_in, req, journal)
-            result = TreeResult(req.bucket, req.prefix, req.state_file, taken_in=taken)
+            # (a shard's run reports the journal it writes: DIR.persevere.shard-I-of-N)
+            result = TreeResult(req.bucket, req.prefix, journal.path, taken_in=taken)
             # (made first: a journal whose checksum this persevere does not know stops the run)
             sender = _TreeSender(req, endpoint, journal, progress, result)
             todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
@@ -300,7 +301,8 @@ async def dry_run_tree(req: TreeRequest) -> TreeResult:
     done = await anyio.to_thread.run_sync(
         lambda: read_done(req.state_file, draft, checksum_given=req.checksum is not None)
     )
-    result = TreeResult(req.bucket, req.prefix, req.state_file)
+    own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
+    result = TreeResult(req.bucket, req.prefix, own)
     todo, _ = await anyio.to_thread.run_sync(_todo, req, done, result)
     for f in todo:
         try:

@@ -30,6 +30,7 @@ import anyio
 
 from ._errors import PersevereError, StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, require_regular
+from ._object_options import differing
 from ._request import unwritable
 from ._source import FileIdentity
 
@@ -209,6 +210,10 @@ class TreeJournal:
             journal.close()
             raise
 
+    @property
+    def path(self) -> Path:
+        return self._journal.path
+
     def read_also(self, path: Path) -> None:
         """Count as done what the journal at ``path`` records (a shard's view of the whole
         tree's journal): read only, not locked (its lines are appended whole). Blocking."""
@@ -294,8 +299,10 @@ def _refuse_other(path: Path, header: TreeHeader, draft: TreeHeader, checksum_gi
     differ = []
     if checksum_given and draft.checksum_algorithm != header.checksum_algorithm:
         differ.append(f"checksum {header.checksum_algorithm}, not {draft.checksum_algorithm}")
-    if draft.object_options is not None and draft.object_options != header.object_options:
-        differ.append("object options")
+    if draft.object_options is not None and (
+        names := differing(draft.object_options, header.object_options or {})
+    ):
+        differ.append(f"object options: {', '.join(names)}")
     if differ:
         raise UsageError(
             f"state file {path} records that s3://{header.bucket}/{header.prefix} is being "

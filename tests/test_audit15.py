@@ -325,7 +325,6 @@ def test_a_tree_file_whose_size_is_not_its_length_is_not_said_to_change(s3_env, 
         assert "changed while it was read" not in sent.stdout + sent.stderr, sent.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 15 #11")
 def test_the_same_tags_given_in_another_order_are_the_same_options(s3_env, bucket, tmp_path):
     """README: a re-run with "options other than those it was created with" is refused (exit
     2). A tree sent with `--tagging a=1 --tagging b=2`, re-run with the same two tags in the
