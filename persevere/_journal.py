@@ -35,6 +35,7 @@ import anyio
 
 from ._errors import (
     EXIT_USAGE,
+    PersevereError,
     StateFileError,
     StateFileExists,
     StateFileLocked,
@@ -635,6 +636,15 @@ def _unusable(path: Path, exc: OSError, doing: str) -> StateFileError:
     if isinstance(exc, IsADirectoryError):
         return StateFileError(f"state file {path} is a directory")
     return StateFileError(f"cannot {doing} state file {path}: {exc.strerror}")
+
+
+def records_stream(path: Path) -> bool:
+    """Does the journal at ``path`` record a stream's upload (False: not one, or unreadable)?"""
+    try:
+        with open(path, "rb") as f:
+            return _parse_header(_loads(f.readline()), str(path)).stream
+    except (OSError, PersevereError):
+        return False
 
 
 def holds_upload(path: Path) -> bool:

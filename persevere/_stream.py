@@ -34,6 +34,7 @@ import functools
 import hashlib
 import logging
 import os
+import select
 import threading
 from dataclasses import dataclass
 
@@ -361,10 +362,21 @@ async def _read_full_or_stop(fd: int, view: memoryview) -> int:
             future.set_result(got)
 
     def read() -> None:
-        got, error = 0, None
+        got = 0
+        error: BaseException | None = None
         try:
-            while got < len(view) and (n := os.readv(fd, [view[got:]])):
+            while got < len(view):
+                try:
+                    n = os.readv(fd, [view[got:]])
+                except BlockingIOError:  # (a non-blocking stdin: wait for the producer)
+                    select.select([fd], [], [])
+                    continue
+                if not n:
+                    break
                 got += n
+        except OSError as exc:  # (a socket reset, an I/O error of a device)
+            error = _resumable(f"cannot read the stream: {exc.strerror or exc}; the parts "
+                               "recorded are whole")  # fmt: skip
         except BaseException as exc:  # handed to the waiting task
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
