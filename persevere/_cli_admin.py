@@ -28,7 +28,7 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error, shown
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._options import MAX_CONCURRENCY
@@ -132,7 +132,7 @@ def list_uploads(
     typer.echo(f"{'initiated':<26} {'parts':>6} {'bytes':>12}  key / upload id")
     for u in uploads:
         when = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
-        key = u.key if u.key.isprintable() else repr(u.key)  # (a newline in it: one row still)
+        key = shown(u.key)  # (a newline in it: one row still)
         typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {key}  {u.upload_id}")
     total = sum(u.bytes for u in uploads)
     typer.echo(
@@ -182,6 +182,9 @@ def status(
     ]
     if st.outcome is not None:
         lines.append(f"state:       {st.outcome['type']} at {st.outcome.get('at', '?')}")
+    elif st.running:
+        lines.append("state:       in progress, being run now (another persevere process "
+                     "holds its state file)")  # fmt: skip
     else:
         lines.append("state:       in progress (resumable)")
     remote = st.remote
@@ -194,7 +197,9 @@ def status(
             lines.append("S3:          the multipart upload no longer exists")
         else:
             held = f"S3:          {remote.parts} parts ({format_size(remote.bytes)})"
-            if remote.unrecorded:  # taken by S3, their answers lost as the upload stopped
+            if remote.unrecorded and st.running:  # (their answers on their way)
+                held += f"; {remote.unrecorded} of them being recorded"
+            elif remote.unrecorded:  # taken by S3, their answers lost as the upload stopped
                 it, matches = ("it", "it matches") if remote.unrecorded == 1 else \
                               ("them", "they match")  # fmt: skip
                 held += (f"; {remote.unrecorded} of them not in the state file yet (taken by "

@@ -19,7 +19,16 @@ from ._cli_flags import (
     _checked,
     _help,
 )
-from ._cli_run import _emit_json, _emitted, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import (
+    _emit_json,
+    _emitted,
+    _progress,
+    _reported,
+    _run,
+    _say,
+    _usage_error,
+    shown,
+)
 from ._errors import EXIT_USAGE
 from ._units import format_size
 from ._urls import parse_bucket_url
@@ -211,9 +220,10 @@ def _print_tree(result: Any, json_output: bool, dry_run: bool = False) -> None:
     lines += [f"{'would fail' if dry_run else 'failed'}: {path}: {why}"
               for path, why, _ in result.failed]  # fmt: skip
     if not dry_run:
-        lines += [f"unfinished upload aborted (not needed now): {path}" for path in result.aborted]
+        lines += [f"unfinished upload aborted (not needed now): {path}"
+                  for path in result.aborted]  # fmt: skip
     lines.append(f"state file: {result.state_file}")
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(map(shown, lines)))  # (one line each, whatever a name holds)
     if result.failed and dry_run:  # (as the run would: the same exit code)
         _say(f"persevere: {len(result.failed):,} file(s) would not be uploaded",
              exit_code=result.exit_code, hint=None, next_command=None)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,10 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
-from ._cli_run import _emitted, _fail, _progress, _reported, _run
+from ._cli_run import _emitted, _fail, _progress, _reported, _run, shown
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
-from ._errors import UsageError
+from ._errors import PersevereError, StateFileError, UsageError
 from ._urls import parse_bucket_url
+
+log = logging.getLogger("persevere")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,13 @@ def verify_tree_command(
     prefix = prefix_of(url_prefix)
     root = Path(os.path.realpath(root.expanduser()))  # one name for it: the journal's
     endpoint = endpoint_flags.endpoint()
-    journal = _reported(locate_tree_state, root, bucket, prefix, endpoint, state_file=state_file)
+    try:
+        journal = locate_tree_state(root, bucket, prefix, endpoint, state_file=state_file)
+    except StateFileError as exc:  # (a damaged journal: the objects' checksums still tell)
+        log.warning("%s; verified without it", exc.message)
+        journal = root.parent / f"{root.name}.persevere"
+    except PersevereError as exc:
+        _fail(exc)
     request = TreeVerifyRequest(root, bucket, prefix, journal, tuple(tree.include or ()),
                                 tuple(tree.exclude or ()), tree.follow_symlinks,
                                 state_file is not None, tree.concurrency, endpoint)  # fmt: skip
@@ -104,4 +113,4 @@ def _print(result: Any, json_output: bool) -> None:
         f"{counts['match']:,} same, {counts['mismatch']:,} differ, {counts['missing']:,} "
         f"missing, {counts['unknown']:,} cannot tell{only}"
     )
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(map(shown, lines)))  # (one line each, whatever a name holds)

@@ -96,8 +96,14 @@ async def list_uploads(
             }
 
         found: list[Any] = []
-        async for page in pages("ListMultipartUploads", fetch, following):
-            found += page.get("Uploads") or []
+        try:
+            async for page in pages("ListMultipartUploads", fetch, following):
+                found += page.get("Uploads") or []
+        except S3Error as exc:
+            if exc.code == "AccessDenied":
+                exc.hint = ("listing uploads needs s3:ListBucketMultipartUploads on the bucket "
+                            "(arn:aws:s3:::BUCKET)")  # fmt: skip
+            raise
         younger = undated = 0
         if cutoff is not None:
             dated = [u for u in found if u.get("Initiated")]

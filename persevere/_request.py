@@ -235,8 +235,9 @@ class Request:
         options: UploadOptions | None = None, **fields: Any,
     ) -> Request:  # fmt: skip
         """The request of a recorded upload (resume, a shard): only what is given; the journal's
-        header says the rest. ``file``: where the file is now (None: the recorded path)."""
-        source = None if file is None else Source(Path(file))
+        header says the rest. ``file``: where the file is now (None: the recorded path; '-':
+        standard input, what a stream's resume reads)."""
+        source = None if file is None or names_stdin(file) else Source(Path(file))
         return cls(Path(state_file), source, transfer=options or UploadOptions(), **fields)
 
     def reads(self) -> Source:

@@ -55,6 +55,7 @@ from ._errors import (
     S3Error,
     SourceChanged,
     SourceFileError,
+    StateFileError,
     StateFileUnwritable,
     UsageError,
 )
@@ -191,6 +192,13 @@ def locate_tree_state(
         beside = root.parent / own  # (its .d and shard journals would be names too long)
     ours = (bucket, prefix, endpoint.endpoint_url, endpoint.profile, configured)
     header = read_header(beside)
+    if header is None and _damaged_tree_journal(beside):
+        raise StateFileError(
+            f"{beside} is a tree journal whose first line cannot be read (damaged): nothing "
+            "was sent (a new journal would send every file again, and leave the uploads it "
+            f"records in {beside.name}.d unfinished)",
+            hint="repair its first line, or remove it (and abort what it records) to start over",
+        )
     if header is not None and header.root == str(root) and header.destination() == ours:
         return beside
     if header is None:  # the shards' journals of another destination claim the name too
@@ -206,6 +214,16 @@ def locate_tree_state(
     return root.parent / own if beside.exists() else beside
 
 
+def _damaged_tree_journal(path: Path) -> bool:
+    """Does ``path`` begin as a tree journal's header that cannot be read?"""
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            first = f.readline(4096) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    except OSError:
+        return False
+    return first.startswith(b"{") and b'"persevere-tree"' in first
+
+
 def prefix_of(url_prefix: str) -> str:
     """The keys' prefix: ``backups`` and ``backups/`` both put ``a.txt`` at ``backups/a.txt``
     (as ``aws s3 cp --recursive`` does); empty: at the bucket's top."""
@@ -217,7 +235,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     progress = guarded(progress)
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
-    made = not await anyio.to_thread.run_sync(_holds_something, req.state_file)
+    own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
+    made = not await anyio.to_thread.run_sync(_holds_something, own)
     journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
     with contextlib.closing(journal):
         try:
@@ -228,9 +247,10 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
             sender = _TreeSender(req, endpoint, journal, progress, result)
             todo, unchanged = await anyio.to_thread.run_sync(_todo, req, journal.done, result)
         except PersevereError:  # (a shard's journal refused, filters that take no file...)
-            if made and req.shard is None and not journal.done:  # (nothing taken in yet)
+            # (a new shard's journal holds nothing yet; a tree's may hold what it took in)
+            if made and (req.shard is not None or not journal.done):
                 journal.close()  # this run's new journal must not refuse the next
-                req.state_file.unlink(missing_ok=True)
+                own.unlink(missing_ok=True)
             raise
         if req.check_remote and unchanged:
             todo += await _gone_remotely(req, endpoint, journal, unchanged)
@@ -769,6 +789,11 @@ def _read_small(
         raise SourceFileError(f"cannot read: {exc.strerror}") from None
     finally:
         os.close(fd)
+    if before == after and len(body) != after.size and after.mtime_ns == f.stamp[1]:
+        # (a /proc or /sys file: it never gives its size, so a run again would not help)
+        raise SourceFileError(f"does not give the {after.size:,} bytes its size says (a /proc "
+                              "or /sys file: its length is known only once read); leave it "
+                              "out with --exclude")  # fmt: skip
     if before != after or len(body) != after.size:
         raise SourceChanged("changed while it was read; run again once it is final")
     md5 = hashlib.md5(body).digest() if with_md5 else None

@@ -61,9 +61,18 @@ _KINDS = {
 
 def wanted(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """Is ``rel`` taken by the patterns (see the module docstring)?"""
-    if include and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in include):
+    if include and not any(_matches(rel, pattern) for pattern in include):
         return False
-    return not any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude)
+    return not any(_matches(rel, pattern) for pattern in exclude)
+
+
+def _matches(rel: str, pattern: str) -> bool:
+    """``pattern`` ending in ``/`` names a directory: every file under it (``secrets/``
+    matched no file, and uploaded the directory it was meant to leave out); a file's own
+    name matches too, whatever glob characters it holds (``copy[1].txt``)."""
+    if pattern.endswith("/"):
+        return rel.startswith(pattern) or fnmatch.fnmatchcase(rel, pattern + "*")
+    return rel == pattern or fnmatch.fnmatchcase(rel, pattern)
 
 
 def walk(

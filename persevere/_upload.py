@@ -22,7 +22,7 @@ import anyio
 from ._completion import UploadResult, continuing, recorded_session
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
-from ._journal import Header, Journal, JournalState, read_state
+from ._journal import Header, Journal, JournalState, locked_elsewhere, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
@@ -60,6 +60,7 @@ class UploadStatus:
     bytes_done: int
     outcome: dict[str, Any] | None
     remote: RemoteStatus | None
+    running: bool = False  # another process holds the state file: the upload is being run
 
 
 # -- start -----------------------------------------------------------------------------------
@@ -201,6 +202,7 @@ async def upload_status(
         except (TransientError, TimeoutError) as exc:
             remote = RemoteStatus(reachable=False, error=str(exc) or "timed out")
     return UploadStatus(
+        running=await anyio.to_thread.run_sync(locked_elsewhere, state_path),
         state_file=state_path,
         header=header,
         part_count=part_count,

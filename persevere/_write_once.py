@@ -59,11 +59,13 @@ async def key_exists(session: MultipartSession) -> bool | None:
         return True
     if missing(head):
         return False
-    log.warning(
-        "cannot tell whether %s exists (HeadObject refused: s3:GetObject); only the "
-        "endpoint's If-None-Match check at completion keeps it from being overwritten",
-        session.where,
-    )
+    guard = "if it does, this upload replaces it"
+    if session.no_overwrite:
+        guard = (
+            "only the endpoint's If-None-Match check at completion keeps it from being overwritten"
+        )
+    log.warning("cannot tell whether %s exists (HeadObject refused: s3:GetObject); %s",
+                session.where, guard)  # fmt: skip
     return None
 
 

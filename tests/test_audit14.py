@@ -300,7 +300,6 @@ def test_a_write_once_stream_piped_again_without_get_object_exits_0(
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #7")
 def test_a_dry_run_without_write_once_does_not_promise_an_overwrite_check(
     s3_env, s3_server, s3_client, bucket, make_file
 ):
@@ -326,7 +325,6 @@ def test_a_dry_run_without_write_once_does_not_promise_an_overwrite_check(
     assert "If-None-Match" not in dry.stdout + dry.stderr, dry.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #8")
 def test_upload_list_refused_names_the_permission_it_needs(s3_env, s3_server, bucket):
     """README (IAM permissions): `upload list` needs "s3:ListBucketMultipartUploads on the
     bucket". Refused it (AccessDenied), `upload list s3://B` says "check the IAM policy:

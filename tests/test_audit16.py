@@ -224,7 +224,6 @@ def test_the_next_command_of_a_stopped_stream_pipes_the_stream_in(s3_env, bucket
     assert again.returncode == 1 and "Traceback" not in again.stderr, (command, again.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 16 #5")
 def test_a_proc_file_in_a_tree_is_not_said_to_be_changing_and_worth_a_rerun(
     s3_env, bucket, tmp_path
 ):
@@ -295,7 +294,6 @@ def test_a_resumed_stream_that_ends_early_is_not_said_to_give_other_bytes(s3_env
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 16 #6")
 def test_status_of_an_upload_being_run_does_not_call_it_stopped_and_resumable(
     s3_env, bucket, make_file, tmp_path
 ):
@@ -364,7 +362,6 @@ def test_a_stream_completed_on_s3_as_the_run_died_is_not_sent_again_whole(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 16 #11")
 def test_resume_file_dash_with_the_stream_piped_in_is_not_called_another_file(
     s3_env, bucket, tmp_path
 ):
