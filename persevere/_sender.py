@@ -94,14 +94,24 @@ class _Attempt:
     :meth:`stop` decides (see the module docstring).
     """
 
-    __slots__ = ("body_sent", "last_activity", "scope", "stopped", "throttled")
+    __slots__ = ("body_sent", "draining_s", "last_activity", "scope", "started", "stopped",
+                 "throttled")  # fmt: skip
 
     def __init__(self, scope: anyio.CancelScope, body_sent: bool) -> None:
         self.scope = scope
-        self.last_activity = time.monotonic()
+        self.started = self.last_activity = time.monotonic()
         self.throttled = False
         self.body_sent = body_sent  # every byte handed to the connection: S3 may hold the part
         self.stopped = False
+        # Once the body is handed over, the kernel's send buffer still drains to a slow link
+        # (nothing seen to move): as long again as the handing took, twice, is not a stall.
+        self.draining_s = 0.0
+
+    def handed(self, sent_all: bool) -> None:
+        self.last_activity = time.monotonic()
+        if sent_all and not self.body_sent:
+            self.draining_s = 2 * (self.last_activity - self.started)
+        self.body_sent = sent_all
 
     def stop(self) -> None:
         self.stopped = True
@@ -251,7 +261,8 @@ class PartSender:
                     now = time.monotonic()
                     next_check = now + timeout_s  # an attempt that starts now is due then
                     for watched in list(self._attempts):
-                        due = watched.last_activity + timeout_s
+                        draining = min(watched.draining_s, self.options.read_timeout_s)
+                        due = watched.last_activity + timeout_s + draining
                         if watched.throttled or watched.scope.cancel_called:
                             continue  # waiting for tokens is not a stall; a cut one is ending
                         if now > due:
@@ -275,8 +286,7 @@ class PartSender:
             def on_sent(n: int) -> None:
                 nonlocal sent
                 sent += n
-                watched.last_activity = time.monotonic()
-                watched.body_sent = sent >= part.size
+                watched.handed(sent >= part.size)
                 self.progress.advance(n)
 
             throttle: Throttle | None = None

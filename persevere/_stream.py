@@ -43,7 +43,7 @@ import anyio
 from ._body import BufferedBody, PreparedPart
 from ._checksums import ChecksumAlgorithm, ObjectChecksum, b64, get_algorithm
 from ._completion import UploadResult, make_result, planned, record_completed
-from ._errors import SourceChanged, UsageError
+from ._errors import PersevereError, SourceChanged
 from ._journal import Header, Journal, JournalLedger, JournalState, PartRecord, SourceRecord
 from ._logs import event
 from ._pipeline import adopted, gone
@@ -195,12 +195,21 @@ class StreamParts:
                         await self._budget.give(taken)
                         return None
                 if number > MAX_PARTS:
-                    raise UsageError(
-                        f"the stream is longer than {format_size(self.schedule.capacity)}, "
-                        "what fits in S3's 10,000 parts with this part schedule",
-                        hint="give a larger expected size (at least the stream's length)",
-                        param="expected_size",
+                    # (found once the parts are sent: not bad input, exit 2, but an upload
+                    # that cannot be completed, its parts billed until it is aborted)
+                    more = (
+                        "a larger --expected-size (at least the stream's length)"
+                        if (self.header.expected_size is not None)
+                        else "--expected-size (the stream's length, or more)"
                     )
+                    too_long = PersevereError(
+                        f"the stream is longer than {format_size(self.schedule.capacity)}, "
+                        "what fits in S3's 10,000 parts with this part schedule: this upload "
+                        "cannot be completed",
+                        hint=f"abort it, then upload the stream again with {more}",
+                    )
+                    too_long.next_step = "abort"
+                    raise too_long
                 self.part_count = number
             view = memoryview(data)[:got]
             digest, md5 = await anyio.to_thread.run_sync(_digests, view, algorithm, with_md5)

@@ -43,7 +43,6 @@ def _paths(file: Path, bucket: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #10")
 def test_the_systemd_units_journal_is_one_json_object_per_line(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):
@@ -56,13 +55,15 @@ def test_the_systemd_units_journal_is_one_json_object_per_line(
     is not JSON on every run."""
     unit = (EXAMPLES / "systemd" / "persevere-backup.service").read_text().replace("\\\n", " ")
     [exec_start] = [line[10:] for line in unit.splitlines() if line.startswith("ExecStart=")]
-    assert "one JSON object per line" in unit
+    # (the comment says it now: stderr's lines JSON objects, the result one line of text)
+    assert "stderr's lines are JSON objects" in unit and "one line of text per run" in unit
     file = make_file(6 * MiB, seed=1401)
     argv = _example_argv(exec_start, _paths(file, bucket, tmp_path))
     for attempt in ("first", "again"):  # the timer runs it every night
         result = persevere(s3_env, *argv)
         assert result.returncode == 0, (attempt, result.stderr)
-        journal = [line for line in (result.stdout + result.stderr).splitlines() if line]
+        assert len(result.stdout.splitlines()) == 1, (attempt, result.stdout)
+        journal = [line for line in result.stderr.splitlines() if line]
         not_json = []
         for line in journal:
             try:
@@ -73,7 +74,6 @@ def test_the_systemd_units_journal_is_one_json_object_per_line(
     assert sha256_of_object(s3_client, bucket, "db.dump") == sha256_of_file(file)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #11")
 def test_the_cron_lines_quiet_log_holds_only_errors(s3_env, bucket, make_file, tmp_path):
     """examples/cron/crontab: "-q keeps the log to errors", and the line appends both streams
     to /var/log/persevere.log (`>> ... 2>&1`). But -q silences only stderr: the result still
@@ -82,7 +82,8 @@ def test_the_cron_lines_quiet_log_holds_only_errors(s3_env, bucket, make_file, t
     them. Either the comment or the line is wrong (`>/dev/null` for stdout, or a -q that
     keeps a run with nothing to report silent)."""
     crontab = (EXAMPLES / "cron" / "crontab").read_text()
-    assert "-q keeps the log to errors" in crontab
+    # (the comment says it now: one line per run, the result; errors say why)
+    assert "one line per run says what it did" in crontab
     [entry] = [line for line in crontab.splitlines() if line[:1] == "*"]
     command = entry.split(None, 5)[5].split(">>")[0]
     file = make_file(6 * MiB, seed=1402)
@@ -92,7 +93,7 @@ def test_the_cron_lines_quiet_log_holds_only_errors(s3_env, bucket, make_file, t
         result = persevere(s3_env, *argv)
         assert result.returncode == 0, (attempt, result.stderr)
         logged += (result.stdout + result.stderr).splitlines()
-    assert logged == [], logged
+    assert len(logged) == 3 and "already completed" in logged[-1], logged
 
 
 class _SyncClient:
@@ -117,7 +118,6 @@ def _dask_example() -> ModuleType:
     return module
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #4")
 @pytest.mark.slow  # (importing dask.distributed)
 def test_the_dask_example_run_again_finishes_its_upload(
     s3_env, bucket, s3_client, make_file, tmp_path
@@ -177,7 +177,6 @@ def test_a_tag_value_with_an_ampersand_can_be_given(s3_env, bucket, s3_client, m
     assert tags == [{"Key": "team", "Value": "R&D"}]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #9")
 @pytest.mark.slow  # (a venv is made and pip run)
 @pytest.mark.process
 def test_the_kubernetes_jobs_install_failing_once_does_not_fail_the_job(tmp_path):

@@ -46,7 +46,6 @@ main()
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 16 #1")
 def test_a_stream_longer_than_its_schedule_holds_says_how_to_stop_paying_for_what_it_sent(
     s3_env, s3_client, bucket, tmp_path
 ):
@@ -382,7 +381,6 @@ def test_resume_file_dash_with_the_stream_piped_in_is_not_called_another_file(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 16 #3")
 def test_a_part_whose_bytes_are_still_draining_to_a_slow_link_is_not_cut_as_stalled(
     s3_env, s3_server, s3_client, bucket, make_file, tmp_path
 ):

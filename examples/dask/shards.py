@@ -7,7 +7,9 @@ filesystem: Lustre, GPFS, CephFS, NFS). Run where the Dask client can reach the 
         /lustre/state/ckpt.persevere --scheduler tcp://scheduler:8786 --shards 16
 
 A shard that fails (a lost worker, a killed task) is simply run again by Dask (retries=3);
-whatever a shard could not send, the completion step sends itself.
+whatever a shard could not send, the completion step sends itself. Run the same command again
+after a stop (the driver killed, the machine rebooted): it goes on with the same upload, and
+once that upload is complete it says so and sends nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import persevere
 
 def upload(file: str, url: str, state_file: str, shards: int, client: Client) -> object:
     bucket, key = url.removeprefix("s3://").split("/", 1)
-    persevere.create_upload_sync(file, bucket, key, state_file, shards=shards)
+    try:
+        persevere.create_upload_sync(file, bucket, key, state_file, shards=shards)
+    except persevere.StateFileExists:
+        pass  # run again (after a stop, a lost driver): the same upload goes on
     tasks = [
         client.submit(persevere.upload_shard_sync, state_file, index, shards,
                       key=f"persevere-shard-{index}-of-{shards}", retries=3, pure=False)
