@@ -143,10 +143,11 @@ class LogLineProgress:
     def _emit(self, now: float) -> None:
         rate = (self._done - self._started_with) / max(now - self._t0, 1e-9)
         percent = 100.0 * self._done / self._total if self._total else 100.0
-        text = (
-            f"{self._description}: {format_size(self._done)} of {format_size(self._total)} "
-            f"({percent:.1f}%) at {format_size(rate)}/s{self._files}"
-        )
+        of = f" of {format_size(self._total)} ({percent:.1f}%)"
+        if not self._total and self._done:  # (a stream of unknown length)
+            of = ""
+        done = format_size(self._done)
+        text = f"{self._description}: {done}{of} at {format_size(rate)}/s{self._files}"
         if json_lines():
             log.info(text, extra=event("progress", done=self._done, total=self._total,
                                           rate_bytes_s=round(rate)))  # fmt: skip

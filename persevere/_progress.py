@@ -66,11 +66,11 @@ class TqdmProgress:
                 fields["speed"] = f"{format_size(rate)}/s" if rate else "?/s"
                 return fields
 
-        self._bar = BinaryBar(
-            total=total_bytes,
+        self._bar = BinaryBar(  # (a stream of unknown length, total 0: bytes and rate only)
+            total=total_bytes or None,
             initial=done_bytes,
             unit="B",
-            bar_format=self.BAR_FORMAT,
+            bar_format=self.BAR_FORMAT if total_bytes else "{desc}: {done} [{elapsed}, {speed}]",
             desc=self._description,
             file=sys.stderr,
             dynamic_ncols=True,

@@ -164,7 +164,6 @@ def test_a_stream_whose_socket_is_reset_is_one_line_not_a_traceback(s3_env, buck
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 16 #9")
 def test_a_streams_progress_in_a_log_does_not_say_100_percent_of_0_bytes(s3_env, bucket, tmp_path):
     """stderr not a terminal (a log, `2>file`, journald): every 5 s a line "upload: X of Y
     (P%)". For a stream without --expected-size (the usual `pg_dump | persevere cp -`) it said
