@@ -1,8 +1,7 @@
 """``--max-bandwidth``: one token bucket shared by every part of an upload.
 
 Bodies ask for their next slice's bytes before yielding it. The bucket holds at most a quarter
-second of tokens (at least one slice), so bursts stay short and the average holds over a few
-seconds. The clock and sleep are parameters so the arithmetic is testable without waiting.
+second of tokens, so bursts stay short and the average holds over a few seconds. The clock and sleep are parameters so the arithmetic is testable without waiting.
 """
 
 from __future__ import annotations
@@ -42,7 +41,9 @@ class TokenBucket:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.rate = rate_bytes_s
-        self.capacity = burst_bytes if burst_bytes is not None else max(1 << 20, rate_bytes_s / 4)
+        # (a quarter second: at 64 KiB/s a whole MiB went at full speed; a slice larger than
+        # it is a debt, paid by waiting before it is sent)
+        self.capacity = burst_bytes if burst_bytes is not None else rate_bytes_s / 4
         self._clock = clock
         self._sleep = sleep
         self._tokens = self.capacity

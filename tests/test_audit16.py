@@ -181,7 +181,6 @@ def test_a_streams_progress_in_a_log_does_not_say_100_percent_of_0_bytes(s3_env,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 16 #10")
 def test_a_low_max_bandwidth_is_not_exceeded_by_a_burst_of_a_whole_mebibyte(
     s3_env, bucket, make_file, tmp_path
 ):
