@@ -1,8 +1,8 @@
 """``--max-bandwidth``: one token bucket shared by every part of an upload.
 
 Bodies ask for their next slice's bytes before yielding it. The bucket holds at most a quarter
-second of tokens, so bursts stay short and the average holds over a few seconds. The clock and sleep are parameters so the arithmetic is testable without waiting.
-"""
+second of tokens, so bursts stay short and the average holds over a few seconds. The clock and
+sleep are parameters so the arithmetic is testable without waiting."""
 
 from __future__ import annotations
 

@@ -244,6 +244,13 @@ class StreamParts:
                     await self.ledger.proven(number)
                     return False
             start = self.schedule.offset(number)
+            if len(view) < recorded.size:  # (a part shorter than recorded: the stream ended)
+                raise _resumable(
+                    f"the stream ended after {start + len(view):,} bytes, in part {number}, "
+                    f"which the upload holds with {recorded.size:,} bytes: it is shorter than "
+                    "the one being uploaded (did the producer fail?); nothing of this stream "
+                    "was recorded"
+                )
             end = start + max(len(view), recorded.size) - 1
             raise _resumable(
                 f"the stream differs from the one being uploaded: part {number} (bytes "

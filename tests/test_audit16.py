@@ -251,7 +251,6 @@ def _recorded_parts(state: Path) -> int:
 
 @pytest.mark.process
 @pytest.mark.slow  # (two parts of 8 MiB, a process killed: over 3 s here)
-@pytest.mark.xfail(strict=True, reason="audit 16 #8")
 def test_a_resumed_stream_that_ends_early_is_not_said_to_give_other_bytes(s3_env, bucket, tmp_path):
     """README (Streams): a producer that dies mid-stream looks like an early end. Resuming
     (the upload's parts 1-2 recorded, no --expected-size), a stream that is the same bytes but
