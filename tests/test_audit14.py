@@ -214,7 +214,9 @@ def test_the_kubernetes_jobs_install_failing_once_does_not_fail_the_job(tmp_path
     assert result.returncode not in fail_job, (result.returncode, result.stderr[-500:])
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #2")
+@pytest.mark.xfail(
+    strict=True, reason="audit 14 #2: kept by design (README, permissions: the cp row)"
+)
 def test_cp_run_again_with_the_minimal_policy_does_not_upload_the_file_again(
     s3_env, s3_server, bucket, make_file, tmp_path
 ):
@@ -367,7 +369,9 @@ def test_a_trees_small_file_whose_answer_never_comes_is_cut_after_the_stall_time
     assert result.returncode == 3, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 14 #3")
+@pytest.mark.xfail(
+    strict=True, reason="audit 14 #3: kept by design (README, permissions: the cp row)"
+)
 @pytest.mark.process
 def test_the_same_stream_piped_again_into_cp_after_it_completed_is_not_sent_again(
     s3_env, bucket, tmp_path

@@ -329,7 +329,10 @@ def _crashed_at_completion(state: Path) -> None:
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 16 #2")
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit 16 #2: kept by design (README, permissions: the cp row)",
+)
 @pytest.mark.parametrize("command", ["cp", "resume"])
 def test_a_stream_completed_on_s3_as_the_run_died_is_not_sent_again_whole(
     s3_env, s3_client, bucket, tmp_path, command
