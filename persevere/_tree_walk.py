@@ -149,14 +149,16 @@ def walk(
 
 def _own_names(journal: Path | None) -> tuple[tuple[int, int], Callable[[str], bool]] | None:
     """The directory of the tree's journal (device, inode) and which names in it are the
-    journal's own: itself, its files' directory ``NAME.d``, its shards' ``NAME.shard-I-of-N``
-    (nothing else, whatever it is named)."""
+    journals of this tree: itself, its files' directory ``NAME.d``, its shards'
+    ``NAME.shard-I-of-N``, and those of the tree's other destinations beside it
+    (``DIR.DIGEST.persevere``: a --state-dir inside the tree, shared), nothing else."""
     if journal is None:
         return None
     try:
         st = os.stat(journal.parent)
     except OSError:
         return None
-    shard = re.compile(re.escape(journal.name) + r"\.shard-\d+-of-\d+")
+    stem = re.sub(r"(\.[0-9a-f]{16})?\.persevere$", "", journal.name)
+    ours = re.compile(re.escape(stem) + r"(\.[0-9a-f]{16})?\.persevere(\.d|\.shard-\d+-of-\d+)?")
     names = {journal.name, journal.name + ".d"}
-    return (st.st_dev, st.st_ino), lambda name: name in names or bool(shard.fullmatch(name))
+    return (st.st_dev, st.st_ino), lambda name: name in names or bool(ours.fullmatch(name))

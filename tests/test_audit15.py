@@ -265,7 +265,6 @@ def test_one_tree_to_two_destinations_started_together_are_two_uploads(s3_env, b
         assert [code for code, _ in outcomes] == [0, 0], outcomes
 
 
-@pytest.mark.xfail(strict=True, reason="audit 15 #8")
 def test_a_journal_kept_in_the_tree_for_another_destination_is_not_uploaded(
     s3_env, bucket, s3_client, tmp_path
 ):
