@@ -82,7 +82,7 @@ def refused_throughout(failures: Sequence[TransientError]) -> bool:
 @dataclass(slots=True)
 class RetryPolicy:
     """How long one call keeps trying: ``max_attempts`` attempts, or (``max_attempts=None``)
-    until ``patience_s`` seconds have passed since its first attempt."""
+    until ``patience_s`` seconds have passed since its first failure."""
 
     max_attempts: int | None = 10
     base_delay_s: float = 0.25
@@ -133,8 +133,10 @@ async def call_with_retry(
     attempt_fn: Callable[[], Awaitable[T]],
     on_exhausted: Callable[[TransientError, int], PersevereError],
 ) -> T:
-    """Run ``attempt_fn`` until it succeeds, fails permanently, or the budget runs out."""
-    started = policy.clock()
+    """Run ``attempt_fn`` until it succeeds, fails permanently, or the budget runs out (a
+    patience counted from the first failure: an attempt that took long, or a process stopped
+    for a while, Ctrl-Z, SIGSTOP, does not use it up before any retry)."""
+    started: float | None = None
     attempt = 0
     free_retries = 0
     while True:
@@ -148,11 +150,14 @@ async def call_with_retry(
                 log.info("%s: %s; retrying with fresh credentials", what, exc,
                          extra=event("credentials", what=what))  # fmt: skip
                 continue
-            if (
-                policy.patience_s is not None and policy.clock() - started >= policy.patience_s
-            ) or (policy.max_attempts is not None and attempt >= policy.max_attempts):
+            started = policy.clock() if started is None else started
+            left = None if policy.patience_s is None else policy.patience_s - (
+                policy.clock() - started)  # fmt: skip
+            if (left is not None and left <= 0 and attempt > 1) or (
+                policy.max_attempts is not None and attempt >= policy.max_attempts
+            ):
                 raise on_exhausted(exc, attempt) from exc
-            delay = policy.delay(attempt)
+            delay = policy.delay(attempt) if left is None else min(policy.delay(attempt), left)
             log.warning(
                 "%s failed (%s), retrying in %.1fs (attempt %d of %s)",
                 what,

@@ -408,7 +408,6 @@ def test_a_part_whose_bytes_are_still_draining_to_a_slow_link_is_not_cut_as_stal
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 16 #12")
 def test_retry_for_counts_from_the_failure_not_through_a_suspension(
     s3_env, s3_server, s3_client, bucket, make_file, tmp_path
 ):

@@ -125,15 +125,17 @@ async def test_single_attempt_policy_never_sleeps():
 @pytest.mark.anyio
 async def test_patience_stops_before_max_attempts():
     time = FakeTime()
-    # Each attempt takes 10 s of (fake) time; patience runs out during the third.
+    # Each attempt takes 10 s of (fake) time; patience, counted from the first failure (audit
+    # 16 #12: a process stopped for a while, or a first attempt that took long, had used it
+    # up before any retry), runs out during the fourth.
     attempt = Flaky(100, cost_s=10.0, time=time)
     gave_up: GaveUp = []
     slow = policy(time, max_attempts=100, base_delay_s=0.001, max_delay_s=0.001, patience_s=25.0)
-    with pytest.raises(ResumableError, match="gave up after 3 attempts"):
+    with pytest.raises(ResumableError, match="gave up after 4 attempts"):
         await call_with_retry(slow, "UploadPart 1", attempt, exhausted(gave_up))
-    assert attempt.calls == 3
-    assert gave_up[0][1] == 3
-    assert len(time.sleeps) == 2
+    assert attempt.calls == 4
+    assert gave_up[0][1] == 4
+    assert len(time.sleeps) == 3
 
 
 @pytest.mark.anyio
