@@ -303,14 +303,14 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
     return aborted
 
 
-def _absent_by_accident(file: Path) -> bool:
-    """Is ``file`` not there with its directory gone or empty: a mount point whose disk did
+def _absent_by_accident(path: Path) -> bool:
+    """Is ``path`` not there with its directory gone or empty: a mount point whose disk did
     not mount, where its parts must not be thrown away (a file deleted from a directory that
     still holds others is gone on purpose)?"""
-    if os.path.lexists(file):
+    if os.path.lexists(path):
         return False
     try:
-        with os.scandir(file.parent) as entries:
+        with os.scandir(path.parent) as entries:
             return next(entries, None) is None
     except OSError:
         return True
