@@ -217,18 +217,11 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
     while (decision := decide(found, source, conflicts, learnt)).action in ("check", "resume"):
         assert isinstance(found, JournalState)
         if decision.action == "check":
-            # (write-once: a new upload of the key would be refused, so an object that cannot
-            # be read is taken on the journal's and the file's word, as resume takes it)
-            once = request.no_overwrite
             checked = await recheck(found, state_path, identity, request.endpoint,
-                                    options=request.transfer, file_if_unreadable=once)  # fmt: skip
-            same = checked.outcome == "same" or (once and checked.outcome == "unreadable")
-            if stream and same:
+                                    options=request.transfer)  # fmt: skip
+            if stream and checked.outcome == "same":
                 await _same_stream(found, request.reads().fd, naming)
-            if same and checked.outcome == "unreadable":
-                log.warning("%s: taken as this upload's (its journal and its source say so; "
-                            "write-once)", checked.why)  # fmt: skip
-            learnt = Learnt(same, why=checked.why)
+            learnt = Learnt(checked.outcome == "same", why=checked.why)
             continue
         try:
             return await resume(request, naming)  # (a stream's source: what it pipes in)

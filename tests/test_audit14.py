@@ -248,6 +248,9 @@ def test_cp_run_again_with_the_minimal_policy_does_not_upload_the_file_again(
     assert json.loads(again.stdout)["bytes_sent"] == 0, again.stderr
 
 
+@pytest.mark.xfail(
+    strict=True, reason="audit 14 #1: reverted (review 8 #3: a deleted object was taken as its own)"
+)
 def test_a_write_once_cp_run_again_without_get_object_exits_0_for_its_own_object(
     s3_env, s3_server, s3_client, bucket, make_file, tmp_path
 ):
@@ -279,6 +282,9 @@ def test_a_write_once_cp_run_again_without_get_object_exits_0_for_its_own_object
 
 
 @pytest.mark.process
+@pytest.mark.xfail(
+    strict=True, reason="audit 14 #1: reverted (review 8 #3: a deleted object was taken as its own)"
+)
 def test_a_write_once_stream_piped_again_without_get_object_exits_0(
     s3_env, s3_server, bucket, tmp_path
 ):
