@@ -68,7 +68,7 @@ from ._progress import NullProgress, ProgressSink, TreeProgress, guarded
 from ._quirks import missing
 from ._request import Request, algorithm_of, now
 from ._request import Source as Named
-from ._retry import Call, TransientError
+from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
 from ._session import explained, resumable
 from ._shard_journals import shard_journal
@@ -212,9 +212,6 @@ def locate_tree_state(
     if not os.access(root.parent, os.W_OK) or root.parent == root:
         return state_home() / own
     return root.parent / own if beside.exists() else beside
-
-
-SLOW_LINK_B_S = 64 * 1024  # a PutObject's body is given the time to go at this rate
 
 
 def _damaged_tree_journal(path: Path) -> bool:
@@ -642,25 +639,10 @@ class _TreeSender:
         if self.bandwidth is not None:  # (its bytes, before they go)
             await self.bandwidth.take(len(body))
         what = f"PutObject {key}"
-        # (no byte is seen to move in one PutObject: --stall-timeout, plus the time its body
-        # needs on a slow link, bounds each attempt, as a part's watchdog bounds an UploadPart)
-        limit = self.req.transfer.stall_timeout_s + len(body) / SLOW_LINK_B_S
-
-        async def put() -> Any:
-            with anyio.move_on_after(limit):
-                return await client.put_object(
-                    Bucket=self.req.bucket,
-                    Key=key,
-                    Body=body,
-                    ContentLength=len(body),
-                    **fields,
-                    **options,
-                )
-            raise TransientError(f"{what}: no answer in {limit:.0f}s (stalled)")
-
         try:
             response = await request(
-                what, put,
+                what, lambda: client.put_object(Bucket=self.req.bucket, Key=key, Body=body,
+                                                ContentLength=len(body), **fields, **options),
                 retry=self.req.transfer.policy(Call.UPLOAD),
                 exhausted=lambda exc, tries: resumable(what, exc, tries),
             )  # fmt: skip

@@ -40,7 +40,6 @@ def test_a_users_file_named_like_a_journal_in_the_tree_is_not_silently_left_out(
 
 
 @pytest.mark.slow  # (~10 s: 2 MiB through a 256 KiB/s link)
-@pytest.mark.xfail(strict=True, reason="review 8 #2")
 def test_a_trees_small_files_sharing_a_slow_link_are_not_cut_as_stalled(
     s3_server, s3_env, bucket, tmp_path
 ):
