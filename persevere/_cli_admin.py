@@ -28,9 +28,10 @@ from ._cli_flags import (
     _part_size,
     _target,
 )
-from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error, shown
+from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
+from ._logs import one_line as shown
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
 from ._urls import check_destination, parse_s3_url, require_utf8

@@ -253,18 +253,6 @@ def _exit_code(signal_name: str | None) -> int:
     return 129 if signal_name == "SIGHUP" else _errors.EXIT_INTERRUPTED
 
 
-def shown(text: str) -> str:
-    """A name (a path, a key), or a report's line holding one, as one line: a newline or
-    another control character in it, which would forge a line of its own, escaped (``\\n``);
-    a name that is not UTF-8 is shown as it was."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii")
-        if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029"
-        else c
-        for c in text
-    )
-
-
 def _say(line: str, **error: Any) -> None:
     """A line on stderr that never raises: after SIGHUP the terminal may be gone. Under
     ``--log-format json`` it is one JSON object: an ``error`` event when ``error`` gives its

@@ -27,9 +27,9 @@ from ._cli_run import (
     _run,
     _say,
     _usage_error,
-    shown,
 )
 from ._errors import EXIT_USAGE
+from ._logs import one_line as shown
 from ._units import format_size
 from ._urls import parse_bucket_url
 

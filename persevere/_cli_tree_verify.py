@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
-from ._cli_run import _emitted, _fail, _progress, _reported, _run, shown
+from ._cli_run import _emitted, _fail, _progress, _reported, _run
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
 from ._errors import PersevereError, StateFileError, UsageError
+from ._logs import one_line as shown
 from ._urls import parse_bucket_url
 
 log = logging.getLogger("persevere")

@@ -48,6 +48,18 @@ def json_line(level: str, name: str, message: str, fields: dict[str, Any], creat
     return json.dumps(document, default=str)
 
 
+def one_line(text: str) -> str:
+    """A name (a path, a key), or a report's line holding one, as one line: a newline or
+    another control character in it, which would forge a line of its own, escaped (``\\n``);
+    a name that is not UTF-8 is shown as it was."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029"
+        else c
+        for c in text
+    )
+
+
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})

@@ -237,7 +237,9 @@ class Request:
         """The request of a recorded upload (resume, a shard): only what is given; the journal's
         header says the rest. ``file``: where the file is now (None: the recorded path; '-':
         standard input, what a stream's resume reads)."""
-        source = None if file is None or names_stdin(file) else Source(Path(file))
+        source = None if file is None else Source(Path(file))
+        if file is not None and names_stdin(file):  # (a file's upload refuses it: resume)
+            source = Source(Path("-"), stream=True)
         return cls(Path(state_file), source, transfer=options or UploadOptions(), **fields)
 
     def reads(self) -> Source:

@@ -112,6 +112,8 @@ async def resume(request: Request, progress: ProgressSink) -> UploadResult:
             header = state.header
             if header.stream and request.file() is not None:
                 raise other_source(state_path, header, request.file())
+            if not header.stream and request.source is not None and request.source.stream:
+                raise other_source(state_path, header, None)  # (--file -: a stream)
             if state.finished == "completed":
                 journal.close()  # a re-checked identity is recorded under its own lock
                 return await _already_completed(request, journal, state, started, progress)

@@ -157,7 +157,8 @@ async def call_with_retry(
                 policy.max_attempts is not None and attempt >= policy.max_attempts
             ):
                 raise on_exhausted(exc, attempt) from exc
-            delay = policy.delay(attempt) if left is None else min(policy.delay(attempt), left)
+            delay = policy.delay(attempt)
+            delay = delay if left is None else max(0.0, min(delay, left))
             log.warning(
                 "%s failed (%s), retrying in %.1fs (attempt %d of %s)",
                 what,

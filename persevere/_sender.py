@@ -95,7 +95,7 @@ class _Attempt:
     """
 
     __slots__ = ("body_sent", "draining_s", "last_activity", "scope", "started", "stopped",
-                 "throttled")  # fmt: skip
+                 "throttled", "waited_s")  # fmt: skip
 
     def __init__(self, scope: anyio.CancelScope, body_sent: bool) -> None:
         self.scope = scope
@@ -106,11 +106,12 @@ class _Attempt:
         # Once the body is handed over, the kernel's send buffer still drains to a slow link
         # (nothing seen to move): as long again as the handing took, twice, is not a stall.
         self.draining_s = 0.0
+        self.waited_s = 0.0  # for --max-bandwidth's tokens: nothing was queued then
 
     def handed(self, sent_all: bool) -> None:
         self.last_activity = time.monotonic()
         if sent_all and not self.body_sent:
-            self.draining_s = 2 * (self.last_activity - self.started)
+            self.draining_s = 2 * (self.last_activity - self.started - self.waited_s)
         self.body_sent = sent_all
 
     def stop(self) -> None:
@@ -295,11 +296,13 @@ class PartSender:
 
                 async def throttle(n: int) -> None:
                     watched.throttled = True
+                    began = time.monotonic()
                     try:
                         await bucket.take(n)
                     finally:
                         watched.throttled = False
                         watched.last_activity = time.monotonic()
+                        watched.waited_s += watched.last_activity - began
 
             body = part.make_body(on_sent, throttle)
             self._attempts.add(watched)

@@ -60,7 +60,7 @@ from ._errors import (
     UsageError,
 )
 from ._journal import read_state
-from ._logs import event, say
+from ._logs import event, one_line, say
 from ._object_options import guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
@@ -584,7 +584,7 @@ class _TreeSender:
             check_key(self.req.bucket, key)
             sent = await send(f, key, *args)
         except (SourceFileError, SourceChanged) as exc:
-            log.warning("%s: %s", f.rel, exc)
+            log.warning("%s: %s", one_line(f.rel), exc)
             self.result.failed.append((f.rel, str(exc), exc.exit_code))
             return
         finally:

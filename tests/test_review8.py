@@ -103,7 +103,6 @@ def test_a_write_once_stream_rerun_without_get_object_is_not_exit_0_when_the_obj
     assert again.returncode != 0 or listed, again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #4")
 def test_a_failed_files_name_with_a_newline_does_not_forge_a_line_on_stderr(
     s3_env, bucket, tmp_path
 ):
@@ -122,7 +121,6 @@ def test_a_failed_files_name_with_a_newline_does_not_forge_a_line_on_stderr(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 8 #5")
 def test_resume_file_dash_of_a_files_upload_is_not_exit_0_over_another_source(
     s3_env, s3_client, bucket, tmp_path
 ):
@@ -222,7 +220,6 @@ def test_a_tree_journal_torn_in_its_first_write_does_not_stop_every_run(s3_env, 
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #9")
 def test_retry_for_0_is_no_traceback(s3_env, tmp_path):
     """8d90ecd: the last wait is min(delay, what is left of --retry-for); with --retry-for 0
     (accepted: 'no retrying') what is left at the first failure is a hair below zero (two
@@ -289,7 +286,6 @@ class _FirstPartSwallowed(RuleProxy):
 
 
 @pytest.mark.slow  # (~15 s)
-@pytest.mark.xfail(strict=True, reason="review 8 #12")
 def test_a_true_stall_after_a_throttled_body_is_cut_within_the_stall_timeout(
     s3_env, s3_server, bucket, make_file, tmp_path
 ):
@@ -310,3 +306,32 @@ def test_a_true_stall_after_a_throttled_body_is_cut_within_the_stall_timeout(
     assert result.returncode == 0, result.stderr
     # (the body: about 4.75 s at 1 MiB/s; the second attempt as long; then 1 s of stall)
     assert took < 2 * 4.75 + 1 + 3, (took, result.stderr)
+
+
+@pytest.mark.process
+@pytest.mark.xfail(strict=True, reason="review 8 #13")
+def test_an_unmounted_tree_whose_journal_records_only_unfinished_uploads_is_not_exit_0(
+    rule_proxy, bucket, tmp_path
+):
+    """1597771 refuses cp DIR of an empty directory whose journal records files uploaded (a
+    disk not mounted), counting only files done: a backup whose first run was stopped while
+    its large file went (nothing done yet, its upload unfinished in DIR.persevere.d) and whose
+    disk then did not mount says 'uploaded: 0 file(s)', exit 0 (c83f1f3 keeps the upload,
+    with a warning: the run itself knows the directory is 'gone or empty')."""
+    import signal
+
+    from persevere._tree import journal_name
+    from tests.conftest import interrupt_after_parts
+
+    env, proxy = rule_proxy
+    root = tmp_path / "mnt"
+    root.mkdir()
+    (root / "big").write_bytes(b"b" * (12 * MiB))
+    url = f"s3://{bucket}/t/"
+    journal = tmp_path / "mnt.persevere.d" / journal_name("big")
+    command = ["cp", root, url, "--part-size", "5MiB", "--no-progress"]
+    stopped = interrupt_after_parts(env, command, journal, 1, sig=signal.SIGKILL, proxy=proxy)
+    assert stopped.returncode != 0, stopped.stderr
+    (root / "big").unlink()  # the disk did not mount this time
+    again = persevere(env, "cp", root, url, "--no-progress")
+    assert again.returncode != 0, again.stdout + again.stderr
