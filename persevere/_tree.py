@@ -280,7 +280,7 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
                 continue
             rel = os.path.relpath(state.header.file_path, root)
             if state.finished is None and _absent_by_accident(Path(state.header.file_path)):
-                log.warning("kept the unfinished upload of %s: its directory is gone or empty "
+                log.warning("kept the unfinished upload of %s: its directory is empty "
                             "(a disk not mounted?); to give it up: persevere upload abort "
                             "--state-file %s", rel, shlex.quote(str(path)))  # fmt: skip
             elif state.finished is None:
@@ -300,17 +300,25 @@ async def _abort_unneeded(state_file: Path, root: Path) -> list[str]:
     return aborted
 
 
+def _unfinished(state_file: Path) -> bool:
+    """Does the tree's journal have large files' uploads under way (journals in its ``.d``)?"""
+    try:
+        return any(files_dir(state_file).glob("*.persevere"))
+    except OSError:
+        return False
+
+
 def _absent_by_accident(path: Path) -> bool:
-    """Is ``path`` not there with its directory gone or empty: a mount point whose disk did
+    """Is ``path`` not there with its directory there and empty: a mount point whose disk did
     not mount, where its parts must not be thrown away (a file deleted from a directory that
-    still holds others is gone on purpose)?"""
+    still holds others, or with its directory, is gone on purpose)?"""
     if os.path.lexists(path):
         return False
-    try:
+    try:  # (a directory removed is gone on purpose: a mount point stays, empty)
         with os.scandir(path.parent) as entries:
             return next(entries, None) is None
     except OSError:
-        return True
+        return False
 
 
 async def dry_run_tree(req: TreeRequest) -> TreeResult:
@@ -402,13 +410,15 @@ def _todo(
         raise UsageError(f"{req.root} holds no regular file to upload: "
                          f"{len(listing.refused):,} entries are not (such as {rel}: {why}); "
                          "nothing was uploaded")  # fmt: skip
-    if req.shard is None and done and not (listing.files or listing.refused or listing.excluded
-                                           or listing.unreadable):  # fmt: skip
+    if (done or _unfinished(req.state_file)) and not (
+        listing.files or listing.refused or listing.excluded or listing.unreadable
+    ):  # fmt: skip
         # (cron's backup of a disk that did not mount this time: the mount point, empty)
         raise UsageError(f"{req.root} holds no file, yet its journal ({req.state_file}) records "
-                         f"{len(done):,} uploaded: is it the directory that was uploaded (a "
-                         "disk not mounted)? Nothing was changed (every file deleted on purpose: "
-                         "remove the journal)")  # fmt: skip
+                         f"{len(done):,} uploaded (or uploads under way): is it the directory "
+                         "that was uploaded (a disk not mounted)? Nothing was changed (every "
+                         "file deleted on purpose: abort what `persevere upload list` shows "
+                         "under the prefix, remove the journal and its .d directory)")  # fmt: skip
     if req.shard is not None:
         listing.files = [f for f in listing.files if req.takes(f.rel)]
         listing.refused = [(rel, why) for rel, why in listing.refused if req.takes(rel)]

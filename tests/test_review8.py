@@ -168,7 +168,6 @@ def test_shards_given_different_options_do_not_wedge_the_tree(s3_env, bucket, tm
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 8 #7")
 def test_a_directory_removed_on_purpose_does_not_keep_its_unfinished_upload_forever(
     rule_proxy, s3_client, bucket, tmp_path
 ):
@@ -233,7 +232,6 @@ def test_retry_for_0_is_no_traceback(s3_env, tmp_path):
     assert result.returncode == 3, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #10")
 def test_a_shard_run_of_an_empty_directory_whose_journal_records_files_is_not_exit_0(
     s3_env, bucket, tmp_path
 ):
@@ -309,7 +307,6 @@ def test_a_true_stall_after_a_throttled_body_is_cut_within_the_stall_timeout(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 8 #13")
 def test_an_unmounted_tree_whose_journal_records_only_unfinished_uploads_is_not_exit_0(
     rule_proxy, bucket, tmp_path
 ):
