@@ -215,13 +215,17 @@ def locate_tree_state(
 
 
 def _damaged_tree_journal(path: Path) -> bool:
-    """Does ``path`` begin as a tree journal's header that cannot be read?"""
+    """Does ``path`` begin as a tree journal's header that cannot be read, with what it
+    records after it (or uploads under way in its ``.d``)? A header torn in its first write
+    records nothing: not refused."""
     try:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-            first = f.readline(4096) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            first, more = (f.readline(1 << 20), f.read(1)) if regular else (b"", b"")
     except OSError:
         return False
-    return first.startswith(b"{") and b'"persevere-tree"' in first
+    recorded = bool(more) or files_dir(path).is_dir()
+    return recorded and first.startswith(b"{") and b'"persevere-tree"' in first
 
 
 def prefix_of(url_prefix: str) -> str:

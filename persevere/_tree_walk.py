@@ -161,4 +161,23 @@ def _own_names(journal: Path | None) -> tuple[tuple[int, int], Callable[[str], b
     stem = re.sub(r"(\.[0-9a-f]{16})?\.persevere$", "", journal.name)
     ours = re.compile(re.escape(stem) + r"(\.[0-9a-f]{16})?\.persevere(\.d|\.shard-\d+-of-\d+)?")
     names = {journal.name, journal.name + ".d"}
-    return (st.st_dev, st.st_ino), lambda name: name in names or bool(ours.fullmatch(name))
+
+    def own(name: str) -> bool:  # (a name shaped like one: only if it is a tree journal)
+        if name in names:
+            return True
+        if not ours.fullmatch(name):
+            return False
+        path = journal.parent / name
+        return _a_tree_journal(path.with_suffix("") if name.endswith(".d") else path)
+
+    return (st.st_dev, st.st_ino), own
+
+
+def _a_tree_journal(path: Path) -> bool:
+    """Does the regular file at ``path`` begin as a tree journal (``cp DIR``'s)?"""
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW), "rb") as f:
+            first = f.readline(4096) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    except OSError:
+        return False
+    return first.startswith(b"{") and b'"persevere-tree"' in first

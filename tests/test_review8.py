@@ -16,7 +16,6 @@ MiB = 1024 * 1024
 KiB = 1024
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #1")
 def test_a_users_file_named_like_a_journal_in_the_tree_is_not_silently_left_out(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -202,7 +201,6 @@ def test_a_directory_removed_on_purpose_does_not_keep_its_unfinished_upload_fore
     assert uploads == [], again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #8")
 def test_a_tree_journal_torn_in_its_first_write_does_not_stop_every_run(s3_env, bucket, tmp_path):
     """cd147ee refuses a tree journal whose header cannot be read (exit 1, 'repair its first
     line, or remove it'), to keep what it records. A journal torn while its header was first
