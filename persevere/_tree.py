@@ -61,7 +61,7 @@ from ._errors import (
 )
 from ._journal import read_state
 from ._logs import event, one_line, say
-from ._object_options import guess_content_type
+from ._object_options import differing, guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
 from ._progress import NullProgress, ProgressSink, TreeProgress, guarded
@@ -371,21 +371,33 @@ def _as_recorded(req: TreeRequest, draft: TreeHeader) -> TreeHeader:
     """``draft`` with the options the tree's journal (else a shard's) records where this run
     gives none: a shard, a re-run with ``--processes`` and the run that takes shards in make
     their objects as the tree was started (they made them with none, then every run was
-    refused: the journals "record other options"). Blocking."""
-    if req.object_options is not None and req.checksum is not None:
-        return draft
+    refused: the journals "record other options"). A shard given options other than another
+    shard's journal records is refused (the run taking them in could take in only one).
+    Blocking."""
     state = req.state_file
-    for path in [state, *sorted(state.parent.glob(f"{glob.escape(state.name)}.shard-*-of-*"))]:
-        header = read_header(path)
-        if header is not None and (header.root, header.destination()) == (
-            draft.root,
-            draft.destination(),
-        ):
-            options = draft if req.object_options is not None else header
-            checksum = draft if req.checksum is not None else header
-            return replace(draft, object_options=options.object_options,
-                           checksum_algorithm=checksum.checksum_algorithm)  # fmt: skip
-    return draft
+    paths = [state, *sorted(state.parent.glob(f"{glob.escape(state.name)}.shard-*-of-*"))]
+    ours = (draft.root, draft.destination())
+    headers = [(path, header) for path in paths if (header := read_header(path)) is not None
+               and (header.root, header.destination()) == ours]  # fmt: skip
+    if not headers:
+        return draft
+    first = headers[0][1]
+    options = draft if req.object_options is not None else first
+    checksum = draft if req.checksum is not None else first
+    adopted = replace(draft, object_options=options.object_options,
+                      checksum_algorithm=checksum.checksum_algorithm)  # fmt: skip
+    own = None if req.shard is None else shard_journal(state, *req.shard)
+    for path, header in headers if req.shard is not None else []:
+        differ = differing(adopted.object_options or {}, header.object_options or {})
+        if header.checksum_algorithm != adopted.checksum_algorithm:
+            differ.append(f"checksum {header.checksum_algorithm}")
+        if differ and path not in (state, own):  # (those two refuse it themselves)
+            raise UsageError(
+                f"{path} records that a shard of this tree was uploaded with other options "
+                f"({', '.join(differ)}): the run that takes the shards in could take in only one",
+                hint="give every shard the options the others were given",
+            )
+    return adopted
 
 
 def _no_file_at(path: Path) -> bool:

@@ -143,7 +143,6 @@ def test_resume_file_dash_of_a_files_upload_is_not_exit_0_over_another_source(
     assert body == piped, again.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #6")
 def test_shards_given_different_options_do_not_wedge_the_tree(s3_env, bucket, tmp_path):
     """Shard 0 run with --tagging a=1 and shard 1 with --tagging b=2 (a job array's two
     scripts out of step): each shard exits 0; then the merging run (the same command without
