@@ -247,7 +247,9 @@ def test_a_shard_run_of_an_empty_directory_whose_journal_records_files_is_not_ex
     assert result.returncode != 0, result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 #11")
+@pytest.mark.xfail(
+    strict=True, reason="review 8 #11: kept, declared in the README (audit 14 #12: R&D)"
+)
 def test_tagging_as_the_aws_cli_takes_it(s3_env, s3_client, bucket, tmp_path):
     """0b31135 says --tagging 'k=v&k2=v2' is taken 'as the aws cli takes it', and folds a
     piece with no '=' into the value before it: 'env=prod&archived' (the aws cli, and S3
