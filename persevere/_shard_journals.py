@@ -102,12 +102,22 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
         raise UploadFinished(f"the upload in {state_path} is already {main.finished}")
     path = shard_journal(state_path, shard, shards)
     if path.exists():
-        journal, state = Journal.open(path)
-        if state.header.upload_id == main.header.upload_id:
-            return journal, state
-        # Left by an earlier upload under the same state file name: never send to that one.
-        log.warning("%s belongs to another upload: replaced", path)
-        journal.discard()
+        try:
+            journal, state = Journal.open(path)
+        except StateFileError:
+            if locked_elsewhere(path) or b"\n" in path.read_bytes():
+                raise
+            # Empty, or its header torn: a stop as it was made (a kill -9, a power cut). It
+            # recorded nothing: made again (it said "start the upload again", which would
+            # throw away every other shard's parts).
+            log.warning("%s records nothing (a stop as it was made): made again", path)
+            path.unlink()
+        else:
+            if state.header.upload_id == main.header.upload_id:
+                return journal, state
+            # Left by an earlier upload under the same state file name: never send to that one.
+            log.warning("%s belongs to another upload: replaced", path)
+            journal.discard()
     journal = Journal.create(path)  # (kept open and locked: no other run takes it meanwhile)
     journal.write_header(main.header)
     return journal, JournalState(main.header)

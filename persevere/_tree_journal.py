@@ -198,13 +198,12 @@ class TreeJournal:
                 path.unlink()  # empty: a run stopped before its header was written
         journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
         try:
-            if new:
+            # (a header torn by a crash, cut by open_log: it recorded nothing, no file is sent
+            # before it is whole; written again, as a new journal's)
+            if new or not lines:
                 journal.append({"type": "header", "format": FORMAT, "version": FORMAT_VERSION,
                                 **asdict(draft)})  # fmt: skip
                 return cls(journal, draft, {})
-            if not lines:
-                raise StateFileError(f"state file {path}: its header is incomplete (a crash while "
-                                     "it was written)", hint="delete it and run again")  # fmt: skip
             return cls(journal, *_read_lines(path, lines, draft, checksum_given))
         except BaseException:
             journal.close()
