@@ -103,7 +103,6 @@ def test_a_wrong_type_for_a_path_is_a_usage_error_naming_it(s3_env, bucket, tmp_
     assert not unclear, "\n".join(unclear)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 17 #3")
 def test_a_blocking_twin_called_from_async_code_is_a_persevere_error(s3_env, bucket, tmp_path):
     """README (Python API): "blocking twins for scripts"; a script that is itself async (a
     Jupyter cell, a FastAPI handler, an asyncio main) calling `persevere.status_sync(...)` gets
