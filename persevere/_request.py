@@ -115,6 +115,15 @@ def refuse_dev_null(fd: int) -> None:
         )
 
 
+def a_path(value: object, name: str) -> Path:
+    """``value`` as a path: another type (None, an int, a list: a setting left unset, a glob's
+    result) is a UsageError naming ``name``, not a TypeError from deep inside."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"{name} must be a path (str or os.PathLike), not "
+                         f"{type(value).__name__} {value!r}", param=name)  # fmt: skip
+    return Path(value)
+
+
 def resolve_source(given: str | Path, fd: int = 0) -> Source:
     """The one place ``-`` is read: a pipe is a stream; a file or block device redirected in
     is that file; a terminal is refused (:func:`stdin_kind`)."""
@@ -225,8 +234,9 @@ class Request:
     ) -> Request:
         """A new upload's request from the API's keywords (:func:`persevere.upload_file`'s):
         ``file`` resolved ('-': standard input), ``options`` its transfer options."""
-        source = resolve_source(file)
-        return cls(Path(state_file), source, bucket, key, transfer=options or UploadOptions(),
+        source = resolve_source(a_path(file, "file"))
+        return cls(a_path(state_file, "state_file"), source, bucket, key,
+                   transfer=options or UploadOptions(),
                    **fields)  # fmt: skip
 
     @classmethod
@@ -237,10 +247,11 @@ class Request:
         """The request of a recorded upload (resume, a shard): only what is given; the journal's
         header says the rest. ``file``: where the file is now (None: the recorded path; '-':
         standard input, what a stream's resume reads)."""
-        source = None if file is None else Source(Path(file))
+        source = None if file is None else Source(a_path(file, "file"))
         if file is not None and names_stdin(file):  # (a file's upload refuses it: resume)
             source = Source(Path("-"), stream=True)
-        return cls(Path(state_file), source, transfer=options or UploadOptions(), **fields)
+        return cls(a_path(state_file, "state_file"), source, transfer=options or UploadOptions(),
+                   **fields)  # fmt: skip
 
     def reads(self) -> Source:
         """What a new upload reads (only a resume leaves it unsaid)."""

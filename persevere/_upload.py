@@ -27,7 +27,7 @@ from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import ProgressSink, guarded
-from ._request import Asked, Request, given, now
+from ._request import Asked, Request, a_path, given, now
 from ._resume import FileParts
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
@@ -146,7 +146,7 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
     """Abort the multipart upload a state file describes (S3 frees its parts), and journal it.
 
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
+    state_path = a_path(state_file, "state_file").expanduser().absolute()
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
     with contextlib.closing(journal):
         header = state.header
@@ -173,7 +173,7 @@ async def upload_status(
     """What the state file knows, and (if the endpoint answers quickly) what ListParts says.
 
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
-    state_path = Path(state_file).expanduser().absolute()  # noqa: ASYNC240 - no I/O
+    state_path = a_path(state_file, "state_file").expanduser().absolute()
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
     refuse_shard_journal(state_path, header)

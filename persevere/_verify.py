@@ -41,6 +41,7 @@ from ._errors import S3Error, SourceChanged, UsageError
 from ._journal import JournalState, read_state
 from ._progress import ProgressSink, guarded
 from ._quirks import ETag, digest_of, missing, refused
+from ._request import a_path
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
 from ._shard_journals import merge_shards
@@ -192,7 +193,7 @@ async def verify_object(
     progress = guarded(progress)
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
         raise UsageError(f"bucket and key must be non-empty strings, not {bucket!r} and {key!r}")
-    identity = await anyio.to_thread.run_sync(inspect_file, Path(file), "local file")
+    identity = await anyio.to_thread.run_sync(inspect_file, a_path(file, "file"), "local file")
     journal = None
     if state_file is not None:
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))

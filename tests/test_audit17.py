@@ -79,7 +79,6 @@ def _doors(tmp_path: Path, bucket: str, wrong: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="audit 17 #2")
 @pytest.mark.parametrize("wrong", [None, 5, ["f.bin"]], ids=["None", "int", "list"])
 def test_a_wrong_type_for_a_path_is_a_usage_error_naming_it(s3_env, bucket, tmp_path, wrong):
     """README (Python API): "a wrong value (options a dict, endpoint a URL string, ...) is a
