@@ -373,7 +373,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:  # (in use: another start is creating it, or a run holds it)
-            raise (_in_use(path) if locked_elsewhere(path) else already_exists(path)) from None
+            raise (_in_use(path) if _being_made(path) else already_exists(path)) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -572,6 +572,22 @@ def _in_use(path: Path) -> StateFileLocked:
         f"state file {path} is in use by another persevere process",
         hint="wait for it to finish, or stop it first",
     )
+
+
+def _being_made(path: Path, patience_s: float = 0.5) -> bool:
+    """Is the state file at ``path`` another process's: locked, or empty for a moment (a start
+    that created it and has not locked it yet: told "delete it", a loser of that race would
+    unlink the journal the winner is writing)?"""
+    deadline = time.monotonic() + patience_s
+    while not locked_elsewhere(path):
+        try:
+            empty = os.stat(path).st_size == 0
+        except OSError:
+            return False
+        if not empty or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def locked_elsewhere(path: Path) -> bool:

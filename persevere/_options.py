@@ -41,9 +41,9 @@ class UploadOptions:
         return policy(kind, self.retry, self.first_call_attempts)
 
     def validate(self) -> None:
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+        if type(self.concurrency) is not int or not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise UsageError(
-                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}",
+                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency!r}",
                 param="concurrency",
             )
         if not self.stall_timeout_s > 0:  # (NaN compares false: click's min=1 lets it by)

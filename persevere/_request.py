@@ -115,6 +115,13 @@ def refuse_dev_null(fd: int) -> None:
         )
 
 
+def an_endpoint(value: object) -> Endpoint | None:
+    """``endpoint`` as the API takes it: an :class:`Endpoint` (a URL: ``Endpoint(url)``)."""
+    if not isinstance(value, Endpoint | None):
+        raise UsageError(f"endpoint must be an Endpoint, not {value!r}", param="endpoint")
+    return value
+
+
 def a_path(value: object, name: str) -> Path:
     """``value`` as a path: another type (None, an int, a list: a setting left unset, a glob's
     result) is a UsageError naming ``name``, not a TypeError from deep inside."""
@@ -217,9 +224,7 @@ class Request:
         if not isinstance(self.transfer, UploadOptions):  # (the API's callers: a dict)
             raise UsageError(f"options must be an UploadOptions, not {self.transfer!r}",
                              param="options")  # fmt: skip
-        if not isinstance(self.endpoint, Endpoint | None):  # (a URL: Endpoint(url) is one)
-            raise UsageError(f"endpoint must be an Endpoint, not {self.endpoint!r}",
-                             param="endpoint")  # fmt: skip
+        an_endpoint(self.endpoint)  # (a URL: Endpoint(url) is one)
 
     @classmethod
     def of(

@@ -47,6 +47,12 @@ def refuse_shard_journal(path: Path, header: Header) -> None:
         )
 
 
+def being_run(state_path: Path) -> bool:
+    """Is the upload ``state_path`` records being run: its journal, or a shard's, locked by
+    another process?"""
+    return locked_elsewhere(state_path) or any(map(locked_elsewhere, _shard_journals(state_path)))
+
+
 def refuse_running_shards(state_path: Path) -> None:
     """Completion must wait for the shards still running (each holds its journal's lock): one
     completed under it would then fail, and an Indexed Job count that as a failure."""
@@ -104,8 +110,15 @@ def open_shard_journal(state_path: Path, shard: int, shards: int) -> tuple[Journ
     if path.exists():
         try:
             journal, state = Journal.open(path)
+        except StateFileLocked:
+            raise
         except StateFileError:
-            if locked_elsewhere(path) or b"\n" in path.read_bytes():
+            if locked_elsewhere(path):  # (another run of this shard, making it now)
+                raise StateFileLocked(
+                    f"state file {path} is in use by another persevere process",
+                    hint="wait for it to finish, or stop it first",
+                ) from None
+            if b"\n" in path.read_bytes():
                 raise
             # Empty, or its header torn: a stop as it was made (a kill -9, a power cut). It
             # recorded nothing: made again (it said "start the upload again", which would

@@ -97,6 +97,9 @@ async def upload_shard(
     its own journal beside it. Does not complete: :func:`persevere.resume` does, once every
     shard is done (it sends whatever a shard left, so completion never depends on all of them).
     """
+    for name, value in (("shard", shard), ("shards", shards)):
+        if type(value) is not int:  # (True ran shard 1; "0", from the environment: TypeError)
+            raise UsageError(f"{name} must be a whole number, not {value!r}", param=name)
     request = Request.resumed(state_file, **given(asked, Continued, "upload_shard"))
     return await send_one(request, shard, shards, guarded(progress))
 

@@ -22,16 +22,16 @@ import anyio
 from ._completion import UploadResult, continuing, recorded_session
 from ._create import created
 from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
-from ._journal import Header, Journal, JournalState, locked_elsewhere, read_state
+from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
 from ._progress import ProgressSink, guarded
-from ._request import Asked, Request, a_path, given, now
+from ._request import Asked, Request, a_path, an_endpoint, given, now
 from ._resume import FileParts
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
-from ._shard_journals import merge_shards, refuse_shard_journal
+from ._shard_journals import being_run, merge_shards, refuse_running_shards, refuse_shard_journal
 from ._source import SourceFile
 from ._stream import StreamParts
 
@@ -147,10 +147,12 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
 
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = a_path(state_file, "state_file").expanduser().absolute()
+    an_endpoint(endpoint)
     journal, state = await anyio.to_thread.run_sync(Journal.open, state_path)
     with contextlib.closing(journal):
         header = state.header
         refuse_shard_journal(state_path, header)
+        await anyio.to_thread.run_sync(refuse_running_shards, state_path)  # (as cp's lock)
         if state.finished == "completed":
             raise UploadFinished(
                 f"the upload in {state_path} already completed; the object "
@@ -174,6 +176,7 @@ async def upload_status(
 
     ``endpoint`` overrides what the state file recorded, field by field (as for resume)."""
     state_path = a_path(state_file, "state_file").expanduser().absolute()
+    an_endpoint(endpoint)
     state = await anyio.to_thread.run_sync(read_state, state_path)
     header = state.header
     refuse_shard_journal(state_path, header)
@@ -202,7 +205,7 @@ async def upload_status(
         except (TransientError, TimeoutError) as exc:
             remote = RemoteStatus(reachable=False, error=str(exc) or "timed out")
     return UploadStatus(
-        running=await anyio.to_thread.run_sync(locked_elsewhere, state_path),
+        running=await anyio.to_thread.run_sync(being_run, state_path),
         state_file=state_path,
         header=header,
         part_count=part_count,

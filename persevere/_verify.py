@@ -41,7 +41,7 @@ from ._errors import S3Error, SourceChanged, UsageError
 from ._journal import JournalState, read_state
 from ._progress import ProgressSink, guarded
 from ._quirks import ETag, digest_of, missing, refused
-from ._request import a_path
+from ._request import a_path, an_endpoint
 from ._retry import RetryPolicy
 from ._s3 import Endpoint, open_client, pages, request
 from ._shard_journals import merge_shards
@@ -199,7 +199,11 @@ async def verify_object(
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
         if journal.header.shards:  # (its parts were recorded by its shards' journals)
             await anyio.to_thread.run_sync(merge_shards, Path(state_file), journal)
-    asking = nullcontext(client) if client else open_client(endpoint or Endpoint.from_environment())
+    asking = (
+        nullcontext(client)
+        if client
+        else open_client(an_endpoint(endpoint) or Endpoint.from_environment())
+    )
     async with asking as client:  # requests are built from dicts of parameters: Any
         ids = {"Bucket": bucket, "Key": key}
         head = await _head(client, ids)

@@ -122,7 +122,6 @@ def test_a_blocking_twin_called_from_async_code_is_a_persevere_error(s3_env, buc
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="audit 17 #4")
 def test_two_starts_on_one_new_state_file_never_tell_the_loser_to_delete_it(
     s3_env, bucket, tmp_path
 ):
@@ -190,3 +189,107 @@ def test_cp_dir_killed_as_it_wrote_its_header_runs_again_as_with_processes(
     assert again.returncode == 0, again.stderr
     for name in ("a.bin", "b.bin"):
         assert sha256_of_object(s3_client, bucket, f"p/{name}") == sha256_of_file(tree / name)
+
+
+@pytest.mark.parametrize("door", ["status", "abort", "verify"])
+def test_an_endpoint_given_as_a_url_is_a_usage_error_from_every_door(
+    s3_env, bucket, tmp_path, door
+):
+    """README (Python API), word for word: "a wrong value (`options` a dict, `endpoint` a URL
+    string, ...) is a UsageError (exit 2) naming it, before anything is sent". upload_file,
+    create_upload, resume and upload_shard keep it ("endpoint must be an Endpoint, not
+    'http://...'"); status, abort and verify, which take the same `endpoint=` keyword, raise a
+    bare AttributeError instead ("'str' object has no attribute 'endpoint_url'", "... no
+    attribute 'profile'"): not a PersevereError, no exit_code, no word of Endpoint."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * (11 * MiB))
+    state = tmp_path / "f.persevere"
+    api.create_upload_sync(source, bucket, "k", state, shards=2, part_size=5 * MiB)
+    url = s3_env["AWS_ENDPOINT_URL"]
+    calls = {
+        "status": lambda: api.status_sync(state, endpoint=url),
+        "abort": lambda: api.abort_sync(state, endpoint=url),
+        "verify": lambda: api.verify_sync(source, bucket, "k", endpoint=url),
+    }
+    with pytest.raises(api.UsageError, match="endpoint"):
+        calls[door]()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda state: api.upload_shard_sync(state, True, 2),
+        lambda state: api.upload_shard_sync(state, 0.0, 2),
+        lambda state: api.upload_shard_sync(state, "0", 2),
+        lambda state: api.resume_sync(state, options=api.UploadOptions(concurrency="4")),
+    ],
+    ids=["shard True", "shard 0.0", "shard '0'", "concurrency '4'"],
+)
+def test_a_number_of_the_wrong_type_is_a_usage_error(s3_env, bucket, tmp_path, call):
+    """`part_size`, `max_parts` and `shards` of another type are refused ("part size must be a
+    whole number, not '5MiB'"; "shards must be a whole number, not '2'"). Not so the shard
+    given to upload_shard: True runs shard 1 of 2 (ShardResult(shard=True, ...), parts 4..5
+    sent), 0.0 raises TypeError "'float' object cannot be interpreted as an integer", "0" (an
+    environment variable read as is) TypeError "'<=' not supported between instances of 'int'
+    and 'str'"; nor UploadOptions(concurrency="4"), the same TypeError, where
+    concurrency=0 is the UsageError "concurrency must be between 1 and 256, not 0"."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * (11 * MiB))
+    state = tmp_path / "f.persevere"
+    api.create_upload_sync(source, bucket, "k", state, shards=2, part_size=5 * MiB)
+    with pytest.raises(api.UsageError):
+        call(state)
+
+
+@pytest.mark.process
+def test_abort_waits_for_a_running_shard_as_it_waits_for_a_running_upload(
+    s3_env, s3_client, bucket, tmp_path
+):
+    """`upload abort` of an upload that a `cp`/`upload resume` is sending is refused ("state
+    file S is in use by another persevere process", exit 3), and completing a sharded upload
+    is refused while a shard still holds its journal's lock ("that shard is still running").
+    Aborting a sharded upload is not: with `upload shard --shard 0/2` running (here: its
+    journal held locked, as the running shard holds it), `upload abort` aborts at once (exit
+    0); the running shard then fails (exit 1) with its parts lost. Expected: exit 3 as for
+    the unsharded upload, naming the running shard."""
+    import fcntl
+    import os
+
+    _source, state = _sharded_upload(s3_env, bucket, tmp_path)
+    journal = state.with_name(f"{state.name}.shard-0-of-2")
+    journal.write_bytes(state.read_bytes().split(b"\n")[0] + b"\n")
+    fd = os.open(journal, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the running shard's lock
+        aborted = persevere(s3_env, "upload", "abort", "--state-file", state, process=True)
+    finally:
+        os.close(fd)
+    assert aborted.returncode == 3, aborted.stdout + aborted.stderr
+    uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [upload["Key"] for upload in uploads] == ["data.bin"]
+
+
+@pytest.mark.process
+def test_status_of_a_sharded_upload_says_a_running_shard_is_running(s3_env, bucket, tmp_path):
+    """`upload status` of an upload a `cp` is sending says "in progress, being run now
+    (another persevere process holds its state file)" (`--json`: "running": true). With
+    `upload shard --shard 0/2` running (seen with a real shard at 10 MiB/s; here its journal
+    held locked, as the running shard holds it), status says "in progress (resumable)" and
+    "running": false: the `upload resume` it invites is refused (exit 3, "that shard is still
+    running"), and a supervisor polling `running` to know when to complete never waits."""
+    import fcntl
+    import json
+    import os
+
+    _source, state = _sharded_upload(s3_env, bucket, tmp_path)
+    journal = state.with_name(f"{state.name}.shard-0-of-2")
+    journal.write_bytes(state.read_bytes().split(b"\n")[0] + b"\n")
+    fd = os.open(journal, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the running shard's lock
+        shown = persevere(s3_env, "upload", "status", "--state-file", state, "--json",
+                          process=True)  # fmt: skip
+    finally:
+        os.close(fd)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["running"] is True
