@@ -96,6 +96,14 @@ class _Body:
         # A failure of the body itself (the file shrank, a read error). aiohttp reports any
         # body exception as a connection error; the sender re-raises this one instead.
         self.error: BaseException | None = None
+        # The socket of the connection it is written to, once aiohttp writes it: how much of
+        # it the peer has not acknowledged yet is the stall watchdog's to read (._stall).
+        self.sock: Any = None
+
+    def connected(self, writer: Any) -> None:
+        """aiohttp is about to write the body through ``writer``: note its socket."""
+        transport = getattr(writer, "transport", None)
+        self.sock = transport.get_extra_info("socket") if transport is not None else None
 
     def __len__(self) -> int:
         return self._length
@@ -196,13 +204,22 @@ class StreamingBody(_Body):
 @functools.cache
 def register_payload() -> None:
     """Have aiohttp write a :class:`StreamingBody` through :meth:`StreamingBody.send_to`
-    first (once; aiohttp is imported here, where a client is made, not at import)."""
+    first, and tell every body the socket it is written to (once; aiohttp is imported here,
+    where a client is made, not at import)."""
     from aiohttp.payload import PAYLOAD_REGISTRY, AsyncIterablePayload
+
+    class BodyPayload(AsyncIterablePayload):
+        async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+            body = self._value
+            assert isinstance(body, _Body)
+            body.connected(writer)
+            await super().write_with_length(writer, content_length)
 
     class StreamingPayload(AsyncIterablePayload):
         async def write_with_length(self, writer: Any, content_length: int | None) -> None:
             body = self._value
             assert isinstance(body, StreamingBody)
+            body.connected(writer)
             # Consumed before a byte goes, as the slices are: aiohttp would otherwise replay a
             # body cut by a reset itself, its bytes counted twice (the sender retries it).
             self._consumed = True
@@ -210,6 +227,8 @@ def register_payload() -> None:
                 await super().write_with_length(writer, content_length)
 
     PAYLOAD_REGISTRY.register(StreamingPayload, StreamingBody)
+    # (by exact type first; any other body, as the bench's, by isinstance)
+    PAYLOAD_REGISTRY.register(BodyPayload, (BufferedBody, TrailerBody, _Body))
 
 
 class TrailerBody(_Body):

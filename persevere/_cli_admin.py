@@ -27,6 +27,7 @@ from ._cli_flags import (
     _checked,
     _part_size,
     _target,
+    one_file,
 )
 from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
@@ -34,7 +35,7 @@ from ._logs import json_lines
 from ._logs import one_line as shown
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
-from ._urls import check_destination, parse_s3_url, require_utf8
+from ._urls import check_destination, parse_listed_url, parse_s3_url, require_utf8
 
 log = logging.getLogger("persevere")
 
@@ -91,18 +92,18 @@ def abort(
         if url_arg or s3_bucket or s3_key or upload_id:
             _usage_error("give either --state-file or s3://BUCKET/KEY --upload-id")
         header = _run(abort_upload, state_file, endpoint=flags.endpoint_flags.overrides())
-        typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{header.key}")
+        typer.echo(f"aborted upload {header.upload_id} of s3://{header.bucket}/{shown(header.key)}")
         return
     if url_arg is not None:
         if s3_bucket or s3_key:
             _usage_error(f"give {url_arg} or --s3-bucket/--s3-key, not both")
-        s3_bucket, s3_key = _checked(parse_s3_url, url_arg)
+        s3_bucket, s3_key = _checked(parse_listed_url, url_arg)  # (dir/ as listed)
     elif s3_bucket and s3_key:
         _checked(require_utf8, s3_bucket, s3_key)
     if not s3_bucket or not s3_key or not upload_id:
         _usage_error("give --state-file, or s3://BUCKET/KEY and --upload-id")
     _run(abort_by_id, flags.where(s3_bucket), s3_key, upload_id)
-    typer.echo(f"aborted upload {upload_id} of s3://{s3_bucket}/{s3_key}")
+    typer.echo(f"aborted upload {upload_id} of s3://{s3_bucket}/{shown(s3_key)}")
 
 
 def list_uploads(
@@ -171,9 +172,9 @@ def status(
         source = f"standard input (a stream{expected})"
         done = f"{st.parts_done} done ({format_size(st.bytes_done)})"
     lines = [
-        f"state file:  {st.state_file}",
-        f"file:        {source}",
-        f"object:      s3://{h.bucket}/{h.key}",
+        f"state file:  {shown(str(st.state_file))}",
+        f"file:        {shown(source)}",
+        f"object:      s3://{h.bucket}/{shown(h.key)}",
         f"endpoint:    {h.endpoint_url or 'AWS default'}  region: {h.region or '-'}"
         f"  profile: {h.profile or '-'}",
         f"upload id:   {h.upload_id}",
@@ -186,6 +187,9 @@ def status(
     elif st.running:
         lines.append("state:       in progress, being run now (another persevere process "
                      "holds its state file)")  # fmt: skip
+    elif st.remote is not None and st.remote.reachable and not st.remote.exists:
+        lines.append("state:       not resumable: its multipart upload is gone from S3 "
+                     "(persevere cp starts it again)")  # fmt: skip
     else:
         lines.append("state:       in progress (resumable)")
     remote = st.remote
@@ -206,6 +210,9 @@ def status(
                 held += (f"; {remote.unrecorded} of them not in the state file yet (taken by "
                          f"S3 as the upload stopped): the next resume keeps {it} if {matches} "
                          "the file")  # fmt: skip
+            if remote.outside:
+                held += (f"; {remote.outside} numbered past the plan's last part (not this "
+                         "upload's: another client's, left out of the object)")  # fmt: skip
             lines.append(held)
     typer.echo("\n".join(lines))
 
@@ -229,7 +236,7 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
             f"{format_size(st.size or 0)} ({st.size} bytes), ETag {st.etag}, "
             f"{st.checksum or 'no checksum'}, modified {when}"
         )
-    lines = [f"object:      s3://{bucket}/{key}", f"S3:          {held}"]
+    lines = [f"object:      s3://{bucket}/{shown(key)}", f"S3:          {held}"]
     if st.uploads is None:
         lines.append("uploads:     cannot tell (ListMultipartUploads refused)")
     elif not st.uploads:
@@ -270,7 +277,7 @@ def verify(
     from ._request import names_stdin, resolve_source
     from ._verify import verify_object
 
-    given = file or file_arg
+    given = one_file(file_arg, file, "--file")
     if given is not None and given.is_dir():
         if s3_bucket or s3_key:
             _usage_error("a directory takes s3://BUCKET/PREFIX/, not --s3-bucket/--s3-key")
@@ -286,6 +293,7 @@ def verify(
             _usage_error("verify needs the path of a file, not - (standard input)", "FILE")
         given = source.path
     local, bucket, key = _target(given, url_arg, s3_bucket, s3_key, "--file")
+    _checked(check_destination, bucket, key)  # (a key cp would not write: no object of ours)
     endpoint = endpoint_flags.endpoint()
     sink = _progress(not no_progress and not json_output, "verify")
     result = _run(
@@ -294,7 +302,7 @@ def verify(
     document = {"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)}
     if not _emitted(document, json_output):
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
-        typer.echo(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}")
+        typer.echo(shown(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}"))
     raise typer.Exit(result.exit_code)
 
 

@@ -32,7 +32,7 @@ from ._object_options import CannedAcl, LegalHold, ObjectLockMode, SseMode, Stor
 from ._options import MAX_CONCURRENCY, MAX_PROCESSES, UploadOptions
 from ._retry import RetryPolicy
 from ._units import parse_duration, parse_size
-from ._urls import parse_bucket_url, parse_s3_url, require_utf8
+from ._urls import parse_bucket_url, parse_s3_url, require_typed, require_utf8
 
 T = TypeVar("T")
 
@@ -456,7 +456,17 @@ def _target(
     if file is None or not bucket or not key:
         _usage_error(f"give FILE s3://BUCKET/KEY, or {flag}, --s3-bucket and --s3-key")
     _checked(require_utf8, bucket, key)  # (the long flags' names, as a URL's)
+    if url is None:
+        _checked(require_typed, key)
     return file, bucket, key
+
+
+def one_file(arg: Path | None, option: Path | None, flag: str) -> Path | None:
+    """FILE given as the argument or as ``flag``; both, naming two files: refused (the one
+    typed first was dropped, and the other checked or sent, exit 0)."""
+    if arg is not None and option is not None and arg != option:
+        _usage_error(f"give FILE ({arg}) or {flag} ({option}), not both", flag)
+    return option or arg
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
@@ -465,6 +475,8 @@ def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tupl
         if not bucket:
             _usage_error("give s3://BUCKET[/PREFIX] (or --s3-bucket)")
         _checked(require_utf8, bucket, prefix or "", "prefix")
+        if prefix:
+            _checked(require_typed, prefix, "prefix")
         return bucket, prefix or ""
     if bucket or prefix:
         _usage_error(f"give {url} or --s3-bucket/--prefix, not both")

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from . import _errors
-from ._logs import LogLineProgress, event, json_line, json_lines
+from ._logs import LogLineProgress, event, json_line, json_lines, one_line
 from ._platform import STOP_SIGNALS
 from ._units import format_size
 
@@ -346,10 +346,10 @@ def _print_dry_run(r: Any, json_output: bool) -> None:
     parts = f"{r.part_count:,} part(s) of {format_size(r.part_size)}"
     lines = [
         f"dry run: would {_DRY_ACTIONS[r.action]}; nothing sent, no state file written",
-        f"file:        {r.file} ({format_size(r.size)}, {r.size} bytes)",
-        f"object:      s3://{r.bucket}/{r.key} ({exists})",
+        f"file:        {one_line(str(r.file))} ({format_size(r.size)}, {r.size} bytes)",
+        f"object:      s3://{r.bucket}/{one_line(r.key)} ({exists})",
         f"plan:        {parts} ({r.part_size} bytes), checksum {checksum}",
-        f"state file:  {r.state_file} ({r.state})",
+        f"state file:  {one_line(str(r.state_file))} ({r.state})",
         f"endpoint:    {r.endpoint_url or 'AWS default'}  region: {r.region or '-'}"
         f"  profile: {r.profile or '-'}",
         f"probe:       {r.probe}",
@@ -369,7 +369,7 @@ def _print_result(result: Any, json_output: bool, state_file: Path) -> None:
     if result.already_completed:  # by an earlier run: this one read and sent nothing
         verb, how = "already completed", "nothing sent"
     typer.echo(
-        f"{verb} s3://{result.bucket}/{result.key}: {format_size(result.size)} in "
+        f"{verb} s3://{result.bucket}/{one_line(result.key)}: {format_size(result.size)} in "
         f"{result.part_count} part(s), {how}; "
         f"{result.checksum_algorithm} {result.checksum}, ETag {result.etag}"
     )

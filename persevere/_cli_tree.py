@@ -105,7 +105,14 @@ def cp_tree(
     tree: TreeFlags,
     flags: SendFlags,
 ) -> None:
-    from ._tree import TreeRequest, copy_tree, dry_run_tree, locate_tree_state, prefix_of
+    from ._tree import (
+        TreeRequest,
+        copy_tree,
+        dry_run_tree,
+        locate_tree_state,
+        prefix_of,
+        tree_state_instead,
+    )
 
     for flag, given in (("--no-overwrite", flags.no_overwrite),
                         ("--expected-size", flags.expected_size is not None)):  # fmt: skip
@@ -124,7 +131,9 @@ def cp_tree(
                           tuple(tree.exclude or ()), tree.follow_symlinks, tree.check_remote,
                           flags.part_size, flags.max_parts, flags.checksum, options or None,
                           endpoint if flags.endpoint_flags.given else None,
-                          flags.transfer.options(), shard=tree.shard_spec())  # fmt: skip
+                          flags.transfer.options(), shard=tree.shard_spec(),
+                          state_instead=None if state_file or state_dir else tree_state_instead(
+                              root, bucket, prefix, endpoint, journal))  # fmt: skip
     if tree.processes not in (None, 1) and request.shard is not None:  # (a dry run too)
         _usage_error("give --shard or --processes, not both", "--processes")
     if flags.dry_run:

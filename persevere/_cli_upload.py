@@ -30,6 +30,7 @@ from ._cli_flags import (
     StateFileOpt,
     _auto_processes,
     _target,
+    one_file,
 )
 from ._cli_run import (
     _emit_json,
@@ -79,7 +80,11 @@ def start(
 
     started = time.monotonic()  # --processes: the summary's time is the whole upload's
     file, bucket, key = _target(
-        file_to_upload or file_arg, url_arg, s3_bucket, s3_key, "--file-to-upload"
+        one_file(file_arg, file_to_upload, "--file-to-upload"),
+        url_arg,
+        s3_bucket,
+        s3_key,
+        "--file-to-upload",
     )
     source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
@@ -172,6 +177,8 @@ def cp(
     from ._cp import copy, locate_state_file
     from ._request import resolve_source
 
+    if state_file is not None and state_dir is not None:
+        _usage_error("give --state-file or --state-dir, not both", "--state-dir")
     if file.is_dir():
         cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree, flags=flags)
         return

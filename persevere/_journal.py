@@ -373,7 +373,7 @@ class Journal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:  # (in use: another start is creating it, or a run holds it)
-            raise (_in_use(path) if _being_made(path) else already_exists(path)) from None
+            raise (in_use(path) if being_made(path) else already_exists(path)) from None
         except OSError as exc:
             raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
         journal = cls(path, fd)
@@ -438,7 +438,7 @@ class Journal:
         while not lock_exclusive(self._fd):
             if time.monotonic() >= deadline:
                 self.close()
-                raise _in_use(self.path)
+                raise in_use(self.path)
             time.sleep(0.01)
 
     def close(self) -> None:
@@ -567,14 +567,14 @@ def already_exists(path: Path) -> StateFileExists:
     return refused
 
 
-def _in_use(path: Path) -> StateFileLocked:
+def in_use(path: Path) -> StateFileLocked:
     return StateFileLocked(
         f"state file {path} is in use by another persevere process",
         hint="wait for it to finish, or stop it first",
     )
 
 
-def _being_made(path: Path, patience_s: float = 0.5) -> bool:
+def being_made(path: Path, patience_s: float = 0.5) -> bool:
     """Is the state file at ``path`` another process's: locked, or empty for a moment (a start
     that created it and has not locked it yet: told "delete it", a loser of that race would
     unlink the journal the winner is writing)?"""

@@ -323,7 +323,8 @@ class FileParts:
         done = self.session.expected(parts)
         whole = len(parts) == self.plan.part_count
         if not whole or not await self.session.holds(done, header.file_size):
-            raise gone(self, "aborted elsewhere, or expired by a lifecycle rule")
+            raise gone(self, "aborted elsewhere, expired by a lifecycle rule, or completed by "
+                       "another client: the key may hold an object it did not make")  # fmt: skip
         self._refuse_other_size()
         changed = await self._check_file(dict(self.state.parts))
         part_count, size, source = await self.settle()  # (the file unchanged while read)

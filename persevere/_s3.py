@@ -111,7 +111,8 @@ _HINTS = {
     "ExpiredToken": "the session credentials expired: refresh them and resume",
     "RequestTimeTooSkewed": "this machine's clock is off by more than 15 minutes: fix the time "
     "(NTP), then resume",
-    "NoSuchBucket": "check the bucket name and region",
+    "NoSuchBucket": "check the bucket name, region and endpoint; a bucket deleted takes its "
+    "uploads with it: then persevere cp starts again",
     # AWS: a bucket in another region than the one given (botocore's redirect did not mend it)
     "PermanentRedirect": _REDIRECTED,
     "301": _REDIRECTED,
@@ -587,7 +588,10 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             )
         # No error body to name it (a HEAD, or a bare proxy answer): the status stands in.
         code = code or (str(status) if status else "")
-        return S3Error(text, code=code or None, hint=_HINTS.get(code))
+        refused = S3Error(text, code=code or None, hint=_HINTS.get(code))
+        if code == "NoSuchBucket":  # (its uploads are gone with it: nothing to resume)
+            refused.next_step = None
+        return refused
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return S3Error(
             f"{what}: no usable AWS credentials found",

@@ -26,9 +26,9 @@ the rest and is raised.
 
 A stop (Ctrl-C cancelling the upload, or that first failure) cuts the attempts in flight, but
 for those whose body is all sent: S3 may hold that part already, so its answer gets
-``ANSWER_GRACE_S`` to come, and the part is recorded. The journal then holds every part S3
-acknowledged; only an answer later than that leaves S3 a part the journal lacks (the next
-resume checks it against the file and adopts it).
+``ANSWER_GRACE_S`` to come (:class:`Attempt`), and the part is recorded. The journal then
+holds every part S3 acknowledged; only an answer later than that leaves S3 a part the journal
+lacks (the next resume checks it against the file and adopts it).
 
 What a part *is* belongs to the feed (:class:`Feed`: the planned parts of a file, a shard or
 the bench's generated pattern, or a stream's parts in order); where a success is written down
@@ -38,14 +38,17 @@ belongs to the ledger (:class:`Ledger`).
 from __future__ import annotations
 
 import functools
+import struct
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._bandwidth import bucket_for
+from ._bandwidth import TokenBucket, bucket_for
 from ._body import PreparedPart, Throttle
 from ._checksums import b64
 from ._congestion import CongestionWindow
@@ -59,6 +62,213 @@ from ._session import MultipartSession
 from ._source import PartSpec
 from ._trailer import TrailerRefused
 from ._units import MiB
+
+# Stall detection (``--stall-timeout``): a request whose bytes stopped moving is cut.
+#
+# Every request that sends a body (a part's UploadPart, a tree's small file's PutObject) is an
+# :class:`Attempt`, watched by the :class:`Stalls` of its sender from its start to its answer.
+# Each slice of its body handed to the connection is activity; an attempt that moved nothing
+# for the timeout is cut (its cancel scope cancelled), and its sender raises the
+# :class:`TransientError` that :meth:`Stalls.stalled` makes, which is retried as any network
+# failure. Two waits are not stalls: for ``--max-bandwidth``'s tokens (nothing was queued), and
+# the bytes handed over still on their way. Where the socket's send queue can be read (Linux's
+# ``SIOCOUTQ``: the bytes the peer has not acknowledged), it is looked at while it drains: each
+# look that finds it shorter is progress, and one that finds it as long as the timeout ago is a
+# stall (a link gone dead with the body in the kernel). Once the peer has every byte, the answer
+# is waited for the timeout and twice as long again as the bytes took to get there: what a
+# middlebox (a proxy) acknowledged may still be on its way. Where the queue cannot be read, the
+# handing over stands in for it. Both allowances are at most the read timeout.
+#
+# The watchdog wakes when the oldest attempt's time would be up, not on a fixed tick: a stall
+# is cut after the timeout, not up to a tick later, and an idle watchdog wakes once per timeout.
+
+try:
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ  # (Linux: the same request for a socket)
+except (ImportError, AttributeError):  # pragma: no cover - not a Unix
+    _SIOCOUTQ = None
+
+ANSWER_GRACE_S = 10.0  # how long a stop waits for the answer to a part whose body is all sent
+_WATCHDOG_MIN_SLEEP_S = 0.01  # due now but not yet over: look again shortly, never spin
+_DRAIN_LOOK_S = 1.0  # how often a draining send queue is looked at (at most; less than the timeout)
+
+
+def unacknowledged(sock: Any) -> int | None:
+    """The bytes written to ``sock`` that its peer has not acknowledged yet; None where that
+    cannot be known (not Linux, not a TCP socket, closed)."""
+    if sock is None or _SIOCOUTQ is None:
+        return None
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return None
+        queued: int = struct.unpack("i", fcntl.ioctl(fd, _SIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return queued
+
+
+class Attempt:
+    """One request in flight, watched for stalls: no byte sent and no answer for too long.
+
+    ``scope`` is the request's; a shielded one is kept from a stop: :meth:`stop` decides.
+    """
+
+    __slots__ = ("body", "body_sent", "draining_s", "emptied", "last_activity", "queued",
+                 "scope", "sent", "size", "started", "stopped", "throttled",
+                 "waited_s")  # fmt: skip
+
+    def __init__(self, scope: anyio.CancelScope, size: int) -> None:
+        self.scope = scope
+        self.started = self.last_activity = time.monotonic()
+        self.size = size
+        self.sent = 0  # bytes of the body handed to the connection
+        self.throttled = False
+        self.body_sent = size == 0  # every byte handed to the connection: S3 may hold it
+        self.stopped = False
+        # Once the body is handed over, the kernel's send buffer still drains to a slow link
+        # (nothing seen to move): as long again as the handing took, twice, is not a stall.
+        self.draining_s = 0.0
+        self.waited_s = 0.0  # for --max-bandwidth's tokens: nothing was queued then
+        self.body: Any = None  # (its ``sock``, once written: a _body._Body's)
+        self.queued: int | None = None  # unacknowledged bytes at the last look, once handed
+        self.emptied = False  # the peer acknowledged every byte: the answer is awaited
+
+    def moved(self, n: int) -> None:
+        """``n`` more bytes of the body handed to the connection (a body's ``on_sent``)."""
+        self.sent += n
+        self.handed(self.sent >= self.size)
+
+    def handed(self, sent_all: bool) -> None:
+        self.last_activity = time.monotonic()
+        if sent_all and not self.body_sent:
+            self.draining_s = 2 * (self.last_activity - self.started - self.waited_s)
+            self.body_sent = True
+            self.look(self.last_activity)
+            return
+        self.body_sent = sent_all
+
+    def look(self, now: float) -> None:
+        """Once the body is handed over: its bytes still queued in the socket, read. Fewer
+        than at the last look is progress; none, the peer has them all."""
+        queued = unacknowledged(getattr(self.body, "sock", None))
+        if queued is None or self.emptied:
+            return  # unknown: the handing's allowance stands
+        if self.queued is None:
+            self.draining_s = 0.0  # the queue is seen: its draining is progress, not allowance
+        elif queued < self.queued:
+            self.last_activity = now
+        self.queued = queued
+        if queued == 0:
+            self.emptied = True
+            self.last_activity = now
+            self.draining_s = 2 * (now - self.started - self.waited_s)
+
+    @property
+    def draining(self) -> bool:
+        """Its send queue is being looked at as it drains."""
+        return self.queued is not None and not self.emptied
+
+    def throttle(self, bucket: TokenBucket | None) -> Throttle | None:
+        """The body's throttle for ``bucket`` (``--max-bandwidth``): its waits are not stalls."""
+        if bucket is None:
+            return None
+
+        async def throttle(n: int) -> None:
+            self.throttled = True
+            began = time.monotonic()
+            try:
+                await bucket.take(n)
+            finally:
+                self.throttled = False
+                self.last_activity = time.monotonic()
+                self.waited_s += self.last_activity - began
+
+        return throttle
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.body_sent:
+            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + ANSWER_GRACE_S)
+        else:
+            self.scope.cancel()
+
+
+class Stalls:
+    """The attempts in flight of one sender, and the watchdog that cuts the stalled ones."""
+
+    def __init__(self, timeout_s: float, read_timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.read_timeout_s = read_timeout_s  # the longest drain allowed
+        self.attempts: set[Attempt] = set()
+
+    @contextmanager
+    def attempt(self, size: int, *, shield: bool = False) -> Iterator[Attempt]:
+        """One attempt of ``size`` body bytes, watched while the block runs; afterwards
+        :meth:`check` says whether the watchdog cut it."""
+        with anyio.CancelScope(shield=shield) as scope:
+            watched = Attempt(scope, size)
+            self.attempts.add(watched)
+            try:
+                yield watched
+            finally:
+                self.attempts.discard(watched)
+
+    async def check(self, watched: Attempt, what: str) -> None:
+        """After an attempt's block: a stop raised if one cut it, :meth:`stalled` if the
+        watchdog did."""
+        if not watched.scope.cancelled_caught:
+            return
+        if watched.stopped:
+            await anyio.lowlevel.checkpoint()  # raises the stop
+        raise self.stalled(what)
+
+    def stalled(self, what: str) -> TransientError:
+        return TransientError(f"{what}: nothing moved for {self.timeout_s:.0f}s (stalled)")
+
+    async def beside(self, work: Callable[[], Awaitable[None]]) -> None:
+        """``work()`` with the watchdog running beside it; ``work``'s failure raised as it is
+        (not in an exception group)."""
+        failure: list[Exception] = []
+        async with anyio.create_task_group() as tg:
+            watchdog = anyio.CancelScope()
+            tg.start_soon(self.watch, watchdog)
+            try:
+                await work()
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                watchdog.cancel()
+        if failure:
+            raise failure[0]
+
+    async def watch(self, scope: anyio.CancelScope) -> None:
+        """Cut attempts that moved nothing for the timeout, until ``scope`` is cancelled;
+        then stop the attempts still in flight (a stop, a failure)."""
+        try:
+            with scope:
+                while True:
+                    now = time.monotonic()
+                    next_check = now + self.timeout_s  # an attempt that starts now is due then
+                    look_again = now + min(_DRAIN_LOOK_S, self.timeout_s / 4)
+                    for watched in list(self.attempts):
+                        if watched.throttled or watched.scope.cancel_called:
+                            continue  # waiting for tokens is not a stall; a cut one is ending
+                        if watched.draining:
+                            watched.look(now)
+                        draining = min(watched.draining_s, self.read_timeout_s)
+                        due = watched.last_activity + self.timeout_s + draining
+                        if now > due:
+                            watched.scope.cancel()
+                        else:
+                            next_check = min(next_check, look_again if watched.draining else due)
+                    await anyio.sleep(max(next_check - now, _WATCHDOG_MIN_SLEEP_S))
+        finally:
+            # Cancelled with the sender (a stop, a failure), or at its end (none in flight).
+            for watched in list(self.attempts):
+                watched.stop()
 
 
 class PartSource(Protocol):
@@ -81,45 +291,6 @@ class MemoryLedger:
 
     async def record(self, part: PartRecord) -> None:
         self.parts[part.part_number] = part
-
-
-ANSWER_GRACE_S = 10.0  # how long a stop waits for the answer to a part whose body is all sent
-_WATCHDOG_MIN_SLEEP_S = 0.01  # due now but not yet over: look again shortly, never spin
-
-
-class _Attempt:
-    """An in-flight UploadPart, watched for stalls: no byte sent and no answer for too long.
-
-    Time spent waiting for bandwidth tokens is not a stall. ``scope`` is shielded from a stop:
-    :meth:`stop` decides (see the module docstring).
-    """
-
-    __slots__ = ("body_sent", "draining_s", "last_activity", "scope", "started", "stopped",
-                 "throttled", "waited_s")  # fmt: skip
-
-    def __init__(self, scope: anyio.CancelScope, body_sent: bool) -> None:
-        self.scope = scope
-        self.started = self.last_activity = time.monotonic()
-        self.throttled = False
-        self.body_sent = body_sent  # every byte handed to the connection: S3 may hold the part
-        self.stopped = False
-        # Once the body is handed over, the kernel's send buffer still drains to a slow link
-        # (nothing seen to move): as long again as the handing took, twice, is not a stall.
-        self.draining_s = 0.0
-        self.waited_s = 0.0  # for --max-bandwidth's tokens: nothing was queued then
-
-    def handed(self, sent_all: bool) -> None:
-        self.last_activity = time.monotonic()
-        if sent_all and not self.body_sent:
-            self.draining_s = 2 * (self.last_activity - self.started - self.waited_s)
-        self.body_sent = sent_all
-
-    def stop(self) -> None:
-        self.stopped = True
-        if self.body_sent:
-            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + ANSWER_GRACE_S)
-        else:
-            self.scope.cancel()
 
 
 class Feed(Protocol):
@@ -187,7 +358,7 @@ class PartSender:
         self.window = CongestionWindow(options.concurrency)
         self.bandwidth = bucket_for(options.max_bandwidth_bytes_s)  # (a tree's: shared)
         self.bytes_sent = 0
-        self._attempts: set[_Attempt] = set()
+        self.stalls = Stalls(options.stall_timeout_s, options.read_timeout_s)
 
     async def run(self, feed: Feed) -> int:
         """Send every part ``feed`` gives: workers, each recording a part in the ledger before
@@ -198,8 +369,8 @@ class PartSender:
         buffer_bytes = min(feed.part_size, max(MiB, self.options.buffer_budget_bytes // workers))
         failures: list[PersevereError] = []
         async with anyio.create_task_group() as tg:
-            watchdog = anyio.CancelScope()
-            tg.start_soon(self._watchdog, watchdog)
+            watchdog = anyio.CancelScope()  # (cancelled with tg on a failure: stops attempts)
+            tg.start_soon(self.stalls.watch, watchdog)
             async with anyio.create_task_group() as crew:
                 for _ in range(workers):
                     crew.start_soon(self._worker, feed, buffer_bytes, failures, tg)
@@ -251,67 +422,23 @@ class PartSender:
         etag, checksum = await call_with_retry(self.options.retry, what, send_once, exhausted)
         await self.ledger.record(PartRecord(part.number, etag, checksum, part.size))
 
-    async def _watchdog(self, scope: anyio.CancelScope) -> None:
-        """Cut attempts that moved nothing for ``stall_timeout_s``, checked when the oldest
-        one's time would be up (not on a fixed tick): a stall is cut after the timeout, not
-        up to a tick later, and an idle watchdog wakes once per timeout."""
-        timeout_s = self.options.stall_timeout_s
-        try:
-            with scope:
-                while True:
-                    now = time.monotonic()
-                    next_check = now + timeout_s  # an attempt that starts now is due then
-                    for watched in list(self._attempts):
-                        draining = min(watched.draining_s, self.options.read_timeout_s)
-                        due = watched.last_activity + timeout_s + draining
-                        if watched.throttled or watched.scope.cancel_called:
-                            continue  # waiting for tokens is not a stall; a cut one is ending
-                        if now > due:
-                            watched.scope.cancel()
-                        else:
-                            next_check = min(next_check, due)
-                    await anyio.sleep(max(next_check - now, _WATCHDOG_MIN_SLEEP_S))
-        finally:
-            # Cancelled with the sender (a stop, a failure), or at its end (none in flight).
-            for watched in list(self._attempts):
-                watched.stop()
-
     async def _send_once(self, part: PreparedPart) -> tuple[str, str]:
         """One UploadPart attempt, cut by the watchdog if it stalls; returns the ETag and the
         part's checksum (a trailed part's, from its body)."""
-        sent = 0
         await anyio.lowlevel.checkpoint_if_cancelled()  # stopping: no attempt starts
-        with anyio.CancelScope(shield=True) as scope:
-            watched = _Attempt(scope, body_sent=part.size == 0)
+        with self.stalls.attempt(part.size, shield=True) as watched:
 
             def on_sent(n: int) -> None:
-                nonlocal sent
-                sent += n
-                watched.handed(sent >= part.size)
+                watched.moved(n)
                 self.progress.advance(n)
 
-            throttle: Throttle | None = None
-            if self.bandwidth is not None:
-                bucket = self.bandwidth
-
-                async def throttle(n: int) -> None:
-                    watched.throttled = True
-                    began = time.monotonic()
-                    try:
-                        await bucket.take(n)
-                    finally:
-                        watched.throttled = False
-                        watched.last_activity = time.monotonic()
-                        watched.waited_s += watched.last_activity - began
-
-            body = part.make_body(on_sent, throttle)
-            self._attempts.add(watched)
+            body = watched.body = part.make_body(on_sent, watched.throttle(self.bandwidth))
             try:
                 etag = await self.session.upload_part(
                     part.number, body, part.size, part.checksum, part.md5
                 )
             except BaseException as exc:
-                self.progress.advance(-sent)  # its bytes will be sent again: progress goes back
+                self.progress.advance(-watched.sent)  # sent again: progress goes back
                 if body.error is not None:  # (every body is a _body._Body)
                     raise body.error from exc  # a local failure, not the network's
                 if isinstance(exc, TransientError):
@@ -320,15 +447,7 @@ class PartSender:
                     if exc.code == "BadDigest" and part.recheck is not None:
                         await part.recheck()  # the file changed: SourceChanged, no retry
                 raise
-            finally:
-                self._attempts.discard(watched)
-        if scope.cancelled_caught and watched.stopped:
-            await anyio.lowlevel.checkpoint()  # raises the stop
-        if scope.cancelled_caught:
-            raise TransientError(
-                f"part {part.number}: nothing moved for {self.options.stall_timeout_s:.0f}s "
-                "(stalled)"
-            )
+        await self.stalls.check(watched, f"part {part.number}")
         self.bytes_sent += part.size
         self.window.succeeded()
         return etag, part.checksum if part.checksum is not None else b64(body.digest)

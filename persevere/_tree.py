@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._bandwidth import TokenBucket, sharing
+from ._body import BufferedBody
 from ._checksum_mode import PartDigests, PartVerifier
 from ._checksums import ChecksumAlgorithm, b64, get_algorithm
 from ._errors import (
@@ -56,6 +57,7 @@ from ._errors import (
     SourceChanged,
     SourceFileError,
     StateFileError,
+    StateFileLocked,
     StateFileUnwritable,
     UsageError,
 )
@@ -70,6 +72,7 @@ from ._request import Request, algorithm_of, now
 from ._request import Source as Named
 from ._retry import Call
 from ._s3 import Endpoint, config_endpoint_url, many_clients, open_client, request
+from ._sender import Stalls
 from ._session import explained, resumable
 from ._shard_journals import shard_journal
 from ._source import FileIdentity
@@ -129,6 +132,10 @@ class TreeRequest(TreeSpec):
     endpoint: Endpoint | None = None
     transfer: UploadOptions = field(default_factory=UploadOptions)
     shard: tuple[int, int] | None = None  # (index, count): only this shard's files
+    # The destination's own journal (DIR.DIGEST.persevere), when ``state_file`` is the
+    # DIR.persevere chosen by default: taken instead if a run to another destination started
+    # at the same moment took DIR.persevere first (:func:`tree_state_instead`).
+    state_instead: Path | None = None
 
     def takes(self, rel: str) -> bool:
         return self.shard is None or shard_of(rel, self.shard[1]) == self.shard[0]
@@ -174,17 +181,13 @@ def locate_tree_state(
     """Where the tree's journal is: ``DIR.persevere`` beside the directory, unless that one
     records another destination (then ``DIR.DIGEST.persevere``), or the parent directory is
     not writable (then under the XDG state directory, as ``cp FILE``'s)."""
-    from ._cp import fitted, long_name, state_home
+    from ._cp import long_name, state_home
 
     if state_file is not None:
         return state_file.expanduser().absolute()
     name = root.name or "root"
     configured = config_endpoint_url(endpoint)
-    # (a name without a profile, or a configured endpoint, is kept as it was)
-    said = [str(x) for x in (endpoint.profile, configured) if x is not None]
-    where = "\n".join([str(root), bucket, prefix, str(endpoint.endpoint_url), *said])
-    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    own = fitted(name, f".{digest}.persevere")
+    own = _own_name(root, bucket, prefix, endpoint, configured)
     if state_dir is not None:
         return state_dir.expanduser().absolute() / own
     beside = root.parent / f"{name}.persevere"
@@ -214,6 +217,44 @@ def locate_tree_state(
     return root.parent / own if beside.exists() else beside
 
 
+def _own_name(
+    root: Path, bucket: str, prefix: str, endpoint: Endpoint, configured: str | None
+) -> str:
+    """``DIR.DIGEST.persevere``: the journal name of this tree and destination alone."""
+    from ._cp import fitted
+
+    # (a name without a profile, or a configured endpoint, is kept as it was)
+    said = [str(x) for x in (endpoint.profile, configured) if x is not None]
+    where = "\n".join([str(root), bucket, prefix, str(endpoint.endpoint_url), *said])
+    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return fitted(root.name or "root", f".{digest}.persevere")
+
+
+def tree_state_instead(
+    root: Path, bucket: str, prefix: str, endpoint: Endpoint, located: Path
+) -> Path | None:
+    """Where this destination's journal goes if ``located`` (:func:`locate_tree_state`'s
+    choice) is the ``DIR.persevere`` a run of the same tree to another destination, started
+    at the same moment, took first; None if ``located`` is not that shared name."""
+    from ._cp import state_home
+
+    if located != root.parent / f"{root.name or 'root'}.persevere":
+        return None
+    own = _own_name(root, bucket, prefix, endpoint, config_endpoint_url(endpoint))
+    if not os.access(root.parent, os.W_OK) or root.parent == root:
+        return state_home() / own
+    return root.parent / own
+
+
+def _taken_by_another(path: Path, draft: TreeHeader, patience_s: float = 2.0) -> bool:
+    """Does the journal at ``path``, locked by another run, record another destination (its
+    header waited for while that run writes it)?"""
+    deadline = time.monotonic() + patience_s
+    while (header := read_header(path)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return header is not None and header.destination() != draft.destination()
+
+
 def _damaged_tree_journal(path: Path) -> bool:
     """Does ``path`` begin as a tree journal's header that cannot be read, with what it
     records after it (or uploads under way in its ``.d``)? A header torn in its first write
@@ -239,9 +280,8 @@ async def copy_tree(req: TreeRequest, progress: TreeProgress | None = None) -> T
     progress = guarded(progress)
     started = time.monotonic()
     req, endpoint, draft = _draft(req)
-    own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
-    made = not await anyio.to_thread.run_sync(_holds_something, own)
-    journal = await anyio.to_thread.run_sync(_open_journal, req, draft)
+    req, journal, made = await anyio.to_thread.run_sync(_open_journal, req, draft)
+    own = journal.path
     with contextlib.closing(journal):
         try:
             taken = await anyio.to_thread.run_sync(_take_in, req, journal)
@@ -462,15 +502,27 @@ def _holds_something(path: Path) -> bool:
         return False
 
 
-def _open_journal(req: TreeRequest, draft: TreeHeader) -> TreeJournal:
-    """This run's journal: the tree's, or a shard's (:func:`_take_in` reads the others').
-    Blocking."""
-    own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
-    journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
-    if journal.damaged:
-        log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
-                    own, journal.damaged)  # fmt: skip
-    return journal
+def _open_journal(req: TreeRequest, draft: TreeHeader) -> tuple[TreeRequest, TreeJournal, bool]:
+    """This run's journal: the tree's, or a shard's (:func:`_take_in` reads the others'); the
+    request (its journal moved to ``state_instead`` if a run to another destination holds
+    DIR.persevere), and whether the journal is new. Blocking."""
+    while True:
+        own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
+        made = not _holds_something(own)
+        try:
+            journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
+        except StateFileLocked:
+            instead = req.state_instead
+            if req.shard is not None or instead is None or not _taken_by_another(own, draft):
+                raise
+            log.info("%s is another destination's, in use: this one's journal is %s",
+                     own, instead)  # fmt: skip
+            req = replace(req, state_file=instead, state_instead=None)
+            continue
+        if journal.damaged:
+            log.warning("state file %s: %d damaged line(s) skipped; their files are sent again",
+                        own, journal.damaged)  # fmt: skip
+        return req, journal, made
 
 
 def _take_in(req: TreeRequest, journal: TreeJournal) -> list[tuple[str, bool]]:
@@ -567,6 +619,7 @@ class _TreeSender:
         default = req.checksum is None and recorded == DEFAULT_CHECKSUM
         self.checksum = None if default else req.checksum or recorded
         self.bandwidth: TokenBucket | None = None  # (send_all's, shared by every file)
+        self.stalls = Stalls(req.transfer.stall_timeout_s, req.transfer.read_timeout_s)
 
     async def send_all(self, todo: list[TreeFile]) -> None:
         # --max-bandwidth: one cap for the run, its small files' PutObjects and large files
@@ -580,11 +633,11 @@ class _TreeSender:
         small = [f for f in todo if f.size <= most]
         if small:
             async with open_client(self.endpoint, self.req.transfer) as client:
-                await each(
+                await self.stalls.beside(lambda: each(
                     small,
                     self.req.transfer.concurrency,
                     lambda f, slot: self._guarded(f, self._small, client, slot),
-                )
+                ))  # fmt: skip
         await each(
             [f for f in todo if f.size > most],
             self.req.transfer.concurrency,
@@ -662,14 +715,24 @@ class _TreeSender:
         if self.verifier.flexible:
             fields["ChecksumAlgorithm"] = self.algorithm.name
         options = self._options_of(f)
-        if self.bandwidth is not None:  # (its bytes, before they go)
-            await self.bandwidth.take(len(body))
         what = f"PutObject {key}"
+
+        async def put() -> Any:
+            """One attempt, cut if its bytes stop moving (--stall-timeout), as a part's is."""
+            with self.stalls.attempt(len(body)) as watched:
+                watched.body = BufferedBody(
+                    memoryview(body), watched.moved, watched.throttle(self.bandwidth)
+                )
+                response = await client.put_object(
+                    Bucket=self.req.bucket, Key=key, Body=watched.body, ContentLength=len(body),
+                    **fields, **options,
+                )  # fmt: skip
+            await self.stalls.check(watched, what)
+            return response
+
         try:
             response = await request(
-                what, lambda: client.put_object(Bucket=self.req.bucket, Key=key, Body=body,
-                                                ContentLength=len(body), **fields, **options),
-                retry=self.req.transfer.policy(Call.UPLOAD),
+                what, put, retry=self.req.transfer.policy(Call.UPLOAD),
                 exhausted=lambda exc, tries: resumable(what, exc, tries),
             )  # fmt: skip
         except S3Error as exc:  # (said as cp FILE says it: the options the endpoint refused)

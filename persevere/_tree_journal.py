@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from ._errors import PersevereError, StateFileError, StateFileLocked, UsageError
-from ._journal import Journal, _typed, require_regular
+from ._journal import Journal, _typed, being_made, in_use, require_regular
 from ._object_options import differing
 from ._request import unwritable
 from ._source import FileIdentity
@@ -195,6 +195,8 @@ class TreeJournal:
             except OSError as exc:  # (a read-only file system: was a traceback)
                 raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
+                if being_made(path):  # (another run's, its header not written yet: in use)
+                    raise in_use(path)
                 path.unlink()  # empty: a run stopped before its header was written
         journal, lines = (Journal.create(path), []) if new else Journal.open_log(path)
         try:

@@ -49,6 +49,9 @@ class RemoteStatus:
     # (a crash, or a stop that could not wait for them); the next resume adopts each one that
     # matches the file's bytes.
     unrecorded: int = 0
+    # Parts numbered past the plan's last: not this upload's (another client's), left out of
+    # the object.
+    outside: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +197,10 @@ async def upload_status(
                 async with recorded_session(header, endpoint, quick, Call.LOOKUP) as session:
                     parts = await session.list_parts()
                     size = sum(part.size for part in parts.values())
+                    outside = {n for n in parts if part_count is not None and n > part_count}
                     remote = RemoteStatus(reachable=True, exists=True, parts=len(parts), bytes=size,
-                                          unrecorded=len(parts.keys() - state.parts))  # fmt: skip
+                                          unrecorded=len(parts.keys() - state.parts - outside),
+                                          outside=len(outside))  # fmt: skip
         except UploadGone:
             remote = RemoteStatus(reachable=True, exists=False)
         except ResumableError as exc:  # the retries ran out: no answer, so nothing known of it

@@ -10,9 +10,10 @@ import re
 from ._errors import UsageError
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
-# What botocore accepts as a bucket name (an access point's ARN aside), checked before it is
-# asked: ``s3://bucket:9000/k`` (a port typed into the URL) was botocore's traceback.
-_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}|arn:.+")
+# What botocore accepts as a bucket name, checked before it is asked: ``s3://bucket:9000/k``
+# (a port typed into the URL) was botocore's traceback. An ARN (an access point's) is not
+# taken: persevere splits the URL at its first slash, which an access point's ARN holds.
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 
 def require_utf8(bucket: str, key: str, what: str = "key") -> None:
@@ -24,10 +25,27 @@ def require_utf8(bucket: str, key: str, what: str = "key") -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"the {name} {text!r} is not UTF-8, so S3 cannot take it") from None
+    if bucket.startswith("arn:"):
+        raise UsageError(
+            f"{bucket!r} is an ARN: persevere takes a bucket's name (an access point's ARN is "
+            "not supported); give s3://BUCKET/KEY"
+        )
     if not _BUCKET.fullmatch(bucket):
         raise UsageError(
             f"the bucket name {bucket!r} is not one S3 takes (letters, digits, '.', '-' and "
             "'_' only): the endpoint is given with --endpoint-url, not in the s3:// URL"
+        )
+
+
+def require_typed(name: str, what: str = "key") -> None:
+    """A key or prefix the user typed (``--s3-key``, ``--prefix``, a URL) that ends with
+    whitespace or holds a line break: a character no listing shows (a CR from a file edited on
+    Windows, a pasted space), the object then under a key no later lookup of the clean name
+    finds. Refused. (A tree's file names are keys as they are: not checked.)"""
+    if name[-1:].isspace() or "\r" in name or "\n" in name:
+        raise UsageError(
+            f"the {what} {name!r} ends with whitespace or holds a line break, which no listing "
+            "shows: give it without (a CR from a file edited on Windows? a pasted space?)"
         )
 
 
@@ -76,10 +94,10 @@ def _split(url: str, expected: str) -> tuple[str, str, str]:
     """``s3://bucket/rest`` as ``url[5:].partition("/")``, refused without a bucket. A URL
     ending in whitespace (a CR from a file edited on Windows, a pasted space) would end the key
     with a character no one sees: every later lookup of the clean URL misses."""
-    if url[-1:].isspace():
+    if url[-1:].isspace() or "\r" in url or "\n" in url:
         raise UsageError(
-            f"the URL {url!r} ends with whitespace, which no listing shows: give it without "
-            "(a CR from a file edited on Windows? a pasted space?)"
+            f"the URL {url!r} ends with whitespace or holds a line break, which no listing "
+            "shows: give it without (a CR from a file edited on Windows? a pasted space?)"
         )
     bucket, slash, rest = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
     if not bucket:
@@ -93,6 +111,16 @@ def parse_bucket_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = _split(url, "s3://bucket or s3://bucket/prefix")
     require_utf8(bucket, prefix, "prefix")
     return bucket, prefix
+
+
+def parse_listed_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` with the key exactly as written, ``/`` at its end included: an
+    upload ``upload list`` shows (another tool's, to ``dir/``), aborted by the URL given."""
+    bucket, slash, key = _split(url, "s3://bucket/key")
+    if not slash or not key:
+        raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
+    require_utf8(bucket, key)
+    return bucket, key
 
 
 def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:

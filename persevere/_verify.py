@@ -47,6 +47,7 @@ from ._s3 import Endpoint, open_client, pages, request
 from ._shard_journals import merge_shards
 from ._source import FileIdentity, SourceFile, inspect_file
 from ._units import MiB
+from ._urls import check_destination
 
 EXIT_MISMATCH = 4
 EXIT_UNKNOWN = 5
@@ -193,6 +194,7 @@ async def verify_object(
     progress = guarded(progress)
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
         raise UsageError(f"bucket and key must be non-empty strings, not {bucket!r} and {key!r}")
+    check_destination(bucket, key)  # (a key cp would not write: no object of ours is there)
     identity = await anyio.to_thread.run_sync(inspect_file, a_path(file, "file"), "local file")
     journal = None
     if state_file is not None:

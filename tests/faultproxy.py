@@ -54,6 +54,11 @@ class FaultProxy(LoopbackProxy):
         self.connections = 0
         self.faults_done: list[Fault] = []
         self._bucket_time = time.monotonic()
+        if rate_bytes_s is not None:
+            # A capped link's sender sees its bytes acknowledged a few at a time, as over a
+            # real link (packets of 1.4 KiB); loopback's 64 KiB segments would let a window
+            # open only every 64 KiB read, making each connection's bytes move in bursts.
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
 
     def _serve(self, client: socket.socket) -> None:
         with self._lock:
@@ -92,9 +97,16 @@ class FaultProxy(LoopbackProxy):
     ) -> None:
         offset = 0  # bytes of this direction's stream received so far
         pending = fault if fault.kind != "none" else None
+        # A capped link moves each connection's bytes a little at a time (packets, shared
+        # fairly), not a 64 KiB burst per connection in turn: 20 ms of the rate at a time.
+        chunk = (
+            CHUNK
+            if self.rate_bytes_s is None
+            else int(min(CHUNK, max(1024, self.rate_bytes_s / 50)))
+        )
         try:
             while True:
-                data = source.recv(CHUNK)
+                data = source.recv(chunk)
                 if not data:
                     sink.shutdown(socket.SHUT_WR)
                     return

@@ -349,9 +349,6 @@ def test_upload_list_refused_names_the_permission_it_needs(s3_env, s3_server, bu
     assert "ListBucketMultipartUploads" in listed.stderr, listed.stderr
 
 
-@pytest.mark.xfail(
-    strict=True, reason="audit 14 #5: reverted (review 8 #2: a slow shared link never finished)"
-)
 @pytest.mark.slow  # (the held PutObject is answered after 8 s)
 def test_a_trees_small_file_whose_answer_never_comes_is_cut_after_the_stall_timeout(
     rule_proxy, bucket, tmp_path

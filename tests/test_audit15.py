@@ -225,7 +225,6 @@ def test_a_refused_shard_run_does_not_leave_a_journal_that_wedges_the_tree(
 
 @pytest.mark.slow  # (pairs of processes started together, a few times)
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="audit 15 #7")
 def test_one_tree_to_two_destinations_started_together_are_two_uploads(s3_env, bucket, tmp_path):
     """README: "Another destination ... is another upload with its own journal
     (DIR.DIGEST.persevere)". Two `cp DIR` of one tree to two prefixes started at the same
