@@ -508,12 +508,16 @@ def _open_journal(req: TreeRequest, draft: TreeHeader) -> tuple[TreeRequest, Tre
     DIR.persevere), and whether the journal is new. Blocking."""
     while True:
         own = req.state_file if req.shard is None else shard_journal(req.state_file, *req.shard)
+        instead = req.state_instead
+        if instead is not None and _taken_by_another(own, draft, patience_s=0):
+            # (a shard of another destination's run, started at the same moment, took it)
+            req = replace(req, state_file=instead, state_instead=None)
+            continue
         made = not _holds_something(own)
         try:
             journal = TreeJournal.open(own, draft, checksum_given=req.checksum is not None)
         except StateFileLocked:
-            instead = req.state_instead
-            if req.shard is not None or instead is None or not _taken_by_another(own, draft):
+            if instead is None or not _taken_by_another(own, draft):
                 raise
             log.info("%s is another destination's, in use: this one's journal is %s",
                      own, instead)  # fmt: skip
@@ -530,7 +534,9 @@ def _take_in(req: TreeRequest, journal: TreeJournal) -> list[tuple[str, bool]]:
     (a shard run again after the tree was finished sends nothing). Blocking; the files taken
     in (:meth:`TreeJournal.merge_shards`)."""
     if req.shard is None:
-        if taken := journal.merge_shards():
+        beside = req.root.parent / f"{req.root.name or 'root'}.persevere"
+        also = [path for path in (beside, req.state_instead) if path is not None]
+        if taken := journal.merge_shards(also):
             log.info("took in %d file(s) recorded by the shards' journals", len(taken))
         return taken
     journal.read_also(req.state_file)

@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,15 +221,26 @@ class TreeJournal:
         tree's journal): read only, not locked (its lines are appended whole). Blocking."""
         self.done = {**_read_only(path, self.header, True), **self.done}
 
-    def merge_shards(self) -> list[tuple[str, bool]]:
+    def merge_shards(self, also: Iterable[Path] = ()) -> list[tuple[str, bool]]:
         """Take in the shards' journals (shard I's files, :func:`shard_of`, recorded in
         ``STATE.shard-I-of-N``) and remove them: what they record done is recorded here. A
         shard still running (its journal locked) is refused, exit 3: run again once it ended.
-        Blocking; the files taken, each with whether this journal recorded it done before."""
+        ``also``: the tree's other journal names (``DIR.persevere``, ``DIR.DIGEST.persevere``),
+        whose shard journals are taken in too when they record this destination (shards of
+        two destinations started together may have taken either). Blocking; the files taken,
+        each with whether this journal recorded it done before."""
         taken: list[tuple[str, bool]] = []
         own = self._journal.path
-        for path in sorted(own.parent.glob(f"{glob.escape(own.name)}.shard-*-of-*")):
+
+        def shards_of(base: Path) -> set[Path]:
+            return set(base.parent.glob(f"{glob.escape(base.name)}.shard-*-of-*"))
+
+        mine = shards_of(own)
+        others = {path for base in set(also) - {own} for path in shards_of(base)} - mine
+        for path in sorted(mine | others):
             other = read_header(path)
+            if path in others and other is None:
+                continue  # (not known to be of this destination: left as it is)
             if other is not None and other.destination() != self.header.destination():
                 log.info("%s is a shard of an upload to another destination: left", path)
                 continue

@@ -153,7 +153,6 @@ def test_shards_with_processes_auto_is_refused_in_the_users_words(s3_env, bucket
     assert "-1" not in result.stderr, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review 6 #7: left open (see the closing note)")
 def test_two_destinations_shards_that_both_took_dir_persevere_are_each_taken_in(
     s3_env, bucket, tmp_path
 ):
