@@ -120,15 +120,18 @@ class _PartValues:
     that reproduces the object): what names the first differing part."""
 
     algorithm: ChecksumAlgorithm
-    values: dict[int, str]  # part number -> base64 checksum, or hex MD5 for ETags
+    # position of the part in the object (1: its first bytes) -> base64 checksum, or hex MD5
+    # for ETags. A position, not S3's part number: numbers may have gaps (1, 2, 4).
+    values: dict[int, str]
     etag: bool = False
 
     def first_difference(self, local: _LocalDigests) -> int | None:
+        """The position of the first part whose digest differs, if any."""
         digests = local.parts[self.algorithm.name]  # hashed per part for these references
-        for number, value in sorted(self.values.items()):
-            digest = digests[number - 1]
+        for position, value in sorted(self.values.items()):
+            digest = digests[position - 1]
             if not _same(self.etag, value, digest.hex() if self.etag else b64(digest)):
-                return number
+                return position
         return None
 
 
@@ -139,6 +142,17 @@ class _Layout:
     sizes: list[int]
     source: str
     references: _PartValues | None = None
+    numbers: list[int] | None = None  # S3's part numbers in order; None: 1..N
+
+    def number(self, position: int) -> int:
+        """S3's number of the part at ``position`` (1: the object's first bytes)."""
+        return self.numbers[position - 1] if self.numbers else position
+
+    def named(self, position: int) -> str:
+        """That part by its S3 number, and the bytes it covers."""
+        first = sum(self.sizes[: position - 1])
+        last = first + self.sizes[position - 1] - 1
+        return f"{self.number(position)} (bytes {first}..{last})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +267,12 @@ def _verdict(evidence: _Evidence, local: _LocalDigests, with_state_file: bool) -
     if len(evidence.computable) < len(evidence.readings):
         return evidence.cannot_tell(differences)
     reason = "; ".join(differences)
-    bad = layout.references.first_difference(local) if layout and layout.references else None
-    if bad is not None and layout is not None:
-        first = sum(layout.sizes[: bad - 1])
-        last = first + layout.sizes[bad - 1] - 1
-        reason += f"; first differing part: {bad} (bytes {first}..{last})"
+    references = layout.references if layout else None
+    position = references.first_difference(local) if references else None
+    bad = None
+    if position is not None and layout is not None:
+        bad = layout.number(position)
+        reason += f"; first differing part: {layout.named(position)}"
     elif with_state_file:
         reason += f"; {evidence.why_not_state_file or 'the state file names no differing part'}"
     elif evidence.part_count > 1:  # (one part: the object is the part that differs)
@@ -412,7 +427,8 @@ async def _attributes_layout(
     client: Any, ids: dict[str, str], size: int, count: int
 ) -> tuple[_Layout | None, str]:
     sizes: list[int] = []
-    checksums: dict[int, str] = {}
+    numbers: list[int] = []  # as listed: they may have gaps (1, 2, 4), the k-th part is k-th
+    checksums: dict[int, str] = {}  # by position in the listing
     algorithm: ChecksumAlgorithm | None = None
 
     def fetch(marker: int | None) -> Any:
@@ -431,16 +447,17 @@ async def _attributes_layout(
         async for page in pages("GetObjectAttributes", fetch, following, 0):
             for item in (page.get("ObjectParts") or {}).get("Parts") or []:
                 sizes.append(int(item["Size"]))
+                numbers.append(int(item.get("PartNumber") or len(sizes)))
                 reported = ObjectChecksum.stored(item)
                 if reported is not None:
                     algorithm = reported.algorithm
-                    checksums[int(item["PartNumber"])] = reported.digest
+                    checksums[len(sizes)] = reported.digest
     except S3Error as exc:  # refused (no s3:GetObjectAttributes) or not supported
         return None, f"GetObjectAttributes answers {exc.code or exc}"
     if not _adds_up(sizes, size, count):
         return None, "GetObjectAttributes lists no parts"
     references = _PartValues(algorithm, checksums) if algorithm is not None else None
-    return _Layout(sizes, "GetObjectAttributes", references), ""
+    return _Layout(sizes, "GetObjectAttributes", references, numbers), ""
 
 
 async def _per_part_layout(
@@ -470,7 +487,10 @@ async def _per_part_layout(
     if failures:
         if not failures[0].code:
             raise failures[0]  # the network, not the endpoint's answer: an error, no verdict
-        return None, why + f"answers {failures[0].code}"
+        gaps = ""
+        if failures[0].code in ("416", "InvalidPartNumber", "InvalidRange"):
+            gaps = " (its part numbers may have gaps, which only GetObjectAttributes lists)"
+        return None, why + f"answers {failures[0].code}{gaps}"
     if counts != {count} or not _adds_up(sizes, size, count):
         return None, why + "answers sizes that are not the parts' (it ignores PartNumber?)"
     return _Layout(sizes, "HeadObject per part"), ""

@@ -78,7 +78,6 @@ class _GappedObject:
         return {"ObjectParts": parts}
 
 
-@pytest.mark.xfail(strict=True, reason="audit 19 #2")
 @pytest.mark.parametrize("numbers", [[1, 2, 4], [2, 5, 9]])
 def test_verify_names_the_differing_part_of_an_object_whose_part_numbers_have_gaps(
     tmp_path, numbers
