@@ -135,11 +135,15 @@ def list_uploads(
     for u in uploads:
         when = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
         key = shown(u.key)  # (a newline in it: one row still)
-        typer.echo(f"{when:<26} {u.parts:>6} {format_size(u.bytes):>12}  {key}  {u.upload_id}")
-    total = sum(u.bytes for u in uploads)
+        parts, held = ("?", "?") if u.bytes is None else (str(u.parts), format_size(u.bytes))
+        why = f"  ({u.parts_unknown})" if u.parts_unknown else ""  # (one row still)
+        typer.echo(f"{when:<26} {parts:>6} {held:>12}  {key}  {u.upload_id}{why}")
+    total = sum(u.bytes or 0 for u in uploads)
+    unknown = sum(u.bytes is None for u in uploads)
+    unknown_s = f" ({unknown} of them with parts unknown, not counted)" if unknown else ""
     typer.echo(
-        f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{younger}: "
-        f"persevere upload abort s3://{bucket}/KEY --upload-id ID"
+        f"{len(uploads)} upload(s){older}, {format_size(total)} billed until aborted{unknown_s}"
+        f"{younger}: persevere upload abort s3://{bucket}/KEY --upload-id ID"
     )
 
 
@@ -243,10 +247,10 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
         lines.append("uploads:     none in progress")
     for u in st.uploads or []:
         started = u.initiated.isoformat(timespec="seconds") if u.initiated else "?"
-        lines.append(
-            f"upload:      {u.upload_id} started {started}, {u.parts} parts "
-            f"({format_size(u.bytes)}) billed until aborted"
-        )
+        held = f"parts unknown ({u.parts_unknown})"
+        if u.bytes is not None:
+            held = f"{u.parts} parts ({format_size(u.bytes)}) billed until aborted"
+        lines.append(f"upload:      {u.upload_id} started {started}, {held}")
     typer.echo("\n".join(lines))
 
 

@@ -8,10 +8,12 @@ s3://bucket/key``): the object, if any, and the uploads in progress to it.
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import unquote_plus
 
 import anyio
 
@@ -45,14 +47,29 @@ class Where:
                                 retry=policy(Call.LOOKUP), per_request=self.payer())  # fmt: skip
 
 
+# Why an upload listed by ListMultipartUploads has no parts to show (ListParts cannot find it).
+NOT_DESCRIBED = (
+    "ListParts: NoSuchUpload: completed or aborted since it was listed, or its key cannot be "
+    "given back"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class InProgressUpload:
+    """One upload as ListMultipartUploads lists it, and its parts as ListParts gives them.
+
+    ``parts`` and ``bytes`` are None, and ``parts_unknown`` says why, when ListParts cannot
+    find it: it may have ended meanwhile, or the endpoint gave its key back altered (an XML
+    answer cannot carry a control character; SeaweedFS puts U+FFFD in its place). It is
+    listed all the same: leaving it out would hide parts that may still be billed."""
+
     key: str
     upload_id: str
     initiated: datetime | None
-    parts: int
-    bytes: int
+    parts: int | None
+    bytes: int | None
     storage_class: str | None
+    parts_unknown: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +80,19 @@ class UploadListing:
 
 
 async def list_uploads(
-    where: Where, *, prefix: str = "", older_than_s: float | None = None
+    where: Where, *, prefix: str = "", older_than_s: float | None = None, key: str | None = None
 ) -> UploadListing:
     """Every in-progress multipart upload under ``prefix``, with its parts and bytes so far;
     with ``older_than_s``, those started longer ago (and how many others there are, so that
     "none" is not said of a bucket that has younger ones). An upload whose start the endpoint
     does not say (no ``Initiated``) may be younger: it is not listed then, and counted apart
-    (never as younger: that is not known)."""
+    (never as younger: that is not known).
+
+    With ``key``, only the uploads to exactly that key, including one whose key the listing
+    gave back altered (U+FFFD for a character XML cannot carry): it is described as ``key``'s.
+    """
+    if key is not None:
+        prefix = key
     bucket, payer = where.bucket, where.payer()
     try:
         cutoff = (
@@ -83,7 +106,7 @@ async def list_uploads(
             return request(
                 "ListMultipartUploads",
                 lambda: cast(Any, client).list_multipart_uploads(
-                    Bucket=bucket, Prefix=prefix, **(markers or {}), **payer
+                    Bucket=bucket, Prefix=prefix, EncodingType="url", **(markers or {}), **payer
                 ),
             )
 
@@ -91,14 +114,19 @@ async def list_uploads(
             if not page.get("IsTruncated"):
                 return None
             return {
-                "KeyMarker": page.get("NextKeyMarker") or "",
+                "KeyMarker": _decoded(page, page.get("NextKeyMarker") or "")[0],
                 "UploadIdMarker": page.get("NextUploadIdMarker") or "",
             }
 
         found: list[Any] = []
         try:
             async for page in pages("ListMultipartUploads", fetch, following):
-                found += page.get("Uploads") or []
+                for listed in page.get("Uploads") or []:
+                    keys = _decoded(page, listed["Key"])
+                    if key is not None:  # (the exact key, if the listing may have altered it)
+                        keys = [key] if any(_may_be(k, key) for k in keys) else []
+                    if keys:
+                        found.append({**listed, "Keys": keys})
         except S3Error as exc:
             if exc.code == "AccessDenied":
                 exc.hint = ("listing uploads needs s3:ListBucketMultipartUploads on the bucket "
@@ -116,19 +144,20 @@ async def list_uploads(
 
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
-                try:
-                    session = where.session(client, upload["Key"], upload["UploadId"])
-                    parts_found = await session.list_parts()
-                except UploadGone:
-                    return  # completed or aborted while we looked
+                keys, upload_id = upload["Keys"], str(upload["UploadId"])
+                key, parts, size = keys[0], None, None
+                for tried in keys:  # (the key as given, if its decoding finds no upload)
+                    try:
+                        parts_found = await where.session(client, tried, upload_id).list_parts()
+                    except UploadGone:  # ended while we looked, or a key the listing altered
+                        continue
+                    key, parts = tried, len(parts_found)
+                    size = sum(p.size for p in parts_found.values())
+                    break
                 results[index] = InProgressUpload(
-                    key=str(upload["Key"]),
-                    upload_id=str(upload["UploadId"]),
-                    initiated=upload.get("Initiated"),
-                    parts=len(parts_found),
-                    bytes=sum(part.size for part in parts_found.values()),
-                    storage_class=upload.get("StorageClass"),
-                )
+                    key, upload_id, upload.get("Initiated"), parts, size,
+                    upload.get("StorageClass"), None if parts is not None else NOT_DESCRIBED,
+                )  # fmt: skip
 
         async with anyio.create_task_group() as tg:
             for index, upload in enumerate(found):
@@ -150,12 +179,36 @@ class KeyStatus:
     uploads: list[InProgressUpload] | None = None  # None: ListMultipartUploads was refused
 
 
+def _decoded(page: Any, text: str) -> list[str]:
+    """What a key or marker from ListMultipartUploads may be, most likely first: decoded, and
+    as given, when the answer says it is URL-encoded (``EncodingType``, asked for: XML cannot
+    carry every character a key may hold). botocore decodes only the ListObjects* answers.
+
+    SeaweedFS (4.48) echoes ``EncodingType=url`` yet gives its keys raw: a space, a ``%`` not
+    followed by two hex digits, or a character no encoder leaves (non-ASCII, controls) says
+    so; a raw ``+`` does not, hence the key as given too."""
+    if page.get("EncodingType") != "url" or not _URL_ENCODED.fullmatch(text):
+        return [text]
+    decoded = unquote_plus(text)
+    return [decoded] if decoded == text else [decoded, text]
+
+
+def _may_be(listed: str, key: str) -> bool:
+    """Is ``listed`` ``key`` as a listing gives it back, each character XML cannot carry
+    replaced by U+FFFD (as SeaweedFS does)?"""
+    if len(listed) != len(key):
+        return False
+    return all(a in (b, "\ufffd") for a, b in zip(listed, key, strict=True))
+
+
+_URL_ENCODED = re.compile(r"(?:[!-$&-~]|%[0-9A-Fa-f]{2})*")  # printable ASCII, no space
+
+
 async def key_status(where: Where, key: str) -> KeyStatus:
     """HeadObject for the key, and the multipart uploads in progress to exactly that key."""
     bucket, uploads = where.bucket, None
     try:
-        found = await list_uploads(where, prefix=key)
-        uploads = [u for u in found.uploads if u.key == key]
+        uploads = (await list_uploads(where, key=key)).uploads
     except S3Error as exc:
         if not refused(exc):  # no s3:ListBucketMultipartUploads: the object alone
             raise

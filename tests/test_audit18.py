@@ -95,7 +95,6 @@ def test_a_prefix_read_with_a_cr_is_refused_as_the_url_ending_in_one_is(
     assert not s3_client.list_objects_v2(Bucket=bucket).get("Contents")
 
 
-@pytest.mark.xfail(strict=True, reason="audit 18 #3")
 def test_upload_list_shows_an_upload_whose_key_has_a_control_character(s3_env, bucket, s3_client):
     """A key may hold any UTF-8, control characters included (persevere itself uploads to
     `s3://B/a\\x01b`, and `cp DIR` of a file so named). ListMultipartUploads answers in XML
