@@ -18,7 +18,8 @@ from urllib.parse import unquote_plus
 import anyio
 
 from ._checksums import CRC64NVME, ObjectChecksum
-from ._errors import S3Error, UploadGone
+from ._errors import PersevereError, S3Error, UploadGone
+from ._logs import one_line
 from ._quirks import missing, refused
 from ._retry import Call, policy
 from ._s3 import Endpoint, S3Client, open_client, pages, request
@@ -145,18 +146,23 @@ async def list_uploads(
         async def describe(index: int, upload: dict[str, Any]) -> None:
             async with limiter:
                 keys, upload_id = upload["Keys"], str(upload["UploadId"])
-                key, parts, size = keys[0], None, None
+                key, parts, size, why = keys[0], None, None, NOT_DESCRIBED
                 for tried in keys:  # (the key as given, if its decoding finds no upload)
                     try:
                         parts_found = await where.session(client, tried, upload_id).list_parts()
                     except UploadGone:  # ended while we looked, or a key the listing altered
                         continue
+                    except PersevereError as exc:  # refused (s3:ListMultipartUploadParts)...
+                        why = one_line(str(exc))  # (listed all the same, its parts unknown)
+                        if getattr(exc, "code", None) in ("AccessDenied", "403"):
+                            why += " (needs s3:ListMultipartUploadParts)"
+                        break
                     key, parts = tried, len(parts_found)
                     size = sum(p.size for p in parts_found.values())
                     break
                 results[index] = InProgressUpload(
                     key, upload_id, upload.get("Initiated"), parts, size,
-                    upload.get("StorageClass"), None if parts is not None else NOT_DESCRIBED,
+                    upload.get("StorageClass"), None if parts is not None else why,
                 )  # fmt: skip
 
         async with anyio.create_task_group() as tg:

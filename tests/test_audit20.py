@@ -37,7 +37,6 @@ def _no_traceback(run) -> None:
         assert word not in run.stderr, run.stderr[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 20 #1")
 def test_upload_list_whose_listparts_is_refused_is_one_line_not_a_traceback(
     rule_proxy, s3_client, bucket
 ):
@@ -63,7 +62,6 @@ def test_upload_list_whose_listparts_is_refused_is_one_line_not_a_traceback(
         assert len(listed.stderr.strip().splitlines()) <= 3, listed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 20 #1")
 def test_upload_status_of_a_key_whose_listparts_is_refused_shows_what_it_can(
     rule_proxy, s3_client, bucket
 ):
@@ -129,7 +127,6 @@ def test_resume_of_an_upload_another_client_completed_does_not_call_it_aborted(
     assert "completed" in resumed.stderr.split("\n", 1)[0], resumed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 20 #1")
 def test_upload_status_of_a_key_does_not_fail_over_another_keys_upload(
     rule_proxy, s3_client, bucket
 ):
