@@ -35,7 +35,7 @@ from ._logs import json_lines
 from ._logs import one_line as shown
 from ._options import MAX_CONCURRENCY
 from ._units import format_duration, format_size, parse_size
-from ._urls import check_destination, parse_listed_url, parse_s3_url, require_utf8
+from ._urls import check_destination, parse_listed_url, require_utf8
 
 log = logging.getLogger("persevere")
 
@@ -226,7 +226,7 @@ def _key_status(url: str, flags: PayerFlags, json_output: bool) -> None:
     from ._orphans import Where, key_status
 
     endpoint = flags.endpoint_flags.endpoint()  # (checked before the URL)
-    bucket, key = _checked(parse_s3_url, url)
+    bucket, key = _checked(parse_listed_url, url)  # (dir/ as listed)
     st = _run(key_status, Where(bucket, endpoint, flags.request_payer), key)
     if _emitted(st, json_output):
         return

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import os
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -464,9 +465,17 @@ def _target(
 def one_file(arg: Path | None, option: Path | None, flag: str) -> Path | None:
     """FILE given as the argument or as ``flag``; both, naming two files: refused (the one
     typed first was dropped, and the other checked or sent, exit 0)."""
-    if arg is not None and option is not None and arg != option:
+    if arg is not None and option is not None and not _same_file(arg, option):
         _usage_error(f"give FILE ({arg}) or {flag} ({option}), not both", flag)
     return option or arg
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Do two paths name one file (``f``, ``./x/../f``, ``$PWD/f``)?"""
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):  # (not there: as written, made absolute)
+        return os.path.abspath(one) == os.path.abspath(other)
 
 
 def _bucket_url(url: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:

@@ -72,12 +72,15 @@ from ._units import MiB
 # :class:`TransientError` that :meth:`Stalls.stalled` makes, which is retried as any network
 # failure. Two waits are not stalls: for ``--max-bandwidth``'s tokens (nothing was queued), and
 # the bytes handed over still on their way. Where the socket's send queue can be read (Linux's
-# ``SIOCOUTQ``: the bytes the peer has not acknowledged), it is looked at while it drains: each
-# look that finds it shorter is progress, and one that finds it as long as the timeout ago is a
-# stall (a link gone dead with the body in the kernel). Once the peer has every byte, the answer
-# is waited for the timeout and twice as long again as the bytes took to get there: what a
-# middlebox (a proxy) acknowledged may still be on its way. Where the queue cannot be read, the
-# handing over stands in for it. Both allowances are at most the read timeout.
+# ``SIOCOUTQ``: the bytes the peer has not acknowledged), it is looked at as the body goes (at
+# most a second apart): each look that finds it shorter is progress, and one that finds it as
+# long as the timeout ago is a stall (a link gone dead with the body in the kernel). Once the
+# peer has every byte, the answer is awaited the timeout and an allowance: twice as long as the
+# bytes took to get there, or the time the bytes awaiting an answer (every such request's of
+# the sender) take at ``ANSWER_FLOOR_B_S``, whichever is longer: a middlebox (a buffering or
+# TLS-inspecting proxy) acknowledges bytes it is still forwarding. Where the queue cannot be
+# read, twice the time the handing over took stands in. Every allowance is at most the read
+# timeout, which bounds the wait for an answer anyway.
 #
 # The watchdog wakes when the oldest attempt's time would be up, not on a fixed tick: a stall
 # is cut after the timeout, not up to a tick later, and an idle watchdog wakes once per timeout.
@@ -92,7 +95,10 @@ except (ImportError, AttributeError):  # pragma: no cover - not a Unix
 
 ANSWER_GRACE_S = 10.0  # how long a stop waits for the answer to a part whose body is all sent
 _WATCHDOG_MIN_SLEEP_S = 0.01  # due now but not yet over: look again shortly, never spin
-_DRAIN_LOOK_S = 1.0  # how often a draining send queue is looked at (at most; less than the timeout)
+_LOOK_S = 1.0  # how often a send queue is looked at (at most; less than the timeout)
+# Bytes acknowledged and awaiting their answer are taken to go on at least this fast (a proxy
+# forwarding them): a held answer to a small request is cut after about the timeout.
+ANSWER_FLOOR_B_S = 256 << 10
 
 
 def unacknowledged(sock: Any) -> int | None:
@@ -133,8 +139,8 @@ class Attempt:
         self.draining_s = 0.0
         self.waited_s = 0.0  # for --max-bandwidth's tokens: nothing was queued then
         self.body: Any = None  # (its ``sock``, once written: a _body._Body's)
-        self.queued: int | None = None  # unacknowledged bytes at the last look, once handed
-        self.emptied = False  # the peer acknowledged every byte: the answer is awaited
+        self.queued: int | None = None  # unacknowledged bytes at the last look
+        self.emptied = False  # handed over and all acknowledged: the answer is awaited
 
     def moved(self, n: int) -> None:
         """``n`` more bytes of the body handed to the connection (a body's ``on_sent``)."""
@@ -150,26 +156,26 @@ class Attempt:
             return
         self.body_sent = sent_all
 
+    @property
+    def watchable(self) -> bool:
+        """Its send queue can be looked at, and it is not all acknowledged yet."""
+        return getattr(self.body, "sock", None) is not None and not self.emptied
+
     def look(self, now: float) -> None:
-        """Once the body is handed over: its bytes still queued in the socket, read. Fewer
-        than at the last look is progress; none, the peer has them all."""
+        """Its bytes still unacknowledged in the socket, read: fewer than at the last look is
+        progress; none, once the body is all handed over, and the peer has them all."""
         queued = unacknowledged(getattr(self.body, "sock", None))
         if queued is None or self.emptied:
             return  # unknown: the handing's allowance stands
-        if self.queued is None:
-            self.draining_s = 0.0  # the queue is seen: its draining is progress, not allowance
-        elif queued < self.queued:
+        if self.queued is not None and queued < self.queued:
             self.last_activity = now
         self.queued = queued
-        if queued == 0:
-            self.emptied = True
-            self.last_activity = now
-            self.draining_s = 2 * (now - self.started - self.waited_s)
-
-    @property
-    def draining(self) -> bool:
-        """Its send queue is being looked at as it drains."""
-        return self.queued is not None and not self.emptied
+        if self.body_sent:
+            self.draining_s = 0.0  # the queue is seen: its draining is progress, not allowance
+            if queued == 0:
+                self.emptied = True
+                self.last_activity = now
+                self.draining_s = 2 * (now - self.started - self.waited_s)
 
     def throttle(self, bucket: TokenBucket | None) -> Throttle | None:
         """The body's throttle for ``bucket`` (``--max-bandwidth``): its waits are not stalls."""
@@ -252,18 +258,28 @@ class Stalls:
                 while True:
                     now = time.monotonic()
                     next_check = now + self.timeout_s  # an attempt that starts now is due then
-                    look_again = now + min(_DRAIN_LOOK_S, self.timeout_s / 4)
-                    for watched in list(self.attempts):
-                        if watched.throttled or watched.scope.cancel_called:
-                            continue  # waiting for tokens is not a stall; a cut one is ending
-                        if watched.draining:
+                    look_again = now + min(_LOOK_S, self.timeout_s / 4)
+                    watched_now = [
+                        watched
+                        for watched in self.attempts
+                        # waiting for tokens is not a stall; a cut one is ending
+                        if not watched.throttled and not watched.scope.cancel_called
+                    ]
+                    for watched in watched_now:
+                        if watched.watchable:
                             watched.look(now)
-                        draining = min(watched.draining_s, self.read_timeout_s)
-                        due = watched.last_activity + self.timeout_s + draining
+                    awaiting = sum(a.size for a in self.attempts if a.emptied)
+                    for watched in watched_now:
+                        allowance = watched.draining_s
+                        if watched.emptied:  # (a middlebox may still be forwarding them)
+                            allowance = max(allowance, awaiting / ANSWER_FLOOR_B_S)
+                        allowance = min(allowance, self.read_timeout_s)
+                        due = watched.last_activity + self.timeout_s + allowance
                         if now > due:
                             watched.scope.cancel()
                         else:
-                            next_check = min(next_check, look_again if watched.draining else due)
+                            again = look_again if watched.watchable else due
+                            next_check = min(next_check, again)
                     await anyio.sleep(max(next_check - now, _WATCHDOG_MIN_SLEEP_S))
         finally:
             # Cancelled with the sender (a stop, a failure), or at its end (none in flight).

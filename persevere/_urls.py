@@ -14,6 +14,16 @@ MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 # (a port typed into the URL) was botocore's traceback. An ARN (an access point's) is not
 # taken: persevere splits the URL at its first slash, which an access point's ARN holds.
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+# An access point's ARN (and an Outposts access point's), as botocore takes it for a bucket:
+# requests then go to the access point's own endpoint.
+_ACCESS_POINT = re.compile(
+    r"arn:(aws)[^:]*:(s3|s3-object-lambda):[a-z\-0-9]*:[0-9]{12}:accesspoint[/:][a-zA-Z0-9\-.]{1,63}"
+    r"|arn:(aws)[^:]*:s3-outposts:[a-z\-0-9]+:[0-9]{12}:outpost[/:][a-zA-Z0-9\-]{1,63}"
+    r"[/:]accesspoint[/:][a-zA-Z0-9\-]{1,63}"
+)
+# A typed name holding one of these would hold a line break (as str.splitlines reads them):
+# a character no listing shows as it is.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def require_utf8(bucket: str, key: str, what: str = "key") -> None:
@@ -25,10 +35,13 @@ def require_utf8(bucket: str, key: str, what: str = "key") -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"the {name} {text!r} is not UTF-8, so S3 cannot take it") from None
+    if _ACCESS_POINT.fullmatch(bucket):
+        return
     if bucket.startswith("arn:"):
         raise UsageError(
-            f"{bucket!r} is an ARN: persevere takes a bucket's name (an access point's ARN is "
-            "not supported); give s3://BUCKET/KEY"
+            f"{bucket!r} is an ARN but not an access point's: give the bucket's name "
+            "(s3://BUCKET/KEY), or an access point's ARN (arn:aws:s3:REGION:ACCOUNT:"
+            "accesspoint/NAME)"
         )
     if not _BUCKET.fullmatch(bucket):
         raise UsageError(
@@ -42,7 +55,7 @@ def require_typed(name: str, what: str = "key") -> None:
     whitespace or holds a line break: a character no listing shows (a CR from a file edited on
     Windows, a pasted space), the object then under a key no later lookup of the clean name
     finds. Refused. (A tree's file names are keys as they are: not checked.)"""
-    if name[-1:].isspace() or "\r" in name or "\n" in name:
+    if name[-1:].isspace() or not _LINE_BREAKS.isdisjoint(name):
         raise UsageError(
             f"the {what} {name!r} ends with whitespace or holds a line break, which no listing "
             "shows: give it without (a CR from a file edited on Windows? a pasted space?)"
@@ -90,16 +103,26 @@ def check_destination(bucket: str, key: str) -> None:
         )
 
 
-def _split(url: str, expected: str) -> tuple[str, str, str]:
-    """``s3://bucket/rest`` as ``url[5:].partition("/")``, refused without a bucket. A URL
-    ending in whitespace (a CR from a file edited on Windows, a pasted space) would end the key
-    with a character no one sees: every later lookup of the clean URL misses."""
-    if url[-1:].isspace() or "\r" in url or "\n" in url:
+def _split(url: str, expected: str, *, typed: bool = True) -> tuple[str, str, str]:
+    """``s3://bucket/rest`` as ``url[5:].partition("/")``, refused without a bucket; an access
+    point's ARN (``s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/KEY``, as the aws cli
+    takes it) is the bucket whole. A ``typed`` URL ending in whitespace or holding a line break
+    (a CR from a file edited on Windows, a pasted space) would name a key with a character no
+    one sees: every later lookup of the clean URL misses."""
+    if typed and (url[-1:].isspace() or not _LINE_BREAKS.isdisjoint(url)):
         raise UsageError(
             f"the URL {url!r} ends with whitespace or holds a line break, which no listing "
-            "shows: give it without (a CR from a file edited on Windows? a pasted space?)"
+            "shows: give it without (a CR from a file edited on Windows? a pasted space?); a "
+            "key that really ends so: the long flags (--s3-bucket, --s3-key) take it"
         )
-    bucket, slash, rest = url[5:].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not url.startswith("s3://"):
+        bucket, slash, rest = "", "", ""
+    elif point := _ACCESS_POINT.match(url, 5):
+        bucket, slash, rest = point.group(), *url[point.end() :].partition("/")[1:]
+        if slash and url[point.end()] != "/":  # (the ARN went on: not an access point's)
+            bucket, slash, rest = url[5:].partition("/")
+    else:
+        bucket, slash, rest = url[5:].partition("/")
     if not bucket:
         raise UsageError(f"not an S3 URL: {url!r} (expected {expected})")
     return bucket, slash, rest
@@ -116,7 +139,7 @@ def parse_bucket_url(url: str) -> tuple[str, str]:
 def parse_listed_url(url: str) -> tuple[str, str]:
     """``s3://bucket/key`` with the key exactly as written, ``/`` at its end included: an
     upload ``upload list`` shows (another tool's, to ``dir/``), aborted by the URL given."""
-    bucket, slash, key = _split(url, "s3://bucket/key")
+    bucket, slash, key = _split(url, "s3://bucket/key", typed=False)
     if not slash or not key:
         raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
     require_utf8(bucket, key)
