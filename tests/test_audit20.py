@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import persevere, sha256_of_file, sha256_of_object
 from tests.ruleproxy import Rule
 
