@@ -114,6 +114,14 @@ def main() -> None:
     try:
         app(prog_name="persevere")
     except OSError as exc:  # click stops an EPIPE itself (exit 1); ENOSPC, EIO would be a traceback
+        if any(arg.startswith("--install-completion") for arg in sys.argv[1:]):
+            # typer's installer, where HOME or the shell's startup file cannot take it
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"persevere: error: cannot install the shell completion: {exc.strerror or exc}"
+                  f"{where}", file=sys.stderr)  # fmt: skip
+            print("persevere: --show-completion prints it: add that to the shell's startup "
+                  "file yourself", file=sys.stderr)  # fmt: skip
+            raise SystemExit(_errors.EXIT_ERROR) from None
         if not _writing_stdout(exc):
             raise
         _stdout_lost(exc.strerror or str(exc))

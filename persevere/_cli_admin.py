@@ -27,6 +27,7 @@ from ._cli_flags import (
     _checked,
     _part_size,
     _target,
+    is_directory,
     one_file,
 )
 from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
@@ -282,7 +283,7 @@ def verify(
     from ._verify import verify_object
 
     given = one_file(file_arg, file, "--file")
-    if given is not None and given.is_dir():
+    if given is not None and is_directory(given):
         if s3_bucket or s3_key:
             _usage_error("a directory takes s3://BUCKET/PREFIX/, not --s3-bucket/--s3-key")
         verify_tree_command(given, url_arg, state_file=state_file, tree=tree,

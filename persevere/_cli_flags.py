@@ -470,6 +470,15 @@ def one_file(arg: Path | None, option: Path | None, flag: str) -> Path | None:
     return option or arg
 
 
+def is_directory(path: Path) -> bool:
+    """Is ``path`` a directory? One that cannot be looked at (under a directory the user may
+    not search: another user's home) is not: the file's own checks then say why, in one line."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def _same_file(one: Path, other: Path) -> bool:
     """Do two paths name one file (``f``, ``./x/../f``, ``$PWD/f``)?"""
     try:

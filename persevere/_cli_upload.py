@@ -30,6 +30,7 @@ from ._cli_flags import (
     StateFileOpt,
     _auto_processes,
     _target,
+    is_directory,
     one_file,
 )
 from ._cli_run import (
@@ -179,7 +180,7 @@ def cp(
 
     if state_file is not None and state_dir is not None:
         _usage_error("give --state-file or --state-dir, not both", "--state-dir")
-    if file.is_dir():
+    if is_directory(file):
         cp_tree(file, url, state_file=state_file, state_dir=state_dir, tree=tree, flags=flags)
         return
     if tree.given:

@@ -57,11 +57,12 @@ from ._journal import (
     other_source,
     read_state,
     require_regular,
+    unwritable,
 )
 from ._logs import NamingStateFile, say, say_plan
 from ._plan import make_plan
 from ._progress import ProgressSink, guarded
-from ._request import Copied, Request, given, names_stdin, refuse_source_as_state, unwritable
+from ._request import Copied, Request, given, names_stdin, refuse_source_as_state
 from ._request import Source as Named
 from ._resume import resume
 from ._source import FileIdentity, check_expected_size, inspect_file, is_block_device
@@ -105,19 +106,32 @@ def locate_state_file(
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
-    named = own_name(path, bucket, key)
+    # Named after the file's resolved path, so that another spelling of it (a symbolic link
+    # to its directory, ``a/../a/f``) finds the same journal; an earlier version's, named
+    # after the path as typed, is still found.
+    try:
+        resolved = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        resolved = path
+    names = list(dict.fromkeys([own_name(resolved, bucket, key), own_name(path, bucket, key)]))
+    named = names[0]
     if state_dir is not None:
-        return Path(state_dir).expanduser().absolute() / named
+        given = Path(state_dir).expanduser().absolute()
+        return next((given / n for n in names[1:] if _exists(given / n)), given / named)
     own, elsewhere = path.with_name(named), state_home() / named
     if journal_kept_apart(path):
-        return elsewhere
+        return next((state_home() / n for n in names[1:] if _exists(state_home() / n)), elsewhere)
     beside = path.with_name(path.name + ".persevere")
     if long_name(beside.name) and not _exists(beside):  # (an earlier version's: still found)
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
     taken = _exists(beside)
     if taken and not _records_another_destination(beside, bucket, key):
         return beside
-    for earlier in (own, elsewhere):
+    for earlier in (
+        own,
+        elsewhere,
+        *(d / n for n in names[1:] for d in (path.parent, state_home())),
+    ):
         if _exists(earlier):
             return earlier
     if not os.access(path.parent, os.W_OK):
@@ -337,8 +351,10 @@ def _make_room(state_path: Path) -> None:
 def make_state_dir(state_path: Path) -> None:
     """The directory of a state file where persevere chose to put it (a new machine has no
     ``~/.local/state/persevere``)."""
+    # (under $XDG_STATE_HOME: private; elsewhere, --state-dir's: as the umask says)
+    private = state_path.parent.is_relative_to(state_home())
     try:
-        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
         raise unwritable("create", state_path, exc.strerror) from None
 

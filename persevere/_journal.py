@@ -371,11 +371,12 @@ class Journal:
         require_supported()  # before the file exists: nothing to clean up on Windows
         require_regular(path)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            # (0666 less the umask, as any file: a team's umask 002 lets its members resume)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
         except FileExistsError:  # (in use: another start is creating it, or a run holds it)
             raise (in_use(path) if being_made(path) else already_exists(path)) from None
         except OSError as exc:
-            raise StateFileError(f"cannot create state file {path}: {exc.strerror}") from None
+            raise unwritable("create", path, exc.strerror) from None
         journal = cls(path, fd)
         journal.lock(patience_s=1.0)  # (another start's locked_elsewhere lets go at once)
         try:
@@ -616,14 +617,45 @@ def followed(path: Path) -> Path:
     return Path(os.path.realpath(path)) if os.path.islink(path) else path  # (never raises)
 
 
+def _require_trusted(path: Path, st: os.stat_result) -> None:
+    """A journal another user (not root) owns, where anyone may write it (it, or its directory:
+    /tmp, /var/tmp, a shared scratch space) is not trusted: its "done" records could be
+    anyone's (another user plants ``DIR.persevere`` before the first run: every file
+    "unchanged", exit 0, no object). In a directory shared by a group, a member's is."""
+    owner = st.st_uid
+    if not hasattr(os, "geteuid") or owner in (os.geteuid(), 0):
+        return
+    try:
+        shared = os.stat(path.parent).st_mode & stat.S_IWOTH
+    except OSError:
+        shared = 0
+    if not shared and not st.st_mode & stat.S_IWOTH:
+        return
+    error = StateFileError(
+        f"state file {path} belongs to another user (uid {owner}) and "
+        f"{'its directory' if shared else 'it'} may be written by anyone: what it records "
+        "cannot be trusted",
+        hint="keep this journal in a directory of your own: --state-dir DIR (or --state-file)",
+    )
+    error.exit_code = EXIT_USAGE
+    raise error
+
+
 def require_regular(path: Path) -> None:
     """A state file is a regular file, or nothing yet: a device, FIFO or socket at its path
     (``--state-file /dev/null``) is refused, never written to, and never removed to make room
     for a journal; so is a path no file can be at (a symbolic-link loop: ``cp`` would have
     replaced the link). Every command checks its state file path here first."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
+        mode = st.st_mode
     except OSError as exc:
+        if exc.errno == errno.EACCES:  # (under a directory this user may not search: /root)
+            raise StateFileError(
+                f"cannot use state file {path}: {exc.strerror} (a directory on its way this "
+                "user may not search)",
+                hint="give --state-dir (or --state-file) a place of your own",
+            ) from None
         # Nothing there (or the caller's own open says why); else no file can ever be made or
         # read at this path (a symbolic-link loop, a name too long, a file where a directory
         # should be): bad input, like a directory or a device at the path.
@@ -632,6 +664,7 @@ def require_regular(path: Path) -> None:
         why, hint = f"cannot be used: {exc.strerror}", None
     else:
         if stat.S_ISREG(mode):
+            _require_trusted(path, st)
             return
         why, hint = "is a directory", "give --state-file the path of a file in it"
         if not stat.S_ISDIR(mode):
@@ -645,13 +678,27 @@ def require_regular(path: Path) -> None:
     raise error
 
 
+def unwritable(doing: str, path: Path, why: str | None) -> StateFileError:
+    return StateFileError(
+        f"cannot {doing} state file {path}: {why}",
+        hint="give --state-dir (or --state-file) a writable place",
+    )
+
+
 def _unusable(path: Path, exc: OSError, doing: str) -> StateFileError:
     """Why an existing state file cannot be opened or read, in words."""
     if isinstance(exc, FileNotFoundError):
         return StateFileError(f"state file {path} does not exist")
     if isinstance(exc, IsADirectoryError):
         return StateFileError(f"state file {path} is a directory")
-    return StateFileError(f"cannot {doing} state file {path}: {exc.strerror}")
+    hint = None
+    if isinstance(exc, PermissionError):  # (another user's: root's cron job, a teammate's)
+        hint = (
+            "run as its owner (or have them make it writable to you); to start over instead, "
+            "give another --state-file (the upload it records stays billed until aborted: "
+            "persevere upload list)"
+        )
+    return StateFileError(f"cannot {doing} state file {path}: {exc.strerror}", hint=hint)
 
 
 def records_stream(path: Path) -> bool:

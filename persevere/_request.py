@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ._checksums import ChecksumAlgorithm, checksum_type, get_algorithm
-from ._errors import StateFileError, UsageError
-from ._journal import Header, JournalState, SourceRecord, followed, require_regular
+from ._errors import UsageError
+from ._journal import (
+    Header,
+    JournalState,
+    SourceRecord,
+    followed,
+    require_regular,
+)
 from ._object_options import differing
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
@@ -37,13 +43,6 @@ Layout = PartPlan | StreamSchedule  # a new upload's parts: a file's plan, a str
 def now() -> str:
     """The time a journal line records."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def unwritable(doing: str, path: Path, why: str | None) -> StateFileError:
-    return StateFileError(
-        f"cannot {doing} state file {path}: {why}",
-        hint="give --state-dir (or --state-file) a writable place",
-    )
 
 
 def algorithm_of(checksum: str | None) -> ChecksumAlgorithm:

@@ -386,6 +386,7 @@ async def open_client(
             )
             client = await creator.__aenter__()
         except botocore.exceptions.ProfileNotFound as exc:
+            _require_readable_config()  # (botocore skips a file it cannot open: "not found")
             named = os.environ.get("AWS_PROFILE")
             if endpoint.profile in (None, named):
                 raise UsageError(f"AWS profile {named!r} (AWS_PROFILE) not found") from exc
@@ -639,6 +640,24 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
     if isinstance(exc, OSError):
         return TransientError(f"{what}: {exc.strerror or exc}")
     return None
+
+
+def _require_readable_config() -> None:
+    """The AWS config and credentials files, where they are there but cannot be read (root's,
+    0600, after ``sudo aws configure``): said, as a file that does not parse is."""
+    for variable, default in (("AWS_CONFIG_FILE", "~/.aws/config"),
+                              ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")):  # fmt: skip
+        path = os.path.expanduser(os.environ.get(variable) or default)
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the AWS file {path}: {exc.strerror} (a profile in it is not seen)",
+                hint="make it readable to this user (or give its credentials another way)",
+            ) from None
 
 
 _URL_RE = re.compile(r"(https?://[^/\s\"]+)[^\s\"]*")

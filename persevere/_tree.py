@@ -61,7 +61,7 @@ from ._errors import (
     StateFileUnwritable,
     UsageError,
 )
-from ._journal import read_state
+from ._journal import read_state, require_regular
 from ._logs import event, one_line, say
 from ._object_options import differing, guess_content_type
 from ._options import UploadOptions
@@ -397,6 +397,7 @@ def _draft(req: TreeRequest) -> tuple[TreeRequest, Endpoint, TreeHeader]:
     """The request checked (no request to S3) with its root's one name (the real path), its
     endpoint and its journal's header."""
     req = replace(req, root=Path(os.path.realpath(req.root)))
+    require_regular(req.state_file)  # (a device, or a place this user may not search: one line)
     check_destination(req.bucket, req.key("x"))
     req.transfer.validate()
     algorithm = algorithm_of(req.checksum)
@@ -481,7 +482,12 @@ def _todo(
     result.refused, result.excluded, result.files = (listing.refused, listing.excluded,
                                                      len(listing.files))  # fmt: skip
     # What could not be looked at may hold files: never exit 0 over it (every shard says so).
-    result.failed += [(rel, why, EXIT_ERROR) for rel, why in listing.unreadable]
+    result.failed += [
+        (rel, f"{why} ({_way_out(rel, why)})", EXIT_USAGE)
+        if rel in listing.denied
+        else (rel, why, EXIT_ERROR)
+        for rel, why in listing.unreadable
+    ]
     if req.shard is None:  # (a shard's journal does not know the other shards' files)
         # Recorded done, not there any more (their objects are kept).
         listed = {f.rel for f in listing.files}
@@ -493,6 +499,14 @@ def _todo(
         fresh = f.rel in done and done[f.rel].same_file(f.stamp, req.key(f.rel))
         (unchanged if fresh else todo).append(f)
     return todo, unchanged
+
+
+def _way_out(rel: str, why: str) -> str:
+    """What to do about a path of the tree the user may not look at."""
+    if rel == ".":
+        return "fix its permissions"
+    left_out = rel + ("/" if why.startswith("cannot list") else "")
+    return f"fix its permissions, or leave it out: --exclude {shlex.quote(left_out)}"
 
 
 def _holds_something(path: Path) -> bool:
@@ -769,7 +783,7 @@ class _TreeSender:
                          transfer=share)  # fmt: skip
         try:
             await anyio.to_thread.run_sync(
-                lambda: state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                lambda: state_file.parent.mkdir(mode=0o777, parents=True, exist_ok=True)
             )
         except OSError as exc:  # (a full disk: was a traceback)
             raise StateFileUnwritable(

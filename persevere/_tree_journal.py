@@ -30,9 +30,8 @@ from typing import Any
 import anyio
 
 from ._errors import PersevereError, StateFileError, StateFileLocked, UsageError
-from ._journal import Journal, _typed, being_made, in_use, require_regular
+from ._journal import Journal, _typed, being_made, in_use, require_regular, unwritable
 from ._object_options import differing
-from ._request import unwritable
 from ._source import FileIdentity
 
 log = logging.getLogger("persevere")
@@ -192,7 +191,7 @@ class TreeJournal:
         if new:
             _refuse_tree_file(path, draft.root)
             try:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                path.parent.mkdir(mode=0o777, parents=True, exist_ok=True)  # (the umask's)
             except OSError as exc:  # (a read-only file system: was a traceback)
                 raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)

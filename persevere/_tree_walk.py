@@ -47,6 +47,9 @@ class Listing:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
     # Could not be looked at (permission refused...): files maybe missed, so no exit 0.
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # Of those, the ones refused for want of permission: no later run does better until the
+    # permission is fixed, or the path left out (--exclude 'DIR/').
+    denied: set[str] = field(default_factory=set)
     excluded: int = 0  # files left out by the include/exclude patterns
 
 
@@ -75,6 +78,21 @@ def _matches(rel: str, pattern: str) -> bool:
     return rel == pattern or fnmatch.fnmatchcase(rel, pattern)
 
 
+def _left_out(rel_dir: str, exclude: Sequence[str]) -> bool:
+    """Does an exclude pattern leave out every path under the directory ``rel_dir`` (``dir/``,
+    ``dir/*``)? Then it is not listed at all: one the user may not read (a disk's
+    ``lost+found``) left out does not fail the tree."""
+    slashed = rel_dir + "/"
+    for pattern in exclude:
+        if pattern.endswith("/") and (
+            slashed.startswith(pattern) or fnmatch.fnmatchcase(slashed, pattern + "*")
+        ):
+            return True
+        if pattern.endswith("*") and fnmatch.fnmatchcase(slashed, pattern):
+            return True  # (the last * takes whatever follows)
+    return False
+
+
 def walk(
     root: Path,
     *,
@@ -100,7 +118,10 @@ def walk(
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
         except OSError as exc:
-            listing.unreadable.append((prefix.rstrip("/") or ".", f"cannot list: {exc.strerror}"))
+            rel_dir = prefix.rstrip("/") or "."
+            listing.unreadable.append((rel_dir, f"cannot list: {exc.strerror}"))
+            if isinstance(exc, PermissionError):
+                listing.denied.add(rel_dir)
             continue
         journal_here = own is not None and own[0] == dev_ino
         for entry in entries:
@@ -123,12 +144,17 @@ def walk(
                 continue  # removed while listed
             except OSError as exc:
                 listing.unreadable.append((rel, f"cannot read: {exc.strerror}"))
+                if isinstance(exc, PermissionError):
+                    listing.denied.add(rel)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 # Each path is walked (a link to a directory seen elsewhere too: skipping it
                 # left that directory's own path out when the link came first); only a way
                 # back to a directory it is in is not, which ends every loop.
                 here = (st.st_dev, st.st_ino)
+                if _left_out(rel, exclude):
+                    listing.excluded += 1  # (its files, not counted: it is not listed)
+                    continue
                 if here not in ancestors:
                     pending.append((Path(entry.path), rel + "/", here, ancestors | {here}))
                 continue

@@ -113,9 +113,11 @@ def test_a_directory_that_cannot_be_listed_is_not_exit_0(s3_env, bucket, tmp_pat
     monkeypatch.setattr(_tree_walk.os, "scandir", refusing)
     result = clean(cli(s3_env, "cp", root, f"s3://{bucket}/", "--json"))
     monkeypatch.undo()
+    # (since audit 21 #7: a permission refused is bad input, exit 2, with the way out)
     assert json.loads(result.stdout)["failed"] == [
-        {"path": "secret", "error": "cannot list: Permission denied", "exit_code": 1}
-    ]
+        {"path": "secret", "exit_code": 2, "error": "cannot list: Permission denied (fix its "
+         "permissions, or leave it out: --exclude secret/)"}
+    ]  # fmt: skip
     assert result.returncode != 0, "secret/s is not uploaded, yet exit 0"
 
 
