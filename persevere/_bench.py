@@ -72,6 +72,7 @@ class BenchLeftover:
     key: str
     upload_id: str | None  # None while CreateMultipartUpload is in flight
     completing: bool = False  # CompleteMultipartUpload was sent: the object may exist
+    completed: bool = False  # completed: the object exists (its delete is what is left)
 
 
 class DataPattern:
@@ -281,6 +282,7 @@ async def run_bench(
                 raise
             seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
+            leftovers[key] = replace(leftovers[key], completed=True)  # (an object now)
             await _delete(session)
             del leftovers[key]
         return BenchRow(

@@ -358,6 +358,11 @@ def bench(
 def _removal(item: Any) -> str:
     """The exact command that removes a bench upload the bench could not clean up."""
     bucket, key = shlex.quote(item.bucket), shlex.quote(item.key)
+    if item.completed:  # (the delete failed: the object is what is left, no upload)
+        return (
+            f"the bench object s3://{item.bucket}/{item.key}: delete it (s3:DeleteObject; "
+            f"aws s3 rm s3://{item.bucket}/{item.key})"
+        )
     if item.upload_id is None:
         return (
             f"an upload of s3://{item.bucket}/{item.key} may have been created: "

@@ -53,6 +53,7 @@ from ._journal import (
     HeaderTorn,
     Journal,
     JournalState,
+    StateFileUntrusted,
     followed,
     other_source,
     read_state,
@@ -172,6 +173,8 @@ def _records_another_destination(path: Path, bucket: str, key: str) -> bool:
     is taken as is: ``cp`` says what is wrong with it.)"""
     try:
         header = read_state(path).header
+    except StateFileUntrusted:
+        return True  # (another user's, where anyone may write: this run takes its own name)
     except (StateFileError, OSError):
         return False
     return (header.bucket, header.key) != (bucket, key)
@@ -354,7 +357,7 @@ def make_state_dir(state_path: Path) -> None:
     # (under $XDG_STATE_HOME: private; elsewhere, --state-dir's: as the umask says)
     private = state_path.parent.is_relative_to(state_home())
     try:
-        state_path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        state_path.parent.mkdir(mode=0o700 if private else 0o775, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be
         raise unwritable("create", state_path, exc.strerror) from None
 

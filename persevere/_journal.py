@@ -371,8 +371,9 @@ class Journal:
         require_supported()  # before the file exists: nothing to clean up on Windows
         require_regular(path)
         try:
-            # (0666 less the umask, as any file: a team's umask 002 lets its members resume)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
+            # (0664 less the umask: a team's umask 002 lets its members resume; never writable
+            # by others, whatever the umask: what a journal records is trusted)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o664)
         except FileExistsError:  # (in use: another start is creating it, or a run holds it)
             raise (in_use(path) if being_made(path) else already_exists(path)) from None
         except OSError as exc:
@@ -617,24 +618,43 @@ def followed(path: Path) -> Path:
     return Path(os.path.realpath(path)) if os.path.islink(path) else path  # (never raises)
 
 
+class StateFileUntrusted(StateFileError):
+    """A journal another user may have written, where anyone may write (:func:`require_regular`)."""
+
+
 def _require_trusted(path: Path, st: os.stat_result) -> None:
     """A journal another user (not root) owns, where anyone may write it (it, or its directory:
     /tmp, /var/tmp, a shared scratch space) is not trusted: its "done" records could be
     anyone's (another user plants ``DIR.persevere`` before the first run: every file
     "unchanged", exit 0, no object). In a directory shared by a group, a member's is."""
+    if not hasattr(os, "geteuid"):
+        return
+    ours = (os.geteuid(), 0)
     owner = st.st_uid
-    if not hasattr(os, "geteuid") or owner in (os.geteuid(), 0):
+    # Who could have written it: its owner, and the owner of every directory on its way up
+    # to one of ours (or root's); anyone, where the file or one of those directories is
+    # writable by all (a directory another user made in /tmp, with a journal in it).
+    shared = bool(st.st_mode & stat.S_IWOTH) and owner not in ours
+    others = owner not in ours
+    directory = path.parent
+    while not shared:
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            break
+        if dst.st_uid in ours and not (others and dst.st_mode & stat.S_IWOTH):
+            break  # (ours: another user's file in it was put there by someone we let)
+        shared = others and bool(dst.st_mode & stat.S_IWOTH)
+        others = others or dst.st_uid not in ours
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    if not shared:
         return
-    try:
-        shared = os.stat(path.parent).st_mode & stat.S_IWOTH
-    except OSError:
-        shared = 0
-    if not shared and not st.st_mode & stat.S_IWOTH:
-        return
-    error = StateFileError(
-        f"state file {path} belongs to another user (uid {owner}) and "
-        f"{'its directory' if shared else 'it'} may be written by anyone: what it records "
-        "cannot be trusted",
+    error = StateFileUntrusted(
+        f"state file {path} may have been written by another user (uid {owner}, or a "
+        "directory on its way that is not this user's, in one anyone may write): what it "
+        "records cannot be trusted",
         hint="keep this journal in a directory of your own: --state-dir DIR (or --state-file)",
     )
     error.exit_code = EXIT_USAGE

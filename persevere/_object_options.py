@@ -9,7 +9,9 @@ HeadObject.
 
 from __future__ import annotations
 
+import json
 import mimetypes
+import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -78,6 +80,49 @@ def as_flags(options: dict[str, Any], file_name: str) -> list[str]:
     return flags
 
 
+def check_object_options(options: object) -> None:
+    """CreateMultipartUpload's extra parameters as the Python API may give them: a dict the
+    journal can record (JSON) and S3 takes as meant, else a UsageError naming the field,
+    before anything is created (a datetime ``Expires`` was an upload made, then a TypeError
+    writing its journal: billed, recorded nowhere; a dict ``Tagging`` one tag named after
+    the dict)."""
+    if options is None:
+        return
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise UsageError(f"object_options must be a dict of CreateMultipartUpload parameters, "
+                         f"not {options!r}", param="object_options")  # fmt: skip
+    for name, value in options.items():
+        if name == "Tagging" and not isinstance(value, str):
+            raise UsageError(
+                f"object_options Tagging takes text ('k=v&k2=v2'), not {value!r}: "
+                "persevere.object_options(tagging=[...]) builds it", param="object_options"
+            )  # fmt: skip
+        if name == "Metadata" and not (
+            isinstance(value, dict)
+            and all(isinstance(v, str) and isinstance(k, str) for k, v in value.items())
+            and all(k.isascii() and v.isascii() for k, v in value.items())
+        ):
+            raise UsageError(f"object_options Metadata takes a dict of ASCII text keys and "
+                             f"values (S3 stores them as headers), not {value!r}",
+                             param="object_options")  # fmt: skip
+        if name in ("Expires", "ObjectLockRetainUntilDate") and isinstance(value, str):
+            from botocore.utils import parse_timestamp
+
+            try:
+                parse_timestamp(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"object_options {name} is not a date: {value!r} (give ISO "
+                                 "8601 text)", param="object_options") from None  # fmt: skip
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"object_options {name} cannot be {type(value).__name__} {value!r}: give "
+                "text, a number or a dict of text (a date as ISO 8601 text)",
+                param="object_options",
+            ) from None
+
+
 def build_object_options(
     file: Path,
     *,
@@ -101,6 +146,28 @@ def build_object_options(
     COMPLIANCE with ``object_lock_retain_until`` (ISO 8601 date or date and time, UTC unless
     it says otherwise; in the future), and/or ``object_lock_legal_hold`` ON or OFF.
     """
+    if not isinstance(file, str | os.PathLike):  # (the API's: a str as any other door takes)
+        raise UsageError(f"file must be a path (str or os.PathLike), not {file!r}", param="file")
+    file = Path(file)
+    texts = {"storage_class": storage_class, "content_type": content_type,
+             "content_encoding": content_encoding, "sse": sse, "sse_kms_key_id": sse_kms_key_id,
+             "acl": acl, "expected_bucket_owner": expected_bucket_owner,
+             "request_payer": request_payer, "object_lock_mode": object_lock_mode,
+             "object_lock_legal_hold": object_lock_legal_hold}  # fmt: skip
+    for name, value in texts.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{name} must be text, not {value!r}", param=name)
+    if object_lock_retain_until is not None and not isinstance(
+        object_lock_retain_until, str | datetime
+    ):
+        raise UsageError(
+            f"object_lock_retain_until must be ISO 8601 text or a datetime, not "
+            f"{object_lock_retain_until!r}",
+            param="object_lock_retain_until",
+        )
+    for name, given in (("metadata", metadata), ("tagging", tagging)):
+        if isinstance(given, str | bytes) or not all(isinstance(v, str) for v in given):
+            raise UsageError(f"{name} must be a list of 'k=v' texts, not {given!r}", param=name)
     options: dict[str, Any] = {}
     if storage_class is not None:
         options["StorageClass"] = _one_of(storage_class, StorageClass, "storage class", upper=True)

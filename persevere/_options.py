@@ -11,6 +11,7 @@ refuses trailers, it is read twice (a checksum pass through the buffer, then the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ._errors import UsageError
@@ -18,6 +19,16 @@ from ._retry import Call, RetryPolicy, policy
 from ._units import MiB
 
 MAX_CONCURRENCY = 256
+
+
+def _positive(value: object, name: str, *, zero: bool = False) -> None:
+    """``value`` a finite number above 0 (or 0, if ``zero``), else a UsageError naming it."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        least = "0 or more" if zero else "above 0"
+        raise UsageError(f"{name} must be a number {least}, not {value!r}", param=name)
+
+
 MAX_PROCESSES = 64  # --processes: shard processes of one machine
 
 
@@ -51,6 +62,29 @@ class UploadOptions:
                 f"the stall timeout must be a number of seconds, not {self.stall_timeout_s}",
                 param="stall_timeout",
             )
+        # (the Python API's values: out of their domain, each was blamed on the network)
+        for name in ("connect_timeout_s", "read_timeout_s"):
+            _positive(getattr(self, name), name)
+        if self.max_bandwidth_bytes_s is not None:
+            _positive(self.max_bandwidth_bytes_s, "max_bandwidth_bytes_s")
+        if type(self.first_call_attempts) is not int or self.first_call_attempts < 1:
+            raise UsageError(
+                f"first_call_attempts must be a whole number >= 1, not "
+                f"{self.first_call_attempts!r}",
+                param="first_call_attempts",
+            )
+        retry = self.retry
+        if not isinstance(retry, RetryPolicy):
+            raise UsageError(f"retry must be a persevere.RetryPolicy, not {retry!r}", param="retry")
+        for name in ("base_delay_s", "max_delay_s"):
+            _positive(getattr(retry, name), f"retry.{name}", zero=True)
+        if retry.patience_s is not None:
+            _positive(retry.patience_s, "retry.patience_s", zero=True)
+        if retry.max_attempts is not None and (
+            type(retry.max_attempts) is not int or retry.max_attempts < 1
+        ):
+            raise UsageError(f"retry.max_attempts must be a whole number >= 1, not "
+                             f"{retry.max_attempts!r}", param="retry")  # fmt: skip
 
     @property
     def max_connections(self) -> int:

@@ -28,7 +28,7 @@ from ._journal import (
     followed,
     require_regular,
 )
-from ._object_options import differing
+from ._object_options import check_object_options, differing
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, PartPlan, StreamSchedule, make_plan
 from ._s3 import Endpoint
@@ -47,6 +47,9 @@ def now() -> str:
 
 def algorithm_of(checksum: str | None) -> ChecksumAlgorithm:
     """The checksum asked for (None: CRC64NVME), refused as a usage error if unknown."""
+    if checksum is not None and not isinstance(checksum, str):  # (the API's: 5, not "CRC32")
+        raise UsageError(f"checksum must be an algorithm's name, not {checksum!r}",
+                         param="checksum")  # fmt: skip
     try:
         return get_algorithm(checksum or "CRC64NVME")
     except ValueError as exc:
@@ -291,6 +294,7 @@ class Request:
             raise UsageError(f"object_options cannot set {', '.join(owned)}: persevere sets "
                              "them itself (the destination, the upload, its checksum)",
                              param="object_options")  # fmt: skip
+        check_object_options(self.object_options)
         self.transfer.validate()
         if self.shards is not None and not 1 <= self.shards <= MAX_PARTS:
             raise UsageError(f"shards must be between 1 and 10,000, not {self.shards}",

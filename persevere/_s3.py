@@ -135,6 +135,8 @@ class Endpoint:
     def __post_init__(self) -> None:
         if self.endpoint_url is not None:
             check_endpoint_url(self.endpoint_url)
+        if isinstance(self.ca_bundle, os.PathLike):  # (a Path, as every path the API takes)
+            object.__setattr__(self, "ca_bundle", os.fspath(self.ca_bundle))
 
     @staticmethod
     def from_environment(
@@ -432,9 +434,12 @@ async def open_client(
             if endpoint.endpoint_url is None and client.meta.endpoint_url:
                 who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
                 _check_found(str(client.meta.endpoint_url), f"AWS config file ({who})")
-            # botocore adds "Expect: 100-continue" to any body with ``read``; aiohttp does not
-            # wait for the 100 anyway, so it only adds an interim response to every part.
-            client.meta.events.unregister("before-call.s3.UploadPart", add_expect_header)
+            # botocore adds "Expect: 100-continue" to any body with ``read`` (every part's, and a
+            # tree's small files'), and aiohttp then waits for the 100 before the body: a round
+            # trip more per request, and a wait on any proxy or server that never sends it. The
+            # handler is registered for every S3 call: unregistered there (unregistering it for
+            # one operation, as was done, left it in place).
+            client.meta.events.unregister("before-call.s3", add_expect_header)
             from ._body import register_payload
             from ._trailer import sign_trailer
 
@@ -445,13 +450,16 @@ async def open_client(
 
             resolve = resolve_chain(endpoint.profile, resolved_region(client))
             CredentialRenewer(resolve).install(client)
+            # (a library caller's own frozen objects, gc.freeze before a fork, stay frozen:
+            # unfreezing is all or nothing, so then what this client froze stays frozen too)
+            callers = gc.get_freeze_count()
             gc.freeze()
             if collecting:
                 gc.enable()
             try:
                 yield client
             finally:
-                if not FROZEN_UNTIL_EXIT:
+                if not FROZEN_UNTIL_EXIT and not callers:
                     gc.unfreeze()
         finally:
             await creator.__aexit__(None, None, None)
@@ -608,6 +616,8 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
         )
     if isinstance(exc, bce.CredentialRetrievalError | bce.TokenRetrievalError):
         return S3Error(f"{what}: cannot obtain AWS credentials: {exc}")
+    if isinstance(exc, bce.ParamValidationError):  # (a value the API was given, refused)
+        return UsageError(f"{what}: {exc}")
     if isinstance(exc, bce.NoRegionError):
         return UsageError("no AWS region configured: pass --region or set AWS_DEFAULT_REGION")
     if isinstance(exc, ssl.SSLEOFError) or "EOF occurred in violation" in str(exc):

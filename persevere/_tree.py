@@ -683,8 +683,11 @@ class _TreeSender:
             check_key(self.req.bucket, key)
             sent = await send(f, key, *args)
         except (SourceFileError, SourceChanged) as exc:
-            log.warning("%s: %s", one_line(f.rel), exc)
-            self.result.failed.append((f.rel, str(exc), exc.exit_code))
+            why = str(exc)
+            if isinstance(exc.__cause__, PermissionError) or "Permission denied" in why:
+                why += f" ({_way_out(f.rel, 'cannot read')})"
+            log.warning("%s: %s", one_line(f.rel), why)
+            self.result.failed.append((f.rel, why, exc.exit_code))
             return
         finally:
             self.settled += 1
@@ -783,7 +786,7 @@ class _TreeSender:
                          transfer=share)  # fmt: skip
         try:
             await anyio.to_thread.run_sync(
-                lambda: state_file.parent.mkdir(mode=0o777, parents=True, exist_ok=True)
+                lambda: state_file.parent.mkdir(mode=0o775, parents=True, exist_ok=True)
             )
         except OSError as exc:  # (a full disk: was a traceback)
             raise StateFileUnwritable(

@@ -191,7 +191,7 @@ class TreeJournal:
         if new:
             _refuse_tree_file(path, draft.root)
             try:
-                path.parent.mkdir(mode=0o777, parents=True, exist_ok=True)  # (the umask's)
+                path.parent.mkdir(mode=_dir_mode(path), parents=True, exist_ok=True)
             except OSError as exc:  # (a read-only file system: was a traceback)
                 raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)
@@ -277,6 +277,14 @@ class TreeJournal:
 
     def close(self) -> None:
         self._journal.close()
+
+
+def _dir_mode(path: Path) -> int:
+    """The mode of a directory made for a journal: private under $XDG_STATE_HOME, else the
+    umask's (never writable by others)."""
+    from ._cp import state_home
+
+    return 0o700 if path.parent.is_relative_to(state_home()) else 0o775
 
 
 def _refuse_tree_file(path: Path, root: str) -> None:

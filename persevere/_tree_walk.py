@@ -93,6 +93,27 @@ def _left_out(rel_dir: str, exclude: Sequence[str]) -> bool:
     return False
 
 
+def _count_files(directory: str, follow_symlinks: bool) -> int:
+    """The files under a directory the patterns leave out, counted as excluded; what cannot be
+    listed (a disk's ``lost+found``) counts nothing and fails nothing."""
+    count = 0
+    pending = [directory]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        elif follow_symlinks or not entry.is_symlink():
+                            count += 1
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return count
+
+
 def walk(
     root: Path,
     *,
@@ -143,6 +164,8 @@ def walk(
                     listing.refused.append((rel, "a broken symbolic link"))
                 continue  # removed while listed
             except OSError as exc:
+                if not wanted(rel, include, exclude) or _left_out(rel, exclude):
+                    continue  # (left out by the patterns: whatever it is, not looked at)
                 listing.unreadable.append((rel, f"cannot read: {exc.strerror}"))
                 if isinstance(exc, PermissionError):
                     listing.denied.add(rel)
@@ -153,7 +176,7 @@ def walk(
                 # back to a directory it is in is not, which ends every loop.
                 here = (st.st_dev, st.st_ino)
                 if _left_out(rel, exclude):
-                    listing.excluded += 1  # (its files, not counted: it is not listed)
+                    listing.excluded += _count_files(entry.path, follow_symlinks)
                     continue
                 if here not in ancestors:
                     pending.append((Path(entry.path), rel + "/", here, ancestors | {here}))

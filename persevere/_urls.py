@@ -119,7 +119,7 @@ def _split(url: str, expected: str, *, typed: bool = True) -> tuple[str, str, st
         bucket, slash, rest = "", "", ""
     elif point := _ACCESS_POINT.match(url, 5):
         bucket, slash, rest = point.group(), *url[point.end() :].partition("/")[1:]
-        if slash and url[point.end()] != "/":  # (the ARN went on: not an access point's)
+        if point.end() < len(url) and url[point.end()] != "/":  # (it goes on: not one)
             bucket, slash, rest = url[5:].partition("/")
     else:
         bucket, slash, rest = url[5:].partition("/")

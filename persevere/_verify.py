@@ -212,6 +212,7 @@ async def verify_object(
     identity = await anyio.to_thread.run_sync(inspect_file, a_path(file, "file"), "local file")
     journal = None
     if state_file is not None:
+        state_file = a_path(state_file, "state_file")
         journal = await anyio.to_thread.run_sync(read_state, Path(state_file))
         if journal.header.shards:  # (its parts were recorded by its shards' journals)
             await anyio.to_thread.run_sync(merge_shards, Path(state_file), journal)

@@ -39,3 +39,26 @@ def test_an_empty_tree_journal_another_run_is_making_is_in_use_not_removed(
         assert os.stat(state).st_ino == inode and os.stat(state).st_size == 0
     finally:
         os.close(fd)
+
+
+@pytest.mark.anyio
+async def test_no_s3_request_asks_for_100_continue(monkeypatch):
+    """botocore registers add_expect_header for every S3 call ("before-call.s3"); persevere
+    unregistered it for "before-call.s3.UploadPart", which removed nothing: every part (and,
+    since their bodies became watched, a tree's small files' PutObject) asked for a
+    "100 Continue", and aiohttp waited for it before the body: a round trip more per request,
+    and a wait on any proxy or server that never sends it."""
+    from botocore.handlers import add_expect_header
+
+    from persevere._options import UploadOptions
+    from persevere._s3 import Endpoint, open_client
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")):
+        monkeypatch.setenv(name, value)
+    endpoint = Endpoint(endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    async with open_client(endpoint, UploadOptions()) as client:
+        for operation in ("UploadPart", "PutObject"):
+            handlers = client.meta.events._emitter._handlers.prefix_search(
+                f"before-call.s3.{operation}"
+            )
+            assert add_expect_header not in list(handlers), operation
