@@ -80,18 +80,18 @@ def as_flags(options: dict[str, Any], file_name: str) -> list[str]:
     return flags
 
 
-def check_object_options(options: object) -> None:
+def check_object_options(given: object) -> None:
     """CreateMultipartUpload's extra parameters as the Python API may give them: a dict the
     journal can record (JSON) and S3 takes as meant, else a UsageError naming the field,
     before anything is created (a datetime ``Expires`` was an upload made, then a TypeError
     writing its journal: billed, recorded nowhere; a dict ``Tagging`` one tag named after
     the dict)."""
-    if options is None:
+    if given is None:
         return
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+    if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
         raise UsageError(f"object_options must be a dict of CreateMultipartUpload parameters, "
-                         f"not {options!r}", param="object_options")  # fmt: skip
-    for name, value in options.items():
+                         f"not {given!r}", param="object_options")  # fmt: skip
+    for name, value in given.items():
         if name == "Tagging" and not isinstance(value, str):
             raise UsageError(
                 f"object_options Tagging takes text ('k=v&k2=v2'), not {value!r}: "
