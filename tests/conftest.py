@@ -313,9 +313,17 @@ def interrupt_after_parts(
     has; they go on once persevere says it is stopping (an orderly stop waits 10 s for the
     answer to a part whose body is all sent, and a held one may be), or once it is killed."""
     held = proxy.hold_parts_but(*range(1, parts + 1)) if proxy is not None else None
+
+    def default_disposition() -> None:
+        # (a suite run under nohup ignores SIGHUP, and persevere keeps an ignored stop signal
+        # ignored, as nohup asks: the signal this test sends must not be one)
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "persevere", *map(str, args)],
         env={**os.environ, **env},
+        preexec_fn=default_disposition,
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
