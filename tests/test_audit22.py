@@ -291,9 +291,6 @@ def test_a_checksum_of_the_wrong_type_is_a_usage_error(s3_env, bucket, tmp_path,
 
 
 # -- 11: bench rows report a part size no part had -------------------------------------------
-@pytest.mark.xfail(
-    strict=True, reason="audit 22 #11: open (bench rows of one setting; see the closing note)"
-)
 @pytest.mark.anyio
 async def test_bench_rows_report_the_parts_that_were_sent(s3_env, bucket):
     """``persevere bench s3://B --size 1MiB -c 1 --part-size 5MiB,6MiB`` (or ``--size 1.5MiB``
