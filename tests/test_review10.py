@@ -359,10 +359,6 @@ def test_a_journal_on_a_mount_that_shows_every_file_as_one_users_0777_is_still_r
 
 @pytest.mark.slow
 @pytest.mark.process
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 10 #11: open (a rotated link under --state-dir; see the closing note)",
-)
 def test_a_rotated_latest_link_under_state_dir_does_not_leave_the_earlier_upload_billed(
     s3_env, bucket, tmp_path
 ):
