@@ -91,6 +91,14 @@ def check_object_options(given: object) -> None:
     if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
         raise UsageError(f"object_options must be a dict of CreateMultipartUpload parameters, "
                          f"not {given!r}", param="object_options")  # fmt: skip
+    if sse_c := sorted(name for name in given if name.startswith("SSECustomer")):
+        raise UsageError(
+            f"object_options {', '.join(sse_c)}: SSE-C (a key of your own for each request) is "
+            "not supported: every part and every check would need the key, and a resumable "
+            "upload would have to keep it on disk; use SSE-KMS (ServerSideEncryption "
+            "'aws:kms', SSEKMSKeyId) or SSE-S3",
+            param="object_options",
+        )
     for name, value in given.items():
         if name == "Tagging" and not isinstance(value, str):
             raise UsageError(
