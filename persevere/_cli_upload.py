@@ -91,7 +91,7 @@ def start(
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
     if state_file is None:
         if source.stream or journal_kept_apart(source.path):  # under $XDG_STATE_HOME
-            state_file = locate_state_file(source.path, bucket, key)
+            state_file = _reported(locate_state_file, source.path, bucket, key)
             if not flags.dry_run:  # (which makes nothing)
                 _reported(make_state_dir, state_file)
         else:  # ('.' and '/' have no name to give it: directories, refused as such)
@@ -187,8 +187,8 @@ def cp(
         _usage_error(f"{tree.given} is for a directory; {file} is not one", tree.given)
     given, bucket, key = _target(file, url, None, None, "FILE")
     source = _reported(resolve_source, given)
-    journal = locate_state_file(source.path, bucket, key, state_file=state_file,
-                                state_dir=state_dir)  # fmt: skip
+    journal = _reported(locate_state_file, source.path, bucket, key, state_file=state_file,
+                        state_dir=state_dir)  # fmt: skip
     endpoint = flags.endpoint_flags.endpoint()  # checked even when the state file's is used
     named = endpoint.endpoint_url is not None or endpoint.profile is not None
     if not flags.endpoint_flags.given and not named:

@@ -78,9 +78,26 @@ def state_home() -> Path:
     """``$XDG_STATE_HOME/persevere``, else ``~/.local/state/persevere``. A relative
     ``XDG_STATE_HOME`` is ignored, as the XDG spec says: the same command run from another
     directory (cron's, a unit's ``WorkingDirectory``) would not find its state file again."""
+    home = known_state_home()
+    if home is None:  # (a relative ~ would be a journal the next run, elsewhere, misses)
+        raise UsageError(
+            "no home directory to keep the journal in (HOME is unset and this user has none, "
+            "as for a uid with no passwd entry): give --state-dir DIR, or set HOME or "
+            "XDG_STATE_HOME to an absolute path",
+            param="state_dir",
+        )
+    return home
+
+
+def known_state_home() -> Path | None:
+    """:func:`state_home`, or None where the user has no home (``HOME`` unset and no passwd
+    entry: ``~`` is not expanded) and ``XDG_STATE_HOME`` names none."""
     base = os.environ.get("XDG_STATE_HOME", "")
     if not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".local", "state")
     return Path(base).absolute() / "persevere"
 
 
@@ -122,9 +139,11 @@ def locate_state_file(
     if state_dir is not None:
         given = Path(state_dir).expanduser().absolute()
         return next((given / n for n in names[1:] if _exists(given / n)), given / named)
-    own, elsewhere = path.with_name(named), state_home() / named
+    own, home = path.with_name(named), known_state_home()
+    homes: tuple[Path, ...] = () if home is None else (home,)
     if journal_kept_apart(path):
-        return next((state_home() / n for n in names[1:] if _exists(state_home() / n)), elsewhere)
+        home = state_home()
+        return next((home / n for n in names[1:] if _exists(home / n)), home / named)
     beside = path.with_name(path.name + ".persevere")
     if long_name(beside.name) and not _exists(beside):  # (an earlier version's: still found)
         beside = own  # FILE.persevere would be a name too long: the own name is cut to fit
@@ -133,13 +152,13 @@ def locate_state_file(
         return beside
     for earlier in (
         own,
-        elsewhere,
-        *(d / n for n in names[1:] for d in (path.parent, state_home())),
+        *(h / named for h in homes),
+        *(d / n for n in names[1:] for d in (path.parent, *homes)),
     ):
         if _exists(earlier):
             return earlier
     if not os.access(path.parent, os.W_OK):
-        return elsewhere
+        return state_home() / named
     return own if taken else beside
 
 
@@ -369,7 +388,8 @@ def make_state_dir(state_path: Path) -> None:
     """The directory of a state file where persevere chose to put it (a new machine has no
     ``~/.local/state/persevere``)."""
     # (under $XDG_STATE_HOME: private; elsewhere, --state-dir's: as the umask says)
-    private = state_path.parent.is_relative_to(state_home())
+    home = known_state_home()
+    private = home is not None and state_path.parent.is_relative_to(home)
     try:
         state_path.parent.mkdir(mode=0o700 if private else 0o775, parents=True, exist_ok=True)
     except OSError as exc:  # a read-only file system, a file where the directory should be

@@ -181,7 +181,7 @@ def locate_tree_state(
     """Where the tree's journal is: ``DIR.persevere`` beside the directory, unless that one
     records another destination (then ``DIR.DIGEST.persevere``), or the parent directory is
     not writable (then under the XDG state directory, as ``cp FILE``'s)."""
-    from ._cp import long_name, state_home
+    from ._cp import known_state_home, long_name, state_home
 
     if state_file is not None:
         return state_file.expanduser().absolute()
@@ -209,9 +209,10 @@ def locate_tree_state(
         claims = {h.destination() for p in shards if (h := read_header(p)) is not None}
         if claims and ours not in claims:
             beside = root.parent / own  # (which the other destination's merge needs free)
-    for earlier in (root.parent / own, state_home() / own):
-        if earlier.exists():
-            return earlier
+    home = known_state_home()
+    earlier = [root.parent / own] + ([] if home is None else [home / own])
+    if found := next((path for path in earlier if path.exists()), None):
+        return found
     if not os.access(root.parent, os.W_OK) or root.parent == root:
         return state_home() / own
     return root.parent / own if beside.exists() else beside
@@ -236,13 +237,14 @@ def tree_state_instead(
     """Where this destination's journal goes if ``located`` (:func:`locate_tree_state`'s
     choice) is the ``DIR.persevere`` a run of the same tree to another destination, started
     at the same moment, took first; None if ``located`` is not that shared name."""
-    from ._cp import state_home
+    from ._cp import known_state_home
 
     if located != root.parent / f"{root.name or 'root'}.persevere":
         return None
     own = _own_name(root, bucket, prefix, endpoint, config_endpoint_url(endpoint))
     if not os.access(root.parent, os.W_OK) or root.parent == root:
-        return state_home() / own
+        home = known_state_home()
+        return None if home is None else home / own
     return root.parent / own
 
 

@@ -282,9 +282,10 @@ class TreeJournal:
 def _dir_mode(path: Path) -> int:
     """The mode of a directory made for a journal: private under $XDG_STATE_HOME, else the
     umask's (never writable by others)."""
-    from ._cp import state_home
+    from ._cp import known_state_home
 
-    return 0o700 if path.parent.is_relative_to(state_home()) else 0o775
+    home = known_state_home()
+    return 0o700 if home is not None and path.parent.is_relative_to(home) else 0o775
 
 
 def _refuse_tree_file(path: Path, root: str) -> None:
