@@ -122,16 +122,42 @@ def main() -> None:
             print("persevere: --show-completion prints it: add that to the shell's startup "
                   "file yourself", file=sys.stderr)  # fmt: skip
             raise SystemExit(_errors.EXIT_ERROR) from None
+        if isinstance(exc, FileNotFoundError):
+            _refuse_if_working_directory_gone()
         if not _writing_stdout(exc):
             raise
         _stdout_lost(exc.strerror or str(exc))
         raise SystemExit(_errors.EXIT_ERROR) from None
+    except BaseExceptionGroup as group:  # (from a command's task group)
+        if group.subgroup(FileNotFoundError) is not None:
+            _refuse_if_working_directory_gone()
+        raise
     except SystemExit as exc:
         if exc.code == _errors.EXIT_ERROR and _stdout_reader_gone():  # click's EPIPE: silent
             _stdout_lost("its reader is gone")
         raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
+
+
+def _refuse_if_working_directory_gone() -> None:
+    """A file not found because the working directory was removed (a shell left in a
+    directory a deploy deleted): every relative path fails, in the first place that makes
+    it absolute. One line and exit 2, not that place's traceback."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        from ._cli_run import _fail
+
+        gone = _errors.UsageError(
+            "the working directory no longer exists (it was removed): a relative path "
+            "cannot be found from it",
+            hint="cd to a directory that exists, or give absolute paths",
+        )
+        try:
+            _fail(gone)
+        except click.exceptions.Exit as done:  # (the command has left click, which ends it)
+            raise SystemExit(done.exit_code) from None
 
 
 def _names_not_utf8_printable() -> None:

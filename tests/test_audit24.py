@@ -61,7 +61,6 @@ def _in_a_deleted_directory(tmp_path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #2")
 @pytest.mark.process
 @pytest.mark.parametrize(
     "args",
