@@ -127,7 +127,7 @@ def main() -> None:
         if not _writing_stdout(exc):
             raise
         _stdout_lost(exc.strerror or str(exc))
-        raise SystemExit(_errors.EXIT_ERROR) from None
+        raise SystemExit(_cli_run.failed_with or _errors.EXIT_ERROR) from None
     except BaseExceptionGroup as group:  # (from a command's task group)
         if group.subgroup(FileNotFoundError) is not None:
             _refuse_if_working_directory_gone()
@@ -135,6 +135,8 @@ def main() -> None:
     except SystemExit as exc:
         if exc.code == _errors.EXIT_ERROR and _stdout_reader_gone():  # click's EPIPE: silent
             _stdout_lost("its reader is gone")
+            if _cli_run.failed_with:
+                raise SystemExit(_cli_run.failed_with) from None
         raise
     finally:
         resume_collector(freeze=False)  # nothing ran on the loop (a usage error, --help)
@@ -200,7 +202,8 @@ def _stdout_lost(why: str) -> None:
     the interpreter's last flush does not fail on it again."""
     _say(f"persevere: error: the result could not be written to standard output ({why}); "
          "what the command did stands: run it again to see it",
-         exit_code=_errors.EXIT_ERROR, hint=None, next_command=None)  # fmt: skip
+         exit_code=_cli_run.failed_with or _errors.EXIT_ERROR, hint=None,
+         next_command=None)  # fmt: skip
     with contextlib.suppress(OSError):
         _to_devnull(1)
 

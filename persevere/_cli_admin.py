@@ -30,7 +30,7 @@ from ._cli_flags import (
     is_directory,
     one_file,
 )
-from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error
+from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error, failing
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
 from ._logs import json_lines
 from ._logs import one_line as shown
@@ -305,6 +305,7 @@ def verify(
         verify_object, local, bucket, key, endpoint=endpoint, state_file=state_file, progress=sink
     )
     document = {"bucket": bucket, "key": key, "file": str(local), **dataclasses.asdict(result)}
+    failing(result.exit_code)
     if not _emitted(document, json_output):
         label = {"match": "match", "mismatch": "MISMATCH"}.get(result.outcome, "cannot tell")
         typer.echo(shown(f"{label}: s3://{bucket}/{key} vs {local}: {result.reason}"))

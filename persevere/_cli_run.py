@@ -42,6 +42,17 @@ _FLAGGED = {"part_size", "max_parts", "no_overwrite", "concurrency", "checksum",
 _NEXT_STEPS = {"resume": "the upload is resumable", "abort": "to give it up"}
 
 _json_output = False  # the running command was given --json: its errors are JSON on stdout too
+# The exit code of a command that failed (or found a mismatch) while it says so: kept when
+# standard output cannot take what it says (a full disk, a reader gone), so that a supervisor
+# still reads "run again later" (3) or "needs a person" (1, 2). 0: none yet.
+failed_with = 0
+
+
+def failing(code: int) -> int:
+    """Note the command's exit code before its result is printed (see :data:`failed_with`)."""
+    global failed_with
+    failed_with = code
+    return code
 
 
 def _note_json(value: bool) -> bool:
@@ -66,7 +77,7 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
             if exc.next_step == "resume" and records_stream(Path(exc.state_file)):
                 command = f"PRODUCER | {command}"  # (a stream resumes from the stream piped in)
         lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
-    fields = {"exit_code": exc.exit_code, "hint": exc.hint, "next_command": command}
+    fields = {"exit_code": failing(exc.exit_code), "hint": exc.hint, "next_command": command}
     if json_lines():
         log.error(f"{where}{exc.message}", extra=event("error", **fields))
     else:

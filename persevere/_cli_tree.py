@@ -27,6 +27,7 @@ from ._cli_run import (
     _run,
     _say,
     _usage_error,
+    failing,
 )
 from ._errors import EXIT_USAGE
 from ._logs import one_line as shown
@@ -138,6 +139,7 @@ def cp_tree(
         _usage_error("give --shard or --processes, not both", "--processes")
     if flags.dry_run:
         dry = _run(dry_run_tree, request)
+        failing(dry.exit_code)
         _print_tree(dry, flags.json_output, dry_run=True)
         if dry.exit_code:  # (what the run would fail with, as it would)
             raise typer.Exit(dry.exit_code)
@@ -179,6 +181,7 @@ def cp_tree(
         result.sent = sorted({*result.sent, *sent})
         result.resent = sorted({*result.resent, *resent})
         result.elapsed_s = time.monotonic() - started
+    failing(result.exit_code)
     _print_tree(result, flags.json_output)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ._cli_flags import ConcurrencyOpt, EndpointFlags, _help
-from ._cli_run import _emitted, _fail, _progress, _reported, _run
+from ._cli_run import _emitted, _fail, _progress, _reported, _run, failing
 from ._cli_tree import ExcludeOpt, FollowOpt, IncludeOpt, TreeFlags
 from ._errors import PersevereError, StateFileError, UsageError
 from ._logs import one_line as shown
@@ -73,6 +73,7 @@ def verify_tree_command(
                                 tuple(tree.exclude or ()), tree.follow_symlinks,
                                 state_file is not None, tree.concurrency, endpoint)  # fmt: skip
     result = _run(verify_tree, request, _progress(not no_progress and not json_output, "verify"))
+    failing(result.exit_code)
     _print(result, json_output)
     raise typer.Exit(result.exit_code)
 

@@ -90,7 +90,6 @@ def test_a_relative_path_in_a_deleted_working_directory_is_one_line_not_a_traceb
     assert done.stderr.startswith("persevere: error: "), done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #3")
 @pytest.mark.process
 @pytest.mark.parametrize(
     ("args", "code"),
