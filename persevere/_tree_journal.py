@@ -84,9 +84,12 @@ class FileDone:
 
     def same_file(self, stamp: tuple[int, int, int, int, int], key: str) -> bool:
         """Is ``stamp`` (size, mtime, ctime, inode, device) the identity recorded, sent to
-        ``key``?"""
-        recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
-        return key == self.key and recorded == stamp
+        ``key``? The device number is not compared: the kernel numbers a file system anew at
+        each mount (a pod's volume attached on another node, an NFS share mounted again, a
+        disk plugged in after another), and the change time, which no tool can set back,
+        already tells an edit or a copy (a restore onto another disk makes a new one)."""
+        recorded = (self.size, self.mtime_ns, self.ctime_ns, self.inode)
+        return key == self.key and recorded == stamp[:4]
 
 
 def files_dir(state_file: Path) -> Path:

@@ -173,7 +173,6 @@ class _ShiftedOs:
     scandir = staticmethod(_ShiftedScandir)
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #4")
 def test_a_tree_whose_disk_comes_back_at_another_device_number_is_not_sent_again(
     s3_env, bucket, tmp_path, monkeypatch
 ):
