@@ -69,12 +69,29 @@ class JsonLines(logging.Formatter):
         )
 
 
+class _Theirs(logging.Formatter):
+    """A library's warning as one line, without the traceback it may carry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"persevere: {record.name}: {one_line(record.getMessage())}"
+
+
 def setup(level: int, json_lines: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines() if json_lines else logging.Formatter("persevere: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    # botocore's and aiobotocore's own warnings (a credential refresh that failed, with its
+    # traceback, through logging's last resort) say what persevere's retry line says better:
+    # one line under -v, else nothing.
+    for name in ("botocore", "aiobotocore"):
+        theirs: logging.Handler = logging.NullHandler()
+        if level <= logging.INFO:
+            theirs = logging.StreamHandler(sys.stderr)
+            theirs.setFormatter(JsonLines() if json_lines else _Theirs())
+        logging.getLogger(name).handlers[:] = [theirs]
+        logging.getLogger(name).propagate = False
 
 
 def json_lines() -> bool:

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import PersevereError, S3Error, UploadGone, UsageError
+from ._errors import PersevereError, ResumableError, S3Error, UploadGone, UsageError
 from ._options import UploadOptions
 from ._quirks import THROTTLE_CODES, TRANSIENT_CODES, TRANSIENT_STATUSES, credentials_expired
 from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
@@ -415,6 +415,12 @@ async def open_client(
             who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
             why = f"its credential_process printed no JSON ({exc})" if isinstance(
                 exc, json.JSONDecodeError) else str(exc)  # fmt: skip
+            if _unreachable(why):  # (a container's or instance's credential endpoint, not up yet)
+                raise ResumableError(
+                    f"cannot obtain AWS credentials from {who}: {why}",
+                    hint="nothing was created: the credential endpoint could not be reached; "
+                    "run the same command later",
+                ) from exc
             raise S3Error(
                 f"cannot obtain AWS credentials from {who}: {why}",
                 hint="check the profile (aws sso login, the credential process, its "
@@ -567,6 +573,13 @@ def quiet_abandoned_connection_errors() -> None:
     loop.set_exception_handler(handler)
 
 
+def _unreachable(why: str) -> bool:
+    """Does a credential provider's failure say its endpoint could not be reached (botocore
+    words the connection errors of the container and instance metadata providers so)?"""
+    return any(words in why for words in ("Could not connect", "timed out", "Connection was closed",
+                                          "Read timeout", "Connect timeout"))  # fmt: skip
+
+
 def resolved_region(client: S3Client) -> str | None:
     region = client.meta.region_name
     return str(region) if region else None
@@ -620,7 +633,10 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or 'aws configure')",
         )
     if isinstance(exc, bce.CredentialRetrievalError | bce.TokenRetrievalError):
-        return S3Error(f"{what}: cannot obtain AWS credentials: {exc}")
+        # Mid-upload (the client was made with credentials that worked): a refresh that failed
+        # once (a vault, an SSO portal or the instance's credential endpoint unreachable for a
+        # moment) is retried as any transient failure, and the upload stops resumable.
+        return TransientError(f"{what}: cannot obtain AWS credentials: {exc}")
     if isinstance(exc, bce.ParamValidationError):  # (a value the API was given, refused)
         return UsageError(f"{what}: {exc}")
     if isinstance(exc, bce.NoRegionError):

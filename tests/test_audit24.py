@@ -6,6 +6,7 @@ found, a strict xfail until it is fixed."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
@@ -205,7 +206,6 @@ def test_a_tree_whose_disk_comes_back_at_another_device_number_is_not_sent_again
     assert "2 unchanged" in again.stdout, again.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #5")
 def test_a_credential_endpoint_that_cannot_be_reached_yet_is_worth_a_retry(
     s3_env, bucket, tmp_path, monkeypatch
 ):
@@ -229,3 +229,77 @@ def test_a_credential_endpoint_that_cannot_be_reached_yet_is_worth_a_retry(
     done = cli(None, "cp", file, f"s3://{bucket}/k")
     assert "Could not connect" in done.stderr, done.stderr
     assert done.returncode == 3, done.stderr
+
+
+_CREDENTIAL_PROCESS = """\
+import datetime, json, os, sys
+counter, good = sys.argv[1], int(sys.argv[2])
+calls = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+open(counter, "w").write(str(calls))
+if calls > good:
+    sys.exit("vault unreachable")
+until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+print(json.dumps({"Version": 1, "AccessKeyId": os.environ["KEY"], "SecretAccessKey":
+                  os.environ["SECRET"], "Expiration": until.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+"""
+
+
+@pytest.mark.process
+def test_a_credential_source_that_fails_once_mid_upload_is_no_traceback_and_stays_resumable(
+    s3_env, bucket, tmp_path, monkeypatch
+):
+    """README: "Credentials that expire or rotate mid-upload (... `credential_process` ...) do
+    not end it ... If the chain has nothing newer, the request is retried as any transient
+    failure and the upload finally stops resumable (exit 3)", and errors are "never a
+    traceback". A `credential_process` (a vault CLI) gives credentials valid 5 more minutes:
+    botocore refreshes them before every request in its last 10 minutes (its mandatory
+    window), and one failed refresh there (the vault unreachable for a moment, the
+    credentials still good) raises. Seen: botocore's "Refreshing temporary credentials failed
+    during mandatory refresh period." with a 12-line Python traceback on stderr, then "part
+    1: cannot obtain AWS credentials: ... vault unreachable", exit 1 (a person needed: the
+    examples never run it again) although it also says "the upload is resumable". Expected:
+    no traceback, the part retried, and if the source stays down, exit 3."""
+    from tests.conftest import persevere as cli
+
+    script = tmp_path / "credentials.py"
+    script.write_text(f"#!{sys.executable}\n{_CREDENTIAL_PROCESS}")
+    script.chmod(0o755)
+    config = tmp_path / "aws-config"
+    config.write_text(f"[default]\ncredential_process = {script} {tmp_path / 'calls'} 3\n")
+    monkeypatch.setenv("KEY", os.environ["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("SECRET", os.environ["AWS_SECRET_ACCESS_KEY"])
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    file = tmp_path / "data.bin"
+    file.write_bytes(os.urandom(12 * 1024 * 1024))
+    state = tmp_path / "s"
+    done = cli(None, "cp", file, f"s3://{bucket}/k", "--state-file", state, "--part-size",
+               "5MiB", "-c", "1", "--max-retries", "1", process=True)  # fmt: skip
+    assert state.exists(), done.stderr  # (the upload was created: the failure is mid-upload)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 3, done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 24 #7")
+@pytest.mark.slow  # (about 8 s: a transfer long enough for the 5 s progress events)
+@pytest.mark.process
+def test_processes_give_the_log_its_progress_events(s3_env, bucket, tmp_path):
+    """README (Running unattended): `--log-format json` writes "`progress` (every 5 s: `done`,
+    `total`, `rate_bytes_s`)"; `--processes N` passes `--log-format` to the shards, which
+    "write to the same stderr". Seen: one process logs a progress event every 5 s; with
+    `--processes 2` the log holds nothing between `start` and the end (14 s at 8 MiB/s for
+    100 MiB: no event at all), then one `progress` "complete: 100.0 MiB of 100.0 MiB (100.0%)
+    at 0 B/s". Under systemd, cron or Kubernetes (a log, not a terminal), an upload of hours
+    with `--processes` says nothing for hours: no one can tell it from a hung one."""
+    from tests.conftest import persevere as cli
+
+    file = tmp_path / "data.bin"
+    file.write_bytes(os.urandom(15 * 1024 * 1024))
+    done = cli(None, "--log-format", "json", "upload", "start", file, f"s3://{bucket}/k",
+               "--state-file", tmp_path / "s", "--part-size", "5MiB", "--processes", "2",
+               "--max-bandwidth", "2MiB/s")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    during = [e for e in events if e["event"] == "progress" and e["done"] < e["total"]]
+    assert during, [e["message"] for e in events]
