@@ -347,5 +347,6 @@ def _complete_in_processes(
         upload_in_processes, request, processes,
         _progress(not flags.no_progress and not flags.json_output, "complete"),
         runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
+        sending=_progress(not flags.no_progress and not flags.json_output, "upload"),
     )  # fmt: skip
     _print_result(result, flags.json_output, state_file)

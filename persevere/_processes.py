@@ -137,19 +137,26 @@ def upload_in_processes(
     *,
     runner: Runner = run,
     started: float | None = None,
+    sending: ProgressSink | None = None,
 ) -> UploadResult:
     """Send the upload ``request``'s state file records (made with ``shards=processes``, or any
     upload of a file) as ``processes`` shard processes, each given its transfer options (its
     share of the bandwidth cap), endpoint overrides, ``verify_parts`` and file; then complete
     it here (``runner`` runs the completion's coroutine: the CLI's turns signals into a stop),
     sending whatever a shard left. The result counts what the shards sent too, in the time
-    since ``started`` (default: now)."""
+    since ``started`` (default: now). ``sending`` sees the shards' progress, as their journals
+    record it (:class:`JournalsProgress`)."""
     started = time.monotonic() if started is None else started
     request.transfer.validate()
     try:
         state_path = request.state_file.expanduser().absolute()
         refuse_shard_journal(state_path, read_state(state_path).header)  # (not N shards of it)
-        shards = run_children(shard_requests(request, processes))
+        watch = JournalsProgress(state_path, sending) if sending is not None else None
+        try:
+            shards = run_children(shard_requests(request, processes), watch=watch)
+        finally:
+            if watch is not None:
+                watch.close()
     except PersevereError as exc:
         exc.state_file = str(request.state_file)  # (see _completion.continuing)
         raise
@@ -198,9 +205,53 @@ def _as_shard() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
+class JournalsProgress:
+    """The shards' progress, for a parent that waits for them: the parts their journals and
+    the state file record, read about every second (each a few lines more than last time;
+    one that cannot be read yet, as a shard makes it, counts next time)."""
+
+    def __init__(self, state_path: Path, progress: ProgressSink, every_s: float = 1.0) -> None:
+        self._state_path, self._progress, self._every_s = state_path, progress, every_s
+        self._next = 0.0
+        self._done: int | None = None
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every_s
+        from ._shard_journals import journals_of
+
+        sizes: dict[int, int] = {}
+        total = None
+        for path in (self._state_path, *journals_of(self._state_path)):
+            try:
+                state = read_state(path)
+            except (PersevereError, OSError):
+                continue
+            if total is None:
+                total = state.header.file_size
+            sizes.update((n, part.size) for n, part in state.parts.items())
+        if total is None:
+            return
+        done = min(sum(sizes.values()), total)
+        if self._done is None:
+            self._progress.start(total, done)
+        elif done > self._done:
+            self._progress.advance(done - self._done)
+        self._done = max(done, self._done or 0)
+
+    def close(self) -> None:
+        if self._done is not None:
+            self._progress.close()
+
+
+def run_children(
+    requests: list[ShardRequest], *, watch: Callable[[], None] | None = None
+) -> list[ShardRun]:
     """One process per request, each given its request on standard input; wait for all, and
-    say how each ended. A stop signal is passed on (see the module docstring)."""
+    say how each ended. A stop signal is passed on (see the module docstring). ``watch`` is
+    called as they run, about 20 times a second."""
     stopped: list[int] = []
 
     def pass_on(signum: int, frame: object) -> None:
@@ -243,6 +294,8 @@ def run_children(requests: list[ShardRequest]) -> list[ShardRun]:
             # process (one the event loop that created the upload left), which interrupts no
             # wait here, and its handler runs once this thread runs Python again.
             time.sleep(0.05)
+            if watch is not None:
+                watch()
         runs = [_finished(proc) for proc in procs]
     finally:
         for signum, handler in before.items():

@@ -32,6 +32,11 @@ def _shard_journals(state_path: Path) -> list[Path]:
     return [path for path in paths if _SHARD_FILE.search(path.name) and path.is_file()]
 
 
+def journals_of(state_path: Path) -> list[Path]:
+    """The shard journals beside ``state_path`` (regular files named as a shard's)."""
+    return _shard_journals(state_path)
+
+
 def refuse_shard_journal(path: Path, header: Header) -> None:
     """A shard's own journal given as the upload's state file (the name beside it a user
     tab-completes to): completing, aborting or reporting from it would skip the other shards'

@@ -281,7 +281,6 @@ def test_a_credential_source_that_fails_once_mid_upload_is_no_traceback_and_stay
     assert done.returncode == 3, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #7")
 @pytest.mark.slow  # (about 8 s: a transfer long enough for the 5 s progress events)
 @pytest.mark.process
 def test_processes_give_the_log_its_progress_events(s3_env, bucket, tmp_path):

@@ -725,7 +725,7 @@ def test_every_flag_of_resume_reaches_each_shard_process(tmp_path, monkeypatch):
     journal.close()
     given: list[list[_processes.ShardRequest]] = []
 
-    def run_children(requests):
+    def run_children(requests, watch=None):
         given.append(requests)
         raise _errors.ResumableError("the shards are not run here")
 
