@@ -192,6 +192,10 @@ def status(
     elif st.running:
         lines.append("state:       in progress, being run now (another persevere process "
                      "holds its state file)")  # fmt: skip
+    elif st.remote is not None and st.remote.completed:
+        lines.append("state:       completed on S3, not recorded yet (a run stopped once S3 "
+                     "answered: the object is the parts recorded); 'persevere upload resume "
+                     "--state-file S' or the same cp records it")  # fmt: skip
     elif st.remote is not None and st.remote.reachable and not st.remote.exists:
         lines.append("state:       not resumable: its multipart upload is gone from S3 "
                      "(persevere cp starts it again)")  # fmt: skip
@@ -203,6 +207,9 @@ def status(
             lines.append(f"S3:          not reachable ({remote.error})")
         elif remote.error:
             lines.append(f"S3:          {remote.error}")
+        elif remote.completed:
+            lines.append("S3:          the multipart upload was completed: the object at the "
+                         "key is this upload's")  # fmt: skip
         elif not remote.exists:
             lines.append("S3:          the multipart upload no longer exists")
         else:

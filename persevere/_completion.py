@@ -21,7 +21,7 @@ import anyio
 
 from ._checksums import get_algorithm
 from ._errors import IntegrityError, PersevereError, S3Error, StateFileUnwritable, UploadGone
-from ._journal import Header, Journal, JournalLedger, SourceRecord
+from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._object_options import per_request
 from ._options import UploadOptions
 from ._plan import PartPlan, StreamSchedule
@@ -136,6 +136,19 @@ async def complete(
     else:
         await check_object(session, done, size)
     return done
+
+
+async def completed_unrecorded(
+    session: MultipartSession, plan: PartPlan, parts: dict[int, PartRecord]
+) -> Completed | None:
+    """For an upload gone from S3 (NoSuchUpload) whose journal records every part: the
+    completion an earlier run got and did not record (killed once S3 answered
+    CompleteMultipartUpload), if the object at the key is those parts (size and checksum or
+    ETag, :meth:`MultipartSession.holds`); else None (aborted, expired, another's object)."""
+    if any(n not in parts for n in plan.part_numbers()):
+        return None
+    done = session.expected([parts[n] for n in plan.part_numbers()])
+    return done if await session.holds(done, plan.file_size) else None
 
 
 async def check_object(session: MultipartSession, done: Completed, size: int) -> None:

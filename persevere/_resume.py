@@ -41,6 +41,7 @@ from ._checksums import b64
 from ._completed import changed_since, recheck, result_of, why_reread
 from ._completion import (
     UploadResult,
+    completed_unrecorded,
     continuing,
     make_result,
     record_completed,
@@ -319,10 +320,8 @@ class FileParts:
         complete it (and crash before recording it)? Then the object is the recorded parts,
         and it equals the file if the file still gives those parts."""
         header = self.header
-        parts = [self.state.parts[n] for n in self.plan.part_numbers() if n in self.state.parts]
-        done = self.session.expected(parts)
-        whole = len(parts) == self.plan.part_count
-        if not whole or not await self.session.holds(done, header.file_size):
+        done = await completed_unrecorded(self.session, self.plan, self.state.parts)
+        if done is None:
             raise gone(self, "aborted elsewhere, expired by a lifecycle rule, or completed by "
                        "another client: the key may hold an object it did not make")  # fmt: skip
         self._refuse_other_size()

@@ -33,8 +33,8 @@ from typing import Unpack
 
 import anyio
 
-from ._completion import continuing
-from ._errors import UsageError
+from ._completion import completed_unrecorded, continuing
+from ._errors import UploadGone, UsageError
 from ._journal import read_state
 from ._pipeline import remote_parts
 from ._plan import PartPlan
@@ -42,7 +42,7 @@ from ._progress import ProgressSink, guarded
 from ._request import Continued, Request, given
 from ._resume import opened
 from ._sender import send
-from ._shard_journals import open_shard_journal, refuse_misfits, refuse_shard_journal
+from ._shard_journals import merge_shards, open_shard_journal, refuse_misfits, refuse_shard_journal
 
 log = logging.getLogger("persevere")
 
@@ -137,6 +137,18 @@ async def send_one(
             # Its parts sent as a resume sends them (reconciled with S3, the file checked), and
             # recorded in its own journal; not completed.
             async with opened(request, journal, state, progress, parts) as kind:
-                _, ledger, feed = await kind.prepare(await remote_parts(kind.session))
+                try:
+                    remote = await remote_parts(kind.session)
+                except UploadGone:
+                    # Completed by a run killed before it recorded that (then every part is
+                    # recorded, here or in another shard's journal): done, as above.
+                    await anyio.to_thread.run_sync(merge_shards, state_path, main)
+                    if await completed_unrecorded(kind.session, plan, main.parts) is None:
+                        raise
+                    log.warning("the upload in %s was completed (S3 holds its object; "
+                                "'upload resume' records it): nothing left for shard %d/%d",
+                                state_path, shard, shards)  # fmt: skip
+                    return ShardResult(shard, shards, parts, 0, time.monotonic() - started)
+                _, ledger, feed = await kind.prepare(remote)
                 sent = await send(kind.session, ledger, request.transfer, progress, feed)
     return ShardResult(shard, shards, parts, sent, time.monotonic() - started)

@@ -19,9 +19,9 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, continuing, recorded_session
+from ._completion import UploadResult, completed_unrecorded, continuing, recorded_session
 from ._create import created
-from ._errors import PersevereError, ResumableError, UploadFinished, UploadGone
+from ._errors import PersevereError, ResumableError, S3Error, UploadFinished, UploadGone
 from ._journal import Header, Journal, JournalState, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
@@ -31,6 +31,7 @@ from ._request import Asked, Request, a_path, an_endpoint, given, now
 from ._resume import FileParts
 from ._retry import Call, TransientError
 from ._s3 import Endpoint
+from ._session import MultipartSession
 from ._shard_journals import being_run, merge_shards, refuse_running_shards, refuse_shard_journal
 from ._source import SourceFile
 from ._stream import StreamParts
@@ -52,6 +53,9 @@ class RemoteStatus:
     # Parts numbered past the plan's last: not this upload's (another client's), left out of
     # the object.
     outside: int = 0
+    # Gone from S3 (not ``exists``) because it was completed: the object at the key is the
+    # parts the journal records (a run killed once S3 answered, before it recorded that).
+    completed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +167,53 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
             )
         if state.finished == "aborted":
             return header
+        if header.shards:  # (their parts count too)
+            await anyio.to_thread.run_sync(merge_shards, state_path, state)
         async with recorded_session(header, endpoint, kind=Call.LOOKUP) as session:
+            # Every part recorded: a run may have completed it, killed before recording that.
+            # ListParts tells first (SeaweedFS answers an abort of a completed upload with
+            # success, AWS with NoSuchUpload).
+            plan = header.plan(state_path)
+            whole = isinstance(plan, PartPlan) and all(
+                n in state.parts for n in plan.part_numbers()
+            )
             try:
+                if whole:
+                    await _listed_unless_refused(session)
                 await session.abort()
             except UploadGone:
+                if await _completed_unrecorded(session, state_path, state):
+                    raise UploadFinished(
+                        f"the upload in {state_path} was completed (a run stopped before "
+                        "recording it: S3 holds its object, the parts the state file records); "
+                        f"the object s3://{header.bucket}/{header.key} exists (delete it to "
+                        "undo)"
+                    ) from None
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=now()))
         return header
+
+
+async def _listed_unless_refused(session: MultipartSession) -> None:
+    """ListParts, to tell whether the upload is gone (UploadGone); refused or failing, nothing
+    is learnt (the abort that follows tells what it can)."""
+    try:
+        await session.list_parts()
+    except UploadGone:
+        raise
+    except S3Error:
+        pass
+
+
+async def _completed_unrecorded(
+    session: MultipartSession, state_path: Path, state: JournalState
+) -> bool:
+    """Is the upload, gone from S3, one an earlier run completed and did not record
+    (:func:`._completion.completed_unrecorded`; ``state`` with its shards' parts merged)?"""
+    plan = state.header.plan(state_path)
+    if not isinstance(plan, PartPlan):
+        return False  # (a stream's: its own resume tells, reading the stream)
+    return await completed_unrecorded(session, plan, state.parts) is not None
 
 
 async def upload_status(
@@ -203,6 +247,11 @@ async def upload_status(
                                           outside=len(outside))  # fmt: skip
         except UploadGone:
             remote = RemoteStatus(reachable=True, exists=False)
+            with contextlib.suppress(PersevereError, TransientError, TimeoutError):
+                with anyio.fail_after(15):
+                    async with recorded_session(header, endpoint, quick, Call.LOOKUP) as session:
+                        if await _completed_unrecorded(session, state_path, state):
+                            remote = RemoteStatus(reachable=True, exists=False, completed=True)
         except ResumableError as exc:  # the retries ran out: no answer, so nothing known of it
             remote = RemoteStatus(reachable=False, error=str(exc))
         except PersevereError as exc:
