@@ -62,6 +62,7 @@ from ._journal import (
 )
 from ._logs import NamingStateFile, say, say_plan
 from ._plan import make_plan
+from ._platform import make_dirs
 from ._progress import ProgressSink, guarded
 from ._request import Copied, Request, given, names_stdin, refuse_source_as_state
 from ._request import Source as Named
@@ -391,7 +392,7 @@ def make_state_dir(state_path: Path) -> None:
     home = known_state_home()
     private = home is not None and state_path.parent.is_relative_to(home)
     try:
-        state_path.parent.mkdir(mode=0o700 if private else 0o775, parents=True, exist_ok=True)
+        make_dirs(state_path.parent, 0o700 if private else 0o775)
     except OSError as exc:  # a read-only file system, a file where the directory should be
         raise unwritable("create", state_path, exc.strerror) from None
 

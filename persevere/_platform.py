@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from pathlib import Path
 
 from ._errors import UsageError
 
@@ -84,3 +85,21 @@ def full_fsync(fd: int) -> None:
             if exc.errno not in _NOT_SUPPORTED:
                 raise
     os.fsync(fd)
+
+
+def make_dirs(path: Path, mode: int) -> None:
+    """``path.mkdir(mode, parents=True, exist_ok=True)``, each directory it makes fsync'd into
+    its parent: a journal fsync'd in a directory whose own name a power cut loses is lost
+    with it (its upload's parts billed, recorded nowhere). Raises ``OSError``."""
+    missing: list[Path] = []
+    for directory in (path, *path.parents):
+        if directory.is_dir():
+            break
+        missing.append(directory)
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    for directory in reversed(missing):
+        fd = os.open(directory.parent, os.O_RDONLY)
+        try:
+            full_fsync(fd)
+        finally:
+            os.close(fd)

@@ -66,6 +66,7 @@ from ._logs import event, one_line, say
 from ._object_options import differing, guess_content_type
 from ._options import UploadOptions
 from ._plan import MAX_PARTS, make_plan
+from ._platform import make_dirs
 from ._progress import NullProgress, ProgressSink, TreeProgress, guarded
 from ._quirks import missing
 from ._request import Request, algorithm_of, now
@@ -787,9 +788,7 @@ class _TreeSender:
                          object_options=self._options_of(f) or None, endpoint=self.req.endpoint,
                          transfer=share)  # fmt: skip
         try:
-            await anyio.to_thread.run_sync(
-                lambda: state_file.parent.mkdir(mode=0o775, parents=True, exist_ok=True)
-            )
+            await anyio.to_thread.run_sync(lambda: make_dirs(state_file.parent, 0o775))
         except OSError as exc:  # (a full disk: was a traceback)
             raise StateFileUnwritable(
                 f"cannot create {state_file.parent}: {exc.strerror}",

@@ -32,6 +32,7 @@ import anyio
 from ._errors import PersevereError, StateFileError, StateFileLocked, UsageError
 from ._journal import Journal, _typed, being_made, in_use, require_regular, unwritable
 from ._object_options import differing
+from ._platform import make_dirs
 from ._source import FileIdentity
 
 log = logging.getLogger("persevere")
@@ -194,7 +195,7 @@ class TreeJournal:
         if new:
             _refuse_tree_file(path, draft.root)
             try:
-                path.parent.mkdir(mode=_dir_mode(path), parents=True, exist_ok=True)
+                make_dirs(path.parent, _dir_mode(path))
             except OSError as exc:  # (a read-only file system: was a traceback)
                 raise unwritable("create", path, exc.strerror) from None
             if path.exists():  # (a dangling symbolic link is kept: Journal.create refuses it)

@@ -174,7 +174,6 @@ def _name_made_durable(events: list[tuple[str, str]], directory: Path) -> bool:
     return ("fsync", str(directory.parent)) in events[made + 1 :]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 23 #1")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd")
 def test_the_directory_of_a_trees_large_file_journals_survives_a_power_cut(
     s3_env, bucket, tmp_path, monkeypatch
@@ -202,7 +201,6 @@ def test_the_directory_of_a_trees_large_file_journals_survives_a_power_cut(
     assert _name_made_durable(events, tmp_path / "tree.persevere.d"), events
 
 
-@pytest.mark.xfail(strict=True, reason="audit 23 #1")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd")
 def test_a_state_dir_made_for_the_journal_survives_a_power_cut(
     s3_env, bucket, tmp_path, monkeypatch
