@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +20,10 @@ import pytest
 from persevere import PersevereError
 
 
-def test_a_user_with_no_home_keeps_its_journal_where_the_next_run_finds_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("home", [None, "relative-home"], ids=["no-passwd-entry", "relative-HOME"])
+def test_a_user_with_no_home_keeps_its_journal_where_the_next_run_finds_it(
+    tmp_path, monkeypatch, home
+):
     """A container or a cron job running as a uid with no passwd entry (`setpriv --reuid 12345`,
     OpenShift's random uids, `docker run --user 12345`) and no HOME: ``os.path.expanduser("~")``
     then gives ``~`` back unchanged, and ``state_home()`` makes ``~/.local/state/persevere``
@@ -28,13 +33,17 @@ def test_a_user_with_no_home_keeps_its_journal_where_the_next_run_finds_it(tmp_p
     another directory ... would not find its state file again"), yet a relative home is used.
     Seen: `cat big | persevere cp - s3://B/K` killed in /a, the same command run from /b starts
     a new upload (all parts sent again) and leaves the first one billed in `upload list`.
+    A relative HOME (`HOME=relhome`, a unit's `Environment=HOME=data`) does the same.
     Expected: the same place from any directory, or a refusal naming --state-dir."""
     from persevere._cp import locate_state_file
 
     def no_entry(uid: int) -> pwd.struct_passwd:
         raise KeyError(f"getpwuid(): uid not found: {uid}")
 
-    monkeypatch.delenv("HOME", raising=False)
+    if home is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", home)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     found = []
@@ -98,8 +107,9 @@ def test_a_relative_path_in_a_deleted_working_directory_is_one_line_not_a_traceb
         (("cp", "{tmp}/no-such-file", "s3://{bucket}/k", "--json"), 2),
         (("cp", "{file}", "s3://{bucket}/k", "--json", "--endpoint-url", "http://127.0.0.1:9"), 3),
         (("verify", "{file}", "s3://{bucket}/other"), 4),
+        (("cp", "{tree}", "s3://{bucket}/t/"), 2),
     ],
-    ids=["bad-input-json", "unreachable-json", "verify-mismatch"],
+    ids=["bad-input-json", "unreachable-json", "verify-mismatch", "tree-file-refused"],
 )
 def test_a_failure_keeps_its_exit_code_when_standard_output_fails(
     s3_env, s3_client, bucket, tmp_path, args, code
@@ -112,11 +122,18 @@ def test_a_failure_keeps_its_exit_code_when_standard_output_fails(
     failure becomes exit 1 with "the result could not be written to standard output ...; what
     the command did stands: run it again to see it": an unreachable endpoint (3) is then a
     permanent failure that no supervisor retries, bad input (2) an error, and a `verify`
-    MISMATCH (4) an error. Expected: the failure's own code (the lost output said on stderr)."""
+    MISMATCH (4) an error, and a `cp DIR` whose file was refused (2: its name is not UTF-8)
+    an error (the cron example's `>> /var/log/persevere.log 2>&1` on a full /var).
+    Expected: the failure's own code (the lost output said on stderr)."""
     file = tmp_path / "data.bin"
     file.write_bytes(b"y" * 1000)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"a")
+    with open(os.path.join(os.fsencode(tree), b"b\xff"), "wb") as named_not_utf8:
+        named_not_utf8.write(b"b")
     s3_client.put_object(Bucket=bucket, Key="other", Body=b"z" * 1000)
-    argv = [a.format(bucket=bucket, file=file, tmp=tmp_path) for a in args]
+    argv = [a.format(bucket=bucket, file=file, tmp=tmp_path, tree=tree) for a in args]
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "persevere", *argv], stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
@@ -206,6 +223,7 @@ def test_a_tree_whose_disk_comes_back_at_another_device_number_is_not_sent_again
     assert "2 unchanged" in again.stdout, again.stdout
 
 
+@pytest.mark.slow  # (about 3 s: botocore tries the credential endpoint three times)
 def test_a_credential_endpoint_that_cannot_be_reached_yet_is_worth_a_retry(
     s3_env, bucket, tmp_path, monkeypatch
 ):
@@ -302,3 +320,101 @@ def test_processes_give_the_log_its_progress_events(s3_env, bucket, tmp_path):
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     during = [e for e in events if e["event"] == "progress" and e["done"] < e["total"]]
     assert during, [e["message"] for e in events]
+
+
+@pytest.mark.xfail(strict=True, reason="audit 24 #8")
+@pytest.mark.process
+def test_two_destinations_of_one_file_started_together_do_not_collide(rule_proxy, bucket, tmp_path):
+    """Two cron lines at 02:00 upload the same dump to two places (a primary bucket and a
+    disaster-recovery copy). README: "Each destination has its own" journal, and for a tree
+    "Two destinations started at the same moment (two cron lines at 02:00), both finding no
+    journal, do not collide". For a file they do: the second finds `FILE.persevere` made by
+    the first, which holds its lock while its CreateMultipartUpload is on its way (its header
+    not yet written), and exits 3 "already running: another persevere is uploading with state
+    file FILE.persevere; let it finish (this command exits 0 once the upload is complete)":
+    it will not, the other upload is to another key. Seen by hand in 6 runs out of 6 of
+    `persevere cp f s3://B/a & persevere cp f s3://B/b &`. Under cron (no restart) the second
+    copy is not made that night. Expected: the second takes its own journal
+    (`FILE.DIGEST.persevere`), as a tree's does, and both exit 0."""
+    from tests.conftest import persevere as cli
+    from tests.proxybase import Hold
+    from tests.ruleproxy import Rule
+
+    env, proxy = rule_proxy
+    held = Hold()
+    proxy.rules.insert(0, Rule("POST", "uploads", hold=held))  # CreateMultipartUpload
+    file = tmp_path / "dump"
+    file.write_bytes(b"d" * 100_000)
+    first = subprocess.Popen([sys.executable, "-m", "persevere", "cp", str(file),
+                              f"s3://{bucket}/primary"], env={**os.environ, **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        held.wait()  # the first holds FILE.persevere, its upload being created
+        releasing = threading.Timer(1.0, held.release)
+        releasing.start()
+        second = cli(env, "cp", file, f"s3://{bucket}/dr-copy")
+    finally:
+        held.release()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 24 #9")
+def test_a_clock_refused_before_anything_was_created_does_not_say_resume(
+    rule_proxy, bucket, tmp_path
+):
+    """A machine booted with its clock wrong (a dead RTC battery, a VM restored from a
+    snapshot, a timer's `Persistent=true` run before NTP synced) starts `cp FILE`: S3 refuses
+    CreateMultipartUpload with RequestTimeTooSkewed. Seen (libfaketime +400 days, and here a
+    proxy answering so): "error: CreateMultipartUpload: RequestTimeTooSkewed ...", then
+    "this machine's clock is off by more than 15 minutes: fix the time (NTP), then resume",
+    exit 1. Nothing was created and no state file written, so there is nothing to resume:
+    `persevere upload resume` has no state file to take. The unreachable endpoint's message
+    in the same place says it right: "nothing was created: ... run the same command again"."""
+    from tests.conftest import persevere as cli
+    from tests.ruleproxy import Rule
+
+    env, proxy = rule_proxy
+    proxy.rules.insert(0, Rule("POST", "uploads", refuse=(403, "RequestTimeTooSkewed")))
+    file = tmp_path / "data.bin"
+    file.write_bytes(b"t" * 1000)
+    done = cli(env, "cp", file, f"s3://{bucket}/k", "--state-file", tmp_path / "s")
+    assert done.returncode != 0
+    assert not (tmp_path / "s").exists()
+    assert "resume" not in done.stderr, done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="audit 24 #10")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_once_the_journal_records_completion_does_not_undo_it(
+    s3_env, bucket, tmp_path, monkeypatch, sig
+):
+    """README: "A signal that arrives once the work is done does not undo it (exit 0)." A
+    supervisor's SIGTERM (`systemctl stop`, a pod deleted, `timeout`), or the terminal's
+    SIGHUP, that lands just after the journal's `completed` line (the object complete and
+    verified) but before the command has finished returning (its S3 client still closing):
+    seen by hand, 5 times out of 5 with a signal sent as soon as the line is there (10 out
+    of 10 with SIGTERM and SIGHUP together), exit 130 (129) "interrupted; the upload is
+    intact ... the upload is resumable: persevere upload resume ...", no result line on
+    stdout. The supervisor runs it again for nothing; for a stream (`cp -`), whose completed
+    upload is sent again (README, IAM permissions), the whole stream is uploaded once more.
+    The signal is sent here from inside the journal's write of that line."""
+    from persevere._journal import Journal
+    from tests.conftest import persevere as cli
+
+    real = Journal.append_outcome
+
+    def then_signalled(self, outcome, *args, **kwargs):
+        real(self, outcome, *args, **kwargs)
+        if outcome == "completed":
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(Journal, "append_outcome", then_signalled)
+    file = tmp_path / "data.bin"
+    file.write_bytes(b"s" * 1000)
+    state = tmp_path / "s"
+    done = cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", state)
+    assert '"completed"' in state.read_text()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("uploaded "), done.stdout
