@@ -12,7 +12,9 @@ of the report), not by their order in this file.
 The crash "after CompleteMultipartUpload was answered, before the journal's ``completed``
 line" is reproduced here by its result: an upload run to the end, its journal cut back to
 before that line (what a ``kill -9`` or a power cut in that window leaves; the sweep reached it
-with a proxy that kills the client once S3 answered the Complete)."""
+with a proxy that kills the client once S3 answered the Complete). A stream's ``cp -`` and
+``upload resume`` after that crash sending the whole stream again is audit 16 #2 (kept by
+design), not repeated here."""
 
 from __future__ import annotations
 
@@ -57,7 +59,9 @@ def test_abort_after_a_crash_once_complete_was_answered_does_not_say_aborted(
     so too. Expected: as for a journal that recorded the completion (abort refuses: "already
     completed; the object exists (delete it to undo)"): it is recognised as completed (the
     upload gone, the object at the key of the recorded size and checksum, as resume and cp
-    already tell), never recorded as aborted."""
+    already tell), never recorded as aborted. (The same journal is what a full disk leaves
+    after "the object is complete and verified, but cannot write state file", exit 0: README
+    says "a later resume records it"; an abort run instead records it aborted.)"""
     file = make_file(11 * MiB)
     state = tmp_path / "j.persevere"
     assert cli(s3_env, "cp", file, f"s3://{bucket}/k", "--state-file", state,
