@@ -137,7 +137,7 @@ def _run(
     """
     import anyio
 
-    from ._journal import holds_upload
+    from ._journal import completed_here, holds_upload
     from ._loop import run
 
     interrupted: str | None = None
@@ -177,6 +177,10 @@ def _run(
                         name = signal.Signals(signum).name
                         if signum == signal.SIGHUP:
                             _hung_up()
+                        if resumable_state is not None and completed_here(resumable_state):
+                            # (the object complete and recorded: what is left is saying so)
+                            log.info("%s received: the upload is complete, finishing", name)
+                            continue
                         if not interrupted:
                             interrupted = name
                             log.warning("%s received: stopping, %s", name, settling)

@@ -470,6 +470,8 @@ class Journal:
 
     def append_outcome(self, kind: str, **details: Any) -> None:
         self.append({"type": kind, **details})
+        if kind == "completed":
+            _COMPLETED_HERE.add(os.path.abspath(self.path))
 
     def append(self, *records: dict[str, Any]) -> None:
         """Append records durably: one write, one fsync for all of them (a group commit, for
@@ -737,6 +739,17 @@ def holds_upload(path: Path) -> bool:
         return path.stat().st_size > 0
     except OSError:
         return False
+
+
+# The journals whose completion this process recorded: a stop signal after that finds the
+# work done (:func:`completed_here`).
+_COMPLETED_HERE: set[str] = set()
+
+
+def completed_here(path: str | os.PathLike[str]) -> bool:
+    """Has this process recorded the completion of the upload the journal at ``path`` holds?
+    Then the object is complete and verified: a stop signal must not undo that (exit 0)."""
+    return os.path.abspath(path) in _COMPLETED_HERE
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -385,7 +385,6 @@ def test_a_clock_refused_before_anything_was_created_does_not_say_resume(
     assert "resume" not in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #10")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_once_the_journal_records_completion_does_not_undo_it(
     s3_env, bucket, tmp_path, monkeypatch, sig
