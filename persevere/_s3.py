@@ -108,9 +108,11 @@ _HINTS = {
     "s3:ListMultipartUploadParts, abort s3:AbortMultipartUpload",
     "InvalidAccessKeyId": "the access key is not known to this endpoint: check credentials",
     "SignatureDoesNotMatch": "the secret key does not match the access key: check credentials",
-    "ExpiredToken": "the session credentials expired: refresh them and resume",
+    # (not "resume": a refusal before anything was created leaves nothing to resume; after,
+    # the command that resumes is said on the next line)
+    "ExpiredToken": "the session credentials expired: refresh them, then run again",
     "RequestTimeTooSkewed": "this machine's clock is off by more than 15 minutes: fix the time "
-    "(NTP), then resume",
+    "(NTP), then run again",
     "NoSuchBucket": "check the bucket name, region and endpoint; a bucket deleted takes its "
     "uploads with it: then persevere cp starts again",
     # AWS: a bucket in another region than the one given (botocore's redirect did not mend it)

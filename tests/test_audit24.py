@@ -360,7 +360,6 @@ def test_two_destinations_of_one_file_started_together_do_not_collide(rule_proxy
     assert second.returncode == 0, second.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #9")
 def test_a_clock_refused_before_anything_was_created_does_not_say_resume(
     rule_proxy, bucket, tmp_path
 ):
