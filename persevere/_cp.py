@@ -54,6 +54,7 @@ from ._journal import (
     Journal,
     JournalState,
     StateFileUntrusted,
+    being_made,
     followed,
     other_source,
     read_state,
@@ -205,13 +206,23 @@ def own_name(path: Path, bucket: str, key: str) -> str:
 def _records_another_destination(path: Path, bucket: str, key: str) -> bool:
     """Does this state file record an upload to another object? (One that cannot be read
     is taken as is: ``cp`` says what is wrong with it.)"""
-    try:
-        header = read_state(path).header
-    except StateFileUntrusted:
-        return True  # (another user's, where anyone may write: this run takes its own name)
-    except (StateFileError, OSError):
-        return False
-    return (header.bucket, header.key) != (bucket, key)
+    deadline = time.monotonic() + _HEADER_PATIENCE_S
+    while True:
+        try:
+            header = read_state(path).header
+        except StateFileUntrusted:
+            return True  # (another user's, where anyone may write: this run takes its own name)
+        except (StateFileError, OSError):
+            # Another run making it (two destinations of one file started together): its
+            # header comes once S3 answered its CreateMultipartUpload.
+            if time.monotonic() < deadline and being_made(path):
+                time.sleep(0.05)
+                continue
+            return False
+        return (header.bucket, header.key) != (bucket, key)
+
+
+_HEADER_PATIENCE_S = 5.0  # a CreateMultipartUpload's answer, on a slow link
 
 
 def _exists(path: Path) -> bool:

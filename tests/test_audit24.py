@@ -322,7 +322,6 @@ def test_processes_give_the_log_its_progress_events(s3_env, bucket, tmp_path):
     assert during, [e["message"] for e in events]
 
 
-@pytest.mark.xfail(strict=True, reason="audit 24 #8")
 @pytest.mark.process
 def test_two_destinations_of_one_file_started_together_do_not_collide(rule_proxy, bucket, tmp_path):
     """Two cron lines at 02:00 upload the same dump to two places (a primary bucket and a
