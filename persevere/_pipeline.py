@@ -143,6 +143,10 @@ def start_again(error: E, header: Header, state_path: Path) -> E:
                 ("--profile", header.profile), ("--ca-bundle", header.ca_bundle))  # fmt: skip
     for flag, value in recorded:
         words += [flag, value] if value else []
+    if header.stream:  # (its guard against a producer that ends early)
+        words += ["--expected-size", str(header.expected_size)] if header.expected_size else []
+    else:  # the plan it had, within the part limit it was made for (not recorded itself)
+        words += ["--part-size", str(header.part_size)]
     words += ["--no-overwrite"] if header.no_overwrite else []
     words += ["--checksum", header.checksum_algorithm] if header.checksum_pinned else []
     # (the object's options it was created with: cp refuses a state file's other options)

@@ -268,7 +268,6 @@ def test_dry_run_with_a_decimal_part_size_gives_the_decimal_note(s3_env, bucket,
 
 
 # -- 2: the cp command given for a stream whose upload was aborted elsewhere is refused -----
-@pytest.mark.xfail(strict=True, reason="audit 25 #2")
 @pytest.mark.process
 @pytest.mark.slow
 def test_the_command_given_for_an_aborted_stream_upload_runs(s3_env, bucket, s3_client, tmp_path):
@@ -303,7 +302,6 @@ def test_the_command_given_for_an_aborted_stream_upload_runs(s3_env, bucket, s3_
     assert s3_client.get_object(Bucket=bucket, Key="k")["Body"].read() == data
 
 
-@pytest.mark.xfail(strict=True, reason="audit 25 #2")
 def test_the_command_given_for_an_aborted_upload_keeps_its_part_limit(
     s3_env, bucket, s3_client, tmp_path
 ):
