@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import os
+import shlex
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -286,6 +287,19 @@ class ContinueFlags:
         "--file", help="The file is at this path on this host.")] = None
     endpoint_flags: OverrideFlags = OverrideFlags()
     # fmt: on
+
+    def resumed_by(self, state_file: Path) -> str:
+        """``persevere upload resume`` of ``state_file`` with the flags of these that the
+        next run needs as much as this one did: where the file is now, and the endpoint's
+        overrides (the state file records neither)."""
+        words = ["persevere", "upload", "resume", "--state-file", os.path.abspath(state_file)]
+        where = self.endpoint_flags
+        for flag, value in (("--file", self.file and os.path.abspath(self.file)),
+                            ("--endpoint-url", where.endpoint_url), ("--profile", where.profile),
+                            ("--ca-bundle", where.ca_bundle)):  # fmt: skip
+            words += [flag, str(value)] if value else []
+        words += ["--no-verify-ssl"] if where.no_verify_ssl else []
+        return " ".join(shlex.quote(word) for word in words)
 
     def request(self, state_file: Path) -> Any:
         """The Request the state file records, with what these flags change."""

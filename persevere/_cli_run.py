@@ -72,10 +72,10 @@ def _fail(exc: _errors.PersevereError) -> NoReturn:
         state = shlex.quote(os.path.abspath(exc.state_file))
         if command is None or exc.next_step != "resume":  # (a shard's: its own, set by _run)
             command = f"persevere upload {exc.next_step} --state-file {state}"
-            from ._journal import records_stream
+        from ._journal import records_stream
 
-            if exc.next_step == "resume" and records_stream(Path(exc.state_file)):
-                command = f"PRODUCER | {command}"  # (a stream resumes from the stream piped in)
+        if exc.next_step == "resume" and records_stream(Path(exc.state_file)):
+            command = f"PRODUCER | {command}"  # (a stream resumes from the stream piped in)
         lines.append(f"{_NEXT_STEPS[exc.next_step]}: {command}")
     fields = {"exit_code": failing(exc.exit_code), "hint": exc.hint, "next_command": command}
     if json_lines():

@@ -235,7 +235,8 @@ def resume(
             processes = _reported(shard_count, state_file, processes)
             _complete_in_processes(request, processes, flags, started)
             return
-    result = _continued(request, "resume", flags, resume_request)
+    result = _continued(request, "resume", flags, resume_request,
+                        resumed_by=flags.resumed_by(state_file))  # fmt: skip
     _print_result(result, flags.json_output, state_file)
 
 

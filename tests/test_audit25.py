@@ -335,7 +335,6 @@ def test_the_command_given_for_an_aborted_upload_keeps_its_part_limit(
 
 
 # -- 3: the resume command printed after a resume --file (or an override) fails leaves it out --
-@pytest.mark.xfail(strict=True, reason="audit 25 #3")
 def test_the_resume_command_printed_after_a_resume_with_file_carries_file(s3_env, bucket, tmp_path):
     """README: "Any failure after the upload was created prints the exact ``persevere upload
     resume`` command" (exit 130's row: "the printed ``resume`` command continues"); ``upload
