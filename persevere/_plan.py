@@ -81,13 +81,11 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
     largest = max_parts * MAX_PART_SIZE
     if file_size > largest:
         if max_parts == MAX_PARTS:
+            size, most = _apart(file_size, MAX_OBJECT_SIZE)
             raise PlanError(
-                f"file is {format_size(file_size)}; S3 objects are at most "
-                f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)"
+                f"file is {size}; S3 objects are at most {most} (10,000 parts of 5 GiB)"
             )
-        size, fit = format_size(file_size), format_size(largest)
-        if size == fit:  # e.g. both 4.9 TiB: the bytes say which is larger
-            size, fit = f"{size} ({file_size:,} bytes)", f"{fit} ({largest:,} bytes)"
+        size, fit = _apart(file_size, largest)
         raise PlanError(
             f"file is {size}; in at most {max_parts:,} parts of 5 GiB (S3's largest part) "
             f"only {fit} fit",
@@ -101,9 +99,11 @@ def make_plan(file_size: int, part_size: int | None = None, max_parts: int = MAX
         raise PlanError(f"part size must be a whole number of bytes, not {part_size!r}",
                         param="part_size") from None  # fmt: skip
     if part_size < MIN_PART_SIZE:
-        raise PlanError(f"part size {format_size(part_size)} is below S3's minimum of 5 MiB")
+        size, least = _apart(part_size, MIN_PART_SIZE, "5 MiB")
+        raise PlanError(f"part size {size} is below S3's minimum of {least}")
     if part_size > MAX_PART_SIZE:
-        raise PlanError(f"part size {format_size(part_size)} is above S3's maximum of 5 GiB")
+        size, most = _apart(part_size, MAX_PART_SIZE, "5 GiB")
+        raise PlanError(f"part size {size} is above S3's maximum of {most}")
     plan = PartPlan(file_size, part_size)
     if plan.part_count > max_parts:
         raise PlanError(
@@ -141,9 +141,10 @@ class StreamSchedule:
         if expected_size is None:
             return cls()
         if expected_size > MAX_OBJECT_SIZE:  # its last parts could never be sent
+            size, most = _apart(expected_size, MAX_OBJECT_SIZE)
             raise PlanError(
-                f"the expected size {format_size(expected_size)} is over S3's largest object, "
-                f"{format_size(MAX_OBJECT_SIZE)} (10,000 parts of 5 GiB)",
+                f"the expected size {size} is over S3's largest object, {most} (10,000 parts "
+                "of 5 GiB)",
                 param="expected_size",
             )
         roomy = make_plan(min(MAX_OBJECT_SIZE, expected_size * 5 // 4))
@@ -170,3 +171,13 @@ class StreamSchedule:
     def capacity(self) -> int:
         """The longest stream that fits in S3's 10,000 parts."""
         return self.offset(MAX_PARTS) + self.size_of(MAX_PARTS)
+
+
+def _apart(size: int, limit: int, named: str | None = None) -> tuple[str, str]:
+    """``size`` and ``limit`` (as ``named``, else as a size), with their bytes where the sizes
+    read the same (5.0 GiB and 5 GiB for 5 GiB + 1 byte): a refusal must not say a value
+    equals its limit."""
+    said, most = format_size(size), named or format_size(limit)
+    if said.replace(".0 ", " ") == most.replace(".0 ", " "):
+        return f"{said} ({size:,} bytes)", f"{most} ({limit:,} bytes)"
+    return said, most

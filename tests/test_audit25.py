@@ -96,7 +96,6 @@ def test_dry_run_and_status_name_the_endpoint_a_profile_sends_to(
 
 
 # -- 10: limits said in rounded units that contradict themselves -------------------------------
-@pytest.mark.xfail(strict=True, reason="audit 25 #10")
 @pytest.mark.parametrize(
     ("size", "args", "said"),
     [
@@ -123,7 +122,6 @@ def test_a_refused_size_just_past_a_limit_is_not_said_to_equal_it(
     assert said not in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="audit 25 #10")
 @pytest.mark.process
 def test_an_expected_size_one_byte_past_the_largest_object_is_not_said_to_equal_it(s3_env, bucket):
     """The same for a stream (and a file of that size, on a file system that holds one:
