@@ -79,10 +79,7 @@ def check_destination(bucket: str, key: str) -> None:
     if not bucket or not key:
         raise UsageError("bucket and key must not be empty")
     require_utf8(bucket, key)
-    if (length := len(key.encode("utf-8", "surrogateescape"))) > MAX_KEY_BYTES:
-        raise UsageError(
-            f"the key is {length:,} bytes long (UTF-8): S3 takes at most {MAX_KEY_BYTES:,}"
-        )
+    _require_short(key)
     if "" in key.split("/"):
         raise UsageError(
             "the key has an empty path segment (two slashes in a row, or a slash at its start "
@@ -143,7 +140,15 @@ def parse_listed_url(url: str) -> tuple[str, str]:
     if not slash or not key:
         raise UsageError(f"not an object URL: {url!r} (expected s3://bucket/key)")
     require_utf8(bucket, key)
+    _require_short(key)  # (no listing shows a longer one: a key typed too long)
     return bucket, key
+
+
+def _require_short(key: str) -> None:
+    if (length := len(key.encode("utf-8", "surrogateescape"))) > MAX_KEY_BYTES:
+        raise UsageError(
+            f"the key is {length:,} bytes long (UTF-8): S3 takes at most {MAX_KEY_BYTES:,}"
+        )
 
 
 def parse_s3_url(url: str, name: str | None = None) -> tuple[str, str]:

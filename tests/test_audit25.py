@@ -135,7 +135,6 @@ def test_an_expected_size_one_byte_past_the_largest_object_is_not_said_to_equal_
 
 
 # -- 11: upload status / upload abort take a key S3 cannot hold --------------------------------
-@pytest.mark.xfail(strict=True, reason="audit 25 #11")
 @pytest.mark.parametrize("command", ["status", "abort"])
 def test_status_and_abort_refuse_a_key_over_1024_bytes_as_cp_and_verify_do(s3_env, bucket, command):
     """README, exit 2: "a key (for ``verify`` too) over 1,024 bytes" is bad input, caught
