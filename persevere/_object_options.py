@@ -105,6 +105,11 @@ def check_object_options(given: object) -> None:
                 f"object_options Tagging takes text ('k=v&k2=v2'), not {value!r}: "
                 "persevere.object_options(tagging=[...]) builds it", param="object_options"
             )  # fmt: skip
+        if name == "Metadata" and isinstance(value, dict):
+            seen: dict[str, str] = {}
+            for key in value:
+                _refuse_twice(str(key), seen, "object_options Metadata")
+                seen[str(key)] = ""
         if name == "Metadata" and not (
             isinstance(value, dict)
             and all(isinstance(v, str) and isinstance(k, str) for k, v in value.items())
@@ -297,8 +302,21 @@ def _pairs(items: Iterable[str], flag: str) -> dict[str, str]:
             key, sep, value = piece.partition("=")
             if not sep or not key:
                 raise UsageError(f"{flag} wants key=value, got {piece!r}")
+            _refuse_twice(key, result, flag)
             result[key] = value
     return result
+
+
+def _refuse_twice(name: str, given: Mapping[str, str], flag: str) -> None:
+    """A name given twice: one value would be lost. Metadata names are HTTP headers, which
+    do not tell case (``Foo`` and ``foo`` are one header; sent twice, the request's signature
+    no longer matches: SignatureDoesNotMatch, blamed on the credentials)."""
+    fold = flag != "--tagging"
+    same = [n for n in given if (n.lower() == name.lower() if fold else n == name)]
+    if same:
+        alike = "the same name (case does not count)" if fold else "the same key"
+        raise UsageError(f"{flag} {same[0]!r} and {name!r} are {alike}: give each once",
+                         param="metadata" if fold else "tagging")  # fmt: skip
 
 
 def differing(given: Mapping[str, Any], recorded: Mapping[str, Any]) -> list[str]:

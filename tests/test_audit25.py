@@ -153,7 +153,6 @@ def test_status_and_abort_refuse_a_key_over_1024_bytes_as_cp_and_verify_do(s3_en
 
 
 # -- 7: two --metadata names that differ only in case: "check credentials" --------------------
-@pytest.mark.xfail(strict=True, reason="audit 25 #7")
 def test_metadata_names_differing_only_in_case_are_bad_input_not_a_credentials_error(
     s3_env, bucket, tmp_path
 ):
