@@ -102,6 +102,11 @@ def start(
                 state_file = state_file.with_name(own_name(state_file.parent / source.path.name,
                                                            bucket, key))  # fmt: skip
         progress = NamingStateFile(progress, state_file)
+    elif not flags.dry_run:  # (its directory, not made yet: made, as cp makes it)
+        from ._journal import require_regular
+
+        _reported(require_regular, state_file.expanduser().absolute())  # (a path none can be)
+        _reported(make_state_dir, state_file.expanduser().absolute())
     if shards is not None and processes is not None and processes != shards:
         # (--processes N runs N shards here; --shards N prints N for other hosts to run)
         given = "auto" if processes == PROCESSES_AUTO else processes
@@ -118,6 +123,8 @@ def start(
     if flags.dry_run:
         from ._dry_run import dry_run_start
 
+        if shards is None and processes is not None:  # (the run gives no more than the parts)
+            request = dataclasses.replace(request, shards=None)
         _print_dry_run(_run(dry_run_start, request), flags.json_output)
         return
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
@@ -199,8 +206,13 @@ def cp(
     request = flags.request(source, bucket, key, journal, endpoint)
     if flags.dry_run:
         from ._dry_run import dry_run_cp
+        from ._logs import note_decimal
+        from ._plan import PartPlan
 
-        _print_dry_run(_run(dry_run_cp, request), flags.json_output)
+        report = _run(dry_run_cp, request)
+        if report.action == "start":  # (as the run says it, with its plan)
+            note_decimal(PartPlan(report.size, report.part_size))
+        _print_dry_run(report, flags.json_output)
         return
     _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
 

@@ -94,9 +94,7 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
     raise. ``exists``: whether the key exists, if cp's check found it already (HeadObject)."""
     with _nothing_changed():
         request.refuse_for_stream(dry_run=True)  # then prepare checks the rest, as upload does
-        identity, plan, state_path = await anyio.to_thread.run_sync(
-            replace(request, shards=None).prepare
-        )
+        identity, plan, state_path = await anyio.to_thread.run_sync(request.prepare)
         assert isinstance(plan, PartPlan)  # a file's (a stream was refused)
         await anyio.to_thread.run_sync(_check_new_state_file, state_path)
         endpoint = request.endpoint or Endpoint.from_environment(None, None, None)
@@ -119,13 +117,16 @@ async def dry_run_cp(request: Request) -> DryRun:
     :func:`._decide.decide`, acting by read-only questions (HeadObject, ListParts); then a
     start is probed as ``start``, a resume with ListParts."""
     with _nothing_changed():
-        from ._cp import conflicts_of, read_found, refusal
+        from ._cp import _already_running, conflicts_of, read_found, refusal
+        from ._shard_journals import being_run
         from ._source import inspect_file
 
         state_path = request.state_file
         identity = await anyio.to_thread.run_sync(inspect_file, request.reads().path)
         refuse_source_as_state(state_path, identity.path)
         found = await anyio.to_thread.run_sync(read_found, state_path)
+        if await anyio.to_thread.run_sync(being_run, state_path):
+            raise _already_running(state_path)  # (as the run is: exit 3)
         conflicts = conflicts_of(found, request, identity)
         exists: Exists = "ask"
         source, learnt = Source(False, identity.size), Learnt()

@@ -109,6 +109,11 @@ def say_plan(plan: PartPlan) -> None:
     wrong unit shows at once: ``8MB`` is 8,000,000 bytes here, 8 MiB for the aws cli."""
     say("plan: %s", plan.describe(), extra=event("plan", file_size=plan.file_size,
         part_size=plan.part_size, part_count=plan.part_count))  # fmt: skip
+    note_decimal(plan)
+
+
+def note_decimal(plan: PartPlan) -> None:
+    """A part size in decimal units (``8MB``), said as such: the aws cli reads it as 8 MiB."""
     if plan.part_count > 1 and plan.part_size % MiB and plan.part_size % 1000 == 0:
         say(
             "note: KB/MB/GB are decimal (the aws cli reads 8MB as 8 MiB); "

@@ -175,7 +175,6 @@ def test_metadata_names_differing_only_in_case_are_bad_input_not_a_credentials_e
 
 
 # -- 4: --dry-run of upload start --shards N passes a plan the run refuses ------------------
-@pytest.mark.xfail(strict=True, reason="audit 25 #4")
 def test_dry_run_of_more_shards_than_parts_fails_as_the_run_does(s3_env, bucket, tmp_path):
     """README: ``--dry-run`` "makes every check the run makes before its first request, and
     fails the same way (same message, same exit code)". ``upload start FILE s3://B/K
@@ -195,7 +194,6 @@ def test_dry_run_of_more_shards_than_parts_fails_as_the_run_does(s3_env, bucket,
 
 
 # -- 5: upload start --state-file in a missing directory: the dry run says it is created ------
-@pytest.mark.xfail(strict=True, reason="audit 25 #5")
 def test_upload_start_dry_run_and_run_agree_on_a_state_file_in_a_missing_directory(
     s3_env, bucket, tmp_path
 ):
@@ -217,7 +215,6 @@ def test_upload_start_dry_run_and_run_agree_on_a_state_file_in_a_missing_directo
 
 
 # -- 6: --dry-run of a cp whose upload another process is running says it would resume it ---
-@pytest.mark.xfail(strict=True, reason="audit 25 #6")
 def test_dry_run_of_a_cp_whose_state_file_is_held_fails_as_the_run_does(s3_env, bucket, tmp_path):
     """README: ``--dry-run`` "fails the same way (same message, same exit code)" as the run;
     "One at a time: a second ``cp`` while one runs exits 3, 'already running'" (checked on
@@ -245,7 +242,6 @@ def test_dry_run_of_a_cp_whose_state_file_is_held_fails_as_the_run_does(s3_env, 
 
 
 # -- 9: the dry run, the one run meant to show a plan before anything is sent, drops the note --
-@pytest.mark.xfail(strict=True, reason="audit 25 #9")
 def test_dry_run_with_a_decimal_part_size_gives_the_decimal_note(s3_env, bucket, tmp_path):
     """README (Sizes): "So that such a mix-up shows before anything is sent, ``start`` and
     ``cp`` print the plan of a new upload ... and a note when it looks decimal"; ``--dry-run``
