@@ -4,6 +4,7 @@ status``, ``verify`` and ``bench``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shlex
@@ -32,6 +33,7 @@ from ._cli_flags import (
 )
 from ._cli_run import _emitted, _progress, _reported, _run, _say, _usage_error, failing
 from ._cli_tree_verify import VerifyTreeFlags, verify_tree_command
+from ._errors import PersevereError
 from ._logs import json_lines
 from ._logs import one_line as shown
 from ._options import MAX_CONCURRENCY
@@ -180,8 +182,8 @@ def status(
         f"state file:  {shown(str(st.state_file))}",
         f"file:        {shown(source)}",
         f"object:      s3://{h.bucket}/{shown(h.key)}",
-        f"endpoint:    {h.endpoint_url or 'AWS default'}  region: {h.region or '-'}"
-        f"  profile: {h.profile or '-'}",
+        f"endpoint:    {h.endpoint_url or _configured(h) or 'AWS default'}  region: "
+        f"{h.region or '-'}  profile: {h.profile or '-'}",
         f"upload id:   {h.upload_id}",
         f"parts:       {done}, part size {format_size(h.part_size)}, checksum "
         f"{h.checksum_algorithm}",
@@ -383,3 +385,15 @@ def _removal(item: Any) -> str:
     if item.completing:
         command += f" (and delete s3://{item.bucket}/{item.key} if it was completed)"
     return command
+
+
+def _configured(header: Any) -> str | None:
+    """The endpoint URL the recorded profile's config gives (the journal records none then:
+    resume reads the profile again), said as such."""
+    from ._completion import endpoint_of
+    from ._s3 import config_endpoint_url
+
+    with contextlib.suppress(PersevereError, OSError, ValueError):
+        if url := config_endpoint_url(endpoint_of(header)):
+            return f"{url} (the profile's endpoint_url)"
+    return None

@@ -43,7 +43,7 @@ from ._plan import PartPlan
 from ._request import Request, refuse_source_as_state
 from ._request import Source as Named
 from ._retry import Call, TransientError
-from ._s3 import Endpoint, open_client, resolved_region
+from ._s3 import Endpoint, config_endpoint_url, open_client, resolved_region
 from ._session import MultipartSession
 from ._write_once import Exists, refuse_existing
 
@@ -107,7 +107,8 @@ async def dry_run_start(request: Request, exists: Exists = "ask") -> DryRun:
         return DryRun(
             "start", draft.file_path, draft.file_size, draft.bucket, draft.key, plan.part_size,
             plan.part_count, draft.checksum_algorithm, draft.checksum_pinned, str(state_path),
-            _new_state(state_path), endpoint.endpoint_url, draft.region, endpoint.profile, exists,
+            _new_state(state_path), endpoint.endpoint_url or config_endpoint_url(endpoint),
+            draft.region, endpoint.profile, exists,
             probe, leftover,
         )  # fmt: skip
 

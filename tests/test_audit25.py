@@ -66,7 +66,6 @@ def _profile_with_endpoint(config: Path, server) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="audit 25 #8")
 def test_dry_run_and_status_name_the_endpoint_a_profile_sends_to(
     s3_env, s3_server, bucket, tmp_path
 ):
