@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -272,6 +273,11 @@ async def copy(request: Request, progress: ProgressSink) -> UploadResult:
         # (before an empty state file is taken for a torn journal and removed)
         refuse_source_as_state(state_path, identity.path)
     found = await anyio.to_thread.run_sync(_existing, state_path)
+    if found == "empty" or isinstance(found, HeaderTorn):
+        shown = shlex.quote(f"s3://{request.bucket}/{request.key}")
+        log.warning("%s was left empty by a run stopped as S3 created its upload: that upload may "
+                    "be on S3, recorded nowhere ('persevere upload list %s' shows it, to abort)",
+                    state_path, shown)  # fmt: skip
     naming = _Naming(progress, state_path)
     conflicts = conflicts_of(found, request, identity)
     size = None if identity is None else identity.size

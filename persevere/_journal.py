@@ -295,9 +295,10 @@ def replay(data: bytes, name: str = "state file") -> JournalState:
     """
     if not data.strip():
         raise StateFileError(
-            f"{name} is empty: the upload was interrupted before it was created on S3",
-            hint="delete it and start the upload again (the bucket's list of multipart uploads "
-            "in progress shows any orphan)",
+            f"{name} is empty: the run that made it stopped before it recorded its upload "
+            "(which S3 may have created all the same)",
+            hint="delete it and start the upload again; 'persevere upload list s3://BUCKET/KEY' "
+            "shows an upload left on S3, to abort",
         )
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline; else a torn last line

@@ -229,7 +229,10 @@ def test_a_state_dir_made_for_the_journal_survives_a_power_cut(
 
 
 # -- 5: kill -9 once CreateMultipartUpload was answered: an upload no run ever takes back -----
-@pytest.mark.xfail(strict=True, reason="audit 23 #5")
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit 23 #5: declared (README: told, not taken back)",
+)
 @pytest.mark.process
 def test_a_kill_once_create_was_answered_leaves_no_upload_in_progress(
     rule_proxy, bucket, s3_client, make_file, tmp_path
