@@ -96,7 +96,8 @@ def make_dirs(path: Path, mode: int) -> None:
         if directory.is_dir():
             break
         missing.append(directory)
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    for directory in reversed(missing):  # (each with ``mode``: mkdir's parents get 0777)
+        directory.mkdir(mode=mode, exist_ok=True)
     for directory in reversed(missing):
         fd = os.open(directory.parent, os.O_RDONLY)
         try:
