@@ -467,6 +467,10 @@ class PartSender:
                     if exc.code == "BadDigest" and part.recheck is not None:
                         await part.recheck()  # the file changed: SourceChanged, no retry
                 raise
+            if watched.sent < part.size:
+                # S3 has every byte; the body's last report was lost (aiohttp cancels the
+                # body's writer once the answer is in: a sendfile hop's count went with it)
+                self.progress.advance(part.size - watched.sent)
         await self.stalls.check(watched, f"part {part.number}")
         self.bytes_sent += part.size
         self.window.succeeded()
