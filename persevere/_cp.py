@@ -127,17 +127,15 @@ def locate_state_file(
         digest = hashlib.sha256(f"-\n{bucket}\n{key}".encode()).hexdigest()[:16]
         return Path(state_dir or state_home()).expanduser().absolute() / f"stdin.{digest}.persevere"
     path = Path(file).expanduser().absolute()
-    # Named after the file's directory, resolved, and its name as given: another spelling of
-    # the directory (a symbolic link to it, ``a/../a/f``) finds the same journal, and a link
-    # rotated to another file (``latest``: day 1's, then day 2's) finds the journal of the
-    # upload it named before, which the run aborts as a changed file's. The names earlier
-    # versions gave (the path as typed; the whole path resolved) are still found.
-    names = list(
-        dict.fromkeys(
-            own_name(spelling, bucket, key)
-            for spelling in (_resolved(path, whole=False), path, _resolved(path, whole=True))
-        )
-    )
+    # Named after the file's resolved path, so that another spelling of it (a symbolic link
+    # to it or to its directory, ``a/../a/f``) finds the same journal; an earlier version's,
+    # named after the path as typed, is still found. (A ``latest`` link rotated to another
+    # file names another journal: the earlier upload is left to ``upload list``.)
+    try:
+        resolved = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        resolved = path
+    names = list(dict.fromkeys([own_name(resolved, bucket, key), own_name(path, bucket, key)]))
     named = names[0]
     if state_dir is not None:
         given = Path(state_dir).expanduser().absolute()
@@ -163,17 +161,6 @@ def locate_state_file(
     if not os.access(path.parent, os.W_OK):
         return state_home() / named
     return own if taken else beside
-
-
-def _resolved(path: Path, *, whole: bool) -> Path:
-    """``path`` with its symbolic links and ``..`` resolved: all of them (``whole``), or its
-    directory's only, the name kept as given."""
-    try:
-        if whole or path.name in ("", ".", ".."):
-            return Path(os.path.realpath(path))
-        return Path(os.path.realpath(path.parent)) / path.name
-    except (OSError, ValueError):
-        return path
 
 
 def journal_kept_apart(path: Path) -> bool:
