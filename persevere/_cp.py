@@ -83,10 +83,13 @@ def state_home() -> Path:
     directory (cron's, a unit's ``WorkingDirectory``) would not find its state file again."""
     home = known_state_home()
     if home is None:  # (a relative ~ would be a journal the next run, elsewhere, misses)
+        given = os.environ.get("HOME")
+        why = "HOME is unset and this user has none, as for a uid with no passwd entry"
+        if given:
+            why = f"HOME ({given!r}) is not an absolute path"
         raise UsageError(
-            "no home directory to keep the journal in (HOME is unset and this user has none, "
-            "as for a uid with no passwd entry): give --state-dir DIR, or set HOME or "
-            "XDG_STATE_HOME to an absolute path",
+            f"no home directory to keep the journal in ({why}): give --state-dir DIR, or set "
+            "HOME or XDG_STATE_HOME to an absolute path",
             param="state_dir",
         )
     return home

@@ -379,6 +379,7 @@ class Journal:
             raise (in_use(path) if being_made(path) else already_exists(path)) from None
         except OSError as exc:
             raise unwritable("create", path, exc.strerror) from None
+        _COMPLETED_HERE.discard(os.path.abspath(path))  # (a new upload: its stop is obeyed)
         journal = cls(path, fd)
         journal.lock(patience_s=1.0)  # (another start's locked_elsewhere lets go at once)
         try:

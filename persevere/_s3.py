@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import PersevereError, ResumableError, S3Error, UploadGone, UsageError
+from ._logs import one_line
 from ._options import UploadOptions
 from ._quirks import THROTTLE_CODES, TRANSIENT_CODES, TRANSIENT_STATUSES, credentials_expired
 from ._retry import Call, RetryPolicy, TransientError, call_with_retry, policy
@@ -409,6 +410,10 @@ async def open_client(
             ) from exc
         except botocore.exceptions.ConfigParseError as exc:
             raise _unparsable(exc) from exc
+        except (botocore.exceptions.TokenRetrievalError, botocore.exceptions.SSOError) as exc:
+            who = f"profile {endpoint.profile!r}" if endpoint.profile else "the default profile"
+            raise S3Error(f"cannot obtain AWS credentials from {who}: {one_line(str(exc).strip())}",
+                          hint=_SSO_LOGIN) from exc  # fmt: skip
         except (
             botocore.exceptions.CredentialRetrievalError,  # credential_process failed
             botocore.exceptions.InfiniteLoopConfigError,  # source_profile chains that loop
@@ -575,6 +580,12 @@ def quiet_abandoned_connection_errors() -> None:
     loop.set_exception_handler(handler)
 
 
+_SSO_LOGIN = (
+    "the AWS SSO login is missing or expired: run 'aws sso login' (with the profile), "
+    "then run again"
+)
+
+
 def _unreachable(why: str) -> bool:
     """Does a credential provider's failure say its endpoint could not be reached (botocore
     words the connection errors of the container and instance metadata providers so)?"""
@@ -634,11 +645,19 @@ def translate(exc: BaseException, what: str) -> TransientError | PersevereError 
             "secret key?)",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or 'aws configure')",
         )
-    if isinstance(exc, bce.CredentialRetrievalError | bce.TokenRetrievalError):
+    if isinstance(exc, bce.TokenRetrievalError | bce.SSOError):
+        # An SSO login missing or expired (at the first request: SSO credentials are fetched
+        # then): a person logs in again; no retry mends it.
+        return S3Error(f"{what}: cannot obtain AWS credentials: {one_line(str(exc).strip())}",
+                       hint=_SSO_LOGIN)  # fmt: skip
+    if isinstance(exc, bce.CredentialRetrievalError):
         # Mid-upload (the client was made with credentials that worked): a refresh that failed
-        # once (a vault, an SSO portal or the instance's credential endpoint unreachable for a
-        # moment) is retried as any transient failure, and the upload stops resumable.
-        return TransientError(f"{what}: cannot obtain AWS credentials: {exc}")
+        # once (a vault's credential process, the instance's or container's credential
+        # endpoint unreachable for a moment) is retried as any transient failure, and the
+        # upload stops resumable.
+        return TransientError(
+            f"{what}: cannot obtain AWS credentials: {one_line(str(exc).strip())}"
+        )
     if isinstance(exc, bce.ParamValidationError):  # (a value the API was given, refused)
         return UsageError(f"{what}: {exc}")
     if isinstance(exc, bce.NoRegionError):

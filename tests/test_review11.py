@@ -24,7 +24,6 @@ def _strip_completed(state) -> None:
     state.write_text("".join(kept))
 
 
-@pytest.mark.xfail(strict=True, reason="review 11 #1")
 def test_a_stop_signal_during_the_new_upload_after_an_unrecorded_completion_is_obeyed(
     s3_env, bucket, tmp_path, monkeypatch
 ):
@@ -111,7 +110,6 @@ def _sso_profile(tmp_path, monkeypatch, *, token: bool, legacy: bool = False):
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 11 #2")
 def test_an_sso_login_expired_before_the_run_is_exit_1_not_run_again_later(
     s3_env, bucket, tmp_path, monkeypatch
 ):
@@ -135,7 +133,6 @@ def test_an_sso_login_expired_before_the_run_is_exit_1_not_run_again_later(
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 11 #3")
 @pytest.mark.parametrize("legacy", [False, True], ids=["sso_session-no-login", "legacy-expired"])
 def test_an_sso_login_missing_or_expired_is_one_line_not_a_traceback(
     s3_env, bucket, tmp_path, monkeypatch, legacy
@@ -208,7 +205,7 @@ def test_a_link_and_its_target_under_state_dir_share_one_journal(
     assert _uploads(bucket, s3_env) == [], sorted(p.name for p in sd.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="review 11 #5")
+@pytest.mark.xfail(strict=True, reason="review 11 #5: open (as review 10 #11: a rotated link)")
 def test_a_rotated_latest_directory_link_under_state_dir_does_not_leave_the_upload_billed(
     s3_env, bucket, tmp_path, monkeypatch
 ):
@@ -234,7 +231,6 @@ def test_a_rotated_latest_directory_link_under_state_dir_does_not_leave_the_uplo
     assert _uploads(bucket, s3_env) == [], sorted(p.name for p in sd.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="review 11 #6")
 def test_a_relative_home_is_not_told_as_an_unset_one(s3_env, bucket, tmp_path, monkeypatch):
     """171f0ea's refusal (exit 2, right) says "HOME is unset and this user has none, as for a
     uid with no passwd entry" whenever ~ does not expand to an absolute path; with HOME set to
@@ -272,7 +268,6 @@ print(json.dumps({"Version": 1, "AccessKeyId": sys.argv[2], "SecretAccessKey": s
 
 
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 11 #7")
 def test_a_failed_credential_refresh_is_said_in_one_line_each_time(
     s3_env, bucket, tmp_path, monkeypatch
 ):
