@@ -93,7 +93,7 @@ def _fresh_interpreter_warnings() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _put_back_process_state() -> Iterator[None]:
-    from persevere import _cli_run, _s3
+    from persevere import _cli_run, _journal, _s3
 
     logger = logging.getLogger("persevere")
     saved_logger = (list(logger.handlers), logger.level, logger.propagate)
@@ -109,6 +109,11 @@ def _put_back_process_state() -> Iterator[None]:
         sys.argv = saved_argv
         logger.handlers[:], logger.level, logger.propagate = saved_logger
         _cli_run._json_output = False
+        _cli_run.failed_with = 0
+        _journal._COMPLETED_HERE.clear()
+        for name in ("botocore", "aiobotocore"):  # (as _logs.setup left them)
+            logging.getLogger(name).handlers[:] = []
+            logging.getLogger(name).propagate = True
         _s3.FROZEN_UNTIL_EXIT = False
         gc.unfreeze()
 
