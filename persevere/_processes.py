@@ -223,14 +223,16 @@ class JournalsProgress:
         from ._shard_journals import journals_of
 
         sizes: dict[int, int] = {}
-        total = None
+        total = upload_id = None
         for path in (self._state_path, *journals_of(self._state_path)):
             try:
                 state = read_state(path)
             except (PersevereError, OSError):
                 continue
-            if total is None:
-                total = state.header.file_size
+            if upload_id is None:  # (the state file's, read first)
+                total, upload_id = state.header.file_size, state.header.upload_id
+            elif state.header.upload_id != upload_id:
+                continue  # another upload's, left beside (merge_shards ignores it too)
             sizes.update((n, part.size) for n, part in state.parts.items())
         if total is None:
             return

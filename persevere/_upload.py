@@ -201,7 +201,7 @@ async def _listed_unless_refused(session: MultipartSession) -> None:
         await session.list_parts()
     except UploadGone:
         raise
-    except S3Error:
+    except (S3Error, ResumableError, TransientError):  # (refused, or failing: 503, no answer)
         pass
 
 
