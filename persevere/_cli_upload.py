@@ -89,6 +89,7 @@ def start(
     )
     source = _reported(resolve_source, file)  # '-': a stream, or a file redirected in
     progress = _progress(not flags.no_progress and not flags.json_output, "upload")
+    explicit = state_file is not None and not flags.dry_run
     if state_file is None:
         if source.stream or journal_kept_apart(source.path):  # under $XDG_STATE_HOME
             state_file = _reported(locate_state_file, source.path, bucket, key)
@@ -102,11 +103,6 @@ def start(
                 state_file = state_file.with_name(own_name(state_file.parent / source.path.name,
                                                            bucket, key))  # fmt: skip
         progress = NamingStateFile(progress, state_file)
-    elif not flags.dry_run:  # (its directory, not made yet: made, as cp makes it)
-        from ._journal import require_regular
-
-        _reported(require_regular, state_file.expanduser().absolute())  # (a path none can be)
-        _reported(make_state_dir, state_file.expanduser().absolute())
     if shards is not None and processes is not None and processes != shards:
         # (--processes N runs N shards here; --shards N prints N for other hosts to run)
         given = "auto" if processes == PROCESSES_AUTO else processes
@@ -127,6 +123,15 @@ def start(
             request = dataclasses.replace(request, shards=None)
         _print_dry_run(_run(dry_run_start, request), flags.json_output)
         return
+    if explicit:  # its directory, not made yet: made (as cp makes it) once the input is good
+        from ._journal import require_regular
+
+        checked = dataclasses.replace(request, shards=None) if shards is None else request
+        _reported(checked.check)  # (what needs no request to S3, refused first)
+        if not source.stream:
+            _reported(checked.layout, _reported(inspect_file, source.path))
+        _reported(require_regular, state_file.expanduser().absolute())  # (a path none can be)
+        _reported(make_state_dir, state_file.expanduser().absolute())
     if auto:  # one: the usual run here (a stream; a plan the core refuses, and says why)
         processes = _auto_processes(shards or (plan.part_count if plan else 1))
     if shards is not None or processes is not None:
