@@ -288,15 +288,17 @@ class ContinueFlags:
     endpoint_flags: OverrideFlags = OverrideFlags()
     # fmt: on
 
-    def resumed_by(self, state_file: Path) -> str:
-        """``persevere upload resume`` of ``state_file`` with the flags of these that the
-        next run needs as much as this one did: where the file is now, and the endpoint's
-        overrides (the state file records neither)."""
-        words = ["persevere", "upload", "resume", "--state-file", os.path.abspath(state_file)]
+    def resumed_by(self, state_file: Path, *command: str) -> str:
+        """``persevere upload resume`` (or ``command``) of ``state_file`` with the flags of
+        these that the next run needs as much as this one did: where the file is now, and the
+        endpoint's overrides (the state file records neither)."""
+        words = ["persevere", *(command or ("upload", "resume")), "--state-file",
+                 os.path.abspath(state_file)]  # fmt: skip
         where = self.endpoint_flags
         for flag, value in (("--file", self.file and os.path.abspath(self.file)),
                             ("--endpoint-url", where.endpoint_url), ("--profile", where.profile),
-                            ("--ca-bundle", where.ca_bundle)):  # fmt: skip
+                            ("--ca-bundle", where.ca_bundle and os.path.abspath(where.ca_bundle))
+                            ):  # fmt: skip
             words += [flag, str(value)] if value else []
         words += ["--no-verify-ssl"] if where.no_verify_ssl else []
         return " ".join(shlex.quote(word) for word in words)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -162,7 +163,8 @@ def start(
         _complete_in_processes(Request(state_file, endpoint=insecure, transfer=request.transfer),
                                processes, flags, started)  # fmt: skip
         return
-    result = _run(upload, request, progress, resumable_state=state_file)
+    result = _run(upload, request, progress, resumable_state=state_file,
+                  resumed_by=_insecure(flags, state_file))  # fmt: skip
     _print_result(result, flags.json_output, state_file)
 
 
@@ -219,7 +221,8 @@ def cp(
             note_decimal(PartPlan(report.size, report.part_size))
         _print_dry_run(report, flags.json_output)
         return
-    _print_result(_continued(request, "upload", flags, copy), flags.json_output, journal)
+    result = _continued(request, "upload", flags, copy, resumed_by=_insecure(flags, journal))
+    _print_result(result, flags.json_output, journal)
 
 
 def resume(
@@ -301,10 +304,8 @@ def shard(
                 "--shard",
             )
         index, count = found
-    again = f"persevere upload shard --state-file {shlex.quote(str(state_file.absolute()))}"
-    again += f" --shard {index}/{count}"
-    if flags.file is not None:  # (where the file is on this host: the run again needs it)
-        again += f" --file {shlex.quote(str(flags.file.absolute()))}"
+    # (where the file is on this host, the endpoint's overrides: the run again needs them)
+    again = flags.resumed_by(state_file, "upload", "shard") + f" --shard {index}/{count}"
     result = _continued(flags.request(state_file), f"shard {index}/{count}", flags,
                         lambda given, sink: send_one(given, index, count, sink),
                         resumed_by=again)  # fmt: skip
@@ -361,10 +362,23 @@ def _complete_in_processes(
     from ._processes import upload_in_processes
 
     state_file = request.state_file
+    # (resume's flags the next run needs; start's, --no-verify-ssl, which is never recorded)
+    again = flags.resumed_by(state_file) if isinstance(flags, ContinueFlags) else _insecure(
+        flags, state_file)  # fmt: skip
     result = _reported(
         upload_in_processes, request, processes,
         _progress(not flags.no_progress and not flags.json_output, "complete"),
-        runner=lambda complete: _run(complete, resumable_state=state_file), started=started,
+        runner=lambda complete: _run(complete, resumable_state=state_file, resumed_by=again),
+        started=started,
         sending=_progress(not flags.no_progress and not flags.json_output, "upload"),
     )  # fmt: skip
     _print_result(result, flags.json_output, state_file)
+
+
+def _insecure(flags: SendFlags, state_file: Path) -> str | None:
+    """The resume command of a run given --no-verify-ssl (never recorded: the next run needs
+    it as much); None: the usual one."""
+    if not flags.endpoint_flags.no_verify_ssl:
+        return None
+    quoted = shlex.quote(os.path.abspath(state_file))
+    return f"persevere upload resume --state-file {quoted} --no-verify-ssl"

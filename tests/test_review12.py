@@ -150,7 +150,6 @@ def test_the_command_given_for_an_aborted_upload_of_a_grown_file_is_not_refused(
 
 
 # -- 6: a shard's (and resume --processes') printed command drops the endpoint overrides ------
-@pytest.mark.xfail(strict=True, reason="review 12 #6")
 def test_the_command_printed_when_a_shard_stops_carries_its_endpoint_override(
     s3_env, bucket, tmp_path
 ):
@@ -176,7 +175,6 @@ def test_the_command_printed_when_a_shard_stops_carries_its_endpoint_override(
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 12 #6")
 def test_the_command_printed_when_resume_processes_stops_carries_its_endpoint_override(
     s3_env, bucket, tmp_path
 ):
@@ -196,7 +194,6 @@ def test_the_command_printed_when_resume_processes_stops_carries_its_endpoint_ov
     assert "--endpoint-url" in command, command
 
 
-@pytest.mark.xfail(strict=True, reason="review 12 #6")
 def test_the_resume_command_printed_gives_a_relative_ca_bundle_as_an_absolute_path(
     s3_env, bucket, tmp_path
 ):
@@ -284,7 +281,6 @@ tls_client, tls_bucket = test_https.tls_client, test_https.tls_bucket
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 12 #6")
 def test_the_resume_command_printed_by_a_stopped_no_verify_ssl_start_runs(
     tls_env, tls_bucket, make_file, tmp_path
 ):
