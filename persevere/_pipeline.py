@@ -15,6 +15,7 @@ with its one fallback when ListParts is refused (:func:`remote_parts`).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -24,6 +25,7 @@ from ._errors import PersevereError, S3Error, UploadGone
 from ._journal import Header, Journal, JournalLedger, PartRecord, SourceRecord
 from ._object_options import as_flags
 from ._options import UploadOptions
+from ._plan import MAX_PARTS
 from ._progress import ProgressSink
 from ._quirks import refused
 from ._reconcile import RemotePart, holds
@@ -130,6 +132,16 @@ def gone(kind: Kind, causes: str) -> UploadGone:
     return start_again(error, kind.header, kind.journal.path)
 
 
+def _still_fits(header: Header) -> bool:
+    """Does the file, as it is now, fit the part size the upload had (10,000 parts at most)?
+    A file that grew past it is given the part size cp chooses for it."""
+    try:
+        size = os.stat(header.file_path).st_size
+    except OSError:
+        return True  # (cp says what is wrong with the file)
+    return -(-size // header.part_size) <= MAX_PARTS
+
+
 E = TypeVar("E", bound=PersevereError)
 
 
@@ -145,8 +157,8 @@ def start_again(error: E, header: Header, state_path: Path) -> E:
         words += [flag, value] if value else []
     if header.stream:  # (its guard against a producer that ends early)
         words += ["--expected-size", str(header.expected_size)] if header.expected_size else []
-    else:  # the plan it had, within the part limit it was made for (not recorded itself)
-        words += ["--part-size", str(header.part_size)]
+    elif _still_fits(header):  # the plan it had, within the part limit it was made for (not
+        words += ["--part-size", str(header.part_size)]  # recorded): while the file fits it
     words += ["--no-overwrite"] if header.no_overwrite else []
     words += ["--checksum", header.checksum_algorithm] if header.checksum_pinned else []
     # (the object's options it was created with: cp refuses a state file's other options)

@@ -119,7 +119,6 @@ def test_abort_of_a_streams_upload_completed_unrecorded_does_not_say_aborted(
 
 
 # -- 5: the cp command given for an aborted upload is refused once the file has grown ---------
-@pytest.mark.xfail(strict=True, reason="review 12 #5")
 def test_the_command_given_for_an_aborted_upload_of_a_grown_file_is_not_refused(
     s3_env, bucket, s3_client, tmp_path
 ):
