@@ -195,9 +195,10 @@ def status(
         lines.append("state:       in progress, being run now (another persevere process "
                      "holds its state file)")  # fmt: skip
     elif st.remote is not None and st.remote.completed:
-        lines.append("state:       completed on S3, not recorded yet (a run stopped once S3 "
-                     "answered: the object is the parts recorded); 'persevere upload resume "
-                     "--state-file S' or the same cp records it")  # fmt: skip
+        lines.append("state:       gone from S3, and the object at the key is the parts "
+                     "recorded: completed by a run stopped before recording it (or by another "
+                     "upload of the same bytes); 'persevere upload resume --state-file S' or "
+                     "the same cp records it")  # fmt: skip
     elif st.remote is not None and st.remote.reachable and not st.remote.exists:
         lines.append("state:       not resumable: its multipart upload is gone from S3 "
                      "(persevere cp starts it again)")  # fmt: skip
@@ -210,8 +211,8 @@ def status(
         elif remote.error:
             lines.append(f"S3:          {remote.error}")
         elif remote.completed:
-            lines.append("S3:          the multipart upload was completed: the object at the "
-                         "key is this upload's")  # fmt: skip
+            lines.append("S3:          the multipart upload is gone; the object at the key "
+                         "is its parts")  # fmt: skip
         elif not remote.exists:
             lines.append("S3:          the multipart upload no longer exists")
         else:

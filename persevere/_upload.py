@@ -19,10 +19,10 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._completion import UploadResult, completed_unrecorded, continuing, recorded_session
+from ._completion import UploadResult, continuing, recorded_session
 from ._create import created
 from ._errors import PersevereError, ResumableError, S3Error, UploadFinished, UploadGone
-from ._journal import Header, Journal, JournalState, read_state
+from ._journal import Header, Journal, JournalState, PartRecord, read_state
 from ._options import UploadOptions
 from ._pipeline import Kind, run
 from ._plan import PartPlan
@@ -173,21 +173,19 @@ async def abort_upload(state_file: str | Path, *, endpoint: Endpoint | None = No
             # Every part recorded: a run may have completed it, killed before recording that.
             # ListParts tells first (SeaweedFS answers an abort of a completed upload with
             # success, AWS with NoSuchUpload).
-            plan = header.plan(state_path)
-            whole = isinstance(plan, PartPlan) and all(
-                n in state.parts for n in plan.part_numbers()
-            )
             try:
-                if whole:
+                if _object_parts(state_path, state) is not None:
                     await _listed_unless_refused(session)
                 await session.abort()
             except UploadGone:
                 if await _completed_unrecorded(session, state_path, state):
+                    # (nothing tells that from another upload of the same bytes, completed
+                    # there: either way the object is these parts, and it is kept)
                     raise UploadFinished(
-                        f"the upload in {state_path} was completed (a run stopped before "
-                        "recording it: S3 holds its object, the parts the state file records); "
-                        f"the object s3://{header.bucket}/{header.key} exists (delete it to "
-                        "undo)"
+                        f"the upload in {state_path} is gone from S3, and the object "
+                        f"s3://{header.bucket}/{header.key} is the parts it records: a run "
+                        "completed it and stopped before recording that (or another upload "
+                        "of the same bytes made it); nothing to abort, the object is kept"
                     ) from None
                 log.info("upload %s was already gone from S3", header.upload_id)
         await anyio.to_thread.run_sync(lambda: journal.append_outcome("aborted", at=now()))
@@ -210,10 +208,22 @@ async def _completed_unrecorded(
 ) -> bool:
     """Is the upload, gone from S3, one an earlier run completed and did not record
     (:func:`._completion.completed_unrecorded`; ``state`` with its shards' parts merged)?"""
+    parts = _object_parts(state_path, state)
+    if parts is None:
+        return False
+    return await session.holds(session.expected(parts), sum(part.size for part in parts))
+
+
+def _object_parts(state_path: Path, state: JournalState) -> list[PartRecord] | None:
+    """The parts the journal records that could make the whole object: every part of a
+    file's plan; a stream's parts 1..n with none missing (its end unknown: these are what a
+    completion was given); None if a part of them is missing."""
     plan = state.header.plan(state_path)
-    if not isinstance(plan, PartPlan):
-        return False  # (a stream's: its own resume tells, reading the stream)
-    return await completed_unrecorded(session, plan, state.parts) is not None
+    numbers = list(plan.part_numbers()) if isinstance(plan, PartPlan) else list(
+        range(1, len(state.parts) + 1))  # fmt: skip
+    if not numbers or any(n not in state.parts for n in numbers):
+        return None
+    return [state.parts[n] for n in numbers]
 
 
 async def upload_status(

@@ -42,7 +42,11 @@ def _an_older_identical_object(bucket, source, tmp_path):
 
 # -- 2: abort refuses an upload that was never completed: "delete the object to undo" ---------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 12 #2")
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 12 #2: declared (an identical older object: S3 tells "
+    "them apart by nothing; the message now says both, no delete advice)",
+)
 def test_abort_of_an_upload_gone_does_not_claim_an_older_identical_object(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -68,7 +72,11 @@ def test_abort_of_an_upload_gone_does_not_claim_an_older_identical_object(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="review 12 #2")
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 12 #2: declared (an identical older object: S3 tells "
+    "them apart by nothing; the message now says both, no delete advice)",
+)
 def test_status_of_an_upload_gone_does_not_say_completed_for_an_older_object(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -88,7 +96,6 @@ def test_status_of_an_upload_gone_does_not_say_completed_for_an_older_object(
 
 # -- 3: abort says "aborted" of a stream's upload that was completed, its object kept ---------
 @pytest.mark.process
-@pytest.mark.xfail(strict=True, reason="review 12 #3")
 def test_abort_of_a_streams_upload_completed_unrecorded_does_not_say_aborted(
     s3_env, bucket, s3_client, tmp_path
 ):
