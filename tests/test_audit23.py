@@ -99,6 +99,7 @@ def test_a_shard_run_again_after_a_crash_once_complete_was_answered_exits_0(
     assert "start a new upload" not in result.stderr
 
 
+@pytest.mark.slow  # (over 2 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_resume_processes_after_a_crash_once_complete_was_answered_prints_no_error(
     s3_env, bucket, s3_client, make_file, tmp_path

@@ -322,6 +322,7 @@ def test_processes_give_the_log_its_progress_events(s3_env, bucket, tmp_path):
     assert during, [e["message"] for e in events]
 
 
+@pytest.mark.slow  # (over 2 s on this machine: make test-all runs it)
 @pytest.mark.process
 def test_two_destinations_of_one_file_started_together_do_not_collide(rule_proxy, bucket, tmp_path):
     """Two cron lines at 02:00 upload the same dump to two places (a primary bucket and a
