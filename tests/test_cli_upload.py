@@ -99,6 +99,7 @@ def test_sigkill_mid_upload_then_resume(rule_proxy, bucket, s3_client, make_file
     assert after[-1]["type"] == "completed"
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 @pytest.mark.process
 def test_sigint_exits_130_with_resume_command(rule_proxy, bucket, s3_client, make_file, tmp_path):
     env, proxy = rule_proxy
@@ -145,6 +146,7 @@ def test_resume_adopts_parts_missing_from_journal(s3_env, bucket, s3_client, mak
     assert_object_matches(s3_client, bucket, "adopt", file)
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 @pytest.mark.process
 def test_resume_reuploads_part_s3_disagrees_with(s3_env, bucket, s3_client, make_file, tmp_path):
     file = make_file(60 * MiB, seed=6)

@@ -84,6 +84,7 @@ def test_a_tree_of_links_only_is_refused_not_uploaded_as_nothing(s3_env, bucket,
     assert followed.returncode == 0, followed.stderr
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 @pytest.mark.process
 def test_a_write_once_stream_completed_unrecorded_is_compared_with_the_stream_piped_in(
     s3_env, s3_client, bucket, tmp_path

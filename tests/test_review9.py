@@ -41,6 +41,7 @@ def test_a_part_moving_at_1_mib_s_is_not_cut_as_stalled_while_it_is_handed_over(
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 @pytest.mark.process
 def test_two_cp_dir_processes_2_to_two_destinations_together_leave_no_shard_journals(
     s3_env, bucket, s3_client, tmp_path

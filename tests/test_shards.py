@@ -262,6 +262,7 @@ def test_shard_bad_input(s3_env, bucket, s3_client, make_file, tmp_path):
     first.communicate(timeout=60)
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 def test_a_lost_shard_journal_is_rebuilt_from_s3(s3_env, bucket, s3_client, make_file,
                                                  tmp_path):  # fmt: skip
     file = make_file(30 * MiB, seed=143)
@@ -1030,6 +1031,7 @@ def test_a_shards_journal_is_never_taken_for_the_upload_s_state_file(
     assert_done(s3_client, bucket, file)
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 def test_start_with_shards_json_gives_commands_that_run(
     s3_env, bucket, s3_client, make_file, tmp_path
 ):

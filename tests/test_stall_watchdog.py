@@ -102,6 +102,7 @@ async def test_a_body_stuck_in_the_send_queue_is_cut_at_the_timeout_without_allo
     assert cut[0] is not None and cut[0] < 1.0
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 @pytest.mark.anyio
 async def test_a_draining_send_queue_is_progress_and_the_answer_then_gets_its_allowance():
     """A peer reading slowly (a slow link): the queue shrinks at every look, so nothing is

@@ -246,6 +246,7 @@ def test_single_put_with_a_sha_checksum_matches(s3_env, s3_server, bucket, tmp_p
     assert changed.returncode == EXIT_MISMATCH, changed.stdout + changed.stderr
 
 
+@pytest.mark.slow  # (over 3 s in make test: make test-all runs it)
 def test_unequal_parts_without_get_object_attributes(
     s3_env, s3_server, bucket, tmp_path, endpoints
 ):
