@@ -358,7 +358,7 @@ def test_upload_start_refused_as_bad_input_makes_no_directory(s3_env, bucket, tm
 
 
 # -- 1 (and 7): the cp command given for an aborted upload: other tags, or refused ---------------
-@pytest.mark.xfail(strict=True, reason="review 12 #1")
+@pytest.mark.xfail(strict=True, reason="review 12 #1: open (cp flags cannot give such a tag)")
 def test_the_command_given_for_an_aborted_upload_keeps_a_tag_holding_and_equals(
     s3_env, bucket, s3_client, tmp_path
 ):
@@ -391,7 +391,7 @@ def test_the_command_given_for_an_aborted_upload_keeps_a_tag_holding_and_equals(
     assert {t["Key"]: t["Value"] for t in tags} == {"q": "x&c=d"}, (words, tags)
 
 
-@pytest.mark.xfail(strict=True, reason="review 12 #7")
+@pytest.mark.xfail(strict=True, reason="review 12 #7: open (the API records no ContentType)")
 def test_the_command_given_for_an_api_upload_aborted_elsewhere_runs(
     s3_env, bucket, s3_client, tmp_path
 ):
